@@ -43,27 +43,34 @@ def grpo_proto_library(name, srcs, deps = [], grpc = False, visibility = None):
         visibility = visibility,
     )
 
+# nvcc wrongly applies a class's [[nodiscard]] (our Status) to assignment expressions (#2810).
+NVCC_FLAGS = ["-diag-suppress=2810"]
+
 # Architectures the CUDA kernels are built for: Hopper (H100/H200) as SASS, plus PTX for newer.
 CUDA_ARCH_FLAGS = [
     "-gencode=arch=compute_90,code=sm_90",
     "-gencode=arch=compute_90,code=compute_90",
 ]
 
-def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], visibility = None):
+def cuda_library(name, srcs, hdrs = [], hdr_deps = [], deps = [], copts = [], visibility = None):
     """A C++ library whose sources are CUDA (.cu), compiled by /usr/local/cuda/bin/nvcc.
 
     The objects link against cudart, cuBLAS/cuBLASLt and NCCL. Headers in `hdrs` must be plain
     C++ (no CUDA syntax) so host code can include them.
+
+    Args:
+      hdr_deps: filegroups of headers from other packages that the .cu files include (nvcc runs
+        in a genrule, which sees only the files it is given), e.g. "//core:headers".
     """
     objs = []
     for src in srcs:
         obj = name + "_" + src.replace("/", "_").replace(".cu", ".o")
         native.genrule(
             name = obj + "_nvcc",
-            srcs = [src] + hdrs + native.glob(["**/*.h", "**/*.cuh"]),
+            srcs = [src] + hdr_deps + native.glob(["**/*.h", "**/*.cuh"]),
             outs = [obj],
             cmd = ("/usr/local/cuda/bin/nvcc -std=c++20 -O3 -Xcompiler -fPIC " +
-                   " ".join(CUDA_ARCH_FLAGS) + " " + " ".join(copts) +
+                   " ".join(NVCC_FLAGS + CUDA_ARCH_FLAGS + copts) +
                    " -I. -I$(GENDIR) -c $(location %s) -o $@") % src,
             message = "nvcc " + src,
         )

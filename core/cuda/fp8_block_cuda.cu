@@ -1,0 +1,110 @@
+#include "core/cuda/fp8_block_cuda.h"
+
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+namespace grpo::cuda {
+namespace {
+
+constexpr int kBlock = 128;
+constexpr int kThreads = 256;
+
+Status CudaError(const char* what, cudaError_t err) {
+  return Status::Internal(std::string(what) + ": " + cudaGetErrorString(err));
+}
+
+// One thread block per 128x128 tile: a max-reduction of |w| over the tile, then every thread
+// quantizes its share of the tile with the tile's scale.
+__global__ void QuantizeFp8BlockKernel(const float* __restrict__ w, int64_t rows, int64_t cols,
+                                       uint8_t* __restrict__ q, float* __restrict__ scale_inv) {
+  const int64_t br = blockIdx.y, bc = blockIdx.x;
+  const int64_t r0 = br * kBlock, c0 = bc * kBlock;
+  const int tile_rows = static_cast<int>(rows - r0 < kBlock ? rows - r0 : kBlock);
+  const int tile_cols = static_cast<int>(cols - c0 < kBlock ? cols - c0 : kBlock);
+  const int n = tile_rows * tile_cols;
+
+  float amax = 0.0f;
+  for (int i = threadIdx.x; i < n; i += kThreads) {
+    const int r = i / tile_cols, c = i % tile_cols;
+    amax = fmaxf(amax, fabsf(w[(r0 + r) * cols + c0 + c]));
+  }
+  __shared__ float partial[kThreads];
+  partial[threadIdx.x] = amax;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] = fmaxf(partial[threadIdx.x], partial[threadIdx.x + stride]);
+    __syncthreads();
+  }
+  // IEEE division (nvcc's default -prec-div=true) so the scale equals the CPU's bit for bit.
+  const float s = partial[0] > 0.0f ? __fdiv_rn(partial[0], 448.0f) : 1.0f;
+  if (threadIdx.x == 0) scale_inv[br * gridDim.x + bc] = s;
+  for (int i = threadIdx.x; i < n; i += kThreads) {
+    const int r = i / tile_cols, c = i % tile_cols;
+    const int64_t idx = (r0 + r) * cols + c0 + c;
+    q[idx] = static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fdiv_rn(w[idx], s), __NV_SATFINITE, __NV_E4M3));
+  }
+}
+
+}  // namespace
+
+int DeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+}
+
+Status QuantizeFp8BlockDevice(const float* w, int64_t rows, int64_t cols, uint8_t* q,
+                              float* scale_inv, void* stream) {
+  if (rows <= 0 || cols <= 0) return Status::InvalidArgument("empty matrix");
+  const dim3 grid(static_cast<unsigned>((cols + kBlock - 1) / kBlock),
+                  static_cast<unsigned>((rows + kBlock - 1) / kBlock));
+  QuantizeFp8BlockKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(w, rows, cols, q,
+                                                                                 scale_inv);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return CudaError("QuantizeFp8BlockKernel launch", err);
+  return Status::Ok();
+}
+
+Result<Fp8BlockWeight> QuantizeFp8BlockOnGpu(const Tensor& weight) {
+  if (weight.rank() != 2 || weight.dtype() != DType::kF32) {
+    return Status::InvalidArgument("QuantizeFp8BlockOnGpu needs a 2-D F32 tensor, got " +
+                                   std::string(DTypeName(weight.dtype())) + " " +
+                                   ShapeToString(weight.shape()));
+  }
+  if (DeviceCount() == 0) return Status::Unavailable("no CUDA device");
+  const int64_t rows = weight.dim(0), cols = weight.dim(1);
+  const int64_t brows = (rows + kBlock - 1) / kBlock, bcols = (cols + kBlock - 1) / kBlock;
+  Fp8BlockWeight out{Tensor::Zeros(DType::kF8E4M3, {rows, cols}),
+                     Tensor::Zeros(DType::kF32, {brows, bcols})};
+  float* d_w = nullptr;
+  uint8_t* d_q = nullptr;
+  float* d_s = nullptr;
+  Status status;
+  cudaError_t err;
+  if ((err = cudaMalloc(&d_w, weight.nbytes())) != cudaSuccess ||
+      (err = cudaMalloc(&d_q, out.weight.nbytes())) != cudaSuccess ||
+      (err = cudaMalloc(&d_s, out.scale_inv.nbytes())) != cudaSuccess) {
+    status = CudaError("cudaMalloc", err);
+  } else if ((err = cudaMemcpy(d_w, weight.raw_data(), weight.nbytes(), cudaMemcpyHostToDevice)) !=
+             cudaSuccess) {
+    status = CudaError("cudaMemcpy to device", err);
+  } else {
+    status = QuantizeFp8BlockDevice(d_w, rows, cols, d_q, d_s, nullptr);
+    if (status.ok() &&
+        ((err = cudaMemcpy(out.weight.mutable_raw_data(), d_q, out.weight.nbytes(),
+                           cudaMemcpyDeviceToHost)) != cudaSuccess ||
+         (err = cudaMemcpy(out.scale_inv.mutable_raw_data(), d_s, out.scale_inv.nbytes(),
+                           cudaMemcpyDeviceToHost)) != cudaSuccess)) {
+      status = CudaError("cudaMemcpy to host", err);
+    }
+  }
+  cudaFree(d_w);
+  cudaFree(d_q);
+  cudaFree(d_s);
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace grpo::cuda

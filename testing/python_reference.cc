@@ -1,0 +1,94 @@
+#include "testing/python_reference.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace grpo::testing {
+namespace {
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+bool TorchAvailable() {
+  static const bool available = [] {
+    std::string cmd = std::string(kPythonWithTorch) + " -c 'import torch' >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0;
+  }();
+  return available;
+}
+
+bool AllowNoTorch() {
+  const char* v = std::getenv("GRPO_ALLOW_NO_TORCH");
+  return v != nullptr && std::string(v) == "1";
+}
+
+std::string MakeTempDir(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  const char* base = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(base ? base : "/tmp") + "/" + prefix + "_" +
+                    std::to_string(getpid()) + "_" + std::to_string(counter++);
+  mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+Status WriteBinaryFile(const std::string& path, const void* data, size_t bytes) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) return Status::IoError("cannot create " + path);
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+  if (!out) return Status::IoError("cannot write " + path);
+  return Status::Ok();
+}
+
+Result<std::string> ReadBinaryFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("cannot open " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<std::string> RunPythonScript(const std::string& script,
+                                    const std::vector<std::string>& args) {
+  const std::string dir = MakeTempDir("pyref");
+  const std::string script_path = dir + "/script.py";
+  const std::string err_path = dir + "/stderr.txt";
+  GRPO_RETURN_IF_ERROR(WriteBinaryFile(script_path, script.data(), script.size()));
+  std::string cmd = std::string(kPythonWithTorch) + " " + ShellQuote(script_path);
+  for (const std::string& a : args) cmd += " " + ShellQuote(a);
+  cmd += " 2>" + ShellQuote(err_path);
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return Status::FromErrno("popen " + cmd, errno);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  const int rc = pclose(pipe);
+  if (rc != 0) {
+    auto err = ReadBinaryFile(err_path);
+    return Status::Internal("python reference failed (exit " + std::to_string(WEXITSTATUS(rc)) +
+                            "): " + (err.ok() ? *err : std::string("<no stderr>")));
+  }
+  return out;
+}
+
+}  // namespace grpo::testing
