@@ -1,0 +1,76 @@
+// The single `grpo` binary. Subcommands and their contracts: ../shared/ARCHITECTURE.md, "CLI".
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/subcommand.h"
+
+namespace grpo::cli {
+namespace {
+
+constexpr const char* kModelIssue = "issue #3 (model core)";
+constexpr const char* kTokenizerIssue = "issue #4 (tokenizer and data)";
+constexpr const char* kRewardIssue = "issue #5 (reward service)";
+constexpr const char* kStoreIssue = "issue #6 (trajectory store)";
+constexpr const char* kRolloutIssue = "issue #7 (rollout engine)";
+constexpr const char* kLearnerIssue = "issue #8 (learner and trainer loop)";
+constexpr const char* kClusterIssue = "issue #9 (Slurm cluster submission)";
+
+void AddAllSubcommands(CLI::App& app) {
+  AddUnbuiltSubcommand(app, "init-model", "Write a random model of any family in the HF layout",
+                       kModelIssue);
+  AddUnbuiltSubcommand(app, "logprobs", "Per-token log-probabilities of token sequences",
+                       kModelIssue);
+  AddUnbuiltSubcommand(app, "generate", "Sample completions (groups of n) from a model",
+                       kRolloutIssue);
+  AddUnbuiltSubcommand(app, "tokenize", "Encode text to token ids, or decode ids (--decode)",
+                       kTokenizerIssue);
+  CLI::App* data = app.add_subcommand("data", "Datasets: synthetic task generation");
+  AddUnbuiltSubcommand(*data, "gen", "Write a synthetic task dataset (Countdown, arithmetic)",
+                       kTokenizerIssue);
+  CLI::App* reward = app.add_subcommand("reward", "Rule-based rewards");
+  AddUnbuiltSubcommand(*reward, "score", "Score completions from a JSONL file with rules",
+                       kRewardIssue);
+  AddUnbuiltSubcommand(*reward, "serve", "Serve RewardService over gRPC", kRewardIssue);
+  CLI::App* rollout = app.add_subcommand("rollout", "Rollout engine");
+  AddUnbuiltSubcommand(*rollout, "serve", "Serve RolloutService over gRPC", kRolloutIssue);
+  AddUnbuiltSubcommand(app, "train", "Run GRPO from a recipe: grpo train RECIPE.yaml",
+                       kLearnerIssue);
+  AddUnbuiltSubcommand(app, "sft", "Supervised fine-tuning on exported JSONL", kLearnerIssue);
+  AddUnbuiltSubcommand(app, "export", "Export trajectories as SFT/distillation datasets",
+                       kStoreIssue);
+  AddUnbuiltSubcommand(app, "inspect", "Show runs, steps, rewards and samples of a store",
+                       kStoreIssue);
+  AddUnbuiltSubcommand(app, "submit", "Submit a recipe to a cluster (Slurm)", kClusterIssue);
+  AddUnbuiltSubcommand(app, "jobs", "List submitted cluster jobs", kClusterIssue);
+  AddUnbuiltSubcommand(app, "logs", "Show a cluster job's logs per role", kClusterIssue);
+  AddUnbuiltSubcommand(app, "cancel", "Cancel a cluster job", kClusterIssue);
+  for (CLI::App* group : {data, reward, rollout}) group->require_subcommand(1);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app("grpo: GRPO reinforcement-learning post-training of language models", "grpo");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("grpo 0.1.0"));
+  AddAllSubcommands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CommandExit& e) {
+    return e.code;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace grpo::cli
+
+int main(int argc, char** argv) { return grpo::cli::Main(argc, argv); }

@@ -1,0 +1,44 @@
+#include "cli/subcommand.h"
+
+#include <cstdio>
+
+namespace grpo::cli {
+namespace {
+
+// "reward score" for a nested subcommand.
+std::string CommandPath(const CLI::App* app) {
+  std::string path;
+  for (const CLI::App* a = app; a != nullptr && a->get_parent() != nullptr; a = a->get_parent()) {
+    path = path.empty() ? a->get_name() : a->get_name() + " " + path;
+  }
+  return path;
+}
+
+}  // namespace
+
+CLI::App* AddSubcommand(CLI::App& parent, const std::string& name, const std::string& description,
+                        std::function<Status()> run) {
+  CLI::App* sub = parent.add_subcommand(name, description);
+  sub->callback([sub, run = std::move(run)] {
+    const Status status = run();
+    if (!status.ok()) {
+      std::fprintf(stderr, "grpo %s: %s\n", CommandPath(sub).c_str(), status.ToString().c_str());
+      throw CommandExit{kExitFailure};
+    }
+  });
+  return sub;
+}
+
+CLI::App* AddUnbuiltSubcommand(CLI::App& parent, const std::string& name,
+                               const std::string& description, const std::string& issue) {
+  CLI::App* sub = parent.add_subcommand(name, description + " [not built yet]");
+  sub->allow_extras();
+  sub->callback([sub, issue] {
+    std::fprintf(stderr, "grpo %s: not built yet; %s will build it\n", CommandPath(sub).c_str(),
+                 issue.c_str());
+    throw CommandExit{kExitUnbuilt};
+  });
+  return sub;
+}
+
+}  // namespace grpo::cli

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: every Bazel test (GPU-tagged ones are built, not run), then the
+# fuzzers' smoke run. Prints one closing line "N passed, N failed" (Bazel test targets plus
+# fuzz targets) and exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+log=$(mktemp)
+bazel test //... --keep_going 2>&1 | grep -v "src/main/tools/" | tee "$log"
+bazel_rc=${PIPESTATUS[0]}
+
+passed=$(grep -cE "^//[^ ]+ +(\(cached\) )?PASSED" "$log")
+failed=$(grep -cE "^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)" "$log")
+# A build failure can stop Bazel before any test line is printed: count it as a failure.
+if [ "$bazel_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  echo "tools/test.sh: bazel test exited $bazel_rc with no failing test listed (build error?)"
+  failed=$((failed + 1))
+fi
+
+if bash tools/fuzz_smoke.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
