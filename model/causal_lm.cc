@@ -1,0 +1,699 @@
+#include "model/causal_lm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "model/rope.h"
+#include "model/router.h"
+
+namespace grpo {
+namespace {
+
+// RMSNorm epsilon of MLA's latent norms: HF builds them with the class default, not the config's.
+constexpr float kMlaLatentNormEps = 1e-6f;
+
+}  // namespace
+
+TokenBatch TokenBatch::FromSequences(const std::vector<std::vector<int32_t>>& sequences) {
+  TokenBatch b;
+  for (const auto& s : sequences) {
+    b.tokens.insert(b.tokens.end(), s.begin(), s.end());
+    b.offsets.push_back(static_cast<int64_t>(b.tokens.size()));
+  }
+  return b;
+}
+
+int64_t TokenBatch::num_targets() const {
+  int64_t n = 0;
+  for (int64_t s = 0; s < num_seqs(); ++s) n += std::max<int64_t>(0, offsets[s + 1] - offsets[s] - 1);
+  return n;
+}
+
+// Parameter indices of one decoder layer (-1: absent).
+struct CausalLM::Layer {
+  int64_t index = 0;
+  bool moe = false;
+  int64_t moe_index = -1;
+  int ln1 = -1, ln2 = -1;
+  int q_w = -1, q_b = -1, k_w = -1, k_b = -1, v_w = -1, v_b = -1, o_w = -1, o_b = -1;
+  int q_norm = -1, k_norm = -1;
+  int qa_w = -1, qa_ln = -1, qb_w = -1, kva_w = -1, kva_ln = -1, kvb_w = -1;
+  struct Mlp {
+    int gate_w = -1, gate_b = -1, up_w = -1, up_b = -1, down_w = -1, down_b = -1;
+    int64_t inter = 0;
+  };
+  Mlp mlp;                   // dense layers
+  int router_w = -1, router_bias = -1;
+  std::vector<Mlp> experts;  // MoE layers
+  Mlp shared;                // shared experts (inter 0: none)
+};
+
+struct MlpActs {
+  Buffer gate, up, act;
+};
+
+struct CausalLM::LayerActs {
+  Buffer x_in;
+  Buffer ln1, rstd1;
+  Buffer q, k, v, q_pre, k_pre, q_rstd, k_rstd;
+  Buffer qa, qa_n, qa_rstd, c, c_n, c_rstd, kvb;
+  Buffer probs, attn;
+  Buffer h1, ln2, rstd2;
+  MlpActs mlp;
+  // MoE
+  Buffer logits, scores;
+  std::vector<int32_t> experts;
+  std::vector<float> weights;
+  std::vector<std::vector<int32_t>> expert_rows;   // tokens routed to each expert
+  std::vector<std::vector<int32_t>> expert_slots;  // their t*k + j slots
+  std::vector<MlpActs> expert_acts;
+  std::vector<Buffer> expert_out;  // unweighted expert outputs, for the router gradient
+  MlpActs shared;
+
+  // Drops everything but the layer input and the routing choice.
+  void KeepInputOnly() {
+    Buffer x = std::move(x_in);
+    std::vector<int32_t> e = std::move(experts);
+    std::vector<float> w = std::move(weights);
+    *this = LayerActs();
+    x_in = std::move(x);
+    experts = std::move(e);
+    weights = std::move(w);
+  }
+};
+
+struct CausalLM::State {
+  TokenBatch batch;
+  std::vector<int32_t> positions;
+  std::vector<int32_t> targets;
+  std::vector<LayerActs> layers;
+  bool recompute = false;
+  Buffer h_final, normed, rstd_final, logits;
+};
+
+namespace {
+
+// Everything the layer code needs about the current batch.
+struct BatchView {
+  int64_t tokens;
+  std::span<const int64_t> offsets;
+  const int32_t* positions;
+  const RopeTables* rope;
+};
+
+}  // namespace
+
+CausalLM::CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& backend)
+    : config_(std::move(config)), params_(std::move(params)), backend_(backend) {}
+
+CausalLM::~CausalLM() = default;
+
+Result<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend) {
+  GRPO_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir));
+  GRPO_ASSIGN_OR_RETURN(std::vector<Parameter> params, LoadParameters(config, dir));
+  return Create(std::move(config), std::move(params), backend);
+}
+
+Result<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vector<Parameter> params,
+                                                   Backend& backend) {
+  std::unique_ptr<CausalLM> m(new CausalLM(std::move(config), std::move(params), backend));
+  GRPO_RETURN_IF_ERROR(m->Bind());
+  return m;
+}
+
+Status CausalLM::Bind() {
+  const std::vector<ParameterSpec> specs = ExpectedParameters(config_);
+  if (specs.size() != params_.size()) {
+    return Status::InvalidArgument("expected " + std::to_string(specs.size()) + " parameters, got " +
+                                   std::to_string(params_.size()));
+  }
+  std::map<std::string, int> index;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (params_[i].spec.name != specs[i].name || params_[i].value.shape() != specs[i].shape ||
+        params_[i].value.dtype() != DType::kF32 || !params_[i].value.writable()) {
+      return Status::InvalidArgument("parameter " + std::to_string(i) + " ('" + params_[i].spec.name +
+                                     "') does not match the expected '" + specs[i].name + "' F32 " +
+                                     ShapeToString(specs[i].shape));
+    }
+    index[specs[i].name] = static_cast<int>(i);
+  }
+  auto at = [&](const std::string& name) {
+    auto it = index.find(name);
+    return it == index.end() ? -1 : it->second;
+  };
+  auto bind_mlp = [&](const std::string& p, int64_t inter) {
+    Layer::Mlp m;
+    m.gate_w = at(p + "gate_proj.weight");
+    m.gate_b = at(p + "gate_proj.bias");
+    m.up_w = at(p + "up_proj.weight");
+    m.up_b = at(p + "up_proj.bias");
+    m.down_w = at(p + "down_proj.weight");
+    m.down_b = at(p + "down_proj.bias");
+    m.inter = inter;
+    return m;
+  };
+  embed_ = at("model.embed_tokens.weight");
+  final_norm_ = at("model.norm.weight");
+  lm_head_ = config_.tie_word_embeddings ? embed_ : at("lm_head.weight");
+  int64_t moe_index = 0;
+  layers_.clear();
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    auto L = std::make_unique<Layer>();
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    L->index = l;
+    L->ln1 = at(p + "input_layernorm.weight");
+    L->ln2 = at(p + "post_attention_layernorm.weight");
+    L->q_w = at(p + "self_attn.q_proj.weight");
+    L->q_b = at(p + "self_attn.q_proj.bias");
+    L->k_w = at(p + "self_attn.k_proj.weight");
+    L->k_b = at(p + "self_attn.k_proj.bias");
+    L->v_w = at(p + "self_attn.v_proj.weight");
+    L->v_b = at(p + "self_attn.v_proj.bias");
+    L->o_w = at(p + "self_attn.o_proj.weight");
+    L->o_b = at(p + "self_attn.o_proj.bias");
+    L->q_norm = at(p + "self_attn.q_norm.weight");
+    L->k_norm = at(p + "self_attn.k_norm.weight");
+    L->qa_w = at(p + "self_attn.q_a_proj.weight");
+    L->qa_ln = at(p + "self_attn.q_a_layernorm.weight");
+    L->qb_w = at(p + "self_attn.q_b_proj.weight");
+    L->kva_w = at(p + "self_attn.kv_a_proj_with_mqa.weight");
+    L->kva_ln = at(p + "self_attn.kv_a_layernorm.weight");
+    L->kvb_w = at(p + "self_attn.kv_b_proj.weight");
+    L->moe = config_.IsMoeLayer(l);
+    if (L->moe) {
+      L->moe_index = moe_index++;
+      L->router_w = at(p + "mlp.gate.weight");
+      L->router_bias = at(p + "mlp.gate.e_score_correction_bias");
+      for (int64_t e = 0; e < config_.num_experts; ++e) {
+        L->experts.push_back(bind_mlp(p + "mlp.experts." + std::to_string(e) + ".",
+                                      config_.moe_intermediate_size));
+      }
+      if (config_.n_shared_experts > 0) {
+        L->shared = bind_mlp(p + "mlp.shared_experts.",
+                             config_.moe_intermediate_size * config_.n_shared_experts);
+      }
+    } else {
+      L->mlp = bind_mlp(p + "mlp.", config_.intermediate_size);
+    }
+    layers_.push_back(std::move(L));
+  }
+  return Status::Ok();
+}
+
+void CausalLM::ReleaseActivations() { state_.reset(); }
+
+// ---------------------------------------------------------------------------------------------
+// The layer computations. They are free functions over a context so the forward, the backward
+// and the recomputation share one definition.
+namespace {
+
+struct Ctx {
+  const ModelConfig& c;
+  Backend& be;
+  std::vector<Parameter>& params;
+  std::vector<Tensor>* grads;  // null in forward
+  const BatchView& batch;
+
+  float* P(int i) const { return i < 0 ? nullptr : params[i].value.mutable_data<float>(); }
+  float* G(int i) const {
+    if (grads == nullptr || i < 0 || !params[i].spec.trainable) return nullptr;
+    return (*grads)[i].mutable_data<float>();
+  }
+  Buffer Buf(int64_t n) const { return Buffer(&be, n); }
+};
+
+}  // namespace
+
+// Dense SwiGLU MLP: y = down(silu(gate(x)) * up(x)).
+static void MlpForward(const Ctx& ctx, const auto& m, const float* x, int64_t n, float* y, MlpActs& a) {
+  const int64_t h = ctx.c.hidden_size, inter = m.inter;
+  a.gate = ctx.Buf(n * inter);
+  a.up = ctx.Buf(n * inter);
+  a.act = ctx.Buf(n * inter);
+  ctx.be.Linear(x, ctx.P(m.gate_w), ctx.P(m.gate_b), a.gate.data(), n, h, inter);
+  ctx.be.Linear(x, ctx.P(m.up_w), ctx.P(m.up_b), a.up.data(), n, h, inter);
+  ctx.be.SwiGlu(a.gate.data(), a.up.data(), a.act.data(), n * inter);
+  ctx.be.Linear(a.act.data(), ctx.P(m.down_w), ctx.P(m.down_b), y, n, inter, h);
+}
+
+static void MlpBackward(const Ctx& ctx, const auto& m, const float* x, const float* dy, int64_t n,
+                        const MlpActs& a, float* dx, bool accumulate_dx) {
+  const int64_t h = ctx.c.hidden_size, inter = m.inter;
+  Buffer dact = ctx.Buf(n * inter), dgate = ctx.Buf(n * inter), dup = ctx.Buf(n * inter);
+  ctx.be.LinearBackward(dy, a.act.data(), ctx.P(m.down_w), dact.data(), ctx.G(m.down_w),
+                        ctx.G(m.down_b), n, inter, h, false);
+  ctx.be.SwiGluBackward(dact.data(), a.gate.data(), a.up.data(), dgate.data(), dup.data(), n * inter);
+  ctx.be.LinearBackward(dgate.data(), x, ctx.P(m.gate_w), dx, ctx.G(m.gate_w), ctx.G(m.gate_b), n,
+                        h, inter, accumulate_dx);
+  ctx.be.LinearBackward(dup.data(), x, ctx.P(m.up_w), dx, ctx.G(m.up_w), ctx.G(m.up_b), n, h,
+                        inter, true);
+}
+
+// Attention block: a.ln1 -> o [T, hidden].
+template <typename LayerT, typename ActsT>
+static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
+  const RopeTables& rope = *ctx.batch.rope;
+  const float scale = static_cast<float>(c.AttentionScale());
+  if (!c.mla) {
+    const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
+    a.q = ctx.Buf(T * nh * hd);
+    a.k = ctx.Buf(T * nkv * hd);
+    a.v = ctx.Buf(T * nkv * hd);
+    be.Linear(a.ln1.data(), ctx.P(L.q_w), ctx.P(L.q_b), a.q.data(), T, h, nh * hd);
+    be.Linear(a.ln1.data(), ctx.P(L.k_w), ctx.P(L.k_b), a.k.data(), T, h, nkv * hd);
+    be.Linear(a.ln1.data(), ctx.P(L.v_w), ctx.P(L.v_b), a.v.data(), T, h, nkv * hd);
+    if (c.qk_norm) {
+      const float eps = static_cast<float>(c.rms_norm_eps);
+      a.q_pre = std::move(a.q);
+      a.k_pre = std::move(a.k);
+      a.q = ctx.Buf(T * nh * hd);
+      a.k = ctx.Buf(T * nkv * hd);
+      a.q_rstd = ctx.Buf(T * nh);
+      a.k_rstd = ctx.Buf(T * nkv);
+      be.RmsNorm(a.q_pre.data(), ctx.P(L.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, eps);
+      be.RmsNorm(a.k_pre.data(), ctx.P(L.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, eps);
+    }
+    be.Rope(a.q.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), RopeLayout::kRotateHalf, false);
+    be.Rope(a.k.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), RopeLayout::kRotateHalf, false);
+    a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+    a.attn = ctx.Buf(T * nh * hd);
+    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+                 ctx.batch.offsets, nh, nkv, hd, hd, scale);
+    be.Linear(a.attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
+    return;
+  }
+  // Multi-head latent attention (training form: keys and values expanded per head).
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
+  const int64_t dqk = nope + r, kvl = c.kv_lora_rank, ql = c.q_lora_rank;
+  a.q = ctx.Buf(T * nh * dqk);
+  if (ql > 0) {
+    a.qa = ctx.Buf(T * ql);
+    a.qa_n = ctx.Buf(T * ql);
+    a.qa_rstd = ctx.Buf(T);
+    be.Linear(a.ln1.data(), ctx.P(L.qa_w), nullptr, a.qa.data(), T, h, ql);
+    be.RmsNorm(a.qa.data(), ctx.P(L.qa_ln), a.qa_n.data(), a.qa_rstd.data(), T, ql, kMlaLatentNormEps);
+    be.Linear(a.qa_n.data(), ctx.P(L.qb_w), nullptr, a.q.data(), T, ql, nh * dqk);
+  } else {
+    be.Linear(a.ln1.data(), ctx.P(L.q_w), nullptr, a.q.data(), T, h, nh * dqk);
+  }
+  // kv_a_proj_with_mqa's rows are [latent (kvl) ; shared rope key (r)]: two GEMMs on row slices.
+  const float* kva = ctx.P(L.kva_w);
+  a.c = ctx.Buf(T * kvl);
+  Buffer kpe = ctx.Buf(T * r);
+  be.Linear(a.ln1.data(), kva, nullptr, a.c.data(), T, h, kvl);
+  be.Linear(a.ln1.data(), kva + kvl * h, nullptr, kpe.data(), T, h, r);
+  a.c_n = ctx.Buf(T * kvl);
+  a.c_rstd = ctx.Buf(T);
+  be.RmsNorm(a.c.data(), ctx.P(L.kva_ln), a.c_n.data(), a.c_rstd.data(), T, kvl, kMlaLatentNormEps);
+  a.kvb = ctx.Buf(T * nh * (nope + dv));
+  be.Linear(a.c_n.data(), ctx.P(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
+  be.Rope(a.q.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
+          rope.sin.data(), RopeLayout::kInterleaved, false);
+  be.Rope(kpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          RopeLayout::kInterleaved, false);
+  a.k = ctx.Buf(T * nh * dqk);
+  a.v = ctx.Buf(T * nh * dv);
+  be.CopyRows(a.kvb.data(), nope + dv, a.k.data(), dqk, T * nh, nope, false);
+  for (int64_t head = 0; head < nh; ++head) {
+    be.CopyRows(kpe.data(), r, a.k.data() + head * dqk + nope, nh * dqk, T, r, false);
+  }
+  be.CopyRows(a.kvb.data() + nope, nope + dv, a.v.data(), dv, T * nh, dv, false);
+  a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+  a.attn = ctx.Buf(T * nh * dv);
+  be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+               ctx.batch.offsets, nh, nh, dqk, dv, scale);
+  be.Linear(a.attn.data(), ctx.P(L.o_w), nullptr, o, T, nh * dv, h);
+}
+
+// Attention block backward: do [T, hidden] -> dln1 [T, hidden] (overwritten).
+template <typename LayerT, typename ActsT>
+static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* dout, float* dln1) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
+  const RopeTables& rope = *ctx.batch.rope;
+  const float scale = static_cast<float>(c.AttentionScale());
+  const int64_t nkv = c.mla ? nh : c.num_key_value_heads;
+  const int64_t dqk = c.qk_head_dim(), dv = c.value_head_dim();
+  Buffer dattn = ctx.Buf(T * nh * dv);
+  be.LinearBackward(dout, a.attn.data(), ctx.P(L.o_w), dattn.data(), ctx.G(L.o_w), ctx.G(L.o_b), T,
+                    nh * dv, h, false);
+  Buffer dq = ctx.Buf(T * nh * dqk), dk = ctx.Buf(T * nkv * dqk), dvb = ctx.Buf(T * nkv * dv);
+  be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.probs.data(), dq.data(),
+                       dk.data(), dvb.data(), ctx.batch.offsets, nh, nkv, dqk, dv, scale);
+  if (!c.mla) {
+    const int64_t hd = c.head_dim;
+    be.Rope(dq.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), RopeLayout::kRotateHalf, true);
+    be.Rope(dk.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), RopeLayout::kRotateHalf, true);
+    if (c.qk_norm) {
+      Buffer dq_pre = ctx.Buf(T * nh * hd), dk_pre = ctx.Buf(T * nkv * hd);
+      be.RmsNormBackward(dq.data(), a.q_pre.data(), ctx.P(L.q_norm), a.q_rstd.data(), dq_pre.data(),
+                         ctx.G(L.q_norm), T * nh, hd);
+      be.RmsNormBackward(dk.data(), a.k_pre.data(), ctx.P(L.k_norm), a.k_rstd.data(), dk_pre.data(),
+                         ctx.G(L.k_norm), T * nkv, hd);
+      dq = std::move(dq_pre);
+      dk = std::move(dk_pre);
+    }
+    be.LinearBackward(dq.data(), a.ln1.data(), ctx.P(L.q_w), dln1, ctx.G(L.q_w), ctx.G(L.q_b), T, h,
+                      nh * hd, false);
+    be.LinearBackward(dk.data(), a.ln1.data(), ctx.P(L.k_w), dln1, ctx.G(L.k_w), ctx.G(L.k_b), T, h,
+                      nkv * hd, true);
+    be.LinearBackward(dvb.data(), a.ln1.data(), ctx.P(L.v_w), dln1, ctx.G(L.v_w), ctx.G(L.v_b), T, h,
+                      nkv * hd, true);
+    return;
+  }
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim;
+  const int64_t kvl = c.kv_lora_rank, ql = c.q_lora_rank;
+  be.Rope(dq.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
+          rope.sin.data(), RopeLayout::kInterleaved, true);
+  Buffer dkvb = ctx.Buf(T * nh * (nope + dv));
+  be.CopyRows(dk.data(), dqk, dkvb.data(), nope + dv, T * nh, nope, false);
+  be.CopyRows(dvb.data(), dv, dkvb.data() + nope, nope + dv, T * nh, dv, false);
+  Buffer dkpe = ctx.Buf(T * r);
+  for (int64_t head = 0; head < nh; ++head) {
+    be.CopyRows(dk.data() + head * dqk + nope, nh * dqk, dkpe.data(), r, T, r, true);
+  }
+  be.Rope(dkpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          RopeLayout::kInterleaved, true);
+  Buffer dc_n = ctx.Buf(T * kvl), dc = ctx.Buf(T * kvl);
+  be.LinearBackward(dkvb.data(), a.c_n.data(), ctx.P(L.kvb_w), dc_n.data(), ctx.G(L.kvb_w), nullptr,
+                    T, kvl, nh * (nope + dv), false);
+  be.RmsNormBackward(dc_n.data(), a.c.data(), ctx.P(L.kva_ln), a.c_rstd.data(), dc.data(),
+                     ctx.G(L.kva_ln), T, kvl);
+  float* g_kva = ctx.G(L.kva_w);
+  be.LinearBackward(dc.data(), a.ln1.data(), ctx.P(L.kva_w), dln1, g_kva, nullptr, T, h, kvl, false);
+  be.LinearBackward(dkpe.data(), a.ln1.data(), ctx.P(L.kva_w) + kvl * h, dln1,
+                    g_kva != nullptr ? g_kva + kvl * h : nullptr, nullptr, T, h, r, true);
+  if (ql > 0) {
+    Buffer dqa_n = ctx.Buf(T * ql), dqa = ctx.Buf(T * ql);
+    be.LinearBackward(dq.data(), a.qa_n.data(), ctx.P(L.qb_w), dqa_n.data(), ctx.G(L.qb_w), nullptr,
+                      T, ql, nh * dqk, false);
+    be.RmsNormBackward(dqa_n.data(), a.qa.data(), ctx.P(L.qa_ln), a.qa_rstd.data(), dqa.data(),
+                       ctx.G(L.qa_ln), T, ql);
+    be.LinearBackward(dqa.data(), a.ln1.data(), ctx.P(L.qa_w), dln1, ctx.G(L.qa_w), nullptr, T, h,
+                      ql, true);
+  } else {
+    be.LinearBackward(dq.data(), a.ln1.data(), ctx.P(L.q_w), dln1, ctx.G(L.q_w), nullptr, T, h,
+                      nh * dqk, true);
+  }
+}
+
+// MoE block: x = a.ln2 -> y [T, hidden] (overwritten). Uses a.experts when `forced`.
+template <typename LayerT, typename ActsT>
+static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, float* y) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  a.logits = ctx.Buf(T * E);
+  a.scores = ctx.Buf(T * E);
+  be.Linear(a.ln2.data(), ctx.P(L.router_w), nullptr, a.logits.data(), T, h, E);
+  if (!forced) a.experts.assign(T * k, 0);
+  a.weights.assign(T * k, 0.0f);
+  RouteForward(c, a.logits.data(), ctx.P(L.router_bias), T, forced, a.experts.data(),
+               a.scores.data(), a.weights.data());
+  a.expert_rows.assign(E, {});
+  a.expert_slots.assign(E, {});
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = a.experts[t * k + j];
+      a.expert_rows[e].push_back(static_cast<int32_t>(t));
+      a.expert_slots[e].push_back(static_cast<int32_t>(t * k + j));
+    }
+  }
+  a.expert_acts.clear();
+  a.expert_acts.resize(E);
+  a.expert_out.clear();
+  a.expert_out.resize(E);
+  be.Zero(y, T * h);
+  std::vector<float> scale;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
+    if (n == 0) continue;
+    Buffer xe = ctx.Buf(n * h);
+    be.GatherRows(a.ln2.data(), a.expert_rows[e].data(), nullptr, xe.data(), n, h);
+    a.expert_out[e] = ctx.Buf(n * h);
+    MlpForward(ctx, L.experts[e], xe.data(), n, a.expert_out[e].data(), a.expert_acts[e]);
+    scale.resize(n);
+    for (int64_t i = 0; i < n; ++i) scale[i] = a.weights[a.expert_slots[e][i]];
+    be.ScatterAddRows(a.expert_out[e].data(), a.expert_rows[e].data(), scale.data(), y, n, h);
+  }
+  if (L.shared.inter > 0) {
+    Buffer ys = ctx.Buf(T * h);
+    MlpForward(ctx, L.shared, a.ln2.data(), T, ys.data(), a.shared);
+    be.Add(ys.data(), y, T * h);
+  }
+}
+
+template <typename LayerT, typename ActsT>
+static void MoeBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* dy, float* dx) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  be.Zero(dx, T * h);
+  std::vector<float> dweights(T * k, 0.0f), scale, dots;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
+    if (n == 0) continue;
+    const int32_t* rows = a.expert_rows[e].data();
+    Buffer dye = ctx.Buf(n * h), xe = ctx.Buf(n * h), dxe = ctx.Buf(n * h);
+    be.GatherRows(dy, rows, nullptr, dye.data(), n, h);
+    dots.resize(n);
+    be.RowDot(dye.data(), a.expert_out[e].data(), dots.data(), n, h);
+    scale.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      dweights[a.expert_slots[e][i]] = dots[i];
+      scale[i] = a.weights[a.expert_slots[e][i]];
+    }
+    be.GatherRows(dy, rows, scale.data(), dye.data(), n, h);
+    be.GatherRows(a.ln2.data(), rows, nullptr, xe.data(), n, h);
+    MlpBackward(ctx, L.experts[e], xe.data(), dye.data(), n, a.expert_acts[e], dxe.data(), false);
+    be.ScatterAddRows(dxe.data(), rows, nullptr, dx, n, h);
+  }
+  if (L.shared.inter > 0) MlpBackward(ctx, L.shared, a.ln2.data(), dy, T, a.shared, dx, true);
+  Buffer dlogits = ctx.Buf(T * E);
+  RouteBackward(c, a.scores.data(), a.experts.data(), dweights.data(), T, dlogits.data());
+  be.LinearBackward(dlogits.data(), a.ln2.data(), ctx.P(L.router_w), dx, ctx.G(L.router_w), nullptr,
+                    T, h, E, true);
+}
+
+// One decoder layer: a.x_in -> y (overwritten).
+template <typename LayerT, typename ActsT>
+static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_routing, float* y) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  a.ln1 = ctx.Buf(T * h);
+  a.rstd1 = ctx.Buf(T);
+  be.RmsNorm(a.x_in.data(), ctx.P(L.ln1), a.ln1.data(), a.rstd1.data(), T, h, eps);
+  a.h1 = ctx.Buf(T * h);
+  AttentionForward(ctx, L, a, a.h1.data());
+  be.Add(a.x_in.data(), a.h1.data(), T * h);
+  a.ln2 = ctx.Buf(T * h);
+  a.rstd2 = ctx.Buf(T);
+  be.RmsNorm(a.h1.data(), ctx.P(L.ln2), a.ln2.data(), a.rstd2.data(), T, h, eps);
+  if (L.moe) {
+    MoeForward(ctx, L, a, forced_routing, y);
+  } else {
+    MlpForward(ctx, L.mlp, a.ln2.data(), T, y, a.mlp);
+  }
+  be.Add(a.h1.data(), y, T * h);
+}
+
+// dy -> dx (overwritten).
+template <typename LayerT, typename ActsT>
+static void LayerBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* dy, float* dx) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size;
+  Buffer dln2 = ctx.Buf(T * h), dh1 = ctx.Buf(T * h), tmp = ctx.Buf(T * h);
+  if (L.moe) {
+    MoeBackward(ctx, L, a, dy, dln2.data());
+  } else {
+    MlpBackward(ctx, L.mlp, a.ln2.data(), dy, T, a.mlp, dln2.data(), false);
+  }
+  be.RmsNormBackward(dln2.data(), a.h1.data(), ctx.P(L.ln2), a.rstd2.data(), dh1.data(), ctx.G(L.ln2),
+                     T, h);
+  be.Add(dy, dh1.data(), T * h);
+  AttentionBackward(ctx, L, a, dh1.data(), dln2.data());  // dln2 reused as dln1
+  be.RmsNormBackward(dln2.data(), a.x_in.data(), ctx.P(L.ln1), a.rstd1.data(), dx, ctx.G(L.ln1), T, h);
+  be.Add(dh1.data(), dx, T * h);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOptions& options) {
+  const ModelConfig& c = config_;
+  const int64_t T = batch.num_tokens(), h = c.hidden_size, V = c.vocab_size;
+  if (batch.offsets.empty() || batch.offsets.front() != 0 || batch.offsets.back() != T) {
+    return Status::InvalidArgument("batch offsets must start at 0 and end at the token count");
+  }
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    if (batch.offsets[s + 1] < batch.offsets[s]) return Status::InvalidArgument("batch offsets decrease");
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    if (batch.tokens[t] < 0 || batch.tokens[t] >= V) {
+      return Status::InvalidArgument("token id " + std::to_string(batch.tokens[t]) + " at position " +
+                                     std::to_string(t) + " is outside the vocabulary [0, " +
+                                     std::to_string(V) + ")");
+    }
+  }
+  const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
+  if (options.forced_routing != nullptr) {
+    const Routing& f = *options.forced_routing;
+    if (f.num_moe_layers != num_moe || f.num_tokens != T || f.top_k != k ||
+        static_cast<int64_t>(f.experts.size()) != num_moe * T * k) {
+      return Status::InvalidArgument("forced routing has shape [" + std::to_string(f.num_moe_layers) +
+                                     ", " + std::to_string(f.num_tokens) + ", " + std::to_string(f.top_k) +
+                                     "], the model and batch need [" + std::to_string(num_moe) + ", " +
+                                     std::to_string(T) + ", " + std::to_string(k) + "]");
+    }
+    for (int32_t e : f.experts) {
+      if (e < 0 || e >= c.num_experts) {
+        return Status::InvalidArgument("forced routing names expert " + std::to_string(e) +
+                                       " of " + std::to_string(c.num_experts));
+      }
+    }
+  }
+
+  auto state = std::make_unique<State>();
+  state->batch = batch;
+  state->recompute = options.recompute;
+  state->positions.resize(T);
+  state->targets.assign(T, -1);
+  int64_t max_len = 1;
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    const int64_t start = batch.offsets[s], end = batch.offsets[s + 1];
+    max_len = std::max(max_len, end - start);
+    for (int64_t t = start; t < end; ++t) {
+      state->positions[t] = static_cast<int32_t>(t - start);
+      if (t + 1 < end) state->targets[t] = batch.tokens[t + 1];
+    }
+  }
+  const RopeTables rope = BuildRopeTables(c, max_len);
+  const BatchView view{T, state->batch.offsets, state->positions.data(), &rope};
+  Ctx ctx{c, backend_, params_, nullptr, view};
+
+  Buffer x = ctx.Buf(T * h);
+  backend_.Embedding(batch.tokens.data(), ctx.P(embed_), x.data(), T, h);
+  ForwardOutput out;
+  if (num_moe > 0) {
+    out.routing.num_moe_layers = num_moe;
+    out.routing.num_tokens = T;
+    out.routing.top_k = k;
+    out.routing.experts.resize(num_moe * T * k);
+    out.routing.weights.resize(num_moe * T * k);
+  }
+  state->layers.resize(layers_.size());
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = *layers_[l];
+    LayerActs local;
+    LayerActs& a = options.keep_activations ? state->layers[l] : local;
+    a.x_in = std::move(x);
+    const bool forced = L.moe && options.forced_routing != nullptr;
+    if (forced) {
+      const int32_t* f = options.forced_routing->experts.data() + L.moe_index * T * k;
+      a.experts.assign(f, f + T * k);
+    }
+    Buffer y = ctx.Buf(T * h);
+    LayerForward(ctx, L, a, forced, y.data());
+    if (L.moe) {
+      std::copy(a.experts.begin(), a.experts.end(), out.routing.experts.begin() + L.moe_index * T * k);
+      std::copy(a.weights.begin(), a.weights.end(), out.routing.weights.begin() + L.moe_index * T * k);
+    }
+    if (options.keep_activations && options.recompute) {
+      a.KeepInputOnly();
+    } else if (!options.keep_activations) {
+      a.x_in = Buffer();
+    }
+    x = std::move(y);
+  }
+  Buffer normed = ctx.Buf(T * h), rstd = ctx.Buf(T), logits = ctx.Buf(T * V);
+  backend_.RmsNorm(x.data(), ctx.P(final_norm_), normed.data(), rstd.data(), T, h,
+                   static_cast<float>(c.rms_norm_eps));
+  backend_.Linear(normed.data(), ctx.P(lm_head_), nullptr, logits.data(), T, h, V);
+  std::vector<float> lp(T, 0.0f), ent(options.need_entropy ? T : 0, 0.0f);
+  backend_.LogSoftmaxTargets(logits.data(), state->targets.data(), lp.data(),
+                             options.need_entropy ? ent.data() : nullptr, T, V);
+  out.logprobs.reserve(batch.num_targets());
+  for (int64_t t = 0; t < T; ++t) {
+    if (state->targets[t] < 0) continue;
+    out.logprobs.push_back(lp[t]);
+    if (options.need_entropy) out.entropy.push_back(ent[t]);
+  }
+  if (options.keep_activations) {
+    state->h_final = std::move(x);
+    state->normed = std::move(normed);
+    state->rstd_final = std::move(rstd);
+    state->logits = std::move(logits);
+    state_ = std::move(state);
+  } else {
+    state_.reset();
+  }
+  return out;
+}
+
+Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* grads) {
+  if (state_ == nullptr) {
+    return Status::FailedPrecondition("Backward needs a Forward with keep_activations first");
+  }
+  State& st = *state_;
+  const ModelConfig& c = config_;
+  const int64_t T = st.batch.num_tokens(), h = c.hidden_size, V = c.vocab_size;
+  if (static_cast<int64_t>(weights.size()) != st.batch.num_targets()) {
+    return Status::InvalidArgument("Backward got " + std::to_string(weights.size()) +
+                                   " weights for " + std::to_string(st.batch.num_targets()) + " targets");
+  }
+  if (grads->size() != params_.size()) {
+    grads->clear();
+    for (const Parameter& p : params_) grads->push_back(Tensor::Zeros(DType::kF32, p.spec.shape));
+  }
+  std::vector<float> row_weights(T, 0.0f);
+  for (int64_t t = 0, i = 0; t < T; ++t) {
+    if (st.targets[t] >= 0) row_weights[t] = weights[i++];
+  }
+  int64_t max_len = 1;
+  for (int64_t s = 0; s < st.batch.num_seqs(); ++s) {
+    max_len = std::max(max_len, st.batch.offsets[s + 1] - st.batch.offsets[s]);
+  }
+  const RopeTables rope = BuildRopeTables(c, max_len);
+  const BatchView view{T, st.batch.offsets, st.positions.data(), &rope};
+  Ctx ctx{c, backend_, params_, grads, view};
+
+  Buffer dlogits = ctx.Buf(T * V), dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
+  backend_.LogSoftmaxTargetsBackward(st.logits.data(), st.targets.data(), row_weights.data(),
+                                     dlogits.data(), T, V);
+  st.logits = Buffer();
+  backend_.LinearBackward(dlogits.data(), st.normed.data(), ctx.P(lm_head_), dnormed.data(),
+                          ctx.G(lm_head_), nullptr, T, h, V, false);
+  dlogits = Buffer();
+  backend_.RmsNormBackward(dnormed.data(), st.h_final.data(), ctx.P(final_norm_), st.rstd_final.data(),
+                           dh.data(), ctx.G(final_norm_), T, h);
+  for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
+    const Layer& L = *layers_[l];
+    LayerActs& a = st.layers[l];
+    if (st.recompute) {
+      Ctx fwd{c, backend_, params_, nullptr, view};
+      Buffer y = ctx.Buf(T * h);
+      LayerForward(fwd, L, a, /*forced_routing=*/L.moe, y.data());
+    }
+    Buffer dx = ctx.Buf(T * h);
+    LayerBackward(ctx, L, a, dh.data(), dx.data());
+    a = LayerActs();
+    dh = std::move(dx);
+  }
+  backend_.EmbeddingBackward(st.batch.tokens.data(), dh.data(), ctx.G(embed_), T, h);
+  state_.reset();
+  return Status::Ok();
+}
+
+}  // namespace grpo

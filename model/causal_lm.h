@@ -1,0 +1,112 @@
+// CausalLM: forward and backward of every supported family (model_config.h) over a packed batch
+// of independent sequences, on a Backend (model/ops/backend.h).
+//
+// Forward gives, per sequence of length L, the L-1 log-probabilities log p(t_i | t_<i), the
+// entropies of the L-1 next-token distributions, and for MoE layers the experts chosen per
+// token (and their combine weights). A forced routing (routing replay) makes MoE layers use
+// given experts instead of choosing. Backward gives the gradients of
+//   loss = sum_i weight_i * logprob_i
+// with respect to every trainable parameter (router included, through the chosen experts' gate
+// scores; not through the choice; the correction bias gets none), accumulated into `grads`.
+//
+// Activation memory: Forward with keep_activations saves what Backward needs; with `recompute`
+// it saves only each layer's input and Backward recomputes the layer (using the routing the
+// forward chose), trading one extra forward for O(layers * tokens * hidden) memory.
+//
+// Not thread-safe: one Forward/Backward at a time per model.
+#ifndef GRPO_MODEL_CAUSAL_LM_H_
+#define GRPO_MODEL_CAUSAL_LM_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/model_config.h"
+#include "model/ops/backend.h"
+#include "model/parameters.h"
+
+namespace grpo {
+
+// Independent token sequences packed end to end.
+struct TokenBatch {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> offsets{0};  // num_seqs + 1; sequence s is tokens[offsets[s], offsets[s+1])
+
+  static TokenBatch FromSequences(const std::vector<std::vector<int32_t>>& sequences);
+  int64_t num_seqs() const { return static_cast<int64_t>(offsets.size()) - 1; }
+  int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
+  // Number of predicted tokens: sum over sequences of max(L - 1, 0).
+  int64_t num_targets() const;
+};
+
+// Experts chosen per MoE layer and token: experts[(layer * num_tokens + t) * top_k + j], layers
+// counted over MoE layers only, in model order; weights in the same layout.
+struct Routing {
+  int64_t num_moe_layers = 0;
+  int64_t num_tokens = 0;
+  int64_t top_k = 0;
+  std::vector<int32_t> experts;
+  std::vector<float> weights;
+};
+
+struct ForwardOptions {
+  bool need_entropy = false;
+  bool keep_activations = false;  // required before Backward
+  bool recompute = false;         // with keep_activations: save layer inputs only
+  const Routing* forced_routing = nullptr;
+};
+
+struct ForwardOutput {
+  std::vector<float> logprobs;  // num_targets(), sequence by sequence
+  std::vector<float> entropy;   // same layout, when need_entropy
+  Routing routing;              // empty for dense models
+};
+
+class CausalLM {
+ public:
+  ~CausalLM();
+
+  // Loads config.json and the weights from an HF model directory.
+  static Result<std::unique_ptr<CausalLM>> Load(const std::string& dir,
+                                                Backend& backend = CpuBackend());
+  // Wraps parameters in ExpectedParameters order (e.g. freshly initialized ones).
+  static Result<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
+                                                  Backend& backend = CpuBackend());
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<Parameter>& parameters() const { return params_; }
+  // For optimizers: parameter values are updated in place.
+  std::vector<Parameter>& mutable_parameters() { return params_; }
+
+  Result<ForwardOutput> Forward(const TokenBatch& batch, const ForwardOptions& options);
+
+  // Gradients of sum_i weights[i] * logprob[i] for the batch of the last Forward (which must
+  // have kept activations). grads is resized to parameters().size() (F32, parameter shapes;
+  // untrainable ones stay zero) and accumulated into.
+  Status Backward(std::span<const float> weights, std::vector<Tensor>* grads);
+
+  // Frees the activations kept by the last Forward.
+  void ReleaseActivations();
+
+ private:
+  struct Layer;
+  struct LayerActs;
+  struct State;
+  CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& backend);
+  Status Bind();
+
+  ModelConfig config_;
+  std::vector<Parameter> params_;
+  Backend& backend_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  int embed_ = -1, final_norm_ = -1, lm_head_ = -1;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace grpo
+
+#endif  // GRPO_MODEL_CAUSAL_LM_H_

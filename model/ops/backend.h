@@ -1,0 +1,150 @@
+// Backend: every numerical op the model families use, as forward/backward pairs over plain f32
+// buffers (llm.c style). Model code calls only this interface and allocates its buffers through
+// it, so it does not know which backend runs; model/ops/cpu is the one built today, and a CUDA
+// backend implements the same interface over device memory.
+//
+// Conventions: row-major; `dx`-style input gradients are OVERWRITTEN unless the op says
+// otherwise; parameter gradients (`dw`, `db`, `dtable`) are ACCUMULATED (+=) so several uses of
+// a parameter (tied embeddings, experts over several calls) sum up. A null gradient pointer
+// skips that gradient. Packed batches: `seq_offsets` has num_seqs+1 entries; sequence s covers
+// rows [seq_offsets[s], seq_offsets[s+1]) and attends causally within itself only.
+#ifndef GRPO_MODEL_OPS_BACKEND_H_
+#define GRPO_MODEL_OPS_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace grpo {
+
+class Backend;
+
+// A buffer of floats owned by a backend (host memory for the CPU backend). Zero-filled.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* backend, int64_t size);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  int64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  Backend* backend_ = nullptr;
+  float* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+// How RoPE pairs the dimensions of a head: (i, i + d/2) as in Llama/Qwen ("rotate half"), or
+// (2i, 2i+1) as in DeepSeek-V3 checkpoints ("interleaved").
+enum class RopeLayout { kRotateHalf, kInterleaved };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ---- memory -------------------------------------------------------------------------------
+  virtual float* Allocate(int64_t size) = 0;  // zero-filled
+  virtual void Free(float* data) = 0;
+  virtual void Copy(const float* src, float* dst, int64_t size) = 0;
+  virtual void Zero(float* data, int64_t size) = 0;
+  // dst[i] += src[i]
+  virtual void Add(const float* src, float* dst, int64_t size) = 0;
+
+  // ---- linear layers --------------------------------------------------------------------------
+  // y[m,n] = x[m,k] · w[n,k]^T (+ b[n]).
+  virtual void Linear(const float* x, const float* w, const float* b, float* y, int64_t m,
+                      int64_t k, int64_t n) = 0;
+  // dx = dy · w (overwritten, or added when accumulate_dx); dw += dy^T · x; db += colsum(dy).
+  virtual void LinearBackward(const float* dy, const float* x, const float* w, float* dx,
+                              float* dw, float* db, int64_t m, int64_t k, int64_t n,
+                              bool accumulate_dx) = 0;
+
+  // ---- embedding ----------------------------------------------------------------------------
+  // out[t] = table[ids[t]].
+  virtual void Embedding(const int32_t* ids, const float* table, float* out, int64_t rows,
+                         int64_t dim) = 0;
+  // dtable[ids[t]] += dout[t].
+  virtual void EmbeddingBackward(const int32_t* ids, const float* dout, float* dtable,
+                                 int64_t rows, int64_t dim) = 0;
+
+  // ---- normalization ------------------------------------------------------------------------
+  // y = x * rstd * w per row of `dim`, rstd = 1/sqrt(mean(x^2) + eps) (saved for backward).
+  virtual void RmsNorm(const float* x, const float* w, float* y, float* rstd, int64_t rows,
+                       int64_t dim, float eps) = 0;
+  virtual void RmsNormBackward(const float* dy, const float* x, const float* w,
+                               const float* rstd, float* dx, float* dw, int64_t rows,
+                               int64_t dim) = 0;
+
+  // ---- rotary position embedding ------------------------------------------------------------
+  // Rotates, in place, dims [offset, offset + 2*half) of each of `heads` heads (head h of row t
+  // starts at x + t*row_stride + h*head_stride) by angle positions[t] * freq_i, with
+  // cos/sin tables of shape [max_position, half]. `inverse` rotates by the opposite angle,
+  // which is the backward of the forward rotation (applied to the gradient in place).
+  virtual void Rope(float* x, int64_t rows, int64_t heads, int64_t row_stride,
+                    int64_t head_stride, int64_t offset, int64_t half, const int32_t* positions,
+                    const float* cos, const float* sin, RopeLayout layout, bool inverse) = 0;
+
+  // ---- attention ----------------------------------------------------------------------------
+  // Causal attention within each packed sequence. q: [T, nh, dqk], k: [T, nkv, dqk],
+  // v: [T, nkv, dv], out: [T, nh, dv]; head h reads kv head h / (nh / nkv). probs receives the
+  // softmax of each sequence and head, [L_s, L_s] row-major per (s, h), sequences in order, heads
+  // inner (AttentionProbsSize floats); it is needed by the backward.
+  virtual void Attention(const float* q, const float* k, const float* v, float* out,
+                         float* probs, std::span<const int64_t> seq_offsets, int64_t nh,
+                         int64_t nkv, int64_t dqk, int64_t dv, float scale) = 0;
+  // dq, dk, dv overwritten.
+  virtual void AttentionBackward(const float* dout, const float* q, const float* k,
+                                 const float* v, const float* probs, float* dq, float* dk,
+                                 float* dv, std::span<const int64_t> seq_offsets, int64_t nh,
+                                 int64_t nkv, int64_t dqk, int64_t dv_dim, float scale) = 0;
+
+  // ---- activations --------------------------------------------------------------------------
+  // out = silu(gate) * up.
+  virtual void SwiGlu(const float* gate, const float* up, float* out, int64_t size) = 0;
+  // dgate, dup overwritten.
+  virtual void SwiGluBackward(const float* dout, const float* gate, const float* up,
+                              float* dgate, float* dup, int64_t size) = 0;
+
+  // ---- rows ---------------------------------------------------------------------------------
+  // dst[i] = scale[i] * src[rows[i]] for i < n (scale null: 1).
+  virtual void GatherRows(const float* src, const int32_t* rows, const float* scale, float* dst,
+                          int64_t n, int64_t dim) = 0;
+  // dst[rows[i]] += scale[i] * src[i] (scale null: 1). Rows may repeat.
+  virtual void ScatterAddRows(const float* src, const int32_t* rows, const float* scale,
+                              float* dst, int64_t n, int64_t dim) = 0;
+  // dst[r*dst_stride + c] = (or += with accumulate) src[r*src_stride + c], for `rows` rows of
+  // `cols` floats. Strided views of packed activations (MLA's key assembly) use it.
+  virtual void CopyRows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                        int64_t rows, int64_t cols, bool accumulate) = 0;
+  // out[i] = dot(a[i], b[i]) for n rows of `dim`.
+  virtual void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) = 0;
+
+  // ---- output distribution ------------------------------------------------------------------
+  // For each row t of logits [rows, vocab]: logprob[t] = log softmax(logits[t])[targets[t]]
+  // (skipped where targets[t] < 0) and entropy[t] of the distribution (entropy may be null).
+  virtual void LogSoftmaxTargets(const float* logits, const int32_t* targets, float* logprobs,
+                                 float* entropy, int64_t rows, int64_t vocab) = 0;
+  // dlogits[t] = weight[t] * (onehot(targets[t]) - softmax(logits[t])): the gradient of
+  // sum_t weight[t] * logprob[t]. Rows with targets[t] < 0 get zero. Overwrites dlogits.
+  virtual void LogSoftmaxTargetsBackward(const float* logits, const int32_t* targets,
+                                         const float* weights, float* dlogits, int64_t rows,
+                                         int64_t vocab) = 0;
+};
+
+// Floats needed for Attention's probs for these sequences and heads.
+int64_t AttentionProbsSize(std::span<const int64_t> seq_offsets, int64_t nh);
+
+// The CPU backend (OpenBLAS GEMMs, threads from ThreadPool::Default()).
+Backend& CpuBackend();
+
+}  // namespace grpo
+
+#endif  // GRPO_MODEL_OPS_BACKEND_H_

@@ -1,0 +1,393 @@
+// The CPU backend. GEMMs are OpenBLAS sgemm calls, each single-threaded: all parallelism comes
+// from the shared ThreadPool, splitting work into fixed chunks, so results are bit-for-bit
+// reproducible run to run for a given thread count.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/ops/backend.h"
+
+namespace grpo {
+namespace {
+
+ThreadPool& Pool() { return ThreadPool::Default(); }
+
+// Grain (in rows) such that each chunk has at least ~64k flops of work.
+int64_t RowGrain(int64_t work_per_row) {
+  return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_row));
+}
+
+class CpuBackendImpl final : public Backend {
+ public:
+  CpuBackendImpl() { openblas_set_num_threads(1); }
+
+  const char* name() const override { return "cpu"; }
+
+  float* Allocate(int64_t size) override {
+    const size_t bytes = (static_cast<size_t>(size) * sizeof(float) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (p == nullptr) {
+      std::fprintf(stderr, "fatal: cpu backend out of memory (%zu bytes)\n", bytes);
+      std::abort();
+    }
+    std::memset(p, 0, bytes);
+    return static_cast<float*>(p);
+  }
+  void Free(float* data) override { std::free(data); }
+  void Copy(const float* src, float* dst, int64_t size) override {
+    std::memcpy(dst, src, static_cast<size_t>(size) * sizeof(float));
+  }
+  void Zero(float* data, int64_t size) override {
+    std::memset(data, 0, static_cast<size_t>(size) * sizeof(float));
+  }
+  void Add(const float* src, float* dst, int64_t size) override {
+    Pool().ParallelFor(size, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) dst[i] += src[i];
+    });
+  }
+
+  void Linear(const float* x, const float* w, const float* b, float* y, int64_t m, int64_t k,
+              int64_t n) override {
+    if (m >= Pool().num_threads()) {
+      Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, n, k, 1.0f, x + r0 * k, k,
+                    w, k, 0.0f, y + r0 * n, n);
+      });
+    } else {  // few rows (decoding): split the output columns instead
+      Pool().ParallelFor(n, RowGrain(2 * k * m), [&](int64_t c0, int64_t c1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, c1 - c0, k, 1.0f, x, k,
+                    w + c0 * k, k, 0.0f, y + c0, n);
+      });
+    }
+    if (b != nullptr) {
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
+    }
+  }
+
+  void LinearBackward(const float* dy, const float* x, const float* w, float* dx, float* dw,
+                      float* db, int64_t m, int64_t k, int64_t n, bool accumulate_dx) override {
+    if (dx != nullptr) {
+      Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, k, n, 1.0f, dy + r0 * n,
+                    n, w, k, accumulate_dx ? 1.0f : 0.0f, dx + r0 * k, k);
+      });
+    }
+    if (dw != nullptr) {
+      Pool().ParallelFor(n, RowGrain(2 * k * m), [&](int64_t c0, int64_t c1) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, k, m, 1.0f, dy + c0, n, x,
+                    k, 1.0f, dw + c0 * k, k);
+      });
+    }
+    if (db != nullptr) {
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) db[c] += dy[r * n + c];
+    }
+  }
+
+  void Embedding(const int32_t* ids, const float* table, float* out, int64_t rows,
+                 int64_t dim) override {
+    for (int64_t t = 0; t < rows; ++t) {
+      std::memcpy(out + t * dim, table + static_cast<int64_t>(ids[t]) * dim, dim * sizeof(float));
+    }
+  }
+  void EmbeddingBackward(const int32_t* ids, const float* dout, float* dtable, int64_t rows,
+                         int64_t dim) override {
+    for (int64_t t = 0; t < rows; ++t) {
+      float* dst = dtable + static_cast<int64_t>(ids[t]) * dim;
+      for (int64_t i = 0; i < dim; ++i) dst[i] += dout[t * dim + i];
+    }
+  }
+
+  void RmsNorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim,
+               float eps) override {
+    Pool().ParallelFor(rows, RowGrain(4 * dim), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * dim;
+        double ss = 0.0;
+        for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+        const float rs = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
+        rstd[r] = rs;
+        for (int64_t i = 0; i < dim; ++i) y[r * dim + i] = xr[i] * rs * w[i];
+      }
+    });
+  }
+
+  void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
+                       float* dx, float* dw, int64_t rows, int64_t dim) override {
+    // y_i = x_i r w_i, r = (mean(x^2)+eps)^-1/2:  dx_i = r (dy_i w_i) - x_i r^3 / dim * sum_j dy_j w_j x_j
+    if (dx != nullptr) {
+      Pool().ParallelFor(rows, RowGrain(6 * dim), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* xr = x + r * dim;
+          const float* dyr = dy + r * dim;
+          const float rs = rstd[r];
+          double dot = 0.0;
+          for (int64_t i = 0; i < dim; ++i) dot += static_cast<double>(dyr[i]) * w[i] * xr[i];
+          const float c = static_cast<float>(dot) * rs * rs * rs / static_cast<float>(dim);
+          for (int64_t i = 0; i < dim; ++i) dx[r * dim + i] = rs * dyr[i] * w[i] - xr[i] * c;
+        }
+      });
+    }
+    if (dw != nullptr) {
+      Pool().ParallelFor(dim, 64, [&](int64_t i0, int64_t i1) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const float rs = rstd[r];
+          for (int64_t i = i0; i < i1; ++i) dw[i] += dy[r * dim + i] * x[r * dim + i] * rs;
+        }
+      });
+    }
+  }
+
+  void Rope(float* x, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
+            int64_t offset, int64_t half, const int32_t* positions, const float* cos,
+            const float* sin, RopeLayout layout, bool inverse) override {
+    const float sign = inverse ? -1.0f : 1.0f;
+    Pool().ParallelFor(rows, RowGrain(6 * heads * half), [&](int64_t r0, int64_t r1) {
+      for (int64_t t = r0; t < r1; ++t) {
+        const float* c = cos + static_cast<int64_t>(positions[t]) * half;
+        const float* s = sin + static_cast<int64_t>(positions[t]) * half;
+        for (int64_t h = 0; h < heads; ++h) {
+          float* p = x + t * row_stride + h * head_stride + offset;
+          for (int64_t i = 0; i < half; ++i) {
+            float* a;
+            float* b;
+            if (layout == RopeLayout::kRotateHalf) {
+              a = p + i;
+              b = p + i + half;
+            } else {
+              a = p + 2 * i;
+              b = p + 2 * i + 1;
+            }
+            const float x0 = *a, x1 = *b, si = sign * s[i];
+            *a = x0 * c[i] - x1 * si;
+            *b = x1 * c[i] + x0 * si;
+          }
+        }
+      }
+    });
+  }
+
+  void Attention(const float* q, const float* k, const float* v, float* out, float* probs,
+                 std::span<const int64_t> seq_offsets, int64_t nh, int64_t nkv, int64_t dqk,
+                 int64_t dv, float scale) override {
+    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
+    const std::vector<int64_t> probs_at = ProbsOffsets(seq_offsets, nh);
+    Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t s = i / nh, h = i % nh, kvh = h / (nh / nkv);
+        const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
+        if (len == 0) continue;
+        float* p = probs + probs_at[s] + h * len * len;
+        const float* qh = q + start * nh * dqk + h * dqk;
+        const float* kh = k + start * nkv * dqk + kvh * dqk;
+        const float* vh = v + start * nkv * dv + kvh * dv;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, dqk, scale, qh, nh * dqk,
+                    kh, nkv * dqk, 0.0f, p, len);
+        for (int64_t r = 0; r < len; ++r) {
+          float* row = p + r * len;
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t c = 0; c <= r; ++c) mx = std::max(mx, row[c]);
+          float sum = 0.0f;
+          for (int64_t c = 0; c <= r; ++c) {
+            row[c] = std::exp(row[c] - mx);
+            sum += row[c];
+          }
+          const float inv = 1.0f / sum;
+          for (int64_t c = 0; c <= r; ++c) row[c] *= inv;
+          for (int64_t c = r + 1; c < len; ++c) row[c] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, dv, len, 1.0f, p, len, vh,
+                    nkv * dv, 0.0f, out + start * nh * dv + h * dv, nh * dv);
+      }
+    });
+  }
+
+  void AttentionBackward(const float* dout, const float* q, const float* k, const float* v,
+                         const float* probs, float* dq, float* dk, float* dv,
+                         std::span<const int64_t> seq_offsets, int64_t nh, int64_t nkv,
+                         int64_t dqk, int64_t dv_dim, float scale) override {
+    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
+    const std::vector<int64_t> probs_at = ProbsOffsets(seq_offsets, nh);
+    const int64_t group = nh / nkv;
+    // One task per (sequence, kv head): the q heads sharing a kv head accumulate into the same
+    // dk/dv rows, so they run in one task, in order.
+    Pool().ParallelFor(num_seqs * nkv, 1, [&](int64_t i0, int64_t i1) {
+      std::vector<float> dp;
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t s = i / nkv, kvh = i % nkv;
+        const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
+        if (len == 0) continue;
+        dp.resize(len * len);
+        const float* kh = k + start * nkv * dqk + kvh * dqk;
+        const float* vh = v + start * nkv * dv_dim + kvh * dv_dim;
+        float* dkh = dk + start * nkv * dqk + kvh * dqk;
+        float* dvh = dv + start * nkv * dv_dim + kvh * dv_dim;
+        for (int64_t r = 0; r < len; ++r) {
+          std::memset(dkh + r * nkv * dqk, 0, dqk * sizeof(float));
+          std::memset(dvh + r * nkv * dv_dim, 0, dv_dim * sizeof(float));
+        }
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
+          const float* p = probs + probs_at[s] + h * len * len;
+          const float* doh = dout + start * nh * dv_dim + h * dv_dim;
+          const float* qh = q + start * nh * dqk + h * dqk;
+          float* dqh = dq + start * nh * dqk + h * dqk;
+          // dV += P^T dO
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dv_dim, len, 1.0f, p, len,
+                      doh, nh * dv_dim, 1.0f, dvh, nkv * dv_dim);
+          // dP = dO V^T
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, dv_dim, 1.0f, doh,
+                      nh * dv_dim, vh, nkv * dv_dim, 0.0f, dp.data(), len);
+          // dS = P * (dP - rowsum(P * dP)), then scaled
+          for (int64_t r = 0; r < len; ++r) {
+            const float* pr = p + r * len;
+            float* dr = dp.data() + r * len;
+            float dot = 0.0f;
+            for (int64_t c = 0; c <= r; ++c) dot += pr[c] * dr[c];
+            for (int64_t c = 0; c <= r; ++c) dr[c] = pr[c] * (dr[c] - dot) * scale;
+            for (int64_t c = r + 1; c < len; ++c) dr[c] = 0.0f;
+          }
+          // dQ = dS K ; dK += dS^T Q
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, dqk, len, 1.0f, dp.data(),
+                      len, kh, nkv * dqk, 0.0f, dqh, nh * dqk);
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dqk, len, 1.0f, dp.data(),
+                      len, qh, nh * dqk, 1.0f, dkh, nkv * dqk);
+        }
+      }
+    });
+  }
+
+  void SwiGlu(const float* gate, const float* up, float* out, int64_t size) override {
+    Pool().ParallelFor(size, 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + std::exp(-g)) * up[i];
+      }
+    });
+  }
+
+  void SwiGluBackward(const float* dout, const float* gate, const float* up, float* dgate,
+                      float* dup, int64_t size) override {
+    Pool().ParallelFor(size, 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float g = gate[i];
+        const float sig = 1.0f / (1.0f + std::exp(-g));
+        const float silu = g * sig;
+        dup[i] = dout[i] * silu;
+        dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+      }
+    });
+  }
+
+  void GatherRows(const float* src, const int32_t* rows, const float* scale, float* dst,
+                  int64_t n, int64_t dim) override {
+    for (int64_t i = 0; i < n; ++i) {
+      const float* s = src + static_cast<int64_t>(rows[i]) * dim;
+      float* d = dst + i * dim;
+      if (scale == nullptr) {
+        std::memcpy(d, s, dim * sizeof(float));
+      } else {
+        for (int64_t j = 0; j < dim; ++j) d[j] = scale[i] * s[j];
+      }
+    }
+  }
+
+  void ScatterAddRows(const float* src, const int32_t* rows, const float* scale, float* dst,
+                      int64_t n, int64_t dim) override {
+    for (int64_t i = 0; i < n; ++i) {
+      float* d = dst + static_cast<int64_t>(rows[i]) * dim;
+      const float a = scale != nullptr ? scale[i] : 1.0f;
+      for (int64_t j = 0; j < dim; ++j) d[j] += a * src[i * dim + j];
+    }
+  }
+
+  void CopyRows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                int64_t rows, int64_t cols, bool accumulate) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* s = src + r * src_stride;
+      float* d = dst + r * dst_stride;
+      if (accumulate) {
+        for (int64_t c = 0; c < cols; ++c) d[c] += s[c];
+      } else {
+        std::memcpy(d, s, cols * sizeof(float));
+      }
+    }
+  }
+
+  void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) override {
+    for (int64_t i = 0; i < n; ++i) {
+      double s = 0.0;
+      for (int64_t j = 0; j < dim; ++j) s += static_cast<double>(a[i * dim + j]) * b[i * dim + j];
+      out[i] = static_cast<float>(s);
+    }
+  }
+
+  void LogSoftmaxTargets(const float* logits, const int32_t* targets, float* logprobs,
+                         float* entropy, int64_t rows, int64_t vocab) override {
+    Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* x = logits + r * vocab;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
+        double sum = 0.0, weighted = 0.0;
+        for (int64_t i = 0; i < vocab; ++i) {
+          const double e = std::exp(static_cast<double>(x[i] - mx));
+          sum += e;
+          weighted += e * (x[i] - mx);
+        }
+        const double lse = std::log(sum);  // relative to mx
+        if (targets[r] >= 0) logprobs[r] = static_cast<float>(x[targets[r]] - mx - lse);
+        if (entropy != nullptr) entropy[r] = static_cast<float>(lse - weighted / sum);
+      }
+    });
+  }
+
+  void LogSoftmaxTargetsBackward(const float* logits, const int32_t* targets,
+                                 const float* weights, float* dlogits, int64_t rows,
+                                 int64_t vocab) override {
+    Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* x = logits + r * vocab;
+        float* d = dlogits + r * vocab;
+        if (targets[r] < 0 || weights[r] == 0.0f) {
+          std::memset(d, 0, vocab * sizeof(float));
+          continue;
+        }
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
+        double sum = 0.0;
+        for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
+        const float inv = static_cast<float>(1.0 / sum);
+        const float w = weights[r];
+        for (int64_t i = 0; i < vocab; ++i) d[i] = -w * std::exp(x[i] - mx) * inv;
+        d[targets[r]] += w;
+      }
+    });
+  }
+
+ private:
+  static std::vector<int64_t> ProbsOffsets(std::span<const int64_t> seq_offsets, int64_t nh) {
+    std::vector<int64_t> at(seq_offsets.size(), 0);
+    for (size_t s = 0; s + 1 < seq_offsets.size(); ++s) {
+      const int64_t len = seq_offsets[s + 1] - seq_offsets[s];
+      at[s + 1] = at[s] + nh * len * len;
+    }
+    return at;
+  }
+};
+
+}  // namespace
+
+Backend& CpuBackend() {
+  static CpuBackendImpl* backend = new CpuBackendImpl();  // never destroyed
+  return *backend;
+}
+
+}  // namespace grpo
