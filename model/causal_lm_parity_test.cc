@@ -237,7 +237,7 @@ TEST_P(ParityTest, ForcedRoutingMatchesPyTorchForcedRouting) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ParityTest,
-                         ::testing::Values("llama", "qwen2", "qwen2_tied", "qwen3", "qwen3_moe",
+                         ::testing::Values("llama", "llama_sharded", "qwen2", "qwen2_tied", "qwen3", "qwen3_moe",
                                            "deepseek_v3", "deepseek_v3_noq", "deepseek_v3_fp8",
                                            "qwen3_bf16"),
                          [](const auto& info) { return info.param; });

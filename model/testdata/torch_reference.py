@@ -935,6 +935,11 @@ def main(argv):
     except RefError as e:
         print("torch_reference: error: %s" % e, file=sys.stderr)
         return 1
+    except (KeyError, TypeError, ValueError, IndexError) as e:  # malformed config or input
+        import traceback
+        traceback.print_exc()
+        print("torch_reference: error: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,234 @@
+// Properties of CausalLM that need no reference: packing sequences together equals running them
+// alone, replaying the chosen routing reproduces the free run bit for bit, recomputation gives
+// the same gradients bit for bit, checkpoints round-trip, and bad models fail naming the tensor.
+#include "model/causal_lm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "model/presets.h"
+#include "testing/python_reference.h"
+
+namespace grpo {
+namespace {
+
+std::unique_ptr<CausalLM> NanoModel(const std::string& family, uint64_t seed = 1) {
+  auto config = PresetConfig(family + "-nano");
+  EXPECT_TRUE(config.ok());
+  // A larger init spreads the router scores so MoE choices are not near-ties.
+  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  return std::move(model).value();
+}
+
+std::vector<std::vector<int32_t>> RandomSequences(int64_t vocab, std::vector<int> lengths, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(vocab - 1));
+  std::vector<std::vector<int32_t>> seqs;
+  for (int len : lengths) {
+    std::vector<int32_t> s(len);
+    for (int32_t& t : s) t = tok(rng);
+    seqs.push_back(s);
+  }
+  return seqs;
+}
+
+class FamilyTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FamilyTest, PackingEqualsRunningAlone) {
+  auto model = NanoModel(GetParam());
+  const auto seqs = RandomSequences(model->config().vocab_size, {9, 3, 14}, 4);
+  auto packed = model->Forward(TokenBatch::FromSequences(seqs), {.need_entropy = true});
+  ASSERT_TRUE(packed.ok());
+  size_t i = 0;
+  for (const auto& s : seqs) {
+    auto alone = model->Forward(TokenBatch::FromSequences({s}), {.need_entropy = true});
+    ASSERT_TRUE(alone.ok());
+    for (size_t j = 0; j < alone->logprobs.size(); ++j, ++i) {
+      EXPECT_NEAR(packed->logprobs[i], alone->logprobs[j], 2e-6);
+      EXPECT_NEAR(packed->entropy[i], alone->entropy[j], 2e-6);
+    }
+  }
+  EXPECT_EQ(i, packed->logprobs.size());
+}
+
+TEST_P(FamilyTest, PackedGradientsAreTheSumOfSeparateOnes) {
+  auto model = NanoModel(GetParam());
+  const auto seqs = RandomSequences(model->config().vocab_size, {6, 10}, 8);
+  std::vector<Tensor> packed_grads, separate_grads;
+  ASSERT_TRUE(model->Forward(TokenBatch::FromSequences(seqs), {.keep_activations = true}).ok());
+  ASSERT_TRUE(model->Backward(std::vector<float>(5 + 9, 1.0f), &packed_grads).ok());
+  for (const auto& s : seqs) {
+    ASSERT_TRUE(model->Forward(TokenBatch::FromSequences({s}), {.keep_activations = true}).ok());
+    ASSERT_TRUE(model->Backward(std::vector<float>(s.size() - 1, 1.0f), &separate_grads).ok());
+  }
+  for (size_t p = 0; p < packed_grads.size(); ++p) {
+    double diff = 0, norm = 0;
+    for (int64_t e = 0; e < packed_grads[p].numel(); ++e) {
+      const double a = packed_grads[p].data<float>()[e], b = separate_grads[p].data<float>()[e];
+      diff += (a - b) * (a - b);
+      norm += b * b;
+    }
+    if (norm == 0) continue;  // e.g. an expert no token chose
+    EXPECT_LE(std::sqrt(diff / norm), 1e-5) << model->parameters()[p].spec.name;
+  }
+}
+
+TEST_P(FamilyTest, ReplayingTheChosenRoutingReproducesTheFreeRunExactly) {
+  auto model = NanoModel(GetParam());
+  if (model->config().num_experts == 0) GTEST_SKIP() << "dense";
+  const auto batch = TokenBatch::FromSequences(RandomSequences(model->config().vocab_size, {11, 5}, 3));
+  auto free_run = model->Forward(batch, {.need_entropy = true});
+  ASSERT_TRUE(free_run.ok());
+  ASSERT_EQ(free_run->routing.num_moe_layers, model->config().NumMoeLayers());
+  ForwardOptions replay;
+  replay.need_entropy = true;
+  replay.forced_routing = &free_run->routing;
+  auto replayed = model->Forward(batch, replay);
+  ASSERT_TRUE(replayed.ok());
+  EXPECT_EQ(replayed->logprobs, free_run->logprobs);
+  EXPECT_EQ(replayed->entropy, free_run->entropy);
+  EXPECT_EQ(replayed->routing.experts, free_run->routing.experts);
+  EXPECT_EQ(replayed->routing.weights, free_run->routing.weights);
+}
+
+TEST_P(FamilyTest, RecomputationGivesTheSameGradientsBitForBit) {
+  auto model = NanoModel(GetParam());
+  const auto batch = TokenBatch::FromSequences(RandomSequences(model->config().vocab_size, {8, 6}, 12));
+  const std::vector<float> w(batch.num_targets(), 0.5f);
+  std::vector<Tensor> saved, recomputed;
+  ASSERT_TRUE(model->Forward(batch, {.keep_activations = true}).ok());
+  ASSERT_TRUE(model->Backward(w, &saved).ok());
+  ASSERT_TRUE(model->Forward(batch, {.keep_activations = true, .recompute = true}).ok());
+  ASSERT_TRUE(model->Backward(w, &recomputed).ok());
+  for (size_t p = 0; p < saved.size(); ++p) {
+    ASSERT_EQ(std::memcmp(saved[p].raw_data(), recomputed[p].raw_data(), saved[p].nbytes()), 0)
+        << model->parameters()[p].spec.name;
+  }
+}
+
+TEST_P(FamilyTest, SaveAndLoadRoundTrip) {
+  auto model = NanoModel(GetParam());
+  const std::string dir = testing::MakeTempDir("roundtrip");
+  // Sharded on purpose: small shards force an index file.
+  ASSERT_TRUE(SaveModel(model->config(), model->parameters(), dir, 64 * 1024).ok());
+  auto loaded = CausalLM::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_EQ((*loaded)->parameters().size(), model->parameters().size());
+  for (size_t p = 0; p < model->parameters().size(); ++p) {
+    const Tensor& a = model->parameters()[p].value;
+    const Tensor& b = (*loaded)->parameters()[p].value;
+    ASSERT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << model->parameters()[p].spec.name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, FamilyTest,
+                         ::testing::Values("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
+                         [](const auto& info) { return info.param; });
+
+TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
+  auto model = NanoModel("deepseek_v3");
+  ModelConfig fp8_config = model->config();
+  fp8_config.fp8_checkpoint = true;
+  const std::string dir = testing::MakeTempDir("fp8");
+  ASSERT_TRUE(SaveModel(fp8_config, model->parameters(), dir).ok());
+  auto files = SafetensorsDir::Open(dir);
+  ASSERT_TRUE(files.ok());
+  auto q = files->Info("model.layers.0.self_attn.kv_b_proj.weight");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->dtype, DType::kF8E4M3);
+  EXPECT_TRUE(files->Contains("model.layers.0.self_attn.kv_b_proj.weight_scale_inv"));
+  EXPECT_EQ(files->Info("model.embed_tokens.weight")->dtype, DType::kF32);
+  auto loaded = CausalLM::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE((*loaded)->config().fp8_checkpoint);
+  const auto& a = model->parameters();
+  const auto& b = (*loaded)->parameters();
+  for (size_t p = 0; p < a.size(); ++p) {
+    for (int64_t e = 0; e < a[p].value.numel(); ++e) {
+      const float x = a[p].value.data<float>()[e], y = b[p].value.data<float>()[e];
+      // e4m3 keeps 3 mantissa bits: relative error below 2^-4 (absolute below the block's
+      // subnormal step for tiny values).
+      ASSERT_LE(std::fabs(x - y), std::fabs(x) * 0.0625f + 1e-3f) << a[p].spec.name;
+    }
+  }
+}
+
+TEST(CausalLM, ErrorsNameWhatIsWrong) {
+  auto model = NanoModel("qwen3");
+  auto bad_token = model->Forward(TokenBatch::FromSequences({{1, 2, 9999}}), {});
+  ASSERT_FALSE(bad_token.ok());
+  EXPECT_NE(bad_token.status().message().find("9999"), std::string::npos);
+  std::vector<Tensor> grads;
+  EXPECT_EQ(model->Backward({}, &grads).code(), StatusCode::kFailedPrecondition);
+
+  auto moe = NanoModel("qwen3_moe");
+  Routing wrong;
+  wrong.num_moe_layers = 1;
+  ForwardOptions opts;
+  opts.forced_routing = &wrong;
+  auto forced = moe->Forward(TokenBatch::FromSequences({{1, 2, 3}}), opts);
+  ASSERT_FALSE(forced.ok());
+  EXPECT_NE(forced.status().message().find("forced routing"), std::string::npos);
+
+  // A checkpoint missing one tensor, and one with a misshaped tensor.
+  const std::string dir = testing::MakeTempDir("broken");
+  std::vector<Parameter> params = model->parameters();
+  ASSERT_TRUE(SaveModel(model->config(), params, dir).ok());
+  NamedTensors tensors;
+  for (const Parameter& p : params) {
+    if (p.spec.name != "model.layers.1.self_attn.k_norm.weight") tensors.emplace_back(p.spec.name, p.value);
+  }
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
+  auto missing = CausalLM::Load(dir);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("missing tensor 'model.layers.1.self_attn.k_norm.weight'"),
+            std::string::npos)
+      << missing.status().message();
+  tensors.emplace_back("model.layers.1.self_attn.k_norm.weight", Tensor::Zeros(DType::kF32, {3}));
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
+  auto misshaped = CausalLM::Load(dir);
+  ASSERT_FALSE(misshaped.ok());
+  EXPECT_NE(misshaped.status().message().find("has shape [3], expected [16]"), std::string::npos)
+      << misshaped.status().message();
+  tensors.back().second = params[0].value;  // wrong name for this tensor is fine; add an unknown one
+  tensors.back().first = "model.layers.1.self_attn.k_norm.weight";
+  tensors.back().second = Tensor::Zeros(DType::kF32, {16});
+  tensors.emplace_back("model.layers.0.mystery.weight", Tensor::Zeros(DType::kF32, {2}));
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
+  auto unknown = CausalLM::Load(dir);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unexpected tensor 'model.layers.0.mystery.weight'"),
+            std::string::npos)
+      << unknown.status().message();
+
+  FILE* f = std::fopen((dir + "/config.json").c_str(), "w");
+  std::fputs("{\"model_type\": \"gpt_neox\", \"vocab_size\": 10}", f);
+  std::fclose(f);
+  auto family = CausalLM::Load(dir);
+  ASSERT_FALSE(family.ok());
+  EXPECT_NE(family.status().message().find("'gpt_neox' is not supported"), std::string::npos);
+}
+
+TEST(Presets, RealArchitecturesHaveTheirKnownSizes) {
+  // Parameter counts of the published models (embeddings included), within 1%.
+  const std::vector<std::pair<std::string, double>> known = {
+      {"qwen2.5-0.5b", 0.494e9}, {"qwen2.5-7b", 7.62e9}, {"qwen3-0.6b", 0.596e9},
+      {"qwen3-30b-a3b", 30.5e9}, {"llama3.1-8b", 8.03e9}, {"deepseek-v3", 671e9},
+  };
+  for (const auto& [name, count] : known) {
+    auto c = PresetConfig(name);
+    ASSERT_TRUE(c.ok()) << name;
+    EXPECT_NEAR(static_cast<double>(c->NumParameters()), count, count * 0.01) << name;
+  }
+  EXPECT_FALSE(PresetConfig("gpt5").ok());
+}
+
+}  // namespace
+}  // namespace grpo
