@@ -3,12 +3,12 @@
 
 #include <cstdio>
 
+#include "cli/model_commands.h"
 #include "cli/subcommand.h"
 
 namespace grpo::cli {
 namespace {
 
-constexpr const char* kModelIssue = "issue #3 (model core)";
 constexpr const char* kTokenizerIssue = "issue #4 (tokenizer and data)";
 constexpr const char* kRewardIssue = "issue #5 (reward service)";
 constexpr const char* kStoreIssue = "issue #6 (trajectory store)";
@@ -17,10 +17,8 @@ constexpr const char* kLearnerIssue = "issue #8 (learner and trainer loop)";
 constexpr const char* kClusterIssue = "issue #9 (Slurm cluster submission)";
 
 void AddAllSubcommands(CLI::App& app) {
-  AddUnbuiltSubcommand(app, "init-model", "Write a random model of any family in the HF layout",
-                       kModelIssue);
-  AddUnbuiltSubcommand(app, "logprobs", "Per-token log-probabilities of token sequences",
-                       kModelIssue);
+  AddInitModelSubcommand(app);
+  AddLogprobsSubcommand(app);
   AddUnbuiltSubcommand(app, "generate", "Sample completions (groups of n) from a model",
                        kRolloutIssue);
   AddUnbuiltSubcommand(app, "tokenize", "Encode text to token ids, or decode ids (--decode)",

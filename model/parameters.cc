@@ -161,7 +161,11 @@ Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const s
 }
 
 Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,
-                 const std::string& dir, uint64_t max_shard_bytes) {
+                 const std::string& dir, uint64_t max_shard_bytes, DType storage) {
+  if (storage != DType::kF32 && storage != DType::kBF16) {
+    return Status::InvalidArgument("checkpoints are stored as F32 or BF16, not " +
+                                   std::string(DTypeName(storage)));
+  }
   if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir, errno);
   NamedTensors tensors;
   for (const Parameter& p : params) {
@@ -169,15 +173,20 @@ Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params
       GRPO_ASSIGN_OR_RETURN(Fp8BlockWeight q, QuantizeFp8Block(p.value));
       tensors.emplace_back(p.spec.name, std::move(q.weight));
       tensors.emplace_back(p.spec.name + "_scale_inv", std::move(q.scale_inv));
-    } else {
+    } else if (storage == DType::kF32) {
       tensors.emplace_back(p.spec.name, p.value);
+    } else {
+      GRPO_ASSIGN_OR_RETURN(Tensor narrow, p.value.CastTo(storage));
+      tensors.emplace_back(p.spec.name, std::move(narrow));
     }
   }
   GRPO_RETURN_IF_ERROR(WriteShardedSafetensors(dir, tensors, max_shard_bytes == 0 ? UINT64_MAX : max_shard_bytes,
                                                {{"format", "pt"}}));
   const std::string path = dir + "/config.json";
   std::ofstream out(path);
-  out << config.ToJson().dump(2) << "\n";
+  nlohmann::json json = config.ToJson();
+  json["torch_dtype"] = storage == DType::kF32 ? "float32" : "bfloat16";
+  out << json.dump(2) << "\n";
   if (!out) return Status::IoError("cannot write " + path);
   return Status::Ok();
 }

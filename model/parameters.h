@@ -35,10 +35,11 @@ struct Parameter {
 Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir);
 
 // Writes config.json and model.safetensors (sharded above `max_shard_bytes`, 0 = never) in the
-// HF layout. With config.fp8_checkpoint, 2-D projection weights (not embeddings, lm_head,
-// norms or routers) are stored as F8_E4M3 with `<name>_scale_inv` 128x128 block scales.
+// HF layout, tensors stored as `storage` (F32 or BF16; config.json's torch_dtype says which).
+// With config.fp8_checkpoint, 2-D projection weights (not embeddings, lm_head, norms or
+// routers) are stored as F8_E4M3 with `<name>_scale_inv` 128x128 block scales.
 Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,
-                 const std::string& dir, uint64_t max_shard_bytes = 0);
+                 const std::string& dir, uint64_t max_shard_bytes = 0, DType storage = DType::kF32);
 
 }  // namespace grpo
 

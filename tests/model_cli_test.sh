@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `grpo init-model` and `grpo logprobs` as users' scripts call them (ARCHITECTURE.md, "CLI").
+set -u
+GRPO="$1"
+T=${TEST_TMPDIR:-$(mktemp -d)}
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+
+for family in llama qwen2 qwen3 qwen3_moe deepseek_v3; do
+  for dtype in f32 bf16 fp8; do
+    dir="$T/$family-$dtype"
+    "$GRPO" init-model --preset "$family-nano" --dtype "$dtype" --seed 7 --out "$dir" 2>/dev/null
+    check "init-model $family $dtype" '[ -f "$dir/config.json" ] && [ -f "$dir/model.safetensors" ]'
+  done
+  printf '{"tokens":[1,2,3,4,5]}\n{"id":7,"tokens":[9]}\n' > "$T/in.jsonl"
+  "$GRPO" logprobs --model "$T/$family-fp8" --input "$T/in.jsonl" --output "$T/out.jsonl" 2>/dev/null
+  check "logprobs $family fp8 exit 0" '[ $? -eq 0 ]'
+  check "logprobs $family: one line per input" '[ "$(wc -l < "$T/out.jsonl")" -eq 2 ]'
+  check "logprobs $family: 4 values <= 0" \
+    'python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).readline())[\"logprobs\"]; sys.exit(0 if len(r)==4 and all(x<=0 for x in r) else 1)" "$T/out.jsonl"'
+  check "logprobs $family: id passed through, empty logprobs" 'sed -n 2p "$T/out.jsonl" | grep -q "{\"id\":7,\"logprobs\":\[\]}"'
+done
+
+# A config.json written by init-model is accepted by --config, and the same seed gives the same weights.
+"$GRPO" init-model --config "$T/qwen3-f32/config.json" --seed 7 --out "$T/again" 2>/dev/null
+check "init-model --config reproduces --preset with the same seed" 'cmp -s "$T/again/model.safetensors" "$T/qwen3-f32/model.safetensors"'
+
+# Bad lines: reported with their line number and skipped; --strict fails.
+printf '{"tokens":[1,2]}\n{"tokens":"x"}\n[1]\n{"tokens":[1,100000]}\n{"tokens":[3,4,5]}\n' > "$T/bad.jsonl"
+err=$("$GRPO" logprobs --model "$T/qwen3-f32" --input "$T/bad.jsonl" --output "$T/o.jsonl" 2>&1)
+check "bad lines skipped, run succeeds" '[ $? -eq 0 ] && [ "$(wc -l < "$T/o.jsonl")" -eq 2 ]'
+check "line 2 named" 'grep -q "bad.jsonl:2: \"tokens\" must be an array" <<<"$err"'
+check "line 3 named" 'grep -q "bad.jsonl:3: not a JSON object" <<<"$err"'
+check "line 4 named" 'grep -q "bad.jsonl:4: token id 100000 is outside the vocabulary" <<<"$err"'
+"$GRPO" logprobs --model "$T/qwen3-f32" --input "$T/bad.jsonl" --output "$T/s.jsonl" --strict 2>/dev/null
+check "--strict fails" '[ $? -eq 1 ]'
+check "--strict leaves no output file" '[ ! -e "$T/s.jsonl" ]'
+"$GRPO" logprobs --model "$T/nonexistent" --input "$T/bad.jsonl" --output "$T/x.jsonl" 2>/dev/null
+check "missing model fails" '[ $? -eq 1 ]'
+"$GRPO" init-model --preset deepseek-v3 --out "$T/huge" 2>/dev/null
+check "a model too big for memory is refused" '[ $? -eq 1 ] && [ ! -e "$T/huge/model.safetensors" ]'
+check "--info prints the real config" '"$GRPO" init-model --preset deepseek-v3 --info 2>/dev/null | grep -q "\"n_routed_experts\": 256"'
+exit $fail
