@@ -951,13 +951,19 @@ struct ParsedDocument {
 Result<ParsedDocument> ParseDocument(std::string_view text, const std::string& where,
                                      bool one_line, std::shared_ptr<const std::string> file,
                                      int fixed_line, std::vector<std::string> base) {
+  if (text.size() >= 3 && text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.remove_prefix(3);
   const std::string input = LooksLikeJson(text) ? JoinSurrogatePairs(text) : std::string(text);
   std::istringstream stream(input);
+  // yaml-cpp reads UTF-16/32 too (by BOM or zero bytes); its positions then are not byte
+  // offsets into `input`, so the raw-text check for open quotes only runs on UTF-8.
+  const bool utf8 = !(input.size() >= 2 && (input[0] == '\0' || input[1] == '\0' ||
+                                            input.compare(0, 2, "\xFE\xFF") == 0 ||
+                                            input.compare(0, 2, "\xFF\xFE") == 0));
   // Budget for nodes: aliases may repeat subtrees; nothing else makes the tree much larger
   // than the text.
   ConfigBuilder builder(where, std::move(file), text.size() + 100000, fixed_line,
                         std::move(base));
-  builder.set_input(&input);
+  if (utf8) builder.set_input(&input);
   try {
     YAML::Parser parser(stream);
     if (parser.HandleNextDocument(builder)) {
@@ -1089,7 +1095,14 @@ void AppendBlock(const Json& v, int indent, std::string* out) {
   if (v.is_object()) {
     for (auto it = v.begin(); it != v.end(); ++it) {
       *out += pad;
-      AppendString(it.key(), out);
+      std::string key;
+      AppendString(it.key(), &key);
+      if (key.size() > 1000) {
+        // YAML limits implicit keys to 1024 characters; longer ones need the explicit form.
+        *out += "? " + key + "\n" + pad;
+      } else {
+        *out += key;
+      }
       *out += ':';
       if (IsInline(it.value())) {
         *out += ' ';
@@ -1119,7 +1132,8 @@ void AppendBlock(const Json& v, int indent, std::string* out) {
 
 // Validation of trees handed to FromJson or built by overrides.
 Status CheckTree(const Json& v, int depth, const std::string& where) {
-  if (depth > Config::kMaxDepth) {
+  // `depth` counts the collections above `v`; v itself is one more level.
+  if (v.is_structured() && depth >= Config::kMaxDepth) {
     return Status::InvalidArgument(where + ": nesting deeper than " +
                                    std::to_string(Config::kMaxDepth) + " levels");
   }

@@ -8,9 +8,11 @@
 //    strings). Ints stay ints and floats stay floats (`1` vs `1.0`), JSON included.
 //  - Rejected with a message naming file and line: YAML syntax errors (file:line:column and
 //    yaml-cpp's message), duplicate keys (both lines), non-string keys (`1: x`, `null: x`,
-//    `[a]: x`), unsupported tags, invalid UTF-8, nesting deeper than kMaxDepth, documents
-//    that expand (through aliases) to too many nodes, more than one document. `<<` merge keys
-//    are supported (explicit keys win).
+//    `[a]: x`), unsupported tags, invalid UTF-8, nesting deeper than kMaxDepth (checked while
+//    yaml-cpp parses, so its recursion stays shallow), aliases that form a cycle or expand to
+//    too many nodes, quoted strings left open at the end of the text, more than one document
+//    or stray text after it. `<<` merge keys are supported (explicit keys win). JSON's escaped
+//    surrogate pairs (\uD83D\uDE00), which yaml-cpp rejects, are accepted.
 //  - Every node remembers where it came from ("recipe.yaml:12", or "--set" for overrides); all
 //    errors about a value start with that origin:
 //      recipe.yaml:12: key 'train.lr': expected a number, got "abc"
@@ -65,7 +67,8 @@ class Config {
   // `{x: 1}`, `"quoted"`), otherwise a plain scalar resolved like in a file (`3`, `3.5`,
   // `true`, `null`, anything else is the string as written, trimmed; empty is null). Missing
   // mappings on the way are created (a null on the way becomes a mapping); a number walks
-  // into a list and must be in range; walking into any other scalar is an error.
+  // into a list and must be in range; walking into any other scalar is an error. A failed
+  // override changes nothing.
   Status ApplyOverride(std::string_view assignment);
   // Applies each in order; stops at the first error.
   Status ApplyOverrides(const std::vector<std::string>& assignments);

@@ -278,8 +278,12 @@ TEST(ConfigParse, AnchorsAliasesAndMergeKeys) {
   EXPECT_EQ(c.json()["again"], Json({"a", "b"}));
   EXPECT_EQ(c.json()["multi"]["x"].get<int64_t>(), 1);  // earlier source wins
   EXPECT_EQ(c.json()["multi"]["y"].get<int64_t>(), 2);
-  // The merged value remembers the line it was written on.
+  // Merged and aliased values remember the line they were written on; the alias itself is
+  // on the line of its key.
   EXPECT_EQ(c.OriginOf("eval.top_p").ToString(), "recipe.yaml:3");
+  EXPECT_EQ(c.OriginOf("eval.temperature").ToString(), "recipe.yaml:6");
+  EXPECT_EQ(c.OriginOf("again").ToString(), "recipe.yaml:8");
+  EXPECT_EQ(c.OriginOf("again.1").ToString(), "recipe.yaml:7");
   EXPECT_THAT(ErrorOf(Config::Parse("a:\n  <<: 3\n", "r.yaml")),
               HasSubstr("r.yaml:2: key 'a': '<<' (merge) takes a mapping"));
 }
@@ -313,11 +317,39 @@ TEST(ConfigParse, DeepNestingIsRejected) {
   std::string quoted = "a: \"" + std::string(400, '[') + "\" # " + std::string(400, '{') + "\n";
   EXPECT_EQ(MustParse(quoted).json()["a"], std::string(400, '['));
 
+  // Exactly kMaxDepth levels are fine (the top-level mapping is level 1), and dump back.
+  std::string at_limit = "a: " + std::string(255, '[') + std::string(255, ']') + "\n";
+  auto limit = Config::Parse(at_limit, "limit.yaml");
+  ASSERT_TRUE(limit.ok()) << limit.status().ToString();
+  auto again = Config::Parse(limit->Dump(), "dump.yaml");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->json(), limit->json());
+  std::string over = "a: " + std::string(256, '[') + std::string(256, ']') + "\n";
+  EXPECT_THAT(ErrorOf(Config::Parse(over, "over.yaml")),
+              HasSubstr("over.yaml:1: nesting deeper than 256 levels"));
+  Json deep = Json::array();
+  for (int i = 0; i < 256; ++i) deep = Json::array({deep});
+  EXPECT_THAT(ErrorOf(Config::FromJson(Json{{"a", deep}}, "code")),
+              HasSubstr("code: nesting deeper than 256 levels"));
+  Config target;
+  std::string long_key = "k";
+  for (int i = 0; i < 256; ++i) long_key += ".k";
+  EXPECT_THAT(ErrorOf(target.ApplyOverride(long_key + "=1")), HasSubstr("deeper than 256"));
+  EXPECT_THAT(ErrorOf(target.ApplyOverride("a=" + std::string(300, '[') + std::string(300, ']'))),
+              HasSubstr("nesting deeper than 256 levels"));
+
   std::string deep_block;
   for (int i = 0; i < 300; ++i) deep_block += std::string(i, ' ') + "k:\n";
   deep_block += std::string(300, ' ') + "k: 1\n";
   EXPECT_THAT(ErrorOf(Config::Parse(deep_block, "deep.yaml")),
               HasSubstr("nesting deeper than 256 levels"));
+}
+
+TEST(ConfigParse, ByteOrderMarksAndUtf16) {
+  EXPECT_EQ(MustParse("\xEF\xBB\xBF" "a: \"x\"\n").json()["a"], "x");
+  // UTF-16LE with a BOM: "a: 'x'\n".
+  const std::string utf16("\xFF\xFE" "a\0:\0 \0'\0x\0'\0\n\0", 16);
+  EXPECT_EQ(MustParse(utf16).json()["a"], "x");
 }
 
 TEST(ConfigParse, InvalidUtf8IsRejected) {
@@ -760,6 +792,8 @@ TEST(ConfigDump, TrickyStringsRoundTrip) {
     tree["v" + std::to_string(i)] = tricky[i];
     tree[tricky[i]] = static_cast<int64_t>(i);
   }
+  tree[std::string(3000, 'k')] = Json{{"inner", 1}};
+  tree[std::string(1500, '\x01')] = Json::array({1, Json{{std::string(2000, ' '), "v"}}});
   tree["floats"] = Json::array({0.0, -0.0, 1.0, 0.1, 1e300, 5e-324, 1.7976931348623157e308,
                                 std::numeric_limits<double>::infinity(),
                                 -std::numeric_limits<double>::infinity()});
@@ -884,6 +918,45 @@ TEST(ConfigProperty, DumpThenParseGivesAnEqualTree) {
         << "tree " << i << " differs at " << where << "\n" << dumped;
     // Dumping is stable.
     ASSERT_EQ(back->Dump(), dumped);
+  }
+}
+
+// JSON written by nlohmann (compact, indented, ASCII-escaped with surrogate pairs) reads back
+// as the same tree through the YAML path.
+Json NormalizeInts(const Json& v) {
+  if (v.is_number_unsigned() &&
+      v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return Json(static_cast<int64_t>(v.get<uint64_t>()));
+  }
+  if (v.is_object()) {
+    Json out = Json::object();
+    for (auto it = v.begin(); it != v.end(); ++it) out[it.key()] = NormalizeInts(it.value());
+    return out;
+  }
+  if (v.is_array()) {
+    Json out = Json::array();
+    for (const auto& e : v) out.push_back(NormalizeInts(e));
+    return out;
+  }
+  return v;
+}
+
+TEST(ConfigProperty, JsonTextMatchesNlohmann) {
+  TreeGen gen(777);
+  for (int i = 0; i < 500; ++i) {
+    Json tree = gen.Tree();
+    const std::string texts[] = {
+        tree.dump(),
+        tree.dump(2),
+        tree.dump(1, '\t', /*ensure_ascii=*/true),
+    };
+    for (const std::string& text : texts) {
+      Json expected = NormalizeInts(Json::parse(text));  // inf/nan were written as null
+      auto c = Config::Parse(text, "config.json");
+      ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << text;
+      std::string where;
+      ASSERT_TRUE(StrictEqual(c->json(), expected, &where)) << where << "\n" << text;
+    }
   }
 }
 

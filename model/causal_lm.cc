@@ -529,6 +529,86 @@ static void LayerBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float
   be.Add(dh1.data(), dx, T * h);
 }
 
+// Attention of new tokens over the KV cache: a.ln1 -> o [Tn, hidden]. `rows` holds, per
+// sequence, the cache rows of positions [0, past + new); `new_rows` those of the new tokens.
+template <typename LayerT, typename ActsT>
+static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepInput& in,
+                          const std::vector<float*>& rows, const std::vector<int64_t>& row_offsets,
+                          const std::vector<float*>& new_rows, float* o) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
+  const RopeTables& rope = *ctx.batch.rope;
+  const float scale = static_cast<float>(c.AttentionScale());
+  const float* const* row_ptrs = rows.data();
+  float* const* new_ptrs = new_rows.data();
+  if (!c.mla) {
+    const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
+    Buffer q = ctx.Buf(T * nh * hd), k = ctx.Buf(T * nkv * hd), v = ctx.Buf(T * nkv * hd);
+    be.Linear(a.ln1.data(), ctx.P(L.q_w), ctx.P(L.q_b), q.data(), T, h, nh * hd);
+    be.Linear(a.ln1.data(), ctx.P(L.k_w), ctx.P(L.k_b), k.data(), T, h, nkv * hd);
+    be.Linear(a.ln1.data(), ctx.P(L.v_w), ctx.P(L.v_b), v.data(), T, h, nkv * hd);
+    if (c.qk_norm) {
+      const float eps = static_cast<float>(c.rms_norm_eps);
+      Buffer qn = ctx.Buf(T * nh * hd), kn = ctx.Buf(T * nkv * hd), rs = ctx.Buf(T * nh);
+      be.RmsNorm(q.data(), ctx.P(L.q_norm), qn.data(), rs.data(), T * nh, hd, eps);
+      be.RmsNorm(k.data(), ctx.P(L.k_norm), kn.data(), rs.data(), T * nkv, hd, eps);
+      q = std::move(qn);
+      k = std::move(kn);
+    }
+    be.Rope(q.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), RopeLayout::kRotateHalf, false);
+    be.Rope(k.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), RopeLayout::kRotateHalf, false);
+    be.WriteRows(k.data(), nkv * hd, new_ptrs, 0, T, nkv * hd);
+    be.WriteRows(v.data(), nkv * hd, new_ptrs, nkv * hd, T, nkv * hd);
+    Buffer attn = ctx.Buf(T * nh * hd);
+    be.CachedAttention(q.data(), attn.data(), in.offsets, in.past, row_ptrs, row_offsets, nh, nkv,
+                       hd, hd, 0, nkv * hd, scale);
+    be.Linear(attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
+    return;
+  }
+  // MLA, absorbed: scores = (W_k(h)^T q_nope) . c + q_pe . k_pe; output = W_v(h) (sum p c).
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
+  const int64_t dqk = nope + r, kvl = c.kv_lora_rank, ql = c.q_lora_rank, lat = kvl + r;
+  Buffer q = ctx.Buf(T * nh * dqk);
+  if (ql > 0) {
+    Buffer qa = ctx.Buf(T * ql), qa_n = ctx.Buf(T * ql), rs = ctx.Buf(T);
+    be.Linear(a.ln1.data(), ctx.P(L.qa_w), nullptr, qa.data(), T, h, ql);
+    be.RmsNorm(qa.data(), ctx.P(L.qa_ln), qa_n.data(), rs.data(), T, ql, kMlaLatentNormEps);
+    be.Linear(qa_n.data(), ctx.P(L.qb_w), nullptr, q.data(), T, ql, nh * dqk);
+  } else {
+    be.Linear(a.ln1.data(), ctx.P(L.q_w), nullptr, q.data(), T, h, nh * dqk);
+  }
+  const float* kva = ctx.P(L.kva_w);
+  Buffer cl = ctx.Buf(T * kvl), c_n = ctx.Buf(T * kvl), rs = ctx.Buf(T), kpe = ctx.Buf(T * r);
+  be.Linear(a.ln1.data(), kva, nullptr, cl.data(), T, h, kvl);
+  be.Linear(a.ln1.data(), kva + kvl * h, nullptr, kpe.data(), T, h, r);
+  be.RmsNorm(cl.data(), ctx.P(L.kva_ln), c_n.data(), rs.data(), T, kvl, kMlaLatentNormEps);
+  be.Rope(q.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
+          rope.sin.data(), RopeLayout::kInterleaved, false);
+  be.Rope(kpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          RopeLayout::kInterleaved, false);
+  be.WriteRows(c_n.data(), kvl, new_ptrs, 0, T, kvl);
+  be.WriteRows(kpe.data(), r, new_ptrs, kvl, T, r);
+  const float* kvb = ctx.P(L.kvb_w);
+  Buffer q_abs = ctx.Buf(T * nh * lat);
+  for (int64_t head = 0; head < nh; ++head) {
+    be.Gemm(false, false, T, kvl, nope, 1.0f, q.data() + head * dqk, nh * dqk,
+            kvb + head * (nope + dv) * kvl, kvl, 0.0f, q_abs.data() + head * lat, nh * lat);
+    be.CopyRows(q.data() + head * dqk + nope, nh * dqk, q_abs.data() + head * lat + kvl, nh * lat,
+                T, r, false);
+  }
+  Buffer latent_out = ctx.Buf(T * nh * kvl), attn = ctx.Buf(T * nh * dv);
+  be.CachedAttention(q_abs.data(), latent_out.data(), in.offsets, in.past, row_ptrs, row_offsets, nh,
+                     1, lat, kvl, 0, 0, scale);
+  for (int64_t head = 0; head < nh; ++head) {
+    be.Gemm(false, true, T, dv, kvl, 1.0f, latent_out.data() + head * kvl, nh * kvl,
+            kvb + (head * (nope + dv) + nope) * kvl, kvl, 0.0f, attn.data() + head * dv, nh * dv);
+  }
+  be.Linear(attn.data(), ctx.P(L.o_w), nullptr, o, T, nh * dv, h);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOptions& options) {
@@ -694,6 +774,110 @@ Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* g
   backend_.EmbeddingBackward(st.batch.tokens.data(), dh.data(), ctx.G(embed_), T, h);
   state_.reset();
   return Status::Ok();
+}
+
+}  // namespace grpo
+
+namespace grpo {
+
+Result<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheView& cache,
+                                         const Routing* forced_routing) {
+  const ModelConfig& c = config_;
+  const int64_t S = in.num_seqs(), T = static_cast<int64_t>(in.tokens.size());
+  const int64_t h = c.hidden_size, V = c.vocab_size;
+  if (static_cast<int64_t>(in.offsets.size()) != S + 1 || static_cast<int64_t>(in.cache_seq.size()) != S ||
+      in.offsets.front() != 0 || in.offsets.back() != T) {
+    return Status::InvalidArgument("step input: offsets, past and cache_seq disagree on the sequence count");
+  }
+  for (int64_t s = 0; s < S; ++s) {
+    if (in.offsets[s + 1] <= in.offsets[s]) {
+      return Status::InvalidArgument("step input: sequence " + std::to_string(s) + " has no new tokens");
+    }
+    if (in.past[s] < 0) return Status::InvalidArgument("step input: negative past length");
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    if (in.tokens[t] < 0 || in.tokens[t] >= V) {
+      return Status::InvalidArgument("token id " + std::to_string(in.tokens[t]) +
+                                     " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    }
+  }
+  const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
+  if (forced_routing != nullptr &&
+      (forced_routing->num_moe_layers != num_moe || forced_routing->num_tokens != T ||
+       forced_routing->top_k != k)) {
+    return Status::InvalidArgument("forced routing does not match the step's new tokens");
+  }
+  std::vector<int32_t> positions(T);
+  int64_t max_pos = 1;
+  for (int64_t s = 0; s < S; ++s) {
+    for (int64_t t = in.offsets[s]; t < in.offsets[s + 1]; ++t) {
+      positions[t] = static_cast<int32_t>(in.past[s] + (t - in.offsets[s]));
+    }
+    max_pos = std::max(max_pos, in.past[s] + in.offsets[s + 1] - in.offsets[s]);
+  }
+  const RopeTables rope = BuildRopeTables(c, max_pos);
+  const BatchView view{T, in.offsets, positions.data(), &rope};
+  Ctx ctx{c, backend_, params_, nullptr, view};
+  StepOutput out;
+  if (num_moe > 0) {
+    out.routing.num_moe_layers = num_moe;
+    out.routing.num_tokens = T;
+    out.routing.top_k = k;
+    out.routing.experts.resize(num_moe * T * k);
+    out.routing.weights.resize(num_moe * T * k);
+  }
+  Buffer x = ctx.Buf(T * h);
+  backend_.Embedding(in.tokens.data(), ctx.P(embed_), x.data(), T, h);
+  std::vector<float*> rows, new_rows(T);
+  std::vector<int64_t> row_offsets(S + 1, 0);
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = *layers_[l];
+    rows.clear();
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t total = in.past[s] + in.offsets[s + 1] - in.offsets[s];
+      for (int64_t p = 0; p < total; ++p) rows.push_back(cache.Row(static_cast<int64_t>(l), in.cache_seq[s], p));
+      row_offsets[s + 1] = static_cast<int64_t>(rows.size());
+      for (int64_t t = in.offsets[s]; t < in.offsets[s + 1]; ++t) {
+        new_rows[t] = rows[row_offsets[s] + positions[t]];
+      }
+    }
+    LayerActs a;
+    a.x_in = std::move(x);
+    a.ln1 = ctx.Buf(T * h);
+    a.rstd1 = ctx.Buf(T);
+    backend_.RmsNorm(a.x_in.data(), ctx.P(L.ln1), a.ln1.data(), a.rstd1.data(), T, h, eps);
+    a.h1 = ctx.Buf(T * h);
+    StepAttention(ctx, L, a, in, rows, row_offsets, new_rows, a.h1.data());
+    backend_.Add(a.x_in.data(), a.h1.data(), T * h);
+    a.ln2 = ctx.Buf(T * h);
+    a.rstd2 = ctx.Buf(T);
+    backend_.RmsNorm(a.h1.data(), ctx.P(L.ln2), a.ln2.data(), a.rstd2.data(), T, h, eps);
+    Buffer y = ctx.Buf(T * h);
+    if (L.moe) {
+      const bool forced = forced_routing != nullptr;
+      if (forced) {
+        const int32_t* f = forced_routing->experts.data() + L.moe_index * T * k;
+        a.experts.assign(f, f + T * k);
+      }
+      MoeForward(ctx, L, a, forced, y.data());
+      std::copy(a.experts.begin(), a.experts.end(), out.routing.experts.begin() + L.moe_index * T * k);
+      std::copy(a.weights.begin(), a.weights.end(), out.routing.weights.begin() + L.moe_index * T * k);
+    } else {
+      MlpForward(ctx, L.mlp, a.ln2.data(), T, y.data(), a.mlp);
+    }
+    backend_.Add(a.h1.data(), y.data(), T * h);
+    x = std::move(y);
+  }
+  // Only each sequence's last new token needs logits.
+  std::vector<int32_t> last(S);
+  for (int64_t s = 0; s < S; ++s) last[s] = static_cast<int32_t>(in.offsets[s + 1] - 1);
+  Buffer xl = ctx.Buf(S * h), normed = ctx.Buf(S * h), rstd = ctx.Buf(S), logits = ctx.Buf(S * V);
+  backend_.GatherRows(x.data(), last.data(), nullptr, xl.data(), S, h);
+  backend_.RmsNorm(xl.data(), ctx.P(final_norm_), normed.data(), rstd.data(), S, h, eps);
+  backend_.Linear(normed.data(), ctx.P(lm_head_), nullptr, logits.data(), S, h, V);
+  out.logits.assign(logits.data(), logits.data() + S * V);
+  return out;
 }
 
 }  // namespace grpo

@@ -25,6 +25,7 @@
 
 #include "core/status.h"
 #include "core/tensor.h"
+#include "model/kv_cache.h"
 #include "model/model_config.h"
 #include "model/ops/backend.h"
 #include "model/parameters.h"
@@ -66,6 +67,21 @@ struct ForwardOutput {
   Routing routing;              // empty for dense models
 };
 
+// New tokens of several sequences for one incremental step (a prefill chunk or one decode
+// token each) over a KV cache.
+struct StepInput {
+  std::vector<int32_t> tokens;          // new tokens, sequence by sequence
+  std::vector<int64_t> offsets{0};      // num_seqs + 1, into tokens
+  std::vector<int64_t> past;            // per sequence: positions already in the cache
+  std::vector<int64_t> cache_seq;       // per sequence: its sequence id in the cache
+  int64_t num_seqs() const { return static_cast<int64_t>(past.size()); }
+};
+
+struct StepOutput {
+  std::vector<float> logits;  // [num_seqs, vocab]: next-token logits after each sequence's last new token
+  Routing routing;            // experts of the new tokens (num_tokens = tokens.size())
+};
+
 class CausalLM {
  public:
   ~CausalLM();
@@ -88,6 +104,12 @@ class CausalLM {
   // have kept activations). grads is resized to parameters().size() (F32, parameter shapes;
   // untrainable ones stay zero) and accumulated into.
   Status Backward(std::span<const float> weights, std::vector<Tensor>* grads);
+
+  // Runs the new tokens over the cache: reads rows of past positions, writes the rows of the new
+  // positions, returns the next-token logits of each sequence. With `forced_routing`, MoE
+  // layers use its experts for the new tokens. Inference only (no activations kept).
+  Result<StepOutput> ForwardStep(const StepInput& input, KvCacheView& cache,
+                                 const Routing* forced_routing = nullptr);
 
   // Frees the activations kept by the last Forward.
   void ReleaseActivations();

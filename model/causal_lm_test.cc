@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/safetensors.h"
+#include "model/kv_cache.h"
 #include "model/presets.h"
 #include "testing/python_reference.h"
 
@@ -126,6 +127,64 @@ TEST_P(FamilyTest, SaveAndLoadRoundTrip) {
     const Tensor& b = (*loaded)->parameters()[p].value;
     ASSERT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << model->parameters()[p].spec.name;
   }
+}
+
+// Log-softmax of one row of logits at `target`.
+double LogProb(const float* logits, int64_t vocab, int32_t target) {
+  double mx = logits[0];
+  for (int64_t i = 1; i < vocab; ++i) mx = std::max<double>(mx, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] - mx);
+  return logits[target] - mx - std::log(sum);
+}
+
+TEST_P(FamilyTest, IncrementalDecodingOverTheKvCacheEqualsTheFullForward) {
+  auto model = NanoModel(GetParam());
+  const ModelConfig& c = model->config();
+  const auto seqs = RandomSequences(c.vocab_size, {10, 7, 12}, 21);
+  auto full = model->Forward(TokenBatch::FromSequences(seqs), {});
+  ASSERT_TRUE(full.ok());
+  // Reference logprobs and routing per sequence and position.
+  std::vector<std::vector<float>> want(seqs.size());
+  for (size_t s = 0, i = 0; s < seqs.size(); ++s)
+    for (size_t j = 0; j + 1 < seqs[s].size(); ++j) want[s].push_back(full->logprobs[i++]);
+
+  DenseKvCache cache(c, 3, 16);
+  // Sequences advance with different chunk sizes in the same steps: prefill chunks of 4, 1 and
+  // 3 tokens, then one token per step. Cache sequence ids are permuted on purpose.
+  const std::vector<int64_t> cache_seq = {2, 0, 1};
+  const std::vector<int64_t> first_chunk = {4, 1, 3};
+  std::vector<int64_t> done(3, 0);
+  int64_t compared = 0;
+  while (true) {
+    StepInput in;
+    std::vector<size_t> members;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      const int64_t len = static_cast<int64_t>(seqs[s].size());
+      if (done[s] >= len) continue;
+      const int64_t n = done[s] == 0 ? first_chunk[s] : 1;
+      in.tokens.insert(in.tokens.end(), seqs[s].begin() + done[s], seqs[s].begin() + done[s] + n);
+      in.offsets.push_back(static_cast<int64_t>(in.tokens.size()));
+      in.past.push_back(done[s]);
+      in.cache_seq.push_back(cache_seq[s]);
+      members.push_back(s);
+    }
+    if (members.empty()) break;
+    auto step = model->ForwardStep(in, cache);
+    ASSERT_TRUE(step.ok()) << step.status().ToString();
+    for (size_t m = 0; m < members.size(); ++m) {
+      const size_t s = members[m];
+      const int64_t n = in.offsets[m + 1] - in.offsets[m];
+      done[s] += n;
+      if (done[s] < static_cast<int64_t>(seqs[s].size())) {
+        const double lp = LogProb(step->logits.data() + m * c.vocab_size, c.vocab_size, seqs[s][done[s]]);
+        EXPECT_NEAR(lp, want[s][done[s] - 1], 2e-5) << "sequence " << s << " position " << done[s];
+        ++compared;
+      }
+    }
+  }
+  // Every target but the n-1 inside each first chunk of n tokens.
+  EXPECT_EQ(compared, (9 + 6 + 11) - (3 + 0 + 2));
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, FamilyTest,

@@ -67,6 +67,11 @@ class Backend {
                               float* dw, float* db, int64_t m, int64_t k, int64_t n,
                               bool accumulate_dx) = 0;
 
+  // C[m,n] = alpha * op(A) · op(B) + beta * C, row-major with leading dimensions (BLAS sgemm).
+  virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                    int64_t ldc) = 0;
+
   // ---- embedding ----------------------------------------------------------------------------
   // out[t] = table[ids[t]].
   virtual void Embedding(const int32_t* ids, const float* table, float* out, int64_t rows,
@@ -105,6 +110,20 @@ class Backend {
                                  const float* v, const float* probs, float* dq, float* dk,
                                  float* dv, std::span<const int64_t> seq_offsets, int64_t nh,
                                  int64_t nkv, int64_t dqk, int64_t dv_dim, float scale) = 0;
+
+  // Attention of new tokens over cached rows (decoding and chunked prefill). Sequence s has
+  // new tokens q rows [q_offsets[s], q_offsets[s+1]) at positions past[s] + i; they attend
+  // causally to positions [0, past[s] + i]. rows[row_offsets[s] + p] points at the cache row of
+  // position p of sequence s; kv head g's key is at row + k_offset + g*dqk, its value at
+  // row + v_offset + g*dv. q: [Tn, nh, dqk], out: [Tn, nh, dv] (overwritten).
+  virtual void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
+                               std::span<const int64_t> past, const float* const* rows,
+                               std::span<const int64_t> row_offsets, int64_t nh, int64_t nkv,
+                               int64_t dqk, int64_t dv, int64_t k_offset, int64_t v_offset,
+                               float scale) = 0;
+  // rows[i][offset + c] = src[i*src_stride + c] for i < n, c < cols (writes into a cache).
+  virtual void WriteRows(const float* src, int64_t src_stride, float* const* rows, int64_t offset,
+                         int64_t n, int64_t cols) = 0;
 
   // ---- activations --------------------------------------------------------------------------
   // out = silu(gate) * up.

@@ -92,6 +92,66 @@ class CpuBackendImpl final : public Backend {
     }
   }
 
+  void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+            int64_t ldc) override {
+    // Split the rows of C over the pool; each chunk is one single-threaded sgemm.
+    Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
+      const float* a0 = trans_a ? a + r0 : a + r0 * lda;
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                  trans_b ? CblasTrans : CblasNoTrans, r1 - r0, n, k, alpha, a0, lda, b, ldb,
+                  beta, c + r0 * ldc, ldc);
+    });
+  }
+
+  void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
+                       std::span<const int64_t> past, const float* const* rows,
+                       std::span<const int64_t> row_offsets, int64_t nh, int64_t nkv, int64_t dqk,
+                       int64_t dv, int64_t k_offset, int64_t v_offset, float scale) override {
+    const int64_t num_seqs = static_cast<int64_t>(past.size());
+    const int64_t group = nh / nkv;
+    Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
+      std::vector<float> scores;
+      for (int64_t task = i0; task < i1; ++task) {
+        const int64_t s = task / nh, h = task % nh, g = h / group;
+        const float* const* seq_rows = rows + row_offsets[s];
+        for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
+          const int64_t pos = past[s] + (t - q_offsets[s]);
+          const float* qv = q + (t * nh + h) * dqk;
+          scores.resize(pos + 1);
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j <= pos; ++j) {
+            const float* kv = seq_rows[j] + k_offset + g * dqk;
+            float dot = 0.0f;
+            for (int64_t d = 0; d < dqk; ++d) dot += qv[d] * kv[d];
+            scores[j] = dot * scale;
+            mx = std::max(mx, scores[j]);
+          }
+          float sum = 0.0f;
+          for (int64_t j = 0; j <= pos; ++j) {
+            scores[j] = std::exp(scores[j] - mx);
+            sum += scores[j];
+          }
+          const float inv = 1.0f / sum;
+          float* o = out + (t * nh + h) * dv;
+          std::memset(o, 0, dv * sizeof(float));
+          for (int64_t j = 0; j <= pos; ++j) {
+            const float* vv = seq_rows[j] + v_offset + g * dv;
+            const float p = scores[j] * inv;
+            for (int64_t d = 0; d < dv; ++d) o[d] += p * vv[d];
+          }
+        }
+      }
+    });
+  }
+
+  void WriteRows(const float* src, int64_t src_stride, float* const* rows, int64_t offset,
+                 int64_t n, int64_t cols) override {
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(rows[i] + offset, src + i * src_stride, cols * sizeof(float));
+    }
+  }
+
   void Embedding(const int32_t* ids, const float* table, float* out, int64_t rows,
                  int64_t dim) override {
     for (int64_t t = 0; t < rows; ++t) {
