@@ -379,6 +379,7 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   be.CopyRows(dk.data(), dqk, dkvb.data(), nope + dv, T * nh, nope, false);
   be.CopyRows(dvb.data(), dv, dkvb.data() + nope, nope + dv, T * nh, dv, false);
   Buffer dkpe = ctx.Buf(T * r);
+  be.Zero(dkpe.data(), T * r);
   for (int64_t head = 0; head < nh; ++head) {
     be.CopyRows(dk.data() + head * dqk + nope, nh * dqk, dkpe.data(), r, T, r, true);
   }
@@ -515,7 +516,7 @@ static void LayerBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size;
-  Buffer dln2 = ctx.Buf(T * h), dh1 = ctx.Buf(T * h), tmp = ctx.Buf(T * h);
+  Buffer dln2 = ctx.Buf(T * h), dh1 = ctx.Buf(T * h);
   if (L.moe) {
     MoeBackward(ctx, L, a, dy, dln2.data());
   } else {

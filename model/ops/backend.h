@@ -19,7 +19,10 @@ namespace grpo {
 
 class Backend;
 
-// A buffer of floats owned by a backend (host memory for the CPU backend). Zero-filled.
+// A buffer of floats owned by a backend (host memory for the CPU backend). UNINITIALIZED: ops
+// overwrite their outputs; code that accumulates zeroes first (Backend::Zero). With the
+// environment variable GRPO_POISON_BUFFERS=1 new buffers are filled with NaN, so a read of
+// unwritten memory shows up in tests (the model tests run with it).
 class Buffer {
  public:
   Buffer() = default;
@@ -51,7 +54,7 @@ class Backend {
   virtual const char* name() const = 0;
 
   // ---- memory -------------------------------------------------------------------------------
-  virtual float* Allocate(int64_t size) = 0;  // zero-filled
+  virtual float* Allocate(int64_t size) = 0;  // uninitialized (see Buffer)
   virtual void Free(float* data) = 0;
   virtual void Copy(const float* src, float* dst, int64_t size) = 0;
   virtual void Zero(float* data, int64_t size) = 0;
