@@ -3,15 +3,16 @@
 
 #include <cstdio>
 
+#include "cli/data_commands.h"
 #include "cli/model_commands.h"
+#include "cli/reward_commands.h"
+#include "cli/store_commands.h"
 #include "cli/subcommand.h"
+#include "cli/tokenizer_commands.h"
 
 namespace grpo::cli {
 namespace {
 
-constexpr const char* kTokenizerIssue = "issue #4 (tokenizer and data)";
-constexpr const char* kRewardIssue = "issue #5 (reward service)";
-constexpr const char* kStoreIssue = "issue #6 (trajectory store)";
 constexpr const char* kRolloutIssue = "issue #7 (rollout engine)";
 constexpr const char* kLearnerIssue = "issue #8 (learner and trainer loop)";
 constexpr const char* kClusterIssue = "issue #9 (Slurm cluster submission)";
@@ -21,24 +22,18 @@ void AddAllSubcommands(CLI::App& app) {
   AddLogprobsSubcommand(app);
   AddUnbuiltSubcommand(app, "generate", "Sample completions (groups of n) from a model",
                        kRolloutIssue);
-  AddUnbuiltSubcommand(app, "tokenize", "Encode text to token ids, or decode ids (--decode)",
-                       kTokenizerIssue);
+  AddTokenizeCommand(app);
   CLI::App* data = app.add_subcommand("data", "Datasets: synthetic task generation");
-  AddUnbuiltSubcommand(*data, "gen", "Write a synthetic task dataset (Countdown, arithmetic)",
-                       kTokenizerIssue);
+  AddDataGenCommand(*data);
   CLI::App* reward = app.add_subcommand("reward", "Rule-based rewards");
-  AddUnbuiltSubcommand(*reward, "score", "Score completions from a JSONL file with rules",
-                       kRewardIssue);
-  AddUnbuiltSubcommand(*reward, "serve", "Serve RewardService over gRPC", kRewardIssue);
+  AddRewardCommands(*reward);
   CLI::App* rollout = app.add_subcommand("rollout", "Rollout engine");
   AddUnbuiltSubcommand(*rollout, "serve", "Serve RolloutService over gRPC", kRolloutIssue);
   AddUnbuiltSubcommand(app, "train", "Run GRPO from a recipe: grpo train RECIPE.yaml",
                        kLearnerIssue);
   AddUnbuiltSubcommand(app, "sft", "Supervised fine-tuning on exported JSONL", kLearnerIssue);
-  AddUnbuiltSubcommand(app, "export", "Export trajectories as SFT/distillation datasets",
-                       kStoreIssue);
-  AddUnbuiltSubcommand(app, "inspect", "Show runs, steps, rewards and samples of a store",
-                       kStoreIssue);
+  AddExportSubcommand(app);
+  AddInspectSubcommand(app);
   AddUnbuiltSubcommand(app, "submit", "Submit a recipe to a cluster (Slurm)", kClusterIssue);
   AddUnbuiltSubcommand(app, "jobs", "List submitted cluster jobs", kClusterIssue);
   AddUnbuiltSubcommand(app, "logs", "Show a cluster job's logs per role", kClusterIssue);

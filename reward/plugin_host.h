@@ -1,0 +1,74 @@
+// PluginRule: a rule implemented by a shared-library plugin (reward/plugin_abi.h), run in
+// isolated worker processes so that a plugin that crashes, hangs or leaks cannot take the
+// service down.
+//
+// Contract:
+//  - Create starts one worker and waits (startup_timeout_ms) for its hello: a missing library,
+//    a missing entry symbol, an ABI mismatch or a failing create() is a configuration error.
+//  - Score sends the item to an idle worker (starting one if needed; at most `workers` run at
+//    once, callers beyond that wait) and waits at most timeout_ms for the reply. On timeout the
+//    worker is killed (SIGKILL) and reaped and the item gets DeadlineExceeded; if the worker
+//    dies (signal, exit, memory limit: RLIMIT_AS = memory_mb) the item gets Unavailable naming
+//    the signal. The next call starts a fresh worker. A plugin's own item error comes back as
+//    InvalidArgument with its message.
+//  - Workers get SIGKILL when the host dies (PR_SET_PDEATHSIG) and are killed in ~PluginRule.
+//  - Creating a PluginRule sets SIGPIPE to ignored in the host process (a dead worker's pipe
+//    must give EPIPE, not kill the host).
+#ifndef GRPO_REWARD_PLUGIN_HOST_H_
+#define GRPO_REWARD_PLUGIN_HOST_H_
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "reward/rule.h"
+
+namespace grpo::reward {
+
+struct PluginOptions {
+  std::string path;                      // the shared library
+  std::string config_json = "{}";        // passed to the plugin's create()
+  std::vector<std::string> worker_argv;  // worker command; "--plugin P --config J" is appended
+  int timeout_ms = 1000;                 // per item
+  int startup_timeout_ms = 5000;
+  int workers = 2;                       // concurrent worker processes
+  int memory_mb = 1024;                  // address-space limit of a worker
+};
+
+// The worker command the `grpo` binary uses for itself: /proc/self/exe reward plugin-worker.
+std::vector<std::string> SelfWorkerArgv();
+
+class PluginRule : public Rule {
+ public:
+  static Result<std::unique_ptr<PluginRule>> Create(PluginOptions options);
+  ~PluginRule() override;
+  std::string_view type() const override { return "plugin"; }
+  std::string Describe() const override { return description_; }
+  Result<RuleOutput> Score(const RewardItem& item) const override;
+
+  const std::string& plugin_name() const { return plugin_name_; }
+  // Workers started so far (restarts included); for tests and logs.
+  int workers_started() const;
+
+  struct Worker;
+
+ private:
+  explicit PluginRule(PluginOptions options);
+  Result<Worker*> Acquire() const;
+  void Release(Worker* w) const;
+
+  PluginOptions options_;
+  std::string plugin_name_;
+  std::string description_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable std::vector<std::unique_ptr<Worker>> workers_;
+  mutable std::vector<Worker*> idle_;
+  mutable int started_ = 0;
+};
+
+}  // namespace grpo::reward
+
+#endif  // GRPO_REWARD_PLUGIN_HOST_H_

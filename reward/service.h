@@ -1,0 +1,68 @@
+// RewardService over gRPC (proto/reward.proto), serving one RuleSet.
+//
+// Contract:
+//  - Listens on ServeOptions::listen (default 127.0.0.1:50051: loopback unless told otherwise;
+//    port 0 picks a free port, see port()).
+//  - Score: items are scored independently, results in request order. A batch with more than
+//    max_batch_items items is RESOURCE_EXHAUSTED; an item whose text (completion + answer +
+//    prompt + task + meta) exceeds max_item_bytes gets a per-item error, not a reward. The
+//    client's deadline is checked between items: once it has passed, the call ends with
+//    DEADLINE_EXCEEDED. While draining, Score is UNAVAILABLE.
+//  - Health: SERVING, or NOT_SERVING while draining. ListRules: the configured rules.
+//  - Shutdown(grace): stops taking calls (drain), lets running calls finish for up to `grace`,
+//    then cancels the rest and returns. ServeUntilSignal does this on SIGTERM or SIGINT.
+#ifndef GRPO_REWARD_SERVICE_H_
+#define GRPO_REWARD_SERVICE_H_
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "proto/reward.grpc.pb.h"
+#include "reward/rule_set.h"
+
+namespace grpo::reward {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:50051";
+  size_t max_batch_items = 65536;
+  size_t max_item_bytes = 8u << 20;
+  int max_message_mb = 512;
+  int threads = 0;  // scoring threads per large batch (0: all cores)
+  std::string version = "grpo 0.1.0";
+};
+
+// RewardItem from its proto form (and back, for clients and tests).
+RewardItem FromProto(const grpo::v1::RewardRequestItem& p);
+grpo::v1::RewardRequestItem ToProto(const RewardItem& item, const std::string& id);
+
+class RewardServer {
+ public:
+  static Result<std::unique_ptr<RewardServer>> Start(std::shared_ptr<const RuleSet> rules,
+                                                     ServeOptions options);
+  ~RewardServer();
+  int port() const { return port_; }
+  // Drains and stops (see above). Idempotent.
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+  // Blocks until the server has stopped.
+  void Wait();
+
+  class Impl;
+
+ private:
+  RewardServer() = default;
+  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::atomic<bool> shut_down_{false};
+};
+
+// Starts a server and blocks until SIGTERM or SIGINT, then shuts it down cleanly. Prints one
+// line "grpo reward serve: listening on HOST:PORT" to stderr when ready.
+Status ServeUntilSignal(std::shared_ptr<const RuleSet> rules, ServeOptions options);
+
+}  // namespace grpo::reward
+
+#endif  // GRPO_REWARD_SERVICE_H_

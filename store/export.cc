@@ -1,0 +1,196 @@
+#include "store/export.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+namespace grpo::store {
+namespace {
+
+using grpo::v1::PromptRecord;
+using grpo::v1::Trajectory;
+using Json = nlohmann::ordered_json;
+
+enum Drop { kAborted, kTruncated, kNoReward, kBelowMin, kNotCorrect, kTooLong, kNotBest, kDuplicate };
+
+std::string Trim(std::string_view s) {
+  const char* ws = " \t\r\n";
+  size_t b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return "";
+  size_t e = s.find_last_not_of(ws);
+  return std::string(s.substr(b, e - b + 1));
+}
+
+uint64_t Fnv1a(uint64_t h, std::string_view s) {
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string InlineThink(const std::string& text) {
+  size_t close = text.find("</think>");
+  if (close == std::string::npos) return text;
+  size_t open = text.find("<think>");
+  if (open != std::string::npos && open < close) return text;
+  return "<think>" + text;
+}
+
+}  // namespace
+
+Result<ExportFormat> ParseExportFormat(const std::string& name) {
+  if (name == "openai") return ExportFormat::kOpenAI;
+  if (name == "sharegpt") return ExportFormat::kShareGPT;
+  if (name == "prompt-completion") return ExportFormat::kPromptCompletion;
+  return Status::InvalidArgument("unknown export format '" + name + "' (openai, sharegpt, prompt-completion)");
+}
+
+std::pair<std::string, std::string> SplitThink(const std::string& text) {
+  size_t close = text.find("</think>");
+  if (close == std::string::npos) return {"", Trim(text)};
+  size_t open = text.find("<think>");
+  size_t start = 0;
+  std::string before;
+  if (open != std::string::npos && open < close) {
+    start = open + 7;
+    before = text.substr(0, open);
+  }
+  std::string reasoning = Trim(std::string_view(text).substr(start, close - start));
+  std::string rest = Trim(before + text.substr(close + 8));
+  return {reasoning, rest};
+}
+
+namespace {
+
+class Exporter {
+ public:
+  Exporter(const ExportOptions& o, std::ostream& out, ExportStats* stats) : o_(o), out_(out), stats_(stats) {}
+
+  // The first drop reason of a sample before group-level checks, or -1.
+  int PerSampleDrop(const Trajectory& t, const PromptRecord& p) const {
+    const auto finish = t.sample().finish_reason();
+    if (finish == grpo::v1::FINISH_REASON_ABORTED) return kAborted;
+    if (o_.drop_truncated && finish == grpo::v1::FINISH_REASON_LENGTH) return kTruncated;
+    std::optional<double> reward = TotalReward(t);
+    if (!reward && (o_.min_reward || o_.correct_only || o_.best_of_group)) return kNoReward;
+    if (o_.min_reward && *reward < *o_.min_reward) return kBelowMin;
+    if (o_.correct_only && !IsCorrect(t, o_.correctness)) return kNotCorrect;
+    if (o_.max_tokens &&
+        static_cast<uint64_t>(p.prompt_token_ids_size()) + t.sample().token_ids_size() > *o_.max_tokens) {
+      return kTooLong;
+    }
+    return -1;
+  }
+
+  Status Group(const PromptRecord& p, std::span<const Trajectory> group) {
+    std::vector<int> drop(group.size());
+    int best = -1;
+    for (size_t i = 0; i < group.size(); ++i) {
+      ++stats_->scanned;
+      stats_->bytes_in += group[i].ByteSizeLong();
+      drop[i] = PerSampleDrop(group[i], p);
+      if (drop[i] >= 0 || !o_.best_of_group) continue;
+      double r = *TotalReward(group[i]);
+      if (best < 0 || r > *TotalReward(group[best])) best = static_cast<int>(i);  // ties keep the lower index
+    }
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (drop[i] < 0 && o_.best_of_group && static_cast<int>(i) != best) drop[i] = kNotBest;
+      if (drop[i] < 0 && o_.dedupe) {
+        uint64_t h = Fnv1a(Fnv1a(0xcbf29ce484222325ull, p.prompt_text()) ^ 0x9e3779b97f4a7c15ull, group[i].sample().text());
+        if (!seen_.insert(h).second) drop[i] = kDuplicate;
+      }
+      if (drop[i] >= 0) {
+        ++stats_->dropped[drop[i]];
+        continue;
+      }
+      GRPO_RETURN_IF_ERROR(Write(p, group[i]));
+    }
+    return Status::Ok();
+  }
+
+  Status Write(const PromptRecord& p, const Trajectory& t) {
+    std::string content, reasoning;
+    if (o_.reasoning == Reasoning::kSplit) {
+      std::tie(reasoning, content) = SplitThink(t.sample().text());
+    } else {
+      content = InlineThink(t.sample().text());
+    }
+    const bool split = o_.reasoning == Reasoning::kSplit;
+    Json line;
+    switch (o_.format) {
+      case ExportFormat::kOpenAI: {
+        Json assistant = {{"role", "assistant"}, {"content", content}};
+        if (split) assistant["reasoning_content"] = reasoning;
+        line["messages"] = Json::array({Json{{"role", "user"}, {"content", p.prompt_text()}}, assistant});
+        break;
+      }
+      case ExportFormat::kShareGPT: {
+        Json gpt = {{"from", "gpt"}, {"value", content}};
+        if (split) gpt["reasoning"] = reasoning;
+        line["conversations"] = Json::array({Json{{"from", "human"}, {"value", p.prompt_text()}}, gpt});
+        break;
+      }
+      case ExportFormat::kPromptCompletion:
+        line["prompt"] = p.prompt_text();
+        line["completion"] = content;
+        if (split) line["reasoning"] = reasoning;
+        break;
+    }
+    if (o_.with_metadata) {
+      std::optional<double> reward = TotalReward(t);
+      line["metadata"] = Json{{"run", t.run_name()},
+                              {"step", t.step()},
+                              {"prompt_index", t.prompt_index()},
+                              {"sample_index", t.sample_index()},
+                              {"group_id", t.group_id()},
+                              {"dataset", p.dataset()},
+                              {"dataset_row_id", t.dataset_row_id()},
+                              {"reward", reward ? Json(*reward) : Json(nullptr)},
+                              {"correct", IsCorrect(t, o_.correctness)}};
+    }
+    std::string s = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    s.push_back('\n');
+    out_.write(s.data(), static_cast<std::streamsize>(s.size()));
+    if (!out_) return Status::IoError("writing the export failed");
+    stats_->bytes_out += s.size();
+    ++stats_->kept;
+    return Status::Ok();
+  }
+
+ private:
+  const ExportOptions& o_;
+  std::ostream& out_;
+  ExportStats* stats_;
+  std::unordered_set<uint64_t> seen_;
+};
+
+}  // namespace
+
+Status Export(const TrajectoryStore& store, const ExportOptions& options, std::ostream& out, ExportStats* stats,
+              const std::function<void(const ExportStats&)>& progress) {
+  *stats = ExportStats();
+  const auto start = std::chrono::steady_clock::now();
+  GRPO_ASSIGN_OR_RETURN(RunInfo run, store.GetRun(options.run));
+  const std::string& name = run.metadata.run_name();
+  GRPO_ASSIGN_OR_RETURN(auto steps, store.ListSteps(name, options.first_step, options.last_step));
+  for (const auto& s : steps) stats->total += s.num_samples();
+  SampleQuery range;
+  range.first_step = options.first_step;
+  range.last_step = options.last_step;
+  Exporter exporter(options, out, stats);
+  Status failure;
+  GRPO_RETURN_IF_ERROR(store.ScanGroups(name, range, [&](const PromptRecord& p, std::span<const Trajectory> g) {
+    failure = exporter.Group(p, g);
+    stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress) progress(*stats);
+    return failure.ok();
+  }));
+  GRPO_RETURN_IF_ERROR(failure);
+  out.flush();
+  if (!out) return Status::IoError("writing the export failed");
+  stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Status::Ok();
+}
+
+}  // namespace grpo::store

@@ -1,0 +1,296 @@
+#include "tokenizer/unicode.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace grpo::tokenizer {
+namespace {
+
+struct CccEntry {
+  uint32_t cp;
+  uint8_t ccc;
+};
+struct DecompEntry {
+  uint32_t cp;
+  uint32_t offset;
+  uint32_t length;
+};
+struct CompEntry {
+  uint32_t first;
+  uint32_t second;
+  uint32_t composite;
+};
+struct RangeEntry {
+  uint32_t lo;
+  uint32_t hi;
+};
+
+#include "tokenizer/unicode_data.inc"
+
+constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
+constexpr int kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount,
+              kSCount = kLCount * kNCount;
+
+// Length of the well-formed UTF-8 sequence at s[i], or 0 when ill-formed; `maximal` receives the
+// length of the maximal ill-formed subpart in that case (at least 1).
+size_t SequenceLength(std::string_view s, size_t i, size_t* maximal) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c0 = b(i);
+  *maximal = 1;
+  if (c0 < 0x80) return 1;
+  size_t need;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c0 >= 0xC2 && c0 <= 0xDF) {
+    need = 2;
+  } else if (c0 >= 0xE0 && c0 <= 0xEF) {
+    need = 3;
+    if (c0 == 0xE0) lo = 0xA0;
+    if (c0 == 0xED) hi = 0x9F;
+  } else if (c0 >= 0xF0 && c0 <= 0xF4) {
+    need = 4;
+    if (c0 == 0xF0) lo = 0x90;
+    if (c0 == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  for (size_t k = 1; k < need; ++k) {
+    if (i + k >= s.size()) {
+      *maximal = k;
+      return 0;
+    }
+    const unsigned char c = b(i + k);
+    const unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
+    if (c < l || c > h) {
+      *maximal = k;
+      return 0;
+    }
+  }
+  return need;
+}
+
+uint8_t Ccc(char32_t cp) {
+  if (cp < 0x300) return 0;
+  auto it = std::lower_bound(std::begin(kCcc), std::end(kCcc), cp,
+                             [](const CccEntry& e, char32_t v) { return e.cp < v; });
+  return (it != std::end(kCcc) && it->cp == cp) ? it->ccc : 0;
+}
+
+void Decompose(char32_t cp, std::vector<char32_t>& out) {
+  if (cp >= kSBase && cp < kSBase + kSCount) {
+    const int s = static_cast<int>(cp - kSBase);
+    out.push_back(kLBase + s / kNCount);
+    out.push_back(kVBase + (s % kNCount) / kTCount);
+    if (s % kTCount != 0) out.push_back(kTBase + s % kTCount);
+    return;
+  }
+  auto it = std::lower_bound(std::begin(kDecomp), std::end(kDecomp), cp,
+                             [](const DecompEntry& e, char32_t v) { return e.cp < v; });
+  if (it != std::end(kDecomp) && it->cp == cp) {
+    for (uint32_t k = 0; k < it->length; ++k) out.push_back(kDecompData[it->offset + k]);
+  } else {
+    out.push_back(cp);
+  }
+}
+
+// The primary composite of (a, b), or 0.
+char32_t Compose(char32_t a, char32_t b) {
+  if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount) {
+    return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
+  }
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase &&
+      b < kTBase + kTCount) {
+    return a + (b - kTBase);
+  }
+  auto it = std::lower_bound(std::begin(kComp), std::end(kComp), std::pair<char32_t, char32_t>(a, b),
+                             [](const CompEntry& e, std::pair<char32_t, char32_t> v) {
+                               return e.first != v.first ? e.first < v.first : e.second < v.second;
+                             });
+  return (it != std::end(kComp) && it->first == a && it->second == b) ? it->composite : 0;
+}
+
+bool NfcUnsafe(char32_t cp) {
+  if (cp < 0x300) return false;
+  auto it = std::upper_bound(std::begin(kNfcUnsafe), std::end(kNfcUnsafe), cp,
+                             [](char32_t v, const RangeEntry& e) { return v < e.lo; });
+  if (it == std::begin(kNfcUnsafe)) return false;
+  --it;
+  return cp >= it->lo && cp <= it->hi;
+}
+
+}  // namespace
+
+size_t FirstInvalidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    if (i + 8 <= s.size()) {  // eight ASCII bytes at a time
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if ((w & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    if (static_cast<unsigned char>(s[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t maximal;
+    const size_t n = SequenceLength(s, i, &maximal);
+    if (n == 0) return i;
+    i += n;
+  }
+  return s.size();
+}
+
+bool IsValidUtf8(std::string_view s) { return FirstInvalidUtf8(s) == s.size(); }
+
+void AppendUtf8(char32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+char32_t NextCodePoint(std::string_view s, size_t& i) {
+  const auto b = [&](size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[k])); };
+  const char32_t c0 = b(i);
+  if (c0 < 0x80) {
+    i += 1;
+    return c0;
+  }
+  if (c0 < 0xE0) {
+    const char32_t cp = ((c0 & 0x1F) << 6) | (b(i + 1) & 0x3F);
+    i += 2;
+    return cp;
+  }
+  if (c0 < 0xF0) {
+    const char32_t cp = ((c0 & 0x0F) << 12) | ((b(i + 1) & 0x3F) << 6) | (b(i + 2) & 0x3F);
+    i += 3;
+    return cp;
+  }
+  const char32_t cp = ((c0 & 0x07) << 18) | ((b(i + 1) & 0x3F) << 12) | ((b(i + 2) & 0x3F) << 6) |
+                      (b(i + 3) & 0x3F);
+  i += 4;
+  return cp;
+}
+
+size_t IncompleteUtf8Suffix(std::string_view bytes) {
+  // A character is at most 4 bytes: the lead byte is among the last 3.
+  const size_t n = bytes.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const size_t start = n - back;
+    const unsigned char c = static_cast<unsigned char>(bytes[start]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: keep looking back
+    if (c < 0xC2 || c > 0xF4) return 0;
+    const size_t need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (back >= need) return 0;  // complete (or ill-formed): not waiting for more
+    // Incomplete only if every byte so far can start a valid sequence.
+    size_t maximal;
+    const size_t len = SequenceLength(bytes, start, &maximal);
+    return (len == 0 && start + maximal == n) ? back : 0;
+  }
+  return 0;
+}
+
+std::string Utf8Lossy(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  size_t i = 0;
+  while (i < bytes.size()) {
+    if (static_cast<unsigned char>(bytes[i]) < 0x80) {
+      out.push_back(bytes[i++]);
+      continue;
+    }
+    size_t maximal;
+    const size_t n = SequenceLength(bytes, i, &maximal);
+    if (n == 0) {
+      AppendUtf8(kReplacementChar, out);
+      i += maximal;
+    } else {
+      out.append(bytes.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+bool IsNfcQuick(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    // Eight ASCII bytes at a time.
+    if (i + 8 <= s.size()) {
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if ((w & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0xCC) {  // everything below U+0300 is NFC-safe
+      i += c < 0x80 ? 1 : 2;
+      continue;
+    }
+    if (NfcUnsafe(NextCodePoint(s, i))) return false;
+  }
+  return true;
+}
+
+std::string ToNfc(std::string_view s) {
+  if (IsNfcQuick(s)) return std::string(s);
+  // 1. Full canonical decomposition.
+  std::vector<char32_t> cps;
+  cps.reserve(s.size());
+  for (size_t i = 0; i < s.size();) Decompose(NextCodePoint(s, i), cps);
+  // 2. Canonical ordering: stable sort of each run of non-starters by combining class.
+  for (size_t i = 0; i < cps.size();) {
+    if (Ccc(cps[i]) == 0) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < cps.size() && Ccc(cps[j]) != 0) ++j;
+    std::stable_sort(cps.begin() + i, cps.begin() + j,
+                     [](char32_t a, char32_t b) { return Ccc(a) < Ccc(b); });
+    i = j;
+  }
+  // 3. Canonical composition (UAX #15): a character composes with the last starter unless a
+  // character in between has a combining class of 0 or >= its own.
+  std::vector<char32_t> out;
+  out.reserve(cps.size());
+  long starter = -1;  // index in `out` of the last starter
+  int last_ccc = 0;   // combining class of the last character appended after the starter
+  for (char32_t cp : cps) {
+    const int ccc = Ccc(cp);
+    if (starter >= 0) {
+      const bool adjacent = static_cast<size_t>(starter) + 1 == out.size();
+      if (adjacent || last_ccc < ccc) {
+        if (char32_t c = Compose(out[starter], cp); c != 0) {
+          out[starter] = c;
+          continue;
+        }
+      }
+    }
+    if (ccc == 0) starter = static_cast<long>(out.size());
+    last_ccc = ccc;
+    out.push_back(cp);
+  }
+  std::string result;
+  result.reserve(s.size());
+  for (char32_t cp : out) AppendUtf8(cp, result);
+  return result;
+}
+
+}  // namespace grpo::tokenizer
