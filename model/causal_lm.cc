@@ -14,6 +14,9 @@ namespace {
 // RMSNorm epsilon of MLA's latent norms: HF builds them with the class default, not the config's.
 constexpr float kMlaLatentNormEps = 1e-6f;
 
+// Rows of logits computed at a time by the output head: about 4 MiB of logits per chunk.
+int64_t LogitChunkRows(int64_t vocab) { return std::max<int64_t>(1, (int64_t{1} << 20) / vocab); }
+
 }  // namespace
 
 TokenBatch TokenBatch::FromSequences(const std::vector<std::vector<int32_t>>& sequences) {
@@ -90,7 +93,7 @@ struct CausalLM::State {
   std::vector<int32_t> targets;
   std::vector<LayerActs> layers;
   bool recompute = false;
-  Buffer h_final, normed, rstd_final, logits;
+  Buffer h_final, normed, rstd_final;
 };
 
 namespace {
@@ -698,13 +701,20 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
     }
     x = std::move(y);
   }
-  Buffer normed = ctx.Buf(T * h), rstd = ctx.Buf(T), logits = ctx.Buf(T * V);
+  Buffer normed = ctx.Buf(T * h), rstd = ctx.Buf(T);
   backend_.RmsNorm(x.data(), ctx.P(final_norm_), normed.data(), rstd.data(), T, h,
                    static_cast<float>(c.rms_norm_eps));
-  backend_.Linear(normed.data(), ctx.P(lm_head_), nullptr, logits.data(), T, h, V);
+  // The output head in row chunks: each chunk's logits are consumed while in cache, and the
+  // full [T, vocab] logits are never held (the backward recomputes them chunk by chunk).
   std::vector<float> lp(T, 0.0f), ent(options.need_entropy ? T : 0, 0.0f);
-  backend_.LogSoftmaxTargets(logits.data(), state->targets.data(), lp.data(),
-                             options.need_entropy ? ent.data() : nullptr, T, V);
+  const int64_t chunk = LogitChunkRows(V);
+  Buffer logits = ctx.Buf(std::min(T, chunk) * V);
+  for (int64_t r0 = 0; r0 < T; r0 += chunk) {
+    const int64_t n = std::min(chunk, T - r0);
+    backend_.Linear(normed.data() + r0 * h, ctx.P(lm_head_), nullptr, logits.data(), n, h, V);
+    backend_.LogSoftmaxTargets(logits.data(), state->targets.data() + r0, lp.data() + r0,
+                               options.need_entropy ? ent.data() + r0 : nullptr, n, V);
+  }
   out.logprobs.reserve(batch.num_targets());
   for (int64_t t = 0; t < T; ++t) {
     if (state->targets[t] < 0) continue;
@@ -715,7 +725,6 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
     state->h_final = std::move(x);
     state->normed = std::move(normed);
     state->rstd_final = std::move(rstd);
-    state->logits = std::move(logits);
     state_ = std::move(state);
   } else {
     state_.reset();
@@ -750,13 +759,20 @@ Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* g
   const BatchView view{T, st.batch.offsets, st.positions.data(), &rope};
   Ctx ctx{c, backend_, params_, grads, view};
 
-  Buffer dlogits = ctx.Buf(T * V), dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
-  backend_.LogSoftmaxTargetsBackward(st.logits.data(), st.targets.data(), row_weights.data(),
-                                     dlogits.data(), T, V);
-  st.logits = Buffer();
-  backend_.LinearBackward(dlogits.data(), st.normed.data(), ctx.P(lm_head_), dnormed.data(),
-                          ctx.G(lm_head_), nullptr, T, h, V, false);
-  dlogits = Buffer();
+  Buffer dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
+  {
+    const int64_t chunk = LogitChunkRows(V);
+    Buffer logits = ctx.Buf(std::min(T, chunk) * V), dlogits = ctx.Buf(std::min(T, chunk) * V);
+    for (int64_t r0 = 0; r0 < T; r0 += chunk) {
+      const int64_t n = std::min(chunk, T - r0);
+      const float* normed = st.normed.data() + r0 * h;
+      backend_.Linear(normed, ctx.P(lm_head_), nullptr, logits.data(), n, h, V);
+      backend_.LogSoftmaxTargetsBackward(logits.data(), st.targets.data() + r0,
+                                         row_weights.data() + r0, dlogits.data(), n, V);
+      backend_.LinearBackward(dlogits.data(), normed, ctx.P(lm_head_), dnormed.data() + r0 * h,
+                              ctx.G(lm_head_), nullptr, n, h, V, false);
+    }
+  }
   backend_.RmsNormBackward(dnormed.data(), st.h_final.data(), ctx.P(final_norm_), st.rstd_final.data(),
                            dh.data(), ctx.G(final_norm_), T, h);
   for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {

@@ -44,7 +44,7 @@ class FamilyTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FamilyTest, PackingEqualsRunningAlone) {
   auto model = NanoModel(GetParam());
-  const auto seqs = RandomSequences(model->config().vocab_size, {9, 3, 14}, 4);
+  const auto seqs = RandomSequences(model->config().vocab_size, {9, 3, 14, 150}, 4);
   auto packed = model->Forward(TokenBatch::FromSequences(seqs), {.need_entropy = true});
   ASSERT_TRUE(packed.ok());
   size_t i = 0;
@@ -185,6 +185,29 @@ TEST_P(FamilyTest, IncrementalDecodingOverTheKvCacheEqualsTheFullForward) {
   }
   // Every target but the n-1 inside each first chunk of n tokens.
   EXPECT_EQ(compared, (9 + 6 + 11) - (3 + 0 + 2));
+}
+
+// Sequences longer than the attention kernels' row blocks: the blocked causal attention of
+// Forward against the cached-row attention of ForwardStep (a separate implementation).
+TEST_P(FamilyTest, LongSequenceForwardEqualsChunkedPrefill) {
+  auto model = NanoModel(GetParam());
+  const ModelConfig& c = model->config();
+  const auto seq = RandomSequences(c.vocab_size, {200}, 31)[0];
+  auto full = model->Forward(TokenBatch::FromSequences({seq}), {});
+  ASSERT_TRUE(full.ok());
+  DenseKvCache cache(c, 1, 200);
+  for (int64_t done = 0; done < 150; done += 50) {
+    StepInput in;
+    in.tokens.assign(seq.begin() + done, seq.begin() + done + 50);
+    in.offsets = {0, 50};
+    in.past = {done};
+    in.cache_seq = {0};
+    auto step = model->ForwardStep(in, cache);
+    ASSERT_TRUE(step.ok()) << step.status().ToString();
+    const int64_t next = done + 50;
+    EXPECT_NEAR(LogProb(step->logits.data(), c.vocab_size, seq[next]), full->logprobs[next - 1], 2e-5)
+        << "position " << next;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, FamilyTest,

@@ -23,6 +23,9 @@ namespace {
 
 ThreadPool& Pool() { return ThreadPool::Default(); }
 
+// Row block of the causal attention kernels.
+constexpr int64_t kAttnBlock = 64;
+
 // Grain (in rows) such that each chunk has at least ~64k flops of work.
 int64_t RowGrain(int64_t work_per_row) {
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_row));
@@ -284,23 +287,29 @@ class CpuBackendImpl final : public Backend {
         const float* qh = q + start * nh * dqk + h * dqk;
         const float* kh = k + start * nkv * dqk + kvh * dqk;
         const float* vh = v + start * nkv * dv + kvh * dv;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, dqk, scale, qh, nh * dqk,
-                    kh, nkv * dqk, 0.0f, p, len);
-        for (int64_t r = 0; r < len; ++r) {
-          float* row = p + r * len;
-          float mx = -std::numeric_limits<float>::infinity();
-          for (int64_t c = 0; c <= r; ++c) mx = std::max(mx, row[c]);
-          float sum = 0.0f;
-          for (int64_t c = 0; c <= r; ++c) {
-            row[c] = std::exp(row[c] - mx);
-            sum += row[c];
+        // Rows in blocks of kAttnBlock: block [r0, r1) sees columns [0, r1) only, so the masked
+        // upper triangle beyond each block's diagonal is never computed.
+        for (int64_t r0 = 0; r0 < len; r0 += kAttnBlock) {
+          const int64_t r1 = std::min(len, r0 + kAttnBlock);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, dqk, scale,
+                      qh + r0 * nh * dqk, nh * dqk, kh, nkv * dqk, 0.0f, p + r0 * len, len);
+          for (int64_t r = r0; r < r1; ++r) {
+            float* row = p + r * len;
+            float mx = -std::numeric_limits<float>::infinity();
+            for (int64_t c = 0; c <= r; ++c) mx = std::max(mx, row[c]);
+            float sum = 0.0f;
+            for (int64_t c = 0; c <= r; ++c) {
+              row[c] = std::exp(row[c] - mx);
+              sum += row[c];
+            }
+            const float inv = 1.0f / sum;
+            for (int64_t c = 0; c <= r; ++c) row[c] *= inv;
+            for (int64_t c = r + 1; c < len; ++c) row[c] = 0.0f;
           }
-          const float inv = 1.0f / sum;
-          for (int64_t c = 0; c <= r; ++c) row[c] *= inv;
-          for (int64_t c = r + 1; c < len; ++c) row[c] = 0.0f;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, dv, r1, 1.0f,
+                      p + r0 * len, len, vh, nkv * dv, 0.0f,
+                      out + (start + r0) * nh * dv + h * dv, nh * dv);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, dv, len, 1.0f, p, len, vh,
-                    nkv * dv, 0.0f, out + start * nh * dv + h * dv, nh * dv);
       }
     });
   }
@@ -426,16 +435,20 @@ class CpuBackendImpl final : public Backend {
 
   void LogSoftmaxTargets(const float* logits, const int32_t* targets, float* logprobs,
                          float* entropy, int64_t rows, int64_t vocab) override {
+    // f32 exp (the costly part), sums accumulated in double.
     Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* x = logits + r * vocab;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
+        const float mx = *std::max_element(x, x + vocab);
         double sum = 0.0, weighted = 0.0;
-        for (int64_t i = 0; i < vocab; ++i) {
-          const double e = std::exp(static_cast<double>(x[i] - mx));
-          sum += e;
-          weighted += e * (x[i] - mx);
+        if (entropy != nullptr) {
+          for (int64_t i = 0; i < vocab; ++i) {
+            const float e = std::exp(x[i] - mx);
+            sum += e;
+            weighted += static_cast<double>(e) * (x[i] - mx);
+          }
+        } else {
+          for (int64_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - mx);
         }
         const double lse = std::log(sum);  // relative to mx
         if (targets[r] >= 0) logprobs[r] = static_cast<float>(x[targets[r]] - mx - lse);
@@ -455,10 +468,9 @@ class CpuBackendImpl final : public Backend {
           std::memset(d, 0, vocab * sizeof(float));
           continue;
         }
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, x[i]);
+        const float mx = *std::max_element(x, x + vocab);
         double sum = 0.0;
-        for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(x[i] - mx));
+        for (int64_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - mx);
         const float inv = static_cast<float>(1.0 / sum);
         const float w = weights[r];
         for (int64_t i = 0; i < vocab; ++i) d[i] = -w * std::exp(x[i] - mx) * inv;
