@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/data_commands.h"
+#include "cli/generate_command.h"
 #include "cli/model_commands.h"
 #include "cli/reward_commands.h"
 #include "cli/store_commands.h"
@@ -20,8 +21,7 @@ constexpr const char* kClusterIssue = "issue #9 (Slurm cluster submission)";
 void AddAllSubcommands(CLI::App& app) {
   AddInitModelSubcommand(app);
   AddLogprobsSubcommand(app);
-  AddUnbuiltSubcommand(app, "generate", "Sample completions (groups of n) from a model",
-                       kRolloutIssue);
+  AddGenerateSubcommand(app);
   AddTokenizeCommand(app);
   CLI::App* data = app.add_subcommand("data", "Datasets: synthetic task generation");
   AddDataGenCommand(*data);

@@ -40,4 +40,33 @@ check "missing model fails" '[ $? -eq 1 ]'
 "$GRPO" init-model --preset deepseek-v3 --out "$T/huge" 2>/dev/null
 check "a model too big for memory is refused" '[ $? -eq 1 ] && [ ! -e "$T/huge/model.safetensors" ]'
 check "--info prints the real config" '"$GRPO" init-model --preset deepseek-v3 --info 2>/dev/null | grep -q "\"n_routed_experts\": 256"'
+# grpo generate: n samples per prompt; the logprobs it returns equal grpo logprobs on the same tokens.
+printf '{"id":1,"tokens":[1,2,3,4]}\n{"tokens":[9,8]}\n' > "$T/prompts.jsonl"
+"$GRPO" generate --model "$T/deepseek_v3-f32" --input "$T/prompts.jsonl" --output "$T/gen.jsonl" \
+  --n 3 --max-new-tokens 6 --seed 5 2>/dev/null
+check "generate exit 0" '[ $? -eq 0 ] && [ "$(wc -l < "$T/gen.jsonl")" -eq 2 ]'
+python3 - "$T" <<'PY' > "$T/rescore.jsonl"
+import json, sys
+t = sys.argv[1]
+prompts = [json.loads(l)["tokens"] for l in open(t + "/prompts.jsonl")]
+for p, line in zip(prompts, open(t + "/gen.jsonl")):
+    for s in json.loads(line)["samples"]:
+        print(json.dumps({"tokens": p + s["tokens"], "n": len(s["tokens"]), "want": s["logprobs"]}))
+PY
+"$GRPO" logprobs --model "$T/deepseek_v3-f32" --input "$T/rescore.jsonl" --output "$T/rescored.jsonl" 2>/dev/null
+check "generate's logprobs equal grpo logprobs (6 samples)" 'python3 - "$T" <<'"'"'PY'"'"'
+import json, sys
+t = sys.argv[1]
+rows = [json.loads(l) for l in open(t + "/rescore.jsonl")]
+got = [json.loads(l)["logprobs"] for l in open(t + "/rescored.jsonl")]
+assert len(rows) == 6 and len(got) == 6
+for r, g in zip(rows, got):
+    tail = g[-r["n"]:]
+    assert all(abs(a - b) <= 1e-5 for a, b in zip(tail, r["want"])), (tail, r["want"])
+PY'
+"$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g1.jsonl" --temperature 0 --max-new-tokens 5 2>/dev/null
+"$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g2.jsonl" --temperature 0 --max-new-tokens 5 2>/dev/null
+check "greedy generation is reproducible" 'cmp -s "$T/g1.jsonl" "$T/g2.jsonl"'
+"$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g3.jsonl" --top-p 0 2>/dev/null
+check "bad sampling option fails" '[ $? -eq 1 ]'
 exit $fail

@@ -1,0 +1,87 @@
+#include "rollout/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+namespace grpo {
+namespace {
+
+std::vector<double> Softmax(const std::vector<float>& x, double t) {
+  double mx = -INFINITY, sum = 0;
+  for (float v : x) mx = std::max(mx, v / t);
+  std::vector<double> p;
+  for (float v : x) p.push_back(std::exp(v / t - mx));
+  for (double v : p) sum += v;
+  for (double& v : p) v /= sum;
+  return p;
+}
+
+const std::vector<float> kLogits = {1.0f, 3.0f, 0.5f, 2.5f, -1.0f, 2.9f};
+
+TEST(Sampler, GreedyIsArgmaxWithRawLogprob) {
+  std::mt19937_64 rng(1);
+  const SampledToken t = SampleToken(kLogits, {.temperature = 0.0}, rng);
+  EXPECT_EQ(t.token, 1);
+  EXPECT_NEAR(t.raw_logprob, std::log(Softmax(kLogits, 1.0)[1]), 1e-6);
+  EXPECT_EQ(t.logprob, t.raw_logprob);
+}
+
+TEST(Sampler, FrequenciesAndLogprobsFollowTheTemperatureDistribution) {
+  std::mt19937_64 rng(7);
+  const double temperature = 0.7;
+  const std::vector<double> p = Softmax(kLogits, temperature);
+  std::map<int, int> counts;
+  const int draws = 40000;
+  for (int i = 0; i < draws; ++i) {
+    const SampledToken t = SampleToken(kLogits, {.temperature = temperature}, rng);
+    ++counts[t.token];
+    ASSERT_NEAR(t.logprob, std::log(p[t.token]), 1e-5);
+    ASSERT_NEAR(t.raw_logprob, std::log(Softmax(kLogits, 1.0)[t.token]), 1e-5);
+  }
+  for (size_t id = 0; id < p.size(); ++id) {
+    const double expected = p[id] * draws;
+    EXPECT_NEAR(counts[static_cast<int>(id)], expected, 5 * std::sqrt(expected) + 1) << id;
+  }
+}
+
+TEST(Sampler, FiltersRestrictAndRenormalize) {
+  const std::vector<double> p = Softmax(kLogits, 1.0);
+  std::mt19937_64 rng(3);
+  // top-k 2 keeps ids 1 and 5.
+  for (int i = 0; i < 2000; ++i) {
+    const SampledToken t = SampleToken(kLogits, {.top_k = 2}, rng);
+    ASSERT_TRUE(t.token == 1 || t.token == 5);
+    ASSERT_NEAR(t.logprob, std::log(p[t.token] / (p[1] + p[5])), 1e-5);
+  }
+  // top-p just above p(1) keeps ids 1 and 5; tiny top-p keeps only the argmax.
+  for (int i = 0; i < 500; ++i) {
+    const SampledToken t = SampleToken(kLogits, {.top_p = p[1] + 1e-3}, rng);
+    ASSERT_TRUE(t.token == 1 || t.token == 5);
+    EXPECT_EQ(SampleToken(kLogits, {.top_p = 1e-6}, rng).token, 1);
+  }
+  // min-p 0.5 keeps tokens with p >= p(1)/2: ids 1, 5 and 3.
+  for (int i = 0; i < 2000; ++i) {
+    const SampledToken t = SampleToken(kLogits, {.min_p = 0.5}, rng);
+    ASSERT_TRUE(t.token == 1 || t.token == 5 || t.token == 3) << t.token;
+    ASSERT_NEAR(t.logprob, std::log(p[t.token] / (p[1] + p[5] + p[3])), 1e-5);
+  }
+}
+
+TEST(Sampler, SameSeedSameDraws) {
+  std::mt19937_64 a(42), b(42);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(SampleToken(kLogits, {}, a).token, SampleToken(kLogits, {}, b).token);
+}
+
+TEST(Sampler, ValidationNamesTheField) {
+  EXPECT_NE(ValidateSampling({.temperature = -1}).message().find("temperature"), std::string::npos);
+  EXPECT_NE(ValidateSampling({.top_p = 0}).message().find("top_p"), std::string::npos);
+  EXPECT_NE(ValidateSampling({.top_k = -2}).message().find("top_k"), std::string::npos);
+  EXPECT_NE(ValidateSampling({.min_p = 1}).message().find("min_p"), std::string::npos);
+  EXPECT_TRUE(ValidateSampling({}).ok());
+}
+
+}  // namespace
+}  // namespace grpo
