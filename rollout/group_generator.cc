@@ -4,9 +4,14 @@
 #include <cstring>
 #include <random>
 
-#include "model/kv_cache.h"
+#include "rollout/paged_kv_cache.h"
 
 namespace grpo {
+namespace {
+
+constexpr int64_t kGenerationBlockSize = 16;
+
+}  // namespace
 
 Result<std::vector<GeneratedSample>> GenerateGroup(CausalLM& model, std::span<const int32_t> prompt,
                                                    const GenerationOptions& o) {
@@ -23,22 +28,19 @@ Result<std::vector<GeneratedSample>> GenerateGroup(CausalLM& model, std::span<co
                                    std::to_string(o.max_new_tokens) + ") exceeds max_position_embeddings " +
                                    std::to_string(c.max_position_embeddings));
   }
-  DenseKvCache cache(c, o.n, plen + o.max_new_tokens);
-  // Prefill once (cache sequence 0), then share the prompt's rows with the other samples.
+  // Prefill once; the other samples fork the prompt's blocks (shared, copy-on-write).
+  const int64_t bs = kGenerationBlockSize;
+  KvBlockPool pool(c, (plen + bs - 1) / bs + o.n * (1 + (o.max_new_tokens + bs - 1) / bs), bs);
+  PagedKvCache cache(pool);
+  const int64_t first_seq = cache.AddSequence();
+  GRPO_RETURN_IF_ERROR(cache.Reserve(first_seq, plen, 0));
   StepInput prefill;
   prefill.tokens.assign(prompt.begin(), prompt.end());
   prefill.offsets = {0, plen};
   prefill.past = {0};
-  prefill.cache_seq = {0};
+  prefill.cache_seq = {first_seq};
   GRPO_ASSIGN_OR_RETURN(StepOutput first, model.ForwardStep(prefill, cache));
-  const int64_t width = KvCacheRowWidth(c);
-  for (int64_t s = 1; s < o.n; ++s) {
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      for (int64_t p = 0; p < plen; ++p) {
-        std::memcpy(cache.Row(l, s, p), cache.Row(l, 0, p), width * sizeof(float));
-      }
-    }
-  }
+  for (int64_t s = 1; s < o.n; ++s) cache.Fork(first_seq);  // sample s is cache sequence s
   std::vector<GeneratedSample> samples(o.n);
   std::vector<std::mt19937_64> rngs;
   for (int64_t s = 0; s < o.n; ++s) {
@@ -67,7 +69,9 @@ Result<std::vector<GeneratedSample>> GenerateGroup(CausalLM& model, std::span<co
       active.push_back(s);
       step.tokens.push_back(samples[s].tokens.back());
       step.offsets.push_back(static_cast<int64_t>(step.tokens.size()));
-      step.past.push_back(plen + static_cast<int64_t>(samples[s].tokens.size()) - 1);
+      const int64_t position = plen + static_cast<int64_t>(samples[s].tokens.size()) - 1;
+      GRPO_RETURN_IF_ERROR(cache.Reserve(s, position + 1, position));
+      step.past.push_back(position);
       step.cache_seq.push_back(s);
     }
     if (active.empty()) break;

@@ -1,10 +1,10 @@
-// Generation of a group of G samples for one prompt on a CausalLM: the prompt is prefilled once,
-// its cache rows are copied to the other samples, then all samples decode together, one token
-// each per step, until a stop token or max_new_tokens.
+// Generation of a group of G samples for one prompt on a CausalLM: the prompt is prefilled once
+// into a paged KV cache, the other samples fork its blocks (shared, copy-on-write), then all
+// samples decode together, one token each per step, until a stop token or max_new_tokens.
 //
-// This is the simple, single-group path behind `grpo generate` (dense per-group cache, no
-// continuous batching across prompts, no paged or shared blocks, no preemption); the rollout
-// engine of issue #7 replaces it with a paged, continuously batched scheduler.
+// This is the single-group path behind `grpo generate` (one group at a time, its own block
+// pool, no continuous batching across prompts, no preemption); the rollout engine of issue #7
+// schedules many groups over one shared pool.
 //
 // Sample i of a group draws from its own RNG seeded by (seed, i), so a sample does not depend on
 // how many other samples are generated with it.
