@@ -207,6 +207,15 @@ Status CausalLM::Bind() {
 
 void CausalLM::ReleaseActivations() { state_.reset(); }
 
+const RopeTables& CausalLM::RopeFor(int64_t positions) {
+  if (positions > rope_.positions) {
+    // Grow geometrically so a decode loop rebuilds O(log length) times, not every step.
+    const int64_t grown = std::max({positions, 2 * rope_.positions, int64_t{256}});
+    rope_ = BuildRopeTables(config_, std::min(grown, std::max(positions, config_.max_position_embeddings)));
+  }
+  return rope_;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The layer computations. They are free functions over a context so the forward, the backward
 // and the recomputation share one definition.
@@ -254,47 +263,49 @@ static void MlpBackward(const Ctx& ctx, const auto& m, const float* x, const flo
                         inter, true);
 }
 
-// Attention block: a.ln1 -> o [T, hidden].
+// Standard attention's projections: a.ln1 -> a.q [T, nh, hd], a.k, a.v [T, nkv, hd], q and k
+// normalized per head (qwen3; inputs kept in a.q_pre/a.k_pre for the backward) and rotated.
 template <typename LayerT, typename ActsT>
-static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o) {
+static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
+  const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
   const RopeTables& rope = *ctx.batch.rope;
-  const float scale = static_cast<float>(c.AttentionScale());
-  if (!c.mla) {
-    const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
+  a.q = ctx.Buf(T * nh * hd);
+  a.k = ctx.Buf(T * nkv * hd);
+  a.v = ctx.Buf(T * nkv * hd);
+  be.Linear(a.ln1.data(), ctx.P(L.q_w), ctx.P(L.q_b), a.q.data(), T, h, nh * hd);
+  be.Linear(a.ln1.data(), ctx.P(L.k_w), ctx.P(L.k_b), a.k.data(), T, h, nkv * hd);
+  be.Linear(a.ln1.data(), ctx.P(L.v_w), ctx.P(L.v_b), a.v.data(), T, h, nkv * hd);
+  if (c.qk_norm) {
+    const float eps = static_cast<float>(c.rms_norm_eps);
+    a.q_pre = std::move(a.q);
+    a.k_pre = std::move(a.k);
     a.q = ctx.Buf(T * nh * hd);
     a.k = ctx.Buf(T * nkv * hd);
-    a.v = ctx.Buf(T * nkv * hd);
-    be.Linear(a.ln1.data(), ctx.P(L.q_w), ctx.P(L.q_b), a.q.data(), T, h, nh * hd);
-    be.Linear(a.ln1.data(), ctx.P(L.k_w), ctx.P(L.k_b), a.k.data(), T, h, nkv * hd);
-    be.Linear(a.ln1.data(), ctx.P(L.v_w), ctx.P(L.v_b), a.v.data(), T, h, nkv * hd);
-    if (c.qk_norm) {
-      const float eps = static_cast<float>(c.rms_norm_eps);
-      a.q_pre = std::move(a.q);
-      a.k_pre = std::move(a.k);
-      a.q = ctx.Buf(T * nh * hd);
-      a.k = ctx.Buf(T * nkv * hd);
-      a.q_rstd = ctx.Buf(T * nh);
-      a.k_rstd = ctx.Buf(T * nkv);
-      be.RmsNorm(a.q_pre.data(), ctx.P(L.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, eps);
-      be.RmsNorm(a.k_pre.data(), ctx.P(L.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, eps);
-    }
-    be.Rope(a.q.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), RopeLayout::kRotateHalf, false);
-    be.Rope(a.k.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), RopeLayout::kRotateHalf, false);
-    a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
-    a.attn = ctx.Buf(T * nh * hd);
-    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
-                 ctx.batch.offsets, nh, nkv, hd, hd, scale);
-    be.Linear(a.attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
-    return;
+    a.q_rstd = ctx.Buf(T * nh);
+    a.k_rstd = ctx.Buf(T * nkv);
+    be.RmsNorm(a.q_pre.data(), ctx.P(L.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, eps);
+    be.RmsNorm(a.k_pre.data(), ctx.P(L.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, eps);
   }
-  // Multi-head latent attention (training form: keys and values expanded per head).
-  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
+  be.Rope(a.q.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+          rope.sin.data(), RopeLayout::kRotateHalf, false);
+  be.Rope(a.k.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
+          rope.sin.data(), RopeLayout::kRotateHalf, false);
+}
+
+// MLA's projections: a.ln1 -> a.q [T, nh, nope + r] (rope part rotated), the normalized latent
+// a.c_n [T, kvl] (a.c, a.c_rstd and the q_lora intermediates kept for the backward) and the
+// rotated shared rope key kpe [T, r].
+template <typename LayerT, typename ActsT>
+static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim;
   const int64_t dqk = nope + r, kvl = c.kv_lora_rank, ql = c.q_lora_rank;
+  const RopeTables& rope = *ctx.batch.rope;
   a.q = ctx.Buf(T * nh * dqk);
   if (ql > 0) {
     a.qa = ctx.Buf(T * ql);
@@ -309,18 +320,42 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
   // kv_a_proj_with_mqa's rows are [latent (kvl) ; shared rope key (r)]: two GEMMs on row slices.
   const float* kva = ctx.P(L.kva_w);
   a.c = ctx.Buf(T * kvl);
-  Buffer kpe = ctx.Buf(T * r);
+  kpe = ctx.Buf(T * r);
   be.Linear(a.ln1.data(), kva, nullptr, a.c.data(), T, h, kvl);
   be.Linear(a.ln1.data(), kva + kvl * h, nullptr, kpe.data(), T, h, r);
   a.c_n = ctx.Buf(T * kvl);
   a.c_rstd = ctx.Buf(T);
   be.RmsNorm(a.c.data(), ctx.P(L.kva_ln), a.c_n.data(), a.c_rstd.data(), T, kvl, kMlaLatentNormEps);
-  a.kvb = ctx.Buf(T * nh * (nope + dv));
-  be.Linear(a.c_n.data(), ctx.P(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
   be.Rope(a.q.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
           rope.sin.data(), RopeLayout::kInterleaved, false);
   be.Rope(kpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
           RopeLayout::kInterleaved, false);
+}
+
+// Attention block over packed sequences (training form): a.ln1 -> o [T, hidden].
+template <typename LayerT, typename ActsT>
+static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
+  const float scale = static_cast<float>(c.AttentionScale());
+  if (!c.mla) {
+    const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
+    ProjectQkv(ctx, L, a);
+    a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+    a.attn = ctx.Buf(T * nh * hd);
+    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+                 ctx.batch.offsets, nh, nkv, hd, hd, scale);
+    be.Linear(a.attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
+    return;
+  }
+  // MLA with keys and values expanded per head.
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
+  const int64_t dqk = nope + r, kvl = c.kv_lora_rank;
+  Buffer kpe;
+  ProjectMla(ctx, L, a, kpe);
+  a.kvb = ctx.Buf(T * nh * (nope + dv));
+  be.Linear(a.c_n.data(), ctx.P(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
   a.k = ctx.Buf(T * nh * dqk);
   a.v = ctx.Buf(T * nh * dv);
   be.CopyRows(a.kvb.data(), nope + dv, a.k.data(), dqk, T * nh, nope, false);
@@ -489,9 +524,11 @@ static void MoeBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* 
                     T, h, E, true);
 }
 
-// One decoder layer: a.x_in -> y (overwritten).
-template <typename LayerT, typename ActsT>
-static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_routing, float* y) {
+// One decoder layer: a.x_in -> y (overwritten). `attention(a, o)` computes the attention block
+// from a.ln1 (over packed sequences, or over a KV cache).
+template <typename LayerT, typename ActsT, typename AttentionFn>
+static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_routing, float* y,
+                         AttentionFn&& attention) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size;
@@ -500,7 +537,7 @@ static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_
   a.rstd1 = ctx.Buf(T);
   be.RmsNorm(a.x_in.data(), ctx.P(L.ln1), a.ln1.data(), a.rstd1.data(), T, h, eps);
   a.h1 = ctx.Buf(T * h);
-  AttentionForward(ctx, L, a, a.h1.data());
+  attention(a, a.h1.data());
   be.Add(a.x_in.data(), a.h1.data(), T * h);
   a.ln2 = ctx.Buf(T * h);
   a.rstd2 = ctx.Buf(T);
@@ -542,75 +579,109 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
-  const RopeTables& rope = *ctx.batch.rope;
   const float scale = static_cast<float>(c.AttentionScale());
   const float* const* row_ptrs = rows.data();
   float* const* new_ptrs = new_rows.data();
   if (!c.mla) {
     const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
-    Buffer q = ctx.Buf(T * nh * hd), k = ctx.Buf(T * nkv * hd), v = ctx.Buf(T * nkv * hd);
-    be.Linear(a.ln1.data(), ctx.P(L.q_w), ctx.P(L.q_b), q.data(), T, h, nh * hd);
-    be.Linear(a.ln1.data(), ctx.P(L.k_w), ctx.P(L.k_b), k.data(), T, h, nkv * hd);
-    be.Linear(a.ln1.data(), ctx.P(L.v_w), ctx.P(L.v_b), v.data(), T, h, nkv * hd);
-    if (c.qk_norm) {
-      const float eps = static_cast<float>(c.rms_norm_eps);
-      Buffer qn = ctx.Buf(T * nh * hd), kn = ctx.Buf(T * nkv * hd), rs = ctx.Buf(T * nh);
-      be.RmsNorm(q.data(), ctx.P(L.q_norm), qn.data(), rs.data(), T * nh, hd, eps);
-      be.RmsNorm(k.data(), ctx.P(L.k_norm), kn.data(), rs.data(), T * nkv, hd, eps);
-      q = std::move(qn);
-      k = std::move(kn);
-    }
-    be.Rope(q.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), RopeLayout::kRotateHalf, false);
-    be.Rope(k.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), RopeLayout::kRotateHalf, false);
-    be.WriteRows(k.data(), nkv * hd, new_ptrs, 0, T, nkv * hd);
-    be.WriteRows(v.data(), nkv * hd, new_ptrs, nkv * hd, T, nkv * hd);
-    Buffer attn = ctx.Buf(T * nh * hd);
-    be.CachedAttention(q.data(), attn.data(), in.offsets, in.past, row_ptrs, row_offsets, nh, nkv,
-                       hd, hd, 0, nkv * hd, scale);
-    be.Linear(attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
+    ProjectQkv(ctx, L, a);
+    be.WriteRows(a.k.data(), nkv * hd, new_ptrs, 0, T, nkv * hd);
+    be.WriteRows(a.v.data(), nkv * hd, new_ptrs, nkv * hd, T, nkv * hd);
+    a.attn = ctx.Buf(T * nh * hd);
+    be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, row_ptrs, row_offsets, nh,
+                       nkv, hd, hd, 0, nkv * hd, scale);
+    be.Linear(a.attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
   }
   // MLA, absorbed: scores = (W_k(h)^T q_nope) . c + q_pe . k_pe; output = W_v(h) (sum p c).
   const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
-  const int64_t dqk = nope + r, kvl = c.kv_lora_rank, ql = c.q_lora_rank, lat = kvl + r;
-  Buffer q = ctx.Buf(T * nh * dqk);
-  if (ql > 0) {
-    Buffer qa = ctx.Buf(T * ql), qa_n = ctx.Buf(T * ql), rs = ctx.Buf(T);
-    be.Linear(a.ln1.data(), ctx.P(L.qa_w), nullptr, qa.data(), T, h, ql);
-    be.RmsNorm(qa.data(), ctx.P(L.qa_ln), qa_n.data(), rs.data(), T, ql, kMlaLatentNormEps);
-    be.Linear(qa_n.data(), ctx.P(L.qb_w), nullptr, q.data(), T, ql, nh * dqk);
-  } else {
-    be.Linear(a.ln1.data(), ctx.P(L.q_w), nullptr, q.data(), T, h, nh * dqk);
-  }
-  const float* kva = ctx.P(L.kva_w);
-  Buffer cl = ctx.Buf(T * kvl), c_n = ctx.Buf(T * kvl), rs = ctx.Buf(T), kpe = ctx.Buf(T * r);
-  be.Linear(a.ln1.data(), kva, nullptr, cl.data(), T, h, kvl);
-  be.Linear(a.ln1.data(), kva + kvl * h, nullptr, kpe.data(), T, h, r);
-  be.RmsNorm(cl.data(), ctx.P(L.kva_ln), c_n.data(), rs.data(), T, kvl, kMlaLatentNormEps);
-  be.Rope(q.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
-          rope.sin.data(), RopeLayout::kInterleaved, false);
-  be.Rope(kpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
-          RopeLayout::kInterleaved, false);
-  be.WriteRows(c_n.data(), kvl, new_ptrs, 0, T, kvl);
+  const int64_t dqk = nope + r, kvl = c.kv_lora_rank, lat = kvl + r;
+  Buffer kpe;
+  ProjectMla(ctx, L, a, kpe);
+  be.WriteRows(a.c_n.data(), kvl, new_ptrs, 0, T, kvl);
   be.WriteRows(kpe.data(), r, new_ptrs, kvl, T, r);
   const float* kvb = ctx.P(L.kvb_w);
   Buffer q_abs = ctx.Buf(T * nh * lat);
   for (int64_t head = 0; head < nh; ++head) {
-    be.Gemm(false, false, T, kvl, nope, 1.0f, q.data() + head * dqk, nh * dqk,
+    be.Gemm(false, false, T, kvl, nope, 1.0f, a.q.data() + head * dqk, nh * dqk,
             kvb + head * (nope + dv) * kvl, kvl, 0.0f, q_abs.data() + head * lat, nh * lat);
-    be.CopyRows(q.data() + head * dqk + nope, nh * dqk, q_abs.data() + head * lat + kvl, nh * lat,
+    be.CopyRows(a.q.data() + head * dqk + nope, nh * dqk, q_abs.data() + head * lat + kvl, nh * lat,
                 T, r, false);
   }
-  Buffer latent_out = ctx.Buf(T * nh * kvl), attn = ctx.Buf(T * nh * dv);
+  Buffer latent_out = ctx.Buf(T * nh * kvl);
+  a.attn = ctx.Buf(T * nh * dv);
   be.CachedAttention(q_abs.data(), latent_out.data(), in.offsets, in.past, row_ptrs, row_offsets, nh,
                      1, lat, kvl, 0, 0, scale);
   for (int64_t head = 0; head < nh; ++head) {
     be.Gemm(false, true, T, dv, kvl, 1.0f, latent_out.data() + head * kvl, nh * kvl,
-            kvb + (head * (nope + dv) + nope) * kvl, kvl, 0.0f, attn.data() + head * dv, nh * dv);
+            kvb + (head * (nope + dv) + nope) * kvl, kvl, 0.0f, a.attn.data() + head * dv, nh * dv);
   }
-  be.Linear(attn.data(), ctx.P(L.o_w), nullptr, o, T, nh * dv, h);
+  be.Linear(a.attn.data(), ctx.P(L.o_w), nullptr, o, T, nh * dv, h);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks and bookkeeping shared by Forward and ForwardStep.
+
+static Status CheckTokens(std::span<const int32_t> tokens, int64_t vocab) {
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (tokens[t] < 0 || tokens[t] >= vocab) {
+      return Status::InvalidArgument("token id " + std::to_string(tokens[t]) + " at position " +
+                                     std::to_string(t) + " is outside the vocabulary [0, " +
+                                     std::to_string(vocab) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+// A forced routing must cover every MoE layer and token with top_k valid expert ids.
+static Status CheckForcedRouting(const Routing* f, const ModelConfig& c, int64_t tokens) {
+  if (f == nullptr) return Status::Ok();
+  const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
+  if (f->num_moe_layers != num_moe || f->num_tokens != tokens || f->top_k != k ||
+      static_cast<int64_t>(f->experts.size()) != num_moe * tokens * k) {
+    return Status::InvalidArgument("forced routing has shape [" + std::to_string(f->num_moe_layers) +
+                                   ", " + std::to_string(f->num_tokens) + ", " + std::to_string(f->top_k) +
+                                   "], the model and batch need [" + std::to_string(num_moe) + ", " +
+                                   std::to_string(tokens) + ", " + std::to_string(k) + "]");
+  }
+  for (int32_t e : f->experts) {
+    if (e < 0 || e >= c.num_experts) {
+      return Status::InvalidArgument("forced routing names expert " + std::to_string(e) + " of " +
+                                     std::to_string(c.num_experts));
+    }
+  }
+  return Status::Ok();
+}
+
+static Routing EmptyRouting(const ModelConfig& c, int64_t tokens) {
+  Routing r;
+  const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
+  if (num_moe == 0) return r;
+  r.num_moe_layers = num_moe;
+  r.num_tokens = tokens;
+  r.top_k = k;
+  r.experts.resize(num_moe * tokens * k);
+  r.weights.resize(num_moe * tokens * k);
+  return r;
+}
+
+// Puts the forced experts of this MoE layer into a.experts; returns whether routing is forced.
+template <typename LayerT, typename ActsT>
+static bool UseForcedRouting(const LayerT& L, const Routing* forced, int64_t tokens, ActsT& a) {
+  if (!L.moe || forced == nullptr) return false;
+  const int64_t k = forced->top_k;
+  const int32_t* f = forced->experts.data() + L.moe_index * tokens * k;
+  a.experts.assign(f, f + tokens * k);
+  return true;
+}
+
+// Copies this MoE layer's choice and weights into `out`.
+template <typename LayerT, typename ActsT>
+static void RecordRouting(const LayerT& L, const ActsT& a, Routing* out) {
+  if (!L.moe) return;
+  const int64_t at = L.moe_index * out->num_tokens * out->top_k;
+  std::copy(a.experts.begin(), a.experts.end(), out->experts.begin() + at);
+  std::copy(a.weights.begin(), a.weights.end(), out->weights.begin() + at);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,30 +695,8 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
     if (batch.offsets[s + 1] < batch.offsets[s]) return Status::InvalidArgument("batch offsets decrease");
   }
-  for (int64_t t = 0; t < T; ++t) {
-    if (batch.tokens[t] < 0 || batch.tokens[t] >= V) {
-      return Status::InvalidArgument("token id " + std::to_string(batch.tokens[t]) + " at position " +
-                                     std::to_string(t) + " is outside the vocabulary [0, " +
-                                     std::to_string(V) + ")");
-    }
-  }
-  const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
-  if (options.forced_routing != nullptr) {
-    const Routing& f = *options.forced_routing;
-    if (f.num_moe_layers != num_moe || f.num_tokens != T || f.top_k != k ||
-        static_cast<int64_t>(f.experts.size()) != num_moe * T * k) {
-      return Status::InvalidArgument("forced routing has shape [" + std::to_string(f.num_moe_layers) +
-                                     ", " + std::to_string(f.num_tokens) + ", " + std::to_string(f.top_k) +
-                                     "], the model and batch need [" + std::to_string(num_moe) + ", " +
-                                     std::to_string(T) + ", " + std::to_string(k) + "]");
-    }
-    for (int32_t e : f.experts) {
-      if (e < 0 || e >= c.num_experts) {
-        return Status::InvalidArgument("forced routing names expert " + std::to_string(e) +
-                                       " of " + std::to_string(c.num_experts));
-      }
-    }
-  }
+  GRPO_RETURN_IF_ERROR(CheckTokens(batch.tokens, V));
+  GRPO_RETURN_IF_ERROR(CheckForcedRouting(options.forced_routing, c, T));
 
   auto state = std::make_unique<State>();
   state->batch = batch;
@@ -663,37 +712,24 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
       if (t + 1 < end) state->targets[t] = batch.tokens[t + 1];
     }
   }
-  const RopeTables rope = BuildRopeTables(c, max_len);
-  const BatchView view{T, state->batch.offsets, state->positions.data(), &rope};
+  const BatchView view{T, state->batch.offsets, state->positions.data(), &RopeFor(max_len)};
   Ctx ctx{c, backend_, params_, nullptr, view};
 
   Buffer x = ctx.Buf(T * h);
   backend_.Embedding(batch.tokens.data(), ctx.P(embed_), x.data(), T, h);
   ForwardOutput out;
-  if (num_moe > 0) {
-    out.routing.num_moe_layers = num_moe;
-    out.routing.num_tokens = T;
-    out.routing.top_k = k;
-    out.routing.experts.resize(num_moe * T * k);
-    out.routing.weights.resize(num_moe * T * k);
-  }
+  out.routing = EmptyRouting(c, T);
   state->layers.resize(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = *layers_[l];
     LayerActs local;
     LayerActs& a = options.keep_activations ? state->layers[l] : local;
     a.x_in = std::move(x);
-    const bool forced = L.moe && options.forced_routing != nullptr;
-    if (forced) {
-      const int32_t* f = options.forced_routing->experts.data() + L.moe_index * T * k;
-      a.experts.assign(f, f + T * k);
-    }
+    const bool forced = UseForcedRouting(L, options.forced_routing, T, a);
     Buffer y = ctx.Buf(T * h);
-    LayerForward(ctx, L, a, forced, y.data());
-    if (L.moe) {
-      std::copy(a.experts.begin(), a.experts.end(), out.routing.experts.begin() + L.moe_index * T * k);
-      std::copy(a.weights.begin(), a.weights.end(), out.routing.weights.begin() + L.moe_index * T * k);
-    }
+    LayerForward(ctx, L, a, forced, y.data(),
+                 [&](LayerActs& acts, float* o) { AttentionForward(ctx, L, acts, o); });
+    RecordRouting(L, a, &out.routing);
     if (options.keep_activations && options.recompute) {
       a.KeepInputOnly();
     } else if (!options.keep_activations) {
@@ -755,8 +791,7 @@ Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* g
   for (int64_t s = 0; s < st.batch.num_seqs(); ++s) {
     max_len = std::max(max_len, st.batch.offsets[s + 1] - st.batch.offsets[s]);
   }
-  const RopeTables rope = BuildRopeTables(c, max_len);
-  const BatchView view{T, st.batch.offsets, st.positions.data(), &rope};
+  const BatchView view{T, st.batch.offsets, st.positions.data(), &RopeFor(max_len)};
   Ctx ctx{c, backend_, params_, grads, view};
 
   Buffer dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
@@ -781,7 +816,8 @@ Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* g
     if (st.recompute) {
       Ctx fwd{c, backend_, params_, nullptr, view};
       Buffer y = ctx.Buf(T * h);
-      LayerForward(fwd, L, a, /*forced_routing=*/L.moe, y.data());
+      LayerForward(fwd, L, a, /*forced_routing=*/L.moe, y.data(),
+                   [&](LayerActs& acts, float* o) { AttentionForward(fwd, L, acts, o); });
     }
     Buffer dx = ctx.Buf(T * h);
     LayerBackward(ctx, L, a, dh.data(), dx.data());
@@ -812,18 +848,8 @@ Result<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheView& cache
     }
     if (in.past[s] < 0) return Status::InvalidArgument("step input: negative past length");
   }
-  for (int64_t t = 0; t < T; ++t) {
-    if (in.tokens[t] < 0 || in.tokens[t] >= V) {
-      return Status::InvalidArgument("token id " + std::to_string(in.tokens[t]) +
-                                     " is outside the vocabulary [0, " + std::to_string(V) + ")");
-    }
-  }
-  const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
-  if (forced_routing != nullptr &&
-      (forced_routing->num_moe_layers != num_moe || forced_routing->num_tokens != T ||
-       forced_routing->top_k != k)) {
-    return Status::InvalidArgument("forced routing does not match the step's new tokens");
-  }
+  GRPO_RETURN_IF_ERROR(CheckTokens(in.tokens, V));
+  GRPO_RETURN_IF_ERROR(CheckForcedRouting(forced_routing, c, T));
   std::vector<int32_t> positions(T);
   int64_t max_pos = 1;
   for (int64_t s = 0; s < S; ++s) {
@@ -832,17 +858,10 @@ Result<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheView& cache
     }
     max_pos = std::max(max_pos, in.past[s] + in.offsets[s + 1] - in.offsets[s]);
   }
-  const RopeTables rope = BuildRopeTables(c, max_pos);
-  const BatchView view{T, in.offsets, positions.data(), &rope};
+  const BatchView view{T, in.offsets, positions.data(), &RopeFor(max_pos)};
   Ctx ctx{c, backend_, params_, nullptr, view};
   StepOutput out;
-  if (num_moe > 0) {
-    out.routing.num_moe_layers = num_moe;
-    out.routing.num_tokens = T;
-    out.routing.top_k = k;
-    out.routing.experts.resize(num_moe * T * k);
-    out.routing.weights.resize(num_moe * T * k);
-  }
+  out.routing = EmptyRouting(c, T);
   Buffer x = ctx.Buf(T * h);
   backend_.Embedding(in.tokens.data(), ctx.P(embed_), x.data(), T, h);
   std::vector<float*> rows, new_rows(T);
@@ -861,29 +880,12 @@ Result<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheView& cache
     }
     LayerActs a;
     a.x_in = std::move(x);
-    a.ln1 = ctx.Buf(T * h);
-    a.rstd1 = ctx.Buf(T);
-    backend_.RmsNorm(a.x_in.data(), ctx.P(L.ln1), a.ln1.data(), a.rstd1.data(), T, h, eps);
-    a.h1 = ctx.Buf(T * h);
-    StepAttention(ctx, L, a, in, rows, row_offsets, new_rows, a.h1.data());
-    backend_.Add(a.x_in.data(), a.h1.data(), T * h);
-    a.ln2 = ctx.Buf(T * h);
-    a.rstd2 = ctx.Buf(T);
-    backend_.RmsNorm(a.h1.data(), ctx.P(L.ln2), a.ln2.data(), a.rstd2.data(), T, h, eps);
+    const bool forced = UseForcedRouting(L, forced_routing, T, a);
     Buffer y = ctx.Buf(T * h);
-    if (L.moe) {
-      const bool forced = forced_routing != nullptr;
-      if (forced) {
-        const int32_t* f = forced_routing->experts.data() + L.moe_index * T * k;
-        a.experts.assign(f, f + T * k);
-      }
-      MoeForward(ctx, L, a, forced, y.data());
-      std::copy(a.experts.begin(), a.experts.end(), out.routing.experts.begin() + L.moe_index * T * k);
-      std::copy(a.weights.begin(), a.weights.end(), out.routing.weights.begin() + L.moe_index * T * k);
-    } else {
-      MlpForward(ctx, L.mlp, a.ln2.data(), T, y.data(), a.mlp);
-    }
-    backend_.Add(a.h1.data(), y.data(), T * h);
+    LayerForward(ctx, L, a, forced, y.data(), [&](LayerActs& acts, float* o) {
+      StepAttention(ctx, L, acts, in, rows, row_offsets, new_rows, o);
+    });
+    RecordRouting(L, a, &out.routing);
     x = std::move(y);
   }
   // Only each sequence's last new token needs logits.

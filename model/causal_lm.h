@@ -29,6 +29,7 @@
 #include "model/model_config.h"
 #include "model/ops/backend.h"
 #include "model/parameters.h"
+#include "model/rope.h"
 
 namespace grpo {
 
@@ -120,6 +121,9 @@ class CausalLM {
   struct State;
   CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& backend);
   Status Bind();
+  // RoPE tables covering at least `positions`, built once and grown when a longer batch comes
+  // (decoding asks every step; the tables depend only on the config).
+  const RopeTables& RopeFor(int64_t positions);
 
   ModelConfig config_;
   std::vector<Parameter> params_;
@@ -127,6 +131,7 @@ class CausalLM {
   std::vector<std::unique_ptr<Layer>> layers_;
   int embed_ = -1, final_norm_ = -1, lm_head_ = -1;
   std::unique_ptr<State> state_;
+  RopeTables rope_;
 };
 
 }  // namespace grpo

@@ -258,6 +258,17 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   auto forced = moe->Forward(TokenBatch::FromSequences({{1, 2, 3}}), opts);
   ASSERT_FALSE(forced.ok());
   EXPECT_NE(forced.status().message().find("forced routing"), std::string::npos);
+  // The cached path checks a forced routing the same way, expert ids included.
+  Routing bad_expert;
+  bad_expert.num_moe_layers = moe->config().NumMoeLayers();
+  bad_expert.num_tokens = 2;
+  bad_expert.top_k = moe->config().num_experts_per_tok;
+  bad_expert.experts.assign(bad_expert.num_moe_layers * 2 * bad_expert.top_k, 999);
+  DenseKvCache cache(moe->config(), 1, 4);
+  auto step = moe->ForwardStep({.tokens = {1, 2}, .offsets = {0, 2}, .past = {0}, .cache_seq = {0}},
+                               cache, &bad_expert);
+  ASSERT_FALSE(step.ok());
+  EXPECT_NE(step.status().message().find("names expert 999"), std::string::npos) << step.status().message();
 
   // A checkpoint missing one tensor, and one with a misshaped tensor.
   const std::string dir = testing::MakeTempDir("broken");
