@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/subcommand.h"
+#include "cli/token_ids.h"
 #include "core/jsonl.h"
 #include "model/causal_lm.h"
 #include "rollout/group_generator.h"
@@ -42,13 +43,12 @@ Status RunGenerate(const GenerateArgs& a) {
     std::vector<int32_t> prompt;
     const std::string where = a.input + ":" + std::to_string(r.line) + ": ";
     if (bad.ok()) {
-      if (r.value.contains("tokens") && r.value["tokens"].is_array()) {
-        for (const auto& v : r.value["tokens"]) {
-          if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= vocab) {
-            bad = Status::InvalidArgument(where + "\"tokens\" must hold ids in [0, " + std::to_string(vocab) + ")");
-            break;
-          }
-          prompt.push_back(v.get<int32_t>());
+      if (r.value.contains("tokens")) {
+        auto ids = TokenIdsOf(r, a.input, "tokens", vocab);
+        if (ids.ok()) {
+          prompt = std::move(ids).value();
+        } else {
+          bad = ids.status();
         }
       } else if (r.value.contains("prompt") && r.value["prompt"].is_string()) {
         if (!tokenizer) {

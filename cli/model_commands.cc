@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/subcommand.h"
+#include "cli/token_ids.h"
 #include "core/config.h"
 #include "core/jsonl.h"
 #include "model/causal_lm.h"
@@ -86,24 +87,6 @@ struct PendingLine {
   std::vector<int32_t> tokens;
 };
 
-Status ParseTokens(const JsonlRecord& r, int64_t vocab, PendingLine* out) {
-  const std::string where = ":" + std::to_string(r.line) + ": ";
-  auto it = r.value.find("tokens");
-  if (it == r.value.end() || !it->is_array()) return Status::InvalidArgument(where + "\"tokens\" must be an array of token ids");
-  out->tokens.clear();
-  for (const auto& v : *it) {
-    if (!v.is_number_integer()) return Status::InvalidArgument(where + "\"tokens\" must hold integers");
-    const int64_t id = v.get<int64_t>();
-    if (id < 0 || id >= vocab) {
-      return Status::InvalidArgument(where + "token id " + std::to_string(id) +
-                                     " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-    }
-    out->tokens.push_back(static_cast<int32_t>(id));
-  }
-  out->id = r.value.contains("id") ? r.value["id"] : nlohmann::json();
-  return Status::Ok();
-}
-
 Status RunLogprobs(const LogprobsArgs& a) {
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
@@ -134,15 +117,17 @@ Status RunLogprobs(const LogprobsArgs& a) {
   JsonlRecord record;
   while (in->Next(&record)) {
     PendingLine line;
-    Status st = record.status;
-    if (st.ok()) st = ParseTokens(record, model->config().vocab_size, &line);
-    if (!st.ok()) {
-      const std::string msg = record.ok() ? a.input + st.message() : st.message();
-      if (a.strict) return Status::InvalidArgument(msg);
-      std::fprintf(stderr, "grpo logprobs: skipping %s\n", msg.c_str());
+    Result<std::vector<int32_t>> ids = record.status.ok()
+        ? TokenIdsOf(record, a.input, "tokens", model->config().vocab_size)
+        : Result<std::vector<int32_t>>(record.status);
+    if (!ids.ok()) {
+      if (a.strict) return ids.status();
+      std::fprintf(stderr, "grpo logprobs: skipping %s\n", ids.status().message().c_str());
       ++skipped;
       continue;
     }
+    line.tokens = std::move(ids).value();
+    if (record.value.contains("id")) line.id = record.value["id"];
     ++sequences;
     tokens += static_cast<int64_t>(line.tokens.size());
     pending_tokens += static_cast<int64_t>(line.tokens.size());
