@@ -419,21 +419,6 @@ with open(out, "wb") as f:
 print("OK")
 )PY";
 
-// Runs /usr/bin/python3 on a script; returns its exit code, or -1 when python is missing.
-int RunPython(const std::string& script, const std::string& args, std::string* log) {
-  if (::access("/usr/bin/python3", X_OK) != 0) return -1;
-  static int counter = 0;
-  const std::string script_path = TmpPath("script" + std::to_string(counter++) + ".py");
-  const std::string log_path = script_path + ".log";
-  WriteFile(script_path, script);
-  const std::string cmd =
-      "/usr/bin/python3 " + script_path + " " + args + " > " + log_path + " 2>&1";
-  const int rc = std::system(cmd.c_str());
-  *log = ReadFile(log_path);
-  if (rc == -1 || !WIFEXITED(rc)) return 1000;
-  return WEXITSTATUS(rc);
-}
-
 std::string Hex(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
   std::string s;
@@ -515,25 +500,17 @@ TEST(SafetensorsTest, PyTorchReadsOurOutput) {
   }
   const std::string exp_path = TmpPath("for_torch.json");
   WriteFile(exp_path, exp.dump());
-  std::string log;
-  const int rc = RunPython(kPyReadScript, path + " " + exp_path, &log);
-  if (rc == -1 || rc == 77) {
-    if (testing::AllowNoTorch()) GTEST_SKIP() << "python3/torch missing: " << log;
-    FAIL() << "/usr/bin/python3 with torch is required (tools/setup.sh): " << log;
-  }
-  ASSERT_EQ(rc, 0) << log;
-  EXPECT_EQ(log.substr(0, 2), "OK") << log;
+  GRPO_REQUIRE_TORCH();
+  auto log = testing::RunPythonScript(kPyReadScript, {path, exp_path});
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->substr(0, 2), "OK") << *log;
 }
 
 TEST(SafetensorsTest, WeReadPyTorchOutput) {
   const std::string path = TmpPath("from_torch.safetensors");
-  std::string log;
-  const int rc = RunPython(kPyWriteScript, path, &log);
-  if (rc == -1 || rc == 77) {
-    if (testing::AllowNoTorch()) GTEST_SKIP() << "python3/torch missing: " << log;
-    FAIL() << "/usr/bin/python3 with torch is required (tools/setup.sh): " << log;
-  }
-  ASSERT_EQ(rc, 0) << log;
+  GRPO_REQUIRE_TORCH();
+  auto log = testing::RunPythonScript(kPyWriteScript, {path});
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
   Result<SafetensorsFile> f = SafetensorsFile::Open(path);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->metadata().at("format"), "pt");
