@@ -1,0 +1,92 @@
+#include "learner/advantage.h"
+
+#include <cmath>
+#include <string>
+
+namespace grpo {
+
+Result<AdvantageOptions> AdvantagePreset(std::string_view objective) {
+  AdvantageOptions o;
+  if (objective == "grpo" || objective == "dapo" || objective == "gspo") {
+    o.scale = AdvantageScale::kStd;
+  } else if (objective == "dr_grpo") {
+    o.scale = AdvantageScale::kNone;
+  } else {
+    return Status::InvalidArgument("objective: unknown name \"" + std::string(objective) +
+                                   "\" (expected grpo, dr_grpo, dapo or gspo)");
+  }
+  return o;
+}
+
+Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
+                                               std::span<const int64_t> group_offsets,
+                                               const AdvantageOptions& options) {
+  if (!(options.epsilon >= 0) || !std::isfinite(options.epsilon)) {
+    return Status::InvalidArgument("epsilon must be finite and >= 0, got " +
+                                   std::to_string(options.epsilon));
+  }
+  const int64_t n = static_cast<int64_t>(rewards.size());
+  if (group_offsets.empty() || group_offsets.front() != 0 || group_offsets.back() != n) {
+    return Status::InvalidArgument("group_offsets must start at 0 and end at the number of rewards (" +
+                                   std::to_string(n) + ")");
+  }
+  for (size_t g = 0; g + 1 < group_offsets.size(); ++g) {
+    if (group_offsets[g + 1] <= group_offsets[g]) {
+      return Status::InvalidArgument("group_offsets: group " + std::to_string(g) +
+                                     " is empty or offsets decrease");
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(rewards[i])) {
+      return Status::InvalidArgument("rewards[" + std::to_string(i) + "] is not finite");
+    }
+  }
+  GroupAdvantages out;
+  out.advantages.assign(n, 0.0);
+  const size_t num_groups = group_offsets.size() - 1;
+  out.group_mean.resize(num_groups);
+  out.group_std.resize(num_groups);
+  for (size_t g = 0; g < num_groups; ++g) {
+    const int64_t b = group_offsets[g], e = group_offsets[g + 1], size = e - b;
+    bool all_equal = true;
+    double sum = 0;
+    for (int64_t i = b; i < e; ++i) {
+      sum += rewards[i];
+      all_equal = all_equal && rewards[i] == rewards[b];
+    }
+    const double mean = sum / static_cast<double>(size);
+    out.group_mean[g] = all_equal ? rewards[b] : mean;
+    if (all_equal) {  // covers size 1: advantages stay exactly 0
+      out.group_std[g] = 0;
+      out.zero_std_groups.push_back(static_cast<int64_t>(g));
+      continue;
+    }
+    double ss = 0;
+    for (int64_t i = b; i < e; ++i) ss += (rewards[i] - mean) * (rewards[i] - mean);
+    const double denom_n = options.std == StdEstimator::kUnbiased ? static_cast<double>(size - 1)
+                                                                  : static_cast<double>(size);
+    const double std = std::sqrt(ss / denom_n);
+    out.group_std[g] = std;
+    for (int64_t i = b; i < e; ++i) {
+      const double centered = rewards[i] - mean;
+      out.advantages[i] =
+          options.scale == AdvantageScale::kStd ? centered / (std + options.epsilon) : centered;
+    }
+  }
+  return out;
+}
+
+Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards, int64_t group_size,
+                                               const AdvantageOptions& options) {
+  const int64_t n = static_cast<int64_t>(rewards.size());
+  if (group_size <= 0 || n % group_size != 0) {
+    return Status::InvalidArgument("group_size " + std::to_string(group_size) +
+                                   " must be positive and divide the number of rewards (" +
+                                   std::to_string(n) + ")");
+  }
+  std::vector<int64_t> offsets;
+  for (int64_t o = 0; o <= n; o += group_size) offsets.push_back(o);
+  return ComputeGroupAdvantages(rewards, offsets, options);
+}
+
+}  // namespace grpo

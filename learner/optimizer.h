@@ -1,0 +1,86 @@
+// AdamW with torch.optim.AdamW semantics (amsgrad=False, maximize=False), and global gradient
+// norm clipping with torch.nn.utils.clip_grad_norm_ semantics.
+//
+// One step k = 1, 2, ... on every trainable parameter p with gradient g (f32 throughout, the
+// operations in torch's order):
+//   p   <- p * (1 - lr * wd)                 decoupled weight decay, before the moment update
+//   m   <- m * beta1 + (1 - beta1) * g
+//   v   <- v * beta2 + (1 - beta2) * g * g
+//   p   <- p - (lr / (1 - beta1^k)) * m / (sqrt(v) / sqrt(1 - beta2^k) + eps)
+// wd is weight_decay, except 0 for 1-D tensors (norm weights, biases) unless decay_1d is set:
+// the usual LLM recipe (HF Trainer, nanoGPT) puts those in a no-decay group. Parameters with
+// spec.trainable == false are never touched and have no state. The step counter is shared by all
+// parameters (every trainable parameter is updated on every step).
+//
+// State checkpoints: SaveState writes one safetensors file with F32 tensors
+// "<param name>.exp_avg" and "<param name>.exp_avg_sq" for every trainable parameter and
+// __metadata__ {"format": "grpo.adamw.v1", "step": "<k>"}; LoadState restores exactly those bits
+// and rejects a file whose tensor set, dtypes or shapes do not match the parameters (the error
+// names the tensor).
+#ifndef GRPO_LEARNER_OPTIMIZER_H_
+#define GRPO_LEARNER_OPTIMIZER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/parameters.h"
+
+namespace grpo {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;  // torch's AdamW default
+  bool decay_1d = false;       // apply weight decay to 1-D tensors too
+};
+
+// sqrt(sum over trainable parameters of ||g||^2), in double. Grads parallel to params; a grad of
+// a non-trainable parameter is ignored and may be empty. InvalidArgument for a size, shape or
+// dtype mismatch (naming the parameter).
+Result<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads);
+
+// torch.nn.utils.clip_grad_norm_: returns the total norm before clipping; when
+// coef = max_norm / (norm + 1e-6) is < 1, every trainable grad is multiplied by coef (computed in
+// f32 from the f32-rounded norm, as torch does: (1 / (norm + 1e-6)) * max_norm).
+// A non-finite norm returns InvalidArgument and leaves grads unchanged (the caller skips the step).
+// max_norm must be > 0.
+Result<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
+                            double max_norm);
+
+class AdamW {
+ public:
+  // State (zeros) for the trainable parameters of `params`. InvalidArgument for bad options.
+  static Result<AdamW> Create(const std::vector<Parameter>& params, const AdamWOptions& options);
+
+  // One update with learning rate `lr`. params must be those given to Create (same names and
+  // shapes, f32); grads parallel to params, f32 of the same shapes (grads of non-trainable
+  // parameters are ignored). Errors name the parameter; nothing is updated on error.
+  Status Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr);
+
+  // Number of steps taken (k of the last step).
+  int64_t step() const { return step_; }
+  const AdamWOptions& options() const { return options_; }
+
+  // exp_avg / exp_avg_sq of params[i] (empty tensors for a non-trainable parameter).
+  const Tensor& exp_avg(size_t i) const { return exp_avg_[i]; }
+  const Tensor& exp_avg_sq(size_t i) const { return exp_avg_sq_[i]; }
+
+  Status SaveState(const std::string& path) const;
+  Status LoadState(const std::string& path);
+
+ private:
+  AdamW() = default;
+
+  AdamWOptions options_;
+  std::vector<ParameterSpec> specs_;
+  std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  int64_t step_ = 0;
+};
+
+}  // namespace grpo
+
+#endif  // GRPO_LEARNER_OPTIMIZER_H_

@@ -1,0 +1,127 @@
+// The clipped policy-gradient objectives of GRPO, Dr.GRPO, DAPO and GSPO, with an optional KL
+// penalty to a frozen reference policy and rollout/training mismatch correction (truncated
+// importance sampling or masking). docs/learner.md gives every formula as implemented here.
+//
+// Inputs are per completion token, sequence after sequence (token t of sequence i lies in
+// [offsets[i], offsets[i+1])). The result is the loss value and dLoss/dlogprob for every token:
+// the trainer passes that gradient as `weights` to CausalLM::Backward, which accumulates the
+// parameter gradients of sum_t weights[t] * logprob[t]. f32 in and out; every sum, ratio and
+// gradient is computed in double.
+//
+// Per token (mask m_t = 1 unless a per-token mask excludes it; excluded tokens have loss and
+// gradient 0, do not count in any denominator, any sequence mean or any IS product):
+//   ratio    r_t = exp(logp_t - old_t)                           (RatioLevel::kToken)
+//            r_t = sg(s_i) * exp(logp_t - sg(logp_t)),  s_i = exp(mean_t(logp - old))
+//                                                               (kSequence, GSPO-token form)
+//   policy   pg_t = -min(r_t A_i, clip(r_t, 1 - clip_eps_low, 1 + clip_eps_high) A_i)
+//   IS       w_t  (constant; 1 without correction)
+//   kl       kl_t = k1 | k2 | k3 (logp_t, ref_t)                 (only when kl_beta > 0)
+//   l_t = w_t * pg_t + kl_beta * kl_t
+// aggregated as `aggregation` says. The gradient is what autograd of that expression gives,
+// torch conventions included: clamp passes the gradient at its bounds (inclusive), and where
+// both arguments of min are equal each receives half of it.
+#ifndef GRPO_LEARNER_POLICY_LOSS_H_
+#define GRPO_LEARNER_POLICY_LOSS_H_
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace grpo {
+
+enum class RatioLevel { kToken, kSequence };
+
+enum class LossAggregation {
+  kTokenMean,            // sum_i sum_t m l / sum_i n_i                  (DAPO)
+  kSeqMeanTokenMean,     // (1/N) sum_i (1/n_i) sum_t m l                 (GRPO, GSPO)
+  kSeqMeanTokenSumNorm,  // (1/(N * norm_length)) sum_i sum_t m l         (Dr.GRPO)
+};
+
+enum class KlEstimator {
+  kK1,  // logp - ref
+  kK2,  // 0.5 (logp - ref)^2
+  kK3,  // exp(ref - logp) - (ref - logp) - 1
+};
+
+enum class IsCorrection {
+  kNone,
+  kTokenTis,   // w_t = min(exp(old_t - rollout_t), C)
+  kSeqTis,     // w_t = min(exp(sum_{t in seq}(old - rollout)), C) for every token of the sequence
+  kTokenMask,  // w_t = 1 if |old_t - rollout_t| <= log C else 0
+  kSeqMask,    // w_t = 1 if |sum_{t in seq}(old - rollout)| <= log C else 0, whole sequence
+};
+
+struct PolicyLossOptions {
+  double clip_eps_low = 0.2;   // in [0, 1)
+  double clip_eps_high = 0.2;  // >= 0
+  RatioLevel ratio_level = RatioLevel::kToken;
+  LossAggregation aggregation = LossAggregation::kTokenMean;
+  // The constant L of kSeqMeanTokenSumNorm (e.g. the maximum response length); must be > 0 there.
+  double norm_length = 0;
+  double kl_beta = 0;  // >= 0; 0 = no KL term, ref_logprobs may be empty
+  KlEstimator kl_estimator = KlEstimator::kK3;
+  IsCorrection is_correction = IsCorrection::kNone;
+  double is_cap = 2.0;  // C >= 1 (used unless is_correction == kNone)
+};
+
+// Defaults of a named objective:
+//   "grpo":    eps 0.2/0.2,   token ratio, seq-mean-token-mean, beta 0.04, k3  (DeepSeekMath)
+//   "dr_grpo": eps 0.2/0.2,   token ratio, seq-mean-token-sum-norm, beta 0     (Dr.GRPO;
+//              norm_length is left 0: the caller must set it, e.g. to max_new_tokens)
+//   "dapo":    eps 0.2/0.28,  token ratio, token-mean, beta 0                  (DAPO)
+//   "gspo":    eps 3e-4/4e-4, sequence ratio, seq-mean-token-mean, beta 0      (GSPO)
+// All with is_correction kNone. InvalidArgument for any other name.
+Result<PolicyLossOptions> PolicyLossPreset(std::string_view objective);
+
+// Names used in configs: "token-mean" | "seq-mean-token-mean" | "seq-mean-token-sum-norm";
+// "k1" | "k2" | "k3"; "none" | "token_tis" | "seq_tis" | "token_mask" | "seq_mask";
+// "token" | "sequence".
+Result<LossAggregation> ParseLossAggregation(std::string_view name);
+Result<KlEstimator> ParseKlEstimator(std::string_view name);
+Result<IsCorrection> ParseIsCorrection(std::string_view name);
+Result<RatioLevel> ParseRatioLevel(std::string_view name);
+
+// OK, or InvalidArgument naming the bad field.
+Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
+
+struct PolicyLossInputs {
+  std::span<const float> logprobs;          // current policy, per token (the differentiated input)
+  std::span<const float> old_logprobs;      // policy that the ratio is taken against
+  std::span<const float> rollout_logprobs;  // rollout engine's; may be empty when is_correction is kNone
+  std::span<const float> ref_logprobs;      // reference policy; may be empty when kl_beta == 0
+  std::span<const double> advantages;       // one per sequence
+  std::span<const int64_t> offsets;         // num_sequences + 1; 0 ... logprobs.size(), non-decreasing
+  std::span<const uint8_t> mask;            // optional per token: 0 excludes the token
+};
+
+struct PolicyLossMetrics {
+  int64_t num_tokens = 0;     // tokens counted (mask 1)
+  double clip_frac = 0;       // fraction of tokens where the clipped branch is strictly the min
+  double clip_frac_low = 0;   // ... with r < 1 - eps_low and A < 0
+  double clip_frac_high = 0;  // ... with r > 1 + eps_high and A > 0
+  double ratio_mean = 0, ratio_min = 0, ratio_max = 0;  // of r_t over counted tokens
+  bool has_kl = false;        // kl_mean is set only when kl_beta > 0 (ref logprobs given)
+  double kl_mean = 0;         // mean of kl_t over counted tokens
+  double is_weight_mean = 1;  // mean of w_t over counted tokens
+  double is_capped_frac = 0;  // TIS modes: fraction of tokens whose raw ratio exceeded C
+  double is_masked_frac = 0;  // mask modes: fraction of tokens with w_t = 0
+};
+
+struct PolicyLossResult {
+  double loss = 0;
+  std::vector<float> grad;  // dLoss/dlogprobs, one per token (0 for masked tokens)
+  PolicyLossMetrics metrics;
+};
+
+// InvalidArgument naming the field for mismatched lengths, bad offsets, non-finite inputs
+// (counted tokens only need finite values; masked tokens are ignored) or bad options.
+// With no counted token the loss and every gradient are 0.
+Result<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& inputs,
+                                           const PolicyLossOptions& options);
+
+}  // namespace grpo
+
+#endif  // GRPO_LEARNER_POLICY_LOSS_H_

@@ -1,0 +1,245 @@
+#include "learner/recipe.h"
+
+namespace grpo {
+namespace {
+
+const std::vector<std::string>& KnownKeys() {
+  static const std::vector<std::string> keys = {
+      "run.name", "run.output_dir", "run.seed",
+      "tokenizer.builtin", "tokenizer.path",
+      "model.path", "model.init.preset", "model.init.config", "model.init.seed", "model.init.std",
+      "data.source", "data.prompt_template", "data.addition.digits",
+      "data.addition.held_out_fraction", "data.jsonl.train", "data.jsonl.eval", "data.jsonl.format",
+      "pretrain.steps", "pretrain.batch_size", "pretrain.lr", "pretrain.warmup_steps",
+      "pretrain.schedule", "pretrain.min_lr_ratio", "pretrain.max_grad_norm",
+      "pretrain.teacher_mix.careful", "pretrain.teacher_mix.guess", "pretrain.teacher_mix.plain",
+      "sft.steps", "sft.batch_size", "sft.lr", "sft.warmup_steps", "sft.schedule",
+      "sft.min_lr_ratio", "sft.max_grad_norm", "sft.train", "sft.format",
+      "rollout.prompts_per_step", "rollout.group_size", "rollout.max_new_tokens",
+      "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
+      "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
+      "rollout.routing_replay", "rollout.endpoints",
+      "reward.rules", "reward.endpoints",
+      "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
+      "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
+      "algorithm.kl_beta", "algorithm.kl_estimator", "algorithm.is_correction", "algorithm.is_cap",
+      "algorithm.advantage_scale", "algorithm.dynamic_sampling", "algorithm.max_sampling_rounds",
+      "optimizer.lr", "optimizer.betas", "optimizer.eps", "optimizer.weight_decay",
+      "optimizer.warmup_steps", "optimizer.schedule", "optimizer.min_lr_ratio",
+      "optimizer.max_grad_norm", "optimizer.mini_batches", "optimizer.epochs",
+      "train.steps", "train.eval_every", "train.eval_size", "train.eval_samples",
+      "train.eval_temperature", "train.checkpoint_every",
+      "cluster"};
+  return keys;
+}
+
+Status Positive(const Config& c, const char* key, int64_t v) {
+  if (v <= 0) return c.Error(key, "must be > 0");
+  return Status::Ok();
+}
+
+Status ParseLmStage(const Config& c, const std::string& prefix, LmStageRecipe* s) {
+  const auto key = [&](const char* k) { return prefix + "." + k; };
+  GRPO_ASSIGN_OR_RETURN(s->steps, c.GetIntOr(key("steps"), 0));
+  if (s->steps < 0) return c.Error(key("steps"), "must be >= 0");
+  GRPO_ASSIGN_OR_RETURN(s->batch_size, c.GetIntOr(key("batch_size"), 32));
+  GRPO_RETURN_IF_ERROR(Positive(c, key("batch_size").c_str(), s->batch_size));
+  GRPO_ASSIGN_OR_RETURN(s->schedule.lr, c.GetDoubleOr(key("lr"), 1e-3));
+  GRPO_ASSIGN_OR_RETURN(s->schedule.warmup_steps, c.GetIntOr(key("warmup_steps"), 0));
+  GRPO_ASSIGN_OR_RETURN(std::string decay, c.GetStringOr(key("schedule"), "cosine"));
+  auto d = ParseLrDecay(decay);
+  if (!d.ok()) return c.Error(key("schedule"), d.status().message());
+  s->schedule.decay = *d;
+  GRPO_ASSIGN_OR_RETURN(s->schedule.min_lr_ratio, c.GetDoubleOr(key("min_lr_ratio"), 0.1));
+  s->schedule.total_steps = std::max<int64_t>(s->steps, s->schedule.warmup_steps);
+  if (s->steps > 0) {
+    Status v = ValidateLrSchedule(s->schedule);
+    if (!v.ok()) return c.Error(prefix, v.message());
+  }
+  GRPO_ASSIGN_OR_RETURN(s->max_grad_norm, c.GetDoubleOr(key("max_grad_norm"), 1.0));
+  GRPO_ASSIGN_OR_RETURN(s->teacher_mix.careful, c.GetDoubleOr(key("teacher_mix.careful"), 0.4));
+  GRPO_ASSIGN_OR_RETURN(s->teacher_mix.guess, c.GetDoubleOr(key("teacher_mix.guess"), 0.3));
+  GRPO_ASSIGN_OR_RETURN(s->teacher_mix.plain, c.GetDoubleOr(key("teacher_mix.plain"), 0.3));
+  if (Status v = data::Validate(s->teacher_mix); !v.ok()) return c.Error(key("teacher_mix"), v.message());
+  GRPO_ASSIGN_OR_RETURN(s->train_path, c.GetStringOr(key("train"), ""));
+  GRPO_ASSIGN_OR_RETURN(s->format, c.GetStringOr(key("format"), "prompt-completion"));
+  return Status::Ok();
+}
+
+template <typename T, typename F>
+Status ParseEnum(const Config& c, const char* key, F parse, T* out) {
+  if (!c.Has(key)) return Status::Ok();
+  GRPO_ASSIGN_OR_RETURN(std::string name, c.GetString(key));
+  auto v = parse(name);
+  if (!v.ok()) return c.Error(key, v.status().message());
+  *out = *v;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TrainRecipe> ParseRecipe(const Config& c) {
+  GRPO_RETURN_IF_ERROR(c.CheckKnownKeys(KnownKeys()));
+  TrainRecipe r;
+  r.source = c;
+  GRPO_ASSIGN_OR_RETURN(r.name, c.GetString("run.name"));
+  if (r.name.empty() || r.name.find('/') != std::string::npos || r.name == "." || r.name == "..") {
+    return c.Error("run.name", "must be a non-empty directory name without '/'");
+  }
+  GRPO_ASSIGN_OR_RETURN(r.output_dir, c.GetStringOr("run.output_dir", "runs"));
+  GRPO_ASSIGN_OR_RETURN(int64_t seed, c.GetIntOr("run.seed", 0));
+  r.seed = static_cast<uint64_t>(seed);
+
+  GRPO_ASSIGN_OR_RETURN(r.tokenizer_builtin, c.GetStringOr("tokenizer.builtin", ""));
+  GRPO_ASSIGN_OR_RETURN(r.tokenizer_path, c.GetStringOr("tokenizer.path", ""));
+  if (r.tokenizer_builtin.empty() == r.tokenizer_path.empty()) {
+    return c.Error("tokenizer", "give exactly one of tokenizer.builtin and tokenizer.path");
+  }
+
+  GRPO_ASSIGN_OR_RETURN(r.model_path, c.GetStringOr("model.path", ""));
+  // `model.init: null` (e.g. --set model.init=null next to --set model.path=DIR) means no init.
+  const bool init_given = c.json().contains("model") && c.json()["model"].is_object() &&
+                          c.json()["model"].contains("init") && c.json()["model"]["init"].is_object();
+  if (init_given) {
+    GRPO_ASSIGN_OR_RETURN(r.model_preset, c.GetStringOr("model.init.preset", ""));
+    if (c.Has("model.init.config")) {
+      GRPO_ASSIGN_OR_RETURN(Config mc, c.Sub("model.init.config"));
+      r.model_config = mc.json();
+    }
+  }
+  const bool has_init = !r.model_preset.empty() || !r.model_config.empty();
+  if (r.model_path.empty() == !has_init) {
+    return c.Error("model", "give exactly one of model.path and model.init (preset and/or config)");
+  }
+  if (init_given) {
+    GRPO_ASSIGN_OR_RETURN(int64_t init_seed, c.GetIntOr("model.init.seed", 0));
+    r.init_seed = static_cast<uint64_t>(init_seed);
+    GRPO_ASSIGN_OR_RETURN(r.init_std, c.GetDoubleOr("model.init.std", 0.02));
+  }
+
+  GRPO_ASSIGN_OR_RETURN(r.data_source, c.GetStringOr("data.source", "addition"));
+  if (r.data_source != "addition" && r.data_source != "jsonl") {
+    return c.Error("data.source", "must be 'addition' or 'jsonl'");
+  }
+  GRPO_ASSIGN_OR_RETURN(r.prompt_template, c.GetStringOr("data.prompt_template", "{question}"));
+  GRPO_ASSIGN_OR_RETURN(int64_t digits, c.GetIntOr("data.addition.digits", 2));
+  r.addition.digits = static_cast<int>(digits);
+  GRPO_ASSIGN_OR_RETURN(r.addition.held_out_fraction, c.GetDoubleOr("data.addition.held_out_fraction", 0.1));
+  if (Status v = data::Validate(r.addition); !v.ok()) return c.Error("data.addition", v.message());
+  GRPO_ASSIGN_OR_RETURN(r.train_path, c.GetStringOr("data.jsonl.train", ""));
+  GRPO_ASSIGN_OR_RETURN(r.eval_path, c.GetStringOr("data.jsonl.eval", ""));
+  GRPO_ASSIGN_OR_RETURN(r.dataset_format, c.GetStringOr("data.jsonl.format", "generic"));
+  if (r.data_source == "jsonl" && r.train_path.empty()) {
+    return c.Error("data.jsonl.train", "required when data.source is jsonl");
+  }
+
+  GRPO_RETURN_IF_ERROR(ParseLmStage(c, "pretrain", &r.pretrain));
+  GRPO_RETURN_IF_ERROR(ParseLmStage(c, "sft", &r.sft));
+
+  GRPO_ASSIGN_OR_RETURN(r.prompts_per_step, c.GetIntOr("rollout.prompts_per_step", 8));
+  GRPO_RETURN_IF_ERROR(Positive(c, "rollout.prompts_per_step", r.prompts_per_step));
+  GRPO_ASSIGN_OR_RETURN(r.group_size, c.GetIntOr("rollout.group_size", 8));
+  GRPO_RETURN_IF_ERROR(Positive(c, "rollout.group_size", r.group_size));
+  GRPO_ASSIGN_OR_RETURN(r.max_new_tokens, c.GetIntOr("rollout.max_new_tokens", 256));
+  GRPO_RETURN_IF_ERROR(Positive(c, "rollout.max_new_tokens", r.max_new_tokens));
+  GRPO_ASSIGN_OR_RETURN(r.sampling.temperature, c.GetDoubleOr("rollout.temperature", 1.0));
+  GRPO_ASSIGN_OR_RETURN(r.sampling.top_p, c.GetDoubleOr("rollout.top_p", 1.0));
+  GRPO_ASSIGN_OR_RETURN(r.sampling.top_k, c.GetIntOr("rollout.top_k", 0));
+  GRPO_ASSIGN_OR_RETURN(r.sampling.min_p, c.GetDoubleOr("rollout.min_p", 0.0));
+  if (Status v = ValidateSampling(r.sampling); !v.ok()) return c.Error("rollout", v.message());
+  GRPO_ASSIGN_OR_RETURN(r.stop_strings, c.GetStringListOr("rollout.stop_strings", {}));
+  GRPO_ASSIGN_OR_RETURN(r.serve_format, c.GetStringOr("rollout.serve_format", "f32"));
+  if (r.serve_format != "f32" && r.serve_format != "bf16" && r.serve_format != "fp8") {
+    return c.Error("rollout.serve_format", "must be f32, bf16 or fp8");
+  }
+  GRPO_ASSIGN_OR_RETURN(r.kv_memory_mb, c.GetIntOr("rollout.kv_memory_mb", 256));
+  GRPO_RETURN_IF_ERROR(Positive(c, "rollout.kv_memory_mb", r.kv_memory_mb));
+  GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
+  GRPO_ASSIGN_OR_RETURN(r.rollout_endpoints, c.GetStringListOr("rollout.endpoints", {}));
+
+  if (!c.Has("reward.rules")) return c.Error("reward.rules", "required: the reward rules");
+  {
+    nlohmann::json tree = {{"rules", c.json()["reward"]["rules"]}};
+    GRPO_ASSIGN_OR_RETURN(r.rules, Config::FromJson(std::move(tree), c.name() + " (reward)"));
+  }
+  GRPO_ASSIGN_OR_RETURN(r.reward_endpoints, c.GetStringListOr("reward.endpoints", {}));
+
+  GRPO_ASSIGN_OR_RETURN(r.objective, c.GetStringOr("algorithm.objective", "grpo"));
+  {
+    auto preset = PolicyLossPreset(r.objective);
+    if (!preset.ok()) return c.Error("algorithm.objective", preset.status().message());
+    r.loss = *preset;
+    auto adv = AdvantagePreset(r.objective);
+    if (!adv.ok()) return c.Error("algorithm.objective", adv.status().message());
+    r.advantage = *adv;
+  }
+  GRPO_ASSIGN_OR_RETURN(r.loss.clip_eps_low, c.GetDoubleOr("algorithm.clip_eps_low", r.loss.clip_eps_low));
+  GRPO_ASSIGN_OR_RETURN(r.loss.clip_eps_high, c.GetDoubleOr("algorithm.clip_eps_high", r.loss.clip_eps_high));
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.ratio_level", ParseRatioLevel, &r.loss.ratio_level));
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.aggregation", ParseLossAggregation, &r.loss.aggregation));
+  GRPO_ASSIGN_OR_RETURN(r.loss.norm_length,
+                        c.GetDoubleOr("algorithm.norm_length", r.loss.norm_length > 0
+                                                                   ? r.loss.norm_length
+                                                                   : static_cast<double>(r.max_new_tokens)));
+  GRPO_ASSIGN_OR_RETURN(r.loss.kl_beta, c.GetDoubleOr("algorithm.kl_beta", r.loss.kl_beta));
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.kl_estimator", ParseKlEstimator, &r.loss.kl_estimator));
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.is_correction", ParseIsCorrection, &r.loss.is_correction));
+  GRPO_ASSIGN_OR_RETURN(r.loss.is_cap, c.GetDoubleOr("algorithm.is_cap", r.loss.is_cap));
+  if (Status v = ValidatePolicyLossOptions(r.loss); !v.ok()) return c.Error("algorithm", v.message());
+  if (c.Has("algorithm.advantage_scale")) {
+    GRPO_ASSIGN_OR_RETURN(std::string s, c.GetString("algorithm.advantage_scale"));
+    if (s == "std") {
+      r.advantage.scale = AdvantageScale::kStd;
+    } else if (s == "none") {
+      r.advantage.scale = AdvantageScale::kNone;
+    } else {
+      return c.Error("algorithm.advantage_scale", "must be 'std' or 'none'");
+    }
+  }
+  GRPO_ASSIGN_OR_RETURN(r.dynamic_sampling, c.GetBoolOr("algorithm.dynamic_sampling", r.objective == "dapo"));
+  GRPO_ASSIGN_OR_RETURN(r.max_sampling_rounds, c.GetIntOr("algorithm.max_sampling_rounds", 3));
+  GRPO_RETURN_IF_ERROR(Positive(c, "algorithm.max_sampling_rounds", r.max_sampling_rounds));
+
+  GRPO_ASSIGN_OR_RETURN(r.schedule.lr, c.GetDoubleOr("optimizer.lr", 1e-6));
+  GRPO_ASSIGN_OR_RETURN(r.schedule.warmup_steps, c.GetIntOr("optimizer.warmup_steps", 0));
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "optimizer.schedule", ParseLrDecay, &r.schedule.decay));
+  GRPO_ASSIGN_OR_RETURN(r.schedule.min_lr_ratio, c.GetDoubleOr("optimizer.min_lr_ratio", 0.0));
+  if (c.Has("optimizer.betas")) {
+    const auto& b = c.json()["optimizer"]["betas"];
+    if (!b.is_array() || b.size() != 2 || !b[0].is_number() || !b[1].is_number()) {
+      return c.Error("optimizer.betas", "must be a list of two numbers");
+    }
+    r.adamw.beta1 = b[0].get<double>();
+    r.adamw.beta2 = b[1].get<double>();
+  }
+  GRPO_ASSIGN_OR_RETURN(r.adamw.eps, c.GetDoubleOr("optimizer.eps", 1e-8));
+  GRPO_ASSIGN_OR_RETURN(r.adamw.weight_decay, c.GetDoubleOr("optimizer.weight_decay", 0.0));
+  GRPO_ASSIGN_OR_RETURN(r.max_grad_norm, c.GetDoubleOr("optimizer.max_grad_norm", 1.0));
+  GRPO_ASSIGN_OR_RETURN(r.mini_batches, c.GetIntOr("optimizer.mini_batches", 1));
+  GRPO_RETURN_IF_ERROR(Positive(c, "optimizer.mini_batches", r.mini_batches));
+  GRPO_ASSIGN_OR_RETURN(r.epochs, c.GetIntOr("optimizer.epochs", 1));
+  GRPO_RETURN_IF_ERROR(Positive(c, "optimizer.epochs", r.epochs));
+
+  GRPO_ASSIGN_OR_RETURN(r.steps, c.GetIntOr("train.steps", 10));
+  if (r.steps < 0) return c.Error("train.steps", "must be >= 0");
+  r.schedule.total_steps = std::max<int64_t>(r.steps * r.mini_batches * r.epochs, r.schedule.warmup_steps);
+  if (Status v = ValidateLrSchedule(r.schedule); !v.ok()) return c.Error("optimizer", v.message());
+  GRPO_ASSIGN_OR_RETURN(r.eval_every, c.GetIntOr("train.eval_every", 0));
+  GRPO_ASSIGN_OR_RETURN(r.eval_size, c.GetIntOr("train.eval_size", 100));
+  GRPO_ASSIGN_OR_RETURN(r.eval_samples, c.GetIntOr("train.eval_samples", 1));
+  GRPO_RETURN_IF_ERROR(Positive(c, "train.eval_samples", r.eval_samples));
+  GRPO_ASSIGN_OR_RETURN(r.eval_temperature, c.GetDoubleOr("train.eval_temperature", 1.0));
+  GRPO_ASSIGN_OR_RETURN(r.checkpoint_every, c.GetIntOr("train.checkpoint_every", 0));
+  if (r.prompts_per_step % r.mini_batches != 0) {
+    return c.Error("optimizer.mini_batches", "must divide rollout.prompts_per_step");
+  }
+  return r;
+}
+
+Result<TrainRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides) {
+  GRPO_ASSIGN_OR_RETURN(Config c, Config::LoadFile(path));
+  GRPO_RETURN_IF_ERROR(c.ApplyOverrides(overrides));
+  return ParseRecipe(c);
+}
+
+}  // namespace grpo

@@ -1,0 +1,118 @@
+// TrainRecipe: a `grpo train` / `grpo sft` recipe (YAML, read with core/config.h), validated into
+// typed options. Every key is documented in docs/recipes.md; unknown keys are errors naming
+// file:line with a suggestion. The sections:
+//   run        name, output_dir, seed
+//   tokenizer  builtin (tokenizer/builtin.h) | path (a directory with tokenizer.json)
+//   model      path (HF directory) | init {preset, config (HF config.json keys over the
+//              preset), seed, std}
+//   data       source: addition (generated, data/addition.h) | jsonl {train, eval, format};
+//              prompt_template; addition {digits, held_out_fraction}
+//   pretrain   optional next-token stage before RL (steps, batch_size, lr, warmup_steps,
+//              min_lr_ratio, teacher_mix {careful, guess, plain})
+//   sft        the `grpo sft` stage (data, steps, batch_size, lr, ...)
+//   rollout    prompts_per_step, group_size, max_new_tokens, temperature, top_p, top_k, min_p,
+//              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
+//              endpoints (remote mode)
+//   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
+//   algorithm  objective (grpo|dr_grpo|dapo|gspo) and overrides of its preset: clip_eps_low,
+//              clip_eps_high, ratio_level, aggregation, norm_length, kl_beta, kl_estimator,
+//              is_correction, is_cap, advantage_scale (std|none), dynamic_sampling,
+//              max_sampling_rounds
+//   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
+//              max_grad_norm, mini_batches, epochs
+//   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
+//   cluster    read by `grpo submit` (deploy/), ignored here
+#ifndef GRPO_LEARNER_RECIPE_H_
+#define GRPO_LEARNER_RECIPE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "core/status.h"
+#include "data/addition.h"
+#include "learner/advantage.h"
+#include "learner/optimizer.h"
+#include "learner/policy_loss.h"
+#include "learner/schedule.h"
+#include "rollout/sampler.h"
+
+namespace grpo {
+
+struct LmStageRecipe {
+  int64_t steps = 0;
+  int64_t batch_size = 32;
+  LrScheduleOptions schedule;  // lr, warmup, decay, min_lr_ratio (total_steps = steps)
+  double max_grad_norm = 1.0;
+  data::TeacherMix teacher_mix;  // pretrain on the addition task
+  std::string train_path;        // sft: JSONL exported by `grpo export`
+  std::string format;            // sft: prompt-completion | openai | sharegpt
+};
+
+struct TrainRecipe {
+  Config source;  // the recipe after --set overrides (stored with the run)
+
+  std::string name;
+  std::string output_dir = "runs";
+  uint64_t seed = 0;
+
+  std::string tokenizer_builtin;
+  std::string tokenizer_path;
+
+  std::string model_path;
+  std::string model_preset;
+  nlohmann::json model_config = nlohmann::json::object();
+  uint64_t init_seed = 0;
+  double init_std = 0.02;
+
+  std::string data_source = "addition";  // "addition" | "jsonl"
+  data::AdditionOptions addition;
+  std::string train_path, eval_path, dataset_format = "generic";
+  std::string prompt_template = "{question}";
+
+  LmStageRecipe pretrain;
+  LmStageRecipe sft;
+
+  int64_t prompts_per_step = 8;
+  int64_t group_size = 8;
+  int64_t max_new_tokens = 256;
+  SamplingOptions sampling;
+  std::vector<std::string> stop_strings;
+  std::string serve_format = "f32";
+  int64_t kv_memory_mb = 256;
+  bool routing_replay = true;
+  std::vector<std::string> rollout_endpoints;
+
+  Config rules;  // reward.rules as a rules-file tree
+  std::vector<std::string> reward_endpoints;
+
+  std::string objective = "grpo";
+  PolicyLossOptions loss;
+  AdvantageOptions advantage;
+  bool dynamic_sampling = false;
+  int64_t max_sampling_rounds = 3;
+
+  LrScheduleOptions schedule;
+  AdamWOptions adamw;
+  double max_grad_norm = 1.0;
+  int64_t mini_batches = 1;
+  int64_t epochs = 1;
+
+  int64_t steps = 10;
+  int64_t eval_every = 0;  // 0: only before and after training
+  int64_t eval_size = 100;
+  int64_t eval_samples = 1;
+  double eval_temperature = 1.0;
+  int64_t checkpoint_every = 0;  // 0: only at the end (and on SIGTERM)
+};
+
+// Reads and validates; errors name file:line and the key.
+Result<TrainRecipe> ParseRecipe(const Config& config);
+Result<TrainRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace grpo
+
+#endif  // GRPO_LEARNER_RECIPE_H_

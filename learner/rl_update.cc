@@ -1,0 +1,228 @@
+#include "learner/rl_update.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace grpo {
+namespace {
+
+// One mini-batch packed for the model and the loss.
+struct Packed {
+  TokenBatch batch;
+  std::vector<int64_t> target_index;  // per completion token: its index in Forward's logprobs
+  std::vector<int64_t> offsets{0};    // per sample, into the completion-token arrays
+  std::vector<double> advantages;     // per sample
+  std::vector<float> rollout_logprobs;
+  std::vector<uint8_t> mask;          // per completion token
+  Routing routing;
+  bool has_routing = false;
+};
+
+Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
+            bool want_rollout_logprobs, Packed* p) {
+  int64_t targets = 0;
+  bool routing_ok = want_routing;
+  for (size_t g = first; g < last; ++g) {
+    const RlGroup& group = groups[g];
+    const int64_t P = static_cast<int64_t>(group.prompt.size());
+    if (P == 0) return Status::InvalidArgument("rl update: group " + std::to_string(g) + " has an empty prompt");
+    for (const RlSample& s : group.samples) {
+      const int64_t T = static_cast<int64_t>(s.completion.size());
+      if (T == 0) return Status::InvalidArgument("rl update: a sample of group " + std::to_string(g) + " is empty");
+      p->batch.tokens.insert(p->batch.tokens.end(), group.prompt.begin(), group.prompt.end());
+      p->batch.tokens.insert(p->batch.tokens.end(), s.completion.begin(), s.completion.end());
+      p->batch.offsets.push_back(static_cast<int64_t>(p->batch.tokens.size()));
+      for (int64_t j = 0; j < T; ++j) {
+        p->target_index.push_back(targets + (P - 1) + j);
+        p->mask.push_back(s.trained ? 1 : 0);
+      }
+      targets += P + T - 1;
+      p->offsets.push_back(static_cast<int64_t>(p->target_index.size()));
+      p->advantages.push_back(s.advantage);
+      if (want_rollout_logprobs) {
+        if (static_cast<int64_t>(s.rollout_logprobs.size()) != T) {
+          return Status::InvalidArgument("rl update: rollout logprobs missing for a sample of group " +
+                                         std::to_string(g) + " (the correction needs raw logprobs)");
+        }
+        p->rollout_logprobs.insert(p->rollout_logprobs.end(), s.rollout_logprobs.begin(), s.rollout_logprobs.end());
+      }
+      if (s.routing.empty()) routing_ok = false;
+    }
+  }
+  if (!routing_ok) return Status::Ok();
+  p->routing.num_tokens = p->batch.num_tokens();
+  p->has_routing = true;
+  return Status::Ok();
+}
+
+// Token-major [pos][L][K] routing of each sequence -> the model's layer-major layout.
+Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_t last, int64_t L, int64_t K,
+                   Packed* p) {
+  const int64_t N = p->routing.num_tokens;
+  p->routing.num_moe_layers = L;
+  p->routing.top_k = K;
+  p->routing.experts.assign(N * L * K, 0);
+  int64_t base = 0;
+  for (size_t g = first; g < last; ++g) {
+    const RlGroup& group = groups[g];
+    const int64_t P = static_cast<int64_t>(group.prompt.size());
+    if (static_cast<int64_t>(group.prompt_routing.size()) != (P - 1) * L * K) {
+      return Status::InvalidArgument("rl update: prompt routing of group " + std::to_string(g) +
+                                     " has " + std::to_string(group.prompt_routing.size()) +
+                                     " entries, expected " + std::to_string((P - 1) * L * K));
+    }
+    for (const RlSample& s : group.samples) {
+      const int64_t T = static_cast<int64_t>(s.completion.size());
+      if (static_cast<int64_t>(s.routing.size()) != T * L * K) {
+        return Status::InvalidArgument("rl update: a sample routing of group " + std::to_string(g) +
+                                       " does not cover its tokens");
+      }
+      for (int64_t pos = 0; pos < P + T; ++pos) {
+        const int32_t* src;
+        if (pos < P - 1) {
+          src = group.prompt_routing.data() + pos * L * K;
+        } else if (pos < P - 1 + T) {
+          src = s.routing.data() + (pos - (P - 1)) * L * K;
+        } else {
+          src = s.routing.data() + (T - 1) * L * K;  // the last token predicts nothing
+        }
+        for (int64_t l = 0; l < L; ++l) {
+          std::memcpy(&p->routing.experts[(l * N + base + pos) * K], src + l * K, K * sizeof(int32_t));
+        }
+      }
+      base += P + T;
+    }
+  }
+  return Status::Ok();
+}
+
+std::vector<float> Gather(const std::vector<float>& all, const std::vector<int64_t>& index) {
+  std::vector<float> out(index.size());
+  for (size_t i = 0; i < index.size(); ++i) out[i] = all[index[i]];
+  return out;
+}
+
+void ZeroGrads(std::vector<Tensor>* grads) {
+  for (auto& g : *grads) {
+    if (g.numel() > 0) std::memset(g.mutable_data<float>(), 0, g.nbytes());
+  }
+}
+
+}  // namespace
+
+Result<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
+                               const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
+                               std::vector<Tensor>* grads) {
+  if (groups.empty()) return Status::InvalidArgument("rl update: no groups");
+  if (options.mini_batches <= 0 || options.epochs <= 0 ||
+      groups.size() % static_cast<size_t>(options.mini_batches) != 0) {
+    return Status::InvalidArgument("rl update: mini_batches must divide the number of groups (" +
+                                   std::to_string(groups.size()) + ")");
+  }
+  if (options.loss.kl_beta > 0 && reference == nullptr) {
+    return Status::InvalidArgument("rl update: kl_beta > 0 needs a reference model");
+  }
+  GRPO_RETURN_IF_ERROR(ValidatePolicyLossOptions(options.loss));
+  const ModelConfig& cfg = policy.config();
+  const bool moe = cfg.NumMoeLayers() > 0;
+  const int64_t L = moe ? cfg.NumMoeLayers() : 0;
+  const int64_t K = moe ? cfg.num_experts_per_tok : 0;
+  const bool want_rollout = options.loss.is_correction != IsCorrection::kNone;
+  const size_t per_batch = groups.size() / static_cast<size_t>(options.mini_batches);
+
+  std::vector<Packed> packed(options.mini_batches);
+  for (int64_t b = 0; b < options.mini_batches; ++b) {
+    const size_t first = b * per_batch, last = first + per_batch;
+    GRPO_RETURN_IF_ERROR(Pack(groups, first, last, options.routing_replay && moe, want_rollout, &packed[b]));
+    if (packed[b].has_routing) GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, &packed[b]));
+  }
+
+  RlUpdateStats stats;
+  const bool multi = options.mini_batches * options.epochs > 1;
+  // old and reference logprobs, before any update
+  std::vector<std::vector<float>> old_lp(packed.size()), ref_lp(packed.size());
+  double entropy_sum = 0;
+  int64_t entropy_n = 0;
+  for (size_t b = 0; b < packed.size(); ++b) {
+    ForwardOptions fo;
+    fo.forced_routing = packed[b].has_routing ? &packed[b].routing : nullptr;
+    if (multi) {
+      fo.need_entropy = options.need_entropy;
+      GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(packed[b].batch, fo));
+      old_lp[b] = Gather(out.logprobs, packed[b].target_index);
+      if (options.need_entropy) {
+        for (int64_t i : packed[b].target_index) entropy_sum += out.entropy[i];
+        entropy_n += static_cast<int64_t>(packed[b].target_index.size());
+      }
+    }
+    if (options.loss.kl_beta > 0) {
+      ForwardOptions ro;
+      ro.forced_routing = fo.forced_routing;
+      GRPO_ASSIGN_OR_RETURN(ForwardOutput out, reference->Forward(packed[b].batch, ro));
+      ref_lp[b] = Gather(out.logprobs, packed[b].target_index);
+    }
+  }
+
+  double loss_sum = 0, norm_sum = 0, clip_sum = 0, kl_sum = 0, isw_sum = 0;
+  for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
+    for (size_t b = 0; b < packed.size(); ++b) {
+      Packed& p = packed[b];
+      ForwardOptions fo;
+      fo.keep_activations = true;
+      fo.need_entropy = !multi && options.need_entropy;
+      fo.forced_routing = p.has_routing ? &p.routing : nullptr;
+      GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(p.batch, fo));
+      const std::vector<float> lp = Gather(out.logprobs, p.target_index);
+      if (fo.need_entropy) {
+        for (int64_t i : p.target_index) entropy_sum += out.entropy[i];
+        entropy_n += static_cast<int64_t>(p.target_index.size());
+      }
+      PolicyLossInputs in;
+      in.logprobs = lp;
+      in.old_logprobs = multi ? std::span<const float>(old_lp[b]) : std::span<const float>(lp);
+      if (want_rollout) in.rollout_logprobs = p.rollout_logprobs;
+      if (options.loss.kl_beta > 0) in.ref_logprobs = ref_lp[b];
+      in.advantages = p.advantages;
+      in.offsets = p.offsets;
+      in.mask = p.mask;
+      auto loss = ComputePolicyLoss(in, options.loss);
+      if (!loss.ok()) {
+        policy.ReleaseActivations();
+        return loss.status();
+      }
+      std::vector<float> weights(out.logprobs.size(), 0.0f);
+      for (size_t i = 0; i < p.target_index.size(); ++i) weights[p.target_index[i]] = loss->grad[i];
+      ZeroGrads(grads);
+      Status st = policy.Backward(weights, grads);
+      policy.ReleaseActivations();
+      GRPO_RETURN_IF_ERROR(st);
+      Result<double> norm = options.max_grad_norm > 0
+                                ? ClipGradNorm(policy.parameters(), grads, options.max_grad_norm)
+                                : GlobalGradNorm(policy.parameters(), *grads);
+      loss_sum += loss->loss;
+      clip_sum += loss->metrics.clip_frac;
+      kl_sum += loss->metrics.kl_mean;
+      isw_sum += loss->metrics.is_weight_mean;
+      stats.ratio_max = std::max(stats.ratio_max, loss->metrics.ratio_max);
+      stats.tokens += epoch == 0 ? loss->metrics.num_tokens : 0;
+      ++stats.optimizer_steps;
+      if (!norm.ok()) {  // non-finite gradient: skip this update, keep going
+        ++stats.skipped_steps;
+        continue;
+      }
+      norm_sum += *norm;
+      stats.lr = LearningRate(options.schedule, optimizer.step());
+      GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.mutable_parameters(), *grads, stats.lr));
+    }
+  }
+  const double n = static_cast<double>(stats.optimizer_steps);
+  stats.loss = loss_sum / n;
+  stats.clip_frac = clip_sum / n;
+  stats.kl = kl_sum / n;
+  stats.is_weight_mean = isw_sum / n;
+  stats.grad_norm = stats.optimizer_steps > stats.skipped_steps ? norm_sum / (n - stats.skipped_steps) : 0;
+  stats.entropy = entropy_n > 0 ? entropy_sum / static_cast<double>(entropy_n) : 0;
+  return stats;
+}
+
+}  // namespace grpo

@@ -1,0 +1,73 @@
+// The learner's policy update for one GRPO step: the rollout groups (prompt, G samples, their
+// advantages) become packed sequences prompt + completion; the policy loss (policy_loss.h) over
+// the completion tokens is minimized with AdamW over `mini_batches` x `epochs` optimizer steps.
+//
+//  - Mini-batches split the groups into equal consecutive parts (whole groups stay together).
+//  - old_logprobs (the ratio's denominator) are the policy's logprobs before this step's first
+//    update; with one mini-batch and one epoch they equal the current ones (ratio 1), so no
+//    extra forward is run.
+//  - Rollout logprobs (for truncated IS / masking) are the engine's raw (temperature-1)
+//    logprobs of the sampled tokens.
+//  - Reference logprobs (KL, kl_beta > 0) come from a frozen reference model.
+//  - Routing replay (MoE): the learner's forward uses the experts the rollout chose for every
+//    prompt and completion position (the last completion token, which predicts nothing, reuses
+//    the previous position's experts).
+//  - A sample with mask false (e.g. its reward failed) has loss and gradient 0.
+#ifndef GRPO_LEARNER_RL_UPDATE_H_
+#define GRPO_LEARNER_RL_UPDATE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "learner/optimizer.h"
+#include "learner/policy_loss.h"
+#include "learner/schedule.h"
+#include "model/causal_lm.h"
+
+namespace grpo {
+
+struct RlSample {
+  std::vector<int32_t> completion;
+  std::vector<float> rollout_logprobs;  // raw logprobs from the engine (may be empty)
+  std::vector<int32_t> routing;         // [T, L, K] token-major (may be empty)
+  double advantage = 0;
+  bool trained = true;
+};
+
+struct RlGroup {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> prompt_routing;  // [(P - 1), L, K] token-major (may be empty)
+  std::vector<RlSample> samples;
+};
+
+struct RlUpdateOptions {
+  PolicyLossOptions loss;
+  int64_t mini_batches = 1;
+  int64_t epochs = 1;
+  LrScheduleOptions schedule;
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  bool routing_replay = true;  // used when every sample carries routing
+  bool need_entropy = true;
+};
+
+struct RlUpdateStats {
+  double loss = 0;         // mean over optimizer steps
+  double grad_norm = 0;    // mean over optimizer steps (before clipping)
+  double lr = 0;           // of the last optimizer step
+  double entropy = 0;      // mean over completion tokens, first forward
+  double clip_frac = 0, kl = 0, ratio_max = 0, is_weight_mean = 1;
+  int64_t optimizer_steps = 0;
+  int64_t tokens = 0;      // completion tokens trained
+  int64_t skipped_steps = 0;  // non-finite gradient norm
+};
+
+// Runs the update; `grads` is scratch. `reference` is required when loss.kl_beta > 0.
+Result<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
+                               const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
+                               std::vector<Tensor>* grads);
+
+}  // namespace grpo
+
+#endif  // GRPO_LEARNER_RL_UPDATE_H_
