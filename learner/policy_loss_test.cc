@@ -1,0 +1,396 @@
+// learner/policy_loss against a PyTorch float64 autograd reference
+// (learner/testdata/policy_loss_reference.py, written TRL/verl-style over padded tensors) for
+// every preset, aggregation, ratio level, KL estimator and IS correction; gradients against
+// central finite differences; validation errors.
+#include "learner/policy_loss.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "testing/python_reference.h"
+
+namespace grpo {
+namespace {
+
+using nlohmann::json;
+
+struct Case {
+  std::string label;
+  PolicyLossOptions options;
+  std::vector<float> logprobs, old_logprobs, rollout_logprobs, ref_logprobs;
+  std::vector<double> advantages;
+  std::vector<int64_t> offsets;
+  std::vector<uint8_t> mask;
+
+  PolicyLossInputs Inputs() const {
+    return {logprobs, old_logprobs, rollout_logprobs, ref_logprobs, advantages, offsets, mask};
+  }
+};
+
+const char* AggName(LossAggregation a) {
+  switch (a) {
+    case LossAggregation::kTokenMean: return "token-mean";
+    case LossAggregation::kSeqMeanTokenMean: return "seq-mean-token-mean";
+    case LossAggregation::kSeqMeanTokenSumNorm: return "seq-mean-token-sum-norm";
+  }
+  return "";
+}
+const char* KlName(KlEstimator k) {
+  switch (k) {
+    case KlEstimator::kK1: return "k1";
+    case KlEstimator::kK2: return "k2";
+    case KlEstimator::kK3: return "k3";
+  }
+  return "";
+}
+const char* IsName(IsCorrection c) {
+  switch (c) {
+    case IsCorrection::kNone: return "none";
+    case IsCorrection::kTokenTis: return "token_tis";
+    case IsCorrection::kSeqTis: return "seq_tis";
+    case IsCorrection::kTokenMask: return "token_mask";
+    case IsCorrection::kSeqMask: return "seq_mask";
+  }
+  return "";
+}
+
+// Random inputs: sequences of different lengths (one empty), ratios on both sides of the clip
+// range (their spread follows the clip range), exact on-policy ties, both advantage signs and a
+// zero advantage, rollout logprobs that put some IS ratios beyond the cap.
+Case MakeCase(std::string label, const PolicyLossOptions& o, uint32_t seed, bool with_mask) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Case c;
+  c.label = std::move(label);
+  c.options = o;
+  const std::vector<int> lengths = {6, 1, 9, 0, 4, 12, 3};
+  const double spread = o.ratio_level == RatioLevel::kToken ? 0.3 : 3 * o.clip_eps_high;
+  c.offsets.push_back(0);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    const double seq_shift = o.ratio_level == RatioLevel::kSequence ? spread * normal(rng) : 0.0;
+    for (int t = 0; t < lengths[i]; ++t) {
+      const float logp = static_cast<float>(-0.05 - 3.0 * unif(rng));
+      const bool tie = unif(rng) < 0.1;
+      const float old = tie ? logp : static_cast<float>(logp + seq_shift + spread * normal(rng));
+      c.logprobs.push_back(logp);
+      c.old_logprobs.push_back(old);
+      c.rollout_logprobs.push_back(static_cast<float>(old + 0.4 * normal(rng)));
+      c.ref_logprobs.push_back(static_cast<float>(logp + 0.3 * normal(rng)));
+      c.mask.push_back(with_mask && unif(rng) < 0.2 ? 0 : 1);
+    }
+    c.offsets.push_back(static_cast<int64_t>(c.logprobs.size()));
+    c.advantages.push_back(i == 4 ? 0.0 : (i % 2 == 0 ? 1.0 : -1.0) * (0.2 + unif(rng)));
+  }
+  if (!with_mask) c.mask.clear();
+  if (o.is_correction == IsCorrection::kNone) c.rollout_logprobs.clear();
+  if (o.kl_beta == 0) c.ref_logprobs.clear();
+  return c;
+}
+
+std::vector<Case> AllCases() {
+  std::vector<Case> cases;
+  uint32_t seed = 100;
+  for (const char* name : {"grpo", "dr_grpo", "dapo", "gspo"}) {
+    PolicyLossOptions o = *PolicyLossPreset(name);
+    if (o.aggregation == LossAggregation::kSeqMeanTokenSumNorm) o.norm_length = 16;
+    for (bool with_mask : {false, true}) {
+      cases.push_back(MakeCase(std::string("preset ") + name + (with_mask ? " masked" : ""), o,
+                               seed++, with_mask));
+    }
+  }
+  for (LossAggregation agg : {LossAggregation::kTokenMean, LossAggregation::kSeqMeanTokenMean,
+                              LossAggregation::kSeqMeanTokenSumNorm}) {
+    for (RatioLevel level : {RatioLevel::kToken, RatioLevel::kSequence}) {
+      PolicyLossOptions o = *PolicyLossPreset(level == RatioLevel::kToken ? "dapo" : "gspo");
+      o.aggregation = agg;
+      o.norm_length = 20;
+      cases.push_back(MakeCase(std::string("aggregation ") + AggName(agg) +
+                                   (level == RatioLevel::kToken ? " token" : " sequence"),
+                               o, seed++, true));
+    }
+  }
+  for (KlEstimator kl : {KlEstimator::kK1, KlEstimator::kK2, KlEstimator::kK3}) {
+    for (LossAggregation agg : {LossAggregation::kTokenMean, LossAggregation::kSeqMeanTokenSumNorm}) {
+      PolicyLossOptions o = *PolicyLossPreset("grpo");
+      o.kl_beta = 0.1;
+      o.kl_estimator = kl;
+      o.aggregation = agg;
+      o.norm_length = 12;
+      cases.push_back(MakeCase(std::string("kl ") + KlName(kl) + " " + AggName(agg), o, seed++, true));
+    }
+  }
+  for (IsCorrection mode : {IsCorrection::kTokenTis, IsCorrection::kSeqTis, IsCorrection::kTokenMask,
+                            IsCorrection::kSeqMask}) {
+    for (RatioLevel level : {RatioLevel::kToken, RatioLevel::kSequence}) {
+      PolicyLossOptions o = *PolicyLossPreset(level == RatioLevel::kToken ? "grpo" : "gspo");
+      o.is_correction = mode;
+      o.is_cap = 1.5;
+      cases.push_back(MakeCase(std::string("is ") + IsName(mode) +
+                                   (level == RatioLevel::kToken ? " token" : " sequence"),
+                               o, seed++, level == RatioLevel::kSequence));
+    }
+  }
+  return cases;
+}
+
+json ToJson(const Case& c) {
+  const PolicyLossOptions& o = c.options;
+  json opts = {{"clip_eps_low", o.clip_eps_low},
+               {"clip_eps_high", o.clip_eps_high},
+               {"ratio_level", o.ratio_level == RatioLevel::kToken ? "token" : "sequence"},
+               {"aggregation", AggName(o.aggregation)},
+               {"norm_length", o.norm_length},
+               {"kl_beta", o.kl_beta},
+               {"kl_estimator", KlName(o.kl_estimator)},
+               {"is_correction", IsName(o.is_correction)},
+               {"is_cap", o.is_cap}};
+  auto to_d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  return {{"options", opts},
+          {"logprobs", to_d(c.logprobs)},
+          {"old", to_d(c.old_logprobs)},
+          {"rollout", to_d(c.rollout_logprobs)},
+          {"ref", to_d(c.ref_logprobs)},
+          {"adv", c.advantages},
+          {"offsets", c.offsets},
+          {"mask", std::vector<int>(c.mask.begin(), c.mask.end())}};
+}
+
+TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
+  GRPO_REQUIRE_TORCH();
+  const std::vector<Case> cases = AllCases();
+  json input = {{"cases", json::array()}};
+  for (const Case& c : cases) input["cases"].push_back(ToJson(c));
+  const std::string dir = testing::MakeTempDir("policy_loss");
+  const std::string text = input.dump();
+  ASSERT_TRUE(testing::WriteBinaryFile(dir + "/in.json", text.data(), text.size()).ok());
+  auto run = testing::RunPythonScript(
+      "import runpy, sys\nsys.argv = ['policy_loss_reference.py'] + sys.argv[1:]\n"
+      "runpy.run_path('learner/testdata/policy_loss_reference.py', run_name='__main__')\n",
+      {dir + "/in.json", dir + "/out.json"});
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  auto out_text = testing::ReadBinaryFile(dir + "/out.json");
+  ASSERT_TRUE(out_text.ok()) << out_text.status().ToString();
+  const json results = json::parse(*out_text).at("results");
+  ASSERT_EQ(results.size(), cases.size());
+
+  int64_t clipped_cases = 0, nonzero_kl = 0, capped_or_masked = 0, with_kl = 0;
+  for (size_t k = 0; k < cases.size(); ++k) {
+    const Case& c = cases[k];
+    SCOPED_TRACE(c.label);
+    const json& ref = results[k];
+    auto got = ComputePolicyLoss(c.Inputs(), c.options);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    const double ref_loss = ref.at("loss").get<double>();
+    EXPECT_NEAR(got->loss, ref_loss, 1e-9 + 1e-7 * std::abs(ref_loss));
+    const auto ref_grad = ref.at("grad").get<std::vector<double>>();
+    ASSERT_EQ(got->grad.size(), ref_grad.size());
+    double grad_norm = 0;
+    for (size_t t = 0; t < ref_grad.size(); ++t) {
+      EXPECT_NEAR(got->grad[t], ref_grad[t], 1e-9 + 1e-6 * std::abs(ref_grad[t])) << "token " << t;
+      grad_norm += ref_grad[t] * ref_grad[t];
+    }
+    EXPECT_GT(grad_norm, 0.0);
+    EXPECT_NEAR(got->metrics.clip_frac, ref.at("clip_frac").get<double>(), 1e-12);
+    EXPECT_NEAR(got->metrics.ratio_mean, ref.at("ratio_mean").get<double>(), 1e-9);
+    EXPECT_NEAR(got->metrics.kl_mean, ref.at("kl_mean").get<double>(), 1e-9);
+    EXPECT_NEAR(got->metrics.is_weight_mean, ref.at("is_weight_mean").get<double>(), 1e-9);
+    EXPECT_EQ(got->metrics.has_kl, c.options.kl_beta > 0);
+    if (got->metrics.clip_frac_low > 0 && got->metrics.clip_frac_high > 0) ++clipped_cases;
+    if (got->metrics.kl_mean != 0) ++nonzero_kl;
+    if (c.options.kl_beta > 0) ++with_kl;
+    if (got->metrics.is_capped_frac > 0 || got->metrics.is_masked_frac > 0) ++capped_or_masked;
+  }
+  // The inputs exercise both clip sides, the KL term and the IS corrections.
+  EXPECT_GE(clipped_cases, static_cast<int64_t>(cases.size()) / 2);
+  EXPECT_EQ(nonzero_kl, with_kl);
+  EXPECT_GE(with_kl, 6);
+  EXPECT_GE(capped_or_masked, 6);
+}
+
+// The loss of `c` with the logprobs of `tokens` moved by `h` (rounded to f32); `delta` gets the
+// actual moves.
+double ShiftedLoss(Case c, const std::vector<int64_t>& tokens, double h, std::vector<double>* delta) {
+  delta->clear();
+  for (int64_t t : tokens) {
+    const float moved = static_cast<float>(c.logprobs[t] + h);
+    delta->push_back(double(moved) - double(c.logprobs[t]));
+    c.logprobs[t] = moved;
+  }
+  return ComputePolicyLoss(c.Inputs(), c.options)->loss;
+}
+
+// Token-level ratios: every gradient entry against a central difference of the loss (double
+// precision; f32 inputs are moved by exactly representable steps, and the actual step is used).
+// Sequence-level ratios (GSPO-token) are not the gradient of the loss value in every direction
+// (the stop-gradients make d ratio_t / d logp_u = 0 for u != t), but along a uniform shift of one
+// sequence's tokens they are: there the sum of the sequence's gradients must match the
+// directional difference. Points within a margin of a clip bound are skipped.
+TEST(PolicyLossTest, GradientMatchesFiniteDifferencesAwayFromKinks) {
+  int64_t checked = 0, checked_seq = 0;
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(c.label);
+    auto base = ComputePolicyLoss(c.Inputs(), c.options);
+    ASSERT_TRUE(base.ok()) << base.status().ToString();
+    const double lo = 1 - c.options.clip_eps_low, hi = 1 + c.options.clip_eps_high;
+    const bool token_level = c.options.ratio_level == RatioLevel::kToken;
+    for (size_t i = 0; i + 1 < c.offsets.size(); ++i) {
+      std::vector<int64_t> counted;
+      double s = 0;
+      for (int64_t t = c.offsets[i]; t < c.offsets[i + 1]; ++t) {
+        if (!c.mask.empty() && !c.mask[t]) {
+          EXPECT_EQ(base->grad[t], 0.0f) << "masked token " << t;
+          continue;
+        }
+        counted.push_back(t);
+        s += double(c.logprobs[t]) - c.old_logprobs[t];
+      }
+      if (counted.empty()) continue;
+      std::vector<double> up, down;
+      if (token_level) {
+        for (int64_t t : counted) {
+          const double r = std::exp(double(c.logprobs[t]) - c.old_logprobs[t]);
+          if (std::abs(r - lo) < 2e-3 || std::abs(r - hi) < 2e-3) continue;
+          const double fd = (ShiftedLoss(c, {t}, 1e-4, &up) - ShiftedLoss(c, {t}, -1e-4, &down)) /
+                            (up[0] - down[0]);
+          EXPECT_NEAR(base->grad[t], fd, 2e-4 * std::abs(fd) + 1e-7) << "token " << t;
+          ++checked;
+        }
+      } else {
+        const double r = std::exp(s / counted.size());
+        if (std::abs(r - lo) < 5e-5 || std::abs(r - hi) < 5e-5) continue;
+        const double h = std::ldexp(1.0, -17);
+        const double diff = ShiftedLoss(c, counted, h, &up) - ShiftedLoss(c, counted, -h, &down);
+        double predicted = 0;
+        for (size_t k = 0; k < counted.size(); ++k) predicted += base->grad[counted[k]] * (up[k] - down[k]);
+        EXPECT_NEAR(predicted, diff, 1e-3 * std::abs(diff) + 1e-10) << "sequence " << i;
+        ++checked_seq;
+      }
+    }
+  }
+  EXPECT_GT(checked, 300);
+  EXPECT_GT(checked_seq, 40);
+}
+
+TEST(PolicyLossTest, TokenRatioTieAndClipBranches) {
+  // One sequence of three tokens, A = +1, token-mean: ratio 1 (tie, full gradient), ratio above
+  // 1 + eps_high (clipped, no gradient), ratio below 1 - eps_low (unclipped branch is the min).
+  PolicyLossOptions o = *PolicyLossPreset("dapo");
+  std::vector<float> logp = {-1.0f, -1.0f, -1.0f};
+  std::vector<float> old = {-1.0f, -1.5f, -0.5f};
+  std::vector<double> adv = {1.0};
+  std::vector<int64_t> offsets = {0, 3};
+  auto r = ComputePolicyLoss({logp, old, {}, {}, adv, offsets, {}}, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const double r2 = std::exp(0.5), r3 = std::exp(-0.5);
+  EXPECT_NEAR(r->loss, -(1.0 + 1.28 + r3) / 3, 1e-12);
+  EXPECT_NEAR(r->grad[0], -1.0 / 3, 1e-7);
+  EXPECT_EQ(r->grad[1], 0.0f);
+  EXPECT_NEAR(r->grad[2], -r3 / 3, 1e-7);
+  EXPECT_NEAR(r->metrics.clip_frac, 1.0 / 3, 1e-12);
+  EXPECT_NEAR(r->metrics.clip_frac_high, 1.0 / 3, 1e-12);
+  EXPECT_EQ(r->metrics.clip_frac_low, 0.0);
+  EXPECT_NEAR(r->metrics.ratio_max, r2, 1e-12);
+  EXPECT_NEAR(r->metrics.ratio_min, r3, 1e-12);
+  EXPECT_EQ(r->metrics.num_tokens, 3);
+  EXPECT_FALSE(r->metrics.has_kl);
+}
+
+TEST(PolicyLossTest, AllMaskedGivesZeroLoss) {
+  PolicyLossOptions o;
+  std::vector<float> lp = {-1, -2};
+  std::vector<double> adv = {1.0};
+  std::vector<int64_t> off = {0, 2};
+  std::vector<uint8_t> mask = {0, 0};
+  std::vector<float> nan = {std::numeric_limits<float>::quiet_NaN(), -1};  // masked: ignored
+  auto r = ComputePolicyLoss({lp, nan, {}, {}, adv, off, mask}, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->loss, 0.0);
+  EXPECT_EQ(r->grad, std::vector<float>({0.0f, 0.0f}));
+  EXPECT_EQ(r->metrics.num_tokens, 0);
+}
+
+TEST(PolicyLossTest, ErrorsNameTheField) {
+  std::vector<float> lp = {-1, -2, -3}, old = {-1, -2, -3}, short2 = {-1, -2};
+  std::vector<double> adv = {1.0, -1.0};
+  std::vector<int64_t> off = {0, 1, 3};
+  PolicyLossOptions o;
+  auto expect_error = [](const Result<PolicyLossResult>& r, const std::string& field) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  };
+  expect_error(ComputePolicyLoss({lp, short2, {}, {}, adv, off, {}}, o), "old_logprobs");
+  std::vector<double> adv1 = {1.0};
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv1, off, {}}, o), "advantages");
+  std::vector<int64_t> bad_off = {0, 2, 1, 3};
+  std::vector<double> adv3 = {1, 1, 1};
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv3, bad_off, {}}, o), "offsets");
+  std::vector<int64_t> short_off = {0, 2};
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv1, short_off, {}}, o), "offsets");
+  std::vector<uint8_t> mask2 = {1, 1};
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, mask2}, o), "mask");
+  std::vector<float> inf = {-1, std::numeric_limits<float>::infinity(), -3};
+  expect_error(ComputePolicyLoss({inf, old, {}, {}, adv, off, {}}, o), "logprobs[1]");
+  std::vector<double> nan_adv = {1.0, std::nan("")};
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, nan_adv, off, {}}, o), "advantages[1]");
+
+  PolicyLossOptions kl = o;
+  kl.kl_beta = 0.1;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, kl), "ref_logprobs");
+  EXPECT_TRUE(ComputePolicyLoss({lp, old, {}, lp, adv, off, {}}, kl).ok());
+  PolicyLossOptions tis = o;
+  tis.is_correction = IsCorrection::kTokenTis;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, tis), "rollout_logprobs");
+  tis.is_cap = 0.5;
+  expect_error(ComputePolicyLoss({lp, old, old, {}, adv, off, {}}, tis), "is_cap");
+
+  PolicyLossOptions bad = o;
+  bad.clip_eps_low = 1.0;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "clip_eps_low");
+  bad = o;
+  bad.clip_eps_high = -0.1;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "clip_eps_high");
+  bad = *PolicyLossPreset("dr_grpo");  // norm_length left 0
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "norm_length");
+  bad = o;
+  bad.kl_beta = -1;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "kl_beta");
+}
+
+TEST(PolicyLossTest, PresetsAndNames) {
+  auto dapo = PolicyLossPreset("dapo");
+  ASSERT_TRUE(dapo.ok());
+  EXPECT_EQ(dapo->clip_eps_low, 0.2);
+  EXPECT_EQ(dapo->clip_eps_high, 0.28);
+  EXPECT_EQ(dapo->aggregation, LossAggregation::kTokenMean);
+  auto gspo = PolicyLossPreset("gspo");
+  ASSERT_TRUE(gspo.ok());
+  EXPECT_EQ(gspo->ratio_level, RatioLevel::kSequence);
+  EXPECT_EQ(gspo->clip_eps_low, 3e-4);
+  EXPECT_EQ(gspo->clip_eps_high, 4e-4);
+  auto grpo = PolicyLossPreset("grpo");
+  ASSERT_TRUE(grpo.ok());
+  EXPECT_EQ(grpo->kl_beta, 0.04);
+  EXPECT_EQ(grpo->aggregation, LossAggregation::kSeqMeanTokenMean);
+  EXPECT_EQ(PolicyLossPreset("dr_grpo")->aggregation, LossAggregation::kSeqMeanTokenSumNorm);
+  EXPECT_FALSE(PolicyLossPreset("ppo").ok());
+  EXPECT_EQ(*ParseLossAggregation("seq-mean-token-sum-norm"), LossAggregation::kSeqMeanTokenSumNorm);
+  EXPECT_EQ(*ParseKlEstimator("k2"), KlEstimator::kK2);
+  EXPECT_EQ(*ParseIsCorrection("seq_mask"), IsCorrection::kSeqMask);
+  EXPECT_EQ(*ParseRatioLevel("sequence"), RatioLevel::kSequence);
+  EXPECT_FALSE(ParseLossAggregation("mean").ok());
+  EXPECT_FALSE(ParseKlEstimator("k4").ok());
+  EXPECT_FALSE(ParseIsCorrection("tis").ok());
+  EXPECT_FALSE(ParseRatioLevel("seq").ok());
+}
+
+}  // namespace
+}  // namespace grpo
