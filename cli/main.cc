@@ -1,21 +1,24 @@
 // The single `grpo` binary. Subcommands and their contracts: ../shared/ARCHITECTURE.md, "CLI".
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/data_commands.h"
 #include "cli/generate_command.h"
 #include "cli/model_commands.h"
 #include "cli/reward_commands.h"
+#include "cli/rollout_commands.h"
 #include "cli/store_commands.h"
 #include "cli/subcommand.h"
 #include "cli/tokenizer_commands.h"
+#include "cli/train_commands.h"
 
 namespace grpo::cli {
 namespace {
 
-constexpr const char* kRolloutIssue = "issue #7 (rollout engine)";
-constexpr const char* kLearnerIssue = "issue #8 (learner and trainer loop)";
 constexpr const char* kClusterIssue = "issue #9 (Slurm cluster submission)";
 
 void AddAllSubcommands(CLI::App& app) {
@@ -28,10 +31,8 @@ void AddAllSubcommands(CLI::App& app) {
   CLI::App* reward = app.add_subcommand("reward", "Rule-based rewards");
   AddRewardCommands(*reward);
   CLI::App* rollout = app.add_subcommand("rollout", "Rollout engine");
-  AddUnbuiltSubcommand(*rollout, "serve", "Serve RolloutService over gRPC", kRolloutIssue);
-  AddUnbuiltSubcommand(app, "train", "Run GRPO from a recipe: grpo train RECIPE.yaml",
-                       kLearnerIssue);
-  AddUnbuiltSubcommand(app, "sft", "Supervised fine-tuning on exported JSONL", kLearnerIssue);
+  AddRolloutCommands(*rollout);
+  AddTrainCommands(app);
   AddExportSubcommand(app);
   AddInspectSubcommand(app);
   AddUnbuiltSubcommand(app, "submit", "Submit a recipe to a cluster (Slurm)", kClusterIssue);
@@ -42,6 +43,10 @@ void AddAllSubcommands(CLI::App& app) {
 }
 
 int Main(int argc, char** argv) {
+  // Under `bazel run //:grpo -- ...` relative paths mean the user's directory, not the runfiles.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd != nullptr && *wd != '\0') {
+    if (::chdir(wd) != 0) std::fprintf(stderr, "grpo: cannot change to %s\n", wd);
+  }
   CLI::App app("grpo: GRPO reinforcement-learning post-training of language models", "grpo");
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("grpo 0.1.0"));

@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 
+#include "core/fp8_block.h"
 #include "model/rope.h"
 #include "model/router.h"
 
@@ -114,8 +115,20 @@ CausalLM::CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& b
 CausalLM::~CausalLM() = default;
 
 Result<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend) {
+  return Load(dir, backend, ServeOptions{});
+}
+
+Result<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend,
+                                                 const ServeOptions& options) {
   GRPO_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir));
-  GRPO_ASSIGN_OR_RETURN(std::vector<Parameter> params, LoadParameters(config, dir));
+  GRPO_ASSIGN_OR_RETURN(std::vector<Parameter> params,
+                        LoadParameters(config, dir, options.serve_format));
+  return Create(std::move(config), std::move(params), backend, options);
+}
+
+Result<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vector<Parameter> params,
+                                                   Backend& backend, const ServeOptions& options) {
+  GRPO_RETURN_IF_ERROR(ConvertMatrices(options.serve_format, &params));
   return Create(std::move(config), std::move(params), backend);
 }
 
@@ -126,6 +139,34 @@ Result<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vect
   return m;
 }
 
+// A projection matrix held for serving: BF16, or F8E4M3 with F32 block scales of the right
+// shape and no NaN codes (the kernels widen codes branch-free and would not keep a NaN).
+static Status CheckServedMatrix(const Parameter& p) {
+  const Tensor& v = p.value;
+  const std::string what = "parameter '" + p.spec.name + "'";
+  if (v.dtype() == DType::kBF16) return Status::Ok();
+  if (v.dtype() != DType::kF8E4M3) {
+    return Status::InvalidArgument(what + " is " + std::string(DTypeName(v.dtype())) +
+                                   (v.dtype() == DType::kF32 ? " but read-only" : "") +
+                                   "; projections are served as owned F32, BF16 or F8_E4M3");
+  }
+  const Shape want{(v.dim(0) + kFp8BlockSize - 1) / kFp8BlockSize,
+                   (v.dim(1) + kFp8BlockSize - 1) / kFp8BlockSize};
+  if (p.scale_inv.dtype() != DType::kF32 || p.scale_inv.shape() != want || !p.scale_inv.defined()) {
+    return Status::InvalidArgument(what + " is F8_E4M3 and needs F32 scale_inv of shape " +
+                                   ShapeToString(want) + ", has " +
+                                   std::string(DTypeName(p.scale_inv.dtype())) + " " +
+                                   ShapeToString(p.scale_inv.shape()));
+  }
+  const auto* q = static_cast<const uint8_t*>(v.raw_data());
+  for (int64_t e = 0; e < v.numel(); ++e) {
+    if ((q[e] & 0x7F) == 0x7F) {
+      return Status::InvalidArgument(what + " holds an FP8 NaN code at element " + std::to_string(e));
+    }
+  }
+  return Status::Ok();
+}
+
 Status CausalLM::Bind() {
   const std::vector<ParameterSpec> specs = ExpectedParameters(config_);
   if (specs.size() != params_.size()) {
@@ -133,13 +174,18 @@ Status CausalLM::Bind() {
                                    std::to_string(params_.size()));
   }
   std::map<std::string, int> index;
+  quantized_ = false;
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (params_[i].spec.name != specs[i].name || params_[i].value.shape() != specs[i].shape ||
-        params_[i].value.dtype() != DType::kF32 || !params_[i].value.writable()) {
-      return Status::InvalidArgument("parameter " + std::to_string(i) + " ('" + params_[i].spec.name +
+    const Parameter& p = params_[i];
+    const bool f32 = p.value.dtype() == DType::kF32 && p.value.writable();
+    if (p.spec.name != specs[i].name || p.value.shape() != specs[i].shape ||
+        (!f32 && !specs[i].is_matrix)) {
+      return Status::InvalidArgument("parameter " + std::to_string(i) + " ('" + p.spec.name +
                                      "') does not match the expected '" + specs[i].name + "' F32 " +
                                      ShapeToString(specs[i].shape));
     }
+    if (!f32) GRPO_RETURN_IF_ERROR(CheckServedMatrix(p));
+    quantized_ = quantized_ || !f32;
     index[specs[i].name] = static_cast<int>(i);
   }
   auto at = [&](const std::string& name) {
@@ -221,6 +267,16 @@ const RopeTables& CausalLM::RopeFor(int64_t positions) {
 // and the recomputation share one definition.
 namespace {
 
+WeightView ParameterWeightView(const Parameter& p) {
+  WeightView w;
+  w.dtype = p.value.dtype();
+  w.data = p.value.raw_data();
+  w.scales = p.scale_inv.defined() ? p.scale_inv.data<float>() : nullptr;
+  w.rows = p.value.dim(0);
+  w.cols = p.value.dim(1);
+  return w;
+}
+
 struct Ctx {
   const ModelConfig& c;
   Backend& be;
@@ -229,6 +285,8 @@ struct Ctx {
   const BatchView& batch;
 
   float* P(int i) const { return i < 0 ? nullptr : params[i].value.mutable_data<float>(); }
+  // A projection matrix in whatever format the model holds it (f32, bf16, FP8 block).
+  WeightView W(int i) const { return ParameterWeightView(params[i]); }
   float* G(int i) const {
     if (grads == nullptr || i < 0 || !params[i].spec.trainable) return nullptr;
     return (*grads)[i].mutable_data<float>();
@@ -244,10 +302,10 @@ static void MlpForward(const Ctx& ctx, const auto& m, const float* x, int64_t n,
   a.gate = ctx.Buf(n * inter);
   a.up = ctx.Buf(n * inter);
   a.act = ctx.Buf(n * inter);
-  ctx.be.Linear(x, ctx.P(m.gate_w), ctx.P(m.gate_b), a.gate.data(), n, h, inter);
-  ctx.be.Linear(x, ctx.P(m.up_w), ctx.P(m.up_b), a.up.data(), n, h, inter);
+  ctx.be.LinearWeights(x, ctx.W(m.gate_w), ctx.P(m.gate_b), a.gate.data(), n, h, inter);
+  ctx.be.LinearWeights(x, ctx.W(m.up_w), ctx.P(m.up_b), a.up.data(), n, h, inter);
   ctx.be.SwiGlu(a.gate.data(), a.up.data(), a.act.data(), n * inter);
-  ctx.be.Linear(a.act.data(), ctx.P(m.down_w), ctx.P(m.down_b), y, n, inter, h);
+  ctx.be.LinearWeights(a.act.data(), ctx.W(m.down_w), ctx.P(m.down_b), y, n, inter, h);
 }
 
 static void MlpBackward(const Ctx& ctx, const auto& m, const float* x, const float* dy, int64_t n,
@@ -275,9 +333,9 @@ static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
   a.q = ctx.Buf(T * nh * hd);
   a.k = ctx.Buf(T * nkv * hd);
   a.v = ctx.Buf(T * nkv * hd);
-  be.Linear(a.ln1.data(), ctx.P(L.q_w), ctx.P(L.q_b), a.q.data(), T, h, nh * hd);
-  be.Linear(a.ln1.data(), ctx.P(L.k_w), ctx.P(L.k_b), a.k.data(), T, h, nkv * hd);
-  be.Linear(a.ln1.data(), ctx.P(L.v_w), ctx.P(L.v_b), a.v.data(), T, h, nkv * hd);
+  be.LinearWeights(a.ln1.data(), ctx.W(L.q_w), ctx.P(L.q_b), a.q.data(), T, h, nh * hd);
+  be.LinearWeights(a.ln1.data(), ctx.W(L.k_w), ctx.P(L.k_b), a.k.data(), T, h, nkv * hd);
+  be.LinearWeights(a.ln1.data(), ctx.W(L.v_w), ctx.P(L.v_b), a.v.data(), T, h, nkv * hd);
   if (c.qk_norm) {
     const float eps = static_cast<float>(c.rms_norm_eps);
     a.q_pre = std::move(a.q);
@@ -311,18 +369,18 @@ static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
     a.qa = ctx.Buf(T * ql);
     a.qa_n = ctx.Buf(T * ql);
     a.qa_rstd = ctx.Buf(T);
-    be.Linear(a.ln1.data(), ctx.P(L.qa_w), nullptr, a.qa.data(), T, h, ql);
+    be.LinearWeights(a.ln1.data(), ctx.W(L.qa_w), nullptr, a.qa.data(), T, h, ql);
     be.RmsNorm(a.qa.data(), ctx.P(L.qa_ln), a.qa_n.data(), a.qa_rstd.data(), T, ql, kMlaLatentNormEps);
-    be.Linear(a.qa_n.data(), ctx.P(L.qb_w), nullptr, a.q.data(), T, ql, nh * dqk);
+    be.LinearWeights(a.qa_n.data(), ctx.W(L.qb_w), nullptr, a.q.data(), T, ql, nh * dqk);
   } else {
-    be.Linear(a.ln1.data(), ctx.P(L.q_w), nullptr, a.q.data(), T, h, nh * dqk);
+    be.LinearWeights(a.ln1.data(), ctx.W(L.q_w), nullptr, a.q.data(), T, h, nh * dqk);
   }
   // kv_a_proj_with_mqa's rows are [latent (kvl) ; shared rope key (r)]: two GEMMs on row slices.
-  const float* kva = ctx.P(L.kva_w);
+  const WeightView kva = ctx.W(L.kva_w);
   a.c = ctx.Buf(T * kvl);
   kpe = ctx.Buf(T * r);
-  be.Linear(a.ln1.data(), kva, nullptr, a.c.data(), T, h, kvl);
-  be.Linear(a.ln1.data(), kva + kvl * h, nullptr, kpe.data(), T, h, r);
+  be.LinearWeights(a.ln1.data(), kva.Rows(0, kvl), nullptr, a.c.data(), T, h, kvl);
+  be.LinearWeights(a.ln1.data(), kva.Rows(kvl, r), nullptr, kpe.data(), T, h, r);
   a.c_n = ctx.Buf(T * kvl);
   a.c_rstd = ctx.Buf(T);
   be.RmsNorm(a.c.data(), ctx.P(L.kva_ln), a.c_n.data(), a.c_rstd.data(), T, kvl, kMlaLatentNormEps);
@@ -346,7 +404,7 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
     a.attn = ctx.Buf(T * nh * hd);
     be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
                  ctx.batch.offsets, nh, nkv, hd, hd, scale);
-    be.Linear(a.attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
+    be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
   }
   // MLA with keys and values expanded per head.
@@ -355,7 +413,7 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
   Buffer kpe;
   ProjectMla(ctx, L, a, kpe);
   a.kvb = ctx.Buf(T * nh * (nope + dv));
-  be.Linear(a.c_n.data(), ctx.P(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
+  be.LinearWeights(a.c_n.data(), ctx.W(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
   a.k = ctx.Buf(T * nh * dqk);
   a.v = ctx.Buf(T * nh * dv);
   be.CopyRows(a.kvb.data(), nope + dv, a.k.data(), dqk, T * nh, nope, false);
@@ -367,7 +425,7 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
   a.attn = ctx.Buf(T * nh * dv);
   be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
                ctx.batch.offsets, nh, nh, dqk, dv, scale);
-  be.Linear(a.attn.data(), ctx.P(L.o_w), nullptr, o, T, nh * dv, h);
+  be.LinearWeights(a.attn.data(), ctx.W(L.o_w), nullptr, o, T, nh * dv, h);
 }
 
 // Attention block backward: do [T, hidden] -> dln1 [T, hidden] (overwritten).
@@ -590,7 +648,7 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
     a.attn = ctx.Buf(T * nh * hd);
     be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, row_ptrs, row_offsets, nh,
                        nkv, hd, hd, 0, nkv * hd, scale);
-    be.Linear(a.attn.data(), ctx.P(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
+    be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
   }
   // MLA, absorbed: scores = (W_k(h)^T q_nope) . c + q_pe . k_pe; output = W_v(h) (sum p c).
@@ -600,11 +658,18 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
   ProjectMla(ctx, L, a, kpe);
   be.WriteRows(a.c_n.data(), kvl, new_ptrs, 0, T, kvl);
   be.WriteRows(kpe.data(), r, new_ptrs, kvl, T, r);
-  const float* kvb = ctx.P(L.kvb_w);
+  // kv_b_proj's rows of one head: read in place when f32, else widened into a one-head tile.
+  const WeightView kvb = ctx.W(L.kvb_w);
+  Buffer tile = kvb.dtype == DType::kF32 ? Buffer() : ctx.Buf(std::max(nope, dv) * kvl);
+  auto head_rows = [&](int64_t row0, int64_t count) -> const float* {
+    if (kvb.dtype == DType::kF32) return kvb.f32() + row0 * kvl;
+    be.WidenWeightRows(kvb, row0, row0 + count, tile.data());
+    return tile.data();
+  };
   Buffer q_abs = ctx.Buf(T * nh * lat);
   for (int64_t head = 0; head < nh; ++head) {
     be.Gemm(false, false, T, kvl, nope, 1.0f, a.q.data() + head * dqk, nh * dqk,
-            kvb + head * (nope + dv) * kvl, kvl, 0.0f, q_abs.data() + head * lat, nh * lat);
+            head_rows(head * (nope + dv), nope), kvl, 0.0f, q_abs.data() + head * lat, nh * lat);
     be.CopyRows(a.q.data() + head * dqk + nope, nh * dqk, q_abs.data() + head * lat + kvl, nh * lat,
                 T, r, false);
   }
@@ -614,9 +679,9 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
                      1, lat, kvl, 0, 0, scale);
   for (int64_t head = 0; head < nh; ++head) {
     be.Gemm(false, true, T, dv, kvl, 1.0f, latent_out.data() + head * kvl, nh * kvl,
-            kvb + (head * (nope + dv) + nope) * kvl, kvl, 0.0f, a.attn.data() + head * dv, nh * dv);
+            head_rows(head * (nope + dv) + nope, dv), kvl, 0.0f, a.attn.data() + head * dv, nh * dv);
   }
-  be.Linear(a.attn.data(), ctx.P(L.o_w), nullptr, o, T, nh * dv, h);
+  be.LinearWeights(a.attn.data(), ctx.W(L.o_w), nullptr, o, T, nh * dv, h);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,6 +760,11 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
     if (batch.offsets[s + 1] < batch.offsets[s]) return Status::InvalidArgument("batch offsets decrease");
   }
+  if (options.keep_activations && quantized_) {
+    return Status::FailedPrecondition(
+        "Forward with keep_activations (training) needs f32 weights; this model serves bf16/FP8 "
+        "projections (ServeOptions.serve_format): load or create it with WeightFormat::kF32");
+  }
   GRPO_RETURN_IF_ERROR(CheckTokens(batch.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(options.forced_routing, c, T));
 
@@ -769,6 +839,11 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
 }
 
 Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* grads) {
+  if (quantized_) {
+    return Status::FailedPrecondition(
+        "Backward needs f32 weights; this model serves bf16/FP8 projections "
+        "(ServeOptions.serve_format): load or create it with WeightFormat::kF32");
+  }
   if (state_ == nullptr) {
     return Status::FailedPrecondition("Backward needs a Forward with keep_activations first");
   }

@@ -83,6 +83,15 @@ struct StepOutput {
   Routing routing;            // experts of the new tokens (num_tokens = tokens.size())
 };
 
+// How a model holds its projection matrices (parameters.h's WeightFormat). With any format but
+// kF32 (when a matrix actually ends up bf16 or FP8) the model is for inference only: Forward
+// without keep_activations and ForwardStep work, served by Backend::LinearWeights, which widens
+// weights tile by tile and never builds a full f32 copy; Forward with keep_activations and
+// Backward return FailedPrecondition. Embeddings, lm_head, norms and routers stay f32.
+struct ServeOptions {
+  WeightFormat serve_format = WeightFormat::kF32;
+};
+
 class CausalLM {
  public:
   ~CausalLM();
@@ -90,14 +99,27 @@ class CausalLM {
   // Loads config.json and the weights from an HF model directory.
   static Result<std::unique_ptr<CausalLM>> Load(const std::string& dir,
                                                 Backend& backend = CpuBackend());
+  // Serving: kStored keeps the checkpoint's bf16 / FP8 block projections (views of the
+  // mapped file); kBF16 / kFp8Block convert them at load.
+  static Result<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend,
+                                                const ServeOptions& options);
   // Wraps parameters in ExpectedParameters order (e.g. freshly initialized ones).
   static Result<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
                                                   Backend& backend = CpuBackend());
+  // The same, converting the projection matrices to options.serve_format first (e.g. kFp8Block:
+  // quantize f32 masters to FP8 block weights to serve them; kStored: take them as they are,
+  // F32, BF16 or F8E4M3 with scale_inv).
+  static Result<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
+                                                  Backend& backend, const ServeOptions& options);
 
   const ModelConfig& config() const { return config_; }
   const std::vector<Parameter>& parameters() const { return params_; }
   // For optimizers: parameter values are updated in place.
   std::vector<Parameter>& mutable_parameters() { return params_; }
+  // True when some projection matrix is held as bf16 or FP8 (inference only).
+  bool serves_quantized() const { return quantized_; }
+  // Bytes held by the parameter storage (values plus FP8 scales; ParameterBytes).
+  int64_t parameter_bytes() const { return ParameterBytes(params_); }
 
   Result<ForwardOutput> Forward(const TokenBatch& batch, const ForwardOptions& options);
 
@@ -132,6 +154,7 @@ class CausalLM {
   int embed_ = -1, final_norm_ = -1, lm_head_ = -1;
   std::unique_ptr<State> state_;
   RopeTables rope_;
+  bool quantized_ = false;
 };
 
 }  // namespace grpo

@@ -116,7 +116,82 @@ std::vector<ParameterSpec> ExpectedParameters(const ModelConfig& c) {
   return specs;
 }
 
+const char* WeightFormatName(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kF32: return "f32";
+    case WeightFormat::kStored: return "stored";
+    case WeightFormat::kBF16: return "bf16";
+    case WeightFormat::kFp8Block: return "fp8_block";
+  }
+  return "?";
+}
+
+Result<Tensor> ParameterToF32(const Parameter& p) {
+  if (p.value.dtype() == DType::kF8E4M3) {
+    if (!p.scale_inv.defined()) {
+      return Status::InvalidArgument("FP8 parameter '" + p.spec.name + "' has no scale_inv");
+    }
+    auto deq = DequantizeFp8Block(p.value, p.scale_inv);
+    if (!deq.ok()) return deq.status().WithContext("parameter '" + p.spec.name + "'");
+    return deq;
+  }
+  if (!IsFloatingPoint(p.value.dtype())) {
+    return Status::InvalidArgument("parameter '" + p.spec.name + "' has non-float dtype " +
+                                   std::string(DTypeName(p.value.dtype())));
+  }
+  return p.value.ToF32();
+}
+
+Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params) {
+  if (format == WeightFormat::kStored) return Status::Ok();
+  for (Parameter& p : *params) {
+    if (!p.spec.is_matrix) continue;
+    const DType dtype = p.value.dtype();
+    switch (format) {
+      case WeightFormat::kF32:
+        if (dtype == DType::kF32 && p.value.writable()) continue;
+        break;
+      case WeightFormat::kBF16:
+        if (dtype == DType::kBF16) continue;
+        break;
+      case WeightFormat::kFp8Block:
+        if (dtype == DType::kF8E4M3 && p.scale_inv.defined()) continue;
+        break;
+      case WeightFormat::kStored:
+        break;
+    }
+    GRPO_ASSIGN_OR_RETURN(Tensor f32, ParameterToF32(p));
+    p.scale_inv = Tensor();
+    if (format == WeightFormat::kF32) {
+      p.value = std::move(f32);
+    } else if (format == WeightFormat::kBF16) {
+      GRPO_ASSIGN_OR_RETURN(p.value, f32.CastTo(DType::kBF16));
+    } else {
+      auto q = QuantizeFp8Block(f32);
+      if (!q.ok()) return q.status().WithContext("parameter '" + p.spec.name + "'");
+      p.value = std::move(q->weight);
+      p.scale_inv = std::move(q->scale_inv);
+    }
+  }
+  return Status::Ok();
+}
+
+int64_t ParameterBytes(const std::vector<Parameter>& params) {
+  int64_t bytes = 0;
+  for (const Parameter& p : params) {
+    bytes += static_cast<int64_t>(p.value.nbytes());
+    if (p.scale_inv.defined()) bytes += static_cast<int64_t>(p.scale_inv.nbytes());
+  }
+  return bytes;
+}
+
 Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir) {
+  return LoadParameters(config, dir, WeightFormat::kF32);
+}
+
+Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
+                                              WeightFormat matrices) {
+  const bool keep = matrices != WeightFormat::kF32;
   GRPO_ASSIGN_OR_RETURN(SafetensorsDir files, SafetensorsDir::Open(dir));
   std::vector<Parameter> params;
   std::set<std::string> used;
@@ -132,8 +207,10 @@ Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const s
                                      ShapeToString(t.shape()) + ", expected " +
                                      ShapeToString(spec.shape));
     }
-    Tensor value;
-    if (t.dtype() == DType::kF8E4M3) {
+    Tensor value, scale_inv;
+    if (keep && spec.is_matrix && t.dtype() == DType::kBF16) {
+      value = t;  // zero-copy view of the mapping
+    } else if (t.dtype() == DType::kF8E4M3) {
       const std::string scale_name = spec.name + "_scale_inv";
       if (!files.Contains(scale_name)) {
         return Status::InvalidArgument(dir + ": FP8 tensor '" + spec.name + "' has no '" +
@@ -141,22 +218,35 @@ Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const s
       }
       GRPO_ASSIGN_OR_RETURN(Tensor scale, files.Get(scale_name));
       used.insert(scale_name);
-      auto deq = DequantizeFp8Block(t, scale);
-      if (!deq.ok()) return deq.status().WithContext(dir + ": tensor '" + spec.name + "'");
-      value = std::move(deq).value();
+      if (keep && spec.is_matrix) {
+        value = t;  // zero-copy view; the scales become an aligned f32 copy
+        scale_inv = scale.ToF32();
+        const Shape want{(spec.shape[0] + kFp8BlockSize - 1) / kFp8BlockSize,
+                         (spec.shape[1] + kFp8BlockSize - 1) / kFp8BlockSize};
+        if (scale_inv.shape() != want) {
+          return Status::InvalidArgument(dir + ": tensor '" + scale_name + "' has shape " +
+                                         ShapeToString(scale_inv.shape()) + ", expected " +
+                                         ShapeToString(want));
+        }
+      } else {
+        auto deq = DequantizeFp8Block(t, scale);
+        if (!deq.ok()) return deq.status().WithContext(dir + ": tensor '" + spec.name + "'");
+        value = std::move(deq).value();
+      }
     } else if (IsFloatingPoint(t.dtype())) {
       value = t.ToF32();
     } else {
       return Status::InvalidArgument(dir + ": tensor '" + spec.name + "' has non-float dtype " +
                                      std::string(DTypeName(t.dtype())));
     }
-    params.push_back({spec, std::move(value)});
+    params.push_back({spec, std::move(value), std::move(scale_inv)});
   }
   for (const std::string& name : files.names()) {
     if (used.count(name) || IsIgnorable(config, name)) continue;
     return Status::InvalidArgument(dir + ": unexpected tensor '" + name + "' for a " +
                                    config.model_type + " model with this config");
   }
+  GRPO_RETURN_IF_ERROR(ConvertMatrices(matrices, &params).WithContext(dir));
   return params;
 }
 
@@ -168,7 +258,13 @@ Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params
   }
   if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir, errno);
   NamedTensors tensors;
-  for (const Parameter& p : params) {
+  for (const Parameter& param : params) {
+    Parameter widened;
+    if (param.value.dtype() != DType::kF32) {
+      widened.spec = param.spec;
+      GRPO_ASSIGN_OR_RETURN(widened.value, ParameterToF32(param));
+    }
+    const Parameter& p = param.value.dtype() != DType::kF32 ? widened : param;
     if (config.fp8_checkpoint && p.spec.is_matrix) {
       GRPO_ASSIGN_OR_RETURN(Fp8BlockWeight q, QuantizeFp8Block(p.value));
       tensors.emplace_back(p.spec.name, std::move(q.weight));

@@ -24,8 +24,24 @@ std::vector<ParameterSpec> ExpectedParameters(const ModelConfig& config);
 
 struct Parameter {
   ParameterSpec spec;
-  Tensor value;  // F32, spec.shape
+  // F32 of spec.shape. Only for serving (WeightFormat other than kF32) may a projection matrix
+  // (spec.is_matrix) be BF16, or F8E4M3 with `scale_inv`; such a value may be a read-only view
+  // into the mmap'd checkpoint. Training needs F32 everywhere.
+  Tensor value;
+  // F32 [ceil(rows/128), ceil(cols/128)] block scales (`weight_scale_inv`) when value is
+  // F8E4M3; empty otherwise.
+  Tensor scale_inv;
 };
+
+// How the projection matrices (ParameterSpec::is_matrix: attention and MLP/expert projections)
+// are held. Everything else (embeddings, lm_head, norms, routers, biases) is always F32.
+enum class WeightFormat {
+  kF32,       // f32 (bf16 widened, FP8 dequantized): the training format
+  kStored,    // as the checkpoint stores them: BF16 and FP8 block kept, anything else f32
+  kBF16,      // bf16 (FP8 dequantized first, f32 rounded to nearest even)
+  kFp8Block,  // FP8 E4M3 with 128x128 block scales (FP8 kept, others quantized)
+};
+const char* WeightFormatName(WeightFormat format);
 
 // Loads every expected tensor from `dir` (model.safetensors or a sharded index), widening
 // bf16/f16 and dequantizing FP8 block weights (`<name>_scale_inv`) to f32. Errors name the
@@ -33,9 +49,24 @@ struct Parameter {
 // (index >= num_hidden_layers), rotary `inv_freq` buffers and a redundant `lm_head.weight` of a
 // tied model are ignored; any other unexpected tensor is an error naming it.
 Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir);
+// The same, with projection matrices in `matrices` format (kStored keeps BF16 and FP8 tensors
+// as zero-copy views of the file, FP8 scales copied to F32).
+Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
+                                              WeightFormat matrices);
+
+// Converts the projection matrices of `params` to `format` in place (kStored: no change);
+// non-matrix parameters are left as they are. Quantizing to FP8 needs finite values.
+Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params);
+
+// A parameter's value as a new f32 tensor (FP8 dequantized with its scales, bf16 widened).
+Result<Tensor> ParameterToF32(const Parameter& param);
+
+// Bytes held by the parameters' storage: values plus FP8 scales.
+int64_t ParameterBytes(const std::vector<Parameter>& params);
 
 // Writes config.json and model.safetensors (sharded above `max_shard_bytes`, 0 = never) in the
 // HF layout, tensors stored as `storage` (F32 or BF16; config.json's torch_dtype says which).
+// Parameters held as BF16/FP8 (a serving model's) are widened to f32 first.
 // With config.fp8_checkpoint, 2-D projection weights (not embeddings, lm_head, norms or
 // routers) are stored as F8_E4M3 with `<name>_scale_inv` 128x128 block scales.
 Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,

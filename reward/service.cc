@@ -40,7 +40,10 @@ size_t ItemBytes(const grpo::v1::RewardRequestItem& p) {
   return n;
 }
 
-void FillResult(const std::string& id, const ItemResult& r, grpo::v1::RewardResult* out) {
+
+}  // namespace
+
+void ToRewardResult(const std::string& id, const ItemResult& r, grpo::v1::RewardResult* out) {
   out->set_id(id);
   if (r.reward) out->set_reward(*r.reward);
   for (const auto& rr : r.rules) {
@@ -53,8 +56,6 @@ void FillResult(const std::string& id, const ItemResult& r, grpo::v1::RewardResu
   }
   out->set_error(r.error);
 }
-
-}  // namespace
 
 class RewardServer::Impl final : public grpo::v1::RewardService::Service {
  public:
@@ -98,7 +99,7 @@ class RewardServer::Impl final : public grpo::v1::RewardService::Service {
       score_range(0, n);
     }
     if (expired) return {grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed while scoring"};
-    for (int i = 0; i < n; ++i) FillResult(req->items(i).id(), results[i], resp->add_results());
+    for (int i = 0; i < n; ++i) ToRewardResult(req->items(i).id(), results[i], resp->add_results());
     return grpc::Status::OK;
   }
 

@@ -25,6 +25,9 @@
 
 namespace grpo::reward {
 
+// The wire form of a RuleSet result (what RewardService.Score returns for one item).
+void ToRewardResult(const std::string& id, const ItemResult& r, grpo::v1::RewardResult* out);
+
 struct ServeOptions {
   std::string listen = "127.0.0.1:50051";
   size_t max_batch_items = 65536;

@@ -1,7 +1,8 @@
 // Backend: every numerical op the model families use, as forward/backward pairs over plain f32
 // buffers (llm.c style). Model code calls only this interface and allocates its buffers through
 // it, so it does not know which backend runs; model/ops/cpu is the one built today, and a CUDA
-// backend implements the same interface over device memory.
+// backend implements the same interface over device memory. Projection weights may also be
+// read in bf16 or FP8 block form (WeightView, LinearWeights) for inference.
 //
 // Conventions: row-major; `dx`-style input gradients are OVERWRITTEN unless the op says
 // otherwise; parameter gradients (`dw`, `db`, `dtable`) are ACCUMULATED (+=) so several uses of
@@ -14,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
+#include "core/dtype.h"
 
 namespace grpo {
 
@@ -44,6 +47,33 @@ class Buffer {
   int64_t size_ = 0;
 };
 
+// A projection matrix W [rows, cols] (row-major) as the model holds it: f32, bf16, or FP8 E4M3
+// with 128x128 block scales (`weight_scale_inv`, core/fp8_block.h). A view may be rows
+// [row_begin, row_begin + rows) of a larger stored matrix (MLA's kv_a_proj_with_mqa is used as
+// two row slices): `data` and `scales` always point at the whole matrix's first row, so the
+// block scale of a row is found by its row in the whole matrix. bf16 data may be unaligned
+// (a view into a safetensors mapping); f32 data and scales are float-aligned.
+struct WeightView {
+  DType dtype = DType::kF32;      // kF32, kBF16 or kF8E4M3
+  const void* data = nullptr;     // the whole matrix
+  const float* scales = nullptr;  // kF8E4M3: [ceil(total rows/128), ceil(cols/128)]
+  int64_t rows = 0, cols = 0;     // of this view
+  int64_t row_begin = 0;          // first row of the view in the whole matrix
+
+  static WeightView F32(const float* w, int64_t rows, int64_t cols) {
+    return WeightView{DType::kF32, w, nullptr, rows, cols, 0};
+  }
+  // Rows [begin, begin + count) of this view.
+  WeightView Rows(int64_t begin, int64_t count) const {
+    WeightView v = *this;
+    v.row_begin = row_begin + begin;
+    v.rows = count;
+    return v;
+  }
+  // kF32 only: the view's first row.
+  const float* f32() const { return static_cast<const float*>(data) + row_begin * cols; }
+};
+
 // How RoPE pairs the dimensions of a head: (i, i + d/2) as in Llama/Qwen ("rotate half"), or
 // (2i, 2i+1) as in DeepSeek-V3 checkpoints ("interleaved").
 enum class RopeLayout { kRotateHalf, kInterleaved };
@@ -69,6 +99,17 @@ class Backend {
   virtual void LinearBackward(const float* dy, const float* x, const float* w, float* dx,
                               float* dw, float* db, int64_t m, int64_t k, int64_t n,
                               bool accumulate_dx) = 0;
+
+  // y[m,n] = x[m,k] · W[n,k]^T (+ b[n]) for a weight in any WeightView format (w.rows == n,
+  // w.cols == k). bf16/FP8 weights are widened to f32 a tile of output rows at a time into a
+  // small per-thread scratch, each tile then one GEMM: the whole f32 matrix is never
+  // materialized. For f32 it is Linear. Inference only (there is no backward).
+  virtual void LinearWeights(const float* x, const WeightView& w, const float* b, float* y,
+                             int64_t m, int64_t k, int64_t n) = 0;
+  // out[(r - row_begin) * w.cols + c] = W[r, c] widened to f32, for rows [row_begin, row_end) of
+  // the view: the same values LinearWeights multiplies with (f32(q) * scale for FP8).
+  virtual void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
+                               float* out) = 0;
 
   // C[m,n] = alpha * op(A) · op(B) + beta * C, row-major with leading dimensions (BLAS sgemm).
   virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -17,6 +17,7 @@
 
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
+#include "model/ops/cpu/quantized_gemm.h"
 
 namespace grpo {
 namespace {
@@ -41,10 +42,19 @@ class CpuBackendImpl final : public Backend {
 
   const char* name() const override { return "cpu"; }
 
-  // A caching allocator: freed blocks are kept by size and handed out again, so the same
+  // Requests are rounded up to size classes (multiples of 64 bytes up to 4 KiB, then four classes
+  // per power of two), so batches whose shapes vary from step to step (RL: every packed batch
+  // has another token count) reuse the cached blocks instead of piling up exact sizes.
+  static size_t SizeClass(size_t bytes) {
+    if (bytes <= 4096) return (bytes + 63) / 64 * 64;
+    const int top = 63 - __builtin_clzll(bytes);  // 2^top <= bytes < 2^(top+1)
+    const size_t step = size_t{1} << (top - 2);
+    return (bytes + step - 1) / step * step;
+  }
+  // A caching allocator: freed blocks are kept by size class and handed out again, so the same
   // activations of the next step cost neither page faults nor zeroing.
   float* Allocate(int64_t size) override {
-    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(size, 1)) * sizeof(float) + 63) / 64 * 64;
+    const size_t bytes = SizeClass(static_cast<size_t>(std::max<int64_t>(size, 1)) * sizeof(float));
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -108,6 +118,20 @@ class CpuBackendImpl final : public Backend {
       for (int64_t r = 0; r < m; ++r)
         for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
     }
+  }
+
+  void LinearWeights(const float* x, const WeightView& w, const float* b, float* y, int64_t m,
+                     int64_t k, int64_t n) override {
+    if (w.dtype == DType::kF32) {
+      Linear(x, w.f32(), b, y, m, k, n);
+    } else {
+      cpu::LinearWeightsQuantized(x, w, b, y, m, k, n);
+    }
+  }
+
+  void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
+                       float* out) override {
+    cpu::WidenWeightRows(w, row_begin, row_end, out);
   }
 
   void LinearBackward(const float* dy, const float* x, const float* w, float* dx, float* dw,

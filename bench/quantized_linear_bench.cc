@@ -1,0 +1,135 @@
+// Projections over f32, bf16 and FP8-block weights (Backend::Linear vs LinearWeights) on the
+// MLP shapes of a Qwen2.5-0.5B layer (hidden 896, intermediate 4864): decode-like GEMV (m = 1)
+// and a small batch (m = 64). Weights of 8 layers are cycled so they do not sit in the cache, as
+// in decoding. Reports time per layer and GB/s of weight bytes read, beside the machine's
+// streaming read bandwidth. Threads: GRPO_NUM_THREADS. Not a test: run by hand,
+//   GRPO_NUM_THREADS=2 bazel-bin/bench/quantized_linear_bench
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "core/fp8_block.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "model/ops/backend.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+struct Matrix {
+  int64_t n, k;
+  grpo::Tensor f32, bf16, fp8, scale;
+};
+
+// Streaming read bandwidth with the pool's threads: sum of a 512 MiB array.
+double ReadBandwidthGBs() {
+  const int64_t n = int64_t{128} << 20;  // floats
+  std::vector<float> a(n, 1.0f);
+  std::vector<double> sums(grpo::ThreadPool::Default().num_threads() * 64, 0.0);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+    grpo::ThreadPool::Default().ParallelFor(n, n / grpo::ThreadPool::Default().num_threads(),
+                                            [&](int64_t b, int64_t e) {
+                                              float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                                              for (int64_t i = b; i + 3 < e; i += 4) {
+                                                s0 += a[i]; s1 += a[i + 1]; s2 += a[i + 2]; s3 += a[i + 3];
+                                              }
+                                              sums[(b * 64 / n) % sums.size()] += s0 + s1 + s2 + s3;
+                                            });
+    best = std::max(best, n * 4.0 / Seconds(t0, Clock::now()) / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main() {
+  grpo::Backend& be = grpo::CpuBackend();
+  const int64_t hidden = 896, inter = 4864, layers = 8;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  std::vector<Matrix> mats;
+  for (int64_t l = 0; l < layers; ++l) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{inter, hidden}, {inter, hidden}, {hidden, inter}}) {
+      std::vector<float> w(n * k);
+      for (float& x : w) x = d(rng);
+      Matrix m{n, k, *grpo::Tensor::FromF32({n, k}, w), {}, {}, {}};
+      m.bf16 = *m.f32.CastTo(grpo::DType::kBF16);
+      auto q = grpo::QuantizeFp8Block(m.f32);
+      m.fp8 = q->weight;
+      m.scale = q->scale_inv;
+      mats.push_back(std::move(m));
+    }
+  }
+  const double bw = ReadBandwidthGBs();
+  std::printf("threads %d, streaming read bandwidth %.1f GB/s\n",
+              grpo::ThreadPool::Default().num_threads(), bw);
+  std::printf("%-6s %4s %12s %12s %10s\n", "format", "m", "ms/layer", "weight GB/s", "GFLOP/s");
+  // Widening alone (one thread), in decode-sized tiles of 32768 floats, as LinearWeights does.
+  for (grpo::DType dtype : {grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
+    std::vector<float> tile(1 << 15);
+    std::vector<double> times;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto t0 = Clock::now();
+      for (const Matrix& w : mats) {
+        const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
+        grpo::WeightView v{dtype, t.raw_data(),
+                           dtype == grpo::DType::kF8E4M3 ? w.scale.data<float>() : nullptr, w.n,
+                           w.k, 0};
+        const int64_t rows = (1 << 15) / w.k;
+        for (int64_t r = 0; r < w.n; r += rows) be.WidenWeightRows(v, r, std::min(w.n, r + rows), tile.data());
+      }
+      times.push_back(Seconds(t0, Clock::now()));
+    }
+    std::sort(times.begin(), times.end());
+    std::printf("widen %-8s alone: %.3f ms/layer, %.2f G elements/s\n",
+                std::string(grpo::DTypeName(dtype)).c_str(), times[2] / layers * 1e3,
+                3.0 * hidden * inter * layers / times[2] / 1e9);
+  }
+  for (int64_t m : {1, 64}) {
+    std::vector<float> x(m * inter), y(m * inter);
+    for (float& v : x) v = d(rng);
+    for (grpo::DType dtype : {grpo::DType::kF32, grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
+      auto run_all = [&] {
+        for (const Matrix& w : mats) {
+          if (dtype == grpo::DType::kF32) {
+            be.Linear(x.data(), w.f32.data<float>(), nullptr, y.data(), m, w.k, w.n);
+          } else {
+            const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
+            grpo::WeightView v{dtype, t.raw_data(),
+                               dtype == grpo::DType::kF8E4M3 ? w.scale.data<float>() : nullptr,
+                               w.n, w.k, 0};
+            be.LinearWeights(x.data(), v, nullptr, y.data(), m, w.k, w.n);
+          }
+        }
+      };
+      run_all();  // warm-up
+      std::vector<double> times;
+      for (int rep = 0; rep < (m == 1 ? 9 : 3); ++rep) {
+        const auto t0 = Clock::now();
+        run_all();
+        times.push_back(Seconds(t0, Clock::now()));
+      }
+      std::sort(times.begin(), times.end());
+      const double t = times[times.size() / 2];
+      double bytes = 0;
+      for (const Matrix& w : mats) {
+        bytes += dtype == grpo::DType::kF32    ? w.f32.nbytes()
+                 : dtype == grpo::DType::kBF16 ? w.bf16.nbytes()
+                                               : w.fp8.nbytes() + w.scale.nbytes();
+      }
+      const double flops = 2.0 * m * 3 * hidden * inter * layers;
+      std::printf("%-6s %4lld %12.3f %12.2f %10.1f\n", std::string(grpo::DTypeName(dtype)).c_str(),
+                  static_cast<long long>(m), t / layers * 1e3, bytes / t / 1e9, flops / t / 1e9);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,128 @@
+// Rollout engine speed on a model directory, for bench/rollout_bench.sh (side by side with
+// PyTorch eager + KV cache, bench/torch_rollout_bench.py). Threads: GRPO_NUM_THREADS.
+//   prefill_tok_s      8 prompts of PROMPT_LEN tokens, one token each (greedy)
+//   decode_bN_tok_s    N prompts of 16 tokens, DECODE_STEPS tokens each, minus their prefill
+//   group16_*_s        one prompt of PROMPT_LEN, 16 samples of DECODE_STEPS tokens: one group
+//                      of 16 (prefilled once, blocks shared) vs 16 requests of 1
+//   stream_gb_s        STREAM-like triad a = b + s * c over 3 x 64 MiB, on the same pool
+//   active_weight_mb   f32 weight bytes one token reads (embedding row only; routed experts
+//                      scaled by top_k / num_experts); bound_b1_tok_s = stream / active bytes
+// Prints one JSON object.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/thread_pool.h"
+#include "model/causal_lm.h"
+#include "rollout/engine.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+template <typename F>
+double Timed(F&& f, int repeats = 2) {
+  double best = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = Clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return best;
+}
+
+std::vector<grpo::GroupRequest> Requests(int n, int len, int salt, int vocab, int steps, int group = 1) {
+  std::vector<grpo::GroupRequest> rs(n);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < len; ++j) rs[i].prompt.push_back((7 * i + 13 * j + salt) % vocab);
+    rs[i].sampling.temperature = 0.0;
+    rs[i].max_new_tokens = steps;
+    rs[i].n = group;
+  }
+  return rs;
+}
+
+double StreamTriadGBs() {
+  const int64_t n = int64_t{16} << 20;  // floats per array (64 MiB)
+  std::vector<float> a(n), b(n, 1.0f), c(n, 2.0f);
+  grpo::ThreadPool& pool = grpo::ThreadPool::Default();
+  auto triad = [&] {
+    pool.ParallelFor(n, 1 << 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) a[i] = b[i] + 3.0f * c[i];
+    });
+  };
+  triad();
+  return 3.0 * n * sizeof(float) / Timed(triad, 5) / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS\n");
+    return 2;
+  }
+  const int plen = std::atoi(argv[2]), steps = std::atoi(argv[3]);
+  auto model = grpo::CausalLM::Load(argv[1]);
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  const grpo::ModelConfig config = (*model)->config();
+  double active = 0;
+  for (const grpo::Parameter& p : (*model)->parameters()) {
+    double bytes = static_cast<double>(p.value.nbytes());
+    if (p.spec.name == "model.embed_tokens.weight") {
+      bytes = config.hidden_size * 4.0 + (config.tie_word_embeddings ? bytes : 0);  // row (+ tied head)
+    } else if (p.spec.name.find(".mlp.experts.") != std::string::npos) {
+      bytes *= static_cast<double>(config.num_experts_per_tok) / config.num_experts;
+    }
+    active += bytes;
+  }
+  grpo::EngineOptions o;
+  o.kv_memory_bytes = int64_t{1} << 30;
+  o.max_running_sequences = 64;
+  auto engine = grpo::RolloutEngine::Create(std::move(model).value(), o);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "%s\n", engine.status().ToString().c_str());
+    return 1;
+  }
+  grpo::RolloutEngine& e = **engine;
+  const int V = static_cast<int>(config.vocab_size);
+  auto run = [&](const std::vector<grpo::GroupRequest>& rs) {
+    auto r = e.GenerateGroups(rs);
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+      std::exit(1);
+    }
+  };
+  nlohmann::json out = {{"impl", "grpo"}, {"threads", grpo::ThreadPool::Default().num_threads()}};
+  const auto pf = Requests(8, plen, 1, V, 1);
+  out["prefill_tok_s"] = 8.0 * plen / Timed([&] { run(pf); });
+  for (int b : {1, 64}) {
+    const auto first = Requests(b, 16, 2, V, 1), all = Requests(b, 16, 2, V, steps);
+    const double t_pf = Timed([&] { run(first); }), t_all = Timed([&] { run(all); });
+    out["decode_b" + std::to_string(b) + "_tok_s"] = b * (steps - 1.0) / std::max(t_all - t_pf, 1e-9);
+  }
+  const auto shared = Requests(1, plen, 3, V, steps, 16);
+  std::vector<grpo::GroupRequest> indep(16, shared[0]);
+  for (int i = 0; i < 16; ++i) indep[i].n = 1;
+  out["group16_shared_s"] = Timed([&] { run(shared); });
+  out["group16_indep_s"] = Timed([&] { run(indep); });
+  const double gbs = StreamTriadGBs();
+  out["stream_gb_s"] = gbs;
+  out["active_weight_mb"] = active / 1e6;
+  out["bound_b1_tok_s"] = gbs * 1e9 / active;
+  rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  out["peak_rss_mb"] = usage.ru_maxrss / 1024.0;
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}

@@ -1,0 +1,92 @@
+#include "cli/train_commands.h"
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include "cli/subcommand.h"
+#include "learner/recipe.h"
+#include "learner/report.h"
+#include "learner/trainer.h"
+#include "reward/rule_set.h"
+
+namespace grpo::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+struct TrainArgs {
+  std::string recipe;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  bool overwrite = false;
+  bool quiet = false;
+  bool check = false;
+};
+
+void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
+  cmd->add_option("recipe", a->recipe, "recipe YAML (see docs/recipes.md)")->required();
+  cmd->add_option("--set", a->overrides, "override a recipe key: --set optimizer.lr=1e-6 (repeatable)");
+  cmd->add_flag("--resume", a->resume, "continue the run from its latest checkpoint");
+  cmd->add_flag("--overwrite", a->overwrite, "delete an existing run directory and start over");
+  cmd->add_flag("--quiet", a->quiet, "no progress lines");
+  cmd->add_flag("--check", a->check,
+                "validate the recipe (keys, values, reward rules) and print the effective recipe; run nothing");
+}
+
+Status RunTrain(const TrainArgs& a, bool sft) {
+  GRPO_ASSIGN_OR_RETURN(TrainRecipe recipe, LoadRecipe(a.recipe, a.overrides));
+  if (a.check) {
+    GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(recipe.rules, {}));
+    std::printf("%s", recipe.source.Dump().c_str());
+    std::fprintf(stderr, "recipe %s is valid: run %s/%s, %zu reward rules\n", a.recipe.c_str(),
+                 recipe.output_dir.c_str(), recipe.name.c_str(), rules.rules().size());
+    return Status::Ok();
+  }
+  TrainOptions o;
+  o.resume = a.resume;
+  o.overwrite = a.overwrite;
+  o.progress = !a.quiet;
+  o.stop = &g_stop;
+  auto old_term = std::signal(SIGTERM, OnStopSignal);
+  auto old_int = std::signal(SIGINT, OnStopSignal);
+  Result<TrainSummary> s = sft ? Sft(recipe, o) : Train(recipe, o);
+  std::signal(SIGTERM, old_term);
+  std::signal(SIGINT, old_int);
+  GRPO_RETURN_IF_ERROR(s.status());
+  if (s->stopped_early) {
+    std::fprintf(stderr, "stopped after step %lld with a checkpoint; continue with --resume\n",
+                 static_cast<long long>(s->steps_done));
+  }
+  if (s->first_eval_accuracy >= 0) {
+    std::fprintf(stderr, "held-out accuracy %.3f -> %.3f, format %.3f\n", s->first_eval_accuracy,
+                 s->last_eval_accuracy, s->last_eval_format);
+  }
+  std::printf("%s\n", s->run_dir.c_str());
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddTrainCommands(CLI::App& app) {
+  auto train = std::make_shared<TrainArgs>();
+  CLI::App* t = AddSubcommand(app, "train", "Run GRPO from a recipe: grpo train RECIPE.yaml",
+                              [train] { return RunTrain(*train, false); });
+  AddTrainFlags(t, train.get());
+  auto sft = std::make_shared<TrainArgs>();
+  CLI::App* s = AddSubcommand(app, "sft", "Supervised fine-tuning on exported JSONL: grpo sft RECIPE.yaml",
+                              [sft] { return RunTrain(*sft, true); });
+  AddTrainFlags(s, sft.get());
+  auto run_dir = std::make_shared<std::string>();
+  CLI::App* r = AddSubcommand(app, "report", "Write RUN_DIR/report.html from RUN_DIR/metrics.jsonl",
+                              [run_dir] {
+                                GRPO_RETURN_IF_ERROR(WriteReport(*run_dir + "/metrics.jsonl", *run_dir + "/report.html"));
+                                std::printf("%s/report.html\n", run_dir->c_str());
+                                return Status::Ok();
+                              });
+  r->add_option("run_dir", *run_dir, "run directory (runs/<name>)")->required();
+}
+
+}  // namespace grpo::cli

@@ -1,0 +1,86 @@
+#include "learner/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "model/presets.h"
+
+namespace grpo {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Checkpoint, RoundTripsModelOptimizerAndStateAndKeepsTheNewest) {
+  const std::string run = (fs::path(::testing::TempDir()) / "ckpt_run").string();
+  fs::remove_all(run);
+  auto config = PresetConfig("qwen3_moe-nano");
+  ASSERT_TRUE(config.ok());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 4));
+  ASSERT_TRUE(model.ok());
+  auto opt = AdamW::Create((*model)->parameters(), {});
+  ASSERT_TRUE(opt.ok());
+  std::vector<Tensor> grads;
+  for (const auto& p : (*model)->parameters()) {
+    Tensor g = Tensor::Zeros(DType::kF32, p.spec.shape);
+    for (int64_t i = 0; i < g.numel(); ++i) g.mutable_data<float>()[i] = 0.001f * static_cast<float>(i % 7);
+    grads.push_back(std::move(g));
+  }
+  ASSERT_TRUE(opt->Step(&(*model)->mutable_parameters(), grads, 1e-3).ok());
+
+  EXPECT_FALSE(FindLatestCheckpoint(run)->has_value());
+  TrainerState st;
+  st.stage = "rl";
+  for (int step = 1; step <= 3; ++step) {
+    st.step = step;
+    st.weight_version = 10 + step;
+    st.data_cursor = {2, step};
+    st.elapsed_seconds = 1.5 * step;
+    ASSERT_TRUE(SaveCheckpoint(run, CheckpointName("rl", step), **model, &*opt, st, "", 2).ok());
+  }
+  auto latest = FindLatestCheckpoint(run);
+  ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  ASSERT_TRUE(latest->has_value());
+  EXPECT_EQ(fs::path((*latest)->dir).filename(), "rl-000003");
+  EXPECT_EQ((*latest)->state.step, 3);
+  EXPECT_EQ((*latest)->state.weight_version, 13u);
+  EXPECT_EQ((*latest)->state.data_cursor, (data::Cursor{2, 3}));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/rl-000001"));  // keep = 2
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/rl-000002"));
+
+  auto loaded = CausalLM::Load((*latest)->dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  for (size_t i = 0; i < (*model)->parameters().size(); ++i) {
+    const Tensor& a = (*model)->parameters()[i].value;
+    const Tensor& b = (*loaded)->parameters()[i].value;
+    ASSERT_EQ(a.nbytes(), b.nbytes());
+    EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()), 0) << (*model)->parameters()[i].spec.name;
+  }
+  auto opt2 = AdamW::Create((*loaded)->parameters(), {});
+  ASSERT_TRUE(LoadOptimizerState(**latest, &*opt2).ok());
+  EXPECT_EQ(opt2->step(), 1);
+  for (size_t i = 0; i < (*model)->parameters().size(); ++i) {
+    if (!(*model)->parameters()[i].spec.trainable) continue;
+    EXPECT_EQ(std::memcmp(opt->exp_avg_sq(i).data<float>(), opt2->exp_avg_sq(i).data<float>(),
+                          opt->exp_avg_sq(i).nbytes()), 0);
+  }
+}
+
+TEST(Checkpoint, DamagedStateIsNamed) {
+  const std::string run = (fs::path(::testing::TempDir()) / "ckpt_bad").string();
+  fs::remove_all(run);
+  fs::create_directories(run + "/checkpoints/rl-000001");
+  std::ofstream(run + "/checkpoints/latest") << "rl-000001\n";
+  std::ofstream(run + "/checkpoints/rl-000001/trainer_state.json") << "{\"format\": \"other\"}";
+  auto r = FindLatestCheckpoint(run);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("trainer_state.json"), std::string::npos);
+  std::ofstream(run + "/checkpoints/latest") << "rl-000009\n";
+  r = FindLatestCheckpoint(run);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("rl-000009"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace grpo

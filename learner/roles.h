@@ -1,0 +1,63 @@
+// The trainer's view of the other roles, one interface each with an in-process implementation
+// (the embedded default) and a gRPC one (remote mode: the services named by endpoints).
+//
+//  - PolicyRollout: generates groups with the current policy weights and takes new versions.
+//    Embedded: a RolloutEngine in this process serving the pushed weights: the values a remote
+//    engine would assemble from the wire (learner/weight_push.h ServingWeights), with projection
+//    matrices held as bf16 or FP8 blocks and served tile by tile, as a remote engine does.
+//  - RewardScorer: scores completions. Embedded: a RuleSet. Remote: RewardClient (failover
+//    over the replicas).
+#ifndef GRPO_LEARNER_ROLES_H_
+#define GRPO_LEARNER_ROLES_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "learner/weight_push.h"
+#include "model/causal_lm.h"
+#include "proto/reward.pb.h"
+#include "reward/rule_set.h"
+#include "rollout/engine.h"
+
+namespace grpo {
+
+class PolicyRollout {
+ public:
+  virtual ~PolicyRollout() = default;
+  virtual Result<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) = 0;
+  // Makes `version` (> the serving one) serve `masters` before the next Generate returns any
+  // token of it.
+  virtual Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) = 0;
+  virtual uint64_t weight_version() const = 0;
+};
+
+class RewardScorer {
+ public:
+  virtual ~RewardScorer() = default;
+  virtual Result<std::vector<grpo::v1::RewardResult>> Score(
+      const std::vector<grpo::v1::RewardRequestItem>& items) = 0;
+};
+
+struct EmbeddedRolloutOptions {
+  WeightPushOptions::Format format = WeightPushOptions::Format::kF32;
+  int64_t kv_memory_bytes = int64_t{256} << 20;
+  uint64_t initial_version = 0;
+  const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
+};
+
+// A RolloutEngine over a copy of `masters` (as served in `format`).
+Result<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
+                                                           const std::vector<Parameter>& masters,
+                                                           const EmbeddedRolloutOptions& options);
+
+// Scores with `rules` in this process (RuleSet is thread-safe; items are scored in parallel).
+std::unique_ptr<RewardScorer> MakeEmbeddedScorer(std::shared_ptr<const reward::RuleSet> rules);
+
+// Scores through RewardService replicas.
+Result<std::unique_ptr<RewardScorer>> MakeRemoteScorer(const std::vector<std::string>& endpoints);
+
+}  // namespace grpo
+
+#endif  // GRPO_LEARNER_ROLES_H_

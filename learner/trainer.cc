@@ -1,0 +1,288 @@
+#include "learner/trainer.h"
+#include "learner/trainer_internal.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+
+#include "core/metrics.h"
+#include "learner/schedule.h"
+#include "data/addition.h"
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "learner/checkpoint.h"
+#include "learner/lm_training.h"
+#include "learner/report.h"
+#include "learner/rl_update.h"
+#include "learner/roles.h"
+#include "model/presets.h"
+#include "store/trajectory_store.h"
+#include "tokenizer/builtin.h"
+#include "tokenizer/prompt_template.h"
+
+namespace grpo {
+namespace trainer_internal {
+
+Result<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e) {
+  GRPO_ASSIGN_OR_RETURN(std::string text, run.prompt->Render(e.fields));
+  return run.tok->Encode(text);
+}
+
+}  // namespace trainer_internal
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace trainer_internal;
+
+Result<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tokenizer_vocab) {
+  if (!r.model_path.empty()) return CausalLM::Load(r.model_path);
+  nlohmann::json tree = nlohmann::json::object();
+  if (!r.model_preset.empty()) {
+    GRPO_ASSIGN_OR_RETURN(ModelConfig preset, PresetConfig(r.model_preset));
+    tree = preset.ToJson();
+  }
+  for (const auto& [k, v] : r.model_config.items()) tree[k] = v;
+  GRPO_ASSIGN_OR_RETURN(Config cfg, Config::FromJson(tree, "model.init.config"));
+  GRPO_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromConfig(cfg));
+  if (config.vocab_size < tokenizer_vocab) {
+    return Status::InvalidArgument("model.init: vocab_size " + std::to_string(config.vocab_size) +
+                                   " is smaller than the tokenizer's " + std::to_string(tokenizer_vocab));
+  }
+  return CausalLM::Create(config, InitParameters(config, r.init_seed, r.init_std));
+}
+
+// ---------------------------------------------------------------- setup
+
+Status SetUp(const TrainRecipe& r, const TrainOptions& o, Run* run) {
+  run->recipe = &r;
+  run->dir = (fs::path(r.output_dir) / r.name).string();
+  std::error_code ec;
+  if (o.resume) {
+    GRPO_ASSIGN_OR_RETURN(run->checkpoint, FindLatestCheckpoint(run->dir));
+    if (!run->checkpoint) return Status::NotFound("--resume: run " + run->dir + " has no checkpoint");
+    run->elapsed_before = run->checkpoint->state.elapsed_seconds;
+  } else if (fs::exists(run->dir)) {
+    if (!o.overwrite) {
+      return Status::AlreadyExists("run directory " + run->dir +
+                                   " exists; pass --resume to continue it or --overwrite to start over");
+    }
+    fs::remove_all(run->dir, ec);
+    if (ec) return Status::IoError("cannot remove " + run->dir + ": " + ec.message());
+  }
+  fs::create_directories(run->dir, ec);
+  if (ec) return Status::IoError("cannot create " + run->dir + ": " + ec.message());
+  {
+    std::ofstream out(run->dir + "/recipe.yaml");
+    out << r.source.Dump();
+    if (!out.good()) return Status::IoError("cannot write " + run->dir + "/recipe.yaml");
+  }
+  run->tokenizer_dir = run->dir + "/tokenizer";
+  fs::create_directories(run->tokenizer_dir, ec);
+  if (!r.tokenizer_builtin.empty()) {
+    GRPO_RETURN_IF_ERROR(tokenizer::WriteBuiltinTokenizer(r.tokenizer_builtin, run->tokenizer_dir));
+  } else {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+      const fs::path src = fs::is_directory(r.tokenizer_path) ? fs::path(r.tokenizer_path) / f : fs::path(r.tokenizer_path);
+      if (fs::exists(src)) fs::copy_file(src, fs::path(run->tokenizer_dir) / f, fs::copy_options::overwrite_existing, ec);
+      if (!fs::is_directory(r.tokenizer_path)) break;
+    }
+  }
+  GRPO_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::Load(run->tokenizer_dir));
+  run->tok = std::make_unique<tokenizer::Tokenizer>(std::move(tok));
+  if (!run->tok->eos_id()) return Status::InvalidArgument("tokenizer: no eos_token (tokenizer_config.json)");
+  run->eos = *run->tok->eos_id();
+  GRPO_ASSIGN_OR_RETURN(tokenizer::PromptTemplate pt, tokenizer::PromptTemplate::Parse(r.prompt_template));
+  run->prompt = std::make_unique<tokenizer::PromptTemplate>(std::move(pt));
+
+  if (run->checkpoint) {
+    GRPO_ASSIGN_OR_RETURN(run->policy, CausalLM::Load(run->checkpoint->dir));
+  } else {
+    GRPO_ASSIGN_OR_RETURN(run->policy, InitialModel(r, run->tok->vocab_size()));
+  }
+  if (r.data_source == "jsonl") {
+    data::DatasetOptions dopts;
+    GRPO_ASSIGN_OR_RETURN(dopts.format, data::DatasetFormatFromName(r.dataset_format));
+    GRPO_ASSIGN_OR_RETURN(run->train_set, data::LoadJsonl(r.train_path, dopts));
+    if (run->train_set.examples.empty()) return Status::InvalidArgument("data.jsonl.train: no usable row in " + r.train_path);
+    if (!r.eval_path.empty()) {
+      GRPO_ASSIGN_OR_RETURN(run->eval_set, data::LoadJsonl(r.eval_path, dopts));
+    }
+  }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- pretraining
+
+Status Pretrain(Run& run, const TrainOptions& o) {
+  const TrainRecipe& r = *run.recipe;
+  const LmStageRecipe& p = r.pretrain;
+  int64_t done = run.checkpoint ? run.checkpoint->state.pretrain_steps_done : 0;
+  if (p.steps == 0 || done >= p.steps) return Status::Ok();
+  if (r.data_source != "addition") {
+    return Status::InvalidArgument("pretrain: the corpus is generated for data.source addition only");
+  }
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
+  if (run.checkpoint && run.checkpoint->state.stage == "pretrain") {
+    GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+  }
+  std::vector<Tensor> grads;
+  std::ofstream log(run.dir + "/pretrain_metrics.jsonl", std::ios::app);
+  const auto t0 = Clock::now();
+  double loss_avg = 0;
+  for (int64_t step = done; step < p.steps; ++step) {
+    data::SplitMix64 rng(StreamSeed(r.seed, kPretrainBatch, static_cast<uint64_t>(step)));
+    std::vector<LmSequence> batch(p.batch_size);
+    for (auto& seq : batch) {
+      const data::Example e = data::GenerateAddition(rng, r.addition, data::AdditionSplit::kTrain);
+      GRPO_ASSIGN_OR_RETURN(seq.tokens, EncodePrompt(run, e));
+      seq.prompt_length = 0;  // pretraining learns the prompts too
+      GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> completion,
+                            run.tok->Encode(data::TeacherCompletion(rng, e, r.addition, p.teacher_mix)));
+      seq.tokens.insert(seq.tokens.end(), completion.begin(), completion.end());
+      seq.tokens.push_back(run.eos);
+    }
+    LmStepOptions so;
+    so.lr = LearningRate(p.schedule, step);
+    so.max_grad_norm = p.max_grad_norm;
+    GRPO_ASSIGN_OR_RETURN(LmStepResult res, LmTrainStep(*run.policy, opt, batch, so, &grads));
+    loss_avg = step == done ? res.loss : 0.9 * loss_avg + 0.1 * res.loss;
+    log << "{\"step\": " << step << ", \"loss\": " << res.loss << ", \"grad_norm\": " << res.grad_norm
+        << ", \"lr\": " << so.lr << "}\n";
+    if ((step + 1) % 25 == 0 || step + 1 == p.steps) {
+      char line[200];
+      std::snprintf(line, sizeof(line), "pretrain %lld/%lld | loss %.4f | lr %.2e | %.1f steps/s",
+                    static_cast<long long>(step + 1), static_cast<long long>(p.steps), loss_avg, so.lr,
+                    (step + 1 - done) / std::max(1e-9, Seconds(t0, Clock::now())));
+      Progress(o, line);
+    }
+    const bool stop = o.stop != nullptr && o.stop->load();
+    if (stop || step + 1 == p.steps) {
+      TrainerState st;
+      st.stage = "pretrain";
+      st.step = step + 1;
+      st.pretrain_steps_done = step + 1;
+      st.elapsed_seconds = run.Elapsed();
+      GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("pretrain", step + 1), *run.policy, &opt, st,
+                                          run.tokenizer_dir, 1));
+      if (stop) return Status::Cancelled("stopped during pretraining; resume with --resume");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options) {
+  trainer_internal::Run run;
+  GRPO_RETURN_IF_ERROR(SetUp(recipe, options, &run));
+  Status pre = Pretrain(run, options);
+  if (pre.code() == StatusCode::kCancelled) {
+    TrainSummary s;
+    s.run_dir = run.dir;
+    s.stopped_early = true;
+    return s;
+  }
+  GRPO_RETURN_IF_ERROR(pre);
+  return trainer_internal::RunRl(run, options);
+}
+
+Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options) {
+  const LmStageRecipe& sft = recipe.sft;
+  if (sft.train_path.empty()) return Status::InvalidArgument("sft.train: the JSONL file to train on is required");
+  if (sft.steps <= 0) return Status::InvalidArgument("sft.steps: must be > 0");
+  if (sft.format != "prompt-completion") {
+    return Status::InvalidArgument("sft.format: only prompt-completion is supported (write the file with "
+                                   "`grpo export --format prompt-completion`), got '" + sft.format + "'");
+  }
+  trainer_internal::Run run;
+  GRPO_RETURN_IF_ERROR(SetUp(recipe, options, &run));
+  // Rows {"prompt": .., "completion": ..}; bad rows are reported and skipped.
+  std::vector<LmSequence> rows;
+  {
+    std::ifstream in(sft.train_path);
+    if (!in) return Status::NotFound("sft.train: cannot open " + sft.train_path);
+    std::string line;
+    int64_t line_no = 0, bad = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j.contains("completion") ||
+          !j["prompt"].is_string() || !j["completion"].is_string()) {
+        if (bad++ < 5) {
+          std::fprintf(stderr, "%s:%lld: skipped: expected {\"prompt\": string, \"completion\": string}\n",
+                       sft.train_path.c_str(), static_cast<long long>(line_no));
+        }
+        continue;
+      }
+      LmSequence seq;
+      GRPO_ASSIGN_OR_RETURN(seq.tokens, run.tok->Encode(j["prompt"].get<std::string>()));
+      seq.prompt_length = static_cast<int64_t>(seq.tokens.size());
+      GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> completion, run.tok->Encode(j["completion"].get<std::string>()));
+      seq.tokens.insert(seq.tokens.end(), completion.begin(), completion.end());
+      seq.tokens.push_back(run.eos);
+      rows.push_back(std::move(seq));
+    }
+    if (rows.empty()) return Status::InvalidArgument("sft.train: no usable row in " + sft.train_path);
+  }
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), recipe.adamw));
+  int64_t start = 0;
+  data::Cursor cursor;
+  if (run.checkpoint && run.checkpoint->state.stage == "sft") {
+    GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+    start = run.checkpoint->state.step;
+    cursor = run.checkpoint->state.data_cursor;
+  }
+  GRPO_ASSIGN_OR_RETURN(data::EpochSampler sampler,
+                        data::EpochSampler::Create(static_cast<int64_t>(rows.size()), recipe.seed, true, cursor));
+  MetricsWriterOptions mo;
+  if (start > 0) {
+    mo.resumed_from_step = start;
+    GRPO_RETURN_IF_ERROR(TruncateAfterStep(run.dir + "/metrics.jsonl", start));
+  }
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, MetricsWriter::Open(run.dir, mo));
+  std::vector<Tensor> grads;
+  TrainSummary summary;
+  summary.run_dir = run.dir;
+  for (int64_t step = start; step < sft.steps; ++step) {
+    std::vector<LmSequence> batch;
+    for (int64_t i : sampler.NextBatch(sft.batch_size)) batch.push_back(rows[i]);
+    LmStepOptions so;
+    so.lr = LearningRate(sft.schedule, step);
+    so.max_grad_norm = sft.max_grad_norm;
+    GRPO_ASSIGN_OR_RETURN(LmStepResult res, LmTrainStep(*run.policy, opt, batch, so, &grads));
+    GRPO_RETURN_IF_ERROR(metrics->Log(step + 1, std::map<std::string, double>{{"loss", res.loss}, {"grad_norm", res.grad_norm}, {"lr", so.lr},
+                                                 {"tokens", static_cast<double>(res.tokens)}}));
+    if ((step + 1) % 10 == 0 || step + 1 == sft.steps) {
+      char line[160];
+      std::snprintf(line, sizeof(line), "sft %lld/%lld | loss %.4f | lr %.2e", static_cast<long long>(step + 1),
+                    static_cast<long long>(sft.steps), res.loss, so.lr);
+      Progress(options, line);
+    }
+    const bool stop = options.stop != nullptr && options.stop->load();
+    const bool last = step + 1 == sft.steps;
+    if (stop || last || (recipe.checkpoint_every > 0 && (step + 1) % recipe.checkpoint_every == 0)) {
+      TrainerState st;
+      st.stage = "sft";
+      st.step = step + 1;
+      st.data_cursor = sampler.cursor();
+      st.elapsed_seconds = run.Elapsed();
+      GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("sft", step + 1), *run.policy, &opt, st,
+                                          run.tokenizer_dir, 2));
+    }
+    summary.steps_done = step + 1;
+    if (stop && !last) {
+      summary.stopped_early = true;
+      break;
+    }
+  }
+  GRPO_RETURN_IF_ERROR(metrics->Close());
+  return summary;
+}
+
+}  // namespace grpo

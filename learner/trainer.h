@@ -1,0 +1,55 @@
+// The trainer: `grpo train RECIPE.yaml` and `grpo sft RECIPE.yaml` (learner/recipe.h).
+//
+// `grpo train` runs, in <output_dir>/<name>/ (the run directory):
+//   1. setup: recipe.yaml (the effective recipe), tokenizer/, the initial model;
+//   2. the optional pretraining stage (next-token training on the recipe's corpus), whose
+//      result is checkpointed as "pretrain-NNNNNN" before RL starts;
+//   3. GRPO steps: prompts -> rollout groups (RolloutEngine, continuous batching) -> rewards
+//      (RuleSet) -> advantages -> trajectories stored durably (store/, RocksDB) -> policy update
+//      (rl_update.h) -> the new weights pushed to the engine with version step+1 -> one line of
+//      metrics.jsonl (+ TensorBoard event) and a progress line on stderr;
+//      held-out evaluation before the first step, every eval_every steps and after the last;
+//      checkpoints every checkpoint_every steps, after the last step and on SIGTERM/SIGINT;
+//   4. report.html from metrics.jsonl.
+// With resume, the run continues from checkpoints/latest bit for bit as if never stopped: every
+// random stream is derived from (seed, stage, step), the policy and AdamW state are restored
+// exactly, metrics.jsonl rows after the checkpoint are dropped, and steps the store already
+// holds are regenerated identically and not written twice.
+#ifndef GRPO_LEARNER_TRAINER_H_
+#define GRPO_LEARNER_TRAINER_H_
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "core/status.h"
+#include "learner/recipe.h"
+
+namespace grpo {
+
+struct TrainOptions {
+  bool resume = false;        // continue from checkpoints/latest (error if the run has none)
+  bool overwrite = false;     // delete an existing run directory first
+  bool progress = true;       // a progress line per step on stderr
+  // Set (e.g. from a signal handler) to stop after the current step with a checkpoint.
+  const std::atomic<bool>* stop = nullptr;
+  // For tests: stop after this many RL steps of this invocation (as if stop were set), 0 = off.
+  int64_t max_steps_this_run = 0;
+};
+
+struct TrainSummary {
+  std::string run_dir;
+  int64_t steps_done = 0;
+  bool stopped_early = false;
+  double first_eval_accuracy = -1, last_eval_accuracy = -1, last_eval_format = -1;
+};
+
+Result<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options);
+
+// `grpo sft`: next-token training on recipe.sft.train (JSONL from `grpo export`), prompt tokens
+// masked; writes checkpoints/ and metrics.jsonl in the run directory.
+Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options);
+
+}  // namespace grpo
+
+#endif  // GRPO_LEARNER_TRAINER_H_

@@ -1,0 +1,65 @@
+// Internals shared by the trainer's files (trainer.cc: setup and pretraining; trainer_rl.cc: the
+// GRPO loop and evaluation). Not a public interface.
+#ifndef GRPO_LEARNER_TRAINER_INTERNAL_H_
+#define GRPO_LEARNER_TRAINER_INTERNAL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/example.h"
+#include "data/sampler.h"
+#include "learner/checkpoint.h"
+#include "learner/recipe.h"
+#include "learner/trainer.h"
+#include "model/causal_lm.h"
+#include "tokenizer/prompt_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace grpo::trainer_internal {
+
+using Clock = std::chrono::steady_clock;
+
+inline double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Independent random streams: (seed, stage, step) -> a 64-bit seed.
+enum Stream : uint64_t { kPretrainBatch = 1, kPrompts = 2, kRollout = 3, kEval = 4, kEvalSampling = 5 };
+inline uint64_t StreamSeed(uint64_t seed, Stream stream, uint64_t step) {
+  data::SplitMix64 a(seed ^ (static_cast<uint64_t>(stream) << 56));
+  data::SplitMix64 b(a.Next() ^ (step * 0x9E3779B97F4A7C15ull));
+  return b.Next();
+}
+
+// Everything a stage needs, set up once per invocation.
+struct Run {
+  const TrainRecipe* recipe = nullptr;
+  std::string dir, tokenizer_dir;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::unique_ptr<tokenizer::PromptTemplate> prompt;
+  int32_t eos = -1;
+  std::unique_ptr<CausalLM> policy;
+  std::optional<LoadedCheckpoint> checkpoint;
+  data::Dataset train_set, eval_set;  // jsonl source
+  Clock::time_point started = Clock::now();
+  double elapsed_before = 0;  // from the checkpoint
+  double Elapsed() const { return elapsed_before + Seconds(started, Clock::now()); }
+};
+
+inline void Progress(const TrainOptions& o, const std::string& line) {
+  if (o.progress) std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+Result<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e);
+
+Result<TrainSummary> RunRl(Run& run, const TrainOptions& o);
+
+}  // namespace grpo::trainer_internal
+
+#endif  // GRPO_LEARNER_TRAINER_INTERNAL_H_

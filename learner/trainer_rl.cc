@@ -1,0 +1,516 @@
+// The GRPO loop of `grpo train` and the held-out evaluation (see trainer.h).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "core/metrics.h"
+#include "data/addition.h"
+#include "learner/advantage.h"
+#include "learner/checkpoint.h"
+#include "learner/remote_rollout.h"
+#include "learner/report.h"
+#include "learner/rl_update.h"
+#include "learner/roles.h"
+#include "learner/trainer_internal.h"
+#include "store/query.h"
+#include "store/trajectory_store.h"
+
+namespace grpo::trainer_internal {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Prompt {
+  data::Example example;
+  std::vector<int32_t> tokens;
+  std::string text;
+  int64_t row = -1;  // dataset row (jsonl), -1 when generated
+};
+
+struct Scored {
+  std::vector<GroupResult> groups;
+  std::vector<std::vector<grpo::v1::RewardResult>> rewards;  // [group][sample]
+  std::vector<std::vector<std::string>> texts;                // [group][sample]
+};
+
+// Decodes and scores every sample of `groups`.
+Result<Scored> ScoreGroups(Run& run, RewardScorer& scorer, const std::vector<Prompt>& prompts,
+                           std::vector<GroupResult> groups) {
+  Scored s;
+  std::vector<grpo::v1::RewardRequestItem> items;
+  s.texts.resize(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (const SampleResult& sample : groups[g].samples) {
+      GRPO_ASSIGN_OR_RETURN(std::string text, run.tok->Decode(sample.tokens, {.skip_special_tokens = true}));
+      grpo::v1::RewardRequestItem item;
+      item.set_id(std::to_string(g) + "/" + std::to_string(sample.index));
+      item.set_completion(text);
+      item.set_answer(prompts[g].example.answer);
+      item.set_prompt(prompts[g].text);
+      item.set_task(prompts[g].example.task);
+      for (const auto& [k, v] : prompts[g].example.meta.items()) {
+        (*item.mutable_meta())[k] = v.is_string() ? v.get<std::string>() : v.dump();
+      }
+      items.push_back(std::move(item));
+      s.texts[g].push_back(std::move(text));
+    }
+  }
+  GRPO_ASSIGN_OR_RETURN(std::vector<grpo::v1::RewardResult> results, scorer.Score(items));
+  size_t k = 0;
+  s.rewards.resize(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (size_t i = 0; i < groups[g].samples.size(); ++i) s.rewards[g].push_back(std::move(results[k++]));
+  }
+  s.groups = std::move(groups);
+  return s;
+}
+
+double RuleScore(const grpo::v1::RewardResult& r, const std::string& rule, bool* found) {
+  for (const auto& rs : r.rules()) {
+    if (rs.rule() == rule && rs.error().empty()) {
+      *found = true;
+      return rs.score();
+    }
+  }
+  return 0;
+}
+
+bool Correct(const grpo::v1::RewardResult& r) {
+  grpo::v1::Trajectory t;
+  *t.mutable_reward() = r;
+  return store::IsCorrect(t, store::CorrectnessSpec{});
+}
+
+GroupRequest MakeRequest(const Run& run, const Prompt& p, int64_t n, const SamplingOptions& sampling,
+                         uint64_t seed, bool routing) {
+  const TrainRecipe& r = *run.recipe;
+  GroupRequest q;
+  q.prompt = p.tokens;
+  q.n = n;
+  q.sampling = sampling;
+  q.max_new_tokens = r.max_new_tokens;
+  q.seed = seed;
+  q.stop_tokens = {run.eos};
+  q.stop_strings = r.stop_strings;
+  q.return_routing = routing;
+  q.return_raw_logprobs = true;
+  return q;
+}
+
+Result<std::vector<Prompt>> EvalPrompts(Run& run) {
+  const TrainRecipe& r = *run.recipe;
+  std::vector<Prompt> prompts;
+  if (r.data_source == "addition") {
+    data::SplitMix64 rng(StreamSeed(r.seed, kEval, 0));
+    for (int64_t i = 0; i < r.eval_size; ++i) {
+      Prompt p;
+      p.example = data::GenerateAddition(rng, r.addition, data::AdditionSplit::kHeldOut);
+      prompts.push_back(std::move(p));
+    }
+  } else {
+    const auto& ex = run.eval_set.examples;
+    for (int64_t i = 0; i < std::min<int64_t>(r.eval_size, static_cast<int64_t>(ex.size())); ++i) {
+      Prompt p;
+      p.example = ex[i];
+      p.row = i;
+      prompts.push_back(std::move(p));
+    }
+  }
+  for (auto& p : prompts) {
+    GRPO_ASSIGN_OR_RETURN(p.text, run.prompt->Render(p.example.fields));
+    GRPO_ASSIGN_OR_RETURN(p.tokens, run.tok->Encode(p.text));
+  }
+  return prompts;
+}
+
+// Held-out evaluation: eval_samples per prompt at eval_temperature (accuracy = mean over samples)
+// and one greedy sample per prompt.
+Result<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& rollout, RewardScorer& scorer,
+                                               const std::vector<Prompt>& prompts) {
+  const TrainRecipe& r = *run.recipe;
+  std::map<std::string, double> m;
+  if (prompts.empty()) return m;
+  for (const bool greedy : {false, true}) {
+    if (greedy && r.eval_temperature == 0) continue;
+    SamplingOptions so = r.sampling;
+    so.temperature = greedy ? 0.0 : r.eval_temperature;
+    std::vector<GroupRequest> requests;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      requests.push_back(MakeRequest(run, prompts[i], greedy ? 1 : r.eval_samples, so,
+                                     StreamSeed(r.seed, kEvalSampling, i), false));
+    }
+    GRPO_ASSIGN_OR_RETURN(std::vector<GroupResult> groups, rollout.Generate(requests));
+    GRPO_ASSIGN_OR_RETURN(Scored s, ScoreGroups(run, scorer, prompts, std::move(groups)));
+    double n = 0, correct = 0, fmt = 0, len = 0;
+    bool has_format = false;
+    for (size_t g = 0; g < s.groups.size(); ++g) {
+      for (size_t i = 0; i < s.groups[g].samples.size(); ++i) {
+        n += 1;
+        correct += Correct(s.rewards[g][i]);
+        fmt += RuleScore(s.rewards[g][i], "format", &has_format);
+        len += static_cast<double>(s.groups[g].samples[i].tokens.size());
+      }
+    }
+    const std::string suffix = greedy ? "_greedy" : "";
+    m["eval/accuracy" + suffix] = correct / n;
+    if (has_format) m["eval/format" + suffix] = fmt / n;
+    m["eval/response_len" + suffix] = len / n;
+  }
+  return m;
+}
+
+// The prompts of RL step `step` (and sampling round `round` for dynamic sampling).
+Result<std::vector<Prompt>> StepPrompts(Run& run, int64_t step, int64_t round, int64_t count,
+                                        data::EpochSampler* sampler) {
+  const TrainRecipe& r = *run.recipe;
+  std::vector<Prompt> prompts(count);
+  data::SplitMix64 rng(StreamSeed(r.seed, kPrompts, static_cast<uint64_t>(step) * 64 + round));
+  for (auto& p : prompts) {
+    if (r.data_source == "addition") {
+      p.example = data::GenerateAddition(rng, r.addition, data::AdditionSplit::kTrain);
+    } else {
+      p.row = sampler->Next();
+      p.example = run.train_set.examples[p.row];
+    }
+    GRPO_ASSIGN_OR_RETURN(p.text, run.prompt->Render(p.example.fields));
+    GRPO_ASSIGN_OR_RETURN(p.tokens, run.tok->Encode(p.text));
+  }
+  return prompts;
+}
+
+std::string Fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof(b), f, v);
+  return b;
+}
+
+}  // namespace
+
+Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
+  const TrainRecipe& r = *run.recipe;
+  TrainSummary summary;
+  summary.run_dir = run.dir;
+  const bool resumed_rl = run.checkpoint && run.checkpoint->state.stage == "rl";
+  int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
+  uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
+
+  // The frozen reference: the policy as RL starts (saved once as checkpoints/reference).
+  std::unique_ptr<CausalLM> reference;
+  const std::string ref_dir = run.dir + "/checkpoints/reference";
+  if (r.loss.kl_beta > 0) {
+    if (!fs::exists(ref_dir + "/model.safetensors")) {
+      GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), ref_dir));
+    }
+    GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir));
+  }
+
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
+  if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+
+  std::unique_ptr<RewardScorer> scorer;
+  if (r.reward_endpoints.empty()) {
+    GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(r.rules, {}));
+    scorer = MakeEmbeddedScorer(std::make_shared<reward::RuleSet>(std::move(rules)));
+  } else {
+    GRPO_ASSIGN_OR_RETURN(scorer, MakeRemoteScorer(r.reward_endpoints));
+  }
+  const WeightPushOptions::Format format = r.serve_format == "fp8"    ? WeightPushOptions::Format::kFp8Block
+                                           : r.serve_format == "bf16" ? WeightPushOptions::Format::kBf16
+                                                                      : WeightPushOptions::Format::kF32;
+  std::unique_ptr<PolicyRollout> rollout;
+  if (r.rollout_endpoints.empty()) {
+    EmbeddedRolloutOptions ro;
+    ro.format = format;
+    ro.kv_memory_bytes = r.kv_memory_mb << 20;
+    ro.initial_version = version;
+    ro.tokenizer = run.tok.get();
+    GRPO_ASSIGN_OR_RETURN(rollout, MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), ro));
+  } else {
+    RemoteRolloutOptions ro;
+    ro.endpoints = r.rollout_endpoints;
+    ro.push.format = format;
+    GRPO_ASSIGN_OR_RETURN(rollout, MakeRemoteRollout(ro));
+    // Every server starts from the trainer's current weights, whatever it loaded.
+    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version + 1, run.policy->parameters()));
+    version += 1;
+  }
+
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, store::TrajectoryStore::Open(run.dir + "/store"));
+  {
+    auto info = store->GetRun(r.name);
+    if (!info.ok()) {
+      grpo::v1::RunMetadata meta;
+      meta.set_run_name(r.name);
+      meta.set_recipe_yaml(r.source.Dump());
+      meta.set_seed(r.seed);
+      meta.mutable_model()->set_model_type(run.policy->config().model_type);
+      meta.mutable_model()->set_path(r.model_path.empty() ? "(initialized by the recipe)" : r.model_path);
+      meta.mutable_tokenizer()->set_path(run.tokenizer_dir);
+      GRPO_RETURN_IF_ERROR(store->CreateRun(meta));
+    }
+  }
+  const std::string metrics_path = run.dir + "/metrics.jsonl";
+  MetricsWriterOptions mo;
+  if (resumed_rl) {
+    mo.resumed_from_step = start;
+    if (fs::exists(metrics_path)) GRPO_RETURN_IF_ERROR(TruncateAfterStep(metrics_path, start));
+  }
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, MetricsWriter::Open(run.dir, mo));
+
+  data::EpochSampler* sampler_ptr = nullptr;
+  std::optional<data::EpochSampler> sampler;
+  if (r.data_source == "jsonl") {
+    GRPO_ASSIGN_OR_RETURN(data::EpochSampler s,
+                          data::EpochSampler::Create(static_cast<int64_t>(run.train_set.examples.size()), r.seed,
+                                                     true, resumed_rl ? run.checkpoint->state.data_cursor : data::Cursor{}));
+    sampler.emplace(std::move(s));
+    sampler_ptr = &*sampler;
+  }
+  GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> eval_prompts, EvalPrompts(run));
+
+  auto evaluate = [&](int64_t step, std::map<std::string, double>* row) -> Status {
+    GRPO_ASSIGN_OR_RETURN(auto m, Evaluate(run, *rollout, *scorer, eval_prompts));
+    std::string line = "eval @" + std::to_string(step) + ":";
+    for (const auto& [k, v] : m) {
+      (*row)[k] = v;
+      line += " " + k.substr(5) + " " + Fmt("%.3f", v);
+    }
+    Progress(o, line);
+    if (m.count("eval/accuracy")) {
+      if (summary.first_eval_accuracy < 0) summary.first_eval_accuracy = m["eval/accuracy"];
+      summary.last_eval_accuracy = m["eval/accuracy"];
+    }
+    if (m.count("eval/format")) summary.last_eval_format = m["eval/format"];
+    return Status::Ok();
+  };
+
+  if (start == 0 && !eval_prompts.empty()) {
+    std::map<std::string, double> row;
+    GRPO_RETURN_IF_ERROR(evaluate(0, &row));
+    GRPO_RETURN_IF_ERROR(metrics->Log(0, row));
+  }
+
+  std::vector<Tensor> grads;
+  const bool moe = run.policy->config().NumMoeLayers() > 0;
+  const bool routing = moe && r.routing_replay;
+  int64_t steps_this_run = 0;
+  for (int64_t step = start; step < r.steps; ++step) {
+    const auto t_step = Clock::now();
+    std::map<std::string, double> row;
+    // ---- rollout (+ dynamic sampling rounds) and reward
+    std::vector<Prompt> prompts;
+    std::vector<GroupResult> groups;
+    std::vector<std::vector<grpo::v1::RewardResult>> rewards;
+    std::vector<std::vector<std::string>> texts;
+    std::vector<double> adv;
+    double t_rollout = 0, t_reward = 0;
+    int64_t dropped = 0, rounds = 0;
+    for (int64_t round = 0; round < (r.dynamic_sampling ? r.max_sampling_rounds : 1); ++round) {
+      const int64_t want = r.prompts_per_step - static_cast<int64_t>(prompts.size());
+      if (want <= 0) break;
+      ++rounds;
+      GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> batch, StepPrompts(run, step, round, want, sampler_ptr));
+      std::vector<GroupRequest> requests;
+      for (size_t p = 0; p < batch.size(); ++p) {
+        requests.push_back(MakeRequest(run, batch[p], r.group_size, r.sampling,
+                                       StreamSeed(r.seed, kRollout, static_cast<uint64_t>(step) * 4096 + round * 1024 + p),
+                                       routing));
+      }
+      auto t0 = Clock::now();
+      GRPO_ASSIGN_OR_RETURN(std::vector<GroupResult> gen, rollout->Generate(requests));
+      auto t1 = Clock::now();
+      GRPO_ASSIGN_OR_RETURN(Scored s, ScoreGroups(run, *scorer, batch, std::move(gen)));
+      auto t2 = Clock::now();
+      t_rollout += Seconds(t0, t1);
+      t_reward += Seconds(t1, t2);
+      for (size_t g = 0; g < s.groups.size(); ++g) {
+        std::vector<double> rw;
+        for (const auto& res : s.rewards[g]) rw.push_back(res.has_reward() ? res.reward() : 0.0);
+        GRPO_ASSIGN_OR_RETURN(GroupAdvantages ga, ComputeGroupAdvantages(rw, r.group_size, r.advantage));
+        const bool flat = !ga.zero_std_groups.empty();
+        const bool last_round = round + 1 >= (r.dynamic_sampling ? r.max_sampling_rounds : 1);
+        if (r.dynamic_sampling && flat && !last_round) {
+          ++dropped;
+          continue;
+        }
+        prompts.push_back(std::move(batch[g]));
+        groups.push_back(std::move(s.groups[g]));
+        rewards.push_back(std::move(s.rewards[g]));
+        texts.push_back(std::move(s.texts[g]));
+        adv.insert(adv.end(), ga.advantages.begin(), ga.advantages.end());
+      }
+    }
+    // ---- store (durable before the update)
+    auto t_store0 = Clock::now();
+    store::StepRecords rec;
+    rec.step = static_cast<uint64_t>(step);
+    double reward_sum = 0, reward_sq = 0, len_sum = 0, correct = 0, n = 0;
+    std::map<std::string, std::pair<double, double>> rule_sums;
+    int64_t zero_std = 0;
+    std::vector<RlGroup> rl_groups(groups.size());
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const uint64_t group_id = static_cast<uint64_t>(step) * 1000000 + g;
+      grpo::v1::PromptRecord pr;
+      pr.set_prompt_index(static_cast<uint32_t>(g));
+      pr.set_group_id(group_id);
+      pr.set_prompt_text(prompts[g].text);
+      for (int32_t t : prompts[g].tokens) pr.add_prompt_token_ids(t);
+      pr.set_answer(prompts[g].example.answer);
+      pr.set_task(prompts[g].example.task);
+      pr.set_dataset(r.data_source == "addition" ? "addition" : r.train_path);
+      if (prompts[g].row >= 0) pr.set_dataset_row_id(std::to_string(prompts[g].row));
+      rec.prompts.push_back(pr);
+      rl_groups[g].prompt = prompts[g].tokens;
+      rl_groups[g].prompt_routing = groups[g].prompt_routing;
+      bool all_equal = true;
+      for (size_t i = 0; i < groups[g].samples.size(); ++i) {
+        const SampleResult& sr = groups[g].samples[i];
+        const auto& res = rewards[g][i];
+        const double a = adv[g * r.group_size + i];
+        grpo::v1::Trajectory t;
+        t.set_prompt_index(static_cast<uint32_t>(g));
+        t.set_sample_index(static_cast<uint32_t>(sr.index));
+        t.set_group_id(group_id);
+        auto* s = t.mutable_sample();
+        for (int32_t tok : sr.tokens) s->add_token_ids(tok);
+        for (float lp : sr.logprobs) s->add_logprobs(lp);
+        for (float lp : sr.raw_logprobs) s->add_raw_logprobs(lp);
+        s->set_finish_reason(sr.finish_reason == "stop"     ? grpo::v1::FINISH_REASON_STOP
+                             : sr.finish_reason == "length" ? grpo::v1::FINISH_REASON_LENGTH
+                                                            : grpo::v1::FINISH_REASON_ABORTED);
+        for (const VersionSpan& v : sr.versions) {
+          auto* span = s->add_weight_versions();
+          span->set_version(v.version);
+          span->set_first_token(static_cast<uint32_t>(v.first_token));
+        }
+        if (!sr.routing.empty()) {
+          s->mutable_routing()->set_num_moe_layers(static_cast<uint32_t>(groups[g].num_moe_layers));
+          s->mutable_routing()->set_top_k(static_cast<uint32_t>(groups[g].top_k));
+          for (int32_t e : sr.routing) s->mutable_routing()->add_experts(static_cast<uint32_t>(e));
+        }
+        s->set_text(texts[g][i]);
+        s->set_sample_index(static_cast<uint32_t>(sr.index));
+        *t.mutable_reward() = res;
+        t.set_advantage(static_cast<float>(a));
+        if (prompts[g].row >= 0) t.set_dataset_row_id(std::to_string(prompts[g].row));
+        rec.trajectories.push_back(std::move(t));
+
+        RlSample rs;
+        rs.completion = sr.tokens;
+        rs.rollout_logprobs = sr.raw_logprobs;
+        rs.routing = sr.routing;
+        rs.advantage = a;
+        rs.trained = res.has_reward() && sr.finish_reason != "abort";
+        rl_groups[g].samples.push_back(std::move(rs));
+
+        const double rv = res.has_reward() ? res.reward() : 0.0;
+        reward_sum += rv;
+        reward_sq += rv * rv;
+        len_sum += static_cast<double>(sr.tokens.size());
+        correct += Correct(res);
+        n += 1;
+        if (rv != (rewards[g][0].has_reward() ? rewards[g][0].reward() : 0.0)) all_equal = false;
+        for (const auto& rs2 : res.rules()) {
+          auto& acc = rule_sums[rs2.rule()];
+          acc.first += rs2.score();
+          acc.second += 1;
+        }
+      }
+      zero_std += all_equal;
+    }
+    auto stored = store->GetSample(r.name, static_cast<uint64_t>(step), 0, 0);
+    if (!stored.ok()) {
+      GRPO_RETURN_IF_ERROR(store->WriteStep(r.name, &rec));
+    }  // else: a resumed run regenerated a step that was stored before the crash
+    const double t_store = Seconds(t_store0, Clock::now());
+
+    // ---- learner update
+    auto t_learn0 = Clock::now();
+    RlUpdateOptions uo;
+    uo.loss = r.loss;
+    uo.mini_batches = r.mini_batches;
+    uo.epochs = r.epochs;
+    uo.schedule = r.schedule;
+    uo.max_grad_norm = r.max_grad_norm;
+    uo.routing_replay = routing;
+    GRPO_ASSIGN_OR_RETURN(RlUpdateStats us, RlUpdate(*run.policy, reference.get(), opt, rl_groups, uo, &grads));
+    const double t_learn = Seconds(t_learn0, Clock::now());
+
+    // ---- weight sync
+    auto t_sync0 = Clock::now();
+    version += 1;
+    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version, run.policy->parameters()));
+    const double t_sync = Seconds(t_sync0, Clock::now());
+
+    // ---- metrics
+    const double mean = reward_sum / n;
+    row["reward_mean"] = mean;
+    row["reward_std"] = std::sqrt(std::max(0.0, reward_sq / n - mean * mean));
+    for (const auto& [rule, acc] : rule_sums) row["reward/" + rule] = acc.first / acc.second;
+    row["accuracy"] = correct / n;
+    row["response_len_mean"] = len_sum / n;
+    row["kl"] = us.kl;
+    row["clip_frac"] = us.clip_frac;
+    row["entropy"] = us.entropy;
+    row["grad_norm"] = us.grad_norm;
+    row["lr"] = us.lr;
+    row["loss"] = us.loss;
+    row["zero_std_groups"] = static_cast<double>(zero_std);
+    if (r.dynamic_sampling) {
+      row["dynamic_sampling/dropped_groups"] = static_cast<double>(dropped);
+      row["dynamic_sampling/rounds"] = static_cast<double>(rounds);
+    }
+    row["weight_version"] = static_cast<double>(version);
+    row["time/rollout"] = t_rollout;
+    row["time/reward"] = t_reward;
+    row["time/store"] = t_store;
+    row["time/learn"] = t_learn;
+    row["time/sync"] = t_sync;
+    const bool last = step + 1 == r.steps;
+    if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
+      auto t_eval0 = Clock::now();
+      GRPO_RETURN_IF_ERROR(evaluate(step + 1, &row));
+      row["time/eval"] = Seconds(t_eval0, Clock::now());
+    }
+    row["time/step"] = Seconds(t_step, Clock::now());
+    GRPO_RETURN_IF_ERROR(metrics->Log(step + 1, row));
+    Progress(o, "step " + std::to_string(step + 1) + "/" + std::to_string(r.steps) + " | reward " +
+                    Fmt("%.3f", mean) + " acc " + Fmt("%.3f", row["accuracy"]) +
+                    (row.count("reward/format") ? " fmt " + Fmt("%.3f", row["reward/format"]) : "") + " | len " +
+                    Fmt("%.1f", row["response_len_mean"]) + " | ent " + Fmt("%.3f", us.entropy) + " clip " +
+                    Fmt("%.3f", us.clip_frac) + " | " + Fmt("%.1fs", row["time/step"]) + " (rollout " +
+                    Fmt("%.1f", t_rollout) + " learn " + Fmt("%.1f", t_learn) + ")");
+
+    ++steps_this_run;
+    const bool stop = (o.stop != nullptr && o.stop->load()) ||
+                      (o.max_steps_this_run > 0 && steps_this_run >= o.max_steps_this_run);
+    if (last || stop || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0)) {
+      TrainerState st;
+      st.stage = "rl";
+      st.step = step + 1;
+      st.pretrain_steps_done = r.pretrain.steps;
+      st.weight_version = version;
+      if (sampler_ptr) st.data_cursor = sampler_ptr->cursor();
+      st.elapsed_seconds = run.Elapsed();
+      GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("rl", step + 1), *run.policy, &opt, st,
+                                          run.tokenizer_dir, 2));
+    }
+    summary.steps_done = step + 1;
+    if (stop && !last) {
+      summary.stopped_early = true;
+      break;
+    }
+  }
+  GRPO_RETURN_IF_ERROR(metrics->Close());
+  GRPO_RETURN_IF_ERROR(store->Flush());
+  ReportOptions rep;
+  rep.title = r.name;
+  GRPO_RETURN_IF_ERROR(WriteReport(metrics_path, run.dir + "/report.html", rep));
+  return summary;
+}
+
+}  // namespace grpo::trainer_internal

@@ -1,0 +1,745 @@
+#include "rollout/engine.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "core/thread_pool.h"
+#include "rollout/paged_kv_cache.h"
+
+namespace grpo {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct SampleState {
+  SampleResult r;
+  std::mt19937_64 rng;
+  int64_t seq = -1;     // cache sequence while it holds blocks
+  int64_t cached = 0;   // positions of prompt + tokens in its cache
+  bool done = false;
+  std::optional<tokenizer::StreamDecoder> decoder;  // for stop strings
+  std::string text;
+};
+
+struct Group {
+  uint64_t id = 0;
+  GroupRequest req;
+  GroupCallbacks cb;
+  int64_t plen = 0;
+  int64_t prompt_seq = -1;
+  int64_t prefilled = 0;        // prompt positions in prompt_seq
+  bool admitted = false;
+  bool first_sampled = false;   // the first token of every sample is drawn
+  bool cancelled = false;
+  int64_t unfinished = 0;
+  std::vector<SampleState> samples;
+  std::vector<int32_t> prompt_routing;
+  Clock::time_point submitted, admitted_at, prefilled_at;
+  bool timed_admission = false;
+};
+
+// One entry of a step: a prompt chunk of a group or the new tokens of a sample.
+struct Entry {
+  Group* g = nullptr;
+  int64_t sample = -1;  // -1: prompt chunk
+  int64_t from = 0, to = 0;
+  bool samples_next = false;  // its logits give a token
+};
+
+}  // namespace
+
+class RolloutEngine::Impl {
+ public:
+  Impl(std::unique_ptr<CausalLM> model, EngineOptions o, int64_t num_blocks)
+      : model_(std::move(model)), o_(o), pool_(model_->config(), num_blocks, o.block_size), cache_(pool_) {
+    const auto& params = model_->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      index_[params[i].spec.name] = static_cast<int>(i);
+      held_.push_back({params[i].value.shape(), params[i].value.dtype()});
+    }
+    const ModelConfig& c = model_->config();
+    L_ = c.NumMoeLayers();
+    K_ = L_ > 0 ? c.num_experts_per_tok : 0;
+    stats_.total_blocks = stats_.free_blocks = num_blocks;
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  Status Validate(const GroupRequest& r) const {
+    const ModelConfig& c = model_->config();
+    if (r.prompt.empty()) return Status::InvalidArgument("empty prompt");
+    for (size_t i = 0; i < r.prompt.size(); ++i) {
+      if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
+        return Status::InvalidArgument("prompt token " + std::to_string(r.prompt[i]) + " at position " +
+                                       std::to_string(i) + " is outside the vocabulary [0, " +
+                                       std::to_string(c.vocab_size) + ")");
+      }
+    }
+    if (r.n <= 0) return Status::InvalidArgument("n (group size) must be positive, got " + std::to_string(r.n));
+    if (r.max_new_tokens <= 0) {
+      return Status::InvalidArgument("max_new_tokens must be positive, got " + std::to_string(r.max_new_tokens));
+    }
+    GRPO_RETURN_IF_ERROR(ValidateSampling(r.sampling));
+    const int64_t plen = static_cast<int64_t>(r.prompt.size());
+    if (plen + r.max_new_tokens > c.max_position_embeddings) {
+      return Status::InvalidArgument("prompt (" + std::to_string(plen) + " tokens) + max_new_tokens (" +
+                                     std::to_string(r.max_new_tokens) + ") exceeds max_position_embeddings " +
+                                     std::to_string(c.max_position_embeddings));
+    }
+    if (!r.stop_strings.empty() && o_.tokenizer == nullptr) {
+      return Status::InvalidArgument("stop_strings need a tokenizer, and the engine has none");
+    }
+    for (const std::string& s : r.stop_strings) {
+      if (s.empty()) return Status::InvalidArgument("empty stop string");
+    }
+    // The prompt's blocks (held by the group) plus one sample's own blocks must fit.
+    const int64_t bs = o_.block_size;
+    const int64_t need = CeilDiv(plen, bs) + CeilDiv(plen + r.max_new_tokens - 1, bs) - plen / bs;
+    if (need > pool_.num_blocks()) {
+      return Status::ResourceExhausted("a sample of this request needs up to " + std::to_string(need) +
+                                       " KV blocks, the pool has " + std::to_string(pool_.num_blocks()));
+    }
+    return Status::Ok();
+  }
+
+  Result<uint64_t> Submit(GroupRequest r, GroupCallbacks cb) {
+    GRPO_RETURN_IF_ERROR(Validate(r));
+    auto g = std::make_unique<Group>();
+    g->req = std::move(r);
+    g->cb = std::move(cb);
+    g->plen = static_cast<int64_t>(g->req.prompt.size());
+    g->unfinished = g->req.n;
+    g->submitted = Clock::now();
+    g->samples.resize(g->req.n);
+    for (int64_t s = 0; s < g->req.n; ++s) {
+      const uint64_t seed = g->req.seed;
+      std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                        static_cast<uint32_t>(s), static_cast<uint32_t>(s >> 32)};
+      g->samples[s].rng.seed(seq);
+      g->samples[s].r.index = s;
+      if (!g->req.stop_strings.empty()) g->samples[s].decoder.emplace(*o_.tokenizer);
+    }
+    uint64_t id;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (draining_) return Status::Unavailable("the rollout engine is draining and takes no new requests");
+      id = g->id = next_id_++;
+      incoming_.push_back(std::move(g));
+      ++in_flight_;
+    }
+    cv_.notify_all();
+    return id;
+  }
+
+  void Cancel(uint64_t id) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      cancels_.push_back(id);
+    }
+    cv_.notify_all();
+  }
+
+  std::pair<int64_t, int64_t> Drain(std::chrono::milliseconds grace) {
+    std::unique_lock<std::mutex> l(mu_);
+    draining_ = true;
+    const int64_t done0 = completed_, aborted0 = aborted_;
+    auto idle = [&] { return in_flight_ == 0; };
+    bool finished = grace.count() < 0 ? (cv_done_.wait(l, idle), true)
+                                      : cv_done_.wait_for(l, grace, idle);
+    if (!finished) {
+      cancel_all_ = true;
+      cv_.notify_all();
+      cv_done_.wait(l, idle);
+    }
+    return {completed_ - done0, aborted_ - aborted0};
+  }
+
+  Status StageWeights(uint64_t version, std::vector<Parameter> params) {
+    // Shapes and dtypes from the snapshot: the loop thread may be swapping tensors right now.
+    const auto& specs = ExpectedParameters(model_->config());
+    std::vector<std::pair<int, Parameter>> checked;
+    for (Parameter& p : params) {
+      auto it = index_.find(p.spec.name);
+      if (it == index_.end()) return Status::InvalidArgument("weight update names unknown tensor '" + p.spec.name + "'");
+      if (p.value.dtype() != DType::kF32 && p.value.dtype() != DType::kBF16 && p.value.dtype() != DType::kF16) {
+        return Status::InvalidArgument("weight update tensor '" + p.spec.name + "' must be F32, BF16 or F16, got " +
+                                       std::string(DTypeName(p.value.dtype())));
+      }
+      const auto& [shape, held] = held_[it->second];
+      if (p.value.shape() != shape) {
+        return Status::InvalidArgument("weight update tensor '" + p.spec.name + "' has shape " +
+                                       ShapeToString(p.value.shape()) + ", the model has " +
+                                       ShapeToString(shape));
+      }
+      Parameter v{specs[it->second], p.value.dtype() == DType::kF32 ? std::move(p.value) : p.value.ToF32(), {}};
+      // A model serving bf16 / FP8 matrices gets the update in its own format (converted here,
+      // on the caller's thread, so the switch itself is a swap).
+      if (held == DType::kBF16 || held == DType::kF8E4M3) {
+        std::vector<Parameter> one{std::move(v)};
+        GRPO_RETURN_IF_ERROR(
+            ConvertMatrices(held == DType::kBF16 ? WeightFormat::kBF16 : WeightFormat::kFp8Block, &one)
+                .WithContext("weight update tensor '" + p.spec.name + "': "));
+        v = std::move(one[0]);
+      }
+      checked.emplace_back(it->second, std::move(v));
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      const uint64_t floor = staged_ ? staged_version_ : version_;
+      if (version <= floor) {
+        return Status::InvalidArgument("weight version " + std::to_string(version) + " is not newer than " +
+                                       std::to_string(floor) + (staged_ ? " (staged)" : " (serving)"));
+      }
+      for (auto& [i, t] : checked) staged_params_[i] = std::move(t);  // a newer stage overrides
+      staged_version_ = version;
+      staged_ = true;
+    }
+    cv_.notify_all();
+    return Status::Ok();
+  }
+
+  uint64_t weight_version() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return version_;
+  }
+
+  void WaitForStagedWeights() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_done_.wait(l, [&] { return !staged_; });
+  }
+
+  EngineStats stats() const {
+    std::lock_guard<std::mutex> l(mu_);
+    EngineStats s = stats_;
+    s.weight_version = version_;
+    s.waiting_groups += static_cast<int64_t>(incoming_.size());
+    return s;
+  }
+
+  const ModelConfig& config() const { return model_->config(); }
+  int64_t block_size() const { return o_.block_size; }
+
+ private:
+  void Loop();
+  // Moves incoming groups in, applies cancellations and staged weights. Returns false to stop.
+  bool Intake();
+  void RunStep();
+  bool ReserveWithPreemption(Entry& e);
+  bool PreemptOne(const Group* self_group, int64_t self_sample);
+  // Frees every cache sequence; in-flight groups go back to waiting (in admission order) and
+  // recompute their caches (under the new weights) when readmitted.
+  void PreemptAll() {
+    for (auto& [g, si] : running_) {
+      cache_.FreeSequence(g->samples[si].seq);
+      g->samples[si].seq = -1;
+      g->samples[si].cached = 0;
+    }
+    running_.clear();
+    for (auto it = admitted_.rbegin(); it != admitted_.rend(); ++it) {
+      Group* g = *it;
+      cache_.FreeSequence(g->prompt_seq);
+      g->prompt_seq = -1;
+      g->prefilled = 0;
+      g->admitted = false;
+      waiting_.push_front(g);
+    }
+    admitted_.clear();
+  }
+  void AbortGroup(uint64_t id) {
+    auto it = groups_.find(id);
+    if (it == groups_.end()) return;
+    Group& g = *it->second;
+    g.cancelled = true;
+    const int64_t n = g.req.n;
+    for (int64_t s = 0; s < n; ++s) {
+      if (!g.samples[s].done && FinishSample(g, s, "abort")) return;  // the group is gone
+    }
+  }
+  // Returns true when it was the group's last sample (the group is then destroyed).
+  bool FinishSample(Group& g, int64_t s, const std::string& reason);
+  void FinishGroup(Group& g);
+  void CopyRouting(const StepOutput& out, int64_t t, std::vector<int32_t>* dst) const {
+    if (L_ == 0) return;
+    const int64_t T = out.routing.num_tokens;
+    for (int64_t l = 0; l < L_; ++l) {
+      const int32_t* src = out.routing.experts.data() + (l * T + t) * K_;
+      dst->insert(dst->end(), src, src + K_);
+    }
+  }
+
+  std::unique_ptr<CausalLM> model_;
+  EngineOptions o_;
+  std::map<std::string, int> index_;
+  std::vector<std::pair<Shape, DType>> held_;  // per parameter, as the model holds it
+  int64_t L_ = 0, K_ = 0;
+  KvBlockPool pool_;
+  PagedKvCache cache_;
+
+  // Shared with callers, under mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_, cv_done_;
+  std::vector<std::unique_ptr<Group>> incoming_;
+  std::vector<uint64_t> cancels_;
+  bool cancel_all_ = false, draining_ = false, stopping_ = false;
+  uint64_t next_id_ = 1;
+  int64_t in_flight_ = 0, completed_ = 0, aborted_ = 0;
+  uint64_t version_ = 0, staged_version_ = 0;
+  bool staged_ = false;
+  std::map<int, Parameter> staged_params_;
+  EngineStats stats_;
+
+  // Loop thread only.
+  std::map<uint64_t, std::unique_ptr<Group>> groups_;
+  std::deque<Group*> waiting_;                       // FIFO; preempted groups go to the front
+  std::vector<Group*> admitted_;                     // admission order
+  std::vector<std::pair<Group*, int64_t>> running_;  // samples holding blocks, admission order
+  uint64_t step_version_ = 0;
+  int64_t preemptions_ = 0;
+  std::thread thread_;  // started last, in the constructor body
+};
+
+bool RolloutEngine::Impl::Intake() {
+  std::vector<uint64_t> cancels;
+  std::map<int, Parameter> staged;
+  bool apply = false;
+  uint64_t staged_version = 0;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] {
+      return stopping_ || cancel_all_ || staged_ || !incoming_.empty() || !cancels_.empty() || !groups_.empty();
+    });
+    if (stopping_) cancel_all_ = true;
+    for (auto& g : incoming_) {
+      waiting_.push_back(g.get());
+      groups_[g->id] = std::move(g);
+    }
+    incoming_.clear();
+    cancels.swap(cancels_);
+    if (cancel_all_) {
+      for (auto& [id, g] : groups_) cancels.push_back(id);
+      cancel_all_ = stopping_;
+    }
+    if (staged_) {
+      staged.swap(staged_params_);
+      staged_version = staged_version_;
+      apply = true;
+    }
+  }
+  if (apply) {  // between two steps: nothing of the model is in use
+    auto& params = model_->mutable_parameters();
+    for (auto& [i, p] : staged) {
+      Parameter& cur = params[i];
+      if (cur.value.dtype() == DType::kF32 && p.value.dtype() == DType::kF32 && cur.value.writable()) {
+        std::memcpy(cur.value.mutable_raw_data(), p.value.raw_data(), p.value.nbytes());
+      } else {  // bf16 / FP8 (possibly a view of the checkpoint): take the new storage
+        cur.value = std::move(p.value);
+        cur.scale_inv = std::move(p.scale_inv);
+      }
+    }
+    if (o_.recompute_on_weight_update) PreemptAll();
+    std::lock_guard<std::mutex> l(mu_);
+    version_ = staged_version;
+    staged_ = staged_version_ != staged_version ? staged_ : false;
+    cv_done_.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    step_version_ = version_;
+  }
+  for (uint64_t id : cancels) AbortGroup(id);
+  std::lock_guard<std::mutex> l(mu_);
+  return !(stopping_ && groups_.empty() && incoming_.empty());
+}
+
+void RolloutEngine::Impl::Loop() {
+  while (Intake()) {
+    if (!groups_.empty()) RunStep();
+  }
+}
+
+// Frees the blocks of the most recently admitted running sample other than (self_group,
+// self_sample), or else the prompt blocks of the most recently admitted group that has no
+// running sample. Returns false when there is nothing to take.
+bool RolloutEngine::Impl::PreemptOne(const Group* self_group, int64_t self_sample) {
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (it->first == self_group && it->second == self_sample) continue;
+    SampleState& s = it->first->samples[it->second];
+    cache_.FreeSequence(s.seq);
+    s.seq = -1;
+    s.cached = 0;
+    running_.erase(std::next(it).base());
+    ++preemptions_;
+    return true;
+  }
+  for (auto it = admitted_.rbegin(); it != admitted_.rend(); ++it) {
+    Group* g = *it;
+    if (g == self_group || g->prompt_seq < 0) continue;
+    bool has_running = false;
+    for (const auto& r : running_) has_running |= r.first == g;
+    if (has_running) continue;
+    cache_.FreeSequence(g->prompt_seq);
+    g->prompt_seq = -1;
+    g->prefilled = 0;
+    g->admitted = false;
+    admitted_.erase(std::next(it).base());
+    waiting_.push_front(g);
+    ++preemptions_;
+    return true;
+  }
+  return false;
+}
+
+bool RolloutEngine::Impl::ReserveWithPreemption(Entry& e) {
+  SampleState& s = e.g->samples[e.sample];
+  for (;;) {
+    if (cache_.Reserve(s.seq, e.to, e.from).ok()) return true;
+    if (!PreemptOne(e.g, e.sample)) return false;
+  }
+}
+
+void RolloutEngine::Impl::RunStep() {
+  const int64_t bs = o_.block_size;
+  std::vector<Entry> entries;
+  int64_t budget = o_.max_prefill_tokens_per_step;
+  bool preempted = false;
+  // 1. Samples with blocks: one decode token each (or the rest of a recompute, within budget).
+  const int64_t before = preemptions_;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    auto [g, si] = running_[i];
+    SampleState& s = g->samples[si];
+    Entry e{g, si, s.cached, g->plen + static_cast<int64_t>(s.r.tokens.size()), true};
+    if (e.to - e.from > 1) {  // recompute
+      if (budget <= 0) continue;
+      if (e.to - e.from > budget) {
+        e.to = e.from + budget;
+        e.samples_next = false;
+      }
+      budget -= e.to - e.from;
+    }
+    if (!ReserveWithPreemption(e)) {  // nothing left to take: wait for this sample's turn
+      cache_.FreeSequence(s.seq);
+      s.seq = -1;
+      s.cached = 0;
+      running_.erase(running_.begin() + i);
+      ++preemptions_;
+      break;
+    }
+    entries.push_back(e);
+  }
+  preempted = preemptions_ != before;
+  // Entries may point at samples preempted after they were reserved: drop those.
+  std::erase_if(entries, [](const Entry& e) { return e.g->samples[e.sample].seq < 0; });
+  int64_t running = static_cast<int64_t>(running_.size());
+  // 2. Prompt chunks of admitted groups, and samples waiting for blocks (fork + recompute).
+  if (!preempted) {
+    for (Group* g : admitted_) {
+      if (g->prefilled < g->plen) {
+        if (budget <= 0) break;
+        Entry e{g, -1, g->prefilled, std::min(g->plen, g->prefilled + budget), false};
+        if (!cache_.Reserve(g->prompt_seq, e.to, e.from).ok()) break;
+        e.samples_next = e.to == g->plen;
+        budget -= e.to - e.from;
+        entries.push_back(e);
+        continue;
+      }
+      for (int64_t si = 0; si < g->req.n; ++si) {
+        SampleState& s = g->samples[si];
+        if (s.done || s.seq >= 0 || running >= o_.max_running_sequences) continue;
+        const int64_t len = static_cast<int64_t>(s.r.tokens.size());
+        // Its own blocks (a CoW copy of the prompt's partial block included), plus one of
+        // headroom unless nothing runs (Validate guarantees the exact need fits then).
+        const int64_t need = CeilDiv(g->plen + len, bs) - g->plen / bs + (running > 0 ? 1 : 0);
+        if (need > pool_.free_blocks()) break;
+        const bool recompute = len > 1;
+        if (recompute && budget <= 0) break;
+        s.seq = cache_.Fork(g->prompt_seq);
+        s.cached = g->plen;
+        running_.emplace_back(g, si);
+        ++running;
+        if (!recompute) {  // the decode of its next token
+          Entry e{g, si, s.cached, g->plen + len, true};
+          if (cache_.Reserve(s.seq, e.to, e.from).ok()) entries.push_back(e);
+          continue;
+        }
+        Entry e{g, si, s.cached, std::min(g->plen + len, s.cached + budget), false};
+        e.samples_next = e.to == g->plen + len;
+        if (!cache_.Reserve(s.seq, e.to, e.from).ok()) continue;
+        budget -= e.to - e.from;
+        entries.push_back(e);
+      }
+    }
+    // 3. Admit waiting groups while their prompt (and a block per sample) fits.
+    while (!waiting_.empty() && budget > 0 && running < o_.max_running_sequences) {
+      Group* g = waiting_.front();
+      // Its prompt, plus a block of headroom for a sample when other groups hold blocks.
+      if (CeilDiv(g->plen, bs) + (admitted_.empty() ? 0 : 1) > pool_.free_blocks()) break;
+      waiting_.pop_front();
+      g->admitted = true;
+      g->prompt_seq = cache_.AddSequence();
+      g->prefilled = 0;
+      admitted_.push_back(g);
+      if (!g->timed_admission) {
+        g->timed_admission = true;
+        g->admitted_at = Clock::now();
+      }
+      Entry e{g, -1, 0, std::min(g->plen, budget), false};
+      if (!cache_.Reserve(g->prompt_seq, e.to, e.from).ok()) break;
+      e.samples_next = e.to == g->plen;
+      budget -= e.to;
+      entries.push_back(e);
+    }
+  }
+  if (entries.empty()) {
+    // Nothing runs and nothing fits: the prompts of admitted groups hold the pool. Give the
+    // newest group's prompt blocks back (it re-prefills later) so the oldest can go on.
+    if (running_.empty() && admitted_.size() > 1 && PreemptOne(admitted_.front(), -1)) return;
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, std::chrono::milliseconds(5));
+    return;
+  }
+  StepInput in;
+  for (const Entry& e : entries) {
+    if (e.sample < 0) {
+      in.tokens.insert(in.tokens.end(), e.g->req.prompt.begin() + e.from, e.g->req.prompt.begin() + e.to);
+      in.cache_seq.push_back(e.g->prompt_seq);
+    } else {
+      const SampleState& s = e.g->samples[e.sample];
+      for (int64_t p = e.from; p < e.to; ++p) {
+        in.tokens.push_back(p < e.g->plen ? e.g->req.prompt[p] : s.r.tokens[p - e.g->plen]);
+      }
+      in.cache_seq.push_back(s.seq);
+    }
+    in.past.push_back(e.from);
+    in.offsets.push_back(static_cast<int64_t>(in.tokens.size()));
+  }
+  Result<StepOutput> out = model_->ForwardStep(in, cache_);
+  if (!out.ok()) {  // a model error aborts everything in the step
+    std::fprintf(stderr, "rollout engine: step failed: %s\n", out.status().ToString().c_str());
+    std::vector<uint64_t> ids;
+    for (const Entry& e : entries) ids.push_back(e.g->id);
+    for (uint64_t id : ids) AbortGroup(id);
+    return;
+  }
+  const int64_t V = model_->config().vocab_size;
+  // Draw every token of this step in parallel (each sample has its own RNG).
+  struct Draw {
+    Group* g;
+    int64_t s;
+    const float* logits;
+    int64_t last;  // step token index of the input that produced it
+    SampledToken t;
+  };
+  std::vector<Draw> draws;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const Entry& e = entries[i];
+    Group& g = *e.g;
+    const float* logits = out->logits.data() + i * V;
+    const int64_t last = in.offsets[i + 1] - 1;
+    if (e.sample >= 0) {
+      e.g->samples[e.sample].cached = e.to;
+      if (e.samples_next) draws.push_back({&g, e.sample, logits, last, {}});
+      continue;
+    }
+    g.prefilled = e.to;
+    if (g.req.return_routing && L_ > 0) {  // positions not recorded yet (a re-prefill repeats some)
+      const int64_t recorded = static_cast<int64_t>(g.prompt_routing.size()) / (L_ * K_);
+      for (int64_t p = std::max(e.from, recorded); p < std::min(e.to, g.plen - 1); ++p) {
+        CopyRouting(*out, in.offsets[i] + p - e.from, &g.prompt_routing);
+      }
+    }
+    if (e.samples_next && !g.first_sampled) {
+      g.first_sampled = true;
+      g.prefilled_at = Clock::now();
+      for (int64_t s = 0; s < g.req.n; ++s) draws.push_back({&g, s, logits, last, {}});
+    }
+  }
+  ThreadPool::Default().ParallelFor(static_cast<int64_t>(draws.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      Draw& d = draws[i];
+      d.t = SampleToken(std::span<const float>(d.logits, V), d.g->req.sampling, d.g->samples[d.s].rng);
+    }
+  });
+  for (Draw& d : draws) {
+    Group& g = *d.g;
+    SampleState& s = g.samples[d.s];
+    SampleResult& r = s.r;
+    if (r.tokens.empty() && d.s == 0 && g.cb.on_prefill) {
+      GroupResult p;
+      p.prompt_routing = g.prompt_routing;
+      p.num_moe_layers = g.req.return_routing ? L_ : 0;
+      p.top_k = g.req.return_routing ? K_ : 0;
+      g.cb.on_prefill(p);
+    }
+    if (r.versions.empty() || r.versions.back().version != step_version_) {
+      r.versions.push_back({step_version_, static_cast<int64_t>(r.tokens.size())});
+    }
+    r.tokens.push_back(d.t.token);
+    r.logprobs.push_back(d.t.logprob);
+    r.raw_logprobs.push_back(d.t.raw_logprob);
+    if (g.req.return_routing) CopyRouting(*out, d.last, &r.routing);
+    const auto& stops = g.req.stop_tokens;
+    std::string reason;
+    if (std::find(stops.begin(), stops.end(), d.t.token) != stops.end()) reason = "stop";
+    if (reason.empty() && s.decoder) {
+      const size_t old = s.text.size();
+      auto piece = s.decoder->Push(d.t.token);
+      if (piece.ok()) s.text += *piece;
+      for (const std::string& stop : g.req.stop_strings) {
+        const size_t from = old >= stop.size() ? old - stop.size() + 1 : 0;
+        if (s.text.find(stop, from) != std::string::npos) reason = "stop";
+      }
+    }
+    if (reason.empty() && static_cast<int64_t>(r.tokens.size()) >= g.req.max_new_tokens) reason = "length";
+    if (!reason.empty()) FinishSample(g, d.s, reason);
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.waiting_groups = static_cast<int64_t>(waiting_.size());
+  stats_.running_sequences = static_cast<int64_t>(running_.size());
+  stats_.free_blocks = pool_.free_blocks();
+  stats_.preemptions = preemptions_;
+}
+
+bool RolloutEngine::Impl::FinishSample(Group& g, int64_t si, const std::string& reason) {
+  SampleState& s = g.samples[si];
+  s.done = true;
+  s.r.finish_reason = reason;
+  if (s.seq >= 0) {
+    cache_.FreeSequence(s.seq);
+    s.seq = -1;
+    std::erase_if(running_, [&](const auto& r) { return r.first == &g && r.second == si; });
+  }
+  if (!g.req.return_raw_logprobs) s.r.raw_logprobs.clear();
+  if (g.cb.on_sample) g.cb.on_sample(s.r);
+  if (--g.unfinished > 0) return false;
+  FinishGroup(g);
+  return true;
+}
+
+void RolloutEngine::Impl::FinishGroup(Group& g) {
+  const auto now = Clock::now();
+  if (g.prompt_seq >= 0) cache_.FreeSequence(g.prompt_seq);
+  std::erase(admitted_, &g);
+  std::erase(waiting_, &g);
+  GroupResult result;
+  result.num_moe_layers = g.req.return_routing ? L_ : 0;
+  result.top_k = g.req.return_routing ? K_ : 0;
+  result.prompt_routing = std::move(g.prompt_routing);
+  GroupTiming& t = result.timing;
+  t.prompt_tokens = g.plen;
+  const auto admitted = g.timed_admission ? g.admitted_at : now;
+  const auto prefilled = g.first_sampled ? g.prefilled_at : now;
+  t.queue_seconds = Seconds(g.submitted, admitted);
+  t.prefill_seconds = Seconds(admitted, prefilled);
+  t.decode_seconds = Seconds(prefilled, now);
+  t.total_seconds = Seconds(g.submitted, now);
+  for (SampleState& s : g.samples) {
+    t.completion_tokens += static_cast<int64_t>(s.r.tokens.size());
+    result.samples.push_back(std::move(s.r));
+  }
+  const bool cancelled = g.cancelled;
+  GroupCallbacks cb = std::move(g.cb);
+  groups_.erase(g.id);  // g is gone from here on
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.free_blocks = pool_.free_blocks();
+    stats_.running_sequences = static_cast<int64_t>(running_.size());
+    stats_.waiting_groups = static_cast<int64_t>(waiting_.size());
+    stats_.preemptions = preemptions_;
+    ++(cancelled ? aborted_ : completed_);
+  }
+  if (cb.on_done) cb.on_done(std::move(result));
+  std::lock_guard<std::mutex> l(mu_);
+  --in_flight_;  // after on_done: Drain returns once every answer was delivered
+  cv_done_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique_ptr<CausalLM> model,
+                                                             EngineOptions options) {
+  if (model == nullptr) return Status::InvalidArgument("no model");
+  if (options.block_size <= 0) return Status::InvalidArgument("block_size must be positive");
+  if (options.max_running_sequences <= 0) return Status::InvalidArgument("max_running_sequences must be positive");
+  if (options.max_prefill_tokens_per_step <= 0) {
+    return Status::InvalidArgument("max_prefill_tokens_per_step must be positive");
+  }
+  const ModelConfig& c = model->config();
+  const int64_t block_bytes =
+      c.num_hidden_layers * options.block_size * KvCacheRowWidth(c) * static_cast<int64_t>(sizeof(float));
+  const int64_t blocks = options.num_blocks > 0 ? options.num_blocks : options.kv_memory_bytes / block_bytes;
+  if (blocks < 2) {
+    return Status::InvalidArgument("KV budget of " + std::to_string(options.kv_memory_bytes) +
+                                   " bytes holds fewer than 2 blocks of " + std::to_string(block_bytes) + " bytes");
+  }
+  return std::unique_ptr<RolloutEngine>(
+      new RolloutEngine(std::make_unique<Impl>(std::move(model), options, blocks)));
+}
+
+RolloutEngine::RolloutEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RolloutEngine::~RolloutEngine() = default;
+
+Status RolloutEngine::Validate(const GroupRequest& r) const { return impl_->Validate(r); }
+Result<uint64_t> RolloutEngine::Submit(GroupRequest r, GroupCallbacks cb) {
+  return impl_->Submit(std::move(r), std::move(cb));
+}
+void RolloutEngine::Cancel(uint64_t id) { impl_->Cancel(id); }
+std::pair<int64_t, int64_t> RolloutEngine::Drain(std::chrono::milliseconds grace) { return impl_->Drain(grace); }
+Status RolloutEngine::StageWeights(uint64_t version, std::vector<Parameter> params) {
+  return impl_->StageWeights(version, std::move(params));
+}
+uint64_t RolloutEngine::weight_version() const { return impl_->weight_version(); }
+void RolloutEngine::WaitForStagedWeights() { impl_->WaitForStagedWeights(); }
+EngineStats RolloutEngine::stats() const { return impl_->stats(); }
+const ModelConfig& RolloutEngine::config() const { return impl_->config(); }
+int64_t RolloutEngine::block_size() const { return impl_->block_size(); }
+
+Result<std::vector<GroupResult>> RolloutEngine::GenerateGroups(const std::vector<GroupRequest>& requests) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    GRPO_RETURN_IF_ERROR(Validate(requests[i]).WithContext("request " + std::to_string(i) + ": "));
+  }
+  std::vector<GroupResult> results(requests.size());
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t done = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    GroupCallbacks cb;
+    cb.on_done = [&, i](GroupResult r) {
+      std::lock_guard<std::mutex> l(mu);
+      results[i] = std::move(r);
+      ++done;
+      cv.notify_all();
+    };
+    auto id = Submit(requests[i], std::move(cb));
+    if (!id.ok()) {  // draining: wait for those already queued, then fail
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return done == i; });
+      return id.status();
+    }
+  }
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done == requests.size(); });
+  return results;
+}
+
+}  // namespace grpo

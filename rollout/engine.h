@@ -1,0 +1,167 @@
+// RolloutEngine: continuous batching of many groups of samples over one paged KV cache, with
+// admission control, preemption by recompute, and live weight updates between steps.
+//
+// Contract:
+//  - A group (GroupRequest) is G samples of one prompt. Its prompt is prefilled once (in chunks
+//    of at most max_prefill_tokens_per_step tokens per step, shared with other prefills) into
+//    one cache sequence; its samples fork that sequence's blocks (copy-on-write touches only
+//    the prompt's last, partial block). Every step decodes one token for every running sample
+//    of every admitted group, plus the prefill chunks that fit.
+//  - Sample i draws from its own RNG seeded by (seed, i) exactly as GenerateGroup does, so a
+//    sample depends only on (prompt, options, seed, i, weights), not on what else is batched
+//    with it (on the CPU backend, whose kernels compute each row independently of the batch).
+//  - Admission: a waiting group is prefilled (FIFO) when its prompt's blocks (plus one block of
+//    headroom when other groups hold blocks) are free and max_running_sequences allows; its
+//    samples start as blocks free up. When a running sample needs a block and none is free,
+//    the most recently admitted other sample is preempted (its blocks freed; its tokens and RNG
+//    kept); with no other sample left, the prompt blocks of the most recently admitted group
+//    without running samples go (it re-prefills later). A preempted sample resumes by
+//    recomputing the cache of prompt + its tokens (prefill), so preemption never changes its
+//    tokens. A request whose single sample could not fit in the whole pool is rejected
+//    (ResourceExhausted) at submission.
+//  - Weights: StageWeights(version, params) checks names and shapes and stages the values; the
+//    engine copies them into the model at the next step boundary and, with
+//    recompute_on_weight_update, recomputes every in-flight cache under them. Each token
+//    records the version of the forward step that produced it (WeightVersionSpan encoding).
+//  - Routing (MoE models, return_routing): prompt_routing holds positions 0..P-2, each sample's
+//    routing its tokens 0..T-1 (the routing of the step whose input was the previous token),
+//    token-major: experts[(t * L + l) * K + k], L = MoE layers, K = experts per token, as
+//    proto/sample.proto TokenRouting.
+//  - Threads: one background loop thread runs the steps (a dedicated std::thread, not a pool
+//    task: the model's kernels fan out on ThreadPool::Default(), which runs nested work
+//    inline). Callbacks run on that thread between steps and must not block; they may call
+//    Submit, Cancel, StageWeights and stats, not Drain, GenerateGroups, WaitForStagedWeights
+//    or the destructor. All public methods are thread-safe.
+#ifndef GRPO_ROLLOUT_ENGINE_H_
+#define GRPO_ROLLOUT_ENGINE_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/causal_lm.h"
+#include "rollout/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace grpo {
+
+struct EngineOptions {
+  // KV budget: num_blocks if > 0, else kv_memory_bytes / bytes per block.
+  int64_t num_blocks = 0;
+  int64_t kv_memory_bytes = int64_t{256} << 20;
+  int64_t block_size = 16;                  // positions per block
+  int64_t max_running_sequences = 256;      // samples decoding at once
+  int64_t max_prefill_tokens_per_step = 2048;
+  const tokenizer::Tokenizer* tokenizer = nullptr;  // needed for stop_strings; outlives the engine
+  // At a weight switch, drop every cache and recompute it under the new weights (so the
+  // logprobs of post-switch tokens are exactly the new policy's). false: in-flight sequences
+  // keep the keys/values the old weights computed (cheaper; slightly off-policy).
+  bool recompute_on_weight_update = true;
+};
+
+struct GroupRequest {
+  std::vector<int32_t> prompt;
+  int64_t n = 1;                       // G
+  SamplingOptions sampling;
+  int64_t max_new_tokens = 256;
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_tokens;    // kept as the sample's last token
+  std::vector<std::string> stop_strings;  // the token completing a match is kept
+  bool return_routing = false;
+  bool return_raw_logprobs = false;
+};
+
+struct VersionSpan {
+  uint64_t version = 0;
+  int64_t first_token = 0;
+  bool operator==(const VersionSpan&) const = default;
+};
+
+struct SampleResult {
+  int64_t index = 0;                   // sample_index in the group
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;         // under the distribution sampled from
+  std::vector<float> raw_logprobs;     // log softmax(logits); filled on request
+  std::string finish_reason;           // "stop", "length" or "abort"
+  std::vector<VersionSpan> versions;   // run-length weight version per token
+  std::vector<int32_t> routing;        // T * L * K when requested (MoE)
+};
+
+struct GroupTiming {
+  double queue_seconds = 0, prefill_seconds = 0, decode_seconds = 0, total_seconds = 0;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+};
+
+struct GroupResult {
+  std::vector<SampleResult> samples;   // index order
+  std::vector<int32_t> prompt_routing; // (P - 1) * L * K when requested (MoE)
+  int64_t num_moe_layers = 0, top_k = 0;  // L and K of the routing arrays (0 when none)
+  GroupTiming timing;
+};
+
+// Called on the engine thread. on_prefill: the prompt is prefilled (prompt_routing set, samples
+// empty). on_sample: one sample finished. on_done: all samples, in index order, and timing.
+struct GroupCallbacks {
+  std::function<void(const GroupResult&)> on_prefill;
+  std::function<void(const SampleResult&)> on_sample;
+  std::function<void(GroupResult)> on_done;
+};
+
+struct EngineStats {
+  uint64_t weight_version = 0;
+  int64_t waiting_groups = 0, running_sequences = 0, free_blocks = 0, total_blocks = 0;
+  int64_t preemptions = 0;  // since creation
+};
+
+class RolloutEngine {
+ public:
+  static Result<std::unique_ptr<RolloutEngine>> Create(std::unique_ptr<CausalLM> model,
+                                                       EngineOptions options);
+  ~RolloutEngine();  // aborts what is in flight (callbacks still run), joins the loop
+
+  // InvalidArgument for a bad request (empty prompt, out-of-vocabulary token, n <= 0, bad
+  // sampling, prompt + max_new_tokens beyond max_position_embeddings, stop strings without a
+  // tokenizer); ResourceExhausted if one sample cannot fit in the pool; Unavailable after Drain.
+  Status Validate(const GroupRequest& request) const;
+  // Queues a group; returns its id. Callbacks fire later on the engine thread.
+  Result<uint64_t> Submit(GroupRequest request, GroupCallbacks callbacks);
+  // Aborts a queued or running group: unfinished samples end with "abort", blocks are freed,
+  // on_sample/on_done still fire. Unknown or finished ids are ignored.
+  void Cancel(uint64_t id);
+  // Runs the groups with continuous batching and blocks until all are done (results in request
+  // order). Fails with the first invalid request before running any.
+  Result<std::vector<GroupResult>> GenerateGroups(const std::vector<GroupRequest>& requests);
+
+  // Stops accepting requests; waits up to `grace` (forever when negative) for in-flight groups,
+  // then aborts the rest. Returns {completed, aborted} groups. The engine stays usable for
+  // StageWeights/stats; Submit fails with Unavailable afterwards.
+  std::pair<int64_t, int64_t> Drain(std::chrono::milliseconds grace);
+
+  // Checks every tensor against the model (name known, shape equal; value F32, BF16 or F16,
+  // converted to the format the model holds) and stages them for the next step boundary.
+  // `version` must exceed the serving and any staged version. Tensors not listed keep their
+  // values.
+  Status StageWeights(uint64_t version, std::vector<Parameter> params);
+  // The version new tokens are generated with.
+  uint64_t weight_version() const;
+  // Blocks until no staged weights are pending (they were applied).
+  void WaitForStagedWeights();
+
+  EngineStats stats() const;
+  const ModelConfig& config() const;
+  int64_t block_size() const;
+
+  class Impl;
+
+ private:
+  explicit RolloutEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace grpo
+
+#endif  // GRPO_ROLLOUT_ENGINE_H_

@@ -1,0 +1,490 @@
+// The engine against the model's own full forward (CausalLM::Forward on prompt + completion):
+// logprobs, greedy argmax path and MoE routing agree for every family, with shared prefixes,
+// chunked prefill and preemption under a tiny KV budget; samples do not depend on the batch;
+// a weight switch mid-generation is recorded per token and post-switch logprobs are the new
+// weights'; cancel, drain, stop strings and request checks.
+#include "rollout/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "model/presets.h"
+#include "rollout/group_generator.h"
+#include "tokenizer/test_tokenizer.h"
+
+namespace grpo {
+namespace {
+
+std::unique_ptr<CausalLM> MakeModel(const std::string& preset, uint64_t seed) {
+  auto config = PresetConfig(preset);
+  EXPECT_TRUE(config.ok()) << preset;
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return std::move(m).value();
+}
+
+std::unique_ptr<RolloutEngine> MakeEngine(const std::string& preset, uint64_t seed, EngineOptions o = {}) {
+  auto e = RolloutEngine::Create(MakeModel(preset, seed), o);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return std::move(e).value();
+}
+
+std::vector<int32_t> Prompt(int64_t len, int32_t salt) {
+  std::vector<int32_t> p;
+  for (int64_t i = 0; i < len; ++i) p.push_back(static_cast<int32_t>((i * 37 + salt * 11 + 3) % 256));
+  return p;
+}
+
+// Forward over prompt + completion: logprobs of the completion tokens, and the routing.
+ForwardOutput Score(CausalLM& model, const std::vector<int32_t>& prompt, const std::vector<int32_t>& completion) {
+  std::vector<int32_t> seq = prompt;
+  seq.insert(seq.end(), completion.begin(), completion.end());
+  auto out = model.Forward(TokenBatch::FromSequences({seq}), {});
+  EXPECT_TRUE(out.ok()) << out.status().ToString();
+  out->logprobs.erase(out->logprobs.begin(), out->logprobs.end() - completion.size());
+  return std::move(out).value();
+}
+
+// Checks logprobs (and raw ones), greedy argmax and routing of a group against Forward.
+void CheckGroup(CausalLM& ref, const GroupRequest& req, const GroupResult& got) {
+  ASSERT_EQ(static_cast<int64_t>(got.samples.size()), req.n);
+  const ModelConfig& c = ref.config();
+  const int64_t L = c.NumMoeLayers(), K = L > 0 ? c.num_experts_per_tok : 0;
+  const int64_t P = static_cast<int64_t>(req.prompt.size());
+  for (int64_t i = 0; i < req.n; ++i) {
+    const SampleResult& s = got.samples[i];
+    EXPECT_EQ(s.index, i);
+    ASSERT_FALSE(s.tokens.empty());
+    EXPECT_TRUE(s.finish_reason == "length" || s.finish_reason == "stop") << s.finish_reason;
+    EXPECT_EQ(s.versions, (std::vector<VersionSpan>{{0, 0}}));
+    const ForwardOutput want = Score(ref, req.prompt, s.tokens);
+    ASSERT_EQ(s.logprobs.size(), s.tokens.size());
+    for (size_t t = 0; t < s.tokens.size(); ++t) {
+      if (req.return_raw_logprobs) {
+        EXPECT_NEAR(s.raw_logprobs[t], want.logprobs[t], 1e-5) << "token " << t;
+      }
+      if (req.sampling.temperature == 1.0 || req.sampling.temperature == 0.0) {
+        EXPECT_NEAR(s.logprobs[t], want.logprobs[t], 1e-5) << "token " << t;
+      }
+    }
+    if (!req.return_raw_logprobs) {
+      EXPECT_TRUE(s.raw_logprobs.empty());
+    }
+    if (req.sampling.temperature == 0.0) {  // each greedy token is the argmax of Forward
+      std::vector<int32_t> prefix = req.prompt;
+      for (int32_t token : s.tokens) {
+        std::vector<std::vector<int32_t>> alts;
+        for (int32_t a = 0; a < c.vocab_size; ++a) {
+          alts.push_back(prefix);
+          alts.back().push_back(a);
+        }
+        auto out = ref.Forward(TokenBatch::FromSequences(alts), {});
+        ASSERT_TRUE(out.ok());
+        const int64_t per = static_cast<int64_t>(prefix.size());  // targets per sequence
+        int32_t best = 0;
+        for (int32_t a = 1; a < c.vocab_size; ++a) {
+          if (out->logprobs[(a + 1) * per - 1] > out->logprobs[(best + 1) * per - 1]) best = a;
+        }
+        EXPECT_EQ(token, best);
+        prefix.push_back(token);
+      }
+    }
+    if (req.return_routing && L > 0) {
+      const int64_t T = static_cast<int64_t>(s.tokens.size()), N = want.routing.num_tokens;
+      ASSERT_EQ(static_cast<int64_t>(s.routing.size()), T * L * K);
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t l = 0; l < L; ++l) {
+          for (int64_t k = 0; k < K; ++k) {
+            EXPECT_EQ(s.routing[(t * L + l) * K + k], want.routing.experts[(l * N + P - 1 + t) * K + k]);
+          }
+        }
+      }
+      if (i == 0) {
+        ASSERT_EQ(static_cast<int64_t>(got.prompt_routing.size()), (P - 1) * L * K);
+        for (int64_t p = 0; p + 1 < P; ++p) {
+          for (int64_t l = 0; l < L; ++l) {
+            for (int64_t k = 0; k < K; ++k) {
+              EXPECT_EQ(got.prompt_routing[(p * L + l) * K + k], want.routing.experts[(l * N + p) * K + k]);
+            }
+          }
+        }
+      }
+    } else {
+      EXPECT_TRUE(s.routing.empty());
+    }
+  }
+}
+
+std::vector<GroupRequest> MixedRequests() {
+  std::vector<GroupRequest> rs(4);
+  rs[0].prompt = Prompt(5, 1);  // a shared prefix: 3 samples fork one prefill
+  rs[0].n = 3;
+  rs[0].max_new_tokens = 10;
+  rs[0].seed = 1;
+  rs[0].return_raw_logprobs = true;
+  rs[0].return_routing = true;
+  rs[1].prompt = Prompt(9, 2);  // greedy, alone
+  rs[1].sampling.temperature = 0.0;
+  rs[1].max_new_tokens = 6;
+  rs[2].prompt = Prompt(13, 3);  // filtered sampling: raw logprobs checked
+  rs[2].n = 4;
+  rs[2].sampling.temperature = 0.8;
+  rs[2].sampling.top_k = 20;
+  rs[2].max_new_tokens = 7;
+  rs[2].seed = 5;
+  rs[2].return_raw_logprobs = true;
+  rs[3].prompt = Prompt(3, 4);  // greedy group
+  rs[3].n = 2;
+  rs[3].sampling.temperature = 0.0;
+  rs[3].max_new_tokens = 5;
+  rs[3].return_routing = true;
+  return rs;
+}
+
+class EngineFamilyTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EngineFamilyTest, MatchesForwardWithSharedPrefixesChunkedPrefillAndPreemption) {
+  const std::string preset = GetParam() + "-nano";
+  auto ref = MakeModel(preset, 5);
+  const std::vector<GroupRequest> rs = MixedRequests();
+  EngineOptions roomy;
+  roomy.block_size = 4;
+  auto engine = MakeEngine(preset, 5, roomy);
+  auto got = engine->GenerateGroups(rs);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  for (size_t r = 0; r < rs.size(); ++r) {
+    SCOPED_TRACE("request " + std::to_string(r));
+    CheckGroup(*ref, rs[r], (*got)[r]);
+  }
+  EXPECT_EQ(engine->stats().preemptions, 0);
+  EXPECT_EQ(engine->stats().free_blocks, engine->stats().total_blocks);
+  // The single-group path draws the same samples.
+  GenerationOptions go;
+  go.n = rs[0].n;
+  go.max_new_tokens = rs[0].max_new_tokens;
+  go.seed = rs[0].seed;
+  auto single = GenerateGroup(*ref, rs[0].prompt, go);
+  ASSERT_TRUE(single.ok());
+  for (int64_t i = 0; i < go.n; ++i) EXPECT_EQ((*single)[i].tokens, (*got)[0].samples[i].tokens);
+
+  // A tiny pool (10 blocks of 4 positions) and 3-token prefill chunks: preemption and recompute.
+  EngineOptions tight;
+  tight.block_size = 4;
+  tight.num_blocks = 10;
+  tight.max_prefill_tokens_per_step = 3;
+  auto small = MakeEngine(preset, 5, tight);
+  auto again = small->GenerateGroups(rs);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_GT(small->stats().preemptions, 0);
+  EXPECT_EQ(small->stats().free_blocks, 10);
+  for (size_t r = 0; r < rs.size(); ++r) {
+    SCOPED_TRACE("tight, request " + std::to_string(r));
+    CheckGroup(*ref, rs[r], (*again)[r]);
+    for (int64_t i = 0; i < rs[r].n; ++i) {
+      EXPECT_EQ((*again)[r].samples[i].tokens, (*got)[r].samples[i].tokens);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, EngineFamilyTest,
+                         ::testing::Values("llama", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3"),
+                         [](const auto& info) { return info.param; });
+
+// Collects the results of asynchronously submitted groups.
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int, GroupResult> done;
+  GroupCallbacks For(int key) {
+    GroupCallbacks cb;
+    cb.on_done = [this, key](GroupResult r) {
+      std::lock_guard<std::mutex> l(mu);
+      done[key] = std::move(r);
+      cv.notify_all();
+    };
+    return cb;
+  }
+  void WaitFor(size_t n) {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(60), [&] { return done.size() >= n; })) << "hung";
+  }
+};
+
+TEST(EngineTest, ManyGroupsInAMinimalPoolAllFinishWithTheSameSamples) {
+  std::vector<GroupRequest> rs;
+  for (int k = 0; k < 10; ++k) {
+    GroupRequest r;
+    r.prompt = Prompt(3 + (k * 7) % 13, 40 + k);
+    r.n = 1 + k % 4;
+    r.max_new_tokens = 4 + (k * 5) % 11;
+    r.seed = 200 + k;
+    rs.push_back(r);
+  }
+  auto roomy = MakeEngine("qwen3-nano", 5);
+  auto want = roomy->GenerateGroups(rs);
+  ASSERT_TRUE(want.ok());
+  // Pools where the largest request's single sample just fits, with several block sizes,
+  // prefill budgets and batch limits.
+  struct Setup {
+    int64_t block_size, prefill, max_running;
+  };
+  for (const Setup& setup : {Setup{4, 5, 256}, Setup{2, 3, 2}, Setup{8, 64, 3}, Setup{1, 1, 256}}) {
+    SCOPED_TRACE("block size " + std::to_string(setup.block_size));
+    EngineOptions o;
+    o.block_size = setup.block_size;
+    o.max_prefill_tokens_per_step = setup.prefill;
+    o.max_running_sequences = setup.max_running;
+    const int64_t bs = setup.block_size;
+    for (const GroupRequest& r : rs) {
+      const int64_t p = static_cast<int64_t>(r.prompt.size());
+      o.num_blocks = std::max(o.num_blocks, (p + bs - 1) / bs + (p + r.max_new_tokens - 1 + bs - 1) / bs - p / bs);
+    }
+    auto tight = MakeEngine("qwen3-nano", 5, o);
+    Collector c;
+    for (size_t k = 0; k < rs.size(); ++k) ASSERT_TRUE(tight->Submit(rs[k], c.For(static_cast<int>(k))).ok());
+    c.WaitFor(rs.size());
+    EXPECT_GT(tight->stats().preemptions, 0);
+    for (size_t k = 0; k < rs.size(); ++k) {
+      for (int64_t i = 0; i < rs[k].n; ++i) {
+        EXPECT_EQ(c.done[static_cast<int>(k)].samples[i].tokens, (*want)[k].samples[i].tokens) << k << "/" << i;
+      }
+    }
+    EXPECT_EQ(tight->stats().free_blocks, o.num_blocks);
+  }
+}
+
+TEST(EngineTest, SameSeedSameSamplesAloneAndInABusyBatch) {
+  GroupRequest r;
+  r.prompt = Prompt(7, 9);
+  r.n = 3;
+  r.max_new_tokens = 16;
+  r.seed = 42;
+  r.return_raw_logprobs = true;
+  auto alone_engine = MakeEngine("qwen3_moe-nano", 5);
+  auto alone = alone_engine->GenerateGroups({r});
+  ASSERT_TRUE(alone.ok());
+
+  EngineOptions o;
+  o.block_size = 4;
+  o.num_blocks = 40;
+  o.max_prefill_tokens_per_step = 8;
+  auto engine = MakeEngine("qwen3_moe-nano", 5, o);
+  Collector c;
+  std::vector<GroupRequest> others;
+  for (int k = 0; k < 6; ++k) {
+    GroupRequest x;
+    x.prompt = Prompt(2 + 5 * k, 20 + k);
+    x.n = 1 + k % 3;
+    x.max_new_tokens = 3 + 4 * k;
+    x.seed = 100 + k;
+    others.push_back(x);
+  }
+  ASSERT_TRUE(engine->Submit(others[0], c.For(10)).ok());
+  ASSERT_TRUE(engine->Submit(others[1], c.For(11)).ok());
+  GroupCallbacks cb = c.For(0);
+  RolloutEngine* e = engine.get();
+  // More requests arrive while r runs (submitted from its prefill callback, between steps).
+  cb.on_prefill = [&, e](const GroupResult&) {
+    for (int k = 2; k < 6; ++k) EXPECT_TRUE(e->Submit(others[k], c.For(10 + k)).ok());
+  };
+  ASSERT_TRUE(engine->Submit(r, cb).ok());
+  c.WaitFor(7);
+  const GroupResult& busy = c.done[0];
+  for (int64_t i = 0; i < r.n; ++i) {
+    EXPECT_EQ(busy.samples[i].tokens, (*alone)[0].samples[i].tokens) << "sample " << i;
+    for (size_t t = 0; t < busy.samples[i].tokens.size(); ++t) {
+      EXPECT_NEAR(busy.samples[i].raw_logprobs[t], (*alone)[0].samples[i].raw_logprobs[t], 1e-5);
+    }
+  }
+  EXPECT_NE(busy.samples[0].tokens, busy.samples[1].tokens);
+  EXPECT_EQ(engine->stats().free_blocks, 40);
+}
+
+TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
+  const std::string preset = "deepseek_v3-nano";
+  auto old_ref = MakeModel(preset, 5), new_ref = MakeModel(preset, 6);
+  auto engine = MakeEngine(preset, 5);
+  EXPECT_EQ(engine->weight_version(), 0u);
+  // Checks before anything is staged.
+  std::vector<Parameter> bad = new_ref->parameters();
+  bad.resize(1);
+  bad[0].spec.name = "model.no_such.weight";
+  EXPECT_EQ(engine->StageWeights(1, bad).code(), StatusCode::kInvalidArgument);
+  bad = {new_ref->parameters()[0]};
+  bad[0].value = Tensor::Zeros(DType::kF32, {3, 3});
+  EXPECT_NE(engine->StageWeights(1, bad).message().find("shape"), std::string::npos);
+  EXPECT_EQ(engine->StageWeights(0, new_ref->parameters()).code(), StatusCode::kInvalidArgument);
+
+  GroupRequest r;
+  r.prompt = Prompt(6, 3);
+  r.n = 2;
+  r.max_new_tokens = 12;
+  r.seed = 3;
+  r.return_raw_logprobs = true;
+  Collector c;
+  GroupCallbacks cb = c.For(0);
+  RolloutEngine* e = engine.get();
+  std::vector<Parameter> fresh = new_ref->parameters();
+  // Staged right after the first tokens were drawn: from the second token on, version 1.
+  cb.on_prefill = [&, e](const GroupResult&) { EXPECT_TRUE(e->StageWeights(1, fresh).ok()); };
+  ASSERT_TRUE(engine->Submit(r, cb).ok());
+  c.WaitFor(1);
+  EXPECT_EQ(engine->weight_version(), 1u);
+  for (const SampleResult& s : c.done[0].samples) {
+    EXPECT_EQ(s.finish_reason, "length");
+    ASSERT_EQ(s.tokens.size(), 12u);
+    EXPECT_EQ(s.versions, (std::vector<VersionSpan>{{0, 0}, {1, 1}}));
+    const ForwardOutput before = Score(*old_ref, r.prompt, s.tokens);
+    const ForwardOutput after = Score(*new_ref, r.prompt, s.tokens);
+    EXPECT_NEAR(s.logprobs[0], before.logprobs[0], 1e-5);
+    for (size_t t = 1; t < s.tokens.size(); ++t) EXPECT_NEAR(s.logprobs[t], after.logprobs[t], 1e-5) << t;
+  }
+  // A later request runs entirely on the new weights.
+  auto later = engine->GenerateGroups({r});
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ((*later)[0].samples[0].versions, (std::vector<VersionSpan>{{1, 0}}));
+  EXPECT_EQ(engine->StageWeights(1, fresh).code(), StatusCode::kInvalidArgument);  // stale
+}
+
+// A model serving FP8 block matrices takes an f32 update in its own format: after the switch it
+// computes exactly what a model built from the new weights in FP8 computes.
+TEST(EngineTest, WeightUpdateOfAnFp8ServingModel) {
+  auto config = PresetConfig("qwen3_moe-nano");
+  ASSERT_TRUE(config.ok());
+  ServeOptions fp8;
+  fp8.serve_format = WeightFormat::kFp8Block;
+  auto serving = CausalLM::Create(*config, InitParameters(*config, 5, 0.1), CpuBackend(), fp8);
+  auto want = CausalLM::Create(*config, InitParameters(*config, 6, 0.1), CpuBackend(), fp8);
+  ASSERT_TRUE(serving.ok() && want.ok()) << serving.status().ToString();
+  ASSERT_TRUE((*serving)->serves_quantized());
+  auto engine = RolloutEngine::Create(std::move(serving).value(), {});
+  ASSERT_TRUE(engine.ok());
+  ASSERT_TRUE((*engine)->StageWeights(1, InitParameters(*config, 6, 0.1)).ok());
+  (*engine)->WaitForStagedWeights();
+  GroupRequest r;
+  r.prompt = Prompt(5, 8);
+  r.n = 2;
+  r.max_new_tokens = 6;
+  r.seed = 4;
+  r.return_raw_logprobs = true;
+  auto got = (*engine)->GenerateGroups({r});
+  ASSERT_TRUE(got.ok());
+  for (const SampleResult& s : (*got)[0].samples) {
+    EXPECT_EQ(s.versions, (std::vector<VersionSpan>{{1, 0}}));
+    const ForwardOutput w = Score(**want, r.prompt, s.tokens);
+    for (size_t t = 0; t < s.tokens.size(); ++t) EXPECT_NEAR(s.raw_logprobs[t], w.logprobs[t], 1e-5) << t;
+  }
+}
+
+TEST(EngineTest, CancelAbortsAndFreesBlocksAndDrainRefusesNewWork) {
+  auto engine = MakeEngine("llama-nano", 5);
+  const int64_t total = engine->stats().total_blocks;
+  GroupRequest r;
+  r.prompt = Prompt(10, 1);
+  r.n = 4;
+  r.max_new_tokens = 3000;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool prefilled = false;
+  Collector c;
+  GroupCallbacks cb = c.For(0);
+  cb.on_prefill = [&](const GroupResult&) {
+    std::lock_guard<std::mutex> l(mu);
+    prefilled = true;
+    cv.notify_all();
+  };
+  auto id = engine->Submit(r, cb);
+  ASSERT_TRUE(id.ok());
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return prefilled; });
+  }
+  engine->Cancel(*id);
+  c.WaitFor(1);
+  for (const SampleResult& s : c.done[0].samples) {
+    EXPECT_EQ(s.finish_reason, "abort");
+    EXPECT_LT(s.tokens.size(), 3000u);
+  }
+  EXPECT_EQ(engine->stats().free_blocks, total);
+  // Drain with no grace aborts what runs; afterwards nothing is accepted.
+  ASSERT_TRUE(engine->Submit(r, c.For(1)).ok());
+  auto [completed, aborted] = engine->Drain(std::chrono::milliseconds(0));
+  EXPECT_EQ(completed + aborted, 1);
+  EXPECT_EQ(engine->Submit(r, {}).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(engine->stats().free_blocks, total);
+}
+
+TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  EngineOptions o;
+  o.tokenizer = &*tok;
+  auto engine = MakeEngine("qwen2-nano", 5, o);
+  GroupRequest r;
+  r.prompt = Prompt(4, 2);
+  r.sampling.temperature = 0.0;
+  r.max_new_tokens = 24;
+  auto free_run = engine->GenerateGroups({r});
+  ASSERT_TRUE(free_run.ok());
+  const std::vector<int32_t>& tokens = (*free_run)[0].samples[0].tokens;
+  // The streamed text after each token; pick a stop string that shows up in the middle.
+  tokenizer::StreamDecoder dec(*tok);
+  std::vector<std::string> texts;
+  std::string text;
+  for (int32_t t : tokens) {
+    auto piece = dec.Push(t);
+    ASSERT_TRUE(piece.ok());
+    text += *piece;
+    texts.push_back(text);
+  }
+  ASSERT_GT(texts.back().size(), 2u) << "the greedy text is too short for this test";
+  const std::string stop = texts.back().substr(texts.back().size() / 2, 2);
+  size_t want = 0;
+  while (texts[want].find(stop) == std::string::npos) ++want;
+  r.stop_strings = {stop};
+  auto stopped = engine->GenerateGroups({r});
+  ASSERT_TRUE(stopped.ok());
+  const SampleResult& s = (*stopped)[0].samples[0];
+  EXPECT_EQ(s.finish_reason, "stop");
+  EXPECT_EQ(s.tokens, std::vector<int32_t>(tokens.begin(), tokens.begin() + want + 1));
+}
+
+TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
+  EngineOptions o;
+  o.block_size = 4;
+  o.num_blocks = 8;
+  auto engine = MakeEngine("llama-nano", 5, o);
+  GroupRequest r;
+  r.prompt = Prompt(4, 1);
+  r.max_new_tokens = 8;
+  EXPECT_TRUE(engine->Validate(r).ok());
+  GroupRequest x = r;
+  x.prompt.clear();
+  EXPECT_EQ(engine->Validate(x).code(), StatusCode::kInvalidArgument);
+  x = r;
+  x.prompt[1] = 256;
+  EXPECT_NE(engine->Validate(x).message().find("vocabulary"), std::string::npos);
+  x = r;
+  x.n = 0;
+  EXPECT_EQ(engine->Validate(x).code(), StatusCode::kInvalidArgument);
+  x = r;
+  x.max_new_tokens = 40000;
+  EXPECT_NE(engine->Validate(x).message().find("max_position_embeddings"), std::string::npos);
+  x = r;
+  x.max_new_tokens = 60;  // one sample needs more than the 8 blocks
+  EXPECT_EQ(engine->Validate(x).code(), StatusCode::kResourceExhausted);
+  x = r;
+  x.stop_strings = {"abc"};
+  EXPECT_NE(engine->Validate(x).message().find("tokenizer"), std::string::npos);
+  x = r;
+  x.sampling.top_p = 0.0;
+  EXPECT_NE(engine->GenerateGroups({r, x}).status().message().find("request 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace grpo

@@ -1,0 +1,265 @@
+// RolloutService over loopback (127.0.0.1, a picked port): Generate equals the engine's own
+// samples, GenerateStream's message order, Health, UpdateWeights (accepted, stale, corrupted),
+// deadline expiry and cancellation freeing KV blocks, request limits, Drain.
+#include "rollout/service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "learner/weight_push.h"
+#include "model/presets.h"
+
+namespace grpo {
+namespace {
+
+using grpo::v1::RolloutService;
+
+std::unique_ptr<CausalLM> MakeModel(const std::string& preset, uint64_t seed) {
+  auto config = PresetConfig(preset);
+  EXPECT_TRUE(config.ok());
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return std::move(m).value();
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto e = RolloutEngine::Create(MakeModel(kPreset, 5), {});
+    ASSERT_TRUE(e.ok());
+    engine_ = std::move(e).value();
+    RolloutServeOptions o;
+    o.listen = "127.0.0.1:0";
+    o.max_group_size = 8;
+    o.max_prompt_tokens = 64;
+    auto s = RolloutServer::Start(*engine_, nullptr, o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(s).value();
+    stub_ = RolloutService::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    server_.reset();
+    engine_.reset();
+  }
+
+  grpo::v1::GenerateRequest Request(uint32_t n, uint32_t max_new) {
+    grpo::v1::GenerateRequest r;
+    r.set_request_id("r1");
+    r.set_group_id(77);
+    r.set_prompt_index(3);
+    for (int32_t t : {5, 9, 200, 31, 64, 7}) r.add_prompt_token_ids(t);
+    r.set_group_size(n);
+    r.mutable_sampling()->set_max_new_tokens(max_new);
+    r.mutable_sampling()->set_seed(11);
+    r.mutable_sampling()->set_return_routing(true);
+    r.mutable_sampling()->set_return_raw_logprobs(true);
+    return r;
+  }
+
+  grpo::v1::RolloutHealthResponse Health() {
+    grpc::ClientContext ctx;
+    grpo::v1::RolloutHealthResponse h;
+    EXPECT_TRUE(stub_->Health(&ctx, {}, &h).ok());
+    return h;
+  }
+
+  static constexpr const char* kPreset = "qwen3_moe-nano";
+  std::unique_ptr<RolloutEngine> engine_;
+  std::unique_ptr<RolloutServer> server_;
+  std::unique_ptr<RolloutService::Stub> stub_;
+};
+
+TEST_F(ServiceTest, GenerateReturnsTheEnginesSamples) {
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  grpc::Status st = stub_->Generate(&ctx, Request(3, 6), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.request_id(), "r1");
+  const grpo::v1::Group& g = resp.group();
+  EXPECT_EQ(g.group_id(), 77u);
+  EXPECT_EQ(g.prompt_index(), 3u);
+  ASSERT_EQ(g.samples_size(), 3);
+  // The same request on the engine directly.
+  GroupRequest direct;
+  direct.prompt = {5, 9, 200, 31, 64, 7};
+  direct.n = 3;
+  direct.max_new_tokens = 6;
+  direct.seed = 11;
+  direct.return_routing = true;
+  direct.return_raw_logprobs = true;
+  auto want = engine_->GenerateGroups({direct});
+  ASSERT_TRUE(want.ok());
+  const int64_t L = engine_->config().NumMoeLayers(), K = engine_->config().num_experts_per_tok;
+  EXPECT_EQ(g.prompt_routing().num_moe_layers(), L);
+  EXPECT_EQ(g.prompt_routing().experts_size(), 5 * L * K);
+  for (int i = 0; i < 3; ++i) {
+    const grpo::v1::Sample& s = g.samples(i);
+    const SampleResult& w = (*want)[0].samples[i];
+    EXPECT_EQ(s.sample_index(), static_cast<uint32_t>(i));
+    EXPECT_EQ(std::vector<int32_t>(s.token_ids().begin(), s.token_ids().end()), w.tokens);
+    EXPECT_EQ(std::vector<float>(s.logprobs().begin(), s.logprobs().end()), w.logprobs);
+    EXPECT_EQ(s.raw_logprobs_size(), 6);
+    EXPECT_EQ(s.finish_reason(), grpo::v1::FINISH_REASON_LENGTH);
+    ASSERT_EQ(s.weight_versions_size(), 1);
+    EXPECT_EQ(s.weight_versions(0).version(), 0u);
+    EXPECT_EQ(s.routing().experts_size(), 6 * L * K);
+    EXPECT_EQ(s.seed(), 11u);
+  }
+  EXPECT_EQ(resp.timing().prompt_tokens(), 6u);
+  EXPECT_EQ(resp.timing().completion_tokens(), 18u);
+  EXPECT_GE(resp.timing().total_seconds(), resp.timing().decode_seconds());
+}
+
+TEST_F(ServiceTest, StreamSendsPromptThenSamplesThenTiming) {
+  grpc::ClientContext ctx;
+  auto reader = stub_->GenerateStream(&ctx, Request(4, 5));
+  std::vector<grpo::v1::GenerateStreamResponse> msgs;
+  grpo::v1::GenerateStreamResponse m;
+  while (reader->Read(&m)) msgs.push_back(m);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(msgs.size(), 6u);
+  ASSERT_TRUE(msgs.front().has_prompt());
+  EXPECT_EQ(msgs.front().prompt().prompt_token_ids_size(), 6);
+  EXPECT_EQ(msgs.front().prompt().samples_size(), 0);
+  EXPECT_GT(msgs.front().prompt().prompt_routing().experts_size(), 0);
+  std::set<uint32_t> indices;
+  for (size_t i = 1; i < 5; ++i) {
+    ASSERT_TRUE(msgs[i].has_sample());
+    EXPECT_EQ(msgs[i].request_id(), "r1");
+    EXPECT_EQ(msgs[i].sample().token_ids_size(), 5);
+    indices.insert(msgs[i].sample().sample_index());
+  }
+  EXPECT_EQ(indices, (std::set<uint32_t>{0, 1, 2, 3}));
+  ASSERT_TRUE(msgs.back().has_timing());
+  EXPECT_EQ(msgs.back().timing().completion_tokens(), 20u);
+}
+
+TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
+  auto h = Health();
+  EXPECT_EQ(h.status(), grpo::v1::RolloutHealthResponse::SERVING);
+  EXPECT_EQ(h.weight_version(), 0u);
+  EXPECT_GT(h.total_kv_blocks(), 0u);
+  EXPECT_EQ(h.free_kv_blocks(), h.total_kv_blocks());
+
+  auto fresh = MakeModel(kPreset, 6);
+  WeightPushOptions f32;
+  f32.format = WeightPushOptions::Format::kF32;
+  f32.chunk_bytes = 4096;
+  auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(30);
+  auto ack = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline);
+  ASSERT_TRUE(ack.ok()) << ack.status().ToString();
+  EXPECT_TRUE(ack->accepted());
+  EXPECT_EQ(ack->serving_version(), 1u);
+  EXPECT_GT(ack->bytes_received(), 0u);
+  EXPECT_EQ(Health().weight_version(), 1u);
+  // Generation now runs on version 1, and its logprobs are the new weights'.
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
+  const grpo::v1::Sample& s = resp.group().samples(0);
+  EXPECT_EQ(s.weight_versions(0).version(), 1u);
+  std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
+  seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
+  auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});
+  ASSERT_TRUE(scored.ok());
+  for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
+
+  // A stale version is refused; the serving version stays.
+  auto stale = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_NE(stale.status().message().find("not newer"), std::string::npos) << stale.status().ToString();
+  // A corrupted chunk: rejected with the assembler's reason.
+  std::vector<grpo::v1::WeightUpdateChunk> chunks;
+  ASSERT_TRUE(EncodeWeightUpdate(fresh->parameters(), 2, f32, [&](const grpo::v1::WeightUpdateChunk& c) {
+                chunks.push_back(c);
+                return Status::Ok();
+              }).ok());
+  chunks[3].mutable_data()->at(0) ^= 0x5a;
+  grpc::ClientContext uctx;
+  grpo::v1::WeightUpdateAck bad;
+  auto writer = stub_->UpdateWeights(&uctx, &bad);
+  for (const auto& c : chunks) writer->Write(c);
+  writer->WritesDone();
+  ASSERT_TRUE(writer->Finish().ok());
+  EXPECT_FALSE(bad.accepted());
+  EXPECT_NE(bad.reason().find("crc"), std::string::npos) << bad.reason();
+  EXPECT_EQ(bad.serving_version(), 1u);
+  EXPECT_EQ(Health().weight_version(), 1u);
+}
+
+TEST_F(ServiceTest, DeadlineExpiryAbortsAndFreesBlocks) {
+  const uint64_t total = Health().total_kv_blocks();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  grpo::v1::GenerateResponse resp;
+  grpc::Status st = stub_->Generate(&ctx, Request(4, 30000), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server notices within its 20 ms poll and cancels the group in the engine.
+  bool freed = false;
+  for (int i = 0; i < 250 && !freed; ++i) {
+    auto h = Health();
+    freed = h.free_kv_blocks() == total && h.running_sequences() == 0;
+    if (!freed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(freed);
+}
+
+TEST_F(ServiceTest, OversizeAndMalformedRequestsAreInvalidArgument) {
+  auto expect_invalid = [&](const grpo::v1::GenerateRequest& r, const std::string& words) {
+    grpc::ClientContext ctx;
+    grpo::v1::GenerateResponse resp;
+    grpc::Status st = stub_->Generate(&ctx, r, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << words;
+    EXPECT_NE(st.error_message().find(words), std::string::npos) << st.error_message();
+  };
+  expect_invalid(Request(9, 4), "group_size 9 exceeds the limit of 8");
+  expect_invalid(Request(0, 4), "group_size must be >= 1");
+  expect_invalid(Request(1, 0), "max_new_tokens must be > 0");
+  auto r = Request(1, 4);
+  for (int i = 0; i < 70; ++i) r.add_prompt_token_ids(1);
+  expect_invalid(r, "prompt has 76 tokens, the limit is 64");
+  r = Request(1, 40000);
+  expect_invalid(r, "max_position_embeddings");
+  r = Request(1, 4);
+  r.set_prompt_text("hello");
+  expect_invalid(r, "exactly one of prompt_token_ids and prompt_text");
+  r = Request(1, 4);
+  r.mutable_sampling()->add_stop_strings("x");
+  expect_invalid(r, "tokenizer");
+  r = Request(1, 4);
+  r.set_prompt_token_ids(0, 999);
+  expect_invalid(r, "vocabulary");
+}
+
+TEST_F(ServiceTest, DrainAbortsWhatRunsAndRefusesNewWork) {
+  grpc::ClientContext sctx;
+  auto reader = stub_->GenerateStream(&sctx, Request(2, 30000));
+  grpo::v1::GenerateStreamResponse first;
+  ASSERT_TRUE(reader->Read(&first));  // the prompt: the group is running
+  ASSERT_TRUE(first.has_prompt());
+  grpc::ClientContext dctx;
+  grpo::v1::DrainRequest dr;
+  dr.set_grace_seconds(0.05);
+  grpo::v1::DrainResponse dresp;
+  ASSERT_TRUE(stub_->Drain(&dctx, dr, &dresp).ok());
+  EXPECT_EQ(dresp.aborted_requests(), 1u);
+  EXPECT_EQ(dresp.completed_requests(), 0u);
+  int aborted = 0;
+  grpo::v1::GenerateStreamResponse m;
+  while (reader->Read(&m)) {
+    if (m.has_sample()) aborted += m.sample().finish_reason() == grpo::v1::FINISH_REASON_ABORTED;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(aborted, 2);
+  EXPECT_EQ(Health().status(), grpo::v1::RolloutHealthResponse::NOT_SERVING);
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  EXPECT_EQ(stub_->Generate(&ctx, Request(1, 4), &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace grpo

@@ -1,0 +1,461 @@
+#include "rollout/weight_stream.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include <sys/mman.h>
+
+#include "core/crc32c.h"
+#include "core/fp8_block.h"
+#include "core/thread_pool.h"
+
+namespace grpo {
+namespace {
+
+std::string Hex(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%08X", v);
+  return buf;
+}
+
+Shape ScaleGrid(const Shape& weight) {
+  return {(weight[0] + kFp8BlockSize - 1) / kFp8BlockSize,
+          (weight[1] + kFp8BlockSize - 1) / kFp8BlockSize};
+}
+
+Shape ChunkShape(const grpo::v1::WeightUpdateChunk& c) {
+  Shape s;
+  for (uint64_t d : c.shape()) s.push_back(static_cast<int64_t>(d));
+  return s;
+}
+
+}  // namespace
+
+Result<grpo::v1::DType> ToProtoDType(DType d) {
+  switch (d) {
+    case DType::kF32: return grpo::v1::DTYPE_F32;
+    case DType::kBF16: return grpo::v1::DTYPE_BF16;
+    case DType::kF16: return grpo::v1::DTYPE_F16;
+    case DType::kF8E4M3: return grpo::v1::DTYPE_F8_E4M3;
+    default:
+      return Status::InvalidArgument("dtype " + std::string(DTypeName(d)) +
+                                     " cannot be sent in a weight update");
+  }
+}
+
+Result<DType> FromProtoDType(grpo::v1::DType d) {
+  switch (d) {
+    case grpo::v1::DTYPE_F32: return DType::kF32;
+    case grpo::v1::DTYPE_BF16: return DType::kBF16;
+    case grpo::v1::DTYPE_F16: return DType::kF16;
+    case grpo::v1::DTYPE_F8_E4M3: return DType::kF8E4M3;
+    default: return Status::InvalidArgument("unsupported wire dtype " + std::to_string(d));
+  }
+}
+
+namespace {
+
+// Freed big weight buffers, kept for the next update (up to kMaxCachedBytes): an engine
+// receives the same tensor sizes every step, and reusing memory it has already touched avoids
+// the page faults of fresh memory, which dominated the cost of an update (see
+// docs/PERFORMANCE.md, "Weight push").
+class BufferCache {
+ public:
+  static constexpr size_t kMaxCachedBytes = size_t{8} << 30;
+  static BufferCache& Get() {
+    static BufferCache* cache = new BufferCache;  // never destroyed: buffers may outlive main
+    return *cache;
+  }
+  void* Take(size_t len) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = free_.find(len);
+    if (it == free_.end()) return nullptr;
+    void* p = it->second;
+    free_.erase(it);
+    cached_ -= len;
+    return p;
+  }
+  void Give(void* p, size_t len) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + len <= kMaxCachedBytes) {
+        free_.emplace(len, p);
+        cached_ += len;
+        return;
+      }
+    }
+    munmap(p, len);
+  }
+
+ private:
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+};
+
+// A buffer for one staged or assembled tensor; its contents are unspecified (callers overwrite
+// every byte). Big ones are anonymous mappings with transparent huge pages requested (madvise),
+// recycled through BufferCache when released.
+std::pair<uint8_t*, std::shared_ptr<const void>> NewWeightBuffer(size_t n) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (n >= kHuge) {
+    const size_t len = (n + kHuge - 1) / kHuge * kHuge + kHuge;  // room to align to 2 MiB
+    void* p = BufferCache::Get().Take(len);
+    if (p == nullptr) {
+      p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) p = nullptr;
+    }
+    if (p != nullptr) {
+      const uintptr_t aligned = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge;
+      madvise(reinterpret_cast<void*>(aligned), len - (aligned - reinterpret_cast<uintptr_t>(p)),
+              MADV_HUGEPAGE);
+      return {reinterpret_cast<uint8_t*>(aligned),
+              std::shared_ptr<const void>(p, [len](const void* q) {
+                BufferCache::Get().Give(const_cast<void*>(q), len);
+              })};
+    }
+  }
+  void* p = std::calloc(std::max<size_t>(n, 1), 1);
+  if (p == nullptr) {
+    std::fprintf(stderr, "fatal: out of memory allocating %zu bytes\n", n);
+    std::abort();
+  }
+  return {static_cast<uint8_t*>(p), std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); })};
+}
+
+}  // namespace
+
+std::pair<Tensor, uint8_t*> NewWeightTensor(DType dtype, Shape shape) {
+  const size_t n = static_cast<size_t>(NumElements(shape)) * DTypeSize(dtype);
+  auto [p, owner] = NewWeightBuffer(n);
+  return {Tensor::View(dtype, std::move(shape), p, std::move(owner)), p};
+}
+
+Result<std::vector<Tensor>> WireToServing(const std::vector<WireInput>& in) {
+  struct Job {
+    size_t tensor;
+    int64_t begin, end;  // rows of an FP8 weight, elements otherwise
+  };
+  constexpr int64_t kJobElements = int64_t{1} << 20;
+  std::vector<Tensor> out(in.size());
+  std::vector<float*> dst(in.size(), nullptr);
+  std::vector<Job> jobs;
+  std::vector<size_t> decoded;  // inputs that need a new f32 tensor
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Tensor& t = *in[i].data;
+    if (t.dtype() == DType::kF32) {
+      out[i] = t.writable() ? t : t.Clone();
+      continue;
+    }
+    if (t.dtype() == DType::kF8E4M3) {
+      const Tensor* s = in[i].scale_inv;
+      if (s == nullptr) return Status::InvalidArgument("tensor " + std::to_string(i) + ": FP8 without its scale tensor");
+      if (t.rank() != 2 || s->dtype() != DType::kF32 || s->rank() != 2 ||
+          s->shape() != ScaleGrid(t.shape())) {
+        return Status::InvalidArgument("tensor " + std::to_string(i) + ": FP8 " +
+                                       ShapeToString(t.shape()) + " needs F32 scales " +
+                                       (t.rank() == 2 ? ShapeToString(ScaleGrid(t.shape())) : "") +
+                                       ", got " + std::string(DTypeName(s->dtype())) + " " +
+                                       ShapeToString(s->shape()));
+      }
+      const int64_t rows_per = std::max<int64_t>(1, kJobElements / std::max<int64_t>(1, t.dim(1)));
+      for (int64_t r = 0; r < t.dim(0); r += rows_per) jobs.push_back({i, r, std::min(t.dim(0), r + rows_per)});
+    } else if (t.dtype() == DType::kBF16 || t.dtype() == DType::kF16) {
+      for (int64_t e = 0; e < t.numel(); e += kJobElements) jobs.push_back({i, e, std::min(t.numel(), e + kJobElements)});
+    } else {
+      return Status::InvalidArgument("tensor " + std::to_string(i) + ": cannot serve dtype " +
+                                     std::string(DTypeName(t.dtype())));
+    }
+    decoded.push_back(i);
+  }
+  // Outputs are ordinary writable tensors (models update f32 in place), allocated on all threads:
+  // zero-filling fresh memory is a large part of the cost.
+  std::atomic<size_t> next_alloc{0};
+  ThreadPool& pool = ThreadPool::Default();
+  pool.ParallelFor(pool.num_threads(), 1, [&](int64_t, int64_t) {
+    for (size_t k; (k = next_alloc.fetch_add(1)) < decoded.size();) {
+      const size_t i = decoded[k];
+      out[i] = Tensor::Zeros(DType::kF32, in[i].data->shape());
+      dst[i] = out[i].mutable_data<float>();
+    }
+  });
+  std::atomic<size_t> next{0};
+  pool.ParallelFor(pool.num_threads(), 1, [&](int64_t, int64_t) {
+    for (size_t j; (j = next.fetch_add(1)) < jobs.size();) {
+      const Job& job = jobs[j];
+      const Tensor& t = *in[job.tensor].data;
+      if (t.dtype() == DType::kF8E4M3) {
+        DequantizeFp8BlockRows(t, *in[job.tensor].scale_inv, job.begin, job.end,
+                               dst[job.tensor] + job.begin * t.dim(1));
+      } else {
+        const auto* src = static_cast<const uint8_t*>(t.raw_data()) + job.begin * DTypeSize(t.dtype());
+        ConvertToF32(t.dtype(), src, static_cast<size_t>(job.end - job.begin), dst[job.tensor] + job.begin);
+      }
+    }
+  });
+  return out;
+}
+
+Result<Tensor> WireToServing(const Tensor& data, const Tensor* scale_inv) {
+  GRPO_ASSIGN_OR_RETURN(std::vector<Tensor> out, WireToServing({WireInput{&data, scale_inv}}));
+  return std::move(out[0]);
+}
+
+Result<WeightAssembler> WeightAssembler::Create(const ModelConfig& config,
+                                                WeightAssemblerOptions options) {
+  if (options.max_total_bytes == 0) {
+    return Status::InvalidArgument("WeightAssemblerOptions.max_total_bytes must be > 0");
+  }
+  WeightAssembler a;
+  a.options_ = options;
+  a.specs_ = ExpectedParameters(config);
+  if (a.specs_.empty()) return Status::InvalidArgument("the model config implies no tensors");
+  for (const ParameterSpec& spec : a.specs_) {
+    a.expected_[spec.name] = Expected{spec, false, ""};
+    if (spec.is_matrix) {
+      ParameterSpec scale{spec.name + "_scale_inv", ScaleGrid(spec.shape), false, false};
+      a.expected_[scale.name] = Expected{scale, true, spec.name};
+    }
+  }
+  return a;
+}
+
+Status WeightAssembler::Fail(Status s) {
+  const std::string prefix =
+      have_version_ ? "weight update v" + std::to_string(version_) : "weight update";
+  error_ = s.WithContext(prefix);
+  staged_.clear();
+  current_.clear();
+  return error_;
+}
+
+Status WeightAssembler::Add(const grpo::v1::WeightUpdateChunk& chunk) {
+  if (!error_.ok()) return error_;
+  if (finished_) return Status::FailedPrecondition("weight update: Add after Finish");
+  if (have_summary_) {
+    return Fail(Status::InvalidArgument("a message (tensor '" + chunk.tensor_name() +
+                                        "') arrived after the summary, which must be last"));
+  }
+  if (!have_version_) {
+    if (chunk.version() == 0) {
+      return Fail(Status::InvalidArgument("version 0 is reserved for the weights loaded from disk"));
+    }
+    have_version_ = true;
+    version_ = chunk.version();
+  } else if (chunk.version() != version_) {
+    return Fail(Status::InvalidArgument("message for tensor '" + chunk.tensor_name() +
+                                        "' at offset " + std::to_string(chunk.offset()) +
+                                        " has version " + std::to_string(chunk.version()) +
+                                        "; the stream is version " + std::to_string(version_)));
+  }
+  if (!chunk.tensor_name().empty()) {
+    GRPO_RETURN_IF_ERROR(AddData(chunk));
+  } else if (!chunk.data().empty()) {
+    return Fail(Status::InvalidArgument("a message carries data but no tensor_name"));
+  } else if (!chunk.has_summary()) {
+    return Fail(Status::InvalidArgument("a message carries neither a tensor nor the summary"));
+  }
+  if (chunk.has_summary()) {
+    if (!current_.empty()) {
+      return Fail(Status::InvalidArgument(
+          "summary arrived while tensor '" + current_ + "' is incomplete (" +
+          std::to_string(staged_[current_].received) + " of " +
+          std::to_string(staged_[current_].data.nbytes()) + " bytes)"));
+    }
+    have_summary_ = true;
+    summary_ = chunk.summary();
+    Status s = CheckSummary(summary_);
+    if (!s.ok()) return Fail(s);
+  }
+  return Status::Ok();
+}
+
+Status WeightAssembler::AddData(const grpo::v1::WeightUpdateChunk& c) {
+  const std::string& name = c.tensor_name();
+  const std::string at = "tensor '" + name + "' chunk at offset " + std::to_string(c.offset());
+  const auto exp = expected_.find(name);
+  if (exp == expected_.end()) {
+    return Fail(Status::NotFound("unknown tensor '" + name + "': not a tensor of this model"));
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(c.data().data());
+  const std::span<const uint8_t> data(bytes, c.data().size());
+  const uint32_t crc = Crc32c(data);
+  if (crc != c.crc32c()) {
+    return Fail(Status::Corruption(at + ": crc32c mismatch (data has " + Hex(crc) +
+                                   ", message says " + Hex(c.crc32c()) + ")"));
+  }
+  auto dtype = FromProtoDType(c.dtype());
+  if (!dtype.ok()) return Fail(dtype.status().WithContext(at));
+  const Shape shape = ChunkShape(c);
+  const ParameterSpec& spec = exp->second.spec;
+
+  if (current_.empty()) {  // the first chunk of a tensor
+    if (staged_.count(name)) {
+      return Fail(Status::InvalidArgument(at + ": the tensor was already received in full "
+                                          "(duplicated chunk or tensor sent twice)"));
+    }
+    if (shape != spec.shape) {
+      return Fail(Status::InvalidArgument(at + ": shape " + ShapeToString(shape) +
+                                          ", the model's is " + ShapeToString(spec.shape)));
+    }
+    if (exp->second.is_scale) {
+      if (*dtype != DType::kF32) {
+        return Fail(Status::InvalidArgument(at + ": scale tensors must be F32, got " +
+                                            std::string(DTypeName(*dtype))));
+      }
+    } else if (*dtype == DType::kF8E4M3) {
+      if (!spec.is_matrix) {
+        return Fail(Status::InvalidArgument(at + ": F8_E4M3 is only allowed for 2-D projection "
+                                            "weights, not this tensor"));
+      }
+    } else if (*dtype != DType::kF32 && *dtype != DType::kBF16 && *dtype != DType::kF16) {
+      return Fail(Status::InvalidArgument(at + ": dtype " + std::string(DTypeName(*dtype)) +
+                                          " is not a weight dtype"));
+    }
+    const uint64_t nbytes = static_cast<uint64_t>(NumElements(shape)) * DTypeSize(*dtype);
+    if (staged_bytes_ + nbytes > options_.max_total_bytes) {
+      return Fail(Status::ResourceExhausted(
+          at + ": staging its " + std::to_string(nbytes) + " bytes would exceed the " +
+          std::to_string(options_.max_total_bytes) + "-byte limit of one update (" +
+          std::to_string(staged_bytes_) + " staged)"));
+    }
+    staged_bytes_ += nbytes;
+    Staged& s = staged_[name];
+    if (*dtype == DType::kF32 && !exp->second.is_scale) {
+      // Served as is, so it must be an ordinary writable tensor.
+      s.data = Tensor::Zeros(*dtype, shape);
+      s.dst = static_cast<uint8_t*>(s.data.mutable_raw_data());
+    } else {
+      auto [buffer, owner] = NewWeightBuffer(nbytes);
+      s.dst = buffer;
+      s.data = Tensor::View(*dtype, shape, buffer, std::move(owner));
+    }
+    s.order = staged_.size() - 1;
+    current_ = name;
+  } else if (name != current_) {
+    const Staged& cur = staged_[current_];
+    return Fail(Status::InvalidArgument(
+        at + ": started while tensor '" + current_ + "' is incomplete (" +
+        std::to_string(cur.received) + " of " + std::to_string(cur.data.nbytes()) +
+        " bytes; a chunk was dropped or is missing is_last)"));
+  }
+  Staged& s = staged_[name];
+  if (*dtype != s.data.dtype() || shape != s.data.shape()) {
+    return Fail(Status::InvalidArgument(at + ": dtype/shape " + std::string(DTypeName(*dtype)) +
+                                        ShapeToString(shape) + " differ from the tensor's first "
+                                        "chunk " + std::string(DTypeName(s.data.dtype())) +
+                                        ShapeToString(s.data.shape())));
+  }
+  if (*dtype == DType::kF8E4M3) {
+    const auto& f = c.fp8();
+    if (!c.has_fp8() || f.block_shape_size() != 2 || f.block_shape(0) != kFp8BlockSize ||
+        f.block_shape(1) != kFp8BlockSize || f.scale_tensor_name() != name + "_scale_inv") {
+      return Fail(Status::InvalidArgument(at + ": an F8_E4M3 chunk needs fp8 with block_shape "
+                                          "[128, 128] and scale_tensor_name '" + name +
+                                          "_scale_inv'"));
+    }
+  } else if (c.has_fp8()) {
+    return Fail(Status::InvalidArgument(at + ": fp8 scaling set on a non-FP8 tensor"));
+  }
+  if (c.offset() != s.received) {
+    return Fail(Status::InvalidArgument(
+        at + (c.offset() < s.received ? ": overlaps bytes already received" : ": leaves a gap") +
+        "; expected offset " + std::to_string(s.received) +
+        " (chunks dropped, duplicated or out of order)"));
+  }
+  const uint64_t total = s.data.nbytes();
+  if (data.size() > total - s.received) {
+    return Fail(Status::InvalidArgument(at + ": " + std::to_string(data.size()) +
+                                        " bytes run past the tensor's " + std::to_string(total) +
+                                        " bytes"));
+  }
+  if (!data.empty()) {
+    std::memcpy(s.dst + s.received, data.data(), data.size());
+  }
+  s.received += data.size();
+  bytes_received_ += data.size();
+  stream_crc_ = Crc32cExtend(stream_crc_, data);
+  if (c.is_last()) {
+    if (s.received != total) {
+      return Fail(Status::InvalidArgument(at + ": is_last, but only " +
+                                          std::to_string(s.received) + " of " +
+                                          std::to_string(total) + " bytes arrived"));
+    }
+    s.complete = true;
+    current_.clear();
+  } else if (s.received == total && total > 0) {
+    return Fail(Status::InvalidArgument(at + ": completes the tensor but is_last is not set"));
+  }
+  return Status::Ok();
+}
+
+Status WeightAssembler::CheckSummary(const grpo::v1::WeightUpdateSummary& s) const {
+  if (s.version() != version_) {
+    return Status::InvalidArgument("summary version " + std::to_string(s.version()) +
+                                   " differs from the stream's " + std::to_string(version_));
+  }
+  if (s.num_tensors() != staged_.size()) {
+    return Status::Corruption("summary says " + std::to_string(s.num_tensors()) +
+                              " tensors, " + std::to_string(staged_.size()) + " arrived");
+  }
+  if (s.total_bytes() != bytes_received_) {
+    return Status::Corruption("summary says " + std::to_string(s.total_bytes()) +
+                              " total bytes, " + std::to_string(bytes_received_) + " arrived");
+  }
+  if (s.crc32c() != stream_crc_) {
+    return Status::Corruption("summary crc32c " + Hex(s.crc32c()) + " differs from the " +
+                              Hex(stream_crc_) + " of the data received");
+  }
+  return Status::Ok();
+}
+
+Result<StagedWeights> WeightAssembler::Finish() {
+  if (!error_.ok()) return error_;
+  if (finished_) return Status::FailedPrecondition("weight update: Finish called twice");
+  if (!have_summary_) {
+    return Fail(Status::InvalidArgument(
+        "missing summary: the stream ended without its final summary message" +
+        (current_.empty() ? std::string() : " (tensor '" + current_ + "' incomplete)")));
+  }
+  finished_ = true;
+  for (const ParameterSpec& spec : specs_) {
+    const auto it = staged_.find(spec.name);
+    if (it == staged_.end()) {
+      return Fail(Status::InvalidArgument("missing tensor '" + spec.name + "' (shape " +
+                                          ShapeToString(spec.shape) + ")"));
+    }
+    const std::string scale = spec.name + "_scale_inv";
+    if (it->second.data.dtype() == DType::kF8E4M3 && !staged_.count(scale)) {
+      return Fail(Status::InvalidArgument("missing scale tensor '" + scale +
+                                          "' of FP8 tensor '" + spec.name + "'"));
+    }
+  }
+  for (const auto& [name, st] : staged_) {
+    const Expected& e = expected_.at(name);
+    if (e.is_scale && staged_.at(e.scale_of).data.dtype() != DType::kF8E4M3) {
+      return Fail(Status::InvalidArgument("scale tensor '" + name + "' sent but '" + e.scale_of +
+                                          "' is not FP8"));
+    }
+  }
+  std::vector<WireInput> inputs;
+  for (const ParameterSpec& spec : specs_) {
+    const auto sc = staged_.find(spec.name + "_scale_inv");
+    inputs.push_back({&staged_.at(spec.name).data, sc == staged_.end() ? nullptr : &sc->second.data});
+  }
+  Result<std::vector<Tensor>> values = WireToServing(inputs);
+  if (!values.ok()) return Fail(values.status());
+  StagedWeights out;
+  out.version = version_;
+  out.bytes = bytes_received_;
+  for (size_t i = 0; i < specs_.size(); ++i) out.params.push_back({specs_[i], std::move((*values)[i])});
+  if (options_.keep_wire_tensors) {
+    out.wire.resize(staged_.size());
+    for (auto& [name, st] : staged_) out.wire[st.order] = {name, std::move(st.data)};
+  }
+  staged_.clear();
+  return out;
+}
+
+}  // namespace grpo

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# `grpo train` end to end on a shrunken nano R1-Zero recipe: the run directory's contract
+# (metrics.jsonl keys, TensorBoard events, report.html, checkpoints, the trajectory store), a
+# bit-exact resume after SIGKILL, a clean stop on SIGTERM, and recipe errors.
+set -u
+GRPO="$(realpath "$1")"
+RECIPE="$(realpath "$2")"
+T=${TEST_TMPDIR:-$(mktemp -d)}
+cd "$T"
+fail=0
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+export GRPO_NUM_THREADS=1
+
+SMALL=(--set pretrain.steps=12 --set pretrain.batch_size=8 --set train.steps=6
+       --set rollout.prompts_per_step=4 --set rollout.group_size=4 --set train.eval_size=6
+       --set train.eval_every=2 --set train.checkpoint_every=1 --set rollout.max_new_tokens=16
+       --set optimizer.mini_batches=2 --set optimizer.epochs=2)
+
+# ---- a whole run
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=a --quiet > a.out 2> a.err
+check "train exits 0" '[ $? -eq 0 ]' || cat a.err
+check "prints the run directory" 'grep -q "runs/a" a.out'
+R=runs/a
+for f in recipe.yaml metrics.jsonl report.html tokenizer/tokenizer.json checkpoints/latest \
+         checkpoints/rl-000006/model.safetensors checkpoints/rl-000006/config.json \
+         checkpoints/rl-000006/optimizer.safetensors checkpoints/rl-000006/trainer_state.json \
+         checkpoints/rl-000006/tokenizer.json checkpoints/pretrain-000012/model.safetensors; do
+  check "run dir has $f" "[ -s $R/$f ]"
+done
+check "tensorboard events written" 'ls $R/tb/events.out.tfevents.* >/dev/null 2>&1'
+check "latest names the last checkpoint" '[ "$(cat $R/checkpoints/latest)" = rl-000006 ]'
+check "metrics.jsonl: steps 0..4 with the contract's keys" "/usr/bin/python3 - $R/metrics.jsonl <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r['step'] for r in rows] == [0, 1, 2, 3, 4, 5, 6], [r['step'] for r in rows]
+need = ['reward_mean', 'reward_std', 'reward/format', 'reward/math', 'response_len_mean', 'kl',
+        'clip_frac', 'entropy', 'grad_norm', 'lr', 'time/rollout', 'time/reward', 'time/learn',
+        'time/sync']
+for r in rows[1:]:
+    missing = [k for k in need if k not in r]
+    assert not missing, (r['step'], missing)
+    assert 0 <= r['reward/format'] <= 1 and r['lr'] > 0 and r['entropy'] > 0
+for r in (rows[0], rows[2], rows[4], rows[6]):
+    assert 0 <= r['eval/accuracy'] <= 1 and 0 <= r['eval/format'] <= 1, r
+assert 'eval/accuracy' not in rows[1]
+PY"
+check "store holds 6 steps" \
+  '"$GRPO" inspect --store $R/store --json 2>/dev/null | /usr/bin/python3 -c "import json,sys; v=json.load(sys.stdin); s=json.dumps(v); assert \"\\\"num_steps\\\": 6\" in s or \"num_steps\\\":6\" in s, s[:400]"'
+check "report.html is self-contained" '! grep -q "http" $R/report.html && grep -q "<svg" $R/report.html'
+check "the checkpoint loads as a model" \
+  'printf "{\"tokens\":[81,58,49,43,50]}\n" > in.jsonl && "$GRPO" logprobs --model $R/checkpoints/rl-000006 --input in.jsonl --output lp.jsonl 2>/dev/null'
+
+# ---- SIGKILL after the step-2 checkpoint, resume, finish: bit-identical to the whole run
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=b --quiet > b.out 2> b.err &
+pid=$!
+for _ in $(seq 1 600); do
+  [ -d runs/b/checkpoints/rl-000002 ] && break
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+check "killed run left a checkpoint" '[ -s runs/b/checkpoints/latest ]'
+check "the kill came before the end of the run" '[ ! -d runs/b/checkpoints/rl-000006 ]'
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=b --resume --quiet > b2.out 2> b2.err
+check "resume exits 0" '[ $? -eq 0 ]' || cat b2.err
+check "resumed weights are bit-identical" 'cmp -s runs/a/checkpoints/rl-000006/model.safetensors runs/b/checkpoints/rl-000006/model.safetensors'
+check "resumed optimizer state is bit-identical" 'cmp -s runs/a/checkpoints/rl-000006/optimizer.safetensors runs/b/checkpoints/rl-000006/optimizer.safetensors'
+check "resumed metrics equal the whole run's (times aside)" "/usr/bin/python3 - runs/a/metrics.jsonl runs/b/metrics.jsonl <<'PY'
+import json, sys
+def load(p):
+    return [{k: v for k, v in json.loads(l).items() if not k.startswith('time/')} for l in open(p)]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a == b, (len(a), len(b), [x for x in zip(a, b) if x[0] != x[1]][:1])
+PY"
+check "store of the resumed run has 6 steps" \
+  '"$GRPO" inspect --store runs/b/store --json 2>/dev/null | grep -q "\"num_steps\": *6"'
+
+# ---- SIGTERM: stops after the current step with a checkpoint, exit 0
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=c --set train.steps=50 --set train.checkpoint_every=0 > c.out 2> c.err &
+pid=$!
+for _ in $(seq 1 600); do grep -q "^step 1/" c.err 2>/dev/null && break; sleep 0.05; done
+kill -TERM $pid
+wait $pid
+check "SIGTERM exits 0" '[ $? -eq 0 ]'
+check "SIGTERM leaves a checkpoint and says how to continue" 'grep -q "continue with --resume" c.err && [ -s runs/c/checkpoints/latest ]'
+
+# ---- distillation loop: export run a's correct samples, SFT a student on them
+"$GRPO" export --store $R/store --format prompt-completion --output distill.jsonl 2> export.err
+check "export for SFT" '[ -s distill.jsonl ]' || cat export.err
+"$GRPO" sft "$RECIPE" --set run.name=student --set model.init=null \
+  --set model.path="$T/$R/checkpoints/pretrain-000012" --set sft.train="$T/distill.jsonl" \
+  --set sft.steps=3 --set sft.batch_size=8 --set sft.lr=1e-3 --quiet > s.out 2> s.err
+check "sft exits 0" '[ $? -eq 0 ]' || cat s.err
+check "sft wrote 3 metrics rows with a finite loss and a checkpoint" "/usr/bin/python3 - runs/student <<'PY'
+import json, math, os, sys
+rows = [json.loads(l) for l in open(os.path.join(sys.argv[1], 'metrics.jsonl'))]
+assert [r['step'] for r in rows] == [1, 2, 3], rows
+assert all(math.isfinite(r['loss']) and r['loss'] > 0 and r['tokens'] > 0 for r in rows), rows
+assert open(os.path.join(sys.argv[1], 'checkpoints/latest')).read().strip() == 'sft-000003'
+PY"
+printf '{"prompt": "Q:1+2\\n"}\nnot json\n' > bad.jsonl
+"$GRPO" sft "$RECIPE" --set run.name=student2 --set sft.train="$T/bad.jsonl" --set sft.steps=1 --quiet > /dev/null 2> s2.err
+check "sft names bad rows and refuses a file without usable rows" 'grep -q "bad.jsonl:1: skipped" s2.err && grep -q "no usable row" s2.err'
+
+# ---- every shipped recipe validates
+for r in "$(dirname "$RECIPE")"/*.yaml; do
+  check "recipe $(basename "$r") validates" '"$GRPO" train "$r" --check > /dev/null 2>&1'
+done
+
+# ---- errors
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=a --quiet > /dev/null 2> e1.err
+check "existing run dir refused" '[ $? -eq 1 ] && grep -q "exists; pass --resume" e1.err'
+"$GRPO" train "$RECIPE" --set optimizer.lrr=1 > /dev/null 2> e2.err
+check "unknown recipe key named with a suggestion" 'grep -q "unknown key .optimizer.lrr." e2.err && grep -q "optimizer.lr" e2.err'
+"$GRPO" train "$RECIPE" --set algorithm.objective=ppo > /dev/null 2> e3.err
+check "bad objective named" 'grep -q "algorithm.objective" e3.err'
+"$GRPO" train "$RECIPE" --set run.name=zz --resume > /dev/null 2> e4.err
+check "resume without a checkpoint refused" 'grep -q "has no checkpoint" e4.err'
+
+if [ $fail -eq 0 ]; then echo "PASS"; fi
+exit $fail
