@@ -57,8 +57,8 @@ Status RunTrain(const TrainArgs& a, bool sft) {
   std::signal(SIGINT, old_int);
   GRPO_RETURN_IF_ERROR(s.status());
   if (s->stopped_early) {
-    std::fprintf(stderr, "stopped after step %lld with a checkpoint; continue with --resume\n",
-                 static_cast<long long>(s->steps_done));
+    std::fprintf(stderr, "stopped after %s step %lld with a checkpoint; continue with --resume\n",
+                 s->stage.c_str(), static_cast<long long>(s->steps_done));
   }
   if (s->first_eval_accuracy >= 0) {
     std::fprintf(stderr, "held-out accuracy %.3f -> %.3f, format %.3f\n", s->first_eval_accuracy,

@@ -113,6 +113,7 @@ Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
   if (ec) return Status::IoError("cannot rename " + tmp.string() + ": " + ec.message());
+  GRPO_RETURN_IF_ERROR(FsyncPath(root.string()));  // the new directory entry before `latest`
   GRPO_RETURN_IF_ERROR(WriteFileAtomic((root / "latest").string(), name + "\n"));
   GRPO_RETURN_IF_ERROR(FsyncPath(root.string()));
   if (keep > 0) {

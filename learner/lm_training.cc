@@ -1,6 +1,7 @@
 #include "learner/lm_training.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace grpo {
@@ -59,10 +60,13 @@ Result<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<co
   LmStepResult result;
   result.loss = loss;
   result.tokens = n;
+  GRPO_ASSIGN_OR_RETURN(result.grad_norm, GlobalGradNorm(model.parameters(), *grads));
+  if (!std::isfinite(result.grad_norm)) {
+    result.skipped = true;
+    return result;
+  }
   if (options.max_grad_norm > 0) {
     GRPO_ASSIGN_OR_RETURN(result.grad_norm, ClipGradNorm(model.parameters(), grads, options.max_grad_norm));
-  } else {
-    GRPO_ASSIGN_OR_RETURN(result.grad_norm, GlobalGradNorm(model.parameters(), *grads));
   }
   GRPO_RETURN_IF_ERROR(optimizer.Step(&model.mutable_parameters(), *grads, options.lr));
   return result;

@@ -32,6 +32,7 @@ struct LmStepResult {
   double loss = 0;       // mean NLL of the trained targets, before the update
   double grad_norm = 0;  // global norm before clipping
   int64_t tokens = 0;    // trained targets
+  bool skipped = false;  // the gradient was not finite: no update was made
 };
 
 // The per-target weights for CausalLM::Backward that give the gradient of the loss above, in
@@ -39,8 +40,8 @@ struct LmStepResult {
 std::vector<float> LmLossWeights(std::span<const LmSequence> batch, int64_t* num_trained);
 
 // Forward, backward, clip and one AdamW step. `grads` is scratch reused across calls. A batch
-// with no trained target is InvalidArgument; a non-finite gradient norm skips the update and
-// returns the error (the model is unchanged).
+// with no trained target is InvalidArgument; a non-finite gradient norm skips the update
+// (result.skipped, the model and optimizer unchanged).
 Result<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
                                  const LmStepOptions& options, std::vector<Tensor>* grads);
 

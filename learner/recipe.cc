@@ -18,7 +18,7 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.prompts_per_step", "rollout.group_size", "rollout.max_new_tokens",
       "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
-      "rollout.routing_replay", "rollout.endpoints",
+      "rollout.routing_replay", "rollout.overlap", "rollout.endpoints",
       "reward.rules", "reward.endpoints",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
@@ -155,6 +155,7 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.kv_memory_mb, c.GetIntOr("rollout.kv_memory_mb", 256));
   GRPO_RETURN_IF_ERROR(Positive(c, "rollout.kv_memory_mb", r.kv_memory_mb));
   GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
+  GRPO_ASSIGN_OR_RETURN(r.overlap, c.GetBoolOr("rollout.overlap", false));
   GRPO_ASSIGN_OR_RETURN(r.rollout_endpoints, c.GetStringListOr("rollout.endpoints", {}));
 
   if (!c.Has("reward.rules")) return c.Error("reward.rules", "required: the reward rules");
@@ -230,6 +231,10 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_RETURN_IF_ERROR(Positive(c, "train.eval_samples", r.eval_samples));
   GRPO_ASSIGN_OR_RETURN(r.eval_temperature, c.GetDoubleOr("train.eval_temperature", 1.0));
   GRPO_ASSIGN_OR_RETURN(r.checkpoint_every, c.GetIntOr("train.checkpoint_every", 0));
+  if (r.overlap && r.loss.is_correction == IsCorrection::kNone) {
+    return c.Error("rollout.overlap", "one-step off-policy samples need algorithm.is_correction "
+                                      "(token_tis, seq_tis, token_mask or seq_mask) to correct their staleness");
+  }
   if (r.prompts_per_step % r.mini_batches != 0) {
     return c.Error("optimizer.mini_batches", "must divide rollout.prompts_per_step");
   }

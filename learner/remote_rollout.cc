@@ -18,6 +18,22 @@ bool Retryable(grpc::StatusCode c) {
          c == grpc::StatusCode::INTERNAL;
 }
 
+StatusCode FromGrpcCode(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::INVALID_ARGUMENT: return StatusCode::kInvalidArgument;
+    case grpc::StatusCode::NOT_FOUND: return StatusCode::kNotFound;
+    case grpc::StatusCode::ALREADY_EXISTS: return StatusCode::kAlreadyExists;
+    case grpc::StatusCode::OUT_OF_RANGE: return StatusCode::kOutOfRange;
+    case grpc::StatusCode::FAILED_PRECONDITION: return StatusCode::kFailedPrecondition;
+    case grpc::StatusCode::UNIMPLEMENTED: return StatusCode::kUnimplemented;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return StatusCode::kDeadlineExceeded;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return StatusCode::kResourceExhausted;
+    case grpc::StatusCode::UNAVAILABLE: return StatusCode::kUnavailable;
+    case grpc::StatusCode::CANCELLED: return StatusCode::kCancelled;
+    default: return StatusCode::kInternal;
+  }
+}
+
 std::chrono::system_clock::time_point Deadline(int64_t ms) {
   return std::chrono::system_clock::now() + std::chrono::milliseconds(ms);
 }
@@ -59,19 +75,29 @@ class RemoteRollout final : public PolicyRollout {
     GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(masters, version, options_.push));
     current_ = std::make_shared<EncodedWeights>(std::move(w));
     version_ = version;
+    // Only to the servers that are up: a down one is revived (and synced) before it gets work.
     std::vector<grpo::v1::RolloutService::StubInterface*> stubs;
-    for (auto& s : stubs_) stubs.push_back(s.get());
+    std::vector<size_t> index;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t i = 0; i < stubs_.size(); ++i) {
+        if (up_[i]) {
+          stubs.push_back(stubs_[i].get());
+          index.push_back(i);
+        }
+      }
+    }
     auto acks = PushWeightsToAll(stubs, *current_, options_.push.chunk_bytes, Deadline(options_.push_timeout_ms));
     int ok = 0;
     std::string why;
-    for (size_t i = 0; i < acks.size(); ++i) {
+    for (size_t j = 0; j < acks.size(); ++j) {
+      const size_t i = index[j];
       std::lock_guard<std::mutex> lock(mu_);
-      if (acks[i].ok()) {
+      if (acks[j].ok()) {
         ++ok;
-        up_[i] = true;
       } else {
         up_[i] = false;
-        why += " " + options_.endpoints[i] + ": " + acks[i].status().ToString() + ";";
+        why += " " + options_.endpoints[i] + ": " + acks[j].status().ToString() + ";";
       }
     }
     if (ok == 0) return Status::Unavailable("weight push of version " + std::to_string(version) + " reached no rollout server:" + why);
@@ -126,12 +152,23 @@ class RemoteRollout final : public PolicyRollout {
       grpo::v1::GenerateResponse resp;
       grpc::Status st = stubs_[server]->Generate(&ctx, proto, &resp);
       if (st.ok()) {
-        *out = GroupResultFromProto(resp.group());
-        return Status::Ok();
+        GroupResult result = GroupResultFromProto(resp.group());
+        const std::string bad = CheckResult(request, result);
+        if (bad.empty()) {
+          *out = std::move(result);
+          return Status::Ok();
+        }
+        // E.g. a server restarted with its original weights: route around it until revived.
+        last_error = options_.endpoints[server] + ": " + bad;
+        std::lock_guard<std::mutex> lock(mu_);
+        std::fprintf(stderr, "grpo train: rollout server %s marked down (%s)\n", options_.endpoints[server].c_str(),
+                     bad.c_str());
+        up_[server] = false;
+        continue;
       }
       last_error = options_.endpoints[server] + ": " + st.error_message();
       if (!Retryable(st.error_code())) {
-        return Status::InvalidArgument("rollout server " + last_error);
+        return Status(FromGrpcCode(st.error_code()), "rollout server " + last_error);
       }
       std::lock_guard<std::mutex> lock(mu_);
       if (up_[server]) std::fprintf(stderr, "grpo train: rollout server %s marked down (%s)\n",
@@ -142,6 +179,26 @@ class RemoteRollout final : public PolicyRollout {
     for (const auto& e : options_.endpoints) all += (all.empty() ? "" : ", ") + e;
     return Status::Unavailable("no rollout server could generate a group (servers: " + all +
                                "; last error: " + last_error + ")");
+  }
+
+  // "" when `result` answers `request` with the current weights; else what is wrong.
+  std::string CheckResult(const GroupRequest& request, const GroupResult& result) const {
+    if (static_cast<int64_t>(result.samples.size()) != request.n) return "wrong number of samples";
+    for (const SampleResult& s : result.samples) {
+      if (s.tokens.empty() || s.logprobs.size() != s.tokens.size() ||
+          (request.return_raw_logprobs && s.raw_logprobs.size() != s.tokens.size())) {
+        return "a sample's tokens and logprobs disagree";
+      }
+      if (current_ != nullptr) {
+        for (const VersionSpan& v : s.versions) {
+          if (v.version != version_) {
+            return "a sample was generated with weight version " + std::to_string(v.version) + ", not " +
+                   std::to_string(version_);
+          }
+        }
+      }
+    }
+    return "";
   }
 
   RemoteRolloutOptions options_;

@@ -46,7 +46,10 @@ Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool 
         }
         p->rollout_logprobs.insert(p->rollout_logprobs.end(), s.rollout_logprobs.begin(), s.rollout_logprobs.end());
       }
-      if (s.routing.empty()) routing_ok = false;
+      if (want_routing && s.routing.empty()) {
+        return Status::InvalidArgument("rl update: routing replay is on but a sample of group " + std::to_string(g) +
+                                       " has no routing (the rollout must return the experts it chose)");
+      }
     }
   }
   if (!routing_ok) return Status::Ok();

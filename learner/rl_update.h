@@ -5,7 +5,8 @@
 //  - Mini-batches split the groups into equal consecutive parts (whole groups stay together).
 //  - old_logprobs (the ratio's denominator) are the policy's logprobs before this step's first
 //    update; with one mini-batch and one epoch they equal the current ones (ratio 1), so no
-//    extra forward is run.
+//    extra forward is run. Samples from older weights (one-step off-policy) are corrected by the
+//    importance weights of loss.is_correction (old vs rollout logprobs), not by the ratio.
 //  - Rollout logprobs (for truncated IS / masking) are the engine's raw (temperature-1)
 //    logprobs of the sampled tokens.
 //  - Reference logprobs (KL, kl_beta > 0) come from a frozen reference model.

@@ -39,8 +39,39 @@ namespace {
 namespace fs = std::filesystem;
 using namespace trainer_internal;
 
+// A resumed run must use the recipe it started with: only how long it runs and how often it
+// evaluates and checkpoints may change (anything else would silently break reproducibility).
+Status CheckResumedRecipe(const std::string& stored_path, const TrainRecipe& r) {
+  if (!fs::exists(stored_path)) return Status::Ok();
+  GRPO_ASSIGN_OR_RETURN(Config stored, Config::LoadFile(stored_path));
+  nlohmann::json a = stored.json(), b = r.source.json();
+  for (nlohmann::json* j : {&a, &b}) {
+    if (j->contains("train") && (*j)["train"].is_object()) {
+      for (const char* k : {"steps", "eval_every", "checkpoint_every"}) (*j)["train"].erase(k);
+    }
+    if (j->contains("sft") && (*j)["sft"].is_object()) (*j)["sft"].erase("steps");
+    j->erase("cluster");
+  }
+  if (a != b) {
+    const nlohmann::json diff = nlohmann::json::diff(a, b);
+    std::string where = diff.empty() ? "" : diff[0].value("path", "");
+    return Status::InvalidArgument("--resume: the recipe differs from the one the run started with (" + stored_path +
+                                   ") at " + where + "; only train.steps, train.eval_every and "
+                                   "train.checkpoint_every may change on resume");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tokenizer_vocab) {
-  if (!r.model_path.empty()) return CausalLM::Load(r.model_path);
+  if (!r.model_path.empty()) {
+    GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(r.model_path));
+    if (model->config().vocab_size < tokenizer_vocab) {
+      return Status::InvalidArgument("model.path " + r.model_path + ": vocab_size " +
+                                     std::to_string(model->config().vocab_size) + " is smaller than the tokenizer's " +
+                                     std::to_string(tokenizer_vocab));
+    }
+    return model;
+  }
   nlohmann::json tree = nlohmann::json::object();
   if (!r.model_preset.empty()) {
     GRPO_ASSIGN_OR_RETURN(ModelConfig preset, PresetConfig(r.model_preset));
@@ -58,14 +89,21 @@ Result<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tok
 
 // ---------------------------------------------------------------- setup
 
-Status SetUp(const TrainRecipe& r, const TrainOptions& o, Run* run) {
+Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* run) {
   run->recipe = &r;
   run->dir = (fs::path(r.output_dir) / r.name).string();
   std::error_code ec;
+  if (o.resume && o.overwrite) return Status::InvalidArgument("--resume and --overwrite exclude each other");
   if (o.resume) {
     GRPO_ASSIGN_OR_RETURN(run->checkpoint, FindLatestCheckpoint(run->dir));
     if (!run->checkpoint) return Status::NotFound("--resume: run " + run->dir + " has no checkpoint");
     run->elapsed_before = run->checkpoint->state.elapsed_seconds;
+    if (sft != (run->checkpoint->state.stage == "sft")) {
+      return Status::InvalidArgument(
+          "--resume: the latest checkpoint of " + run->dir + " is of stage '" + run->checkpoint->state.stage + "'" +
+          (sft ? ", not an SFT run; continue it with grpo train --resume" : "; continue it with grpo sft --resume"));
+    }
+    GRPO_RETURN_IF_ERROR(CheckResumedRecipe(run->dir + "/recipe.yaml", r));
   } else if (fs::exists(run->dir)) {
     if (!o.overwrite) {
       return Status::AlreadyExists("run directory " + run->dir +
@@ -88,7 +126,10 @@ Status SetUp(const TrainRecipe& r, const TrainOptions& o, Run* run) {
   } else {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
       const fs::path src = fs::is_directory(r.tokenizer_path) ? fs::path(r.tokenizer_path) / f : fs::path(r.tokenizer_path);
-      if (fs::exists(src)) fs::copy_file(src, fs::path(run->tokenizer_dir) / f, fs::copy_options::overwrite_existing, ec);
+      if (fs::exists(src)) {
+        fs::copy_file(src, fs::path(run->tokenizer_dir) / f, fs::copy_options::overwrite_existing, ec);
+        if (ec) return Status::IoError("tokenizer.path: cannot copy " + src.string() + ": " + ec.message());
+      }
       if (!fs::is_directory(r.tokenizer_path)) break;
     }
   }
@@ -179,12 +220,15 @@ Status Pretrain(Run& run, const TrainOptions& o) {
 
 Result<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options) {
   trainer_internal::Run run;
-  GRPO_RETURN_IF_ERROR(SetUp(recipe, options, &run));
+  GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/false, &run));
   Status pre = Pretrain(run, options);
   if (pre.code() == StatusCode::kCancelled) {
     TrainSummary s;
     s.run_dir = run.dir;
     s.stopped_early = true;
+    s.stage = "pretrain";
+    GRPO_ASSIGN_OR_RETURN(auto latest, FindLatestCheckpoint(run.dir));
+    if (latest) s.steps_done = latest->state.pretrain_steps_done;
     return s;
   }
   GRPO_RETURN_IF_ERROR(pre);
@@ -200,7 +244,7 @@ Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options)
                                    "`grpo export --format prompt-completion`), got '" + sft.format + "'");
   }
   trainer_internal::Run run;
-  GRPO_RETURN_IF_ERROR(SetUp(recipe, options, &run));
+  GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/true, &run));
   // Rows {"prompt": .., "completion": ..}; bad rows are reported and skipped.
   std::vector<LmSequence> rows;
   {
@@ -233,7 +277,7 @@ Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options)
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), recipe.adamw));
   int64_t start = 0;
   data::Cursor cursor;
-  if (run.checkpoint && run.checkpoint->state.stage == "sft") {
+  if (run.checkpoint) {
     GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
     start = run.checkpoint->state.step;
     cursor = run.checkpoint->state.data_cursor;
@@ -249,6 +293,7 @@ Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options)
   std::vector<Tensor> grads;
   TrainSummary summary;
   summary.run_dir = run.dir;
+  summary.stage = "sft";
   for (int64_t step = start; step < sft.steps; ++step) {
     std::vector<LmSequence> batch;
     for (int64_t i : sampler.NextBatch(sft.batch_size)) batch.push_back(rows[i]);

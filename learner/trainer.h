@@ -41,6 +41,7 @@ struct TrainSummary {
   std::string run_dir;
   int64_t steps_done = 0;
   bool stopped_early = false;
+  std::string stage;  // the stage the run ended in: "pretrain", "rl" or "sft"
   double first_eval_accuracy = -1, last_eval_accuracy = -1, last_eval_format = -1;
 };
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <map>
 
 #include <google/protobuf/util/time_util.h>
@@ -55,6 +56,9 @@ Result<Scored> ScoreGroups(Run& run, RewardScorer& scorer, const std::vector<Pro
       for (const auto& [k, v] : prompts[g].example.meta.items()) {
         (*item.mutable_meta())[k] = v.is_string() ? v.get<std::string>() : v.dump();
       }
+      // Token counts for length-based rules (`length` with unit: tokens, overlong shaping).
+      (*item.mutable_meta())["completion_tokens"] = std::to_string(sample.tokens.size());
+      (*item.mutable_meta())["prompt_tokens"] = std::to_string(prompts[g].tokens.size());
       items.push_back(std::move(item));
       s.texts[g].push_back(std::move(text));
     }
@@ -168,7 +172,8 @@ Result<std::vector<Prompt>> StepPrompts(Run& run, int64_t step, int64_t round, i
                                         data::EpochSampler* sampler) {
   const TrainRecipe& r = *run.recipe;
   std::vector<Prompt> prompts(count);
-  data::SplitMix64 rng(StreamSeed(r.seed, kPrompts, static_cast<uint64_t>(step) * 64 + round));
+  data::SplitMix64 rng(StreamSeed(StreamSeed(r.seed, kPrompts, static_cast<uint64_t>(step)), kPrompts,
+                                  static_cast<uint64_t>(round)));
   for (auto& p : prompts) {
     if (r.data_source == "addition") {
       p.example = data::GenerateAddition(rng, r.addition, data::AdditionSplit::kTrain);
@@ -194,6 +199,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const TrainRecipe& r = *run.recipe;
   TrainSummary summary;
   summary.run_dir = run.dir;
+  summary.stage = "rl";
   const bool resumed_rl = run.checkpoint && run.checkpoint->state.stage == "rl";
   int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
   uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
@@ -202,8 +208,14 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   std::unique_ptr<CausalLM> reference;
   const std::string ref_dir = run.dir + "/checkpoints/reference";
   if (r.loss.kl_beta > 0) {
-    if (!fs::exists(ref_dir + "/model.safetensors")) {
-      GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), ref_dir));
+    if (!fs::exists(ref_dir + "/model.safetensors")) {  // written whole, then renamed
+      const std::string tmp = ref_dir + ".tmp";
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), tmp));
+      fs::remove_all(ref_dir, ec);
+      fs::rename(tmp, ref_dir, ec);
+      if (ec) return Status::IoError("cannot rename " + tmp + " to " + ref_dir + ": " + ec.message());
     }
     GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir));
   }
@@ -255,9 +267,10 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   }
   const std::string metrics_path = run.dir + "/metrics.jsonl";
   MetricsWriterOptions mo;
-  if (resumed_rl) {
+  if (fs::exists(metrics_path)) {
+    // A resumed run drops the rows after its checkpoint (all of them when RL never checkpointed).
     mo.resumed_from_step = start;
-    if (fs::exists(metrics_path)) GRPO_RETURN_IF_ERROR(TruncateAfterStep(metrics_path, start));
+    GRPO_RETURN_IF_ERROR(TruncateAfterStep(metrics_path, resumed_rl ? start : -1));
   }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, MetricsWriter::Open(run.dir, mo));
 
@@ -298,10 +311,8 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const bool moe = run.policy->config().NumMoeLayers() > 0;
   const bool routing = moe && r.routing_replay;
   int64_t steps_this_run = 0;
-  for (int64_t step = start; step < r.steps; ++step) {
-    const auto t_step = Clock::now();
-    std::map<std::string, double> row;
-    // ---- rollout (+ dynamic sampling rounds) and reward
+  // One step's batch: prompts, groups, rewards, advantages (dynamic sampling rounds included).
+  struct StepBatch {
     std::vector<Prompt> prompts;
     std::vector<GroupResult> groups;
     std::vector<std::vector<grpo::v1::RewardResult>> rewards;
@@ -309,15 +320,20 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     std::vector<double> adv;
     double t_rollout = 0, t_reward = 0;
     int64_t dropped = 0, rounds = 0;
+  };
+  auto collect = [&](int64_t step) -> Result<StepBatch> {
+    StepBatch b;
     for (int64_t round = 0; round < (r.dynamic_sampling ? r.max_sampling_rounds : 1); ++round) {
-      const int64_t want = r.prompts_per_step - static_cast<int64_t>(prompts.size());
+      const int64_t want = r.prompts_per_step - static_cast<int64_t>(b.prompts.size());
       if (want <= 0) break;
-      ++rounds;
+      ++b.rounds;
       GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> batch, StepPrompts(run, step, round, want, sampler_ptr));
       std::vector<GroupRequest> requests;
       for (size_t p = 0; p < batch.size(); ++p) {
         requests.push_back(MakeRequest(run, batch[p], r.group_size, r.sampling,
-                                       StreamSeed(r.seed, kRollout, static_cast<uint64_t>(step) * 4096 + round * 1024 + p),
+                                       StreamSeed(StreamSeed(StreamSeed(r.seed, kRollout, static_cast<uint64_t>(step)), kRollout,
+                                                             static_cast<uint64_t>(round)),
+                                                  kRollout, p),
                                        routing));
       }
       auto t0 = Clock::now();
@@ -325,30 +341,71 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       auto t1 = Clock::now();
       GRPO_ASSIGN_OR_RETURN(Scored s, ScoreGroups(run, *scorer, batch, std::move(gen)));
       auto t2 = Clock::now();
-      t_rollout += Seconds(t0, t1);
-      t_reward += Seconds(t1, t2);
+      b.t_rollout += Seconds(t0, t1);
+      b.t_reward += Seconds(t1, t2);
       for (size_t g = 0; g < s.groups.size(); ++g) {
+        // Advantages over the samples that got a reward; a sample whose scoring failed gets 0
+        // (and is left out of the loss and of the reward means).
         std::vector<double> rw;
-        for (const auto& res : s.rewards[g]) rw.push_back(res.has_reward() ? res.reward() : 0.0);
-        GRPO_ASSIGN_OR_RETURN(GroupAdvantages ga, ComputeGroupAdvantages(rw, r.group_size, r.advantage));
-        const bool flat = !ga.zero_std_groups.empty();
+        for (const auto& res : s.rewards[g]) {
+          if (res.has_reward()) rw.push_back(res.reward());
+        }
+        GroupAdvantages ga;
+        if (!rw.empty()) {
+          GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(rw, static_cast<int64_t>(rw.size()), r.advantage));
+        }
+        const bool flat = rw.size() < 2 || !ga.zero_std_groups.empty();
+        {
+          std::vector<double> full;
+          size_t k = 0;
+          for (const auto& res : s.rewards[g]) full.push_back(res.has_reward() ? ga.advantages[k++] : 0.0);
+          ga.advantages = std::move(full);
+        }
         const bool last_round = round + 1 >= (r.dynamic_sampling ? r.max_sampling_rounds : 1);
         if (r.dynamic_sampling && flat && !last_round) {
-          ++dropped;
+          ++b.dropped;
           continue;
         }
-        prompts.push_back(std::move(batch[g]));
-        groups.push_back(std::move(s.groups[g]));
-        rewards.push_back(std::move(s.rewards[g]));
-        texts.push_back(std::move(s.texts[g]));
-        adv.insert(adv.end(), ga.advantages.begin(), ga.advantages.end());
+        b.prompts.push_back(std::move(batch[g]));
+        b.groups.push_back(std::move(s.groups[g]));
+        b.rewards.push_back(std::move(s.rewards[g]));
+        b.texts.push_back(std::move(s.texts[g]));
+        b.adv.insert(b.adv.end(), ga.advantages.begin(), ga.advantages.end());
       }
     }
+    return b;
+  };
+  // One-step off-policy (rollout.overlap): step s+1's rollout runs while step s's update runs,
+  // with the weights from before that update; the new weights are pushed once both are done, so
+  // which weights generate which step does not depend on timing. (With GRPO_NUM_THREADS > 1 the
+  // two concurrent computations still differ run to run in the last float bits; see
+  // docs/training.md.)
+  std::future<Result<StepBatch>> pending;
+
+  for (int64_t step = start; step < r.steps; ++step) {
+    const auto t_step = Clock::now();
+    std::map<std::string, double> row;
+    // ---- rollout (+ dynamic sampling rounds) and reward; with overlap, launched during the
+    // previous step's update
+    Result<StepBatch> collected = pending.valid() ? pending.get() : collect(step);
+    GRPO_RETURN_IF_ERROR(collected.status());
+    StepBatch& sb = *collected;
+    std::vector<Prompt>& prompts = sb.prompts;
+    std::vector<GroupResult>& groups = sb.groups;
+    std::vector<std::vector<grpo::v1::RewardResult>>& rewards = sb.rewards;
+    std::vector<std::vector<std::string>>& texts = sb.texts;
+    std::vector<double>& adv = sb.adv;
+    const double t_rollout = sb.t_rollout, t_reward = sb.t_reward;
+    const int64_t dropped = sb.dropped, rounds = sb.rounds;
+    // The dataset position after this step's prompts (what a checkpoint of this step resumes at).
+    const data::Cursor cursor_after = sampler_ptr ? sampler_ptr->cursor() : data::Cursor{};
     // ---- store (durable before the update)
     auto t_store0 = Clock::now();
     store::StepRecords rec;
     rec.step = static_cast<uint64_t>(step);
-    double reward_sum = 0, reward_sq = 0, len_sum = 0, correct = 0, n = 0;
+    double reward_sum = 0, reward_sq = 0, len_sum = 0, correct = 0, n = 0, n_scored = 0, first_reward = 0;
+    int64_t reward_errors = 0;
+    std::string first_reward_error;
     std::map<std::string, std::pair<double, double>> rule_sums;
     int64_t zero_std = 0;
     std::vector<RlGroup> rl_groups(groups.size());
@@ -407,14 +464,22 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
         rs.trained = res.has_reward() && sr.finish_reason != "abort";
         rl_groups[g].samples.push_back(std::move(rs));
 
-        const double rv = res.has_reward() ? res.reward() : 0.0;
+        len_sum += static_cast<double>(sr.tokens.size());
+        n += 1;
+        if (!res.has_reward()) {  // scoring failed: counted, reported, left out of the means
+          ++reward_errors;
+          if (first_reward_error.empty()) first_reward_error = res.error();
+          continue;
+        }
+        const double rv = res.reward();
+        if (n_scored > 0 && rv != first_reward) all_equal = false;
+        if (n_scored == 0) first_reward = rv;
         reward_sum += rv;
         reward_sq += rv * rv;
-        len_sum += static_cast<double>(sr.tokens.size());
         correct += Correct(res);
-        n += 1;
-        if (rv != (rewards[g][0].has_reward() ? rewards[g][0].reward() : 0.0)) all_equal = false;
+        n_scored += 1;
         for (const auto& rs2 : res.rules()) {
+          if (!rs2.error().empty()) continue;
           auto& acc = rule_sums[rs2.rule()];
           acc.first += rs2.score();
           acc.second += 1;
@@ -422,11 +487,35 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       }
       zero_std += all_equal;
     }
+    if (reward_errors > 0) {
+      Progress(o, "step " + std::to_string(step + 1) + ": " + std::to_string(reward_errors) +
+                      " samples got no reward (left out of the loss); first error: " + first_reward_error);
+    }
+    if (n_scored == 0) {
+      return Status::FailedPrecondition("step " + std::to_string(step + 1) + ": no sample got a reward; first error: " +
+                                        first_reward_error);
+    }
     auto stored = store->GetSample(r.name, static_cast<uint64_t>(step), 0, 0);
     if (!stored.ok()) {
       GRPO_RETURN_IF_ERROR(store->WriteStep(r.name, &rec));
-    }  // else: a resumed run regenerated a step that was stored before the crash
+    } else {
+      // A resumed run regenerated a step stored before the crash: it must be the same data.
+      for (const auto& t : rec.trajectories) {
+        auto old = store->GetSample(r.name, static_cast<uint64_t>(step), t.prompt_index(), t.sample_index());
+        if (!old.ok() || old->sample().token_ids().size() != t.sample().token_ids().size() ||
+            !std::equal(t.sample().token_ids().begin(), t.sample().token_ids().end(),
+                        old->sample().token_ids().begin())) {
+          return Status::FailedPrecondition(
+              "step " + std::to_string(step) + " is already in the store but regenerating it after the resume gave "
+              "other samples (prompt " + std::to_string(t.prompt_index()) + ", sample " +
+              std::to_string(t.sample_index()) + "); the run cannot continue reproducibly");
+        }
+      }
+    }
     const double t_store = Seconds(t_store0, Clock::now());
+
+    // ---- the next step's rollout, overlapping this update
+    if (r.overlap && step + 1 < r.steps) pending = std::async(std::launch::async, collect, step + 1);
 
     // ---- learner update
     auto t_learn0 = Clock::now();
@@ -440,24 +529,32 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(RlUpdateStats us, RlUpdate(*run.policy, reference.get(), opt, rl_groups, uo, &grads));
     const double t_learn = Seconds(t_learn0, Clock::now());
 
-    // ---- weight sync
+    // ---- weight sync (after the overlapping rollout, which used the previous version)
+    double t_overlap_wait = 0;
+    if (pending.valid()) {
+      auto t_wait0 = Clock::now();
+      pending.wait();
+      t_overlap_wait = Seconds(t_wait0, Clock::now());
+    }
     auto t_sync0 = Clock::now();
     version += 1;
     GRPO_RETURN_IF_ERROR(rollout->PushWeights(version, run.policy->parameters()));
     const double t_sync = Seconds(t_sync0, Clock::now());
 
     // ---- metrics
-    const double mean = reward_sum / n;
+    const double mean = reward_sum / n_scored;
     row["reward_mean"] = mean;
-    row["reward_std"] = std::sqrt(std::max(0.0, reward_sq / n - mean * mean));
+    row["reward_std"] = std::sqrt(std::max(0.0, reward_sq / n_scored - mean * mean));
+    row["reward_errors"] = static_cast<double>(reward_errors);
     for (const auto& [rule, acc] : rule_sums) row["reward/" + rule] = acc.first / acc.second;
-    row["accuracy"] = correct / n;
+    row["accuracy"] = correct / n_scored;
     row["response_len_mean"] = len_sum / n;
     row["kl"] = us.kl;
     row["clip_frac"] = us.clip_frac;
     row["entropy"] = us.entropy;
     row["grad_norm"] = us.grad_norm;
     row["lr"] = us.lr;
+    row["skipped_updates"] = static_cast<double>(us.skipped_steps);
     row["loss"] = us.loss;
     row["zero_std_groups"] = static_cast<double>(zero_std);
     if (r.dynamic_sampling) {
@@ -470,6 +567,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     row["time/store"] = t_store;
     row["time/learn"] = t_learn;
     row["time/sync"] = t_sync;
+    if (r.overlap) row["time/overlap_wait"] = t_overlap_wait;
     const bool last = step + 1 == r.steps;
     if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
       auto t_eval0 = Clock::now();
@@ -494,7 +592,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       st.step = step + 1;
       st.pretrain_steps_done = r.pretrain.steps;
       st.weight_version = version;
-      if (sampler_ptr) st.data_cursor = sampler_ptr->cursor();
+      st.data_cursor = cursor_after;
       st.elapsed_seconds = run.Elapsed();
       GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("rl", step + 1), *run.policy, &opt, st,
                                           run.tokenizer_dir, 2));

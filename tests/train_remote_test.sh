@@ -8,7 +8,7 @@ RECIPE="$(realpath "$2")"
 T=${TEST_TMPDIR:-$(mktemp -d)}
 cd "$T"
 fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
 export GRPO_NUM_THREADS=1
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
@@ -55,7 +55,7 @@ kill -9 "$rollout_pid1" "$reward_pid1"
 wait $train_pid
 rc=$?
 check "remote run finishes after losing a rollout server and a reward replica" '[ $rc -eq 0 ]' || tail -20 train.err
-check "the lost rollout server was routed around" 'grep -q "marked down" train.err'
+check "the lost rollout server was routed around" 'grep "marked down" train.err | grep -q "127.0.0.1:$R1"'
 check "every step is in metrics.jsonl" "/usr/bin/python3 -c \"
 import json
 rows = [json.loads(l) for l in open('runs/remote/metrics.jsonl')]

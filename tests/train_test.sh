@@ -8,7 +8,7 @@ RECIPE="$(realpath "$2")"
 T=${TEST_TMPDIR:-$(mktemp -d)}
 cd "$T"
 fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
 export GRPO_NUM_THREADS=1
 
 SMALL=(--set pretrain.steps=12 --set pretrain.batch_size=8 --set train.steps=6
@@ -83,6 +83,46 @@ kill -TERM $pid
 wait $pid
 check "SIGTERM exits 0" '[ $? -eq 0 ]'
 check "SIGTERM leaves a checkpoint and says how to continue" 'grep -q "continue with --resume" c.err && [ -s runs/c/checkpoints/latest ]'
+
+# ---- resume from the pretraining checkpoint (RL never checkpointed): metrics are not duplicated;
+# a changed recipe is refused, a longer run is allowed
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=d --set train.steps=0 --quiet > /dev/null 2> d.err
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=d --set train.steps=2 --set run.seed=9 --resume --quiet > /dev/null 2> d2.err
+check "resume with another seed is refused" 'grep -q "differs from the one the run started with" d2.err'
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=d --set train.steps=2 --resume --quiet > /dev/null 2> d3.err
+check "resume from pretraining with more steps runs" '[ $? -eq 0 ]' || cat d3.err
+check "metrics after a resume from pretraining are not duplicated" "/usr/bin/python3 -c \"
+import json
+rows = [json.loads(l) for l in open('runs/d/metrics.jsonl')]
+assert [r['step'] for r in rows] == [0, 1, 2], [r['step'] for r in rows]
+\""
+printf '{"prompt": "Q:1+2\\n", "completion": "3"}\n' > one.jsonl
+"$GRPO" sft "$RECIPE" "${SMALL[@]}" --set run.name=d --set train.steps=2 --set sft.train="$T/one.jsonl" \
+  --set sft.steps=1 --resume --quiet > /dev/null 2> d4.err
+check "sft --resume on an RL run is refused" 'grep -q "not an SFT run" d4.err'
+
+# ---- token-length rules get the token counts
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=len --set train.steps=1 \
+  --set 'reward.rules=[{type: format, mode: lenient}, {type: length, unit: tokens, max_length: 8, cache_length: 4}]' \
+  --quiet > /dev/null 2> len.err
+check "a token-length rule scores every sample" "/usr/bin/python3 -c \"
+import json
+rows = [json.loads(l) for l in open('runs/len/metrics.jsonl')]
+assert rows[1]['reward_errors'] == 0 and 'reward/length' in rows[1], rows[1]
+\"" || cat len.err
+
+# ---- one-step off-policy overlap: finishes, logs, and (one thread) is reproducible
+for n in o1 o2; do
+  "$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=$n --set rollout.overlap=true \
+    --set algorithm.is_correction=token_tis --set train.steps=3 --quiet > /dev/null 2> $n.err
+done
+check "overlapped runs finish and agree bit for bit" "/usr/bin/python3 - runs/o1/metrics.jsonl runs/o2/metrics.jsonl <<'PY'
+import json, sys
+def load(p):
+    return [{k: v for k, v in json.loads(l).items() if not k.startswith('time/')} for l in open(p)]
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert [r['step'] for r in a] == [0, 1, 2, 3] and a == b
+PY" || cat o1.err
 
 # ---- distillation loop: export run a's correct samples, SFT a student on them
 "$GRPO" export --store $R/store --format prompt-completion --output distill.jsonl 2> export.err
