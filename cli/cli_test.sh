@@ -14,10 +14,11 @@ done
 reward_help=$("$GRPO" reward --help)
 check "reward --help lists score and serve" 'grep -q "score" <<<"$reward_help" && grep -q "serve" <<<"$reward_help"'
 
-# An unbuilt subcommand: exit 3 and a message naming the issue. (Update this list as parts land.)
-out=$("$GRPO" submit --cluster slurm recipe.yaml 2>&1); rc=$?
-check "unbuilt submit exits 3 (got $rc)" '[ $rc -eq 3 ]'
-check "unbuilt submit names its issue" 'grep -q "not built yet; issue #9" <<<"$out"'
+# Every subcommand is built now (issue #9 landed submit/jobs/logs/cancel): a missing recipe is a
+# run-time error (exit 1) naming the file, not "not built yet" (exit 3).
+out=$("$GRPO" submit --cluster slurm no-such-recipe.yaml 2>&1); rc=$?
+check "submit of a missing recipe exits 1 (got $rc)" '[ $rc -eq 1 ]'
+check "submit names the missing recipe" 'grep -q "no-such-recipe.yaml" <<<"$out" && ! grep -q "not built yet" <<<"$out"'
 
 "$GRPO" no-such-command >/dev/null 2>&1; rc=$?
 check "unknown subcommand exits 2 (got $rc)" '[ $rc -eq 2 ]'

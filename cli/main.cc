@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cli/cluster_commands.h"
 #include "cli/data_commands.h"
 #include "cli/generate_command.h"
 #include "cli/model_commands.h"
@@ -19,7 +20,7 @@
 namespace grpo::cli {
 namespace {
 
-constexpr const char* kClusterIssue = "issue #9 (Slurm cluster submission)";
+constexpr const char* kRolloutIssue = "issue #7 (rollout engine)";
 
 void AddAllSubcommands(CLI::App& app) {
   AddInitModelSubcommand(app);
@@ -35,10 +36,7 @@ void AddAllSubcommands(CLI::App& app) {
   AddTrainCommands(app);
   AddExportSubcommand(app);
   AddInspectSubcommand(app);
-  AddUnbuiltSubcommand(app, "submit", "Submit a recipe to a cluster (Slurm)", kClusterIssue);
-  AddUnbuiltSubcommand(app, "jobs", "List submitted cluster jobs", kClusterIssue);
-  AddUnbuiltSubcommand(app, "logs", "Show a cluster job's logs per role", kClusterIssue);
-  AddUnbuiltSubcommand(app, "cancel", "Cancel a cluster job", kClusterIssue);
+  AddClusterCommands(app);
   for (CLI::App* group : {data, reward, rollout}) group->require_subcommand(1);
 }
 

@@ -51,6 +51,11 @@ Status CheckResumedRecipe(const std::string& stored_path, const TrainRecipe& r) 
     }
     if (j->contains("sft") && (*j)["sft"].is_object()) (*j)["sft"].erase("steps");
     j->erase("cluster");
+    // Where the services run is not part of the run: a requeued cluster job (deploy/) gets new
+    // hosts and ports for its rollout and reward servers.
+    for (const char* section : {"rollout", "reward"}) {
+      if (j->contains(section) && (*j)[section].is_object()) (*j)[section].erase("endpoints");
+    }
   }
   if (a != b) {
     const nlohmann::json diff = nlohmann::json::diff(a, b);

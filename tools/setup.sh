@@ -13,6 +13,8 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libre2-dev libseccomp-dev
   # benchmarks and references used by tests
   rocksdb-tools python3-torch
+  # the loopback Slurm cluster of tests/slurm_cluster_test.sh (grpo submit, issue #9)
+  slurm-wlm munge
 )
 
 missing=()

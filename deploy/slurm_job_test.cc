@@ -1,0 +1,136 @@
+#include "deploy/slurm_job.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "learner/recipe.h"
+
+namespace grpo::deploy {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Runfile(const std::string& rel) {
+  return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + rel;
+}
+
+// The golden scripts are what `grpo submit --dry-run` prints for the example recipes; a change
+// to the template or the renderer must update them on purpose.
+class GoldenTest : public testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenTest, RenderMatchesGoldenScript) {
+  Result<TrainRecipe> r = LoadRecipe(Runfile("deploy/examples/" + GetParam() + ".yaml"), {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Result<SlurmJobSpec> spec = SlurmJobFromRecipe(*r, "/unused/grpo");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  const std::string golden = ReadFile(Runfile("deploy/testdata/" + GetParam() + ".sbatch"));
+  ASSERT_FALSE(golden.empty());
+  EXPECT_EQ(RenderSbatch(*spec), golden);
+}
+
+INSTANTIATE_TEST_SUITE_P(Examples, GoldenTest, testing::Values("dense-7b", "moe-v3"));
+
+Result<SlurmJobSpec> FromYaml(const std::string& yaml, std::vector<std::string> sets = {}) {
+  const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/recipe.yaml";
+  std::ofstream(path) << yaml;
+  GRPO_ASSIGN_OR_RETURN(TrainRecipe r, LoadRecipe(path, sets));
+  return SlurmJobFromRecipe(r, "/opt/grpo");
+}
+
+const char kBase[] = R"(run: {name: t, output_dir: /runs}
+tokenizer: {builtin: bytes-r1}
+model: {init: {config: {model_type: llama, vocab_size: 261, hidden_size: 8, intermediate_size: 16,
+        num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2}}}
+reward: {rules: [{type: format}]}
+)";
+
+TEST(SlurmJob, DefaultsAndLayout) {
+  auto s = FromYaml(std::string(kBase) + "cluster: {rollout: {tasks: 3, nodes: 3, gpus_per_task: 2}}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->job_dir, "/runs/t");
+  EXPECT_EQ(s->run_dir, "/runs/t/t");
+  EXPECT_EQ(s->grpo_bin, "/opt/grpo");
+  EXPECT_EQ(s->learner.tasks, 1);
+  EXPECT_EQ(s->reward.tasks, 1);
+  EXPECT_EQ(s->TotalNodes(), 5);   // 1 learner + 3 rollout + 1 reward
+  EXPECT_EQ(s->GpusPerNode(), 2);  // one 2-GPU rollout task per node
+  EXPECT_EQ(s->rollout_model, "/runs/t/cluster/rollout-model");
+  EXPECT_EQ(s->rollout_init_config, "/runs/t/cluster/model_config.json");
+  EXPECT_EQ(s->rollout_tokenizer, "/runs/t/cluster/tokenizer");
+  const std::string script = RenderSbatch(*s);
+  EXPECT_NE(script.find("#SBATCH --nodes=5\n"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --gpus-per-node=2\n"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --requeue\n"), std::string::npos);
+  EXPECT_NE(script.find("ROLLOUT_SRUN=(--nodes=3 --ntasks=3 --cpus-per-task=1 --gpus-per-task=2 --gpu-bind=per_task:2)"),
+            std::string::npos);
+  EXPECT_EQ(script.find("@SBATCH@"), std::string::npos);
+  EXPECT_EQ(script.find("@SETTINGS@"), std::string::npos);
+  EXPECT_EQ(script.rfind("#!/bin/bash\n", 0), 0u);
+}
+
+TEST(SlurmJob, ColocateSharesNodesAndAddsGpus) {
+  auto s = FromYaml(std::string(kBase) +
+                    "cluster: {colocate: true, exclusive: false, learner: {gpus_per_task: 1},"
+                    " rollout: {tasks: 2, gpus_per_task: 1}, reward: {tasks: 2}}\n");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->TotalNodes(), 1);
+  EXPECT_EQ(s->GpusPerNode(), 3);
+  const std::string script = RenderSbatch(*s);
+  EXPECT_NE(script.find("--overlap"), std::string::npos);
+  EXPECT_EQ(script.find("--exclusive"), std::string::npos);
+}
+
+TEST(SlurmJob, SetOverridesAndEnvironment) {
+  auto s = FromYaml(std::string(kBase) + "cluster: {nccl: {socket_ifname: eth0, ib_timeout: 22}}\n",
+                    {"cluster.reward.tasks=0", "cluster.env.OMP_NUM_THREADS=4", "cluster.rollout.args=--max-batch 8"});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->reward.tasks, 0);
+  EXPECT_EQ(s->reward.nodes, 0);
+  EXPECT_EQ(s->TotalNodes(), 2);
+  const std::string script = RenderSbatch(*s);
+  EXPECT_NE(script.find("export NCCL_SOCKET_IFNAME=eth0\n"), std::string::npos);
+  EXPECT_NE(script.find("export NCCL_IB_TIMEOUT=22\n"), std::string::npos);
+  EXPECT_NE(script.find("export OMP_NUM_THREADS=4\n"), std::string::npos);
+  EXPECT_NE(script.find("GRPO_ROLLOUT_ARGS='--max-batch 8'\n"), std::string::npos);
+  EXPECT_NE(script.find("GRPO_REWARD_TASKS=0\n"), std::string::npos);
+}
+
+TEST(SlurmJob, ErrorsNameTheKey) {
+  auto missing = FromYaml(kBase);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().ToString().find("no 'cluster:' section"), std::string::npos);
+
+  auto typo = FromYaml(std::string(kBase) + "cluster: {partitoin: gpu}\n");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().ToString().find("partitoin"), std::string::npos) << typo.status().ToString();
+
+  auto nodes = FromYaml(std::string(kBase) + "cluster: {rollout: {tasks: 2, nodes: 3}}\n");
+  ASSERT_FALSE(nodes.ok());
+  EXPECT_NE(nodes.status().ToString().find("cluster.rollout.nodes"), std::string::npos) << nodes.status().ToString();
+
+  auto learner = FromYaml(std::string(kBase) + "cluster: {learner: {tasks: 2, nodes: 2}}\n");
+  ASSERT_FALSE(learner.ok());
+  EXPECT_NE(learner.status().ToString().find("one process"), std::string::npos) << learner.status().ToString();
+
+  auto env = FromYaml(std::string(kBase) + "cluster: {env: {\"BAD-NAME\": 1}}\n");
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.status().ToString().find("environment variable"), std::string::npos) << env.status().ToString();
+}
+
+TEST(SlurmJob, ShellQuote) {
+  EXPECT_EQ(ShellQuote("/a/b-c_d.e:1,2=3@4%5+6"), "/a/b-c_d.e:1,2=3@4%5+6");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote("a b"), "'a b'");
+  EXPECT_EQ(ShellQuote("it's $HOME"), "'it'\\''s $HOME'");
+}
+
+}  // namespace
+}  // namespace grpo::deploy
