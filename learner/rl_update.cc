@@ -21,7 +21,6 @@ struct Packed {
 Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
             bool want_rollout_logprobs, Packed* p) {
   int64_t targets = 0;
-  bool routing_ok = want_routing;
   for (size_t g = first; g < last; ++g) {
     const RlGroup& group = groups[g];
     const int64_t P = static_cast<int64_t>(group.prompt.size());
@@ -52,7 +51,7 @@ Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool 
       }
     }
   }
-  if (!routing_ok) return Status::Ok();
+  if (!want_routing) return Status::Ok();
   p->routing.num_tokens = p->batch.num_tokens();
   p->has_routing = true;
   return Status::Ok();
