@@ -30,7 +30,9 @@ SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# cred_expire also sets how long a requeued job waits before it may start again (default 120 s;
+# starting it earlier fails with "Job credential revoked").
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$SLURM_DIR/state

@@ -141,11 +141,9 @@ check "found the trainer process" '[ -n "$tpid" ]'
 kill -KILL "$tpid" 2>/dev/null
 echo "killed the trainer (pid $tpid) after checkpoint $(cat "$D2/requeue/checkpoints/latest")"
 check "job 2's batch script requeues it" "wait_for 60 'grep -q requeueing $D2/logs/job-$J2.out'"
-# Slurm holds a requeued job back about two minutes (BeginTime); let it start now.
-wait_for 30 '[ "$(job_state $J2)" = PENDING ]'
-scontrol update JobId="$J2" StartTime=now
+# Slurm holds a requeued job back until its credential expires (cred_expire, 10 s here).
 check "job 2 runs again and finishes" \
-  "wait_for 120 'grep -q \"attempt 1\" $D2/logs/job-$J2.out' && wait_job $J2 300"
+  "wait_for 120 'grep -q \"^grpo job $J2 attempt 1 \" $D2/logs/job-$J2.out' && wait_job $J2 300"
 check "the second attempt resumed from the checkpoint" \
   "grep -q 'restart 1).*--resume' $D2/logs/learner.log"
 check "metrics.jsonl has every step once after the resume" "[ \"\$(metric_steps $D2/requeue/metrics.jsonl)\" = \"$(seq_line $STEPS2)\" ]"
