@@ -7,7 +7,8 @@
 //   stream_gb_s        STREAM-like triad a = b + s * c over 3 x 64 MiB, on the same pool
 //   active_weight_mb   f32 weight bytes one token reads (embedding row only; routed experts
 //                      scaled by top_k / num_experts); bound_b1_tok_s = stream / active bytes
-// Prints one JSON object.
+// Prints one JSON object. With --decode-b1-only: only batch-1 decoding of one PROMPT_LEN prompt
+// (prefill included), for profilers.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -65,10 +66,11 @@ double StreamTriadGBs() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS\n");
+  if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "--decode-b1-only")) {
+    std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS [--decode-b1-only]\n");
     return 2;
   }
+  const bool b1_only = argc == 5;
   const int plen = std::atoi(argv[2]), steps = std::atoi(argv[3]);
   auto model = grpo::CausalLM::Load(argv[1]);
   if (!model.ok()) {
@@ -105,6 +107,12 @@ int main(int argc, char** argv) {
   };
   nlohmann::json out = {{"impl", "grpo"}, {"threads", grpo::ThreadPool::Default().num_threads()}};
   const auto pf = Requests(8, plen, 1, V, 1);
+  if (b1_only) {  // for profilers: batch-1 decoding only
+    const auto one = Requests(1, plen, 2, V, steps);
+    const double t = Timed([&] { run(one); }, 3);
+    std::printf("{\"decode_b1_tok_s\": %.1f}\n", (steps - 1.0) / t);
+    return 0;
+  }
   out["prefill_tok_s"] = 8.0 * plen / Timed([&] { run(pf); });
   for (int b : {1, 64}) {
     const auto first = Requests(b, 16, 2, V, 1), all = Requests(b, 16, 2, V, steps);

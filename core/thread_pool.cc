@@ -1,7 +1,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
-#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -9,6 +9,10 @@ namespace grpo {
 namespace {
 
 thread_local bool t_inside_pool_task = false;
+
+// How long an idle worker, or a caller waiting for the last chunks, spins before it sleeps.
+constexpr auto kWorkerSpin = std::chrono::microseconds(100);
+constexpr auto kCallerSpin = std::chrono::microseconds(50);
 
 int DefaultThreadCount() {
   if (const char* env = std::getenv("GRPO_NUM_THREADS")) {
@@ -18,7 +22,38 @@ int DefaultThreadCount() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins until `done()` or `budget` has passed; returns done().
+template <typename F>
+bool SpinUntil(F&& done, std::chrono::microseconds budget) {
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    CpuRelax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() > deadline) return done();
+  }
+}
+
 }  // namespace
+
+// One ParallelFor's work, on its caller's stack. Chunk c covers [c * per, min(n, c * per + per)).
+struct ThreadPool::ForkJoin {
+  const std::function<void(int64_t, int64_t)>* fn;
+  int64_t n, per, chunks;
+  ThreadPool* pool;
+  std::atomic<int64_t> next{0};  // next unclaimed chunk
+  std::atomic<int64_t> done{0};  // chunks finished
+  std::atomic<bool> caller_sleeping{false};
+  std::mutex mu;
+  std::condition_variable cv;
+};
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
   for (int i = 0; i + 1 < num_threads_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
@@ -33,18 +68,53 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
+bool ThreadPool::HasWork() const { return job_.load() != nullptr || queued_.load() > 0; }
+
+void ThreadPool::RunChunks(ForkJoin& job) {
+  const bool was_inside = t_inside_pool_task;
+  t_inside_pool_task = true;
+  for (;;) {
+    const int64_t c = job.next.fetch_add(1);
+    if (c >= job.chunks) break;
+    // The last chunk is claimed: idle workers need not look at this job any more.
+    if (c == job.chunks - 1) job.pool->job_.store(nullptr);
+    const int64_t begin = c * job.per, end = std::min(job.n, begin + job.per);
+    if (begin < end) (*job.fn)(begin, end);
+    if (job.done.fetch_add(1) + 1 == job.chunks && job.caller_sleeping.load()) {
+      std::lock_guard<std::mutex> lock(job.mu);
+      job.cv.notify_one();
+    }
+  }
+  t_inside_pool_task = was_inside;
+}
+
 void ThreadPool::WorkerLoop() {
   t_inside_pool_task = true;
   for (;;) {
-    std::function<void()> task;
-    {
+    if (!SpinUntil([this] { return HasWork() || stopping_.load(); }, kWorkerSpin)) {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      task = std::move(queue_.front());
-      queue_.pop_front();
+      sleepers_.fetch_add(1);
+      cv_.wait(lock, [this] { return HasWork() || stopping_.load(); });
+      sleepers_.fetch_sub(1);
     }
-    task();
+    // A fork-join job: in_job_ keeps its caller from returning while this thread may read it.
+    in_job_.fetch_add(1);
+    if (ForkJoin* job = job_.load()) RunChunks(*job);
+    in_job_.fetch_sub(1);
+    std::function<void()> task;
+    if (queued_.load() > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!queue_.empty()) {
+        task = std::move(queue_.front());
+        queue_.pop_front();
+        queued_.fetch_sub(1);
+      }
+    }
+    if (task) {
+      task();
+      continue;
+    }
+    if (stopping_.load() && queued_.load() == 0) return;  // stopping and drained
   }
 }
 
@@ -56,6 +126,7 @@ void ThreadPool::Schedule(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(task));
+    queued_.fetch_add(1);
   }
   cv_.notify_one();
 }
@@ -65,28 +136,37 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   const int64_t chunks = std::min<int64_t>(num_threads_, (n + grain - 1) / grain);
-  if (chunks <= 1 || t_inside_pool_task) {
+  if (chunks <= 1) {
     fn(0, n);
     return;
   }
   const int64_t per = (n + chunks - 1) / chunks;
-  std::mutex done_mu;
-  std::condition_variable done_cv;
-  int64_t remaining = chunks - 1;
-  for (int64_t c = 1; c < chunks; ++c) {
-    const int64_t begin = c * per, end = std::min(n, begin + per);
-    Schedule([&, begin, end] {
-      if (begin < end) fn(begin, end);
-      std::lock_guard<std::mutex> lock(done_mu);
-      if (--remaining == 0) done_cv.notify_one();
-    });
+  std::unique_lock<std::mutex> owner(fork_mu_, std::defer_lock);
+  if (t_inside_pool_task || !owner.try_lock()) {
+    // Nested, or the workers are busy with another thread's ParallelFor: the same chunks here.
+    for (int64_t begin = 0; begin < n; begin += per) fn(begin, std::min(n, begin + per));
+    return;
   }
-  const bool was_inside = t_inside_pool_task;
-  t_inside_pool_task = true;
-  fn(0, std::min(n, per));
-  t_inside_pool_task = was_inside;
-  std::unique_lock<std::mutex> lock(done_mu);
-  done_cv.wait(lock, [&] { return remaining == 0; });
+  ForkJoin job;
+  job.fn = &fn;
+  job.n = n;
+  job.per = per;
+  job.chunks = chunks;
+  job.pool = this;
+  job_.store(&job);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mu_); }  // a worker between its check and its wait
+    cv_.notify_all();
+  }
+  RunChunks(job);
+  auto all_done = [&] { return job.done.load() == chunks; };
+  if (!SpinUntil(all_done, kCallerSpin)) {
+    std::unique_lock<std::mutex> lock(job.mu);
+    job.caller_sleeping.store(true);
+    job.cv.wait(lock, all_done);
+  }
+  // job_ was cleared when the last chunk was claimed; wait for workers that may still hold it.
+  while (in_job_.load() != 0) CpuRelax();
 }
 
 ThreadPool& ThreadPool::Default() {

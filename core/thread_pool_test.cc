@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -50,6 +53,68 @@ TEST(ThreadPool, NestedParallelForRunsInline) {
     }
   });
   EXPECT_EQ(total.load(), 80);
+}
+
+TEST(ThreadPool, NestedParallelForRunsTheSameChunks) {
+  ThreadPool pool(3);
+  std::mutex mu;
+  std::set<std::pair<int64_t, int64_t>> outer_chunks, inner_chunks;
+  pool.ParallelFor(1000, 10, [&](int64_t b, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    outer_chunks.insert({b, e});
+  });
+  pool.ParallelFor(3, 1, [&](int64_t, int64_t) {
+    pool.ParallelFor(1000, 10, [&](int64_t b, int64_t e) {
+      std::lock_guard<std::mutex> lock(mu);
+      inner_chunks.insert({b, e});
+    });
+  });
+  EXPECT_EQ(inner_chunks, outer_chunks);
+}
+
+// Many short fork-joins in a row (decoding's pattern), from several threads at once: every
+// element is covered exactly once each time and nothing hangs or reads a finished job.
+TEST(ThreadPool, ManyShortParallelForsFromConcurrentCallers) {
+  ThreadPool pool(4);
+  std::vector<std::thread> callers;
+  std::atomic<int64_t> errors{0};
+  for (int t = 0; t < 3; ++t) {
+    callers.emplace_back([&, t] {
+      std::vector<int> hits(64 + t);
+      for (int rep = 0; rep < 3000; ++rep) {
+        std::fill(hits.begin(), hits.end(), 0);
+        pool.ParallelFor(static_cast<int64_t>(hits.size()), 1, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[i]++;
+        });
+        for (int h : hits) errors += h != 1;
+      }
+    });
+  }
+  for (std::thread& c : callers) c.join();
+  EXPECT_EQ(errors.load(), 0);
+}
+
+// Workers that went to sleep (idle longer than their spin) are woken by the next job.
+TEST(ThreadPool, WakesSleepingWorkers) {
+  ThreadPool pool(2);
+  for (int rep = 0; rep < 5; ++rep) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::atomic<int> threads_seen{0};
+    std::set<std::thread::id> ids;
+    std::mutex mu;
+    // Each chunk waits (bounded) for the other, so both threads must take part.
+    pool.ParallelFor(2, 1, [&](int64_t, int64_t) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ids.insert(std::this_thread::get_id());
+      }
+      threads_seen++;
+      for (int i = 0; i < 2000 && threads_seen.load() < 2; ++i) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+    });
+    EXPECT_EQ(ids.size(), 2u) << "rep " << rep;
+  }
 }
 
 TEST(ThreadPool, ScheduledTasksRunBeforeDestruction) {

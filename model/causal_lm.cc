@@ -504,6 +504,9 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   }
 }
 
+// Up to this many tokens in a batch, MoeForward runs its experts side by side.
+constexpr int64_t kExpertParallelTokens = 64;
+
 // MoE block: x = a.ln2 -> y [T, hidden] (overwritten). Uses a.experts when `forced`.
 template <typename LayerT, typename ActsT>
 static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, float* y) {
@@ -530,15 +533,29 @@ static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, f
   a.expert_acts.resize(E);
   a.expert_out.clear();
   a.expert_out.resize(E);
-  be.Zero(y, T * h);
-  std::vector<float> scale;
+  std::vector<int32_t> active;
   for (int64_t e = 0; e < E; ++e) {
+    if (!a.expert_rows[e].empty()) active.push_back(static_cast<int32_t>(e));
+  }
+  auto expert = [&](int64_t i) {
+    const int32_t e = active[i];
     const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
-    if (n == 0) continue;
     Buffer xe = ctx.Buf(n * h);
     be.GatherRows(a.ln2.data(), a.expert_rows[e].data(), nullptr, xe.data(), n, h);
     a.expert_out[e] = ctx.Buf(n * h);
     MlpForward(ctx, L.experts[e], xe.data(), n, a.expert_out[e].data(), a.expert_acts[e]);
+  };
+  // Few tokens (decoding): each expert's products are too small to split, so experts run side
+  // by side. Many tokens: one expert at a time, each product split across threads.
+  if (T <= kExpertParallelTokens) {
+    be.RunIndependent(static_cast<int64_t>(active.size()), expert);
+  } else {
+    for (size_t i = 0; i < active.size(); ++i) expert(static_cast<int64_t>(i));
+  }
+  be.Zero(y, T * h);
+  std::vector<float> scale;
+  for (int32_t e : active) {  // in expert order: the sum does not depend on the threads
+    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
     scale.resize(n);
     for (int64_t i = 0; i < n; ++i) scale[i] = a.weights[a.expert_slots[e][i]];
     be.ScatterAddRows(a.expert_out[e].data(), a.expert_rows[e].data(), scale.data(), y, n, h);

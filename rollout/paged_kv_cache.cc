@@ -1,8 +1,12 @@
 #include "rollout/paged_kv_cache.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 namespace grpo {
@@ -10,10 +14,17 @@ namespace grpo {
 KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size)
     : layers_(config.num_hidden_layers), num_blocks_(num_blocks), block_size_(block_size),
       width_(KvCacheRowWidth(config)),
-      data_(static_cast<size_t>(num_blocks * layers_ * block_size * width_)),
+      floats_(static_cast<size_t>(num_blocks * layers_ * block_size * width_)),
       refs_(num_blocks, 0) {
+  void* p = mmap(nullptr, std::max<size_t>(floats_, 1) * sizeof(float), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  madvise(p, floats_ * sizeof(float), MADV_HUGEPAGE);  // best effort
+  data_ = static_cast<float*>(p);
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
+
+KvBlockPool::~KvBlockPool() { munmap(data_, std::max<size_t>(floats_, 1) * sizeof(float)); }
 
 Result<int32_t> KvBlockPool::Allocate() {
   if (free_.empty()) {
@@ -38,12 +49,12 @@ void KvBlockPool::Release(int32_t block) {
 
 void KvBlockPool::Copy(int32_t from, int32_t to) {
   const size_t block_floats = static_cast<size_t>(layers_ * block_size_ * width_);
-  std::memcpy(data_.data() + to * block_floats, data_.data() + from * block_floats,
+  std::memcpy(data_ + to * block_floats, data_ + from * block_floats,
               block_floats * sizeof(float));
 }
 
 float* KvBlockPool::Row(int32_t block, int64_t layer, int64_t offset) {
-  return data_.data() + ((static_cast<int64_t>(block) * layers_ + layer) * block_size_ + offset) * width_;
+  return data_ + ((static_cast<int64_t>(block) * layers_ + layer) * block_size_ + offset) * width_;
 }
 
 PagedKvCache::~PagedKvCache() {

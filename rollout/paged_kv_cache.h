@@ -23,12 +23,17 @@ namespace grpo {
 
 class KvBlockPool {
  public:
+  // The pool's memory is reserved, not touched: pages are backed (huge pages where the kernel
+  // allows) when a block is first written, so a large budget costs nothing at start-up.
   KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size);
+  ~KvBlockPool();
+  KvBlockPool(const KvBlockPool&) = delete;
+  KvBlockPool& operator=(const KvBlockPool&) = delete;
 
   int64_t block_size() const { return block_size_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
-  int64_t bytes() const { return static_cast<int64_t>(data_.size() * sizeof(float)); }
+  int64_t bytes() const { return static_cast<int64_t>(floats_ * sizeof(float)); }
 
   // A block with reference count 1, or ResourceExhausted.
   Result<int32_t> Allocate();
@@ -42,7 +47,8 @@ class KvBlockPool {
 
  private:
   int64_t layers_, num_blocks_, block_size_, width_;
-  std::vector<float> data_;
+  size_t floats_;
+  float* data_;  // mmap'ed, floats_ long
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
 };

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "core/dtype.h"
@@ -189,6 +190,12 @@ class Backend {
                         int64_t rows, int64_t cols, bool accumulate) = 0;
   // out[i] = dot(a[i], b[i]) for n rows of `dim`.
   virtual void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) = 0;
+
+  // ---- independent work ---------------------------------------------------------------------
+  // Calls task(i) once for every i in [0, n), possibly concurrently: for pieces of work each too
+  // small to split (the MoE experts of a decode step). Ops called inside a task run on the
+  // task's thread; their results are the same as when called outside.
+  virtual void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) = 0;
 
   // ---- output distribution ------------------------------------------------------------------
   // For each row t of logits [rows, vocab]: logprob[t] = log softmax(logits[t])[targets[t]]

@@ -4,13 +4,12 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <map>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +17,7 @@
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
 #include "model/ops/cpu/quantized_gemm.h"
+#include "model/ops/cpu/vector_kernels.h"
 
 namespace grpo {
 namespace {
@@ -53,41 +53,45 @@ class CpuBackendImpl final : public Backend {
   }
   // A caching allocator: freed blocks are kept by size class and handed out again, so the same
   // activations of the next step cost neither page faults nor zeroing.
+  // Each block carries its size class in a 64-byte header in front of it; freed blocks wait in
+  // per-class stacks. The lock is a spin lock: it is held for a push or a pop, and decode steps
+  // allocate from several threads at once (a mutex there costs futex calls).
   float* Allocate(int64_t size) override {
     const size_t bytes = SizeClass(static_cast<size_t>(std::max<int64_t>(size, 1)) * sizeof(float));
-    void* p = nullptr;
+    char* base = nullptr;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      SpinGuard lock(lock_);
       auto it = free_.find(bytes);
-      if (it != free_.end()) {
-        p = it->second;
-        free_.erase(it);
+      if (it != free_.end() && !it->second.empty()) {
+        base = static_cast<char*>(it->second.back());
+        it->second.pop_back();
         cached_bytes_ -= bytes;
       }
     }
-    if (p == nullptr) p = std::aligned_alloc(64, bytes);
-    if (p == nullptr) {
-      std::fprintf(stderr, "fatal: cpu backend out of memory (%zu bytes)\n", bytes);
-      std::abort();
+    if (base == nullptr) {
+      base = static_cast<char*>(std::aligned_alloc(64, bytes + kHeader));
+      if (base == nullptr) {
+        std::fprintf(stderr, "fatal: cpu backend out of memory (%zu bytes)\n", bytes);
+        std::abort();
+      }
+      *reinterpret_cast<size_t*>(base) = bytes;
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      sizes_[p] = bytes;
-    }
-    if (poison_) std::fill_n(static_cast<float*>(p), bytes / sizeof(float), std::nanf(""));
-    return static_cast<float*>(p);
+    float* p = reinterpret_cast<float*>(base + kHeader);
+    if (poison_) std::fill_n(p, bytes / sizeof(float), std::nanf(""));
+    return p;
   }
   void Free(float* data) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = sizes_.find(data);
-    const size_t bytes = it->second;
-    sizes_.erase(it);
-    if (cached_bytes_ + bytes > kMaxCachedBytes) {
-      std::free(data);
-      return;
+    char* base = reinterpret_cast<char*>(data) - kHeader;
+    const size_t bytes = *reinterpret_cast<size_t*>(base);
+    {
+      SpinGuard lock(lock_);
+      if (cached_bytes_ + bytes <= kMaxCachedBytes) {
+        free_[bytes].push_back(base);
+        cached_bytes_ += bytes;
+        return;
+      }
     }
-    free_.emplace(bytes, data);
-    cached_bytes_ += bytes;
+    std::free(base);
   }
   void Copy(const float* src, float* dst, int64_t size) override {
     std::memcpy(dst, src, static_cast<size_t>(size) * sizeof(float));
@@ -103,12 +107,20 @@ class CpuBackendImpl final : public Backend {
 
   void Linear(const float* x, const float* w, const float* b, float* y, int64_t m, int64_t k,
               int64_t n) override {
-    if (m >= Pool().num_threads()) {
+    if (m > cpu::kSmallLinearRows && m >= Pool().num_threads()) {
       Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, n, k, 1.0f, x + r0 * k, k,
                     w, k, 0.0f, y + r0 * n, n);
       });
-    } else {  // few rows (decoding): split the output columns instead
+    } else if (m <= cpu::kSmallLinearRows) {
+      // Decoding: read each weight row once for all rows of x (no sgemm packing), output
+      // columns split across threads in multiples of 4.
+      const int64_t quads = (n + 3) / 4;
+      Pool().ParallelFor(quads, RowGrain(8 * k * m), [&](int64_t q0, int64_t q1) {
+        const int64_t c0 = 4 * q0, c1 = std::min(n, 4 * q1);
+        cpu::LinearSmallM(x, w + c0 * k, y + c0, m, k, c1 - c0, n);
+      });
+    } else {  // fewer rows than threads: split the output columns instead
       Pool().ParallelFor(n, RowGrain(2 * k * m), [&](int64_t c0, int64_t c1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, c1 - c0, k, 1.0f, x, k,
                     w + c0 * k, k, 0.0f, y + c0, n);
@@ -179,31 +191,18 @@ class CpuBackendImpl final : public Backend {
         const float* const* seq_rows = rows + row_offsets[s];
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
-          const float* qv = q + (t * nh + h) * dqk;
           scores.resize(pos + 1);
-          float mx = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j <= pos; ++j) {
-            const float* kv = seq_rows[j] + k_offset + g * dqk;
-            float dot = 0.0f;
-            for (int64_t d = 0; d < dqk; ++d) dot += qv[d] * kv[d];
-            scores[j] = dot * scale;
-            mx = std::max(mx, scores[j]);
-          }
-          float sum = 0.0f;
-          for (int64_t j = 0; j <= pos; ++j) {
-            scores[j] = std::exp(scores[j] - mx);
-            sum += scores[j];
-          }
-          const float inv = 1.0f / sum;
-          float* o = out + (t * nh + h) * dv;
-          std::memset(o, 0, dv * sizeof(float));
-          for (int64_t j = 0; j <= pos; ++j) {
-            const float* vv = seq_rows[j] + v_offset + g * dv;
-            const float p = scores[j] * inv;
-            for (int64_t d = 0; d < dv; ++d) o[d] += p * vv[d];
-          }
+          cpu::AttendCachedQuery(q + (t * nh + h) * dqk, seq_rows, pos + 1, k_offset + g * dqk,
+                                 v_offset + g * dv, dqk, dv, scale, scores.data(),
+                                 out + (t * nh + h) * dv);
         }
       }
+    });
+  }
+
+  void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) override {
+    Pool().ParallelFor(n, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) task(i);
     });
   }
 
@@ -505,10 +504,22 @@ class CpuBackendImpl final : public Backend {
 
  private:
   static constexpr size_t kMaxCachedBytes = size_t{2} << 30;
+  static constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned
+  class SpinGuard {
+   public:
+    explicit SpinGuard(std::atomic_flag& f) : f_(f) {
+      while (f_.test_and_set(std::memory_order_acquire)) {
+        while (f_.test(std::memory_order_relaxed)) __builtin_ia32_pause();
+      }
+    }
+    ~SpinGuard() { f_.clear(std::memory_order_release); }
+
+   private:
+    std::atomic_flag& f_;
+  };
   bool poison_ = false;
-  std::mutex mu_;
-  std::unordered_map<void*, size_t> sizes_;
-  std::multimap<size_t, void*> free_;
+  std::atomic_flag lock_ = ATOMIC_FLAG_INIT;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> freed blocks
   size_t cached_bytes_ = 0;
 
   static std::vector<int64_t> ProbsOffsets(std::span<const int64_t> seq_offsets, int64_t nh) {

@@ -1,0 +1,33 @@
+// Small f32 vector kernels of the CPU backend's hot loops that BLAS does not cover: one decode
+// query attending over KV-cache rows, dot products. Each is compiled twice (x86-64-v3: AVX2 +
+// FMA, and the build's baseline) and picked at load time by the CPU's features (GCC
+// target_clones), so a binary built for x86-64-v2 still runs 8-wide where the CPU can.
+// Results are deterministic for a given CPU (fixed summation order: 8 lanes, then the lanes in
+// order, then the tail).
+#ifndef GRPO_MODEL_OPS_CPU_VECTOR_KERNELS_H_
+#define GRPO_MODEL_OPS_CPU_VECTOR_KERNELS_H_
+
+#include <cstdint>
+
+namespace grpo::cpu {
+
+// sum_i a[i] * b[i].
+float Dot(const float* a, const float* b, int64_t n);
+
+// y[m, n] = x[m, k] . w[n, k]^T (row i of y at y + i * ldy) for few rows (m <= kSmallLinearRows): each weight row is read
+// once for all rows of x (sgemm would pack the weights first, costing more than the product at
+// decode sizes). Rows are independent: y[i] depends only on x[i], whatever m is.
+constexpr int64_t kSmallLinearRows = 8;
+void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n,
+                  int64_t ldy);
+
+// One query over `len` cached positions: scores[j] = scale * q . (rows[j] + k_offset)[0:dqk],
+// p = softmax(scores), out[0:dv] = sum_j p[j] * (rows[j] + v_offset)[0:dv] (overwritten).
+// `scores` is scratch of at least len floats. len >= 1.
+void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, int64_t k_offset,
+                       int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,
+                       float* out);
+
+}  // namespace grpo::cpu
+
+#endif  // GRPO_MODEL_OPS_CPU_VECTOR_KERNELS_H_
