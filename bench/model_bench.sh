@@ -2,7 +2,9 @@
 # Model core speed, side by side with PyTorch eager in one run: forward and forward+backward
 # tokens/s of a small MoE (deepseek_v3-tiny, ~20M parameters) and a small dense model
 # (llama-tiny) on the same weights and tokens, with 1 and 2 threads on both sides, and each
-# process's peak memory. Prints a table and the ratios. Not a test: run it by hand.
+# process's peak memory. Prints a table and the ratios, and for the dense model at 1 thread the
+# floor set by its linear layers' sgemm calls alone (bench/model_bench.cc). PyTorch's OpenBLAS
+# is pinned to the same thread count (bench/torch_model_bench.py). Not a test: run it by hand.
 #   SEQS=8 LEN=256 REPEATS=3 bash bench/model_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,14 @@ for preset in deepseek_v3-tiny llama-tiny; do
       python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-18s %-8s %7d %14.0f %14.0f %10.0f' % (sys.argv[2], d['impl'], d['threads'], d['fwd_tok_s'], d['fwdbwd_tok_s'], d['peak_rss_mb']))" "$r" "$preset"
     done
     python3 -c "import json,sys; a=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); print('%-18s ratio    %7d %13.2fx %13.2fx   (%s)' % (sys.argv[3], a['threads'], a['fwd_tok_s']/b['fwd_tok_s'], a['fwdbwd_tok_s']/b['fwdbwd_tok_s'], sys.argv[4]))" "$ours" "$theirs" "$preset" "$params"
+    python3 -c "
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+if 'gemm_fwd_tok_s' in a:
+    print('%-18s GEMM floor %5d %14.0f %14.0f   (linear layers alone, 1-thread sgemm: ours at %.0f%% / %.0f%%, PyTorch at %.0f%% / %.0f%%)' % (
+        sys.argv[3], a['threads'], a['gemm_fwd_tok_s'], a['gemm_fwdbwd_tok_s'],
+        100 * a['fwd_tok_s'] / a['gemm_fwd_tok_s'], 100 * a['fwdbwd_tok_s'] / a['gemm_fwdbwd_tok_s'],
+        100 * b['fwd_tok_s'] / a['gemm_fwd_tok_s'], 100 * b['fwdbwd_tok_s'] / a['gemm_fwdbwd_tok_s']))" "$ours" "$theirs" "$preset"
   done
 done
 rm -rf "$W"

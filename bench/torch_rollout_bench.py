@@ -10,7 +10,14 @@ import runpy
 import sys
 import time
 
-import torch
+# Debian's PyTorch runs its matrix products on OpenBLAS, whose own threads torch.set_num_threads
+# does not govern: left alone, a "1-thread" PyTorch multiplies on every core (and a 2-thread one
+# oversubscribes). Pin OpenBLAS (and OpenMP) to the bench's thread count before torch loads.
+if len(sys.argv) > 4:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = sys.argv[4]
+
+import torch  # noqa: E402
 
 
 class CachedModel:
