@@ -8,7 +8,8 @@
 //   active_weight_mb   f32 weight bytes one token reads (embedding row only; routed experts
 //                      scaled by top_k / num_experts); bound_b1_tok_s = stream / active bytes
 // Prints one JSON object. With --decode-b1-only: only batch-1 decoding of one PROMPT_LEN prompt
-// (prefill included), for profilers.
+// (its prefill included) and the bandwidth bound, for profilers and for models too large for the
+// rest.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -110,7 +111,9 @@ int main(int argc, char** argv) {
   if (b1_only) {  // for profilers: batch-1 decoding only
     const auto one = Requests(1, plen, 2, V, steps);
     const double t = Timed([&] { run(one); }, 3);
-    std::printf("{\"decode_b1_tok_s\": %.1f}\n", (steps - 1.0) / t);
+    const double gbs = StreamTriadGBs();
+    std::printf("{\"decode_b1_tok_s\": %.2f, \"stream_gb_s\": %.1f, \"active_weight_mb\": %.1f, "
+                "\"bound_b1_tok_s\": %.2f}\n", (steps - 1.0) / t, gbs, active / 1e6, gbs * 1e9 / active);
     return 0;
   }
   out["prefill_tok_s"] = 8.0 * plen / Timed([&] { run(pf); });
