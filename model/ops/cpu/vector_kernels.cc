@@ -14,15 +14,16 @@ namespace {
 // Eight floats; `aligned(4)` makes loads and stores through it unaligned-safe.
 typedef float V8 __attribute__((vector_size(32), aligned(4)));
 
-inline V8 Load(const float* p) { return *reinterpret_cast<const V8*>(p); }
-inline void Store(float* p, const V8& v) { *reinterpret_cast<V8*>(p) = v; }
-inline float Sum(const V8& v) {
+__attribute__((always_inline)) inline V8 Load(const float* p) { return *reinterpret_cast<const V8*>(p); }
+__attribute__((always_inline)) inline void Store(float* p, const V8& v) { *reinterpret_cast<V8*>(p) = v; }
+__attribute__((always_inline)) inline float Sum(const V8& v) {
   return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
 #define GRPO_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 
-GRPO_VECTOR_CLONES float DotImpl(const float* a, const float* b, int64_t n) {
+// Inlined into the runtime-dispatched kernels below, so it is compiled for each of their targets.
+__attribute__((always_inline)) inline float DotInline(const float* a, const float* b, int64_t n) {
   V8 acc0 = {}, acc1 = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -40,17 +41,7 @@ GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* rows, int
                                    float scale, float* scores, float* out) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < len; ++j) {
-    const float* k = rows[j] + k_offset;
-    V8 acc0 = {}, acc1 = {};
-    int64_t d = 0;
-    for (; d + 16 <= dqk; d += 16) {
-      acc0 += Load(q + d) * Load(k + d);
-      acc1 += Load(q + d + 8) * Load(k + d + 8);
-    }
-    for (; d + 8 <= dqk; d += 8) acc0 += Load(q + d) * Load(k + d);
-    float dot = Sum(acc0 + acc1);
-    for (; d < dqk; ++d) dot += q[d] * k[d];
-    scores[j] = dot * scale;
+    scores[j] = DotInline(q, rows[j] + k_offset, dqk) * scale;
     mx = std::max(mx, scores[j]);
   }
   float sum = 0.0f;
@@ -159,8 +150,6 @@ void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k
                   int64_t ldy) {
   LinearSmallMImpl(x, w, y, m, k, n, ldy);
 }
-
-float Dot(const float* a, const float* b, int64_t n) { return DotImpl(a, b, n); }
 
 void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, int64_t k_offset,
                        int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,

@@ -1,7 +1,7 @@
-// Small f32 vector kernels of the CPU backend's hot loops that BLAS does not cover: one decode
-// query attending over KV-cache rows, dot products. Each is compiled twice (x86-64-v3: AVX2 +
-// FMA, and the build's baseline) and picked at load time by the CPU's features (GCC
-// target_clones), so a binary built for x86-64-v2 still runs 8-wide where the CPU can.
+// Small f32 vector kernels of the CPU backend's hot loops that BLAS does not cover well: one
+// decode query attending over KV-cache rows, few-row linear layers. Each is compiled twice
+// (x86-64-v3: AVX2 + FMA, and the build's baseline) and picked at load time by the CPU's
+// features (GCC target_clones), so a binary built for x86-64-v2 runs 8-wide where it can.
 // Results are deterministic for a given CPU (fixed summation order: 8 lanes, then the lanes in
 // order, then the tail).
 #ifndef GRPO_MODEL_OPS_CPU_VECTOR_KERNELS_H_
@@ -10,9 +10,6 @@
 #include <cstdint>
 
 namespace grpo::cpu {
-
-// sum_i a[i] * b[i].
-float Dot(const float* a, const float* b, int64_t n);
 
 // y[m, n] = x[m, k] . w[n, k]^T (row i of y at y + i * ldy) for few rows (m <= kSmallLinearRows): each weight row is read
 // once for all rows of x (sgemm would pack the weights first, costing more than the product at

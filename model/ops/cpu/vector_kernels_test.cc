@@ -17,15 +17,6 @@ std::vector<float> Random(int64_t n, uint32_t seed) {
   return v;
 }
 
-TEST(VectorKernels, DotMatchesDoubleReference) {
-  for (int64_t n : {0, 1, 7, 8, 9, 16, 31, 64, 100, 577}) {
-    const auto a = Random(n, 1), b = Random(n, 2);
-    double ref = 0;
-    for (int64_t i = 0; i < n; ++i) ref += double{a[i]} * b[i];
-    EXPECT_NEAR(Dot(a.data(), b.data(), n), ref, 1e-5 * (1 + std::sqrt(double(n)))) << n;
-  }
-}
-
 TEST(VectorKernels, LinearSmallMMatchesDoubleReferenceForEveryShape) {
   for (int64_t m = 1; m <= kSmallLinearRows; ++m) {
     for (int64_t k : {1, 8, 13, 64, 257}) {
