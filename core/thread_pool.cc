@@ -47,7 +47,6 @@ bool SpinUntil(F&& done, std::chrono::microseconds budget) {
 struct ThreadPool::ForkJoin {
   const std::function<void(int64_t, int64_t)>* fn;
   int64_t n, per, chunks;
-  ThreadPool* pool;
   std::atomic<int64_t> next{0};  // next unclaimed chunk
   std::atomic<int64_t> done{0};  // chunks finished
   std::atomic<bool> caller_sleeping{false};
@@ -77,7 +76,7 @@ void ThreadPool::RunChunks(ForkJoin& job) {
     const int64_t c = job.next.fetch_add(1);
     if (c >= job.chunks) break;
     // The last chunk is claimed: idle workers need not look at this job any more.
-    if (c == job.chunks - 1) job.pool->job_.store(nullptr);
+    if (c == job.chunks - 1) job_.store(nullptr);
     const int64_t begin = c * job.per, end = std::min(job.n, begin + job.per);
     if (begin < end) (*job.fn)(begin, end);
     if (job.done.fetch_add(1) + 1 == job.chunks && job.caller_sleeping.load()) {
@@ -152,7 +151,6 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   job.n = n;
   job.per = per;
   job.chunks = chunks;
-  job.pool = this;
   job_.store(&job);
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> lock(mu_); }  // a worker between its check and its wait

@@ -50,7 +50,7 @@ class ThreadPool {
   struct ForkJoin;
   void WorkerLoop();
   // Claims and runs chunks of `job` until none is left.
-  static void RunChunks(ForkJoin& job);
+  void RunChunks(ForkJoin& job);
   bool HasWork() const;  // a fork-join job or a queued task is waiting
 
   const int num_threads_;
