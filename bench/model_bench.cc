@@ -1,6 +1,7 @@
 // Forward and forward+backward tokens/s of CausalLM on a model directory, for the side-by-side
 // comparison with PyTorch eager in bench/model_bench.sh. Threads: GRPO_NUM_THREADS.
-// Prints one JSON object: {"fwd_tok_s", "fwdbwd_tok_s", "peak_rss_mb", ...}.
+// Prints one JSON object: {"fwd_tok_s", "fwdbwd_tok_s", "peak_rss_mb", ...}. With FWD_ONLY set
+// in the environment it times the forward alone (for profiling it; fwdbwd_tok_s is then absent).
 //
 // Dense models with 1 thread also get a floor: "gemm_fwd_tok_s" / "gemm_fwdbwd_tok_s" are the
 // tokens/s of the model's linear-layer matrix products alone (q, k, v, o, gate, up, down, output
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
     auto out = (*model)->Forward(batch, {});
     auto t1 = Clock::now();
     if (!out.ok()) return 1;
+    if (std::getenv("FWD_ONLY") != nullptr) continue;
     auto out2 = (*model)->Forward(batch, {.keep_activations = true});
     if (!out2.ok() || !(*model)->Backward(weights, &grads).ok()) return 1;
     auto t2 = Clock::now();
@@ -109,8 +111,8 @@ int main(int argc, char** argv) {
                            {"threads", grpo::ThreadPool::Default().num_threads()},
                            {"tokens", tokens},
                            {"fwd_tok_s", tokens / Median(fwd)},
-                           {"fwdbwd_tok_s", tokens / Median(fwdbwd)},
                            {"peak_rss_mb", usage.ru_maxrss / 1024.0}};
+  if (!fwdbwd.empty()) result["fwdbwd_tok_s"] = tokens / Median(fwdbwd);
   const grpo::ModelConfig& c = (*model)->config();
   if (grpo::ThreadPool::Default().num_threads() == 1 && c.num_experts == 0 && !c.mla) {
     const auto [f, fb] = GemmFloor(c, batch.num_tokens(), repeats);

@@ -318,16 +318,8 @@ class CpuBackendImpl final : public Backend {
                       qh + r0 * nh * dqk, nh * dqk, kh, nkv * dqk, 0.0f, p + r0 * len, len);
           for (int64_t r = r0; r < r1; ++r) {
             float* row = p + r * len;
-            float mx = -std::numeric_limits<float>::infinity();
-            for (int64_t c = 0; c <= r; ++c) mx = std::max(mx, row[c]);
-            float sum = 0.0f;
-            for (int64_t c = 0; c <= r; ++c) {
-              row[c] = std::exp(row[c] - mx);
-              sum += row[c];
-            }
-            const float inv = 1.0f / sum;
-            for (int64_t c = 0; c <= r; ++c) row[c] *= inv;
-            for (int64_t c = r + 1; c < len; ++c) row[c] = 0.0f;
+            cpu::Softmax(row, r + 1);
+            std::fill(row + r + 1, row + len, 0.0f);
           }
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, dv, r1, 1.0f,
                       p + r0 * len, len, vh, nkv * dv, 0.0f,
@@ -393,23 +385,14 @@ class CpuBackendImpl final : public Backend {
 
   void SwiGlu(const float* gate, const float* up, float* out, int64_t size) override {
     Pool().ParallelFor(size, 1 << 14, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float g = gate[i];
-        out[i] = g / (1.0f + std::exp(-g)) * up[i];
-      }
+      cpu::SwiGlu(gate + b, up + b, out + b, e - b);
     });
   }
 
   void SwiGluBackward(const float* dout, const float* gate, const float* up, float* dgate,
                       float* dup, int64_t size) override {
     Pool().ParallelFor(size, 1 << 14, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const float g = gate[i];
-        const float sig = 1.0f / (1.0f + std::exp(-g));
-        const float silu = g * sig;
-        dup[i] = dout[i] * silu;
-        dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
-      }
+      cpu::SwiGluBackward(dout + b, gate + b, up + b, dgate + b, dup + b, e - b);
     });
   }
 
@@ -458,24 +441,12 @@ class CpuBackendImpl final : public Backend {
 
   void LogSoftmaxTargets(const float* logits, const int32_t* targets, float* logprobs,
                          float* entropy, int64_t rows, int64_t vocab) override {
-    // f32 exp (the costly part), sums accumulated in double.
     Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* x = logits + r * vocab;
-        const float mx = *std::max_element(x, x + vocab);
-        double sum = 0.0, weighted = 0.0;
-        if (entropy != nullptr) {
-          for (int64_t i = 0; i < vocab; ++i) {
-            const float e = std::exp(x[i] - mx);
-            sum += e;
-            weighted += static_cast<double>(e) * (x[i] - mx);
-          }
-        } else {
-          for (int64_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - mx);
-        }
-        const double lse = std::log(sum);  // relative to mx
-        if (targets[r] >= 0) logprobs[r] = static_cast<float>(x[targets[r]] - mx - lse);
-        if (entropy != nullptr) entropy[r] = static_cast<float>(lse - weighted / sum);
+        const cpu::LogSoftmaxStats st = cpu::LogSoftmaxRow(x, vocab, entropy != nullptr);
+        if (targets[r] >= 0) logprobs[r] = static_cast<float>(x[targets[r]] - st.max - st.log_sum);
+        if (entropy != nullptr) entropy[r] = static_cast<float>(st.entropy);
       }
     });
   }
@@ -491,12 +462,10 @@ class CpuBackendImpl final : public Backend {
           std::memset(d, 0, vocab * sizeof(float));
           continue;
         }
-        const float mx = *std::max_element(x, x + vocab);
-        double sum = 0.0;
-        for (int64_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - mx);
-        const float inv = static_cast<float>(1.0 / sum);
+        // d = w * (onehot(target) - softmax(x))
+        const cpu::LogSoftmaxStats st = cpu::LogSoftmaxRow(x, vocab, false);
         const float w = weights[r];
-        for (int64_t i = 0; i < vocab; ++i) d[i] = -w * std::exp(x[i] - mx) * inv;
+        cpu::ScaledExp(x, vocab, static_cast<float>(st.max + st.log_sum), -w, d);
         d[targets[r]] += w;
       }
     });

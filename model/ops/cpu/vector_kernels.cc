@@ -20,6 +20,49 @@ __attribute__((always_inline)) inline float Sum(const V8& v) {
   return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
+typedef int32_t V8i __attribute__((vector_size(32), aligned(4)));
+
+__attribute__((always_inline)) inline V8 Splat(float x) { return V8{} + x; }
+
+// exp of 8 lanes: Cephes' expf (x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial in r, 2^n put
+// into the exponent bits), within 2 ulp of the correctly rounded result. Below -87.34 the result
+// is 0, above 88.38 it is +inf, NaN stays NaN.
+__attribute__((always_inline)) inline V8 Exp(V8 x) {
+  const V8 lo = Splat(-87.3365478515625f), hi = Splat(88.376258850097656f);
+  const V8 xc = x < lo ? lo : (x > hi ? hi : x);
+  const V8 magic = Splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  const V8 n = (xc * Splat(1.44269504088896341f) + magic) - magic;
+  const V8 r = (xc - n * Splat(0.693359375f)) - n * Splat(-2.12194440e-4f);
+  V8 p = Splat(1.9875691500e-4f);
+  p = p * r + Splat(1.3981999507e-3f);
+  p = p * r + Splat(8.3334519073e-3f);
+  p = p * r + Splat(4.1665795894e-2f);
+  p = p * r + Splat(1.6666665459e-1f);
+  p = p * r + Splat(5.0000001201e-1f);
+  const V8 y = p * (r * r) + r + Splat(1.0f);
+  const V8i bits = (__builtin_convertvector(n, V8i) + 127) << 23;
+  V8 pow2n;
+  __builtin_memcpy(&pow2n, &bits, sizeof(pow2n));
+  const V8 e = y * pow2n;
+  return x < lo ? V8{} : (x > hi ? Splat(std::numeric_limits<float>::infinity()) : e);
+}
+
+// exp of one float, the same way (tails of the loops below, so every element is computed alike).
+__attribute__((always_inline)) inline float Exp1(float x) { return Exp(Splat(x))[0]; }
+
+__attribute__((always_inline)) inline float MaxOf(const float* x, int64_t n) {
+  V8 m8 = Splat(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 v = Load(x + i);
+    m8 = v > m8 ? v : m8;
+  }
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int l = 0; l < 8; ++l) mx = std::max(mx, m8[l]);
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  return mx;
+}
+
 #define GRPO_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 
 // Inlined into the runtime-dispatched kernels below, so it is compiled for each of their targets.
@@ -36,6 +79,91 @@ __attribute__((always_inline)) inline float DotInline(const float* a, const floa
   return s;
 }
 
+// x[0:n] = exp(x - mx) / sum_j exp(x_j - mx).
+__attribute__((always_inline)) inline void ExpNormalize(float* x, int64_t n, float mx) {
+  const V8 m = Splat(mx);
+  V8 s8 = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 e = Exp(Load(x + i) - m);
+    Store(x + i, e);
+    s8 += e;
+  }
+  float sum = Sum(s8);
+  for (; i < n; ++i) sum += (x[i] = Exp1(x[i] - mx));
+  const V8 inv = Splat(1.0f / sum);
+  i = 0;
+  for (; i + 8 <= n; i += 8) Store(x + i, Load(x + i) * inv);
+  for (; i < n; ++i) x[i] *= inv[0];
+}
+
+GRPO_VECTOR_CLONES void SoftmaxImpl(float* x, int64_t n) { ExpNormalize(x, n, MaxOf(x, n)); }
+
+GRPO_VECTOR_CLONES LogSoftmaxStats LogSoftmaxStatsImpl(const float* x, int64_t n,
+                                                       bool need_entropy) {
+  LogSoftmaxStats st;
+  st.max = MaxOf(x, n);
+  const V8 m = Splat(st.max);
+  // f32 lanes over chunks of 512, each chunk's lanes added into doubles.
+  double sum = 0.0, weighted = 0.0;
+  constexpr int64_t kChunk = 512;
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t c1 = std::min(n, c0 + kChunk);
+    V8 s8 = {}, w8 = {};
+    int64_t i = c0;
+    for (; i + 8 <= c1; i += 8) {
+      const V8 d = Load(x + i) - m, e = Exp(d);
+      s8 += e;
+      if (need_entropy) w8 += e * d;
+    }
+    float s = Sum(s8), w = Sum(w8);
+    for (; i < c1; ++i) {
+      const float d = x[i] - st.max, e = Exp1(d);
+      s += e;
+      w += e * d;
+    }
+    sum += s;
+    weighted += w;
+  }
+  st.log_sum = std::log(sum);
+  st.entropy = need_entropy ? st.log_sum - weighted / sum : 0.0;
+  return st;
+}
+
+GRPO_VECTOR_CLONES void ScaledExpImpl(const float* x, int64_t n, float shift, float scale,
+                                      float* out) {
+  const V8 sh = Splat(shift), sc = Splat(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) Store(out + i, sc * Exp(Load(x + i) - sh));
+  for (; i < n; ++i) out[i] = scale * Exp1(x[i] - shift);
+}
+
+GRPO_VECTOR_CLONES void SwiGluImpl(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 g = Load(gate + i);
+    Store(out + i, g / (Splat(1.0f) + Exp(-g)) * Load(up + i));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + Exp1(-gate[i])) * up[i];
+}
+
+GRPO_VECTOR_CLONES void SwiGluBackwardImpl(const float* dout, const float* gate, const float* up,
+                                           float* dgate, float* dup, int64_t n) {
+  int64_t i = 0;
+  const V8 one = Splat(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const V8 g = Load(gate + i), d = Load(dout + i);
+    const V8 sig = one / (one + Exp(-g));
+    Store(dup + i, d * (g * sig));
+    Store(dgate + i, d * Load(up + i) * sig * (one + g * (one - sig)));
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i], sig = 1.0f / (1.0f + Exp1(-g));
+    dup[i] = dout[i] * (g * sig);
+    dgate[i] = dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+  }
+}
+
 GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* rows, int64_t len,
                                    int64_t k_offset, int64_t v_offset, int64_t dqk, int64_t dv,
                                    float scale, float* scores, float* out) {
@@ -44,13 +172,7 @@ GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* rows, int
     scores[j] = DotInline(q, rows[j] + k_offset, dqk) * scale;
     mx = std::max(mx, scores[j]);
   }
-  float sum = 0.0f;
-  for (int64_t j = 0; j < len; ++j) {
-    scores[j] = std::exp(scores[j] - mx);
-    sum += scores[j];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t j = 0; j < len; ++j) scores[j] *= inv;
+  ExpNormalize(scores, len, mx);
   // out in column blocks of 32 held in registers over all rows.
   int64_t d = 0;
   for (; d + 32 <= dv; d += 32) {
@@ -155,6 +277,25 @@ void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, in
                        int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,
                        float* out) {
   AttendImpl(q, rows, len, k_offset, v_offset, dqk, dv, scale, scores, out);
+}
+
+void Softmax(float* x, int64_t n) { SoftmaxImpl(x, n); }
+
+LogSoftmaxStats LogSoftmaxRow(const float* x, int64_t n, bool need_entropy) {
+  return LogSoftmaxStatsImpl(x, n, need_entropy);
+}
+
+void ScaledExp(const float* x, int64_t n, float shift, float scale, float* out) {
+  ScaledExpImpl(x, n, shift, scale, out);
+}
+
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n) {
+  SwiGluImpl(gate, up, out, n);
+}
+
+void SwiGluBackward(const float* dout, const float* gate, const float* up, float* dgate,
+                    float* dup, int64_t n) {
+  SwiGluBackwardImpl(dout, gate, up, dgate, dup, n);
 }
 
 }  // namespace grpo::cpu

@@ -1,5 +1,6 @@
 // Small f32 vector kernels of the CPU backend's hot loops that BLAS does not cover well: one
-// decode query attending over KV-cache rows, few-row linear layers. Each is compiled twice
+// decode query attending over KV-cache rows, few-row linear layers, softmax, log-softmax and
+// SwiGLU rows (exp). Each is compiled twice
 // (x86-64-v3: AVX2 + FMA, and the build's baseline) and picked at load time by the CPU's
 // features (GCC target_clones), so a binary built for x86-64-v2 runs 8-wide where it can.
 // Results are deterministic for a given CPU (fixed summation order: 8 lanes, then the lanes in
@@ -24,6 +25,31 @@ void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k
 void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, int64_t k_offset,
                        int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,
                        float* out);
+
+// The elementwise kernels below compute exp with one vectorized polynomial (within 2 ulp of
+// expf; 0 below -87.34, +inf above 88.38, NaN stays NaN), the same for every element and CPU.
+
+// x[0:n] = softmax(x[0:n]) in place (n >= 1).
+void Softmax(float* x, int64_t n);
+
+// What a log-softmax of the row x[0:n] needs: max = max_i x_i, log_sum = log sum_i exp(x_i - max)
+// (so log p_i = x_i - max - log_sum), and, if asked, the entropy -sum_i p_i log p_i. Sums are
+// f32 within chunks of 512 and f64 across them.
+struct LogSoftmaxStats {
+  float max = 0.0f;
+  double log_sum = 0.0;
+  double entropy = 0.0;
+};
+LogSoftmaxStats LogSoftmaxRow(const float* x, int64_t n, bool need_entropy);
+
+// out[i] = scale * exp(x[i] - shift) for i < n (out may be x).
+void ScaledExp(const float* x, int64_t n, float shift, float scale, float* out);
+
+// out = silu(gate) * up, silu(g) = g / (1 + exp(-g)), elementwise over n.
+void SwiGlu(const float* gate, const float* up, float* out, int64_t n);
+// Its backward: dup = dout * silu(gate), dgate = dout * up * silu'(gate).
+void SwiGluBackward(const float* dout, const float* gate, const float* up, float* dgate,
+                    float* dup, int64_t n);
 
 }  // namespace grpo::cpu
 

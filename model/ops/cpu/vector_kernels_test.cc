@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -79,6 +80,91 @@ TEST(VectorKernels, AttendCachedQueryMatchesSoftmaxReference) {
         ASSERT_NEAR(out[d], ref, 2e-5) << "len=" << len << " dqk=" << dqk << " d=" << d;
       }
     }
+  }
+}
+
+
+TEST(VectorKernels, ExpIsWithinTwoUlpOverTheWholeRangeAndSaturates) {
+  std::vector<float> x;
+  for (float v = -87.3f; v < 88.3f; v += 0.0137f) x.push_back(v);
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 0.5f, -0.5f, 1.0f, 88.37f, -87.33f}) x.push_back(v);
+  std::vector<float> y(x.size());
+  ScaledExp(x.data(), static_cast<int64_t>(x.size()), 0.0f, 1.0f, y.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double ref = std::exp(double{x[i]});
+    const double ulp = std::nextafter(static_cast<float>(ref), INFINITY) - static_cast<float>(ref);
+    ASSERT_LE(std::abs(y[i] - ref), 2 * ulp) << "x=" << x[i] << " got " << y[i] << " want " << ref;
+  }
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  std::vector<float> edge = {-88.0f, -1000.0f, -inf, 88.5f, 1000.0f, inf, nan, 0.0f, 0.0f};
+  std::vector<float> out(edge.size());
+  ScaledExp(edge.data(), static_cast<int64_t>(edge.size()), 0.0f, 1.0f, out.data());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(out[i], 0.0f) << edge[i];
+  for (int i = 3; i < 6; ++i) EXPECT_EQ(out[i], inf) << edge[i];
+  EXPECT_TRUE(std::isnan(out[6]));
+  EXPECT_EQ(out[7], 1.0f);
+}
+
+TEST(VectorKernels, ScaledExpShiftsAndScales) {
+  const auto x = Random(37, 11);
+  std::vector<float> y(x.size());
+  ScaledExp(x.data(), 37, 0.75f, -2.5f, y.data());
+  for (int i = 0; i < 37; ++i) ASSERT_NEAR(y[i], -2.5 * std::exp(double{x[i]} - 0.75), 1e-6 * std::abs(y[i]) + 1e-7);
+  ScaledExp(x.data(), 37, 0.75f, -2.5f, const_cast<float*>(x.data()));  // in place
+  for (int i = 0; i < 37; ++i) ASSERT_EQ(x[i], y[i]);
+}
+
+TEST(VectorKernels, SoftmaxMatchesDoubleReference) {
+  for (int64_t n : {1, 7, 8, 9, 100, 4099}) {
+    auto x = Random(n, 12);
+    for (float& v : x) v *= 8;  // spread: many tiny probabilities
+    if (n > 1) x[n / 2] = -std::numeric_limits<float>::infinity();  // masked: probability 0
+    std::vector<float> p = x;
+    Softmax(p.data(), n);
+    double mx = -1e300, sum = 0;
+    for (float v : x) mx = std::max(mx, double{v});
+    for (float v : x) sum += std::exp(v - mx);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(p[i], std::exp(x[i] - mx) / sum, 1e-6 * (std::exp(x[i] - mx) / sum) + 1e-12) << n << " " << i;
+      total += p[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+    if (n > 1) EXPECT_EQ(p[n / 2], 0.0f);
+  }
+}
+
+TEST(VectorKernels, LogSoftmaxRowMatchesDoubleReference) {
+  for (int64_t n : {1, 5, 512, 513, 151936}) {
+    auto x = Random(n, 13);
+    for (float& v : x) v = v * 4 + 30;  // offset: the max must be taken out
+    const LogSoftmaxStats st = LogSoftmaxRow(x.data(), n, true);
+    double mx = -1e300, sum = 0, weighted = 0;
+    for (float v : x) mx = std::max(mx, double{v});
+    for (float v : x) sum += std::exp(v - mx);
+    for (float v : x) weighted += std::exp(v - mx) / sum * (v - mx - std::log(sum));
+    EXPECT_EQ(st.max, static_cast<float>(mx));
+    EXPECT_NEAR(st.log_sum, std::log(sum), 1e-6) << n;
+    EXPECT_NEAR(st.entropy, -weighted, 1e-5 * (1 - weighted)) << n;
+    EXPECT_EQ(LogSoftmaxRow(x.data(), n, false).log_sum, st.log_sum);
+  }
+}
+
+TEST(VectorKernels, SwiGluAndItsBackwardMatchDoubleReference) {
+  const int64_t n = 203;
+  auto g = Random(n, 14), u = Random(n, 15), d = Random(n, 16);
+  for (int64_t i = 0; i < n; ++i) g[i] *= 4;
+  g[0] = -100.0f;  // exp(100) overflows f32: silu must still be -0 / its slope 0
+  g[1] = 100.0f;
+  std::vector<float> out(n), dg(n), du(n);
+  SwiGlu(g.data(), u.data(), out.data(), n);
+  SwiGluBackward(d.data(), g.data(), u.data(), dg.data(), du.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = g[i], sig = 1 / (1 + std::exp(-x)), silu = x * sig;
+    ASSERT_NEAR(out[i], silu * u[i], 1e-6 * (1 + std::abs(silu * u[i]))) << i;
+    ASSERT_NEAR(du[i], d[i] * silu, 1e-6 * (1 + std::abs(d[i] * silu))) << i;
+    const double dgate = d[i] * u[i] * sig * (1 + x * (1 - sig));
+    ASSERT_NEAR(dg[i], dgate, 1e-6 * (1 + std::abs(dgate))) << i;
   }
 }
 
