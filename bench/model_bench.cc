@@ -97,7 +97,10 @@ int main(int argc, char** argv) {
     auto out = (*model)->Forward(batch, {});
     auto t1 = Clock::now();
     if (!out.ok()) return 1;
-    if (std::getenv("FWD_ONLY") != nullptr) continue;
+    if (std::getenv("FWD_ONLY") != nullptr) {
+      if (r > 0) fwd.push_back(std::chrono::duration<double>(t1 - t0).count());
+      continue;
+    }
     auto out2 = (*model)->Forward(batch, {.keep_activations = true});
     if (!out2.ok() || !(*model)->Backward(weights, &grads).ok()) return 1;
     auto t2 = Clock::now();
