@@ -230,14 +230,7 @@ class CpuBackendImpl final : public Backend {
   void RmsNorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim,
                float eps) override {
     Pool().ParallelFor(rows, RowGrain(4 * dim), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* xr = x + r * dim;
-        double ss = 0.0;
-        for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-        const float rs = 1.0f / std::sqrt(static_cast<float>(ss / dim) + eps);
-        rstd[r] = rs;
-        for (int64_t i = 0; i < dim; ++i) y[r * dim + i] = xr[i] * rs * w[i];
-      }
+      for (int64_t r = r0; r < r1; ++r) rstd[r] = cpu::RmsNormRow(x + r * dim, w, y + r * dim, dim, eps);
     });
   }
 
@@ -247,13 +240,7 @@ class CpuBackendImpl final : public Backend {
     if (dx != nullptr) {
       Pool().ParallelFor(rows, RowGrain(6 * dim), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-          const float* xr = x + r * dim;
-          const float* dyr = dy + r * dim;
-          const float rs = rstd[r];
-          double dot = 0.0;
-          for (int64_t i = 0; i < dim; ++i) dot += static_cast<double>(dyr[i]) * w[i] * xr[i];
-          const float c = static_cast<float>(dot) * rs * rs * rs / static_cast<float>(dim);
-          for (int64_t i = 0; i < dim; ++i) dx[r * dim + i] = rs * dyr[i] * w[i] - xr[i] * c;
+          cpu::RmsNormRowBackward(dy + r * dim, x + r * dim, w, rstd[r], dx + r * dim, dim);
         }
       });
     }

@@ -164,6 +164,47 @@ GRPO_VECTOR_CLONES void SwiGluBackwardImpl(const float* dout, const float* gate,
   }
 }
 
+// sum_i a_i * b_i * c_i (c may be null: 1), f32 lanes within chunks of 256, f64 across them.
+__attribute__((always_inline)) inline double Dot3(const float* a, const float* b, const float* c,
+                                                  int64_t n) {
+  double total = 0.0;
+  for (int64_t c0 = 0; c0 < n; c0 += 256) {
+    const int64_t c1 = std::min(n, c0 + 256);
+    V8 acc = {};
+    int64_t i = c0;
+    if (c != nullptr) {
+      for (; i + 8 <= c1; i += 8) acc += Load(a + i) * Load(b + i) * Load(c + i);
+    } else {
+      for (; i + 8 <= c1; i += 8) acc += Load(a + i) * Load(b + i);
+    }
+    float t = Sum(acc);
+    for (; i < c1; ++i) t += a[i] * b[i] * (c != nullptr ? c[i] : 1.0f);
+    total += t;
+  }
+  return total;
+}
+
+GRPO_VECTOR_CLONES float RmsNormImpl(const float* x, const float* w, float* y, int64_t dim,
+                                     float eps) {
+  const float rs =
+      1.0f / std::sqrt(static_cast<float>(Dot3(x, x, nullptr, dim) / dim) + eps);
+  const V8 r8 = Splat(rs);
+  int64_t i = 0;
+  for (; i + 8 <= dim; i += 8) Store(y + i, Load(x + i) * r8 * Load(w + i));
+  for (; i < dim; ++i) y[i] = x[i] * rs * w[i];
+  return rs;
+}
+
+GRPO_VECTOR_CLONES void RmsNormBackwardImpl(const float* dy, const float* x, const float* w,
+                                            float rs, float* dx, int64_t dim) {
+  const float c =
+      static_cast<float>(Dot3(dy, w, x, dim)) * rs * rs * rs / static_cast<float>(dim);
+  const V8 r8 = Splat(rs), c8 = Splat(c);
+  int64_t i = 0;
+  for (; i + 8 <= dim; i += 8) Store(dx + i, r8 * Load(dy + i) * Load(w + i) - Load(x + i) * c8);
+  for (; i < dim; ++i) dx[i] = rs * dy[i] * w[i] - x[i] * c;
+}
+
 GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* rows, int64_t len,
                                    int64_t k_offset, int64_t v_offset, int64_t dqk, int64_t dv,
                                    float scale, float* scores, float* out) {
@@ -296,6 +337,15 @@ void SwiGlu(const float* gate, const float* up, float* out, int64_t n) {
 void SwiGluBackward(const float* dout, const float* gate, const float* up, float* dgate,
                     float* dup, int64_t n) {
   SwiGluBackwardImpl(dout, gate, up, dgate, dup, n);
+}
+
+float RmsNormRow(const float* x, const float* w, float* y, int64_t dim, float eps) {
+  return RmsNormImpl(x, w, y, dim, eps);
+}
+
+void RmsNormRowBackward(const float* dy, const float* x, const float* w, float rstd, float* dx,
+                        int64_t dim) {
+  RmsNormBackwardImpl(dy, x, w, rstd, dx, dim);
 }
 
 }  // namespace grpo::cpu

@@ -1,6 +1,6 @@
 // Small f32 vector kernels of the CPU backend's hot loops that BLAS does not cover well: one
-// decode query attending over KV-cache rows, few-row linear layers, softmax, log-softmax and
-// SwiGLU rows (exp). Each is compiled twice
+// decode query attending over KV-cache rows, few-row linear layers, softmax, log-softmax, SwiGLU
+// (exp) and RMSNorm rows. Each is compiled twice
 // (x86-64-v3: AVX2 + FMA, and the build's baseline) and picked at load time by the CPU's
 // features (GCC target_clones), so a binary built for x86-64-v2 runs 8-wide where it can.
 // Results are deterministic for a given CPU (fixed summation order: 8 lanes, then the lanes in
@@ -25,6 +25,13 @@ void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k
 void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, int64_t k_offset,
                        int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,
                        float* out);
+
+// One row of RMSNorm: y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), returned. Sums of
+// squares are f32 within chunks of 256 and f64 across them.
+float RmsNormRow(const float* x, const float* w, float* y, int64_t dim, float eps);
+// Its dx for one row, given r: dx_i = r dy_i w_i - x_i r^3 / dim * sum_j dy_j w_j x_j.
+void RmsNormRowBackward(const float* dy, const float* x, const float* w, float rstd, float* dx,
+                        int64_t dim);
 
 // The elementwise kernels below compute exp with one vectorized polynomial (within 2 ulp of
 // expf; 0 below -87.34, +inf above 88.38, NaN stays NaN), the same for every element and CPU.

@@ -168,5 +168,26 @@ TEST(VectorKernels, SwiGluAndItsBackwardMatchDoubleReference) {
   }
 }
 
+TEST(VectorKernels, RmsNormRowAndItsBackwardMatchDoubleReference) {
+  for (int64_t dim : {1, 7, 64, 300, 7168}) {
+    auto x = Random(dim, 17), w = Random(dim, 18), dy = Random(dim, 19);
+    for (float& v : x) v = v * 3 + 1;
+    const float eps = 1e-6f;
+    std::vector<float> y(dim), dx(dim);
+    const float rs = RmsNormRow(x.data(), w.data(), y.data(), dim, eps);
+    RmsNormRowBackward(dy.data(), x.data(), w.data(), rs, dx.data(), dim);
+    double ss = 0, dot = 0;
+    for (int64_t i = 0; i < dim; ++i) ss += double{x[i]} * x[i];
+    const double r = 1 / std::sqrt(ss / dim + eps);
+    EXPECT_NEAR(rs, r, 1e-6 * r) << dim;
+    for (int64_t i = 0; i < dim; ++i) dot += double{dy[i]} * w[i] * x[i];
+    for (int64_t i = 0; i < dim; ++i) {
+      ASSERT_NEAR(y[i], x[i] * r * w[i], 1e-5 * (1 + std::abs(x[i] * r * w[i]))) << dim << " " << i;
+      const double ref = r * dy[i] * w[i] - x[i] * r * r * r / dim * dot;
+      ASSERT_NEAR(dx[i], ref, 1e-5 * (1 + std::abs(ref))) << dim << " " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace grpo::cpu
