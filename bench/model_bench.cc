@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &usage);
   nlohmann::json result = {{"impl", "grpo"},
                            {"threads", grpo::ThreadPool::Default().num_threads()},
+                           {"blas_core", openblas_get_corename()},
                            {"tokens", tokens},
                            {"fwd_tok_s", tokens / Median(fwd)},
                            {"peak_rss_mb", usage.ru_maxrss / 1024.0}};
