@@ -125,6 +125,23 @@ class RolloutEngine::Impl {
 
   Result<uint64_t> Submit(GroupRequest r, GroupCallbacks cb) {
     GRPO_RETURN_IF_ERROR(Validate(r));
+    std::vector<std::unique_ptr<Group>> one;
+    one.push_back(MakeGroup(std::move(r), std::move(cb)));
+    GRPO_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, Enqueue(std::move(one)));
+    return ids[0];
+  }
+
+  // Validated requests, queued together: the engine thread takes them in one step, so their
+  // admission (and with it which tokens share a batch, which decides the last bits of the
+  // results) does not depend on how fast the caller hands them over.
+  Result<std::vector<uint64_t>> SubmitAll(std::vector<GroupRequest> rs,
+                                          std::vector<GroupCallbacks> cbs) {
+    std::vector<std::unique_ptr<Group>> gs;
+    for (size_t i = 0; i < rs.size(); ++i) gs.push_back(MakeGroup(std::move(rs[i]), std::move(cbs[i])));
+    return Enqueue(std::move(gs));
+  }
+
+  std::unique_ptr<Group> MakeGroup(GroupRequest r, GroupCallbacks cb) {
     auto g = std::make_unique<Group>();
     g->req = std::move(r);
     g->cb = std::move(cb);
@@ -140,16 +157,22 @@ class RolloutEngine::Impl {
       g->samples[s].r.index = s;
       if (!g->req.stop_strings.empty()) g->samples[s].decoder.emplace(*o_.tokenizer);
     }
-    uint64_t id;
+    return g;
+  }
+
+  Result<std::vector<uint64_t>> Enqueue(std::vector<std::unique_ptr<Group>> gs) {
+    std::vector<uint64_t> ids;
     {
       std::lock_guard<std::mutex> l(mu_);
       if (draining_) return Status::Unavailable("the rollout engine is draining and takes no new requests");
-      id = g->id = next_id_++;
-      incoming_.push_back(std::move(g));
-      ++in_flight_;
+      for (auto& g : gs) {
+        ids.push_back(g->id = next_id_++);
+        incoming_.push_back(std::move(g));
+        ++in_flight_;
+      }
     }
     cv_.notify_all();
-    return id;
+    return ids;
   }
 
   void Cancel(uint64_t id) {
@@ -722,21 +745,17 @@ Result<std::vector<GroupResult>> RolloutEngine::GenerateGroups(const std::vector
   std::mutex mu;
   std::condition_variable cv;
   size_t done = 0;
+  std::vector<GroupCallbacks> callbacks(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    GroupCallbacks cb;
-    cb.on_done = [&, i](GroupResult r) {
+    callbacks[i].on_done = [&, i](GroupResult r) {
       std::lock_guard<std::mutex> l(mu);
       results[i] = std::move(r);
       ++done;
       cv.notify_all();
     };
-    auto id = Submit(requests[i], std::move(cb));
-    if (!id.ok()) {  // draining: wait for those already queued, then fail
-      std::unique_lock<std::mutex> l(mu);
-      cv.wait(l, [&] { return done == i; });
-      return id.status();
-    }
   }
+  // All at once (see SubmitAll): results do not depend on the caller's timing.
+  GRPO_RETURN_IF_ERROR(impl_->SubmitAll(requests, std::move(callbacks)).status());
   std::unique_lock<std::mutex> l(mu);
   cv.wait(l, [&] { return done == requests.size(); });
   return results;

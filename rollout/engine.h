@@ -133,7 +133,11 @@ class RolloutEngine {
   // on_sample/on_done still fire. Unknown or finished ids are ignored.
   void Cancel(uint64_t id);
   // Runs the groups with continuous batching and blocks until all are done (results in request
-  // order). Fails with the first invalid request before running any.
+  // order). Fails with the first invalid request before running any. The groups are queued
+  // together, so on an idle engine the results (tokens and every bit of the logprobs) depend
+  // only on the requests, the weights and the thread count, not on timing; groups submitted one
+  // by one while the engine runs share steps as they arrive, and batched GEMMs round a token's
+  // results differently with different batch neighbours.
   Result<std::vector<GroupResult>> GenerateGroups(const std::vector<GroupRequest>& requests);
 
   // Stops accepting requests; waits up to `grace` (forever when negative) for in-flight groups,
