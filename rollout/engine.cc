@@ -125,9 +125,11 @@ class RolloutEngine::Impl {
 
   Result<uint64_t> Submit(GroupRequest r, GroupCallbacks cb) {
     GRPO_RETURN_IF_ERROR(Validate(r));
-    std::vector<std::unique_ptr<Group>> one;
-    one.push_back(MakeGroup(std::move(r), std::move(cb)));
-    GRPO_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, Enqueue(std::move(one)));
+    std::vector<GroupRequest> rs;
+    std::vector<GroupCallbacks> cbs;
+    rs.push_back(std::move(r));
+    cbs.push_back(std::move(cb));
+    GRPO_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, SubmitAll(std::move(rs), std::move(cbs)));
     return ids[0];
   }
 
@@ -138,7 +140,18 @@ class RolloutEngine::Impl {
                                           std::vector<GroupCallbacks> cbs) {
     std::vector<std::unique_ptr<Group>> gs;
     for (size_t i = 0; i < rs.size(); ++i) gs.push_back(MakeGroup(std::move(rs[i]), std::move(cbs[i])));
-    return Enqueue(std::move(gs));
+    std::vector<uint64_t> ids;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (draining_) return Status::Unavailable("the rollout engine is draining and takes no new requests");
+      for (auto& g : gs) {
+        ids.push_back(g->id = next_id_++);
+        incoming_.push_back(std::move(g));
+        ++in_flight_;
+      }
+    }
+    cv_.notify_all();
+    return ids;
   }
 
   std::unique_ptr<Group> MakeGroup(GroupRequest r, GroupCallbacks cb) {
@@ -158,21 +171,6 @@ class RolloutEngine::Impl {
       if (!g->req.stop_strings.empty()) g->samples[s].decoder.emplace(*o_.tokenizer);
     }
     return g;
-  }
-
-  Result<std::vector<uint64_t>> Enqueue(std::vector<std::unique_ptr<Group>> gs) {
-    std::vector<uint64_t> ids;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (draining_) return Status::Unavailable("the rollout engine is draining and takes no new requests");
-      for (auto& g : gs) {
-        ids.push_back(g->id = next_id_++);
-        incoming_.push_back(std::move(g));
-        ++in_flight_;
-      }
-    }
-    cv_.notify_all();
-    return ids;
   }
 
   void Cancel(uint64_t id) {
