@@ -15,13 +15,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/file.h"
 #include "core/thread_pool.h"
 #include "model/causal_lm.h"
 
@@ -83,8 +83,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;
   }
-  std::ifstream in(argv[2]);
-  const auto seqs = nlohmann::json::parse(in).get<std::vector<std::vector<int32_t>>>();
+  auto text = grpo::ReadFile(argv[2]);
+  if (!text.ok()) {
+    std::fprintf(stderr, "%s\n", text.status().ToString().c_str());
+    return 1;
+  }
+  const auto seqs = nlohmann::json::parse(*text).get<std::vector<std::vector<int32_t>>>();
   const int repeats = std::atoi(argv[3]);
   const grpo::TokenBatch batch = grpo::TokenBatch::FromSequences(seqs);
   const double tokens = static_cast<double>(batch.num_tokens());

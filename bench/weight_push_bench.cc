@@ -2,7 +2,7 @@
 // UpdateWeights stream over loopback gRPC into an in-process engine that verifies and assembles
 // it with WeightAssembler (crc per chunk, summary, dequantization to f32), side by side with a
 // plain memcpy of the same number of wire bytes. Run by bench/weight_push_bench.sh.
-//   weight_push_bench PRESET [LAYERS] [REPEATS] [FORMAT: fp8|bf16]
+//   weight_push_bench PRESET [LAYERS] [REPEATS] [FORMAT: fp8|bf16|f32]
 // Prints one JSON object per line (one per repeat) with the timings.
 #include <grpcpp/grpcpp.h>
 
@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "core/thread_pool.h"
 #include "learner/weight_push.h"
 #include "model/presets.h"
@@ -36,10 +37,10 @@ class BenchEngine final : public grpo::v1::RolloutService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     auto a = WeightAssembler::Create(config_);
     v1::WeightUpdateChunk c;
-    Status s = a.status();
+    absl::Status s = a.status();
     while (s.ok() && reader->Read(&c)) s = a->Add(c);
     const auto t0 = Clock::now();
-    Result<StagedWeights> staged = s.ok() ? a->Finish() : Result<StagedWeights>(s);
+    absl::StatusOr<StagedWeights> staged = s.ok() ? a->Finish() : absl::StatusOr<StagedWeights>(s);
     finish_seconds = Since(t0);
     if (!staged.ok()) {
       ack->set_reason(staged.status().ToString());
@@ -84,7 +85,7 @@ std::vector<Parameter> RandomMasters(const ModelConfig& config) {
 
 int Main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: weight_push_bench PRESET [LAYERS] [REPEATS] [fp8|bf16]\n");
+    std::fprintf(stderr, "usage: weight_push_bench PRESET [LAYERS] [REPEATS] [fp8|bf16|f32]\n");
     return 2;
   }
   auto config = PresetConfig(argv[1]);
@@ -94,9 +95,13 @@ int Main(int argc, char** argv) {
   }
   if (argc > 2 && std::atoi(argv[2]) > 0) config->num_hidden_layers = std::atoi(argv[2]);
   const int repeats = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
-  const std::string format = argc > 4 ? argv[4] : "fp8";
+  auto format = ParseWeightFormat(argc > 4 ? argv[4] : "fp8", kWireWeightFormats);
+  if (!format.ok()) {
+    std::fprintf(stderr, "%s\n", format.status().ToString().c_str());
+    return 2;
+  }
   WeightPushOptions o;
-  o.format = format == "bf16" ? WeightPushOptions::Format::kBf16 : WeightPushOptions::Format::kFp8Block;
+  o.format = *format;
 
   const std::vector<Parameter> masters = RandomMasters(*config);
   uint64_t master_bytes = 0;
@@ -121,8 +126,7 @@ int Main(int argc, char** argv) {
       return 1;
     }
     const auto t1 = Clock::now();
-    auto ack = PushWeights(*stub, *encoded, o.chunk_bytes,
-                           std::chrono::system_clock::now() + std::chrono::minutes(10));
+    auto ack = PushWeights(*stub, *encoded, o.chunk_bytes, absl::Now() + absl::Minutes(10));
     const double push_s = Since(t1);
     if (!ack.ok()) {
       std::fprintf(stderr, "%s\n", ack.status().ToString().c_str());
@@ -152,7 +156,7 @@ int Main(int argc, char** argv) {
         "\"receiver_finish_s\": %.4f, \"total_s\": %.4f, \"total_gb_s\": %.4f, "
         "\"memcpy_s\": %.5f, \"memcpy_gb_s\": %.3f, \"ratio\": %.2f, \"fresh_memcpy_s\": %.4f, "
         "\"fresh_memcpy_gb_s\": %.3f, \"dst_check\": %d}\n",
-        argv[1], static_cast<long long>(config->num_hidden_layers), format.c_str(),
+        argv[1], static_cast<long long>(config->num_hidden_layers), WeightFormatName(*format),
         ThreadPool::Default().num_threads(), static_cast<unsigned long long>(master_bytes),
         static_cast<unsigned long long>(wire), encode_s, push_s, engine.finish_seconds, total_s,
         wire / total_s / 1e9, memcpy_s, wire / memcpy_s / 1e9, total_s / memcpy_s,

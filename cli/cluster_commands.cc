@@ -5,21 +5,22 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cli/subcommand.h"
+#include "core/file.h"
 #include "deploy/slurm_job.h"
 #include "learner/recipe.h"
 #include "proto/reward.grpc.pb.h"
@@ -37,11 +38,11 @@ std::string Tool(const char* env, const char* name) {
 
 // Runs argv through the shell (stdout captured, stderr passed through); fails naming the
 // command when it cannot start or exits non-zero.
-Result<std::string> Capture(const std::vector<std::string>& argv) {
+absl::StatusOr<std::string> Capture(const std::vector<std::string>& argv) {
   std::string cmd;
   for (const std::string& a : argv) cmd += (cmd.empty() ? "" : " ") + deploy::ShellQuote(a);
   FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return Status::IoError("cannot run " + cmd);
+  if (p == nullptr) return absl::UnknownError("cannot run " + cmd);
   std::string out;
   char buf[4096];
   size_t n;
@@ -49,8 +50,8 @@ Result<std::string> Capture(const std::vector<std::string>& argv) {
   const int st = pclose(p);
   if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     const int code = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    if (code == 127) return Status::NotFound(argv[0] + " not found (is Slurm installed and on PATH?)");
-    return Status::Unavailable(cmd + " failed (exit " + std::to_string(code) + ")");
+    if (code == 127) return absl::NotFoundError(argv[0] + " not found (is Slurm installed and on PATH?)");
+    return absl::UnavailableError(cmd + " failed (exit " + std::to_string(code) + ")");
   }
   return out;
 }
@@ -69,13 +70,13 @@ struct SubmitArgs {
   bool dry_run = false;
 };
 
-Status RunSubmit(const SubmitArgs& a) {
-  if (a.cluster != "slurm") return Status::InvalidArgument("--cluster: only 'slurm' is supported, got '" + a.cluster + "'");
+absl::Status RunSubmit(const SubmitArgs& a) {
+  if (a.cluster != "slurm") return absl::InvalidArgumentError("--cluster: only 'slurm' is supported, got '" + a.cluster + "'");
   GRPO_ASSIGN_OR_RETURN(TrainRecipe recipe, LoadRecipe(a.recipe, a.sets));
   GRPO_ASSIGN_OR_RETURN(deploy::SlurmJobSpec spec, deploy::SlurmJobFromRecipe(recipe, SelfPath()));
   if (a.dry_run) {
     std::fputs(deploy::RenderSbatch(spec).c_str(), stdout);
-    return Status::Ok();
+    return absl::OkStatus();
   }
   if (fs::exists(spec.run_dir + "/checkpoints/latest")) {
     std::fprintf(stderr, "grpo submit: %s has a checkpoint: the job resumes from it\n", spec.run_dir.c_str());
@@ -83,43 +84,34 @@ Status RunSubmit(const SubmitArgs& a) {
   GRPO_ASSIGN_OR_RETURN(std::string script, deploy::WriteJobFiles(spec, recipe));
   GRPO_ASSIGN_OR_RETURN(std::string out, Capture({Tool("SBATCH", "sbatch"), "--parsable", script}));
   std::string id = out.substr(0, out.find_first_of(";\n"));
-  if (id.empty()) return Status::Unavailable("sbatch printed no job id for " + script);
+  if (id.empty()) return absl::UnavailableError("sbatch printed no job id for " + script);
   std::fprintf(stderr, "grpo submit: %s submitted; job directory %s (logs in logs/)\n", script.c_str(),
                spec.job_dir.c_str());
   std::printf("%s\n", id.c_str());
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------- jobs
 
-std::vector<std::string> Split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string part;
-  while (std::getline(in, part, sep)) out.push_back(part);
-  if (!s.empty() && s.back() == sep) out.push_back("");
-  return out;
-}
-
 std::string JobDirFromComment(const std::string& comment) {
-  return comment.rfind("grpo:", 0) == 0 ? comment.substr(5) : "";
+  return absl::StartsWith(comment, "grpo:") ? comment.substr(5) : "";
 }
 
-Status RunJobs(bool json) {
+absl::Status RunJobs(bool json) {
   GRPO_ASSIGN_OR_RETURN(std::string out,
                         Capture({Tool("SQUEUE", "squeue"), "--me", "--noheader", "--format=%i|%j|%T|%M|%D|%R|%k"}));
   nlohmann::json rows = nlohmann::json::array();
   std::stringstream lines(out);
   std::string line;
   while (std::getline(lines, line)) {
-    const std::vector<std::string> f = Split(line, '|');
-    if (f.size() < 7 || f[1].rfind("grpo-", 0) != 0) continue;
+    const std::vector<std::string> f = absl::StrSplit(line, '|');
+    if (f.size() < 7 || !absl::StartsWith(f[1], "grpo-")) continue;
     rows.push_back({{"job_id", f[0]}, {"name", f[1]}, {"state", f[2]}, {"elapsed", f[3]}, {"nodes", f[4]},
                     {"reason", f[5]}, {"job_dir", JobDirFromComment(f[6])}});
   }
   if (json) {
     std::printf("%s\n", rows.dump(2).c_str());
-    return Status::Ok();
+    return absl::OkStatus();
   }
   std::printf("%-10s %-28s %-12s %-12s %-6s %s\n", "JOB", "NAME", "STATE", "ELAPSED", "NODES", "JOB DIR");
   for (const auto& r : rows) {
@@ -128,12 +120,12 @@ Status RunJobs(bool json) {
                 r["elapsed"].get<std::string>().c_str(), r["nodes"].get<std::string>().c_str(),
                 r["job_dir"].get<std::string>().c_str());
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------- logs
 
-Result<std::string> FindJobDir(const std::string& job) {
+absl::StatusOr<std::string> FindJobDir(const std::string& job) {
   auto shown = Capture({Tool("SCONTROL", "scontrol"), "--oneliner", "show", "job", job});
   if (shown.ok()) {
     const size_t at = shown->find("Comment=grpo:");
@@ -149,22 +141,22 @@ Result<std::string> FindJobDir(const std::string& job) {
     c = c.substr(0, c.find('\n'));
     if (!JobDirFromComment(c).empty()) return JobDirFromComment(c);
   }
-  return Status::NotFound("job " + job + ": not a grpo job known to scontrol or sacct; pass --job-dir DIR");
+  return absl::NotFoundError("job " + job + ": not a grpo job known to scontrol or sacct; pass --job-dir DIR");
 }
 
 struct LogsArgs {
   std::string job, role, job_dir;
 };
 
-Status RunLogs(const LogsArgs& a) {
+absl::Status RunLogs(const LogsArgs& a) {
   std::string dir = a.job_dir;
   if (dir.empty()) {
     GRPO_ASSIGN_OR_RETURN(dir, FindJobDir(a.job));
   }
   const fs::path logs = fs::path(dir) / "logs";
-  if (!fs::is_directory(logs)) return Status::NotFound("no logs directory in " + dir);
+  if (!fs::is_directory(logs)) return absl::NotFoundError("no logs directory in " + dir);
   if (!a.role.empty() && a.role != "learner" && a.role != "rollout" && a.role != "reward" && a.role != "job") {
-    return Status::InvalidArgument("--role: learner, rollout, reward or job, got '" + a.role + "'");
+    return absl::InvalidArgumentError("--role: learner, rollout, reward or job, got '" + a.role + "'");
   }
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(logs)) {
@@ -178,14 +170,14 @@ Status RunLogs(const LogsArgs& a) {
     files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
-  if (files.empty()) return Status::NotFound("no " + (a.role.empty() ? std::string() : a.role + " ") + "logs in " + logs.string());
+  if (files.empty()) return absl::NotFoundError("no " + (a.role.empty() ? std::string() : a.role + " ") + "logs in " + logs.string());
   for (const fs::path& f : files) {
+    GRPO_ASSIGN_OR_RETURN(const std::string text, ReadFile(f.string()));
     std::printf("==> %s <==\n", f.string().c_str());
-    std::ifstream in(f, std::ios::binary);
-    std::cout << in.rdbuf();
-    std::cout.flush();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------- cancel
@@ -211,13 +203,13 @@ std::string LearnerStep(const std::string& job) {
   std::stringstream lines(*out);
   std::string line;
   while (std::getline(lines, line)) {
-    const std::vector<std::string> f = Split(line, '|');
+    const std::vector<std::string> f = absl::StrSplit(line, '|');
     if (f.size() == 2 && f[1] == "learner") return f[0];
   }
   return "";
 }
 
-Status RunCancel(const CancelArgs& a) {
+absl::Status RunCancel(const CancelArgs& a) {
   const std::string scancel = Tool("SCANCEL", "scancel");
   const std::string learner = a.now ? "" : LearnerStep(a.job);
   if (!learner.empty()) {
@@ -226,14 +218,12 @@ Status RunCancel(const CancelArgs& a) {
     GRPO_RETURN_IF_ERROR(Capture({scancel, "--signal=TERM", learner}).status());
     std::fprintf(stderr, "grpo cancel: SIGTERM sent to the learner (step %s); waiting up to %.0f s for job %s to end\n",
                  learner.c_str(), a.grace, a.job.c_str());
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(a.grace * 1000));
-    while (JobActive(a.job) && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    }
+    const absl::Time deadline = absl::Now() + absl::Seconds(a.grace);
+    while (JobActive(a.job) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(500));
   }
   if (JobActive(a.job)) GRPO_RETURN_IF_ERROR(Capture({scancel, a.job}).status());
   std::printf("job %s cancelled\n", a.job.c_str());
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------- health
@@ -243,17 +233,17 @@ struct HealthArgs {
   double timeout = 30;
 };
 
-Status RunHealth(const HealthArgs& a) {
-  if (a.rollout.empty() == a.reward.empty()) return Status::InvalidArgument("give one of --rollout HOST:PORT or --reward HOST:PORT");
+absl::Status RunHealth(const HealthArgs& a) {
+  if (a.rollout.empty() == a.reward.empty()) return absl::InvalidArgumentError("give one of --rollout HOST:PORT or --reward HOST:PORT");
   const std::string target = a.rollout.empty() ? a.reward : a.rollout;
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   auto rollout = grpo::v1::RolloutService::NewStub(channel);
   auto reward = grpo::v1::RewardService::NewStub(channel);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(a.timeout * 1000));
+  const absl::Time deadline = absl::Now() + absl::Seconds(a.timeout);
   std::string last = "no answer";
   while (true) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     grpc::Status st;
     bool serving = false;
     if (!a.rollout.empty()) {
@@ -270,12 +260,12 @@ Status RunHealth(const HealthArgs& a) {
     if (!st.ok()) last = st.error_message().empty() ? "unreachable" : st.error_message();
     if (serving) {
       std::printf("%s %s: SERVING\n", a.rollout.empty() ? "reward" : "rollout", target.c_str());
-      return Status::Ok();
+      return absl::OkStatus();
     }
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(250));
   }
-  return Status::Unavailable(std::string(a.rollout.empty() ? "reward" : "rollout") + " server " + target +
+  return absl::UnavailableError(std::string(a.rollout.empty() ? "reward" : "rollout") + " server " + target +
                              " is not serving after " + std::to_string(static_cast<int>(a.timeout)) + " s (" + last + ")");
 }
 

@@ -20,24 +20,25 @@ struct GenArgs {
   std::string ops;
 };
 
-Status RunGen(GenArgs a) {
+absl::Status RunGen(GenArgs a) {
   if (a.task != "countdown" && a.task != "arithmetic") {
-    return Status::InvalidArgument("--task must be countdown or arithmetic, not '" + a.task + "'");
+    return absl::InvalidArgumentError("--task must be countdown or arithmetic, not '" + a.task + "'");
   }
-  if (a.n < 0) return Status::InvalidArgument("--n must be >= 0");
+  // A dataset of no rows is a silent outcome for the run that trains on it: refused here.
+  if (a.n < 1) return absl::InvalidArgumentError("--n must be >= 1, got " + std::to_string(a.n));
   if (!a.ops.empty()) a.countdown.ops = a.arithmetic.ops = a.ops;
   GRPO_RETURN_IF_ERROR(a.task == "countdown" ? data::Validate(a.countdown) : data::Validate(a.arithmetic));
   GRPO_ASSIGN_OR_RETURN(auto writer, JsonlWriter::Open(a.output));
   data::SplitMix64 rng(a.seed);
   for (int64_t i = 0; i < a.n; ++i) {
     auto e = a.task == "countdown" ? data::GenerateCountdown(rng, a.countdown) : data::GenerateArithmetic(rng, a.arithmetic);
-    if (!e.ok()) return e.status().WithContext("instance " + std::to_string(i));
+    if (!e.ok()) return grpo::WithContext(e.status(), "instance " + std::to_string(i));
     GRPO_RETURN_IF_ERROR(writer->Write(data::ExampleToRow(*e)));
   }
   GRPO_RETURN_IF_ERROR(writer->Close());
   std::fprintf(stderr, "grpo data gen: wrote %lld %s instances to %s\n", static_cast<long long>(a.n),
-               a.task.c_str(), a.output.c_str());
-  return Status::Ok();
+               a.task.c_str(), a.output == "-" ? "stdout" : a.output.c_str());
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -48,7 +49,7 @@ void AddDataGenCommand(CLI::App& data) {
                                 [a]() { return RunGen(*a); });
   cmd->add_option("--task", a->task, "countdown or arithmetic")->required();
   cmd->add_option("--output", a->output, "Output JSONL; - for stdout")->required();
-  cmd->add_option("--n", a->n, "Number of instances (default 1000)");
+  cmd->add_option("--n", a->n, "Number of instances, >= 1 (default 1000)");
   cmd->add_option("--seed", a->seed, "Random seed (default 0); the same seed gives the same file");
   cmd->add_option("--ops", a->ops, "Allowed operations, e.g. \"+-*\" (default \"+-*/\")");
   cmd->add_option("--min-numbers", a->countdown.min_numbers, "Countdown: fewest numbers (default 3)");

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,9 +15,13 @@
 
 #include "cli/subcommand.h"
 #include "cli/token_ids.h"
+#include "core/input_tally.h"
 #include "core/jsonl.h"
+#include "core/memory_plan.h"
+#include "core/output_path.h"
 #include "model/causal_lm.h"
 #include "rollout/engine.h"
+#include "rollout/sample_proto.h"
 #include "tokenizer/tokenizer.h"
 
 namespace grpo::cli {
@@ -31,11 +34,15 @@ struct GenerateArgs {
   bool strict = false, progress = false;
 };
 
-int64_t CountLines(const std::string& path) {
-  std::ifstream f(path);
+// The number of rows of the input file, for the progress bar; 0 for standard input (which can
+// be read only once) or a file that cannot be read.
+int64_t CountRows(const std::string& path) {
+  if (path == "-") return 0;
+  absl::StatusOr<std::unique_ptr<JsonlReader>> reader = JsonlReader::Open(path);
+  if (!reader.ok()) return 0;
   int64_t n = 0;
-  std::string line;
-  while (std::getline(f, line)) n += line.empty() ? 0 : 1;
+  JsonlRecord record;
+  while ((*reader)->Next(&record)) ++n;
   return n;
 }
 
@@ -50,7 +57,8 @@ void ShowProgress(int64_t done, int64_t total, int64_t tokens, std::chrono::stea
   std::fflush(stderr);
 }
 
-Status RunGenerate(const GenerateArgs& a) {
+absl::Status RunGenerate(const GenerateArgs& a) {
+  GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
   GRPO_RETURN_IF_ERROR(ValidateSampling(a.gen.sampling));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
   std::optional<tokenizer::Tokenizer> tokenizer;
@@ -60,7 +68,7 @@ Status RunGenerate(const GenerateArgs& a) {
     tokenizer = std::move(t);
   }
   if (!a.gen.stop_strings.empty() && !tokenizer) {
-    return Status::InvalidArgument("--stop needs tokenizer.json in the model directory");
+    return absl::InvalidArgumentError("--stop needs tokenizer.json in the model directory");
   }
   const int64_t vocab = model->config().vocab_size;
   // Declared before the engine: an early return destroys the engine (whose callbacks touch
@@ -72,22 +80,34 @@ Status RunGenerate(const GenerateArgs& a) {
     nlohmann::json id;
   };
   std::map<int64_t, Pending> pending;
+  // The KV cache is allocated whole when the engine starts: check the flag against memory first.
+  if (a.kv_memory_mb <= 0) return absl::InvalidArgumentError("--kv-memory-mb must be positive");
+  if (a.max_batch <= 0 || a.max_batch > (int64_t{1} << 20)) {
+    return absl::InvalidArgumentError("--max-batch must be in [1, 1048576]");
+  }
+  const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
+  {
+    MemoryPlan plan;
+    plan.Add("KV cache (--kv-memory-mb " + std::to_string(a.kv_memory_mb) + ")", kv_bytes);
+    GRPO_RETURN_IF_ERROR(plan.Check("the KV cache"));
+  }
   EngineOptions eo;
-  eo.kv_memory_bytes = a.kv_memory_mb << 20;
+  eo.kv_memory_bytes = kv_bytes.value();
   eo.max_running_sequences = a.max_batch;
   eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(a.output));
   const bool progress = a.progress || isatty(STDERR_FILENO);
-  const int64_t total_lines = progress ? CountLines(a.input) : 0;
+  const int64_t total_lines = progress ? CountRows(a.input) : 0;
   const auto start = std::chrono::steady_clock::now();
 
   // Lines are submitted as they are read (up to `window` in flight, so the engine batches
   // across prompts) and written in input order as their groups complete.
   const int64_t window = std::max<int64_t>(4 * a.max_batch, 16);
-  int64_t next_write = 0, submitted = 0, prompts = 0, skipped = 0, tokens = 0;
-  auto write_ready = [&](bool wait_all) -> Status {
+  int64_t next_write = 0, submitted = 0, tokens = 0;
+  InputTally tally;  // used: prompts written; skipped: by reason
+  auto write_ready = [&](bool wait_all) -> absl::Status {
     std::unique_lock<std::mutex> l(mu);
     for (;;) {
       while (finished.count(next_write)) {
@@ -101,7 +121,9 @@ Status RunGenerate(const GenerateArgs& a) {
         if (!p.id.is_null()) row["id"] = p.id;
         row["samples"] = nlohmann::json::array();
         for (const SampleResult& s : g.samples) {
-          nlohmann::json j = {{"tokens", s.tokens}, {"logprobs", s.logprobs}, {"finish_reason", s.finish_reason}};
+          nlohmann::json j = {{"tokens", s.tokens},
+                              {"logprobs", s.logprobs},
+                              {"finish_reason", FinishReasonName(s.finish_reason)}};
           if (tokenizer) {
             auto text = tokenizer->Decode(s.tokens);
             if (text.ok()) j["text"] = *text;
@@ -110,24 +132,27 @@ Status RunGenerate(const GenerateArgs& a) {
           row["samples"].push_back(std::move(j));
         }
         GRPO_RETURN_IF_ERROR(out->Write(row));
-        ++prompts;
-        if (progress) ShowProgress(prompts + skipped, total_lines, tokens, start);
+        tally.Used();
+        if (progress) ShowProgress(tally.total(), total_lines, tokens, start);
         l.lock();
       }
       const int64_t in_flight = submitted - next_write;
-      if (in_flight == 0 || (!wait_all && in_flight < window)) return Status::Ok();
+      if (in_flight == 0 || (!wait_all && in_flight < window)) return absl::OkStatus();
       cv.wait(l);
     }
   };
 
   JsonlRecord r;
   while (in->Next(&r)) {
-    Status bad = r.status;
+    absl::Status bad = r.status;
+    std::string reason = "bad line";
     std::vector<int32_t> prompt;
-    const std::string where = a.input + ":" + std::to_string(r.line) + ": ";
+    const std::string line = in->path() + ":" + std::to_string(r.line);
+    const std::string where = line + ": ";
     if (bad.ok()) {
+      reason = "no usable prompt";
       if (r.value.contains("tokens")) {
-        auto ids = TokenIdsOf(r, a.input, "tokens", vocab);
+        auto ids = TokenIdsOf(r, in->path(), "tokens", vocab);
         if (ids.ok()) {
           prompt = std::move(ids).value();
         } else {
@@ -135,31 +160,34 @@ Status RunGenerate(const GenerateArgs& a) {
         }
       } else if (r.value.contains("prompt") && r.value["prompt"].is_string()) {
         if (!tokenizer) {
-          bad = Status::InvalidArgument(where + "a text \"prompt\" needs tokenizer.json in the model directory");
+          bad = absl::InvalidArgumentError(where + "a text \"prompt\" needs tokenizer.json in the model directory");
         } else {
           auto ids = tokenizer->Encode(r.value["prompt"].get<std::string>());
           if (ids.ok()) {
             prompt = std::move(ids).value();
           } else {
-            bad = ids.status().WithContext(where);
+            bad = grpo::WithContext(ids.status(), line);
           }
         }
       } else {
-        bad = Status::InvalidArgument(where + "needs \"tokens\" (ids) or \"prompt\" (text)");
+        bad = absl::InvalidArgumentError(where + "needs \"tokens\" (ids) or \"prompt\" (text)");
       }
-      if (bad.ok() && prompt.empty()) bad = Status::InvalidArgument(where + "empty prompt");
+      if (bad.ok() && prompt.empty()) bad = absl::InvalidArgumentError(where + "empty prompt");
     }
     GroupRequest req = a.gen;
     if (bad.ok()) {
       req.prompt = std::move(prompt);
       req.seed = a.gen.seed * 1000003ULL + static_cast<uint64_t>(r.line);  // each line its own stream
-      if (Status v = engine->Validate(req); !v.ok()) bad = v.WithContext(where);
+      if (absl::Status v = engine->Validate(req); !v.ok()) {
+        bad = grpo::WithContext(v, line);
+        reason = "does not fit the model or the flags";
+      }
     }
     if (!bad.ok()) {
       if (a.strict) return bad;
       if (progress) std::fprintf(stderr, "\n");
-      std::fprintf(stderr, "grpo generate: skipping %s\n", bad.message().c_str());
-      ++skipped;
+      std::fprintf(stderr, "grpo generate: skipping %s\n", std::string(bad.message()).c_str());
+      tally.Skip(reason, std::string(bad.message()));
       continue;
     }
     const int64_t index = submitted;
@@ -179,11 +207,14 @@ Status RunGenerate(const GenerateArgs& a) {
   }
   GRPO_RETURN_IF_ERROR(write_ready(true));
   GRPO_RETURN_IF_ERROR(in->status());
-  GRPO_RETURN_IF_ERROR(out->Close());
   if (progress) std::fprintf(stderr, "\n");
-  std::fprintf(stderr, "grpo generate: %lld prompts, %lld tokens generated, %lld skipped\n",
-               static_cast<long long>(prompts), static_cast<long long>(tokens), static_cast<long long>(skipped));
-  return Status::Ok();
+  // Every line skipped (say, the default --max-new-tokens on a short-context model): a failure,
+  // and the output is not replaced by an empty file.
+  GRPO_RETURN_IF_ERROR(tally.RequireSome("lines"));
+  GRPO_RETURN_IF_ERROR(out->Close());
+  std::fprintf(stderr, "grpo generate: %s; %lld tokens generated\n", tally.Summary("lines", "generated").c_str(),
+               static_cast<long long>(tokens));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -193,8 +224,9 @@ void AddGenerateSubcommand(CLI::App& app) {
   CLI::App* sub = AddSubcommand(app, "generate", "Sample completions (groups of n) from a model",
                                 [a] { return RunGenerate(*a); });
   sub->add_option("--model", a->model, "model directory (HF layout)")->required();
-  sub->add_option("--input", a->input, "JSONL of {\"tokens\": [..]} or {\"prompt\": \"text\"}")->required();
-  sub->add_option("--output", a->output, "JSONL of {\"samples\": [..]}")->required();
+  sub->add_option("--input", a->input, "JSONL of {\"tokens\": [..]} or {\"prompt\": \"text\"} (\"-\": stdin)")
+      ->required();
+  sub->add_option("--output", a->output, "JSONL of {\"samples\": [..]} (\"-\": stdout)")->required();
   sub->add_option("--n", a->gen.n, "samples per prompt (default 1)");
   sub->add_option("--temperature", a->gen.sampling.temperature, "0 = greedy (default 1)");
   sub->add_option("--top-p", a->gen.sampling.top_p, "nucleus sampling (default 1)");

@@ -20,8 +20,6 @@
 namespace grpo::cli {
 namespace {
 
-constexpr const char* kRolloutIssue = "issue #7 (rollout engine)";
-
 void AddAllSubcommands(CLI::App& app) {
   AddInitModelSubcommand(app);
   AddLogprobsSubcommand(app);

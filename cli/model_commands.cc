@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,8 +13,12 @@
 #include "cli/subcommand.h"
 #include "cli/token_ids.h"
 #include "core/config.h"
+#include "core/input_tally.h"
 #include "core/jsonl.h"
+#include "core/memory_plan.h"
+#include "core/output_path.h"
 #include "model/causal_lm.h"
+#include "model/model_memory.h"
 #include "model/presets.h"
 
 namespace grpo::cli {
@@ -24,7 +30,22 @@ struct InitModelArgs {
   double init_std = 0.02;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
   bool info = false;
+  bool overwrite = false;
 };
+
+// An existing, non-empty --out is another model (or anything else): kept unless --overwrite.
+absl::Status CheckModelOut(const std::string& out, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(out, ec);
+  if (ec || !fs::exists(st)) return absl::OkStatus();
+  if (!fs::is_directory(st)) return absl::InvalidArgumentError("--out " + out + " exists and is not a directory");
+  if (fs::directory_iterator(out, ec) == fs::directory_iterator() && !ec) return absl::OkStatus();  // empty
+  if (overwrite) return absl::OkStatus();
+  return absl::AlreadyExistsError("--out " + out + " already exists and is not empty" +
+                                  (fs::exists(fs::path(out) / "config.json", ec) ? " (it holds a model)" : "") +
+                                  "; pass --overwrite to write the new model over it");
+}
 
 std::string Gib(double bytes) {
   char buf[32];
@@ -32,10 +53,14 @@ std::string Gib(double bytes) {
   return buf;
 }
 
-Status RunInitModel(const InitModelArgs& a) {
+absl::Status RunInitModel(const InitModelArgs& a) {
   if (a.config_path.empty() == a.preset.empty()) {
-    return Status::InvalidArgument("give exactly one of --config CONFIG.json and --preset NAME");
+    return absl::InvalidArgumentError("give exactly one of --config CONFIG.json and --preset NAME");
   }
+  if (!(std::isfinite(a.init_std) && a.init_std > 0)) {
+    return absl::InvalidArgumentError("--init-std must be a finite number > 0, got " + std::to_string(a.init_std));
+  }
+  if (!a.info && !a.out.empty()) GRPO_RETURN_IF_ERROR(CheckModelOut(a.out, a.overwrite));
   ModelConfig config;
   if (!a.preset.empty()) {
     GRPO_ASSIGN_OR_RETURN(config, PresetConfig(a.preset));
@@ -50,7 +75,7 @@ Status RunInitModel(const InitModelArgs& a) {
     config.fp8_checkpoint = true;
     storage = DType::kBF16;
   } else if (a.dtype != "f32") {
-    return Status::InvalidArgument("--dtype must be f32, bf16 or fp8, got '" + a.dtype + "'");
+    return absl::InvalidArgumentError("--dtype must be f32, bf16 or fp8, got '" + a.dtype + "'");
   } else {
     config.fp8_checkpoint = false;
   }
@@ -61,19 +86,22 @@ Status RunInitModel(const InitModelArgs& a) {
                Gib(params * 2).c_str(), Gib(params).c_str());
   if (a.info) {
     std::printf("%s\n", config.ToJson().dump(2).c_str());
-    return Status::Ok();
+    return absl::OkStatus();
   }
-  if (a.out.empty()) return Status::InvalidArgument("--out DIR is required (or --info)");
-  const double available = static_cast<double>(sysconf(_SC_AVPHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
-  if (params * 4 * 2 > available) {
-    return Status::ResourceExhausted("a random " + config.model_type + " of this size needs about " +
-                                     Gib(params * 8) + " of memory to write, " + Gib(available) +
-                                     " is free; use --info for memory planning");
+  if (a.out.empty()) return absl::InvalidArgumentError("--out DIR is required (or --info)");
+  // The f32 weights, and for bf16 / fp8 storage the narrowed copies that are written.
+  MemoryPlan plan;
+  AddModelWeights(config, WeightFormat::kF32, /*training=*/false, "random", &plan);
+  if (a.dtype != "f32") {
+    AddModelWeights(config, a.dtype == "bf16" ? WeightFormat::kBF16 : WeightFormat::kFp8Block, false,
+                    "model.safetensors", &plan);
   }
+  GRPO_RETURN_IF_ERROR(grpo::WithContext(plan.Check("a random " + config.model_type),
+                                         "use --info for memory planning"));
   const std::vector<Parameter> weights = InitParameters(config, a.seed, a.init_std);
   GRPO_RETURN_IF_ERROR(SaveModel(config, weights, a.out, a.max_shard_bytes, storage));
   std::fprintf(stderr, "wrote %s\n", a.out.c_str());
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 struct LogprobsArgs {
@@ -87,16 +115,19 @@ struct PendingLine {
   std::vector<int32_t> tokens;
 };
 
-Status RunLogprobs(const LogprobsArgs& a) {
+absl::Status RunLogprobs(const LogprobsArgs& a) {
+  GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(a.output));
   const auto start = std::chrono::steady_clock::now();
-  int64_t sequences = 0, tokens = 0, skipped = 0;
+  int64_t sequences = 0, tokens = 0;
+  InputTally tally;
   std::vector<PendingLine> pending;
   int64_t pending_tokens = 0;
-  auto flush = [&]() -> Status {
-    if (pending.empty()) return Status::Ok();
+  CheckedInt64 pending_squares = 0;  // sum of the pending lines' squared lengths
+  auto flush = [&]() -> absl::Status {
+    if (pending.empty()) return absl::OkStatus();
     std::vector<std::vector<int32_t>> seqs;
     for (const PendingLine& p : pending) seqs.push_back(p.tokens);
     const TokenBatch batch = TokenBatch::FromSequences(seqs);
@@ -112,36 +143,66 @@ Status RunLogprobs(const LogprobsArgs& a) {
     }
     pending.clear();
     pending_tokens = 0;
-    return Status::Ok();
+    pending_squares = 0;
+    return absl::OkStatus();
+  };
+  // Lines longer than the model's positions, or whose forward pass alone would not fit in
+  // memory, are bad lines; a batch is sent before it would outgrow the memory budget.
+  const ModelConfig& config = model->config();
+  auto forward_fits = [&](int64_t tokens, CheckedInt64 squares) {
+    MemoryPlan plan;
+    plan.Add("activations (" + ModelSizeKeys(config) + ")", ForwardActivationBytes(config, tokens, squares, false));
+    return plan.Check("its forward pass");
   };
   JsonlRecord record;
   while (in->Next(&record)) {
     PendingLine line;
-    Result<std::vector<int32_t>> ids = record.status.ok()
-        ? TokenIdsOf(record, a.input, "tokens", model->config().vocab_size)
-        : Result<std::vector<int32_t>>(record.status);
+    const char* reason = record.status.ok() ? "bad \"tokens\"" : "bad line";
+    absl::StatusOr<std::vector<int32_t>> ids = record.status.ok()
+        ? TokenIdsOf(record, in->path(), "tokens", config.vocab_size)
+        : absl::StatusOr<std::vector<int32_t>>(record.status);
+    if (ids.ok()) {
+      const int64_t n = static_cast<int64_t>(ids->size());
+      const std::string where = in->path() + ":" + std::to_string(record.line) + ": ";
+      if (n > config.max_position_embeddings) {
+        reason = "longer than max_position_embeddings";
+        ids = absl::InvalidArgumentError(where + std::to_string(n) + " tokens are more than the model's " +
+                                         "max_position_embeddings (" +
+                                         std::to_string(config.max_position_embeddings) + ")");
+      } else if (absl::Status fits = forward_fits(n, CheckedInt64(n) * n); !fits.ok()) {
+        reason = "forward pass over the memory budget";
+        ids = grpo::WithContext(fits, where + std::to_string(n) + " tokens");
+      }
+    }
     if (!ids.ok()) {
       if (a.strict) return ids.status();
-      std::fprintf(stderr, "grpo logprobs: skipping %s\n", ids.status().message().c_str());
-      ++skipped;
+      std::fprintf(stderr, "grpo logprobs: skipping %s\n", std::string(ids.status().message()).c_str());
+      tally.Skip(reason, std::string(ids.status().message()));
       continue;
     }
+    tally.Used();
     line.tokens = std::move(ids).value();
     if (record.value.contains("id")) line.id = record.value["id"];
+    const int64_t n = static_cast<int64_t>(line.tokens.size());
+    if (!pending.empty() && !forward_fits(pending_tokens + n, pending_squares + CheckedInt64(n) * n).ok()) {
+      GRPO_RETURN_IF_ERROR(flush());
+    }
     ++sequences;
-    tokens += static_cast<int64_t>(line.tokens.size());
-    pending_tokens += static_cast<int64_t>(line.tokens.size());
+    tokens += n;
+    pending_tokens += n;
+    pending_squares += CheckedInt64(n) * n;
     pending.push_back(std::move(line));
     if (pending_tokens >= a.batch_tokens) GRPO_RETURN_IF_ERROR(flush());
   }
   GRPO_RETURN_IF_ERROR(in->status());
   GRPO_RETURN_IF_ERROR(flush());
+  GRPO_RETURN_IF_ERROR(tally.RequireSome("lines"));  // every line skipped: the output stays as it was
   GRPO_RETURN_IF_ERROR(out->Close());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "grpo logprobs: %lld sequences, %lld tokens, %lld skipped, %.0f tokens/s\n",
-               static_cast<long long>(sequences), static_cast<long long>(tokens),
-               static_cast<long long>(skipped), tokens / std::max(secs, 1e-9));
-  return Status::Ok();
+  std::fprintf(stderr, "grpo logprobs: %s; %lld sequences, %lld tokens, %.0f tokens/s\n",
+               tally.Summary("lines", "scored").c_str(), static_cast<long long>(sequences),
+               static_cast<long long>(tokens), tokens / std::max(secs, 1e-9));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -154,10 +215,11 @@ void AddInitModelSubcommand(CLI::App& app) {
   sub->add_option("--preset", args->preset, "a named architecture instead of --config (see docs/model.md)");
   sub->add_option("--out", args->out, "output directory (config.json + model.safetensors)");
   sub->add_option("--seed", args->seed, "random seed (default 0)");
-  sub->add_option("--init-std", args->init_std, "std of the normal init of weights (default 0.02)");
+  sub->add_option("--init-std", args->init_std, "std of the normal init of weights, > 0 (default 0.02)");
   sub->add_option("--dtype", args->dtype, "storage: f32 (default), bf16, or fp8 (e4m3 128x128 blocks)");
   sub->add_option("--max-shard-bytes", args->max_shard_bytes, "shard above this size (default 5e9)");
   sub->add_flag("--info", args->info, "print the config, parameter count and memory; write nothing");
+  sub->add_flag("--overwrite", args->overwrite, "write over an existing, non-empty --out directory");
 }
 
 void AddLogprobsSubcommand(CLI::App& app) {

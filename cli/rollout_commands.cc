@@ -8,8 +8,10 @@
 #include <string>
 
 #include "cli/subcommand.h"
+#include "core/memory_plan.h"
 #include "model/causal_lm.h"
 #include "rollout/engine.h"
+#include "rollout/push_token.h"
 #include "rollout/service.h"
 #include "tokenizer/tokenizer.h"
 
@@ -17,13 +19,16 @@ namespace grpo::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, listen = "127.0.0.1:50061", tokenizer;
+  std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file;
+  bool allow_unauthenticated_push = false;
   int64_t max_batch = 256, kv_memory_mb = 1024, block_size = 16, max_prefill_tokens = 2048;
-  int64_t max_group_size = 1024, max_prompt_tokens = 0;
+  int64_t max_group_size = 1024, max_prompt_tokens = 0, max_prompt_bytes = 0;
+  int max_request_mb = RolloutServeOptions().max_request_mb;
+  int max_concurrent_requests = RolloutServeOptions().max_concurrent_requests;
   double grace_seconds = 30;
 };
 
-Status RunServe(const ServeArgs& a) {
+absl::Status RunServe(const ServeArgs& a) {
   // Block SIGTERM/SIGINT before any thread starts (the engine's loop, the kernel pool, gRPC's),
   // so that they reach only the sigwait of ServeRolloutUntilSignal.
   sigset_t set;
@@ -31,8 +36,22 @@ Status RunServe(const ServeArgs& a) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  if (a.kv_memory_mb <= 0) return Status::InvalidArgument("--kv-memory-mb must be positive");
+  if (a.kv_memory_mb <= 0) return absl::InvalidArgumentError("--kv-memory-mb must be positive");
+  // Who may push weights, settled before the model loads (docs/security.md).
+  GRPO_ASSIGN_OR_RETURN(const std::string push_token, PushTokenFromFileOrEnv(a.push_token_file));
+  if (!push_token.empty() && a.allow_unauthenticated_push) {
+    return absl::InvalidArgumentError(std::string("--allow-unauthenticated-push and a push token (--push-token-file "
+                                                  "or $") + kPushTokenFileEnv + ") exclude each other");
+  }
+  const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
+  {
+    // The KV cache is allocated whole when the engine starts; requests in flight are bounded by
+    // --max-request-mb x --max-concurrent-requests (rollout/service.h).
+    MemoryPlan plan;
+    plan.Add("KV cache (--kv-memory-mb " + std::to_string(a.kv_memory_mb) + ")", kv_bytes);
+    GRPO_RETURN_IF_ERROR(plan.Check("the KV cache"));
+  }
   std::optional<tokenizer::Tokenizer> tok;
   std::string tok_path = a.tokenizer;
   struct stat st;
@@ -42,7 +61,7 @@ Status RunServe(const ServeArgs& a) {
     tok = std::move(t);
   }
   EngineOptions eo;
-  eo.kv_memory_bytes = a.kv_memory_mb << 20;
+  eo.kv_memory_bytes = kv_bytes.value();
   eo.block_size = a.block_size;
   eo.max_running_sequences = a.max_batch;
   eo.max_prefill_tokens_per_step = a.max_prefill_tokens;
@@ -56,7 +75,16 @@ Status RunServe(const ServeArgs& a) {
   so.listen = a.listen;
   so.max_group_size = a.max_group_size;
   so.max_prompt_tokens = a.max_prompt_tokens;
-  so.shutdown_grace_seconds = a.grace_seconds;
+  so.max_prompt_bytes = a.max_prompt_bytes;
+  so.max_request_mb = a.max_request_mb;
+  so.max_concurrent_requests = a.max_concurrent_requests;
+  so.shutdown_grace = absl::Seconds(a.grace_seconds);
+  so.push_token = push_token;
+  so.allow_unauthenticated_push = a.allow_unauthenticated_push;
+  std::fprintf(stderr, "grpo rollout serve: weight pushes %s\n",
+               !push_token.empty()             ? "need the job's push token"
+               : a.allow_unauthenticated_push ? "are taken WITHOUT a token (--allow-unauthenticated-push)"
+                                              : "are refused (no push token: --push-token-file or $GRPO_PUSH_TOKEN_FILE)");
   return ServeRolloutUntilSignal(*engine, eo.tokenizer, so);
 }
 
@@ -66,7 +94,8 @@ void AddRolloutCommands(CLI::App& rollout) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* serve = AddSubcommand(rollout, "serve", "Serve RolloutService over gRPC", [a] { return RunServe(*a); });
   serve->add_option("--model", a->model, "model directory (HF layout)")->required();
-  serve->add_option("--listen", a->listen, "HOST:PORT (default 127.0.0.1:50061, loopback; port 0 picks one)");
+  serve->add_option("--listen", a->listen,
+                    "HOST:PORT, port 0..65535 (default 127.0.0.1:50061, loopback; port 0 picks a free one)");
   serve->add_option("--max-batch", a->max_batch, "most sequences decoding at once (default 256)");
   serve->add_option("--kv-memory-mb", a->kv_memory_mb, "KV cache budget in MiB (default 1024)");
   serve->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its directory (default: the model's, if any)");
@@ -74,7 +103,18 @@ void AddRolloutCommands(CLI::App& rollout) {
   serve->add_option("--max-prefill-tokens", a->max_prefill_tokens, "prompt tokens prefilled per step (default 2048)");
   serve->add_option("--max-group-size", a->max_group_size, "largest group_size accepted (default 1024)");
   serve->add_option("--max-prompt-tokens", a->max_prompt_tokens, "longest prompt accepted (default: context - 1)");
+  serve->add_option("--max-prompt-bytes", a->max_prompt_bytes,
+                    "longest prompt_text accepted, refused before tokenizing (default: max prompt tokens x the "
+                    "tokenizer's longest token)");
+  serve->add_option("--max-request-mb", a->max_request_mb, "largest request accepted, in MiB (default 16)");
+  serve->add_option("--max-concurrent-requests", a->max_concurrent_requests,
+                    "Generate calls served at once; more are refused with RESOURCE_EXHAUSTED (default 64)");
   serve->add_option("--grace-seconds", a->grace_seconds, "on SIGTERM/SIGINT, time in-flight requests get (default 30)");
+  serve->add_option("--push-token-file", a->push_token_file,
+                    "file (mode 0600) with the job's token that weight pushes must carry (default: "
+                    "$GRPO_PUSH_TOKEN_FILE; without one, pushes are refused)");
+  serve->add_flag("--allow-unauthenticated-push", a->allow_unauthenticated_push,
+                  "take weight pushes from any caller, without a token (local tests only)");
 }
 
 }  // namespace grpo::cli

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -12,6 +11,8 @@
 #include <vector>
 
 #include "cli/subcommand.h"
+#include "core/jsonl.h"
+#include "core/output_path.h"
 #include "store/export.h"
 #include "store/inspect.h"
 #include "store/trajectory_store.h"
@@ -78,11 +79,14 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_{};
 };
 
-Status RunExport(const ExportFlags& f) {
+absl::Status RunExport(const ExportFlags& f) {
+  // Written atomically as "<output>.tmp" then renamed: inside the store it would replace (or,
+  // named CURRENT, destroy) what is being read.
+  GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", f.output, {{"--store", f.store_dir}}));
   store::ExportOptions o;
   GRPO_ASSIGN_OR_RETURN(o.format, store::ParseExportFormat(f.format));
   if (f.reasoning != "inline" && f.reasoning != "split") {
-    return Status::InvalidArgument("--reasoning must be inline or split, not '" + f.reasoning + "'");
+    return absl::InvalidArgumentError("--reasoning must be inline or split, not '" + f.reasoning + "'");
   }
   o.reasoning = f.reasoning == "split" ? store::Reasoning::kSplit : store::Reasoning::kInline;
   o.run = f.run;
@@ -98,43 +102,32 @@ Status RunExport(const ExportFlags& f) {
   o.with_metadata = f.metadata;
 
   GRPO_ASSIGN_OR_RETURN(auto db, store::TrajectoryStore::OpenReadOnly(f.store_dir));
-  // Written to a temporary file renamed on success, so a failed export leaves no partial file.
+  // Replaced atomically (core/jsonl.h), so a failed export leaves no partial file.
   const bool to_stdout = f.output == "-";
-  const std::string tmp = f.output + ".tmp";
-  std::ofstream file;
-  std::vector<char> buffer(1 << 20);
-  if (!to_stdout) {
-    file.rdbuf()->pubsetbuf(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    file.open(tmp, std::ios::binary | std::ios::trunc);
-    if (!file) return Status::FromErrno("cannot create " + tmp, errno);
-  }
-  std::ostream& out = to_stdout ? std::cout : file;
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(f.output));
   ProgressBar bar(!f.no_progress && isatty(STDERR_FILENO));
   store::ExportStats stats;
-  Status s = store::Export(*db, o, out, &stats, [&](const store::ExportStats& st) { bar.Update(st); });
+  absl::Status s = store::Export(*db, o, out.get(), &stats, [&](const store::ExportStats& st) { bar.Update(st); });
   bar.Update(stats, true);
-  if (!to_stdout) {
-    file.close();
-    if (s.ok() && !file) s = Status::IoError("writing " + tmp + " failed");
-    if (!s.ok()) {
-      std::remove(tmp.c_str());
-      return s;
-    }
-    if (std::rename(tmp.c_str(), f.output.c_str()) != 0) return Status::FromErrno("renaming to " + f.output, errno);
-  }
   GRPO_RETURN_IF_ERROR(s);
-  std::fprintf(stderr, "grpo export: kept %llu of %llu samples -> %s (%s JSONL) in %.2f s, read %s at %.1f MB/s\n",
-               static_cast<unsigned long long>(stats.kept), static_cast<unsigned long long>(stats.scanned),
-               to_stdout ? "stdout" : f.output.c_str(), Mb(stats.bytes_out).c_str(), stats.seconds,
-               Mb(stats.bytes_in).c_str(), stats.seconds > 0 ? stats.bytes_in / 1e6 / stats.seconds : 0.0);
   std::string dropped;
   for (int i = 0; i < store::kNumDropReasons; ++i) {
     if (stats.dropped[i] == 0) continue;
     dropped += (dropped.empty() ? "" : ", ") + std::string(store::kDropReasons[i]) + " " +
                std::to_string(stats.dropped[i]);
   }
+  // Samples read, none kept: a failure, and the output stays as it was.
+  if (stats.scanned > 0 && stats.kept == 0) {
+    return absl::InvalidArgumentError("nothing to output: none of the " + std::to_string(stats.scanned) +
+                                      " samples read was kept (dropped: " + dropped + ")");
+  }
+  GRPO_RETURN_IF_ERROR(out->Close());
+  std::fprintf(stderr, "grpo export: kept %llu of %llu samples -> %s (%s JSONL) in %.2f s, read %s at %.1f MB/s\n",
+               static_cast<unsigned long long>(stats.kept), static_cast<unsigned long long>(stats.scanned),
+               to_stdout ? "stdout" : f.output.c_str(), Mb(stats.bytes_out).c_str(), stats.seconds,
+               Mb(stats.bytes_in).c_str(), stats.seconds > 0 ? stats.bytes_in / 1e6 / stats.seconds : 0.0);
   std::fprintf(stderr, "grpo export: dropped: %s\n", dropped.empty() ? "none" : dropped.c_str());
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 struct InspectFlags {
@@ -152,7 +145,7 @@ struct InspectFlags {
 };
 
 // "NAME", "NAME:MIN" or "NAME:MIN:MAX".
-Result<store::RuleOutcome> ParseRule(const std::string& text) {
+absl::StatusOr<store::RuleOutcome> ParseRule(const std::string& text) {
   store::RuleOutcome r;
   size_t a = text.find(':');
   r.rule = text.substr(0, a);
@@ -163,13 +156,13 @@ Result<store::RuleOutcome> ParseRule(const std::string& text) {
       if (b != std::string::npos) r.max_score = std::stod(text.substr(b + 1));
     }
   } catch (const std::exception&) {
-    return Status::InvalidArgument("--rule wants NAME[:MIN[:MAX]], got '" + text + "'");
+    return absl::InvalidArgumentError("--rule wants NAME[:MIN[:MAX]], got '" + text + "'");
   }
-  if (r.rule.empty()) return Status::InvalidArgument("--rule wants NAME[:MIN[:MAX]], got '" + text + "'");
+  if (r.rule.empty()) return absl::InvalidArgumentError("--rule wants NAME[:MIN[:MAX]], got '" + text + "'");
   return r;
 }
 
-Status RunInspect(const InspectFlags& f) {
+absl::Status RunInspect(const InspectFlags& f) {
   GRPO_ASSIGN_OR_RETURN(auto db, store::TrajectoryStore::OpenReadOnly(f.store_dir));
   store::InspectRequest r;
   r.run = f.run;
@@ -192,7 +185,7 @@ Status RunInspect(const InspectFlags& f) {
     std::cout << store::RenderInspectText(view);
   }
   std::cout.flush();
-  return std::cout ? Status::Ok() : Status::IoError("writing to stdout failed");
+  return std::cout ? absl::OkStatus() : absl::UnknownError("writing to stdout failed");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "cli/subcommand.h"
 
 #include <cstdio>
+#include <new>
+#include <stdexcept>
 
 namespace grpo::cli {
 namespace {
@@ -16,11 +18,24 @@ std::string CommandPath(const CLI::App* app) {
 
 }  // namespace
 
+absl::Status OutOfMemoryError(const std::string& what) {
+  return absl::ResourceExhaustedError("out of memory: an allocation failed (" + what +
+                                      "); lower the sizes in use (batch, KV cache, model) or "
+                                      "free memory and run again");
+}
+
 CLI::App* AddSubcommand(CLI::App& parent, const std::string& name, const std::string& description,
-                        std::function<Status()> run) {
+                        std::function<absl::Status()> run) {
   CLI::App* sub = parent.add_subcommand(name, description);
   sub->callback([sub, run = std::move(run)] {
-    const Status status = run();
+    absl::Status status;
+    try {
+      status = run();
+    } catch (const std::bad_alloc&) {
+      status = OutOfMemoryError("std::bad_alloc");
+    } catch (const std::length_error& e) {  // a container asked for more than it can hold
+      status = OutOfMemoryError(std::string("std::length_error: ") + e.what());
+    }
     if (!status.ok()) {
       std::fprintf(stderr, "grpo %s: %s\n", CommandPath(sub).c_str(), status.ToString().c_str());
       throw CommandExit{kExitFailure};

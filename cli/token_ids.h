@@ -13,7 +13,7 @@ namespace grpo::cli {
 
 // The ids under `key` of a good record, each in [0, vocab). Errors name the file and line:
 //   "IN.jsonl:4: token id 100000 is outside the vocabulary [0, 256)"
-Result<std::vector<int32_t>> TokenIdsOf(const JsonlRecord& record, const std::string& path,
+absl::StatusOr<std::vector<int32_t>> TokenIdsOf(const JsonlRecord& record, const std::string& path,
                                         const std::string& key, int64_t vocab);
 
 }  // namespace grpo::cli

@@ -7,7 +7,9 @@
 #include <string>
 
 #include "cli/subcommand.h"
+#include "core/input_tally.h"
 #include "core/jsonl.h"
+#include "core/output_path.h"
 #include "tokenizer/tokenizer.h"
 
 namespace grpo::cli {
@@ -22,15 +24,15 @@ struct TokenizeArgs {
 };
 
 // One input object to one output object.
-Result<nlohmann::json> ProcessObject(const tokenizer::Tokenizer& tok, const TokenizeArgs& a, const nlohmann::json& in) {
+absl::StatusOr<nlohmann::json> ProcessObject(const tokenizer::Tokenizer& tok, const TokenizeArgs& a, const nlohmann::json& in) {
   if (a.decode) {
     auto ids = in.find("ids");
-    if (ids == in.end() || !ids->is_array()) return Status::InvalidArgument("no \"ids\" array");
+    if (ids == in.end() || !ids->is_array()) return absl::InvalidArgumentError("no \"ids\" array");
     std::vector<int32_t> v;
     v.reserve(ids->size());
     for (const auto& id : *ids) {
       if (!id.is_number_integer() || id.get<int64_t>() < INT32_MIN || id.get<int64_t>() > INT32_MAX) {
-        return Status::InvalidArgument("\"ids\" holds a value that is not a token id: " + id.dump());
+        return absl::InvalidArgumentError("\"ids\" holds a value that is not a token id: " + id.dump());
       }
       v.push_back(static_cast<int32_t>(id.get<int64_t>()));
     }
@@ -40,41 +42,44 @@ Result<nlohmann::json> ProcessObject(const tokenizer::Tokenizer& tok, const Toke
     return nlohmann::json{{"text", std::move(text)}};
   }
   auto text = in.find("text");
-  if (text == in.end() || !text->is_string()) return Status::InvalidArgument("no \"text\" string");
+  if (text == in.end() || !text->is_string()) return absl::InvalidArgumentError("no \"text\" string");
   tokenizer::EncodeOptions o;
   o.add_special_tokens = a.add_special_tokens;
   GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok.Encode(text->get_ref<const std::string&>(), o));
   return nlohmann::json{{"ids", std::move(ids)}};
 }
 
-Status RunTokenize(const TokenizeArgs& a) {
+absl::Status RunTokenize(const TokenizeArgs& a) {
+  GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--tokenizer", a.tokenizer}}));
   GRPO_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::Load(a.tokenizer));
   GRPO_ASSIGN_OR_RETURN(auto reader, JsonlReader::Open(a.input));
   GRPO_ASSIGN_OR_RETURN(auto writer, JsonlWriter::Open(a.output));
-  const std::string prefix = a.input + ":";
+  const std::string prefix = reader->path() + ":";
   JsonlRecord record;
-  int64_t done = 0, bad = 0;
+  InputTally tally;
   while (reader->Next(&record)) {
-    Result<nlohmann::json> out = record.ok() ? ProcessObject(tok, a, record.value) : Result<nlohmann::json>(record.status);
+    absl::StatusOr<nlohmann::json> out = record.ok() ? ProcessObject(tok, a, record.value) : absl::StatusOr<nlohmann::json>(record.status);
     if (!out.ok()) {
       // The reader's messages already start with "IN:LINE: "; ours do not.
       const std::string where = prefix + std::to_string(record.line) + ": ";
-      std::string what = out.status().message();
+      std::string what = std::string(out.status().message());
       if (what.rfind(where, 0) == 0) what = what.substr(where.size());
-      if (a.strict) return Status::InvalidArgument(where + what);
+      if (a.strict) return absl::InvalidArgumentError(where + what);
       std::fprintf(stderr, "grpo tokenize: %s%s (skipped)\n", where.c_str(), what.c_str());
-      ++bad;
+      tally.Skip(!record.ok() ? "bad line" : a.decode ? "cannot decode" : "cannot encode", where + what);
       out = nlohmann::json{{"error", "line " + std::to_string(record.line) + ": " + what}};
     } else {
-      ++done;
+      tally.Used();
     }
     GRPO_RETURN_IF_ERROR(writer->Write(*out));
   }
   GRPO_RETURN_IF_ERROR(reader->status());
+  // Only error lines: a failure, and the output stays as it was.
+  GRPO_RETURN_IF_ERROR(tally.RequireSome("lines"));
   GRPO_RETURN_IF_ERROR(writer->Close());
-  std::fprintf(stderr, "grpo tokenize: %lld lines %s, %lld bad lines\n", static_cast<long long>(done),
-               a.decode ? "decoded" : "encoded", static_cast<long long>(bad));
-  return Status::Ok();
+  std::fprintf(stderr, "grpo tokenize: %s\n",
+               tally.Summary("lines", a.decode ? "decoded" : "encoded", "written as errors").c_str());
+  return absl::OkStatus();
 }
 
 }  // namespace

@@ -33,17 +33,27 @@ void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
   cmd->add_flag("--overwrite", a->overwrite, "delete an existing run directory and start over");
   cmd->add_flag("--quiet", a->quiet, "no progress lines");
   cmd->add_flag("--check", a->check,
-                "validate the recipe (keys, values, reward rules) and print the effective recipe; run nothing");
+                "validate the recipe (keys, values, reward rules, the model and its memory plan) and print "
+                "the effective recipe; run nothing");
 }
 
-Status RunTrain(const TrainArgs& a, bool sft) {
+absl::Status RunTrain(const TrainArgs& a, bool sft) {
   GRPO_ASSIGN_OR_RETURN(TrainRecipe recipe, LoadRecipe(a.recipe, a.overrides));
   if (a.check) {
     GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(recipe.rules, {}));
+    // What training would run out of. A recipe written for another machine may name a model
+    // directory that is not here: then the plan runs when training starts, there.
+    const absl::Status memory = CheckTrainingMemory(recipe, sft);
+    if (absl::IsNotFound(memory) && !recipe.model_path.empty()) {
+      std::fprintf(stderr, "note: %s; the model and the memory plan are checked when training starts\n",
+                   std::string(memory.message()).c_str());
+    } else {
+      GRPO_RETURN_IF_ERROR(memory);
+    }
     std::printf("%s", recipe.source.Dump().c_str());
     std::fprintf(stderr, "recipe %s is valid: run %s/%s, %zu reward rules\n", a.recipe.c_str(),
                  recipe.output_dir.c_str(), recipe.name.c_str(), rules.rules().size());
-    return Status::Ok();
+    return absl::OkStatus();
   }
   TrainOptions o;
   o.resume = a.resume;
@@ -52,7 +62,7 @@ Status RunTrain(const TrainArgs& a, bool sft) {
   o.stop = &g_stop;
   auto old_term = std::signal(SIGTERM, OnStopSignal);
   auto old_int = std::signal(SIGINT, OnStopSignal);
-  Result<TrainSummary> s = sft ? Sft(recipe, o) : Train(recipe, o);
+  absl::StatusOr<TrainSummary> s = sft ? Sft(recipe, o) : Train(recipe, o);
   std::signal(SIGTERM, old_term);
   std::signal(SIGINT, old_int);
   GRPO_RETURN_IF_ERROR(s.status());
@@ -65,7 +75,7 @@ Status RunTrain(const TrainArgs& a, bool sft) {
                  s->last_eval_accuracy, s->last_eval_format);
   }
   std::printf("%s\n", s->run_dir.c_str());
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -84,7 +94,7 @@ void AddTrainCommands(CLI::App& app) {
                               [run_dir] {
                                 GRPO_RETURN_IF_ERROR(WriteReport(*run_dir + "/metrics.jsonl", *run_dir + "/report.html"));
                                 std::printf("%s/report.html\n", run_dir->c_str());
-                                return Status::Ok();
+                                return absl::OkStatus();
                               });
   r->add_option("run_dir", *run_dir, "run directory (runs/<name>)")->required();
 }

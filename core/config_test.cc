@@ -26,15 +26,15 @@ Config MustParse(std::string_view text, std::string name = "recipe.yaml") {
   return std::move(c).value();
 }
 
-std::string ErrorOf(const Status& s) {
+std::string ErrorOf(const absl::Status& s) {
   EXPECT_FALSE(s.ok());
-  return s.message();
+  return std::string(s.message());
 }
 
 template <typename T>
-std::string ErrorOf(const Result<T>& r) {
+std::string ErrorOf(const absl::StatusOr<T>& r) {
   EXPECT_FALSE(r.ok());
-  return r.status().message();
+  return std::string(r.status().message());
 }
 
 std::string TempPath(const std::string& name) {
@@ -202,7 +202,7 @@ TEST(ConfigParse, MoreThanOneDocumentIsAnError) {
 
 TEST(ConfigParse, SyntaxErrorsNameFileLineAndColumn) {
   auto r = Config::Parse("a: 1\nb: [1, 2\nc: 3\n", "recipe.yaml");
-  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   std::string m = ErrorOf(r);
   EXPECT_EQ(m, "recipe.yaml:3:2: end of sequence flow not found");
 
@@ -297,7 +297,7 @@ TEST(ConfigParse, AliasBombsAndCyclesAreRejected) {
     bomb += "]\n";
   }
   auto r = Config::Parse(bomb, "bomb.yaml");
-  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(ErrorOf(r), HasSubstr("document expands to more than"));
 
   // yaml-cpp resolves an alias to its own enclosing anchor into a cycle.
@@ -398,9 +398,43 @@ TEST(ConfigParse, JsonFilesKeepIntsAndFloats) {
             Json::parse("{\"a\":1,\"b\":{\"c\":2}}"));
 }
 
+TEST(ConfigParse, JsonLinesAndErrors) {
+  // Lines come from nlohmann's byte offsets: keys, list elements (a number is followed by the
+  // newline nlohmann reads past it), nested objects.
+  Config c = MustParse(
+      "{\n  \"a\": [\n    1,\n    2\n  ],\n  \"b\": {\"c\": true,\n    \"d\": null}\n}\n",
+      "c.json");
+  EXPECT_EQ(c.OriginOf("a").ToString(), "c.json:2");
+  EXPECT_EQ(c.OriginOf("a.0").ToString(), "c.json:3");
+  EXPECT_EQ(c.OriginOf("a.1").ToString(), "c.json:4");
+  EXPECT_EQ(c.OriginOf("b.c").ToString(), "c.json:6");
+  EXPECT_EQ(c.OriginOf("b.d").ToString(), "c.json:7");
+  EXPECT_EQ(ErrorOf(Config::Parse("{\"x\": {\n  \"k\": 1,\n\n  \"k\": 2}}", "c.json")),
+            "c.json:4: duplicate key 'x.k' (first at line 2)");
+  EXPECT_EQ(ErrorOf(Config::Parse("\n" + std::string(300, '[') + std::string(300, ']'), "d.json")),
+            "d.json:2: nesting deeper than 256 levels");
+  EXPECT_THAT(ErrorOf(Config::Parse("[1, 2]", "l.json")),
+              HasSubstr("l.json:1: the top level must be a mapping, got a list"));
+  // Not JSON: read as YAML; when that fails too, a *.json file reports the JSON error.
+  EXPECT_EQ(MustParse("{a: 1, b: [x]}", "flow.json").json(), Json::parse(R"({"a":1,"b":["x"]})"));
+  const std::string missing_comma = "{\n  \"a\": 1\n  \"b\": 2\n}\n";
+  EXPECT_EQ(ErrorOf(Config::Parse(missing_comma, "bad.json")),
+            "bad.json:3:5: syntax error while parsing object - unexpected string literal; "
+            "expected '}'");
+  EXPECT_THAT(ErrorOf(Config::Parse(missing_comma, "bad.yaml")),
+              ::testing::StartsWith("bad.yaml:"));
+  // Override values in JSON.
+  Config target;
+  EXPECT_EQ(ErrorOf(target.ApplyOverride("a={\"k\": 1, \"k\": 2}")),
+            "--set 'a={\"k\": 1, \"k\": 2}': duplicate key 'a.k' (given twice)");
+  ASSERT_TRUE(target.ApplyOverride("a={\"k\": [1, 2.5, \"\\ud83d\\ude00\"]}").ok());
+  EXPECT_EQ(target.json()["a"], Json::parse(R"({"k": [1, 2.5, "\ud83d\ude00"]})"));
+  EXPECT_EQ(target.OriginOf("a.k.1").ToString(), "--set");
+}
+
 TEST(ConfigLoadFile, MissingFileAndDirectory) {
   auto missing = Config::LoadFile(TempPath("does-not-exist.yaml"));
-  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(ErrorOf(missing), HasSubstr("does-not-exist.yaml"));
   const char* dir = std::getenv("TEST_TMPDIR");
   auto d = Config::LoadFile(dir ? dir : "/tmp");
@@ -445,7 +479,7 @@ TEST(ConfigGet, ErrorsNameKeyAndLine) {
   Config c = MustParse(text);
   EXPECT_EQ(ErrorOf(c.GetDouble("train.lr")),
             "recipe.yaml:12: key 'train.lr': expected a number, got \"abc\"");
-  EXPECT_EQ(c.GetDouble("train.lr").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.GetDouble("train.lr").status().code(), absl::StatusCode::kInvalidArgument);
 
   Config r = MustParse(kRecipe);
   EXPECT_EQ(ErrorOf(r.GetInt("train.clip")),
@@ -466,7 +500,7 @@ TEST(ConfigGet, ErrorsNameKeyAndLine) {
             "recipe.yaml:18: key 'data.seed': expected an integer, got null");
 
   auto missing = r.GetInt("train.warmup");
-  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(ErrorOf(missing), "recipe.yaml:6: key 'train.warmup' is missing");
   EXPECT_EQ(ErrorOf(r.GetInt("nope")), "recipe.yaml: key 'nope' is missing");
   EXPECT_EQ(ErrorOf(r.GetInt("name.x")),
@@ -487,7 +521,7 @@ TEST(ConfigGet, IntegerRangeAndWholeFloats) {
   EXPECT_EQ(c.GetInt("max").value(), std::numeric_limits<int64_t>::max());
   EXPECT_EQ(c.GetInt("min").value(), std::numeric_limits<int64_t>::min());
   auto big = c.GetInt("big");
-  EXPECT_EQ(big.status().code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(ErrorOf(big),
             "recipe.yaml:3: key 'big': integer 9223372036854775808 is out of range for int64");
   EXPECT_EQ(ErrorOf(c.GetInt("huge")),
@@ -541,7 +575,7 @@ TEST(ConfigSub, KeepsOriginsAndReportsFullPaths) {
   EXPECT_EQ(train->json(), c.json()["train"]);
 
   EXPECT_EQ(ErrorOf(c.Sub("name")), "recipe.yaml:2: key 'name': expected a mapping, got \"nano-r1\"");
-  EXPECT_EQ(c.Sub("absent").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(c.Sub("absent").status().code(), absl::StatusCode::kNotFound);
 
   // Sub of a sub.
   Config nested = MustParse("a:\n  b:\n    c: x\n");
@@ -666,7 +700,7 @@ TEST(ConfigOverride, MalformedAssignments) {
   EXPECT_THAT(ErrorOf(c.ApplyOverride("a=1e999")), HasSubstr("out of range"));
   EXPECT_FALSE(c.Has("a"));
   // ApplyOverrides stops at the first error.
-  Status s = c.ApplyOverrides({"x=1", "bad", "y=2"});
+  absl::Status s = c.ApplyOverrides({"x=1", "bad", "y=2"});
   EXPECT_EQ(ErrorOf(s), "--set 'bad': expected key=value");
   EXPECT_TRUE(c.Has("x"));
   EXPECT_FALSE(c.Has("y"));
@@ -763,8 +797,10 @@ TEST(ConfigDump, BlockYamlWithSortedKeys) {
       "      - 1\n"
       "      - 2\n"
       "    k: 1\n"
-      "  - - a\n"
-      "    - - b\n"
+      "  -\n"  // yaml-cpp's emitter starts a list inside a list on its own line
+      "    - a\n"
+      "    -\n"
+      "      - b\n"
       "  - \"123\"\n"
       "m:\n"
       "  e: []\n"
@@ -807,6 +843,36 @@ TEST(ConfigDump, TrickyStringsRoundTrip) {
   ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << dumped;
   std::string where;
   EXPECT_TRUE(StrictEqual(back->json(), tree, &where)) << where << "\n" << dumped;
+}
+
+TEST(ConfigDump, NoncharactersAndLongKeysRoundTrip) {
+  // yaml-cpp's emitter would write noncharacters as U+FFFD; Dump escapes them instead.
+  const std::vector<std::string> strings = {
+      "\xef\xb7\x90",          // U+FDD0
+      "a\xef\xbf\xbf" "b",     // U+FFFF
+      "\xf0\x9f\xbf\xbe",      // U+1FFFE
+      "\xf4\x8f\xbf\xbf",      // U+10FFFF
+      "\xee\x80\x80" "000041",  // U+E000 (the marker Dump uses) and hex digits
+      "\xee\x80\x80\xef\xb7\x90\xee\x80\x80",
+  };
+  Json tree = Json::object();
+  for (size_t i = 0; i < strings.size(); ++i) {
+    tree["v" + std::to_string(i)] = strings[i];
+    tree[strings[i]] = static_cast<int64_t>(i);
+  }
+  // Keys whose quoted form is longer than the 1024 characters yaml-cpp reads as a simple key.
+  tree[std::string(300, '\x01')] = 1;
+  tree[std::string(1023, 'k')] = 2;
+  tree[std::string(201, 'k')] = Json::array({Json::object(), Json::array()});
+  auto c = Config::FromJson(tree, "tree");
+  ASSERT_TRUE(c.ok());
+  const std::string dumped = c->Dump();
+  EXPECT_THAT(dumped, HasSubstr("v0: \"\\U0000FDD0\"\n"));
+  auto back = Config::Parse(dumped, "dump.yaml");
+  ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << dumped;
+  std::string where;
+  EXPECT_TRUE(StrictEqual(back->json(), tree, &where)) << where << "\n" << dumped;
+  EXPECT_EQ(back->Dump(), dumped);
 }
 
 // ---------------------------------------------------------------------------------------------

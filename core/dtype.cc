@@ -31,11 +31,11 @@ size_t DTypeSize(DType dtype) { return Info(dtype).size; }
 std::string_view DTypeName(DType dtype) { return Info(dtype).name; }
 bool IsFloatingPoint(DType dtype) { return Info(dtype).floating; }
 
-Result<DType> ParseDType(std::string_view name) {
+absl::StatusOr<DType> ParseDType(std::string_view name) {
   for (const DTypeInfo& info : kInfos) {
     if (info.name == name) return info.dtype;
   }
-  return Status::InvalidArgument("unknown dtype '" + std::string(name) + "'");
+  return absl::InvalidArgumentError("unknown dtype '" + std::string(name) + "'");
 }
 
 }  // namespace grpo

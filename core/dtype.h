@@ -38,7 +38,7 @@ size_t DTypeSize(DType dtype);
 std::string_view DTypeName(DType dtype);
 
 // Parses a safetensors dtype name; unknown names give InvalidArgument naming the string.
-Result<DType> ParseDType(std::string_view name);
+absl::StatusOr<DType> ParseDType(std::string_view name);
 
 // True for the floating-point types (f8, f16, bf16, f32, f64).
 bool IsFloatingPoint(DType dtype);

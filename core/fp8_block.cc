@@ -14,13 +14,13 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-Result<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight) {
+absl::StatusOr<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight) {
   if (weight.rank() != 2) {
-    return Status::InvalidArgument("fp8 block quantization needs a 2-D weight, got shape " +
+    return absl::InvalidArgumentError("fp8 block quantization needs a 2-D weight, got shape " +
                                    ShapeToString(weight.shape()));
   }
   if (!IsFloatingPoint(weight.dtype())) {
-    return Status::InvalidArgument("fp8 block quantization needs a float weight, got " +
+    return absl::InvalidArgumentError("fp8 block quantization needs a float weight, got " +
                                    std::string(DTypeName(weight.dtype())));
   }
   const Tensor w = weight.dtype() == DType::kF32 && weight.writable() ? weight : weight.ToF32();
@@ -29,7 +29,7 @@ Result<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight) {
   const int64_t brows = CeilDiv(rows, kFp8BlockSize), bcols = CeilDiv(cols, kFp8BlockSize);
   for (int64_t i = 0; i < rows * cols; ++i) {
     if (!std::isfinite(src[i])) {
-      return Status::InvalidArgument("fp8 block quantization: non-finite value at [" +
+      return absl::InvalidArgumentError("fp8 block quantization: non-finite value at [" +
                                      std::to_string(i / cols) + ", " + std::to_string(i % cols) +
                                      "]");
     }
@@ -74,15 +74,15 @@ void DequantizeFp8BlockRows(const Tensor& weight, const Tensor& scale_inv, int64
   }
 }
 
-Result<Tensor> DequantizeFp8Block(const Tensor& weight, const Tensor& scale_inv) {
+absl::StatusOr<Tensor> DequantizeFp8Block(const Tensor& weight, const Tensor& scale_inv) {
   if (weight.rank() != 2 || weight.dtype() != DType::kF8E4M3) {
-    return Status::InvalidArgument("fp8 dequantization needs a 2-D F8_E4M3 weight, got " +
+    return absl::InvalidArgumentError("fp8 dequantization needs a 2-D F8_E4M3 weight, got " +
                                    std::string(DTypeName(weight.dtype())) + " " +
                                    ShapeToString(weight.shape()));
   }
   const Shape want{CeilDiv(weight.dim(0), kFp8BlockSize), CeilDiv(weight.dim(1), kFp8BlockSize)};
   if (scale_inv.dtype() != DType::kF32 || scale_inv.shape() != want) {
-    return Status::InvalidArgument("fp8 dequantization: weight_scale_inv must be F32 " +
+    return absl::InvalidArgumentError("fp8 dequantization: weight_scale_inv must be F32 " +
                                    ShapeToString(want) + " for weight " +
                                    ShapeToString(weight.shape()) + ", got " +
                                    std::string(DTypeName(scale_inv.dtype())) + " " +

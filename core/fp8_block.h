@@ -23,10 +23,10 @@ struct Fp8BlockWeight {
 
 // Quantizes a 2-D float tensor (any float dtype; widened to f32). Non-finite values are an
 // error naming the first offending element, since they would poison a whole block's scale.
-Result<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight);
+absl::StatusOr<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight);
 
 // Dequantizes to a new f32 tensor, checking that the scale shape matches the weight.
-Result<Tensor> DequantizeFp8Block(const Tensor& weight, const Tensor& scale_inv);
+absl::StatusOr<Tensor> DequantizeFp8Block(const Tensor& weight, const Tensor& scale_inv);
 
 // Dequantizes rows [row_begin, row_end) of a block-quantized weight into `out` (row-major,
 // (row_end-row_begin) x cols floats). The kernels use this to widen tile by tile without ever

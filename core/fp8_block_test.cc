@@ -88,7 +88,7 @@ TEST(Fp8Block, RoundTripErrorIsBoundedByHalfAnUlp) {
 
 TEST(Fp8Block, RejectsBadInput) {
   Tensor v = *Tensor::FromF32({4}, std::vector<float>{1, 2, 3, 4});
-  EXPECT_EQ(QuantizeFp8Block(v).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(QuantizeFp8Block(v).status().code(), absl::StatusCode::kInvalidArgument);
   Tensor w = RandomWeight(4, 4, 1);
   w.mutable_data<float>()[5] = NAN;
   auto r = QuantizeFp8Block(w);

@@ -9,12 +9,12 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/crc32c.h"
+#include "core/file.h"
+#include "core/jsonl.h"
 #include "proto/tensorboard.pb.h"
 
 namespace grpo {
@@ -52,23 +52,11 @@ std::string HostName() {
   return h;
 }
 
-// Whether the file at `path` exists, is non-empty and does not end with '\n'.
-bool EndsWithoutNewline(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return false;
-  const std::streamoff size = in.tellg();
-  if (size <= 0) return false;
-  in.seekg(size - 1);
-  char last = 0;
-  in.get(last);
-  return in && last != '\n';
-}
-
-Status CreateDirs(const std::string& dir) {
+absl::Status CreateDirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IoError("cannot create directory " + dir + ": " + ec.message());
-  return Status::Ok();
+  if (ec) return absl::UnknownError("cannot create directory " + dir + ": " + ec.message());
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -85,17 +73,17 @@ std::string TfRecord(std::string_view data) {
   return out;
 }
 
-Result<std::string> MetricsJsonLine(int64_t step,
+absl::StatusOr<std::string> MetricsJsonLine(int64_t step,
                                     const std::vector<std::pair<std::string, double>>& values) {
   std::set<std::string> seen;
   std::string line = "{\"step\": " + std::to_string(step);
   for (const auto& [name, value] : values) {
     if (name.empty())
-      return Status::InvalidArgument("metrics: empty metric name at step " + std::to_string(step));
+      return absl::InvalidArgumentError("metrics: empty metric name at step " + std::to_string(step));
     if (name == "step")
-      return Status::InvalidArgument("metrics: \"step\" is reserved, not a metric name");
+      return absl::InvalidArgumentError("metrics: \"step\" is reserved, not a metric name");
     if (!seen.insert(name).second) {
-      return Status::InvalidArgument("metrics: metric '" + name + "' given twice at step " +
+      return absl::InvalidArgumentError("metrics: metric '" + name + "' given twice at step " +
                                      std::to_string(step));
     }
     line += ", " + JsonString(name) + ": " + (std::isfinite(value) ? FormatDouble(value) : "null");
@@ -104,17 +92,12 @@ Result<std::string> MetricsJsonLine(int64_t step,
   return line;
 }
 
-Result<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& run_dir,
+absl::StatusOr<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& run_dir,
                                                            const MetricsWriterOptions& options) {
   GRPO_RETURN_IF_ERROR(CreateDirs(run_dir));
   std::unique_ptr<MetricsWriter> w(new MetricsWriter());
   w->jsonl_path_ = run_dir + "/metrics.jsonl";
-  const bool torn = EndsWithoutNewline(w->jsonl_path_);
-  w->jsonl_ = std::fopen(w->jsonl_path_.c_str(), "ab");
-  if (w->jsonl_ == nullptr) return Status::FromErrno("cannot open " + w->jsonl_path_, errno);
-  if (torn && (std::fputc('\n', w->jsonl_) == EOF || std::fflush(w->jsonl_) != 0)) {
-    return Status::FromErrno("cannot write " + w->jsonl_path_, errno);
-  }
+  GRPO_ASSIGN_OR_RETURN(w->jsonl_, JsonlAppender::Open(w->jsonl_path_));
   if (!options.tensorboard) return w;
 
   const std::string tb_dir = run_dir + "/tb";
@@ -127,13 +110,13 @@ Result<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& ru
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
       if (errno == EEXIST && attempt < 1000) continue;
-      return Status::FromErrno("cannot create " + path, errno);
+      return grpo::ErrnoError("cannot create " + path, errno);
     }
     w->events_ = ::fdopen(fd, "wb");
     if (w->events_ == nullptr) {
       const int e = errno;
       ::close(fd);
-      return Status::FromErrno("cannot open " + path, e);
+      return grpo::ErrnoError("cannot open " + path, e);
     }
     w->events_path_ = path;
   }
@@ -150,28 +133,25 @@ Result<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& ru
     GRPO_RETURN_IF_ERROR(w->WriteEvent(start.SerializeAsString()));
   }
   if (std::fflush(w->events_) != 0)
-    return Status::FromErrno("cannot write " + w->events_path_, errno);
+    return grpo::ErrnoError("cannot write " + w->events_path_, errno);
   return w;
 }
 
 MetricsWriter::~MetricsWriter() { (void)Close(); }
 
-Status MetricsWriter::WriteEvent(const std::string& serialized_event) {
+absl::Status MetricsWriter::WriteEvent(const std::string& serialized_event) {
   const std::string record = TfRecord(serialized_event);
   if (std::fwrite(record.data(), 1, record.size(), events_) != record.size()) {
-    return Status::FromErrno("cannot write " + events_path_, errno);
+    return grpo::ErrnoError("cannot write " + events_path_, errno);
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Status MetricsWriter::Log(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
-  if (jsonl_ == nullptr) return Status::FailedPrecondition("metrics: Log after Close");
+absl::Status MetricsWriter::Log(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  if (jsonl_ == nullptr) return absl::FailedPreconditionError("metrics: Log after Close");
   GRPO_ASSIGN_OR_RETURN(std::string line, MetricsJsonLine(step, values));
-  line += '\n';
-  if (std::fwrite(line.data(), 1, line.size(), jsonl_) != line.size() || std::fflush(jsonl_) != 0) {
-    return Status::FromErrno("cannot write " + jsonl_path_, errno);
-  }
-  if (events_ == nullptr) return Status::Ok();
+  GRPO_RETURN_IF_ERROR(jsonl_->AppendText(line));
+  if (events_ == nullptr) return absl::OkStatus();
   const double now = NowSeconds();
   for (const auto& [name, value] : values) {
     if (!std::isfinite(value)) continue;
@@ -183,39 +163,35 @@ Status MetricsWriter::Log(int64_t step, const std::vector<std::pair<std::string,
     v->set_simple_value(static_cast<float>(value));
     GRPO_RETURN_IF_ERROR(WriteEvent(event.SerializeAsString()));
   }
-  if (std::fflush(events_) != 0) return Status::FromErrno("cannot write " + events_path_, errno);
-  return Status::Ok();
+  if (std::fflush(events_) != 0) return grpo::ErrnoError("cannot write " + events_path_, errno);
+  return absl::OkStatus();
 }
 
-Status MetricsWriter::Log(int64_t step, const std::map<std::string, double>& values) {
+absl::Status MetricsWriter::Log(int64_t step, const std::map<std::string, double>& values) {
   return Log(step, std::vector<std::pair<std::string, double>>(values.begin(), values.end()));
 }
 
-Status MetricsWriter::Close() {
-  Status status;
+absl::Status MetricsWriter::Close() {
+  absl::Status status;
   if (jsonl_ != nullptr) {
-    if (std::fclose(jsonl_) != 0) status = Status::FromErrno("cannot close " + jsonl_path_, errno);
-    jsonl_ = nullptr;
+    status = jsonl_->Close();
+    jsonl_.reset();
   }
   if (events_ != nullptr) {
     if (std::fclose(events_) != 0 && status.ok()) {
-      status = Status::FromErrno("cannot close " + events_path_, errno);
+      status = grpo::ErrnoError("cannot close " + events_path_, errno);
     }
     events_ = nullptr;
   }
   return status;
 }
 
-Status TruncateAfterStep(const std::string& path, int64_t step, int64_t* removed) {
+absl::Status TruncateAfterStep(const std::string& path, int64_t step, int64_t* removed) {
   if (removed != nullptr) *removed = 0;
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec) && !ec) return Status::Ok();  // nothing to truncate
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::FromErrno("cannot open " + path, errno);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) return Status::IoError("cannot read " + path);
-  const std::string text = buf.str();
+  absl::StatusOr<std::string> read = ReadFile(path);
+  if (read.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();  // nothing to truncate
+  GRPO_RETURN_IF_ERROR(read.status());
+  const std::string& text = *read;
 
   std::string kept;
   int64_t dropped = 0;
@@ -240,30 +216,9 @@ Status TruncateAfterStep(const std::string& path, int64_t step, int64_t* removed
     kept += '\n';
   }
 
-  const std::string tmp = path + ".tmp";
-  FILE* out = std::fopen(tmp.c_str(), "wb");
-  if (out == nullptr) return Status::FromErrno("cannot create " + tmp, errno);
-  const bool ok = std::fwrite(kept.data(), 1, kept.size(), out) == kept.size() &&
-                  std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
-  const int e = errno;
-  if (std::fclose(out) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    return Status::FromErrno("cannot write " + tmp, ok ? errno : e);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int re = errno;
-    std::remove(tmp.c_str());
-    return Status::FromErrno("cannot rename " + tmp + " to " + path, re);
-  }
-  // Make the rename durable too.
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(path, kept));
   if (removed != nullptr) *removed = dropped;
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo

@@ -43,6 +43,8 @@
 
 namespace grpo {
 
+class JsonlAppender;
+
 // TensorFlow's masked CRC: ((crc >> 15) | (crc << 17)) + 0xa282ead8 (mod 2^32).
 uint32_t MaskCrc32c(uint32_t crc);
 // `data` framed as one TFRecord record (length, masked CRC of the length, data, masked CRC).
@@ -50,7 +52,7 @@ std::string TfRecord(std::string_view data);
 
 // The JSON text of one metrics line, without the newline: {"step": N, "a": 1.5, "b": null}.
 // Fails (InvalidArgument) on an empty name, the name "step", or a repeated name.
-Result<std::string> MetricsJsonLine(int64_t step,
+absl::StatusOr<std::string> MetricsJsonLine(int64_t step,
                                     const std::vector<std::pair<std::string, double>>& values);
 
 struct MetricsWriterOptions {
@@ -61,14 +63,14 @@ struct MetricsWriterOptions {
 class MetricsWriter {
  public:
   // Creates run_dir (and run_dir/tb) if missing and opens both files.
-  static Result<std::unique_ptr<MetricsWriter>> Open(const std::string& run_dir,
+  static absl::StatusOr<std::unique_ptr<MetricsWriter>> Open(const std::string& run_dir,
                                                      const MetricsWriterOptions& options = {});
   ~MetricsWriter();  // closes the files (errors are lost; call Close() to see them)
 
-  Status Log(int64_t step, const std::vector<std::pair<std::string, double>>& values);
-  Status Log(int64_t step, const std::map<std::string, double>& values);
+  absl::Status Log(int64_t step, const std::vector<std::pair<std::string, double>>& values);
+  absl::Status Log(int64_t step, const std::map<std::string, double>& values);
   // Flushes and closes both files; later Log() calls fail.
-  Status Close();
+  absl::Status Close();
 
   const std::string& jsonl_path() const { return jsonl_path_; }
   // Empty when options.tensorboard is false.
@@ -76,20 +78,20 @@ class MetricsWriter {
 
  private:
   MetricsWriter() = default;
-  Status WriteEvent(const std::string& serialized_event);
+  absl::Status WriteEvent(const std::string& serialized_event);
 
   std::string jsonl_path_, events_path_;
-  FILE* jsonl_ = nullptr;
+  std::unique_ptr<JsonlAppender> jsonl_;
   FILE* events_ = nullptr;
 };
 
 // Rewrites the metrics.jsonl at `path` without the rows whose "step" is greater than `step`
 // (for a run resumed from the checkpoint of `step`). Lines that are not JSON objects with an
 // numeric "step" are kept, except a torn last line (no trailing newline and not valid JSON),
-// which is dropped. Atomic: the result is written to "<path>.tmp", fsynced, then renamed over
-// `path`. A missing file is not an error (nothing to truncate). Returns the number of rows
+// which is dropped. Atomic (core/file.h): the result is written to "<path>.tmp", fsynced, then
+// renamed over `path`. A missing file is not an error (nothing to truncate). Returns the number of rows
 // removed through `removed` when it is not null.
-Status TruncateAfterStep(const std::string& path, int64_t step, int64_t* removed = nullptr);
+absl::Status TruncateAfterStep(const std::string& path, int64_t step, int64_t* removed = nullptr);
 
 }  // namespace grpo
 

@@ -5,8 +5,10 @@
 #include "core/metrics.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,11 +16,11 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/crc32c.h"
+#include "core/file.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "proto/tensorboard.pb.h"
@@ -143,12 +145,7 @@ std::vector<std::string> ReadLines(const std::string& path) {
   return lines;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string ReadAll(const std::string& path) { return ReadFile(path).value_or(""); }
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -338,12 +335,12 @@ TEST(MetricsWriter, JsonlRoundTripsValuesAndWritesNullForNonFinite) {
 
   // Bad names are rejected and write nothing.
   using V = std::vector<std::pair<std::string, double>>;
-  EXPECT_EQ((*w)->Log(13, V{{"step", 1.0}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*w)->Log(13, V{{"", 1.0}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*w)->Log(13, V{{"a", 1.0}, {"a", 2.0}}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->Log(13, V{{"step", 1.0}}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->Log(13, V{{"", 1.0}}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->Log(13, V{{"a", 1.0}, {"a", 2.0}}).code(), absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE((*w)->Log(13, std::map<std::string, double>{{"b", 2.0}, {"a", 1.0}}).ok());
   ASSERT_TRUE((*w)->Close().ok());
-  EXPECT_EQ((*w)->Log(14, V{{"a", 1.0}}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*w)->Log(14, V{{"a", 1.0}}).code(), absl::StatusCode::kFailedPrecondition);
   lines = ReadLines(dir + "/metrics.jsonl");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[1], "{\"step\": 13, \"a\": 1, \"b\": 2}");
@@ -362,6 +359,36 @@ TEST(MetricsWriter, AppendAfterTornLineStartsANewLine) {
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[1], "{\"step\": 2, \"a");
   EXPECT_EQ(lines[2], "{\"step\": 2, \"a\": 2}");
+}
+
+// A full disk (simulated with a file size limit: writes fail with EFBIG as they would with
+// ENOSPC) makes Log an error naming metrics.jsonl, never a torn row; earlier rows stay.
+TEST(MetricsWriter, AFullDiskIsAnErrorNamingTheFileAndKeepsEarlierRows) {
+  const std::string dir = testing::MakeTempDir("metrics_full");
+  MetricsWriterOptions opt;
+  opt.tensorboard = false;
+  auto w = MetricsWriter::Open(dir, opt);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Log(1, std::map<std::string, double>{{"a", 1.0}}).ok());
+  const std::string before = *ReadFile(dir + "/metrics.jsonl");
+  struct rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old_limit;
+  small.rlim_cur = before.size() + 8;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const absl::Status full = (*w)->Log(2, std::map<std::string, double>{{"a", 2.0}, {"reward_mean", 0.25}});
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+
+  EXPECT_FALSE(full.ok());
+  EXPECT_NE(full.message().find(dir + "/metrics.jsonl"), std::string::npos) << full.ToString();
+  EXPECT_EQ(*ReadFile(dir + "/metrics.jsonl"), before);
+  ASSERT_TRUE((*w)->Log(2, std::map<std::string, double>{{"a", 2.0}}).ok());
+  ASSERT_TRUE((*w)->Close().ok());
+  const std::vector<std::string> lines = ReadLines(dir + "/metrics.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1], "{\"step\": 2, \"a\": 2}");
 }
 
 TEST(TruncateAfterStep, KeepsRowsUpToStepAtomically) {
@@ -400,7 +427,7 @@ TEST(TruncateAfterStep, KeepsRowsUpToStepAtomically) {
   EXPECT_TRUE(TruncateAfterStep(dir + "/missing.jsonl", 3).ok());
   // A path that cannot be rewritten is an error that names it, and the original stays.
   std::filesystem::create_directories(dir + "/sub.jsonl");
-  const Status st = TruncateAfterStep(dir + "/sub.jsonl", 3);
+  const absl::Status st = TruncateAfterStep(dir + "/sub.jsonl", 3);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("sub.jsonl"), std::string::npos) << st.ToString();
   EXPECT_TRUE(std::filesystem::is_directory(dir + "/sub.jsonl"));

@@ -14,13 +14,16 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "core/file.h"
+#include "core/utf8.h"
+
 namespace grpo {
 namespace {
 
 using json = nlohmann::json;
 
-Status Corrupt(const std::string& file, const std::string& what) {
-  return Status::Corruption(file + ": " + what);
+absl::Status Corrupt(const std::string& file, const std::string& what) {
+  return absl::DataLossError(file + ": " + what);
 }
 
 std::string Quote(std::string_view s) {
@@ -35,43 +38,6 @@ std::string Quote(std::string_view s) {
 
 std::string Range(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
-}
-
-// Returns the offset of the first byte that breaks UTF-8 (as Rust's str::from_utf8 defines it:
-// no overlong forms, no surrogates, nothing above U+10FFFF), or npos.
-size_t FindInvalidUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    if (p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (size_t k = 2; k < len; ++k) {
-      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
-    }
-    i += len;
-  }
-  return std::string_view::npos;
 }
 
 // A short description of a JSON value for error messages (never a full dump of a big value).
@@ -114,9 +80,9 @@ int JsonDepth(std::string_view text, int limit) {
 
 // Parses JSON text, rejecting duplicate keys in any object (nlohmann would keep the last one).
 // `what` prefixes error messages.
-Result<json> ParseJsonNoDuplicates(std::string_view text, const std::string& what) {
+absl::StatusOr<json> ParseJsonNoDuplicates(std::string_view text, const std::string& what) {
   if (JsonDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
-    return Status::Corruption(what + " nests arrays and objects deeper than " +
+    return absl::DataLossError(what + " nests arrays and objects deeper than " +
                               std::to_string(kMaxJsonDepth) + " levels");
   }
   struct Tracker {
@@ -157,16 +123,16 @@ Result<json> ParseJsonNoDuplicates(std::string_view text, const std::string& wha
     value = json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true,
                         /*ignore_comments=*/false);
   } catch (const json::exception& e) {
-    return Status::Corruption(what + " is not valid JSON: " + e.what());
+    return absl::DataLossError(what + " is not valid JSON: " + e.what());
   } catch (const std::exception& e) {  // bad_alloc and friends: never let them escape
-    return Status::Corruption(what + " could not be parsed: " + e.what());
+    return absl::DataLossError(what + " could not be parsed: " + e.what());
   }
   if (t.duplicate) {
     if (t.dup_depth == 1) {
-      return Status::Corruption(what + " has the key " + Quote(t.dup_key) +
+      return absl::DataLossError(what + " has the key " + Quote(t.dup_key) +
                                 " twice (duplicate keys are ambiguous)");
     }
-    return Status::Corruption(what + " has the key " + Quote(t.dup_key) +
+    return absl::DataLossError(what + " has the key " + Quote(t.dup_key) +
                               " twice inside the entry " + Quote(t.dup_parent) +
                               " (duplicate keys are ambiguous)");
   }
@@ -193,7 +159,7 @@ struct Entry {
   SafetensorsTensorInfo info;
 };
 
-Status ParseEntry(const std::string& file, const std::string& name, const json& v,
+absl::Status ParseEntry(const std::string& file, const std::string& name, const json& v,
                   SafetensorsTensorInfo* info) {
   const std::string where = "tensor " + Quote(name);
   if (!v.is_object()) {
@@ -210,7 +176,7 @@ Status ParseEntry(const std::string& file, const std::string& name, const json& 
     return Corrupt(file, where + ": \"dtype\" is " + Describe(*dtype_it) + ", not a string");
   }
   const std::string& dtype_name = dtype_it->get_ref<const std::string&>();
-  Result<DType> dtype = ParseDType(dtype_name);
+  absl::StatusOr<DType> dtype = ParseDType(dtype_name);
   if (!dtype.ok()) return Corrupt(file, where + ": unknown dtype " + Quote(dtype_name));
   info->dtype = *dtype;
 
@@ -267,7 +233,7 @@ Status ParseEntry(const std::string& file, const std::string& name, const json& 
                              Range(info->begin, info->end) + " hold " +
                              std::to_string(info->end - info->begin));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -275,7 +241,7 @@ Status ParseEntry(const std::string& file, const std::string& name, const json& 
 // ---------------------------------------------------------------------------------------------
 // SafetensorsFile
 
-Result<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<const void> owner,
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<const void> owner,
                                                   const uint8_t* base, size_t size,
                                                   std::string display_name) {
   const std::string& file = display_name;
@@ -305,11 +271,11 @@ Result<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<const void> ow
     }
     return Corrupt(file, std::string("header does not start with '{' (it ") + buf + ")");
   }
-  if (const size_t bad = FindInvalidUtf8(header); bad != std::string_view::npos) {
+  if (const size_t bad = FirstInvalidUtf8(header); bad != header.size()) {
     return Corrupt(
         file, "header is not valid UTF-8 (bad byte at header offset " + std::to_string(bad) + ")");
   }
-  Result<json> parsed = ParseJsonNoDuplicates(header, file + ": header");
+  absl::StatusOr<json> parsed = ParseJsonNoDuplicates(header, file + ": header");
   if (!parsed.ok()) return parsed.status();
   const json& root = *parsed;
   if (!root.is_object()) {
@@ -390,7 +356,7 @@ Result<SafetensorsFile> SafetensorsFile::Validate(std::shared_ptr<const void> ow
   return out;
 }
 
-Result<SafetensorsFile> SafetensorsFile::FromBytes(std::string bytes, std::string display_name) {
+absl::StatusOr<SafetensorsFile> SafetensorsFile::FromBytes(std::string bytes, std::string display_name) {
   auto holder = std::make_shared<const std::string>(std::move(bytes));
   const auto* base = reinterpret_cast<const uint8_t*>(holder->data());
   const size_t size = holder->size();
@@ -398,22 +364,22 @@ Result<SafetensorsFile> SafetensorsFile::FromBytes(std::string bytes, std::strin
   return Validate(std::move(owner), base, size, std::move(display_name));
 }
 
-Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    if (err == ENOENT) return Status::NotFound(path + ": no such file");
-    return Status::FromErrno(path + ": open", err);
+    if (err == ENOENT) return absl::NotFoundError(path + ": no such file");
+    return grpo::ErrnoError(path + ": open", err);
   }
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return Status::FromErrno(path + ": fstat", err);
+    return grpo::ErrnoError(path + ": fstat", err);
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Status::InvalidArgument(path + ": not a regular file");
+    return absl::InvalidArgumentError(path + ": not a regular file");
   }
   const size_t size = static_cast<size_t>(st.st_size);
   if (size < 8) {
@@ -424,7 +390,7 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int err = errno;
   ::close(fd);  // the mapping stays valid
-  if (addr == MAP_FAILED) return Status::FromErrno(path + ": mmap", err);
+  if (addr == MAP_FAILED) return grpo::ErrnoError(path + ": mmap", err);
   std::shared_ptr<const void> owner(
       addr, [size](const void* p) { ::munmap(const_cast<void*>(p), size); });
   return Validate(std::move(owner), static_cast<const uint8_t*>(addr), size, path);
@@ -441,18 +407,18 @@ bool SafetensorsFile::Contains(std::string_view name) const {
   return entries_.find(name) != entries_.end();
 }
 
-Result<SafetensorsTensorInfo> SafetensorsFile::Info(std::string_view name) const {
+absl::StatusOr<SafetensorsTensorInfo> SafetensorsFile::Info(std::string_view name) const {
   const auto it = entries_.find(name);
   if (it == entries_.end()) {
-    return Status::NotFound(display_name_ + ": no tensor " + Quote(name));
+    return absl::NotFoundError(display_name_ + ": no tensor " + Quote(name));
   }
   return it->second;
 }
 
-Result<Tensor> SafetensorsFile::Get(std::string_view name) const {
+absl::StatusOr<Tensor> SafetensorsFile::Get(std::string_view name) const {
   const auto it = entries_.find(name);
   if (it == entries_.end()) {
-    return Status::NotFound(display_name_ + ": no tensor " + Quote(name));
+    return absl::NotFoundError(display_name_ + ": no tensor " + Quote(name));
   }
   const SafetensorsTensorInfo& info = it->second;
   return Tensor::View(info.dtype, info.shape, base_ + buffer_offset_ + info.begin, owner_);
@@ -474,36 +440,16 @@ bool FileExists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-Result<std::string> ReadWholeFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(path + ": open", errno);
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    const ssize_t r = ::read(fd, buf, sizeof buf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return Status::FromErrno(path + ": read", err);
-    }
-    if (r == 0) break;
-    out.append(buf, static_cast<size_t>(r));
-  }
-  ::close(fd);
-  return out;
-}
-
 }  // namespace
 
-Result<SafetensorsDir> SafetensorsDir::Open(const std::string& dir) {
+absl::StatusOr<SafetensorsDir> SafetensorsDir::Open(const std::string& dir) {
   SafetensorsDir out;
   out.dir_ = dir;
   const std::string index_path = JoinPath(dir, kSafetensorsIndexFile);
   if (!FileExists(index_path)) {
     const std::string single = JoinPath(dir, kSafetensorsSingleFile);
     if (!FileExists(single)) {
-      return Status::NotFound(dir + ": has neither " + kSafetensorsIndexFile + " nor " +
+      return absl::NotFoundError(dir + ": has neither " + kSafetensorsIndexFile + " nor " +
                               kSafetensorsSingleFile);
     }
     GRPO_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Open(single));
@@ -513,8 +459,8 @@ Result<SafetensorsDir> SafetensorsDir::Open(const std::string& dir) {
   }
 
   out.sharded_ = true;
-  GRPO_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(index_path));
-  if (const size_t bad = FindInvalidUtf8(text); bad != std::string::npos) {
+  GRPO_ASSIGN_OR_RETURN(std::string text, ReadFile(index_path));
+  if (const size_t bad = FirstInvalidUtf8(text); bad != text.size()) {
     return Corrupt(index_path, "not valid UTF-8 (bad byte at offset " + std::to_string(bad) + ")");
   }
   GRPO_ASSIGN_OR_RETURN(json index, ParseJsonNoDuplicates(text, index_path));
@@ -545,9 +491,9 @@ Result<SafetensorsDir> SafetensorsDir::Open(const std::string& dir) {
 
   for (const auto& [shard, mapped] : by_shard) {
     const std::string shard_path = JoinPath(dir, shard);
-    Result<SafetensorsFile> f = SafetensorsFile::Open(shard_path);
+    absl::StatusOr<SafetensorsFile> f = SafetensorsFile::Open(shard_path);
     if (!f.ok()) {
-      return f.status().WithContext(index_path + ": shard " + Quote(shard) + " of " +
+      return grpo::WithContext(f.status(), index_path + ": shard " + Quote(shard) + " of " +
                                     Quote(mapped.front()));
     }
     for (const std::string& name : mapped) {
@@ -586,15 +532,15 @@ const SafetensorsFile* SafetensorsDir::ShardOf(std::string_view name) const {
   return it == where_.end() ? nullptr : &shards_[it->second];
 }
 
-Result<Tensor> SafetensorsDir::Get(std::string_view name) const {
+absl::StatusOr<Tensor> SafetensorsDir::Get(std::string_view name) const {
   const SafetensorsFile* f = ShardOf(name);
-  if (f == nullptr) return Status::NotFound(dir_ + ": no tensor " + Quote(name));
+  if (f == nullptr) return absl::NotFoundError(dir_ + ": no tensor " + Quote(name));
   return f->Get(name);
 }
 
-Result<SafetensorsTensorInfo> SafetensorsDir::Info(std::string_view name) const {
+absl::StatusOr<SafetensorsTensorInfo> SafetensorsDir::Info(std::string_view name) const {
   const SafetensorsFile* f = ShardOf(name);
-  if (f == nullptr) return Status::NotFound(dir_ + ": no tensor " + Quote(name));
+  if (f == nullptr) return absl::NotFoundError(dir_ + ": no tensor " + Quote(name));
   return f->Info(name);
 }
 
@@ -652,37 +598,37 @@ struct Plan {
   uint64_t data_bytes = 0;
 };
 
-Status CheckTensors(const NamedTensors& tensors) {
+absl::Status CheckTensors(const NamedTensors& tensors) {
   std::unordered_set<std::string_view> seen;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__") {
-      return Status::InvalidArgument("tensor name \"__metadata__\" is reserved by safetensors");
+      return absl::InvalidArgumentError("tensor name \"__metadata__\" is reserved by safetensors");
     }
-    if (FindInvalidUtf8(name) != std::string::npos) {
-      return Status::InvalidArgument("tensor name " + Quote(name) + " is not valid UTF-8");
+    if (!IsValidUtf8(name)) {
+      return absl::InvalidArgumentError("tensor name " + Quote(name) + " is not valid UTF-8");
     }
     if (!seen.insert(name).second) {
-      return Status::InvalidArgument("tensor name " + Quote(name) + " appears twice");
+      return absl::InvalidArgumentError("tensor name " + Quote(name) + " appears twice");
     }
     if (!t.defined()) {
-      return Status::InvalidArgument("tensor " + Quote(name) + " has no data");
+      return absl::InvalidArgumentError("tensor " + Quote(name) + " has no data");
     }
     for (int64_t d : t.shape()) {
       if (d < 0) {
-        return Status::InvalidArgument("tensor " + Quote(name) + " has negative shape " +
+        return absl::InvalidArgumentError("tensor " + Quote(name) + " has negative shape " +
                                        ShapeToString(t.shape()));
       }
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<Plan> MakePlan(const NamedTensors& tensors,
+absl::StatusOr<Plan> MakePlan(const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata) {
   GRPO_RETURN_IF_ERROR(CheckTensors(tensors));
   for (const auto& [k, v] : metadata) {
-    if (FindInvalidUtf8(k) != std::string::npos || FindInvalidUtf8(v) != std::string::npos) {
-      return Status::InvalidArgument("metadata entry " + Quote(k) + " is not valid UTF-8");
+    if (!IsValidUtf8(k) || !IsValidUtf8(v)) {
+      return absl::InvalidArgumentError("metadata entry " + Quote(k) + " is not valid UTF-8");
     }
   }
   std::vector<size_t> idx(tensors.size());
@@ -735,12 +681,12 @@ Result<Plan> MakePlan(const NamedTensors& tensors,
     }
     plan.data_bytes = offset;
   } catch (const std::exception& e) {
-    return Status::InvalidArgument(std::string("cannot encode the header: ") + e.what());
+    return absl::InvalidArgumentError(std::string("cannot encode the header: ") + e.what());
   }
   header += '}';
   header.append((8 - header.size() % 8) % 8, ' ');
   if (header.size() > kSafetensorsMaxHeaderBytes) {
-    return Status::InvalidArgument("header of " + std::to_string(header.size()) +
+    return absl::InvalidArgumentError("header of " + std::to_string(header.size()) +
                                    " bytes exceeds the safetensors limit of " +
                                    std::to_string(kSafetensorsMaxHeaderBytes));
   }
@@ -754,67 +700,16 @@ Result<Plan> MakePlan(const NamedTensors& tensors,
   return plan;
 }
 
-Status WriteAll(int fd, const void* data, size_t len, const std::string& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (len > 0) {
-    const size_t chunk = std::min<size_t>(len, size_t{1} << 30);
-    const ssize_t w = ::write(fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno(path + ": write", errno);
-    }
-    p += w;
-    len -= static_cast<size_t>(w);
-  }
-  return Status::Ok();
-}
-
-std::string DirName(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-Status FsyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(dir + ": open directory", errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL && err != EROFS) return Status::FromErrno(dir + ": fsync", err);
-  return Status::Ok();
-}
-
-// Writes `chunks` to path.tmp, fsyncs, renames over `path`, fsyncs the directory.
-Status WriteFileAtomically(const std::string& path,
-                           const std::function<Status(int fd, const std::string& tmp)>& body) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno(tmp + ": open", errno);
-  Status s = body(fd, tmp);
-  if (s.ok() && ::fsync(fd) != 0) s = Status::FromErrno(tmp + ": fsync", errno);
-  if (::close(fd) != 0 && s.ok()) s = Status::FromErrno(tmp + ": close", errno);
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    s = Status::FromErrno(tmp + ": rename to " + path, errno);
-  }
-  if (!s.ok()) {
-    ::unlink(tmp.c_str());
-    return s;
-  }
-  return FsyncDir(DirName(path));
-}
-
-Status RemoveIfExists(const std::string& path) {
+absl::Status RemoveIfExists(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno(path + ": remove stale file", errno);
+    return grpo::ErrnoError(path + ": remove stale file", errno);
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-Result<std::string> SerializeSafetensors(const NamedTensors& tensors,
+absl::StatusOr<std::string> SerializeSafetensors(const NamedTensors& tensors,
                                          const std::map<std::string, std::string>& metadata) {
   GRPO_ASSIGN_OR_RETURN(Plan plan, MakePlan(tensors, metadata));
   std::string out = std::move(plan.prefix);
@@ -825,29 +720,31 @@ Result<std::string> SerializeSafetensors(const NamedTensors& tensors,
   return out;
 }
 
-Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
+absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
                         const std::map<std::string, std::string>& metadata) {
-  Result<Plan> plan = MakePlan(tensors, metadata);
-  if (!plan.ok()) return plan.status().WithContext(path);
-  return WriteFileAtomically(path, [&](int fd, const std::string& tmp) -> Status {
-    GRPO_RETURN_IF_ERROR(WriteAll(fd, plan->prefix.data(), plan->prefix.size(), tmp));
-    for (const Tensor* t : plan->order) {
-      if (t->nbytes() > 0) GRPO_RETURN_IF_ERROR(WriteAll(fd, t->raw_data(), t->nbytes(), tmp));
+  absl::StatusOr<Plan> plan = MakePlan(tensors, metadata);
+  if (!plan.ok()) return grpo::WithContext(plan.status(), path);
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> file, AtomicFileWriter::Open(path));
+  GRPO_RETURN_IF_ERROR(file->Append(plan->prefix));
+  for (const Tensor* t : plan->order) {
+    if (t->nbytes() > 0) {
+      GRPO_RETURN_IF_ERROR(
+          file->Append(std::string_view(static_cast<const char*>(t->raw_data()), t->nbytes())));
     }
-    return Status::Ok();
-  });
+  }
+  return file->Commit();
 }
 
-Status WriteShardedSafetensors(const std::string& dir, const NamedTensors& tensors,
+absl::Status WriteShardedSafetensors(const std::string& dir, const NamedTensors& tensors,
                                uint64_t max_shard_bytes,
                                const std::map<std::string, std::string>& metadata) {
-  if (max_shard_bytes == 0) return Status::InvalidArgument(dir + ": max_shard_bytes must be > 0");
+  if (max_shard_bytes == 0) return absl::InvalidArgumentError(dir + ": max_shard_bytes must be > 0");
   {
-    const Status s = CheckTensors(tensors);
-    if (!s.ok()) return s.WithContext(dir);
+    const absl::Status s = CheckTensors(tensors);
+    if (!s.ok()) return grpo::WithContext(s, dir);
   }
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return Status::FromErrno(dir + ": mkdir", errno);
+    return grpo::ErrnoError(dir + ": mkdir", errno);
   }
 
   // Greedy assignment in the caller's order, as transformers does.
@@ -885,12 +782,10 @@ Status WriteShardedSafetensors(const std::string& dir, const NamedTensors& tenso
   try {
     text = index.dump(2, ' ', false, json::error_handler_t::strict) + "\n";
   } catch (const std::exception& e) {
-    return Status::InvalidArgument(dir + ": cannot encode the index: " + e.what());
+    return absl::InvalidArgumentError(dir + ": cannot encode the index: " + e.what());
   }
   const std::string index_path = JoinPath(dir, kSafetensorsIndexFile);
-  GRPO_RETURN_IF_ERROR(WriteFileAtomically(index_path, [&](int fd, const std::string& tmp) {
-    return WriteAll(fd, text.data(), text.size(), tmp);
-  }));
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(index_path, text));
   return RemoveIfExists(JoinPath(dir, kSafetensorsSingleFile));
 }
 

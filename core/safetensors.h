@@ -64,10 +64,10 @@ struct SafetensorsTensorInfo {
 class SafetensorsFile {
  public:
   // Maps `path` read-only and validates it. Errors name `path`.
-  static Result<SafetensorsFile> Open(const std::string& path);
+  static absl::StatusOr<SafetensorsFile> Open(const std::string& path);
   // The same validation on bytes held in memory (owned by the result). Errors name
   // `display_name`.
-  static Result<SafetensorsFile> FromBytes(std::string bytes, std::string display_name);
+  static absl::StatusOr<SafetensorsFile> FromBytes(std::string bytes, std::string display_name);
 
   // The path given to Open or the display name given to FromBytes.
   const std::string& display_name() const { return display_name_; }
@@ -76,9 +76,9 @@ class SafetensorsFile {
   size_t num_tensors() const { return entries_.size(); }
   bool Contains(std::string_view name) const;
   // A zero-copy read-only view that keeps the file's memory alive. NotFound for unknown names.
-  Result<Tensor> Get(std::string_view name) const;
+  absl::StatusOr<Tensor> Get(std::string_view name) const;
   // Dtype, shape and offsets without making a tensor. NotFound for unknown names.
-  Result<SafetensorsTensorInfo> Info(std::string_view name) const;
+  absl::StatusOr<SafetensorsTensorInfo> Info(std::string_view name) const;
   // "__metadata__", empty when absent.
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // The whole file (length prefix, header, buffer).
@@ -88,7 +88,7 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
-  static Result<SafetensorsFile> Validate(std::shared_ptr<const void> owner, const uint8_t* base,
+  static absl::StatusOr<SafetensorsFile> Validate(std::shared_ptr<const void> owner, const uint8_t* base,
                                           size_t size, std::string display_name);
 
   std::string display_name_;
@@ -109,14 +109,14 @@ class SafetensorsFile {
 // in vLLM; transformers would pick model.safetensors); WriteShardedSafetensors never leaves both.
 class SafetensorsDir {
  public:
-  static Result<SafetensorsDir> Open(const std::string& dir);
+  static absl::StatusOr<SafetensorsDir> Open(const std::string& dir);
 
   // Sorted tensor names across all shards.
   std::vector<std::string> names() const;
   size_t num_tensors() const { return where_.size(); }
   bool Contains(std::string_view name) const;
-  Result<Tensor> Get(std::string_view name) const;
-  Result<SafetensorsTensorInfo> Info(std::string_view name) const;
+  absl::StatusOr<Tensor> Get(std::string_view name) const;
+  absl::StatusOr<SafetensorsTensorInfo> Info(std::string_view name) const;
   // True when read through an index file.
   bool sharded() const { return sharded_; }
   // The opened files, in the order of their names.
@@ -137,12 +137,12 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // The complete file in memory. InvalidArgument for duplicate or reserved ("__metadata__") names,
 // undefined tensors, or names / metadata that are not valid UTF-8.
-Result<std::string> SerializeSafetensors(const NamedTensors& tensors,
+absl::StatusOr<std::string> SerializeSafetensors(const NamedTensors& tensors,
                                          const std::map<std::string, std::string>& metadata = {});
 
 // Writes `path` atomically (via "<path>.tmp", fsync, rename, fsync of the directory). Tensor data
 // is streamed from the tensors' memory, not copied.
-Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
+absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
                         const std::map<std::string, std::string>& metadata = {});
 
 // Writes a model directory (created if missing) the way transformers' save_pretrained does:
@@ -153,7 +153,7 @@ Status WriteSafetensors(const std::string& path, const NamedTensors& tensors,
 // {"metadata": {"total_size": <sum of tensor bytes>}, "weight_map": {name: shard}} (a stale
 // `model.safetensors` is removed). Every shard carries `metadata` as its __metadata__.
 // Old shards with other names are left alone: write into a fresh directory.
-Status WriteShardedSafetensors(const std::string& dir, const NamedTensors& tensors,
+absl::Status WriteShardedSafetensors(const std::string& dir, const NamedTensors& tensors,
                                uint64_t max_shard_bytes,
                                const std::map<std::string, std::string>& metadata = {});
 

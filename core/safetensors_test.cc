@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-#include <sstream>
 
+#include "core/file.h"
 #include "core/float_formats.h"
 
 #include "testing/python_reference.h"
@@ -29,13 +29,6 @@ std::string TmpDir() {
 }
 
 std::string TmpPath(const std::string& name) { return TmpDir() + "/" + name; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void WriteFile(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -67,9 +60,9 @@ Tensor FromValues(DType dtype, Shape shape, const std::vector<T>& values) {
 }
 
 Tensor FloatTensor(DType dtype, Shape shape, const std::vector<float>& values) {
-  Result<Tensor> f = Tensor::FromF32(std::move(shape), values);
+  absl::StatusOr<Tensor> f = Tensor::FromF32(std::move(shape), values);
   EXPECT_TRUE(f.ok()) << f.status().ToString();
-  Result<Tensor> t = f->CastTo(dtype);
+  absl::StatusOr<Tensor> t = f->CastTo(dtype);
   EXPECT_TRUE(t.ok()) << t.status().ToString();
   return *t;
 }
@@ -126,7 +119,7 @@ TEST(SafetensorsTest, RoundTripEveryDtype) {
   ASSERT_TRUE(WriteSafetensors(path, tensors, meta).ok());
   EXPECT_FALSE(Exists(path + ".tmp"));
 
-  Result<SafetensorsFile> f = SafetensorsFile::Open(path);
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::Open(path);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->metadata(), meta);
   EXPECT_EQ(f->num_tensors(), tensors.size());
@@ -136,7 +129,7 @@ TEST(SafetensorsTest, RoundTripEveryDtype) {
   EXPECT_EQ(f->names(), want_names);
   for (const auto& [name, t] : tensors) {
     EXPECT_TRUE(f->Contains(name));
-    Result<Tensor> got = f->Get(name);
+    absl::StatusOr<Tensor> got = f->Get(name);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     ExpectSameTensor(t, *got, name);
     // Files we write align every tensor to its element size (the buffer starts 8-aligned and
@@ -156,15 +149,15 @@ TEST(SafetensorsTest, RoundTripEveryDtype) {
   const Tensor e4m3 = f->Get("f8_e4m3")->ToF32();
   EXPECT_EQ(e4m3.data<float>()[4], 448.0f);
   EXPECT_FALSE(f->Contains("missing"));
-  Result<Tensor> missing = f->Get("missing");
+  absl::StatusOr<Tensor> missing = f->Get("missing");
   ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("'missing'"), std::string::npos);
 
   // In-memory serialization gives the same bytes as the file.
-  Result<std::string> bytes = SerializeSafetensors(tensors, meta);
+  absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, meta);
   ASSERT_TRUE(bytes.ok());
-  EXPECT_EQ(*bytes, ReadFile(path));
+  EXPECT_EQ(*bytes, ReadFile(path).value_or(""));
 }
 
 TEST(SafetensorsTest, ScalarAndZeroSizeTensors) {
@@ -174,9 +167,9 @@ TEST(SafetensorsTest, ScalarAndZeroSizeTensors) {
   tensors.emplace_back("empty3", Tensor::Zeros(DType::kI64, {3, 0, 2}));
   tensors.emplace_back("empty_u8", Tensor::Zeros(DType::kU8, {0}));
   tensors.emplace_back("x", FromValues<uint8_t>(DType::kU8, {1}, {9}));
-  Result<std::string> bytes = SerializeSafetensors(tensors);
+  absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors);
   ASSERT_TRUE(bytes.ok());
-  Result<SafetensorsFile> f = SafetensorsFile::FromBytes(*bytes, "mem");
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::FromBytes(*bytes, "mem");
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   for (const auto& [name, t] : tensors) ExpectSameTensor(t, *f->Get(name), name);
   EXPECT_EQ(f->Get("scalar")->rank(), 0);
@@ -185,9 +178,9 @@ TEST(SafetensorsTest, ScalarAndZeroSizeTensors) {
   EXPECT_EQ(f->Get("empty3")->shape(), (Shape{3, 0, 2}));
 
   // An empty file (no tensors at all) is valid too.
-  Result<std::string> none = SerializeSafetensors({});
+  absl::StatusOr<std::string> none = SerializeSafetensors({});
   ASSERT_TRUE(none.ok());
-  Result<SafetensorsFile> g = SafetensorsFile::FromBytes(*none, "none");
+  absl::StatusOr<SafetensorsFile> g = SafetensorsFile::FromBytes(*none, "none");
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   EXPECT_EQ(g->num_tensors(), 0u);
 }
@@ -198,7 +191,7 @@ TEST(SafetensorsTest, ViewsKeepTheMappingAlive) {
   ASSERT_TRUE(WriteSafetensors(path, {{"w", t}}).ok());
   Tensor view;
   {
-    Result<SafetensorsFile> f = SafetensorsFile::Open(path);
+    absl::StatusOr<SafetensorsFile> f = SafetensorsFile::Open(path);
     ASSERT_TRUE(f.ok());
     view = *f->Get("w");
   }
@@ -209,45 +202,45 @@ TEST(SafetensorsTest, ViewsKeepTheMappingAlive) {
 TEST(SafetensorsTest, OverwriteIsAtomicAndLeavesNoTmp) {
   const std::string path = TmpPath("overwrite.safetensors");
   ASSERT_TRUE(WriteSafetensors(path, {{"a", FloatTensor(DType::kF32, {2}, {1, 2})}}).ok());
-  Result<SafetensorsFile> old = SafetensorsFile::Open(path);  // still mapped while we replace it
+  absl::StatusOr<SafetensorsFile> old = SafetensorsFile::Open(path);  // still mapped while we replace it
   ASSERT_TRUE(old.ok());
   ASSERT_TRUE(WriteSafetensors(path, {{"b", FloatTensor(DType::kF32, {1}, {3})}}).ok());
   EXPECT_FALSE(Exists(path + ".tmp"));
-  Result<SafetensorsFile> now = SafetensorsFile::Open(path);
+  absl::StatusOr<SafetensorsFile> now = SafetensorsFile::Open(path);
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(now->names(), std::vector<std::string>{"b"});
   EXPECT_EQ(old->Get("a")->ToF32().data<float>()[1], 2.0f);  // the old inode is untouched
 
   // A write that fails up front leaves the old file alone.
-  Status bad = WriteSafetensors(path, {{"__metadata__", FloatTensor(DType::kF32, {1}, {3})}});
-  EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
+  absl::Status bad = WriteSafetensors(path, {{"__metadata__", FloatTensor(DType::kF32, {1}, {3})}});
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find(path), std::string::npos);
   EXPECT_TRUE(SafetensorsFile::Open(path).ok());
-  // A directory that does not exist: an IoError, nothing left behind.
-  Status io = WriteSafetensors(TmpPath("no/such/dir/x.safetensors"), {});
-  EXPECT_EQ(io.code(), StatusCode::kIoError);
+  // A directory that does not exist: NotFound (from errno), nothing left behind.
+  absl::Status io = WriteSafetensors(TmpPath("no/such/dir/x.safetensors"), {});
+  EXPECT_EQ(io.code(), absl::StatusCode::kNotFound);
 }
 
 TEST(SafetensorsTest, WriterRejectsBadInput) {
   const Tensor t = FloatTensor(DType::kF32, {1}, {1});
-  Result<std::string> dup = SerializeSafetensors({{"a", t}, {"a", t}});
+  absl::StatusOr<std::string> dup = SerializeSafetensors({{"a", t}, {"a", t}});
   ASSERT_FALSE(dup.ok());
-  EXPECT_EQ(dup.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(dup.status().message().find("'a' appears twice"), std::string::npos);
 
-  Result<std::string> reserved = SerializeSafetensors({{"__metadata__", t}});
+  absl::StatusOr<std::string> reserved = SerializeSafetensors({{"__metadata__", t}});
   ASSERT_FALSE(reserved.ok());
   EXPECT_NE(reserved.status().message().find("reserved"), std::string::npos);
 
-  Result<std::string> undefined = SerializeSafetensors({{"u", Tensor()}});
+  absl::StatusOr<std::string> undefined = SerializeSafetensors({{"u", Tensor()}});
   ASSERT_FALSE(undefined.ok());
   EXPECT_NE(undefined.status().message().find("'u' has no data"), std::string::npos);
 
-  Result<std::string> bad_utf8 = SerializeSafetensors({{std::string("a\xff", 2), t}});
+  absl::StatusOr<std::string> bad_utf8 = SerializeSafetensors({{std::string("a\xff", 2), t}});
   ASSERT_FALSE(bad_utf8.ok());
   EXPECT_NE(bad_utf8.status().message().find("UTF-8"), std::string::npos);
 
-  Result<std::string> bad_meta = SerializeSafetensors({}, {{"k", std::string("\xc3", 1)}});
+  absl::StatusOr<std::string> bad_meta = SerializeSafetensors({}, {{"k", std::string("\xc3", 1)}});
   ASSERT_FALSE(bad_meta.ok());
   EXPECT_NE(bad_meta.status().message().find("UTF-8"), std::string::npos);
 }
@@ -269,7 +262,7 @@ TEST(SafetensorsTest, ByteExactSingleTensor) {
   const std::string header = R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})";
   ASSERT_EQ(header.size(), 64u);
   const std::string want = LengthPrefix(64) + header + F32Bytes({0, 1, 2, 3, 4, 5});
-  Result<std::string> got = SerializeSafetensors({{"attn.0", t}});
+  absl::StatusOr<std::string> got = SerializeSafetensors({{"attn.0", t}});
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, want);
 }
@@ -283,14 +276,14 @@ TEST(SafetensorsTest, ByteExactPaddedHeader) {
   const std::string want = LengthPrefix(72) + json_text + "       " + F32Bytes({0, 1, 2, 3, 4, 5});
   const std::string path = TmpPath("padded.safetensors");
   ASSERT_TRUE(WriteSafetensors(path, {{"attn0", t}}).ok());
-  EXPECT_EQ(ReadFile(path), want);
+  EXPECT_EQ(ReadFile(path).value_or(""), want);
 }
 
 TEST(SafetensorsTest, ByteExactEmptyAndMetadata) {
-  Result<std::string> empty = SerializeSafetensors({});
+  absl::StatusOr<std::string> empty = SerializeSafetensors({});
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(*empty, LengthPrefix(8) + "{}      ");
-  Result<std::string> meta = SerializeSafetensors({}, {{"framework", "pt"}});
+  absl::StatusOr<std::string> meta = SerializeSafetensors({}, {{"framework", "pt"}});
   ASSERT_TRUE(meta.ok());
   EXPECT_EQ(*meta, LengthPrefix(40) + R"({"__metadata__":{"framework":"pt"}})" + "     ");
 }
@@ -315,11 +308,11 @@ TEST(SafetensorsTest, ByteExactLayoutOrdersByDtypeSizeThenName) {
   std::string buffer = F32Bytes({0.5f});
   buffer += std::string("\x00\x40\x00\xC0\x80\x3F\x01\x02\x03\x01", 10);
   const std::string want = LengthPrefix(padded.size()) + padded + buffer;
-  Result<std::string> got = SerializeSafetensors(in, {{"b", "x"}, {"a", "1"}});
+  absl::StatusOr<std::string> got = SerializeSafetensors(in, {{"b", "x"}, {"a", "1"}});
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, want);
   // And the reader accepts headers in any key order.
-  Result<SafetensorsFile> f = SafetensorsFile::FromBytes(want, "layout");
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::FromBytes(want, "layout");
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->Info("z_u8")->begin, 10u);
 }
@@ -511,7 +504,7 @@ TEST(SafetensorsTest, WeReadPyTorchOutput) {
   GRPO_REQUIRE_TORCH();
   auto log = testing::RunPythonScript(kPyWriteScript, {path});
   ASSERT_TRUE(log.ok()) << log.status().ToString();
-  Result<SafetensorsFile> f = SafetensorsFile::Open(path);
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::Open(path);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->metadata().at("format"), "pt");
   EXPECT_EQ(f->num_tensors(), 10u);
@@ -524,7 +517,7 @@ TEST(SafetensorsTest, WeReadPyTorchOutput) {
   for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
     const std::string name = dt == DType::kF32 ? "f32" : dt == DType::kBF16 ? "bf16" : "f16";
     const Tensor mine = FloatTensor(dt, {static_cast<int64_t>(fvals.size())}, fvals);
-    Result<Tensor> theirs = f->Get(name);
+    absl::StatusOr<Tensor> theirs = f->Get(name);
     ASSERT_TRUE(theirs.ok());
     EXPECT_EQ(theirs->dtype(), dt);
     EXPECT_EQ(Bytes(*theirs), Bytes(mine)) << name;
@@ -546,9 +539,9 @@ TEST(SafetensorsTest, WeReadPyTorchOutput) {
   // Rewriting what torch wrote gives back the identical file: same layout rules.
   NamedTensors again;
   for (const std::string& name : f->names()) again.emplace_back(name, *f->Get(name));
-  Result<std::string> bytes = SerializeSafetensors(again, f->metadata());
+  absl::StatusOr<std::string> bytes = SerializeSafetensors(again, f->metadata());
   ASSERT_TRUE(bytes.ok());
-  EXPECT_EQ(*bytes, ReadFile(path));
+  EXPECT_EQ(*bytes, ReadFile(path).value_or(""));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,7 +568,7 @@ TEST(SafetensorsTest, ShardedRoundTrip) {
   EXPECT_TRUE(Exists(dir + "/model-00002-of-00003.safetensors"));
   EXPECT_TRUE(Exists(dir + "/model-00003-of-00003.safetensors"));
   EXPECT_FALSE(Exists(dir + "/model.safetensors"));
-  const json index = json::parse(ReadFile(dir + "/model.safetensors.index.json"));
+  const json index = json::parse(ReadFile(dir + "/model.safetensors.index.json").value_or(""));
   EXPECT_EQ(index["metadata"]["total_size"], 248);
   EXPECT_EQ(index["weight_map"].size(), 5u);
   EXPECT_EQ(index["weight_map"]["model.embed.weight"], "model-00001-of-00003.safetensors");
@@ -583,7 +576,7 @@ TEST(SafetensorsTest, ShardedRoundTrip) {
   EXPECT_EQ(index["weight_map"]["model.layers.1.w"], "model-00002-of-00003.safetensors");
   EXPECT_EQ(index["weight_map"]["lm_head.weight"], "model-00003-of-00003.safetensors");
 
-  Result<SafetensorsDir> d = SafetensorsDir::Open(dir);
+  absl::StatusOr<SafetensorsDir> d = SafetensorsDir::Open(dir);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_TRUE(d->sharded());
   EXPECT_EQ(d->shards().size(), 3u);
@@ -594,13 +587,13 @@ TEST(SafetensorsTest, ShardedRoundTrip) {
     EXPECT_EQ(d->Info(name)->dtype, t.dtype());
   }
   EXPECT_EQ(d->shards()[0].metadata().at("format"), "pt");
-  EXPECT_EQ(d->Get("nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(d->Get("nope").status().code(), absl::StatusCode::kNotFound);
 
   // Rewriting into one shard: model.safetensors, and the stale index goes away.
   ASSERT_TRUE(WriteShardedSafetensors(dir, tensors, 1 << 20).ok());
   EXPECT_TRUE(Exists(dir + "/model.safetensors"));
   EXPECT_FALSE(Exists(dir + "/model.safetensors.index.json"));
-  Result<SafetensorsDir> single = SafetensorsDir::Open(dir);
+  absl::StatusOr<SafetensorsDir> single = SafetensorsDir::Open(dir);
   ASSERT_TRUE(single.ok()) << single.status().ToString();
   EXPECT_FALSE(single->sharded());
   std::vector<std::string> want_names;
@@ -614,11 +607,11 @@ TEST(SafetensorsTest, ShardedRoundTrip) {
 
 TEST(SafetensorsTest, ShardedRejectsBadInput) {
   EXPECT_EQ(WriteShardedSafetensors(TmpPath("s0"), ShardInput(), 0).code(),
-            StatusCode::kInvalidArgument);
+            absl::StatusCode::kInvalidArgument);
   NamedTensors dup = ShardInput();
   dup.push_back(dup.front());
-  const Status s = WriteShardedSafetensors(TmpPath("sdup"), dup, 64);
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  const absl::Status s = WriteShardedSafetensors(TmpPath("sdup"), dup, 64);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("appears twice"), std::string::npos);
 }
 
@@ -639,9 +632,9 @@ TEST(SafetensorsDirTest, MappedTensorMissingFromItsShard) {
   const std::string dir =
       MakeDir("missing_in_shard", {{"a.safetensors", {{"x", t}}}},
               R"({"weight_map": {"x": "a.safetensors", "y": "a.safetensors"}})");
-  Result<SafetensorsDir> d = SafetensorsDir::Open(dir);
+  absl::StatusOr<SafetensorsDir> d = SafetensorsDir::Open(dir);
   ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(d.status().message().find("'y'"), std::string::npos) << d.status().message();
   EXPECT_NE(d.status().message().find("'a.safetensors'"), std::string::npos);
 }
@@ -651,9 +644,9 @@ TEST(SafetensorsDirTest, TensorInTwoShards) {
   const std::string dir = MakeDir(
       "two_shards", {{"a.safetensors", {{"x", t}}}, {"b.safetensors", {{"x", t}, {"y", t}}}},
       R"({"weight_map": {"x": "a.safetensors", "y": "b.safetensors"}})");
-  Result<SafetensorsDir> d = SafetensorsDir::Open(dir);
+  absl::StatusOr<SafetensorsDir> d = SafetensorsDir::Open(dir);
   ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(d.status().message().find("'x' appears in two shards"), std::string::npos)
       << d.status().message();
   EXPECT_NE(d.status().message().find("a.safetensors"), std::string::npos);
@@ -662,40 +655,40 @@ TEST(SafetensorsDirTest, TensorInTwoShards) {
 
 TEST(SafetensorsDirTest, MissingShardFile) {
   const std::string dir = MakeDir("no_shard", {}, R"({"weight_map": {"x": "gone.safetensors"}})");
-  Result<SafetensorsDir> d = SafetensorsDir::Open(dir);
+  absl::StatusOr<SafetensorsDir> d = SafetensorsDir::Open(dir);
   ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(d.status().message().find("gone.safetensors"), std::string::npos);
 }
 
 TEST(SafetensorsDirTest, ShardNameOutsideTheDirectory) {
   const std::string dir = MakeDir("escape", {}, R"({"weight_map": {"x": "../x.safetensors"}})");
-  Result<SafetensorsDir> d = SafetensorsDir::Open(dir);
+  absl::StatusOr<SafetensorsDir> d = SafetensorsDir::Open(dir);
   ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(d.status().message().find("not a plain file name"), std::string::npos);
 }
 
 TEST(SafetensorsDirTest, BadIndexJson) {
-  Result<SafetensorsDir> a = SafetensorsDir::Open(MakeDir("idx_a", {}, R"({"weight_map": 3})"));
+  absl::StatusOr<SafetensorsDir> a = SafetensorsDir::Open(MakeDir("idx_a", {}, R"({"weight_map": 3})"));
   ASSERT_FALSE(a.ok());
   EXPECT_NE(a.status().message().find("\"weight_map\" is 3"), std::string::npos);
-  Result<SafetensorsDir> b = SafetensorsDir::Open(MakeDir("idx_b", {}, R"({"metadata": {}})"));
+  absl::StatusOr<SafetensorsDir> b = SafetensorsDir::Open(MakeDir("idx_b", {}, R"({"metadata": {}})"));
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find("no \"weight_map\""), std::string::npos);
-  Result<SafetensorsDir> c = SafetensorsDir::Open(MakeDir("idx_c", {}, R"({"weight_map": {)"));
+  absl::StatusOr<SafetensorsDir> c = SafetensorsDir::Open(MakeDir("idx_c", {}, R"({"weight_map": {)"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("not valid JSON"), std::string::npos);
-  Result<SafetensorsDir> e = SafetensorsDir::Open(
+  absl::StatusOr<SafetensorsDir> e = SafetensorsDir::Open(
       MakeDir("idx_e", {}, R"({"weight_map": {"x": "a.safetensors", "x": "b.safetensors"}})"));
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("'x' twice"), std::string::npos) << e.status().message();
 }
 
 TEST(SafetensorsDirTest, EmptyDirectory) {
-  Result<SafetensorsDir> d = SafetensorsDir::Open(MakeDir("empty_dir", {}, ""));
+  absl::StatusOr<SafetensorsDir> d = SafetensorsDir::Open(MakeDir("empty_dir", {}, ""));
   ASSERT_FALSE(d.ok());
-  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(d.status().message().find("model.safetensors"), std::string::npos);
 }
 
@@ -704,9 +697,9 @@ TEST(SafetensorsDirTest, EmptyDirectory) {
 // and the problem.
 
 void ExpectCorrupt(const std::string& bytes, const std::vector<std::string>& needles) {
-  Result<SafetensorsFile> f = SafetensorsFile::FromBytes(bytes, "bad.safetensors");
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::FromBytes(bytes, "bad.safetensors");
   ASSERT_FALSE(f.ok()) << "accepted a malformed file";
-  EXPECT_EQ(f.status().code(), StatusCode::kCorruption) << f.status().ToString();
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status().ToString();
   EXPECT_EQ(f.status().message().rfind("bad.safetensors: ", 0), 0u) << f.status().message();
   for (const std::string& n : needles) {
     EXPECT_NE(f.status().message().find(n), std::string::npos)
@@ -721,9 +714,9 @@ TEST(SafetensorsMalformedTest, ShorterThanEightBytes) {
   ExpectCorrupt("", {"0 bytes"});
   const std::string path = TmpPath("short.safetensors");
   WriteFile(path, "abc");
-  Result<SafetensorsFile> f = SafetensorsFile::Open(path);
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::Open(path);
   ASSERT_FALSE(f.ok());
-  EXPECT_EQ(f.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(f.status().message().find(path), std::string::npos);
 }
 
@@ -746,7 +739,7 @@ TEST(SafetensorsMalformedTest, HeaderNestsTooDeep) {
   const std::string deep = R"({"a":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
   ExpectCorrupt(MakeFile(deep, ""), {"header nests arrays and objects deeper than 64 levels"});
   // Brackets inside strings do not count.
-  Result<SafetensorsFile> ok = SafetensorsFile::FromBytes(
+  absl::StatusOr<SafetensorsFile> ok = SafetensorsFile::FromBytes(
       MakeFile(R"({"__metadata__":{"k":")" + std::string(1000, '[') + R"(\"{"}})", ""), "ok");
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->metadata().at("k"), std::string(1000, '[') + "\"{");
@@ -895,26 +888,26 @@ TEST(SafetensorsMalformedTest, MetadataNotStrings) {
                 {"__metadata__ value of 'k' is an object"});
   ExpectCorrupt(MakeFile(R"({"__metadata__":["a"]})", ""), {"__metadata__ is an array"});
   // null means "no metadata", as in the reference.
-  Result<SafetensorsFile> f =
+  absl::StatusOr<SafetensorsFile> f =
       SafetensorsFile::FromBytes(MakeFile(R"({"__metadata__":null})", ""), "n");
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_TRUE(f->metadata().empty());
 }
 
 TEST(SafetensorsMalformedTest, OpenErrors) {
-  Result<SafetensorsFile> none = SafetensorsFile::Open(TmpPath("does_not_exist.safetensors"));
+  absl::StatusOr<SafetensorsFile> none = SafetensorsFile::Open(TmpPath("does_not_exist.safetensors"));
   ASSERT_FALSE(none.ok());
-  EXPECT_EQ(none.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(none.status().message().find("does_not_exist.safetensors"), std::string::npos);
-  Result<SafetensorsFile> dir = SafetensorsFile::Open(TmpDir());
+  absl::StatusOr<SafetensorsFile> dir = SafetensorsFile::Open(TmpDir());
   ASSERT_FALSE(dir.ok());
-  EXPECT_EQ(dir.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(dir.status().message().find("not a regular file"), std::string::npos);
 }
 
 TEST(SafetensorsMalformedTest, AcceptsUnknownEntryKeysAndTrailingSpaces) {
   // Unknown keys inside an entry are ignored (serde does the same); padding spaces are fine.
-  Result<SafetensorsFile> f = SafetensorsFile::FromBytes(
+  absl::StatusOr<SafetensorsFile> f = SafetensorsFile::FromBytes(
       MakeFile(R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"extra":[1]}}   )", "ab"),
       "ok");
   ASSERT_TRUE(f.ok()) << f.status().ToString();
@@ -955,7 +948,7 @@ std::string RandomValidFile(std::mt19937_64& rng) {
   std::map<std::string, std::string> meta;
   if (rng() % 3 == 0) meta["format"] = "pt";
   if (rng() % 5 == 0) meta[RandomName(rng)] = RandomName(rng);
-  Result<std::string> bytes = SerializeSafetensors(tensors, meta);
+  absl::StatusOr<std::string> bytes = SerializeSafetensors(tensors, meta);
   EXPECT_TRUE(bytes.ok()) << bytes.status().ToString();
   return bytes.ok() ? *bytes : std::string();
 }
@@ -1045,16 +1038,16 @@ TEST(SafetensorsPropertyTest, MutatedFilesNeverCrashAndAcceptedFilesAreSafe) {
   for (int iter = 0; iter < 2000; ++iter) {
     std::string bytes = RandomValidFile(rng);
     {
-      Result<SafetensorsFile> clean = SafetensorsFile::FromBytes(bytes, "clean");
+      absl::StatusOr<SafetensorsFile> clean = SafetensorsFile::FromBytes(bytes, "clean");
       ASSERT_TRUE(clean.ok()) << "iteration " << iter << ": " << clean.status().ToString();
     }
     const int mutations = 1 + static_cast<int>(rng() % 3);
     for (int m = 0; m < mutations; ++m) Mutate(bytes, rng);
-    Result<SafetensorsFile> f = SafetensorsFile::FromBytes(bytes, "mutated");
+    absl::StatusOr<SafetensorsFile> f = SafetensorsFile::FromBytes(bytes, "mutated");
     if (!f.ok()) {
       ++rejected;
       EXPECT_EQ(f.status().message().rfind("mutated: ", 0), 0u) << f.status().message();
-      EXPECT_EQ(f.status().code(), StatusCode::kCorruption) << f.status().ToString();
+      EXPECT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status().ToString();
       continue;
     }
     ++accepted;
@@ -1064,8 +1057,8 @@ TEST(SafetensorsPropertyTest, MutatedFilesNeverCrashAndAcceptedFilesAreSafe) {
     const uint8_t* file_end = file.data() + file.size();
     uint64_t covered = 0;
     for (const std::string& name : f->names()) {
-      Result<SafetensorsTensorInfo> info = f->Info(name);
-      Result<Tensor> t = f->Get(name);
+      absl::StatusOr<SafetensorsTensorInfo> info = f->Info(name);
+      absl::StatusOr<Tensor> t = f->Get(name);
       ASSERT_TRUE(info.ok() && t.ok());
       const auto* p = static_cast<const uint8_t*>(t->raw_data());
       ASSERT_GE(p, buffer) << name;

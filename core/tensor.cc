@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "core/float_formats.h"
 
@@ -30,10 +31,7 @@ Tensor Tensor::Zeros(DType dtype, Shape shape) {
   const size_t n = t.nbytes();
   // 64-byte alignment suits every dtype and SIMD loads.
   void* p = std::aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-  if (p == nullptr) {
-    std::fprintf(stderr, "fatal: out of memory allocating %zu bytes\n", n);
-    std::abort();
-  }
+  if (p == nullptr) throw std::bad_alloc();  // an error for the command, not an abort (cli/subcommand.h)
   std::memset(p, 0, n);
   t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   t.data_ = p;
@@ -41,9 +39,9 @@ Tensor Tensor::Zeros(DType dtype, Shape shape) {
   return t;
 }
 
-Result<Tensor> Tensor::FromF32(Shape shape, std::span<const float> values) {
+absl::StatusOr<Tensor> Tensor::FromF32(Shape shape, std::span<const float> values) {
   if (NumElements(shape) != static_cast<int64_t>(values.size())) {
-    return Status::InvalidArgument("shape " + ShapeToString(shape) + " needs " +
+    return absl::InvalidArgumentError("shape " + ShapeToString(shape) + " needs " +
                                    std::to_string(NumElements(shape)) + " values, got " +
                                    std::to_string(values.size()));
   }
@@ -70,9 +68,9 @@ void* Tensor::mutable_raw_data() {
   return const_cast<void*>(data_);
 }
 
-Result<Tensor> Tensor::Reshape(Shape shape) const {
+absl::StatusOr<Tensor> Tensor::Reshape(Shape shape) const {
   if (NumElements(shape) != numel()) {
-    return Status::InvalidArgument("cannot reshape " + ShapeToString(shape_) + " to " +
+    return absl::InvalidArgumentError("cannot reshape " + ShapeToString(shape_) + " to " +
                                    ShapeToString(shape));
   }
   Tensor t = *this;
@@ -92,7 +90,7 @@ Tensor Tensor::ToF32() const {
   return t;
 }
 
-Result<Tensor> Tensor::CastTo(DType dtype) const {
+absl::StatusOr<Tensor> Tensor::CastTo(DType dtype) const {
   if (dtype == dtype_) return Clone();
   const Tensor f32 = dtype_ == DType::kF32 ? *this : ToF32();
   Tensor t = Zeros(dtype, shape_);
@@ -154,23 +152,23 @@ void ConvertToF32(DType dtype, const void* src, size_t count, float* dst) {
   }
 }
 
-Status ConvertFromF32(const float* src, size_t count, DType dtype, void* dst) {
+absl::Status ConvertFromF32(const float* src, size_t count, DType dtype, void* dst) {
   switch (dtype) {
-    case DType::kF32: std::memcpy(dst, src, count * sizeof(float)); return Status::Ok();
-    case DType::kBF16: NarrowFloats<uint16_t, F32ToBf16>(src, count, dst); return Status::Ok();
-    case DType::kF16: NarrowFloats<uint16_t, F32ToF16>(src, count, dst); return Status::Ok();
-    case DType::kF8E4M3: NarrowFloats<uint8_t, F32ToFp8E4M3>(src, count, dst); return Status::Ok();
-    case DType::kF8E5M2: NarrowFloats<uint8_t, F32ToFp8E5M2>(src, count, dst); return Status::Ok();
+    case DType::kF32: std::memcpy(dst, src, count * sizeof(float)); return absl::OkStatus();
+    case DType::kBF16: NarrowFloats<uint16_t, F32ToBf16>(src, count, dst); return absl::OkStatus();
+    case DType::kF16: NarrowFloats<uint16_t, F32ToF16>(src, count, dst); return absl::OkStatus();
+    case DType::kF8E4M3: NarrowFloats<uint8_t, F32ToFp8E4M3>(src, count, dst); return absl::OkStatus();
+    case DType::kF8E5M2: NarrowFloats<uint8_t, F32ToFp8E5M2>(src, count, dst); return absl::OkStatus();
     case DType::kF64: {
       auto* bytes = static_cast<unsigned char*>(dst);
       for (size_t i = 0; i < count; ++i) {
         const double v = src[i];
         std::memcpy(bytes + i * sizeof(double), &v, sizeof(double));
       }
-      return Status::Ok();
+      return absl::OkStatus();
     }
     default:
-      return Status::InvalidArgument("cannot convert f32 to " + std::string(DTypeName(dtype)));
+      return absl::InvalidArgumentError("cannot convert f32 to " + std::string(DTypeName(dtype)));
   }
 }
 

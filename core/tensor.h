@@ -32,10 +32,11 @@ class Tensor {
  public:
   Tensor() = default;  // empty: no dtype storage, numel 0
 
-  // A new owning tensor, zero-filled.
+  // A new owning tensor, zero-filled. Throws std::bad_alloc when memory runs out, as operator
+  // new does (commands turn it into an error: cli/subcommand.h).
   static Tensor Zeros(DType dtype, Shape shape);
   // A new owning f32 tensor with these values; values.size() must equal the shape's numel.
-  static Result<Tensor> FromF32(Shape shape, std::span<const float> values);
+  static absl::StatusOr<Tensor> FromF32(Shape shape, std::span<const float> values);
   // A read-only view of `data` (numel * dtype size bytes) that keeps `owner` alive.
   static Tensor View(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner);
 
@@ -59,14 +60,14 @@ class Tensor {
   T* mutable_data() { return static_cast<T*>(mutable_raw_data()); }
 
   // The same storage with another shape of the same number of elements.
-  Result<Tensor> Reshape(Shape shape) const;
+  absl::StatusOr<Tensor> Reshape(Shape shape) const;
   // An independent owning copy.
   Tensor Clone() const;
   // A widened f32 copy (exact for every float dtype; integers are converted by value).
   Tensor ToF32() const;
   // An owning copy converted to `dtype`. From f32 to narrow floats rounds as float_formats.h
   // says; other pairs go through f32. Converting to an integer dtype is not supported.
-  Result<Tensor> CastTo(DType dtype) const;
+  absl::StatusOr<Tensor> CastTo(DType dtype) const;
 
  private:
   DType dtype_ = DType::kF32;
@@ -79,7 +80,7 @@ class Tensor {
 // Converts `count` elements of `dtype` at `src` (any alignment) to f32 at `dst`.
 void ConvertToF32(DType dtype, const void* src, size_t count, float* dst);
 // Converts `count` f32 values to a float dtype at `dst` (any alignment); non-float dtypes fail.
-Status ConvertFromF32(const float* src, size_t count, DType dtype, void* dst);
+absl::Status ConvertFromF32(const float* src, size_t count, DType dtype, void* dst);
 
 }  // namespace grpo
 

@@ -56,6 +56,10 @@ class ThreadPool {
   const int num_threads_;
   std::vector<std::thread> workers_;
 
+  // std::mutex and std::condition_variable, not absl::Mutex: the pool's state is atomics that
+  // workers spin on, and the mutex only backs the futex sleep/wake handshake after the spin;
+  // absl::Mutex's own spinning and waiter queue would change the wake latency of every op
+  // (docs/PERFORMANCE.md), for one guarded member (queue_).
   std::mutex mu_;  // guards queue_ and the sleep/wake handshake
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;

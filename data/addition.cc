@@ -13,26 +13,26 @@ int64_t Pow10(int digits) {
 
 }  // namespace
 
-Status Validate(const AdditionOptions& options) {
+absl::Status Validate(const AdditionOptions& options) {
   if (options.digits < 1 || options.digits > 9) {
-    return Status::InvalidArgument("addition: digits must be in [1, 9], got " + std::to_string(options.digits));
+    return absl::InvalidArgumentError("addition: digits must be in [1, 9], got " + std::to_string(options.digits));
   }
   if (!(options.held_out_fraction >= 0.0 && options.held_out_fraction < 1.0)) {
-    return Status::InvalidArgument("addition: held_out_fraction must be in [0, 1)");
+    return absl::InvalidArgumentError("addition: held_out_fraction must be in [0, 1)");
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Status Validate(const TeacherMix& mix) {
+absl::Status Validate(const TeacherMix& mix) {
   for (double p : {mix.careful, mix.guess, mix.plain}) {
     if (!(p >= 0.0) || !std::isfinite(p)) {
-      return Status::InvalidArgument("teacher mix: probabilities must be finite and >= 0");
+      return absl::InvalidArgumentError("teacher mix: probabilities must be finite and >= 0");
     }
   }
   if (mix.careful + mix.guess + mix.plain <= 0.0) {
-    return Status::InvalidArgument("teacher mix: careful + guess + plain must be > 0");
+    return absl::InvalidArgumentError("teacher mix: careful + guess + plain must be > 0");
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 bool IsHeldOut(int64_t a, int64_t b, const AdditionOptions& options) {

@@ -43,8 +43,8 @@ struct TeacherMix {
   double plain = 0.3;
 };
 
-Status Validate(const AdditionOptions& options);
-Status Validate(const TeacherMix& mix);
+absl::Status Validate(const AdditionOptions& options);
+absl::Status Validate(const TeacherMix& mix);
 
 bool IsHeldOut(int64_t a, int64_t b, const AdditionOptions& options);
 

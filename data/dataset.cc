@@ -1,44 +1,39 @@
 #include "data/dataset.h"
 
-#include <fstream>
-#include <sstream>
+#include <cstdio>
+
+#include "core/jsonl.h"
+#include "core/strings.h"
 
 namespace grpo::data {
 namespace {
 
 using nlohmann::json;
 
-std::string_view Trim(std::string_view s) {
-  const size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string_view::npos) return {};
-  const size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
-
-Result<std::string> StringField(const json& row, const std::string& key) {
+absl::StatusOr<std::string> StringField(const json& row, const std::string& key) {
   auto it = row.find(key);
-  if (it == row.end()) return Status::InvalidArgument("missing field \"" + key + "\"");
-  if (!it->is_string()) return Status::InvalidArgument("field \"" + key + "\" is not a string");
+  if (it == row.end()) return absl::InvalidArgumentError("missing field \"" + key + "\"");
+  if (!it->is_string()) return absl::InvalidArgumentError("field \"" + key + "\" is not a string");
   return it->get<std::string>();
 }
 
-Result<int64_t> IntegerField(const json& v, const std::string& what) {
+absl::StatusOr<int64_t> IntegerField(const json& v, const std::string& what) {
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
     const double d = v.get<double>();
     if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
   }
-  return Status::InvalidArgument(what + " is not an integer");
+  return absl::InvalidArgumentError(what + " is not an integer");
 }
 
 }  // namespace
 
-Result<DatasetFormat> DatasetFormatFromName(std::string_view name) {
+absl::StatusOr<DatasetFormat> DatasetFormatFromName(std::string_view name) {
   if (name == "gsm8k") return DatasetFormat::kGsm8k;
   if (name == "math") return DatasetFormat::kMath;
   if (name == "countdown") return DatasetFormat::kCountdown;
   if (name == "generic") return DatasetFormat::kGeneric;
-  return Status::InvalidArgument("dataset format '" + std::string(name) +
+  return absl::InvalidArgumentError("dataset format '" + std::string(name) +
                                  "' (known: gsm8k, math, countdown, generic)");
 }
 
@@ -46,7 +41,7 @@ std::optional<std::string> ExtractGsm8kAnswer(std::string_view solution) {
   const size_t mark = solution.rfind("####");
   if (mark == std::string_view::npos) return std::nullopt;
   std::string out;
-  for (char c : Trim(solution.substr(mark + 4))) {
+  for (char c : StripAsciiWhitespace(solution.substr(mark + 4))) {
     if (c != ',') out.push_back(c);
   }
   if (out.empty()) return std::nullopt;
@@ -74,7 +69,7 @@ std::optional<std::string> ExtractBoxed(std::string_view s) {
       continue;
     }
     if (s[j] == '{') ++depth;
-    if (s[j] == '}' && --depth == 0) return std::string(Trim(s.substr(i + 1, j - i - 1)));
+    if (s[j] == '}' && --depth == 0) return std::string(StripAsciiWhitespace(s.substr(i + 1, j - i - 1)));
   }
   return std::nullopt;  // unbalanced
 }
@@ -87,8 +82,8 @@ std::string CountdownQuestion(const std::vector<int64_t>& nums, int64_t target) 
          ". You can use basic arithmetic operations (+, -, *, /) and each number can only be used once.";
 }
 
-Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
-  if (!row.is_object()) return Status::InvalidArgument("not a JSON object");
+absl::StatusOr<Example> ParseRow(const json& row, const DatasetOptions& o) {
+  if (!row.is_object()) return absl::InvalidArgumentError("not a JSON object");
   Example e;
   switch (o.format) {
     case DatasetFormat::kGsm8k: {
@@ -96,7 +91,7 @@ Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
       GRPO_ASSIGN_OR_RETURN(e.question, StringField(row, o.fields.question.empty() ? "question" : o.fields.question));
       GRPO_ASSIGN_OR_RETURN(e.solution, StringField(row, o.fields.answer.empty() ? "answer" : o.fields.answer));
       auto gold = ExtractGsm8kAnswer(e.solution);
-      if (!gold) return Status::InvalidArgument("answer has no final \"#### <number>\" line");
+      if (!gold) return absl::InvalidArgumentError("answer has no final \"#### <number>\" line");
       e.answer = *gold;
       break;
     }
@@ -108,7 +103,7 @@ Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
         e.answer = given->get<std::string>();
       } else {
         auto gold = ExtractBoxed(e.solution);
-        if (!gold) return Status::InvalidArgument("solution has no \\boxed{...} answer");
+        if (!gold) return absl::InvalidArgumentError("solution has no \\boxed{...} answer");
         e.answer = *gold;
       }
       break;
@@ -117,7 +112,7 @@ Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
       e.task = "countdown";
       auto nums = row.find(o.fields.nums);
       if (nums == row.end() || !nums->is_array() || nums->empty()) {
-        return Status::InvalidArgument("field \"" + o.fields.nums + "\" is not a non-empty array");
+        return absl::InvalidArgumentError("field \"" + o.fields.nums + "\" is not a non-empty array");
       }
       std::vector<int64_t> values;
       for (size_t i = 0; i < nums->size(); ++i) {
@@ -125,7 +120,7 @@ Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
         values.push_back(v);
       }
       auto target = row.find(o.fields.target);
-      if (target == row.end()) return Status::InvalidArgument("missing field \"" + o.fields.target + "\"");
+      if (target == row.end()) return absl::InvalidArgumentError("missing field \"" + o.fields.target + "\"");
       GRPO_ASSIGN_OR_RETURN(int64_t t, IntegerField(*target, "field \"" + o.fields.target + "\""));
       e.question = CountdownQuestion(values, t);
       e.answer = std::to_string(t);
@@ -145,13 +140,13 @@ Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
       GRPO_ASSIGN_OR_RETURN(e.question, StringField(row, qkey));
       const std::string key = o.fields.answer.empty() ? "answer" : o.fields.answer;
       auto a = row.find(key);
-      if (a == row.end()) return Status::InvalidArgument("missing field \"" + key + "\"");
+      if (a == row.end()) return absl::InvalidArgumentError("missing field \"" + key + "\"");
       if (a->is_string()) {
         e.answer = a->get<std::string>();
       } else if (a->is_number()) {
         e.answer = a->dump();
       } else {
-        return Status::InvalidArgument("field \"" + key + "\" is not a string or number");
+        return absl::InvalidArgumentError("field \"" + key + "\" is not a string or number");
       }
       if (auto t = row.find("task"); t != row.end() && t->is_string()) e.task = t->get<std::string>();
       break;
@@ -162,45 +157,54 @@ Result<Example> ParseRow(const json& row, const DatasetOptions& o) {
   return e;
 }
 
-Result<Dataset> ParseJsonl(std::string_view text, const DatasetOptions& options, const std::string& name) {
+namespace {
+
+// Every row of `reader`: an example, or a bad row (with strict, the first bad row fails).
+absl::StatusOr<Dataset> ReadRows(JsonlReader& reader, const DatasetOptions& options) {
+  if (!(options.max_bad_fraction >= 0 && options.max_bad_fraction <= 1)) {
+    return absl::InvalidArgumentError("max_bad_fraction must be in [0, 1]");
+  }
   Dataset d;
-  int64_t line_no = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (Trim(line).empty()) continue;
-    Status error;
-    try {
-      const json row = json::parse(line);
-      auto e = ParseRow(row, options);
+  JsonlRecord record;
+  while (reader.Next(&record)) {
+    absl::Status error = record.status;
+    std::string reason = "not JSON";
+    if (error.ok()) {
+      absl::StatusOr<Example> e = ParseRow(record.value, options);
       if (e.ok()) {
-        e->line = line_no;
-        d.examples.push_back(std::move(*e));
+        e->line = record.line;
+        d.examples.push_back(std::move(e).value());
+        d.tally.Used();
         continue;
       }
-      error = e.status();
-    } catch (const json::exception& ex) {
-      error = Status::InvalidArgument(std::string("not valid JSON: ") + ex.what());
+      reason = std::string(e.status().message());
+      error = absl::InvalidArgumentError(reader.path() + ":" + std::to_string(record.line) + ": " + reason);
     }
-    if (options.strict) {
-      return Status::InvalidArgument(name + ":" + std::to_string(line_no) + ": " + error.message());
-    }
-    d.bad_rows.push_back({line_no, error.message()});
+    if (options.strict) return error;
+    d.bad_rows.push_back({record.line, std::string(error.message())});
+    d.tally.Skip(reason, std::string(error.message()));
+  }
+  GRPO_RETURN_IF_ERROR(reader.status());
+  const double bad = static_cast<double>(d.tally.skipped());
+  if (bad > 0 && bad > options.max_bad_fraction * static_cast<double>(d.tally.total())) {
+    char fraction[32];
+    std::snprintf(fraction, sizeof fraction, "%g", options.max_bad_fraction);
+    return absl::InvalidArgumentError(reader.path() + ": more than " + fraction + " of the rows are bad: " +
+                                      d.tally.Summary("rows", "usable", "bad") +
+                                      "; is this the dataset's format (and field names)?");
   }
   return d;
 }
 
-Result<Dataset> LoadJsonl(const std::string& path, const DatasetOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::IoError(path + ": read failed");
-  return ParseJsonl(ss.str(), options, path);
+}  // namespace
+
+absl::StatusOr<Dataset> ParseJsonl(std::string_view text, const DatasetOptions& options, const std::string& name) {
+  return ReadRows(*JsonlReader::FromText(name, text), options);
+}
+
+absl::StatusOr<Dataset> LoadJsonl(const std::string& path, const DatasetOptions& options) {
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> reader, JsonlReader::Open(path));
+  return ReadRows(*reader, options);
 }
 
 }  // namespace grpo::data

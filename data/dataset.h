@@ -8,9 +8,12 @@
 //   countdown  {"nums": [3, 7, 25], "target": 46}                          gold = target
 //   generic    {"prompt": "...", "answer": "..."}  ("question" when there is no "prompt"; an
 //              optional "task" names the task)
-// A bad row (not JSON, a missing or mistyped field, no extractable answer) is reported with its
+// Files are read through core/jsonl.h (blank lines are skipped). A bad row (not a JSON object, a
+// missing or mistyped field, no extractable answer) is reported as "PATH:LINE: why", with its
 // 1-based line number: kept in Dataset::bad_rows and skipped, or with strict = true the load
-// fails with an InvalidArgument "PATH:LINE: ..." error.
+// fails with that error (InvalidArgument; ResourceExhausted for a line over the JSONL limit).
+// When more than max_bad_fraction of the rows are bad the load fails (InvalidArgument, with the
+// counts by reason): a file mostly skipped is the wrong file or the wrong format, not data.
 #ifndef GRPO_DATA_DATASET_H_
 #define GRPO_DATA_DATASET_H_
 
@@ -21,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/input_tally.h"
 #include "core/status.h"
 #include "data/example.h"
 
@@ -29,7 +33,7 @@ namespace grpo::data {
 enum class DatasetFormat { kGsm8k, kMath, kCountdown, kGeneric };
 
 // "gsm8k", "math", "countdown", "generic".
-Result<DatasetFormat> DatasetFormatFromName(std::string_view name);
+absl::StatusOr<DatasetFormat> DatasetFormatFromName(std::string_view name);
 
 // Source keys per format; empty strings mean the format's default (see the table above).
 struct FieldMap {
@@ -43,25 +47,32 @@ struct DatasetOptions {
   DatasetFormat format = DatasetFormat::kGeneric;
   FieldMap fields;
   bool strict = false;
+  // The most bad rows a load accepts, as a fraction of all rows in [0, 1]; 1 accepts any number
+  // (the recipe key data.max_bad_fraction sets it for training, default 0.1).
+  double max_bad_fraction = 1.0;
 };
 
 struct BadRow {
   int64_t line;
-  std::string error;
+  std::string error;  // "PATH:LINE: why"
 };
 
 struct Dataset {
   std::vector<Example> examples;
   std::vector<BadRow> bad_rows;
+  // The same counts by reason (used = examples): "not JSON" for a line that is not a JSON
+  // object, otherwise the row's error ("missing field \"answer\""), each with its first
+  // "PATH:LINE: why". Summary("rows", "usable", "bad") is the warning a loader prints.
+  InputTally tally;
 };
 
 // One row to an Example; errors say what is wrong with the row (without a line number).
-Result<Example> ParseRow(const nlohmann::json& row, const DatasetOptions& options);
+absl::StatusOr<Example> ParseRow(const nlohmann::json& row, const DatasetOptions& options);
 
-// Reads a whole JSON Lines file (blank lines are skipped).
-Result<Dataset> LoadJsonl(const std::string& path, const DatasetOptions& options);
+// Reads a whole JSON Lines file.
+absl::StatusOr<Dataset> LoadJsonl(const std::string& path, const DatasetOptions& options);
 // The same from text already in memory; `name` prefixes errors.
-Result<Dataset> ParseJsonl(std::string_view text, const DatasetOptions& options,
+absl::StatusOr<Dataset> ParseJsonl(std::string_view text, const DatasetOptions& options,
                            const std::string& name = "<input>");
 
 // GSM8K: the text after the last "####", trimmed, thousands separators removed ("1,000" ->

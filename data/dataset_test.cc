@@ -87,7 +87,48 @@ TEST(Dataset, BadRowsNameTheirLine) {
   auto strict = ParseJsonl(text, Opt(DatasetFormat::kGsm8k, true), "train.jsonl");
   ASSERT_FALSE(strict.ok());
   EXPECT_NE(strict.status().message().find("train.jsonl:3:"), std::string::npos) << strict.status().ToString();
-  EXPECT_EQ(LoadJsonl("/nonexistent/file.jsonl", Opt(DatasetFormat::kMath)).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(LoadJsonl("/nonexistent/file.jsonl", Opt(DatasetFormat::kMath)).status().code(), absl::StatusCode::kNotFound);
+}
+
+// Issue 19, class 6: 3 of 4 rows bad were dropped without a word. The rows are counted by
+// reason, and a load where more than max_bad_fraction of them are bad fails.
+TEST(Dataset, BadRowsAreCountedAndBoundedByAFraction) {
+  const std::string text =
+      R"({"question": "ok", "answer": "#### 1"})" "\n"
+      R"({"question": "a", "answer": "42"})" "\n"
+      "{not json\n"
+      R"({"question": "b", "answer": "43"})" "\n";
+  auto any = ParseJsonl(text, Opt(DatasetFormat::kGsm8k), "train.jsonl");
+  ASSERT_TRUE(any.ok()) << any.status();
+  EXPECT_EQ(any->tally.used(), 1);
+  EXPECT_EQ(any->tally.skipped(), 3);
+  EXPECT_EQ(any->tally.skipped("not JSON"), 1);
+  EXPECT_EQ(any->tally.skipped("answer has no final \"#### <number>\" line"), 2);
+  EXPECT_EQ(any->tally.Summary("rows", "usable", "bad").rfind(
+                "4 rows: 1 usable, 3 bad (2 answer has no final \"#### <number>\" line, first train.jsonl:2: answer "
+                "has no final \"#### <number>\" line; 1 not JSON, first train.jsonl:3: not valid JSON",
+                0),
+            0u)
+      << any->tally.Summary("rows", "usable", "bad");
+  DatasetOptions o = Opt(DatasetFormat::kGsm8k);
+  o.max_bad_fraction = 0.5;
+  auto refused = ParseJsonl(text, o, "train.jsonl");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("train.jsonl: more than 0.5 of the rows are bad: 4 rows: 1 usable, 3 bad"),
+            std::string::npos)
+      << refused.status();
+  o.max_bad_fraction = 0.75;  // exactly 3 of 4: accepted
+  EXPECT_TRUE(ParseJsonl(text, o).ok());
+  // The fresh variant: the countdown format, a field of the wrong type, and no bad row allowed.
+  DatasetOptions c = Opt(DatasetFormat::kCountdown);
+  c.max_bad_fraction = 0;
+  EXPECT_TRUE(ParseJsonl(R"({"nums": [1, 2], "target": 3})", c).ok());
+  auto one_bad = ParseJsonl(R"({"nums": [1, 2], "target": 3})" "\n" R"({"nums": [1, 2], "target": "x"})", c);
+  ASSERT_FALSE(one_bad.ok());
+  EXPECT_NE(one_bad.status().message().find("1 bad"), std::string::npos) << one_bad.status();
+  c.max_bad_fraction = 2;
+  EXPECT_FALSE(ParseJsonl("{}", c).ok());
 }
 
 // Random and mutated rows: every line is either an example or a bad row, never a crash.

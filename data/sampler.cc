@@ -16,10 +16,10 @@ std::vector<int64_t> EpochSampler::EpochOrder(int64_t size, uint64_t seed, int64
   return order;
 }
 
-Result<EpochSampler> EpochSampler::Create(int64_t size, uint64_t seed, bool shuffle, Cursor start) {
-  if (size <= 0) return Status::InvalidArgument("sampler: dataset is empty");
+absl::StatusOr<EpochSampler> EpochSampler::Create(int64_t size, uint64_t seed, bool shuffle, Cursor start) {
+  if (size <= 0) return absl::InvalidArgumentError("sampler: dataset is empty");
   if (start.epoch < 0 || start.position < 0 || start.position > size) {
-    return Status::InvalidArgument("sampler: cursor (epoch " + std::to_string(start.epoch) + ", position " +
+    return absl::InvalidArgumentError("sampler: cursor (epoch " + std::to_string(start.epoch) + ", position " +
                                    std::to_string(start.position) + ") outside a dataset of " +
                                    std::to_string(size));
   }

@@ -23,7 +23,7 @@ struct Cursor {
 class EpochSampler {
  public:
   // `size` must be > 0; `shuffle` false visits 0, 1, 2, ... every epoch.
-  static Result<EpochSampler> Create(int64_t size, uint64_t seed, bool shuffle = true, Cursor start = {});
+  static absl::StatusOr<EpochSampler> Create(int64_t size, uint64_t seed, bool shuffle = true, Cursor start = {});
 
   // The next index; moves to the next epoch after the last position.
   int64_t Next();

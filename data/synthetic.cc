@@ -65,51 +65,51 @@ bool BuildExpression(SplitMix64& rng, std::vector<Term> terms, const std::string
   return true;
 }
 
-Status CheckOps(const std::string& ops) {
-  if (ops.empty()) return Status::InvalidArgument("no operations allowed");
+absl::Status CheckOps(const std::string& ops) {
+  if (ops.empty()) return absl::InvalidArgumentError("no operations allowed");
   for (char c : ops) {
     if (c != '+' && c != '-' && c != '*' && c != '/') {
-      return Status::InvalidArgument(std::string("unknown operation '") + c + "' (use + - * /)");
+      return absl::InvalidArgumentError(std::string("unknown operation '") + c + "' (use + - * /)");
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-Status Validate(const CountdownOptions& o) {
-  GRPO_RETURN_IF_ERROR(CheckOps(o.ops).WithContext("countdown"));
+absl::Status Validate(const CountdownOptions& o) {
+  GRPO_RETURN_IF_ERROR(grpo::WithContext(CheckOps(o.ops), "countdown"));
   if (o.min_numbers < 2 || o.max_numbers < o.min_numbers || o.max_numbers > 8) {
-    return Status::InvalidArgument("countdown: numbers per instance must satisfy 2 <= min <= max <= 8");
+    return absl::InvalidArgumentError("countdown: numbers per instance must satisfy 2 <= min <= max <= 8");
   }
   if (o.min_number < 1 || o.max_number < o.min_number || o.max_number > 1000000) {
-    return Status::InvalidArgument("countdown: number range must satisfy 1 <= min <= max <= 1000000");
+    return absl::InvalidArgumentError("countdown: number range must satisfy 1 <= min <= max <= 1000000");
   }
   if (o.min_target < 1 || o.max_target < o.min_target) {
-    return Status::InvalidArgument("countdown: target range must satisfy 1 <= min <= max");
+    return absl::InvalidArgumentError("countdown: target range must satisfy 1 <= min <= max");
   }
-  if (o.max_attempts < 1) return Status::InvalidArgument("countdown: max_attempts must be positive");
-  return Status::Ok();
+  if (o.max_attempts < 1) return absl::InvalidArgumentError("countdown: max_attempts must be positive");
+  return absl::OkStatus();
 }
 
-Status Validate(const ArithmeticOptions& o) {
-  GRPO_RETURN_IF_ERROR(CheckOps(o.ops).WithContext("arithmetic"));
+absl::Status Validate(const ArithmeticOptions& o) {
+  GRPO_RETURN_IF_ERROR(grpo::WithContext(CheckOps(o.ops), "arithmetic"));
   if (o.min_steps < 1 || o.max_steps < o.min_steps || o.max_steps > 32) {
-    return Status::InvalidArgument("arithmetic: steps must satisfy 1 <= min <= max <= 32");
+    return absl::InvalidArgumentError("arithmetic: steps must satisfy 1 <= min <= max <= 32");
   }
   if (o.max_operand < o.min_operand || o.min_operand < -1000000000 || o.max_operand > 1000000000) {
-    return Status::InvalidArgument("arithmetic: operand range must satisfy min <= max within +-1e9");
+    return absl::InvalidArgumentError("arithmetic: operand range must satisfy min <= max within +-1e9");
   }
   if (!o.allow_negative && o.min_operand < 1) {
-    return Status::InvalidArgument("arithmetic: min_operand must be >= 1 unless negatives are allowed");
+    return absl::InvalidArgumentError("arithmetic: min_operand must be >= 1 unless negatives are allowed");
   }
   if (o.max_abs_value < 1 || o.max_attempts < 1) {
-    return Status::InvalidArgument("arithmetic: max_abs_value and max_attempts must be positive");
+    return absl::InvalidArgumentError("arithmetic: max_abs_value and max_attempts must be positive");
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<Example> GenerateCountdown(SplitMix64& rng, const CountdownOptions& o) {
+absl::StatusOr<Example> GenerateCountdown(SplitMix64& rng, const CountdownOptions& o) {
   GRPO_RETURN_IF_ERROR(Validate(o));
   for (int attempt = 0; attempt < o.max_attempts; ++attempt) {
     const int k = static_cast<int>(rng.Range(o.min_numbers, o.max_numbers));
@@ -137,11 +137,11 @@ Result<Example> GenerateCountdown(SplitMix64& rng, const CountdownOptions& o) {
     e.fields = {{"question", e.question}, {"answer", e.answer}, {"nums", list + "]"}, {"target", e.answer}};
     return e;
   }
-  return Status::ResourceExhausted("countdown: no instance within " + std::to_string(o.max_attempts) +
+  return absl::ResourceExhaustedError("countdown: no instance within " + std::to_string(o.max_attempts) +
                                    " attempts; widen the target range");
 }
 
-Result<Example> GenerateArithmetic(SplitMix64& rng, const ArithmeticOptions& o) {
+absl::StatusOr<Example> GenerateArithmetic(SplitMix64& rng, const ArithmeticOptions& o) {
   GRPO_RETURN_IF_ERROR(Validate(o));
   for (int attempt = 0; attempt < o.max_attempts; ++attempt) {
     const int steps = static_cast<int>(rng.Range(o.min_steps, o.max_steps));
@@ -163,7 +163,7 @@ Result<Example> GenerateArithmetic(SplitMix64& rng, const ArithmeticOptions& o) 
     e.fields = {{"question", e.question}, {"answer", e.answer}, {"expression", result.text}};
     return e;
   }
-  return Status::ResourceExhausted("arithmetic: no instance within " + std::to_string(o.max_attempts) +
+  return absl::ResourceExhaustedError("arithmetic: no instance within " + std::to_string(o.max_attempts) +
                                    " attempts; relax the options");
 }
 

@@ -44,10 +44,10 @@ struct ArithmeticOptions {
 
 // Errors: InvalidArgument for inconsistent options, ResourceExhausted when no instance was found
 // within max_attempts (e.g. a target range no expression reaches).
-Status Validate(const CountdownOptions& o);
-Status Validate(const ArithmeticOptions& o);
-Result<Example> GenerateCountdown(SplitMix64& rng, const CountdownOptions& options);
-Result<Example> GenerateArithmetic(SplitMix64& rng, const ArithmeticOptions& options);
+absl::Status Validate(const CountdownOptions& o);
+absl::Status Validate(const ArithmeticOptions& o);
+absl::StatusOr<Example> GenerateCountdown(SplitMix64& rng, const CountdownOptions& options);
+absl::StatusOr<Example> GenerateArithmetic(SplitMix64& rng, const ArithmeticOptions& options);
 
 // The JSON Lines row written by `grpo data gen` (readable back with the countdown or generic
 // dataset formats): {"task", "question", "answer", "solution", and "nums"/"target" for Countdown}.

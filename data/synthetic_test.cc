@@ -133,7 +133,7 @@ TEST(Countdown, DifficultyKnobsAndDeterminism) {
   impossible.min_target = impossible.max_target = 999999;
   impossible.max_number = 2;
   impossible.max_attempts = 50;
-  EXPECT_EQ(GenerateCountdown(r1, impossible).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(GenerateCountdown(r1, impossible).status().code(), absl::StatusCode::kResourceExhausted);
 }
 
 TEST(Arithmetic, AnswersMatchAnIndependentEvaluator) {

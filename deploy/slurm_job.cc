@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "core/file.h"
 #include "model/presets.h"
 #include "tokenizer/builtin.h"
 
@@ -15,6 +16,8 @@ namespace grpo::deploy {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr mode_t kExecutable = 0777;  // permission bits of the scripts, before the umask
 
 const std::vector<std::string> kClusterKeys = {
     "partition", "account", "qos", "time", "constraint", "sbatch", "output_dir", "grpo",
@@ -31,15 +34,15 @@ std::string ScalarText(const nlohmann::json& v) {
   return v.dump();
 }
 
-Result<std::string> MemString(const Config& c, const std::string& path) {
+absl::StatusOr<std::string> MemString(const Config& c, const std::string& path) {
   if (!c.Has(path)) return std::string();
-  const Status as_string = c.GetString(path).status();
+  const absl::Status as_string = c.GetString(path).status();
   if (as_string.ok()) return c.GetString(path);
   GRPO_ASSIGN_OR_RETURN(int64_t mb, c.GetInt(path));
   return std::to_string(mb);  // Slurm reads a bare number as MiB
 }
 
-Result<SlurmRole> ReadRole(const Config& c, const std::string& role, int64_t default_tasks) {
+absl::StatusOr<SlurmRole> ReadRole(const Config& c, const std::string& role, int64_t default_tasks) {
   SlurmRole r;
   GRPO_ASSIGN_OR_RETURN(r.tasks, c.GetIntOr(role + ".tasks", default_tasks));
   GRPO_ASSIGN_OR_RETURN(r.nodes, c.GetIntOr(role + ".nodes", r.tasks > 0 ? 1 : 0));
@@ -77,24 +80,6 @@ std::string SrunArray(const char* name, const SlurmRole& r) {
   return s + ")";
 }
 
-Status WriteText(const std::string& path, const std::string& text, bool executable = false) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out.good()) return Status::IoError("cannot write " + tmp);
-  }
-  std::error_code ec;
-  if (executable) {
-    fs::permissions(tmp, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
-                    fs::perm_options::add, ec);
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::IoError("cannot rename " + tmp + " to " + path + ": " + ec.message());
-  return Status::Ok();
-}
-
 }  // namespace
 
 std::string ShellQuote(const std::string& s) {
@@ -121,10 +106,46 @@ int64_t SlurmJobSpec::GpusPerNode() const {
   return std::max({per_node(learner), per_node(rollout), per_node(reward)});
 }
 
-Result<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::string& default_grpo_bin) {
+// Every text the sbatch script is rendered from, named as the recipe (or the run) spells it.
+// #SBATCH lines are not quoted, so a newline in any of them would start a line of shell: text
+// with a control character (below 0x20, or DEL) is refused, whatever its place in the script.
+static absl::Status CheckScriptText(const SlurmJobSpec& s, const std::string& recipe_name) {
+  std::vector<std::pair<std::string, const std::string*>> texts = {
+      {"run name", &s.job_name},          {"cluster.partition", &s.partition},
+      {"cluster.account", &s.account},    {"cluster.qos", &s.qos},
+      {"cluster.time", &s.time},          {"cluster.constraint", &s.constraint},
+      {"cluster.cpu_bind", &s.cpu_bind},  {"cluster.train_args", &s.train_args},
+      {"cluster.grpo", &s.grpo_bin},      {"output directory", &s.job_dir},
+      {"model path", &s.rollout_model},   {"tokenizer path", &s.rollout_tokenizer},
+  };
+  for (const auto& [role_name, role] : {std::pair{"learner", &s.learner}, std::pair{"rollout", &s.rollout},
+                                        std::pair{"reward", &s.reward}}) {
+    texts.emplace_back(std::string("cluster.") + role_name + ".mem", &role->mem);
+    texts.emplace_back(std::string("cluster.") + role_name + ".args", &role->args);
+  }
+  for (size_t i = 0; i < s.sbatch_extra.size(); ++i) {
+    texts.emplace_back("cluster.sbatch[" + std::to_string(i) + "]", &s.sbatch_extra[i]);
+  }
+  for (const auto& [name, value] : s.env) texts.emplace_back("environment variable " + name, &value);
+  for (const auto& [what, text] : texts) {
+    for (size_t i = 0; i < text->size(); ++i) {
+      const unsigned char ch = static_cast<unsigned char>((*text)[i]);
+      if (ch < 0x20 || ch == 0x7f) {
+        char code[8];
+        std::snprintf(code, sizeof code, "0x%02x", ch);
+        return absl::InvalidArgumentError(recipe_name + ": " + what + " contains the control character " + code +
+                                          " at offset " + std::to_string(i) +
+                                          " (it would be written into the job script as is)");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::string& default_grpo_bin) {
   const Config& source = recipe.source;
   if (!source.Has("cluster")) {
-    return Status::InvalidArgument(source.name() + ": no 'cluster:' section (deploy/README.md describes it)");
+    return absl::InvalidArgumentError(source.name() + ": no 'cluster:' section (deploy/README.md describes it)");
   }
   GRPO_ASSIGN_OR_RETURN(Config c, source.Sub("cluster"));
   GRPO_RETURN_IF_ERROR(c.CheckKnownKeys(kClusterKeys));
@@ -178,7 +199,7 @@ Result<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::st
     return c.Error("learner", "the trainer is one process on one node today (learner.tasks: 1, learner.nodes: 1); "
                               "GPUs for it are learner.gpus_per_task");
   }
-  if (s.TotalNodes() < 1) return Status::InvalidArgument(source.name() + ": cluster: the job has no nodes");
+  if (s.TotalNodes() < 1) return absl::InvalidArgumentError(source.name() + ": cluster: the job has no nodes");
 
   s.job_dir = (fs::path(Absolute(output_dir)) / recipe.name).string();
   s.run_dir = s.job_dir + "/" + recipe.name;
@@ -195,6 +216,7 @@ Result<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::st
   } else if (!recipe.tokenizer_path.empty()) {
     s.rollout_tokenizer = Absolute(recipe.tokenizer_path);
   }
+  GRPO_RETURN_IF_ERROR(CheckScriptText(s, source.name()));
   return s;
 }
 
@@ -265,15 +287,15 @@ std::string RenderSbatch(const SlurmJobSpec& s) {
   return out;
 }
 
-Result<std::string> WriteJobFiles(const SlurmJobSpec& s, const TrainRecipe& recipe) {
+absl::StatusOr<std::string> WriteJobFiles(const SlurmJobSpec& s, const TrainRecipe& recipe) {
   std::error_code ec;
   for (const std::string& d : {s.job_dir + "/cluster", s.job_dir + "/logs", s.job_dir + "/rendezvous"}) {
     fs::create_directories(d, ec);
-    if (ec) return Status::IoError("cannot create " + d + ": " + ec.message());
+    if (ec) return absl::UnknownError("cannot create " + d + ": " + ec.message());
   }
-  GRPO_RETURN_IF_ERROR(WriteText(s.recipe, recipe.source.Dump()));
-  GRPO_RETURN_IF_ERROR(WriteText(s.reward_rules, recipe.rules.Dump()));
-  GRPO_RETURN_IF_ERROR(WriteText(s.job_dir + "/cluster/launch.sh", kLaunchScript, true));
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(s.recipe, recipe.source.Dump()));
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(s.reward_rules, recipe.rules.Dump()));
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(s.job_dir + "/cluster/launch.sh", kLaunchScript, kExecutable));
   if (!s.rollout_init_config.empty()) {
     nlohmann::json tree = nlohmann::json::object();
     if (!recipe.model_preset.empty()) {
@@ -281,15 +303,15 @@ Result<std::string> WriteJobFiles(const SlurmJobSpec& s, const TrainRecipe& reci
       tree = preset.ToJson();
     }
     for (const auto& [k, v] : recipe.model_config.items()) tree[k] = v;
-    GRPO_RETURN_IF_ERROR(WriteText(s.rollout_init_config, tree.dump(2) + "\n"));
+    GRPO_RETURN_IF_ERROR(WriteFileAtomic(s.rollout_init_config, tree.dump(2) + "\n"));
   }
   if (!recipe.tokenizer_builtin.empty()) {
     fs::create_directories(s.rollout_tokenizer, ec);
-    if (ec) return Status::IoError("cannot create " + s.rollout_tokenizer + ": " + ec.message());
+    if (ec) return absl::UnknownError("cannot create " + s.rollout_tokenizer + ": " + ec.message());
     GRPO_RETURN_IF_ERROR(tokenizer::WriteBuiltinTokenizer(recipe.tokenizer_builtin, s.rollout_tokenizer));
   }
   const std::string script = s.job_dir + "/cluster/job.sbatch";
-  GRPO_RETURN_IF_ERROR(WriteText(script, RenderSbatch(s), true));
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(script, RenderSbatch(s), kExecutable));
   return script;
 }
 

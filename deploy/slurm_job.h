@@ -65,11 +65,11 @@ struct SlurmJobSpec {
 };
 
 // `default_grpo_bin` is used when cluster.grpo is not set (the running binary's path).
-Result<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::string& default_grpo_bin);
+absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::string& default_grpo_bin);
 
 std::string RenderSbatch(const SlurmJobSpec& spec);
 
-Result<std::string> WriteJobFiles(const SlurmJobSpec& spec, const TrainRecipe& recipe);
+absl::StatusOr<std::string> WriteJobFiles(const SlurmJobSpec& spec, const TrainRecipe& recipe);
 
 // `s` quoted for bash when it holds anything but [A-Za-z0-9_./:,=@%+-].
 std::string ShellQuote(const std::string& s);

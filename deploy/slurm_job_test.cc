@@ -3,20 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <sstream>
 #include <string>
 
+#include "core/file.h"
 #include "learner/recipe.h"
 
 namespace grpo::deploy {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string Runfile(const std::string& rel) {
   return std::string(std::getenv("TEST_SRCDIR")) + "/" + std::getenv("TEST_WORKSPACE") + "/" + rel;
@@ -27,18 +20,18 @@ std::string Runfile(const std::string& rel) {
 class GoldenTest : public testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenTest, RenderMatchesGoldenScript) {
-  Result<TrainRecipe> r = LoadRecipe(Runfile("deploy/examples/" + GetParam() + ".yaml"), {});
+  absl::StatusOr<TrainRecipe> r = LoadRecipe(Runfile("deploy/examples/" + GetParam() + ".yaml"), {});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  Result<SlurmJobSpec> spec = SlurmJobFromRecipe(*r, "/unused/grpo");
+  absl::StatusOr<SlurmJobSpec> spec = SlurmJobFromRecipe(*r, "/unused/grpo");
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
-  const std::string golden = ReadFile(Runfile("deploy/testdata/" + GetParam() + ".sbatch"));
+  const std::string golden = grpo::ReadFile(Runfile("deploy/testdata/" + GetParam() + ".sbatch")).value_or("");
   ASSERT_FALSE(golden.empty());
   EXPECT_EQ(RenderSbatch(*spec), golden);
 }
 
 INSTANTIATE_TEST_SUITE_P(Examples, GoldenTest, testing::Values("dense-7b", "moe-v3"));
 
-Result<SlurmJobSpec> FromYaml(const std::string& yaml, std::vector<std::string> sets = {}) {
+absl::StatusOr<SlurmJobSpec> FromYaml(const std::string& yaml, std::vector<std::string> sets = {}) {
   const std::string path = std::string(std::getenv("TEST_TMPDIR")) + "/recipe.yaml";
   std::ofstream(path) << yaml;
   GRPO_ASSIGN_OR_RETURN(TrainRecipe r, LoadRecipe(path, sets));
@@ -123,6 +116,34 @@ TEST(SlurmJob, ErrorsNameTheKey) {
   auto env = FromYaml(std::string(kBase) + "cluster: {env: {\"BAD-NAME\": 1}}\n");
   ASSERT_FALSE(env.ok());
   EXPECT_NE(env.status().ToString().find("environment variable"), std::string::npos) << env.status().ToString();
+}
+
+// A value rendered into the script must not be able to start a line of shell (issue: a newline
+// in cluster.time ran `echo INJECTED` as part of the job).
+TEST(SlurmJob, ControlCharactersInScriptTextAreRefused) {
+  auto time = FromYaml(std::string(kBase) + "cluster: {time: \"1:00:00\\necho INJECTED\"}\n");
+  ASSERT_FALSE(time.ok());
+  EXPECT_NE(time.status().ToString().find("cluster.time contains the control character 0x0a"), std::string::npos)
+      << time.status().ToString();
+
+  auto partition = FromYaml(std::string(kBase) + "cluster: {partition: \"gpu\\recho x\"}\n");
+  ASSERT_FALSE(partition.ok());
+  EXPECT_NE(partition.status().ToString().find("cluster.partition"), std::string::npos);
+
+  // The same class elsewhere: an #SBATCH extra, a role's arguments, an environment value.
+  auto extra = FromYaml(std::string(kBase) + "cluster: {sbatch: [\"--reservation=r1\", \"--x\\ny\"]}\n");
+  ASSERT_FALSE(extra.ok());
+  EXPECT_NE(extra.status().ToString().find("cluster.sbatch[1]"), std::string::npos) << extra.status().ToString();
+  auto args = FromYaml(std::string(kBase) + "cluster: {rollout: {args: \"--a\\tb\"}}\n");
+  ASSERT_FALSE(args.ok());
+  EXPECT_NE(args.status().ToString().find("cluster.rollout.args"), std::string::npos) << args.status().ToString();
+  auto env = FromYaml(std::string(kBase) + "cluster: {env: {MY_VAR: \"a\\nb\"}}\n");
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.status().ToString().find("environment variable MY_VAR"), std::string::npos) << env.status().ToString();
+
+  // Printable text, spaces and non-ASCII UTF-8 stay allowed.
+  EXPECT_TRUE(FromYaml(std::string(kBase) + "cluster: {partition: \"gpu\", constraint: \"h100 & ib\", "
+                                            "env: {NOTE: \"caf\u00e9\"}}\n").ok());
 }
 
 TEST(SlurmJob, ShellQuote) {

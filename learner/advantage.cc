@@ -5,40 +5,33 @@
 
 namespace grpo {
 
-Result<AdvantageOptions> AdvantagePreset(std::string_view objective) {
+AdvantageOptions AdvantagePreset(Objective objective) {
   AdvantageOptions o;
-  if (objective == "grpo" || objective == "dapo" || objective == "gspo") {
-    o.scale = AdvantageScale::kStd;
-  } else if (objective == "dr_grpo") {
-    o.scale = AdvantageScale::kNone;
-  } else {
-    return Status::InvalidArgument("objective: unknown name \"" + std::string(objective) +
-                                   "\" (expected grpo, dr_grpo, dapo or gspo)");
-  }
+  o.scale = objective == Objective::kDrGrpo ? AdvantageScale::kNone : AdvantageScale::kStd;
   return o;
 }
 
-Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
+absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
                                                std::span<const int64_t> group_offsets,
                                                const AdvantageOptions& options) {
   if (!(options.epsilon >= 0) || !std::isfinite(options.epsilon)) {
-    return Status::InvalidArgument("epsilon must be finite and >= 0, got " +
+    return absl::InvalidArgumentError("epsilon must be finite and >= 0, got " +
                                    std::to_string(options.epsilon));
   }
   const int64_t n = static_cast<int64_t>(rewards.size());
   if (group_offsets.empty() || group_offsets.front() != 0 || group_offsets.back() != n) {
-    return Status::InvalidArgument("group_offsets must start at 0 and end at the number of rewards (" +
+    return absl::InvalidArgumentError("group_offsets must start at 0 and end at the number of rewards (" +
                                    std::to_string(n) + ")");
   }
   for (size_t g = 0; g + 1 < group_offsets.size(); ++g) {
     if (group_offsets[g + 1] <= group_offsets[g]) {
-      return Status::InvalidArgument("group_offsets: group " + std::to_string(g) +
+      return absl::InvalidArgumentError("group_offsets: group " + std::to_string(g) +
                                      " is empty or offsets decrease");
     }
   }
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(rewards[i])) {
-      return Status::InvalidArgument("rewards[" + std::to_string(i) + "] is not finite");
+      return absl::InvalidArgumentError("rewards[" + std::to_string(i) + "] is not finite");
     }
   }
   GroupAdvantages out;
@@ -76,11 +69,11 @@ Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
   return out;
 }
 
-Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards, int64_t group_size,
+absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards, int64_t group_size,
                                                const AdvantageOptions& options) {
   const int64_t n = static_cast<int64_t>(rewards.size());
   if (group_size <= 0 || n % group_size != 0) {
-    return Status::InvalidArgument("group_size " + std::to_string(group_size) +
+    return absl::InvalidArgumentError("group_size " + std::to_string(group_size) +
                                    " must be positive and divide the number of rewards (" +
                                    std::to_string(n) + ")");
   }

@@ -15,10 +15,10 @@
 
 #include <cstdint>
 #include <span>
-#include <string_view>
 #include <vector>
 
 #include "core/status.h"
+#include "learner/objective.h"
 
 namespace grpo {
 
@@ -31,9 +31,8 @@ struct AdvantageOptions {
   StdEstimator std = StdEstimator::kUnbiased;   // torch.std default, as in TRL
 };
 
-// Advantage options of a named objective: "grpo", "dapo", "gspo" -> kStd; "dr_grpo" -> kNone.
-// InvalidArgument for any other name.
-Result<AdvantageOptions> AdvantagePreset(std::string_view objective);
+// Advantage options of an objective: kGrpo, kDapo, kGspo -> kStd; kDrGrpo -> kNone.
+AdvantageOptions AdvantagePreset(Objective objective);
 
 struct GroupAdvantages {
   std::vector<double> advantages;        // one per sample
@@ -45,12 +44,12 @@ struct GroupAdvantages {
 // Groups given by offsets: group g is samples [group_offsets[g], group_offsets[g+1]);
 // group_offsets starts at 0, is non-decreasing with no empty group, and ends at rewards.size().
 // InvalidArgument for bad offsets, non-finite rewards or bad options.
-Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
+absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
                                                std::span<const int64_t> group_offsets,
                                                const AdvantageOptions& options = {});
 
 // Equal groups of `group_size` consecutive samples; rewards.size() must be a multiple of it.
-Result<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards, int64_t group_size,
+absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards, int64_t group_size,
                                                const AdvantageOptions& options = {});
 
 }  // namespace grpo

@@ -99,7 +99,7 @@ TEST(AdvantageTest, GrpoAndDrGrpoFormulas) {
   auto pop = ComputeGroupAdvantages(r, off, {AdvantageScale::kStd, 1e-6, StdEstimator::kPopulation});
   ASSERT_TRUE(pop.ok());
   EXPECT_NEAR(pop->advantages[1], 0.5 / (0.5 + 1e-6), 1e-15);
-  auto dr = ComputeGroupAdvantages(r, off, *AdvantagePreset("dr_grpo"));
+  auto dr = ComputeGroupAdvantages(r, off, AdvantagePreset(Objective::kDrGrpo));
   ASSERT_TRUE(dr.ok());
   EXPECT_EQ(dr->advantages, std::vector<double>({-0.5, 0.5, 0.5, -0.5, 0.0, 0.0}));
   auto by_size = ComputeGroupAdvantages(std::vector<double>{1, 2, 5, 5}, 2);
@@ -120,8 +120,10 @@ TEST(AdvantageTest, Errors) {
   auto eps = ComputeGroupAdvantages(r, 3, {AdvantageScale::kStd, -1.0, StdEstimator::kUnbiased});
   ASSERT_FALSE(eps.ok());
   EXPECT_NE(eps.status().message().find("epsilon"), std::string::npos);
-  EXPECT_FALSE(AdvantagePreset("ppo").ok());
-  EXPECT_EQ(AdvantagePreset("dapo")->scale, AdvantageScale::kStd);
+  EXPECT_FALSE(ParseObjective("ppo").ok());
+  EXPECT_EQ(AdvantagePreset(Objective::kDapo).scale, AdvantageScale::kStd);
+  EXPECT_EQ(AdvantagePreset(Objective::kGrpo).scale, AdvantageScale::kStd);
+  EXPECT_EQ(AdvantagePreset(Objective::kGspo).scale, AdvantageScale::kStd);
 }
 
 }  // namespace

@@ -1,46 +1,19 @@
 #include "learner/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/checksum_manifest.h"
+#include "core/file.h"
 #include "model/parameters.h"
 
 namespace grpo {
 namespace {
 
 namespace fs = std::filesystem;
-
-Status FsyncPath(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return Status::IoError("cannot open " + path + " to sync it");
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Status::IoError("fsync failed on " + path);
-  return Status::Ok();
-}
-
-Status WriteFileAtomic(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.flush();
-    if (!out.good()) return Status::IoError("cannot write " + tmp);
-  }
-  GRPO_RETURN_IF_ERROR(FsyncPath(tmp));
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::IoError("cannot rename " + tmp + " to " + path + ": " + ec.message());
-  return Status::Ok();
-}
 
 nlohmann::json StateToJson(const TrainerState& s) {
   return {{"format", "grpo.trainer_state.v1"},
@@ -52,14 +25,15 @@ nlohmann::json StateToJson(const TrainerState& s) {
           {"elapsed_seconds", s.elapsed_seconds}};
 }
 
-Result<TrainerState> StateFromJson(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("checkpoint state " + path + " is missing");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+absl::StatusOr<TrainerState> StateFromJson(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (text.status().code() == absl::StatusCode::kNotFound) {
+    return absl::NotFoundError("checkpoint state " + path + " is missing");
+  }
+  GRPO_RETURN_IF_ERROR(text.status());
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object() || j.value("format", "") != "grpo.trainer_state.v1") {
-    return Status::Corruption(path + " is not a grpo trainer state (format grpo.trainer_state.v1)");
+    return absl::DataLossError(path + " is not a grpo trainer state (format grpo.trainer_state.v1)");
   }
   try {
     TrainerState s;
@@ -72,7 +46,7 @@ Result<TrainerState> StateFromJson(const std::string& path) {
     s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
     return s;
   } catch (const std::exception& e) {
-    return Status::Corruption(path + ": " + e.what());
+    return absl::DataLossError(path + ": " + e.what());
   }
 }
 
@@ -84,7 +58,7 @@ std::string CheckpointName(const std::string& stage, int64_t step) {
   return buf;
 }
 
-Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const CausalLM& model,
+absl::Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const CausalLM& model,
                       const AdamW* optimizer, const TrainerState& state,
                       const std::string& tokenizer_dir, int keep) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
@@ -92,30 +66,35 @@ Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const
   const fs::path final_dir = root / name;
   std::error_code ec;
   fs::create_directories(root, ec);
-  if (ec) return Status::IoError("cannot create " + root.string() + ": " + ec.message());
+  if (ec) return absl::UnknownError("cannot create " + root.string() + ": " + ec.message());
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
-  if (ec) return Status::IoError("cannot create " + tmp.string() + ": " + ec.message());
-  GRPO_RETURN_IF_ERROR(SaveModel(model.config(), model.parameters(), tmp.string()));
-  if (optimizer != nullptr) GRPO_RETURN_IF_ERROR(optimizer->SaveState((tmp / "optimizer.safetensors").string()));
-  if (!tokenizer_dir.empty()) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-      const fs::path src = fs::path(tokenizer_dir) / f;
-      if (fs::exists(src)) {
-        fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing, ec);
-        if (ec) return Status::IoError("cannot copy " + src.string() + ": " + ec.message());
+  if (ec) return absl::UnknownError("cannot create " + tmp.string() + ": " + ec.message());
+  // Everything is written into `tmp` first. On an error (a full disk) `tmp` is removed again:
+  // a failed checkpoint takes no space, and the earlier ones stay as they were.
+  const absl::Status filled = [&]() -> absl::Status {
+    GRPO_RETURN_IF_ERROR(SaveModel(model.config(), model.parameters(), tmp.string()));
+    if (optimizer != nullptr) GRPO_RETURN_IF_ERROR(optimizer->SaveState((tmp / "optimizer.safetensors").string()));
+    if (!tokenizer_dir.empty()) {
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+        const fs::path src = fs::path(tokenizer_dir) / f;
+        if (fs::exists(src)) {
+          fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing, ec);
+          if (ec) return ErrnoError("cannot copy " + src.string() + " to " + (tmp / f).string(), ec.value());
+        }
       }
     }
+    GRPO_RETURN_IF_ERROR(WriteFileAtomic((tmp / "trainer_state.json").string(), StateToJson(state).dump(2) + "\n"));
+    // Last: the sizes and CRC-32Cs of every file above, verified by FindLatestCheckpoint.
+    return WriteChecksumManifest(tmp.string());
+  }();
+  if (!filled.ok()) {
+    fs::remove_all(tmp, ec);
+    return filled;
   }
-  GRPO_RETURN_IF_ERROR(WriteFileAtomic((tmp / "trainer_state.json").string(), StateToJson(state).dump(2) + "\n"));
-  for (const auto& entry : fs::directory_iterator(tmp)) GRPO_RETURN_IF_ERROR(FsyncPath(entry.path().string()));
-  GRPO_RETURN_IF_ERROR(FsyncPath(tmp.string()));
-  fs::remove_all(final_dir, ec);
-  fs::rename(tmp, final_dir, ec);
-  if (ec) return Status::IoError("cannot rename " + tmp.string() + ": " + ec.message());
-  GRPO_RETURN_IF_ERROR(FsyncPath(root.string()));  // the new directory entry before `latest`
+  // Durable in place (files, directory, its entry in `root`) before `latest` names it.
+  GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp.string(), final_dir.string()));
   GRPO_RETURN_IF_ERROR(WriteFileAtomic((root / "latest").string(), name + "\n"));
-  GRPO_RETURN_IF_ERROR(FsyncPath(root.string()));
   if (keep > 0) {
     std::vector<std::string> names;
     for (const auto& entry : fs::directory_iterator(root)) {
@@ -130,27 +109,28 @@ Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const
       if (names[i] != name) fs::remove_all(root / names[i], ec);
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<std::optional<LoadedCheckpoint>> FindLatestCheckpoint(const std::string& run_dir) {
+absl::StatusOr<std::optional<LoadedCheckpoint>> FindLatestCheckpoint(const std::string& run_dir) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const fs::path latest = root / "latest";
   if (!fs::exists(latest)) return std::optional<LoadedCheckpoint>();
-  std::ifstream in(latest);
-  std::string name;
-  std::getline(in, name);
+  GRPO_ASSIGN_OR_RETURN(std::string name, ReadFile(latest.string(), /*max_bytes=*/4096));
+  name.resize(std::min(name.find('\n'), name.size()));
   if (name.empty() || name.find('/') != std::string::npos) {
-    return Status::Corruption(latest.string() + " does not name a checkpoint");
+    return absl::DataLossError(latest.string() + " does not name a checkpoint");
   }
   LoadedCheckpoint c;
   c.dir = (root / name).string();
-  if (!fs::is_directory(c.dir)) return Status::NotFound("checkpoint " + c.dir + " named by " + latest.string() + " is missing");
+  if (!fs::is_directory(c.dir)) return absl::NotFoundError("checkpoint " + c.dir + " named by " + latest.string() + " is missing");
+  // Every file is checked before any is trusted (a damaged one is named, nothing else is touched).
+  GRPO_ASSIGN_OR_RETURN(c.checksummed, VerifyChecksumManifest(c.dir));
   GRPO_ASSIGN_OR_RETURN(c.state, StateFromJson(c.dir + "/trainer_state.json"));
   return std::optional<LoadedCheckpoint>(std::move(c));
 }
 
-Status LoadOptimizerState(const LoadedCheckpoint& checkpoint, AdamW* optimizer) {
+absl::Status LoadOptimizerState(const LoadedCheckpoint& checkpoint, AdamW* optimizer) {
   return optimizer->LoadState(checkpoint.dir + "/optimizer.safetensors");
 }
 

@@ -5,9 +5,12 @@
 //   step-000020/tokenizer.json, tokenizer_config.json   when the run has them
 //   step-000020/optimizer.safetensors            AdamW state (learner/optimizer.h)
 //   step-000020/trainer_state.json               TrainerState below
+//   step-000020/checksums.json                   size and CRC-32C of each file above
+//                                                (core/checksum_manifest.h), written last
 //   latest                                       the name of the newest complete checkpoint
-// A checkpoint is written into "<name>.tmp", fsync'ed, then renamed; `latest` is replaced by
-// rename last, so a crash at any moment leaves the previous checkpoint intact and `latest`
+// A checkpoint is written into "<name>.tmp", then put in place with its files and directory
+// fsync'ed (core/file.h ReplaceDirectory); `latest` is replaced atomically last
+// (WriteFileAtomic), so a crash at any moment leaves the previous checkpoint intact and `latest`
 // naming a complete one. Older checkpoints beyond `keep` are deleted after the new one is in place.
 //
 // Random state: the trainer derives every random stream (prompt sampling, rollout seeds,
@@ -40,20 +43,24 @@ struct TrainerState {
 struct LoadedCheckpoint {
   std::string dir;
   TrainerState state;
+  // Whether the checkpoint has a checksum manifest (and so was verified). Checkpoints written
+  // before manifests existed have none; they load unverified.
+  bool checksummed = false;
 };
 
 // Writes a checkpoint named `name` (e.g. "step-000020"); `tokenizer_dir` may be "" (no files to
 // copy). The optimizer may be null (no optimizer state, e.g. an evaluation-only snapshot).
-Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const CausalLM& model,
+absl::Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const CausalLM& model,
                       const AdamW* optimizer, const TrainerState& state,
                       const std::string& tokenizer_dir, int keep);
 
-// The checkpoint `latest` names, or nullopt when the run has none. Corrupt or missing files are
-// errors naming them.
-Result<std::optional<LoadedCheckpoint>> FindLatestCheckpoint(const std::string& run_dir);
+// The checkpoint `latest` names, or nullopt when the run has none. Every file its checksum
+// manifest lists is verified first: a damaged, truncated or missing file is kDataLoss naming it
+// and the mismatch. Corrupt or missing files are errors naming them.
+absl::StatusOr<std::optional<LoadedCheckpoint>> FindLatestCheckpoint(const std::string& run_dir);
 
 // Loads a checkpoint's optimizer state into `optimizer` (its parameters must match).
-Status LoadOptimizerState(const LoadedCheckpoint& checkpoint, AdamW* optimizer);
+absl::Status LoadOptimizerState(const LoadedCheckpoint& checkpoint, AdamW* optimizer);
 
 std::string CheckpointName(const std::string& stage, int64_t step);
 

@@ -82,5 +82,67 @@ TEST(Checkpoint, DamagedStateIsNamed) {
   EXPECT_NE(r.status().message().find("rl-000009"), std::string::npos);
 }
 
+// Writes one small checkpoint "rl-000001" into `run` and returns its directory.
+std::string SaveSmallCheckpoint(const std::string& run) {
+  fs::remove_all(run);
+  auto config = PresetConfig("qwen3_moe-nano");
+  EXPECT_TRUE(config.ok());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 4));
+  EXPECT_TRUE(model.ok());
+  auto opt = AdamW::Create((*model)->parameters(), {});
+  EXPECT_TRUE(opt.ok());
+  TrainerState st;
+  st.stage = "rl";
+  st.step = 1;
+  EXPECT_TRUE(SaveCheckpoint(run, CheckpointName("rl", 1), **model, &*opt, st, "", 2).ok());
+  return run + "/checkpoints/rl-000001";
+}
+
+void FlipByte(const std::string& path, std::streamoff offset) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(offset);
+  char c = 0;
+  f.get(c);
+  f.seekp(offset);
+  f.put(static_cast<char>(c ^ 0x01));
+}
+
+TEST(Checkpoint, CarriesAChecksumManifestThatFindLatestVerifies) {
+  const std::string run = (fs::path(::testing::TempDir()) / "ckpt_sums").string();
+  const std::string dir = SaveSmallCheckpoint(run);
+  ASSERT_TRUE(fs::exists(dir + "/checksums.json"));
+  auto ok = FindLatestCheckpoint(run);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE((*ok)->checksummed);
+  // One flipped bit anywhere in a file: in the weights (past the safetensors header, so the file
+  // still parses), in the optimizer state, in the trainer state. Each is named.
+  for (const char* file : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"}) {
+    SaveSmallCheckpoint(run);
+    const std::string path = dir + "/" + file;
+    FlipByte(path, static_cast<std::streamoff>(fs::file_size(path) - 7));
+    auto r = FindLatestCheckpoint(run);
+    ASSERT_FALSE(r.ok()) << file;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << file;
+    EXPECT_NE(std::string(r.status().message()).find(path + " is damaged"), std::string::npos) << r.status();
+  }
+  // A truncated file is named with both sizes.
+  SaveSmallCheckpoint(run);
+  fs::resize_file(dir + "/optimizer.safetensors", 100);
+  auto r = FindLatestCheckpoint(run);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("optimizer.safetensors is damaged: 100 bytes"), std::string::npos)
+      << r.status();
+}
+
+TEST(Checkpoint, ACheckpointWithoutAManifestLoadsUnverified) {
+  const std::string run = (fs::path(::testing::TempDir()) / "ckpt_old").string();
+  const std::string dir = SaveSmallCheckpoint(run);
+  fs::remove(dir + "/checksums.json");  // as written before checkpoints had manifests
+  auto r = FindLatestCheckpoint(run);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE((*r)->checksummed);
+  EXPECT_EQ((*r)->state.step, 1);
+}
+
 }  // namespace
 }  // namespace grpo

@@ -16,12 +16,6 @@ TokenBatch ToBatch(std::span<const LmSequence> batch) {
   return tb;
 }
 
-void ZeroGrads(std::vector<Tensor>* grads) {
-  for (auto& g : *grads) {
-    if (g.numel() > 0) std::memset(g.mutable_data<float>(), 0, g.nbytes());
-  }
-}
-
 }  // namespace
 
 std::vector<float> LmLossWeights(std::span<const LmSequence> batch, int64_t* num_trained) {
@@ -41,11 +35,11 @@ std::vector<float> LmLossWeights(std::span<const LmSequence> batch, int64_t* num
   return weights;
 }
 
-Result<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
+absl::StatusOr<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
                                  const LmStepOptions& options, std::vector<Tensor>* grads) {
   int64_t n = 0;
   const std::vector<float> weights = LmLossWeights(batch, &n);
-  if (n == 0) return Status::InvalidArgument("lm training: the batch has no trained target token");
+  if (n == 0) return absl::InvalidArgumentError("lm training: the batch has no trained target token");
   const TokenBatch tb = ToBatch(batch);
   ForwardOptions fo;
   fo.keep_activations = true;
@@ -54,7 +48,7 @@ Result<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<co
   double loss = 0;
   for (size_t i = 0; i < weights.size(); ++i) loss += static_cast<double>(weights[i]) * out.logprobs[i];
   ZeroGrads(grads);
-  Status st = model.Backward(weights, grads);
+  absl::Status st = model.Backward(weights, grads);
   model.ReleaseActivations();
   GRPO_RETURN_IF_ERROR(st);
   LmStepResult result;
@@ -72,10 +66,10 @@ Result<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<co
   return result;
 }
 
-Result<double> LmLoss(CausalLM& model, std::span<const LmSequence> batch) {
+absl::StatusOr<double> LmLoss(CausalLM& model, std::span<const LmSequence> batch) {
   int64_t n = 0;
   const std::vector<float> weights = LmLossWeights(batch, &n);
-  if (n == 0) return Status::InvalidArgument("lm loss: the batch has no trained target token");
+  if (n == 0) return absl::InvalidArgumentError("lm loss: the batch has no trained target token");
   GRPO_ASSIGN_OR_RETURN(ForwardOutput out, model.Forward(ToBatch(batch), {}));
   double loss = 0;
   for (size_t i = 0; i < weights.size(); ++i) loss += static_cast<double>(weights[i]) * out.logprobs[i];

@@ -42,11 +42,11 @@ std::vector<float> LmLossWeights(std::span<const LmSequence> batch, int64_t* num
 // Forward, backward, clip and one AdamW step. `grads` is scratch reused across calls. A batch
 // with no trained target is InvalidArgument; a non-finite gradient norm skips the update
 // (result.skipped, the model and optimizer unchanged).
-Result<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
+absl::StatusOr<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
                                  const LmStepOptions& options, std::vector<Tensor>* grads);
 
 // Mean NLL of the trained targets without updating anything (held-out loss).
-Result<double> LmLoss(CausalLM& model, std::span<const LmSequence> batch);
+absl::StatusOr<double> LmLoss(CausalLM& model, std::span<const LmSequence> batch);
 
 }  // namespace grpo
 

@@ -13,27 +13,27 @@ namespace {
 
 constexpr char kStateFormat[] = "grpo.adamw.v1";
 
-Status CheckGrads(const std::vector<Parameter>& params, const std::vector<Tensor>& grads) {
+absl::Status CheckGrads(const std::vector<Parameter>& params, const std::vector<Tensor>& grads) {
   if (grads.size() != params.size()) {
-    return Status::InvalidArgument("got " + std::to_string(grads.size()) + " gradients for " +
+    return absl::InvalidArgumentError("got " + std::to_string(grads.size()) + " gradients for " +
                                    std::to_string(params.size()) + " parameters");
   }
   for (size_t i = 0; i < params.size(); ++i) {
     if (!params[i].spec.trainable) continue;
     const Tensor& g = grads[i];
     if (g.dtype() != DType::kF32 || g.shape() != params[i].spec.shape || !g.defined()) {
-      return Status::InvalidArgument("gradient of " + params[i].spec.name + " is " +
+      return absl::InvalidArgumentError("gradient of " + params[i].spec.name + " is " +
                                      std::string(DTypeName(g.dtype())) + " " +
                                      ShapeToString(g.shape()) + ", expected F32 " +
                                      ShapeToString(params[i].spec.shape));
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-Result<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads) {
+absl::StatusOr<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads) {
   GRPO_RETURN_IF_ERROR(CheckGrads(params, grads));
   double sq = 0;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -46,14 +46,20 @@ Result<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::v
   return std::sqrt(sq);
 }
 
-Result<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
+void ZeroGrads(std::vector<Tensor>* grads) {
+  for (auto& g : *grads) {
+    if (g.numel() > 0) std::memset(g.mutable_data<float>(), 0, g.nbytes());
+  }
+}
+
+absl::StatusOr<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
                             double max_norm) {
   if (!(max_norm > 0) || !std::isfinite(max_norm)) {
-    return Status::InvalidArgument("max_norm must be finite and > 0, got " + std::to_string(max_norm));
+    return absl::InvalidArgumentError("max_norm must be finite and > 0, got " + std::to_string(max_norm));
   }
   GRPO_ASSIGN_OR_RETURN(const double norm, GlobalGradNorm(params, *grads));
   if (!std::isfinite(norm)) {
-    return Status::InvalidArgument("gradient norm is not finite (" + std::to_string(norm) +
+    return absl::InvalidArgumentError("gradient norm is not finite (" + std::to_string(norm) +
                                    "): step skipped");
   }
   // torch computes the coefficient on the f32 norm tensor: (1 / (norm + 1e-6)) * max_norm
@@ -69,15 +75,15 @@ Result<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Te
   return norm;
 }
 
-Result<AdamW> AdamW::Create(const std::vector<Parameter>& params, const AdamWOptions& options) {
+absl::StatusOr<AdamW> AdamW::Create(const std::vector<Parameter>& params, const AdamWOptions& options) {
   auto unit = [](double v) { return v >= 0 && v < 1; };
-  if (!unit(options.beta1)) return Status::InvalidArgument("beta1 must be in [0, 1), got " + std::to_string(options.beta1));
-  if (!unit(options.beta2)) return Status::InvalidArgument("beta2 must be in [0, 1), got " + std::to_string(options.beta2));
+  if (!unit(options.beta1)) return absl::InvalidArgumentError("beta1 must be in [0, 1), got " + std::to_string(options.beta1));
+  if (!unit(options.beta2)) return absl::InvalidArgumentError("beta2 must be in [0, 1), got " + std::to_string(options.beta2));
   if (!(options.eps >= 0) || !std::isfinite(options.eps)) {
-    return Status::InvalidArgument("eps must be finite and >= 0, got " + std::to_string(options.eps));
+    return absl::InvalidArgumentError("eps must be finite and >= 0, got " + std::to_string(options.eps));
   }
   if (!(options.weight_decay >= 0) || !std::isfinite(options.weight_decay)) {
-    return Status::InvalidArgument("weight_decay must be finite and >= 0, got " +
+    return absl::InvalidArgumentError("weight_decay must be finite and >= 0, got " +
                                    std::to_string(options.weight_decay));
   }
   AdamW opt;
@@ -95,25 +101,25 @@ Result<AdamW> AdamW::Create(const std::vector<Parameter>& params, const AdamWOpt
   return opt;
 }
 
-Status AdamW::Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr) {
+absl::Status AdamW::Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr) {
   if (!(lr >= 0) || !std::isfinite(lr)) {
-    return Status::InvalidArgument("lr must be finite and >= 0, got " + std::to_string(lr));
+    return absl::InvalidArgumentError("lr must be finite and >= 0, got " + std::to_string(lr));
   }
   if (params->size() != specs_.size()) {
-    return Status::InvalidArgument("optimizer was created for " + std::to_string(specs_.size()) +
+    return absl::InvalidArgumentError("optimizer was created for " + std::to_string(specs_.size()) +
                                    " parameters, got " + std::to_string(params->size()));
   }
   for (size_t i = 0; i < specs_.size(); ++i) {
     const Parameter& p = (*params)[i];
     if (p.spec.name != specs_[i].name || p.spec.shape != specs_[i].shape ||
         p.spec.trainable != specs_[i].trainable) {
-      return Status::InvalidArgument("parameter " + std::to_string(i) + " is " + p.spec.name + " " +
+      return absl::InvalidArgumentError("parameter " + std::to_string(i) + " is " + p.spec.name + " " +
                                      ShapeToString(p.spec.shape) + ", the optimizer has " +
                                      specs_[i].name + " " + ShapeToString(specs_[i].shape));
     }
     if (p.spec.trainable && (p.value.dtype() != DType::kF32 || p.value.shape() != p.spec.shape ||
                              !p.value.writable())) {
-      return Status::InvalidArgument("value of " + p.spec.name + " must be a writable F32 tensor of " +
+      return absl::InvalidArgumentError("value of " + p.spec.name + " must be a writable F32 tensor of " +
                                      ShapeToString(p.spec.shape));
     }
   }
@@ -149,10 +155,10 @@ Status AdamW::Step(std::vector<Parameter>* params, const std::vector<Tensor>& gr
       p[j] = p[j] + neg_step * m[j] / denom;
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Status AdamW::SaveState(const std::string& path) const {
+absl::Status AdamW::SaveState(const std::string& path) const {
   NamedTensors tensors;
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (!specs_[i].trainable) continue;
@@ -162,12 +168,12 @@ Status AdamW::SaveState(const std::string& path) const {
   return WriteSafetensors(path, tensors, {{"format", kStateFormat}, {"step", std::to_string(step_)}});
 }
 
-Status AdamW::LoadState(const std::string& path) {
+absl::Status AdamW::LoadState(const std::string& path) {
   GRPO_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path));
   const auto& meta = file.metadata();
   auto fmt = meta.find("format");
   if (fmt == meta.end() || fmt->second != kStateFormat) {
-    return Status::InvalidArgument(path + ": not an AdamW state file (__metadata__ format is not \"" +
+    return absl::InvalidArgumentError(path + ": not an AdamW state file (__metadata__ format is not \"" +
                                    std::string(kStateFormat) + "\")");
   }
   auto step_it = meta.find("step");
@@ -181,7 +187,7 @@ Status AdamW::LoadState(const std::string& path) {
       step = -1;
     }
   }
-  if (step < 0) return Status::InvalidArgument(path + ": __metadata__ step is missing or not a count");
+  if (step < 0) return absl::InvalidArgumentError(path + ": __metadata__ step is missing or not a count");
 
   std::set<std::string> expected;
   std::vector<Tensor> m(specs_.size()), v(specs_.size());
@@ -190,10 +196,10 @@ Status AdamW::LoadState(const std::string& path) {
     for (int which = 0; which < 2; ++which) {
       const std::string name = specs_[i].name + (which == 0 ? ".exp_avg" : ".exp_avg_sq");
       expected.insert(name);
-      if (!file.Contains(name)) return Status::InvalidArgument(path + ": tensor " + name + " is missing");
+      if (!file.Contains(name)) return absl::InvalidArgumentError(path + ": tensor " + name + " is missing");
       GRPO_ASSIGN_OR_RETURN(Tensor t, file.Get(name));
       if (t.dtype() != DType::kF32 || t.shape() != specs_[i].shape) {
-        return Status::InvalidArgument(path + ": tensor " + name + " is " +
+        return absl::InvalidArgumentError(path + ": tensor " + name + " is " +
                                        std::string(DTypeName(t.dtype())) + " " +
                                        ShapeToString(t.shape()) + ", expected F32 " +
                                        ShapeToString(specs_[i].shape));
@@ -205,14 +211,14 @@ Status AdamW::LoadState(const std::string& path) {
   }
   for (const std::string& name : file.names()) {
     if (!expected.count(name)) {
-      return Status::InvalidArgument(path + ": unexpected tensor " + name +
+      return absl::InvalidArgumentError(path + ": unexpected tensor " + name +
                                      " (not a trainable parameter of this model)");
     }
   }
   exp_avg_ = std::move(m);
   exp_avg_sq_ = std::move(v);
   step_ = step;
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo

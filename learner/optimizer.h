@@ -38,28 +38,31 @@ struct AdamWOptions {
   bool decay_1d = false;       // apply weight decay to 1-D tensors too
 };
 
+// Sets every gradient to zero (before a backward, which accumulates into them).
+void ZeroGrads(std::vector<Tensor>* grads);
+
 // sqrt(sum over trainable parameters of ||g||^2), in double. Grads parallel to params; a grad of
 // a non-trainable parameter is ignored and may be empty. InvalidArgument for a size, shape or
 // dtype mismatch (naming the parameter).
-Result<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads);
+absl::StatusOr<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads);
 
 // torch.nn.utils.clip_grad_norm_: returns the total norm before clipping; when
 // coef = max_norm / (norm + 1e-6) is < 1, every trainable grad is multiplied by coef (computed in
 // f32 from the f32-rounded norm, as torch does: (1 / (norm + 1e-6)) * max_norm).
 // A non-finite norm returns InvalidArgument and leaves grads unchanged (the caller skips the step).
 // max_norm must be > 0.
-Result<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
+absl::StatusOr<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
                             double max_norm);
 
 class AdamW {
  public:
   // State (zeros) for the trainable parameters of `params`. InvalidArgument for bad options.
-  static Result<AdamW> Create(const std::vector<Parameter>& params, const AdamWOptions& options);
+  static absl::StatusOr<AdamW> Create(const std::vector<Parameter>& params, const AdamWOptions& options);
 
   // One update with learning rate `lr`. params must be those given to Create (same names and
   // shapes, f32); grads parallel to params, f32 of the same shapes (grads of non-trainable
   // parameters are ignored). Errors name the parameter; nothing is updated on error.
-  Status Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr);
+  absl::Status Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr);
 
   // Number of steps taken (k of the last step).
   int64_t step() const { return step_; }
@@ -69,8 +72,8 @@ class AdamW {
   const Tensor& exp_avg(size_t i) const { return exp_avg_[i]; }
   const Tensor& exp_avg_sq(size_t i) const { return exp_avg_sq_[i]; }
 
-  Status SaveState(const std::string& path) const;
-  Status LoadState(const std::string& path);
+  absl::Status SaveState(const std::string& path) const;
+  absl::Status LoadState(const std::string& path);
 
  private:
   AdamW() = default;

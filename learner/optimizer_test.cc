@@ -197,6 +197,21 @@ TEST(AdamWTest, FirstStepByHand) {
   EXPECT_NEAR(opt->exp_avg_sq(0).data<float>()[0], 0.00025, 1e-10);
 }
 
+TEST(AdamWTest, ZeroGradsClearsEveryGradientAndSkipsEmptyOnes) {
+  std::vector<Tensor> grads(3);
+  grads[0] = Tensor::Zeros(DType::kF32, {3, 2});
+  grads[1] = Tensor::Zeros(DType::kF32, {0});  // an empty gradient is left alone
+  grads[2] = Tensor::Zeros(DType::kF32, {5});
+  for (Tensor& g : grads) {
+    for (int64_t i = 0; i < g.numel(); ++i) g.mutable_data<float>()[i] = -1.5f + i;
+  }
+  ZeroGrads(&grads);
+  for (const Tensor& g : grads) {
+    for (int64_t i = 0; i < g.numel(); ++i) EXPECT_EQ(g.data<float>()[i], 0.0f) << i;
+  }
+  EXPECT_EQ(grads[1].numel(), 0);
+}
+
 TEST(AdamWTest, ClipGradNormSemantics) {
   std::vector<Parameter> params = MakeParams(5);
   std::vector<Tensor> grads;
@@ -290,7 +305,7 @@ TEST(AdamWTest, LoadRejectsMismatchedState) {
   auto expect_reject = [&](std::vector<Parameter> other, const std::string& needle) {
     auto o = AdamW::Create(other, AdamWOptions{});
     ASSERT_TRUE(o.ok());
-    Status s = o->LoadState(dir + "/ok.safetensors");
+    absl::Status s = o->LoadState(dir + "/ok.safetensors");
     ASSERT_FALSE(s.ok());
     EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
     EXPECT_EQ(o->step(), 0);
@@ -310,7 +325,7 @@ TEST(AdamWTest, LoadRejectsMismatchedState) {
   auto o = AdamW::Create(params, AdamWOptions{});
   ASSERT_TRUE(WriteSafetensors(dir + "/other.safetensors",
                                {{"x", Tensor::Zeros(DType::kF32, {2})}}).ok());
-  Status s = o->LoadState(dir + "/other.safetensors");
+  absl::Status s = o->LoadState(dir + "/other.safetensors");
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("format"), std::string::npos) << s.message();
   EXPECT_FALSE(o->LoadState(dir + "/missing.safetensors").ok());
@@ -327,7 +342,7 @@ TEST(AdamWTest, StepValidatesInputs) {
   EXPECT_FALSE(opt->Step(&params, short_grads, 1e-3).ok());
   std::vector<Tensor> bad = grads;
   bad[0] = Tensor::Zeros(DType::kF32, {8, 11});
-  Status s = opt->Step(&params, bad, 1e-3);
+  absl::Status s = opt->Step(&params, bad, 1e-3);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("model.embed_tokens.weight"), std::string::npos);
   EXPECT_EQ(opt->step(), 0);

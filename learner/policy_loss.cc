@@ -10,95 +10,97 @@ namespace {
 
 std::string Num(double v) { return std::to_string(v); }
 
-Status CheckLength(std::string_view field, size_t got, size_t want) {
-  if (got == want) return Status::Ok();
-  return Status::InvalidArgument(std::string(field) + " has " + std::to_string(got) +
+absl::Status CheckLength(std::string_view field, size_t got, size_t want) {
+  if (got == want) return absl::OkStatus();
+  return absl::InvalidArgumentError(std::string(field) + " has " + std::to_string(got) +
                                  " values, expected " + std::to_string(want));
 }
 
 }  // namespace
 
-Result<PolicyLossOptions> PolicyLossPreset(std::string_view objective) {
+PolicyLossOptions PolicyLossPreset(Objective objective) {
   PolicyLossOptions o;
-  if (objective == "grpo") {
-    o.aggregation = LossAggregation::kSeqMeanTokenMean;
-    o.kl_beta = 0.04;
-    o.kl_estimator = KlEstimator::kK3;
-  } else if (objective == "dr_grpo") {
-    o.aggregation = LossAggregation::kSeqMeanTokenSumNorm;
-  } else if (objective == "dapo") {
-    o.clip_eps_high = 0.28;
-    o.aggregation = LossAggregation::kTokenMean;
-  } else if (objective == "gspo") {
-    o.clip_eps_low = 3e-4;
-    o.clip_eps_high = 4e-4;
-    o.ratio_level = RatioLevel::kSequence;
-    o.aggregation = LossAggregation::kSeqMeanTokenMean;
-  } else {
-    return Status::InvalidArgument("objective: unknown name \"" + std::string(objective) +
-                                   "\" (expected grpo, dr_grpo, dapo or gspo)");
+  switch (objective) {
+    case Objective::kGrpo:
+      o.aggregation = LossAggregation::kSeqMeanTokenMean;
+      o.kl_beta = 0.04;
+      o.kl_estimator = KlEstimator::kK3;
+      break;
+    case Objective::kDrGrpo:
+      o.aggregation = LossAggregation::kSeqMeanTokenSumNorm;
+      break;
+    case Objective::kDapo:
+      o.clip_eps_high = 0.28;
+      o.aggregation = LossAggregation::kTokenMean;
+      break;
+    case Objective::kGspo:
+      o.clip_eps_low = 3e-4;
+      o.clip_eps_high = 4e-4;
+      o.ratio_level = RatioLevel::kSequence;
+      o.aggregation = LossAggregation::kSeqMeanTokenMean;
+      break;
   }
   return o;
 }
 
-Result<LossAggregation> ParseLossAggregation(std::string_view name) {
+absl::StatusOr<LossAggregation> ParseLossAggregation(std::string_view name) {
   if (name == "token-mean") return LossAggregation::kTokenMean;
   if (name == "seq-mean-token-mean") return LossAggregation::kSeqMeanTokenMean;
   if (name == "seq-mean-token-sum-norm") return LossAggregation::kSeqMeanTokenSumNorm;
-  return Status::InvalidArgument("loss aggregation: unknown name \"" + std::string(name) +
+  return absl::InvalidArgumentError("loss aggregation: unknown name \"" + std::string(name) +
                                  "\" (expected token-mean, seq-mean-token-mean or "
                                  "seq-mean-token-sum-norm)");
 }
 
-Result<KlEstimator> ParseKlEstimator(std::string_view name) {
+absl::StatusOr<KlEstimator> ParseKlEstimator(std::string_view name) {
   if (name == "k1") return KlEstimator::kK1;
   if (name == "k2") return KlEstimator::kK2;
   if (name == "k3") return KlEstimator::kK3;
-  return Status::InvalidArgument("kl estimator: unknown name \"" + std::string(name) +
+  return absl::InvalidArgumentError("kl estimator: unknown name \"" + std::string(name) +
                                  "\" (expected k1, k2 or k3)");
 }
 
-Result<IsCorrection> ParseIsCorrection(std::string_view name) {
+absl::StatusOr<IsCorrection> ParseIsCorrection(std::string_view name) {
   if (name == "none") return IsCorrection::kNone;
   if (name == "token_tis") return IsCorrection::kTokenTis;
   if (name == "seq_tis") return IsCorrection::kSeqTis;
   if (name == "token_mask") return IsCorrection::kTokenMask;
   if (name == "seq_mask") return IsCorrection::kSeqMask;
-  return Status::InvalidArgument("is correction: unknown name \"" + std::string(name) +
+  return absl::InvalidArgumentError("is correction: unknown name \"" + std::string(name) +
                                  "\" (expected none, token_tis, seq_tis, token_mask or seq_mask)");
 }
 
-Result<RatioLevel> ParseRatioLevel(std::string_view name) {
+absl::StatusOr<RatioLevel> ParseRatioLevel(std::string_view name) {
   if (name == "token") return RatioLevel::kToken;
   if (name == "sequence") return RatioLevel::kSequence;
-  return Status::InvalidArgument("ratio level: unknown name \"" + std::string(name) +
+  return absl::InvalidArgumentError("ratio level: unknown name \"" + std::string(name) +
                                  "\" (expected token or sequence)");
 }
 
-Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
+absl::Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
   if (!(o.clip_eps_low >= 0 && o.clip_eps_low < 1)) {
-    return Status::InvalidArgument("clip_eps_low must be in [0, 1), got " + Num(o.clip_eps_low));
+    return absl::InvalidArgumentError("clip_eps_low must be in [0, 1), got " + Num(o.clip_eps_low));
   }
   if (!(o.clip_eps_high >= 0) || !std::isfinite(o.clip_eps_high)) {
-    return Status::InvalidArgument("clip_eps_high must be finite and >= 0, got " +
+    return absl::InvalidArgumentError("clip_eps_high must be finite and >= 0, got " +
                                    Num(o.clip_eps_high));
   }
   if (o.aggregation == LossAggregation::kSeqMeanTokenSumNorm &&
       !(o.norm_length > 0 && std::isfinite(o.norm_length))) {
-    return Status::InvalidArgument(
+    return absl::InvalidArgumentError(
         "norm_length must be finite and > 0 for seq-mean-token-sum-norm (set it to the maximum "
         "response length), got " + Num(o.norm_length));
   }
   if (!(o.kl_beta >= 0) || !std::isfinite(o.kl_beta)) {
-    return Status::InvalidArgument("kl_beta must be finite and >= 0, got " + Num(o.kl_beta));
+    return absl::InvalidArgumentError("kl_beta must be finite and >= 0, got " + Num(o.kl_beta));
   }
   if (o.is_correction != IsCorrection::kNone && !(o.is_cap >= 1 && std::isfinite(o.is_cap))) {
-    return Status::InvalidArgument("is_cap must be finite and >= 1, got " + Num(o.is_cap));
+    return absl::InvalidArgumentError("is_cap must be finite and >= 1, got " + Num(o.is_cap));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions& o) {
+absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, const PolicyLossOptions& o) {
   GRPO_RETURN_IF_ERROR(ValidatePolicyLossOptions(o));
   const size_t n = in.logprobs.size();
   const bool use_is = o.is_correction != IsCorrection::kNone;
@@ -113,19 +115,19 @@ Result<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, const Pol
   if (!in.mask.empty()) GRPO_RETURN_IF_ERROR(CheckLength("mask", in.mask.size(), n));
   if (in.offsets.empty() || in.offsets.front() != 0 ||
       in.offsets.back() != static_cast<int64_t>(n)) {
-    return Status::InvalidArgument("offsets must start at 0 and end at the number of tokens (" +
+    return absl::InvalidArgumentError("offsets must start at 0 and end at the number of tokens (" +
                                    std::to_string(n) + ")");
   }
   const size_t num_seqs = in.offsets.size() - 1;
   for (size_t i = 0; i < num_seqs; ++i) {
     if (in.offsets[i + 1] < in.offsets[i]) {
-      return Status::InvalidArgument("offsets decrease at sequence " + std::to_string(i));
+      return absl::InvalidArgumentError("offsets decrease at sequence " + std::to_string(i));
     }
   }
   GRPO_RETURN_IF_ERROR(CheckLength("advantages", in.advantages.size(), num_seqs));
   for (size_t i = 0; i < num_seqs; ++i) {
     if (!std::isfinite(in.advantages[i])) {
-      return Status::InvalidArgument("advantages[" + std::to_string(i) + "] is not finite");
+      return absl::InvalidArgumentError("advantages[" + std::to_string(i) + "] is not finite");
     }
   }
   auto counted = [&](size_t t) { return in.mask.empty() || in.mask[t] != 0; };
@@ -135,8 +137,8 @@ Result<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, const Pol
     for (int64_t t = in.offsets[i]; t < in.offsets[i + 1]; ++t) {
       if (!counted(t)) continue;
       const auto bad = [&](std::string_view field, float v) {
-        return std::isfinite(v) ? Status::Ok()
-                                : Status::InvalidArgument(std::string(field) + "[" +
+        return std::isfinite(v) ? absl::OkStatus()
+                                : absl::InvalidArgumentError(std::string(field) + "[" +
                                                           std::to_string(t) + "] is not finite");
       };
       GRPO_RETURN_IF_ERROR(bad("logprobs", in.logprobs[t]));

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "learner/objective.h"
 
 namespace grpo {
 
@@ -67,25 +68,25 @@ struct PolicyLossOptions {
   double is_cap = 2.0;  // C >= 1 (used unless is_correction == kNone)
 };
 
-// Defaults of a named objective:
-//   "grpo":    eps 0.2/0.2,   token ratio, seq-mean-token-mean, beta 0.04, k3  (DeepSeekMath)
-//   "dr_grpo": eps 0.2/0.2,   token ratio, seq-mean-token-sum-norm, beta 0     (Dr.GRPO;
-//              norm_length is left 0: the caller must set it, e.g. to max_new_tokens)
-//   "dapo":    eps 0.2/0.28,  token ratio, token-mean, beta 0                  (DAPO)
-//   "gspo":    eps 3e-4/4e-4, sequence ratio, seq-mean-token-mean, beta 0      (GSPO)
-// All with is_correction kNone. InvalidArgument for any other name.
-Result<PolicyLossOptions> PolicyLossPreset(std::string_view objective);
+// Defaults of an objective:
+//   kGrpo:    eps 0.2/0.2,   token ratio, seq-mean-token-mean, beta 0.04, k3  (DeepSeekMath)
+//   kDrGrpo:  eps 0.2/0.2,   token ratio, seq-mean-token-sum-norm, beta 0     (Dr.GRPO;
+//             norm_length is left 0: the caller must set it, e.g. to max_new_tokens)
+//   kDapo:    eps 0.2/0.28,  token ratio, token-mean, beta 0                  (DAPO)
+//   kGspo:    eps 3e-4/4e-4, sequence ratio, seq-mean-token-mean, beta 0      (GSPO)
+// All with is_correction kNone.
+PolicyLossOptions PolicyLossPreset(Objective objective);
 
 // Names used in configs: "token-mean" | "seq-mean-token-mean" | "seq-mean-token-sum-norm";
 // "k1" | "k2" | "k3"; "none" | "token_tis" | "seq_tis" | "token_mask" | "seq_mask";
 // "token" | "sequence".
-Result<LossAggregation> ParseLossAggregation(std::string_view name);
-Result<KlEstimator> ParseKlEstimator(std::string_view name);
-Result<IsCorrection> ParseIsCorrection(std::string_view name);
-Result<RatioLevel> ParseRatioLevel(std::string_view name);
+absl::StatusOr<LossAggregation> ParseLossAggregation(std::string_view name);
+absl::StatusOr<KlEstimator> ParseKlEstimator(std::string_view name);
+absl::StatusOr<IsCorrection> ParseIsCorrection(std::string_view name);
+absl::StatusOr<RatioLevel> ParseRatioLevel(std::string_view name);
 
 // OK, or InvalidArgument naming the bad field.
-Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
+absl::Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
 
 struct PolicyLossInputs {
   std::span<const float> logprobs;          // current policy, per token (the differentiated input)
@@ -119,7 +120,7 @@ struct PolicyLossResult {
 // InvalidArgument naming the field for mismatched lengths, bad offsets, non-finite inputs
 // (counted tokens only need finite values; masked tokens are ignored) or bad options.
 // With no counted token the loss and every gradient are 0.
-Result<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& inputs,
+absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& inputs,
                                            const PolicyLossOptions& options);
 
 }  // namespace grpo

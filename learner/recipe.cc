@@ -1,5 +1,11 @@
 #include "learner/recipe.h"
 
+#include <cmath>
+
+#include "core/checked_math.h"
+#include "model/model_memory.h"
+#include "model/presets.h"
+
 namespace grpo {
 namespace {
 
@@ -10,6 +16,7 @@ const std::vector<std::string>& KnownKeys() {
       "model.path", "model.init.preset", "model.init.config", "model.init.seed", "model.init.std",
       "data.source", "data.prompt_template", "data.addition.digits",
       "data.addition.held_out_fraction", "data.jsonl.train", "data.jsonl.eval", "data.jsonl.format",
+      "data.max_bad_fraction",
       "pretrain.steps", "pretrain.batch_size", "pretrain.lr", "pretrain.warmup_steps",
       "pretrain.schedule", "pretrain.min_lr_ratio", "pretrain.max_grad_norm",
       "pretrain.teacher_mix.careful", "pretrain.teacher_mix.guess", "pretrain.teacher_mix.plain",
@@ -33,12 +40,17 @@ const std::vector<std::string>& KnownKeys() {
   return keys;
 }
 
-Status Positive(const Config& c, const char* key, int64_t v) {
+// Counts and lengths that go over the wire as 32-bit numbers (and index 32-bit arrays);
+// whether they fit in memory is PlanTrainingMemory's question.
+constexpr int64_t kMaxCount = 2147483647;
+
+absl::Status Positive(const Config& c, const char* key, int64_t v) {
   if (v <= 0) return c.Error(key, "must be > 0");
-  return Status::Ok();
+  if (v > kMaxCount) return c.Error(key, "must be at most " + std::to_string(kMaxCount) + ", got " + std::to_string(v));
+  return absl::OkStatus();
 }
 
-Status ParseLmStage(const Config& c, const std::string& prefix, LmStageRecipe* s) {
+absl::Status ParseLmStage(const Config& c, const std::string& prefix, LmStageRecipe* s) {
   const auto key = [&](const char* k) { return prefix + "." + k; };
   GRPO_ASSIGN_OR_RETURN(s->steps, c.GetIntOr(key("steps"), 0));
   if (s->steps < 0) return c.Error(key("steps"), "must be >= 0");
@@ -48,37 +60,47 @@ Status ParseLmStage(const Config& c, const std::string& prefix, LmStageRecipe* s
   GRPO_ASSIGN_OR_RETURN(s->schedule.warmup_steps, c.GetIntOr(key("warmup_steps"), 0));
   GRPO_ASSIGN_OR_RETURN(std::string decay, c.GetStringOr(key("schedule"), "cosine"));
   auto d = ParseLrDecay(decay);
-  if (!d.ok()) return c.Error(key("schedule"), d.status().message());
+  if (!d.ok()) return c.Error(key("schedule"), std::string(d.status().message()));
   s->schedule.decay = *d;
   GRPO_ASSIGN_OR_RETURN(s->schedule.min_lr_ratio, c.GetDoubleOr(key("min_lr_ratio"), 0.1));
   s->schedule.total_steps = std::max<int64_t>(s->steps, s->schedule.warmup_steps);
   if (s->steps > 0) {
-    Status v = ValidateLrSchedule(s->schedule);
-    if (!v.ok()) return c.Error(prefix, v.message());
+    absl::Status v = ValidateLrSchedule(s->schedule);
+    if (!v.ok()) return c.Error(prefix, std::string(v.message()));
   }
   GRPO_ASSIGN_OR_RETURN(s->max_grad_norm, c.GetDoubleOr(key("max_grad_norm"), 1.0));
   GRPO_ASSIGN_OR_RETURN(s->teacher_mix.careful, c.GetDoubleOr(key("teacher_mix.careful"), 0.4));
   GRPO_ASSIGN_OR_RETURN(s->teacher_mix.guess, c.GetDoubleOr(key("teacher_mix.guess"), 0.3));
   GRPO_ASSIGN_OR_RETURN(s->teacher_mix.plain, c.GetDoubleOr(key("teacher_mix.plain"), 0.3));
-  if (Status v = data::Validate(s->teacher_mix); !v.ok()) return c.Error(key("teacher_mix"), v.message());
+  if (absl::Status v = data::Validate(s->teacher_mix); !v.ok()) return c.Error(key("teacher_mix"), std::string(v.message()));
   GRPO_ASSIGN_OR_RETURN(s->train_path, c.GetStringOr(key("train"), ""));
   GRPO_ASSIGN_OR_RETURN(s->format, c.GetStringOr(key("format"), "prompt-completion"));
-  return Status::Ok();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DataSource> ParseDataSource(std::string_view name) {
+  if (name == "addition") return DataSource::kAddition;
+  if (name == "jsonl") return DataSource::kJsonl;
+  return absl::InvalidArgumentError("must be 'addition' or 'jsonl'");
+}
+
+absl::StatusOr<WeightFormat> ParseServeFormat(std::string_view name) {
+  return ParseWeightFormat(name, kWireWeightFormats);
 }
 
 template <typename T, typename F>
-Status ParseEnum(const Config& c, const char* key, F parse, T* out) {
-  if (!c.Has(key)) return Status::Ok();
+absl::Status ParseEnum(const Config& c, const char* key, F parse, T* out) {
+  if (!c.Has(key)) return absl::OkStatus();
   GRPO_ASSIGN_OR_RETURN(std::string name, c.GetString(key));
   auto v = parse(name);
-  if (!v.ok()) return c.Error(key, v.status().message());
+  if (!v.ok()) return c.Error(key, std::string(v.status().message()));
   *out = *v;
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-Result<TrainRecipe> ParseRecipe(const Config& c) {
+absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_RETURN_IF_ERROR(c.CheckKnownKeys(KnownKeys()));
   TrainRecipe r;
   r.source = c;
@@ -115,21 +137,23 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
     GRPO_ASSIGN_OR_RETURN(int64_t init_seed, c.GetIntOr("model.init.seed", 0));
     r.init_seed = static_cast<uint64_t>(init_seed);
     GRPO_ASSIGN_OR_RETURN(r.init_std, c.GetDoubleOr("model.init.std", 0.02));
+    if (!(std::isfinite(r.init_std) && r.init_std > 0)) return c.Error("model.init.std", "must be a finite number > 0");
   }
 
-  GRPO_ASSIGN_OR_RETURN(r.data_source, c.GetStringOr("data.source", "addition"));
-  if (r.data_source != "addition" && r.data_source != "jsonl") {
-    return c.Error("data.source", "must be 'addition' or 'jsonl'");
-  }
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "data.source", ParseDataSource, &r.data_source));
   GRPO_ASSIGN_OR_RETURN(r.prompt_template, c.GetStringOr("data.prompt_template", "{question}"));
   GRPO_ASSIGN_OR_RETURN(int64_t digits, c.GetIntOr("data.addition.digits", 2));
   r.addition.digits = static_cast<int>(digits);
   GRPO_ASSIGN_OR_RETURN(r.addition.held_out_fraction, c.GetDoubleOr("data.addition.held_out_fraction", 0.1));
-  if (Status v = data::Validate(r.addition); !v.ok()) return c.Error("data.addition", v.message());
+  if (absl::Status v = data::Validate(r.addition); !v.ok()) return c.Error("data.addition", std::string(v.message()));
   GRPO_ASSIGN_OR_RETURN(r.train_path, c.GetStringOr("data.jsonl.train", ""));
   GRPO_ASSIGN_OR_RETURN(r.eval_path, c.GetStringOr("data.jsonl.eval", ""));
   GRPO_ASSIGN_OR_RETURN(r.dataset_format, c.GetStringOr("data.jsonl.format", "generic"));
-  if (r.data_source == "jsonl" && r.train_path.empty()) {
+  GRPO_ASSIGN_OR_RETURN(r.max_bad_fraction, c.GetDoubleOr("data.max_bad_fraction", 0.1));
+  if (!(r.max_bad_fraction >= 0 && r.max_bad_fraction <= 1)) {
+    return c.Error("data.max_bad_fraction", "must be in [0, 1]");
+  }
+  if (r.data_source == DataSource::kJsonl && r.train_path.empty()) {
     return c.Error("data.jsonl.train", "required when data.source is jsonl");
   }
 
@@ -146,12 +170,9 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.sampling.top_p, c.GetDoubleOr("rollout.top_p", 1.0));
   GRPO_ASSIGN_OR_RETURN(r.sampling.top_k, c.GetIntOr("rollout.top_k", 0));
   GRPO_ASSIGN_OR_RETURN(r.sampling.min_p, c.GetDoubleOr("rollout.min_p", 0.0));
-  if (Status v = ValidateSampling(r.sampling); !v.ok()) return c.Error("rollout", v.message());
+  if (absl::Status v = ValidateSampling(r.sampling); !v.ok()) return c.Error("rollout", std::string(v.message()));
   GRPO_ASSIGN_OR_RETURN(r.stop_strings, c.GetStringListOr("rollout.stop_strings", {}));
-  GRPO_ASSIGN_OR_RETURN(r.serve_format, c.GetStringOr("rollout.serve_format", "f32"));
-  if (r.serve_format != "f32" && r.serve_format != "bf16" && r.serve_format != "fp8") {
-    return c.Error("rollout.serve_format", "must be f32, bf16 or fp8");
-  }
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "rollout.serve_format", ParseServeFormat, &r.serve_format));
   GRPO_ASSIGN_OR_RETURN(r.kv_memory_mb, c.GetIntOr("rollout.kv_memory_mb", 256));
   GRPO_RETURN_IF_ERROR(Positive(c, "rollout.kv_memory_mb", r.kv_memory_mb));
   GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
@@ -165,15 +186,9 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   }
   GRPO_ASSIGN_OR_RETURN(r.reward_endpoints, c.GetStringListOr("reward.endpoints", {}));
 
-  GRPO_ASSIGN_OR_RETURN(r.objective, c.GetStringOr("algorithm.objective", "grpo"));
-  {
-    auto preset = PolicyLossPreset(r.objective);
-    if (!preset.ok()) return c.Error("algorithm.objective", preset.status().message());
-    r.loss = *preset;
-    auto adv = AdvantagePreset(r.objective);
-    if (!adv.ok()) return c.Error("algorithm.objective", adv.status().message());
-    r.advantage = *adv;
-  }
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.objective", ParseObjective, &r.objective));
+  r.loss = PolicyLossPreset(r.objective);
+  r.advantage = AdvantagePreset(r.objective);
   GRPO_ASSIGN_OR_RETURN(r.loss.clip_eps_low, c.GetDoubleOr("algorithm.clip_eps_low", r.loss.clip_eps_low));
   GRPO_ASSIGN_OR_RETURN(r.loss.clip_eps_high, c.GetDoubleOr("algorithm.clip_eps_high", r.loss.clip_eps_high));
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.ratio_level", ParseRatioLevel, &r.loss.ratio_level));
@@ -186,7 +201,7 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.kl_estimator", ParseKlEstimator, &r.loss.kl_estimator));
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.is_correction", ParseIsCorrection, &r.loss.is_correction));
   GRPO_ASSIGN_OR_RETURN(r.loss.is_cap, c.GetDoubleOr("algorithm.is_cap", r.loss.is_cap));
-  if (Status v = ValidatePolicyLossOptions(r.loss); !v.ok()) return c.Error("algorithm", v.message());
+  if (absl::Status v = ValidatePolicyLossOptions(r.loss); !v.ok()) return c.Error("algorithm", std::string(v.message()));
   if (c.Has("algorithm.advantage_scale")) {
     GRPO_ASSIGN_OR_RETURN(std::string s, c.GetString("algorithm.advantage_scale"));
     if (s == "std") {
@@ -197,7 +212,7 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
       return c.Error("algorithm.advantage_scale", "must be 'std' or 'none'");
     }
   }
-  GRPO_ASSIGN_OR_RETURN(r.dynamic_sampling, c.GetBoolOr("algorithm.dynamic_sampling", r.objective == "dapo"));
+  GRPO_ASSIGN_OR_RETURN(r.dynamic_sampling, c.GetBoolOr("algorithm.dynamic_sampling", r.objective == Objective::kDapo));
   GRPO_ASSIGN_OR_RETURN(r.max_sampling_rounds, c.GetIntOr("algorithm.max_sampling_rounds", 3));
   GRPO_RETURN_IF_ERROR(Positive(c, "algorithm.max_sampling_rounds", r.max_sampling_rounds));
 
@@ -224,9 +239,12 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.steps, c.GetIntOr("train.steps", 10));
   if (r.steps < 0) return c.Error("train.steps", "must be >= 0");
   r.schedule.total_steps = std::max<int64_t>(r.steps * r.mini_batches * r.epochs, r.schedule.warmup_steps);
-  if (Status v = ValidateLrSchedule(r.schedule); !v.ok()) return c.Error("optimizer", v.message());
+  if (absl::Status v = ValidateLrSchedule(r.schedule); !v.ok()) return c.Error("optimizer", std::string(v.message()));
   GRPO_ASSIGN_OR_RETURN(r.eval_every, c.GetIntOr("train.eval_every", 0));
   GRPO_ASSIGN_OR_RETURN(r.eval_size, c.GetIntOr("train.eval_size", 100));
+  if (r.eval_size < 0 || r.eval_size > kMaxCount) {
+    return c.Error("train.eval_size", "must be in [0, " + std::to_string(kMaxCount) + "]");
+  }
   GRPO_ASSIGN_OR_RETURN(r.eval_samples, c.GetIntOr("train.eval_samples", 1));
   GRPO_RETURN_IF_ERROR(Positive(c, "train.eval_samples", r.eval_samples));
   GRPO_ASSIGN_OR_RETURN(r.eval_temperature, c.GetDoubleOr("train.eval_temperature", 1.0));
@@ -241,10 +259,94 @@ Result<TrainRecipe> ParseRecipe(const Config& c) {
   return r;
 }
 
-Result<TrainRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides) {
+absl::StatusOr<TrainRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides) {
   GRPO_ASSIGN_OR_RETURN(Config c, Config::LoadFile(path));
   GRPO_RETURN_IF_ERROR(c.ApplyOverrides(overrides));
   return ParseRecipe(c);
+}
+
+absl::StatusOr<ModelConfig> RecipeModelConfig(const TrainRecipe& r) {
+  if (!r.model_path.empty()) {
+    absl::StatusOr<ModelConfig> m = ModelConfig::Load(r.model_path);
+    if (!m.ok()) return grpo::WithContext(m.status(), "model.path");
+    return m;
+  }
+  nlohmann::json tree = nlohmann::json::object();
+  if (!r.model_preset.empty()) {
+    GRPO_ASSIGN_OR_RETURN(ModelConfig preset, PresetConfig(r.model_preset));
+    tree = preset.ToJson();
+  }
+  for (const auto& [k, v] : r.model_config.items()) tree[k] = v;
+  GRPO_ASSIGN_OR_RETURN(Config cfg, Config::FromJson(tree, "model.init.config"));
+  absl::StatusOr<ModelConfig> m = ModelConfig::FromConfig(cfg);
+  if (!m.ok()) return grpo::WithContext(m.status(), "model.init");
+  return m;
+}
+
+namespace {
+
+constexpr int64_t kSampleBytes = 128;  // a sample's bookkeeping: vectors, reward, proto, at the least
+constexpr int64_t kTokenBytes = 12;    // per completion token: id, rollout logprob, learner logprob
+
+std::string Key(const char* key, int64_t v) { return std::string(key) + " " + std::to_string(v); }
+
+}  // namespace
+
+absl::StatusOr<MemoryPlan> PlanTrainingMemory(const TrainRecipe& r, const ModelConfig& m, bool sft) {
+  MemoryPlan plan;
+  AddModelWeights(m, WeightFormat::kF32, /*training=*/true, "policy", &plan);
+  // Activations of a next-token batch (pretrain, sft): sequences of at least 2 tokens, layer
+  // inputs kept at the least.
+  const auto add_lm_stage = [&](const char* stage, const LmStageRecipe& s) {
+    const std::string key = std::string(stage) + ".batch_size";
+    plan.Add(std::string(stage) + " activations (" + Key(key.c_str(), s.batch_size) + " sequences)",
+             ForwardActivationBytes(m, CheckedInt64(s.batch_size) * 2, CheckedInt64(s.batch_size) * 4, true, true));
+  };
+  if (sft) {
+    add_lm_stage("sft", r.sft);
+    return plan;
+  }
+  if (r.pretrain.steps > 0) add_lm_stage("pretrain", r.pretrain);
+  if (r.max_new_tokens >= m.max_position_embeddings) {
+    return r.source.Error("rollout.max_new_tokens", "is " + std::to_string(r.max_new_tokens) +
+                                                        ": no room for a prompt within the model's "
+                                                        "max_position_embeddings (" +
+                                                        std::to_string(m.max_position_embeddings) + ")");
+  }
+  if (r.loss.kl_beta > 0) {
+    AddModelWeights(m, WeightFormat::kF32, false, "reference model (algorithm.kl_beta > 0)", &plan);
+  }
+  if (r.rollout_endpoints.empty()) {
+    AddModelWeights(m, r.serve_format, false, "rollout engine", &plan);
+    plan.Add("rollout KV cache (" + Key("rollout.kv_memory_mb", r.kv_memory_mb) + ")",
+             CheckedInt64(r.kv_memory_mb) * (int64_t{1} << 20));
+  }
+  // One step's samples, each at full length: prompt (at least a token) + max_new_tokens.
+  const int64_t rounds = r.dynamic_sampling ? r.max_sampling_rounds : 1;
+  const CheckedInt64 samples = CheckedInt64(r.prompts_per_step) * r.group_size * rounds;
+  const std::string sample_keys = Key("rollout.prompts_per_step", r.prompts_per_step) + " x " +
+                                  Key("rollout.group_size", r.group_size) +
+                                  (rounds > 1 ? " x " + Key("algorithm.max_sampling_rounds", rounds) : "") + " of " +
+                                  Key("rollout.max_new_tokens", r.max_new_tokens);
+  plan.Add("samples of a step (" + sample_keys + ")",
+           samples * (CheckedInt64(r.max_new_tokens) * kTokenBytes + kSampleBytes));
+  const int64_t len = r.max_new_tokens + 1;
+  const CheckedInt64 per_update = CheckedInt64(r.prompts_per_step / r.mini_batches) * r.group_size;
+  plan.Add("learner activations at full length (" + Key("rollout.prompts_per_step", r.prompts_per_step) + " / " +
+               Key("optimizer.mini_batches", r.mini_batches) + " x " + Key("rollout.group_size", r.group_size) +
+               " sequences of " + std::to_string(len) + " tokens)",
+           ForwardActivationBytes(m, per_update * len, per_update * len * len, true));
+  const CheckedInt64 eval = CheckedInt64(r.eval_size) * r.eval_samples;
+  plan.Add("evaluation samples (" + Key("train.eval_size", r.eval_size) + " x " +
+               Key("train.eval_samples", r.eval_samples) + ")",
+           eval * (CheckedInt64(r.max_new_tokens) * kTokenBytes + kSampleBytes));
+  return plan;
+}
+
+absl::Status CheckTrainingMemory(const TrainRecipe& recipe, bool sft) {
+  GRPO_ASSIGN_OR_RETURN(ModelConfig model, RecipeModelConfig(recipe));
+  GRPO_ASSIGN_OR_RETURN(MemoryPlan plan, PlanTrainingMemory(recipe, model, sft));
+  return plan.Check(std::string("the recipe ") + recipe.source.name());
 }
 
 }  // namespace grpo

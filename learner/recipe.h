@@ -32,12 +32,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
+#include "core/memory_plan.h"
 #include "core/status.h"
 #include "data/addition.h"
 #include "learner/advantage.h"
+#include "learner/objective.h"
 #include "learner/optimizer.h"
 #include "learner/policy_loss.h"
 #include "learner/schedule.h"
+#include "learner/weight_push.h"
+#include "model/model_config.h"
+#include "model/parameters.h"
 #include "rollout/sampler.h"
 
 namespace grpo {
@@ -50,6 +55,12 @@ struct LmStageRecipe {
   data::TeacherMix teacher_mix;  // pretrain on the addition task
   std::string train_path;        // sft: JSONL exported by `grpo export`
   std::string format;            // sft: prompt-completion | openai | sharegpt
+};
+
+// Where RL prompts come from (`data.source`).
+enum class DataSource {
+  kAddition,  // "addition": generated (data/addition.h)
+  kJsonl,     // "jsonl": data.jsonl.train / eval
 };
 
 struct TrainRecipe {
@@ -68,9 +79,12 @@ struct TrainRecipe {
   uint64_t init_seed = 0;
   double init_std = 0.02;
 
-  std::string data_source = "addition";  // "addition" | "jsonl"
+  DataSource data_source = DataSource::kAddition;
   data::AdditionOptions addition;
   std::string train_path, eval_path, dataset_format = "generic";
+  // The most bad rows a dataset file (data.jsonl.train / .eval, sft.train) may have, as a fraction
+  // of its rows; more fails the run (docs/data.md).
+  double max_bad_fraction = 0.1;
   std::string prompt_template = "{question}";
 
   LmStageRecipe pretrain;
@@ -81,7 +95,7 @@ struct TrainRecipe {
   int64_t max_new_tokens = 256;
   SamplingOptions sampling;
   std::vector<std::string> stop_strings;
-  std::string serve_format = "f32";
+  WeightFormat serve_format = WeightFormat::kF32;  // one of kWireWeightFormats
   int64_t kv_memory_mb = 256;
   bool routing_replay = true;
   bool overlap = false;  // one-step off-policy: next rollout during this update
@@ -90,7 +104,7 @@ struct TrainRecipe {
   Config rules;  // reward.rules as a rules-file tree
   std::vector<std::string> reward_endpoints;
 
-  std::string objective = "grpo";
+  Objective objective = Objective::kGrpo;
   PolicyLossOptions loss;
   AdvantageOptions advantage;
   bool dynamic_sampling = false;
@@ -111,8 +125,28 @@ struct TrainRecipe {
 };
 
 // Reads and validates; errors name file:line and the key.
-Result<TrainRecipe> ParseRecipe(const Config& config);
-Result<TrainRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides);
+absl::StatusOr<TrainRecipe> ParseRecipe(const Config& config);
+absl::StatusOr<TrainRecipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides);
+
+// The architecture the recipe trains: model.path's config.json, or model.init.preset with the
+// keys of model.init.config over it; validated (model/model_config.h), nothing allocated.
+absl::StatusOr<ModelConfig> RecipeModelConfig(const TrainRecipe& recipe);
+
+// What `grpo train` (with `sft`: `grpo sft`) will hold in memory for this recipe and model, at
+// the least (core/memory_plan.h): the policy's f32 weights, gradients and AdamW moments; the
+// reference model (algorithm.kl_beta > 0); the embedded rollout engine's weights and KV cache
+// (rollout.kv_memory_mb; none with rollout.endpoints); one step's samples at full length
+// (rollout.prompts_per_step x rollout.group_size, times algorithm.max_sampling_rounds with
+// dynamic sampling, each up to rollout.max_new_tokens) and the learner's activations for one
+// optimizer.mini_batches share of them; the evaluation samples (train.eval_size x
+// train.eval_samples); the pretrain / sft batch's activations. Each part names its keys.
+// InvalidArgument when rollout.max_new_tokens leaves no room for a prompt within the model's
+// max_position_embeddings.
+absl::StatusOr<MemoryPlan> PlanTrainingMemory(const TrainRecipe& recipe, const ModelConfig& model, bool sft);
+
+// RecipeModelConfig, then PlanTrainingMemory checked against the memory available now: what
+// `grpo train --check` runs, and what training runs before it allocates anything.
+absl::Status CheckTrainingMemory(const TrainRecipe& recipe, bool sft);
 
 }  // namespace grpo
 

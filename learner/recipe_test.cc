@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 namespace grpo {
 namespace {
 
@@ -14,7 +16,7 @@ reward:
     - {type: format}
 )";
 
-Result<TrainRecipe> Parse(const std::string& text, const std::vector<std::string>& overrides = {}) {
+absl::StatusOr<TrainRecipe> Parse(const std::string& text, const std::vector<std::string>& overrides = {}) {
   GRPO_ASSIGN_OR_RETURN(Config c, Config::Parse(text, "recipe.yaml"));
   GRPO_RETURN_IF_ERROR(c.ApplyOverrides(overrides));
   return ParseRecipe(c);
@@ -25,7 +27,9 @@ TEST(Recipe, DefaultsAndPresets) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->name, "t");
   EXPECT_EQ(r->seed, 3u);
-  EXPECT_EQ(r->objective, "grpo");
+  EXPECT_EQ(r->objective, Objective::kGrpo);
+  EXPECT_EQ(r->data_source, DataSource::kAddition);
+  EXPECT_EQ(r->serve_format, WeightFormat::kF32);
   EXPECT_DOUBLE_EQ(r->loss.kl_beta, 0.04);  // the GRPO preset
   EXPECT_EQ(r->loss.aggregation, LossAggregation::kSeqMeanTokenMean);
   EXPECT_EQ(r->advantage.scale, AdvantageScale::kStd);
@@ -74,11 +78,95 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"data.addition.digits=0"}, "data.addition");
 }
 
+TEST(Recipe, NamedChoicesAreParsedOnce) {
+  auto r = Parse(kMinimal, {"rollout.serve_format=fp8", "algorithm.objective=gspo", "data.source=jsonl",
+                            "data.jsonl.train=/data/train.jsonl"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->serve_format, WeightFormat::kFp8Block);
+  EXPECT_EQ(r->objective, Objective::kGspo);
+  EXPECT_EQ(r->loss.ratio_level, RatioLevel::kSequence);  // the GSPO preset
+  EXPECT_EQ(r->data_source, DataSource::kJsonl);
+  auto bf16 = Parse(kMinimal, {"rollout.serve_format=bf16"});
+  ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+  EXPECT_EQ(bf16->serve_format, WeightFormat::kBF16);
+  // Errors list the valid names; "stored" is a WeightFormat but not one an update is sent in.
+  ExpectError({"rollout.serve_format=stored"}, "(expected f32, bf16 or fp8)");
+  ExpectError({"algorithm.objective=ppo"}, "(expected grpo, dr_grpo, dapo or gspo)");
+  ExpectError({"data.source=csv"}, "must be 'addition' or 'jsonl'");
+}
+
 TEST(Recipe, ModelInitNullWithAPath) {
   auto r = Parse(kMinimal, {"model.init=null", "model.path=/some/dir"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->model_path, "/some/dir");
   EXPECT_TRUE(r->model_preset.empty());
+}
+
+// The memory plan of a recipe against a budget of `mb` MiB (GRPO_MEMORY_LIMIT_MB).
+absl::Status CheckMemory(const std::vector<std::string>& overrides, const char* mb, bool sft = false) {
+  auto r = Parse(kMinimal, overrides);
+  if (!r.ok()) return r.status();
+  ::setenv("GRPO_MEMORY_LIMIT_MB", mb, 1);
+  absl::Status s = CheckTrainingMemory(*r, sft);
+  ::unsetenv("GRPO_MEMORY_LIMIT_MB");
+  return s;
+}
+
+void ExpectMemoryError(const std::vector<std::string>& overrides, const std::string& needle, bool sft = false) {
+  const absl::Status s = CheckMemory(overrides, "4096", sft);
+  ASSERT_FALSE(s.ok()) << "accepted " << overrides[0];
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s.ToString();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.ToString();
+}
+
+TEST(RecipeMemory, TheNanoRecipeFits) {
+  EXPECT_TRUE(CheckMemory({}, "1024").ok());
+  auto r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok());
+  auto model = RecipeModelConfig(*r);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ(model->model_type, "deepseek_v3");
+  auto plan = PlanTrainingMemory(*r, *model, false);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_NE(plan->ToString().find("policy AdamW moments"), std::string::npos);
+  EXPECT_NE(plan->ToString().find("rollout KV cache (rollout.kv_memory_mb 256) 256.00 MiB"), std::string::npos);
+  EXPECT_NE(plan->ToString().find("reference model (algorithm.kl_beta > 0)"), std::string::npos);
+  // Remote rollout: no engine in this process.
+  auto remote = Parse(kMinimal, {"rollout.endpoints=[\"h:1\"]", "algorithm.kl_beta=0"});
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  auto remote_plan = PlanTrainingMemory(*remote, *model, false);
+  ASSERT_TRUE(remote_plan.ok());
+  EXPECT_EQ(remote_plan->ToString().find("KV cache"), std::string::npos);
+  EXPECT_EQ(remote_plan->ToString().find("reference model"), std::string::npos);
+}
+
+// Issue 19: train --check passed, then training aborted (1 TB for hidden_size=1e9, bad_alloc
+// for group_size 1e8 and prompts_per_step 1e9). The same plan runs in --check and in Train.
+TEST(RecipeMemory, InstancesOfIssue19AreCaughtBeforeAllocating) {
+  ExpectMemoryError({"model.init.config.hidden_size=1000000000"}, "hidden_size 1000000000");
+  ExpectMemoryError({"rollout.group_size=100000000"}, "rollout.group_size 100000000");
+  ExpectMemoryError({"rollout.prompts_per_step=1000000000"}, "rollout.prompts_per_step 1000000000");
+  ExpectMemoryError({"rollout.kv_memory_mb=100000000"}, "largest part: rollout KV cache (rollout.kv_memory_mb 100000000)");
+}
+
+// Fresh variants: other keys that size what training allocates.
+TEST(RecipeMemory, OtherSizesAreCaughtToo) {
+  ExpectMemoryError({"pretrain.steps=10", "pretrain.batch_size=1000000000"}, "pretrain.batch_size 1000000000");
+  ExpectMemoryError({"train.eval_size=1000000000", "train.eval_samples=1000"}, "train.eval_size 1000000000");
+  ExpectMemoryError({"sft.batch_size=2000000000"}, "sft.batch_size 2000000000", /*sft=*/true);
+  ExpectMemoryError({"rollout.prompts_per_step=2000000000", "rollout.group_size=2000000000"}, "(overflows 64 bits)");
+  ExpectError({"rollout.kv_memory_mb=9000000000000000"}, "'rollout.kv_memory_mb': must be at most 2147483647");
+  ExpectError({"rollout.group_size=3000000000"}, "'rollout.group_size': must be at most 2147483647");
+  ExpectError({"train.eval_size=-1"}, "train.eval_size");
+  // No room for a prompt within the model's positions (deepseek_v3-nano: 4096).
+  const absl::Status s = CheckMemory({"rollout.max_new_tokens=4096"}, "4096");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("rollout.max_new_tokens"), std::string::npos) << s.ToString();
+  // A model config that overflows is refused naming the key, before any plan.
+  const absl::Status shape = CheckMemory({"model.init.config.intermediate_size=4611686018427387904"}, "4096");
+  EXPECT_EQ(shape.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(shape.message().find("model.init: config.json: 'intermediate_size' must be at most"), std::string::npos)
+      << shape.ToString();
 }
 
 }  // namespace

@@ -4,10 +4,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "proto/rollout.grpc.pb.h"
+#include "rollout/sample_proto.h"
 
 namespace grpo {
 namespace {
@@ -18,24 +22,25 @@ bool Retryable(grpc::StatusCode c) {
          c == grpc::StatusCode::INTERNAL;
 }
 
-StatusCode FromGrpcCode(grpc::StatusCode c) {
+absl::StatusCode FromGrpcCode(grpc::StatusCode c) {
   switch (c) {
-    case grpc::StatusCode::INVALID_ARGUMENT: return StatusCode::kInvalidArgument;
-    case grpc::StatusCode::NOT_FOUND: return StatusCode::kNotFound;
-    case grpc::StatusCode::ALREADY_EXISTS: return StatusCode::kAlreadyExists;
-    case grpc::StatusCode::OUT_OF_RANGE: return StatusCode::kOutOfRange;
-    case grpc::StatusCode::FAILED_PRECONDITION: return StatusCode::kFailedPrecondition;
-    case grpc::StatusCode::UNIMPLEMENTED: return StatusCode::kUnimplemented;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return StatusCode::kDeadlineExceeded;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return StatusCode::kResourceExhausted;
-    case grpc::StatusCode::UNAVAILABLE: return StatusCode::kUnavailable;
-    case grpc::StatusCode::CANCELLED: return StatusCode::kCancelled;
-    default: return StatusCode::kInternal;
+    case grpc::StatusCode::INVALID_ARGUMENT: return absl::StatusCode::kInvalidArgument;
+    case grpc::StatusCode::NOT_FOUND: return absl::StatusCode::kNotFound;
+    case grpc::StatusCode::ALREADY_EXISTS: return absl::StatusCode::kAlreadyExists;
+    case grpc::StatusCode::OUT_OF_RANGE: return absl::StatusCode::kOutOfRange;
+    case grpc::StatusCode::FAILED_PRECONDITION: return absl::StatusCode::kFailedPrecondition;
+    case grpc::StatusCode::UNIMPLEMENTED: return absl::StatusCode::kUnimplemented;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return absl::StatusCode::kDeadlineExceeded;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return absl::StatusCode::kResourceExhausted;
+    case grpc::StatusCode::UNAVAILABLE: return absl::StatusCode::kUnavailable;
+    case grpc::StatusCode::CANCELLED: return absl::StatusCode::kCancelled;
+    default: return absl::StatusCode::kInternal;
   }
 }
 
-std::chrono::system_clock::time_point Deadline(int64_t ms) {
-  return std::chrono::system_clock::now() + std::chrono::milliseconds(ms);
+// A gRPC deadline `timeout` from now.
+std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
+  return absl::ToChronoTime(absl::Now() + timeout);
 }
 
 class RemoteRollout final : public PolicyRollout {
@@ -51,10 +56,10 @@ class RemoteRollout final : public PolicyRollout {
     }
   }
 
-  Result<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) override {
+  absl::StatusOr<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) override {
     GRPO_RETURN_IF_ERROR(ReviveDownServers());
     std::vector<GroupResult> results(requests.size());
-    std::vector<Status> errors(requests.size());
+    std::vector<absl::Status> errors(requests.size());
     std::atomic<size_t> next{0};
     std::atomic<size_t> rr{0};
     const int threads = static_cast<int>(std::min<size_t>(requests.size(), static_cast<size_t>(options_.max_in_flight)));
@@ -67,11 +72,11 @@ class RemoteRollout final : public PolicyRollout {
       });
     }
     for (auto& t : pool) t.join();
-    for (const Status& s : errors) GRPO_RETURN_IF_ERROR(s);
+    for (const absl::Status& s : errors) GRPO_RETURN_IF_ERROR(s);
     return results;
   }
 
-  Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) override {
+  absl::Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) override {
     GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(masters, version, options_.push));
     current_ = std::make_shared<EncodedWeights>(std::move(w));
     version_ = version;
@@ -79,7 +84,7 @@ class RemoteRollout final : public PolicyRollout {
     std::vector<grpo::v1::RolloutService::StubInterface*> stubs;
     std::vector<size_t> index;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (size_t i = 0; i < stubs_.size(); ++i) {
         if (up_[i]) {
           stubs.push_back(stubs_[i].get());
@@ -87,12 +92,13 @@ class RemoteRollout final : public PolicyRollout {
         }
       }
     }
-    auto acks = PushWeightsToAll(stubs, *current_, options_.push.chunk_bytes, Deadline(options_.push_timeout_ms));
+    auto acks = PushWeightsToAll(stubs, *current_, options_.push.chunk_bytes, absl::Now() + options_.push_timeout,
+                                 options_.push_token);
     int ok = 0;
     std::string why;
     for (size_t j = 0; j < acks.size(); ++j) {
       const size_t i = index[j];
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (acks[j].ok()) {
         ++ok;
       } else {
@@ -100,44 +106,45 @@ class RemoteRollout final : public PolicyRollout {
         why += " " + options_.endpoints[i] + ": " + acks[j].status().ToString() + ";";
       }
     }
-    if (ok == 0) return Status::Unavailable("weight push of version " + std::to_string(version) + " reached no rollout server:" + why);
+    if (ok == 0) return absl::UnavailableError("weight push of version " + std::to_string(version) + " reached no rollout server:" + why);
     if (!why.empty()) std::fprintf(stderr, "grpo train: rollout servers marked down after the push:%s\n", why.c_str());
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
   uint64_t weight_version() const override { return version_; }
 
  private:
   // Health-checks every down server; one that answers gets the current weights.
-  Status ReviveDownServers() {
+  absl::Status ReviveDownServers() {
     for (size_t i = 0; i < stubs_.size(); ++i) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         if (up_[i]) continue;
       }
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(2000));
+      ctx.set_deadline(Deadline(absl::Seconds(2)));
       grpo::v1::RolloutHealthRequest req;
       grpo::v1::RolloutHealthResponse resp;
       if (!stubs_[i]->Health(&ctx, req, &resp).ok()) continue;
       if (current_ != nullptr && resp.weight_version() != version_) {
-        auto ack = grpo::PushWeights(*stubs_[i], *current_, options_.push.chunk_bytes, Deadline(options_.push_timeout_ms));
+        auto ack = grpo::PushWeights(*stubs_[i], *current_, options_.push.chunk_bytes,
+                                     absl::Now() + options_.push_timeout, options_.push_token);
         if (!ack.ok()) continue;
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       up_[i] = true;
       std::fprintf(stderr, "grpo train: rollout server %s is back\n", options_.endpoints[i].c_str());
     }
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
-  Status GenerateOne(const GroupRequest& request, size_t start, GroupResult* out) {
+  absl::Status GenerateOne(const GroupRequest& request, size_t start, GroupResult* out) {
     const grpo::v1::GenerateRequest proto = GroupRequestToProto(request);
     std::string last_error;
     for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
       int server = -1;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         for (size_t k = 0; k < stubs_.size(); ++k) {
           const size_t i = (start + attempt + k) % stubs_.size();
           if (up_[i]) {
@@ -148,19 +155,19 @@ class RemoteRollout final : public PolicyRollout {
       }
       if (server < 0) break;
       grpc::ClientContext ctx;
-      ctx.set_deadline(Deadline(options_.group_timeout_ms));
+      ctx.set_deadline(Deadline(options_.group_timeout));
       grpo::v1::GenerateResponse resp;
       grpc::Status st = stubs_[server]->Generate(&ctx, proto, &resp);
       if (st.ok()) {
-        GroupResult result = GroupResultFromProto(resp.group());
-        const std::string bad = CheckResult(request, result);
+        absl::StatusOr<GroupResult> result = GroupResultFromProto(resp.group());
+        const std::string bad = result.ok() ? CheckResult(request, *result) : std::string(result.status().message());
         if (bad.empty()) {
-          *out = std::move(result);
-          return Status::Ok();
+          *out = *std::move(result);
+          return absl::OkStatus();
         }
         // E.g. a server restarted with its original weights: route around it until revived.
         last_error = options_.endpoints[server] + ": " + bad;
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         std::fprintf(stderr, "grpo train: rollout server %s marked down (%s)\n", options_.endpoints[server].c_str(),
                      bad.c_str());
         up_[server] = false;
@@ -168,16 +175,16 @@ class RemoteRollout final : public PolicyRollout {
       }
       last_error = options_.endpoints[server] + ": " + st.error_message();
       if (!Retryable(st.error_code())) {
-        return Status(FromGrpcCode(st.error_code()), "rollout server " + last_error);
+        return absl::Status(FromGrpcCode(st.error_code()), "rollout server " + last_error);
       }
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (up_[server]) std::fprintf(stderr, "grpo train: rollout server %s marked down (%s)\n",
                                     options_.endpoints[server].c_str(), st.error_message().c_str());
       up_[server] = false;
     }
     std::string all;
     for (const auto& e : options_.endpoints) all += (all.empty() ? "" : ", ") + e;
-    return Status::Unavailable("no rollout server could generate a group (servers: " + all +
+    return absl::UnavailableError("no rollout server could generate a group (servers: " + all +
                                "; last error: " + last_error + ")");
   }
 
@@ -203,18 +210,18 @@ class RemoteRollout final : public PolicyRollout {
 
   RemoteRolloutOptions options_;
   std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> stubs_;
-  std::mutex mu_;
-  std::vector<bool> up_;
+  absl::Mutex mu_;  // Generate's threads share up_
+  std::vector<bool> up_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<EncodedWeights> current_;
   uint64_t version_ = 0;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRolloutOptions& options) {
-  if (options.endpoints.empty()) return Status::InvalidArgument("remote rollout: no endpoints");
+absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRolloutOptions& options) {
+  if (options.endpoints.empty()) return absl::InvalidArgumentError("remote rollout: no endpoints");
   if (options.max_attempts <= 0 || options.max_in_flight <= 0) {
-    return Status::InvalidArgument("remote rollout: max_attempts and max_in_flight must be > 0");
+    return absl::InvalidArgumentError("remote rollout: max_attempts and max_in_flight must be > 0");
   }
   return std::unique_ptr<PolicyRollout>(std::make_unique<RemoteRollout>(options));
 }
@@ -237,22 +244,13 @@ grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& r) {
   return p;
 }
 
-GroupResult GroupResultFromProto(const grpo::v1::Group& g) {
+absl::StatusOr<GroupResult> GroupResultFromProto(const grpo::v1::Group& g) {
   GroupResult r;
   for (uint32_t e : g.prompt_routing().experts()) r.prompt_routing.push_back(static_cast<int32_t>(e));
   r.num_moe_layers = g.prompt_routing().num_moe_layers();
   r.top_k = g.prompt_routing().top_k();
   for (const auto& s : g.samples()) {
-    SampleResult out;
-    out.index = s.sample_index();
-    out.tokens.assign(s.token_ids().begin(), s.token_ids().end());
-    out.logprobs.assign(s.logprobs().begin(), s.logprobs().end());
-    out.raw_logprobs.assign(s.raw_logprobs().begin(), s.raw_logprobs().end());
-    out.finish_reason = s.finish_reason() == grpo::v1::FINISH_REASON_STOP     ? "stop"
-                        : s.finish_reason() == grpo::v1::FINISH_REASON_LENGTH ? "length"
-                                                                               : "abort";
-    for (const auto& v : s.weight_versions()) out.versions.push_back({v.version(), v.first_token()});
-    for (uint32_t e : s.routing().experts()) out.routing.push_back(static_cast<int32_t>(e));
+    GRPO_ASSIGN_OR_RETURN(SampleResult out, SampleResultFromProto(s));
     if (s.has_routing() && r.num_moe_layers == 0) {
       r.num_moe_layers = s.routing().num_moe_layers();
       r.top_k = s.routing().top_k();

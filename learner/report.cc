@@ -1,7 +1,6 @@
 #include "learner/report.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -13,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/file.h"
 #include "core/jsonl.h"
 
 namespace grpo {
@@ -91,14 +91,14 @@ void Note(Metrics* m, std::string message) {
   if (m->notes.size() < kMaxNotes) m->notes.push_back(std::move(message));
 }
 
-Result<Metrics> Load(const std::string& path) {
+absl::StatusOr<Metrics> Load(const std::string& path) {
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> reader, JsonlReader::Open(path));
   Metrics m;
   std::map<int64_t, nlohmann::json> rows;  // by step; a repeated step keeps its last row
   JsonlRecord r;
   while (reader->Next(&r)) {
     if (!r.ok()) {
-      Note(&m, r.status.message());
+      Note(&m, std::string(r.status.message()));
       continue;
     }
     auto it = r.value.find("step");
@@ -365,6 +365,14 @@ std::string TimeChart(const Metrics& m, size_t max_points) {
       names, body);
 }
 
+// True when every finite value of the series lies in [0, 1] (a rate such as eval/accuracy).
+bool IsRate(const std::vector<Point>& points) {
+  for (const Point& p : points) {
+    if (std::isfinite(p.v) && (p.v < 0 || p.v > 1)) return false;
+  }
+  return true;
+}
+
 // Last finite value and the maximum (with their steps) of a series.
 struct Stat {
   bool any = false;
@@ -413,7 +421,7 @@ svg { width: 100%; height: auto; display: block; }
 
 }  // namespace
 
-Result<std::string> RenderReport(const std::string& metrics_jsonl, const ReportOptions& options) {
+absl::StatusOr<std::string> RenderReport(const std::string& metrics_jsonl, const ReportOptions& options) {
   GRPO_ASSIGN_OR_RETURN(Metrics m, Load(metrics_jsonl));
   const size_t max_points = std::max<size_t>(4, options.max_points);
   std::string title = options.title;
@@ -482,13 +490,23 @@ Result<std::string> RenderReport(const std::string& metrics_jsonl, const ReportO
     charts += LineChart(m, id, t, keys, max_points);
     shown.insert(keys.begin(), keys.end());
   };
-  std::vector<std::string> reward = {"reward_mean"}, eval = {"eval/accuracy", "eval/format"};
+  // Evaluation is split by scale, so accuracy is never drawn flat under a length of ~100 tokens:
+  // rates (eval/accuracy, eval/format, then every other eval/* within [0, 1]) come first, lengths
+  // (eval/response_len*) next; any other eval/* key gets its own chart under "Other metrics".
+  std::vector<std::string> reward = {"reward_mean"}, eval = {"eval/accuracy", "eval/format"},
+                           eval_len;
   for (const auto& [k, v] : m.series) {
     if (k.rfind("reward/", 0) == 0) reward.push_back(k);
-    if (k.rfind("eval/", 0) == 0 && k != "eval/accuracy" && k != "eval/format") eval.push_back(k);
+    if (k.rfind("eval/response_len", 0) == 0) {
+      eval_len.push_back(k);
+    } else if (k.rfind("eval/", 0) == 0 && k != "eval/accuracy" && k != "eval/format" &&
+               IsRate(v)) {
+      eval.push_back(k);
+    }
   }
+  add("eval", "Evaluation: accuracy and format (rate, 0 to 1)", eval);
+  add("eval_response_len", "Evaluation: response length (mean tokens)", eval_len);
   add("reward", "Reward (mean and per rule)", reward);
-  add("eval", "Evaluation", eval);
   add("response_len_mean", "Response length (mean tokens)", {"response_len_mean"});
   add("kl", "KL to the reference policy", {"kl"});
   add("entropy", "Entropy", {"entropy"});
@@ -509,24 +527,10 @@ Result<std::string> RenderReport(const std::string& metrics_jsonl, const ReportO
   return h;
 }
 
-Status WriteReport(const std::string& metrics_jsonl, const std::string& out_html,
+absl::Status WriteReport(const std::string& metrics_jsonl, const std::string& out_html,
                    const ReportOptions& options) {
   GRPO_ASSIGN_OR_RETURN(std::string html, RenderReport(metrics_jsonl, options));
-  const std::string tmp = out_html + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return Status::FromErrno("cannot create " + tmp, errno);
-  const bool ok = std::fwrite(html.data(), 1, html.size(), f) == html.size();
-  const int e = errno;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    return Status::FromErrno("cannot write " + tmp, ok ? errno : e);
-  }
-  if (std::rename(tmp.c_str(), out_html.c_str()) != 0) {
-    const int re = errno;
-    std::remove(tmp.c_str());
-    return Status::FromErrno("cannot rename " + tmp + " to " + out_html, re);
-  }
-  return Status::Ok();
+  return WriteFileAtomic(out_html, html);
 }
 
 }  // namespace grpo

@@ -1,7 +1,8 @@
 // Tests of learner/report: the page is well-formed (parsed by Python's XML parser, which rejects
 // any unbalanced tag or unescaped '<'/'&'), has one <svg> per chart with data and none for a
-// missing series, escapes strings from the file, references nothing external, keeps extremes
-// when downsampling, and reports bad lines.
+// missing series, draws evaluation rates and lengths on separate scales (accuracy first), escapes
+// strings from the file, references nothing external, keeps extremes when downsampling, and
+// reports bad lines.
 #include "learner/report.h"
 
 #include <gtest/gtest.h>
@@ -10,10 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/file.h"
 #include "testing/python_reference.h"
 
 namespace grpo {
@@ -52,6 +53,8 @@ for sec in root.iter("section"):
          "hovers": sum(1 for c in sec.iter("circle") if c.get("class") == "hover"),
          "titles": [text(t) for t in sec.iter("title")],
          "bands": sum(1 for r in sec.iter("rect") if r.get("class") == "band"),
+         "yticks": [float(text(t)) for t in sec.iter("text")
+                    if t.get("class") == "tick" and t.get("text-anchor") == "end"],
          "caption": "".join(text(p) for p in sec.findall("p"))}
     out["sections"].append(s)
 out["svg_total"] = len(list(root.iter("svg")))
@@ -66,17 +69,12 @@ std::string WriteMetrics(const std::string& dir_name, const std::vector<std::str
   return dir + "/metrics.jsonl";
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string ReadAll(const std::string& path) { return ReadFile(path).value_or(""); }
 
 // Writes the report next to `metrics` and returns {html text, parsed structure}.
 std::pair<std::string, nlohmann::json> Render(const std::string& metrics, ReportOptions opt = {}) {
   const std::string out = std::filesystem::path(metrics).parent_path().string() + "/report.html";
-  Status st = WriteReport(metrics, out, opt);
+  absl::Status st = WriteReport(metrics, out, opt);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_FALSE(std::filesystem::exists(out + ".tmp"));
   const std::string html = ReadAll(out);
@@ -138,7 +136,7 @@ TEST(Report, FullRunHasEveryChartSummaryAndEscapes) {
   auto [html, page] = Render(WriteMetrics("full", lines), opt);
 
   EXPECT_EQ(Ids(page), (std::vector<std::string>{
-                           "chart-reward", "chart-eval", "chart-response_len_mean", "chart-kl",
+                           "chart-eval", "chart-reward", "chart-response_len_mean", "chart-kl",
                            "chart-entropy", "chart-clip_frac", "chart-grad_norm", "chart-lr",
                            "chart-time", "chart-other-0"}));
   EXPECT_EQ(page["svg_total"], 10);
@@ -185,6 +183,55 @@ TEST(Report, FullRunHasEveryChartSummaryAndEscapes) {
   EXPECT_NE(page["notes"][1].get<std::string>().find(":11: no integer \"step\""), std::string::npos)
       << page["notes"][1];
   EXPECT_NE(page["note_text"].get<std::string>().find("2 skipped lines"), std::string::npos);
+}
+
+// The trainer's evaluation keys: rates (0 to 1) and a length in tokens (~100 here). Accuracy gets a
+// chart on its own scale, first on the page; lengths get theirs; no chart mixes the two.
+TEST(Report, EvalRatesAndLengthsAreChartedOnTheirOwnScales) {
+  std::vector<std::string> lines;
+  for (int s = 0; s <= 40; ++s) {
+    nlohmann::json j = {{"step", s}, {"reward_mean", 0.02 * s}, {"response_len_mean", 150 - s}};
+    if (s % 10 == 0) {
+      j["eval/accuracy"] = 0.2 + 0.01 * s;
+      j["eval/format"] = 0.5;
+      j["eval/response_len"] = 120.0 - s;
+      j["eval/accuracy_greedy"] = 0.25 + 0.01 * s;
+      j["eval/format_greedy"] = 0.6;
+      j["eval/response_len_greedy"] = 110.0 - s;
+      j["eval/pass_at_k_tokens"] = 5000.0;  // neither a rate nor a response length
+    }
+    lines.push_back(j.dump());
+  }
+  auto [html, page] = Render(WriteMetrics("eval", lines));
+
+  EXPECT_EQ(Ids(page), (std::vector<std::string>{"chart-eval", "chart-eval_response_len",
+                                                 "chart-reward", "chart-response_len_mean",
+                                                 "chart-other-0"}));
+  const nlohmann::json& eval = SectionById(page, "chart-eval");
+  EXPECT_EQ(eval["legend"], (nlohmann::json{"eval/accuracy", "eval/format", "eval/accuracy_greedy",
+                                            "eval/format_greedy"}));
+  EXPECT_EQ(eval["marks"], 20);  // 5 eval steps x 4 series
+  EXPECT_TRUE(AnyTitleContains(eval, "eval/accuracy step 40: 0.6"));
+  // The accuracy axis spans the rates only (0.2 to 0.65 padded), not the lengths.
+  ASSERT_FALSE(eval["yticks"].empty());
+  for (const auto& t : eval["yticks"]) {
+    EXPECT_GE(t.get<double>(), 0.0) << eval["yticks"];
+    EXPECT_LE(t.get<double>(), 1.0) << eval["yticks"];
+  }
+  const nlohmann::json& len = SectionById(page, "chart-eval_response_len");
+  EXPECT_EQ(len["legend"], (nlohmann::json{"eval/response_len", "eval/response_len_greedy"}));
+  EXPECT_TRUE(AnyTitleContains(len, "eval/response_len step 40: 80"));
+  EXPECT_EQ(SectionById(page, "chart-other-0")["h3"], "eval/pass_at_k_tokens");
+  // No chart holds a rate and a length together.
+  for (const auto& s : page["sections"]) {
+    bool rate = false, length = false;
+    for (const auto& name : s["legend"]) {
+      const std::string n = name.get<std::string>();
+      rate |= n.rfind("eval/accuracy", 0) == 0 || n.rfind("eval/format", 0) == 0;
+      length |= n.find("response_len") != std::string::npos || n == "eval/pass_at_k_tokens";
+    }
+    EXPECT_FALSE(rate && length) << s["id"] << ": " << s["legend"];
+  }
 }
 
 TEST(Report, MissingSeriesSkipTheirCharts) {
@@ -274,12 +321,12 @@ TEST(Report, OnlyBadLinesStillGiveAPage) {
 
 TEST(Report, ErrorsNameThePath) {
   const std::string dir = testing::MakeTempDir("report_err");
-  Status st = WriteReport(dir + "/missing.jsonl", dir + "/r.html");
-  EXPECT_EQ(st.code(), StatusCode::kIoError);
+  absl::Status st = WriteReport(dir + "/missing.jsonl", dir + "/r.html");
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(st.message().find("missing.jsonl"), std::string::npos) << st.ToString();
   const std::string metrics = WriteMetrics("ok", {"{\"step\": 1, \"kl\": 1}"});
   st = WriteReport(metrics, dir + "/no/such/dir/r.html");
-  EXPECT_EQ(st.code(), StatusCode::kIoError);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(st.message().find("no/such/dir/r.html.tmp"), std::string::npos) << st.ToString();
   EXPECT_FALSE(std::filesystem::exists(dir + "/r.html"));
 }

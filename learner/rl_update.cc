@@ -18,16 +18,16 @@ struct Packed {
   bool has_routing = false;
 };
 
-Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
+absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
             bool want_rollout_logprobs, Packed* p) {
   int64_t targets = 0;
   for (size_t g = first; g < last; ++g) {
     const RlGroup& group = groups[g];
     const int64_t P = static_cast<int64_t>(group.prompt.size());
-    if (P == 0) return Status::InvalidArgument("rl update: group " + std::to_string(g) + " has an empty prompt");
+    if (P == 0) return absl::InvalidArgumentError("rl update: group " + std::to_string(g) + " has an empty prompt");
     for (const RlSample& s : group.samples) {
       const int64_t T = static_cast<int64_t>(s.completion.size());
-      if (T == 0) return Status::InvalidArgument("rl update: a sample of group " + std::to_string(g) + " is empty");
+      if (T == 0) return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " is empty");
       p->batch.tokens.insert(p->batch.tokens.end(), group.prompt.begin(), group.prompt.end());
       p->batch.tokens.insert(p->batch.tokens.end(), s.completion.begin(), s.completion.end());
       p->batch.offsets.push_back(static_cast<int64_t>(p->batch.tokens.size()));
@@ -40,25 +40,25 @@ Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool 
       p->advantages.push_back(s.advantage);
       if (want_rollout_logprobs) {
         if (static_cast<int64_t>(s.rollout_logprobs.size()) != T) {
-          return Status::InvalidArgument("rl update: rollout logprobs missing for a sample of group " +
+          return absl::InvalidArgumentError("rl update: rollout logprobs missing for a sample of group " +
                                          std::to_string(g) + " (the correction needs raw logprobs)");
         }
         p->rollout_logprobs.insert(p->rollout_logprobs.end(), s.rollout_logprobs.begin(), s.rollout_logprobs.end());
       }
       if (want_routing && s.routing.empty()) {
-        return Status::InvalidArgument("rl update: routing replay is on but a sample of group " + std::to_string(g) +
+        return absl::InvalidArgumentError("rl update: routing replay is on but a sample of group " + std::to_string(g) +
                                        " has no routing (the rollout must return the experts it chose)");
       }
     }
   }
-  if (!want_routing) return Status::Ok();
+  if (!want_routing) return absl::OkStatus();
   p->routing.num_tokens = p->batch.num_tokens();
   p->has_routing = true;
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // Token-major [pos][L][K] routing of each sequence -> the model's layer-major layout.
-Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_t last, int64_t L, int64_t K,
+absl::Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_t last, int64_t L, int64_t K,
                    Packed* p) {
   const int64_t N = p->routing.num_tokens;
   p->routing.num_moe_layers = L;
@@ -69,14 +69,14 @@ Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_t last
     const RlGroup& group = groups[g];
     const int64_t P = static_cast<int64_t>(group.prompt.size());
     if (static_cast<int64_t>(group.prompt_routing.size()) != (P - 1) * L * K) {
-      return Status::InvalidArgument("rl update: prompt routing of group " + std::to_string(g) +
+      return absl::InvalidArgumentError("rl update: prompt routing of group " + std::to_string(g) +
                                      " has " + std::to_string(group.prompt_routing.size()) +
                                      " entries, expected " + std::to_string((P - 1) * L * K));
     }
     for (const RlSample& s : group.samples) {
       const int64_t T = static_cast<int64_t>(s.completion.size());
       if (static_cast<int64_t>(s.routing.size()) != T * L * K) {
-        return Status::InvalidArgument("rl update: a sample routing of group " + std::to_string(g) +
+        return absl::InvalidArgumentError("rl update: a sample routing of group " + std::to_string(g) +
                                        " does not cover its tokens");
       }
       for (int64_t pos = 0; pos < P + T; ++pos) {
@@ -95,7 +95,7 @@ Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_t last
       base += P + T;
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 std::vector<float> Gather(const std::vector<float>& all, const std::vector<int64_t>& index) {
@@ -104,25 +104,19 @@ std::vector<float> Gather(const std::vector<float>& all, const std::vector<int64
   return out;
 }
 
-void ZeroGrads(std::vector<Tensor>* grads) {
-  for (auto& g : *grads) {
-    if (g.numel() > 0) std::memset(g.mutable_data<float>(), 0, g.nbytes());
-  }
-}
-
 }  // namespace
 
-Result<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
+absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
                                const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
                                std::vector<Tensor>* grads) {
-  if (groups.empty()) return Status::InvalidArgument("rl update: no groups");
+  if (groups.empty()) return absl::InvalidArgumentError("rl update: no groups");
   if (options.mini_batches <= 0 || options.epochs <= 0 ||
       groups.size() % static_cast<size_t>(options.mini_batches) != 0) {
-    return Status::InvalidArgument("rl update: mini_batches must divide the number of groups (" +
+    return absl::InvalidArgumentError("rl update: mini_batches must divide the number of groups (" +
                                    std::to_string(groups.size()) + ")");
   }
   if (options.loss.kl_beta > 0 && reference == nullptr) {
-    return Status::InvalidArgument("rl update: kl_beta > 0 needs a reference model");
+    return absl::InvalidArgumentError("rl update: kl_beta > 0 needs a reference model");
   }
   GRPO_RETURN_IF_ERROR(ValidatePolicyLossOptions(options.loss));
   const ModelConfig& cfg = policy.config();
@@ -195,10 +189,10 @@ Result<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& opt
       std::vector<float> weights(out.logprobs.size(), 0.0f);
       for (size_t i = 0; i < p.target_index.size(); ++i) weights[p.target_index[i]] = loss->grad[i];
       ZeroGrads(grads);
-      Status st = policy.Backward(weights, grads);
+      absl::Status st = policy.Backward(weights, grads);
       policy.ReleaseActivations();
       GRPO_RETURN_IF_ERROR(st);
-      Result<double> norm = options.max_grad_norm > 0
+      absl::StatusOr<double> norm = options.max_grad_norm > 0
                                 ? ClipGradNorm(policy.parameters(), grads, options.max_grad_norm)
                                 : GlobalGradNorm(policy.parameters(), *grads);
       loss_sum += loss->loss;

@@ -65,7 +65,7 @@ struct RlUpdateStats {
 };
 
 // Runs the update; `grads` is scratch. `reference` is required when loss.kl_beta > 0.
-Result<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
+absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
                                const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
                                std::vector<Tensor>* grads);
 

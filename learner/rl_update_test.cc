@@ -91,7 +91,7 @@ TEST(RlUpdate, AppliedGradientIsTheLossGradient) {
     auto opt = AdamW::Create(model->parameters(), {});
     ASSERT_TRUE(opt.ok());
     RlUpdateOptions o;
-    o.loss = *PolicyLossPreset("dapo");
+    o.loss = PolicyLossPreset(Objective::kDapo);
     o.schedule.lr = 0;  // leave the weights alone: we only read the gradient
     o.max_grad_norm = 0;
     o.routing_replay = false;
@@ -183,7 +183,7 @@ TEST(RlUpdate, RoutingReplayReproducesTheEngineLogprobs) {
   // Token-level masking with a tight cap: a sample whose learner logprobs differed from the
   // rollout's would be masked (is_weight_mean < 1).
   RlUpdateOptions o;
-  o.loss = *PolicyLossPreset("grpo");
+  o.loss = PolicyLossPreset(Objective::kGrpo);
   o.loss.kl_beta = 0;
   o.loss.is_correction = IsCorrection::kTokenMask;
   o.loss.is_cap = std::exp(1e-5);
@@ -210,7 +210,7 @@ TEST(RlUpdate, RaisesTheLogprobOfPositiveAdvantageSamples) {
   groups[0].samples[0].trained = true;
   auto opt = AdamW::Create(model->parameters(), {});
   RlUpdateOptions o;
-  o.loss = *PolicyLossPreset("dr_grpo");
+  o.loss = PolicyLossPreset(Objective::kDrGrpo);
   o.loss.norm_length = 8;
   o.schedule.lr = 3e-3;
   o.mini_batches = 2;

@@ -9,32 +9,32 @@ namespace {
 
 class EmbeddedRollout final : public PolicyRollout {
  public:
-  EmbeddedRollout(std::unique_ptr<RolloutEngine> engine, WeightPushOptions::Format format)
+  EmbeddedRollout(std::unique_ptr<RolloutEngine> engine, WeightFormat format)
       : engine_(std::move(engine)), format_(format) {}
 
-  Result<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) override {
+  absl::StatusOr<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) override {
     return engine_->GenerateGroups(requests);
   }
 
-  Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) override {
+  absl::Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) override {
     GRPO_ASSIGN_OR_RETURN(std::vector<Parameter> serving, ServingWeights(engine_->config(), masters, format_));
     GRPO_RETURN_IF_ERROR(engine_->StageWeights(version, std::move(serving)));
     engine_->WaitForStagedWeights();
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
   uint64_t weight_version() const override { return engine_->weight_version(); }
 
  private:
   std::unique_ptr<RolloutEngine> engine_;
-  WeightPushOptions::Format format_;
+  WeightFormat format_;
 };
 
 class EmbeddedScorer final : public RewardScorer {
  public:
   explicit EmbeddedScorer(std::shared_ptr<const reward::RuleSet> rules) : rules_(std::move(rules)) {}
 
-  Result<std::vector<grpo::v1::RewardResult>> Score(
+  absl::StatusOr<std::vector<grpo::v1::RewardResult>> Score(
       const std::vector<grpo::v1::RewardRequestItem>& items) override {
     std::vector<grpo::v1::RewardResult> out(items.size());
     ThreadPool::Default().ParallelFor(static_cast<int64_t>(items.size()), 16, [&](int64_t begin, int64_t end) {
@@ -59,7 +59,7 @@ class EmbeddedScorer final : public RewardScorer {
 class RemoteScorer final : public RewardScorer {
  public:
   explicit RemoteScorer(std::unique_ptr<reward::RewardClient> client) : client_(std::move(client)) {}
-  Result<std::vector<grpo::v1::RewardResult>> Score(
+  absl::StatusOr<std::vector<grpo::v1::RewardResult>> Score(
       const std::vector<grpo::v1::RewardRequestItem>& items) override {
     return client_->Score(items);
   }
@@ -70,16 +70,14 @@ class RemoteScorer final : public RewardScorer {
 
 }  // namespace
 
-Result<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
+absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
                                                            const std::vector<Parameter>& masters,
                                                            const EmbeddedRolloutOptions& options) {
   // The values a remote engine would assemble from a push in this format; the engine then holds
   // projection matrices as bf16 / FP8 blocks (served tile by tile), like a remote one.
   GRPO_ASSIGN_OR_RETURN(std::vector<Parameter> serving, ServingWeights(config, masters, options.format));
   ServeOptions so;
-  so.serve_format = options.format == WeightPushOptions::Format::kFp8Block ? WeightFormat::kFp8Block
-                    : options.format == WeightPushOptions::Format::kBf16    ? WeightFormat::kBF16
-                                                                            : WeightFormat::kF32;
+  so.serve_format = options.format;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
                         CausalLM::Create(config, std::move(serving), CpuBackend(), so));
   EngineOptions eo;
@@ -97,7 +95,7 @@ std::unique_ptr<RewardScorer> MakeEmbeddedScorer(std::shared_ptr<const reward::R
   return std::make_unique<EmbeddedScorer>(std::move(rules));
 }
 
-Result<std::unique_ptr<RewardScorer>> MakeRemoteScorer(const std::vector<std::string>& endpoints) {
+absl::StatusOr<std::unique_ptr<RewardScorer>> MakeRemoteScorer(const std::vector<std::string>& endpoints) {
   reward::ClientOptions co;
   co.targets = endpoints;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<reward::RewardClient> client, reward::RewardClient::Create(co));

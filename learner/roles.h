@@ -26,29 +26,29 @@ namespace grpo {
 class PolicyRollout {
  public:
   virtual ~PolicyRollout() = default;
-  virtual Result<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) = 0;
+  virtual absl::StatusOr<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) = 0;
   // Makes `version` (> the serving one) serve `masters` before the next Generate returns any
   // token of it.
-  virtual Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) = 0;
+  virtual absl::Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) = 0;
   virtual uint64_t weight_version() const = 0;
 };
 
 class RewardScorer {
  public:
   virtual ~RewardScorer() = default;
-  virtual Result<std::vector<grpo::v1::RewardResult>> Score(
+  virtual absl::StatusOr<std::vector<grpo::v1::RewardResult>> Score(
       const std::vector<grpo::v1::RewardRequestItem>& items) = 0;
 };
 
 struct EmbeddedRolloutOptions {
-  WeightPushOptions::Format format = WeightPushOptions::Format::kF32;
+  WeightFormat format = WeightFormat::kF32;  // one of kWireWeightFormats
   int64_t kv_memory_bytes = int64_t{256} << 20;
   uint64_t initial_version = 0;
   const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
 };
 
 // A RolloutEngine over a copy of `masters` (as served in `format`).
-Result<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
+absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
                                                            const std::vector<Parameter>& masters,
                                                            const EmbeddedRolloutOptions& options);
 
@@ -56,7 +56,7 @@ Result<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& co
 std::unique_ptr<RewardScorer> MakeEmbeddedScorer(std::shared_ptr<const reward::RuleSet> rules);
 
 // Scores through RewardService replicas.
-Result<std::unique_ptr<RewardScorer>> MakeRemoteScorer(const std::vector<std::string>& endpoints);
+absl::StatusOr<std::unique_ptr<RewardScorer>> MakeRemoteScorer(const std::vector<std::string>& endpoints);
 
 }  // namespace grpo
 

@@ -7,32 +7,32 @@
 
 namespace grpo {
 
-Result<LrDecay> ParseLrDecay(std::string_view name) {
+absl::StatusOr<LrDecay> ParseLrDecay(std::string_view name) {
   if (name == "constant") return LrDecay::kConstant;
   if (name == "cosine") return LrDecay::kCosine;
-  return Status::InvalidArgument("lr decay: unknown name \"" + std::string(name) +
+  return absl::InvalidArgumentError("lr decay: unknown name \"" + std::string(name) +
                                  "\" (expected constant or cosine)");
 }
 
-Status ValidateLrSchedule(const LrScheduleOptions& o) {
+absl::Status ValidateLrSchedule(const LrScheduleOptions& o) {
   if (!(o.lr >= 0) || !std::isfinite(o.lr)) {
-    return Status::InvalidArgument("lr must be finite and >= 0, got " + std::to_string(o.lr));
+    return absl::InvalidArgumentError("lr must be finite and >= 0, got " + std::to_string(o.lr));
   }
   if (o.warmup_steps < 0) {
-    return Status::InvalidArgument("warmup_steps must be >= 0, got " + std::to_string(o.warmup_steps));
+    return absl::InvalidArgumentError("warmup_steps must be >= 0, got " + std::to_string(o.warmup_steps));
   }
   if (o.decay == LrDecay::kCosine) {
     if (o.total_steps <= 0 || o.total_steps < o.warmup_steps) {
-      return Status::InvalidArgument("total_steps must be > 0 and >= warmup_steps (" +
+      return absl::InvalidArgumentError("total_steps must be > 0 and >= warmup_steps (" +
                                      std::to_string(o.warmup_steps) + ") for cosine decay, got " +
                                      std::to_string(o.total_steps));
     }
     if (!(o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1)) {
-      return Status::InvalidArgument("min_lr_ratio must be in [0, 1], got " +
+      return absl::InvalidArgumentError("min_lr_ratio must be in [0, 1], got " +
                                      std::to_string(o.min_lr_ratio));
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 double LrMultiplier(const LrScheduleOptions& o, int64_t step) {

@@ -29,10 +29,10 @@ struct LrScheduleOptions {
 };
 
 // "constant" | "cosine".
-Result<LrDecay> ParseLrDecay(std::string_view name);
+absl::StatusOr<LrDecay> ParseLrDecay(std::string_view name);
 
 // OK, or InvalidArgument naming the bad field.
-Status ValidateLrSchedule(const LrScheduleOptions& options);
+absl::Status ValidateLrSchedule(const LrScheduleOptions& options);
 
 // lr(s) / lr, the formula above. `step` < 0 is treated as 0. Options are assumed valid.
 double LrMultiplier(const LrScheduleOptions& options, int64_t step);

@@ -5,10 +5,16 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
+#include <utility>
+#include <vector>
 
+#include "core/checksum_manifest.h"
+#include "core/file.h"
+#include "core/input_tally.h"
+#include "core/jsonl.h"
+#include "core/output_path.h"
 #include "core/metrics.h"
 #include "learner/schedule.h"
 #include "data/addition.h"
@@ -27,9 +33,15 @@
 namespace grpo {
 namespace trainer_internal {
 
-Result<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e) {
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e) {
   GRPO_ASSIGN_OR_RETURN(std::string text, run.prompt->Render(e.fields));
   return run.tok->Encode(text);
+}
+
+absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW& opt, int keep) {
+  state.elapsed_seconds = run.Elapsed();
+  return SaveCheckpoint(run.dir, CheckpointName(state.stage, state.step), *run.policy, &opt, state,
+                        run.tokenizer_dir, keep);
 }
 
 }  // namespace trainer_internal
@@ -41,8 +53,8 @@ using namespace trainer_internal;
 
 // A resumed run must use the recipe it started with: only how long it runs and how often it
 // evaluates and checkpoints may change (anything else would silently break reproducibility).
-Status CheckResumedRecipe(const std::string& stored_path, const TrainRecipe& r) {
-  if (!fs::exists(stored_path)) return Status::Ok();
+absl::Status CheckResumedRecipe(const std::string& stored_path, const TrainRecipe& r) {
+  if (!fs::exists(stored_path)) return absl::OkStatus();
   GRPO_ASSIGN_OR_RETURN(Config stored, Config::LoadFile(stored_path));
   nlohmann::json a = stored.json(), b = r.source.json();
   for (nlohmann::json* j : {&a, &b}) {
@@ -60,33 +72,26 @@ Status CheckResumedRecipe(const std::string& stored_path, const TrainRecipe& r) 
   if (a != b) {
     const nlohmann::json diff = nlohmann::json::diff(a, b);
     std::string where = diff.empty() ? "" : diff[0].value("path", "");
-    return Status::InvalidArgument("--resume: the recipe differs from the one the run started with (" + stored_path +
+    return absl::InvalidArgumentError("--resume: the recipe differs from the one the run started with (" + stored_path +
                                    ") at " + where + "; only train.steps, train.eval_every and "
                                    "train.checkpoint_every may change on resume");
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tokenizer_vocab) {
+absl::StatusOr<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tokenizer_vocab) {
   if (!r.model_path.empty()) {
     GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(r.model_path));
     if (model->config().vocab_size < tokenizer_vocab) {
-      return Status::InvalidArgument("model.path " + r.model_path + ": vocab_size " +
+      return absl::InvalidArgumentError("model.path " + r.model_path + ": vocab_size " +
                                      std::to_string(model->config().vocab_size) + " is smaller than the tokenizer's " +
                                      std::to_string(tokenizer_vocab));
     }
     return model;
   }
-  nlohmann::json tree = nlohmann::json::object();
-  if (!r.model_preset.empty()) {
-    GRPO_ASSIGN_OR_RETURN(ModelConfig preset, PresetConfig(r.model_preset));
-    tree = preset.ToJson();
-  }
-  for (const auto& [k, v] : r.model_config.items()) tree[k] = v;
-  GRPO_ASSIGN_OR_RETURN(Config cfg, Config::FromJson(tree, "model.init.config"));
-  GRPO_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::FromConfig(cfg));
+  GRPO_ASSIGN_OR_RETURN(ModelConfig config, RecipeModelConfig(r));
   if (config.vocab_size < tokenizer_vocab) {
-    return Status::InvalidArgument("model.init: vocab_size " + std::to_string(config.vocab_size) +
+    return absl::InvalidArgumentError("model.init: vocab_size " + std::to_string(config.vocab_size) +
                                    " is smaller than the tokenizer's " + std::to_string(tokenizer_vocab));
   }
   return CausalLM::Create(config, InitParameters(config, r.init_seed, r.init_std));
@@ -94,36 +99,62 @@ Result<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tok
 
 // ---------------------------------------------------------------- setup
 
-Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* run) {
+absl::Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* run) {
   run->recipe = &r;
   run->dir = (fs::path(r.output_dir) / r.name).string();
   std::error_code ec;
-  if (o.resume && o.overwrite) return Status::InvalidArgument("--resume and --overwrite exclude each other");
+  if (o.resume && o.overwrite) return absl::InvalidArgumentError("--resume and --overwrite exclude each other");
   if (o.resume) {
+    if (!fs::exists(run->dir)) {
+      return absl::NotFoundError("--resume: there is no run " + run->dir + ", so it has no checkpoint; start it "
+                                 "without --resume");
+    }
+    // Verifies the checkpoint's checksums before anything of the run is read or written.
     GRPO_ASSIGN_OR_RETURN(run->checkpoint, FindLatestCheckpoint(run->dir));
-    if (!run->checkpoint) return Status::NotFound("--resume: run " + run->dir + " has no checkpoint");
+    if (!run->checkpoint) {
+      // E.g. killed during pretraining, which is checkpointed only when it finishes or is stopped.
+      return absl::NotFoundError(
+          "--resume: run " + run->dir + " has no checkpoint to continue from: it ended before writing its first "
+          "one (pretraining is checkpointed when it finishes or is stopped with SIGTERM/SIGINT, RL every "
+          "train.checkpoint_every steps). Nothing can be resumed; start the run over with --overwrite");
+    }
+    if (!run->checkpoint->checksummed) {
+      std::fprintf(stderr, "warning: checkpoint %s has no %s (written by an older version); loading it unverified\n",
+                   run->checkpoint->dir.c_str(), kChecksumManifestName);
+    }
     run->elapsed_before = run->checkpoint->state.elapsed_seconds;
     if (sft != (run->checkpoint->state.stage == "sft")) {
-      return Status::InvalidArgument(
+      return absl::InvalidArgumentError(
           "--resume: the latest checkpoint of " + run->dir + " is of stage '" + run->checkpoint->state.stage + "'" +
           (sft ? ", not an SFT run; continue it with grpo train --resume" : "; continue it with grpo sft --resume"));
     }
     GRPO_RETURN_IF_ERROR(CheckResumedRecipe(run->dir + "/recipe.yaml", r));
   } else if (fs::exists(run->dir)) {
     if (!o.overwrite) {
-      return Status::AlreadyExists("run directory " + run->dir +
+      if (!fs::exists(fs::path(run->dir) / "checkpoints" / "latest")) {
+        return absl::AlreadyExistsError("run directory " + run->dir +
+                                        " exists but has no checkpoint to resume from; pass --overwrite to start "
+                                        "over");
+      }
+      return absl::AlreadyExistsError("run directory " + run->dir +
                                    " exists; pass --resume to continue it or --overwrite to start over");
     }
+    // --overwrite deletes the run directory: never with one of the run's own inputs inside it.
+    for (const auto& [key, path] : std::vector<std::pair<const char*, std::string>>{
+             {"model.path", r.model_path}, {"tokenizer.path", r.tokenizer_path}, {"data.jsonl.train", r.train_path},
+             {"data.jsonl.eval", r.eval_path}, {"sft.train", r.sft.train_path}}) {
+      if (IsSameOrInside(path, run->dir)) {
+        return absl::InvalidArgumentError(std::string("--overwrite would delete ") + key + " " + path +
+                                          ", which lies inside the run directory " + run->dir +
+                                          "; move it out of the run first");
+      }
+    }
     fs::remove_all(run->dir, ec);
-    if (ec) return Status::IoError("cannot remove " + run->dir + ": " + ec.message());
+    if (ec) return absl::UnknownError("cannot remove " + run->dir + ": " + ec.message());
   }
   fs::create_directories(run->dir, ec);
-  if (ec) return Status::IoError("cannot create " + run->dir + ": " + ec.message());
-  {
-    std::ofstream out(run->dir + "/recipe.yaml");
-    out << r.source.Dump();
-    if (!out.good()) return Status::IoError("cannot write " + run->dir + "/recipe.yaml");
-  }
+  if (ec) return absl::UnknownError("cannot create " + run->dir + ": " + ec.message());
+  GRPO_RETURN_IF_ERROR(WriteFileAtomic(run->dir + "/recipe.yaml", r.source.Dump()));
   run->tokenizer_dir = run->dir + "/tokenizer";
   fs::create_directories(run->tokenizer_dir, ec);
   if (!r.tokenizer_builtin.empty()) {
@@ -133,14 +164,14 @@ Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* run) {
       const fs::path src = fs::is_directory(r.tokenizer_path) ? fs::path(r.tokenizer_path) / f : fs::path(r.tokenizer_path);
       if (fs::exists(src)) {
         fs::copy_file(src, fs::path(run->tokenizer_dir) / f, fs::copy_options::overwrite_existing, ec);
-        if (ec) return Status::IoError("tokenizer.path: cannot copy " + src.string() + ": " + ec.message());
+        if (ec) return absl::UnknownError("tokenizer.path: cannot copy " + src.string() + ": " + ec.message());
       }
       if (!fs::is_directory(r.tokenizer_path)) break;
     }
   }
   GRPO_ASSIGN_OR_RETURN(tokenizer::Tokenizer tok, tokenizer::Tokenizer::Load(run->tokenizer_dir));
   run->tok = std::make_unique<tokenizer::Tokenizer>(std::move(tok));
-  if (!run->tok->eos_id()) return Status::InvalidArgument("tokenizer: no eos_token (tokenizer_config.json)");
+  if (!run->tok->eos_id()) return absl::InvalidArgumentError("tokenizer: no eos_token (tokenizer_config.json)");
   run->eos = *run->tok->eos_id();
   GRPO_ASSIGN_OR_RETURN(tokenizer::PromptTemplate pt, tokenizer::PromptTemplate::Parse(r.prompt_template));
   run->prompt = std::make_unique<tokenizer::PromptTemplate>(std::move(pt));
@@ -150,34 +181,48 @@ Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* run) {
   } else {
     GRPO_ASSIGN_OR_RETURN(run->policy, InitialModel(r, run->tok->vocab_size()));
   }
-  if (r.data_source == "jsonl") {
+  if (r.data_source == DataSource::kJsonl) {
     data::DatasetOptions dopts;
     GRPO_ASSIGN_OR_RETURN(dopts.format, data::DatasetFormatFromName(r.dataset_format));
-    GRPO_ASSIGN_OR_RETURN(run->train_set, data::LoadJsonl(r.train_path, dopts));
-    if (run->train_set.examples.empty()) return Status::InvalidArgument("data.jsonl.train: no usable row in " + r.train_path);
-    if (!r.eval_path.empty()) {
-      GRPO_ASSIGN_OR_RETURN(run->eval_set, data::LoadJsonl(r.eval_path, dopts));
-    }
+    dopts.max_bad_fraction = r.max_bad_fraction;
+    // Bad rows are skipped with a warning (counts by reason, metrics' data/bad_rows); more than
+    // data.max_bad_fraction of them fail the load (docs/data.md).
+    auto load = [&](const char* key, const std::string& path, data::Dataset* out) -> absl::Status {
+      absl::StatusOr<data::Dataset> d = data::LoadJsonl(path, dopts);
+      if (!d.ok()) return grpo::WithContext(d.status(), key);
+      *out = std::move(d).value();
+      if (out->tally.skipped() > 0) {
+        std::fprintf(stderr, "warning: %s: %s: %s\n", key, path.c_str(),
+                     out->tally.Summary("rows", "usable", "bad (skipped)").c_str());
+      }
+      return absl::OkStatus();
+    };
+    GRPO_RETURN_IF_ERROR(load("data.jsonl.train", r.train_path, &run->train_set));
+    if (run->train_set.examples.empty()) return absl::InvalidArgumentError("data.jsonl.train: no usable row in " + r.train_path);
+    if (!r.eval_path.empty()) GRPO_RETURN_IF_ERROR(load("data.jsonl.eval", r.eval_path, &run->eval_set));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // ---------------------------------------------------------------- pretraining
 
-Status Pretrain(Run& run, const TrainOptions& o) {
+absl::Status Pretrain(Run& run, const TrainOptions& o) {
   const TrainRecipe& r = *run.recipe;
   const LmStageRecipe& p = r.pretrain;
   int64_t done = run.checkpoint ? run.checkpoint->state.pretrain_steps_done : 0;
-  if (p.steps == 0 || done >= p.steps) return Status::Ok();
-  if (r.data_source != "addition") {
-    return Status::InvalidArgument("pretrain: the corpus is generated for data.source addition only");
+  if (p.steps == 0 || done >= p.steps) return absl::OkStatus();
+  if (r.data_source != DataSource::kAddition) {
+    return absl::InvalidArgumentError("pretrain: the corpus is generated for data.source addition only");
   }
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
   if (run.checkpoint && run.checkpoint->state.stage == "pretrain") {
     GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   }
   std::vector<Tensor> grads;
-  std::ofstream log(run.dir + "/pretrain_metrics.jsonl", std::ios::app);
+  const std::string log_path = run.dir + "/pretrain_metrics.jsonl";
+  // Resumed: drop the rows after the checkpoint (steps done..), which the run logs again.
+  if (run.checkpoint) GRPO_RETURN_IF_ERROR(TruncateAfterStep(log_path, done - 1));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlAppender> log, JsonlAppender::Open(log_path));
   const auto t0 = Clock::now();
   double loss_avg = 0;
   for (int64_t step = done; step < p.steps; ++step) {
@@ -197,8 +242,9 @@ Status Pretrain(Run& run, const TrainOptions& o) {
     so.max_grad_norm = p.max_grad_norm;
     GRPO_ASSIGN_OR_RETURN(LmStepResult res, LmTrainStep(*run.policy, opt, batch, so, &grads));
     loss_avg = step == done ? res.loss : 0.9 * loss_avg + 0.1 * res.loss;
-    log << "{\"step\": " << step << ", \"loss\": " << res.loss << ", \"grad_norm\": " << res.grad_norm
-        << ", \"lr\": " << so.lr << "}\n";
+    GRPO_ASSIGN_OR_RETURN(const std::string row,
+                          MetricsJsonLine(step, {{"loss", res.loss}, {"grad_norm", res.grad_norm}, {"lr", so.lr}}));
+    GRPO_RETURN_IF_ERROR(log->AppendText(row));
     if ((step + 1) % 25 == 0 || step + 1 == p.steps) {
       char line[200];
       std::snprintf(line, sizeof(line), "pretrain %lld/%lld | loss %.4f | lr %.2e | %.1f steps/s",
@@ -207,27 +253,26 @@ Status Pretrain(Run& run, const TrainOptions& o) {
       Progress(o, line);
     }
     const bool stop = o.stop != nullptr && o.stop->load();
-    if (stop || step + 1 == p.steps) {
+    if (CheckpointDue(step + 1, step + 1 == p.steps, stop, /*every=*/0)) {
       TrainerState st;
       st.stage = "pretrain";
       st.step = step + 1;
       st.pretrain_steps_done = step + 1;
-      st.elapsed_seconds = run.Elapsed();
-      GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("pretrain", step + 1), *run.policy, &opt, st,
-                                          run.tokenizer_dir, 1));
-      if (stop) return Status::Cancelled("stopped during pretraining; resume with --resume");
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 1));
+      if (stop) return absl::CancelledError("stopped during pretraining; resume with --resume");
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace
 
-Result<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options) {
+absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options) {
+  GRPO_RETURN_IF_ERROR(CheckTrainingMemory(recipe, /*sft=*/false));  // before anything is allocated
   trainer_internal::Run run;
   GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/false, &run));
-  Status pre = Pretrain(run, options);
-  if (pre.code() == StatusCode::kCancelled) {
+  absl::Status pre = Pretrain(run, options);
+  if (pre.code() == absl::StatusCode::kCancelled) {
     TrainSummary s;
     s.run_dir = run.dir;
     s.stopped_early = true;
@@ -240,35 +285,40 @@ Result<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& option
   return trainer_internal::RunRl(run, options);
 }
 
-Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options) {
+absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options) {
   const LmStageRecipe& sft = recipe.sft;
-  if (sft.train_path.empty()) return Status::InvalidArgument("sft.train: the JSONL file to train on is required");
-  if (sft.steps <= 0) return Status::InvalidArgument("sft.steps: must be > 0");
+  if (sft.train_path.empty()) return absl::InvalidArgumentError("sft.train: the JSONL file to train on is required");
+  if (sft.steps <= 0) return absl::InvalidArgumentError("sft.steps: must be > 0");
   if (sft.format != "prompt-completion") {
-    return Status::InvalidArgument("sft.format: only prompt-completion is supported (write the file with "
+    return absl::InvalidArgumentError("sft.format: only prompt-completion is supported (write the file with "
                                    "`grpo export --format prompt-completion`), got '" + sft.format + "'");
   }
+  GRPO_RETURN_IF_ERROR(CheckTrainingMemory(recipe, /*sft=*/true));  // before anything is allocated
   trainer_internal::Run run;
   GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/true, &run));
-  // Rows {"prompt": .., "completion": ..}; bad rows are reported and skipped.
+  // Rows {"prompt": .., "completion": ..}; bad rows are reported, counted and skipped.
   std::vector<LmSequence> rows;
+  InputTally sft_rows;
   {
-    std::ifstream in(sft.train_path);
-    if (!in) return Status::NotFound("sft.train: cannot open " + sft.train_path);
-    std::string line;
-    int64_t line_no = 0, bad = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j.contains("completion") ||
-          !j["prompt"].is_string() || !j["completion"].is_string()) {
-        if (bad++ < 5) {
-          std::fprintf(stderr, "%s:%lld: skipped: expected {\"prompt\": string, \"completion\": string}\n",
-                       sft.train_path.c_str(), static_cast<long long>(line_no));
+    absl::StatusOr<std::unique_ptr<JsonlReader>> in = JsonlReader::Open(sft.train_path);
+    if (!in.ok()) return grpo::WithContext(in.status(), "sft.train");
+    JsonlRecord record;
+    while ((*in)->Next(&record)) {
+      const nlohmann::json& j = record.value;
+      if (!record.ok() || !j.contains("prompt") || !j.contains("completion") || !j["prompt"].is_string() ||
+          !j["completion"].is_string()) {
+        const std::string where = sft.train_path + ":" + std::to_string(record.line) + ": ";
+        if (sft_rows.skipped() < 5) {
+          std::fprintf(stderr, "%sskipped: expected {\"prompt\": string, \"completion\": string}\n", where.c_str());
+        }
+        if (!record.ok()) {
+          sft_rows.Skip("not JSON", std::string(record.status.message()));
+        } else {
+          sft_rows.Skip("not {\"prompt\": string, \"completion\": string}", where + "expected string keys");
         }
         continue;
       }
+      sft_rows.Used();
       LmSequence seq;
       GRPO_ASSIGN_OR_RETURN(seq.tokens, run.tok->Encode(j["prompt"].get<std::string>()));
       seq.prompt_length = static_cast<int64_t>(seq.tokens.size());
@@ -277,7 +327,18 @@ Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options)
       seq.tokens.push_back(run.eos);
       rows.push_back(std::move(seq));
     }
-    if (rows.empty()) return Status::InvalidArgument("sft.train: no usable row in " + sft.train_path);
+    GRPO_RETURN_IF_ERROR((*in)->status());
+    const std::string counts = sft_rows.Summary("rows", "usable", "bad (skipped)");
+    if (rows.empty()) return absl::InvalidArgumentError("sft.train: no usable row in " + sft.train_path + " (" + counts + ")");
+    if (sft_rows.skipped() > 0) {
+      std::fprintf(stderr, "warning: sft.train: %s: %s\n", sft.train_path.c_str(), counts.c_str());
+      if (static_cast<double>(sft_rows.skipped()) > recipe.max_bad_fraction * static_cast<double>(sft_rows.total())) {
+        char fraction[32];
+        std::snprintf(fraction, sizeof fraction, "%g", recipe.max_bad_fraction);
+        return absl::InvalidArgumentError("sft.train: " + sft.train_path + ": more than " + fraction +
+                                          " of the rows are bad (data.max_bad_fraction): " + counts);
+      }
+    }
   }
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), recipe.adamw));
   int64_t start = 0;
@@ -307,7 +368,8 @@ Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options)
     so.max_grad_norm = sft.max_grad_norm;
     GRPO_ASSIGN_OR_RETURN(LmStepResult res, LmTrainStep(*run.policy, opt, batch, so, &grads));
     GRPO_RETURN_IF_ERROR(metrics->Log(step + 1, std::map<std::string, double>{{"loss", res.loss}, {"grad_norm", res.grad_norm}, {"lr", so.lr},
-                                                 {"tokens", static_cast<double>(res.tokens)}}));
+                                                 {"tokens", static_cast<double>(res.tokens)},
+                                                 {"data/bad_rows", static_cast<double>(sft_rows.skipped())}}));
     if ((step + 1) % 10 == 0 || step + 1 == sft.steps) {
       char line[160];
       std::snprintf(line, sizeof(line), "sft %lld/%lld | loss %.4f | lr %.2e", static_cast<long long>(step + 1),
@@ -316,14 +378,12 @@ Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options)
     }
     const bool stop = options.stop != nullptr && options.stop->load();
     const bool last = step + 1 == sft.steps;
-    if (stop || last || (recipe.checkpoint_every > 0 && (step + 1) % recipe.checkpoint_every == 0)) {
+    if (CheckpointDue(step + 1, last, stop, recipe.checkpoint_every)) {
       TrainerState st;
       st.stage = "sft";
       st.step = step + 1;
       st.data_cursor = sampler.cursor();
-      st.elapsed_seconds = run.Elapsed();
-      GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("sft", step + 1), *run.policy, &opt, st,
-                                          run.tokenizer_dir, 2));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {

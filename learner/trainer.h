@@ -13,8 +13,10 @@
 //   4. report.html from metrics.jsonl.
 // With resume, the run continues from checkpoints/latest bit for bit as if never stopped: every
 // random stream is derived from (seed, stage, step), the policy and AdamW state are restored
-// exactly, metrics.jsonl rows after the checkpoint are dropped, and steps the store already
-// holds are regenerated identically and not written twice.
+// exactly (after the checkpoint's checksums are verified; a damaged file is an error naming it,
+// before anything of the run is touched), metrics.jsonl rows after the checkpoint are dropped,
+// and the steps the store holds from the checkpoint's step on (an attempt that did not reach its
+// next checkpoint wrote them) are removed and generated again (TrajectoryStore::DeleteStepsFrom).
 #ifndef GRPO_LEARNER_TRAINER_H_
 #define GRPO_LEARNER_TRAINER_H_
 
@@ -45,11 +47,11 @@ struct TrainSummary {
   double first_eval_accuracy = -1, last_eval_accuracy = -1, last_eval_format = -1;
 };
 
-Result<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options);
+absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options);
 
 // `grpo sft`: next-token training on recipe.sft.train (JSONL from `grpo export`), prompt tokens
 // masked; writes checkpoints/ and metrics.jsonl in the run directory.
-Result<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options);
+absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options);
 
 }  // namespace grpo
 

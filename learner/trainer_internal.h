@@ -56,9 +56,20 @@ inline void Progress(const TrainOptions& o, const std::string& line) {
   if (o.progress) std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-Result<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e);
+absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e);
 
-Result<TrainSummary> RunRl(Run& run, const TrainOptions& o);
+absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o);
+
+// Saves the run's checkpoint of `state.stage` after `state.step` steps (the name
+// CheckpointName(stage, step), the policy, the optimizer and the tokenizer files), with the run's
+// elapsed time filled in; keeps the newest `keep` checkpoints.
+absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW& opt, int keep);
+
+// Whether the step that has just finished ends with a checkpoint: the last one, one after a
+// stop request, or every `every` steps (0: only the last and on stop).
+inline bool CheckpointDue(int64_t steps_done, bool last, bool stop, int64_t every) {
+  return last || stop || (every > 0 && steps_done % every == 0);
+}
 
 }  // namespace grpo::trainer_internal
 

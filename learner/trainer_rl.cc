@@ -8,6 +8,8 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "core/checksum_manifest.h"
+#include "core/file.h"
 #include "core/metrics.h"
 #include "data/addition.h"
 #include "learner/advantage.h"
@@ -17,6 +19,8 @@
 #include "learner/rl_update.h"
 #include "learner/roles.h"
 #include "learner/trainer_internal.h"
+#include "rollout/push_token.h"
+#include "rollout/sample_proto.h"
 #include "store/query.h"
 #include "store/trajectory_store.h"
 
@@ -39,7 +43,7 @@ struct Scored {
 };
 
 // Decodes and scores every sample of `groups`.
-Result<Scored> ScoreGroups(Run& run, RewardScorer& scorer, const std::vector<Prompt>& prompts,
+absl::StatusOr<Scored> ScoreGroups(Run& run, RewardScorer& scorer, const std::vector<Prompt>& prompts,
                            std::vector<GroupResult> groups) {
   Scored s;
   std::vector<grpo::v1::RewardRequestItem> items;
@@ -83,11 +87,7 @@ double RuleScore(const grpo::v1::RewardResult& r, const std::string& rule, bool*
   return 0;
 }
 
-bool Correct(const grpo::v1::RewardResult& r) {
-  grpo::v1::Trajectory t;
-  *t.mutable_reward() = r;
-  return store::IsCorrect(t, store::CorrectnessSpec{});
-}
+bool Correct(const grpo::v1::RewardResult& r) { return store::IsCorrect(r, store::CorrectnessSpec{}); }
 
 GroupRequest MakeRequest(const Run& run, const Prompt& p, int64_t n, const SamplingOptions& sampling,
                          uint64_t seed, bool routing) {
@@ -105,10 +105,10 @@ GroupRequest MakeRequest(const Run& run, const Prompt& p, int64_t n, const Sampl
   return q;
 }
 
-Result<std::vector<Prompt>> EvalPrompts(Run& run) {
+absl::StatusOr<std::vector<Prompt>> EvalPrompts(Run& run) {
   const TrainRecipe& r = *run.recipe;
   std::vector<Prompt> prompts;
-  if (r.data_source == "addition") {
+  if (r.data_source == DataSource::kAddition) {
     data::SplitMix64 rng(StreamSeed(r.seed, kEval, 0));
     for (int64_t i = 0; i < r.eval_size; ++i) {
       Prompt p;
@@ -133,7 +133,7 @@ Result<std::vector<Prompt>> EvalPrompts(Run& run) {
 
 // Held-out evaluation: eval_samples per prompt at eval_temperature (accuracy = mean over samples)
 // and one greedy sample per prompt.
-Result<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& rollout, RewardScorer& scorer,
+absl::StatusOr<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& rollout, RewardScorer& scorer,
                                                const std::vector<Prompt>& prompts) {
   const TrainRecipe& r = *run.recipe;
   std::map<std::string, double> m;
@@ -168,14 +168,14 @@ Result<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& rollout,
 }
 
 // The prompts of RL step `step` (and sampling round `round` for dynamic sampling).
-Result<std::vector<Prompt>> StepPrompts(Run& run, int64_t step, int64_t round, int64_t count,
+absl::StatusOr<std::vector<Prompt>> StepPrompts(Run& run, int64_t step, int64_t round, int64_t count,
                                         data::EpochSampler* sampler) {
   const TrainRecipe& r = *run.recipe;
   std::vector<Prompt> prompts(count);
   data::SplitMix64 rng(StreamSeed(StreamSeed(r.seed, kPrompts, static_cast<uint64_t>(step)), kPrompts,
                                   static_cast<uint64_t>(round)));
   for (auto& p : prompts) {
-    if (r.data_source == "addition") {
+    if (r.data_source == DataSource::kAddition) {
       p.example = data::GenerateAddition(rng, r.addition, data::AdditionSplit::kTrain);
     } else {
       p.row = sampler->Next();
@@ -195,7 +195,7 @@ std::string Fmt(const char* f, double v) {
 
 }  // namespace
 
-Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
+absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const TrainRecipe& r = *run.recipe;
   TrainSummary summary;
   summary.run_dir = run.dir;
@@ -208,14 +208,13 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   std::unique_ptr<CausalLM> reference;
   const std::string ref_dir = run.dir + "/checkpoints/reference";
   if (r.loss.kl_beta > 0) {
-    if (!fs::exists(ref_dir + "/model.safetensors")) {  // written whole, then renamed
+    if (!fs::exists(ref_dir + "/model.safetensors")) {  // written whole, then put in place
       const std::string tmp = ref_dir + ".tmp";
       std::error_code ec;
       fs::remove_all(tmp, ec);
       GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), tmp));
-      fs::remove_all(ref_dir, ec);
-      fs::rename(tmp, ref_dir, ec);
-      if (ec) return Status::IoError("cannot rename " + tmp + " to " + ref_dir + ": " + ec.message());
+      GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
+      GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
     }
     GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir));
   }
@@ -230,13 +229,10 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   } else {
     GRPO_ASSIGN_OR_RETURN(scorer, MakeRemoteScorer(r.reward_endpoints));
   }
-  const WeightPushOptions::Format format = r.serve_format == "fp8"    ? WeightPushOptions::Format::kFp8Block
-                                           : r.serve_format == "bf16" ? WeightPushOptions::Format::kBf16
-                                                                      : WeightPushOptions::Format::kF32;
   std::unique_ptr<PolicyRollout> rollout;
   if (r.rollout_endpoints.empty()) {
     EmbeddedRolloutOptions ro;
-    ro.format = format;
+    ro.format = r.serve_format;
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = version;
     ro.tokenizer = run.tok.get();
@@ -244,7 +240,9 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   } else {
     RemoteRolloutOptions ro;
     ro.endpoints = r.rollout_endpoints;
-    ro.push.format = format;
+    ro.push.format = r.serve_format;
+    // The job's push token, which rollout servers require on weight pushes (docs/security.md).
+    GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
     GRPO_ASSIGN_OR_RETURN(rollout, MakeRemoteRollout(ro));
     // Every server starts from the trainer's current weights, whatever it loaded.
     GRPO_RETURN_IF_ERROR(rollout->PushWeights(version + 1, run.policy->parameters()));
@@ -265,6 +263,22 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       GRPO_RETURN_IF_ERROR(store->CreateRun(meta));
     }
   }
+  // A resume starts at its checkpoint's step. Steps stored from there on belong to an attempt
+  // that did not reach its next checkpoint (killed, or failed, e.g. on a damaged model): they
+  // are removed and generated again, so no resume finds its next step already stored.
+  if (run.checkpoint) {
+    GRPO_ASSIGN_OR_RETURN(std::vector<uint64_t> removed,
+                          store->DeleteStepsFrom(r.name, static_cast<uint64_t>(start)));
+    if (!removed.empty()) {
+      std::fprintf(stderr,
+                   "resume: removed %zu step(s) from the store (store steps %llu to %llu, written after "
+                   "checkpoint %s by an attempt that did not reach its next checkpoint); they are generated "
+                   "again\n",
+                   removed.size(), static_cast<unsigned long long>(removed.front()),
+                   static_cast<unsigned long long>(removed.back()),
+                   fs::path(run.checkpoint->dir).filename().c_str());
+    }
+  }
   const std::string metrics_path = run.dir + "/metrics.jsonl";
   MetricsWriterOptions mo;
   if (fs::exists(metrics_path)) {
@@ -276,7 +290,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
 
   data::EpochSampler* sampler_ptr = nullptr;
   std::optional<data::EpochSampler> sampler;
-  if (r.data_source == "jsonl") {
+  if (r.data_source == DataSource::kJsonl) {
     GRPO_ASSIGN_OR_RETURN(data::EpochSampler s,
                           data::EpochSampler::Create(static_cast<int64_t>(run.train_set.examples.size()), r.seed,
                                                      true, resumed_rl ? run.checkpoint->state.data_cursor : data::Cursor{}));
@@ -285,7 +299,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   }
   GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> eval_prompts, EvalPrompts(run));
 
-  auto evaluate = [&](int64_t step, std::map<std::string, double>* row) -> Status {
+  auto evaluate = [&](int64_t step, std::map<std::string, double>* row) -> absl::Status {
     GRPO_ASSIGN_OR_RETURN(auto m, Evaluate(run, *rollout, *scorer, eval_prompts));
     std::string line = "eval @" + std::to_string(step) + ":";
     for (const auto& [k, v] : m) {
@@ -298,7 +312,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       summary.last_eval_accuracy = m["eval/accuracy"];
     }
     if (m.count("eval/format")) summary.last_eval_format = m["eval/format"];
-    return Status::Ok();
+    return absl::OkStatus();
   };
 
   if (start == 0 && !eval_prompts.empty()) {
@@ -314,6 +328,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   // One step's batch: prompts, groups, rewards, advantages (dynamic sampling rounds included).
   struct StepBatch {
     std::vector<Prompt> prompts;
+    std::vector<GroupRequest> requests;
     std::vector<GroupResult> groups;
     std::vector<std::vector<grpo::v1::RewardResult>> rewards;
     std::vector<std::vector<std::string>> texts;
@@ -321,7 +336,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     double t_rollout = 0, t_reward = 0;
     int64_t dropped = 0, rounds = 0;
   };
-  auto collect = [&](int64_t step) -> Result<StepBatch> {
+  auto collect = [&](int64_t step) -> absl::StatusOr<StepBatch> {
     StepBatch b;
     for (int64_t round = 0; round < (r.dynamic_sampling ? r.max_sampling_rounds : 1); ++round) {
       const int64_t want = r.prompts_per_step - static_cast<int64_t>(b.prompts.size());
@@ -367,6 +382,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
           continue;
         }
         b.prompts.push_back(std::move(batch[g]));
+        b.requests.push_back(std::move(requests[g]));
         b.groups.push_back(std::move(s.groups[g]));
         b.rewards.push_back(std::move(s.rewards[g]));
         b.texts.push_back(std::move(s.texts[g]));
@@ -380,14 +396,14 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   // which weights generate which step does not depend on timing. (With GRPO_NUM_THREADS > 1 the
   // two concurrent computations still differ run to run in the last float bits; see
   // docs/training.md.)
-  std::future<Result<StepBatch>> pending;
+  std::future<absl::StatusOr<StepBatch>> pending;
 
   for (int64_t step = start; step < r.steps; ++step) {
     const auto t_step = Clock::now();
     std::map<std::string, double> row;
     // ---- rollout (+ dynamic sampling rounds) and reward; with overlap, launched during the
     // previous step's update
-    Result<StepBatch> collected = pending.valid() ? pending.get() : collect(step);
+    absl::StatusOr<StepBatch> collected = pending.valid() ? pending.get() : collect(step);
     GRPO_RETURN_IF_ERROR(collected.status());
     StepBatch& sb = *collected;
     std::vector<Prompt>& prompts = sb.prompts;
@@ -418,7 +434,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       for (int32_t t : prompts[g].tokens) pr.add_prompt_token_ids(t);
       pr.set_answer(prompts[g].example.answer);
       pr.set_task(prompts[g].example.task);
-      pr.set_dataset(r.data_source == "addition" ? "addition" : r.train_path);
+      pr.set_dataset(r.data_source == DataSource::kAddition ? "addition" : r.train_path);
       if (prompts[g].row >= 0) pr.set_dataset_row_id(std::to_string(prompts[g].row));
       rec.prompts.push_back(pr);
       rl_groups[g].prompt = prompts[g].tokens;
@@ -432,25 +448,8 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
         t.set_prompt_index(static_cast<uint32_t>(g));
         t.set_sample_index(static_cast<uint32_t>(sr.index));
         t.set_group_id(group_id);
-        auto* s = t.mutable_sample();
-        for (int32_t tok : sr.tokens) s->add_token_ids(tok);
-        for (float lp : sr.logprobs) s->add_logprobs(lp);
-        for (float lp : sr.raw_logprobs) s->add_raw_logprobs(lp);
-        s->set_finish_reason(sr.finish_reason == "stop"     ? grpo::v1::FINISH_REASON_STOP
-                             : sr.finish_reason == "length" ? grpo::v1::FINISH_REASON_LENGTH
-                                                            : grpo::v1::FINISH_REASON_ABORTED);
-        for (const VersionSpan& v : sr.versions) {
-          auto* span = s->add_weight_versions();
-          span->set_version(v.version);
-          span->set_first_token(static_cast<uint32_t>(v.first_token));
-        }
-        if (!sr.routing.empty()) {
-          s->mutable_routing()->set_num_moe_layers(static_cast<uint32_t>(groups[g].num_moe_layers));
-          s->mutable_routing()->set_top_k(static_cast<uint32_t>(groups[g].top_k));
-          for (int32_t e : sr.routing) s->mutable_routing()->add_experts(static_cast<uint32_t>(e));
-        }
-        s->set_text(texts[g][i]);
-        s->set_sample_index(static_cast<uint32_t>(sr.index));
+        SampleResultToProto(sr, sb.requests[g], groups[g], t.mutable_sample());
+        t.mutable_sample()->set_text(texts[g][i]);
         *t.mutable_reward() = res;
         t.set_advantage(static_cast<float>(a));
         if (prompts[g].row >= 0) t.set_dataset_row_id(std::to_string(prompts[g].row));
@@ -461,7 +460,7 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
         rs.rollout_logprobs = sr.raw_logprobs;
         rs.routing = sr.routing;
         rs.advantage = a;
-        rs.trained = res.has_reward() && sr.finish_reason != "abort";
+        rs.trained = res.has_reward() && sr.finish_reason != FinishReason::kAborted;
         rl_groups[g].samples.push_back(std::move(rs));
 
         len_sum += static_cast<double>(sr.tokens.size());
@@ -492,26 +491,10 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
                       " samples got no reward (left out of the loss); first error: " + first_reward_error);
     }
     if (n_scored == 0) {
-      return Status::FailedPrecondition("step " + std::to_string(step + 1) + ": no sample got a reward; first error: " +
+      return absl::FailedPreconditionError("step " + std::to_string(step + 1) + ": no sample got a reward; first error: " +
                                         first_reward_error);
     }
-    auto stored = store->GetSample(r.name, static_cast<uint64_t>(step), 0, 0);
-    if (!stored.ok()) {
-      GRPO_RETURN_IF_ERROR(store->WriteStep(r.name, &rec));
-    } else {
-      // A resumed run regenerated a step stored before the crash: it must be the same data.
-      for (const auto& t : rec.trajectories) {
-        auto old = store->GetSample(r.name, static_cast<uint64_t>(step), t.prompt_index(), t.sample_index());
-        if (!old.ok() || old->sample().token_ids().size() != t.sample().token_ids().size() ||
-            !std::equal(t.sample().token_ids().begin(), t.sample().token_ids().end(),
-                        old->sample().token_ids().begin())) {
-          return Status::FailedPrecondition(
-              "step " + std::to_string(step) + " is already in the store but regenerating it after the resume gave "
-              "other samples (prompt " + std::to_string(t.prompt_index()) + ", sample " +
-              std::to_string(t.sample_index()) + "); the run cannot continue reproducibly");
-        }
-      }
-    }
+    GRPO_RETURN_IF_ERROR(store->WriteStep(r.name, &rec));
     const double t_store = Seconds(t_store0, Clock::now());
 
     // ---- the next step's rollout, overlapping this update
@@ -562,6 +545,9 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       row["dynamic_sampling/rounds"] = static_cast<double>(rounds);
     }
     row["weight_version"] = static_cast<double>(version);
+    if (r.data_source == DataSource::kJsonl) {  // rows of data.jsonl.train / .eval skipped as bad
+      row["data/bad_rows"] = static_cast<double>(run.train_set.bad_rows.size() + run.eval_set.bad_rows.size());
+    }
     row["time/rollout"] = t_rollout;
     row["time/reward"] = t_reward;
     row["time/store"] = t_store;
@@ -586,16 +572,14 @@ Result<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     ++steps_this_run;
     const bool stop = (o.stop != nullptr && o.stop->load()) ||
                       (o.max_steps_this_run > 0 && steps_this_run >= o.max_steps_this_run);
-    if (last || stop || (r.checkpoint_every > 0 && (step + 1) % r.checkpoint_every == 0)) {
+    if (CheckpointDue(step + 1, last, stop, r.checkpoint_every)) {
       TrainerState st;
       st.stage = "rl";
       st.step = step + 1;
       st.pretrain_steps_done = r.pretrain.steps;
       st.weight_version = version;
       st.data_cursor = cursor_after;
-      st.elapsed_seconds = run.Elapsed();
-      GRPO_RETURN_IF_ERROR(SaveCheckpoint(run.dir, CheckpointName("rl", step + 1), *run.policy, &opt, st,
-                                          run.tokenizer_dir, 2));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {

@@ -9,6 +9,7 @@
 #include "core/crc32c.h"
 #include "core/fp8_block.h"
 #include "core/thread_pool.h"
+#include "rollout/push_token.h"
 
 namespace grpo {
 namespace {
@@ -24,28 +25,33 @@ void ForEachIndex(size_t n, const std::function<void(size_t)>& fn) {
   });
 }
 
-Status FromGrpc(const grpc::Status& s, const std::string& what) {
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   const std::string m = what + ": " + s.error_message();
   switch (s.error_code()) {
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(m);
-    case grpc::StatusCode::CANCELLED: return Status::Cancelled(m);
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return Status::ResourceExhausted(m);
-    case grpc::StatusCode::INVALID_ARGUMENT: return Status::InvalidArgument(m);
-    case grpc::StatusCode::UNIMPLEMENTED: return Status::Unimplemented(m);
-    case grpc::StatusCode::FAILED_PRECONDITION: return Status::FailedPrecondition(m);
-    case grpc::StatusCode::INTERNAL: return Status::Internal(m);
-    default: return Status::Unavailable(m);
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return absl::DeadlineExceededError(m);
+    case grpc::StatusCode::CANCELLED: return absl::CancelledError(m);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return absl::ResourceExhaustedError(m);
+    case grpc::StatusCode::INVALID_ARGUMENT: return absl::InvalidArgumentError(m);
+    case grpc::StatusCode::UNIMPLEMENTED: return absl::UnimplementedError(m);
+    case grpc::StatusCode::FAILED_PRECONDITION: return absl::FailedPreconditionError(m);
+    case grpc::StatusCode::UNAUTHENTICATED: return absl::UnauthenticatedError(m);
+    case grpc::StatusCode::PERMISSION_DENIED: return absl::PermissionDeniedError(m);
+    case grpc::StatusCode::INTERNAL: return absl::InternalError(m);
+    default: return absl::UnavailableError(m);
   }
 }
 
 }  // namespace
 
-Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,
+absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,
                                      const WeightPushOptions& options) {
-  if (version == 0) return Status::InvalidArgument("weight version 0 is reserved for the weights loaded from disk");
-  if (options.format == WeightPushOptions::Format::kFp8Block && options.fp8_other_dtype != DType::kBF16 &&
+  if (version == 0) return absl::InvalidArgumentError("weight version 0 is reserved for the weights loaded from disk");
+  if (options.format == WeightFormat::kStored) {
+    return absl::InvalidArgumentError("weight format 'stored' is not a wire format (f32, bf16 or fp8)");
+  }
+  if (options.format == WeightFormat::kFp8Block && options.fp8_other_dtype != DType::kBF16 &&
       options.fp8_other_dtype != DType::kF32) {
-    return Status::InvalidArgument("fp8_other_dtype must be BF16 or F32, not " +
+    return absl::InvalidArgumentError("fp8_other_dtype must be BF16 or F32, not " +
                                    std::string(DTypeName(options.fp8_other_dtype)));
   }
   // One job per FP8 matrix (quantized whole) and per ~1M-element piece of a narrowed tensor, so
@@ -62,7 +68,7 @@ Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint6
   for (size_t i = 0; i < params.size(); ++i) {
     const Parameter& p = params[i];
     if (p.value.shape() != p.spec.shape || !p.value.defined()) {
-      return Status::InvalidArgument("tensor '" + p.spec.name + "' has shape " +
+      return absl::InvalidArgumentError("tensor '" + p.spec.name + "' has shape " +
                                      ShapeToString(p.value.shape()) + ", its spec says " +
                                      ShapeToString(p.spec.shape));
     }
@@ -70,13 +76,13 @@ Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint6
     if (f32[i].dtype() != DType::kF32) {  // a serving model's BF16/FP8 matrix
       GRPO_ASSIGN_OR_RETURN(f32[i], ParameterToF32(p));
     }
-    if (options.format == WeightPushOptions::Format::kFp8Block && p.spec.is_matrix) {
+    if (options.format == WeightFormat::kFp8Block && p.spec.is_matrix) {
       jobs.push_back({i});
       continue;
     }
-    const DType dt = options.format == WeightPushOptions::Format::kF32    ? DType::kF32
-                     : options.format == WeightPushOptions::Format::kBf16 ? DType::kBF16
-                                                                         : options.fp8_other_dtype;
+    const DType dt = options.format == WeightFormat::kF32    ? DType::kF32
+                     : options.format == WeightFormat::kBF16 ? DType::kBF16
+                                                             : options.fp8_other_dtype;
     if (dt == DType::kF32) {
       out[i].push_back({p.spec.name, f32[i]});
       continue;
@@ -88,14 +94,14 @@ Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint6
       jobs.push_back({i, e, std::min(f32[i].numel(), e + kJobElements)});
     }
   }
-  std::vector<Status> errors(jobs.size());
+  std::vector<absl::Status> errors(jobs.size());
   ForEachIndex(jobs.size(), [&](size_t j) {
     const Job& job = jobs[j];
     const Parameter& p = params[job.param];
     if (dst[job.param] == nullptr) {
       auto q = QuantizeFp8Block(f32[job.param]);
       if (!q.ok()) {
-        errors[j] = q.status().WithContext("tensor '" + p.spec.name + "'");
+        errors[j] = grpo::WithContext(q.status(), "tensor '" + p.spec.name + "'");
         return;
       }
       out[job.param] = {{p.spec.name, std::move(q->weight)},
@@ -107,7 +113,7 @@ Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint6
                                static_cast<size_t>(job.end - job.begin), dt,
                                dst[job.param] + job.begin * DTypeSize(dt));
   });
-  for (const Status& e : errors) GRPO_RETURN_IF_ERROR(e);
+  for (const absl::Status& e : errors) GRPO_RETURN_IF_ERROR(e);
   EncodedWeights w;
   w.version = version;
   for (auto& r : out) {
@@ -119,10 +125,10 @@ Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint6
   return w;
 }
 
-Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
-                        const std::function<Status(const grpo::v1::WeightUpdateChunk&)>& emit) {
-  if (chunk_bytes == 0) return Status::InvalidArgument("chunk_bytes must be > 0");
-  if (weights.version == 0) return Status::InvalidArgument("weight version 0 is reserved");
+absl::Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
+                        const std::function<absl::Status(const grpo::v1::WeightUpdateChunk&)>& emit) {
+  if (chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
+  if (weights.version == 0) return absl::InvalidArgumentError("weight version 0 is reserved");
   uint32_t stream_crc = 0;
   uint64_t total = 0;
   grpo::v1::WeightUpdateChunk c;
@@ -164,27 +170,28 @@ Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
   return emit(c);
 }
 
-Status EncodeWeightUpdate(const std::vector<Parameter>& params, uint64_t version,
+absl::Status EncodeWeightUpdate(const std::vector<Parameter>& params, uint64_t version,
                           const WeightPushOptions& options,
-                          const std::function<Status(const grpo::v1::WeightUpdateChunk&)>& emit) {
+                          const std::function<absl::Status(const grpo::v1::WeightUpdateChunk&)>& emit) {
   GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(params, version, options));
   return EmitWeightUpdate(w, options.chunk_bytes, emit);
 }
 
-Result<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
+absl::StatusOr<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
                                               const EncodedWeights& weights, size_t chunk_bytes,
-                                              std::chrono::system_clock::time_point deadline) {
+                                              absl::Time deadline, const std::string& push_token) {
   const std::string what = "UpdateWeights v" + std::to_string(weights.version);
   grpc::ClientContext ctx;
-  ctx.set_deadline(deadline);
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  if (!push_token.empty()) ctx.AddMetadata(kPushTokenMetadataKey, push_token);
   grpo::v1::WeightUpdateAck ack;
   std::unique_ptr<grpc::ClientWriterInterface<grpo::v1::WeightUpdateChunk>> writer =
       stub.UpdateWeights(&ctx, &ack);
   bool stream_broken = false;
-  Status sent = EmitWeightUpdate(weights, chunk_bytes, [&](const grpo::v1::WeightUpdateChunk& c) {
-    if (writer->Write(c)) return Status::Ok();
+  absl::Status sent = EmitWeightUpdate(weights, chunk_bytes, [&](const grpo::v1::WeightUpdateChunk& c) {
+    if (writer->Write(c)) return absl::OkStatus();
     stream_broken = true;
-    return Status::Unavailable("the stream closed early");
+    return absl::UnavailableError("the stream closed early");
   });
   if (sent.ok()) {
     writer->WritesDone();
@@ -192,60 +199,60 @@ Result<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInte
     ctx.TryCancel();
   }
   const grpc::Status rpc = writer->Finish();
-  if (!sent.ok() && !stream_broken) return sent.WithContext(what);
+  if (!sent.ok() && !stream_broken) return grpo::WithContext(sent, what);
   if (!rpc.ok()) return FromGrpc(rpc, what);
   // An engine that rejects an update may answer before reading all of it (stream_broken).
   if (!ack.accepted()) {
-    return Status::FailedPrecondition(what + " rejected by the engine (serving v" +
+    return absl::FailedPreconditionError(what + " rejected by the engine (serving v" +
                                       std::to_string(ack.serving_version()) + "): " + ack.reason());
   }
-  if (!sent.ok()) return sent.WithContext(what);
+  if (!sent.ok()) return grpo::WithContext(sent, what);
   return ack;
 }
 
-Result<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
+absl::StatusOr<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
                                               const std::vector<Parameter>& params,
                                               uint64_t version, const WeightPushOptions& options,
-                                              std::chrono::system_clock::time_point deadline) {
+                                              absl::Time deadline, const std::string& push_token) {
   GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(params, version, options));
-  return PushWeights(stub, w, options.chunk_bytes, deadline);
+  return PushWeights(stub, w, options.chunk_bytes, deadline, push_token);
 }
 
-std::vector<Result<grpo::v1::WeightUpdateAck>> PushWeightsToAll(
+std::vector<absl::StatusOr<grpo::v1::WeightUpdateAck>> PushWeightsToAll(
     const std::vector<grpo::v1::RolloutService::StubInterface*>& stubs,
     const EncodedWeights& weights, size_t chunk_bytes,
-    std::chrono::system_clock::time_point deadline) {
-  std::vector<Result<grpo::v1::WeightUpdateAck>> results(
-      stubs.size(), Status::Internal("push not run"));
+    absl::Time deadline, const std::string& push_token) {
+  std::vector<absl::StatusOr<grpo::v1::WeightUpdateAck>> results(
+      stubs.size(), absl::InternalError("push not run"));
   std::vector<std::thread> threads;
   for (size_t i = 0; i < stubs.size(); ++i) {
     threads.emplace_back([&, i] {
       if (stubs[i] == nullptr) {
-        results[i] = Status::InvalidArgument("engine " + std::to_string(i) + ": no stub");
+        results[i] = absl::InvalidArgumentError("engine " + std::to_string(i) + ": no stub");
         return;
       }
-      auto r = PushWeights(*stubs[i], weights, chunk_bytes, deadline);
-      results[i] = r.ok() ? std::move(r) : Result<grpo::v1::WeightUpdateAck>(
-                                              r.status().WithContext("engine " + std::to_string(i)));
+      auto r = PushWeights(*stubs[i], weights, chunk_bytes, deadline, push_token);
+      results[i] = r.ok() ? std::move(r) : absl::StatusOr<grpo::v1::WeightUpdateAck>(
+                                              grpo::WithContext(r.status(), "engine " + std::to_string(i)));
     });
   }
   for (std::thread& t : threads) t.join();
   return results;
 }
 
-Result<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
+absl::StatusOr<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
                                               const std::vector<Parameter>& masters,
                                               const WeightPushOptions& options) {
   const std::vector<ParameterSpec> specs = ExpectedParameters(config);
   if (masters.size() != specs.size()) {
-    return Status::InvalidArgument("ServingWeights: " + std::to_string(masters.size()) +
+    return absl::InvalidArgumentError("ServingWeights: " + std::to_string(masters.size()) +
                                    " parameters, the config implies " +
                                    std::to_string(specs.size()));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
     const ParameterSpec& m = masters[i].spec;
     if (m.name != specs[i].name || m.shape != specs[i].shape || m.is_matrix != specs[i].is_matrix) {
-      return Status::InvalidArgument("ServingWeights: parameter " + std::to_string(i) + " is '" +
+      return absl::InvalidArgumentError("ServingWeights: parameter " + std::to_string(i) + " is '" +
                                      m.name + "' " + ShapeToString(m.shape) + ", expected '" +
                                      specs[i].name + "' " + ShapeToString(specs[i].shape));
     }
@@ -270,9 +277,9 @@ Result<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
   return out;
 }
 
-Result<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
+absl::StatusOr<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
                                               const std::vector<Parameter>& masters,
-                                              WeightPushOptions::Format format) {
+                                              WeightFormat format) {
   WeightPushOptions o;
   o.format = format;
   return ServingWeights(config, masters, o);

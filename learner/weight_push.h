@@ -4,9 +4,9 @@
 // docs/weights.md): every tensor of the model, in ExpectedParameters order, each split into
 // chunks of at most chunk_bytes carrying name, dtype, shape, offset, crc32c and is_last, then one
 // final message with the WeightUpdateSummary (version, tensor count, total bytes, crc32c of all
-// data in stream order). Formats:
+// data in stream order). Formats (model/parameters.h WeightFormat; kStored is not one):
 //   kF32       every tensor as F32 (exact).
-//   kBf16      every tensor as BF16 (round to nearest even).
+//   kBF16      every tensor as BF16 (round to nearest even).
 //   kFp8Block  2-D projection weights (ParameterSpec::is_matrix: not embeddings, lm_head, norms
 //              or routers; the same selection as SaveModel's FP8 checkpoints) as F8_E4M3 with
 //              128x128 block scales, each followed by its F32 "<name>_scale_inv"; the other
@@ -20,11 +20,12 @@
 #ifndef GRPO_LEARNER_WEIGHT_PUSH_H_
 #define GRPO_LEARNER_WEIGHT_PUSH_H_
 
-#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "core/status.h"
 #include "model/model_config.h"
 #include "model/parameters.h"
@@ -33,11 +34,14 @@
 
 namespace grpo {
 
+// The formats an update can be sent in (recipes: rollout.serve_format f32 | bf16 | fp8).
+inline constexpr WeightFormat kWireWeightFormats[] = {WeightFormat::kF32, WeightFormat::kBF16,
+                                                      WeightFormat::kFp8Block};
+
 struct WeightPushOptions {
-  // What goes on the wire (see the top of this file). Not model/parameters.h's WeightFormat,
-  // which says how an engine holds its matrices, not how an update is sent.
-  enum class Format { kF32, kBf16, kFp8Block };
-  Format format = Format::kFp8Block;
+  // What goes on the wire (see the top of this file): one of kWireWeightFormats. The engine
+  // that receives it serves its matrices in the same format.
+  WeightFormat format = WeightFormat::kFp8Block;
   // With kFp8Block, the dtype of the tensors that are not FP8: kBF16 or kF32.
   DType fp8_other_dtype = DType::kBF16;
   // Most data bytes per message (gRPC's default message limit is 4 MiB); must be > 0.
@@ -52,46 +56,50 @@ struct EncodedWeights {
   uint64_t total_bytes = 0;
 };
 
-// Converts/quantizes `params` (f32 masters) to wire form. Version must be > 0.
-Result<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,
+// Converts/quantizes `params` (f32 masters) to wire form. Version must be > 0 and the format one
+// of kWireWeightFormats (InvalidArgument otherwise).
+absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,
                                      const WeightPushOptions& options);
 
 // Calls `emit` with each message of the stream, the summary last; stops at emit's first error.
-Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
-                        const std::function<Status(const grpo::v1::WeightUpdateChunk&)>& emit);
+absl::Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
+                        const std::function<absl::Status(const grpo::v1::WeightUpdateChunk&)>& emit);
 
 // EncodeWeights + EmitWeightUpdate.
-Status EncodeWeightUpdate(const std::vector<Parameter>& params, uint64_t version,
+absl::Status EncodeWeightUpdate(const std::vector<Parameter>& params, uint64_t version,
                           const WeightPushOptions& options,
-                          const std::function<Status(const grpo::v1::WeightUpdateChunk&)>& emit);
+                          const std::function<absl::Status(const grpo::v1::WeightUpdateChunk&)>& emit);
 
-// Streams the update to one engine and returns its ack. Errors: the RPC failed (Unavailable,
-// DeadlineExceeded, ... with gRPC's message), or the engine rejected the update
-// (FailedPrecondition naming the engine's reason).
-Result<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
+// Streams the update to one engine and returns its ack. `push_token`, when not empty, is sent
+// as metadata kPushTokenMetadataKey (rollout/push_token.h): engines started with a token take
+// pushes only with it. Errors: the RPC failed (Unavailable, DeadlineExceeded, Unauthenticated
+// for a missing or wrong token, PermissionDenied from an engine that takes no pushes, ... with
+// gRPC's message), or the engine rejected the update (FailedPrecondition naming the engine's
+// reason).
+absl::StatusOr<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
                                               const EncodedWeights& weights, size_t chunk_bytes,
-                                              std::chrono::system_clock::time_point deadline);
-Result<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
+                                              absl::Time deadline, const std::string& push_token = "");
+absl::StatusOr<grpo::v1::WeightUpdateAck> PushWeights(grpo::v1::RolloutService::StubInterface& stub,
                                               const std::vector<Parameter>& params,
                                               uint64_t version, const WeightPushOptions& options,
-                                              std::chrono::system_clock::time_point deadline);
+                                              absl::Time deadline, const std::string& push_token = "");
 
 // Pushes the same update to every engine concurrently (one thread each, encoded once); result i
 // is engine i's. A failing or unreachable engine does not hold up or fail the others.
-std::vector<Result<grpo::v1::WeightUpdateAck>> PushWeightsToAll(
+std::vector<absl::StatusOr<grpo::v1::WeightUpdateAck>> PushWeightsToAll(
     const std::vector<grpo::v1::RolloutService::StubInterface*>& stubs,
     const EncodedWeights& weights, size_t chunk_bytes,
-    std::chrono::system_clock::time_point deadline);
+    absl::Time deadline, const std::string& push_token = "");
 
 // The f32 parameters an engine assembles from a push of `masters` in this format, computed
 // in-process for the embedded trainer (FP8: quantize + dequantize). `masters` must be the
 // tensors of ExpectedParameters(config) (names and shapes); the result never aliases them.
-Result<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
+absl::StatusOr<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
                                               const std::vector<Parameter>& masters,
                                               const WeightPushOptions& options);
-Result<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
+absl::StatusOr<std::vector<Parameter>> ServingWeights(const ModelConfig& config,
                                               const std::vector<Parameter>& masters,
-                                              WeightPushOptions::Format format);
+                                              WeightFormat format);
 
 }  // namespace grpo
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <random>
 
+#include "absl/time/clock.h"
 #include "core/fp8_block.h"
 #include "model/presets.h"
 
@@ -25,7 +26,7 @@ ModelConfig Config(const std::string& preset, int64_t hidden = 0) {
   return *c;
 }
 
-WeightPushOptions Options(WeightPushOptions::Format f, size_t chunk = 1000, DType other = DType::kBF16) {
+WeightPushOptions Options(WeightFormat f, size_t chunk = 1000, DType other = DType::kBF16) {
   WeightPushOptions o;
   o.format = f;
   o.chunk_bytes = chunk;
@@ -35,15 +36,15 @@ WeightPushOptions Options(WeightPushOptions::Format f, size_t chunk = 1000, DTyp
 
 std::vector<Chunk> Encode(const std::vector<Parameter>& p, uint64_t v, const WeightPushOptions& o) {
   std::vector<Chunk> out;
-  Status s = EncodeWeightUpdate(p, v, o, [&](const Chunk& c) {
+  absl::Status s = EncodeWeightUpdate(p, v, o, [&](const Chunk& c) {
     out.push_back(c);
-    return Status::Ok();
+    return absl::OkStatus();
   });
   EXPECT_TRUE(s.ok()) << s.ToString();
   return out;
 }
 
-Result<StagedWeights> Assemble(const ModelConfig& config, const std::vector<Chunk>& chunks) {
+absl::StatusOr<StagedWeights> Assemble(const ModelConfig& config, const std::vector<Chunk>& chunks) {
   GRPO_ASSIGN_OR_RETURN(WeightAssembler a, WeightAssembler::Create(config));
   for (const Chunk& c : chunks) GRPO_RETURN_IF_ERROR(a.Add(c));
   return a.Finish();
@@ -57,18 +58,18 @@ bool SameBits(const Tensor& a, const Tensor& b) {
 struct Case {
   std::string preset;
   int64_t hidden;
-  WeightPushOptions::Format format;
+  WeightFormat format;
   DType other;
 };
 
 TEST(WeightPush, RoundTripMatchesServingWeightsBitForBit) {
   const std::vector<Case> cases = {
-      {"deepseek_v3-nano", 0, WeightPushOptions::Format::kFp8Block, DType::kBF16},
-      {"deepseek_v3-nano", 160, WeightPushOptions::Format::kFp8Block, DType::kF32},
-      {"llama-nano", 0, WeightPushOptions::Format::kFp8Block, DType::kBF16},
-      {"llama-nano", 200, WeightPushOptions::Format::kBf16, DType::kBF16},
-      {"deepseek_v3-nano", 0, WeightPushOptions::Format::kF32, DType::kBF16},
-      {"llama-nano", 0, WeightPushOptions::Format::kF32, DType::kBF16},
+      {"deepseek_v3-nano", 0, WeightFormat::kFp8Block, DType::kBF16},
+      {"deepseek_v3-nano", 160, WeightFormat::kFp8Block, DType::kF32},
+      {"llama-nano", 0, WeightFormat::kFp8Block, DType::kBF16},
+      {"llama-nano", 200, WeightFormat::kBF16, DType::kBF16},
+      {"deepseek_v3-nano", 0, WeightFormat::kF32, DType::kBF16},
+      {"llama-nano", 0, WeightFormat::kF32, DType::kBF16},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.preset + " hidden " + std::to_string(c.hidden) + " format " +
@@ -94,19 +95,19 @@ TEST(WeightPush, RoundTripMatchesServingWeightsBitForBit) {
       EXPECT_TRUE((*serving)[i].value.writable());
       EXPECT_NE((*serving)[i].value.raw_data(), m.value.raw_data()) << "must not alias the master";
       Tensor want;
-      if (c.format == WeightPushOptions::Format::kFp8Block && m.spec.is_matrix) {
+      if (c.format == WeightFormat::kFp8Block && m.spec.is_matrix) {
         auto q = QuantizeFp8Block(m.value);
         want = *DequantizeFp8Block(q->weight, q->scale_inv);
         ++fp8;
-      } else if (c.format == WeightPushOptions::Format::kBf16 ||
-                 (c.format == WeightPushOptions::Format::kFp8Block && c.other == DType::kBF16)) {
+      } else if (c.format == WeightFormat::kBF16 ||
+                 (c.format == WeightFormat::kFp8Block && c.other == DType::kBF16)) {
         want = m.value.CastTo(DType::kBF16)->ToF32();
       } else {
         want = m.value;
       }
       EXPECT_TRUE(SameBits((*serving)[i].value, want));
     }
-    if (c.format == WeightPushOptions::Format::kFp8Block) {
+    if (c.format == WeightFormat::kFp8Block) {
       EXPECT_GT(fp8, 5);
     }
   }
@@ -115,8 +116,8 @@ TEST(WeightPush, RoundTripMatchesServingWeightsBitForBit) {
 TEST(WeightPush, StreamLayoutAndDeterminism) {
   const ModelConfig config = Config("deepseek_v3-nano", 160);
   const std::vector<Parameter> masters = InitParameters(config, 9);
-  const std::vector<Chunk> a = Encode(masters, 12, Options(WeightPushOptions::Format::kFp8Block, 777));
-  const std::vector<Chunk> b = Encode(masters, 12, Options(WeightPushOptions::Format::kFp8Block, 777));
+  const std::vector<Chunk> a = Encode(masters, 12, Options(WeightFormat::kFp8Block, 777));
+  const std::vector<Chunk> b = Encode(masters, 12, Options(WeightFormat::kFp8Block, 777));
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i].SerializeAsString(), b[i].SerializeAsString());
 
@@ -152,20 +153,23 @@ TEST(WeightPush, StreamLayoutAndDeterminism) {
                 (std::vector<uint64_t>{1, 2}));
     }
   }
-  EXPECT_FALSE(EncodeWeightUpdate(masters, 0, {}, [](const Chunk&) { return Status::Ok(); }).ok());
-  EXPECT_FALSE(EncodeWeightUpdate(masters, 1, Options(WeightPushOptions::Format::kF32, 0),
-                                  [](const Chunk&) { return Status::Ok(); }).ok());
+  EXPECT_FALSE(EncodeWeightUpdate(masters, 0, {}, [](const Chunk&) { return absl::OkStatus(); }).ok());
+  EXPECT_FALSE(EncodeWeightUpdate(masters, 1, Options(WeightFormat::kF32, 0),
+                                  [](const Chunk&) { return absl::OkStatus(); }).ok());
+  auto stored = EncodeWeights(masters, 1, Options(WeightFormat::kStored));
+  ASSERT_FALSE(stored.ok());
+  EXPECT_EQ(stored.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(WeightPush, RandomChunkSizesGiveIdenticalWeights) {
   const ModelConfig config = Config("deepseek_v3-nano", 160);
   const std::vector<Parameter> masters = InitParameters(config, 21);
-  auto want = ServingWeights(config, masters, WeightPushOptions::Format::kFp8Block);
+  auto want = ServingWeights(config, masters, WeightFormat::kFp8Block);
   ASSERT_TRUE(want.ok());
   std::mt19937 rng(1234);
   for (int trial = 0; trial < 12; ++trial) {
     const size_t chunk = 1 + rng() % (trial < 6 ? 64 : 70000);
-    auto staged = Assemble(config, Encode(masters, 1 + trial, Options(WeightPushOptions::Format::kFp8Block, chunk)));
+    auto staged = Assemble(config, Encode(masters, 1 + trial, Options(WeightFormat::kFp8Block, chunk)));
     ASSERT_TRUE(staged.ok()) << chunk << ": " << staged.status().ToString();
     for (size_t i = 0; i < masters.size(); ++i) {
       ASSERT_TRUE(SameBits(staged->params[i].value, (*want)[i].value)) << chunk << " " << i;
@@ -177,10 +181,10 @@ TEST(WeightPush, ServingWeightsChecksTheMasters) {
   const ModelConfig config = Config("llama-nano");
   std::vector<Parameter> masters = InitParameters(config, 1);
   masters.pop_back();
-  EXPECT_FALSE(ServingWeights(config, masters, WeightPushOptions::Format::kF32).ok());
+  EXPECT_FALSE(ServingWeights(config, masters, WeightFormat::kF32).ok());
   masters = InitParameters(config, 1);
   std::swap(masters[1], masters[2]);
-  auto r = ServingWeights(config, masters, WeightPushOptions::Format::kF32);
+  auto r = ServingWeights(config, masters, WeightFormat::kF32);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("expected 'model.layers.0.input_layernorm.weight'"), std::string::npos)
       << r.status().ToString();
@@ -198,10 +202,10 @@ class TestEngine final : public grpo::v1::RolloutService::Service {
     auto a = WeightAssembler::Create(config_);
     if (!a.ok()) return grpc::Status(grpc::StatusCode::INTERNAL, a.status().ToString());
     Chunk c;
-    Status s;
+    absl::Status s;
     while (s.ok() && reader->Read(&c)) s = a->Add(c);  // stops reading at the first error
     ack->set_bytes_received(a->bytes_received());
-    Result<StagedWeights> staged = s.ok() ? a->Finish() : Result<StagedWeights>(s);
+    absl::StatusOr<StagedWeights> staged = s.ok() ? a->Finish() : absl::StatusOr<StagedWeights>(s);
     if (!staged.ok()) {
       ack->set_reason(staged.status().ToString());
     } else if (staged->version <= version_) {
@@ -248,14 +252,12 @@ Server Start(const ModelConfig& config) {
   return s;
 }
 
-std::chrono::system_clock::time_point In(int seconds) {
-  return std::chrono::system_clock::now() + std::chrono::seconds(seconds);
-}
+absl::Time In(int seconds) { return absl::Now() + absl::Seconds(seconds); }
 
 TEST(WeightPushGrpc, PushInstallsServingWeightsAndReportsRejections) {
   const ModelConfig config = Config("deepseek_v3-nano", 160);
   const std::vector<Parameter> masters = InitParameters(config, 3);
-  const WeightPushOptions o = Options(WeightPushOptions::Format::kFp8Block, 64 << 10);
+  const WeightPushOptions o = Options(WeightFormat::kFp8Block, 64 << 10);
   Server s = Start(config);
 
   auto ack = PushWeights(*s.stub, masters, 1, o, In(30));
@@ -274,7 +276,7 @@ TEST(WeightPushGrpc, PushInstallsServingWeightsAndReportsRejections) {
   // The same version again is stale: the engine's reason comes back in the error.
   auto stale = PushWeights(*s.stub, masters, 1, o, In(30));
   ASSERT_FALSE(stale.ok());
-  EXPECT_EQ(stale.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(stale.status().message().find("stale version 1"), std::string::npos)
       << stale.status().ToString();
 
@@ -294,9 +296,9 @@ TEST(WeightPushGrpc, OneEngineDownDoesNotBlockTheOthers) {
   const std::vector<Parameter> masters = InitParameters(config, 4);
   Server up = Start(config);
   Server down = Start(config);
-  down.server->Shutdown(In(0));
+  down.server->Shutdown(absl::ToChronoTime(In(0)));
   down.server->Wait();
-  auto encoded = EncodeWeights(masters, 5, Options(WeightPushOptions::Format::kBf16));
+  auto encoded = EncodeWeights(masters, 5, Options(WeightFormat::kBF16));
   ASSERT_TRUE(encoded.ok());
   const auto t0 = std::chrono::steady_clock::now();
   auto results = PushWeightsToAll({down.stub.get(), up.stub.get()}, *encoded, 1 << 20, In(20));
@@ -304,12 +306,12 @@ TEST(WeightPushGrpc, OneEngineDownDoesNotBlockTheOthers) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(results.size(), 2u);
   ASSERT_FALSE(results[0].ok());
-  EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable) << results[0].status().ToString();
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kUnavailable) << results[0].status().ToString();
   EXPECT_NE(results[0].status().message().find("engine 0"), std::string::npos);
   ASSERT_TRUE(results[1].ok()) << results[1].status().ToString();
   EXPECT_EQ(results[1]->serving_version(), 5u);
   EXPECT_LT(seconds, 15.0);
-  auto want = ServingWeights(config, masters, WeightPushOptions::Format::kBf16);
+  auto want = ServingWeights(config, masters, WeightFormat::kBF16);
   const std::vector<Parameter> got = up.engine->weights();
   ASSERT_EQ(got.size(), want->size());
   for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(SameBits(got[i].value, (*want)[i].value)) << i;

@@ -5,7 +5,10 @@
 #include <map>
 #include <numeric>
 
+#include "core/checksum_manifest.h"
 #include "core/fp8_block.h"
+#include "core/memory_plan.h"
+#include "model/model_memory.h"
 #include "model/rope.h"
 #include "model/router.h"
 
@@ -114,25 +117,33 @@ CausalLM::CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& b
 
 CausalLM::~CausalLM() = default;
 
-Result<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend) {
+absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend) {
   return Load(dir, backend, ServeOptions{});
 }
 
-Result<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend,
+absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Load(const std::string& dir, Backend& backend,
                                                  const ServeOptions& options) {
+  // A directory with a checksum manifest (a training checkpoint) has its model files verified
+  // before any is read: config.json, model.safetensors, and the shards and their index.
+  GRPO_RETURN_IF_ERROR(VerifyChecksumManifest(dir, [](std::string_view name) {
+                         return name == "config.json" || name.substr(0, 5) == "model";
+                       }).status());
   GRPO_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Load(dir));
+  MemoryPlan plan;
+  AddModelWeights(config, options.serve_format, /*training=*/false, "model", &plan);
+  GRPO_RETURN_IF_ERROR(plan.Check("loading the model " + dir));
   GRPO_ASSIGN_OR_RETURN(std::vector<Parameter> params,
                         LoadParameters(config, dir, options.serve_format));
   return Create(std::move(config), std::move(params), backend, options);
 }
 
-Result<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vector<Parameter> params,
+absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vector<Parameter> params,
                                                    Backend& backend, const ServeOptions& options) {
   GRPO_RETURN_IF_ERROR(ConvertMatrices(options.serve_format, &params));
   return Create(std::move(config), std::move(params), backend);
 }
 
-Result<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vector<Parameter> params,
+absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vector<Parameter> params,
                                                    Backend& backend) {
   std::unique_ptr<CausalLM> m(new CausalLM(std::move(config), std::move(params), backend));
   GRPO_RETURN_IF_ERROR(m->Bind());
@@ -141,19 +152,19 @@ Result<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, std::vect
 
 // A projection matrix held for serving: BF16, or F8E4M3 with F32 block scales of the right
 // shape and no NaN codes (the kernels widen codes branch-free and would not keep a NaN).
-static Status CheckServedMatrix(const Parameter& p) {
+static absl::Status CheckServedMatrix(const Parameter& p) {
   const Tensor& v = p.value;
   const std::string what = "parameter '" + p.spec.name + "'";
-  if (v.dtype() == DType::kBF16) return Status::Ok();
+  if (v.dtype() == DType::kBF16) return absl::OkStatus();
   if (v.dtype() != DType::kF8E4M3) {
-    return Status::InvalidArgument(what + " is " + std::string(DTypeName(v.dtype())) +
+    return absl::InvalidArgumentError(what + " is " + std::string(DTypeName(v.dtype())) +
                                    (v.dtype() == DType::kF32 ? " but read-only" : "") +
                                    "; projections are served as owned F32, BF16 or F8_E4M3");
   }
   const Shape want{(v.dim(0) + kFp8BlockSize - 1) / kFp8BlockSize,
                    (v.dim(1) + kFp8BlockSize - 1) / kFp8BlockSize};
   if (p.scale_inv.dtype() != DType::kF32 || p.scale_inv.shape() != want || !p.scale_inv.defined()) {
-    return Status::InvalidArgument(what + " is F8_E4M3 and needs F32 scale_inv of shape " +
+    return absl::InvalidArgumentError(what + " is F8_E4M3 and needs F32 scale_inv of shape " +
                                    ShapeToString(want) + ", has " +
                                    std::string(DTypeName(p.scale_inv.dtype())) + " " +
                                    ShapeToString(p.scale_inv.shape()));
@@ -161,16 +172,16 @@ static Status CheckServedMatrix(const Parameter& p) {
   const auto* q = static_cast<const uint8_t*>(v.raw_data());
   for (int64_t e = 0; e < v.numel(); ++e) {
     if ((q[e] & 0x7F) == 0x7F) {
-      return Status::InvalidArgument(what + " holds an FP8 NaN code at element " + std::to_string(e));
+      return absl::InvalidArgumentError(what + " holds an FP8 NaN code at element " + std::to_string(e));
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Status CausalLM::Bind() {
+absl::Status CausalLM::Bind() {
   const std::vector<ParameterSpec> specs = ExpectedParameters(config_);
   if (specs.size() != params_.size()) {
-    return Status::InvalidArgument("expected " + std::to_string(specs.size()) + " parameters, got " +
+    return absl::InvalidArgumentError("expected " + std::to_string(specs.size()) + " parameters, got " +
                                    std::to_string(params_.size()));
   }
   std::map<std::string, int> index;
@@ -180,7 +191,7 @@ Status CausalLM::Bind() {
     const bool f32 = p.value.dtype() == DType::kF32 && p.value.writable();
     if (p.spec.name != specs[i].name || p.value.shape() != specs[i].shape ||
         (!f32 && !specs[i].is_matrix)) {
-      return Status::InvalidArgument("parameter " + std::to_string(i) + " ('" + p.spec.name +
+      return absl::InvalidArgumentError("parameter " + std::to_string(i) + " ('" + p.spec.name +
                                      "') does not match the expected '" + specs[i].name + "' F32 " +
                                      ShapeToString(specs[i].shape));
     }
@@ -248,7 +259,7 @@ Status CausalLM::Bind() {
     }
     layers_.push_back(std::move(L));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 void CausalLM::ReleaseActivations() { state_.reset(); }
@@ -323,6 +334,27 @@ static void MlpBackward(const Ctx& ctx, const auto& m, const float* x, const flo
 
 // Standard attention's projections: a.ln1 -> a.q [T, nh, hd], a.k, a.v [T, nkv, hd], q and k
 // normalized per head (qwen3; inputs kept in a.q_pre/a.k_pre for the backward) and rotated.
+// RoPE over whole heads of a [T, heads, head_dim] q or k (Llama/Qwen: rotate half).
+static RopeSpan QkvRopeSpan(int64_t T, int64_t heads, int64_t head_dim) {
+  return {.rows = T, .heads = heads, .row_stride = heads * head_dim, .head_stride = head_dim,
+          .offset = 0, .half = head_dim / 2, .layout = RopeLayout::kRotateHalf};
+}
+
+// MLA: the rope dims after the nope dims of each query head, [T, nh, nope + r], interleaved.
+static RopeSpan MlaQueryRopeSpan(const ModelConfig& c, int64_t T) {
+  const int64_t nh = c.num_attention_heads, dqk = c.qk_nope_head_dim + c.qk_rope_head_dim;
+  return {.rows = T, .heads = nh, .row_stride = nh * dqk, .head_stride = dqk,
+          .offset = c.qk_nope_head_dim, .half = c.qk_rope_head_dim / 2,
+          .layout = RopeLayout::kInterleaved};
+}
+
+// MLA: the shared rope key [T, r], interleaved.
+static RopeSpan MlaKeyRopeSpan(const ModelConfig& c, int64_t T) {
+  const int64_t r = c.qk_rope_head_dim;
+  return {.rows = T, .heads = 1, .row_stride = r, .head_stride = r, .offset = 0, .half = r / 2,
+          .layout = RopeLayout::kInterleaved};
+}
+
 template <typename LayerT, typename ActsT>
 static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
   const ModelConfig& c = ctx.c;
@@ -347,10 +379,10 @@ static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
     be.RmsNorm(a.q_pre.data(), ctx.P(L.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, eps);
     be.RmsNorm(a.k_pre.data(), ctx.P(L.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, eps);
   }
-  be.Rope(a.q.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-          rope.sin.data(), RopeLayout::kRotateHalf, false);
-  be.Rope(a.k.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-          rope.sin.data(), RopeLayout::kRotateHalf, false);
+  be.Rope(a.q.data(), QkvRopeSpan(T, nh, hd), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          false);
+  be.Rope(a.k.data(), QkvRopeSpan(T, nkv, hd), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          false);
 }
 
 // MLA's projections: a.ln1 -> a.q [T, nh, nope + r] (rope part rotated), the normalized latent
@@ -384,10 +416,10 @@ static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
   a.c_n = ctx.Buf(T * kvl);
   a.c_rstd = ctx.Buf(T);
   be.RmsNorm(a.c.data(), ctx.P(L.kva_ln), a.c_n.data(), a.c_rstd.data(), T, kvl, kMlaLatentNormEps);
-  be.Rope(a.q.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
-          rope.sin.data(), RopeLayout::kInterleaved, false);
-  be.Rope(kpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
-          RopeLayout::kInterleaved, false);
+  be.Rope(a.q.data(), MlaQueryRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          false);
+  be.Rope(kpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          false);
 }
 
 // Attention block over packed sequences (training form): a.ln1 -> o [T, hidden].
@@ -403,7 +435,7 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
     a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
     a.attn = ctx.Buf(T * nh * hd);
     be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
-                 ctx.batch.offsets, nh, nkv, hd, hd, scale);
+                 ctx.batch.offsets, {.nh = nh, .nkv = nkv, .dqk = hd, .dv = hd, .scale = scale});
     be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
   }
@@ -424,7 +456,7 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
   a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
   a.attn = ctx.Buf(T * nh * dv);
   be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
-               ctx.batch.offsets, nh, nh, dqk, dv, scale);
+               ctx.batch.offsets, {.nh = nh, .nkv = nh, .dqk = dqk, .dv = dv, .scale = scale});
   be.LinearWeights(a.attn.data(), ctx.W(L.o_w), nullptr, o, T, nh * dv, h);
 }
 
@@ -443,13 +475,14 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
                     nh * dv, h, false);
   Buffer dq = ctx.Buf(T * nh * dqk), dk = ctx.Buf(T * nkv * dqk), dvb = ctx.Buf(T * nkv * dv);
   be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.probs.data(), dq.data(),
-                       dk.data(), dvb.data(), ctx.batch.offsets, nh, nkv, dqk, dv, scale);
+                       dk.data(), dvb.data(), ctx.batch.offsets,
+                       {.nh = nh, .nkv = nkv, .dqk = dqk, .dv = dv, .scale = scale});
   if (!c.mla) {
     const int64_t hd = c.head_dim;
-    be.Rope(dq.data(), T, nh, nh * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), RopeLayout::kRotateHalf, true);
-    be.Rope(dk.data(), T, nkv, nkv * hd, hd, 0, hd / 2, ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), RopeLayout::kRotateHalf, true);
+    be.Rope(dq.data(), QkvRopeSpan(T, nh, hd), ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), true);
+    be.Rope(dk.data(), QkvRopeSpan(T, nkv, hd), ctx.batch.positions, rope.cos.data(),
+            rope.sin.data(), true);
     if (c.qk_norm) {
       Buffer dq_pre = ctx.Buf(T * nh * hd), dk_pre = ctx.Buf(T * nkv * hd);
       be.RmsNormBackward(dq.data(), a.q_pre.data(), ctx.P(L.q_norm), a.q_rstd.data(), dq_pre.data(),
@@ -469,8 +502,8 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   }
   const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim;
   const int64_t kvl = c.kv_lora_rank, ql = c.q_lora_rank;
-  be.Rope(dq.data(), T, nh, nh * dqk, dqk, nope, r / 2, ctx.batch.positions, rope.cos.data(),
-          rope.sin.data(), RopeLayout::kInterleaved, true);
+  be.Rope(dq.data(), MlaQueryRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          true);
   Buffer dkvb = ctx.Buf(T * nh * (nope + dv));
   be.CopyRows(dk.data(), dqk, dkvb.data(), nope + dv, T * nh, nope, false);
   be.CopyRows(dvb.data(), dv, dkvb.data() + nope, nope + dv, T * nh, dv, false);
@@ -479,8 +512,8 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   for (int64_t head = 0; head < nh; ++head) {
     be.CopyRows(dk.data() + head * dqk + nope, nh * dqk, dkpe.data(), r, T, r, true);
   }
-  be.Rope(dkpe.data(), T, 1, r, r, 0, r / 2, ctx.batch.positions, rope.cos.data(), rope.sin.data(),
-          RopeLayout::kInterleaved, true);
+  be.Rope(dkpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+          true);
   Buffer dc_n = ctx.Buf(T * kvl), dc = ctx.Buf(T * kvl);
   be.LinearBackward(dkvb.data(), a.c_n.data(), ctx.P(L.kvb_w), dc_n.data(), ctx.G(L.kvb_w), nullptr,
                     T, kvl, nh * (nope + dv), false);
@@ -663,8 +696,9 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
     be.WriteRows(a.k.data(), nkv * hd, new_ptrs, 0, T, nkv * hd);
     be.WriteRows(a.v.data(), nkv * hd, new_ptrs, nkv * hd, T, nkv * hd);
     a.attn = ctx.Buf(T * nh * hd);
-    be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, row_ptrs, row_offsets, nh,
-                       nkv, hd, hd, 0, nkv * hd, scale);
+    be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, row_ptrs, row_offsets,
+                       {.nh = nh, .nkv = nkv, .dqk = hd, .dv = hd, .scale = scale},
+                       {.k_offset = 0, .v_offset = nkv * hd});
     be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
   }
@@ -692,8 +726,10 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
   }
   Buffer latent_out = ctx.Buf(T * nh * kvl);
   a.attn = ctx.Buf(T * nh * dv);
-  be.CachedAttention(q_abs.data(), latent_out.data(), in.offsets, in.past, row_ptrs, row_offsets, nh,
-                     1, lat, kvl, 0, 0, scale);
+  // Every head reads the one latent row: keys are [latent ; rope key], values the latent.
+  be.CachedAttention(q_abs.data(), latent_out.data(), in.offsets, in.past, row_ptrs, row_offsets,
+                     {.nh = nh, .nkv = 1, .dqk = lat, .dv = kvl, .scale = scale},
+                     {.k_offset = 0, .v_offset = 0});
   for (int64_t head = 0; head < nh; ++head) {
     be.Gemm(false, true, T, dv, kvl, 1.0f, latent_out.data() + head * kvl, nh * kvl,
             head_rows(head * (nope + dv) + nope, dv), kvl, 0.0f, a.attn.data() + head * dv, nh * dv);
@@ -704,35 +740,35 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
 // ---------------------------------------------------------------------------------------------
 // Checks and bookkeeping shared by Forward and ForwardStep.
 
-static Status CheckTokens(std::span<const int32_t> tokens, int64_t vocab) {
+static absl::Status CheckTokens(std::span<const int32_t> tokens, int64_t vocab) {
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= vocab) {
-      return Status::InvalidArgument("token id " + std::to_string(tokens[t]) + " at position " +
+      return absl::InvalidArgumentError("token id " + std::to_string(tokens[t]) + " at position " +
                                      std::to_string(t) + " is outside the vocabulary [0, " +
                                      std::to_string(vocab) + ")");
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // A forced routing must cover every MoE layer and token with top_k valid expert ids.
-static Status CheckForcedRouting(const Routing* f, const ModelConfig& c, int64_t tokens) {
-  if (f == nullptr) return Status::Ok();
+static absl::Status CheckForcedRouting(const Routing* f, const ModelConfig& c, int64_t tokens) {
+  if (f == nullptr) return absl::OkStatus();
   const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
   if (f->num_moe_layers != num_moe || f->num_tokens != tokens || f->top_k != k ||
       static_cast<int64_t>(f->experts.size()) != num_moe * tokens * k) {
-    return Status::InvalidArgument("forced routing has shape [" + std::to_string(f->num_moe_layers) +
+    return absl::InvalidArgumentError("forced routing has shape [" + std::to_string(f->num_moe_layers) +
                                    ", " + std::to_string(f->num_tokens) + ", " + std::to_string(f->top_k) +
                                    "], the model and batch need [" + std::to_string(num_moe) + ", " +
                                    std::to_string(tokens) + ", " + std::to_string(k) + "]");
   }
   for (int32_t e : f->experts) {
     if (e < 0 || e >= c.num_experts) {
-      return Status::InvalidArgument("forced routing names expert " + std::to_string(e) + " of " +
+      return absl::InvalidArgumentError("forced routing names expert " + std::to_string(e) + " of " +
                                      std::to_string(c.num_experts));
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 static Routing EmptyRouting(const ModelConfig& c, int64_t tokens) {
@@ -768,22 +804,46 @@ static void RecordRouting(const LayerT& L, const ActsT& a, Routing* out) {
 
 // ---------------------------------------------------------------------------------------------
 
-Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOptions& options) {
+// Every sequence within max_position_embeddings, and the activations within the memory budget
+// (attention probabilities grow with the square of a sequence's length).
+static absl::Status CheckForwardFits(const ModelConfig& c, const TokenBatch& batch, const ForwardOptions& options) {
+  CheckedInt64 sum_sq = 0;
+  int64_t longest = 0;
+  for (int64_t s = 0; s < batch.num_seqs(); ++s) {
+    const int64_t len = batch.offsets[s + 1] - batch.offsets[s];
+    if (len > c.max_position_embeddings) {
+      return absl::InvalidArgumentError("sequence " + std::to_string(s) + " has " + std::to_string(len) +
+                                        " tokens, more than the model's max_position_embeddings (" +
+                                        std::to_string(c.max_position_embeddings) + ")");
+    }
+    longest = std::max(longest, len);
+    sum_sq += CheckedInt64(len) * len;
+  }
+  MemoryPlan plan;
+  plan.Add("activations of " + std::to_string(batch.num_tokens()) + " tokens in " +
+               std::to_string(batch.num_seqs()) + " sequences (the longest " + std::to_string(longest) +
+               " tokens; attention grows with its square), " + ModelSizeKeys(c),
+           ForwardActivationBytes(c, batch.num_tokens(), sum_sq, options.keep_activations, options.recompute));
+  return plan.Check("a forward pass");
+}
+
+absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOptions& options) {
   const ModelConfig& c = config_;
   const int64_t T = batch.num_tokens(), h = c.hidden_size, V = c.vocab_size;
   if (batch.offsets.empty() || batch.offsets.front() != 0 || batch.offsets.back() != T) {
-    return Status::InvalidArgument("batch offsets must start at 0 and end at the token count");
+    return absl::InvalidArgumentError("batch offsets must start at 0 and end at the token count");
   }
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
-    if (batch.offsets[s + 1] < batch.offsets[s]) return Status::InvalidArgument("batch offsets decrease");
+    if (batch.offsets[s + 1] < batch.offsets[s]) return absl::InvalidArgumentError("batch offsets decrease");
   }
   if (options.keep_activations && quantized_) {
-    return Status::FailedPrecondition(
+    return absl::FailedPreconditionError(
         "Forward with keep_activations (training) needs f32 weights; this model serves bf16/FP8 "
         "projections (ServeOptions.serve_format): load or create it with WeightFormat::kF32");
   }
   GRPO_RETURN_IF_ERROR(CheckTokens(batch.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(options.forced_routing, c, T));
+  GRPO_RETURN_IF_ERROR(CheckForwardFits(c, batch, options));
 
   auto state = std::make_unique<State>();
   state->batch = batch;
@@ -855,20 +915,20 @@ Result<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const ForwardOp
   return out;
 }
 
-Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* grads) {
+absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* grads) {
   if (quantized_) {
-    return Status::FailedPrecondition(
+    return absl::FailedPreconditionError(
         "Backward needs f32 weights; this model serves bf16/FP8 projections "
         "(ServeOptions.serve_format): load or create it with WeightFormat::kF32");
   }
   if (state_ == nullptr) {
-    return Status::FailedPrecondition("Backward needs a Forward with keep_activations first");
+    return absl::FailedPreconditionError("Backward needs a Forward with keep_activations first");
   }
   State& st = *state_;
   const ModelConfig& c = config_;
   const int64_t T = st.batch.num_tokens(), h = c.hidden_size, V = c.vocab_size;
   if (static_cast<int64_t>(weights.size()) != st.batch.num_targets()) {
-    return Status::InvalidArgument("Backward got " + std::to_string(weights.size()) +
+    return absl::InvalidArgumentError("Backward got " + std::to_string(weights.size()) +
                                    " weights for " + std::to_string(st.batch.num_targets()) + " targets");
   }
   if (grads->size() != params_.size()) {
@@ -918,27 +978,27 @@ Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* g
   }
   backend_.EmbeddingBackward(st.batch.tokens.data(), dh.data(), ctx.G(embed_), T, h);
   state_.reset();
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo
 
 namespace grpo {
 
-Result<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheView& cache,
+absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheView& cache,
                                          const Routing* forced_routing) {
   const ModelConfig& c = config_;
   const int64_t S = in.num_seqs(), T = static_cast<int64_t>(in.tokens.size());
   const int64_t h = c.hidden_size, V = c.vocab_size;
   if (static_cast<int64_t>(in.offsets.size()) != S + 1 || static_cast<int64_t>(in.cache_seq.size()) != S ||
       in.offsets.front() != 0 || in.offsets.back() != T) {
-    return Status::InvalidArgument("step input: offsets, past and cache_seq disagree on the sequence count");
+    return absl::InvalidArgumentError("step input: offsets, past and cache_seq disagree on the sequence count");
   }
   for (int64_t s = 0; s < S; ++s) {
     if (in.offsets[s + 1] <= in.offsets[s]) {
-      return Status::InvalidArgument("step input: sequence " + std::to_string(s) + " has no new tokens");
+      return absl::InvalidArgumentError("step input: sequence " + std::to_string(s) + " has no new tokens");
     }
-    if (in.past[s] < 0) return Status::InvalidArgument("step input: negative past length");
+    if (in.past[s] < 0) return absl::InvalidArgumentError("step input: negative past length");
   }
   GRPO_RETURN_IF_ERROR(CheckTokens(in.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(forced_routing, c, T));

@@ -96,20 +96,22 @@ class CausalLM {
  public:
   ~CausalLM();
 
-  // Loads config.json and the weights from an HF model directory.
-  static Result<std::unique_ptr<CausalLM>> Load(const std::string& dir,
+  // Loads config.json and the weights from an HF model directory. When the directory has a
+  // checksum manifest (core/checksum_manifest.h; training checkpoints do), the model files are
+  // verified first: a damaged one is kDataLoss naming it.
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir,
                                                 Backend& backend = CpuBackend());
   // Serving: kStored keeps the checkpoint's bf16 / FP8 block projections (views of the
   // mapped file); kBF16 / kFp8Block convert them at load.
-  static Result<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend,
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend,
                                                 const ServeOptions& options);
   // Wraps parameters in ExpectedParameters order (e.g. freshly initialized ones).
-  static Result<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
                                                   Backend& backend = CpuBackend());
   // The same, converting the projection matrices to options.serve_format first (e.g. kFp8Block:
   // quantize f32 masters to FP8 block weights to serve them; kStored: take them as they are,
   // F32, BF16 or F8E4M3 with scale_inv).
-  static Result<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
                                                   Backend& backend, const ServeOptions& options);
 
   const ModelConfig& config() const { return config_; }
@@ -121,17 +123,17 @@ class CausalLM {
   // Bytes held by the parameter storage (values plus FP8 scales; ParameterBytes).
   int64_t parameter_bytes() const { return ParameterBytes(params_); }
 
-  Result<ForwardOutput> Forward(const TokenBatch& batch, const ForwardOptions& options);
+  absl::StatusOr<ForwardOutput> Forward(const TokenBatch& batch, const ForwardOptions& options);
 
   // Gradients of sum_i weights[i] * logprob[i] for the batch of the last Forward (which must
   // have kept activations). grads is resized to parameters().size() (F32, parameter shapes;
   // untrainable ones stay zero) and accumulated into.
-  Status Backward(std::span<const float> weights, std::vector<Tensor>* grads);
+  absl::Status Backward(std::span<const float> weights, std::vector<Tensor>* grads);
 
   // Runs the new tokens over the cache: reads rows of past positions, writes the rows of the new
   // positions, returns the next-token logits of each sequence. With `forced_routing`, MoE
   // layers use its experts for the new tokens. Inference only (no activations kept).
-  Result<StepOutput> ForwardStep(const StepInput& input, KvCacheView& cache,
+  absl::StatusOr<StepOutput> ForwardStep(const StepInput& input, KvCacheView& cache,
                                  const Routing* forced_routing = nullptr);
 
   // Frees the activations kept by the last Forward.
@@ -142,7 +144,7 @@ class CausalLM {
   struct LayerActs;
   struct State;
   CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& backend);
-  Status Bind();
+  absl::Status Bind();
   // RoPE tables covering at least `positions`, built once and grown when a longer batch comes
   // (decoding asks every step; the tables depend only on the config).
   const RopeTables& RopeFor(int64_t positions);

@@ -43,7 +43,7 @@ struct Reference {
   SafetensorsFile grads_file;
 };
 
-Result<Reference> RunReference(const std::string& model_dir, const json& input) {
+absl::StatusOr<Reference> RunReference(const std::string& model_dir, const json& input) {
   const std::string dir = testing::MakeTempDir("ref");
   const std::string in_path = dir + "/input.json";
   const std::string text = input.dump();

@@ -151,11 +151,11 @@ TEST(Serve, TrainingIsRefusedOnAQuantizedModel) {
   EXPECT_TRUE((*model)->Forward(batch, {}).ok());
   auto train = (*model)->Forward(batch, {.keep_activations = true});
   ASSERT_FALSE(train.ok());
-  EXPECT_EQ(train.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(train.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(train.status().message().find("needs f32 weights"), std::string::npos);
   std::vector<Tensor> grads;
-  const Status back = (*model)->Backward(std::vector<float>(3, 1.0f), &grads);
-  EXPECT_EQ(back.code(), StatusCode::kFailedPrecondition);
+  const absl::Status back = (*model)->Backward(std::vector<float>(3, 1.0f), &grads);
+  EXPECT_EQ(back.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(back.message().find("WeightFormat::kF32"), std::string::npos) << back.message();
   // A served model saves as an f32 checkpoint that loads and trains again.
   const std::string dir = testing::MakeTempDir("serve_save");
@@ -215,6 +215,26 @@ TEST(Serve, Fp8WeightsHoldAQuarterOfTheF32Bytes) {
               static_cast<double>(matrix_elems + 4 * matrix_blocks) / (4.0 * matrix_elems));
   EXPECT_LT(ratio, 0.31);
   EXPECT_GT(ratio, 0.25);
+}
+
+// One name per format; a name is parsed only among the allowed formats, and the error lists them.
+TEST(WeightFormat, NamesRoundTripAndErrorsListTheAllowedNames) {
+  for (WeightFormat f : kAllWeightFormats) {
+    auto parsed = ParseWeightFormat(WeightFormatName(f));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, f);
+  }
+  EXPECT_EQ(*ParseWeightFormat("fp8"), WeightFormat::kFp8Block);
+  EXPECT_EQ(*ParseWeightFormat("bf16"), WeightFormat::kBF16);
+  const WeightFormat served[] = {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFp8Block};
+  auto stored = ParseWeightFormat("stored", served);
+  ASSERT_FALSE(stored.ok());
+  EXPECT_EQ(stored.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(stored.status().message().find("(expected f32, bf16 or fp8)"), std::string::npos) << stored.status();
+  auto bad = ParseWeightFormat("int4");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("\"int4\" (expected f32, stored, bf16 or fp8)"), std::string::npos)
+      << bad.status();
 }
 
 }  // namespace

@@ -248,7 +248,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   ASSERT_FALSE(bad_token.ok());
   EXPECT_NE(bad_token.status().message().find("9999"), std::string::npos);
   std::vector<Tensor> grads;
-  EXPECT_EQ(model->Backward({}, &grads).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(model->Backward({}, &grads).code(), absl::StatusCode::kFailedPrecondition);
 
   auto moe = NanoModel("qwen3_moe");
   Routing wrong;

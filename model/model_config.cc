@@ -1,21 +1,101 @@
 #include "model/model_config.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 
 namespace grpo {
 namespace {
 
-Status Invalid(const std::string& field, const std::string& why) {
-  return Status::InvalidArgument("config.json: '" + field + "' " + why);
+absl::Status Invalid(const std::string& field, const std::string& why) {
+  return absl::InvalidArgumentError("config.json: '" + field + "' " + why);
 }
 
-Status RequirePositive(const std::string& field, int64_t v) {
+absl::Status RequirePositive(const std::string& field, int64_t v) {
   if (v <= 0) return Invalid(field, "must be positive, got " + std::to_string(v));
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<RopeScaling> ParseRopeScaling(const Config& c) {
+// Bounds every size key and checks that every tensor, and the whole model, has a size that
+// 64-bit arithmetic can count in bytes (f32 weights + gradients + two AdamW moments).
+absl::Status CheckSizes(const ModelConfig& m) {
+  const std::string experts_key = m.family == ModelFamily::kDeepseekV3 ? "n_routed_experts" : "num_experts";
+  const std::pair<std::string, int64_t> dims[] = {
+      {"vocab_size", m.vocab_size},
+      {"hidden_size", m.hidden_size},
+      {"intermediate_size", m.intermediate_size},
+      {"num_attention_heads", m.num_attention_heads},
+      {"num_key_value_heads", m.num_key_value_heads},
+      {"head_dim", m.head_dim},
+      {"max_position_embeddings", m.max_position_embeddings},
+      {"q_lora_rank", m.q_lora_rank},
+      {"kv_lora_rank", m.kv_lora_rank},
+      {"qk_nope_head_dim", m.qk_nope_head_dim},
+      {"qk_rope_head_dim", m.qk_rope_head_dim},
+      {"v_head_dim", m.v_head_dim},
+      {"moe_intermediate_size", m.moe_intermediate_size},
+      {"n_shared_experts", m.n_shared_experts},
+      {"num_experts_per_tok", m.num_experts_per_tok}};
+  for (const auto& [key, v] : dims) {
+    if (v < 0) return Invalid(key, "must not be negative, got " + std::to_string(v));
+    if (v > kMaxModelDimension) {
+      return Invalid(key, "must be at most " + std::to_string(kMaxModelDimension) +
+                              " (token ids, positions and rows are 32-bit), got " + std::to_string(v));
+    }
+  }
+  if (m.num_hidden_layers > kMaxModelLayers) {
+    return Invalid("num_hidden_layers", "must be at most " + std::to_string(kMaxModelLayers) + ", got " +
+                                            std::to_string(m.num_hidden_layers));
+  }
+  if (m.num_experts < 0 || m.num_experts > kMaxModelExperts) {
+    return Invalid(experts_key, "must be in [0, " + std::to_string(kMaxModelExperts) + "], got " +
+                                    std::to_string(m.num_experts));
+  }
+  // The largest tensors, each named by the keys that size it.
+  const auto key = [](const std::string& k, int64_t v) { return k + " " + std::to_string(v); };
+  const int64_t h = m.hidden_size, nh = m.num_attention_heads;
+  const struct {
+    std::string keys;
+    CheckedInt64 n;
+  } tensors[] = {
+      {key("vocab_size", m.vocab_size) + " x " + key("hidden_size", h), CheckedInt64(m.vocab_size) * h},
+      {key("num_attention_heads", nh) + " x " + key(m.mla ? "qk head width" : "head_dim", m.qk_head_dim()) + " x " +
+           key("hidden_size", h),
+       CheckedInt64(nh) * m.qk_head_dim() * h},
+      {key("num_attention_heads", nh) + " x " + key("value head width", m.value_head_dim()) + " x " +
+           key(m.mla ? "kv_lora_rank" : "hidden_size", m.mla ? m.kv_lora_rank : h),
+       CheckedInt64(nh) * m.value_head_dim() * (m.mla ? m.kv_lora_rank : h)},
+      {key("intermediate_size", m.intermediate_size) + " x " + key("hidden_size", h),
+       CheckedInt64(m.intermediate_size) * h},
+      {key("moe_intermediate_size", m.moe_intermediate_size) + " x " + key("n_shared_experts", m.n_shared_experts) +
+           " x " + key("hidden_size", h),
+       CheckedInt64(m.moe_intermediate_size) * m.n_shared_experts * h},
+      {key(experts_key, m.num_experts) + " x " + key("moe_intermediate_size", m.moe_intermediate_size) + " x " +
+           key("hidden_size", h),
+       CheckedInt64(m.num_experts) * m.moe_intermediate_size * h},
+  };
+  constexpr int64_t kMaxElements = std::numeric_limits<int64_t>::max() / 16;  // bytes of f32 + grad + 2 moments
+  for (const auto& t : tensors) {
+    if (t.n.overflowed() || t.n.value() > kMaxElements) {
+      return absl::InvalidArgumentError("config.json: " + t.keys + " is too large: " +
+                                        (t.n.overflowed() ? std::string("the product overflows 64 bits")
+                                                          : std::to_string(t.n.value()) + " elements") +
+                                        ", more than 64-bit sizes can count in bytes");
+    }
+  }
+  const CheckedInt64 total = m.ParameterCount();
+  if (total.overflowed() || total.value() > kMaxElements) {
+    return absl::InvalidArgumentError(
+        "config.json: " + key("num_hidden_layers", m.num_hidden_layers) + " layers of " + key("hidden_size", h) +
+        ", " + key("intermediate_size", m.intermediate_size) + ", " + key("vocab_size", m.vocab_size) +
+        (m.num_experts > 0 ? ", " + key(experts_key, m.num_experts) : std::string()) +
+        " make more parameters than 64-bit sizes can count in bytes");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RopeScaling> ParseRopeScaling(const Config& c) {
   RopeScaling rs;
   if (!c.Has("rope_scaling") || c.json().at("rope_scaling").is_null()) return rs;
   GRPO_ASSIGN_OR_RETURN(Config sub, c.Sub("rope_scaling"));
@@ -50,12 +130,12 @@ Result<RopeScaling> ParseRopeScaling(const Config& c) {
 
 }  // namespace
 
-Result<ModelConfig> ModelConfig::Load(const std::string& dir) {
+absl::StatusOr<ModelConfig> ModelConfig::Load(const std::string& dir) {
   GRPO_ASSIGN_OR_RETURN(Config c, Config::LoadFile(dir + "/config.json"));
   return FromConfig(c);
 }
 
-Result<ModelConfig> ModelConfig::FromConfig(const Config& c) {
+absl::StatusOr<ModelConfig> ModelConfig::FromConfig(const Config& c) {
   ModelConfig m;
   GRPO_ASSIGN_OR_RETURN(m.model_type, c.GetString("model_type"));
   if (m.model_type == "llama") {
@@ -224,6 +304,8 @@ Result<ModelConfig> ModelConfig::FromConfig(const Config& c) {
     }
     m.fp8_checkpoint = true;
   }
+  GRPO_RETURN_IF_ERROR(RequirePositive("max_position_embeddings", m.max_position_embeddings));
+  GRPO_RETURN_IF_ERROR(CheckSizes(m));
   return m;
 }
 
@@ -260,29 +342,27 @@ double ModelConfig::AttentionScale() const {
   return scale;
 }
 
-int64_t ModelConfig::NumParameters() const {
-  const int64_t h = hidden_size;
-  int64_t attn;
+CheckedInt64 ModelConfig::ParameterCount() const {
+  const CheckedInt64 h = hidden_size;
+  CheckedInt64 attn;
   if (mla) {
-    const int64_t q = q_lora_rank > 0
-                          ? h * q_lora_rank + q_lora_rank + q_lora_rank * num_attention_heads * qk_head_dim()
-                          : h * num_attention_heads * qk_head_dim();
-    attn = q + h * (kv_lora_rank + qk_rope_head_dim) + kv_lora_rank +
-           kv_lora_rank * num_attention_heads * (qk_nope_head_dim + v_head_dim) +
-           num_attention_heads * v_head_dim * h;
+    const CheckedInt64 q = q_lora_rank > 0
+                               ? h * q_lora_rank + q_lora_rank + CheckedInt64(q_lora_rank) * num_attention_heads * qk_head_dim()
+                               : h * num_attention_heads * qk_head_dim();
+    attn = q + h * (CheckedInt64(kv_lora_rank) + qk_rope_head_dim) + kv_lora_rank +
+           CheckedInt64(kv_lora_rank) * num_attention_heads * (CheckedInt64(qk_nope_head_dim) + v_head_dim) +
+           CheckedInt64(num_attention_heads) * v_head_dim * h;
   } else {
-    attn = h * head_dim * (num_attention_heads + 2 * num_key_value_heads) +
-           num_attention_heads * head_dim * h;
+    attn = h * head_dim * (CheckedInt64(num_attention_heads) + CheckedInt64(num_key_value_heads) * 2) +
+           CheckedInt64(num_attention_heads) * head_dim * h;
   }
-  int64_t total = vocab_size * h * (tie_word_embeddings ? 1 : 2) + h;
-  for (int64_t l = 0; l < num_hidden_layers; ++l) {
-    total += attn + 2 * h;
-    if (IsMoeLayer(l)) {
-      total += num_experts * h + (num_experts + n_shared_experts) * 3 * h * moe_intermediate_size;
-    } else {
-      total += 3 * h * intermediate_size;
-    }
-  }
+  const int64_t moe_layers = NumMoeLayers();
+  const CheckedInt64 dense_mlp = h * intermediate_size * 3;
+  const CheckedInt64 moe_mlp =
+      CheckedInt64(num_experts) * h + (CheckedInt64(num_experts) + n_shared_experts) * 3 * h * moe_intermediate_size;
+  CheckedInt64 total = CheckedInt64(vocab_size) * h * (tie_word_embeddings ? 1 : 2) + h;
+  total += (attn + h * 2) * num_hidden_layers;
+  total += dense_mlp * (num_hidden_layers - moe_layers) + moe_mlp * moe_layers;
   return total;
 }
 

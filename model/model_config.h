@@ -10,7 +10,14 @@
 //               DeepSeekMoE (sigmoid scores, group-limited top-k with a correction bias, shared
 //               experts, first_k_dense_replace dense layers); FP8 block checkpoints
 // Anything else is an error naming the model_type. Inconsistent shapes (heads not dividing,
-// top-k above the expert count, ...) are errors naming the field.
+// top-k above the expert count, ...) are errors naming the field. Sizes are bounded before any
+// of them sizes an allocation: every dimension (vocab_size, hidden_size, intermediate_size,
+// head counts and widths, max_position_embeddings, ...) at most kMaxModelDimension (token ids
+// and positions are 32-bit), num_hidden_layers and the expert count at most kMaxModelLayers /
+// kMaxModelExperts, and every tensor and the whole parameter count small enough that their
+// sizes in bytes (f32 weights, gradients and AdamW moments) fit in 64 bits; an error names the
+// keys and their values. Whether the model fits in memory is a separate question
+// (model/model_memory.h).
 #ifndef GRPO_MODEL_MODEL_CONFIG_H_
 #define GRPO_MODEL_MODEL_CONFIG_H_
 
@@ -20,10 +27,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/checked_math.h"
 #include "core/config.h"
 #include "core/status.h"
 
 namespace grpo {
+
+inline constexpr int64_t kMaxModelDimension = 2147483647;  // INT32_MAX
+inline constexpr int64_t kMaxModelLayers = 65536;
+inline constexpr int64_t kMaxModelExperts = 65536;
 
 enum class ModelFamily { kLlama, kQwen2, kQwen3, kQwen3Moe, kDeepseekV3 };
 
@@ -97,9 +109,9 @@ struct ModelConfig {
   bool fp8_checkpoint = false;
 
   // Reads and validates `<dir>/config.json`.
-  static Result<ModelConfig> Load(const std::string& dir);
+  static absl::StatusOr<ModelConfig> Load(const std::string& dir);
   // Validates and fills the family defaults from a parsed config.json.
-  static Result<ModelConfig> FromConfig(const Config& config);
+  static absl::StatusOr<ModelConfig> FromConfig(const Config& config);
   // The HF config.json of this architecture.
   nlohmann::json ToJson() const;
 
@@ -113,8 +125,11 @@ struct ModelConfig {
   int64_t rope_dim() const { return mla ? qk_rope_head_dim : head_dim; }
   // The softmax scale of attention: 1/sqrt(qk_head_dim), times mscale^2 under DeepSeek's YaRN.
   double AttentionScale() const;
-  // Total number of parameters (for memory planning), counting each expert.
-  int64_t NumParameters() const;
+  // Total number of parameters (for memory planning), counting each expert; overflow-checked
+  // (never overflowed for a config FromConfig accepted).
+  CheckedInt64 ParameterCount() const;
+  // ParameterCount().value() (INT64_MAX if it overflowed).
+  int64_t NumParameters() const { return ParameterCount().value(); }
 };
 
 }  // namespace grpo

@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <fstream>
+#include <cstdio>
 #include <map>
 #include <set>
 
+#include "core/checksum_manifest.h"
+#include "core/file.h"
 #include "core/fp8_block.h"
 #include "core/safetensors.h"
 
@@ -121,29 +123,40 @@ const char* WeightFormatName(WeightFormat format) {
     case WeightFormat::kF32: return "f32";
     case WeightFormat::kStored: return "stored";
     case WeightFormat::kBF16: return "bf16";
-    case WeightFormat::kFp8Block: return "fp8_block";
+    case WeightFormat::kFp8Block: return "fp8";
   }
   return "?";
 }
 
-Result<Tensor> ParameterToF32(const Parameter& p) {
+absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view name, std::span<const WeightFormat> allowed) {
+  std::string expected;
+  for (size_t i = 0; i < allowed.size(); ++i) {
+    if (name == WeightFormatName(allowed[i])) return allowed[i];
+    expected += i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ";
+    expected += WeightFormatName(allowed[i]);
+  }
+  return absl::InvalidArgumentError("weight format: unknown name \"" + std::string(name) + "\" (expected " +
+                                    expected + ")");
+}
+
+absl::StatusOr<Tensor> ParameterToF32(const Parameter& p) {
   if (p.value.dtype() == DType::kF8E4M3) {
     if (!p.scale_inv.defined()) {
-      return Status::InvalidArgument("FP8 parameter '" + p.spec.name + "' has no scale_inv");
+      return absl::InvalidArgumentError("FP8 parameter '" + p.spec.name + "' has no scale_inv");
     }
     auto deq = DequantizeFp8Block(p.value, p.scale_inv);
-    if (!deq.ok()) return deq.status().WithContext("parameter '" + p.spec.name + "'");
+    if (!deq.ok()) return grpo::WithContext(deq.status(), "parameter '" + p.spec.name + "'");
     return deq;
   }
   if (!IsFloatingPoint(p.value.dtype())) {
-    return Status::InvalidArgument("parameter '" + p.spec.name + "' has non-float dtype " +
+    return absl::InvalidArgumentError("parameter '" + p.spec.name + "' has non-float dtype " +
                                    std::string(DTypeName(p.value.dtype())));
   }
   return p.value.ToF32();
 }
 
-Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params) {
-  if (format == WeightFormat::kStored) return Status::Ok();
+absl::Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params) {
+  if (format == WeightFormat::kStored) return absl::OkStatus();
   for (Parameter& p : *params) {
     if (!p.spec.is_matrix) continue;
     const DType dtype = p.value.dtype();
@@ -168,12 +181,12 @@ Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params) {
       GRPO_ASSIGN_OR_RETURN(p.value, f32.CastTo(DType::kBF16));
     } else {
       auto q = QuantizeFp8Block(f32);
-      if (!q.ok()) return q.status().WithContext("parameter '" + p.spec.name + "'");
+      if (!q.ok()) return grpo::WithContext(q.status(), "parameter '" + p.spec.name + "'");
       p.value = std::move(q->weight);
       p.scale_inv = std::move(q->scale_inv);
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 int64_t ParameterBytes(const std::vector<Parameter>& params) {
@@ -185,11 +198,11 @@ int64_t ParameterBytes(const std::vector<Parameter>& params) {
   return bytes;
 }
 
-Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir) {
+absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir) {
   return LoadParameters(config, dir, WeightFormat::kF32);
 }
 
-Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
+absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
                                               WeightFormat matrices) {
   const bool keep = matrices != WeightFormat::kF32;
   GRPO_ASSIGN_OR_RETURN(SafetensorsDir files, SafetensorsDir::Open(dir));
@@ -197,13 +210,13 @@ Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const s
   std::set<std::string> used;
   for (const ParameterSpec& spec : ExpectedParameters(config)) {
     if (!files.Contains(spec.name)) {
-      return Status::InvalidArgument(dir + ": missing tensor '" + spec.name + "' (shape " +
+      return absl::InvalidArgumentError(dir + ": missing tensor '" + spec.name + "' (shape " +
                                      ShapeToString(spec.shape) + ")");
     }
     GRPO_ASSIGN_OR_RETURN(Tensor t, files.Get(spec.name));
     used.insert(spec.name);
     if (t.shape() != spec.shape) {
-      return Status::InvalidArgument(dir + ": tensor '" + spec.name + "' has shape " +
+      return absl::InvalidArgumentError(dir + ": tensor '" + spec.name + "' has shape " +
                                      ShapeToString(t.shape()) + ", expected " +
                                      ShapeToString(spec.shape));
     }
@@ -213,7 +226,7 @@ Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const s
     } else if (t.dtype() == DType::kF8E4M3) {
       const std::string scale_name = spec.name + "_scale_inv";
       if (!files.Contains(scale_name)) {
-        return Status::InvalidArgument(dir + ": FP8 tensor '" + spec.name + "' has no '" +
+        return absl::InvalidArgumentError(dir + ": FP8 tensor '" + spec.name + "' has no '" +
                                        scale_name + "'");
       }
       GRPO_ASSIGN_OR_RETURN(Tensor scale, files.Get(scale_name));
@@ -224,39 +237,43 @@ Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const s
         const Shape want{(spec.shape[0] + kFp8BlockSize - 1) / kFp8BlockSize,
                          (spec.shape[1] + kFp8BlockSize - 1) / kFp8BlockSize};
         if (scale_inv.shape() != want) {
-          return Status::InvalidArgument(dir + ": tensor '" + scale_name + "' has shape " +
+          return absl::InvalidArgumentError(dir + ": tensor '" + scale_name + "' has shape " +
                                          ShapeToString(scale_inv.shape()) + ", expected " +
                                          ShapeToString(want));
         }
       } else {
         auto deq = DequantizeFp8Block(t, scale);
-        if (!deq.ok()) return deq.status().WithContext(dir + ": tensor '" + spec.name + "'");
+        if (!deq.ok()) return grpo::WithContext(deq.status(), dir + ": tensor '" + spec.name + "'");
         value = std::move(deq).value();
       }
     } else if (IsFloatingPoint(t.dtype())) {
       value = t.ToF32();
     } else {
-      return Status::InvalidArgument(dir + ": tensor '" + spec.name + "' has non-float dtype " +
+      return absl::InvalidArgumentError(dir + ": tensor '" + spec.name + "' has non-float dtype " +
                                      std::string(DTypeName(t.dtype())));
     }
     params.push_back({spec, std::move(value), std::move(scale_inv)});
   }
   for (const std::string& name : files.names()) {
     if (used.count(name) || IsIgnorable(config, name)) continue;
-    return Status::InvalidArgument(dir + ": unexpected tensor '" + name + "' for a " +
+    return absl::InvalidArgumentError(dir + ": unexpected tensor '" + name + "' for a " +
                                    config.model_type + " model with this config");
   }
-  GRPO_RETURN_IF_ERROR(ConvertMatrices(matrices, &params).WithContext(dir));
+  GRPO_RETURN_IF_ERROR(grpo::WithContext(ConvertMatrices(matrices, &params), dir));
   return params;
 }
 
-Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,
+absl::Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,
                  const std::string& dir, uint64_t max_shard_bytes, DType storage) {
   if (storage != DType::kF32 && storage != DType::kBF16) {
-    return Status::InvalidArgument("checkpoints are stored as F32 or BF16, not " +
+    return absl::InvalidArgumentError("checkpoints are stored as F32 or BF16, not " +
                                    std::string(DTypeName(storage)));
   }
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir, errno);
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return grpo::ErrnoError("mkdir " + dir, errno);
+  const std::string manifest = dir + "/" + kChecksumManifestName;
+  if (std::remove(manifest.c_str()) != 0 && errno != ENOENT) {
+    return grpo::ErrnoError("cannot remove the stale " + manifest, errno);
+  }
   NamedTensors tensors;
   for (const Parameter& param : params) {
     Parameter widened;
@@ -278,13 +295,9 @@ Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params
   }
   GRPO_RETURN_IF_ERROR(WriteShardedSafetensors(dir, tensors, max_shard_bytes == 0 ? UINT64_MAX : max_shard_bytes,
                                                {{"format", "pt"}}));
-  const std::string path = dir + "/config.json";
-  std::ofstream out(path);
   nlohmann::json json = config.ToJson();
   json["torch_dtype"] = storage == DType::kF32 ? "float32" : "bfloat16";
-  out << json.dump(2) << "\n";
-  if (!out) return Status::IoError("cannot write " + path);
-  return Status::Ok();
+  return WriteFileAtomic(dir + "/config.json", json.dump(2) + "\n");
 }
 
 }  // namespace grpo

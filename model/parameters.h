@@ -3,7 +3,9 @@
 #ifndef GRPO_MODEL_PARAMETERS_H_
 #define GRPO_MODEL_PARAMETERS_H_
 
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -35,41 +37,51 @@ struct Parameter {
 
 // How the projection matrices (ParameterSpec::is_matrix: attention and MLP/expert projections)
 // are held. Everything else (embeddings, lm_head, norms, routers, biases) is always F32.
+// The same type says how a rollout engine serves its weights and how a weight update is sent
+// (learner/weight_push.h; every format but kStored).
 enum class WeightFormat {
   kF32,       // f32 (bf16 widened, FP8 dequantized): the training format
   kStored,    // as the checkpoint stores them: BF16 and FP8 block kept, anything else f32
   kBF16,      // bf16 (FP8 dequantized first, f32 rounded to nearest even)
   kFp8Block,  // FP8 E4M3 with 128x128 block scales (FP8 kept, others quantized)
 };
+inline constexpr WeightFormat kAllWeightFormats[] = {WeightFormat::kF32, WeightFormat::kStored,
+                                                     WeightFormat::kBF16, WeightFormat::kFp8Block};
+// The name used in recipes (`rollout.serve_format`) and flags: "f32", "stored", "bf16", "fp8".
 const char* WeightFormatName(WeightFormat format);
+// The format named `name` among `allowed`; InvalidArgument listing the names of `allowed`
+// otherwise, e.g. `weight format: unknown name "int4" (expected f32, bf16 or fp8)`.
+absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view name,
+                                               std::span<const WeightFormat> allowed = kAllWeightFormats);
 
 // Loads every expected tensor from `dir` (model.safetensors or a sharded index), widening
 // bf16/f16 and dequantizing FP8 block weights (`<name>_scale_inv`) to f32. Errors name the
 // tensor: a missing one, a wrong shape, an FP8 weight without its scale. Tensors of MTP layers
 // (index >= num_hidden_layers), rotary `inv_freq` buffers and a redundant `lm_head.weight` of a
 // tied model are ignored; any other unexpected tensor is an error naming it.
-Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir);
+absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir);
 // The same, with projection matrices in `matrices` format (kStored keeps BF16 and FP8 tensors
 // as zero-copy views of the file, FP8 scales copied to F32).
-Result<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
+absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
                                               WeightFormat matrices);
 
 // Converts the projection matrices of `params` to `format` in place (kStored: no change);
 // non-matrix parameters are left as they are. Quantizing to FP8 needs finite values.
-Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params);
+absl::Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params);
 
 // A parameter's value as a new f32 tensor (FP8 dequantized with its scales, bf16 widened).
-Result<Tensor> ParameterToF32(const Parameter& param);
+absl::StatusOr<Tensor> ParameterToF32(const Parameter& param);
 
 // Bytes held by the parameters' storage: values plus FP8 scales.
 int64_t ParameterBytes(const std::vector<Parameter>& params);
 
 // Writes config.json and model.safetensors (sharded above `max_shard_bytes`, 0 = never) in the
 // HF layout, tensors stored as `storage` (F32 or BF16; config.json's torch_dtype says which).
-// Parameters held as BF16/FP8 (a serving model's) are widened to f32 first.
+// Parameters held as BF16/FP8 (a serving model's) are widened to f32 first. A checksum manifest
+// already in `dir` (core/checksum_manifest.h) is removed first: it would describe the old files.
 // With config.fp8_checkpoint, 2-D projection weights (not embeddings, lm_head, norms or
 // routers) are stored as F8_E4M3 with `<name>_scale_inv` 128x128 block scales.
-Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,
+absl::Status SaveModel(const ModelConfig& config, const std::vector<Parameter>& params,
                  const std::string& dir, uint64_t max_shard_bytes = 0, DType storage = DType::kF32);
 
 }  // namespace grpo

@@ -139,12 +139,12 @@ std::vector<std::string> PresetNames() {
   return names;
 }
 
-Result<ModelConfig> PresetConfig(std::string_view name) {
+absl::StatusOr<ModelConfig> PresetConfig(std::string_view name) {
   auto it = Registry().find(std::string(name));
   if (it == Registry().end()) {
     std::string known;
     for (const std::string& n : PresetNames()) known += (known.empty() ? "" : ", ") + n;
-    return Status::NotFound("unknown model preset '" + std::string(name) + "' (known: " + known + ")");
+    return absl::NotFoundError("unknown model preset '" + std::string(name) + "' (known: " + known + ")");
   }
   return it->second();
 }

@@ -17,7 +17,7 @@ namespace grpo {
 // Names: "<family>-nano" and "<family>-tiny" for family in llama, qwen2, qwen3, qwen3_moe,
 // deepseek_v3; and real architectures: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b, qwen3-0.6b,
 // qwen3-30b-a3b, llama3.1-8b, moonlight-16b-a3b, deepseek-v3.
-Result<ModelConfig> PresetConfig(std::string_view name);
+absl::StatusOr<ModelConfig> PresetConfig(std::string_view name);
 std::vector<std::string> PresetNames();
 
 // Random parameters in ExpectedParameters order, deterministic in `seed`: projection and

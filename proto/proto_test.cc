@@ -5,13 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/file.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "proto/reward.grpc.pb.h"
@@ -322,12 +321,10 @@ TEST(ProtoTest, RolloutServiceStubsLink) {
 
 // Every message, field, enum, enum value, service and method in proto/*.proto has a comment.
 TEST(ProtoTest, EverythingIsDocumented) {
-  std::ifstream in("proto/grpo_v1_descriptor_set.pb", std::ios::binary);
-  ASSERT_TRUE(in) << "descriptor set missing from runfiles";
-  std::stringstream buf;
-  buf << in.rdbuf();
+  absl::StatusOr<std::string> bytes = grpo::ReadFile("proto/grpo_v1_descriptor_set.pb");
+  ASSERT_TRUE(bytes.ok()) << "descriptor set missing from runfiles: " << bytes.status();
   google::protobuf::FileDescriptorSet set;
-  ASSERT_TRUE(set.ParseFromString(buf.str()));
+  ASSERT_TRUE(set.ParseFromString(*bytes));
   google::protobuf::DescriptorPool pool;
   for (const auto& file : set.file()) ASSERT_NE(pool.BuildFile(file), nullptr) << file.name();
 

@@ -3,8 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace grpo::reward {
 namespace {
@@ -21,25 +22,25 @@ bool Retryable(grpc::StatusCode c) {
   }
 }
 
-StatusCode ToCode(grpc::StatusCode c) {
+absl::StatusCode ToCode(grpc::StatusCode c) {
   switch (c) {
-    case grpc::StatusCode::INVALID_ARGUMENT: return StatusCode::kInvalidArgument;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return StatusCode::kDeadlineExceeded;
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return StatusCode::kResourceExhausted;
-    case grpc::StatusCode::UNAVAILABLE: return StatusCode::kUnavailable;
-    case grpc::StatusCode::CANCELLED: return StatusCode::kCancelled;
-    case grpc::StatusCode::NOT_FOUND: return StatusCode::kNotFound;
-    case grpc::StatusCode::UNIMPLEMENTED: return StatusCode::kUnimplemented;
-    default: return StatusCode::kInternal;
+    case grpc::StatusCode::INVALID_ARGUMENT: return absl::StatusCode::kInvalidArgument;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return absl::StatusCode::kDeadlineExceeded;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return absl::StatusCode::kResourceExhausted;
+    case grpc::StatusCode::UNAVAILABLE: return absl::StatusCode::kUnavailable;
+    case grpc::StatusCode::CANCELLED: return absl::StatusCode::kCancelled;
+    case grpc::StatusCode::NOT_FOUND: return absl::StatusCode::kNotFound;
+    case grpc::StatusCode::UNIMPLEMENTED: return absl::StatusCode::kUnimplemented;
+    default: return absl::StatusCode::kInternal;
   }
 }
 
 }  // namespace
 
-Result<std::unique_ptr<RewardClient>> RewardClient::Create(ClientOptions options) {
-  if (options.targets.empty()) return Status::InvalidArgument("reward client: no replicas given");
-  if (options.max_attempts < 1 || options.timeout_ms < 1)
-    return Status::InvalidArgument("reward client: max_attempts and timeout_ms must be >= 1");
+absl::StatusOr<std::unique_ptr<RewardClient>> RewardClient::Create(ClientOptions options) {
+  if (options.targets.empty()) return absl::InvalidArgumentError("reward client: no replicas given");
+  if (options.max_attempts < 1 || options.timeout < absl::Milliseconds(1))
+    return absl::InvalidArgumentError("reward client: max_attempts must be >= 1 and timeout >= 1 ms");
   std::unique_ptr<RewardClient> c(new RewardClient(options));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_mb << 20);
@@ -48,12 +49,13 @@ Result<std::unique_ptr<RewardClient>> RewardClient::Create(ClientOptions options
     auto ch = grpc::CreateCustomChannel(t, grpc::InsecureChannelCredentials(), args);
     c->stubs_.push_back(grpo::v1::RewardService::NewStub(ch));
   }
+  absl::MutexLock l(&c->mu_);
   c->failed_.assign(options.targets.size(), false);
   return c;
 }
 
 std::vector<size_t> RewardClient::Order() {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   size_t n = stubs_.size();
   size_t start = next_++ % n;
   std::vector<size_t> healthy, failed;
@@ -66,16 +68,16 @@ std::vector<size_t> RewardClient::Order() {
 }
 
 void RewardClient::MarkFailed(size_t replica, bool failed) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   failed_[replica] = failed;
 }
 
-Result<std::vector<grpo::v1::RewardResult>> RewardClient::Score(
+absl::StatusOr<std::vector<grpo::v1::RewardResult>> RewardClient::Score(
     const std::vector<grpo::v1::RewardRequestItem>& items) {
   grpo::v1::ScoreRequest req;
   for (const auto& it : items) *req.add_items() = it;
   std::string last_error = "no attempt made";
-  int backoff = options_.backoff_ms;
+  absl::Duration backoff = options_.backoff;
   int attempt = 0;
   while (attempt < options_.max_attempts) {
     for (size_t replica : Order()) {
@@ -83,8 +85,7 @@ Result<std::vector<grpo::v1::RewardResult>> RewardClient::Score(
       ++attempt;
       ++attempts_;
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(options_.timeout_ms));
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
       grpo::v1::ScoreResponse resp;
       grpc::Status st = stubs_[replica]->Score(&ctx, req, &resp);
       if (st.ok()) {
@@ -101,35 +102,35 @@ Result<std::vector<grpo::v1::RewardResult>> RewardClient::Score(
       }
       last_error = options_.targets[replica] + ": " + st.error_message();
       if (!Retryable(st.error_code()))
-        return Status(ToCode(st.error_code()), "reward service " + last_error);
+        return absl::Status(ToCode(st.error_code()), "reward service " + last_error);
       MarkFailed(replica, true);
     }
     if (attempt < options_.max_attempts) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
-      backoff = std::min(backoff * 2, 2000);
+      absl::SleepFor(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(2));
     }
   }
-  return Status::Unavailable("reward service: all " + std::to_string(attempt) +
-                             " attempts failed; last: " + last_error);
+  return absl::UnavailableError(
+      absl::StrCat("reward service: all ", attempt, " attempts failed; last: ", last_error));
 }
 
-Result<grpo::v1::ListRulesResponse> RewardClient::ListRules() {
+absl::StatusOr<grpo::v1::ListRulesResponse> RewardClient::ListRules() {
   std::string last;
   for (size_t replica : Order()) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options_.timeout_ms));
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
     grpo::v1::ListRulesResponse resp;
     grpc::Status st = stubs_[replica]->ListRules(&ctx, grpo::v1::ListRulesRequest(), &resp);
     if (st.ok()) return resp;
     last = options_.targets[replica] + ": " + st.error_message();
   }
-  return Status::Unavailable("reward service: no replica answered ListRules; last: " + last);
+  return absl::UnavailableError("reward service: no replica answered ListRules; last: " + last);
 }
 
 bool RewardClient::AnyServing() {
   for (size_t replica : Order()) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1000));
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
     grpo::v1::RewardHealthResponse resp;
     if (stubs_[replica]->Health(&ctx, grpo::v1::RewardHealthRequest(), &resp).ok() &&
         resp.status() == grpo::v1::RewardHealthResponse::SERVING)

@@ -3,7 +3,7 @@
 // Contract:
 //  - Score sends the whole batch to one replica. A call that fails with UNAVAILABLE,
 //    DEADLINE_EXCEEDED (per-attempt timeout), ABORTED or INTERNAL is retried on the next
-//    replica (round robin), with exponential backoff (backoff_ms, doubling, capped at 2 s)
+//    replica (round robin), with exponential backoff (backoff, doubling, capped at 2 s)
 //    between rounds over all replicas, up to max_attempts attempts in all. Other codes
 //    (INVALID_ARGUMENT, RESOURCE_EXHAUSTED for an oversized batch, ...) fail at once: another
 //    replica would refuse them too.
@@ -15,10 +15,12 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/status.h"
 #include "proto/reward.grpc.pb.h"
 
@@ -26,19 +28,19 @@ namespace grpo::reward {
 
 struct ClientOptions {
   std::vector<std::string> targets;  // "host:port" of each replica
-  int timeout_ms = 30000;            // per attempt
+  absl::Duration timeout = absl::Seconds(30);  // per attempt
   int max_attempts = 6;
-  int backoff_ms = 50;
+  absl::Duration backoff = absl::Milliseconds(50);
   int max_message_mb = 512;
 };
 
 class RewardClient {
  public:
-  static Result<std::unique_ptr<RewardClient>> Create(ClientOptions options);
+  static absl::StatusOr<std::unique_ptr<RewardClient>> Create(ClientOptions options);
 
-  Result<std::vector<grpo::v1::RewardResult>> Score(
+  absl::StatusOr<std::vector<grpo::v1::RewardResult>> Score(
       const std::vector<grpo::v1::RewardRequestItem>& items);
-  Result<grpo::v1::ListRulesResponse> ListRules();
+  absl::StatusOr<grpo::v1::ListRulesResponse> ListRules();
   // True when at least one replica reports SERVING.
   bool AnyServing();
 
@@ -47,14 +49,14 @@ class RewardClient {
 
  private:
   explicit RewardClient(ClientOptions options) : options_(std::move(options)) {}
-  std::vector<size_t> Order();
-  void MarkFailed(size_t replica, bool failed);
+  std::vector<size_t> Order() ABSL_LOCKS_EXCLUDED(mu_);
+  void MarkFailed(size_t replica, bool failed) ABSL_LOCKS_EXCLUDED(mu_);
 
   ClientOptions options_;
   std::vector<std::unique_ptr<grpo::v1::RewardService::Stub>> stubs_;
-  std::mutex mu_;
-  std::vector<bool> failed_;
-  size_t next_ = 0;
+  absl::Mutex mu_;
+  std::vector<bool> failed_ ABSL_GUARDED_BY(mu_);
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int> attempts_{0};
 };
 

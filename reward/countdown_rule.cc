@@ -16,12 +16,12 @@ class ExprParser {
  public:
   ExprParser(std::string_view s, std::vector<int64_t>* used) : s_(s), used_(used) {}
 
-  Result<Rational> Parse() {
+  absl::StatusOr<Rational> Parse() {
     auto v = Sum(0);
     if (!v.ok()) return v;
     Skip();
     if (p_ != s_.size())
-      return Status::InvalidArgument("unexpected '" + std::string(1, s_[p_]) + "'");
+      return absl::InvalidArgumentError("unexpected '" + std::string(1, s_[p_]) + "'");
     return v;
   }
 
@@ -47,7 +47,7 @@ class ExprParser {
     return 0;
   }
 
-  Result<Rational> Sum(int depth) {
+  absl::StatusOr<Rational> Sum(int depth) {
     GRPO_ASSIGN_OR_RETURN(Rational left, Product(depth));
     while (true) {
       size_t save = p_;
@@ -58,12 +58,12 @@ class ExprParser {
       }
       GRPO_ASSIGN_OR_RETURN(Rational right, Product(depth));
       auto r = op == '+' ? left.Add(right) : left.Sub(right);
-      if (!r) return Status::OutOfRange("arithmetic overflow");
+      if (!r) return absl::OutOfRangeError("arithmetic overflow");
       left = *r;
     }
   }
 
-  Result<Rational> Product(int depth) {
+  absl::StatusOr<Rational> Product(int depth) {
     GRPO_ASSIGN_OR_RETURN(Rational left, Atom(depth));
     while (true) {
       size_t save = p_;
@@ -73,23 +73,23 @@ class ExprParser {
         return left;
       }
       GRPO_ASSIGN_OR_RETURN(Rational right, Atom(depth));
-      if (op == '/' && right.is_zero()) return Status::InvalidArgument("division by zero");
+      if (op == '/' && right.is_zero()) return absl::InvalidArgumentError("division by zero");
       auto r = op == '*' ? left.Mul(right) : left.Div(right);
-      if (!r) return Status::OutOfRange("arithmetic overflow");
+      if (!r) return absl::OutOfRangeError("arithmetic overflow");
       left = *r;
     }
   }
 
-  Result<Rational> Atom(int depth) {
-    if (depth > kMaxDepth) return Status::InvalidArgument("nested too deeply");
+  absl::StatusOr<Rational> Atom(int depth) {
+    if (depth > kMaxDepth) return absl::InvalidArgumentError("nested too deeply");
     Skip();
-    if (p_ >= s_.size()) return Status::InvalidArgument("unexpected end");
+    if (p_ >= s_.size()) return absl::InvalidArgumentError("unexpected end");
     char c = s_[p_];
     if (c == '(') {
       ++p_;
       GRPO_ASSIGN_OR_RETURN(Rational v, Sum(depth + 1));
       Skip();
-      if (p_ >= s_.size() || s_[p_] != ')') return Status::InvalidArgument("missing )");
+      if (p_ >= s_.size() || s_[p_] != ')') return absl::InvalidArgumentError("missing )");
       ++p_;
       return v;
     }
@@ -97,14 +97,14 @@ class ExprParser {
       int64_t v = 0;
       size_t digits = 0;
       while (p_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[p_]))) {
-        if (++digits > 12) return Status::InvalidArgument("number too long");
+        if (++digits > 12) return absl::InvalidArgumentError("number too long");
         v = v * 10 + (s_[p_++] - '0');
       }
-      if (used_->size() >= kMaxNumbers) return Status::InvalidArgument("too many numbers");
+      if (used_->size() >= kMaxNumbers) return absl::InvalidArgumentError("too many numbers");
       used_->push_back(v);
       return Rational(v);
     }
-    return Status::InvalidArgument(c == '-' ? "unary minus is not allowed"
+    return absl::InvalidArgumentError(c == '-' ? "unary minus is not allowed"
                                             : "unexpected '" + std::string(1, c) + "'");
   }
 
@@ -114,7 +114,7 @@ class ExprParser {
 };
 
 // Every integer (optionally negative) in `s`, e.g. "[3, 7, 25]" -> {3, 7, 25}.
-Result<std::vector<int64_t>> IntegersIn(std::string_view s, std::string_view what) {
+absl::StatusOr<std::vector<int64_t>> IntegersIn(std::string_view s, std::string_view what) {
   std::vector<int64_t> out;
   for (size_t i = 0; i < s.size();) {
     bool neg = s[i] == '-' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]));
@@ -123,13 +123,13 @@ Result<std::vector<int64_t>> IntegersIn(std::string_view s, std::string_view wha
       int64_t v = 0;
       size_t digits = 0;
       while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
-        if (++digits > 12) return Status::InvalidArgument(std::string(what) + ": number too long");
+        if (++digits > 12) return absl::InvalidArgumentError(std::string(what) + ": number too long");
         v = v * 10 + (s[i++] - '0');
       }
       if (i < s.size() && s[i] == '.')
-        return Status::InvalidArgument(std::string(what) + ": not an integer");
+        return absl::InvalidArgumentError(std::string(what) + ": not an integer");
       out.push_back(neg ? -v : v);
-      if (out.size() > kMaxNumbers) return Status::InvalidArgument(std::string(what) + ": too many");
+      if (out.size() > kMaxNumbers) return absl::InvalidArgumentError(std::string(what) + ": too many");
     } else {
       ++i;
     }
@@ -139,8 +139,8 @@ Result<std::vector<int64_t>> IntegersIn(std::string_view s, std::string_view wha
 
 }  // namespace
 
-Result<Rational> EvalCountdownExpression(std::string_view expr, std::vector<int64_t>* used) {
-  if (expr.size() > kMaxExprBytes) return Status::InvalidArgument("equation too long");
+absl::StatusOr<Rational> EvalCountdownExpression(std::string_view expr, std::vector<int64_t>* used) {
+  if (expr.size() > kMaxExprBytes) return absl::InvalidArgumentError("equation too long");
   used->clear();
   return ExprParser(expr, used).Parse();
 }
@@ -150,18 +150,18 @@ std::string CountdownRule::Describe() const {
          std::to_string(options_.format_score) + " if an equation is there but wrong, else 0";
 }
 
-Result<RuleOutput> CountdownRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> CountdownRule::Score(const RewardItem& item) const {
   auto nums_it = item.meta.find("numbers");
   if (nums_it == item.meta.end()) nums_it = item.meta.find("nums");
   if (nums_it == item.meta.end())
-    return Status::InvalidArgument("countdown: meta 'numbers' is required");
+    return absl::InvalidArgumentError("countdown: meta 'numbers' is required");
   GRPO_ASSIGN_OR_RETURN(std::vector<int64_t> numbers, IntegersIn(nums_it->second, "numbers"));
-  if (numbers.empty()) return Status::InvalidArgument("countdown: meta 'numbers' has no integer");
+  if (numbers.empty()) return absl::InvalidArgumentError("countdown: meta 'numbers' has no integer");
   auto target_it = item.meta.find("target");
   std::string target_text = target_it != item.meta.end() ? target_it->second : item.answer;
   GRPO_ASSIGN_OR_RETURN(std::vector<int64_t> target_v, IntegersIn(target_text, "target"));
   if (target_v.size() != 1)
-    return Status::InvalidArgument("countdown: target must be one integer, got '" +
+    return absl::InvalidArgumentError("countdown: target must be one integer, got '" +
                                    target_text.substr(0, 32) + "'");
   Rational target(target_v[0]);
 
@@ -187,10 +187,10 @@ Result<RuleOutput> CountdownRule::Score(const RewardItem& item) const {
     expr = expr.substr(0, eqpos);
   }
   std::vector<int64_t> used;
-  Result<Rational> value = EvalCountdownExpression(expr, &used);
+  absl::StatusOr<Rational> value = EvalCountdownExpression(expr, &used);
   out.score = options_.format_score;
   if (!value.ok()) {
-    out.detail = "invalid equation: " + value.status().message();
+    out.detail = "invalid equation: " + std::string(value.status().message());
     return out;
   }
   std::vector<int64_t> a = used, b = numbers;

@@ -27,14 +27,14 @@ struct CountdownRuleOptions {
 
 // Evaluates a Countdown expression exactly; fills `used` with the integer literals in order.
 // InvalidArgument describes why the expression is not valid.
-Result<Rational> EvalCountdownExpression(std::string_view expr, std::vector<int64_t>* used);
+absl::StatusOr<Rational> EvalCountdownExpression(std::string_view expr, std::vector<int64_t>* used);
 
 class CountdownRule : public Rule {
  public:
   explicit CountdownRule(CountdownRuleOptions options = {}) : options_(options) {}
   std::string_view type() const override { return "countdown"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   CountdownRuleOptions options_;

@@ -5,7 +5,7 @@
 namespace grpo::reward {
 namespace {
 
-Result<RuleOutput> Score(std::string completion, std::string numbers = "[3, 7, 25, 50]",
+absl::StatusOr<RuleOutput> Score(std::string completion, std::string numbers = "[3, 7, 25, 50]",
                          std::string target = "82", double format_score = 0.1) {
   RewardItem it;
   it.completion = std::move(completion);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/strings.h"
 #include "reward/rule.h"
 
 namespace grpo::reward {
@@ -11,12 +12,6 @@ namespace {
 constexpr size_t kMaxBoxedScan = 64 * 1024;  // longest \boxed{} content looked at
 constexpr size_t kPhraseWindow = 64 * 1024;
 constexpr size_t kMaxPhraseBytes = 512;
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 std::string_view Tail(std::string_view s, size_t n) {
   return s.size() > n ? s.substr(s.size() - n) : s;
@@ -78,9 +73,9 @@ std::string_view RestOfLine(std::string_view s, size_t from) {
 }
 
 std::string_view StripPhraseEnd(std::string_view s) {
-  s = Trim(s);
-  while (!s.empty() && (s.front() == ':' || s.front() == '*')) s = Trim(s.substr(1));
-  while (!s.empty() && (s.back() == '.' || s.back() == '*')) s = Trim(s.substr(0, s.size() - 1));
+  s = StripAsciiWhitespace(s);
+  while (!s.empty() && (s.front() == ':' || s.front() == '*')) s = StripAsciiWhitespace(s.substr(1));
+  while (!s.empty() && (s.back() == '.' || s.back() == '*')) s = StripAsciiWhitespace(s.substr(0, s.size() - 1));
   return s;
 }
 
@@ -102,7 +97,7 @@ std::string_view ExtractMethodName(ExtractMethod m) {
   return "?";
 }
 
-Result<std::vector<ExtractMethod>> ParseExtractMethods(const std::vector<std::string>& names) {
+absl::StatusOr<std::vector<ExtractMethod>> ParseExtractMethods(const std::vector<std::string>& names) {
   std::vector<ExtractMethod> out;
   for (const std::string& n : names) {
     bool found = false;
@@ -114,10 +109,10 @@ Result<std::vector<ExtractMethod>> ParseExtractMethods(const std::vector<std::st
       }
     }
     if (!found)
-      return Status::InvalidArgument("unknown extraction method '" + n +
+      return absl::InvalidArgumentError("unknown extraction method '" + n +
                                      "' (expected boxed, answer_tag, phrase or hashes)");
   }
-  if (out.empty()) return Status::InvalidArgument("no extraction method given");
+  if (out.empty()) return absl::InvalidArgumentError("no extraction method given");
   return out;
 }
 
@@ -131,7 +126,7 @@ std::optional<std::string> ExtractBoxed(std::string_view text) {
     size_t q = p + len;
     while (q < text.size() && text[q] == ' ') ++q;
     if (q < text.size() && text[q] == '{') {
-      if (auto c = Braced(text, q)) return std::string(Trim(*c));
+      if (auto c = Braced(text, q)) return std::string(StripAsciiWhitespace(*c));
     } else if (q > p + len && q < text.size()) {
       // \boxed 5: the next word.
       size_t e = q;
@@ -154,7 +149,7 @@ std::optional<std::string> ExtractAnswerTag(std::string_view text) {
   if (close == std::string_view::npos) return std::nullopt;
   std::string_view content = text.substr(b, close - b);
   if (auto boxed = ExtractBoxed(content)) return boxed;
-  return std::string(Trim(content));
+  return std::string(StripAsciiWhitespace(content));
 }
 
 std::optional<std::string> ExtractPhrase(std::string_view text) {

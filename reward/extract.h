@@ -27,7 +27,7 @@ enum class ExtractMethod { kBoxed, kAnswerTag, kPhrase, kHashes };
 // The default order: boxed, answer_tag, phrase.
 const std::vector<ExtractMethod>& DefaultExtractMethods();
 // Parses method names ("boxed", "answer_tag", "phrase", "hashes").
-Result<std::vector<ExtractMethod>> ParseExtractMethods(const std::vector<std::string>& names);
+absl::StatusOr<std::vector<ExtractMethod>> ParseExtractMethods(const std::vector<std::string>& names);
 std::string_view ExtractMethodName(ExtractMethod m);
 
 std::optional<std::string> ExtractBoxed(std::string_view text);

@@ -65,11 +65,11 @@ double TagCount(std::string_view s) {
 
 }  // namespace
 
-Result<FormatMode> ParseFormatMode(const std::string& name) {
+absl::StatusOr<FormatMode> ParseFormatMode(const std::string& name) {
   if (name == "strict") return FormatMode::kStrict;
   if (name == "lenient") return FormatMode::kLenient;
   if (name == "tag_count") return FormatMode::kTagCount;
-  return Status::InvalidArgument("unknown format mode '" + name +
+  return absl::InvalidArgumentError("unknown format mode '" + name +
                                  "' (expected strict, lenient or tag_count)");
 }
 
@@ -82,7 +82,7 @@ std::string FormatRule::Describe() const {
   return "";
 }
 
-Result<RuleOutput> FormatRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> FormatRule::Score(const RewardItem& item) const {
   std::string buf;
   std::string_view s = item.completion;
   if (options_.think_prefilled) {

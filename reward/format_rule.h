@@ -21,7 +21,7 @@
 namespace grpo::reward {
 
 enum class FormatMode { kStrict, kLenient, kTagCount };
-Result<FormatMode> ParseFormatMode(const std::string& name);
+absl::StatusOr<FormatMode> ParseFormatMode(const std::string& name);
 
 struct FormatRuleOptions {
   FormatMode mode = FormatMode::kStrict;
@@ -33,7 +33,7 @@ class FormatRule : public Rule {
   explicit FormatRule(FormatRuleOptions options = {}) : options_(options) {}
   std::string_view type() const override { return "format"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   FormatRuleOptions options_;

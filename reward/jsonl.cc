@@ -1,34 +1,29 @@
 #include "reward/jsonl.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <thread>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/jsonl.h"
 #include "core/thread_pool.h"
 
 namespace grpo::reward {
 namespace {
 
-Status GetString(const nlohmann::json& j, const char* key, std::string* out) {
+absl::Status GetString(const nlohmann::json& j, const char* key, std::string* out) {
   auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return Status();
-  if (!it->is_string()) return Status::InvalidArgument(std::string("'") + key + "' must be a string");
+  if (it == j.end() || it->is_null()) return absl::Status();
+  if (!it->is_string()) return absl::InvalidArgumentError(std::string("'") + key + "' must be a string");
   *out = it->get<std::string>();
-  return Status();
+  return absl::Status();
 }
 
-}  // namespace
-
-Result<JsonlItem> ParseJsonlItem(std::string_view line) {
-  nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
-  if (j.is_discarded()) return Status::InvalidArgument("not valid JSON");
-  if (!j.is_object()) return Status::InvalidArgument("not a JSON object");
+// The item an input object describes (see the header for the keys).
+absl::StatusOr<JsonlItem> ItemFromObject(const nlohmann::json& j) {
   JsonlItem out;
   auto id = j.find("id");
   if (id != j.end() && !id->is_null()) {
@@ -41,14 +36,14 @@ Result<JsonlItem> ParseJsonlItem(std::string_view line) {
   GRPO_RETURN_IF_ERROR(GetString(j, "task", &out.item.task));
   auto meta = j.find("meta");
   if (meta != j.end() && !meta->is_null()) {
-    if (!meta->is_object()) return Status::InvalidArgument("'meta' must be an object");
+    if (!meta->is_object()) return absl::InvalidArgumentError("'meta' must be an object");
     for (auto it = meta->begin(); it != meta->end(); ++it)
       out.item.meta[it.key()] = it->is_string() ? it->get<std::string>() : it->dump();
   }
   return out;
 }
 
-std::string FormatJsonlResult(const JsonlItem& in, const ItemResult& result) {
+nlohmann::json ResultObject(const JsonlItem& in, const ItemResult& result) {
   nlohmann::json j = nlohmann::json::object();
   if (in.has_id) j["id"] = in.id;
   if (result.reward) j["reward"] = *result.reward;
@@ -56,66 +51,86 @@ std::string FormatJsonlResult(const JsonlItem& in, const ItemResult& result) {
   for (const auto& r : result.rules) rules[r.rule] = r.error.empty() ? nlohmann::json(r.score) : nlohmann::json();
   j["rules"] = std::move(rules);
   if (!result.error.empty()) j["error"] = result.error;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return j;
 }
 
-Result<ScoreFileStats> ScoreJsonlFile(const RuleSet& rules, const std::string& input_path,
+// The reason an item error is counted under: its text up to the first quote or colon
+// ("unknown task 'x'" -> "error: unknown task", "accuracy: ..." -> "error: accuracy").
+std::string ErrorReason(const std::string& error) {
+  std::string head = error.substr(0, error.find_first_of(":'("));
+  while (!head.empty() && head.back() == ' ') head.pop_back();
+  return "error: " + head;
+}
+
+}  // namespace
+
+absl::StatusOr<JsonlItem> ParseJsonlItem(std::string_view line) {
+  GRPO_ASSIGN_OR_RETURN(nlohmann::json j, ParseJsonlLine(line));
+  return ItemFromObject(j);
+}
+
+std::string FormatJsonlResult(const JsonlItem& in, const ItemResult& result) {
+  return ResultObject(in, result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+absl::StatusOr<ScoreFileStats> ScoreJsonlFile(const RuleSet& rules, const std::string& input_path,
                                       const std::string& output_path, bool strict, int threads) {
-  std::ifstream in(input_path, std::ios::binary);
-  if (!in) return Status::FromErrno("open " + input_path, errno);
-  std::FILE* out = std::fopen(output_path.c_str(), "wb");
-  if (!out) return Status::FromErrno("open " + output_path, errno);
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(input_path));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(output_path));
   ThreadPool pool(threads > 0 ? threads
                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   ScoreFileStats stats;
   constexpr size_t kChunk = 4096;
   std::vector<JsonlItem> items;
+  std::vector<int64_t> item_lines;
   std::vector<ItemResult> results;
-  std::string line;
-  size_t line_no = 0;
+  JsonlRecord record;
   bool eof = false;
-  Status failure;
-  while (!eof && failure.ok()) {
+  while (!eof) {
     items.clear();
+    item_lines.clear();
     while (items.size() < kChunk) {
-      if (!std::getline(in, line)) {
+      if (!in->Next(&record)) {
         eof = true;
         break;
       }
-      ++line_no;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      bool blank = line.find_first_not_of(" \t") == std::string::npos;
-      if (blank) continue;
       ++stats.lines;
-      Result<JsonlItem> item = ParseJsonlItem(line);
-      if (!item.ok()) {
-        ++stats.bad_lines;
-        std::string msg = input_path + ":" + std::to_string(line_no) + ": " + item.status().message();
-        if (strict) {
-          failure = Status::InvalidArgument(msg + " (--strict)");
-          break;
+      absl::Status bad = record.status;
+      if (bad.ok()) {
+        absl::StatusOr<JsonlItem> item = ItemFromObject(record.value);
+        if (item.ok()) {
+          items.push_back(std::move(item).value());
+          item_lines.push_back(record.line);
+          continue;
         }
-        std::fprintf(stderr, "%s (skipped)\n", msg.c_str());
-        continue;
+        bad = grpo::WithContext(item.status(), in->path() + ":" + std::to_string(record.line));
       }
-      items.push_back(std::move(item).value());
+      ++stats.bad_lines;
+      stats.tally.Skip("bad line", std::string(bad.message()));
+      // With --strict nothing is written: the output is only replaced by a complete run.
+      if (strict) return absl::InvalidArgumentError(std::string(bad.message()) + " (--strict)");
+      std::fprintf(stderr, "%s (skipped)\n", std::string(bad.message()).c_str());
     }
     results.assign(items.size(), ItemResult());
     pool.ParallelFor(static_cast<int64_t>(items.size()), 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) results[i] = rules.Score(items[i].item);
     });
     for (size_t i = 0; i < items.size(); ++i) {
-      std::string s = FormatJsonlResult(items[i], results[i]);
-      s.push_back('\n');
-      std::fwrite(s.data(), 1, s.size(), out);
-      if (results[i].reward) ++stats.scored;
-      else ++stats.item_errors;
+      GRPO_RETURN_IF_ERROR(out->Write(ResultObject(items[i], results[i])));
+      if (results[i].reward) {
+        ++stats.scored;
+        stats.tally.Used();
+      } else {
+        ++stats.item_errors;
+        stats.tally.Skip(ErrorReason(results[i].error),
+                         in->path() + ":" + std::to_string(item_lines[i]) + ": " + results[i].error);
+      }
     }
   }
-  bool write_error = std::ferror(out) != 0;
-  if (std::fclose(out) != 0 || write_error) return Status::IoError("write " + output_path + " failed");
-  if (!failure.ok()) return failure;
-  if (in.bad()) return Status::IoError("read " + input_path + " failed");
+  GRPO_RETURN_IF_ERROR(in->status());
+  // Nothing scored: the output (all errors, or empty) does not replace what was there.
+  GRPO_RETURN_IF_ERROR(stats.tally.RequireSome("lines"));
+  GRPO_RETURN_IF_ERROR(out->Close());
   return stats;
 }
 

@@ -361,9 +361,9 @@ class Comparer {
 }  // namespace
 
 bool MathEquivalentParsed(const ParsedMath& gold, std::string_view pred, std::string* detail) {
-  Result<ParsedMath> p = ParseMath(pred);
+  absl::StatusOr<ParsedMath> p = ParseMath(pred);
   if (!p.ok()) {
-    if (detail) *detail = "prediction unparsable: " + p.status().message();
+    if (detail) *detail = "prediction unparsable: " + std::string(p.status().message());
     return false;
   }
   if (gold.is_text || p->is_text) {
@@ -407,18 +407,18 @@ bool ScalarsEvaluate(const ParsedMath& m, const Item& it, int depth = 0) {
 
 }  // namespace
 
-Status CheckGoldStructure(const ParsedMath& gold) {
-  if (gold.is_text) return Status();
+absl::Status CheckGoldStructure(const ParsedMath& gold) {
+  if (gold.is_text) return absl::Status();
   auto item = ToItem(gold, gold.root, 0);
-  if (!item) return Status::InvalidArgument("gold answer: structure not supported");
+  if (!item) return absl::InvalidArgumentError("gold answer: structure not supported");
   if (!ScalarsEvaluate(gold, *item))
-    return Status::InvalidArgument("gold answer: a value cannot be evaluated");
-  return Status();
+    return absl::InvalidArgumentError("gold answer: a value cannot be evaluated");
+  return absl::Status();
 }
 
-Result<bool> MathEquivalent(std::string_view gold, std::string_view pred, std::string* detail) {
-  Result<ParsedMath> g = ParseMath(gold);
-  if (!g.ok()) return g.status().WithContext("gold answer");
+absl::StatusOr<bool> MathEquivalent(std::string_view gold, std::string_view pred, std::string* detail) {
+  absl::StatusOr<ParsedMath> g = ParseMath(gold);
+  if (!g.ok()) return grpo::WithContext(g.status(), "gold answer");
   GRPO_RETURN_IF_ERROR(CheckGoldStructure(*g));
   return MathEquivalentParsed(*g, pred, detail);
 }

@@ -32,11 +32,11 @@ namespace grpo::reward {
 
 // True when `pred` is equivalent to `gold`; InvalidArgument when `gold` is unparsable.
 // `detail` (optional) receives a short explanation.
-Result<bool> MathEquivalent(std::string_view gold, std::string_view pred,
+absl::StatusOr<bool> MathEquivalent(std::string_view gold, std::string_view pred,
                             std::string* detail = nullptr);
 
 // OK when a parsed gold answer has a structure the comparison supports.
-Status CheckGoldStructure(const ParsedMath& gold);
+absl::Status CheckGoldStructure(const ParsedMath& gold);
 
 // The same with a gold answer parsed once (e.g. reused across a group of completions).
 bool MathEquivalentParsed(const ParsedMath& gold, std::string_view pred,

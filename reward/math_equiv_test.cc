@@ -209,6 +209,36 @@ constexpr Case kCases[] = {
     {"90^\\circ", "90", true},
     {"90", "91^\\circ", false},
     {"5", "\\text{5}", true},
+    // A number followed by words in text mode is the number; words that could change the value
+    // or add one keep the answer unequal (math_normalize.h).
+    {"12", "12 \\text{ apples}", true},
+    {"12", "\\boxed{12 \\text{ apples}}", true},
+    {"12", "12\\text{ apples}.", true},
+    {"12", "\\text{12 apples}", true},
+    {"12", "\\text{12 } \\text{red apples}", true},
+    {"12", "12 \\mbox{red apples}", true},
+    {"12", "12 \\textbf{apples}", true},
+    {"12", "12 \\mathrm{apples}", true},
+    {"12", "x = 12 \\text{ apples}", true},
+    {"60", "60 \\text{ miles per hour}", true},
+    {"3.5", "3.5 \\text{ kg of flour}", true},
+    {"\\frac{1}{2}", "\\frac{1}{2} \\text{ cup}", true},
+    {"0.12", "12 \\text{ percent}", true},
+    {"13", "12 \\text{ apples}", false},
+    {"12", "12 \\text{ thousand}", false},
+    {"12", "1.2 \\text{ thousand}", false},
+    {"12", "12 \\text{ dozen eggs}", false},
+    {"12", "12 \\text{ and a half}", false},
+    {"12", "12 \\text{ or } 13", false},
+    {"12", "12 \\text{ or more}", false},
+    {"12", "12 \\text{ squared}", false},
+    {"12", "12 \\text{ tenths}", false},
+    {"12", "12 \\text{ pi}", false},
+    {"12", "12 \\text{ more than } x", false},
+    {"12", "12 \\text{ apples}, 13 \\text{ pears}", false},
+    {"12", "\\text{twelve apples}", false},
+    {"12", "x \\text{ apples}", false},
+    {"12", "12 apples", false},
     {"\\text{(B)}", "(B)", true},
     {"\\text{Evelyn}", "Evelyn", true},
     {"\\text{Evelyn}", "Evelin", false},
@@ -234,7 +264,7 @@ TEST(MathEquivalent, Table) {
   int failures = 0;
   for (const Case& c : kCases) {
     std::string detail;
-    Result<bool> r = MathEquivalent(c.gold, c.pred, &detail);
+    absl::StatusOr<bool> r = MathEquivalent(c.gold, c.pred, &detail);
     if (!r.ok()) {
       ADD_FAILURE() << "gold '" << c.gold << "' errored: " << r.status().ToString();
       ++failures;
@@ -253,14 +283,14 @@ TEST(MathEquivalent, Table) {
 TEST(MathEquivalent, UnparsableGoldIsAnError) {
   for (const char* gold : {"", "\\frac{1}{", "(1, 2", "1 +", "\\unknowncommand{3}", "(((((",
                            "1/0", "2\\{1\\}", "\\sqrt{-4}"}) {
-    Result<bool> r = MathEquivalent(gold, "1");
+    absl::StatusOr<bool> r = MathEquivalent(gold, "1");
     EXPECT_FALSE(r.ok()) << "gold '" << gold << "'";
   }
 }
 
 TEST(MathEquivalent, UnparsablePredictionIsWrong) {
   for (const char* pred : {"", "\\frac{1}{", "1 +", ")(", "\\boxed{"}) {
-    Result<bool> r = MathEquivalent("1", pred);
+    absl::StatusOr<bool> r = MathEquivalent("1", pred);
     ASSERT_TRUE(r.ok());
     EXPECT_FALSE(*r) << "pred '" << pred << "'";
   }

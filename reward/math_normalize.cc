@@ -1,5 +1,6 @@
 #include "reward/math_normalize.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <vector>
@@ -42,6 +43,45 @@ bool IsUnwrapCommand(std::string_view n) {
       "emph", "textup", "mathnormal", "ensuremath"};
   for (const char* d : kUnwrap)
     if (n == d) return true;
+  return false;
+}
+
+// Text-mode wrappers: their content is prose ("12 \text{ apples}"), not math. (`\mathbf`,
+// `\mathit` and `\operatorname` hold symbols and are not among them.)
+bool IsTextCommand(std::string_view n) {
+  static constexpr const char* kText[] = {"text",   "textbf", "textit", "textrm", "textnormal",
+                                          "textup", "emph",   "mbox",   "hbox",   "mathrm"};
+  for (const char* d : kText)
+    if (n == d) return true;
+  return false;
+}
+
+// Words that change the value of the number before them or add another one
+// ("12 \text{ thousand}", "3 \text{ and a half}", "2 \text{ squared}", "5 \text{ tenths}"): a
+// trailing text run holding one of them is kept, so the answer stays unequal to the bare number.
+bool IsValueWord(std::string_view w) {
+  static constexpr const char* kWords[] = {
+      // scale
+      "hundred", "hundreds", "thousand", "thousands", "million", "millions", "mn", "billion",
+      "billions", "bn", "trillion", "trillions", "dozen", "dozens", "gross", "score", "lakh",
+      "lakhs", "crore", "crores",
+      // fractions
+      "half", "halves", "third", "thirds", "quarter", "quarters", "fourth", "fourths", "fifth",
+      "fifths", "sixth", "sixths", "seventh", "sevenths", "eighth", "eighths", "ninth", "ninths",
+      "tenth", "tenths", "hundredth", "hundredths", "thousandth", "thousandths", "millionth",
+      "millionths", "percent", "percentage", "pct", "permille",
+      // number words
+      "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+      "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+      "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+      "point", "twice", "thrice", "double", "triple", "pi",
+      // operations, signs, bounds, alternatives
+      "or", "and", "to", "plus", "minus", "over", "divided", "by", "into", "power", "root",
+      "roots", "factorial", "squared", "cubed", "negative", "below", "than", "least", "most",
+      "not", "no", "except", "approximately", "approx", "about", "around", "nearly", "almost",
+      "under", "up", "between"};
+  for (const char* d : kWords)
+    if (w == d) return true;
   return false;
 }
 
@@ -103,6 +143,63 @@ void StripUnits(std::string& s) {
   }
 }
 
+// Output span [begin, end) of the content of an unwrapped text-mode group (`\text{...}`).
+struct TextSpan {
+  size_t begin, end;
+};
+
+// Drops a run of plain words at the end of `s` that follows a number and was written in
+// text-mode groups: "12  apples " (from `12 \text{ apples}` or `\text{12 apples}`) -> "12".
+// Conservative: every letter of the run must come from a text-mode group (`spans`, ordered by
+// end), the run holds at most 6 words of letters (with `-`, `'`, `.` inside) of two or more
+// letters each, none a value word (IsValueWord), and what precedes it is a digit, `}`, `)` or `%`.
+// Single letters and known units are left to StripUnits.
+void DropTrailingTextNoun(std::string& s, const std::vector<TextSpan>& spans) {
+  constexpr size_t kMaxRun = 96;
+  size_t e = s.size();
+  while (e > 0 && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  size_t b = e;
+  auto in_run = [](char c) {
+    return IsLetter(c) || c == ' ' || c == '-' || c == '\'' || c == '.';
+  };
+  while (b > 0 && in_run(s[b - 1])) {
+    if (e - b >= kMaxRun) return;
+    --b;
+  }
+  while (b < e && s[b] == ' ') ++b;  // the run starts at its first word
+  if (b == e || !IsLetter(s[b])) return;
+  size_t p = b;
+  while (p > 0 && std::isspace(static_cast<unsigned char>(s[p - 1]))) --p;
+  if (p == 0) return;
+  const char before = s[p - 1];
+  if (!(IsDigit(before) || before == '}' || before == ')' || before == '%')) return;
+  // Every character of [b, e) lies in a text-mode span.
+  for (size_t i = b; i < e;) {
+    size_t covered = i;
+    for (size_t k = spans.size(); k-- > 0 && spans[k].end > i;) {
+      if (spans[k].begin <= i) covered = std::max(covered, spans[k].end);
+    }
+    if (covered == i) return;
+    i = covered;
+  }
+  int words = 0;
+  for (size_t i = b; i < e;) {
+    while (i < e && (s[i] == ' ' || s[i] == '-')) ++i;
+    if (i == e) break;
+    std::string w;
+    size_t letters = 0;
+    while (i < e && s[i] != ' ' && s[i] != '-') {
+      if (IsLetter(s[i])) {
+        w.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(s[i]))));
+        ++letters;
+      }
+      ++i;
+    }
+    if (++words > 6 || letters < 2 || IsValueWord(w)) return;
+  }
+  s.resize(b);
+}
+
 }  // namespace
 
 std::string NormalizeMathAnswer(std::string_view in) {
@@ -127,8 +224,14 @@ std::string NormalizeMathAnswer(std::string_view in) {
 
   std::string out;
   out.reserve(s.size());
-  std::vector<bool> drop_close;  // per open '{': drop its '}' (unwrapped command)
-  bool pending_unwrap = false;
+  struct Group {
+    bool unwrapped;  // drop its '}' (an unwrapped command)
+    bool text;       // a text-mode command (IsTextCommand)
+    size_t begin;    // where its content starts in `out`
+  };
+  std::vector<Group> groups;    // per open '{'
+  std::vector<TextSpan> spans;  // closed text-mode groups, in order of their end
+  bool pending_unwrap = false, pending_text = false;
   for (size_t i = 0; i < s.size();) {
     char c = s[i];
     if (c == '$') {
@@ -157,7 +260,7 @@ std::string NormalizeMathAnswer(std::string_view in) {
         i += 3;
         continue;
       }
-      drop_close.push_back(pending_unwrap);
+      groups.push_back({pending_unwrap, pending_unwrap && pending_text, out.size()});
       out.push_back(pending_unwrap ? ' ' : '{');
       pending_unwrap = false;
       ++i;
@@ -166,9 +269,10 @@ std::string NormalizeMathAnswer(std::string_view in) {
     pending_unwrap = false;
     if (c == '}') {
       bool drop = false;
-      if (!drop_close.empty()) {
-        drop = drop_close.back();
-        drop_close.pop_back();
+      if (!groups.empty()) {
+        drop = groups.back().unwrapped;
+        if (groups.back().text) spans.push_back({groups.back().begin, out.size() + 1});
+        groups.pop_back();
       }
       out.push_back(drop ? ' ' : '}');
       ++i;
@@ -213,6 +317,7 @@ std::string NormalizeMathAnswer(std::string_view in) {
     if (IsUnwrapCommand(name)) {
       while (i < s.size() && s[i] == ' ') ++i;
       pending_unwrap = i < s.size() && s[i] == '{';
+      pending_text = IsTextCommand(name);
       out.push_back(' ');
       continue;
     }
@@ -223,12 +328,14 @@ std::string NormalizeMathAnswer(std::string_view in) {
     if (i < s.size() && IsLetter(s[i])) out.push_back(' ');
   }
 
-  Trim(out);
-  while (!out.empty() && (out.back() == '.' || out.back() == ';' || out.back() == ':' ||
+  // Trailing whitespace and punctuation go now; leading whitespace stays until the text spans,
+  // which index `out` as built, have been used.
+  while (!out.empty() && (std::isspace(static_cast<unsigned char>(out.back())) ||
+                          out.back() == '.' || out.back() == ';' || out.back() == ':' ||
                           out.back() == ',')) {
     out.pop_back();
-    Trim(out);
   }
+  DropTrailingTextNoun(out, spans);
   StripUnits(out);
   Trim(out);
 

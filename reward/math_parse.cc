@@ -532,14 +532,14 @@ std::string CompactText(std::string_view s) {
 
 }  // namespace
 
-Result<ParsedMath> ParseMath(std::string_view raw) {
+absl::StatusOr<ParsedMath> ParseMath(std::string_view raw) {
   if (raw.size() > Limits::kMaxAnswerBytes)
-    return Status::InvalidArgument("answer longer than " +
+    return absl::InvalidArgumentError("answer longer than " +
                                    std::to_string(Limits::kMaxAnswerBytes) + " bytes");
   std::string norm = NormalizeMathAnswer(raw);
   ParsedMath out;
   out.text = CompactText(norm);
-  if (norm.empty()) return Status::InvalidArgument("empty answer");
+  if (norm.empty()) return absl::InvalidArgumentError("empty answer");
   out.nodes.reserve(16);
   Parser p(norm, &out);
   int root = p.ParseTop();
@@ -551,7 +551,7 @@ Result<ParsedMath> ParseMath(std::string_view raw) {
       out.root = -1;
       return out;
     }
-    return Status::InvalidArgument("cannot parse '" + std::string(raw.substr(0, 80)) + "': " +
+    return absl::InvalidArgumentError("cannot parse '" + std::string(raw.substr(0, 80)) + "': " +
                                    p.error());
   }
   out.root = root;

@@ -80,7 +80,7 @@ struct ParsedMath {
 };
 
 // Parses `raw` (normalized first with NormalizeMathAnswer). InvalidArgument when unparsable.
-Result<ParsedMath> ParseMath(std::string_view raw);
+absl::StatusOr<ParsedMath> ParseMath(std::string_view raw);
 
 }  // namespace grpo::reward
 

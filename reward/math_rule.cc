@@ -13,7 +13,7 @@ namespace {
 struct GoldCache {
   std::string key;
   std::optional<ParsedMath> parsed;
-  Status error;
+  absl::Status error;
 };
 
 const GoldCache& ParseGold(const std::string& gold) {
@@ -22,10 +22,10 @@ const GoldCache& ParseGold(const std::string& gold) {
   if (valid && cache.key == gold) return cache;
   cache.key = gold;
   cache.parsed.reset();
-  cache.error = Status();
-  Result<ParsedMath> r = ParseMath(gold);
-  if (r.ok()) r = [&]() -> Result<ParsedMath> {
-      Status st = CheckGoldStructure(*r);
+  cache.error = absl::Status();
+  absl::StatusOr<ParsedMath> r = ParseMath(gold);
+  if (r.ok()) r = [&]() -> absl::StatusOr<ParsedMath> {
+      absl::Status st = CheckGoldStructure(*r);
       if (!st.ok()) return st;
       return std::move(r).value();
     }();
@@ -46,10 +46,10 @@ std::string MathRule::Describe() const {
   return "1 if the final answer (" + m + ") is mathematically equivalent to the gold answer, else 0";
 }
 
-Result<bool> MathRule::Correct(const RewardItem& item, std::string* detail) const {
-  if (item.answer.empty()) return Status::InvalidArgument("math: empty gold answer");
+absl::StatusOr<bool> MathRule::Correct(const RewardItem& item, std::string* detail) const {
+  if (item.answer.empty()) return absl::InvalidArgumentError("math: empty gold answer");
   const GoldCache& gold = ParseGold(item.answer);
-  if (!gold.parsed) return gold.error.WithContext("math: gold answer");
+  if (!gold.parsed) return grpo::WithContext(gold.error, "math: gold answer");
   std::optional<std::string> pred = ExtractAnswer(item.completion, options_.extract);
   if (!pred) {
     *detail = "no final answer found";
@@ -61,29 +61,29 @@ Result<bool> MathRule::Correct(const RewardItem& item, std::string* detail) cons
   return eq;
 }
 
-Result<RuleOutput> MathRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> MathRule::Score(const RewardItem& item) const {
   RuleOutput out;
   GRPO_ASSIGN_OR_RETURN(bool ok, Correct(item, &out.detail));
   out.score = ok ? 1.0 : 0.0;
   return out;
 }
 
-Result<LengthUnit> ParseLengthUnit(const std::string& name) {
+absl::StatusOr<LengthUnit> ParseLengthUnit(const std::string& name) {
   if (name == "bytes" || name == "chars") return LengthUnit::kBytes;
   if (name == "tokens") return LengthUnit::kTokens;
-  return Status::InvalidArgument("unknown length unit '" + name + "' (expected bytes or tokens)");
+  return absl::InvalidArgumentError("unknown length unit '" + name + "' (expected bytes or tokens)");
 }
 
-Result<double> CompletionLength(const RewardItem& item, LengthUnit unit) {
+absl::StatusOr<double> CompletionLength(const RewardItem& item, LengthUnit unit) {
   if (unit == LengthUnit::kBytes) return static_cast<double>(item.completion.size());
   auto it = item.meta.find("completion_tokens");
   if (it == item.meta.end())
-    return Status::InvalidArgument("meta 'completion_tokens' is required (length unit tokens)");
+    return absl::InvalidArgumentError("meta 'completion_tokens' is required (length unit tokens)");
   const char* s = it->second.c_str();
   char* end = nullptr;
   long long v = std::strtoll(s, &end, 10);
   if (end == s || *end != '\0' || v < 0)
-    return Status::InvalidArgument("meta 'completion_tokens' is not a non-negative integer: '" +
+    return absl::InvalidArgumentError("meta 'completion_tokens' is not a non-negative integer: '" +
                                    it->second.substr(0, 32) + "'");
   return static_cast<double>(v);
 }
@@ -95,7 +95,7 @@ std::string CosineRule::Describe() const {
          " (short) to " + std::to_string(options_.max_value_wrong);
 }
 
-Result<RuleOutput> CosineRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> CosineRule::Score(const RewardItem& item) const {
   RuleOutput out;
   GRPO_ASSIGN_OR_RETURN(bool correct, math_.Correct(item, &out.detail));
   GRPO_ASSIGN_OR_RETURN(double len, CompletionLength(item, options_.unit));

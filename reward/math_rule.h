@@ -27,10 +27,10 @@ class MathRule : public Rule {
   explicit MathRule(MathRuleOptions options = {}) : options_(std::move(options)) {}
   std::string_view type() const override { return "math"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
   // Correctness alone (shared with CosineRule): true/false, or an error for a bad gold answer.
-  Result<bool> Correct(const RewardItem& item, std::string* detail) const;
+  absl::StatusOr<bool> Correct(const RewardItem& item, std::string* detail) const;
 
  private:
   MathRuleOptions options_;
@@ -39,8 +39,8 @@ class MathRule : public Rule {
 enum class LengthUnit { kBytes, kTokens };
 
 // Length of the completion in `unit` (tokens: meta "completion_tokens", an integer >= 0).
-Result<double> CompletionLength(const RewardItem& item, LengthUnit unit);
-Result<LengthUnit> ParseLengthUnit(const std::string& name);
+absl::StatusOr<double> CompletionLength(const RewardItem& item, LengthUnit unit);
+absl::StatusOr<LengthUnit> ParseLengthUnit(const std::string& name);
 
 struct CosineRuleOptions {
   MathRuleOptions math;
@@ -57,7 +57,7 @@ class CosineRule : public Rule {
   explicit CosineRule(CosineRuleOptions options) : options_(options), math_(options.math) {}
   std::string_view type() const override { return "cosine"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   CosineRuleOptions options_;

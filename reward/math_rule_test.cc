@@ -24,6 +24,16 @@ TEST(MathRule, CorrectWrongMissing) {
   EXPECT_EQ(rule.Score(Item("\\boxed{", "42"))->score, 0.0);
 }
 
+TEST(MathRule, NumberWithANounInTextIsTheNumber) {
+  MathRule rule;
+  EXPECT_EQ(rule.Score(Item("so \\boxed{12 \\text{ apples}}", "12"))->score, 1.0);
+  EXPECT_EQ(rule.Score(Item("<answer>\\text{12 apples}</answer>", "12"))->score, 1.0);
+  EXPECT_EQ(rule.Score(Item("so \\boxed{12 \\text{ apples}}", "13"))->score, 0.0);
+  // Words that change the value are not swallowed.
+  EXPECT_EQ(rule.Score(Item("so \\boxed{12 \\text{ thousand}}", "12"))->score, 0.0);
+  EXPECT_EQ(rule.Score(Item("so \\boxed{12 \\text{ or } 13}", "12"))->score, 0.0);
+}
+
 TEST(MathRule, BadGoldIsError) {
   MathRule rule;
   EXPECT_FALSE(rule.Score(Item("\\boxed{1}", "")).ok());

@@ -10,9 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "reward/plugin_wire.h"
 #include "reward/plugin_worker.h"
 
@@ -26,11 +30,8 @@ struct PluginRule::Worker {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-int MsLeft(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
+int MsLeft(absl::Time deadline) {
+  return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(deadline - absl::Now()), 0, 1 << 30));
 }
 
 // Reaps a worker that is dead or must die, and says how it ended.
@@ -66,7 +67,7 @@ std::string Reap(PluginRule::Worker* w, bool kill_first) {
   return how;
 }
 
-Status WriteWithDeadline(int fd, std::string_view data, Clock::time_point deadline) {
+absl::Status WriteWithDeadline(int fd, std::string_view data, absl::Time deadline) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n > 0) {
@@ -74,16 +75,16 @@ Status WriteWithDeadline(int fd, std::string_view data, Clock::time_point deadli
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) return Status::Unavailable("plugin worker pipe closed");
+    if (n < 0 && errno != EAGAIN) return absl::UnavailableError("plugin worker pipe closed");
     pollfd p{fd, POLLOUT, 0};
     int left = MsLeft(deadline);
-    if (left == 0) return Status::DeadlineExceeded("plugin did not read its input in time");
+    if (left == 0) return absl::DeadlineExceededError("plugin did not read its input in time");
     ::poll(&p, 1, left);
   }
-  return Status();
+  return absl::Status();
 }
 
-Status ReadWithDeadline(int fd, char* buf, size_t n, Clock::time_point deadline) {
+absl::Status ReadWithDeadline(int fd, char* buf, size_t n, absl::Time deadline) {
   size_t got = 0;
   while (got < n) {
     ssize_t r = ::read(fd, buf + got, n - got);
@@ -91,37 +92,82 @@ Status ReadWithDeadline(int fd, char* buf, size_t n, Clock::time_point deadline)
       got += static_cast<size_t>(r);
       continue;
     }
-    if (r == 0) return Status::Unavailable("plugin worker closed its output");
+    if (r == 0) return absl::UnavailableError("plugin worker closed its output");
     if (errno == EINTR) continue;
-    if (errno != EAGAIN) return Status::Unavailable("plugin worker pipe broken");
+    if (errno != EAGAIN) return absl::UnavailableError("plugin worker pipe broken");
     pollfd p{fd, POLLIN, 0};
     int left = MsLeft(deadline);
-    if (left == 0) return Status::DeadlineExceeded("deadline");
+    if (left == 0) return absl::DeadlineExceededError("deadline");
     ::poll(&p, 1, left);
   }
-  return Status();
+  return absl::Status();
 }
 
-Result<wire::Reply> ReadReply(int fd, Clock::time_point deadline) {
+absl::StatusOr<wire::Reply> ReadReply(int fd, absl::Time deadline) {
   char hdr[4];
   GRPO_RETURN_IF_ERROR(ReadWithDeadline(fd, hdr, 4, deadline));
   uint32_t n = static_cast<unsigned char>(hdr[0]) | (static_cast<unsigned char>(hdr[1]) << 8) |
                (static_cast<unsigned char>(hdr[2]) << 16) |
                (static_cast<uint32_t>(static_cast<unsigned char>(hdr[3])) << 24);
-  if (n > wire::kMaxFrameBytes) return Status::Corruption("plugin reply too large");
+  if (n > wire::kMaxFrameBytes) return absl::DataLossError("plugin reply too large");
   std::string payload(n, '\0');
   GRPO_RETURN_IF_ERROR(ReadWithDeadline(fd, payload.data(), n, deadline));
   return wire::DecodeReply(payload);
 }
 
+// The one thread that forks workers. PR_SET_PDEATHSIG fires when the *thread* that forked the
+// child exits, not only the process: a worker forked by a short-lived caller thread (a gRPC
+// handler thread, a test's thread) would be SIGKILLed while other threads still use it. This
+// thread lives as long as the process and blocks every signal (the server waits for
+// SIGTERM/SIGINT with sigwait in another thread).
+class ForkThread {
+ public:
+  static ForkThread& Get() {
+    static ForkThread* t = new ForkThread;  // never destroyed: workers must outlive every caller
+    return *t;
+  }
+  // Runs `fn` on the fork thread; returns when it has returned.
+  void Run(const std::function<void()>& fn) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_, absl::Condition(this, &ForkThread::Free));
+    job_ = &fn;
+    done_ = false;
+    mu_.Await(absl::Condition(&done_));
+    job_ = nullptr;
+  }
+
+ private:
+  ForkThread() { std::thread([this] { Loop(); }).detach(); }
+  bool Free() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ == nullptr; }
+  bool Pending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ != nullptr && !done_; }
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    for (;;) {
+      const std::function<void()>* fn;
+      {
+        absl::MutexLock l(&mu_, absl::Condition(this, &ForkThread::Pending));
+        fn = job_;
+      }
+      (*fn)();  // the caller waits in Run, so *fn stays valid
+      absl::MutexLock l(&mu_);
+      done_ = true;
+    }
+  }
+
+  absl::Mutex mu_;
+  const std::function<void()>* job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // Starts a worker and reads its hello. On failure the worker is reaped.
-Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* hello) {
+absl::Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* hello) {
   int req[2], rep[2];
-  if (::pipe2(req, O_CLOEXEC) != 0) return Status::FromErrno("pipe", errno);
+  if (::pipe2(req, O_CLOEXEC) != 0) return grpo::ErrnoError("pipe", errno);
   if (::pipe2(rep, O_CLOEXEC) != 0) {
     ::close(req[0]);
     ::close(req[1]);
-    return Status::FromErrno("pipe", errno);
+    return grpo::ErrnoError("pipe", errno);
   }
   std::vector<std::string> args = o.worker_argv;
   args.insert(args.end(), {"--plugin", o.path, "--config", o.config_json});
@@ -131,13 +177,12 @@ Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* hello) 
   rlim_t mem = static_cast<rlim_t>(o.memory_mb) << 20;
   pid_t parent = ::getpid();
 
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    int e = errno;
-    for (int fd : {req[0], req[1], rep[0], rep[1]}) ::close(fd);
-    return Status::FromErrno("fork", e);
-  }
-  if (pid == 0) {
+  pid_t pid = -1;
+  int fork_errno = 0;
+  ForkThread::Get().Run([&] {
+    pid = ::fork();
+    fork_errno = errno;
+    if (pid != 0) return;
     // Child: only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(126);
@@ -151,6 +196,10 @@ Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* hello) 
     ::setrlimit(RLIMIT_AS, &lim);
     ::execv(argv[0], argv.data());
     ::_exit(127);
+  });
+  if (pid < 0) {
+    for (int fd : {req[0], req[1], rep[0], rep[1]}) ::close(fd);
+    return grpo::ErrnoError("fork", fork_errno);
   }
   ::close(req[0]);
   ::close(rep[1]);
@@ -159,19 +208,19 @@ Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* hello) 
   w->from_fd = rep[0];
   ::fcntl(w->to_fd, F_SETFL, O_NONBLOCK);
   ::fcntl(w->from_fd, F_SETFL, O_NONBLOCK);
-  Result<wire::Reply> r = ReadReply(w->from_fd, Clock::now() + std::chrono::milliseconds(o.startup_timeout_ms));
+  absl::StatusOr<wire::Reply> r = ReadReply(w->from_fd, absl::Now() + o.startup_timeout);
   if (!r.ok()) {
-    bool timeout = r.status().code() == StatusCode::kDeadlineExceeded;
+    bool timeout = r.status().code() == absl::StatusCode::kDeadlineExceeded;
     std::string how = Reap(w, timeout);
-    return Status::Unavailable("plugin " + o.path + ": worker '" + o.worker_argv.front() +
+    return absl::UnavailableError("plugin " + o.path + ": worker '" + o.worker_argv.front() +
                                "' did not start: " + (timeout ? "no hello in time" : how));
   }
   if (r->kind != wire::ReplyKind::kOk) {
     Reap(w, false);
-    return Status::InvalidArgument("plugin " + o.path + ": " + r->message);
+    return absl::InvalidArgumentError("plugin " + o.path + ": " + r->message);
   }
   *hello = r->message;
-  return Status();
+  return absl::Status();
 }
 
 }  // namespace
@@ -184,79 +233,83 @@ PluginRule::~PluginRule() {
   for (auto& w : workers_) Reap(w.get(), true);
 }
 
-Result<std::unique_ptr<PluginRule>> PluginRule::Create(PluginOptions options) {
-  if (options.path.empty()) return Status::InvalidArgument("plugin: path is required");
-  if (options.worker_argv.empty()) return Status::InvalidArgument("plugin: no worker command");
-  if (options.timeout_ms <= 0 || options.workers <= 0 || options.memory_mb <= 0)
-    return Status::InvalidArgument("plugin: timeout_ms, workers and memory_mb must be > 0");
+absl::StatusOr<std::unique_ptr<PluginRule>> PluginRule::Create(PluginOptions options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("plugin: path is required");
+  if (options.worker_argv.empty()) return absl::InvalidArgumentError("plugin: no worker command");
+  if (options.timeout <= absl::ZeroDuration() || options.workers <= 0 || options.memory_mb <= 0)
+    return absl::InvalidArgumentError("plugin: timeout, workers and memory_mb must be > 0");
   ::signal(SIGPIPE, SIG_IGN);
   std::unique_ptr<PluginRule> rule(new PluginRule(std::move(options)));
   auto w = std::make_unique<Worker>();
   std::string hello;
   GRPO_RETURN_IF_ERROR(Spawn(w.get(), rule->options_, &hello));
-  rule->started_ = 1;
   size_t tab = hello.find('\t');
   rule->plugin_name_ = hello.substr(0, tab);
   rule->description_ = tab == std::string::npos ? hello : hello.substr(tab + 1);
-  rule->idle_.push_back(w.get());
-  rule->workers_.push_back(std::move(w));
+  {
+    absl::MutexLock l(&rule->mu_);
+    rule->started_ = 1;
+    rule->idle_.push_back(w.get());
+    rule->workers_.push_back(std::move(w));
+  }
   return rule;
 }
 
 int PluginRule::workers_started() const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   return started_;
 }
 
-Result<PluginRule::Worker*> PluginRule::Acquire() const {
-  std::unique_lock<std::mutex> l(mu_);
-  cv_.wait(l, [&] { return !idle_.empty() || static_cast<int>(workers_.size()) < options_.workers; });
+bool PluginRule::CanAcquire() const {
+  return !idle_.empty() || static_cast<int>(workers_.size()) < options_.workers;
+}
+
+absl::StatusOr<PluginRule::Worker*> PluginRule::Acquire() const {
   Worker* w;
-  if (!idle_.empty()) {
-    w = idle_.back();
-    idle_.pop_back();
-  } else {
-    workers_.push_back(std::make_unique<Worker>());
-    w = workers_.back().get();
-  }
-  if (w->pid < 0) {
-    ++started_;
-    l.unlock();
-    std::string hello;
-    Status st = Spawn(w, options_, &hello);
-    if (!st.ok()) {
-      Release(w);
-      return st;
+  {
+    absl::MutexLock l(&mu_, absl::Condition(this, &PluginRule::CanAcquire));
+    if (!idle_.empty()) {
+      w = idle_.back();
+      idle_.pop_back();
+    } else {
+      workers_.push_back(std::make_unique<Worker>());
+      w = workers_.back().get();
     }
+    if (w->pid >= 0) return w;
+    ++started_;
+  }
+  std::string hello;  // a fresh worker, started outside the lock
+  if (absl::Status st = Spawn(w, options_, &hello); !st.ok()) {
+    Release(w);
+    return st;
   }
   return w;
 }
 
 void PluginRule::Release(Worker* w) const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);  // a caller waiting in Acquire wakes on release (CanAcquire)
   idle_.push_back(w);
-  cv_.notify_one();
 }
 
-Result<RuleOutput> PluginRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> PluginRule::Score(const RewardItem& item) const {
   GRPO_ASSIGN_OR_RETURN(Worker * w, Acquire());
-  auto deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
-  Status st = WriteWithDeadline(w->to_fd, wire::Frame(wire::EncodeRequest(item)), deadline);
-  Result<wire::Reply> reply = st.ok() ? ReadReply(w->from_fd, deadline) : Result<wire::Reply>(st);
+  const absl::Time deadline = absl::Now() + options_.timeout;
+  absl::Status st = WriteWithDeadline(w->to_fd, wire::Frame(wire::EncodeRequest(item)), deadline);
+  absl::StatusOr<wire::Reply> reply = st.ok() ? ReadReply(w->from_fd, deadline) : absl::StatusOr<wire::Reply>(st);
   if (!reply.ok()) {
-    bool timeout = reply.status().code() == StatusCode::kDeadlineExceeded;
+    bool timeout = reply.status().code() == absl::StatusCode::kDeadlineExceeded;
     std::string how = Reap(w, timeout);
     Release(w);
     if (timeout)
-      return Status::DeadlineExceeded("plugin " + plugin_name_ + " took longer than " +
-                                      std::to_string(options_.timeout_ms) + " ms; worker killed");
-    return Status::Unavailable("plugin " + plugin_name_ + " crashed: " + how);
+      return absl::DeadlineExceededError(absl::StrCat("plugin ", plugin_name_, " took longer than ",
+                                                      absl::FormatDuration(options_.timeout), "; worker killed"));
+    return absl::UnavailableError("plugin " + plugin_name_ + " crashed: " + how);
   }
   Release(w);
   if (reply->kind != wire::ReplyKind::kOk)
-    return Status::InvalidArgument("plugin " + plugin_name_ + ": " + reply->message);
+    return absl::InvalidArgumentError("plugin " + plugin_name_ + ": " + reply->message);
   if (!std::isfinite(reply->score))
-    return Status::InvalidArgument("plugin " + plugin_name_ + " returned a non-finite score");
+    return absl::InvalidArgumentError("plugin " + plugin_name_ + " returned a non-finite score");
   RuleOutput out;
   out.score = reply->score;
   out.detail = reply->message;

@@ -3,10 +3,10 @@
 // service down.
 //
 // Contract:
-//  - Create starts one worker and waits (startup_timeout_ms) for its hello: a missing library,
+//  - Create starts one worker and waits (startup_timeout) for its hello: a missing library,
 //    a missing entry symbol, an ABI mismatch or a failing create() is a configuration error.
 //  - Score sends the item to an idle worker (starting one if needed; at most `workers` run at
-//    once, callers beyond that wait) and waits at most timeout_ms for the reply. On timeout the
+//    once, callers beyond that wait) and waits at most `timeout` for the reply. On timeout the
 //    worker is killed (SIGKILL) and reaped and the item gets DeadlineExceeded; if the worker
 //    dies (signal, exit, memory limit: RLIMIT_AS = memory_mb) the item gets Unavailable naming
 //    the signal. The next call starts a fresh worker. A plugin's own item error comes back as
@@ -17,12 +17,13 @@
 #ifndef GRPO_REWARD_PLUGIN_HOST_H_
 #define GRPO_REWARD_PLUGIN_HOST_H_
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "reward/rule.h"
 
 namespace grpo::reward {
@@ -31,8 +32,8 @@ struct PluginOptions {
   std::string path;                      // the shared library
   std::string config_json = "{}";        // passed to the plugin's create()
   std::vector<std::string> worker_argv;  // worker command; "--plugin P --config J" is appended
-  int timeout_ms = 1000;                 // per item
-  int startup_timeout_ms = 5000;
+  absl::Duration timeout = absl::Seconds(1);  // per item
+  absl::Duration startup_timeout = absl::Seconds(5);
   int workers = 2;                       // concurrent worker processes
   int memory_mb = 1024;                  // address-space limit of a worker
 };
@@ -42,11 +43,11 @@ std::vector<std::string> SelfWorkerArgv();
 
 class PluginRule : public Rule {
  public:
-  static Result<std::unique_ptr<PluginRule>> Create(PluginOptions options);
+  static absl::StatusOr<std::unique_ptr<PluginRule>> Create(PluginOptions options);
   ~PluginRule() override;
   std::string_view type() const override { return "plugin"; }
   std::string Describe() const override { return description_; }
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
   const std::string& plugin_name() const { return plugin_name_; }
   // Workers started so far (restarts included); for tests and logs.
@@ -56,17 +57,19 @@ class PluginRule : public Rule {
 
  private:
   explicit PluginRule(PluginOptions options);
-  Result<Worker*> Acquire() const;
-  void Release(Worker* w) const;
+  absl::StatusOr<Worker*> Acquire() const ABSL_LOCKS_EXCLUDED(mu_);
+  void Release(Worker* w) const ABSL_LOCKS_EXCLUDED(mu_);
+  // A caller may take a worker: an idle one, or room to start one.
+  bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   PluginOptions options_;
   std::string plugin_name_;
   std::string description_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  mutable std::vector<std::unique_ptr<Worker>> workers_;
-  mutable std::vector<Worker*> idle_;
-  mutable int started_ = 0;
+  // A Worker is used by the one caller that acquired it, outside mu_.
+  mutable absl::Mutex mu_;
+  mutable std::vector<std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
+  mutable std::vector<Worker*> idle_ ABSL_GUARDED_BY(mu_);
+  mutable int started_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace grpo::reward

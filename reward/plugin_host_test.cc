@@ -13,7 +13,7 @@ PluginOptions Options(const std::string& lib) {
   PluginOptions o;
   o.path = "reward/" + lib;
   o.worker_argv = {"reward/plugin_worker"};
-  o.timeout_ms = 500;
+  o.timeout = absl::Milliseconds(500);
   o.workers = 2;
   o.memory_mb = 256;
   return o;
@@ -44,7 +44,7 @@ TEST(PluginRule, GoldAnswerKeywordAndItemError) {
   ASSERT_TRUE(rule.ok());
   EXPECT_EQ((*rule)->Score(Item("the answer is 42", "42"))->score, 1.0);
   auto err = (*rule)->Score(Item("x", ""));
-  EXPECT_EQ(err.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(err.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(PluginRule, LoadErrors) {
@@ -66,14 +66,14 @@ TEST(PluginRule, CrashLoopLeakAreIsolatedAndRestarted) {
   EXPECT_EQ(r.Score(Item("abc"))->score, 3.0);
 
   auto crash = r.Score(Item("crash"));
-  EXPECT_EQ(crash.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(crash.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(crash.status().message().find("signal"), std::string::npos) << crash.status().message();
   EXPECT_EQ(r.Score(Item("abcd"))->score, 4.0);  // a fresh worker
 
   auto start = std::chrono::steady_clock::now();
   auto loop = r.Score(Item("loop"));
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_EQ(loop.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(loop.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_LT(ms, 3000);
   EXPECT_EQ(r.Score(Item("ab"))->score, 2.0);
 
@@ -82,8 +82,21 @@ TEST(PluginRule, CrashLoopLeakAreIsolatedAndRestarted) {
   EXPECT_EQ(r.Score(Item("a"))->score, 1.0);
 
   EXPECT_FALSE(r.Score(Item("abort")).ok());
-  EXPECT_EQ(r.Score(Item("error")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.Score(Item("error")).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_GE(r.workers_started(), 4);
+}
+
+TEST(PluginRule, WorkerOutlivesTheThreadThatStartedIt) {
+  // PR_SET_PDEATHSIG follows the thread that forked, not the process: a worker started from a
+  // thread that has ended since (a gRPC handler's, say) must still serve.
+  absl::StatusOr<std::unique_ptr<PluginRule>> rule;
+  std::thread([&] { rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so")); }).join();
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a parent-death signal lands
+  auto r = (*rule)->Score(Item("abc"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->score, 3.0);
+  EXPECT_EQ((*rule)->workers_started(), 1);
 }
 
 TEST(PluginRule, ConcurrentCallers) {

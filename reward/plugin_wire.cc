@@ -66,19 +66,19 @@ std::string EncodeRequest(const RewardItem& item) {
   return out;
 }
 
-Result<RewardItem> DecodeRequest(std::string_view payload) {
+absl::StatusOr<RewardItem> DecodeRequest(std::string_view payload) {
   Reader r(payload);
   RewardItem item;
   uint32_t n;
   if (!r.Str(&item.completion) || !r.Str(&item.answer) || !r.Str(&item.prompt) ||
       !r.Str(&item.task) || !r.U32(&n))
-    return Status::Corruption("malformed plugin request");
+    return absl::DataLossError("malformed plugin request");
   for (uint32_t i = 0; i < n; ++i) {
     std::string k, v;
-    if (!r.Str(&k) || !r.Str(&v)) return Status::Corruption("malformed plugin request meta");
+    if (!r.Str(&k) || !r.Str(&v)) return absl::DataLossError("malformed plugin request meta");
     item.meta[std::move(k)] = std::move(v);
   }
-  if (!r.done()) return Status::Corruption("trailing bytes in plugin request");
+  if (!r.done()) return absl::DataLossError("trailing bytes in plugin request");
   return item;
 }
 
@@ -92,13 +92,13 @@ std::string EncodeReply(const Reply& reply) {
   return out;
 }
 
-Result<Reply> DecodeReply(std::string_view payload) {
+absl::StatusOr<Reply> DecodeReply(std::string_view payload) {
   Reader r(payload);
   Reply reply;
   uint8_t kind;
   if (!r.Bytes(&kind, 1) || kind > 2 || !r.Bytes(&reply.score, 8) || !r.Str(&reply.message) ||
       !r.done())
-    return Status::Corruption("malformed plugin reply");
+    return absl::DataLossError("malformed plugin reply");
   reply.kind = static_cast<ReplyKind>(kind);
   return reply;
 }
@@ -111,49 +111,49 @@ std::string Frame(std::string_view payload) {
   return out;
 }
 
-Status WriteAll(int fd, std::string_view data) {
+absl::Status WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::FromErrno("plugin pipe write", errno);
+      return grpo::ErrnoError("plugin pipe write", errno);
     }
     data.remove_prefix(static_cast<size_t>(n));
   }
-  return Status();
+  return absl::Status();
 }
 
 namespace {
-Status ReadExactly(int fd, char* buf, size_t n, bool* eof_at_start) {
+absl::Status ReadExactly(int fd, char* buf, size_t n, bool* eof_at_start) {
   size_t got = 0;
   while (got < n) {
     ssize_t r = ::read(fd, buf + got, n - got);
     if (r < 0) {
       if (errno == EINTR) continue;
-      return Status::FromErrno("plugin pipe read", errno);
+      return grpo::ErrnoError("plugin pipe read", errno);
     }
     if (r == 0) {
       if (got == 0 && eof_at_start) *eof_at_start = true;
-      return Status::NotFound("end of file");
+      return absl::NotFoundError("end of file");
     }
     got += static_cast<size_t>(r);
   }
-  return Status();
+  return absl::Status();
 }
 }  // namespace
 
-Result<std::string> ReadFrame(int fd) {
+absl::StatusOr<std::string> ReadFrame(int fd) {
   char hdr[4];
   bool eof = false;
-  Status st = ReadExactly(fd, hdr, 4, &eof);
+  absl::Status st = ReadExactly(fd, hdr, 4, &eof);
   if (!st.ok()) return st;
   uint32_t n = static_cast<unsigned char>(hdr[0]) | (static_cast<unsigned char>(hdr[1]) << 8) |
                (static_cast<unsigned char>(hdr[2]) << 16) |
                (static_cast<uint32_t>(static_cast<unsigned char>(hdr[3])) << 24);
-  if (n > kMaxFrameBytes) return Status::Corruption("plugin frame too large");
+  if (n > kMaxFrameBytes) return absl::DataLossError("plugin frame too large");
   std::string payload(n, '\0');
   st = ReadExactly(fd, payload.data(), n, nullptr);
-  if (!st.ok()) return st.code() == StatusCode::kNotFound ? Status::Corruption("truncated frame") : st;
+  if (!st.ok()) return st.code() == absl::StatusCode::kNotFound ? absl::DataLossError("truncated frame") : st;
   return payload;
 }
 

@@ -29,16 +29,16 @@ struct Reply {
 };
 
 std::string EncodeRequest(const RewardItem& item);
-Result<RewardItem> DecodeRequest(std::string_view payload);
+absl::StatusOr<RewardItem> DecodeRequest(std::string_view payload);
 std::string EncodeReply(const Reply& reply);
-Result<Reply> DecodeReply(std::string_view payload);
+absl::StatusOr<Reply> DecodeReply(std::string_view payload);
 // Prefixes the length.
 std::string Frame(std::string_view payload);
 
 // Blocking whole-frame I/O on a file descriptor (for the worker side).
-Status WriteAll(int fd, std::string_view data);
+absl::Status WriteAll(int fd, std::string_view data);
 // Reads one frame; NotFound at a clean end of file.
-Result<std::string> ReadFrame(int fd);
+absl::StatusOr<std::string> ReadFrame(int fd);
 
 }  // namespace grpo::reward::wire
 

@@ -44,7 +44,7 @@ TEST(PluginWire, FramesOverAPipe) {
   close(fds[1]);
   EXPECT_EQ(*ReadFrame(fds[0]), "hello");
   EXPECT_EQ(*ReadFrame(fds[0]), "");
-  EXPECT_EQ(ReadFrame(fds[0]).status().code(), StatusCode::kNotFound);  // clean end of file
+  EXPECT_EQ(ReadFrame(fds[0]).status().code(), absl::StatusCode::kNotFound);  // clean end of file
   close(fds[0]);
 }
 

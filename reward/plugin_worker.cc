@@ -48,13 +48,13 @@ int RunPluginWorker(const std::string& plugin_path, const std::string& config_js
 
   std::vector<grpo_str> keys, values;
   while (true) {
-    Result<std::string> frame = wire::ReadFrame(kRequestFd);
+    absl::StatusOr<std::string> frame = wire::ReadFrame(kRequestFd);
     if (!frame.ok()) break;  // the host closed the pipe (or broke it): exit
-    Result<RewardItem> item = wire::DecodeRequest(*frame);
+    absl::StatusOr<RewardItem> item = wire::DecodeRequest(*frame);
     wire::Reply reply;
     if (!item.ok()) {
       reply.kind = wire::ReplyKind::kItemError;
-      reply.message = item.status().message();
+      reply.message = std::string(item.status().message());
     } else {
       keys.clear();
       values.clear();

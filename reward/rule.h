@@ -57,7 +57,7 @@ class Rule {
   // One line saying what the rule checks and how it scores.
   virtual std::string Describe() const = 0;
   // Scores one item; see the contract above.
-  virtual Result<RuleOutput> Score(const RewardItem& item) const = 0;
+  virtual absl::StatusOr<RuleOutput> Score(const RewardItem& item) const = 0;
 };
 
 }  // namespace grpo::reward

@@ -36,22 +36,22 @@ const std::vector<TypeKeys>& AllTypeKeys() {
   return kTypes;
 }
 
-Result<std::vector<ExtractMethod>> Methods(const Config& c, const char* key) {
+absl::StatusOr<std::vector<ExtractMethod>> Methods(const Config& c, const char* key) {
   GRPO_ASSIGN_OR_RETURN(auto names, c.GetStringListOr(key, {}));
   if (names.empty()) return DefaultExtractMethods();
   auto m = ParseExtractMethods(names);
-  if (!m.ok()) return c.Error(key, m.status().message());
+  if (!m.ok()) return c.Error(key, std::string(m.status().message()));
   return m;
 }
 
 template <typename T>
-Result<T> Wrap(const Config& c, const char* key, Result<T> r) {
-  if (!r.ok()) return c.Error(key, r.status().message());
+absl::StatusOr<T> Wrap(const Config& c, const char* key, absl::StatusOr<T> r) {
+  if (!r.ok()) return c.Error(key, std::string(r.status().message()));
   return r;
 }
 
-Status Check(const Config& c, const char* key, bool ok, const char* what) {
-  return ok ? Status() : c.Error(key, what);
+absl::Status Check(const Config& c, const char* key, bool ok, const char* what) {
+  return ok ? absl::Status() : c.Error(key, what);
 }
 
 std::string JoinPath(const std::string& dir, const std::string& p) {
@@ -71,7 +71,7 @@ const std::vector<std::string>& BuiltinRuleTypes() {
   return kNames;
 }
 
-Result<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Config& e,
+absl::StatusOr<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Config& e,
                                        const RuleSetOptions& options) {
   if (type == "math") {
     MathRuleOptions o;
@@ -165,7 +165,7 @@ Result<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Config& e,
     GRPO_RETURN_IF_ERROR(Check(e, "timeout_ms", t > 0 && t <= 600000, "must be in (0, 600000]"));
     GRPO_RETURN_IF_ERROR(Check(e, "workers", w > 0 && w <= 256, "must be in [1, 256]"));
     GRPO_RETURN_IF_ERROR(Check(e, "memory_mb", m >= 16 && m <= (1 << 20), "must be in [16, 1048576]"));
-    o.timeout_ms = static_cast<int>(t);
+    o.timeout = absl::Milliseconds(t);
     o.workers = static_cast<int>(w);
     o.memory_mb = static_cast<int>(m);
     o.worker_argv = options.plugin_worker_argv.empty() ? SelfWorkerArgv() : options.plugin_worker_argv;
@@ -177,7 +177,7 @@ Result<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Config& e,
   return e.Error("type", "unknown rule type '" + type + "' (known: " + known + ")");
 }
 
-Result<RuleSet> RuleSet::FromConfig(const Config& config, const RuleSetOptions& options) {
+absl::StatusOr<RuleSet> RuleSet::FromConfig(const Config& config, const RuleSetOptions& options) {
   GRPO_RETURN_IF_ERROR(config.CheckKnownKeys({"rules"}));
   GRPO_ASSIGN_OR_RETURN(std::vector<Config> entries, config.SubList("rules"));
   if (entries.empty()) return config.Error("rules", "no rules configured");
@@ -200,7 +200,8 @@ Result<RuleSet> RuleSet::FromConfig(const Config& config, const RuleSetOptions& 
     }
     GRPO_ASSIGN_OR_RETURN(r.name, e.GetStringOr("name", r.type));
     GRPO_ASSIGN_OR_RETURN(r.weight, e.GetDoubleOr("weight", 1.0));
-    GRPO_RETURN_IF_ERROR(Check(e, "weight", std::isfinite(r.weight), "must be finite"));
+    GRPO_RETURN_IF_ERROR(Check(e, "weight", std::isfinite(r.weight) && std::fabs(r.weight) <= kMaxRuleWeight,
+                               "must be a finite number in [-1e6, 1e6]"));
     GRPO_ASSIGN_OR_RETURN(r.tasks, e.GetStringListOr("tasks", {}));
     for (const auto& other : set.rules_)
       if (other.name == r.name) return e.Error("name", "duplicate rule name '" + r.name + "'");
@@ -216,7 +217,7 @@ Result<RuleSet> RuleSet::FromConfig(const Config& config, const RuleSetOptions& 
   return set;
 }
 
-Result<RuleSet> RuleSet::LoadFile(const std::string& path, RuleSetOptions options) {
+absl::StatusOr<RuleSet> RuleSet::LoadFile(const std::string& path, RuleSetOptions options) {
   GRPO_ASSIGN_OR_RETURN(Config c, Config::LoadFile(path));
   if (options.base_dir.empty()) {
     size_t slash = path.rfind('/');
@@ -225,9 +226,9 @@ Result<RuleSet> RuleSet::LoadFile(const std::string& path, RuleSetOptions option
   return FromConfig(c, options);
 }
 
-Result<RuleSet> RuleSet::Single(const std::string& type) {
+absl::StatusOr<RuleSet> RuleSet::Single(const std::string& type) {
   if (type == "plugin" || type == "regex")
-    return Status::InvalidArgument("rule '" + type + "' needs settings: use --rules FILE");
+    return absl::InvalidArgumentError("rule '" + type + "' needs settings: use --rules FILE");
   nlohmann::json tree = {{"rules", nlohmann::json::array({{{"type", type}}})}};
   GRPO_ASSIGN_OR_RETURN(Config c, Config::FromJson(tree, "--rule " + type));
   return FromConfig(c, RuleSetOptions{});
@@ -254,7 +255,7 @@ ItemResult RuleSet::Score(const RewardItem& item) const {
     RuleResult rr;
     rr.rule = r.name;
     rr.weight = r.weight;
-    Result<RuleOutput> s = r.rule->Score(item);
+    absl::StatusOr<RuleOutput> s = r.rule->Score(item);
     if (!s.ok()) {
       rr.error = s.status().ToString();
       if (first_error.empty()) first_error = r.name + ": " + rr.error;
@@ -272,6 +273,10 @@ ItemResult RuleSet::Score(const RewardItem& item) const {
     out.error = "no rule applies to task '" + item.task + "'";
   } else if (!first_error.empty()) {
     out.error = first_error;
+  } else if (!std::isfinite(total)) {
+    // Scores are finite and weights bounded, yet a plugin's huge score times a weight can
+    // overflow: an error for this item, never a reward of inf (JSON null) counted as scored.
+    out.error = "reward is not finite (the sum of weight x score overflows)";
   } else {
     out.reward = total;
   }

@@ -5,7 +5,7 @@
 //   rules:
 //     - type: math            # a built-in rule type (docs/reward_rules.md) or "plugin"
 //       name: accuracy        # optional, default: the type; unique; reported per rule
-//       weight: 1.0           # optional, default 1.0
+//       weight: 1.0           # optional, default 1.0; finite, |weight| <= kMaxRuleWeight
 //       tasks: [math, gsm8k]  # optional; absent or empty: every task
 //       extract: [boxed, answer_tag]   # type-specific keys beside the common ones
 //     - type: format
@@ -16,7 +16,8 @@
 // `tasks` are empty or contain item.task apply, in file order; total = sum(weight * score).
 // An item whose task is non-empty but named by no rule, or to which no rule applies, gets an
 // error; so does an item any applied rule reports an error for (reward unset; the breakdown
-// keeps every rule's outcome). Plugins (type: plugin) take `path` (relative paths are resolved
+// keeps every rule's outcome), and one whose total is not finite (a plugin's huge score times its
+// weight): a reward is always a finite number. Plugins (type: plugin) take `path` (relative paths are resolved
 // against the rules file's directory), `config` (a mapping passed to the plugin as JSON),
 // `timeout_ms`, `workers`, `memory_mb`.
 #ifndef GRPO_REWARD_RULE_SET_H_
@@ -32,6 +33,10 @@
 #include "reward/rule.h"
 
 namespace grpo::reward {
+
+// The largest |weight| a rule may have: rule scores are small numbers (mostly in [-1, 1]), and a
+// weight beyond this only serves to overflow the total.
+inline constexpr double kMaxRuleWeight = 1e6;
 
 struct RuleSetOptions {
   // Directory that relative plugin paths are resolved against ("" = current directory).
@@ -64,10 +69,10 @@ struct ItemResult {
 
 class RuleSet {
  public:
-  static Result<RuleSet> FromConfig(const Config& config, const RuleSetOptions& options);
-  static Result<RuleSet> LoadFile(const std::string& path, RuleSetOptions options);
+  static absl::StatusOr<RuleSet> FromConfig(const Config& config, const RuleSetOptions& options);
+  static absl::StatusOr<RuleSet> LoadFile(const std::string& path, RuleSetOptions options);
   // One built-in rule with its default settings and weight 1, for `grpo reward score --rule`.
-  static Result<RuleSet> Single(const std::string& type);
+  static absl::StatusOr<RuleSet> Single(const std::string& type);
 
   ItemResult Score(const RewardItem& item) const;
   const std::vector<ConfiguredRule>& rules() const { return rules_; }
@@ -78,7 +83,7 @@ class RuleSet {
 };
 
 // Builds one rule of `type` from its entry in the rules file (type-specific keys only are read).
-Result<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Config& entry,
+absl::StatusOr<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Config& entry,
                                        const RuleSetOptions& options);
 // The built-in rule types.
 const std::vector<std::string>& BuiltinRuleTypes();

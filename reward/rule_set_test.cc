@@ -1,11 +1,14 @@
 #include "reward/rule_set.h"
 
+#include <cmath>
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace grpo::reward {
 namespace {
 
-Result<RuleSet> Parse(const std::string& yaml, RuleSetOptions o = {}) {
+absl::StatusOr<RuleSet> Parse(const std::string& yaml, RuleSetOptions o = {}) {
   auto c = Config::Parse(yaml, "rules.yaml");
   if (!c.ok()) return c.status();
   return RuleSet::FromConfig(*c, o);
@@ -87,6 +90,46 @@ TEST(RuleSet, ConfigErrorsNameTheLine) {
   EXPECT_FALSE(Parse("rules:\n  - type: math\n  - type: math\n").ok());  // duplicate name
   EXPECT_FALSE(Parse("rules: []\n").ok());
   EXPECT_FALSE(Parse("other: 1\n").ok());
+}
+
+// Issue 19, class 6: a weight of 1e308 made the total inf, written as "reward": null and counted
+// as scored. Weights are bounded at load (rules files and recipes alike go through FromConfig).
+TEST(RuleSet, WeightsMustBeFiniteAndBounded) {
+  for (const char* w : {"1e308", "-1e308", "1.0e7", ".inf", ".nan"}) {
+    auto set = Parse(std::string("rules:\n  - type: format\n    weight: ") + w + "\n");
+    ASSERT_FALSE(set.ok()) << w;
+    EXPECT_EQ(set.status().code(), absl::StatusCode::kInvalidArgument) << w;
+    EXPECT_NE(set.status().message().find("rules.yaml:3"), std::string::npos) << set.status().message();
+    EXPECT_NE(set.status().message().find("[-1e6, 1e6]"), std::string::npos) << set.status().message();
+  }
+  EXPECT_TRUE(Parse("rules:\n  - type: format\n    weight: 1e6\n").ok());
+  EXPECT_TRUE(Parse("rules:\n  - type: format\n    weight: -1e6\n").ok());
+}
+
+// A total that overflows although every weight is in bounds (a rule's own huge score) is an error
+// for the item, not a reward (the fresh variant: a cosine rule's own values, not a weight).
+TEST(RuleSet, NonFiniteTotalIsAnItemError) {
+  auto set = Parse(R"(rules:
+  - {type: cosine, max_value_correct: 1e308, min_value_correct: 1e308, max_value_wrong: 1e308, min_value_wrong: 1e308,
+     weight: 1e6}
+  - {type: format, mode: lenient}
+)");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  ItemResult r = set->Score(Item("", "<think>a</think><answer>2</answer>", "2"));
+  EXPECT_FALSE(r.reward.has_value());
+  EXPECT_NE(r.error.find("reward is not finite"), std::string::npos) << r.error;
+  ASSERT_EQ(r.rules.size(), 2u);  // the breakdown stays
+  EXPECT_TRUE(std::isfinite(r.rules[0].score));
+  // Two large finite terms of opposite signs still give a reward.
+  auto ok = Parse(R"(rules:
+  - {type: cosine, max_value_correct: 1e300, min_value_correct: 1e300, max_value_wrong: 1e300, min_value_wrong: 1e300}
+  - {type: cosine, name: neg, max_value_correct: 1e300, min_value_correct: 1e300, max_value_wrong: 1e300,
+     min_value_wrong: 1e300, weight: -1}
+)");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ItemResult z = ok->Score(Item("", "<think>a</think><answer>2</answer>", "2"));
+  ASSERT_TRUE(z.reward.has_value()) << z.error;
+  EXPECT_EQ(*z.reward, 0.0);
 }
 
 TEST(RuleSet, AllBuiltinsLoadWithSettings) {

@@ -1,13 +1,22 @@
 #include "reward/service.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <new>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/checked_math.h"
+#include "core/grpc_server.h"
+#include "core/in_flight_limit.h"
+#include "core/memory_plan.h"
 #include "core/thread_pool.h"
+#include "core/utf8.h"
 
 namespace grpo::reward {
 
@@ -51,16 +60,18 @@ void ToRewardResult(const std::string& id, const ItemResult& r, grpo::v1::Reward
     s->set_rule(rr.rule);
     s->set_score(rr.score);
     s->set_weight(rr.weight);
-    s->set_error(rr.error);
-    s->set_detail(rr.detail);
+    // Rules quote the completion, which may hold any bytes, cut anywhere: proto strings must
+    // be UTF-8 or the trajectory holding them does not parse again.
+    s->set_error(Utf8Lossy(rr.error));
+    s->set_detail(Utf8Lossy(rr.detail));
   }
-  out->set_error(r.error);
+  out->set_error(Utf8Lossy(r.error));
 }
 
 class RewardServer::Impl final : public grpo::v1::RewardService::Service {
  public:
   Impl(std::shared_ptr<const RuleSet> rules, ServeOptions options)
-      : rules_(std::move(rules)), options_(std::move(options)),
+      : rules_(std::move(rules)), options_(std::move(options)), in_flight_(options_.max_concurrent_requests),
         pool_(options_.threads > 0 ? options_.threads
                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {}
 
@@ -69,25 +80,40 @@ class RewardServer::Impl final : public grpo::v1::RewardService::Service {
   grpc::Status Score(grpc::ServerContext* ctx, const grpo::v1::ScoreRequest* req,
                      grpo::v1::ScoreResponse* resp) override {
     if (draining_) return {grpc::StatusCode::UNAVAILABLE, "reward server is shutting down"};
+    InFlightLimit::Ticket ticket = in_flight_.TryAcquire();
+    if (!ticket) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              absl::StrCat("the reward server has ", in_flight_.max(),
+                           " requests in flight, its limit (max_concurrent_requests); retry later")};
+    }
+    try {
+      return ScoreAdmitted(ctx, req, resp);
+    } catch (const std::bad_alloc&) {
+      resp->Clear();
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "the reward server ran out of memory for this request"};
+    }
+  }
+
+  grpc::Status ScoreAdmitted(grpc::ServerContext* ctx, const grpo::v1::ScoreRequest* req,
+                             grpo::v1::ScoreResponse* resp) {
     const int n = req->items_size();
     if (static_cast<size_t>(n) > options_.max_batch_items)
       return {grpc::StatusCode::RESOURCE_EXHAUSTED,
-              "batch of " + std::to_string(n) + " items exceeds the limit of " +
-                  std::to_string(options_.max_batch_items)};
+              absl::StrCat("batch of ", n, " items exceeds the limit of ", options_.max_batch_items)};
     std::vector<ItemResult> results(n);
     std::atomic<bool> expired{false};
-    auto deadline = ctx->deadline();
+    const absl::Time deadline = absl::FromChrono(ctx->deadline());
     auto score_range = [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         if (expired.load(std::memory_order_relaxed)) return;
-        if (std::chrono::system_clock::now() > deadline || ctx->IsCancelled()) {
+        if (absl::Now() > deadline || ctx->IsCancelled()) {
           expired = true;
           return;
         }
         const auto& item = req->items(static_cast<int>(i));
         if (ItemBytes(item) > options_.max_item_bytes) {
-          results[i].error = "item of " + std::to_string(ItemBytes(item)) +
-                             " bytes exceeds the limit of " + std::to_string(options_.max_item_bytes);
+          results[i].error = absl::StrCat("item of ", ItemBytes(item), " bytes exceeds the limit of ",
+                                          options_.max_item_bytes);
           continue;
         }
         results[i] = rules_->Score(FromProto(item));
@@ -126,39 +152,58 @@ class RewardServer::Impl final : public grpo::v1::RewardService::Service {
  private:
   std::shared_ptr<const RuleSet> rules_;
   ServeOptions options_;
+  InFlightLimit in_flight_;  // Score calls
   ThreadPool pool_;
   std::atomic<bool> draining_{false};
 };
 
-Result<std::unique_ptr<RewardServer>> RewardServer::Start(std::shared_ptr<const RuleSet> rules,
+absl::StatusOr<std::unique_ptr<RewardServer>> RewardServer::Start(std::shared_ptr<const RuleSet> rules,
                                                           ServeOptions options) {
-  if (options.listen.find(':') == std::string::npos)
-    return Status::InvalidArgument("--listen must be HOST:PORT, got '" + options.listen + "'");
+  GRPO_RETURN_IF_ERROR(ParseListenAddress(options.listen).status());
+  if (options.max_request_mb <= 0 || options.max_request_mb > 2047 || options.max_concurrent_requests <= 0 ||
+      options.max_message_mb <= 0 || options.max_message_mb > 2047) {
+    return absl::InvalidArgumentError("max_request_mb and max_message_mb must be in [1, 2047] and "
+                                      "max_concurrent_requests positive");
+  }
+  {
+    MemoryPlan plan;
+    plan.Add(absl::StrCat("requests in flight (max_request_mb ", options.max_request_mb,
+                          " x max_concurrent_requests ", options.max_concurrent_requests, ")"),
+             CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) * options.max_concurrent_requests);
+    GRPO_RETURN_IF_ERROR(plan.Check("the reward server"));
+  }
   std::unique_ptr<RewardServer> s(new RewardServer());
   s->impl_ = std::make_unique<Impl>(std::move(rules), options);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  // Threads (each may hold a received request) beyond the admitted calls: for Health,
+  // ListRules and gRPC's pollers.
+  grpc::ResourceQuota quota("reward-server");
+  quota.SetMaxThreads(options.max_concurrent_requests + 8);
+  builder.SetResourceQuota(quota);
   builder.RegisterService(s->impl_.get());
-  builder.SetMaxReceiveMessageSize(options.max_message_mb << 20);
+  builder.SetMaxReceiveMessageSize(options.max_request_mb << 20);
   builder.SetMaxSendMessageSize(options.max_message_mb << 20);
-  s->server_ = builder.BuildAndStart();
-  if (!s->server_ || s->port_ == 0)
-    return Status::Unavailable("cannot listen on " + options.listen);
+  GRPO_ASSIGN_OR_RETURN(StartedServer started, StartGrpcServer(builder, options.listen, "the reward server"));
+  s->server_ = std::move(started.server);
+  s->port_ = started.port;
   return s;
 }
 
-RewardServer::~RewardServer() { Shutdown(std::chrono::milliseconds(0)); }
+RewardServer::~RewardServer() { Shutdown(absl::ZeroDuration()); }
 
-void RewardServer::Shutdown(std::chrono::milliseconds grace) {
+void RewardServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;  // Start failed: nothing runs
   if (shut_down_.exchange(true)) return;
   impl_->Drain();
-  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
 }
 
-void RewardServer::Wait() { server_->Wait(); }
+void RewardServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
 
-Status ServeUntilSignal(std::shared_ptr<const RuleSet> rules, ServeOptions options) {
+absl::Status ServeUntilSignal(std::shared_ptr<const RuleSet> rules, ServeOptions options) {
   // Block the signals in every thread (gRPC's included) and wait for them here.
   sigset_t set;
   sigemptyset(&set);
@@ -172,9 +217,9 @@ Status ServeUntilSignal(std::shared_ptr<const RuleSet> rules, ServeOptions optio
   int sig = 0;
   sigwait(&set, &sig);
   std::fprintf(stderr, "grpo reward serve: %s, draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  server->Shutdown(std::chrono::milliseconds(5000));
+  server->Shutdown(absl::Seconds(5));
   std::fprintf(stderr, "grpo reward serve: stopped\n");
-  return Status();
+  return absl::Status();
 }
 
 }  // namespace grpo::reward

@@ -12,7 +12,7 @@ std::string LengthRule::Describe() const {
          ", linear to -1 at " + std::to_string(options_.max_length) + ", -1 beyond";
 }
 
-Result<RuleOutput> LengthRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> LengthRule::Score(const RewardItem& item) const {
   GRPO_ASSIGN_OR_RETURN(double len, CompletionLength(item, options_.unit));
   double soft = options_.max_length - options_.cache_length;
   RuleOutput out;
@@ -31,7 +31,7 @@ std::string RepetitionRule::Describe() const {
          std::to_string(options_.max_penalty);
 }
 
-Result<RuleOutput> RepetitionRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> RepetitionRule::Score(const RewardItem& item) const {
   constexpr size_t kMaxWords = 1000000;
   std::vector<uint64_t> words;
   const std::string& s = item.completion;

@@ -28,7 +28,7 @@ class LengthRule : public Rule {
   explicit LengthRule(LengthRuleOptions options) : options_(options) {}
   std::string_view type() const override { return "length"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   LengthRuleOptions options_;
@@ -44,7 +44,7 @@ class RepetitionRule : public Rule {
   explicit RepetitionRule(RepetitionRuleOptions options) : options_(options) {}
   std::string_view type() const override { return "repetition"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   RepetitionRuleOptions options_;

@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "core/strings.h"
+
 namespace grpo::reward {
 namespace {
 
@@ -23,23 +25,17 @@ std::string Collapse(std::string_view s, bool case_sensitive) {
   return out;
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 char ChoiceLetter(std::string_view text, std::string_view letters) {
-  std::string_view s = Trim(text);
+  std::string_view s = StripAsciiWhitespace(text);
   // Peel decorations: $, \text{, \textbf{, \mathrm{, (, [, {, **.
   for (int round = 0; round < 8; ++round) {
     bool changed = false;
     for (std::string_view pre : {"$", "\\text{", "\\textbf{", "\\mathrm{", "(", "[", "{", "*",
                                  "Option ", "option ", "OPTION "}) {
       if (s.substr(0, pre.size()) == pre) {
-        s = Trim(s.substr(pre.size()));
+        s = StripAsciiWhitespace(s.substr(pre.size()));
         changed = true;
       }
     }
@@ -57,10 +53,10 @@ std::string ChoiceRule::Describe() const {
   return "1 if the chosen option letter (" + options_.letters + ") equals the gold letter, else 0";
 }
 
-Result<RuleOutput> ChoiceRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> ChoiceRule::Score(const RewardItem& item) const {
   char gold = ChoiceLetter(item.answer, options_.letters);
   if (gold == 0)
-    return Status::InvalidArgument("choice: gold answer '" + item.answer.substr(0, 32) +
+    return absl::InvalidArgumentError("choice: gold answer '" + item.answer.substr(0, 32) +
                                    "' is not one of " + options_.letters);
   RuleOutput out;
   auto pred = ExtractAnswer(item.completion, options_.extract);
@@ -80,9 +76,9 @@ std::string ExactRule::Describe() const {
          ", whitespace collapsed), else 0";
 }
 
-Result<RuleOutput> ExactRule::Score(const RewardItem& item) const {
+absl::StatusOr<RuleOutput> ExactRule::Score(const RewardItem& item) const {
   std::string gold = Collapse(item.answer, options_.case_sensitive);
-  if (gold.empty()) return Status::InvalidArgument("exact: empty gold answer");
+  if (gold.empty()) return absl::InvalidArgumentError("exact: empty gold answer");
   RuleOutput out;
   std::string pred;
   if (options_.extract) {
@@ -100,15 +96,15 @@ Result<RuleOutput> ExactRule::Score(const RewardItem& item) const {
   return out;
 }
 
-Result<std::unique_ptr<RegexRule>> RegexRule::Create(RegexRuleOptions options) {
-  if (options.pattern.empty()) return Status::InvalidArgument("regex: empty pattern");
+absl::StatusOr<std::unique_ptr<RegexRule>> RegexRule::Create(RegexRuleOptions options) {
+  if (options.pattern.empty()) return absl::InvalidArgumentError("regex: empty pattern");
   RE2::Options o;
   o.set_log_errors(false);
   o.set_max_mem(8 << 20);
   auto re = std::make_unique<RE2>(options.pattern, o);
-  if (!re->ok()) return Status::InvalidArgument("regex: bad pattern: " + re->error());
+  if (!re->ok()) return absl::InvalidArgumentError("regex: bad pattern: " + re->error());
   if (options.compare_group < 0 || options.compare_group > re->NumberOfCapturingGroups())
-    return Status::InvalidArgument("regex: compare_group " + std::to_string(options.compare_group) +
+    return absl::InvalidArgumentError("regex: compare_group " + std::to_string(options.compare_group) +
                                    " but the pattern has " +
                                    std::to_string(re->NumberOfCapturingGroups()) + " groups");
   return std::unique_ptr<RegexRule>(new RegexRule(std::move(options), std::move(re)));
@@ -124,9 +120,9 @@ std::string RegexRule::Describe() const {
          ", else 0";
 }
 
-Result<RuleOutput> RegexRule::Score(const RewardItem& item) const {
-  if (options_.compare_group > 0 && Trim(item.answer).empty())
-    return Status::InvalidArgument("regex: empty gold answer (compare_group is set)");
+absl::StatusOr<RuleOutput> RegexRule::Score(const RewardItem& item) const {
+  if (options_.compare_group > 0 && StripAsciiWhitespace(item.answer).empty())
+    return absl::InvalidArgumentError("regex: empty gold answer (compare_group is set)");
   re2::StringPiece text(item.completion.data(),
                         std::min(item.completion.size(), Limits::kMaxCompletionBytes));
   int n = options_.compare_group + 1;
@@ -136,7 +132,7 @@ Result<RuleOutput> RegexRule::Score(const RewardItem& item) const {
   RuleOutput out;
   if (m && options_.compare_group > 0) {
     re2::StringPiece g = groups[options_.compare_group];
-    m = Trim(std::string_view(g.data(), g.size())) == Trim(item.answer);
+    m = StripAsciiWhitespace(std::string_view(g.data(), g.size())) == StripAsciiWhitespace(item.answer);
   }
   out.score = m ? 1.0 : 0.0;
   return out;

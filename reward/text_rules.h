@@ -39,7 +39,7 @@ class ChoiceRule : public Rule {
   explicit ChoiceRule(ChoiceRuleOptions options = {}) : options_(std::move(options)) {}
   std::string_view type() const override { return "choice"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   ChoiceRuleOptions options_;
@@ -56,7 +56,7 @@ class ExactRule : public Rule {
   explicit ExactRule(ExactRuleOptions options = {}) : options_(std::move(options)) {}
   std::string_view type() const override { return "exact"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   ExactRuleOptions options_;
@@ -71,11 +71,11 @@ struct RegexRuleOptions {
 class RegexRule : public Rule {
  public:
   // Compiles the pattern; InvalidArgument names RE2's complaint.
-  static Result<std::unique_ptr<RegexRule>> Create(RegexRuleOptions options);
+  static absl::StatusOr<std::unique_ptr<RegexRule>> Create(RegexRuleOptions options);
   ~RegexRule() override;
   std::string_view type() const override { return "regex"; }
   std::string Describe() const override;
-  Result<RuleOutput> Score(const RewardItem& item) const override;
+  absl::StatusOr<RuleOutput> Score(const RewardItem& item) const override;
 
  private:
   RegexRule(RegexRuleOptions options, std::unique_ptr<re2::RE2> re);

@@ -1,21 +1,27 @@
 #include "rollout/engine.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "core/checked_math.h"
+#include "core/memory_plan.h"
 #include "core/thread_pool.h"
+#include "model/model_memory.h"
 #include "rollout/paged_kv_cache.h"
 
 namespace grpo {
 namespace {
 
+// Elapsed times (GroupTiming) are measured on the monotonic clock; absl::Time is wall time.
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
@@ -79,51 +85,49 @@ class RolloutEngine::Impl {
 
   ~Impl() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
     thread_.join();
   }
 
-  Status Validate(const GroupRequest& r) const {
+  absl::Status Validate(const GroupRequest& r) const {
     const ModelConfig& c = model_->config();
-    if (r.prompt.empty()) return Status::InvalidArgument("empty prompt");
+    if (r.prompt.empty()) return absl::InvalidArgumentError("empty prompt");
     for (size_t i = 0; i < r.prompt.size(); ++i) {
       if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
-        return Status::InvalidArgument("prompt token " + std::to_string(r.prompt[i]) + " at position " +
-                                       std::to_string(i) + " is outside the vocabulary [0, " +
-                                       std::to_string(c.vocab_size) + ")");
+        return absl::InvalidArgumentError(absl::StrCat("prompt token ", r.prompt[i], " at position ", i,
+                                                       " is outside the vocabulary [0, ", c.vocab_size, ")"));
       }
     }
-    if (r.n <= 0) return Status::InvalidArgument("n (group size) must be positive, got " + std::to_string(r.n));
+    if (r.n <= 0) return absl::InvalidArgumentError("n (group size) must be positive, got " + std::to_string(r.n));
     if (r.max_new_tokens <= 0) {
-      return Status::InvalidArgument("max_new_tokens must be positive, got " + std::to_string(r.max_new_tokens));
+      return absl::InvalidArgumentError("max_new_tokens must be positive, got " + std::to_string(r.max_new_tokens));
     }
     GRPO_RETURN_IF_ERROR(ValidateSampling(r.sampling));
     const int64_t plen = static_cast<int64_t>(r.prompt.size());
     if (plen + r.max_new_tokens > c.max_position_embeddings) {
-      return Status::InvalidArgument("prompt (" + std::to_string(plen) + " tokens) + max_new_tokens (" +
-                                     std::to_string(r.max_new_tokens) + ") exceeds max_position_embeddings " +
-                                     std::to_string(c.max_position_embeddings));
+      return absl::InvalidArgumentError(absl::StrCat("prompt (", plen, " tokens) + max_new_tokens (",
+                                                     r.max_new_tokens, ") exceeds max_position_embeddings ",
+                                                     c.max_position_embeddings));
     }
     if (!r.stop_strings.empty() && o_.tokenizer == nullptr) {
-      return Status::InvalidArgument("stop_strings need a tokenizer, and the engine has none");
+      return absl::InvalidArgumentError("stop_strings need a tokenizer, and the engine has none");
     }
     for (const std::string& s : r.stop_strings) {
-      if (s.empty()) return Status::InvalidArgument("empty stop string");
+      if (s.empty()) return absl::InvalidArgumentError("empty stop string");
     }
     // The prompt's blocks (held by the group) plus one sample's own blocks must fit.
     const int64_t bs = o_.block_size;
     const int64_t need = CeilDiv(plen, bs) + CeilDiv(plen + r.max_new_tokens - 1, bs) - plen / bs;
     if (need > pool_.num_blocks()) {
-      return Status::ResourceExhausted("a sample of this request needs up to " + std::to_string(need) +
-                                       " KV blocks, the pool has " + std::to_string(pool_.num_blocks()));
+      return absl::ResourceExhaustedError(absl::StrCat("a sample of this request needs up to ", need,
+                                                       " KV blocks, the pool has ", pool_.num_blocks()));
     }
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
-  Result<uint64_t> Submit(GroupRequest r, GroupCallbacks cb) {
+  absl::StatusOr<uint64_t> Submit(GroupRequest r, GroupCallbacks cb) {
     GRPO_RETURN_IF_ERROR(Validate(r));
     std::vector<GroupRequest> rs;
     std::vector<GroupCallbacks> cbs;
@@ -136,21 +140,18 @@ class RolloutEngine::Impl {
   // Validated requests, queued together: the engine thread takes them in one step, so their
   // admission (and with it which tokens share a batch, which decides the last bits of the
   // results) does not depend on how fast the caller hands them over.
-  Result<std::vector<uint64_t>> SubmitAll(std::vector<GroupRequest> rs,
+  absl::StatusOr<std::vector<uint64_t>> SubmitAll(std::vector<GroupRequest> rs,
                                           std::vector<GroupCallbacks> cbs) {
     std::vector<std::unique_ptr<Group>> gs;
     for (size_t i = 0; i < rs.size(); ++i) gs.push_back(MakeGroup(std::move(rs[i]), std::move(cbs[i])));
     std::vector<uint64_t> ids;
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (draining_) return Status::Unavailable("the rollout engine is draining and takes no new requests");
-      for (auto& g : gs) {
-        ids.push_back(g->id = next_id_++);
-        incoming_.push_back(std::move(g));
-        ++in_flight_;
-      }
+    absl::MutexLock l(&mu_);  // the loop thread wakes when it is released (HasInput)
+    if (draining_) return absl::UnavailableError("the rollout engine is draining and takes no new requests");
+    for (auto& g : gs) {
+      ids.push_back(g->id = next_id_++);
+      incoming_.push_back(std::move(g));
+      ++in_flight_;
     }
-    cv_.notify_all();
     return ids;
   }
 
@@ -174,42 +175,36 @@ class RolloutEngine::Impl {
   }
 
   void Cancel(uint64_t id) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      cancels_.push_back(id);
-    }
-    cv_.notify_all();
+    absl::MutexLock l(&mu_);
+    cancels_.push_back(id);
   }
 
-  std::pair<int64_t, int64_t> Drain(std::chrono::milliseconds grace) {
-    std::unique_lock<std::mutex> l(mu_);
+  std::pair<int64_t, int64_t> Drain(absl::Duration grace) {
+    absl::MutexLock l(&mu_);
     draining_ = true;
     const int64_t done0 = completed_, aborted0 = aborted_;
-    auto idle = [&] { return in_flight_ == 0; };
-    bool finished = grace.count() < 0 ? (cv_done_.wait(l, idle), true)
-                                      : cv_done_.wait_for(l, grace, idle);
-    if (!finished) {
-      cancel_all_ = true;
-      cv_.notify_all();
-      cv_done_.wait(l, idle);
+    const absl::Condition idle(this, &Impl::Idle);
+    if (!mu_.AwaitWithTimeout(idle, std::max(grace, absl::ZeroDuration()))) {
+      cancel_all_ = true;  // Await releases mu_, which wakes the loop thread (HasInput)
+      mu_.Await(idle);
     }
     return {completed_ - done0, aborted_ - aborted0};
   }
 
-  Status StageWeights(uint64_t version, std::vector<Parameter> params) {
+  absl::Status StageWeights(uint64_t version, std::vector<Parameter> params) {
     // Shapes and dtypes from the snapshot: the loop thread may be swapping tensors right now.
     const auto& specs = ExpectedParameters(model_->config());
     std::vector<std::pair<int, Parameter>> checked;
     for (Parameter& p : params) {
       auto it = index_.find(p.spec.name);
-      if (it == index_.end()) return Status::InvalidArgument("weight update names unknown tensor '" + p.spec.name + "'");
+      if (it == index_.end()) return absl::InvalidArgumentError("weight update names unknown tensor '" + p.spec.name + "'");
       if (p.value.dtype() != DType::kF32 && p.value.dtype() != DType::kBF16 && p.value.dtype() != DType::kF16) {
-        return Status::InvalidArgument("weight update tensor '" + p.spec.name + "' must be F32, BF16 or F16, got " +
+        return absl::InvalidArgumentError("weight update tensor '" + p.spec.name + "' must be F32, BF16 or F16, got " +
                                        std::string(DTypeName(p.value.dtype())));
       }
       const auto& [shape, held] = held_[it->second];
       if (p.value.shape() != shape) {
-        return Status::InvalidArgument("weight update tensor '" + p.spec.name + "' has shape " +
+        return absl::InvalidArgumentError("weight update tensor '" + p.spec.name + "' has shape " +
                                        ShapeToString(p.value.shape()) + ", the model has " +
                                        ShapeToString(shape));
       }
@@ -218,40 +213,37 @@ class RolloutEngine::Impl {
       // on the caller's thread, so the switch itself is a swap).
       if (held == DType::kBF16 || held == DType::kF8E4M3) {
         std::vector<Parameter> one{std::move(v)};
-        GRPO_RETURN_IF_ERROR(
-            ConvertMatrices(held == DType::kBF16 ? WeightFormat::kBF16 : WeightFormat::kFp8Block, &one)
-                .WithContext("weight update tensor '" + p.spec.name + "': "));
+        GRPO_RETURN_IF_ERROR(grpo::WithContext(
+            ConvertMatrices(held == DType::kBF16 ? WeightFormat::kBF16 : WeightFormat::kFp8Block, &one),
+            "weight update tensor '" + p.spec.name + "': "));
         v = std::move(one[0]);
       }
       checked.emplace_back(it->second, std::move(v));
     }
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      const uint64_t floor = staged_ ? staged_version_ : version_;
-      if (version <= floor) {
-        return Status::InvalidArgument("weight version " + std::to_string(version) + " is not newer than " +
-                                       std::to_string(floor) + (staged_ ? " (staged)" : " (serving)"));
-      }
-      for (auto& [i, t] : checked) staged_params_[i] = std::move(t);  // a newer stage overrides
-      staged_version_ = version;
-      staged_ = true;
+    absl::MutexLock l(&mu_);
+    const uint64_t floor = staged_ ? staged_version_ : version_;
+    if (version <= floor) {
+      return absl::InvalidArgumentError(absl::StrCat("weight version ", version, " is not newer than ", floor,
+                                                     staged_ ? " (staged)" : " (serving)"));
     }
-    cv_.notify_all();
-    return Status::Ok();
+    for (auto& [i, t] : checked) staged_params_[i] = std::move(t);  // a newer stage overrides
+    staged_version_ = version;
+    staged_ = true;
+    return absl::OkStatus();
   }
 
   uint64_t weight_version() const {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     return version_;
   }
 
   void WaitForStagedWeights() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_done_.wait(l, [&] { return !staged_; });
+    absl::MutexLock l(&mu_);
+    mu_.Await(absl::Condition(this, &Impl::NothingStaged));
   }
 
   EngineStats stats() const {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     EngineStats s = stats_;
     s.weight_version = version_;
     s.waiting_groups += static_cast<int64_t>(incoming_.size());
@@ -262,9 +254,18 @@ class RolloutEngine::Impl {
   int64_t block_size() const { return o_.block_size; }
 
  private:
+  // Conditions (absl::Condition) over the shared state; a waiter is woken when a thread
+  // releases mu_ and its condition holds.
+  // Something for the loop thread to take in: requests, cancellations, weights, or stop.
+  bool HasInput() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || cancel_all_ || staged_ || !incoming_.empty() || !cancels_.empty();
+  }
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; }
+  bool NothingStaged() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !staged_; }
+
   void Loop();
   // Moves incoming groups in, applies cancellations and staged weights. Returns false to stop.
-  bool Intake();
+  bool Intake() ABSL_LOCKS_EXCLUDED(mu_);
   void RunStep();
   bool ReserveWithPreemption(Entry& e);
   bool PreemptOne(const Group* self_group, int64_t self_sample);
@@ -294,12 +295,12 @@ class RolloutEngine::Impl {
     g.cancelled = true;
     const int64_t n = g.req.n;
     for (int64_t s = 0; s < n; ++s) {
-      if (!g.samples[s].done && FinishSample(g, s, "abort")) return;  // the group is gone
+      if (!g.samples[s].done && FinishSample(g, s, FinishReason::kAborted)) return;  // the group is gone
     }
   }
   // Returns true when it was the group's last sample (the group is then destroyed).
-  bool FinishSample(Group& g, int64_t s, const std::string& reason);
-  void FinishGroup(Group& g);
+  bool FinishSample(Group& g, int64_t s, FinishReason reason);
+  void FinishGroup(Group& g) ABSL_LOCKS_EXCLUDED(mu_);
   void CopyRouting(const StepOutput& out, int64_t t, std::vector<int32_t>* dst) const {
     if (L_ == 0) return;
     const int64_t T = out.routing.num_tokens;
@@ -317,18 +318,22 @@ class RolloutEngine::Impl {
   KvBlockPool pool_;
   PagedKvCache cache_;
 
-  // Shared with callers, under mu_.
-  mutable std::mutex mu_;
-  std::condition_variable cv_, cv_done_;
-  std::vector<std::unique_ptr<Group>> incoming_;
-  std::vector<uint64_t> cancels_;
-  bool cancel_all_ = false, draining_ = false, stopping_ = false;
-  uint64_t next_id_ = 1;
-  int64_t in_flight_ = 0, completed_ = 0, aborted_ = 0;
-  uint64_t version_ = 0, staged_version_ = 0;
-  bool staged_ = false;
-  std::map<int, Parameter> staged_params_;
-  EngineStats stats_;
+  // Shared with callers.
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Group>> incoming_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> cancels_ ABSL_GUARDED_BY(mu_);
+  bool cancel_all_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // submitted, on_done not yet returned
+  int64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t aborted_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t staged_version_ ABSL_GUARDED_BY(mu_) = 0;
+  bool staged_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<int, Parameter> staged_params_ ABSL_GUARDED_BY(mu_);
+  EngineStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Loop thread only.
   std::map<uint64_t, std::unique_ptr<Group>> groups_;
@@ -346,10 +351,8 @@ bool RolloutEngine::Impl::Intake() {
   bool apply = false;
   uint64_t staged_version = 0;
   {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] {
-      return stopping_ || cancel_all_ || staged_ || !incoming_.empty() || !cancels_.empty() || !groups_.empty();
-    });
+    absl::MutexLock l(&mu_);
+    if (groups_.empty()) mu_.Await(absl::Condition(this, &Impl::HasInput));  // idle: sleep
     if (stopping_) cancel_all_ = true;
     for (auto& g : incoming_) {
       waiting_.push_back(g.get());
@@ -379,17 +382,16 @@ bool RolloutEngine::Impl::Intake() {
       }
     }
     if (o_.recompute_on_weight_update) PreemptAll();
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);  // WaitForStagedWeights wakes on release (NothingStaged)
     version_ = staged_version;
     staged_ = staged_version_ != staged_version ? staged_ : false;
-    cv_done_.notify_all();
   }
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     step_version_ = version_;
   }
   for (uint64_t id : cancels) AbortGroup(id);
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   return !(stopping_ && groups_.empty() && incoming_.empty());
 }
 
@@ -535,8 +537,8 @@ void RolloutEngine::Impl::RunStep() {
     // Nothing runs and nothing fits: the prompts of admitted groups hold the pool. Give the
     // newest group's prompt blocks back (it re-prefills later) so the oldest can go on.
     if (running_.empty() && admitted_.size() > 1 && PreemptOne(admitted_.front(), -1)) return;
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::milliseconds(5));
+    absl::MutexLock l(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(this, &Impl::HasInput), absl::Milliseconds(5));
     return;
   }
   StepInput in;
@@ -554,7 +556,7 @@ void RolloutEngine::Impl::RunStep() {
     in.past.push_back(e.from);
     in.offsets.push_back(static_cast<int64_t>(in.tokens.size()));
   }
-  Result<StepOutput> out = model_->ForwardStep(in, cache_);
+  absl::StatusOr<StepOutput> out = model_->ForwardStep(in, cache_);
   if (!out.ok()) {  // a model error aborts everything in the step
     std::fprintf(stderr, "rollout engine: step failed: %s\n", out.status().ToString().c_str());
     std::vector<uint64_t> ids;
@@ -620,28 +622,28 @@ void RolloutEngine::Impl::RunStep() {
     r.raw_logprobs.push_back(d.t.raw_logprob);
     if (g.req.return_routing) CopyRouting(*out, d.last, &r.routing);
     const auto& stops = g.req.stop_tokens;
-    std::string reason;
-    if (std::find(stops.begin(), stops.end(), d.t.token) != stops.end()) reason = "stop";
-    if (reason.empty() && s.decoder) {
+    std::optional<FinishReason> reason;
+    if (std::find(stops.begin(), stops.end(), d.t.token) != stops.end()) reason = FinishReason::kStop;
+    if (!reason && s.decoder) {
       const size_t old = s.text.size();
       auto piece = s.decoder->Push(d.t.token);
       if (piece.ok()) s.text += *piece;
       for (const std::string& stop : g.req.stop_strings) {
         const size_t from = old >= stop.size() ? old - stop.size() + 1 : 0;
-        if (s.text.find(stop, from) != std::string::npos) reason = "stop";
+        if (s.text.find(stop, from) != std::string::npos) reason = FinishReason::kStop;
       }
     }
-    if (reason.empty() && static_cast<int64_t>(r.tokens.size()) >= g.req.max_new_tokens) reason = "length";
-    if (!reason.empty()) FinishSample(g, d.s, reason);
+    if (!reason && static_cast<int64_t>(r.tokens.size()) >= g.req.max_new_tokens) reason = FinishReason::kLength;
+    if (reason) FinishSample(g, d.s, *reason);
   }
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   stats_.waiting_groups = static_cast<int64_t>(waiting_.size());
   stats_.running_sequences = static_cast<int64_t>(running_.size());
   stats_.free_blocks = pool_.free_blocks();
   stats_.preemptions = preemptions_;
 }
 
-bool RolloutEngine::Impl::FinishSample(Group& g, int64_t si, const std::string& reason) {
+bool RolloutEngine::Impl::FinishSample(Group& g, int64_t si, FinishReason reason) {
   SampleState& s = g.samples[si];
   s.done = true;
   s.r.finish_reason = reason;
@@ -682,7 +684,7 @@ void RolloutEngine::Impl::FinishGroup(Group& g) {
   GroupCallbacks cb = std::move(g.cb);
   groups_.erase(g.id);  // g is gone from here on
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     stats_.free_blocks = pool_.free_blocks();
     stats_.running_sequences = static_cast<int64_t>(running_.size());
     stats_.waiting_groups = static_cast<int64_t>(waiting_.size());
@@ -690,28 +692,37 @@ void RolloutEngine::Impl::FinishGroup(Group& g) {
     ++(cancelled ? aborted_ : completed_);
   }
   if (cb.on_done) cb.on_done(std::move(result));
-  std::lock_guard<std::mutex> l(mu_);
-  --in_flight_;  // after on_done: Drain returns once every answer was delivered
-  cv_done_.notify_all();
+  absl::MutexLock l(&mu_);
+  --in_flight_;  // after on_done: Drain returns once every answer was delivered (Idle)
 }
 
 // ---------------------------------------------------------------------------------------------
 
-Result<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique_ptr<CausalLM> model,
+absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique_ptr<CausalLM> model,
                                                              EngineOptions options) {
-  if (model == nullptr) return Status::InvalidArgument("no model");
-  if (options.block_size <= 0) return Status::InvalidArgument("block_size must be positive");
-  if (options.max_running_sequences <= 0) return Status::InvalidArgument("max_running_sequences must be positive");
+  if (model == nullptr) return absl::InvalidArgumentError("no model");
+  if (options.block_size <= 0) return absl::InvalidArgumentError("block_size must be positive");
+  if (options.max_running_sequences <= 0) return absl::InvalidArgumentError("max_running_sequences must be positive");
   if (options.max_prefill_tokens_per_step <= 0) {
-    return Status::InvalidArgument("max_prefill_tokens_per_step must be positive");
+    return absl::InvalidArgumentError("max_prefill_tokens_per_step must be positive");
   }
   const ModelConfig& c = model->config();
-  const int64_t block_bytes =
-      c.num_hidden_layers * options.block_size * KvCacheRowWidth(c) * static_cast<int64_t>(sizeof(float));
+  const CheckedInt64 checked_block_bytes = KvBytesPerPosition(c) * options.block_size;
+  if (checked_block_bytes.overflowed()) {
+    return absl::InvalidArgumentError(absl::StrCat("block_size ", options.block_size, " is too large"));
+  }
+  const int64_t block_bytes = checked_block_bytes.value();
   const int64_t blocks = options.num_blocks > 0 ? options.num_blocks : options.kv_memory_bytes / block_bytes;
   if (blocks < 2) {
-    return Status::InvalidArgument("KV budget of " + std::to_string(options.kv_memory_bytes) +
-                                   " bytes holds fewer than 2 blocks of " + std::to_string(block_bytes) + " bytes");
+    return absl::InvalidArgumentError(absl::StrCat("KV budget of ", options.kv_memory_bytes,
+                                                   " bytes holds fewer than 2 blocks of ", block_bytes, " bytes"));
+  }
+  {
+    // The pool is allocated whole here: check it against memory first.
+    MemoryPlan plan;
+    plan.Add(absl::StrCat("KV cache (", blocks, " blocks of ", options.block_size, " positions)"),
+             CheckedInt64(blocks) * KvBytesPerPosition(c) * options.block_size);
+    GRPO_RETURN_IF_ERROR(plan.Check("the rollout engine"));
   }
   return std::unique_ptr<RolloutEngine>(
       new RolloutEngine(std::make_unique<Impl>(std::move(model), options, blocks)));
@@ -720,13 +731,13 @@ Result<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique_ptr<Cau
 RolloutEngine::RolloutEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RolloutEngine::~RolloutEngine() = default;
 
-Status RolloutEngine::Validate(const GroupRequest& r) const { return impl_->Validate(r); }
-Result<uint64_t> RolloutEngine::Submit(GroupRequest r, GroupCallbacks cb) {
+absl::Status RolloutEngine::Validate(const GroupRequest& r) const { return impl_->Validate(r); }
+absl::StatusOr<uint64_t> RolloutEngine::Submit(GroupRequest r, GroupCallbacks cb) {
   return impl_->Submit(std::move(r), std::move(cb));
 }
 void RolloutEngine::Cancel(uint64_t id) { impl_->Cancel(id); }
-std::pair<int64_t, int64_t> RolloutEngine::Drain(std::chrono::milliseconds grace) { return impl_->Drain(grace); }
-Status RolloutEngine::StageWeights(uint64_t version, std::vector<Parameter> params) {
+std::pair<int64_t, int64_t> RolloutEngine::Drain(absl::Duration grace) { return impl_->Drain(grace); }
+absl::Status RolloutEngine::StageWeights(uint64_t version, std::vector<Parameter> params) {
   return impl_->StageWeights(version, std::move(params));
 }
 uint64_t RolloutEngine::weight_version() const { return impl_->weight_version(); }
@@ -735,27 +746,26 @@ EngineStats RolloutEngine::stats() const { return impl_->stats(); }
 const ModelConfig& RolloutEngine::config() const { return impl_->config(); }
 int64_t RolloutEngine::block_size() const { return impl_->block_size(); }
 
-Result<std::vector<GroupResult>> RolloutEngine::GenerateGroups(const std::vector<GroupRequest>& requests) {
+absl::StatusOr<std::vector<GroupResult>> RolloutEngine::GenerateGroups(const std::vector<GroupRequest>& requests) {
   for (size_t i = 0; i < requests.size(); ++i) {
-    GRPO_RETURN_IF_ERROR(Validate(requests[i]).WithContext("request " + std::to_string(i) + ": "));
+    GRPO_RETURN_IF_ERROR(grpo::WithContext(Validate(requests[i]), "request " + std::to_string(i) + ": "));
   }
   std::vector<GroupResult> results(requests.size());
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t done = 0;
+  absl::Mutex mu;
+  size_t done = 0;  // under mu, as results
   std::vector<GroupCallbacks> callbacks(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     callbacks[i].on_done = [&, i](GroupResult r) {
-      std::lock_guard<std::mutex> l(mu);
+      absl::MutexLock l(&mu);
       results[i] = std::move(r);
       ++done;
-      cv.notify_all();
     };
   }
   // All at once (see SubmitAll): results do not depend on the caller's timing.
   GRPO_RETURN_IF_ERROR(impl_->SubmitAll(requests, std::move(callbacks)).status());
-  std::unique_lock<std::mutex> l(mu);
-  cv.wait(l, [&] { return done == requests.size(); });
+  const auto all_done = [&] { return done == requests.size(); };
+  absl::MutexLock l(&mu);
+  mu.Await(absl::Condition(&all_done));
   return results;
 }
 

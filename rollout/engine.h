@@ -7,9 +7,9 @@
 //    one cache sequence; its samples fork that sequence's blocks (copy-on-write touches only
 //    the prompt's last, partial block). Every step decodes one token for every running sample
 //    of every admitted group, plus the prefill chunks that fit.
-//  - Sample i draws from its own RNG seeded by (seed, i) exactly as GenerateGroup does, so a
-//    sample depends only on (prompt, options, seed, i, weights), not on what else is batched
-//    with it (on the CPU backend, whose kernels compute each row independently of the batch).
+//  - Sample i draws from its own RNG seeded by (seed, i), so a sample depends only on
+//    (prompt, options, seed, i, weights), not on how many samples its group has or what else is
+//    batched with it (on the CPU backend, whose kernels compute each row independently of the batch).
 //  - Admission: a waiting group is prefilled (FIFO) when its prompt's blocks (plus one block of
 //    headroom when other groups hold blocks) are free and max_running_sequences allows; its
 //    samples start as blocks free up. When a running sample needs a block and none is free,
@@ -35,13 +35,13 @@
 #ifndef GRPO_ROLLOUT_ENGINE_H_
 #define GRPO_ROLLOUT_ENGINE_H_
 
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "core/status.h"
 #include "model/causal_lm.h"
 #include "rollout/sampler.h"
@@ -81,12 +81,20 @@ struct VersionSpan {
   bool operator==(const VersionSpan&) const = default;
 };
 
+// Why a sample ended. proto/sample.proto FinishReason is its wire form and "stop" / "length" /
+// "aborted" its text in JSON Lines files; rollout/sample_proto.h converts to both.
+enum class FinishReason {
+  kStop,     // it drew a stop token or its text came to contain a stop string
+  kLength,   // it reached max_new_tokens
+  kAborted,  // cut short (Cancel, a drain past its grace, the engine's destruction): not an answer
+};
+
 struct SampleResult {
   int64_t index = 0;                   // sample_index in the group
   std::vector<int32_t> tokens;
   std::vector<float> logprobs;         // under the distribution sampled from
   std::vector<float> raw_logprobs;     // log softmax(logits); filled on request
-  std::string finish_reason;           // "stop", "length" or "abort"
+  FinishReason finish_reason = FinishReason::kAborted;  // set when the sample ends
   std::vector<VersionSpan> versions;   // run-length weight version per token
   std::vector<int32_t> routing;        // T * L * K when requested (MoE)
 };
@@ -119,17 +127,17 @@ struct EngineStats {
 
 class RolloutEngine {
  public:
-  static Result<std::unique_ptr<RolloutEngine>> Create(std::unique_ptr<CausalLM> model,
+  static absl::StatusOr<std::unique_ptr<RolloutEngine>> Create(std::unique_ptr<CausalLM> model,
                                                        EngineOptions options);
   ~RolloutEngine();  // aborts what is in flight (callbacks still run), joins the loop
 
   // InvalidArgument for a bad request (empty prompt, out-of-vocabulary token, n <= 0, bad
   // sampling, prompt + max_new_tokens beyond max_position_embeddings, stop strings without a
   // tokenizer); ResourceExhausted if one sample cannot fit in the pool; Unavailable after Drain.
-  Status Validate(const GroupRequest& request) const;
+  absl::Status Validate(const GroupRequest& request) const;
   // Queues a group; returns its id. Callbacks fire later on the engine thread.
-  Result<uint64_t> Submit(GroupRequest request, GroupCallbacks callbacks);
-  // Aborts a queued or running group: unfinished samples end with "abort", blocks are freed,
+  absl::StatusOr<uint64_t> Submit(GroupRequest request, GroupCallbacks callbacks);
+  // Aborts a queued or running group: unfinished samples end with kAborted, blocks are freed,
   // on_sample/on_done still fire. Unknown or finished ids are ignored.
   void Cancel(uint64_t id);
   // Runs the groups with continuous batching and blocks until all are done (results in request
@@ -138,18 +146,19 @@ class RolloutEngine {
   // only on the requests, the weights and the thread count, not on timing; groups submitted one
   // by one while the engine runs share steps as they arrive, and batched GEMMs round a token's
   // results differently with different batch neighbours.
-  Result<std::vector<GroupResult>> GenerateGroups(const std::vector<GroupRequest>& requests);
+  absl::StatusOr<std::vector<GroupResult>> GenerateGroups(const std::vector<GroupRequest>& requests);
 
-  // Stops accepting requests; waits up to `grace` (forever when negative) for in-flight groups,
-  // then aborts the rest. Returns {completed, aborted} groups. The engine stays usable for
-  // StageWeights/stats; Submit fails with Unavailable afterwards.
-  std::pair<int64_t, int64_t> Drain(std::chrono::milliseconds grace);
+  // Stops accepting requests; waits up to `grace` (forever when absl::InfiniteDuration(); a
+  // negative grace is zero) for in-flight groups, then aborts the rest. Returns {completed,
+  // aborted} groups. The engine stays usable for StageWeights/stats; Submit fails with
+  // Unavailable afterwards.
+  std::pair<int64_t, int64_t> Drain(absl::Duration grace);
 
   // Checks every tensor against the model (name known, shape equal; value F32, BF16 or F16,
   // converted to the format the model holds) and stages them for the next step boundary.
   // `version` must exceed the serving and any staged version. Tensors not listed keep their
   // values.
-  Status StageWeights(uint64_t version, std::vector<Parameter> params);
+  absl::Status StageWeights(uint64_t version, std::vector<Parameter> params);
   // The version new tokens are generated with.
   uint64_t weight_version() const;
   // Blocks until no staged weights are pending (they were applied).

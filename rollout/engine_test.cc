@@ -1,19 +1,21 @@
 // The engine against the model's own full forward (CausalLM::Forward on prompt + completion):
 // logprobs, greedy argmax path and MoE routing agree for every family, with shared prefixes,
 // chunked prefill and preemption under a tiny KV budget; samples do not depend on the batch;
-// a weight switch mid-generation is recorded per token and post-switch logprobs are the new
-// weights'; cancel, drain, stop strings and request checks.
+// a sample depends only on its seed and index; a weight switch mid-generation is recorded per
+// token and post-switch logprobs are the new weights'; cancel, drain, stop tokens, stop strings
+// and request checks.
 #include "rollout/engine.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "model/presets.h"
-#include "rollout/group_generator.h"
 #include "tokenizer/test_tokenizer.h"
 
 namespace grpo {
@@ -59,7 +61,7 @@ void CheckGroup(CausalLM& ref, const GroupRequest& req, const GroupResult& got) 
     const SampleResult& s = got.samples[i];
     EXPECT_EQ(s.index, i);
     ASSERT_FALSE(s.tokens.empty());
-    EXPECT_TRUE(s.finish_reason == "length" || s.finish_reason == "stop") << s.finish_reason;
+    EXPECT_NE(s.finish_reason, FinishReason::kAborted);
     EXPECT_EQ(s.versions, (std::vector<VersionSpan>{{0, 0}}));
     const ForwardOutput want = Score(ref, req.prompt, s.tokens);
     ASSERT_EQ(s.logprobs.size(), s.tokens.size());
@@ -162,14 +164,7 @@ TEST_P(EngineFamilyTest, MatchesForwardWithSharedPrefixesChunkedPrefillAndPreemp
   }
   EXPECT_EQ(engine->stats().preemptions, 0);
   EXPECT_EQ(engine->stats().free_blocks, engine->stats().total_blocks);
-  // The single-group path draws the same samples.
-  GenerationOptions go;
-  go.n = rs[0].n;
-  go.max_new_tokens = rs[0].max_new_tokens;
-  go.seed = rs[0].seed;
-  auto single = GenerateGroup(*ref, rs[0].prompt, go);
-  ASSERT_TRUE(single.ok());
-  for (int64_t i = 0; i < go.n; ++i) EXPECT_EQ((*single)[i].tokens, (*got)[0].samples[i].tokens);
+  EXPECT_NE((*got)[0].samples[0].tokens, (*got)[0].samples[1].tokens);  // own RNG per sample
 
   // A tiny pool (10 blocks of 4 positions) and 3-token prefill chunks: preemption and recompute.
   EngineOptions tight;
@@ -304,6 +299,39 @@ TEST(EngineTest, SameSeedSameSamplesAloneAndInABusyBatch) {
   EXPECT_EQ(engine->stats().free_blocks, 40);
 }
 
+// Sample i's RNG is seeded by (seed, i): sample 0 of a group of 1 is sample 0 of a group of 5.
+// A stop token ends a sample right after it is drawn, with "stop".
+TEST(EngineTest, SamplesDependOnlyOnSeedAndIndexAndStopTokensStop) {
+  auto engine = MakeEngine("qwen3_moe-nano", 5);
+  GroupRequest r;
+  r.prompt = Prompt(4, 6);
+  r.max_new_tokens = 8;
+  r.seed = 99;
+  r.n = 1;
+  auto alone = engine->GenerateGroups({r});
+  r.n = 5;
+  auto many = engine->GenerateGroups({r});
+  ASSERT_TRUE(alone.ok() && many.ok());
+  EXPECT_EQ((*alone)[0].samples[0].tokens, (*many)[0].samples[0].tokens);
+  for (const SampleResult& s : (*many)[0].samples) EXPECT_EQ(s.finish_reason, FinishReason::kLength);
+  // Stop at the first token sample 2 drew: it ends right there.
+  r.stop_tokens = {(*many)[0].samples[2].tokens[0]};
+  auto stopped = engine->GenerateGroups({r});
+  ASSERT_TRUE(stopped.ok());
+  const SampleResult& s2 = (*stopped)[0].samples[2];
+  EXPECT_EQ(s2.tokens, std::vector<int32_t>{r.stop_tokens[0]});
+  EXPECT_EQ(s2.finish_reason, FinishReason::kStop);
+  for (const SampleResult& s : (*stopped)[0].samples) {
+    const std::vector<int32_t>& free_run = (*many)[0].samples[s.index].tokens;
+    // Every sample is its free run up to and including its first stop token.
+    size_t end = 0;
+    while (end < free_run.size() && free_run[end] != r.stop_tokens[0]) ++end;
+    const size_t want = std::min(end + 1, free_run.size());
+    EXPECT_EQ(s.tokens, std::vector<int32_t>(free_run.begin(), free_run.begin() + want)) << s.index;
+    EXPECT_EQ(s.finish_reason, end < free_run.size() ? FinishReason::kStop : FinishReason::kLength) << s.index;
+  }
+}
+
 TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
   const std::string preset = "deepseek_v3-nano";
   auto old_ref = MakeModel(preset, 5), new_ref = MakeModel(preset, 6);
@@ -313,11 +341,11 @@ TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
   std::vector<Parameter> bad = new_ref->parameters();
   bad.resize(1);
   bad[0].spec.name = "model.no_such.weight";
-  EXPECT_EQ(engine->StageWeights(1, bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->StageWeights(1, bad).code(), absl::StatusCode::kInvalidArgument);
   bad = {new_ref->parameters()[0]};
   bad[0].value = Tensor::Zeros(DType::kF32, {3, 3});
   EXPECT_NE(engine->StageWeights(1, bad).message().find("shape"), std::string::npos);
-  EXPECT_EQ(engine->StageWeights(0, new_ref->parameters()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->StageWeights(0, new_ref->parameters()).code(), absl::StatusCode::kInvalidArgument);
 
   GroupRequest r;
   r.prompt = Prompt(6, 3);
@@ -335,7 +363,7 @@ TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
   c.WaitFor(1);
   EXPECT_EQ(engine->weight_version(), 1u);
   for (const SampleResult& s : c.done[0].samples) {
-    EXPECT_EQ(s.finish_reason, "length");
+    EXPECT_EQ(s.finish_reason, FinishReason::kLength);
     ASSERT_EQ(s.tokens.size(), 12u);
     EXPECT_EQ(s.versions, (std::vector<VersionSpan>{{0, 0}, {1, 1}}));
     const ForwardOutput before = Score(*old_ref, r.prompt, s.tokens);
@@ -347,7 +375,7 @@ TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
   auto later = engine->GenerateGroups({r});
   ASSERT_TRUE(later.ok());
   EXPECT_EQ((*later)[0].samples[0].versions, (std::vector<VersionSpan>{{1, 0}}));
-  EXPECT_EQ(engine->StageWeights(1, fresh).code(), StatusCode::kInvalidArgument);  // stale
+  EXPECT_EQ(engine->StageWeights(1, fresh).code(), absl::StatusCode::kInvalidArgument);  // stale
 }
 
 // A model serving FP8 block matrices takes an f32 update in its own format: after the switch it
@@ -406,15 +434,15 @@ TEST(EngineTest, CancelAbortsAndFreesBlocksAndDrainRefusesNewWork) {
   engine->Cancel(*id);
   c.WaitFor(1);
   for (const SampleResult& s : c.done[0].samples) {
-    EXPECT_EQ(s.finish_reason, "abort");
+    EXPECT_EQ(s.finish_reason, FinishReason::kAborted);
     EXPECT_LT(s.tokens.size(), 3000u);
   }
   EXPECT_EQ(engine->stats().free_blocks, total);
   // Drain with no grace aborts what runs; afterwards nothing is accepted.
   ASSERT_TRUE(engine->Submit(r, c.For(1)).ok());
-  auto [completed, aborted] = engine->Drain(std::chrono::milliseconds(0));
+  auto [completed, aborted] = engine->Drain(absl::ZeroDuration());
   EXPECT_EQ(completed + aborted, 1);
-  EXPECT_EQ(engine->Submit(r, {}).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(engine->Submit(r, {}).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(engine->stats().free_blocks, total);
 }
 
@@ -450,7 +478,7 @@ TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
   auto stopped = engine->GenerateGroups({r});
   ASSERT_TRUE(stopped.ok());
   const SampleResult& s = (*stopped)[0].samples[0];
-  EXPECT_EQ(s.finish_reason, "stop");
+  EXPECT_EQ(s.finish_reason, FinishReason::kStop);
   EXPECT_EQ(s.tokens, std::vector<int32_t>(tokens.begin(), tokens.begin() + want + 1));
 }
 
@@ -465,25 +493,48 @@ TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
   EXPECT_TRUE(engine->Validate(r).ok());
   GroupRequest x = r;
   x.prompt.clear();
-  EXPECT_EQ(engine->Validate(x).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Validate(x).code(), absl::StatusCode::kInvalidArgument);
   x = r;
   x.prompt[1] = 256;
   EXPECT_NE(engine->Validate(x).message().find("vocabulary"), std::string::npos);
   x = r;
   x.n = 0;
-  EXPECT_EQ(engine->Validate(x).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Validate(x).code(), absl::StatusCode::kInvalidArgument);
   x = r;
   x.max_new_tokens = 40000;
   EXPECT_NE(engine->Validate(x).message().find("max_position_embeddings"), std::string::npos);
   x = r;
   x.max_new_tokens = 60;  // one sample needs more than the 8 blocks
-  EXPECT_EQ(engine->Validate(x).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(engine->Validate(x).code(), absl::StatusCode::kResourceExhausted);
   x = r;
   x.stop_strings = {"abc"};
   EXPECT_NE(engine->Validate(x).message().find("tokenizer"), std::string::npos);
   x = r;
   x.sampling.top_p = 0.0;
   EXPECT_NE(engine->GenerateGroups({r, x}).status().message().find("request 1"), std::string::npos);
+}
+
+// Issue 19 (generate --kv-memory-mb 1e8): the KV pool is allocated whole at Create, so it is
+// checked against the memory budget first, whoever asks for it.
+TEST(EngineMemory, KvPoolBeyondTheBudgetIsRefusedAtCreate) {
+  ::setenv("GRPO_MEMORY_LIMIT_MB", "64", 1);
+  EngineOptions o;
+  o.kv_memory_bytes = int64_t{100000000} << 20;
+  auto engine = RolloutEngine::Create(MakeModel("qwen3-nano", 1), o);
+  ::unsetenv("GRPO_MEMORY_LIMIT_MB");
+  ASSERT_FALSE(engine.ok());
+  EXPECT_EQ(engine.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(engine.status().message().find("the rollout engine needs at least"), std::string::npos)
+      << engine.status().ToString();
+  // A block count or block size whose bytes overflow: refused, not wrapped around.
+  EngineOptions blocks;
+  blocks.num_blocks = int64_t{1} << 60;
+  EXPECT_EQ(RolloutEngine::Create(MakeModel("qwen3-nano", 1), blocks).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EngineOptions block_size;
+  block_size.block_size = int64_t{1} << 60;
+  EXPECT_EQ(RolloutEngine::Create(MakeModel("qwen3-nano", 1), block_size).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

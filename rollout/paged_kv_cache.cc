@@ -26,9 +26,9 @@ KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t 
 
 KvBlockPool::~KvBlockPool() { munmap(data_, std::max<size_t>(floats_, 1) * sizeof(float)); }
 
-Result<int32_t> KvBlockPool::Allocate() {
+absl::StatusOr<int32_t> KvBlockPool::Allocate() {
   if (free_.empty()) {
-    return Status::ResourceExhausted("KV cache is full (" + std::to_string(num_blocks_) + " blocks of " +
+    return absl::ResourceExhaustedError("KV cache is full (" + std::to_string(num_blocks_) + " blocks of " +
                                      std::to_string(block_size_) + " positions)");
   }
   const int32_t b = free_.back();
@@ -73,7 +73,7 @@ int64_t PagedKvCache::Fork(int64_t parent) {
   return static_cast<int64_t>(seqs_.size()) - 1;
 }
 
-Status PagedKvCache::Reserve(int64_t seq, int64_t length, int64_t write_from) {
+absl::Status PagedKvCache::Reserve(int64_t seq, int64_t length, int64_t write_from) {
   Sequence& s = seqs_[seq];
   const int64_t bs = pool_.block_size();
   const int64_t need = (length + bs - 1) / bs;
@@ -84,7 +84,7 @@ Status PagedKvCache::Reserve(int64_t seq, int64_t length, int64_t write_from) {
     if (pool_.ref_count(s.blocks[i]) > 1) ++wanted;
   }
   if (wanted > pool_.free_blocks()) {
-    return Status::ResourceExhausted("KV cache needs " + std::to_string(wanted) + " more blocks, " +
+    return absl::ResourceExhaustedError("KV cache needs " + std::to_string(wanted) + " more blocks, " +
                                      std::to_string(pool_.free_blocks()) + " free");
   }
   for (int64_t i = first_written; i < static_cast<int64_t>(s.blocks.size()) && i < need; ++i) {
@@ -100,7 +100,7 @@ Status PagedKvCache::Reserve(int64_t seq, int64_t length, int64_t write_from) {
     s.blocks.push_back(fresh);
   }
   s.length = std::max(s.length, length);
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 void PagedKvCache::FreeSequence(int64_t seq) {

@@ -36,7 +36,7 @@ class KvBlockPool {
   int64_t bytes() const { return static_cast<int64_t>(floats_ * sizeof(float)); }
 
   // A block with reference count 1, or ResourceExhausted.
-  Result<int32_t> Allocate();
+  absl::StatusOr<int32_t> Allocate();
   void Retain(int32_t block);
   // Returns the block to the pool when its count reaches 0.
   void Release(int32_t block);
@@ -64,7 +64,7 @@ class PagedKvCache final : public KvCacheView {
   int64_t Fork(int64_t parent);
   // Makes positions [0, length) addressable and the blocks holding positions >= write_from
   // exclusively owned by `seq` (copying shared ones). On ResourceExhausted nothing changed.
-  Status Reserve(int64_t seq, int64_t length, int64_t write_from);
+  absl::Status Reserve(int64_t seq, int64_t length, int64_t write_from);
   // Releases the sequence's blocks; the id is not reused.
   void FreeSequence(int64_t seq);
   int64_t length(int64_t seq) const { return seqs_[seq].length; }

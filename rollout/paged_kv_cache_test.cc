@@ -48,8 +48,8 @@ TEST(PagedKvCache, ExhaustionChangesNothing) {
   ASSERT_TRUE(cache.Reserve(a, 8, 0).ok());
   const int64_t b = cache.Fork(a);
   // b needs a copy of block 1 plus 2 new blocks: 3 > 1 free.
-  const Status st = cache.Reserve(b, 16, 7);
-  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
+  const absl::Status st = cache.Reserve(b, 16, 7);
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(st.message().find("1 free"), std::string::npos) << st.message();
   EXPECT_EQ(cache.blocks(b), cache.blocks(a));
   EXPECT_EQ(pool.free_blocks(), 1);

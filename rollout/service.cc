@@ -1,40 +1,38 @@
 #include "rollout/service.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
-#include <condition_variable>
+#include <algorithm>
 #include <cstdio>
 #include <deque>
-#include <mutex>
+#include <new>
 #include <random>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/checked_math.h"
+#include "core/grpc_server.h"
+#include "core/in_flight_limit.h"
+#include "core/memory_plan.h"
+#include "rollout/push_token.h"
+#include "rollout/sample_proto.h"
 #include "rollout/weight_stream.h"
 
 namespace grpo {
 namespace {
 
-grpc::Status ToGrpc(const Status& s) {
+grpc::Status ToGrpc(const absl::Status& s) {
   switch (s.code()) {
-    case StatusCode::kOk: return grpc::Status::OK;
-    case StatusCode::kInvalidArgument: return {grpc::StatusCode::INVALID_ARGUMENT, s.message()};
-    case StatusCode::kResourceExhausted: return {grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()};
-    case StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, s.message()};
-    default: return {grpc::StatusCode::INTERNAL, s.message()};
+    case absl::StatusCode::kOk: return grpc::Status::OK;
+    case absl::StatusCode::kInvalidArgument: return {grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())};
+    case absl::StatusCode::kResourceExhausted: return {grpc::StatusCode::RESOURCE_EXHAUSTED, std::string(s.message())};
+    case absl::StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, std::string(s.message())};
+    default: return {grpc::StatusCode::INTERNAL, std::string(s.message())};
   }
-}
-
-grpo::v1::FinishReason ReasonToProto(const std::string& r) {
-  if (r == "stop") return grpo::v1::FINISH_REASON_STOP;
-  if (r == "length") return grpo::v1::FINISH_REASON_LENGTH;
-  if (r == "abort") return grpo::v1::FINISH_REASON_ABORTED;
-  return grpo::v1::FINISH_REASON_UNSPECIFIED;
-}
-
-void RoutingToProto(const std::vector<int32_t>& experts, int64_t L, int64_t K, grpo::v1::TokenRouting* out) {
-  out->set_num_moe_layers(static_cast<uint32_t>(L));
-  out->set_top_k(static_cast<uint32_t>(K));
-  for (int32_t e : experts) out->add_experts(static_cast<uint32_t>(e));
 }
 
 void TimingToProto(const GroupTiming& t, grpo::v1::GenerateTiming* out) {
@@ -49,47 +47,72 @@ void TimingToProto(const GroupTiming& t, grpo::v1::GenerateTiming* out) {
 
 // Events of one call, filled on the engine thread and consumed by the handler.
 struct CallState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<grpo::v1::GenerateStreamResponse> events;
-  bool done = false;
-  GroupResult result;
+  absl::Mutex mu;
+  std::deque<grpo::v1::GenerateStreamResponse> events ABSL_GUARDED_BY(mu);
+  bool done ABSL_GUARDED_BY(mu) = false;
+  GroupResult result ABSL_GUARDED_BY(mu);
+
+  // The handler has something to do: an event to forward, or the group is done.
+  bool Ready() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done || !events.empty(); }
+  void Push(grpo::v1::GenerateStreamResponse m) ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock l(&mu);
+    events.push_back(std::move(m));
+  }
 };
 
 }  // namespace
 
-Result<GroupRequest> GroupRequestFromProto(const grpo::v1::GenerateRequest& p, const ModelConfig& config,
+int64_t MaxPromptBytes(const ModelConfig& config, const tokenizer::Tokenizer& tokenizer,
+                       const RolloutServeOptions& o) {
+  if (o.max_prompt_bytes > 0) return o.max_prompt_bytes;
+  const int64_t max_prompt = o.max_prompt_tokens > 0 ? o.max_prompt_tokens : config.max_position_embeddings - 1;
+  int64_t longest = 1;
+  for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    if (const std::string* b = tokenizer.IdToBytes(id)) longest = std::max(longest, static_cast<int64_t>(b->size()));
+  }
+  return (CheckedInt64(std::max<int64_t>(max_prompt, 1)) * longest).value();
+}
+
+absl::StatusOr<GroupRequest> GroupRequestFromProto(const grpo::v1::GenerateRequest& p, const ModelConfig& config,
                                            const tokenizer::Tokenizer* tokenizer,
                                            const RolloutServeOptions& o, uint64_t drawn_seed) {
   GroupRequest r;
   const bool has_ids = p.prompt_token_ids_size() > 0, has_text = !p.prompt_text().empty();
   if (has_ids == has_text) {
-    return Status::InvalidArgument("exactly one of prompt_token_ids and prompt_text must be set");
+    return absl::InvalidArgumentError("exactly one of prompt_token_ids and prompt_text must be set");
   }
+  const int64_t max_prompt = o.max_prompt_tokens > 0 ? o.max_prompt_tokens : config.max_position_embeddings - 1;
   if (has_text) {
-    if (tokenizer == nullptr) return Status::InvalidArgument("prompt_text needs a tokenizer and the server has none");
+    if (tokenizer == nullptr) return absl::InvalidArgumentError("prompt_text needs a tokenizer and the server has none");
+    // Refused before tokenizing: encoding costs memory many times the text's size.
+    const int64_t max_bytes = MaxPromptBytes(config, *tokenizer, o);
+    if (static_cast<int64_t>(p.prompt_text().size()) > max_bytes) {
+      return absl::InvalidArgumentError("prompt_text has " + std::to_string(p.prompt_text().size()) +
+                                        " bytes, the limit is " + std::to_string(max_bytes) +
+                                        " (max_prompt_bytes: more than the " + std::to_string(max_prompt) +
+                                        " prompt tokens allowed can cover)");
+    }
     GRPO_ASSIGN_OR_RETURN(r.prompt, tokenizer->Encode(p.prompt_text()));
-    if (r.prompt.empty()) return Status::InvalidArgument("prompt_text encodes to no tokens");
+    if (r.prompt.empty()) return absl::InvalidArgumentError("prompt_text encodes to no tokens");
   } else {
     r.prompt.assign(p.prompt_token_ids().begin(), p.prompt_token_ids().end());
   }
-  const int64_t max_prompt = o.max_prompt_tokens > 0 ? o.max_prompt_tokens : config.max_position_embeddings - 1;
   if (static_cast<int64_t>(r.prompt.size()) > max_prompt) {
-    return Status::InvalidArgument("prompt has " + std::to_string(r.prompt.size()) + " tokens, the limit is " +
+    return absl::InvalidArgumentError("prompt has " + std::to_string(r.prompt.size()) + " tokens, the limit is " +
                                    std::to_string(max_prompt));
   }
-  if (p.group_size() < 1) return Status::InvalidArgument("group_size must be >= 1, got 0");
+  if (p.group_size() < 1) return absl::InvalidArgumentError("group_size must be >= 1, got 0");
   if (p.group_size() > o.max_group_size) {
-    return Status::InvalidArgument("group_size " + std::to_string(p.group_size()) + " exceeds the limit of " +
+    return absl::InvalidArgumentError("group_size " + std::to_string(p.group_size()) + " exceeds the limit of " +
                                    std::to_string(o.max_group_size));
   }
   r.n = p.group_size();
   const grpo::v1::SamplingParams& s = p.sampling();
-  if (s.max_new_tokens() == 0) return Status::InvalidArgument("sampling.max_new_tokens must be > 0");
+  if (s.max_new_tokens() == 0) return absl::InvalidArgumentError("sampling.max_new_tokens must be > 0");
   r.max_new_tokens = s.max_new_tokens();
   r.sampling.temperature = s.has_temperature() ? s.temperature() : 1.0;
   if (s.top_p() < 0 || s.top_p() > 1) {
-    return Status::InvalidArgument("sampling.top_p must be in (0, 1], got " + std::to_string(s.top_p()));
+    return absl::InvalidArgumentError("sampling.top_p must be in (0, 1], got " + std::to_string(s.top_p()));
   }
   r.sampling.top_p = s.top_p() == 0 ? 1.0 : s.top_p();
   r.sampling.top_k = s.top_k();
@@ -99,63 +122,60 @@ Result<GroupRequest> GroupRequestFromProto(const grpo::v1::GenerateRequest& p, c
   r.seed = s.has_seed() ? s.seed() : drawn_seed;
   r.return_routing = s.return_routing();
   r.return_raw_logprobs = s.return_raw_logprobs();
-  if (Status v = ValidateSampling(r.sampling); !v.ok()) return v.WithContext("sampling: ");
+  if (absl::Status v = ValidateSampling(r.sampling); !v.ok()) return grpo::WithContext(v, "sampling: ");
   return r;
 }
 
-void SampleToProto(const SampleResult& s, const GroupRequest& req, const GroupResult* group,
+namespace {
+
+// A sample in its proto form, with its text when the server has a tokenizer.
+void SampleToProto(const SampleResult& s, const GroupRequest& req, const GroupResult& group,
                    const tokenizer::Tokenizer* tokenizer, grpo::v1::Sample* out) {
-  out->set_sample_index(static_cast<uint32_t>(s.index));
-  out->mutable_token_ids()->Add(s.tokens.begin(), s.tokens.end());
-  const bool greedy = req.sampling.temperature == 0.0;
-  for (float lp : s.logprobs) out->add_logprobs(greedy ? 0.0f : lp);
-  if (req.return_raw_logprobs) out->mutable_raw_logprobs()->Add(s.raw_logprobs.begin(), s.raw_logprobs.end());
-  out->set_finish_reason(ReasonToProto(s.finish_reason));
-  for (const VersionSpan& v : s.versions) {
-    auto* span = out->add_weight_versions();
-    span->set_version(v.version);
-    span->set_first_token(static_cast<uint32_t>(v.first_token));
-  }
-  if (group != nullptr && group->num_moe_layers > 0 && req.return_routing) {
-    RoutingToProto(s.routing, group->num_moe_layers, group->top_k, out->mutable_routing());
-  }
+  SampleResultToProto(s, req, group, out);
   if (tokenizer != nullptr) {
     auto text = tokenizer->Decode(s.tokens);
     if (text.ok()) out->set_text(*text);
   }
-  out->set_seed(req.seed);
 }
+
+}  // namespace
 
 class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
  public:
   Impl(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer, RolloutServeOptions o)
-      : engine_(engine), tokenizer_(tokenizer), o_(std::move(o)), seeder_(std::random_device{}()) {}
+      : engine_(engine), tokenizer_(tokenizer), o_(std::move(o)), in_flight_(o_.max_concurrent_requests),
+        seeder_(std::random_device{}()) {}
 
   enum class State { kServing, kDraining, kStopped };
 
   grpc::Status Generate(grpc::ServerContext* ctx, const grpo::v1::GenerateRequest* req,
                         grpo::v1::GenerateResponse* resp) override {
-    return Run(ctx, *req, nullptr, resp);
+    return Admit(ctx, *req, nullptr, resp);
   }
 
   grpc::Status GenerateStream(grpc::ServerContext* ctx, const grpo::v1::GenerateRequest* req,
                               grpc::ServerWriter<grpo::v1::GenerateStreamResponse>* writer) override {
-    return Run(ctx, *req, writer, nullptr);
+    return Admit(ctx, *req, writer, nullptr);
   }
 
-  grpc::Status UpdateWeights(grpc::ServerContext*, grpc::ServerReader<grpo::v1::WeightUpdateChunk>* reader,
+  grpc::Status UpdateWeights(grpc::ServerContext* ctx, grpc::ServerReader<grpo::v1::WeightUpdateChunk>* reader,
                              grpo::v1::WeightUpdateAck* ack) override {
-    std::lock_guard<std::mutex> one_at_a_time(update_mu_);
-    auto reject = [&](const std::string& reason) {
+    if (grpc::Status caller = CheckControlCaller(*ctx, "weight push", "weight pushes"); !caller.ok()) {
+      return caller;  // before reading anything
+    }
+    absl::MutexLock one_at_a_time(&update_mu_);
+    auto reject = [&](absl::string_view reason) {
       ack->set_accepted(false);
-      ack->set_reason(reason);
+      ack->set_reason(std::string(reason));
       ack->set_serving_version(engine_.weight_version());
       return grpc::Status::OK;
     };
-    auto assembler = WeightAssembler::Create(engine_.config());
+    WeightAssemblerOptions wo;
+    wo.serving_version = engine_.weight_version();  // updates are serialized: nothing else is staged
+    auto assembler = WeightAssembler::Create(engine_.config(), wo);
     if (!assembler.ok()) return reject(assembler.status().message());
     grpo::v1::WeightUpdateChunk chunk;
-    Status error;
+    absl::Status error;
     while (reader->Read(&chunk)) {  // read to the end even after an error, so the client's writes complete
       if (error.ok()) error = assembler->Add(chunk);
     }
@@ -165,7 +185,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     auto staged = assembler->Finish();
     if (!staged.ok()) return reject(staged.status().message());
     const uint64_t version = staged->version;
-    if (Status s = engine_.StageWeights(version, std::move(staged->params)); !s.ok()) return reject(s.message());
+    if (absl::Status s = engine_.StageWeights(version, std::move(staged->params)); !s.ok()) return reject(s.message());
     engine_.WaitForStagedWeights();
     ack->set_accepted(true);
     ack->set_serving_version(engine_.weight_version());
@@ -189,31 +209,70 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Drain(grpc::ServerContext*, const grpo::v1::DrainRequest* req, grpo::v1::DrainResponse* resp) override {
-    const double grace = req->has_grace_seconds() ? req->grace_seconds() : -1.0;
+  grpc::Status Drain(grpc::ServerContext* ctx, const grpo::v1::DrainRequest* req, grpo::v1::DrainResponse* resp) override {
+    if (grpc::Status caller = CheckControlCaller(*ctx, "Drain call", "Drain calls"); !caller.ok()) return caller;
+    const absl::Duration grace = req->has_grace_seconds() ? absl::Seconds(req->grace_seconds()) : absl::InfiniteDuration();
     auto [completed, aborted] = DrainEngine(grace);
     resp->set_completed_requests(static_cast<uint32_t>(completed));
     resp->set_aborted_requests(static_cast<uint32_t>(aborted));
     return grpc::Status::OK;
   }
 
-  std::pair<int64_t, int64_t> DrainEngine(double grace_seconds) {
+  // See RolloutEngine::Drain for `grace`.
+  std::pair<int64_t, int64_t> DrainEngine(absl::Duration grace) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       if (state_ == State::kServing) state_ = State::kDraining;
     }
-    const auto grace = grace_seconds < 0 ? std::chrono::milliseconds(-1)
-                                         : std::chrono::milliseconds(static_cast<int64_t>(grace_seconds * 1000));
     auto counts = engine_.Drain(grace);
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     state_ = State::kStopped;
     return counts;
   }
 
  private:
   State state() {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     return state_;
+  }
+
+  // Whether this call may push weights or drain the server (see service.h); `what` and `whats`
+  // name one call and several in the errors.
+  grpc::Status CheckControlCaller(const grpc::ServerContext& ctx, const std::string& what,
+                                  const std::string& whats) const {
+    if (o_.push_token.empty()) {
+      if (o_.allow_unauthenticated_push) return grpc::Status::OK;
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "this rollout server takes no " + whats + ": it was started without a push token "
+              "(--push-token-file or $GRPO_PUSH_TOKEN_FILE; --allow-unauthenticated-push for local tests)"};
+    }
+    const auto& metadata = ctx.client_metadata();
+    const auto it = metadata.find(kPushTokenMetadataKey);
+    if (it == metadata.end()) {
+      return {grpc::StatusCode::UNAUTHENTICATED,
+              what + " without a push token (metadata " + kPushTokenMetadataKey +
+                  "); give the caller the job's token file ($GRPO_PUSH_TOKEN_FILE)"};
+    }
+    if (!PushTokensEqual(absl::string_view(it->second.data(), it->second.size()), o_.push_token)) {
+      return {grpc::StatusCode::UNAUTHENTICATED, what + " with a wrong push token (not this job's)"};
+    }
+    return grpc::Status::OK;
+  }
+
+  // Run within the limit of calls in flight; an allocation that fails is RESOURCE_EXHAUSTED.
+  grpc::Status Admit(grpc::ServerContext* ctx, const grpo::v1::GenerateRequest& p,
+                     grpc::ServerWriter<grpo::v1::GenerateStreamResponse>* writer, grpo::v1::GenerateResponse* resp) {
+    InFlightLimit::Ticket ticket = in_flight_.TryAcquire();
+    if (!ticket) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "the rollout server has " + std::to_string(in_flight_.max()) +
+                  " requests in flight, its limit (max_concurrent_requests); retry later"};
+    }
+    try {
+      return Run(ctx, p, writer, resp);
+    } catch (const std::bad_alloc&) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "the rollout server ran out of memory for this request"};
+    }
   }
 
   grpc::Status Run(grpc::ServerContext* ctx, const grpo::v1::GenerateRequest& p,
@@ -221,7 +280,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     if (state() != State::kServing) return {grpc::StatusCode::UNAVAILABLE, "the rollout server is draining"};
     uint64_t drawn;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       drawn = seeder_();
     }
     auto req = GroupRequestFromProto(p, engine_.config(), tokenizer_, o_, drawn);
@@ -243,9 +302,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
         if (request.return_routing && g.num_moe_layers > 0) {
           RoutingToProto(g.prompt_routing, g.num_moe_layers, g.top_k, m.mutable_prompt()->mutable_prompt_routing());
         }
-        std::lock_guard<std::mutex> l(call->mu);
-        call->events.push_back(std::move(m));
-        call->cv.notify_all();
+        call->Push(std::move(m));
       };
       cb.on_sample = [call, request, tok, id = p.request_id(), L = engine_.config().NumMoeLayers(),
                       K = engine_.config().num_experts_per_tok](const SampleResult& s) {
@@ -254,30 +311,29 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
         GroupResult dims;
         dims.num_moe_layers = L;
         dims.top_k = K;
-        SampleToProto(s, request, &dims, tok, m.mutable_sample());
-        std::lock_guard<std::mutex> l(call->mu);
-        call->events.push_back(std::move(m));
-        call->cv.notify_all();
+        SampleToProto(s, request, dims, tok, m.mutable_sample());
+        call->Push(std::move(m));
       };
     }
     cb.on_done = [call](GroupResult r) {
-      std::lock_guard<std::mutex> l(call->mu);
+      absl::MutexLock l(&call->mu);
       call->result = std::move(r);
       call->done = true;
-      call->cv.notify_all();
     };
     auto id = engine_.Submit(*req, std::move(cb));
     if (!id.ok()) return ToGrpc(id.status());
     grpc::Status ended = grpc::Status::OK;
     bool cancelled = false, prompt_sent = false;
-    std::unique_lock<std::mutex> l(call->mu);
+    const absl::Time deadline = absl::FromChrono(ctx->deadline());
+    absl::ReleasableMutexLock l(&call->mu);
     for (;;) {
-      call->cv.wait_for(l, std::chrono::milliseconds(20), [&] { return call->done || !call->events.empty(); });
+      // Wakes for events, and every 20 ms to notice a cancelled call or a passed deadline.
+      call->mu.AwaitWithTimeout(absl::Condition(call.get(), &CallState::Ready), absl::Milliseconds(20));
       while (!call->events.empty()) {
         grpo::v1::GenerateStreamResponse m = std::move(call->events.front());
         call->events.pop_front();
         if (cancelled) continue;
-        l.unlock();
+        call->mu.Unlock();
         bool ok = true;
         if (!prompt_sent && !m.has_prompt()) {  // aborted before its prefill: the prompt still comes first
           grpo::v1::GenerateStreamResponse first;
@@ -287,7 +343,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
         }
         prompt_sent = true;
         ok = ok && writer->Write(m);
-        l.lock();
+        call->mu.Lock();
         if (!ok && !cancelled) {  // the client went away
           cancelled = true;
           ended = {grpc::StatusCode::CANCELLED, "the client stopped reading"};
@@ -295,21 +351,21 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
         }
       }
       if (call->done) break;
-      if (!cancelled && (ctx->IsCancelled() || std::chrono::system_clock::now() > ctx->deadline())) {
+      if (!cancelled && (ctx->IsCancelled() || absl::Now() > deadline)) {
         cancelled = true;
-        const bool expired = std::chrono::system_clock::now() > ctx->deadline();
+        const bool expired = absl::Now() > deadline;
         ended = expired ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed while generating")
                         : grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled");
         engine_.Cancel(*id);  // its samples abort and its blocks are freed before done
       }
     }
     if (cancelled) return ended;
-    const GroupResult& g = call->result;
+    const GroupResult g = std::move(call->result);  // done: the engine no longer touches `call`
+    l.Release();
     if (writer != nullptr) {
       grpo::v1::GenerateStreamResponse m;
       m.set_request_id(p.request_id());
       TimingToProto(g.timing, m.mutable_timing());
-      l.unlock();
       writer->Write(m);
       return grpc::Status::OK;
     }
@@ -318,7 +374,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     if (request.return_routing && g.num_moe_layers > 0) {
       RoutingToProto(g.prompt_routing, g.num_moe_layers, g.top_k, resp->mutable_group()->mutable_prompt_routing());
     }
-    for (const SampleResult& s : g.samples) SampleToProto(s, request, &g, tok, resp->mutable_group()->add_samples());
+    for (const SampleResult& s : g.samples) SampleToProto(s, request, g, tok, resp->mutable_group()->add_samples());
     TimingToProto(g.timing, resp->mutable_timing());
     return grpc::Status::OK;
   }
@@ -326,41 +382,68 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
   RolloutEngine& engine_;
   const tokenizer::Tokenizer* tokenizer_;
   RolloutServeOptions o_;
-  std::mutex mu_, update_mu_;
-  State state_ = State::kServing;
-  std::mt19937_64 seeder_;
+  InFlightLimit in_flight_;  // Generate / GenerateStream calls
+  absl::Mutex update_mu_;  // one UpdateWeights at a time
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kServing;
+  std::mt19937_64 seeder_ ABSL_GUARDED_BY(mu_);
 };
 
-Result<std::unique_ptr<RolloutServer>> RolloutServer::Start(RolloutEngine& engine,
+absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(RolloutEngine& engine,
                                                             const tokenizer::Tokenizer* tokenizer,
                                                             RolloutServeOptions options) {
-  if (options.listen.find(':') == std::string::npos) {
-    return Status::InvalidArgument("--listen must be HOST:PORT, got '" + options.listen + "'");
+  GRPO_RETURN_IF_ERROR(ParseListenAddress(options.listen).status());
+  if (!options.push_token.empty()) {
+    GRPO_RETURN_IF_ERROR(ValidatePushToken(options.push_token));
+    if (options.allow_unauthenticated_push) {
+      return absl::InvalidArgumentError("a push token and allow_unauthenticated_push exclude each other");
+    }
   }
+  if (options.max_request_mb <= 0 || options.max_request_mb > 2047 || options.max_concurrent_requests <= 0 ||
+      options.max_message_mb <= 0 || options.max_message_mb > 2047) {
+    return absl::InvalidArgumentError("max_request_mb and max_message_mb must be in [1, 2047] and "
+                                      "max_concurrent_requests positive");
+  }
+  {
+    MemoryPlan plan;
+    plan.Add("requests in flight (max_request_mb " + std::to_string(options.max_request_mb) +
+                 " x (max_concurrent_requests " + std::to_string(options.max_concurrent_requests) + " + 1))",
+             CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) * (CheckedInt64(options.max_concurrent_requests) + 1));
+    GRPO_RETURN_IF_ERROR(plan.Check("the rollout server"));
+  }
+  if (tokenizer != nullptr) options.max_prompt_bytes = MaxPromptBytes(engine.config(), *tokenizer, options);
   std::unique_ptr<RolloutServer> s(new RolloutServer());
   s->impl_ = std::make_unique<Impl>(engine, tokenizer, options);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  // Threads (each may hold a received request) beyond the admitted calls: for Health, Drain,
+  // UpdateWeights and gRPC's pollers.
+  grpc::ResourceQuota quota("rollout-server");
+  quota.SetMaxThreads(options.max_concurrent_requests + 8);
+  builder.SetResourceQuota(quota);
   builder.RegisterService(s->impl_.get());
-  builder.SetMaxReceiveMessageSize(options.max_message_mb << 20);
+  builder.SetMaxReceiveMessageSize(options.max_request_mb << 20);
   builder.SetMaxSendMessageSize(options.max_message_mb << 20);
-  s->server_ = builder.BuildAndStart();
-  if (!s->server_ || s->port_ == 0) return Status::Unavailable("cannot listen on " + options.listen);
+  GRPO_ASSIGN_OR_RETURN(StartedServer started, StartGrpcServer(builder, options.listen, "the rollout server"));
+  s->server_ = std::move(started.server);
+  s->port_ = started.port;
   return s;
 }
 
-RolloutServer::~RolloutServer() { Shutdown(std::chrono::milliseconds(0)); }
+RolloutServer::~RolloutServer() { Shutdown(absl::ZeroDuration()); }
 
-void RolloutServer::Shutdown(std::chrono::milliseconds grace) {
+void RolloutServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr) return;  // Start failed: nothing runs
   if (shut_down_.exchange(true)) return;
-  impl_->DrainEngine(grace.count() < 0 ? -1.0 : grace.count() / 1000.0);
-  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  impl_->DrainEngine(grace);
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   server_->Wait();
 }
 
-void RolloutServer::Wait() { server_->Wait(); }
+void RolloutServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
 
-Status ServeRolloutUntilSignal(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer,
+absl::Status ServeRolloutUntilSignal(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer,
                                RolloutServeOptions options) {
   // Block the signals in every thread (gRPC's and the engine's included) and wait for them here.
   sigset_t set;
@@ -369,17 +452,17 @@ Status ServeRolloutUntilSignal(RolloutEngine& engine, const tokenizer::Tokenizer
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   const std::string listen = options.listen;
-  const double grace = options.shutdown_grace_seconds;
+  const absl::Duration grace = options.shutdown_grace;
   GRPO_ASSIGN_OR_RETURN(auto server, RolloutServer::Start(engine, tokenizer, std::move(options)));
   const std::string host = listen.substr(0, listen.rfind(':'));
   std::fprintf(stderr, "grpo rollout serve: listening on %s:%d\n", host.c_str(), server->port());
   int sig = 0;
   sigwait(&set, &sig);
   std::fprintf(stderr, "grpo rollout serve: %s, draining (grace %.1f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-               grace);
-  server->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(grace * 1000)));
+               absl::ToDoubleSeconds(grace));
+  server->Shutdown(grace);
   std::fprintf(stderr, "grpo rollout serve: stopped\n");
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo

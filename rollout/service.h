@@ -1,10 +1,19 @@
 // RolloutService over gRPC (proto/rollout.proto), serving one RolloutEngine.
 //
 // Contract:
-//  - Listens on RolloutServeOptions::listen (loopback by default; port 0 picks a free port,
-//    see port()).
+//  - Listens on RolloutServeOptions::listen (loopback by default): HOST:PORT with PORT in
+//    0..65535, 0 picking a free port (see port()). The address is its own: a port another
+//    server listens on is an error, not shared (core/grpc_server.h). Start fails with
+//    InvalidArgument for a bad address and Unavailable naming why it cannot listen.
+//  - Bytes in flight are bounded: a request larger than max_request_mb is refused by gRPC
+//    (RESOURCE_EXHAUSTED); at most max_concurrent_requests Generate / GenerateStream calls run
+//    at once and the rest are refused with RESOURCE_EXHAUSTED at once (gRPC's thread quota is
+//    that plus a few, for Health, Drain and UpdateWeights). Start refuses options whose
+//    requests in flight (max_request_mb x (max_concurrent_requests + 1)) do not fit in memory
+//    (core/memory_plan.h). A handler whose allocation fails answers RESOURCE_EXHAUSTED.
 //  - Generate / GenerateStream: the request is checked first (exactly one of prompt ids and
-//    text; group_size in [1, max_group_size]; prompt at most max_prompt_tokens; max_new_tokens
+//    text; a prompt_text longer than max_prompt_bytes is refused before it is tokenized;
+//    group_size in [1, max_group_size]; prompt at most max_prompt_tokens; max_new_tokens
 //    > 0 and prompt + max_new_tokens within the model's max_position_embeddings; sampling
 //    ranges; stop strings need a tokenizer) and refused with INVALID_ARGUMENT naming the field,
 //    or RESOURCE_EXHAUSTED when one sample could not fit in the whole KV pool. While draining:
@@ -14,11 +23,16 @@
 //    timing. For greedy requests (temperature 0) Sample.logprobs are 0 as the proto says.
 //    Sample.seed is the base seed of the group (SamplingParams.seed, or the one the server drew):
 //    sample i's stream is seeded by (seed, i).
-//  - UpdateWeights: chunks go to a WeightAssembler (rollout/weight_stream.h), which verifies
-//    them; on success the weights are staged in the engine and the ack is sent once they serve.
-//    Any error is an ack with accepted=false and the reason; the old version keeps serving.
+//  - UpdateWeights: first the caller is checked, before any chunk is read: with a push_token,
+//    the call must carry it as metadata kPushTokenMetadataKey (rollout/push_token.h; compared in
+//    constant time), else UNAUTHENTICATED; without one, PERMISSION_DENIED unless
+//    allow_unauthenticated_push. Then chunks go to a WeightAssembler (rollout/weight_stream.h),
+//    which verifies them (a version newer than the serving one and within max_version_step of
+//    it, shapes, checksums, finite values); on success the weights are staged in the engine and
+//    the ack is sent once they serve. Any error after the caller check is an ack with
+//    accepted=false and the reason; the old version keeps serving.
 //  - Health: SERVING, DRAINING during Drain, NOT_SERVING after; engine load and version.
-//  - Drain(grace): refuses new work, lets in-flight groups finish within the grace (absent: no
+//  - Drain(grace): the caller is checked as for UpdateWeights; then it refuses new work, lets in-flight groups finish within the grace (absent: no
 //    limit), aborts the rest (their samples end FINISH_REASON_ABORTED), returns the counts.
 //  - ServeRolloutUntilSignal: on SIGTERM/SIGINT drains with the configured grace, stops the
 //    server and returns OK.
@@ -26,10 +40,10 @@
 #define GRPO_ROLLOUT_SERVICE_H_
 
 #include <atomic>
-#include <chrono>
 #include <memory>
 #include <string>
 
+#include "absl/time/time.h"
 #include "core/status.h"
 #include "proto/rollout.grpc.pb.h"
 #include "rollout/engine.h"
@@ -41,29 +55,41 @@ struct RolloutServeOptions {
   std::string listen = "127.0.0.1:50061";
   int64_t max_prompt_tokens = 0;   // 0: the model's max_position_embeddings - 1
   int64_t max_group_size = 1024;
-  int max_message_mb = 512;
-  double shutdown_grace_seconds = 30;  // Drain grace on SIGTERM/SIGINT
+  // prompt_text bytes; 0: max_prompt_tokens x the longest token of the tokenizer in bytes (a
+  // longer text encodes to more tokens than the limit, unless NFC shortens it or added tokens
+  // with lstrip/rstrip swallow whitespace).
+  int64_t max_prompt_bytes = 0;
+  int max_request_mb = 16;           // largest request received (gRPC max receive message size)
+  int max_concurrent_requests = 64;  // Generate / GenerateStream calls at once
+  int max_message_mb = 512;          // largest response sent
+  absl::Duration shutdown_grace = absl::Seconds(30);  // Drain grace on SIGTERM/SIGINT
+  // The job's push token (rollout/push_token.h), required on UpdateWeights and Drain; empty: no
+  // token, and those calls are refused unless allow_unauthenticated_push (for local tests; both
+  // set is an error).
+  std::string push_token;
+  bool allow_unauthenticated_push = false;
   std::string version = "grpo 0.1.0";
 };
 
+// The longest prompt_text accepted: options.max_prompt_bytes, or when 0 its default (see there).
+int64_t MaxPromptBytes(const ModelConfig& config, const tokenizer::Tokenizer& tokenizer,
+                       const RolloutServeOptions& options);
+
 // A GroupRequest from its proto form; InvalidArgument naming the field on a bad request.
 // `drawn_seed` is used when the request has no seed.
-Result<GroupRequest> GroupRequestFromProto(const grpo::v1::GenerateRequest& request, const ModelConfig& config,
+absl::StatusOr<GroupRequest> GroupRequestFromProto(const grpo::v1::GenerateRequest& request, const ModelConfig& config,
                                            const tokenizer::Tokenizer* tokenizer,
                                            const RolloutServeOptions& options, uint64_t drawn_seed);
-// One sample in its proto form (text decoded when a tokenizer is given).
-void SampleToProto(const SampleResult& sample, const GroupRequest& request, const GroupResult* group,
-                   const tokenizer::Tokenizer* tokenizer, grpo::v1::Sample* out);
 
 class RolloutServer {
  public:
   // `engine` and `tokenizer` (may be null) must outlive the server.
-  static Result<std::unique_ptr<RolloutServer>> Start(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer,
+  static absl::StatusOr<std::unique_ptr<RolloutServer>> Start(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer,
                                                       RolloutServeOptions options);
   ~RolloutServer();
   int port() const { return port_; }
-  // Drains (grace < 0: no limit) and stops the gRPC server. Idempotent.
-  void Shutdown(std::chrono::milliseconds grace);
+  // Drains (grace absl::InfiniteDuration(): no limit) and stops the gRPC server. Idempotent.
+  void Shutdown(absl::Duration grace);
   void Wait();
 
   class Impl;
@@ -78,7 +104,7 @@ class RolloutServer {
 
 // Starts a server and blocks until SIGTERM or SIGINT, then drains and stops it. Prints
 // "grpo rollout serve: listening on HOST:PORT" to stderr when ready.
-Status ServeRolloutUntilSignal(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer,
+absl::Status ServeRolloutUntilSignal(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer,
                                RolloutServeOptions options);
 
 }  // namespace grpo

@@ -6,11 +6,19 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <set>
+#include <string>
+#include <vector>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "learner/weight_push.h"
 #include "model/presets.h"
+#include "rollout/push_token.h"
+#include "tokenizer/test_tokenizer.h"
 
 namespace grpo {
 namespace {
@@ -35,6 +43,7 @@ class ServiceTest : public ::testing::Test {
     o.listen = "127.0.0.1:0";
     o.max_group_size = 8;
     o.max_prompt_tokens = 64;
+    o.push_token = kToken;
     auto s = RolloutServer::Start(*engine_, nullptr, o);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(s).value();
@@ -68,6 +77,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   static constexpr const char* kPreset = "qwen3_moe-nano";
+  static constexpr const char* kToken = "test-token-0123456789abcdef";
   std::unique_ptr<RolloutEngine> engine_;
   std::unique_ptr<RolloutServer> server_;
   std::unique_ptr<RolloutService::Stub> stub_;
@@ -147,10 +157,10 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
 
   auto fresh = MakeModel(kPreset, 6);
   WeightPushOptions f32;
-  f32.format = WeightPushOptions::Format::kF32;
+  f32.format = WeightFormat::kF32;
   f32.chunk_bytes = 4096;
-  auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(30);
-  auto ack = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  auto ack = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, kToken);
   ASSERT_TRUE(ack.ok()) << ack.status().ToString();
   EXPECT_TRUE(ack->accepted());
   EXPECT_EQ(ack->serving_version(), 1u);
@@ -169,17 +179,18 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
 
   // A stale version is refused; the serving version stays.
-  auto stale = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline);
+  auto stale = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, kToken);
   ASSERT_FALSE(stale.ok());
   EXPECT_NE(stale.status().message().find("not newer"), std::string::npos) << stale.status().ToString();
   // A corrupted chunk: rejected with the assembler's reason.
   std::vector<grpo::v1::WeightUpdateChunk> chunks;
   ASSERT_TRUE(EncodeWeightUpdate(fresh->parameters(), 2, f32, [&](const grpo::v1::WeightUpdateChunk& c) {
                 chunks.push_back(c);
-                return Status::Ok();
+                return absl::OkStatus();
               }).ok());
   chunks[3].mutable_data()->at(0) ^= 0x5a;
   grpc::ClientContext uctx;
+  uctx.AddMetadata(kPushTokenMetadataKey, kToken);
   grpo::v1::WeightUpdateAck bad;
   auto writer = stub_->UpdateWeights(&uctx, &bad);
   for (const auto& c : chunks) writer->Write(c);
@@ -189,6 +200,130 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   EXPECT_NE(bad.reason().find("crc"), std::string::npos) << bad.reason();
   EXPECT_EQ(bad.serving_version(), 1u);
   EXPECT_EQ(Health().weight_version(), 1u);
+}
+
+// Issue 19, class 3: any local process could push weights. A push needs the job's token.
+TEST_F(ServiceTest, WeightPushesNeedTheJobsToken) {
+  auto fresh = MakeModel(kPreset, 6);
+  WeightPushOptions f32;
+  f32.format = WeightFormat::kF32;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  auto none = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnauthenticated) << none.status();
+  EXPECT_NE(none.status().message().find("without a push token"), std::string::npos) << none.status();
+  auto wrong = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, std::string(kToken) + "x");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), absl::StatusCode::kUnauthenticated) << wrong.status();
+  EXPECT_NE(wrong.status().message().find("wrong push token"), std::string::npos) << wrong.status();
+  EXPECT_EQ(wrong.status().message().find(kToken), std::string::npos) << "the token leaks into the error";
+  EXPECT_EQ(Health().weight_version(), 0u);
+  auto ok = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, kToken);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(Health().weight_version(), 1u);
+}
+
+// A server without a token takes no pushes, unless started to (local tests); both is an error.
+TEST(RolloutServePushToken, WithoutATokenPushesAreRefusedUnlessAllowed) {
+  auto fresh = MakeModel("qwen3-nano", 6);
+  WeightPushOptions f32;
+  f32.format = WeightFormat::kF32;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  RolloutServeOptions o;
+  o.listen = "127.0.0.1:0";
+  for (bool allow : {false, true}) {
+    auto e = RolloutEngine::Create(MakeModel("qwen3-nano", 5), {});
+    ASSERT_TRUE(e.ok());
+    o.allow_unauthenticated_push = allow;
+    auto server = RolloutServer::Start(**e, nullptr, o);
+    ASSERT_TRUE(server.ok()) << server.status();
+    auto stub = RolloutService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                                                            grpc::InsecureChannelCredentials()));
+    auto ack = PushWeights(*stub, fresh->parameters(), 1, f32, deadline, "some-token-0123456789");
+    if (allow) {
+      ASSERT_TRUE(ack.ok()) << ack.status();
+      EXPECT_EQ((*e)->weight_version(), 1u);
+    } else {
+      ASSERT_FALSE(ack.ok());
+      EXPECT_EQ(ack.status().code(), absl::StatusCode::kPermissionDenied) << ack.status();
+      EXPECT_NE(ack.status().message().find("--allow-unauthenticated-push"), std::string::npos) << ack.status();
+      EXPECT_EQ((*e)->weight_version(), 0u);
+      grpc::ClientContext dctx;
+      grpo::v1::DrainResponse dresp;
+      EXPECT_EQ(stub->Drain(&dctx, {}, &dresp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    }
+  }
+  auto e = RolloutEngine::Create(MakeModel("qwen3-nano", 5), {});
+  ASSERT_TRUE(e.ok());
+  o.push_token = "some-token-0123456789";
+  EXPECT_EQ(RolloutServer::Start(**e, nullptr, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.allow_unauthenticated_push = false;
+  o.push_token = "short";
+  EXPECT_EQ(RolloutServer::Start(**e, nullptr, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Issue 19: NaN weights were accepted and then served NaN logprobs as OK; version 2^64-1 was
+// accepted and then every real push was stale.
+TEST_F(ServiceTest, NonFiniteWeightsAndWildVersionsAreRejected) {
+  auto fresh = MakeModel(kPreset, 6);
+  WeightPushOptions f32;
+  f32.format = WeightFormat::kF32;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::vector<Parameter> nan = fresh->parameters();
+  for (Parameter& p : nan) p.value = p.value.Clone();
+  nan[2].value.mutable_data<float>()[7] = std::nanf("");
+  auto bad = PushWeights(*stub_, nan, 1, f32, deadline, kToken);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kFailedPrecondition) << bad.status();
+  EXPECT_NE(bad.status().message().find("'" + nan[2].spec.name + "' element 7 is NaN"), std::string::npos)
+      << bad.status();
+  // The same in bf16 on the wire, in another tensor, as +inf.
+  nan[2].value = fresh->parameters()[2].value;
+  nan.back().value.mutable_data<float>()[0] = INFINITY;
+  WeightPushOptions bf16 = f32;
+  bf16.format = WeightFormat::kBF16;
+  bad = PushWeights(*stub_, nan, 1, bf16, deadline, kToken);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'" + nan.back().spec.name + "' element 0 is +inf"), std::string::npos)
+      << bad.status();
+  EXPECT_EQ(Health().weight_version(), 0u);
+
+  auto wild = PushWeights(*stub_, fresh->parameters(), UINT64_MAX, f32, deadline, kToken);
+  ASSERT_FALSE(wild.ok());
+  EXPECT_NE(wild.status().message().find("max_version_step"), std::string::npos) << wild.status();
+  EXPECT_EQ(Health().weight_version(), 0u);
+  auto real = PushWeights(*stub_, fresh->parameters(), 2, f32, deadline, kToken);
+  ASSERT_TRUE(real.ok()) << real.status();
+  EXPECT_EQ(Health().weight_version(), 2u);
+  // Generation still serves finite logprobs.
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
+  for (float lp : resp.group().samples(0).raw_logprobs()) EXPECT_TRUE(std::isfinite(lp));
+}
+
+// Issue 19: a second server on a taken port started silently; a failed start segfaulted in
+// ~RolloutServer; --listen localhost:-1 crashed and 127.0.0.1:99999 listened on a random port.
+TEST_F(ServiceTest, OwnsItsAddress) {
+  auto other = RolloutEngine::Create(MakeModel(kPreset, 7), {});
+  ASSERT_TRUE(other.ok());
+  RolloutServeOptions o;
+  o.listen = "127.0.0.1:" + std::to_string(server_->port());
+  o.push_token = kToken;
+  auto second = RolloutServer::Start(**other, nullptr, o);
+  ASSERT_FALSE(second.ok()) << "a second rollout server started on " << o.listen;
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find("the rollout server cannot listen on " + o.listen), std::string::npos)
+      << second.status();
+  EXPECT_NE(second.status().message().find("already in use"), std::string::npos) << second.status();
+  EXPECT_EQ(Health().status(), grpo::v1::RolloutHealthResponse::SERVING);  // the first one, still
+  for (const std::string& listen :
+       std::vector<std::string>{"localhost:-1", "127.0.0.1:99999", "127.0.0.1:", "[::1]50061"}) {
+    o.listen = listen;
+    auto s = RolloutServer::Start(**other, nullptr, o);
+    ASSERT_FALSE(s.ok()) << listen << " listened on port " << (*s)->port();
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << listen << ": " << s.status();
+  }
 }
 
 TEST_F(ServiceTest, DeadlineExpiryAbortsAndFreesBlocks) {
@@ -241,10 +376,17 @@ TEST_F(ServiceTest, DrainAbortsWhatRunsAndRefusesNewWork) {
   grpo::v1::GenerateStreamResponse first;
   ASSERT_TRUE(reader->Read(&first));  // the prompt: the group is running
   ASSERT_TRUE(first.has_prompt());
-  grpc::ClientContext dctx;
   grpo::v1::DrainRequest dr;
   dr.set_grace_seconds(0.05);
   grpo::v1::DrainResponse dresp;
+  {  // Draining is a job's control call, like a weight push: it needs the token.
+    grpc::ClientContext anyone;
+    grpc::Status st = stub_->Drain(&anyone, dr, &dresp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+    EXPECT_EQ(Health().status(), grpo::v1::RolloutHealthResponse::SERVING);
+  }
+  grpc::ClientContext dctx;
+  dctx.AddMetadata(kPushTokenMetadataKey, kToken);
   ASSERT_TRUE(stub_->Drain(&dctx, dr, &dresp).ok());
   EXPECT_EQ(dresp.aborted_requests(), 1u);
   EXPECT_EQ(dresp.completed_requests(), 0u);
@@ -259,6 +401,116 @@ TEST_F(ServiceTest, DrainAbortsWhatRunsAndRefusesNewWork) {
   grpc::ClientContext ctx;
   grpo::v1::GenerateResponse resp;
   EXPECT_EQ(stub_->Generate(&ctx, Request(1, 4), &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+// Issue 19: a 100 MB prompt_text was tokenized whole (5.3 GB) before its length was checked.
+// The bytes are bounded first: an over-long text ending in invalid UTF-8 is refused for its
+// size, not by the tokenizer.
+TEST(RolloutServeLimits, PromptTextIsBoundedBeforeTokenizing) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  const ModelConfig config = *PresetConfig("qwen3-nano");
+  RolloutServeOptions o;
+  o.max_prompt_tokens = 64;
+  // Default: 64 tokens of at most 13 bytes ("<|endoftext|>") each.
+  EXPECT_EQ(MaxPromptBytes(config, *tok, o), 64 * 13);
+  grpo::v1::GenerateRequest r;
+  r.set_group_size(1);
+  r.mutable_sampling()->set_max_new_tokens(4);
+  r.set_prompt_text(std::string(64 * 13, 'a') + "\xff");
+  auto req = GroupRequestFromProto(r, config, &*tok, o, 1);
+  ASSERT_FALSE(req.ok());
+  EXPECT_EQ(req.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(req.status().message().find("prompt_text has 833 bytes, the limit is 832"), std::string::npos)
+      << req.status().ToString();
+  // Within the bound the tokenizer runs (and finds the bad byte).
+  r.set_prompt_text("hello\xff");
+  req = GroupRequestFromProto(r, config, &*tok, o, 1);
+  ASSERT_FALSE(req.ok());
+  EXPECT_EQ(req.status().message().find("bytes, the limit is"), std::string::npos) << req.status().ToString();
+  // An explicit bound.
+  o.max_prompt_bytes = 8;
+  r.set_prompt_text("hello world");
+  req = GroupRequestFromProto(r, config, &*tok, o, 1);
+  ASSERT_FALSE(req.ok());
+  EXPECT_NE(req.status().message().find("prompt_text has 11 bytes, the limit is 8"), std::string::npos);
+  r.set_prompt_text("hello");
+  EXPECT_TRUE(GroupRequestFromProto(r, config, &*tok, o, 1).ok());
+}
+
+// Issue 19: `reward serve` parsed 3 x 400 MB requests at once; the rollout server bounds its
+// requests' size and how many run at once.
+TEST(RolloutServeLimits, RequestSizeAndConcurrencyAreBounded) {
+  auto e = RolloutEngine::Create(MakeModel("qwen3-nano", 5), {});
+  ASSERT_TRUE(e.ok());
+  RolloutServeOptions o;
+  o.listen = "127.0.0.1:0";
+  o.max_request_mb = 1;
+  o.max_concurrent_requests = 1;
+  auto server = RolloutServer::Start(**e, nullptr, o);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto stub = RolloutService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                                                          grpc::InsecureChannelCredentials()));
+  auto request = [](int prompt_tokens, uint32_t max_new) {
+    grpo::v1::GenerateRequest r;
+    for (int i = 0; i < prompt_tokens; ++i) r.add_prompt_token_ids(200);  // 2 bytes each
+    r.set_group_size(1);
+    r.mutable_sampling()->set_max_new_tokens(max_new);
+    return r;
+  };
+  {  // about 1.2 MiB: refused by gRPC before it reaches the handler
+    grpc::ClientContext ctx;
+    grpo::v1::GenerateResponse resp;
+    EXPECT_EQ(stub->Generate(&ctx, request(600000, 4), &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // One long generation in flight: a second call is refused at once, Health still answers.
+  grpc::ClientContext sctx;
+  auto reader = stub->GenerateStream(&sctx, request(4, 30000));
+  grpo::v1::GenerateStreamResponse first;
+  ASSERT_TRUE(reader->Read(&first));
+  ASSERT_TRUE(first.has_prompt());
+  {
+    grpc::ClientContext ctx;
+    grpo::v1::GenerateResponse resp;
+    grpc::Status st = stub->Generate(&ctx, request(4, 2), &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(st.error_message().find("requests in flight"), std::string::npos) << st.error_message();
+    grpc::ClientContext hctx;
+    grpo::v1::RolloutHealthResponse h;
+    EXPECT_TRUE(stub->Health(&hctx, {}, &h).ok());
+  }
+  sctx.TryCancel();
+  grpo::v1::GenerateStreamResponse m;
+  while (reader->Read(&m)) {
+  }
+  reader->Finish();
+  // Once the first call has ended its place is free again.
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    grpc::ClientContext ctx;
+    grpo::v1::GenerateResponse resp;
+    served = stub->Generate(&ctx, request(4, 2), &resp).ok();
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST(RolloutServeLimits, StartRefusesRequestsInFlightBeyondMemory) {
+  auto e = RolloutEngine::Create(MakeModel("qwen3-nano", 5), {});
+  ASSERT_TRUE(e.ok());
+  RolloutServeOptions o;
+  o.listen = "127.0.0.1:0";
+  ::setenv("GRPO_MEMORY_LIMIT_MB", "100", 1);
+  auto server = RolloutServer::Start(**e, nullptr, o);  // 16 MiB x 65
+  ::unsetenv("GRPO_MEMORY_LIMIT_MB");
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(server.status().message().find("requests in flight (max_request_mb 16 x (max_concurrent_requests 64 + 1))"),
+            std::string::npos)
+      << server.status().ToString();
+  o.max_request_mb = 0;
+  EXPECT_EQ(RolloutServer::Start(**e, nullptr, o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 // verify every chunk as it arrives, stage the tensors, and assemble f32 parameters for serving.
 //
 // Contract (docs/weights.md has the whole format):
-//   * Every message carries the same version, which must be > 0. Whether it is newer than the
-//     serving version is the CALLER's check (the assembler does not know what is serving).
+//   * Every message carries the same version, which must be newer than
+//     options.serving_version and at most options.max_version_step beyond it (checked at the
+//     first message, before anything is staged; so version 0, the weights loaded from disk, is
+//     never valid). The bound keeps one wild version (2^64-1) from making every later push stale.
 //   * Tensors arrive one after another; each tensor's chunks start at byte 0 and are contiguous
 //     (no gap, no overlap), each chunk's crc32c matches its data, and the tensor's last chunk has
 //     is_last and ends exactly at the tensor's byte size. A tensor may be sent once.
@@ -18,6 +20,8 @@
 //     partial pushes, which rollout.proto allows, are rejected naming the first missing tensor),
 //     every FP8 weight's scale tensor, and no scale tensor without its FP8 weight.
 //   * The staged bytes may not exceed options.max_total_bytes (ResourceExhausted).
+//   * Every assembled f32 value is finite: Finish() rejects NaN or infinity (from any dtype, an
+//     FP8 NaN code or a scale that overflows included), naming the tensor and the element.
 // The first error poisons the assembler: it frees what it staged, and every later Add/Finish
 // returns that error again, so a broken or partial update never yields weights. Errors name the
 // version, the tensor and the offset involved.
@@ -55,12 +59,12 @@ struct WireInput {
   const Tensor* data = nullptr;
   const Tensor* scale_inv = nullptr;  // for F8_E4M3 only
 };
-Result<std::vector<Tensor>> WireToServing(const std::vector<WireInput>& inputs);
-Result<Tensor> WireToServing(const Tensor& data, const Tensor* scale_inv);
+absl::StatusOr<std::vector<Tensor>> WireToServing(const std::vector<WireInput>& inputs);
+absl::StatusOr<Tensor> WireToServing(const Tensor& data, const Tensor* scale_inv);
 
 // The wire dtype for `d`, and back; DTYPE_UNSPECIFIED / unsupported types fail.
-Result<grpo::v1::DType> ToProtoDType(DType d);
-Result<DType> FromProtoDType(grpo::v1::DType d);
+absl::StatusOr<grpo::v1::DType> ToProtoDType(DType d);
+absl::StatusOr<DType> FromProtoDType(grpo::v1::DType d);
 
 // A tensor of `dtype` and `shape` for weight-update data, with unspecified contents that the
 // caller fills through the returned pointer before sharing the tensor (the tensor itself is a
@@ -71,6 +75,9 @@ std::pair<Tensor, uint8_t*> NewWeightTensor(DType dtype, Shape shape);
 struct WeightAssemblerOptions {
   // Most tensor bytes one update may stage (sum of the declared sizes of the tensors sent).
   uint64_t max_total_bytes = uint64_t{64} << 30;
+  // The version serving now, and how far beyond it an update's version may go (see the top).
+  uint64_t serving_version = 0;
+  uint64_t max_version_step = uint64_t{1} << 32;
   // Keep the received tensors (FP8 weights with their scales, bf16, ...) in StagedWeights::wire,
   // for serving from FP8 tiles. Off by default: it keeps a second copy of the update.
   bool keep_wire_tensors = false;
@@ -87,14 +94,14 @@ struct StagedWeights {
 // One assembler per stream; not thread-safe (a handler feeds it from its one reader loop).
 class WeightAssembler {
  public:
-  static Result<WeightAssembler> Create(const ModelConfig& config,
+  static absl::StatusOr<WeightAssembler> Create(const ModelConfig& config,
                                         WeightAssemblerOptions options = {});
 
   // Verifies and stages one message of the stream.
-  Status Add(const grpo::v1::WeightUpdateChunk& chunk);
+  absl::Status Add(const grpo::v1::WeightUpdateChunk& chunk);
   // After the summary message: the final checks, then the assembled weights. The assembler is
   // spent afterwards (a second Finish is an error).
-  Result<StagedWeights> Finish();
+  absl::StatusOr<StagedWeights> Finish();
 
   uint64_t bytes_received() const { return bytes_received_; }
 
@@ -113,15 +120,15 @@ class WeightAssembler {
   };
 
   WeightAssembler() = default;
-  Status Fail(Status s);
-  Status AddData(const grpo::v1::WeightUpdateChunk& chunk);
-  Status CheckSummary(const grpo::v1::WeightUpdateSummary& s) const;
+  absl::Status Fail(absl::Status s);
+  absl::Status AddData(const grpo::v1::WeightUpdateChunk& chunk);
+  absl::Status CheckSummary(const grpo::v1::WeightUpdateSummary& s) const;
 
   std::vector<ParameterSpec> specs_;
   std::map<std::string, Expected> expected_;
   WeightAssemblerOptions options_;
 
-  Status error_;
+  absl::Status error_;
   bool finished_ = false;
   bool have_version_ = false;
   uint64_t version_ = 0;

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <set>
 
@@ -88,11 +90,11 @@ Chunks Stream(const std::vector<WireTensor>& tensors, uint64_t version, size_t c
   return out;
 }
 
-Result<StagedWeights> Assemble(const ModelConfig& config, const Chunks& chunks,
+absl::StatusOr<StagedWeights> Assemble(const ModelConfig& config, const Chunks& chunks,
                                WeightAssemblerOptions options = {}) {
   GRPO_ASSIGN_OR_RETURN(WeightAssembler a, WeightAssembler::Create(config, options));
   for (const Chunk& c : chunks) {
-    Status s = a.Add(c);
+    absl::Status s = a.Add(c);
     if (!s.ok()) {
       EXPECT_EQ(a.Finish().status().message(), s.message()) << "the error must stick";
       return s;
@@ -111,7 +113,7 @@ class WeightStreamTest : public ::testing::Test {
     good_ = Stream(wire_, 7, 1000);
   }
   // Expects the stream to be rejected with `code` and a message containing every `parts`.
-  void ExpectRejected(const Chunks& chunks, StatusCode code, std::vector<std::string> parts,
+  void ExpectRejected(const Chunks& chunks, absl::StatusCode code, std::vector<std::string> parts,
                       WeightAssemblerOptions o = {}) {
     auto r = Assemble(config_, chunks, o);
     ASSERT_FALSE(r.ok());
@@ -179,55 +181,55 @@ TEST_F(WeightStreamTest, FlippedDataByteFailsChunkCrc) {
   Chunks c = good_;
   std::string& d = *c[Find(c, q_, 2)].mutable_data();
   d[17] ^= 0x04;
-  ExpectRejected(c, StatusCode::kCorruption, {"crc32c mismatch", q_, "offset 2000", "v7"});
+  ExpectRejected(c, absl::StatusCode::kDataLoss, {"crc32c mismatch", q_, "offset 2000", "v7"});
   // With the chunk's crc recomputed, the summary's whole-stream crc still catches it.
   Chunk& ch = c[Find(c, q_, 2)];
   ch.set_crc32c(Crc32c(ch.data()));
-  ExpectRejected(c, StatusCode::kCorruption, {"summary crc32c"});
+  ExpectRejected(c, absl::StatusCode::kDataLoss, {"summary crc32c"});
 }
 
 TEST_F(WeightStreamTest, DroppedDuplicatedReorderedChunks) {
   Chunks dropped = good_;
   dropped.erase(dropped.begin() + Find(dropped, q_, 1));
-  ExpectRejected(dropped, StatusCode::kInvalidArgument, {q_, "offset 2000", "gap", "expected offset 1000"});
+  ExpectRejected(dropped, absl::StatusCode::kInvalidArgument, {q_, "offset 2000", "gap", "expected offset 1000"});
 
   Chunks dropped_last = good_;
   dropped_last.erase(dropped_last.begin() + Find(dropped_last, q_, 6));
-  ExpectRejected(dropped_last, StatusCode::kInvalidArgument, {"'" + q_ + "' is incomplete", "6000 of 6400"});
+  ExpectRejected(dropped_last, absl::StatusCode::kInvalidArgument, {"'" + q_ + "' is incomplete", "6000 of 6400"});
 
   Chunks dup = good_;
   dup.insert(dup.begin() + Find(dup, q_, 1), dup[Find(dup, q_, 1)]);
-  ExpectRejected(dup, StatusCode::kInvalidArgument, {q_, "overlaps", "expected offset 2000"});
+  ExpectRejected(dup, absl::StatusCode::kInvalidArgument, {q_, "overlaps", "expected offset 2000"});
 
   Chunks dup_tensor = good_;
   const size_t norm = Find(dup_tensor, "model.norm.weight");
   dup_tensor.insert(dup_tensor.begin() + norm + 1, dup_tensor[norm]);
-  ExpectRejected(dup_tensor, StatusCode::kInvalidArgument, {"model.norm.weight", "already received"});
+  ExpectRejected(dup_tensor, absl::StatusCode::kInvalidArgument, {"model.norm.weight", "already received"});
 
   Chunks reordered = good_;
   std::swap(reordered[Find(reordered, q_, 1)], reordered[Find(reordered, q_, 2)]);
-  ExpectRejected(reordered, StatusCode::kInvalidArgument, {q_, "offset 2000", "gap"});
+  ExpectRejected(reordered, absl::StatusCode::kInvalidArgument, {q_, "offset 2000", "gap"});
 }
 
 TEST_F(WeightStreamTest, WrongShapeDtypeUnknownTensor) {
   Chunks shape = good_;
   for (int k = 0; k < 7; ++k) shape[Find(shape, q_, k)].set_shape(1, 999);
-  ExpectRejected(shape, StatusCode::kInvalidArgument, {q_, "shape [40, 999]", "[40, 160]"});
+  ExpectRejected(shape, absl::StatusCode::kInvalidArgument, {q_, "shape [40, 999]", "[40, 160]"});
 
   Chunks mid_shape = good_;  // shape changes between chunks of one tensor
   mid_shape[Find(mid_shape, q_, 3)].set_shape(0, 24);
-  ExpectRejected(mid_shape, StatusCode::kInvalidArgument, {q_, "differ from the tensor's first"});
+  ExpectRejected(mid_shape, absl::StatusCode::kInvalidArgument, {q_, "differ from the tensor's first"});
 
   Chunks fp8_norm = Stream({{"model.norm.weight", *Tensor::Zeros(DType::kF32, {160}).CastTo(DType::kF8E4M3)}}, 7, 1000);
-  ExpectRejected(fp8_norm, StatusCode::kInvalidArgument, {"model.norm.weight", "F8_E4M3 is only allowed"});
+  ExpectRejected(fp8_norm, absl::StatusCode::kInvalidArgument, {"model.norm.weight", "F8_E4M3 is only allowed"});
 
   Chunks no_fp8 = good_;
   no_fp8[Find(no_fp8, q_, 0)].clear_fp8();
-  ExpectRejected(no_fp8, StatusCode::kInvalidArgument, {q_, "block_shape"});
+  ExpectRejected(no_fp8, absl::StatusCode::kInvalidArgument, {q_, "block_shape"});
 
   Chunks unknown = good_;
   unknown[0].set_tensor_name("model.layers.9.mlp.up_proj.weight");
-  ExpectRejected(unknown, StatusCode::kNotFound, {"unknown tensor 'model.layers.9.mlp.up_proj.weight'"});
+  ExpectRejected(unknown, absl::StatusCode::kNotFound, {"unknown tensor 'model.layers.9.mlp.up_proj.weight'"});
 }
 
 TEST_F(WeightStreamTest, MissingTensorAndMissingScale) {
@@ -236,7 +238,7 @@ TEST_F(WeightStreamTest, MissingTensorAndMissingScale) {
     if (c.tensor_name() != "model.layers.1.post_attention_layernorm.weight") missing.push_back(c);
   }
   Resummarize(missing, 7);
-  ExpectRejected(missing, StatusCode::kInvalidArgument,
+  ExpectRejected(missing, absl::StatusCode::kInvalidArgument,
                  {"missing tensor 'model.layers.1.post_attention_layernorm.weight'"});
 
   Chunks no_scale;
@@ -244,41 +246,104 @@ TEST_F(WeightStreamTest, MissingTensorAndMissingScale) {
     if (c.tensor_name() != q_ + "_scale_inv") no_scale.push_back(c);
   }
   Resummarize(no_scale, 7);
-  ExpectRejected(no_scale, StatusCode::kInvalidArgument, {"missing scale tensor '" + q_ + "_scale_inv'"});
+  ExpectRejected(no_scale, absl::StatusCode::kInvalidArgument, {"missing scale tensor '" + q_ + "_scale_inv'"});
 
   Chunks bad_grid = good_;  // scale tensor with the wrong block grid
   bad_grid[Find(bad_grid, q_ + "_scale_inv")].set_shape(1, 1);
-  ExpectRejected(bad_grid, StatusCode::kInvalidArgument, {q_ + "_scale_inv", "shape [1, 1]", "[1, 2]"});
+  ExpectRejected(bad_grid, absl::StatusCode::kInvalidArgument, {q_ + "_scale_inv", "shape [1, 1]", "[1, 2]"});
 }
 
 TEST_F(WeightStreamTest, VersionAndSummary) {
   Chunks version = good_;
   version[Find(version, q_, 3)].set_version(8);
-  ExpectRejected(version, StatusCode::kInvalidArgument, {q_, "has version 8", "stream is version 7"});
+  ExpectRejected(version, absl::StatusCode::kInvalidArgument, {q_, "has version 8", "stream is version 7"});
 
-  ExpectRejected(Stream(wire_, 0, 1000), StatusCode::kInvalidArgument, {"version 0 is reserved"});
+  ExpectRejected(Stream(wire_, 0, 1000), absl::StatusCode::kInvalidArgument, {"version 0 is reserved"});
 
   Chunks no_summary = good_;
   no_summary.pop_back();
-  ExpectRejected(no_summary, StatusCode::kInvalidArgument, {"missing summary"});
+  ExpectRejected(no_summary, absl::StatusCode::kInvalidArgument, {"missing summary"});
 
   Chunks total = good_;
   total.back().mutable_summary()->set_total_bytes(total.back().summary().total_bytes() + 1);
-  ExpectRejected(total, StatusCode::kCorruption, {"total bytes"});
+  ExpectRejected(total, absl::StatusCode::kDataLoss, {"total bytes"});
 
   Chunks count = good_;
   count.back().mutable_summary()->set_num_tensors(3);
-  ExpectRejected(count, StatusCode::kCorruption, {"summary says 3 tensors"});
+  ExpectRejected(count, absl::StatusCode::kDataLoss, {"summary says 3 tensors"});
 
   Chunks after = good_;
   after.push_back(good_[0]);
-  ExpectRejected(after, StatusCode::kInvalidArgument, {"after the summary"});
+  ExpectRejected(after, absl::StatusCode::kInvalidArgument, {"after the summary"});
+}
+
+// Overwrites bytes of tensor `name` from byte `at` (within one chunk), with that chunk's crc and
+// the summary recomputed: the stream is intact, only the values are wrong.
+void Overwrite(Chunks& chunks, const std::string& name, uint64_t at, const std::string& bytes, uint64_t version) {
+  for (Chunk& c : chunks) {
+    if (c.tensor_name() != name || at < c.offset() || at + bytes.size() > c.offset() + c.data().size()) continue;
+    c.mutable_data()->replace(at - c.offset(), bytes.size(), bytes);
+    c.set_crc32c(Crc32c(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(c.data().data()), c.data().size())));
+    Resummarize(chunks, version);
+    return;
+  }
+  ADD_FAILURE() << name << " has no chunk holding bytes " << at << ".." << at + bytes.size();
+}
+
+template <typename T>
+std::string BytesOf(T v) {
+  return std::string(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+TEST_F(WeightStreamTest, VersionMustBeNewerAndWithinTheStep) {
+  WeightAssemblerOptions o;
+  o.serving_version = 7;
+  ExpectRejected(good_, absl::StatusCode::kInvalidArgument, {"version 7 is not newer than the serving version 7"}, o);
+  WeightAssembler stale = *WeightAssembler::Create(config_, o);
+  EXPECT_FALSE(stale.Add(good_[0]).ok()) << "refused at the first message, before staging";
+  o.serving_version = 6;
+  EXPECT_TRUE(Assemble(config_, good_, o).ok());
+
+  // Issue 19: version 2^64-1 was accepted, and then every real push was stale.
+  ExpectRejected(Stream(wire_, UINT64_MAX, 1000), absl::StatusCode::kInvalidArgument,
+                 {"version 18446744073709551615 is more than 4294967296 (max_version_step) beyond the serving "
+                  "version 0"});
+  o = {};
+  o.serving_version = 5;
+  o.max_version_step = 10;
+  ExpectRejected(Stream(wire_, 16, 1000), absl::StatusCode::kInvalidArgument, {"more than 10"}, o);
+  EXPECT_TRUE(Assemble(config_, Stream(wire_, 15, 1000), o).ok());
+}
+
+TEST_F(WeightStreamTest, NonFiniteValuesAreRejected) {
+  // Issue 19: a NaN weight was accepted and then served NaN logprobs. bf16 NaN in a norm:
+  Chunks nan = good_;
+  Overwrite(nan, "model.norm.weight", 2 * 5, BytesOf<uint16_t>(0x7fc0), 7);
+  ExpectRejected(nan, absl::StatusCode::kInvalidArgument, {"v7", "'model.norm.weight' element 5 is NaN"});
+
+  // The FP8 NaN code (0x7f) in a projection matrix.
+  Chunks fp8_nan = good_;
+  Overwrite(fp8_nan, q_, 161, std::string(1, '\x7f'), 7);
+  ExpectRejected(fp8_nan, absl::StatusCode::kInvalidArgument, {"'" + q_ + "' element 161 is NaN"});
+
+  // A finite FP8 code times an infinite block scale.
+  Chunks inf_scale = good_;
+  Overwrite(inf_scale, q_ + "_scale_inv", 4, BytesOf<float>(INFINITY), 7);  // block (0, 1): columns 128..159
+  ExpectRejected(inf_scale, absl::StatusCode::kInvalidArgument, {"'" + q_ + "' element 128 is"});
+
+  // An all-F32 stream with -inf in its first tensor.
+  std::vector<WireTensor> f32;
+  for (const Parameter& p : params_) f32.push_back({p.spec.name, p.value});
+  Chunks inf = Stream(f32, 7, 1000);
+  EXPECT_TRUE(Assemble(config_, inf).ok());
+  Overwrite(inf, params_[0].spec.name, 4 * 3, BytesOf<float>(-INFINITY), 7);
+  ExpectRejected(inf, absl::StatusCode::kInvalidArgument, {"'" + params_[0].spec.name + "' element 3 is -inf"});
 }
 
 TEST_F(WeightStreamTest, SizeLimit) {
   WeightAssemblerOptions o;
   o.max_total_bytes = 20000;
-  ExpectRejected(good_, StatusCode::kResourceExhausted, {"20000-byte limit"}, o);
+  ExpectRejected(good_, absl::StatusCode::kResourceExhausted, {"20000-byte limit"}, o);
   o.max_total_bytes = good_.back().summary().total_bytes();
   EXPECT_TRUE(Assemble(config_, good_, o).ok());
 }

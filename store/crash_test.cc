@@ -57,13 +57,13 @@ std::pair<pid_t, int> StartWriter(const std::string& dir, bool sync, int pause_m
 std::set<uint64_t> CheckStore(const TrajectoryStore& store, const std::set<uint64_t>& committed) {
   const testing::SyntheticShape shape;
   const uint32_t per_step = shape.prompts * shape.group_size;
-  if (committed.empty() && store.GetRun("crash").status().code() == StatusCode::kNotFound) {
+  if (committed.empty() && store.GetRun("crash").status().code() == absl::StatusCode::kNotFound) {
     return {};  // killed before it created the run
   }
   std::map<uint64_t, uint32_t> samples_per_step;
-  Status s = store.ScanSamples("crash", {}, [&](const grpo::v1::Trajectory& t) {
+  absl::Status s = store.ScanSamples("crash", {}, [&](const grpo::v1::Trajectory& t) {
     ++samples_per_step[t.step()];
-    Status ok = testing::CheckSyntheticSample(t, shape);
+    absl::Status ok = testing::CheckSyntheticSample(t, shape);
     EXPECT_TRUE(ok.ok()) << ok.ToString();
     return ok.ok();
   });
@@ -142,7 +142,7 @@ TEST(CrashTest, KilledWriterNeverLeavesAPartialStep) {
 
     // Opens without repair (read-only here; the next iteration's writer opens it normally).
     auto store = TrajectoryStore::OpenReadOnly(dir);
-    if (committed.empty() && store.status().code() == StatusCode::kNotFound) continue;  // killed while creating
+    if (committed.empty() && store.status().code() == absl::StatusCode::kNotFound) continue;  // killed while creating
     ASSERT_TRUE(store.ok()) << "iteration " << iterations << ": " << store.status().ToString();
     CheckStore(**store, committed);
     if (HasFailure()) return;
@@ -180,7 +180,7 @@ TEST(CrashTest, ReadersSeeWholeStepsWhileTheWriterRuns) {
       ASSERT_TRUE(s.ok()) << "secondary open beside a live writer: " << s.status().ToString();
       secondary = std::move(*s);
     }
-    Status caught = secondary->CatchUp();
+    absl::Status caught = secondary->CatchUp();
     ASSERT_TRUE(caught.ok()) << caught.ToString();
     size_t seen = CheckStore(*secondary, {}).size();
     EXPECT_GE(seen, last_seen);

@@ -2,6 +2,9 @@
 // stdout (flushed) after each WriteStep has returned. Resumes after the last stored step, so the
 // crash test can kill it and start it again. Usage: crash_writer DIR [sync|nosync [PAUSE_MS]]
 // (PAUSE_MS: sleep between steps, to pace a writer that readers run beside).
+// When a WriteStep fails (the full-disk test runs it under RLIMIT_FSIZE), it prints "error: ..."
+// on stdout, tries the same step twice more (printing "error: ..." or "committed N" each time),
+// showing that a failed write leaves the process running, then exits with status 1.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,7 +30,7 @@ int main(int argc, char** argv) {
   auto run = (*store)->GetRun("crash");
   uint64_t next = 0;
   if (!run.ok()) {
-    grpo::Status s = (*store)->CreateRun(grpo::store::testing::DemoRunMetadata("crash"));
+    absl::Status s = (*store)->CreateRun(grpo::store::testing::DemoRunMetadata("crash"));
     if (!s.ok()) {
       std::fprintf(stderr, "crash_writer: %s\n", s.ToString().c_str());
       return 1;
@@ -38,9 +41,20 @@ int main(int argc, char** argv) {
   const grpo::store::testing::SyntheticShape shape;  // the crash test checks with the same shape
   for (uint64_t step = next;; ++step) {
     grpo::store::StepRecords records = grpo::store::testing::SyntheticStep(step, shape);
-    grpo::Status s = (*store)->WriteStep("crash", &records);
+    absl::Status s = (*store)->WriteStep("crash", &records);
     if (!s.ok()) {
       std::fprintf(stderr, "crash_writer: %s\n", s.ToString().c_str());
+      for (int retry = 0; retry < 3; ++retry) {
+        if (s.ok()) {
+          std::printf("committed %llu\n", static_cast<unsigned long long>(step));
+        } else {
+          std::printf("error: %s\n", s.ToString().c_str());
+        }
+        std::fflush(stdout);
+        if (retry == 2) break;
+        records = grpo::store::testing::SyntheticStep(step, shape);
+        s = (*store)->WriteStep("crash", &records);
+      }
       return 1;
     }
     std::printf("committed %llu\n", static_cast<unsigned long long>(step));

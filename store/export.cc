@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "core/strings.h"
+
 namespace grpo::store {
 namespace {
 
@@ -12,14 +14,6 @@ using grpo::v1::Trajectory;
 using Json = nlohmann::ordered_json;
 
 enum Drop { kAborted, kTruncated, kNoReward, kBelowMin, kNotCorrect, kTooLong, kNotBest, kDuplicate };
-
-std::string Trim(std::string_view s) {
-  const char* ws = " \t\r\n";
-  size_t b = s.find_first_not_of(ws);
-  if (b == std::string_view::npos) return "";
-  size_t e = s.find_last_not_of(ws);
-  return std::string(s.substr(b, e - b + 1));
-}
 
 uint64_t Fnv1a(uint64_t h, std::string_view s) {
   for (unsigned char c : s) {
@@ -39,16 +33,16 @@ std::string InlineThink(const std::string& text) {
 
 }  // namespace
 
-Result<ExportFormat> ParseExportFormat(const std::string& name) {
+absl::StatusOr<ExportFormat> ParseExportFormat(const std::string& name) {
   if (name == "openai") return ExportFormat::kOpenAI;
   if (name == "sharegpt") return ExportFormat::kShareGPT;
   if (name == "prompt-completion") return ExportFormat::kPromptCompletion;
-  return Status::InvalidArgument("unknown export format '" + name + "' (openai, sharegpt, prompt-completion)");
+  return absl::InvalidArgumentError("unknown export format '" + name + "' (openai, sharegpt, prompt-completion)");
 }
 
 std::pair<std::string, std::string> SplitThink(const std::string& text) {
   size_t close = text.find("</think>");
-  if (close == std::string::npos) return {"", Trim(text)};
+  if (close == std::string::npos) return {"", std::string(StripAsciiWhitespace(text))};
   size_t open = text.find("<think>");
   size_t start = 0;
   std::string before;
@@ -56,8 +50,8 @@ std::pair<std::string, std::string> SplitThink(const std::string& text) {
     start = open + 7;
     before = text.substr(0, open);
   }
-  std::string reasoning = Trim(std::string_view(text).substr(start, close - start));
-  std::string rest = Trim(before + text.substr(close + 8));
+  std::string reasoning = std::string(StripAsciiWhitespace(std::string_view(text).substr(start, close - start)));
+  std::string rest = std::string(StripAsciiWhitespace(before + text.substr(close + 8)));
   return {reasoning, rest};
 }
 
@@ -65,7 +59,7 @@ namespace {
 
 class Exporter {
  public:
-  Exporter(const ExportOptions& o, std::ostream& out, ExportStats* stats) : o_(o), out_(out), stats_(stats) {}
+  Exporter(const ExportOptions& o, JsonlWriter* out, ExportStats* stats) : o_(o), out_(out), stats_(stats) {}
 
   // The first drop reason of a sample before group-level checks, or -1.
   int PerSampleDrop(const Trajectory& t, const PromptRecord& p) const {
@@ -83,7 +77,7 @@ class Exporter {
     return -1;
   }
 
-  Status Group(const PromptRecord& p, std::span<const Trajectory> group) {
+  absl::Status Group(const PromptRecord& p, std::span<const Trajectory> group) {
     std::vector<int> drop(group.size());
     int best = -1;
     for (size_t i = 0; i < group.size(); ++i) {
@@ -106,10 +100,10 @@ class Exporter {
       }
       GRPO_RETURN_IF_ERROR(Write(p, group[i]));
     }
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
-  Status Write(const PromptRecord& p, const Trajectory& t) {
+  absl::Status Write(const PromptRecord& p, const Trajectory& t) {
     std::string content, reasoning;
     if (o_.reasoning == Reasoning::kSplit) {
       std::tie(reasoning, content) = SplitThink(t.sample().text());
@@ -149,25 +143,23 @@ class Exporter {
                               {"reward", reward ? Json(*reward) : Json(nullptr)},
                               {"correct", IsCorrect(t, o_.correctness)}};
     }
-    std::string s = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    s.push_back('\n');
-    out_.write(s.data(), static_cast<std::streamsize>(s.size()));
-    if (!out_) return Status::IoError("writing the export failed");
-    stats_->bytes_out += s.size();
+    const uint64_t before = out_->bytes_written();
+    GRPO_RETURN_IF_ERROR(out_->Write(line));
+    stats_->bytes_out += out_->bytes_written() - before;
     ++stats_->kept;
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
  private:
   const ExportOptions& o_;
-  std::ostream& out_;
+  JsonlWriter* out_;
   ExportStats* stats_;
   std::unordered_set<uint64_t> seen_;
 };
 
 }  // namespace
 
-Status Export(const TrajectoryStore& store, const ExportOptions& options, std::ostream& out, ExportStats* stats,
+absl::Status Export(const TrajectoryStore& store, const ExportOptions& options, JsonlWriter* out, ExportStats* stats,
               const std::function<void(const ExportStats&)>& progress) {
   *stats = ExportStats();
   const auto start = std::chrono::steady_clock::now();
@@ -179,7 +171,7 @@ Status Export(const TrajectoryStore& store, const ExportOptions& options, std::o
   range.first_step = options.first_step;
   range.last_step = options.last_step;
   Exporter exporter(options, out, stats);
-  Status failure;
+  absl::Status failure;
   GRPO_RETURN_IF_ERROR(store.ScanGroups(name, range, [&](const PromptRecord& p, std::span<const Trajectory> g) {
     failure = exporter.Group(p, g);
     stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -187,10 +179,8 @@ Status Export(const TrajectoryStore& store, const ExportOptions& options, std::o
     return failure.ok();
   }));
   GRPO_RETURN_IF_ERROR(failure);
-  out.flush();
-  if (!out) return Status::IoError("writing the export failed");
   stats->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo::store

@@ -31,11 +31,11 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/jsonl.h"
 #include "core/status.h"
 #include "store/query.h"
 #include "store/trajectory_store.h"
@@ -46,7 +46,7 @@ enum class ExportFormat { kOpenAI, kShareGPT, kPromptCompletion };
 enum class Reasoning { kInline, kSplit };
 
 // "openai", "sharegpt", "prompt-completion".
-Result<ExportFormat> ParseExportFormat(const std::string& name);
+absl::StatusOr<ExportFormat> ParseExportFormat(const std::string& name);
 
 struct ExportOptions {
   ExportFormat format = ExportFormat::kOpenAI;
@@ -79,8 +79,9 @@ struct ExportStats {
   double seconds = 0;
 };
 
-// Streams the export to `out`. `progress`, when set, is called after each group.
-Status Export(const TrajectoryStore& store, const ExportOptions& options, std::ostream& out, ExportStats* stats,
+// Streams the export to `out` (the caller Closes it, which puts the file in place). `progress`,
+// when set, is called after each group.
+absl::Status Export(const TrajectoryStore& store, const ExportOptions& options, JsonlWriter* out, ExportStats* stats,
               const std::function<void(const ExportStats&)>& progress = {});
 
 // Splits a completion into (reasoning, rest) at its <think>...</think> block; reasoning is empty

@@ -4,9 +4,9 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "core/file.h"
+#include "core/jsonl.h"
 #include "store/test_fixture.h"
 
 namespace grpo::store {
@@ -17,10 +17,14 @@ namespace fs = std::filesystem;
 // Golden files live in store/testdata/. To regenerate after an intended change:
 //   GRPO_UPDATE_GOLDEN=$PWD/store/testdata bazel-bin/store/export_test
 std::string ReadGolden(const std::string& name) {
-  std::ifstream in("store/testdata/" + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return ReadFile("store/testdata/" + name).value_or("");
+}
+
+// A writer to a fresh file under the test's temporary directory.
+std::unique_ptr<JsonlWriter> TempWriter(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<JsonlWriter>> w = JsonlWriter::Open(path);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
+  return w.ok() ? std::move(w).value() : nullptr;
 }
 
 class ExportTest : public ::testing::Test {
@@ -38,14 +42,18 @@ class ExportTest : public ::testing::Test {
   ExportStats Check(const std::string& golden, const ExportOptions& o) {
     auto store = TrajectoryStore::OpenReadOnly(dir_);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
-    std::ostringstream out;
+    const std::string path = dir_ + ".out.jsonl";
+    std::unique_ptr<JsonlWriter> out = TempWriter(path);
     ExportStats stats;
-    Status s = Export(**store, o, out, &stats);
+    absl::Status s = Export(**store, o, out.get(), &stats);
     EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(out->Close().ok());
+    const std::string text = ReadFile(path).value_or("");
+    EXPECT_EQ(stats.bytes_out, text.size());
     if (const char* update = std::getenv("GRPO_UPDATE_GOLDEN")) {
-      std::ofstream(std::string(update) + "/" + golden) << out.str();
+      EXPECT_TRUE(WriteFileAtomic(std::string(update) + "/" + golden, text).ok());
     } else {
-      EXPECT_EQ(out.str(), ReadGolden(golden)) << "golden file " << golden;
+      EXPECT_EQ(text, ReadGolden(golden)) << "golden file " << golden;
     }
     const uint64_t in_range = o.first_step ? 6u : 12u;  // 6 samples per step
     EXPECT_EQ(stats.total, in_range);
@@ -125,20 +133,20 @@ TEST(ExportErrorsTest, ForeignOrMissingRun) {
   fs::remove_all(dir);
   auto writer = TrajectoryStore::Open(dir);
   ASSERT_TRUE(writer.ok());
-  std::ostringstream out;
+  std::unique_ptr<JsonlWriter> out = TempWriter(dir + ".out.jsonl");
   ExportStats stats;
-  Status s = Export(**writer, {}, out, &stats);
-  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  absl::Status s = Export(**writer, {}, out.get(), &stats);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   EXPECT_NE(s.message().find("holds no runs"), std::string::npos) << s.ToString();
   ASSERT_TRUE((*writer)->CreateRun(testing::DemoRunMetadata("a")).ok());
   ASSERT_TRUE((*writer)->CreateRun(testing::DemoRunMetadata("b")).ok());
-  s = Export(**writer, {}, out, &stats);
+  s = Export(**writer, {}, out.get(), &stats);
   EXPECT_NE(s.message().find("several runs (a, b)"), std::string::npos) << s.ToString();
   ExportOptions o;
   o.run = "c";
-  s = Export(**writer, o, out, &stats);
+  s = Export(**writer, o, out.get(), &stats);
   EXPECT_NE(s.message().find("no run named 'c'"), std::string::npos) << s.ToString();
-  EXPECT_EQ(ParseExportFormat("alpaca").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseExportFormat("alpaca").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <map>
 #include <vector>
 
+#include "proto/sample_text.h"
+
 namespace grpo::store {
 namespace {
 
@@ -21,15 +23,6 @@ std::string Rfc3339(const google::protobuf::Timestamp& ts) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-const char* FinishName(grpo::v1::FinishReason r) {
-  switch (r) {
-    case grpo::v1::FINISH_REASON_STOP: return "stop";
-    case grpo::v1::FINISH_REASON_LENGTH: return "length";
-    case grpo::v1::FINISH_REASON_ABORTED: return "aborted";
-    default: return "unspecified";
-  }
 }
 
 Json StepJson(const StepSummary& s) {
@@ -87,7 +80,7 @@ Json SampleJson(const Trajectory& t, const CorrectnessSpec& spec) {
   }
   return Json{{"sample_index", t.sample_index()},
               {"num_tokens", t.sample().token_ids_size()},
-              {"finish_reason", FinishName(t.sample().finish_reason())},
+              {"finish_reason", FinishReasonText(t.sample().finish_reason())},
               {"reward", reward ? Json(*reward) : Json(nullptr)},
               {"reward_error", t.reward().error()},
               {"correct", IsCorrect(t, spec)},
@@ -103,9 +96,9 @@ Json SampleJson(const Trajectory& t, const CorrectnessSpec& spec) {
 
 }  // namespace
 
-Result<Json> Inspect(const TrajectoryStore& store, const InspectRequest& req) {
-  if (!req.step && (req.prompt || req.sample)) return Status::InvalidArgument("--prompt and --sample need --step");
-  if (req.sample && !req.prompt) return Status::InvalidArgument("--sample needs --prompt");
+absl::StatusOr<Json> Inspect(const TrajectoryStore& store, const InspectRequest& req) {
+  if (!req.step && (req.prompt || req.sample)) return absl::InvalidArgumentError("--prompt and --sample need --step");
+  if (req.sample && !req.prompt) return absl::InvalidArgumentError("--sample needs --prompt");
   const SampleQuery& f = req.filter;
   if (f.min_reward || f.max_reward || f.rule || f.weight_version) {
     GRPO_ASSIGN_OR_RETURN(RunInfo run, store.GetRun(req.run.value_or("")));
@@ -123,7 +116,7 @@ Result<Json> Inspect(const TrajectoryStore& store, const InspectRequest& req) {
                              {"reward", reward ? Json(*reward) : Json(nullptr)},
                              {"correct", IsCorrect(t, req.correctness)},
                              {"num_tokens", t.sample().token_ids_size()},
-                             {"finish_reason", FinishName(t.sample().finish_reason())},
+                             {"finish_reason", FinishReasonText(t.sample().finish_reason())},
                              {"text", t.sample().text()}});
       return true;
     }));
@@ -153,7 +146,7 @@ Result<Json> Inspect(const TrajectoryStore& store, const InspectRequest& req) {
     auto summaries = store.ListSteps(name, req.step, req.step);
     if (!summaries.ok()) return summaries.status();
     if (summaries->empty()) {
-      return Status::NotFound("run '" + name + "' has no step " + std::to_string(*req.step));
+      return absl::NotFoundError("run '" + name + "' has no step " + std::to_string(*req.step));
     }
     Json groups = Json::array();
     uint32_t k_used = req.k;

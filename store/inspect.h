@@ -39,7 +39,7 @@ struct InspectRequest {
 };
 
 // The view as JSON; "view" names it.
-Result<nlohmann::ordered_json> Inspect(const TrajectoryStore& store, const InspectRequest& request);
+absl::StatusOr<nlohmann::ordered_json> Inspect(const TrajectoryStore& store, const InspectRequest& request);
 
 // The same view as human-readable text.
 std::string RenderInspectText(const nlohmann::ordered_json& view);

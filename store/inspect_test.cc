@@ -69,8 +69,8 @@ TEST_F(InspectTest, SampleFullText) {
   std::string text = RenderInspectText(v);
   EXPECT_NE(text.find("Café"), std::string::npos);
   EXPECT_EQ(Run({.step = 1, .prompt = 0})["samples"].size(), 3u);
-  EXPECT_EQ(Inspect(*store_, {.step = 9}).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(Inspect(*store_, {.sample = 1}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Inspect(*store_, {.step = 9}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Inspect(*store_, {.sample = 1}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(InspectTest, QueryByRewardRuleAndVersion) {

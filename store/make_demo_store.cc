@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
     return s.ok() ? 0 : 1;
   }
   auto store = grpo::store::TrajectoryStore::Open(argv[1]);
-  grpo::Status s = store.ok() ? grpo::store::testing::WriteDemoRun(**store) : store.status();
+  absl::Status s = store.ok() ? grpo::store::testing::WriteDemoRun(**store) : store.status();
   if (!s.ok()) {
     std::fprintf(stderr, "make_demo_store: %s\n", s.ToString().c_str());
     return 1;

@@ -9,20 +9,24 @@ namespace grpo::store {
 
 using grpo::v1::Trajectory;
 
-std::optional<double> TotalReward(const Trajectory& t) {
-  if (!t.has_reward() || !t.reward().error().empty() || !t.reward().has_reward()) return std::nullopt;
-  return t.reward().reward();
+std::optional<double> TotalReward(const grpo::v1::RewardResult& reward) {
+  if (!reward.error().empty() || !reward.has_reward()) return std::nullopt;
+  return reward.reward();
 }
 
-bool IsCorrect(const Trajectory& t, const CorrectnessSpec& spec) {
-  if (!TotalReward(t)) return false;
-  for (const auto& r : t.reward().rules()) {
+std::optional<double> TotalReward(const Trajectory& t) { return TotalReward(t.reward()); }
+
+bool IsCorrect(const grpo::v1::RewardResult& reward, const CorrectnessSpec& spec) {
+  if (!TotalReward(reward)) return false;
+  for (const auto& r : reward.rules()) {
     if (!r.error().empty()) continue;
     if (std::find(spec.rules.begin(), spec.rules.end(), r.rule()) == spec.rules.end()) continue;
     if (r.score() >= spec.threshold) return true;
   }
   return false;
 }
+
+bool IsCorrect(const Trajectory& t, const CorrectnessSpec& spec) { return IsCorrect(t.reward(), spec); }
 
 bool Matches(const Trajectory& t, const SampleQuery& q) {
   if (q.prompt_index && t.prompt_index() != *q.prompt_index) return false;

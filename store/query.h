@@ -15,19 +15,22 @@
 
 namespace grpo::store {
 
-// What "correct" means for a sample: its reward has no error and at least one rule whose name is
-// in `rules` scored >= `threshold` (with no error of its own). The default names are the
-// answer-checking rules of the reward library; a run whose correctness rule has another name
-// passes it here (`grpo export --correct-rule NAME`).
+// What "correct" means for a sample, the one definition (the trainer's eval/accuracy, the store's
+// accuracy and pass@k, `grpo export --correct-only`, `grpo inspect`): its reward has no error and
+// at least one rule whose name is in `rules` scored >= `threshold` (with no error of its own).
+// The default names are the answer-checking rules of the reward library; a run whose correctness
+// rule has another name passes it here (`grpo export --correct-rule NAME`).
 struct CorrectnessSpec {
   std::vector<std::string> rules = {"math", "countdown", "exact", "accuracy", "correct"};
   double threshold = 1.0;
 };
 
-bool IsCorrect(const grpo::v1::Trajectory& t, const CorrectnessSpec& spec);
+bool IsCorrect(const grpo::v1::RewardResult& reward, const CorrectnessSpec& spec);
+bool IsCorrect(const grpo::v1::Trajectory& t, const CorrectnessSpec& spec);  // of t.reward()
 
 // The total reward, or nullopt when the reward service reported an error (no reward).
-std::optional<double> TotalReward(const grpo::v1::Trajectory& t);
+std::optional<double> TotalReward(const grpo::v1::RewardResult& reward);
+std::optional<double> TotalReward(const grpo::v1::Trajectory& t);  // of t.reward()
 
 // A rule's outcome filter: the rule is present, has no error, and min <= score <= max.
 struct RuleOutcome {

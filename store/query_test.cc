@@ -45,6 +45,33 @@ TEST(QueryTest, CorrectnessUsesTheNamedRulesAndThreshold) {
   EXPECT_FALSE(IsCorrect(Sample(0, 0, 1.0), spec));
 }
 
+// The trainer asks with the reward alone; the answer is the stored sample's.
+TEST(QueryTest, CorrectnessOfARewardResult) {
+  const CorrectnessSpec spec;
+  for (std::optional<double> math : {std::optional<double>(1.0), std::optional<double>(0.0),
+                                     std::optional<double>()}) {
+    const grpo::v1::Trajectory t = Sample(0, 0, math);
+    EXPECT_EQ(IsCorrect(t.reward(), spec), IsCorrect(t, spec));
+    EXPECT_EQ(TotalReward(t.reward()), TotalReward(t));
+  }
+  grpo::v1::RewardResult r;
+  r.set_reward(1.0);
+  auto* fmt = r.add_rules();
+  fmt->set_rule("format");
+  fmt->set_score(1.0);
+  EXPECT_FALSE(IsCorrect(r, spec));  // no answer-checking rule
+  auto* exact = r.add_rules();
+  exact->set_rule("exact");
+  exact->set_score(1.0);
+  EXPECT_TRUE(IsCorrect(r, spec));
+  exact->set_error("timeout");
+  EXPECT_FALSE(IsCorrect(r, spec));  // a rule with an error does not count
+  exact->clear_error();
+  r.set_error("plugin crashed");
+  EXPECT_FALSE(IsCorrect(r, spec));  // nor does a reward with an error
+  EXPECT_FALSE(TotalReward(r).has_value());
+}
+
 TEST(QueryTest, GroupAndStepSummaries) {
   std::vector<grpo::v1::Trajectory> g = {Sample(0, 0, 0.0, 2), Sample(0, 1, 1.0, 4), Sample(0, 2, 1.0, 6),
                                          Sample(0, 3, std::nullopt, 8)};

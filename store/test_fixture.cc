@@ -1,5 +1,8 @@
 #include "store/test_fixture.h"
 
+#include <cstdlib>
+#include <filesystem>
+
 namespace grpo::store::testing {
 namespace {
 
@@ -72,6 +75,19 @@ PromptRecord MakePrompt(uint64_t step, uint32_t prompt, const char* question, co
 
 }  // namespace
 
+std::string FreshPath(const std::string& name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::filesystem::path p = std::filesystem::path(tmp ? tmp : "/tmp") / name;
+  std::filesystem::remove_all(p);
+  return p.string();
+}
+
+std::string FreshDir(const std::string& name) {
+  const std::string p = FreshPath(name);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
 grpo::v1::RunMetadata DemoRunMetadata(const std::string& run) {
   grpo::v1::RunMetadata m;
   m.set_run_name(run);
@@ -87,7 +103,7 @@ grpo::v1::RunMetadata DemoRunMetadata(const std::string& run) {
   return m;
 }
 
-Status WriteDemoRun(TrajectoryStore& store) {
+absl::Status WriteDemoRun(TrajectoryStore& store) {
   GRPO_RETURN_IF_ERROR(store.CreateRun(DemoRunMetadata("demo")));
   using F = grpo::v1::FinishReason;
   // step 0, prompt 0: two correct (tie on total reward), one wrong.
@@ -124,7 +140,7 @@ Status WriteDemoRun(TrajectoryStore& store) {
     }
     GRPO_RETURN_IF_ERROR(store.WriteStep("demo", &rec));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 namespace {
@@ -202,7 +218,7 @@ StepRecords SyntheticStep(uint64_t step, const SyntheticShape& shape) {
   return rec;
 }
 
-Status CheckSyntheticSample(const Trajectory& t, const SyntheticShape& shape) {
+absl::Status CheckSyntheticSample(const Trajectory& t, const SyntheticShape& shape) {
   Trajectory want = SyntheticSample(t.step(), t.prompt_index(), t.sample_index(), shape);
   // Fields the store fills on write.
   want.set_format_version(t.format_version());
@@ -210,10 +226,10 @@ Status CheckSyntheticSample(const Trajectory& t, const SyntheticShape& shape) {
   want.set_dataset_row_id(t.dataset_row_id());
   *want.mutable_stored_at() = t.stored_at();
   if (want.SerializeAsString() != t.SerializeAsString()) {
-    return Status::Corruption("step " + std::to_string(t.step()) + " prompt " + std::to_string(t.prompt_index()) +
+    return absl::DataLossError("step " + std::to_string(t.step()) + " prompt " + std::to_string(t.prompt_index()) +
                               " sample " + std::to_string(t.sample_index()) + " differs from what was written");
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo::store::testing

@@ -11,12 +11,18 @@
 namespace grpo::store::testing {
 
 // A run's metadata with fixed identities and timestamps.
+// A path under $TEST_TMPDIR (or /tmp) that does not exist (removed if it did): where a test
+// creates a store. `name` should be unique within the test binary.
+std::string FreshPath(const std::string& name);
+// The same path, created as an empty directory.
+std::string FreshDir(const std::string& name);
+
 grpo::v1::RunMetadata DemoRunMetadata(const std::string& run);
 
 // A small, hand-shaped run "demo" with 2 steps x 2 prompts x 3 samples, covering every export
 // filter: correct and wrong answers, ties, a duplicate completion, a truncated sample, an
 // aborted one, a reward error, a completion without <think>, and a long one. Timestamps fixed.
-Status WriteDemoRun(TrajectoryStore& store);
+absl::Status WriteDemoRun(TrajectoryStore& store);
 
 // Shape of synthetic steps (crash test, bench).
 struct SyntheticShape {
@@ -33,7 +39,7 @@ struct SyntheticShape {
 // verify it with CheckSyntheticSample.
 StepRecords SyntheticStep(uint64_t step, const SyntheticShape& shape);
 // Whether `t` is exactly what SyntheticStep wrote for its key (an error names the difference).
-Status CheckSyntheticSample(const grpo::v1::Trajectory& t, const SyntheticShape& shape);
+absl::Status CheckSyntheticSample(const grpo::v1::Trajectory& t, const SyntheticShape& shape);
 
 }  // namespace grpo::store::testing
 

@@ -1,23 +1,27 @@
 #include "store/trajectory_store.h"
 
-#include <fcntl.h>
 #include <rocksdb/db.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <span>
-#include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+#include "core/file.h"
+#include "store/info_log.h"
 #include "store/keys.h"
 
 namespace grpo::store {
@@ -38,19 +42,88 @@ constexpr char kIdentityPrefix[] = "grpo trajectory store, format_version ";
 
 enum class Mode { kWriter, kReadOnly, kSecondary };
 
-Status FromRocks(const rocksdb::Status& s, const std::string& what) {
-  if (s.ok()) return Status::Ok();
+absl::Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
   std::string msg = what + ": " + s.ToString();
-  if (s.IsCorruption()) return Status::Corruption(msg);
-  if (s.IsNotFound()) return Status::NotFound(msg);
-  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
-  if (s.IsIOError()) return Status::IoError(msg);
-  if (s.IsBusy() || s.IsTryAgain()) return Status::Unavailable(msg);
-  return Status::Internal(msg);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsIOError()) return absl::UnknownError(msg);
+  if (s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
 }
 
-Status NotAStore(const std::string& dir, const std::string& why) {
-  return Status::InvalidArgument(dir + " is not a grpo trajectory store (" + why + ")");
+const char* ReasonName(rocksdb::BackgroundErrorReason reason) {
+  switch (reason) {
+    case rocksdb::BackgroundErrorReason::kFlush:
+    case rocksdb::BackgroundErrorReason::kFlushNoWAL:
+      return "a flush to table files";
+    case rocksdb::BackgroundErrorReason::kCompaction:
+      return "a compaction";
+    case rocksdb::BackgroundErrorReason::kWriteCallback:
+      return "a write-ahead log write";
+    case rocksdb::BackgroundErrorReason::kMemTable:
+      return "a memtable insert";
+    case rocksdb::BackgroundErrorReason::kManifestWrite:
+    case rocksdb::BackgroundErrorReason::kManifestWriteNoWAL:
+      return "a MANIFEST write";
+  }
+  return "background work";
+}
+
+// Records RocksDB's background errors (a failed WAL write, flush or compaction: after one of
+// these RocksDB refuses writes), so the store's errors can say what stopped it.
+class BackgroundErrors : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* bg_error) override {
+    absl::MutexLock lock(&mu_);
+    last_ = std::string("RocksDB background error in ") + ReasonName(reason) + ": " + bg_error->ToString();
+    no_space_ = no_space_ || bg_error->IsNoSpace();
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (!info.new_bg_error.ok()) return;
+    absl::MutexLock lock(&mu_);  // RocksDB recovered (space was freed): writes work again
+    last_.clear();
+    no_space_ = false;
+  }
+  // The last unrecovered background error ("" if none) and whether any was a full disk.
+  std::pair<std::string, bool> Get() const {
+    absl::MutexLock lock(&mu_);
+    return {last_, no_space_};
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string last_ ABSL_GUARDED_BY(mu_);
+  bool no_space_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The error of a failed write to the store at `dir` (`what`: what was being written). A full
+// disk is kResourceExhausted and says what to do; a background error that RocksDB reported
+// before (`errors`: the open store's record; null while creating or opening) is named.
+absl::Status WriteError(const rocksdb::Status& s, const std::string& dir, const std::string& what,
+                        const BackgroundErrors* errors) {
+  if (s.ok()) return absl::OkStatus();
+  auto [background, background_no_space] = errors ? errors->Get() : std::pair<std::string, bool>();
+  const std::string head = dir + ": " + what;
+  std::string cause = s.ToString();
+  if (!background.empty()) {
+    cause = background.find(cause) != std::string::npos ? background : cause + "; " + background;
+  }
+  if (s.IsNoSpace() || background_no_space) {
+    return absl::ResourceExhaustedError(
+        head + ": the disk is full (" + cause + "). " +
+        (errors ? "The store accepts no more writes; every step it stored before is kept. Free space, then "
+                  "reopen the store (for a trainer: resume the run)"
+                : "Free space, then try again"));
+  }
+  const absl::Status mapped = FromRocks(s, head);
+  return background.empty() ? mapped : absl::Status(mapped.code(), head + ": " + cause);
+}
+
+absl::Status NotAStore(const std::string& dir, const std::string& why) {
+  return absl::InvalidArgumentError(dir + " is not a grpo trajectory store (" + why + ")");
 }
 
 void SetNow(google::protobuf::Timestamp* ts) {
@@ -63,22 +136,22 @@ void SetNow(google::protobuf::Timestamp* ts) {
 // Parses into an existing message, so repeated fields keep their capacity across a scan (a
 // 4k-token MoE sample's routing is megabytes; reallocating it per sample costs page faults).
 template <typename Msg>
-Status ParseInto(Msg* msg, const rocksdb::Slice& value, const char* what, const std::string& where) {
+absl::Status ParseInto(Msg* msg, const rocksdb::Slice& value, const char* what, const std::string& where) {
   if (!msg->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-    return Status::Corruption(where + ": " + what + " record does not parse");
+    return absl::DataLossError(where + ": " + what + " record does not parse");
   }
-  if (msg->format_version() == 0) return Status::Corruption(where + ": " + what + " record has no format_version");
+  if (msg->format_version() == 0) return absl::DataLossError(where + ": " + what + " record has no format_version");
   if (msg->format_version() > kFormatVersion) {
-    return Status::FailedPrecondition(where + ": " + what + " record has format_version " +
+    return absl::FailedPreconditionError(where + ": " + what + " record has format_version " +
                                       std::to_string(msg->format_version()) +
                                       ", newer than the newest this build reads (" + std::to_string(kFormatVersion) +
                                       ")");
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 template <typename Msg>
-Result<Msg> ParseRecord(const rocksdb::Slice& value, const char* what, const std::string& where) {
+absl::StatusOr<Msg> ParseRecord(const rocksdb::Slice& value, const char* what, const std::string& where) {
   Msg msg;
   GRPO_RETURN_IF_ERROR(ParseInto(&msg, value, what, where));
   return msg;
@@ -121,7 +194,14 @@ struct TrajectoryStore::Impl {
   Options options;
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
-  std::mutex write_mu;  // CreateRun's id allocation
+  // The writer's record of RocksDB's background errors (null for readers).
+  std::shared_ptr<BackgroundErrors> errors;
+  // Serializes CreateRun: the name check and the id allocation read the 'runs' column family,
+  // then write it.
+  absl::Mutex runs_mu;
+
+  // Adds a run under the next free id; AlreadyExists when its name is taken.
+  absl::Status AddRun(const RunMetadata& metadata) ABSL_EXCLUSIVE_LOCKS_REQUIRED(runs_mu);
 
   ~Impl() {
     if (!db) return;
@@ -129,7 +209,7 @@ struct TrajectoryStore::Impl {
     db->Close().PermitUncheckedError();
   }
 
-  Status CheckIdentity() {
+  absl::Status CheckIdentity() {
     std::string value;
     rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cfs[kDefault], kIdentityKey, &value);
     if (s.IsNotFound()) return NotAStore(dir, "no identity record");
@@ -139,20 +219,20 @@ struct TrajectoryStore::Impl {
     uint32_t version = static_cast<uint32_t>(std::strtoul(value.c_str() + prefix.size(), nullptr, 10));
     if (version == 0) return NotAStore(dir, "identity record without a version");
     if (version > kFormatVersion) {
-      return Status::FailedPrecondition(dir + ": trajectory store format_version " + std::to_string(version) +
+      return absl::FailedPreconditionError(dir + ": trajectory store format_version " + std::to_string(version) +
                                         " is newer than the newest this build reads (" +
                                         std::to_string(kFormatVersion) + ")");
     }
-    return Status::Ok();
+    return absl::OkStatus();
   }
 
   // Looks up a run's id and metadata by name; empty name picks the only run.
-  Result<std::pair<uint32_t, RunMetadata>> ResolveRun(const std::string& run) const {
+  absl::StatusOr<std::pair<uint32_t, RunMetadata>> ResolveRun(const std::string& run) const {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs[kRuns]));
     std::vector<std::pair<uint32_t, RunMetadata>> all;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto id = DecodeRunKey(it->key().ToStringView());
-      if (!id) return Status::Corruption(dir + ": malformed key in column family 'runs'");
+      if (!id) return absl::DataLossError(dir + ": malformed key in column family 'runs'");
       GRPO_ASSIGN_OR_RETURN(RunMetadata m, ParseRecord<RunMetadata>(it->value(), "run", dir));
       if (!run.empty() && m.run_name() == run) return std::make_pair(*id, std::move(m));
       all.emplace_back(*id, std::move(m));
@@ -162,19 +242,19 @@ struct TrajectoryStore::Impl {
     std::string names;
     for (const auto& [id, m] : all) names += (names.empty() ? "" : ", ") + m.run_name();
     if (run.empty()) {
-      if (all.empty()) return Status::NotFound(dir + ": the store holds no runs");
-      return Status::InvalidArgument(dir + ": the store holds several runs (" + names + "); name one");
+      if (all.empty()) return absl::NotFoundError(dir + ": the store holds no runs");
+      return absl::InvalidArgumentError(dir + ": the store holds several runs (" + names + "); name one");
     }
-    return Status::NotFound(dir + ": no run named '" + run + "' (runs: " + (names.empty() ? "none" : names) + ")");
+    return absl::NotFoundError(dir + ": no run named '" + run + "' (runs: " + (names.empty() ? "none" : names) + ")");
   }
 
   // Iterates a run's samples within a query's step bounds, skipping other prompts by seeking.
-  Status IterateSamples(uint32_t run_id, const std::string& run, const SampleQuery& q,
-                        const std::function<Status(const SampleKey&, const rocksdb::Slice&, bool*)>& fn) const;
+  absl::Status IterateSamples(uint32_t run_id, const std::string& run, const SampleQuery& q,
+                        const std::function<absl::Status(const SampleKey&, const rocksdb::Slice&, bool*)>& fn) const;
 
-  Status Get(Cf cf, const std::string& key, std::string* value, const std::string& what) const {
+  absl::Status Get(Cf cf, const std::string& key, std::string* value, const std::string& what) const {
     rocksdb::Status s = db->Get(rocksdb::ReadOptions(), cfs[cf], key, value);
-    if (s.IsNotFound()) return Status::NotFound(dir + ": no " + what);
+    if (s.IsNotFound()) return absl::NotFoundError(dir + ": no " + what);
     return FromRocks(s, dir + ": " + what);
   }
 };
@@ -187,13 +267,13 @@ namespace {
 
 // Checks that `dir` holds a RocksDB database with our column families. `exists` tells whether
 // there is a database at all (false: absent or empty directory).
-Status ProbeDatabase(const std::string& dir, bool* exists) {
+absl::Status ProbeDatabase(const std::string& dir, bool* exists) {
   std::error_code ec;
   *exists = false;
-  if (!fs::exists(dir, ec)) return Status::Ok();
+  if (!fs::exists(dir, ec)) return absl::OkStatus();
   if (!fs::is_directory(dir, ec)) return NotAStore(dir, "not a directory");
   if (!fs::exists(fs::path(dir) / "CURRENT", ec)) {
-    if (fs::is_empty(dir, ec)) return Status::Ok();
+    if (fs::is_empty(dir, ec)) return absl::OkStatus();
     return NotAStore(dir, "no RocksDB database in it");
   }
   *exists = true;
@@ -205,7 +285,7 @@ Status ProbeDatabase(const std::string& dir, bool* exists) {
       return NotAStore(dir, std::string("a RocksDB database without column family '") + cf + "'");
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 // Runs a reader's open, retrying when a file vanished under it: a live writer deletes WAL and
@@ -215,16 +295,21 @@ rocksdb::Status OpenReaderWithRetry(const std::function<rocksdb::Status()>& open
   for (int attempt = 0; attempt < 10; ++attempt) {
     s = open();
     if (s.ok() || !s.IsIOError()) return s;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10 * (attempt + 1)));
+    absl::SleepFor(absl::Milliseconds(10 * (attempt + 1)));
   }
   return s;
 }
 
-rocksdb::DBOptions BaseDbOptions() {
+// `log_dir`: where RocksDB's info log goes (LOG, store/info_log.h); empty for none (readers
+// that must not write to the store directory). `env` null: the local filesystem.
+rocksdb::DBOptions BaseDbOptions(rocksdb::Env* env, const std::string& log_dir) {
   rocksdb::DBOptions o;
+  if (env != nullptr) o.env = env;
   o.max_background_jobs = 2;
   o.keep_log_file_num = 3;
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // Never RocksDB's default info log: a full disk aborts it (store/info_log.h).
+  if (!log_dir.empty()) o.info_log = NewInfoLog(o.env, log_dir, o.info_log_level);
   o.max_total_wal_size = 512ull << 20;
   return o;
 }
@@ -236,68 +321,76 @@ namespace {
 // Creates a store atomically: built complete (column families and identity record) in a
 // sibling directory, then renamed into place, so a crash during creation never leaves a
 // directory that readers would take for a foreign database.
-Status CreateStore(const std::string& dir) {
+absl::Status CreateStore(const std::string& dir, rocksdb::Env* env) {
   const fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
   const std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".creating-" +
                                                    std::to_string(getpid()))).string();
   std::error_code ec;
   fs::create_directories(target.parent_path(), ec);
   fs::remove_all(tmp, ec);
-  rocksdb::DBOptions o = BaseDbOptions();
+  fs::create_directories(tmp, ec);  // for the info log, created before the database
+  rocksdb::DBOptions o = BaseDbOptions(env, tmp);
   o.create_if_missing = true;
   o.create_missing_column_families = true;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  GRPO_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(o, tmp, Descriptors(), &handles, &raw), "creating " + tmp));
-  std::unique_ptr<rocksdb::DB> db(raw);
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  rocksdb::Status s = db->Put(wo, handles[kDefault], kIdentityKey, kIdentityPrefix + std::to_string(kFormatVersion));
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  if (s.ok()) s = db->Close();
-  db.reset();
-  GRPO_RETURN_IF_ERROR(FromRocks(s, "creating " + tmp));
+  rocksdb::Status s = rocksdb::DB::Open(o, tmp, Descriptors(), &handles, &raw);
+  if (s.ok()) {
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Put(wo, handles[kDefault], kIdentityKey, kIdentityPrefix + std::to_string(kFormatVersion));
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    rocksdb::Status closed = db->Close();
+    if (s.ok()) s = closed;
+  }
+  if (!s.ok()) {
+    fs::remove_all(tmp, ec);  // a half-built store would only take space (the disk may be full)
+    return WriteError(s, dir, "creating the trajectory store (in " + tmp + ")", nullptr);
+  }
   // rename(2) replaces an empty directory; a non-empty one was rejected by ProbeDatabase.
   if (std::rename(tmp.c_str(), target.c_str()) != 0) {
-    Status err = Status::FromErrno("creating trajectory store " + dir, errno);
+    absl::Status err = grpo::ErrnoError("creating trajectory store " + dir, errno);
     fs::remove_all(tmp, ec);
     return err;
   }
-  int fd = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  return Status::Ok();
+  return SyncDirectory(target.parent_path().string());  // the new entry is durable
 }
 
 }  // namespace
 
-Result<std::unique_ptr<TrajectoryStore>> TrajectoryStore::Open(const std::string& dir, const Options& options) {
+absl::StatusOr<std::unique_ptr<TrajectoryStore>> TrajectoryStore::Open(const std::string& dir, const Options& options) {
   bool exists = false;
   GRPO_RETURN_IF_ERROR(ProbeDatabase(dir, &exists));
-  if (!exists && !options.create_if_missing) return Status::NotFound("no trajectory store at " + dir);
-  if (!exists) GRPO_RETURN_IF_ERROR(CreateStore(dir));
+  if (!exists && !options.create_if_missing) return absl::NotFoundError("no trajectory store at " + dir);
+  if (!exists) GRPO_RETURN_IF_ERROR(CreateStore(dir, options.env));
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   impl->mode = Mode::kWriter;
   impl->options = options;
+  impl->errors = std::make_shared<BackgroundErrors>();
+  rocksdb::DBOptions o = BaseDbOptions(options.env, dir);
+  o.listeners.push_back(impl->errors);
   rocksdb::DB* db = nullptr;
-  GRPO_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(BaseDbOptions(), dir, Descriptors(), &impl->cfs, &db),
-                                 "opening trajectory store " + dir));
+  rocksdb::Status s = rocksdb::DB::Open(o, dir, Descriptors(), &impl->cfs, &db);
+  if (!s.ok()) {
+    // E.g. a full disk: replaying the write-ahead log writes table files.
+    if (s.IsNoSpace()) return WriteError(s, dir, "opening the trajectory store", nullptr);
+    return FromRocks(s, "opening trajectory store " + dir);
+  }
   impl->db.reset(db);
   GRPO_RETURN_IF_ERROR(impl->CheckIdentity());
   return std::unique_ptr<TrajectoryStore>(new TrajectoryStore(std::move(impl)));
 }
 
-Result<std::unique_ptr<TrajectoryStore>> TrajectoryStore::OpenReadOnly(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<TrajectoryStore>> TrajectoryStore::OpenReadOnly(const std::string& dir) {
   bool exists = false;
   GRPO_RETURN_IF_ERROR(ProbeDatabase(dir, &exists));
-  if (!exists) return Status::NotFound("no trajectory store at " + dir);
+  if (!exists) return absl::NotFoundError("no trajectory store at " + dir);
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   impl->mode = Mode::kReadOnly;
-  rocksdb::DBOptions o = BaseDbOptions();
+  rocksdb::DBOptions o = BaseDbOptions(nullptr, "");  // RocksDB logs nothing for read-only opens
   // Open every table file now: a live writer's compactions may delete files later, and open
   // descriptors keep them readable.
   o.max_open_files = -1;
@@ -312,17 +405,17 @@ Result<std::unique_ptr<TrajectoryStore>> TrajectoryStore::OpenReadOnly(const std
   return std::unique_ptr<TrajectoryStore>(new TrajectoryStore(std::move(impl)));
 }
 
-Result<std::unique_ptr<TrajectoryStore>> TrajectoryStore::OpenSecondary(const std::string& dir,
+absl::StatusOr<std::unique_ptr<TrajectoryStore>> TrajectoryStore::OpenSecondary(const std::string& dir,
                                                                         const std::string& secondary_dir) {
   bool exists = false;
   GRPO_RETURN_IF_ERROR(ProbeDatabase(dir, &exists));
-  if (!exists) return Status::NotFound("no trajectory store at " + dir);
+  if (!exists) return absl::NotFoundError("no trajectory store at " + dir);
   std::error_code ec;
   fs::create_directories(secondary_dir, ec);
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   impl->mode = Mode::kSecondary;
-  rocksdb::DBOptions o = BaseDbOptions();
+  rocksdb::DBOptions o = BaseDbOptions(nullptr, secondary_dir);
   o.max_open_files = -1;  // required by secondary instances
   rocksdb::DB* db = nullptr;
   GRPO_RETURN_IF_ERROR(FromRocks(OpenReaderWithRetry([&] {
@@ -336,43 +429,47 @@ Result<std::unique_ptr<TrajectoryStore>> TrajectoryStore::OpenSecondary(const st
   return std::unique_ptr<TrajectoryStore>(new TrajectoryStore(std::move(impl)));
 }
 
-Status TrajectoryStore::CatchUp() {
-  if (impl_->mode != Mode::kSecondary) return Status::Ok();
+absl::Status TrajectoryStore::CatchUp() {
+  if (impl_->mode != Mode::kSecondary) return absl::OkStatus();
   return FromRocks(impl_->db->TryCatchUpWithPrimary(), impl_->dir + ": catching up with the writer");
 }
 
-Status TrajectoryStore::CreateRun(const RunMetadata& metadata) {
-  if (impl_->mode != Mode::kWriter) return Status::FailedPrecondition(impl_->dir + ": opened read-only");
-  if (metadata.run_name().empty()) return Status::InvalidArgument("CreateRun: empty run_name");
+absl::Status TrajectoryStore::CreateRun(const RunMetadata& metadata) {
+  if (impl_->mode != Mode::kWriter) return absl::FailedPreconditionError(impl_->dir + ": opened read-only");
+  if (metadata.run_name().empty()) return absl::InvalidArgumentError("CreateRun: empty run_name");
   if (metadata.format_version() > kFormatVersion) {
-    return Status::InvalidArgument("CreateRun: format_version " + std::to_string(metadata.format_version()) +
+    return absl::InvalidArgumentError("CreateRun: format_version " + std::to_string(metadata.format_version()) +
                                    " is newer than " + std::to_string(kFormatVersion));
   }
-  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  absl::MutexLock lock(&impl_->runs_mu);
+  return impl_->AddRun(metadata);
+}
+
+absl::Status TrajectoryStore::Impl::AddRun(const RunMetadata& metadata) {
   uint32_t next_id = 0;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cfs[kRuns]));
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs[kRuns]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto id = DecodeRunKey(it->key().ToStringView());
-    if (!id) return Status::Corruption(impl_->dir + ": malformed key in column family 'runs'");
-    GRPO_ASSIGN_OR_RETURN(RunMetadata m, ParseRecord<RunMetadata>(it->value(), "run", impl_->dir));
+    if (!id) return absl::DataLossError(dir + ": malformed key in column family 'runs'");
+    GRPO_ASSIGN_OR_RETURN(RunMetadata m, ParseRecord<RunMetadata>(it->value(), "run", dir));
     if (m.run_name() == metadata.run_name()) {
-      return Status::AlreadyExists(impl_->dir + ": run '" + m.run_name() + "' already exists");
+      return absl::AlreadyExistsError(dir + ": run '" + m.run_name() + "' already exists");
     }
     next_id = *id + 1;
   }
-  GRPO_RETURN_IF_ERROR(FromRocks(it->status(), impl_->dir));
+  GRPO_RETURN_IF_ERROR(FromRocks(it->status(), dir));
   RunMetadata m = metadata;
   m.set_format_version(kFormatVersion);
   if (!m.has_created_at()) SetNow(m.mutable_created_at());
   rocksdb::WriteOptions wo;
-  wo.sync = impl_->options.sync;
-  return FromRocks(impl_->db->Put(wo, impl_->cfs[kRuns], RunKey(next_id), m.SerializeAsString()),
-                   impl_->dir + ": writing run '" + m.run_name() + "'");
+  wo.sync = options.sync;
+  return WriteError(db->Put(wo, cfs[kRuns], RunKey(next_id), m.SerializeAsString()), dir,
+                    "writing run '" + m.run_name() + "'", errors.get());
 }
 
-Status TrajectoryStore::WriteStep(const std::string& run, StepRecords* records) {
+absl::Status TrajectoryStore::WriteStep(const std::string& run, StepRecords* records) {
   Impl& im = *impl_;
-  if (im.mode != Mode::kWriter) return Status::FailedPrecondition(im.dir + ": opened read-only");
+  if (im.mode != Mode::kWriter) return absl::FailedPreconditionError(im.dir + ": opened read-only");
   GRPO_ASSIGN_OR_RETURN(auto resolved, im.ResolveRun(run));
   const uint32_t run_id = resolved.first;
   const std::string& name = resolved.second.run_name();
@@ -381,25 +478,25 @@ Status TrajectoryStore::WriteStep(const std::string& run, StepRecords* records) 
 
   std::string existing;
   rocksdb::Status s = im.db->Get(rocksdb::ReadOptions(), im.cfs[kSteps], StepKey(run_id, step), &existing);
-  if (s.ok()) return Status::AlreadyExists(im.dir + ": " + where + " is already stored");
+  if (s.ok()) return absl::AlreadyExistsError(im.dir + ": " + where + " is already stored");
   if (!s.IsNotFound()) return FromRocks(s, im.dir);
 
   // Checks a record's identifying fields, filling the unset ones.
-  auto fill = [&](auto* rec, const char* what) -> Status {
+  auto fill = [&](auto* rec, const char* what) -> absl::Status {
     if (rec->format_version() == 0) rec->set_format_version(kFormatVersion);
     if (rec->format_version() > kFormatVersion) {
-      return Status::InvalidArgument(where + ": " + what + " has format_version " +
+      return absl::InvalidArgumentError(where + ": " + what + " has format_version " +
                                      std::to_string(rec->format_version()));
     }
     if (rec->run_name().empty()) rec->set_run_name(name);
     if (rec->run_name() != name) {
-      return Status::InvalidArgument(where + ": " + what + " names run '" + rec->run_name() + "'");
+      return absl::InvalidArgumentError(where + ": " + what + " names run '" + rec->run_name() + "'");
     }
     if (rec->step() == 0) rec->set_step(step);
     if (rec->step() != step) {
-      return Status::InvalidArgument(where + ": " + what + " is for step " + std::to_string(rec->step()));
+      return absl::InvalidArgumentError(where + ": " + what + " is for step " + std::to_string(rec->step()));
     }
-    return Status::Ok();
+    return absl::OkStatus();
   };
 
   // Reserve the batch once: appending megabyte values to a growing one copies them repeatedly.
@@ -412,7 +509,7 @@ Status TrajectoryStore::WriteStep(const std::string& run, StepRecords* records) 
   for (PromptRecord& p : records->prompts) {
     GRPO_RETURN_IF_ERROR(fill(&p, "a prompt record"));
     if (!prompts.emplace(p.prompt_index(), &p).second) {
-      return Status::InvalidArgument(where + ": two prompt records for prompt " + std::to_string(p.prompt_index()));
+      return absl::InvalidArgumentError(where + ": two prompt records for prompt " + std::to_string(p.prompt_index()));
     }
     buf.clear();
     p.SerializeToString(&buf);
@@ -425,14 +522,14 @@ Status TrajectoryStore::WriteStep(const std::string& run, StepRecords* records) 
     GRPO_RETURN_IF_ERROR(fill(&t, "a trajectory"));
     auto prompt = prompts.find(t.prompt_index());
     if (prompt == prompts.end()) {
-      return Status::InvalidArgument(where + ": trajectory of prompt " + std::to_string(t.prompt_index()) +
+      return absl::InvalidArgumentError(where + ": trajectory of prompt " + std::to_string(t.prompt_index()) +
                                      " has no prompt record");
     }
     if (!seen.emplace(t.prompt_index(), t.sample_index()).second) {
-      return Status::InvalidArgument(KeyName(name, step, t.prompt_index(), t.sample_index()) + " appears twice");
+      return absl::InvalidArgumentError(KeyName(name, step, t.prompt_index(), t.sample_index()) + " appears twice");
     }
     if (t.group_id() != prompt->second->group_id()) {
-      return Status::InvalidArgument(KeyName(name, step, t.prompt_index(), t.sample_index()) + " has group_id " +
+      return absl::InvalidArgumentError(KeyName(name, step, t.prompt_index(), t.sample_index()) + " has group_id " +
                                      std::to_string(t.group_id()) + " but its prompt record has " +
                                      std::to_string(prompt->second->group_id()));
     }
@@ -452,17 +549,43 @@ Status TrajectoryStore::WriteStep(const std::string& run, StepRecords* records) 
   rocksdb::WriteOptions wo;
   wo.sync = im.options.sync;
   wo.disableWAL = false;
-  return FromRocks(im.db->Write(wo, &batch), im.dir + ": writing " + where);
+  return WriteError(im.db->Write(wo, &batch), im.dir, "writing " + where, im.errors.get());
 }
 
-Status TrajectoryStore::Flush() {
-  if (impl_->mode != Mode::kWriter) return Status::FailedPrecondition(impl_->dir + ": opened read-only");
+absl::Status TrajectoryStore::Flush() {
+  if (impl_->mode != Mode::kWriter) return absl::FailedPreconditionError(impl_->dir + ": opened read-only");
   rocksdb::FlushOptions fo;
   fo.wait = true;
-  return FromRocks(impl_->db->Flush(fo, impl_->cfs), impl_->dir + ": flush");
+  return WriteError(impl_->db->Flush(fo, impl_->cfs), impl_->dir, "flush", impl_->errors.get());
 }
 
-Result<std::vector<RunInfo>> TrajectoryStore::ListRuns() const {
+absl::StatusOr<std::vector<uint64_t>> TrajectoryStore::DeleteStepsFrom(const std::string& run, uint64_t first_step) {
+  Impl& im = *impl_;
+  if (im.mode != Mode::kWriter) return absl::FailedPreconditionError(im.dir + ": opened read-only");
+  GRPO_ASSIGN_OR_RETURN(auto resolved, im.ResolveRun(run));
+  const uint32_t run_id = resolved.first;
+  const std::string& name = resolved.second.run_name();
+  GRPO_ASSIGN_OR_RETURN(std::vector<StepSummary> steps, ListSteps(name, first_step));
+  std::vector<uint64_t> removed;
+  for (const StepSummary& s : steps) removed.push_back(s.step());
+  if (removed.empty()) return removed;
+  // Every key of the run's steps >= first_step, in each column family, is in
+  // [StepKey(run, first_step), the successor of the run's prefix): one range deletion each.
+  const std::string begin = StepKey(run_id, first_step);
+  const std::string end = PrefixSuccessor(RunKey(run_id));
+  if (end.empty()) return absl::InternalError(im.dir + ": run id " + std::to_string(run_id) + " has no key range end");
+  rocksdb::WriteBatch batch;
+  for (Cf cf : {kPrompts, kSamples, kSteps}) {
+    GRPO_RETURN_IF_ERROR(FromRocks(batch.DeleteRange(im.cfs[cf], begin, end), im.dir + ": deleting steps"));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  GRPO_RETURN_IF_ERROR(WriteError(im.db->Write(wo, &batch), im.dir,
+                                  "deleting " + KeyName(name, first_step) + " and after", im.errors.get()));
+  return removed;
+}
+
+absl::StatusOr<std::vector<RunInfo>> TrajectoryStore::ListRuns() const {
   std::vector<std::string> names;
   {
     std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cfs[kRuns]));
@@ -480,7 +603,7 @@ Result<std::vector<RunInfo>> TrajectoryStore::ListRuns() const {
   return runs;
 }
 
-Result<RunInfo> TrajectoryStore::GetRun(const std::string& run) const {
+absl::StatusOr<RunInfo> TrajectoryStore::GetRun(const std::string& run) const {
   GRPO_ASSIGN_OR_RETURN(auto resolved, impl_->ResolveRun(run));
   RunInfo info;
   info.metadata = std::move(resolved.second);
@@ -491,7 +614,7 @@ Result<RunInfo> TrajectoryStore::GetRun(const std::string& run) const {
   return info;
 }
 
-Result<std::vector<StepSummary>> TrajectoryStore::ListSteps(const std::string& run, std::optional<uint64_t> first,
+absl::StatusOr<std::vector<StepSummary>> TrajectoryStore::ListSteps(const std::string& run, std::optional<uint64_t> first,
                                                             std::optional<uint64_t> last) const {
   GRPO_ASSIGN_OR_RETURN(auto resolved, impl_->ResolveRun(run));
   const uint32_t id = resolved.first;
@@ -503,7 +626,7 @@ Result<std::vector<StepSummary>> TrajectoryStore::ListSteps(const std::string& r
   std::vector<StepSummary> steps;
   for (it->Seek(StepKey(id, first.value_or(0))); it->Valid(); it->Next()) {
     auto key = DecodeStepKey(it->key().ToStringView());
-    if (!key) return Status::Corruption(impl_->dir + ": malformed key in column family 'steps'");
+    if (!key) return absl::DataLossError(impl_->dir + ": malformed key in column family 'steps'");
     GRPO_ASSIGN_OR_RETURN(StepSummary s, ParseRecord<StepSummary>(it->value(), "step summary",
                                                                   impl_->dir + ": " + KeyName(resolved.second.run_name(), key->second)));
     steps.push_back(std::move(s));
@@ -512,7 +635,7 @@ Result<std::vector<StepSummary>> TrajectoryStore::ListSteps(const std::string& r
   return steps;
 }
 
-Result<PromptRecord> TrajectoryStore::GetPrompt(const std::string& run, uint64_t step, uint32_t prompt) const {
+absl::StatusOr<PromptRecord> TrajectoryStore::GetPrompt(const std::string& run, uint64_t step, uint32_t prompt) const {
   GRPO_ASSIGN_OR_RETURN(auto resolved, impl_->ResolveRun(run));
   const std::string where = KeyName(resolved.second.run_name(), step, prompt);
   std::string value;
@@ -520,7 +643,7 @@ Result<PromptRecord> TrajectoryStore::GetPrompt(const std::string& run, uint64_t
   return ParseRecord<PromptRecord>(value, "prompt", impl_->dir + ": " + where);
 }
 
-Result<Trajectory> TrajectoryStore::GetSample(const std::string& run, uint64_t step, uint32_t prompt,
+absl::StatusOr<Trajectory> TrajectoryStore::GetSample(const std::string& run, uint64_t step, uint32_t prompt,
                                               uint32_t sample) const {
   GRPO_ASSIGN_OR_RETURN(auto resolved, impl_->ResolveRun(run));
   const std::string where = KeyName(resolved.second.run_name(), step, prompt, sample);
@@ -529,9 +652,9 @@ Result<Trajectory> TrajectoryStore::GetSample(const std::string& run, uint64_t s
   return ParseRecord<Trajectory>(value, "trajectory", impl_->dir + ": " + where);
 }
 
-Status TrajectoryStore::Impl::IterateSamples(
+absl::Status TrajectoryStore::Impl::IterateSamples(
     uint32_t run_id, const std::string& run, const SampleQuery& q,
-    const std::function<Status(const SampleKey&, const rocksdb::Slice&, bool*)>& fn) const {
+    const std::function<absl::Status(const SampleKey&, const rocksdb::Slice&, bool*)>& fn) const {
   const Impl& im = *this;
   std::string upper = q.last_step ? PrefixSuccessor(StepKey(run_id, *q.last_step)) : PrefixSuccessor(RunKey(run_id));
   rocksdb::Slice upper_slice(upper);
@@ -544,7 +667,7 @@ Status TrajectoryStore::Impl::IterateSamples(
   it->Seek(q.prompt_index ? PromptKey(run_id, first, *q.prompt_index) : StepKey(run_id, first));
   while (it->Valid()) {
     auto key = DecodeSampleKey(it->key().ToStringView());
-    if (!key) return Status::Corruption(im.dir + ": malformed key in column family 'samples'");
+    if (!key) return absl::DataLossError(im.dir + ": malformed key in column family 'samples'");
     if (q.prompt_index && key->prompt_index != *q.prompt_index) {
       if (key->prompt_index < *q.prompt_index) {
         it->Seek(PromptKey(run_id, key->step, *q.prompt_index));
@@ -557,28 +680,28 @@ Status TrajectoryStore::Impl::IterateSamples(
     }
     bool keep_going = true;
     GRPO_RETURN_IF_ERROR(fn(*key, it->value(), &keep_going));
-    if (!keep_going) return Status::Ok();
+    if (!keep_going) return absl::OkStatus();
     it->Next();
   }
   return FromRocks(it->status(), im.dir + ": scanning samples of run '" + run + "'");
 }
 
-Status TrajectoryStore::ScanSamples(const std::string& run, const SampleQuery& query,
+absl::Status TrajectoryStore::ScanSamples(const std::string& run, const SampleQuery& query,
                                     const std::function<bool(const Trajectory&)>& visit) const {
   GRPO_ASSIGN_OR_RETURN(auto resolved, impl_->ResolveRun(run));
   const std::string& name = resolved.second.run_name();
   Trajectory t;
   return impl_->IterateSamples(resolved.first, name, query,
-                               [&](const SampleKey& k, const rocksdb::Slice& v, bool* more) -> Status {
+                               [&](const SampleKey& k, const rocksdb::Slice& v, bool* more) -> absl::Status {
                                  GRPO_RETURN_IF_ERROR(ParseInto(
                                      &t, v, "trajectory",
                                      impl_->dir + ": " + KeyName(name, k.step, k.prompt_index, k.sample_index)));
                                  if (Matches(t, query)) *more = visit(t);
-                                 return Status::Ok();
+                                 return absl::OkStatus();
                                });
 }
 
-Status TrajectoryStore::ScanGroups(
+absl::Status TrajectoryStore::ScanGroups(
     const std::string& run, const SampleQuery& query,
     const std::function<bool(const PromptRecord&, std::span<const Trajectory>)>& visit) const {
   GRPO_ASSIGN_OR_RETURN(auto resolved, impl_->ResolveRun(run));
@@ -588,27 +711,27 @@ Status TrajectoryStore::ScanGroups(
   size_t size = 0;
   std::optional<SampleKey> group_key;
   bool stopped = false;
-  auto flush = [&]() -> Status {
-    if (size == 0) return Status::Ok();
+  auto flush = [&]() -> absl::Status {
+    if (size == 0) return absl::OkStatus();
     std::string value;
     const std::string where = KeyName(name, group_key->step, group_key->prompt_index);
-    Status s = impl_->Get(kPrompts, PromptKey(id, group_key->step, group_key->prompt_index), &value, where);
-    if (s.code() == StatusCode::kNotFound) {
-      return Status::Corruption(impl_->dir + ": " + where + " has samples but no prompt record");
+    absl::Status s = impl_->Get(kPrompts, PromptKey(id, group_key->step, group_key->prompt_index), &value, where);
+    if (s.code() == absl::StatusCode::kNotFound) {
+      return absl::DataLossError(impl_->dir + ": " + where + " has samples but no prompt record");
     }
     GRPO_RETURN_IF_ERROR(s);
     GRPO_ASSIGN_OR_RETURN(PromptRecord p, ParseRecord<PromptRecord>(value, "prompt", impl_->dir + ": " + where));
     stopped = !visit(p, std::span<const Trajectory>(pool.data(), size));
     size = 0;
-    return Status::Ok();
+    return absl::OkStatus();
   };
   GRPO_RETURN_IF_ERROR(impl_->IterateSamples(
-      id, name, query, [&](const SampleKey& k, const rocksdb::Slice& v, bool* more) -> Status {
+      id, name, query, [&](const SampleKey& k, const rocksdb::Slice& v, bool* more) -> absl::Status {
         if (group_key && (group_key->step != k.step || group_key->prompt_index != k.prompt_index)) {
           GRPO_RETURN_IF_ERROR(flush());
           if (stopped) {
             *more = false;
-            return Status::Ok();
+            return absl::OkStatus();
           }
         }
         group_key = k;
@@ -616,10 +739,10 @@ Status TrajectoryStore::ScanGroups(
         GRPO_RETURN_IF_ERROR(ParseInto(&pool[size], v, "trajectory",
                                        impl_->dir + ": " + KeyName(name, k.step, k.prompt_index, k.sample_index)));
         ++size;
-        return Status::Ok();
+        return absl::OkStatus();
       }));
   if (!stopped) GRPO_RETURN_IF_ERROR(flush());
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo::store

@@ -14,12 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string TempDir(const std::string& name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  fs::path p = fs::path(tmp ? tmp : "/tmp") / ("trajectory_store_test_" + name);
-  fs::remove_all(p);
-  return p.string();
-}
+std::string TempDir(const std::string& name) { return testing::FreshPath("trajectory_store_test_" + name); }
 
 TEST(TrajectoryStoreTest, WriteAndReadBack) {
   const std::string dir = TempDir("rw");
@@ -44,8 +39,8 @@ TEST(TrajectoryStoreTest, WriteAndReadBack) {
   auto p = (*store)->GetPrompt("", 1, 1);     // "" = the only run
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->prompt_text(), "Price of a café?");
-  EXPECT_EQ((*store)->GetSample("demo", 5, 0, 0).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ((*store)->GetSample("nope", 0, 0, 0).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*store)->GetSample("demo", 5, 0, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->GetSample("nope", 0, 0, 0).status().code(), absl::StatusCode::kNotFound);
 
   // The store computed the summaries (no summary was given).
   auto steps = (*store)->ListSteps("demo");
@@ -67,29 +62,86 @@ TEST(TrajectoryStoreTest, StepIsWrittenOnceAndValidated) {
   auto store = TrajectoryStore::Open(dir);
   ASSERT_TRUE(store.ok());
   ASSERT_TRUE((*store)->CreateRun(testing::DemoRunMetadata("r")).ok());
-  EXPECT_EQ((*store)->CreateRun(testing::DemoRunMetadata("r")).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store)->CreateRun(testing::DemoRunMetadata("r")).code(), absl::StatusCode::kAlreadyExists);
   testing::SyntheticShape shape;
   StepRecords rec = testing::SyntheticStep(3, shape);
   ASSERT_TRUE((*store)->WriteStep("r", &rec).ok());
   rec = testing::SyntheticStep(3, shape);
-  EXPECT_EQ((*store)->WriteStep("r", &rec).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store)->WriteStep("r", &rec).code(), absl::StatusCode::kAlreadyExists);
 
   StepRecords bad = testing::SyntheticStep(4, shape);
   bad.prompts.pop_back();
-  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), absl::StatusCode::kInvalidArgument);
   bad = testing::SyntheticStep(4, shape);
   bad.trajectories.push_back(bad.trajectories.front());
-  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), absl::StatusCode::kInvalidArgument);
   bad = testing::SyntheticStep(4, shape);
   bad.trajectories[0].set_group_id(999);
-  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), absl::StatusCode::kInvalidArgument);
   bad = testing::SyntheticStep(4, shape);
   bad.trajectories[0].set_run_name("other");
-  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->WriteStep("r", &bad).code(), absl::StatusCode::kInvalidArgument);
   // Nothing of the rejected step 4 is stored.
   int n = 0;
   ASSERT_TRUE((*store)->ScanSamples("r", {}, [&](const auto&) { return ++n, true; }).ok());
   EXPECT_EQ(n, 16);
+}
+
+TEST(TrajectoryStoreTest, DeleteStepsFromRollsARunBackAtomically) {
+  const std::string dir = TempDir("rollback");
+  testing::SyntheticShape shape;
+  shape.tokens = 8;
+  {
+    auto store = TrajectoryStore::Open(dir);
+    ASSERT_TRUE(store.ok());
+    for (const char* run : {"r", "other"}) {
+      ASSERT_TRUE((*store)->CreateRun(testing::DemoRunMetadata(run)).ok());
+      for (uint64_t step = 0; step < 5; ++step) {
+        StepRecords rec = testing::SyntheticStep(step, shape);
+        ASSERT_TRUE((*store)->WriteStep(run, &rec).ok());
+      }
+    }
+    auto removed = (*store)->DeleteStepsFrom("r", 2);
+    ASSERT_TRUE(removed.ok()) << removed.status();
+    EXPECT_EQ(*removed, (std::vector<uint64_t>{2, 3, 4}));
+    // Nothing left to remove: an empty list.
+    auto again = (*store)->DeleteStepsFrom("r", 2);
+    ASSERT_TRUE(again.ok());
+    EXPECT_TRUE(again->empty());
+    EXPECT_EQ((*store)->DeleteStepsFrom("nope", 0).status().code(), absl::StatusCode::kNotFound);
+    // The removed steps can be written again.
+    StepRecords rec = testing::SyntheticStep(2, shape);
+    EXPECT_TRUE((*store)->WriteStep("r", &rec).ok());
+  }
+  // After reopening (the deletion is durable): steps 0..2 of r, and every record of the other run.
+  auto store = TrajectoryStore::Open(dir);
+  ASSERT_TRUE(store.ok());
+  auto r = (*store)->GetRun("r");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->num_steps, 3u);
+  EXPECT_EQ(r->last_step, 2u);
+  EXPECT_EQ((*store)->GetSample("r", 3, 0, 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->GetPrompt("r", 4, 1).status().code(), absl::StatusCode::kNotFound);
+  int64_t samples = 0;
+  uint64_t last = 0;
+  ASSERT_TRUE((*store)
+                  ->ScanSamples("r", {}, [&](const grpo::v1::Trajectory& t) {
+                    ++samples;
+                    last = t.step();
+                    return true;
+                  })
+                  .ok());
+  EXPECT_EQ(samples, 3 * shape.prompts * shape.group_size);
+  EXPECT_EQ(last, 2u);
+  auto other = (*store)->GetRun("other");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->num_steps, 5u);
+  EXPECT_TRUE((*store)->GetSample("other", 4, shape.prompts - 1, shape.group_size - 1).ok());
+  store->reset();
+  auto reader = TrajectoryStore::OpenReadOnly(dir);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ((*reader)->DeleteStepsFrom("r", 0).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*reader)->GetRun("r")->num_steps, 3u);
 }
 
 TEST(TrajectoryStoreTest, QueriesByStepGroupRewardRuleAndVersion) {
@@ -99,7 +151,7 @@ TEST(TrajectoryStoreTest, QueriesByStepGroupRewardRuleAndVersion) {
   ASSERT_TRUE(testing::WriteDemoRun(**store).ok());
   auto keys = [&](const SampleQuery& q) {
     std::vector<std::string> out;
-    Status s = (*store)->ScanSamples("demo", q, [&](const grpo::v1::Trajectory& t) {
+    absl::Status s = (*store)->ScanSamples("demo", q, [&](const grpo::v1::Trajectory& t) {
       out.push_back(std::to_string(t.step()) + "/" + std::to_string(t.prompt_index()) + "/" +
                     std::to_string(t.sample_index()));
       return true;
@@ -159,7 +211,7 @@ TEST(TrajectoryStoreTest, ReadersFollowALiveWriter) {
   ASSERT_TRUE(read_only.ok()) << read_only.status().ToString();
   EXPECT_EQ((*read_only)->GetRun("r")->num_steps, 1u);
   EXPECT_EQ((*secondary)->GetRun("r")->num_steps, 1u);
-  EXPECT_EQ((*read_only)->CreateRun(testing::DemoRunMetadata("x")).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*read_only)->CreateRun(testing::DemoRunMetadata("x")).code(), absl::StatusCode::kFailedPrecondition);
 
   rec = testing::SyntheticStep(1, shape);
   ASSERT_TRUE((*writer)->WriteStep("r", &rec).ok());
@@ -171,7 +223,7 @@ TEST(TrajectoryStoreTest, ReadersFollowALiveWriter) {
 }
 
 TEST(TrajectoryStoreTest, ForeignAndMissingDatabasesGiveClearErrors) {
-  EXPECT_EQ(TrajectoryStore::OpenReadOnly(TempDir("absent")).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(TrajectoryStore::OpenReadOnly(TempDir("absent")).status().code(), absl::StatusCode::kNotFound);
 
   const std::string foreign = TempDir("foreign");
   {
@@ -183,7 +235,7 @@ TEST(TrajectoryStoreTest, ForeignAndMissingDatabasesGiveClearErrors) {
     delete db;
   }
   for (auto st : {TrajectoryStore::OpenReadOnly(foreign).status(), TrajectoryStore::Open(foreign).status()}) {
-    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(st.message().find("is not a grpo trajectory store"), std::string::npos) << st.ToString();
   }
 
@@ -227,8 +279,8 @@ TEST(TrajectoryStoreTest, DamagedTableFileIsReportedAsCorruption) {
   }
   auto store = TrajectoryStore::OpenReadOnly(dir);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  Status s = (*store)->ScanSamples("r", {}, [](const auto&) { return true; });
-  EXPECT_EQ(s.code(), StatusCode::kCorruption) << s.ToString();
+  absl::Status s = (*store)->ScanSamples("r", {}, [](const auto&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s.ToString();
   EXPECT_NE(s.message().find(dir), std::string::npos) << s.ToString();
 }
 
@@ -255,8 +307,8 @@ TEST(TrajectoryStoreTest, RecordOfANewerFormatIsRejected) {
   }
   auto store = TrajectoryStore::OpenReadOnly(dir);
   ASSERT_TRUE(store.ok());
-  Status s = (*store)->ScanSamples("demo", {}, [](const auto&) { return true; });
-  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  absl::Status s = (*store)->ScanSamples("demo", {}, [](const auto&) { return true; });
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("format_version 2, newer than the newest this build reads (1)"), std::string::npos)
       << s.ToString();
 }

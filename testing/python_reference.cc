@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+
+#include "core/file.h"
 
 namespace grpo::testing {
 namespace {
@@ -51,23 +51,13 @@ std::string MakeTempDir(const std::string& prefix) {
   return dir;
 }
 
-Status WriteBinaryFile(const std::string& path, const void* data, size_t bytes) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) return Status::IoError("cannot create " + path);
-  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-  if (!out) return Status::IoError("cannot write " + path);
-  return Status::Ok();
+absl::Status WriteBinaryFile(const std::string& path, const void* data, size_t bytes) {
+  return WriteFileAtomic(path, std::string_view(static_cast<const char*>(data), bytes));
 }
 
-Result<std::string> ReadBinaryFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError("cannot open " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+absl::StatusOr<std::string> ReadBinaryFile(const std::string& path) { return ReadFile(path); }
 
-Result<std::string> RunPythonScript(const std::string& script,
+absl::StatusOr<std::string> RunPythonScript(const std::string& script,
                                     const std::vector<std::string>& args) {
   const std::string dir = MakeTempDir("pyref");
   const std::string script_path = dir + "/script.py";
@@ -77,7 +67,7 @@ Result<std::string> RunPythonScript(const std::string& script,
   for (const std::string& a : args) cmd += " " + ShellQuote(a);
   cmd += " 2>" + ShellQuote(err_path);
   FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return Status::FromErrno("popen " + cmd, errno);
+  if (pipe == nullptr) return grpo::ErrnoError("popen " + cmd, errno);
   std::string out;
   std::array<char, 4096> buf;
   size_t n;
@@ -85,7 +75,7 @@ Result<std::string> RunPythonScript(const std::string& script,
   const int rc = pclose(pipe);
   if (rc != 0) {
     auto err = ReadBinaryFile(err_path);
-    return Status::Internal("python reference failed (exit " + std::to_string(WEXITSTATUS(rc)) +
+    return absl::InternalError("python reference failed (exit " + std::to_string(WEXITSTATUS(rc)) +
                             "): " + (err.ok() ? *err : std::string("<no stderr>")));
   }
   return out;

@@ -28,11 +28,12 @@ std::string MakeTempDir(const std::string& prefix);
 
 // Writes `script` to a file and runs it with /usr/bin/python3 and `args`; returns its stdout.
 // Fails with the script's stderr when it exits non-zero.
-Result<std::string> RunPythonScript(const std::string& script, const std::vector<std::string>& args);
+absl::StatusOr<std::string> RunPythonScript(const std::string& script, const std::vector<std::string>& args);
 
-// Raw binary file helpers for exchanging arrays with the reference.
-Status WriteBinaryFile(const std::string& path, const void* data, size_t bytes);
-Result<std::string> ReadBinaryFile(const std::string& path);
+// Raw binary files for exchanging arrays with the reference (core/file.h's ReadFile and
+// WriteFileAtomic, taking a buffer).
+absl::Status WriteBinaryFile(const std::string& path, const void* data, size_t bytes);
+absl::StatusOr<std::string> ReadBinaryFile(const std::string& path);
 
 }  // namespace grpo::testing
 

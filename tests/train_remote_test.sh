@@ -28,6 +28,10 @@ rules:
   - {type: math, extract: [answer_tag], weight: 1.0}
 YAML
 
+# The job's push token, read by the rollout servers and the trainer (docs/security.md).
+(umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > push.token)
+export GRPO_PUSH_TOKEN_FILE="$T/push.token"
+
 port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
   for _ in $(seq 1 400); do
     p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" | head -n1)

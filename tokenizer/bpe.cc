@@ -5,9 +5,10 @@
 #include <cstring>
 #include <functional>
 #include <queue>
-#include <unordered_map>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "tokenizer/unicode.h"
 
 namespace grpo::tokenizer {
@@ -15,7 +16,7 @@ namespace {
 
 struct ByteTables {
   std::array<char32_t, 256> to_unicode{};
-  std::unordered_map<char32_t, uint8_t> to_byte;
+  absl::flat_hash_map<char32_t, uint8_t> to_byte;
   ByteTables() {
     int extra = 0;
     for (int b = 0; b < 256; ++b) {
@@ -31,12 +32,13 @@ const ByteTables& Tables() {
   return tables;
 }
 
+// Token bytes -> id, looked up by std::string_view without a copy.
 struct StringHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  size_t operator()(std::string_view s) const { return absl::Hash<std::string_view>()(s); }
 };
 
-using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+using TokenMap = absl::flat_hash_map<std::string, int32_t, StringHash, std::equal_to<>>;
 
 // The per-thread cache of piece -> ids: open addressing over 64-byte slots that hold short
 // pieces and their ids inline (one cache line per lookup); longer ones live in an arena. Emptied
@@ -165,7 +167,7 @@ std::optional<std::string> ByteLevelToBytes(std::string_view token) {
   std::string out;
   out.reserve(token.size());
   for (size_t i = 0; i < token.size();) {
-    const int b = UnicodeToByte(NextCodePoint(token, i));
+    const int b = UnicodeToByte(NextCodePoint(token, &i));
     if (b < 0) return std::nullopt;
     out.push_back(static_cast<char>(b));
   }
@@ -175,7 +177,7 @@ std::optional<std::string> ByteLevelToBytes(std::string_view token) {
 std::string BytesToByteLevel(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);
-  for (unsigned char b : bytes) AppendUtf8(ByteToUnicode(b), out);
+  for (unsigned char b : bytes) AppendUtf8(ByteToUnicode(b), &out);
   return out;
 }
 
@@ -185,7 +187,7 @@ struct Bpe::Impl {
   std::vector<std::string> id_to_bytes;
   std::vector<bool> id_present;
   std::array<int32_t, 256> byte_id{};
-  std::unordered_map<uint64_t, Merge> merges;
+  absl::flat_hash_map<uint64_t, Merge> merges;  // PairKey(left, right); probed for every pair
   std::optional<int32_t> unk;
   bool ignore_merges = false;
 
@@ -259,7 +261,7 @@ namespace {
 
 // The calling thread's cache for the model `uid`.
 WordCache& ThreadCache(uint64_t uid) {
-  thread_local std::unordered_map<uint64_t, std::unique_ptr<WordCache>> caches;
+  thread_local absl::flat_hash_map<uint64_t, std::unique_ptr<WordCache>> caches;
   thread_local uint64_t last_uid = 0;
   thread_local WordCache* last_cache = nullptr;
   if (last_uid != uid) {
@@ -321,22 +323,22 @@ const std::string* Bpe::TokenBytes(int32_t id) const {
 int32_t Bpe::id_limit() const { return static_cast<int32_t>(impl_->id_to_bytes.size()); }
 size_t Bpe::num_merges() const { return impl_->merges.size(); }
 
-Result<Bpe> Bpe::FromJson(const nlohmann::json& model) {
-  if (!model.is_object()) return Status::InvalidArgument("model: not an object");
+absl::StatusOr<Bpe> Bpe::FromJson(const nlohmann::json& model) {
+  if (!model.is_object()) return absl::InvalidArgumentError("model: not an object");
   const std::string type = model.value("type", std::string("BPE"));
-  if (type != "BPE") return Status::Unimplemented("model type '" + type + "' (only BPE is supported)");
+  if (type != "BPE") return absl::UnimplementedError("model type '" + type + "' (only BPE is supported)");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     auto it = model.find(key);
     if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
-      return Status::Unimplemented(std::string("model.") + key + " (not used by byte-level BPE)");
+      return absl::UnimplementedError(std::string("model.") + key + " (not used by byte-level BPE)");
     }
   }
   if (auto it = model.find("byte_fallback"); it != model.end() && it->is_boolean() && it->get<bool>()) {
-    return Status::Unimplemented("model.byte_fallback (SentencePiece-style BPE)");
+    return absl::UnimplementedError("model.byte_fallback (SentencePiece-style BPE)");
   }
   if (auto it = model.find("dropout"); it != model.end() && !it->is_null()) {
     if (!it->is_number() || it->get<double>() != 0.0) {
-      return Status::Unimplemented("model.dropout (BPE dropout is for training tokenizers)");
+      return absl::UnimplementedError("model.dropout (BPE dropout is for training tokenizers)");
     }
   }
   auto impl = std::make_shared<Impl>();
@@ -345,18 +347,18 @@ Result<Bpe> Bpe::FromJson(const nlohmann::json& model) {
   }
   auto vocab = model.find("vocab");
   if (vocab == model.end() || !vocab->is_object()) {
-    return Status::InvalidArgument("model.vocab: missing or not an object");
+    return absl::InvalidArgumentError("model.vocab: missing or not an object");
   }
   int32_t limit = 0;
   std::vector<std::pair<std::string, int32_t>> entries;
   entries.reserve(vocab->size());
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     if (!it.value().is_number_integer()) {
-      return Status::InvalidArgument("model.vocab['" + it.key() + "']: id is not an integer");
+      return absl::InvalidArgumentError("model.vocab['" + it.key() + "']: id is not an integer");
     }
     const int64_t id = it.value().get<int64_t>();
     if (id < 0 || id >= kMaxIdLimit) {
-      return Status::InvalidArgument("model.vocab['" + it.key() + "']: id " + std::to_string(id) +
+      return absl::InvalidArgumentError("model.vocab['" + it.key() + "']: id " + std::to_string(id) +
                                      " outside [0, " + std::to_string(kMaxIdLimit) + ")");
     }
     // Tokens outside the byte-level alphabet (unusual) keep their UTF-8 bytes.
@@ -383,11 +385,11 @@ Result<Bpe> Bpe::FromJson(const nlohmann::json& model) {
   }
   auto merges = model.find("merges");
   if (merges == model.end() || !merges->is_array()) {
-    return Status::InvalidArgument("model.merges: missing or not an array");
+    return absl::InvalidArgumentError("model.merges: missing or not an array");
   }
   impl->merges.reserve(merges->size());
   // Merge parts are looked up by their text in the file (no byte conversion per lookup).
-  std::unordered_map<std::string_view, int32_t> by_text;
+  absl::flat_hash_map<std::string_view, int32_t> by_text;
   by_text.reserve(vocab->size());
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     by_text.emplace(std::string_view(it.key()), static_cast<int32_t>(it.value().get<int64_t>()));
@@ -400,7 +402,7 @@ Result<Bpe> Bpe::FromJson(const nlohmann::json& model) {
       const std::string& s = m.get_ref<const std::string&>();
       const size_t space = s.find(' ');
       if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos) {
-        return Status::InvalidArgument("model.merges[" + std::to_string(rank) + "]: '" + s +
+        return absl::InvalidArgumentError("model.merges[" + std::to_string(rank) + "]: '" + s +
                                        "' is not two tokens separated by a space");
       }
       a = std::string_view(s).substr(0, space);
@@ -409,13 +411,13 @@ Result<Bpe> Bpe::FromJson(const nlohmann::json& model) {
       a = m[0].get_ref<const std::string&>();
       b = m[1].get_ref<const std::string&>();
     } else {
-      return Status::InvalidArgument("model.merges[" + std::to_string(rank) + "]: neither \"a b\" nor [\"a\", \"b\"]");
+      return absl::InvalidArgumentError("model.merges[" + std::to_string(rank) + "]: neither \"a b\" nor [\"a\", \"b\"]");
     }
     joined.assign(a).append(b);
     auto ia = by_text.find(a), ib = by_text.find(b), im = by_text.find(joined);
     if (ia == by_text.end() || ib == by_text.end() || im == by_text.end()) {
       const std::string missing(ia == by_text.end() ? a : ib == by_text.end() ? b : std::string_view(joined));
-      return Status::InvalidArgument("model.merges[" + std::to_string(rank) + "]: '" + missing +
+      return absl::InvalidArgumentError("model.merges[" + std::to_string(rank) + "]: '" + missing +
                                      "' is not in the vocabulary");
     }
     // A repeated pair takes its last rank, as in HF tokenizers and transformers.js.

@@ -39,7 +39,7 @@ class Bpe {
   // Reads a "model" object of type BPE. Errors name the offending entry: a vocab id that is not
   // an integer in [0, 2^31), a merge that is not two tokens, a merge part or result that is not
   // in the vocabulary.
-  static Result<Bpe> FromJson(const nlohmann::json& model);
+  static absl::StatusOr<Bpe> FromJson(const nlohmann::json& model);
 
   // Appends the ids of one pre-tokenized piece (raw bytes). A byte whose token is missing from the
   // vocabulary becomes the unknown token when the model has one and is dropped otherwise.

@@ -1,9 +1,8 @@
 #include "tokenizer/builtin.h"
 
-#include <fstream>
-
 #include <nlohmann/json.hpp>
 
+#include "core/file.h"
 #include "tokenizer/bpe.h"
 
 namespace grpo::tokenizer {
@@ -58,32 +57,30 @@ std::pair<json, json> BytesR1() {
   return {tokenizer, config};
 }
 
-Result<std::pair<json, json>> Files(const std::string& name) {
+absl::StatusOr<std::pair<json, json>> Files(const std::string& name) {
   if (name == "bytes-r1") return BytesR1();
   std::string known;
   for (const auto& n : BuiltinTokenizerNames()) known += (known.empty() ? "" : ", ") + n;
-  return Status::NotFound("unknown built-in tokenizer '" + name + "' (known: " + known + ")");
+  return absl::NotFoundError("unknown built-in tokenizer '" + name + "' (known: " + known + ")");
 }
 
 }  // namespace
 
 std::vector<std::string> BuiltinTokenizerNames() { return {"bytes-r1"}; }
 
-Result<Tokenizer> BuiltinTokenizer(const std::string& name) {
+absl::StatusOr<Tokenizer> BuiltinTokenizer(const std::string& name) {
   GRPO_ASSIGN_OR_RETURN(auto files, Files(name));
   return Tokenizer::FromJson(files.first.dump(), files.second.dump());
 }
 
-Status WriteBuiltinTokenizer(const std::string& name, const std::string& dir) {
+absl::Status WriteBuiltinTokenizer(const std::string& name, const std::string& dir) {
   GRPO_ASSIGN_OR_RETURN(auto files, Files(name));
   for (const auto& [file, content] :
        {std::pair{std::string("/tokenizer.json"), &files.first},
         std::pair{std::string("/tokenizer_config.json"), &files.second}}) {
-    std::ofstream out(dir + file, std::ios::binary | std::ios::trunc);
-    out << content->dump(2) << "\n";
-    if (!out.good()) return Status::IoError("cannot write " + dir + file);
+    GRPO_RETURN_IF_ERROR(WriteFileAtomic(dir + file, content->dump(2) + "\n"));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo::tokenizer

@@ -21,10 +21,10 @@ namespace grpo::tokenizer {
 std::vector<std::string> BuiltinTokenizerNames();
 
 // NotFound naming the known names for an unknown one.
-Result<Tokenizer> BuiltinTokenizer(const std::string& name);
+absl::StatusOr<Tokenizer> BuiltinTokenizer(const std::string& name);
 
 // Writes DIR/tokenizer.json and DIR/tokenizer_config.json (DIR must exist).
-Status WriteBuiltinTokenizer(const std::string& name, const std::string& dir);
+absl::Status WriteBuiltinTokenizer(const std::string& name, const std::string& dir);
 
 }  // namespace grpo::tokenizer
 

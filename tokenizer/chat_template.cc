@@ -41,15 +41,15 @@ std::string_view StripWhitespace(std::string_view s) {
   return s;
 }
 
-Status CheckRoles(std::span<const ChatMessage> messages) {
+absl::Status CheckRoles(std::span<const ChatMessage> messages) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& r = messages[i].role;
     if (r != "system" && r != "user" && r != "assistant") {
-      return Status::InvalidArgument("chat message " + std::to_string(i) + ": role '" + r +
+      return absl::InvalidArgumentError("chat message " + std::to_string(i) + ": role '" + r +
                                      "' (only system, user and assistant are rendered)");
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 std::string RenderQwen25(std::span<const ChatMessage> m, const ChatOptions& o) {
@@ -143,26 +143,26 @@ std::string RenderLlama3(std::span<const ChatMessage> m, const ChatOptions& o) {
 
 }  // namespace
 
-Result<ChatFormat> ChatFormatFromName(std::string_view name) {
+absl::StatusOr<ChatFormat> ChatFormatFromName(std::string_view name) {
   if (name == "qwen2.5" || name == "qwen2_5" || name == "qwen2") return ChatFormat::kQwen25;
   if (name == "qwen3") return ChatFormat::kQwen3;
   if (name == "deepseek_v3" || name == "deepseek-v3") return ChatFormat::kDeepSeekV3;
   if (name == "llama3" || name == "llama-3") return ChatFormat::kLlama3;
-  return Status::InvalidArgument("chat format '" + std::string(name) +
+  return absl::InvalidArgumentError("chat format '" + std::string(name) +
                                  "' (known: qwen2.5, qwen3, deepseek_v3, llama3)");
 }
 
-Result<ChatFormat> DetectChatFormat(std::string_view t) {
+absl::StatusOr<ChatFormat> DetectChatFormat(std::string_view t) {
   if (t.find("<｜User｜>") != std::string_view::npos) return ChatFormat::kDeepSeekV3;
   if (t.find("<|start_header_id|>") != std::string_view::npos) return ChatFormat::kLlama3;
   if (t.find("<|im_start|>") != std::string_view::npos) {
     if (t.find("reasoning_content") != std::string_view::npos) return ChatFormat::kQwen3;
     return ChatFormat::kQwen25;
   }
-  return Status::NotFound("chat template: no known format (Qwen2.5, Qwen3, DeepSeek-V3, Llama-3)");
+  return absl::NotFoundError("chat template: no known format (Qwen2.5, Qwen3, DeepSeek-V3, Llama-3)");
 }
 
-Result<std::string> RenderChat(ChatFormat format, std::span<const ChatMessage> messages,
+absl::StatusOr<std::string> RenderChat(ChatFormat format, std::span<const ChatMessage> messages,
                                const ChatOptions& options) {
   GRPO_RETURN_IF_ERROR(CheckRoles(messages));
   switch (format) {
@@ -171,7 +171,7 @@ Result<std::string> RenderChat(ChatFormat format, std::span<const ChatMessage> m
     case ChatFormat::kDeepSeekV3: return RenderDeepSeekV3(messages, options);
     case ChatFormat::kLlama3: return RenderLlama3(messages, options);
   }
-  return Status::Internal("unknown chat format");
+  return absl::InternalError("unknown chat format");
 }
 
 }  // namespace grpo::tokenizer

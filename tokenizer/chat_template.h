@@ -42,11 +42,11 @@ struct ChatOptions {
 };
 
 // "qwen2.5", "qwen3", "deepseek_v3", "llama3" (also "qwen2", "deepseek-v3", "llama-3").
-Result<ChatFormat> ChatFormatFromName(std::string_view name);
+absl::StatusOr<ChatFormat> ChatFormatFromName(std::string_view name);
 // Guesses the format of a tokenizer_config.json chat_template by its markers; NotFound if none.
-Result<ChatFormat> DetectChatFormat(std::string_view chat_template);
+absl::StatusOr<ChatFormat> DetectChatFormat(std::string_view chat_template);
 
-Result<std::string> RenderChat(ChatFormat format, std::span<const ChatMessage> messages,
+absl::StatusOr<std::string> RenderChat(ChatFormat format, std::span<const ChatMessage> messages,
                                const ChatOptions& options = {});
 
 }  // namespace grpo::tokenizer

@@ -3,8 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-
+#include "core/jsonl.h"
 #include "tokenizer/prompt_template.h"
 
 namespace grpo::tokenizer {
@@ -13,12 +12,13 @@ namespace {
 // testdata/chat_expected.json: the real chat_template of each model rendered by jinja2 (as
 // transformers does) for the same messages; see tools/tokenizer_render_chat.py.
 TEST(ChatTemplate, MatchesJinjaRenderingOfTheRealTemplates) {
-  std::ifstream in("tokenizer/testdata/chat_expected.json");
-  ASSERT_TRUE(in) << "missing testdata";
-  std::string line;
+  auto in = JsonlReader::Open("tokenizer/testdata/chat_expected.json");
+  ASSERT_TRUE(in.ok()) << "missing testdata: " << in.status();
+  JsonlRecord record;
   int cases = 0;
-  while (std::getline(in, line)) {
-    const auto c = nlohmann::json::parse(line);
+  while ((*in)->Next(&record)) {
+    ASSERT_TRUE(record.ok()) << record.status;
+    const nlohmann::json& c = record.value;
     std::vector<ChatMessage> messages;
     for (const auto& m : c["messages"]) messages.push_back({m["role"], m["content"]});
     ChatOptions options;
@@ -28,7 +28,7 @@ TEST(ChatTemplate, MatchesJinjaRenderingOfTheRealTemplates) {
     ASSERT_TRUE(format.ok());
     auto got = RenderChat(*format, messages, options);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
-    EXPECT_EQ(*got, c["expected"].get<std::string>()) << line;
+    EXPECT_EQ(*got, c["expected"].get<std::string>()) << "line " << record.line;
     ++cases;
   }
   EXPECT_EQ(cases, 31);

@@ -10,10 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
+#include "core/file.h"
+#include "core/jsonl.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -38,7 +39,7 @@ int Classes(const char* out_path) {
   for (char32_t cp = 0; cp < 0x110000; ++cp) {
     if (cp >= 0xD800 && cp <= 0xDFFF) continue;
     ch.clear();
-    AppendUtf8(cp, ch);
+    AppendUtf8(cp, &ch);
     unsigned char mask = 0;
     for (size_t k = 0; k < regexes.size(); ++k) {
       m.clear();
@@ -46,9 +47,11 @@ int Classes(const char* out_path) {
     }
     bytes[cp] = static_cast<char>(mask);
   }
-  std::ofstream out(out_path, std::ios::binary);
-  out.write(bytes.data(), bytes.size());
-  return out ? 0 : 1;
+  if (const absl::Status s = WriteFileAtomic(out_path, bytes); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
 }
 
 std::string IdsToString(const std::vector<int32_t>& ids) {
@@ -63,23 +66,21 @@ int Compare(const char* dir, const char* path) {
     std::fprintf(stderr, "load %s: %s\n", dir, tok.status().ToString().c_str());
     return 1;
   }
-  std::ifstream in(path);
-  if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", path);
+  auto in = JsonlReader::Open(path);
+  if (!in.ok()) {
+    std::fprintf(stderr, "%s\n", in.status().ToString().c_str());
     return 1;
   }
-  std::string line;
+  JsonlRecord record;
   int lines = 0, id_mismatch = 0, text_mismatch = 0;
   size_t tokens = 0, bytes = 0;
-  while (std::getline(in, line)) {
+  while ((*in)->Next(&record)) {
     ++lines;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "%s:%d: %s\n", path, lines, e.what());
+    if (!record.ok()) {
+      std::fprintf(stderr, "%s\n", record.status.ToString().c_str());
       return 1;
     }
+    const nlohmann::json& j = record.value;
     const std::string text = j["text"].get<std::string>();
     const std::vector<int32_t> want = j["ids"].get<std::vector<int32_t>>();
     const std::string decoded = j["decoded"].get<std::string>();
@@ -88,21 +89,25 @@ int Compare(const char* dir, const char* path) {
     auto got = tok->Encode(text);
     if (!got.ok() || *got != want) {
       if (++id_mismatch <= 5) {
-        std::fprintf(stderr, "line %d: ids differ\n  text: %s\n  js:   %s\n  ours: %s\n", lines,
-                     j["text"].dump().c_str(), IdsToString(want).c_str(),
+        std::fprintf(stderr, "line %lld: ids differ\n  text: %s\n  js:   %s\n  ours: %s\n",
+                     static_cast<long long>(record.line), j["text"].dump().c_str(), IdsToString(want).c_str(),
                      got.ok() ? IdsToString(*got).c_str() : got.status().ToString().c_str());
       }
     }
     auto back = tok->Decode(want);
     if (!back.ok() || *back != decoded) {
       if (++text_mismatch <= 5) {
-        std::fprintf(stderr, "line %d: decoded text differs\n  js:   %s\n  ours: %s\n", lines,
-                     nlohmann::json(decoded).dump().c_str(),
+        std::fprintf(stderr, "line %lld: decoded text differs\n  js:   %s\n  ours: %s\n",
+                     static_cast<long long>(record.line), nlohmann::json(decoded).dump().c_str(),
                      back.ok() ? nlohmann::json(*back).dump(-1, ' ', false,
                                                              nlohmann::json::error_handler_t::replace).c_str()
                                : back.status().ToString().c_str());
       }
     }
+  }
+  if (!(*in)->status().ok()) {
+    std::fprintf(stderr, "%s\n", (*in)->status().ToString().c_str());
+    return 1;
   }
   std::printf("%s: %d texts, %zu bytes, %zu tokens; %d id mismatches, %d decode mismatches\n", dir,
               lines, bytes, tokens, id_mismatch, text_mismatch);

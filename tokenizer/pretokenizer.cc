@@ -60,29 +60,29 @@ std::vector<Range> ApplyBehavior(std::vector<Range> r, int behavior) {
 
 }  // namespace
 
-Status PreTokenizer::AddSteps(const nlohmann::json& config, std::vector<Step>& steps,
+absl::Status PreTokenizer::AddSteps(const nlohmann::json& config, std::vector<Step>& steps,
                               bool& byte_level) {
-  if (config.is_null()) return Status::Ok();
-  if (!config.is_object()) return Status::InvalidArgument("pre_tokenizer: not an object");
+  if (config.is_null()) return absl::OkStatus();
+  if (!config.is_object()) return absl::InvalidArgumentError("pre_tokenizer: not an object");
   const auto type_it = config.find("type");
   if (type_it == config.end() || !type_it->is_string()) {
-    return Status::InvalidArgument("pre_tokenizer: missing \"type\"");
+    return absl::InvalidArgumentError("pre_tokenizer: missing \"type\"");
   }
   const std::string type = type_it->get<std::string>();
   if (type == "Sequence") {
     auto list = config.find("pretokenizers");
     if (list == config.end() || !list->is_array()) {
-      return Status::InvalidArgument("pre_tokenizer Sequence: \"pretokenizers\" is not an array");
+      return absl::InvalidArgumentError("pre_tokenizer Sequence: \"pretokenizers\" is not an array");
     }
     for (const auto& sub : *list) GRPO_RETURN_IF_ERROR(AddSteps(sub, steps, byte_level));
-    return Status::Ok();
+    return absl::OkStatus();
   }
   Step step;
   if (type == "Split") {
     step.kind = Step::Kind::kSplit;
     auto pattern = config.find("pattern");
     if (pattern == config.end() || !pattern->is_object()) {
-      return Status::InvalidArgument("pre_tokenizer Split: \"pattern\" is not an object");
+      return absl::InvalidArgumentError("pre_tokenizer Split: \"pattern\" is not an object");
     }
     std::string regex;
     if (auto r = pattern->find("Regex"); r != pattern->end() && r->is_string()) {
@@ -90,10 +90,10 @@ Status PreTokenizer::AddSteps(const nlohmann::json& config, std::vector<Step>& s
     } else if (auto s = pattern->find("String"); s != pattern->end() && s->is_string()) {
       regex = "\\Q" + s->get<std::string>() + "\\E";
       if (s->get<std::string>().find("\\E") != std::string::npos) {
-        return Status::Unimplemented("pre_tokenizer Split: a String pattern containing \\E");
+        return absl::UnimplementedError("pre_tokenizer Split: a String pattern containing \\E");
       }
     } else {
-      return Status::InvalidArgument("pre_tokenizer Split: pattern has neither Regex nor String");
+      return absl::InvalidArgumentError("pre_tokenizer Split: pattern has neither Regex nor String");
     }
     GRPO_ASSIGN_OR_RETURN(Regex compiled, Regex::Compile(regex));
     step.regex = std::move(compiled);
@@ -111,7 +111,7 @@ Status PreTokenizer::AddSteps(const nlohmann::json& config, std::vector<Step>& s
         known = true;
       }
     }
-    if (!known) return Status::InvalidArgument("pre_tokenizer Split: unknown behavior '" + behavior + "'");
+    if (!known) return absl::InvalidArgumentError("pre_tokenizer Split: unknown behavior '" + behavior + "'");
     if (auto inv = config.find("invert"); inv != config.end() && inv->is_boolean()) {
       step.invert = inv->get<bool>();
     }
@@ -130,19 +130,19 @@ Status PreTokenizer::AddSteps(const nlohmann::json& config, std::vector<Step>& s
       step.regex = std::move(compiled);
     }
   } else {
-    return Status::Unimplemented("pre_tokenizer type '" + type + "'");
+    return absl::UnimplementedError("pre_tokenizer type '" + type + "'");
   }
   steps.push_back(std::move(step));
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<PreTokenizer> PreTokenizer::FromJson(const nlohmann::json& config) {
+absl::StatusOr<PreTokenizer> PreTokenizer::FromJson(const nlohmann::json& config) {
   PreTokenizer p;
   GRPO_RETURN_IF_ERROR(AddSteps(config, p.steps_, p.has_byte_level_));
   return p;
 }
 
-Status PreTokenizer::ApplyStep(const Step& step, std::string_view text, const Piece& piece,
+absl::Status PreTokenizer::ApplyStep(const Step& step, std::string_view text, const Piece& piece,
                                std::vector<Piece>& out) {
   // The piece's text, with its added space if it has one.
   std::string prefixed;
@@ -169,7 +169,7 @@ Status PreTokenizer::ApplyStep(const Step& step, std::string_view text, const Pi
   };
   if (!step.regex) {  // ByteLevel without regex: the piece stays whole
     emit(0, view.size());
-    return Status::Ok();
+    return absl::OkStatus();
   }
   thread_local std::vector<std::pair<size_t, size_t>> matches;
   matches.clear();
@@ -184,7 +184,7 @@ Status PreTokenizer::ApplyStep(const Step& step, std::string_view text, const Pi
       prev = e;
     }
     emit(prev, view.size());
-    return Status::Ok();
+    return absl::OkStatus();
   }
   std::vector<Range> ranges;
   size_t prev = 0;
@@ -197,12 +197,12 @@ Status PreTokenizer::ApplyStep(const Step& step, std::string_view text, const Pi
   for (const Range& r : ApplyBehavior(std::move(ranges), static_cast<int>(step.behavior))) {
     emit(r.begin, r.end);
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Status PreTokenizer::Split(std::string_view text, std::vector<Piece>& pieces) const {
+absl::Status PreTokenizer::Split(std::string_view text, std::vector<Piece>& pieces) const {
   pieces.clear();
-  if (text.empty()) return Status::Ok();
+  if (text.empty()) return absl::OkStatus();
   pieces.push_back({0, text.size(), false});
   thread_local std::vector<Piece> next;
   for (const Step& step : steps_) {
@@ -211,7 +211,7 @@ Status PreTokenizer::Split(std::string_view text, std::vector<Piece>& pieces) co
     for (const Piece& p : pieces) GRPO_RETURN_IF_ERROR(ApplyStep(step, text, p, next));
     pieces.swap(next);
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo::tokenizer

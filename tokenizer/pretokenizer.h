@@ -38,10 +38,10 @@ class PreTokenizer {
   PreTokenizer() = default;
 
   // Reads a "pre_tokenizer" value (null means no steps).
-  static Result<PreTokenizer> FromJson(const nlohmann::json& config);
+  static absl::StatusOr<PreTokenizer> FromJson(const nlohmann::json& config);
 
   // Splits `text` (valid UTF-8) into pieces, replacing the contents of `pieces`.
-  Status Split(std::string_view text, std::vector<Piece>& pieces) const;
+  absl::Status Split(std::string_view text, std::vector<Piece>& pieces) const;
 
   // True when a ByteLevel step is present (the model then is byte-level BPE).
   bool has_byte_level() const { return has_byte_level_; }
@@ -55,8 +55,8 @@ class PreTokenizer {
     bool invert = false;
     bool add_prefix_space = false;
   };
-  static Status AddSteps(const nlohmann::json& config, std::vector<Step>& steps, bool& byte_level);
-  static Status ApplyStep(const Step& step, std::string_view text, const Piece& piece,
+  static absl::Status AddSteps(const nlohmann::json& config, std::vector<Step>& steps, bool& byte_level);
+  static absl::Status ApplyStep(const Step& step, std::string_view text, const Piece& piece,
                           std::vector<Piece>& out);
 
   std::vector<Step> steps_;

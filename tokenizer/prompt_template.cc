@@ -16,7 +16,7 @@ std::string R1ZeroPrompt(std::string_view question) {
   return s;
 }
 
-Result<PromptTemplate> PromptTemplate::Parse(std::string_view text) {
+absl::StatusOr<PromptTemplate> PromptTemplate::Parse(std::string_view text) {
   PromptTemplate t;
   std::string literal;
   auto flush = [&] {
@@ -34,14 +34,14 @@ Result<PromptTemplate> PromptTemplate::Parse(std::string_view text) {
     } else if (c == '{') {
       const size_t close = text.find('}', i + 1);
       if (close == std::string_view::npos) {
-        return Status::InvalidArgument("prompt template: '{' at offset " + std::to_string(i) + " is not closed");
+        return absl::InvalidArgumentError("prompt template: '{' at offset " + std::to_string(i) + " is not closed");
       }
       const std::string name(text.substr(i + 1, close - i - 1));
       const bool ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
         return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
       });
       if (!ok) {
-        return Status::InvalidArgument("prompt template: bad field name '{" + name + "}' at offset " +
+        return absl::InvalidArgumentError("prompt template: bad field name '{" + name + "}' at offset " +
                                        std::to_string(i));
       }
       flush();
@@ -49,7 +49,7 @@ Result<PromptTemplate> PromptTemplate::Parse(std::string_view text) {
       if (std::find(t.fields_.begin(), t.fields_.end(), name) == t.fields_.end()) t.fields_.push_back(name);
       i = close;
     } else if (c == '}') {
-      return Status::InvalidArgument("prompt template: lone '}' at offset " + std::to_string(i) +
+      return absl::InvalidArgumentError("prompt template: lone '}' at offset " + std::to_string(i) +
                                      " (write '}}' for a brace)");
     } else {
       literal.push_back(c);
@@ -59,7 +59,7 @@ Result<PromptTemplate> PromptTemplate::Parse(std::string_view text) {
   return t;
 }
 
-Result<std::string> PromptTemplate::Render(const std::map<std::string, std::string>& fields) const {
+absl::StatusOr<std::string> PromptTemplate::Render(const std::map<std::string, std::string>& fields) const {
   std::string out;
   for (const Part& p : parts_) {
     if (!p.is_field) {
@@ -67,7 +67,7 @@ Result<std::string> PromptTemplate::Render(const std::map<std::string, std::stri
       continue;
     }
     auto it = fields.find(p.text);
-    if (it == fields.end()) return Status::InvalidArgument("prompt template: no value for field '" + p.text + "'");
+    if (it == fields.end()) return absl::InvalidArgumentError("prompt template: no value for field '" + p.text + "'");
     out += it->second;
   }
   return out;

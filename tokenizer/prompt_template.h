@@ -23,11 +23,11 @@ std::string R1ZeroPrompt(std::string_view question);
 class PromptTemplate {
  public:
   // Errors: an unclosed "{", a lone "}", an empty or non-identifier field name ([A-Za-z0-9_]).
-  static Result<PromptTemplate> Parse(std::string_view text);
+  static absl::StatusOr<PromptTemplate> Parse(std::string_view text);
 
   // The template's text with every {field} replaced; a field missing from `fields` is an
   // InvalidArgument error naming it. Fields not used by the template are ignored.
-  Result<std::string> Render(const std::map<std::string, std::string>& fields) const;
+  absl::StatusOr<std::string> Render(const std::map<std::string, std::string>& fields) const;
 
   // The field names used, in order of first use.
   const std::vector<std::string>& fields() const { return fields_; }

@@ -86,7 +86,7 @@ std::string RewriteWhitespaceClasses(std::string_view p) {
   return out;
 }
 
-Result<Regex> Regex::Compile(std::string_view pattern) {
+absl::StatusOr<Regex> Regex::Compile(std::string_view pattern) {
   auto impl = std::make_shared<Impl>();
   impl->pattern = std::string(pattern);
   const std::string rewritten = RewriteWhitespaceClasses(pattern);
@@ -97,20 +97,20 @@ Result<Regex> Regex::Compile(std::string_view pattern) {
   if (impl->code == nullptr) {
     PCRE2_UCHAR buffer[256];
     pcre2_get_error_message(error, buffer, sizeof(buffer));
-    return Status::InvalidArgument("regex '" + std::string(pattern) + "' at offset " +
+    return absl::InvalidArgumentError("regex '" + std::string(pattern) + "' at offset " +
                                    std::to_string(offset) + ": " +
                                    reinterpret_cast<const char*>(buffer));
   }
   impl->jit = pcre2_jit_compile(impl->code, PCRE2_JIT_COMPLETE) == 0;
   impl->context = pcre2_match_context_create(nullptr);
-  if (impl->context == nullptr) return Status::ResourceExhausted("pcre2_match_context_create");
+  if (impl->context == nullptr) return absl::ResourceExhaustedError("pcre2_match_context_create");
   pcre2_jit_stack_assign(impl->context, &ThreadJitStack, nullptr);
   return Regex(std::move(impl));
 }
 
 const std::string& Regex::pattern() const { return impl_->pattern; }
 
-Status Regex::FindAll(std::string_view text,
+absl::Status Regex::FindAll(std::string_view text,
                       std::vector<std::pair<size_t, size_t>>& matches) const {
   struct MatchData {
     pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
@@ -129,7 +129,7 @@ Status Regex::FindAll(std::string_view text,
     if (rc < 0) {
       PCRE2_UCHAR buffer[256];
       pcre2_get_error_message(rc, buffer, sizeof(buffer));
-      return Status::ResourceExhausted("regex '" + impl_->pattern + "': " +
+      return absl::ResourceExhaustedError("regex '" + impl_->pattern + "': " +
                                        reinterpret_cast<const char*>(buffer));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.data);
@@ -145,7 +145,7 @@ Status Regex::FindAll(std::string_view text,
       start = next;
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 }  // namespace grpo::tokenizer

@@ -23,12 +23,12 @@ class Regex {
  public:
   // Compiles `pattern` (PCRE/Oniguruma syntax as written in tokenizer.json). Errors name the
   // offset and PCRE2's message.
-  static Result<Regex> Compile(std::string_view pattern);
+  static absl::StatusOr<Regex> Compile(std::string_view pattern);
 
   // Appends the [begin, end) byte ranges of all non-overlapping, non-empty matches of the
   // pattern in `text` (valid UTF-8), left to right, to `matches`. Errors come from PCRE2 (for
   // example a match limit).
-  Status FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>& matches) const;
+  absl::Status FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>& matches) const;
 
   const std::string& pattern() const;
 

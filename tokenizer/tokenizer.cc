@@ -6,10 +6,9 @@
 #include <array>
 #include <deque>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <unordered_map>
 
+#include "absl/container/flat_hash_map.h"
+#include "core/file.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/unicode.h"
@@ -80,7 +79,7 @@ size_t TrimEnd(std::string_view text, size_t begin, size_t end) {
     size_t start = end - 1;
     while (start > begin && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
     size_t i = start;
-    if (!IsWhiteSpace(NextCodePoint(text, i))) break;
+    if (!IsWhiteSpace(NextCodePoint(text, &i))) break;
     end = start;
   }
   return end;
@@ -89,7 +88,7 @@ size_t TrimEnd(std::string_view text, size_t begin, size_t end) {
 size_t TrimStart(std::string_view text, size_t begin, size_t end) {
   while (begin < end) {
     size_t i = begin;
-    if (!IsWhiteSpace(NextCodePoint(text, i))) break;
+    if (!IsWhiteSpace(NextCodePoint(text, &i))) break;
     begin = i;
   }
   return begin;
@@ -111,15 +110,6 @@ std::string CleanUpTokenization(std::string s) {
   return s;
 }
 
-Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::IoError(path + ": read failed");
-  return ss.str();
-}
-
 // A token named in tokenizer_config.json: a string or {"content": ...}.
 std::string ConfigToken(const json& config, const char* key) {
   auto it = config.find(key);
@@ -139,8 +129,8 @@ struct Tokenizer::Impl {
   PreTokenizer pre;
   bool nfc = false;
   std::vector<AddedToken> added;
-  std::unordered_map<int32_t, size_t> added_by_id;
-  std::unordered_map<std::string, size_t> added_by_content;
+  absl::flat_hash_map<int32_t, size_t> added_by_id;  // probed for every id decoded
+  absl::flat_hash_map<std::string, size_t> added_by_content;
   AddedTokenTrie trie;
   std::vector<int32_t> post_prefix, post_suffix;
   std::vector<bool> special;
@@ -149,72 +139,72 @@ struct Tokenizer::Impl {
   std::string bos_token, eos_token, chat_template, tokenizer_class;
   bool clean_up = true;
 
-  Status ParseNormalizer(const json& n);
-  Status ParseDecoder(const json& d) const;
-  Status ParsePostProcessor(const json& p, bool& has_template);
-  Status EncodeSection(std::string_view section, std::vector<int32_t>& ids) const;
+  absl::Status ParseNormalizer(const json& n);
+  absl::Status ParseDecoder(const json& d) const;
+  absl::Status ParsePostProcessor(const json& p, bool& has_template);
+  absl::Status EncodeSection(std::string_view section, std::vector<int32_t>& ids) const;
 };
 
-Status Tokenizer::Impl::ParseNormalizer(const json& n) {
-  if (n.is_null()) return Status::Ok();
+absl::Status Tokenizer::Impl::ParseNormalizer(const json& n) {
+  if (n.is_null()) return absl::OkStatus();
   if (!n.is_object() || !n.contains("type") || !n["type"].is_string()) {
-    return Status::InvalidArgument("normalizer: not an object with a \"type\"");
+    return absl::InvalidArgumentError("normalizer: not an object with a \"type\"");
   }
   const std::string type = n["type"].get<std::string>();
   if (type == "NFC") {
     nfc = true;
-    return Status::Ok();
+    return absl::OkStatus();
   }
   if (type == "Sequence") {
     auto list = n.find("normalizers");
     if (list == n.end() || !list->is_array()) {
-      return Status::InvalidArgument("normalizer Sequence: \"normalizers\" is not an array");
+      return absl::InvalidArgumentError("normalizer Sequence: \"normalizers\" is not an array");
     }
     for (const auto& sub : *list) GRPO_RETURN_IF_ERROR(ParseNormalizer(sub));
-    return Status::Ok();
+    return absl::OkStatus();
   }
-  return Status::Unimplemented("normalizer type '" + type + "'");
+  return absl::UnimplementedError("normalizer type '" + type + "'");
 }
 
-Status Tokenizer::Impl::ParseDecoder(const json& d) const {
-  if (d.is_null()) return Status::Ok();
+absl::Status Tokenizer::Impl::ParseDecoder(const json& d) const {
+  if (d.is_null()) return absl::OkStatus();
   if (!d.is_object() || !d.contains("type") || !d["type"].is_string()) {
-    return Status::InvalidArgument("decoder: not an object with a \"type\"");
+    return absl::InvalidArgumentError("decoder: not an object with a \"type\"");
   }
   const std::string type = d["type"].get<std::string>();
-  if (type == "ByteLevel") return Status::Ok();
+  if (type == "ByteLevel") return absl::OkStatus();
   if (type == "Sequence") {
     auto list = d.find("decoders");
     if (list == d.end() || !list->is_array()) {
-      return Status::InvalidArgument("decoder Sequence: \"decoders\" is not an array");
+      return absl::InvalidArgumentError("decoder Sequence: \"decoders\" is not an array");
     }
     for (const auto& sub : *list) GRPO_RETURN_IF_ERROR(ParseDecoder(sub));
-    return Status::Ok();
+    return absl::OkStatus();
   }
-  return Status::Unimplemented("decoder type '" + type + "'");
+  return absl::UnimplementedError("decoder type '" + type + "'");
 }
 
-Status Tokenizer::Impl::ParsePostProcessor(const json& p, bool& has_template) {
-  if (p.is_null()) return Status::Ok();
+absl::Status Tokenizer::Impl::ParsePostProcessor(const json& p, bool& has_template) {
+  if (p.is_null()) return absl::OkStatus();
   if (!p.is_object() || !p.contains("type") || !p["type"].is_string()) {
-    return Status::InvalidArgument("post_processor: not an object with a \"type\"");
+    return absl::InvalidArgumentError("post_processor: not an object with a \"type\"");
   }
   const std::string type = p["type"].get<std::string>();
-  if (type == "ByteLevel") return Status::Ok();
+  if (type == "ByteLevel") return absl::OkStatus();
   if (type == "Sequence") {
     auto list = p.find("processors");
     if (list == p.end() || !list->is_array()) {
-      return Status::InvalidArgument("post_processor Sequence: \"processors\" is not an array");
+      return absl::InvalidArgumentError("post_processor Sequence: \"processors\" is not an array");
     }
     for (const auto& sub : *list) GRPO_RETURN_IF_ERROR(ParsePostProcessor(sub, has_template));
-    return Status::Ok();
+    return absl::OkStatus();
   }
-  if (type != "TemplateProcessing") return Status::Unimplemented("post_processor type '" + type + "'");
+  if (type != "TemplateProcessing") return absl::UnimplementedError("post_processor type '" + type + "'");
   has_template = true;
   auto single = p.find("single");
   auto specials = p.find("special_tokens");
   if (single == p.end() || !single->is_array()) {
-    return Status::InvalidArgument("post_processor TemplateProcessing: \"single\" is not an array");
+    return absl::InvalidArgumentError("post_processor TemplateProcessing: \"single\" is not an array");
   }
   bool seen_sequence = false;
   for (const auto& piece : *single) {
@@ -224,26 +214,26 @@ Status Tokenizer::Impl::ParsePostProcessor(const json& p, bool& has_template) {
     }
     if (!piece.is_object() || !piece.contains("SpecialToken") || !piece["SpecialToken"].is_object() ||
         !piece["SpecialToken"].contains("id") || !piece["SpecialToken"]["id"].is_string()) {
-      return Status::InvalidArgument("post_processor TemplateProcessing: bad piece " + piece.dump());
+      return absl::InvalidArgumentError("post_processor TemplateProcessing: bad piece " + piece.dump());
     }
     const std::string name = piece["SpecialToken"]["id"].get<std::string>();
     if (specials == p.end() || !specials->is_object() || !specials->contains(name) ||
         !(*specials)[name].is_object() || !(*specials)[name].contains("ids") ||
         !(*specials)[name]["ids"].is_array()) {
-      return Status::InvalidArgument("post_processor TemplateProcessing: special token '" + name +
+      return absl::InvalidArgumentError("post_processor TemplateProcessing: special token '" + name +
                                      "' has no ids");
     }
     for (const auto& id : (*specials)[name]["ids"]) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1 << 24)) {
-        return Status::InvalidArgument("post_processor TemplateProcessing: bad id for '" + name + "'");
+        return absl::InvalidArgumentError("post_processor TemplateProcessing: bad id for '" + name + "'");
       }
       (seen_sequence ? post_suffix : post_prefix).push_back(id.get<int32_t>());
     }
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Status Tokenizer::Impl::EncodeSection(std::string_view section, std::vector<int32_t>& ids) const {
+absl::Status Tokenizer::Impl::EncodeSection(std::string_view section, std::vector<int32_t>& ids) const {
   std::string normalized_storage;
   std::string_view text = section;
   if (nfc && !IsNfcQuick(section)) {
@@ -265,52 +255,52 @@ Status Tokenizer::Impl::EncodeSection(std::string_view section, std::vector<int3
     views.push_back(piece);
   }
   bpe->EncodePieces(views, ids);
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::string_view config_json) {
+absl::StatusOr<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::string_view config_json) {
   json tj, cj;
   try {
     tj = json::parse(tokenizer_json);
     if (!config_json.empty()) cj = json::parse(config_json);
   } catch (const json::exception& e) {
-    return Status::InvalidArgument(std::string("tokenizer JSON: ") + e.what());
+    return absl::InvalidArgumentError(std::string("tokenizer JSON: ") + e.what());
   }
-  if (!tj.is_object()) return Status::InvalidArgument("tokenizer.json: not an object");
-  if (!cj.is_null() && !cj.is_object()) return Status::InvalidArgument("tokenizer_config.json: not an object");
+  if (!tj.is_object()) return absl::InvalidArgumentError("tokenizer.json: not an object");
+  if (!cj.is_null() && !cj.is_object()) return absl::InvalidArgumentError("tokenizer_config.json: not an object");
   if (cj.is_null()) cj = json::object();
   auto impl = std::make_shared<Impl>();
   try {
-    if (!tj.contains("model")) return Status::InvalidArgument("tokenizer.json: no \"model\"");
+    if (!tj.contains("model")) return absl::InvalidArgumentError("tokenizer.json: no \"model\"");
     GRPO_ASSIGN_OR_RETURN(Bpe bpe, Bpe::FromJson(tj["model"]));
     impl->bpe = std::move(bpe);
-    GRPO_RETURN_IF_ERROR(impl->ParseNormalizer(tj.value("normalizer", json())).WithContext("tokenizer.json"));
+    GRPO_RETURN_IF_ERROR(grpo::WithContext(impl->ParseNormalizer(tj.value("normalizer", json())), "tokenizer.json"));
     GRPO_ASSIGN_OR_RETURN(impl->pre, PreTokenizer::FromJson(tj.value("pre_tokenizer", json())));
     if (!impl->pre.has_byte_level()) {
-      return Status::Unimplemented("tokenizer.json: no ByteLevel pre-tokenizer (only byte-level BPE is supported)");
+      return absl::UnimplementedError("tokenizer.json: no ByteLevel pre-tokenizer (only byte-level BPE is supported)");
     }
-    GRPO_RETURN_IF_ERROR(impl->ParseDecoder(tj.value("decoder", json())).WithContext("tokenizer.json"));
+    GRPO_RETURN_IF_ERROR(grpo::WithContext(impl->ParseDecoder(tj.value("decoder", json())), "tokenizer.json"));
     bool has_template = false;
     GRPO_RETURN_IF_ERROR(
-        impl->ParsePostProcessor(tj.value("post_processor", json()), has_template).WithContext("tokenizer.json"));
+        grpo::WithContext(impl->ParsePostProcessor(tj.value("post_processor", json()), has_template), "tokenizer.json"));
 
     impl->vocab_size = impl->bpe->id_limit();
     const json added = tj.value("added_tokens", json::array());
-    if (!added.is_array()) return Status::InvalidArgument("tokenizer.json: added_tokens is not an array");
+    if (!added.is_array()) return absl::InvalidArgumentError("tokenizer.json: added_tokens is not an array");
     for (const auto& a : added) {
       if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
           !a.contains("content") || !a["content"].is_string()) {
-        return Status::InvalidArgument("tokenizer.json: bad added token " + a.dump().substr(0, 200));
+        return absl::InvalidArgumentError("tokenizer.json: bad added token " + a.dump().substr(0, 200));
       }
       AddedToken t;
       const int64_t id = a["id"].get<int64_t>();
       if (id < 0 || id >= (1 << 24)) {
-        return Status::InvalidArgument("tokenizer.json: added token id " + std::to_string(id) + " out of range");
+        return absl::InvalidArgumentError("tokenizer.json: added token id " + std::to_string(id) + " out of range");
       }
       t.id = static_cast<int32_t>(id);
       t.content = a["content"].get<std::string>();
       if (t.content.empty() || !IsValidUtf8(t.content)) {
-        return Status::InvalidArgument("tokenizer.json: added token " + std::to_string(id) + " has empty content");
+        return absl::InvalidArgumentError("tokenizer.json: added token " + std::to_string(id) + " has empty content");
       }
       auto flag = [&](const char* k) { return a.contains(k) && a[k].is_boolean() && a[k].get<bool>(); };
       t.special = flag("special");
@@ -385,12 +375,12 @@ Result<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::stri
     for (int32_t id : impl->post_suffix) impl->vocab_size = std::max(impl->vocab_size, id + 1);
     impl->special.resize(impl->vocab_size, false);
   } catch (const json::exception& e) {
-    return Status::InvalidArgument(std::string("tokenizer JSON: ") + e.what());
+    return absl::InvalidArgumentError(std::string("tokenizer JSON: ") + e.what());
   }
   return Tokenizer(std::move(impl));
 }
 
-Result<Tokenizer> Tokenizer::Load(const std::string& path) {
+absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path json_path = path, config_path;
@@ -406,14 +396,14 @@ Result<Tokenizer> Tokenizer::Load(const std::string& path) {
     GRPO_ASSIGN_OR_RETURN(config_json, ReadFile(config_path.string()));
   }
   auto result = FromJson(tokenizer_json, config_json);
-  if (!result.ok()) return result.status().WithContext(json_path.string());
+  if (!result.ok()) return grpo::WithContext(result.status(), json_path.string());
   return result;
 }
 
-Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, const EncodeOptions& options) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, const EncodeOptions& options) const {
   const Impl& m = *impl_;
   if (const size_t bad = FirstInvalidUtf8(text); bad != text.size()) {
-    return Status::InvalidArgument("text is not valid UTF-8 at byte " + std::to_string(bad));
+    return absl::InvalidArgumentError("text is not valid UTF-8 at byte " + std::to_string(bad));
   }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
@@ -470,7 +460,7 @@ const std::string* Tokenizer::IdToBytes(int32_t id) const {
   return impl_->bpe->TokenBytes(id);
 }
 
-Result<std::string> Tokenizer::Decode(std::span<const int32_t> ids, const DecodeOptions& options) const {
+absl::StatusOr<std::string> Tokenizer::Decode(std::span<const int32_t> ids, const DecodeOptions& options) const {
   const Impl& m = *impl_;
   std::string out, pending;
   for (int32_t id : ids) {
@@ -484,7 +474,7 @@ Result<std::string> Tokenizer::Decode(std::span<const int32_t> ids, const Decode
     }
     const std::string* bytes = m.bpe->TokenBytes(id);
     if (bytes == nullptr) {
-      return Status::InvalidArgument("token id " + std::to_string(id) + " is not in the vocabulary (size " +
+      return absl::InvalidArgumentError("token id " + std::to_string(id) + " is not in the vocabulary (size " +
                                      std::to_string(m.vocab_size) + ")");
     }
     pending += *bytes;
@@ -516,11 +506,11 @@ const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
 const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
 const std::string& Tokenizer::tokenizer_class() const { return impl_->tokenizer_class; }
 
-Result<std::string> StreamDecoder::Push(int32_t id) {
+absl::StatusOr<std::string> StreamDecoder::Push(int32_t id) {
   if (skip_special_ && tokenizer_.IsSpecial(id)) return std::string();
   const std::string* bytes = tokenizer_.IdToBytes(id);
   if (bytes == nullptr) {
-    return Status::InvalidArgument("token id " + std::to_string(id) + " is not in the vocabulary");
+    return absl::InvalidArgumentError("token id " + std::to_string(id) + " is not in the vocabulary");
   }
   pending_ += *bytes;
   const size_t keep = IncompleteUtf8Suffix(pending_);

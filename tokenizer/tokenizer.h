@@ -59,15 +59,15 @@ class Tokenizer {
  public:
   // `path` is a directory holding tokenizer.json (and optionally tokenizer_config.json), or the
   // tokenizer.json file itself (tokenizer_config.json is then looked for beside it).
-  static Result<Tokenizer> Load(const std::string& path);
+  static absl::StatusOr<Tokenizer> Load(const std::string& path);
   // From the two files' contents; `config_json` may be empty.
-  static Result<Tokenizer> FromJson(std::string_view tokenizer_json, std::string_view config_json);
+  static absl::StatusOr<Tokenizer> FromJson(std::string_view tokenizer_json, std::string_view config_json);
 
   // Token ids of `text`, which must be valid UTF-8 (else InvalidArgument naming the byte offset).
-  Result<std::vector<int32_t>> Encode(std::string_view text, const EncodeOptions& options = {}) const;
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, const EncodeOptions& options = {}) const;
 
   // The text of `ids`; an id outside the vocabulary is an InvalidArgument error.
-  Result<std::string> Decode(std::span<const int32_t> ids, const DecodeOptions& options = {}) const;
+  absl::StatusOr<std::string> Decode(std::span<const int32_t> ids, const DecodeOptions& options = {}) const;
 
   // The bytes an id stands for (raw UTF-8 fragment or added token text); nullptr if unknown.
   const std::string* IdToBytes(int32_t id) const;
@@ -103,7 +103,7 @@ class StreamDecoder {
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = false)
       : tokenizer_(tokenizer), skip_special_(skip_special_tokens) {}
 
-  Result<std::string> Push(int32_t id);
+  absl::StatusOr<std::string> Push(int32_t id);
   std::string Finish();
 
  private:

@@ -10,11 +10,10 @@
 #include <chrono>
 #include <ctime>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "core/file.h"
 #include "tokenizer/tokenizer.h"
 
 int main(int argc, char** argv) {
@@ -28,10 +27,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", tok.status().ToString().c_str());
     return 1;
   }
-  std::ifstream in(argv[2], std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  absl::StatusOr<std::string> read = grpo::ReadFile(argv[2]);
+  if (!read.ok()) {
+    std::fprintf(stderr, "%s\n", read.status().ToString().c_str());
+    return 1;
+  }
+  const std::string text = std::move(read).value();
   std::vector<std::string_view> chunks;
   for (size_t pos = 0; pos < text.size();) {
     size_t end = std::min(text.size(), pos + 4096);

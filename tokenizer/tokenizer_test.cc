@@ -144,7 +144,7 @@ TEST(Tokenizer, RoundTripOnRandomUnicode) {
         default:
           do cp = rng() % 0x110000; while (cp >= 0xD800 && cp <= 0xDFFF);
       }
-      AppendUtf8(cp, s);
+      AppendUtf8(cp, &s);
     }
     if (rng() % 4 == 0) s += "<|im_end|>";
     auto ids = t.Encode(s);
@@ -201,7 +201,7 @@ TEST(Tokenizer, MalformedFilesAreErrorsNeverCrashes) {
   EXPECT_FALSE(Tokenizer::FromJson(missing.dump(), "").ok());
   json unknown = testing::TinyTokenizer();
   unknown["normalizer"] = {{"type", "Lowercase"}};
-  EXPECT_EQ(Tokenizer::FromJson(unknown.dump(), "").status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(Tokenizer::FromJson(unknown.dump(), "").status().code(), absl::StatusCode::kUnimplemented);
   // Mutations: flipped bytes, truncations, and values of the wrong type. Load must return (an
   // error or a tokenizer that encodes without crashing).
   std::mt19937 rng(5);
@@ -264,7 +264,7 @@ TEST(PreTokenizer, ByteLevelPrefixSpaceAndGpt2Regex) {
   EXPECT_TRUE(out[0].prefix_space);
   EXPECT_EQ(text.substr(out[0].begin, out[0].end - out[0].begin), "hi");
   EXPECT_EQ(text.substr(out[1].begin, out[1].end - out[1].begin), " there");
-  EXPECT_EQ(PreTokenizer::FromJson(json{{"type", "Metaspace"}}).status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(PreTokenizer::FromJson(json{{"type", "Metaspace"}}).status().code(), absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace

@@ -32,43 +32,6 @@ constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0
 constexpr int kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount,
               kSCount = kLCount * kNCount;
 
-// Length of the well-formed UTF-8 sequence at s[i], or 0 when ill-formed; `maximal` receives the
-// length of the maximal ill-formed subpart in that case (at least 1).
-size_t SequenceLength(std::string_view s, size_t i, size_t* maximal) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c0 = b(i);
-  *maximal = 1;
-  if (c0 < 0x80) return 1;
-  size_t need;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c0 >= 0xC2 && c0 <= 0xDF) {
-    need = 2;
-  } else if (c0 >= 0xE0 && c0 <= 0xEF) {
-    need = 3;
-    if (c0 == 0xE0) lo = 0xA0;
-    if (c0 == 0xED) hi = 0x9F;
-  } else if (c0 >= 0xF0 && c0 <= 0xF4) {
-    need = 4;
-    if (c0 == 0xF0) lo = 0x90;
-    if (c0 == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  for (size_t k = 1; k < need; ++k) {
-    if (i + k >= s.size()) {
-      *maximal = k;
-      return 0;
-    }
-    const unsigned char c = b(i + k);
-    const unsigned char l = k == 1 ? lo : 0x80, h = k == 1 ? hi : 0xBF;
-    if (c < l || c > h) {
-      *maximal = k;
-      return 0;
-    }
-  }
-  return need;
-}
-
 uint8_t Ccc(char32_t cp) {
   if (cp < 0x300) return 0;
   auto it = std::lower_bound(std::begin(kCcc), std::end(kCcc), cp,
@@ -120,72 +83,6 @@ bool NfcUnsafe(char32_t cp) {
 
 }  // namespace
 
-size_t FirstInvalidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    if (i + 8 <= s.size()) {  // eight ASCII bytes at a time
-      uint64_t w;
-      std::memcpy(&w, s.data() + i, 8);
-      if ((w & 0x8080808080808080ull) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t maximal;
-    const size_t n = SequenceLength(s, i, &maximal);
-    if (n == 0) return i;
-    i += n;
-  }
-  return s.size();
-}
-
-bool IsValidUtf8(std::string_view s) { return FirstInvalidUtf8(s) == s.size(); }
-
-void AppendUtf8(char32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-char32_t NextCodePoint(std::string_view s, size_t& i) {
-  const auto b = [&](size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[k])); };
-  const char32_t c0 = b(i);
-  if (c0 < 0x80) {
-    i += 1;
-    return c0;
-  }
-  if (c0 < 0xE0) {
-    const char32_t cp = ((c0 & 0x1F) << 6) | (b(i + 1) & 0x3F);
-    i += 2;
-    return cp;
-  }
-  if (c0 < 0xF0) {
-    const char32_t cp = ((c0 & 0x0F) << 12) | ((b(i + 1) & 0x3F) << 6) | (b(i + 2) & 0x3F);
-    i += 3;
-    return cp;
-  }
-  const char32_t cp = ((c0 & 0x07) << 18) | ((b(i + 1) & 0x3F) << 12) | ((b(i + 2) & 0x3F) << 6) |
-                      (b(i + 3) & 0x3F);
-  i += 4;
-  return cp;
-}
-
 size_t IncompleteUtf8Suffix(std::string_view bytes) {
   // A character is at most 4 bytes: the lead byte is among the last 3.
   const size_t n = bytes.size();
@@ -198,33 +95,12 @@ size_t IncompleteUtf8Suffix(std::string_view bytes) {
     if (back >= need) return 0;  // complete (or ill-formed): not waiting for more
     // Incomplete only if every byte so far can start a valid sequence.
     size_t maximal;
-    const size_t len = SequenceLength(bytes, start, &maximal);
+    const size_t len = DecodeUtf8(bytes, start, nullptr, &maximal);
     return (len == 0 && start + maximal == n) ? back : 0;
   }
   return 0;
 }
 
-std::string Utf8Lossy(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  size_t i = 0;
-  while (i < bytes.size()) {
-    if (static_cast<unsigned char>(bytes[i]) < 0x80) {
-      out.push_back(bytes[i++]);
-      continue;
-    }
-    size_t maximal;
-    const size_t n = SequenceLength(bytes, i, &maximal);
-    if (n == 0) {
-      AppendUtf8(kReplacementChar, out);
-      i += maximal;
-    } else {
-      out.append(bytes.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
 
 bool IsNfcQuick(std::string_view s) {
   size_t i = 0;
@@ -243,7 +119,7 @@ bool IsNfcQuick(std::string_view s) {
       i += c < 0x80 ? 1 : 2;
       continue;
     }
-    if (NfcUnsafe(NextCodePoint(s, i))) return false;
+    if (NfcUnsafe(NextCodePoint(s, &i))) return false;
   }
   return true;
 }
@@ -253,7 +129,7 @@ std::string ToNfc(std::string_view s) {
   // 1. Full canonical decomposition.
   std::vector<char32_t> cps;
   cps.reserve(s.size());
-  for (size_t i = 0; i < s.size();) Decompose(NextCodePoint(s, i), cps);
+  for (size_t i = 0; i < s.size();) Decompose(NextCodePoint(s, &i), cps);
   // 2. Canonical ordering: stable sort of each run of non-starters by combining class.
   for (size_t i = 0; i < cps.size();) {
     if (Ccc(cps[i]) == 0) {
@@ -289,7 +165,7 @@ std::string ToNfc(std::string_view s) {
   }
   std::string result;
   result.reserve(s.size());
-  for (char32_t cp : out) AppendUtf8(cp, result);
+  for (char32_t cp : out) AppendUtf8(cp, &result);
   return result;
 }
 

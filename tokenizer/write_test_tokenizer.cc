@@ -1,8 +1,8 @@
 // Writes the tiny test tokenizer (test_tokenizer.h) as DIR/tokenizer.json and
 // DIR/tokenizer_config.json, for shell tests of `grpo tokenize`.
 #include <cstdio>
-#include <fstream>
 
+#include "core/file.h"
 #include "tokenizer/test_tokenizer.h"
 
 int main(int argc, char** argv) {
@@ -11,7 +11,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string dir = argv[1];
-  std::ofstream(dir + "/tokenizer.json") << grpo::tokenizer::testing::TinyTokenizer().dump();
-  std::ofstream(dir + "/tokenizer_config.json") << grpo::tokenizer::testing::TinyConfig().dump();
+  for (const auto& [name, json] : {std::pair{"/tokenizer.json", grpo::tokenizer::testing::TinyTokenizer()},
+                                   std::pair{"/tokenizer_config.json", grpo::tokenizer::testing::TinyConfig()}}) {
+    if (const absl::Status s = grpo::WriteFileAtomic(dir + name, json.dump()); !s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
   return 0;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: every Bazel test (GPU-tagged ones are built, not run; the Slurm
-# cluster test when root), then the fuzzers' smoke run. Prints one closing line
-# "N passed, N failed" (Bazel test targets plus fuzz targets); exits non-zero if anything failed.
+# cluster test when root), then the fuzzers' smoke run and the thread-safety check (clang's
+# -Wthread-safety over the Abseil-annotated sources, tools/thread_safety_check.sh). Prints one
+# closing line "N passed, N failed" (Bazel test targets, plus one each for the fuzz smoke run and
+# the thread-safety check); exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,12 @@ if [ "$bazel_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
 fi
 
 if bash tools/fuzz_smoke.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+
+if bash tools/thread_safety_check.sh; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))

@@ -11,8 +11,8 @@ namespace {
 constexpr int kBlock = 128;
 constexpr int kThreads = 256;
 
-Status CudaError(const char* what, cudaError_t err) {
-  return Status::Internal(std::string(what) + ": " + cudaGetErrorString(err));
+absl::Status CudaError(const char* what, cudaError_t err) {
+  return absl::InternalError(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
 // One thread block per 128x128 tile: a max-reduction of |w| over the tile, then every thread
@@ -55,25 +55,25 @@ int DeviceCount() {
   return n;
 }
 
-Status QuantizeFp8BlockDevice(const float* w, int64_t rows, int64_t cols, uint8_t* q,
+absl::Status QuantizeFp8BlockDevice(const float* w, int64_t rows, int64_t cols, uint8_t* q,
                               float* scale_inv, void* stream) {
-  if (rows <= 0 || cols <= 0) return Status::InvalidArgument("empty matrix");
+  if (rows <= 0 || cols <= 0) return absl::InvalidArgumentError("empty matrix");
   const dim3 grid(static_cast<unsigned>((cols + kBlock - 1) / kBlock),
                   static_cast<unsigned>((rows + kBlock - 1) / kBlock));
   QuantizeFp8BlockKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(w, rows, cols, q,
                                                                                  scale_inv);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return CudaError("QuantizeFp8BlockKernel launch", err);
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
-Result<Fp8BlockWeight> QuantizeFp8BlockOnGpu(const Tensor& weight) {
+absl::StatusOr<Fp8BlockWeight> QuantizeFp8BlockOnGpu(const Tensor& weight) {
   if (weight.rank() != 2 || weight.dtype() != DType::kF32) {
-    return Status::InvalidArgument("QuantizeFp8BlockOnGpu needs a 2-D F32 tensor, got " +
+    return absl::InvalidArgumentError("QuantizeFp8BlockOnGpu needs a 2-D F32 tensor, got " +
                                    std::string(DTypeName(weight.dtype())) + " " +
                                    ShapeToString(weight.shape()));
   }
-  if (DeviceCount() == 0) return Status::Unavailable("no CUDA device");
+  if (DeviceCount() == 0) return absl::UnavailableError("no CUDA device");
   const int64_t rows = weight.dim(0), cols = weight.dim(1);
   const int64_t brows = (rows + kBlock - 1) / kBlock, bcols = (cols + kBlock - 1) / kBlock;
   Fp8BlockWeight out{Tensor::Zeros(DType::kF8E4M3, {rows, cols}),
@@ -81,7 +81,7 @@ Result<Fp8BlockWeight> QuantizeFp8BlockOnGpu(const Tensor& weight) {
   float* d_w = nullptr;
   uint8_t* d_q = nullptr;
   float* d_s = nullptr;
-  Status status;
+  absl::Status status;
   cudaError_t err;
   if ((err = cudaMalloc(&d_w, weight.nbytes())) != cudaSuccess ||
       (err = cudaMalloc(&d_q, out.weight.nbytes())) != cudaSuccess ||

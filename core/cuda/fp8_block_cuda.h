@@ -19,11 +19,11 @@ int DeviceCount();
 // Quantizes a row-major [rows, cols] f32 matrix already on the device into `q` (rows*cols
 // bytes) and `scale_inv` (ceil(rows/128)*ceil(cols/128) floats), on `stream` (a cudaStream_t,
 // or nullptr for the default stream). Asynchronous.
-Status QuantizeFp8BlockDevice(const float* w, int64_t rows, int64_t cols, uint8_t* q,
+absl::Status QuantizeFp8BlockDevice(const float* w, int64_t rows, int64_t cols, uint8_t* q,
                               float* scale_inv, void* stream);
 
 // Host convenience: copies a 2-D f32 tensor to the GPU, quantizes it, copies the result back.
-Result<Fp8BlockWeight> QuantizeFp8BlockOnGpu(const Tensor& weight);
+absl::StatusOr<Fp8BlockWeight> QuantizeFp8BlockOnGpu(const Tensor& weight);
 
 }  // namespace grpo::cuda
 

@@ -6,6 +6,8 @@
 #   GRPO_BIN GRPO_JOB_DIR GRPO_RUN_DIR GRPO_RECIPE GRPO_ROLLOUT_TASKS GRPO_REWARD_TASKS GRPO_ROLLOUT_MODEL
 #   GRPO_ROLLOUT_TOKENIZER GRPO_ROLLOUT_ARGS GRPO_REWARD_RULES GRPO_REWARD_ARGS
 #   GRPO_SERVICE_RESTARTS GRPO_RENDEZVOUS_TIMEOUT GRPO_HEALTH_TIMEOUT GRPO_TRAIN_ARGS
+#   GRPO_PUSH_TOKEN_FILE (the attempt's weight-push token, read by `grpo rollout serve` and
+#   `grpo train` themselves; docs/security.md)
 #
 # Services (rollout, reward): task i (SLURM_PROCID) runs `grpo <role> serve` on a port the kernel
 # picks, appends its output to logs/<role>-<i>.log, and once the server prints

@@ -79,6 +79,28 @@ struct WeightView {
 // (2i, 2i+1) as in DeepSeek-V3 checkpoints ("interleaved").
 enum class RopeLayout { kRotateHalf, kInterleaved };
 
+// Where RoPE rotates in an activation: dims [offset, offset + 2*half) of each of `heads` heads
+// in each of `rows` rows; head h of row t starts at x + t*row_stride + h*head_stride.
+struct RopeSpan {
+  int64_t rows = 0, heads = 0;
+  int64_t row_stride = 0, head_stride = 0;
+  int64_t offset = 0, half = 0;
+  RopeLayout layout = RopeLayout::kRotateHalf;
+};
+
+// The heads of an attention call: nh query heads over nkv key/value heads (GQA: query head h
+// reads kv head h / (nh / nkv)); q and k have dqk dims per head, v and the output dv. `scale`
+// multiplies q.k before the softmax.
+struct AttentionHeads {
+  int64_t nh = 0, nkv = 0, dqk = 0, dv = 0;
+  float scale = 1.0f;
+};
+
+// Where a KV-cache row holds kv head g's key (k_offset + g*dqk) and value (v_offset + g*dv).
+struct CacheRowLayout {
+  int64_t k_offset = 0, v_offset = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -134,38 +156,35 @@ class Backend {
                                int64_t dim) = 0;
 
   // ---- rotary position embedding ------------------------------------------------------------
-  // Rotates, in place, dims [offset, offset + 2*half) of each of `heads` heads (head h of row t
-  // starts at x + t*row_stride + h*head_stride) by angle positions[t] * freq_i, with
-  // cos/sin tables of shape [max_position, half]. `inverse` rotates by the opposite angle,
-  // which is the backward of the forward rotation (applied to the gradient in place).
-  virtual void Rope(float* x, int64_t rows, int64_t heads, int64_t row_stride,
-                    int64_t head_stride, int64_t offset, int64_t half, const int32_t* positions,
-                    const float* cos, const float* sin, RopeLayout layout, bool inverse) = 0;
+  // Rotates, in place, the span's dims of row t by angle positions[t] * freq_i, with cos/sin
+  // tables of shape [max_position, span.half]. `inverse` rotates by the opposite angle, which is
+  // the backward of the forward rotation (applied to the gradient in place).
+  virtual void Rope(float* x, const RopeSpan& span, const int32_t* positions, const float* cos,
+                    const float* sin, bool inverse) = 0;
 
   // ---- attention ----------------------------------------------------------------------------
   // Causal attention within each packed sequence. q: [T, nh, dqk], k: [T, nkv, dqk],
-  // v: [T, nkv, dv], out: [T, nh, dv]; head h reads kv head h / (nh / nkv). probs receives the
+  // v: [T, nkv, dv], out: [T, nh, dv] (sizes from `heads`). probs receives the
   // softmax of each sequence and head, [L_s, L_s] row-major per (s, h), sequences in order, heads
   // inner (AttentionProbsSize floats); it is needed by the backward.
   virtual void Attention(const float* q, const float* k, const float* v, float* out,
-                         float* probs, std::span<const int64_t> seq_offsets, int64_t nh,
-                         int64_t nkv, int64_t dqk, int64_t dv, float scale) = 0;
+                         float* probs, std::span<const int64_t> seq_offsets,
+                         const AttentionHeads& heads) = 0;
   // dq, dk, dv overwritten.
   virtual void AttentionBackward(const float* dout, const float* q, const float* k,
                                  const float* v, const float* probs, float* dq, float* dk,
-                                 float* dv, std::span<const int64_t> seq_offsets, int64_t nh,
-                                 int64_t nkv, int64_t dqk, int64_t dv_dim, float scale) = 0;
+                                 float* dv, std::span<const int64_t> seq_offsets,
+                                 const AttentionHeads& heads) = 0;
 
   // Attention of new tokens over cached rows (decoding and chunked prefill). Sequence s has
   // new tokens q rows [q_offsets[s], q_offsets[s+1]) at positions past[s] + i; they attend
   // causally to positions [0, past[s] + i]. rows[row_offsets[s] + p] points at the cache row of
-  // position p of sequence s; kv head g's key is at row + k_offset + g*dqk, its value at
-  // row + v_offset + g*dv. q: [Tn, nh, dqk], out: [Tn, nh, dv] (overwritten).
+  // position p of sequence s, laid out as `layout` says. q: [Tn, nh, dqk], out: [Tn, nh, dv]
+  // (overwritten).
   virtual void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
                                std::span<const int64_t> past, const float* const* rows,
-                               std::span<const int64_t> row_offsets, int64_t nh, int64_t nkv,
-                               int64_t dqk, int64_t dv, int64_t k_offset, int64_t v_offset,
-                               float scale) = 0;
+                               std::span<const int64_t> row_offsets, const AttentionHeads& heads,
+                               const CacheRowLayout& layout) = 0;
   // rows[i][offset + c] = src[i*src_stride + c] for i < n, c < cols (writes into a cache).
   virtual void WriteRows(const float* src, int64_t src_stride, float* const* rows, int64_t offset,
                          int64_t n, int64_t cols) = 0;

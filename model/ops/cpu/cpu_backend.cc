@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -69,10 +70,7 @@ class CpuBackendImpl final : public Backend {
     }
     if (base == nullptr) {
       base = static_cast<char*>(std::aligned_alloc(64, bytes + kHeader));
-      if (base == nullptr) {
-        std::fprintf(stderr, "fatal: cpu backend out of memory (%zu bytes)\n", bytes);
-        std::abort();
-      }
+      if (base == nullptr) throw std::bad_alloc();  // an error for the command, not an abort
       *reinterpret_cast<size_t*>(base) = bytes;
     }
     float* p = reinterpret_cast<float*>(base + kHeader);
@@ -179,8 +177,11 @@ class CpuBackendImpl final : public Backend {
 
   void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
                        std::span<const int64_t> past, const float* const* rows,
-                       std::span<const int64_t> row_offsets, int64_t nh, int64_t nkv, int64_t dqk,
-                       int64_t dv, int64_t k_offset, int64_t v_offset, float scale) override {
+                       std::span<const int64_t> row_offsets, const AttentionHeads& heads,
+                       const CacheRowLayout& layout) override {
+    const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
+    const int64_t k_offset = layout.k_offset, v_offset = layout.v_offset;
+    const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(past.size());
     const int64_t group = nh / nkv;
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
@@ -253,9 +254,11 @@ class CpuBackendImpl final : public Backend {
     }
   }
 
-  void Rope(float* x, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
-            int64_t offset, int64_t half, const int32_t* positions, const float* cos,
-            const float* sin, RopeLayout layout, bool inverse) override {
+  void Rope(float* x, const RopeSpan& span, const int32_t* positions, const float* cos,
+            const float* sin, bool inverse) override {
+    const int64_t rows = span.rows, heads = span.heads, half = span.half, offset = span.offset;
+    const int64_t row_stride = span.row_stride, head_stride = span.head_stride;
+    const RopeLayout layout = span.layout;
     const float sign = inverse ? -1.0f : 1.0f;
     Pool().ParallelFor(rows, RowGrain(6 * heads * half), [&](int64_t r0, int64_t r1) {
       for (int64_t t = r0; t < r1; ++t) {
@@ -283,8 +286,9 @@ class CpuBackendImpl final : public Backend {
   }
 
   void Attention(const float* q, const float* k, const float* v, float* out, float* probs,
-                 std::span<const int64_t> seq_offsets, int64_t nh, int64_t nkv, int64_t dqk,
-                 int64_t dv, float scale) override {
+                 std::span<const int64_t> seq_offsets, const AttentionHeads& heads) override {
+    const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
+    const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
     const std::vector<int64_t> probs_at = ProbsOffsets(seq_offsets, nh);
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
@@ -317,8 +321,10 @@ class CpuBackendImpl final : public Backend {
 
   void AttentionBackward(const float* dout, const float* q, const float* k, const float* v,
                          const float* probs, float* dq, float* dk, float* dv,
-                         std::span<const int64_t> seq_offsets, int64_t nh, int64_t nkv,
-                         int64_t dqk, int64_t dv_dim, float scale) override {
+                         std::span<const int64_t> seq_offsets,
+                         const AttentionHeads& heads) override {
+    const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv_dim = heads.dv;
+    const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
     const std::vector<int64_t> probs_at = ProbsOffsets(seq_offsets, nh);
     const int64_t group = nh / nkv;

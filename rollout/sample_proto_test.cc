@@ -1,0 +1,102 @@
+#include "rollout/sample_proto.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace grpo {
+namespace {
+
+constexpr FinishReason kReasons[] = {FinishReason::kStop, FinishReason::kLength, FinishReason::kAborted};
+
+TEST(SampleProtoTest, FinishReasonRoundTripsAndHasOneText) {
+  for (FinishReason r : kReasons) {
+    auto back = FinishReasonFromProto(FinishReasonToProto(r));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, r);
+  }
+  EXPECT_EQ(FinishReasonToProto(FinishReason::kStop), grpo::v1::FINISH_REASON_STOP);
+  EXPECT_EQ(FinishReasonToProto(FinishReason::kLength), grpo::v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(FinishReasonToProto(FinishReason::kAborted), grpo::v1::FINISH_REASON_ABORTED);
+  // The text users' files show (`grpo generate`, `grpo inspect --json`).
+  EXPECT_EQ(std::string(FinishReasonName(FinishReason::kStop)), "stop");
+  EXPECT_EQ(std::string(FinishReasonName(FinishReason::kLength)), "length");
+  EXPECT_EQ(std::string(FinishReasonName(FinishReason::kAborted)), "aborted");
+  auto unspecified = FinishReasonFromProto(grpo::v1::FINISH_REASON_UNSPECIFIED);
+  ASSERT_FALSE(unspecified.ok());
+  EXPECT_EQ(unspecified.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(FinishReasonFromProto(static_cast<grpo::v1::FinishReason>(7)).ok());
+}
+
+SampleResult MakeSample() {
+  SampleResult s;
+  s.index = 3;
+  s.tokens = {5, 9, 2};
+  s.logprobs = {-0.5f, -1.25f, -0.125f};
+  s.raw_logprobs = {-0.75f, -1.5f, -0.25f};
+  s.finish_reason = FinishReason::kStop;
+  s.versions = {{7, 0}, {8, 2}};
+  s.routing = {0, 1, 2, 3, 1, 0};  // T = 3, L = 1, K = 2
+  return s;
+}
+
+TEST(SampleProtoTest, SampleRoundTrip) {
+  const SampleResult s = MakeSample();
+  GroupRequest req;
+  req.seed = 42;
+  req.return_raw_logprobs = true;
+  req.return_routing = true;
+  GroupResult group;
+  group.num_moe_layers = 1;
+  group.top_k = 2;
+  grpo::v1::Sample p;
+  SampleResultToProto(s, req, group, &p);
+  EXPECT_EQ(p.sample_index(), 3u);
+  EXPECT_EQ(p.seed(), 42u);
+  EXPECT_EQ(p.finish_reason(), grpo::v1::FINISH_REASON_STOP);
+  EXPECT_EQ(p.routing().num_moe_layers(), 1u);
+  EXPECT_EQ(p.routing().top_k(), 2u);
+  EXPECT_TRUE(p.text().empty());  // the caller's
+  auto back = SampleResultFromProto(p);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->index, s.index);
+  EXPECT_EQ(back->tokens, s.tokens);
+  EXPECT_EQ(back->logprobs, s.logprobs);
+  EXPECT_EQ(back->raw_logprobs, s.raw_logprobs);
+  EXPECT_EQ(back->finish_reason, s.finish_reason);
+  EXPECT_EQ(back->versions, s.versions);
+  EXPECT_EQ(back->routing, s.routing);
+}
+
+TEST(SampleProtoTest, WhatTheRequestLeftOut) {
+  const SampleResult s = MakeSample();
+  GroupRequest req;
+  req.sampling.temperature = 0.0;  // greedy: logprobs are 0
+  GroupResult group;
+  group.num_moe_layers = 1;
+  group.top_k = 2;
+  grpo::v1::Sample p;
+  SampleResultToProto(s, req, group, &p);
+  EXPECT_EQ(std::vector<float>(p.logprobs().begin(), p.logprobs().end()), std::vector<float>(3, 0.0f));
+  EXPECT_EQ(p.raw_logprobs_size(), 0);
+  EXPECT_FALSE(p.has_routing());
+  req.return_routing = true;
+  group.num_moe_layers = 0;  // a dense model
+  grpo::v1::Sample dense;
+  SampleResultToProto(s, req, group, &dense);
+  EXPECT_FALSE(dense.has_routing());
+}
+
+TEST(SampleProtoTest, UnspecifiedFinishReasonIsAnError) {
+  grpo::v1::Sample p;
+  p.set_sample_index(4);
+  p.add_token_ids(1);
+  p.add_logprobs(-1.0f);
+  auto r = SampleResultFromProto(p);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("sample 4"), std::string::npos) << r.status();
+}
+
+}  // namespace
+}  // namespace grpo
