@@ -1,10 +1,6 @@
-// libFuzzer entry point for the config loader. Not a Bazel target (Bazel builds with gcc);
-// build and run with clang from the repository root:
-//
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//       core/config_fuzz.cc core/config.cc core/status.cc -lyaml-cpp -o /tmp/cfg_fuzz
-//   /tmp/cfg_fuzz -max_total_time=60
-//
+// libFuzzer entry point for the config loader. Not a Bazel target (Bazel builds with gcc):
+// tools/fuzz_smoke.sh builds it with clang from the sources of //core:config and their deps
+// (core/file.cc, core/utf8.cc, core/status.cc, -lyaml-cpp, Abseil) and runs it.
 // (Debian's libyaml-cpp is not instrumented; linking it is fine.) Every input must give a
 // config or an error with a message; an accepted config must dump to YAML that parses back to
 // the same tree, kinds and float bits included. The input is also used as an override, both
@@ -49,7 +45,7 @@ bool SameTree(const nlohmann::json& a, const nlohmann::json& b) {
 
 void CheckRoundTrip(const grpo::Config& c) {
   const std::string dumped = c.Dump();
-  grpo::Result<grpo::Config> back = grpo::Config::Parse(dumped, "dump.yaml");
+  absl::StatusOr<grpo::Config> back = grpo::Config::Parse(dumped, "dump.yaml");
   if (!back.ok() || !SameTree(back->json(), c.json())) std::abort();
 }
 
@@ -58,7 +54,7 @@ void CheckRoundTrip(const grpo::Config& c) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
 
-  grpo::Result<grpo::Config> parsed = grpo::Config::Parse(text, "fuzz.yaml");
+  absl::StatusOr<grpo::Config> parsed = grpo::Config::Parse(text, "fuzz.yaml");
   if (!parsed.ok()) {
     if (parsed.status().message().empty()) std::abort();
   } else {
@@ -86,9 +82,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   grpo::Config target;
-  grpo::Status whole = target.ApplyOverride(text);
+  absl::Status whole = target.ApplyOverride(text);
   if (!whole.ok() && whole.message().empty()) std::abort();
-  grpo::Status value = target.ApplyOverride("fuzz.value=" + text);
+  absl::Status value = target.ApplyOverride("fuzz.value=" + text);
   if (!value.ok() && value.message().empty()) std::abort();
   CheckRoundTrip(target);
   return 0;

@@ -17,7 +17,7 @@
 #include "core/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  grpo::Result<grpo::SafetensorsFile> f = grpo::SafetensorsFile::FromBytes(
+  absl::StatusOr<grpo::SafetensorsFile> f = grpo::SafetensorsFile::FromBytes(
       std::string(reinterpret_cast<const char*>(data), size), "fuzz");
   if (!f.ok()) {
     if (f.status().message().empty()) std::abort();
@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t covered = 0;
   unsigned sum = 0;
   for (const std::string& name : f->names()) {
-    grpo::Result<grpo::Tensor> t = f->Get(name);
+    absl::StatusOr<grpo::Tensor> t = f->Get(name);
     if (!t.ok()) std::abort();
     const auto* p = static_cast<const uint8_t*>(t->raw_data());
     if (p < buffer || t->nbytes() > static_cast<size_t>(end - p)) std::abort();

@@ -8,18 +8,18 @@
 
 namespace grpo {
 
-Status ValidateSampling(const SamplingOptions& o) {
+absl::Status ValidateSampling(const SamplingOptions& o) {
   if (!(o.temperature >= 0.0) || !std::isfinite(o.temperature)) {
-    return Status::InvalidArgument("temperature must be >= 0, got " + std::to_string(o.temperature));
+    return absl::InvalidArgumentError("temperature must be >= 0, got " + std::to_string(o.temperature));
   }
   if (!(o.top_p > 0.0 && o.top_p <= 1.0)) {
-    return Status::InvalidArgument("top_p must be in (0, 1], got " + std::to_string(o.top_p));
+    return absl::InvalidArgumentError("top_p must be in (0, 1], got " + std::to_string(o.top_p));
   }
-  if (o.top_k < 0) return Status::InvalidArgument("top_k must be >= 0, got " + std::to_string(o.top_k));
+  if (o.top_k < 0) return absl::InvalidArgumentError("top_k must be >= 0, got " + std::to_string(o.top_k));
   if (!(o.min_p >= 0.0 && o.min_p < 1.0)) {
-    return Status::InvalidArgument("min_p must be in [0, 1), got " + std::to_string(o.min_p));
+    return absl::InvalidArgumentError("min_p must be in [0, 1), got " + std::to_string(o.min_p));
   }
-  return Status::Ok();
+  return absl::OkStatus();
 }
 
 namespace {
@@ -32,6 +32,19 @@ double LogSumExp(std::span<const float> x, double scale, double* max_out) {
   for (float v : x) sum += std::exp(scale * v - mx);
   *max_out = mx;
   return mx + std::log(sum);
+}
+
+// scale * d for d = x - max(x) <= 0, with the largest entries at exactly 0 even for an infinite
+// scale (a temperature so small that 1 / temperature overflows).
+double Scaled(double scale, double d) { return d == 0.0 ? 0.0 : scale * d; }
+
+// log of the sum over all entries of exp(scale * (x - x_max)): >= 0, since an entry equal to the
+// max contributes exp(0) = 1. The max is subtracted before scaling, so every exponent is <= 0 and
+// no large terms cancel, whatever the scale (logits / 1e-38 would lose every digit otherwise).
+double ShiftedLogSumExp(std::span<const float> x, double x_max, double scale) {
+  double sum = 0.0;
+  for (float v : x) sum += std::exp(Scaled(scale, v - x_max));
+  return std::log(sum);
 }
 
 }  // namespace
@@ -48,9 +61,11 @@ SampledToken SampleToken(std::span<const float> logits, const SamplingOptions& o
     out.logprob = out.raw_logprob;
     return out;
   }
+  // log p(id) under the temperature distribution (before the filters): <= 0 for any positive
+  // temperature, computed relative to the largest logit.
   const double inv_t = 1.0 / o.temperature;
-  double t_max;
-  const double t_lse = LogSumExp(logits, inv_t, &t_max);
+  const double t_lse = ShiftedLogSumExp(logits, raw_max, inv_t);
+  auto log_p = [&](int32_t id) { return Scaled(inv_t, logits[id] - raw_max) - t_lse; };
   const bool filtered = o.top_k > 0 || o.top_p < 1.0 || o.min_p > 0.0;
   std::vector<int32_t> kept;
   if (filtered) {
@@ -61,45 +76,45 @@ SampledToken SampleToken(std::span<const float> logits, const SamplingOptions& o
     std::partial_sort(order.begin(), order.begin() + k, order.end(), by_logit);
     order.resize(k);
     double cumulative = 0.0;
-    const double p_max = std::exp(inv_t * logits[order[0]] - t_lse);
+    const double p_max = std::exp(log_p(order[0]));
     for (int32_t id : order) {
-      const double p = std::exp(inv_t * logits[id] - t_lse);
+      const double p = std::exp(log_p(id));
       if (p < o.min_p * p_max) break;  // sorted: every later token is below too
       kept.push_back(id);
       cumulative += p;
       if (cumulative >= o.top_p) break;
     }
   }
-  // Mass of the kept set under the temperature distribution, then an inverse-CDF draw.
+  // Mass of the kept set under the temperature distribution, then an inverse-CDF draw. Should
+  // rounding leave the draw past the last step, the last token of nonzero probability is taken
+  // (never one the distribution excludes).
   double mass = 0.0;
   if (filtered) {
-    for (int32_t id : kept) mass += std::exp(inv_t * logits[id] - t_lse);
+    for (int32_t id : kept) mass += std::exp(log_p(id));
   } else {
     mass = 1.0;
   }
   const double u = std::generate_canonical<double, 64>(rng) * mass;
   double acc = 0.0;
-  int32_t chosen = filtered ? kept.back() : static_cast<int32_t>(vocab - 1);
+  int32_t chosen = filtered ? kept.front() : 0;
+  auto step = [&](int32_t id) {
+    const double p = std::exp(log_p(id));
+    if (p > 0.0) chosen = id;
+    acc += p;
+    return u < acc;
+  };
   if (filtered) {
     for (int32_t id : kept) {
-      acc += std::exp(inv_t * logits[id] - t_lse);
-      if (u < acc) {
-        chosen = id;
-        break;
-      }
+      if (step(id)) break;
     }
   } else {
-    for (int64_t id = 0; id < vocab; ++id) {
-      acc += std::exp(inv_t * logits[id] - t_lse);
-      if (u < acc) {
-        chosen = static_cast<int32_t>(id);
-        break;
-      }
+    for (int32_t id = 0; id < static_cast<int32_t>(vocab); ++id) {
+      if (step(id)) break;
     }
   }
   out.token = chosen;
   out.raw_logprob = static_cast<float>(logits[chosen] - raw_lse);
-  out.logprob = static_cast<float>(inv_t * logits[chosen] - t_lse - std::log(mass));
+  out.logprob = static_cast<float>(log_p(chosen) - std::log(mass));
   return out;
 }
 

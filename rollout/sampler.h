@@ -4,7 +4,8 @@
 // The distribution sampled from is softmax(logits / temperature) restricted to the tokens that
 // survive the filters (top-k, then top-p over the temperature distribution, then min-p relative
 // to the most likely token), renormalized. Temperature 0 means greedy (argmax, ties to the
-// lowest id).
+// lowest id). A positive temperature, however small, is applied relative to the largest logit,
+// so logprobs stay finite and <= 0 (a tiny one gives the limit: the argmax, logprob 0).
 #ifndef GRPO_ROLLOUT_SAMPLER_H_
 #define GRPO_ROLLOUT_SAMPLER_H_
 
@@ -24,7 +25,7 @@ struct SamplingOptions {
 };
 
 // InvalidArgument naming the bad field.
-Status ValidateSampling(const SamplingOptions& options);
+absl::Status ValidateSampling(const SamplingOptions& options);
 
 struct SampledToken {
   int32_t token = 0;

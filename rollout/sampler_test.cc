@@ -70,6 +70,40 @@ TEST(Sampler, FiltersRestrictAndRenormalize) {
   }
 }
 
+// Found by rollout/request_fuzz.cc: a GenerateRequest with temperature 1.9e-38 got logprobs of
+// +1e22 or infinity (logits / temperature cancelled against the log-sum-exp). Any positive
+// temperature must give the limit of the tempered distribution: the argmax, logprob 0 (-log 2
+// between two tied maxima), finite and <= 0, with or without filters.
+TEST(Sampler, TinyTemperaturesGiveTheGreedyLimitWithFiniteLogprobs) {
+  std::mt19937_64 rng(5);
+  for (double t : {1.8e-38, 1.4e-45, 1e-300, 4.9e-324}) {
+    for (SamplingOptions o : {SamplingOptions{.temperature = t}, SamplingOptions{.temperature = t, .top_k = 3},
+                              SamplingOptions{.temperature = t, .top_p = 0.5},
+                              SamplingOptions{.temperature = t, .min_p = 0.1}}) {
+      for (int i = 0; i < 20; ++i) {
+        const SampledToken s = SampleToken(kLogits, o, rng);
+        ASSERT_EQ(s.token, 1) << "temperature " << t;
+        ASSERT_EQ(s.logprob, 0.0f) << "temperature " << t;
+        ASSERT_NEAR(s.raw_logprob, std::log(Softmax(kLogits, 1.0)[1]), 1e-6);
+      }
+    }
+    const std::vector<float> tied = {3.0f, -2.0f, 3.0f};
+    std::map<int, int> counts;
+    for (int i = 0; i < 400; ++i) {
+      const SampledToken s = SampleToken(tied, {.temperature = t}, rng);
+      ASSERT_TRUE(s.token == 0 || s.token == 2) << s.token;
+      ASSERT_NEAR(s.logprob, -std::log(2.0), 1e-6);
+      ++counts[s.token];
+    }
+    EXPECT_GT(counts[0], 100);
+    EXPECT_GT(counts[2], 100);
+    // Huge logits: still finite, and only the largest can be drawn.
+    const SampledToken s = SampleToken(std::vector<float>{1e30f, -1e30f, 3.0f, 1e29f}, {.temperature = t}, rng);
+    EXPECT_EQ(s.token, 0);
+    EXPECT_EQ(s.logprob, 0.0f);
+  }
+}
+
 TEST(Sampler, SameSeedSameDraws) {
   std::mt19937_64 a(42), b(42);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(SampleToken(kLogits, {}, a).token, SampleToken(kLogits, {}, b).token);

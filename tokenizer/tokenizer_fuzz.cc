@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (data[0] % 2 == 0) {
     const Tokenizer& t = Fixed();
     auto ids = t.Encode(rest);
-    if (!grpo::tokenizer::IsValidUtf8(rest)) {
+    if (!grpo::IsValidUtf8(rest)) {
       if (ids.ok()) std::abort();
       return 0;
     }
