@@ -8,14 +8,7 @@
 #    naming the store; every step it stored before is there;
 #  - a checkpoint reaches it: the error names the file, no half-written checkpoint is left, and
 #    the previous checkpoint and `latest` are untouched.
-set -u
-GRPO="$(realpath "$1")"
-RECIPE="$(realpath "$2")"
-T=${TEST_TMPDIR:-$(mktemp -d)}
-cd "$T"
-fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-export GRPO_NUM_THREADS=1
+source "$(dirname "$0")/cli_test_lib.sh" "$@"
 trap '' XFSZ  # ignored signals stay ignored in the commands run below
 
 # Runs grpo train with files limited to $1 KiB; the rest are its arguments.

@@ -7,17 +7,10 @@
 #  - Any local process could push weights to a rollout server: pushes need the job's token
 #    ($GRPO_PUSH_TOKEN_FILE or --push-token-file, a file only its owner can read); a server
 #    without one refuses them unless started with --allow-unauthenticated-push.
-set -u
-GRPO="$(realpath "$1")"
-RECIPE="$(realpath "$2")"
-T=${TEST_TMPDIR:-$(mktemp -d)}
-cd "$T"
-fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
+source "$(dirname "$0")/cli_test_lib.sh" "$@"
 run() { "$@" >"$T/out" 2>"$T/err"; echo $? >"$T/rc"; }
 rc() { cat "$T/rc"; }
 err_has() { grep -qF -- "$1" "$T/err"; }
-export GRPO_NUM_THREADS=1
 unset GRPO_PUSH_TOKEN_FILE
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }

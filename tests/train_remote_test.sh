@@ -2,14 +2,7 @@
 # Remote mode of `grpo train` over loopback: two `grpo rollout serve` servers and two
 # `grpo reward serve` replicas; one of each is killed (SIGKILL) mid-run. The run must finish with
 # every step stored and logged (issue #8).
-set -u
-GRPO="$(realpath "$1")"
-RECIPE="$(realpath "$2")"
-T=${TEST_TMPDIR:-$(mktemp -d)}
-cd "$T"
-fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-export GRPO_NUM_THREADS=1
+source "$(dirname "$0")/cli_test_lib.sh" "$@"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT

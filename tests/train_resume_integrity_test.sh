@@ -9,14 +9,7 @@
 #    an uninterrupted run;
 #  - a run killed during pretraining says plainly that --overwrite is the way forward; one stopped
 #    and then killed during pretraining resumes without duplicated pretraining rows.
-set -u
-GRPO="$(realpath "$1")"
-RECIPE="$(realpath "$2")"
-T=${TEST_TMPDIR:-$(mktemp -d)}
-cd "$T"
-fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-export GRPO_NUM_THREADS=1
+source "$(dirname "$0")/cli_test_lib.sh" "$@"
 
 SMALL=(--set pretrain.steps=12 --set pretrain.batch_size=8 --set train.steps=6
        --set rollout.prompts_per_step=4 --set rollout.group_size=4 --set train.eval_size=6
