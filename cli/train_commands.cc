@@ -33,7 +33,7 @@ void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
   cmd->add_flag("--overwrite", a->overwrite, "delete an existing run directory and start over");
   cmd->add_flag("--quiet", a->quiet, "no progress lines");
   cmd->add_flag("--check", a->check,
-                "validate the recipe (keys, values, reward rules, the model and its memory plan) and print "
+                "validate the recipe (keys, values, reward rules, the datasets, the model and its memory plan) and print "
                 "the effective recipe; run nothing");
 }
 
@@ -49,6 +49,10 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
                    std::string(memory.message()).c_str());
     } else {
       GRPO_RETURN_IF_ERROR(memory);
+    }
+    if (!sft && recipe.data_source == DataSource::kJsonl) {
+      data::Dataset train, eval;  // read as training reads them: data.max_bad_fraction applies
+      GRPO_RETURN_IF_ERROR(LoadJsonlDatasets(recipe, &train, &eval));
     }
     std::printf("%s", recipe.source.Dump().c_str());
     std::fprintf(stderr, "recipe %s is valid: run %s/%s, %zu reward rules\n", a.recipe.c_str(),

@@ -122,4 +122,9 @@ absl::StatusOr<StartedServer> StartGrpcServer(grpc::ServerBuilder& builder, absl
   return s;
 }
 
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
 }  // namespace grpo

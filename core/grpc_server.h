@@ -47,6 +47,10 @@ struct StartedServer {
 absl::StatusOr<StartedServer> StartGrpcServer(grpc::ServerBuilder& builder, absl::string_view listen,
                                               absl::string_view who);
 
+// The gRPC status of an absl::Status: the same canonical code (the two enums share their
+// numbers) and message. For service handlers that call functions returning absl::Status.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
 }  // namespace grpo
 
 #endif  // GRPO_CORE_GRPC_SERVER_H_

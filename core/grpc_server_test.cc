@@ -104,4 +104,14 @@ TEST(StartGrpcServer, NamesWhyItCannotListen) {
 }
 
 }  // namespace
+TEST(ToGrpcStatus, KeepsCodeAndMessage) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+  const grpc::Status exhausted = ToGrpcStatus(absl::ResourceExhaustedError("batch of 9 items"));
+  EXPECT_EQ(exhausted.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(exhausted.error_message(), "batch of 9 items");
+  EXPECT_EQ(ToGrpcStatus(absl::DeadlineExceededError("late")).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(ToGrpcStatus(absl::NotFoundError("x")).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ToGrpcStatus(absl::UnauthenticatedError("x")).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
 }  // namespace grpo

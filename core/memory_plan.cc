@@ -1,5 +1,7 @@
 #include "core/memory_plan.h"
 
+#include <malloc.h>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,6 +13,9 @@
 #include <sstream>
 
 namespace grpo {
+
+void ReturnFreedMemoryToSystem() { malloc_trim(0); }
+
 namespace {
 
 constexpr const char* kLimitVar = "GRPO_MEMORY_LIMIT_MB";

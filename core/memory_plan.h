@@ -64,6 +64,12 @@ class MemoryPlan {
   std::vector<Part> parts_;
 };
 
+// Hands the memory the allocator keeps after frees back to the system (glibc's malloc_trim over
+// every arena). The allocator keeps freed small blocks for reuse; after a request of hundreds
+// of MB of small strings (a reward batch) the process would otherwise hold that peak for its
+// lifetime. Services call it after a large request; it costs about a millisecond per GiB held.
+void ReturnFreedMemoryToSystem();
+
 }  // namespace grpo
 
 #endif  // GRPO_CORE_MEMORY_PLAN_H_

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 namespace grpo {
@@ -41,6 +43,18 @@ bool SpinUntil(F&& done, std::chrono::microseconds budget) {
   }
 }
 
+// A scheduled task has no caller to report to: an exception (out of memory) is written to
+// stderr and the worker goes on, instead of terminating the process.
+void RunBackgroundTask(const std::function<void()>& task) {
+  try {
+    task();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "grpo: a background task failed: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "grpo: a background task failed with an unknown exception\n");
+  }
+}
+
 }  // namespace
 
 // One ParallelFor's work, on its caller's stack. Chunk c covers [c * per, min(n, c * per + per)).
@@ -52,6 +66,10 @@ struct ThreadPool::ForkJoin {
   std::atomic<bool> caller_sleeping{false};
   std::mutex mu;
   std::condition_variable cv;
+  // The first exception a chunk threw (std::bad_alloc of a kernel's scratch): rethrown on the
+  // caller once every chunk is done, so it reaches the command or request that asked for the
+  // work instead of terminating a worker thread. Guarded by mu.
+  std::exception_ptr error;
 };
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
@@ -78,7 +96,14 @@ void ThreadPool::RunChunks(ForkJoin& job) {
     // The last chunk is claimed: idle workers need not look at this job any more.
     if (c == job.chunks - 1) job_.store(nullptr);
     const int64_t begin = c * job.per, end = std::min(job.n, begin + job.per);
-    if (begin < end) (*job.fn)(begin, end);
+    if (begin < end) {
+      try {
+        (*job.fn)(begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(job.mu);
+        if (!job.error) job.error = std::current_exception();
+      }
+    }
     if (job.done.fetch_add(1) + 1 == job.chunks && job.caller_sleeping.load()) {
       std::lock_guard<std::mutex> lock(job.mu);
       job.cv.notify_one();
@@ -110,7 +135,7 @@ void ThreadPool::WorkerLoop() {
       }
     }
     if (task) {
-      task();
+      RunBackgroundTask(task);
       continue;
     }
     if (stopping_.load() && queued_.load() == 0) return;  // stopping and drained
@@ -165,6 +190,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   }
   // job_ was cleared when the last chunk was claimed; wait for workers that may still hold it.
   while (in_job_.load() != 0) CpuRelax();
+  if (job.error) std::rethrow_exception(job.error);
 }
 
 ThreadPool& ThreadPool::Default() {

@@ -37,10 +37,14 @@ class ThreadPool {
   int num_threads() const { return num_threads_; }
 
   // Calls fn(begin, end) on disjoint chunks covering [0, n), each at least `grain` long (but the
-  // last), on up to num_threads() threads, and returns when all are done.
+  // last), on up to num_threads() threads, and returns when all are done. An exception thrown by
+  // a chunk (std::bad_alloc of a kernel's scratch) is rethrown here, on the caller, after every
+  // chunk has finished; when several throw, the first one caught. Workers never terminate the
+  // process.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-  // Runs `task` on a worker thread some time later. For background work.
+  // Runs `task` on a worker thread some time later. For background work. An exception the task
+  // throws is written to stderr (there is no caller to hand it to) and the worker goes on.
   void Schedule(std::function<void()> task);
 
   // The process-wide pool.

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <new>
 #include <set>
 #include <thread>
 #include <utility>
@@ -124,6 +125,35 @@ TEST(ThreadPool, ScheduledTasksRunBeforeDestruction) {
     for (int i = 0; i < 100; ++i) pool.Schedule([&] { ran++; });
   }
   EXPECT_EQ(ran.load(), 100);
+}
+
+// Out of memory inside a chunk reaches the caller as an exception, whichever thread ran it, and
+// the pool keeps working afterwards.
+TEST(ThreadPool, ChunkExceptionIsRethrownOnTheCaller) {
+  ThreadPool pool(4);
+  for (int64_t failing : {int64_t{0}, int64_t{3}}) {
+    std::atomic<int64_t> ran{0};
+    EXPECT_THROW(pool.ParallelFor(4, 1,
+                                  [&](int64_t begin, int64_t) {
+                                    ran.fetch_add(1);
+                                    if (begin == failing) throw std::bad_alloc();
+                                  }),
+                 std::bad_alloc);
+    EXPECT_EQ(ran.load(), 4);  // the other chunks still ran to the end
+  }
+  std::atomic<int64_t> sum{0};
+  pool.ParallelFor(100, 1, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+  EXPECT_EQ(sum.load(), 100);
+}
+
+TEST(ThreadPool, FailingBackgroundTaskDoesNotStopThePool) {
+  std::atomic<int> done{0};
+  {
+    ThreadPool pool(2);
+    pool.Schedule([] { throw std::bad_alloc(); });
+    pool.Schedule([&] { done.fetch_add(1); });
+  }
+  EXPECT_EQ(done.load(), 1);
 }
 
 }  // namespace

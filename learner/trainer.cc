@@ -46,6 +46,26 @@ absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW& 
 
 }  // namespace trainer_internal
 
+absl::Status LoadJsonlDatasets(const TrainRecipe& r, data::Dataset* train, data::Dataset* eval) {
+  data::DatasetOptions dopts;
+  GRPO_ASSIGN_OR_RETURN(dopts.format, data::DatasetFormatFromName(r.dataset_format));
+  dopts.max_bad_fraction = r.max_bad_fraction;
+  auto load = [&](const char* key, const std::string& path, data::Dataset* out) -> absl::Status {
+    absl::StatusOr<data::Dataset> d = data::LoadJsonl(path, dopts);
+    if (!d.ok()) return grpo::WithContext(d.status(), key);
+    *out = std::move(d).value();
+    if (out->tally.skipped() > 0) {
+      std::fprintf(stderr, "warning: %s: %s: %s\n", key, path.c_str(),
+                   out->tally.Summary("rows", "usable", "bad (skipped)").c_str());
+    }
+    return absl::OkStatus();
+  };
+  GRPO_RETURN_IF_ERROR(load("data.jsonl.train", r.train_path, train));
+  if (train->examples.empty()) return absl::InvalidArgumentError("data.jsonl.train: no usable row in " + r.train_path);
+  if (!r.eval_path.empty()) GRPO_RETURN_IF_ERROR(load("data.jsonl.eval", r.eval_path, eval));
+  return absl::OkStatus();
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -182,24 +202,7 @@ absl::Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* r
     GRPO_ASSIGN_OR_RETURN(run->policy, InitialModel(r, run->tok->vocab_size()));
   }
   if (r.data_source == DataSource::kJsonl) {
-    data::DatasetOptions dopts;
-    GRPO_ASSIGN_OR_RETURN(dopts.format, data::DatasetFormatFromName(r.dataset_format));
-    dopts.max_bad_fraction = r.max_bad_fraction;
-    // Bad rows are skipped with a warning (counts by reason, metrics' data/bad_rows); more than
-    // data.max_bad_fraction of them fail the load (docs/data.md).
-    auto load = [&](const char* key, const std::string& path, data::Dataset* out) -> absl::Status {
-      absl::StatusOr<data::Dataset> d = data::LoadJsonl(path, dopts);
-      if (!d.ok()) return grpo::WithContext(d.status(), key);
-      *out = std::move(d).value();
-      if (out->tally.skipped() > 0) {
-        std::fprintf(stderr, "warning: %s: %s: %s\n", key, path.c_str(),
-                     out->tally.Summary("rows", "usable", "bad (skipped)").c_str());
-      }
-      return absl::OkStatus();
-    };
-    GRPO_RETURN_IF_ERROR(load("data.jsonl.train", r.train_path, &run->train_set));
-    if (run->train_set.examples.empty()) return absl::InvalidArgumentError("data.jsonl.train: no usable row in " + r.train_path);
-    if (!r.eval_path.empty()) GRPO_RETURN_IF_ERROR(load("data.jsonl.eval", r.eval_path, &run->eval_set));
+    GRPO_RETURN_IF_ERROR(LoadJsonlDatasets(r, &run->train_set, &run->eval_set));
   }
   return absl::OkStatus();
 }

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "data/dataset.h"
 #include "learner/recipe.h"
 
 namespace grpo {
@@ -48,6 +49,13 @@ struct TrainSummary {
 };
 
 absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options);
+
+// Loads the recipe's JSONL datasets (data.jsonl.train, and data.jsonl.eval when set) as training
+// does: bad rows are skipped with a warning on stderr (counts by reason); more than
+// data.max_bad_fraction of them, an unreadable file or a train set without a usable row is an
+// error naming the key and path. `grpo train --check` calls it, so a dataset training would
+// refuse is refused before anything runs.
+absl::Status LoadJsonlDatasets(const TrainRecipe& recipe, data::Dataset* train, data::Dataset* eval);
 
 // `grpo sft`: next-token training on recipe.sft.train (JSONL from `grpo export`), prompt tokens
 // masked; writes checkpoints/ and metrics.jsonl in the run directory.

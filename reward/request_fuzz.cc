@@ -10,7 +10,9 @@
 // scored within 2 s; each result has exactly one of reward and error; a reward is finite and is
 // the weighted sum of its rules' scores, each in [0, 1] (the math and format rules' range); the
 // rules listed are those whose tasks admit the item, in configuration order; the response
-// serializes and parses back to itself.
+// serializes and parses back to itself; the service's batch path (ScoreBatch) refuses a batch
+// over its item limit, gives an item over its byte limit a per-item error, scores every other
+// item exactly as above, and stops at an expired deadline.
 // With GRPO_FUZZ_SEED_DIR set, a few well-formed requests are written there first (the corpus).
 #include <chrono>
 #include <cmath>
@@ -65,6 +67,17 @@ constexpr const char* kTaskSpecific = R"(rules:
     weight: 0.5
     tasks: [math, countdown]
 )";
+
+// Small limits for ScoreBatch, so that the fuzzer reaches both refusals.
+constexpr size_t kFuzzMaxItems = 16;
+constexpr size_t kFuzzMaxItemBytes = 512;
+
+// The bytes the service counts for an item's limit (text fields and meta keys and values).
+size_t ItemBytes(const grpo::v1::RewardRequestItem& p) {
+  size_t n = p.completion().size() + p.answer().size() + p.prompt().size() + p.task().size();
+  for (const auto& [k, v] : p.meta()) n += k.size() + v.size();
+  return n;
+}
 
 const RuleSet& Rules(int which) {
   static const std::vector<RuleSet>* sets = [] {
@@ -165,6 +178,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     grpo::v1::ScoreResponse back;
     CHECK(back.ParseFromString(response.SerializeAsString()));
     CHECK(google::protobuf::util::MessageDifferencer::Equals(back, response));
+
+    // The service's own batch path (ScoreBatch) under small limits: a batch above the item limit
+    // is refused whole; an item above the byte limit gets a per-item error; every other item
+    // gets exactly the result scored above.
+    const grpo::reward::ScoreLimits limits{kFuzzMaxItems, kFuzzMaxItemBytes};
+    grpo::v1::ScoreResponse served;
+    const absl::Status st = grpo::reward::ScoreBatch(rules, request, limits, [] { return false; }, nullptr, &served);
+    if (static_cast<size_t>(request.items_size()) > kFuzzMaxItems) {
+      CHECK(absl::IsResourceExhausted(st));
+      CHECK(served.results_size() == 0);
+      continue;
+    }
+    CHECK(st.ok());
+    CHECK(served.results_size() == request.items_size());
+    for (int i = 0; i < request.items_size(); ++i) {
+      const grpo::v1::RewardResult& got = served.results(i);
+      if (ItemBytes(request.items(i)) > kFuzzMaxItemBytes) {
+        CHECK(!got.has_reward() && got.rules_size() == 0);
+        CHECK(got.error().find("exceeds the limit of") != std::string::npos);
+        CHECK(got.id() == request.items(i).id());
+      } else {
+        CHECK(google::protobuf::util::MessageDifferencer::Equals(got, response.results(i)));
+      }
+    }
+    // An expired deadline ends the batch with DeadlineExceeded, whatever it holds.
+    if (request.items_size() > 0) {
+      CHECK(absl::IsDeadlineExceeded(
+          grpo::reward::ScoreBatch(rules, request, limits, [] { return true; }, nullptr, &served)));
+    }
   }
   return 0;
 }

@@ -23,10 +23,12 @@
 #define GRPO_REWARD_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/time/time.h"
+#include "core/thread_pool.h"
 #include "core/status.h"
 #include "proto/reward.grpc.pb.h"
 #include "reward/rule_set.h"
@@ -35,6 +37,20 @@ namespace grpo::reward {
 
 // The wire form of a RuleSet result (what RewardService.Score returns for one item).
 void ToRewardResult(const std::string& id, const ItemResult& r, grpo::v1::RewardResult* out);
+
+// The limits Score enforces on a batch (ServeOptions' fields of the same names).
+struct ScoreLimits {
+  size_t max_batch_items = 65536;
+  size_t max_item_bytes = 8u << 20;
+};
+
+// The work of one admitted Score call, as the server does it: more than max_batch_items items
+// is ResourceExhausted (nothing scored); an item above max_item_bytes gets a per-item error;
+// `expired` is asked between items (the client's deadline or cancellation): once it says true,
+// DeadlineExceeded. Items are scored on `pool` (may be null) from 64 items on. `resp` is
+// overwritten with the results in request order when OK. The fuzzer drives this function.
+absl::Status ScoreBatch(const RuleSet& rules, const grpo::v1::ScoreRequest& req, const ScoreLimits& limits,
+                        const std::function<bool()>& expired, ThreadPool* pool, grpo::v1::ScoreResponse* resp);
 
 struct ServeOptions {
   std::string listen = "127.0.0.1:50051";

@@ -25,16 +25,6 @@
 namespace grpo {
 namespace {
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kOk: return grpc::Status::OK;
-    case absl::StatusCode::kInvalidArgument: return {grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())};
-    case absl::StatusCode::kResourceExhausted: return {grpc::StatusCode::RESOURCE_EXHAUSTED, std::string(s.message())};
-    case absl::StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, std::string(s.message())};
-    default: return {grpc::StatusCode::INTERNAL, std::string(s.message())};
-  }
-}
-
 void TimingToProto(const GroupTiming& t, grpo::v1::GenerateTiming* out) {
   out->set_queue_seconds(t.queue_seconds);
   out->set_prefill_seconds(t.prefill_seconds);
@@ -160,6 +150,19 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
 
   grpc::Status UpdateWeights(grpc::ServerContext* ctx, grpc::ServerReader<grpo::v1::WeightUpdateChunk>* reader,
                              grpo::v1::WeightUpdateAck* ack) override {
+    try {
+      return UpdateWeightsCaught(ctx, reader, ack);
+    } catch (const std::bad_alloc&) {  // staging a copy of the weights: refused, still serving
+      ack->set_accepted(false);
+      ack->set_reason("the rollout server ran out of memory staging the update; it serves version " +
+                      std::to_string(engine_.weight_version()));
+      ack->set_serving_version(engine_.weight_version());
+      return grpc::Status::OK;
+    }
+  }
+
+  grpc::Status UpdateWeightsCaught(grpc::ServerContext* ctx, grpc::ServerReader<grpo::v1::WeightUpdateChunk>* reader,
+                                   grpo::v1::WeightUpdateAck* ack) {
     if (grpc::Status caller = CheckControlCaller(*ctx, "weight push", "weight pushes"); !caller.ok()) {
       return caller;  // before reading anything
     }
@@ -268,11 +271,15 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
               "the rollout server has " + std::to_string(in_flight_.max()) +
                   " requests in flight, its limit (max_concurrent_requests); retry later"};
     }
+    grpc::Status status;
     try {
-      return Run(ctx, p, writer, resp);
+      status = Run(ctx, p, writer, resp);
     } catch (const std::bad_alloc&) {
-      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "the rollout server ran out of memory for this request"};
+      status = {grpc::StatusCode::RESOURCE_EXHAUSTED, "the rollout server ran out of memory for this request"};
     }
+    // A large prompt_text leaves its tokenization's freed memory in the allocator.
+    if (p.ByteSizeLong() >= (size_t{16} << 20)) ReturnFreedMemoryToSystem();
+    return status;
   }
 
   grpc::Status Run(grpc::ServerContext* ctx, const grpo::v1::GenerateRequest& p,
@@ -284,7 +291,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
       drawn = seeder_();
     }
     auto req = GroupRequestFromProto(p, engine_.config(), tokenizer_, o_, drawn);
-    if (!req.ok()) return ToGrpc(req.status());
+    if (!req.ok()) return ToGrpcStatus(req.status());
     auto call = std::make_shared<CallState>();
     grpo::v1::Group header;
     header.set_group_id(p.group_id());
@@ -321,7 +328,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
       call->done = true;
     };
     auto id = engine_.Submit(*req, std::move(cb));
-    if (!id.ok()) return ToGrpc(id.status());
+    if (!id.ok()) return ToGrpcStatus(id.status());
     grpc::Status ended = grpc::Status::OK;
     bool cancelled = false, prompt_sent = false;
     const absl::Time deadline = absl::FromChrono(ctx->deadline());

@@ -62,6 +62,12 @@ run "$GRPO" train "$RECIPE" "${DATA[@]}" --set run.name=noisy --set data.max_bad
 check "with data.max_bad_fraction 0.75 it runs, warning with the counts" \
   '[ "$(rc)" -eq 0 ] && err_has "warning: data.jsonl.train: $T/train.jsonl: 4 rows: 1 usable, 3 bad (skipped) (1 missing field \"answer\""'
 check "... and the metrics count the bad rows" 'grep -q "\"data/bad_rows\": 3" runs/noisy/metrics.jsonl'
+run "$GRPO" train "$RECIPE" "${DATA[@]}" --set run.name=checked --check
+check "train --check reads the dataset: 3 of 4 bad rows fail it too" \
+  '[ "$(rc)" -eq 1 ] && err_has "more than 0.1 of the rows are bad: 4 rows: 1 usable, 3 bad" && [ ! -e runs/checked ]'
+run "$GRPO" train "$RECIPE" "${DATA[@]}" --set run.name=checked --set data.max_bad_fraction=0.75 --check
+check "... and passes with data.max_bad_fraction 0.75, warning with the counts" \
+  '[ "$(rc)" -eq 0 ] && err_has "warning: data.jsonl.train: $T/train.jsonl: 4 rows: 1 usable, 3 bad (skipped)" && [ ! -e runs/checked ]'
 run "$GRPO" train "$RECIPE" --check --set data.max_bad_fraction=2
 check "data.max_bad_fraction out of [0, 1] is refused" '[ "$(rc)" -eq 1 ] && err_has "data.max_bad_fraction"'
 # Fresh variant: grpo sft over a file with a bad row.
