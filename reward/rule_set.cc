@@ -31,7 +31,7 @@ const std::vector<TypeKeys>& AllTypeKeys() {
       {"repetition", {"ngram_size", "max_penalty"}},
       {"cosine", {"extract", "min_value_wrong", "max_value_wrong", "min_value_correct",
                   "max_value_correct", "max_len", "unit"}},
-      {"plugin", {"path", "config", "timeout_ms", "workers", "memory_mb"}},
+      {"plugin", {"path", "config", "timeout_ms", "workers", "memory_mb", "isolation"}},
   };
   return kTypes;
 }
@@ -169,6 +169,8 @@ absl::StatusOr<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Co
     o.workers = static_cast<int>(w);
     o.memory_mb = static_cast<int>(m);
     o.worker_argv = options.plugin_worker_argv.empty() ? SelfWorkerArgv() : options.plugin_worker_argv;
+    GRPO_ASSIGN_OR_RETURN(std::string isolation, e.GetStringOr("isolation", "namespaces"));
+    GRPO_ASSIGN_OR_RETURN(o.sandbox.isolation, Wrap(e, "isolation", sandbox::ParseIsolation(isolation)));
     GRPO_ASSIGN_OR_RETURN(auto r, Wrap(e, "path", PluginRule::Create(std::move(o))));
     return std::unique_ptr<Rule>(std::move(r));
   }

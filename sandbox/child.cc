@@ -10,10 +10,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <grp.h>
+#include <sys/wait.h>
 
 namespace grpo::sandbox::internal {
 namespace {
@@ -47,7 +48,8 @@ void WriteStr(int fd, const char* s) {
     WriteStr(report_fd, path);
   }
   WriteStr(report_fd, ": ");
-  WriteStr(report_fd, strerror(err));  // glibc's strerror reads a static table for known codes
+  const char* text = strerrordesc_np(err);  // static English text: no locale, no allocation
+  WriteStr(report_fd, text ? text : "error");
   WriteStr(report_fd, " (errno ");
   WriteStr(report_fd, num + i);
   WriteStr(report_fd, ")");
@@ -94,16 +96,17 @@ void ArrangeFds(const ChildPlan& p, int* control, int* report) {
 
 // ---- file system ----
 
+// The flags a bind's remount must keep (the kernel refuses to clear locked ones).
 unsigned long LockedFlags(const char* path) {
-  struct statvfs st;
-  if (::statvfs(path, &st) != 0) return 0;
+  struct statfs st;
+  if (::syscall(SYS_statfs, path, &st) != 0) return 0;
   unsigned long f = 0;
-  if (st.f_flag & ST_NOSUID) f |= MS_NOSUID;
-  if (st.f_flag & ST_NODEV) f |= MS_NODEV;
-  if (st.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
-  if (st.f_flag & ST_NOATIME) f |= MS_NOATIME;
-  if (st.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
-  if (st.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  if (st.f_flags & ST_NOSUID) f |= MS_NOSUID;
+  if (st.f_flags & ST_NODEV) f |= MS_NODEV;
+  if (st.f_flags & ST_NOEXEC) f |= MS_NOEXEC;
+  if (st.f_flags & ST_NOATIME) f |= MS_NOATIME;
+  if (st.f_flags & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (st.f_flags & ST_RELATIME) f |= MS_RELATIME;
   return f;
 }
 
@@ -162,10 +165,12 @@ void RunStep(const MountStep& s, int report) {
 
 // ---- identity and privileges ----
 
+// Raw system calls: glibc's setresuid & co. change the ids of every thread of the process,
+// taking locks that another thread of the host may have held at the clone (a deadlock here).
 void BecomeUnprivileged(const ChildPlan& p, int report) {
-  if (p.drop_groups && ::setgroups(0, nullptr) != 0) Fail(report, "setgroups", "", errno);
-  if (::setresgid(p.gid, p.gid, p.gid) != 0) Fail(report, "setresgid", "", errno);
-  if (::setresuid(p.uid, p.uid, p.uid) != 0) Fail(report, "setresuid", "", errno);
+  if (p.drop_groups && ::syscall(SYS_setgroups, 0, nullptr) != 0) Fail(report, "setgroups", "", errno);
+  if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) Fail(report, "setresgid", "", errno);
+  if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) Fail(report, "setresuid", "", errno);
 }
 
 void DropCapabilities(int report) {
@@ -227,6 +232,73 @@ ParsedJob ReadJob(const ChildPlan& p, int control, int report) {
 
 }  // namespace
 
+namespace {
+
+// The program: PID 2 of the namespace (PID 1 is the init below).
+[[noreturn]] void ExecProgram(const ChildPlan& p, const ParsedJob& job, int exec_report) {
+  const JobHeader& h = *job.header;
+  SetLimit(RLIMIT_CPU, h.cpu_seconds, 1, exec_report);
+  SetLimit(RLIMIT_AS, h.address_space_bytes, 0, exec_report);
+  SetLimit(RLIMIT_FSIZE, h.file_size_bytes, 0, exec_report);
+  SetLimit(RLIMIT_NOFILE, h.open_files, 0, exec_report);
+  SetLimit(RLIMIT_NPROC, h.processes, 0, exec_report);
+  SetLimit(RLIMIT_CORE, 0, 0, exec_report);
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p.filter) != 0) Fail(exec_report, "seccomp", "", errno);
+  ::execve(job.argv[0], job.argv, job.envp);
+  Fail(exec_report, "exec", job.argv[0], errno);
+}
+
+void WriteExit(int report, int status, const rusage& ru) {
+  ExitReport e{};
+  e.tag = 'S';
+  e.status = status;
+  e.user_us = static_cast<int64_t>(ru.ru_utime.tv_sec) * 1000000 + ru.ru_utime.tv_usec;
+  e.system_us = static_cast<int64_t>(ru.ru_stime.tv_sec) * 1000000 + ru.ru_stime.tv_usec;
+  ssize_t ignored = ::write(report, &e, sizeof e);  // < PIPE_BUF: one atomic write
+  (void)ignored;
+}
+
+// PID 1: starts the program, reaps everything, reports the program's end, and exits, which
+// makes the kernel kill whatever the program left behind.
+[[noreturn]] void Init(const ChildPlan& p, const ParsedJob& job, int report) {
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) Fail(report, "pipe", "", errno);
+  long program = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (program < 0) Fail(report, "fork", "", errno);
+  if (program == 0) {
+    ::close(exec_pipe[0]);
+    ::close(report);
+    ExecProgram(p, job, exec_pipe[1]);
+  }
+  ::close(exec_pipe[1]);
+  char why[512];
+  size_t n = 0;
+  for (;;) {  // EOF at a successful exec; otherwise the program's message until it exits
+    ssize_t r = ::read(exec_pipe[0], why + n, sizeof why - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+  }
+  if (n > 0) {
+    why[n] = '\0';
+    WriteStr(report, why);
+    ::_exit(127);
+  }
+  WriteStr(report, "X");
+  for (;;) {
+    int st = 0;
+    rusage ru{};
+    pid_t w = ::wait4(-1, &st, 0, &ru);
+    if (w == program) {
+      WriteExit(report, st, ru);
+      ::_exit(0);
+    }
+    if (w < 0 && errno != EINTR) ::_exit(0);
+  }
+}
+
+}  // namespace
+
 void ChildMain(const ChildPlan& p) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   int control = -1, report = -1;
@@ -237,26 +309,17 @@ void ChildMain(const ChildPlan& p) {
   if (p.namespaces) {
     for (const MountStep& s : p.steps) RunStep(s, report);
     if (::sethostname(p.hostname.data(), p.hostname.size()) != 0) Fail(report, "sethostname", "", errno);
-  } else if (::setsid() < 0) {
-    Fail(report, "setsid", "", errno);
   }
+  if (::setsid() < 0) Fail(report, "setsid", "", errno);  // leaves the host's group and terminal
   if (p.uid != ::getuid() || p.namespaces) BecomeUnprivileged(p, report);
   if (::chdir(p.workdir.c_str()) != 0) Fail(report, "chdir", p.workdir.c_str(), errno);
+  DropCapabilities(report);
+  ::prctl(PR_SET_DUMPABLE, 0);  // the program runs as our uid: keep it out of our /proc/1/mem
   WriteStr(report, "R");
 
   ParsedJob job = ReadJob(p, control, report);
   ::close(control);
-  const JobHeader& h = *job.header;
-  SetLimit(RLIMIT_CPU, h.cpu_seconds, 1, report);
-  SetLimit(RLIMIT_AS, h.address_space_bytes, 0, report);
-  SetLimit(RLIMIT_FSIZE, h.file_size_bytes, 0, report);
-  SetLimit(RLIMIT_NOFILE, h.open_files, 0, report);
-  SetLimit(RLIMIT_NPROC, h.processes, 0, report);
-  SetLimit(RLIMIT_CORE, 0, 0, report);
-  DropCapabilities(report);
-  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p.filter) != 0) Fail(report, "seccomp", "", errno);
-  ::execve(job.argv[0], job.argv, job.envp);
-  Fail(report, "exec", job.argv[0], errno);
+  Init(p, job, report);
 }
 
 }  // namespace grpo::sandbox::internal

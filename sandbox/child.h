@@ -52,8 +52,17 @@ struct ChildPlan {
   char** job_strings = nullptr;
 };
 
-// Runs in the child; never returns. Report protocol on report_fd: 'R' when ready for the job,
-// 'E' + message on a failure (then exit 127); exec closes it (close-on-exec).
+// How the program ended, as PID 1 reports it.
+struct ExitReport {
+  char tag;  // 'S'
+  int32_t status;  // wait status
+  int64_t user_us, system_us;
+};
+
+// Runs in the child (which becomes PID 1 of the sandbox and runs the program as its child);
+// never returns. Report protocol on report_fd: 'R' when ready for the job; then 'X' once the
+// program has exec'd, then an ExitReport when it ends. 'E' + message on a failure at any point
+// (then the child exits with 127).
 [[noreturn]] void ChildMain(const ChildPlan& plan);
 
 }  // namespace grpo::sandbox::internal

@@ -182,20 +182,41 @@ absl::Status NamespaceError(const char* what, int err) {
 
 // ---- host side I/O ----
 
-absl::StatusOr<std::string> ReadReport(int fd, absl::Time deadline) {
+// Reads `n` bytes from the report pipe by the deadline; fewer at EOF.
+absl::StatusOr<std::string> ReadReportBytes(int fd, size_t n, absl::Time deadline) {
   std::string got;
   char buf[512];
-  for (;;) {
+  while (got.size() < n) {
     pollfd p{fd, POLLIN, 0};
     int left = MsLeft(deadline);
-    if (left == 0) return absl::DeadlineExceededError("sandbox setup took too long");
-    if (::poll(&p, 1, left) < 0 && errno != EINTR) return ErrnoError("poll", errno);
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) return got;
-    got.append(buf, static_cast<size_t>(n));
-    if (got == "R") return got;
+    int ready = ::poll(&p, 1, left);
+    if (ready < 0 && errno != EINTR) return ErrnoError("poll", errno);
+    if (ready <= 0 || p.revents == 0) {
+      if (left == 0) return absl::DeadlineExceededError("sandbox: no report in time");
+      continue;
+    }
+    ssize_t r = ::read(fd, buf, std::min(sizeof buf, n - got.size()));
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r <= 0) break;
+    got.append(buf, static_cast<size_t>(r));
   }
+  return got;
+}
+
+// The next message from the sandbox's PID 1: its tag ("" at EOF); for 'E' the message after it.
+absl::StatusOr<std::string> ReadReport(int fd, absl::Time deadline) {
+  GRPO_ASSIGN_OR_RETURN(std::string tag, ReadReportBytes(fd, 1, deadline));
+  if (tag != "E") return tag;
+  GRPO_ASSIGN_OR_RETURN(std::string rest, ReadReportBytes(fd, 4096, deadline));
+  return tag + rest;
+}
+
+// The program's end as PID 1 reported it, waiting until the deadline; false when none came.
+bool ReadExit(int fd, absl::Time deadline, internal::ExitReport* out) {
+  absl::StatusOr<std::string> got = ReadReportBytes(fd, sizeof *out, deadline);
+  if (!got.ok() || got->size() != sizeof *out || (*got)[0] != 'S') return false;
+  memcpy(out, got->data(), sizeof *out);
+  return true;
 }
 
 absl::Status WriteAllBlocking(int fd, const std::string& data) {
@@ -396,12 +417,11 @@ absl::Status Sandbox::SendJob(const Job& job) {
 
 absl::Status Sandbox::WaitExec() {
   GRPO_ASSIGN_OR_RETURN(std::string report, ReadReport(report_fd_, absl::Now() + kSetupTimeout));
-  CloseFd(&report_fd_);
   CloseFd(&control_fd_);
-  if (report.empty()) return absl::OkStatus();  // closed by a successful exec
+  if (report == "X") return absl::OkStatus();  // the program runs
   std::string how = KillAndReap();
-  if (report[0] == 'E') return absl::InvalidArgumentError("sandbox: " + report.substr(1));
-  return absl::InternalError("sandbox: the process " + how + " before exec");
+  if (!report.empty() && report[0] == 'E') return absl::InvalidArgumentError("sandbox: " + report.substr(1));
+  return absl::InternalError("sandbox: the sandbox " + how + " before its program started");
 }
 
 absl::Status Sandbox::Start(const Job& job) {
@@ -410,20 +430,20 @@ absl::Status Sandbox::Start(const Job& job) {
 }
 
 absl::StatusOr<Result> Sandbox::Run(const Job& job) {
+  if (stdout_fd_ < 0) return absl::FailedPreconditionError("sandbox: Run needs capture_output");
   Result r;
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + job.deadline;
   GRPO_RETURN_IF_ERROR(Start(job));
-  if (stdout_fd_ < 0) return absl::FailedPreconditionError("sandbox: Run needs capture_output");
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  if (pidfd < 0) return ErrnoError("pidfd_open", errno);
   for (int fd : {stdin_fd_, stdout_fd_, stderr_fd_}) ::fcntl(fd, F_SETFL, O_NONBLOCK);
   size_t stdin_at = 0;
   if (job.stdin_data.empty()) CloseFd(&stdin_fd_);
-  bool exited = false;
-  while (stdout_fd_ >= 0 || stderr_fd_ >= 0 || !exited) {
+  bool ended = false;
+  internal::ExitReport exit{};
+  bool reported = false;
+  while (stdout_fd_ >= 0 || stderr_fd_ >= 0 || !ended) {
     pollfd p[4] = {{stdout_fd_, POLLIN, 0}, {stderr_fd_, POLLIN, 0}, {stdin_fd_, POLLOUT, 0},
-                   {exited ? -1 : pidfd, POLLIN, 0}};
+                   {ended ? -1 : report_fd_, POLLIN, 0}};
     int left = MsLeft(deadline);
     if (left == 0) {
       r.timed_out = true;
@@ -437,27 +457,22 @@ absl::StatusOr<Result> Sandbox::Run(const Job& job) {
       if (n > 0) stdin_at += static_cast<size_t>(n);
       if ((n < 0 && errno != EAGAIN && errno != EINTR) || stdin_at == job.stdin_data.size()) CloseFd(&stdin_fd_);
     }
-    if (p[3].revents) {
-      exited = true;
-      if (isolation_ == Isolation::kWeak) ::kill(-pid_, SIGKILL);  // its leftovers hold the pipes
+    if (p[3].revents) {  // the program ended (or PID 1 died)
+      ended = true;
+      reported = ReadExit(report_fd_, absl::Now() + absl::Seconds(1), &exit);
+      // Its leftovers hold the pipes: end them now (PID 1 is exiting anyway).
+      ::kill(isolation_ == Isolation::kWeak ? -pid_ : pid_, SIGKILL);
     }
   }
-  ::close(pidfd);
-  // Kill whatever is left (the namespace's init is the program; in weak mode, its group).
-  if (isolation_ == Isolation::kWeak) ::kill(-pid_, SIGKILL);
-  if (r.timed_out) ::kill(pid_, SIGKILL);
-  int st = 0;
-  rusage ru{};
-  pid_t w;
-  do {
-    w = ::wait4(pid_, &st, 0, &ru);
-  } while (w < 0 && errno == EINTR);
-  if (isolation_ == Isolation::kWeak) ::kill(-pid_, SIGKILL);
-  pid_ = -1;
+  KillAndReap();
   r.wall_time = absl::Now() - start;
-  r.cpu_time = absl::DurationFromTimeval(ru.ru_utime) + absl::DurationFromTimeval(ru.ru_stime);
-  if (WIFEXITED(st)) r.exit_code = WEXITSTATUS(st);
-  if (WIFSIGNALED(st)) r.signal = WTERMSIG(st);
+  if (reported) {
+    if (WIFEXITED(exit.status)) r.exit_code = WEXITSTATUS(exit.status);
+    if (WIFSIGNALED(exit.status)) r.signal = WTERMSIG(exit.status);
+    r.cpu_time = absl::Microseconds(exit.user_us + exit.system_us);
+  } else {
+    r.signal = SIGKILL;  // killed at the deadline, or its PID 1 was
+  }
   return r;
 }
 
@@ -468,24 +483,19 @@ std::string Sandbox::KillAndReap() {
   int st = 0;
   while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
   }
+  if (isolation_ == Isolation::kWeak) ::kill(-pid_, SIGKILL);
   pid_ = -1;
+  internal::ExitReport exit{};  // the program's own end, when PID 1 saw it before dying
+  if (report_fd_ >= 0 && ReadExit(report_fd_, absl::Now(), &exit)) return DescribeStatus(exit.status);
   return DescribeStatus(st);
 }
 
 std::string Sandbox::Reap(absl::Duration grace) {
   if (pid_ <= 0) return "ended";
-  const absl::Time until = absl::Now() + grace;
-  int st = 0;
-  for (;;) {
-    pid_t w = ::waitpid(pid_, &st, WNOHANG);
-    if (w == pid_) {
-      if (isolation_ == Isolation::kWeak) ::kill(-pid_, SIGKILL);
-      pid_ = -1;
-      return DescribeStatus(st);
-    }
-    if (w < 0 && errno != EINTR) break;
-    if (absl::Now() >= until) break;
-    absl::SleepFor(absl::Milliseconds(2));
+  internal::ExitReport exit{};
+  if (report_fd_ >= 0 && ReadExit(report_fd_, absl::Now() + grace, &exit)) {
+    KillAndReap();
+    return DescribeStatus(exit.status);
   }
   return KillAndReap();
 }

@@ -72,8 +72,10 @@ struct Config {
   // Host directories bound read-only at the same path (symlinks such as /bin -> usr/bin are
   // recreated as symlinks). Missing ones are skipped.
   std::vector<std::string> system_dirs = {"/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"};
-  std::vector<std::string> etc_files = {"/etc/ld.so.cache", "/etc/passwd", "/etc/group",
-                                        "/etc/nsswitch.conf", "/etc/hosts", "/etc/localtime"};
+  // Files and directories of /etc bound read-only (Debian's alternatives hold library links).
+  std::vector<std::string> etc_files = {"/etc/ld.so.cache", "/etc/alternatives", "/etc/passwd",
+                                        "/etc/group", "/etc/nsswitch.conf", "/etc/hosts",
+                                        "/etc/localtime"};
   std::vector<Bind> binds;
   uint64_t scratch_bytes = uint64_t{64} << 20;
   // -1: the caller's uid, or 65534 when the caller is root.

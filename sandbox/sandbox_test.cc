@@ -153,7 +153,7 @@ TEST(Sandbox, SeesNoHostProcesses) {
   Result r = MustRun(Python(
       "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
       "print(os.getpid(), os.getppid())"));
-  EXPECT_EQ(r.stdout_data, "[1]\n1 0\n") << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "[1, 2]\n2 1\n") << r.stderr_data;  // 1: the sandbox's init
 }
 
 TEST(Sandbox, CannotSignalOrTraceTheHostOrItsInit) {
@@ -196,6 +196,14 @@ TEST(Sandbox, InheritsNoHostDescriptors) {
   Result r = MustRun(Python("import os\nprint(sorted(os.listdir('/proc/self/fd')))"));
   EXPECT_EQ(r.stdout_data, "['0', '1', '2', '3']\n") << r.stderr_data;  // 3: the listing itself
   close(leaked);
+}
+
+TEST(Sandbox, ReportsTheSignalThatEndedTheProgram) {
+  Result r = MustRun(Python("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)"));
+  EXPECT_EQ(r.signal, SIGTERM);
+  EXPECT_FALSE(r.timed_out);
+  r = MustRun(Shell("kill -SEGV $$"));
+  EXPECT_EQ(r.signal, SIGSEGV);
 }
 
 TEST(Sandbox, InfiniteLoopHitsTheDeadline) {
