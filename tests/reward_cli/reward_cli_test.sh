@@ -34,6 +34,18 @@ check "--strict names the line" 'grep -q ":3:" "$T/err2"'
 echo '{"completion":"\\boxed{7}","answer":"7"}' >"$T/one.jsonl"
 "$GRPO" reward score --rule math --input "$T/one.jsonl" --output "$T/one.out" 2>/dev/null
 check "--rule math" 'grep -q "{\"reward\":1.0,\"rules\":{\"math\":1.0}}" "$T/one.out"'
+# --rule code: the APPS-form tests as JSON text in `answer`, the program run in the sandbox.
+cat >"$T/code.jsonl" <<'JSONL'
+{"id":"right","completion":"```python\nprint(sum(map(int, input().split())))\n```","answer":"{\"inputs\": [\"1 2\", \"5 5\"], \"outputs\": [\"3\", \"10\"]}"}
+{"id":"wrong","completion":"```python\nprint(0)\n```","answer":"{\"inputs\": [\"1 2\", \"0 0\"], \"outputs\": [\"3\", \"0\"]}"}
+{"id":"shadow","completion":"```python\nprint(open('/etc/shadow').read())\n```","answer":"{\"inputs\": [\"\"], \"outputs\": [\"\"]}"}
+JSONL
+"$GRPO" reward score --rule code --input "$T/code.jsonl" --output "$T/code.out" 2>"$T/code.err"; rc=$?
+check "--rule code exits 0 (got $rc: $(cat "$T/code.err"))" '[ $rc -eq 0 ]'
+check "--rule code: right program 1" 'grep -q "{\"id\":\"right\",\"reward\":1.0," "$T/code.out"'
+check "--rule code: wrong program 0.5" 'grep -q "{\"id\":\"wrong\",\"reward\":0.5," "$T/code.out"'
+check "--rule code: /etc/shadow unreadable" 'grep -q "{\"id\":\"shadow\",\"reward\":0.0," "$T/code.out"'
+
 "$GRPO" reward score --rule nope --input "$T/one.jsonl" --output "$T/x" 2>/dev/null; rc=$?
 check "unknown --rule exits 1 (got $rc)" '[ $rc -eq 1 ]'
 "$GRPO" reward score --input "$T/one.jsonl" 2>/dev/null; rc=$?
