@@ -15,9 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "sandbox/child.h"
@@ -205,10 +209,11 @@ absl::StatusOr<std::string> ReadReportBytes(int fd, size_t n, absl::Time deadlin
 
 // The next message from the sandbox's PID 1: its tag ("" at EOF); for 'E' the message after it.
 absl::StatusOr<std::string> ReadReport(int fd, absl::Time deadline) {
-  GRPO_ASSIGN_OR_RETURN(std::string tag, ReadReportBytes(fd, 1, deadline));
-  if (tag != "E") return tag;
-  GRPO_ASSIGN_OR_RETURN(std::string rest, ReadReportBytes(fd, 4096, deadline));
-  return tag + rest;
+  absl::StatusOr<std::string> tag = ReadReportBytes(fd, 1, deadline);
+  if (!tag.ok() || *tag != "E") return tag;
+  absl::StatusOr<std::string> rest = ReadReportBytes(fd, 4096, deadline);
+  if (!rest.ok()) return rest;
+  return "E" + *rest;
 }
 
 // The program's end as PID 1 reported it, waiting until the deadline; false when none came.
@@ -235,6 +240,38 @@ std::string DescribeStatus(int st) {
   if (WIFEXITED(st)) return absl::StrCat("exited with code ", WEXITSTATUS(st));
   return "ended";
 }
+
+// Reaps killed sandboxes off the caller's path: tearing down a sandbox's namespaces (its mount
+// namespace waits for an RCU grace period) takes milliseconds after its program has ended.
+class Reaper {
+ public:
+  static Reaper& Get() {
+    static Reaper* r = new Reaper;  // never destroyed
+    return *r;
+  }
+  void Add(pid_t pid) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock l(&mu_);
+    pids_.push_back(pid);
+  }
+
+ private:
+  Reaper() { std::thread([this] { Loop(); }).detach(); }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !pids_.empty(); }
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
+    for (;;) {
+      pid_t pid;
+      {
+        absl::MutexLock l(&mu_, absl::Condition(this, &Reaper::HasWork));
+        pid = pids_.front();
+        pids_.pop_front();
+      }
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+  absl::Mutex mu_;
+  std::deque<pid_t> pids_ ABSL_GUARDED_BY(mu_);
+};
 
 struct Pipe {
   int r = -1, w = -1;
@@ -464,7 +501,10 @@ absl::StatusOr<Result> Sandbox::Run(const Job& job) {
       ::kill(isolation_ == Isolation::kWeak ? -pid_ : pid_, SIGKILL);
     }
   }
-  KillAndReap();
+  if (isolation_ == Isolation::kWeak) ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);  // ended or past its deadline: either way nothing of it may go on
+  Reaper::Get().Add(pid_);
+  pid_ = -1;
   r.wall_time = absl::Now() - start;
   if (reported) {
     if (WIFEXITED(exit.status)) r.exit_code = WEXITSTATUS(exit.status);
