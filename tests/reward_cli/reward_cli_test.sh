@@ -51,6 +51,25 @@ check "unknown --rule exits 1 (got $rc)" '[ $rc -eq 1 ]'
 "$GRPO" reward score --input "$T/one.jsonl" 2>/dev/null; rc=$?
 check "missing --output is a usage error (got $rc)" '[ $rc -eq 2 ]'
 
+# A hostile plugin inside `grpo reward score`: it signals its parent and this script, writes garbage into every
+# descriptor it might have inherited (the output file among them), prints to stdout, and forks
+# children. The scorer must finish, its output must hold exactly its results, and nothing the
+# plugin started may outlive it.
+printf '%s\n' "{\"id\":\"a\",\"completion\":\"kill:$$\"}" '{"id":"b","completion":"write-fds"}' \
+  '{"id":"c","completion":"stdout"}' '{"id":"d","completion":"fork"}' >"$T/hostile.jsonl"
+"$GRPO" reward score --rules tests/reward_cli/hostile_rules.yaml --input "$T/hostile.jsonl" \
+  --output "$T/hostile.out" >"$T/hostile.stdout" 2>"$T/hostile.err"; rc=$?
+check "hostile plugin: score exits 0 (got $rc: $(cat "$T/hostile.err"))" '[ $rc -eq 0 ]'
+cat >"$T/hostile.want" <<'JSONL'
+{"id":"a","reward":0.0,"rules":{"hostile":0.0}}
+{"id":"b","reward":0.0,"rules":{"hostile":0.0}}
+{"id":"c","reward":0.0,"rules":{"hostile":0.0}}
+{"id":"d","reward":20.0,"rules":{"hostile":20.0}}
+JSONL
+check "hostile plugin: output holds only the four results ($(cat "$T/hostile.out"))" 'cmp -s "$T/hostile.out" "$T/hostile.want"'
+check "hostile plugin: nothing on the scorer's stdout" '[ ! -s "$T/hostile.stdout" ]'
+check "hostile plugin: no process outlives the scorer" '! pgrep -f "sandbox/worker" >/dev/null'
+
 "$GRPO" reward serve --rules "$RULES" --listen 127.0.0.1:0 2>"$T/serve.log" &
 pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$T/serve.log" && break; sleep 0.1; done
