@@ -5,15 +5,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -23,7 +20,7 @@
 namespace grpo::reward {
 
 struct PluginRule::Worker {
-  pid_t pid = -1;
+  std::unique_ptr<sandbox::Sandbox> box;  // the sandboxed worker process; null when none runs
   int to_fd = -1;
   int from_fd = -1;
 };
@@ -34,35 +31,16 @@ int MsLeft(absl::Time deadline) {
   return static_cast<int>(std::clamp<int64_t>(absl::ToInt64Milliseconds(deadline - absl::Now()), 0, 1 << 30));
 }
 
-// Reaps a worker that is dead or must die, and says how it ended.
+// Reaps a worker that is dead or must die (with everything it started), and says how it ended.
 std::string Reap(PluginRule::Worker* w, bool kill_first) {
   std::string how = "worker ended";
-  if (w->pid > 0) {
-    if (kill_first) ::kill(w->pid, SIGKILL);
-    int st = 0;
-    pid_t r;
+  if (w->box) {
     // A worker whose pipe closed is exiting; give it a moment before forcing it.
-    for (int i = 0; i < 50; ++i) {
-      r = ::waitpid(w->pid, &st, WNOHANG);
-      if (r != 0) break;
-      ::usleep(2000);
-    }
-    if (r == 0) {
-      ::kill(w->pid, SIGKILL);
-      r = ::waitpid(w->pid, &st, 0);
-    }
-    if (r == w->pid) {
-      if (WIFSIGNALED(st)) {
-        how = std::string("worker killed by signal ") + std::to_string(WTERMSIG(st)) + " (" +
-              strsignal(WTERMSIG(st)) + ")";
-      } else if (WIFEXITED(st)) {
-        how = "worker exited with code " + std::to_string(WEXITSTATUS(st));
-      }
-    }
+    how = "worker " + (kill_first ? w->box->KillAndReap() : w->box->Reap(absl::Milliseconds(100)));
+    w->box.reset();
   }
   if (w->to_fd >= 0) ::close(w->to_fd);
   if (w->from_fd >= 0) ::close(w->from_fd);
-  w->pid = -1;
   w->to_fd = w->from_fd = -1;
   return how;
 }
@@ -115,50 +93,34 @@ absl::StatusOr<wire::Reply> ReadReply(int fd, absl::Time deadline) {
   return wire::DecodeReply(payload);
 }
 
-// The one thread that forks workers. PR_SET_PDEATHSIG fires when the *thread* that forked the
-// child exits, not only the process: a worker forked by a short-lived caller thread (a gRPC
-// handler thread, a test's thread) would be SIGKILLed while other threads still use it. This
-// thread lives as long as the process and blocks every signal (the server waits for
-// SIGTERM/SIGINT with sigwait in another thread).
-class ForkThread {
- public:
-  static ForkThread& Get() {
-    static ForkThread* t = new ForkThread;  // never destroyed: workers must outlive every caller
-    return *t;
-  }
-  // Runs `fn` on the fork thread; returns when it has returned.
-  void Run(const std::function<void()>& fn) ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock l(&mu_, absl::Condition(this, &ForkThread::Free));
-    job_ = &fn;
-    done_ = false;
-    mu_.Await(absl::Condition(&done_));
-    job_ = nullptr;
-  }
+absl::StatusOr<std::string> RealPath(const std::string& path) {
+  char real[PATH_MAX];
+  if (!::realpath(path.c_str(), real)) return grpo::ErrnoError(path, errno);
+  return std::string(real);
+}
 
- private:
-  ForkThread() { std::thread([this] { Loop(); }).detach(); }
-  bool Free() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ == nullptr; }
-  bool Pending() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return job_ != nullptr && !done_; }
-  void Loop() ABSL_LOCKS_EXCLUDED(mu_) {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    for (;;) {
-      const std::function<void()>* fn;
-      {
-        absl::MutexLock l(&mu_, absl::Condition(this, &ForkThread::Pending));
-        fn = job_;
-      }
-      (*fn)();  // the caller waits in Run, so *fn stays valid
-      absl::MutexLock l(&mu_);
-      done_ = true;
-    }
-  }
-
-  absl::Mutex mu_;
-  const std::function<void()>* job_ ABSL_GUARDED_BY(mu_) = nullptr;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-};
+// The worker's sandbox: the worker binary and the plugin library bound read-only, the request
+// and reply pipes as its only descriptors besides /dev/null on 0, 1 and 2.
+absl::StatusOr<std::unique_ptr<sandbox::Sandbox>> SandboxWorker(const PluginOptions& o, int request_fd,
+                                                                 int reply_fd) {
+  GRPO_ASSIGN_OR_RETURN(std::string worker, RealPath(o.worker_argv.front()));
+  GRPO_ASSIGN_OR_RETURN(std::string library, RealPath(o.path));
+  sandbox::Config c = o.sandbox;
+  c.capture_output = false;
+  c.binds.push_back({worker, kWorkerInside});
+  c.binds.push_back({library, kLibraryInside});
+  c.fds = {{request_fd, kRequestFd}, {reply_fd, kReplyFd}};
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::Sandbox> box, sandbox::Sandbox::Create(c));
+  sandbox::Job job;
+  job.argv = {kWorkerInside};
+  job.argv.insert(job.argv.end(), o.worker_argv.begin() + 1, o.worker_argv.end());
+  job.argv.insert(job.argv.end(), {"--plugin", kLibraryInside, "--config", o.config_json});
+  job.limits.cpu_seconds = -1;  // long-lived: the host's per-item deadline bounds each call
+  job.limits.address_space_bytes = static_cast<uint64_t>(o.memory_mb) << 20;
+  job.limits.processes = 32;
+  GRPO_RETURN_IF_ERROR(box->Start(job));
+  return box;
+}
 
 // Starts a worker and reads its hello. On failure the worker is reaped.
 absl::Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* hello) {
@@ -169,41 +131,16 @@ absl::Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* h
     ::close(req[1]);
     return grpo::ErrnoError("pipe", errno);
   }
-  std::vector<std::string> args = o.worker_argv;
-  args.insert(args.end(), {"--plugin", o.path, "--config", o.config_json});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  rlim_t mem = static_cast<rlim_t>(o.memory_mb) << 20;
-  pid_t parent = ::getpid();
-
-  pid_t pid = -1;
-  int fork_errno = 0;
-  ForkThread::Get().Run([&] {
-    pid = ::fork();
-    fork_errno = errno;
-    if (pid != 0) return;
-    // Child: only async-signal-safe calls until exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);
-    ::signal(SIGPIPE, SIG_DFL);
-    sigset_t none;  // the server blocks SIGTERM/SIGINT in its threads; a worker must not
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    int in = ::fcntl(req[0], F_DUPFD, 10), out = ::fcntl(rep[1], F_DUPFD, 10);
-    if (in < 0 || out < 0 || ::dup2(in, kRequestFd) < 0 || ::dup2(out, kReplyFd) < 0) ::_exit(125);
-    rlimit lim{mem, mem};
-    ::setrlimit(RLIMIT_AS, &lim);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  });
-  if (pid < 0) {
-    for (int fd : {req[0], req[1], rep[0], rep[1]}) ::close(fd);
-    return grpo::ErrnoError("fork", fork_errno);
-  }
+  absl::StatusOr<std::unique_ptr<sandbox::Sandbox>> box = SandboxWorker(o, req[0], rep[1]);
   ::close(req[0]);
   ::close(rep[1]);
-  w->pid = pid;
+  if (!box.ok()) {
+    ::close(req[1]);
+    ::close(rep[0]);
+    return grpo::WithContext(box.status(), "plugin " + o.path + ": worker '" + o.worker_argv.front() +
+                                               "' did not start");
+  }
+  w->box = std::move(*box);
   w->to_fd = req[1];
   w->from_fd = rep[0];
   ::fcntl(w->to_fd, F_SETFL, O_NONBLOCK);
@@ -225,7 +162,12 @@ absl::Status Spawn(PluginRule::Worker* w, const PluginOptions& o, std::string* h
 
 }  // namespace
 
-std::vector<std::string> SelfWorkerArgv() { return {"/proc/self/exe", "reward", "plugin-worker"}; }
+std::vector<std::string> SelfWorkerArgv() {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : "/proc/self/exe";
+  return {exe, "reward", "plugin-worker"};
+}
 
 PluginRule::PluginRule(PluginOptions options) : options_(std::move(options)) {}
 
@@ -275,7 +217,7 @@ absl::StatusOr<PluginRule::Worker*> PluginRule::Acquire() const {
       workers_.push_back(std::make_unique<Worker>());
       w = workers_.back().get();
     }
-    if (w->pid >= 0) return w;
+    if (w->box) return w;
     ++started_;
   }
   std::string hello;  // a fresh worker, started outside the lock

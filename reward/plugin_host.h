@@ -1,6 +1,7 @@
 // PluginRule: a rule implemented by a shared-library plugin (reward/plugin_abi.h), run in
-// isolated worker processes so that a plugin that crashes, hangs or leaks cannot take the
-// service down.
+// sandboxed worker processes (sandbox/sandbox.h) so that a plugin that crashes, hangs, leaks or
+// attacks cannot take the service down: a worker cannot signal the host, write the file
+// system, reach the network or the host's descriptors, and everything it starts dies with it.
 //
 // Contract:
 //  - Create starts one worker and waits (startup_timeout) for its hello: a missing library,
@@ -11,7 +12,14 @@
 //    dies (signal, exit, memory limit: RLIMIT_AS = memory_mb) the item gets Unavailable naming
 //    the signal. The next call starts a fresh worker. A plugin's own item error comes back as
 //    InvalidArgument with its message.
-//  - Workers get SIGKILL when the host dies (PR_SET_PDEATHSIG) and are killed in ~PluginRule.
+//  - Each worker is the PID 1 of its own sandbox: killing it kills every process it started.
+//    It sees the worker binary and the library (bound read-only at kWorkerInside and
+//    kLibraryInside, so both must be readable by the sandbox's outside uid), the system's
+//    read-only directories and a private /tmp; its fds 0-2 are /dev/null (its output never
+//    reaches the host's), 3 and 4 the pipes. Workers get SIGKILL when the host dies
+//    (PR_SET_PDEATHSIG) and are killed in ~PluginRule.
+//  - Where user namespaces are forbidden, Create fails with FailedPrecondition unless
+//    sandbox.isolation is kWeak (docs/sandbox.md).
 //  - Creating a PluginRule sets SIGPIPE to ignored in the host process (a dead worker's pipe
 //    must give EPIPE, not kill the host).
 #ifndef GRPO_REWARD_PLUGIN_HOST_H_
@@ -25,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "reward/rule.h"
+#include "sandbox/sandbox.h"
 
 namespace grpo::reward {
 
@@ -36,9 +45,13 @@ struct PluginOptions {
   absl::Duration startup_timeout = absl::Seconds(5);
   int workers = 2;                       // concurrent worker processes
   int memory_mb = 1024;                  // address-space limit of a worker
+  sandbox::Config sandbox;               // isolation of the workers (binds and fds are added)
 };
 
-// The worker command the `grpo` binary uses for itself: /proc/self/exe reward plugin-worker.
+inline constexpr const char* kWorkerInside = "/sandbox/worker";
+inline constexpr const char* kLibraryInside = "/sandbox/plugin.so";
+
+// The worker command the `grpo` binary uses for itself: <this executable> reward plugin-worker.
 std::vector<std::string> SelfWorkerArgv();
 
 class PluginRule : public Rule {

@@ -2,12 +2,43 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <thread>
+
+#include "absl/strings/str_cat.h"
 
 namespace grpo::reward {
 namespace {
+
+constexpr int64_t kTestOutsideUid = 61722;  // owned by no one else: leftovers are countable
+
+// Live host processes running as the workers' outside uid.
+int WorkerUidProcesses() {
+  int n = 0;
+  DIR* d = opendir("/proc");
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream f(absl::StrCat("/proc/", e->d_name, "/status"));
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.rfind("State:", 0) == 0 && line.find('Z') != std::string::npos) break;
+      if (line.rfind("Uid:", 0) == 0) {
+        n += line.find(std::to_string(kTestOutsideUid)) != std::string::npos;
+        break;
+      }
+    }
+  }
+  closedir(d);
+  return n;
+}
 
 PluginOptions Options(const std::string& lib) {
   PluginOptions o;
@@ -16,6 +47,7 @@ PluginOptions Options(const std::string& lib) {
   o.timeout = absl::Milliseconds(500);
   o.workers = 2;
   o.memory_mb = 256;
+  o.sandbox.outside_uid = kTestOutsideUid;
   return o;
 }
 
@@ -116,6 +148,80 @@ TEST(PluginRule, ConcurrentCallers) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(ok.load(), 100);
   EXPECT_LE((*rule)->workers_started(), 2);
+}
+
+// The attacks of issue 21, each tried by a plugin: every one must fail while the host goes on.
+
+TEST(PluginSandbox, CannotSignalTheHost) {
+  auto rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so"));
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  // SIGTERM's default action would end this test process.
+  auto r = (*rule)->Score(Item(absl::StrCat("kill:", getpid())));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->score, 0.0);
+  EXPECT_EQ((*rule)->Score(Item("abc"))->score, 3.0);
+}
+
+TEST(PluginSandbox, ItsChildrenDieWithIt) {
+  {
+    auto rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so"));
+    ASSERT_TRUE(rule.ok()) << rule.status();
+    EXPECT_EQ((*rule)->Score(Item("fork"))->score, 20.0);  // forking is allowed...
+    EXPECT_FALSE((*rule)->Score(Item("crash")).ok());       // ...and a dead worker takes them along
+    EXPECT_EQ(WorkerUidProcesses(), 0);
+    EXPECT_EQ((*rule)->Score(Item("fork"))->score, 20.0);
+  }  // as does the rule's end
+  EXPECT_EQ(WorkerUidProcesses(), 0);
+}
+
+TEST(PluginSandbox, CannotWriteEtcOrBindPorts) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // find a free port
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  close(s);
+  auto rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so"));
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  EXPECT_EQ((*rule)->Score(Item("write-etc"))->score, 0.0);
+  EXPECT_NE(access("/etc/grpo_plugin_probe", F_OK), 0);
+  EXPECT_EQ((*rule)->Score(Item(absl::StrCat("bind:", ntohs(a.sin_port))))->score, 0.0);
+}
+
+TEST(PluginSandbox, RestartedWorkerInheritsNoHostFiles) {
+  std::string out = absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp", "/host_output.jsonl");
+  int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);  // not close-on-exec: the old leak
+  ASSERT_GE(fd, 0);
+  auto rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so"));
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  EXPECT_EQ((*rule)->Score(Item("write-fds"))->score, 0.0);
+  EXPECT_FALSE((*rule)->Score(Item("crash")).ok());
+  EXPECT_EQ((*rule)->Score(Item("write-fds"))->score, 0.0);  // the restarted worker
+  close(fd);
+  std::ifstream in(out);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "");
+}
+
+TEST(PluginSandbox, ItsOutputDoesNotReachTheHostsStdout) {
+  std::string path = absl::StrCat(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp", "/host_stdout");
+  fflush(stdout);
+  int saved_out = dup(1), saved_err = dup(2);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  {
+    auto rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so"));
+    if (rule.ok()) (*rule)->Score(Item("stdout"));
+  }
+  dup2(saved_out, 1);
+  dup2(saved_err, 2);
+  close(fd);
+  std::ifstream in(path);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content.find("PLUGIN-STDOUT-MARKER"), std::string::npos) << content;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "reward/countdown_rule.h"
 #include "reward/format_rule.h"
 #include "reward/math_rule.h"
+#include "reward/code_rule.h"
 #include "reward/plugin_host.h"
 #include "reward/shaping_rules.h"
 #include "reward/text_rules.h"
@@ -31,7 +32,9 @@ const std::vector<TypeKeys>& AllTypeKeys() {
       {"repetition", {"ngram_size", "max_penalty"}},
       {"cosine", {"extract", "min_value_wrong", "max_value_wrong", "min_value_correct",
                   "max_value_correct", "max_len", "unit"}},
-      {"plugin", {"path", "config", "timeout_ms", "workers", "memory_mb"}},
+      {"code", {"language", "python", "mode", "timeout_ms", "total_timeout_ms", "memory_mb",
+                 "max_processes", "isolation"}},
+      {"plugin", {"path", "config", "timeout_ms", "workers", "memory_mb", "isolation"}},
   };
   return kTypes;
 }
@@ -151,6 +154,30 @@ absl::StatusOr<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Co
     GRPO_ASSIGN_OR_RETURN(o.unit, Wrap(e, "unit", ParseLengthUnit(unit)));
     return std::unique_ptr<Rule>(new CosineRule(o));
   }
+  if (type == "code") {
+    CodeRuleOptions o;
+    GRPO_ASSIGN_OR_RETURN(o.language, e.GetStringOr("language", o.language));
+    GRPO_ASSIGN_OR_RETURN(o.python, e.GetStringOr("python", o.python));
+    GRPO_ASSIGN_OR_RETURN(std::string mode, e.GetStringOr("mode", "fraction"));
+    GRPO_RETURN_IF_ERROR(Check(e, "mode", mode == "fraction" || mode == "all", "must be fraction or all"));
+    o.all_or_nothing = mode == "all";
+    GRPO_ASSIGN_OR_RETURN(int64_t t, e.GetIntOr("timeout_ms", 2000));
+    GRPO_ASSIGN_OR_RETURN(int64_t total, e.GetIntOr("total_timeout_ms", 20000));
+    GRPO_ASSIGN_OR_RETURN(int64_t m, e.GetIntOr("memory_mb", o.memory_mb));
+    GRPO_ASSIGN_OR_RETURN(int64_t p, e.GetIntOr("max_processes", o.max_processes));
+    GRPO_RETURN_IF_ERROR(Check(e, "timeout_ms", t > 0 && t <= 600000, "must be in (0, 600000]"));
+    GRPO_RETURN_IF_ERROR(Check(e, "total_timeout_ms", total > 0 && total <= 3600000, "must be in (0, 3600000]"));
+    GRPO_RETURN_IF_ERROR(Check(e, "memory_mb", m >= 16 && m <= (1 << 20), "must be in [16, 1048576]"));
+    GRPO_RETURN_IF_ERROR(Check(e, "max_processes", p >= 1 && p <= 4096, "must be in [1, 4096]"));
+    o.test_timeout = absl::Milliseconds(t);
+    o.total_timeout = absl::Milliseconds(total);
+    o.memory_mb = static_cast<int>(m);
+    o.max_processes = static_cast<int>(p);
+    GRPO_ASSIGN_OR_RETURN(std::string isolation, e.GetStringOr("isolation", "namespaces"));
+    GRPO_ASSIGN_OR_RETURN(o.isolation, Wrap(e, "isolation", sandbox::ParseIsolation(isolation)));
+    GRPO_ASSIGN_OR_RETURN(auto r, Wrap(e, "language", CodeRule::Create(std::move(o))));
+    return std::unique_ptr<Rule>(std::move(r));
+  }
   if (type == "plugin") {
     PluginOptions o;
     GRPO_ASSIGN_OR_RETURN(std::string path, e.GetString("path"));
@@ -169,6 +196,8 @@ absl::StatusOr<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Co
     o.workers = static_cast<int>(w);
     o.memory_mb = static_cast<int>(m);
     o.worker_argv = options.plugin_worker_argv.empty() ? SelfWorkerArgv() : options.plugin_worker_argv;
+    GRPO_ASSIGN_OR_RETURN(std::string isolation, e.GetStringOr("isolation", "namespaces"));
+    GRPO_ASSIGN_OR_RETURN(o.sandbox.isolation, Wrap(e, "isolation", sandbox::ParseIsolation(isolation)));
     GRPO_ASSIGN_OR_RETURN(auto r, Wrap(e, "path", PluginRule::Create(std::move(o))));
     return std::unique_ptr<Rule>(std::move(r));
   }

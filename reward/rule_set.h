@@ -19,7 +19,7 @@
 // keeps every rule's outcome), and one whose total is not finite (a plugin's huge score times its
 // weight): a reward is always a finite number. Plugins (type: plugin) take `path` (relative paths are resolved
 // against the rules file's directory), `config` (a mapping passed to the plugin as JSON),
-// `timeout_ms`, `workers`, `memory_mb`.
+// `timeout_ms`, `workers`, `memory_mb`, `isolation` (namespaces | weak, docs/sandbox.md).
 #ifndef GRPO_REWARD_RULE_SET_H_
 #define GRPO_REWARD_RULE_SET_H_
 

@@ -34,10 +34,41 @@ check "--strict names the line" 'grep -q ":3:" "$T/err2"'
 echo '{"completion":"\\boxed{7}","answer":"7"}' >"$T/one.jsonl"
 "$GRPO" reward score --rule math --input "$T/one.jsonl" --output "$T/one.out" 2>/dev/null
 check "--rule math" 'grep -q "{\"reward\":1.0,\"rules\":{\"math\":1.0}}" "$T/one.out"'
+# --rule code: the APPS-form tests as JSON text in `answer`, the program run in the sandbox.
+cat >"$T/code.jsonl" <<'JSONL'
+{"id":"right","completion":"```python\nprint(sum(map(int, input().split())))\n```","answer":"{\"inputs\": [\"1 2\", \"5 5\"], \"outputs\": [\"3\", \"10\"]}"}
+{"id":"wrong","completion":"```python\nprint(0)\n```","answer":"{\"inputs\": [\"1 2\", \"0 0\"], \"outputs\": [\"3\", \"0\"]}"}
+{"id":"shadow","completion":"```python\nprint(open('/etc/shadow').read())\n```","answer":"{\"inputs\": [\"\"], \"outputs\": [\"\"]}"}
+JSONL
+"$GRPO" reward score --rule code --input "$T/code.jsonl" --output "$T/code.out" 2>"$T/code.err"; rc=$?
+check "--rule code exits 0 (got $rc: $(cat "$T/code.err"))" '[ $rc -eq 0 ]'
+check "--rule code: right program 1" 'grep -q "{\"id\":\"right\",\"reward\":1.0," "$T/code.out"'
+check "--rule code: wrong program 0.5" 'grep -q "{\"id\":\"wrong\",\"reward\":0.5," "$T/code.out"'
+check "--rule code: /etc/shadow unreadable" 'grep -q "{\"id\":\"shadow\",\"reward\":0.0," "$T/code.out"'
+
 "$GRPO" reward score --rule nope --input "$T/one.jsonl" --output "$T/x" 2>/dev/null; rc=$?
 check "unknown --rule exits 1 (got $rc)" '[ $rc -eq 1 ]'
 "$GRPO" reward score --input "$T/one.jsonl" 2>/dev/null; rc=$?
 check "missing --output is a usage error (got $rc)" '[ $rc -eq 2 ]'
+
+# A hostile plugin inside `grpo reward score`: it signals its parent and this script, writes garbage into every
+# descriptor it might have inherited (the output file among them), prints to stdout, and forks
+# children. The scorer must finish, its output must hold exactly its results, and nothing the
+# plugin started may outlive it.
+printf '%s\n' "{\"id\":\"a\",\"completion\":\"kill:$$\"}" '{"id":"b","completion":"write-fds"}' \
+  '{"id":"c","completion":"stdout"}' '{"id":"d","completion":"fork"}' >"$T/hostile.jsonl"
+"$GRPO" reward score --rules tests/reward_cli/hostile_rules.yaml --input "$T/hostile.jsonl" \
+  --output "$T/hostile.out" >"$T/hostile.stdout" 2>"$T/hostile.err"; rc=$?
+check "hostile plugin: score exits 0 (got $rc: $(cat "$T/hostile.err"))" '[ $rc -eq 0 ]'
+cat >"$T/hostile.want" <<'JSONL'
+{"id":"a","reward":0.0,"rules":{"hostile":0.0}}
+{"id":"b","reward":0.0,"rules":{"hostile":0.0}}
+{"id":"c","reward":0.0,"rules":{"hostile":0.0}}
+{"id":"d","reward":20.0,"rules":{"hostile":20.0}}
+JSONL
+check "hostile plugin: output holds only the four results ($(cat "$T/hostile.out"))" 'cmp -s "$T/hostile.out" "$T/hostile.want"'
+check "hostile plugin: nothing on the scorer's stdout" '[ ! -s "$T/hostile.stdout" ]'
+check "hostile plugin: no process outlives the scorer" '! pgrep -f "sandbox/worker" >/dev/null'
 
 "$GRPO" reward serve --rules "$RULES" --listen 127.0.0.1:0 2>"$T/serve.log" &
 pid=$!
