@@ -193,191 +193,87 @@ std::string Fmt(const char* f, double v) {
   return b;
 }
 
-}  // namespace
+// ===== The stages of one GRPO step ===========================================================
+//
+//   rollout -> score   CollectStep        (with rollout.overlap, launched during the previous
+//                                          step's update, with the weights from before it)
+//   advantages         StepAdvantages
+//   step known good    SummarizeRewards   (fails when no sample got a reward: nothing stored)
+//   store              StoreStep          (durable before the update)
+//   [overlap]          the next step's CollectStep is launched here
+//   update             UpdatePolicy
+//   push               PushAfterRollout   (waits for the overlapping rollout, then pushes)
+//   metrics, eval      StepRow, Evaluate
+//   checkpoint         CheckpointDue / SaveRunCheckpoint
 
-absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
-  const TrainRecipe& r = *run.recipe;
-  TrainSummary summary;
-  summary.run_dir = run.dir;
-  summary.stage = "rl";
-  const bool resumed_rl = run.checkpoint && run.checkpoint->state.stage == "rl";
-  int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
-  uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
+// One step's batch after rollout and scoring (dynamic sampling rounds included).
+struct StepBatch {
+  std::vector<Prompt> prompts;
+  std::vector<GroupRequest> requests;
+  std::vector<GroupResult> groups;
+  std::vector<std::vector<grpo::v1::RewardResult>> rewards;  // [group][sample]
+  std::vector<std::vector<std::string>> texts;                // [group][sample]
+  // The dataset position after this step's prompts (what a checkpoint of this step resumes at),
+  // taken when the step's last prompts were drawn, before any later step's rollout draws more.
+  data::Cursor cursor_after;
+  double t_rollout = 0, t_reward = 0;
+  int64_t dropped = 0, rounds = 0;
+};
 
-  // The frozen reference: the policy as RL starts (saved once as checkpoints/reference).
-  std::unique_ptr<CausalLM> reference;
-  const std::string ref_dir = run.dir + "/checkpoints/reference";
-  if (r.loss.kl_beta > 0) {
-    if (!fs::exists(ref_dir + "/model.safetensors")) {  // written whole, then put in place
-      const std::string tmp = ref_dir + ".tmp";
-      std::error_code ec;
-      fs::remove_all(tmp, ec);
-      GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), tmp));
-      GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
-      GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
-    }
-    GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir));
+// The rewards of the samples whose scoring succeeded (a failed one has no reward).
+std::vector<double> ScoredRewards(const std::vector<grpo::v1::RewardResult>& group) {
+  std::vector<double> rw;
+  for (const auto& res : group) {
+    if (res.has_reward()) rw.push_back(res.reward());
   }
+  return rw;
+}
 
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
-  if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+// A group that carries no learning signal: fewer than two rewards, or all of them equal (the
+// groups DAPO's dynamic sampling drops).
+bool FlatGroup(const std::vector<double>& scored) {
+  for (double v : scored) {
+    if (v != scored.front()) return false;
+  }
+  return true;  // also for 0 or 1 rewards
+}
 
-  std::unique_ptr<RewardScorer> scorer;
-  if (r.reward_endpoints.empty()) {
-    GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(r.rules, {}));
-    scorer = MakeEmbeddedScorer(std::make_shared<reward::RuleSet>(std::move(rules)));
-  } else {
-    GRPO_ASSIGN_OR_RETURN(scorer, MakeRemoteScorer(r.reward_endpoints));
-  }
-  std::unique_ptr<PolicyRollout> rollout;
-  if (r.rollout_endpoints.empty()) {
-    EmbeddedRolloutOptions ro;
-    ro.format = r.serve_format;
-    ro.kv_memory_bytes = r.kv_memory_mb << 20;
-    ro.initial_version = version;
-    ro.tokenizer = run.tok.get();
-    GRPO_ASSIGN_OR_RETURN(rollout, MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), ro));
-  } else {
-    RemoteRolloutOptions ro;
-    ro.endpoints = r.rollout_endpoints;
-    ro.push.format = r.serve_format;
-    // The job's push token, which rollout servers require on weight pushes (docs/security.md).
-    GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
-    GRPO_ASSIGN_OR_RETURN(rollout, MakeRemoteRollout(ro));
-    // Every server starts from the trainer's current weights, whatever it loaded.
-    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version + 1, run.policy->parameters()));
-    version += 1;
-  }
+// Rollout and scoring of step `step`: the inputs the stage reads, fixed for the whole run. It is
+// the one stage that may run concurrently with another (the update, with rollout.overlap); it
+// touches only the rollout, the scorer and the prompt sampler, which nothing else uses meanwhile.
+struct CollectStep {
+  Run* run;
+  PolicyRollout* rollout;
+  RewardScorer* scorer;
+  data::EpochSampler* sampler;  // null for generated prompts
+  bool routing;                 // return the experts chosen (routing replay)
 
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, store::TrajectoryStore::Open(run.dir + "/store"));
-  {
-    auto info = store->GetRun(r.name);
-    if (!info.ok()) {
-      grpo::v1::RunMetadata meta;
-      meta.set_run_name(r.name);
-      meta.set_recipe_yaml(r.source.Dump());
-      meta.set_seed(r.seed);
-      meta.mutable_model()->set_model_type(run.policy->config().model_type);
-      meta.mutable_model()->set_path(r.model_path.empty() ? "(initialized by the recipe)" : r.model_path);
-      meta.mutable_tokenizer()->set_path(run.tokenizer_dir);
-      GRPO_RETURN_IF_ERROR(store->CreateRun(meta));
-    }
-  }
-  // A resume starts at its checkpoint's step. Steps stored from there on belong to an attempt
-  // that did not reach its next checkpoint (killed, or failed, e.g. on a damaged model): they
-  // are removed and generated again, so no resume finds its next step already stored.
-  if (run.checkpoint) {
-    GRPO_ASSIGN_OR_RETURN(std::vector<uint64_t> removed,
-                          store->DeleteStepsFrom(r.name, static_cast<uint64_t>(start)));
-    if (!removed.empty()) {
-      std::fprintf(stderr,
-                   "resume: removed %zu step(s) from the store (store steps %llu to %llu, written after "
-                   "checkpoint %s by an attempt that did not reach its next checkpoint); they are generated "
-                   "again\n",
-                   removed.size(), static_cast<unsigned long long>(removed.front()),
-                   static_cast<unsigned long long>(removed.back()),
-                   fs::path(run.checkpoint->dir).filename().c_str());
-    }
-  }
-  const std::string metrics_path = run.dir + "/metrics.jsonl";
-  MetricsWriterOptions mo;
-  if (fs::exists(metrics_path)) {
-    // A resumed run drops the rows after its checkpoint (all of them when RL never checkpointed).
-    mo.resumed_from_step = start;
-    GRPO_RETURN_IF_ERROR(TruncateAfterStep(metrics_path, resumed_rl ? start : -1));
-  }
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, MetricsWriter::Open(run.dir, mo));
-
-  data::EpochSampler* sampler_ptr = nullptr;
-  std::optional<data::EpochSampler> sampler;
-  if (r.data_source == DataSource::kJsonl) {
-    GRPO_ASSIGN_OR_RETURN(data::EpochSampler s,
-                          data::EpochSampler::Create(static_cast<int64_t>(run.train_set.examples.size()), r.seed,
-                                                     true, resumed_rl ? run.checkpoint->state.data_cursor : data::Cursor{}));
-    sampler.emplace(std::move(s));
-    sampler_ptr = &*sampler;
-  }
-  GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> eval_prompts, EvalPrompts(run));
-
-  auto evaluate = [&](int64_t step, std::map<std::string, double>* row) -> absl::Status {
-    GRPO_ASSIGN_OR_RETURN(auto m, Evaluate(run, *rollout, *scorer, eval_prompts));
-    std::string line = "eval @" + std::to_string(step) + ":";
-    for (const auto& [k, v] : m) {
-      (*row)[k] = v;
-      line += " " + k.substr(5) + " " + Fmt("%.3f", v);
-    }
-    Progress(o, line);
-    if (m.count("eval/accuracy")) {
-      if (summary.first_eval_accuracy < 0) summary.first_eval_accuracy = m["eval/accuracy"];
-      summary.last_eval_accuracy = m["eval/accuracy"];
-    }
-    if (m.count("eval/format")) summary.last_eval_format = m["eval/format"];
-    return absl::OkStatus();
-  };
-
-  if (start == 0 && !eval_prompts.empty()) {
-    std::map<std::string, double> row;
-    GRPO_RETURN_IF_ERROR(evaluate(0, &row));
-    GRPO_RETURN_IF_ERROR(metrics->Log(0, row));
-  }
-
-  std::vector<Tensor> grads;
-  const bool moe = run.policy->config().NumMoeLayers() > 0;
-  const bool routing = moe && r.routing_replay;
-  int64_t steps_this_run = 0;
-  // One step's batch: prompts, groups, rewards, advantages (dynamic sampling rounds included).
-  struct StepBatch {
-    std::vector<Prompt> prompts;
-    std::vector<GroupRequest> requests;
-    std::vector<GroupResult> groups;
-    std::vector<std::vector<grpo::v1::RewardResult>> rewards;
-    std::vector<std::vector<std::string>> texts;
-    std::vector<double> adv;
-    double t_rollout = 0, t_reward = 0;
-    int64_t dropped = 0, rounds = 0;
-  };
-  auto collect = [&](int64_t step) -> absl::StatusOr<StepBatch> {
+  absl::StatusOr<StepBatch> operator()(int64_t step) const {
+    const TrainRecipe& r = *run->recipe;
+    const int64_t max_rounds = r.dynamic_sampling ? r.max_sampling_rounds : 1;
     StepBatch b;
-    for (int64_t round = 0; round < (r.dynamic_sampling ? r.max_sampling_rounds : 1); ++round) {
+    for (int64_t round = 0; round < max_rounds; ++round) {
       const int64_t want = r.prompts_per_step - static_cast<int64_t>(b.prompts.size());
       if (want <= 0) break;
       ++b.rounds;
-      GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> batch, StepPrompts(run, step, round, want, sampler_ptr));
+      GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> batch, StepPrompts(*run, step, round, want, sampler));
+      const uint64_t round_seed = StreamSeed(StreamSeed(r.seed, kRollout, static_cast<uint64_t>(step)), kRollout,
+                                             static_cast<uint64_t>(round));
       std::vector<GroupRequest> requests;
       for (size_t p = 0; p < batch.size(); ++p) {
-        requests.push_back(MakeRequest(run, batch[p], r.group_size, r.sampling,
-                                       StreamSeed(StreamSeed(StreamSeed(r.seed, kRollout, static_cast<uint64_t>(step)), kRollout,
-                                                             static_cast<uint64_t>(round)),
-                                                  kRollout, p),
-                                       routing));
+        requests.push_back(MakeRequest(*run, batch[p], r.group_size, r.sampling,
+                                       StreamSeed(round_seed, kRollout, p), routing));
       }
       auto t0 = Clock::now();
       GRPO_ASSIGN_OR_RETURN(std::vector<GroupResult> gen, rollout->Generate(requests));
       auto t1 = Clock::now();
-      GRPO_ASSIGN_OR_RETURN(Scored s, ScoreGroups(run, *scorer, batch, std::move(gen)));
+      GRPO_ASSIGN_OR_RETURN(Scored s, ScoreGroups(*run, *scorer, batch, std::move(gen)));
       auto t2 = Clock::now();
       b.t_rollout += Seconds(t0, t1);
       b.t_reward += Seconds(t1, t2);
+      const bool last_round = round + 1 >= max_rounds;
       for (size_t g = 0; g < s.groups.size(); ++g) {
-        // Advantages over the samples that got a reward; a sample whose scoring failed gets 0
-        // (and is left out of the loss and of the reward means).
-        std::vector<double> rw;
-        for (const auto& res : s.rewards[g]) {
-          if (res.has_reward()) rw.push_back(res.reward());
-        }
-        GroupAdvantages ga;
-        if (!rw.empty()) {
-          GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(rw, static_cast<int64_t>(rw.size()), r.advantage));
-        }
-        const bool flat = rw.size() < 2 || !ga.zero_std_groups.empty();
-        {
-          std::vector<double> full;
-          size_t k = 0;
-          for (const auto& res : s.rewards[g]) full.push_back(res.has_reward() ? ga.advantages[k++] : 0.0);
-          ga.advantages = std::move(full);
-        }
-        const bool last_round = round + 1 >= (r.dynamic_sampling ? r.max_sampling_rounds : 1);
-        if (r.dynamic_sampling && flat && !last_round) {
+        if (r.dynamic_sampling && !last_round && FlatGroup(ScoredRewards(s.rewards[g]))) {
           ++b.dropped;
           continue;
         }
@@ -386,188 +282,411 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
         b.groups.push_back(std::move(s.groups[g]));
         b.rewards.push_back(std::move(s.rewards[g]));
         b.texts.push_back(std::move(s.texts[g]));
-        b.adv.insert(b.adv.end(), ga.advantages.begin(), ga.advantages.end());
       }
     }
+    b.cursor_after = sampler ? sampler->cursor() : data::Cursor{};
     return b;
-  };
-  // One-step off-policy (rollout.overlap): step s+1's rollout runs while step s's update runs,
-  // with the weights from before that update; the new weights are pushed once both are done, so
-  // which weights generate which step does not depend on timing. (With GRPO_NUM_THREADS > 1 the
-  // two concurrent computations still differ run to run in the last float bits; see
-  // docs/training.md.)
-  std::future<absl::StatusOr<StepBatch>> pending;
+  }
+};
 
+// Advantages of every sample, group after group ([g * group_size + i]). Computed over the
+// samples that got a reward; a sample whose scoring failed gets 0 (and is left out of the loss
+// and of the reward means).
+absl::StatusOr<std::vector<double>> StepAdvantages(const StepBatch& b, const AdvantageOptions& options) {
+  std::vector<double> adv;
+  for (const auto& group : b.rewards) {
+    const std::vector<double> rw = ScoredRewards(group);
+    GroupAdvantages ga;
+    if (!rw.empty()) {
+      GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(rw, static_cast<int64_t>(rw.size()), options));
+    }
+    size_t k = 0;
+    for (const auto& res : group) adv.push_back(res.has_reward() ? ga.advantages[k++] : 0.0);
+  }
+  return adv;
+}
+
+// The step's reward statistics (over the samples that got a reward).
+struct RewardStats {
+  double sum = 0, sq = 0, correct = 0, scored = 0, first_reward = 0;
+  double len_sum = 0, samples = 0;  // over every sample
+  int64_t errors = 0;
+  std::string first_error;
+  std::map<std::string, std::pair<double, double>> rule_sums;  // rule -> (sum, count)
+  int64_t zero_std_groups = 0;
+};
+
+// The reward statistics of a batch; FailedPrecondition when no sample got a reward, so such a
+// step is never stored nor trained on (a resume generates it again).
+absl::StatusOr<RewardStats> SummarizeRewards(const StepBatch& b, int64_t step, const TrainOptions& o) {
+  RewardStats st;
+  for (size_t g = 0; g < b.groups.size(); ++g) {
+    bool all_equal = true;
+    for (size_t i = 0; i < b.groups[g].samples.size(); ++i) {
+      const auto& res = b.rewards[g][i];
+      st.len_sum += static_cast<double>(b.groups[g].samples[i].tokens.size());
+      st.samples += 1;
+      if (!res.has_reward()) {  // scoring failed: counted, reported, left out of the means
+        ++st.errors;
+        if (st.first_error.empty()) st.first_error = res.error();
+        continue;
+      }
+      const double rv = res.reward();
+      if (st.scored > 0 && rv != st.first_reward) all_equal = false;
+      if (st.scored == 0) st.first_reward = rv;
+      st.sum += rv;
+      st.sq += rv * rv;
+      st.correct += Correct(res);
+      st.scored += 1;
+      for (const auto& rule : res.rules()) {
+        if (!rule.error().empty()) continue;
+        auto& acc = st.rule_sums[rule.rule()];
+        acc.first += rule.score();
+        acc.second += 1;
+      }
+    }
+    st.zero_std_groups += all_equal;
+  }
+  if (st.errors > 0) {
+    Progress(o, "step " + std::to_string(step + 1) + ": " + std::to_string(st.errors) +
+                    " samples got no reward (left out of the loss); first error: " + st.first_error);
+  }
+  if (st.scored == 0) {
+    return absl::FailedPreconditionError("step " + std::to_string(step + 1) +
+                                         ": no sample got a reward; first error: " + st.first_error);
+  }
+  return st;
+}
+
+// Writes the step's prompts and trajectories to the store in one atomic write; returns its time.
+absl::StatusOr<double> StoreStep(store::TrajectoryStore& store, const TrainRecipe& r, int64_t step,
+                                 const StepBatch& b, const std::vector<double>& adv) {
+  const auto t0 = Clock::now();
+  store::StepRecords rec;
+  rec.step = static_cast<uint64_t>(step);
+  for (size_t g = 0; g < b.groups.size(); ++g) {
+    const Prompt& prompt = b.prompts[g];
+    const uint64_t group_id = static_cast<uint64_t>(step) * 1000000 + g;
+    grpo::v1::PromptRecord pr;
+    pr.set_prompt_index(static_cast<uint32_t>(g));
+    pr.set_group_id(group_id);
+    pr.set_prompt_text(prompt.text);
+    for (int32_t t : prompt.tokens) pr.add_prompt_token_ids(t);
+    pr.set_answer(prompt.example.answer);
+    pr.set_task(prompt.example.task);
+    pr.set_dataset(r.data_source == DataSource::kAddition ? "addition" : r.train_path);
+    if (prompt.row >= 0) pr.set_dataset_row_id(std::to_string(prompt.row));
+    rec.prompts.push_back(pr);
+    for (size_t i = 0; i < b.groups[g].samples.size(); ++i) {
+      const SampleResult& sr = b.groups[g].samples[i];
+      grpo::v1::Trajectory t;
+      t.set_prompt_index(static_cast<uint32_t>(g));
+      t.set_sample_index(static_cast<uint32_t>(sr.index));
+      t.set_group_id(group_id);
+      SampleResultToProto(sr, b.requests[g], b.groups[g], t.mutable_sample());
+      t.mutable_sample()->set_text(b.texts[g][i]);
+      *t.mutable_reward() = b.rewards[g][i];
+      t.set_advantage(static_cast<float>(adv[g * r.group_size + i]));
+      if (prompt.row >= 0) t.set_dataset_row_id(std::to_string(prompt.row));
+      rec.trajectories.push_back(std::move(t));
+    }
+  }
+  GRPO_RETURN_IF_ERROR(store.WriteStep(r.name, &rec));
+  return Seconds(t0, Clock::now());
+}
+
+// The learner's view of the batch: prompt, completions, rollout logprobs, routing, advantages.
+std::vector<RlGroup> TrainingGroups(const StepBatch& b, const std::vector<double>& adv, int64_t group_size) {
+  std::vector<RlGroup> out(b.groups.size());
+  for (size_t g = 0; g < b.groups.size(); ++g) {
+    out[g].prompt = b.prompts[g].tokens;
+    out[g].prompt_routing = b.groups[g].prompt_routing;
+    for (size_t i = 0; i < b.groups[g].samples.size(); ++i) {
+      const SampleResult& sr = b.groups[g].samples[i];
+      RlSample rs;
+      rs.completion = sr.tokens;
+      rs.rollout_logprobs = sr.raw_logprobs;
+      rs.routing = sr.routing;
+      rs.advantage = adv[g * group_size + i];
+      rs.trained = b.rewards[g][i].has_reward() && sr.finish_reason != FinishReason::kAborted;
+      out[g].samples.push_back(std::move(rs));
+    }
+  }
+  return out;
+}
+
+// What the update needs besides the batch.
+struct Learner {
+  CausalLM* policy;
+  CausalLM* reference;  // null unless algorithm.kl_beta > 0
+  AdamW* opt;
+  std::vector<Tensor>* grads;  // scratch
+};
+
+struct UpdateResult {
+  RlUpdateStats stats;
+  double t_learn = 0;
+};
+
+absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r, bool routing,
+                                          const std::vector<RlGroup>& groups) {
+  const auto t0 = Clock::now();
+  RlUpdateOptions uo;
+  uo.loss = r.loss;
+  uo.mini_batches = r.mini_batches;
+  uo.epochs = r.epochs;
+  uo.schedule = r.schedule;
+  uo.max_grad_norm = r.max_grad_norm;
+  uo.routing_replay = routing;
+  UpdateResult u;
+  GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups, uo, l.grads));
+  u.t_learn = Seconds(t0, Clock::now());
+  return u;
+}
+
+// The rollout of the next step while this step's update runs (rollout.overlap): launched after
+// the store write, collected at the start of the next step.
+using PendingRollout = std::future<absl::StatusOr<StepBatch>>;
+
+struct PushResult {
+  uint64_t version = 0;  // the version pushed
+  double t_overlap_wait = 0, t_sync = 0;
+};
+
+// Pushes the updated weights as version `version + 1`, after the overlapping rollout (if any) has
+// finished with the previous version, so which weights generate which step does not depend on
+// timing. (With GRPO_NUM_THREADS > 1 the two concurrent computations still differ run to run
+// in the last float bits; see docs/training.md.)
+absl::StatusOr<PushResult> PushAfterRollout(PolicyRollout& rollout, const CausalLM& policy, uint64_t version,
+                                            PendingRollout* overlapping) {
+  PushResult p;
+  if (overlapping->valid()) {
+    const auto t0 = Clock::now();
+    overlapping->wait();
+    p.t_overlap_wait = Seconds(t0, Clock::now());
+  }
+  const auto t0 = Clock::now();
+  p.version = version + 1;
+  GRPO_RETURN_IF_ERROR(rollout.PushWeights(p.version, policy.parameters()));
+  p.t_sync = Seconds(t0, Clock::now());
+  return p;
+}
+
+// The step's metrics row (before evaluation and the step time).
+std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const RewardStats& rs,
+                                      const UpdateResult& u, const PushResult& p, double t_store) {
+  const TrainRecipe& r = *run.recipe;
+  const RlUpdateStats& us = u.stats;
+  std::map<std::string, double> row;
+  const double mean = rs.sum / rs.scored;
+  row["reward_mean"] = mean;
+  row["reward_std"] = std::sqrt(std::max(0.0, rs.sq / rs.scored - mean * mean));
+  row["reward_errors"] = static_cast<double>(rs.errors);
+  for (const auto& [rule, acc] : rs.rule_sums) row["reward/" + rule] = acc.first / acc.second;
+  row["accuracy"] = rs.correct / rs.scored;
+  row["response_len_mean"] = rs.len_sum / rs.samples;
+  row["kl"] = us.kl;
+  row["clip_frac"] = us.clip_frac;
+  row["entropy"] = us.entropy;
+  row["grad_norm"] = us.grad_norm;
+  row["lr"] = us.lr;
+  row["skipped_updates"] = static_cast<double>(us.skipped_steps);
+  row["loss"] = us.loss;
+  row["zero_std_groups"] = static_cast<double>(rs.zero_std_groups);
+  if (r.dynamic_sampling) {
+    row["dynamic_sampling/dropped_groups"] = static_cast<double>(b.dropped);
+    row["dynamic_sampling/rounds"] = static_cast<double>(b.rounds);
+  }
+  row["weight_version"] = static_cast<double>(p.version);
+  if (r.data_source == DataSource::kJsonl) {  // rows of data.jsonl.train / .eval skipped as bad
+    row["data/bad_rows"] = static_cast<double>(run.train_set.bad_rows.size() + run.eval_set.bad_rows.size());
+  }
+  row["time/rollout"] = b.t_rollout;
+  row["time/reward"] = b.t_reward;
+  row["time/store"] = t_store;
+  row["time/learn"] = u.t_learn;
+  row["time/sync"] = p.t_sync;
+  if (r.overlap) row["time/overlap_wait"] = p.t_overlap_wait;
+  return row;
+}
+
+std::string ProgressLine(int64_t step, int64_t steps, std::map<std::string, double>& row, const UpdateResult& u,
+                         double t_rollout) {
+  return "step " + std::to_string(step + 1) + "/" + std::to_string(steps) + " | reward " +
+         Fmt("%.3f", row["reward_mean"]) + " acc " + Fmt("%.3f", row["accuracy"]) +
+         (row.count("reward/format") ? " fmt " + Fmt("%.3f", row["reward/format"]) : "") + " | len " +
+         Fmt("%.1f", row["response_len_mean"]) + " | ent " + Fmt("%.3f", u.stats.entropy) + " clip " +
+         Fmt("%.3f", u.stats.clip_frac) + " | " + Fmt("%.1fs", row["time/step"]) + " (rollout " +
+         Fmt("%.1f", t_rollout) + " learn " + Fmt("%.1f", u.t_learn) + ")";
+}
+
+// ===== Setup of the RL stage ==================================================================
+
+// The frozen reference: the policy as RL starts (saved once as checkpoints/reference); null
+// without a KL term.
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
+  if (run.recipe->loss.kl_beta <= 0) return std::unique_ptr<CausalLM>();
+  const std::string ref_dir = run.dir + "/checkpoints/reference";
+  if (!fs::exists(ref_dir + "/model.safetensors")) {  // written whole, then put in place
+    const std::string tmp = ref_dir + ".tmp";
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), tmp));
+    GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
+    GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
+  }
+  return CausalLM::Load(ref_dir);
+}
+
+absl::StatusOr<std::unique_ptr<RewardScorer>> OpenScorer(const TrainRecipe& r) {
+  if (!r.reward_endpoints.empty()) return MakeRemoteScorer(r.reward_endpoints);
+  GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(r.rules, {}));
+  return MakeEmbeddedScorer(std::make_shared<reward::RuleSet>(std::move(rules)));
+}
+
+// The rollout role at weight version `*version`. Remote servers first receive the trainer's
+// current weights as the next version, whatever they loaded (`*version` is advanced).
+absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint64_t* version) {
+  const TrainRecipe& r = *run.recipe;
+  if (r.rollout_endpoints.empty()) {
+    EmbeddedRolloutOptions ro;
+    ro.format = r.serve_format;
+    ro.kv_memory_bytes = r.kv_memory_mb << 20;
+    ro.initial_version = *version;
+    ro.tokenizer = run.tok.get();
+    return MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), ro);
+  }
+  RemoteRolloutOptions ro;
+  ro.endpoints = r.rollout_endpoints;
+  ro.push.format = r.serve_format;
+  // The job's push token, which rollout servers require on weight pushes (docs/security.md).
+  GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, MakeRemoteRollout(ro));
+  GRPO_RETURN_IF_ERROR(rollout->PushWeights(*version + 1, run.policy->parameters()));
+  *version += 1;
+  return rollout;
+}
+
+// The run's trajectory store, rolled back to step `start` on a resume: steps stored from there
+// on belong to an attempt that did not reach its next checkpoint (killed, or failed, e.g. on a
+// damaged model); they are removed and generated again, so no resume finds its next step
+// already stored.
+absl::StatusOr<std::unique_ptr<store::TrajectoryStore>> OpenStore(const Run& run, int64_t start) {
+  const TrainRecipe& r = *run.recipe;
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, store::TrajectoryStore::Open(run.dir + "/store"));
+  if (!store->GetRun(r.name).ok()) {
+    grpo::v1::RunMetadata meta;
+    meta.set_run_name(r.name);
+    meta.set_recipe_yaml(r.source.Dump());
+    meta.set_seed(r.seed);
+    meta.mutable_model()->set_model_type(run.policy->config().model_type);
+    meta.mutable_model()->set_path(r.model_path.empty() ? "(initialized by the recipe)" : r.model_path);
+    meta.mutable_tokenizer()->set_path(run.tokenizer_dir);
+    GRPO_RETURN_IF_ERROR(store->CreateRun(meta));
+  }
+  if (!run.checkpoint) return store;
+  GRPO_ASSIGN_OR_RETURN(std::vector<uint64_t> removed, store->DeleteStepsFrom(r.name, static_cast<uint64_t>(start)));
+  if (!removed.empty()) {
+    std::fprintf(stderr,
+                 "resume: removed %zu step(s) from the store (store steps %llu to %llu, written after "
+                 "checkpoint %s by an attempt that did not reach its next checkpoint); they are generated "
+                 "again\n",
+                 removed.size(), static_cast<unsigned long long>(removed.front()),
+                 static_cast<unsigned long long>(removed.back()), fs::path(run.checkpoint->dir).filename().c_str());
+  }
+  return store;
+}
+
+// metrics.jsonl, rolled back on a resume: the rows after the checkpoint go (all of them when RL
+// never checkpointed).
+absl::StatusOr<std::unique_ptr<MetricsWriter>> OpenMetrics(const Run& run, int64_t start, bool resumed_rl) {
+  const std::string metrics_path = run.dir + "/metrics.jsonl";
+  MetricsWriterOptions mo;
+  if (fs::exists(metrics_path)) {
+    mo.resumed_from_step = start;
+    GRPO_RETURN_IF_ERROR(TruncateAfterStep(metrics_path, resumed_rl ? start : -1));
+  }
+  return MetricsWriter::Open(run.dir, mo);
+}
+
+// Evaluation for a metrics row, remembered in the summary as well.
+absl::Status EvaluateInto(Run& run, PolicyRollout& rollout, RewardScorer& scorer,
+                          const std::vector<Prompt>& prompts, const TrainOptions& o, int64_t step,
+                          std::map<std::string, double>* row, TrainSummary* summary) {
+  GRPO_ASSIGN_OR_RETURN(auto m, Evaluate(run, rollout, scorer, prompts));
+  std::string line = "eval @" + std::to_string(step) + ":";
+  for (const auto& [k, v] : m) {
+    (*row)[k] = v;
+    line += " " + k.substr(5) + " " + Fmt("%.3f", v);
+  }
+  Progress(o, line);
+  if (m.count("eval/accuracy")) {
+    if (summary->first_eval_accuracy < 0) summary->first_eval_accuracy = m["eval/accuracy"];
+    summary->last_eval_accuracy = m["eval/accuracy"];
+  }
+  if (m.count("eval/format")) summary->last_eval_format = m["eval/format"];
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
+  const TrainRecipe& r = *run.recipe;
+  TrainSummary summary;
+  summary.run_dir = run.dir;
+  summary.stage = "rl";
+  const bool resumed_rl = run.checkpoint && run.checkpoint->state.stage == "rl";
+  const int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
+  uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
+
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
+  if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, OpenMetrics(run, start, resumed_rl));
+  std::optional<data::EpochSampler> sampler;
+  if (r.data_source == DataSource::kJsonl) {
+    GRPO_ASSIGN_OR_RETURN(sampler, data::EpochSampler::Create(static_cast<int64_t>(run.train_set.examples.size()),
+                                                              r.seed, true,
+                                                              resumed_rl ? run.checkpoint->state.data_cursor
+                                                                         : data::Cursor{}));
+  }
+  GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> eval_prompts, EvalPrompts(run));
+  if (start == 0 && !eval_prompts.empty()) {
+    std::map<std::string, double> row;
+    GRPO_RETURN_IF_ERROR(EvaluateInto(run, *rollout, *scorer, eval_prompts, o, 0, &row, &summary));
+    GRPO_RETURN_IF_ERROR(metrics->Log(0, row));
+  }
+
+  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
+  const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
+  std::vector<Tensor> grads;
+  const Learner learner{run.policy.get(), reference.get(), &opt, &grads};
+  PendingRollout pending;  // the next step's rollout, with rollout.overlap
+  int64_t steps_this_run = 0;
   for (int64_t step = start; step < r.steps; ++step) {
     const auto t_step = Clock::now();
-    std::map<std::string, double> row;
-    // ---- rollout (+ dynamic sampling rounds) and reward; with overlap, launched during the
-    // previous step's update
-    absl::StatusOr<StepBatch> collected = pending.valid() ? pending.get() : collect(step);
-    GRPO_RETURN_IF_ERROR(collected.status());
-    StepBatch& sb = *collected;
-    std::vector<Prompt>& prompts = sb.prompts;
-    std::vector<GroupResult>& groups = sb.groups;
-    std::vector<std::vector<grpo::v1::RewardResult>>& rewards = sb.rewards;
-    std::vector<std::vector<std::string>>& texts = sb.texts;
-    std::vector<double>& adv = sb.adv;
-    const double t_rollout = sb.t_rollout, t_reward = sb.t_reward;
-    const int64_t dropped = sb.dropped, rounds = sb.rounds;
-    // The dataset position after this step's prompts (what a checkpoint of this step resumes at).
-    const data::Cursor cursor_after = sampler_ptr ? sampler_ptr->cursor() : data::Cursor{};
-    // ---- store (durable before the update)
-    auto t_store0 = Clock::now();
-    store::StepRecords rec;
-    rec.step = static_cast<uint64_t>(step);
-    double reward_sum = 0, reward_sq = 0, len_sum = 0, correct = 0, n = 0, n_scored = 0, first_reward = 0;
-    int64_t reward_errors = 0;
-    std::string first_reward_error;
-    std::map<std::string, std::pair<double, double>> rule_sums;
-    int64_t zero_std = 0;
-    std::vector<RlGroup> rl_groups(groups.size());
-    for (size_t g = 0; g < groups.size(); ++g) {
-      const uint64_t group_id = static_cast<uint64_t>(step) * 1000000 + g;
-      grpo::v1::PromptRecord pr;
-      pr.set_prompt_index(static_cast<uint32_t>(g));
-      pr.set_group_id(group_id);
-      pr.set_prompt_text(prompts[g].text);
-      for (int32_t t : prompts[g].tokens) pr.add_prompt_token_ids(t);
-      pr.set_answer(prompts[g].example.answer);
-      pr.set_task(prompts[g].example.task);
-      pr.set_dataset(r.data_source == DataSource::kAddition ? "addition" : r.train_path);
-      if (prompts[g].row >= 0) pr.set_dataset_row_id(std::to_string(prompts[g].row));
-      rec.prompts.push_back(pr);
-      rl_groups[g].prompt = prompts[g].tokens;
-      rl_groups[g].prompt_routing = groups[g].prompt_routing;
-      bool all_equal = true;
-      for (size_t i = 0; i < groups[g].samples.size(); ++i) {
-        const SampleResult& sr = groups[g].samples[i];
-        const auto& res = rewards[g][i];
-        const double a = adv[g * r.group_size + i];
-        grpo::v1::Trajectory t;
-        t.set_prompt_index(static_cast<uint32_t>(g));
-        t.set_sample_index(static_cast<uint32_t>(sr.index));
-        t.set_group_id(group_id);
-        SampleResultToProto(sr, sb.requests[g], groups[g], t.mutable_sample());
-        t.mutable_sample()->set_text(texts[g][i]);
-        *t.mutable_reward() = res;
-        t.set_advantage(static_cast<float>(a));
-        if (prompts[g].row >= 0) t.set_dataset_row_id(std::to_string(prompts[g].row));
-        rec.trajectories.push_back(std::move(t));
-
-        RlSample rs;
-        rs.completion = sr.tokens;
-        rs.rollout_logprobs = sr.raw_logprobs;
-        rs.routing = sr.routing;
-        rs.advantage = a;
-        rs.trained = res.has_reward() && sr.finish_reason != FinishReason::kAborted;
-        rl_groups[g].samples.push_back(std::move(rs));
-
-        len_sum += static_cast<double>(sr.tokens.size());
-        n += 1;
-        if (!res.has_reward()) {  // scoring failed: counted, reported, left out of the means
-          ++reward_errors;
-          if (first_reward_error.empty()) first_reward_error = res.error();
-          continue;
-        }
-        const double rv = res.reward();
-        if (n_scored > 0 && rv != first_reward) all_equal = false;
-        if (n_scored == 0) first_reward = rv;
-        reward_sum += rv;
-        reward_sq += rv * rv;
-        correct += Correct(res);
-        n_scored += 1;
-        for (const auto& rs2 : res.rules()) {
-          if (!rs2.error().empty()) continue;
-          auto& acc = rule_sums[rs2.rule()];
-          acc.first += rs2.score();
-          acc.second += 1;
-        }
-      }
-      zero_std += all_equal;
-    }
-    if (reward_errors > 0) {
-      Progress(o, "step " + std::to_string(step + 1) + ": " + std::to_string(reward_errors) +
-                      " samples got no reward (left out of the loss); first error: " + first_reward_error);
-    }
-    if (n_scored == 0) {
-      return absl::FailedPreconditionError("step " + std::to_string(step + 1) + ": no sample got a reward; first error: " +
-                                        first_reward_error);
-    }
-    GRPO_RETURN_IF_ERROR(store->WriteStep(r.name, &rec));
-    const double t_store = Seconds(t_store0, Clock::now());
-
-    // ---- the next step's rollout, overlapping this update
+    GRPO_ASSIGN_OR_RETURN(StepBatch batch, pending.valid() ? pending.get() : collect(step));
+    GRPO_ASSIGN_OR_RETURN(std::vector<double> adv, StepAdvantages(batch, r.advantage));
+    GRPO_ASSIGN_OR_RETURN(RewardStats rewards, SummarizeRewards(batch, step, o));
+    GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, step, batch, adv));
     if (r.overlap && step + 1 < r.steps) pending = std::async(std::launch::async, collect, step + 1);
+    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, TrainingGroups(batch, adv, r.group_size)));
+    GRPO_ASSIGN_OR_RETURN(PushResult push, PushAfterRollout(*rollout, *run.policy, version, &pending));
+    version = push.version;
 
-    // ---- learner update
-    auto t_learn0 = Clock::now();
-    RlUpdateOptions uo;
-    uo.loss = r.loss;
-    uo.mini_batches = r.mini_batches;
-    uo.epochs = r.epochs;
-    uo.schedule = r.schedule;
-    uo.max_grad_norm = r.max_grad_norm;
-    uo.routing_replay = routing;
-    GRPO_ASSIGN_OR_RETURN(RlUpdateStats us, RlUpdate(*run.policy, reference.get(), opt, rl_groups, uo, &grads));
-    const double t_learn = Seconds(t_learn0, Clock::now());
-
-    // ---- weight sync (after the overlapping rollout, which used the previous version)
-    double t_overlap_wait = 0;
-    if (pending.valid()) {
-      auto t_wait0 = Clock::now();
-      pending.wait();
-      t_overlap_wait = Seconds(t_wait0, Clock::now());
-    }
-    auto t_sync0 = Clock::now();
-    version += 1;
-    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version, run.policy->parameters()));
-    const double t_sync = Seconds(t_sync0, Clock::now());
-
-    // ---- metrics
-    const double mean = reward_sum / n_scored;
-    row["reward_mean"] = mean;
-    row["reward_std"] = std::sqrt(std::max(0.0, reward_sq / n_scored - mean * mean));
-    row["reward_errors"] = static_cast<double>(reward_errors);
-    for (const auto& [rule, acc] : rule_sums) row["reward/" + rule] = acc.first / acc.second;
-    row["accuracy"] = correct / n_scored;
-    row["response_len_mean"] = len_sum / n;
-    row["kl"] = us.kl;
-    row["clip_frac"] = us.clip_frac;
-    row["entropy"] = us.entropy;
-    row["grad_norm"] = us.grad_norm;
-    row["lr"] = us.lr;
-    row["skipped_updates"] = static_cast<double>(us.skipped_steps);
-    row["loss"] = us.loss;
-    row["zero_std_groups"] = static_cast<double>(zero_std);
-    if (r.dynamic_sampling) {
-      row["dynamic_sampling/dropped_groups"] = static_cast<double>(dropped);
-      row["dynamic_sampling/rounds"] = static_cast<double>(rounds);
-    }
-    row["weight_version"] = static_cast<double>(version);
-    if (r.data_source == DataSource::kJsonl) {  // rows of data.jsonl.train / .eval skipped as bad
-      row["data/bad_rows"] = static_cast<double>(run.train_set.bad_rows.size() + run.eval_set.bad_rows.size());
-    }
-    row["time/rollout"] = t_rollout;
-    row["time/reward"] = t_reward;
-    row["time/store"] = t_store;
-    row["time/learn"] = t_learn;
-    row["time/sync"] = t_sync;
-    if (r.overlap) row["time/overlap_wait"] = t_overlap_wait;
+    std::map<std::string, double> row = StepRow(run, batch, rewards, update, push, t_store);
     const bool last = step + 1 == r.steps;
     if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
-      auto t_eval0 = Clock::now();
-      GRPO_RETURN_IF_ERROR(evaluate(step + 1, &row));
+      const auto t_eval0 = Clock::now();
+      GRPO_RETURN_IF_ERROR(EvaluateInto(run, *rollout, *scorer, eval_prompts, o, step + 1, &row, &summary));
       row["time/eval"] = Seconds(t_eval0, Clock::now());
     }
     row["time/step"] = Seconds(t_step, Clock::now());
     GRPO_RETURN_IF_ERROR(metrics->Log(step + 1, row));
-    Progress(o, "step " + std::to_string(step + 1) + "/" + std::to_string(r.steps) + " | reward " +
-                    Fmt("%.3f", mean) + " acc " + Fmt("%.3f", row["accuracy"]) +
-                    (row.count("reward/format") ? " fmt " + Fmt("%.3f", row["reward/format"]) : "") + " | len " +
-                    Fmt("%.1f", row["response_len_mean"]) + " | ent " + Fmt("%.3f", us.entropy) + " clip " +
-                    Fmt("%.3f", us.clip_frac) + " | " + Fmt("%.1fs", row["time/step"]) + " (rollout " +
-                    Fmt("%.1f", t_rollout) + " learn " + Fmt("%.1f", t_learn) + ")");
+    Progress(o, ProgressLine(step, r.steps, row, update, batch.t_rollout));
 
     ++steps_this_run;
     const bool stop = (o.stop != nullptr && o.stop->load()) ||
@@ -578,7 +697,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       st.step = step + 1;
       st.pretrain_steps_done = r.pretrain.steps;
       st.weight_version = version;
-      st.data_cursor = cursor_after;
+      st.data_cursor = batch.cursor_after;
       GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
     }
     summary.steps_done = step + 1;
@@ -591,7 +710,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   GRPO_RETURN_IF_ERROR(store->Flush());
   ReportOptions rep;
   rep.title = r.name;
-  GRPO_RETURN_IF_ERROR(WriteReport(metrics_path, run.dir + "/report.html", rep));
+  GRPO_RETURN_IF_ERROR(WriteReport(run.dir + "/metrics.jsonl", run.dir + "/report.html", rep));
   return summary;
 }
 
