@@ -1,6 +1,6 @@
 // Projections over f32, bf16 and FP8-block weights (Backend::Linear vs LinearWeights) on the
 // MLP shapes of a Qwen2.5-0.5B layer (hidden 896, intermediate 4864): decode-like GEMV (m = 1)
-// and a small batch (m = 64). Weights of 8 layers are cycled so they do not sit in the cache, as
+// a GRPO group (m = 16) and m = 64, with every decode kernel this CPU runs. Weights of 8 layers are cycled so they do not sit in the cache, as
 // in decoding. Reports time per layer and GB/s of weight bytes read, beside the machine's
 // streaming read bandwidth. Threads: GRPO_NUM_THREADS. Not a test: run by hand,
 //   GRPO_NUM_THREADS=2 bazel-bin/bench/quantized_linear_bench
@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
+#include "model/ops/cpu/quantized_gemm.h"
 
 namespace {
 
@@ -94,42 +95,55 @@ int main() {
                 std::string(grpo::DTypeName(dtype)).c_str(), times[2] / layers * 1e3,
                 3.0 * hidden * inter * layers / times[2] / 1e9);
   }
-  for (int64_t m : {1, 64}) {
+  // Every decode kernel this CPU runs (widen+sgemm is the reference path), for a decoding
+  // batch of 1, a GRPO group of 16 and 64 rows.
+  const grpo::cpu::DecodeKernel best = grpo::cpu::CurrentDecodeKernel();
+  for (int64_t m : {1, 16, 64}) {
     std::vector<float> x(m * inter), y(m * inter);
     for (float& v : x) v = d(rng);
     for (grpo::DType dtype : {grpo::DType::kF32, grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
-      auto run_all = [&] {
-        for (const Matrix& w : mats) {
-          if (dtype == grpo::DType::kF32) {
-            be.Linear(x.data(), w.f32.data<float>(), nullptr, y.data(), m, w.k, w.n);
-          } else {
-            const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
-            grpo::WeightView v{dtype, t.raw_data(),
-                               dtype == grpo::DType::kF8E4M3 ? w.scale.data<float>() : nullptr,
-                               w.n, w.k, 0};
-            be.LinearWeights(x.data(), v, nullptr, y.data(), m, w.k, w.n);
+      for (grpo::cpu::DecodeKernel kernel :
+           {grpo::cpu::DecodeKernel::kWidenThenSgemm, grpo::cpu::DecodeKernel::kAvx2,
+            grpo::cpu::DecodeKernel::kAvx512, grpo::cpu::DecodeKernel::kAvx512Bf16}) {
+        if (dtype == grpo::DType::kF32 && kernel != grpo::cpu::DecodeKernel::kWidenThenSgemm) break;
+        if (dtype == grpo::DType::kF8E4M3 && kernel == grpo::cpu::DecodeKernel::kAvx512Bf16) break;
+        if (!grpo::cpu::SetDecodeKernel(kernel)) break;
+        auto run_all = [&] {
+          for (const Matrix& w : mats) {
+            if (dtype == grpo::DType::kF32) {
+              be.Linear(x.data(), w.f32.data<float>(), nullptr, y.data(), m, w.k, w.n);
+            } else {
+              const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
+              grpo::WeightView v{dtype, t.raw_data(),
+                                 dtype == grpo::DType::kF8E4M3 ? w.scale.data<float>() : nullptr,
+                                 w.n, w.k, 0};
+              be.LinearWeights(x.data(), v, nullptr, y.data(), m, w.k, w.n);
+            }
           }
+        };
+        run_all();  // warm-up
+        std::vector<double> times;
+        for (int rep = 0; rep < (m == 1 ? 9 : 3); ++rep) {
+          const auto t0 = Clock::now();
+          run_all();
+          times.push_back(Seconds(t0, Clock::now()));
         }
-      };
-      run_all();  // warm-up
-      std::vector<double> times;
-      for (int rep = 0; rep < (m == 1 ? 9 : 3); ++rep) {
-        const auto t0 = Clock::now();
-        run_all();
-        times.push_back(Seconds(t0, Clock::now()));
+        std::sort(times.begin(), times.end());
+        const double t = times[times.size() / 2];
+        double bytes = 0;
+        for (const Matrix& w : mats) {
+          bytes += dtype == grpo::DType::kF32    ? w.f32.nbytes()
+                   : dtype == grpo::DType::kBF16 ? w.bf16.nbytes()
+                                                 : w.fp8.nbytes() + w.scale.nbytes();
+        }
+        const double flops = 2.0 * m * 3 * hidden * inter * layers;
+        std::printf("%-6s %4lld %12.3f %12.2f %10.1f  %s\n",
+                    std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
+                    t / layers * 1e3, bytes / t / 1e9, flops / t / 1e9,
+                    dtype == grpo::DType::kF32 ? "Linear" : grpo::cpu::DecodeKernelName(kernel));
       }
-      std::sort(times.begin(), times.end());
-      const double t = times[times.size() / 2];
-      double bytes = 0;
-      for (const Matrix& w : mats) {
-        bytes += dtype == grpo::DType::kF32    ? w.f32.nbytes()
-                 : dtype == grpo::DType::kBF16 ? w.bf16.nbytes()
-                                               : w.fp8.nbytes() + w.scale.nbytes();
-      }
-      const double flops = 2.0 * m * 3 * hidden * inter * layers;
-      std::printf("%-6s %4lld %12.3f %12.2f %10.1f\n", std::string(grpo::DTypeName(dtype)).c_str(),
-                  static_cast<long long>(m), t / layers * 1e3, bytes / t / 1e9, flops / t / 1e9);
     }
   }
+  grpo::cpu::SetDecodeKernel(best);
   return 0;
 }

@@ -5,11 +5,16 @@
 //   group16_*_s        one prompt of PROMPT_LEN, 16 samples of DECODE_STEPS tokens: one group
 //                      of 16 (prefilled once, blocks shared) vs 16 requests of 1
 //   stream_gb_s        STREAM-like triad a = b + s * c over 3 x 64 MiB, on the same pool
-//   active_weight_mb   f32 weight bytes one token reads (embedding row only; routed experts
-//                      scaled by top_k / num_experts); bound_b1_tok_s = stream / active bytes
-// Prints one JSON object. With --decode-b1-only: only batch-1 decoding of one PROMPT_LEN prompt
-// (its prefill included) and the bandwidth bound, for profilers and for models too large for the
-// rest.
+//   active_weight_mb   weight bytes one token reads, in the served format (embedding row only
+//                      unless tied; routed experts scaled by top_k / num_experts);
+//                      bound_b1_tok_s = stream / active bytes
+// Prints one JSON object. Options after the positional arguments:
+//   --serve-format F   f32 (default), bf16, fp8 or stored: how the weights are held (docs/model.md)
+//   --decode-b1-only   only batch-1 decoding of one PROMPT_LEN prompt (its prefill included) and
+//                      the bandwidth bound, for profilers and for models too large for the rest
+//   --llama-workloads  the workloads of bench/llama_cpp_bench.sh instead: prefill_tok_s of one
+//                      PROMPT_LEN prompt, decode_b1_tok_s and decode_b16_tok_s (1 and 16 prompts
+//                      of 16 tokens, DECODE_STEPS greedy tokens each, their prefill subtracted)
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,6 +28,7 @@
 
 #include "core/thread_pool.h"
 #include "model/causal_lm.h"
+#include "model/parameters.h"
 #include "rollout/engine.h"
 
 namespace {
@@ -67,13 +73,32 @@ double StreamTriadGBs() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "--decode-b1-only")) {
-    std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS [--decode-b1-only]\n");
+  bool b1_only = false, llama = false, bad_args = argc < 4;
+  grpo::WeightFormat format = grpo::WeightFormat::kF32;
+  for (int i = 4; i < argc && !bad_args; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--decode-b1-only") {
+      b1_only = true;
+    } else if (arg == "--llama-workloads") {
+      llama = true;
+    } else if (arg == "--serve-format" && i + 1 < argc) {
+      auto f = grpo::ParseWeightFormat(argv[++i]);
+      if (!f.ok()) {
+        std::fprintf(stderr, "--serve-format: %s\n", std::string(f.status().message()).c_str());
+        return 2;
+      }
+      format = *f;
+    } else {
+      bad_args = true;
+    }
+  }
+  if (bad_args) {
+    std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS [--serve-format F] "
+                         "[--decode-b1-only | --llama-workloads]\n");
     return 2;
   }
-  const bool b1_only = argc == 5;
   const int plen = std::atoi(argv[2]), steps = std::atoi(argv[3]);
-  auto model = grpo::CausalLM::Load(argv[1]);
+  auto model = grpo::CausalLM::Load(argv[1], grpo::CpuBackend(), {.serve_format = format});
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;
@@ -81,9 +106,11 @@ int main(int argc, char** argv) {
   const grpo::ModelConfig config = (*model)->config();
   double active = 0;
   for (const grpo::Parameter& p : (*model)->parameters()) {
-    double bytes = static_cast<double>(p.value.nbytes());
+    double bytes = static_cast<double>(p.value.nbytes()) +
+                   (p.scale_inv.defined() ? static_cast<double>(p.scale_inv.nbytes()) : 0.0);
     if (p.spec.name == "model.embed_tokens.weight") {
-      bytes = config.hidden_size * 4.0 + (config.tie_word_embeddings ? bytes : 0);  // row (+ tied head)
+      const double row = bytes / config.vocab_size;
+      bytes = row + (config.tie_word_embeddings ? bytes : 0);  // row (+ tied head)
     } else if (p.spec.name.find(".mlp.experts.") != std::string::npos) {
       bytes *= static_cast<double>(config.num_experts_per_tok) / config.num_experts;
     }
@@ -106,7 +133,9 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   };
-  nlohmann::json out = {{"impl", "grpo"}, {"threads", grpo::ThreadPool::Default().num_threads()}};
+  nlohmann::json out = {{"impl", "grpo"},
+                        {"threads", grpo::ThreadPool::Default().num_threads()},
+                        {"format", grpo::WeightFormatName(format)}};
   const auto pf = Requests(8, plen, 1, V, 1);
   if (b1_only) {  // for profilers: batch-1 decoding only
     const auto one = Requests(1, plen, 2, V, steps);
@@ -114,6 +143,20 @@ int main(int argc, char** argv) {
     const double gbs = StreamTriadGBs();
     std::printf("{\"decode_b1_tok_s\": %.2f, \"stream_gb_s\": %.1f, \"active_weight_mb\": %.1f, "
                 "\"bound_b1_tok_s\": %.2f}\n", (steps - 1.0) / t, gbs, active / 1e6, gbs * 1e9 / active);
+    return 0;
+  }
+  if (llama) {  // one interleavable set of the llama.cpp comparison's workloads
+    out["prefill_tok_s"] = plen / Timed([&] { run(Requests(1, plen, 4, V, 1)); });
+    for (int b : {1, 16}) {
+      const auto first = Requests(b, 16, 2, V, 1), all = Requests(b, 16, 2, V, steps);
+      const double t_pf = Timed([&] { run(first); }), t_all = Timed([&] { run(all); });
+      out["decode_b" + std::to_string(b) + "_tok_s"] = b * (steps - 1.0) / std::max(t_all - t_pf, 1e-9);
+    }
+    const double gbs = StreamTriadGBs();
+    out["stream_gb_s"] = gbs;
+    out["active_weight_mb"] = active / 1e6;
+    out["bound_b1_tok_s"] = gbs * 1e9 / active;
+    std::printf("%s\n", out.dump().c_str());
     return 0;
   }
   out["prefill_tok_s"] = 8.0 * plen / Timed([&] { run(pf); });

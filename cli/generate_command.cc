@@ -19,7 +19,9 @@
 #include "core/jsonl.h"
 #include "core/memory_plan.h"
 #include "core/output_path.h"
+#include "core/status.h"
 #include "model/causal_lm.h"
+#include "model/parameters.h"
 #include "rollout/engine.h"
 #include "rollout/sample_proto.h"
 #include "tokenizer/tokenizer.h"
@@ -31,6 +33,7 @@ struct GenerateArgs {
   std::string model, input, output;
   GroupRequest gen;  // prompt and seed are per line
   int64_t kv_memory_mb = 1024, max_batch = 256;
+  std::string serve_format = "f32";
   bool strict = false, progress = false;
 };
 
@@ -60,7 +63,11 @@ void ShowProgress(int64_t done, int64_t total, int64_t tokens, std::chrono::stea
 absl::Status RunGenerate(const GenerateArgs& a) {
   GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
   GRPO_RETURN_IF_ERROR(ValidateSampling(a.gen.sampling));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
+  const absl::StatusOr<WeightFormat> format_or = ParseWeightFormat(a.serve_format);
+  if (!format_or.ok()) return grpo::WithContext(format_or.status(), "--serve-format");
+  const WeightFormat format = *format_or;
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
+                        CausalLM::Load(a.model, CpuBackend(), {.serve_format = format}));
   std::optional<tokenizer::Tokenizer> tokenizer;
   struct stat st;
   if (stat((a.model + "/tokenizer.json").c_str(), &st) == 0) {
@@ -239,6 +246,9 @@ void AddGenerateSubcommand(CLI::App& app) {
                                                  "tokenizer.json)");
   sub->add_option("--kv-memory-mb", a->kv_memory_mb, "KV cache budget in MiB (default 1024)");
   sub->add_option("--max-batch", a->max_batch, "most sequences decoding at once (default 256)");
+  sub->add_option("--serve-format", a->serve_format,
+                  "how the weights are held and multiplied: f32, bf16, fp8 (128x128 blocks) or stored (as the "
+                  "checkpoint stores them) (default f32)");
   sub->add_flag("--progress", a->progress, "progress bar on stderr (default: when stderr is a terminal)");
   sub->add_flag("--strict", a->strict, "fail on the first bad line instead of skipping it");
 }

@@ -9,7 +9,9 @@
 
 #include "cli/subcommand.h"
 #include "core/memory_plan.h"
+#include "core/status.h"
 #include "model/causal_lm.h"
+#include "model/parameters.h"
 #include "rollout/engine.h"
 #include "rollout/push_token.h"
 #include "rollout/service.h"
@@ -20,6 +22,7 @@ namespace {
 
 struct ServeArgs {
   std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file;
+  std::string serve_format = "f32";
   bool allow_unauthenticated_push = false;
   int64_t max_batch = 256, kv_memory_mb = 1024, block_size = 16, max_prefill_tokens = 2048;
   int64_t max_group_size = 1024, max_prompt_tokens = 0, max_prompt_bytes = 0;
@@ -44,7 +47,11 @@ absl::Status RunServe(const ServeArgs& a) {
                                                   "or $") + kPushTokenFileEnv + ") exclude each other");
   }
   const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
+  const absl::StatusOr<WeightFormat> format_or = ParseWeightFormat(a.serve_format);
+  if (!format_or.ok()) return grpo::WithContext(format_or.status(), "--serve-format");
+  const WeightFormat format = *format_or;
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
+                        CausalLM::Load(a.model, CpuBackend(), {.serve_format = format}));
   {
     // The KV cache is allocated whole when the engine starts; requests in flight are bounded by
     // --max-request-mb x --max-concurrent-requests (rollout/service.h).
@@ -68,8 +75,8 @@ absl::Status RunServe(const ServeArgs& a) {
   eo.tokenizer = tok ? &*tok : nullptr;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
   const EngineStats s = engine->stats();
-  std::fprintf(stderr, "grpo rollout serve: %s, KV cache %lld blocks of %lld positions, max batch %lld%s\n",
-               a.model.c_str(), static_cast<long long>(s.total_blocks), static_cast<long long>(a.block_size),
+  std::fprintf(stderr, "grpo rollout serve: %s (%s weights), KV cache %lld blocks of %lld positions, max batch %lld%s\n",
+               a.model.c_str(), WeightFormatName(format), static_cast<long long>(s.total_blocks), static_cast<long long>(a.block_size),
                static_cast<long long>(a.max_batch), tok ? ", tokenizer loaded" : ", no tokenizer");
   RolloutServeOptions so;
   so.listen = a.listen;
@@ -97,6 +104,9 @@ void AddRolloutCommands(CLI::App& rollout) {
   serve->add_option("--listen", a->listen,
                     "HOST:PORT, port 0..65535 (default 127.0.0.1:50061, loopback; port 0 picks a free one)");
   serve->add_option("--max-batch", a->max_batch, "most sequences decoding at once (default 256)");
+  serve->add_option("--serve-format", a->serve_format,
+                    "how the weights are held and multiplied: f32, bf16, fp8 (128x128 blocks) or stored (as "
+                    "the checkpoint stores them) (default f32)");
   serve->add_option("--kv-memory-mb", a->kv_memory_mb, "KV cache budget in MiB (default 1024)");
   serve->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its directory (default: the model's, if any)");
   serve->add_option("--block-size", a->block_size, "KV cache positions per block (default 16)");

@@ -190,7 +190,7 @@ absl::Status CausalLM::Bind() {
     const Parameter& p = params_[i];
     const bool f32 = p.value.dtype() == DType::kF32 && p.value.writable();
     if (p.spec.name != specs[i].name || p.value.shape() != specs[i].shape ||
-        (!f32 && !specs[i].is_matrix)) {
+        (!f32 && !ServedNarrow(specs[i]))) {
       return absl::InvalidArgumentError("parameter " + std::to_string(i) + " ('" + p.spec.name +
                                      "') does not match the expected '" + specs[i].name + "' F32 " +
                                      ShapeToString(specs[i].shape));
@@ -304,6 +304,18 @@ struct Ctx {
   }
   Buffer Buf(int64_t n) const { return Buffer(&be, n); }
 };
+
+// x[t] = row ids[t] of the embedding: copied from an f32 table, widened from a bf16 / FP8 one
+// (a model serving narrow weights holds its embedding in that format).
+void EmbedTokens(const Ctx& ctx, int embed, const int32_t* ids, int64_t T, float* x) {
+  const int64_t h = ctx.c.hidden_size;
+  if (ctx.params[embed].value.dtype() == DType::kF32) {
+    ctx.be.Embedding(ids, ctx.P(embed), x, T, h);
+    return;
+  }
+  const WeightView table = ctx.W(embed);
+  for (int64_t t = 0; t < T; ++t) ctx.be.WidenWeightRows(table, ids[t], ids[t] + 1, x + t * h);
+}
 
 }  // namespace
 
@@ -863,7 +875,7 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   Ctx ctx{c, backend_, params_, nullptr, view};
 
   Buffer x = ctx.Buf(T * h);
-  backend_.Embedding(batch.tokens.data(), ctx.P(embed_), x.data(), T, h);
+  EmbedTokens(ctx, embed_, batch.tokens.data(), T, x.data());
   ForwardOutput out;
   out.routing = EmptyRouting(c, T);
   state->layers.resize(layers_.size());
@@ -894,7 +906,8 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   Buffer logits = ctx.Buf(std::min(T, chunk) * V);
   for (int64_t r0 = 0; r0 < T; r0 += chunk) {
     const int64_t n = std::min(chunk, T - r0);
-    backend_.Linear(normed.data() + r0 * h, ctx.P(lm_head_), nullptr, logits.data(), n, h, V);
+    backend_.LinearWeights(normed.data() + r0 * h, ctx.W(lm_head_), nullptr, logits.data(), n, h,
+                           V);
     backend_.LogSoftmaxTargets(logits.data(), state->targets.data() + r0, lp.data() + r0,
                                options.need_entropy ? ent.data() + r0 : nullptr, n, V);
   }
@@ -1015,7 +1028,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   StepOutput out;
   out.routing = EmptyRouting(c, T);
   Buffer x = ctx.Buf(T * h);
-  backend_.Embedding(in.tokens.data(), ctx.P(embed_), x.data(), T, h);
+  EmbedTokens(ctx, embed_, in.tokens.data(), T, x.data());
   std::vector<float*> rows, new_rows(T);
   std::vector<int64_t> row_offsets(S + 1, 0);
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -1046,7 +1059,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   Buffer xl = ctx.Buf(S * h), normed = ctx.Buf(S * h), rstd = ctx.Buf(S), logits = ctx.Buf(S * V);
   backend_.GatherRows(x.data(), last.data(), nullptr, xl.data(), S, h);
   backend_.RmsNorm(xl.data(), ctx.P(final_norm_), normed.data(), rstd.data(), S, h, eps);
-  backend_.Linear(normed.data(), ctx.P(lm_head_), nullptr, logits.data(), S, h, V);
+  backend_.LinearWeights(normed.data(), ctx.W(lm_head_), nullptr, logits.data(), S, h, V);
   out.logits.assign(logits.data(), logits.data() + S * V);
   return out;
 }

@@ -83,11 +83,12 @@ struct StepOutput {
   Routing routing;            // experts of the new tokens (num_tokens = tokens.size())
 };
 
-// How a model holds its projection matrices (parameters.h's WeightFormat). With any format but
-// kF32 (when a matrix actually ends up bf16 or FP8) the model is for inference only: Forward
-// without keep_activations and ForwardStep work, served by Backend::LinearWeights, which widens
-// weights tile by tile and never builds a full f32 copy; Forward with keep_activations and
-// Backward return FailedPrecondition. Embeddings, lm_head, norms and routers stay f32.
+// How a model holds its projection matrices, token embedding and output head (parameters.h's
+// WeightFormat, ServedNarrow). With any format but kF32 (when a matrix actually ends up bf16 or
+// FP8) the model is for inference only: Forward without keep_activations and ForwardStep work,
+// served by Backend::LinearWeights (the logits too) and embedding rows widened on lookup, never
+// building a full f32 copy; Forward with keep_activations and Backward return
+// FailedPrecondition. Norms and routers stay f32.
 struct ServeOptions {
   WeightFormat serve_format = WeightFormat::kF32;
 };

@@ -1,6 +1,6 @@
 // Serving from bf16 / FP8 block weights (ServeOptions, WeightFormat): a model that keeps its
-// checkpoint's narrow projections and widens them tile by tile in Backend::LinearWeights gives
-// the logprobs of the same checkpoint loaded with f32 dequantization, in Forward and over a KV
+// checkpoint's narrow projections (and embedding/head) and widens them in Backend::LinearWeights
+// gives the logprobs of the same weights computed in f32, within 1e-5, in Forward and over a KV
 // cache; its parameter storage is about a quarter of the f32 model's; training is refused.
 #include <gtest/gtest.h>
 
@@ -106,16 +106,24 @@ TEST_P(ServeTest, Fp8CheckpointServedAsStoredEqualsF32Dequantized) {
   EXPECT_GT(fp8_matrices, 5);
   ExpectSameLogprobs(*served, *ref, GetParam() + " fp8 stored");
 
-  // Quantizing at creation from f32 masters serves the same weights as the FP8 checkpoint.
+  // Quantizing at creation from f32 masters also narrows the embedding and the output head; it
+  // gives the logprobs of the f32 model holding the same (dequantized) weights.
   auto created = CausalLM::Create(*config, InitParameters(*config, 7, 0.1), CpuBackend(),
                                   {.serve_format = WeightFormat::kFp8Block});
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_TRUE((*created)->serves_quantized());
-  // The file's FP8 views and the quantized copy hold the same bytes, under 2/3 of f32's here
-  // (a nano model's f32 embeddings weigh as much as its projections).
-  EXPECT_EQ(served->parameter_bytes(), (*created)->parameter_bytes());
+  std::vector<Parameter> widened;
+  for (const Parameter& p : (*created)->parameters()) {
+    EXPECT_EQ(p.value.dtype(), ServedNarrow(p.spec) ? DType::kF8E4M3 : DType::kF32) << p.spec.name;
+    widened.push_back({p.spec, *ParameterToF32(p), {}});
+  }
+  auto same_weights = CausalLM::Create(*config, std::move(widened));
+  ASSERT_TRUE(same_weights.ok()) << same_weights.status().ToString();
+  // The file's FP8 views hold under 2/3 of f32's bytes here (a nano model's f32 embeddings
+  // weigh as much as its projections); with the embedding in FP8 too, under 1/3.
   EXPECT_LT(served->parameter_bytes() * 3, ref->parameter_bytes() * 2);
-  ExpectSameLogprobs(**created, *ref, GetParam() + " fp8 created");
+  EXPECT_LT((*created)->parameter_bytes() * 3, ref->parameter_bytes());
+  ExpectSameLogprobs(**created, **same_weights, GetParam() + " fp8 created");
 }
 
 TEST_P(ServeTest, Bf16CheckpointServedAsStoredEqualsF32Widened) {
@@ -128,7 +136,7 @@ TEST_P(ServeTest, Bf16CheckpointServedAsStoredEqualsF32Widened) {
   ASSERT_TRUE(ref && served);
   EXPECT_EQ(served->parameters()[1].spec.is_matrix, false);
   for (const Parameter& p : served->parameters()) {
-    EXPECT_EQ(p.value.dtype(), p.spec.is_matrix ? DType::kBF16 : DType::kF32) << p.spec.name;
+    EXPECT_EQ(p.value.dtype(), ServedNarrow(p.spec) ? DType::kBF16 : DType::kF32) << p.spec.name;
   }
   ExpectSameLogprobs(*served, *ref, GetParam() + " bf16 stored");
   // And an f32 model narrowed at creation.
@@ -197,14 +205,15 @@ TEST(Serve, Fp8WeightsHoldAQuarterOfTheF32Bytes) {
   ASSERT_TRUE(fp8.ok() && bf16.ok());
   int64_t matrix_elems = 0, matrix_blocks = 0, other_bytes = 0;
   for (const Parameter& p : (*f32)->parameters()) {
-    if (p.spec.is_matrix) {
+    if (ServedNarrow(p.spec)) {
       matrix_elems += p.value.numel();
       matrix_blocks += ((p.value.dim(0) + 127) / 128) * ((p.value.dim(1) + 127) / 128);
     } else {
       other_bytes += static_cast<int64_t>(p.value.nbytes());
     }
   }
-  // Exactly: 4 bytes per matrix element in f32, 1 plus one f32 scale per 128x128 block in FP8.
+  // Exactly: 4 bytes per matrix (projection, embedding, head) element in f32, 1 plus one f32
+  // scale per 128x128 block in FP8.
   EXPECT_EQ((*f32)->parameter_bytes(), 4 * matrix_elems + other_bytes);
   EXPECT_EQ((*fp8)->parameter_bytes(), matrix_elems + 4 * matrix_blocks + other_bytes);
   EXPECT_EQ((*bf16)->parameter_bytes(), 2 * matrix_elems + other_bytes);

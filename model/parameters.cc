@@ -155,10 +155,15 @@ absl::StatusOr<Tensor> ParameterToF32(const Parameter& p) {
   return p.value.ToF32();
 }
 
+bool ServedNarrow(const ParameterSpec& spec) {
+  return spec.is_matrix || spec.name == "model.embed_tokens.weight" ||
+         spec.name == "lm_head.weight";
+}
+
 absl::Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params) {
   if (format == WeightFormat::kStored) return absl::OkStatus();
   for (Parameter& p : *params) {
-    if (!p.spec.is_matrix) continue;
+    if (!ServedNarrow(p.spec)) continue;
     const DType dtype = p.value.dtype();
     switch (format) {
       case WeightFormat::kF32:
@@ -221,7 +226,7 @@ absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config,
                                      ShapeToString(spec.shape));
     }
     Tensor value, scale_inv;
-    if (keep && spec.is_matrix && t.dtype() == DType::kBF16) {
+    if (keep && ServedNarrow(spec) && t.dtype() == DType::kBF16) {
       value = t;  // zero-copy view of the mapping
     } else if (t.dtype() == DType::kF8E4M3) {
       const std::string scale_name = spec.name + "_scale_inv";
@@ -231,7 +236,7 @@ absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config,
       }
       GRPO_ASSIGN_OR_RETURN(Tensor scale, files.Get(scale_name));
       used.insert(scale_name);
-      if (keep && spec.is_matrix) {
+      if (keep && ServedNarrow(spec)) {
         value = t;  // zero-copy view; the scales become an aligned f32 copy
         scale_inv = scale.ToF32();
         const Shape want{(spec.shape[0] + kFp8BlockSize - 1) / kFp8BlockSize,

@@ -35,8 +35,9 @@ struct Parameter {
   Tensor scale_inv;
 };
 
-// How the projection matrices (ParameterSpec::is_matrix: attention and MLP/expert projections)
-// are held. Everything else (embeddings, lm_head, norms, routers, biases) is always F32.
+// How the matrices a serving model reads per token are held (ServedNarrow: the projection
+// matrices, ParameterSpec::is_matrix, plus the token embedding and the output head). Everything
+// else (norms, routers, biases) is always F32.
 // The same type says how a rollout engine serves its weights and how a weight update is sent
 // (learner/weight_push.h; every format but kStored).
 enum class WeightFormat {
@@ -60,13 +61,17 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view name,
 // (index >= num_hidden_layers), rotary `inv_freq` buffers and a redundant `lm_head.weight` of a
 // tied model are ignored; any other unexpected tensor is an error naming it.
 absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir);
-// The same, with projection matrices in `matrices` format (kStored keeps BF16 and FP8 tensors
-// as zero-copy views of the file, FP8 scales copied to F32).
+// The same, with the ServedNarrow tensors in `matrices` format (kStored keeps BF16 and FP8
+// tensors as zero-copy views of the file, FP8 scales copied to F32).
 absl::StatusOr<std::vector<Parameter>> LoadParameters(const ModelConfig& config, const std::string& dir,
                                               WeightFormat matrices);
 
-// Converts the projection matrices of `params` to `format` in place (kStored: no change);
-// non-matrix parameters are left as they are. Quantizing to FP8 needs finite values.
+// Whether a serving model holds `spec` in its WeightFormat: projection matrices (is_matrix),
+// model.embed_tokens.weight and lm_head.weight. Training holds everything in f32.
+bool ServedNarrow(const ParameterSpec& spec);
+
+// Converts the ServedNarrow parameters of `params` to `format` in place (kStored: no change);
+// the others are left as they are. Quantizing to FP8 needs finite values.
 absl::Status ConvertMatrices(WeightFormat format, std::vector<Parameter>* params);
 
 // A parameter's value as a new f32 tensor (FP8 dequantized with its scales, bf16 widened).

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -106,6 +109,264 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
   for (; i < n; ++i) out[i] = Fp8Bits(q[i]) * 0x1p120f * scale;
 }
 
+
+// ---- Decode kernels: reduced-precision weights widened in registers ----
+//
+// Each weight vector is loaded once per block of x rows and widened in registers to exactly the
+// f32 values WidenWeightRows gives (bf16: a shift; FP8: the E4M3 code placed into an IEEE half
+// whose value is the code's times 2^-8, converted with vcvtph2ps, times 2^8 * block scale: one
+// rounding of code * scale, as in WidenFp8), then multiplied into f32 accumulators with FMA.
+// y[i][j] is the sum over lanes (one accumulator per (i, j)), reduced in a fixed order, plus the
+// scalar tail: the same for whatever row blocking or thread split.
+
+#if defined(__x86_64__)
+
+#define GRPO_INLINE __attribute__((always_inline)) inline
+
+// GCC 12's AVX-512 headers initialize "undefined" vectors from themselves, which
+// -Wmaybe-uninitialized reports at every inlined use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+constexpr int kRowsPerGroup = 4;  // weight rows (outputs) multiplied together
+
+// kRowsPerGroup consecutive weight rows of a bf16 or FP8 view.
+struct WeightRows {
+  const unsigned char* row[kRowsPerGroup];
+  const float* scales[kRowsPerGroup];  // FP8: the row's block row of scales
+};
+
+// Where a kernel's weight rows come from: bf16 or FP8 (widened in registers), or f32 rows
+// already widened.
+enum class Source { kBf16, kFp8, kF32 };
+
+// One weight element, widened exactly like WidenWeightRows (for the tails).
+GRPO_INLINE float WeightAt(const WeightRows& w, int r, int64_t c, Source source) {
+  if (source == Source::kF32) return reinterpret_cast<const float*>(w.row[r])[c];
+  if (source == Source::kFp8) return Fp8Bits(w.row[r][c]) * 0x1p120f * w.scales[r][c / kBlock];
+  uint16_t h;
+  std::memcpy(&h, w.row[r] + 2 * c, 2);
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
+
+WeightRows RowsOf(const WeightView& w, int64_t first, int count) {
+  WeightRows rows{};
+  const bool fp8 = w.dtype == DType::kF8E4M3;
+  const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
+  for (int r = 0; r < kRowsPerGroup; ++r) {
+    const int64_t g = w.row_begin + first + std::min(r, count - 1);
+    rows.row[r] = static_cast<const unsigned char*>(w.data) + g * w.cols * (fp8 ? 1 : 2);
+    rows.scales[r] = fp8 ? w.scales + (g / kBlock) * bcols : nullptr;
+  }
+  return rows;
+}
+
+// The size of the block of x rows starting at row i when m rows are cut into as few blocks of
+// at most `most` rows as possible, of sizes as even as possible (larger ones first).
+GRPO_INLINE int XBlockRows(int64_t m, int64_t i, int most) {
+  const int64_t blocks = (m + most - 1) / most;
+  const int64_t base = m / blocks, extra = m % blocks;
+  return static_cast<int>(i < extra * (base + 1) ? base + 1 : base);
+}
+
+// AVX2 + FMA + F16C (x86-64-v3).
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace avx2 {
+struct Isa {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static constexpr int kMaxXRows = 2;  // 8 accumulators + 4 weights + x in 16 registers
+  GRPO_INLINE static V Zero() { return _mm256_setzero_ps(); }
+  GRPO_INLINE static V LoadX(const float* p) { return _mm256_loadu_ps(p); }
+  GRPO_INLINE static V Bf16(const unsigned char* p) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  GRPO_INLINE static V Fp8(const uint8_t* p, float scale) {
+    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m128i half = _mm_or_si128(
+        _mm_and_si128(_mm_slli_epi16(b, 8), _mm_set1_epi16(static_cast<short>(0x8000))),
+        _mm_and_si128(_mm_slli_epi16(b, 7), _mm_set1_epi16(0x3F80)));
+    return _mm256_mul_ps(_mm256_cvtph_ps(half), _mm256_set1_ps(scale * 256.0f));
+  }
+  GRPO_INLINE static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  GRPO_INLINE static float Sum(V v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+  }
+};
+
+#include "model/ops/cpu/decode_kernel.inc"
+
+void Decode(const float* x, const WeightView& w, float* y, int64_t m,
+                                 int64_t k, int64_t n, int64_t c0, int64_t c1) {
+  if (w.dtype == DType::kF8E4M3) {
+    DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
+  } else {
+    DecodeColumns<Source::kBf16>(x, w, y, m, k, n, c0, c1);
+  }
+}
+
+}  // namespace avx2
+#pragma GCC pop_options
+
+// AVX-512 (F, BW, VL, DQ) + FMA + F16C.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+namespace avx512 {
+// The lanes of v added in a fixed order (halves, then quarters, ...).
+GRPO_INLINE float Sum512(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+struct Isa {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr int kMaxXRows = 5;  // 20 accumulators + 4 weights + x in 32 registers
+  GRPO_INLINE static V Zero() { return _mm512_setzero_ps(); }
+  GRPO_INLINE static V LoadX(const float* p) { return _mm512_loadu_ps(p); }
+  GRPO_INLINE static V Bf16(const unsigned char* p) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  GRPO_INLINE static V Fp8(const uint8_t* p, float scale) {
+    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i half = _mm256_or_si256(
+        _mm256_and_si256(_mm256_slli_epi16(b, 8), _mm256_set1_epi16(static_cast<short>(0x8000))),
+        _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16(0x3F80)));
+    return _mm512_mul_ps(_mm512_cvtph_ps(half), _mm512_set1_ps(scale * 256.0f));
+  }
+  GRPO_INLINE static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  GRPO_INLINE static float Sum(V v) { return Sum512(v); }
+};
+
+#include "model/ops/cpu/decode_kernel.inc"
+
+void Decode(const float* x, const WeightView& w, float* y, int64_t m,
+                                     int64_t k, int64_t n, int64_t c0, int64_t c1) {
+  if (w.dtype == DType::kF8E4M3) {
+    DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
+  } else {
+    DecodeColumns<Source::kBf16>(x, w, y, m, k, n, c0, c1);
+  }
+}
+
+}  // namespace avx512
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512bf16,avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+namespace avx512bf16 {
+// bf16 weights with vdpbf16ps (AVX512_BF16): x is carried as two bf16 vectors, hi = bf16(x) and
+// lo = bf16(x - hi) (round to nearest even each), so |x - hi - lo| <= 2^-18 |x|; each product of
+// two bf16 is exact in f32, and vdpbf16ps adds pairs of them into f32 lanes (denormals flushed).
+// Per 32 weights: 2 instructions per row of x and no widening.
+struct SplitX {
+  const uint16_t* hi;  // [m][k / 32 * 32] bf16
+  const uint16_t* lo;
+  int64_t vectors_per_row;  // k / 32
+};
+
+template <int M, int R>
+GRPO_INLINE void DotBf16Tile(const float* x, const SplitX& sx,
+                                                    const WeightRows& w, float* y, int64_t k,
+                                                    int64_t ldy) {
+  __m512 acc[M][R];
+  #pragma GCC unroll 8
+  for (int i = 0; i < M; ++i)
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_ps();
+  const int64_t vecs = k / 32;
+  for (int64_t v = 0; v < vecs; ++v) {
+    __m512bh wv[R];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      wv[r] = (__m512bh)_mm512_loadu_si512(w.row[r] + 64 * v);
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      const int64_t at = 32 * (i * sx.vectors_per_row + v);
+      const __m512bh h = (__m512bh)_mm512_loadu_si512(sx.hi + at);
+      const __m512bh l = (__m512bh)_mm512_loadu_si512(sx.lo + at);
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        acc[i][r] = _mm512_dpbf16_ps(acc[i][r], h, wv[r]);
+        acc[i][r] = _mm512_dpbf16_ps(acc[i][r], l, wv[r]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < M; ++i) {
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      float s = avx512::Isa::Sum(acc[i][r]);
+      for (int64_t t = 32 * vecs; t < k; ++t) s += x[i * k + t] * WeightAt(w, r, t, Source::kBf16);
+      y[i * ldy + r] = s;
+    }
+  }
+}
+
+template <int R>
+GRPO_INLINE void DotBf16Rows(int m, const float* x, const SplitX& sx,
+                                                    const WeightRows& w, float* y, int64_t k,
+                                                    int64_t ldy) {
+  switch (m) {
+    case 1: DotBf16Tile<1, R>(x, sx, w, y, k, ldy); break;
+    case 2: DotBf16Tile<2, R>(x, sx, w, y, k, ldy); break;
+    case 3: DotBf16Tile<3, R>(x, sx, w, y, k, ldy); break;
+    default: DotBf16Tile<4, R>(x, sx, w, y, k, ldy); break;
+  }
+}
+
+void Decode(const float* x, const SplitX& sx,
+                                             const WeightView& w, float* y, int64_t m, int64_t k,
+                                             int64_t n, int64_t c0, int64_t c1) {
+  constexpr int kMaxX = 4;  // 16 accumulators, 4 weights, 2 x
+  auto run = [&](int64_t c, int count) {
+    const WeightRows rows = RowsOf(w, c, count);
+    for (int64_t i = 0; i < m;) {
+      const int mb = XBlockRows(m, i, kMaxX);
+      SplitX at{sx.hi + 32 * i * sx.vectors_per_row, sx.lo + 32 * i * sx.vectors_per_row,
+                sx.vectors_per_row};
+      if (count == kRowsPerGroup) {
+        DotBf16Rows<kRowsPerGroup>(mb, x + i * k, at, rows, y + i * n + c, k, n);
+      } else {
+        DotBf16Rows<1>(mb, x + i * k, at, rows, y + i * n + c, k, n);
+      }
+      i += mb;
+    }
+  };
+  int64_t c = c0;
+  for (; c + kRowsPerGroup <= c1; c += kRowsPerGroup) run(c, kRowsPerGroup);
+  for (; c < c1; ++c) run(c, 1);
+}
+
+// hi/lo bf16 of the first k / 32 * 32 columns of each row of x.
+void SplitToBf16(const float* x, int64_t m, int64_t k, uint16_t* hi, uint16_t* lo) {
+  const int64_t vecs = k / 32;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t v = 0; v < vecs; ++v) {
+      const __m512 a = _mm512_loadu_ps(x + i * k + 32 * v), b = _mm512_loadu_ps(x + i * k + 32 * v + 16);
+      const __m512bh h = _mm512_cvtne2ps_pbh(b, a);  // a in the low half
+      const __m512i hb = (__m512i)h;
+      const __m512 ha = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hb)), 16));
+      const __m512 hbw = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hb, 1)), 16));
+      _mm512_storeu_si512(hi + 32 * (i * vecs + v), hb);
+      _mm512_storeu_si512(lo + 32 * (i * vecs + v),
+                          (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, hbw), _mm512_sub_ps(a, ha)));
+    }
+  }
+}
+
+}  // namespace avx512bf16
+#pragma GCC pop_options
+
+#endif  // __x86_64__
+
 }  // namespace
 
 bool UseAvx2(bool enable) {
@@ -157,8 +418,98 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k) {
   return std::clamp<int64_t>(budget / std::max<int64_t>(k, 1), m <= 16 ? 4 : 16, kBlock);
 }
 
-void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b, float* y,
-                            int64_t m, int64_t k, int64_t n) {
+namespace {
+
+DecodeKernel BestDecodeKernel() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if (avx512 && __builtin_cpu_supports("avx512bf16")) return DecodeKernel::kAvx512Bf16;
+  if (avx512) return DecodeKernel::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
+    return DecodeKernel::kAvx2;
+  }
+#endif
+  return DecodeKernel::kWidenThenSgemm;
+}
+
+const DecodeKernel g_best_decode_kernel = BestDecodeKernel();
+
+// The default: the exact kernels (kAvx512 at most); GRPO_DECODE_KERNEL names another one.
+DecodeKernel DefaultDecodeKernel() {
+  DecodeKernel kernel = std::min(g_best_decode_kernel, DecodeKernel::kAvx512);
+  if (const char* name = std::getenv("GRPO_DECODE_KERNEL")) {
+    bool known = false;
+    for (DecodeKernel k : {DecodeKernel::kWidenThenSgemm, DecodeKernel::kAvx2,
+                           DecodeKernel::kAvx512, DecodeKernel::kAvx512Bf16}) {
+      if (std::string_view(name) != DecodeKernelName(k)) continue;
+      known = true;
+      if (k > g_best_decode_kernel) {
+        std::fprintf(stderr, "GRPO_DECODE_KERNEL=%s: this CPU cannot run it; using %s\n", name,
+                     DecodeKernelName(kernel));
+      } else {
+        kernel = k;
+      }
+    }
+    if (!known) {
+      std::fprintf(stderr,
+                   "GRPO_DECODE_KERNEL=%s: unknown (expected widen+sgemm, avx2, avx512 or "
+                   "avx512bf16); using %s\n",
+                   name, DecodeKernelName(kernel));
+    }
+  }
+  return kernel;
+}
+
+DecodeKernel g_decode_kernel = DefaultDecodeKernel();
+
+// A contiguous run of kRowsPerGroup-row groups per task, enough work to pay for a wake.
+int64_t DecodeGrain(int64_t m, int64_t k) {
+  return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, 4 * m * k));
+}
+
+// y[m, n] = x · W^T with the register kernels (m <= kDecodeMaxRows, g_decode_kernel not
+// kWidenThenSgemm), split across threads by groups of output rows.
+void LinearWeightsDecode(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
+                         int64_t n) {
+#if defined(__x86_64__)
+  const int64_t groups = (n + kRowsPerGroup - 1) / kRowsPerGroup;
+  auto columns = [&](int64_t g0, int64_t g1) {
+    return std::pair<int64_t, int64_t>{g0 * kRowsPerGroup, std::min(n, g1 * kRowsPerGroup)};
+  };
+  if (g_decode_kernel == DecodeKernel::kAvx512Bf16 && w.dtype == DType::kBF16) {
+    // x split into bf16 hi/lo once per call, shared by the threads.
+    thread_local std::vector<uint16_t> split;
+    const int64_t vecs = k / 32;
+    if (static_cast<int64_t>(split.size()) < 64 * m * vecs) split.resize(64 * m * vecs);
+    avx512bf16::SplitToBf16(x, m, k, split.data(), split.data() + 32 * m * vecs);
+    const avx512bf16::SplitX sx{split.data(), split.data() + 32 * m * vecs, vecs};
+    ThreadPool::Default().ParallelFor(groups, DecodeGrain(m, k), [&](int64_t g0, int64_t g1) {
+      const auto [c0, c1] = columns(g0, g1);
+      avx512bf16::Decode(x, sx, w, y, m, k, n, c0, c1);
+    });
+    return;
+  }
+  const bool wide = g_decode_kernel != DecodeKernel::kAvx2;
+  ThreadPool::Default().ParallelFor(groups, DecodeGrain(m, k), [&](int64_t g0, int64_t g1) {
+    const auto [c0, c1] = columns(g0, g1);
+    if (wide) {
+      avx512::Decode(x, w, y, m, k, n, c0, c1);
+    } else {
+      avx2::Decode(x, w, y, m, k, n, c0, c1);
+    }
+  });
+#else
+  (void)x, (void)w, (void)y, (void)m, (void)k, (void)n;
+  std::abort();
+#endif
+}
+
+// The reference path: tiles of W widened into a per-thread scratch, then sgemm/sgemv.
+void LinearWeightsWidened(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
+                          int64_t n) {
   const int64_t tile = LinearWeightsTileRows(m, k);
   const int64_t num_tiles = (n + tile - 1) / tile;
   ThreadPool::Default().ParallelFor(num_tiles, 1, [&](int64_t t0, int64_t t1) {
@@ -180,6 +531,35 @@ void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b,
       }
     }
   });
+}
+
+}  // namespace
+
+const char* DecodeKernelName(DecodeKernel kernel) {
+  switch (kernel) {
+    case DecodeKernel::kWidenThenSgemm: return "widen+sgemm";
+    case DecodeKernel::kAvx2: return "avx2";
+    case DecodeKernel::kAvx512: return "avx512";
+    case DecodeKernel::kAvx512Bf16: return "avx512bf16";
+  }
+  return "?";
+}
+
+bool SetDecodeKernel(DecodeKernel kernel) {
+  if (kernel > g_best_decode_kernel) return false;
+  g_decode_kernel = kernel;
+  return true;
+}
+
+DecodeKernel CurrentDecodeKernel() { return g_decode_kernel; }
+
+void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b, float* y,
+                            int64_t m, int64_t k, int64_t n) {
+  if (m <= kDecodeMaxRows && g_decode_kernel != DecodeKernel::kWidenThenSgemm) {
+    LinearWeightsDecode(x, w, y, m, k, n);
+  } else {
+    LinearWeightsWidened(x, w, y, m, k, n);
+  }
   if (b != nullptr) {
     for (int64_t r = 0; r < m; ++r)
       for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];

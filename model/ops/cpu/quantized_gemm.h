@@ -27,7 +27,36 @@ void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end, fl
 // Output rows of W widened per tile for an x of m rows and k columns.
 int64_t LinearWeightsTileRows(int64_t m, int64_t k);
 
-// y[m,n] = x[m,k] · W^T (+ b) for a bf16 or FP8 view (f32 views: use Linear).
+// The kernels LinearWeightsQuantized uses for at most kDecodeMaxRows rows of x (decoding; a
+// GRPO group decodes together). Each streams the bf16/FP8 weights once per call and widens them
+// in registers, 4 output rows at a time against blocks of up to 5 (AVX-512) or 2 (AVX2) rows of
+// x; more rows of x re-read those weight rows from L1/L2, not from memory.
+//  - kWidenThenSgemm: the reference, no register kernel (also every x with more rows).
+//  - kAvx2 (x86-64-v3 + F16C), kAvx512 (F/BW/VL/DQ): weights widened exactly (bf16 by a shift,
+//    FP8 via IEEE half and vcvtph2ps, times the block scale: the values WidenWeightRows gives),
+//    f32 FMA. Differs from the reference only in the order of the f32 sums.
+//  - kAvx512Bf16: bf16 weights with vdpbf16ps; x carried as two bf16 (hi = bf16(x),
+//    lo = bf16(x - hi), |x - hi - lo| <= 2^-18 |x|), each product exact in f32, denormal
+//    products flushed. So y differs from the reference by at most about
+//    2^-18 sum_k |x_k w_jk| beyond reassociation. FP8 weights use the kAvx512 kernel.
+// At load the most capable exact kernel the CPU supports (__builtin_cpu_supports) is chosen:
+// kAvx512, else kAvx2, else kWidenThenSgemm. kAvx512Bf16 is not the default: with x split in two
+// it issues as many multiply instructions as widening does (no faster on the AMD EPYC of
+// docs/PERFORMANCE.md) and adds the error above. The environment variable GRPO_DECODE_KERNEL
+// (widen+sgemm, avx2, avx512, avx512bf16) picks another one the CPU supports. Results are
+// deterministic for a kernel: whatever the thread count, each output is one thread's sum in a
+// fixed order.
+enum class DecodeKernel { kWidenThenSgemm, kAvx2, kAvx512, kAvx512Bf16 };
+inline constexpr int64_t kDecodeMaxRows = 64;
+const char* DecodeKernelName(DecodeKernel kernel);
+// For tests and benchmarks: use `kernel` if this CPU can run it (each kernel implies the ones
+// before it); returns false, changing nothing, if it cannot. Not thread-safe against running
+// kernels.
+bool SetDecodeKernel(DecodeKernel kernel);
+DecodeKernel CurrentDecodeKernel();
+
+// y[m,n] = x[m,k] · W^T (+ b) for a bf16 or FP8 view (f32 views: use Linear). Threads split
+// the output rows (ThreadPool::Default()).
 void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n);
 

@@ -1,16 +1,15 @@
 // LinearWeights over bf16 and FP8-block weights against the reference "widen the whole matrix
-// with core's conversions (Tensor::ToF32 / DequantizeFp8Block), then Linear".
+// with core's conversions (Tensor::ToF32 / DequantizeFp8Block), then Linear", and against the
+// same products summed in double, for every decode kernel this CPU can run.
 //
-// Tolerance: the widened tile holds exactly the reference's f32 values (checked bit for bit
-// below), so any difference comes from the order of the f32 sums alone. For m > 4 each output
-// is one sgemm dot product over the same k as the reference's and almost all outputs come out
-// bit-identical (the test prints the count; over 99%), but not all: the reference is one sgemm
-// over all n columns, the kernel one sgemm per tile of output rows, and OpenBLAS's edge
-// micro-kernels for a remainder of columns accumulate in another order. For m <= 4 (decoding)
-// the kernel uses sgemv, whose order differs from sgemm's: about half the outputs differ in the
-// last bits. So the assertion is the error bound of an f32 dot product,
-// |y - y_ref| <= 1e-6 * sum_k |x_k w_jk| (relative to the magnitude of the sum; a wrong scale,
-// code or row is off by far more).
+// Tolerance: every kernel multiplies exactly the reference's f32 weight values (the widening is
+// checked bit for bit below), so for the widen+sgemm, AVX2 and AVX-512 kernels any difference
+// comes from the order of the f32 sums alone: the assertion is the error bound of an f32 dot
+// product, |y - y_ref| <= 1e-6 * sum_k |x_k w_jk| (a wrong scale, code or row is off by far
+// more). The AVX512_BF16 kernel carries x as two bf16 (|x - hi - lo| <= 2^-18 |x|), which adds
+// up to 2^-18 * sum_k |x_k w_jk| for bf16 weights: its bound is 5e-6 * sum_k |x_k w_jk|. Most
+// outputs of the widen+sgemm path come out bit-identical to the reference (the test prints the
+// count).
 #include "model/ops/cpu/quantized_gemm.h"
 
 #include <gtest/gtest.h>
@@ -19,6 +18,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/float_formats.h"
@@ -69,18 +69,27 @@ WeightView ViewOf(const Tensor& w, const Tensor* scale_inv) {
   return v;
 }
 
-// Checks y against x · ref^T (+ b) within the f32 dot-product bound; returns exact matches.
+// Checks y against x · ref^T (+ b) computed by Linear (f32) and in double, within `tol` times
+// sum_k |x_k w_jk|; returns how many outputs equal Linear's exactly.
 int64_t ExpectClose(const std::vector<float>& y, const std::vector<float>& x, const Tensor& ref,
-                    const float* b, int64_t m, int64_t k, int64_t n, const std::string& what) {
+                    const float* b, int64_t m, int64_t k, int64_t n, const std::string& what,
+                    double tol = 1e-6) {
   std::vector<float> want(m * n);
   CpuBackend().Linear(x.data(), ref.data<float>(), b, want.data(), m, k, n);
   int64_t exact = 0;
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double mag = b != nullptr ? std::fabs(b[j]) : 0.0;
-      for (int64_t c = 0; c < k; ++c) mag += std::fabs(double{x[i * k + c]} * ref.data<float>()[j * k + c]);
+      double sum = b != nullptr ? b[j] : 0.0;
+      for (int64_t c = 0; c < k; ++c) {
+        const double p = double{x[i * k + c]} * ref.data<float>()[j * k + c];
+        mag += std::fabs(p);
+        sum += p;
+      }
       const float got = y[i * n + j], exp = want[i * n + j];
-      EXPECT_LE(std::fabs(double{got} - exp), 1e-6 * mag) << what << " at (" << i << ", " << j << ")";
+      EXPECT_LE(std::fabs(double{got} - exp), tol * mag) << what << " at (" << i << ", " << j << ")";
+      EXPECT_LE(std::fabs(double{got} - sum), tol * mag) << what << " vs double at (" << i << ", "
+                                                         << j << ")";
       exact += got == exp;
     }
   }
@@ -134,18 +143,53 @@ struct ShapeCase {
   int64_t m, k, n;
 };
 
-class LinearWeightsTest : public ::testing::TestWithParam<ShapeCase> {};
+constexpr cpu::DecodeKernel kKernels[] = {cpu::DecodeKernel::kWidenThenSgemm,
+                                          cpu::DecodeKernel::kAvx2, cpu::DecodeKernel::kAvx512,
+                                          cpu::DecodeKernel::kAvx512Bf16};
+
+// Uses the kernel for the test (skipped where the CPU lacks it), then restores the default.
+class KernelTest {
+ protected:
+  bool Use(cpu::DecodeKernel kernel) {
+    saved_ = cpu::CurrentDecodeKernel();
+    return cpu::SetDecodeKernel(kernel);
+  }
+  void Restore() { cpu::SetDecodeKernel(saved_); }
+  static double Bf16Tolerance(cpu::DecodeKernel kernel) {
+    return kernel == cpu::DecodeKernel::kAvx512Bf16 ? 5e-6 : 1e-6;
+  }
+  cpu::DecodeKernel saved_ = cpu::DecodeKernel::kWidenThenSgemm;
+};
+
+class LinearWeightsTest
+    : public ::testing::TestWithParam<std::tuple<cpu::DecodeKernel, ShapeCase>>,
+      public KernelTest {
+ protected:
+  void SetUp() override {
+    if (!Use(std::get<0>(GetParam()))) GTEST_SKIP() << "this CPU cannot run the kernel";
+  }
+  void TearDown() override { Restore(); }
+};
 
 TEST_P(LinearWeightsTest, MatchesWidenThenLinear) {
-  const auto [m, k, n] = GetParam();
+  const auto [kernel, shape] = GetParam();
+  const auto [m, k, n] = shape;
   const Quantized q = Make(n, k, static_cast<uint32_t>(m * 1000 + k + n));
   const std::vector<float> x = Random(m * k, 7);
   const std::vector<float> bias = Random(n, 8);
+  // The bf16 weights also from an odd address (an unaligned view).
+  std::vector<unsigned char> unaligned(q.bf16.nbytes() + 1);
+  std::memcpy(unaligned.data() + 1, q.bf16.raw_data(), q.bf16.nbytes());
+  const WeightView bf16_odd{DType::kBF16, unaligned.data() + 1, nullptr, n, k, 0};
   int64_t exact = 0, total = 0;
   for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
     std::vector<float> y(m * n, std::nanf(""));
     CpuBackend().LinearWeights(x.data(), ViewOf(q.bf16, nullptr), b, y.data(), m, k, n);
-    exact += ExpectClose(y, x, q.bf16_ref, b, m, k, n, "bf16");
+    exact += ExpectClose(y, x, q.bf16_ref, b, m, k, n, "bf16", Bf16Tolerance(kernel));
+    std::vector<float> y_odd(m * n, std::nanf(""));
+    CpuBackend().LinearWeights(x.data(), bf16_odd, b, y_odd.data(), m, k, n);
+    EXPECT_EQ(std::memcmp(y.data(), y_odd.data(), y.size() * sizeof(float)), 0)
+        << "unaligned bf16 view";
     std::fill(y.begin(), y.end(), std::nanf(""));
     CpuBackend().LinearWeights(x.data(), ViewOf(q.fp8, &q.scale_inv), b, y.data(), m, k, n);
     exact += ExpectClose(y, x, q.fp8_ref, b, m, k, n, "fp8");
@@ -157,25 +201,64 @@ TEST_P(LinearWeightsTest, MatchesWidenThenLinear) {
     total += 3 * m * n;
   }
   RecordProperty("exact_fraction", std::to_string(static_cast<double>(exact) / total));
-  std::printf("m=%lld k=%lld n=%lld: %lld of %lld outputs bit-identical to widen-then-Linear\n",
-              static_cast<long long>(m), static_cast<long long>(k), static_cast<long long>(n),
+  std::printf("%s m=%lld k=%lld n=%lld: %lld of %lld outputs bit-identical to widen-then-Linear\n",
+              cpu::DecodeKernelName(kernel), static_cast<long long>(m),
+              static_cast<long long>(k), static_cast<long long>(n),
               static_cast<long long>(exact), static_cast<long long>(total));
+}
+
+TEST_P(LinearWeightsTest, RowsOfXAreIndependent) {
+  // Each row of y is the same whatever other rows are multiplied with it (row blocking of the
+  // register kernels) and however many threads split the work: row i of a batch equals the
+  // product of x[i] alone, bit for bit.
+  const auto [kernel, shape] = GetParam();
+  const auto [m, k, n] = shape;
+  if (m > cpu::kDecodeMaxRows) GTEST_SKIP() << "sgemm path";
+  const Quantized q = Make(n, k, 11);
+  const std::vector<float> x = Random(m * k, 12);
+  for (const WeightView& v : {ViewOf(q.bf16, nullptr), ViewOf(q.fp8, &q.scale_inv)}) {
+    std::vector<float> y(m * n), one(n);
+    CpuBackend().LinearWeights(x.data(), v, nullptr, y.data(), m, k, n);
+    for (int64_t i = 0; i < m; ++i) {
+      if (kernel == cpu::DecodeKernel::kWidenThenSgemm && m > 4) break;  // sgemm vs sgemv
+      CpuBackend().LinearWeights(x.data() + i * k, v, nullptr, one.data(), 1, k, n);
+      EXPECT_EQ(std::memcmp(one.data(), y.data() + i * n, n * sizeof(float)), 0)
+          << DTypeName(v.dtype) << " row " << i;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     OddShapes, LinearWeightsTest,
-    ::testing::Values(ShapeCase{1, 200, 300},   // decode GEMV, k and n not multiples of 128
-                      ShapeCase{1, 64, 48},     // k < 128, n < 128
-                      ShapeCase{5, 127, 129},   // one past a block edge
-                      ShapeCase{33, 130, 5},    // n < 128, prefill-like m
-                      ShapeCase{70, 384, 257},  // several tiles and block rows
-                      ShapeCase{3, 1000, 140}),  // long k: small decode tiles cross block rows
+    ::testing::Combine(
+        ::testing::ValuesIn(kKernels),
+        ::testing::Values(ShapeCase{1, 200, 300},    // decode GEMV, k and n not multiples of 128
+                          ShapeCase{1, 64, 48},      // k < 128, n < 128
+                          ShapeCase{2, 7, 3},        // k below one vector, n below a group
+                          ShapeCase{5, 127, 129},    // one past a block edge
+                          ShapeCase{16, 896, 67},    // a GRPO group, the Qwen2.5-0.5B width
+                          ShapeCase{33, 130, 5},     // n < 128, prefill-like m
+                          ShapeCase{64, 161, 19},    // the most rows of the register kernels
+                          ShapeCase{70, 384, 257},   // several tiles and block rows (sgemm)
+                          ShapeCase{3, 1000, 140})),  // long k: crosses block rows
     [](const auto& info) {
-      return "m" + std::to_string(info.param.m) + "_k" + std::to_string(info.param.k) + "_n" +
-             std::to_string(info.param.n);
+      const ShapeCase& s = std::get<1>(info.param);
+      return std::string(cpu::DecodeKernelName(std::get<0>(info.param)) ==
+                                 std::string("widen+sgemm")
+                             ? "widen"
+                             : cpu::DecodeKernelName(std::get<0>(info.param))) +
+             "_m" + std::to_string(s.m) + "_k" + std::to_string(s.k) + "_n" + std::to_string(s.n);
     });
 
-TEST(QuantizedGemm, RowSliceOfABlockQuantizedMatrix) {
+class RowSliceTest : public ::testing::TestWithParam<cpu::DecodeKernel>, public KernelTest {
+ protected:
+  void SetUp() override {
+    if (!Use(GetParam())) GTEST_SKIP() << "this CPU cannot run the kernel";
+  }
+  void TearDown() override { Restore(); }
+};
+
+TEST_P(RowSliceTest, RowSliceOfABlockQuantizedMatrix) {
   // MLA's kv_a_proj_with_mqa is used as two row slices; the second starts inside a block row.
   const int64_t rows = 300, k = 150;
   const Quantized q = Make(rows, k, 3);
@@ -186,8 +269,40 @@ TEST(QuantizedGemm, RowSliceOfABlockQuantizedMatrix) {
                                y.data(), 4, k, count);
     const Tensor ref = *Tensor::FromF32(
         {count, k}, std::span<const float>(q.fp8_ref.data<float>() + begin * k, count * k));
-    ExpectClose(y, x, ref, nullptr, 4, k, count, "rows " + std::to_string(begin));
+    ExpectClose(y, x, ref, nullptr, 4, k, count, "fp8 rows " + std::to_string(begin));
+    CpuBackend().LinearWeights(x.data(), ViewOf(q.bf16, nullptr).Rows(begin, count), nullptr,
+                               y.data(), 4, k, count);
+    const Tensor ref16 = *Tensor::FromF32(
+        {count, k}, std::span<const float>(q.bf16_ref.data<float>() + begin * k, count * k));
+    ExpectClose(y, x, ref16, nullptr, 4, k, count, "bf16 rows " + std::to_string(begin),
+                Bf16Tolerance(GetParam()));
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, RowSliceTest, ::testing::ValuesIn(kKernels),
+                         [](const auto& info) {
+                           return std::string(info.param == cpu::DecodeKernel::kWidenThenSgemm
+                                                  ? "widen"
+                                                  : cpu::DecodeKernelName(info.param));
+                         });
+
+TEST(QuantizedGemm, TheBestExactKernelOfThisCpuIsTheDefault) {
+  // This machine's CPU features decide; each kernel implies the ones before it.
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const cpu::DecodeKernel chosen = cpu::CurrentDecodeKernel();
+  std::printf("decode kernel: %s\n", cpu::DecodeKernelName(chosen));
+  EXPECT_EQ(chosen, avx512 ? cpu::DecodeKernel::kAvx512
+                    : avx2 ? cpu::DecodeKernel::kAvx2
+                           : cpu::DecodeKernel::kWidenThenSgemm);
+  EXPECT_TRUE(cpu::SetDecodeKernel(cpu::DecodeKernel::kWidenThenSgemm));
+  EXPECT_EQ(cpu::SetDecodeKernel(cpu::DecodeKernel::kAvx2), avx2);
+  EXPECT_EQ(cpu::SetDecodeKernel(cpu::DecodeKernel::kAvx512), avx512);
+  EXPECT_EQ(cpu::SetDecodeKernel(cpu::DecodeKernel::kAvx512Bf16),
+            avx512 && __builtin_cpu_supports("avx512bf16"));
+  cpu::SetDecodeKernel(chosen);
 }
 
 TEST(QuantizedGemm, TilesAreSmall) {
