@@ -66,7 +66,7 @@ struct CausalLM::LayerActs {
   Buffer ln1, rstd1;
   Buffer q, k, v, q_pre, k_pre, q_rstd, k_rstd;
   Buffer qa, qa_n, qa_rstd, c, c_n, c_rstd, kvb;
-  Buffer probs, attn;
+  Buffer lse, attn;  // lse: [T, nh], the log-sum-exp of each attention row
   Buffer h1, ln2, rstd2;
   MlpActs mlp;
   // MoE
@@ -432,9 +432,9 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
   if (!c.mla) {
     const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
     ProjectQkv(ctx, L, a);
-    a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+    a.lse = ctx.Buf(T * nh);
     a.attn = ctx.Buf(T * nh * hd);
-    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
                  ctx.batch.offsets, {.nh = nh, .nkv = nkv, .dqk = hd, .dv = hd, .scale = scale});
     be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
@@ -453,9 +453,9 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
     be.CopyRows(kpe.data(), r, a.k.data() + head * dqk + nope, nh * dqk, T, r, false);
   }
   be.CopyRows(a.kvb.data() + nope, nope + dv, a.v.data(), dv, T * nh, dv, false);
-  a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+  a.lse = ctx.Buf(T * nh);
   a.attn = ctx.Buf(T * nh * dv);
-  be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+  be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
                ctx.batch.offsets, {.nh = nh, .nkv = nh, .dqk = dqk, .dv = dv, .scale = scale});
   be.LinearWeights(a.attn.data(), ctx.W(L.o_w), nullptr, o, T, nh * dv, h);
 }
@@ -474,8 +474,8 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   be.LinearBackward(dout, a.attn.data(), ctx.P(L.o_w), dattn.data(), ctx.G(L.o_w), ctx.G(L.o_b), T,
                     nh * dv, h, false);
   Buffer dq = ctx.Buf(T * nh * dqk), dk = ctx.Buf(T * nkv * dqk), dvb = ctx.Buf(T * nkv * dv);
-  be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.probs.data(), dq.data(),
-                       dk.data(), dvb.data(), ctx.batch.offsets,
+  be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.attn.data(),
+                       a.lse.data(), dq.data(), dk.data(), dvb.data(), ctx.batch.offsets,
                        {.nh = nh, .nkv = nkv, .dqk = dqk, .dv = dv, .scale = scale});
   if (!c.mla) {
     const int64_t hd = c.head_dim;
@@ -804,10 +804,8 @@ static void RecordRouting(const LayerT& L, const ActsT& a, Routing* out) {
 
 // ---------------------------------------------------------------------------------------------
 
-// Every sequence within max_position_embeddings, and the activations within the memory budget
-// (attention probabilities grow with the square of a sequence's length).
+// Every sequence within max_position_embeddings, and the activations within the memory budget.
 static absl::Status CheckForwardFits(const ModelConfig& c, const TokenBatch& batch, const ForwardOptions& options) {
-  CheckedInt64 sum_sq = 0;
   int64_t longest = 0;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
     const int64_t len = batch.offsets[s + 1] - batch.offsets[s];
@@ -817,13 +815,12 @@ static absl::Status CheckForwardFits(const ModelConfig& c, const TokenBatch& bat
                                         std::to_string(c.max_position_embeddings) + ")");
     }
     longest = std::max(longest, len);
-    sum_sq += CheckedInt64(len) * len;
   }
   MemoryPlan plan;
   plan.Add("activations of " + std::to_string(batch.num_tokens()) + " tokens in " +
                std::to_string(batch.num_seqs()) + " sequences (the longest " + std::to_string(longest) +
-               " tokens; attention grows with its square), " + ModelSizeKeys(c),
-           ForwardActivationBytes(c, batch.num_tokens(), sum_sq, options.keep_activations, options.recompute));
+               " tokens), " + ModelSizeKeys(c),
+           ActivationBytes(c, batch.num_tokens(), options.keep_activations, options.recompute));
   return plan.Check("a forward pass");
 }
 

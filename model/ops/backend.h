@@ -163,17 +163,20 @@ class Backend {
                     const float* sin, bool inverse) = 0;
 
   // ---- attention ----------------------------------------------------------------------------
-  // Causal attention within each packed sequence. q: [T, nh, dqk], k: [T, nkv, dqk],
-  // v: [T, nkv, dv], out: [T, nh, dv] (sizes from `heads`). probs receives the
-  // softmax of each sequence and head, [L_s, L_s] row-major per (s, h), sequences in order, heads
-  // inner (AttentionProbsSize floats); it is needed by the backward.
-  virtual void Attention(const float* q, const float* k, const float* v, float* out,
-                         float* probs, std::span<const int64_t> seq_offsets,
-                         const AttentionHeads& heads) = 0;
-  // dq, dk, dv overwritten.
+  // Causal attention within each packed sequence, FlashAttention-style. q: [T, nh, dqk],
+  // k: [T, nkv, dqk], v: [T, nkv, dv], out: [T, nh, dv] (sizes from `heads`). lse: [T, nh]
+  // receives the log-sum-exp of each row's scaled, masked scores (log sum_j exp(scale q.k_j)),
+  // the one number per row and head the backward needs: the probabilities are never stored
+  // (O(T) memory, not O(L^2)); a backend computes them block by block (online softmax over key
+  // blocks) in scratch whose size does not depend on the sequence lengths.
+  virtual void Attention(const float* q, const float* k, const float* v, float* out, float* lse,
+                         std::span<const int64_t> seq_offsets, const AttentionHeads& heads) = 0;
+  // The backward of Attention from its inputs, its output `out` and its `lse`: recomputes the
+  // probabilities block by block (P = exp(scale q.k - lse)) and uses D_i = rowsum(dout_i * out_i)
+  // for the softmax gradient. dq, dk, dv overwritten; extra memory is block-sized scratch only.
   virtual void AttentionBackward(const float* dout, const float* q, const float* k,
-                                 const float* v, const float* probs, float* dq, float* dk,
-                                 float* dv, std::span<const int64_t> seq_offsets,
+                                 const float* v, const float* out, const float* lse, float* dq,
+                                 float* dk, float* dv, std::span<const int64_t> seq_offsets,
                                  const AttentionHeads& heads) = 0;
 
   // Attention of new tokens over cached rows (decoding and chunked prefill). Sequence s has
@@ -228,11 +231,17 @@ class Backend {
                                          int64_t vocab) = 0;
 };
 
-// Floats needed for Attention's probs for these sequences and heads.
-int64_t AttentionProbsSize(std::span<const int64_t> seq_offsets, int64_t nh);
-
 // The CPU backend (OpenBLAS GEMMs, threads from ThreadPool::Default()).
 Backend& CpuBackend();
+
+// Bytes the CPU backend has handed out and not taken back (Allocate's size classes), now and at
+// most since the last ResetCpuBackendPeak: for tests and benchmarks of activation memory.
+struct BackendMemoryStats {
+  int64_t live_bytes = 0;
+  int64_t peak_bytes = 0;
+};
+BackendMemoryStats CpuBackendMemoryStats();
+void ResetCpuBackendPeak();  // peak_bytes = live_bytes
 
 }  // namespace grpo
 
