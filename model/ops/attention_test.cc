@@ -2,7 +2,8 @@
 // definition (softmax of the full masked score matrix, its analytic gradient), on sequences that
 // cross the CPU kernels' query and key blocks (64 and 256 rows), with GQA and MLA-like
 // asymmetric head dims. Also: the saved log-sum-exp is the definition's, results are
-// bit-for-bit repeatable and independent of the other sequences in the pack.
+// bit-for-bit repeatable and independent of the other sequences in the pack; and the paged-cache
+// ops (WriteCache, CachedAttention through block tables, CopyCacheBlocks) agree with them.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -193,6 +194,40 @@ TEST(Attention, RepeatableAndIndependentOfThePack) {
   EXPECT_EQ(c.lse, slice(a.lse, 4));
   EXPECT_EQ(c.dq, slice(a.dq, 4 * 8));
   EXPECT_EQ(c.dk, slice(a.dk, 8));
+}
+
+// The paged-cache path: rows written through shuffled block tables (WriteCache), then every
+// token attending over its prefix (CachedAttention) equals training attention; a block copied
+// (CopyCacheBlocks) and swapped into the table reads back the same bits.
+TEST(Attention, CachedAttentionThroughBlockTablesEqualsTrainingAttention) {
+  const AttentionHeads heads{.nh = 4, .nkv = 2, .dqk = 8, .dv = 8, .scale = 0.3f};
+  const Problem p = MakeProblem({7, 13}, heads, 5);
+  const Result want = RunBackend(p);
+  Backend& be = CpuBackend();
+  const int64_t T = p.tokens(), kv = heads.nkv * heads.dqk, layers = 2, bs = 4, blocks = 12;
+  Buffer data(&be, blocks * layers * bs * 2 * kv);
+  const KvCachePool pool{data.data(), blocks, layers, bs, 2 * kv};
+  const std::vector<int32_t> ids = {9, 2, 5, 0, 11, 3, 7};  // 2 blocks for 7 positions, 4 for 13 (+1 spare)
+  const std::vector<int64_t> table_offsets = {0, 2, 6};
+  const BlockTables tables{ids.data(), table_offsets};
+  const std::vector<int64_t> past = {0, 0};
+  Buffer q(&be, T * heads.nh * heads.dqk), k(&be, T * kv), v(&be, T * kv), out(&be, T * heads.nh * heads.dv);
+  std::copy(p.q.begin(), p.q.end(), q.data());
+  std::copy(p.k.begin(), p.k.end(), k.data());
+  std::copy(p.v.begin(), p.v.end(), v.data());
+  be.WriteCache(k.data(), kv, pool, 1, tables, p.offsets, past, 0, kv);
+  be.WriteCache(v.data(), kv, pool, 1, tables, p.offsets, past, kv, kv);
+  be.CachedAttention(q.data(), out.data(), p.offsets, past, pool, 1, tables, heads, {.k_offset = 0, .v_offset = kv});
+  const std::vector<float> got(out.data(), out.data() + out.size());
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want.out[i], 2e-6) << i;
+  // Copy-on-write: block 3 (positions 8..11 of sequence 1) into the spare block 7.
+  const int32_t from = 3, to = 7;
+  be.CopyCacheBlocks(pool, &from, &to, 1);
+  std::vector<int32_t> moved = ids;
+  moved[5] = 7;
+  const BlockTables moved_tables{moved.data(), table_offsets};
+  be.CachedAttention(q.data(), out.data(), p.offsets, past, pool, 1, moved_tables, heads, {.k_offset = 0, .v_offset = kv});
+  EXPECT_EQ(std::vector<float>(out.data(), out.data() + out.size()), got);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // from the shared ThreadPool, splitting work into fixed chunks, so results are bit-for-bit
 // reproducible run to run for a given thread count.
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -128,6 +129,13 @@ void AttendQueryBlockBackward(const HeadSlices& x, int64_t r0, int64_t r1, const
   }
 }
 
+// Row (block, layer, offset) of a paged cache pool.
+float* CacheRow(const KvCachePool& pool, int64_t layer, int32_t block, int64_t offset) {
+  return pool.data +
+         ((static_cast<int64_t>(block) * pool.num_layers + layer) * pool.block_size + offset) *
+             pool.row_width;
+}
+
 void ZeroRows(float* x, int64_t stride, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) std::memset(x + r * stride, 0, cols * sizeof(float));
 }
@@ -187,6 +195,7 @@ class CpuBackendImpl final : public Backend {
     if (base == nullptr) {
       base = static_cast<char*>(std::aligned_alloc(64, bytes + kHeader));
       if (base == nullptr) throw std::bad_alloc();  // an error for the command, not an abort
+      if (bytes >= kHugePageMinBytes) AdviseHugePages(base, bytes + kHeader);
       *reinterpret_cast<size_t*>(base) = bytes;
     }
     float* p = reinterpret_cast<float*>(base + kHeader);
@@ -293,8 +302,8 @@ class CpuBackendImpl final : public Backend {
   }
 
   void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
-                       std::span<const int64_t> past, const float* const* rows,
-                       std::span<const int64_t> row_offsets, const AttentionHeads& heads,
+                       std::span<const int64_t> past, const KvCachePool& pool, int64_t layer,
+                       const BlockTables& tables, const AttentionHeads& heads,
                        const CacheRowLayout& layout) override {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t k_offset = layout.k_offset, v_offset = layout.v_offset;
@@ -303,13 +312,23 @@ class CpuBackendImpl final : public Backend {
     const int64_t group = nh / nkv;
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
+      std::vector<const float*> seq_rows;  // the rows of the task's sequence, from its block table
+      int64_t rows_of = -1;
       for (int64_t task = i0; task < i1; ++task) {
         const int64_t s = task / nh, h = task % nh, g = h / group;
-        const float* const* seq_rows = rows + row_offsets[s];
+        if (s != rows_of) {
+          const int64_t len = past[s] + q_offsets[s + 1] - q_offsets[s];
+          const int32_t* blocks = tables.ids + tables.offsets[s];
+          seq_rows.resize(len);
+          for (int64_t p = 0; p < len; ++p) {
+            seq_rows[p] = CacheRow(pool, layer, blocks[p / pool.block_size], p % pool.block_size);
+          }
+          rows_of = s;
+        }
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
           scores.resize(pos + 1);
-          cpu::AttendCachedQuery(q + (t * nh + h) * dqk, seq_rows, pos + 1, k_offset + g * dqk,
+          cpu::AttendCachedQuery(q + (t * nh + h) * dqk, seq_rows.data(), pos + 1, k_offset + g * dqk,
                                  v_offset + g * dv, dqk, dv, scale, scores.data(),
                                  out + (t * nh + h) * dv);
         }
@@ -323,10 +342,25 @@ class CpuBackendImpl final : public Backend {
     });
   }
 
-  void WriteRows(const float* src, int64_t src_stride, float* const* rows, int64_t offset,
-                 int64_t n, int64_t cols) override {
+  void WriteCache(const float* src, int64_t src_stride, const KvCachePool& pool, int64_t layer,
+                  const BlockTables& tables, std::span<const int64_t> q_offsets,
+                  std::span<const int64_t> past, int64_t col, int64_t cols) override {
+    for (size_t s = 0; s < past.size(); ++s) {
+      const int32_t* blocks = tables.ids + tables.offsets[s];
+      for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
+        const int64_t p = past[s] + t - q_offsets[s];
+        std::memcpy(CacheRow(pool, layer, blocks[p / pool.block_size], p % pool.block_size) + col,
+                    src + t * src_stride, cols * sizeof(float));
+      }
+    }
+  }
+
+  void CopyCacheBlocks(const KvCachePool& pool, const int32_t* from, const int32_t* to,
+                       int64_t n) override {
+    const int64_t block_floats = pool.num_layers * pool.block_size * pool.row_width;
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(rows[i] + offset, src + i * src_stride, cols * sizeof(float));
+      std::memcpy(pool.data + to[i] * block_floats, pool.data + from[i] * block_floats,
+                  block_floats * sizeof(float));
     }
   }
 
@@ -549,6 +583,15 @@ class CpuBackendImpl final : public Backend {
  private:
   static constexpr size_t kMaxCachedBytes = size_t{2} << 30;
   static constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned
+  // Large buffers (a KV cache pool) are mapped untouched by the C library; pages are backed when
+  // first written, with huge pages where the kernel allows (best effort).
+  static constexpr size_t kHugePageMinBytes = size_t{32} << 20;
+  static void AdviseHugePages(char* p, size_t bytes) {
+    constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
   class SpinGuard {
    public:
     explicit SpinGuard(std::atomic_flag& f) : f_(f) {
