@@ -125,7 +125,6 @@ absl::Status RunLogprobs(const LogprobsArgs& a) {
   InputTally tally;
   std::vector<PendingLine> pending;
   int64_t pending_tokens = 0;
-  CheckedInt64 pending_squares = 0;  // sum of the pending lines' squared lengths
   auto flush = [&]() -> absl::Status {
     if (pending.empty()) return absl::OkStatus();
     std::vector<std::vector<int32_t>> seqs;
@@ -143,15 +142,14 @@ absl::Status RunLogprobs(const LogprobsArgs& a) {
     }
     pending.clear();
     pending_tokens = 0;
-    pending_squares = 0;
     return absl::OkStatus();
   };
   // Lines longer than the model's positions, or whose forward pass alone would not fit in
   // memory, are bad lines; a batch is sent before it would outgrow the memory budget.
   const ModelConfig& config = model->config();
-  auto forward_fits = [&](int64_t tokens, CheckedInt64 squares) {
+  auto forward_fits = [&](int64_t tokens) {
     MemoryPlan plan;
-    plan.Add("activations (" + ModelSizeKeys(config) + ")", ForwardActivationBytes(config, tokens, squares, false));
+    plan.Add("activations (" + ModelSizeKeys(config) + ")", ActivationBytes(config, tokens, false));
     return plan.Check("its forward pass");
   };
   JsonlRecord record;
@@ -169,7 +167,7 @@ absl::Status RunLogprobs(const LogprobsArgs& a) {
         ids = absl::InvalidArgumentError(where + std::to_string(n) + " tokens are more than the model's " +
                                          "max_position_embeddings (" +
                                          std::to_string(config.max_position_embeddings) + ")");
-      } else if (absl::Status fits = forward_fits(n, CheckedInt64(n) * n); !fits.ok()) {
+      } else if (absl::Status fits = forward_fits(n); !fits.ok()) {
         reason = "forward pass over the memory budget";
         ids = grpo::WithContext(fits, where + std::to_string(n) + " tokens");
       }
@@ -184,13 +182,12 @@ absl::Status RunLogprobs(const LogprobsArgs& a) {
     line.tokens = std::move(ids).value();
     if (record.value.contains("id")) line.id = record.value["id"];
     const int64_t n = static_cast<int64_t>(line.tokens.size());
-    if (!pending.empty() && !forward_fits(pending_tokens + n, pending_squares + CheckedInt64(n) * n).ok()) {
+    if (!pending.empty() && !forward_fits(pending_tokens + n).ok()) {
       GRPO_RETURN_IF_ERROR(flush());
     }
     ++sequences;
     tokens += n;
     pending_tokens += n;
-    pending_squares += CheckedInt64(n) * n;
     pending.push_back(std::move(line));
     if (pending_tokens >= a.batch_tokens) GRPO_RETURN_IF_ERROR(flush());
   }

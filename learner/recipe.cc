@@ -300,7 +300,7 @@ absl::StatusOr<MemoryPlan> PlanTrainingMemory(const TrainRecipe& r, const ModelC
   const auto add_lm_stage = [&](const char* stage, const LmStageRecipe& s) {
     const std::string key = std::string(stage) + ".batch_size";
     plan.Add(std::string(stage) + " activations (" + Key(key.c_str(), s.batch_size) + " sequences)",
-             ForwardActivationBytes(m, CheckedInt64(s.batch_size) * 2, CheckedInt64(s.batch_size) * 4, true, true));
+             ActivationBytes(m, CheckedInt64(s.batch_size) * 2, true, true));
   };
   if (sft) {
     add_lm_stage("sft", r.sft);
@@ -335,7 +335,7 @@ absl::StatusOr<MemoryPlan> PlanTrainingMemory(const TrainRecipe& r, const ModelC
   plan.Add("learner activations at full length (" + Key("rollout.prompts_per_step", r.prompts_per_step) + " / " +
                Key("optimizer.mini_batches", r.mini_batches) + " x " + Key("rollout.group_size", r.group_size) +
                " sequences of " + std::to_string(len) + " tokens)",
-           ForwardActivationBytes(m, per_update * len, per_update * len * len, true));
+           ActivationBytes(m, per_update * len, true));
   const CheckedInt64 eval = CheckedInt64(r.eval_size) * r.eval_samples;
   plan.Add("evaluation samples (" + Key("train.eval_size", r.eval_size) + " x " +
                Key("train.eval_samples", r.eval_samples) + ")",

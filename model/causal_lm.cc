@@ -66,7 +66,7 @@ struct CausalLM::LayerActs {
   Buffer ln1, rstd1;
   Buffer q, k, v, q_pre, k_pre, q_rstd, k_rstd;
   Buffer qa, qa_n, qa_rstd, c, c_n, c_rstd, kvb;
-  Buffer probs, attn;
+  Buffer lse, attn;  // lse: [T, nh], the log-sum-exp of each attention row
   Buffer h1, ln2, rstd2;
   MlpActs mlp;
   // MoE
@@ -444,9 +444,9 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
   if (!c.mla) {
     const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
     ProjectQkv(ctx, L, a);
-    a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+    a.lse = ctx.Buf(T * nh);
     a.attn = ctx.Buf(T * nh * hd);
-    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+    be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
                  ctx.batch.offsets, {.nh = nh, .nkv = nkv, .dqk = hd, .dv = hd, .scale = scale});
     be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
@@ -465,9 +465,9 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
     be.CopyRows(kpe.data(), r, a.k.data() + head * dqk + nope, nh * dqk, T, r, false);
   }
   be.CopyRows(a.kvb.data() + nope, nope + dv, a.v.data(), dv, T * nh, dv, false);
-  a.probs = ctx.Buf(AttentionProbsSize(ctx.batch.offsets, nh));
+  a.lse = ctx.Buf(T * nh);
   a.attn = ctx.Buf(T * nh * dv);
-  be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.probs.data(),
+  be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
                ctx.batch.offsets, {.nh = nh, .nkv = nh, .dqk = dqk, .dv = dv, .scale = scale});
   be.LinearWeights(a.attn.data(), ctx.W(L.o_w), nullptr, o, T, nh * dv, h);
 }
@@ -486,8 +486,8 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   be.LinearBackward(dout, a.attn.data(), ctx.P(L.o_w), dattn.data(), ctx.G(L.o_w), ctx.G(L.o_b), T,
                     nh * dv, h, false);
   Buffer dq = ctx.Buf(T * nh * dqk), dk = ctx.Buf(T * nkv * dqk), dvb = ctx.Buf(T * nkv * dv);
-  be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.probs.data(), dq.data(),
-                       dk.data(), dvb.data(), ctx.batch.offsets,
+  be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.attn.data(),
+                       a.lse.data(), dq.data(), dk.data(), dvb.data(), ctx.batch.offsets,
                        {.nh = nh, .nkv = nkv, .dqk = dqk, .dv = dv, .scale = scale});
   if (!c.mla) {
     const int64_t hd = c.head_dim;
@@ -690,25 +690,32 @@ static void LayerBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float
   be.Add(dh1.data(), dx, T * h);
 }
 
-// Attention of new tokens over the KV cache: a.ln1 -> o [Tn, hidden]. `rows` holds, per
-// sequence, the cache rows of positions [0, past + new); `new_rows` those of the new tokens.
+// Layer `layer` of the paged KV cache, and the block tables of a step's sequences.
+struct StepCache {
+  const KvCachePool& pool;
+  int64_t layer;
+  const BlockTables& tables;
+};
+
+// Attention of new tokens over the KV cache: a.ln1 -> o [Tn, hidden]. The new tokens' rows are
+// written into the cache first, then every new token attends over its sequence's positions.
 template <typename LayerT, typename ActsT>
 static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepInput& in,
-                          const std::vector<float*>& rows, const std::vector<int64_t>& row_offsets,
-                          const std::vector<float*>& new_rows, float* o) {
+                          const StepCache& kv, float* o) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
   const float scale = static_cast<float>(c.AttentionScale());
-  const float* const* row_ptrs = rows.data();
-  float* const* new_ptrs = new_rows.data();
+  auto write = [&](const float* src, int64_t stride, int64_t col, int64_t cols) {
+    be.WriteCache(src, stride, kv.pool, kv.layer, kv.tables, in.offsets, in.past, col, cols);
+  };
   if (!c.mla) {
     const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
     ProjectQkv(ctx, L, a);
-    be.WriteRows(a.k.data(), nkv * hd, new_ptrs, 0, T, nkv * hd);
-    be.WriteRows(a.v.data(), nkv * hd, new_ptrs, nkv * hd, T, nkv * hd);
+    write(a.k.data(), nkv * hd, 0, nkv * hd);
+    write(a.v.data(), nkv * hd, nkv * hd, nkv * hd);
     a.attn = ctx.Buf(T * nh * hd);
-    be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, row_ptrs, row_offsets,
+    be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, kv.pool, kv.layer, kv.tables,
                        {.nh = nh, .nkv = nkv, .dqk = hd, .dv = hd, .scale = scale},
                        {.k_offset = 0, .v_offset = nkv * hd});
     be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
@@ -719,8 +726,8 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
   const int64_t dqk = nope + r, kvl = c.kv_lora_rank, lat = kvl + r;
   Buffer kpe;
   ProjectMla(ctx, L, a, kpe);
-  be.WriteRows(a.c_n.data(), kvl, new_ptrs, 0, T, kvl);
-  be.WriteRows(kpe.data(), r, new_ptrs, kvl, T, r);
+  write(a.c_n.data(), kvl, 0, kvl);
+  write(kpe.data(), r, kvl, r);
   // kv_b_proj's rows of one head: read in place when f32, else widened into a one-head tile.
   const WeightView kvb = ctx.W(L.kvb_w);
   Buffer tile = kvb.dtype == DType::kF32 ? Buffer() : ctx.Buf(std::max(nope, dv) * kvl);
@@ -739,7 +746,7 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
   Buffer latent_out = ctx.Buf(T * nh * kvl);
   a.attn = ctx.Buf(T * nh * dv);
   // Every head reads the one latent row: keys are [latent ; rope key], values the latent.
-  be.CachedAttention(q_abs.data(), latent_out.data(), in.offsets, in.past, row_ptrs, row_offsets,
+  be.CachedAttention(q_abs.data(), latent_out.data(), in.offsets, in.past, kv.pool, kv.layer, kv.tables,
                      {.nh = nh, .nkv = 1, .dqk = lat, .dv = kvl, .scale = scale},
                      {.k_offset = 0, .v_offset = 0});
   for (int64_t head = 0; head < nh; ++head) {
@@ -816,10 +823,8 @@ static void RecordRouting(const LayerT& L, const ActsT& a, Routing* out) {
 
 // ---------------------------------------------------------------------------------------------
 
-// Every sequence within max_position_embeddings, and the activations within the memory budget
-// (attention probabilities grow with the square of a sequence's length).
+// Every sequence within max_position_embeddings, and the activations within the memory budget.
 static absl::Status CheckForwardFits(const ModelConfig& c, const TokenBatch& batch, const ForwardOptions& options) {
-  CheckedInt64 sum_sq = 0;
   int64_t longest = 0;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
     const int64_t len = batch.offsets[s + 1] - batch.offsets[s];
@@ -829,13 +834,12 @@ static absl::Status CheckForwardFits(const ModelConfig& c, const TokenBatch& bat
                                         std::to_string(c.max_position_embeddings) + ")");
     }
     longest = std::max(longest, len);
-    sum_sq += CheckedInt64(len) * len;
   }
   MemoryPlan plan;
   plan.Add("activations of " + std::to_string(batch.num_tokens()) + " tokens in " +
                std::to_string(batch.num_seqs()) + " sequences (the longest " + std::to_string(longest) +
-               " tokens; attention grows with its square), " + ModelSizeKeys(c),
-           ForwardActivationBytes(c, batch.num_tokens(), sum_sq, options.keep_activations, options.recompute));
+               " tokens), " + ModelSizeKeys(c),
+           ActivationBytes(c, batch.num_tokens(), options.keep_activations, options.recompute));
   return plan.Check("a forward pass");
 }
 
@@ -1013,6 +1017,13 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
     }
     if (in.past[s] < 0) return absl::InvalidArgumentError("step input: negative past length");
   }
+  const KvCachePool pool = cache.pool();
+  if (pool.num_layers != c.num_hidden_layers || pool.row_width != KvCacheRowWidth(c) || pool.block_size <= 0) {
+    return absl::InvalidArgumentError(
+        "KV cache pool of " + std::to_string(pool.num_layers) + " layers, rows of " + std::to_string(pool.row_width) +
+        " floats, blocks of " + std::to_string(pool.block_size) + " positions; the model needs " +
+        std::to_string(c.num_hidden_layers) + " layers and rows of " + std::to_string(KvCacheRowWidth(c)));
+  }
   GRPO_RETURN_IF_ERROR(CheckTokens(in.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(forced_routing, c, T));
   std::vector<int32_t> positions(T);
@@ -1029,26 +1040,24 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   out.routing = EmptyRouting(c, T);
   Buffer x = ctx.Buf(T * h);
   EmbedTokens(ctx, embed_, in.tokens.data(), T, x.data());
-  std::vector<float*> rows, new_rows(T);
-  std::vector<int64_t> row_offsets(S + 1, 0);
+  // One block table per sequence, the same for every layer (a block holds all layers).
+  std::vector<int32_t> table_ids;
+  std::vector<int64_t> table_offsets{0};
+  for (int64_t s = 0; s < S; ++s) {
+    cache.AppendBlockTable(in.cache_seq[s], in.past[s] + in.offsets[s + 1] - in.offsets[s], &table_ids);
+    table_offsets.push_back(static_cast<int64_t>(table_ids.size()));
+  }
+  const BlockTables tables{table_ids.data(), table_offsets};
   const float eps = static_cast<float>(c.rms_norm_eps);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = *layers_[l];
-    rows.clear();
-    for (int64_t s = 0; s < S; ++s) {
-      const int64_t total = in.past[s] + in.offsets[s + 1] - in.offsets[s];
-      for (int64_t p = 0; p < total; ++p) rows.push_back(cache.Row(static_cast<int64_t>(l), in.cache_seq[s], p));
-      row_offsets[s + 1] = static_cast<int64_t>(rows.size());
-      for (int64_t t = in.offsets[s]; t < in.offsets[s + 1]; ++t) {
-        new_rows[t] = rows[row_offsets[s] + positions[t]];
-      }
-    }
+    const StepCache kv{pool, static_cast<int64_t>(l), tables};
     LayerActs a;
     a.x_in = std::move(x);
     const bool forced = UseForcedRouting(L, forced_routing, T, a);
     Buffer y = ctx.Buf(T * h);
     LayerForward(ctx, L, a, forced, y.data(), [&](LayerActs& acts, float* o) {
-      StepAttention(ctx, L, acts, in, rows, row_offsets, new_rows, o);
+      StepAttention(ctx, L, acts, in, kv, o);
     });
     RecordRouting(L, a, &out.routing);
     x = std::move(y);

@@ -116,6 +116,8 @@ class CausalLM {
                                                   Backend& backend, const ServeOptions& options);
 
   const ModelConfig& config() const { return config_; }
+  // The backend the model runs on (its KV cache pool must live there too).
+  Backend& backend() const { return backend_; }
   const std::vector<Parameter>& parameters() const { return params_; }
   // For optimizers: parameter values are updated in place.
   std::vector<Parameter>& mutable_parameters() { return params_; }

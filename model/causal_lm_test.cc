@@ -114,6 +114,37 @@ TEST_P(FamilyTest, RecomputationGivesTheSameGradientsBitForBit) {
   }
 }
 
+// Training attention saves one log-sum-exp per row and head, not the [L, L] probabilities: the
+// backend memory high-water mark of a training forward + backward grows linearly with the
+// sequence length (one layer and a tiny width, so attention would dominate were it quadratic:
+// at 4096 tokens the probabilities alone would be num_attention_heads x 64 MiB).
+TEST_P(FamilyTest, TrainingMemoryGrowsLinearlyWithTheSequenceLength) {
+  ModelConfig c = *PresetConfig(GetParam() + "-nano");
+  c.num_hidden_layers = 1;
+  c.first_k_dense_replace = 0;
+  c.max_position_embeddings = 4096;
+  auto model = std::move(CausalLM::Create(c, InitParameters(c, 1)).value());
+  std::vector<int64_t> peak;
+  for (int len : {1024, 2048, 4096}) {
+    const auto batch = TokenBatch::FromSequences(RandomSequences(c.vocab_size, {len}, 5));
+    const std::vector<float> w(batch.num_targets(), 1.0f);
+    std::vector<Tensor> grads;
+    const int64_t before = CpuBackendMemoryStats().live_bytes;
+    ResetCpuBackendPeak();
+    ASSERT_TRUE(model->Forward(batch, {.keep_activations = true}).ok());
+    ASSERT_TRUE(model->Backward(w, &grads).ok());
+    model->ReleaseActivations();
+    peak.push_back(CpuBackendMemoryStats().peak_bytes - before);
+  }
+  const double r1 = static_cast<double>(peak[1]) / peak[0], r2 = static_cast<double>(peak[2]) / peak[1];
+  EXPECT_GT(r1, 1.5) << peak[0] << " " << peak[1];
+  EXPECT_LT(r1, 2.5) << peak[0] << " " << peak[1];
+  EXPECT_GT(r2, 1.5) << peak[1] << " " << peak[2];
+  EXPECT_LT(r2, 2.5) << peak[1] << " " << peak[2];
+  // And in absolute terms: under a quarter of what the probabilities would take at 4096 tokens.
+  EXPECT_LT(peak[2], c.num_attention_heads * int64_t{4096} * 4096 * 4 / 4);
+}
+
 TEST_P(FamilyTest, SaveAndLoadRoundTrip) {
   auto model = NanoModel(GetParam());
   const std::string dir = testing::MakeTempDir("roundtrip");

@@ -10,20 +10,18 @@ int64_t KvCacheRowWidth(const ModelConfig& c) {
   return 2 * c.num_key_value_heads * c.head_dim;
 }
 
-DenseKvCache::DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity)
-    : layers_(config.num_hidden_layers), num_seqs_(num_seqs), capacity_(capacity),
-      width_(KvCacheRowWidth(config)),
-      data_(static_cast<size_t>(layers_ * num_seqs_ * capacity_ * width_), 0.0f) {}
+DenseKvCache::DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity,
+                           Backend& backend)
+    : data_(&backend, num_seqs * config.num_hidden_layers * capacity * KvCacheRowWidth(config)),
+      pool_{data_.data(), num_seqs, config.num_hidden_layers, capacity, KvCacheRowWidth(config)} {}
 
-float* DenseKvCache::Row(int64_t layer, int64_t seq, int64_t position) {
-  if (layer < 0 || layer >= layers_ || seq < 0 || seq >= num_seqs_ || position < 0 ||
-      position >= capacity_) {
-    std::fprintf(stderr, "fatal: DenseKvCache row (%lld, %lld, %lld) out of range\n",
-                 static_cast<long long>(layer), static_cast<long long>(seq),
-                 static_cast<long long>(position));
+void DenseKvCache::AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) {
+  if (seq < 0 || seq >= pool_.num_blocks || length < 0 || length > pool_.block_size) {
+    std::fprintf(stderr, "fatal: DenseKvCache sequence %lld with %lld positions out of range\n",
+                 static_cast<long long>(seq), static_cast<long long>(length));
     std::abort();
   }
-  return data_.data() + ((layer * num_seqs_ + seq) * capacity_ + position) * width_;
+  if (length > 0) ids->push_back(static_cast<int32_t>(seq));
 }
 
 }  // namespace grpo

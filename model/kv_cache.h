@@ -1,7 +1,12 @@
 // The KV cache hook: where CausalLM::ForwardStep reads and writes the keys and values of past
-// positions. The rollout engine implements KvCacheView over a paged, reference-counted block
-// pool (so the G samples of a group share their prompt's rows); DenseKvCache is the simple
-// contiguous implementation for tests and single-stream generation.
+// positions. The cache is paged the way GPU engines (vLLM, FlashInfer) page it: one
+// backend-owned pool of blocks (Backend's KvCachePool: pool[block][layer][position in
+// block][row]) and, per sequence, a block table of int32 block ids, one per block_size
+// positions. Kernels (Backend::CachedAttention, WriteCache) index the pool through the tables;
+// nobody hands out row pointers. The rollout engine implements KvCacheView over a reference-
+// counted block pool (rollout/paged_kv_cache.h: the G samples of a group share their prompt's
+// blocks, copy-on-write is a block copy on the backend); DenseKvCache is the simple
+// implementation for tests and single-stream generation (one block per sequence).
 //
 // One cache row per (layer, sequence, position), KvCacheRowWidth floats:
 //   standard attention: [k of the nkv heads (after q/k norm and RoPE) | v of the nkv heads]
@@ -16,31 +21,38 @@
 
 #include "core/status.h"
 #include "model/model_config.h"
+#include "model/ops/backend.h"
 
 namespace grpo {
 
 class KvCacheView {
  public:
   virtual ~KvCacheView() = default;
-  // The row of `position` of cache sequence `seq` in decoder layer `layer`. ForwardStep only
-  // asks for positions below past + new tokens of a sequence, and writes each new position once.
-  virtual float* Row(int64_t layer, int64_t seq, int64_t position) = 0;
+  // The pool every sequence's blocks live in.
+  virtual KvCachePool pool() = 0;
+  // Appends to *ids the block table of cache sequence `seq` for positions [0, length):
+  // ceil(length / block_size) block ids. ForwardStep asks for at most past + new tokens of a
+  // sequence, and writes each new position once.
+  virtual void AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) = 0;
 };
 
 // Floats per cache row for this architecture.
 int64_t KvCacheRowWidth(const ModelConfig& config);
 
-// Room for `capacity` positions of each of `num_seqs` sequences, allocated up front.
+// Room for `capacity` positions of each of `num_seqs` sequences, allocated up front on the
+// backend: sequence s is block s of a pool whose block_size is the capacity.
 class DenseKvCache final : public KvCacheView {
  public:
-  DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity);
-  float* Row(int64_t layer, int64_t seq, int64_t position) override;
-  int64_t capacity() const { return capacity_; }
-  int64_t bytes() const { return static_cast<int64_t>(data_.size() * sizeof(float)); }
+  DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity,
+               Backend& backend = CpuBackend());
+  KvCachePool pool() override { return pool_; }
+  void AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) override;
+  int64_t capacity() const { return pool_.block_size; }
+  int64_t bytes() const { return data_.size() * static_cast<int64_t>(sizeof(float)); }
 
  private:
-  int64_t layers_, num_seqs_, capacity_, width_;
-  std::vector<float> data_;
+  Buffer data_;
+  KvCachePool pool_;
 };
 
 }  // namespace grpo

@@ -45,26 +45,24 @@ CheckedInt64 KvBytesPerPosition(const ModelConfig& c) {
   return CheckedInt64(c.num_hidden_layers) * KvCacheRowWidth(c) * kFloat;
 }
 
-CheckedInt64 ForwardActivationBytes(const ModelConfig& c, CheckedInt64 num_tokens, CheckedInt64 sum_squared_lengths,
-                                    bool keep_activations, bool recompute) {
+CheckedInt64 ActivationBytes(const ModelConfig& c, CheckedInt64 num_tokens, bool keep_activations, bool recompute) {
   const int64_t h = c.hidden_size, nh = c.num_attention_heads;
   const int64_t nkv = c.mla ? nh : c.num_key_value_heads;
   // Per token in one layer: its input and the normed input; q, k, v and the attention output;
-  // the MLP's gate and up projections (of the chosen experts, and the shared ones).
+  // the attention's log-sum-exp per head; the MLP's gate and up projections (of the chosen
+  // experts, and the shared ones).
   const CheckedInt64 attention = CheckedInt64(nh) * c.qk_head_dim() + CheckedInt64(nkv) * c.qk_head_dim() +
-                                 CheckedInt64(nkv) * c.value_head_dim() + CheckedInt64(nh) * c.value_head_dim();
+                                 CheckedInt64(nkv) * c.value_head_dim() + CheckedInt64(nh) * c.value_head_dim() + nh;
   const CheckedInt64 dense_layer = CheckedInt64(h) * 2 + attention + CheckedInt64(c.intermediate_size) * 2;
   const CheckedInt64 moe_layer = CheckedInt64(h) * 2 + attention +
                                  (CheckedInt64(c.num_experts_per_tok) + c.n_shared_experts) * c.moe_intermediate_size * 2;
-  // Attention probabilities: num_attention_heads x length^2 per sequence, in every layer.
-  const CheckedInt64 probs = sum_squared_lengths * nh;
   const int64_t moe_layers = c.NumMoeLayers(), dense_layers = c.num_hidden_layers - moe_layers;
   // One layer at a time: the smaller kind where the model has both.
   const CheckedInt64 smaller = moe_layers == 0     ? dense_layer
                                : dense_layers == 0 ? moe_layer
                                : dense_layer.value() < moe_layer.value() ? dense_layer
                                                                          : moe_layer;
-  const CheckedInt64 one_layer = num_tokens * smaller + probs;
+  const CheckedInt64 one_layer = num_tokens * smaller;
   // The residual stream between layers, and one row of logits.
   CheckedInt64 floats = num_tokens * h * 2 + (num_tokens.value() > 0 ? c.vocab_size : 0);
   if (!keep_activations) {
@@ -72,7 +70,7 @@ CheckedInt64 ForwardActivationBytes(const ModelConfig& c, CheckedInt64 num_token
   } else if (recompute) {
     floats += num_tokens * h * c.num_hidden_layers + one_layer;
   } else {
-    floats += num_tokens * (dense_layer * dense_layers + moe_layer * moe_layers) + probs * c.num_hidden_layers;
+    floats += num_tokens * (dense_layer * dense_layers + moe_layer * moe_layers);
   }
   return floats * kFloat;
 }

@@ -27,14 +27,13 @@ CheckedInt64 ModelWeightBytes(const ModelConfig& config, WeightFormat format);
 // One cached position of one sequence, all layers (KvCacheRowWidth floats per layer).
 CheckedInt64 KvBytesPerPosition(const ModelConfig& config);
 
-// Activations of one CausalLM::Forward over `num_tokens` tokens whose sequences' squared lengths
-// sum to `sum_squared_lengths` (attention keeps num_attention_heads x length^2 probabilities
-// per sequence and layer). Inference holds one layer's at a time; keep_activations (training)
-// every layer's, or with `recompute` every layer's input plus one layer's. Backward's
-// gradient buffers are not included.
-CheckedInt64 ForwardActivationBytes(const ModelConfig& config, CheckedInt64 num_tokens,
-                                    CheckedInt64 sum_squared_lengths, bool keep_activations,
-                                    bool recompute = false);
+// Activations of one CausalLM::Forward over `num_tokens` tokens: linear in the tokens, whatever
+// the sequence lengths (attention keeps one log-sum-exp per token and head, never the [L, L]
+// probabilities; Backend::Attention). Inference holds one layer's at a time; keep_activations
+// (training) every layer's, or with `recompute` every layer's input plus one layer's.
+// Backward's gradient buffers are not included.
+CheckedInt64 ActivationBytes(const ModelConfig& config, CheckedInt64 num_tokens, bool keep_activations,
+                             bool recompute = false);
 
 // Adds the weights in `format` to `plan`; with `training`, also their f32 gradients and AdamW's
 // two f32 moments. `what` prefixes the labels (e.g. "policy", "reference model"); the weights'

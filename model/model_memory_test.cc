@@ -49,20 +49,24 @@ TEST(ModelMemory, TrainingPlanOfARealModelNamesItsParts) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("policy weights, f32 (hidden_size 3584, intermediate_size 18944"));
 }
 
-TEST(ModelMemory, AttentionGrowsWithTheSquareOfTheLength) {
+TEST(ModelMemory, ActivationsGrowLinearlyWithTheTokens) {
   const ModelConfig c = *PresetConfig("llama-nano");
-  // One 32768-token line against 32 lines of 1024: the same tokens, 32 times the probabilities.
-  const int64_t one = ForwardActivationBytes(c, 32768, CheckedInt64(32768) * 32768, false).value();
-  const int64_t many = ForwardActivationBytes(c, 32768, CheckedInt64(1024) * 1024 * 32, false).value();
-  EXPECT_GE(one, int64_t{4} * c.num_attention_heads * 32768 * 32768);
-  EXPECT_LT(many * 8, one);
+  // Attention keeps a log-sum-exp per token and head, not length^2 probabilities: doubling the
+  // tokens adds what the first half took (but for the one row of logits).
+  const int64_t half = ActivationBytes(c, 16384, false).value();
+  const int64_t whole = ActivationBytes(c, 32768, false).value();
+  EXPECT_EQ(whole - half, half - int64_t{4} * c.vocab_size);
+  const int64_t per_token_layer = c.hidden_size * 2 + c.num_attention_heads * c.head_dim * 2 +
+                                  c.num_key_value_heads * c.head_dim * 2 + c.num_attention_heads +
+                                  c.intermediate_size * 2;
+  EXPECT_GE(half, int64_t{4} * 16384 * per_token_layer);
   // Training keeps every layer's; recomputation only the inputs and one layer.
-  const int64_t keep = ForwardActivationBytes(c, 1024, 1024 * 1024, true).value();
-  const int64_t recompute = ForwardActivationBytes(c, 1024, 1024 * 1024, true, true).value();
-  const int64_t infer = ForwardActivationBytes(c, 1024, 1024 * 1024, false).value();
+  const int64_t keep = ActivationBytes(c, 1024, true).value();
+  const int64_t recompute = ActivationBytes(c, 1024, true, true).value();
+  const int64_t infer = ActivationBytes(c, 1024, false).value();
   EXPECT_GT(keep, recompute);
   EXPECT_GT(recompute, infer);
-  EXPECT_TRUE(ForwardActivationBytes(c, int64_t{1} << 62, int64_t{1} << 62, true).overflowed());
+  EXPECT_TRUE(ActivationBytes(c, int64_t{1} << 62, true).overflowed());
 }
 
 std::unique_ptr<CausalLM> Nano(int64_t max_positions) {
@@ -88,14 +92,14 @@ TEST(ModelMemory, ForwardRefusesSequencesBeyondMaxPositions) {
 // activations exceed the budget is an error before it allocates them.
 TEST(ModelMemory, ForwardRefusesActivationsBeyondTheBudget) {
   auto model = Nano(32768);
-  const TokenBatch line = TokenBatch::FromSequences({std::vector<int32_t>(2048, 3)});  // 64 MiB of probs
+  const TokenBatch line = TokenBatch::FromSequences({std::vector<int32_t>(8192, 3)});  // ~23 MiB
   {
     MemoryLimit limit("16");
     auto out = model->Forward(line, {});
     ASSERT_FALSE(out.ok());
     EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted);
     EXPECT_THAT(std::string(out.status().message()), HasSubstr("a forward pass needs at least"));
-    EXPECT_THAT(std::string(out.status().message()), HasSubstr("the longest 2048 tokens"));
+    EXPECT_THAT(std::string(out.status().message()), HasSubstr("the longest 8192 tokens"));
     EXPECT_THAT(std::string(out.status().message()), HasSubstr("(GRPO_MEMORY_LIMIT_MB=16)"));
     // Training keeps more: refused as well.
     ForwardOptions train;

@@ -70,7 +70,7 @@ struct Entry {
 class RolloutEngine::Impl {
  public:
   Impl(std::unique_ptr<CausalLM> model, EngineOptions o, int64_t num_blocks)
-      : model_(std::move(model)), o_(o), pool_(model_->config(), num_blocks, o.block_size), cache_(pool_) {
+      : model_(std::move(model)), o_(o), pool_(model_->config(), num_blocks, o.block_size, model_->backend()), cache_(pool_) {
     const auto& params = model_->parameters();
     for (size_t i = 0; i < params.size(); ++i) {
       index_[params[i].spec.name] = static_cast<int>(i);

@@ -1,7 +1,5 @@
 #include "rollout/paged_kv_cache.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -11,20 +9,14 @@
 
 namespace grpo {
 
-KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size)
-    : layers_(config.num_hidden_layers), num_blocks_(num_blocks), block_size_(block_size),
-      width_(KvCacheRowWidth(config)),
-      floats_(static_cast<size_t>(num_blocks * layers_ * block_size * width_)),
+KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size,
+                         Backend& backend)
+    : backend_(backend), num_blocks_(num_blocks), block_size_(block_size),
+      data_(&backend, num_blocks * config.num_hidden_layers * block_size * KvCacheRowWidth(config)),
+      view_{data_.data(), num_blocks, config.num_hidden_layers, block_size, KvCacheRowWidth(config)},
       refs_(num_blocks, 0) {
-  void* p = mmap(nullptr, std::max<size_t>(floats_, 1) * sizeof(float), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  madvise(p, floats_ * sizeof(float), MADV_HUGEPAGE);  // best effort
-  data_ = static_cast<float*>(p);
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
-
-KvBlockPool::~KvBlockPool() { munmap(data_, std::max<size_t>(floats_, 1) * sizeof(float)); }
 
 absl::StatusOr<int32_t> KvBlockPool::Allocate() {
   if (free_.empty()) {
@@ -47,15 +39,7 @@ void KvBlockPool::Release(int32_t block) {
   if (--refs_[block] == 0) free_.push_back(block);
 }
 
-void KvBlockPool::Copy(int32_t from, int32_t to) {
-  const size_t block_floats = static_cast<size_t>(layers_ * block_size_ * width_);
-  std::memcpy(data_ + to * block_floats, data_ + from * block_floats,
-              block_floats * sizeof(float));
-}
-
-float* KvBlockPool::Row(int32_t block, int64_t layer, int64_t offset) {
-  return data_ + ((static_cast<int64_t>(block) * layers_ + layer) * block_size_ + offset) * width_;
-}
+void KvBlockPool::Copy(int32_t from, int32_t to) { backend_.CopyCacheBlocks(view_, &from, &to, 1); }
 
 PagedKvCache::~PagedKvCache() {
   for (int64_t s = 0; s < static_cast<int64_t>(seqs_.size()); ++s) FreeSequence(s);
@@ -112,15 +96,16 @@ void PagedKvCache::FreeSequence(int64_t seq) {
   s.live = false;
 }
 
-float* PagedKvCache::Row(int64_t layer, int64_t seq, int64_t position) {
+void PagedKvCache::AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) {
   const Sequence& s = seqs_[seq];
   const int64_t bs = pool_.block_size();
-  if (position < 0 || position / bs >= static_cast<int64_t>(s.blocks.size())) {
-    std::fprintf(stderr, "fatal: KV position %lld of sequence %lld is not reserved\n",
-                 static_cast<long long>(position), static_cast<long long>(seq));
+  const int64_t need = (length + bs - 1) / bs;
+  if (length < 0 || need > static_cast<int64_t>(s.blocks.size())) {
+    std::fprintf(stderr, "fatal: KV positions [0, %lld) of sequence %lld are not reserved\n",
+                 static_cast<long long>(length), static_cast<long long>(seq));
     std::abort();
   }
-  return pool_.Row(s.blocks[position / bs], layer, position % bs);
+  ids->insert(ids->end(), s.blocks.begin(), s.blocks.begin() + need);
 }
 
 }  // namespace grpo

@@ -12,6 +12,16 @@ namespace {
 
 ModelConfig Nano() { return *PresetConfig("deepseek_v3-nano"); }
 
+// The row of `position` of `seq` in `layer`, found through the sequence's block table as a
+// kernel finds it (the CPU backend's pool is host memory).
+float* Row(PagedKvCache& cache, int64_t layer, int64_t seq, int64_t position) {
+  std::vector<int32_t> table;
+  cache.AppendBlockTable(seq, position + 1, &table);
+  const KvCachePool p = cache.pool();
+  const int64_t block = table[position / p.block_size];
+  return p.data + ((block * p.num_layers + layer) * p.block_size + position % p.block_size) * p.row_width;
+}
+
 TEST(PagedKvCache, ForkSharesBlocksAndWritesCopyOnlyTheLastPartialBlock) {
   const ModelConfig c = Nano();
   KvBlockPool pool(c, 16, 4);
@@ -19,7 +29,7 @@ TEST(PagedKvCache, ForkSharesBlocksAndWritesCopyOnlyTheLastPartialBlock) {
   const int64_t a = cache.AddSequence();
   ASSERT_TRUE(cache.Reserve(a, 10, 0).ok());  // 3 blocks, the last one half full
   EXPECT_EQ(pool.free_blocks(), 13);
-  for (int64_t p = 0; p < 10; ++p) cache.Row(1, a, p)[0] = static_cast<float>(p);
+  for (int64_t p = 0; p < 10; ++p) Row(cache, 1, a, p)[0] = static_cast<float>(p);
   const int64_t b = cache.Fork(a);
   EXPECT_EQ(pool.free_blocks(), 13);  // nothing copied
   for (int32_t blk : cache.blocks(a)) EXPECT_EQ(pool.ref_count(blk), 2);
@@ -29,10 +39,11 @@ TEST(PagedKvCache, ForkSharesBlocksAndWritesCopyOnlyTheLastPartialBlock) {
   EXPECT_EQ(cache.blocks(a)[0], cache.blocks(b)[0]);
   EXPECT_EQ(cache.blocks(a)[1], cache.blocks(b)[1]);
   EXPECT_NE(cache.blocks(a)[2], cache.blocks(b)[2]);
-  EXPECT_EQ(cache.Row(1, b, 9)[0], 9.0f);  // the copy carries the shared rows
-  cache.Row(1, b, 10)[0] = 100.0f;
-  cache.Row(1, b, 9)[0] = -1.0f;
-  EXPECT_EQ(cache.Row(1, a, 9)[0], 9.0f);  // the parent is untouched
+  EXPECT_EQ(Row(cache, 1, b, 9)[0], 9.0f);  // the copy carries the shared rows
+  Row(cache, 1, b, 10)[0] = 100.0f;
+  Row(cache, 1, b, 9)[0] = -1.0f;
+  EXPECT_EQ(Row(cache, 1, a, 9)[0], 9.0f);  // the parent is untouched
+  EXPECT_EQ(Row(cache, 0, a, 0), cache.pool().data + cache.blocks(a)[0] * 4 * KvCacheRowWidth(c) * c.num_hidden_layers);
   // Growing into a new block allocates one; no copy since nothing there is shared.
   ASSERT_TRUE(cache.Reserve(b, 13, 12).ok());
   EXPECT_EQ(pool.free_blocks(), 11);

@@ -25,13 +25,4 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
   return *this;
 }
 
-int64_t AttentionProbsSize(std::span<const int64_t> seq_offsets, int64_t nh) {
-  int64_t total = 0;
-  for (size_t s = 0; s + 1 < seq_offsets.size(); ++s) {
-    const int64_t len = seq_offsets[s + 1] - seq_offsets[s];
-    total += nh * len * len;
-  }
-  return total;
-}
-
 }  // namespace grpo

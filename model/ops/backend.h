@@ -101,6 +101,24 @@ struct CacheRowLayout {
   int64_t k_offset = 0, v_offset = 0;
 };
 
+// The paged KV cache as kernels index it (the vLLM / FlashInfer layout): one backend buffer of
+// `num_blocks` blocks, each holding `block_size` consecutive positions of one sequence in every
+// layer: row (block b, layer l, position-in-block i) starts at
+//   data + ((b * num_layers + l) * block_size + i) * row_width.
+// MLA's latent cache is the same pool with its own row width (model/kv_cache.h).
+struct KvCachePool {
+  float* data = nullptr;
+  int64_t num_blocks = 0, num_layers = 0, block_size = 0, row_width = 0;
+};
+
+// The block tables of the sequences of one call, packed: position p of sequence s lives in
+// block ids[offsets[s] + p / block_size], row p % block_size. offsets has num_seqs + 1 entries.
+// (On a device backend `ids` is a small int32 device buffer.)
+struct BlockTables {
+  const int32_t* ids = nullptr;
+  std::span<const int64_t> offsets;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -163,31 +181,41 @@ class Backend {
                     const float* sin, bool inverse) = 0;
 
   // ---- attention ----------------------------------------------------------------------------
-  // Causal attention within each packed sequence. q: [T, nh, dqk], k: [T, nkv, dqk],
-  // v: [T, nkv, dv], out: [T, nh, dv] (sizes from `heads`). probs receives the
-  // softmax of each sequence and head, [L_s, L_s] row-major per (s, h), sequences in order, heads
-  // inner (AttentionProbsSize floats); it is needed by the backward.
-  virtual void Attention(const float* q, const float* k, const float* v, float* out,
-                         float* probs, std::span<const int64_t> seq_offsets,
-                         const AttentionHeads& heads) = 0;
-  // dq, dk, dv overwritten.
+  // Causal attention within each packed sequence, FlashAttention-style. q: [T, nh, dqk],
+  // k: [T, nkv, dqk], v: [T, nkv, dv], out: [T, nh, dv] (sizes from `heads`). lse: [T, nh]
+  // receives the log-sum-exp of each row's scaled, masked scores (log sum_j exp(scale q.k_j)),
+  // the one number per row and head the backward needs: the probabilities are never stored
+  // (O(T) memory, not O(L^2)); a backend computes them block by block (online softmax over key
+  // blocks) in scratch whose size does not depend on the sequence lengths.
+  virtual void Attention(const float* q, const float* k, const float* v, float* out, float* lse,
+                         std::span<const int64_t> seq_offsets, const AttentionHeads& heads) = 0;
+  // The backward of Attention from its inputs, its output `out` and its `lse`: recomputes the
+  // probabilities block by block (P = exp(scale q.k - lse)) and uses D_i = rowsum(dout_i * out_i)
+  // for the softmax gradient. dq, dk, dv overwritten; extra memory is block-sized scratch only.
   virtual void AttentionBackward(const float* dout, const float* q, const float* k,
-                                 const float* v, const float* probs, float* dq, float* dk,
-                                 float* dv, std::span<const int64_t> seq_offsets,
+                                 const float* v, const float* out, const float* lse, float* dq,
+                                 float* dk, float* dv, std::span<const int64_t> seq_offsets,
                                  const AttentionHeads& heads) = 0;
 
-  // Attention of new tokens over cached rows (decoding and chunked prefill). Sequence s has
+  // Attention of new tokens over the paged cache (decoding and chunked prefill). Sequence s has
   // new tokens q rows [q_offsets[s], q_offsets[s+1]) at positions past[s] + i; they attend
-  // causally to positions [0, past[s] + i]. rows[row_offsets[s] + p] points at the cache row of
-  // position p of sequence s, laid out as `layout` says. q: [Tn, nh, dqk], out: [Tn, nh, dv]
+  // causally to positions [0, past[s] + i], read from layer `layer` of `pool` through the
+  // sequence's block table (rows laid out as `layout` says). q: [Tn, nh, dqk], out: [Tn, nh, dv]
   // (overwritten).
   virtual void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
-                               std::span<const int64_t> past, const float* const* rows,
-                               std::span<const int64_t> row_offsets, const AttentionHeads& heads,
-                               const CacheRowLayout& layout) = 0;
-  // rows[i][offset + c] = src[i*src_stride + c] for i < n, c < cols (writes into a cache).
-  virtual void WriteRows(const float* src, int64_t src_stride, float* const* rows, int64_t offset,
-                         int64_t n, int64_t cols) = 0;
+                               std::span<const int64_t> past, const KvCachePool& pool,
+                               int64_t layer, const BlockTables& tables,
+                               const AttentionHeads& heads, const CacheRowLayout& layout) = 0;
+  // Writes the new tokens' rows into layer `layer` of the cache: for token t of sequence s (at
+  // position past[s] + t - q_offsets[s]), row floats [col, col + cols) = src[t*src_stride + c].
+  virtual void WriteCache(const float* src, int64_t src_stride, const KvCachePool& pool,
+                          int64_t layer, const BlockTables& tables,
+                          std::span<const int64_t> q_offsets, std::span<const int64_t> past,
+                          int64_t col, int64_t cols) = 0;
+  // Copies every layer's rows of block from[i] into block to[i], i < n (copy-on-write of blocks
+  // that sequences share).
+  virtual void CopyCacheBlocks(const KvCachePool& pool, const int32_t* from, const int32_t* to,
+                               int64_t n) = 0;
 
   // ---- activations --------------------------------------------------------------------------
   // out = silu(gate) * up.
@@ -228,11 +256,17 @@ class Backend {
                                          int64_t vocab) = 0;
 };
 
-// Floats needed for Attention's probs for these sequences and heads.
-int64_t AttentionProbsSize(std::span<const int64_t> seq_offsets, int64_t nh);
-
 // The CPU backend (OpenBLAS GEMMs, threads from ThreadPool::Default()).
 Backend& CpuBackend();
+
+// Bytes the CPU backend has handed out and not taken back (Allocate's size classes), now and at
+// most since the last ResetCpuBackendPeak: for tests and benchmarks of activation memory.
+struct BackendMemoryStats {
+  int64_t live_bytes = 0;
+  int64_t peak_bytes = 0;
+};
+BackendMemoryStats CpuBackendMemoryStats();
+void ResetCpuBackendPeak();  // peak_bytes = live_bytes
 
 }  // namespace grpo
 

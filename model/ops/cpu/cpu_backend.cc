@@ -2,6 +2,7 @@
 // from the shared ThreadPool, splitting work into fixed chunks, so results are bit-for-bit
 // reproducible run to run for a given thread count.
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <string>
 #include <unordered_map>
@@ -24,8 +26,119 @@ namespace {
 
 ThreadPool& Pool() { return ThreadPool::Default(); }
 
-// Row block of the causal attention kernels.
+// Blocked causal attention (FlashAttention-style): query rows in blocks of kAttnBlock, keys in
+// blocks of kKeyBlock. kKeyBlock is a multiple of kAttnBlock, so every row of a query block sees
+// at least one key of each key block it visits, and sequences up to kKeyBlock long take one
+// key block (no rescaling). Scratch: two [kAttnBlock, kKeyBlock] score blocks per thread.
 constexpr int64_t kAttnBlock = 64;
+constexpr int64_t kKeyBlock = 256;
+static_assert(kKeyBlock % kAttnBlock == 0);
+
+// One (sequence, head) of the packed attention tensors: row r of q starts at q + r * q_stride,
+// and so on; `len` rows each.
+struct HeadSlices {
+  const float* q;
+  const float* k;
+  const float* v;
+  const float* out;  // the forward's output (backward only)
+  int64_t q_stride, k_stride, v_stride, out_stride;
+  int64_t len, dqk, dv;
+  float scale;
+};
+
+// Keys of row r visible in the key block starting at c0 of n keys: those at positions <= r.
+int64_t VisibleKeys(int64_t r, int64_t c0, int64_t n) { return std::min(n, r + 1 - c0); }
+
+// Forward of query rows [r0, r1): online softmax over the key blocks [0, r1). out rows are the
+// unnormalized accumulator until the last block; lse[r * lse_stride] = max + log(sum).
+void AttendQueryBlock(const HeadSlices& x, int64_t r0, int64_t r1, float* out, int64_t out_stride,
+                      float* lse, int64_t lse_stride, float* scores) {
+  const int64_t nq = r1 - r0;
+  float row_max[kAttnBlock], row_sum[kAttnBlock];
+  std::fill_n(row_max, nq, -std::numeric_limits<float>::infinity());
+  std::fill_n(row_sum, nq, 0.0f);
+  for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
+    const int64_t nk = std::min(r1, c0 + kKeyBlock) - c0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, x.dqk, x.scale,
+                x.q + r0 * x.q_stride, x.q_stride, x.k + c0 * x.k_stride, x.k_stride, 0.0f,
+                scores, nk);
+    for (int64_t i = 0; i < nq; ++i) {
+      float* row = scores + i * nk;
+      const int64_t visible = VisibleKeys(r0 + i, c0, nk);
+      const float new_max = std::max(row_max[i], cpu::RowMax(row, visible));
+      const float rescale = std::exp(row_max[i] - new_max);  // 0 on the first block
+      row_sum[i] = row_sum[i] * rescale + cpu::ExpShiftedRow(row, visible, new_max);
+      std::fill(row + visible, row + nk, 0.0f);
+      row_max[i] = new_max;
+      if (c0 > 0 && rescale != 1.0f) {
+        float* o = out + (r0 + i) * out_stride;
+        for (int64_t d = 0; d < x.dv; ++d) o[d] *= rescale;
+      }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, x.dv, nk, 1.0f, scores, nk,
+                x.v + c0 * x.v_stride, x.v_stride, c0 == 0 ? 0.0f : 1.0f, out + r0 * out_stride,
+                out_stride);
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    float* o = out + (r0 + i) * out_stride;
+    const float inv = 1.0f / row_sum[i];
+    for (int64_t d = 0; d < x.dv; ++d) o[d] *= inv;
+    lse[(r0 + i) * lse_stride] = row_max[i] + std::log(row_sum[i]);
+  }
+}
+
+// Backward of query rows [r0, r1) of one head: recomputes P = exp(scale q.k - lse) key block by
+// key block and accumulates dq (these rows), dk and dv (the block's keys) with beta = 1.
+void AttendQueryBlockBackward(const HeadSlices& x, int64_t r0, int64_t r1, const float* dout,
+                              int64_t dout_stride, const float* lse, int64_t lse_stride,
+                              float* dq, int64_t dq_stride, float* dk, int64_t dk_stride,
+                              float* dv, int64_t dv_stride, float* scores, float* dp) {
+  const int64_t nq = r1 - r0;
+  float d_row[kAttnBlock];  // D_i = rowsum(dout_i * out_i)
+  for (int64_t i = 0; i < nq; ++i) {
+    const float* a = dout + (r0 + i) * dout_stride;
+    const float* b = x.out + (r0 + i) * x.out_stride;
+    float sum = 0.0f;
+    for (int64_t d = 0; d < x.dv; ++d) sum += a[d] * b[d];
+    d_row[i] = sum;
+  }
+  const float* q_blk = x.q + r0 * x.q_stride;
+  const float* do_blk = dout + r0 * dout_stride;
+  for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
+    const int64_t nk = std::min(r1, c0 + kKeyBlock) - c0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, x.dqk, x.scale, q_blk,
+                x.q_stride, x.k + c0 * x.k_stride, x.k_stride, 0.0f, scores, nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, x.dv, 1.0f, do_blk, dout_stride,
+                x.v + c0 * x.v_stride, x.v_stride, 0.0f, dp, nk);
+    for (int64_t i = 0; i < nq; ++i) {
+      float* s_row = scores + i * nk;
+      float* dp_row = dp + i * nk;
+      const int64_t visible = VisibleKeys(r0 + i, c0, nk);
+      // scores -> P, dp -> dS = P * (dP - D) * scale
+      cpu::SoftmaxGradRow(s_row, dp_row, visible, lse[(r0 + i) * lse_stride], d_row[i], x.scale);
+      std::fill(s_row + visible, s_row + nk, 0.0f);
+      std::fill(dp_row + visible, dp_row + nk, 0.0f);
+    }
+    // dV_j += P^T dO_i;  dQ_i += dS K_j;  dK_j += dS^T Q_i
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, x.dv, nq, 1.0f, scores, nk, do_blk,
+                dout_stride, 1.0f, dv + c0 * dv_stride, dv_stride);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, x.dqk, nk, 1.0f, dp, nk,
+                x.k + c0 * x.k_stride, x.k_stride, 1.0f, dq + r0 * dq_stride, dq_stride);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, x.dqk, nq, 1.0f, dp, nk, q_blk,
+                x.q_stride, 1.0f, dk + c0 * dk_stride, dk_stride);
+  }
+}
+
+// Row (block, layer, offset) of a paged cache pool.
+float* CacheRow(const KvCachePool& pool, int64_t layer, int32_t block, int64_t offset) {
+  return pool.data +
+         ((static_cast<int64_t>(block) * pool.num_layers + layer) * pool.block_size + offset) *
+             pool.row_width;
+}
+
+void ZeroRows(float* x, int64_t stride, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) std::memset(x + r * stride, 0, cols * sizeof(float));
+}
 
 // Grain (in rows) such that each chunk has at least ~64k flops of work.
 int64_t RowGrain(int64_t work_per_row) {
@@ -41,6 +154,15 @@ class CpuBackendImpl final : public Backend {
   }
 
   const char* name() const override { return "cpu"; }
+
+  BackendMemoryStats MemoryStats() {
+    SpinGuard lock(lock_);
+    return {static_cast<int64_t>(live_bytes_), static_cast<int64_t>(peak_bytes_)};
+  }
+  void ResetPeak() {
+    SpinGuard lock(lock_);
+    peak_bytes_ = live_bytes_;
+  }
 
   // Requests are rounded up to size classes (multiples of 64 bytes up to 4 KiB, then four classes
   // per power of two), so batches whose shapes vary from step to step (RL: every packed batch
@@ -61,6 +183,8 @@ class CpuBackendImpl final : public Backend {
     char* base = nullptr;
     {
       SpinGuard lock(lock_);
+      live_bytes_ += bytes;
+      peak_bytes_ = std::max(peak_bytes_, live_bytes_);
       auto it = free_.find(bytes);
       if (it != free_.end() && !it->second.empty()) {
         base = static_cast<char*>(it->second.back());
@@ -71,6 +195,7 @@ class CpuBackendImpl final : public Backend {
     if (base == nullptr) {
       base = static_cast<char*>(std::aligned_alloc(64, bytes + kHeader));
       if (base == nullptr) throw std::bad_alloc();  // an error for the command, not an abort
+      if (bytes >= kHugePageMinBytes) AdviseHugePages(base, bytes + kHeader);
       *reinterpret_cast<size_t*>(base) = bytes;
     }
     float* p = reinterpret_cast<float*>(base + kHeader);
@@ -82,6 +207,7 @@ class CpuBackendImpl final : public Backend {
     const size_t bytes = *reinterpret_cast<size_t*>(base);
     {
       SpinGuard lock(lock_);
+      live_bytes_ -= bytes;
       if (cached_bytes_ + bytes <= kMaxCachedBytes) {
         free_[bytes].push_back(base);
         cached_bytes_ += bytes;
@@ -176,8 +302,8 @@ class CpuBackendImpl final : public Backend {
   }
 
   void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
-                       std::span<const int64_t> past, const float* const* rows,
-                       std::span<const int64_t> row_offsets, const AttentionHeads& heads,
+                       std::span<const int64_t> past, const KvCachePool& pool, int64_t layer,
+                       const BlockTables& tables, const AttentionHeads& heads,
                        const CacheRowLayout& layout) override {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t k_offset = layout.k_offset, v_offset = layout.v_offset;
@@ -186,13 +312,23 @@ class CpuBackendImpl final : public Backend {
     const int64_t group = nh / nkv;
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
+      std::vector<const float*> seq_rows;  // the rows of the task's sequence, from its block table
+      int64_t rows_of = -1;
       for (int64_t task = i0; task < i1; ++task) {
         const int64_t s = task / nh, h = task % nh, g = h / group;
-        const float* const* seq_rows = rows + row_offsets[s];
+        if (s != rows_of) {
+          const int64_t len = past[s] + q_offsets[s + 1] - q_offsets[s];
+          const int32_t* blocks = tables.ids + tables.offsets[s];
+          seq_rows.resize(len);
+          for (int64_t p = 0; p < len; ++p) {
+            seq_rows[p] = CacheRow(pool, layer, blocks[p / pool.block_size], p % pool.block_size);
+          }
+          rows_of = s;
+        }
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
           scores.resize(pos + 1);
-          cpu::AttendCachedQuery(q + (t * nh + h) * dqk, seq_rows, pos + 1, k_offset + g * dqk,
+          cpu::AttendCachedQuery(q + (t * nh + h) * dqk, seq_rows.data(), pos + 1, k_offset + g * dqk,
                                  v_offset + g * dv, dqk, dv, scale, scores.data(),
                                  out + (t * nh + h) * dv);
         }
@@ -206,10 +342,25 @@ class CpuBackendImpl final : public Backend {
     });
   }
 
-  void WriteRows(const float* src, int64_t src_stride, float* const* rows, int64_t offset,
-                 int64_t n, int64_t cols) override {
+  void WriteCache(const float* src, int64_t src_stride, const KvCachePool& pool, int64_t layer,
+                  const BlockTables& tables, std::span<const int64_t> q_offsets,
+                  std::span<const int64_t> past, int64_t col, int64_t cols) override {
+    for (size_t s = 0; s < past.size(); ++s) {
+      const int32_t* blocks = tables.ids + tables.offsets[s];
+      for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
+        const int64_t p = past[s] + t - q_offsets[s];
+        std::memcpy(CacheRow(pool, layer, blocks[p / pool.block_size], p % pool.block_size) + col,
+                    src + t * src_stride, cols * sizeof(float));
+      }
+    }
+  }
+
+  void CopyCacheBlocks(const KvCachePool& pool, const int32_t* from, const int32_t* to,
+                       int64_t n) override {
+    const int64_t block_floats = pool.num_layers * pool.block_size * pool.row_width;
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(rows[i] + offset, src + i * src_stride, cols * sizeof(float));
+      std::memcpy(pool.data + to[i] * block_floats, pool.data + from[i] * block_floats,
+                  block_floats * sizeof(float));
     }
   }
 
@@ -285,91 +436,57 @@ class CpuBackendImpl final : public Backend {
     });
   }
 
-  void Attention(const float* q, const float* k, const float* v, float* out, float* probs,
+  void Attention(const float* q, const float* k, const float* v, float* out, float* lse,
                  std::span<const int64_t> seq_offsets, const AttentionHeads& heads) override {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
-    const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
-    const std::vector<int64_t> probs_at = ProbsOffsets(seq_offsets, nh);
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
+      std::vector<float> scores(kAttnBlock * kKeyBlock);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t s = i / nh, h = i % nh, kvh = h / (nh / nkv);
         const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
-        if (len == 0) continue;
-        float* p = probs + probs_at[s] + h * len * len;
-        const float* qh = q + start * nh * dqk + h * dqk;
-        const float* kh = k + start * nkv * dqk + kvh * dqk;
-        const float* vh = v + start * nkv * dv + kvh * dv;
-        // Rows in blocks of kAttnBlock: block [r0, r1) sees columns [0, r1) only, so the masked
-        // upper triangle beyond each block's diagonal is never computed.
+        const HeadSlices x{q + start * nh * dqk + h * dqk, k + start * nkv * dqk + kvh * dqk,
+                           v + start * nkv * dv + kvh * dv, nullptr, nh * dqk, nkv * dqk,
+                           nkv * dv, 0, len, dqk, dv, heads.scale};
         for (int64_t r0 = 0; r0 < len; r0 += kAttnBlock) {
-          const int64_t r1 = std::min(len, r0 + kAttnBlock);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, dqk, scale,
-                      qh + r0 * nh * dqk, nh * dqk, kh, nkv * dqk, 0.0f, p + r0 * len, len);
-          for (int64_t r = r0; r < r1; ++r) {
-            float* row = p + r * len;
-            cpu::Softmax(row, r + 1);
-            std::fill(row + r + 1, row + len, 0.0f);
-          }
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, dv, r1, 1.0f,
-                      p + r0 * len, len, vh, nkv * dv, 0.0f,
-                      out + (start + r0) * nh * dv + h * dv, nh * dv);
+          AttendQueryBlock(x, r0, std::min(len, r0 + kAttnBlock), out + start * nh * dv + h * dv,
+                           nh * dv, lse + start * nh + h, nh, scores.data());
         }
       }
     });
   }
 
   void AttentionBackward(const float* dout, const float* q, const float* k, const float* v,
-                         const float* probs, float* dq, float* dk, float* dv,
+                         const float* out, const float* lse, float* dq, float* dk, float* dv,
                          std::span<const int64_t> seq_offsets,
                          const AttentionHeads& heads) override {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv_dim = heads.dv;
-    const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
-    const std::vector<int64_t> probs_at = ProbsOffsets(seq_offsets, nh);
     const int64_t group = nh / nkv;
     // One task per (sequence, kv head): the q heads sharing a kv head accumulate into the same
-    // dk/dv rows, so they run in one task, in order.
+    // dk/dv rows, so they run in one task, in order (no atomics; fixed summation order).
     Pool().ParallelFor(num_seqs * nkv, 1, [&](int64_t i0, int64_t i1) {
-      std::vector<float> dp;
+      std::vector<float> scores(kAttnBlock * kKeyBlock), dp(kAttnBlock * kKeyBlock);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t s = i / nkv, kvh = i % nkv;
         const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
-        if (len == 0) continue;
-        dp.resize(len * len);
-        const float* kh = k + start * nkv * dqk + kvh * dqk;
-        const float* vh = v + start * nkv * dv_dim + kvh * dv_dim;
         float* dkh = dk + start * nkv * dqk + kvh * dqk;
         float* dvh = dv + start * nkv * dv_dim + kvh * dv_dim;
-        for (int64_t r = 0; r < len; ++r) {
-          std::memset(dkh + r * nkv * dqk, 0, dqk * sizeof(float));
-          std::memset(dvh + r * nkv * dv_dim, 0, dv_dim * sizeof(float));
-        }
+        ZeroRows(dkh, nkv * dqk, len, dqk);
+        ZeroRows(dvh, nkv * dv_dim, len, dv_dim);
         for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-          const float* p = probs + probs_at[s] + h * len * len;
-          const float* doh = dout + start * nh * dv_dim + h * dv_dim;
-          const float* qh = q + start * nh * dqk + h * dqk;
+          const HeadSlices x{q + start * nh * dqk + h * dqk, k + start * nkv * dqk + kvh * dqk,
+                             v + start * nkv * dv_dim + kvh * dv_dim,
+                             out + start * nh * dv_dim + h * dv_dim, nh * dqk, nkv * dqk,
+                             nkv * dv_dim, nh * dv_dim, len, dqk, dv_dim, heads.scale};
           float* dqh = dq + start * nh * dqk + h * dqk;
-          // dV += P^T dO
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dv_dim, len, 1.0f, p, len,
-                      doh, nh * dv_dim, 1.0f, dvh, nkv * dv_dim);
-          // dP = dO V^T
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, dv_dim, 1.0f, doh,
-                      nh * dv_dim, vh, nkv * dv_dim, 0.0f, dp.data(), len);
-          // dS = P * (dP - rowsum(P * dP)), then scaled
-          for (int64_t r = 0; r < len; ++r) {
-            const float* pr = p + r * len;
-            float* dr = dp.data() + r * len;
-            float dot = 0.0f;
-            for (int64_t c = 0; c <= r; ++c) dot += pr[c] * dr[c];
-            for (int64_t c = 0; c <= r; ++c) dr[c] = pr[c] * (dr[c] - dot) * scale;
-            for (int64_t c = r + 1; c < len; ++c) dr[c] = 0.0f;
+          ZeroRows(dqh, nh * dqk, len, dqk);
+          for (int64_t r0 = 0; r0 < len; r0 += kAttnBlock) {
+            AttendQueryBlockBackward(x, r0, std::min(len, r0 + kAttnBlock),
+                                     dout + start * nh * dv_dim + h * dv_dim, nh * dv_dim,
+                                     lse + start * nh + h, nh, dqh, nh * dqk, dkh, nkv * dqk,
+                                     dvh, nkv * dv_dim, scores.data(), dp.data());
           }
-          // dQ = dS K ; dK += dS^T Q
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, dqk, len, 1.0f, dp.data(),
-                      len, kh, nkv * dqk, 0.0f, dqh, nh * dqk);
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, dqk, len, 1.0f, dp.data(),
-                      len, qh, nh * dqk, 1.0f, dkh, nkv * dqk);
         }
       }
     });
@@ -466,6 +583,15 @@ class CpuBackendImpl final : public Backend {
  private:
   static constexpr size_t kMaxCachedBytes = size_t{2} << 30;
   static constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned
+  // Large buffers (a KV cache pool) are mapped untouched by the C library; pages are backed when
+  // first written, with huge pages where the kernel allows (best effort).
+  static constexpr size_t kHugePageMinBytes = size_t{32} << 20;
+  static void AdviseHugePages(char* p, size_t bytes) {
+    constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
   class SpinGuard {
    public:
     explicit SpinGuard(std::atomic_flag& f) : f_(f) {
@@ -482,22 +608,20 @@ class CpuBackendImpl final : public Backend {
   std::atomic_flag lock_ = ATOMIC_FLAG_INIT;
   std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> freed blocks
   size_t cached_bytes_ = 0;
-
-  static std::vector<int64_t> ProbsOffsets(std::span<const int64_t> seq_offsets, int64_t nh) {
-    std::vector<int64_t> at(seq_offsets.size(), 0);
-    for (size_t s = 0; s + 1 < seq_offsets.size(); ++s) {
-      const int64_t len = seq_offsets[s + 1] - seq_offsets[s];
-      at[s + 1] = at[s] + nh * len * len;
-    }
-    return at;
-  }
+  size_t live_bytes_ = 0, peak_bytes_ = 0;  // handed out and not freed; its high-water mark
 };
 
-}  // namespace
-
-Backend& CpuBackend() {
+CpuBackendImpl& CpuBackendInstance() {
   static CpuBackendImpl* backend = new CpuBackendImpl();  // never destroyed
   return *backend;
 }
+
+}  // namespace
+
+Backend& CpuBackend() { return CpuBackendInstance(); }
+
+BackendMemoryStats CpuBackendMemoryStats() { return CpuBackendInstance().MemoryStats(); }
+
+void ResetCpuBackendPeak() { CpuBackendInstance().ResetPeak(); }
 
 }  // namespace grpo

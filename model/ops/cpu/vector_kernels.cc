@@ -99,6 +99,38 @@ __attribute__((always_inline)) inline void ExpNormalize(float* x, int64_t n, flo
 
 GRPO_VECTOR_CLONES void SoftmaxImpl(float* x, int64_t n) { ExpNormalize(x, n, MaxOf(x, n)); }
 
+GRPO_VECTOR_CLONES float RowMaxImpl(const float* x, int64_t n) { return MaxOf(x, n); }
+
+GRPO_VECTOR_CLONES float ExpShiftedRowImpl(float* x, int64_t n, float shift) {
+  const V8 m = Splat(shift);
+  V8 s8 = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 e = Exp(Load(x + i) - m);
+    Store(x + i, e);
+    s8 += e;
+  }
+  float sum = Sum(s8);
+  for (; i < n; ++i) sum += (x[i] = Exp1(x[i] - shift));
+  return sum;
+}
+
+GRPO_VECTOR_CLONES void SoftmaxGradRowImpl(float* s, float* dp, int64_t n, float lse, float d,
+                                           float scale) {
+  const V8 l = Splat(lse), dd = Splat(d), sc = Splat(scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8 p = Exp(Load(s + i) - l);
+    Store(s + i, p);
+    Store(dp + i, p * (Load(dp + i) - dd) * sc);
+  }
+  for (; i < n; ++i) {
+    const float p = Exp1(s[i] - lse);
+    s[i] = p;
+    dp[i] = p * (dp[i] - d) * scale;
+  }
+}
+
 GRPO_VECTOR_CLONES LogSoftmaxStats LogSoftmaxStatsImpl(const float* x, int64_t n,
                                                        bool need_entropy) {
   LogSoftmaxStats st;
@@ -321,6 +353,14 @@ void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, in
 }
 
 void Softmax(float* x, int64_t n) { SoftmaxImpl(x, n); }
+
+float RowMax(const float* x, int64_t n) { return RowMaxImpl(x, n); }
+
+float ExpShiftedRow(float* x, int64_t n, float shift) { return ExpShiftedRowImpl(x, n, shift); }
+
+void SoftmaxGradRow(float* s, float* dp, int64_t n, float lse, float d, float scale) {
+  SoftmaxGradRowImpl(s, dp, n, lse, d, scale);
+}
 
 LogSoftmaxStats LogSoftmaxRow(const float* x, int64_t n, bool need_entropy) {
   return LogSoftmaxStatsImpl(x, n, need_entropy);

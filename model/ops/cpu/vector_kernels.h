@@ -39,6 +39,14 @@ void RmsNormRowBackward(const float* dy, const float* x, const float* w, float r
 // x[0:n] = softmax(x[0:n]) in place (n >= 1).
 void Softmax(float* x, int64_t n);
 
+// The row kernels of blocked (FlashAttention-style) attention over one block of scores:
+// RowMax(x) = max_i x_i (-inf for n = 0); ExpShiftedRow sets x[i] = exp(x[i] - shift) in place
+// and returns their sum; SoftmaxGradRow recomputes the probabilities p_i = exp(s_i - lse) into
+// s and sets dp_i = p_i * (dp_i - d) * scale (the softmax backward with d = rowsum(dO * O)).
+float RowMax(const float* x, int64_t n);
+float ExpShiftedRow(float* x, int64_t n, float shift);
+void SoftmaxGradRow(float* s, float* dp, int64_t n, float lse, float d, float scale);
+
 // What a log-softmax of the row x[0:n] needs: max = max_i x_i, log_sum = log sum_i exp(x_i - max)
 // (so log p_i = x_i - max - log_sum), and, if asked, the entropy -sum_i p_i log p_i. Sums are
 // f32 within chunks of 512 and f64 across them.
