@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   }
   const bool b1_only = argc == 5;
   const int plen = std::atoi(argv[2]), steps = std::atoi(argv[3]);
-  auto model = grpo::CausalLM::Load(argv[1]);
+  auto model = grpo::CausalLM::Load(argv[1], grpo::CpuBackend());
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/backend_flag.h"
 #include "cli/subcommand.h"
 #include "cli/token_ids.h"
 #include "core/input_tally.h"
@@ -28,7 +29,7 @@ namespace grpo::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, input, output;
+  std::string model, input, output, backend;
   GroupRequest gen;  // prompt and seed are per line
   int64_t kv_memory_mb = 1024, max_batch = 256;
   bool strict = false, progress = false;
@@ -60,7 +61,8 @@ void ShowProgress(int64_t done, int64_t total, int64_t tokens, std::chrono::stea
 absl::Status RunGenerate(const GenerateArgs& a) {
   GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
   GRPO_RETURN_IF_ERROR(ValidateSampling(a.gen.sampling));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
+  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model, *backend));
   std::optional<tokenizer::Tokenizer> tokenizer;
   struct stat st;
   if (stat((a.model + "/tokenizer.json").c_str(), &st) == 0) {
@@ -241,6 +243,7 @@ void AddGenerateSubcommand(CLI::App& app) {
   sub->add_option("--max-batch", a->max_batch, "most sequences decoding at once (default 256)");
   sub->add_flag("--progress", a->progress, "progress bar on stderr (default: when stderr is a terminal)");
   sub->add_flag("--strict", a->strict, "fail on the first bad line instead of skipping it");
+  AddBackendOption(sub, &a->backend, "default cpu");
 }
 
 }  // namespace grpo::cli

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/backend_flag.h"
 #include "cli/subcommand.h"
 #include "core/memory_plan.h"
 #include "model/causal_lm.h"
@@ -19,7 +20,7 @@ namespace grpo::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file;
+  std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file, backend;
   bool allow_unauthenticated_push = false;
   int64_t max_batch = 256, kv_memory_mb = 1024, block_size = 16, max_prefill_tokens = 2048;
   int64_t max_group_size = 1024, max_prompt_tokens = 0, max_prompt_bytes = 0;
@@ -44,7 +45,8 @@ absl::Status RunServe(const ServeArgs& a) {
                                                   "or $") + kPushTokenFileEnv + ") exclude each other");
   }
   const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
+  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model, *backend));
   {
     // The KV cache is allocated whole when the engine starts; requests in flight are bounded by
     // --max-request-mb x --max-concurrent-requests (rollout/service.h).
@@ -115,6 +117,7 @@ void AddRolloutCommands(CLI::App& rollout) {
                     "$GRPO_PUSH_TOKEN_FILE; without one, pushes are refused)");
   serve->add_flag("--allow-unauthenticated-push", a->allow_unauthenticated_push,
                   "take weight pushes from any caller, without a token (local tests only)");
+  AddBackendOption(serve, &a->backend, "default cpu");
 }
 
 }  // namespace grpo::cli

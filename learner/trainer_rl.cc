@@ -216,7 +216,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
       GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
     }
-    GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir));
+    GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir, *run.backend));
   }
 
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
@@ -236,7 +236,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = version;
     ro.tokenizer = run.tok.get();
-    GRPO_ASSIGN_OR_RETURN(rollout, MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), ro));
+    GRPO_ASSIGN_OR_RETURN(rollout, MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), *run.backend, ro));
   } else {
     RemoteRolloutOptions ro;
     ro.endpoints = r.rollout_endpoints;

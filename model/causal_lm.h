@@ -99,15 +99,15 @@ class CausalLM {
   // Loads config.json and the weights from an HF model directory. When the directory has a
   // checksum manifest (core/checksum_manifest.h; training checkpoints do), the model files are
   // verified first: a damaged one is kDataLoss naming it.
-  static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir,
-                                                Backend& backend = CpuBackend());
+  // Every number of the model lives on `backend` (model/ops/registry.h picks one by name).
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend);
   // Serving: kStored keeps the checkpoint's bf16 / FP8 block projections (views of the
   // mapped file); kBF16 / kFp8Block convert them at load.
   static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend,
                                                 const ServeOptions& options);
   // Wraps parameters in ExpectedParameters order (e.g. freshly initialized ones).
   static absl::StatusOr<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
-                                                  Backend& backend = CpuBackend());
+                                                  Backend& backend);
   // The same, converting the projection matrices to options.serve_format first (e.g. kFp8Block:
   // quantize f32 masters to FP8 block weights to serve them; kStored: take them as they are,
   // F32, BF16 or F8E4M3 with scale_inv).

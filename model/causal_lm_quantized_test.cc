@@ -160,7 +160,7 @@ TEST(Serve, TrainingIsRefusedOnAQuantizedModel) {
   // A served model saves as an f32 checkpoint that loads and trains again.
   const std::string dir = testing::MakeTempDir("serve_save");
   ASSERT_TRUE(SaveModel((*model)->config(), (*model)->parameters(), dir).ok());
-  auto reloaded = CausalLM::Load(dir);
+  auto reloaded = CausalLM::Load(dir, CpuBackend());
   ASSERT_TRUE(reloaded.ok()) << reloaded.status().ToString();
   EXPECT_TRUE((*reloaded)->Forward(batch, {.keep_activations = true}).ok());
   // An FP8 matrix with a NaN code or without its scales is rejected, naming the parameter.
@@ -188,7 +188,7 @@ TEST(Serve, Fp8WeightsHoldAQuarterOfTheF32Bytes) {
   c.hidden_size = 256;
   c.intermediate_size = 1024;
   c.head_dim = 64;
-  auto f32 = CausalLM::Create(c, InitParameters(c, 3, 0.05));
+  auto f32 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend());
   ASSERT_TRUE(f32.ok()) << f32.status().ToString();
   auto fp8 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend(),
                               {.serve_format = WeightFormat::kFp8Block});

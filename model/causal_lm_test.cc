@@ -23,7 +23,7 @@ std::unique_ptr<CausalLM> NanoModel(const std::string& family, uint64_t seed = 1
   auto config = PresetConfig(family + "-nano");
   EXPECT_TRUE(config.ok());
   // A larger init spreads the router scores so MoE choices are not near-ties.
-  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   return std::move(model).value();
 }
@@ -119,7 +119,7 @@ TEST_P(FamilyTest, SaveAndLoadRoundTrip) {
   const std::string dir = testing::MakeTempDir("roundtrip");
   // Sharded on purpose: small shards force an index file.
   ASSERT_TRUE(SaveModel(model->config(), model->parameters(), dir, 64 * 1024).ok());
-  auto loaded = CausalLM::Load(dir);
+  auto loaded = CausalLM::Load(dir, CpuBackend());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   ASSERT_EQ((*loaded)->parameters().size(), model->parameters().size());
   for (size_t p = 0; p < model->parameters().size(); ++p) {
@@ -227,7 +227,7 @@ TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
   EXPECT_EQ(q->dtype, DType::kF8E4M3);
   EXPECT_TRUE(files->Contains("model.layers.0.self_attn.kv_b_proj.weight_scale_inv"));
   EXPECT_EQ(files->Info("model.embed_tokens.weight")->dtype, DType::kF32);
-  auto loaded = CausalLM::Load(dir);
+  auto loaded = CausalLM::Load(dir, CpuBackend());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_TRUE((*loaded)->config().fp8_checkpoint);
   const auto& a = model->parameters();
@@ -279,14 +279,14 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
     if (p.spec.name != "model.layers.1.self_attn.k_norm.weight") tensors.emplace_back(p.spec.name, p.value);
   }
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto missing = CausalLM::Load(dir);
+  auto missing = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("missing tensor 'model.layers.1.self_attn.k_norm.weight'"),
             std::string::npos)
       << missing.status().message();
   tensors.emplace_back("model.layers.1.self_attn.k_norm.weight", Tensor::Zeros(DType::kF32, {3}));
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto misshaped = CausalLM::Load(dir);
+  auto misshaped = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(misshaped.ok());
   EXPECT_NE(misshaped.status().message().find("has shape [3], expected [16]"), std::string::npos)
       << misshaped.status().message();
@@ -295,7 +295,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   tensors.back().second = Tensor::Zeros(DType::kF32, {16});
   tensors.emplace_back("model.layers.0.mystery.weight", Tensor::Zeros(DType::kF32, {2}));
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto unknown = CausalLM::Load(dir);
+  auto unknown = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unexpected tensor 'model.layers.0.mystery.weight'"),
             std::string::npos)
@@ -304,7 +304,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   FILE* f = std::fopen((dir + "/config.json").c_str(), "w");
   std::fputs("{\"model_type\": \"gpt_neox\", \"vocab_size\": 10}", f);
   std::fclose(f);
-  auto family = CausalLM::Load(dir);
+  auto family = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(family.ok());
   EXPECT_NE(family.status().message().find("'gpt_neox' is not supported"), std::string::npos);
 }
