@@ -21,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -116,8 +117,18 @@ class CausalLM {
 
   const ModelConfig& config() const { return config_; }
   const std::vector<Parameter>& parameters() const { return params_; }
-  // For optimizers: parameter values are updated in place.
+  // For the learner's optimizer (learner/optimizer.h): parameter values are updated in place.
+  // Anything else that changes values goes through UpdateParameters.
   std::vector<Parameter>& mutable_parameters() { return params_; }
+  // Replaces the values of parameters (index in parameters() order, new value): each must have
+  // the parameter's name and shape and the dtype the model holds it in (F32; or, for a
+  // projection served as bf16 / FP8, BF16 / F8E4M3 with F32 scale_inv of the block shape, as
+  // Create checks). All are checked before any is applied, so a failed update changes nothing.
+  // F32 values are copied into the parameter's storage; BF16 / FP8 parameters take the
+  // update's storage (theirs may be a view of a checkpoint file). The one way new values reach
+  // a model after creation (the rollout engine's weight updates); not during Forward,
+  // Backward or ForwardStep.
+  absl::Status UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates);
   // True when some projection matrix is held as bf16 or FP8 (inference only).
   bool serves_quantized() const { return quantized_; }
   // Bytes held by the parameter storage (values plus FP8 scales; ParameterBytes).

@@ -242,6 +242,63 @@ TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
   }
 }
 
+// UpdateParameters gives the model another model's weights: afterwards it computes exactly what
+// a model created with them does. A bad update is refused whole.
+TEST(CausalLM, UpdateParametersTakesAnotherModelsWeights) {
+  for (const WeightFormat format : {WeightFormat::kF32, WeightFormat::kFp8Block}) {
+    const auto config = PresetConfig("qwen3_moe-nano");
+    ASSERT_TRUE(config.ok());
+    auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend(), {.serve_format = format});
+    auto want = CausalLM::Create(*config, InitParameters(*config, 2, 0.1), CpuBackend(), {.serve_format = format});
+    ASSERT_TRUE(model.ok() && want.ok());
+    const TokenBatch batch = TokenBatch::FromSequences(RandomSequences(config->vocab_size, {12, 5}, 3));
+    auto before = (*model)->Forward(batch, {});
+    auto target = (*want)->Forward(batch, {});
+    ASSERT_TRUE(before.ok() && target.ok());
+    ASSERT_NE(before->logprobs, target->logprobs);
+
+    std::vector<std::pair<int64_t, Parameter>> updates;
+    for (size_t i = 0; i < (*want)->parameters().size(); ++i) {
+      const Parameter& p = (*want)->parameters()[i];
+      updates.emplace_back(i, Parameter{p.spec, p.value.Clone(), p.scale_inv.defined() ? p.scale_inv.Clone() : Tensor()});
+    }
+    // One bad entry (a shape that does not fit) refuses the whole update.
+    auto bad = updates;
+    bad.back().second.value = Tensor::Zeros(DType::kF32, {3});
+    const absl::Status refused = (*model)->UpdateParameters(std::move(bad));
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(refused.message()).find("the model holds F32"), std::string::npos) << refused;
+    auto unchanged = (*model)->Forward(batch, {});
+    ASSERT_TRUE(unchanged.ok());
+    EXPECT_EQ(unchanged->logprobs, before->logprobs);
+
+    ASSERT_TRUE((*model)->UpdateParameters(std::move(updates)).ok());
+    auto after = (*model)->Forward(batch, {});
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(after->logprobs, target->logprobs);  // bit for bit
+  }
+}
+
+TEST(CausalLM, UpdateParametersNamesWhatIsWrong) {
+  const auto config = PresetConfig("llama-nano");
+  ASSERT_TRUE(config.ok());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend());
+  ASSERT_TRUE(model.ok());
+  const Parameter& first = (*model)->parameters()[0];
+  auto update = [&](int64_t index, Parameter p) {
+    std::vector<std::pair<int64_t, Parameter>> u;
+    u.emplace_back(index, std::move(p));
+    const absl::Status s = (*model)->UpdateParameters(std::move(u));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(s.message());
+  };
+  const int64_t n = static_cast<int64_t>((*model)->parameters().size());
+  EXPECT_NE(update(n, {first.spec, first.value.Clone(), {}}).find("outside [0, " + std::to_string(n) + ")"),
+            std::string::npos);
+  EXPECT_NE(update(1, {first.spec, first.value.Clone(), {}}).find("the model's parameter 1 is"), std::string::npos);
+  EXPECT_NE(update(0, {first.spec, *first.value.CastTo(DType::kBF16), {}}).find("is BF16"), std::string::npos);
+}
+
 TEST(CausalLM, ErrorsNameWhatIsWrong) {
   auto model = NanoModel("qwen3");
   auto bad_token = model->Forward(TokenBatch::FromSequences({{1, 2, 9999}}), {});
