@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: model_bench MODEL_DIR SEQUENCES.json REPEATS\n");
     return 2;
   }
-  auto model = grpo::CausalLM::Load(argv[1]);
+  auto model = grpo::CausalLM::Load(argv[1], grpo::CpuBackend());
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;

@@ -8,7 +8,7 @@ check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
 
 help=$("$GRPO" --help)
 check "--help exits 0" '[ $? -eq 0 ]'
-for cmd in init-model logprobs generate tokenize data reward rollout train sft export inspect submit jobs logs cancel; do
+for cmd in init-model logprobs generate tokenize data reward rollout train sft export inspect submit jobs logs cancel info; do
   check "--help lists $cmd" 'grep -qE "^  $cmd( |$)" <<<"$help"'
 done
 reward_help=$("$GRPO" reward --help)

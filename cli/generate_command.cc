@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/backend_flag.h"
 #include "cli/subcommand.h"
 #include "cli/token_ids.h"
 #include "core/input_tally.h"
@@ -30,7 +31,7 @@ namespace grpo::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, input, output;
+  std::string model, input, output, backend;
   GroupRequest gen;  // prompt and seed are per line
   int64_t kv_memory_mb = 1024, max_batch = 256;
   std::string serve_format = "f32";
@@ -63,11 +64,12 @@ void ShowProgress(int64_t done, int64_t total, int64_t tokens, std::chrono::stea
 absl::Status RunGenerate(const GenerateArgs& a) {
   GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
   GRPO_RETURN_IF_ERROR(ValidateSampling(a.gen.sampling));
+  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
   const absl::StatusOr<WeightFormat> format_or = ParseWeightFormat(a.serve_format);
   if (!format_or.ok()) return grpo::WithContext(format_or.status(), "--serve-format");
   const WeightFormat format = *format_or;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
-                        CausalLM::Load(a.model, CpuBackend(), {.serve_format = format}));
+                        CausalLM::Load(a.model, *backend, {.serve_format = format}));
   std::optional<tokenizer::Tokenizer> tokenizer;
   struct stat st;
   if (stat((a.model + "/tokenizer.json").c_str(), &st) == 0) {
@@ -251,6 +253,7 @@ void AddGenerateSubcommand(CLI::App& app) {
                   "checkpoint stores them) (default f32)");
   sub->add_flag("--progress", a->progress, "progress bar on stderr (default: when stderr is a terminal)");
   sub->add_flag("--strict", a->strict, "fail on the first bad line instead of skipping it");
+  AddBackendOption(sub, &a->backend, "default cpu");
 }
 
 }  // namespace grpo::cli

@@ -9,6 +9,7 @@
 #include "cli/cluster_commands.h"
 #include "cli/data_commands.h"
 #include "cli/generate_command.h"
+#include "cli/info_command.h"
 #include "cli/model_commands.h"
 #include "cli/reward_commands.h"
 #include "cli/rollout_commands.h"
@@ -35,6 +36,7 @@ void AddAllSubcommands(CLI::App& app) {
   AddExportSubcommand(app);
   AddInspectSubcommand(app);
   AddClusterCommands(app);
+  AddInfoSubcommand(app);
   for (CLI::App* group : {data, reward, rollout}) group->require_subcommand(1);
 }
 
@@ -45,7 +47,7 @@ int Main(int argc, char** argv) {
   }
   CLI::App app("grpo: GRPO reinforcement-learning post-training of language models", "grpo");
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("grpo 0.1.0"));
+  app.set_version_flag("--version", std::string("grpo ") + kGrpoVersion);
   AddAllSubcommands(app);
   try {
     app.parse(argc, argv);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/backend_flag.h"
 #include "cli/subcommand.h"
 #include "cli/token_ids.h"
 #include "core/config.h"
@@ -105,7 +106,7 @@ absl::Status RunInitModel(const InitModelArgs& a) {
 }
 
 struct LogprobsArgs {
-  std::string model, input, output;
+  std::string model, input, output, backend;
   bool strict = false;
   int64_t batch_tokens = 4096;
 };
@@ -117,7 +118,8 @@ struct PendingLine {
 
 absl::Status RunLogprobs(const LogprobsArgs& a) {
   GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model));
+  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model, *backend));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(a.output));
   const auto start = std::chrono::steady_clock::now();
@@ -228,6 +230,7 @@ void AddLogprobsSubcommand(CLI::App& app) {
   sub->add_option("--output", args->output, "JSONL of {\"logprobs\": [..]} (\"-\": stdout)")->required();
   sub->add_flag("--strict", args->strict, "fail on the first bad line instead of skipping it");
   sub->add_option("--batch-tokens", args->batch_tokens, "tokens per forward pass (default 4096)");
+  AddBackendOption(sub, &args->backend, "default cpu");
 }
 
 }  // namespace grpo::cli

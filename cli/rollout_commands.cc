@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/backend_flag.h"
 #include "cli/subcommand.h"
 #include "core/memory_plan.h"
 #include "core/status.h"
@@ -21,7 +22,7 @@ namespace grpo::cli {
 namespace {
 
 struct ServeArgs {
-  std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file;
+  std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file, backend;
   std::string serve_format = "f32";
   bool allow_unauthenticated_push = false;
   int64_t max_batch = 256, kv_memory_mb = 1024, block_size = 16, max_prefill_tokens = 2048;
@@ -47,11 +48,12 @@ absl::Status RunServe(const ServeArgs& a) {
                                                   "or $") + kPushTokenFileEnv + ") exclude each other");
   }
   const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
+  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
   const absl::StatusOr<WeightFormat> format_or = ParseWeightFormat(a.serve_format);
   if (!format_or.ok()) return grpo::WithContext(format_or.status(), "--serve-format");
   const WeightFormat format = *format_or;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
-                        CausalLM::Load(a.model, CpuBackend(), {.serve_format = format}));
+                        CausalLM::Load(a.model, *backend, {.serve_format = format}));
   {
     // The KV cache is allocated whole when the engine starts; requests in flight are bounded by
     // --max-request-mb x --max-concurrent-requests (rollout/service.h).
@@ -125,6 +127,7 @@ void AddRolloutCommands(CLI::App& rollout) {
                     "$GRPO_PUSH_TOKEN_FILE; without one, pushes are refused)");
   serve->add_flag("--allow-unauthenticated-push", a->allow_unauthenticated_push,
                   "take weight pushes from any caller, without a token (local tests only)");
+  AddBackendOption(serve, &a->backend, "default cpu");
 }
 
 }  // namespace grpo::cli

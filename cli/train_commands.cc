@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <memory>
 
+#include "cli/backend_flag.h"
 #include "cli/subcommand.h"
 #include "learner/recipe.h"
 #include "learner/report.h"
 #include "learner/trainer.h"
+#include "model/ops/registry.h"
 #include "reward/rule_set.h"
 
 namespace grpo::cli {
@@ -20,6 +22,7 @@ extern "C" void OnStopSignal(int) { g_stop.store(true); }
 struct TrainArgs {
   std::string recipe;
   std::vector<std::string> overrides;
+  std::string backend;  // wins over the recipe's `backend:` and any --set backend=
   bool resume = false;
   bool overwrite = false;
   bool quiet = false;
@@ -32,14 +35,24 @@ void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
   cmd->add_flag("--resume", a->resume, "continue the run from its latest checkpoint");
   cmd->add_flag("--overwrite", a->overwrite, "delete an existing run directory and start over");
   cmd->add_flag("--quiet", a->quiet, "no progress lines");
+  AddBackendOption(cmd, &a->backend, "default: the recipe's backend, else cpu");
   cmd->add_flag("--check", a->check,
                 "validate the recipe (keys, values, reward rules, the datasets, the model and its memory plan) and print "
                 "the effective recipe; run nothing");
 }
 
 absl::Status RunTrain(const TrainArgs& a, bool sft) {
-  GRPO_ASSIGN_OR_RETURN(TrainRecipe recipe, LoadRecipe(a.recipe, a.overrides));
+  // --backend is the last override, so it wins; the run's stored recipe records it.
+  std::vector<std::string> overrides = a.overrides;
+  if (!a.backend.empty()) overrides.push_back("backend=" + a.backend);
+  GRPO_ASSIGN_OR_RETURN(TrainRecipe recipe, LoadRecipe(a.recipe, overrides));
   if (a.check) {
+    // An unknown name fails; a backend this machine lacks is checked when training starts,
+    // since the recipe may be for another machine.
+    if (absl::StatusOr<Backend*> b = GetBackend(recipe.backend); !b.ok()) {
+      if (!absl::IsFailedPrecondition(b.status())) return b.status();
+      std::fprintf(stderr, "note: %s\n", std::string(b.status().message()).c_str());
+    }
     GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(recipe.rules, {}));
     // What training would run out of. A recipe written for another machine may name a model
     // directory that is not here: then the plan runs when training starts, there.

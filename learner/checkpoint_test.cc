@@ -17,7 +17,7 @@ TEST(Checkpoint, RoundTripsModelOptimizerAndStateAndKeepsTheNewest) {
   fs::remove_all(run);
   auto config = PresetConfig("qwen3_moe-nano");
   ASSERT_TRUE(config.ok());
-  auto model = CausalLM::Create(*config, InitParameters(*config, 4));
+  auto model = CausalLM::Create(*config, InitParameters(*config, 4), CpuBackend());
   ASSERT_TRUE(model.ok());
   auto opt = AdamW::Create((*model)->parameters(), {});
   ASSERT_TRUE(opt.ok());
@@ -49,7 +49,7 @@ TEST(Checkpoint, RoundTripsModelOptimizerAndStateAndKeepsTheNewest) {
   EXPECT_FALSE(fs::exists(run + "/checkpoints/rl-000001"));  // keep = 2
   EXPECT_TRUE(fs::exists(run + "/checkpoints/rl-000002"));
 
-  auto loaded = CausalLM::Load((*latest)->dir);
+  auto loaded = CausalLM::Load((*latest)->dir, CpuBackend());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   for (size_t i = 0; i < (*model)->parameters().size(); ++i) {
     const Tensor& a = (*model)->parameters()[i].value;
@@ -87,7 +87,7 @@ std::string SaveSmallCheckpoint(const std::string& run) {
   fs::remove_all(run);
   auto config = PresetConfig("qwen3_moe-nano");
   EXPECT_TRUE(config.ok());
-  auto model = CausalLM::Create(*config, InitParameters(*config, 4));
+  auto model = CausalLM::Create(*config, InitParameters(*config, 4), CpuBackend());
   EXPECT_TRUE(model.ok());
   auto opt = AdamW::Create((*model)->parameters(), {});
   EXPECT_TRUE(opt.ok());

@@ -4,6 +4,7 @@
 
 #include "core/checked_math.h"
 #include "model/model_memory.h"
+#include "model/ops/registry.h"
 #include "model/presets.h"
 
 namespace grpo {
@@ -11,7 +12,7 @@ namespace {
 
 const std::vector<std::string>& KnownKeys() {
   static const std::vector<std::string> keys = {
-      "run.name", "run.output_dir", "run.seed",
+      "run.name", "run.output_dir", "run.seed", "backend",
       "tokenizer.builtin", "tokenizer.path",
       "model.path", "model.init.preset", "model.init.config", "model.init.seed", "model.init.std",
       "data.source", "data.prompt_template", "data.addition.digits",
@@ -111,6 +112,8 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.output_dir, c.GetStringOr("run.output_dir", "runs"));
   GRPO_ASSIGN_OR_RETURN(int64_t seed, c.GetIntOr("run.seed", 0));
   r.seed = static_cast<uint64_t>(seed);
+  GRPO_ASSIGN_OR_RETURN(r.backend, c.GetStringOr("backend", kDefaultBackendName));
+  if (r.backend.empty()) return c.Error("backend", "must name a backend (e.g. cpu)");
 
   GRPO_ASSIGN_OR_RETURN(r.tokenizer_builtin, c.GetStringOr("tokenizer.builtin", ""));
   GRPO_ASSIGN_OR_RETURN(r.tokenizer_path, c.GetStringOr("tokenizer.path", ""));

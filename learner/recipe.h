@@ -2,6 +2,8 @@
 // typed options. Every key is documented in docs/recipes.md; unknown keys are errors naming
 // file:line with a suggestion. The sections:
 //   run        name, output_dir, seed
+//   backend    the backend the models run on (model/ops/registry.h), default cpu; `--backend`
+//              on the command line wins
 //   tokenizer  builtin (tokenizer/builtin.h) | path (a directory with tokenizer.json)
 //   model      path (HF directory) | init {preset, config (HF config.json keys over the
 //              preset), seed, std}
@@ -69,6 +71,11 @@ struct TrainRecipe {
   std::string name;
   std::string output_dir = "runs";
   uint64_t seed = 0;
+
+  // Which backend the policy, the reference and the embedded rollout engine run on, by
+  // registry name (model/ops/registry.h). Checked to be a name here; whether this machine has
+  // it, when training starts (a recipe may be written for another machine).
+  std::string backend = "cpu";
 
   std::string tokenizer_builtin;
   std::string tokenizer_path;

@@ -18,7 +18,7 @@ namespace {
 std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) {
   auto c = PresetConfig(preset);
   EXPECT_TRUE(c.ok());
-  auto m = CausalLM::Create(*c, InitParameters(*c, seed, 0.1));
+  auto m = CausalLM::Create(*c, InitParameters(*c, seed, 0.1), CpuBackend());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return std::move(m).value();
 }

@@ -72,6 +72,7 @@ class RemoteScorer final : public RewardScorer {
 
 absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
                                                            const std::vector<Parameter>& masters,
+                                                           Backend& backend,
                                                            const EmbeddedRolloutOptions& options) {
   // The values a remote engine would assemble from a push in this format; the engine then holds
   // projection matrices as bf16 / FP8 blocks (served tile by tile), like a remote one.
@@ -79,7 +80,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelCo
   ServeOptions so;
   so.serve_format = options.format;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
-                        CausalLM::Create(config, std::move(serving), CpuBackend(), so));
+                        CausalLM::Create(config, std::move(serving), backend, so));
   EngineOptions eo;
   eo.kv_memory_bytes = options.kv_memory_bytes;
   eo.tokenizer = options.tokenizer;

@@ -47,9 +47,10 @@ struct EmbeddedRolloutOptions {
   const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
 };
 
-// A RolloutEngine over a copy of `masters` (as served in `format`).
+// A RolloutEngine on `backend` over a copy of `masters` (as served in `format`).
 absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
                                                            const std::vector<Parameter>& masters,
+                                                           Backend& backend,
                                                            const EmbeddedRolloutOptions& options);
 
 // Scores with `rules` in this process (RuleSet is thread-safe; items are scored in parallel).

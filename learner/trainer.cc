@@ -25,6 +25,7 @@
 #include "learner/report.h"
 #include "learner/rl_update.h"
 #include "learner/roles.h"
+#include "model/ops/registry.h"
 #include "model/presets.h"
 #include "store/trajectory_store.h"
 #include "tokenizer/builtin.h"
@@ -83,6 +84,9 @@ absl::Status CheckResumedRecipe(const std::string& stored_path, const TrainRecip
     }
     if (j->contains("sft") && (*j)["sft"].is_object()) (*j)["sft"].erase("steps");
     j->erase("cluster");
+    // Nor is the backend it runs on: a run may continue on another machine (bit-exact resume
+    // holds on the same backend).
+    j->erase("backend");
     // Where the services run is not part of the run: a requeued cluster job (deploy/) gets new
     // hosts and ports for its rollout and reward servers.
     for (const char* section : {"rollout", "reward"}) {
@@ -93,15 +97,16 @@ absl::Status CheckResumedRecipe(const std::string& stored_path, const TrainRecip
     const nlohmann::json diff = nlohmann::json::diff(a, b);
     std::string where = diff.empty() ? "" : diff[0].value("path", "");
     return absl::InvalidArgumentError("--resume: the recipe differs from the one the run started with (" + stored_path +
-                                   ") at " + where + "; only train.steps, train.eval_every and "
-                                   "train.checkpoint_every may change on resume");
+                                   ") at " + where + "; only train.steps, train.eval_every, "
+                                   "train.checkpoint_every and backend may change on resume");
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tokenizer_vocab) {
+absl::StatusOr<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int32_t tokenizer_vocab,
+                                                       Backend& backend) {
   if (!r.model_path.empty()) {
-    GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(r.model_path));
+    GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(r.model_path, backend));
     if (model->config().vocab_size < tokenizer_vocab) {
       return absl::InvalidArgumentError("model.path " + r.model_path + ": vocab_size " +
                                      std::to_string(model->config().vocab_size) + " is smaller than the tokenizer's " +
@@ -114,7 +119,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> InitialModel(const TrainRecipe& r, int
     return absl::InvalidArgumentError("model.init: vocab_size " + std::to_string(config.vocab_size) +
                                    " is smaller than the tokenizer's " + std::to_string(tokenizer_vocab));
   }
-  return CausalLM::Create(config, InitParameters(config, r.init_seed, r.init_std));
+  return CausalLM::Create(config, InitParameters(config, r.init_seed, r.init_std), backend);
 }
 
 // ---------------------------------------------------------------- setup
@@ -124,6 +129,8 @@ absl::Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* r
   run->dir = (fs::path(r.output_dir) / r.name).string();
   std::error_code ec;
   if (o.resume && o.overwrite) return absl::InvalidArgumentError("--resume and --overwrite exclude each other");
+  // Before anything of the run is read or written: a backend this machine lacks fails here.
+  GRPO_ASSIGN_OR_RETURN(run->backend, GetBackend(r.backend));
   if (o.resume) {
     if (!fs::exists(run->dir)) {
       return absl::NotFoundError("--resume: there is no run " + run->dir + ", so it has no checkpoint; start it "
@@ -197,9 +204,9 @@ absl::Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* r
   run->prompt = std::make_unique<tokenizer::PromptTemplate>(std::move(pt));
 
   if (run->checkpoint) {
-    GRPO_ASSIGN_OR_RETURN(run->policy, CausalLM::Load(run->checkpoint->dir));
+    GRPO_ASSIGN_OR_RETURN(run->policy, CausalLM::Load(run->checkpoint->dir, *run->backend));
   } else {
-    GRPO_ASSIGN_OR_RETURN(run->policy, InitialModel(r, run->tok->vocab_size()));
+    GRPO_ASSIGN_OR_RETURN(run->policy, InitialModel(r, run->tok->vocab_size(), *run->backend));
   }
   if (r.data_source == DataSource::kJsonl) {
     GRPO_RETURN_IF_ERROR(LoadJsonlDatasets(r, &run->train_set, &run->eval_set));

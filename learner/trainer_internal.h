@@ -44,6 +44,7 @@ struct Run {
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::unique_ptr<tokenizer::PromptTemplate> prompt;
   int32_t eos = -1;
+  Backend* backend = nullptr;  // recipe.backend, from the registry
   std::unique_ptr<CausalLM> policy;
   std::optional<LoadedCheckpoint> checkpoint;
   data::Dataset train_set, eval_set;  // jsonl source

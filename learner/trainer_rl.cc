@@ -535,7 +535,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
     GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
     GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
   }
-  return CausalLM::Load(ref_dir);
+  return CausalLM::Load(ref_dir, *run.backend);
 }
 
 absl::StatusOr<std::unique_ptr<RewardScorer>> OpenScorer(const TrainRecipe& r) {
@@ -554,7 +554,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = *version;
     ro.tokenizer = run.tok.get();
-    return MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), ro);
+    return MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), *run.backend, ro);
   }
   RemoteRolloutOptions ro;
   ro.endpoints = r.rollout_endpoints;

@@ -178,6 +178,38 @@ static absl::Status CheckServedMatrix(const Parameter& p) {
   return absl::OkStatus();
 }
 
+absl::Status CausalLM::UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates) {
+  for (const auto& [i, p] : updates) {
+    if (i < 0 || i >= static_cast<int64_t>(params_.size())) {
+      return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
+                                        std::to_string(params_.size()) + ")");
+    }
+    const Parameter& cur = params_[i];
+    const std::string what = "parameter update " + std::to_string(i) + " ('" + p.spec.name + "')";
+    if (p.spec.name != cur.spec.name) {
+      return absl::InvalidArgumentError(what + ": the model's parameter " + std::to_string(i) + " is '" +
+                                        cur.spec.name + "'");
+    }
+    if (p.value.shape() != cur.value.shape() || p.value.dtype() != cur.value.dtype()) {
+      return absl::InvalidArgumentError(what + " is " + std::string(DTypeName(p.value.dtype())) + " " +
+                                        ShapeToString(p.value.shape()) + ", the model holds " +
+                                        std::string(DTypeName(cur.value.dtype())) + " " +
+                                        ShapeToString(cur.value.shape()));
+    }
+    if (p.value.dtype() != DType::kF32) GRPO_RETURN_IF_ERROR(CheckServedMatrix(p));
+  }
+  for (auto& [i, p] : updates) {
+    Parameter& cur = params_[i];
+    if (cur.value.dtype() == DType::kF32) {  // owned and writable (Bind checked)
+      std::memcpy(cur.value.mutable_raw_data(), p.value.raw_data(), p.value.nbytes());
+    } else {
+      cur.value = std::move(p.value);
+      cur.scale_inv = std::move(p.scale_inv);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CausalLM::Bind() {
   const std::vector<ParameterSpec> specs = ExpectedParameters(config_);
   if (specs.size() != params_.size()) {

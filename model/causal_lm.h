@@ -21,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -100,15 +101,15 @@ class CausalLM {
   // Loads config.json and the weights from an HF model directory. When the directory has a
   // checksum manifest (core/checksum_manifest.h; training checkpoints do), the model files are
   // verified first: a damaged one is kDataLoss naming it.
-  static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir,
-                                                Backend& backend = CpuBackend());
+  // Every number of the model lives on `backend` (model/ops/registry.h picks one by name).
+  static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend);
   // Serving: kStored keeps the checkpoint's bf16 / FP8 block projections (views of the
   // mapped file); kBF16 / kFp8Block convert them at load.
   static absl::StatusOr<std::unique_ptr<CausalLM>> Load(const std::string& dir, Backend& backend,
                                                 const ServeOptions& options);
   // Wraps parameters in ExpectedParameters order (e.g. freshly initialized ones).
   static absl::StatusOr<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
-                                                  Backend& backend = CpuBackend());
+                                                  Backend& backend);
   // The same, converting the projection matrices to options.serve_format first (e.g. kFp8Block:
   // quantize f32 masters to FP8 block weights to serve them; kStored: take them as they are,
   // F32, BF16 or F8E4M3 with scale_inv).
@@ -119,8 +120,18 @@ class CausalLM {
   // The backend the model runs on (its KV cache pool must live there too).
   Backend& backend() const { return backend_; }
   const std::vector<Parameter>& parameters() const { return params_; }
-  // For optimizers: parameter values are updated in place.
+  // For the learner's optimizer (learner/optimizer.h): parameter values are updated in place.
+  // Anything else that changes values goes through UpdateParameters.
   std::vector<Parameter>& mutable_parameters() { return params_; }
+  // Replaces the values of parameters (index in parameters() order, new value): each must have
+  // the parameter's name and shape and the dtype the model holds it in (F32; or, for a
+  // projection served as bf16 / FP8, BF16 / F8E4M3 with F32 scale_inv of the block shape, as
+  // Create checks). All are checked before any is applied, so a failed update changes nothing.
+  // F32 values are copied into the parameter's storage; BF16 / FP8 parameters take the
+  // update's storage (theirs may be a view of a checkpoint file). The one way new values reach
+  // a model after creation (the rollout engine's weight updates); not during Forward,
+  // Backward or ForwardStep.
+  absl::Status UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates);
   // True when some projection matrix is held as bf16 or FP8 (inference only).
   bool serves_quantized() const { return quantized_; }
   // Bytes held by the parameter storage (values plus FP8 scales; ParameterBytes).

@@ -122,7 +122,7 @@ class ParityTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
   GRPO_REQUIRE_TORCH();
   const std::string model_dir = TinyModelsDir() + "/" + GetParam();
-  auto model = CausalLM::Load(model_dir);
+  auto model = CausalLM::Load(model_dir, CpuBackend());
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const ModelConfig& c = (*model)->config();
   const auto seqs = TestSequences(c.vocab_size, 17);
@@ -196,7 +196,7 @@ TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
 TEST_P(ParityTest, ForcedRoutingMatchesPyTorchForcedRouting) {
   GRPO_REQUIRE_TORCH();
   const std::string model_dir = TinyModelsDir() + "/" + GetParam();
-  auto model = CausalLM::Load(model_dir);
+  auto model = CausalLM::Load(model_dir, CpuBackend());
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const ModelConfig& c = (*model)->config();
   if (c.num_experts == 0) GTEST_SKIP() << "dense model";

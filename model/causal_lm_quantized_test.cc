@@ -117,7 +117,7 @@ TEST_P(ServeTest, Fp8CheckpointServedAsStoredEqualsF32Dequantized) {
     EXPECT_EQ(p.value.dtype(), ServedNarrow(p.spec) ? DType::kF8E4M3 : DType::kF32) << p.spec.name;
     widened.push_back({p.spec, *ParameterToF32(p), {}});
   }
-  auto same_weights = CausalLM::Create(*config, std::move(widened));
+  auto same_weights = CausalLM::Create(*config, std::move(widened), CpuBackend());
   ASSERT_TRUE(same_weights.ok()) << same_weights.status().ToString();
   // The file's FP8 views hold under 2/3 of f32's bytes here (a nano model's f32 embeddings
   // weigh as much as its projections); with the embedding in FP8 too, under 1/3.
@@ -168,7 +168,7 @@ TEST(Serve, TrainingIsRefusedOnAQuantizedModel) {
   // A served model saves as an f32 checkpoint that loads and trains again.
   const std::string dir = testing::MakeTempDir("serve_save");
   ASSERT_TRUE(SaveModel((*model)->config(), (*model)->parameters(), dir).ok());
-  auto reloaded = CausalLM::Load(dir);
+  auto reloaded = CausalLM::Load(dir, CpuBackend());
   ASSERT_TRUE(reloaded.ok()) << reloaded.status().ToString();
   EXPECT_TRUE((*reloaded)->Forward(batch, {.keep_activations = true}).ok());
   // An FP8 matrix with a NaN code or without its scales is rejected, naming the parameter.
@@ -196,7 +196,7 @@ TEST(Serve, Fp8WeightsHoldAQuarterOfTheF32Bytes) {
   c.hidden_size = 256;
   c.intermediate_size = 1024;
   c.head_dim = 64;
-  auto f32 = CausalLM::Create(c, InitParameters(c, 3, 0.05));
+  auto f32 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend());
   ASSERT_TRUE(f32.ok()) << f32.status().ToString();
   auto fp8 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend(),
                               {.serve_format = WeightFormat::kFp8Block});

@@ -23,7 +23,7 @@ std::unique_ptr<CausalLM> NanoModel(const std::string& family, uint64_t seed = 1
   auto config = PresetConfig(family + "-nano");
   EXPECT_TRUE(config.ok());
   // A larger init spreads the router scores so MoE choices are not near-ties.
-  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   return std::move(model).value();
 }
@@ -123,7 +123,7 @@ TEST_P(FamilyTest, TrainingMemoryGrowsLinearlyWithTheSequenceLength) {
   c.num_hidden_layers = 1;
   c.first_k_dense_replace = 0;
   c.max_position_embeddings = 4096;
-  auto model = std::move(CausalLM::Create(c, InitParameters(c, 1)).value());
+  auto model = std::move(CausalLM::Create(c, InitParameters(c, 1), CpuBackend()).value());
   std::vector<int64_t> peak;
   for (int len : {1024, 2048, 4096}) {
     const auto batch = TokenBatch::FromSequences(RandomSequences(c.vocab_size, {len}, 5));
@@ -150,7 +150,7 @@ TEST_P(FamilyTest, SaveAndLoadRoundTrip) {
   const std::string dir = testing::MakeTempDir("roundtrip");
   // Sharded on purpose: small shards force an index file.
   ASSERT_TRUE(SaveModel(model->config(), model->parameters(), dir, 64 * 1024).ok());
-  auto loaded = CausalLM::Load(dir);
+  auto loaded = CausalLM::Load(dir, CpuBackend());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   ASSERT_EQ((*loaded)->parameters().size(), model->parameters().size());
   for (size_t p = 0; p < model->parameters().size(); ++p) {
@@ -258,7 +258,7 @@ TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
   EXPECT_EQ(q->dtype, DType::kF8E4M3);
   EXPECT_TRUE(files->Contains("model.layers.0.self_attn.kv_b_proj.weight_scale_inv"));
   EXPECT_EQ(files->Info("model.embed_tokens.weight")->dtype, DType::kF32);
-  auto loaded = CausalLM::Load(dir);
+  auto loaded = CausalLM::Load(dir, CpuBackend());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_TRUE((*loaded)->config().fp8_checkpoint);
   const auto& a = model->parameters();
@@ -271,6 +271,63 @@ TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
       ASSERT_LE(std::fabs(x - y), std::fabs(x) * 0.0625f + 1e-3f) << a[p].spec.name;
     }
   }
+}
+
+// UpdateParameters gives the model another model's weights: afterwards it computes exactly what
+// a model created with them does. A bad update is refused whole.
+TEST(CausalLM, UpdateParametersTakesAnotherModelsWeights) {
+  for (const WeightFormat format : {WeightFormat::kF32, WeightFormat::kFp8Block}) {
+    const auto config = PresetConfig("qwen3_moe-nano");
+    ASSERT_TRUE(config.ok());
+    auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend(), {.serve_format = format});
+    auto want = CausalLM::Create(*config, InitParameters(*config, 2, 0.1), CpuBackend(), {.serve_format = format});
+    ASSERT_TRUE(model.ok() && want.ok());
+    const TokenBatch batch = TokenBatch::FromSequences(RandomSequences(config->vocab_size, {12, 5}, 3));
+    auto before = (*model)->Forward(batch, {});
+    auto target = (*want)->Forward(batch, {});
+    ASSERT_TRUE(before.ok() && target.ok());
+    ASSERT_NE(before->logprobs, target->logprobs);
+
+    std::vector<std::pair<int64_t, Parameter>> updates;
+    for (size_t i = 0; i < (*want)->parameters().size(); ++i) {
+      const Parameter& p = (*want)->parameters()[i];
+      updates.emplace_back(i, Parameter{p.spec, p.value.Clone(), p.scale_inv.defined() ? p.scale_inv.Clone() : Tensor()});
+    }
+    // One bad entry (a shape that does not fit) refuses the whole update.
+    auto bad = updates;
+    bad.back().second.value = Tensor::Zeros(DType::kF32, {3});
+    const absl::Status refused = (*model)->UpdateParameters(std::move(bad));
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(refused.message()).find("the model holds F32"), std::string::npos) << refused;
+    auto unchanged = (*model)->Forward(batch, {});
+    ASSERT_TRUE(unchanged.ok());
+    EXPECT_EQ(unchanged->logprobs, before->logprobs);
+
+    ASSERT_TRUE((*model)->UpdateParameters(std::move(updates)).ok());
+    auto after = (*model)->Forward(batch, {});
+    ASSERT_TRUE(after.ok());
+    EXPECT_EQ(after->logprobs, target->logprobs);  // bit for bit
+  }
+}
+
+TEST(CausalLM, UpdateParametersNamesWhatIsWrong) {
+  const auto config = PresetConfig("llama-nano");
+  ASSERT_TRUE(config.ok());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend());
+  ASSERT_TRUE(model.ok());
+  const Parameter& first = (*model)->parameters()[0];
+  auto update = [&](int64_t index, Parameter p) {
+    std::vector<std::pair<int64_t, Parameter>> u;
+    u.emplace_back(index, std::move(p));
+    const absl::Status s = (*model)->UpdateParameters(std::move(u));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(s.message());
+  };
+  const int64_t n = static_cast<int64_t>((*model)->parameters().size());
+  EXPECT_NE(update(n, {first.spec, first.value.Clone(), {}}).find("outside [0, " + std::to_string(n) + ")"),
+            std::string::npos);
+  EXPECT_NE(update(1, {first.spec, first.value.Clone(), {}}).find("the model's parameter 1 is"), std::string::npos);
+  EXPECT_NE(update(0, {first.spec, *first.value.CastTo(DType::kBF16), {}}).find("is BF16"), std::string::npos);
 }
 
 TEST(CausalLM, ErrorsNameWhatIsWrong) {
@@ -310,14 +367,14 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
     if (p.spec.name != "model.layers.1.self_attn.k_norm.weight") tensors.emplace_back(p.spec.name, p.value);
   }
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto missing = CausalLM::Load(dir);
+  auto missing = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("missing tensor 'model.layers.1.self_attn.k_norm.weight'"),
             std::string::npos)
       << missing.status().message();
   tensors.emplace_back("model.layers.1.self_attn.k_norm.weight", Tensor::Zeros(DType::kF32, {3}));
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto misshaped = CausalLM::Load(dir);
+  auto misshaped = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(misshaped.ok());
   EXPECT_NE(misshaped.status().message().find("has shape [3], expected [16]"), std::string::npos)
       << misshaped.status().message();
@@ -326,7 +383,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   tensors.back().second = Tensor::Zeros(DType::kF32, {16});
   tensors.emplace_back("model.layers.0.mystery.weight", Tensor::Zeros(DType::kF32, {2}));
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto unknown = CausalLM::Load(dir);
+  auto unknown = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unexpected tensor 'model.layers.0.mystery.weight'"),
             std::string::npos)
@@ -335,7 +392,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   FILE* f = std::fopen((dir + "/config.json").c_str(), "w");
   std::fputs("{\"model_type\": \"gpt_neox\", \"vocab_size\": 10}", f);
   std::fclose(f);
-  auto family = CausalLM::Load(dir);
+  auto family = CausalLM::Load(dir, CpuBackend());
   ASSERT_FALSE(family.ok());
   EXPECT_NE(family.status().message().find("'gpt_neox' is not supported"), std::string::npos);
 }

@@ -72,7 +72,7 @@ TEST(ModelMemory, ActivationsGrowLinearlyWithTheTokens) {
 std::unique_ptr<CausalLM> Nano(int64_t max_positions) {
   ModelConfig c = *PresetConfig("llama-nano");
   c.max_position_embeddings = max_positions;
-  return std::move(CausalLM::Create(c, InitParameters(c, 1)).value());
+  return std::move(CausalLM::Create(c, InitParameters(c, 1), CpuBackend()).value());
 }
 
 // Issue 19: `logprobs` ignored max_position_embeddings; the model refuses longer sequences.
@@ -119,13 +119,13 @@ TEST(ModelMemory, LoadRefusesWeightsBeyondTheBudget) {
   ASSERT_TRUE(SaveModel(c, InitParameters(c, 1), dir).ok());
   {
     MemoryLimit limit("0");
-    auto m = CausalLM::Load(dir);
+    auto m = CausalLM::Load(dir, CpuBackend());
     ASSERT_FALSE(m.ok());
     EXPECT_EQ(m.status().code(), absl::StatusCode::kResourceExhausted);
     EXPECT_THAT(std::string(m.status().message()), HasSubstr("loading the model " + dir + " needs at least"));
     EXPECT_THAT(std::string(m.status().message()), HasSubstr("model weights, f32 (hidden_size 64"));
   }
-  EXPECT_TRUE(CausalLM::Load(dir).ok());
+  EXPECT_TRUE(CausalLM::Load(dir, CpuBackend()).ok());
 }
 
 }  // namespace

@@ -1,12 +1,13 @@
 #include "rollout/engine.h"
 
 #include <algorithm>
-#include <cstring>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <optional>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -64,6 +65,64 @@ struct Entry {
   int64_t from = 0, to = 0;
   bool samples_next = false;  // its logits give a token
 };
+
+// A token to draw: from `logits` (the row of the step's output) for sample `s` of `g`; `last`
+// is the index in the step's input of the token whose logits these are.
+struct Draw {
+  Group* g;
+  int64_t s;
+  const float* logits;
+  int64_t last;
+  SampledToken t;  // filled by DrawTokens
+};
+
+// The step's new tokens, sequence by sequence, with their cache sequences and past positions.
+StepInput BuildStepInput(const std::vector<Entry>& entries) {
+  StepInput in;
+  for (const Entry& e : entries) {
+    if (e.sample < 0) {
+      in.tokens.insert(in.tokens.end(), e.g->req.prompt.begin() + e.from, e.g->req.prompt.begin() + e.to);
+      in.cache_seq.push_back(e.g->prompt_seq);
+    } else {
+      const SampleState& s = e.g->samples[e.sample];
+      for (int64_t p = e.from; p < e.to; ++p) {
+        in.tokens.push_back(p < e.g->plen ? e.g->req.prompt[p] : s.r.tokens[p - e.g->plen]);
+      }
+      in.cache_seq.push_back(s.seq);
+    }
+    in.past.push_back(e.from);
+    in.offsets.push_back(static_cast<int64_t>(in.tokens.size()));
+  }
+  return in;
+}
+
+// Draws every token in parallel (each sample has its own RNG, so the order does not matter).
+void DrawTokens(int64_t vocab, std::vector<Draw>* draws) {
+  ThreadPool::Default().ParallelFor(static_cast<int64_t>(draws->size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      Draw& d = (*draws)[i];
+      d.t = SampleToken(std::span<const float>(d.logits, vocab), d.g->req.sampling, d.g->samples[d.s].rng);
+    }
+  });
+}
+
+// Why the sample ends after `token` (appended to s.r.tokens), if it does: a stop token, a stop
+// string completed in its text (its decoder takes the token), or max_new_tokens reached.
+std::optional<FinishReason> StopReason(const GroupRequest& req, int32_t token, SampleState* s) {
+  const auto& stops = req.stop_tokens;
+  if (std::find(stops.begin(), stops.end(), token) != stops.end()) return FinishReason::kStop;
+  if (s->decoder) {
+    const size_t old = s->text.size();
+    auto piece = s->decoder->Push(token);
+    if (piece.ok()) s->text += *piece;
+    for (const std::string& stop : req.stop_strings) {
+      const size_t from = old >= stop.size() ? old - stop.size() + 1 : 0;
+      if (s->text.find(stop, from) != std::string::npos) return FinishReason::kStop;
+    }
+  }
+  if (static_cast<int64_t>(s->r.tokens.size()) >= req.max_new_tokens) return FinishReason::kLength;
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -266,7 +325,37 @@ class RolloutEngine::Impl {
   void Loop();
   // Moves incoming groups in, applies cancellations and staged weights. Returns false to stop.
   bool Intake() ABSL_LOCKS_EXCLUDED(mu_);
+  // Between two steps (nothing of the model in use): hands the staged weights of `version` to
+  // the model (CausalLM::UpdateParameters), drops the caches when they are to be recomputed,
+  // and makes `version` the serving one.
+  void ApplyWeights(std::map<int, Parameter> staged, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
+  // The step and its parts, in order (RunStep).
   void RunStep();
+  // Which sequences run this step: running samples (ScheduleRunning), then, unless that had to
+  // preempt, prompt chunks and samples starting in admitted groups (ScheduleAdmitted) and newly
+  // admitted groups (AdmitWaiting), within the step's prefill token budget. Reserves their
+  // cache rows.
+  std::vector<Entry> ScheduleStep();
+  // Returns whether it preempted a sample.
+  bool ScheduleRunning(std::vector<Entry>* entries, int64_t* budget);
+  void ScheduleAdmitted(std::vector<Entry>* entries, int64_t* budget, int64_t* running);
+  // False when the prompt chunk did not fit: later groups then wait too.
+  bool SchedulePromptChunk(Group* g, std::vector<Entry>* entries, int64_t* budget);
+  void ScheduleWaitingSamples(Group* g, std::vector<Entry>* entries, int64_t* budget, int64_t* running);
+  void AdmitWaiting(std::vector<Entry>* entries, int64_t* budget, int64_t running);
+  // Nothing could be scheduled: frees a prompt when admitted prompts hold the pool, else waits
+  // briefly for input.
+  void WaitForRoom();
+  // A failed forward step aborts every group in it.
+  void AbortStep(const std::vector<Entry>& entries, const absl::Status& error);
+  // Records what the step computed (cached positions, prefill progress, prompt routing) and
+  // returns the tokens due: one per sample whose sequence is complete, every sample of a group
+  // whose prompt just finished.
+  std::vector<Draw> AdvanceEntries(const std::vector<Entry>& entries, const StepInput& in, const StepOutput& out);
+  // Appends the drawn token to its sample (version span, logprobs, routing), fires on_prefill
+  // before a group's first token, and finishes the sample when it stops (on_sample, on_done).
+  void EmitToken(const Draw& d, const StepOutput& out);
+  void PublishStats() ABSL_LOCKS_EXCLUDED(mu_);
   bool ReserveWithPreemption(Entry& e);
   bool PreemptOne(const Group* self_group, int64_t self_sample);
   // Frees every cache sequence; in-flight groups go back to waiting (in admission order) and
@@ -345,6 +434,22 @@ class RolloutEngine::Impl {
   std::thread thread_;  // started last, in the constructor body
 };
 
+void RolloutEngine::Impl::ApplyWeights(std::map<int, Parameter> staged, uint64_t version) {
+  std::vector<std::pair<int64_t, Parameter>> updates;
+  for (auto& [i, p] : staged) updates.emplace_back(i, std::move(p));
+  // StageWeights checked them as the model checks them, so this cannot fail short of a bug;
+  // if it does, the model keeps its weights (the update is all or nothing) and says so.
+  const absl::Status applied = model_->UpdateParameters(std::move(updates));
+  if (!applied.ok()) {
+    std::fprintf(stderr, "rollout engine: weight version %llu not applied: %s\n",
+                 static_cast<unsigned long long>(version), applied.ToString().c_str());
+  }
+  if (applied.ok() && o_.recompute_on_weight_update) PreemptAll();
+  absl::MutexLock l(&mu_);  // WaitForStagedWeights wakes on release (NothingStaged)
+  if (applied.ok()) version_ = version;
+  staged_ = staged_version_ != version ? staged_ : false;
+}
+
 bool RolloutEngine::Impl::Intake() {
   std::vector<uint64_t> cancels;
   std::map<int, Parameter> staged;
@@ -370,22 +475,7 @@ bool RolloutEngine::Impl::Intake() {
       apply = true;
     }
   }
-  if (apply) {  // between two steps: nothing of the model is in use
-    auto& params = model_->mutable_parameters();
-    for (auto& [i, p] : staged) {
-      Parameter& cur = params[i];
-      if (cur.value.dtype() == DType::kF32 && p.value.dtype() == DType::kF32 && cur.value.writable()) {
-        std::memcpy(cur.value.mutable_raw_data(), p.value.raw_data(), p.value.nbytes());
-      } else {  // bf16 / FP8 (possibly a view of the checkpoint): take the new storage
-        cur.value = std::move(p.value);
-        cur.scale_inv = std::move(p.scale_inv);
-      }
-    }
-    if (o_.recompute_on_weight_update) PreemptAll();
-    absl::MutexLock l(&mu_);  // WaitForStagedWeights wakes on release (NothingStaged)
-    version_ = staged_version;
-    staged_ = staged_version_ != staged_version ? staged_ : false;
-  }
+  if (apply) ApplyWeights(std::move(staged), staged_version);
   {
     absl::MutexLock l(&mu_);
     step_version_ = version_;
@@ -441,24 +531,52 @@ bool RolloutEngine::Impl::ReserveWithPreemption(Entry& e) {
   }
 }
 
+// One step: which sequences run (ScheduleStep), their new tokens as one batch
+// (BuildStepInput), the forward step, cache positions and routing the outputs advance
+// (AdvanceEntries), one token drawn per sample that is due one (DrawTokens), and each drawn
+// token appended with its stop check and callbacks (EmitToken).
 void RolloutEngine::Impl::RunStep() {
-  const int64_t bs = o_.block_size;
+  const std::vector<Entry> entries = ScheduleStep();
+  if (entries.empty()) {
+    WaitForRoom();
+    return;
+  }
+  const StepInput in = BuildStepInput(entries);
+  absl::StatusOr<StepOutput> out = model_->ForwardStep(in, cache_);
+  if (!out.ok()) {
+    AbortStep(entries, out.status());
+    return;
+  }
+  std::vector<Draw> draws = AdvanceEntries(entries, in, *out);
+  DrawTokens(model_->config().vocab_size, &draws);
+  for (const Draw& d : draws) EmitToken(d, *out);
+  PublishStats();
+}
+
+std::vector<Entry> RolloutEngine::Impl::ScheduleStep() {
   std::vector<Entry> entries;
   int64_t budget = o_.max_prefill_tokens_per_step;
-  bool preempted = false;
-  // 1. Samples with blocks: one decode token each (or the rest of a recompute, within budget).
+  // A preemption means the pool is short: nothing new starts this step.
+  if (ScheduleRunning(&entries, &budget)) return entries;
+  int64_t running = static_cast<int64_t>(running_.size());
+  ScheduleAdmitted(&entries, &budget, &running);
+  AdmitWaiting(&entries, &budget, running);
+  return entries;
+}
+
+bool RolloutEngine::Impl::ScheduleRunning(std::vector<Entry>* entries, int64_t* budget) {
   const int64_t before = preemptions_;
   for (size_t i = 0; i < running_.size(); ++i) {
     auto [g, si] = running_[i];
     SampleState& s = g->samples[si];
     Entry e{g, si, s.cached, g->plen + static_cast<int64_t>(s.r.tokens.size()), true};
     if (e.to - e.from > 1) {  // recompute
-      if (budget <= 0) continue;
-      if (e.to - e.from > budget) {
-        e.to = e.from + budget;
+      if (*budget <= 0) continue;
+      if (e.to - e.from > *budget) {
+        e.to = e.from + *budget;
         e.samples_next = false;
       }
-      budget -= e.to - e.from;
+      *budget -= e.to - e.from;
     }
     if (!ReserveWithPreemption(e)) {  // nothing left to take: wait for this sample's turn
       cache_.FreeSequence(s.seq);
@@ -468,116 +586,109 @@ void RolloutEngine::Impl::RunStep() {
       ++preemptions_;
       break;
     }
-    entries.push_back(e);
+    entries->push_back(e);
   }
-  preempted = preemptions_ != before;
   // Entries may point at samples preempted after they were reserved: drop those.
-  std::erase_if(entries, [](const Entry& e) { return e.g->samples[e.sample].seq < 0; });
-  int64_t running = static_cast<int64_t>(running_.size());
-  // 2. Prompt chunks of admitted groups, and samples waiting for blocks (fork + recompute).
-  if (!preempted) {
-    for (Group* g : admitted_) {
-      if (g->prefilled < g->plen) {
-        if (budget <= 0) break;
-        Entry e{g, -1, g->prefilled, std::min(g->plen, g->prefilled + budget), false};
-        if (!cache_.Reserve(g->prompt_seq, e.to, e.from).ok()) break;
-        e.samples_next = e.to == g->plen;
-        budget -= e.to - e.from;
-        entries.push_back(e);
-        continue;
-      }
-      for (int64_t si = 0; si < g->req.n; ++si) {
-        SampleState& s = g->samples[si];
-        if (s.done || s.seq >= 0 || running >= o_.max_running_sequences) continue;
-        const int64_t len = static_cast<int64_t>(s.r.tokens.size());
-        // Its own blocks (a CoW copy of the prompt's partial block included), plus one of
-        // headroom unless nothing runs (Validate guarantees the exact need fits then).
-        const int64_t need = CeilDiv(g->plen + len, bs) - g->plen / bs + (running > 0 ? 1 : 0);
-        if (need > pool_.free_blocks()) break;
-        const bool recompute = len > 1;
-        if (recompute && budget <= 0) break;
-        s.seq = cache_.Fork(g->prompt_seq);
-        s.cached = g->plen;
-        running_.emplace_back(g, si);
-        ++running;
-        if (!recompute) {  // the decode of its next token
-          Entry e{g, si, s.cached, g->plen + len, true};
-          if (cache_.Reserve(s.seq, e.to, e.from).ok()) entries.push_back(e);
-          continue;
-        }
-        Entry e{g, si, s.cached, std::min(g->plen + len, s.cached + budget), false};
-        e.samples_next = e.to == g->plen + len;
-        if (!cache_.Reserve(s.seq, e.to, e.from).ok()) continue;
-        budget -= e.to - e.from;
-        entries.push_back(e);
-      }
+  std::erase_if(*entries, [](const Entry& e) { return e.g->samples[e.sample].seq < 0; });
+  return preemptions_ != before;
+}
+
+void RolloutEngine::Impl::ScheduleAdmitted(std::vector<Entry>* entries, int64_t* budget, int64_t* running) {
+  for (Group* g : admitted_) {
+    if (g->prefilled < g->plen) {
+      if (!SchedulePromptChunk(g, entries, budget)) return;
+      continue;
     }
-    // 3. Admit waiting groups while their prompt (and a block per sample) fits.
-    while (!waiting_.empty() && budget > 0 && running < o_.max_running_sequences) {
-      Group* g = waiting_.front();
-      // Its prompt, plus a block of headroom for a sample when other groups hold blocks.
-      if (CeilDiv(g->plen, bs) + (admitted_.empty() ? 0 : 1) > pool_.free_blocks()) break;
-      waiting_.pop_front();
-      g->admitted = true;
-      g->prompt_seq = cache_.AddSequence();
-      g->prefilled = 0;
-      admitted_.push_back(g);
-      if (!g->timed_admission) {
-        g->timed_admission = true;
-        g->admitted_at = Clock::now();
-      }
-      Entry e{g, -1, 0, std::min(g->plen, budget), false};
-      if (!cache_.Reserve(g->prompt_seq, e.to, e.from).ok()) break;
-      e.samples_next = e.to == g->plen;
-      budget -= e.to;
-      entries.push_back(e);
+    ScheduleWaitingSamples(g, entries, budget, running);
+  }
+}
+
+bool RolloutEngine::Impl::SchedulePromptChunk(Group* g, std::vector<Entry>* entries, int64_t* budget) {
+  if (*budget <= 0) return false;
+  Entry e{g, -1, g->prefilled, std::min(g->plen, g->prefilled + *budget), false};
+  if (!cache_.Reserve(g->prompt_seq, e.to, e.from).ok()) return false;
+  e.samples_next = e.to == g->plen;
+  *budget -= e.to - e.from;
+  entries->push_back(e);
+  return true;
+}
+
+void RolloutEngine::Impl::ScheduleWaitingSamples(Group* g, std::vector<Entry>* entries, int64_t* budget,
+                                                 int64_t* running) {
+  const int64_t bs = o_.block_size;
+  for (int64_t si = 0; si < g->req.n; ++si) {
+    SampleState& s = g->samples[si];
+    if (s.done || s.seq >= 0 || *running >= o_.max_running_sequences) continue;
+    const int64_t len = static_cast<int64_t>(s.r.tokens.size());
+    // Its own blocks (a CoW copy of the prompt's partial block included), plus one of
+    // headroom unless nothing runs (Validate guarantees the exact need fits then).
+    const int64_t need = CeilDiv(g->plen + len, bs) - g->plen / bs + (*running > 0 ? 1 : 0);
+    if (need > pool_.free_blocks()) return;
+    const bool recompute = len > 1;
+    if (recompute && *budget <= 0) return;
+    s.seq = cache_.Fork(g->prompt_seq);
+    s.cached = g->plen;
+    running_.emplace_back(g, si);
+    ++*running;
+    if (!recompute) {  // the decode of its next token
+      Entry e{g, si, s.cached, g->plen + len, true};
+      if (cache_.Reserve(s.seq, e.to, e.from).ok()) entries->push_back(e);
+      continue;
     }
+    Entry e{g, si, s.cached, std::min(g->plen + len, s.cached + *budget), false};
+    e.samples_next = e.to == g->plen + len;
+    if (!cache_.Reserve(s.seq, e.to, e.from).ok()) continue;
+    *budget -= e.to - e.from;
+    entries->push_back(e);
   }
-  if (entries.empty()) {
-    // Nothing runs and nothing fits: the prompts of admitted groups hold the pool. Give the
-    // newest group's prompt blocks back (it re-prefills later) so the oldest can go on.
-    if (running_.empty() && admitted_.size() > 1 && PreemptOne(admitted_.front(), -1)) return;
-    absl::MutexLock l(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(this, &Impl::HasInput), absl::Milliseconds(5));
-    return;
-  }
-  StepInput in;
-  for (const Entry& e : entries) {
-    if (e.sample < 0) {
-      in.tokens.insert(in.tokens.end(), e.g->req.prompt.begin() + e.from, e.g->req.prompt.begin() + e.to);
-      in.cache_seq.push_back(e.g->prompt_seq);
-    } else {
-      const SampleState& s = e.g->samples[e.sample];
-      for (int64_t p = e.from; p < e.to; ++p) {
-        in.tokens.push_back(p < e.g->plen ? e.g->req.prompt[p] : s.r.tokens[p - e.g->plen]);
-      }
-      in.cache_seq.push_back(s.seq);
+}
+
+void RolloutEngine::Impl::AdmitWaiting(std::vector<Entry>* entries, int64_t* budget, int64_t running) {
+  const int64_t bs = o_.block_size;
+  while (!waiting_.empty() && *budget > 0 && running < o_.max_running_sequences) {
+    Group* g = waiting_.front();
+    // Its prompt, plus a block of headroom for a sample when other groups hold blocks.
+    if (CeilDiv(g->plen, bs) + (admitted_.empty() ? 0 : 1) > pool_.free_blocks()) break;
+    waiting_.pop_front();
+    g->admitted = true;
+    g->prompt_seq = cache_.AddSequence();
+    g->prefilled = 0;
+    admitted_.push_back(g);
+    if (!g->timed_admission) {
+      g->timed_admission = true;
+      g->admitted_at = Clock::now();
     }
-    in.past.push_back(e.from);
-    in.offsets.push_back(static_cast<int64_t>(in.tokens.size()));
+    Entry e{g, -1, 0, std::min(g->plen, *budget), false};
+    if (!cache_.Reserve(g->prompt_seq, e.to, e.from).ok()) break;
+    e.samples_next = e.to == g->plen;
+    *budget -= e.to;
+    entries->push_back(e);
   }
-  absl::StatusOr<StepOutput> out = model_->ForwardStep(in, cache_);
-  if (!out.ok()) {  // a model error aborts everything in the step
-    std::fprintf(stderr, "rollout engine: step failed: %s\n", out.status().ToString().c_str());
-    std::vector<uint64_t> ids;
-    for (const Entry& e : entries) ids.push_back(e.g->id);
-    for (uint64_t id : ids) AbortGroup(id);
-    return;
-  }
+}
+
+void RolloutEngine::Impl::WaitForRoom() {
+  // Nothing runs and nothing fits: the prompts of admitted groups hold the pool. Give the
+  // newest group's prompt blocks back (it re-prefills later) so the oldest can go on.
+  if (running_.empty() && admitted_.size() > 1 && PreemptOne(admitted_.front(), -1)) return;
+  absl::MutexLock l(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &Impl::HasInput), absl::Milliseconds(5));
+}
+
+void RolloutEngine::Impl::AbortStep(const std::vector<Entry>& entries, const absl::Status& error) {
+  std::fprintf(stderr, "rollout engine: step failed: %s\n", error.ToString().c_str());
+  std::vector<uint64_t> ids;
+  for (const Entry& e : entries) ids.push_back(e.g->id);
+  for (uint64_t id : ids) AbortGroup(id);
+}
+
+std::vector<Draw> RolloutEngine::Impl::AdvanceEntries(const std::vector<Entry>& entries, const StepInput& in,
+                                                      const StepOutput& out) {
   const int64_t V = model_->config().vocab_size;
-  // Draw every token of this step in parallel (each sample has its own RNG).
-  struct Draw {
-    Group* g;
-    int64_t s;
-    const float* logits;
-    int64_t last;  // step token index of the input that produced it
-    SampledToken t;
-  };
   std::vector<Draw> draws;
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     Group& g = *e.g;
-    const float* logits = out->logits.data() + i * V;
+    const float* logits = out.logits.data() + i * V;
     const int64_t last = in.offsets[i + 1] - 1;
     if (e.sample >= 0) {
       e.g->samples[e.sample].cached = e.to;
@@ -588,7 +699,7 @@ void RolloutEngine::Impl::RunStep() {
     if (g.req.return_routing && L_ > 0) {  // positions not recorded yet (a re-prefill repeats some)
       const int64_t recorded = static_cast<int64_t>(g.prompt_routing.size()) / (L_ * K_);
       for (int64_t p = std::max(e.from, recorded); p < std::min(e.to, g.plen - 1); ++p) {
-        CopyRouting(*out, in.offsets[i] + p - e.from, &g.prompt_routing);
+        CopyRouting(out, in.offsets[i] + p - e.from, &g.prompt_routing);
       }
     }
     if (e.samples_next && !g.first_sampled) {
@@ -597,45 +708,31 @@ void RolloutEngine::Impl::RunStep() {
       for (int64_t s = 0; s < g.req.n; ++s) draws.push_back({&g, s, logits, last, {}});
     }
   }
-  ThreadPool::Default().ParallelFor(static_cast<int64_t>(draws.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      Draw& d = draws[i];
-      d.t = SampleToken(std::span<const float>(d.logits, V), d.g->req.sampling, d.g->samples[d.s].rng);
-    }
-  });
-  for (Draw& d : draws) {
-    Group& g = *d.g;
-    SampleState& s = g.samples[d.s];
-    SampleResult& r = s.r;
-    if (r.tokens.empty() && d.s == 0 && g.cb.on_prefill) {
-      GroupResult p;
-      p.prompt_routing = g.prompt_routing;
-      p.num_moe_layers = g.req.return_routing ? L_ : 0;
-      p.top_k = g.req.return_routing ? K_ : 0;
-      g.cb.on_prefill(p);
-    }
-    if (r.versions.empty() || r.versions.back().version != step_version_) {
-      r.versions.push_back({step_version_, static_cast<int64_t>(r.tokens.size())});
-    }
-    r.tokens.push_back(d.t.token);
-    r.logprobs.push_back(d.t.logprob);
-    r.raw_logprobs.push_back(d.t.raw_logprob);
-    if (g.req.return_routing) CopyRouting(*out, d.last, &r.routing);
-    const auto& stops = g.req.stop_tokens;
-    std::optional<FinishReason> reason;
-    if (std::find(stops.begin(), stops.end(), d.t.token) != stops.end()) reason = FinishReason::kStop;
-    if (!reason && s.decoder) {
-      const size_t old = s.text.size();
-      auto piece = s.decoder->Push(d.t.token);
-      if (piece.ok()) s.text += *piece;
-      for (const std::string& stop : g.req.stop_strings) {
-        const size_t from = old >= stop.size() ? old - stop.size() + 1 : 0;
-        if (s.text.find(stop, from) != std::string::npos) reason = FinishReason::kStop;
-      }
-    }
-    if (!reason && static_cast<int64_t>(r.tokens.size()) >= g.req.max_new_tokens) reason = FinishReason::kLength;
-    if (reason) FinishSample(g, d.s, *reason);
+  return draws;
+}
+
+void RolloutEngine::Impl::EmitToken(const Draw& d, const StepOutput& out) {
+  Group& g = *d.g;
+  SampleState& s = g.samples[d.s];
+  SampleResult& r = s.r;
+  if (r.tokens.empty() && d.s == 0 && g.cb.on_prefill) {
+    GroupResult p;
+    p.prompt_routing = g.prompt_routing;
+    p.num_moe_layers = g.req.return_routing ? L_ : 0;
+    p.top_k = g.req.return_routing ? K_ : 0;
+    g.cb.on_prefill(p);
   }
+  if (r.versions.empty() || r.versions.back().version != step_version_) {
+    r.versions.push_back({step_version_, static_cast<int64_t>(r.tokens.size())});
+  }
+  r.tokens.push_back(d.t.token);
+  r.logprobs.push_back(d.t.logprob);
+  r.raw_logprobs.push_back(d.t.raw_logprob);
+  if (g.req.return_routing) CopyRouting(out, d.last, &r.routing);
+  if (std::optional<FinishReason> reason = StopReason(g.req, d.t.token, &s)) FinishSample(g, d.s, *reason);
+}
+
+void RolloutEngine::Impl::PublishStats() {
   absl::MutexLock l(&mu_);
   stats_.waiting_groups = static_cast<int64_t>(waiting_.size());
   stats_.running_sequences = static_cast<int64_t>(running_.size());

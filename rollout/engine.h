@@ -20,7 +20,8 @@
 //    tokens. A request whose single sample could not fit in the whole pool is rejected
 //    (ResourceExhausted) at submission.
 //  - Weights: StageWeights(version, params) checks names and shapes and stages the values; the
-//    engine copies them into the model at the next step boundary and, with
+//    engine hands them to the model (CausalLM::UpdateParameters, its only write to the model's
+//    values) at the next step boundary and, with
 //    recompute_on_weight_update, recomputes every in-flight cache under them. Each token
 //    records the version of the forward step that produced it (WeightVersionSpan encoding).
 //  - Routing (MoE models, return_routing): prompt_routing holds positions 0..P-2, each sample's

@@ -24,7 +24,7 @@ namespace {
 std::unique_ptr<CausalLM> MakeModel(const std::string& preset, uint64_t seed) {
   auto config = PresetConfig(preset);
   EXPECT_TRUE(config.ok()) << preset;
-  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return std::move(m).value();
 }

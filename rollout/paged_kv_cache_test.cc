@@ -68,7 +68,7 @@ TEST(PagedKvCache, ExhaustionChangesNothing) {
 
 TEST(PagedKvCache, DecodingThroughPagedForksEqualsTheDenseCache) {
   const ModelConfig c = Nano();
-  auto model = CausalLM::Create(c, InitParameters(c, 3, 0.1));
+  auto model = CausalLM::Create(c, InitParameters(c, 3, 0.1), CpuBackend());
   ASSERT_TRUE(model.ok());
   const std::vector<int32_t> prompt = {4, 8, 15, 16, 23, 42, 7};
   KvBlockPool pool(c, 32, 4);

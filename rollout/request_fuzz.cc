@@ -57,7 +57,7 @@ const Server& S() {
     auto config = grpo::PresetConfig("qwen3_moe-nano");
     if (!config.ok()) std::abort();
     config->vocab_size = 320;  // the test tokenizer's ids go up to 303
-    auto model = grpo::CausalLM::Create(*config, grpo::InitParameters(*config, 5, 0.1));
+    auto model = grpo::CausalLM::Create(*config, grpo::InitParameters(*config, 5, 0.1), grpo::CpuBackend());
     if (!model.ok()) std::abort();
     grpo::EngineOptions eo;
     eo.num_blocks = 24;  // 384 positions at 16 per block: ResourceExhausted is reachable

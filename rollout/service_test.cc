@@ -28,7 +28,7 @@ using grpo::v1::RolloutService;
 std::unique_ptr<CausalLM> MakeModel(const std::string& preset, uint64_t seed) {
   auto config = PresetConfig(preset);
   EXPECT_TRUE(config.ok());
-  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1));
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return std::move(m).value();
 }

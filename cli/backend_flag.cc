@@ -1,0 +1,18 @@
+#include "cli/backend_flag.h"
+
+#include "model/ops/registry.h"
+
+namespace grpo::cli {
+
+void AddBackendOption(CLI::App* sub, std::string* name, const std::string& default_note) {
+  // The names are not listed here: that would query every backend's devices on each start.
+  sub->add_option("--backend", *name,
+                  "backend the model runs on (" + default_note + "; `grpo info` lists them)");
+}
+
+absl::StatusOr<Backend*> BackendFromFlag(const std::string& name) {
+  if (name.empty()) return GetBackend(kDefaultBackendName);
+  return GetBackend(name);
+}
+
+}  // namespace grpo::cli
