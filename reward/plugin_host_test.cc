@@ -214,7 +214,7 @@ TEST(PluginSandbox, ItsOutputDoesNotReachTheHostsStdout) {
   dup2(fd, 2);
   {
     auto rule = PluginRule::Create(Options("libmisbehaving_reward_plugin.so"));
-    if (rule.ok()) (*rule)->Score(Item("stdout"));
+    if (rule.ok()) (void)(*rule)->Score(Item("stdout"));
   }
   dup2(saved_out, 1);
   dup2(saved_err, 2);
