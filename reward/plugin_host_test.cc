@@ -224,5 +224,19 @@ TEST(PluginSandbox, ItsOutputDoesNotReachTheHostsStdout) {
   EXPECT_EQ(content.find("PLUGIN-STDOUT-MARKER"), std::string::npos) << content;
 }
 
+TEST(PluginSandbox, WeakIsolationStillServesAndKillsItsChildren) {
+  PluginOptions o = Options("libmisbehaving_reward_plugin.so");
+  o.sandbox.isolation = sandbox::Isolation::kWeak;
+  // Without a view of its own the worker reads the binary and library at their host paths
+  // (under the Bazel cache in /root here, closed to 65534): keep the caller's uid. That is the
+  // weakest setting: same uid as the host (docs/sandbox.md).
+  o.sandbox.outside_uid = getuid();
+  auto rule = PluginRule::Create(o);
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  EXPECT_EQ((*rule)->Score(Item("abc"))->score, 3.0);
+  EXPECT_EQ((*rule)->Score(Item("write-fds"))->score, 0.0);  // still only its pipes
+  EXPECT_EQ((*rule)->Score(Item("bind:1"))->score, 0.0);  // seccomp refuses AF_INET
+}
+
 }  // namespace
 }  // namespace grpo::reward
