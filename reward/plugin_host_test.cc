@@ -18,7 +18,9 @@
 namespace grpo::reward {
 namespace {
 
-constexpr int64_t kTestOutsideUid = 61722;  // owned by no one else: leftovers are countable
+// An outside uid owned by no one else, this process included (concurrent runs of this test get
+// their own): the sandboxes' leftovers are then countable.
+const int64_t kTestOutsideUid = 200000 + getpid();
 
 // Live host processes running as the workers' outside uid.
 int WorkerUidProcesses() {
