@@ -4,6 +4,7 @@
 
 #include "core/jsonl.h"
 #include "core/strings.h"
+#include "data/code_tasks.h"
 
 namespace grpo::data {
 namespace {
@@ -33,8 +34,9 @@ absl::StatusOr<DatasetFormat> DatasetFormatFromName(std::string_view name) {
   if (name == "math") return DatasetFormat::kMath;
   if (name == "countdown") return DatasetFormat::kCountdown;
   if (name == "generic") return DatasetFormat::kGeneric;
+  if (name == "code") return DatasetFormat::kCode;
   return absl::InvalidArgumentError("dataset format '" + std::string(name) +
-                                 "' (known: gsm8k, math, countdown, generic)");
+                                 "' (known: gsm8k, math, countdown, generic, code)");
 }
 
 std::optional<std::string> ExtractGsm8kAnswer(std::string_view solution) {
@@ -133,6 +135,8 @@ absl::StatusOr<Example> ParseRow(const json& row, const DatasetOptions& o) {
       e.fields["target"] = e.answer;
       break;
     }
+    case DatasetFormat::kCode:
+      return ParseCodeRow(row);
     case DatasetFormat::kGeneric: {
       e.task = "generic";
       std::string qkey = o.fields.question;

@@ -8,6 +8,8 @@
 //   countdown  {"nums": [3, 7, 25], "target": 46}                          gold = target
 //   generic    {"prompt": "...", "answer": "..."}  ("question" when there is no "prompt"; an
 //              optional "task" names the task)
+//   code       APPS, TACO, CodeContests, LiveCodeBench, HumanEval, MBPP rows (data/code_tasks.h):
+//              task "code", gold = the tests as JSON text for the `code` reward rule
 // Files are read through core/jsonl.h (blank lines are skipped). A bad row (not a JSON object, a
 // missing or mistyped field, no extractable answer) is reported as "PATH:LINE: why", with its
 // 1-based line number: kept in Dataset::bad_rows and skipped, or with strict = true the load
@@ -30,9 +32,9 @@
 
 namespace grpo::data {
 
-enum class DatasetFormat { kGsm8k, kMath, kCountdown, kGeneric };
+enum class DatasetFormat { kGsm8k, kMath, kCountdown, kGeneric, kCode };
 
-// "gsm8k", "math", "countdown", "generic".
+// "gsm8k", "math", "countdown", "generic", "code".
 absl::StatusOr<DatasetFormat> DatasetFormatFromName(std::string_view name);
 
 // Source keys per format; empty strings mean the format's default (see the table above).

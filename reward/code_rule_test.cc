@@ -114,6 +114,16 @@ TEST(CodeRule, OutputComparison) {
   EXPECT_FALSE(SameOutput("", "0"));
 }
 
+TEST(CodeRule, WeakIsolation) {
+  CodeRuleOptions o;
+  o.isolation = sandbox::Isolation::kWeak;
+  o.test_timeout = absl::Seconds(1);
+  auto rule = CodeRule::Create(o);
+  ASSERT_TRUE(rule.ok()) << rule.status();
+  EXPECT_EQ((*rule)->Score(Item("a, b = map(int, input().split())\nprint(a + b)"))->score, 1.0);
+  EXPECT_EQ((*rule)->Score(Item("while True: pass"))->score, 0.0);
+}
+
 TEST(CodeRule, OptionErrors) {
   CodeRuleOptions o;
   o.language = "cobol";

@@ -107,14 +107,19 @@ absl::StatusOr<std::unique_ptr<sandbox::Sandbox>> SandboxWorker(const PluginOpti
   GRPO_ASSIGN_OR_RETURN(std::string library, RealPath(o.path));
   sandbox::Config c = o.sandbox;
   c.capture_output = false;
-  c.binds.push_back({worker, kWorkerInside});
-  c.binds.push_back({library, kLibraryInside});
   c.fds = {{request_fd, kRequestFd}, {reply_fd, kReplyFd}};
+  // With namespaces both files are bound into the sandbox's view; weak isolation has no view of
+  // its own and uses the host paths.
+  const bool own_view = c.isolation == sandbox::Isolation::kNamespaces;
+  if (own_view) {
+    c.binds.push_back({worker, kWorkerInside});
+    c.binds.push_back({library, kLibraryInside});
+  }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<sandbox::Sandbox> box, sandbox::Sandbox::Create(c));
   sandbox::Job job;
-  job.argv = {kWorkerInside};
+  job.argv = {own_view ? std::string(kWorkerInside) : worker};
   job.argv.insert(job.argv.end(), o.worker_argv.begin() + 1, o.worker_argv.end());
-  job.argv.insert(job.argv.end(), {"--plugin", kLibraryInside, "--config", o.config_json});
+  job.argv.insert(job.argv.end(), {"--plugin", own_view ? std::string(kLibraryInside) : library, "--config", o.config_json});
   job.limits.cpu_seconds = -1;  // long-lived: the host's per-item deadline bounds each call
   job.limits.address_space_bytes = static_cast<uint64_t>(o.memory_mb) << 20;
   job.limits.processes = 32;

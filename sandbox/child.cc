@@ -236,6 +236,7 @@ namespace {
 
 // The program: PID 2 of the namespace (PID 1 is the init below).
 [[noreturn]] void ExecProgram(const ChildPlan& p, const ParsedJob& job, int exec_report) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // weak isolation has no PID namespace to end it with PID 1
   const JobHeader& h = *job.header;
   SetLimit(RLIMIT_CPU, h.cpu_seconds, 1, exec_report);
   SetLimit(RLIMIT_AS, h.address_space_bytes, 0, exec_report);

@@ -22,7 +22,9 @@
 namespace grpo::sandbox {
 namespace {
 
-constexpr int64_t kTestOutsideUid = 61721;  // owned by no one else here: leftovers are countable
+// An outside uid owned by no one else, this process included (concurrent runs of this test get
+// their own): the sandboxes' leftovers are then countable.
+const int64_t kTestOutsideUid = 200000 + getpid();
 
 Config TestConfig() {
   Config c;
