@@ -289,18 +289,24 @@ struct CollectStep {
   }
 };
 
-// Advantages of every sample, group after group ([g * group_size + i]). Computed over the
-// samples that got a reward; a sample whose scoring failed gets 0 (and is left out of the loss
-// and of the reward means).
+// Advantages of every sample, group after group ([g * group_size + i]), by the recipe's
+// estimator over the samples that got a reward: those form the groups and, for the REINFORCE++
+// estimators, the batch. A sample whose scoring failed gets 0 (and is left out of the loss and
+// of the reward means).
 absl::StatusOr<std::vector<double>> StepAdvantages(const StepBatch& b, const AdvantageOptions& options) {
-  std::vector<double> adv;
+  std::vector<double> scored;
+  std::vector<int64_t> offsets = {0};
   for (const auto& group : b.rewards) {
-    const std::vector<double> rw = ScoredRewards(group);
-    GroupAdvantages ga;
-    if (!rw.empty()) {
-      GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(rw, static_cast<int64_t>(rw.size()), options));
-    }
-    size_t k = 0;
+    for (double v : ScoredRewards(group)) scored.push_back(v);
+    if (static_cast<int64_t>(scored.size()) > offsets.back()) offsets.push_back(static_cast<int64_t>(scored.size()));
+  }
+  GroupAdvantages ga;
+  if (!scored.empty()) {
+    GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(scored, offsets, options));
+  }
+  std::vector<double> adv;
+  size_t k = 0;
+  for (const auto& group : b.rewards) {
     for (const auto& res : group) adv.push_back(res.has_reward() ? ga.advantages[k++] : 0.0);
   }
   return adv;
