@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace grpo {
 
@@ -10,6 +11,45 @@ AdvantageOptions AdvantagePreset(Objective objective) {
   o.scale = objective == Objective::kDrGrpo ? AdvantageScale::kNone : AdvantageScale::kStd;
   return o;
 }
+
+absl::StatusOr<AdvantageEstimator> ParseAdvantageEstimator(std::string_view name) {
+  if (name == "group_norm") return AdvantageEstimator::kGroupNorm;
+  if (name == "rloo") return AdvantageEstimator::kRloo;
+  if (name == "reinforce_pp") return AdvantageEstimator::kReinforcePP;
+  if (name == "reinforce_pp_baseline") return AdvantageEstimator::kReinforcePPBaseline;
+  return absl::InvalidArgumentError("advantage estimator: unknown name \"" + std::string(name) +
+                                    "\" (expected group_norm, rloo, reinforce_pp or reinforce_pp_baseline)");
+}
+
+namespace {
+
+// REINFORCE++: values -> (v - mean) / (std + epsilon) over all of them, in place; exactly 0
+// when they are all equal.
+void NormalizeOverBatch(const AdvantageOptions& options, std::vector<double>* values, GroupAdvantages* out) {
+  const size_t n = values->size();
+  bool all_equal = true;
+  double sum = 0;
+  for (double v : *values) {
+    sum += v;
+    all_equal = all_equal && v == values->front();
+  }
+  if (all_equal) {
+    out->batch_mean = n ? values->front() : 0.0;
+    out->batch_std = 0;
+    values->assign(n, 0.0);
+    return;
+  }
+  const double mean = sum / static_cast<double>(n);
+  double ss = 0;
+  for (double v : *values) ss += (v - mean) * (v - mean);
+  const double denom_n = options.std == StdEstimator::kUnbiased ? static_cast<double>(n - 1) : static_cast<double>(n);
+  const double std = std::sqrt(ss / denom_n);
+  out->batch_mean = mean;
+  out->batch_std = std;
+  for (double& v : *values) v = (v - mean) / (std + options.epsilon);
+}
+
+}  // namespace
 
 absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> rewards,
                                                std::span<const int64_t> group_offsets,
@@ -49,7 +89,12 @@ absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> r
     }
     const double mean = sum / static_cast<double>(size);
     out.group_mean[g] = all_equal ? rewards[b] : mean;
-    if (all_equal) {  // covers size 1: advantages stay exactly 0
+    if (options.estimator == AdvantageEstimator::kReinforcePP) {
+      for (int64_t i = b; i < e; ++i) out.advantages[i] = rewards[i];
+    } else if (options.estimator == AdvantageEstimator::kReinforcePPBaseline) {
+      for (int64_t i = b; i < e; ++i) out.advantages[i] = all_equal ? 0.0 : rewards[i] - mean;
+    }
+    if (all_equal) {  // covers size 1: group-relative advantages stay exactly 0
       out.group_std[g] = 0;
       out.zero_std_groups.push_back(static_cast<int64_t>(g));
       continue;
@@ -60,11 +105,21 @@ absl::StatusOr<GroupAdvantages> ComputeGroupAdvantages(std::span<const double> r
                                                                   : static_cast<double>(size);
     const double std = std::sqrt(ss / denom_n);
     out.group_std[g] = std;
-    for (int64_t i = b; i < e; ++i) {
-      const double centered = rewards[i] - mean;
-      out.advantages[i] =
-          options.scale == AdvantageScale::kStd ? centered / (std + options.epsilon) : centered;
+    if (options.estimator == AdvantageEstimator::kGroupNorm) {
+      for (int64_t i = b; i < e; ++i) {
+        const double centered = rewards[i] - mean;
+        out.advantages[i] =
+            options.scale == AdvantageScale::kStd ? centered / (std + options.epsilon) : centered;
+      }
+    } else if (options.estimator == AdvantageEstimator::kRloo) {
+      for (int64_t i = b; i < e; ++i) {
+        out.advantages[i] = rewards[i] - (sum - rewards[i]) / static_cast<double>(size - 1);
+      }
     }
+  }
+  if (options.estimator == AdvantageEstimator::kReinforcePP ||
+      options.estimator == AdvantageEstimator::kReinforcePPBaseline) {
+    NormalizeOverBatch(options, &out.advantages, &out);
   }
   return out;
 }

@@ -1,5 +1,6 @@
-// learner/advantage against a PyTorch reference written as TRL computes GRPO advantages
-// (learner/testdata/advantage_reference.py), plus the exact-zero and error contracts.
+// learner/advantage against a PyTorch reference written as TRL computes GRPO advantages, with
+// RLOO and REINFORCE++ (learner/testdata/advantage_reference.py), plus the exact-zero and error
+// contracts.
 #include "learner/advantage.h"
 
 #include <gtest/gtest.h>
@@ -24,6 +25,16 @@ struct Case {
   AdvantageOptions options;
 };
 
+const char* EstimatorName(AdvantageEstimator e) {
+  switch (e) {
+    case AdvantageEstimator::kGroupNorm: return "group_norm";
+    case AdvantageEstimator::kRloo: return "rloo";
+    case AdvantageEstimator::kReinforcePP: return "reinforce_pp";
+    case AdvantageEstimator::kReinforcePPBaseline: return "reinforce_pp_baseline";
+  }
+  return "";
+}
+
 TEST(AdvantageTest, MatchesPyTorchReference) {
   GRPO_REQUIRE_TORCH();
   std::mt19937 rng(7);
@@ -46,13 +57,20 @@ TEST(AdvantageTest, MatchesPyTorchReference) {
       for (double eps : {1e-6, 1e-4}) cases.push_back({rewards, offsets, {scale, eps, est}});
     }
   }
+  for (AdvantageEstimator estimator :
+       {AdvantageEstimator::kRloo, AdvantageEstimator::kReinforcePP, AdvantageEstimator::kReinforcePPBaseline}) {
+    for (StdEstimator est : {StdEstimator::kUnbiased, StdEstimator::kPopulation}) {
+      cases.push_back({rewards, offsets, {AdvantageScale::kStd, 1e-4, est, estimator}});
+    }
+  }
   json input = {{"cases", json::array()}};
   for (const Case& c : cases) {
     input["cases"].push_back({{"rewards", c.rewards},
                               {"offsets", c.offsets},
                               {"scale", c.options.scale == AdvantageScale::kStd ? "std" : "none"},
                               {"unbiased", c.options.std == StdEstimator::kUnbiased},
-                              {"epsilon", c.options.epsilon}});
+                              {"epsilon", c.options.epsilon},
+                              {"estimator", EstimatorName(c.options.estimator)}});
   }
   const std::string dir = testing::MakeTempDir("advantage");
   const std::string text = input.dump();
@@ -106,6 +124,47 @@ TEST(AdvantageTest, GrpoAndDrGrpoFormulas) {
   ASSERT_TRUE(by_size.ok());
   EXPECT_NEAR(by_size->advantages[0], -0.5 / (std::sqrt(0.5) + 1e-6), 1e-15);
   EXPECT_EQ(by_size->zero_std_groups, std::vector<int64_t>({1}));
+}
+
+TEST(AdvantageTest, RlooAndReinforcePlusPlusFormulas) {
+  // Groups {0, 1, 1, 0} and {2, 2}.
+  const std::vector<double> r = {0, 1, 1, 0, 2, 2};
+  const std::vector<int64_t> off = {0, 4, 6};
+  AdvantageOptions o;
+  o.estimator = AdvantageEstimator::kRloo;
+  auto rloo = ComputeGroupAdvantages(r, off, o);
+  ASSERT_TRUE(rloo.ok()) << rloo.status().ToString();
+  // 0 - (1 + 1 + 0) / 3 = -2/3; 1 - (0 + 1 + 0) / 3 = 2/3; the equal group gets exactly 0.
+  EXPECT_NEAR(rloo->advantages[0], -2.0 / 3, 1e-15);
+  EXPECT_NEAR(rloo->advantages[1], 2.0 / 3, 1e-15);
+  EXPECT_EQ(rloo->advantages[4], 0.0);
+  EXPECT_EQ(rloo->zero_std_groups, std::vector<int64_t>({1}));
+  o.estimator = AdvantageEstimator::kReinforcePP;
+  o.epsilon = 0;
+  auto rpp = ComputeGroupAdvantages(r, off, o);
+  ASSERT_TRUE(rpp.ok());
+  // Batch mean 1, squared deviations 1+0+0+1+1+1, unbiased std sqrt(4/5): the equal group is not
+  // zeroed (no group baseline).
+  const double sd = std::sqrt(4.0 / 5);
+  EXPECT_NEAR(rpp->advantages[0], -1 / sd, 1e-15);
+  EXPECT_NEAR(rpp->advantages[4], 1 / sd, 1e-15);
+  EXPECT_NEAR(rpp->batch_mean, 1.0, 1e-15);
+  EXPECT_NEAR(rpp->batch_std, sd, 1e-15);
+  o.estimator = AdvantageEstimator::kReinforcePPBaseline;
+  auto base = ComputeGroupAdvantages(r, off, o);
+  ASSERT_TRUE(base.ok());
+  // x = {-.5, .5, .5, -.5, 0, 0}: mean 0, unbiased std sqrt(1/5).
+  EXPECT_NEAR(base->advantages[1], 0.5 / std::sqrt(0.2), 1e-15);
+  EXPECT_EQ(base->advantages[5], 0.0);
+  auto flat = ComputeGroupAdvantages(std::vector<double>{3, 3, 3}, 3, o);
+  ASSERT_TRUE(flat.ok());
+  EXPECT_EQ(flat->advantages, std::vector<double>({0.0, 0.0, 0.0}));
+  EXPECT_EQ(*ParseAdvantageEstimator("rloo"), AdvantageEstimator::kRloo);
+  EXPECT_EQ(*ParseAdvantageEstimator("reinforce_pp_baseline"), AdvantageEstimator::kReinforcePPBaseline);
+  auto bad = ParseAdvantageEstimator("reinforce++");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("expected group_norm, rloo, reinforce_pp or reinforce_pp_baseline"),
+            std::string::npos);
 }
 
 TEST(AdvantageTest, Errors) {

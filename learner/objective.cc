@@ -10,6 +10,9 @@ const char* ObjectiveName(Objective objective) {
     case Objective::kDrGrpo: return "dr_grpo";
     case Objective::kDapo: return "dapo";
     case Objective::kGspo: return "gspo";
+    case Objective::kCispo: return "cispo";
+    case Objective::kSapo: return "sapo";
+    case Objective::kGmpo: return "gmpo";
   }
   return "?";
 }

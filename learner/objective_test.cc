@@ -15,6 +15,9 @@ TEST(ObjectiveTest, NamesRoundTrip) {
   }
   EXPECT_EQ(*ParseObjective("dr_grpo"), Objective::kDrGrpo);
   EXPECT_EQ(*ParseObjective("gspo"), Objective::kGspo);
+  EXPECT_EQ(*ParseObjective("cispo"), Objective::kCispo);
+  EXPECT_EQ(*ParseObjective("sapo"), Objective::kSapo);
+  EXPECT_EQ(*ParseObjective("gmpo"), Objective::kGmpo);
 }
 
 TEST(ObjectiveTest, UnknownNameListsTheValidOnes) {
@@ -22,7 +25,7 @@ TEST(ObjectiveTest, UnknownNameListsTheValidOnes) {
     auto r = ParseObjective(bad);
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(r.status().message().find("(expected grpo, dr_grpo, dapo or gspo)"), std::string::npos)
+    EXPECT_NE(r.status().message().find("(expected grpo, dr_grpo, dapo, gspo, cispo, sapo or gmpo)"), std::string::npos)
         << r.status();
     EXPECT_NE(r.status().message().find(std::string("\"") + bad + "\""), std::string::npos) << r.status();
   }

@@ -1,6 +1,7 @@
-// The clipped policy-gradient objectives of GRPO, Dr.GRPO, DAPO and GSPO, with an optional KL
-// penalty to a frozen reference policy and rollout/training mismatch correction (truncated
-// importance sampling or masking). docs/learner.md gives every formula as implemented here.
+// The policy-gradient objectives of GRPO, Dr.GRPO, DAPO, GSPO (PPO-clip), CISPO, SAPO and GMPO,
+// with an optional KL penalty to a frozen reference policy and rollout/training mismatch
+// correction (truncated importance sampling or masking). docs/learner.md gives every formula as
+// implemented here.
 //
 // Inputs are per completion token, sequence after sequence (token t of sequence i lies in
 // [offsets[i], offsets[i+1])). The result is the loss value and dLoss/dlogprob for every token:
@@ -13,7 +14,13 @@
 //   ratio    r_t = exp(logp_t - old_t)                           (RatioLevel::kToken)
 //            r_t = sg(s_i) * exp(logp_t - sg(logp_t)),  s_i = exp(mean_t(logp - old))
 //                                                               (kSequence, GSPO-token form)
-//   policy   pg_t = -min(r_t A_i, clip(r_t, 1 - clip_eps_low, 1 + clip_eps_high) A_i)
+//   policy   pg_t, by Surrogate:
+//     kClip   -min(r_t A_i, clip(r_t, 1 - eps_low, 1 + eps_high) A_i)
+//     kCispo  -sg(clip(r_t, 1 - eps_low, 1 + eps_high)) A_i logp_t
+//     kSapo   -(4 / tau_i) sigmoid(tau_i (r_t - 1)) A_i,  tau_i = tau_pos if A_i > 0 else tau_neg
+//     kGmpo   -A_i exp(mean_u c_u) for every token of sequence i, where
+//             c_u = sgn(A_i) min(sgn(A_i) lr_u, sgn(A_i) clip(lr_u, -eps_low, eps_high)),
+//             lr_u = logp_u - old_u (clipping in log space)
 //   IS       w_t  (constant; 1 without correction)
 //   kl       kl_t = k1 | k2 | k3 (logp_t, ref_t)                 (only when kl_beta > 0)
 //   l_t = w_t * pg_t + kl_beta * kl_t
@@ -35,10 +42,19 @@ namespace grpo {
 
 enum class RatioLevel { kToken, kSequence };
 
+// The per-token policy term pg_t (see the top of this file).
+enum class Surrogate {
+  kClip,   // PPO-clip: GRPO, Dr.GRPO, DAPO, GSPO
+  kCispo,  // clipped IS weight under a stop-gradient, on every token (MiniMax-M1)
+  kSapo,   // soft adaptive gate (SAPO)
+  kGmpo,   // geometric mean of the sequence's clipped token ratios (GMPO)
+};
+
 enum class LossAggregation {
   kTokenMean,            // sum_i sum_t m l / sum_i n_i                  (DAPO)
   kSeqMeanTokenMean,     // (1/N) sum_i (1/n_i) sum_t m l                 (GRPO, GSPO)
   kSeqMeanTokenSumNorm,  // (1/(N * norm_length)) sum_i sum_t m l         (Dr.GRPO)
+  kSeqMeanTokenSum,      // (1/N) sum_i sum_t m l
 };
 
 enum class KlEstimator {
@@ -53,11 +69,21 @@ enum class IsCorrection {
   kSeqTis,     // w_t = min(exp(sum_{t in seq}(old - rollout)), C) for every token of the sequence
   kTokenMask,  // w_t = 1 if |old_t - rollout_t| <= log C else 0
   kSeqMask,    // w_t = 1 if |sum_{t in seq}(old - rollout)| <= log C else 0, whole sequence
+  // "geo" variants: the sequence's geometric-mean ratio, g_i = mean_{t in seq}(old - rollout)
+  kSeqTisGeo,   // w_t = min(exp(g_i), C) for every token of the sequence
+  kSeqMaskGeo,  // w_t = 1 if |g_i| <= log C else 0, whole sequence
+  kIcePop,      // w_t = 1 if icepop_low <= exp(old_t - rollout_t) <= icepop_high else 0 (two-sided)
 };
 
 struct PolicyLossOptions {
-  double clip_eps_low = 0.2;   // in [0, 1)
-  double clip_eps_high = 0.2;  // >= 0
+  Surrogate surrogate = Surrogate::kClip;
+  // kClip: eps_low in [0, 1); kCispo: in [0, 1] (1: no lower bound); kGmpo: log-space bounds,
+  // any finite value >= 0. eps_high finite and >= 0. Unused by kSapo.
+  double clip_eps_low = 0.2;
+  double clip_eps_high = 0.2;
+  double sapo_tau_pos = 1.0;   // kSapo temperatures, finite and > 0
+  double sapo_tau_neg = 1.05;
+  // Token ratios only (kSequence is GSPO's, with kClip).
   RatioLevel ratio_level = RatioLevel::kToken;
   LossAggregation aggregation = LossAggregation::kTokenMean;
   // The constant L of kSeqMeanTokenSumNorm (e.g. the maximum response length); must be > 0 there.
@@ -65,7 +91,8 @@ struct PolicyLossOptions {
   double kl_beta = 0;  // >= 0; 0 = no KL term, ref_logprobs may be empty
   KlEstimator kl_estimator = KlEstimator::kK3;
   IsCorrection is_correction = IsCorrection::kNone;
-  double is_cap = 2.0;  // C >= 1 (used unless is_correction == kNone)
+  double is_cap = 2.0;  // C >= 1 (used by every correction but kNone and kIcePop)
+  double icepop_low = 0.5, icepop_high = 5.0;  // kIcePop: 0 <= low <= 1 <= high, finite
 };
 
 // Defaults of an objective:
@@ -74,12 +101,15 @@ struct PolicyLossOptions {
 //             norm_length is left 0: the caller must set it, e.g. to max_new_tokens)
 //   kDapo:    eps 0.2/0.28,  token ratio, token-mean, beta 0                  (DAPO)
 //   kGspo:    eps 3e-4/4e-4, sequence ratio, seq-mean-token-mean, beta 0      (GSPO)
+//   kCispo:   CISPO surrogate, eps 1/0.28 (no lower bound), token-mean, beta 0 (MiniMax-M1)
+//   kSapo:    SAPO surrogate, tau_pos 1, tau_neg 1.05, seq-mean-token-mean, beta 0
+//   kGmpo:    GMPO surrogate, eps 0.4/0.4 (log space), seq-mean-token-mean, beta 0
 // All with is_correction kNone.
 PolicyLossOptions PolicyLossPreset(Objective objective);
 
-// Names used in configs: "token-mean" | "seq-mean-token-mean" | "seq-mean-token-sum-norm";
-// "k1" | "k2" | "k3"; "none" | "token_tis" | "seq_tis" | "token_mask" | "seq_mask";
-// "token" | "sequence".
+// Names used in configs: "token-mean" | "seq-mean-token-mean" | "seq-mean-token-sum-norm" |
+// "seq-mean-token-sum"; "k1" | "k2" | "k3"; "none" | "token_tis" | "seq_tis" | "token_mask" |
+// "seq_mask" | "seq_tis_geo" | "seq_mask_geo" | "icepop"; "token" | "sequence".
 absl::StatusOr<LossAggregation> ParseLossAggregation(std::string_view name);
 absl::StatusOr<KlEstimator> ParseKlEstimator(std::string_view name);
 absl::StatusOr<IsCorrection> ParseIsCorrection(std::string_view name);
@@ -100,15 +130,17 @@ struct PolicyLossInputs {
 
 struct PolicyLossMetrics {
   int64_t num_tokens = 0;     // tokens counted (mask 1)
-  double clip_frac = 0;       // fraction of tokens where the clipped branch is strictly the min
-  double clip_frac_low = 0;   // ... with r < 1 - eps_low and A < 0
-  double clip_frac_high = 0;  // ... with r > 1 + eps_high and A > 0
+  // kClip, kGmpo: fraction of tokens where the clipped branch is strictly the min; kCispo:
+  // fraction of tokens whose IS weight was clipped; kSapo: 0 (nothing is clipped).
+  double clip_frac = 0;
+  double clip_frac_low = 0;   // ... kClip/kGmpo: with r below the range and A < 0; kCispo: r below
+  double clip_frac_high = 0;  // ... kClip/kGmpo: with r above the range and A > 0; kCispo: r above
   double ratio_mean = 0, ratio_min = 0, ratio_max = 0;  // of r_t over counted tokens
   bool has_kl = false;        // kl_mean is set only when kl_beta > 0 (ref logprobs given)
   double kl_mean = 0;         // mean of kl_t over counted tokens
   double is_weight_mean = 1;  // mean of w_t over counted tokens
   double is_capped_frac = 0;  // TIS modes: fraction of tokens whose raw ratio exceeded C
-  double is_masked_frac = 0;  // mask modes: fraction of tokens with w_t = 0
+  double is_masked_frac = 0;  // mask modes (icepop included): fraction of tokens with w_t = 0
 };
 
 struct PolicyLossResult {

@@ -1,7 +1,7 @@
 // learner/policy_loss against a PyTorch float64 autograd reference
 // (learner/testdata/policy_loss_reference.py, written TRL/verl-style over padded tensors) for
-// every preset, aggregation, ratio level, KL estimator and IS correction; gradients against
-// central finite differences; validation errors.
+// every preset, surrogate, aggregation, ratio level, KL estimator and IS correction; gradients
+// against central finite differences; validation errors.
 #include "learner/policy_loss.h"
 
 #include <gtest/gtest.h>
@@ -39,9 +39,26 @@ const char* AggName(LossAggregation a) {
     case LossAggregation::kTokenMean: return "token-mean";
     case LossAggregation::kSeqMeanTokenMean: return "seq-mean-token-mean";
     case LossAggregation::kSeqMeanTokenSumNorm: return "seq-mean-token-sum-norm";
+    case LossAggregation::kSeqMeanTokenSum: return "seq-mean-token-sum";
   }
   return "";
 }
+const char* SurrogateName(Surrogate s) {
+  switch (s) {
+    case Surrogate::kClip: return "clip";
+    case Surrogate::kCispo: return "cispo";
+    case Surrogate::kSapo: return "sapo";
+    case Surrogate::kGmpo: return "gmpo";
+  }
+  return "";
+}
+constexpr LossAggregation kAllAggregations[] = {LossAggregation::kTokenMean, LossAggregation::kSeqMeanTokenMean,
+                                                LossAggregation::kSeqMeanTokenSumNorm,
+                                                LossAggregation::kSeqMeanTokenSum};
+constexpr IsCorrection kAllIsCorrections[] = {IsCorrection::kTokenTis,   IsCorrection::kSeqTis,
+                                              IsCorrection::kTokenMask,  IsCorrection::kSeqMask,
+                                              IsCorrection::kSeqTisGeo,  IsCorrection::kSeqMaskGeo,
+                                              IsCorrection::kIcePop};
 const char* KlName(KlEstimator k) {
   switch (k) {
     case KlEstimator::kK1: return "k1";
@@ -57,6 +74,9 @@ const char* IsName(IsCorrection c) {
     case IsCorrection::kSeqTis: return "seq_tis";
     case IsCorrection::kTokenMask: return "token_mask";
     case IsCorrection::kSeqMask: return "seq_mask";
+    case IsCorrection::kSeqTisGeo: return "seq_tis_geo";
+    case IsCorrection::kSeqMaskGeo: return "seq_mask_geo";
+    case IsCorrection::kIcePop: return "icepop";
   }
   return "";
 }
@@ -106,8 +126,7 @@ std::vector<Case> AllCases() {
                                seed++, with_mask));
     }
   }
-  for (LossAggregation agg : {LossAggregation::kTokenMean, LossAggregation::kSeqMeanTokenMean,
-                              LossAggregation::kSeqMeanTokenSumNorm}) {
+  for (LossAggregation agg : kAllAggregations) {
     for (RatioLevel level : {RatioLevel::kToken, RatioLevel::kSequence}) {
       PolicyLossOptions o = PolicyLossPreset(level == RatioLevel::kToken ? Objective::kDapo : Objective::kGspo);
       o.aggregation = agg;
@@ -127,23 +146,60 @@ std::vector<Case> AllCases() {
       cases.push_back(MakeCase(std::string("kl ") + KlName(kl) + " " + AggName(agg), o, seed++, true));
     }
   }
-  for (IsCorrection mode : {IsCorrection::kTokenTis, IsCorrection::kSeqTis, IsCorrection::kTokenMask,
-                            IsCorrection::kSeqMask}) {
+  for (IsCorrection mode : kAllIsCorrections) {
     for (RatioLevel level : {RatioLevel::kToken, RatioLevel::kSequence}) {
       PolicyLossOptions o = PolicyLossPreset(level == RatioLevel::kToken ? Objective::kGrpo : Objective::kGspo);
       o.is_correction = mode;
       o.is_cap = 1.5;
+      o.icepop_low = 0.8;  // narrower than the defaults so that both sides mask some tokens
+      o.icepop_high = 1.3;
       cases.push_back(MakeCase(std::string("is ") + IsName(mode) +
                                    (level == RatioLevel::kToken ? " token" : " sequence"),
                                o, seed++, level == RatioLevel::kSequence));
     }
+  }
+  // CISPO, SAPO and GMPO under every aggregation, and with an IS correction and a KL term.
+  for (Objective objective : {Objective::kCispo, Objective::kSapo, Objective::kGmpo}) {
+    for (LossAggregation agg : kAllAggregations) {
+      PolicyLossOptions o = PolicyLossPreset(objective);
+      o.aggregation = agg;
+      o.norm_length = 14;
+      cases.push_back(MakeCase(std::string(ObjectiveName(objective)) + " " + AggName(agg), o, seed++, true));
+    }
+    for (IsCorrection mode : {IsCorrection::kTokenTis, IsCorrection::kSeqTisGeo, IsCorrection::kIcePop}) {
+      PolicyLossOptions o = PolicyLossPreset(objective);
+      o.is_correction = mode;
+      o.is_cap = 1.5;
+      o.icepop_low = 0.8;
+      o.icepop_high = 1.3;
+      o.kl_beta = 0.05;
+      cases.push_back(MakeCase(std::string(ObjectiveName(objective)) + " kl is " + IsName(mode), o, seed++, true));
+    }
+  }
+  {
+    PolicyLossOptions o = PolicyLossPreset(Objective::kCispo);  // with a lower bound
+    o.clip_eps_low = 0.2;
+    cases.push_back(MakeCase("cispo eps_low 0.2", o, seed++, false));
+    o = PolicyLossPreset(Objective::kSapo);
+    o.sapo_tau_pos = 3;
+    o.sapo_tau_neg = 0.5;
+    cases.push_back(MakeCase("sapo temperatures", o, seed++, false));
+    o = PolicyLossPreset(Objective::kGmpo);
+    o.clip_eps_low = 0.1;
+    o.clip_eps_high = 0.25;
+    cases.push_back(MakeCase("gmpo asymmetric", o, seed++, false));
   }
   return cases;
 }
 
 json ToJson(const Case& c) {
   const PolicyLossOptions& o = c.options;
-  json opts = {{"clip_eps_low", o.clip_eps_low},
+  json opts = {{"surrogate", SurrogateName(o.surrogate)},
+               {"sapo_tau_pos", o.sapo_tau_pos},
+               {"sapo_tau_neg", o.sapo_tau_neg},
+               {"icepop_low", o.icepop_low},
+               {"icepop_high", o.icepop_high},
+               {"clip_eps_low", o.clip_eps_low},
                {"clip_eps_high", o.clip_eps_high},
                {"ratio_level", o.ratio_level == RatioLevel::kToken ? "token" : "sequence"},
                {"aggregation", AggName(o.aggregation)},
@@ -181,7 +237,7 @@ TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
   const json results = json::parse(*out_text).at("results");
   ASSERT_EQ(results.size(), cases.size());
 
-  int64_t clipped_cases = 0, nonzero_kl = 0, capped_or_masked = 0, with_kl = 0;
+  int64_t clipped_cases = 0, two_sided_clip_cases = 0, nonzero_kl = 0, capped_or_masked = 0, with_kl = 0;
   for (size_t k = 0; k < cases.size(); ++k) {
     const Case& c = cases[k];
     SCOPED_TRACE(c.label);
@@ -204,12 +260,18 @@ TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
     EXPECT_NEAR(got->metrics.is_weight_mean, ref.at("is_weight_mean").get<double>(), 1e-9);
     EXPECT_EQ(got->metrics.has_kl, c.options.kl_beta > 0);
     if (got->metrics.clip_frac_low > 0 && got->metrics.clip_frac_high > 0) ++clipped_cases;
+    // SAPO does not clip; CISPO's presets have no lower bound.
+    const bool two_sided = c.options.surrogate == Surrogate::kClip || c.options.surrogate == Surrogate::kGmpo;
+    two_sided_clip_cases += two_sided;
+    if (c.options.surrogate == Surrogate::kSapo) {
+      EXPECT_EQ(got->metrics.clip_frac, 0.0);
+    }
     if (got->metrics.kl_mean != 0) ++nonzero_kl;
     if (c.options.kl_beta > 0) ++with_kl;
     if (got->metrics.is_capped_frac > 0 || got->metrics.is_masked_frac > 0) ++capped_or_masked;
   }
   // The inputs exercise both clip sides, the KL term and the IS corrections.
-  EXPECT_GE(clipped_cases, static_cast<int64_t>(cases.size()) / 2);
+  EXPECT_GE(clipped_cases, two_sided_clip_cases / 2);
   EXPECT_EQ(nonzero_kl, with_kl);
   EXPECT_GE(with_kl, 6);
   EXPECT_GE(capped_or_masked, 6);
@@ -232,14 +294,19 @@ double ShiftedLoss(Case c, const std::vector<int64_t>& tokens, double h, std::ve
 // Sequence-level ratios (GSPO-token) are not the gradient of the loss value in every direction
 // (the stop-gradients make d ratio_t / d logp_u = 0 for u != t), but along a uniform shift of one
 // sequence's tokens they are: there the sum of the sequence's gradients must match the
-// directional difference. Points within a margin of a clip bound are skipped.
+// directional difference. Points within a margin of a clip bound are skipped. CISPO's gradient
+// is not that of its loss value either (the stop-gradient on the clipped weight): the autograd
+// reference above checks it.
 TEST(PolicyLossTest, GradientMatchesFiniteDifferencesAwayFromKinks) {
   int64_t checked = 0, checked_seq = 0;
   for (const Case& c : AllCases()) {
     SCOPED_TRACE(c.label);
+    if (c.options.surrogate == Surrogate::kCispo) continue;
     auto base = ComputePolicyLoss(c.Inputs(), c.options);
     ASSERT_TRUE(base.ok()) << base.status().ToString();
-    const double lo = 1 - c.options.clip_eps_low, hi = 1 + c.options.clip_eps_high;
+    const bool gmpo = c.options.surrogate == Surrogate::kGmpo;  // bounds in log space
+    const double lo = gmpo ? std::exp(-c.options.clip_eps_low) : 1 - c.options.clip_eps_low;
+    const double hi = gmpo ? std::exp(c.options.clip_eps_high) : 1 + c.options.clip_eps_high;
     const bool token_level = c.options.ratio_level == RatioLevel::kToken;
     for (size_t i = 0; i + 1 < c.offsets.size(); ++i) {
       std::vector<int64_t> counted;
@@ -303,6 +370,80 @@ TEST(PolicyLossTest, TokenRatioTieAndClipBranches) {
   EXPECT_FALSE(r->metrics.has_kl);
 }
 
+TEST(PolicyLossTest, CispoSapoGmpoByHand) {
+  const std::vector<int64_t> offsets = {0, 2};
+  const std::vector<double> adv = {1.0};
+  // CISPO preset (no lower bound, upper 1.28, token-mean): ratios 1 and e^0.5 (weight 1.28).
+  std::vector<float> logp = {-1.0f, -1.0f}, old = {-1.0f, -1.5f};
+  auto cispo = ComputePolicyLoss({logp, old, {}, {}, adv, offsets, {}}, PolicyLossPreset(Objective::kCispo));
+  ASSERT_TRUE(cispo.ok()) << cispo.status().ToString();
+  EXPECT_NEAR(cispo->loss, (1.0 + 1.28) / 2, 1e-12);  // -(1 * 1 * -1 + 1.28 * 1 * -1) / 2
+  EXPECT_NEAR(cispo->grad[0], -0.5, 1e-7);
+  EXPECT_NEAR(cispo->grad[1], -0.64, 1e-7);             // the clipped token keeps its gradient
+  EXPECT_NEAR(cispo->metrics.clip_frac_high, 0.5, 1e-12);
+  // SAPO at ratio 1 with tau_pos 1: pg = -(4/1) sigmoid(0) = -2, d/dlogp = -4 * 1/4 = -1.
+  std::vector<float> one = {-1.0f}, one_old = {-1.0f};
+  const std::vector<int64_t> one_off = {0, 1};
+  auto sapo = ComputePolicyLoss({one, one_old, {}, {}, adv, one_off, {}}, PolicyLossPreset(Objective::kSapo));
+  ASSERT_TRUE(sapo.ok()) << sapo.status().ToString();
+  EXPECT_NEAR(sapo->loss, -2.0, 1e-12);
+  EXPECT_NEAR(sapo->grad[0], -1.0, 1e-7);
+  // GMPO: log ratios 0.2 and -0.1 (inside +-0.4): sequence ratio exp(0.05), each token's
+  // gradient -exp(0.05) / 2; a log ratio of 0.6 with A > 0 is clipped to 0.4 (no gradient).
+  std::vector<float> g_old = {-1.2f, -0.9f};
+  auto gmpo = ComputePolicyLoss({logp, g_old, {}, {}, adv, offsets, {}}, PolicyLossPreset(Objective::kGmpo));
+  ASSERT_TRUE(gmpo.ok()) << gmpo.status().ToString();
+  const double lr0 = double(-1.0f) - double(-1.2f), lr1 = double(-1.0f) - double(-0.9f);
+  const double R = std::exp((lr0 + lr1) / 2);
+  EXPECT_NEAR(gmpo->loss, -R, 1e-12);
+  EXPECT_NEAR(gmpo->grad[0], -R / 2, 1e-7);
+  EXPECT_NEAR(gmpo->grad[1], -R / 2, 1e-7);
+  std::vector<float> far_old = {-1.6f, -0.9f};
+  auto clipped = ComputePolicyLoss({logp, far_old, {}, {}, adv, offsets, {}}, PolicyLossPreset(Objective::kGmpo));
+  ASSERT_TRUE(clipped.ok());
+  EXPECT_NEAR(clipped->loss, -std::exp((0.4 + lr1) / 2), 1e-7);
+  EXPECT_EQ(clipped->grad[0], 0.0f);
+  EXPECT_NEAR(clipped->metrics.clip_frac_high, 0.5, 1e-12);
+}
+
+TEST(PolicyLossTest, GeoAndIcePopWeightsByHand) {
+  // Two tokens with old - rollout = 0.6 and -0.2: geometric mean ratio exp(0.2).
+  std::vector<float> logp = {-1.0f, -1.0f}, rollout = {-1.6f, -0.8f};
+  const std::vector<int64_t> offsets = {0, 2};
+  const std::vector<double> adv = {1.0};
+  PolicyLossOptions o = PolicyLossPreset(Objective::kDapo);
+  o.is_cap = 1.5;
+  const double g = ((double(-1.0f) - double(-1.6f)) + (double(-1.0f) - double(-0.8f))) / 2;
+  o.is_correction = IsCorrection::kSeqTisGeo;
+  auto tis = ComputePolicyLoss({logp, logp, rollout, {}, adv, offsets, {}}, o);
+  ASSERT_TRUE(tis.ok()) << tis.status().ToString();
+  EXPECT_NEAR(tis->metrics.is_weight_mean, std::exp(g), 1e-9);  // below the cap
+  EXPECT_NEAR(tis->loss, -std::exp(g), 1e-9);
+  o.is_correction = IsCorrection::kSeqMaskGeo;
+  o.is_cap = 1.1;  // log 1.1 < 0.2: the whole sequence is masked
+  auto mask = ComputePolicyLoss({logp, logp, rollout, {}, adv, offsets, {}}, o);
+  ASSERT_TRUE(mask.ok());
+  EXPECT_EQ(mask->metrics.is_masked_frac, 1.0);
+  EXPECT_EQ(mask->grad, std::vector<float>({0.0f, 0.0f}));
+  o.is_correction = IsCorrection::kIcePop;  // ratios e^0.6 (above 1.5: masked) and e^-0.2 (kept)
+  o.icepop_low = 0.5;
+  o.icepop_high = 1.5;
+  auto ice = ComputePolicyLoss({logp, logp, rollout, {}, adv, offsets, {}}, o);
+  ASSERT_TRUE(ice.ok());
+  EXPECT_EQ(ice->metrics.is_masked_frac, 0.5);
+  EXPECT_EQ(ice->grad[0], 0.0f);
+  EXPECT_NEAR(ice->grad[1], -0.5, 1e-7);
+  // seq-mean-token-sum: (1/N) sum_i sum_t l.
+  PolicyLossOptions sum = PolicyLossPreset(Objective::kDapo);
+  sum.aggregation = LossAggregation::kSeqMeanTokenSum;
+  const std::vector<int64_t> two_seqs = {0, 1, 2};
+  const std::vector<double> adv2 = {1.0, 2.0};
+  auto agg = ComputePolicyLoss({logp, logp, {}, {}, adv2, two_seqs, {}}, sum);
+  ASSERT_TRUE(agg.ok());
+  EXPECT_NEAR(agg->loss, -(1.0 + 2.0) / 2, 1e-12);
+  EXPECT_NEAR(agg->grad[1], -1.0, 1e-7);
+}
+
 TEST(PolicyLossTest, AllMaskedGivesZeroLoss) {
   PolicyLossOptions o;
   std::vector<float> lp = {-1, -2};
@@ -363,6 +504,23 @@ TEST(PolicyLossTest, ErrorsNameTheField) {
   bad = o;
   bad.kl_beta = -1;
   expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "kl_beta");
+  bad = PolicyLossPreset(Objective::kCispo);
+  EXPECT_TRUE(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad).ok());  // eps_low 1: no lower bound
+  bad.clip_eps_low = 1.1;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "clip_eps_low");
+  bad = PolicyLossPreset(Objective::kSapo);
+  bad.sapo_tau_neg = 0;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "sapo_tau_neg");
+  bad = PolicyLossPreset(Objective::kGmpo);
+  bad.ratio_level = RatioLevel::kSequence;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "ratio_level");
+  bad = PolicyLossPreset(Objective::kGmpo);
+  bad.clip_eps_low = -0.1;
+  expect_error(ComputePolicyLoss({lp, old, {}, {}, adv, off, {}}, bad), "clip_eps_low");
+  bad = o;
+  bad.is_correction = IsCorrection::kIcePop;
+  bad.icepop_low = 1.5;
+  expect_error(ComputePolicyLoss({lp, old, old, {}, adv, off, {}}, bad), "icepop");
 }
 
 TEST(PolicyLossTest, PresetsAndNames) {
@@ -383,6 +541,22 @@ TEST(PolicyLossTest, PresetsAndNames) {
   EXPECT_EQ(*ParseKlEstimator("k2"), KlEstimator::kK2);
   EXPECT_EQ(*ParseIsCorrection("seq_mask"), IsCorrection::kSeqMask);
   EXPECT_EQ(*ParseRatioLevel("sequence"), RatioLevel::kSequence);
+  EXPECT_EQ(*ParseLossAggregation("seq-mean-token-sum"), LossAggregation::kSeqMeanTokenSum);
+  EXPECT_EQ(*ParseIsCorrection("seq_tis_geo"), IsCorrection::kSeqTisGeo);
+  EXPECT_EQ(*ParseIsCorrection("seq_mask_geo"), IsCorrection::kSeqMaskGeo);
+  EXPECT_EQ(*ParseIsCorrection("icepop"), IsCorrection::kIcePop);
+  const PolicyLossOptions cispo = PolicyLossPreset(Objective::kCispo);
+  EXPECT_EQ(cispo.surrogate, Surrogate::kCispo);
+  EXPECT_EQ(cispo.clip_eps_low, 1.0);
+  EXPECT_EQ(cispo.aggregation, LossAggregation::kTokenMean);
+  const PolicyLossOptions sapo = PolicyLossPreset(Objective::kSapo);
+  EXPECT_EQ(sapo.surrogate, Surrogate::kSapo);
+  EXPECT_EQ(sapo.sapo_tau_pos, 1.0);
+  EXPECT_EQ(sapo.sapo_tau_neg, 1.05);
+  const PolicyLossOptions gmpo = PolicyLossPreset(Objective::kGmpo);
+  EXPECT_EQ(gmpo.surrogate, Surrogate::kGmpo);
+  EXPECT_EQ(gmpo.clip_eps_low, 0.4);
+  EXPECT_EQ(gmpo.aggregation, LossAggregation::kSeqMeanTokenMean);
   EXPECT_FALSE(ParseLossAggregation("mean").ok());
   EXPECT_FALSE(ParseKlEstimator("k4").ok());
   EXPECT_FALSE(ParseIsCorrection("tis").ok());

@@ -31,7 +31,9 @@ const std::vector<std::string>& KnownKeys() {
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
       "algorithm.kl_beta", "algorithm.kl_estimator", "algorithm.is_correction", "algorithm.is_cap",
-      "algorithm.advantage_scale", "algorithm.dynamic_sampling", "algorithm.max_sampling_rounds",
+      "algorithm.sapo_tau_pos", "algorithm.sapo_tau_neg", "algorithm.icepop_low", "algorithm.icepop_high",
+      "algorithm.advantage_scale", "algorithm.advantage_estimator", "algorithm.dynamic_sampling",
+      "algorithm.max_sampling_rounds",
       "optimizer.lr", "optimizer.betas", "optimizer.eps", "optimizer.weight_decay",
       "optimizer.warmup_steps", "optimizer.schedule", "optimizer.min_lr_ratio",
       "optimizer.max_grad_norm", "optimizer.mini_batches", "optimizer.epochs",
@@ -204,6 +206,10 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.kl_estimator", ParseKlEstimator, &r.loss.kl_estimator));
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.is_correction", ParseIsCorrection, &r.loss.is_correction));
   GRPO_ASSIGN_OR_RETURN(r.loss.is_cap, c.GetDoubleOr("algorithm.is_cap", r.loss.is_cap));
+  GRPO_ASSIGN_OR_RETURN(r.loss.sapo_tau_pos, c.GetDoubleOr("algorithm.sapo_tau_pos", r.loss.sapo_tau_pos));
+  GRPO_ASSIGN_OR_RETURN(r.loss.sapo_tau_neg, c.GetDoubleOr("algorithm.sapo_tau_neg", r.loss.sapo_tau_neg));
+  GRPO_ASSIGN_OR_RETURN(r.loss.icepop_low, c.GetDoubleOr("algorithm.icepop_low", r.loss.icepop_low));
+  GRPO_ASSIGN_OR_RETURN(r.loss.icepop_high, c.GetDoubleOr("algorithm.icepop_high", r.loss.icepop_high));
   if (absl::Status v = ValidatePolicyLossOptions(r.loss); !v.ok()) return c.Error("algorithm", std::string(v.message()));
   if (c.Has("algorithm.advantage_scale")) {
     GRPO_ASSIGN_OR_RETURN(std::string s, c.GetString("algorithm.advantage_scale"));
@@ -215,6 +221,8 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
       return c.Error("algorithm.advantage_scale", "must be 'std' or 'none'");
     }
   }
+  GRPO_RETURN_IF_ERROR(
+      ParseEnum(c, "algorithm.advantage_estimator", ParseAdvantageEstimator, &r.advantage.estimator));
   GRPO_ASSIGN_OR_RETURN(r.dynamic_sampling, c.GetBoolOr("algorithm.dynamic_sampling", r.objective == Objective::kDapo));
   GRPO_ASSIGN_OR_RETURN(r.max_sampling_rounds, c.GetIntOr("algorithm.max_sampling_rounds", 3));
   GRPO_RETURN_IF_ERROR(Positive(c, "algorithm.max_sampling_rounds", r.max_sampling_rounds));
@@ -254,7 +262,7 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.checkpoint_every, c.GetIntOr("train.checkpoint_every", 0));
   if (r.overlap && r.loss.is_correction == IsCorrection::kNone) {
     return c.Error("rollout.overlap", "one-step off-policy samples need algorithm.is_correction "
-                                      "(token_tis, seq_tis, token_mask or seq_mask) to correct their staleness");
+                                      "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
   }
   if (r.prompts_per_step % r.mini_batches != 0) {
     return c.Error("optimizer.mini_batches", "must divide rollout.prompts_per_step");

@@ -16,10 +16,11 @@
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
 //              overlap (one-step off-policy), endpoints (remote mode)
 //   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
-//   algorithm  objective (grpo|dr_grpo|dapo|gspo) and overrides of its preset: clip_eps_low,
-//              clip_eps_high, ratio_level, aggregation, norm_length, kl_beta, kl_estimator,
-//              is_correction, is_cap, advantage_scale (std|none), dynamic_sampling,
-//              max_sampling_rounds
+//   algorithm  objective (grpo|dr_grpo|dapo|gspo|cispo|sapo|gmpo) and overrides of its preset:
+//              clip_eps_low, clip_eps_high, ratio_level, aggregation, norm_length, kl_beta,
+//              kl_estimator, is_correction, is_cap, icepop_low, icepop_high, sapo_tau_pos,
+//              sapo_tau_neg, advantage_scale (std|none), advantage_estimator (group_norm|rloo|
+//              reinforce_pp|reinforce_pp_baseline), dynamic_sampling, max_sampling_rounds
 //   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every

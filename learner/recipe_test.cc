@@ -54,6 +54,34 @@ TEST(Recipe, DefaultsAndPresets) {
   EXPECT_DOUBLE_EQ(over->adamw.beta2, 0.95);
 }
 
+TEST(Recipe, NewObjectivesEstimatorsAndCorrections) {
+  auto cispo = Parse(kMinimal, {"algorithm.objective=cispo"});
+  ASSERT_TRUE(cispo.ok()) << cispo.status().ToString();
+  EXPECT_EQ(cispo->loss.surrogate, Surrogate::kCispo);
+  EXPECT_EQ(cispo->loss.aggregation, LossAggregation::kTokenMean);
+  auto sapo = Parse(kMinimal, {"algorithm.objective=sapo", "algorithm.sapo_tau_pos=2", "algorithm.sapo_tau_neg=3"});
+  ASSERT_TRUE(sapo.ok()) << sapo.status().ToString();
+  EXPECT_EQ(sapo->loss.surrogate, Surrogate::kSapo);
+  EXPECT_EQ(sapo->loss.sapo_tau_pos, 2);
+  EXPECT_EQ(sapo->loss.sapo_tau_neg, 3);
+  auto gmpo = Parse(kMinimal, {"algorithm.objective=gmpo", "algorithm.aggregation=seq-mean-token-sum",
+                               "algorithm.advantage_estimator=rloo", "algorithm.is_correction=icepop",
+                               "algorithm.icepop_low=0.4", "algorithm.icepop_high=3"});
+  ASSERT_TRUE(gmpo.ok()) << gmpo.status().ToString();
+  EXPECT_EQ(gmpo->loss.surrogate, Surrogate::kGmpo);
+  EXPECT_EQ(gmpo->loss.aggregation, LossAggregation::kSeqMeanTokenSum);
+  EXPECT_EQ(gmpo->advantage.estimator, AdvantageEstimator::kRloo);
+  EXPECT_EQ(gmpo->loss.is_correction, IsCorrection::kIcePop);
+  EXPECT_EQ(gmpo->loss.icepop_low, 0.4);
+  EXPECT_EQ(gmpo->loss.icepop_high, 3);
+  auto rpp = Parse(kMinimal, {"algorithm.advantage_estimator=reinforce_pp_baseline",
+                              "algorithm.is_correction=seq_mask_geo"});
+  ASSERT_TRUE(rpp.ok()) << rpp.status().ToString();
+  EXPECT_EQ(rpp->advantage.estimator, AdvantageEstimator::kReinforcePPBaseline);
+  EXPECT_EQ(rpp->loss.is_correction, IsCorrection::kSeqMaskGeo);
+  EXPECT_EQ(Parse(kMinimal)->advantage.estimator, AdvantageEstimator::kGroupNorm);
+}
+
 void ExpectError(const std::vector<std::string>& overrides, const std::string& needle) {
   auto r = Parse(kMinimal, overrides);
   ASSERT_FALSE(r.ok()) << "accepted " << overrides[0];
@@ -76,6 +104,11 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"algorithm.aggregation=mean"}, "algorithm");
   ExpectError({"pretrain.teacher_mix.careful=-1"}, "pretrain.teacher_mix");
   ExpectError({"data.addition.digits=0"}, "data.addition");
+  ExpectError({"algorithm.advantage_estimator=ppo"}, "algorithm.advantage_estimator");
+  ExpectError({"algorithm.objective=sapo", "algorithm.sapo_tau_pos=0"}, "sapo_tau_pos");
+  ExpectError({"algorithm.objective=gmpo", "algorithm.ratio_level=sequence"}, "ratio_level");
+  ExpectError({"algorithm.is_correction=icepop", "algorithm.icepop_high=0.9"}, "icepop");
+  ExpectError({"algorithm.is_correction=geo"}, "algorithm.is_correction");
 }
 
 TEST(Recipe, NamedChoicesAreParsedOnce) {
@@ -91,7 +124,7 @@ TEST(Recipe, NamedChoicesAreParsedOnce) {
   EXPECT_EQ(bf16->serve_format, WeightFormat::kBF16);
   // Errors list the valid names; "stored" is a WeightFormat but not one an update is sent in.
   ExpectError({"rollout.serve_format=stored"}, "(expected f32, bf16 or fp8)");
-  ExpectError({"algorithm.objective=ppo"}, "(expected grpo, dr_grpo, dapo or gspo)");
+  ExpectError({"algorithm.objective=ppo"}, "(expected grpo, dr_grpo, dapo, gspo, cispo, sapo or gmpo)");
   ExpectError({"data.source=csv"}, "must be 'addition' or 'jsonl'");
 }
 

@@ -289,18 +289,24 @@ struct CollectStep {
   }
 };
 
-// Advantages of every sample, group after group ([g * group_size + i]). Computed over the
-// samples that got a reward; a sample whose scoring failed gets 0 (and is left out of the loss
-// and of the reward means).
+// Advantages of every sample, group after group ([g * group_size + i]), by the recipe's
+// estimator over the samples that got a reward: those form the groups and, for the REINFORCE++
+// estimators, the batch. A sample whose scoring failed gets 0 (and is left out of the loss and
+// of the reward means).
 absl::StatusOr<std::vector<double>> StepAdvantages(const StepBatch& b, const AdvantageOptions& options) {
-  std::vector<double> adv;
+  std::vector<double> scored;
+  std::vector<int64_t> offsets = {0};
   for (const auto& group : b.rewards) {
-    const std::vector<double> rw = ScoredRewards(group);
-    GroupAdvantages ga;
-    if (!rw.empty()) {
-      GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(rw, static_cast<int64_t>(rw.size()), options));
-    }
-    size_t k = 0;
+    for (double v : ScoredRewards(group)) scored.push_back(v);
+    if (static_cast<int64_t>(scored.size()) > offsets.back()) offsets.push_back(static_cast<int64_t>(scored.size()));
+  }
+  GroupAdvantages ga;
+  if (!scored.empty()) {
+    GRPO_ASSIGN_OR_RETURN(ga, ComputeGroupAdvantages(scored, offsets, options));
+  }
+  std::vector<double> adv;
+  size_t k = 0;
+  for (const auto& group : b.rewards) {
     for (const auto& res : group) adv.push_back(res.has_reward() ? ga.advantages[k++] : 0.0);
   }
   return adv;
@@ -308,12 +314,12 @@ absl::StatusOr<std::vector<double>> StepAdvantages(const StepBatch& b, const Adv
 
 // The step's reward statistics (over the samples that got a reward).
 struct RewardStats {
-  double sum = 0, sq = 0, correct = 0, scored = 0, first_reward = 0;
+  double sum = 0, sq = 0, correct = 0, scored = 0;
   double len_sum = 0, samples = 0;  // over every sample
   int64_t errors = 0;
   std::string first_error;
   std::map<std::string, std::pair<double, double>> rule_sums;  // rule -> (sum, count)
-  int64_t zero_std_groups = 0;
+  int64_t zero_std_groups = 0;  // groups whose rewards are all equal (fewer than two included)
 };
 
 // The reward statistics of a batch; FailedPrecondition when no sample got a reward, so such a
@@ -321,7 +327,6 @@ struct RewardStats {
 absl::StatusOr<RewardStats> SummarizeRewards(const StepBatch& b, int64_t step, const TrainOptions& o) {
   RewardStats st;
   for (size_t g = 0; g < b.groups.size(); ++g) {
-    bool all_equal = true;
     for (size_t i = 0; i < b.groups[g].samples.size(); ++i) {
       const auto& res = b.rewards[g][i];
       st.len_sum += static_cast<double>(b.groups[g].samples[i].tokens.size());
@@ -332,8 +337,6 @@ absl::StatusOr<RewardStats> SummarizeRewards(const StepBatch& b, int64_t step, c
         continue;
       }
       const double rv = res.reward();
-      if (st.scored > 0 && rv != st.first_reward) all_equal = false;
-      if (st.scored == 0) st.first_reward = rv;
       st.sum += rv;
       st.sq += rv * rv;
       st.correct += Correct(res);
@@ -345,7 +348,7 @@ absl::StatusOr<RewardStats> SummarizeRewards(const StepBatch& b, int64_t step, c
         acc.second += 1;
       }
     }
-    st.zero_std_groups += all_equal;
+    st.zero_std_groups += FlatGroup(ScoredRewards(b.rewards[g]));
   }
   if (st.errors > 0) {
     Progress(o, "step " + std::to_string(step + 1) + ": " + std::to_string(st.errors) +

@@ -46,8 +46,32 @@ def run(case):
     else:
         log_iw = log_ratio
     coef_1 = torch.exp(log_iw)
-    coef_2 = torch.clamp(coef_1, lo, hi)
-    per_token_loss = -torch.min(coef_1 * adv, coef_2 * adv)
+    surrogate = o.get("surrogate", "clip")
+    if surrogate == "clip":
+        coef_2 = torch.clamp(coef_1, lo, hi)
+        per_token_loss = -torch.min(coef_1 * adv, coef_2 * adv)
+        is_low = (coef_1 < lo) & (adv < 0)
+        is_high = (coef_1 > hi) & (adv > 0)
+    elif surrogate == "cispo":  # MiniMax-M1: sg(clip(r)) * A * log pi, on every token
+        clipped = torch.clamp(coef_1, lo, hi).detach()
+        per_token_loss = -clipped * adv * logp
+        is_low = coef_1 < lo
+        is_high = coef_1 > hi
+    elif surrogate == "sapo":  # f(r) = (4 / tau) sigmoid(tau (r - 1)), tau by the sign of A
+        tau = torch.where(adv > 0, torch.tensor(o["sapo_tau_pos"], dtype=D), torch.tensor(o["sapo_tau_neg"], dtype=D))
+        per_token_loss = -(4.0 / tau) * torch.sigmoid(tau * (coef_1 - 1.0)) * adv
+        is_low = torch.zeros_like(coef_1, dtype=torch.bool)
+        is_high = is_low
+    elif surrogate == "gmpo":  # geometric mean of sign-aware clipped token ratios (log space)
+        sgn = torch.sign(adv)
+        clamped = torch.clamp(log_ratio, -o["clip_eps_low"], o["clip_eps_high"])
+        chosen = sgn * torch.min(sgn * log_ratio, sgn * clamped)
+        seq_ratio = torch.exp((chosen * mask).sum(-1) / mask.sum(-1).clamp(min=1.0))  # [N]
+        per_token_loss = (-adv * seq_ratio.unsqueeze(-1)).expand_as(log_ratio)
+        is_low = (log_ratio < -o["clip_eps_low"]) & (adv < 0)
+        is_high = (log_ratio > o["clip_eps_high"]) & (adv > 0)
+    else:
+        raise ValueError(surrogate)
 
     mode = o["is_correction"]
     if mode != "none":
@@ -62,6 +86,15 @@ def run(case):
             w = (d.abs() <= math.log(cap)).to(D)
         elif mode == "seq_mask":
             w = (d.sum(-1, keepdim=True).abs() <= math.log(cap)).to(D).expand_as(d)
+        elif mode in ("seq_tis_geo", "seq_mask_geo"):  # geometric mean of the token ratios
+            g = d.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+            if mode == "seq_tis_geo":
+                w = torch.clamp(torch.exp(g), max=cap).expand_as(d)
+            else:
+                w = (g.abs() <= math.log(cap)).to(D).expand_as(d)
+        elif mode == "icepop":  # two-sided token mask on pi_learner / pi_rollout
+            ratio = torch.exp(old - rollout)
+            w = ((ratio >= o["icepop_low"]) & (ratio <= o["icepop_high"])).to(D)
         else:
             raise ValueError(mode)
         per_token_loss = per_token_loss * w.detach()
@@ -87,6 +120,8 @@ def run(case):
         loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum() / n_seq
     elif agg == "seq-mean-token-sum-norm":
         loss = (per_token_loss * mask).sum(-1).sum() / (n_seq * o["norm_length"])
+    elif agg == "seq-mean-token-sum":
+        loss = (per_token_loss * mask).sum(-1).sum() / n_seq
     else:
         raise ValueError(agg)
     loss.backward()
@@ -95,8 +130,6 @@ def run(case):
     for i in range(n_seq):
         flat_grad += logp.grad[i, : offsets[i + 1] - offsets[i]].tolist()
     msum = mask.sum().clamp(min=1.0)
-    is_low = (coef_1 < lo) & (adv < 0)
-    is_high = (coef_1 > hi) & (adv > 0)
     clip_frac = (((is_low | is_high).to(D)) * mask).sum() / msum
     return {
         "loss": loss.item(),
