@@ -117,6 +117,7 @@ static absl::Status CheckScriptText(const SlurmJobSpec& s, const std::string& re
       {"cluster.cpu_bind", &s.cpu_bind},  {"cluster.train_args", &s.train_args},
       {"cluster.grpo", &s.grpo_bin},      {"output directory", &s.job_dir},
       {"model path", &s.rollout_model},   {"tokenizer path", &s.rollout_tokenizer},
+      {"backend", &s.backend},
   };
   for (const auto& [role_name, role] : {std::pair{"learner", &s.learner}, std::pair{"rollout", &s.rollout},
                                         std::pair{"reward", &s.reward}}) {
@@ -211,6 +212,7 @@ absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const
     s.rollout_model = s.job_dir + "/cluster/rollout-model";
     s.rollout_init_config = s.job_dir + "/cluster/model_config.json";
   }
+  s.backend = recipe.backend;
   if (!recipe.tokenizer_builtin.empty()) {
     s.rollout_tokenizer = s.job_dir + "/cluster/tokenizer";
   } else if (!recipe.tokenizer_path.empty()) {
@@ -262,6 +264,7 @@ std::string RenderSbatch(const SlurmJobSpec& s) {
   v << "ROLLOUT_INIT_CONFIG=" << ShellQuote(s.rollout_init_config) << "\n";
   v << "GRPO_ROLLOUT_TOKENIZER=" << ShellQuote(s.rollout_tokenizer) << "\n";
   v << "GRPO_ROLLOUT_ARGS=" << ShellQuote(s.rollout.args) << "\n";
+  v << "GRPO_BACKEND=" << ShellQuote(s.backend) << "\n";
   v << "GRPO_REWARD_RULES=" << ShellQuote(s.reward_rules) << "\n";
   v << "GRPO_REWARD_ARGS=" << ShellQuote(s.reward.args) << "\n";
   v << "GRPO_SERVICE_RESTARTS=" << s.service_restarts << "\n";

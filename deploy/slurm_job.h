@@ -56,6 +56,7 @@ struct SlurmJobSpec {
   std::string rollout_model;                // directory the rollout servers load
   std::string rollout_init_config;          // non-empty: create rollout_model from this config
   std::string rollout_tokenizer;            // empty: the model directory's
+  std::string backend = "cpu";              // the recipe's backend: the rollout servers' --backend
   std::string reward_rules;
   std::string recipe;                       // cluster/recipe.yaml
   std::string train_args;                   // extra `grpo train` arguments

@@ -93,7 +93,15 @@ TEST(SlurmJob, SetOverridesAndEnvironment) {
   EXPECT_NE(script.find("export NCCL_IB_TIMEOUT=22\n"), std::string::npos);
   EXPECT_NE(script.find("export OMP_NUM_THREADS=4\n"), std::string::npos);
   EXPECT_NE(script.find("GRPO_ROLLOUT_ARGS='--max-batch 8'\n"), std::string::npos);
+  EXPECT_NE(script.find("GRPO_BACKEND=cpu\n"), std::string::npos);  // the recipe's default
   EXPECT_NE(script.find("GRPO_REWARD_TASKS=0\n"), std::string::npos);
+}
+
+TEST(SlurmJob, RolloutServersGetTheRecipesBackend) {
+  auto s = FromYaml(std::string(kBase) + "cluster: {nccl: {socket_ifname: eth0}}\n", {"backend=cuda"});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->backend, "cuda");
+  EXPECT_NE(RenderSbatch(*s).find("GRPO_BACKEND=cuda\n"), std::string::npos);
 }
 
 TEST(SlurmJob, ErrorsNameTheKey) {

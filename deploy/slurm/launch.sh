@@ -4,7 +4,7 @@
 #
 # Settings come from the environment the batch script exports (srun passes it on):
 #   GRPO_BIN GRPO_JOB_DIR GRPO_RUN_DIR GRPO_RECIPE GRPO_ROLLOUT_TASKS GRPO_REWARD_TASKS GRPO_ROLLOUT_MODEL
-#   GRPO_ROLLOUT_TOKENIZER GRPO_ROLLOUT_ARGS GRPO_REWARD_RULES GRPO_REWARD_ARGS
+#   GRPO_ROLLOUT_TOKENIZER GRPO_ROLLOUT_ARGS GRPO_BACKEND GRPO_REWARD_RULES GRPO_REWARD_ARGS
 #   GRPO_SERVICE_RESTARTS GRPO_RENDEZVOUS_TIMEOUT GRPO_HEALTH_TIMEOUT GRPO_TRAIN_ARGS
 #   GRPO_PUSH_TOKEN_FILE (the attempt's weight-push token, read by `grpo rollout serve` and
 #   `grpo train` themselves; docs/security.md)
@@ -77,7 +77,8 @@ run_service() {
     port=$(rendezvous_port "$file")
     local cmd
     if [ "$ROLE" = rollout ]; then
-      cmd=("$GRPO_BIN" rollout serve --model "$GRPO_ROLLOUT_MODEL" --listen "0.0.0.0:$port")
+      cmd=("$GRPO_BIN" rollout serve --model "$GRPO_ROLLOUT_MODEL" --listen "0.0.0.0:$port"
+           --backend "${GRPO_BACKEND:-cpu}")
       [ -n "${GRPO_ROLLOUT_TOKENIZER:-}" ] && cmd+=(--tokenizer "$GRPO_ROLLOUT_TOKENIZER")
       # shellcheck disable=SC2206
       cmd+=(${GRPO_ROLLOUT_ARGS:-})
