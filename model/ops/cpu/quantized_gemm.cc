@@ -133,6 +133,10 @@ constexpr int kRowsPerGroup = 4;  // weight rows (outputs) multiplied together
 struct WeightRows {
   const unsigned char* row[kRowsPerGroup];
   const float* scales[kRowsPerGroup];  // FP8: the row's block row of scales
+  // Bytes from row r to the same row of the next group (the next rows in memory), for software
+  // prefetching: a group's rows are short streams (k elements) the hardware prefetcher would
+  // only start to follow as they end.
+  int64_t next_group_bytes;
 };
 
 // Where a kernel's weight rows come from: bf16 or FP8 (widened in registers), or f32 rows
@@ -157,6 +161,7 @@ WeightRows RowsOf(const WeightView& w, int64_t first, int count) {
     rows.row[r] = static_cast<const unsigned char*>(w.data) + g * w.cols * (fp8 ? 1 : 2);
     rows.scales[r] = fp8 ? w.scales + (g / kBlock) * bcols : nullptr;
   }
+  rows.next_group_bytes = count * w.cols * (fp8 ? 1 : 2);
   return rows;
 }
 
@@ -284,6 +289,8 @@ GRPO_INLINE void DotBf16Tile(const float* x, const SplitX& sx,
     __m512bh wv[R];
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w.row[r] + w.next_group_bytes + 64 * v),
+                   _MM_HINT_T0);
       wv[r] = (__m512bh)_mm512_loadu_si512(w.row[r] + 64 * v);
     }
     #pragma GCC unroll 8
