@@ -79,29 +79,8 @@ __attribute__((always_inline)) inline float DotInline(const float* a, const floa
   return s;
 }
 
-// x[0:n] = exp(x - mx) / sum_j exp(x_j - mx).
-__attribute__((always_inline)) inline void ExpNormalize(float* x, int64_t n, float mx) {
-  const V8 m = Splat(mx);
-  V8 s8 = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const V8 e = Exp(Load(x + i) - m);
-    Store(x + i, e);
-    s8 += e;
-  }
-  float sum = Sum(s8);
-  for (; i < n; ++i) sum += (x[i] = Exp1(x[i] - mx));
-  const V8 inv = Splat(1.0f / sum);
-  i = 0;
-  for (; i + 8 <= n; i += 8) Store(x + i, Load(x + i) * inv);
-  for (; i < n; ++i) x[i] *= inv[0];
-}
-
-GRPO_VECTOR_CLONES void SoftmaxImpl(float* x, int64_t n) { ExpNormalize(x, n, MaxOf(x, n)); }
-
-GRPO_VECTOR_CLONES float RowMaxImpl(const float* x, int64_t n) { return MaxOf(x, n); }
-
-GRPO_VECTOR_CLONES float ExpShiftedRowImpl(float* x, int64_t n, float shift) {
+// x[0:n] = exp(x - shift); returns the sum of the new values.
+__attribute__((always_inline)) inline float ExpShifted(float* x, int64_t n, float shift) {
   const V8 m = Splat(shift);
   V8 s8 = {};
   int64_t i = 0;
@@ -114,6 +93,21 @@ GRPO_VECTOR_CLONES float ExpShiftedRowImpl(float* x, int64_t n, float shift) {
   for (; i < n; ++i) sum += (x[i] = Exp1(x[i] - shift));
   return sum;
 }
+
+// x[0:n] = exp(x - mx) / sum_j exp(x_j - mx).
+__attribute__((always_inline)) inline void ExpNormalize(float* x, int64_t n, float mx) {
+  const float sum = ExpShifted(x, n, mx);
+  const V8 inv = Splat(1.0f / sum);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) Store(x + i, Load(x + i) * inv);
+  for (; i < n; ++i) x[i] *= inv[0];
+}
+
+GRPO_VECTOR_CLONES void SoftmaxImpl(float* x, int64_t n) { ExpNormalize(x, n, MaxOf(x, n)); }
+
+GRPO_VECTOR_CLONES float RowMaxImpl(const float* x, int64_t n) { return MaxOf(x, n); }
+
+GRPO_VECTOR_CLONES float ExpShiftedRowImpl(float* x, int64_t n, float shift) { return ExpShifted(x, n, shift); }
 
 GRPO_VECTOR_CLONES void SoftmaxGradRowImpl(float* s, float* dp, int64_t n, float lse, float d,
                                            float scale) {
