@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "sandbox/process_count.h"
 
 namespace grpo::reward {
 namespace {
@@ -21,26 +22,6 @@ namespace {
 // An outside uid owned by no one else, this process included (concurrent runs of this test get
 // their own): the sandboxes' leftovers are then countable.
 const int64_t kTestOutsideUid = 200000 + getpid();
-
-// Live host processes running as the workers' outside uid.
-int WorkerUidProcesses() {
-  int n = 0;
-  DIR* d = opendir("/proc");
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream f(absl::StrCat("/proc/", e->d_name, "/status"));
-    std::string line;
-    while (std::getline(f, line)) {
-      if (line.rfind("State:", 0) == 0 && line.find('Z') != std::string::npos) break;
-      if (line.rfind("Uid:", 0) == 0) {
-        n += line.find(std::to_string(kTestOutsideUid)) != std::string::npos;
-        break;
-      }
-    }
-  }
-  closedir(d);
-  return n;
-}
 
 PluginOptions Options(const std::string& lib) {
   PluginOptions o;
@@ -170,10 +151,10 @@ TEST(PluginSandbox, ItsChildrenDieWithIt) {
     ASSERT_TRUE(rule.ok()) << rule.status();
     EXPECT_EQ((*rule)->Score(Item("fork"))->score, 20.0);  // forking is allowed...
     EXPECT_FALSE((*rule)->Score(Item("crash")).ok());       // ...and a dead worker takes them along
-    EXPECT_EQ(WorkerUidProcesses(), 0);
+    EXPECT_EQ(grpo::sandbox::LiveProcessesOfUid(kTestOutsideUid), 0);
     EXPECT_EQ((*rule)->Score(Item("fork"))->score, 20.0);
   }  // as does the rule's end
-  EXPECT_EQ(WorkerUidProcesses(), 0);
+  EXPECT_EQ(grpo::sandbox::LiveProcessesOfUid(kTestOutsideUid), 0);
 }
 
 TEST(PluginSandbox, CannotWriteEtcOrBindPorts) {

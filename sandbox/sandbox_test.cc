@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "sandbox/process_count.h"
 
 namespace grpo::sandbox {
 namespace {
@@ -50,33 +51,13 @@ Job Python(const std::string& code) {
   return j;
 }
 
-// Host processes running as the test's outside uid (the sandbox's processes seen from here).
-int ProcessesOfTestUid() {
-  int n = 0;
-  DIR* d = opendir("/proc");
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream f(absl::StrCat("/proc/", e->d_name, "/status"));
-    std::string line;
-    while (std::getline(f, line)) {
-      if (line.rfind("State:", 0) == 0 && line.find("Z") != std::string::npos) break;  // dead
-      if (line.rfind("Uid:", 0) == 0) {
-        if (line.find(std::to_string(kTestOutsideUid)) != std::string::npos) ++n;
-        break;
-      }
-    }
-  }
-  closedir(d);
-  return n;
-}
-
 // Run returns once the program has ended and the sandbox is killed; its processes are reaped
 // in the background, so they may take a moment to disappear.
 int ProcessesLeftAfterAMoment() {
-  int n = ProcessesOfTestUid();
+  int n = LiveProcessesOfUid(kTestOutsideUid);
   for (int i = 0; i < 200 && n > 0; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
-    n = ProcessesOfTestUid();
+    n = LiveProcessesOfUid(kTestOutsideUid);
   }
   return n;
 }
