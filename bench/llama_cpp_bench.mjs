@@ -5,7 +5,8 @@
 //                     together in one context, STEPS tokens each; the time to every sequence's
 //                     first token (its prefill) is subtracted: N * (STEPS - 1) / (t_all - t_first)
 // Each workload runs twice, the faster counts (as ours). Prints one JSON object. With
-// LLAMA_GREEDY=1 it prints the greedy continuation (STEPS tokens) of the decode prompt instead.
+// LLAMA_GREEDY=1 it prints the greedy continuation (STEPS tokens) of the decode prompt instead;
+// with LLAMA_B1_ONLY=1 it runs batch-1 decoding only.
 //   node bench/llama_cpp_bench.mjs MODEL.gguf THREADS PROMPT_LEN STEPS FORMAT VOCAB
 import path from "node:path";
 import {fileURLToPath, pathToFileURL} from "node:url";
@@ -93,9 +94,13 @@ if (process.env.LLAMA_GREEDY) {
 }
 
 const out = {impl: "llama.cpp", threads, format};
-out.prefill_tok_s = await prefill();
-out.decode_b1_tok_s = await decode(1);
-out.decode_b16_tok_s = await decode(16);
+if (process.env.LLAMA_B1_ONLY) {  // batch-1 decoding only (a busy machine's key row)
+  out.decode_b1_tok_s = await decode(1);
+} else {
+  out.prefill_tok_s = await prefill();
+  out.decode_b1_tok_s = await decode(1);
+  out.decode_b16_tok_s = await decode(16);
+}
 console.log(JSON.stringify(out));
 await model.dispose();
 await llama.dispose();
