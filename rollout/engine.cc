@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <deque>
 #include <map>
+#include <new>
 #include <optional>
 #include <random>
 #include <thread>
@@ -542,7 +543,13 @@ void RolloutEngine::Impl::RunStep() {
     return;
   }
   const StepInput in = BuildStepInput(entries);
-  absl::StatusOr<StepOutput> out = model_->ForwardStep(in, cache_);
+  absl::StatusOr<StepOutput> out;
+  try {
+    out = model_->ForwardStep(in, cache_);
+  } catch (const std::bad_alloc&) {  // the step's activations: its groups fail, the engine goes on
+    out = absl::ResourceExhaustedError("out of memory in the forward step of " +
+                                       std::to_string(in.tokens.size()) + " tokens");
+  }
   if (!out.ok()) {
     AbortStep(entries, out.status());
     return;
