@@ -80,11 +80,12 @@ int main(int argc, char** argv) {
   }
   const grpo::ModelConfig config = (*model)->config();
   double active = 0;
-  for (const grpo::Parameter& p : (*model)->parameters()) {
-    double bytes = static_cast<double>(p.value.nbytes());
-    if (p.spec.name == "model.embed_tokens.weight") {
+  for (size_t i = 0; i < (*model)->num_parameters(); ++i) {
+    const grpo::ParameterSpec& spec = (*model)->parameter_specs()[i];
+    double bytes = static_cast<double>((*model)->parameter_buffer(i).bytes());
+    if (spec.name == "model.embed_tokens.weight") {
       bytes = config.hidden_size * 4.0 + (config.tie_word_embeddings ? bytes : 0);  // row (+ tied head)
-    } else if (p.spec.name.find(".mlp.experts.") != std::string::npos) {
+    } else if (spec.name.find(".mlp.experts.") != std::string::npos) {
       bytes *= static_cast<double>(config.num_experts_per_tok) / config.num_experts;
     }
     active += bytes;

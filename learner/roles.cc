@@ -79,7 +79,8 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelCo
   ServeOptions so;
   so.serve_format = options.format;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
-                        CausalLM::Create(config, std::move(serving), CpuBackend(), so));
+                        CausalLM::Create(config, std::move(serving),
+                                         options.backend != nullptr ? *options.backend : CpuBackend(), so));
   EngineOptions eo;
   eo.kv_memory_bytes = options.kv_memory_bytes;
   eo.tokenizer = options.tokenizer;

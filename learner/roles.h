@@ -45,6 +45,7 @@ struct EmbeddedRolloutOptions {
   int64_t kv_memory_bytes = int64_t{256} << 20;
   uint64_t initial_version = 0;
   const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
+  Backend* backend = nullptr;  // where the engine's model lives; null: CpuBackend()
 };
 
 // A RolloutEngine over a copy of `masters` (as served in `format`).

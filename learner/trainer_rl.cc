@@ -212,14 +212,14 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       const std::string tmp = ref_dir + ".tmp";
       std::error_code ec;
       fs::remove_all(tmp, ec);
-      GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), tmp));
+      GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->ReadParameters(), tmp));
       GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
       GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
     }
     GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(ref_dir));
   }
 
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
 
   std::unique_ptr<RewardScorer> scorer;
@@ -236,7 +236,8 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = version;
     ro.tokenizer = run.tok.get();
-    GRPO_ASSIGN_OR_RETURN(rollout, MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), ro));
+    ro.backend = &run.policy->backend();
+    GRPO_ASSIGN_OR_RETURN(rollout, MakeEmbeddedRollout(run.policy->config(), run.policy->ReadParameters(), ro));
   } else {
     RemoteRolloutOptions ro;
     ro.endpoints = r.rollout_endpoints;
@@ -245,7 +246,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
     GRPO_ASSIGN_OR_RETURN(rollout, MakeRemoteRollout(ro));
     // Every server starts from the trainer's current weights, whatever it loaded.
-    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version + 1, run.policy->parameters()));
+    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version + 1, run.policy->ReadParameters()));
     version += 1;
   }
 
@@ -321,7 +322,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_RETURN_IF_ERROR(metrics->Log(0, row));
   }
 
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   const bool moe = run.policy->config().NumMoeLayers() > 0;
   const bool routing = moe && r.routing_replay;
   int64_t steps_this_run = 0;
@@ -521,7 +522,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     }
     auto t_sync0 = Clock::now();
     version += 1;
-    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version, run.policy->parameters()));
+    GRPO_RETURN_IF_ERROR(rollout->PushWeights(version, run.policy->ReadParameters()));
     const double t_sync = Seconds(t_sync0, Clock::now());
 
     // ---- metrics

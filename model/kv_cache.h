@@ -16,31 +16,34 @@
 
 #include "core/status.h"
 #include "model/model_config.h"
+#include "model/ops/backend.h"
 
 namespace grpo {
 
 class KvCacheView {
  public:
   virtual ~KvCacheView() = default;
-  // The row of `position` of cache sequence `seq` in decoder layer `layer`. ForwardStep only
-  // asks for positions below past + new tokens of a sequence, and writes each new position once.
-  virtual float* Row(int64_t layer, int64_t seq, int64_t position) = 0;
+  // The device address of the row of `position` of cache sequence `seq` in decoder layer
+  // `layer` (in the memory of the model's backend). ForwardStep only asks for positions below
+  // past + new tokens of a sequence, and writes each new position once.
+  virtual DevicePtr<float> Row(int64_t layer, int64_t seq, int64_t position) = 0;
 };
 
 // Floats per cache row for this architecture.
 int64_t KvCacheRowWidth(const ModelConfig& config);
 
-// Room for `capacity` positions of each of `num_seqs` sequences, allocated up front.
+// Room for `capacity` positions of each of `num_seqs` sequences, allocated (zeroed) up front in
+// `backend`'s memory (the model's backend).
 class DenseKvCache final : public KvCacheView {
  public:
-  DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity);
-  float* Row(int64_t layer, int64_t seq, int64_t position) override;
+  DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity, Backend& backend);
+  DevicePtr<float> Row(int64_t layer, int64_t seq, int64_t position) override;
   int64_t capacity() const { return capacity_; }
-  int64_t bytes() const { return static_cast<int64_t>(data_.size() * sizeof(float)); }
+  int64_t bytes() const { return data_.bytes(); }
 
  private:
   int64_t layers_, num_seqs_, capacity_, width_;
-  std::vector<float> data_;
+  Buffer data_;
 };
 
 }  // namespace grpo

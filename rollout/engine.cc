@@ -70,11 +70,11 @@ struct Entry {
 class RolloutEngine::Impl {
  public:
   Impl(std::unique_ptr<CausalLM> model, EngineOptions o, int64_t num_blocks)
-      : model_(std::move(model)), o_(o), pool_(model_->config(), num_blocks, o.block_size), cache_(pool_) {
-    const auto& params = model_->parameters();
-    for (size_t i = 0; i < params.size(); ++i) {
-      index_[params[i].spec.name] = static_cast<int>(i);
-      held_.push_back({params[i].value.shape(), params[i].value.dtype()});
+      : model_(std::move(model)), o_(o), pool_(model_->config(), num_blocks, o.block_size, model_->backend()), cache_(pool_) {
+    const auto& specs = model_->parameter_specs();
+    for (size_t i = 0; i < specs.size(); ++i) {
+      index_[specs[i].name] = static_cast<int>(i);
+      held_.push_back({specs[i].shape, model_->parameter_dtype(i)});
     }
     const ModelConfig& c = model_->config();
     L_ = c.NumMoeLayers();
@@ -371,15 +371,10 @@ bool RolloutEngine::Impl::Intake() {
     }
   }
   if (apply) {  // between two steps: nothing of the model is in use
-    auto& params = model_->mutable_parameters();
+    // Uploads through the model's API (checked against held_ when staged).
     for (auto& [i, p] : staged) {
-      Parameter& cur = params[i];
-      if (cur.value.dtype() == DType::kF32 && p.value.dtype() == DType::kF32 && cur.value.writable()) {
-        std::memcpy(cur.value.mutable_raw_data(), p.value.raw_data(), p.value.nbytes());
-      } else {  // bf16 / FP8 (possibly a view of the checkpoint): take the new storage
-        cur.value = std::move(p.value);
-        cur.scale_inv = std::move(p.scale_inv);
-      }
+      const absl::Status st = model_->WriteParameter(i, p.value, p.scale_inv);
+      if (!st.ok()) std::fprintf(stderr, "rollout engine: weight update: %s\n", st.ToString().c_str());
     }
     if (o_.recompute_on_weight_update) PreemptAll();
     absl::MutexLock l(&mu_);  // WaitForStagedWeights wakes on release (NothingStaged)
@@ -564,12 +559,11 @@ void RolloutEngine::Impl::RunStep() {
     for (uint64_t id : ids) AbortGroup(id);
     return;
   }
-  const int64_t V = model_->config().vocab_size;
   // Draw every token of this step in parallel (each sample has its own RNG).
   struct Draw {
     Group* g;
     int64_t s;
-    const float* logits;
+    int64_t row;   // the row of out->logits it samples from
     int64_t last;  // step token index of the input that produced it
     SampledToken t;
   };
@@ -577,7 +571,7 @@ void RolloutEngine::Impl::RunStep() {
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     Group& g = *e.g;
-    const float* logits = out->logits.data() + i * V;
+    const int64_t logits = static_cast<int64_t>(i);
     const int64_t last = in.offsets[i + 1] - 1;
     if (e.sample >= 0) {
       e.g->samples[e.sample].cached = e.to;
@@ -597,12 +591,21 @@ void RolloutEngine::Impl::RunStep() {
       for (int64_t s = 0; s < g.req.n; ++s) draws.push_back({&g, s, logits, last, {}});
     }
   }
-  ThreadPool::Default().ParallelFor(static_cast<int64_t>(draws.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      Draw& d = draws[i];
-      d.t = SampleToken(std::span<const float>(d.logits, V), d.g->req.sampling, d.g->samples[d.s].rng);
-    }
-  });
+  // The backend samples (only ids and logprobs come back); each sample's RNG gives its draw.
+  std::vector<SamplingRow> rows(draws.size());
+  for (size_t i = 0; i < draws.size(); ++i) {
+    const Draw& d = draws[i];
+    const SamplingOptions& so = d.g->req.sampling;
+    rows[i] = {.temperature = so.temperature, .top_p = so.top_p, .top_k = so.top_k, .min_p = so.min_p,
+               .uniform = so.temperature == 0.0
+                              ? 0.0
+                              : std::generate_canonical<double, 64>(d.g->samples[d.s].rng),
+               .row = d.row};
+  }
+  const SampledTokens sampled = model_->SampleNext(*out, rows);
+  for (size_t i = 0; i < draws.size(); ++i) {
+    draws[i].t = {sampled.tokens[i], sampled.logprobs[i], sampled.raw_logprobs[i]};
+  }
   for (Draw& d : draws) {
     Group& g = *d.g;
     SampleState& s = g.samples[d.s];

@@ -11,20 +11,16 @@
 
 namespace grpo {
 
-KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size)
+KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size,
+                         Backend& backend)
     : layers_(config.num_hidden_layers), num_blocks_(num_blocks), block_size_(block_size),
-      width_(KvCacheRowWidth(config)),
-      floats_(static_cast<size_t>(num_blocks * layers_ * block_size * width_)),
+      width_(KvCacheRowWidth(config)), backend_(backend),
+      data_(&backend, num_blocks * layers_ * block_size * width_),
       refs_(num_blocks, 0) {
-  void* p = mmap(nullptr, std::max<size_t>(floats_, 1) * sizeof(float), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  madvise(p, floats_ * sizeof(float), MADV_HUGEPAGE);  // best effort
-  data_ = static_cast<float*>(p);
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
-KvBlockPool::~KvBlockPool() { munmap(data_, std::max<size_t>(floats_, 1) * sizeof(float)); }
+KvBlockPool::~KvBlockPool() = default;
 
 absl::StatusOr<int32_t> KvBlockPool::Allocate() {
   if (free_.empty()) {
@@ -48,13 +44,13 @@ void KvBlockPool::Release(int32_t block) {
 }
 
 void KvBlockPool::Copy(int32_t from, int32_t to) {
-  const size_t block_floats = static_cast<size_t>(layers_ * block_size_ * width_);
-  std::memcpy(data_ + to * block_floats, data_ + from * block_floats,
-              block_floats * sizeof(float));
+  const int64_t block_floats = layers_ * block_size_ * width_;
+  backend_.CopyDeviceToDevice(data_.data() + from * block_floats, data_.data() + to * block_floats,
+                              block_floats * static_cast<int64_t>(sizeof(float)));
 }
 
-float* KvBlockPool::Row(int32_t block, int64_t layer, int64_t offset) {
-  return data_ + ((static_cast<int64_t>(block) * layers_ + layer) * block_size_ + offset) * width_;
+DevicePtr<float> KvBlockPool::Row(int32_t block, int64_t layer, int64_t offset) {
+  return data_.data() + ((static_cast<int64_t>(block) * layers_ + layer) * block_size_ + offset) * width_;
 }
 
 PagedKvCache::~PagedKvCache() {
@@ -112,7 +108,7 @@ void PagedKvCache::FreeSequence(int64_t seq) {
   s.live = false;
 }
 
-float* PagedKvCache::Row(int64_t layer, int64_t seq, int64_t position) {
+DevicePtr<float> PagedKvCache::Row(int64_t layer, int64_t seq, int64_t position) {
   const Sequence& s = seqs_[seq];
   const int64_t bs = pool_.block_size();
   if (position < 0 || position / bs >= static_cast<int64_t>(s.blocks.size())) {

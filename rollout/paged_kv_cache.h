@@ -23,9 +23,10 @@ namespace grpo {
 
 class KvBlockPool {
  public:
-  // The pool's memory is reserved, not touched: pages are backed (huge pages where the kernel
-  // allows) when a block is first written, so a large budget costs nothing at start-up.
-  KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size);
+  // The pool lives in `backend`'s memory (the model's backend). On the CPU backend a large pool is
+  // reserved, not touched: pages are backed (huge pages where the kernel allows) when a block is
+  // first written, so a large budget costs nothing at start-up.
+  KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size, Backend& backend);
   ~KvBlockPool();
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
@@ -33,7 +34,7 @@ class KvBlockPool {
   int64_t block_size() const { return block_size_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
-  int64_t bytes() const { return static_cast<int64_t>(floats_ * sizeof(float)); }
+  int64_t bytes() const { return data_.bytes(); }
 
   // A block with reference count 1, or ResourceExhausted.
   absl::StatusOr<int32_t> Allocate();
@@ -41,14 +42,14 @@ class KvBlockPool {
   // Returns the block to the pool when its count reaches 0.
   void Release(int32_t block);
   int32_t ref_count(int32_t block) const { return refs_[block]; }
-  // Copies every row of `from` into `to`.
+  // Copies every row of `from` into `to` (a device-to-device copy).
   void Copy(int32_t from, int32_t to);
-  float* Row(int32_t block, int64_t layer, int64_t offset);
+  DevicePtr<float> Row(int32_t block, int64_t layer, int64_t offset);
 
  private:
   int64_t layers_, num_blocks_, block_size_, width_;
-  size_t floats_;
-  float* data_;  // mmap'ed, floats_ long
+  Backend& backend_;
+  Buffer data_;  // f32, num_blocks * layers * block_size * width
   std::vector<int32_t> refs_;
   std::vector<int32_t> free_;
 };
@@ -70,7 +71,7 @@ class PagedKvCache final : public KvCacheView {
   int64_t length(int64_t seq) const { return seqs_[seq].length; }
   const std::vector<int32_t>& blocks(int64_t seq) const { return seqs_[seq].blocks; }
 
-  float* Row(int64_t layer, int64_t seq, int64_t position) override;
+  DevicePtr<float> Row(int64_t layer, int64_t seq, int64_t position) override;
 
  private:
   struct Sequence {

@@ -117,7 +117,7 @@ bool UseAvx2(bool enable) {
 #endif
 }
 
-void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end, float* out) {
+void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, float* out) {
   const int64_t cols = w.cols;
   switch (w.dtype) {
     case DType::kF32:
@@ -157,7 +157,7 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k) {
   return std::clamp<int64_t>(budget / std::max<int64_t>(k, 1), m <= 16 ? 4 : 16, kBlock);
 }
 
-void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b, float* y,
+void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n) {
   const int64_t tile = LinearWeightsTileRows(m, k);
   const int64_t num_tiles = (n + tile - 1) / tile;
