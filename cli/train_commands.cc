@@ -64,8 +64,16 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
       GRPO_RETURN_IF_ERROR(memory);
     }
     if (!sft && recipe.data_source == DataSource::kJsonl) {
-      data::Dataset train, eval;  // read as training reads them: data.max_bad_fraction applies
-      GRPO_RETURN_IF_ERROR(LoadJsonlDatasets(recipe, &train, &eval));
+      // Read as training reads them (data.max_bad_fraction applies). Like model.path, a dataset
+      // that is not on this machine is checked when training starts, where it is.
+      data::Dataset train, eval;
+      const absl::Status datasets = LoadJsonlDatasets(recipe, &train, &eval);
+      if (absl::IsNotFound(datasets)) {
+        std::fprintf(stderr, "note: %s; the datasets are checked when training starts\n",
+                     std::string(datasets.message()).c_str());
+      } else {
+        GRPO_RETURN_IF_ERROR(datasets);
+      }
     }
     std::printf("%s", recipe.source.Dump().c_str());
     std::fprintf(stderr, "recipe %s is valid: run %s/%s, %zu reward rules\n", a.recipe.c_str(),

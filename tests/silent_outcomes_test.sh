@@ -68,6 +68,9 @@ check "train --check reads the dataset: 3 of 4 bad rows fail it too" \
 run "$GRPO" train "$RECIPE" "${DATA[@]}" --set run.name=checked --set data.max_bad_fraction=0.75 --check
 check "... and passes with data.max_bad_fraction 0.75, warning with the counts" \
   '[ "$(rc)" -eq 0 ] && err_has "warning: data.jsonl.train: $T/train.jsonl: 4 rows: 1 usable, 3 bad (skipped)" && [ ! -e runs/checked ]'
+run "$GRPO" train "$RECIPE" "${DATA[@]}" --set data.jsonl.train="$T/elsewhere.jsonl" --check
+check "... a dataset not on this machine is a note (checked when training starts)" \
+  '[ "$(rc)" -eq 0 ] && err_has "note: data.jsonl.train: open $T/elsewhere.jsonl"'
 run "$GRPO" train "$RECIPE" --check --set data.max_bad_fraction=2
 check "data.max_bad_fraction out of [0, 1] is refused" '[ "$(rc)" -eq 1 ] && err_has "data.max_bad_fraction"'
 # Fresh variant: grpo sft over a file with a bad row.
