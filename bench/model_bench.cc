@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   const grpo::TokenBatch batch = grpo::TokenBatch::FromSequences(seqs);
   const double tokens = static_cast<double>(batch.num_tokens());
   const std::vector<float> weights(batch.num_targets(), 1.0f);
-  std::vector<grpo::Tensor> grads;
+  std::vector<grpo::Buffer> grads;
   using Clock = std::chrono::steady_clock;
   std::vector<double> fwd, fwdbwd;
   for (int r = 0; r <= repeats; ++r) {  // the first run warms up and is not counted

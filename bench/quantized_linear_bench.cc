@@ -15,6 +15,7 @@
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
 #include "model/ops/cpu/quantized_gemm.h"
+#include "model/ops/cpu/cpu_backend.h"
 
 namespace {
 
@@ -50,6 +51,10 @@ double ReadBandwidthGBs() {
   return best;
 }
 
+// The CPU backend's device memory is host memory (cpu_backend.h).
+template <class T>
+auto D(T* p) { return grpo::cpu::HostAsDevice(p); }
+
 }  // namespace
 
 int main() {
@@ -82,11 +87,11 @@ int main() {
       const auto t0 = Clock::now();
       for (const Matrix& w : mats) {
         const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
-        grpo::WeightView v{dtype, t.raw_data(),
-                           dtype == grpo::DType::kF8E4M3 ? w.scale.data<float>() : nullptr, w.n,
+        grpo::WeightView v{dtype, D(t.raw_data()),
+                           dtype == grpo::DType::kF8E4M3 ? D(w.scale.data<float>()) : nullptr, w.n,
                            w.k, 0};
         const int64_t rows = (1 << 15) / w.k;
-        for (int64_t r = 0; r < w.n; r += rows) be.WidenWeightRows(v, r, std::min(w.n, r + rows), tile.data());
+        for (int64_t r = 0; r < w.n; r += rows) be.WidenWeightRows(v, r, std::min(w.n, r + rows), D(tile.data()));
       }
       times.push_back(Seconds(t0, Clock::now()));
     }
@@ -111,13 +116,13 @@ int main() {
         auto run_all = [&] {
           for (const Matrix& w : mats) {
             if (dtype == grpo::DType::kF32) {
-              be.Linear(x.data(), w.f32.data<float>(), nullptr, y.data(), m, w.k, w.n);
+              be.Linear(D(x.data()), D(w.f32.data<float>()), nullptr, D(y.data()), m, w.k, w.n);
             } else {
               const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
-              grpo::WeightView v{dtype, t.raw_data(),
-                                 dtype == grpo::DType::kF8E4M3 ? w.scale.data<float>() : nullptr,
+              grpo::WeightView v{dtype, D(t.raw_data()),
+                                 dtype == grpo::DType::kF8E4M3 ? D(w.scale.data<float>()) : nullptr,
                                  w.n, w.k, 0};
-              be.LinearWeights(x.data(), v, nullptr, y.data(), m, w.k, w.n);
+              be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, w.k, w.n);
             }
           }
         };

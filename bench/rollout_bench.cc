@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   }
   const grpo::ModelConfig config = (*model)->config();
   double active = 0;
-  for (const grpo::Parameter& p : (*model)->parameters()) {
+  for (const grpo::Parameter& p : (*model)->ReadParameters()) {
     double bytes = static_cast<double>(p.value.nbytes()) +
                    (p.scale_inv.defined() ? static_cast<double>(p.scale_inv.nbytes()) : 0.0);
     if (p.spec.name == "model.embed_tokens.weight") {

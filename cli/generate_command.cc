@@ -35,7 +35,7 @@ struct GenerateArgs {
   GroupRequest gen;  // prompt and seed are per line
   int64_t kv_memory_mb = 1024, max_batch = 256;
   std::string serve_format = "f32";
-  bool strict = false, progress = false;
+  bool strict = false, progress = false, stats = false;
 };
 
 // The number of rows of the input file, for the progress bar; 0 for standard input (which can
@@ -105,6 +105,7 @@ absl::Status RunGenerate(const GenerateArgs& a) {
   eo.max_running_sequences = a.max_batch;
   eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
+  backend->ResetTransferStats();  // --stats counts generation only, not loading the weights
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(a.output));
   const bool progress = a.progress || isatty(STDERR_FILENO);
@@ -223,6 +224,17 @@ absl::Status RunGenerate(const GenerateArgs& a) {
   GRPO_RETURN_IF_ERROR(out->Close());
   std::fprintf(stderr, "grpo generate: %s; %lld tokens generated\n", tally.Summary("lines", "generated").c_str(),
                static_cast<long long>(tokens));
+  if (a.stats) {
+    const TransferStats ts = backend->transfer_stats();
+    const nlohmann::json j = {
+        {"backend", backend->name()},
+        {"tokens", tokens},
+        {"host_to_device_bytes", ts.host_to_device_bytes},
+        {"device_to_host_bytes", ts.device_to_host_bytes},
+        {"host_device_calls", ts.host_to_device_calls + ts.device_to_host_calls},
+        {"host_device_bytes_per_token", tokens > 0 ? static_cast<double>(ts.total_bytes()) / tokens : 0.0}};
+    std::fprintf(stderr, "%s\n", j.dump().c_str());
+  }
   return absl::OkStatus();
 }
 
@@ -254,6 +266,9 @@ void AddGenerateSubcommand(CLI::App& app) {
   sub->add_flag("--progress", a->progress, "progress bar on stderr (default: when stderr is a terminal)");
   sub->add_flag("--strict", a->strict, "fail on the first bad line instead of skipping it");
   AddBackendOption(sub, &a->backend, "default cpu");
+  sub->add_flag("--stats", a->stats,
+                "print one JSON line of host<->device traffic to stderr at the end "
+                "(host_device_bytes_per_token, ...)");
 }
 
 }  // namespace grpo::cli

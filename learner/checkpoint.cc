@@ -73,7 +73,7 @@ absl::Status SaveCheckpoint(const std::string& run_dir, const std::string& name,
   // Everything is written into `tmp` first. On an error (a full disk) `tmp` is removed again:
   // a failed checkpoint takes no space, and the earlier ones stay as they were.
   const absl::Status filled = [&]() -> absl::Status {
-    GRPO_RETURN_IF_ERROR(SaveModel(model.config(), model.parameters(), tmp.string()));
+    GRPO_RETURN_IF_ERROR(SaveModel(model.config(), model.ReadParameters(), tmp.string()));
     if (optimizer != nullptr) GRPO_RETURN_IF_ERROR(optimizer->SaveState((tmp / "optimizer.safetensors").string()));
     if (!tokenizer_dir.empty()) {
       for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 
 namespace grpo {
@@ -17,17 +18,17 @@ TEST(Checkpoint, RoundTripsModelOptimizerAndStateAndKeepsTheNewest) {
   fs::remove_all(run);
   auto config = PresetConfig("qwen3_moe-nano");
   ASSERT_TRUE(config.ok());
-  auto model = CausalLM::Create(*config, InitParameters(*config, 4), CpuBackend());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 4), BackendForTests());
   ASSERT_TRUE(model.ok());
-  auto opt = AdamW::Create((*model)->parameters(), {});
+  auto opt = AdamW::Create((*model)->backend(), (*model)->parameter_specs(), {});
   ASSERT_TRUE(opt.ok());
-  std::vector<Tensor> grads;
-  for (const auto& p : (*model)->parameters()) {
-    Tensor g = Tensor::Zeros(DType::kF32, p.spec.shape);
-    for (int64_t i = 0; i < g.numel(); ++i) g.mutable_data<float>()[i] = 0.001f * static_cast<float>(i % 7);
-    grads.push_back(std::move(g));
+  std::vector<Buffer> grads;
+  for (const auto& spec : (*model)->parameter_specs()) {
+    std::vector<float> g(NumElements(spec.shape));
+    for (size_t i = 0; i < g.size(); ++i) g[i] = 0.001f * static_cast<float>(i % 7);
+    grads.push_back(Upload((*model)->backend(), g));
   }
-  ASSERT_TRUE(opt->Step(&(*model)->mutable_parameters(), grads, 1e-3).ok());
+  ASSERT_TRUE(opt->Step(&(*model)->parameter_buffers(), grads, 1e-3).ok());
 
   EXPECT_FALSE(FindLatestCheckpoint(run)->has_value());
   TrainerState st;
@@ -49,21 +50,22 @@ TEST(Checkpoint, RoundTripsModelOptimizerAndStateAndKeepsTheNewest) {
   EXPECT_FALSE(fs::exists(run + "/checkpoints/rl-000001"));  // keep = 2
   EXPECT_TRUE(fs::exists(run + "/checkpoints/rl-000002"));
 
-  auto loaded = CausalLM::Load((*latest)->dir, CpuBackend());
+  auto loaded = CausalLM::Load((*latest)->dir, BackendForTests());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-  for (size_t i = 0; i < (*model)->parameters().size(); ++i) {
-    const Tensor& a = (*model)->parameters()[i].value;
-    const Tensor& b = (*loaded)->parameters()[i].value;
+  const std::vector<Parameter> want = (*model)->ReadParameters(), got = (*loaded)->ReadParameters();
+  for (size_t i = 0; i < want.size(); ++i) {
+    const Tensor& a = want[i].value;
+    const Tensor& b = got[i].value;
     ASSERT_EQ(a.nbytes(), b.nbytes());
-    EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()), 0) << (*model)->parameters()[i].spec.name;
+    EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()), 0) << want[i].spec.name;
   }
-  auto opt2 = AdamW::Create((*loaded)->parameters(), {});
+  auto opt2 = AdamW::Create((*loaded)->backend(), (*loaded)->parameter_specs(), {});
   ASSERT_TRUE(LoadOptimizerState(**latest, &*opt2).ok());
   EXPECT_EQ(opt2->step(), 1);
-  for (size_t i = 0; i < (*model)->parameters().size(); ++i) {
-    if (!(*model)->parameters()[i].spec.trainable) continue;
-    EXPECT_EQ(std::memcmp(opt->exp_avg_sq(i).data<float>(), opt2->exp_avg_sq(i).data<float>(),
-                          opt->exp_avg_sq(i).nbytes()), 0);
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!want[i].spec.trainable) continue;
+    const Tensor a = opt->exp_avg_sq(i), b = opt2->exp_avg_sq(i);
+    EXPECT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()), 0);
   }
 }
 
@@ -87,9 +89,9 @@ std::string SaveSmallCheckpoint(const std::string& run) {
   fs::remove_all(run);
   auto config = PresetConfig("qwen3_moe-nano");
   EXPECT_TRUE(config.ok());
-  auto model = CausalLM::Create(*config, InitParameters(*config, 4), CpuBackend());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 4), BackendForTests());
   EXPECT_TRUE(model.ok());
-  auto opt = AdamW::Create((*model)->parameters(), {});
+  auto opt = AdamW::Create((*model)->backend(), (*model)->parameter_specs(), {});
   EXPECT_TRUE(opt.ok());
   TrainerState st;
   st.stage = "rl";

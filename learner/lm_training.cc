@@ -36,7 +36,7 @@ std::vector<float> LmLossWeights(std::span<const LmSequence> batch, int64_t* num
 }
 
 absl::StatusOr<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
-                                 const LmStepOptions& options, std::vector<Tensor>* grads) {
+                                 const LmStepOptions& options, std::vector<Buffer>* grads) {
   int64_t n = 0;
   const std::vector<float> weights = LmLossWeights(batch, &n);
   if (n == 0) return absl::InvalidArgumentError("lm training: the batch has no trained target token");
@@ -54,15 +54,15 @@ absl::StatusOr<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std:
   LmStepResult result;
   result.loss = loss;
   result.tokens = n;
-  GRPO_ASSIGN_OR_RETURN(result.grad_norm, GlobalGradNorm(model.parameters(), *grads));
+  GRPO_ASSIGN_OR_RETURN(result.grad_norm, GlobalGradNorm(model.parameter_specs(), *grads));
   if (!std::isfinite(result.grad_norm)) {
     result.skipped = true;
     return result;
   }
   if (options.max_grad_norm > 0) {
-    GRPO_ASSIGN_OR_RETURN(result.grad_norm, ClipGradNorm(model.parameters(), grads, options.max_grad_norm));
+    GRPO_ASSIGN_OR_RETURN(result.grad_norm, ClipGradNorm(model.parameter_specs(), grads, options.max_grad_norm));
   }
-  GRPO_RETURN_IF_ERROR(optimizer.Step(&model.mutable_parameters(), *grads, options.lr));
+  GRPO_RETURN_IF_ERROR(optimizer.Step(&model.parameter_buffers(), *grads, options.lr));
   return result;
 }
 

@@ -43,7 +43,7 @@ std::vector<float> LmLossWeights(std::span<const LmSequence> batch, int64_t* num
 // with no trained target is InvalidArgument; a non-finite gradient norm skips the update
 // (result.skipped, the model and optimizer unchanged).
 absl::StatusOr<LmStepResult> LmTrainStep(CausalLM& model, AdamW& optimizer, std::span<const LmSequence> batch,
-                                 const LmStepOptions& options, std::vector<Tensor>* grads);
+                                 const LmStepOptions& options, std::vector<Buffer>* grads);
 
 // Mean NLL of the trained targets without updating anything (held-out loss).
 absl::StatusOr<double> LmLoss(CausalLM& model, std::span<const LmSequence> batch);

@@ -13,19 +13,19 @@ namespace {
 
 constexpr char kStateFormat[] = "grpo.adamw.v1";
 
-absl::Status CheckGrads(const std::vector<Parameter>& params, const std::vector<Tensor>& grads) {
-  if (grads.size() != params.size()) {
+absl::Status CheckGrads(const std::vector<ParameterSpec>& specs, const std::vector<Buffer>& grads) {
+  if (grads.size() != specs.size()) {
     return absl::InvalidArgumentError("got " + std::to_string(grads.size()) + " gradients for " +
-                                   std::to_string(params.size()) + " parameters");
+                                   std::to_string(specs.size()) + " parameters");
   }
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!params[i].spec.trainable) continue;
-    const Tensor& g = grads[i];
-    if (g.dtype() != DType::kF32 || g.shape() != params[i].spec.shape || !g.defined()) {
-      return absl::InvalidArgumentError("gradient of " + params[i].spec.name + " is " +
-                                     std::string(DTypeName(g.dtype())) + " " +
-                                     ShapeToString(g.shape()) + ", expected F32 " +
-                                     ShapeToString(params[i].spec.shape));
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!specs[i].trainable) continue;
+    const Buffer& g = grads[i];
+    if (g.dtype() != DType::kF32 || g.numel() != NumElements(specs[i].shape)) {
+      return absl::InvalidArgumentError("gradient of " + specs[i].name + " is " +
+                                     std::string(DTypeName(g.dtype())) + " of " +
+                                     std::to_string(g.numel()) + " elements, expected F32 " +
+                                     ShapeToString(specs[i].shape));
     }
   }
   return absl::OkStatus();
@@ -33,31 +33,40 @@ absl::Status CheckGrads(const std::vector<Parameter>& params, const std::vector<
 
 }  // namespace
 
-absl::StatusOr<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads) {
-  GRPO_RETURN_IF_ERROR(CheckGrads(params, grads));
-  double sq = 0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!params[i].spec.trainable) continue;
-    const float* g = grads[i].data<float>();
-    double s = 0;
-    for (int64_t j = 0, n = grads[i].numel(); j < n; ++j) s += static_cast<double>(g[j]) * g[j];
-    sq += s;
+absl::StatusOr<double> GlobalGradNorm(const std::vector<ParameterSpec>& specs,
+                                      const std::vector<Buffer>& grads) {
+  GRPO_RETURN_IF_ERROR(CheckGrads(specs, grads));
+  Backend* be = nullptr;
+  for (size_t i = 0; i < specs.size() && be == nullptr; ++i) {
+    if (specs[i].trainable) be = grads[i].backend();
   }
+  if (be == nullptr) return 0.0;
+  // One double per trainable gradient on the device, one download, summed here in order.
+  Buffer sums(be, static_cast<int64_t>(specs.size()), DType::kF64);
+  int64_t n = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].trainable) be->SumSquares(grads[i].data(), grads[i].numel(), sums.f64() + n++);
+  }
+  std::vector<double> host(n);
+  be->CopyDeviceToHost(sums.f64(), host.data(), n * static_cast<int64_t>(sizeof(double)));
+  be->Synchronize();
+  double sq = 0;
+  for (double s : host) sq += s;
   return std::sqrt(sq);
 }
 
-void ZeroGrads(std::vector<Tensor>* grads) {
+void ZeroGrads(std::vector<Buffer>* grads) {
   for (auto& g : *grads) {
-    if (g.numel() > 0) std::memset(g.mutable_data<float>(), 0, g.nbytes());
+    if (g.numel() > 0) g.backend()->Zero(g.data(), g.numel());
   }
 }
 
-absl::StatusOr<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
-                            double max_norm) {
+absl::StatusOr<double> ClipGradNorm(const std::vector<ParameterSpec>& specs,
+                                    std::vector<Buffer>* grads, double max_norm) {
   if (!(max_norm > 0) || !std::isfinite(max_norm)) {
     return absl::InvalidArgumentError("max_norm must be finite and > 0, got " + std::to_string(max_norm));
   }
-  GRPO_ASSIGN_OR_RETURN(const double norm, GlobalGradNorm(params, *grads));
+  GRPO_ASSIGN_OR_RETURN(const double norm, GlobalGradNorm(specs, *grads));
   if (!std::isfinite(norm)) {
     return absl::InvalidArgumentError("gradient norm is not finite (" + std::to_string(norm) +
                                    "): step skipped");
@@ -66,16 +75,17 @@ absl::StatusOr<double> ClipGradNorm(const std::vector<Parameter>& params, std::v
   // (Tensor.__rtruediv__ is reciprocal() * other), in f32.
   const float c = (1.0f / (static_cast<float>(norm) + 1e-6f)) * static_cast<float>(max_norm);
   if (c < 1.0f) {
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (!params[i].spec.trainable) continue;
-      float* g = (*grads)[i].mutable_data<float>();
-      for (int64_t j = 0, n = (*grads)[i].numel(); j < n; ++j) g[j] *= c;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (!specs[i].trainable) continue;
+      Buffer& g = (*grads)[i];
+      g.backend()->Scale(g.data(), g.numel(), c);
     }
   }
   return norm;
 }
 
-absl::StatusOr<AdamW> AdamW::Create(const std::vector<Parameter>& params, const AdamWOptions& options) {
+absl::StatusOr<AdamW> AdamW::Create(Backend& backend, const std::vector<ParameterSpec>& specs,
+                                    const AdamWOptions& options) {
   auto unit = [](double v) { return v >= 0 && v < 1; };
   if (!unit(options.beta1)) return absl::InvalidArgumentError("beta1 must be in [0, 1), got " + std::to_string(options.beta1));
   if (!unit(options.beta2)) return absl::InvalidArgumentError("beta2 must be in [0, 1), got " + std::to_string(options.beta2));
@@ -86,13 +96,16 @@ absl::StatusOr<AdamW> AdamW::Create(const std::vector<Parameter>& params, const 
     return absl::InvalidArgumentError("weight_decay must be finite and >= 0, got " +
                                    std::to_string(options.weight_decay));
   }
-  AdamW opt;
+  AdamW opt(backend);
   opt.options_ = options;
-  for (const Parameter& p : params) {
-    opt.specs_.push_back(p.spec);
-    if (p.spec.trainable) {
-      opt.exp_avg_.push_back(Tensor::Zeros(DType::kF32, p.spec.shape));
-      opt.exp_avg_sq_.push_back(Tensor::Zeros(DType::kF32, p.spec.shape));
+  for (const ParameterSpec& spec : specs) {
+    opt.specs_.push_back(spec);
+    if (spec.trainable) {
+      const int64_t n = NumElements(spec.shape);
+      opt.exp_avg_.emplace_back(&backend, n);
+      opt.exp_avg_sq_.emplace_back(&backend, n);
+      backend.Zero(opt.exp_avg_.back().data(), n);
+      backend.Zero(opt.exp_avg_sq_.back().data(), n);
     } else {
       opt.exp_avg_.emplace_back();
       opt.exp_avg_sq_.emplace_back();
@@ -101,59 +114,52 @@ absl::StatusOr<AdamW> AdamW::Create(const std::vector<Parameter>& params, const 
   return opt;
 }
 
-absl::Status AdamW::Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr) {
+Tensor AdamW::Download(const Buffer& b, size_t i) const {
+  if (!specs_[i].trainable) return Tensor();
+  Tensor t = Tensor::Zeros(DType::kF32, specs_[i].shape);
+  backend_->CopyDeviceToHost(b.data(), t.mutable_raw_data(), b.bytes());
+  backend_->Synchronize();
+  return t;
+}
+
+absl::Status AdamW::Step(std::vector<Buffer>* values, const std::vector<Buffer>& grads, double lr) {
   if (!(lr >= 0) || !std::isfinite(lr)) {
     return absl::InvalidArgumentError("lr must be finite and >= 0, got " + std::to_string(lr));
   }
-  if (params->size() != specs_.size()) {
+  if (values->size() != specs_.size()) {
     return absl::InvalidArgumentError("optimizer was created for " + std::to_string(specs_.size()) +
-                                   " parameters, got " + std::to_string(params->size()));
+                                   " parameters, got " + std::to_string(values->size()));
   }
   for (size_t i = 0; i < specs_.size(); ++i) {
-    const Parameter& p = (*params)[i];
-    if (p.spec.name != specs_[i].name || p.spec.shape != specs_[i].shape ||
-        p.spec.trainable != specs_[i].trainable) {
-      return absl::InvalidArgumentError("parameter " + std::to_string(i) + " is " + p.spec.name + " " +
-                                     ShapeToString(p.spec.shape) + ", the optimizer has " +
-                                     specs_[i].name + " " + ShapeToString(specs_[i].shape));
-    }
-    if (p.spec.trainable && (p.value.dtype() != DType::kF32 || p.value.shape() != p.spec.shape ||
-                             !p.value.writable())) {
-      return absl::InvalidArgumentError("value of " + p.spec.name + " must be a writable F32 tensor of " +
-                                     ShapeToString(p.spec.shape));
+    const Buffer& v = (*values)[i];
+    if (specs_[i].trainable && (v.dtype() != DType::kF32 || v.numel() != NumElements(specs_[i].shape))) {
+      return absl::InvalidArgumentError("value of " + specs_[i].name + " must be an F32 buffer of " +
+                                     ShapeToString(specs_[i].shape) + ", is " +
+                                     std::string(DTypeName(v.dtype())) + " of " +
+                                     std::to_string(v.numel()) + " elements");
     }
   }
-  GRPO_RETURN_IF_ERROR(CheckGrads(*params, grads));
+  GRPO_RETURN_IF_ERROR(CheckGrads(specs_, grads));
 
   ++step_;
   const double k = static_cast<double>(step_);
   const double step_size = lr / (1.0 - std::pow(options_.beta1, k));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(options_.beta2, k));
   // Scalars enter torch's f32 kernels as f32.
-  const float b1 = static_cast<float>(options_.beta1), omb1 = static_cast<float>(1.0 - options_.beta1);
-  const float b2 = static_cast<float>(options_.beta2), omb2 = static_cast<float>(1.0 - options_.beta2);
-  const float neg_step = static_cast<float>(-step_size), bc2s = static_cast<float>(bc2_sqrt);
-  const float eps = static_cast<float>(options_.eps);
+  AdamWScalars s;
+  s.b1 = static_cast<float>(options_.beta1);
+  s.omb1 = static_cast<float>(1.0 - options_.beta1);
+  s.b2 = static_cast<float>(options_.beta2);
+  s.omb2 = static_cast<float>(1.0 - options_.beta2);
+  s.neg_step = static_cast<float>(-step_size);
+  s.bc2_sqrt = static_cast<float>(bc2_sqrt);
+  s.eps = static_cast<float>(options_.eps);
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (!specs_[i].trainable) continue;
     const bool decay = options_.decay_1d || specs_[i].shape.size() != 1;
-    const float shrink = static_cast<float>(1.0 - lr * (decay ? options_.weight_decay : 0.0));
-    float* p = (*params)[i].value.mutable_data<float>();
-    const float* g = grads[i].data<float>();
-    float* m = exp_avg_[i].mutable_data<float>();
-    float* v = exp_avg_sq_[i].mutable_data<float>();
-    for (int64_t j = 0, n = exp_avg_[i].numel(); j < n; ++j) {
-      p[j] = p[j] * shrink;
-      // exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1): torch's vectorized add is a fused
-      // multiply-add; the product of two floats is exact in double, so this rounds once too.
-      m[j] = static_cast<float>(static_cast<double>(m[j] * b1) + static_cast<double>(omb1) * g[j]);
-      // exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2): torch's kernel computes
-      // v + (value * g) * g, which its compiler contracts into a fused multiply-add.
-      v[j] = static_cast<float>(static_cast<double>(v[j] * b2) +
-                                static_cast<double>(omb2 * g[j]) * static_cast<double>(g[j]));
-      const float denom = std::sqrt(v[j]) / bc2s + eps;
-      p[j] = p[j] + neg_step * m[j] / denom;
-    }
+    s.shrink = static_cast<float>(1.0 - lr * (decay ? options_.weight_decay : 0.0));
+    Buffer& p = (*values)[i];
+    backend_->AdamW(p.data(), grads[i].data(), exp_avg_[i].data(), exp_avg_sq_[i].data(), p.numel(), s);
   }
   return absl::OkStatus();
 }
@@ -162,8 +168,8 @@ absl::Status AdamW::SaveState(const std::string& path) const {
   NamedTensors tensors;
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (!specs_[i].trainable) continue;
-    tensors.emplace_back(specs_[i].name + ".exp_avg", exp_avg_[i]);
-    tensors.emplace_back(specs_[i].name + ".exp_avg_sq", exp_avg_sq_[i]);
+    tensors.emplace_back(specs_[i].name + ".exp_avg", exp_avg(i));
+    tensors.emplace_back(specs_[i].name + ".exp_avg_sq", exp_avg_sq(i));
   }
   return WriteSafetensors(path, tensors, {{"format", kStateFormat}, {"step", std::to_string(step_)}});
 }
@@ -190,7 +196,7 @@ absl::Status AdamW::LoadState(const std::string& path) {
   if (step < 0) return absl::InvalidArgumentError(path + ": __metadata__ step is missing or not a count");
 
   std::set<std::string> expected;
-  std::vector<Tensor> m(specs_.size()), v(specs_.size());
+  std::vector<Tensor> m(specs_.size()), v(specs_.size());  // host, uploaded once all are read
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (!specs_[i].trainable) continue;
     for (int which = 0; which < 2; ++which) {
@@ -215,8 +221,11 @@ absl::Status AdamW::LoadState(const std::string& path) {
                                      " (not a trainable parameter of this model)");
     }
   }
-  exp_avg_ = std::move(m);
-  exp_avg_sq_ = std::move(v);
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (!specs_[i].trainable) continue;
+    backend_->CopyHostToDevice(m[i].raw_data(), exp_avg_[i].raw(), exp_avg_[i].bytes());
+    backend_->CopyHostToDevice(v[i].raw_data(), exp_avg_sq_[i].raw(), exp_avg_sq_[i].bytes());
+  }
   step_ = step;
   return absl::OkStatus();
 }

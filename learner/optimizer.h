@@ -12,6 +12,12 @@
 // spec.trainable == false are never touched and have no state. The step counter is shared by all
 // parameters (every trainable parameter is updated on every step).
 //
+// Everything runs on the backend that holds the parameters: values, gradients and the moments
+// are device Buffers (model/ops/backend.h), the step is one Backend::AdamW call per parameter,
+// the norm one Backend::SumSquares per gradient (its per-tensor sums come back in one download
+// of a double each and are added on the host in parameter order), clipping one Backend::Scale.
+// Only the moments' checkpoint files cross to the host (SaveState downloads, LoadState uploads).
+//
 // State checkpoints: SaveState writes one safetensors file with F32 tensors
 // "<param name>.exp_avg" and "<param name>.exp_avg_sq" for every trainable parameter and
 // __metadata__ {"format": "grpo.adamw.v1", "step": "<k>"}; LoadState restores exactly those bits
@@ -26,6 +32,7 @@
 
 #include "core/status.h"
 #include "core/tensor.h"
+#include "model/ops/backend.h"
 #include "model/parameters.h"
 
 namespace grpo {
@@ -39,48 +46,54 @@ struct AdamWOptions {
 };
 
 // Sets every gradient to zero (before a backward, which accumulates into them).
-void ZeroGrads(std::vector<Tensor>* grads);
+void ZeroGrads(std::vector<Buffer>* grads);
 
-// sqrt(sum over trainable parameters of ||g||^2), in double. Grads parallel to params; a grad of
-// a non-trainable parameter is ignored and may be empty. InvalidArgument for a size, shape or
-// dtype mismatch (naming the parameter).
-absl::StatusOr<double> GlobalGradNorm(const std::vector<Parameter>& params, const std::vector<Tensor>& grads);
+// sqrt(sum over trainable parameters of ||g||^2), in double. Grads (device, f32) parallel to
+// specs; a grad of a non-trainable parameter is ignored and may be empty. InvalidArgument for a
+// size, element count or dtype mismatch (naming the parameter).
+absl::StatusOr<double> GlobalGradNorm(const std::vector<ParameterSpec>& specs,
+                                      const std::vector<Buffer>& grads);
 
 // torch.nn.utils.clip_grad_norm_: returns the total norm before clipping; when
 // coef = max_norm / (norm + 1e-6) is < 1, every trainable grad is multiplied by coef (computed in
 // f32 from the f32-rounded norm, as torch does: (1 / (norm + 1e-6)) * max_norm).
 // A non-finite norm returns InvalidArgument and leaves grads unchanged (the caller skips the step).
 // max_norm must be > 0.
-absl::StatusOr<double> ClipGradNorm(const std::vector<Parameter>& params, std::vector<Tensor>* grads,
-                            double max_norm);
+absl::StatusOr<double> ClipGradNorm(const std::vector<ParameterSpec>& specs,
+                                    std::vector<Buffer>* grads, double max_norm);
 
 class AdamW {
  public:
-  // State (zeros) for the trainable parameters of `params`. InvalidArgument for bad options.
-  static absl::StatusOr<AdamW> Create(const std::vector<Parameter>& params, const AdamWOptions& options);
+  // State (zeros, in `backend`'s memory) for the trainable parameters of `specs`.
+  // InvalidArgument for bad options.
+  static absl::StatusOr<AdamW> Create(Backend& backend, const std::vector<ParameterSpec>& specs,
+                                      const AdamWOptions& options);
 
-  // One update with learning rate `lr`. params must be those given to Create (same names and
-  // shapes, f32); grads parallel to params, f32 of the same shapes (grads of non-trainable
-  // parameters are ignored). Errors name the parameter; nothing is updated on error.
-  absl::Status Step(std::vector<Parameter>* params, const std::vector<Tensor>& grads, double lr);
+  // One update with learning rate `lr` of the device values (e.g. CausalLM::parameter_buffers:
+  // parallel to the specs given to Create, f32 of the specs' sizes); grads parallel, f32 of the
+  // same sizes (grads of non-trainable parameters are ignored). Errors name the parameter;
+  // nothing is updated on error.
+  absl::Status Step(std::vector<Buffer>* values, const std::vector<Buffer>& grads, double lr);
 
   // Number of steps taken (k of the last step).
   int64_t step() const { return step_; }
   const AdamWOptions& options() const { return options_; }
 
-  // exp_avg / exp_avg_sq of params[i] (empty tensors for a non-trainable parameter).
-  const Tensor& exp_avg(size_t i) const { return exp_avg_[i]; }
-  const Tensor& exp_avg_sq(size_t i) const { return exp_avg_sq_[i]; }
+  // exp_avg / exp_avg_sq of parameter i downloaded (empty tensors for a non-trainable one).
+  Tensor exp_avg(size_t i) const { return Download(exp_avg_[i], i); }
+  Tensor exp_avg_sq(size_t i) const { return Download(exp_avg_sq_[i], i); }
 
   absl::Status SaveState(const std::string& path) const;
   absl::Status LoadState(const std::string& path);
 
  private:
-  AdamW() = default;
+  explicit AdamW(Backend& backend) : backend_(&backend) {}
+  Tensor Download(const Buffer& b, size_t i) const;
 
+  Backend* backend_;
   AdamWOptions options_;
   std::vector<ParameterSpec> specs_;
-  std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  std::vector<Buffer> exp_avg_, exp_avg_sq_;  // device, f32
   int64_t step_ = 0;
 };
 

@@ -20,6 +20,7 @@
 
 #include "core/safetensors.h"
 #include "learner/schedule.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "testing/python_reference.h"
 
 namespace grpo {
@@ -67,6 +68,28 @@ std::vector<float> Values(const Tensor& t) {
   return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
 }
 
+// The optimizer works on device buffers of the test backend: uploads and downloads.
+Backend& Be() { return BackendForTests(); }
+std::vector<ParameterSpec> Specs(const std::vector<Parameter>& params) {
+  std::vector<ParameterSpec> specs;
+  for (const Parameter& p : params) specs.push_back(p.spec);
+  return specs;
+}
+Buffer Up(const Tensor& t) {
+  return Upload(Be(), std::span<const float>(t.data<float>(), static_cast<size_t>(t.numel())));
+}
+std::vector<Buffer> Up(const std::vector<Tensor>& ts) {
+  std::vector<Buffer> out;
+  for (const Tensor& t : ts) out.push_back(Up(t));
+  return out;
+}
+std::vector<Buffer> Up(const std::vector<Parameter>& params) {
+  std::vector<Buffer> out;
+  for (const Parameter& p : params) out.push_back(Up(p.value));
+  return out;
+}
+std::vector<float> Values(const Buffer& b) { return DownloadF32(Be(), b); }
+
 void ExpectClose(const std::vector<float>& got, const std::vector<double>& want, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   double max_abs = 0;
@@ -106,11 +129,12 @@ TEST_P(AdamWParityTest, MatchesTorchAdamWWithClipGradNorm) {
     input["params"].push_back({{"name", p.spec.name}, {"shape", p.spec.shape},
                                {"value", Values(p.value)}, {"trainable", p.spec.trainable}});
   }
-  auto opt = AdamW::Create(params, opts);
+  auto opt = AdamW::Create(Be(), Specs(params), opts);
   ASSERT_TRUE(opt.ok()) << opt.status().ToString();
+  std::vector<Buffer> values = Up(params);
   std::mt19937 rng(11);
   std::vector<double> norms;
-  std::vector<Tensor> last_grads;
+  std::vector<Buffer> last_grads;
   // Gradient scales alternate below and above max_norm, so some steps are clipped and some not.
   const std::vector<float> scales = {0.01f, 0.5f, 0.02f, 1.0f, 0.005f, 0.3f, 0.01f};
   for (size_t k = 0; k < scales.size(); ++k) {
@@ -118,11 +142,12 @@ TEST_P(AdamWParityTest, MatchesTorchAdamWWithClipGradNorm) {
     json step = {{"grads", json::array()}, {"lr", LearningRate(sched, static_cast<int64_t>(k))}};
     for (const Tensor& g : grads) step["grads"].push_back(Values(g));
     input["steps"].push_back(step);
-    auto norm = ClipGradNorm(params, &grads, max_norm);
+    std::vector<Buffer> dgrads = Up(grads);
+    auto norm = ClipGradNorm(Specs(params), &dgrads, max_norm);
     ASSERT_TRUE(norm.ok()) << norm.status().ToString();
     norms.push_back(*norm);
-    ASSERT_TRUE(opt->Step(&params, grads, LearningRate(sched, static_cast<int64_t>(k))).ok());
-    last_grads = grads;
+    ASSERT_TRUE(opt->Step(&values, dgrads, LearningRate(sched, static_cast<int64_t>(k))).ok());
+    last_grads = std::move(dgrads);
   }
   EXPECT_EQ(opt->step(), static_cast<int64_t>(scales.size()));
   int clipped = 0;
@@ -155,7 +180,7 @@ TEST_P(AdamWParityTest, MatchesTorchAdamWWithClipGradNorm) {
   for (size_t k = 0; k < norms.size(); ++k) EXPECT_NEAR(norms[k], ref_norms[k], 1e-6 * ref_norms[k]);
   for (size_t i = 0; i < params.size(); ++i) {
     const std::string& name = params[i].spec.name;
-    ExpectClose(Values(params[i].value), ref.at("params")[i].get<std::vector<double>>(), name);
+    ExpectClose(Values(values[i]), ref.at("params")[i].get<std::vector<double>>(), name);
     if (!params[i].spec.trainable) continue;
     ExpectClose(Values(opt->exp_avg(i)), ref.at("exp_avg")[i].get<std::vector<double>>(), name + ".exp_avg");
     ExpectClose(Values(opt->exp_avg_sq(i)), ref.at("exp_avg_sq")[i].get<std::vector<double>>(),
@@ -163,7 +188,7 @@ TEST_P(AdamWParityTest, MatchesTorchAdamWWithClipGradNorm) {
     ExpectClose(Values(last_grads[i]), ref.at("clipped_grads")[i].get<std::vector<double>>(), name + ".grad");
   }
   // The non-trainable buffer is untouched.
-  EXPECT_EQ(Values(params[2].value), Values(MakeParams(3)[2].value));
+  EXPECT_EQ(Values(values[2]), Values(MakeParams(3)[2].value));
 
   const auto ref_sched = ref.at("schedules");
   size_t idx = 0;
@@ -182,85 +207,88 @@ TEST(AdamWTest, FirstStepByHand) {
   // One scalar-like 2-D parameter: p = 1, g = 0.5, lr 0.1, wd 0.1, betas (0.9, 0.999), eps 1e-8:
   // p <- 1 * (1 - 0.01) = 0.99; m = 0.05; v = 0.00025; m_hat = 0.5, sqrt(v_hat) = 0.5
   // p <- 0.99 - 0.1 * 0.5 / (0.5 + 1e-8)
-  Parameter p;
-  p.spec = {"w", {1, 1}, true, true};
-  p.value = *Tensor::FromF32({1, 1}, std::vector<float>{1.0f});
-  std::vector<Parameter> params = {p};
+  const std::vector<ParameterSpec> specs = {{"w", {1, 1}, true, true}};
   AdamWOptions o;
   o.weight_decay = 0.1;
-  auto opt = AdamW::Create(params, o);
+  auto opt = AdamW::Create(Be(), specs, o);
   ASSERT_TRUE(opt.ok());
-  std::vector<Tensor> g = {*Tensor::FromF32({1, 1}, std::vector<float>{0.5f})};
-  ASSERT_TRUE(opt->Step(&params, g, 0.1).ok());
-  EXPECT_NEAR(params[0].value.data<float>()[0], 0.99 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-7);
+  std::vector<Buffer> values, g;
+  values.push_back(Upload(Be(), std::vector<float>{1.0f}));
+  g.push_back(Upload(Be(), std::vector<float>{0.5f}));
+  ASSERT_TRUE(opt->Step(&values, g, 0.1).ok());
+  EXPECT_NEAR(Values(values[0])[0], 0.99 - 0.1 * 0.5 / (0.5 + 1e-8), 1e-7);
   EXPECT_NEAR(opt->exp_avg(0).data<float>()[0], 0.05, 1e-8);
   EXPECT_NEAR(opt->exp_avg_sq(0).data<float>()[0], 0.00025, 1e-10);
 }
 
 TEST(AdamWTest, ZeroGradsClearsEveryGradientAndSkipsEmptyOnes) {
-  std::vector<Tensor> grads(3);
-  grads[0] = Tensor::Zeros(DType::kF32, {3, 2});
-  grads[1] = Tensor::Zeros(DType::kF32, {0});  // an empty gradient is left alone
-  grads[2] = Tensor::Zeros(DType::kF32, {5});
-  for (Tensor& g : grads) {
-    for (int64_t i = 0; i < g.numel(); ++i) g.mutable_data<float>()[i] = -1.5f + i;
+  std::vector<Buffer> grads;
+  for (int64_t n : {6, 0, 5}) {  // an empty gradient is left alone
+    std::vector<float> v(n);
+    for (int64_t i = 0; i < n; ++i) v[i] = -1.5f + i;
+    grads.push_back(Upload(Be(), v));
   }
   ZeroGrads(&grads);
-  for (const Tensor& g : grads) {
-    for (int64_t i = 0; i < g.numel(); ++i) EXPECT_EQ(g.data<float>()[i], 0.0f) << i;
+  for (const Buffer& g : grads) {
+    for (float v : Values(g)) EXPECT_EQ(v, 0.0f);
   }
   EXPECT_EQ(grads[1].numel(), 0);
 }
 
 TEST(AdamWTest, ClipGradNormSemantics) {
   std::vector<Parameter> params = MakeParams(5);
-  std::vector<Tensor> grads;
+  const std::vector<ParameterSpec> specs = Specs(params);
+  std::vector<Tensor> host;
   for (const Parameter& p : params) {
     Tensor g = Tensor::Zeros(DType::kF32, p.spec.shape);
     for (int64_t i = 0; i < g.numel(); ++i) g.mutable_data<float>()[i] = 0.1f;
-    grads.push_back(g);
+    host.push_back(g);
   }
   // The non-trainable parameter's gradient does not count.
-  grads[2].mutable_data<float>()[0] = 1e6f;
+  host[2].mutable_data<float>()[0] = 1e6f;
+  std::vector<Buffer> grads = Up(host);
   int64_t trainable_numel = 0;
   for (const Parameter& p : params) trainable_numel += p.spec.trainable ? p.value.numel() : 0;
   const double expected = 0.1f * std::sqrt(static_cast<double>(trainable_numel));
-  auto norm = GlobalGradNorm(params, grads);
+  auto norm = GlobalGradNorm(specs, grads);
   ASSERT_TRUE(norm.ok());
   EXPECT_NEAR(*norm, expected, 1e-6 * expected);
   // Above the norm: unchanged.
-  auto unclipped = ClipGradNorm(params, &grads, 100.0);
+  auto unclipped = ClipGradNorm(specs, &grads, 100.0);
   ASSERT_TRUE(unclipped.ok());
-  EXPECT_EQ(grads[0].data<float>()[0], 0.1f);
+  EXPECT_EQ(Values(grads[0])[0], 0.1f);
   // Below: scaled by max_norm / (norm + 1e-6).
-  auto clipped = ClipGradNorm(params, &grads, 0.5);
+  auto clipped = ClipGradNorm(specs, &grads, 0.5);
   ASSERT_TRUE(clipped.ok());
   EXPECT_NEAR(*clipped, expected, 1e-6 * expected);
-  EXPECT_FLOAT_EQ(grads[0].data<float>()[0], static_cast<float>(0.1 * (0.5 / (expected + 1e-6))));
-  EXPECT_EQ(grads[2].data<float>()[0], 1e6f);
-  auto after = GlobalGradNorm(params, grads);
+  EXPECT_FLOAT_EQ(Values(grads[0])[0], static_cast<float>(0.1 * (0.5 / (expected + 1e-6))));
+  EXPECT_EQ(Values(grads[2])[0], 1e6f);
+  auto after = GlobalGradNorm(specs, grads);
   EXPECT_NEAR(*after, 0.5, 1e-5);
   // Non-finite: an error, grads unchanged.
-  grads[1].mutable_data<float>()[3] = std::numeric_limits<float>::infinity();
-  const float before = grads[0].data<float>()[0];
-  auto bad = ClipGradNorm(params, &grads, 0.5);
+  std::vector<float> g1 = Values(grads[1]);
+  g1[3] = std::numeric_limits<float>::infinity();
+  grads[1] = Upload(Be(), g1);
+  const float before = Values(grads[0])[0];
+  auto bad = ClipGradNorm(specs, &grads, 0.5);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("not finite"), std::string::npos);
-  EXPECT_EQ(grads[0].data<float>()[0], before);
-  EXPECT_FALSE(ClipGradNorm(params, &grads, 0.0).ok());
-  // Mismatched gradient shape names the parameter.
-  grads[3] = Tensor::Zeros(DType::kF32, {8, 6});
-  auto mismatch = GlobalGradNorm(params, grads);
+  EXPECT_EQ(Values(grads[0])[0], before);
+  EXPECT_FALSE(ClipGradNorm(specs, &grads, 0.0).ok());
+  // A gradient of the wrong size names the parameter.
+  grads[3] = Up(Tensor::Zeros(DType::kF32, {8, 7}));
+  auto mismatch = GlobalGradNorm(specs, grads);
   ASSERT_FALSE(mismatch.ok());
   EXPECT_NE(mismatch.status().message().find("q_proj.weight"), std::string::npos);
 }
 
 TEST(AdamWTest, SaveLoadRoundTripIsBitExact) {
   std::vector<Parameter> params = MakeParams(7);
-  auto opt = AdamW::Create(params, AdamWOptions{});
+  auto opt = AdamW::Create(Be(), Specs(params), AdamWOptions{});
   ASSERT_TRUE(opt.ok());
+  std::vector<Buffer> values = Up(params);
   std::mt19937 rng(1);
-  for (int k = 0; k < 3; ++k) ASSERT_TRUE(opt->Step(&params, MakeGrads(params, &rng, 0.1f), 1e-3).ok());
+  for (int k = 0; k < 3; ++k) ASSERT_TRUE(opt->Step(&values, Up(MakeGrads(params, &rng, 0.1f)), 1e-3).ok());
   const std::string dir = testing::MakeTempDir("adamw_state");
   const std::string path = dir + "/optimizer.safetensors";
   ASSERT_TRUE(opt->SaveState(path).ok());
@@ -272,38 +300,36 @@ TEST(AdamWTest, SaveLoadRoundTripIsBitExact) {
   EXPECT_TRUE(file->Contains("lm_head.weight.exp_avg_sq"));
   EXPECT_FALSE(file->Contains("model.layers.0.mlp.gate.e_score_correction_bias.exp_avg"));
 
-  std::vector<Parameter> copy;
-  for (const Parameter& p : params) copy.push_back({p.spec, p.value.Clone()});
-  auto restored = AdamW::Create(copy, AdamWOptions{});
+  std::vector<Buffer> copy;
+  for (const Buffer& v : values) copy.push_back(Upload(Be(), Values(v)));
+  auto restored = AdamW::Create(Be(), Specs(params), AdamWOptions{});
   ASSERT_TRUE(restored.ok());
   ASSERT_TRUE(restored->LoadState(path).ok());
   EXPECT_EQ(restored->step(), 3);
   for (size_t i = 0; i < params.size(); ++i) {
     if (!params[i].spec.trainable) continue;
-    EXPECT_EQ(0, std::memcmp(opt->exp_avg(i).raw_data(), restored->exp_avg(i).raw_data(),
-                             opt->exp_avg(i).nbytes()));
-    EXPECT_EQ(0, std::memcmp(opt->exp_avg_sq(i).raw_data(), restored->exp_avg_sq(i).raw_data(),
-                             opt->exp_avg_sq(i).nbytes()));
+    EXPECT_EQ(Values(opt->exp_avg(i)), Values(restored->exp_avg(i)));
+    EXPECT_EQ(Values(opt->exp_avg_sq(i)), Values(restored->exp_avg_sq(i)));
   }
   // The next step is identical bit for bit.
   std::mt19937 rng2(9);
   const std::vector<Tensor> g = MakeGrads(params, &rng2, 0.1f);
-  ASSERT_TRUE(opt->Step(&params, g, 1e-3).ok());
-  ASSERT_TRUE(restored->Step(&copy, g, 1e-3).ok());
+  ASSERT_TRUE(opt->Step(&values, Up(g), 1e-3).ok());
+  ASSERT_TRUE(restored->Step(&copy, Up(g), 1e-3).ok());
   for (size_t i = 0; i < params.size(); ++i) {
-    EXPECT_EQ(0, std::memcmp(params[i].value.raw_data(), copy[i].value.raw_data(), params[i].value.nbytes()))
-        << params[i].spec.name;
+    const std::vector<float> a = Values(values[i]), b = Values(copy[i]);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << params[i].spec.name;
   }
 }
 
 TEST(AdamWTest, LoadRejectsMismatchedState) {
   std::vector<Parameter> params = MakeParams(7);
-  auto opt = AdamW::Create(params, AdamWOptions{});
+  auto opt = AdamW::Create(Be(), Specs(params), AdamWOptions{});
   ASSERT_TRUE(opt.ok());
   const std::string dir = testing::MakeTempDir("adamw_bad");
   ASSERT_TRUE(opt->SaveState(dir + "/ok.safetensors").ok());
   auto expect_reject = [&](std::vector<Parameter> other, const std::string& needle) {
-    auto o = AdamW::Create(other, AdamWOptions{});
+    auto o = AdamW::Create(Be(), Specs(other), AdamWOptions{});
     ASSERT_TRUE(o.ok());
     absl::Status s = o->LoadState(dir + "/ok.safetensors");
     ASSERT_FALSE(s.ok());
@@ -322,7 +348,7 @@ TEST(AdamWTest, LoadRejectsMismatchedState) {
   expect_reject(fewer, "lm_head.weight.exp_avg");  // unexpected tensor
 
   // A safetensors file that is not an optimizer state.
-  auto o = AdamW::Create(params, AdamWOptions{});
+  auto o = AdamW::Create(Be(), Specs(params), AdamWOptions{});
   ASSERT_TRUE(WriteSafetensors(dir + "/other.safetensors",
                                {{"x", Tensor::Zeros(DType::kF32, {2})}}).ok());
   absl::Status s = o->LoadState(dir + "/other.safetensors");
@@ -333,25 +359,26 @@ TEST(AdamWTest, LoadRejectsMismatchedState) {
 
 TEST(AdamWTest, StepValidatesInputs) {
   std::vector<Parameter> params = MakeParams(1);
-  auto opt = AdamW::Create(params, AdamWOptions{});
+  auto opt = AdamW::Create(Be(), Specs(params), AdamWOptions{});
   ASSERT_TRUE(opt.ok());
+  std::vector<Buffer> values = Up(params);
   std::mt19937 rng(2);
-  std::vector<Tensor> grads = MakeGrads(params, &rng, 0.1f);
-  EXPECT_FALSE(opt->Step(&params, grads, std::nan("")).ok());
+  const std::vector<Tensor> grads = MakeGrads(params, &rng, 0.1f);
+  EXPECT_FALSE(opt->Step(&values, Up(grads), std::nan("")).ok());
   std::vector<Tensor> short_grads(grads.begin(), grads.end() - 1);
-  EXPECT_FALSE(opt->Step(&params, short_grads, 1e-3).ok());
+  EXPECT_FALSE(opt->Step(&values, Up(short_grads), 1e-3).ok());
   std::vector<Tensor> bad = grads;
-  bad[0] = Tensor::Zeros(DType::kF32, {8, 11});
-  absl::Status s = opt->Step(&params, bad, 1e-3);
+  bad[0] = Tensor::Zeros(DType::kF32, {8, 12});
+  absl::Status s = opt->Step(&values, Up(bad), 1e-3);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("model.embed_tokens.weight"), std::string::npos);
   EXPECT_EQ(opt->step(), 0);
-  std::vector<Parameter> other = MakeParams(1);
-  other[1].spec.name = "x";
-  EXPECT_FALSE(opt->Step(&other, grads, 1e-3).ok());
+  std::vector<Buffer> fewer_values = Up(params);
+  fewer_values.pop_back();
+  EXPECT_FALSE(opt->Step(&fewer_values, Up(grads), 1e-3).ok());
   AdamWOptions o;
   o.beta2 = 1.0;
-  EXPECT_FALSE(AdamW::Create(params, o).ok());
+  EXPECT_FALSE(AdamW::Create(Be(), Specs(params), o).ok());
 }
 
 TEST(ScheduleTest, FormulaValues) {

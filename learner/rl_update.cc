@@ -108,7 +108,7 @@ std::vector<float> Gather(const std::vector<float>& all, const std::vector<int64
 
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
                                const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
-                               std::vector<Tensor>* grads) {
+                               std::vector<Buffer>* grads) {
   if (groups.empty()) return absl::InvalidArgumentError("rl update: no groups");
   if (options.mini_batches <= 0 || options.epochs <= 0 ||
       groups.size() % static_cast<size_t>(options.mini_batches) != 0) {
@@ -193,8 +193,8 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       policy.ReleaseActivations();
       GRPO_RETURN_IF_ERROR(st);
       absl::StatusOr<double> norm = options.max_grad_norm > 0
-                                ? ClipGradNorm(policy.parameters(), grads, options.max_grad_norm)
-                                : GlobalGradNorm(policy.parameters(), *grads);
+                                ? ClipGradNorm(policy.parameter_specs(), grads, options.max_grad_norm)
+                                : GlobalGradNorm(policy.parameter_specs(), *grads);
       loss_sum += loss->loss;
       clip_sum += loss->metrics.clip_frac;
       kl_sum += loss->metrics.kl_mean;
@@ -208,7 +208,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       }
       norm_sum += *norm;
       stats.lr = LearningRate(options.schedule, optimizer.step());
-      GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.mutable_parameters(), *grads, stats.lr));
+      GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.parameter_buffers(), *grads, stats.lr));
     }
   }
   const double n = static_cast<double>(stats.optimizer_steps);

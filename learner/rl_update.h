@@ -67,7 +67,7 @@ struct RlUpdateStats {
 // Runs the update; `grads` is scratch. `reference` is required when loss.kl_beta > 0.
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
                                const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
-                               std::vector<Tensor>* grads);
+                               std::vector<Buffer>* grads);
 
 }  // namespace grpo
 

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "rollout/engine.h"
 
@@ -18,7 +19,7 @@ namespace {
 std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) {
   auto c = PresetConfig(preset);
   EXPECT_TRUE(c.ok());
-  auto m = CausalLM::Create(*c, InitParameters(*c, seed, 0.1), CpuBackend());
+  auto m = CausalLM::Create(*c, InitParameters(*c, seed, 0.1), BackendForTests());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return std::move(m).value();
 }
@@ -88,14 +89,14 @@ TEST(RlUpdate, AppliedGradientIsTheLossGradient) {
     SCOPED_TRACE(preset);
     auto model = Make(preset, 3);
     const auto groups = RandomGroups(2, 3, 7, 200);
-    auto opt = AdamW::Create(model->parameters(), {});
+    auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
     ASSERT_TRUE(opt.ok());
     RlUpdateOptions o;
     o.loss = PolicyLossPreset(Objective::kDapo);
     o.schedule.lr = 0;  // leave the weights alone: we only read the gradient
     o.max_grad_norm = 0;
     o.routing_replay = false;
-    std::vector<Tensor> grads;
+    std::vector<Buffer> grads;
     auto stats = RlUpdate(*model, nullptr, *opt, groups, o, &grads);
     ASSERT_TRUE(stats.ok()) << stats.status().ToString();
     EXPECT_EQ(stats->optimizer_steps, 1);
@@ -125,14 +126,16 @@ TEST(RlUpdate, AppliedGradientIsTheLossGradient) {
     }
     std::mt19937_64 rng(11);
     std::normal_distribution<float> nd(0, 1);
-    auto& params = model->mutable_parameters();
+    // Host copies of the parameters and gradients; shifted values are written back.
+    std::vector<Parameter> params = model->ReadParameters();
+    const std::vector<Tensor> host_grads = model->ReadGradients(grads);
     std::vector<std::vector<float>> dir(params.size());
     double predicted = 0;
     for (size_t i = 0; i < params.size(); ++i) {
       if (!params[i].spec.trainable) continue;
       dir[i].resize(params[i].value.numel());
       for (auto& d : dir[i]) d = nd(rng);
-      const float* g = grads[i].data<float>();
+      const float* g = host_grads[i].data<float>();
       for (size_t j = 0; j < dir[i].size(); ++j) predicted += static_cast<double>(g[j]) * dir[i][j];
     }
     const float eps = 1e-3f;
@@ -141,6 +144,7 @@ TEST(RlUpdate, AppliedGradientIsTheLossGradient) {
       for (size_t i = 0; i < params.size(); ++i) {
         float* p = params[i].value.mutable_data<float>();
         for (size_t j = 0; j < dir[i].size(); ++j) p[j] += s * dir[i][j];
+        ASSERT_TRUE(model->WriteParameter(i, params[i].value).ok());
       }
     };
     shift(eps);
@@ -188,8 +192,8 @@ TEST(RlUpdate, RoutingReplayReproducesTheEngineLogprobs) {
   o.loss.is_correction = IsCorrection::kTokenMask;
   o.loss.is_cap = std::exp(1e-5);
   o.schedule.lr = 1e-3;
-  auto opt = AdamW::Create(policy->parameters(), {});
-  std::vector<Tensor> grads;
+  auto opt = AdamW::Create(policy->backend(), policy->parameter_specs(), {});
+  std::vector<Buffer> grads;
   auto stats = RlUpdate(*policy, nullptr, *opt, groups, o, &grads);
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(stats->is_weight_mean, 1.0);
@@ -198,7 +202,7 @@ TEST(RlUpdate, RoutingReplayReproducesTheEngineLogprobs) {
     for (auto& e : s.routing) e = (e + 1) % 8;
   }
   auto policy2 = Make("deepseek_v3-nano", 5);
-  auto opt2 = AdamW::Create(policy2->parameters(), {});
+  auto opt2 = AdamW::Create(policy2->backend(), policy2->parameter_specs(), {});
   auto stats2 = RlUpdate(*policy2, nullptr, *opt2, groups, o, &grads);
   ASSERT_TRUE(stats2.ok()) << stats2.status().ToString();
   EXPECT_LT(stats2->is_weight_mean, 1.0);
@@ -208,14 +212,14 @@ TEST(RlUpdate, RaisesTheLogprobOfPositiveAdvantageSamples) {
   auto model = Make("qwen2-nano", 9);
   auto groups = RandomGroups(4, 4, 21, 200);
   groups[0].samples[0].trained = true;
-  auto opt = AdamW::Create(model->parameters(), {});
+  auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
   RlUpdateOptions o;
   o.loss = PolicyLossPreset(Objective::kDrGrpo);
   o.loss.norm_length = 8;
   o.schedule.lr = 3e-3;
   o.mini_batches = 2;
   o.epochs = 2;
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   auto before = [&] {
     std::vector<double> per_sample;
     for (const auto& g : groups)
@@ -243,8 +247,8 @@ TEST(RlUpdate, RaisesTheLogprobOfPositiveAdvantageSamples) {
 
 TEST(RlUpdate, RejectsBadInputs) {
   auto model = Make("llama-nano", 1);
-  auto opt = AdamW::Create(model->parameters(), {});
-  std::vector<Tensor> grads;
+  auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+  std::vector<Buffer> grads;
   RlUpdateOptions o;
   EXPECT_FALSE(RlUpdate(*model, nullptr, *opt, {}, o, &grads).ok());
   auto groups = RandomGroups(3, 2, 1, 200);

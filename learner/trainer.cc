@@ -224,11 +224,11 @@ absl::Status Pretrain(Run& run, const TrainOptions& o) {
   if (r.data_source != DataSource::kAddition) {
     return absl::InvalidArgumentError("pretrain: the corpus is generated for data.source addition only");
   }
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (run.checkpoint && run.checkpoint->state.stage == "pretrain") {
     GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   }
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   const std::string log_path = run.dir + "/pretrain_metrics.jsonl";
   // Resumed: drop the rows after the checkpoint (steps done..), which the run logs again.
   if (run.checkpoint) GRPO_RETURN_IF_ERROR(TruncateAfterStep(log_path, done - 1));
@@ -350,7 +350,7 @@ absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& 
       }
     }
   }
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), recipe.adamw));
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), recipe.adamw));
   int64_t start = 0;
   data::Cursor cursor;
   if (run.checkpoint) {
@@ -366,7 +366,7 @@ absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& 
     GRPO_RETURN_IF_ERROR(TruncateAfterStep(run.dir + "/metrics.jsonl", start));
   }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, MetricsWriter::Open(run.dir, mo));
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   TrainSummary summary;
   summary.run_dir = run.dir;
   summary.stage = "sft";

@@ -423,7 +423,7 @@ struct Learner {
   CausalLM* policy;
   CausalLM* reference;  // null unless algorithm.kl_beta > 0
   AdamW* opt;
-  std::vector<Tensor>* grads;  // scratch
+  std::vector<Buffer>* grads;  // scratch (device gradients)
 };
 
 struct UpdateResult {
@@ -470,7 +470,7 @@ absl::StatusOr<PushResult> PushAfterRollout(PolicyRollout& rollout, const Causal
   }
   const auto t0 = Clock::now();
   p.version = version + 1;
-  GRPO_RETURN_IF_ERROR(rollout.PushWeights(p.version, policy.parameters()));
+  GRPO_RETURN_IF_ERROR(rollout.PushWeights(p.version, policy.ReadParameters()));
   p.t_sync = Seconds(t0, Clock::now());
   return p;
 }
@@ -534,7 +534,7 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
     const std::string tmp = ref_dir + ".tmp";
     std::error_code ec;
     fs::remove_all(tmp, ec);
-    GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->parameters(), tmp));
+    GRPO_RETURN_IF_ERROR(SaveModel(run.policy->config(), run.policy->ReadParameters(), tmp));
     GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
     GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
   }
@@ -557,7 +557,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = *version;
     ro.tokenizer = run.tok.get();
-    return MakeEmbeddedRollout(run.policy->config(), run.policy->parameters(), *run.backend, ro);
+    return MakeEmbeddedRollout(run.policy->config(), run.policy->ReadParameters(), *run.backend, ro);
   }
   RemoteRolloutOptions ro;
   ro.endpoints = r.rollout_endpoints;
@@ -565,7 +565,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
   // The job's push token, which rollout servers require on weight pushes (docs/security.md).
   GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, MakeRemoteRollout(ro));
-  GRPO_RETURN_IF_ERROR(rollout->PushWeights(*version + 1, run.policy->parameters()));
+  GRPO_RETURN_IF_ERROR(rollout->PushWeights(*version + 1, run.policy->ReadParameters()));
   *version += 1;
   return rollout;
 }
@@ -643,7 +643,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
 
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->parameters(), r.adamw));
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
@@ -665,7 +665,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
 
   const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   const Learner learner{run.policy.get(), reference.get(), &opt, &grads};
   PendingRollout pending;  // the next step's rollout, with rollout.overlap
   int64_t steps_this_run = 0;

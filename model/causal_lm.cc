@@ -10,7 +10,6 @@
 #include "core/memory_plan.h"
 #include "model/model_memory.h"
 #include "model/rope.h"
-#include "model/router.h"
 
 namespace grpo {
 namespace {
@@ -71,10 +70,13 @@ struct CausalLM::LayerActs {
   MlpActs mlp;
   // MoE
   Buffer logits, scores;
-  std::vector<int32_t> experts;
-  std::vector<float> weights;
-  std::vector<std::vector<int32_t>> expert_rows;   // tokens routed to each expert
-  std::vector<std::vector<int32_t>> expert_slots;  // their t*k + j slots
+  Buffer experts;  // i32 [T, k]
+  Buffer weights;  // f32 [T, k]
+  // The token permutation (Backend::GroupByExpert): expert e's choices are entries
+  // [expert_offsets[e], expert_offsets[e+1]) of rows (their tokens), slots (their t*k + j) and
+  // slot_weights (their combine weights). The offsets are host launch metadata.
+  Buffer rows, slots, slot_weights;
+  std::vector<int64_t> expert_offsets;
   std::vector<MlpActs> expert_acts;
   std::vector<Buffer> expert_out;  // unweighted expert outputs, for the router gradient
   MlpActs shared;
@@ -82,8 +84,8 @@ struct CausalLM::LayerActs {
   // Drops everything but the layer input and the routing choice.
   void KeepInputOnly() {
     Buffer x = std::move(x_in);
-    std::vector<int32_t> e = std::move(experts);
-    std::vector<float> w = std::move(weights);
+    Buffer e = std::move(experts);
+    Buffer w = std::move(weights);
     *this = LayerActs();
     x_in = std::move(x);
     experts = std::move(e);
@@ -93,8 +95,8 @@ struct CausalLM::LayerActs {
 
 struct CausalLM::State {
   TokenBatch batch;
-  std::vector<int32_t> positions;
-  std::vector<int32_t> targets;
+  std::vector<int32_t> targets;      // host copy, to place the results
+  Buffer tokens_d, positions_d, targets_d;  // i32 [T] on the device
   std::vector<LayerActs> layers;
   bool recompute = false;
   Buffer h_final, normed, rstd_final;
@@ -106,8 +108,8 @@ namespace {
 struct BatchView {
   int64_t tokens;
   std::span<const int64_t> offsets;
-  const int32_t* positions;
-  const RopeTables* rope;
+  DevicePtr<const int32_t> positions;  // i32 [tokens]
+  DevicePtr<const float> cos, sin;     // RoPE tables [positions, half]
 };
 
 }  // namespace
@@ -178,38 +180,6 @@ static absl::Status CheckServedMatrix(const Parameter& p) {
   return absl::OkStatus();
 }
 
-absl::Status CausalLM::UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates) {
-  for (const auto& [i, p] : updates) {
-    if (i < 0 || i >= static_cast<int64_t>(params_.size())) {
-      return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
-                                        std::to_string(params_.size()) + ")");
-    }
-    const Parameter& cur = params_[i];
-    const std::string what = "parameter update " + std::to_string(i) + " ('" + p.spec.name + "')";
-    if (p.spec.name != cur.spec.name) {
-      return absl::InvalidArgumentError(what + ": the model's parameter " + std::to_string(i) + " is '" +
-                                        cur.spec.name + "'");
-    }
-    if (p.value.shape() != cur.value.shape() || p.value.dtype() != cur.value.dtype()) {
-      return absl::InvalidArgumentError(what + " is " + std::string(DTypeName(p.value.dtype())) + " " +
-                                        ShapeToString(p.value.shape()) + ", the model holds " +
-                                        std::string(DTypeName(cur.value.dtype())) + " " +
-                                        ShapeToString(cur.value.shape()));
-    }
-    if (p.value.dtype() != DType::kF32) GRPO_RETURN_IF_ERROR(CheckServedMatrix(p));
-  }
-  for (auto& [i, p] : updates) {
-    Parameter& cur = params_[i];
-    if (cur.value.dtype() == DType::kF32) {  // owned and writable (Bind checked)
-      std::memcpy(cur.value.mutable_raw_data(), p.value.raw_data(), p.value.nbytes());
-    } else {
-      cur.value = std::move(p.value);
-      cur.scale_inv = std::move(p.scale_inv);
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CausalLM::Bind() {
   const std::vector<ParameterSpec> specs = ExpectedParameters(config_);
   if (specs.size() != params_.size()) {
@@ -231,6 +201,18 @@ absl::Status CausalLM::Bind() {
     quantized_ = quantized_ || !f32;
     index[specs[i].name] = static_cast<int>(i);
   }
+  specs_.clear();
+  for (const Parameter& p : params_) specs_.push_back(p.spec);
+  const size_t n = params_.size();
+  host_.assign(n, Tensor());
+  host_scales_.assign(n, Tensor());
+  values_.clear();
+  values_.resize(n);
+  scales_.clear();
+  scales_.resize(n);
+  dtypes_.assign(n, DType::kF32);
+  for (size_t i = 0; i < n; ++i) Import(i, std::move(params_[i]));
+  params_.clear();
   auto at = [&](const std::string& name) {
     auto it = index.find(name);
     return it == index.end() ? -1 : it->second;
@@ -291,6 +273,8 @@ absl::Status CausalLM::Bind() {
     }
     layers_.push_back(std::move(L));
   }
+  // RoPE tables for the usual lengths are uploaded with the weights, not by a decode step.
+  RopeFor(std::min<int64_t>(config_.max_position_embeddings, 4096));
   return absl::OkStatus();
 }
 
@@ -301,8 +285,147 @@ const RopeTables& CausalLM::RopeFor(int64_t positions) {
     // Grow geometrically so a decode loop rebuilds O(log length) times, not every step.
     const int64_t grown = std::max({positions, 2 * rope_.positions, int64_t{256}});
     rope_ = BuildRopeTables(config_, std::min(grown, std::max(positions, config_.max_position_embeddings)));
+    rope_cos_ = Upload(backend_, rope_.cos);
+    rope_sin_ = Upload(backend_, rope_.sin);
   }
   return rope_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters on the device.
+
+void CausalLM::Import(size_t i, Parameter p) {
+  const Tensor& v = p.value;
+  values_[i] = backend_.ImportHost(v.raw_data(), v.dtype(), v.numel());
+  dtypes_[i] = v.dtype();
+  const bool scaled = v.dtype() == DType::kF8E4M3 && p.scale_inv.numel() > 0;
+  scales_[i] = scaled ? backend_.ImportHost(p.scale_inv.raw_data(), DType::kF32, p.scale_inv.numel())
+                      : Buffer();
+  // Keep the host storage only where the device aliases it (the CPU backend).
+  host_[i] = values_[i].aliases_host() ? std::move(p.value) : Tensor();
+  host_scales_[i] = scaled && scales_[i].aliases_host() ? std::move(p.scale_inv) : Tensor();
+}
+
+static Shape ScaleShape(const Shape& matrix) {
+  return {(matrix[0] + kFp8BlockSize - 1) / kFp8BlockSize,
+          (matrix[1] + kFp8BlockSize - 1) / kFp8BlockSize};
+}
+
+std::vector<Parameter> CausalLM::ReadParameters() const {
+  std::vector<Parameter> out(specs_.size());
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    Parameter& p = out[i];
+    p.spec = specs_[i];
+    p.value = Tensor::Zeros(dtypes_[i], specs_[i].shape);
+    backend_.CopyDeviceToHost(values_[i].raw(), p.value.mutable_raw_data(), values_[i].bytes());
+    if (!scales_[i].empty()) {
+      p.scale_inv = Tensor::Zeros(DType::kF32, ScaleShape(specs_[i].shape));
+      backend_.CopyDeviceToHost(scales_[i].raw(), p.scale_inv.mutable_raw_data(), scales_[i].bytes());
+    }
+  }
+  backend_.Synchronize();
+  return out;
+}
+
+Parameter CausalLM::ReadParameter(size_t i) const {
+  Parameter p;
+  p.spec = specs_[i];
+  p.value = Tensor::Zeros(dtypes_[i], specs_[i].shape);
+  backend_.CopyDeviceToHost(values_[i].raw(), p.value.mutable_raw_data(), values_[i].bytes());
+  if (!scales_[i].empty()) {
+    p.scale_inv = Tensor::Zeros(DType::kF32, ScaleShape(specs_[i].shape));
+    backend_.CopyDeviceToHost(scales_[i].raw(), p.scale_inv.mutable_raw_data(), scales_[i].bytes());
+  }
+  backend_.Synchronize();
+  return p;
+}
+
+absl::Status CausalLM::WriteParameter(size_t i, const Tensor& value, const Tensor& scale_inv) {
+  if (i >= specs_.size()) {
+    return absl::InvalidArgumentError("parameter index " + std::to_string(i) + " of " +
+                                      std::to_string(specs_.size()));
+  }
+  const ParameterSpec& spec = specs_[i];
+  if (value.shape() != spec.shape || !value.defined()) {
+    return absl::InvalidArgumentError("new value of " + spec.name + " is " + ShapeToString(value.shape()) +
+                                      ", expected " + ShapeToString(spec.shape));
+  }
+  // Same format, into memory the model owns: an upload into the existing buffer.
+  const bool in_place = value.dtype() == dtypes_[i] && value.dtype() != DType::kF8E4M3 &&
+                        (!values_[i].aliases_host() || host_[i].writable());
+  if (in_place) {
+    if (!values_[i].aliases_host() || host_[i].raw_data() != value.raw_data()) {
+      backend_.CopyHostToDevice(value.raw_data(), values_[i].raw(), values_[i].bytes());
+    }
+    return absl::OkStatus();
+  }
+  Parameter p{spec, value, scale_inv};
+  const bool f32 = value.dtype() == DType::kF32 && value.writable();
+  if (!f32 && !ServedNarrow(spec)) {
+    return absl::InvalidArgumentError("new value of " + spec.name + " must be F32, got " +
+                                      std::string(DTypeName(value.dtype())));
+  }
+  if (!f32) GRPO_RETURN_IF_ERROR(CheckServedMatrix(p));
+  Import(i, std::move(p));
+  quantized_ = false;
+  for (DType d : dtypes_) quantized_ = quantized_ || d != DType::kF32;
+  return absl::OkStatus();
+}
+
+absl::Status CausalLM::UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates) {
+  for (const auto& [i, p] : updates) {
+    if (i < 0 || i >= static_cast<int64_t>(specs_.size())) {
+      return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
+                                        std::to_string(specs_.size()) + ")");
+    }
+    const ParameterSpec& cur = specs_[i];
+    const std::string what = "parameter update " + std::to_string(i) + " ('" + p.spec.name + "')";
+    if (p.spec.name != cur.name) {
+      return absl::InvalidArgumentError(what + ": the model's parameter " + std::to_string(i) + " is '" +
+                                        cur.name + "'");
+    }
+    if (p.value.shape() != cur.shape || p.value.dtype() != dtypes_[i]) {
+      return absl::InvalidArgumentError(what + " is " + std::string(DTypeName(p.value.dtype())) + " " +
+                                        ShapeToString(p.value.shape()) + ", the model holds " +
+                                        std::string(DTypeName(dtypes_[i])) + " " +
+                                        ShapeToString(cur.shape));
+    }
+    if (p.value.dtype() != DType::kF32) GRPO_RETURN_IF_ERROR(CheckServedMatrix(p));
+  }
+  for (auto& [i, p] : updates) {
+    GRPO_RETURN_IF_ERROR(WriteParameter(static_cast<size_t>(i), p.value, p.scale_inv));
+  }
+  return absl::OkStatus();
+}
+
+int64_t CausalLM::parameter_bytes() const {
+  int64_t total = 0;
+  for (size_t i = 0; i < values_.size(); ++i) total += values_[i].bytes() + scales_[i].bytes();
+  return total;
+}
+
+std::vector<Buffer> CausalLM::NewGradients() const {
+  std::vector<Buffer> grads;
+  for (const ParameterSpec& spec : specs_) {
+    if (!spec.trainable) {
+      grads.emplace_back();
+      continue;
+    }
+    grads.emplace_back(&backend_, NumElements(spec.shape));
+    backend_.Zero(grads.back().data(), grads.back().numel());
+  }
+  return grads;
+}
+
+std::vector<Tensor> CausalLM::ReadGradients(const std::vector<Buffer>& grads) const {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < grads.size() && i < specs_.size(); ++i) {
+    out.push_back(Tensor::Zeros(DType::kF32, specs_[i].shape));
+    if (grads[i].empty()) continue;  // untrainable: zero
+    backend_.CopyDeviceToHost(grads[i].data(), out.back().mutable_raw_data(), grads[i].bytes());
+  }
+  backend_.Synchronize();
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -310,39 +433,41 @@ const RopeTables& CausalLM::RopeFor(int64_t positions) {
 // and the recomputation share one definition.
 namespace {
 
-WeightView ParameterWeightView(const Parameter& p) {
-  WeightView w;
-  w.dtype = p.value.dtype();
-  w.data = p.value.raw_data();
-  w.scales = p.scale_inv.defined() ? p.scale_inv.data<float>() : nullptr;
-  w.rows = p.value.dim(0);
-  w.cols = p.value.dim(1);
-  return w;
-}
-
 struct Ctx {
   const ModelConfig& c;
   Backend& be;
-  std::vector<Parameter>& params;
-  std::vector<Tensor>* grads;  // null in forward
+  std::vector<Buffer>& values;  // device parameters
+  const std::vector<Buffer>& scales;
+  const std::vector<ParameterSpec>& specs;
+  std::vector<Buffer>* grads;  // null in forward
   const BatchView& batch;
 
-  float* P(int i) const { return i < 0 ? nullptr : params[i].value.mutable_data<float>(); }
+  DevicePtr<float> P(int i) const { return i < 0 ? nullptr : values[i].data(); }
   // A projection matrix in whatever format the model holds it (f32, bf16, FP8 block).
-  WeightView W(int i) const { return ParameterWeightView(params[i]); }
-  float* G(int i) const {
-    if (grads == nullptr || i < 0 || !params[i].spec.trainable) return nullptr;
-    return (*grads)[i].mutable_data<float>();
+  WeightView W(int i) const {
+    WeightView w;
+    w.dtype = values[i].dtype();
+    w.data = values[i].raw();
+    w.scales = scales[i].empty() ? nullptr : scales[i].data();
+    w.rows = specs[i].shape[0];
+    w.cols = specs[i].shape[1];
+    return w;
+  }
+  DevicePtr<float> G(int i) const {
+    if (grads == nullptr || i < 0 || !specs[i].trainable) return nullptr;
+    return (*grads)[i].data();
   }
   Buffer Buf(int64_t n) const { return Buffer(&be, n); }
 };
 
 // x[t] = row ids[t] of the embedding: copied from an f32 table, widened from a bf16 / FP8 one
 // (a model serving narrow weights holds its embedding in that format).
-void EmbedTokens(const Ctx& ctx, int embed, const int32_t* ids, int64_t T, float* x) {
-  const int64_t h = ctx.c.hidden_size;
-  if (ctx.params[embed].value.dtype() == DType::kF32) {
-    ctx.be.Embedding(ids, ctx.P(embed), x, T, h);
+// `ids` are the host token ids (launch metadata for the widening), `ids_d` the same uploaded.
+void EmbedTokens(const Ctx& ctx, int embed, std::span<const int32_t> ids,
+                 DevicePtr<const int32_t> ids_d, DevicePtr<float> x) {
+  const int64_t h = ctx.c.hidden_size, T = static_cast<int64_t>(ids.size());
+  if (ctx.values[embed].dtype() == DType::kF32) {
+    ctx.be.Embedding(ids_d, ctx.P(embed), x, T, h);
     return;
   }
   const WeightView table = ctx.W(embed);
@@ -352,7 +477,7 @@ void EmbedTokens(const Ctx& ctx, int embed, const int32_t* ids, int64_t T, float
 }  // namespace
 
 // Dense SwiGLU MLP: y = down(silu(gate(x)) * up(x)).
-static void MlpForward(const Ctx& ctx, const auto& m, const float* x, int64_t n, float* y, MlpActs& a) {
+static void MlpForward(const Ctx& ctx, const auto& m, DevicePtr<const float> x, int64_t n, DevicePtr<float> y, MlpActs& a) {
   const int64_t h = ctx.c.hidden_size, inter = m.inter;
   a.gate = ctx.Buf(n * inter);
   a.up = ctx.Buf(n * inter);
@@ -363,8 +488,8 @@ static void MlpForward(const Ctx& ctx, const auto& m, const float* x, int64_t n,
   ctx.be.LinearWeights(a.act.data(), ctx.W(m.down_w), ctx.P(m.down_b), y, n, inter, h);
 }
 
-static void MlpBackward(const Ctx& ctx, const auto& m, const float* x, const float* dy, int64_t n,
-                        const MlpActs& a, float* dx, bool accumulate_dx) {
+static void MlpBackward(const Ctx& ctx, const auto& m, DevicePtr<const float> x, DevicePtr<const float> dy, int64_t n,
+                        const MlpActs& a, DevicePtr<float> dx, bool accumulate_dx) {
   const int64_t h = ctx.c.hidden_size, inter = m.inter;
   Buffer dact = ctx.Buf(n * inter), dgate = ctx.Buf(n * inter), dup = ctx.Buf(n * inter);
   ctx.be.LinearBackward(dy, a.act.data(), ctx.P(m.down_w), dact.data(), ctx.G(m.down_w),
@@ -405,7 +530,6 @@ static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
   const int64_t hd = c.head_dim, nkv = c.num_key_value_heads;
-  const RopeTables& rope = *ctx.batch.rope;
   a.q = ctx.Buf(T * nh * hd);
   a.k = ctx.Buf(T * nkv * hd);
   a.v = ctx.Buf(T * nkv * hd);
@@ -423,9 +547,9 @@ static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
     be.RmsNorm(a.q_pre.data(), ctx.P(L.q_norm), a.q.data(), a.q_rstd.data(), T * nh, hd, eps);
     be.RmsNorm(a.k_pre.data(), ctx.P(L.k_norm), a.k.data(), a.k_rstd.data(), T * nkv, hd, eps);
   }
-  be.Rope(a.q.data(), QkvRopeSpan(T, nh, hd), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+  be.Rope(a.q.data(), QkvRopeSpan(T, nh, hd), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           false);
-  be.Rope(a.k.data(), QkvRopeSpan(T, nkv, hd), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+  be.Rope(a.k.data(), QkvRopeSpan(T, nkv, hd), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           false);
 }
 
@@ -439,7 +563,6 @@ static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
   const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim;
   const int64_t dqk = nope + r, kvl = c.kv_lora_rank, ql = c.q_lora_rank;
-  const RopeTables& rope = *ctx.batch.rope;
   a.q = ctx.Buf(T * nh * dqk);
   if (ql > 0) {
     a.qa = ctx.Buf(T * ql);
@@ -460,15 +583,15 @@ static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
   a.c_n = ctx.Buf(T * kvl);
   a.c_rstd = ctx.Buf(T);
   be.RmsNorm(a.c.data(), ctx.P(L.kva_ln), a.c_n.data(), a.c_rstd.data(), T, kvl, kMlaLatentNormEps);
-  be.Rope(a.q.data(), MlaQueryRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+  be.Rope(a.q.data(), MlaQueryRopeSpan(c, T), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           false);
-  be.Rope(kpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+  be.Rope(kpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           false);
 }
 
 // Attention block over packed sequences (training form): a.ln1 -> o [T, hidden].
 template <typename LayerT, typename ActsT>
-static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o) {
+static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePtr<float> o) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
@@ -506,11 +629,10 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, float* o
 
 // Attention block backward: do [T, hidden] -> dln1 [T, hidden] (overwritten).
 template <typename LayerT, typename ActsT>
-static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* dout, float* dln1) {
+static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePtr<const float> dout, DevicePtr<float> dln1) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
-  const RopeTables& rope = *ctx.batch.rope;
   const float scale = static_cast<float>(c.AttentionScale());
   const int64_t nkv = c.mla ? nh : c.num_key_value_heads;
   const int64_t dqk = c.qk_head_dim(), dv = c.value_head_dim();
@@ -523,10 +645,10 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
                        {.nh = nh, .nkv = nkv, .dqk = dqk, .dv = dv, .scale = scale});
   if (!c.mla) {
     const int64_t hd = c.head_dim;
-    be.Rope(dq.data(), QkvRopeSpan(T, nh, hd), ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), true);
-    be.Rope(dk.data(), QkvRopeSpan(T, nkv, hd), ctx.batch.positions, rope.cos.data(),
-            rope.sin.data(), true);
+    be.Rope(dq.data(), QkvRopeSpan(T, nh, hd), ctx.batch.positions, ctx.batch.cos,
+            ctx.batch.sin, true);
+    be.Rope(dk.data(), QkvRopeSpan(T, nkv, hd), ctx.batch.positions, ctx.batch.cos,
+            ctx.batch.sin, true);
     if (c.qk_norm) {
       Buffer dq_pre = ctx.Buf(T * nh * hd), dk_pre = ctx.Buf(T * nkv * hd);
       be.RmsNormBackward(dq.data(), a.q_pre.data(), ctx.P(L.q_norm), a.q_rstd.data(), dq_pre.data(),
@@ -546,7 +668,7 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   }
   const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim;
   const int64_t kvl = c.kv_lora_rank, ql = c.q_lora_rank;
-  be.Rope(dq.data(), MlaQueryRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+  be.Rope(dq.data(), MlaQueryRopeSpan(c, T), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           true);
   Buffer dkvb = ctx.Buf(T * nh * (nope + dv));
   be.CopyRows(dk.data(), dqk, dkvb.data(), nope + dv, T * nh, nope, false);
@@ -556,14 +678,14 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
   for (int64_t head = 0; head < nh; ++head) {
     be.CopyRows(dk.data() + head * dqk + nope, nh * dqk, dkpe.data(), r, T, r, true);
   }
-  be.Rope(dkpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, rope.cos.data(), rope.sin.data(),
+  be.Rope(dkpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           true);
   Buffer dc_n = ctx.Buf(T * kvl), dc = ctx.Buf(T * kvl);
   be.LinearBackward(dkvb.data(), a.c_n.data(), ctx.P(L.kvb_w), dc_n.data(), ctx.G(L.kvb_w), nullptr,
                     T, kvl, nh * (nope + dv), false);
   be.RmsNormBackward(dc_n.data(), a.c.data(), ctx.P(L.kva_ln), a.c_rstd.data(), dc.data(),
                      ctx.G(L.kva_ln), T, kvl);
-  float* g_kva = ctx.G(L.kva_w);
+  DevicePtr<float> g_kva = ctx.G(L.kva_w);
   be.LinearBackward(dc.data(), a.ln1.data(), ctx.P(L.kva_w), dln1, g_kva, nullptr, T, h, kvl, false);
   be.LinearBackward(dkpe.data(), a.ln1.data(), ctx.P(L.kva_w) + kvl * h, dln1,
                     g_kva != nullptr ? g_kva + kvl * h : nullptr, nullptr, T, h, r, true);
@@ -584,41 +706,66 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const f
 // Up to this many tokens in a batch, MoeForward runs its experts side by side.
 constexpr int64_t kExpertParallelTokens = 64;
 
-// MoE block: x = a.ln2 -> y [T, hidden] (overwritten). Uses a.experts when `forced`.
+static RouterSpec RouterOf(const ModelConfig& c) {
+  RouterSpec r;
+  r.scoring = c.scoring == RouterScoring::kSoftmax ? RouterSpec::Scoring::kSoftmax
+                                                   : RouterSpec::Scoring::kSigmoid;
+  r.num_experts = c.num_experts;
+  r.top_k = c.num_experts_per_tok;
+  r.n_group = c.n_group;
+  r.topk_group = c.topk_group;
+  r.norm_topk_prob = c.norm_topk_prob;
+  r.routed_scaling_factor = c.routed_scaling_factor;
+  return r;
+}
+
+// Routes a.ln2's tokens (or takes a.experts when `forced`) and builds the token permutation:
+// a.rows, a.slots, a.slot_weights on the device, a.expert_offsets on the host (the only
+// download: E counts, which size the experts' products).
 template <typename LayerT, typename ActsT>
-static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, float* y) {
+static void RouteTokens(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
   a.logits = ctx.Buf(T * E);
   a.scores = ctx.Buf(T * E);
   be.Linear(a.ln2.data(), ctx.P(L.router_w), nullptr, a.logits.data(), T, h, E);
-  if (!forced) a.experts.assign(T * k, 0);
-  a.weights.assign(T * k, 0.0f);
-  RouteForward(c, a.logits.data(), ctx.P(L.router_bias), T, forced, a.experts.data(),
-               a.scores.data(), a.weights.data());
-  a.expert_rows.assign(E, {});
-  a.expert_slots.assign(E, {});
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = a.experts[t * k + j];
-      a.expert_rows[e].push_back(static_cast<int32_t>(t));
-      a.expert_slots[e].push_back(static_cast<int32_t>(t * k + j));
-    }
-  }
+  if (!forced) a.experts = Buffer(&be, T * k, DType::kI32);
+  a.weights = ctx.Buf(T * k);
+  be.Route(RouterOf(c), a.logits.data(), ctx.P(L.router_bias), T, forced, a.experts.i32(),
+           a.scores.data(), a.weights.data());
+  a.rows = Buffer(&be, T * k, DType::kI32);
+  a.slots = Buffer(&be, T * k, DType::kI32);
+  Buffer counts(&be, E, DType::kI32);
+  be.GroupByExpert(a.experts.i32(), T, k, E, a.rows.i32(), a.slots.i32(), counts.i32());
+  a.slot_weights = ctx.Buf(T * k);
+  be.GatherRows(a.weights.data(), a.slots.i32(), nullptr, a.slot_weights.data(), T * k, 1);
+  const std::vector<int32_t> n = DownloadI32(be, counts);
+  a.expert_offsets.assign(E + 1, 0);
+  for (int64_t e = 0; e < E; ++e) a.expert_offsets[e + 1] = a.expert_offsets[e] + n[e];
+}
+
+// MoE block: x = a.ln2 -> y [T, hidden] (overwritten). Uses a.experts when `forced`.
+template <typename LayerT, typename ActsT>
+static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, DevicePtr<float> y) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts;
+  RouteTokens(ctx, L, a, forced);
+  const std::vector<int64_t>& at = a.expert_offsets;
   a.expert_acts.clear();
   a.expert_acts.resize(E);
   a.expert_out.clear();
   a.expert_out.resize(E);
   std::vector<int32_t> active;
   for (int64_t e = 0; e < E; ++e) {
-    if (!a.expert_rows[e].empty()) active.push_back(static_cast<int32_t>(e));
+    if (at[e + 1] > at[e]) active.push_back(static_cast<int32_t>(e));
   }
   auto expert = [&](int64_t i) {
     const int32_t e = active[i];
-    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
+    const int64_t n = at[e + 1] - at[e];
     Buffer xe = ctx.Buf(n * h);
-    be.GatherRows(a.ln2.data(), a.expert_rows[e].data(), nullptr, xe.data(), n, h);
+    be.GatherRows(a.ln2.data(), a.rows.i32() + at[e], nullptr, xe.data(), n, h);
     a.expert_out[e] = ctx.Buf(n * h);
     MlpForward(ctx, L.experts[e], xe.data(), n, a.expert_out[e].data(), a.expert_acts[e]);
   };
@@ -630,12 +777,9 @@ static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, f
     for (size_t i = 0; i < active.size(); ++i) expert(static_cast<int64_t>(i));
   }
   be.Zero(y, T * h);
-  std::vector<float> scale;
   for (int32_t e : active) {  // in expert order: the sum does not depend on the threads
-    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
-    scale.resize(n);
-    for (int64_t i = 0; i < n; ++i) scale[i] = a.weights[a.expert_slots[e][i]];
-    be.ScatterAddRows(a.expert_out[e].data(), a.expert_rows[e].data(), scale.data(), y, n, h);
+    be.ScatterAddRows(a.expert_out[e].data(), a.rows.i32() + at[e], a.slot_weights.data() + at[e],
+                      y, at[e + 1] - at[e], h);
   }
   if (L.shared.inter > 0) {
     Buffer ys = ctx.Buf(T * h);
@@ -645,33 +789,31 @@ static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, f
 }
 
 template <typename LayerT, typename ActsT>
-static void MoeBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* dy, float* dx) {
+static void MoeBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePtr<const float> dy, DevicePtr<float> dx) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  const std::vector<int64_t>& at = a.expert_offsets;
   be.Zero(dx, T * h);
-  std::vector<float> dweights(T * k, 0.0f), scale, dots;
+  Buffer dweights = ctx.Buf(T * k);
+  be.Zero(dweights.data(), T * k);
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
+    const int64_t n = at[e + 1] - at[e];
     if (n == 0) continue;
-    const int32_t* rows = a.expert_rows[e].data();
-    Buffer dye = ctx.Buf(n * h), xe = ctx.Buf(n * h), dxe = ctx.Buf(n * h);
+    const DevicePtr<const int32_t> rows = a.rows.i32() + at[e];
+    Buffer dye = ctx.Buf(n * h), xe = ctx.Buf(n * h), dxe = ctx.Buf(n * h), dots = ctx.Buf(n);
     be.GatherRows(dy, rows, nullptr, dye.data(), n, h);
-    dots.resize(n);
     be.RowDot(dye.data(), a.expert_out[e].data(), dots.data(), n, h);
-    scale.resize(n);
-    for (int64_t i = 0; i < n; ++i) {
-      dweights[a.expert_slots[e][i]] = dots[i];
-      scale[i] = a.weights[a.expert_slots[e][i]];
-    }
-    be.GatherRows(dy, rows, scale.data(), dye.data(), n, h);
+    // dweights[slot] = dot (every slot once).
+    be.ScatterAddRows(dots.data(), a.slots.i32() + at[e], nullptr, dweights.data(), n, 1);
+    be.GatherRows(dy, rows, a.slot_weights.data() + at[e], dye.data(), n, h);
     be.GatherRows(a.ln2.data(), rows, nullptr, xe.data(), n, h);
     MlpBackward(ctx, L.experts[e], xe.data(), dye.data(), n, a.expert_acts[e], dxe.data(), false);
     be.ScatterAddRows(dxe.data(), rows, nullptr, dx, n, h);
   }
   if (L.shared.inter > 0) MlpBackward(ctx, L.shared, a.ln2.data(), dy, T, a.shared, dx, true);
   Buffer dlogits = ctx.Buf(T * E);
-  RouteBackward(c, a.scores.data(), a.experts.data(), dweights.data(), T, dlogits.data());
+  be.RouteBackward(RouterOf(c), a.scores.data(), a.experts.i32(), dweights.data(), T, dlogits.data());
   be.LinearBackward(dlogits.data(), a.ln2.data(), ctx.P(L.router_w), dx, ctx.G(L.router_w), nullptr,
                     T, h, E, true);
 }
@@ -679,7 +821,7 @@ static void MoeBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* 
 // One decoder layer: a.x_in -> y (overwritten). `attention(a, o)` computes the attention block
 // from a.ln1 (over packed sequences, or over a KV cache).
 template <typename LayerT, typename ActsT, typename AttentionFn>
-static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_routing, float* y,
+static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_routing, DevicePtr<float> y,
                          AttentionFn&& attention) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
@@ -704,7 +846,7 @@ static void LayerForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced_
 
 // dy -> dx (overwritten).
 template <typename LayerT, typename ActsT>
-static void LayerBackward(const Ctx& ctx, const LayerT& L, ActsT& a, const float* dy, float* dx) {
+static void LayerBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePtr<const float> dy, DevicePtr<float> dx) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size;
@@ -733,12 +875,12 @@ struct StepCache {
 // written into the cache first, then every new token attends over its sequence's positions.
 template <typename LayerT, typename ActsT>
 static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepInput& in,
-                          const StepCache& kv, float* o) {
+                          const StepCache& kv, DevicePtr<float> o) {
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, nh = c.num_attention_heads;
   const float scale = static_cast<float>(c.AttentionScale());
-  auto write = [&](const float* src, int64_t stride, int64_t col, int64_t cols) {
+  auto write = [&](DevicePtr<const float> src, int64_t stride, int64_t col, int64_t cols) {
     be.WriteCache(src, stride, kv.pool, kv.layer, kv.tables, in.offsets, in.past, col, cols);
   };
   if (!c.mla) {
@@ -763,7 +905,7 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
   // kv_b_proj's rows of one head: read in place when f32, else widened into a one-head tile.
   const WeightView kvb = ctx.W(L.kvb_w);
   Buffer tile = kvb.dtype == DType::kF32 ? Buffer() : ctx.Buf(std::max(nope, dv) * kvl);
-  auto head_rows = [&](int64_t row0, int64_t count) -> const float* {
+  auto head_rows = [&](int64_t row0, int64_t count) -> DevicePtr<const float> {
     if (kvb.dtype == DType::kF32) return kvb.f32() + row0 * kvl;
     be.WidenWeightRows(kvb, row0, row0 + count, tile.data());
     return tile.data();
@@ -835,22 +977,25 @@ static Routing EmptyRouting(const ModelConfig& c, int64_t tokens) {
 }
 
 // Puts the forced experts of this MoE layer into a.experts; returns whether routing is forced.
+// (An upload of tokens * k ids.)
 template <typename LayerT, typename ActsT>
-static bool UseForcedRouting(const LayerT& L, const Routing* forced, int64_t tokens, ActsT& a) {
+static bool UseForcedRouting(Backend& be, const LayerT& L, const Routing* forced, int64_t tokens,
+                             ActsT& a) {
   if (!L.moe || forced == nullptr) return false;
   const int64_t k = forced->top_k;
-  const int32_t* f = forced->experts.data() + L.moe_index * tokens * k;
-  a.experts.assign(f, f + tokens * k);
+  a.experts = Upload(be, std::span<const int32_t>(forced->experts).subspan(L.moe_index * tokens * k,
+                                                                            tokens * k));
   return true;
 }
 
-// Copies this MoE layer's choice and weights into `out`.
+// Starts the download of this MoE layer's choice and weights into `out` (valid after the
+// backend's Synchronize).
 template <typename LayerT, typename ActsT>
-static void RecordRouting(const LayerT& L, const ActsT& a, Routing* out) {
+static void RecordRouting(Backend& be, const LayerT& L, const ActsT& a, Routing* out) {
   if (!L.moe) return;
   const int64_t at = L.moe_index * out->num_tokens * out->top_k;
-  std::copy(a.experts.begin(), a.experts.end(), out->experts.begin() + at);
-  std::copy(a.weights.begin(), a.weights.end(), out->weights.begin() + at);
+  be.CopyDeviceToHost(a.experts.i32(), out->experts.data() + at, a.experts.bytes());
+  be.CopyDeviceToHost(a.weights.data(), out->weights.data() + at, a.weights.bytes());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,22 +1041,27 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   auto state = std::make_unique<State>();
   state->batch = batch;
   state->recompute = options.recompute;
-  state->positions.resize(T);
+  std::vector<int32_t> positions(T);
   state->targets.assign(T, -1);
   int64_t max_len = 1;
   for (int64_t s = 0; s < batch.num_seqs(); ++s) {
     const int64_t start = batch.offsets[s], end = batch.offsets[s + 1];
     max_len = std::max(max_len, end - start);
     for (int64_t t = start; t < end; ++t) {
-      state->positions[t] = static_cast<int32_t>(t - start);
+      positions[t] = static_cast<int32_t>(t - start);
       if (t + 1 < end) state->targets[t] = batch.tokens[t + 1];
     }
   }
-  const BatchView view{T, state->batch.offsets, state->positions.data(), &RopeFor(max_len)};
-  Ctx ctx{c, backend_, params_, nullptr, view};
+  state->tokens_d = Upload(backend_, batch.tokens);
+  state->positions_d = Upload(backend_, positions);
+  state->targets_d = Upload(backend_, state->targets);
+  RopeFor(max_len);
+  const BatchView view{T, state->batch.offsets, state->positions_d.i32(), rope_cos_.data(),
+                       rope_sin_.data()};
+  Ctx ctx{c, backend_, values_, scales_, specs_, nullptr, view};
 
   Buffer x = ctx.Buf(T * h);
-  EmbedTokens(ctx, embed_, batch.tokens.data(), T, x.data());
+  EmbedTokens(ctx, embed_, batch.tokens, state->tokens_d.i32(), x.data());
   ForwardOutput out;
   out.routing = EmptyRouting(c, T);
   state->layers.resize(layers_.size());
@@ -920,11 +1070,11 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
     LayerActs local;
     LayerActs& a = options.keep_activations ? state->layers[l] : local;
     a.x_in = std::move(x);
-    const bool forced = UseForcedRouting(L, options.forced_routing, T, a);
+    const bool forced = UseForcedRouting(backend_, L, options.forced_routing, T, a);
     Buffer y = ctx.Buf(T * h);
     LayerForward(ctx, L, a, forced, y.data(),
-                 [&](LayerActs& acts, float* o) { AttentionForward(ctx, L, acts, o); });
-    RecordRouting(L, a, &out.routing);
+                 [&](LayerActs& acts, DevicePtr<float> o) { AttentionForward(ctx, L, acts, o); });
+    RecordRouting(backend_, L, a, &out.routing);
     if (options.keep_activations && options.recompute) {
       a.KeepInputOnly();
     } else if (!options.keep_activations) {
@@ -937,16 +1087,21 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
                    static_cast<float>(c.rms_norm_eps));
   // The output head in row chunks: each chunk's logits are consumed while in cache, and the
   // full [T, vocab] logits are never held (the backward recomputes them chunk by chunk).
-  std::vector<float> lp(T, 0.0f), ent(options.need_entropy ? T : 0, 0.0f);
+  // Log-probs and entropies stay on the device until the one download at the end.
+  Buffer lp_d = ctx.Buf(T), ent_d = options.need_entropy ? ctx.Buf(T) : Buffer();
   const int64_t chunk = LogitChunkRows(V);
   Buffer logits = ctx.Buf(std::min(T, chunk) * V);
   for (int64_t r0 = 0; r0 < T; r0 += chunk) {
     const int64_t n = std::min(chunk, T - r0);
     backend_.LinearWeights(normed.data() + r0 * h, ctx.W(lm_head_), nullptr, logits.data(), n, h,
                            V);
-    backend_.LogSoftmaxTargets(logits.data(), state->targets.data() + r0, lp.data() + r0,
-                               options.need_entropy ? ent.data() + r0 : nullptr, n, V);
+    backend_.LogSoftmaxTargets(logits.data(), state->targets_d.i32() + r0, lp_d.data() + r0,
+                               options.need_entropy ? ent_d.data() + r0 : nullptr, n, V);
   }
+  std::vector<float> lp(T), ent(options.need_entropy ? T : 0);
+  backend_.CopyDeviceToHost(lp_d.data(), lp.data(), lp_d.bytes());
+  if (options.need_entropy) backend_.CopyDeviceToHost(ent_d.data(), ent.data(), ent_d.bytes());
+  backend_.Synchronize();  // also completes RecordRouting's downloads
   out.logprobs.reserve(batch.num_targets());
   for (int64_t t = 0; t < T; ++t) {
     if (state->targets[t] < 0) continue;
@@ -964,7 +1119,7 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   return out;
 }
 
-absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Tensor>* grads) {
+absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buffer>* grads) {
   if (quantized_) {
     return absl::FailedPreconditionError(
         "Backward needs f32 weights; this model serves bf16/FP8 projections "
@@ -980,20 +1135,21 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Tens
     return absl::InvalidArgumentError("Backward got " + std::to_string(weights.size()) +
                                    " weights for " + std::to_string(st.batch.num_targets()) + " targets");
   }
-  if (grads->size() != params_.size()) {
-    grads->clear();
-    for (const Parameter& p : params_) grads->push_back(Tensor::Zeros(DType::kF32, p.spec.shape));
+  if (grads->empty()) *grads = NewGradients();
+  if (grads->size() != specs_.size()) {
+    return absl::InvalidArgumentError("Backward got " + std::to_string(grads->size()) +
+                                      " gradient buffers for " + std::to_string(specs_.size()) +
+                                      " parameters");
   }
   std::vector<float> row_weights(T, 0.0f);
   for (int64_t t = 0, i = 0; t < T; ++t) {
     if (st.targets[t] >= 0) row_weights[t] = weights[i++];
   }
-  int64_t max_len = 1;
-  for (int64_t s = 0; s < st.batch.num_seqs(); ++s) {
-    max_len = std::max(max_len, st.batch.offsets[s + 1] - st.batch.offsets[s]);
-  }
-  const BatchView view{T, st.batch.offsets, st.positions.data(), &RopeFor(max_len)};
-  Ctx ctx{c, backend_, params_, grads, view};
+  const Buffer row_weights_d = Upload(backend_, row_weights);
+  // Forward sized the RoPE tables for this batch already.
+  const BatchView view{T, st.batch.offsets, st.positions_d.i32(), rope_cos_.data(),
+                       rope_sin_.data()};
+  Ctx ctx{c, backend_, values_, scales_, specs_, grads, view};
 
   Buffer dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
   {
@@ -1001,10 +1157,10 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Tens
     Buffer logits = ctx.Buf(std::min(T, chunk) * V), dlogits = ctx.Buf(std::min(T, chunk) * V);
     for (int64_t r0 = 0; r0 < T; r0 += chunk) {
       const int64_t n = std::min(chunk, T - r0);
-      const float* normed = st.normed.data() + r0 * h;
+      DevicePtr<const float> normed = st.normed.data() + r0 * h;
       backend_.Linear(normed, ctx.P(lm_head_), nullptr, logits.data(), n, h, V);
-      backend_.LogSoftmaxTargetsBackward(logits.data(), st.targets.data() + r0,
-                                         row_weights.data() + r0, dlogits.data(), n, V);
+      backend_.LogSoftmaxTargetsBackward(logits.data(), st.targets_d.i32() + r0,
+                                         row_weights_d.data() + r0, dlogits.data(), n, V);
       backend_.LinearBackward(dlogits.data(), normed, ctx.P(lm_head_), dnormed.data() + r0 * h,
                               ctx.G(lm_head_), nullptr, n, h, V, false);
     }
@@ -1015,17 +1171,17 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Tens
     const Layer& L = *layers_[l];
     LayerActs& a = st.layers[l];
     if (st.recompute) {
-      Ctx fwd{c, backend_, params_, nullptr, view};
+      Ctx fwd{c, backend_, values_, scales_, specs_, nullptr, view};
       Buffer y = ctx.Buf(T * h);
       LayerForward(fwd, L, a, /*forced_routing=*/L.moe, y.data(),
-                   [&](LayerActs& acts, float* o) { AttentionForward(fwd, L, acts, o); });
+                   [&](LayerActs& acts, DevicePtr<float> o) { AttentionForward(fwd, L, acts, o); });
     }
     Buffer dx = ctx.Buf(T * h);
     LayerBackward(ctx, L, a, dh.data(), dx.data());
     a = LayerActs();
     dh = std::move(dx);
   }
-  backend_.EmbeddingBackward(st.batch.tokens.data(), dh.data(), ctx.G(embed_), T, h);
+  backend_.EmbeddingBackward(st.tokens_d.i32(), dh.data(), ctx.G(embed_), T, h);
   state_.reset();
   return absl::OkStatus();
 }
@@ -1066,12 +1222,18 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
     }
     max_pos = std::max(max_pos, in.past[s] + in.offsets[s + 1] - in.offsets[s]);
   }
-  const BatchView view{T, in.offsets, positions.data(), &RopeFor(max_pos)};
-  Ctx ctx{c, backend_, params_, nullptr, view};
+  // The step's uploads: token ids, positions and each sequence's last row (ints).
+  const Buffer tokens_d = Upload(backend_, in.tokens), positions_d = Upload(backend_, positions);
+  std::vector<int32_t> last(S);
+  for (int64_t s = 0; s < S; ++s) last[s] = static_cast<int32_t>(in.offsets[s + 1] - 1);
+  const Buffer last_d = Upload(backend_, last);
+  RopeFor(max_pos);
+  const BatchView view{T, in.offsets, positions_d.i32(), rope_cos_.data(), rope_sin_.data()};
+  Ctx ctx{c, backend_, values_, scales_, specs_, nullptr, view};
   StepOutput out;
   out.routing = EmptyRouting(c, T);
   Buffer x = ctx.Buf(T * h);
-  EmbedTokens(ctx, embed_, in.tokens.data(), T, x.data());
+  EmbedTokens(ctx, embed_, in.tokens, tokens_d.i32(), x.data());
   // One block table per sequence, the same for every layer (a block holds all layers).
   std::vector<int32_t> table_ids;
   std::vector<int64_t> table_offsets{0};
@@ -1079,30 +1241,45 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
     cache.AppendBlockTable(in.cache_seq[s], in.past[s] + in.offsets[s + 1] - in.offsets[s], &table_ids);
     table_offsets.push_back(static_cast<int64_t>(table_ids.size()));
   }
-  const BlockTables tables{table_ids.data(), table_offsets};
+  const Buffer table_ids_d = Upload(backend_, table_ids);  // small int32 device tensors
+  const BlockTables tables{table_ids_d.i32(), table_offsets};
   const float eps = static_cast<float>(c.rms_norm_eps);
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = *layers_[l];
     const StepCache kv{pool, static_cast<int64_t>(l), tables};
     LayerActs a;
     a.x_in = std::move(x);
-    const bool forced = UseForcedRouting(L, forced_routing, T, a);
+    const bool forced = UseForcedRouting(backend_, L, forced_routing, T, a);
     Buffer y = ctx.Buf(T * h);
-    LayerForward(ctx, L, a, forced, y.data(), [&](LayerActs& acts, float* o) {
+    LayerForward(ctx, L, a, forced, y.data(), [&](LayerActs& acts, DevicePtr<float> o) {
       StepAttention(ctx, L, acts, in, kv, o);
     });
-    RecordRouting(L, a, &out.routing);
+    RecordRouting(backend_, L, a, &out.routing);
     x = std::move(y);
   }
-  // Only each sequence's last new token needs logits.
-  std::vector<int32_t> last(S);
-  for (int64_t s = 0; s < S; ++s) last[s] = static_cast<int32_t>(in.offsets[s + 1] - 1);
-  Buffer xl = ctx.Buf(S * h), normed = ctx.Buf(S * h), rstd = ctx.Buf(S), logits = ctx.Buf(S * V);
-  backend_.GatherRows(x.data(), last.data(), nullptr, xl.data(), S, h);
+  // Only each sequence's last new token needs logits; they stay on the device.
+  Buffer xl = ctx.Buf(S * h), normed = ctx.Buf(S * h), rstd = ctx.Buf(S);
+  out.logits = ctx.Buf(S * V);
+  backend_.GatherRows(x.data(), last_d.i32(), nullptr, xl.data(), S, h);
   backend_.RmsNorm(xl.data(), ctx.P(final_norm_), normed.data(), rstd.data(), S, h, eps);
-  backend_.LinearWeights(normed.data(), ctx.W(lm_head_), nullptr, logits.data(), S, h, V);
-  out.logits.assign(logits.data(), logits.data() + S * V);
+  backend_.LinearWeights(normed.data(), ctx.W(lm_head_), nullptr, out.logits.data(), S, h, V);
+  if (!out.routing.experts.empty()) backend_.Synchronize();  // RecordRouting's downloads
   return out;
+}
+
+SampledTokens CausalLM::SampleNext(const StepOutput& out, std::span<const SamplingRow> rows) {
+  const int64_t S = static_cast<int64_t>(rows.size());
+  Buffer tokens(&backend_, S, DType::kI32), lp(&backend_, S), raw(&backend_, S);
+  backend_.Sample(out.logits.data(), config_.vocab_size, rows, tokens.i32(), lp.data(), raw.data());
+  SampledTokens r;
+  r.tokens.resize(S);
+  r.logprobs.resize(S);
+  r.raw_logprobs.resize(S);
+  backend_.CopyDeviceToHost(tokens.i32(), r.tokens.data(), tokens.bytes());
+  backend_.CopyDeviceToHost(lp.data(), r.logprobs.data(), lp.bytes());
+  backend_.CopyDeviceToHost(raw.data(), r.raw_logprobs.data(), raw.bytes());
+  backend_.Synchronize();
+  return r;
 }
 
 }  // namespace grpo

@@ -13,6 +13,14 @@
 // it saves only each layer's input and Backward recomputes the layer (using the routing the
 // forward chose), trading one extra forward for O(layers * tokens * hidden) memory.
 //
+// Device state: the parameters live in the backend's memory from Load/Create on (the CPU backend
+// aliases the host tensors it is given, Backend::ImportHost, so f32 masters and mmap'd serving
+// weights are not held twice; other backends copy them and the host tensors are dropped). Host
+// code sees values only through explicit transfers: ReadParameter / ReadParameters download,
+// WriteParameter uploads. Gradients are device buffers (Backward fills them; ReadGradients
+// downloads). Forward downloads only its results (logprobs, entropies, routing); ForwardStep
+// leaves the logits on the device for the backend's sampler (SampleNext).
+//
 // Not thread-safe: one Forward/Backward at a time per model.
 #ifndef GRPO_MODEL_CAUSAL_LM_H_
 #define GRPO_MODEL_CAUSAL_LM_H_
@@ -80,8 +88,15 @@ struct StepInput {
 };
 
 struct StepOutput {
-  std::vector<float> logits;  // [num_seqs, vocab]: next-token logits after each sequence's last new token
-  Routing routing;            // experts of the new tokens (num_tokens = tokens.size())
+  Buffer logits;    // device f32 [num_seqs, vocab]: next-token logits after each sequence's last new token
+  Routing routing;  // experts of the new tokens (num_tokens = tokens.size())
+};
+
+// Tokens sampled from a StepOutput's logits (CausalLM::SampleNext), one per row.
+struct SampledTokens {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;      // under the sampled distribution
+  std::vector<float> raw_logprobs;  // log softmax(logits)[token]
 };
 
 // How a model holds its projection matrices, token embedding and output head (parameters.h's
@@ -117,38 +132,54 @@ class CausalLM {
                                                   Backend& backend, const ServeOptions& options);
 
   const ModelConfig& config() const { return config_; }
-  // The backend the model runs on (its KV cache pool must live there too).
   Backend& backend() const { return backend_; }
-  const std::vector<Parameter>& parameters() const { return params_; }
-  // For the learner's optimizer (learner/optimizer.h): parameter values are updated in place.
-  // Anything else that changes values goes through UpdateParameters.
-  std::vector<Parameter>& mutable_parameters() { return params_; }
-  // Replaces the values of parameters (index in parameters() order, new value): each must have
-  // the parameter's name and shape and the dtype the model holds it in (F32; or, for a
-  // projection served as bf16 / FP8, BF16 / F8E4M3 with F32 scale_inv of the block shape, as
-  // Create checks). All are checked before any is applied, so a failed update changes nothing.
-  // F32 values are copied into the parameter's storage; BF16 / FP8 parameters take the
-  // update's storage (theirs may be a view of a checkpoint file). The one way new values reach
-  // a model after creation (the rollout engine's weight updates); not during Forward,
+  // Every parameter's spec, in ExpectedParameters order.
+  const std::vector<ParameterSpec>& parameter_specs() const { return specs_; }
+  size_t num_parameters() const { return specs_.size(); }
+  // Parameter i's value (and FP8 scales) downloaded to new host tensors, in the dtype the model
+  // holds it.
+  Parameter ReadParameter(size_t i) const;
+  std::vector<Parameter> ReadParameters() const;
+  // Uploads a new value of parameter i: the spec's shape, in the dtype the model holds it, or,
+  // for a projection of a serving model, any served format (F32 owned, BF16, F8E4M3 with F32
+  // scale_inv); the model then holds that format. Errors name the parameter.
+  absl::Status WriteParameter(size_t i, const Tensor& value, const Tensor& scale_inv = Tensor());
+  // Replaces the values of several parameters (index in parameter_specs() order, new value):
+  // each must have the parameter's name and shape and the dtype the model holds it in (F32; or,
+  // for a matrix served as bf16 / FP8, BF16 / F8E4M3 with F32 scale_inv of the block shape, as
+  // Create checks). All are checked before any is uploaded (WriteParameter), so a failed update
+  // changes nothing. The rollout engine's weight updates come this way; not during Forward,
   // Backward or ForwardStep.
   absl::Status UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates);
+  DType parameter_dtype(size_t i) const { return dtypes_[i]; }
+  // The device buffer of parameter i's value (f32 for every trainable parameter of a training
+  // model): optimizers update it in place with backend ops.
+  Buffer& parameter_buffer(size_t i) { return values_[i]; }
+  std::vector<Buffer>& parameter_buffers() { return values_; }
   // True when some projection matrix is held as bf16 or FP8 (inference only).
   bool serves_quantized() const { return quantized_; }
-  // Bytes held by the parameter storage (values plus FP8 scales; ParameterBytes).
-  int64_t parameter_bytes() const { return ParameterBytes(params_); }
+  // Bytes held by the parameter storage (values plus FP8 scales).
+  int64_t parameter_bytes() const;
 
   absl::StatusOr<ForwardOutput> Forward(const TokenBatch& batch, const ForwardOptions& options);
 
+  // New zeroed device gradients: one f32 buffer per parameter of its shape (empty for
+  // untrainable parameters).
+  std::vector<Buffer> NewGradients() const;
   // Gradients of sum_i weights[i] * logprob[i] for the batch of the last Forward (which must
-  // have kept activations). grads is resized to parameters().size() (F32, parameter shapes;
-  // untrainable ones stay zero) and accumulated into.
-  absl::Status Backward(std::span<const float> weights, std::vector<Tensor>* grads);
+  // have kept activations), accumulated into `grads` (device buffers; NewGradients when empty).
+  absl::Status Backward(std::span<const float> weights, std::vector<Buffer>* grads);
+  // Downloads gradients to host tensors (F32, parameter shapes; zero for untrainable ones).
+  std::vector<Tensor> ReadGradients(const std::vector<Buffer>& grads) const;
 
   // Runs the new tokens over the cache: reads rows of past positions, writes the rows of the new
   // positions, returns the next-token logits of each sequence. With `forced_routing`, MoE
   // layers use its experts for the new tokens. Inference only (no activations kept).
   absl::StatusOr<StepOutput> ForwardStep(const StepInput& input, KvCacheView& cache,
                                  const Routing* forced_routing = nullptr);
+  // Draws tokens from `out.logits` with the backend's sampler (Backend::Sample; one result per
+  // SamplingRow, each naming its logits row): only ids and logprobs come back to the host.
+  SampledTokens SampleNext(const StepOutput& out, std::span<const SamplingRow> rows);
 
   // Frees the activations kept by the last Forward.
   void ReleaseActivations();
@@ -159,13 +190,21 @@ class CausalLM {
   struct State;
   CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& backend);
   absl::Status Bind();
+  // Puts parameter i's host value on the device (aliasing or copying, Backend::ImportHost).
+  void Import(size_t i, Parameter p);
   // RoPE tables covering at least `positions`, built once and grown when a longer batch comes
-  // (decoding asks every step; the tables depend only on the config).
+  // (decoding asks every step; the tables depend only on the config); uploaded when grown.
   const RopeTables& RopeFor(int64_t positions);
 
   ModelConfig config_;
-  std::vector<Parameter> params_;
+  std::vector<Parameter> params_;     // host values until Bind has imported them
+  std::vector<ParameterSpec> specs_;
+  std::vector<Tensor> host_;          // host storage the device aliases (CPU backend), else empty
+  std::vector<Tensor> host_scales_;
+  std::vector<Buffer> values_, scales_;  // device: values, F32 block scales of FP8 values
+  std::vector<DType> dtypes_;
   Backend& backend_;
+  Buffer rope_cos_, rope_sin_;
   std::vector<std::unique_ptr<Layer>> layers_;
   int embed_ = -1, final_norm_ = -1, lm_head_ = -1;
   std::unique_ptr<State> state_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/causal_lm.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/kv_cache.h"
 #include "model/presets.h"
 #include "testing/python_reference.h"
@@ -31,7 +32,7 @@ std::vector<std::vector<int32_t>> Sequences(int64_t vocab) {
 }
 
 std::unique_ptr<CausalLM> Loaded(const std::string& dir, WeightFormat format) {
-  auto m = CausalLM::Load(dir, CpuBackend(), {.serve_format = format});
+  auto m = CausalLM::Load(dir, BackendForTests(), {.serve_format = format});
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return m.ok() ? std::move(m).value() : nullptr;
 }
@@ -50,7 +51,7 @@ void ExpectSameLogprobs(CausalLM& model, CausalLM& ref, const std::string& what)
     EXPECT_NEAR(got->logprobs[i], want->logprobs[i], 1e-5) << what << " forward target " << i;
     max_diff = std::max(max_diff, std::fabs(double{got->logprobs[i]} - want->logprobs[i]));
   }
-  DenseKvCache cache_a(c, 1, 32), cache_b(c, 1, 32);
+  DenseKvCache cache_a(c, 1, 32, model.backend()), cache_b(c, 1, 32, ref.backend());
   const std::vector<int32_t>& s = seqs[2];
   int64_t done = 0;
   while (done + 1 < static_cast<int64_t>(s.size())) {
@@ -71,7 +72,8 @@ void ExpectSameLogprobs(CausalLM& model, CausalLM& ref, const std::string& what)
       for (float v : logits) sum += std::exp(v - mx);
       return logits[s[done]] - mx - std::log(sum);
     };
-    const double la = logprob(a->logits), lb = logprob(b->logits);
+    const double la = logprob(DownloadF32(model.backend(), a->logits));
+    const double lb = logprob(DownloadF32(ref.backend(), b->logits));
     EXPECT_NEAR(la, lb, 1e-5) << what << " decode position " << done;
     max_diff = std::max(max_diff, std::fabs(la - lb));
     EXPECT_NEAR(la, want->logprobs[(11 - 1) + (6 - 1) + done - 1], 2e-5) << what << " decode vs forward";
@@ -94,13 +96,17 @@ TEST_P(ServeTest, Fp8CheckpointServedAsStoredEqualsF32Dequantized) {
   EXPECT_FALSE(ref->serves_quantized());
   EXPECT_TRUE(served->serves_quantized());
   int fp8_matrices = 0;
-  for (const Parameter& p : served->parameters()) {
-    if (p.spec.is_matrix) {
-      EXPECT_EQ(p.value.dtype(), DType::kF8E4M3) << p.spec.name;
-      EXPECT_FALSE(p.value.writable()) << p.spec.name << " should be a view of the mapped file";
+  for (size_t i = 0; i < served->num_parameters(); ++i) {
+    const ParameterSpec& spec = served->parameter_specs()[i];
+    if (spec.is_matrix) {
+      EXPECT_EQ(served->parameter_dtype(i), DType::kF8E4M3) << spec.name;
+      // On the CPU backend the device memory is the mapped file itself (no copy).
+      if (&served->backend() == &CpuBackend()) {
+        EXPECT_TRUE(served->parameter_buffer(i).aliases_host()) << spec.name << " should be a view of the mapped file";
+      }
       ++fp8_matrices;
     } else {
-      EXPECT_EQ(p.value.dtype(), DType::kF32) << p.spec.name;
+      EXPECT_EQ(served->parameter_dtype(i), DType::kF32) << spec.name;
     }
   }
   EXPECT_GT(fp8_matrices, 5);
@@ -108,16 +114,16 @@ TEST_P(ServeTest, Fp8CheckpointServedAsStoredEqualsF32Dequantized) {
 
   // Quantizing at creation from f32 masters also narrows the embedding and the output head; it
   // gives the logprobs of the f32 model holding the same (dequantized) weights.
-  auto created = CausalLM::Create(*config, InitParameters(*config, 7, 0.1), CpuBackend(),
+  auto created = CausalLM::Create(*config, InitParameters(*config, 7, 0.1), BackendForTests(),
                                   {.serve_format = WeightFormat::kFp8Block});
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_TRUE((*created)->serves_quantized());
   std::vector<Parameter> widened;
-  for (const Parameter& p : (*created)->parameters()) {
+  for (const Parameter& p : (*created)->ReadParameters()) {
     EXPECT_EQ(p.value.dtype(), ServedNarrow(p.spec) ? DType::kF8E4M3 : DType::kF32) << p.spec.name;
     widened.push_back({p.spec, *ParameterToF32(p), {}});
   }
-  auto same_weights = CausalLM::Create(*config, std::move(widened), CpuBackend());
+  auto same_weights = CausalLM::Create(*config, std::move(widened), BackendForTests());
   ASSERT_TRUE(same_weights.ok()) << same_weights.status().ToString();
   // The file's FP8 views hold under 2/3 of f32's bytes here (a nano model's f32 embeddings
   // weigh as much as its projections); with the embedding in FP8 too, under 1/3.
@@ -134,13 +140,13 @@ TEST_P(ServeTest, Bf16CheckpointServedAsStoredEqualsF32Widened) {
   auto ref = Loaded(dir, WeightFormat::kF32);
   auto served = Loaded(dir, WeightFormat::kStored);
   ASSERT_TRUE(ref && served);
-  EXPECT_EQ(served->parameters()[1].spec.is_matrix, false);
-  for (const Parameter& p : served->parameters()) {
+  EXPECT_EQ(served->parameter_specs()[1].is_matrix, false);
+  for (const Parameter& p : served->ReadParameters()) {
     EXPECT_EQ(p.value.dtype(), ServedNarrow(p.spec) ? DType::kBF16 : DType::kF32) << p.spec.name;
   }
   ExpectSameLogprobs(*served, *ref, GetParam() + " bf16 stored");
   // And an f32 model narrowed at creation.
-  auto narrowed = CausalLM::Create(ref->config(), ref->parameters(), CpuBackend(),
+  auto narrowed = CausalLM::Create(ref->config(), ref->ReadParameters(), BackendForTests(),
                                    {.serve_format = WeightFormat::kBF16});
   ASSERT_TRUE(narrowed.ok());
   ExpectSameLogprobs(**narrowed, *ref, GetParam() + " bf16 created");
@@ -152,7 +158,7 @@ INSTANTIATE_TEST_SUITE_P(Families, ServeTest, ::testing::Values("deepseek_v3", "
 TEST(Serve, TrainingIsRefusedOnAQuantizedModel) {
   auto config = PresetConfig("qwen2-nano");
   ASSERT_TRUE(config.ok());
-  auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend(),
+  auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), BackendForTests(),
                                 {.serve_format = WeightFormat::kFp8Block});
   ASSERT_TRUE(model.ok());
   const TokenBatch batch = TokenBatch::FromSequences({{1, 2, 3, 4}});
@@ -161,29 +167,29 @@ TEST(Serve, TrainingIsRefusedOnAQuantizedModel) {
   ASSERT_FALSE(train.ok());
   EXPECT_EQ(train.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(train.status().message().find("needs f32 weights"), std::string::npos);
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   const absl::Status back = (*model)->Backward(std::vector<float>(3, 1.0f), &grads);
   EXPECT_EQ(back.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(back.message().find("WeightFormat::kF32"), std::string::npos) << back.message();
   // A served model saves as an f32 checkpoint that loads and trains again.
   const std::string dir = testing::MakeTempDir("serve_save");
-  ASSERT_TRUE(SaveModel((*model)->config(), (*model)->parameters(), dir).ok());
-  auto reloaded = CausalLM::Load(dir, CpuBackend());
+  ASSERT_TRUE(SaveModel((*model)->config(), (*model)->ReadParameters(), dir).ok());
+  auto reloaded = CausalLM::Load(dir, BackendForTests());
   ASSERT_TRUE(reloaded.ok()) << reloaded.status().ToString();
   EXPECT_TRUE((*reloaded)->Forward(batch, {.keep_activations = true}).ok());
   // An FP8 matrix with a NaN code or without its scales is rejected, naming the parameter.
-  std::vector<Parameter> params = (*model)->parameters();
+  std::vector<Parameter> params = (*model)->ReadParameters();
   Parameter& q = params[2];
   ASSERT_EQ(q.value.dtype(), DType::kF8E4M3);
   q.value = q.value.Clone();
   q.value.mutable_data<uint8_t>()[5] = 0x7F;
-  auto nan = CausalLM::Create(*config, params, CpuBackend(), {.serve_format = WeightFormat::kStored});
+  auto nan = CausalLM::Create(*config, params, BackendForTests(), {.serve_format = WeightFormat::kStored});
   ASSERT_FALSE(nan.ok());
   EXPECT_NE(nan.status().message().find("'" + q.spec.name + "' holds an FP8 NaN code at element 5"),
             std::string::npos)
       << nan.status().message();
   q.scale_inv = Tensor();
-  auto unscaled = CausalLM::Create(*config, params, CpuBackend(), {.serve_format = WeightFormat::kStored});
+  auto unscaled = CausalLM::Create(*config, params, BackendForTests(), {.serve_format = WeightFormat::kStored});
   ASSERT_FALSE(unscaled.ok());
   EXPECT_NE(unscaled.status().message().find("needs F32 scale_inv"), std::string::npos);
 }
@@ -196,15 +202,15 @@ TEST(Serve, Fp8WeightsHoldAQuarterOfTheF32Bytes) {
   c.hidden_size = 256;
   c.intermediate_size = 1024;
   c.head_dim = 64;
-  auto f32 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend());
+  auto f32 = CausalLM::Create(c, InitParameters(c, 3, 0.05), BackendForTests());
   ASSERT_TRUE(f32.ok()) << f32.status().ToString();
-  auto fp8 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend(),
+  auto fp8 = CausalLM::Create(c, InitParameters(c, 3, 0.05), BackendForTests(),
                               {.serve_format = WeightFormat::kFp8Block});
-  auto bf16 = CausalLM::Create(c, InitParameters(c, 3, 0.05), CpuBackend(),
+  auto bf16 = CausalLM::Create(c, InitParameters(c, 3, 0.05), BackendForTests(),
                                {.serve_format = WeightFormat::kBF16});
   ASSERT_TRUE(fp8.ok() && bf16.ok());
   int64_t matrix_elems = 0, matrix_blocks = 0, other_bytes = 0;
-  for (const Parameter& p : (*f32)->parameters()) {
+  for (const Parameter& p : (*f32)->ReadParameters()) {
     if (ServedNarrow(p.spec)) {
       matrix_elems += p.value.numel();
       matrix_blocks += ((p.value.dim(0) + 127) / 128) * ((p.value.dim(1) + 127) / 128);

@@ -13,6 +13,7 @@
 
 #include "core/safetensors.h"
 #include "model/kv_cache.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "testing/python_reference.h"
 
@@ -23,7 +24,7 @@ std::unique_ptr<CausalLM> NanoModel(const std::string& family, uint64_t seed = 1
   auto config = PresetConfig(family + "-nano");
   EXPECT_TRUE(config.ok());
   // A larger init spreads the router scores so MoE choices are not near-ties.
-  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
+  auto model = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), BackendForTests());
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   return std::move(model).value();
 }
@@ -62,13 +63,15 @@ TEST_P(FamilyTest, PackingEqualsRunningAlone) {
 TEST_P(FamilyTest, PackedGradientsAreTheSumOfSeparateOnes) {
   auto model = NanoModel(GetParam());
   const auto seqs = RandomSequences(model->config().vocab_size, {6, 10}, 8);
-  std::vector<Tensor> packed_grads, separate_grads;
+  std::vector<Buffer> packed_d, separate_d;
   ASSERT_TRUE(model->Forward(TokenBatch::FromSequences(seqs), {.keep_activations = true}).ok());
-  ASSERT_TRUE(model->Backward(std::vector<float>(5 + 9, 1.0f), &packed_grads).ok());
+  ASSERT_TRUE(model->Backward(std::vector<float>(5 + 9, 1.0f), &packed_d).ok());
   for (const auto& s : seqs) {
     ASSERT_TRUE(model->Forward(TokenBatch::FromSequences({s}), {.keep_activations = true}).ok());
-    ASSERT_TRUE(model->Backward(std::vector<float>(s.size() - 1, 1.0f), &separate_grads).ok());
+    ASSERT_TRUE(model->Backward(std::vector<float>(s.size() - 1, 1.0f), &separate_d).ok());
   }
+  const std::vector<Tensor> packed_grads = model->ReadGradients(packed_d);
+  const std::vector<Tensor> separate_grads = model->ReadGradients(separate_d);
   for (size_t p = 0; p < packed_grads.size(); ++p) {
     double diff = 0, norm = 0;
     for (int64_t e = 0; e < packed_grads[p].numel(); ++e) {
@@ -77,7 +80,7 @@ TEST_P(FamilyTest, PackedGradientsAreTheSumOfSeparateOnes) {
       norm += b * b;
     }
     if (norm == 0) continue;  // e.g. an expert no token chose
-    EXPECT_LE(std::sqrt(diff / norm), 1e-5) << model->parameters()[p].spec.name;
+    EXPECT_LE(std::sqrt(diff / norm), 1e-5) << model->parameter_specs()[p].name;
   }
 }
 
@@ -103,14 +106,16 @@ TEST_P(FamilyTest, RecomputationGivesTheSameGradientsBitForBit) {
   auto model = NanoModel(GetParam());
   const auto batch = TokenBatch::FromSequences(RandomSequences(model->config().vocab_size, {8, 6}, 12));
   const std::vector<float> w(batch.num_targets(), 0.5f);
-  std::vector<Tensor> saved, recomputed;
+  std::vector<Buffer> saved_d, recomputed_d;
   ASSERT_TRUE(model->Forward(batch, {.keep_activations = true}).ok());
-  ASSERT_TRUE(model->Backward(w, &saved).ok());
+  ASSERT_TRUE(model->Backward(w, &saved_d).ok());
   ASSERT_TRUE(model->Forward(batch, {.keep_activations = true, .recompute = true}).ok());
-  ASSERT_TRUE(model->Backward(w, &recomputed).ok());
+  ASSERT_TRUE(model->Backward(w, &recomputed_d).ok());
+  const std::vector<Tensor> saved = model->ReadGradients(saved_d);
+  const std::vector<Tensor> recomputed = model->ReadGradients(recomputed_d);
   for (size_t p = 0; p < saved.size(); ++p) {
     ASSERT_EQ(std::memcmp(saved[p].raw_data(), recomputed[p].raw_data(), saved[p].nbytes()), 0)
-        << model->parameters()[p].spec.name;
+        << model->parameter_specs()[p].name;
   }
 }
 
@@ -128,7 +133,7 @@ TEST_P(FamilyTest, TrainingMemoryGrowsLinearlyWithTheSequenceLength) {
   for (int len : {1024, 2048, 4096}) {
     const auto batch = TokenBatch::FromSequences(RandomSequences(c.vocab_size, {len}, 5));
     const std::vector<float> w(batch.num_targets(), 1.0f);
-    std::vector<Tensor> grads;
+    std::vector<Buffer> grads;
     const int64_t before = CpuBackendMemoryStats().live_bytes;
     ResetCpuBackendPeak();
     ASSERT_TRUE(model->Forward(batch, {.keep_activations = true}).ok());
@@ -149,14 +154,16 @@ TEST_P(FamilyTest, SaveAndLoadRoundTrip) {
   auto model = NanoModel(GetParam());
   const std::string dir = testing::MakeTempDir("roundtrip");
   // Sharded on purpose: small shards force an index file.
-  ASSERT_TRUE(SaveModel(model->config(), model->parameters(), dir, 64 * 1024).ok());
-  auto loaded = CausalLM::Load(dir, CpuBackend());
+  const std::vector<Parameter> saved = model->ReadParameters();
+  ASSERT_TRUE(SaveModel(model->config(), saved, dir, 64 * 1024).ok());
+  auto loaded = CausalLM::Load(dir, BackendForTests());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-  ASSERT_EQ((*loaded)->parameters().size(), model->parameters().size());
-  for (size_t p = 0; p < model->parameters().size(); ++p) {
-    const Tensor& a = model->parameters()[p].value;
-    const Tensor& b = (*loaded)->parameters()[p].value;
-    ASSERT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << model->parameters()[p].spec.name;
+  const std::vector<Parameter> read = (*loaded)->ReadParameters();
+  ASSERT_EQ(read.size(), saved.size());
+  for (size_t p = 0; p < saved.size(); ++p) {
+    const Tensor& a = saved[p].value;
+    const Tensor& b = read[p].value;
+    ASSERT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << model->parameter_specs()[p].name;
   }
 }
 
@@ -180,7 +187,7 @@ TEST_P(FamilyTest, IncrementalDecodingOverTheKvCacheEqualsTheFullForward) {
   for (size_t s = 0, i = 0; s < seqs.size(); ++s)
     for (size_t j = 0; j + 1 < seqs[s].size(); ++j) want[s].push_back(full->logprobs[i++]);
 
-  DenseKvCache cache(c, 3, 16);
+  DenseKvCache cache(c, 3, 16, model->backend());
   // Sequences advance with different chunk sizes in the same steps: prefill chunks of 4, 1 and
   // 3 tokens, then one token per step. Cache sequence ids are permuted on purpose.
   const std::vector<int64_t> cache_seq = {2, 0, 1};
@@ -203,12 +210,13 @@ TEST_P(FamilyTest, IncrementalDecodingOverTheKvCacheEqualsTheFullForward) {
     if (members.empty()) break;
     auto step = model->ForwardStep(in, cache);
     ASSERT_TRUE(step.ok()) << step.status().ToString();
+    const std::vector<float> logits = DownloadF32(model->backend(), step->logits);
     for (size_t m = 0; m < members.size(); ++m) {
       const size_t s = members[m];
       const int64_t n = in.offsets[m + 1] - in.offsets[m];
       done[s] += n;
       if (done[s] < static_cast<int64_t>(seqs[s].size())) {
-        const double lp = LogProb(step->logits.data() + m * c.vocab_size, c.vocab_size, seqs[s][done[s]]);
+        const double lp = LogProb(logits.data() + m * c.vocab_size, c.vocab_size, seqs[s][done[s]]);
         EXPECT_NEAR(lp, want[s][done[s] - 1], 2e-5) << "sequence " << s << " position " << done[s];
         ++compared;
       }
@@ -226,7 +234,7 @@ TEST_P(FamilyTest, LongSequenceForwardEqualsChunkedPrefill) {
   const auto seq = RandomSequences(c.vocab_size, {200}, 31)[0];
   auto full = model->Forward(TokenBatch::FromSequences({seq}), {});
   ASSERT_TRUE(full.ok());
-  DenseKvCache cache(c, 1, 200);
+  DenseKvCache cache(c, 1, 200, model->backend());
   for (int64_t done = 0; done < 150; done += 50) {
     StepInput in;
     in.tokens.assign(seq.begin() + done, seq.begin() + done + 50);
@@ -236,7 +244,7 @@ TEST_P(FamilyTest, LongSequenceForwardEqualsChunkedPrefill) {
     auto step = model->ForwardStep(in, cache);
     ASSERT_TRUE(step.ok()) << step.status().ToString();
     const int64_t next = done + 50;
-    EXPECT_NEAR(LogProb(step->logits.data(), c.vocab_size, seq[next]), full->logprobs[next - 1], 2e-5)
+    EXPECT_NEAR(LogProb(DownloadF32(model->backend(), step->logits).data(), c.vocab_size, seq[next]), full->logprobs[next - 1], 2e-5)
         << "position " << next;
   }
 }
@@ -250,7 +258,7 @@ TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
   ModelConfig fp8_config = model->config();
   fp8_config.fp8_checkpoint = true;
   const std::string dir = testing::MakeTempDir("fp8");
-  ASSERT_TRUE(SaveModel(fp8_config, model->parameters(), dir).ok());
+  ASSERT_TRUE(SaveModel(fp8_config, model->ReadParameters(), dir).ok());
   auto files = SafetensorsDir::Open(dir);
   ASSERT_TRUE(files.ok());
   auto q = files->Info("model.layers.0.self_attn.kv_b_proj.weight");
@@ -258,11 +266,11 @@ TEST(CausalLM, Fp8CheckpointLoadsTheDequantizedWeights) {
   EXPECT_EQ(q->dtype, DType::kF8E4M3);
   EXPECT_TRUE(files->Contains("model.layers.0.self_attn.kv_b_proj.weight_scale_inv"));
   EXPECT_EQ(files->Info("model.embed_tokens.weight")->dtype, DType::kF32);
-  auto loaded = CausalLM::Load(dir, CpuBackend());
+  auto loaded = CausalLM::Load(dir, BackendForTests());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_TRUE((*loaded)->config().fp8_checkpoint);
-  const auto& a = model->parameters();
-  const auto& b = (*loaded)->parameters();
+  const auto a = model->ReadParameters();
+  const auto b = (*loaded)->ReadParameters();
   for (size_t p = 0; p < a.size(); ++p) {
     for (int64_t e = 0; e < a[p].value.numel(); ++e) {
       const float x = a[p].value.data<float>()[e], y = b[p].value.data<float>()[e];
@@ -279,8 +287,8 @@ TEST(CausalLM, UpdateParametersTakesAnotherModelsWeights) {
   for (const WeightFormat format : {WeightFormat::kF32, WeightFormat::kFp8Block}) {
     const auto config = PresetConfig("qwen3_moe-nano");
     ASSERT_TRUE(config.ok());
-    auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend(), {.serve_format = format});
-    auto want = CausalLM::Create(*config, InitParameters(*config, 2, 0.1), CpuBackend(), {.serve_format = format});
+    auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), BackendForTests(), {.serve_format = format});
+    auto want = CausalLM::Create(*config, InitParameters(*config, 2, 0.1), BackendForTests(), {.serve_format = format});
     ASSERT_TRUE(model.ok() && want.ok());
     const TokenBatch batch = TokenBatch::FromSequences(RandomSequences(config->vocab_size, {12, 5}, 3));
     auto before = (*model)->Forward(batch, {});
@@ -289,10 +297,7 @@ TEST(CausalLM, UpdateParametersTakesAnotherModelsWeights) {
     ASSERT_NE(before->logprobs, target->logprobs);
 
     std::vector<std::pair<int64_t, Parameter>> updates;
-    for (size_t i = 0; i < (*want)->parameters().size(); ++i) {
-      const Parameter& p = (*want)->parameters()[i];
-      updates.emplace_back(i, Parameter{p.spec, p.value.Clone(), p.scale_inv.defined() ? p.scale_inv.Clone() : Tensor()});
-    }
+    for (size_t i = 0; i < (*want)->num_parameters(); ++i) updates.emplace_back(i, (*want)->ReadParameter(i));
     // One bad entry (a shape that does not fit) refuses the whole update.
     auto bad = updates;
     bad.back().second.value = Tensor::Zeros(DType::kF32, {3});
@@ -313,9 +318,9 @@ TEST(CausalLM, UpdateParametersTakesAnotherModelsWeights) {
 TEST(CausalLM, UpdateParametersNamesWhatIsWrong) {
   const auto config = PresetConfig("llama-nano");
   ASSERT_TRUE(config.ok());
-  auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), CpuBackend());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), BackendForTests());
   ASSERT_TRUE(model.ok());
-  const Parameter& first = (*model)->parameters()[0];
+  const Parameter first = (*model)->ReadParameter(0);
   auto update = [&](int64_t index, Parameter p) {
     std::vector<std::pair<int64_t, Parameter>> u;
     u.emplace_back(index, std::move(p));
@@ -323,7 +328,7 @@ TEST(CausalLM, UpdateParametersNamesWhatIsWrong) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
     return std::string(s.message());
   };
-  const int64_t n = static_cast<int64_t>((*model)->parameters().size());
+  const int64_t n = static_cast<int64_t>((*model)->num_parameters());
   EXPECT_NE(update(n, {first.spec, first.value.Clone(), {}}).find("outside [0, " + std::to_string(n) + ")"),
             std::string::npos);
   EXPECT_NE(update(1, {first.spec, first.value.Clone(), {}}).find("the model's parameter 1 is"), std::string::npos);
@@ -335,7 +340,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   auto bad_token = model->Forward(TokenBatch::FromSequences({{1, 2, 9999}}), {});
   ASSERT_FALSE(bad_token.ok());
   EXPECT_NE(bad_token.status().message().find("9999"), std::string::npos);
-  std::vector<Tensor> grads;
+  std::vector<Buffer> grads;
   EXPECT_EQ(model->Backward({}, &grads).code(), absl::StatusCode::kFailedPrecondition);
 
   auto moe = NanoModel("qwen3_moe");
@@ -352,7 +357,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   bad_expert.num_tokens = 2;
   bad_expert.top_k = moe->config().num_experts_per_tok;
   bad_expert.experts.assign(bad_expert.num_moe_layers * 2 * bad_expert.top_k, 999);
-  DenseKvCache cache(moe->config(), 1, 4);
+  DenseKvCache cache(moe->config(), 1, 4, moe->backend());
   auto step = moe->ForwardStep({.tokens = {1, 2}, .offsets = {0, 2}, .past = {0}, .cache_seq = {0}},
                                cache, &bad_expert);
   ASSERT_FALSE(step.ok());
@@ -360,21 +365,21 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
 
   // A checkpoint missing one tensor, and one with a misshaped tensor.
   const std::string dir = testing::MakeTempDir("broken");
-  std::vector<Parameter> params = model->parameters();
+  std::vector<Parameter> params = model->ReadParameters();
   ASSERT_TRUE(SaveModel(model->config(), params, dir).ok());
   NamedTensors tensors;
   for (const Parameter& p : params) {
     if (p.spec.name != "model.layers.1.self_attn.k_norm.weight") tensors.emplace_back(p.spec.name, p.value);
   }
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto missing = CausalLM::Load(dir, CpuBackend());
+  auto missing = CausalLM::Load(dir, BackendForTests());
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("missing tensor 'model.layers.1.self_attn.k_norm.weight'"),
             std::string::npos)
       << missing.status().message();
   tensors.emplace_back("model.layers.1.self_attn.k_norm.weight", Tensor::Zeros(DType::kF32, {3}));
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto misshaped = CausalLM::Load(dir, CpuBackend());
+  auto misshaped = CausalLM::Load(dir, BackendForTests());
   ASSERT_FALSE(misshaped.ok());
   EXPECT_NE(misshaped.status().message().find("has shape [3], expected [16]"), std::string::npos)
       << misshaped.status().message();
@@ -383,7 +388,7 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   tensors.back().second = Tensor::Zeros(DType::kF32, {16});
   tensors.emplace_back("model.layers.0.mystery.weight", Tensor::Zeros(DType::kF32, {2}));
   ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-  auto unknown = CausalLM::Load(dir, CpuBackend());
+  auto unknown = CausalLM::Load(dir, BackendForTests());
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("unexpected tensor 'model.layers.0.mystery.weight'"),
             std::string::npos)
@@ -392,9 +397,45 @@ TEST(CausalLM, ErrorsNameWhatIsWrong) {
   FILE* f = std::fopen((dir + "/config.json").c_str(), "w");
   std::fputs("{\"model_type\": \"gpt_neox\", \"vocab_size\": 10}", f);
   std::fclose(f);
-  auto family = CausalLM::Load(dir, CpuBackend());
+  auto family = CausalLM::Load(dir, BackendForTests());
   ASSERT_FALSE(family.ok());
   EXPECT_NE(family.status().message().find("'gpt_neox' is not supported"), std::string::npos);
+}
+
+// A decode step moves ids in and ids + logprobs out: O(batch) bytes, the same for a model 8x
+// wider (nothing of model size crosses: logits stay on the device, the backend samples).
+TEST(CausalLM, DecodeStepTransfersDoNotGrowWithTheModel) {
+  std::vector<int64_t> bytes;
+  for (int64_t scale : {1, 8}) {
+    ModelConfig c = *PresetConfig("qwen2-nano");
+    c.hidden_size *= scale;
+    c.intermediate_size *= scale;
+    c.head_dim *= scale;
+    auto model = CausalLM::Create(c, InitParameters(c, 3, 0.1), BackendForTests());
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    Backend& be = (*model)->backend();
+    DenseKvCache cache(c, 3, 16, be);
+    StepInput prefill{.tokens = {1, 2, 3, 4, 5, 6}, .offsets = {0, 2, 4, 6}, .past = {0, 0, 0},
+                      .cache_seq = {0, 1, 2}};
+    ASSERT_TRUE((*model)->ForwardStep(prefill, cache).ok());
+    be.Synchronize();
+    be.ResetTransferStats();
+    StepInput step{.tokens = {7, 8, 9}, .offsets = {0, 1, 2, 3}, .past = {2, 2, 2}, .cache_seq = {0, 1, 2}};
+    auto out = (*model)->ForwardStep(step, cache);
+    ASSERT_TRUE(out.ok());
+    const std::vector<SamplingRow> rows = {{.temperature = 0.0, .row = 0},
+                                           {.temperature = 1.0, .uniform = 0.5, .row = 1},
+                                           {.temperature = 0.7, .top_k = 4, .uniform = 0.25, .row = 2}};
+    const SampledTokens sampled = (*model)->SampleNext(*out, rows);
+    ASSERT_EQ(sampled.tokens.size(), 3u);
+    const TransferStats st = be.transfer_stats();
+    // In: ids, positions, last-row indices and the block tables (one block per sequence here:
+    // 3 x 4 ints); out: ids, logprobs, raw logprobs.
+    EXPECT_EQ(st.host_to_device_bytes, 3 * 4 * 4);
+    EXPECT_EQ(st.device_to_host_bytes, 3 * 3 * 4);
+    bytes.push_back(st.total_bytes());
+  }
+  EXPECT_EQ(bytes[0], bytes[1]);
 }
 
 TEST(Presets, RealArchitecturesHaveTheirKnownSizes) {

@@ -13,7 +13,9 @@ int64_t KvCacheRowWidth(const ModelConfig& c) {
 DenseKvCache::DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity,
                            Backend& backend)
     : data_(&backend, num_seqs * config.num_hidden_layers * capacity * KvCacheRowWidth(config)),
-      pool_{data_.data(), num_seqs, config.num_hidden_layers, capacity, KvCacheRowWidth(config)} {}
+      pool_{data_.data(), num_seqs, config.num_hidden_layers, capacity, KvCacheRowWidth(config)} {
+  backend.Zero(data_.data(), data_.numel());
+}
 
 void DenseKvCache::AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) {
   if (seq < 0 || seq >= pool_.num_blocks || length < 0 || length > pool_.block_size) {

@@ -39,16 +39,17 @@ class KvCacheView {
 // Floats per cache row for this architecture.
 int64_t KvCacheRowWidth(const ModelConfig& config);
 
-// Room for `capacity` positions of each of `num_seqs` sequences, allocated up front on the
-// backend: sequence s is block s of a pool whose block_size is the capacity.
+// Room for `capacity` positions of each of `num_seqs` sequences, allocated (zeroed) up front in
+// `backend`'s memory (the model's backend): sequence s is block s of a pool whose block_size is
+// the capacity.
 class DenseKvCache final : public KvCacheView {
  public:
   DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity,
-               Backend& backend = CpuBackend());
+               Backend& backend);
   KvCachePool pool() override { return pool_; }
   void AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) override;
   int64_t capacity() const { return pool_.block_size; }
-  int64_t bytes() const { return data_.size() * static_cast<int64_t>(sizeof(float)); }
+  int64_t bytes() const { return data_.bytes(); }
 
  private:
   Buffer data_;

@@ -67,12 +67,12 @@ struct Entry {
   bool samples_next = false;  // its logits give a token
 };
 
-// A token to draw: from `logits` (the row of the step's output) for sample `s` of `g`; `last`
+// A token to draw: from row `row` of the step's output logits for sample `s` of `g`; `last`
 // is the index in the step's input of the token whose logits these are.
 struct Draw {
   Group* g;
   int64_t s;
-  const float* logits;
+  int64_t row;
   int64_t last;
   SampledToken t;  // filled by DrawTokens
 };
@@ -97,14 +97,24 @@ StepInput BuildStepInput(const std::vector<Entry>& entries) {
   return in;
 }
 
-// Draws every token in parallel (each sample has its own RNG, so the order does not matter).
-void DrawTokens(int64_t vocab, std::vector<Draw>* draws) {
-  ThreadPool::Default().ParallelFor(static_cast<int64_t>(draws->size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      Draw& d = (*draws)[i];
-      d.t = SampleToken(std::span<const float>(d.logits, vocab), d.g->req.sampling, d.g->samples[d.s].rng);
-    }
-  });
+// Draws every token on the backend (Backend::Sample through CausalLM::SampleNext): each sample's
+// own RNG gives its uniform draw, so draws depend only on the sample's seed; only ids and
+// logprobs come back to the host.
+void DrawTokens(CausalLM& model, const StepOutput& out, std::vector<Draw>* draws) {
+  std::vector<SamplingRow> rows(draws->size());
+  for (size_t i = 0; i < draws->size(); ++i) {
+    const Draw& d = (*draws)[i];
+    const SamplingOptions& so = d.g->req.sampling;
+    rows[i] = {.temperature = so.temperature, .top_p = so.top_p, .top_k = so.top_k, .min_p = so.min_p,
+               .uniform = so.temperature == 0.0
+                              ? 0.0
+                              : std::generate_canonical<double, 64>(d.g->samples[d.s].rng),
+               .row = d.row};
+  }
+  const SampledTokens sampled = model.SampleNext(out, rows);
+  for (size_t i = 0; i < draws->size(); ++i) {
+    (*draws)[i].t = {sampled.tokens[i], sampled.logprobs[i], sampled.raw_logprobs[i]};
+  }
 }
 
 // Why the sample ends after `token` (appended to s.r.tokens), if it does: a stop token, a stop
@@ -131,10 +141,10 @@ class RolloutEngine::Impl {
  public:
   Impl(std::unique_ptr<CausalLM> model, EngineOptions o, int64_t num_blocks)
       : model_(std::move(model)), o_(o), pool_(model_->config(), num_blocks, o.block_size, model_->backend()), cache_(pool_) {
-    const auto& params = model_->parameters();
-    for (size_t i = 0; i < params.size(); ++i) {
-      index_[params[i].spec.name] = static_cast<int>(i);
-      held_.push_back({params[i].value.shape(), params[i].value.dtype()});
+    const auto& specs = model_->parameter_specs();
+    for (size_t i = 0; i < specs.size(); ++i) {
+      index_[specs[i].name] = static_cast<int>(i);
+      held_.push_back({specs[i].shape, model_->parameter_dtype(i)});
     }
     const ModelConfig& c = model_->config();
     L_ = c.NumMoeLayers();
@@ -555,7 +565,7 @@ void RolloutEngine::Impl::RunStep() {
     return;
   }
   std::vector<Draw> draws = AdvanceEntries(entries, in, *out);
-  DrawTokens(model_->config().vocab_size, &draws);
+  DrawTokens(*model_, *out, &draws);
   for (const Draw& d : draws) EmitToken(d, *out);
   PublishStats();
 }
@@ -690,16 +700,15 @@ void RolloutEngine::Impl::AbortStep(const std::vector<Entry>& entries, const abs
 
 std::vector<Draw> RolloutEngine::Impl::AdvanceEntries(const std::vector<Entry>& entries, const StepInput& in,
                                                       const StepOutput& out) {
-  const int64_t V = model_->config().vocab_size;
   std::vector<Draw> draws;
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     Group& g = *e.g;
-    const float* logits = out.logits.data() + i * V;
+    const int64_t row = static_cast<int64_t>(i);  // the row of out.logits its tokens come from
     const int64_t last = in.offsets[i + 1] - 1;
     if (e.sample >= 0) {
       e.g->samples[e.sample].cached = e.to;
-      if (e.samples_next) draws.push_back({&g, e.sample, logits, last, {}});
+      if (e.samples_next) draws.push_back({&g, e.sample, row, last, {}});
       continue;
     }
     g.prefilled = e.to;
@@ -712,7 +721,7 @@ std::vector<Draw> RolloutEngine::Impl::AdvanceEntries(const std::vector<Entry>& 
     if (e.samples_next && !g.first_sampled) {
       g.first_sampled = true;
       g.prefilled_at = Clock::now();
-      for (int64_t s = 0; s < g.req.n; ++s) draws.push_back({&g, s, logits, last, {}});
+      for (int64_t s = 0; s < g.req.n; ++s) draws.push_back({&g, s, row, last, {}});
     }
   }
   return draws;

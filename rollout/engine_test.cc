@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "tokenizer/test_tokenizer.h"
 
@@ -24,7 +25,7 @@ namespace {
 std::unique_ptr<CausalLM> MakeModel(const std::string& preset, uint64_t seed) {
   auto config = PresetConfig(preset);
   EXPECT_TRUE(config.ok()) << preset;
-  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), BackendForTests());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return std::move(m).value();
 }
@@ -338,14 +339,14 @@ TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
   auto engine = MakeEngine(preset, 5);
   EXPECT_EQ(engine->weight_version(), 0u);
   // Checks before anything is staged.
-  std::vector<Parameter> bad = new_ref->parameters();
+  std::vector<Parameter> bad = new_ref->ReadParameters();
   bad.resize(1);
   bad[0].spec.name = "model.no_such.weight";
   EXPECT_EQ(engine->StageWeights(1, bad).code(), absl::StatusCode::kInvalidArgument);
-  bad = {new_ref->parameters()[0]};
+  bad = {new_ref->ReadParameters()[0]};
   bad[0].value = Tensor::Zeros(DType::kF32, {3, 3});
   EXPECT_NE(engine->StageWeights(1, bad).message().find("shape"), std::string::npos);
-  EXPECT_EQ(engine->StageWeights(0, new_ref->parameters()).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->StageWeights(0, new_ref->ReadParameters()).code(), absl::StatusCode::kInvalidArgument);
 
   GroupRequest r;
   r.prompt = Prompt(6, 3);
@@ -356,7 +357,7 @@ TEST(EngineTest, WeightSwitchMidGenerationIsRecordedPerToken) {
   Collector c;
   GroupCallbacks cb = c.For(0);
   RolloutEngine* e = engine.get();
-  std::vector<Parameter> fresh = new_ref->parameters();
+  std::vector<Parameter> fresh = new_ref->ReadParameters();
   // Staged right after the first tokens were drawn: from the second token on, version 1.
   cb.on_prefill = [&, e](const GroupResult&) { EXPECT_TRUE(e->StageWeights(1, fresh).ok()); };
   ASSERT_TRUE(engine->Submit(r, cb).ok());
@@ -385,8 +386,8 @@ TEST(EngineTest, WeightUpdateOfAnFp8ServingModel) {
   ASSERT_TRUE(config.ok());
   ServeOptions fp8;
   fp8.serve_format = WeightFormat::kFp8Block;
-  auto serving = CausalLM::Create(*config, InitParameters(*config, 5, 0.1), CpuBackend(), fp8);
-  auto want = CausalLM::Create(*config, InitParameters(*config, 6, 0.1), CpuBackend(), fp8);
+  auto serving = CausalLM::Create(*config, InitParameters(*config, 5, 0.1), BackendForTests(), fp8);
+  auto want = CausalLM::Create(*config, InitParameters(*config, 6, 0.1), BackendForTests(), fp8);
   ASSERT_TRUE(serving.ok() && want.ok()) << serving.status().ToString();
   ASSERT_TRUE((*serving)->serves_quantized());
   auto engine = RolloutEngine::Create(std::move(serving).value(), {});

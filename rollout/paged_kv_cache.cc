@@ -39,7 +39,13 @@ void KvBlockPool::Release(int32_t block) {
   if (--refs_[block] == 0) free_.push_back(block);
 }
 
-void KvBlockPool::Copy(int32_t from, int32_t to) { backend_.CopyCacheBlocks(view_, &from, &to, 1); }
+void KvBlockPool::Copy(int32_t from, int32_t to) {
+  // A block holds every layer's rows of its positions: one contiguous device-to-device copy.
+  const int64_t block_floats = view_.num_layers * block_size_ * view_.row_width;
+  backend_.CopyDeviceToDevice(data_.data() + from * block_floats, data_.data() + to * block_floats,
+                              block_floats * static_cast<int64_t>(sizeof(float)));
+}
+
 
 PagedKvCache::~PagedKvCache() {
   for (int64_t s = 0; s < static_cast<int64_t>(seqs_.size()); ++s) FreeSequence(s);

@@ -29,14 +29,14 @@ class KvBlockPool {
   // The pool is allocated on `backend` (the CPU backend reserves large buffers without touching
   // them: pages are backed, huge pages where the kernel allows, when a block is first written).
   KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size,
-              Backend& backend = CpuBackend());
+              Backend& backend);
   KvBlockPool(const KvBlockPool&) = delete;
   KvBlockPool& operator=(const KvBlockPool&) = delete;
 
   int64_t block_size() const { return block_size_; }
   int64_t num_blocks() const { return num_blocks_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
-  int64_t bytes() const { return data_.size() * static_cast<int64_t>(sizeof(float)); }
+  int64_t bytes() const { return data_.bytes(); }
   // The pool as kernels index it.
   KvCachePool view() const { return view_; }
 
@@ -46,7 +46,7 @@ class KvBlockPool {
   // Returns the block to the pool when its count reaches 0.
   void Release(int32_t block);
   int32_t ref_count(int32_t block) const { return refs_[block]; }
-  // Copies every row of `from` into `to` (on the backend).
+  // Copies every row of `from` into `to` (a device-to-device copy).
   void Copy(int32_t from, int32_t to);
 
  private:

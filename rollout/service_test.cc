@@ -16,6 +16,7 @@
 
 #include "absl/time/clock.h"
 #include "learner/weight_push.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "rollout/push_token.h"
 #include "tokenizer/test_tokenizer.h"
@@ -28,7 +29,7 @@ using grpo::v1::RolloutService;
 std::unique_ptr<CausalLM> MakeModel(const std::string& preset, uint64_t seed) {
   auto config = PresetConfig(preset);
   EXPECT_TRUE(config.ok());
-  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), CpuBackend());
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), BackendForTests());
   EXPECT_TRUE(m.ok()) << m.status().ToString();
   return std::move(m).value();
 }
@@ -160,7 +161,7 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   f32.format = WeightFormat::kF32;
   f32.chunk_bytes = 4096;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  auto ack = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, kToken);
+  auto ack = PushWeights(*stub_, fresh->ReadParameters(), 1, f32, deadline, kToken);
   ASSERT_TRUE(ack.ok()) << ack.status().ToString();
   EXPECT_TRUE(ack->accepted());
   EXPECT_EQ(ack->serving_version(), 1u);
@@ -179,12 +180,12 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
 
   // A stale version is refused; the serving version stays.
-  auto stale = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, kToken);
+  auto stale = PushWeights(*stub_, fresh->ReadParameters(), 1, f32, deadline, kToken);
   ASSERT_FALSE(stale.ok());
   EXPECT_NE(stale.status().message().find("not newer"), std::string::npos) << stale.status().ToString();
   // A corrupted chunk: rejected with the assembler's reason.
   std::vector<grpo::v1::WeightUpdateChunk> chunks;
-  ASSERT_TRUE(EncodeWeightUpdate(fresh->parameters(), 2, f32, [&](const grpo::v1::WeightUpdateChunk& c) {
+  ASSERT_TRUE(EncodeWeightUpdate(fresh->ReadParameters(), 2, f32, [&](const grpo::v1::WeightUpdateChunk& c) {
                 chunks.push_back(c);
                 return absl::OkStatus();
               }).ok());
@@ -208,17 +209,17 @@ TEST_F(ServiceTest, WeightPushesNeedTheJobsToken) {
   WeightPushOptions f32;
   f32.format = WeightFormat::kF32;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  auto none = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline);
+  auto none = PushWeights(*stub_, fresh->ReadParameters(), 1, f32, deadline);
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), absl::StatusCode::kUnauthenticated) << none.status();
   EXPECT_NE(none.status().message().find("without a push token"), std::string::npos) << none.status();
-  auto wrong = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, std::string(kToken) + "x");
+  auto wrong = PushWeights(*stub_, fresh->ReadParameters(), 1, f32, deadline, std::string(kToken) + "x");
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.status().code(), absl::StatusCode::kUnauthenticated) << wrong.status();
   EXPECT_NE(wrong.status().message().find("wrong push token"), std::string::npos) << wrong.status();
   EXPECT_EQ(wrong.status().message().find(kToken), std::string::npos) << "the token leaks into the error";
   EXPECT_EQ(Health().weight_version(), 0u);
-  auto ok = PushWeights(*stub_, fresh->parameters(), 1, f32, deadline, kToken);
+  auto ok = PushWeights(*stub_, fresh->ReadParameters(), 1, f32, deadline, kToken);
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(Health().weight_version(), 1u);
 }
@@ -239,7 +240,7 @@ TEST(RolloutServePushToken, WithoutATokenPushesAreRefusedUnlessAllowed) {
     ASSERT_TRUE(server.ok()) << server.status();
     auto stub = RolloutService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
                                                             grpc::InsecureChannelCredentials()));
-    auto ack = PushWeights(*stub, fresh->parameters(), 1, f32, deadline, "some-token-0123456789");
+    auto ack = PushWeights(*stub, fresh->ReadParameters(), 1, f32, deadline, "some-token-0123456789");
     if (allow) {
       ASSERT_TRUE(ack.ok()) << ack.status();
       EXPECT_EQ((*e)->weight_version(), 1u);
@@ -269,7 +270,7 @@ TEST_F(ServiceTest, NonFiniteWeightsAndWildVersionsAreRejected) {
   WeightPushOptions f32;
   f32.format = WeightFormat::kF32;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  std::vector<Parameter> nan = fresh->parameters();
+  std::vector<Parameter> nan = fresh->ReadParameters();
   for (Parameter& p : nan) p.value = p.value.Clone();
   nan[2].value.mutable_data<float>()[7] = std::nanf("");
   auto bad = PushWeights(*stub_, nan, 1, f32, deadline, kToken);
@@ -278,7 +279,7 @@ TEST_F(ServiceTest, NonFiniteWeightsAndWildVersionsAreRejected) {
   EXPECT_NE(bad.status().message().find("'" + nan[2].spec.name + "' element 7 is NaN"), std::string::npos)
       << bad.status();
   // The same in bf16 on the wire, in another tensor, as +inf.
-  nan[2].value = fresh->parameters()[2].value;
+  nan[2].value = fresh->ReadParameters()[2].value;
   nan.back().value.mutable_data<float>()[0] = INFINITY;
   WeightPushOptions bf16 = f32;
   bf16.format = WeightFormat::kBF16;
@@ -288,11 +289,11 @@ TEST_F(ServiceTest, NonFiniteWeightsAndWildVersionsAreRejected) {
       << bad.status();
   EXPECT_EQ(Health().weight_version(), 0u);
 
-  auto wild = PushWeights(*stub_, fresh->parameters(), UINT64_MAX, f32, deadline, kToken);
+  auto wild = PushWeights(*stub_, fresh->ReadParameters(), UINT64_MAX, f32, deadline, kToken);
   ASSERT_FALSE(wild.ok());
   EXPECT_NE(wild.status().message().find("max_version_step"), std::string::npos) << wild.status();
   EXPECT_EQ(Health().weight_version(), 0u);
-  auto real = PushWeights(*stub_, fresh->parameters(), 2, f32, deadline, kToken);
+  auto real = PushWeights(*stub_, fresh->ReadParameters(), 2, f32, deadline, kToken);
   ASSERT_TRUE(real.ok()) << real.status();
   EXPECT_EQ(Health().weight_version(), 2u);
   // Generation still serves finite logprobs.

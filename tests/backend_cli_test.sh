@@ -21,6 +21,9 @@ printf '{"tokens":[1,2,3,4,5]}\n' > in.jsonl
 "$GRPO" logprobs --model model --input in.jsonl --output lp_cpu.jsonl --backend cpu 2>/dev/null
 check "logprobs --backend cpu exits 0" '[ $? -eq 0 ]'
 check "logprobs --backend cpu equals the default" 'cmp -s lp_default.jsonl lp_cpu.jsonl && [ -s lp_cpu.jsonl ]'
+"$GRPO" logprobs --model model --input in.jsonl --output lp_guarded.jsonl --backend cpu_guarded 2>/dev/null
+check "logprobs --backend cpu_guarded exits 0" '[ $? -eq 0 ]'
+check "logprobs --backend cpu_guarded equals cpu" 'cmp -s lp_cpu.jsonl lp_guarded.jsonl'
 err=$("$GRPO" logprobs --model model --input in.jsonl --output lp_bad.jsonl --backend nosuch 2>&1); rc=$?
 check "logprobs --backend nosuch exits 1 (got $rc)" '[ $rc -eq 1 ]'
 check "logprobs --backend nosuch lists the available backends" \

@@ -67,6 +67,18 @@ PY'
 "$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g1.jsonl" --temperature 0 --max-new-tokens 5 2>/dev/null
 "$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g2.jsonl" --temperature 0 --max-new-tokens 5 2>/dev/null
 check "greedy generation is reproducible" 'cmp -s "$T/g1.jsonl" "$T/g2.jsonl"'
+# --stats: one JSON line of host<->device traffic on stderr; a decode step moves ids and
+# logprobs, not logits (qwen3-f32's vocabulary alone would be 4 bytes x vocab per token).
+"$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g4.jsonl" --temperature 0 \
+  --max-new-tokens 5 --stats 2> "$T/stats.txt"
+check "generate --stats prints host_device_bytes_per_token, far below one row of logits" 'python3 - "$T" <<'"'"'PY'"'"'
+import json, sys
+t = sys.argv[1]
+line = [l for l in open(t + "/stats.txt") if l.startswith("{")][-1]
+s = json.loads(line)
+vocab = json.load(open(t + "/qwen3-f32/config.json"))["vocab_size"]
+assert s["tokens"] == 10 and 0 < s["host_device_bytes_per_token"] < 64 < 4 * vocab, s
+PY'
 "$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g3.jsonl" --top-p 0 2>/dev/null
 check "bad sampling option fails" '[ $? -eq 1 ]'
 # --serve-format: a bf16 checkpoint served as bf16 (and as stored: the same weights) samples the

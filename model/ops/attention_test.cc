@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/ops/backend.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
 
 namespace grpo {
 namespace {
@@ -47,20 +48,16 @@ struct Result {
 };
 
 Result RunBackend(const Problem& p) {
-  Backend& be = CpuBackend();
+  Backend& be = BackendForTests();
   const AttentionHeads& h = p.heads;
   const int64_t T = p.tokens();
-  Buffer q(&be, T * h.nh * h.dqk), k(&be, T * h.nkv * h.dqk), v(&be, T * h.nkv * h.dv);
-  Buffer dout(&be, T * h.nh * h.dv), out(&be, T * h.nh * h.dv), lse(&be, T * h.nh);
+  const Buffer q = Upload(be, p.q), k = Upload(be, p.k), v = Upload(be, p.v), dout = Upload(be, p.dout);
+  Buffer out(&be, T * h.nh * h.dv), lse(&be, T * h.nh);
   Buffer dq(&be, T * h.nh * h.dqk), dk(&be, T * h.nkv * h.dqk), dv(&be, T * h.nkv * h.dv);
-  std::copy(p.q.begin(), p.q.end(), q.data());
-  std::copy(p.k.begin(), p.k.end(), k.data());
-  std::copy(p.v.begin(), p.v.end(), v.data());
-  std::copy(p.dout.begin(), p.dout.end(), dout.data());
   be.Attention(q.data(), k.data(), v.data(), out.data(), lse.data(), p.offsets, h);
   be.AttentionBackward(dout.data(), q.data(), k.data(), v.data(), out.data(), lse.data(), dq.data(),
                        dk.data(), dv.data(), p.offsets, h);
-  auto vec = [](const Buffer& b) { return std::vector<float>(b.data(), b.data() + b.size()); };
+  auto vec = [&](const Buffer& b) { return DownloadF32(be, b); };
   return {vec(out), vec(lse), vec(dq), vec(dk), vec(dv)};
 }
 
@@ -203,31 +200,31 @@ TEST(Attention, CachedAttentionThroughBlockTablesEqualsTrainingAttention) {
   const AttentionHeads heads{.nh = 4, .nkv = 2, .dqk = 8, .dv = 8, .scale = 0.3f};
   const Problem p = MakeProblem({7, 13}, heads, 5);
   const Result want = RunBackend(p);
-  Backend& be = CpuBackend();
+  Backend& be = BackendForTests();
   const int64_t T = p.tokens(), kv = heads.nkv * heads.dqk, layers = 2, bs = 4, blocks = 12;
   Buffer data(&be, blocks * layers * bs * 2 * kv);
   const KvCachePool pool{data.data(), blocks, layers, bs, 2 * kv};
   const std::vector<int32_t> ids = {9, 2, 5, 0, 11, 3, 7};  // 2 blocks for 7 positions, 4 for 13 (+1 spare)
   const std::vector<int64_t> table_offsets = {0, 2, 6};
-  const BlockTables tables{ids.data(), table_offsets};
+  const Buffer ids_d = Upload(be, ids);
+  const BlockTables tables{ids_d.i32(), table_offsets};
   const std::vector<int64_t> past = {0, 0};
-  Buffer q(&be, T * heads.nh * heads.dqk), k(&be, T * kv), v(&be, T * kv), out(&be, T * heads.nh * heads.dv);
-  std::copy(p.q.begin(), p.q.end(), q.data());
-  std::copy(p.k.begin(), p.k.end(), k.data());
-  std::copy(p.v.begin(), p.v.end(), v.data());
+  const Buffer q = Upload(be, p.q), k = Upload(be, p.k), v = Upload(be, p.v);
+  Buffer out(&be, T * heads.nh * heads.dv);
   be.WriteCache(k.data(), kv, pool, 1, tables, p.offsets, past, 0, kv);
   be.WriteCache(v.data(), kv, pool, 1, tables, p.offsets, past, kv, kv);
   be.CachedAttention(q.data(), out.data(), p.offsets, past, pool, 1, tables, heads, {.k_offset = 0, .v_offset = kv});
-  const std::vector<float> got(out.data(), out.data() + out.size());
+  const std::vector<float> got = DownloadF32(be, out);
   for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want.out[i], 2e-6) << i;
   // Copy-on-write: block 3 (positions 8..11 of sequence 1) into the spare block 7.
-  const int32_t from = 3, to = 7;
-  be.CopyCacheBlocks(pool, &from, &to, 1);
+  const Buffer from = Upload(be, std::vector<int32_t>{3}), to = Upload(be, std::vector<int32_t>{7});
+  be.CopyCacheBlocks(pool, from.i32(), to.i32(), 1);
   std::vector<int32_t> moved = ids;
   moved[5] = 7;
-  const BlockTables moved_tables{moved.data(), table_offsets};
+  const Buffer moved_d = Upload(be, moved);
+  const BlockTables moved_tables{moved_d.i32(), table_offsets};
   be.CachedAttention(q.data(), out.data(), p.offsets, past, pool, 1, moved_tables, heads, {.k_offset = 0, .v_offset = kv});
-  EXPECT_EQ(std::vector<float>(out.data(), out.data() + out.size()), got);
+  EXPECT_EQ(DownloadF32(be, out), got);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
 
 namespace grpo {
 namespace {
@@ -15,6 +16,10 @@ absl::Status AlwaysAvailable() { return absl::OkStatus(); }
 constexpr BackendEntry kBackends[] = {
     {"cpu", "f32 on the host: OpenBLAS GEMMs, threads from one shared pool", &AlwaysAvailable, &CpuBackend,
      &CpuDevices},
+    {"cpu_guarded",
+     "test backend: the cpu kernels over memory the host cannot touch outside the backend's calls "
+     "(mprotect); slower, bit-identical to cpu",
+     &AlwaysAvailable, &CpuGuardedBackend, nullptr},
 };
 
 // Names the project knows whose backend some builds lack, and how to get one that has it.

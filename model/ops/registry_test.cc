@@ -34,6 +34,14 @@ TEST(RegistryTest, CpuIsRegisteredAndAvailable) {
   EXPECT_EQ(*by_default, *cpu);
 }
 
+TEST(RegistryTest, CpuGuardedIsRegistered) {
+  absl::StatusOr<Backend*> guarded = GetBackend("cpu_guarded");
+  ASSERT_TRUE(guarded.ok()) << guarded.status();
+  EXPECT_STREQ((*guarded)->name(), "cpu_guarded");
+  EXPECT_NE(*guarded, &CpuBackend());
+  EXPECT_NE(AvailableBackendNames().find("cpu_guarded"), std::string::npos) << AvailableBackendNames();
+}
+
 TEST(RegistryTest, ListsEveryBackendWithItsAvailability) {
   const std::vector<BackendInfo> all = ListBackends();
   ASSERT_FALSE(all.empty());

@@ -12,13 +12,18 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <type_traits>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
+#include "model/ops/cpu/cpu_backend.h"
 #include "model/ops/cpu/quantized_gemm.h"
+#include "model/ops/cpu/router.h"
+#include "model/ops/cpu/sampling.h"
 #include "model/ops/cpu/vector_kernels.h"
 
 namespace grpo {
@@ -129,8 +134,18 @@ void AttendQueryBlockBackward(const HeadSlices& x, int64_t r0, int64_t r1, const
   }
 }
 
+// KvCachePool and BlockTables with their device pointers unwrapped (the kernels' view).
+struct HostKvPool {
+  float* data = nullptr;
+  int64_t num_blocks = 0, num_layers = 0, block_size = 0, row_width = 0;
+};
+struct HostBlockTables {
+  const int32_t* ids = nullptr;
+  std::span<const int64_t> offsets;
+};
+
 // Row (block, layer, offset) of a paged cache pool.
-float* CacheRow(const KvCachePool& pool, int64_t layer, int32_t block, int64_t offset) {
+float* CacheRow(const HostKvPool& pool, int64_t layer, int32_t block, int64_t offset) {
   return pool.data +
          ((static_cast<int64_t>(block) * pool.num_layers + layer) * pool.block_size + offset) *
              pool.row_width;
@@ -147,14 +162,280 @@ int64_t RowGrain(int64_t work_per_row) {
 
 class CpuBackendImpl final : public Backend {
  public:
-  CpuBackendImpl() {
+  CpuBackendImpl(std::unique_ptr<cpu::DeviceArena> arena, const char* name)
+      : arena_(std::move(arena)), name_(name) {
     openblas_set_num_threads(1);
     const char* poison = std::getenv("GRPO_POISON_BUFFERS");
     poison_ = poison != nullptr && std::string(poison) == "1";
   }
 
-  const char* name() const override { return "cpu"; }
+  const char* name() const override { return name_; }
 
+  // ---- the Backend interface: unwrap the device pointers, run the kernels ------------------
+  // With an arena (cpu_guarded) every call is bracketed by arena Enter/Exit; without one the
+  // bracket is a null test.
+  template <class T>
+  static DevicePtr<T> WrapHost(T* p) { return Wrap(p); }
+
+  // Blocks of kLazyBytes and more (a KV cache pool) are mapped, not allocated: their pages are
+  // backed (huge pages where the kernel allows) when first written, so a large reserve costs
+  // nothing until used. They are zero, never poisoned.
+  static constexpr size_t kLazyBytes = size_t{64} << 20;
+  DevicePtr<void> Allocate(int64_t bytes) override {
+    const size_t n = static_cast<size_t>(std::max<int64_t>(bytes, 1));
+    const bool poison = poison_ && n < kLazyBytes;
+    if (arena_ != nullptr) {
+      void* p = arena_->Allocate(n);
+      if (poison) {
+        Scope scope(arena_.get());
+        std::memset(p, 0xFF, n);
+      }
+      return Wrap(p);
+    }
+    void* p = n >= kLazyBytes ? MapLazy(n) : CachedAllocate(bytes);
+    if (n >= kLazyBytes) CountMapped(static_cast<int64_t>(n));
+    if (poison) std::memset(p, 0xFF, n);  // NaN floats
+    return Wrap(p);
+  }
+  void Free(DevicePtr<void> data) override {
+    if (arena_ != nullptr) {
+      arena_->Free(Raw(data));
+      return;
+    }
+    char* base = static_cast<char*>(Raw(data)) - kHeader;
+    const size_t bytes = *reinterpret_cast<size_t*>(base);
+    if (bytes & kMappedFlag) {
+      CountMapped(-static_cast<int64_t>(bytes & ~kMappedFlag));
+      munmap(base, (bytes & ~kMappedFlag) + kHeader);
+    } else {
+      CachedFree(Raw(data));
+    }
+  }
+  Buffer ImportHost(const void* host, DType dtype, int64_t numel) override {
+    if (arena_ != nullptr) return Backend::ImportHost(host, dtype, numel);
+    // Host memory is device memory: alias it.
+    return MakeBuffer(Wrap(const_cast<void*>(host)), dtype, numel, /*owned=*/false);
+  }
+  void CopyDeviceToDevice(DevicePtr<const void> src, DevicePtr<void> dst, int64_t bytes) override {
+    Scope scope(arena_.get());
+    std::memmove(Raw(dst), Raw(src), static_cast<size_t>(bytes));
+  }
+  void Synchronize() override {
+    if (arena_ != nullptr) arena_->Synchronize();
+  }
+  void Zero(DevicePtr<float> data, int64_t size) override {
+    Scope scope(arena_.get());
+    Zero(Raw(data), size);
+  }
+  void Add(DevicePtr<const float> src, DevicePtr<float> dst, int64_t size) override {
+    Scope scope(arena_.get());
+    Add(Raw(src), Raw(dst), size);
+  }
+  void Scale(DevicePtr<float> x, int64_t size, float c) override {
+    Scope scope(arena_.get());
+    float* p = Raw(x);
+    Pool().ParallelFor(size, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) p[i] *= c;
+    });
+  }
+  void Linear(DevicePtr<const float> x, DevicePtr<const float> w, DevicePtr<const float> b,
+              DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
+    Scope scope(arena_.get());
+    Linear(Raw(x), Raw(w), Raw(b), Raw(y), m, k, n);
+  }
+  void LinearBackward(DevicePtr<const float> dy, DevicePtr<const float> x, DevicePtr<const float> w,
+                      DevicePtr<float> dx, DevicePtr<float> dw, DevicePtr<float> db, int64_t m,
+                      int64_t k, int64_t n, bool accumulate_dx) override {
+    Scope scope(arena_.get());
+    LinearBackward(Raw(dy), Raw(x), Raw(w), Raw(dx), Raw(dw), Raw(db), m, k, n, accumulate_dx);
+  }
+  void LinearWeights(DevicePtr<const float> x, const WeightView& w, DevicePtr<const float> b,
+                     DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
+    Scope scope(arena_.get());
+    LinearWeights(Raw(x), Host(w), Raw(b), Raw(y), m, k, n);
+  }
+  void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
+                       DevicePtr<float> out) override {
+    Scope scope(arena_.get());
+    WidenWeightRows(Host(w), row_begin, row_end, Raw(out));
+  }
+  void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+            DevicePtr<const float> a, int64_t lda, DevicePtr<const float> b, int64_t ldb,
+            float beta, DevicePtr<float> c, int64_t ldc) override {
+    Scope scope(arena_.get());
+    Gemm(trans_a, trans_b, m, n, k, alpha, Raw(a), lda, Raw(b), ldb, beta, Raw(c), ldc);
+  }
+  void Embedding(DevicePtr<const int32_t> ids, DevicePtr<const float> table, DevicePtr<float> out,
+                 int64_t rows, int64_t dim) override {
+    Scope scope(arena_.get());
+    Embedding(Raw(ids), Raw(table), Raw(out), rows, dim);
+  }
+  void EmbeddingBackward(DevicePtr<const int32_t> ids, DevicePtr<const float> dout,
+                         DevicePtr<float> dtable, int64_t rows, int64_t dim) override {
+    Scope scope(arena_.get());
+    EmbeddingBackward(Raw(ids), Raw(dout), Raw(dtable), rows, dim);
+  }
+  void RmsNorm(DevicePtr<const float> x, DevicePtr<const float> w, DevicePtr<float> y,
+               DevicePtr<float> rstd, int64_t rows, int64_t dim, float eps) override {
+    Scope scope(arena_.get());
+    RmsNorm(Raw(x), Raw(w), Raw(y), Raw(rstd), rows, dim, eps);
+  }
+  void RmsNormBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
+                       DevicePtr<const float> w, DevicePtr<const float> rstd, DevicePtr<float> dx,
+                       DevicePtr<float> dw, int64_t rows, int64_t dim) override {
+    Scope scope(arena_.get());
+    RmsNormBackward(Raw(dy), Raw(x), Raw(w), Raw(rstd), Raw(dx), Raw(dw), rows, dim);
+  }
+  void Rope(DevicePtr<float> x, const RopeSpan& span, DevicePtr<const int32_t> positions,
+            DevicePtr<const float> cos, DevicePtr<const float> sin, bool inverse) override {
+    Scope scope(arena_.get());
+    Rope(Raw(x), span, Raw(positions), Raw(cos), Raw(sin), inverse);
+  }
+  void Attention(DevicePtr<const float> q, DevicePtr<const float> k, DevicePtr<const float> v,
+                 DevicePtr<float> out, DevicePtr<float> lse,
+                 std::span<const int64_t> seq_offsets, const AttentionHeads& heads) override {
+    Scope scope(arena_.get());
+    Attention(Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse), seq_offsets, heads);
+  }
+  void AttentionBackward(DevicePtr<const float> dout, DevicePtr<const float> q,
+                         DevicePtr<const float> k, DevicePtr<const float> v,
+                         DevicePtr<const float> out, DevicePtr<const float> lse,
+                         DevicePtr<float> dq, DevicePtr<float> dk, DevicePtr<float> dv,
+                         std::span<const int64_t> seq_offsets,
+                         const AttentionHeads& heads) override {
+    Scope scope(arena_.get());
+    AttentionBackward(Raw(dout), Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse), Raw(dq), Raw(dk),
+                      Raw(dv), seq_offsets, heads);
+  }
+  void CachedAttention(DevicePtr<const float> q, DevicePtr<float> out,
+                       std::span<const int64_t> q_offsets, std::span<const int64_t> past,
+                       const KvCachePool& pool, int64_t layer, const BlockTables& tables,
+                       const AttentionHeads& heads, const CacheRowLayout& layout) override {
+    Scope scope(arena_.get());
+    CachedAttention(Raw(q), Raw(out), q_offsets, past, HostPool(pool), layer, HostTables(tables),
+                    heads, layout);
+  }
+  void WriteCache(DevicePtr<const float> src, int64_t src_stride, const KvCachePool& pool,
+                  int64_t layer, const BlockTables& tables, std::span<const int64_t> q_offsets,
+                  std::span<const int64_t> past, int64_t col, int64_t cols) override {
+    Scope scope(arena_.get());
+    WriteCache(Raw(src), src_stride, HostPool(pool), layer, HostTables(tables), q_offsets, past,
+               col, cols);
+  }
+  void CopyCacheBlocks(const KvCachePool& pool, DevicePtr<const int32_t> from,
+                       DevicePtr<const int32_t> to, int64_t n) override {
+    Scope scope(arena_.get());
+    CopyCacheBlocks(HostPool(pool), Raw(from), Raw(to), n);
+  }
+  void SwiGlu(DevicePtr<const float> gate, DevicePtr<const float> up, DevicePtr<float> out,
+              int64_t size) override {
+    Scope scope(arena_.get());
+    SwiGlu(Raw(gate), Raw(up), Raw(out), size);
+  }
+  void SwiGluBackward(DevicePtr<const float> dout, DevicePtr<const float> gate,
+                      DevicePtr<const float> up, DevicePtr<float> dgate, DevicePtr<float> dup,
+                      int64_t size) override {
+    Scope scope(arena_.get());
+    SwiGluBackward(Raw(dout), Raw(gate), Raw(up), Raw(dgate), Raw(dup), size);
+  }
+  void GatherRows(DevicePtr<const float> src, DevicePtr<const int32_t> rows,
+                  DevicePtr<const float> scale, DevicePtr<float> dst, int64_t n,
+                  int64_t dim) override {
+    Scope scope(arena_.get());
+    GatherRows(Raw(src), Raw(rows), Raw(scale), Raw(dst), n, dim);
+  }
+  void ScatterAddRows(DevicePtr<const float> src, DevicePtr<const int32_t> rows,
+                      DevicePtr<const float> scale, DevicePtr<float> dst, int64_t n,
+                      int64_t dim) override {
+    Scope scope(arena_.get());
+    ScatterAddRows(Raw(src), Raw(rows), Raw(scale), Raw(dst), n, dim);
+  }
+  void CopyRows(DevicePtr<const float> src, int64_t src_stride, DevicePtr<float> dst,
+                int64_t dst_stride, int64_t rows, int64_t cols, bool accumulate) override {
+    Scope scope(arena_.get());
+    CopyRows(Raw(src), src_stride, Raw(dst), dst_stride, rows, cols, accumulate);
+  }
+  void RowDot(DevicePtr<const float> a, DevicePtr<const float> b, DevicePtr<float> out, int64_t n,
+              int64_t dim) override {
+    Scope scope(arena_.get());
+    RowDot(Raw(a), Raw(b), Raw(out), n, dim);
+  }
+  void Route(const RouterSpec& spec, DevicePtr<const float> logits, DevicePtr<const float> bias,
+             int64_t tokens, bool forced, DevicePtr<int32_t> experts, DevicePtr<float> scores,
+             DevicePtr<float> weights) override {
+    Scope scope(arena_.get());
+    cpu::RouteForward(spec, Raw(logits), Raw(bias), tokens, forced, Raw(experts), Raw(scores),
+                      Raw(weights));
+  }
+  void RouteBackward(const RouterSpec& spec, DevicePtr<const float> scores,
+                     DevicePtr<const int32_t> experts, DevicePtr<const float> dweights,
+                     int64_t tokens, DevicePtr<float> dlogits) override {
+    Scope scope(arena_.get());
+    cpu::RouteBackward(spec, Raw(scores), Raw(experts), Raw(dweights), tokens, Raw(dlogits));
+  }
+  void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
+                     int64_t num_experts, DevicePtr<int32_t> rows, DevicePtr<int32_t> slots,
+                     DevicePtr<int32_t> counts) override {
+    Scope scope(arena_.get());
+    cpu::GroupByExpert(Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots), Raw(counts));
+  }
+  void LogSoftmaxTargets(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
+                         DevicePtr<float> logprobs, DevicePtr<float> entropy, int64_t rows,
+                         int64_t vocab) override {
+    Scope scope(arena_.get());
+    LogSoftmaxTargets(Raw(logits), Raw(targets), Raw(logprobs), Raw(entropy), rows, vocab);
+  }
+  void LogSoftmaxTargetsBackward(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
+                                 DevicePtr<const float> weights, DevicePtr<float> dlogits,
+                                 int64_t rows, int64_t vocab) override {
+    Scope scope(arena_.get());
+    LogSoftmaxTargetsBackward(Raw(logits), Raw(targets), Raw(weights), Raw(dlogits), rows, vocab);
+  }
+  void Sample(DevicePtr<const float> logits, int64_t vocab, std::span<const SamplingRow> rows,
+              DevicePtr<int32_t> tokens, DevicePtr<float> logprobs,
+              DevicePtr<float> raw_logprobs) override {
+    Scope scope(arena_.get());
+    const float* x = Raw(logits);
+    int32_t* tok = Raw(tokens);
+    float* lp = Raw(logprobs);
+    float* raw = Raw(raw_logprobs);
+    const int64_t n = static_cast<int64_t>(rows.size());
+    Pool().ParallelFor(n, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const cpu::SampleResult s = cpu::SampleRow(std::span<const float>(x + rows[r].row * vocab, vocab), rows[r]);
+        tok[r] = s.token;
+        lp[r] = s.logprob;
+        raw[r] = s.raw_logprob;
+      }
+    });
+  }
+  void SumSquares(DevicePtr<const float> x, int64_t size, DevicePtr<double> out) override {
+    Scope scope(arena_.get());
+    const float* g = Raw(x);
+    double s = 0;
+    for (int64_t j = 0; j < size; ++j) s += static_cast<double>(g[j]) * g[j];
+    *Raw(out) = s;
+  }
+  void AdamW(DevicePtr<float> p, DevicePtr<const float> g, DevicePtr<float> m, DevicePtr<float> v,
+             int64_t size, const AdamWScalars& s) override {
+    Scope scope(arena_.get());
+    cpu::AdamWStep(Raw(p), Raw(g), Raw(m), Raw(v), size, s);
+  }
+
+ protected:
+  void DoCopyHostToDevice(const void* host, DevicePtr<void> dst, int64_t bytes) override {
+    Scope scope(arena_.get());
+    std::memcpy(Raw(dst), host, static_cast<size_t>(bytes));
+  }
+  void DoCopyDeviceToHost(DevicePtr<const void> src, void* host, int64_t bytes) override {
+    if (arena_ != nullptr) {
+      arena_->CopyToHost(Raw(src), host, static_cast<size_t>(bytes));
+    } else {
+      std::memcpy(host, Raw(src), static_cast<size_t>(bytes));
+    }
+  }
+
+ public:
   BackendMemoryStats MemoryStats() {
     SpinGuard lock(lock_);
     return {static_cast<int64_t>(live_bytes_), static_cast<int64_t>(peak_bytes_)};
@@ -164,6 +445,38 @@ class CpuBackendImpl final : public Backend {
     peak_bytes_ = live_bytes_;
   }
 
+ private:
+  void CountMapped(int64_t bytes) {
+    SpinGuard lock(lock_);
+    live_bytes_ += bytes;
+    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
+  }
+ private:
+  class Scope {
+   public:
+    explicit Scope(cpu::DeviceArena* arena) : arena_(arena) {
+      if (arena_ != nullptr) arena_->Enter();
+    }
+    ~Scope() {
+      if (arena_ != nullptr) arena_->Exit();
+    }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    cpu::DeviceArena* arena_;
+  };
+  static HostKvPool HostPool(const KvCachePool& p) {
+    return HostKvPool{Raw(p.data), p.num_blocks, p.num_layers, p.block_size, p.row_width};
+  }
+  static HostBlockTables HostTables(const BlockTables& t) {
+    return HostBlockTables{Raw(t.ids), t.offsets};
+  }
+  static cpu::HostWeights Host(const WeightView& w) {
+    return cpu::HostWeights{w.dtype, Raw(w.data), Raw(w.scales), w.rows, w.cols, w.row_begin};
+  }
+
+  // ---- the kernels over host addresses -----------------------------------------------------
   // Requests are rounded up to size classes (multiples of 64 bytes up to 4 KiB, then four classes
   // per power of two), so batches whose shapes vary from step to step (RL: every packed batch
   // has another token count) reuse the cached blocks instead of piling up exact sizes.
@@ -178,8 +491,8 @@ class CpuBackendImpl final : public Backend {
   // Each block carries its size class in a 64-byte header in front of it; freed blocks wait in
   // per-class stacks. The lock is a spin lock: it is held for a push or a pop, and decode steps
   // allocate from several threads at once (a mutex there costs futex calls).
-  float* Allocate(int64_t size) override {
-    const size_t bytes = SizeClass(static_cast<size_t>(std::max<int64_t>(size, 1)) * sizeof(float));
+  void* CachedAllocate(int64_t requested) {
+    const size_t bytes = SizeClass(static_cast<size_t>(std::max<int64_t>(requested, 1)));
     char* base = nullptr;
     {
       SpinGuard lock(lock_);
@@ -195,14 +508,11 @@ class CpuBackendImpl final : public Backend {
     if (base == nullptr) {
       base = static_cast<char*>(std::aligned_alloc(64, bytes + kHeader));
       if (base == nullptr) throw std::bad_alloc();  // an error for the command, not an abort
-      if (bytes >= kHugePageMinBytes) AdviseHugePages(base, bytes + kHeader);
       *reinterpret_cast<size_t*>(base) = bytes;
     }
-    float* p = reinterpret_cast<float*>(base + kHeader);
-    if (poison_) std::fill_n(p, bytes / sizeof(float), std::nanf(""));
-    return p;
+    return base + kHeader;
   }
-  void Free(float* data) override {
+  void CachedFree(void* data) {
     char* base = reinterpret_cast<char*>(data) - kHeader;
     const size_t bytes = *reinterpret_cast<size_t*>(base);
     {
@@ -216,20 +526,17 @@ class CpuBackendImpl final : public Backend {
     }
     std::free(base);
   }
-  void Copy(const float* src, float* dst, int64_t size) override {
-    std::memcpy(dst, src, static_cast<size_t>(size) * sizeof(float));
-  }
-  void Zero(float* data, int64_t size) override {
+  void Zero(float* data, int64_t size) {
     std::memset(data, 0, static_cast<size_t>(size) * sizeof(float));
   }
-  void Add(const float* src, float* dst, int64_t size) override {
+  void Add(const float* src, float* dst, int64_t size) {
     Pool().ParallelFor(size, 1 << 15, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) dst[i] += src[i];
     });
   }
 
   void Linear(const float* x, const float* w, const float* b, float* y, int64_t m, int64_t k,
-              int64_t n) override {
+              int64_t n) {
     if (m > cpu::kSmallLinearRows && m >= Pool().num_threads()) {
       Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, n, k, 1.0f, x + r0 * k, k,
@@ -255,8 +562,8 @@ class CpuBackendImpl final : public Backend {
     }
   }
 
-  void LinearWeights(const float* x, const WeightView& w, const float* b, float* y, int64_t m,
-                     int64_t k, int64_t n) override {
+  void LinearWeights(const float* x, const cpu::HostWeights& w, const float* b, float* y, int64_t m,
+                     int64_t k, int64_t n) {
     if (w.dtype == DType::kF32) {
       Linear(x, w.f32(), b, y, m, k, n);
     } else {
@@ -264,13 +571,13 @@ class CpuBackendImpl final : public Backend {
     }
   }
 
-  void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
-                       float* out) override {
+  void WidenWeightRows(const cpu::HostWeights& w, int64_t row_begin, int64_t row_end,
+                       float* out) {
     cpu::WidenWeightRows(w, row_begin, row_end, out);
   }
 
   void LinearBackward(const float* dy, const float* x, const float* w, float* dx, float* dw,
-                      float* db, int64_t m, int64_t k, int64_t n, bool accumulate_dx) override {
+                      float* db, int64_t m, int64_t k, int64_t n, bool accumulate_dx) {
     if (dx != nullptr) {
       Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, k, n, 1.0f, dy + r0 * n,
@@ -291,7 +598,7 @@ class CpuBackendImpl final : public Backend {
 
   void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-            int64_t ldc) override {
+            int64_t ldc) {
     // Split the rows of C over the pool; each chunk is one single-threaded sgemm.
     Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
       const float* a0 = trans_a ? a + r0 : a + r0 * lda;
@@ -302,9 +609,9 @@ class CpuBackendImpl final : public Backend {
   }
 
   void CachedAttention(const float* q, float* out, std::span<const int64_t> q_offsets,
-                       std::span<const int64_t> past, const KvCachePool& pool, int64_t layer,
-                       const BlockTables& tables, const AttentionHeads& heads,
-                       const CacheRowLayout& layout) override {
+                       std::span<const int64_t> past, const HostKvPool& pool, int64_t layer,
+                       const HostBlockTables& tables, const AttentionHeads& heads,
+                       const CacheRowLayout& layout) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t k_offset = layout.k_offset, v_offset = layout.v_offset;
     const float scale = heads.scale;
@@ -342,9 +649,9 @@ class CpuBackendImpl final : public Backend {
     });
   }
 
-  void WriteCache(const float* src, int64_t src_stride, const KvCachePool& pool, int64_t layer,
-                  const BlockTables& tables, std::span<const int64_t> q_offsets,
-                  std::span<const int64_t> past, int64_t col, int64_t cols) override {
+  void WriteCache(const float* src, int64_t src_stride, const HostKvPool& pool, int64_t layer,
+                  const HostBlockTables& tables, std::span<const int64_t> q_offsets,
+                  std::span<const int64_t> past, int64_t col, int64_t cols) {
     for (size_t s = 0; s < past.size(); ++s) {
       const int32_t* blocks = tables.ids + tables.offsets[s];
       for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
@@ -355,8 +662,8 @@ class CpuBackendImpl final : public Backend {
     }
   }
 
-  void CopyCacheBlocks(const KvCachePool& pool, const int32_t* from, const int32_t* to,
-                       int64_t n) override {
+  void CopyCacheBlocks(const HostKvPool& pool, const int32_t* from, const int32_t* to,
+                       int64_t n) {
     const int64_t block_floats = pool.num_layers * pool.block_size * pool.row_width;
     for (int64_t i = 0; i < n; ++i) {
       std::memcpy(pool.data + to[i] * block_floats, pool.data + from[i] * block_floats,
@@ -365,13 +672,13 @@ class CpuBackendImpl final : public Backend {
   }
 
   void Embedding(const int32_t* ids, const float* table, float* out, int64_t rows,
-                 int64_t dim) override {
+                 int64_t dim) {
     for (int64_t t = 0; t < rows; ++t) {
       std::memcpy(out + t * dim, table + static_cast<int64_t>(ids[t]) * dim, dim * sizeof(float));
     }
   }
   void EmbeddingBackward(const int32_t* ids, const float* dout, float* dtable, int64_t rows,
-                         int64_t dim) override {
+                         int64_t dim) {
     for (int64_t t = 0; t < rows; ++t) {
       float* dst = dtable + static_cast<int64_t>(ids[t]) * dim;
       for (int64_t i = 0; i < dim; ++i) dst[i] += dout[t * dim + i];
@@ -379,14 +686,14 @@ class CpuBackendImpl final : public Backend {
   }
 
   void RmsNorm(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t dim,
-               float eps) override {
+               float eps) {
     Pool().ParallelFor(rows, RowGrain(4 * dim), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) rstd[r] = cpu::RmsNormRow(x + r * dim, w, y + r * dim, dim, eps);
     });
   }
 
   void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd,
-                       float* dx, float* dw, int64_t rows, int64_t dim) override {
+                       float* dx, float* dw, int64_t rows, int64_t dim) {
     // y_i = x_i r w_i, r = (mean(x^2)+eps)^-1/2:  dx_i = r (dy_i w_i) - x_i r^3 / dim * sum_j dy_j w_j x_j
     if (dx != nullptr) {
       Pool().ParallelFor(rows, RowGrain(6 * dim), [&](int64_t r0, int64_t r1) {
@@ -406,7 +713,7 @@ class CpuBackendImpl final : public Backend {
   }
 
   void Rope(float* x, const RopeSpan& span, const int32_t* positions, const float* cos,
-            const float* sin, bool inverse) override {
+            const float* sin, bool inverse) {
     const int64_t rows = span.rows, heads = span.heads, half = span.half, offset = span.offset;
     const int64_t row_stride = span.row_stride, head_stride = span.head_stride;
     const RopeLayout layout = span.layout;
@@ -437,7 +744,7 @@ class CpuBackendImpl final : public Backend {
   }
 
   void Attention(const float* q, const float* k, const float* v, float* out, float* lse,
-                 std::span<const int64_t> seq_offsets, const AttentionHeads& heads) override {
+                 std::span<const int64_t> seq_offsets, const AttentionHeads& heads) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
@@ -459,7 +766,7 @@ class CpuBackendImpl final : public Backend {
   void AttentionBackward(const float* dout, const float* q, const float* k, const float* v,
                          const float* out, const float* lse, float* dq, float* dk, float* dv,
                          std::span<const int64_t> seq_offsets,
-                         const AttentionHeads& heads) override {
+                         const AttentionHeads& heads) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv_dim = heads.dv;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
     const int64_t group = nh / nkv;
@@ -492,21 +799,21 @@ class CpuBackendImpl final : public Backend {
     });
   }
 
-  void SwiGlu(const float* gate, const float* up, float* out, int64_t size) override {
+  void SwiGlu(const float* gate, const float* up, float* out, int64_t size) {
     Pool().ParallelFor(size, 1 << 14, [&](int64_t b, int64_t e) {
       cpu::SwiGlu(gate + b, up + b, out + b, e - b);
     });
   }
 
   void SwiGluBackward(const float* dout, const float* gate, const float* up, float* dgate,
-                      float* dup, int64_t size) override {
+                      float* dup, int64_t size) {
     Pool().ParallelFor(size, 1 << 14, [&](int64_t b, int64_t e) {
       cpu::SwiGluBackward(dout + b, gate + b, up + b, dgate + b, dup + b, e - b);
     });
   }
 
   void GatherRows(const float* src, const int32_t* rows, const float* scale, float* dst,
-                  int64_t n, int64_t dim) override {
+                  int64_t n, int64_t dim) {
     for (int64_t i = 0; i < n; ++i) {
       const float* s = src + static_cast<int64_t>(rows[i]) * dim;
       float* d = dst + i * dim;
@@ -519,7 +826,7 @@ class CpuBackendImpl final : public Backend {
   }
 
   void ScatterAddRows(const float* src, const int32_t* rows, const float* scale, float* dst,
-                      int64_t n, int64_t dim) override {
+                      int64_t n, int64_t dim) {
     for (int64_t i = 0; i < n; ++i) {
       float* d = dst + static_cast<int64_t>(rows[i]) * dim;
       const float a = scale != nullptr ? scale[i] : 1.0f;
@@ -528,7 +835,7 @@ class CpuBackendImpl final : public Backend {
   }
 
   void CopyRows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
-                int64_t rows, int64_t cols, bool accumulate) override {
+                int64_t rows, int64_t cols, bool accumulate) {
     for (int64_t r = 0; r < rows; ++r) {
       const float* s = src + r * src_stride;
       float* d = dst + r * dst_stride;
@@ -540,7 +847,7 @@ class CpuBackendImpl final : public Backend {
     }
   }
 
-  void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) override {
+  void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) {
     for (int64_t i = 0; i < n; ++i) {
       double s = 0.0;
       for (int64_t j = 0; j < dim; ++j) s += static_cast<double>(a[i * dim + j]) * b[i * dim + j];
@@ -549,7 +856,7 @@ class CpuBackendImpl final : public Backend {
   }
 
   void LogSoftmaxTargets(const float* logits, const int32_t* targets, float* logprobs,
-                         float* entropy, int64_t rows, int64_t vocab) override {
+                         float* entropy, int64_t rows, int64_t vocab) {
     Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* x = logits + r * vocab;
@@ -562,7 +869,7 @@ class CpuBackendImpl final : public Backend {
 
   void LogSoftmaxTargetsBackward(const float* logits, const int32_t* targets,
                                  const float* weights, float* dlogits, int64_t rows,
-                                 int64_t vocab) override {
+                                 int64_t vocab) {
     Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* x = logits + r * vocab;
@@ -583,14 +890,14 @@ class CpuBackendImpl final : public Backend {
  private:
   static constexpr size_t kMaxCachedBytes = size_t{2} << 30;
   static constexpr size_t kHeader = 64;  // keeps the data 64-byte aligned
-  // Large buffers (a KV cache pool) are mapped untouched by the C library; pages are backed when
-  // first written, with huge pages where the kernel allows (best effort).
-  static constexpr size_t kHugePageMinBytes = size_t{32} << 20;
-  static void AdviseHugePages(char* p, size_t bytes) {
-    constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  static constexpr size_t kMappedFlag = size_t{1} << 63;  // in the header: a MapLazy block
+
+  static void* MapLazy(size_t bytes) {
+    void* p = mmap(nullptr, bytes + kHeader, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    madvise(p, bytes + kHeader, MADV_HUGEPAGE);  // best effort
+    *static_cast<size_t*>(p) = bytes | kMappedFlag;
+    return static_cast<char*>(p) + kHeader;
   }
   class SpinGuard {
    public:
@@ -604,6 +911,8 @@ class CpuBackendImpl final : public Backend {
    private:
     std::atomic_flag& f_;
   };
+  std::unique_ptr<cpu::DeviceArena> arena_;  // null: plain CPU memory
+  const char* name_;
   bool poison_ = false;
   std::atomic_flag lock_ = ATOMIC_FLAG_INIT;
   std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> freed blocks
@@ -612,7 +921,7 @@ class CpuBackendImpl final : public Backend {
 };
 
 CpuBackendImpl& CpuBackendInstance() {
-  static CpuBackendImpl* backend = new CpuBackendImpl();  // never destroyed
+  static CpuBackendImpl* backend = new CpuBackendImpl(nullptr, "cpu");  // never destroyed
   return *backend;
 }
 
@@ -623,5 +932,18 @@ Backend& CpuBackend() { return CpuBackendInstance(); }
 BackendMemoryStats CpuBackendMemoryStats() { return CpuBackendInstance().MemoryStats(); }
 
 void ResetCpuBackendPeak() { CpuBackendInstance().ResetPeak(); }
+
+namespace cpu {
+
+std::unique_ptr<Backend> NewCpuKernelBackend(std::unique_ptr<DeviceArena> arena, const char* name) {
+  return std::make_unique<CpuBackendImpl>(std::move(arena), name);
+}
+
+DevicePtr<float> HostAsDevice(float* p) { return CpuBackendImpl::WrapHost(p); }
+DevicePtr<const float> HostAsDevice(const float* p) { return CpuBackendImpl::WrapHost(p); }
+DevicePtr<const int32_t> HostAsDevice(const int32_t* p) { return CpuBackendImpl::WrapHost(p); }
+DevicePtr<const void> HostAsDevice(const void* p) { return CpuBackendImpl::WrapHost(p); }
+
+}  // namespace cpu
 
 }  // namespace grpo

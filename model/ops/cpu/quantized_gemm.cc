@@ -152,7 +152,7 @@ GRPO_INLINE float WeightAt(const WeightRows& w, int r, int64_t c, Source source)
   return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
 }
 
-WeightRows RowsOf(const WeightView& w, int64_t first, int count) {
+WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
   WeightRows rows{};
   const bool fp8 = w.dtype == DType::kF8E4M3;
   const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
@@ -204,7 +204,7 @@ struct Isa {
 
 #include "model/ops/cpu/decode_kernel.inc"
 
-void Decode(const float* x, const WeightView& w, float* y, int64_t m,
+void Decode(const float* x, const HostWeights& w, float* y, int64_t m,
                                  int64_t k, int64_t n, int64_t c0, int64_t c1) {
   if (w.dtype == DType::kF8E4M3) {
     DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
@@ -250,7 +250,7 @@ struct Isa {
 
 #include "model/ops/cpu/decode_kernel.inc"
 
-void Decode(const float* x, const WeightView& w, float* y, int64_t m,
+void Decode(const float* x, const HostWeights& w, float* y, int64_t m,
                                      int64_t k, int64_t n, int64_t c0, int64_t c1) {
   if (w.dtype == DType::kF8E4M3) {
     DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
@@ -329,7 +329,7 @@ GRPO_INLINE void DotBf16Rows(int m, const float* x, const SplitX& sx,
 }
 
 void Decode(const float* x, const SplitX& sx,
-                                             const WeightView& w, float* y, int64_t m, int64_t k,
+                                             const HostWeights& w, float* y, int64_t m, int64_t k,
                                              int64_t n, int64_t c0, int64_t c1) {
   constexpr int kMaxX = 4;  // 16 accumulators, 4 weights, 2 x
   auto run = [&](int64_t c, int count) {
@@ -385,7 +385,7 @@ bool UseAvx2(bool enable) {
 #endif
 }
 
-void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end, float* out) {
+void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, float* out) {
   const int64_t cols = w.cols;
   switch (w.dtype) {
     case DType::kF32:
@@ -479,7 +479,7 @@ int64_t DecodeGrain(int64_t m, int64_t k) {
 
 // y[m, n] = x · W^T with the register kernels (m <= kDecodeMaxRows, g_decode_kernel not
 // kWidenThenSgemm), split across threads by groups of output rows.
-void LinearWeightsDecode(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
+void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
                          int64_t n) {
 #if defined(__x86_64__)
   const int64_t groups = (n + kRowsPerGroup - 1) / kRowsPerGroup;
@@ -515,7 +515,7 @@ void LinearWeightsDecode(const float* x, const WeightView& w, float* y, int64_t 
 }
 
 // The reference path: tiles of W widened into a per-thread scratch, then sgemm/sgemv.
-void LinearWeightsWidened(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
+void LinearWeightsWidened(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
                           int64_t n) {
   const int64_t tile = LinearWeightsTileRows(m, k);
   const int64_t num_tiles = (n + tile - 1) / tile;
@@ -560,7 +560,7 @@ bool SetDecodeKernel(DecodeKernel kernel) {
 
 DecodeKernel CurrentDecodeKernel() { return g_decode_kernel; }
 
-void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b, float* y,
+void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n) {
   if (m <= kDecodeMaxRows && g_decode_kernel != DecodeKernel::kWidenThenSgemm) {
     LinearWeightsDecode(x, w, y, m, k, n);

@@ -1,4 +1,4 @@
-// CPU kernels for projections over bf16 / FP8-block weights (WeightView, model/ops/backend.h),
+// CPU kernels for projections over bf16 / FP8-block weights (WeightView, model/ops/backend.h, read as HostWeights),
 // used by the CPU backend's LinearWeights and WidenWeightRows.
 //
 // Widening is exact: bf16 -> f32 is a shift; an FP8 E4M3 code widens to its exact f32 value
@@ -21,8 +21,25 @@ namespace grpo::cpu {
 // tests: turn AVX2 off or back on (when available); returns whether it is now used.
 bool UseAvx2(bool enable);
 
+// A WeightView (model/ops/backend.h) as the CPU backend's kernels read it: the same fields over
+// host addresses (the CPU backend's device memory is host memory).
+struct HostWeights {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;
+  const float* scales = nullptr;
+  int64_t rows = 0, cols = 0;
+  int64_t row_begin = 0;
+  const float* f32() const { return static_cast<const float*>(data) + row_begin * cols; }
+  HostWeights Rows(int64_t begin, int64_t count) const {
+    HostWeights v = *this;
+    v.row_begin = row_begin + begin;
+    v.rows = count;
+    return v;
+  }
+};
+
 // Rows [row_begin, row_end) of the view, widened to f32 (row-major, w.cols per row).
-void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end, float* out);
+void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, float* out);
 
 // Output rows of W widened per tile for an x of m rows and k columns.
 int64_t LinearWeightsTileRows(int64_t m, int64_t k);
@@ -57,7 +74,7 @@ DecodeKernel CurrentDecodeKernel();
 
 // y[m,n] = x[m,k] · W^T (+ b) for a bf16 or FP8 view (f32 views: use Linear). Threads split
 // the output rows (ThreadPool::Default()).
-void LinearWeightsQuantized(const float* x, const WeightView& w, const float* b, float* y,
+void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n);
 
 }  // namespace grpo::cpu

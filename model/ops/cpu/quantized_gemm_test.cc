@@ -25,6 +25,7 @@
 #include "core/fp8_block.h"
 #include "core/tensor.h"
 #include "model/ops/backend.h"
+#include "model/ops/cpu/cpu_backend.h"
 
 namespace grpo {
 namespace {
@@ -59,11 +60,16 @@ Quantized Make(int64_t n, int64_t k, uint32_t seed) {
   return q;
 }
 
+// The CPU backend's device memory is host memory (cpu_backend.h's HostAsDevice).
+template <class T>
+auto D(T* p) { return cpu::HostAsDevice(p); }
+DevicePtr<const float> D(std::nullptr_t) { return nullptr; }
+
 WeightView ViewOf(const Tensor& w, const Tensor* scale_inv) {
   WeightView v;
   v.dtype = w.dtype();
-  v.data = w.raw_data();
-  v.scales = scale_inv != nullptr ? scale_inv->data<float>() : nullptr;
+  v.data = D(w.raw_data());
+  v.scales = scale_inv != nullptr ? D(scale_inv->data<float>()) : nullptr;
   v.rows = w.dim(0);
   v.cols = w.dim(1);
   return v;
@@ -75,7 +81,7 @@ int64_t ExpectClose(const std::vector<float>& y, const std::vector<float>& x, co
                     const float* b, int64_t m, int64_t k, int64_t n, const std::string& what,
                     double tol = 1e-6) {
   std::vector<float> want(m * n);
-  CpuBackend().Linear(x.data(), ref.data<float>(), b, want.data(), m, k, n);
+  CpuBackend().Linear(D(x.data()), D(ref.data<float>()), D(b), D(want.data()), m, k, n);
   int64_t exact = 0;
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
@@ -113,9 +119,9 @@ TEST_P(WideningTest, WideningIsExactForEveryFp8CodeAndBf16) {
   }
   const int64_t cols = static_cast<int64_t>(codes.size());  // 254: two column blocks
   const float scales[2] = {0.37f, 3.0e-3f};
-  WeightView v{DType::kF8E4M3, codes.data(), scales, 1, cols, 0};
+  WeightView v{DType::kF8E4M3, D(static_cast<const void*>(codes.data())), D(static_cast<const float*>(scales)), 1, cols, 0};
   std::vector<float> out(cols);
-  CpuBackend().WidenWeightRows(v, 0, 1, out.data());
+  CpuBackend().WidenWeightRows(v, 0, 1, D(out.data()));
   for (int64_t c = 0; c < cols; ++c) {
     const float want = Fp8E4M3ToF32(codes[c]) * scales[c / 128];
     ASSERT_EQ(out[c], want) << "code " << int{codes[c]};
@@ -124,14 +130,14 @@ TEST_P(WideningTest, WideningIsExactForEveryFp8CodeAndBf16) {
   const Quantized q = Make(3, 77, 1);
   std::vector<unsigned char> unaligned(q.bf16.nbytes() + 1);
   std::memcpy(unaligned.data() + 1, q.bf16.raw_data(), q.bf16.nbytes());
-  WeightView b{DType::kBF16, unaligned.data() + 1, nullptr, 3, 77, 0};
+  WeightView b{DType::kBF16, D(static_cast<const void*>(unaligned.data() + 1)), nullptr, 3, 77, 0};
   std::vector<float> widened(3 * 77);
-  CpuBackend().WidenWeightRows(b, 0, 3, widened.data());
+  CpuBackend().WidenWeightRows(b, 0, 3, D(widened.data()));
   EXPECT_EQ(std::memcmp(widened.data(), q.bf16_ref.raw_data(), widened.size() * sizeof(float)), 0);
   // FP8 rows of a slice starting inside a block row, against core's DequantizeFp8BlockRows.
   const Quantized big = Make(300, 260, 2);
   std::vector<float> slice(50 * 260), ref(50 * 260);
-  CpuBackend().WidenWeightRows(ViewOf(big.fp8, &big.scale_inv).Rows(100, 60), 10, 60, slice.data());
+  CpuBackend().WidenWeightRows(ViewOf(big.fp8, &big.scale_inv).Rows(100, 60), 10, 60, D(slice.data()));
   DequantizeFp8BlockRows(big.fp8, big.scale_inv, 110, 160, ref.data());
   EXPECT_EQ(std::memcmp(slice.data(), ref.data(), slice.size() * sizeof(float)), 0);
 }
@@ -180,22 +186,22 @@ TEST_P(LinearWeightsTest, MatchesWidenThenLinear) {
   // The bf16 weights also from an odd address (an unaligned view).
   std::vector<unsigned char> unaligned(q.bf16.nbytes() + 1);
   std::memcpy(unaligned.data() + 1, q.bf16.raw_data(), q.bf16.nbytes());
-  const WeightView bf16_odd{DType::kBF16, unaligned.data() + 1, nullptr, n, k, 0};
+  const WeightView bf16_odd{DType::kBF16, D(static_cast<const void*>(unaligned.data() + 1)), nullptr, n, k, 0};
   int64_t exact = 0, total = 0;
   for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
     std::vector<float> y(m * n, std::nanf(""));
-    CpuBackend().LinearWeights(x.data(), ViewOf(q.bf16, nullptr), b, y.data(), m, k, n);
+    CpuBackend().LinearWeights(D(x.data()), ViewOf(q.bf16, nullptr), D(b), D(y.data()), m, k, n);
     exact += ExpectClose(y, x, q.bf16_ref, b, m, k, n, "bf16", Bf16Tolerance(kernel));
     std::vector<float> y_odd(m * n, std::nanf(""));
-    CpuBackend().LinearWeights(x.data(), bf16_odd, b, y_odd.data(), m, k, n);
+    CpuBackend().LinearWeights(D(x.data()), bf16_odd, D(b), D(y_odd.data()), m, k, n);
     EXPECT_EQ(std::memcmp(y.data(), y_odd.data(), y.size() * sizeof(float)), 0)
         << "unaligned bf16 view";
     std::fill(y.begin(), y.end(), std::nanf(""));
-    CpuBackend().LinearWeights(x.data(), ViewOf(q.fp8, &q.scale_inv), b, y.data(), m, k, n);
+    CpuBackend().LinearWeights(D(x.data()), ViewOf(q.fp8, &q.scale_inv), D(b), D(y.data()), m, k, n);
     exact += ExpectClose(y, x, q.fp8_ref, b, m, k, n, "fp8");
     // f32 views are plain Linear.
     std::fill(y.begin(), y.end(), std::nanf(""));
-    CpuBackend().LinearWeights(x.data(), WeightView::F32(q.f32.data<float>(), n, k), b, y.data(), m,
+    CpuBackend().LinearWeights(D(x.data()), WeightView::F32(D(q.f32.data<float>()), n, k), D(b), D(y.data()), m,
                                k, n);
     exact += ExpectClose(y, x, q.f32, b, m, k, n, "f32");
     total += 3 * m * n;
@@ -218,10 +224,10 @@ TEST_P(LinearWeightsTest, RowsOfXAreIndependent) {
   const std::vector<float> x = Random(m * k, 12);
   for (const WeightView& v : {ViewOf(q.bf16, nullptr), ViewOf(q.fp8, &q.scale_inv)}) {
     std::vector<float> y(m * n), one(n);
-    CpuBackend().LinearWeights(x.data(), v, nullptr, y.data(), m, k, n);
+    CpuBackend().LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
     for (int64_t i = 0; i < m; ++i) {
       if (kernel == cpu::DecodeKernel::kWidenThenSgemm && m > 4) break;  // sgemm vs sgemv
-      CpuBackend().LinearWeights(x.data() + i * k, v, nullptr, one.data(), 1, k, n);
+      CpuBackend().LinearWeights(D(x.data() + i * k), v, nullptr, D(one.data()), 1, k, n);
       EXPECT_EQ(std::memcmp(one.data(), y.data() + i * n, n * sizeof(float)), 0)
           << DTypeName(v.dtype) << " row " << i;
     }
@@ -265,13 +271,13 @@ TEST_P(RowSliceTest, RowSliceOfABlockQuantizedMatrix) {
   const std::vector<float> x = Random(4 * k, 9);
   for (const auto& [begin, count] : {std::pair<int64_t, int64_t>{0, 100}, {100, 60}, {250, 50}}) {
     std::vector<float> y(4 * count);
-    CpuBackend().LinearWeights(x.data(), ViewOf(q.fp8, &q.scale_inv).Rows(begin, count), nullptr,
-                               y.data(), 4, k, count);
+    CpuBackend().LinearWeights(D(x.data()), ViewOf(q.fp8, &q.scale_inv).Rows(begin, count), nullptr,
+                               D(y.data()), 4, k, count);
     const Tensor ref = *Tensor::FromF32(
         {count, k}, std::span<const float>(q.fp8_ref.data<float>() + begin * k, count * k));
     ExpectClose(y, x, ref, nullptr, 4, k, count, "fp8 rows " + std::to_string(begin));
-    CpuBackend().LinearWeights(x.data(), ViewOf(q.bf16, nullptr).Rows(begin, count), nullptr,
-                               y.data(), 4, k, count);
+    CpuBackend().LinearWeights(D(x.data()), ViewOf(q.bf16, nullptr).Rows(begin, count), nullptr,
+                               D(y.data()), 4, k, count);
     const Tensor ref16 = *Tensor::FromF32(
         {count, k}, std::span<const float>(q.bf16_ref.data<float>() + begin * k, count * k));
     ExpectClose(y, x, ref16, nullptr, 4, k, count, "bf16 rows " + std::to_string(begin),

@@ -1,11 +1,11 @@
-#include "model/router.h"
+#include "model/ops/cpu/router.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <vector>
 
-namespace grpo {
+namespace grpo::cpu {
 namespace {
 
 // Indices of the k largest values (ties: lower index first), in descending value order.
@@ -20,9 +20,9 @@ void TopK(const float* values, int64_t n, int64_t k, int32_t* out, std::vector<i
 
 }  // namespace
 
-void RouteForward(const ModelConfig& c, const float* logits, const float* bias, int64_t tokens,
+void RouteForward(const RouterSpec& c, const float* logits, const float* bias, int64_t tokens,
                   bool forced, int32_t* experts, float* scores, float* weights) {
-  const int64_t e_count = c.num_experts, k = c.num_experts_per_tok;
+  const int64_t e_count = c.num_experts, k = c.top_k;
   std::vector<int32_t> scratch;
   std::vector<float> choice(e_count), group_scores(c.n_group);
   std::vector<int32_t> groups(c.topk_group);
@@ -31,7 +31,7 @@ void RouteForward(const ModelConfig& c, const float* logits, const float* bias, 
     float* s = scores + t * e_count;
     int32_t* chosen = experts + t * k;
     float* w = weights + t * k;
-    if (c.scoring == RouterScoring::kSoftmax) {
+    if (c.scoring == RouterSpec::Scoring::kSoftmax) {
       const float mx = *std::max_element(x, x + e_count);
       double sum = 0.0;
       for (int64_t e = 0; e < e_count; ++e) sum += std::exp(static_cast<double>(x[e] - mx));
@@ -64,7 +64,7 @@ void RouteForward(const ModelConfig& c, const float* logits, const float* bias, 
       sum += w[j];
     }
     if (c.norm_topk_prob) {
-      const double denom = c.scoring == RouterScoring::kSigmoid ? sum + 1e-20 : sum;
+      const double denom = c.scoring == RouterSpec::Scoring::kSigmoid ? sum + 1e-20 : sum;
       for (int64_t j = 0; j < k; ++j) w[j] = static_cast<float>(w[j] / denom);
     }
     if (c.routed_scaling_factor != 1.0) {
@@ -73,9 +73,24 @@ void RouteForward(const ModelConfig& c, const float* logits, const float* bias, 
   }
 }
 
-void RouteBackward(const ModelConfig& c, const float* scores, const int32_t* experts,
+void GroupByExpert(const int32_t* experts, int64_t tokens, int64_t k, int64_t num_experts,
+                   int32_t* rows, int32_t* slots, int32_t* counts) {
+  std::fill(counts, counts + num_experts, 0);
+  for (int64_t i = 0; i < tokens * k; ++i) ++counts[experts[i]];
+  std::vector<int64_t> next(num_experts, 0);
+  for (int64_t e = 1; e < num_experts; ++e) next[e] = next[e - 1] + counts[e - 1];
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t at = next[experts[t * k + j]]++;
+      rows[at] = static_cast<int32_t>(t);
+      slots[at] = static_cast<int32_t>(t * k + j);
+    }
+  }
+}
+
+void RouteBackward(const RouterSpec& c, const float* scores, const int32_t* experts,
                    const float* dweights, int64_t tokens, float* dlogits) {
-  const int64_t e_count = c.num_experts, k = c.num_experts_per_tok;
+  const int64_t e_count = c.num_experts, k = c.top_k;
   const double rsf = c.routed_scaling_factor;
   std::vector<double> dscore(e_count);
   for (int64_t t = 0; t < tokens; ++t) {
@@ -90,13 +105,13 @@ void RouteBackward(const ModelConfig& c, const float* scores, const int32_t* exp
         sum += s[chosen[j]];
         dot += static_cast<double>(dw[j]) * s[chosen[j]];
       }
-      const double d = c.scoring == RouterScoring::kSigmoid ? sum + 1e-20 : sum;
+      const double d = c.scoring == RouterSpec::Scoring::kSigmoid ? sum + 1e-20 : sum;
       for (int64_t j = 0; j < k; ++j) dscore[chosen[j]] += rsf * (dw[j] / d - dot / (d * d));
     } else {
       for (int64_t j = 0; j < k; ++j) dscore[chosen[j]] += rsf * dw[j];
     }
     float* dl = dlogits + t * e_count;
-    if (c.scoring == RouterScoring::kSoftmax) {
+    if (c.scoring == RouterSpec::Scoring::kSoftmax) {
       double dot = 0.0;
       for (int64_t e = 0; e < e_count; ++e) dot += dscore[e] * s[e];
       for (int64_t e = 0; e < e_count; ++e) dl[e] = static_cast<float>(s[e] * (dscore[e] - dot));
@@ -106,4 +121,4 @@ void RouteBackward(const ModelConfig& c, const float* scores, const int32_t* exp
   }
 }
 
-}  // namespace grpo
+}  // namespace grpo::cpu

@@ -1,0 +1,27 @@
+// The CPU kernel of Backend::Sample: one row of logits sampled as a SamplingRow says. It is the
+// same computation as rollout/sampler.h's SampleToken (the reference its test compares against,
+// bit for bit) with the RNG draw passed in as `row.uniform`.
+#ifndef GRPO_MODEL_OPS_CPU_SAMPLING_H_
+#define GRPO_MODEL_OPS_CPU_SAMPLING_H_
+
+#include <cstdint>
+#include <span>
+
+#include "model/ops/backend.h"
+
+namespace grpo::cpu {
+
+struct SampleResult {
+  int32_t token = 0;
+  float logprob = 0.0f;      // under the sampled distribution
+  float raw_logprob = 0.0f;  // log softmax(logits)[token]
+};
+
+SampleResult SampleRow(std::span<const float> logits, const SamplingRow& row);
+
+// One AdamW step (Backend::AdamW) over n elements.
+void AdamWStep(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s);
+
+}  // namespace grpo::cpu
+
+#endif  // GRPO_MODEL_OPS_CPU_SAMPLING_H_
