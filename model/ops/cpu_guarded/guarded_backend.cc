@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,8 +36,18 @@ class GuardedArena final : public cpu::DeviceArena {
     base_ = static_cast<char*>(p);
   }
 
+  // Requests are rounded up to size classes (multiples of kAlign up to 4 KiB, then four classes
+  // per power of two), so that freed blocks are reused when batch shapes vary from step to step;
+  // with exact sizes the arena's used range, which every call opens and closes, kept growing.
+  static size_t SizeClass(size_t bytes) {
+    if (bytes <= 4096) return (bytes + kAlign - 1) / kAlign * kAlign;
+    const int top = 63 - __builtin_clzll(bytes);  // 2^top <= bytes < 2^(top+1)
+    const size_t step = size_t{1} << (top - 2);
+    return (bytes + step - 1) / step * step;
+  }
+
   void* Allocate(size_t bytes) override {
-    const size_t size = (bytes + kAlign - 1) / kAlign * kAlign;
+    const size_t size = SizeClass(std::max<size_t>(bytes, 1));
     std::lock_guard<std::mutex> lock(mu_);
     auto it = free_.find(size);
     if (it != free_.end() && !it->second.empty()) {
