@@ -11,6 +11,7 @@
 #include <vector>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -427,15 +428,28 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k) {
 
 namespace {
 
+#if defined(__x86_64__)
+// CPUID feature bits that not every compiler's __builtin_cpu_supports knows (clang 14 has
+// neither "f16c" nor "avx512bf16"): F16C is leaf 1 ECX bit 29, AVX512_BF16 leaf 7 subleaf 1
+// EAX bit 5. The OS's AVX state is checked by __builtin_cpu_supports("avx2"/"avx512f").
+bool CpuidHasF16c() {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+bool CpuidHasAvx512Bf16() {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) != 0;
+}
+#endif
+
 DecodeKernel BestDecodeKernel() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  if (avx512 && __builtin_cpu_supports("avx512bf16")) return DecodeKernel::kAvx512Bf16;
+  if (avx512 && CpuidHasAvx512Bf16()) return DecodeKernel::kAvx512Bf16;
   if (avx512) return DecodeKernel::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuidHasF16c()) {
     return DecodeKernel::kAvx2;
   }
 #endif
