@@ -15,4 +15,12 @@ absl::StatusOr<Backend*> BackendFromFlag(const std::string& name) {
   return GetBackend(name);
 }
 
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadServingModel(const std::string& dir, const std::string& backend_flag,
+                                                           const std::string& serve_format_flag) {
+  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(backend_flag));
+  const absl::StatusOr<WeightFormat> format = ParseWeightFormat(serve_format_flag);
+  if (!format.ok()) return grpo::WithContext(format.status(), "--serve-format");
+  return CausalLM::Load(dir, *backend, {.serve_format = *format});
+}
+
 }  // namespace grpo::cli

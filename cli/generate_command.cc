@@ -64,12 +64,8 @@ void ShowProgress(int64_t done, int64_t total, int64_t tokens, std::chrono::stea
 absl::Status RunGenerate(const GenerateArgs& a) {
   GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
   GRPO_RETURN_IF_ERROR(ValidateSampling(a.gen.sampling));
-  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
-  const absl::StatusOr<WeightFormat> format_or = ParseWeightFormat(a.serve_format);
-  if (!format_or.ok()) return grpo::WithContext(format_or.status(), "--serve-format");
-  const WeightFormat format = *format_or;
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
-                        CausalLM::Load(a.model, *backend, {.serve_format = format}));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, LoadServingModel(a.model, a.backend, a.serve_format));
+  Backend* const backend = &model->backend();  // a registered backend: outlives the model
   std::optional<tokenizer::Tokenizer> tokenizer;
   struct stat st;
   if (stat((a.model + "/tokenizer.json").c_str(), &st) == 0) {

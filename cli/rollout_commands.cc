@@ -48,12 +48,7 @@ absl::Status RunServe(const ServeArgs& a) {
                                                   "or $") + kPushTokenFileEnv + ") exclude each other");
   }
   const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
-  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
-  const absl::StatusOr<WeightFormat> format_or = ParseWeightFormat(a.serve_format);
-  if (!format_or.ok()) return grpo::WithContext(format_or.status(), "--serve-format");
-  const WeightFormat format = *format_or;
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model,
-                        CausalLM::Load(a.model, *backend, {.serve_format = format}));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, LoadServingModel(a.model, a.backend, a.serve_format));
   {
     // The KV cache is allocated whole when the engine starts; requests in flight are bounded by
     // --max-request-mb x --max-concurrent-requests (rollout/service.h).
@@ -78,7 +73,7 @@ absl::Status RunServe(const ServeArgs& a) {
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
   const EngineStats s = engine->stats();
   std::fprintf(stderr, "grpo rollout serve: %s (%s weights), KV cache %lld blocks of %lld positions, max batch %lld%s\n",
-               a.model.c_str(), WeightFormatName(format), static_cast<long long>(s.total_blocks), static_cast<long long>(a.block_size),
+               a.model.c_str(), a.serve_format.c_str(), static_cast<long long>(s.total_blocks), static_cast<long long>(a.block_size),
                static_cast<long long>(a.max_batch), tok ? ", tokenizer loaded" : ", no tokenizer");
   RolloutServeOptions so;
   so.listen = a.listen;
