@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <span>
 #include <type_traits>
 #include <memory>
 #include <string>
@@ -187,7 +189,7 @@ class CpuBackendImpl final : public Backend {
     if (arena_ != nullptr) {
       void* p = arena_->Allocate(n);
       if (poison) {
-        Scope scope(arena_.get());
+        Scope scope(arena_.get(), p);
         std::memset(p, 0xFF, n);
       }
       return Wrap(p);
@@ -217,22 +219,22 @@ class CpuBackendImpl final : public Backend {
     return MakeBuffer(Wrap(const_cast<void*>(host)), dtype, numel, /*owned=*/false);
   }
   void CopyDeviceToDevice(DevicePtr<const void> src, DevicePtr<void> dst, int64_t bytes) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), src, dst);
     std::memmove(Raw(dst), Raw(src), static_cast<size_t>(bytes));
   }
   void Synchronize() override {
     if (arena_ != nullptr) arena_->Synchronize();
   }
   void Zero(DevicePtr<float> data, int64_t size) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), data);
     Zero(Raw(data), size);
   }
   void Add(DevicePtr<const float> src, DevicePtr<float> dst, int64_t size) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), src, dst);
     Add(Raw(src), Raw(dst), size);
   }
   void Scale(DevicePtr<float> x, int64_t size, float c) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), x);
     float* p = Raw(x);
     Pool().ParallelFor(size, 1 << 15, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) p[i] *= c;
@@ -240,61 +242,61 @@ class CpuBackendImpl final : public Backend {
   }
   void Linear(DevicePtr<const float> x, DevicePtr<const float> w, DevicePtr<const float> b,
               DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), x, w, b, y);
     Linear(Raw(x), Raw(w), Raw(b), Raw(y), m, k, n);
   }
   void LinearBackward(DevicePtr<const float> dy, DevicePtr<const float> x, DevicePtr<const float> w,
                       DevicePtr<float> dx, DevicePtr<float> dw, DevicePtr<float> db, int64_t m,
                       int64_t k, int64_t n, bool accumulate_dx) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), dy, x, w, dx, dw, db);
     LinearBackward(Raw(dy), Raw(x), Raw(w), Raw(dx), Raw(dw), Raw(db), m, k, n, accumulate_dx);
   }
   void LinearWeights(DevicePtr<const float> x, const WeightView& w, DevicePtr<const float> b,
                      DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), x, w, b, y);
     LinearWeights(Raw(x), Host(w), Raw(b), Raw(y), m, k, n);
   }
   void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
                        DevicePtr<float> out) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), w, out);
     WidenWeightRows(Host(w), row_begin, row_end, Raw(out));
   }
   void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             DevicePtr<const float> a, int64_t lda, DevicePtr<const float> b, int64_t ldb,
             float beta, DevicePtr<float> c, int64_t ldc) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), a, b, c);
     Gemm(trans_a, trans_b, m, n, k, alpha, Raw(a), lda, Raw(b), ldb, beta, Raw(c), ldc);
   }
   void Embedding(DevicePtr<const int32_t> ids, DevicePtr<const float> table, DevicePtr<float> out,
                  int64_t rows, int64_t dim) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), ids, table, out);
     Embedding(Raw(ids), Raw(table), Raw(out), rows, dim);
   }
   void EmbeddingBackward(DevicePtr<const int32_t> ids, DevicePtr<const float> dout,
                          DevicePtr<float> dtable, int64_t rows, int64_t dim) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), ids, dout, dtable);
     EmbeddingBackward(Raw(ids), Raw(dout), Raw(dtable), rows, dim);
   }
   void RmsNorm(DevicePtr<const float> x, DevicePtr<const float> w, DevicePtr<float> y,
                DevicePtr<float> rstd, int64_t rows, int64_t dim, float eps) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), x, w, y, rstd);
     RmsNorm(Raw(x), Raw(w), Raw(y), Raw(rstd), rows, dim, eps);
   }
   void RmsNormBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
                        DevicePtr<const float> w, DevicePtr<const float> rstd, DevicePtr<float> dx,
                        DevicePtr<float> dw, int64_t rows, int64_t dim) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), dy, x, w, rstd, dx, dw);
     RmsNormBackward(Raw(dy), Raw(x), Raw(w), Raw(rstd), Raw(dx), Raw(dw), rows, dim);
   }
   void Rope(DevicePtr<float> x, const RopeSpan& span, DevicePtr<const int32_t> positions,
             DevicePtr<const float> cos, DevicePtr<const float> sin, bool inverse) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), x, positions, cos, sin);
     Rope(Raw(x), span, Raw(positions), Raw(cos), Raw(sin), inverse);
   }
   void Attention(DevicePtr<const float> q, DevicePtr<const float> k, DevicePtr<const float> v,
                  DevicePtr<float> out, DevicePtr<float> lse,
                  std::span<const int64_t> seq_offsets, const AttentionHeads& heads) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), q, k, v, out, lse);
     Attention(Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse), seq_offsets, heads);
   }
   void AttentionBackward(DevicePtr<const float> dout, DevicePtr<const float> q,
@@ -303,7 +305,7 @@ class CpuBackendImpl final : public Backend {
                          DevicePtr<float> dq, DevicePtr<float> dk, DevicePtr<float> dv,
                          std::span<const int64_t> seq_offsets,
                          const AttentionHeads& heads) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), dout, q, k, v, out, lse, dq, dk, dv);
     AttentionBackward(Raw(dout), Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse), Raw(dq), Raw(dk),
                       Raw(dv), seq_offsets, heads);
   }
@@ -311,90 +313,90 @@ class CpuBackendImpl final : public Backend {
                        std::span<const int64_t> q_offsets, std::span<const int64_t> past,
                        const KvCachePool& pool, int64_t layer, const BlockTables& tables,
                        const AttentionHeads& heads, const CacheRowLayout& layout) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), q, out, pool, tables);
     CachedAttention(Raw(q), Raw(out), q_offsets, past, HostPool(pool), layer, HostTables(tables),
                     heads, layout);
   }
   void WriteCache(DevicePtr<const float> src, int64_t src_stride, const KvCachePool& pool,
                   int64_t layer, const BlockTables& tables, std::span<const int64_t> q_offsets,
                   std::span<const int64_t> past, int64_t col, int64_t cols) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), src, pool, tables);
     WriteCache(Raw(src), src_stride, HostPool(pool), layer, HostTables(tables), q_offsets, past,
                col, cols);
   }
   void CopyCacheBlocks(const KvCachePool& pool, DevicePtr<const int32_t> from,
                        DevicePtr<const int32_t> to, int64_t n) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), pool, from, to);
     CopyCacheBlocks(HostPool(pool), Raw(from), Raw(to), n);
   }
   void SwiGlu(DevicePtr<const float> gate, DevicePtr<const float> up, DevicePtr<float> out,
               int64_t size) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), gate, up, out);
     SwiGlu(Raw(gate), Raw(up), Raw(out), size);
   }
   void SwiGluBackward(DevicePtr<const float> dout, DevicePtr<const float> gate,
                       DevicePtr<const float> up, DevicePtr<float> dgate, DevicePtr<float> dup,
                       int64_t size) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), dout, gate, up, dgate, dup);
     SwiGluBackward(Raw(dout), Raw(gate), Raw(up), Raw(dgate), Raw(dup), size);
   }
   void GatherRows(DevicePtr<const float> src, DevicePtr<const int32_t> rows,
                   DevicePtr<const float> scale, DevicePtr<float> dst, int64_t n,
                   int64_t dim) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), src, rows, scale, dst);
     GatherRows(Raw(src), Raw(rows), Raw(scale), Raw(dst), n, dim);
   }
   void ScatterAddRows(DevicePtr<const float> src, DevicePtr<const int32_t> rows,
                       DevicePtr<const float> scale, DevicePtr<float> dst, int64_t n,
                       int64_t dim) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), src, rows, scale, dst);
     ScatterAddRows(Raw(src), Raw(rows), Raw(scale), Raw(dst), n, dim);
   }
   void CopyRows(DevicePtr<const float> src, int64_t src_stride, DevicePtr<float> dst,
                 int64_t dst_stride, int64_t rows, int64_t cols, bool accumulate) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), src, dst);
     CopyRows(Raw(src), src_stride, Raw(dst), dst_stride, rows, cols, accumulate);
   }
   void RowDot(DevicePtr<const float> a, DevicePtr<const float> b, DevicePtr<float> out, int64_t n,
               int64_t dim) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), a, b, out);
     RowDot(Raw(a), Raw(b), Raw(out), n, dim);
   }
   void Route(const RouterSpec& spec, DevicePtr<const float> logits, DevicePtr<const float> bias,
              int64_t tokens, bool forced, DevicePtr<int32_t> experts, DevicePtr<float> scores,
              DevicePtr<float> weights) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), logits, bias, experts, scores, weights);
     cpu::RouteForward(spec, Raw(logits), Raw(bias), tokens, forced, Raw(experts), Raw(scores),
                       Raw(weights));
   }
   void RouteBackward(const RouterSpec& spec, DevicePtr<const float> scores,
                      DevicePtr<const int32_t> experts, DevicePtr<const float> dweights,
                      int64_t tokens, DevicePtr<float> dlogits) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), scores, experts, dweights, dlogits);
     cpu::RouteBackward(spec, Raw(scores), Raw(experts), Raw(dweights), tokens, Raw(dlogits));
   }
   void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
                      int64_t num_experts, DevicePtr<int32_t> rows, DevicePtr<int32_t> slots,
                      DevicePtr<int32_t> counts) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), experts, rows, slots, counts);
     cpu::GroupByExpert(Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots), Raw(counts));
   }
   void LogSoftmaxTargets(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
                          DevicePtr<float> logprobs, DevicePtr<float> entropy, int64_t rows,
                          int64_t vocab) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), logits, targets, logprobs, entropy);
     LogSoftmaxTargets(Raw(logits), Raw(targets), Raw(logprobs), Raw(entropy), rows, vocab);
   }
   void LogSoftmaxTargetsBackward(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
                                  DevicePtr<const float> weights, DevicePtr<float> dlogits,
                                  int64_t rows, int64_t vocab) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), logits, targets, weights, dlogits);
     LogSoftmaxTargetsBackward(Raw(logits), Raw(targets), Raw(weights), Raw(dlogits), rows, vocab);
   }
   void Sample(DevicePtr<const float> logits, int64_t vocab, std::span<const SamplingRow> rows,
               DevicePtr<int32_t> tokens, DevicePtr<float> logprobs,
               DevicePtr<float> raw_logprobs) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), logits, tokens, logprobs, raw_logprobs);
     const float* x = Raw(logits);
     int32_t* tok = Raw(tokens);
     float* lp = Raw(logprobs);
@@ -410,7 +412,7 @@ class CpuBackendImpl final : public Backend {
     });
   }
   void SumSquares(DevicePtr<const float> x, int64_t size, DevicePtr<double> out) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), x, out);
     const float* g = Raw(x);
     double s = 0;
     for (int64_t j = 0; j < size; ++j) s += static_cast<double>(g[j]) * g[j];
@@ -418,13 +420,13 @@ class CpuBackendImpl final : public Backend {
   }
   void AdamW(DevicePtr<float> p, DevicePtr<const float> g, DevicePtr<float> m, DevicePtr<float> v,
              int64_t size, const AdamWScalars& s) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), p, g, m, v);
     cpu::AdamWStep(Raw(p), Raw(g), Raw(m), Raw(v), size, s);
   }
 
  protected:
   void DoCopyHostToDevice(const void* host, DevicePtr<void> dst, int64_t bytes) override {
-    Scope scope(arena_.get());
+    Scope scope(arena_.get(), dst);
     std::memcpy(Raw(dst), host, static_cast<size_t>(bytes));
   }
   void DoCopyDeviceToHost(DevicePtr<const void> src, void* host, int64_t bytes) override {
@@ -452,19 +454,42 @@ class CpuBackendImpl final : public Backend {
     peak_bytes_ = std::max(peak_bytes_, live_bytes_);
   }
  private:
+  // Brackets one op or transfer for the arena: names the device memory the call reads or writes
+  // (DevicePtrs, WeightViews, the KV pool and block tables; null pointers are skipped), which
+  // the arena opens for the call's duration. Without an arena it is a null test.
   class Scope {
    public:
-    explicit Scope(cpu::DeviceArena* arena) : arena_(arena) {
-      if (arena_ != nullptr) arena_->Enter();
+    template <class... Touched>
+    explicit Scope(cpu::DeviceArena* arena, const Touched&... touched) : arena_(arena) {
+      static_assert(sizeof...(Touched) <= kMaxTouched / 2, "Scope: too many arguments");
+      if (arena_ == nullptr) return;
+      (Add(touched), ...);
+      arena_->Enter(std::span<const void* const>(touched_.data(), count_));
     }
     ~Scope() {
-      if (arena_ != nullptr) arena_->Exit();
+      if (arena_ != nullptr) arena_->Exit(std::span<const void* const>(touched_.data(), count_));
     }
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
 
    private:
+    static constexpr size_t kMaxTouched = 20;
+    void AddRaw(const void* p) {
+      if (p != nullptr) touched_[count_++] = p;
+    }
+    void Add(const void* p) { AddRaw(p); }
+    template <class T>
+    void Add(DevicePtr<T> p) { AddRaw(Raw(p)); }
+    void Add(const WeightView& w) {
+      AddRaw(Raw(w.data));
+      AddRaw(Raw(w.scales));
+    }
+    void Add(const KvCachePool& pool) { AddRaw(Raw(pool.data)); }
+    void Add(const BlockTables& tables) { AddRaw(Raw(tables.ids)); }
+
     cpu::DeviceArena* arena_;
+    std::array<const void*, kMaxTouched> touched_;
+    size_t count_ = 0;
   };
   static HostKvPool HostPool(const KvCachePool& p) {
     return HostKvPool{Raw(p.data), p.num_blocks, p.num_layers, p.block_size, p.row_width};

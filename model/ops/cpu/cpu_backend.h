@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 
 #include "model/ops/backend.h"
 
@@ -18,9 +19,11 @@ class DeviceArena {
   virtual ~DeviceArena() = default;
   virtual void* Allocate(size_t bytes) = 0;  // 64-byte aligned; throws std::bad_alloc
   virtual void Free(void* p) = 0;
-  // Before and after every op or transfer (nested and concurrent calls included).
-  virtual void Enter() = 0;
-  virtual void Exit() = 0;
+  // Before and after every op or transfer (nested and concurrent calls included). `touched`
+  // lists the device addresses the call reads or writes, each anywhere inside a block Allocate
+  // returned (an address inside no live block is ignored); Exit gets the same list as its Enter.
+  virtual void Enter(std::span<const void* const> touched) = 0;
+  virtual void Exit(std::span<const void* const> touched) = 0;
   // A device-to-host copy: the host bytes become valid at Synchronize at the latest.
   virtual void CopyToHost(const void* src, void* host, size_t bytes) = 0;
   virtual void Synchronize() = 0;

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <new>
 #include <vector>
 
 namespace grpo {
@@ -56,6 +57,34 @@ TEST(CpuGuardedDeathTest, HostAccessToDeviceMemoryCrashes) {
   float* p = Peek::RawOf(x.data());
   EXPECT_DEATH({ p[3] = 1.0f; }, "");
   EXPECT_DEATH({ std::printf("%f\n", static_cast<double>(p[0])); }, "");
+}
+
+TEST(CpuGuardedDeathTest, BlocksOpenedByAnOpCloseWhenItReturns) {
+  // Two blocks sharing a page and one large block: an op opens each, and every one of them is
+  // closed again once the op returns (the per-page open counts return to zero).
+  Backend& be = CpuGuardedBackend();
+  Buffer a = Upload(be, std::vector<float>{1, 2}), b = Upload(be, std::vector<float>{3, 4});
+  Buffer big(&be, 1 << 20);
+  be.Zero(big.data(), big.numel());
+  be.Add(a.data(), b.data(), 2);
+  be.Add(a.data(), big.data(), 2);
+  EXPECT_EQ(DownloadF32(be, b), (std::vector<float>{4, 6}));
+  float* pb = Peek::RawOf(b.data());
+  float* pbig = Peek::RawOf(big.data());
+  EXPECT_DEATH({ pb[0] = 1.0f; }, "");
+  EXPECT_DEATH({ pbig[(1 << 20) - 1] = 1.0f; }, "");
+}
+
+TEST(CpuGuarded, FailsTheNthAllocationWhenAsked) {
+  Backend& be = CpuGuardedBackend();
+  FailCpuGuardedAllocation(2);
+  Buffer first(&be, 8);
+  EXPECT_THROW(Buffer(&be, 8), std::bad_alloc);
+  Buffer third(&be, 8);  // one failure only
+  FailCpuGuardedAllocation(1);
+  FailCpuGuardedAllocation(0);  // disarmed
+  Buffer fourth(&be, 8);
+  EXPECT_FALSE(fourth.empty());
 }
 
 TEST(BackendForTests, FollowsTheEnvironment) {
