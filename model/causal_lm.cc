@@ -992,7 +992,7 @@ static bool UseForcedRouting(Backend& be, const LayerT& L, const Routing* forced
 // backend's Synchronize).
 template <typename LayerT, typename ActsT>
 static void RecordRouting(Backend& be, const LayerT& L, const ActsT& a, Routing* out) {
-  if (!L.moe) return;
+  if (!L.moe || out->experts.empty()) return;  // a dense layer, or routing not asked for
   const int64_t at = L.moe_index * out->num_tokens * out->top_k;
   be.CopyDeviceToHost(a.experts.i32(), out->experts.data() + at, a.experts.bytes());
   be.CopyDeviceToHost(a.weights.data(), out->weights.data() + at, a.weights.bytes());
@@ -1231,7 +1231,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   const BatchView view{T, in.offsets, positions_d.i32(), rope_cos_.data(), rope_sin_.data()};
   Ctx ctx{c, backend_, values_, scales_, specs_, nullptr, view};
   StepOutput out;
-  out.routing = EmptyRouting(c, T);
+  if (in.return_routing) out.routing = EmptyRouting(c, T);
   Buffer x = ctx.Buf(T * h);
   EmbedTokens(ctx, embed_, in.tokens, tokens_d.i32(), x.data());
   // One block table per sequence, the same for every layer (a block holds all layers).

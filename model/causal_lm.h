@@ -19,7 +19,8 @@
 // code sees values only through explicit transfers: ReadParameter / ReadParameters download,
 // WriteParameter uploads. Gradients are device buffers (Backward fills them; ReadGradients
 // downloads). Forward downloads only its results (logprobs, entropies, routing); ForwardStep
-// leaves the logits on the device for the backend's sampler (SampleNext).
+// leaves the logits on the device for the backend's sampler (SampleNext) and downloads the
+// routing only when StepInput::return_routing asks.
 //
 // Not thread-safe: one Forward/Backward at a time per model.
 #ifndef GRPO_MODEL_CAUSAL_LM_H_
@@ -84,12 +85,15 @@ struct StepInput {
   std::vector<int64_t> offsets{0};      // num_seqs + 1, into tokens
   std::vector<int64_t> past;            // per sequence: positions already in the cache
   std::vector<int64_t> cache_seq;       // per sequence: its sequence id in the cache
+  // Download the new tokens' experts and combine weights (StepOutput::routing); otherwise the
+  // routing stays on the device and StepOutput::routing is empty.
+  bool return_routing = false;
   int64_t num_seqs() const { return static_cast<int64_t>(past.size()); }
 };
 
 struct StepOutput {
   Buffer logits;    // device f32 [num_seqs, vocab]: next-token logits after each sequence's last new token
-  Routing routing;  // experts of the new tokens (num_tokens = tokens.size())
+  Routing routing;  // experts of the new tokens (num_tokens = tokens.size()) when asked, else empty
 };
 
 // Tokens sampled from a StepOutput's logits (CausalLM::SampleNext), one per row.

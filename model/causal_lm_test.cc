@@ -438,6 +438,35 @@ TEST(CausalLM, DecodeStepTransfersDoNotGrowWithTheModel) {
   EXPECT_EQ(bytes[0], bytes[1]);
 }
 
+// An MoE decode step downloads its routing only when asked (StepInput::return_routing): then
+// each MoE layer's experts and combine weights of the new tokens come back too; otherwise only
+// each MoE layer's per-expert counts (the expert GEMMs' row ranges), besides the sampled ids.
+TEST(CausalLM, MoeDecodeStepDownloadsRoutingOnlyWhenAsked) {
+  const ModelConfig c = *PresetConfig("qwen3_moe-nano");
+  auto model = CausalLM::Create(c, InitParameters(c, 3, 0.1), BackendForTests());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  Backend& be = (*model)->backend();
+  const int64_t moe = c.NumMoeLayers(), E = c.num_experts, k = c.num_experts_per_tok;
+  ASSERT_GT(moe, 0);
+  DenseKvCache cache(c, 2, 16, be);
+  StepInput prefill{.tokens = {1, 2, 3, 4}, .offsets = {0, 2, 4}, .past = {0, 0}, .cache_seq = {0, 1}};
+  ASSERT_TRUE((*model)->ForwardStep(prefill, cache).ok());
+  for (bool asked : {false, true}) {
+    be.Synchronize();
+    be.ResetTransferStats();
+    StepInput step{.tokens = {5, 6}, .offsets = {0, 1, 2}, .past = {2, 2}, .cache_seq = {0, 1},
+                   .return_routing = asked};
+    auto out = (*model)->ForwardStep(step, cache);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    const int64_t routing_bytes = asked ? moe * 2 * k * (4 + 4) : 0;
+    EXPECT_EQ(be.transfer_stats().device_to_host_bytes, moe * E * 4 + routing_bytes) << asked;
+    EXPECT_EQ(out->routing.experts.size(), asked ? static_cast<size_t>(moe * 2 * k) : 0u);
+    if (asked) {
+      for (int32_t e : out->routing.experts) EXPECT_TRUE(e >= 0 && e < E) << e;
+    }
+  }
+}
+
 TEST(Presets, RealArchitecturesHaveTheirKnownSizes) {
   // Parameter counts of the published models (embeddings included), within 1%.
   const std::vector<std::pair<std::string, double>> known = {

@@ -93,6 +93,7 @@ StepInput BuildStepInput(const std::vector<Entry>& entries) {
     }
     in.past.push_back(e.from);
     in.offsets.push_back(static_cast<int64_t>(in.tokens.size()));
+    in.return_routing = in.return_routing || e.g->req.return_routing;
   }
   return in;
 }
