@@ -311,31 +311,33 @@ static Shape ScaleShape(const Shape& matrix) {
           (matrix[1] + kFp8BlockSize - 1) / kFp8BlockSize};
 }
 
+// Starts the download of one parameter's value (and FP8 block scales) into new host tensors;
+// the bytes are valid after the backend's Synchronize.
+static Parameter StartDownload(Backend& be, const ParameterSpec& spec, DType dtype,
+                               const Buffer& value, const Buffer& scales) {
+  Parameter p;
+  p.spec = spec;
+  p.value = Tensor::Zeros(dtype, spec.shape);
+  be.CopyDeviceToHost(value.raw(), p.value.mutable_raw_data(), value.bytes());
+  if (!scales.empty()) {
+    p.scale_inv = Tensor::Zeros(DType::kF32, ScaleShape(spec.shape));
+    be.CopyDeviceToHost(scales.raw(), p.scale_inv.mutable_raw_data(), scales.bytes());
+  }
+  return p;
+}
+
 std::vector<Parameter> CausalLM::ReadParameters() const {
-  std::vector<Parameter> out(specs_.size());
+  std::vector<Parameter> out;
+  out.reserve(specs_.size());
   for (size_t i = 0; i < specs_.size(); ++i) {
-    Parameter& p = out[i];
-    p.spec = specs_[i];
-    p.value = Tensor::Zeros(dtypes_[i], specs_[i].shape);
-    backend_.CopyDeviceToHost(values_[i].raw(), p.value.mutable_raw_data(), values_[i].bytes());
-    if (!scales_[i].empty()) {
-      p.scale_inv = Tensor::Zeros(DType::kF32, ScaleShape(specs_[i].shape));
-      backend_.CopyDeviceToHost(scales_[i].raw(), p.scale_inv.mutable_raw_data(), scales_[i].bytes());
-    }
+    out.push_back(StartDownload(backend_, specs_[i], dtypes_[i], values_[i], scales_[i]));
   }
   backend_.Synchronize();
   return out;
 }
 
 Parameter CausalLM::ReadParameter(size_t i) const {
-  Parameter p;
-  p.spec = specs_[i];
-  p.value = Tensor::Zeros(dtypes_[i], specs_[i].shape);
-  backend_.CopyDeviceToHost(values_[i].raw(), p.value.mutable_raw_data(), values_[i].bytes());
-  if (!scales_[i].empty()) {
-    p.scale_inv = Tensor::Zeros(DType::kF32, ScaleShape(specs_[i].shape));
-    backend_.CopyDeviceToHost(scales_[i].raw(), p.scale_inv.mutable_raw_data(), scales_[i].bytes());
-  }
+  Parameter p = StartDownload(backend_, specs_[i], dtypes_[i], values_[i], scales_[i]);
   backend_.Synchronize();
   return p;
 }

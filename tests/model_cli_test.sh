@@ -5,6 +5,30 @@ GRPO="$1"
 T=${TEST_TMPDIR:-$(mktemp -d)}
 fail=0
 check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
+# check_rescored MODEL GENERATED COUNT LABEL: `grpo logprobs` of MODEL on each of GENERATED's
+# samples (its prompt from $T/prompts.jsonl plus the sampled tokens) gives, within 1e-5, the
+# logprobs generate returned for the sampled tokens; COUNT samples in all.
+check_rescored() {
+  python3 - "$T/prompts.jsonl" "$2" <<'PY' > "$T/rescore.jsonl"
+import json, sys
+prompts = [json.loads(l)["tokens"] for l in open(sys.argv[1])]
+for p, line in zip(prompts, open(sys.argv[2])):
+    for s in json.loads(line)["samples"]:
+        print(json.dumps({"tokens": p + s["tokens"], "n": len(s["tokens"]), "want": s["logprobs"]}))
+PY
+  "$GRPO" logprobs --model "$1" --input "$T/rescore.jsonl" --output "$T/rescored.jsonl" 2>/dev/null
+  local count=$3  # seen by check's eval (bash locals are dynamically scoped)
+  check "$4" 'python3 - "$T" "$count" <<'"'"'PY'"'"'
+import json, sys
+t, count = sys.argv[1], int(sys.argv[2])
+rows = [json.loads(l) for l in open(t + "/rescore.jsonl")]
+got = [json.loads(l)["logprobs"] for l in open(t + "/rescored.jsonl")]
+assert len(rows) == count and len(got) == count, (len(rows), len(got))
+for r, g in zip(rows, got):
+    tail = g[-r["n"]:]
+    assert all(abs(a - b) <= 1e-5 for a, b in zip(tail, r["want"])), (tail, r["want"])
+PY'
+}
 
 for family in llama qwen2 qwen3 qwen3_moe deepseek_v3; do
   for dtype in f32 bf16 fp8; do
@@ -45,25 +69,7 @@ printf '{"id":1,"tokens":[1,2,3,4]}\n{"tokens":[9,8]}\n' > "$T/prompts.jsonl"
 "$GRPO" generate --model "$T/deepseek_v3-f32" --input "$T/prompts.jsonl" --output "$T/gen.jsonl" \
   --n 3 --max-new-tokens 6 --seed 5 2>/dev/null
 check "generate exit 0" '[ $? -eq 0 ] && [ "$(wc -l < "$T/gen.jsonl")" -eq 2 ]'
-python3 - "$T" <<'PY' > "$T/rescore.jsonl"
-import json, sys
-t = sys.argv[1]
-prompts = [json.loads(l)["tokens"] for l in open(t + "/prompts.jsonl")]
-for p, line in zip(prompts, open(t + "/gen.jsonl")):
-    for s in json.loads(line)["samples"]:
-        print(json.dumps({"tokens": p + s["tokens"], "n": len(s["tokens"]), "want": s["logprobs"]}))
-PY
-"$GRPO" logprobs --model "$T/deepseek_v3-f32" --input "$T/rescore.jsonl" --output "$T/rescored.jsonl" 2>/dev/null
-check "generate's logprobs equal grpo logprobs (6 samples)" 'python3 - "$T" <<'"'"'PY'"'"'
-import json, sys
-t = sys.argv[1]
-rows = [json.loads(l) for l in open(t + "/rescore.jsonl")]
-got = [json.loads(l)["logprobs"] for l in open(t + "/rescored.jsonl")]
-assert len(rows) == 6 and len(got) == 6
-for r, g in zip(rows, got):
-    tail = g[-r["n"]:]
-    assert all(abs(a - b) <= 1e-5 for a, b in zip(tail, r["want"])), (tail, r["want"])
-PY'
+check_rescored "$T/deepseek_v3-f32" "$T/gen.jsonl" 6 "generate's logprobs equal grpo logprobs (6 samples)"
 "$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g1.jsonl" --temperature 0 --max-new-tokens 5 2>/dev/null
 "$GRPO" generate --model "$T/qwen3-f32" --input "$T/prompts.jsonl" --output "$T/g2.jsonl" --temperature 0 --max-new-tokens 5 2>/dev/null
 check "greedy generation is reproducible" 'cmp -s "$T/g1.jsonl" "$T/g2.jsonl"'
@@ -89,25 +95,7 @@ for fmt in bf16 stored; do
   check "generate --serve-format $fmt exit 0" '[ $? -eq 0 ] && [ "$(wc -l < "$T/s-$fmt.jsonl")" -eq 2 ]'
 done
 check "bf16 and stored serve the same weights" 'cmp -s "$T/s-bf16.jsonl" "$T/s-stored.jsonl"'
-python3 - "$T" <<'PY' > "$T/rescore16.jsonl"
-import json, sys
-t = sys.argv[1]
-prompts = [json.loads(l)["tokens"] for l in open(t + "/prompts.jsonl")]
-for p, line in zip(prompts, open(t + "/s-bf16.jsonl")):
-    for s in json.loads(line)["samples"]:
-        print(json.dumps({"tokens": p + s["tokens"], "n": len(s["tokens"]), "want": s["logprobs"]}))
-PY
-"$GRPO" logprobs --model "$T/qwen3-bf16" --input "$T/rescore16.jsonl" --output "$T/rescored16.jsonl" 2>/dev/null
-check "bf16-served logprobs within 1e-5 of f32 logprobs (4 samples)" 'python3 - "$T" <<'"'"'PY'"'"'
-import json, sys
-t = sys.argv[1]
-rows = [json.loads(l) for l in open(t + "/rescore16.jsonl")]
-got = [json.loads(l)["logprobs"] for l in open(t + "/rescored16.jsonl")]
-assert len(rows) == 4 and len(got) == 4
-for r, g in zip(rows, got):
-    tail = g[-r["n"]:]
-    assert all(abs(a - b) <= 1e-5 for a, b in zip(tail, r["want"])), (tail, r["want"])
-PY'
+check_rescored "$T/qwen3-bf16" "$T/s-bf16.jsonl" 4 "bf16-served logprobs within 1e-5 of f32 logprobs (4 samples)"
 err=$("$GRPO" generate --model "$T/qwen3-bf16" --input "$T/prompts.jsonl" --output "$T/s-x.jsonl" --serve-format int4 2>&1)
 check "unknown --serve-format fails naming the flag" '[ $? -eq 1 ] && grep -q -- "--serve-format: weight format: unknown name \"int4\"" <<<"$err"'
 exit $fail

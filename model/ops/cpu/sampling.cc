@@ -22,8 +22,9 @@ double LogSumExp(std::span<const float> x, double* max_out) {
 // scale (a temperature so small that 1 / temperature overflows).
 double Scaled(double scale, double d) { return d == 0.0 ? 0.0 : scale * d; }
 
-// log of the sum of exp(scale * (x - x_max)): the max is subtracted before scaling, so every
-// exponent is <= 0 and no large terms cancel, whatever the scale.
+// log of the sum over all entries of exp(scale * (x - x_max)): >= 0, since an entry equal to the
+// max contributes exp(0) = 1. The max is subtracted before scaling, so every exponent is <= 0 and
+// no large terms cancel, whatever the scale (logits / 1e-38 would lose every digit otherwise).
 double ShiftedLogSumExp(std::span<const float> x, double x_max, double scale) {
   double sum = 0.0;
   for (float v : x) sum += std::exp(Scaled(scale, v - x_max));
@@ -43,6 +44,8 @@ SampleResult SampleRow(std::span<const float> logits, const SamplingRow& o) {
     out.logprob = out.raw_logprob;
     return out;
   }
+  // log p(id) under the temperature distribution (before the filters): <= 0 for any positive
+  // temperature, computed relative to the largest logit.
   const double inv_t = 1.0 / o.temperature;
   const double t_lse = ShiftedLogSumExp(logits, raw_max, inv_t);
   auto log_p = [&](int32_t id) { return Scaled(inv_t, logits[id] - raw_max) - t_lse; };
@@ -67,8 +70,9 @@ SampleResult SampleRow(std::span<const float> logits, const SamplingRow& o) {
       if (cumulative >= o.top_p) break;
     }
   }
-  // Mass of the kept set, then an inverse-CDF draw; should rounding leave the draw past the
-  // last step, the last token of nonzero probability is taken.
+  // Mass of the kept set under the temperature distribution, then an inverse-CDF draw. Should
+  // rounding leave the draw past the last step, the last token of nonzero probability is taken
+  // (never one the distribution excludes).
   double mass = 0.0;
   if (filtered) {
     for (int32_t id : kept) mass += std::exp(log_p(id));

@@ -1,6 +1,7 @@
-// The CPU kernel of Backend::Sample: one row of logits sampled as a SamplingRow says. It is the
-// same computation as rollout/sampler.h's SampleToken (the reference its test compares against,
-// bit for bit) with the RNG draw passed in as `row.uniform`.
+// The CPU kernel of Backend::Sample: one row of logits sampled as a SamplingRow says (the
+// distribution rollout/sampler.h describes), with the RNG draw passed in as `row.uniform`. It is
+// the one implementation: rollout/sampler.h's SampleToken calls it with its RNG's draw, and other
+// backends' Sample is tested against SampleToken bit for bit.
 #ifndef GRPO_MODEL_OPS_CPU_SAMPLING_H_
 #define GRPO_MODEL_OPS_CPU_SAMPLING_H_
 
