@@ -1,6 +1,7 @@
 #include "model/causal_lm.h"
 
 #include <algorithm>
+#include <exception>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -284,9 +285,13 @@ const RopeTables& CausalLM::RopeFor(int64_t positions) {
   if (positions > rope_.positions) {
     // Grow geometrically so a decode loop rebuilds O(log length) times, not every step.
     const int64_t grown = std::max({positions, 2 * rope_.positions, int64_t{256}});
-    rope_ = BuildRopeTables(config_, std::min(grown, std::max(positions, config_.max_position_embeddings)));
-    rope_cos_ = Upload(backend_, rope_.cos);
-    rope_sin_ = Upload(backend_, rope_.sin);
+    // Committed only once both uploads succeeded: an allocation failure leaves the old tables.
+    RopeTables tables =
+        BuildRopeTables(config_, std::min(grown, std::max(positions, config_.max_position_embeddings)));
+    Buffer cos = Upload(backend_, tables.cos), sin = Upload(backend_, tables.sin);
+    rope_ = std::move(tables);
+    rope_cos_ = std::move(cos);
+    rope_sin_ = std::move(sin);
   }
   return rope_;
 }
@@ -966,6 +971,23 @@ static absl::Status CheckForcedRouting(const Routing* f, const ModelConfig& c, i
   return absl::OkStatus();
 }
 
+// Synchronizes the backend when the pass it guards leaves by an exception (an allocation
+// failure), so that no download still in flight (RecordRouting's) lands in host memory the
+// unwinding frees. Declared after the outputs it protects, so it runs before they go.
+class SyncOnUnwind {
+ public:
+  explicit SyncOnUnwind(Backend& be) : be_(be), exceptions_(std::uncaught_exceptions()) {}
+  ~SyncOnUnwind() {
+    if (std::uncaught_exceptions() > exceptions_) be_.Synchronize();
+  }
+  SyncOnUnwind(const SyncOnUnwind&) = delete;
+  SyncOnUnwind& operator=(const SyncOnUnwind&) = delete;
+
+ private:
+  Backend& be_;
+  int exceptions_;
+};
+
 static Routing EmptyRouting(const ModelConfig& c, int64_t tokens) {
   Routing r;
   const int64_t num_moe = c.NumMoeLayers(), k = c.num_experts_per_tok;
@@ -1065,6 +1087,7 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   Buffer x = ctx.Buf(T * h);
   EmbedTokens(ctx, embed_, batch.tokens, state->tokens_d.i32(), x.data());
   ForwardOutput out;
+  const SyncOnUnwind sync_on_unwind(backend_);
   out.routing = EmptyRouting(c, T);
   state->layers.resize(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -1233,6 +1256,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   const BatchView view{T, in.offsets, positions_d.i32(), rope_cos_.data(), rope_sin_.data()};
   Ctx ctx{c, backend_, values_, scales_, specs_, nullptr, view};
   StepOutput out;
+  const SyncOnUnwind sync_on_unwind(backend_);
   if (in.return_routing) out.routing = EmptyRouting(c, T);
   Buffer x = ctx.Buf(T * h);
   EmbedTokens(ctx, embed_, in.tokens, tokens_d.i32(), x.data());

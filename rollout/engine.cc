@@ -555,9 +555,14 @@ void RolloutEngine::Impl::RunStep() {
   }
   const StepInput in = BuildStepInput(entries);
   absl::StatusOr<StepOutput> out;
+  std::vector<Draw> draws;
   try {
     out = model_->ForwardStep(in, cache_);
-  } catch (const std::bad_alloc&) {  // the step's activations: its groups fail, the engine goes on
+    if (out.ok()) {
+      draws = AdvanceEntries(entries, in, *out);
+      DrawTokens(*model_, *out, &draws);
+    }
+  } catch (const std::bad_alloc&) {  // the step's device memory: its groups fail, the engine goes on
     out = absl::ResourceExhaustedError("out of memory in the forward step of " +
                                        std::to_string(in.tokens.size()) + " tokens");
   }
@@ -565,8 +570,6 @@ void RolloutEngine::Impl::RunStep() {
     AbortStep(entries, out.status());
     return;
   }
-  std::vector<Draw> draws = AdvanceEntries(entries, in, *out);
-  DrawTokens(*model_, *out, &draws);
   for (const Draw& d : draws) EmitToken(d, *out);
   PublishStats();
 }

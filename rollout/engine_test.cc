@@ -447,6 +447,49 @@ TEST(EngineTest, CancelAbortsAndFreesBlocksAndDrainRefusesNewWork) {
   EXPECT_EQ(engine->stats().free_blocks, total);
 }
 
+// Device memory running out at any allocation of a step (FailCpuGuardedAllocation: the forward
+// step's activations and uploads, the sampler's outputs) aborts that step's groups with a clear
+// error on stderr; the engine frees their blocks and serves the next request normally.
+TEST(EngineTest, AllocationFailureInAStepAbortsItsGroupsAndTheEngineGoesOn) {
+  auto config = PresetConfig("qwen3_moe-nano");
+  ASSERT_TRUE(config.ok());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 5, 0.1), CpuGuardedBackend());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto created = RolloutEngine::Create(std::move(model).value(), {});
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  RolloutEngine& engine = **created;
+  const int64_t total = engine.stats().total_blocks;
+  GroupRequest r;
+  r.prompt = Prompt(6, 1);
+  r.n = 2;
+  r.max_new_tokens = 3;
+  r.return_routing = true;
+  int failed = 0;
+  for (int64_t n = 1; n < 1000; ++n) {  // the n-th allocation after Submit fails
+    Collector c;
+    testing::internal::CaptureStderr();
+    FailCpuGuardedAllocation(n);
+    ASSERT_TRUE(engine.Submit(r, c.For(0)).ok());
+    c.WaitFor(1);
+    FailCpuGuardedAllocation(0);
+    const std::string err = testing::internal::GetCapturedStderr();
+    const bool aborted = c.done[0].samples[0].finish_reason == FinishReason::kAborted;
+    EXPECT_EQ(aborted, err.find("out of memory in the forward step") != std::string::npos)
+        << "allocation " << n << ": " << err;
+    EXPECT_EQ(engine.stats().free_blocks, total) << "allocation " << n;
+    if (!aborted) break;  // the whole request ran before its n-th allocation
+    ++failed;
+  }
+  EXPECT_GT(failed, 100);  // every allocation of the prefill and decode steps was tried (283)
+  Collector c;
+  ASSERT_TRUE(engine.Submit(r, c.For(0)).ok());
+  c.WaitFor(1);
+  for (const SampleResult& s : c.done[0].samples) {
+    EXPECT_NE(s.finish_reason, FinishReason::kAborted);
+    EXPECT_EQ(s.tokens.size(), 3u);
+  }
+}
+
 TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
   auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
                                             tokenizer::testing::TinyConfig().dump());
