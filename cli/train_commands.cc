@@ -63,11 +63,13 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
     } else {
       GRPO_RETURN_IF_ERROR(memory);
     }
-    if (!sft && recipe.data_source == DataSource::kJsonl) {
-      // Read as training reads them (data.max_bad_fraction applies). Like model.path, a dataset
-      // that is not on this machine is checked when training starts, where it is.
+    if (sft || recipe.data_source == DataSource::kJsonl) {
+      // Read as training reads them (data.max_bad_fraction applies): sft.train for `grpo sft`,
+      // data.jsonl.* for `grpo train`. Like model.path, a dataset that is not on this machine
+      // is checked when training starts, where it is.
       data::Dataset train, eval;
-      const absl::Status datasets = LoadJsonlDatasets(recipe, &train, &eval);
+      const absl::Status datasets =
+          sft ? LoadSftDataset(recipe).status() : LoadJsonlDatasets(recipe, &train, &eval);
       if (absl::IsNotFound(datasets)) {
         std::fprintf(stderr, "note: %s; the datasets are checked when training starts\n",
                      std::string(datasets.message()).c_str());

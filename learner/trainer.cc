@@ -295,6 +295,49 @@ absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions
   return trainer_internal::RunRl(run, options);
 }
 
+absl::StatusOr<SftDataset> LoadSftDataset(const TrainRecipe& recipe) {
+  const std::string& path = recipe.sft.train_path;
+  if (path.empty()) return absl::InvalidArgumentError("sft.train: the JSONL file to train on is required");
+  absl::StatusOr<std::unique_ptr<JsonlReader>> in = JsonlReader::Open(path);
+  if (!in.ok()) return grpo::WithContext(in.status(), "sft.train");
+  SftDataset data;
+  std::vector<SftRow>& rows = data.rows;
+  InputTally tally;
+  JsonlRecord record;
+  while ((*in)->Next(&record)) {
+    const nlohmann::json& j = record.value;
+    if (!record.ok() || !j.contains("prompt") || !j.contains("completion") || !j["prompt"].is_string() ||
+        !j["completion"].is_string()) {
+      const std::string where = path + ":" + std::to_string(record.line) + ": ";
+      if (tally.skipped() < 5) {
+        std::fprintf(stderr, "%sskipped: expected {\"prompt\": string, \"completion\": string}\n", where.c_str());
+      }
+      if (!record.ok()) {
+        tally.Skip("not JSON", std::string(record.status.message()));
+      } else {
+        tally.Skip("not {\"prompt\": string, \"completion\": string}", where + "expected string keys");
+      }
+      continue;
+    }
+    tally.Used();
+    rows.push_back({j["prompt"].get<std::string>(), j["completion"].get<std::string>()});
+  }
+  GRPO_RETURN_IF_ERROR((*in)->status());
+  const std::string counts = tally.Summary("rows", "usable", "bad (skipped)");
+  if (rows.empty()) return absl::InvalidArgumentError("sft.train: no usable row in " + path + " (" + counts + ")");
+  if (tally.skipped() > 0) {
+    std::fprintf(stderr, "warning: sft.train: %s: %s\n", path.c_str(), counts.c_str());
+    if (static_cast<double>(tally.skipped()) > recipe.max_bad_fraction * static_cast<double>(tally.total())) {
+      char fraction[32];
+      std::snprintf(fraction, sizeof fraction, "%g", recipe.max_bad_fraction);
+      return absl::InvalidArgumentError("sft.train: " + path + ": more than " + fraction +
+                                        " of the rows are bad (data.max_bad_fraction): " + counts);
+    }
+  }
+  data.bad_rows = tally.skipped();
+  return data;
+}
+
 absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options) {
   const LmStageRecipe& sft = recipe.sft;
   if (sft.train_path.empty()) return absl::InvalidArgumentError("sft.train: the JSONL file to train on is required");
@@ -306,49 +349,16 @@ absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& 
   GRPO_RETURN_IF_ERROR(CheckTrainingMemory(recipe, /*sft=*/true));  // before anything is allocated
   trainer_internal::Run run;
   GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/true, &run));
-  // Rows {"prompt": .., "completion": ..}; bad rows are reported, counted and skipped.
+  GRPO_ASSIGN_OR_RETURN(const SftDataset examples, LoadSftDataset(recipe));
   std::vector<LmSequence> rows;
-  InputTally sft_rows;
-  {
-    absl::StatusOr<std::unique_ptr<JsonlReader>> in = JsonlReader::Open(sft.train_path);
-    if (!in.ok()) return grpo::WithContext(in.status(), "sft.train");
-    JsonlRecord record;
-    while ((*in)->Next(&record)) {
-      const nlohmann::json& j = record.value;
-      if (!record.ok() || !j.contains("prompt") || !j.contains("completion") || !j["prompt"].is_string() ||
-          !j["completion"].is_string()) {
-        const std::string where = sft.train_path + ":" + std::to_string(record.line) + ": ";
-        if (sft_rows.skipped() < 5) {
-          std::fprintf(stderr, "%sskipped: expected {\"prompt\": string, \"completion\": string}\n", where.c_str());
-        }
-        if (!record.ok()) {
-          sft_rows.Skip("not JSON", std::string(record.status.message()));
-        } else {
-          sft_rows.Skip("not {\"prompt\": string, \"completion\": string}", where + "expected string keys");
-        }
-        continue;
-      }
-      sft_rows.Used();
-      LmSequence seq;
-      GRPO_ASSIGN_OR_RETURN(seq.tokens, run.tok->Encode(j["prompt"].get<std::string>()));
-      seq.prompt_length = static_cast<int64_t>(seq.tokens.size());
-      GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> completion, run.tok->Encode(j["completion"].get<std::string>()));
-      seq.tokens.insert(seq.tokens.end(), completion.begin(), completion.end());
-      seq.tokens.push_back(run.eos);
-      rows.push_back(std::move(seq));
-    }
-    GRPO_RETURN_IF_ERROR((*in)->status());
-    const std::string counts = sft_rows.Summary("rows", "usable", "bad (skipped)");
-    if (rows.empty()) return absl::InvalidArgumentError("sft.train: no usable row in " + sft.train_path + " (" + counts + ")");
-    if (sft_rows.skipped() > 0) {
-      std::fprintf(stderr, "warning: sft.train: %s: %s\n", sft.train_path.c_str(), counts.c_str());
-      if (static_cast<double>(sft_rows.skipped()) > recipe.max_bad_fraction * static_cast<double>(sft_rows.total())) {
-        char fraction[32];
-        std::snprintf(fraction, sizeof fraction, "%g", recipe.max_bad_fraction);
-        return absl::InvalidArgumentError("sft.train: " + sft.train_path + ": more than " + fraction +
-                                          " of the rows are bad (data.max_bad_fraction): " + counts);
-      }
-    }
+  for (const SftRow& row : examples.rows) {
+    LmSequence seq;
+    GRPO_ASSIGN_OR_RETURN(seq.tokens, run.tok->Encode(row.prompt));
+    seq.prompt_length = static_cast<int64_t>(seq.tokens.size());
+    GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> completion, run.tok->Encode(row.completion));
+    seq.tokens.insert(seq.tokens.end(), completion.begin(), completion.end());
+    seq.tokens.push_back(run.eos);
+    rows.push_back(std::move(seq));
   }
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), recipe.adamw));
   int64_t start = 0;
@@ -379,7 +389,7 @@ absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& 
     GRPO_ASSIGN_OR_RETURN(LmStepResult res, LmTrainStep(*run.policy, opt, batch, so, &grads));
     GRPO_RETURN_IF_ERROR(metrics->Log(step + 1, std::map<std::string, double>{{"loss", res.loss}, {"grad_norm", res.grad_norm}, {"lr", so.lr},
                                                  {"tokens", static_cast<double>(res.tokens)},
-                                                 {"data/bad_rows", static_cast<double>(sft_rows.skipped())}}));
+                                                 {"data/bad_rows", static_cast<double>(examples.bad_rows)}}));
     if ((step + 1) % 10 == 0 || step + 1 == sft.steps) {
       char line[160];
       std::snprintf(line, sizeof(line), "sft %lld/%lld | loss %.4f | lr %.2e", static_cast<long long>(step + 1),

@@ -21,8 +21,10 @@
 #define GRPO_LEARNER_TRAINER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "data/dataset.h"
@@ -56,6 +58,22 @@ absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions
 // error naming the key and path. `grpo train --check` calls it, so a dataset training would
 // refuse is refused before anything runs.
 absl::Status LoadJsonlDatasets(const TrainRecipe& recipe, data::Dataset* train, data::Dataset* eval);
+
+// An SFT dataset (sft.train, format prompt-completion): its usable rows and how many were bad.
+struct SftRow {
+  std::string prompt, completion;
+};
+struct SftDataset {
+  std::vector<SftRow> rows;
+  int64_t bad_rows = 0;
+};
+
+// Reads sft.train as `grpo sft` does: rows {"prompt": string, "completion": string}; bad rows are
+// reported on stderr (the first five), counted by reason and skipped; more than
+// data.max_bad_fraction of them, no usable row, an unset key or an unreadable file is an error
+// naming sft.train and the path (a missing file keeps its NotFound code). `grpo sft --check`
+// calls it, so a dataset training would refuse is refused before anything runs.
+absl::StatusOr<SftDataset> LoadSftDataset(const TrainRecipe& recipe);
 
 // `grpo sft`: next-token training on recipe.sft.train (JSONL from `grpo export`), prompt tokens
 // masked; writes checkpoints/ and metrics.jsonl in the run directory.

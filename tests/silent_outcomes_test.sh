@@ -82,6 +82,19 @@ check "sft: 1 of 3 rows bad is more than 0.1" '[ "$(rc)" -eq 1 ] && err_has "sft
 run "$GRPO" sft "$RECIPE" "${SFT[@]}" --set run.name=sft-ok --set data.max_bad_fraction=0.5
 check "sft warns and logs data/bad_rows" \
   '[ "$(rc)" -eq 0 ] && err_has "warning: sft.train" && grep -q "\"data/bad_rows\": 1" runs/sft-ok/metrics.jsonl'
+# sft --check reads sft.train as sft does (as train --check reads data.jsonl.*).
+run "$GRPO" sft "$RECIPE" "${SFT[@]}" --set run.name=sft-check --check
+check "sft --check reads sft.train: 1 of 3 rows bad fails it too" \
+  '[ "$(rc)" -eq 1 ] && err_has "sft.train: $T/sft.jsonl: more than 0.1 of the rows are bad" && err_has "3 rows: 2 usable, 1 bad" && [ ! -e runs/sft-check ]'
+run "$GRPO" sft "$RECIPE" "${SFT[@]}" --set run.name=sft-check --set data.max_bad_fraction=0.5 --check
+check "... and passes with data.max_bad_fraction 0.5, warning with the counts" \
+  '[ "$(rc)" -eq 0 ] && err_has "warning: sft.train: $T/sft.jsonl: 3 rows: 2 usable, 1 bad (skipped)" && [ ! -e runs/sft-check ]'
+printf '%s\n' 'not json' '{"prompt":1,"completion":"2"}' >sft-none.jsonl
+run "$GRPO" sft "$RECIPE" "${SFT[@]}" --set sft.train="$T/sft-none.jsonl" --set data.max_bad_fraction=1 --check
+check "sft --check: no usable row is an error naming sft.train" '[ "$(rc)" -eq 1 ] && err_has "sft.train: no usable row in $T/sft-none.jsonl"'
+run "$GRPO" sft "$RECIPE" "${SFT[@]}" --set sft.train="$T/elsewhere.jsonl" --check
+check "sft --check: a dataset not on this machine is a note (checked when training starts)" \
+  '[ "$(rc)" -eq 0 ] && err_has "note:" && err_has "elsewhere.jsonl"'
 
 # ---- init-model: --init-std nan was accepted, an existing model was overwritten without a flag.
 run "$GRPO" init-model --preset llama-nano --out m-nan --init-std nan
