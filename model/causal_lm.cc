@@ -1,8 +1,8 @@
 #include "model/causal_lm.h"
 
 #include <algorithm>
-#include <exception>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <numeric>
 
