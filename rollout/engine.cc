@@ -17,6 +17,7 @@
 #include "core/checked_math.h"
 #include "core/memory_plan.h"
 #include "core/thread_pool.h"
+#include "core/utf8.h"
 #include "model/model_memory.h"
 #include "rollout/paged_kv_cache.h"
 
@@ -811,6 +812,12 @@ absl::StatusOr<std::vector<int32_t>> RolloutEngine::Impl::EncodeToolResult(const
 std::optional<FinishReason> RolloutEngine::Impl::RunToolCall(const GroupRequest& req, SampleState* s) {
   ++s->tool_calls;
   absl::StatusOr<ToolResult> result = req.environment->Call(s->text);
+  if (result.ok()) {  // tools answer with arbitrary bytes; texts for tokenizers and protos are UTF-8
+    for (std::string* text : {&result->tool, &result->call, &result->arguments, &result->output,
+                              &result->result_start, &result->result_end}) {
+      *text = Utf8Lossy(*text);
+    }
+  }
   absl::StatusOr<std::vector<int32_t>> ids =
       result.ok() ? EncodeToolResult(*result) : absl::StatusOr<std::vector<int32_t>>(result.status());
   if (!ids.ok()) {

@@ -493,12 +493,13 @@ class FixedTool : public Environment {
     calls.push_back(completion);
     ToolResult r;
     r.tool = "fixed";
-    r.output = "#7#";
+    r.output = output;
     r.result_start = "{";
     r.result_end = "}";
     return r;
   }
   std::vector<std::string> calls;
+  std::string output = "#7#";
 
  private:
   std::string marker_;
@@ -586,13 +587,15 @@ TEST(EngineTest, ToolCallsAppendEnvironmentTokensAndKeepTheCache) {
   EXPECT_EQ((*again)[0].samples[0].environment_spans, s.environment_spans);
   EXPECT_EQ(small->stats().forwarded_tokens, static_cast<int64_t>(r.prompt.size()) + T - 1);
 
-  // A result longer than max_tool_output_tokens is cut.
+  // A result longer than max_tool_output_tokens is cut; bytes that are not UTF-8 become U+FFFD.
   r.max_tool_output_tokens = 2;
+  env->output = "#7\xff";
   auto cut = engine->GenerateGroups({r});
   ASSERT_TRUE(cut.ok()) << cut.status();
   const SampleResult& c = (*cut)[0].samples[0];
   ASSERT_FALSE(c.environment_spans.empty());
   EXPECT_EQ(c.environment_spans[0].num_tokens, 2);
+  EXPECT_EQ(c.environment_spans[0].result.output, "#7\xef\xbf\xbd");
   EXPECT_EQ(std::vector<int32_t>(c.tokens.begin() + at + 1, c.tokens.begin() + at + 3), (std::vector<int32_t>{123, 35}));
 }
 

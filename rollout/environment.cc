@@ -39,7 +39,7 @@ class Calculator {
   std::string Run() {
     const int64_t v = Expr(0);
     Skip();
-    if (error_.empty() && i_ != s_.size()) Fail(absl::StrCat("unexpected '", s_.substr(i_, 1), "'"));
+    if (error_.empty() && i_ != s_.size()) Fail(Unexpected());
     return error_.empty() ? std::to_string(v) : "error: " + error_;
   }
 
@@ -60,6 +60,11 @@ class Calculator {
   int64_t Fail(std::string why) {
     if (error_.empty()) error_ = std::move(why);
     return 0;
+  }
+  // The character at i_, named without cutting a multi-byte one.
+  std::string Unexpected() const {
+    const unsigned char c = static_cast<unsigned char>(s_[i_]);
+    return c < 0x80 ? absl::StrCat("unexpected '", s_.substr(i_, 1), "'") : "unexpected non-ASCII character";
   }
   int64_t Checked(bool overflowed, int64_t v) { return overflowed ? Fail("result beyond 64 bits") : v; }
 
@@ -116,7 +121,7 @@ class Calculator {
     }
     Skip();
     if (i_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[i_]))) {
-      return Fail(i_ >= s_.size() ? "unexpected end of expression" : absl::StrCat("unexpected '", s_.substr(i_, 1), "'"));
+      return Fail(i_ >= s_.size() ? "unexpected end of expression" : Unexpected());
     }
     int64_t v = 0;
     while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) {
@@ -155,7 +160,7 @@ class TaggedTool : public Environment {
       r.call = completion.substr(start);
       const size_t body_at = start + tags_.call_start.size();
       const std::string body = completion.substr(body_at, end - body_at);
-      r.arguments = nlohmann::json{{argument_, body}}.dump();
+      r.arguments = nlohmann::json{{argument_, body}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       r.output = run_(body);
     }
     if (r.arguments.empty()) r.arguments = "{}";

@@ -12,6 +12,8 @@
 //  - A call the tool cannot run (malformed, failing, too slow) is not an error of Call: its
 //    ToolResult says what went wrong in `output`, as a tool would tell a model. A non-OK status
 //    means the environment itself failed; the engine then aborts that sample.
+//  - The engine makes every text of a ToolResult valid UTF-8 (invalid bytes become U+FFFD) before
+//    tokenizing it, so a tool may answer with arbitrary bytes.
 //  - The ids the learner trains on are exactly the ids generated and appended (token in, token
 //    out): an appended text is tokenized once, on its own, and never re-tokenized with its
 //    neighbours.

@@ -34,6 +34,7 @@ TEST(CalculatorTest, ReportsErrorsAsOutput) {
   EXPECT_EQ(Calculate("(2+3"), "error: missing ')'");
   EXPECT_EQ(Calculate("2 3"), "error: unexpected '3'");
   EXPECT_EQ(Calculate(""), "error: unexpected end of expression");
+  EXPECT_EQ(Calculate("2+\xc3\xa9"), "error: unexpected non-ASCII character");
   EXPECT_EQ(Calculate(std::string(200, '(') + "1" + std::string(200, ')')), "error: nested too deeply");
 }
 
@@ -53,6 +54,10 @@ TEST(TaggedToolTest, RunsTheLastCallAndWrapsItsOutput) {
   EXPECT_EQ(orphan->output, "error: no <tool_call> before </tool_call>");
   EXPECT_EQ(orphan->arguments, "{}");
   EXPECT_EQ(env->Call("no marker at all").status().code(), absl::StatusCode::kInvalidArgument);
+  // A body that is not UTF-8 still gives JSON arguments (U+FFFD for the bad byte).
+  auto bad = env->Call("<tool_call>1\xff</tool_call>");
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(nlohmann::json::parse(bad->arguments)["expression"], "1\xef\xbf\xbd");
 
   ToolTags fence{"```calc\n", "\n```", "```output\n", "\n```\n"};
   auto custom = MakeCalculatorEnvironment(fence);
