@@ -6,6 +6,7 @@
 #include "model/model_memory.h"
 #include "model/ops/registry.h"
 #include "model/presets.h"
+#include "rollout/python_tool.h"
 
 namespace grpo {
 namespace {
@@ -108,9 +109,10 @@ absl::Status ParseEnum(const Config& c, const char* key, F parse, T* out) {
 // The tools section; the pretraining corpus's tool style takes its markers.
 absl::Status ParseTools(const Config& c, TrainRecipe* r) {
   GRPO_ASSIGN_OR_RETURN(r->tool_environment, c.GetStringOr("tools.environment", "none"));
-  if (r->tool_environment != "none" && r->tool_environment != "calculator") {
-    return c.Error("tools.environment", "unknown environment '" + r->tool_environment + "' (none, calculator)");
+  if (r->tool_environment != "none" && r->tool_environment != "calculator" && r->tool_environment != "python") {
+    return c.Error("tools.environment", "unknown environment '" + r->tool_environment + "' (none, calculator, python)");
   }
+  if (r->tool_environment == "python") r->tool_tags = PythonToolTags();  // fenced blocks unless set below
   GRPO_ASSIGN_OR_RETURN(r->max_tool_calls, c.GetIntOr("tools.max_calls", 2));
   if (r->max_tool_calls < 0 || r->max_tool_calls > kMaxCount) {
     return c.Error("tools.max_calls", "must be in [0, " + std::to_string(kMaxCount) + "]");

@@ -16,7 +16,7 @@
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
 //              overlap (one-step off-policy), endpoints (remote mode)
 //   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
-//              (none|calculator), max_calls, max_output_tokens, call_start, call_end,
+//              (none|calculator|python), max_calls, max_output_tokens, call_start, call_end,
 //              result_start, result_end
 //   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
 //   algorithm  objective (grpo|dr_grpo|dapo|gspo|cispo|sapo|gmpo) and overrides of its preset:

@@ -125,6 +125,10 @@ TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
   EXPECT_EQ(r->pretrain.teacher_mix.markers.call_end, "</c>");  // the corpus uses the tool's markers
   EXPECT_EQ(Parse(kMinimal)->tool_environment, "none");
   ExpectError({"tools.environment=shell"}, "tools.environment");
+  auto python = Parse(kMinimal, {"tools.environment=python"});
+  ASSERT_TRUE(python.ok()) << python.status();
+  EXPECT_EQ(python->tool_tags.call_start, "```python\n");  // the python tool's fenced blocks
+  EXPECT_EQ(python->tool_tags.call_end, "\n```");
   ExpectError({"tools.max_calls=-1"}, "tools.max_calls");
   ExpectError({"tools.max_output_tokens=0"}, "tools.max_output_tokens");
   ExpectError({"tools.call_end=\"\""}, "tools.call_end");

@@ -20,6 +20,7 @@
 #include "learner/roles.h"
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
+#include "rollout/python_tool.h"
 #include "rollout/sample_proto.h"
 #include "store/query.h"
 #include "store/trajectory_store.h"
@@ -561,6 +562,17 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
   return CausalLM::Load(ref_dir, *run.backend);
 }
 
+// The rollouts' tool environment (tools.environment); null for single-turn rollouts.
+absl::StatusOr<std::shared_ptr<Environment>> OpenEnvironment(const TrainRecipe& r) {
+  if (r.tool_environment == "calculator") return std::shared_ptr<Environment>(MakeCalculatorEnvironment(r.tool_tags));
+  if (r.tool_environment != "python") return std::shared_ptr<Environment>();
+  PythonToolOptions po;
+  po.tags = r.tool_tags;
+  absl::StatusOr<std::unique_ptr<Environment>> python = MakePythonEnvironment(po);
+  if (!python.ok()) return grpo::WithContext(python.status(), "tools.environment python: ");
+  return std::shared_ptr<Environment>(std::move(python).value());
+}
+
 absl::StatusOr<std::unique_ptr<RewardScorer>> OpenScorer(const TrainRecipe& r) {
   if (!r.reward_endpoints.empty()) return MakeRemoteScorer(r.reward_endpoints);
   GRPO_ASSIGN_OR_RETURN(reward::RuleSet rules, reward::RuleSet::FromConfig(r.rules, {}));
@@ -666,7 +678,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
-  if (r.tool_environment == "calculator") run.environment = MakeCalculatorEnvironment(r.tool_tags);
+  GRPO_ASSIGN_OR_RETURN(run.environment, OpenEnvironment(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, OpenMetrics(run, start, resumed_rl));

@@ -21,9 +21,11 @@
 
 namespace grpo {
 
+// A call is a fenced python block, the result a fenced output block.
+inline ToolTags PythonToolTags() { return {"```python\n", "\n```", "```output\n", "\n```\n"}; }
+
 struct PythonToolOptions {
-  // A call is a fenced python block; the result a fenced output block.
-  ToolTags tags = {"```python\n", "\n```", "```output\n", "\n```\n"};
+  ToolTags tags = PythonToolTags();
   std::string python = "/usr/bin/python3";
   sandbox::Isolation isolation = sandbox::Isolation::kNamespaces;
   absl::Duration timeout = absl::Seconds(5);  // per call, wall clock (CPU seconds: the same, rounded up)
