@@ -47,7 +47,7 @@ for line in open(export):
         result = msgs[i + 1]
         if result["role"] != "tool" or result["tool_call_id"] != call["id"]:
             print("FAIL: a tool call without its result:", line); ok = False; break
-        expr = json.loads(call["function"]["arguments"])["expression"]
+        expr = json.loads(call["function"]["arguments"]).get("expression", "")  # {} for a call without <c>
         terms = expr.split("+")
         if len(terms) > 1 and all(t.isdigit() and len(t) < 18 for t in terms):
             correct_calls += 1
