@@ -24,13 +24,13 @@ absl::Status Validate(const AdditionOptions& options) {
 }
 
 absl::Status Validate(const TeacherMix& mix) {
-  for (double p : {mix.careful, mix.guess, mix.plain}) {
+  for (double p : {mix.careful, mix.guess, mix.plain, mix.tool}) {
     if (!(p >= 0.0) || !std::isfinite(p)) {
       return absl::InvalidArgumentError("teacher mix: probabilities must be finite and >= 0");
     }
   }
-  if (mix.careful + mix.guess + mix.plain <= 0.0) {
-    return absl::InvalidArgumentError("teacher mix: careful + guess + plain must be > 0");
+  if (mix.careful + mix.guess + mix.plain + mix.tool <= 0.0) {
+    return absl::InvalidArgumentError("teacher mix: careful + guess + plain + tool must be > 0");
   }
   return absl::OkStatus();
 }
@@ -82,7 +82,7 @@ Example GenerateAddition(SplitMix64& rng, const AdditionOptions& options, Additi
 
 std::string TeacherCompletion(SplitMix64& rng, const Example& example, const AdditionOptions& options,
                               const TeacherMix& mix) {
-  const double total = mix.careful + mix.guess + mix.plain;
+  const double total = mix.careful + mix.guess + mix.plain + mix.tool;
   const double u = static_cast<double>(rng.Next() >> 11) * 0x1.0p-53 * total;
   const auto random_answer = [&] {
     return std::to_string(rng.Below(static_cast<uint64_t>(2 * Pow10(options.digits))));
@@ -91,6 +91,11 @@ std::string TeacherCompletion(SplitMix64& rng, const Example& example, const Add
     return "<think>" + example.solution + "</think><answer>" + example.answer + "</answer>";
   }
   if (u < mix.careful + mix.guess) return "<think>guess</think><answer>" + random_answer() + "</answer>";
+  if (u >= mix.careful + mix.guess + mix.plain) {
+    const ToolMarkers& m = mix.markers;
+    return "<think>" + m.call_start + example.question + m.call_end + m.result_start + example.answer + m.result_end +
+           "</think><answer>" + example.answer + "</answer>";
+  }
   return "the answer is " + random_answer();
 }
 

@@ -15,6 +15,9 @@
 //   careful: "<think>TRACE</think><answer>SUM</answer>"          (the correct answer)
 //   guess:   "<think>guess</think><answer>R</answer>"            (R uniform in [0, 2*10^digits))
 //   plain:   "the answer is R"                                   (R uniform, no tags)
+//   tool:    "<think><tool_call>a+b</tool_call><tool_result>SUM</tool_result></think><answer>SUM</answer>"
+//            (a calculator call and its result, with the markers of ToolMarkers; for the
+//            tool-use recipe, whose rollouts run the call, rollout/environment.h)
 // so the corpus has the task and the answer format but answers that are mostly unreliable: a
 // model trained on it answers correctly about as often as the careful style is chosen. RL with
 // format + correctness rewards can learn to prefer the careful style.
@@ -37,10 +40,20 @@ struct AdditionOptions {
   double held_out_fraction = 0.1;  // [0, 1)
 };
 
+// The markers of the `tool` style (those of the calculator environment the recipe uses).
+struct ToolMarkers {
+  std::string call_start = "<tool_call>";
+  std::string call_end = "</tool_call>";
+  std::string result_start = "<tool_result>";
+  std::string result_end = "</tool_result>";
+};
+
 struct TeacherMix {
   double careful = 0.4;
   double guess = 0.3;
   double plain = 0.3;
+  double tool = 0.0;
+  ToolMarkers markers;
 };
 
 absl::Status Validate(const AdditionOptions& options);

@@ -83,11 +83,29 @@ TEST(Addition, TeacherStylesFollowTheMix) {
   EXPECT_EQ(careful_correct, styles["careful"]);
 }
 
+TEST(Addition, ToolStyleCallsTheCalculatorWithTheGivenMarkers) {
+  AdditionOptions options;
+  TeacherMix mix{0, 0.5, 0, 0.5, {"<c>", "</c>", "<r>", "</r>"}};
+  SplitMix64 rng(3);
+  int tool = 0;
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) {
+    const Example e = GenerateAddition(rng, options, AdditionSplit::kTrain);
+    const std::string c = TeacherCompletion(rng, e, options, mix);
+    if (c.rfind("<think>guess</think>", 0) == 0) continue;
+    ++tool;
+    EXPECT_EQ(c, "<think><c>" + e.question + "</c><r>" + e.answer + "</r></think><answer>" + e.answer + "</answer>");
+  }
+  EXPECT_NEAR(tool / double(n), 0.5, 0.03);
+}
+
 TEST(Addition, BadOptionsAreNamed) {
   EXPECT_FALSE(Validate(AdditionOptions{0, 0.1}).ok());
   EXPECT_FALSE(Validate(AdditionOptions{2, 1.0}).ok());
   EXPECT_FALSE(Validate(TeacherMix{0, 0, 0}).ok());
   EXPECT_FALSE(Validate(TeacherMix{-1, 1, 1}).ok());
+  EXPECT_FALSE(Validate(TeacherMix{1, 1, 1, -0.5}).ok());
+  EXPECT_TRUE(Validate(TeacherMix{0, 0, 0, 1}).ok());
   EXPECT_TRUE(Validate(AdditionOptions{}).ok());
 }
 

@@ -6,6 +6,7 @@
 #include "model/model_memory.h"
 #include "model/ops/registry.h"
 #include "model/presets.h"
+#include "rollout/python_tool.h"
 
 namespace grpo {
 namespace {
@@ -21,12 +22,15 @@ const std::vector<std::string>& KnownKeys() {
       "pretrain.steps", "pretrain.batch_size", "pretrain.lr", "pretrain.warmup_steps",
       "pretrain.schedule", "pretrain.min_lr_ratio", "pretrain.max_grad_norm",
       "pretrain.teacher_mix.careful", "pretrain.teacher_mix.guess", "pretrain.teacher_mix.plain",
+      "pretrain.teacher_mix.tool",
       "sft.steps", "sft.batch_size", "sft.lr", "sft.warmup_steps", "sft.schedule",
       "sft.min_lr_ratio", "sft.max_grad_norm", "sft.train", "sft.format",
       "rollout.prompts_per_step", "rollout.group_size", "rollout.max_new_tokens",
       "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
       "rollout.routing_replay", "rollout.overlap", "rollout.endpoints",
+      "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
+      "tools.call_end", "tools.result_start", "tools.result_end",
       "reward.rules", "reward.endpoints",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
@@ -75,6 +79,7 @@ absl::Status ParseLmStage(const Config& c, const std::string& prefix, LmStageRec
   GRPO_ASSIGN_OR_RETURN(s->teacher_mix.careful, c.GetDoubleOr(key("teacher_mix.careful"), 0.4));
   GRPO_ASSIGN_OR_RETURN(s->teacher_mix.guess, c.GetDoubleOr(key("teacher_mix.guess"), 0.3));
   GRPO_ASSIGN_OR_RETURN(s->teacher_mix.plain, c.GetDoubleOr(key("teacher_mix.plain"), 0.3));
+  GRPO_ASSIGN_OR_RETURN(s->teacher_mix.tool, c.GetDoubleOr(key("teacher_mix.tool"), 0.0));
   if (absl::Status v = data::Validate(s->teacher_mix); !v.ok()) return c.Error(key("teacher_mix"), std::string(v.message()));
   GRPO_ASSIGN_OR_RETURN(s->train_path, c.GetStringOr(key("train"), ""));
   GRPO_ASSIGN_OR_RETURN(s->format, c.GetStringOr(key("format"), "prompt-completion"));
@@ -98,6 +103,37 @@ absl::Status ParseEnum(const Config& c, const char* key, F parse, T* out) {
   auto v = parse(name);
   if (!v.ok()) return c.Error(key, std::string(v.status().message()));
   *out = *v;
+  return absl::OkStatus();
+}
+
+// The tools section; the pretraining corpus's tool style takes its markers.
+absl::Status ParseTools(const Config& c, TrainRecipe* r) {
+  GRPO_ASSIGN_OR_RETURN(r->tool_environment, c.GetStringOr("tools.environment", "none"));
+  if (r->tool_environment != "none" && r->tool_environment != "calculator" && r->tool_environment != "python") {
+    return c.Error("tools.environment", "unknown environment '" + r->tool_environment + "' (none, calculator, python)");
+  }
+  if (r->tool_environment == "python") r->tool_tags = PythonToolTags();  // fenced blocks unless set below
+  GRPO_ASSIGN_OR_RETURN(r->max_tool_calls, c.GetIntOr("tools.max_calls", 2));
+  if (r->max_tool_calls < 0 || r->max_tool_calls > kMaxCount) {
+    return c.Error("tools.max_calls", "must be in [0, " + std::to_string(kMaxCount) + "]");
+  }
+  GRPO_ASSIGN_OR_RETURN(r->max_tool_output_tokens, c.GetIntOr("tools.max_output_tokens", 32));
+  GRPO_RETURN_IF_ERROR(Positive(c, "tools.max_output_tokens", r->max_tool_output_tokens));
+  ToolTags& t = r->tool_tags;
+  for (auto [key, field] : {std::pair{"tools.call_start", &t.call_start}, std::pair{"tools.call_end", &t.call_end},
+                            std::pair{"tools.result_start", &t.result_start}, std::pair{"tools.result_end", &t.result_end}}) {
+    GRPO_ASSIGN_OR_RETURN(*field, c.GetStringOr(key, *field));
+    if (field->empty()) return c.Error(key, "must not be empty");
+  }
+  const bool tools = r->tool_environment != "none";
+  if (tools && !r->rollout_endpoints.empty()) {
+    return c.Error("tools.environment", "tool use runs in the embedded rollout engine; remote rollout servers "
+                                        "(rollout.endpoints) do not run environments");
+  }
+  if (!tools && r->pretrain.teacher_mix.tool > 0) {
+    return c.Error("pretrain.teacher_mix.tool", "teaches tool calls, which need a tools.environment to run them");
+  }
+  r->pretrain.teacher_mix.markers = {t.call_start, t.call_end, t.result_start, t.result_end};
   return absl::OkStatus();
 }
 
@@ -183,6 +219,7 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
   GRPO_ASSIGN_OR_RETURN(r.overlap, c.GetBoolOr("rollout.overlap", false));
   GRPO_ASSIGN_OR_RETURN(r.rollout_endpoints, c.GetStringListOr("rollout.endpoints", {}));
+  GRPO_RETURN_IF_ERROR(ParseTools(c, &r));
 
   if (!c.Has("reward.rules")) return c.Error("reward.rules", "required: the reward rules");
   {

@@ -10,11 +10,14 @@
 //   data       source: addition (generated, data/addition.h) | jsonl {train, eval, format};
 //              prompt_template; addition {digits, held_out_fraction}
 //   pretrain   optional next-token stage before RL (steps, batch_size, lr, warmup_steps,
-//              min_lr_ratio, teacher_mix {careful, guess, plain})
+//              min_lr_ratio, teacher_mix {careful, guess, plain, tool})
 //   sft        the `grpo sft` stage (data, steps, batch_size, lr, ...)
 //   rollout    prompts_per_step, group_size, max_new_tokens, temperature, top_p, top_k, min_p,
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
 //              overlap (one-step off-policy), endpoints (remote mode)
+//   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
+//              (none|calculator|python), max_calls, max_output_tokens, call_start, call_end,
+//              result_start, result_end
 //   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
 //   algorithm  objective (grpo|dr_grpo|dapo|gspo|cispo|sapo|gmpo) and overrides of its preset:
 //              clip_eps_low, clip_eps_high, ratio_level, aggregation, norm_length, kl_beta,
@@ -46,6 +49,7 @@
 #include "learner/weight_push.h"
 #include "model/model_config.h"
 #include "model/parameters.h"
+#include "rollout/environment.h"
 #include "rollout/sampler.h"
 
 namespace grpo {
@@ -108,6 +112,13 @@ struct TrainRecipe {
   bool routing_replay = true;
   bool overlap = false;  // one-step off-policy: next rollout during this update
   std::vector<std::string> rollout_endpoints;
+
+  // tools: the environment of multi-turn rollouts ("none": single turn), its markers, the calls
+  // per sample and the tokens per result.
+  std::string tool_environment = "none";
+  ToolTags tool_tags;
+  int64_t max_tool_calls = 2;
+  int64_t max_tool_output_tokens = 32;
 
   Config rules;  // reward.rules as a rules-file tree
   std::vector<std::string> reward_endpoints;

@@ -111,6 +111,32 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"algorithm.is_correction=geo"}, "algorithm.is_correction");
 }
 
+TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
+  auto r = Parse(kMinimal, {"tools.environment=calculator", "tools.max_calls=3", "tools.max_output_tokens=8",
+                            "tools.call_start=<c>", "tools.call_end=</c>", "pretrain.teacher_mix.tool=0.5"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool_environment, "calculator");
+  EXPECT_EQ(r->max_tool_calls, 3);
+  EXPECT_EQ(r->max_tool_output_tokens, 8);
+  EXPECT_EQ(r->tool_tags.call_start, "<c>");
+  EXPECT_EQ(r->tool_tags.call_end, "</c>");
+  EXPECT_EQ(r->tool_tags.result_start, "<tool_result>");
+  EXPECT_EQ(r->pretrain.teacher_mix.tool, 0.5);
+  EXPECT_EQ(r->pretrain.teacher_mix.markers.call_end, "</c>");  // the corpus uses the tool's markers
+  EXPECT_EQ(Parse(kMinimal)->tool_environment, "none");
+  ExpectError({"tools.environment=shell"}, "tools.environment");
+  auto python = Parse(kMinimal, {"tools.environment=python"});
+  ASSERT_TRUE(python.ok()) << python.status();
+  EXPECT_EQ(python->tool_tags.call_start, "```python\n");  // the python tool's fenced blocks
+  EXPECT_EQ(python->tool_tags.call_end, "\n```");
+  ExpectError({"tools.max_calls=-1"}, "tools.max_calls");
+  ExpectError({"tools.max_output_tokens=0"}, "tools.max_output_tokens");
+  ExpectError({"tools.call_end=\"\""}, "tools.call_end");
+  ExpectError({"tools.budget=3"}, "tools.budget");
+  ExpectError({"tools.environment=calculator", "rollout.endpoints=[\"h:1\"]"}, "tools.environment");
+  ExpectError({"pretrain.teacher_mix.tool=0.5"}, "pretrain.teacher_mix.tool");
+}
+
 TEST(Recipe, NamedChoicesAreParsedOnce) {
   auto r = Parse(kMinimal, {"rollout.serve_format=fp8", "algorithm.objective=gspo", "data.source=jsonl",
                             "data.jsonl.train=/data/train.jsonl"});

@@ -28,12 +28,17 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
     for (const RlSample& s : group.samples) {
       const int64_t T = static_cast<int64_t>(s.completion.size());
       if (T == 0) return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " is empty");
+      if (!s.loss_mask.empty() && static_cast<int64_t>(s.loss_mask.size()) != T) {
+        return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " has " +
+                                          std::to_string(s.loss_mask.size()) + " loss mask entries for " +
+                                          std::to_string(T) + " tokens");
+      }
       p->batch.tokens.insert(p->batch.tokens.end(), group.prompt.begin(), group.prompt.end());
       p->batch.tokens.insert(p->batch.tokens.end(), s.completion.begin(), s.completion.end());
       p->batch.offsets.push_back(static_cast<int64_t>(p->batch.tokens.size()));
       for (int64_t j = 0; j < T; ++j) {
         p->target_index.push_back(targets + (P - 1) + j);
-        p->mask.push_back(s.trained ? 1 : 0);
+        p->mask.push_back(s.trained && (s.loss_mask.empty() || s.loss_mask[j] != 0) ? 1 : 0);
       }
       targets += P + T - 1;
       p->offsets.push_back(static_cast<int64_t>(p->target_index.size()));

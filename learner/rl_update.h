@@ -13,7 +13,8 @@
 //  - Routing replay (MoE): the learner's forward uses the experts the rollout chose for every
 //    prompt and completion position (the last completion token, which predicts nothing, reuses
 //    the previous position's experts).
-//  - A sample with mask false (e.g. its reward failed) has loss and gradient 0.
+//  - A sample with trained false (e.g. its reward failed) has loss and gradient 0; so has every
+//    token with loss_mask 0 (environment tokens of multi-turn samples).
 #ifndef GRPO_LEARNER_RL_UPDATE_H_
 #define GRPO_LEARNER_RL_UPDATE_H_
 
@@ -35,6 +36,10 @@ struct RlSample {
   std::vector<int32_t> routing;         // [T, L, K] token-major (may be empty)
   double advantage = 0;
   bool trained = true;
+  // Per completion token, or empty (all 1): 0 leaves the token out of the loss, e.g. the tokens a
+  // tool's environment appended in a multi-turn rollout (rollout/environment.h). Such tokens are
+  // still the context of the tokens after them.
+  std::vector<uint8_t> loss_mask;
 };
 
 struct RlGroup {

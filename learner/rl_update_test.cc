@@ -39,6 +39,9 @@ std::vector<RlGroup> RandomGroups(int64_t num_groups, int64_t g, uint64_t seed, 
     }
   }
   groups[0].samples[0].trained = false;  // a masked sample
+  // Environment tokens (multi-turn): every other token of the last sample is out of the loss.
+  RlSample& tool = groups.back().samples.back();
+  for (size_t j = 0; j < tool.completion.size(); ++j) tool.loss_mask.push_back(j % 2 == 0 ? 1 : 0);
   return groups;
 }
 
@@ -56,7 +59,9 @@ double LossAt(CausalLM& model, const std::vector<RlGroup>& groups, const std::ve
       seqs.push_back(seq);
       offsets.push_back(offsets.back() + static_cast<int64_t>(s.completion.size()));
       adv.push_back(s.advantage);
-      mask.insert(mask.end(), s.completion.size(), s.trained ? 1 : 0);
+      for (size_t j = 0; j < s.completion.size(); ++j) {
+        mask.push_back(s.trained && (s.loss_mask.empty() || s.loss_mask[j]) ? 1 : 0);
+      }
     }
   }
   ForwardOptions fo;
@@ -156,6 +161,61 @@ TEST(RlUpdate, AppliedGradientIsTheLossGradient) {
     EXPECT_NEAR(numeric, predicted, 3e-2 * std::abs(predicted) + 2e-3) << "numeric " << numeric;
     EXPECT_NE(predicted, 0.0);
   }
+}
+
+// The gradient of a sample whose last tokens are environment tokens (loss_mask 0) equals the
+// gradient of the same sample without them: they contribute nothing, whatever their advantage.
+TEST(RlUpdate, EnvironmentTokensContributeNoGradient) {
+  auto model = Make("llama-nano", 3);
+  std::vector<RlGroup> plain = RandomGroups(2, 3, 9, 200);
+  for (auto& g : plain) {
+    for (auto& s : g.samples) s.loss_mask.clear();
+  }
+  std::vector<RlGroup> with_tool = plain;
+  std::mt19937_64 rng(5);
+  for (auto& g : with_tool) {
+    for (auto& s : g.samples) {
+      s.loss_mask.assign(s.completion.size(), 1);
+      for (int k = 0; k < 3; ++k) {
+        s.completion.push_back(static_cast<int32_t>(rng() % 200));
+        s.loss_mask.push_back(0);
+      }
+    }
+  }
+  auto gradient = [&](const std::vector<RlGroup>& groups, int64_t* tokens) {
+    auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+    EXPECT_TRUE(opt.ok());
+    RlUpdateOptions o;
+    o.loss = PolicyLossPreset(Objective::kDapo);  // token-mean over the batch: counts matter
+    o.schedule.lr = 0;
+    o.max_grad_norm = 0;
+    std::vector<Buffer> grads;
+    auto stats = RlUpdate(*model, nullptr, *opt, groups, o, &grads);
+    EXPECT_TRUE(stats.ok()) << stats.status().ToString();
+    *tokens = stats->tokens;
+    return model->ReadGradients(grads);
+  };
+  int64_t plain_tokens = 0, tool_tokens = 0;
+  const std::vector<Tensor> want = gradient(plain, &plain_tokens);
+  const std::vector<Tensor> got = gradient(with_tool, &tool_tokens);
+  EXPECT_EQ(tool_tokens, plain_tokens);
+  ASSERT_EQ(got.size(), want.size());
+  double max_abs = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].numel(), want[i].numel());
+    for (int64_t j = 0; j < want[i].numel(); ++j) {
+      EXPECT_NEAR(got[i].data<float>()[j], want[i].data<float>()[j], 1e-6) << "parameter " << i << " entry " << j;
+      max_abs = std::max(max_abs, static_cast<double>(std::abs(want[i].data<float>()[j])));
+    }
+  }
+  EXPECT_GT(max_abs, 1e-4);  // a real gradient was compared
+  // And the mask is checked against the tokens.
+  with_tool[0].samples[1].loss_mask.pop_back();
+  auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+  ASSERT_TRUE(opt.ok());
+  std::vector<Buffer> grads;
+  auto bad = RlUpdate(*model, nullptr, *opt, with_tool, {}, &grads);
+  EXPECT_NE(bad.status().message().find("loss mask"), std::string::npos) << bad.status();
 }
 
 TEST(RlUpdate, RoutingReplayReproducesTheEngineLogprobs) {

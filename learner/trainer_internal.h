@@ -18,6 +18,7 @@
 #include "learner/recipe.h"
 #include "learner/trainer.h"
 #include "model/causal_lm.h"
+#include "rollout/environment.h"
 #include "tokenizer/prompt_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -46,6 +47,7 @@ struct Run {
   int32_t eos = -1;
   Backend* backend = nullptr;  // recipe.backend, from the registry
   std::unique_ptr<CausalLM> policy;
+  std::shared_ptr<Environment> environment;  // tools.environment; null: single-turn rollouts
   std::optional<LoadedCheckpoint> checkpoint;
   data::Dataset train_set, eval_set;  // jsonl source
   Clock::time_point started = Clock::now();

@@ -20,6 +20,7 @@
 #include "learner/roles.h"
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
+#include "rollout/python_tool.h"
 #include "rollout/sample_proto.h"
 #include "store/query.h"
 #include "store/trajectory_store.h"
@@ -102,6 +103,9 @@ GroupRequest MakeRequest(const Run& run, const Prompt& p, int64_t n, const Sampl
   q.stop_strings = r.stop_strings;
   q.return_routing = routing;
   q.return_raw_logprobs = true;
+  q.environment = run.environment;
+  q.max_tool_calls = r.max_tool_calls;
+  q.max_tool_output_tokens = r.max_tool_output_tokens;
   return q;
 }
 
@@ -149,7 +153,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& 
     }
     GRPO_ASSIGN_OR_RETURN(std::vector<GroupResult> groups, rollout.Generate(requests));
     GRPO_ASSIGN_OR_RETURN(Scored s, ScoreGroups(run, scorer, prompts, std::move(groups)));
-    double n = 0, correct = 0, fmt = 0, len = 0;
+    double n = 0, correct = 0, fmt = 0, len = 0, tool_samples = 0;
     bool has_format = false;
     for (size_t g = 0; g < s.groups.size(); ++g) {
       for (size_t i = 0; i < s.groups[g].samples.size(); ++i) {
@@ -157,12 +161,14 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& 
         correct += Correct(s.rewards[g][i]);
         fmt += RuleScore(s.rewards[g][i], "format", &has_format);
         len += static_cast<double>(s.groups[g].samples[i].tokens.size());
+        tool_samples += !s.groups[g].samples[i].environment_spans.empty();
       }
     }
     const std::string suffix = greedy ? "_greedy" : "";
     m["eval/accuracy" + suffix] = correct / n;
     if (has_format) m["eval/format" + suffix] = fmt / n;
     m["eval/response_len" + suffix] = len / n;
+    if (run.environment) m["eval/tool_call_rate" + suffix] = tool_samples / n;
   }
   return m;
 }
@@ -316,6 +322,7 @@ absl::StatusOr<std::vector<double>> StepAdvantages(const StepBatch& b, const Adv
 struct RewardStats {
   double sum = 0, sq = 0, correct = 0, scored = 0;
   double len_sum = 0, samples = 0;  // over every sample
+  double tool_samples = 0, tool_calls = 0;  // samples that called a tool; calls (over every sample)
   int64_t errors = 0;
   std::string first_error;
   std::map<std::string, std::pair<double, double>> rule_sums;  // rule -> (sum, count)
@@ -331,6 +338,9 @@ absl::StatusOr<RewardStats> SummarizeRewards(const StepBatch& b, int64_t step, c
       const auto& res = b.rewards[g][i];
       st.len_sum += static_cast<double>(b.groups[g].samples[i].tokens.size());
       st.samples += 1;
+      const size_t calls = b.groups[g].samples[i].environment_spans.size();
+      st.tool_samples += calls > 0;
+      st.tool_calls += static_cast<double>(calls);
       if (!res.has_reward()) {  // scoring failed: counted, reported, left out of the means
         ++st.errors;
         if (st.first_error.empty()) st.first_error = res.error();
@@ -362,8 +372,8 @@ absl::StatusOr<RewardStats> SummarizeRewards(const StepBatch& b, int64_t step, c
 }
 
 // Writes the step's prompts and trajectories to the store in one atomic write; returns its time.
-absl::StatusOr<double> StoreStep(store::TrajectoryStore& store, const TrainRecipe& r, int64_t step,
-                                 const StepBatch& b, const std::vector<double>& adv) {
+absl::StatusOr<double> StoreStep(store::TrajectoryStore& store, const TrainRecipe& r, const tokenizer::Tokenizer& tok,
+                                 int64_t step, const StepBatch& b, const std::vector<double>& adv) {
   const auto t0 = Clock::now();
   store::StepRecords rec;
   rec.step = static_cast<uint64_t>(step);
@@ -388,6 +398,7 @@ absl::StatusOr<double> StoreStep(store::TrajectoryStore& store, const TrainRecip
       t.set_group_id(group_id);
       SampleResultToProto(sr, b.requests[g], b.groups[g], t.mutable_sample());
       t.mutable_sample()->set_text(b.texts[g][i]);
+      GRPO_RETURN_IF_ERROR(SetTurnTexts(tok, {.skip_special_tokens = true}, sr, t.mutable_sample()));
       *t.mutable_reward() = b.rewards[g][i];
       t.set_advantage(static_cast<float>(adv[g * r.group_size + i]));
       if (prompt.row >= 0) t.set_dataset_row_id(std::to_string(prompt.row));
@@ -399,7 +410,8 @@ absl::StatusOr<double> StoreStep(store::TrajectoryStore& store, const TrainRecip
 }
 
 // The learner's view of the batch: prompt, completions, rollout logprobs, routing, advantages.
-std::vector<RlGroup> TrainingGroups(const StepBatch& b, const std::vector<double>& adv, int64_t group_size) {
+absl::StatusOr<std::vector<RlGroup>> TrainingGroups(const StepBatch& b, const std::vector<double>& adv,
+                                                    int64_t group_size) {
   std::vector<RlGroup> out(b.groups.size());
   for (size_t g = 0; g < b.groups.size(); ++g) {
     out[g].prompt = b.prompts[g].tokens;
@@ -412,6 +424,10 @@ std::vector<RlGroup> TrainingGroups(const StepBatch& b, const std::vector<double
       rs.routing = sr.routing;
       rs.advantage = adv[g * group_size + i];
       rs.trained = b.rewards[g][i].has_reward() && sr.finish_reason != FinishReason::kAborted;
+      if (!sr.environment_spans.empty()) {  // the environment's tokens are context, not actions
+        GRPO_ASSIGN_OR_RETURN(rs.loss_mask,
+                              GeneratedTokenMask(static_cast<int64_t>(sr.tokens.size()), sr.environment_spans));
+      }
       out[g].samples.push_back(std::move(rs));
     }
   }
@@ -488,6 +504,10 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
   for (const auto& [rule, acc] : rs.rule_sums) row["reward/" + rule] = acc.first / acc.second;
   row["accuracy"] = rs.correct / rs.scored;
   row["response_len_mean"] = rs.len_sum / rs.samples;
+  if (run.environment) {
+    row["tool_call_rate"] = rs.tool_samples / rs.samples;
+    row["tool_calls_mean"] = rs.tool_calls / rs.samples;
+  }
   row["kl"] = us.kl;
   row["clip_frac"] = us.clip_frac;
   row["entropy"] = us.entropy;
@@ -517,7 +537,8 @@ std::string ProgressLine(int64_t step, int64_t steps, std::map<std::string, doub
                          double t_rollout) {
   return "step " + std::to_string(step + 1) + "/" + std::to_string(steps) + " | reward " +
          Fmt("%.3f", row["reward_mean"]) + " acc " + Fmt("%.3f", row["accuracy"]) +
-         (row.count("reward/format") ? " fmt " + Fmt("%.3f", row["reward/format"]) : "") + " | len " +
+         (row.count("reward/format") ? " fmt " + Fmt("%.3f", row["reward/format"]) : "") +
+         (row.count("tool_call_rate") ? " tool " + Fmt("%.3f", row["tool_call_rate"]) : "") + " | len " +
          Fmt("%.1f", row["response_len_mean"]) + " | ent " + Fmt("%.3f", u.stats.entropy) + " clip " +
          Fmt("%.3f", u.stats.clip_frac) + " | " + Fmt("%.1fs", row["time/step"]) + " (rollout " +
          Fmt("%.1f", t_rollout) + " learn " + Fmt("%.1f", u.t_learn) + ")";
@@ -539,6 +560,17 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
     GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
   }
   return CausalLM::Load(ref_dir, *run.backend);
+}
+
+// The rollouts' tool environment (tools.environment); null for single-turn rollouts.
+absl::StatusOr<std::shared_ptr<Environment>> OpenEnvironment(const TrainRecipe& r) {
+  if (r.tool_environment == "calculator") return std::shared_ptr<Environment>(MakeCalculatorEnvironment(r.tool_tags));
+  if (r.tool_environment != "python") return std::shared_ptr<Environment>();
+  PythonToolOptions po;
+  po.tags = r.tool_tags;
+  absl::StatusOr<std::unique_ptr<Environment>> python = MakePythonEnvironment(po);
+  if (!python.ok()) return grpo::WithContext(python.status(), "tools.environment python: ");
+  return std::shared_ptr<Environment>(std::move(python).value());
 }
 
 absl::StatusOr<std::unique_ptr<RewardScorer>> OpenScorer(const TrainRecipe& r) {
@@ -646,6 +678,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
+  GRPO_ASSIGN_OR_RETURN(run.environment, OpenEnvironment(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, OpenMetrics(run, start, resumed_rl));
@@ -663,7 +696,8 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_RETURN_IF_ERROR(metrics->Log(0, row));
   }
 
-  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
+  // Multi-turn samples carry no routing (rollout/engine.h): routing replay is off with tools.
+  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay && !run.environment;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
   const Learner learner{run.policy.get(), reference.get(), &opt, &grads};
@@ -674,9 +708,10 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(StepBatch batch, pending.valid() ? pending.get() : collect(step));
     GRPO_ASSIGN_OR_RETURN(std::vector<double> adv, StepAdvantages(batch, r.advantage));
     GRPO_ASSIGN_OR_RETURN(RewardStats rewards, SummarizeRewards(batch, step, o));
-    GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, step, batch, adv));
+    GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, *run.tok, step, batch, adv));
     if (r.overlap && step + 1 < r.steps) pending = std::async(std::launch::async, collect, step + 1);
-    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, TrainingGroups(batch, adv, r.group_size)));
+    GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> training, TrainingGroups(batch, adv, r.group_size));
+    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, training));
     GRPO_ASSIGN_OR_RETURN(PushResult push, PushAfterRollout(*rollout, *run.policy, version, &pending));
     version = push.version;
 

@@ -17,6 +17,7 @@
 #include "core/checked_math.h"
 #include "core/memory_plan.h"
 #include "core/thread_pool.h"
+#include "core/utf8.h"
 #include "model/model_memory.h"
 #include "rollout/paged_kv_cache.h"
 
@@ -38,8 +39,9 @@ struct SampleState {
   int64_t seq = -1;     // cache sequence while it holds blocks
   int64_t cached = 0;   // positions of prompt + tokens in its cache
   bool done = false;
-  std::optional<tokenizer::StreamDecoder> decoder;  // for stop strings
+  std::optional<tokenizer::StreamDecoder> decoder;  // for stop strings and tool calls
   std::string text;
+  int64_t tool_calls = 0;
 };
 
 struct Group {
@@ -118,9 +120,17 @@ void DrawTokens(CausalLM& model, const StepOutput& out, std::vector<Draw>* draws
   }
 }
 
-// Why the sample ends after `token` (appended to s.r.tokens), if it does: a stop token, a stop
-// string completed in its text (its decoder takes the token), or max_new_tokens reached.
-std::optional<FinishReason> StopReason(const GroupRequest& req, int32_t token, SampleState* s) {
+// Whether the text that grew from `old` bytes completed `marker`.
+bool Completes(const std::string& text, size_t old, const std::string& marker) {
+  const size_t from = old >= marker.size() ? old - marker.size() + 1 : 0;
+  return text.find(marker, from) != std::string::npos;
+}
+
+// What follows `token` (appended to s.r.tokens): the sample ends (a stop token, a stop string
+// completed in its text, max_new_tokens reached, or the tool-call marker after the last call
+// allowed), or, with *tool_call set, the environment runs the call that the token completed.
+std::optional<FinishReason> StopReason(const GroupRequest& req, int32_t token, SampleState* s, bool* tool_call) {
+  *tool_call = false;
   const auto& stops = req.stop_tokens;
   if (std::find(stops.begin(), stops.end(), token) != stops.end()) return FinishReason::kStop;
   if (s->decoder) {
@@ -128,8 +138,14 @@ std::optional<FinishReason> StopReason(const GroupRequest& req, int32_t token, S
     auto piece = s->decoder->Push(token);
     if (piece.ok()) s->text += *piece;
     for (const std::string& stop : req.stop_strings) {
-      const size_t from = old >= stop.size() ? old - stop.size() + 1 : 0;
-      if (s->text.find(stop, from) != std::string::npos) return FinishReason::kStop;
+      if (Completes(s->text, old, stop)) return FinishReason::kStop;
+    }
+    if (req.environment && Completes(s->text, old, req.environment->call_end())) {
+      if (s->tool_calls >= req.max_tool_calls) return FinishReason::kStop;
+      if (static_cast<int64_t>(s->r.tokens.size()) < req.max_new_tokens) {
+        *tool_call = true;
+        return std::nullopt;
+      }
     }
   }
   if (static_cast<int64_t>(s->r.tokens.size()) >= req.max_new_tokens) return FinishReason::kLength;
@@ -188,12 +204,30 @@ class RolloutEngine::Impl {
     for (const std::string& s : r.stop_strings) {
       if (s.empty()) return absl::InvalidArgumentError("empty stop string");
     }
+    GRPO_RETURN_IF_ERROR(ValidateToolUse(r));
     // The prompt's blocks (held by the group) plus one sample's own blocks must fit.
     const int64_t bs = o_.block_size;
     const int64_t need = CeilDiv(plen, bs) + CeilDiv(plen + r.max_new_tokens - 1, bs) - plen / bs;
     if (need > pool_.num_blocks()) {
       return absl::ResourceExhaustedError(absl::StrCat("a sample of this request needs up to ", need,
                                                        " KV blocks, the pool has ", pool_.num_blocks()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ValidateToolUse(const GroupRequest& r) const {
+    if (r.environment == nullptr) return absl::OkStatus();
+    if (o_.tokenizer == nullptr) return absl::InvalidArgumentError("an environment (tool use) needs a tokenizer, and the engine has none");
+    if (r.environment->call_end().empty()) return absl::InvalidArgumentError("the environment's call marker is empty");
+    if (r.return_routing && L_ > 0) {
+      return absl::InvalidArgumentError("return_routing is not supported with an environment (multi-turn tool use)");
+    }
+    if (r.max_tool_calls < 0) {
+      return absl::InvalidArgumentError("max_tool_calls must be >= 0, got " + std::to_string(r.max_tool_calls));
+    }
+    if (r.max_tool_output_tokens <= 0) {
+      return absl::InvalidArgumentError("max_tool_output_tokens must be positive, got " +
+                                        std::to_string(r.max_tool_output_tokens));
     }
     return absl::OkStatus();
   }
@@ -240,7 +274,7 @@ class RolloutEngine::Impl {
                         static_cast<uint32_t>(s), static_cast<uint32_t>(s >> 32)};
       g->samples[s].rng.seed(seq);
       g->samples[s].r.index = s;
-      if (!g->req.stop_strings.empty()) g->samples[s].decoder.emplace(*o_.tokenizer);
+      if (!g->req.stop_strings.empty() || g->req.environment) g->samples[s].decoder.emplace(*o_.tokenizer);
     }
     return g;
   }
@@ -367,6 +401,12 @@ class RolloutEngine::Impl {
   // Appends the drawn token to its sample (version span, logprobs, routing), fires on_prefill
   // before a group's first token, and finishes the sample when it stops (on_sample, on_done).
   void EmitToken(const Draw& d, const StepOutput& out);
+  // Runs the tool call that the sample's last token completed and appends the environment's
+  // tokens; returns why the sample ends, if it does (the token budget is spent: kLength; the
+  // environment or the tokenizer failed: kAborted).
+  std::optional<FinishReason> RunToolCall(const GroupRequest& req, SampleState* s);
+  // The ids of `result`'s text: markers with added tokens recognized, the output as plain text.
+  absl::StatusOr<std::vector<int32_t>> EncodeToolResult(const ToolResult& result) const;
   void PublishStats() ABSL_LOCKS_EXCLUDED(mu_);
   bool ReserveWithPreemption(Entry& e);
   bool PreemptOne(const Group* self_group, int64_t self_sample);
@@ -443,6 +483,7 @@ class RolloutEngine::Impl {
   std::vector<std::pair<Group*, int64_t>> running_;  // samples holding blocks, admission order
   uint64_t step_version_ = 0;
   int64_t preemptions_ = 0;
+  int64_t forwarded_tokens_ = 0;
   std::thread thread_;  // started last, in the constructor body
 };
 
@@ -554,6 +595,7 @@ void RolloutEngine::Impl::RunStep() {
     return;
   }
   const StepInput in = BuildStepInput(entries);
+  forwarded_tokens_ += static_cast<int64_t>(in.tokens.size());
   absl::StatusOr<StepOutput> out;
   std::vector<Draw> draws;
   try {
@@ -749,7 +791,55 @@ void RolloutEngine::Impl::EmitToken(const Draw& d, const StepOutput& out) {
   r.logprobs.push_back(d.t.logprob);
   r.raw_logprobs.push_back(d.t.raw_logprob);
   if (g.req.return_routing) CopyRouting(out, d.last, &r.routing);
-  if (std::optional<FinishReason> reason = StopReason(g.req, d.t.token, &s)) FinishSample(g, d.s, *reason);
+  bool tool_call = false;
+  std::optional<FinishReason> reason = StopReason(g.req, d.t.token, &s, &tool_call);
+  if (tool_call) reason = RunToolCall(g.req, &s);
+  if (reason) FinishSample(g, d.s, *reason);
+}
+
+absl::StatusOr<std::vector<int32_t>> RolloutEngine::Impl::EncodeToolResult(const ToolResult& result) const {
+  const tokenizer::Tokenizer& tok = *o_.tokenizer;
+  GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok.Encode(result.result_start));
+  GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> output, tok.Encode(result.output, {.match_added_tokens = false}));
+  GRPO_ASSIGN_OR_RETURN(std::vector<int32_t> end, tok.Encode(result.result_end));
+  ids.insert(ids.end(), output.begin(), output.end());
+  ids.insert(ids.end(), end.begin(), end.end());
+  const int64_t vocab = model_->config().vocab_size;
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab) {
+      return absl::OutOfRangeError(absl::StrCat("the tokenizer gave id ", id, " for a tool result, outside the model's vocabulary of ", vocab));
+    }
+  }
+  return ids;
+}
+
+std::optional<FinishReason> RolloutEngine::Impl::RunToolCall(const GroupRequest& req, SampleState* s) {
+  ++s->tool_calls;
+  absl::StatusOr<ToolResult> result = req.environment->Call(s->text);
+  if (result.ok()) {  // tools answer with arbitrary bytes; texts for tokenizers and protos are UTF-8
+    for (std::string* text : {&result->tool, &result->call, &result->arguments, &result->output,
+                              &result->result_start, &result->result_end}) {
+      *text = Utf8Lossy(*text);
+    }
+  }
+  absl::StatusOr<std::vector<int32_t>> ids =
+      result.ok() ? EncodeToolResult(*result) : absl::StatusOr<std::vector<int32_t>>(result.status());
+  if (!ids.ok()) {
+    std::fprintf(stderr, "rollout engine: tool call failed, sample aborted: %s\n", ids.status().ToString().c_str());
+    return FinishReason::kAborted;
+  }
+  SampleResult& r = s->r;
+  const int64_t first = static_cast<int64_t>(r.tokens.size());
+  const int64_t n = std::min({static_cast<int64_t>(ids->size()), req.max_tool_output_tokens, req.max_new_tokens - first});
+  for (int64_t i = 0; i < n; ++i) {
+    r.tokens.push_back((*ids)[i]);
+    r.logprobs.push_back(0.0f);
+    r.raw_logprobs.push_back(0.0f);
+    if (auto piece = s->decoder->Push((*ids)[i]); piece.ok()) s->text += *piece;
+  }
+  r.environment_spans.push_back({first, n, std::move(*result)});
+  if (static_cast<int64_t>(r.tokens.size()) >= req.max_new_tokens) return FinishReason::kLength;
+  return std::nullopt;
 }
 
 void RolloutEngine::Impl::PublishStats() {
@@ -758,6 +848,7 @@ void RolloutEngine::Impl::PublishStats() {
   stats_.running_sequences = static_cast<int64_t>(running_.size());
   stats_.free_blocks = pool_.free_blocks();
   stats_.preemptions = preemptions_;
+  stats_.forwarded_tokens = forwarded_tokens_;
 }
 
 bool RolloutEngine::Impl::FinishSample(Group& g, int64_t si, FinishReason reason) {
@@ -806,6 +897,7 @@ void RolloutEngine::Impl::FinishGroup(Group& g) {
     stats_.running_sequences = static_cast<int64_t>(running_.size());
     stats_.waiting_groups = static_cast<int64_t>(waiting_.size());
     stats_.preemptions = preemptions_;
+    stats_.forwarded_tokens = forwarded_tokens_;
     ++(cancelled ? aborted_ : completed_);
   }
   if (cb.on_done) cb.on_done(std::move(result));

@@ -526,6 +526,122 @@ TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
   EXPECT_EQ(s.tokens, std::vector<int32_t>(tokens.begin(), tokens.begin() + want + 1));
 }
 
+// A tool whose marker is `marker` and whose answer is always "{#7#}" (byte tokens 123 35 55 35
+// 125 of the tiny tokenizer); it records the text it was called with.
+class FixedTool : public Environment {
+ public:
+  explicit FixedTool(std::string marker) : marker_(std::move(marker)) {}
+  const std::string& call_end() const override { return marker_; }
+  absl::StatusOr<ToolResult> Call(const std::string& completion) override {
+    calls.push_back(completion);
+    ToolResult r;
+    r.tool = "fixed";
+    r.output = output;
+    r.result_start = "{";
+    r.result_end = "}";
+    return r;
+  }
+  std::vector<std::string> calls;
+  std::string output = "#7#";
+
+ private:
+  std::string marker_;
+};
+
+// Multi-turn tool use: the first turn is the free run up to the token completing the marker, the
+// environment's tokens follow (logprob 0, masked), generation goes on, and every generated
+// token's logprob equals one Forward over prompt + all tokens; each position is forwarded once
+// (no re-prefill), also when the environment's tokens are fed in 2-token prefill chunks.
+TEST(EngineTest, ToolCallsAppendEnvironmentTokensAndKeepTheCache) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  EngineOptions o;
+  o.tokenizer = &*tok;
+  o.block_size = 4;
+  auto engine = MakeEngine("qwen2-nano", 5, o);
+  auto ref = MakeModel("qwen2-nano", 5);
+  GroupRequest r;
+  r.prompt = Prompt(4, 2);
+  r.sampling.temperature = 0.0;
+  r.max_new_tokens = 24;
+  r.return_raw_logprobs = true;
+  auto free_run = engine->GenerateGroups({r});
+  ASSERT_TRUE(free_run.ok());
+  const std::vector<int32_t>& free_tokens = (*free_run)[0].samples[0].tokens;
+  tokenizer::StreamDecoder dec(*tok);
+  std::vector<std::string> texts;
+  std::string text;
+  for (int32_t t : free_tokens) {
+    text += *dec.Push(t);
+    texts.push_back(text);
+  }
+  ASSERT_GT(texts.back().size(), 2u) << "the greedy text is too short for this test";
+  const std::string marker = texts.back().substr(texts.back().size() / 2, 2);
+  size_t at = 0;
+  while (texts[at].find(marker) == std::string::npos) ++at;
+
+  auto env = std::make_shared<FixedTool>(marker);
+  r.environment = env;
+  r.max_tool_calls = 2;
+  r.max_new_tokens = 40;
+  const int64_t before = engine->stats().forwarded_tokens;
+  auto got = engine->GenerateGroups({r});
+  ASSERT_TRUE(got.ok()) << got.status();
+  const SampleResult& s = (*got)[0].samples[0];
+  const int64_t T = static_cast<int64_t>(s.tokens.size());
+  ASSERT_FALSE(s.environment_spans.empty());
+  ASSERT_FALSE(env->calls.empty());
+  EXPECT_EQ(env->calls[0], texts[at]);
+  const EnvironmentSpan& span = s.environment_spans[0];
+  EXPECT_EQ(span.first_token, static_cast<int64_t>(at) + 1);
+  EXPECT_EQ(span.num_tokens, 5);
+  EXPECT_EQ(span.result.output, "#7#");
+  EXPECT_EQ(std::vector<int32_t>(s.tokens.begin(), s.tokens.begin() + at + 1),
+            std::vector<int32_t>(free_tokens.begin(), free_tokens.begin() + at + 1));
+  EXPECT_EQ(std::vector<int32_t>(s.tokens.begin() + at + 1, s.tokens.begin() + at + 6),
+            (std::vector<int32_t>{123, 35, 55, 35, 125}));
+  ASSERT_GT(T, span.first_token + span.num_tokens) << "no second turn";
+  EXPECT_LE(static_cast<int64_t>(s.environment_spans.size()), r.max_tool_calls);
+
+  auto mask = GeneratedTokenMask(T, s.environment_spans);
+  ASSERT_TRUE(mask.ok());
+  ASSERT_EQ(mask->back(), 1) << "the last token is generated";
+  const ForwardOutput want = Score(*ref, r.prompt, s.tokens);
+  ASSERT_EQ(static_cast<int64_t>(s.raw_logprobs.size()), T);
+  for (int64_t t = 0; t < T; ++t) {
+    if ((*mask)[t]) {
+      EXPECT_NEAR(s.raw_logprobs[t], want.logprobs[t], 1e-5) << "token " << t;
+    } else {
+      EXPECT_EQ(s.logprobs[t], 0.0f) << "token " << t;
+      EXPECT_EQ(s.raw_logprobs[t], 0.0f) << "token " << t;
+    }
+  }
+  // Prompt and every token but the last, each forwarded once.
+  EXPECT_EQ(engine->stats().forwarded_tokens - before, static_cast<int64_t>(r.prompt.size()) + T - 1);
+
+  // The environment's tokens fed in 2-token chunks: the same sample, the same forwarded count.
+  EngineOptions chunked = o;
+  chunked.max_prefill_tokens_per_step = 2;
+  auto small = MakeEngine("qwen2-nano", 5, chunked);
+  auto again = small->GenerateGroups({r});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)[0].samples[0].tokens, s.tokens);
+  EXPECT_EQ((*again)[0].samples[0].environment_spans, s.environment_spans);
+  EXPECT_EQ(small->stats().forwarded_tokens, static_cast<int64_t>(r.prompt.size()) + T - 1);
+
+  // A result longer than max_tool_output_tokens is cut; bytes that are not UTF-8 become U+FFFD.
+  r.max_tool_output_tokens = 2;
+  env->output = "#7\xff";
+  auto cut = engine->GenerateGroups({r});
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  const SampleResult& c = (*cut)[0].samples[0];
+  ASSERT_FALSE(c.environment_spans.empty());
+  EXPECT_EQ(c.environment_spans[0].num_tokens, 2);
+  EXPECT_EQ(c.environment_spans[0].result.output, "#7\xef\xbf\xbd");
+  EXPECT_EQ(std::vector<int32_t>(c.tokens.begin() + at + 1, c.tokens.begin() + at + 3), (std::vector<int32_t>{123, 35}));
+}
+
 TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
   EngineOptions o;
   o.block_size = 4;
@@ -553,6 +669,9 @@ TEST(EngineTest, RejectsBadRequestsWithClearErrors) {
   x = r;
   x.stop_strings = {"abc"};
   EXPECT_NE(engine->Validate(x).message().find("tokenizer"), std::string::npos);
+  x = r;
+  x.environment = std::shared_ptr<Environment>(MakeCalculatorEnvironment());
+  EXPECT_NE(engine->Validate(x).message().find("environment (tool use) needs a tokenizer"), std::string::npos);
   x = r;
   x.sampling.top_p = 0.0;
   EXPECT_NE(engine->GenerateGroups({r, x}).status().message().find("request 1"), std::string::npos);

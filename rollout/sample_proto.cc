@@ -52,6 +52,45 @@ void SampleResultToProto(const SampleResult& s, const GroupRequest& request, con
     RoutingToProto(s.routing, group.num_moe_layers, group.top_k, out->mutable_routing());
   }
   out->set_seed(request.seed);
+  for (const EnvironmentSpan& e : s.environment_spans) EnvironmentSpanToProto(e, out->add_environment_spans());
+}
+
+void EnvironmentSpanToProto(const EnvironmentSpan& e, grpo::v1::EnvironmentSpan* out) {
+  out->set_first_token(static_cast<uint32_t>(e.first_token));
+  out->set_num_tokens(static_cast<uint32_t>(e.num_tokens));
+  out->set_tool(e.result.tool);
+  out->set_call(e.result.call);
+  out->set_arguments(e.result.arguments);
+  out->set_output(e.result.output);
+  out->set_result_start(e.result.result_start);
+  out->set_result_end(e.result.result_end);
+}
+
+EnvironmentSpan EnvironmentSpanFromProto(const grpo::v1::EnvironmentSpan& e) {
+  EnvironmentSpan out;
+  out.first_token = e.first_token();
+  out.num_tokens = e.num_tokens();
+  out.result = {.tool = e.tool(), .call = e.call(), .arguments = e.arguments(), .output = e.output(),
+                .result_start = e.result_start(), .result_end = e.result_end()};
+  return out;
+}
+
+absl::Status SetTurnTexts(const tokenizer::Tokenizer& tok, const tokenizer::DecodeOptions& options,
+                          const SampleResult& s, grpo::v1::Sample* out) {
+  out->clear_turn_texts();
+  if (s.environment_spans.empty()) return absl::OkStatus();
+  const std::span<const int32_t> ids(s.tokens);
+  int64_t at = 0;
+  for (const EnvironmentSpan& e : s.environment_spans) {
+    GRPO_ASSIGN_OR_RETURN(std::string model_turn, tok.Decode(ids.subspan(at, e.first_token - at), options));
+    GRPO_ASSIGN_OR_RETURN(std::string env_turn, tok.Decode(ids.subspan(e.first_token, e.num_tokens), options));
+    out->add_turn_texts(std::move(model_turn));
+    out->add_turn_texts(std::move(env_turn));
+    at = e.first_token + e.num_tokens;
+  }
+  GRPO_ASSIGN_OR_RETURN(std::string last, tok.Decode(ids.subspan(at), options));
+  out->add_turn_texts(std::move(last));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<SampleResult> SampleResultFromProto(const grpo::v1::Sample& s) {
@@ -65,6 +104,11 @@ absl::StatusOr<SampleResult> SampleResultFromProto(const grpo::v1::Sample& s) {
   out.raw_logprobs.assign(s.raw_logprobs().begin(), s.raw_logprobs().end());
   for (const auto& v : s.weight_versions()) out.versions.push_back({v.version(), v.first_token()});
   for (uint32_t e : s.routing().experts()) out.routing.push_back(static_cast<int32_t>(e));
+  for (const auto& e : s.environment_spans()) out.environment_spans.push_back(EnvironmentSpanFromProto(e));
+  if (absl::Status spans = GeneratedTokenMask(static_cast<int64_t>(out.tokens.size()), out.environment_spans).status();
+      !spans.ok()) {
+    return absl::DataLossError("sample " + std::to_string(s.sample_index()) + ": " + std::string(spans.message()));
+  }
   return out;
 }
 

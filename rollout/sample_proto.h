@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "proto/sample.pb.h"
 #include "rollout/engine.h"
+#include "tokenizer/tokenizer.h"
 
 namespace grpo {
 
@@ -28,12 +29,22 @@ void RoutingToProto(const std::vector<int32_t>& experts, int64_t num_moe_layers,
 // `sample` of a group generated for `request`: sample_index, token_ids, logprobs (0 for greedy
 // requests, as the proto says), raw_logprobs (when the request asked for them), finish_reason,
 // weight_versions, routing (when the request asked for it and `group` has MoE layers; its
-// num_moe_layers and top_k are the group's) and seed (the request's). Sample.text is the
-// caller's to set: it depends on a tokenizer and its decoding options.
+// num_moe_layers and top_k are the group's), seed (the request's) and environment_spans.
+// Sample.text and turn_texts are the caller's to set: they depend on a tokenizer and its decoding
+// options (SetTurnTexts).
 void SampleResultToProto(const SampleResult& sample, const GroupRequest& request, const GroupResult& group,
                          grpo::v1::Sample* out);
 
-// The SampleResult a remote engine sent. Errors: an unspecified finish_reason.
+void EnvironmentSpanToProto(const EnvironmentSpan& span, grpo::v1::EnvironmentSpan* out);
+EnvironmentSpan EnvironmentSpanFromProto(const grpo::v1::EnvironmentSpan& span);
+
+// Sample.turn_texts of a multi-turn sample: each turn's tokens decoded on their own with
+// `options` (model, environment, ..., model); cleared for a single-turn sample.
+absl::Status SetTurnTexts(const tokenizer::Tokenizer& tok, const tokenizer::DecodeOptions& options,
+                          const SampleResult& sample, grpo::v1::Sample* out);
+
+// The SampleResult a remote engine sent. Errors: an unspecified finish_reason, environment spans
+// out of order or beyond the tokens (DataLoss).
 absl::StatusOr<SampleResult> SampleResultFromProto(const grpo::v1::Sample& sample);
 
 }  // namespace grpo

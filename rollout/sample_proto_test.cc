@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tokenizer/test_tokenizer.h"
+
 namespace grpo {
 namespace {
 
@@ -96,6 +98,49 @@ TEST(SampleProtoTest, UnspecifiedFinishReasonIsAnError) {
   auto r = SampleResultFromProto(p);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("sample 4"), std::string::npos) << r.status();
+}
+
+// A multi-turn sample: its environment spans survive the wire form, the mask derived from them
+// is the same, turn texts decode each turn on its own, and spans beyond the tokens are refused.
+TEST(SampleProtoTest, EnvironmentSpansRoundTripWithTurnTexts) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  SampleResult s;
+  s.index = 1;
+  s.finish_reason = FinishReason::kStop;
+  s.versions = {{0, 0}};
+  // "1+2</c>" generated, "{3}" appended by the tool, "=3" generated.
+  for (char c : std::string("1+2</c>{3}=3")) s.tokens.push_back(static_cast<unsigned char>(c));
+  s.logprobs.assign(s.tokens.size(), -0.5f);
+  for (int i = 7; i < 10; ++i) s.logprobs[i] = 0.0f;
+  s.environment_spans = {{7, 3, {.tool = "calculator", .call = "1+2</c>", .arguments = R"({"expression":"1+2"})",
+                                 .output = "3", .result_start = "{", .result_end = "}"}}};
+  GroupRequest req;
+  req.seed = 4;
+  grpo::v1::Sample wire;
+  SampleResultToProto(s, req, GroupResult{}, &wire);
+  ASSERT_TRUE(SetTurnTexts(*tok, {}, s, &wire).ok());
+  EXPECT_EQ(std::vector<std::string>(wire.turn_texts().begin(), wire.turn_texts().end()),
+            (std::vector<std::string>{"1+2</c>", "{3}", "=3"}));
+  grpo::v1::Sample parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire.SerializeAsString()));
+  auto back = SampleResultFromProto(parsed);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->tokens, s.tokens);
+  EXPECT_EQ(back->environment_spans, s.environment_spans);
+  EXPECT_EQ(*GeneratedTokenMask(static_cast<int64_t>(back->tokens.size()), back->environment_spans),
+            (std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1}));
+
+  grpo::v1::Sample single;
+  SampleResult one = s;
+  one.environment_spans.clear();
+  ASSERT_TRUE(SetTurnTexts(*tok, {}, one, &single).ok());
+  EXPECT_EQ(single.turn_texts_size(), 0);
+
+  parsed.mutable_environment_spans(0)->set_num_tokens(9);  // beyond the 12 tokens
+  auto bad = SampleResultFromProto(parsed);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
 }
 
 }  // namespace

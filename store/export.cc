@@ -31,7 +31,47 @@ std::string InlineThink(const std::string& text) {
   return "<think>" + text;
 }
 
+// The assistant message of one model turn's text, reasoning handled as `reasoning` says (the
+// first turn gets the inline <think> repair).
+Json AssistantMessage(const std::string& text, Reasoning reasoning, bool first) {
+  Json m = {{"role", "assistant"}};
+  if (reasoning == Reasoning::kSplit) {
+    auto [thought, content] = SplitThink(text);
+    m["content"] = content;
+    m["reasoning_content"] = thought;
+  } else {
+    m["content"] = first ? InlineThink(text) : text;
+  }
+  return m;
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<nlohmann::ordered_json>> ToolUseMessages(const grpo::v1::Sample& sample,
+                                                                    Reasoning reasoning) {
+  const int spans = sample.environment_spans_size();
+  if (sample.turn_texts_size() != 2 * spans + 1) {
+    return absl::DataLossError("sample " + std::to_string(sample.sample_index()) + " has " + std::to_string(spans) +
+                               " environment spans but " + std::to_string(sample.turn_texts_size()) +
+                               " turn texts (expected " + std::to_string(2 * spans + 1) + ")");
+  }
+  std::vector<Json> messages;
+  for (int k = 0; k < spans; ++k) {
+    const grpo::v1::EnvironmentSpan& span = sample.environment_spans(k);
+    std::string text = sample.turn_texts(2 * k);
+    if (!span.call().empty() && text.ends_with(span.call())) text.resize(text.size() - span.call().size());
+    const std::string id = "call_" + std::to_string(k);
+    Json assistant = AssistantMessage(text, reasoning, k == 0);
+    assistant["tool_calls"] = Json::array({Json{{"id", id},
+                                               {"type", "function"},
+                                               {"function", {{"name", span.tool()}, {"arguments", span.arguments()}}}}});
+    messages.push_back(std::move(assistant));
+    messages.push_back(Json{{"role", "tool"}, {"tool_call_id", id}, {"content", span.output()}});
+  }
+  const std::string& last = sample.turn_texts(2 * spans);
+  if (!last.empty() || spans == 0) messages.push_back(AssistantMessage(last, reasoning, spans == 0));
+  return messages;
+}
 
 absl::StatusOr<ExportFormat> ParseExportFormat(const std::string& name) {
   if (name == "openai") return ExportFormat::kOpenAI;
@@ -114,6 +154,12 @@ class Exporter {
     Json line;
     switch (o_.format) {
       case ExportFormat::kOpenAI: {
+        if (t.sample().environment_spans_size() > 0) {
+          GRPO_ASSIGN_OR_RETURN(std::vector<Json> turns, ToolUseMessages(t.sample(), o_.reasoning));
+          line["messages"] = Json::array({Json{{"role", "user"}, {"content", p.prompt_text()}}});
+          for (Json& m : turns) line["messages"].push_back(std::move(m));
+          break;
+        }
         Json assistant = {{"role", "assistant"}, {"content", content}};
         if (split) assistant["reasoning_content"] = reasoning;
         line["messages"] = Json::array({Json{{"role", "user"}, {"content", p.prompt_text()}}, assistant});

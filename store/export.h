@@ -5,7 +5,9 @@
 //                      (TRL SFTTrainer's conversational format, LLaMA-Factory's "openai" style)
 //   sharegpt:          {"conversations":[{"from":"human","value":P},{"from":"gpt","value":C}]}
 //   prompt-completion: {"prompt":P,"completion":C}   (TRL's prompt-completion format)
-// P is the PromptRecord's prompt_text, C the sample's text. With Reasoning::kSplit the
+// P is the PromptRecord's prompt_text, C the sample's text. A multi-turn sample (tool use: it has
+// environment_spans) is written by openai as the whole conversation (ToolUseMessages); sharegpt
+// and prompt-completion keep its whole text (tool results inline) as C. With Reasoning::kSplit the
 // <think>...</think> block is taken out of C and written beside it: "reasoning_content" on the
 // assistant message (openai), "reasoning" on the gpt turn (sharegpt) or top-level
 // (prompt-completion). With kInline C keeps its <think> block; a completion whose template put
@@ -34,6 +36,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/jsonl.h"
 #include "core/status.h"
@@ -83,6 +87,16 @@ struct ExportStats {
 // when set, is called after each group.
 absl::Status Export(const TrajectoryStore& store, const ExportOptions& options, JsonlWriter* out, ExportStats* stats,
               const std::function<void(const ExportStats&)>& progress = {});
+
+// The OpenAI chat messages after the user's of a multi-turn sample: for every environment span,
+// an assistant message with the model's turn (its tool call taken out of the text when the text
+// ends with it) and "tool_calls":[{"id":"call_K","type":"function","function":{"name":TOOL,
+// "arguments":ARGUMENTS}}], then {"role":"tool","tool_call_id":"call_K","content":OUTPUT}; then
+// the last model turn as an assistant message (left out when empty). Reasoning applies to every
+// assistant message (kInline repairs the first one's <think>). DataLoss when turn_texts does not
+// have 2 * spans + 1 entries.
+absl::StatusOr<std::vector<nlohmann::ordered_json>> ToolUseMessages(const grpo::v1::Sample& sample,
+                                                                    Reasoning reasoning);
 
 // Splits a completion into (reasoning, rest) at its <think>...</think> block; reasoning is empty
 // when there is no "</think>". Both parts are trimmed of surrounding whitespace.
