@@ -245,6 +245,71 @@ TEST(RlUpdate, RaisesTheLogprobOfPositiveAdvantageSamples) {
   EXPECT_GT(corr, 0.0);
 }
 
+// The learner's logprobs of every completion token of `groups`, sample by sample.
+std::vector<std::vector<float>> CompletionLogprobs(CausalLM& model, const std::vector<RlGroup>& groups) {
+  std::vector<std::vector<float>> out;
+  for (const auto& g : groups) {
+    for (const auto& s : g.samples) {
+      auto seq = g.prompt;
+      seq.insert(seq.end(), s.completion.begin(), s.completion.end());
+      auto f = model.Forward(TokenBatch::FromSequences({seq}), {});
+      EXPECT_TRUE(f.ok());
+      out.emplace_back(f->logprobs.begin() + static_cast<int64_t>(g.prompt.size()) - 1, f->logprobs.end());
+    }
+  }
+  return out;
+}
+
+TEST(RlUpdate, ReportsTheRolloutLearnerMismatch) {
+  for (const int64_t mini_batches : {1, 2}) {  // old logprobs from the training forward / a pass of their own
+    SCOPED_TRACE(mini_batches);
+    auto model = Make("qwen2-nano", 4);
+    auto groups = RandomGroups(2, 3, 8, 200);
+    const auto lp = CompletionLogprobs(*model, groups);
+    // Rollout logprobs off by known amounts: token j of sample k by (k + 1) * (j + 1) * 1e-3.
+    double sum = 0, max = 0;
+    int64_t n = 0, k = 0;
+    for (auto& g : groups) {
+      for (auto& s : g.samples) {
+        for (size_t j = 0; j < s.completion.size(); ++j) {
+          const float off = static_cast<float>((k + 1) * (j + 1) * 1e-3);
+          s.rollout_logprobs.push_back(lp[k][j] + off);
+          const double d = std::fabs(static_cast<double>(s.rollout_logprobs.back()) - lp[k][j]);
+          sum += d;
+          max = std::max(max, d);
+          ++n;
+        }
+        ++k;
+      }
+    }
+    auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+    RlUpdateOptions o;
+    o.loss = PolicyLossPreset(Objective::kGrpo);
+    o.loss.kl_beta = 0;
+    o.mini_batches = mini_batches;
+    o.schedule.lr = 1e-3;
+    std::vector<Buffer> grads;
+    auto stats = RlUpdate(*model, nullptr, *opt, groups, o, &grads);
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    EXPECT_EQ(stats->mismatch_tokens, n);
+    // Forward of one sequence and of the packed batch agree to rounding.
+    EXPECT_NEAR(stats->mismatch_max_abs_logprob, max, 1e-5);
+    EXPECT_NEAR(stats->mismatch_mean_abs_logprob, sum / n, 1e-5);
+    EXPECT_GT(stats->mismatch_max_abs_logprob, 0.01);
+  }
+  // Samples without rollout logprobs: nothing measured.
+  auto model = Make("qwen2-nano", 4);
+  auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kGrpo);
+  o.loss.kl_beta = 0;
+  std::vector<Buffer> grads;
+  auto stats = RlUpdate(*model, nullptr, *opt, RandomGroups(2, 3, 8, 200), o, &grads);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->mismatch_tokens, 0);
+  EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
+}
+
 TEST(RlUpdate, RejectsBadInputs) {
   auto model = Make("llama-nano", 1);
   auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});

@@ -495,6 +495,10 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
   row["lr"] = us.lr;
   row["skipped_updates"] = static_cast<double>(us.skipped_steps);
   row["loss"] = us.loss;
+  if (us.mismatch_tokens > 0) {  // the rollout returns raw logprobs for every sample
+    row["mismatch/max_abs_logprob"] = us.mismatch_max_abs_logprob;
+    row["mismatch/mean_abs_logprob"] = us.mismatch_mean_abs_logprob;
+  }
   row["zero_std_groups"] = static_cast<double>(rs.zero_std_groups);
   if (r.dynamic_sampling) {
     row["dynamic_sampling/dropped_groups"] = static_cast<double>(b.dropped);
