@@ -310,6 +310,58 @@ TEST(RlUpdate, ReportsTheRolloutLearnerMismatch) {
   EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
 }
 
+// With the backend in batch-invariant mode and the engine serving the learner's weights, the
+// rollout logprobs are the learner's old logprobs bit for bit: no mismatch, IS weights exactly 1,
+// and on-policy (one mini-batch) ratios exactly 1.
+TEST(RlUpdate, BatchInvariantRolloutsAreExactlyOnPolicy) {
+  ASSERT_TRUE(BackendForTests().SetBatchInvariant(true));
+  for (const std::string preset : {"qwen3-nano", "deepseek_v3-nano"}) {
+    for (const int64_t mini_batches : {1, 2}) {
+      SCOPED_TRACE(preset + " mini_batches " + std::to_string(mini_batches));
+      auto policy = Make(preset, 6);
+      auto engine = RolloutEngine::Create(Make(preset, 6), {});
+      ASSERT_TRUE(engine.ok());
+      std::vector<GroupRequest> requests(2);
+      for (size_t g = 0; g < requests.size(); ++g) {
+        requests[g].prompt = {5, 17, 33, 2, static_cast<int32_t>(91 + g)};
+        requests[g].n = 3;
+        requests[g].max_new_tokens = 6;
+        requests[g].seed = g;
+        requests[g].return_raw_logprobs = true;
+      }
+      auto res = (*engine)->GenerateGroups(requests);
+      ASSERT_TRUE(res.ok()) << res.status().ToString();
+      std::vector<RlGroup> groups(requests.size());
+      for (size_t g = 0; g < requests.size(); ++g) {
+        groups[g].prompt = requests[g].prompt;
+        for (const auto& s : (*res)[g].samples) {
+          RlSample rs;
+          rs.completion = s.tokens;
+          rs.rollout_logprobs = s.raw_logprobs;
+          rs.advantage = 0.5 - static_cast<double>(s.index % 2);
+          groups[g].samples.push_back(rs);
+        }
+      }
+      RlUpdateOptions o;
+      o.loss = PolicyLossPreset(Objective::kGrpo);
+      o.loss.kl_beta = 0;
+      o.loss.is_correction = IsCorrection::kTokenTis;
+      o.mini_batches = mini_batches;
+      o.routing_replay = false;  // the learner's router makes the rollout's choices by itself
+      o.schedule.lr = 1e-3;
+      auto opt = AdamW::Create(policy->backend(), policy->parameter_specs(), {});
+      std::vector<Buffer> grads;
+      auto stats = RlUpdate(*policy, nullptr, *opt, groups, o, &grads);
+      ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+      EXPECT_GT(stats->mismatch_tokens, 0);
+      EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
+      EXPECT_EQ(stats->is_weight_mean, 1.0);
+      if (mini_batches == 1) EXPECT_EQ(stats->ratio_max, 1.0);
+    }
+  }
+  BackendForTests().SetBatchInvariant(false);
+}
+
 TEST(RlUpdate, RejectsBadInputs) {
   auto model = Make("llama-nano", 1);
   auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
