@@ -26,7 +26,7 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.prompts_per_step", "rollout.group_size", "rollout.max_new_tokens",
       "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
-      "rollout.routing_replay", "rollout.overlap", "rollout.endpoints",
+      "rollout.routing_replay", "rollout.overlap", "rollout.endpoints", "rollout.batch_invariant",
       "reward.rules", "reward.endpoints",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
@@ -183,6 +183,11 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
   GRPO_ASSIGN_OR_RETURN(r.overlap, c.GetBoolOr("rollout.overlap", false));
   GRPO_ASSIGN_OR_RETURN(r.rollout_endpoints, c.GetStringListOr("rollout.endpoints", {}));
+  GRPO_ASSIGN_OR_RETURN(r.batch_invariant, c.GetBoolOr("rollout.batch_invariant", false));
+  if (r.batch_invariant && r.serve_format != WeightFormat::kF32) {
+    return c.Error("rollout.batch_invariant", "needs rollout.serve_format: f32 (the rollout must multiply the "
+                                              "learner's own f32 weights for its logprobs to be the learner's)");
+  }
 
   if (!c.Has("reward.rules")) return c.Error("reward.rules", "required: the reward rules");
   {

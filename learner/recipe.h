@@ -14,7 +14,7 @@
 //   sft        the `grpo sft` stage (data, steps, batch_size, lr, ...)
 //   rollout    prompts_per_step, group_size, max_new_tokens, temperature, top_p, top_k, min_p,
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
-//              overlap (one-step off-policy), endpoints (remote mode)
+//              overlap (one-step off-policy), endpoints (remote mode), batch_invariant
 //   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
 //   algorithm  objective (grpo|dr_grpo|dapo|gspo|cispo|sapo|gmpo) and overrides of its preset:
 //              clip_eps_low, clip_eps_high, ratio_level, aggregation, norm_length, kl_beta,
@@ -107,6 +107,8 @@ struct TrainRecipe {
   int64_t kv_memory_mb = 256;
   bool routing_replay = true;
   bool overlap = false;  // one-step off-policy: next rollout during this update
+  // Rollout logprobs bit-identical to the learner's (Backend::SetBatchInvariant); needs f32 serving.
+  bool batch_invariant = false;
   std::vector<std::string> rollout_endpoints;
 
   Config rules;  // reward.rules as a rules-file tree

@@ -646,6 +646,12 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
   uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
 
+  // Before any model of the stage computes and before the engine sizes its KV cache (MLA caches
+  // more per position in the mode). Remote rollout servers need `grpo rollout serve --batch-invariant`.
+  if (!run.backend->SetBatchInvariant(r.batch_invariant)) {
+    return absl::InvalidArgumentError(std::string("rollout.batch_invariant: backend '") + run.backend->name() +
+                                      "' has no batch-invariant mode");
+  }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));

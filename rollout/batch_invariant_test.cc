@@ -22,7 +22,7 @@ namespace {
 class ModeScope {
  public:
   explicit ModeScope(bool on) {
-    EXPECT_TRUE(BackendForTests().SetBatchInvariant(on) == on);
+    EXPECT_TRUE(BackendForTests().SetBatchInvariant(on));
   }
   ~ModeScope() { BackendForTests().SetBatchInvariant(false); }
 };

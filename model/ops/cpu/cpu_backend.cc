@@ -411,7 +411,7 @@ class CpuBackendImpl final : public Backend {
   }
   bool SetBatchInvariant(bool on) override {
     batch_invariant_.store(on);
-    return on;
+    return true;
   }
   bool batch_invariant() const override { return batch_invariant_.load(); }
   void SumSquares(DevicePtr<const float> x, int64_t size, DevicePtr<double> out) override {
