@@ -160,7 +160,7 @@ TEST_P(BatchInvariant, ASampleDoesNotDependOnItsBatch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, BatchInvariant,
-                         ::testing::Values("llama-nano", "qwen3-nano", "qwen3_moe-nano",
+                         ::testing::Values("llama-nano", "qwen2-nano", "qwen3-nano", "qwen3_moe-nano",
                                            "deepseek_v3-nano"),
                          [](const auto& info) {
                            std::string n = info.param;
