@@ -27,7 +27,7 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
       "rollout.routing_replay", "rollout.overlap", "rollout.endpoints", "rollout.batch_invariant",
-      "reward.rules", "reward.endpoints",
+      "reward.rules", "reward.endpoints", "distill.teacher", "distill.coef", "distill.rule_rewards",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
       "algorithm.kl_beta", "algorithm.kl_estimator", "algorithm.is_correction", "algorithm.is_cap",
@@ -268,6 +268,16 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   if (r.overlap && r.loss.is_correction == IsCorrection::kNone) {
     return c.Error("rollout.overlap", "one-step off-policy samples need algorithm.is_correction "
                                       "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
+  }
+  GRPO_ASSIGN_OR_RETURN(r.distill_teacher, c.GetStringOr("distill.teacher", ""));
+  GRPO_ASSIGN_OR_RETURN(r.distill_coef, c.GetDoubleOr("distill.coef", 1.0));
+  GRPO_ASSIGN_OR_RETURN(r.distill_rule_rewards, c.GetBoolOr("distill.rule_rewards", true));
+  if (!(r.distill_coef > 0 && std::isfinite(r.distill_coef))) {
+    return c.Error("distill.coef", "must be finite and > 0");
+  }
+  if (!r.distill_teacher.empty() && r.loss.surrogate == Surrogate::kGmpo) {
+    return c.Error("distill.teacher", "distillation needs per-token advantages, which the gmpo objective does "
+                                      "not take (one term per sequence); use grpo, dr_grpo, dapo, gspo, cispo or sapo");
   }
   if (r.prompts_per_step % r.mini_batches != 0) {
     return c.Error("optimizer.mini_batches", "must divide rollout.prompts_per_step");

@@ -24,6 +24,7 @@
 //   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
+//   distill    teacher (HF model directory), coef, rule_rewards: on-policy distillation
 //   cluster    read by `grpo submit` (deploy/), ignored here
 #ifndef GRPO_LEARNER_RECIPE_H_
 #define GRPO_LEARNER_RECIPE_H_
@@ -113,6 +114,13 @@ struct TrainRecipe {
 
   Config rules;  // reward.rules as a rules-file tree
   std::vector<std::string> reward_endpoints;
+
+  // On-policy distillation (distill.*): a teacher model scores the student's samples; each
+  // token's advantage gets coef * -(log pi_student - log pi_teacher) (policy_loss.h
+  // DistillationAdvantages), added to the rule-reward advantages when distill_rule_rewards.
+  std::string distill_teacher;  // HF model directory; empty: no distillation
+  double distill_coef = 1.0;
+  bool distill_rule_rewards = true;
 
   Objective objective = Objective::kGrpo;
   PolicyLossOptions loss;

@@ -15,6 +15,7 @@ struct Packed {
   std::vector<int64_t> offsets{0};    // per sample, into the completion-token arrays
   std::vector<double> advantages;     // per sample
   std::vector<float> rollout_logprobs;
+  std::vector<double> token_advantages;  // per completion token, when the samples have them
   std::vector<uint8_t> mask;          // per completion token
   Routing routing;
   bool has_routing = false;
@@ -56,11 +57,20 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
         }
         p->rollout_logprobs.insert(p->rollout_logprobs.end(), s.rollout_logprobs.begin(), s.rollout_logprobs.end());
       }
+      if (!s.token_advantages.empty() && static_cast<int64_t>(s.token_advantages.size()) != T) {
+        return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " has " +
+                                          std::to_string(s.token_advantages.size()) + " token advantages for " +
+                                          std::to_string(T) + " tokens");
+      }
+      p->token_advantages.insert(p->token_advantages.end(), s.token_advantages.begin(), s.token_advantages.end());
       if (want_routing && s.routing.empty()) {
         return absl::InvalidArgumentError("rl update: routing replay is on but a sample of group " + std::to_string(g) +
                                        " has no routing (the rollout must return the experts it chose)");
       }
     }
+  }
+  if (!p->token_advantages.empty() && p->token_advantages.size() != p->target_index.size()) {
+    return absl::InvalidArgumentError("rl update: some samples have token advantages and others not");
   }
   if (!want_routing) return absl::OkStatus();
   p->routing.num_tokens = p->batch.num_tokens();
@@ -211,6 +221,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       in.advantages = p.advantages;
       in.offsets = p.offsets;
       in.mask = p.mask;
+      in.token_advantages = p.token_advantages;
       auto loss = ComputePolicyLoss(in, options.loss);
       if (!loss.ok()) {
         policy.ReleaseActivations();

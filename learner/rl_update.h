@@ -35,6 +35,9 @@ struct RlSample {
   std::vector<float> rollout_logprobs;  // raw logprobs from the engine (may be empty)
   std::vector<int32_t> routing;         // [T, L, K] token-major (may be empty)
   double advantage = 0;
+  // Per completion token, added to `advantage` (on-policy distillation); empty: none. Either
+  // every sample of the update has them or none.
+  std::vector<double> token_advantages;
   bool trained = true;
 };
 

@@ -362,6 +362,53 @@ TEST(RlUpdate, BatchInvariantRolloutsAreExactlyOnPolicy) {
   BackendForTests().SetBatchInvariant(false);
 }
 
+// On-policy distillation: per-token advantages -(student - teacher) from a teacher model move the
+// student's logprobs of the sampled tokens the way the teacher's differ (up where the teacher
+// gives the token more probability, down where less), with no rule reward at all.
+TEST(RlUpdate, TokenAdvantagesFromATeacherMoveTheStudentTowardIt) {
+  auto student = Make("llama-nano", 2);
+  auto teacher = Make("llama-nano", 30);
+  auto groups = RandomGroups(2, 4, 12, 200);
+  groups[0].samples[0].trained = true;
+  const auto s0 = CompletionLogprobs(*student, groups), t = CompletionLogprobs(*teacher, groups);
+  size_t k = 0;
+  for (auto& g : groups) {
+    for (auto& s : g.samples) {
+      s.advantage = 0;
+      auto a = DistillationAdvantages(s0[k], t[k], 1.0);
+      ASSERT_TRUE(a.ok());
+      s.token_advantages = *a;
+      ++k;
+    }
+  }
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kDapo);
+  o.schedule.lr = 3e-3;
+  o.epochs = 3;
+  auto opt = AdamW::Create(student->backend(), student->parameter_specs(), {});
+  std::vector<Buffer> grads;
+  auto stats = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_GT(stats->grad_norm, 0.0);
+  const auto s1 = CompletionLogprobs(*student, groups);
+  double corr = 0;
+  k = 0;
+  for (auto& g : groups) {
+    for (auto& s : g.samples) {
+      for (size_t j = 0; j < s.completion.size(); ++j) {
+        corr += s.token_advantages[j] * (s1[k][j] - s0[k][j]);
+      }
+      ++k;
+    }
+  }
+  EXPECT_GT(corr, 0.0);
+  // Token advantages on some samples only: refused.
+  groups[1].samples[2].token_advantages.clear();
+  auto bad = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("token advantages"), std::string::npos);
+}
+
 TEST(RlUpdate, RejectsBadInputs) {
   auto model = Make("llama-nano", 1);
   auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
