@@ -430,8 +430,8 @@ class Backend {
   //    backend must keep them so).
   // Backward ops, Gemm and narrow-weight (bf16/FP8) products are not covered. The mode belongs to
   // the backend object (every model on it); set it before issuing work, never concurrently with
-  // ops. Returns whether the mode is now `on`: a backend without the mode returns false for
-  // on = true and stays off.
+  // ops. Returns whether the backend is now in the asked state: a backend without the mode
+  // returns false for on = true (and stays off).
   virtual bool SetBatchInvariant(bool on) { return !on; }
   virtual bool batch_invariant() const { return false; }
 
