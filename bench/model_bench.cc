@@ -2,6 +2,7 @@
 // comparison with PyTorch eager in bench/model_bench.sh. Threads: GRPO_NUM_THREADS.
 // Prints one JSON object: {"fwd_tok_s", "fwdbwd_tok_s", "peak_rss_mb", ...}. With FWD_ONLY set
 // in the environment it times the forward alone (for profiling it; fwdbwd_tok_s is then absent).
+// With BATCH_INVARIANT=1 the backend runs in batch-invariant mode (rollout.batch_invariant).
 //
 // Dense models with 1 thread also get a floor: "gemm_fwd_tok_s" / "gemm_fwdbwd_tok_s" are the
 // tokens/s of the model's linear-layer matrix products alone (q, k, v, o, gate, up, down, output
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: model_bench MODEL_DIR SEQUENCES.json REPEATS\n");
     return 2;
   }
+  const char* invariant = std::getenv("BATCH_INVARIANT");
+  grpo::CpuBackend().SetBatchInvariant(invariant != nullptr && std::string(invariant) == "1");
   auto model = grpo::CausalLM::Load(argv[1], grpo::CpuBackend());
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
@@ -114,7 +117,7 @@ int main(int argc, char** argv) {
   }
   rusage usage;
   getrusage(RUSAGE_SELF, &usage);
-  nlohmann::json result = {{"impl", "grpo"},
+  nlohmann::json result = {{"impl", grpo::CpuBackend().batch_invariant() ? "grpo-bi" : "grpo"},
                            {"threads", grpo::ThreadPool::Default().num_threads()},
                            {"blas_core", openblas_get_corename()},
                            {"tokens", tokens},

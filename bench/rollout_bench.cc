@@ -10,6 +10,7 @@
 //                      bound_b1_tok_s = stream / active bytes
 // Prints one JSON object. Options after the positional arguments:
 //   --serve-format F   f32 (default), bf16, fp8 or stored: how the weights are held (docs/model.md)
+//   --batch-invariant  the backend in batch-invariant mode (rollout.batch_invariant; f32 only)
 //   --decode-b1-only   only batch-1 decoding of one PROMPT_LEN prompt (its prefill included) and
 //                      the bandwidth bound, for profilers and for models too large for the rest
 //   --llama-workloads  the workloads of bench/llama_cpp_bench.sh instead: prefill_tok_s of one
@@ -73,7 +74,7 @@ double StreamTriadGBs() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool b1_only = false, llama = false, bad_args = argc < 4;
+  bool b1_only = false, llama = false, invariant = false, bad_args = argc < 4;
   grpo::WeightFormat format = grpo::WeightFormat::kF32;
   for (int i = 4; i < argc && !bad_args; ++i) {
     const std::string arg = argv[i];
@@ -81,6 +82,8 @@ int main(int argc, char** argv) {
       b1_only = true;
     } else if (arg == "--llama-workloads") {
       llama = true;
+    } else if (arg == "--batch-invariant") {
+      invariant = true;
     } else if (arg == "--serve-format" && i + 1 < argc) {
       auto f = grpo::ParseWeightFormat(argv[++i]);
       if (!f.ok()) {
@@ -94,10 +97,11 @@ int main(int argc, char** argv) {
   }
   if (bad_args) {
     std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS [--serve-format F] "
-                         "[--decode-b1-only | --llama-workloads]\n");
+                         "[--batch-invariant] [--decode-b1-only | --llama-workloads]\n");
     return 2;
   }
   const int plen = std::atoi(argv[2]), steps = std::atoi(argv[3]);
+  grpo::CpuBackend().SetBatchInvariant(invariant);  // before the engine sizes its KV cache
   auto model = grpo::CausalLM::Load(argv[1], grpo::CpuBackend(), {.serve_format = format});
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
@@ -133,7 +137,7 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   };
-  nlohmann::json out = {{"impl", "grpo"},
+  nlohmann::json out = {{"impl", invariant ? "grpo-bi" : "grpo"},
                         {"threads", grpo::ThreadPool::Default().num_threads()},
                         {"format", grpo::WeightFormatName(format)}};
   const auto pf = Requests(8, plen, 1, V, 1);

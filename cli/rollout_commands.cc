@@ -25,6 +25,7 @@ struct ServeArgs {
   std::string model, listen = "127.0.0.1:50061", tokenizer, push_token_file, backend;
   std::string serve_format = "f32";
   bool allow_unauthenticated_push = false;
+  bool batch_invariant = false;
   int64_t max_batch = 256, kv_memory_mb = 1024, block_size = 16, max_prefill_tokens = 2048;
   int64_t max_group_size = 1024, max_prompt_tokens = 0, max_prompt_bytes = 0;
   int max_request_mb = RolloutServeOptions().max_request_mb;
@@ -49,6 +50,15 @@ absl::Status RunServe(const ServeArgs& a) {
   }
   const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, LoadServingModel(a.model, a.backend, a.serve_format));
+  if (a.batch_invariant) {
+    if (a.serve_format != "f32") {
+      return absl::InvalidArgumentError("--batch-invariant needs --serve-format f32 (the learner's own weights)");
+    }
+    if (!model->backend().SetBatchInvariant(true)) {
+      return absl::InvalidArgumentError(std::string("--batch-invariant: backend '") + model->backend().name() +
+                                        "' has no batch-invariant mode");
+    }
+  }
   {
     // The KV cache is allocated whole when the engine starts; requests in flight are bounded by
     // --max-request-mb x --max-concurrent-requests (rollout/service.h).
@@ -105,6 +115,9 @@ void AddRolloutCommands(CLI::App& rollout) {
                     "how the weights are held and multiplied: f32, bf16, fp8 (128x128 blocks) or stored (as "
                     "the checkpoint stores them) (default f32)");
   serve->add_option("--kv-memory-mb", a->kv_memory_mb, "KV cache budget in MiB (default 1024)");
+  serve->add_flag("--batch-invariant", a->batch_invariant,
+                  "logprobs bit-identical to the learner's recomputation, whatever the batch (the "
+                  "learner's recipe key rollout.batch_invariant; needs --serve-format f32; slower)");
   serve->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its directory (default: the model's, if any)");
   serve->add_option("--block-size", a->block_size, "KV cache positions per block (default 16)");
   serve->add_option("--max-prefill-tokens", a->max_prefill_tokens, "prompt tokens prefilled per step (default 2048)");

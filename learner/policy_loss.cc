@@ -308,6 +308,13 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
     }
   }
   GRPO_RETURN_IF_ERROR(CheckLength("advantages", in.advantages.size(), num_seqs));
+  const bool token_adv = !in.token_advantages.empty();
+  if (token_adv) {
+    GRPO_RETURN_IF_ERROR(CheckLength("token_advantages", in.token_advantages.size(), n));
+    if (o.surrogate == Surrogate::kGmpo) {
+      return absl::InvalidArgumentError("token_advantages: the gmpo objective takes one advantage per sequence");
+    }
+  }
   for (size_t i = 0; i < num_seqs; ++i) {
     if (!std::isfinite(in.advantages[i])) {
       return absl::InvalidArgumentError("advantages[" + std::to_string(i) + "] is not finite");
@@ -328,6 +335,9 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
       GRPO_RETURN_IF_ERROR(bad("old_logprobs", in.old_logprobs[t]));
       if (use_is) GRPO_RETURN_IF_ERROR(bad("rollout_logprobs", in.rollout_logprobs[t]));
       if (use_kl) GRPO_RETURN_IF_ERROR(bad("ref_logprobs", in.ref_logprobs[t]));
+      if (token_adv && !std::isfinite(in.token_advantages[t])) {
+        return absl::InvalidArgumentError("token_advantages[" + std::to_string(t) + "] is not finite");
+      }
       ++seq_tokens[i];
     }
     total_tokens += seq_tokens[i];
@@ -399,10 +409,11 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
       const double r = o.ratio_level == RatioLevel::kToken ? std::exp(logp - old) : seq_ratio;
       TokenTerm term;
       double dpg_weight = weights[k];  // what multiplies d pg / d logp_t in the gradient
+      const double a_t = token_adv ? adv + in.token_advantages[t] : adv;
       switch (o.surrogate) {
-        case Surrogate::kClip: term = ClipTerm(r, adv, lo, hi); break;
-        case Surrogate::kCispo: term = CispoTerm(r, adv, logp, lo, hi); break;
-        case Surrogate::kSapo: term = SapoTerm(r, adv, o); break;
+        case Surrogate::kClip: term = ClipTerm(r, a_t, lo, hi); break;
+        case Surrogate::kCispo: term = CispoTerm(r, a_t, logp, lo, hi); break;
+        case Surrogate::kSapo: term = SapoTerm(r, a_t, o); break;
         case Surrogate::kGmpo:
           term = {gmpo.pg, gmpo.dpg[k], gmpo.clipped_low[k] != 0, gmpo.clipped_high[k] != 0};
           dpg_weight = seq_w_sum;  // pg_i appears in every token's term of the sequence
@@ -446,6 +457,24 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
   m.is_weight_mean = w_sum / T;
   m.is_capped_frac = capped / T;
   m.is_masked_frac = masked / T;
+  return out;
+}
+
+absl::StatusOr<std::vector<double>> DistillationAdvantages(std::span<const float> student_logprobs,
+                                                           std::span<const float> teacher_logprobs,
+                                                           double coef) {
+  GRPO_RETURN_IF_ERROR(CheckLength("teacher_logprobs", teacher_logprobs.size(), student_logprobs.size()));
+  if (!(coef > 0 && std::isfinite(coef))) {
+    return absl::InvalidArgumentError("distillation coef must be finite and > 0, got " + Num(coef));
+  }
+  std::vector<double> out(student_logprobs.size());
+  for (size_t t = 0; t < out.size(); ++t) {
+    const double s = student_logprobs[t], teacher = teacher_logprobs[t];
+    if (!std::isfinite(s) || !std::isfinite(teacher)) {
+      return absl::InvalidArgumentError("distillation logprobs of token " + std::to_string(t) + " are not finite");
+    }
+    out[t] = -coef * (s - teacher);
+  }
   return out;
 }
 

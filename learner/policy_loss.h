@@ -126,7 +126,20 @@ struct PolicyLossInputs {
   std::span<const double> advantages;       // one per sequence
   std::span<const int64_t> offsets;         // num_sequences + 1; 0 ... logprobs.size(), non-decreasing
   std::span<const uint8_t> mask;            // optional per token: 0 excludes the token
+  // Optional per token: added to its sequence's advantage, A_t = advantages[i] + token_advantages[t]
+  // (on-policy distillation's -(log pi_student - log pi_teacher), DistillationAdvantages).
+  // kClip, kCispo and kSapo use A_t wherever A_i stands above; kGmpo refuses them (its term is
+  // one per sequence).
+  std::span<const double> token_advantages;
 };
+
+// On-policy distillation (reverse KL to a teacher): the per-token advantage of a sampled token,
+// coef * -(student_t - teacher_t), from the student's logprob of the token (the rollout's raw
+// logprob) and the teacher's. InvalidArgument on mismatched lengths, a non-finite logprob or a
+// coef that is not finite and > 0.
+absl::StatusOr<std::vector<double>> DistillationAdvantages(std::span<const float> student_logprobs,
+                                                           std::span<const float> teacher_logprobs,
+                                                           double coef);
 
 struct PolicyLossMetrics {
   int64_t num_tokens = 0;     // tokens counted (mask 1)

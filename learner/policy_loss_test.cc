@@ -28,9 +28,10 @@ struct Case {
   std::vector<double> advantages;
   std::vector<int64_t> offsets;
   std::vector<uint8_t> mask;
+  std::vector<double> token_advantages;  // optional (on-policy distillation)
 
   PolicyLossInputs Inputs() const {
-    return {logprobs, old_logprobs, rollout_logprobs, ref_logprobs, advantages, offsets, mask};
+    return {logprobs, old_logprobs, rollout_logprobs, ref_logprobs, advantages, offsets, mask, token_advantages};
   }
 };
 
@@ -176,6 +177,25 @@ std::vector<Case> AllCases() {
       cases.push_back(MakeCase(std::string(ObjectiveName(objective)) + " kl is " + IsName(mode), o, seed++, true));
     }
   }
+  // Per-token advantages (on-policy distillation: -(student - teacher) per token, here random of
+  // both signs), alone (sequence advantages 0) and added to rule-reward advantages.
+  for (Objective objective : {Objective::kGrpo, Objective::kDapo, Objective::kGspo, Objective::kCispo, Objective::kSapo}) {
+    for (bool with_rewards : {false, true}) {
+      PolicyLossOptions o = PolicyLossPreset(objective);
+      if (objective == Objective::kGrpo) {
+        o.is_correction = IsCorrection::kTokenTis;
+        o.is_cap = 1.5;
+      }
+      Case c = MakeCase(std::string("token advantages ") + ObjectiveName(objective) +
+                            (with_rewards ? " + rewards" : " alone"),
+                        o, seed++, true);
+      std::mt19937 rng(seed);
+      std::normal_distribution<double> normal(0.0, 0.7);
+      for (size_t t = 0; t < c.logprobs.size(); ++t) c.token_advantages.push_back(normal(rng));
+      if (!with_rewards) std::fill(c.advantages.begin(), c.advantages.end(), 0.0);
+      cases.push_back(std::move(c));
+    }
+  }
   {
     PolicyLossOptions o = PolicyLossPreset(Objective::kCispo);  // with a lower bound
     o.clip_eps_low = 0.2;
@@ -216,7 +236,8 @@ json ToJson(const Case& c) {
           {"ref", to_d(c.ref_logprobs)},
           {"adv", c.advantages},
           {"offsets", c.offsets},
-          {"mask", std::vector<int>(c.mask.begin(), c.mask.end())}};
+          {"mask", std::vector<int>(c.mask.begin(), c.mask.end())},
+          {"token_adv", c.token_advantages}};
 }
 
 TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
@@ -442,6 +463,42 @@ TEST(PolicyLossTest, GeoAndIcePopWeightsByHand) {
   ASSERT_TRUE(agg.ok());
   EXPECT_NEAR(agg->loss, -(1.0 + 2.0) / 2, 1e-12);
   EXPECT_NEAR(agg->grad[1], -1.0, 1e-7);
+}
+
+TEST(PolicyLossTest, DistillationAdvantagesAreTheNegativeLogRatio) {
+  const std::vector<float> student = {-1.0f, -0.25f, -3.0f}, teacher = {-2.0f, -0.25f, -0.5f};
+  auto a = DistillationAdvantages(student, teacher, 0.5);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(*a, (std::vector<double>{-0.5, 0.0, 1.25}));  // -coef (student - teacher)
+  const std::vector<float> one = {-1.0f};
+  EXPECT_FALSE(DistillationAdvantages(student, one, 1.0).ok());
+  EXPECT_FALSE(DistillationAdvantages(student, teacher, 0.0).ok());
+  const std::vector<float> bad = {-1.0f, -INFINITY, -1.0f};
+  EXPECT_FALSE(DistillationAdvantages(student, bad, 1.0).ok());
+  // With sequence advantages 0 the clipped surrogate's gradient at ratio 1 is -A_t / n: it raises
+  // the tokens the teacher likes more than the student and lowers the others.
+  PolicyLossInputs in;
+  in.logprobs = student;
+  in.old_logprobs = student;
+  const std::vector<double> zero = {0.0};
+  const std::vector<int64_t> offsets = {0, 3};
+  in.advantages = zero;
+  in.offsets = offsets;
+  in.token_advantages = *a;
+  PolicyLossOptions o = PolicyLossPreset(Objective::kDapo);
+  auto r = ComputePolicyLoss(in, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NEAR(r->grad[0], 0.5 / 3, 1e-7);
+  EXPECT_NEAR(r->grad[1], 0.0, 1e-7);
+  EXPECT_NEAR(r->grad[2], -1.25 / 3, 1e-7);
+  EXPECT_NEAR(r->loss, -(-0.5 + 0.0 + 1.25) / 3, 1e-9);
+  // GMPO has one term per sequence: per-token advantages are refused, naming the field.
+  auto g = ComputePolicyLoss(in, PolicyLossPreset(Objective::kGmpo));
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(std::string(g.status().message()).find("token_advantages"), std::string::npos);
+  const std::vector<double> short_adv = {1.0};
+  in.token_advantages = short_adv;
+  EXPECT_FALSE(ComputePolicyLoss(in, o).ok());
 }
 
 TEST(PolicyLossTest, AllMaskedGivesZeroLoss) {

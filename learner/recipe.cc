@@ -28,10 +28,10 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.prompts_per_step", "rollout.group_size", "rollout.max_new_tokens",
       "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
-      "rollout.routing_replay", "rollout.overlap", "rollout.endpoints",
+      "rollout.routing_replay", "rollout.overlap", "rollout.endpoints", "rollout.batch_invariant",
       "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
       "tools.call_end", "tools.result_start", "tools.result_end",
-      "reward.rules", "reward.endpoints",
+      "reward.rules", "reward.endpoints", "distill.teacher", "distill.coef", "distill.rule_rewards",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
       "algorithm.kl_beta", "algorithm.kl_estimator", "algorithm.is_correction", "algorithm.is_cap",
@@ -219,6 +219,11 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
   GRPO_ASSIGN_OR_RETURN(r.overlap, c.GetBoolOr("rollout.overlap", false));
   GRPO_ASSIGN_OR_RETURN(r.rollout_endpoints, c.GetStringListOr("rollout.endpoints", {}));
+  GRPO_ASSIGN_OR_RETURN(r.batch_invariant, c.GetBoolOr("rollout.batch_invariant", false));
+  if (r.batch_invariant && r.serve_format != WeightFormat::kF32) {
+    return c.Error("rollout.batch_invariant", "needs rollout.serve_format: f32 (the rollout must multiply the "
+                                              "learner's own f32 weights for its logprobs to be the learner's)");
+  }
   GRPO_RETURN_IF_ERROR(ParseTools(c, &r));
 
   if (!c.Has("reward.rules")) return c.Error("reward.rules", "required: the reward rules");
@@ -300,6 +305,16 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   if (r.overlap && r.loss.is_correction == IsCorrection::kNone) {
     return c.Error("rollout.overlap", "one-step off-policy samples need algorithm.is_correction "
                                       "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
+  }
+  GRPO_ASSIGN_OR_RETURN(r.distill_teacher, c.GetStringOr("distill.teacher", ""));
+  GRPO_ASSIGN_OR_RETURN(r.distill_coef, c.GetDoubleOr("distill.coef", 1.0));
+  GRPO_ASSIGN_OR_RETURN(r.distill_rule_rewards, c.GetBoolOr("distill.rule_rewards", true));
+  if (!(r.distill_coef > 0 && std::isfinite(r.distill_coef))) {
+    return c.Error("distill.coef", "must be finite and > 0");
+  }
+  if (!r.distill_teacher.empty() && r.loss.surrogate == Surrogate::kGmpo) {
+    return c.Error("distill.teacher", "distillation needs per-token advantages, which the gmpo objective does "
+                                      "not take (one term per sequence); use grpo, dr_grpo, dapo, gspo, cispo or sapo");
   }
   if (r.prompts_per_step % r.mini_batches != 0) {
     return c.Error("optimizer.mini_batches", "must divide rollout.prompts_per_step");

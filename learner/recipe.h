@@ -14,7 +14,7 @@
 //   sft        the `grpo sft` stage (data, steps, batch_size, lr, ...)
 //   rollout    prompts_per_step, group_size, max_new_tokens, temperature, top_p, top_k, min_p,
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
-//              overlap (one-step off-policy), endpoints (remote mode)
+//              overlap (one-step off-policy), endpoints (remote mode), batch_invariant
 //   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
 //              (none|calculator|python), max_calls, max_output_tokens, call_start, call_end,
 //              result_start, result_end
@@ -27,6 +27,7 @@
 //   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
+//   distill    teacher (HF model directory), coef, rule_rewards: on-policy distillation
 //   cluster    read by `grpo submit` (deploy/), ignored here
 #ifndef GRPO_LEARNER_RECIPE_H_
 #define GRPO_LEARNER_RECIPE_H_
@@ -111,6 +112,8 @@ struct TrainRecipe {
   int64_t kv_memory_mb = 256;
   bool routing_replay = true;
   bool overlap = false;  // one-step off-policy: next rollout during this update
+  // Rollout logprobs bit-identical to the learner's (Backend::SetBatchInvariant); needs f32 serving.
+  bool batch_invariant = false;
   std::vector<std::string> rollout_endpoints;
 
   // tools: the environment of multi-turn rollouts ("none": single turn), its markers, the calls
@@ -122,6 +125,13 @@ struct TrainRecipe {
 
   Config rules;  // reward.rules as a rules-file tree
   std::vector<std::string> reward_endpoints;
+
+  // On-policy distillation (distill.*): a teacher model scores the student's samples; each
+  // token's advantage gets coef * -(log pi_student - log pi_teacher) (policy_loss.h
+  // DistillationAdvantages), added to the rule-reward advantages when distill_rule_rewards.
+  std::string distill_teacher;  // HF model directory; empty: no distillation
+  double distill_coef = 1.0;
+  bool distill_rule_rewards = true;
 
   Objective objective = Objective::kGrpo;
   PolicyLossOptions loss;

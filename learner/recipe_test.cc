@@ -34,6 +34,16 @@ TEST(Recipe, DefaultsAndPresets) {
   EXPECT_EQ(r->loss.aggregation, LossAggregation::kSeqMeanTokenMean);
   EXPECT_EQ(r->advantage.scale, AdvantageScale::kStd);
   EXPECT_FALSE(r->dynamic_sampling);
+  EXPECT_FALSE(r->batch_invariant);
+  auto invariant = Parse(kMinimal, {"rollout.batch_invariant=true"});
+  ASSERT_TRUE(invariant.ok()) << invariant.status().ToString();
+  EXPECT_TRUE(invariant->batch_invariant);
+  EXPECT_TRUE(r->distill_teacher.empty());
+  auto distill = Parse(kMinimal, {"distill.teacher=/models/teacher", "distill.coef=0.5", "distill.rule_rewards=false"});
+  ASSERT_TRUE(distill.ok()) << distill.status().ToString();
+  EXPECT_EQ(distill->distill_teacher, "/models/teacher");
+  EXPECT_EQ(distill->distill_coef, 0.5);
+  EXPECT_FALSE(distill->distill_rule_rewards);
 
   auto dapo = Parse(kMinimal, {"algorithm.objective=dapo", "rollout.max_new_tokens=64"});
   ASSERT_TRUE(dapo.ok()) << dapo.status().ToString();
@@ -109,6 +119,11 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"algorithm.objective=gmpo", "algorithm.ratio_level=sequence"}, "ratio_level");
   ExpectError({"algorithm.is_correction=icepop", "algorithm.icepop_high=0.9"}, "icepop");
   ExpectError({"algorithm.is_correction=geo"}, "algorithm.is_correction");
+  ExpectError({"rollout.batch_invariant=true", "rollout.serve_format=fp8"}, "rollout.batch_invariant");
+  ExpectError({"rollout.batch_invariant=maybe"}, "rollout.batch_invariant");
+  ExpectError({"distill.coef=0"}, "distill.coef");
+  ExpectError({"distill.teacher=/t", "algorithm.objective=gmpo"}, "distill.teacher");
+  ExpectError({"distill.teachr=/t"}, "distill.teacher");  // unknown key, the known one suggested
 }
 
 TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {

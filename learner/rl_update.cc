@@ -1,6 +1,8 @@
 #include "learner/rl_update.h"
 
 #include <algorithm>
+#include <cmath>
+#include <span>
 #include <cstring>
 
 namespace grpo {
@@ -13,13 +15,23 @@ struct Packed {
   std::vector<int64_t> offsets{0};    // per sample, into the completion-token arrays
   std::vector<double> advantages;     // per sample
   std::vector<float> rollout_logprobs;
+  std::vector<double> token_advantages;  // per completion token, when the samples have them
   std::vector<uint8_t> mask;          // per completion token
   Routing routing;
   bool has_routing = false;
 };
 
+// Rollout logprobs are packed when every sample has them (the mismatch metrics read them); a
+// correction that needs them (`require_rollout_logprobs`) fails without them.
 absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
-            bool want_rollout_logprobs, Packed* p) {
+            bool require_rollout_logprobs, Packed* p) {
+  bool all_have_logprobs = true;
+  for (size_t g = first; g < last; ++g) {
+    for (const RlSample& s : groups[g].samples) {
+      all_have_logprobs = all_have_logprobs && s.rollout_logprobs.size() == s.completion.size();
+    }
+  }
+  const bool want_rollout_logprobs = require_rollout_logprobs || all_have_logprobs;
   int64_t targets = 0;
   for (size_t g = first; g < last; ++g) {
     const RlGroup& group = groups[g];
@@ -50,11 +62,20 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
         }
         p->rollout_logprobs.insert(p->rollout_logprobs.end(), s.rollout_logprobs.begin(), s.rollout_logprobs.end());
       }
+      if (!s.token_advantages.empty() && static_cast<int64_t>(s.token_advantages.size()) != T) {
+        return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " has " +
+                                          std::to_string(s.token_advantages.size()) + " token advantages for " +
+                                          std::to_string(T) + " tokens");
+      }
+      p->token_advantages.insert(p->token_advantages.end(), s.token_advantages.begin(), s.token_advantages.end());
       if (want_routing && s.routing.empty()) {
         return absl::InvalidArgumentError("rl update: routing replay is on but a sample of group " + std::to_string(g) +
                                        " has no routing (the rollout must return the experts it chose)");
       }
     }
+  }
+  if (!p->token_advantages.empty() && p->token_advantages.size() != p->target_index.size()) {
+    return absl::InvalidArgumentError("rl update: some samples have token advantages and others not");
   }
   if (!want_routing) return absl::OkStatus();
   p->routing.num_tokens = p->batch.num_tokens();
@@ -109,6 +130,18 @@ std::vector<float> Gather(const std::vector<float>& all, const std::vector<int64
   return out;
 }
 
+// |rollout logprob - learner logprob| over the completion tokens, summed into `sum`, max into
+// `max`, counted into `n`.
+void AddMismatch(std::span<const float> rollout, std::span<const float> learner, double* sum, double* max,
+                 int64_t* n) {
+  for (size_t i = 0; i < rollout.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(rollout[i]) - static_cast<double>(learner[i]));
+    *sum += d;
+    *max = std::max(*max, d);
+  }
+  *n += static_cast<int64_t>(rollout.size());
+}
+
 }  // namespace
 
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
@@ -142,8 +175,8 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   const bool multi = options.mini_batches * options.epochs > 1;
   // old and reference logprobs, before any update
   std::vector<std::vector<float>> old_lp(packed.size()), ref_lp(packed.size());
-  double entropy_sum = 0;
-  int64_t entropy_n = 0;
+  double entropy_sum = 0, mismatch_sum = 0;
+  int64_t entropy_n = 0, mismatch_n = 0;
   for (size_t b = 0; b < packed.size(); ++b) {
     ForwardOptions fo;
     fo.forced_routing = packed[b].has_routing ? &packed[b].routing : nullptr;
@@ -151,6 +184,10 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       fo.need_entropy = options.need_entropy;
       GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(packed[b].batch, fo));
       old_lp[b] = Gather(out.logprobs, packed[b].target_index);
+      if (!packed[b].rollout_logprobs.empty()) {
+        AddMismatch(packed[b].rollout_logprobs, old_lp[b], &mismatch_sum, &stats.mismatch_max_abs_logprob,
+                    &mismatch_n);
+      }
       if (options.need_entropy) {
         for (int64_t i : packed[b].target_index) entropy_sum += out.entropy[i];
         entropy_n += static_cast<int64_t>(packed[b].target_index.size());
@@ -174,6 +211,9 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       fo.forced_routing = p.has_routing ? &p.routing : nullptr;
       GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(p.batch, fo));
       const std::vector<float> lp = Gather(out.logprobs, p.target_index);
+      if (!multi && !p.rollout_logprobs.empty()) {  // this forward is the old-logprob pass
+        AddMismatch(p.rollout_logprobs, lp, &mismatch_sum, &stats.mismatch_max_abs_logprob, &mismatch_n);
+      }
       if (fo.need_entropy) {
         for (int64_t i : p.target_index) entropy_sum += out.entropy[i];
         entropy_n += static_cast<int64_t>(p.target_index.size());
@@ -186,6 +226,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       in.advantages = p.advantages;
       in.offsets = p.offsets;
       in.mask = p.mask;
+      in.token_advantages = p.token_advantages;
       auto loss = ComputePolicyLoss(in, options.loss);
       if (!loss.ok()) {
         policy.ReleaseActivations();
@@ -223,6 +264,8 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   stats.is_weight_mean = isw_sum / n;
   stats.grad_norm = stats.optimizer_steps > stats.skipped_steps ? norm_sum / (n - stats.skipped_steps) : 0;
   stats.entropy = entropy_n > 0 ? entropy_sum / static_cast<double>(entropy_n) : 0;
+  stats.mismatch_tokens = mismatch_n;
+  stats.mismatch_mean_abs_logprob = mismatch_n > 0 ? mismatch_sum / static_cast<double>(mismatch_n) : 0;
   return stats;
 }
 

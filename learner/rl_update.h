@@ -8,7 +8,8 @@
 //    extra forward is run. Samples from older weights (one-step off-policy) are corrected by the
 //    importance weights of loss.is_correction (old vs rollout logprobs), not by the ratio.
 //  - Rollout logprobs (for truncated IS / masking) are the engine's raw (temperature-1)
-//    logprobs of the sampled tokens.
+//    logprobs of the sampled tokens. When every sample has them, the stats report how far they
+//    are from the learner's old logprobs (mismatch_*), whatever the correction.
 //  - Reference logprobs (KL, kl_beta > 0) come from a frozen reference model.
 //  - Routing replay (MoE): the learner's forward uses the experts the rollout chose for every
 //    prompt and completion position (the last completion token, which predicts nothing, reuses
@@ -35,6 +36,9 @@ struct RlSample {
   std::vector<float> rollout_logprobs;  // raw logprobs from the engine (may be empty)
   std::vector<int32_t> routing;         // [T, L, K] token-major (may be empty)
   double advantage = 0;
+  // Per completion token, added to `advantage` (on-policy distillation); empty: none. Either
+  // every sample of the update has them or none.
+  std::vector<double> token_advantages;
   bool trained = true;
   // Per completion token, or empty (all 1): 0 leaves the token out of the loss, e.g. the tokens a
   // tool's environment appended in a multi-turn rollout (rollout/environment.h). Such tokens are
@@ -67,6 +71,13 @@ struct RlUpdateStats {
   int64_t optimizer_steps = 0;
   int64_t tokens = 0;      // completion tokens trained
   int64_t skipped_steps = 0;  // non-finite gradient norm
+  // Rollout/learner logprob mismatch: |rollout logprob - learner logprob| of every completion
+  // token, the learner's logprob from its old-logprob pass (the policy before this step's first
+  // update, with the weights the rollout was asked to use). Measured when every sample carries
+  // rollout logprobs (mismatch_tokens > 0), else 0.
+  double mismatch_max_abs_logprob = 0;
+  double mismatch_mean_abs_logprob = 0;
+  int64_t mismatch_tokens = 0;
 };
 
 // Runs the update; `grads` is scratch. `reference` is required when loss.kl_beta > 0.

@@ -305,6 +305,170 @@ TEST(RlUpdate, RaisesTheLogprobOfPositiveAdvantageSamples) {
   EXPECT_GT(corr, 0.0);
 }
 
+// The learner's logprobs of every completion token of `groups`, sample by sample.
+std::vector<std::vector<float>> CompletionLogprobs(CausalLM& model, const std::vector<RlGroup>& groups) {
+  std::vector<std::vector<float>> out;
+  for (const auto& g : groups) {
+    for (const auto& s : g.samples) {
+      auto seq = g.prompt;
+      seq.insert(seq.end(), s.completion.begin(), s.completion.end());
+      auto f = model.Forward(TokenBatch::FromSequences({seq}), {});
+      EXPECT_TRUE(f.ok());
+      out.emplace_back(f->logprobs.begin() + static_cast<int64_t>(g.prompt.size()) - 1, f->logprobs.end());
+    }
+  }
+  return out;
+}
+
+TEST(RlUpdate, ReportsTheRolloutLearnerMismatch) {
+  for (const int64_t mini_batches : {1, 2}) {  // old logprobs from the training forward / a pass of their own
+    SCOPED_TRACE(mini_batches);
+    auto model = Make("qwen2-nano", 4);
+    auto groups = RandomGroups(2, 3, 8, 200);
+    const auto lp = CompletionLogprobs(*model, groups);
+    // Rollout logprobs off by known amounts: token j of sample k by (k + 1) * (j + 1) * 1e-3.
+    double sum = 0, max = 0;
+    int64_t n = 0, k = 0;
+    for (auto& g : groups) {
+      for (auto& s : g.samples) {
+        for (size_t j = 0; j < s.completion.size(); ++j) {
+          const float off = static_cast<float>((k + 1) * (j + 1) * 1e-3);
+          s.rollout_logprobs.push_back(lp[k][j] + off);
+          const double d = std::fabs(static_cast<double>(s.rollout_logprobs.back()) - lp[k][j]);
+          sum += d;
+          max = std::max(max, d);
+          ++n;
+        }
+        ++k;
+      }
+    }
+    auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+    RlUpdateOptions o;
+    o.loss = PolicyLossPreset(Objective::kGrpo);
+    o.loss.kl_beta = 0;
+    o.mini_batches = mini_batches;
+    o.schedule.lr = 1e-3;
+    std::vector<Buffer> grads;
+    auto stats = RlUpdate(*model, nullptr, *opt, groups, o, &grads);
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    EXPECT_EQ(stats->mismatch_tokens, n);
+    // Forward of one sequence and of the packed batch agree to rounding.
+    EXPECT_NEAR(stats->mismatch_max_abs_logprob, max, 1e-5);
+    EXPECT_NEAR(stats->mismatch_mean_abs_logprob, sum / n, 1e-5);
+    EXPECT_GT(stats->mismatch_max_abs_logprob, 0.01);
+  }
+  // Samples without rollout logprobs: nothing measured.
+  auto model = Make("qwen2-nano", 4);
+  auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kGrpo);
+  o.loss.kl_beta = 0;
+  std::vector<Buffer> grads;
+  auto stats = RlUpdate(*model, nullptr, *opt, RandomGroups(2, 3, 8, 200), o, &grads);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->mismatch_tokens, 0);
+  EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
+}
+
+// With the backend in batch-invariant mode and the engine serving the learner's weights, the
+// rollout logprobs are the learner's old logprobs bit for bit: no mismatch, IS weights exactly 1,
+// and on-policy (one mini-batch) ratios exactly 1.
+TEST(RlUpdate, BatchInvariantRolloutsAreExactlyOnPolicy) {
+  ASSERT_TRUE(BackendForTests().SetBatchInvariant(true));
+  for (const std::string preset : {"qwen3-nano", "deepseek_v3-nano"}) {
+    for (const int64_t mini_batches : {1, 2}) {
+      SCOPED_TRACE(preset + " mini_batches " + std::to_string(mini_batches));
+      auto policy = Make(preset, 6);
+      auto engine = RolloutEngine::Create(Make(preset, 6), {});
+      ASSERT_TRUE(engine.ok());
+      std::vector<GroupRequest> requests(2);
+      for (size_t g = 0; g < requests.size(); ++g) {
+        requests[g].prompt = {5, 17, 33, 2, static_cast<int32_t>(91 + g)};
+        requests[g].n = 3;
+        requests[g].max_new_tokens = 6;
+        requests[g].seed = g;
+        requests[g].return_raw_logprobs = true;
+      }
+      auto res = (*engine)->GenerateGroups(requests);
+      ASSERT_TRUE(res.ok()) << res.status().ToString();
+      std::vector<RlGroup> groups(requests.size());
+      for (size_t g = 0; g < requests.size(); ++g) {
+        groups[g].prompt = requests[g].prompt;
+        for (const auto& s : (*res)[g].samples) {
+          RlSample rs;
+          rs.completion = s.tokens;
+          rs.rollout_logprobs = s.raw_logprobs;
+          rs.advantage = 0.5 - static_cast<double>(s.index % 2);
+          groups[g].samples.push_back(rs);
+        }
+      }
+      RlUpdateOptions o;
+      o.loss = PolicyLossPreset(Objective::kGrpo);
+      o.loss.kl_beta = 0;
+      o.loss.is_correction = IsCorrection::kTokenTis;
+      o.mini_batches = mini_batches;
+      o.routing_replay = false;  // the learner's router makes the rollout's choices by itself
+      o.schedule.lr = 1e-3;
+      auto opt = AdamW::Create(policy->backend(), policy->parameter_specs(), {});
+      std::vector<Buffer> grads;
+      auto stats = RlUpdate(*policy, nullptr, *opt, groups, o, &grads);
+      ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+      EXPECT_GT(stats->mismatch_tokens, 0);
+      EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
+      EXPECT_EQ(stats->is_weight_mean, 1.0);
+      if (mini_batches == 1) EXPECT_EQ(stats->ratio_max, 1.0);
+    }
+  }
+  BackendForTests().SetBatchInvariant(false);
+}
+
+// On-policy distillation: per-token advantages -(student - teacher) from a teacher model move the
+// student's logprobs of the sampled tokens the way the teacher's differ (up where the teacher
+// gives the token more probability, down where less), with no rule reward at all.
+TEST(RlUpdate, TokenAdvantagesFromATeacherMoveTheStudentTowardIt) {
+  auto student = Make("llama-nano", 2);
+  auto teacher = Make("llama-nano", 30);
+  auto groups = RandomGroups(2, 4, 12, 200);
+  groups[0].samples[0].trained = true;
+  const auto s0 = CompletionLogprobs(*student, groups), t = CompletionLogprobs(*teacher, groups);
+  size_t k = 0;
+  for (auto& g : groups) {
+    for (auto& s : g.samples) {
+      s.advantage = 0;
+      auto a = DistillationAdvantages(s0[k], t[k], 1.0);
+      ASSERT_TRUE(a.ok());
+      s.token_advantages = *a;
+      ++k;
+    }
+  }
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kDapo);
+  o.schedule.lr = 3e-3;
+  o.epochs = 3;
+  auto opt = AdamW::Create(student->backend(), student->parameter_specs(), {});
+  std::vector<Buffer> grads;
+  auto stats = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_GT(stats->grad_norm, 0.0);
+  const auto s1 = CompletionLogprobs(*student, groups);
+  double corr = 0;
+  k = 0;
+  for (auto& g : groups) {
+    for (auto& s : g.samples) {
+      for (size_t j = 0; j < s.completion.size(); ++j) {
+        corr += s.token_advantages[j] * (s1[k][j] - s0[k][j]);
+      }
+      ++k;
+    }
+  }
+  EXPECT_GT(corr, 0.0);
+  // Token advantages on some samples only: refused.
+  groups[1].samples[2].token_advantages.clear();
+  auto bad = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("token advantages"), std::string::npos);
+}
+
 TEST(RlUpdate, RejectsBadInputs) {
   auto model = Make("llama-nano", 1);
   auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});

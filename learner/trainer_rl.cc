@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <optional>
+#include <span>
 
 #include <google/protobuf/util/time_util.h>
 
@@ -434,6 +436,53 @@ absl::StatusOr<std::vector<RlGroup>> TrainingGroups(const StepBatch& b, const st
   return out;
 }
 
+// On-policy distillation: the teacher's logprob of every completion token (one Forward per
+// group, its samples packed) turns into per-token advantages coef * -(student - teacher), the
+// student's logprob being the rollout's raw one (the policy that sampled the token). Without
+// distill.rule_rewards the samples' rule-reward advantages are dropped. Returns the mean of
+// student - teacher over the tokens: the sampled estimate of KL(student || teacher).
+absl::StatusOr<double> AddDistillation(CausalLM& teacher, const TrainRecipe& r, std::vector<RlGroup>* groups) {
+  double sum = 0;
+  int64_t n = 0;
+  for (RlGroup& g : *groups) {
+    std::vector<std::vector<int32_t>> seqs;
+    for (const RlSample& s : g.samples) {
+      seqs.push_back(g.prompt);
+      seqs.back().insert(seqs.back().end(), s.completion.begin(), s.completion.end());
+    }
+    GRPO_ASSIGN_OR_RETURN(ForwardOutput out, teacher.Forward(TokenBatch::FromSequences(seqs), {}));
+    size_t at = 0;
+    for (RlSample& s : g.samples) {
+      const size_t P = g.prompt.size(), T = s.completion.size();
+      const std::span<const float> teacher_lp(out.logprobs.data() + at + P - 1, T);
+      at += P + T - 1;
+      if (s.rollout_logprobs.size() != T) {
+        return absl::InvalidArgumentError("distill.teacher: a sample has no rollout logprobs (the student's)");
+      }
+      GRPO_ASSIGN_OR_RETURN(s.token_advantages, DistillationAdvantages(s.rollout_logprobs, teacher_lp, r.distill_coef));
+      for (size_t t = 0; t < T; ++t) sum += static_cast<double>(s.rollout_logprobs[t]) - teacher_lp[t];
+      n += static_cast<int64_t>(T);
+      if (!r.distill_rule_rewards) s.advantage = 0;
+    }
+  }
+  return n > 0 ? sum / static_cast<double>(n) : 0.0;
+}
+
+// The teacher of on-policy distillation (distill.teacher), on the policy's backend; null
+// without one. Its vocabulary must be the student's (the same token ids).
+absl::StatusOr<std::unique_ptr<CausalLM>> LoadTeacher(const Run& run) {
+  const TrainRecipe& r = *run.recipe;
+  if (r.distill_teacher.empty()) return std::unique_ptr<CausalLM>();
+  absl::StatusOr<std::unique_ptr<CausalLM>> teacher = CausalLM::Load(r.distill_teacher, *run.backend);
+  if (!teacher.ok()) return WithContext(teacher.status(), "distill.teacher " + r.distill_teacher);
+  const int64_t tv = (*teacher)->config().vocab_size, sv = run.policy->config().vocab_size;
+  if (tv != sv) {
+    return absl::InvalidArgumentError("distill.teacher " + r.distill_teacher + " has vocab_size " + std::to_string(tv) +
+                                      ", the student " + std::to_string(sv) + ": they must share the tokenizer");
+  }
+  return teacher;
+}
+
 // What the update needs besides the batch.
 struct Learner {
   CausalLM* policy;
@@ -515,6 +564,10 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
   row["lr"] = us.lr;
   row["skipped_updates"] = static_cast<double>(us.skipped_steps);
   row["loss"] = us.loss;
+  if (us.mismatch_tokens > 0) {  // the rollout returns raw logprobs for every sample
+    row["mismatch/max_abs_logprob"] = us.mismatch_max_abs_logprob;
+    row["mismatch/mean_abs_logprob"] = us.mismatch_mean_abs_logprob;
+  }
   row["zero_std_groups"] = static_cast<double>(rs.zero_std_groups);
   if (r.dynamic_sampling) {
     row["dynamic_sampling/dropped_groups"] = static_cast<double>(b.dropped);
@@ -674,7 +727,14 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
   uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
 
+  // Before any model of the stage computes and before the engine sizes its KV cache (MLA caches
+  // more per position in the mode). Remote rollout servers need `grpo rollout serve --batch-invariant`.
+  if (!run.backend->SetBatchInvariant(r.batch_invariant)) {
+    return absl::InvalidArgumentError(std::string("rollout.batch_invariant: backend '") + run.backend->name() +
+                                      "' has no batch-invariant mode");
+  }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> teacher, LoadTeacher(run));
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
@@ -710,12 +770,17 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(RewardStats rewards, SummarizeRewards(batch, step, o));
     GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, *run.tok, step, batch, adv));
     if (r.overlap && step + 1 < r.steps) pending = std::async(std::launch::async, collect, step + 1);
-    GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> training, TrainingGroups(batch, adv, r.group_size));
-    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, training));
+    GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, TrainingGroups(batch, adv, r.group_size));
+    std::optional<double> reverse_kl;
+    if (teacher != nullptr) {
+      GRPO_ASSIGN_OR_RETURN(reverse_kl, AddDistillation(*teacher, r, &groups));
+    }
+    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, groups));
     GRPO_ASSIGN_OR_RETURN(PushResult push, PushAfterRollout(*rollout, *run.policy, version, &pending));
     version = push.version;
 
     std::map<std::string, double> row = StepRow(run, batch, rewards, update, push, t_store);
+    if (reverse_kl) row["distill/reverse_kl"] = *reverse_kl;
     const bool last = step + 1 == r.steps;
     if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
       const auto t_eval0 = Clock::now();

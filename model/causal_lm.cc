@@ -596,6 +596,26 @@ static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
           false);
 }
 
+// MLA's per-head keys and values from the latent: a.kvb = kv_b_proj(a.c_n), a.k [T, nh, nope + r]
+// (each head's nope dims, then the shared rope key), a.v [T, nh, dv].
+template <typename LayerT, typename ActsT>
+static void ExpandMlaKeysValues(const Ctx& ctx, const LayerT& L, ActsT& a, const Buffer& kpe) {
+  const ModelConfig& c = ctx.c;
+  Backend& be = ctx.be;
+  const int64_t T = ctx.batch.tokens, nh = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
+  const int64_t dqk = nope + r, kvl = c.kv_lora_rank;
+  a.kvb = ctx.Buf(T * nh * (nope + dv));
+  be.LinearWeights(a.c_n.data(), ctx.W(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
+  a.k = ctx.Buf(T * nh * dqk);
+  a.v = ctx.Buf(T * nh * dv);
+  be.CopyRows(a.kvb.data(), nope + dv, a.k.data(), dqk, T * nh, nope, false);
+  for (int64_t head = 0; head < nh; ++head) {
+    be.CopyRows(kpe.data(), r, a.k.data() + head * dqk + nope, nh * dqk, T, r, false);
+  }
+  be.CopyRows(a.kvb.data() + nope, nope + dv, a.v.data(), dv, T * nh, dv, false);
+}
+
 // Attention block over packed sequences (training form): a.ln1 -> o [T, hidden].
 template <typename LayerT, typename ActsT>
 static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePtr<float> o) {
@@ -614,19 +634,10 @@ static void AttentionForward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePt
     return;
   }
   // MLA with keys and values expanded per head.
-  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
-  const int64_t dqk = nope + r, kvl = c.kv_lora_rank;
+  const int64_t dv = c.v_head_dim, dqk = c.qk_nope_head_dim + c.qk_rope_head_dim;
   Buffer kpe;
   ProjectMla(ctx, L, a, kpe);
-  a.kvb = ctx.Buf(T * nh * (nope + dv));
-  be.LinearWeights(a.c_n.data(), ctx.W(L.kvb_w), nullptr, a.kvb.data(), T, kvl, nh * (nope + dv));
-  a.k = ctx.Buf(T * nh * dqk);
-  a.v = ctx.Buf(T * nh * dv);
-  be.CopyRows(a.kvb.data(), nope + dv, a.k.data(), dqk, T * nh, nope, false);
-  for (int64_t head = 0; head < nh; ++head) {
-    be.CopyRows(kpe.data(), r, a.k.data() + head * dqk + nope, nh * dqk, T, r, false);
-  }
-  be.CopyRows(a.kvb.data() + nope, nope + dv, a.v.data(), dv, T * nh, dv, false);
+  ExpandMlaKeysValues(ctx, L, a, kpe);
   a.lse = ctx.Buf(T * nh);
   a.attn = ctx.Buf(T * nh * dv);
   be.Attention(a.q.data(), a.k.data(), a.v.data(), a.attn.data(), a.lse.data(),
@@ -902,11 +913,24 @@ static void StepAttention(const Ctx& ctx, const LayerT& L, ActsT& a, const StepI
     be.LinearWeights(a.attn.data(), ctx.W(L.o_w), ctx.P(L.o_b), o, T, nh * hd, h);
     return;
   }
-  // MLA, absorbed: scores = (W_k(h)^T q_nope) . c + q_pe . k_pe; output = W_v(h) (sum p c).
   const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, dv = c.v_head_dim;
   const int64_t dqk = nope + r, kvl = c.kv_lora_rank, lat = kvl + r;
   Buffer kpe;
   ProjectMla(ctx, L, a, kpe);
+  if (be.batch_invariant()) {
+    // MLA as training computes it: per-head keys and values expanded from the latent, cached
+    // and attended over (kv_cache.h's batch-invariant row).
+    ExpandMlaKeysValues(ctx, L, a, kpe);
+    write(a.k.data(), nh * dqk, 0, nh * dqk);
+    write(a.v.data(), nh * dv, nh * dqk, nh * dv);
+    a.attn = ctx.Buf(T * nh * dv);
+    be.CachedAttention(a.q.data(), a.attn.data(), in.offsets, in.past, kv.pool, kv.layer, kv.tables,
+                       {.nh = nh, .nkv = nh, .dqk = dqk, .dv = dv, .scale = scale},
+                       {.k_offset = 0, .v_offset = nh * dqk});
+    be.LinearWeights(a.attn.data(), ctx.W(L.o_w), nullptr, o, T, nh * dv, h);
+    return;
+  }
+  // MLA, absorbed: scores = (W_k(h)^T q_nope) . c + q_pe . k_pe; output = W_v(h) (sum p c).
   write(a.c_n.data(), kvl, 0, kvl);
   write(kpe.data(), r, kvl, r);
   // kv_b_proj's rows of one head: read in place when f32, else widened into a one-head tile.
@@ -1231,11 +1255,13 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
     if (in.past[s] < 0) return absl::InvalidArgumentError("step input: negative past length");
   }
   const KvCachePool pool = cache.pool();
-  if (pool.num_layers != c.num_hidden_layers || pool.row_width != KvCacheRowWidth(c) || pool.block_size <= 0) {
+  const int64_t row_width = KvCacheRowWidth(c, backend_.batch_invariant());
+  if (pool.num_layers != c.num_hidden_layers || pool.row_width != row_width || pool.block_size <= 0) {
     return absl::InvalidArgumentError(
         "KV cache pool of " + std::to_string(pool.num_layers) + " layers, rows of " + std::to_string(pool.row_width) +
         " floats, blocks of " + std::to_string(pool.block_size) + " positions; the model needs " +
-        std::to_string(c.num_hidden_layers) + " layers and rows of " + std::to_string(KvCacheRowWidth(c)));
+        std::to_string(c.num_hidden_layers) + " layers and rows of " + std::to_string(row_width) +
+        (backend_.batch_invariant() ? " (batch-invariant mode)" : ""));
   }
   GRPO_RETURN_IF_ERROR(CheckTokens(in.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(forced_routing, c, T));

@@ -5,15 +5,20 @@
 
 namespace grpo {
 
-int64_t KvCacheRowWidth(const ModelConfig& c) {
+int64_t KvCacheRowWidth(const ModelConfig& c, bool batch_invariant) {
+  if (c.mla && batch_invariant) {
+    return c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim);
+  }
   if (c.mla) return c.kv_lora_rank + c.qk_rope_head_dim;
   return 2 * c.num_key_value_heads * c.head_dim;
 }
 
 DenseKvCache::DenseKvCache(const ModelConfig& config, int64_t num_seqs, int64_t capacity,
                            Backend& backend)
-    : data_(&backend, num_seqs * config.num_hidden_layers * capacity * KvCacheRowWidth(config)),
-      pool_{data_.data(), num_seqs, config.num_hidden_layers, capacity, KvCacheRowWidth(config)} {
+    : data_(&backend, num_seqs * config.num_hidden_layers * capacity *
+                          KvCacheRowWidth(config, backend.batch_invariant())),
+      pool_{data_.data(), num_seqs, config.num_hidden_layers, capacity,
+            KvCacheRowWidth(config, backend.batch_invariant())} {
   backend.Zero(data_.data(), data_.numel());
 }
 

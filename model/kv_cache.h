@@ -12,7 +12,10 @@
 //   standard attention: [k of the nkv heads (after q/k norm and RoPE) | v of the nkv heads]
 //   MLA (deepseek_v3):  [normalized latent c (kv_lora_rank) | RoPE'd shared key (qk_rope_head_dim)]
 // i.e. MLA caches the compressed latent, not per-head keys and values, and decodes with the
-// absorbed projections (multi-query attention over [c | k_pe] with c as the value).
+// absorbed projections (multi-query attention over [c | k_pe] with c as the value). On a backend
+// in batch-invariant mode (Backend::SetBatchInvariant) MLA caches what training attends over
+// instead: [k of the nh heads (nope | rope dims) | v of the nh heads], so a decoded token is
+// computed exactly as the learner's Forward computes it (at nh * (dqk + dv) floats a row).
 #ifndef GRPO_MODEL_KV_CACHE_H_
 #define GRPO_MODEL_KV_CACHE_H_
 
@@ -36,8 +39,9 @@ class KvCacheView {
   virtual void AppendBlockTable(int64_t seq, int64_t length, std::vector<int32_t>* ids) = 0;
 };
 
-// Floats per cache row for this architecture.
-int64_t KvCacheRowWidth(const ModelConfig& config);
+// Floats per cache row for this architecture; `batch_invariant`: the row of a backend in
+// batch-invariant mode (differs for MLA only).
+int64_t KvCacheRowWidth(const ModelConfig& config, bool batch_invariant = false);
 
 // Room for `capacity` positions of each of `num_seqs` sequences, allocated (zeroed) up front in
 // `backend`'s memory (the model's backend): sequence s is block s of a pool whose block_size is

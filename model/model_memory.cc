@@ -41,8 +41,8 @@ CheckedInt64 ModelWeightBytes(const ModelConfig& c, WeightFormat format) {
   return c.ParameterCount() * per_value + NumTensors(c) * kBytesPerTensor;
 }
 
-CheckedInt64 KvBytesPerPosition(const ModelConfig& c) {
-  return CheckedInt64(c.num_hidden_layers) * KvCacheRowWidth(c) * kFloat;
+CheckedInt64 KvBytesPerPosition(const ModelConfig& c, bool batch_invariant) {
+  return CheckedInt64(c.num_hidden_layers) * KvCacheRowWidth(c, batch_invariant) * kFloat;
 }
 
 CheckedInt64 ActivationBytes(const ModelConfig& c, CheckedInt64 num_tokens, bool keep_activations, bool recompute) {

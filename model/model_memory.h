@@ -24,8 +24,9 @@ std::string ModelSizeKeys(const ModelConfig& config);
 // the bookkeeping of each tensor.
 CheckedInt64 ModelWeightBytes(const ModelConfig& config, WeightFormat format);
 
-// One cached position of one sequence, all layers (KvCacheRowWidth floats per layer).
-CheckedInt64 KvBytesPerPosition(const ModelConfig& config);
+// One cached position of one sequence, all layers (KvCacheRowWidth floats per layer; more for
+// MLA on a backend in batch-invariant mode).
+CheckedInt64 KvBytesPerPosition(const ModelConfig& config, bool batch_invariant = false);
 
 // Activations of one CausalLM::Forward over `num_tokens` tokens: linear in the tokens, whatever
 // the sequence lengths (attention keeps one log-sum-exp per token and head, never the [L, L]

@@ -916,7 +916,8 @@ absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique
     return absl::InvalidArgumentError("max_prefill_tokens_per_step must be positive");
   }
   const ModelConfig& c = model->config();
-  const CheckedInt64 checked_block_bytes = KvBytesPerPosition(c) * options.block_size;
+  const bool invariant = model->backend().batch_invariant();  // MLA caches more per position
+  const CheckedInt64 checked_block_bytes = KvBytesPerPosition(c, invariant) * options.block_size;
   if (checked_block_bytes.overflowed()) {
     return absl::InvalidArgumentError(absl::StrCat("block_size ", options.block_size, " is too large"));
   }
@@ -930,7 +931,7 @@ absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique
     // The pool is allocated whole here: check it against memory first.
     MemoryPlan plan;
     plan.Add(absl::StrCat("KV cache (", blocks, " blocks of ", options.block_size, " positions)"),
-             CheckedInt64(blocks) * KvBytesPerPosition(c) * options.block_size);
+             CheckedInt64(blocks) * KvBytesPerPosition(c, invariant) * options.block_size);
     GRPO_RETURN_IF_ERROR(plan.Check("the rollout engine"));
   }
   return std::unique_ptr<RolloutEngine>(

@@ -12,8 +12,10 @@ namespace grpo {
 KvBlockPool::KvBlockPool(const ModelConfig& config, int64_t num_blocks, int64_t block_size,
                          Backend& backend)
     : backend_(backend), num_blocks_(num_blocks), block_size_(block_size),
-      data_(&backend, num_blocks * config.num_hidden_layers * block_size * KvCacheRowWidth(config)),
-      view_{data_.data(), num_blocks, config.num_hidden_layers, block_size, KvCacheRowWidth(config)},
+      data_(&backend, num_blocks * config.num_hidden_layers * block_size *
+                          KvCacheRowWidth(config, backend.batch_invariant())),
+      view_{data_.data(), num_blocks, config.num_hidden_layers, block_size,
+            KvCacheRowWidth(config, backend.batch_invariant())},
       refs_(num_blocks, 0) {
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }

@@ -3,7 +3,8 @@
 Written the way TRL / verl write these losses: sequences padded to [N, Lmax] with a completion
 mask, per-token losses combined with masked sums. Usage: policy_loss_reference.py IN.json OUT.json
 where IN is {"cases": [{"options": {...}, "logprobs": [...], "old": [...], "rollout": [...],
-"ref": [...], "adv": [...], "offsets": [...], "mask": [...]}]} (flat per-token arrays) and OUT is
+"ref": [...], "adv": [...], "offsets": [...], "mask": [...], "token_adv": [...] (optional)}]}
+(flat per-token arrays) and OUT is
 {"results": [{"loss": x, "grad": [...], "clip_frac": x, "ratio_mean": x, "kl_mean": x,
 "is_weight_mean": x}]}.
 """
@@ -37,6 +38,8 @@ def run(case):
     logp = pad(case["logprobs"], offsets).requires_grad_(True)
     old = pad(case["old"], offsets)
     adv = torch.tensor(case["adv"], dtype=D).unsqueeze(1)  # [N, 1]
+    if case.get("token_adv"):  # per-token advantages (on-policy distillation) added to A_i
+        adv = adv + pad(case["token_adv"], offsets)  # [N, Lmax]
     lo, hi = 1.0 - o["clip_eps_low"], 1.0 + o["clip_eps_high"]
 
     log_ratio = logp - old

@@ -414,6 +414,27 @@ class Backend {
                       std::span<const SamplingRow> rows, DevicePtr<int32_t> tokens,
                       DevicePtr<float> logprobs, DevicePtr<float> raw_logprobs) = 0;
 
+  // ---- batch invariance ---------------------------------------------------------------------
+  // Batch-invariant mode (recipe rollout.batch_invariant; off by default). While it is on, the
+  // forward ops compute every row by the same instructions wherever the row comes from, so the
+  // logprob of a token is bit-identical whether the rollout engine computes it (decode or chunked
+  // prefill over the paged cache, in any batch) or the learner does (Forward over any packing).
+  // With f32 weights:
+  //  - Linear, LinearWeights: row i of y is a function of row i of x alone (one fixed summation
+  //    order over k per output), whatever m, the other rows and i's place among them;
+  //  - Attention and CachedAttention: the output of a query row is computed by one routine from
+  //    the query and the keys and values of positions [0, p] in position order, whether they come
+  //    from packed activations or through block tables, whatever the other rows and sequences;
+  //  - LogSoftmaxTargets: logprob[t] equals Sample's raw_logprob for the same row and token;
+  //  - RmsNorm, Rope, the elementwise and row ops and Route are per row in either mode (every
+  //    backend must keep them so).
+  // Backward ops, Gemm and narrow-weight (bf16/FP8) products are not covered. The mode belongs to
+  // the backend object (every model on it); set it before issuing work, never concurrently with
+  // ops. Returns whether the backend is now in the asked state: a backend without the mode
+  // returns false for on = true (and stays off).
+  virtual bool SetBatchInvariant(bool on) { return !on; }
+  virtual bool batch_invariant() const { return false; }
+
   // ---- optimizer ----------------------------------------------------------------------------
   // out[0] = sum of x[i]^2, accumulated in double (f64 device scalar).
   virtual void SumSquares(DevicePtr<const float> x, int64_t size, DevicePtr<double> out) = 0;

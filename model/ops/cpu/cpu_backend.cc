@@ -411,6 +411,11 @@ class CpuBackendImpl final : public Backend {
       }
     });
   }
+  bool SetBatchInvariant(bool on) override {
+    batch_invariant_.store(on);
+    return true;
+  }
+  bool batch_invariant() const override { return batch_invariant_.load(); }
   void SumSquares(DevicePtr<const float> x, int64_t size, DevicePtr<double> out) override {
     Scope scope(arena_.get(), x, out);
     const float* g = Raw(x);
@@ -562,6 +567,10 @@ class CpuBackendImpl final : public Backend {
 
   void Linear(const float* x, const float* w, const float* b, float* y, int64_t m, int64_t k,
               int64_t n) {
+    if (batch_invariant_.load(std::memory_order_relaxed)) {
+      LinearRowwise(x, w, b, y, m, k, n);
+      return;
+    }
     if (m > cpu::kSmallLinearRows && m >= Pool().num_threads()) {
       Pool().ParallelFor(m, RowGrain(2 * k * n), [&](int64_t r0, int64_t r1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, n, k, 1.0f, x + r0 * k, k,
@@ -581,6 +590,27 @@ class CpuBackendImpl final : public Backend {
                     w + c0 * k, k, 0.0f, y + c0, n);
       });
     }
+    if (b != nullptr) {
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
+    }
+  }
+
+  // Batch-invariant Linear: every row of y by the few-row kernel (one fixed order over k per
+  // output, each row independent of the others), in tiles of rows x columns across the pool.
+  // Tiles have a multiple of 4 columns, so a column takes the same path whatever m is.
+  void LinearRowwise(const float* x, const float* w, const float* b, float* y, int64_t m,
+                     int64_t k, int64_t n) {
+    constexpr int64_t kTileRows = 24, kTileCols = 128;
+    const int64_t row_tiles = (m + kTileRows - 1) / kTileRows;
+    const int64_t col_tiles = (n + kTileCols - 1) / kTileCols;
+    Pool().ParallelFor(row_tiles * col_tiles, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r0 = (t / col_tiles) * kTileRows, c0 = (t % col_tiles) * kTileCols;
+        const int64_t rows = std::min(kTileRows, m - r0), cols = std::min(kTileCols, n - c0);
+        cpu::LinearSmallM(x + r0 * k, w + c0 * k, y + r0 * n + c0, rows, k, cols, n);
+      }
+    });
     if (b != nullptr) {
       for (int64_t r = 0; r < m; ++r)
         for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
@@ -660,9 +690,9 @@ class CpuBackendImpl final : public Backend {
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
           scores.resize(pos + 1);
-          cpu::AttendCachedQuery(q + (t * nh + h) * dqk, seq_rows.data(), pos + 1, k_offset + g * dqk,
-                                 v_offset + g * dv, dqk, dv, scale, scores.data(),
-                                 out + (t * nh + h) * dv);
+          cpu::AttendQuery(q + (t * nh + h) * dqk, seq_rows.data(), k_offset + g * dqk,
+                           seq_rows.data(), v_offset + g * dv, pos + 1, dqk, dv, scale,
+                           scores.data(), out + (t * nh + h) * dv, nullptr);
         }
       }
     });
@@ -772,6 +802,10 @@ class CpuBackendImpl final : public Backend {
                  std::span<const int64_t> seq_offsets, const AttentionHeads& heads) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
+    if (batch_invariant_.load(std::memory_order_relaxed)) {
+      AttentionRowwise(q, k, v, out, lse, seq_offsets, heads);
+      return;
+    }
     Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores(kAttnBlock * kKeyBlock);
       for (int64_t i = i0; i < i1; ++i) {
@@ -783,6 +817,35 @@ class CpuBackendImpl final : public Backend {
         for (int64_t r0 = 0; r0 < len; r0 += kAttnBlock) {
           AttendQueryBlock(x, r0, std::min(len, r0 + kAttnBlock), out + start * nh * dv + h * dv,
                            nh * dv, lse + start * nh + h, nh, scores.data());
+        }
+      }
+    });
+  }
+
+  // Batch-invariant Attention: each query row by cpu::AttendQuery over its sequence's keys
+  // [0, row] in position order, as CachedAttention computes a decoding row from the cache.
+  void AttentionRowwise(const float* q, const float* k, const float* v, float* out, float* lse,
+                        std::span<const int64_t> seq_offsets, const AttentionHeads& heads) {
+    const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
+    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
+    Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
+      std::vector<float> scores;
+      std::vector<const float*> krows, vrows;
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t s = i / nh, h = i % nh, kvh = h / (nh / nkv);
+        const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
+        krows.resize(len);
+        vrows.resize(len);
+        scores.resize(len);
+        for (int64_t j = 0; j < len; ++j) {
+          krows[j] = k + (start + j) * nkv * dqk;
+          vrows[j] = v + (start + j) * nkv * dv;
+        }
+        for (int64_t r = 0; r < len; ++r) {
+          const int64_t t = start + r;
+          cpu::AttendQuery(q + (t * nh + h) * dqk, krows.data(), kvh * dqk, vrows.data(), kvh * dv,
+                           r + 1, dqk, dv, heads.scale, scores.data(), out + (t * nh + h) * dv,
+                           lse + t * nh + h);
         }
       }
     });
@@ -882,11 +945,18 @@ class CpuBackendImpl final : public Backend {
 
   void LogSoftmaxTargets(const float* logits, const int32_t* targets, float* logprobs,
                          float* entropy, int64_t rows, int64_t vocab) {
+    const bool invariant = batch_invariant_.load(std::memory_order_relaxed);
     Pool().ParallelFor(rows, RowGrain(8 * vocab), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* x = logits + r * vocab;
         const cpu::LogSoftmaxStats st = cpu::LogSoftmaxRow(x, vocab, entropy != nullptr);
-        if (targets[r] >= 0) logprobs[r] = static_cast<float>(x[targets[r]] - st.max - st.log_sum);
+        if (targets[r] >= 0 && invariant) {  // as Sample's raw_logprob
+          double mx;
+          const double lse = cpu::RawLogSumExp(std::span<const float>(x, vocab), &mx);
+          logprobs[r] = static_cast<float>(x[targets[r]] - lse);
+        } else if (targets[r] >= 0) {
+          logprobs[r] = static_cast<float>(x[targets[r]] - st.max - st.log_sum);
+        }
         if (entropy != nullptr) entropy[r] = static_cast<float>(st.entropy);
       }
     });
@@ -939,6 +1009,7 @@ class CpuBackendImpl final : public Backend {
   std::unique_ptr<cpu::DeviceArena> arena_;  // null: plain CPU memory
   const char* name_;
   bool poison_ = false;
+  std::atomic<bool> batch_invariant_{false};
   std::atomic_flag lock_ = ATOMIC_FLAG_INIT;
   std::unordered_map<size_t, std::vector<void*>> free_;  // size class -> freed blocks
   size_t cached_bytes_ = 0;

@@ -8,16 +8,6 @@
 namespace grpo::cpu {
 namespace {
 
-// log-sum-exp of x, and its max.
-double LogSumExp(std::span<const float> x, double* max_out) {
-  double mx = -INFINITY;
-  for (float v : x) mx = std::max<double>(mx, v);
-  double sum = 0.0;
-  for (float v : x) sum += std::exp(v - mx);
-  *max_out = mx;
-  return mx + std::log(sum);
-}
-
 // scale * d for d = x - max(x) <= 0, with the largest entries at exactly 0 even for an infinite
 // scale (a temperature so small that 1 / temperature overflows).
 double Scaled(double scale, double d) { return d == 0.0 ? 0.0 : scale * d; }
@@ -33,10 +23,19 @@ double ShiftedLogSumExp(std::span<const float> x, double x_max, double scale) {
 
 }  // namespace
 
+double RawLogSumExp(std::span<const float> x, double* max_out) {
+  double mx = -INFINITY;
+  for (float v : x) mx = std::max<double>(mx, v);
+  double sum = 0.0;
+  for (float v : x) sum += std::exp(v - mx);
+  *max_out = mx;
+  return mx + std::log(sum);
+}
+
 SampleResult SampleRow(std::span<const float> logits, const SamplingRow& o) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   double raw_max;
-  const double raw_lse = LogSumExp(logits, &raw_max);
+  const double raw_lse = RawLogSumExp(logits, &raw_max);
   SampleResult out;
   if (o.temperature == 0.0) {
     out.token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());

@@ -20,6 +20,11 @@ struct SampleResult {
 
 SampleResult SampleRow(std::span<const float> logits, const SamplingRow& row);
 
+// log sum_i exp(logits[i]) in f64 (sequential, max subtracted), and the max: what SampleRow's
+// raw_logprob is computed from (raw_logprob = float(logits[token] - RawLogSumExp)). The
+// batch-invariant LogSoftmaxTargets uses it too, so the two logprobs are the same bits.
+double RawLogSumExp(std::span<const float> logits, double* max_out);
+
 // One AdamW step (Backend::AdamW) over n elements.
 void AdamWStep(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s);
 

@@ -231,21 +231,27 @@ GRPO_VECTOR_CLONES void RmsNormBackwardImpl(const float* dy, const float* x, con
   for (; i < dim; ++i) dx[i] = rs * dy[i] * w[i] - x[i] * c;
 }
 
-GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* rows, int64_t len,
-                                   int64_t k_offset, int64_t v_offset, int64_t dqk, int64_t dv,
-                                   float scale, float* scores, float* out) {
+GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* krows, int64_t k_offset,
+                                   const float* const* vrows, int64_t v_offset, int64_t len,
+                                   int64_t dqk, int64_t dv, float scale, float* scores, float* out,
+                                   float* lse) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int64_t j = 0; j < len; ++j) {
-    scores[j] = DotInline(q, rows[j] + k_offset, dqk) * scale;
+    scores[j] = DotInline(q, krows[j] + k_offset, dqk) * scale;
     mx = std::max(mx, scores[j]);
   }
-  ExpNormalize(scores, len, mx);
+  const float sum = ExpShifted(scores, len, mx);
+  const V8 inv = Splat(1.0f / sum);
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) Store(scores + i, Load(scores + i) * inv);
+  for (; i < len; ++i) scores[i] *= inv[0];
+  if (lse != nullptr) *lse = mx + std::log(sum);
   // out in column blocks of 32 held in registers over all rows.
   int64_t d = 0;
   for (; d + 32 <= dv; d += 32) {
     V8 o0 = {}, o1 = {}, o2 = {}, o3 = {};
     for (int64_t j = 0; j < len; ++j) {
-      const float* v = rows[j] + v_offset + d;
+      const float* v = vrows[j] + v_offset + d;
       const float p = scores[j];
       o0 += p * Load(v);
       o1 += p * Load(v + 8);
@@ -259,12 +265,12 @@ GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* rows, int
   }
   for (; d + 8 <= dv; d += 8) {
     V8 o0 = {};
-    for (int64_t j = 0; j < len; ++j) o0 += scores[j] * Load(rows[j] + v_offset + d);
+    for (int64_t j = 0; j < len; ++j) o0 += scores[j] * Load(vrows[j] + v_offset + d);
     Store(out + d, o0);
   }
   for (; d < dv; ++d) {
     float o = 0.0f;
-    for (int64_t j = 0; j < len; ++j) o += scores[j] * rows[j][v_offset + d];
+    for (int64_t j = 0; j < len; ++j) o += scores[j] * vrows[j][v_offset + d];
     out[d] = o;
   }
 }
@@ -340,10 +346,10 @@ void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k
   LinearSmallMImpl(x, w, y, m, k, n, ldy);
 }
 
-void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, int64_t k_offset,
-                       int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,
-                       float* out) {
-  AttendImpl(q, rows, len, k_offset, v_offset, dqk, dv, scale, scores, out);
+void AttendQuery(const float* q, const float* const* krows, int64_t k_offset,
+                 const float* const* vrows, int64_t v_offset, int64_t len, int64_t dqk, int64_t dv,
+                 float scale, float* scores, float* out, float* lse) {
+  AttendImpl(q, krows, k_offset, vrows, v_offset, len, dqk, dv, scale, scores, out, lse);
 }
 
 void Softmax(float* x, int64_t n) { SoftmaxImpl(x, n); }

@@ -19,12 +19,14 @@ constexpr int64_t kSmallLinearRows = 8;
 void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n,
                   int64_t ldy);
 
-// One query over `len` cached positions: scores[j] = scale * q . (rows[j] + k_offset)[0:dqk],
-// p = softmax(scores), out[0:dv] = sum_j p[j] * (rows[j] + v_offset)[0:dv] (overwritten).
-// `scores` is scratch of at least len floats. len >= 1.
-void AttendCachedQuery(const float* q, const float* const* rows, int64_t len, int64_t k_offset,
-                       int64_t v_offset, int64_t dqk, int64_t dv, float scale, float* scores,
-                       float* out);
+// One query over `len` positions: scores[j] = scale * q . (krows[j] + k_offset)[0:dqk],
+// p = softmax(scores), out[0:dv] = sum_j p[j] * (vrows[j] + v_offset)[0:dv] (overwritten);
+// *lse = log sum_j exp(scores[j]) unless lse is null. `scores` is scratch of at least len floats.
+// len >= 1. Decoding (rows of the paged cache) and batch-invariant training attention (rows of
+// packed activations) both call it, so a query row gets the same bits either way.
+void AttendQuery(const float* q, const float* const* krows, int64_t k_offset,
+                 const float* const* vrows, int64_t v_offset, int64_t len, int64_t dqk, int64_t dv,
+                 float scale, float* scores, float* out, float* lse);
 
 // One row of RMSNorm: y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), returned. Sums of
 // squares are f32 within chunks of 256 and f64 across them.

@@ -54,7 +54,7 @@ TEST(VectorKernels, LinearSmallMRowDoesNotDependOnTheOtherRows) {
   }
 }
 
-TEST(VectorKernels, AttendCachedQueryMatchesSoftmaxReference) {
+TEST(VectorKernels, AttendQueryMatchesSoftmaxReference) {
   for (int64_t len : {1, 2, 17, 300}) {
     for (auto [dqk, dv] : {std::pair<int64_t, int64_t>{32, 32}, {13, 5}, {576, 512}, {192, 128}}) {
       const int64_t koff = 3, voff = koff + dqk + 1, width = voff + dv + 2;
@@ -63,8 +63,9 @@ TEST(VectorKernels, AttendCachedQueryMatchesSoftmaxReference) {
       for (int64_t j = 0; j < len; ++j) rows[len - 1 - j] = cache.data() + j * width;  // any order
       const float scale = 1.0f / std::sqrt(float(dqk));
       std::vector<float> scores(len), out(dv);
-      AttendCachedQuery(q.data(), rows.data(), len, koff, voff, dqk, dv, scale, scores.data(),
-                        out.data());
+      float lse = 0;
+      AttendQuery(q.data(), rows.data(), koff, rows.data(), voff, len, dqk, dv, scale, scores.data(),
+                  out.data(), &lse);
       std::vector<double> p(len);
       double mx = -1e300, sum = 0;
       for (int64_t j = 0; j < len; ++j) {
@@ -74,6 +75,7 @@ TEST(VectorKernels, AttendCachedQueryMatchesSoftmaxReference) {
         mx = std::max(mx, p[j]);
       }
       for (double& v : p) sum += (v = std::exp(v - mx));
+      ASSERT_NEAR(lse, mx + std::log(sum), 1e-5 * (1 + std::fabs(mx)));
       for (int64_t d = 0; d < dv; ++d) {
         double ref = 0;
         for (int64_t j = 0; j < len; ++j) ref += p[j] / sum * rows[j][voff + d];
