@@ -4,17 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netdb.h>
-
 #include <chrono>
-#include <map>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
+#include "collective/peer_identity.h"
 #include "core/status.h"
 #include "gloo/allgatherv.h"
 #include "gloo/allreduce.h"
@@ -32,30 +28,6 @@ namespace {
 std::chrono::milliseconds ToChrono(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
-
-std::string ThisHostName() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "127.0.0.1";
-  return name;
-}
-
-std::vector<char> ToBytes(const std::string& s) { return std::vector<char>(s.begin(), s.end()); }
-
-// The numeric address `host` resolves to, as Gloo prints peers ("127.0.0.1").
-std::string ListenIp(const std::string& host) {
-  addrinfo hints = {};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) return host;
-  char buf[INET6_ADDRSTRLEN] = {};
-  getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof(buf), nullptr, 0, NI_NUMERICHOST);
-  freeaddrinfo(res);
-  return buf;
-}
-
-// What each rank publishes about itself so that a peer can name it after a failure: its host,
-// process id and the address of its end of every pair.
-std::string IdentityKey(int rank) { return absl::StrCat("identity/", rank); }
 
 class GlooCollective : public Collective {
  public:
@@ -182,64 +154,9 @@ class GlooCollective : public Collective {
   absl::Status broken_;
 };
 
-struct Identity {
-  std::string host;  // host name
-  std::string ip;    // the address this rank listens on, as Gloo prints it
-  pid_t pid = 0;
-};
-
-Identity ParseIdentity(const std::vector<char>& bytes) {
-  Identity id;
-  std::vector<std::string> fields = absl::StrSplit(std::string(bytes.begin(), bytes.end()), '\n');
-  if (fields.size() == 3) {
-    id.host = fields[0];
-    id.ip = fields[1];
-    id.pid = static_cast<pid_t>(std::atol(fields[2].c_str()));
-  }
-  return id;
-}
-
-// True when process `pid` of this host has exited (gone, or a zombie not yet reaped).
-bool ProcessGone(pid_t pid) {
-  std::string stat;
-  FILE* f = fopen(absl::StrCat("/proc/", pid, "/stat").c_str(), "r");
-  if (f == nullptr) return true;
-  char buf[512];
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  const char* close_paren = strrchr(buf, ')');  // "pid (comm) S ..."
-  return close_paren != nullptr && close_paren[1] == ' ' && close_paren[2] == 'Z';
-}
-
-// Which peers failed: those on this host whose process has exited; failing that, the peer on
-// another host whose address appears in Gloo's message (when only one rank lives there).
-std::vector<int> FailedPeers(gloo::rendezvous::FileStore& store, int self, int size,
-                             const std::string& what) {
-  const std::string host = ThisHostName();
-  std::vector<int> gone, named;
-  std::map<std::string, int> ranks_at_ip;
-  for (int r = 0; r < size; ++r) {
-    if (r == self) continue;
-    Identity id;
-    try {
-      id = ParseIdentity(store.get(IdentityKey(r)));
-    } catch (const std::exception&) {
-      continue;
-    }
-    if (id.host == host && id.pid > 0 && ProcessGone(id.pid)) gone.push_back(r);
-    if (!id.ip.empty() && what.find("[" + id.ip + "]") != std::string::npos) named.push_back(r);
-  }
-  if (!gone.empty()) return gone;
-  return named.size() == 1 ? named : std::vector<int>{};
-}
-
 absl::Status GlooCollective::Failure(const char* op, const std::string& what) const {
-  std::string who;
-  for (int peer : FailedPeers(*store_, rank(), size(), what)) {
-    absl::StrAppend(&who, "peer rank ", peer, " is gone; ");
-  }
-  if (who.empty()) who = "a peer rank failed or timed out; ";
+  const std::string who = collective_internal::DescribeFailedPeers(
+      collective_internal::FailedPeers(*store_, rank(), size(), what));
   const std::string msg = absl::StrCat("collective ", op, " on rank ", rank(), " of ", size(),
                                        " (gloo, timeout ", absl::FormatDuration(options_.timeout),
                                        "): ", who, what);
@@ -252,9 +169,13 @@ absl::Status EnsureDirectory(const std::string& path) {
   return absl::OkStatus();
 }
 
-// "host\nip\npid": what peers need to name this rank after a failure.
-std::string DescribeIdentity(const std::string& listen_host) {
-  return absl::StrCat(ThisHostName(), "\n", listen_host, "\n", getpid());
+// Gloo writes to sockets without MSG_NOSIGNAL: a write to a dead peer would kill this process
+// with SIGPIPE instead of failing the call with an error that names the peer.
+void IgnoreSigpipe() {
+  struct sigaction old = {};
+  if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+    signal(SIGPIPE, SIG_IGN);
+  }
 }
 
 }  // namespace
@@ -266,16 +187,17 @@ absl::StatusOr<std::unique_ptr<Collective>> ConnectGloo(const CollectiveOptions&
   GRPO_RETURN_IF_ERROR(EnsureDirectory(dir));
   const std::string where = absl::StrCat("collective: rank ", options.rank, " of ", options.size,
                                          " joining gloo group in ", dir);
+  IgnoreSigpipe();
   try {
     auto store = std::make_shared<gloo::rendezvous::FileStore>(dir);
     gloo::transport::tcp::attr attr;
-    attr.hostname = options.host.empty() ? ThisHostName() : options.host;
-    const std::string listen_ip = ListenIp(attr.hostname);
+    attr.hostname = options.host.empty() ? collective_internal::ThisHostName() : options.host;
+    const std::string listen_ip = collective_internal::NumericAddress(attr.hostname);
     auto device = gloo::transport::tcp::CreateDevice(attr);
     auto context = std::make_shared<gloo::rendezvous::Context>(options.rank, options.size);
     context->setTimeout(ToChrono(options.timeout));
     context->connectFullMesh(*store, device);
-    store->set(IdentityKey(options.rank), ToBytes(DescribeIdentity(listen_ip)));
+    collective_internal::PublishIdentity(*store, options.rank, listen_ip);
     return std::unique_ptr<Collective>(new GlooCollective(options, store, context));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat(where, ": ", e.what()));

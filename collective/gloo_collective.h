@@ -14,7 +14,9 @@
 namespace grpo {
 
 // Joins the group: blocks until all `options.size` ranks have met or `options.timeout` passed
-// (then fails with kUnavailable: this rank, the directory and Gloo's reason).
+// (then fails with kUnavailable: this rank, the directory and Gloo's reason). Sets SIGPIPE to
+// ignored when it has its default action: Gloo writes to sockets a dead peer closed, and the
+// failed write must become an error naming that peer, not kill this process.
 absl::StatusOr<std::unique_ptr<Collective>> ConnectGloo(const CollectiveOptions& options);
 
 }  // namespace grpo
