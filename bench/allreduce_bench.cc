@@ -86,10 +86,17 @@ int RunRank(const std::string& dir, int rank, int size, int repeats) {
     std::vector<float> a(n, 1.0f), b(n, 1.0f), src(n, 2.0f);
     std::vector<double> t_ours, t_direct, t_memcpy;
     for (int r = 0; r < repeats + 1; ++r) {  // the first round warms up and is dropped
-      double to = Seconds([&] {
-        if (!(*ours)->AllReduceSum(absl::MakeSpan(a)).ok()) abort();
-      });
-      double td = Seconds([&] { DirectAllReduce(direct, b, tag++); });
+      // Alternate which of the two goes first, so neither always meets a warmer cache or a
+      // peer that is already waiting.
+      double to = 0, td = 0;
+      auto run_ours = [&] {
+        to = Seconds([&] {
+          if (!(*ours)->AllReduceSum(absl::MakeSpan(a)).ok()) abort();
+        });
+      };
+      auto run_direct = [&] { td = Seconds([&] { DirectAllReduce(direct, b, tag++); }); };
+      if (r % 2 == 0) run_ours(), run_direct();
+      else run_direct(), run_ours();
       double tm = Seconds([&] { std::memcpy(a.data(), src.data(), n * sizeof(float)); });
       if (r > 0) t_ours.push_back(to), t_direct.push_back(td), t_memcpy.push_back(tm);
     }
