@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "collective/collective.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "learner/optimizer.h"
@@ -51,6 +52,10 @@ struct RlUpdateOptions {
   double max_grad_norm = 1.0;  // <= 0: no clipping
   bool routing_replay = true;  // used when every sample carries routing
   bool need_entropy = true;
+  // Data-parallel ranks (learner/data_parallel.h): every rank calls RlUpdate with the same
+  // groups and trains its share of each mini-batch's samples; the gradients are summed across
+  // ranks before clipping, so every rank applies the same update. Null or size 1: one process.
+  Collective* collective = nullptr;
 };
 
 struct RlUpdateStats {
