@@ -75,8 +75,10 @@ void PublishIdentity(gloo::rendezvous::Store& store, int rank, const std::string
   store.set(IdentityKey(rank), std::vector<char>(text.begin(), text.end()));
 }
 
-std::vector<int> FailedPeers(gloo::rendezvous::Store& store, int self, int size,
-                             const std::string& engine_message) {
+namespace {
+
+std::vector<int> FailedPeersNow(gloo::rendezvous::Store& store, int self, int size,
+                                const std::string& engine_message) {
   const std::string host = ThisHostName();
   std::vector<int> gone, named;
   for (int r = 0; r < size; ++r) {
@@ -89,6 +91,18 @@ std::vector<int> FailedPeers(gloo::rendezvous::Store& store, int self, int size,
   }
   if (!gone.empty()) return gone;
   return named.size() == 1 ? named : std::vector<int>{};
+}
+
+}  // namespace
+
+std::vector<int> FailedPeers(gloo::rendezvous::Store& store, int self, int size,
+                             const std::string& engine_message) {
+  // A peer that is exiting has closed its sockets a moment before its process is gone.
+  for (int attempt = 0;; ++attempt) {
+    std::vector<int> peers = FailedPeersNow(store, self, size, engine_message);
+    if (!peers.empty() || attempt == 40) return peers;
+    usleep(50 * 1000);
+  }
 }
 
 std::string DescribeFailedPeers(const std::vector<int>& peers) {

@@ -22,7 +22,8 @@ void PublishIdentity(gloo::rendezvous::Store& store, int rank, const std::string
 
 // The peers that failed: those on this host whose process has exited (gone, or a zombie not yet
 // reaped); failing that, the one peer on another host whose address appears in `engine_message`.
-// Empty when neither tells.
+// Empty when neither tells within 2 s (a peer that is exiting closes its sockets a moment
+// before its process is gone, so the check is repeated for that long).
 std::vector<int> FailedPeers(gloo::rendezvous::Store& store, int self, int size,
                              const std::string& engine_message);
 

@@ -279,10 +279,12 @@ absl::Status Pretrain(Run& run, const TrainOptions& o) {
 
 absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options) {
   GRPO_RETURN_IF_ERROR(CheckTrainingMemory(recipe, /*sft=*/false));  // before anything is allocated
+  if (Distributed(options) && options.collective->rank() != 0) return FollowRank0(recipe, options);
   trainer_internal::Run run;
   GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/false, &run));
   absl::Status pre = Pretrain(run, options);
   if (pre.code() == absl::StatusCode::kCancelled) {
+    if (Distributed(options)) GRPO_RETURN_IF_ERROR(SendDone(*options.collective));
     TrainSummary s;
     s.run_dir = run.dir;
     s.stopped_early = true;
@@ -296,6 +298,7 @@ absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions
 }
 
 absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options) {
+  if (Distributed(options)) return absl::UnimplementedError("grpo sft runs as one process (no --nproc)");
   const LmStageRecipe& sft = recipe.sft;
   if (sft.train_path.empty()) return absl::InvalidArgumentError("sft.train: the JSONL file to train on is required");
   if (sft.steps <= 0) return absl::InvalidArgumentError("sft.steps: must be > 0");

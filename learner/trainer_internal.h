@@ -16,6 +16,7 @@
 #include "data/sampler.h"
 #include "learner/checkpoint.h"
 #include "learner/recipe.h"
+#include "learner/rl_update.h"
 #include "learner/trainer.h"
 #include "model/causal_lm.h"
 #include "tokenizer/prompt_template.h"
@@ -60,6 +61,19 @@ inline void Progress(const TrainOptions& o, const std::string& line) {
 absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Example& e);
 
 absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o);
+
+// The policy update's options for a step of this recipe (the same on every rank).
+RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective);
+
+// Data-parallel ranks (trainer_ranks.cc). Rank 0 tells the others, once RL is about to start,
+// which checkpoint its optimizer state came from ("" for none) and sends its parameters; then
+// before each update the step's training groups; at the end "done".
+bool Distributed(const TrainOptions& o);
+absl::Status SendStart(Collective& c, CausalLM& policy, const std::string& optimizer_checkpoint);
+absl::Status SendStep(Collective& c, const std::vector<RlGroup>& groups);
+absl::Status SendDone(Collective& c);
+// What every rank but 0 runs instead of Train.
+absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOptions& o);
 
 // Saves the run's checkpoint of `state.stage` after `state.step` steps (the name
 // CheckpointName(stage, step), the policy, the optimizer and the tokenizer files), with the run's

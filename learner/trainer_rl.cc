@@ -432,17 +432,12 @@ struct UpdateResult {
 };
 
 absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r, bool routing,
-                                          const std::vector<RlGroup>& groups) {
+                                          const std::vector<RlGroup>& groups, Collective* collective) {
   const auto t0 = Clock::now();
-  RlUpdateOptions uo;
-  uo.loss = r.loss;
-  uo.mini_batches = r.mini_batches;
-  uo.epochs = r.epochs;
-  uo.schedule = r.schedule;
-  uo.max_grad_norm = r.max_grad_norm;
-  uo.routing_replay = routing;
+  if (collective != nullptr) GRPO_RETURN_IF_ERROR(SendStep(*collective, groups));
   UpdateResult u;
-  GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups, uo, l.grads));
+  GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups,
+                                          UpdateOptions(r, routing, collective), l.grads));
   u.t_learn = Seconds(t0, Clock::now());
   return u;
 }
@@ -633,6 +628,18 @@ absl::Status EvaluateInto(Run& run, PolicyRollout& rollout, RewardScorer& scorer
 
 }  // namespace
 
+RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective) {
+  RlUpdateOptions uo;
+  uo.loss = r.loss;
+  uo.mini_batches = r.mini_batches;
+  uo.epochs = r.epochs;
+  uo.schedule = r.schedule;
+  uo.max_grad_norm = r.max_grad_norm;
+  uo.routing_replay = routing;
+  uo.collective = collective;
+  return uo;
+}
+
 absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const TrainRecipe& r = *run.recipe;
   TrainSummary summary;
@@ -645,6 +652,10 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
   if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+  Collective* ranks = Distributed(o) ? o.collective : nullptr;
+  if (ranks != nullptr) {
+    GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
+  }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
@@ -676,7 +687,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(RewardStats rewards, SummarizeRewards(batch, step, o));
     GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, step, batch, adv));
     if (r.overlap && step + 1 < r.steps) pending = std::async(std::launch::async, collect, step + 1);
-    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, TrainingGroups(batch, adv, r.group_size)));
+    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, TrainingGroups(batch, adv, r.group_size), ranks));
     GRPO_ASSIGN_OR_RETURN(PushResult push, PushAfterRollout(*rollout, *run.policy, version, &pending));
     version = push.version;
 
@@ -709,6 +720,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       break;
     }
   }
+  if (ranks != nullptr) GRPO_RETURN_IF_ERROR(SendDone(*ranks));
   GRPO_RETURN_IF_ERROR(metrics->Close());
   GRPO_RETURN_IF_ERROR(store->Flush());
   ReportOptions rep;
