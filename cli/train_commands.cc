@@ -89,6 +89,7 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
                  recipe.output_dir.c_str(), recipe.name.c_str(), rules.rules().size());
     return absl::OkStatus();
   }
+  if (a.nproc > 1 && sft) return absl::InvalidArgumentError("--nproc: grpo sft runs as one process");
   if (a.nproc > 1) return RunLocalRanks(a.nproc);
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<Collective> ranks,
                         JoinRanksFromEnvironment(absl::Seconds(a.collective_timeout_s)));
