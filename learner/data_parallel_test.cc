@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "collective/collective_test_lib.h"
@@ -18,6 +22,13 @@ namespace grpo {
 namespace {
 
 using testing_collective::RunRanks;
+
+std::string ReadFileToString(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) {
   auto c = PresetConfig(preset);
@@ -65,6 +76,7 @@ struct Case {
   int64_t groups, group_size, mini_batches, epochs;
   double kl_beta;
   Objective objective;
+  bool sharded = false;  // ZeRO-1: AdamW state sharded across the ranks
 };
 
 // Runs RlUpdate twice per rank: alone (the reference) and as one of `size` ranks.
@@ -92,13 +104,28 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
   RlUpdateStats stats[2];
   for (int run = 0; run < 2; ++run) {
     o.collective = run == 0 ? nullptr : c->get();
-    auto opt = AdamW::Create(models[run]->backend(), models[run]->parameter_specs(), {});
+    const bool sharded = run == 1 && k.sharded;
+    auto opt = AdamW::Create(models[run]->backend(), sharded ? std::vector<ParameterSpec>{}
+                                                             : models[run]->parameter_specs(), {});
+    std::optional<ShardedAdamW> zero;
+    if (sharded) {
+      auto z = ShardedAdamW::Create(models[run]->backend(), models[run]->parameter_specs(), {}, **c);
+      if (!z.ok()) return std::string(z.status().message());
+      zero.emplace(std::move(*z));
+      o.sharded_optimizer = &*zero;
+      const int64_t total = TrainableElements(models[run]->parameter_specs());
+      const int64_t want = 2 * static_cast<int64_t>(EvenShards(total, size)[rank]);
+      if (zero->state_elements() != want || (size > 1 && zero->state_elements() >= 2 * total)) {
+        return absl::StrCat("rank holds ", zero->state_elements(), " state elements, want ", want);
+      }
+    }
     std::vector<Buffer> grads;
     for (int step = 0; step < 3; ++step) {
       auto s = RlUpdate(*models[run], reference.get(), *opt, groups, o, &grads);
       if (!s.ok()) return absl::StrCat("run ", run, ": ", s.status().message());
       stats[run] = *s;
     }
+    o.sharded_optimizer = nullptr;
   }
   const double rel = RelativeDifference(*models[1], *models[0]);
   if (!(rel <= 1e-5)) return absl::StrCat("weights differ by ", rel, " relative");
@@ -127,6 +154,94 @@ TEST(DataParallel, RanksApplyTheOneProcessUpdate) {
   const Case moe{"deepseek_v3-nano", 2, 4, 1, 1, 0.0, Objective::kDapo};
   for (int size : {2, 3}) ExpectSameAsOneProcess(dense, size);
   ExpectSameAsOneProcess(moe, 4);
+}
+
+TEST(DataParallel, ShardedOptimizerRanksApplyTheOneProcessUpdate) {
+  for (int size : {2, 3}) {
+    ExpectSameAsOneProcess({"qwen2-nano", 4, 3, 2, 2, 0.04, Objective::kGrpo, /*sharded=*/true}, size);
+  }
+  ExpectSameAsOneProcess({"deepseek_v3-nano", 2, 4, 1, 1, 0.0, Objective::kDapo, /*sharded=*/true}, 4);
+}
+
+// Shards written by N ranks read back whole, with another rank count's layout, into a
+// one-process AdamW, and into a new sharded AdamW (which writes the same bytes again).
+std::string CheckShardCheckpoint(Collective& c, const std::string& dir) {
+  auto model = Make("qwen2-nano", 3);
+  const auto& specs = model->parameter_specs();
+  auto zero = ShardedAdamW::Create(model->backend(), specs, {}, c);
+  if (!zero.ok()) return std::string(zero.status().message());
+  auto noop = AdamW::Create(model->backend(), {}, {});
+  RlUpdateOptions o;
+  o.collective = &c;
+  o.sharded_optimizer = &*zero;
+  o.schedule.lr = 1e-3;
+  std::vector<Buffer> grads;
+  if (auto s = RlUpdate(*model, nullptr, *noop, RandomGroups(2, 3, 7, 200), o, &grads); !s.ok()) {
+    return std::string(s.status().message());
+  }
+  if (auto s = zero->SaveShard(dir); !s.ok()) return std::string(s.message());
+  if (!c.Barrier().ok()) return "barrier";
+  const int64_t total = TrainableElements(specs);
+  auto whole = ReadOptimizerRange(dir, specs, 0, total);
+  if (!whole.ok()) return std::string(whole.status().message());
+  if (whole->step != 1) return absl::StrCat("step ", whole->step);
+  // the whole state, gathered from the ranks' memory, equals what the files say
+  std::vector<float> gathered(total, 0.0f);
+  auto mine = ReadOptimizerRange(dir, specs, zero->shard_offset(), zero->state_elements() / 2);
+  if (!mine.ok()) return std::string(mine.status().message());
+  std::copy(mine->exp_avg.begin(), mine->exp_avg.end(), gathered.begin() + zero->shard_offset());
+  if (!c.AllGather(absl::MakeSpan(gathered), EvenShards(total, c.size())).ok()) return "all_gather";
+  if (gathered != whole->exp_avg) return "the shards do not add up to the whole state";
+  bool nonzero = false;
+  for (float x : whole->exp_avg_sq) nonzero |= x != 0;
+  if (!nonzero) return "exp_avg_sq is all zero: nothing was trained";
+  // another rank count's layout: 3 ranges, concatenated
+  std::vector<float> joined;
+  const std::vector<size_t> three = EvenShards(total, 3);
+  for (int r = 0; r < 3; ++r) {
+    auto part = ReadOptimizerRange(dir, specs, ShardOffset(three, r), three[r]);
+    if (!part.ok()) return std::string(part.status().message());
+    joined.insert(joined.end(), part->exp_avg_sq.begin(), part->exp_avg_sq.end());
+  }
+  if (joined != whole->exp_avg_sq) return "a 3-rank layout reads other values";
+  // one process
+  auto one = AdamW::Create(model->backend(), specs, {});
+  if (auto s = LoadAnyOptimizerState(dir, &*one, specs); !s.ok()) return std::string(s.message());
+  if (one->step() != 1) return "one-process step";
+  int64_t at = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!specs[i].trainable) continue;
+    const Tensor m = one->exp_avg(i);
+    if (!std::equal(m.data<float>(), m.data<float>() + m.numel(), whole->exp_avg.begin() + at)) {
+      return "one-process load of " + specs[i].name;
+    }
+    at += m.numel();
+  }
+  // a new sharded optimizer loads its shard and writes the same bytes
+  auto again = ShardedAdamW::Create(model->backend(), specs, {}, c);
+  if (auto s = again->LoadShard(dir); !s.ok()) return std::string(s.message());
+  const std::string copy = dir + "/copy" + std::to_string(c.rank());
+  std::filesystem::create_directories(copy);
+  if (auto s = again->SaveShard(copy); !s.ok()) return std::string(s.message());
+  const std::string name = "/optimizer-shard-0000" + std::to_string(c.rank()) + "-of-0000" + std::to_string(c.size()) +
+                           ".safetensors";
+  if (ReadFileToString(copy + name) != ReadFileToString(dir + name)) return "reloaded shard differs";
+  return "";
+}
+
+TEST(DataParallel, ShardCheckpointsLoadWithAnyRankCount) {
+  const std::string dir = testing_collective::FreshDirectory("shards");
+  auto results = RunRanks(2, [&](int rank) -> std::string {
+    CollectiveOptions co;
+    co.rank = rank;
+    co.size = 2;
+    co.rendezvous_dir = dir + "/rdv";
+    co.host = "127.0.0.1";
+    auto c = ConnectGloo(co);
+    if (!c.ok()) return std::string(c.status().message());
+    return CheckShardCheckpoint(**c, dir);
+  });
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(results[r].exit_code, 0) << results[r].output;
 }
 
 TEST(DataParallel, MoreRanksThanSamplesLeavesSomeRanksIdle) {

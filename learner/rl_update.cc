@@ -169,6 +169,27 @@ absl::StatusOr<std::vector<float>> GatherTokens(Collective* c, const Shard& sh, 
 
 bool Empty(const Packed& p) { return p.target_index.empty(); }
 
+// Sums the ranks' gradients, clips and steps the optimizer (replicated AdamW, or the sharded one
+// of options.sharded_optimizer); `*lr` is the learning rate it used. nullopt: a non-finite norm,
+// nothing changed.
+absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& optimizer,
+                                                     const RlUpdateOptions& o, std::vector<Buffer>* grads,
+                                                     double* lr) {
+  if (o.sharded_optimizer != nullptr) {
+    *lr = LearningRate(o.schedule, o.sharded_optimizer->step());
+    return o.sharded_optimizer->Step(&policy.parameter_buffers(), grads, *lr, o.max_grad_norm);
+  }
+  if (o.collective != nullptr && o.collective->size() > 1) {
+    GRPO_RETURN_IF_ERROR(AllReduceGradients(*o.collective, policy.parameter_specs(), grads));
+  }
+  absl::StatusOr<double> norm = o.max_grad_norm > 0 ? ClipGradNorm(policy.parameter_specs(), grads, o.max_grad_norm)
+                                                    : GlobalGradNorm(policy.parameter_specs(), *grads);
+  if (!norm.ok()) return std::optional<double>();
+  *lr = LearningRate(o.schedule, optimizer.step());
+  GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.parameter_buffers(), *grads, *lr));
+  return std::optional<double>(*norm);
+}
+
 }  // namespace
 
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
@@ -283,10 +304,8 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
         policy.ReleaseActivations();
         GRPO_RETURN_IF_ERROR(st);
       }
-      if (distributed) GRPO_RETURN_IF_ERROR(AllReduceGradients(*c, policy.parameter_specs(), grads));
-      absl::StatusOr<double> norm = options.max_grad_norm > 0
-                                ? ClipGradNorm(policy.parameter_specs(), grads, options.max_grad_norm)
-                                : GlobalGradNorm(policy.parameter_specs(), *grads);
+      double lr = 0;
+      GRPO_ASSIGN_OR_RETURN(std::optional<double> norm, ApplyGradients(policy, optimizer, options, grads, &lr));
       loss_sum += loss->loss;
       clip_sum += loss->metrics.clip_frac;
       kl_sum += loss->metrics.kl_mean;
@@ -294,13 +313,12 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       stats.ratio_max = std::max(stats.ratio_max, loss->metrics.ratio_max);
       stats.tokens += epoch == 0 ? loss->metrics.num_tokens : 0;
       ++stats.optimizer_steps;
-      if (!norm.ok()) {  // non-finite gradient: skip this update, keep going (every rank alike)
+      if (!norm) {  // non-finite gradient: the update was skipped (on every rank alike)
         ++stats.skipped_steps;
         continue;
       }
       norm_sum += *norm;
-      stats.lr = LearningRate(options.schedule, optimizer.step());
-      GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.parameter_buffers(), *grads, stats.lr));
+      stats.lr = lr;
     }
   }
   if (distributed) {  // the entropy metric over every rank's tokens

@@ -25,6 +25,7 @@
 #include "core/tensor.h"
 #include "learner/optimizer.h"
 #include "learner/policy_loss.h"
+#include "learner/sharded_optimizer.h"
 #include "learner/schedule.h"
 #include "model/causal_lm.h"
 
@@ -56,6 +57,9 @@ struct RlUpdateOptions {
   // groups and trains its share of each mini-batch's samples; the gradients are summed across
   // ranks before clipping, so every rank applies the same update. Null or size 1: one process.
   Collective* collective = nullptr;
+  // ZeRO-1 (sharded_optimizer.h): when set, it steps instead of RlUpdate's `optimizer` argument
+  // (which is then not touched; pass any AdamW, e.g. one over no parameters).
+  ShardedAdamW* sharded_optimizer = nullptr;
 };
 
 struct RlUpdateStats {
