@@ -78,6 +78,7 @@ class AdamW {
   // Number of steps taken (k of the last step).
   int64_t step() const { return step_; }
   const AdamWOptions& options() const { return options_; }
+  const std::vector<ParameterSpec>& specs() const { return specs_; }
 
   // exp_avg / exp_avg_sq of parameter i downloaded (empty tensors for a non-trainable one).
   Tensor exp_avg(size_t i) const { return Download(exp_avg_[i], i); }

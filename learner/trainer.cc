@@ -39,10 +39,11 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Ex
   return run.tok->Encode(text);
 }
 
-absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW& opt, int keep) {
+absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW* opt, int keep,
+                               const std::function<absl::Status(const std::string& dir)>& write_more) {
   state.elapsed_seconds = run.Elapsed();
-  return SaveCheckpoint(run.dir, CheckpointName(state.stage, state.step), *run.policy, &opt, state,
-                        run.tokenizer_dir, keep);
+  return SaveCheckpoint(run.dir, CheckpointName(state.stage, state.step), *run.policy, opt, state,
+                        run.tokenizer_dir, keep, write_more);
 }
 
 }  // namespace trainer_internal
@@ -268,7 +269,7 @@ absl::Status Pretrain(Run& run, const TrainOptions& o) {
       st.stage = "pretrain";
       st.step = step + 1;
       st.pretrain_steps_done = step + 1;
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 1));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, &opt, 1));
       if (stop) return absl::CancelledError("stopped during pretraining; resume with --resume");
     }
   }
@@ -396,7 +397,7 @@ absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& 
       st.stage = "sft";
       st.step = step + 1;
       st.data_cursor = sampler.cursor();
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, &opt, 2));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <filesystem>
 #include <future>
+#include <functional>
 #include <map>
+#include <optional>
 
 #include <google/protobuf/util/time_util.h>
 
@@ -18,6 +20,7 @@
 #include "learner/report.h"
 #include "learner/rl_update.h"
 #include "learner/roles.h"
+#include "learner/sharded_optimizer.h"
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
 #include "rollout/sample_proto.h"
@@ -422,7 +425,8 @@ std::vector<RlGroup> TrainingGroups(const StepBatch& b, const std::vector<double
 struct Learner {
   CausalLM* policy;
   CausalLM* reference;  // null unless algorithm.kl_beta > 0
-  AdamW* opt;
+  AdamW* opt;           // over no parameters when `zero` steps instead
+  ShardedAdamW* zero;   // data-parallel ranks (ZeRO-1), else null
   std::vector<Buffer>* grads;  // scratch (device gradients)
 };
 
@@ -437,7 +441,7 @@ absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r
   if (collective != nullptr) GRPO_RETURN_IF_ERROR(SendStep(*collective, groups));
   UpdateResult u;
   GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups,
-                                          UpdateOptions(r, routing, collective), l.grads));
+                                          UpdateOptions(r, routing, collective, l.zero), l.grads));
   u.t_learn = Seconds(t0, Clock::now());
   return u;
 }
@@ -628,7 +632,8 @@ absl::Status EvaluateInto(Run& run, PolicyRollout& rollout, RewardScorer& scorer
 
 }  // namespace
 
-RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective) {
+RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
+                              ShardedAdamW* sharded) {
   RlUpdateOptions uo;
   uo.loss = r.loss;
   uo.mini_batches = r.mini_batches;
@@ -637,6 +642,7 @@ RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* co
   uo.max_grad_norm = r.max_grad_norm;
   uo.routing_replay = routing;
   uo.collective = collective;
+  uo.sharded_optimizer = sharded;
   return uo;
 }
 
@@ -650,12 +656,22 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
 
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
-  if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   Collective* ranks = Distributed(o) ? o.collective : nullptr;
+  const std::vector<ParameterSpec>& specs = run.policy->parameter_specs();
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), ranks ? std::vector<ParameterSpec>{} : specs,
+                                                 r.adamw));
+  std::optional<ShardedAdamW> zero;  // data-parallel ranks: the optimizer state sharded (ZeRO-1)
   if (ranks != nullptr) {
+    GRPO_ASSIGN_OR_RETURN(zero, ShardedAdamW::Create(run.policy->backend(), specs, r.adamw, *ranks));
+    if (resumed_rl) GRPO_RETURN_IF_ERROR(zero->LoadShard(run.checkpoint->dir));
     GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
+    Progress(o, ShardingSummary(*ranks, *zero, TrainableElements(specs)));
+  } else if (resumed_rl) {
+    GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
   }
+  const AdamW* saved_opt = zero ? nullptr : &opt;
+  std::function<absl::Status(const std::string&)> save_shards;
+  if (zero) save_shards = [&](const std::string& dir) { return SaveShards(*ranks, *zero, dir); };
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
@@ -677,7 +693,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
-  const Learner learner{run.policy.get(), reference.get(), &opt, &grads};
+  const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, &grads};
   PendingRollout pending;  // the next step's rollout, with rollout.overlap
   int64_t steps_this_run = 0;
   for (int64_t step = start; step < r.steps; ++step) {
@@ -712,7 +728,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       st.pretrain_steps_done = r.pretrain.steps;
       st.weight_version = version;
       st.data_cursor = batch.cursor_after;
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, saved_opt, 2, save_shards));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {

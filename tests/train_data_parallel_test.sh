@@ -2,8 +2,10 @@
 # `grpo train --nproc N`: data-parallel learner ranks over Gloo on loopback.
 #  - 10 RL steps of a shrunken nano recipe (same global batch) with 2 and 4 ranks end with the
 #    weights of the 1-rank run within 1e-5 relative (while RL itself moved them far more);
+#  - ZeRO-1: N ranks write N optimizer shards of 1/N of the state each;
 #  - a run stopped at step 5 with 2 ranks resumes with 1, 2 and 4 ranks and finishes; with 2 ranks
-#    bit-identical to the uninterrupted 2-rank run;
+#    bit-identical to the uninterrupted 2-rank run (weights and optimizer shards); a 1-rank run
+#    stopped at step 5 resumes with 4 ranks;
 #  - SIGKILL of rank 1 mid-run: every rank exits, the launcher non-zero within 60 s, and the
 #    errors name rank 1.
 # Shrunk for CI time: 150 pretraining steps, 4 prompts x 4 samples per step, 24 new tokens.
@@ -27,6 +29,17 @@ check "RL moved the weights (so the comparison can fail)" \
 for n in 2 4; do
   check "--nproc $n weights equal 1 rank's within 1e-5" 'close $(ck n$n 10) $(ck n1 10) 1e-5'
 done
+for n in 2 4; do  # ZeRO-1: one optimizer shard per rank, each about 1/N of the 1-rank state
+  check "--nproc $n writes $n optimizer shards" \
+    '[ $(ls runs/n$n/checkpoints/rl-000010/optimizer-shard-*-of-0000$n.safetensors | wc -l) -eq $n ] &&
+     [ ! -e runs/n$n/checkpoints/rl-000010/optimizer.safetensors ]'
+  check "--nproc $n shards hold 1/$n of the state each" \
+    "/usr/bin/python3 - runs/n1/checkpoints/rl-000010/optimizer.safetensors runs/n$n/checkpoints/rl-000010/optimizer-shard-*.safetensors <<'PY'
+import os, sys
+whole, shards = os.path.getsize(sys.argv[1]), [os.path.getsize(p) for p in sys.argv[2:]]
+assert all(abs(s - whole / len(shards)) < 0.02 * whole for s in shards), (whole, shards)
+PY"
+done
 check "metrics of 2 ranks match 1 rank's rewards" \
   '[ "$(grep -o "\"reward_mean\":[^,]*" runs/n2/metrics.jsonl)" = "$(grep -o "\"reward_mean\":[^,]*" runs/n1/metrics.jsonl)" ]'
 
@@ -41,8 +54,14 @@ for n in 1 2 4; do  # each resume in a copy of the stopped run (same recipe, sam
   check "resume with $n ranks is within 1e-5 of 1 rank" 'close r$n/$(ck half 10) $(ck n1 10) 1e-5'
 done
 check "resume at 2 ranks is bit-identical" 'cmp -s r2/$(ck half 10) $(ck n2 10)'
-check "resumed optimizer state at 2 ranks is bit-identical" \
-  'cmp -s r2/runs/half/checkpoints/rl-000010/optimizer.safetensors runs/n2/checkpoints/rl-000010/optimizer.safetensors'
+for f in optimizer-shard-00000-of-00002 optimizer-shard-00001-of-00002; do
+  check "resumed $f at 2 ranks is bit-identical" \
+    "cmp -s r2/runs/half/checkpoints/rl-000010/$f.safetensors runs/n2/checkpoints/rl-000010/$f.safetensors"
+done
+# the one-process optimizer file, read by 4 ranks' shards
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=5 --set run.name=half1 2> half1.err
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=10 --set run.name=half1 --resume --nproc 4 2> r14.err
+check "a 1-rank checkpoint resumes with 4 ranks" 'close $(ck half1 10) $(ck n1 10) 1e-5' || cat r14.err
 
 # ---- kill rank 1 mid-run
 "$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=400 --set run.name=kill --nproc 2 \
