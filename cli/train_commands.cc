@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/backend_flag.h"
+#include "cli/local_ranks.h"
 #include "cli/subcommand.h"
 #include "learner/recipe.h"
 #include "learner/report.h"
@@ -27,6 +28,8 @@ struct TrainArgs {
   bool overwrite = false;
   bool quiet = false;
   bool check = false;
+  int nproc = 1;
+  double collective_timeout_s = 600;
 };
 
 void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
@@ -36,6 +39,12 @@ void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
   cmd->add_flag("--overwrite", a->overwrite, "delete an existing run directory and start over");
   cmd->add_flag("--quiet", a->quiet, "no progress lines");
   AddBackendOption(cmd, &a->backend, "default: the recipe's backend, else cpu");
+  cmd->add_option("--nproc", a->nproc,
+                  "data-parallel learner ranks on this machine (Gloo over loopback; docs/scale_out.md)")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--collective-timeout", a->collective_timeout_s,
+                  "seconds any collective call of the ranks may wait (a rank that exits is noticed at once)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--check", a->check,
                 "validate the recipe (keys, values, reward rules, the datasets, the model and its memory plan) and print "
                 "the effective recipe; run nothing");
@@ -82,10 +91,16 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
                  recipe.output_dir.c_str(), recipe.name.c_str(), rules.rules().size());
     return absl::OkStatus();
   }
+  if (a.nproc > 1 && sft) return absl::InvalidArgumentError("--nproc: grpo sft runs as one process");
+  if (a.nproc > 1) return RunLocalRanks(a.nproc);
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<Collective> ranks,
+                        JoinRanksFromEnvironment(absl::Seconds(a.collective_timeout_s)));
+  const bool follower = ranks != nullptr && ranks->rank() != 0;
   TrainOptions o;
+  o.collective = ranks.get();
   o.resume = a.resume;
   o.overwrite = a.overwrite;
-  o.progress = !a.quiet;
+  o.progress = !a.quiet && !follower;
   o.stop = &g_stop;
   auto old_term = std::signal(SIGTERM, OnStopSignal);
   auto old_int = std::signal(SIGINT, OnStopSignal);
@@ -93,6 +108,7 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
   std::signal(SIGTERM, old_term);
   std::signal(SIGINT, old_int);
   GRPO_RETURN_IF_ERROR(s.status());
+  if (follower) return absl::OkStatus();  // rank 0 reports
   if (s->stopped_early) {
     std::fprintf(stderr, "stopped after %s step %lld with a checkpoint; continue with --resume\n",
                  s->stage.c_str(), static_cast<long long>(s->steps_done));

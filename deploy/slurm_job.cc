@@ -196,10 +196,6 @@ absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const
   GRPO_ASSIGN_OR_RETURN(s.learner, ReadRole(c, "learner", 1));
   GRPO_ASSIGN_OR_RETURN(s.rollout, ReadRole(c, "rollout", 1));
   GRPO_ASSIGN_OR_RETURN(s.reward, ReadRole(c, "reward", 1));
-  if (s.learner.tasks != 1 || s.learner.nodes != 1) {
-    return c.Error("learner", "the trainer is one process on one node today (learner.tasks: 1, learner.nodes: 1); "
-                              "GPUs for it are learner.gpus_per_task");
-  }
   if (s.TotalNodes() < 1) return absl::InvalidArgumentError(source.name() + ": cluster: the job has no nodes");
 
   s.job_dir = (fs::path(Absolute(output_dir)) / recipe.name).string();

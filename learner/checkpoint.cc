@@ -1,4 +1,5 @@
 #include "learner/checkpoint.h"
+#include "learner/sharded_optimizer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -60,7 +61,8 @@ std::string CheckpointName(const std::string& stage, int64_t step) {
 
 absl::Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const CausalLM& model,
                       const AdamW* optimizer, const TrainerState& state,
-                      const std::string& tokenizer_dir, int keep) {
+                      const std::string& tokenizer_dir, int keep,
+                      const std::function<absl::Status(const std::string& dir)>& write_more) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const fs::path tmp = root / (name + ".tmp");
   const fs::path final_dir = root / name;
@@ -75,6 +77,7 @@ absl::Status SaveCheckpoint(const std::string& run_dir, const std::string& name,
   const absl::Status filled = [&]() -> absl::Status {
     GRPO_RETURN_IF_ERROR(SaveModel(model.config(), model.ReadParameters(), tmp.string()));
     if (optimizer != nullptr) GRPO_RETURN_IF_ERROR(optimizer->SaveState((tmp / "optimizer.safetensors").string()));
+    if (write_more) GRPO_RETURN_IF_ERROR(write_more(tmp.string()));
     if (!tokenizer_dir.empty()) {
       for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
         const fs::path src = fs::path(tokenizer_dir) / f;
@@ -131,7 +134,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> FindLatestCheckpoint(const std::
 }
 
 absl::Status LoadOptimizerState(const LoadedCheckpoint& checkpoint, AdamW* optimizer) {
-  return optimizer->LoadState(checkpoint.dir + "/optimizer.safetensors");
+  return LoadAnyOptimizerState(checkpoint.dir, optimizer, optimizer->specs());
 }
 
 }  // namespace grpo

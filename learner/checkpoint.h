@@ -20,6 +20,7 @@
 #define GRPO_LEARNER_CHECKPOINT_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,16 +51,20 @@ struct LoadedCheckpoint {
 
 // Writes a checkpoint named `name` (e.g. "step-000020"); `tokenizer_dir` may be "" (no files to
 // copy). The optimizer may be null (no optimizer state, e.g. an evaluation-only snapshot).
+// `write_more`, when given, writes further files into the checkpoint's directory (its path is
+// the argument) before the checksum manifest: the optimizer shards of data-parallel ranks.
 absl::Status SaveCheckpoint(const std::string& run_dir, const std::string& name, const CausalLM& model,
                       const AdamW* optimizer, const TrainerState& state,
-                      const std::string& tokenizer_dir, int keep);
+                      const std::string& tokenizer_dir, int keep,
+                      const std::function<absl::Status(const std::string& dir)>& write_more = nullptr);
 
 // The checkpoint `latest` names, or nullopt when the run has none. Every file its checksum
 // manifest lists is verified first: a damaged, truncated or missing file is kDataLoss naming it
 // and the mismatch. Corrupt or missing files are errors naming them.
 absl::StatusOr<std::optional<LoadedCheckpoint>> FindLatestCheckpoint(const std::string& run_dir);
 
-// Loads a checkpoint's optimizer state into `optimizer` (its parameters must match).
+// Loads a checkpoint's optimizer state into `optimizer` (its parameters must match): the
+// one-process optimizer.safetensors, or the shards data-parallel ranks wrote (any rank count).
 absl::Status LoadOptimizerState(const LoadedCheckpoint& checkpoint, AdamW* optimizer);
 
 std::string CheckpointName(const std::string& stage, int64_t step);

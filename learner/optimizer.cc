@@ -230,4 +230,23 @@ absl::Status AdamW::LoadState(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::Status AdamW::SetState(const std::vector<float>& m, const std::vector<float>& v, int64_t step) {
+  int64_t total = 0;
+  for (const ParameterSpec& spec : specs_) total += spec.trainable ? NumElements(spec.shape) : 0;
+  if (static_cast<int64_t>(m.size()) != total || static_cast<int64_t>(v.size()) != total || step < 0) {
+    return absl::InvalidArgumentError("optimizer state of " + std::to_string(m.size()) + "/" +
+                                      std::to_string(v.size()) + " elements for " + std::to_string(total) +
+                                      " trainable elements");
+  }
+  int64_t at = 0;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (!specs_[i].trainable) continue;
+    backend_->CopyHostToDevice(m.data() + at, exp_avg_[i].raw(), exp_avg_[i].bytes());
+    backend_->CopyHostToDevice(v.data() + at, exp_avg_sq_[i].raw(), exp_avg_sq_[i].bytes());
+    at += exp_avg_[i].numel();
+  }
+  step_ = step;
+  return absl::OkStatus();
+}
+
 }  // namespace grpo

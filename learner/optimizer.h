@@ -78,6 +78,7 @@ class AdamW {
   // Number of steps taken (k of the last step).
   int64_t step() const { return step_; }
   const AdamWOptions& options() const { return options_; }
+  const std::vector<ParameterSpec>& specs() const { return specs_; }
 
   // exp_avg / exp_avg_sq of parameter i downloaded (empty tensors for a non-trainable one).
   Tensor exp_avg(size_t i) const { return Download(exp_avg_[i], i); }
@@ -85,6 +86,11 @@ class AdamW {
 
   absl::Status SaveState(const std::string& path) const;
   absl::Status LoadState(const std::string& path);
+  // Replaces the moments and the step count: `exp_avg` / `exp_avg_sq` hold every trainable
+  // parameter's moments one after another in parameter order (the flat layout of
+  // sharded_optimizer.h). InvalidArgument when their length is not the trainable element count.
+  absl::Status SetState(const std::vector<float>& exp_avg, const std::vector<float>& exp_avg_sq,
+                        int64_t step);
 
  private:
   explicit AdamW(Backend& backend) : backend_(&backend) {}

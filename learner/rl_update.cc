@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <span>
+#include <cstdint>
 #include <cstring>
+#include <optional>
+#include <span>
+
+#include "learner/data_parallel.h"
 
 namespace grpo {
 namespace {
@@ -21,10 +25,16 @@ struct Packed {
   bool has_routing = false;
 };
 
-// Rollout logprobs are packed when every sample has them (the mismatch metrics read them); a
-// correction that needs them (`require_rollout_logprobs`) fails without them.
+// The samples of groups [first, last), counted across those groups, that one rank trains.
+struct SampleRange {
+  size_t begin = 0, end = SIZE_MAX;
+  bool contains(size_t i) const { return i >= begin && i < end; }
+};
+
+// Rollout logprobs are packed when every sample of the mini-batch has them (the mismatch metrics
+// read them); a correction that needs them (`require_rollout_logprobs`) fails without them.
 absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
-            bool require_rollout_logprobs, Packed* p) {
+            bool require_rollout_logprobs, SampleRange range, Packed* p) {
   bool all_have_logprobs = true;
   for (size_t g = first; g < last; ++g) {
     for (const RlSample& s : groups[g].samples) {
@@ -33,11 +43,13 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
   }
   const bool want_rollout_logprobs = require_rollout_logprobs || all_have_logprobs;
   int64_t targets = 0;
+  size_t sample_index = 0;
   for (size_t g = first; g < last; ++g) {
     const RlGroup& group = groups[g];
     const int64_t P = static_cast<int64_t>(group.prompt.size());
     if (P == 0) return absl::InvalidArgumentError("rl update: group " + std::to_string(g) + " has an empty prompt");
     for (const RlSample& s : group.samples) {
+      if (!range.contains(sample_index++)) continue;
       const int64_t T = static_cast<int64_t>(s.completion.size());
       if (T == 0) return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " is empty");
       if (!s.loss_mask.empty() && static_cast<int64_t>(s.loss_mask.size()) != T) {
@@ -85,12 +97,13 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
 
 // Token-major [pos][L][K] routing of each sequence -> the model's layer-major layout.
 absl::Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_t last, int64_t L, int64_t K,
-                   Packed* p) {
+                   SampleRange range, Packed* p) {
   const int64_t N = p->routing.num_tokens;
   p->routing.num_moe_layers = L;
   p->routing.top_k = K;
   p->routing.experts.assign(N * L * K, 0);
   int64_t base = 0;
+  size_t sample_index = 0;
   for (size_t g = first; g < last; ++g) {
     const RlGroup& group = groups[g];
     const int64_t P = static_cast<int64_t>(group.prompt.size());
@@ -100,6 +113,7 @@ absl::Status FillRouting(const std::vector<RlGroup>& groups, size_t first, size_
                                      " entries, expected " + std::to_string((P - 1) * L * K));
     }
     for (const RlSample& s : group.samples) {
+      if (!range.contains(sample_index++)) continue;
       const int64_t T = static_cast<int64_t>(s.completion.size());
       if (static_cast<int64_t>(s.routing.size()) != T * L * K) {
         return absl::InvalidArgumentError("rl update: a sample routing of group " + std::to_string(g) +
@@ -142,6 +156,78 @@ void AddMismatch(std::span<const float> rollout, std::span<const float> learner,
   *n += static_cast<int64_t>(rollout.size());
 }
 
+// One mini-batch as this rank sees it: the whole mini-batch's packing (`full`, which the loss
+// runs over on every rank) and the packing of this rank's own samples (`local`, which the
+// forward and backward run over). With one rank they are the same.
+struct Shard {
+  Packed full, local;
+  std::vector<size_t> token_counts;  // completion tokens of each rank's samples
+  size_t first_token = 0;            // where this rank's tokens start in the full arrays
+  bool distributed = false;
+  const Packed& own() const { return distributed ? local : full; }
+};
+
+std::vector<int64_t> SampleCosts(const std::vector<RlGroup>& groups, size_t first, size_t last) {
+  std::vector<int64_t> costs;
+  for (size_t g = first; g < last; ++g) {
+    for (const RlSample& s : groups[g].samples) {
+      costs.push_back(static_cast<int64_t>(groups[g].prompt.size() + s.completion.size()));
+    }
+  }
+  return costs;
+}
+
+absl::Status MakeShard(const std::vector<RlGroup>& groups, size_t first, size_t last, bool routing,
+                       bool want_rollout, int64_t L, int64_t K, Collective* c, Shard* sh) {
+  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, SampleRange{}, &sh->full));
+  if (sh->full.has_routing) GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, SampleRange{}, &sh->full));
+  sh->distributed = c != nullptr && c->size() > 1;
+  if (!sh->distributed) return absl::OkStatus();
+  const std::vector<size_t> bounds = SplitByTokens(SampleCosts(groups, first, last), c->size());
+  for (int r = 0; r < c->size(); ++r) {
+    sh->token_counts.push_back(sh->full.offsets[bounds[r + 1]] - sh->full.offsets[bounds[r]]);
+  }
+  sh->first_token = sh->full.offsets[bounds[c->rank()]];
+  const SampleRange mine{bounds[c->rank()], bounds[c->rank() + 1]};
+  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, mine, &sh->local));
+  if (sh->local.has_routing && mine.begin < mine.end) {
+    GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, mine, &sh->local));
+  }
+  return absl::OkStatus();
+}
+
+// Per-token values of the whole mini-batch from each rank's own (`mine`): an all-gather.
+absl::StatusOr<std::vector<float>> GatherTokens(Collective* c, const Shard& sh, std::vector<float> mine) {
+  if (!sh.distributed) return mine;
+  std::vector<float> all(sh.full.target_index.size());
+  std::copy(mine.begin(), mine.end(), all.begin() + sh.first_token);
+  GRPO_RETURN_IF_ERROR(c->AllGather(absl::MakeSpan(all), sh.token_counts));
+  return all;
+}
+
+bool Empty(const Packed& p) { return p.target_index.empty(); }
+
+// Sums the ranks' gradients, clips and steps the optimizer (replicated AdamW, or the sharded one
+// of options.sharded_optimizer); `*lr` is the learning rate it used. nullopt: a non-finite norm,
+// nothing changed.
+absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& optimizer,
+                                                     const RlUpdateOptions& o, std::vector<Buffer>* grads,
+                                                     double* lr) {
+  if (o.sharded_optimizer != nullptr) {
+    *lr = LearningRate(o.schedule, o.sharded_optimizer->step());
+    return o.sharded_optimizer->Step(&policy.parameter_buffers(), grads, *lr, o.max_grad_norm);
+  }
+  if (o.collective != nullptr && o.collective->size() > 1) {
+    GRPO_RETURN_IF_ERROR(AllReduceGradients(*o.collective, policy.parameter_specs(), grads));
+  }
+  absl::StatusOr<double> norm = o.max_grad_norm > 0 ? ClipGradNorm(policy.parameter_specs(), grads, o.max_grad_norm)
+                                                    : GlobalGradNorm(policy.parameter_specs(), *grads);
+  if (!norm.ok()) return std::optional<double>();
+  *lr = LearningRate(o.schedule, optimizer.step());
+  GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.parameter_buffers(), *grads, *lr));
+  return std::optional<double>(*norm);
+}
+
 }  // namespace
 
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
@@ -163,84 +249,109 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   const int64_t K = moe ? cfg.num_experts_per_tok : 0;
   const bool want_rollout = options.loss.is_correction != IsCorrection::kNone;
   const size_t per_batch = groups.size() / static_cast<size_t>(options.mini_batches);
+  Collective* c = options.collective;
+  const bool distributed = c != nullptr && c->size() > 1;
+  if (distributed && grads->empty()) *grads = policy.NewGradients();  // a rank may have no samples
 
-  std::vector<Packed> packed(options.mini_batches);
+  std::vector<Shard> shards(options.mini_batches);
   for (int64_t b = 0; b < options.mini_batches; ++b) {
     const size_t first = b * per_batch, last = first + per_batch;
-    GRPO_RETURN_IF_ERROR(Pack(groups, first, last, options.routing_replay && moe, want_rollout, &packed[b]));
-    if (packed[b].has_routing) GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, &packed[b]));
+    GRPO_RETURN_IF_ERROR(MakeShard(groups, first, last, options.routing_replay && moe, want_rollout, L, K, c,
+                                   &shards[b]));
   }
 
   RlUpdateStats stats;
   const bool multi = options.mini_batches * options.epochs > 1;
   // old and reference logprobs, before any update
-  std::vector<std::vector<float>> old_lp(packed.size()), ref_lp(packed.size());
-  double entropy_sum = 0, mismatch_sum = 0;
+  std::vector<std::vector<float>> old_lp(shards.size()), ref_lp(shards.size());
+  double entropy_sum = 0, mismatch_sum = 0;  // mismatch: over the whole mini-batch, alike on every rank
   int64_t entropy_n = 0, mismatch_n = 0;
-  for (size_t b = 0; b < packed.size(); ++b) {
+  for (size_t b = 0; b < shards.size(); ++b) {
+    const Packed& own = shards[b].own();
     ForwardOptions fo;
-    fo.forced_routing = packed[b].has_routing ? &packed[b].routing : nullptr;
+    fo.forced_routing = own.has_routing ? &own.routing : nullptr;
     if (multi) {
       fo.need_entropy = options.need_entropy;
-      GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(packed[b].batch, fo));
-      old_lp[b] = Gather(out.logprobs, packed[b].target_index);
-      if (!packed[b].rollout_logprobs.empty()) {
-        AddMismatch(packed[b].rollout_logprobs, old_lp[b], &mismatch_sum, &stats.mismatch_max_abs_logprob,
-                    &mismatch_n);
+      std::vector<float> lp;
+      if (!Empty(own)) {
+        GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(own.batch, fo));
+        lp = Gather(out.logprobs, own.target_index);
+        if (options.need_entropy) {
+          for (int64_t i : own.target_index) entropy_sum += out.entropy[i];
+          entropy_n += static_cast<int64_t>(own.target_index.size());
+        }
       }
-      if (options.need_entropy) {
-        for (int64_t i : packed[b].target_index) entropy_sum += out.entropy[i];
-        entropy_n += static_cast<int64_t>(packed[b].target_index.size());
+      GRPO_ASSIGN_OR_RETURN(old_lp[b], GatherTokens(c, shards[b], std::move(lp)));
+      if (!shards[b].full.rollout_logprobs.empty()) {
+        AddMismatch(shards[b].full.rollout_logprobs, old_lp[b], &mismatch_sum, &stats.mismatch_max_abs_logprob,
+                    &mismatch_n);
       }
     }
     if (options.loss.kl_beta > 0) {
       ForwardOptions ro;
       ro.forced_routing = fo.forced_routing;
-      GRPO_ASSIGN_OR_RETURN(ForwardOutput out, reference->Forward(packed[b].batch, ro));
-      ref_lp[b] = Gather(out.logprobs, packed[b].target_index);
+      std::vector<float> lp;
+      if (!Empty(own)) {
+        GRPO_ASSIGN_OR_RETURN(ForwardOutput out, reference->Forward(own.batch, ro));
+        lp = Gather(out.logprobs, own.target_index);
+      }
+      GRPO_ASSIGN_OR_RETURN(ref_lp[b], GatherTokens(c, shards[b], std::move(lp)));
     }
   }
 
   double loss_sum = 0, norm_sum = 0, clip_sum = 0, kl_sum = 0, isw_sum = 0;
   for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
-    for (size_t b = 0; b < packed.size(); ++b) {
-      Packed& p = packed[b];
+    for (size_t b = 0; b < shards.size(); ++b) {
+      const Packed& p = shards[b].full;
+      const Packed& own = shards[b].own();
       ForwardOptions fo;
       fo.keep_activations = true;
       fo.need_entropy = !multi && options.need_entropy;
-      fo.forced_routing = p.has_routing ? &p.routing : nullptr;
-      GRPO_ASSIGN_OR_RETURN(ForwardOutput out, policy.Forward(p.batch, fo));
-      const std::vector<float> lp = Gather(out.logprobs, p.target_index);
-      if (!multi && !p.rollout_logprobs.empty()) {  // this forward is the old-logprob pass
-        AddMismatch(p.rollout_logprobs, lp, &mismatch_sum, &stats.mismatch_max_abs_logprob, &mismatch_n);
+      fo.forced_routing = own.has_routing ? &own.routing : nullptr;
+      std::optional<ForwardOutput> out;
+      std::vector<float> own_lp;
+      if (!Empty(own)) {
+        GRPO_ASSIGN_OR_RETURN(out, policy.Forward(own.batch, fo));
+        own_lp = Gather(out->logprobs, own.target_index);
+        if (fo.need_entropy) {
+          for (int64_t i : own.target_index) entropy_sum += out->entropy[i];
+          entropy_n += static_cast<int64_t>(own.target_index.size());
+        }
       }
-      if (fo.need_entropy) {
-        for (int64_t i : p.target_index) entropy_sum += out.entropy[i];
-        entropy_n += static_cast<int64_t>(p.target_index.size());
+      absl::StatusOr<std::vector<float>> lp = GatherTokens(c, shards[b], std::move(own_lp));
+      absl::StatusOr<PolicyLossResult> loss = absl::UnknownError("unset");
+      if (lp.ok()) {
+        if (!multi && !p.rollout_logprobs.empty()) {  // this forward is the old-logprob pass
+          AddMismatch(p.rollout_logprobs, *lp, &mismatch_sum, &stats.mismatch_max_abs_logprob, &mismatch_n);
+        }
+        PolicyLossInputs in;
+        in.logprobs = *lp;
+        in.old_logprobs = multi ? std::span<const float>(old_lp[b]) : std::span<const float>(*lp);
+        if (want_rollout) in.rollout_logprobs = p.rollout_logprobs;
+        if (options.loss.kl_beta > 0) in.ref_logprobs = ref_lp[b];
+        in.advantages = p.advantages;
+        in.offsets = p.offsets;
+        in.mask = p.mask;
+        in.token_advantages = p.token_advantages;
+        loss = ComputePolicyLoss(in, options.loss);
+      } else {
+        loss = lp.status();
       }
-      PolicyLossInputs in;
-      in.logprobs = lp;
-      in.old_logprobs = multi ? std::span<const float>(old_lp[b]) : std::span<const float>(lp);
-      if (want_rollout) in.rollout_logprobs = p.rollout_logprobs;
-      if (options.loss.kl_beta > 0) in.ref_logprobs = ref_lp[b];
-      in.advantages = p.advantages;
-      in.offsets = p.offsets;
-      in.mask = p.mask;
-      in.token_advantages = p.token_advantages;
-      auto loss = ComputePolicyLoss(in, options.loss);
       if (!loss.ok()) {
-        policy.ReleaseActivations();
+        if (out) policy.ReleaseActivations();
         return loss.status();
       }
-      std::vector<float> weights(out.logprobs.size(), 0.0f);
-      for (size_t i = 0; i < p.target_index.size(); ++i) weights[p.target_index[i]] = loss->grad[i];
       ZeroGrads(grads);
-      absl::Status st = policy.Backward(weights, grads);
-      policy.ReleaseActivations();
-      GRPO_RETURN_IF_ERROR(st);
-      absl::StatusOr<double> norm = options.max_grad_norm > 0
-                                ? ClipGradNorm(policy.parameter_specs(), grads, options.max_grad_norm)
-                                : GlobalGradNorm(policy.parameter_specs(), *grads);
+      if (out) {
+        std::vector<float> weights(out->logprobs.size(), 0.0f);
+        const size_t first = shards[b].distributed ? shards[b].first_token : 0;
+        for (size_t i = 0; i < own.target_index.size(); ++i) weights[own.target_index[i]] = loss->grad[first + i];
+        absl::Status st = policy.Backward(weights, grads);
+        policy.ReleaseActivations();
+        GRPO_RETURN_IF_ERROR(st);
+      }
+      double lr = 0;
+      GRPO_ASSIGN_OR_RETURN(std::optional<double> norm, ApplyGradients(policy, optimizer, options, grads, &lr));
       loss_sum += loss->loss;
       clip_sum += loss->metrics.clip_frac;
       kl_sum += loss->metrics.kl_mean;
@@ -248,14 +359,19 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       stats.ratio_max = std::max(stats.ratio_max, loss->metrics.ratio_max);
       stats.tokens += epoch == 0 ? loss->metrics.num_tokens : 0;
       ++stats.optimizer_steps;
-      if (!norm.ok()) {  // non-finite gradient: skip this update, keep going
+      if (!norm) {  // non-finite gradient: the update was skipped (on every rank alike)
         ++stats.skipped_steps;
         continue;
       }
       norm_sum += *norm;
-      stats.lr = LearningRate(options.schedule, optimizer.step());
-      GRPO_RETURN_IF_ERROR(optimizer.Step(&policy.parameter_buffers(), *grads, stats.lr));
+      stats.lr = lr;
     }
+  }
+  if (distributed) {  // the entropy metric over every rank's tokens
+    double e[2] = {entropy_sum, static_cast<double>(entropy_n)};
+    GRPO_RETURN_IF_ERROR(c->AllReduceSum(absl::MakeSpan(e, 2)));
+    entropy_sum = e[0];
+    entropy_n = static_cast<int64_t>(e[1]);
   }
   const double n = static_cast<double>(stats.optimizer_steps);
   stats.loss = loss_sum / n;

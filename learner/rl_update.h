@@ -22,10 +22,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "collective/collective.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "learner/optimizer.h"
 #include "learner/policy_loss.h"
+#include "learner/sharded_optimizer.h"
 #include "learner/schedule.h"
 #include "model/causal_lm.h"
 
@@ -60,6 +62,13 @@ struct RlUpdateOptions {
   double max_grad_norm = 1.0;  // <= 0: no clipping
   bool routing_replay = true;  // used when every sample carries routing
   bool need_entropy = true;
+  // Data-parallel ranks (learner/data_parallel.h): every rank calls RlUpdate with the same
+  // groups and trains its share of each mini-batch's samples; the gradients are summed across
+  // ranks before clipping, so every rank applies the same update. Null or size 1: one process.
+  Collective* collective = nullptr;
+  // ZeRO-1 (sharded_optimizer.h): when set, it steps instead of RlUpdate's `optimizer` argument
+  // (which is then not touched; pass any AdamW, e.g. one over no parameters).
+  ShardedAdamW* sharded_optimizer = nullptr;
 };
 
 struct RlUpdateStats {

@@ -39,10 +39,11 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Ex
   return run.tok->Encode(text);
 }
 
-absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW& opt, int keep) {
+absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW* opt, int keep,
+                               const std::function<absl::Status(const std::string& dir)>& write_more) {
   state.elapsed_seconds = run.Elapsed();
-  return SaveCheckpoint(run.dir, CheckpointName(state.stage, state.step), *run.policy, &opt, state,
-                        run.tokenizer_dir, keep);
+  return SaveCheckpoint(run.dir, CheckpointName(state.stage, state.step), *run.policy, opt, state,
+                        run.tokenizer_dir, keep, write_more);
 }
 
 }  // namespace trainer_internal
@@ -268,7 +269,7 @@ absl::Status Pretrain(Run& run, const TrainOptions& o) {
       st.stage = "pretrain";
       st.step = step + 1;
       st.pretrain_steps_done = step + 1;
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 1));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, &opt, 1));
       if (stop) return absl::CancelledError("stopped during pretraining; resume with --resume");
     }
   }
@@ -279,10 +280,12 @@ absl::Status Pretrain(Run& run, const TrainOptions& o) {
 
 absl::StatusOr<TrainSummary> Train(const TrainRecipe& recipe, const TrainOptions& options) {
   GRPO_RETURN_IF_ERROR(CheckTrainingMemory(recipe, /*sft=*/false));  // before anything is allocated
+  if (Distributed(options) && options.collective->rank() != 0) return FollowRank0(recipe, options);
   trainer_internal::Run run;
   GRPO_RETURN_IF_ERROR(SetUp(recipe, options, /*sft=*/false, &run));
   absl::Status pre = Pretrain(run, options);
   if (pre.code() == absl::StatusCode::kCancelled) {
+    if (Distributed(options)) GRPO_RETURN_IF_ERROR(SendDone(*options.collective));
     TrainSummary s;
     s.run_dir = run.dir;
     s.stopped_early = true;
@@ -339,6 +342,7 @@ absl::StatusOr<SftDataset> LoadSftDataset(const TrainRecipe& recipe) {
 }
 
 absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& options) {
+  if (Distributed(options)) return absl::UnimplementedError("grpo sft runs as one process (no --nproc)");
   const LmStageRecipe& sft = recipe.sft;
   if (sft.train_path.empty()) return absl::InvalidArgumentError("sft.train: the JSONL file to train on is required");
   if (sft.steps <= 0) return absl::InvalidArgumentError("sft.steps: must be > 0");
@@ -403,7 +407,7 @@ absl::StatusOr<TrainSummary> Sft(const TrainRecipe& recipe, const TrainOptions& 
       st.stage = "sft";
       st.step = step + 1;
       st.data_cursor = sampler.cursor();
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, &opt, 2));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "collective/collective.h"
 #include "core/status.h"
 #include "data/dataset.h"
 #include "learner/recipe.h"
@@ -40,6 +41,10 @@ struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;
   // For tests: stop after this many RL steps of this invocation (as if stop were set), 0 = off.
   int64_t max_steps_this_run = 0;
+  // Data-parallel ranks (docs/scale_out.md): with a group of size > 1, rank 0 runs the whole
+  // run as above and every other rank only joins each step's policy update (its share of the
+  // samples; gradients summed across ranks), writing nothing. Null: one process.
+  Collective* collective = nullptr;
 };
 
 struct TrainSummary {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "data/sampler.h"
 #include "learner/checkpoint.h"
 #include "learner/recipe.h"
+#include "learner/rl_update.h"
 #include "learner/trainer.h"
 #include "model/causal_lm.h"
 #include "rollout/environment.h"
@@ -63,10 +65,31 @@ absl::StatusOr<std::vector<int32_t>> EncodePrompt(const Run& run, const data::Ex
 
 absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o);
 
+// The policy update's options for a step of this recipe (the same on every rank).
+RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
+                              ShardedAdamW* sharded);
+
+// Data-parallel ranks (trainer_ranks.cc). Rank 0 tells the others, once RL is about to start,
+// which checkpoint its optimizer state came from ("" for none) and sends its parameters; then
+// before each update the step's training groups; at the end "done".
+bool Distributed(const TrainOptions& o);
+absl::Status SendStart(Collective& c, CausalLM& policy, const std::string& optimizer_checkpoint);
+absl::Status SendStep(Collective& c, const std::vector<RlGroup>& groups);
+absl::Status SendDone(Collective& c);
+// Every rank writes its optimizer shard into the checkpoint directory `dir` (rank 0's included);
+// returns once all have.
+absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::string& dir);
+// "ranks: N (gloo), AdamW state per rank: X MiB of Y MiB (ZeRO-1)".
+std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, int64_t trainable_elements);
+// What every rank but 0 runs instead of Train.
+absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOptions& o);
+
 // Saves the run's checkpoint of `state.stage` after `state.step` steps (the name
 // CheckpointName(stage, step), the policy, the optimizer and the tokenizer files), with the run's
 // elapsed time filled in; keeps the newest `keep` checkpoints.
-absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW& opt, int keep);
+// `opt` may be null (data-parallel ranks write optimizer shards through `write_more` instead).
+absl::Status SaveRunCheckpoint(const Run& run, TrainerState state, const AdamW* opt, int keep,
+                               const std::function<absl::Status(const std::string& dir)>& write_more = nullptr);
 
 // Whether the step that has just finished ends with a checkpoint: the last one, one after a
 // stop request, or every `every` steps (0: only the last and on stop).

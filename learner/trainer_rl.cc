@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <future>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -20,6 +21,7 @@
 #include "learner/report.h"
 #include "learner/rl_update.h"
 #include "learner/roles.h"
+#include "learner/sharded_optimizer.h"
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
 #include "rollout/python_tool.h"
@@ -487,7 +489,8 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadTeacher(const Run& run) {
 struct Learner {
   CausalLM* policy;
   CausalLM* reference;  // null unless algorithm.kl_beta > 0
-  AdamW* opt;
+  AdamW* opt;           // over no parameters when `zero` steps instead
+  ShardedAdamW* zero;   // data-parallel ranks (ZeRO-1), else null
   std::vector<Buffer>* grads;  // scratch (device gradients)
 };
 
@@ -497,17 +500,12 @@ struct UpdateResult {
 };
 
 absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r, bool routing,
-                                          const std::vector<RlGroup>& groups) {
+                                          const std::vector<RlGroup>& groups, Collective* collective) {
   const auto t0 = Clock::now();
-  RlUpdateOptions uo;
-  uo.loss = r.loss;
-  uo.mini_batches = r.mini_batches;
-  uo.epochs = r.epochs;
-  uo.schedule = r.schedule;
-  uo.max_grad_norm = r.max_grad_norm;
-  uo.routing_replay = routing;
+  if (collective != nullptr) GRPO_RETURN_IF_ERROR(SendStep(*collective, groups));
   UpdateResult u;
-  GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups, uo, l.grads));
+  GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups,
+                                          UpdateOptions(r, routing, collective, l.zero), l.grads));
   u.t_learn = Seconds(t0, Clock::now());
   return u;
 }
@@ -718,6 +716,20 @@ absl::Status EvaluateInto(Run& run, PolicyRollout& rollout, RewardScorer& scorer
 
 }  // namespace
 
+RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
+                              ShardedAdamW* sharded) {
+  RlUpdateOptions uo;
+  uo.loss = r.loss;
+  uo.mini_batches = r.mini_batches;
+  uo.epochs = r.epochs;
+  uo.schedule = r.schedule;
+  uo.max_grad_norm = r.max_grad_norm;
+  uo.routing_replay = routing;
+  uo.collective = collective;
+  uo.sharded_optimizer = sharded;
+  return uo;
+}
+
 absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const TrainRecipe& r = *run.recipe;
   TrainSummary summary;
@@ -735,8 +747,22 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> teacher, LoadTeacher(run));
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), run.policy->parameter_specs(), r.adamw));
-  if (resumed_rl) GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+  Collective* ranks = Distributed(o) ? o.collective : nullptr;
+  const std::vector<ParameterSpec>& specs = run.policy->parameter_specs();
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), ranks ? std::vector<ParameterSpec>{} : specs,
+                                                 r.adamw));
+  std::optional<ShardedAdamW> zero;  // data-parallel ranks: the optimizer state sharded (ZeRO-1)
+  if (ranks != nullptr) {
+    GRPO_ASSIGN_OR_RETURN(zero, ShardedAdamW::Create(run.policy->backend(), specs, r.adamw, *ranks));
+    if (resumed_rl) GRPO_RETURN_IF_ERROR(zero->LoadShard(run.checkpoint->dir));
+    GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
+    Progress(o, ShardingSummary(*ranks, *zero, TrainableElements(specs)));
+  } else if (resumed_rl) {
+    GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
+  }
+  const AdamW* saved_opt = zero ? nullptr : &opt;
+  std::function<absl::Status(const std::string&)> save_shards;
+  if (zero) save_shards = [&](const std::string& dir) { return SaveShards(*ranks, *zero, dir); };
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
   GRPO_ASSIGN_OR_RETURN(run.environment, OpenEnvironment(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
@@ -760,7 +786,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay && !run.environment;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
-  const Learner learner{run.policy.get(), reference.get(), &opt, &grads};
+  const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, &grads};
   PendingRollout pending;  // the next step's rollout, with rollout.overlap
   int64_t steps_this_run = 0;
   for (int64_t step = start; step < r.steps; ++step) {
@@ -775,7 +801,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     if (teacher != nullptr) {
       GRPO_ASSIGN_OR_RETURN(reverse_kl, AddDistillation(*teacher, r, &groups));
     }
-    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, groups));
+    GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, groups, ranks));
     GRPO_ASSIGN_OR_RETURN(PushResult push, PushAfterRollout(*rollout, *run.policy, version, &pending));
     version = push.version;
 
@@ -801,7 +827,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       st.pretrain_steps_done = r.pretrain.steps;
       st.weight_version = version;
       st.data_cursor = batch.cursor_after;
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, opt, 2));
+      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, saved_opt, 2, save_shards));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {
@@ -809,6 +835,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       break;
     }
   }
+  if (ranks != nullptr) GRPO_RETURN_IF_ERROR(SendDone(*ranks));
   GRPO_RETURN_IF_ERROR(metrics->Close());
   GRPO_RETURN_IF_ERROR(store->Flush());
   ReportOptions rep;

@@ -9,7 +9,8 @@
 #   2. requeue: the trainer is SIGKILLed after a checkpoint; the job requeues itself and the
 #      trainer resumes from the checkpoint: every step once in metrics.jsonl and the store;
 #   3. `grpo cancel`: every process of the job gone, the store and the last checkpoint intact;
-#   4. `grpo submit --dry-run` of deploy/examples/*.yaml matches deploy/testdata/*.sbatch.
+#   4. `grpo submit --dry-run` of deploy/examples/*.yaml matches deploy/testdata/*.sbatch;
+#   5. cluster.learner.tasks: 2: two data-parallel learner ranks, one per task, finish the run.
 # Usage: slurm_cluster_test.sh GRPO RECIPE DEPLOY_DIR
 set -u
 GRPO_IN="$1"
@@ -165,6 +166,20 @@ check "the last checkpoint loads" \
 n3=$(store_steps "$D3/cancel/store")
 check "the store opens and holds the steps before the stop" "[ -n \"$n3\" ] && [ \"$n3\" -ge 2 ]"
 check "the job was not requeued" "! grep -q 'attempt 1' $D3/logs/job-$J3.out"
+
+# ---- 5. two learner ranks (cluster.learner.tasks: 2): data-parallel over Gloo, one rank per task
+STEPS5=6
+J5=$(submit ranks "$STEPS5" --set cluster.learner.tasks=2)
+D5="$ROOT/jobs/ranks"
+check "job 5 finishes" "wait_job $J5 400"
+check "two learner ranks ran" \
+  "grep -q 'learner rank 0 of 2' $D5/logs/learner.log && grep -q 'learner rank 1 of 2' $D5/logs/learner-1.log"
+check "metrics.jsonl has every step once (rank 0 alone writes)" \
+  "[ \"\$(metric_steps $D5/ranks/metrics.jsonl)\" = \"$(seq_line $STEPS5)\" ]"
+check "the last checkpoint has one optimizer shard per rank" \
+  "[ \$(ls $D5/ranks/checkpoints/rl-$(printf %06d $STEPS5)/optimizer-shard-*-of-00002.safetensors | wc -l) -eq 2 ]"
+check "learner rank 1 exited 0" "grep -q 'learner exited 0' $D5/logs/learner-1.log" || tail -5 "$D5/logs/learner-1.log"
+check "no process of job 5 is left" "wait_for 30 '[ -z \"\$(job_procs)\" ]' || { ps -ef | grep $ROOT | grep -v grep; false; }"
 
 [ "$fail" -eq 0 ] && echo "PASS" || echo "FAILED"
 exit "$fail"

@@ -9,7 +9,7 @@ PACKAGES=(
   bazel-bootstrap bazel-rules-java g++ clang libclang-rt-14-dev
   # libraries wired through third_party/
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libabsl-dev
-  librocksdb-dev libgtest-dev libgmock-dev googletest libopenblas-dev libyaml-cpp-dev
+  librocksdb-dev libgtest-dev libgmock-dev googletest libopenblas-dev libyaml-cpp-dev libgloo-dev
   nlohmann-json3-dev libcli11-dev libpcre2-dev libre2-dev libseccomp-dev
   # benchmarks and references used by tests
   rocksdb-tools python3-torch

@@ -153,7 +153,15 @@ stopped_or_missing() {
 }
 
 run_learner() {
+  # Several learner tasks are data-parallel ranks of one trainer (docs/scale_out.md): rank 0 runs
+  # the run and logs to learner.log, rank R to learner-R.log; they meet in rendezvous/learner-ranks.
+  local rank="${SLURM_PROCID:-0}" ranks="${SLURM_STEP_NUM_TASKS:-${SLURM_NTASKS:-1}}"
   LOG="$LOGS/learner.log"
+  if [ "$ranks" -gt 1 ]; then
+    export GRPO_RANK="$rank" GRPO_WORLD_SIZE="$ranks" GRPO_RENDEZVOUS_DIR="$RDV/learner-ranks"
+    export GRPO_COLLECTIVE_HOST="${GRPO_COLLECTIVE_HOST:-$HOST}"
+    [ "$rank" -gt 0 ] && LOG="$LOGS/learner-$rank.log"
+  fi
   touch "$LOG"
   local deadline=$(( $(date +%s) + ${GRPO_RENDEZVOUS_TIMEOUT:-600} )) sets=() eps
   if [ "${GRPO_ROLLOUT_TASKS:-0}" -gt 0 ]; then
@@ -175,7 +183,7 @@ run_learner() {
   local cmd=("$GRPO_BIN" train "$GRPO_RECIPE" --set "run.output_dir=$GRPO_JOB_DIR" "${sets[@]}" "${mode[@]}")
   # shellcheck disable=SC2206
   cmd+=(${GRPO_TRAIN_ARGS:-})
-  log "learner on $HOST (job ${SLURM_JOB_ID:-?}, restart ${SLURM_RESTART_COUNT:-0}): ${cmd[*]}"
+  log "learner rank $rank of $ranks on $HOST (job ${SLURM_JOB_ID:-?}, restart ${SLURM_RESTART_COUNT:-0}): ${cmd[*]}"
   "${cmd[@]}" >> "$LOG" 2>&1 &
   child=$!
   wait_child; local rc=$?

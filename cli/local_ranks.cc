@@ -1,0 +1,129 @@
+#include "cli/local_ranks.h"
+
+#include <csignal>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "collective/gloo_collective.h"
+#include "core/status.h"
+
+namespace grpo::cli {
+namespace {
+
+std::vector<pid_t> g_ranks;  // for the signal handler
+
+extern "C" void ForwardSignal(int sig) {
+  for (pid_t pid : g_ranks) kill(pid, sig);
+}
+
+// This process's argv without --nproc N / --nproc=N.
+absl::StatusOr<std::vector<std::string>> ArgvWithoutNproc() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (all.empty()) return absl::InternalError("cannot read /proc/self/cmdline");
+  std::vector<std::string> args;
+  size_t at = 0;
+  while (at < all.size()) {
+    const size_t end = all.find('\0', at);
+    args.push_back(all.substr(at, end - at));
+    at = end == std::string::npos ? all.size() : end + 1;
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
+pid_t StartRank(const std::vector<std::string>& args, int rank, int nproc, const std::string& dir) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  setenv("GRPO_RANK", std::to_string(rank).c_str(), 1);
+  setenv("GRPO_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+  setenv("GRPO_RENDEZVOUS_DIR", dir.c_str(), 1);
+  setenv("GRPO_COLLECTIVE_HOST", "127.0.0.1", 1);
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execv("/proc/self/exe", argv.data());
+  std::fprintf(stderr, "rank %d: exec failed\n", rank);
+  _exit(127);
+}
+
+std::string Describe(int status) {
+  if (WIFSIGNALED(status)) return absl::StrCat("was killed by signal ", WTERMSIG(status));
+  return absl::StrCat("exited with status ", WEXITSTATUS(status));
+}
+
+absl::StatusOr<int> EnvInt(const char* name) {
+  const char* v = std::getenv(name);
+  int out = 0;
+  if (v == nullptr || !absl::SimpleAtoi(v, &out)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, "='", v ? v : "", "' is not an integer"));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status RunLocalRanks(int nproc) {
+  if (nproc < 1 || nproc > 256) return absl::InvalidArgumentError("--nproc must be in 1..256");
+  GRPO_ASSIGN_OR_RETURN(std::vector<std::string> args, ArgvWithoutNproc());
+  std::string tmpl = (std::filesystem::temp_directory_path() / "grpo-ranks.XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) return ErrnoError("mkdtemp " + tmpl, errno);
+  const std::string dir = tmpl;
+  for (int r = 0; r < nproc; ++r) g_ranks.push_back(StartRank(args, r, nproc, dir));
+  auto old_term = std::signal(SIGTERM, ForwardSignal);
+  auto old_int = std::signal(SIGINT, ForwardSignal);
+  std::vector<std::string> failures;
+  for (int r = 0; r < nproc; ++r) {
+    int status = 0;
+    while (waitpid(g_ranks[r], &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      failures.push_back(absl::StrCat("rank ", r, " ", Describe(status)));
+    }
+  }
+  std::signal(SIGTERM, old_term);
+  std::signal(SIGINT, old_int);
+  g_ranks.clear();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (failures.empty()) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat(nproc, " local ranks: ", absl::StrJoin(failures, "; ")));
+}
+
+absl::StatusOr<std::unique_ptr<Collective>> JoinRanksFromEnvironment(absl::Duration timeout) {
+  if (std::getenv("GRPO_WORLD_SIZE") == nullptr) return std::unique_ptr<Collective>();
+  GRPO_ASSIGN_OR_RETURN(int size, EnvInt("GRPO_WORLD_SIZE"));
+  if (size == 1) return std::unique_ptr<Collective>();
+  CollectiveOptions o;
+  o.size = size;
+  GRPO_ASSIGN_OR_RETURN(o.rank, EnvInt("GRPO_RANK"));
+  const char* dir = std::getenv("GRPO_RENDEZVOUS_DIR");
+  if (dir == nullptr || *dir == 0) {
+    return absl::InvalidArgumentError("GRPO_WORLD_SIZE is set but GRPO_RENDEZVOUS_DIR is not");
+  }
+  o.rendezvous_dir = dir;
+  if (const char* host = std::getenv("GRPO_COLLECTIVE_HOST")) o.host = host;
+  o.timeout = timeout;
+  return ConnectGloo(o);
+}
+
+}  // namespace grpo::cli

@@ -1,0 +1,104 @@
+// Data-parallel ranks of `grpo train`: what rank 0 sends and what every other rank runs.
+#include <cstdio>
+#include <filesystem>
+
+#include "learner/checkpoint.h"
+#include "learner/data_parallel.h"
+#include "learner/sharded_optimizer.h"
+#include "learner/trainer_internal.h"
+#include "model/ops/registry.h"
+#include "model/presets.h"
+
+namespace grpo::trainer_internal {
+namespace {
+
+// Rank 0's messages: one kind byte, then the payload.
+enum Message : char { kStart = 'S', kStep = 'T', kSave = 'C', kDone = 'D' };
+
+absl::Status Send(Collective& c, Message kind, const std::string& payload) {
+  std::string bytes(1, kind);
+  bytes += payload;
+  return BroadcastBytes(c, &bytes, 0);
+}
+
+absl::StatusOr<std::pair<Message, std::string>> Receive(Collective& c) {
+  std::string bytes;
+  GRPO_RETURN_IF_ERROR(BroadcastBytes(c, &bytes, 0));
+  if (bytes.empty()) return absl::DataLossError("data parallel: empty message from rank 0");
+  return std::make_pair(static_cast<Message>(bytes[0]), bytes.substr(1));
+}
+
+// The model whose shape rank 0 trains; its values come from rank 0 (SendStart).
+absl::StatusOr<std::unique_ptr<CausalLM>> ModelOfTheRun(const TrainRecipe& r, Backend& backend) {
+  if (!r.model_path.empty()) return CausalLM::Load(r.model_path, backend);
+  GRPO_ASSIGN_OR_RETURN(ModelConfig config, RecipeModelConfig(r));
+  return CausalLM::Create(config, InitParameters(config, r.init_seed, r.init_std), backend);
+}
+
+}  // namespace
+
+bool Distributed(const TrainOptions& o) { return o.collective != nullptr && o.collective->size() > 1; }
+
+absl::Status SendStart(Collective& c, CausalLM& policy, const std::string& optimizer_checkpoint) {
+  GRPO_RETURN_IF_ERROR(Send(c, kStart, optimizer_checkpoint));
+  return BroadcastParameters(c, policy);
+}
+
+absl::Status SendStep(Collective& c, const std::vector<RlGroup>& groups) {
+  return Send(c, kStep, SerializeGroups(groups));
+}
+
+absl::Status SendDone(Collective& c) { return Send(c, kDone, ""); }
+
+absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::string& dir) {
+  GRPO_RETURN_IF_ERROR(Send(c, kSave, dir));
+  GRPO_RETURN_IF_ERROR(zero.SaveShard(dir));
+  return c.Barrier();
+}
+
+std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, int64_t trainable_elements) {
+  const double mib = 4.0 / (1 << 20);
+  char line[200];
+  std::snprintf(line, sizeof(line), "ranks: %d (%s), AdamW state on rank 0: %.2f MiB of %.2f MiB (ZeRO-1)",
+                c.size(), c.engine().c_str(), zero.state_elements() * mib, 2.0 * trainable_elements * mib);
+  return line;
+}
+
+absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOptions& o) {
+  Collective& c = *o.collective;
+  TrainSummary summary;
+  summary.run_dir = (std::filesystem::path(r.output_dir) / r.name).string();
+  summary.stage = "rl";
+  GRPO_ASSIGN_OR_RETURN(Backend * backend, GetBackend(r.backend));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> policy, ModelOfTheRun(r, *backend));
+  // Rank 0 sets the run up, pretrains, and loads its checkpoint meanwhile.
+  GRPO_ASSIGN_OR_RETURN(auto start, Receive(c));
+  if (start.first == kDone) return summary;  // stopped before RL
+  if (start.first != kStart) return absl::DataLossError("data parallel: expected the start message");
+  GRPO_RETURN_IF_ERROR(BroadcastParameters(c, *policy));
+  GRPO_ASSIGN_OR_RETURN(AdamW noop, AdamW::Create(*backend, {}, r.adamw));
+  GRPO_ASSIGN_OR_RETURN(ShardedAdamW zero, ShardedAdamW::Create(*backend, policy->parameter_specs(), r.adamw, c));
+  if (!start.second.empty()) GRPO_RETURN_IF_ERROR(zero.LoadShard(start.second));
+  std::unique_ptr<CausalLM> reference;
+  if (r.loss.kl_beta > 0) {  // rank 0 wrote it before starting
+    GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(summary.run_dir + "/checkpoints/reference", *backend));
+  }
+  const bool routing = policy->config().NumMoeLayers() > 0 && r.routing_replay;
+  std::vector<Buffer> grads;
+  while (true) {
+    GRPO_ASSIGN_OR_RETURN(auto message, Receive(c));
+    if (message.first == kDone) return summary;
+    if (message.first == kSave) {
+      GRPO_RETURN_IF_ERROR(zero.SaveShard(message.second));
+      GRPO_RETURN_IF_ERROR(c.Barrier());
+      continue;
+    }
+    if (message.first != kStep) return absl::DataLossError("data parallel: unexpected message from rank 0");
+    GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, ParseGroups(message.second));
+    GRPO_RETURN_IF_ERROR(
+        RlUpdate(*policy, reference.get(), noop, groups, UpdateOptions(r, routing, &c, &zero), &grads).status());
+    ++summary.steps_done;
+  }
+}
+
+}  // namespace grpo::trainer_internal

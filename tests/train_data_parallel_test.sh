@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `grpo train --nproc N`: data-parallel learner ranks over Gloo on loopback.
+#  - 10 RL steps of a shrunken nano recipe (same global batch) with 2 and 4 ranks end with the
+#    weights of the 1-rank run within 1e-5 relative (while RL itself moved them far more);
+#  - ZeRO-1: N ranks write N optimizer shards of 1/N of the state each;
+#  - a run stopped at step 5 with 2 ranks resumes with 1, 2 and 4 ranks and finishes; with 2 ranks
+#    bit-identical to the uninterrupted 2-rank run (weights and optimizer shards); a 1-rank run
+#    stopped at step 5 resumes with 4 ranks;
+#  - SIGKILL of rank 1 mid-run: every rank exits, the launcher non-zero within 60 s, and the
+#    errors name rank 1.
+# Shrunk for CI time: 150 pretraining steps, 4 prompts x 4 samples per step, 24 new tokens.
+CLOSE="$(realpath "$3")"
+source "$(dirname "$0")/cli_test_lib.sh" "$@"
+
+SMALL=(--set pretrain.steps=150 --set pretrain.batch_size=16 --set rollout.prompts_per_step=4
+       --set rollout.group_size=4 --set rollout.max_new_tokens=24 --set train.eval_size=4
+       --set train.eval_every=0 --set train.checkpoint_every=5 --quiet)
+ck() { echo "runs/$1/checkpoints/rl-0000$2/model.safetensors"; }
+close() { /usr/bin/python3 "$CLOSE" "$@"; }
+
+for n in 1 2 4; do
+  "$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=10 --set run.name=n$n --nproc $n \
+    > n$n.out 2> n$n.err
+  check "--nproc $n exits 0" '[ $? -eq 0 ]' || cat n$n.err
+done
+check "only rank 0 prints the run directory" '[ "$(cat n2.out)" = runs/n2 ]'
+check "RL moved the weights (so the comparison can fail)" \
+  '! close runs/n1/checkpoints/pretrain-000150/model.safetensors $(ck n1 10) 1e-4'
+for n in 2 4; do
+  check "--nproc $n weights equal 1 rank's within 1e-5" 'close $(ck n$n 10) $(ck n1 10) 1e-5'
+done
+for n in 2 4; do  # ZeRO-1: one optimizer shard per rank, each about 1/N of the 1-rank state
+  check "--nproc $n writes $n optimizer shards" \
+    '[ $(ls runs/n$n/checkpoints/rl-000010/optimizer-shard-*-of-0000$n.safetensors | wc -l) -eq $n ] &&
+     [ ! -e runs/n$n/checkpoints/rl-000010/optimizer.safetensors ]'
+  check "--nproc $n shards hold 1/$n of the state each" \
+    "/usr/bin/python3 - runs/n1/checkpoints/rl-000010/optimizer.safetensors runs/n$n/checkpoints/rl-000010/optimizer-shard-*.safetensors <<'PY'
+import os, sys
+whole, shards = os.path.getsize(sys.argv[1]), [os.path.getsize(p) for p in sys.argv[2:]]
+assert all(abs(s - whole / len(shards)) < 0.02 * whole for s in shards), (whole, shards)
+PY"
+done
+check "metrics of 2 ranks match 1 rank's rewards" \
+  '[ "$(grep -o "\"reward_mean\":[^,]*" runs/n2/metrics.jsonl)" = "$(grep -o "\"reward_mean\":[^,]*" runs/n1/metrics.jsonl)" ]'
+
+# ---- stop at step 5 with 2 ranks, resume with 1, 2 and 4
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=5 --set run.name=half --nproc 2 2> half.err
+check "5 steps with 2 ranks" '[ -s $(ck half 05) ]' || cat half.err
+for n in 1 2 4; do  # each resume in a copy of the stopped run (same recipe, same run name)
+  mkdir r$n && cp -r runs r$n/
+  (cd r$n && "$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=10 --set run.name=half --resume \
+     --nproc $n > ../r$n.out 2> ../r$n.err)
+  check "resume with $n ranks exits 0" '[ $? -eq 0 ]' || cat r$n.err
+  check "resume with $n ranks is within 1e-5 of 1 rank" 'close r$n/$(ck half 10) $(ck n1 10) 1e-5'
+done
+check "resume at 2 ranks is bit-identical" 'cmp -s r2/$(ck half 10) $(ck n2 10)'
+for f in optimizer-shard-00000-of-00002 optimizer-shard-00001-of-00002; do
+  check "resumed $f at 2 ranks is bit-identical" \
+    "cmp -s r2/runs/half/checkpoints/rl-000010/$f.safetensors runs/n2/checkpoints/rl-000010/$f.safetensors"
+done
+# the one-process optimizer file, read by 4 ranks' shards
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=5 --set run.name=half1 2> half1.err
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=10 --set run.name=half1 --resume --nproc 4 2> r14.err
+check "a 1-rank checkpoint resumes with 4 ranks" 'close $(ck half1 10) $(ck n1 10) 1e-5' || cat r14.err
+
+# ---- kill rank 1 mid-run
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=400 --set run.name=kill --nproc 2 \
+  > kill.out 2> kill.err &
+launcher=$!
+for _ in $(seq 1 1200); do
+  [ -d runs/kill/checkpoints/rl-000005 ] && break
+  sleep 0.05
+done
+rank1=""
+for pid in $(pgrep -P $launcher); do
+  tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=1 && rank1=$pid
+done
+check "found rank 1" '[ -n "$rank1" ]'
+start=$(date +%s)
+kill -9 $rank1
+wait $launcher
+status=$?
+took=$(( $(date +%s) - start ))
+check "the launcher exits non-zero" '[ $status -ne 0 ]'
+check "all ranks ended within 60 s (took ${took} s)" '[ $took -lt 60 ]'
+check "rank 0 names rank 1" 'grep -q "peer rank 1 is gone" kill.err' || cat kill.err
+check "the launcher names rank 1" 'grep -q "rank 1 was killed by signal 9" kill.err' || cat kill.err
+check "no rank is left running" '! pgrep -P $launcher >/dev/null'
+exit $fail
