@@ -87,7 +87,9 @@ class CudaBackendImpl final : public Backend {
   void Free(DevicePtr<void> data) override {
     void* p = Raw(data);
     ledger_.Remove(p);
-    GRPO_CUDA_CHECK(cudaFreeAsync(p, stream_));
+    const cudaError_t err = cudaFreeAsync(p, stream_);
+    if (err == cudaErrorCudartUnloading) return;  // a static Buffer freed as the process exits
+    GRPO_CUDA_CHECK(err);
   }
   void CopyDeviceToDevice(DevicePtr<const void> src, DevicePtr<void> dst, int64_t bytes) override {
     if (bytes <= 0) return;
@@ -307,7 +309,9 @@ class CudaBackendImpl final : public Backend {
   class Scratch {
    public:
     Scratch(CudaBackendImpl* backend, int64_t bytes) : backend_(backend), data_(backend->Allocate(bytes)) {}
-    ~Scratch() { backend_->Free(data_); }
+    ~Scratch() {
+      if (data_) backend_->Free(data_);  // null once moved from
+    }
     Scratch(Scratch&& other) noexcept : backend_(other.backend_), data_(other.data_) { other.data_ = nullptr; }
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
@@ -427,6 +431,9 @@ void CudaBackendImpl::GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, 
     cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, beta);
     return;
   }
+  // beta == 0: C is not an input. Zeroed first so that a NaN already there (a poisoned buffer)
+  // cannot leak in, whatever cuBLASLt does with a zero beta.
+  if (beta == 0.0f) cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, 0.0f);
   cublasLtMatmulDesc_t op = nullptr;
   GRPO_CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));  // no TF32
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;

@@ -12,6 +12,10 @@
 // model/ops/cuda/*.cu. Launch metadata (packed-batch offsets, sampling options) is uploaded per
 // call and counted in TransferStats like any other host->device copy.
 //
+// Sample follows the CPU sampler's formulas but sums in parallel: its tokens equal
+// rollout/sampler.h's except for a draw within rounding of a step of the CDF (not bit-identical
+// as the CPU backend's are), and its logprobs agree to rounding.
+//
 // RunIndependent runs its tasks one after another on the calling thread: each task enqueues its
 // device work on the same stream, so the tasks' results are those of calling them in order.
 //
