@@ -6,8 +6,8 @@
 #       they need (except the CUDA libraries and glibc, which the GPU machine has) into
 #       gpu_bundle/bundle.tar.xz (ignored by git).
 #   tools/gpu_check.sh run       (on the GPU machine, in the repository root: no Bazel, no network)
-#       unpacks the bundle, finds the CUDA 13 libraries (the toolkit's lib64 or the pip wheels'
-#       nvidia/*/lib), then runs, each under a time limit: every op against the CPU backend,
+#       unpacks the bundle, finds the CUDA 13 runtime and cuBLASLt (the toolkit's lib64 or the pip
+#       wheels' nvidia/*/lib), then runs, each under a time limit: every op against the CPU backend,
 #       whole models of each family against the CPU backend, the FP8 quantization kernel, greedy
 #       `grpo generate` on cuda vs cpu, and a few steps of the nano recipe's `grpo train` on cuda.
 #       Prints a table last: check, result, numbers. Exits 0 only if every check passed; without
@@ -53,7 +53,7 @@ prepare() {
   [ "$bytes" -lt $((60 * 1048576)) ] || die "the bundle is over 60 MiB"
 }
 
-# Directories holding the CUDA 13 runtime, cuBLAS(Lt) and NCCL on this machine.
+# Directories holding the CUDA 13 runtime and cuBLASLt on this machine.
 cuda_library_path() {
   local dirs=() d
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
@@ -139,7 +139,7 @@ run() {
   export LD_LIBRARY_PATH="$WORK/lib:$(cuda_library_path)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   local missing
   missing=$(for b in "$WORK"/bin/*; do ldd "$b" | grep 'not found'; done | sort -u)
-  [ -z "$missing" ] || die "libraries not found (CUDA 13 runtime/cuBLAS/NCCL expected under /usr/local/cuda/lib64 or pip's nvidia/*/lib): $missing"
+  [ -z "$missing" ] || die "libraries not found (the CUDA 13 runtime expected under /usr/local/cuda/lib64 or pip's nvidia/*/lib): $missing"
   local info
   info=$(timeout 30 "$WORK/bin/grpo" info 2>&1) || die "grpo info failed: $info"
   local cuda_line

@@ -16,6 +16,7 @@
 
 #include "model/ops/cuda/cuda_check.h"
 #include "model/ops/cuda/cuda_kernels.h"
+#include "model/ops/cuda/cublaslt_library.h"
 #include "model/ops/cuda/device_memory.h"
 
 namespace grpo {
@@ -51,7 +52,10 @@ class CudaBackendImpl final : public Backend {
     GRPO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
     uint64_t keep_all = UINT64_MAX;  // freed memory stays cached in the pool
     GRPO_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
-    GRPO_CUDA_CHECK(cublasLtCreate(&lt_));
+    absl::StatusOr<const cuda::CublasLtApi*> api = cuda::LoadCublasLt();
+    if (!api.ok()) Fatal(std::string(api.status().message()));
+    lt_api_ = *api;
+    GRPO_CUDA_CHECK(lt_api_->Create(&lt_));
     GRPO_CUDA_CHECK(cudaMalloc(&gemm_workspace_, kGemmWorkspaceBytes));
     GRPO_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h2d_staging_), kStagingBytes));
     GRPO_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&d2h_staging_), kStagingBytes));
@@ -407,6 +411,7 @@ class CudaBackendImpl final : public Backend {
 
   const int device_ = 0;
   cudaStream_t stream_ = nullptr;
+  const cuda::CublasLtApi* lt_api_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   void* gemm_workspace_ = nullptr;
   bool poison_ = false;
@@ -435,38 +440,38 @@ void CudaBackendImpl::GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, 
   // cannot leak in, whatever cuBLASLt does with a zero beta.
   if (beta == 0.0f) cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, 0.0f);
   cublasLtMatmulDesc_t op = nullptr;
-  GRPO_CUDA_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));  // no TF32
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));  // no TF32
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  GRPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
-  GRPO_CUDA_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
   cublasLtMatrixLayout_t first = nullptr, second = nullptr, out = nullptr;
-  GRPO_CUDA_CHECK(cublasLtMatrixLayoutCreate(&first, CUDA_R_32F, trans_b ? k : n, trans_b ? n : k, ldb));
-  GRPO_CUDA_CHECK(cublasLtMatrixLayoutCreate(&second, CUDA_R_32F, trans_a ? m : k, trans_a ? k : m, lda));
-  GRPO_CUDA_CHECK(cublasLtMatrixLayoutCreate(&out, CUDA_R_32F, n, m, ldc));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&first, CUDA_R_32F, trans_b ? k : n, trans_b ? n : k, ldb));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&second, CUDA_R_32F, trans_a ? m : k, trans_a ? k : m, lda));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&out, CUDA_R_32F, n, m, ldc));
   cublasLtMatmulPreference_t pref = nullptr;
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceCreate(&pref));
   const uint64_t workspace = kGemmWorkspaceBytes;
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
   const uint32_t align_first = AlignmentOf(b), align_second = AlignmentOf(a), align_c = AlignmentOf(c);
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(uint32_t)));
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(uint32_t)));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  GRPO_CUDA_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_, op, first, second, out, out, pref, 1, &heuristic, &found));
+  GRPO_CUDA_CHECK(lt_api_->MatmulAlgoGetHeuristic(lt_, op, first, second, out, out, pref, 1, &heuristic, &found));
   if (found == 0) {
     Fatal("cuBLASLt has no f32 algorithm for m=" + std::to_string(m) + " n=" + std::to_string(n) +
           " k=" + std::to_string(k));
   }
-  GRPO_CUDA_CHECK(cublasLtMatmul(lt_, op, &alpha, b, first, a, second, &beta, c, out, c, out,
+  GRPO_CUDA_CHECK(lt_api_->Matmul(lt_, op, &alpha, b, first, a, second, &beta, c, out, c, out,
                                  &heuristic.algo, gemm_workspace_, kGemmWorkspaceBytes, stream_));
-  GRPO_CUDA_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-  GRPO_CUDA_CHECK(cublasLtMatrixLayoutDestroy(out));
-  GRPO_CUDA_CHECK(cublasLtMatrixLayoutDestroy(second));
-  GRPO_CUDA_CHECK(cublasLtMatrixLayoutDestroy(first));
-  GRPO_CUDA_CHECK(cublasLtMatmulDescDestroy(op));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceDestroy(pref));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(out));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(second));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(first));
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescDestroy(op));
 }
 
 // Through the pinned staging buffer, in pieces: a piece waits only when the buffer is full and

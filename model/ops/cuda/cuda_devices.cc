@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/memory_plan.h"
+#include "model/ops/cuda/cublaslt_library.h"
 
 namespace grpo {
 namespace {
@@ -38,6 +39,9 @@ absl::Status CudaAvailability() {
   }
   if (c.count == 0) {
     return absl::FailedPreconditionError("no CUDA device found (cudaGetDeviceCount: 0 devices)");
+  }
+  if (absl::StatusOr<const cuda::CublasLtApi*> lt = cuda::LoadCublasLt(); !lt.ok()) {
+    return lt.status();
   }
   return absl::OkStatus();
 }

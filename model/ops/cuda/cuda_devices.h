@@ -11,7 +11,8 @@
 namespace grpo {
 
 // OK when at least one CUDA device is usable; otherwise FailedPrecondition "no CUDA device found
-// (cudaGetDeviceCount: <the runtime's reason>)". Queried once per process, then cached.
+// (cudaGetDeviceCount: <the runtime's reason>)", or, with a device, the reason cuBLASLt cannot be
+// loaded (cublaslt_library.h). Queried once per process, then cached.
 absl::Status CudaAvailability();
 
 // One entry per device: id "cuda:N", the device's name, its memory, SM count and compute
