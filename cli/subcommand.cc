@@ -31,8 +31,8 @@ CLI::App* AddSubcommand(CLI::App& parent, const std::string& name, const std::st
     absl::Status status;
     try {
       status = run();
-    } catch (const std::bad_alloc&) {
-      status = OutOfMemoryError("std::bad_alloc");
+    } catch (const std::bad_alloc& e) {  // what(): "std::bad_alloc", or the CUDA backend's explanation
+      status = OutOfMemoryError(e.what());
     } catch (const std::length_error& e) {  // a container asked for more than it can hold
       status = OutOfMemoryError(std::string("std::length_error: ") + e.what());
     }

@@ -41,6 +41,9 @@ err=$("$GRPO" generate --model model --input in.jsonl --output g_bad.jsonl --bac
 if ! grep -qE "^  cuda +compiled in" info.out; then
   check "generate --backend cuda in a build without it exits 1 (got $rc)" '[ $rc -eq 1 ]'
   check "--backend cuda says it is not compiled in" 'grep -q "backend '"'"'cuda'"'"' is not compiled into this build" <<<"$err"' || echo "$err"
+elif grep -qE "^  cuda +unavailable: no CUDA device found" info.out; then
+  check "generate --backend cuda without a GPU exits 1 (got $rc)" '[ $rc -eq 1 ]'
+  check "--backend cuda without a GPU says no device was found" 'grep -q "no CUDA device found" <<<"$err"' || echo "$err"
 fi
 
 # ---- rollout serve: a bad backend fails before listening

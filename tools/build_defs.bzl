@@ -55,8 +55,10 @@ CUDA_ARCH_FLAGS = [
 def cuda_library(name, srcs, hdrs = [], hdr_deps = [], deps = [], copts = [], visibility = None):
     """A C++ library whose sources are CUDA (.cu), compiled by /usr/local/cuda/bin/nvcc.
 
-    The objects link against cudart, cuBLAS/cuBLASLt and NCCL. Headers in `hdrs` must be plain
-    C++ (no CUDA syntax) so host code can include them.
+    The objects link against cudart only (add "//third_party:cublas" or "//third_party:nccl" to
+    `deps` where a library calls them: every binary that links them maps them at startup, ~800 MB
+    of address space for cuBLASLt and NCCL). Headers in `hdrs` must be plain C++ (no CUDA
+    syntax) so host code can include them.
 
     Args:
       hdr_deps: filegroups of headers from other packages that the .cu files include (nvcc runs
@@ -79,11 +81,7 @@ def cuda_library(name, srcs, hdrs = [], hdr_deps = [], deps = [], copts = [], vi
         name = name,
         srcs = objs,
         hdrs = hdrs,
-        deps = deps + [
-            "//third_party:cuda_runtime",
-            "//third_party:cublas",
-            "//third_party:nccl",
-        ],
+        deps = deps + ["//third_party:cuda_runtime"],
         linkstatic = True,
         visibility = visibility,
     )

@@ -1,8 +1,8 @@
 // Backend: the device seam. It owns every number the model touches (parameters, gradients,
 // optimizer state, activations, KV cache, routing tables, logits) and every numerical op over
 // them, as forward/backward pairs (llm.c style). Model, engine and learner code call only this
-// interface; model/ops/cpu is the backend built today, model/ops/cpu_guarded the test backend
-// whose memory the host cannot touch, and a CUDA backend implements the same interface.
+// interface; model/ops/cpu is the CPU backend, model/ops/cpu_guarded the test backend whose
+// memory the host cannot touch, and model/ops/cuda the CUDA backend (f32 on one GPU).
 //
 // Memory. Device memory is handed out as Buffers (typed: f32, bf16, f8e4m3, int32, f64) and
 // addressed by DevicePtr<T> (device_ptr.h), which host code cannot dereference. Data moves

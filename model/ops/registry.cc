@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_join.h"
 #include "model/ops/cpu_guarded/guarded_backend.h"
+#include "model/ops/cuda/cuda_backend.h"
+#include "model/ops/cuda/cuda_devices.h"
 
 namespace grpo {
 namespace {
@@ -20,6 +22,10 @@ constexpr BackendEntry kBackends[] = {
      "test backend: the cpu kernels over memory the host cannot touch outside the backend's calls "
      "(mprotect); slower, bit-identical to cpu",
      &AlwaysAvailable, &CpuGuardedBackend, nullptr},
+    {"cuda",
+     "f32 on one NVIDIA GPU (device 0): cuBLASLt GEMMs (TF32 off), kernels of its own, a stream-ordered "
+     "memory pool; compiled and CPU-tested, not yet verified on a GPU (docs/gpu.md)",
+     &CudaAvailability, &CudaBackend, &CudaDevices},
 };
 
 // Names the project knows whose backend some builds lack, and how to get one that has it.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 namespace grpo {
@@ -88,6 +89,32 @@ TEST(RegistryTest, KnownNameNotCompiledInSaysSo) {
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(msg.find("backend 'cuda' is not compiled into this build"), std::string::npos) << msg;
   EXPECT_NE(msg.find("available backends: cpu"), std::string::npos) << msg;
+}
+
+TEST(RegistryTest, CudaIsCompiledInAndSaysWhetherADeviceIsHere) {
+  const std::vector<BackendInfo> all = ListBackends();
+  auto cuda = std::find_if(all.begin(), all.end(), [](const BackendInfo& b) { return b.name == "cuda"; });
+  ASSERT_NE(cuda, all.end()) << "the cuda backend is not in the registry";
+  const std::vector<DeviceInfo> devices = ListDevices();
+  const bool gpu_listed = std::any_of(devices.begin(), devices.end(),
+                                      [](const DeviceInfo& d) { return d.id.rfind("cuda:", 0) == 0; });
+  if (cuda->available) {  // a GPU machine
+    ASSERT_TRUE(gpu_listed);
+    for (const DeviceInfo& d : devices) {
+      if (d.id == "cuda:0") {
+        EXPECT_NE(d.details.find("compute capability"), std::string::npos) << d.details;
+      }
+    }
+    return;
+  }
+  EXPECT_NE(cuda->unavailable_reason.find("no CUDA device found ("), std::string::npos) << cuda->unavailable_reason;
+  EXPECT_FALSE(gpu_listed) << "an unavailable backend's devices are listed";
+  absl::StatusOr<Backend*> b = GetBackend("cuda");
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition);
+  const std::string msg(b.status().message());
+  EXPECT_NE(msg.find("backend 'cuda' is compiled in but unavailable here: no CUDA device found"), std::string::npos) << msg;
+  EXPECT_EQ(AvailableBackendNames().find("cuda"), std::string::npos) << AvailableBackendNames();
 }
 
 TEST(RegistryTest, UnavailableBackendGivesItsReason) {

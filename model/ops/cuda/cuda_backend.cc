@@ -1,0 +1,575 @@
+// The CUDA backend (cuda_backend.h): memory, transfers and cuBLASLt GEMMs here, the kernels in
+// model/ops/cuda/*.cu behind cuda_kernels.h.
+#include "model/ops/cuda/cuda_backend.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "model/ops/cuda/cuda_check.h"
+#include "model/ops/cuda/cuda_kernels.h"
+#include "model/ops/cuda/cublaslt_library.h"
+#include "model/ops/cuda/device_memory.h"
+
+namespace grpo {
+namespace {
+
+using cuda::DeviceMemoryInfo;
+
+constexpr int64_t kStagingBytes = int64_t{16} << 20;        // each direction, pinned
+constexpr int64_t kGemmWorkspaceBytes = int64_t{32} << 20;  // cuBLASLt's scratch
+constexpr int64_t kWidenTileFloats = int64_t{16} << 20;     // LinearWeights' widened tile
+
+[[noreturn]] void Fatal(const std::string& message) {
+  std::fprintf(stderr, "fatal: cuda backend: %s\n", message.c_str());
+  std::abort();
+}
+
+int64_t AlignUp(int64_t n, int64_t a) { return (n + a - 1) / a * a; }
+
+// The largest power of two (at most 256) dividing the address: what cuBLASLt may assume.
+uint32_t AlignmentOf(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 4 && a % align != 0) align /= 2;
+  return align;
+}
+
+class CudaBackendImpl final : public Backend {
+ public:
+  CudaBackendImpl() {
+    GRPO_CUDA_CHECK(cudaSetDevice(device_));
+    GRPO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    cudaMemPool_t pool;
+    GRPO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    uint64_t keep_all = UINT64_MAX;  // freed memory stays cached in the pool
+    GRPO_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+    absl::StatusOr<const cuda::CublasLtApi*> api = cuda::LoadCublasLt();
+    if (!api.ok()) Fatal(std::string(api.status().message()));
+    lt_api_ = *api;
+    GRPO_CUDA_CHECK(lt_api_->Create(&lt_));
+    GRPO_CUDA_CHECK(cudaMalloc(&gemm_workspace_, kGemmWorkspaceBytes));
+    GRPO_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&h2d_staging_), kStagingBytes));
+    GRPO_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&d2h_staging_), kStagingBytes));
+    GRPO_CUDA_CHECK(cudaEventCreateWithFlags(&h2d_done_, cudaEventDisableTiming));
+    const char* poison = std::getenv("GRPO_POISON_BUFFERS");
+    poison_ = poison != nullptr && std::string(poison) == "1";
+  }
+
+  const char* name() const override { return "cuda"; }
+
+  // ---- memory --------------------------------------------------------------------------------
+  DevicePtr<void> Allocate(int64_t bytes) override {
+    const int64_t n = std::max<int64_t>(bytes, 1);
+    void* p = nullptr;
+    cudaError_t err = cudaMallocAsync(&p, static_cast<size_t>(n), stream_);
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      // Memory freed on the stream returns to the pool as the stream passes the frees.
+      GRPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      err = cudaMallocAsync(&p, static_cast<size_t>(n), stream_);
+    }
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      throw cuda::DeviceOutOfMemory(cuda::OutOfMemoryMessage(
+          n, "device buffer", "cuda:" + std::to_string(device_), MemoryInfo(),
+          ledger_.live_bytes(), ledger_.live_count(), ledger_.peak_bytes()));
+    }
+    GRPO_CUDA_CHECK(err);
+    ledger_.Add(p, n);
+    if (poison_) GRPO_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, static_cast<size_t>(n), stream_));
+    return Wrap(p);
+  }
+  void Free(DevicePtr<void> data) override {
+    void* p = Raw(data);
+    ledger_.Remove(p);
+    const cudaError_t err = cudaFreeAsync(p, stream_);
+    if (err == cudaErrorCudartUnloading) return;  // a static Buffer freed as the process exits
+    GRPO_CUDA_CHECK(err);
+  }
+  void CopyDeviceToDevice(DevicePtr<const void> src, DevicePtr<void> dst, int64_t bytes) override {
+    if (bytes <= 0) return;
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(Raw(dst), Raw(src), static_cast<size_t>(bytes),
+                                    cudaMemcpyDeviceToDevice, stream_));
+  }
+  void Synchronize() override {
+    GRPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::lock_guard<std::mutex> lock(staging_mu_);
+    DeliverDownloads();
+    h2d_used_ = 0;
+  }
+  void Zero(DevicePtr<float> data, int64_t size) override {
+    if (size <= 0) return;
+    GRPO_CUDA_CHECK(cudaMemsetAsync(Raw(data), 0, static_cast<size_t>(size) * sizeof(float), stream_));
+  }
+  void Add(DevicePtr<const float> src, DevicePtr<float> dst, int64_t size) override {
+    cuda::LaunchAdd(stream_, Raw(src), Raw(dst), size);
+  }
+  void Scale(DevicePtr<float> x, int64_t size, float c) override {
+    cuda::LaunchScale(stream_, Raw(x), size, c);
+  }
+
+  // ---- linear layers -------------------------------------------------------------------------
+  void Linear(DevicePtr<const float> x, DevicePtr<const float> w, DevicePtr<const float> b,
+              DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
+    GemmRaw(false, true, m, n, k, 1.0f, Raw(x), k, Raw(w), k, 0.0f, Raw(y), n);
+    if (b) cuda::LaunchAddBias(stream_, Raw(b), Raw(y), m, n);
+  }
+  void LinearBackward(DevicePtr<const float> dy, DevicePtr<const float> x, DevicePtr<const float> w,
+                      DevicePtr<float> dx, DevicePtr<float> dw, DevicePtr<float> db, int64_t m,
+                      int64_t k, int64_t n, bool accumulate_dx) override {
+    if (dx) GemmRaw(false, false, m, k, n, 1.0f, Raw(dy), n, Raw(w), k, accumulate_dx ? 1.0f : 0.0f, Raw(dx), k);
+    if (dw) GemmRaw(true, false, n, k, m, 1.0f, Raw(dy), n, Raw(x), k, 1.0f, Raw(dw), k);
+    if (db) cuda::LaunchColumnSumAccumulate(stream_, Raw(dy), Raw(db), m, n);
+  }
+  void LinearWeights(DevicePtr<const float> x, const WeightView& w, DevicePtr<const float> b,
+                     DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
+    if (w.dtype == DType::kF32) {
+      Linear(x, w.f32(), b, y, m, k, n);
+      return;
+    }
+    // Widen a tile of weight rows (output columns) at a time, then one GEMM per tile.
+    const int64_t tile = std::clamp<int64_t>(kWidenTileFloats / std::max<int64_t>(k, 1), 1, std::max<int64_t>(n, 1));
+    Scratch widened(this, tile * k * static_cast<int64_t>(sizeof(float)));
+    for (int64_t r0 = 0; r0 < n; r0 += tile) {
+      const int64_t r1 = std::min(n, r0 + tile);
+      cuda::LaunchWidenWeightRows(stream_, RawOf(w), r0, r1, widened.as<float>());
+      GemmRaw(false, true, m, r1 - r0, k, 1.0f, Raw(x), k, widened.as<float>(), k, 0.0f, Raw(y) + r0, n);
+    }
+    if (b) cuda::LaunchAddBias(stream_, Raw(b), Raw(y), m, n);
+  }
+  void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
+                       DevicePtr<float> out) override {
+    cuda::LaunchWidenWeightRows(stream_, RawOf(w), row_begin, row_end, Raw(out));
+  }
+  void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+            DevicePtr<const float> a, int64_t lda, DevicePtr<const float> b, int64_t ldb,
+            float beta, DevicePtr<float> c, int64_t ldc) override {
+    GemmRaw(trans_a, trans_b, m, n, k, alpha, Raw(a), lda, Raw(b), ldb, beta, Raw(c), ldc);
+  }
+
+  // ---- embedding, normalization, RoPE ----------------------------------------------------------
+  void Embedding(DevicePtr<const int32_t> ids, DevicePtr<const float> table, DevicePtr<float> out,
+                 int64_t rows, int64_t dim) override {
+    cuda::LaunchEmbedding(stream_, Raw(ids), Raw(table), Raw(out), rows, dim);
+  }
+  void EmbeddingBackward(DevicePtr<const int32_t> ids, DevicePtr<const float> dout,
+                         DevicePtr<float> dtable, int64_t rows, int64_t dim) override {
+    cuda::LaunchEmbeddingBackward(stream_, Raw(ids), Raw(dout), Raw(dtable), rows, dim);
+  }
+  void RmsNorm(DevicePtr<const float> x, DevicePtr<const float> w, DevicePtr<float> y,
+               DevicePtr<float> rstd, int64_t rows, int64_t dim, float eps) override {
+    cuda::LaunchRmsNorm(stream_, Raw(x), Raw(w), Raw(y), Raw(rstd), rows, dim, eps);
+  }
+  void RmsNormBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
+                       DevicePtr<const float> w, DevicePtr<const float> rstd, DevicePtr<float> dx,
+                       DevicePtr<float> dw, int64_t rows, int64_t dim) override {
+    cuda::LaunchRmsNormBackward(stream_, Raw(dy), Raw(x), Raw(w), Raw(rstd), Raw(dx), Raw(dw), rows, dim);
+  }
+  void Rope(DevicePtr<float> x, const RopeSpan& span, DevicePtr<const int32_t> positions,
+            DevicePtr<const float> cos, DevicePtr<const float> sin, bool inverse) override {
+    cuda::LaunchRope(stream_, Raw(x), span, Raw(positions), Raw(cos), Raw(sin), inverse);
+  }
+
+  // ---- attention -----------------------------------------------------------------------------
+  void Attention(DevicePtr<const float> q, DevicePtr<const float> k, DevicePtr<const float> v,
+                 DevicePtr<float> out, DevicePtr<float> lse, std::span<const int64_t> seq_offsets,
+                 const AttentionHeads& heads) override {
+    CheckHeads(heads, "Attention");
+    CheckOffsets(seq_offsets, "Attention seq_offsets");
+    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
+    Scratch offsets = UploadI64({seq_offsets});
+    cuda::LaunchAttention(stream_, Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse), offsets.as<int64_t>(),
+                          num_seqs, seq_offsets.back(), heads);
+  }
+  void AttentionBackward(DevicePtr<const float> dout, DevicePtr<const float> q,
+                         DevicePtr<const float> k, DevicePtr<const float> v,
+                         DevicePtr<const float> out, DevicePtr<const float> lse,
+                         DevicePtr<float> dq, DevicePtr<float> dk, DevicePtr<float> dv,
+                         std::span<const int64_t> seq_offsets,
+                         const AttentionHeads& heads) override {
+    CheckHeads(heads, "AttentionBackward");
+    CheckOffsets(seq_offsets, "AttentionBackward seq_offsets");
+    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
+    const int64_t rows = seq_offsets.back();
+    Scratch offsets = UploadI64({seq_offsets});
+    Scratch d_rows(this, std::max<int64_t>(rows * heads.nh, 1) * static_cast<int64_t>(sizeof(float)));
+    cuda::LaunchAttentionBackward(stream_, Raw(dout), Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse),
+                                  Raw(dq), Raw(dk), Raw(dv), d_rows.as<float>(),
+                                  offsets.as<int64_t>(), num_seqs, rows, heads);
+  }
+  void CachedAttention(DevicePtr<const float> q, DevicePtr<float> out,
+                       std::span<const int64_t> q_offsets, std::span<const int64_t> past,
+                       const KvCachePool& pool, int64_t layer, const BlockTables& tables,
+                       const AttentionHeads& heads, const CacheRowLayout& layout) override {
+    CheckHeads(heads, "CachedAttention");
+    SeqMetadata meta(this, q_offsets, past, tables);
+    cuda::LaunchCachedAttention(stream_, Raw(q), Raw(out), RawOf(pool), layer, meta.seqs, heads, layout);
+  }
+  void WriteCache(DevicePtr<const float> src, int64_t src_stride, const KvCachePool& pool,
+                  int64_t layer, const BlockTables& tables, std::span<const int64_t> q_offsets,
+                  std::span<const int64_t> past, int64_t col, int64_t cols) override {
+    SeqMetadata meta(this, q_offsets, past, tables);
+    cuda::LaunchWriteCache(stream_, Raw(src), src_stride, RawOf(pool), layer, meta.seqs, col, cols);
+  }
+  void CopyCacheBlocks(const KvCachePool& pool, DevicePtr<const int32_t> from,
+                       DevicePtr<const int32_t> to, int64_t n) override {
+    cuda::LaunchCopyCacheBlocks(stream_, RawOf(pool), Raw(from), Raw(to), n);
+  }
+
+  // ---- activations and rows ------------------------------------------------------------------
+  void SwiGlu(DevicePtr<const float> gate, DevicePtr<const float> up, DevicePtr<float> out,
+              int64_t size) override {
+    cuda::LaunchSwiGlu(stream_, Raw(gate), Raw(up), Raw(out), size);
+  }
+  void SwiGluBackward(DevicePtr<const float> dout, DevicePtr<const float> gate,
+                      DevicePtr<const float> up, DevicePtr<float> dgate, DevicePtr<float> dup,
+                      int64_t size) override {
+    cuda::LaunchSwiGluBackward(stream_, Raw(dout), Raw(gate), Raw(up), Raw(dgate), Raw(dup), size);
+  }
+  void GatherRows(DevicePtr<const float> src, DevicePtr<const int32_t> rows,
+                  DevicePtr<const float> scale, DevicePtr<float> dst, int64_t n,
+                  int64_t dim) override {
+    cuda::LaunchGatherRows(stream_, Raw(src), Raw(rows), Raw(scale), Raw(dst), n, dim);
+  }
+  void ScatterAddRows(DevicePtr<const float> src, DevicePtr<const int32_t> rows,
+                      DevicePtr<const float> scale, DevicePtr<float> dst, int64_t n,
+                      int64_t dim) override {
+    cuda::LaunchScatterAddRows(stream_, Raw(src), Raw(rows), Raw(scale), Raw(dst), n, dim);
+  }
+  void CopyRows(DevicePtr<const float> src, int64_t src_stride, DevicePtr<float> dst,
+                int64_t dst_stride, int64_t rows, int64_t cols, bool accumulate) override {
+    cuda::LaunchCopyRows(stream_, Raw(src), src_stride, Raw(dst), dst_stride, rows, cols, accumulate);
+  }
+  void RowDot(DevicePtr<const float> a, DevicePtr<const float> b, DevicePtr<float> out, int64_t n,
+              int64_t dim) override {
+    cuda::LaunchRowDot(stream_, Raw(a), Raw(b), Raw(out), n, dim);
+  }
+
+  // ---- mixture of experts --------------------------------------------------------------------
+  void Route(const RouterSpec& spec, DevicePtr<const float> logits, DevicePtr<const float> bias,
+             int64_t tokens, bool forced, DevicePtr<int32_t> experts, DevicePtr<float> scores,
+             DevicePtr<float> weights) override {
+    CheckRouter(spec);
+    cuda::LaunchRoute(stream_, spec, Raw(logits), Raw(bias), tokens, forced, Raw(experts),
+                      Raw(scores), Raw(weights));
+  }
+  void RouteBackward(const RouterSpec& spec, DevicePtr<const float> scores,
+                     DevicePtr<const int32_t> experts, DevicePtr<const float> dweights,
+                     int64_t tokens, DevicePtr<float> dlogits) override {
+    CheckRouter(spec);
+    cuda::LaunchRouteBackward(stream_, spec, Raw(scores), Raw(experts), Raw(dweights), tokens, Raw(dlogits));
+  }
+  void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
+                     int64_t num_experts, DevicePtr<int32_t> rows, DevicePtr<int32_t> slots,
+                     DevicePtr<int32_t> counts) override {
+    cuda::LaunchGroupByExpert(stream_, Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots),
+                              Raw(counts));
+  }
+  void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) override {
+    for (int64_t i = 0; i < n; ++i) task(i);
+  }
+
+  // ---- output distribution -------------------------------------------------------------------
+  void LogSoftmaxTargets(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
+                         DevicePtr<float> logprobs, DevicePtr<float> entropy, int64_t rows,
+                         int64_t vocab) override {
+    cuda::LaunchLogSoftmaxTargets(stream_, Raw(logits), Raw(targets), Raw(logprobs), Raw(entropy), rows, vocab);
+  }
+  void LogSoftmaxTargetsBackward(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
+                                 DevicePtr<const float> weights, DevicePtr<float> dlogits,
+                                 int64_t rows, int64_t vocab) override {
+    cuda::LaunchLogSoftmaxTargetsBackward(stream_, Raw(logits), Raw(targets), Raw(weights), Raw(dlogits), rows, vocab);
+  }
+  void Sample(DevicePtr<const float> logits, int64_t vocab, std::span<const SamplingRow> rows,
+              DevicePtr<int32_t> tokens, DevicePtr<float> logprobs,
+              DevicePtr<float> raw_logprobs) override;
+
+  // ---- optimizer -----------------------------------------------------------------------------
+  void SumSquares(DevicePtr<const float> x, int64_t size, DevicePtr<double> out) override {
+    Scratch partials(this, cuda::kSumSquaresBlocks * static_cast<int64_t>(sizeof(double)));
+    cuda::LaunchSumSquares(stream_, Raw(x), size, partials.as<double>(), Raw(out));
+  }
+  void AdamW(DevicePtr<float> p, DevicePtr<const float> g, DevicePtr<float> m, DevicePtr<float> v,
+             int64_t size, const AdamWScalars& s) override {
+    cuda::LaunchAdamW(stream_, Raw(p), Raw(g), Raw(m), Raw(v), size, s);
+  }
+
+ protected:
+  void DoCopyHostToDevice(const void* host, DevicePtr<void> dst, int64_t bytes) override;
+  void DoCopyDeviceToHost(DevicePtr<const void> src, void* host, int64_t bytes) override;
+
+ private:
+  // Device memory for the duration of one call, freed (stream-ordered) when it goes out of scope:
+  // the kernels enqueued before the free still see it.
+  class Scratch {
+   public:
+    Scratch(CudaBackendImpl* backend, int64_t bytes) : backend_(backend), data_(backend->Allocate(bytes)) {}
+    ~Scratch() {
+      if (data_) backend_->Free(data_);  // null once moved from
+    }
+    Scratch(Scratch&& other) noexcept : backend_(other.backend_), data_(other.data_) { other.data_ = nullptr; }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    template <class T>
+    T* as() const { return static_cast<T*>(Raw(data_)); }
+    DevicePtr<void> ptr() const { return data_; }
+
+   private:
+    CudaBackendImpl* backend_;
+    DevicePtr<void> data_;
+  };
+  friend class Scratch;
+
+  // The int64 arrays, concatenated, uploaded into one scratch (counted as a transfer).
+  Scratch UploadI64(std::initializer_list<std::span<const int64_t>> parts) {
+    int64_t total = 0;
+    for (const auto& p : parts) total += static_cast<int64_t>(p.size());
+    std::vector<int64_t> host;
+    host.reserve(total);
+    for (const auto& p : parts) host.insert(host.end(), p.begin(), p.end());
+    Scratch s(this, std::max<int64_t>(total, 1) * static_cast<int64_t>(sizeof(int64_t)));
+    CopyHostToDevice(host.data(), s.ptr(), total * static_cast<int64_t>(sizeof(int64_t)));
+    return s;
+  }
+
+  // The cache calls' per-sequence metadata on the device: q_offsets | past | table offsets.
+  struct SeqMetadata {
+    SeqMetadata(CudaBackendImpl* be, std::span<const int64_t> q_offsets,
+                std::span<const int64_t> past, const BlockTables& tables)
+        : scratch(be->UploadI64({q_offsets, past, tables.offsets})) {
+      const int64_t n = static_cast<int64_t>(past.size());
+      CheckOffsets(q_offsets, "q_offsets");
+      if (static_cast<int64_t>(q_offsets.size()) != n + 1 ||
+          static_cast<int64_t>(tables.offsets.size()) != n + 1) {
+        Fatal("q_offsets and block table offsets need past.size() + 1 entries");
+      }
+      const int64_t* base = scratch.as<int64_t>();
+      seqs.block_ids = Raw(tables.ids);
+      seqs.q_offsets = base;
+      seqs.past = base + (n + 1);
+      seqs.table_offsets = base + (2 * n + 1);
+      seqs.num_seqs = n;
+      seqs.total_rows = q_offsets.back();
+    }
+    Scratch scratch;
+    cuda::RawSeqs seqs;
+  };
+
+  static void CheckOffsets(std::span<const int64_t> offsets, const char* what) {
+    if (offsets.empty() || offsets.front() != 0) Fatal(std::string(what) + " must start at 0");
+  }
+  static void CheckHeads(const AttentionHeads& h, const char* what) {
+    if (h.dqk > cuda::kMaxAttentionHeadDim || h.dv > cuda::kMaxAttentionHeadDim ||
+        h.nkv <= 0 || h.nh % h.nkv != 0) {
+      Fatal(std::string(what) + ": heads nh=" + std::to_string(h.nh) + " nkv=" + std::to_string(h.nkv) +
+            " dqk=" + std::to_string(h.dqk) + " dv=" + std::to_string(h.dv) +
+            " unsupported (head dims up to " + std::to_string(cuda::kMaxAttentionHeadDim) +
+            ", nh a multiple of nkv)");
+    }
+  }
+  static void CheckRouter(const RouterSpec& s) {
+    if (s.num_experts > cuda::kMaxExperts || s.n_group > cuda::kMaxExpertGroups ||
+        s.top_k > cuda::kMaxTopK || s.n_group <= 0 || s.num_experts % s.n_group != 0) {
+      Fatal("router with " + std::to_string(s.num_experts) + " experts, " + std::to_string(s.n_group) +
+            " groups, top-" + std::to_string(s.top_k) + " unsupported (at most " +
+            std::to_string(cuda::kMaxExperts) + " experts, " + std::to_string(cuda::kMaxExpertGroups) +
+            " groups, top-" + std::to_string(cuda::kMaxTopK) + ")");
+    }
+  }
+  static cuda::RawWeights RawOf(const WeightView& w) {
+    return cuda::RawWeights{w.dtype, Raw(w.data), Raw(w.scales), w.rows, w.cols, w.row_begin};
+  }
+  static cuda::RawCache RawOf(const KvCachePool& p) {
+    return cuda::RawCache{Raw(p.data), p.num_blocks, p.num_layers, p.block_size, p.row_width};
+  }
+
+  DeviceMemoryInfo MemoryInfo() const {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) (void)cudaGetLastError();
+    return DeviceMemoryInfo{static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
+  }
+
+  void GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc);
+  void DeliverDownloads();  // staging_mu_ held, stream synchronized
+
+  struct PendingDownload {
+    const char* staged;
+    void* host;
+    int64_t bytes;
+  };
+
+  const int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  const cuda::CublasLtApi* lt_api_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  void* gemm_workspace_ = nullptr;
+  bool poison_ = false;
+  cuda::DeviceMemoryLedger ledger_;
+
+  std::mutex staging_mu_;
+  char* h2d_staging_ = nullptr;
+  int64_t h2d_used_ = 0;
+  cudaEvent_t h2d_done_ = nullptr;  // after the last copy out of h2d_staging_
+  char* d2h_staging_ = nullptr;
+  int64_t d2h_used_ = 0;
+  std::vector<PendingDownload> pending_;
+};
+
+// Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T: cuBLASLt
+// gets B as its first operand and A as its second, each with its own transposition.
+void CudaBackendImpl::GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                              float alpha, const float* a, int64_t lda, const float* b,
+                              int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, beta);
+    return;
+  }
+  // beta == 0: C is not an input. Zeroed first so that a NaN already there (a poisoned buffer)
+  // cannot leak in, whatever cuBLASLt does with a zero beta.
+  if (beta == 0.0f) cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, 0.0f);
+  cublasLtMatmulDesc_t op = nullptr;
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));  // no TF32
+  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+  cublasLtMatrixLayout_t first = nullptr, second = nullptr, out = nullptr;
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&first, CUDA_R_32F, trans_b ? k : n, trans_b ? n : k, ldb));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&second, CUDA_R_32F, trans_a ? m : k, trans_a ? k : m, lda));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&out, CUDA_R_32F, n, m, ldc));
+  cublasLtMatmulPreference_t pref = nullptr;
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceCreate(&pref));
+  const uint64_t workspace = kGemmWorkspaceBytes;
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  const uint32_t align_first = AlignmentOf(b), align_second = AlignmentOf(a), align_c = AlignmentOf(c);
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(uint32_t)));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(uint32_t)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  GRPO_CUDA_CHECK(lt_api_->MatmulAlgoGetHeuristic(lt_, op, first, second, out, out, pref, 1, &heuristic, &found));
+  if (found == 0) {
+    Fatal("cuBLASLt has no f32 algorithm for m=" + std::to_string(m) + " n=" + std::to_string(n) +
+          " k=" + std::to_string(k));
+  }
+  GRPO_CUDA_CHECK(lt_api_->Matmul(lt_, op, &alpha, b, first, a, second, &beta, c, out, c, out,
+                                 &heuristic.algo, gemm_workspace_, kGemmWorkspaceBytes, stream_));
+  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceDestroy(pref));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(out));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(second));
+  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(first));
+  GRPO_CUDA_CHECK(lt_api_->MatmulDescDestroy(op));
+}
+
+// Through the pinned staging buffer, in pieces: a piece waits only when the buffer is full and
+// the copies out of it may still be running.
+void CudaBackendImpl::DoCopyHostToDevice(const void* host, DevicePtr<void> dst, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(staging_mu_);
+  const char* from = static_cast<const char*>(host);
+  char* to = static_cast<char*>(Raw(dst));
+  for (int64_t done = 0; done < bytes;) {
+    const int64_t piece = std::min(bytes - done, kStagingBytes);
+    if (h2d_used_ + piece > kStagingBytes) {
+      GRPO_CUDA_CHECK(cudaEventSynchronize(h2d_done_));
+      h2d_used_ = 0;
+    }
+    char* staged = h2d_staging_ + h2d_used_;
+    std::memcpy(staged, from + done, static_cast<size_t>(piece));
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(to + done, staged, static_cast<size_t>(piece),
+                                    cudaMemcpyHostToDevice, stream_));
+    GRPO_CUDA_CHECK(cudaEventRecord(h2d_done_, stream_));
+    h2d_used_ = AlignUp(h2d_used_ + piece, 256);
+    done += piece;
+  }
+}
+
+// Into the pinned staging buffer; the bytes reach `host` at Synchronize. A copy that does not fit
+// in what is left first delivers the pending ones; one larger than the buffer is copied directly
+// (and waited for).
+void CudaBackendImpl::DoCopyDeviceToHost(DevicePtr<const void> src, void* host, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(staging_mu_);
+  if (d2h_used_ + bytes > kStagingBytes) {
+    GRPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    DeliverDownloads();
+  }
+  if (bytes > kStagingBytes) {
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(host, Raw(src), static_cast<size_t>(bytes),
+                                    cudaMemcpyDeviceToHost, stream_));
+    GRPO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return;
+  }
+  char* staged = d2h_staging_ + d2h_used_;
+  GRPO_CUDA_CHECK(cudaMemcpyAsync(staged, Raw(src), static_cast<size_t>(bytes),
+                                  cudaMemcpyDeviceToHost, stream_));
+  pending_.push_back({staged, host, bytes});
+  d2h_used_ = AlignUp(d2h_used_ + bytes, 256);
+}
+
+void CudaBackendImpl::DeliverDownloads() {
+  for (const PendingDownload& p : pending_) std::memcpy(p.host, p.staged, static_cast<size_t>(p.bytes));
+  pending_.clear();
+  d2h_used_ = 0;
+}
+
+// Filtered draws read their logits row sorted (cuda_kernels.h's LaunchSortRows): each distinct
+// row once.
+void CudaBackendImpl::Sample(DevicePtr<const float> logits, int64_t vocab,
+                             std::span<const SamplingRow> rows, DevicePtr<int32_t> tokens,
+                             DevicePtr<float> logprobs, DevicePtr<float> raw_logprobs) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  if (n == 0) return;
+  std::vector<cuda::DeviceDraw> draws(n);
+  std::map<int64_t, int64_t> sorted_index;  // logits row -> its row in `sorted`
+  std::vector<int64_t> sort_rows;
+  for (int64_t i = 0; i < n; ++i) {
+    const SamplingRow& r = rows[i];
+    const bool filtered = r.temperature != 0.0 && (r.top_k > 0 || r.top_p < 1.0 || r.min_p > 0.0);
+    int64_t sorted_row = -1;
+    if (filtered) {
+      auto [it, added] = sorted_index.emplace(r.row, static_cast<int64_t>(sort_rows.size()));
+      if (added) sort_rows.push_back(r.row);
+      sorted_row = it->second;
+    }
+    draws[i] = cuda::DeviceDraw{r.temperature, r.top_p, r.min_p, r.uniform, r.top_k, r.row, sorted_row};
+  }
+  Scratch device_draws(this, n * static_cast<int64_t>(sizeof(cuda::DeviceDraw)));
+  CopyHostToDevice(draws.data(), device_draws.ptr(), n * static_cast<int64_t>(sizeof(cuda::DeviceDraw)));
+  const int64_t n_sort = static_cast<int64_t>(sort_rows.size());
+  if (n_sort * vocab > INT32_MAX) Fatal("Sample: too many filtered rows to sort at once");
+  std::vector<int64_t> segments(n_sort + 1);
+  for (int64_t i = 0; i <= n_sort; ++i) segments[i] = i * vocab;
+  Scratch sort_meta = UploadI64({sort_rows, segments});
+  const int64_t key_bytes = std::max<int64_t>(n_sort * vocab, 1) * static_cast<int64_t>(sizeof(uint64_t));
+  Scratch keys(this, n_sort > 0 ? key_bytes : 8), sorted(this, n_sort > 0 ? key_bytes : 8);
+  if (n_sort > 0) {
+    const int64_t temp_bytes = cuda::SortScratchBytes(n_sort, vocab);
+    Scratch temp(this, temp_bytes);
+    cuda::LaunchSortRows(stream_, Raw(logits), vocab, sort_meta.as<int64_t>(), n_sort,
+                         keys.as<uint64_t>(), sorted.as<uint64_t>(), sort_meta.as<int64_t>() + n_sort,
+                         temp.as<void>(), temp_bytes);
+  }
+  cuda::LaunchSample(stream_, Raw(logits), vocab, device_draws.as<cuda::DeviceDraw>(), n,
+                     sorted.as<uint64_t>(), Raw(tokens), Raw(logprobs), Raw(raw_logprobs));
+}
+
+}  // namespace
+
+Backend& CudaBackend() {
+  static CudaBackendImpl* backend = new CudaBackendImpl();  // never destroyed
+  return *backend;
+}
+
+}  // namespace grpo

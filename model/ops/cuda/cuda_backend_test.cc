@@ -1,0 +1,462 @@
+// Every op of the CUDA backend against the CPU backend on fresh random inputs (odd sizes
+// included), each output NaN-poisoned on both backends before the op runs. Closeness is the
+// relative error of the whole output, ||gpu - cpu|| / ||cpu||: <= 1e-5 for f32 (TF32 is off
+// everywhere), and no NaN anywhere in the GPU's output; integer outputs (tokens, expert choices,
+// groupings) are compared exactly. Each comparison prints "RELERR <what> <value>" for
+// tools/gpu_check.sh's table. Needs a GPU (tagged `gpu`).
+#include "model/ops/cuda/cuda_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/ops/backend.h"
+#include "model/ops/cuda/cuda_devices.h"
+
+namespace grpo {
+namespace {
+
+constexpr double kF32Tolerance = 1e-5;
+
+Backend& Gpu() { return CudaBackend(); }
+
+std::mt19937& Rng() {
+  static std::mt19937 rng(20261206);
+  return rng;
+}
+
+std::vector<float> RandomFloats(int64_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(Rng());
+  return v;
+}
+
+std::vector<int32_t> RandomInts(int64_t n, int32_t lo, int32_t hi) {
+  std::uniform_int_distribution<int32_t> d(lo, hi);
+  std::vector<int32_t> v(n);
+  for (int32_t& x : v) x = d(Rng());
+  return v;
+}
+
+// The same values on both backends.
+struct Twin {
+  Buffer cpu, gpu;
+  Buffer& on(bool gpu_side) { return gpu_side ? gpu : cpu; }
+};
+
+Twin Both(const std::vector<float>& host) {
+  return {Upload(CpuBackend(), host), Upload(Gpu(), host)};
+}
+Twin Both(const std::vector<int32_t>& host) {
+  return {Upload(CpuBackend(), host), Upload(Gpu(), host)};
+}
+Twin Random(int64_t n, float scale = 1.0f) { return Both(RandomFloats(n, scale)); }
+// An output: NaN on both sides until the op writes it.
+Twin Poisoned(int64_t n) {
+  return Both(std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()));
+}
+Twin PoisonedInts(int64_t n) { return Both(std::vector<int32_t>(n, -12345)); }
+
+// Runs f on the CPU backend, then on the GPU backend, and waits for the GPU.
+template <class F>
+void OnBoth(F&& f) {
+  f(CpuBackend(), false);
+  f(Gpu(), true);
+  Gpu().Synchronize();
+}
+
+void ExpectClose(Twin& t, const std::string& what, double tolerance = kF32Tolerance) {
+  const std::vector<float> c = DownloadF32(CpuBackend(), t.cpu);
+  const std::vector<float> g = DownloadF32(Gpu(), t.gpu);
+  ASSERT_EQ(c.size(), g.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    ASSERT_FALSE(std::isnan(g[i])) << what << ": NaN at " << i << " (cpu " << c[i] << ")";
+    diff += (static_cast<double>(g[i]) - c[i]) * (static_cast<double>(g[i]) - c[i]);
+    norm += static_cast<double>(c[i]) * c[i];
+  }
+  const double rel = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+  std::printf("RELERR %s %.3g\n", what.c_str(), rel);
+  EXPECT_LE(rel, tolerance) << what;
+}
+
+void ExpectEqualInts(Twin& t, const std::string& what) {
+  EXPECT_EQ(DownloadI32(Gpu(), t.gpu), DownloadI32(CpuBackend(), t.cpu)) << what;
+}
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const absl::Status available = CudaAvailability();
+    ASSERT_TRUE(available.ok()) << available;
+  }
+};
+
+TEST_F(CudaBackendTest, TransfersRoundTripAndAreCounted) {
+  const std::vector<float> host = RandomFloats(5 << 20);  // 20 MiB: more than one staging buffer
+  Gpu().ResetTransferStats();
+  Buffer b = Upload(Gpu(), host);
+  Buffer c(&Gpu(), b.numel());
+  Gpu().CopyDeviceToDevice(b.data(), c.data(), b.bytes());
+  EXPECT_EQ(DownloadF32(Gpu(), c), host);
+  const TransferStats s = Gpu().transfer_stats();
+  EXPECT_EQ(s.host_to_device_bytes, b.bytes());
+  EXPECT_EQ(s.device_to_host_bytes, b.bytes());
+  EXPECT_EQ(s.host_to_device_calls, 1);
+  // Small downloads are staged and land at Synchronize.
+  std::vector<float> few(3, 0.0f);
+  Gpu().CopyDeviceToHost(b.data(), few.data(), 12);
+  Gpu().Synchronize();
+  EXPECT_EQ(few, std::vector<float>(host.begin(), host.begin() + 3));
+}
+
+TEST_F(CudaBackendTest, OutOfMemoryIsABadAllocNamingTheBytes) {
+  try {
+    Buffer huge(&Gpu(), int64_t{1} << 48);
+    FAIL() << "allocated 1 PiB of floats";
+  } catch (const std::bad_alloc& e) {
+    EXPECT_NE(std::string(e.what()).find("out of CUDA device memory allocating"), std::string::npos)
+        << e.what();
+  }
+  Buffer after(&Gpu(), 1000);  // still usable
+  Gpu().Zero(after.data(), 1000);
+  EXPECT_EQ(DownloadF32(Gpu(), after), std::vector<float>(1000, 0.0f));
+}
+
+TEST_F(CudaBackendTest, ZeroAddScale) {
+  const int64_t n = 100003;
+  Twin x = Random(n), y = Random(n), z = Poisoned(n);
+  OnBoth([&](Backend& be, bool g) {
+    be.Add(x.on(g).data(), y.on(g).data(), n);
+    be.Scale(y.on(g).data(), n, -0.37f);
+    be.Zero(z.on(g).data(), n);
+    be.Add(y.on(g).data(), z.on(g).data(), n);
+  });
+  ExpectClose(y, "Add+Scale");
+  ExpectClose(z, "Zero+Add");
+}
+
+TEST_F(CudaBackendTest, GemmEveryTranspositionWithLeadingDimensions) {
+  const int64_t m = 37, n = 53, k = 71;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+      Twin a = Random((ta ? k : m) * lda), b = Random((tb ? n : k) * ldb), c = Random(m * ldc);
+      OnBoth([&](Backend& be, bool g) {
+        be.Gemm(ta, tb, m, n, k, 0.7f, a.on(g).data(), lda, b.on(g).data(), ldb, 0.3f, c.on(g).data(), ldc);
+      });
+      ExpectClose(c, "Gemm ta=" + std::to_string(ta) + " tb=" + std::to_string(tb));
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, LinearAndItsBackward) {
+  const int64_t m = 19, k = 97, n = 33;
+  Twin x = Random(m * k), w = Random(n * k, 0.1f), b = Random(n), y = Poisoned(m * n);
+  OnBoth([&](Backend& be, bool g) { be.Linear(x.on(g).data(), w.on(g).data(), b.on(g).data(), y.on(g).data(), m, k, n); });
+  ExpectClose(y, "Linear");
+  for (bool accumulate : {false, true}) {
+    Twin dy = Random(m * n), dx = accumulate ? Random(m * k) : Poisoned(m * k);
+    Twin dw = Random(n * k), db = Random(n);
+    OnBoth([&](Backend& be, bool g) {
+      be.LinearBackward(dy.on(g).data(), x.on(g).data(), w.on(g).data(), dx.on(g).data(), dw.on(g).data(),
+                        db.on(g).data(), m, k, n, accumulate);
+    });
+    ExpectClose(dx, accumulate ? "LinearBackward dx (accumulate)" : "LinearBackward dx");
+    ExpectClose(dw, "LinearBackward dw");
+    ExpectClose(db, "LinearBackward db");
+  }
+}
+
+// bf16 bytes of random floats, and FP8 E4M3 codes (no NaN codes) with positive block scales.
+std::vector<float> AsFloatStorage(const std::vector<uint8_t>& bytes) {
+  std::vector<float> f((bytes.size() + 3) / 4);
+  std::memcpy(f.data(), bytes.data(), bytes.size());
+  return f;
+}
+
+TEST_F(CudaBackendTest, LinearWeightsAndWideningOfBf16AndFp8) {
+  const int64_t rows = 261, cols = 300, m = 5;  // odd: partial 128-blocks both ways
+  std::vector<uint8_t> bf16(rows * cols * 2), fp8(rows * cols);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    uint32_t bits;
+    const float v = RandomFloats(1)[0];
+    std::memcpy(&bits, &v, 4);
+    bf16[2 * i] = static_cast<uint8_t>(bits >> 16);
+    bf16[2 * i + 1] = static_cast<uint8_t>(bits >> 24);
+    uint8_t code = static_cast<uint8_t>(RandomInts(1, 0, 255)[0]);
+    if ((code & 0x7F) == 0x7F) code ^= 1;  // not NaN
+    fp8[i] = code;
+  }
+  const int64_t scale_count = ((rows + 127) / 128) * ((cols + 127) / 128);
+  std::vector<float> scales(scale_count);
+  for (float& s : scales) s = 0.001f + std::abs(RandomFloats(1)[0]) * 0.01f;
+  Twin bf16_data = Both(AsFloatStorage(bf16)), fp8_data = Both(AsFloatStorage(fp8)), scale = Both(scales);
+  for (DType dtype : {DType::kBF16, DType::kF8E4M3}) {
+    Twin& data = dtype == DType::kBF16 ? bf16_data : fp8_data;
+    auto view = [&](bool g) {
+      WeightView v{dtype, data.on(g).raw(), dtype == DType::kF8E4M3 ? scale.on(g).data() : nullptr, rows, cols, 0};
+      return v.Rows(7, rows - 9);  // a row slice: scales found by the row in the whole matrix
+    };
+    const int64_t n = rows - 9;
+    const std::string name = dtype == DType::kBF16 ? "bf16" : "fp8";
+    Twin widened = Poisoned(11 * cols);
+    OnBoth([&](Backend& be, bool g) { be.WidenWeightRows(view(g), 120, 131, widened.on(g).data()); });
+    ExpectClose(widened, "WidenWeightRows " + name, 0.0);
+    Twin x = Random(m * cols), b = Random(n), y = Poisoned(m * n);
+    OnBoth([&](Backend& be, bool g) { be.LinearWeights(x.on(g).data(), view(g), b.on(g).data(), y.on(g).data(), m, cols, n); });
+    ExpectClose(y, "LinearWeights " + name);
+  }
+}
+
+TEST_F(CudaBackendTest, EmbeddingAndItsBackward) {
+  const int64_t vocab = 101, dim = 67, rows = 45;
+  Twin ids = Both(RandomInts(rows, 0, 9));  // repeated ids: gradients add up
+  Twin table = Random(vocab * dim), out = Poisoned(rows * dim), dout = Random(rows * dim), dtable = Random(vocab * dim);
+  OnBoth([&](Backend& be, bool g) {
+    be.Embedding(ids.on(g).i32(), table.on(g).data(), out.on(g).data(), rows, dim);
+    be.EmbeddingBackward(ids.on(g).i32(), dout.on(g).data(), dtable.on(g).data(), rows, dim);
+  });
+  ExpectClose(out, "Embedding", 0.0);
+  ExpectClose(dtable, "EmbeddingBackward");
+}
+
+TEST_F(CudaBackendTest, RmsNormAndItsBackward) {
+  const int64_t rows = 23, dim = 1031;
+  Twin x = Random(rows * dim, 3.0f), w = Random(dim), y = Poisoned(rows * dim), rstd = Poisoned(rows);
+  Twin dy = Random(rows * dim), dx = Poisoned(rows * dim), dw = Random(dim);
+  OnBoth([&](Backend& be, bool g) {
+    be.RmsNorm(x.on(g).data(), w.on(g).data(), y.on(g).data(), rstd.on(g).data(), rows, dim, 1e-6f);
+    be.RmsNormBackward(dy.on(g).data(), x.on(g).data(), w.on(g).data(), rstd.on(g).data(), dx.on(g).data(),
+                       dw.on(g).data(), rows, dim);
+  });
+  ExpectClose(y, "RmsNorm y");
+  ExpectClose(rstd, "RmsNorm rstd");
+  ExpectClose(dx, "RmsNormBackward dx");
+  ExpectClose(dw, "RmsNormBackward dw");
+}
+
+TEST_F(CudaBackendTest, RopeBothLayoutsAndInverse) {
+  const int64_t rows = 17, heads = 3, head_dim = 24, max_pos = 64, half = 8;
+  Twin positions = Both(RandomInts(rows, 0, max_pos - 1));
+  Twin cos = Random(max_pos * half), sin = Random(max_pos * half);
+  for (RopeLayout layout : {RopeLayout::kRotateHalf, RopeLayout::kInterleaved}) {
+    for (bool inverse : {false, true}) {
+      Twin x = Random(rows * heads * head_dim + 5);
+      // Rotate dims [offset, offset + 2*half) of each head (MLA rotates a tail of the head).
+      const RopeSpan span{rows, heads, heads * head_dim, head_dim, head_dim - 2 * half, half, layout};
+      OnBoth([&](Backend& be, bool g) {
+        be.Rope(x.on(g).data(), span, positions.on(g).i32(), cos.on(g).data(), sin.on(g).data(), inverse);
+      });
+      ExpectClose(x, std::string("Rope ") + (layout == RopeLayout::kRotateHalf ? "rotate-half" : "interleaved") +
+                         (inverse ? " inverse" : ""));
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, AttentionAndItsBackwardPackedGqaAsymmetricHeads) {
+  const std::vector<int64_t> offsets = {0, 1, 8, 78, 91};  // lengths 1, 7, 70, 13
+  const int64_t T = offsets.back();
+  const AttentionHeads heads{6, 2, 40, 24, 1.0f / std::sqrt(40.0f)};
+  Twin q = Random(T * heads.nh * heads.dqk), k = Random(T * heads.nkv * heads.dqk), v = Random(T * heads.nkv * heads.dv);
+  Twin out = Poisoned(T * heads.nh * heads.dv), lse = Poisoned(T * heads.nh);
+  OnBoth([&](Backend& be, bool g) {
+    be.Attention(q.on(g).data(), k.on(g).data(), v.on(g).data(), out.on(g).data(), lse.on(g).data(), offsets, heads);
+  });
+  ExpectClose(out, "Attention out");
+  ExpectClose(lse, "Attention lse");
+  Twin dout = Random(T * heads.nh * heads.dv);
+  Twin dq = Poisoned(T * heads.nh * heads.dqk), dk = Poisoned(T * heads.nkv * heads.dqk), dv = Poisoned(T * heads.nkv * heads.dv);
+  OnBoth([&](Backend& be, bool g) {
+    be.AttentionBackward(dout.on(g).data(), q.on(g).data(), k.on(g).data(), v.on(g).data(), out.on(g).data(),
+                         lse.on(g).data(), dq.on(g).data(), dk.on(g).data(), dv.on(g).data(), offsets, heads);
+  });
+  ExpectClose(dq, "AttentionBackward dq");
+  ExpectClose(dk, "AttentionBackward dk");
+  ExpectClose(dv, "AttentionBackward dv");
+}
+
+TEST_F(CudaBackendTest, PagedCacheWriteAttendAndCopyBlocks) {
+  const AttentionHeads heads{4, 2, 16, 12, 0.25f};
+  const CacheRowLayout layout{3, 3 + heads.nkv * heads.dqk};  // rows with a 3-float prefix
+  const int64_t row_width = 3 + heads.nkv * (heads.dqk + heads.dv) + 1;
+  const int64_t num_blocks = 7, num_layers = 2, block_size = 4, layer = 1;
+  Twin pool = Random(num_blocks * num_layers * block_size * row_width);
+  // Sequence 0: 5 cached + 1 new (decode); sequence 1: 0 cached + 3 new (prefill); 2: 6 + 2.
+  const std::vector<int64_t> past = {5, 0, 6}, q_offsets = {0, 1, 4, 6}, table_offsets = {0, 2, 3, 5};
+  Twin ids = Both(std::vector<int32_t>{3, 0, 5, 6, 2});
+  const int64_t Tn = q_offsets.back();
+  auto kv = [&](bool g) { return KvCachePool{pool.on(g).data(), num_blocks, num_layers, block_size, row_width}; };
+  auto tables = [&](bool g) { return BlockTables{ids.on(g).i32(), table_offsets}; };
+  const int64_t kv_width = heads.nkv * (heads.dqk + heads.dv);
+  Twin src = Random(Tn * (kv_width + 2));
+  Twin q = Random(Tn * heads.nh * heads.dqk), out = Poisoned(Tn * heads.nh * heads.dv);
+  OnBoth([&](Backend& be, bool g) {
+    be.WriteCache(src.on(g).data(), kv_width + 2, kv(g), layer, tables(g), q_offsets, past, layout.k_offset, kv_width);
+    be.CachedAttention(q.on(g).data(), out.on(g).data(), q_offsets, past, kv(g), layer, tables(g), heads, layout);
+  });
+  ExpectClose(pool, "WriteCache pool", 0.0);
+  ExpectClose(out, "CachedAttention");
+  Twin from = Both(std::vector<int32_t>{3, 5}), to = Both(std::vector<int32_t>{1, 4});
+  OnBoth([&](Backend& be, bool g) { be.CopyCacheBlocks(kv(g), from.on(g).i32(), to.on(g).i32(), 2); });
+  ExpectClose(pool, "CopyCacheBlocks pool", 0.0);
+}
+
+TEST_F(CudaBackendTest, SwiGluAndItsBackward) {
+  const int64_t n = 70001;
+  Twin gate = Random(n, 4.0f), up = Random(n), out = Poisoned(n), dout = Random(n), dgate = Poisoned(n), dup = Poisoned(n);
+  OnBoth([&](Backend& be, bool g) {
+    be.SwiGlu(gate.on(g).data(), up.on(g).data(), out.on(g).data(), n);
+    be.SwiGluBackward(dout.on(g).data(), gate.on(g).data(), up.on(g).data(), dgate.on(g).data(), dup.on(g).data(), n);
+  });
+  ExpectClose(out, "SwiGlu");
+  ExpectClose(dgate, "SwiGluBackward dgate");
+  ExpectClose(dup, "SwiGluBackward dup");
+}
+
+TEST_F(CudaBackendTest, RowsGatherScatterCopyDot) {
+  const int64_t src_rows = 29, n = 41, dim = 37;
+  Twin src = Random(src_rows * dim), rows = Both(RandomInts(n, 0, src_rows - 1)), scale = Random(n);
+  Twin gathered = Poisoned(n * dim), unscaled = Poisoned(n * dim), scattered = Random(src_rows * dim);
+  Twin dots = Poisoned(n), copied = Random(n * (dim + 4)), b = Random(n * dim);
+  OnBoth([&](Backend& be, bool g) {
+    be.GatherRows(src.on(g).data(), rows.on(g).i32(), scale.on(g).data(), gathered.on(g).data(), n, dim);
+    be.GatherRows(src.on(g).data(), rows.on(g).i32(), nullptr, unscaled.on(g).data(), n, dim);
+    be.ScatterAddRows(gathered.on(g).data(), rows.on(g).i32(), scale.on(g).data(), scattered.on(g).data(), n, dim);
+    be.RowDot(gathered.on(g).data(), b.on(g).data(), dots.on(g).data(), n, dim);
+    be.CopyRows(b.on(g).data(), dim, copied.on(g).data(), dim + 4, n, dim - 3, /*accumulate=*/true);
+    be.CopyRows(b.on(g).data() + 1, dim, copied.on(g).data() + 2, dim + 4, n - 1, 2, /*accumulate=*/false);
+  });
+  ExpectClose(gathered, "GatherRows scaled");
+  ExpectClose(unscaled, "GatherRows", 0.0);
+  ExpectClose(scattered, "ScatterAddRows");
+  ExpectClose(dots, "RowDot");
+  ExpectClose(copied, "CopyRows");
+}
+
+TEST_F(CudaBackendTest, RoutingSoftmaxAndGroupLimitedSigmoidWithBias) {
+  const int64_t tokens = 13;
+  RouterSpec softmax{RouterSpec::Scoring::kSoftmax, 8, 2, 1, 1, true, 1.0};
+  RouterSpec sigmoid{RouterSpec::Scoring::kSigmoid, 16, 4, 4, 2, true, 2.5};
+  for (const RouterSpec& spec : {softmax, sigmoid}) {
+    const std::string name = spec.scoring == RouterSpec::Scoring::kSoftmax ? "softmax" : "sigmoid";
+    const int64_t E = spec.num_experts, k = spec.top_k;
+    Twin logits = Random(tokens * E, 2.0f), bias = Random(E, 0.3f);
+    Twin experts = PoisonedInts(tokens * k), scores = Poisoned(tokens * E), weights = Poisoned(tokens * k);
+    const bool with_bias = spec.scoring == RouterSpec::Scoring::kSigmoid;
+    OnBoth([&](Backend& be, bool g) {
+      be.Route(spec, logits.on(g).data(), with_bias ? DevicePtr<const float>(bias.on(g).data()) : nullptr, tokens,
+               false, experts.on(g).i32(), scores.on(g).data(), weights.on(g).data());
+    });
+    ExpectEqualInts(experts, "Route experts " + name);
+    ExpectClose(scores, "Route scores " + name);
+    ExpectClose(weights, "Route weights " + name);
+    // Replay: forced choices give the same weights.
+    Twin forced_weights = Poisoned(tokens * k), forced_scores = Poisoned(tokens * E);
+    OnBoth([&](Backend& be, bool g) {
+      be.Route(spec, logits.on(g).data(), nullptr, tokens, true, experts.on(g).i32(), forced_scores.on(g).data(),
+               forced_weights.on(g).data());
+    });
+    ExpectClose(forced_weights, "Route forced weights " + name);
+    Twin dweights = Random(tokens * k), dlogits = Poisoned(tokens * E);
+    OnBoth([&](Backend& be, bool g) {
+      be.RouteBackward(spec, scores.on(g).data(), experts.on(g).i32(), dweights.on(g).data(), tokens, dlogits.on(g).data());
+    });
+    ExpectClose(dlogits, "RouteBackward " + name);
+    Twin rows = PoisonedInts(tokens * k), slots = PoisonedInts(tokens * k), counts = PoisonedInts(E);
+    OnBoth([&](Backend& be, bool g) {
+      be.GroupByExpert(experts.on(g).i32(), tokens, k, E, rows.on(g).i32(), slots.on(g).i32(), counts.on(g).i32());
+    });
+    ExpectEqualInts(rows, "GroupByExpert rows " + name);
+    ExpectEqualInts(slots, "GroupByExpert slots " + name);
+    ExpectEqualInts(counts, "GroupByExpert counts " + name);
+  }
+}
+
+TEST_F(CudaBackendTest, LogSoftmaxTargetsEntropyAndBackward) {
+  const int64_t rows = 9, vocab = 5003;
+  std::vector<int32_t> targets = RandomInts(rows, 0, vocab - 1);
+  targets[4] = -1;  // skipped
+  Twin logits = Random(rows * vocab, 3.0f), t = Both(targets);
+  Twin logprobs = Both(std::vector<float>(rows, 0.5f)), entropy = Poisoned(rows);
+  std::vector<float> weights = RandomFloats(rows);
+  weights[2] = 0.0f;
+  Twin w = Both(weights), dlogits = Poisoned(rows * vocab);
+  OnBoth([&](Backend& be, bool g) {
+    be.LogSoftmaxTargets(logits.on(g).data(), t.on(g).i32(), logprobs.on(g).data(), entropy.on(g).data(), rows, vocab);
+    be.LogSoftmaxTargetsBackward(logits.on(g).data(), t.on(g).i32(), w.on(g).data(), dlogits.on(g).data(), rows, vocab);
+  });
+  ExpectClose(logprobs, "LogSoftmaxTargets logprobs");
+  ExpectClose(entropy, "LogSoftmaxTargets entropy");
+  ExpectClose(dlogits, "LogSoftmaxTargetsBackward");
+}
+
+TEST_F(CudaBackendTest, SamplingGreedyFilteredAndUnfiltered) {
+  const int64_t vocab = 3001, nrows = 4;
+  Twin logits = Random(nrows * vocab, 3.0f);
+  std::vector<SamplingRow> draws = {
+      {0.0, 1.0, 0, 0.0, 0.5, 0},    // greedy
+      {0.7, 1.0, 0, 0.0, 0.31, 1},   // temperature only
+      {1.0, 1.0, 20, 0.0, 0.77, 2},  // top-k
+      {1.0, 0.9, 0, 0.0, 0.12, 2},   // top-p, same row
+      {1.3, 1.0, 0, 0.1, 0.93, 3},   // min-p
+      {0.8, 0.8, 50, 0.05, 0.5, 1},  // all three
+  };
+  for (int i = 0; i < 10; ++i) {  // more draws from fresh uniforms
+    draws.push_back({0.9, i % 2 ? 0.95 : 1.0, i % 3 ? 0 : 40, 0.0, std::uniform_real_distribution<double>(0, 1)(Rng()), i % nrows});
+  }
+  const int64_t n = static_cast<int64_t>(draws.size());
+  Twin tokens = PoisonedInts(n), lp = Poisoned(n), raw = Poisoned(n);
+  OnBoth([&](Backend& be, bool g) {
+    be.Sample(logits.on(g).data(), vocab, draws, tokens.on(g).i32(), lp.on(g).data(), raw.on(g).data());
+  });
+  ExpectEqualInts(tokens, "Sample tokens");
+  ExpectClose(lp, "Sample logprobs");
+  ExpectClose(raw, "Sample raw logprobs");
+}
+
+TEST_F(CudaBackendTest, SumSquaresAndAdamW) {
+  const int64_t n = 300007;
+  Twin x = Random(n);
+  Buffer cpu_out(&CpuBackend(), 1, DType::kF64), gpu_out(&Gpu(), 1, DType::kF64);
+  CpuBackend().SumSquares(x.cpu.data(), n, cpu_out.f64());
+  Gpu().SumSquares(x.gpu.data(), n, gpu_out.f64());
+  double c = 0, g = 0;
+  CpuBackend().CopyDeviceToHost(cpu_out.f64(), &c, 8);
+  Gpu().CopyDeviceToHost(gpu_out.f64(), &g, 8);
+  CpuBackend().Synchronize();
+  Gpu().Synchronize();
+  std::printf("RELERR SumSquares %.3g\n", std::abs(g - c) / c);
+  EXPECT_LE(std::abs(g - c) / c, 1e-12);
+
+  Twin p = Random(n), grad = Random(n), m = Random(n, 0.1f), v = Both([&] {
+    std::vector<float> h = RandomFloats(n, 0.1f);
+    for (float& e : h) e = e * e;
+    return h;
+  }());
+  const AdamWScalars s{0.999f, 0.9f, 0.1f, 0.999f, 0.001f, -1e-3f, 0.7f, 1e-8f};
+  OnBoth([&](Backend& be, bool g2) {
+    be.AdamW(p.on(g2).data(), grad.on(g2).data(), m.on(g2).data(), v.on(g2).data(), n, s);
+  });
+  ExpectClose(p, "AdamW p");
+  ExpectClose(m, "AdamW m");
+  ExpectClose(v, "AdamW v");
+}
+
+TEST_F(CudaBackendTest, RunIndependentRunsEveryTaskInOrder) {
+  std::vector<int64_t> seen;
+  Gpu().RunIndependent(5, [&](int64_t i) { seen.push_back(i); });
+  EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+}
+
+}  // namespace
+}  // namespace grpo
