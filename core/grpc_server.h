@@ -29,6 +29,12 @@
 
 namespace grpo {
 
+// Server threads beyond a service's admitted calls (health, drain, weight updates, gRPC's
+// pollers). gRPC reads and parses a call's request on its thread before the handler admits it,
+// so a server may hold max_concurrent_requests + kExtraServerThreads received requests at once;
+// the services' start-up memory checks count that many.
+inline constexpr int kExtraServerThreads = 8;
+
 struct ListenAddress {
   std::string host;  // as given: "[::1]" keeps its brackets
   int port = 0;      // 0: pick a free port

@@ -186,17 +186,19 @@ absl::StatusOr<std::unique_ptr<RewardServer>> RewardServer::Start(std::shared_pt
   {
     MemoryPlan plan;
     plan.Add(absl::StrCat("requests in flight (max_request_mb ", options.max_request_mb,
-                          " x max_concurrent_requests ", options.max_concurrent_requests, ")"),
-             CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) * options.max_concurrent_requests);
+                          " x (max_concurrent_requests ", options.max_concurrent_requests, " + ",
+                          kExtraServerThreads, " server threads))"),
+             CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) *
+                 (CheckedInt64(options.max_concurrent_requests) + kExtraServerThreads));
     GRPO_RETURN_IF_ERROR(plan.Check("the reward server"));
   }
   std::unique_ptr<RewardServer> s(new RewardServer());
   s->impl_ = std::make_unique<Impl>(std::move(rules), options);
   grpc::ServerBuilder builder;
   // Threads (each may hold a received request) beyond the admitted calls: for Health,
-  // ListRules and gRPC's pollers.
+  // ListRules and gRPC's pollers; counted in the memory plan above.
   grpc::ResourceQuota quota("reward-server");
-  quota.SetMaxThreads(options.max_concurrent_requests + 8);
+  quota.SetMaxThreads(options.max_concurrent_requests + kExtraServerThreads);
   builder.SetResourceQuota(quota);
   builder.RegisterService(s->impl_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_mb << 20);

@@ -199,7 +199,7 @@ TEST(RewardService, StartRefusesRequestsInFlightBeyondMemory) {
   ::unsetenv("GRPO_MEMORY_LIMIT_MB");
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_NE(s.status().message().find("requests in flight (max_request_mb 64 x max_concurrent_requests 8)"),
+  EXPECT_NE(s.status().message().find("requests in flight (max_request_mb 64 x (max_concurrent_requests 8 + 8 server threads))"),
             std::string::npos)
       << s.status().ToString();
   o.max_concurrent_requests = 0;

@@ -414,8 +414,10 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(RolloutEngin
   {
     MemoryPlan plan;
     plan.Add("requests in flight (max_request_mb " + std::to_string(options.max_request_mb) +
-                 " x (max_concurrent_requests " + std::to_string(options.max_concurrent_requests) + " + 1))",
-             CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) * (CheckedInt64(options.max_concurrent_requests) + 1));
+                 " x (max_concurrent_requests " + std::to_string(options.max_concurrent_requests) + " + " +
+                 std::to_string(kExtraServerThreads) + " server threads))",
+             CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) *
+                 (CheckedInt64(options.max_concurrent_requests) + kExtraServerThreads));
     GRPO_RETURN_IF_ERROR(plan.Check("the rollout server"));
   }
   if (tokenizer != nullptr) options.max_prompt_bytes = MaxPromptBytes(engine.config(), *tokenizer, options);
@@ -423,9 +425,9 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(RolloutEngin
   s->impl_ = std::make_unique<Impl>(engine, tokenizer, options);
   grpc::ServerBuilder builder;
   // Threads (each may hold a received request) beyond the admitted calls: for Health, Drain,
-  // UpdateWeights and gRPC's pollers.
+  // UpdateWeights and gRPC's pollers; counted in the memory plan above.
   grpc::ResourceQuota quota("rollout-server");
-  quota.SetMaxThreads(options.max_concurrent_requests + 8);
+  quota.SetMaxThreads(options.max_concurrent_requests + kExtraServerThreads);
   builder.SetResourceQuota(quota);
   builder.RegisterService(s->impl_.get());
   builder.SetMaxReceiveMessageSize(options.max_request_mb << 20);

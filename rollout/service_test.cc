@@ -503,11 +503,11 @@ TEST(RolloutServeLimits, StartRefusesRequestsInFlightBeyondMemory) {
   RolloutServeOptions o;
   o.listen = "127.0.0.1:0";
   ::setenv("GRPO_MEMORY_LIMIT_MB", "100", 1);
-  auto server = RolloutServer::Start(**e, nullptr, o);  // 16 MiB x 65
+  auto server = RolloutServer::Start(**e, nullptr, o);  // 16 MiB x 72
   ::unsetenv("GRPO_MEMORY_LIMIT_MB");
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_NE(server.status().message().find("requests in flight (max_request_mb 16 x (max_concurrent_requests 64 + 1))"),
+  EXPECT_NE(server.status().message().find("requests in flight (max_request_mb 16 x (max_concurrent_requests 64 + 8 server threads))"),
             std::string::npos)
       << server.status().ToString();
   o.max_request_mb = 0;
