@@ -36,9 +36,15 @@ absl::StatusOr<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight) {
   }
   Fp8BlockWeight out{Tensor::Zeros(DType::kF8E4M3, {rows, cols}),
                      Tensor::Zeros(DType::kF32, {brows, bcols})};
-  uint8_t* q = out.weight.mutable_data<uint8_t>();
-  float* scales = out.scale_inv.mutable_data<float>();
-  for (int64_t br = 0; br < brows; ++br) {
+  QuantizeFp8BlockRows(src, rows, cols, 0, brows, out.weight.mutable_data<uint8_t>(),
+                       out.scale_inv.mutable_data<float>());
+  return out;
+}
+
+void QuantizeFp8BlockRows(const float* src, int64_t rows, int64_t cols, int64_t block_row_begin,
+                          int64_t block_row_end, uint8_t* q, float* scales) {
+  const int64_t bcols = CeilDiv(cols, kFp8BlockSize);
+  for (int64_t br = block_row_begin; br < block_row_end; ++br) {
     const int64_t r0 = br * kFp8BlockSize, r1 = std::min(rows, r0 + kFp8BlockSize);
     for (int64_t bc = 0; bc < bcols; ++bc) {
       const int64_t c0 = bc * kFp8BlockSize, c1 = std::min(cols, c0 + kFp8BlockSize);
@@ -53,7 +59,6 @@ absl::StatusOr<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight) {
       }
     }
   }
-  return out;
 }
 
 void DequantizeFp8BlockRows(const Tensor& weight, const Tensor& scale_inv, int64_t row_begin,

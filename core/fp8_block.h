@@ -25,6 +25,14 @@ struct Fp8BlockWeight {
 // error naming the first offending element, since they would poison a whole block's scale.
 absl::StatusOr<Fp8BlockWeight> QuantizeFp8Block(const Tensor& weight);
 
+// Quantizes block rows [block_row_begin, block_row_end) of a row-major [rows, cols] matrix of
+// finite f32 values `w`: their codes into q (row-major [rows, cols], the rows of those blocks
+// written) and their scales into scale_inv ([ceil(rows/128), ceil(cols/128)], those block rows
+// written), exactly as QuantizeFp8Block does. Backends call it to quantize device memory in
+// place, block rows in parallel. Shapes are assumed already checked.
+void QuantizeFp8BlockRows(const float* w, int64_t rows, int64_t cols, int64_t block_row_begin,
+                          int64_t block_row_end, uint8_t* q, float* scale_inv);
+
 // Dequantizes to a new f32 tensor, checking that the scale shape matches the weight.
 absl::StatusOr<Tensor> DequantizeFp8Block(const Tensor& weight, const Tensor& scale_inv);
 

@@ -76,8 +76,9 @@ class RemoteRollout final : public PolicyRollout {
     return results;
   }
 
-  absl::Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) override {
-    GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(masters, version, options_.push));
+  absl::Status PushWeights(uint64_t version, const CausalLM& policy) override {
+    // The wire needs host bytes: the masters are downloaded once, encoded once, sent to all.
+    GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(policy.ReadParameters(), version, options_.push));
     current_ = std::make_shared<EncodedWeights>(std::move(w));
     version_ = version;
     // Only to the servers that are up: a down one is revived (and synced) before it gets work.

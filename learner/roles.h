@@ -4,7 +4,12 @@
 //  - PolicyRollout: generates groups with the current policy weights and takes new versions.
 //    Embedded: a RolloutEngine in this process serving the pushed weights: the values a remote
 //    engine would assemble from the wire (learner/weight_push.h ServingWeights), with projection
-//    matrices held as bf16 or FP8 blocks and served tile by tile, as a remote engine does.
+//    matrices held as bf16 or FP8 blocks and served tile by tile, as a remote engine does. When
+//    the engine runs on the policy's backend (the trainer's case), its serving copy and every
+//    push are made device to device with backend ops (Backend::QuantizeWeight to the wire dtype,
+//    WidenWeightRows back, QuantizeWeight to the held format): bit-identical to the wire path,
+//    with a few bytes of host traffic per push whatever the model's size. Remote: the masters
+//    are downloaded once per push, encoded once and streamed to every server.
 //  - RewardScorer: scores completions. Embedded: a RuleSet. Remote: RewardClient (failover
 //    over the replicas).
 #ifndef GRPO_LEARNER_ROLES_H_
@@ -27,9 +32,9 @@ class PolicyRollout {
  public:
   virtual ~PolicyRollout() = default;
   virtual absl::StatusOr<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) = 0;
-  // Makes `version` (> the serving one) serve `masters` before the next Generate returns any
-  // token of it.
-  virtual absl::Status PushWeights(uint64_t version, const std::vector<Parameter>& masters) = 0;
+  // Makes `version` (> the serving one) serve the weights of `policy` (the learner's model, f32
+  // masters) before the next Generate returns any token of it.
+  virtual absl::Status PushWeights(uint64_t version, const CausalLM& policy) = 0;
   virtual uint64_t weight_version() const = 0;
 };
 
@@ -47,10 +52,9 @@ struct EmbeddedRolloutOptions {
   const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
 };
 
-// A RolloutEngine on `backend` over a copy of `masters` (as served in `format`).
-absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const ModelConfig& config,
-                                                           const std::vector<Parameter>& masters,
-                                                           Backend& backend,
+// A RolloutEngine on `backend` over a copy of `policy`'s weights (as served in `format`; made
+// on the device when `backend` is the policy's).
+absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const CausalLM& policy, Backend& backend,
                                                            const EmbeddedRolloutOptions& options);
 
 // Scores with `rules` in this process (RuleSet is thread-safe; items are scored in parallel).

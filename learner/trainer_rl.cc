@@ -533,7 +533,7 @@ absl::StatusOr<PushResult> PushAfterRollout(PolicyRollout& rollout, const Causal
   }
   const auto t0 = Clock::now();
   p.version = version + 1;
-  GRPO_RETURN_IF_ERROR(rollout.PushWeights(p.version, policy.ReadParameters()));
+  GRPO_RETURN_IF_ERROR(rollout.PushWeights(p.version, policy));
   p.t_sync = Seconds(t0, Clock::now());
   return p;
 }
@@ -640,7 +640,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = *version;
     ro.tokenizer = run.tok.get();
-    return MakeEmbeddedRollout(run.policy->config(), run.policy->ReadParameters(), *run.backend, ro);
+    return MakeEmbeddedRollout(*run.policy, *run.backend, ro);
   }
   RemoteRolloutOptions ro;
   ro.endpoints = r.rollout_endpoints;
@@ -648,7 +648,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
   // The job's push token, which rollout servers require on weight pushes (docs/security.md).
   GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, MakeRemoteRollout(ro));
-  GRPO_RETURN_IF_ERROR(rollout->PushWeights(*version + 1, run.policy->ReadParameters()));
+  GRPO_RETURN_IF_ERROR(rollout->PushWeights(*version + 1, *run.policy));
   *version += 1;
   return rollout;
 }

@@ -43,6 +43,14 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
 
 }  // namespace
 
+DType WireDType(const ParameterSpec& spec, const WeightPushOptions& options) {
+  switch (options.format) {
+    case WeightFormat::kBF16: return DType::kBF16;
+    case WeightFormat::kFp8Block: return spec.is_matrix ? DType::kF8E4M3 : options.fp8_other_dtype;
+    default: return DType::kF32;
+  }
+}
+
 absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,
                                      const WeightPushOptions& options) {
   if (version == 0) return absl::InvalidArgumentError("weight version 0 is reserved for the weights loaded from disk");
@@ -76,13 +84,11 @@ absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& param
     if (f32[i].dtype() != DType::kF32) {  // a serving model's BF16/FP8 matrix
       GRPO_ASSIGN_OR_RETURN(f32[i], ParameterToF32(p));
     }
-    if (options.format == WeightFormat::kFp8Block && p.spec.is_matrix) {
+    const DType dt = WireDType(p.spec, options);
+    if (dt == DType::kF8E4M3) {
       jobs.push_back({i});
       continue;
     }
-    const DType dt = options.format == WeightFormat::kF32    ? DType::kF32
-                     : options.format == WeightFormat::kBF16 ? DType::kBF16
-                                                             : options.fp8_other_dtype;
     if (dt == DType::kF32) {
       out[i].push_back({p.spec.name, f32[i]});
       continue;

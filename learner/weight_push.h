@@ -56,6 +56,10 @@ struct EncodedWeights {
   uint64_t total_bytes = 0;
 };
 
+// The dtype a tensor travels in under `options` (see the top of this file): F32, BF16, or
+// F8E4M3 (with its F32 scales as a second tensor).
+DType WireDType(const ParameterSpec& spec, const WeightPushOptions& options);
+
 // Converts/quantizes `params` (f32 masters) to wire form. Version must be > 0 and the format one
 // of kWireWeightFormats (InvalidArgument otherwise).
 absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,

@@ -153,6 +153,11 @@ absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::Create(ModelConfig config, s
   return m;
 }
 
+static Shape ScaleShape(const Shape& matrix) {
+  return {(matrix[0] + kFp8BlockSize - 1) / kFp8BlockSize,
+          (matrix[1] + kFp8BlockSize - 1) / kFp8BlockSize};
+}
+
 // A projection matrix held for serving: BF16, or F8E4M3 with F32 block scales of the right
 // shape and no NaN codes (the kernels widen codes branch-free and would not keep a NaN).
 static absl::Status CheckServedMatrix(const Parameter& p) {
@@ -187,7 +192,6 @@ absl::Status CausalLM::Bind() {
     return absl::InvalidArgumentError("expected " + std::to_string(specs.size()) + " parameters, got " +
                                    std::to_string(params_.size()));
   }
-  std::map<std::string, int> index;
   quantized_ = false;
   for (size_t i = 0; i < specs.size(); ++i) {
     const Parameter& p = params_[i];
@@ -200,7 +204,6 @@ absl::Status CausalLM::Bind() {
     }
     if (!f32) GRPO_RETURN_IF_ERROR(CheckServedMatrix(p));
     quantized_ = quantized_ || !f32;
-    index[specs[i].name] = static_cast<int>(i);
   }
   specs_.clear();
   for (const Parameter& p : params_) specs_.push_back(p.spec);
@@ -214,6 +217,54 @@ absl::Status CausalLM::Bind() {
   dtypes_.assign(n, DType::kF32);
   for (size_t i = 0; i < n; ++i) Import(i, std::move(params_[i]));
   params_.clear();
+  BindLayers();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CausalLM>> CausalLM::CreateOnDevice(ModelConfig config,
+                                                           std::vector<DeviceParameter> values,
+                                                           Backend& backend) {
+  std::unique_ptr<CausalLM> m(new CausalLM(std::move(config), {}, backend));
+  std::vector<ParameterSpec> specs = ExpectedParameters(m->config_);
+  if (specs.size() != values.size()) {
+    return absl::InvalidArgumentError("expected " + std::to_string(specs.size()) + " parameters, got " +
+                                   std::to_string(values.size()));
+  }
+  const size_t n = specs.size();
+  m->host_.assign(n, Tensor());
+  m->host_scales_.assign(n, Tensor());
+  m->values_.resize(n);
+  m->scales_.resize(n);
+  m->dtypes_.assign(n, DType::kF32);
+  for (size_t i = 0; i < n; ++i) {
+    DeviceParameter& v = values[i];
+    const DType dtype = v.value.dtype();
+    const bool narrow = ServedNarrow(specs[i]) && specs[i].shape.size() == 2 &&
+                        (dtype == DType::kBF16 || dtype == DType::kF8E4M3);
+    const int64_t scales = dtype == DType::kF8E4M3 ? NumElements(ScaleShape(specs[i].shape)) : 0;
+    if (v.value.backend() != &backend || (dtype != DType::kF32 && !narrow) ||
+        v.value.numel() != NumElements(specs[i].shape) || v.scale_inv.numel() != scales ||
+        (scales > 0 && v.scale_inv.dtype() != DType::kF32)) {
+      return absl::InvalidArgumentError("parameter " + std::to_string(i) + " ('" + specs[i].name + "') is " +
+                                     std::string(DTypeName(dtype)) + " of " + std::to_string(v.value.numel()) +
+                                     " elements with " + std::to_string(v.scale_inv.numel()) +
+                                     " scales; expected " + ShapeToString(specs[i].shape) +
+                                     " as F32 (or BF16 / F8_E4M3 with its block scales for a served matrix) on " +
+                                     backend.name());
+    }
+    m->dtypes_[i] = dtype;
+    m->quantized_ = m->quantized_ || dtype != DType::kF32;
+    m->values_[i] = std::move(v.value);
+    m->scales_[i] = std::move(v.scale_inv);
+  }
+  m->specs_ = std::move(specs);
+  m->BindLayers();
+  return m;
+}
+
+void CausalLM::BindLayers() {
+  std::map<std::string, int> index;
+  for (size_t i = 0; i < specs_.size(); ++i) index[specs_[i].name] = static_cast<int>(i);
   auto at = [&](const std::string& name) {
     auto it = index.find(name);
     return it == index.end() ? -1 : it->second;
@@ -276,7 +327,6 @@ absl::Status CausalLM::Bind() {
   }
   // RoPE tables for the usual lengths are uploaded with the weights, not by a decode step.
   RopeFor(std::min<int64_t>(config_.max_position_embeddings, 4096));
-  return absl::OkStatus();
 }
 
 void CausalLM::ReleaseActivations() { state_.reset(); }
@@ -311,10 +361,6 @@ void CausalLM::Import(size_t i, Parameter p) {
   host_scales_[i] = scaled && scales_[i].aliases_host() ? std::move(p.scale_inv) : Tensor();
 }
 
-static Shape ScaleShape(const Shape& matrix) {
-  return {(matrix[0] + kFp8BlockSize - 1) / kFp8BlockSize,
-          (matrix[1] + kFp8BlockSize - 1) / kFp8BlockSize};
-}
 
 // Starts the download of one parameter's value (and FP8 block scales) into new host tensors;
 // the bytes are valid after the backend's Synchronize.
@@ -401,6 +447,48 @@ absl::Status CausalLM::UpdateParameters(std::vector<std::pair<int64_t, Parameter
   }
   for (auto& [i, p] : updates) {
     GRPO_RETURN_IF_ERROR(WriteParameter(static_cast<size_t>(i), p.value, p.scale_inv));
+  }
+  return absl::OkStatus();
+}
+
+DeviceParameter QuantizeOnDevice(Backend& backend, const Buffer& f32, int64_t rows, int64_t cols,
+                                 DType dtype, DevicePtr<int32_t> nonfinite) {
+  DeviceParameter out;
+  out.value = Buffer(&backend, f32.numel(), dtype);
+  if (dtype == DType::kF8E4M3) {
+    const Shape grid = ScaleShape({rows, cols});
+    out.scale_inv = Buffer(&backend, grid[0] * grid[1], DType::kF32);
+  }
+  backend.QuantizeWeight(f32.data(), rows, cols, dtype, out.value.raw(),
+                         out.scale_inv.empty() ? DevicePtr<float>() : out.scale_inv.data(), nonfinite);
+  return out;
+}
+
+absl::Status CausalLM::UpdateParameterBuffers(std::vector<std::pair<int64_t, DeviceParameter>> updates) {
+  for (const auto& [i, p] : updates) {
+    if (i < 0 || i >= static_cast<int64_t>(specs_.size())) {
+      return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
+                                        std::to_string(specs_.size()) + ")");
+    }
+    const ParameterSpec& spec = specs_[i];
+    const int64_t scales = dtypes_[i] == DType::kF8E4M3 ? NumElements(ScaleShape(spec.shape)) : 0;
+    if (p.value.backend() != &backend_ || p.value.dtype() != dtypes_[i] ||
+        p.value.numel() != NumElements(spec.shape) || p.scale_inv.numel() != scales ||
+        (scales > 0 && p.scale_inv.dtype() != DType::kF32)) {
+      return absl::InvalidArgumentError(
+          "parameter update " + std::to_string(i) + " ('" + spec.name + "') is " +
+          std::string(DTypeName(p.value.dtype())) + " of " + std::to_string(p.value.numel()) +
+          " elements with " + std::to_string(p.scale_inv.numel()) + " scales on " +
+          (p.value.backend() == nullptr ? "no backend" : p.value.backend()->name()) +
+          "; the model holds " + std::string(DTypeName(dtypes_[i])) + " " + ShapeToString(spec.shape) +
+          " on " + backend_.name());
+    }
+  }
+  for (auto& [i, p] : updates) {
+    values_[i] = std::move(p.value);
+    scales_[i] = std::move(p.scale_inv);
+    host_[i] = Tensor();
+    host_scales_[i] = Tensor();
   }
   return absl::OkStatus();
 }

@@ -17,7 +17,8 @@
 // aliases the host tensors it is given, Backend::ImportHost, so f32 masters and mmap'd serving
 // weights are not held twice; other backends copy them and the host tensors are dropped). Host
 // code sees values only through explicit transfers: ReadParameter / ReadParameters download,
-// WriteParameter uploads. Gradients are device buffers (Backward fills them; ReadGradients
+// WriteParameter / UpdateParameters upload, UpdateParameterBuffers takes values already on the
+// device (a serving copy made there, QuantizeOnDevice). Gradients are device buffers (Backward fills them; ReadGradients
 // downloads). Forward downloads only its results (logprobs, entropies, routing); ForwardStep
 // leaves the logits on the device for the backend's sampler (SampleNext) and downloads the
 // routing only when StepInput::return_routing asks.
@@ -113,6 +114,20 @@ struct ServeOptions {
   WeightFormat serve_format = WeightFormat::kF32;
 };
 
+// A parameter's value in device memory, in the dtype a model holds it.
+struct DeviceParameter {
+  Buffer value;      // F32, BF16 or F8E4M3; the parameter's number of elements
+  Buffer scale_inv;  // F8E4M3 only: F32 block scales [ceil(rows/128), ceil(cols/128)]
+};
+
+// New device buffers holding the f32 device values `f32` (rows x cols, row-major; rows = 1 for
+// a vector) as `dtype` (F32, BF16, or F8E4M3 with block scales), converted on the device by
+// Backend::QuantizeWeight: nothing crosses to the host. `nonfinite` as QuantizeWeight's (may be
+// null); the caller checks it before serving the result. Throws std::bad_alloc when the backend
+// is out of memory.
+DeviceParameter QuantizeOnDevice(Backend& backend, const Buffer& f32, int64_t rows, int64_t cols,
+                                 DType dtype, DevicePtr<int32_t> nonfinite);
+
 class CausalLM {
  public:
   ~CausalLM();
@@ -135,6 +150,14 @@ class CausalLM {
   static absl::StatusOr<std::unique_ptr<CausalLM>> Create(ModelConfig config, std::vector<Parameter> params,
                                                   Backend& backend, const ServeOptions& options);
 
+  // A model holding values already in device memory on `backend` (a serving copy made there,
+  // QuantizeOnDevice), one per parameter in ExpectedParameters(config) order: F32, or for a
+  // served matrix (ServedNarrow, 2-D) BF16 or F8E4M3 with its F32 block scales. The model owns
+  // the buffers; nothing crosses to the host. Errors name the first parameter that does not fit.
+  static absl::StatusOr<std::unique_ptr<CausalLM>> CreateOnDevice(ModelConfig config,
+                                                          std::vector<DeviceParameter> values,
+                                                          Backend& backend);
+
   const ModelConfig& config() const { return config_; }
   Backend& backend() const { return backend_; }
   // Every parameter's spec, in ExpectedParameters order.
@@ -155,11 +178,18 @@ class CausalLM {
   // changes nothing. The rollout engine's weight updates come this way; not during Forward,
   // Backward or ForwardStep.
   absl::Status UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates);
+  // The same for values already in device memory on this model's backend (QuantizeOnDevice
+  // makes them): each must be the dtype the model holds the parameter in, with its number of
+  // elements (and, for F8E4M3, block scales of the matrix's grid). All are checked before any
+  // is swapped in, so a failed update changes nothing; the model then owns the buffers. No host
+  // traffic. Not during Forward, Backward or ForwardStep.
+  absl::Status UpdateParameterBuffers(std::vector<std::pair<int64_t, DeviceParameter>> updates);
   DType parameter_dtype(size_t i) const { return dtypes_[i]; }
   // The device buffer of parameter i's value (f32 for every trainable parameter of a training
   // model): optimizers update it in place with backend ops.
   Buffer& parameter_buffer(size_t i) { return values_[i]; }
   std::vector<Buffer>& parameter_buffers() { return values_; }
+  const Buffer& parameter_buffer(size_t i) const { return values_[i]; }
   // True when some projection matrix is held as bf16 or FP8 (inference only).
   bool serves_quantized() const { return quantized_; }
   // Bytes held by the parameter storage (values plus FP8 scales).
@@ -194,6 +224,8 @@ class CausalLM {
   struct State;
   CausalLM(ModelConfig config, std::vector<Parameter> params, Backend& backend);
   absl::Status Bind();
+  // Binds the layers to the parameters by name (specs_) and uploads the usual RoPE tables.
+  void BindLayers();
   // Puts parameter i's host value on the device (aliasing or copying, Backend::ImportHost).
   void Import(size_t i, Parameter p);
   // RoPE tables covering at least `positions`, built once and grown when a longer batch comes

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -333,6 +335,73 @@ TEST(CausalLM, UpdateParametersNamesWhatIsWrong) {
             std::string::npos);
   EXPECT_NE(update(1, {first.spec, first.value.Clone(), {}}).find("the model's parameter 1 is"), std::string::npos);
   EXPECT_NE(update(0, {first.spec, *first.value.CastTo(DType::kBF16), {}}).find("is BF16"), std::string::npos);
+}
+
+// Device values: a model made from f32 device buffers converted on the device (QuantizeOnDevice,
+// CreateOnDevice) holds exactly what Create converts on the host, and UpdateParameterBuffers
+// swaps in another model's values (a wrong dtype refuses the whole update, naming it).
+TEST(CausalLM, DeviceValuesMatchTheHostConversion) {
+  for (const WeightFormat format : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFp8Block}) {
+    SCOPED_TRACE(WeightFormatName(format));
+    Backend& be = BackendForTests();
+    const auto config = PresetConfig("deepseek_v3-nano");
+    ASSERT_TRUE(config.ok());
+    auto host = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), be, {.serve_format = format});
+    auto masters = CausalLM::Create(*config, InitParameters(*config, 1, 0.1), be);
+    auto next = CausalLM::Create(*config, InitParameters(*config, 2, 0.1), be);
+    ASSERT_TRUE(host.ok() && masters.ok() && next.ok());
+    auto held = [&](const CausalLM& from) {
+      std::vector<DeviceParameter> out;
+      for (size_t i = 0; i < from.num_parameters(); ++i) {
+        const Shape& shape = from.parameter_specs()[i].shape;
+        const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+        out.push_back(QuantizeOnDevice(be, from.parameter_buffer(i), rows, NumElements(shape) / rows,
+                                       (*host)->parameter_dtype(i), nullptr));
+      }
+      return out;
+    };
+    auto device = CausalLM::CreateOnDevice(*config, held(**masters), be);
+    ASSERT_TRUE(device.ok()) << device.status();
+    EXPECT_EQ((*device)->serves_quantized(), format != WeightFormat::kF32);
+    const std::vector<Parameter> a = (*host)->ReadParameters(), b = (*device)->ReadParameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].value.dtype(), b[i].value.dtype()) << a[i].spec.name;
+      EXPECT_EQ(0, std::memcmp(a[i].value.raw_data(), b[i].value.raw_data(), a[i].value.nbytes())) << a[i].spec.name;
+      ASSERT_EQ(a[i].scale_inv.defined(), b[i].scale_inv.defined()) << a[i].spec.name;
+      if (a[i].scale_inv.defined()) {
+        ASSERT_EQ(a[i].scale_inv.shape(), b[i].scale_inv.shape()) << a[i].spec.name;
+        EXPECT_EQ(0, std::memcmp(a[i].scale_inv.raw_data(), b[i].scale_inv.raw_data(), a[i].scale_inv.nbytes()));
+      }
+    }
+    const TokenBatch batch = TokenBatch::FromSequences(RandomSequences(config->vocab_size, {9, 4}, 3));
+    auto x = (*host)->Forward(batch, {});
+    auto y = (*device)->Forward(batch, {});
+    ASSERT_TRUE(x.ok() && y.ok());
+    EXPECT_EQ(x->logprobs, y->logprobs);
+
+    std::vector<DeviceParameter> values = held(**next);
+    std::vector<std::pair<int64_t, DeviceParameter>> bad;
+    bad.emplace_back(0, DeviceParameter{Buffer(&be, 3, DType::kF32), Buffer()});
+    bad.emplace_back(1, std::move(values[1]));
+    const absl::Status refused = (*device)->UpdateParameterBuffers(std::move(bad));
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(std::string(refused.message()).find("F32 of 3 elements"), std::string::npos) << refused;
+    auto unchanged = (*device)->Forward(batch, {});
+    ASSERT_TRUE(unchanged.ok());
+    EXPECT_EQ(unchanged->logprobs, y->logprobs);
+
+    values = held(**next);
+    std::vector<std::pair<int64_t, DeviceParameter>> updates;
+    for (size_t i = 0; i < values.size(); ++i) updates.emplace_back(i, std::move(values[i]));
+    ASSERT_TRUE((*device)->UpdateParameterBuffers(std::move(updates)).ok());
+    auto want = CausalLM::Create(*config, InitParameters(*config, 2, 0.1), be, {.serve_format = format});
+    ASSERT_TRUE(want.ok());
+    auto after = (*device)->Forward(batch, {});
+    auto target = (*want)->Forward(batch, {});
+    ASSERT_TRUE(after.ok() && target.ok());
+    EXPECT_EQ(after->logprobs, target->logprobs);  // bit for bit
+    EXPECT_NE(after->logprobs, y->logprobs);
+  }
 }
 
 TEST(CausalLM, ErrorsNameWhatIsWrong) {

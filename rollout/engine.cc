@@ -331,7 +331,56 @@ class RolloutEngine::Impl {
       return absl::InvalidArgumentError(absl::StrCat("weight version ", version, " is not newer than ", floor,
                                                      staged_ ? " (staged)" : " (serving)"));
     }
-    for (auto& [i, t] : checked) staged_params_[i] = std::move(t);  // a newer stage overrides
+    for (auto& [i, t] : checked) {  // a newer stage overrides
+      staged_device_.erase(i);
+      staged_params_[i] = std::move(t);
+    }
+    staged_version_ = version;
+    staged_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status StageWeights(uint64_t version, const std::vector<DeviceWeight>& weights) {
+    Backend& be = model_->backend();
+    std::vector<std::pair<int, DeviceParameter>> checked;
+    try {
+      Buffer nonfinite = Upload(be, std::vector<int32_t>{0});
+      for (const DeviceWeight& w : weights) {
+        auto it = index_.find(w.name);
+        if (it == index_.end()) return absl::InvalidArgumentError("weight update names unknown tensor '" + w.name + "'");
+        const auto& [shape, held] = held_[it->second];
+        if (w.f32 == nullptr || w.f32->backend() != &be || w.f32->dtype() != DType::kF32 ||
+            w.f32->numel() != NumElements(shape)) {
+          return absl::InvalidArgumentError(
+              "weight update tensor '" + w.name + "' must be F32 of " + std::to_string(NumElements(shape)) +
+              " elements on backend " + be.name() + ", got " +
+              (w.f32 == nullptr ? std::string("none")
+                                : std::string(DTypeName(w.f32->dtype())) + " of " + std::to_string(w.f32->numel()) +
+                                      " on " + (w.f32->backend() ? w.f32->backend()->name() : "no backend")));
+        }
+        const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+        checked.emplace_back(it->second, QuantizeOnDevice(be, *w.f32, rows, NumElements(shape) / std::max<int64_t>(rows, 1),
+                                                          held, nonfinite.i32()));
+      }
+      const int32_t bad = DownloadI32(be, nonfinite)[0];  // the update's only transfer: 4 bytes
+      if (bad != 0) {
+        return absl::InvalidArgumentError("weight update: " + std::to_string(bad) +
+                                          " non-finite values (NaN or infinite); not staged");
+      }
+    } catch (const std::bad_alloc&) {
+      return absl::ResourceExhaustedError("weight update: out of device memory for the serving copy on " +
+                                          std::string(be.name()));
+    }
+    absl::MutexLock l(&mu_);
+    const uint64_t floor = staged_ ? staged_version_ : version_;
+    if (version <= floor) {
+      return absl::InvalidArgumentError(absl::StrCat("weight version ", version, " is not newer than ", floor,
+                                                     staged_ ? " (staged)" : " (serving)"));
+    }
+    for (auto& [i, t] : checked) {  // a newer stage overrides
+      staged_params_.erase(i);
+      staged_device_[i] = std::move(t);
+    }
     staged_version_ = version;
     staged_ = true;
     return absl::OkStatus();
@@ -374,7 +423,8 @@ class RolloutEngine::Impl {
   // Between two steps (nothing of the model in use): hands the staged weights of `version` to
   // the model (CausalLM::UpdateParameters), drops the caches when they are to be recomputed,
   // and makes `version` the serving one.
-  void ApplyWeights(std::map<int, Parameter> staged, uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
+  void ApplyWeights(std::map<int, Parameter> staged, std::map<int, DeviceParameter> staged_device,
+                    uint64_t version) ABSL_LOCKS_EXCLUDED(mu_);
   // The step and its parts, in order (RunStep).
   void RunStep();
   // Which sequences run this step: running samples (ScheduleRunning), then, unless that had to
@@ -473,7 +523,8 @@ class RolloutEngine::Impl {
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t staged_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool staged_ ABSL_GUARDED_BY(mu_) = false;
-  std::map<int, Parameter> staged_params_ ABSL_GUARDED_BY(mu_);
+  std::map<int, Parameter> staged_params_ ABSL_GUARDED_BY(mu_);   // from the host
+  std::map<int, DeviceParameter> staged_device_ ABSL_GUARDED_BY(mu_);  // made on the device
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Loop thread only.
@@ -487,12 +538,16 @@ class RolloutEngine::Impl {
   std::thread thread_;  // started last, in the constructor body
 };
 
-void RolloutEngine::Impl::ApplyWeights(std::map<int, Parameter> staged, uint64_t version) {
+void RolloutEngine::Impl::ApplyWeights(std::map<int, Parameter> staged,
+                                       std::map<int, DeviceParameter> staged_device, uint64_t version) {
   std::vector<std::pair<int64_t, Parameter>> updates;
   for (auto& [i, p] : staged) updates.emplace_back(i, std::move(p));
+  std::vector<std::pair<int64_t, DeviceParameter>> device_updates;
+  for (auto& [i, p] : staged_device) device_updates.emplace_back(i, std::move(p));
   // StageWeights checked them as the model checks them, so this cannot fail short of a bug;
-  // if it does, the model keeps its weights (the update is all or nothing) and says so.
-  const absl::Status applied = model_->UpdateParameters(std::move(updates));
+  // if it does, the model keeps its weights (each kind of update is all or nothing) and says so.
+  absl::Status applied = model_->UpdateParameters(std::move(updates));
+  if (applied.ok()) applied = model_->UpdateParameterBuffers(std::move(device_updates));
   if (!applied.ok()) {
     std::fprintf(stderr, "rollout engine: weight version %llu not applied: %s\n",
                  static_cast<unsigned long long>(version), applied.ToString().c_str());
@@ -506,6 +561,7 @@ void RolloutEngine::Impl::ApplyWeights(std::map<int, Parameter> staged, uint64_t
 bool RolloutEngine::Impl::Intake() {
   std::vector<uint64_t> cancels;
   std::map<int, Parameter> staged;
+  std::map<int, DeviceParameter> staged_device;
   bool apply = false;
   uint64_t staged_version = 0;
   {
@@ -524,11 +580,12 @@ bool RolloutEngine::Impl::Intake() {
     }
     if (staged_) {
       staged.swap(staged_params_);
+      staged_device.swap(staged_device_);
       staged_version = staged_version_;
       apply = true;
     }
   }
-  if (apply) ApplyWeights(std::move(staged), staged_version);
+  if (apply) ApplyWeights(std::move(staged), std::move(staged_device), staged_version);
   {
     absl::MutexLock l(&mu_);
     step_version_ = version_;
@@ -949,6 +1006,10 @@ void RolloutEngine::Cancel(uint64_t id) { impl_->Cancel(id); }
 std::pair<int64_t, int64_t> RolloutEngine::Drain(absl::Duration grace) { return impl_->Drain(grace); }
 absl::Status RolloutEngine::StageWeights(uint64_t version, std::vector<Parameter> params) {
   return impl_->StageWeights(version, std::move(params));
+}
+
+absl::Status RolloutEngine::StageWeights(uint64_t version, const std::vector<DeviceWeight>& weights) {
+  return impl_->StageWeights(version, weights);
 }
 uint64_t RolloutEngine::weight_version() const { return impl_->weight_version(); }
 void RolloutEngine::WaitForStagedWeights() { impl_->WaitForStagedWeights(); }

@@ -19,7 +19,8 @@
 //    recomputing the cache of prompt + its tokens (prefill), so preemption never changes its
 //    tokens. A request whose single sample could not fit in the whole pool is rejected
 //    (ResourceExhausted) at submission.
-//  - Weights: StageWeights(version, params) checks names and shapes and stages the values; the
+//  - Weights: StageWeights(version, params) checks names and shapes and stages the values (from
+//    host tensors, or from device buffers converted on the device, no host round trip); the
 //    engine hands them to the model (CausalLM::UpdateParameters, its only write to the model's
 //    values) at the next step boundary and, with
 //    recompute_on_weight_update, recomputes every in-flight cache under them. Each token
@@ -73,6 +74,12 @@ struct EngineOptions {
   // logprobs of post-switch tokens are exactly the new policy's). false: in-flight sequences
   // keep the keys/values the old weights computed (cheaper; slightly off-policy).
   bool recompute_on_weight_update = true;
+};
+
+// One tensor of a weight update already in device memory (RolloutEngine::StageWeights).
+struct DeviceWeight {
+  std::string name;             // the parameter's HF name
+  const Buffer* f32 = nullptr;  // its f32 values (the parameter's shape, row-major)
 };
 
 struct GroupRequest {
@@ -180,6 +187,14 @@ class RolloutEngine {
   // `version` must exceed the serving and any staged version. Tensors not listed keep their
   // values.
   absl::Status StageWeights(uint64_t version, std::vector<Parameter> params);
+  // The same for values already in device memory on the model's backend (an update from a
+  // learner in this process): each tensor's f32 values, converted to the format the model holds
+  // them in on the device (QuantizeOnDevice, Backend::QuantizeWeight) and staged. Host traffic:
+  // 4 bytes up and 4 down (the count of non-finite values), whatever the model's size. The
+  // source buffers may be reused once the call returns. Errors (nothing staged): an unknown
+  // name, a buffer that is not F32 of the parameter's size on this backend, a non-finite value
+  // (InvalidArgument); out of device memory (ResourceExhausted).
+  absl::Status StageWeights(uint64_t version, const std::vector<DeviceWeight>& weights);
   // The version new tokens are generated with.
   uint64_t weight_version() const;
   // Blocks until no staged weights are pending (they were applied).

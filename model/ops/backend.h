@@ -269,6 +269,22 @@ class Backend {
   virtual void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
                                DevicePtr<float> out) = 0;
 
+  // The inverse direction, for serving copies made on the device (the rollout engine's weights,
+  // weight updates in one process): converts the f32 matrix src [rows, cols] (row-major) into
+  // `dtype` at dst, bit-identical to the host conversions:
+  //   kF32      a copy;
+  //   kBF16     each value rounded to nearest even (core/float_formats.h F32ToBf16);
+  //   kF8E4M3   core/fp8_block.h QuantizeFp8Block: per 128x128 block (partial at the edges)
+  //             scales[b] = amax / 448 (1 for an all-zero block) into the f32 `scales`
+  //             [ceil(rows/128), ceil(cols/128)], codes e4m3(x / scales[b]) rounded to nearest
+  //             even, saturating. `scales` is unused for the other dtypes (may be null).
+  // `nonfinite` (an int32 device scalar, may be null) is INCREASED by the number of NaN or
+  // infinite values in src, so one download checks many calls: such a value poisons its FP8
+  // block (what dst and scales then hold is unspecified), and a caller must not serve it.
+  virtual void QuantizeWeight(DevicePtr<const float> src, int64_t rows, int64_t cols,
+                              DType dtype, DevicePtr<void> dst, DevicePtr<float> scales,
+                              DevicePtr<int32_t> nonfinite) = 0;
+
   // C[m,n] = alpha * op(A) · op(B) + beta * C, row-major with leading dimensions (BLAS sgemm).
   virtual void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     DevicePtr<const float> a, int64_t lda, DevicePtr<const float> b, int64_t ldb,

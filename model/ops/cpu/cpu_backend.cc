@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/float_formats.h"
+#include "core/fp8_block.h"
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
 #include "model/ops/cpu/cpu_backend.h"
@@ -260,6 +262,12 @@ class CpuBackendImpl final : public Backend {
                        DevicePtr<float> out) override {
     Scope scope(arena_.get(), w, out);
     WidenWeightRows(Host(w), row_begin, row_end, Raw(out));
+  }
+  void QuantizeWeight(DevicePtr<const float> src, int64_t rows, int64_t cols, DType dtype,
+                      DevicePtr<void> dst, DevicePtr<float> scales,
+                      DevicePtr<int32_t> nonfinite) override {
+    Scope scope(arena_.get(), src, dst, scales, nonfinite);
+    QuantizeWeight(Raw(src), rows, cols, dtype, Raw(dst), Raw(scales), Raw(nonfinite));
   }
   void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             DevicePtr<const float> a, int64_t lda, DevicePtr<const float> b, int64_t ldb,
@@ -623,6 +631,42 @@ class CpuBackendImpl final : public Backend {
       Linear(x, w.f32(), b, y, m, k, n);
     } else {
       cpu::LinearWeightsQuantized(x, w, b, y, m, k, n);
+    }
+  }
+
+  void QuantizeWeight(const float* src, int64_t rows, int64_t cols, DType dtype, void* dst,
+                      float* scales, int32_t* nonfinite) {
+    const int64_t n = rows * cols;
+    if (nonfinite != nullptr) {
+      std::atomic<int64_t> bad{0};
+      Pool().ParallelFor(n, int64_t{1} << 16, [&](int64_t b, int64_t e) {
+        int64_t c = 0;
+        for (int64_t i = b; i < e; ++i) c += !std::isfinite(src[i]);
+        bad += c;
+      });
+      *nonfinite += static_cast<int32_t>(std::min<int64_t>(bad, std::numeric_limits<int32_t>::max()));
+    }
+    switch (dtype) {
+      case DType::kF32:
+        std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+        return;
+      case DType::kBF16:
+        Pool().ParallelFor(n, int64_t{1} << 16, [&](int64_t b, int64_t e) {
+          auto* out = static_cast<uint16_t*>(dst);
+          for (int64_t i = b; i < e; ++i) out[i] = F32ToBf16(src[i]);
+        });
+        return;
+      case DType::kF8E4M3: {
+        const int64_t block_rows = (rows + kFp8BlockSize - 1) / kFp8BlockSize;
+        Pool().ParallelFor(block_rows, 1, [&](int64_t b, int64_t e) {
+          QuantizeFp8BlockRows(src, rows, cols, b, e, static_cast<uint8_t*>(dst), scales);
+        });
+        return;
+      }
+      default:
+        std::fprintf(stderr, "QuantizeWeight: unsupported dtype %s\n",
+                     std::string(DTypeName(dtype)).c_str());
+        std::abort();
     }
   }
 
