@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda/fp8_block_cuda.h"
 #include "model/ops/cuda/cuda_check.h"
 #include "model/ops/cuda/cuda_kernels.h"
 #include "model/ops/cuda/cublaslt_library.h"
@@ -99,6 +100,31 @@ class CudaBackendImpl final : public Backend {
     if (bytes <= 0) return;
     GRPO_CUDA_CHECK(cudaMemcpyAsync(Raw(dst), Raw(src), static_cast<size_t>(bytes),
                                     cudaMemcpyDeviceToDevice, stream_));
+  }
+  // core/fp8_block's conversions on the device (the CPU backend's QuantizeWeight, bit for bit).
+  void QuantizeWeight(DevicePtr<const float> src, int64_t rows, int64_t cols, DType dtype,
+                      DevicePtr<void> dst, DevicePtr<float> scales,
+                      DevicePtr<int32_t> nonfinite) override {
+    const int64_t n = rows * cols;
+    if (n <= 0) return;
+    if (nonfinite) cuda::LaunchCountNonfinite(stream_, Raw(src), n, Raw(nonfinite));
+    switch (dtype) {
+      case DType::kF32:
+        GRPO_CUDA_CHECK(cudaMemcpyAsync(Raw(dst), Raw(src), static_cast<size_t>(n) * sizeof(float),
+                                        cudaMemcpyDeviceToDevice, stream_));
+        return;
+      case DType::kBF16:
+        cuda::LaunchCastBf16(stream_, Raw(src), static_cast<uint16_t*>(Raw(dst)), n);
+        return;
+      case DType::kF8E4M3: {
+        const absl::Status st = cuda::QuantizeFp8BlockDevice(
+            Raw(src), rows, cols, static_cast<uint8_t*>(Raw(dst)), Raw(scales), stream_);
+        if (!st.ok()) Fatal("QuantizeWeight: " + std::string(st.message()));
+        return;
+      }
+      default:
+        Fatal("QuantizeWeight: dtype " + std::string(DTypeName(dtype)) + " is not a serving format");
+    }
   }
   void Synchronize() override {
     GRPO_CUDA_CHECK(cudaStreamSynchronize(stream_));

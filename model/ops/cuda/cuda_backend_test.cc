@@ -218,6 +218,48 @@ TEST_F(CudaBackendTest, LinearWeightsAndWideningOfBf16AndFp8) {
   }
 }
 
+// The device-side serving conversion, byte for byte against the CPU backend (which is checked
+// against core/fp8_block and F32ToBf16), with the non-finite count.
+TEST_F(CudaBackendTest, QuantizeWeightBf16AndFp8BlocksByteForByte) {
+  const int64_t rows = 261, cols = 300;  // odd: partial 128-blocks both ways
+  std::vector<float> w = RandomFloats(rows * cols, 0.05f);
+  for (int64_t i = 0; i < cols; ++i) w[130 * cols + i] *= 1000.0f;  // one row of larger blocks
+  for (int64_t r = 0; r < 128; ++r) {
+    for (int64_t c = 256; c < cols; ++c) w[r * cols + c] = 0.0f;  // an all-zero block
+  }
+  w[5] = std::numeric_limits<float>::quiet_NaN();
+  w[rows * cols - 1] = std::numeric_limits<float>::infinity();
+  Twin src = Both(w);
+  const int64_t scale_count = ((rows + 127) / 128) * ((cols + 127) / 128);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF8E4M3}) {
+    const int64_t bytes = rows * cols * static_cast<int64_t>(DTypeSize(dtype));
+    Twin dst = Poisoned((bytes + 3) / 4), scales = Poisoned(scale_count);
+    Twin count = Both(std::vector<int32_t>{3});
+    OnBoth([&](Backend& be, bool g) {
+      be.QuantizeWeight(src.on(g).data(), rows, cols, dtype, dst.on(g).raw(),
+                        dtype == DType::kF8E4M3 ? scales.on(g).data() : DevicePtr<float>(),
+                        count.on(g).i32());
+    });
+    const std::string name(DTypeName(dtype));
+    const std::vector<float> c = DownloadF32(CpuBackend(), dst.cpu), g = DownloadF32(Gpu(), dst.gpu);
+    // The NaN/inf blocks are unspecified; compare every other byte.
+    std::vector<uint8_t> cb(c.size() * 4), gb(g.size() * 4);
+    std::memcpy(cb.data(), c.data(), cb.size());
+    std::memcpy(gb.data(), g.data(), gb.size());
+    int64_t differing = 0;
+    const int64_t elem = static_cast<int64_t>(DTypeSize(dtype));
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      const int64_t r = i / cols, col = i % cols;
+      const bool poisoned_block = dtype == DType::kF8E4M3 && ((r < 128 && col < 128) || (r >= 256 && col >= 256));
+      if (poisoned_block || i == 5 || i == rows * cols - 1) continue;
+      if (std::memcmp(&cb[i * elem], &gb[i * elem], elem) != 0) ++differing;
+    }
+    EXPECT_EQ(differing, 0) << "QuantizeWeight " << name;
+    EXPECT_EQ(DownloadI32(Gpu(), count.gpu), (std::vector<int32_t>{5})) << name;
+    ExpectEqualInts(count, "QuantizeWeight nonfinite " + name);
+  }
+}
+
 TEST_F(CudaBackendTest, EmbeddingAndItsBackward) {
   const int64_t vocab = 101, dim = 67, rows = 45;
   Twin ids = Both(RandomInts(rows, 0, 9));  // repeated ids: gradients add up

@@ -19,6 +19,10 @@ namespace grpo::cuda {
 
 // ---- elementwise and rows (elementwise.cu) --------------------------------------------------
 void LaunchFill(cudaStream_t s, float* x, int64_t n, float value);
+// dst[i] = bf16(src[i]) rounded to nearest even, NaN kept quiet (core/float_formats F32ToBf16).
+void LaunchCastBf16(cudaStream_t s, const float* src, uint16_t* dst, int64_t n);
+// *count += the number of NaN or infinite values in src[0, n).
+void LaunchCountNonfinite(cudaStream_t s, const float* src, int64_t n, int32_t* count);
 void LaunchAdd(cudaStream_t s, const float* src, float* dst, int64_t n);
 void LaunchScale(cudaStream_t s, float* x, int64_t n, float c);
 // y[r, c] += b[c] for r < rows, c < cols.

@@ -18,6 +18,24 @@ __global__ void FillKernel(float* x, int64_t n, float value) {
   GRPO_GRID_LOOP(i, n) x[i] = value;
 }
 
+// core/float_formats.cc F32ToBf16, bit for bit.
+__global__ void CastBf16Kernel(const float* src, uint16_t* dst, int64_t n) {
+  GRPO_GRID_LOOP(i, n) {
+    const uint32_t bits = __float_as_uint(src[i]);
+    if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu) != 0) {
+      dst[i] = static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN, kept quiet
+    } else {
+      dst[i] = static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+    }
+  }
+}
+
+__global__ void CountNonfiniteKernel(const float* src, int64_t n, int32_t* count) {
+  int32_t mine = 0;
+  GRPO_GRID_LOOP(i, n) mine += isfinite(src[i]) ? 0 : 1;
+  if (mine != 0) atomicAdd(count, mine);
+}
+
 __global__ void AddKernel(const float* src, float* dst, int64_t n) {
   GRPO_GRID_LOOP(i, n) dst[i] = __fadd_rn(dst[i], src[i]);
 }
@@ -308,6 +326,16 @@ __global__ void AdamWKernel(float* p, const float* g, float* m, float* v, int64_
 void LaunchFill(cudaStream_t s, float* x, int64_t n, float value) {
   if (n <= 0) return;
   GRPO_CUDA_LAUNCH(FillKernel, GridFor(n), kThreads, 0, s, x, n, value);
+}
+
+void LaunchCastBf16(cudaStream_t s, const float* src, uint16_t* dst, int64_t n) {
+  if (n <= 0) return;
+  GRPO_CUDA_LAUNCH(CastBf16Kernel, GridFor(n), kThreads, 0, s, src, dst, n);
+}
+
+void LaunchCountNonfinite(cudaStream_t s, const float* src, int64_t n, int32_t* count) {
+  if (n <= 0) return;
+  GRPO_CUDA_LAUNCH(CountNonfiniteKernel, GridFor(n), kThreads, 0, s, src, n, count);
 }
 
 void LaunchAdd(cudaStream_t s, const float* src, float* dst, int64_t n) {
