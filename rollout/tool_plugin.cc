@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<Environment>> MakePluginEnvironment(ToolPluginOpt
   po.memory_mb = o.memory_mb;
   po.sandbox = o.sandbox;
   absl::StatusOr<std::unique_ptr<reward::PluginRule>> created = reward::PluginRule::Create(std::move(po));
-  if (!created.ok()) return grpo::WithContext(created.status(), "tool plugin: ");
+  if (!created.ok()) return grpo::WithContext(created.status(), "tool plugin");
   std::shared_ptr<const reward::PluginRule> rule = std::move(created).value();
   const std::string name = rule->plugin_name();
   ToolFunction run = [rule, timeout = o.timeout](const std::string& body) -> std::string {

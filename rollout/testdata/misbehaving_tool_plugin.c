@@ -4,7 +4,8 @@
  *   "leak"    allocates until the memory limit stops it
  *   "flood"   prints 8 MiB to stdout and stderr and claims a 1 GiB answer (fills its buffer)
  *   "fork"    starts 20 children that sleep forever, then answers "forked"
- *   "error"   returns an error;  anything else is echoed back. */
+ *   "error"   returns an error;  anything else is echoed back.
+ * With {"every_call": "crash"} (or another command) in its config, every call does that. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +14,17 @@
 
 #include "rollout/tool_plugin_abi.h"
 
+static char every_call[32];
+
 static void* create(const char* config, char* error, size_t error_size) {
   if (strstr(config, "\"fail_create\"")) {
     snprintf(error, error_size, "asked to fail");
     return NULL;
+  }
+  const char* p = strstr(config, "\"every_call\"");
+  if (p && (p = strchr(p + 12, '"')) != NULL) {
+    size_t n = strcspn(p + 1, "\"");
+    if (n < sizeof every_call) memcpy(every_call, p + 1, n);
   }
   return (void*)1;
 }
@@ -36,6 +44,10 @@ static int put(grpo_tool_output* out, int rc, const char* text, size_t n) {
 static int run(void* state, const char* input, size_t size, int64_t deadline_ms, grpo_tool_output* out) {
   (void)state;
   (void)deadline_ms;
+  if (every_call[0]) {
+    input = every_call;
+    size = strlen(every_call);
+  }
   if (is(input, size, "crash")) raise(SIGSEGV);
   if (is(input, size, "hang")) for (volatile int spin = 1; spin;) {}
   if (is(input, size, "leak")) {
