@@ -40,6 +40,8 @@ struct ServeArgs {
 
 struct WorkerArgs {
   std::string plugin, config = "{}";
+  std::string abi = "reward";  // or "tool": a tool plugin (rollout/tool_plugin_abi.h)
+  size_t max_output = 1024;    // tool plugins: bytes of one answer
 };
 
 }  // namespace
@@ -91,11 +93,14 @@ void AddRewardCommands(CLI::App& reward) {
                     "Score calls served at once; more are refused with RESOURCE_EXHAUSTED (default 8)");
 
   auto worker_args = std::make_shared<WorkerArgs>();
-  CLI::App* worker = reward.add_subcommand("plugin-worker", "Internal: a reward plugin worker process");
+  CLI::App* worker = reward.add_subcommand("plugin-worker", "Internal: a reward or tool plugin worker process");
   worker->group("");  // hidden from --help
   worker->add_option("--plugin", worker_args->plugin)->required();
   worker->add_option("--config", worker_args->config);
+  worker->add_option("--abi", worker_args->abi)->check(CLI::IsMember({"reward", "tool"}));
+  worker->add_option("--max-output", worker_args->max_output)->check(CLI::Range(size_t{1}, reward::kMaxToolOutputBytes));
   worker->callback([a = worker_args] {
+    if (a->abi == "tool") throw CommandExit{reward::RunToolPluginWorker(a->plugin, a->config, a->max_output)};
     throw CommandExit{reward::RunPluginWorker(a->plugin, a->config)};
   });
 }

@@ -30,7 +30,8 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
       "rollout.routing_replay", "rollout.overlap", "rollout.endpoints", "rollout.batch_invariant",
       "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
-      "tools.call_end", "tools.result_start", "tools.result_end",
+      "tools.call_end", "tools.result_start", "tools.result_end", "tools.plugin",
+      "tools.plugin_config", "tools.timeout_ms",
       "reward.rules", "reward.endpoints", "distill.teacher", "distill.coef", "distill.rule_rewards",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
@@ -106,12 +107,37 @@ absl::Status ParseEnum(const Config& c, const char* key, F parse, T* out) {
   return absl::OkStatus();
 }
 
+// tools.plugin, tools.plugin_config and tools.timeout_ms, which only a plugin (and, for the
+// timeout, the python tool) reads.
+absl::Status ParseToolPlugin(const Config& c, TrainRecipe* r) {
+  const bool plugin = r->tool_environment == "plugin";
+  GRPO_ASSIGN_OR_RETURN(r->tool_plugin, c.GetStringOr("tools.plugin", ""));
+  if (plugin && r->tool_plugin.empty()) {
+    return c.Error("tools.plugin", "tools.environment plugin needs the path of the plugin's shared library");
+  }
+  if (!plugin && (c.Has("tools.plugin") || c.Has("tools.plugin_config"))) {
+    return c.Error(c.Has("tools.plugin") ? "tools.plugin" : "tools.plugin_config",
+                   "is read only with tools.environment plugin");
+  }
+  if (c.Has("tools.plugin_config")) {
+    GRPO_ASSIGN_OR_RETURN(Config pc, c.Sub("tools.plugin_config"));
+    if (!pc.json().is_object()) return c.Error("tools.plugin_config", "must be a mapping");
+    r->tool_plugin_config = pc.json().dump();
+  }
+  GRPO_ASSIGN_OR_RETURN(r->tool_timeout_ms, c.GetIntOr("tools.timeout_ms", r->tool_timeout_ms));
+  if (r->tool_timeout_ms < 1 || r->tool_timeout_ms > 600000) return c.Error("tools.timeout_ms", "must be in [1, 600000]");
+  return absl::OkStatus();
+}
+
 // The tools section; the pretraining corpus's tool style takes its markers.
 absl::Status ParseTools(const Config& c, TrainRecipe* r) {
   GRPO_ASSIGN_OR_RETURN(r->tool_environment, c.GetStringOr("tools.environment", "none"));
-  if (r->tool_environment != "none" && r->tool_environment != "calculator" && r->tool_environment != "python") {
-    return c.Error("tools.environment", "unknown environment '" + r->tool_environment + "' (none, calculator, python)");
+  if (r->tool_environment != "none" && r->tool_environment != "calculator" && r->tool_environment != "python" &&
+      r->tool_environment != "plugin") {
+    return c.Error("tools.environment",
+                   "unknown environment '" + r->tool_environment + "' (none, calculator, python, plugin)");
   }
+  GRPO_RETURN_IF_ERROR(ParseToolPlugin(c, r));
   if (r->tool_environment == "python") r->tool_tags = PythonToolTags();  // fenced blocks unless set below
   GRPO_ASSIGN_OR_RETURN(r->max_tool_calls, c.GetIntOr("tools.max_calls", 2));
   if (r->max_tool_calls < 0 || r->max_tool_calls > kMaxCount) {

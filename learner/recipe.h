@@ -16,8 +16,9 @@
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
 //              overlap (one-step off-policy), endpoints (remote mode), batch_invariant
 //   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
-//              (none|calculator|python), max_calls, max_output_tokens, call_start, call_end,
-//              result_start, result_end
+//              (none|calculator|python|plugin), max_calls, max_output_tokens, call_start,
+//              call_end, result_start, result_end, plugin (a tool plugin's library),
+//              plugin_config (a mapping given to it), timeout_ms (per python or plugin call)
 //   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
 //   algorithm  objective (grpo|dr_grpo|dapo|gspo|cispo|sapo|gmpo) and overrides of its preset:
 //              clip_eps_low, clip_eps_high, ratio_level, aggregation, norm_length, kl_beta,
@@ -122,6 +123,9 @@ struct TrainRecipe {
   ToolTags tool_tags;
   int64_t max_tool_calls = 2;
   int64_t max_tool_output_tokens = 32;
+  std::string tool_plugin;              // the library of tools.environment plugin
+  std::string tool_plugin_config = "{}";  // tools.plugin_config as a JSON object text
+  int64_t tool_timeout_ms = 5000;       // per call of the python tool or a plugin
 
   Config rules;  // reward.rules as a rules-file tree
   std::vector<std::string> reward_endpoints;

@@ -152,6 +152,22 @@ TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
   ExpectError({"pretrain.teacher_mix.tool=0.5"}, "pretrain.teacher_mix.tool");
 }
 
+TEST(Recipe, ToolPluginKeys) {
+  auto r = Parse(kMinimal, {"tools.environment=plugin", "tools.plugin=plugins/libsort.so",
+                            "tools.plugin_config={descending: true}", "tools.timeout_ms=250"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool_plugin, "plugins/libsort.so");
+  EXPECT_EQ(r->tool_plugin_config, R"({"descending":true})");
+  EXPECT_EQ(r->tool_timeout_ms, 250);
+  EXPECT_EQ(r->tool_tags.call_start, "<tool_call>");
+  EXPECT_EQ(Parse(kMinimal)->tool_plugin_config, "{}");
+  ExpectError({"tools.environment=plugin"}, "tools.plugin");
+  ExpectError({"tools.environment=calculator", "tools.plugin=x.so"}, "tools.plugin");
+  ExpectError({"tools.environment=python", "tools.plugin_config={a: 1}"}, "tools.plugin_config");
+  ExpectError({"tools.environment=plugin", "tools.plugin=x.so", "tools.plugin_config=[1]"}, "tools.plugin_config");
+  ExpectError({"tools.environment=python", "tools.timeout_ms=0"}, "tools.timeout_ms");
+}
+
 TEST(Recipe, NamedChoicesAreParsedOnce) {
   auto r = Parse(kMinimal, {"rollout.serve_format=fp8", "algorithm.objective=gspo", "data.source=jsonl",
                             "data.jsonl.train=/data/train.jsonl"});

@@ -25,6 +25,7 @@
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
 #include "rollout/python_tool.h"
+#include "rollout/tool_plugin.h"
 #include "rollout/sample_proto.h"
 #include "store/query.h"
 #include "store/trajectory_store.h"
@@ -616,9 +617,20 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
 // The rollouts' tool environment (tools.environment); null for single-turn rollouts.
 absl::StatusOr<std::shared_ptr<Environment>> OpenEnvironment(const TrainRecipe& r) {
   if (r.tool_environment == "calculator") return std::shared_ptr<Environment>(MakeCalculatorEnvironment(r.tool_tags));
+  if (r.tool_environment == "plugin") {
+    ToolPluginOptions po;
+    po.path = r.tool_plugin;
+    po.config_json = r.tool_plugin_config;
+    po.tags = r.tool_tags;
+    po.timeout = absl::Milliseconds(r.tool_timeout_ms);
+    absl::StatusOr<std::unique_ptr<Environment>> plugin = MakePluginEnvironment(po);
+    if (!plugin.ok()) return grpo::WithContext(plugin.status(), "tools.plugin");
+    return std::shared_ptr<Environment>(std::move(plugin).value());
+  }
   if (r.tool_environment != "python") return std::shared_ptr<Environment>();
   PythonToolOptions po;
   po.tags = r.tool_tags;
+  po.timeout = absl::Milliseconds(r.tool_timeout_ms);
   absl::StatusOr<std::unique_ptr<Environment>> python = MakePythonEnvironment(po);
   if (!python.ok()) return grpo::WithContext(python.status(), "tools.environment python: ");
   return std::shared_ptr<Environment>(std::move(python).value());

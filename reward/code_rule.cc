@@ -1,6 +1,11 @@
 #include "reward/code_rule.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -79,7 +84,65 @@ std::vector<std::string_view> Lines(std::string_view s) {
   return lines;
 }
 
+const std::vector<std::string>& BlockTags(const std::string& language) {
+  static const std::vector<std::string> python = {"python", "py", "python3"};
+  static const std::vector<std::string> cpp = {"cpp", "c++", "cxx", "cc"};
+  return language == "cpp" ? cpp : python;
+}
+
+sandbox::Config RunConfig(sandbox::Isolation isolation) {
+  sandbox::Config config;
+  config.isolation = isolation;
+  config.scratch_bytes = uint64_t{16} << 20;
+  return config;
+}
+
+// The compiler's first line that says "error" (else its first line): what a failed compile tells.
+std::string FirstError(const std::string& stderr_text) {
+  std::vector<std::string_view> lines = Lines(stderr_text);
+  for (std::string_view line : lines) {
+    if (line.find("error") != std::string_view::npos) return std::string(line);
+  }
+  return lines.empty() ? "" : std::string(lines.front());
+}
+
+// A sealed (read-only for everyone) memfd holding `bytes`, to be executed as /proc/self/fd/N.
+absl::StatusOr<int> SealedMemfd(const std::string& bytes) {
+  int fd = ::memfd_create("grpo-program", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return grpo::ErrnoError("memfd_create", errno);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return grpo::ErrnoError("write memfd", errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    ::close(fd);
+    return grpo::ErrnoError("seal memfd", errno);
+  }
+  return fd;
+}
+
 }  // namespace
+
+struct CodeRule::Program {
+  std::string source;  // python: the program's text
+  int binary_fd = -1;  // cpp: a sealed memfd with the executable
+  Program() = default;
+  Program(Program&& o) noexcept : source(std::move(o.source)), binary_fd(std::exchange(o.binary_fd, -1)) {}
+  Program& operator=(Program&& o) noexcept {
+    std::swap(source, o.source);
+    std::swap(binary_fd, o.binary_fd);
+    return *this;
+  }
+  ~Program() {
+    if (binary_fd >= 0) ::close(binary_fd);
+  }
+};
 
 absl::StatusOr<std::vector<CodeTest>> ParseCodeTests(std::string_view text) {
   json t = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
@@ -135,36 +198,96 @@ bool SameOutput(std::string_view got, std::string_view want) { return Lines(got)
 CodeRule::CodeRule(CodeRuleOptions options) : options_(std::move(options)) {}
 
 absl::StatusOr<std::unique_ptr<CodeRule>> CodeRule::Create(CodeRuleOptions options) {
-  if (options.language != "python")
-    return absl::InvalidArgumentError("code rule: language '" + options.language + "' is not supported (python)");
+  if (options.language != "python" && options.language != "cpp")
+    return absl::InvalidArgumentError("code rule: language '" + options.language + "' is not supported (python, cpp)");
+  if (options.compile_timeout <= absl::ZeroDuration() || options.compile_memory_mb < 64 ||
+      options.max_binary_bytes == 0 || options.max_binary_bytes > (size_t{1} << 30))
+    return absl::InvalidArgumentError("code rule: compile_timeout must be > 0, compile_memory_mb >= 64, "
+                                      "max_binary_bytes in [1, 1 GiB]");
   if (options.test_timeout <= absl::ZeroDuration() || options.total_timeout <= absl::ZeroDuration() ||
       options.memory_mb < 16 || options.max_processes < 1)
     return absl::InvalidArgumentError("code rule: timeouts must be > 0, memory_mb >= 16, max_processes >= 1");
-  sandbox::Config config;
-  config.isolation = options.isolation;
-  config.scratch_bytes = uint64_t{16} << 20;
+  const sandbox::Config config = RunConfig(options.isolation);
   // Fail now, with the reason, where the sandbox cannot work here.
   GRPO_RETURN_IF_ERROR(sandbox::Sandbox::Create(config).status());
   std::unique_ptr<CodeRule> rule(new CodeRule(std::move(options)));
-  rule->pool_ = std::make_unique<sandbox::Pool>(config, rule->options_.pool_size);
+  // cpp runs each test with its binary passed in, outside the pool.
+  const int warm = rule->options_.language == "python" ? rule->options_.pool_size : 0;
+  rule->pool_ = std::make_unique<sandbox::Pool>(config, warm);
   return rule;
 }
 
 std::string CodeRule::Describe() const {
-  return absl::StrCat("runs the last ```python block against the item's tests in the sandbox; ",
+  return absl::StrCat("runs the last ```", BlockTags(options_.language).front(), " block against the item's tests in the sandbox; ",
                       options_.all_or_nothing ? "1 when all pass, else 0" : "fraction of tests passed");
+}
+
+absl::StatusOr<CodeRule::Program> CodeRule::Prepare(std::string_view completion, std::string* why) const {
+  Program program;
+  absl::StatusOr<std::string> source = ExtractFencedCode(completion, BlockTags(options_.language));
+  if (!source.ok()) {
+    *why = std::string(source.status().message());
+    return program;
+  }
+  if (options_.language == "python") {
+    program.source = *std::move(source);
+    return program;
+  }
+  sandbox::Config config = RunConfig(options_.isolation);
+  config.scratch_bytes = uint64_t{256} << 20;
+  sandbox::Job job;
+  // The source comes on stdin, the diagnostics go to stderr, the binary to stdout.
+  job.argv = {"/bin/sh", "-c", "cat > prog.cpp && \"$0\" -std=c++17 -O2 -pipe -o prog prog.cpp 1>&2 && cat prog",
+              options_.compiler};
+  job.stdin_data = *std::move(source);
+  job.deadline = options_.compile_timeout;
+  job.limits.cpu_seconds = static_cast<int>(absl::ToInt64Seconds(absl::Ceil(options_.compile_timeout, absl::Seconds(1))));
+  job.limits.address_space_bytes = static_cast<uint64_t>(options_.compile_memory_mb) << 20;
+  job.limits.file_size_bytes = options_.max_binary_bytes;
+  job.limits.processes = 16;
+  job.stdout_cap = options_.max_binary_bytes + 1;
+  job.stderr_cap = 4096;
+  absl::StatusOr<sandbox::Result> r = sandbox::Run(config, job);
+  if (!r.ok()) return grpo::WithContext(r.status(), "code rule: compiling");
+  if (r->timed_out) *why = absl::StrCat("compile timed out after ", absl::FormatDuration(options_.compile_timeout));
+  else if (!r->exited_ok()) *why = "compile error: " + FirstError(r->stderr_data);
+  else if (r->stdout_truncated || r->stdout_data.size() > options_.max_binary_bytes)
+    *why = absl::StrCat("compiled program larger than ", options_.max_binary_bytes, " bytes");
+  if (!why->empty()) return program;
+  GRPO_ASSIGN_OR_RETURN(program.binary_fd, SealedMemfd(r->stdout_data));
+  return program;
+}
+
+absl::StatusOr<sandbox::Result> CodeRule::RunTest(const Program& program, const CodeTest& t, absl::Duration left) const {
+  sandbox::Job job;
+  job.stdin_data = t.input;
+  job.deadline = left;
+  job.limits.cpu_seconds = static_cast<int>(absl::ToInt64Seconds(left)) + 1;
+  job.limits.address_space_bytes = static_cast<uint64_t>(options_.memory_mb) << 20;
+  job.limits.processes = options_.max_processes;
+  job.stdout_cap = options_.max_output_bytes;
+  job.stderr_cap = 4096;
+  if (program.binary_fd < 0) {
+    job.argv = {options_.python, "-I", "-c", program.source + t.appended_code};
+    return pool_->Run(job);
+  }
+  constexpr int kBinaryFd = 3;
+  sandbox::Config config = RunConfig(options_.isolation);
+  config.fds = {{program.binary_fd, kBinaryFd}};
+  job.argv = {absl::StrCat("/proc/self/fd/", kBinaryFd)};
+  return sandbox::Run(config, job);
 }
 
 absl::StatusOr<RuleOutput> CodeRule::Score(const RewardItem& item) const {
   auto meta = item.meta.find("tests");
   GRPO_ASSIGN_OR_RETURN(std::vector<CodeTest> tests,
                         ParseCodeTests(meta != item.meta.end() ? meta->second : item.answer));
+  if (options_.language == "cpp" && !tests.front().check_output)
+    return absl::InvalidArgumentError("code tests: assert-style and call-based tests are Python; language cpp "
+                                      "needs stdin/stdout tests");
   RuleOutput out;
-  absl::StatusOr<std::string> program = ExtractFencedCode(item.completion, {"python", "py", "python3"});
-  if (!program.ok()) {
-    out.detail = std::string(program.status().message());
-    return out;
-  }
+  GRPO_ASSIGN_OR_RETURN(Program program, Prepare(item.completion, &out.detail));
+  if (!out.detail.empty()) return out;
   const absl::Time end = absl::Now() + options_.total_timeout;
   size_t passed = 0;
   std::string first_failure;
@@ -175,16 +298,7 @@ absl::StatusOr<RuleOutput> CodeRule::Score(const RewardItem& item) const {
     if (left <= absl::ZeroDuration()) {
       why = "total time limit";
     } else {
-      sandbox::Job job;
-      job.argv = {options_.python, "-I", "-c", *program + t.appended_code};
-      job.stdin_data = t.input;
-      job.deadline = left;
-      job.limits.cpu_seconds = static_cast<int>(absl::ToInt64Seconds(left)) + 1;
-      job.limits.address_space_bytes = static_cast<uint64_t>(options_.memory_mb) << 20;
-      job.limits.processes = options_.max_processes;
-      job.stdout_cap = options_.max_output_bytes;
-      job.stderr_cap = 4096;
-      absl::StatusOr<sandbox::Result> r = pool_->Run(job);
+      absl::StatusOr<sandbox::Result> r = RunTest(program, t, left);
       if (!r.ok()) return grpo::WithContext(r.status(), "code rule");
       if (r->timed_out) why = "timed out";
       else if (r->signal != 0) why = absl::StrCat("killed by signal ", r->signal);

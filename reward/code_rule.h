@@ -1,10 +1,17 @@
 // CodeRule ("code"): runs the program in the completion against the item's tests, in the
 // sandbox (sandbox/sandbox.h), and scores the fraction of tests passed (or 1/0 when every test
-// must pass).
+// must pass). Languages: Python 3 ("python") and C++ ("cpp", compiled with g++).
 //
 // Contract:
-//  - The program is the last fenced block (```python ... ```; tags python, py, python3) of the
-//    completion. No such block scores 0 ("no python block"), a judgment, not an error.
+//  - The program is the last fenced block of the language (```python ... ```; tags python, py,
+//    python3; for cpp: cpp, c++, cxx, cc) of the completion. No such block scores 0 ("no python
+//    block"), a judgment, not an error.
+//  - C++ is compiled once per item, inside a sandbox of its own (`compiler` -std=c++17 -O2,
+//    `compile_timeout`, `compile_memory_mb`, a binary of at most `max_binary_bytes`); a program
+//    that does not compile (or not in time) scores 0 with the compiler's first error line in the
+//    detail. The binary then runs per test like a Python program, from a sealed memfd passed to
+//    each sandbox (nothing is written to the host's disk). Assert-style and call-based tests
+//    (MBPP, HumanEval, APPS fn_name) are Python code and are an item error for cpp.
 //  - The tests are JSON text in meta["tests"] when present, else in `answer`, in one of:
 //      {"inputs": [...], "outputs": [...]}            stdin/stdout pairs (APPS, CodeContests,
 //                                                      TACO, LiveCodeBench); a list element is
@@ -40,6 +47,10 @@ namespace grpo::reward {
 struct CodeRuleOptions {
   std::string language = "python";
   std::string python = "/usr/bin/python3";
+  std::string compiler = "/usr/bin/g++";           // cpp
+  absl::Duration compile_timeout = absl::Seconds(20);  // cpp: wall clock of one compilation
+  int compile_memory_mb = 2048;                    // cpp: address space of the compiler
+  size_t max_binary_bytes = size_t{16} << 20;      // cpp: a larger binary fails to compile
   bool all_or_nothing = false;
   absl::Duration test_timeout = absl::Seconds(2);
   absl::Duration total_timeout = absl::Seconds(20);
@@ -78,6 +89,11 @@ class CodeRule : public Rule {
 
  private:
   explicit CodeRule(CodeRuleOptions options);
+  struct Program;
+  // The program of the completion, ready to run (compiled for cpp); a judgment (score 0, with
+  // `why`) when there is none or it does not compile.
+  absl::StatusOr<Program> Prepare(std::string_view completion, std::string* why) const;
+  absl::StatusOr<sandbox::Result> RunTest(const Program& program, const CodeTest& test, absl::Duration left) const;
   CodeRuleOptions options_;
   std::unique_ptr<sandbox::Pool> pool_;
 };

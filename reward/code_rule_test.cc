@@ -124,9 +124,84 @@ TEST(CodeRule, WeakIsolation) {
   EXPECT_EQ((*rule)->Score(Item("while True: pass"))->score, 0.0);
 }
 
+std::unique_ptr<CodeRule> MakeCppRule() {
+  CodeRuleOptions o;
+  o.language = "cpp";
+  o.test_timeout = absl::Seconds(1);
+  o.total_timeout = absl::Seconds(3);
+  o.memory_mb = 256;
+  o.compile_timeout = absl::Seconds(60);  // g++ on a loaded 2-core machine
+  auto r = CodeRule::Create(o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? std::move(*r) : nullptr;
+}
+
+RewardItem CppItem(const std::string& code, const std::string& tests = kSumTests) {
+  RewardItem it;
+  it.completion = "My solution:\n```cpp\n" + code + "\n```\n";
+  it.answer = tests;
+  return it;
+}
+
+// The same table for C++: compiled with g++ in the sandbox, then run per test.
+TEST(CodeRule, TableOfCppPrograms) {
+  auto rule = MakeCppRule();
+  ASSERT_NE(rule, nullptr);
+  const std::string head = "#include <bits/stdc++.h>\nint main() {\n  long long a, b;\n  std::cin >> a >> b;\n";
+  const Case cases[] = {
+      {"correct", head + "  std::cout << a + b << \"\\n\";\n}", 1.0},
+      {"wrong", head + "  std::cout << a - b << \"\\n\";\n}", 1.0 / 3},  // right only on 0 0
+      {"does not compile", "int main() { return undeclared; }", 0.0},
+      {"crashing", "int main() { volatile int* p = nullptr; return *p; }", 0.0},
+      {"exits nonzero", head + "  std::cout << a + b << \"\\n\";\n  return 3;\n}", 0.0},
+      {"infinite loop", "int main() { for (volatile int i = 0;; ) {} }", 0.0},
+      {"reads stdin forever", "#include <cstdio>\nint main() { for (;;) std::getchar(); }", 0.0},
+      {"prints too much", "#include <cstdio>\nint main() { for (;;) std::puts(\"3\"); }", 0.0},
+      {"fork bomb", "#include <unistd.h>\nint main() { for (;;) fork(); }", 0.0},
+      {"memory hog",
+       "#include <cstdlib>\n#include <cstring>\nint main() { char* p = (char*)std::malloc(1u << 31);"
+       " if (!p) return 1; std::memset(p, 1, 1u << 31); return 0; }",
+       0.0},
+      {"opens a socket then answers",
+       "#include <bits/stdc++.h>\n#include <sys/socket.h>\nint main() { if (socket(AF_INET, SOCK_STREAM, 0) >= 0) "
+       "return 0; long long a, b; std::cin >> a >> b; std::cout << a + b; }",
+       1.0},
+      {"writes outside scratch then answers",
+       "#include <bits/stdc++.h>\nint main() { if (std::fopen(\"/usr/x\", \"w\")) return 0; long long a, b;"
+       " std::cin >> a >> b; std::cout << a + b; }",
+       1.0},
+  };
+  for (const Case& c : cases) {
+    absl::Time t0 = absl::Now();
+    absl::StatusOr<RuleOutput> r = rule->Score(CppItem(c.code));
+    ASSERT_TRUE(r.ok()) << c.name << ": " << r.status();
+    EXPECT_NEAR(r->score, c.score, 1e-9) << c.name << ": " << r->detail;
+    std::cout << c.name << ": " << r->score << " (" << r->detail << ") in " << absl::Now() - t0 << "\n";
+  }
+}
+
+TEST(CodeRule, CppDetailsAndItemErrors) {
+  auto rule = MakeCppRule();
+  ASSERT_NE(rule, nullptr);
+  absl::StatusOr<RuleOutput> bad = rule->Score(CppItem("int main() { return undeclared; }"));
+  ASSERT_TRUE(bad.ok()) << bad.status();
+  EXPECT_EQ(bad->detail.rfind("compile error: ", 0), 0u) << bad->detail;
+  EXPECT_NE(bad->detail.find("undeclared"), std::string::npos) << bad->detail;
+  // A python block is not a C++ program.
+  absl::StatusOr<RuleOutput> none = rule->Score(Item("print(3)"));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->detail, "no ```cpp block");
+  // Assert-style tests are Python code.
+  EXPECT_EQ(rule->Score(CppItem("int main() {}", R"({"test_list": ["assert f() == 1"]})")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CodeRule, OptionErrors) {
   CodeRuleOptions o;
   o.language = "cobol";
+  EXPECT_EQ(CodeRule::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.language = "cpp";
+  o.compile_timeout = absl::ZeroDuration();
   EXPECT_EQ(CodeRule::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

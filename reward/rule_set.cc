@@ -33,7 +33,7 @@ const std::vector<TypeKeys>& AllTypeKeys() {
       {"cosine", {"extract", "min_value_wrong", "max_value_wrong", "min_value_correct",
                   "max_value_correct", "max_len", "unit"}},
       {"code", {"language", "python", "mode", "timeout_ms", "total_timeout_ms", "memory_mb",
-                 "max_processes", "isolation"}},
+                 "max_processes", "isolation", "compiler", "compile_timeout_ms", "compile_memory_mb"}},
       {"plugin", {"path", "config", "timeout_ms", "workers", "memory_mb", "isolation"}},
   };
   return kTypes;
@@ -169,6 +169,13 @@ absl::StatusOr<std::unique_ptr<Rule>> MakeRule(const std::string& type, const Co
     GRPO_RETURN_IF_ERROR(Check(e, "total_timeout_ms", total > 0 && total <= 3600000, "must be in (0, 3600000]"));
     GRPO_RETURN_IF_ERROR(Check(e, "memory_mb", m >= 16 && m <= (1 << 20), "must be in [16, 1048576]"));
     GRPO_RETURN_IF_ERROR(Check(e, "max_processes", p >= 1 && p <= 4096, "must be in [1, 4096]"));
+    GRPO_ASSIGN_OR_RETURN(o.compiler, e.GetStringOr("compiler", o.compiler));
+    GRPO_ASSIGN_OR_RETURN(int64_t ct, e.GetIntOr("compile_timeout_ms", 20000));
+    GRPO_ASSIGN_OR_RETURN(int64_t cm, e.GetIntOr("compile_memory_mb", o.compile_memory_mb));
+    GRPO_RETURN_IF_ERROR(Check(e, "compile_timeout_ms", ct > 0 && ct <= 600000, "must be in (0, 600000]"));
+    GRPO_RETURN_IF_ERROR(Check(e, "compile_memory_mb", cm >= 64 && cm <= (1 << 20), "must be in [64, 1048576]"));
+    o.compile_timeout = absl::Milliseconds(ct);
+    o.compile_memory_mb = static_cast<int>(cm);
     o.test_timeout = absl::Milliseconds(t);
     o.total_timeout = absl::Milliseconds(total);
     o.memory_mb = static_cast<int>(m);
