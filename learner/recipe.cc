@@ -324,7 +324,7 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   if (r.max_staleness > 0 && r.loss.is_correction == IsCorrection::kNone) {
     return c.Error(c.Has("rollout.max_staleness") ? "rollout.max_staleness" : "rollout.overlap",
                    "off-policy samples need algorithm.is_correction "
-                                      "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
+                   "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
   }
   GRPO_ASSIGN_OR_RETURN(r.distill_teacher, c.GetStringOr("distill.teacher", ""));
   GRPO_ASSIGN_OR_RETURN(r.distill_coef, c.GetDoubleOr("distill.coef", 1.0));
