@@ -207,14 +207,15 @@ std::string Fmt(const char* f, double v) {
 
 // ===== The stages of one GRPO step ===========================================================
 //
-//   rollout -> score   CollectStep        (with rollout.overlap, launched during the previous
-//                                          step's update, with the weights from before it)
+//   rollout -> score   CollectStep        (with rollout.max_staleness k >= 1, queued up to k
+//                                          steps earlier: RolloutQueue)
 //   advantages         StepAdvantages
 //   step known good    SummarizeRewards   (fails when no sample got a reward: nothing stored)
 //   store              StoreStep          (durable before the update)
-//   [overlap]          the next step's CollectStep is launched here
+//   [max_staleness]    the CollectSteps of the next steps up to step + k are queued here
+//   staleness          BoundStaleness     (per-token versions; older than k: dropped, counted)
 //   update             UpdatePolicy
-//   push               PushAfterRollout   (waits for the overlapping rollout, then pushes)
+//   push               PushAfterRollout   (k = 1: waits for the overlapping rollout; k >= 2: live)
 //   metrics, eval      StepRow, Evaluate
 //   checkpoint         CheckpointDue / SaveRunCheckpoint
 
@@ -251,7 +252,7 @@ bool FlatGroup(const std::vector<double>& scored) {
 }
 
 // Rollout and scoring of step `step`: the inputs the stage reads, fixed for the whole run. It is
-// the one stage that may run concurrently with another (the update, with rollout.overlap); it
+// the one stage that may run concurrently with another (the update, with rollout.max_staleness); it
 // touches only the rollout, the scorer and the prompt sampler, which nothing else uses meanwhile.
 struct CollectStep {
   Run* run;
