@@ -28,7 +28,7 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.prompts_per_step", "rollout.group_size", "rollout.max_new_tokens",
       "rollout.temperature", "rollout.top_p", "rollout.top_k", "rollout.min_p",
       "rollout.stop_strings", "rollout.serve_format", "rollout.kv_memory_mb",
-      "rollout.routing_replay", "rollout.overlap", "rollout.endpoints", "rollout.batch_invariant",
+      "rollout.routing_replay", "rollout.overlap", "rollout.max_staleness", "rollout.endpoints", "rollout.batch_invariant",
       "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
       "tools.call_end", "tools.result_start", "tools.result_end", "tools.plugin",
       "tools.plugin_config", "tools.timeout_ms",
@@ -130,6 +130,24 @@ absl::Status ParseToolPlugin(const Config& c, TrainRecipe* r) {
 }
 
 // The tools section; the pretraining corpus's tool style takes its markers.
+// rollout.max_staleness, after rollout.overlap (its one-step special case) and rollout.endpoints.
+absl::Status ParseMaxStaleness(const Config& c, TrainRecipe* r) {
+  constexpr int64_t kMaxStaleness = 8;
+  GRPO_ASSIGN_OR_RETURN(r->max_staleness, c.GetIntOr("rollout.max_staleness", r->overlap ? 1 : 0));
+  if (r->max_staleness < 0 || r->max_staleness > kMaxStaleness) {
+    return c.Error("rollout.max_staleness", "must be in [0, " + std::to_string(kMaxStaleness) + "], got " +
+                                                std::to_string(r->max_staleness));
+  }
+  if (r->overlap && r->max_staleness != 1) {
+    return c.Error("rollout.max_staleness", "rollout.overlap: true is max_staleness 1; set one of the two");
+  }
+  if (r->max_staleness >= 2 && !r->rollout_endpoints.empty()) {
+    return c.Error("rollout.max_staleness", "values >= 2 need the embedded rollout (no rollout.endpoints)");
+  }
+  r->overlap = r->max_staleness >= 1;
+  return absl::OkStatus();
+}
+
 absl::Status ParseTools(const Config& c, TrainRecipe* r) {
   GRPO_ASSIGN_OR_RETURN(r->tool_environment, c.GetStringOr("tools.environment", "none"));
   if (r->tool_environment != "none" && r->tool_environment != "calculator" && r->tool_environment != "python" &&
@@ -245,6 +263,7 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.routing_replay, c.GetBoolOr("rollout.routing_replay", true));
   GRPO_ASSIGN_OR_RETURN(r.overlap, c.GetBoolOr("rollout.overlap", false));
   GRPO_ASSIGN_OR_RETURN(r.rollout_endpoints, c.GetStringListOr("rollout.endpoints", {}));
+  GRPO_RETURN_IF_ERROR(ParseMaxStaleness(c, &r));
   GRPO_ASSIGN_OR_RETURN(r.batch_invariant, c.GetBoolOr("rollout.batch_invariant", false));
   if (r.batch_invariant && r.serve_format != WeightFormat::kF32) {
     return c.Error("rollout.batch_invariant", "needs rollout.serve_format: f32 (the rollout must multiply the "
@@ -328,9 +347,10 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_RETURN_IF_ERROR(Positive(c, "train.eval_samples", r.eval_samples));
   GRPO_ASSIGN_OR_RETURN(r.eval_temperature, c.GetDoubleOr("train.eval_temperature", 1.0));
   GRPO_ASSIGN_OR_RETURN(r.checkpoint_every, c.GetIntOr("train.checkpoint_every", 0));
-  if (r.overlap && r.loss.is_correction == IsCorrection::kNone) {
-    return c.Error("rollout.overlap", "one-step off-policy samples need algorithm.is_correction "
-                                      "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
+  if (r.max_staleness > 0 && r.loss.is_correction == IsCorrection::kNone) {
+    return c.Error(c.Has("rollout.max_staleness") ? "rollout.max_staleness" : "rollout.overlap",
+                   "off-policy samples need algorithm.is_correction "
+                   "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
   }
   GRPO_ASSIGN_OR_RETURN(r.distill_teacher, c.GetStringOr("distill.teacher", ""));
   GRPO_ASSIGN_OR_RETURN(r.distill_coef, c.GetDoubleOr("distill.coef", 1.0));

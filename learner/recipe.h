@@ -113,6 +113,11 @@ struct TrainRecipe {
   int64_t kv_memory_mb = 256;
   bool routing_replay = true;
   bool overlap = false;  // one-step off-policy: next rollout during this update
+  // How many weight versions a trained sample's oldest token may lag the learner (0..8).
+  // 0: synchronous; 1: rollout.overlap; >= 2: asynchronous (rollout runs up to this many steps
+  // ahead, weights pushed live mid-generation; older samples are dropped from the loss).
+  // rollout.overlap: true is max_staleness 1.
+  int64_t max_staleness = 0;
   // Rollout logprobs bit-identical to the learner's (Backend::SetBatchInvariant); needs f32 serving.
   bool batch_invariant = false;
   std::vector<std::string> rollout_endpoints;

@@ -126,6 +126,28 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"distill.teachr=/t"}, "distill.teacher");  // unknown key, the known one suggested
 }
 
+TEST(Recipe, MaxStalenessIsCheckedAndOverlapIsItsOneStepCase) {
+  auto sync = Parse(kMinimal);
+  ASSERT_TRUE(sync.ok()) << sync.status().ToString();
+  EXPECT_EQ(sync->max_staleness, 0);
+  EXPECT_FALSE(sync->overlap);
+  auto overlap = Parse(kMinimal, {"rollout.overlap=true", "algorithm.is_correction=token_tis"});
+  ASSERT_TRUE(overlap.ok()) << overlap.status().ToString();
+  EXPECT_EQ(overlap->max_staleness, 1);
+  auto async = Parse(kMinimal, {"rollout.max_staleness=2", "algorithm.is_correction=token_tis"});
+  ASSERT_TRUE(async.ok()) << async.status().ToString();
+  EXPECT_EQ(async->max_staleness, 2);
+  EXPECT_TRUE(async->overlap);
+  ExpectError({"rollout.max_staleness=-1", "algorithm.is_correction=token_tis"}, "rollout.max_staleness");
+  ExpectError({"rollout.max_staleness=9", "algorithm.is_correction=token_tis"}, "rollout.max_staleness");
+  ExpectError({"rollout.max_staleness=2"}, "rollout.max_staleness");  // no is_correction
+  ExpectError({"rollout.overlap=true"}, "rollout.overlap");
+  ExpectError({"rollout.overlap=true", "rollout.max_staleness=2", "algorithm.is_correction=token_tis"},
+              "rollout.max_staleness");
+  ExpectError({"rollout.max_staleness=2", "algorithm.is_correction=token_tis", "rollout.endpoints=[\"h:1\"]"},
+              "rollout.max_staleness");
+}
+
 TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
   auto r = Parse(kMinimal, {"tools.environment=calculator", "tools.max_calls=3", "tools.max_output_tokens=8",
                             "tools.call_start=<c>", "tools.call_end=</c>", "pretrain.teacher_mix.tool=0.5"});

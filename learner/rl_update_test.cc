@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <future>
 #include <random>
 
 #include "model/ops/cpu_guarded/guarded_backend.h"
@@ -368,6 +369,68 @@ TEST(RlUpdate, ReportsTheRolloutLearnerMismatch) {
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(stats->mismatch_tokens, 0);
   EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
+}
+
+// A partial rollout: the engine takes version 1 after each sample's first token, so every sample
+// spans versions 0 and 1. The learner (holding version 1) trains on all of it, and the mismatch it
+// measures per token is exactly that of the version-0 tokens: each token is corrected against the
+// logprob of the weights that sampled it.
+TEST(RlUpdate, APartialRolloutSpanningTwoVersionsTrainsPerToken) {
+  auto config = PresetConfig("qwen2-nano");
+  ASSERT_TRUE(config.ok());
+  auto engine = RolloutEngine::Create(Make("qwen2-nano", 4), {});
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  auto learner = Make("qwen2-nano", 5);
+  GroupRequest r;
+  r.prompt = {5, 9, 13, 2};
+  r.n = 3;
+  r.max_new_tokens = 6;
+  r.seed = 11;
+  r.return_raw_logprobs = true;
+  std::promise<GroupResult> done;
+  GroupCallbacks cb;
+  RolloutEngine* e = engine->get();
+  const std::vector<Parameter> v1 = learner->ReadParameters();
+  cb.on_prefill = [e, &v1](const GroupResult&) { EXPECT_TRUE(e->StageWeights(1, v1).ok()); };
+  cb.on_done = [&done](GroupResult g) { done.set_value(std::move(g)); };
+  ASSERT_TRUE((*engine)->Submit(r, cb).ok());
+  const GroupResult g = done.get_future().get();
+
+  std::vector<RlGroup> groups(1);
+  groups[0].prompt = r.prompt;
+  int64_t n = 0;
+  for (const SampleResult& s : g.samples) {
+    ASSERT_EQ(s.versions, (std::vector<VersionSpan>{{0, 0}, {1, 1}}));
+    RlSample rs;
+    rs.completion = s.tokens;
+    rs.rollout_logprobs = s.raw_logprobs;
+    rs.advantage = static_cast<double>(groups[0].samples.size()) - 1.0;
+    groups[0].samples.push_back(std::move(rs));
+    n += static_cast<int64_t>(s.tokens.size());
+  }
+  const auto lp = CompletionLogprobs(*learner, groups);
+  double sum = 0, max = 0;
+  for (size_t k = 0; k < g.samples.size(); ++k) {
+    const double d = std::fabs(static_cast<double>(g.samples[k].raw_logprobs[0]) - lp[k][0]);
+    sum += d;
+    max = std::max(max, d);
+    for (size_t t = 1; t < lp[k].size(); ++t) EXPECT_NEAR(g.samples[k].raw_logprobs[t], lp[k][t], 1e-5) << k << " " << t;
+  }
+  auto opt = AdamW::Create(learner->backend(), learner->parameter_specs(), {});
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kGrpo);
+  o.loss.kl_beta = 0;
+  o.loss.is_correction = IsCorrection::kTokenTis;
+  o.schedule.lr = 1e-3;
+  std::vector<Buffer> grads;
+  auto stats = RlUpdate(*learner, nullptr, *opt, groups, o, &grads);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->tokens, n);  // every token of every sample trained
+  EXPECT_EQ(stats->mismatch_tokens, n);
+  EXPECT_GT(max, 1e-3);  // the two versions differ
+  EXPECT_NEAR(stats->mismatch_max_abs_logprob, max, 1e-5);
+  EXPECT_NEAR(stats->mismatch_mean_abs_logprob, sum / static_cast<double>(n), 1e-5);
+  EXPECT_NE(CompletionLogprobs(*learner, groups), lp);  // the update moved the policy
 }
 
 // With the backend in batch-invariant mode and the engine serving the learner's weights, the

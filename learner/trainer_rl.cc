@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <future>
 #include <functional>
+#include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 
@@ -206,14 +208,15 @@ std::string Fmt(const char* f, double v) {
 
 // ===== The stages of one GRPO step ===========================================================
 //
-//   rollout -> score   CollectStep        (with rollout.overlap, launched during the previous
-//                                          step's update, with the weights from before it)
+//   rollout -> score   CollectStep        (with rollout.max_staleness k >= 1, queued up to k
+//                                          steps earlier: RolloutQueue)
 //   advantages         StepAdvantages
 //   step known good    SummarizeRewards   (fails when no sample got a reward: nothing stored)
 //   store              StoreStep          (durable before the update)
-//   [overlap]          the next step's CollectStep is launched here
+//   [max_staleness]    the CollectSteps of the next steps up to step + k are queued here
+//   staleness          BoundStaleness     (per-token versions; older than k: dropped, counted)
 //   update             UpdatePolicy
-//   push               PushAfterRollout   (waits for the overlapping rollout, then pushes)
+//   push               PushAfterRollout   (k = 1: waits for the overlapping rollout; k >= 2: live)
 //   metrics, eval      StepRow, Evaluate
 //   checkpoint         CheckpointDue / SaveRunCheckpoint
 
@@ -250,7 +253,7 @@ bool FlatGroup(const std::vector<double>& scored) {
 }
 
 // Rollout and scoring of step `step`: the inputs the stage reads, fixed for the whole run. It is
-// the one stage that may run concurrently with another (the update, with rollout.overlap); it
+// the one stage that may run concurrently with another (the update, with rollout.max_staleness); it
 // touches only the rollout, the scorer and the prompt sampler, which nothing else uses meanwhile.
 struct CollectStep {
   Run* run;
@@ -439,6 +442,45 @@ absl::StatusOr<std::vector<RlGroup>> TrainingGroups(const StepBatch& b, const st
   return out;
 }
 
+// How far behind the learner a step's samples were generated, in weight versions.
+struct StalenessStats {
+  double mean = 0;        // over the samples with tokens, of learner version - oldest token version
+  int64_t max = 0;
+  int64_t dropped = 0;    // samples older than rollout.max_staleness: not trained
+  int64_t multi_version = 0;  // samples whose tokens span more than one version (partial rollouts)
+};
+
+// Each sample's staleness is `learner_version` (the weights the update starts from) minus the
+// version of its oldest token (rollout/engine.h records them per token). Samples over
+// `max_staleness` are dropped from the loss (`trained` false), not down-weighted; younger ones
+// keep every token, each corrected by the loss's is_correction against the logprob it was
+// sampled with.
+StalenessStats BoundStaleness(const StepBatch& b, uint64_t learner_version, int64_t max_staleness,
+                              std::vector<RlGroup>* groups) {
+  StalenessStats st;
+  int64_t counted = 0;
+  double sum = 0;
+  for (size_t g = 0; g < b.groups.size(); ++g) {
+    for (size_t i = 0; i < b.groups[g].samples.size(); ++i) {
+      const SampleResult& sr = b.groups[g].samples[i];
+      if (sr.versions.empty()) continue;  // no tokens
+      uint64_t oldest = sr.versions.front().version;
+      for (const VersionSpan& v : sr.versions) oldest = std::min(oldest, v.version);
+      const int64_t stale = oldest >= learner_version ? 0 : static_cast<int64_t>(learner_version - oldest);
+      ++counted;
+      sum += static_cast<double>(stale);
+      st.max = std::max(st.max, stale);
+      if (sr.versions.size() > 1) ++st.multi_version;
+      if (stale > max_staleness && (*groups)[g].samples[i].trained) {
+        (*groups)[g].samples[i].trained = false;
+        ++st.dropped;
+      }
+    }
+  }
+  if (counted > 0) st.mean = sum / static_cast<double>(counted);
+  return st;
+}
+
 // On-policy distillation: the teacher's logprob of every completion token (one Forward per
 // group, its samples packed) turns into per-token advantages coef * -(student - teacher), the
 // student's logprob being the rollout's raw one (the policy that sampled the token). Without
@@ -511,25 +553,67 @@ absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r
   return u;
 }
 
-// The rollout of the next step while this step's update runs (rollout.overlap): launched after
-// the store write, collected at the start of the next step.
-using PendingRollout = std::future<absl::StatusOr<StepBatch>>;
+// The rollouts of the steps after the current one (rollout.max_staleness >= 1): launched after
+// a step's store write, up to max_staleness steps ahead, and run one after another in step order
+// (they share the engine and the prompt sampler), collected at the start of their step.
+class RolloutQueue {
+ public:
+  explicit RolloutQueue(CollectStep collect) : collect_(collect) {}
+  RolloutQueue(const RolloutQueue&) = delete;
+  RolloutQueue& operator=(const RolloutQueue&) = delete;
+  ~RolloutQueue() { WaitAll(); }
+
+  bool empty() const { return queue_.empty(); }
+  int64_t next_step() const { return next_step_; }  // the step the next Launch generates
+
+  // Launches the rollout of `step` behind those queued.
+  void Launch(int64_t step) {
+    auto done = std::make_shared<std::promise<void>>();
+    std::shared_future<void> before = last_done_;
+    last_done_ = done->get_future().share();
+    queue_.push_back(std::async(std::launch::async, [collect = collect_, before, done, step] {
+      if (before.valid()) before.wait();
+      absl::StatusOr<StepBatch> b = collect(step);
+      done->set_value();
+      return b;
+    }));
+    next_step_ = step + 1;
+  }
+  // The oldest queued step's batch (waits for it).
+  absl::StatusOr<StepBatch> Take() {
+    absl::StatusOr<StepBatch> b = queue_.front().get();
+    queue_.pop_front();
+    return b;
+  }
+  // Waits until every queued rollout has finished.
+  void WaitAll() const {
+    if (last_done_.valid()) last_done_.wait();
+  }
+
+ private:
+  CollectStep collect_;
+  std::deque<std::future<absl::StatusOr<StepBatch>>> queue_;
+  std::shared_future<void> last_done_;
+  int64_t next_step_ = 0;
+};
 
 struct PushResult {
   uint64_t version = 0;  // the version pushed
   double t_overlap_wait = 0, t_sync = 0;
 };
 
-// Pushes the updated weights as version `version + 1`, after the overlapping rollout (if any) has
-// finished with the previous version, so which weights generate which step does not depend on
-// timing. (With GRPO_NUM_THREADS > 1 the two concurrent computations still differ run to run
-// in the last float bits; see docs/training.md.)
+// Pushes the updated weights as version `version + 1`. With max_staleness 1 (rollout.overlap)
+// after the overlapping rollout has finished with the previous version, so which weights generate
+// which step does not depend on timing. (With GRPO_NUM_THREADS > 1 the two concurrent computations
+// still differ run to run in the last float bits; see docs/training.md.) With max_staleness >= 2
+// without waiting: the engine takes the weights between two of its steps, in the middle of the
+// queued rollouts' generations (partial rollouts; the tokens record their versions).
 absl::StatusOr<PushResult> PushAfterRollout(PolicyRollout& rollout, const CausalLM& policy, uint64_t version,
-                                            PendingRollout* overlapping) {
+                                            int64_t max_staleness, const RolloutQueue& queued) {
   PushResult p;
-  if (overlapping->valid()) {
+  if (max_staleness == 1) {
     const auto t0 = Clock::now();
-    overlapping->wait();
+    queued.WaitAll();
     p.t_overlap_wait = Seconds(t0, Clock::now());
   }
   const auto t0 = Clock::now();
@@ -541,7 +625,8 @@ absl::StatusOr<PushResult> PushAfterRollout(PolicyRollout& rollout, const Causal
 
 // The step's metrics row (before evaluation and the step time).
 std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const RewardStats& rs,
-                                      const UpdateResult& u, const PushResult& p, double t_store) {
+                                      const StalenessStats& st, const UpdateResult& u, const PushResult& p,
+                                      double t_store) {
   const TrainRecipe& r = *run.recipe;
   const RlUpdateStats& us = u.stats;
   std::map<std::string, double> row;
@@ -573,6 +658,10 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
     row["dynamic_sampling/rounds"] = static_cast<double>(b.rounds);
   }
   row["weight_version"] = static_cast<double>(p.version);
+  row["staleness/mean"] = st.mean;
+  row["staleness/max"] = static_cast<double>(st.max);
+  row["staleness/dropped_samples"] = static_cast<double>(st.dropped);
+  row["staleness/multi_version_samples"] = static_cast<double>(st.multi_version);
   if (r.data_source == DataSource::kJsonl) {  // rows of data.jsonl.train / .eval skipped as bad
     row["data/bad_rows"] = static_cast<double>(run.train_set.bad_rows.size() + run.eval_set.bad_rows.size());
   }
@@ -799,29 +888,35 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
   const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, &grads};
-  PendingRollout pending;  // the next step's rollout, with rollout.overlap
+  RolloutQueue queued(collect);  // the next steps' rollouts, with rollout.max_staleness >= 1
   int64_t steps_this_run = 0;
   for (int64_t step = start; step < r.steps; ++step) {
     const auto t_step = Clock::now();
-    GRPO_ASSIGN_OR_RETURN(StepBatch batch, pending.valid() ? pending.get() : collect(step));
+    GRPO_ASSIGN_OR_RETURN(StepBatch batch, queued.empty() ? collect(step) : queued.Take());
     GRPO_ASSIGN_OR_RETURN(std::vector<double> adv, StepAdvantages(batch, r.advantage));
     GRPO_ASSIGN_OR_RETURN(RewardStats rewards, SummarizeRewards(batch, step, o));
     GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, *run.tok, step, batch, adv));
-    if (r.overlap && step + 1 < r.steps) pending = std::async(std::launch::async, collect, step + 1);
+    for (int64_t ahead = std::max(queued.next_step(), step + 1); ahead <= std::min(step + r.max_staleness, r.steps - 1);
+         ++ahead) {
+      queued.Launch(ahead);
+    }
     GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, TrainingGroups(batch, adv, r.group_size));
+    const StalenessStats staleness = BoundStaleness(batch, version, r.max_staleness, &groups);
     std::optional<double> reverse_kl;
     if (teacher != nullptr) {
       GRPO_ASSIGN_OR_RETURN(reverse_kl, AddDistillation(*teacher, r, &groups));
     }
     GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, groups, ranks));
-    GRPO_ASSIGN_OR_RETURN(PushResult push, PushAfterRollout(*rollout, *run.policy, version, &pending));
+    GRPO_ASSIGN_OR_RETURN(PushResult push,
+                          PushAfterRollout(*rollout, *run.policy, version, r.max_staleness, queued));
     version = push.version;
 
-    std::map<std::string, double> row = StepRow(run, batch, rewards, update, push, t_store);
+    std::map<std::string, double> row = StepRow(run, batch, rewards, staleness, update, push, t_store);
     if (reverse_kl) row["distill/reverse_kl"] = *reverse_kl;
     const bool last = step + 1 == r.steps;
     if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
       const auto t_eval0 = Clock::now();
+      queued.WaitAll();  // evaluation has the rollout and the scorer to itself
       GRPO_RETURN_IF_ERROR(EvaluateInto(run, *rollout, *scorer, eval_prompts, o, step + 1, &row, &summary));
       row["time/eval"] = Seconds(t_eval0, Clock::now());
     }
