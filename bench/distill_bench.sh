@@ -5,18 +5,19 @@
 #   2. student base: recipes/distill-nano.yaml's pretraining only (a 2-layer student);
 #   3. teacher samples: STEPS rollout steps of the teacher at optimizer.lr 0 (16 prompts x 8
 #      samples a step, as the student's), exported with `grpo export --format prompt-completion`;
-#   4. on-policy distillation: STEPS steps of recipes/distill-nano.yaml from the student base;
+#   4. on-policy distillation: STEPS steps of recipes/distill-nano.yaml from the student base, one
+#      run per learning rate in LRS;
 #   5. SFT: `grpo sft` from the student base on the exported samples, batch 128 (= one distillation
 #      step's samples), constant lr; one run per evaluation point (EVERY, 2 EVERY, ... STEPS steps;
 #      the same first steps each time), each checkpoint evaluated by a `grpo train` run with
 #      train.steps 0 (the same held-out questions and evaluation seed as the distillation run).
 # Prints held-out accuracy (T = 1, 200 questions) per step of both, and the wall time of each stage.
-#   THREADS=2 STEPS=40 EVERY=5 LR=1e-4 SFT_LRS="1e-4 1e-3" bash bench/distill_bench.sh
+#   THREADS=2 STEPS=40 EVERY=5 LRS="1e-4 1e-3" SFT_LRS="1e-4 1e-3" bash bench/distill_bench.sh
 # GRPO_BIN=PATH runs that binary instead of building `bazel build -c opt //cli:grpo` (the binary is
 # copied first either way, so a build in this tree during the run does not change it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=${THREADS:-2}; STEPS=${STEPS:-40}; EVERY=${EVERY:-5}; LR=${LR:-1e-4}; SFT_LRS=${SFT_LRS:-"1e-4 1e-3"}
+THREADS=${THREADS:-2}; STEPS=${STEPS:-40}; EVERY=${EVERY:-5}; LRS=${LRS:-"1e-4 1e-3"}; SFT_LRS=${SFT_LRS:-"1e-4 1e-3"}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-100}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-distill-bench.XXXXXX)
@@ -51,12 +52,15 @@ run $GRPO train $NANO "${OUT[@]}" --set run.name=samples --set model.init=null -
   --set pretrain.steps=0 --set train.steps=$STEPS --set optimizer.lr=0 --set train.eval_size=0
 run $GRPO export --store "$W/runs/samples/store" --format prompt-completion --output "$W/teacher.jsonl"
 t3=$(now)
-run $GRPO train $STUDENT "${OUT[@]}" --set run.name=distill --set model.init=null --set model.path="$BASE" \
-  --set pretrain.steps=0 --set train.steps=$STEPS --set train.eval_every=$EVERY --set optimizer.lr=$LR \
-  --set distill.teacher="$TEACHER"
+for lr in $LRS; do
+  run $GRPO train $STUDENT "${OUT[@]}" --set run.name=distill-$lr --set model.init=null --set model.path="$BASE" \
+    --set pretrain.steps=0 --set train.steps=$STEPS --set train.eval_every=$EVERY --set optimizer.lr=$lr \
+    --set distill.teacher="$TEACHER"
+  accuracy "$W/runs/distill-$lr/metrics.jsonl" > "$W/distill-$lr.acc"
+done
 t4=$(now)
 for lr in $SFT_LRS; do
-  echo "0 $(accuracy "$W/runs/distill/metrics.jsonl" | head -n 1 | cut -d' ' -f2)" > "$W/sft-$lr.acc"
+  head -n 1 "$W/distill-${LRS%% *}.acc" > "$W/sft-$lr.acc"  # step 0: the student base
   for ((k = EVERY; k <= STEPS; k += EVERY)); do
     run $GRPO sft $STUDENT "${OUT[@]}" --set run.name=sft-$lr-$k --set model.init=null --set model.path="$BASE" \
       --set sft.train="$W/teacher.jsonl" --set sft.steps=$k --set sft.batch_size=128 --set sft.lr=$lr \
@@ -69,10 +73,9 @@ for lr in $SFT_LRS; do
 done
 t5=$(now)
 
-accuracy "$W/runs/distill/metrics.jsonl" > "$W/distill.acc"
-/usr/bin/python3 - "$W" "$SFT_LRS" "$LR" <<'PY'
+/usr/bin/python3 - "$W" "$SFT_LRS" "$LRS" <<'PY'
 import json, sys
-w, sft_lrs, lr = sys.argv[1], sys.argv[2].split(), sys.argv[3]
+w, sft_lrs, lrs = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 def curve(path):
     return {int(s): float(a) for s, a in (l.split() for l in open(path))}
 teacher = [json.loads(l) for l in open(w + '/runs/teacher/metrics.jsonl')]
@@ -82,12 +85,11 @@ correct = sum(r['reward/math'] for r in samples if r['step'] > 0) / max(1, sum(1
 rows = sum(1 for _ in open(w + '/teacher.jsonl'))
 print('teacher held-out accuracy (T = 1): %.3f; exported teacher samples: %d (mean math reward %.3f)'
       % (teacher_acc, rows, correct))
-distill = curve(w + '/distill.acc')
-sft = {l: curve('%s/sft-%s.acc' % (w, l)) for l in sft_lrs}
-print('%5s %16s' % ('step', 'distill lr ' + lr) + ''.join(' %16s' % ('sft lr ' + l) for l in sft_lrs))
-for s in sorted(distill):
-    print('%5d %16.3f' % (s, distill[s]) + ''.join(' %16s' % ('%.3f' % sft[l][s] if s in sft[l] else '-')
-                                                  for l in sft_lrs))
+curves = [('distill lr ' + l, curve('%s/distill-%s.acc' % (w, l))) for l in lrs]
+curves += [('sft lr ' + l, curve('%s/sft-%s.acc' % (w, l))) for l in sft_lrs]
+print('%5s' % 'step' + ''.join(' %16s' % name for name, _ in curves))
+for s in sorted(set().union(*(c.keys() for _, c in curves))):
+    print('%5d' % s + ''.join(' %16s' % ('%.3f' % c[s] if s in c else '-') for _, c in curves))
 PY
 printf 'wall s: teacher %.0f, student base %.0f, teacher samples + export %.0f, distillation %.0f, SFT runs + evals %.0f\n' \
   "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)" "$(echo "$t4 - $t3" | bc)" \
