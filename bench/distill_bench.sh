@@ -17,7 +17,7 @@
 # copied first either way, so a build in this tree during the run does not change it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=${THREADS:-2}; STEPS=${STEPS:-40}; EVERY=${EVERY:-5}; LRS=${LRS:-"1e-4 1e-3"}; SFT_LRS=${SFT_LRS:-"1e-4 1e-3"}
+THREADS=${THREADS:-2}; STEPS=${STEPS:-40}; EVERY=${EVERY:-5}; LRS=${LRS-"1e-4 1e-3"}; SFT_LRS=${SFT_LRS-"1e-4 1e-3"}  # "" skips that arm
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-100}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-distill-bench.XXXXXX)
@@ -60,7 +60,7 @@ for lr in $LRS; do
 done
 t4=$(now)
 for lr in $SFT_LRS; do
-  head -n 1 "$W/distill-${LRS%% *}.acc" > "$W/sft-$lr.acc"  # step 0: the student base
+  accuracy "$W/runs/base/metrics.jsonl" > "$W/sft-$lr.acc"  # step 0: the student base
   for ((k = EVERY; k <= STEPS; k += EVERY)); do
     run $GRPO sft $STUDENT "${OUT[@]}" --set run.name=sft-$lr-$k --set model.init=null --set model.path="$BASE" \
       --set sft.train="$W/teacher.jsonl" --set sft.steps=$k --set sft.batch_size=128 --set sft.lr=$lr \
