@@ -26,6 +26,8 @@ struct ServeArgs {
   std::string serve_format = "f32";
   bool allow_unauthenticated_push = false;
   bool batch_invariant = false;
+  bool serve_logprobs = false;
+  int64_t max_logprobs_tokens = RolloutServeOptions().max_logprobs_tokens;
   int64_t max_batch = 256, kv_memory_mb = 1024, block_size = 16, max_prefill_tokens = 2048;
   int64_t max_group_size = 1024, max_prompt_tokens = 0, max_prompt_bytes = 0;
   int max_request_mb = RolloutServeOptions().max_request_mb;
@@ -50,6 +52,10 @@ absl::Status RunServe(const ServeArgs& a) {
   }
   const CheckedInt64 kv_bytes = CheckedInt64(a.kv_memory_mb) * (int64_t{1} << 20);
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, LoadServingModel(a.model, a.backend, a.serve_format));
+  std::unique_ptr<CausalLM> logprobs_model;  // --serve-logprobs: a second copy, f32, scoring for Logprobs
+  if (a.serve_logprobs) {
+    GRPO_ASSIGN_OR_RETURN(logprobs_model, LoadServingModel(a.model, a.backend, "f32"));
+  }
   if (a.batch_invariant) {
     if (a.serve_format != "f32") {
       return absl::InvalidArgumentError("--batch-invariant needs --serve-format f32 (the learner's own weights)");
@@ -95,6 +101,9 @@ absl::Status RunServe(const ServeArgs& a) {
   so.shutdown_grace = absl::Seconds(a.grace_seconds);
   so.push_token = push_token;
   so.allow_unauthenticated_push = a.allow_unauthenticated_push;
+  so.logprobs_model = logprobs_model.get();
+  so.max_logprobs_tokens = a.max_logprobs_tokens;
+  if (logprobs_model) std::fprintf(stderr, "grpo rollout serve: serving Logprobs (a second f32 copy of the weights)\n");
   std::fprintf(stderr, "grpo rollout serve: weight pushes %s\n",
                !push_token.empty()             ? "need the job's push token"
                : a.allow_unauthenticated_push ? "are taken WITHOUT a token (--allow-unauthenticated-push)"
@@ -118,6 +127,11 @@ void AddRolloutCommands(CLI::App& rollout) {
   serve->add_flag("--batch-invariant", a->batch_invariant,
                   "logprobs bit-identical to the learner's recomputation, whatever the batch (the "
                   "learner's recipe key rollout.batch_invariant; needs --serve-format f32; slower)");
+  serve->add_flag("--serve-logprobs", a->serve_logprobs,
+                  "answer Logprobs (a teacher for on-policy distillation: recipe distill.teacher_server); "
+                  "loads a second f32 copy of the model");
+  serve->add_option("--max-logprobs-tokens", a->max_logprobs_tokens,
+                    "tokens of one Logprobs request, all sequences together (default 16384)");
   serve->add_option("--tokenizer", a->tokenizer, "tokenizer.json or its directory (default: the model's, if any)");
   serve->add_option("--block-size", a->block_size, "KV cache positions per block (default 16)");
   serve->add_option("--max-prefill-tokens", a->max_prefill_tokens, "prompt tokens prefilled per step (default 2048)");

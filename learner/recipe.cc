@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/checked_math.h"
+#include "core/grpc_server.h"
 #include "model/model_memory.h"
 #include "model/ops/registry.h"
 #include "model/presets.h"
@@ -32,7 +33,7 @@ const std::vector<std::string>& KnownKeys() {
       "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
       "tools.call_end", "tools.result_start", "tools.result_end", "tools.plugin",
       "tools.plugin_config", "tools.timeout_ms",
-      "reward.rules", "reward.endpoints", "distill.teacher", "distill.coef", "distill.rule_rewards",
+      "reward.rules", "reward.endpoints", "distill.teacher", "distill.teacher_server", "distill.coef", "distill.rule_rewards",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
       "algorithm.kl_beta", "algorithm.kl_estimator", "algorithm.is_correction", "algorithm.is_cap",
@@ -353,13 +354,22 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
                    "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
   }
   GRPO_ASSIGN_OR_RETURN(r.distill_teacher, c.GetStringOr("distill.teacher", ""));
+  GRPO_ASSIGN_OR_RETURN(r.distill_teacher_server, c.GetStringOr("distill.teacher_server", ""));
+  if (!r.distill_teacher_server.empty()) {
+    if (!r.distill_teacher.empty()) {
+      return c.Error("distill.teacher_server", "give one of distill.teacher and distill.teacher_server, not both");
+    }
+    absl::StatusOr<ListenAddress> at = ParseListenAddress(r.distill_teacher_server);
+    if (!at.ok()) return c.Error("distill.teacher_server", std::string(at.status().message()));
+    if (at->port == 0) return c.Error("distill.teacher_server", "needs the server's port (1..65535), got 0");
+  }
   GRPO_ASSIGN_OR_RETURN(r.distill_coef, c.GetDoubleOr("distill.coef", 1.0));
   GRPO_ASSIGN_OR_RETURN(r.distill_rule_rewards, c.GetBoolOr("distill.rule_rewards", true));
   if (!(r.distill_coef > 0 && std::isfinite(r.distill_coef))) {
     return c.Error("distill.coef", "must be finite and > 0");
   }
-  if (!r.distill_teacher.empty() && r.loss.surrogate == Surrogate::kGmpo) {
-    return c.Error("distill.teacher", "distillation needs per-token advantages, which the gmpo objective does "
+  if ((!r.distill_teacher.empty() || !r.distill_teacher_server.empty()) && r.loss.surrogate == Surrogate::kGmpo) {
+    return c.Error(r.distill_teacher.empty() ? "distill.teacher_server" : "distill.teacher", "distillation needs per-token advantages, which the gmpo objective does "
                                       "not take (one term per sequence); use grpo, dr_grpo, dapo, gspo, cispo or sapo");
   }
   if (r.prompts_per_step % r.mini_batches != 0) {

@@ -28,7 +28,8 @@
 //   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
-//   distill    teacher (HF model directory), coef, rule_rewards: on-policy distillation
+//   distill    teacher (HF model directory) or teacher_server (HOST:PORT of `grpo rollout serve
+//              --serve-logprobs`), coef, rule_rewards: on-policy distillation
 //   cluster    read by `grpo submit` (deploy/), ignored here
 #ifndef GRPO_LEARNER_RECIPE_H_
 #define GRPO_LEARNER_RECIPE_H_
@@ -138,7 +139,10 @@ struct TrainRecipe {
   // On-policy distillation (distill.*): a teacher model scores the student's samples; each
   // token's advantage gets coef * -(log pi_student - log pi_teacher) (policy_loss.h
   // DistillationAdvantages), added to the rule-reward advantages when distill_rule_rewards.
-  std::string distill_teacher;  // HF model directory; empty: no distillation
+  std::string distill_teacher;  // HF model directory; empty: none
+  // HOST:PORT (port 1..65535) of a rollout server serving Logprobs; exclusive with
+  // distill_teacher; both empty: no distillation.
+  std::string distill_teacher_server;
   double distill_coef = 1.0;
   bool distill_rule_rewards = true;
 

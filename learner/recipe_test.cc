@@ -44,6 +44,10 @@ TEST(Recipe, DefaultsAndPresets) {
   EXPECT_EQ(distill->distill_teacher, "/models/teacher");
   EXPECT_EQ(distill->distill_coef, 0.5);
   EXPECT_FALSE(distill->distill_rule_rewards);
+  auto served = Parse(kMinimal, {"distill.teacher_server=teacher.local:50070"});
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_EQ(served->distill_teacher_server, "teacher.local:50070");
+  EXPECT_TRUE(served->distill_teacher.empty());
 
   auto dapo = Parse(kMinimal, {"algorithm.objective=dapo", "rollout.max_new_tokens=64"});
   ASSERT_TRUE(dapo.ok()) << dapo.status().ToString();
@@ -124,6 +128,11 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"distill.coef=0"}, "distill.coef");
   ExpectError({"distill.teacher=/t", "algorithm.objective=gmpo"}, "distill.teacher");
   ExpectError({"distill.teachr=/t"}, "distill.teacher");  // unknown key, the known one suggested
+  ExpectError({"distill.teacher_server=localhost"}, "distill.teacher_server");        // no port
+  ExpectError({"distill.teacher_server=localhost:0"}, "distill.teacher_server");      // port 0
+  ExpectError({"distill.teacher_server=localhost:99999"}, "distill.teacher_server");  // out of range
+  ExpectError({"distill.teacher_server=h:1", "distill.teacher=/t"}, "distill.teacher_server");
+  ExpectError({"distill.teacher_server=h:1", "algorithm.objective=gmpo"}, "distill.teacher_server");
 }
 
 TEST(Recipe, MaxStalenessIsCheckedAndOverlapIsItsOneStepCase) {

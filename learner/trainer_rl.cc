@@ -24,6 +24,7 @@
 #include "learner/rl_update.h"
 #include "learner/roles.h"
 #include "learner/sharded_optimizer.h"
+#include "learner/teacher.h"
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
 #include "rollout/python_tool.h"
@@ -481,12 +482,12 @@ StalenessStats BoundStaleness(const StepBatch& b, uint64_t learner_version, int6
   return st;
 }
 
-// On-policy distillation: the teacher's logprob of every completion token (one Forward per
-// group, its samples packed) turns into per-token advantages coef * -(student - teacher), the
+// On-policy distillation: the teacher's logprob of every completion token (one Logprobs call per
+// group, its samples together) turns into per-token advantages coef * -(student - teacher), the
 // student's logprob being the rollout's raw one (the policy that sampled the token). Without
 // distill.rule_rewards the samples' rule-reward advantages are dropped. Returns the mean of
 // student - teacher over the tokens: the sampled estimate of KL(student || teacher).
-absl::StatusOr<double> AddDistillation(CausalLM& teacher, const TrainRecipe& r, std::vector<RlGroup>* groups) {
+absl::StatusOr<double> AddDistillation(Teacher& teacher, const TrainRecipe& r, std::vector<RlGroup>* groups) {
   double sum = 0;
   int64_t n = 0;
   for (RlGroup& g : *groups) {
@@ -495,12 +496,11 @@ absl::StatusOr<double> AddDistillation(CausalLM& teacher, const TrainRecipe& r, 
       seqs.push_back(g.prompt);
       seqs.back().insert(seqs.back().end(), s.completion.begin(), s.completion.end());
     }
-    GRPO_ASSIGN_OR_RETURN(ForwardOutput out, teacher.Forward(TokenBatch::FromSequences(seqs), {}));
-    size_t at = 0;
-    for (RlSample& s : g.samples) {
+    GRPO_ASSIGN_OR_RETURN(std::vector<std::vector<float>> scores, teacher.Logprobs(seqs));
+    for (size_t i = 0; i < g.samples.size(); ++i) {
+      RlSample& s = g.samples[i];
       const size_t P = g.prompt.size(), T = s.completion.size();
-      const std::span<const float> teacher_lp(out.logprobs.data() + at + P - 1, T);
-      at += P + T - 1;
+      const std::span<const float> teacher_lp(scores[i].data() + P - 1, T);
       if (s.rollout_logprobs.size() != T) {
         return absl::InvalidArgumentError("distill.teacher: a sample has no rollout logprobs (the student's)");
       }
@@ -513,19 +513,27 @@ absl::StatusOr<double> AddDistillation(CausalLM& teacher, const TrainRecipe& r, 
   return n > 0 ? sum / static_cast<double>(n) : 0.0;
 }
 
-// The teacher of on-policy distillation (distill.teacher), on the policy's backend; null
-// without one. Its vocabulary must be the student's (the same token ids).
-absl::StatusOr<std::unique_ptr<CausalLM>> LoadTeacher(const Run& run) {
+// The teacher of on-policy distillation: distill.teacher on the policy's backend, or the rollout
+// server distill.teacher_server; null without one. Its vocabulary must be the student's (the same
+// token ids).
+absl::StatusOr<std::unique_ptr<Teacher>> LoadTeacher(const Run& run) {
   const TrainRecipe& r = *run.recipe;
-  if (r.distill_teacher.empty()) return std::unique_ptr<CausalLM>();
+  const int64_t sv = run.policy->config().vocab_size;
+  if (!r.distill_teacher_server.empty()) {
+    TeacherServerOptions to;
+    to.endpoint = r.distill_teacher_server;
+    to.student_vocab_size = sv;
+    return ConnectTeacher(to);
+  }
+  if (r.distill_teacher.empty()) return std::unique_ptr<Teacher>();
   absl::StatusOr<std::unique_ptr<CausalLM>> teacher = CausalLM::Load(r.distill_teacher, *run.backend);
   if (!teacher.ok()) return WithContext(teacher.status(), "distill.teacher " + r.distill_teacher);
-  const int64_t tv = (*teacher)->config().vocab_size, sv = run.policy->config().vocab_size;
+  const int64_t tv = (*teacher)->config().vocab_size;
   if (tv != sv) {
     return absl::InvalidArgumentError("distill.teacher " + r.distill_teacher + " has vocab_size " + std::to_string(tv) +
                                       ", the student " + std::to_string(sv) + ": they must share the tokenizer");
   }
-  return teacher;
+  return EmbeddedTeacher(*std::move(teacher));
 }
 
 // What the update needs besides the batch.
@@ -847,7 +855,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
                                       "' has no batch-invariant mode");
   }
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> teacher, LoadTeacher(run));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<Teacher> teacher, LoadTeacher(run));
   Collective* ranks = Distributed(o) ? o.collective : nullptr;
   const std::vector<ParameterSpec>& specs = run.policy->parameter_specs();
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), ranks ? std::vector<ParameterSpec>{} : specs,

@@ -18,6 +18,7 @@
 #include "core/grpc_server.h"
 #include "core/in_flight_limit.h"
 #include "core/memory_plan.h"
+#include "model/model_memory.h"
 #include "rollout/push_token.h"
 #include "rollout/sample_proto.h"
 #include "rollout/weight_stream.h"
@@ -195,6 +196,45 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Logprobs(grpc::ServerContext* ctx, const grpo::v1::LogprobsRequest* req,
+                        grpo::v1::LogprobsResponse* resp) override {
+    if (o_.logprobs_model == nullptr) {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              "this rollout server does not serve Logprobs (start it with --serve-logprobs)"};
+    }
+    if (engine_.weight_version() != 0) {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              "this rollout server took weight version " + std::to_string(engine_.weight_version()) +
+                  "; Logprobs scores only the weights loaded from disk (a teacher takes no weight pushes)"};
+    }
+    if (state() != State::kServing) return {grpc::StatusCode::UNAVAILABLE, "the rollout server is draining"};
+    if (absl::Status v = ValidateLogprobsRequest(*req); !v.ok()) return ToGrpcStatus(v);
+    try {
+      absl::MutexLock one_at_a_time(&logprobs_mu_);
+      if (absl::Now() > absl::FromChrono(ctx->deadline())) {
+        return {grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed before the sequences were scored"};
+      }
+      std::vector<std::vector<int32_t>> seqs;
+      for (const grpo::v1::TokenSequence& q : req->sequences()) seqs.emplace_back(q.token_ids().begin(), q.token_ids().end());
+      absl::StatusOr<ForwardOutput> out = o_.logprobs_model->Forward(TokenBatch::FromSequences(seqs), {});
+      if (!out.ok()) return ToGrpcStatus(out.status());
+      size_t at = 0;
+      for (const auto& q : seqs) {
+        auto* lp = resp->add_sequences()->mutable_logprobs();
+        lp->Add(out->logprobs.begin() + at, out->logprobs.begin() + at + (q.size() - 1));
+        at += q.size() - 1;
+      }
+    } catch (const std::bad_alloc&) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "the rollout server ran out of memory scoring this request"};
+    }
+    if (absl::Now() > absl::FromChrono(ctx->deadline())) {
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, "deadline passed while scoring"};
+    }
+    resp->set_request_id(req->request_id());
+    resp->set_weight_version(0);
+    return grpc::Status::OK;
+  }
+
   grpc::Status Health(grpc::ServerContext*, const grpo::v1::RolloutHealthRequest*,
                       grpo::v1::RolloutHealthResponse* resp) override {
     const EngineStats s = engine_.stats();
@@ -209,6 +249,8 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     resp->set_free_kv_blocks(static_cast<uint64_t>(s.free_blocks));
     resp->set_total_kv_blocks(static_cast<uint64_t>(s.total_blocks));
     resp->set_version(o_.version);
+    resp->set_vocab_size(static_cast<uint32_t>(engine_.config().vocab_size));
+    resp->set_serves_logprobs(o_.logprobs_model != nullptr);
     return grpc::Status::OK;
   }
 
@@ -260,6 +302,36 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
       return {grpc::StatusCode::UNAUTHENTICATED, what + " with a wrong push token (not this job's)"};
     }
     return grpc::Status::OK;
+  }
+
+  // The size limits of a Logprobs request (service.h), checked before anything is computed.
+  absl::Status ValidateLogprobsRequest(const grpo::v1::LogprobsRequest& req) const {
+    if (req.sequences_size() == 0) return absl::InvalidArgumentError("sequences: at least one is needed");
+    const ModelConfig& config = o_.logprobs_model->config();
+    int64_t total = 0;
+    for (int i = 0; i < req.sequences_size(); ++i) {
+      const auto& ids = req.sequences(i).token_ids();
+      const std::string which = "sequences[" + std::to_string(i) + "]";
+      if (ids.empty()) return absl::InvalidArgumentError(which + " has no tokens");
+      if (ids.size() > config.max_position_embeddings) {
+        return absl::InvalidArgumentError(which + " has " + std::to_string(ids.size()) +
+                                          " tokens, more than the model's max_position_embeddings " +
+                                          std::to_string(config.max_position_embeddings));
+      }
+      for (int32_t id : ids) {
+        if (id < 0 || id >= config.vocab_size) {
+          return absl::InvalidArgumentError(which + " has token id " + std::to_string(id) + ", outside the vocabulary [0, " +
+                                            std::to_string(config.vocab_size) + ")");
+        }
+      }
+      total += ids.size();
+    }
+    if (total > o_.max_logprobs_tokens) {
+      return absl::InvalidArgumentError("the request has " + std::to_string(total) +
+                                        " tokens, the limit is max_logprobs_tokens " +
+                                        std::to_string(o_.max_logprobs_tokens));
+    }
+    return absl::OkStatus();
   }
 
   // Run within the limit of calls in flight; an allocation that fails is RESOURCE_EXHAUSTED.
@@ -391,6 +463,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
   RolloutServeOptions o_;
   InFlightLimit in_flight_;  // Generate / GenerateStream calls
   absl::Mutex update_mu_;  // one UpdateWeights at a time
+  absl::Mutex logprobs_mu_;  // one Logprobs at a time
   absl::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_) = State::kServing;
   std::mt19937_64 seeder_ ABSL_GUARDED_BY(mu_);
@@ -418,6 +491,14 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(RolloutEngin
                  std::to_string(kExtraServerThreads) + " server threads))",
              CheckedInt64(options.max_request_mb) * (int64_t{1} << 20) *
                  (CheckedInt64(options.max_concurrent_requests) + kExtraServerThreads));
+    if (options.logprobs_model != nullptr) {
+      if (options.max_logprobs_tokens <= 0) return absl::InvalidArgumentError("max_logprobs_tokens must be positive");
+      if (options.logprobs_model->config().vocab_size != engine.config().vocab_size) {
+        return absl::InvalidArgumentError("the logprobs model's vocab_size differs from the engine's");
+      }
+      plan.Add("a Logprobs forward pass (max_logprobs_tokens " + std::to_string(options.max_logprobs_tokens) + ")",
+               ActivationBytes(options.logprobs_model->config(), options.max_logprobs_tokens, false));
+    }
     GRPO_RETURN_IF_ERROR(plan.Check("the rollout server"));
   }
   if (tokenizer != nullptr) options.max_prompt_bytes = MaxPromptBytes(engine.config(), *tokenizer, options);

@@ -31,7 +31,17 @@
 //    it, shapes, checksums, finite values); on success the weights are staged in the engine and
 //    the ack is sent once they serve. Any error after the caller check is an ack with
 //    accepted=false and the reason; the old version keeps serving.
-//  - Health: SERVING, DRAINING during Drain, NOT_SERVING after; engine load and version.
+//  - Logprobs: with RolloutServeOptions::logprobs_model (`grpo rollout serve --serve-logprobs`),
+//    the per-token log-probabilities of the request's sequences under that model (a separate
+//    copy of the weights loaded from disk, version 0; a teacher in on-policy distillation), one
+//    Forward per call, calls one at a time. Checked first, INVALID_ARGUMENT naming the limit: at
+//    least one sequence, each of 1..max_position_embeddings tokens with ids in the vocabulary,
+//    at most max_logprobs_tokens tokens in all (Start checks that one Forward over that many
+//    fits in memory). FAILED_PRECONDITION without a logprobs model, or once an update has been
+//    accepted (the copy would not be the serving weights); UNAVAILABLE while draining;
+//    DEADLINE_EXCEEDED when the call's deadline passed before the scores were ready.
+//  - Health: SERVING, DRAINING during Drain, NOT_SERVING after; engine load and version, the
+//    model's vocab_size, whether Logprobs is served.
 //  - Drain(grace): the caller is checked as for UpdateWeights; then it refuses new work, lets in-flight groups finish within the grace (absent: no
 //    limit), aborts the rest (their samples end FINISH_REASON_ABORTED), returns the counts.
 //  - ServeRolloutUntilSignal: on SIGTERM/SIGINT drains with the configured grace, stops the
@@ -69,6 +79,10 @@ struct RolloutServeOptions {
   std::string push_token;
   bool allow_unauthenticated_push = false;
   std::string version = "grpo 0.1.0";
+  // The model Logprobs scores with (the same directory as the engine's, loaded on its own;
+  // must outlive the server and share the engine's vocabulary); null: Logprobs is refused.
+  CausalLM* logprobs_model = nullptr;
+  int64_t max_logprobs_tokens = 16384;  // tokens of one Logprobs request, all sequences together
 };
 
 // The longest prompt_text accepted: options.max_prompt_bytes, or when 0 its default (see there).

@@ -1,5 +1,6 @@
 // RolloutService over loopback (127.0.0.1, a picked port): Generate equals the engine's own
 // samples, GenerateStream's message order, Health, UpdateWeights (accepted, stale, corrupted),
+// Logprobs (equal to a Forward, its limits, refused without a scoring model or after a push),
 // deadline expiry and cancellation freeing KV blocks, request limits, Drain.
 #include "rollout/service.h"
 
@@ -512,6 +513,109 @@ TEST(RolloutServeLimits, StartRefusesRequestsInFlightBeyondMemory) {
       << server.status().ToString();
   o.max_request_mb = 0;
   EXPECT_EQ(RolloutServer::Start(**e, nullptr, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Logprobs (a teacher for on-policy distillation): equal to a Forward of the same weights, close
+// to the engine's own sampled raw logprobs, request limits, refused once a push has landed.
+TEST(RolloutServeLogprobs, ScoresSequencesWithinLimits) {
+  auto e = RolloutEngine::Create(MakeModel("qwen3_moe-nano", 5), {});
+  ASSERT_TRUE(e.ok());
+  std::unique_ptr<CausalLM> scorer = MakeModel("qwen3_moe-nano", 5);  // the same weights
+  std::unique_ptr<CausalLM> reference = MakeModel("qwen3_moe-nano", 5);
+  RolloutServeOptions o;
+  o.listen = "127.0.0.1:0";
+  o.allow_unauthenticated_push = true;
+  o.logprobs_model = scorer.get();
+  o.max_logprobs_tokens = 40;
+  auto server = RolloutServer::Start(**e, nullptr, o);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto stub = RolloutService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext ctx;
+    grpo::v1::RolloutHealthResponse h;
+    ASSERT_TRUE(stub->Health(&ctx, {}, &h).ok());
+    EXPECT_TRUE(h.serves_logprobs());
+    EXPECT_EQ(h.vocab_size(), static_cast<uint32_t>((*e)->config().vocab_size));
+  }
+  // A sampled group, then its sequences scored.
+  GroupRequest g;
+  g.prompt = {5, 9, 200, 31};
+  g.n = 2;
+  g.max_new_tokens = 6;
+  g.seed = 3;
+  g.return_raw_logprobs = true;
+  auto sampled = (*e)->GenerateGroups({g});
+  ASSERT_TRUE(sampled.ok());
+  std::vector<std::vector<int32_t>> seqs;
+  grpo::v1::LogprobsRequest req;
+  req.set_request_id("score-1");
+  for (const SampleResult& s : (*sampled)[0].samples) {
+    seqs.push_back(g.prompt);
+    seqs.back().insert(seqs.back().end(), s.tokens.begin(), s.tokens.end());
+    req.add_sequences()->mutable_token_ids()->Add(seqs.back().begin(), seqs.back().end());
+  }
+  auto score = [&](const grpo::v1::LogprobsRequest& r, grpo::v1::LogprobsResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    return stub->Logprobs(&ctx, r, resp);
+  };
+  grpo::v1::LogprobsResponse resp;
+  grpc::Status st = score(req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.request_id(), "score-1");
+  EXPECT_EQ(resp.weight_version(), 0u);
+  auto want = reference->Forward(TokenBatch::FromSequences(seqs), {});
+  ASSERT_TRUE(want.ok());
+  ASSERT_EQ(resp.sequences_size(), 2);
+  size_t at = 0;
+  for (int i = 0; i < 2; ++i) {
+    const auto& got = resp.sequences(i).logprobs();
+    ASSERT_EQ(got.size() + 1, static_cast<int>(seqs[i].size()));
+    for (int t = 0; t < got.size(); ++t) EXPECT_EQ(got[t], want->logprobs[at + t]) << i << " " << t;
+    const std::vector<float>& raw = (*sampled)[0].samples[i].raw_logprobs;
+    for (size_t t = 0; t < raw.size(); ++t) EXPECT_NEAR(got[g.prompt.size() - 1 + t], raw[t], 1e-4) << i << " " << t;
+    at += got.size();
+  }
+  // Limits, each INVALID_ARGUMENT naming what was wrong.
+  auto refused = [&](const grpo::v1::LogprobsRequest& r, const std::string& needle) {
+    grpo::v1::LogprobsResponse out;
+    grpc::Status s = score(r, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << needle;
+    EXPECT_NE(s.error_message().find(needle), std::string::npos) << s.error_message();
+  };
+  refused(grpo::v1::LogprobsRequest(), "at least one");
+  grpo::v1::LogprobsRequest empty;
+  empty.add_sequences();
+  refused(empty, "sequences[0] has no tokens");
+  grpo::v1::LogprobsRequest bad_id;
+  bad_id.add_sequences()->add_token_ids((*e)->config().vocab_size);
+  refused(bad_id, "outside the vocabulary");
+  grpo::v1::LogprobsRequest too_many;
+  for (int i = 0; i < 5; ++i) {  // 5 x 9 = 45 tokens, over the 40 allowed
+    auto* ids = too_many.add_sequences()->mutable_token_ids();
+    for (int t = 0; t < 9; ++t) ids->Add(5 + t);
+  }
+  refused(too_many, "the request has 45 tokens, the limit is max_logprobs_tokens 40");
+  // After a weight push the copy is not the serving weights: refused.
+  WeightPushOptions f32;
+  f32.format = WeightFormat::kF32;
+  auto ack = PushWeights(*stub, MakeModel("qwen3_moe-nano", 6)->ReadParameters(), 1, f32,
+                         absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(ack.ok() && ack->accepted()) << ack.status().ToString();
+  grpo::v1::LogprobsResponse after;
+  EXPECT_EQ(score(req, &after).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ServiceTest, LogprobsWithoutAScoringModelIsRefused) {
+  EXPECT_FALSE(Health().serves_logprobs());
+  grpc::ClientContext ctx;
+  grpo::v1::LogprobsRequest req;
+  req.add_sequences()->add_token_ids(5);
+  grpo::v1::LogprobsResponse resp;
+  grpc::Status st = stub_->Logprobs(&ctx, req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("--serve-logprobs"), std::string::npos) << st.error_message();
 }
 
 }  // namespace

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# On-policy distillation end to end (issue 20 item 2, the part built so far): a smaller nano
-# student (2 layers, from scratch) is trained on its own samples with per-token advantages
-# -(log pi_student - log pi_teacher) from a pretrained nano teacher (3 layers), without and with
-# the rule rewards; every step logs distill/reverse_kl and a non-zero gradient. A teacher with
-# another vocabulary, or none at the path, is refused naming distill.teacher.
+# On-policy distillation end to end (issue 20 item 2): a smaller nano student (2 layers, from
+# scratch) is trained on its own samples with per-token advantages -(log pi_student - log
+# pi_teacher) from a pretrained nano teacher (3 layers), without and with the rule rewards; every
+# step logs distill/reverse_kl and a non-zero gradient. The same teacher served by `grpo rollout
+# serve --serve-logprobs` (distill.teacher_server) gives the same run as the embedded one. A
+# teacher with another vocabulary, none at the path, or a server that does not serve Logprobs is
+# refused naming the key.
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
+trap cleanup EXIT
 
 SMALL=(--set pretrain.batch_size=16 --set rollout.prompts_per_step=4 --set rollout.group_size=4
        --set train.eval_size=2 --set rollout.max_new_tokens=24)
@@ -34,6 +39,44 @@ check "teacher with another vocabulary refused" 'grep -q "distill.teacher" bad.e
 "$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=missing --set pretrain.steps=0 --set train.steps=1 \
   --set distill.teacher="$T/nowhere" > /dev/null 2> missing.err
 check "missing teacher refused naming the key" 'grep -q "distill.teacher" missing.err'
+
+# ---- the teacher on a rollout server (Logprobs RPC)
+port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
+  for _ in $(seq 1 400); do
+    p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" | head -n1)
+    if [ -n "$p" ]; then echo "$p"; return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+"$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 --serve-logprobs 2> teacher-serve.err &
+pids+=($!)
+"$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 2> plain-serve.err &
+pids+=($!)
+"$GRPO" rollout serve --model "$T/other" --listen 127.0.0.1:0 --kv-memory-mb 16 --serve-logprobs 2> other-serve.err &
+pids+=($!)
+TP=$(port_of teacher-serve.err); PP=$(port_of plain-serve.err); OP=$(port_of other-serve.err)
+check "teacher servers listening" '[ -n "$TP" ] && [ -n "$PP" ] && [ -n "$OP" ]' || cat teacher-serve.err
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=student-remote --set pretrain.steps=0 --set train.steps=3 \
+  --set model.init.config.num_hidden_layers=2 --set distill.teacher_server=127.0.0.1:$TP \
+  --set distill.rule_rewards=false --set algorithm.kl_beta=0 --quiet > /dev/null 2> student-remote.err
+check "student with distill.teacher_server exits 0" '[ $? -eq 0 ]' || tail -n 5 student-remote.err
+check "the served teacher gives the embedded teacher's run" "/usr/bin/python3 - runs/student-false/metrics.jsonl runs/student-remote/metrics.jsonl <<'PY'
+import json, math, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert [r['step'] for r in a] == [r['step'] for r in b], (a, b)
+for x, y in zip(a[1:], b[1:]):
+    for k in ('distill/reverse_kl', 'grad_norm', 'reward_mean'):
+        assert math.isclose(x[k], y[k], rel_tol=1e-5, abs_tol=1e-7), (k, x[k], y[k])
+PY"
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=plain --set pretrain.steps=0 --set train.steps=1 \
+  --set distill.teacher_server=127.0.0.1:$PP > /dev/null 2> plain.err
+check "a server without --serve-logprobs refused" 'grep -q "distill.teacher_server" plain.err && grep -q -- "--serve-logprobs" plain.err'
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=other-remote --set pretrain.steps=0 --set train.steps=1 \
+  --set distill.teacher_server=127.0.0.1:$OP > /dev/null 2> other-remote.err
+check "a served teacher with another vocabulary refused" 'grep -q "distill.teacher_server" other-remote.err && grep -q "vocab_size" other-remote.err'
+"$GRPO" train "$RECIPE" --set distill.teacher_server=localhost --check > /dev/null 2> bad-server.err
+check "a teacher_server without a port refused at --check" 'grep -q "distill.teacher_server" bad-server.err'
 
 if [ $fail -eq 0 ]; then echo "PASS"; fi
 exit $fail
