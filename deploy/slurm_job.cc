@@ -80,6 +80,22 @@ std::string SrunArray(const char* name, const SlurmRole& r) {
   return s + ")";
 }
 
+// The model and tokenizer the rollout servers start from (they get the trainer's weights before
+// the first step): the recipe's own, or files WriteJobFiles writes into cluster/.
+void SetRolloutModel(const TrainRecipe& recipe, SlurmJobSpec* s) {
+  if (!recipe.model_path.empty()) {
+    s->rollout_model = Absolute(recipe.model_path);
+  } else {
+    s->rollout_model = s->job_dir + "/cluster/rollout-model";
+    s->rollout_init_config = s->job_dir + "/cluster/model_config.json";
+  }
+  if (!recipe.tokenizer_builtin.empty()) {
+    s->rollout_tokenizer = s->job_dir + "/cluster/tokenizer";
+  } else if (!recipe.tokenizer_path.empty()) {
+    s->rollout_tokenizer = Absolute(recipe.tokenizer_path);
+  }
+}
+
 }  // namespace
 
 std::string ShellQuote(const std::string& s) {
@@ -145,10 +161,14 @@ static absl::Status CheckScriptText(const SlurmJobSpec& s, const std::string& re
 
 absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const std::string& default_grpo_bin) {
   const Config& source = recipe.source;
-  if (!source.Has("cluster")) {
-    return absl::InvalidArgumentError(source.name() + ": no 'cluster:' section (deploy/README.md describes it)");
+  // Without a `cluster:` section every key takes its default, except that the services are
+  // embedded: one node running the learner alone, as `grpo train` runs on one machine.
+  const bool has_cluster = source.Has("cluster");
+  Config c;
+  if (has_cluster) {
+    GRPO_ASSIGN_OR_RETURN(c, source.Sub("cluster"));
   }
-  GRPO_ASSIGN_OR_RETURN(Config c, source.Sub("cluster"));
+  const int64_t default_service_tasks = has_cluster ? 1 : 0;
   GRPO_RETURN_IF_ERROR(c.CheckKnownKeys(kClusterKeys));
   SlurmJobSpec s;
   s.job_name = "grpo-" + recipe.name;
@@ -194,26 +214,16 @@ absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const
   }
 
   GRPO_ASSIGN_OR_RETURN(s.learner, ReadRole(c, "learner", 1));
-  GRPO_ASSIGN_OR_RETURN(s.rollout, ReadRole(c, "rollout", 1));
-  GRPO_ASSIGN_OR_RETURN(s.reward, ReadRole(c, "reward", 1));
+  GRPO_ASSIGN_OR_RETURN(s.rollout, ReadRole(c, "rollout", default_service_tasks));
+  GRPO_ASSIGN_OR_RETURN(s.reward, ReadRole(c, "reward", default_service_tasks));
   if (s.TotalNodes() < 1) return absl::InvalidArgumentError(source.name() + ": cluster: the job has no nodes");
 
   s.job_dir = (fs::path(Absolute(output_dir)) / recipe.name).string();
   s.run_dir = s.job_dir + "/" + recipe.name;
   s.recipe = s.job_dir + "/cluster/recipe.yaml";
   s.reward_rules = s.job_dir + "/cluster/rules.yaml";
-  if (!recipe.model_path.empty()) {
-    s.rollout_model = Absolute(recipe.model_path);
-  } else {
-    s.rollout_model = s.job_dir + "/cluster/rollout-model";
-    s.rollout_init_config = s.job_dir + "/cluster/model_config.json";
-  }
   s.backend = recipe.backend;
-  if (!recipe.tokenizer_builtin.empty()) {
-    s.rollout_tokenizer = s.job_dir + "/cluster/tokenizer";
-  } else if (!recipe.tokenizer_path.empty()) {
-    s.rollout_tokenizer = Absolute(recipe.tokenizer_path);
-  }
+  if (s.rollout.tasks > 0) SetRolloutModel(recipe, &s);
   GRPO_RETURN_IF_ERROR(CheckScriptText(s, source.name()));
   return s;
 }
@@ -304,7 +314,7 @@ absl::StatusOr<std::string> WriteJobFiles(const SlurmJobSpec& s, const TrainReci
     for (const auto& [k, v] : recipe.model_config.items()) tree[k] = v;
     GRPO_RETURN_IF_ERROR(WriteFileAtomic(s.rollout_init_config, tree.dump(2) + "\n"));
   }
-  if (!recipe.tokenizer_builtin.empty()) {
+  if (!recipe.tokenizer_builtin.empty() && !s.rollout_tokenizer.empty()) {
     fs::create_directories(s.rollout_tokenizer, ec);
     if (ec) return absl::UnknownError("cannot create " + s.rollout_tokenizer + ": " + ec.message());
     GRPO_RETURN_IF_ERROR(tokenizer::WriteBuiltinTokenizer(recipe.tokenizer_builtin, s.rollout_tokenizer));

@@ -2,7 +2,10 @@
 //
 // Contract:
 //  - SlurmJobFromRecipe reads the recipe's `cluster:` section (schema in deploy/README.md) and
-//    the recipe itself (run name, model, tokenizer, rules) into a SlurmJobSpec. Unknown keys
+//    the recipe itself (run name, model, tokenizer, rules) into a SlurmJobSpec. Every key has a
+//    default; a recipe without a `cluster:` section is a one-node job whose learner embeds the
+//    rollout and reward roles (rollout.tasks and reward.tasks default to 0 there, 1 otherwise).
+//    The rollout model and tokenizer are set only when rollout servers run. Unknown keys
 //    under `cluster` are errors naming file:line; impossible layouts (a role with more nodes
 //    than tasks, a learner of more than one process, no nodes at all) are errors naming the key.
 //  - The job directory is `<cluster.output_dir>/<run.name>` (cluster.output_dir defaults to

@@ -69,6 +69,31 @@ TEST(SlurmJob, DefaultsAndLayout) {
   EXPECT_EQ(script.rfind("#!/bin/bash\n", 0), 0u);
 }
 
+// The docs say every key of `cluster:` is optional, the section included: without it the job is
+// one node whose learner embeds the rollout and reward roles (issue 18).
+TEST(SlurmJob, NoClusterSectionIsOneNodeWithEveryRoleEmbedded) {
+  auto s = FromYaml(kBase);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->learner.tasks, 1);
+  EXPECT_EQ(s->rollout.tasks, 0);
+  EXPECT_EQ(s->reward.tasks, 0);
+  EXPECT_EQ(s->TotalNodes(), 1);
+  EXPECT_EQ(s->GpusPerNode(), 0);
+  EXPECT_EQ(s->job_dir, "/runs/t");
+  EXPECT_EQ(s->rollout_init_config, "");  // no rollout server: no model to initialize for one
+  const std::string script = RenderSbatch(*s);
+  EXPECT_NE(script.find("#SBATCH --nodes=1\n"), std::string::npos);
+  EXPECT_NE(script.find("GRPO_ROLLOUT_TASKS=0\nGRPO_REWARD_TASKS=0\n"), std::string::npos);
+  EXPECT_NE(script.find("LEARNER_SRUN=(--nodes=1 --ntasks=1 --cpus-per-task=1)"), std::string::npos);
+
+  // An empty section keeps the documented defaults: one rollout and one reward server.
+  auto empty = FromYaml(std::string(kBase) + "cluster: {}\n");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->rollout.tasks, 1);
+  EXPECT_EQ(empty->reward.tasks, 1);
+  EXPECT_EQ(empty->TotalNodes(), 3);
+}
+
 TEST(SlurmJob, ColocateSharesNodesAndAddsGpus) {
   auto s = FromYaml(std::string(kBase) +
                     "cluster: {colocate: true, exclusive: false, learner: {gpus_per_task: 1},"
@@ -105,10 +130,6 @@ TEST(SlurmJob, RolloutServersGetTheRecipesBackend) {
 }
 
 TEST(SlurmJob, ErrorsNameTheKey) {
-  auto missing = FromYaml(kBase);
-  ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().ToString().find("no 'cluster:' section"), std::string::npos);
-
   auto typo = FromYaml(std::string(kBase) + "cluster: {partitoin: gpu}\n");
   ASSERT_FALSE(typo.ok());
   EXPECT_NE(typo.status().ToString().find("partitoin"), std::string::npos) << typo.status().ToString();

@@ -9,14 +9,12 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <random>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "collective/collective_test_lib.h"
 #include "collective/gloo_collective.h"
-#include "model/ops/cpu_guarded/guarded_backend.h"
-#include "model/presets.h"
+#include "learner/rl_test_util.h"
 
 namespace grpo {
 namespace {
@@ -30,28 +28,10 @@ std::string ReadFileToString(const std::string& path) {
   return s.str();
 }
 
-std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) {
-  auto c = PresetConfig(preset);
-  auto m = CausalLM::Create(*c, InitParameters(*c, seed, 0.1), BackendForTests());
-  return std::move(m).value();
-}
+std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) { return rl_test::MakeModel(preset, seed); }
 
 std::vector<RlGroup> RandomGroups(int64_t num_groups, int64_t g, uint64_t seed, int32_t vocab) {
-  std::mt19937_64 rng(seed);
-  std::vector<RlGroup> groups(num_groups);
-  for (auto& group : groups) {
-    const int64_t p = 2 + rng() % 5;
-    for (int64_t i = 0; i < p; ++i) group.prompt.push_back(static_cast<int32_t>(rng() % vocab));
-    for (int64_t s = 0; s < g; ++s) {
-      RlSample sample;
-      const int64_t t = 1 + rng() % 9;
-      for (int64_t i = 0; i < t; ++i) sample.completion.push_back(static_cast<int32_t>(rng() % vocab));
-      sample.advantage = std::uniform_real_distribution<double>(-1.5, 1.5)(rng);
-      group.samples.push_back(std::move(sample));
-    }
-  }
-  groups[0].samples[0].trained = false;
-  return groups;
+  return rl_test::RandomGroups(num_groups, g, seed, vocab, {.max_completion_tokens = 9});
 }
 
 // ||a - b|| / ||b|| over all parameters together. (Per tensor it would be dominated by the

@@ -45,15 +45,9 @@ std::chrono::system_clock::time_point Deadline(absl::Duration timeout) {
 
 class RemoteRollout final : public PolicyRollout {
  public:
-  explicit RemoteRollout(RemoteRolloutOptions options) : options_(std::move(options)) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(options_.max_message_mb << 20);
-    args.SetMaxSendMessageSize(options_.max_message_mb << 20);
-    for (const auto& e : options_.endpoints) {
-      stubs_.push_back(grpo::v1::RolloutService::NewStub(
-          grpc::CreateCustomChannel(e, grpc::InsecureChannelCredentials(), args)));
-      up_.push_back(true);
-    }
+  explicit RemoteRollout(RemoteRolloutOptions options)
+      : options_(std::move(options)), stubs_(RolloutStubs(options_.endpoints, options_.max_message_mb)) {
+    up_.assign(stubs_.size(), true);
   }
 
   absl::StatusOr<std::vector<GroupResult>> Generate(const std::vector<GroupRequest>& requests) override {
@@ -77,6 +71,7 @@ class RemoteRollout final : public PolicyRollout {
   }
 
   absl::Status PushWeights(uint64_t version, const CausalLM& policy) override {
+    if (options_.ranks != nullptr && options_.ranks->size() > 1) return PushShards(version, policy);
     // The wire needs host bytes: the masters are downloaded once, encoded once, sent to all.
     GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(policy.ReadParameters(), version, options_.push));
     current_ = std::make_shared<EncodedWeights>(std::move(w));
@@ -115,6 +110,56 @@ class RemoteRollout final : public PolicyRollout {
   uint64_t weight_version() const override { return version_; }
 
  private:
+  // Data-parallel ranks: every rank pushes its shard of the version to the servers that are up
+  // (learner/weight_push.h PushWeightShards); the others are told to by options_.announce.
+  absl::Status PushShards(uint64_t version, const CausalLM& policy) {
+    auto params = std::make_shared<std::vector<Parameter>>(policy.ReadParameters());
+    std::vector<bool> up;
+    std::vector<grpo::v1::RolloutService::StubInterface*> stubs;
+    {
+      absl::MutexLock lock(&mu_);
+      up = up_;
+    }
+    for (size_t i = 0; i < stubs_.size(); ++i) stubs.push_back(up[i] ? stubs_[i].get() : nullptr);
+    GRPO_RETURN_IF_ERROR(options_.announce(version, up));
+    const std::vector<absl::Status> results =
+        PushWeightShards(*options_.ranks, stubs, *params, version, options_.push,
+                         absl::Now() + options_.push_timeout, options_.push_token);
+    last_params_ = std::move(params);
+    current_.reset();  // encoded whole only if a revived server needs it
+    version_ = version;
+    return CountPushed(version, up, results);
+  }
+
+  // Marks the servers whose push failed down; fails when no server took the version.
+  absl::Status CountPushed(uint64_t version, const std::vector<bool>& pushed, const std::vector<absl::Status>& results) {
+    int ok = 0;
+    std::string why;
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (!pushed[i]) continue;
+      if (results[i].ok()) {
+        ++ok;
+      } else {
+        up_[i] = false;
+        why += " " + options_.endpoints[i] + ": " + results[i].ToString() + ";";
+      }
+    }
+    if (ok == 0) return absl::UnavailableError("weight push of version " + std::to_string(version) + " reached no rollout server:" + why);
+    if (!why.empty()) std::fprintf(stderr, "grpo train: rollout servers marked down after the push:%s\n", why.c_str());
+    return absl::OkStatus();
+  }
+
+  // The current version whole, for a server that missed it (sharded pushes keep the parameters
+  // and encode them only here).
+  absl::StatusOr<std::shared_ptr<EncodedWeights>> WholeCurrentVersion() {
+    if (current_ == nullptr && last_params_ != nullptr) {
+      GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(*last_params_, version_, options_.push));
+      current_ = std::make_shared<EncodedWeights>(std::move(w));
+    }
+    return current_;
+  }
+
   // Health-checks every down server; one that answers gets the current weights.
   absl::Status ReviveDownServers() {
     for (size_t i = 0; i < stubs_.size(); ++i) {
@@ -127,8 +172,9 @@ class RemoteRollout final : public PolicyRollout {
       grpo::v1::RolloutHealthRequest req;
       grpo::v1::RolloutHealthResponse resp;
       if (!stubs_[i]->Health(&ctx, req, &resp).ok()) continue;
-      if (current_ != nullptr && resp.weight_version() != version_) {
-        auto ack = grpo::PushWeights(*stubs_[i], *current_, options_.push.chunk_bytes,
+      if (version_ != 0 && resp.weight_version() != version_) {
+        GRPO_ASSIGN_OR_RETURN(std::shared_ptr<EncodedWeights> current, WholeCurrentVersion());
+        auto ack = grpo::PushWeights(*stubs_[i], *current, options_.push.chunk_bytes,
                                      absl::Now() + options_.push_timeout, options_.push_token);
         if (!ack.ok()) continue;
       }
@@ -197,7 +243,7 @@ class RemoteRollout final : public PolicyRollout {
           (request.return_raw_logprobs && s.raw_logprobs.size() != s.tokens.size())) {
         return "a sample's tokens and logprobs disagree";
       }
-      if (current_ != nullptr) {
+      if (version_ != 0) {
         for (const VersionSpan& v : s.versions) {
           if (v.version != version_) {
             return "a sample was generated with weight version " + std::to_string(v.version) + ", not " +
@@ -214,12 +260,29 @@ class RemoteRollout final : public PolicyRollout {
   absl::Mutex mu_;  // Generate's threads share up_
   std::vector<bool> up_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<EncodedWeights> current_;
+  std::shared_ptr<std::vector<Parameter>> last_params_;  // sharded pushes: the version's masters
   uint64_t version_ = 0;
 };
 
 }  // namespace
 
+std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> RolloutStubs(const std::vector<std::string>& endpoints,
+                                                                          int max_message_mb) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(max_message_mb << 20);
+  args.SetMaxSendMessageSize(max_message_mb << 20);
+  std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> stubs;
+  for (const auto& e : endpoints) {
+    stubs.push_back(
+        grpo::v1::RolloutService::NewStub(grpc::CreateCustomChannel(e, grpc::InsecureChannelCredentials(), args)));
+  }
+  return stubs;
+}
+
 absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRolloutOptions& options) {
+  if (options.ranks != nullptr && options.ranks->size() > 1 && !options.announce) {
+    return absl::InvalidArgumentError("remote rollout: data-parallel ranks need an announce function");
+  }
   if (options.endpoints.empty()) return absl::InvalidArgumentError("remote rollout: no endpoints");
   if (options.max_attempts <= 0 || options.max_in_flight <= 0) {
     return absl::InvalidArgumentError("remote rollout: max_attempts and max_in_flight must be > 0");

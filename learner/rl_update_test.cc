@@ -10,6 +10,7 @@
 #include <future>
 #include <random>
 
+#include "learner/rl_test_util.h"
 #include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "rollout/engine.h"
@@ -17,33 +18,11 @@
 namespace grpo {
 namespace {
 
-std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) {
-  auto c = PresetConfig(preset);
-  EXPECT_TRUE(c.ok());
-  auto m = CausalLM::Create(*c, InitParameters(*c, seed, 0.1), BackendForTests());
-  EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return std::move(m).value();
-}
+std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) { return rl_test::MakeModel(preset, seed); }
 
+// With a multi-turn sample: every other token of the last sample is out of the loss.
 std::vector<RlGroup> RandomGroups(int64_t num_groups, int64_t g, uint64_t seed, int32_t vocab) {
-  std::mt19937_64 rng(seed);
-  std::vector<RlGroup> groups(num_groups);
-  for (auto& group : groups) {
-    const int64_t p = 2 + rng() % 5;
-    for (int64_t i = 0; i < p; ++i) group.prompt.push_back(static_cast<int32_t>(rng() % vocab));
-    for (int64_t s = 0; s < g; ++s) {
-      RlSample sample;
-      const int64_t t = 1 + rng() % 6;
-      for (int64_t i = 0; i < t; ++i) sample.completion.push_back(static_cast<int32_t>(rng() % vocab));
-      sample.advantage = std::uniform_real_distribution<double>(-1.5, 1.5)(rng);
-      group.samples.push_back(std::move(sample));
-    }
-  }
-  groups[0].samples[0].trained = false;  // a masked sample
-  // Environment tokens (multi-turn): every other token of the last sample is out of the loss.
-  RlSample& tool = groups.back().samples.back();
-  for (size_t j = 0; j < tool.completion.size(); ++j) tool.loss_mask.push_back(j % 2 == 0 ? 1 : 0);
-  return groups;
+  return rl_test::RandomGroups(num_groups, g, seed, vocab, {.max_completion_tokens = 6, .mask_tool_tokens = true});
 }
 
 // The loss RlUpdate minimizes, recomputed from scratch (old logprobs fixed).

@@ -19,6 +19,7 @@
 #include "learner/recipe.h"
 #include "learner/rl_update.h"
 #include "learner/trainer.h"
+#include "learner/weight_push.h"
 #include "model/causal_lm.h"
 #include "rollout/environment.h"
 #include "tokenizer/prompt_template.h"
@@ -76,6 +77,11 @@ bool Distributed(const TrainOptions& o);
 absl::Status SendStart(Collective& c, CausalLM& policy, const std::string& optimizer_checkpoint);
 absl::Status SendStep(Collective& c, const std::vector<RlGroup>& groups);
 absl::Status SendDone(Collective& c);
+// Every rank pushes its shard of weight version `version` to the rollout servers marked in `up`
+// (learner/weight_push.h PushWeightShards); rank 0 calls this, then pushes its own shard.
+absl::Status SendPush(Collective& c, uint64_t version, const std::vector<bool>& up);
+// The wire format of weight pushes, the same on every rank.
+WeightPushOptions PushOptions(const TrainRecipe& r);
 // Every rank writes its optimizer shard into the checkpoint directory `dir` (rank 0's included);
 // returns once all have.
 absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::string& dir);

@@ -3,17 +3,21 @@
 #include <filesystem>
 
 #include "learner/checkpoint.h"
+#include "absl/strings/numbers.h"
+#include "absl/time/clock.h"
 #include "learner/data_parallel.h"
+#include "learner/remote_rollout.h"
 #include "learner/sharded_optimizer.h"
 #include "learner/trainer_internal.h"
 #include "model/ops/registry.h"
 #include "model/presets.h"
+#include "rollout/push_token.h"
 
 namespace grpo::trainer_internal {
 namespace {
 
 // Rank 0's messages: one kind byte, then the payload.
-enum Message : char { kStart = 'S', kStep = 'T', kSave = 'C', kDone = 'D' };
+enum Message : char { kStart = 'S', kStep = 'T', kSave = 'C', kPush = 'P', kDone = 'D' };
 
 absl::Status Send(Collective& c, Message kind, const std::string& payload) {
   std::string bytes(1, kind);
@@ -35,6 +39,27 @@ absl::StatusOr<std::unique_ptr<CausalLM>> ModelOfTheRun(const TrainRecipe& r, Ba
   return CausalLM::Create(config, InitParameters(config, r.init_seed, r.init_std), backend);
 }
 
+// This rank's part of a sharded weight push (SendPush): its shard of the version to the
+// servers rank 0 marked up. The verdicts are rank 0's to act on; a failed collective ends the
+// run at the next message.
+absl::Status PushOwnShard(const TrainRecipe& r, const CausalLM& policy, const std::string& payload,
+                          std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>>* stubs,
+                          Collective& c) {
+  const size_t space = payload.find(' ');
+  uint64_t version = 0;
+  if (space == std::string::npos || !absl::SimpleAtoi(payload.substr(0, space), &version) ||
+      payload.size() - space - 1 != r.rollout_endpoints.size()) {
+    return absl::DataLossError("data parallel: a malformed weight push message from rank 0");
+  }
+  if (stubs->empty()) *stubs = RolloutStubs(r.rollout_endpoints, RemoteRolloutOptions{}.max_message_mb);
+  std::vector<grpo::v1::RolloutService::StubInterface*> targets;
+  for (size_t i = 0; i < stubs->size(); ++i) targets.push_back(payload[space + 1 + i] == '1' ? (*stubs)[i].get() : nullptr);
+  GRPO_ASSIGN_OR_RETURN(const std::string token, PushTokenFromFileOrEnv(""));
+  PushWeightShards(c, targets, policy.ReadParameters(), version, PushOptions(r),
+                   absl::Now() + RemoteRolloutOptions{}.push_timeout, token);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool Distributed(const TrainOptions& o) { return o.collective != nullptr && o.collective->size() > 1; }
@@ -49,6 +74,19 @@ absl::Status SendStep(Collective& c, const std::vector<RlGroup>& groups) {
 }
 
 absl::Status SendDone(Collective& c) { return Send(c, kDone, ""); }
+
+// kPush's payload: the version in decimal, a space, then one '1' (up) or '0' per server.
+absl::Status SendPush(Collective& c, uint64_t version, const std::vector<bool>& up) {
+  std::string payload = std::to_string(version) + " ";
+  for (bool u : up) payload += u ? '1' : '0';
+  return Send(c, kPush, payload);
+}
+
+WeightPushOptions PushOptions(const TrainRecipe& r) {
+  WeightPushOptions o;
+  o.format = r.serve_format;
+  return o;
+}
 
 absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::string& dir) {
   GRPO_RETURN_IF_ERROR(Send(c, kSave, dir));
@@ -85,9 +123,14 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
   }
   const bool routing = policy->config().NumMoeLayers() > 0 && r.routing_replay;
   std::vector<Buffer> grads;
+  std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> stubs;  // made at the first push
   while (true) {
     GRPO_ASSIGN_OR_RETURN(auto message, Receive(c));
     if (message.first == kDone) return summary;
+    if (message.first == kPush) {
+      GRPO_RETURN_IF_ERROR(PushOwnShard(r, *policy, message.second, &stubs, c));
+      continue;
+    }
     if (message.first == kSave) {
       GRPO_RETURN_IF_ERROR(zero.SaveShard(message.second));
       GRPO_RETURN_IF_ERROR(c.Barrier());

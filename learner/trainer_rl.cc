@@ -741,7 +741,7 @@ absl::StatusOr<std::unique_ptr<RewardScorer>> OpenScorer(const TrainRecipe& r) {
 
 // The rollout role at weight version `*version`. Remote servers first receive the trainer's
 // current weights as the next version, whatever they loaded (`*version` is advanced).
-absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint64_t* version) {
+absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint64_t* version, Collective* ranks) {
   const TrainRecipe& r = *run.recipe;
   if (r.rollout_endpoints.empty()) {
     EmbeddedRolloutOptions ro;
@@ -753,7 +753,11 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
   }
   RemoteRolloutOptions ro;
   ro.endpoints = r.rollout_endpoints;
-  ro.push.format = r.serve_format;
+  ro.push = PushOptions(r);
+  if (ranks != nullptr) {  // data-parallel ranks push their shards in parallel
+    ro.ranks = ranks;
+    ro.announce = [ranks](uint64_t v, const std::vector<bool>& up) { return SendPush(*ranks, v, up); };
+  }
   // The job's push token, which rollout servers require on weight pushes (docs/security.md).
   GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, MakeRemoteRollout(ro));
@@ -874,7 +878,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   if (zero) save_shards = [&](const std::string& dir) { return SaveShards(*ranks, *zero, dir); };
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
   GRPO_ASSIGN_OR_RETURN(run.environment, OpenEnvironment(r));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version, ranks));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, OpenMetrics(run, start, resumed_rl));
   std::optional<data::EpochSampler> sampler;

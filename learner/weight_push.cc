@@ -6,6 +6,7 @@
 #include <map>
 #include <thread>
 
+#include "collective/collective.h"
 #include "core/crc32c.h"
 #include "core/fp8_block.h"
 #include "core/thread_pool.h"
@@ -131,6 +132,32 @@ absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& param
   return w;
 }
 
+std::vector<Parameter> ParametersOfShard(const std::vector<Parameter>& params, int shard, int num_shards) {
+  size_t total = 0;
+  for (const Parameter& p : params) total += static_cast<size_t>(p.value.numel());
+  const std::vector<size_t> counts = EvenShards(total, num_shards);
+  const size_t begin = ShardOffset(counts, shard), end = begin + counts[shard];
+  std::vector<Parameter> mine;
+  size_t offset = 0;
+  for (const Parameter& p : params) {
+    if (offset >= begin && (offset < end || (shard == num_shards - 1 && offset == total))) mine.push_back(p);
+    offset += static_cast<size_t>(p.value.numel());
+  }
+  return mine;
+}
+
+absl::StatusOr<EncodedWeights> EncodeWeightShard(const std::vector<Parameter>& params, uint64_t version,
+                                                 const WeightPushOptions& options, int shard, int num_shards) {
+  if (num_shards < 1 || shard < 0 || shard >= num_shards) {
+    return absl::InvalidArgumentError("weight shard " + std::to_string(shard) + " of " + std::to_string(num_shards) +
+                                      ": the shard must be in [0, num_shards)");
+  }
+  GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(ParametersOfShard(params, shard, num_shards), version, options));
+  w.shard_index = static_cast<uint32_t>(shard);
+  w.shard_count = static_cast<uint32_t>(num_shards);
+  return w;
+}
+
 absl::Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
                         const std::function<absl::Status(const grpo::v1::WeightUpdateChunk&)>& emit) {
   if (chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes must be > 0");
@@ -138,10 +165,17 @@ absl::Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
   uint32_t stream_crc = 0;
   uint64_t total = 0;
   grpo::v1::WeightUpdateChunk c;
-  for (const WireTensor& t : weights.tensors) {
-    GRPO_ASSIGN_OR_RETURN(grpo::v1::DType dtype, ToProtoDType(t.data.dtype()));
+  auto start_message = [&c, &weights] {
     c.Clear();
     c.set_version(weights.version);
+    if (weights.shard_count > 1) {
+      c.set_shard_index(weights.shard_index);
+      c.set_shard_count(weights.shard_count);
+    }
+  };
+  for (const WireTensor& t : weights.tensors) {
+    GRPO_ASSIGN_OR_RETURN(grpo::v1::DType dtype, ToProtoDType(t.data.dtype()));
+    start_message();
     c.set_tensor_name(t.name);
     c.set_dtype(dtype);
     for (int64_t d : t.data.shape()) c.add_shape(static_cast<uint64_t>(d));
@@ -166,8 +200,7 @@ absl::Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
       off += len;
     } while (off < n);
   }
-  c.Clear();
-  c.set_version(weights.version);
+  start_message();
   grpo::v1::WeightUpdateSummary* s = c.mutable_summary();
   s->set_version(weights.version);
   s->set_num_tensors(static_cast<uint32_t>(weights.tensors.size()));
@@ -243,6 +276,40 @@ std::vector<absl::StatusOr<grpo::v1::WeightUpdateAck>> PushWeightsToAll(
     });
   }
   for (std::thread& t : threads) t.join();
+  return results;
+}
+
+std::vector<absl::Status> PushWeightShards(Collective& ranks,
+                                           const std::vector<grpo::v1::RolloutService::StubInterface*>& stubs,
+                                           const std::vector<Parameter>& params, uint64_t version,
+                                           const WeightPushOptions& options, absl::Time deadline,
+                                           const std::string& push_token) {
+  std::vector<absl::Status> results(stubs.size());
+  std::vector<grpo::v1::RolloutService::StubInterface*> targets = stubs;
+  auto shard = EncodeWeightShard(params, version, options, ranks.rank(), ranks.size());
+  if (!shard.ok()) {
+    for (auto& r : results) r = shard.status();
+    targets.assign(stubs.size(), nullptr);
+  }
+  std::vector<double> failed(stubs.size(), 0.0);
+  if (shard.ok()) {
+    auto acks = PushWeightsToAll(targets, *shard, options.chunk_bytes, deadline, push_token);
+    for (size_t i = 0; i < stubs.size(); ++i) {
+      if (stubs[i] != nullptr && !acks[i].ok()) results[i] = acks[i].status();
+    }
+  }
+  for (size_t i = 0; i < stubs.size(); ++i) failed[i] = results[i].ok() ? 0.0 : 1.0;
+  if (absl::Status sum = ranks.AllReduceSum(absl::MakeSpan(failed)); !sum.ok()) {
+    for (auto& r : results) r = sum;
+    return results;
+  }
+  for (size_t i = 0; i < stubs.size(); ++i) {
+    if (results[i].ok() && failed[i] > 0) {
+      results[i] = absl::AbortedError("engine " + std::to_string(i) + ": the shard of " +
+                                      std::to_string(static_cast<int>(failed[i])) + " other rank(s) of version " +
+                                      std::to_string(version) + " failed (the engine does not serve the version)");
+    }
+  }
   return results;
 }
 

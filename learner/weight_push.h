@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "collective/collective.h"
 #include "core/status.h"
 #include "model/model_config.h"
 #include "model/parameters.h"
@@ -54,6 +55,10 @@ struct EncodedWeights {
   uint64_t version = 0;
   std::vector<WireTensor> tensors;  // stream order
   uint64_t total_bytes = 0;
+  // A shard of a sharded update (rollout.proto shard_index / shard_count); shard_count 0 or 1:
+  // the whole update.
+  uint32_t shard_index = 0;
+  uint32_t shard_count = 0;
 };
 
 // The dtype a tensor travels in under `options` (see the top of this file): F32, BF16, or
@@ -64,6 +69,17 @@ DType WireDType(const ParameterSpec& spec, const WeightPushOptions& options);
 // of kWireWeightFormats (InvalidArgument otherwise).
 absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& params, uint64_t version,
                                      const WeightPushOptions& options);
+
+// Data-parallel ranks push a version as `num_shards` shards in parallel, one each: shard k holds
+// the tensors (in `params` order) whose first element falls in rank k's even share of the
+// parameters laid out flat (collective.h EvenShards, the layout ZeRO-1 shards the optimizer
+// by; empty tensors at the very end go to the last shard). Every tensor is in exactly one shard.
+std::vector<Parameter> ParametersOfShard(const std::vector<Parameter>& params, int shard, int num_shards);
+
+// EncodeWeights of ParametersOfShard, marked as shard `shard` of `num_shards` (every message of
+// its stream carries both). InvalidArgument unless 0 <= shard < num_shards.
+absl::StatusOr<EncodedWeights> EncodeWeightShard(const std::vector<Parameter>& params, uint64_t version,
+                                                 const WeightPushOptions& options, int shard, int num_shards);
 
 // Calls `emit` with each message of the stream, the summary last; stops at emit's first error.
 absl::Status EmitWeightUpdate(const EncodedWeights& weights, size_t chunk_bytes,
@@ -94,6 +110,21 @@ std::vector<absl::StatusOr<grpo::v1::WeightUpdateAck>> PushWeightsToAll(
     const std::vector<grpo::v1::RolloutService::StubInterface*>& stubs,
     const EncodedWeights& weights, size_t chunk_bytes,
     absl::Time deadline, const std::string& push_token = "");
+
+// A version pushed by data-parallel learner ranks in parallel (no gather through rank 0). Every
+// rank of `ranks` calls this together, with the same version, options and `stubs` layout
+// (nullptr: an engine that is down, skipped by every rank) and its own copy of the whole
+// parameters (equal on every rank after a ZeRO-1 step). Each rank streams its shard
+// (EncodeWeightShard, shard = its rank) to every engine concurrently; then the ranks sum their
+// failures (one all-reduce), so result i is the same verdict on every rank: OK when every shard
+// reached engine i, which then serves the version (the engine applies it when its last shard
+// arrives, before that shard's ack), else this rank's own error for it or Aborted naming how
+// many other ranks' shards failed. A down engine's result is OK (nothing was sent).
+std::vector<absl::Status> PushWeightShards(Collective& ranks,
+                                           const std::vector<grpo::v1::RolloutService::StubInterface*>& stubs,
+                                           const std::vector<Parameter>& params, uint64_t version,
+                                           const WeightPushOptions& options, absl::Time deadline,
+                                           const std::string& push_token = "");
 
 // The f32 parameters an engine assembles from a push of `masters` in this format, computed
 // in-process for the embedded trainer (FP8: quantize + dequantize). `masters` must be the

@@ -190,6 +190,77 @@ TEST(WeightPush, ServingWeightsChecksTheMasters) {
       << r.status().ToString();
 }
 
+std::vector<Chunk> EncodeShard(const std::vector<Parameter>& p, uint64_t v, const WeightPushOptions& o, int shard,
+                               int num_shards) {
+  std::vector<Chunk> out;
+  auto w = EncodeWeightShard(p, v, o, shard, num_shards);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
+  if (!w.ok()) return out;
+  absl::Status s = EmitWeightUpdate(*w, o.chunk_bytes, [&](const Chunk& c) {
+    out.push_back(c);
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+absl::Status AddStream(WeightAssembler& a, const std::vector<Chunk>& chunks) {
+  for (const Chunk& c : chunks) GRPO_RETURN_IF_ERROR(a.Add(c));
+  return a.EndStream();
+}
+
+// Data-parallel ranks push a version as shards: every tensor is in exactly one shard, the shards
+// assemble (in any order) to exactly the weights of one whole push, and the assembler refuses
+// stale, mismatched and repeated shards without losing the shards it has.
+TEST(WeightPush, ShardsAssembleToTheWholeUpdate) {
+  const ModelConfig config = Config("deepseek_v3-nano", 160);
+  const std::vector<Parameter> masters = InitParameters(config, 3);
+  const WeightPushOptions o = Options(WeightFormat::kFp8Block, 4096);
+  std::vector<std::string> names;
+  for (int k = 0; k < 3; ++k) {
+    for (const Parameter& p : ParametersOfShard(masters, k, 3)) names.push_back(p.spec.name);
+  }
+  ASSERT_EQ(names.size(), masters.size());
+  for (size_t i = 0; i < masters.size(); ++i) EXPECT_EQ(names[i], masters[i].spec.name);
+  EXPECT_FALSE(ParametersOfShard(masters, 2, 3).empty());
+
+  std::vector<std::vector<Chunk>> shards;
+  for (int k = 0; k < 3; ++k) shards.push_back(EncodeShard(masters, 5, o, k, 3));
+  for (const Chunk& c : shards[1]) ASSERT_TRUE(c.shard_index() == 1 && c.shard_count() == 3);
+  auto a = WeightAssembler::Create(config);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(AddStream(*a, shards[2]).ok());
+  EXPECT_EQ(a->shards_missing(), 2u);
+  // Refused at the first message, leaving the two shards to come intact:
+  auto stale = AddStream(*a, EncodeShard(masters, 4, o, 0, 3));
+  EXPECT_NE(stale.ToString().find("shard 0 of 3 of version 4 arrived while version 5 is being assembled"),
+            std::string::npos) << stale.ToString();
+  auto count = AddStream(*a, EncodeShard(masters, 5, o, 0, 2));
+  EXPECT_NE(count.ToString().find("assembled from 3 shards"), std::string::npos) << count.ToString();
+  auto twice = AddStream(*a, shards[2]);
+  EXPECT_NE(twice.ToString().find("shard 2 of 3 arrived twice"), std::string::npos) << twice.ToString();
+  EXPECT_FALSE(a->failed());
+  ASSERT_TRUE(AddStream(*a, shards[0]).ok());
+  EXPECT_EQ(a->shards_missing(), 1u);
+  ASSERT_TRUE(AddStream(*a, shards[1]).ok());
+  auto staged = a->Finish();
+  ASSERT_TRUE(staged.ok()) << staged.status().ToString();
+  auto want = ServingWeights(config, masters, o);
+  ASSERT_TRUE(want.ok());
+  ASSERT_EQ(staged->params.size(), want->size());
+  for (size_t i = 0; i < want->size(); ++i) EXPECT_TRUE(SameBits(staged->params[i].value, (*want)[i].value)) << i;
+
+  // A version whose shards did not all arrive never yields weights, naming what is missing.
+  auto half = WeightAssembler::Create(config);
+  ASSERT_TRUE(half.ok());
+  ASSERT_TRUE(AddStream(*half, EncodeShard(masters, 6, o, 1, 3)).ok());
+  auto partial = half->Finish();
+  ASSERT_FALSE(partial.ok());
+  EXPECT_NE(partial.status().ToString().find("1 of 3 shards arrived (missing shard 0, 2)"), std::string::npos)
+      << partial.status().ToString();
+  EXPECT_FALSE(EncodeWeightShard(masters, 6, o, 3, 3).ok());
+}
+
 // A minimal engine: assembles each update with WeightAssembler and installs it if newer.
 class TestEngine final : public grpo::v1::RolloutService::Service {
  public:

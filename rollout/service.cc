@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <deque>
 #include <new>
+#include <optional>
 #include <random>
 
 #include "absl/base/thread_annotations.h"
@@ -174,19 +175,37 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
       ack->set_serving_version(engine_.weight_version());
       return grpc::Status::OK;
     };
-    WeightAssemblerOptions wo;
-    wo.serving_version = engine_.weight_version();  // updates are serialized: nothing else is staged
-    auto assembler = WeightAssembler::Create(engine_.config(), wo);
-    if (!assembler.ok()) return reject(assembler.status().message());
     grpo::v1::WeightUpdateChunk chunk;
-    absl::Status error;
-    while (reader->Read(&chunk)) {  // read to the end even after an error, so the client's writes complete
-      if (error.ok()) error = assembler->Add(chunk);
+    const bool any = reader->Read(&chunk);
+    auto assembler = AssemblerFor(chunk);
+    if (!assembler.ok()) {
+      while (reader->Read(&chunk)) {}  // let the client's writes complete
+      return reject(assembler.status().message());
     }
-    ack->set_bytes_received(assembler->bytes_received());
-    if (state() != State::kServing) return reject("the rollout server is draining");
-    if (!error.ok()) return reject(error.message());
-    auto staged = assembler->Finish();
+    absl::Status error = any ? (*assembler)->Add(chunk) : absl::OkStatus();
+    while (reader->Read(&chunk)) {  // read to the end even after an error, so the client's writes complete
+      if (error.ok()) error = (*assembler)->Add(chunk);
+    }
+    ack->set_bytes_received((*assembler)->bytes_received());
+    if (error.ok()) error = (*assembler)->EndStream();
+    if (state() != State::kServing) {
+      pending_.reset();
+      return reject("the rollout server is draining");
+    }
+    if (!error.ok()) {
+      // A refused first message leaves the other shards of the version intact; any later error
+      // poisoned the assembler, and with it the version (it is never served).
+      if ((*assembler)->failed()) pending_.reset();
+      return reject(error.message());
+    }
+    if ((*assembler)->shards_missing() > 0) {  // a shard of a version still being assembled
+      ack->set_accepted(true);
+      ack->set_shards_missing((*assembler)->shards_missing());
+      ack->set_serving_version(engine_.weight_version());
+      return grpc::Status::OK;
+    }
+    auto staged = (*assembler)->Finish();
+    pending_.reset();
     if (!staged.ok()) return reject(staged.status().message());
     const uint64_t version = staged->version;
     if (absl::Status s = engine_.StageWeights(version, std::move(staged->params)); !s.ok()) return reject(s.message());
@@ -233,6 +252,32 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     resp->set_request_id(req->request_id());
     resp->set_weight_version(0);
     return grpc::Status::OK;
+  }
+
+  // The assembler a stream whose first message is `first` feeds: the pending one when `first` is
+  // another shard of the version being assembled, else a new one (kept pending for a sharded
+  // version). A newer version discards a pending older one that never completed; a shard older
+  // than the pending version is refused without touching it.
+  absl::StatusOr<WeightAssembler*> AssemblerFor(const grpo::v1::WeightUpdateChunk& first)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(update_mu_) {
+    if (pending_ && first.version() == pending_->version()) return &*pending_;
+    if (pending_ && first.version() < pending_->version()) {
+      return absl::FailedPreconditionError(
+          "weight update v" + std::to_string(first.version()) + ": shard " + std::to_string(first.shard_index()) +
+          " of " + std::to_string(first.shard_count()) + " is stale: version " +
+          std::to_string(pending_->version()) + " is being assembled");
+    }
+    if (pending_) {
+      std::fprintf(stderr, "grpo rollout serve: version %llu is dropped with %u of its shards missing (version %llu arrived)\n",
+                   static_cast<unsigned long long>(pending_->version()), pending_->shards_missing(),
+                   static_cast<unsigned long long>(first.version()));
+      pending_.reset();
+    }
+    WeightAssemblerOptions wo;
+    wo.serving_version = engine_.weight_version();  // updates are serialized: nothing else is staged
+    GRPO_ASSIGN_OR_RETURN(WeightAssembler a, WeightAssembler::Create(engine_.config(), wo));
+    pending_.emplace(std::move(a));
+    return &*pending_;
   }
 
   grpc::Status Health(grpc::ServerContext*, const grpo::v1::RolloutHealthRequest*,
@@ -464,6 +509,9 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
   InFlightLimit in_flight_;  // Generate / GenerateStream calls
   absl::Mutex update_mu_;  // one UpdateWeights at a time
   absl::Mutex logprobs_mu_;  // one Logprobs at a time
+  // The update being assembled: between the calls of a sharded version's shards, and during a
+  // call (a whole update is never left here after its call).
+  std::optional<WeightAssembler> pending_ ABSL_GUARDED_BY(update_mu_);
   absl::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_) = State::kServing;
   std::mt19937_64 seeder_ ABSL_GUARDED_BY(mu_);

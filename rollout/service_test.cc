@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "collective/gloo_collective.h"
 #include "learner/weight_push.h"
 #include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
@@ -202,6 +203,72 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   EXPECT_NE(bad.reason().find("crc"), std::string::npos) << bad.reason();
   EXPECT_EQ(bad.serving_version(), 1u);
   EXPECT_EQ(Health().weight_version(), 1u);
+}
+
+// Weight sync at scale (issue 18): 2 data-parallel ranks (Gloo over loopback, one thread each)
+// push their shards of a version in parallel; the server serves it only once both arrived, and
+// then serves exactly the whole model's weights (f32: its logprobs are the model's own).
+TEST_F(ServiceTest, ShardedPushFromTwoRanksServesTheWholeWeights) {
+  auto fresh = MakeModel(kPreset, 6);
+  const std::vector<Parameter> full = fresh->ReadParameters();
+  WeightPushOptions f32;
+  f32.format = WeightFormat::kF32;
+  f32.chunk_bytes = 4096;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+
+  // A half-arrived version is staged, acknowledged as such, and not served.
+  auto shard1 = EncodeWeightShard(full, 1, f32, 1, 2);
+  ASSERT_TRUE(shard1.ok());
+  auto half = PushWeights(*stub_, *shard1, f32.chunk_bytes, deadline, kToken);
+  ASSERT_TRUE(half.ok()) << half.status().ToString();
+  EXPECT_TRUE(half->accepted());
+  EXPECT_EQ(half->shards_missing(), 1u);
+  EXPECT_EQ(half->serving_version(), 0u);
+  EXPECT_EQ(Health().weight_version(), 0u);
+  // A newer version's shard drops it (never served); a shard of the dropped version is stale.
+  auto newer = PushWeights(*stub_, *EncodeWeightShard(full, 2, f32, 0, 2), f32.chunk_bytes, deadline, kToken);
+  ASSERT_TRUE(newer.ok()) << newer.status().ToString();
+  auto stale = PushWeights(*stub_, *EncodeWeightShard(full, 1, f32, 0, 2), f32.chunk_bytes, deadline, kToken);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_NE(stale.status().message().find("is stale: version 2 is being assembled"), std::string::npos)
+      << stale.status().ToString();
+  EXPECT_EQ(Health().weight_version(), 0u);
+
+  // Two ranks push version 3 together (version 2 stays half-arrived and is dropped).
+  const std::string rendezvous = std::string(std::getenv("TEST_TMPDIR")) + "/sharded-push";
+  std::vector<std::vector<absl::Status>> results(2);
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.emplace_back([&, rank] {
+      CollectiveOptions o;
+      o.rank = rank;
+      o.size = 2;
+      o.rendezvous_dir = rendezvous;
+      o.host = "127.0.0.1";
+      auto c = ConnectGloo(o);
+      if (!c.ok()) {
+        results[rank] = {c.status()};
+        return;
+      }
+      results[rank] = PushWeightShards(**c, {stub_.get()}, full, 3, f32, deadline, kToken);
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(results[rank].size(), 1u);
+    EXPECT_TRUE(results[rank][0].ok()) << "rank " << rank << ": " << results[rank][0].ToString();
+  }
+  EXPECT_EQ(Health().weight_version(), 3u);
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
+  const grpo::v1::Sample& s = resp.group().samples(0);
+  EXPECT_EQ(s.weight_versions(0).version(), 3u);
+  std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
+  seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
+  auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});
+  ASSERT_TRUE(scored.ok());
+  for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
 }
 
 // Issue 19, class 3: any local process could push weights. A push needs the job's token.

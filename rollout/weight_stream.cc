@@ -295,12 +295,11 @@ absl::Status WeightAssembler::Fail(absl::Status s) {
   return error_;
 }
 
-absl::Status WeightAssembler::Add(const grpo::v1::WeightUpdateChunk& chunk) {
-  if (!error_.ok()) return error_;
-  if (finished_) return absl::FailedPreconditionError("weight update: Add after Finish");
-  if (have_summary_) {
-    return Fail(absl::InvalidArgumentError("a message (tensor '" + chunk.tensor_name() +
-                                        "') arrived after the summary, which must be last"));
+absl::Status WeightAssembler::BeginStream(const grpo::v1::WeightUpdateChunk& chunk) {
+  const uint32_t count = std::max<uint32_t>(chunk.shard_count(), 1);
+  const std::string shard = "shard " + std::to_string(chunk.shard_index()) + " of " + std::to_string(count);
+  if (chunk.shard_index() >= count) {
+    return Fail(absl::InvalidArgumentError(shard + ": shard_index must be below shard_count"));
   }
   if (!have_version_) {
     if (chunk.version() == 0) {
@@ -319,11 +318,48 @@ absl::Status WeightAssembler::Add(const grpo::v1::WeightUpdateChunk& chunk) {
     }
     have_version_ = true;
     version_ = chunk.version();
+    shard_count_ = count;
+  } else {
+    // A later shard stream. Nothing of it is staged yet: these refusals leave the shards that
+    // arrived intact (the assembler is not poisoned).
+    const std::string which = "weight update v" + std::to_string(version_) + ": ";
+    if (chunk.version() != version_) {
+      return absl::FailedPreconditionError(which + shard + " of version " + std::to_string(chunk.version()) +
+                                           " arrived while version " + std::to_string(version_) +
+                                           " is being assembled (a stale or mismatched shard)");
+    }
+    if (count != shard_count_) {
+      return absl::InvalidArgumentError(which + shard + ": the version is being assembled from " +
+                                        std::to_string(shard_count_) + " shards (mismatched shard_count)");
+    }
+    if (shards_done_.count(chunk.shard_index())) {
+      return absl::InvalidArgumentError(which + shard + " arrived twice");
+    }
+  }
+  stream_open_ = true;
+  stream_shard_ = chunk.shard_index();
+  return absl::OkStatus();
+}
+
+absl::Status WeightAssembler::Add(const grpo::v1::WeightUpdateChunk& chunk) {
+  if (!error_.ok()) return error_;
+  if (finished_) return absl::FailedPreconditionError("weight update: Add after Finish");
+  if (have_summary_) {
+    return Fail(absl::InvalidArgumentError("a message (tensor '" + chunk.tensor_name() +
+                                        "') arrived after the summary, which must be last"));
+  }
+  if (!stream_open_) {
+    GRPO_RETURN_IF_ERROR(BeginStream(chunk));
   } else if (chunk.version() != version_) {
     return Fail(absl::InvalidArgumentError("message for tensor '" + chunk.tensor_name() +
                                         "' at offset " + std::to_string(chunk.offset()) +
                                         " has version " + std::to_string(chunk.version()) +
                                         "; the stream is version " + std::to_string(version_)));
+  } else if (chunk.shard_index() != stream_shard_ || std::max<uint32_t>(chunk.shard_count(), 1) != shard_count_) {
+    return Fail(absl::InvalidArgumentError("message for tensor '" + chunk.tensor_name() + "' says shard " +
+                                           std::to_string(chunk.shard_index()) + " of " +
+                                           std::to_string(chunk.shard_count()) + "; the stream is shard " +
+                                           std::to_string(stream_shard_) + " of " + std::to_string(shard_count_)));
   }
   if (!chunk.tensor_name().empty()) {
     GRPO_RETURN_IF_ERROR(AddData(chunk));
@@ -408,6 +444,7 @@ absl::Status WeightAssembler::AddData(const grpo::v1::WeightUpdateChunk& c) {
       s.data = Tensor::View(*dtype, shape, buffer, std::move(owner));
     }
     s.order = staged_.size() - 1;
+    ++stream_tensors_;
     current_ = name;
   } else if (name != current_) {
     const Staged& cur = staged_[current_];
@@ -451,6 +488,7 @@ absl::Status WeightAssembler::AddData(const grpo::v1::WeightUpdateChunk& c) {
   }
   s.received += data.size();
   bytes_received_ += data.size();
+  stream_bytes_ += data.size();
   stream_crc_ = Crc32cExtend(stream_crc_, data);
   if (c.is_last()) {
     if (s.received != total) {
@@ -471,13 +509,13 @@ absl::Status WeightAssembler::CheckSummary(const grpo::v1::WeightUpdateSummary& 
     return absl::InvalidArgumentError("summary version " + std::to_string(s.version()) +
                                    " differs from the stream's " + std::to_string(version_));
   }
-  if (s.num_tensors() != staged_.size()) {
+  if (s.num_tensors() != stream_tensors_) {
     return absl::DataLossError("summary says " + std::to_string(s.num_tensors()) +
-                              " tensors, " + std::to_string(staged_.size()) + " arrived");
+                              " tensors, " + std::to_string(stream_tensors_) + " arrived");
   }
-  if (s.total_bytes() != bytes_received_) {
+  if (s.total_bytes() != stream_bytes_) {
     return absl::DataLossError("summary says " + std::to_string(s.total_bytes()) +
-                              " total bytes, " + std::to_string(bytes_received_) + " arrived");
+                              " total bytes, " + std::to_string(stream_bytes_) + " arrived");
   }
   if (s.crc32c() != stream_crc_) {
     return absl::DataLossError("summary crc32c " + Hex(s.crc32c()) + " differs from the " +
@@ -486,13 +524,39 @@ absl::Status WeightAssembler::CheckSummary(const grpo::v1::WeightUpdateSummary& 
   return absl::OkStatus();
 }
 
-absl::StatusOr<StagedWeights> WeightAssembler::Finish() {
+absl::Status WeightAssembler::EndStream() {
   if (!error_.ok()) return error_;
-  if (finished_) return absl::FailedPreconditionError("weight update: Finish called twice");
+  if (finished_) return absl::FailedPreconditionError("weight update: EndStream after Finish");
   if (!have_summary_) {
     return Fail(absl::InvalidArgumentError(
         "missing summary: the stream ended without its final summary message" +
         (current_.empty() ? std::string() : " (tensor '" + current_ + "' incomplete)")));
+  }
+  shards_done_.insert(stream_shard_);
+  stream_open_ = false;
+  have_summary_ = false;
+  stream_tensors_ = 0;
+  stream_bytes_ = 0;
+  stream_crc_ = 0;
+  return absl::OkStatus();
+}
+
+uint32_t WeightAssembler::shards_missing() const {
+  return have_version_ ? shard_count_ - static_cast<uint32_t>(shards_done_.size()) : 1;
+}
+
+absl::StatusOr<StagedWeights> WeightAssembler::Finish() {
+  if (!error_.ok()) return error_;
+  if (finished_) return absl::FailedPreconditionError("weight update: Finish called twice");
+  if (stream_open_ || shards_done_.empty()) GRPO_RETURN_IF_ERROR(EndStream());
+  if (shards_missing() > 0) {
+    std::string missing;
+    for (uint32_t i = 0; i < shard_count_; ++i) {
+      if (!shards_done_.count(i)) missing += (missing.empty() ? "" : ", ") + std::to_string(i);
+    }
+    return Fail(absl::InvalidArgumentError(std::to_string(shards_done_.size()) + " of " +
+                                           std::to_string(shard_count_) + " shards arrived (missing shard " +
+                                           missing + ")"));
   }
   finished_ = true;
   for (const ParameterSpec& spec : specs_) {

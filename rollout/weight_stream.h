@@ -22,6 +22,12 @@
 //   * The staged bytes may not exceed options.max_total_bytes (ResourceExhausted).
 //   * Every assembled f32 value is finite: Finish() rejects NaN or infinity (from any dtype, an
 //     FP8 NaN code or a scale that overflows included), naming the tensor and the element.
+//   * Sharded updates (rollout.proto shard_index / shard_count): one assembler takes the version's
+//     shard streams one after another, EndStream() after each; each stream's summary covers its
+//     own messages, the tensors of all shards together must be the whole set above, and a tensor
+//     may come in one shard only. A stream of another version, of another shard_count, or of a
+//     shard already received is refused at its first message without touching what the other
+//     shards staged (the assembler stays usable). Finish() requires every shard.
 // The first error poisons the assembler: it frees what it staged, and every later Add/Finish
 // returns that error again, so a broken or partial update never yields weights. Errors name the
 // version, the tensor and the offset involved.
@@ -30,6 +36,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,11 +106,19 @@ class WeightAssembler {
 
   // Verifies and stages one message of the stream.
   absl::Status Add(const grpo::v1::WeightUpdateChunk& chunk);
-  // After the summary message: the final checks, then the assembled weights. The assembler is
-  // spent afterwards (a second Finish is an error).
+  // The current stream has ended: it must have ended with its summary. The next Add starts the
+  // stream of another shard of the same version.
+  absl::Status EndStream();
+  // After the summary message (of the last shard): the final checks, then the assembled
+  // weights. Ends an open stream first. The assembler is spent afterwards (a second Finish is
+  // an error).
   absl::StatusOr<StagedWeights> Finish();
 
   uint64_t bytes_received() const { return bytes_received_; }
+  bool failed() const { return !error_.ok(); }
+  uint64_t version() const { return version_; }  // 0 before the first message
+  // Shards of the version whose streams have not ended yet (1 before the first message).
+  uint32_t shards_missing() const;
 
  private:
   struct Expected {
@@ -121,6 +136,7 @@ class WeightAssembler {
 
   WeightAssembler() = default;
   absl::Status Fail(absl::Status s);
+  absl::Status BeginStream(const grpo::v1::WeightUpdateChunk& chunk);
   absl::Status AddData(const grpo::v1::WeightUpdateChunk& chunk);
   absl::Status CheckSummary(const grpo::v1::WeightUpdateSummary& s) const;
 
@@ -138,6 +154,12 @@ class WeightAssembler {
   std::string current_;  // the tensor being received ("" between tensors)
   uint64_t staged_bytes_ = 0;
   uint64_t bytes_received_ = 0;
+  uint32_t shard_count_ = 1;
+  std::set<uint32_t> shards_done_;  // shards whose stream ended with a valid summary
+  bool stream_open_ = false;        // a message of the current stream has arrived
+  uint32_t stream_shard_ = 0;
+  uint32_t stream_tensors_ = 0;     // per stream, checked against its summary
+  uint64_t stream_bytes_ = 0;
   uint32_t stream_crc_ = 0;
 };
 

@@ -10,7 +10,10 @@
 #      trainer resumes from the checkpoint: every step once in metrics.jsonl and the store;
 #   3. `grpo cancel`: every process of the job gone, the store and the last checkpoint intact;
 #   4. `grpo submit --dry-run` of deploy/examples/*.yaml matches deploy/testdata/*.sbatch;
-#   5. cluster.learner.tasks: 2: two data-parallel learner ranks, one per task, finish the run.
+#   5. cluster.learner.tasks: 2: two data-parallel learner ranks, one per task; rank 1 is
+#      SIGKILLed after a checkpoint, rank 0 fails naming it, the job requeues and both ranks
+#      resume from the checkpoint and finish;
+#   6. a recipe without a cluster: section: one node, the learner embedding every role.
 # Usage: slurm_cluster_test.sh GRPO RECIPE DEPLOY_DIR
 set -u
 GRPO_IN="$1"
@@ -167,19 +170,46 @@ n3=$(store_steps "$D3/cancel/store")
 check "the store opens and holds the steps before the stop" "[ -n \"$n3\" ] && [ \"$n3\" -ge 2 ]"
 check "the job was not requeued" "! grep -q 'attempt 1' $D3/logs/job-$J3.out"
 
-# ---- 5. two learner ranks (cluster.learner.tasks: 2): data-parallel over Gloo, one rank per task
-STEPS5=6
+# ---- 5. two learner ranks (cluster.learner.tasks: 2), data-parallel over Gloo, one rank per
+# task; rank 1 is SIGKILLed after a checkpoint: rank 0 fails naming it, the job requeues and both
+# ranks resume from the checkpoint
+STEPS5=8
 J5=$(submit ranks "$STEPS5" --set cluster.learner.tasks=2)
 D5="$ROOT/jobs/ranks"
-check "job 5 finishes" "wait_job $J5 400"
-check "two learner ranks ran" \
-  "grep -q 'learner rank 0 of 2' $D5/logs/learner.log && grep -q 'learner rank 1 of 2' $D5/logs/learner-1.log"
+check "job 5 writes its first RL checkpoint" \
+  "wait_for 240 'grep -q \"^rl-0000[0-3]\" $D5/ranks/checkpoints/latest 2>/dev/null'"
+rank1=""
+for pid in $(pgrep -f "$GRPO train $D5/cluster/recipe.yaml"); do
+  tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx GRPO_RANK=1 && rank1=$pid
+done
+check "found learner rank 1" '[ -n "$rank1" ]'
+kill -KILL "$rank1" 2>/dev/null
+echo "killed learner rank 1 (pid $rank1) after checkpoint $(cat "$D5/ranks/checkpoints/latest")"
+check "job 5's batch script requeues it" "wait_for 90 'grep -q requeueing $D5/logs/job-$J5.out'"
+check "rank 0 failed naming rank 1" "grep -q 'peer rank 1 is gone' $D5/logs/learner.log"
+check "job 5 runs again and finishes" \
+  "wait_for 120 'grep -q \"^grpo job $J5 attempt 1 \" $D5/logs/job-$J5.out' && wait_job $J5 400"
+check "both ranks of the second attempt resumed" \
+  "grep -q 'learner rank 0 of 2 .*restart 1).*--resume' $D5/logs/learner.log && grep -q 'learner rank 1 of 2 .*restart 1).*--resume' $D5/logs/learner-1.log"
 check "metrics.jsonl has every step once (rank 0 alone writes)" \
   "[ \"\$(metric_steps $D5/ranks/metrics.jsonl)\" = \"$(seq_line $STEPS5)\" ]"
 check "the last checkpoint has one optimizer shard per rank" \
   "[ \$(ls $D5/ranks/checkpoints/rl-$(printf %06d $STEPS5)/optimizer-shard-*-of-00002.safetensors | wc -l) -eq 2 ]"
-check "learner rank 1 exited 0" "grep -q 'learner exited 0' $D5/logs/learner-1.log" || tail -5 "$D5/logs/learner-1.log"
+check "learner rank 1 exited 0 in the end" "tail -1 $D5/logs/learner-1.log | grep -q 'learner exited 0'" || tail -5 "$D5/logs/learner-1.log"
 check "no process of job 5 is left" "wait_for 30 '[ -z \"\$(job_procs)\" ]' || { ps -ef | grep $ROOT | grep -v grep; false; }"
+
+# ---- 6. a recipe without a cluster: section: one node, the learner embeds every role
+"$GRPO" submit --cluster slurm "$RECIPE" --set pretrain.steps=30 --set rollout.prompts_per_step=4 \
+  --set rollout.group_size=4 --set rollout.max_new_tokens=16 --set train.eval_size=4 --set train.steps=2 \
+  --set run.name=bare --set "run.output_dir=$ROOT/jobs" 2> submit-bare.err > submit-bare.out
+J6=$(tail -1 submit-bare.out)
+D6="$ROOT/jobs/bare"
+check "submit without a cluster: section prints a job id" '[[ "$J6" =~ ^[0-9]+$ ]]' || cat submit-bare.err
+check "job 6 finishes" "wait_job $J6 300"
+check "its trainer ran embedded (no endpoints) and exited 0" \
+  "! grep -q 'endpoints=' $D6/logs/learner.log && grep -q 'learner exited 0' $D6/logs/learner.log"
+check "metrics.jsonl has every step once" "[ \"\$(metric_steps $D6/bare/metrics.jsonl)\" = \"$(seq_line 2)\" ]"
+check "no service was started" '[ ! -e $D6/logs/rollout-0.log ] && [ ! -e $D6/logs/reward-0.log ]'
 
 [ "$fail" -eq 0 ] && echo "PASS" || echo "FAILED"
 exit "$fail"

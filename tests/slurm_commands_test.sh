@@ -63,6 +63,13 @@ check "the rules file loads in grpo reward score" \
   'printf "{\"completion\":\"<think>a</think><answer>5</answer>\",\"answer\":\"5\"}\n" > items.jsonl && "$GRPO" reward score --rules $J/cluster/rules.yaml --input items.jsonl --output scored.jsonl 2>/dev/null && grep -q "\"reward\":2" scored.jsonl'
 check "the rollout model config initializes a model" \
   '"$GRPO" init-model --config $J/cluster/model_config.json --out model >/dev/null 2>&1 && [ -s model/model.safetensors ]'
+# A recipe without a cluster: section (the docs say every key is optional): one node, the
+# learner embedding every role, no rollout model to prepare.
+"$GRPO" submit --cluster slurm "$RECIPE" --set run.name=bare --set "run.output_dir=$T/jobs" > bare.out 2> bare.err
+B="$T/jobs/bare"
+check "submit works without a cluster: section" '[ "$(tail -1 bare.out)" = 4242 ] && [ -s $B/cluster/job.sbatch ]' || cat bare.err
+check "that job is one node whose learner embeds rollout and reward" \
+  'grep -q "^#SBATCH --nodes=1$" $B/cluster/job.sbatch && grep -q "^GRPO_ROLLOUT_TASKS=0$" $B/cluster/job.sbatch && grep -q "^GRPO_REWARD_TASKS=0$" $B/cluster/job.sbatch && grep -qx "ROLLOUT_INIT_CONFIG=.." $B/cluster/job.sbatch && [ ! -e $B/cluster/model_config.json ]'
 "$GRPO" submit --cluster slurm "$RECIPE" --set cluster.rollout.nodes=3 --set cluster.rollout.tasks=2 --dry-run > /dev/null 2> bad.err; rc=$?
 check "a bad layout fails (exit 1) naming the key" '[ $rc -eq 1 ] && grep -q "cluster.rollout.nodes" bad.err'
 "$GRPO" submit --cluster pbs "$RECIPE" --dry-run > /dev/null 2> pbs.err; rc=$?
