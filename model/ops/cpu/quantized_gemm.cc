@@ -115,8 +115,9 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 //
 // Each weight vector is loaded once per block of x rows and widened in registers to exactly the
 // f32 values WidenWeightRows gives (bf16: a shift or a mask; FP8: the E4M3 code placed into an
-// IEEE half whose value is the code's times 2^-8, converted with vcvtph2ps, times 2^8 * block
-// scale: one rounding of code * scale, as in WidenFp8), then multiplied into f32 accumulators
+// IEEE half whose value is the code's times 2^-8 (the code sign-extended to 16 bits, shifted
+// left by 7, bit 14 cleared), converted with vcvtph2ps, times 2^8 * block scale: one rounding
+// of code * scale, as in WidenFp8), then multiplied into f32 accumulators
 // with FMA. A step covers 2 vectors of columns: for bf16 one full-width load holds them, its
 // even columns in the low halves of the 32-bit lanes and its odd ones in the high halves, so x
 // is read with its columns permuted to match (PermuteXForBf16). y[i][j] is the sum over lanes
@@ -132,7 +133,6 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 constexpr int kRowsPerGroup = 4;  // weight rows (outputs) multiplied together
-constexpr int kPrefetchGroups = 1;  // how many groups ahead weight rows are prefetched
 // Into L2, not L1: on the AMD EPYC of docs/PERFORMANCE.md, prefetching the next group into L1
 // (T0) held one thread's bf16 kernel to about 11 GB/s, into L2 (T1) it reads 15-20 GB/s.
 constexpr auto kPrefetchHint = _MM_HINT_T1;
@@ -141,9 +141,9 @@ constexpr auto kPrefetchHint = _MM_HINT_T1;
 struct WeightRows {
   const unsigned char* row[kRowsPerGroup];
   const float* scales[kRowsPerGroup];  // FP8: the row's block row of scales
-  // Bytes from row r to the same row kPrefetchGroups groups ahead (the next rows in memory),
-  // for software prefetching: a group's rows are short streams (k elements) the hardware
-  // prefetcher would only start to follow as they end.
+  // Bytes from row r to the same row of the next group (the next rows in memory), for software
+  // prefetching: a group's rows are short streams (k elements) the hardware prefetcher would
+  // only start to follow as they end. (Two groups ahead was no faster for FP8.)
   int64_t prefetch_bytes;
 };
 
@@ -169,7 +169,7 @@ WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
     rows.row[r] = static_cast<const unsigned char*>(w.data) + g * w.cols * (fp8 ? 1 : 2);
     rows.scales[r] = fp8 ? w.scales + (g / kBlock) * bcols : nullptr;
   }
-  rows.prefetch_bytes = kPrefetchGroups * count * w.cols * (fp8 ? 1 : 2);
+  rows.prefetch_bytes = count * w.cols * (fp8 ? 1 : 2);
   return rows;
 }
 
@@ -218,9 +218,9 @@ struct Isa {
   }
   // 16 E4M3 codes, columns 0..7 and 8..15, times `scale`.
   GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
-    const __m256i c = _mm256_slli_epi16(
-        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 7);
-    const __m256i half = _mm256_add_epi16(c, _mm256_and_si256(c, _mm256_set1_epi16(0x4000)));
+    const __m256i half = _mm256_and_si256(
+        _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 7),
+        _mm256_set1_epi16(static_cast<short>(0xBF80)));
     const __m256 s = _mm256_set1_ps(scale * 256.0f);
     *lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), s);
     *hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), s);
@@ -272,9 +272,9 @@ struct Isa {
   }
   // 32 E4M3 codes, columns 0..15 and 16..31, times `scale`.
   GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
-    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    const __m512i c = _mm512_slli_epi16(b, 7);
-    const __m512i half = _mm512_add_epi16(c, _mm512_and_si512(c, _mm512_set1_epi16(0x4000)));
+    const __m512i half = _mm512_and_si512(
+        _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 7),
+        _mm512_set1_epi16(static_cast<short>(0xBF80)));
     const __m512 s = _mm512_set1_ps(scale * 256.0f);
     *lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)), s);
     *hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), s);
