@@ -114,11 +114,15 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 // ---- Decode kernels: reduced-precision weights widened in registers ----
 //
 // Each weight vector is loaded once per block of x rows and widened in registers to exactly the
-// f32 values WidenWeightRows gives (bf16: a shift; FP8: the E4M3 code placed into an IEEE half
-// whose value is the code's times 2^-8, converted with vcvtph2ps, times 2^8 * block scale: one
-// rounding of code * scale, as in WidenFp8), then multiplied into f32 accumulators with FMA.
-// y[i][j] is the sum over lanes (one accumulator per (i, j)), reduced in a fixed order, plus the
-// scalar tail: the same for whatever row blocking or thread split.
+// f32 values WidenWeightRows gives (bf16: a shift or a mask; FP8: the E4M3 code placed into an
+// IEEE half whose value is the code's times 2^-8 (the code sign-extended to 16 bits, shifted
+// left by 7, bit 14 cleared), converted with vcvtph2ps, times 2^8 * block scale: one rounding
+// of code * scale, as in WidenFp8), then multiplied into f32 accumulators
+// with FMA. A step covers 2 vectors of columns: for bf16 one full-width load holds them, its
+// even columns in the low halves of the 32-bit lanes and its odd ones in the high halves, so x
+// is read with its columns permuted to match (PermuteXForBf16). y[i][j] is the sum over lanes
+// (one accumulator per (i, j)), reduced in a fixed order, plus the scalar tail: the same for
+// whatever row blocking or thread split.
 
 #if defined(__x86_64__)
 
@@ -129,6 +133,9 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 constexpr int kRowsPerGroup = 4;  // weight rows (outputs) multiplied together
+// Into L2, not L1: on the AMD EPYC of docs/PERFORMANCE.md, prefetching the next group into L1
+// (T0) held one thread's bf16 kernel to about 11 GB/s, into L2 (T1) it reads 15-20 GB/s.
+constexpr auto kPrefetchHint = _MM_HINT_T1;
 
 // kRowsPerGroup consecutive weight rows of a bf16 or FP8 view.
 struct WeightRows {
@@ -136,8 +143,8 @@ struct WeightRows {
   const float* scales[kRowsPerGroup];  // FP8: the row's block row of scales
   // Bytes from row r to the same row of the next group (the next rows in memory), for software
   // prefetching: a group's rows are short streams (k elements) the hardware prefetcher would
-  // only start to follow as they end.
-  int64_t next_group_bytes;
+  // only start to follow as they end. (Two groups ahead was no faster for FP8.)
+  int64_t prefetch_bytes;
 };
 
 // Where a kernel's weight rows come from: bf16 or FP8 (widened in registers), or f32 rows
@@ -162,7 +169,7 @@ WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
     rows.row[r] = static_cast<const unsigned char*>(w.data) + g * w.cols * (fp8 ? 1 : 2);
     rows.scales[r] = fp8 ? w.scales + (g / kBlock) * bcols : nullptr;
   }
-  rows.next_group_bytes = count * w.cols * (fp8 ? 1 : 2);
+  rows.prefetch_bytes = count * w.cols * (fp8 ? 1 : 2);
   return rows;
 }
 
@@ -172,6 +179,24 @@ GRPO_INLINE int XBlockRows(int64_t m, int64_t i, int most) {
   const int64_t blocks = (m + most - 1) / most;
   const int64_t base = m / blocks, extra = m % blocks;
   return static_cast<int>(i < extra * (base + 1) ? base + 1 : base);
+}
+
+// x as the bf16 kernels read it: in each run of 2 * lanes columns, the even columns, then the
+// odd ones (the order Bf16Pair splits a load of 2 * lanes bf16 into); columns after the last
+// whole run in order.
+void PermuteXForBf16(const float* x, int64_t m, int64_t k, int lanes, float* out) {
+  const int64_t run = 2 * lanes, whole = k / run * run;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* xi = x + i * k;
+    float* oi = out + i * k;
+    for (int64_t d = 0; d < whole; d += run) {
+      for (int l = 0; l < lanes; ++l) {
+        oi[d + l] = xi[d + 2 * l];
+        oi[d + lanes + l] = xi[d + 2 * l + 1];
+      }
+    }
+    std::copy(xi + whole, xi + k, oi + whole);
+  }
 }
 
 // AVX2 + FMA + F16C (x86-64-v3).
@@ -184,16 +209,21 @@ struct Isa {
   static constexpr int kMaxXRows = 2;  // 8 accumulators + 4 weights + x in 16 registers
   GRPO_INLINE static V Zero() { return _mm256_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm256_loadu_ps(p); }
-  GRPO_INLINE static V Bf16(const unsigned char* p) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  // 16 bf16: *even = columns 0, 2, .., 14 (the low halves of the 32-bit lanes, shifted up),
+  // *odd = columns 1, 3, .., 15 (the high halves, masked).
+  GRPO_INLINE static void Bf16Pair(const unsigned char* p, V* even, V* odd) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  GRPO_INLINE static V Fp8(const uint8_t* p, float scale) {
-    const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    const __m128i half = _mm_or_si128(
-        _mm_and_si128(_mm_slli_epi16(b, 8), _mm_set1_epi16(static_cast<short>(0x8000))),
-        _mm_and_si128(_mm_slli_epi16(b, 7), _mm_set1_epi16(0x3F80)));
-    return _mm256_mul_ps(_mm256_cvtph_ps(half), _mm256_set1_ps(scale * 256.0f));
+  // 16 E4M3 codes, columns 0..7 and 8..15, times `scale`.
+  GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
+    const __m256i half = _mm256_and_si256(
+        _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 7),
+        _mm256_set1_epi16(static_cast<short>(0xBF80)));
+    const __m256 s = _mm256_set1_ps(scale * 256.0f);
+    *lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), s);
+    *hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), s);
   }
   GRPO_INLINE static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   GRPO_INLINE static float Sum(V v) {
@@ -234,16 +264,20 @@ struct Isa {
   static constexpr int kMaxXRows = 5;  // 20 accumulators + 4 weights + x in 32 registers
   GRPO_INLINE static V Zero() { return _mm512_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm512_loadu_ps(p); }
-  GRPO_INLINE static V Bf16(const unsigned char* p) {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  // 32 bf16: *even = columns 0, 2, .., 30, *odd = columns 1, 3, .., 31.
+  GRPO_INLINE static void Bf16Pair(const unsigned char* p, V* even, V* odd) {
+    const __m512i v = _mm512_loadu_si512(p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  GRPO_INLINE static V Fp8(const uint8_t* p, float scale) {
-    const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256i half = _mm256_or_si256(
-        _mm256_and_si256(_mm256_slli_epi16(b, 8), _mm256_set1_epi16(static_cast<short>(0x8000))),
-        _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16(0x3F80)));
-    return _mm512_mul_ps(_mm512_cvtph_ps(half), _mm512_set1_ps(scale * 256.0f));
+  // 32 E4M3 codes, columns 0..15 and 16..31, times `scale`.
+  GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
+    const __m512i half = _mm512_and_si512(
+        _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 7),
+        _mm512_set1_epi16(static_cast<short>(0xBF80)));
+    const __m512 s = _mm512_set1_ps(scale * 256.0f);
+    *lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)), s);
+    *hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), s);
   }
   GRPO_INLINE static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   GRPO_INLINE static float Sum(V v) { return Sum512(v); }
@@ -290,7 +324,7 @@ GRPO_INLINE void DotBf16Tile(const float* x, const SplitX& sx,
     __m512bh wv[R];
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(w.row[r] + w.next_group_bytes + 64 * v),
+      _mm_prefetch(reinterpret_cast<const char*>(w.row[r] + w.prefetch_bytes + 64 * v),
                    _MM_HINT_T0);
       wv[r] = (__m512bh)_mm512_loadu_si512(w.row[r] + 64 * v);
     }
@@ -514,6 +548,12 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
     return;
   }
   const bool wide = g_decode_kernel != DecodeKernel::kAvx2;
+  if (w.dtype == DType::kBF16) {  // x permuted once per call, shared by the threads
+    thread_local std::vector<float> permuted;
+    if (static_cast<int64_t>(permuted.size()) < m * k) permuted.resize(m * k);
+    PermuteXForBf16(x, m, k, wide ? avx512::Isa::kLanes : avx2::Isa::kLanes, permuted.data());
+    x = permuted.data();
+  }
   ThreadPool::Default().ParallelFor(groups, DecodeGrain(m, k), [&](int64_t g0, int64_t g1) {
     const auto [c0, c1] = columns(g0, g1);
     if (wide) {

@@ -47,7 +47,9 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k);
 // The kernels LinearWeightsQuantized uses for at most kDecodeMaxRows rows of x (decoding; a
 // GRPO group decodes together). Each streams the bf16/FP8 weights once per call and widens them
 // in registers, 4 output rows at a time against blocks of up to 5 (AVX-512) or 2 (AVX2) rows of
-// x; more rows of x re-read those weight rows from L1/L2, not from memory.
+// x; more rows of x re-read those weight rows from L1/L2, not from memory. The next group of
+// rows is prefetched into L2. bf16: one full-width load gives two f32 vectors (even columns by
+// a shift, odd ones by a mask) against x read with its columns permuted to match.
 //  - kWidenThenSgemm: the reference, no register kernel (also every x with more rows).
 //  - kAvx2 (x86-64-v3 + F16C), kAvx512 (F/BW/VL/DQ): weights widened exactly (bf16 by a shift,
 //    FP8 via IEEE half and vcvtph2ps, times the block scale: the values WidenWeightRows gives),
