@@ -73,13 +73,10 @@ struct CausalLM::LayerActs {
   Buffer logits, scores;
   Buffer experts;  // i32 [T, k]
   Buffer weights;  // f32 [T, k]
-  // The token permutation (Backend::GroupByExpert): expert e's choices are entries
-  // [expert_offsets[e], expert_offsets[e+1]) of rows (their tokens), slots (their t*k + j) and
-  // slot_weights (their combine weights). The offsets are host launch metadata.
-  Buffer rows, slots, slot_weights;
-  std::vector<int64_t> expert_offsets;
-  std::vector<MlpActs> expert_acts;
-  std::vector<Buffer> expert_out;  // unweighted expert outputs, for the router gradient
+  // What Backend::MoeExperts saves for its backward (backend.h's MoeExpertActs): the token
+  // permutation and the routed experts' activations, all on the device.
+  Buffer moe_slots, moe_offsets;              // i32 [T*k], [E+1]
+  Buffer moe_gate, moe_up, moe_act, moe_out;  // f32 [T*k, inter] x3, [T*k, hidden]
   MlpActs shared;
 
   // Drops everything but the layer input and the routing choice.
@@ -809,9 +806,6 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DeviceP
   }
 }
 
-// Up to this many tokens in a batch, MoeForward runs its experts side by side.
-constexpr int64_t kExpertParallelTokens = 64;
-
 static RouterSpec RouterOf(const ModelConfig& c) {
   RouterSpec r;
   r.scoring = c.scoring == RouterScoring::kSoftmax ? RouterSpec::Scoring::kSoftmax
@@ -825,9 +819,8 @@ static RouterSpec RouterOf(const ModelConfig& c) {
   return r;
 }
 
-// Routes a.ln2's tokens (or takes a.experts when `forced`) and builds the token permutation:
-// a.rows, a.slots, a.slot_weights on the device, a.expert_offsets on the host (the only
-// download: E counts, which size the experts' products).
+// Routes a.ln2's tokens into a.experts and a.weights (or takes a.experts when `forced`), on the
+// device: nothing of the routing comes back to the host.
 template <typename LayerT, typename ActsT>
 static void RouteTokens(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced) {
   const ModelConfig& c = ctx.c;
@@ -840,15 +833,38 @@ static void RouteTokens(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced) 
   a.weights = ctx.Buf(T * k);
   be.Route(RouterOf(c), a.logits.data(), ctx.P(L.router_bias), T, forced, a.experts.i32(),
            a.scores.data(), a.weights.data());
-  a.rows = Buffer(&be, T * k, DType::kI32);
-  a.slots = Buffer(&be, T * k, DType::kI32);
-  Buffer counts(&be, E, DType::kI32);
-  be.GroupByExpert(a.experts.i32(), T, k, E, a.rows.i32(), a.slots.i32(), counts.i32());
-  a.slot_weights = ctx.Buf(T * k);
-  be.GatherRows(a.weights.data(), a.slots.i32(), nullptr, a.slot_weights.data(), T * k, 1);
-  const std::vector<int32_t> n = DownloadI32(be, counts);
-  a.expert_offsets.assign(E + 1, 0);
-  for (int64_t e = 0; e < E; ++e) a.expert_offsets[e + 1] = a.expert_offsets[e] + n[e];
+}
+
+// The routed experts' weight views (and, in the backward, gradients) of a MoE layer.
+struct ExpertViews {
+  std::vector<WeightView> gate, up, down;
+  std::vector<DevicePtr<float>> g_gate, g_up, g_down;
+  MoeExpertWeights weights(const ModelConfig& c) const {
+    return {gate, up, down, c.hidden_size, c.moe_intermediate_size};
+  }
+  MoeExpertGrads grads() const { return {g_gate, g_up, g_down}; }
+};
+
+template <typename LayerT>
+static ExpertViews ExpertViewsOf(const Ctx& ctx, const LayerT& L) {
+  ExpertViews v;
+  for (const auto& m : L.experts) {
+    v.gate.push_back(ctx.W(m.gate_w));
+    v.up.push_back(ctx.W(m.up_w));
+    v.down.push_back(ctx.W(m.down_w));
+    if (ctx.grads == nullptr) continue;
+    v.g_gate.push_back(ctx.G(m.gate_w));
+    v.g_up.push_back(ctx.G(m.up_w));
+    v.g_down.push_back(ctx.G(m.down_w));
+  }
+  return v;
+}
+
+// The device buffers of a.moe_*, as MoeExperts takes them.
+template <typename ActsT>
+static MoeExpertActs MoeActsOf(ActsT& a) {
+  return {a.moe_slots.i32(), a.moe_offsets.i32(), a.moe_gate.data(), a.moe_up.data(),
+          a.moe_act.data(), a.moe_out.data()};
 }
 
 // MoE block: x = a.ln2 -> y [T, hidden] (overwritten). Uses a.experts when `forced`.
@@ -857,36 +873,17 @@ static void MoeForward(const Ctx& ctx, const LayerT& L, ActsT& a, bool forced, D
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts;
+  const int64_t k = c.num_experts_per_tok, inter = c.moe_intermediate_size;
   RouteTokens(ctx, L, a, forced);
-  const std::vector<int64_t>& at = a.expert_offsets;
-  a.expert_acts.clear();
-  a.expert_acts.resize(E);
-  a.expert_out.clear();
-  a.expert_out.resize(E);
-  std::vector<int32_t> active;
-  for (int64_t e = 0; e < E; ++e) {
-    if (at[e + 1] > at[e]) active.push_back(static_cast<int32_t>(e));
-  }
-  auto expert = [&](int64_t i) {
-    const int32_t e = active[i];
-    const int64_t n = at[e + 1] - at[e];
-    Buffer xe = ctx.Buf(n * h);
-    be.GatherRows(a.ln2.data(), a.rows.i32() + at[e], nullptr, xe.data(), n, h);
-    a.expert_out[e] = ctx.Buf(n * h);
-    MlpForward(ctx, L.experts[e], xe.data(), n, a.expert_out[e].data(), a.expert_acts[e]);
-  };
-  // Few tokens (decoding): each expert's products are too small to split, so experts run side
-  // by side. Many tokens: one expert at a time, each product split across threads.
-  if (T <= kExpertParallelTokens) {
-    be.RunIndependent(static_cast<int64_t>(active.size()), expert);
-  } else {
-    for (size_t i = 0; i < active.size(); ++i) expert(static_cast<int64_t>(i));
-  }
-  be.Zero(y, T * h);
-  for (int32_t e : active) {  // in expert order: the sum does not depend on the threads
-    be.ScatterAddRows(a.expert_out[e].data(), a.rows.i32() + at[e], a.slot_weights.data() + at[e],
-                      y, at[e + 1] - at[e], h);
-  }
+  a.moe_slots = Buffer(&be, T * k, DType::kI32);
+  a.moe_offsets = Buffer(&be, E + 1, DType::kI32);
+  a.moe_gate = ctx.Buf(T * k * inter);
+  a.moe_up = ctx.Buf(T * k * inter);
+  a.moe_act = ctx.Buf(T * k * inter);
+  a.moe_out = ctx.Buf(T * k * h);
+  const ExpertViews views = ExpertViewsOf(ctx, L);
+  be.MoeExperts(views.weights(c), a.ln2.data(), a.experts.i32(), a.weights.data(), T, k,
+                MoeActsOf(a), y);
   if (L.shared.inter > 0) {
     Buffer ys = ctx.Buf(T * h);
     MlpForward(ctx, L.shared, a.ln2.data(), T, ys.data(), a.shared);
@@ -899,24 +896,10 @@ static void MoeBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DevicePtr<con
   const ModelConfig& c = ctx.c;
   Backend& be = ctx.be;
   const int64_t T = ctx.batch.tokens, h = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
-  const std::vector<int64_t>& at = a.expert_offsets;
-  be.Zero(dx, T * h);
   Buffer dweights = ctx.Buf(T * k);
-  be.Zero(dweights.data(), T * k);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t n = at[e + 1] - at[e];
-    if (n == 0) continue;
-    const DevicePtr<const int32_t> rows = a.rows.i32() + at[e];
-    Buffer dye = ctx.Buf(n * h), xe = ctx.Buf(n * h), dxe = ctx.Buf(n * h), dots = ctx.Buf(n);
-    be.GatherRows(dy, rows, nullptr, dye.data(), n, h);
-    be.RowDot(dye.data(), a.expert_out[e].data(), dots.data(), n, h);
-    // dweights[slot] = dot (every slot once).
-    be.ScatterAddRows(dots.data(), a.slots.i32() + at[e], nullptr, dweights.data(), n, 1);
-    be.GatherRows(dy, rows, a.slot_weights.data() + at[e], dye.data(), n, h);
-    be.GatherRows(a.ln2.data(), rows, nullptr, xe.data(), n, h);
-    MlpBackward(ctx, L.experts[e], xe.data(), dye.data(), n, a.expert_acts[e], dxe.data(), false);
-    be.ScatterAddRows(dxe.data(), rows, nullptr, dx, n, h);
-  }
+  const ExpertViews views = ExpertViewsOf(ctx, L);
+  be.MoeExpertsBackward(views.weights(c), views.grads(), a.ln2.data(), a.weights.data(),
+                        MoeActsOf(a), dy, T, k, dx, dweights.data());
   if (L.shared.inter > 0) MlpBackward(ctx, L.shared, a.ln2.data(), dy, T, a.shared, dx, true);
   Buffer dlogits = ctx.Buf(T * E);
   be.RouteBackward(RouterOf(c), a.scores.data(), a.experts.i32(), dweights.data(), T, dlogits.data());
@@ -1078,6 +1061,18 @@ static absl::Status CheckForcedRouting(const Routing* f, const ModelConfig& c, i
     if (e < 0 || e >= c.num_experts) {
       return absl::InvalidArgumentError("forced routing names expert " + std::to_string(e) + " of " +
                                      std::to_string(c.num_experts));
+    }
+  }
+  // A token's k experts are distinct, as the router chooses them (Backend::MoeExperts relies
+  // on it).
+  for (size_t row = 0; row < f->experts.size(); row += k) {
+    for (int64_t j = 1; j < k; ++j) {
+      for (int64_t i = 0; i < j; ++i) {
+        if (f->experts[row + i] != f->experts[row + j]) continue;
+        return absl::InvalidArgumentError(
+            "forced routing names expert " + std::to_string(f->experts[row + j]) + " twice for token " +
+            std::to_string((row / k) % tokens) + " of MoE layer " + std::to_string(row / k / tokens));
+      }
     }
   }
   return absl::OkStatus();

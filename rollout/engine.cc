@@ -325,19 +325,7 @@ class RolloutEngine::Impl {
       }
       checked.emplace_back(it->second, std::move(v));
     }
-    absl::MutexLock l(&mu_);
-    const uint64_t floor = staged_ ? staged_version_ : version_;
-    if (version <= floor) {
-      return absl::InvalidArgumentError(absl::StrCat("weight version ", version, " is not newer than ", floor,
-                                                     staged_ ? " (staged)" : " (serving)"));
-    }
-    for (auto& [i, t] : checked) {  // a newer stage overrides
-      staged_device_.erase(i);
-      staged_params_[i] = std::move(t);
-    }
-    staged_version_ = version;
-    staged_ = true;
-    return absl::OkStatus();
+    return StageChecked(version, checked);
   }
 
   absl::Status StageWeights(uint64_t version, const std::vector<DeviceWeight>& weights) {
@@ -371,19 +359,33 @@ class RolloutEngine::Impl {
       return absl::ResourceExhaustedError("weight update: out of device memory for the serving copy on " +
                                           std::string(be.name()));
     }
+    return StageChecked(version, checked);
+  }
+
+  // Stages checked tensors (model parameter index, new value) as weight version `version`:
+  // refused unless it is newer than both the served and the staged version.
+  template <class T>
+  absl::Status StageChecked(uint64_t version, std::vector<std::pair<int, T>>& checked)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock l(&mu_);
     const uint64_t floor = staged_ ? staged_version_ : version_;
     if (version <= floor) {
       return absl::InvalidArgumentError(absl::StrCat("weight version ", version, " is not newer than ", floor,
                                                      staged_ ? " (staged)" : " (serving)"));
     }
-    for (auto& [i, t] : checked) {  // a newer stage overrides
-      staged_params_.erase(i);
-      staged_device_[i] = std::move(t);
-    }
+    for (auto& [i, t] : checked) StageTensor(i, std::move(t));
     staged_version_ = version;
     staged_ = true;
     return absl::OkStatus();
+  }
+  // A newer stage of a tensor overrides an older one, whichever form each came in.
+  void StageTensor(int i, Parameter p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    staged_device_.erase(i);
+    staged_params_[i] = std::move(p);
+  }
+  void StageTensor(int i, DeviceParameter p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    staged_params_.erase(i);
+    staged_device_[i] = std::move(p);
   }
 
   uint64_t weight_version() const {

@@ -213,6 +213,32 @@ struct SamplingRow {
   int64_t row = 0;  // the logits row drawn from
 };
 
+// The routed experts of one MoE layer. Expert e is a SwiGLU MLP without biases:
+//   out_e(x) = down_e . (silu(gate_e . x) * (up_e . x)),
+// gate_e, up_e [inter, hidden], down_e [hidden, inter]: any WeightView format in MoeExperts, f32
+// in MoeExpertsBackward. The spans hold num_experts views each (launch metadata).
+struct MoeExpertWeights {
+  std::span<const WeightView> gate, up, down;
+  int64_t hidden = 0, inter = 0;
+  int64_t num_experts() const { return static_cast<int64_t>(gate.size()); }
+};
+
+// Their f32 gradients, ACCUMULATED (+=). An empty span, or a null entry, skips that gradient.
+struct MoeExpertGrads {
+  std::span<const DevicePtr<float>> gate, up, down;
+};
+
+// What MoeExperts saves for MoeExpertsBackward, device buffers the caller allocates (sizes from
+// tokens, k, inter and hidden alone: nothing waits for the routing). Rows are the tokens*k
+// choices in the permuted order, grouped by expert ((expert, token, j) order, as GroupByExpert).
+struct MoeExpertActs {
+  DevicePtr<int32_t> slots;     // i32 [tokens*k]: the choice t*k + j of permuted row i
+  DevicePtr<int32_t> offsets;   // i32 [num_experts + 1]: expert e has rows [offsets[e], offsets[e+1])
+  DevicePtr<float> gate, up;    // f32 [tokens*k, inter]: gate_e . x, up_e . x
+  DevicePtr<float> act;         // f32 [tokens*k, inter]: silu(gate) * up
+  DevicePtr<float> out;         // f32 [tokens*k, hidden]: out_e(x), not yet weighted
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -401,6 +427,31 @@ class Backend {
   virtual void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
                              int64_t num_experts, DevicePtr<int32_t> rows,
                              DevicePtr<int32_t> slots, DevicePtr<int32_t> counts) = 0;
+
+  // The routed-expert block of a MoE layer, from the routing on the device (Route's `experts`
+  // and combine `weights`, [tokens, k]; a token's k experts are distinct; x, y [tokens, hidden]):
+  //   y[t] = sum_j weights[t, j] * out_{experts[t, j]}(x[t])      (y overwritten)
+  // Permutes the choices by expert (acts.slots, acts.offsets), runs each expert's three
+  // products over its rows (one GEMM per expert and matrix over the permuted rows), then
+  // un-permutes, weighting and summing each token's k contributions in expert order (the sum
+  // does not depend on threads or streams). Callers never download the routing: the counts
+  // and offsets stay on the device, so a decode step syncs with the host no more often with MoE
+  // layers than without (CUDA: every expert over `tokens` padded rows; above a few thousand
+  // padded rows, in prefill and training, it reads the E+1 offsets back to size exact GEMMs,
+  // counted in its TransferStats). Shared experts are not included (a plain MLP).
+  virtual void MoeExperts(const MoeExpertWeights& w, DevicePtr<const float> x,
+                          DevicePtr<const int32_t> experts, DevicePtr<const float> weights,
+                          int64_t tokens, int64_t k, const MoeExpertActs& acts,
+                          DevicePtr<float> y) = 0;
+  // The backward of MoeExperts from its inputs, its saved `acts` and dy [tokens, hidden]:
+  //   dx [tokens, hidden] (overwritten) = the routed experts' input gradient,
+  //   dweights [tokens, k] (overwritten) = dot(dy[t], out_{experts[t, j]}(x[t])),
+  //   the experts' weight gradients ACCUMULATED into g.
+  virtual void MoeExpertsBackward(const MoeExpertWeights& w, const MoeExpertGrads& g,
+                                  DevicePtr<const float> x, DevicePtr<const float> weights,
+                                  const MoeExpertActs& acts, DevicePtr<const float> dy,
+                                  int64_t tokens, int64_t k, DevicePtr<float> dx,
+                                  DevicePtr<float> dweights) = 0;
 
   // ---- independent work ---------------------------------------------------------------------
   // Calls task(i) once for every i in [0, n), possibly concurrently: for pieces of work each too

@@ -160,6 +160,9 @@ void ZeroRows(float* x, int64_t stride, int64_t rows, int64_t cols) {
 }
 
 // Grain (in rows) such that each chunk has at least ~64k flops of work.
+// Up to this many tokens in a batch, MoeExperts runs its experts side by side.
+constexpr int64_t kExpertParallelTokens = 64;
+
 int64_t RowGrain(int64_t work_per_row) {
   return std::max<int64_t>(1, 65536 / std::max<int64_t>(1, work_per_row));
 }
@@ -389,6 +392,50 @@ class CpuBackendImpl final : public Backend {
     Scope scope(arena_.get(), experts, rows, slots, counts);
     cpu::GroupByExpert(Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots), Raw(counts));
   }
+  void MoeExperts(const MoeExpertWeights& w, DevicePtr<const float> x,
+                  DevicePtr<const int32_t> experts, DevicePtr<const float> weights, int64_t tokens,
+                  int64_t k, const MoeExpertActs& acts, DevicePtr<float> y) override {
+    Scope scope(arena_.get(), x, experts, weights, acts, y);
+    const int64_t n = tokens * k, E = w.num_experts();
+    std::vector<int32_t> rows(n), counts(E);
+    cpu::GroupByExpert(Raw(experts), tokens, k, E, rows.data(), Raw(acts.slots), counts.data());
+    int32_t* offsets = Raw(acts.offsets);
+    offsets[0] = 0;
+    for (int64_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + counts[e];
+    const std::vector<int32_t> active = ActiveExperts(offsets, E);
+    auto expert = [&](int64_t i) { ExpertForward(w, active[i], Raw(x), rows.data(), acts); };
+    // Few tokens (decoding): each expert's products are too small to split, so experts run side
+    // by side. Many tokens: one expert at a time, each product split across threads.
+    const int64_t count = static_cast<int64_t>(active.size());
+    if (tokens <= kExpertParallelTokens) {
+      Pool().ParallelFor(count, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) expert(i);
+      });
+    } else {
+      for (int64_t i = 0; i < count; ++i) expert(i);
+    }
+    std::vector<float> slot_weights(n);
+    GatherRows(Raw(weights), Raw(acts.slots), nullptr, slot_weights.data(), n, 1);
+    float* out = Raw(y);
+    Zero(out, tokens * w.hidden);
+    for (int32_t e : active) {  // in expert order: the sum does not depend on the threads
+      const int64_t at = offsets[e];
+      ScatterAddRows(Raw(acts.out) + at * w.hidden, rows.data() + at, slot_weights.data() + at,
+                     out, offsets[e + 1] - at, w.hidden);
+    }
+  }
+  void MoeExpertsBackward(const MoeExpertWeights& w, const MoeExpertGrads& g,
+                          DevicePtr<const float> x, DevicePtr<const float> weights,
+                          const MoeExpertActs& acts, DevicePtr<const float> dy, int64_t tokens,
+                          int64_t k, DevicePtr<float> dx, DevicePtr<float> dweights) override {
+    Scope scope(arena_.get(), x, weights, acts, dy, dx, dweights);
+    const int64_t E = w.num_experts();
+    const int32_t* offsets = Raw(acts.offsets);
+    Zero(Raw(dx), tokens * w.hidden);
+    for (int32_t e : ActiveExperts(offsets, E)) {
+      ExpertBackward(w, g, e, k, Raw(x), Raw(weights), acts, Raw(dy), Raw(dx), Raw(dweights));
+    }
+  }
   void LogSoftmaxTargets(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,
                          DevicePtr<float> logprobs, DevicePtr<float> entropy, int64_t rows,
                          int64_t vocab) override {
@@ -486,9 +533,14 @@ class CpuBackendImpl final : public Backend {
     Scope& operator=(const Scope&) = delete;
 
    private:
-    static constexpr size_t kMaxTouched = 20;
+    static constexpr size_t kMaxTouched = 24;
     void AddRaw(const void* p) {
-      if (p != nullptr) touched_[count_++] = p;
+      if (p == nullptr) return;
+      if (count_ == kMaxTouched) {
+        std::fprintf(stderr, "fatal: Scope: more than %zu touched blocks\n", kMaxTouched);
+        std::abort();
+      }
+      touched_[count_++] = p;
     }
     void Add(const void* p) { AddRaw(p); }
     template <class T>
@@ -499,6 +551,10 @@ class CpuBackendImpl final : public Backend {
     }
     void Add(const KvCachePool& pool) { AddRaw(Raw(pool.data)); }
     void Add(const BlockTables& tables) { AddRaw(Raw(tables.ids)); }
+    void Add(const MoeExpertActs& a) {
+      for (const void* p : {Raw(a.slots), Raw(a.offsets)}) AddRaw(p);
+      for (const void* p : {Raw(a.gate), Raw(a.up), Raw(a.act), Raw(a.out)}) AddRaw(p);
+    }
 
     cpu::DeviceArena* arena_;
     std::array<const void*, kMaxTouched> touched_;
@@ -977,6 +1033,79 @@ class CpuBackendImpl final : public Backend {
         std::memcpy(d, s, cols * sizeof(float));
       }
     }
+  }
+
+  // The experts with at least one row, in expert order.
+  static std::vector<int32_t> ActiveExperts(const int32_t* offsets, int64_t num_experts) {
+    std::vector<int32_t> active;
+    for (int64_t e = 0; e < num_experts; ++e) {
+      if (offsets[e + 1] > offsets[e]) active.push_back(static_cast<int32_t>(e));
+    }
+    return active;
+  }
+
+  // Expert e over its permuted rows (tokens rows[i]): acts.gate/up/act/out rows of e.
+  void ExpertForward(const MoeExpertWeights& w, int32_t e, const float* x, const int32_t* rows,
+                     const MoeExpertActs& acts) {
+    Scope scope(arena_.get(), w.gate[e], w.up[e], w.down[e]);
+    const int64_t at = Raw(acts.offsets)[e], n = Raw(acts.offsets)[e + 1] - at;
+    const int64_t h = w.hidden, inter = w.inter;
+    std::vector<float> xe(n * h);
+    GatherRows(x, rows + at, nullptr, xe.data(), n, h);
+    float* gate = Raw(acts.gate) + at * inter;
+    float* up = Raw(acts.up) + at * inter;
+    float* act = Raw(acts.act) + at * inter;
+    LinearWeights(xe.data(), Host(w.gate[e]), nullptr, gate, n, h, inter);
+    LinearWeights(xe.data(), Host(w.up[e]), nullptr, up, n, h, inter);
+    SwiGlu(gate, up, act, n * inter);
+    LinearWeights(act, Host(w.down[e]), nullptr, Raw(acts.out) + at * h, n, inter, h);
+  }
+
+  // The backward of expert e over its rows: dweights of its choices, dx += its input gradient,
+  // its weight gradients accumulated.
+  void ExpertBackward(const MoeExpertWeights& w, const MoeExpertGrads& g, int32_t e, int64_t k,
+                      const float* x, const float* weights, const MoeExpertActs& acts,
+                      const float* dy, float* dx, float* dweights) {
+    auto grad = [&](std::span<const DevicePtr<float>> gs) {
+      return gs.empty() ? DevicePtr<float>() : gs[e];
+    };
+    const DevicePtr<float> g_gate = grad(g.gate), g_up = grad(g.up), g_down = grad(g.down);
+    Scope scope(arena_.get(), w.gate[e], w.up[e], w.down[e], g_gate, g_up, g_down);
+    const int64_t at = Raw(acts.offsets)[e], n = Raw(acts.offsets)[e + 1] - at;
+    const int64_t h = w.hidden, inter = w.inter;
+    const int32_t* slots = Raw(acts.slots) + at;
+    std::vector<int32_t> rows(n);
+    std::vector<float> slot_weights(n), dots(n);
+    for (int64_t i = 0; i < n; ++i) {
+      rows[i] = static_cast<int32_t>(slots[i] / k);
+      slot_weights[i] = weights[slots[i]];
+    }
+    std::vector<float> dye(n * h), xe(n * h), dxe(n * h);
+    GatherRows(dy, rows.data(), nullptr, dye.data(), n, h);
+    RowDot(dye.data(), Raw(acts.out) + at * h, dots.data(), n, h);
+    for (int64_t i = 0; i < n; ++i) dweights[slots[i]] = dots[i];  // every choice once
+    GatherRows(dy, rows.data(), slot_weights.data(), dye.data(), n, h);
+    GatherRows(x, rows.data(), nullptr, xe.data(), n, h);
+    std::vector<float> dact(n * inter), dgate(n * inter), dup(n * inter);
+    LinearBackward(dye.data(), Raw(acts.act) + at * inter, F32Weights(w.down[e]), dact.data(),
+                   Raw(g_down), nullptr, n, inter, h, false);
+    SwiGluBackward(dact.data(), Raw(acts.gate) + at * inter, Raw(acts.up) + at * inter,
+                   dgate.data(), dup.data(), n * inter);
+    LinearBackward(dgate.data(), xe.data(), F32Weights(w.gate[e]), dxe.data(), Raw(g_gate),
+                   nullptr, n, h, inter, false);
+    LinearBackward(dup.data(), xe.data(), F32Weights(w.up[e]), dxe.data(), Raw(g_up), nullptr, n,
+                   h, inter, true);
+    ScatterAddRows(dxe.data(), rows.data(), nullptr, dx, n, h);
+  }
+
+  // An f32 weight's first row (the backward has no narrow-weight form).
+  static const float* F32Weights(const WeightView& w) {
+    if (w.dtype != DType::kF32) {
+      std::fprintf(stderr, "fatal: MoeExpertsBackward needs f32 expert weights, got %s\n",
+                   std::string(DTypeName(w.dtype)).c_str());
+      std::abort();
+    }
+    return Raw(w.f32());
   }
 
   void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) {

@@ -300,6 +300,13 @@ class CudaBackendImpl final : public Backend {
     cuda::LaunchGroupByExpert(stream_, Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots),
                               Raw(counts));
   }
+  void MoeExperts(const MoeExpertWeights& w, DevicePtr<const float> x,
+                  DevicePtr<const int32_t> experts, DevicePtr<const float> weights, int64_t tokens,
+                  int64_t k, const MoeExpertActs& acts, DevicePtr<float> y) override;
+  void MoeExpertsBackward(const MoeExpertWeights& w, const MoeExpertGrads& g,
+                          DevicePtr<const float> x, DevicePtr<const float> weights,
+                          const MoeExpertActs& acts, DevicePtr<const float> dy, int64_t tokens,
+                          int64_t k, DevicePtr<float> dx, DevicePtr<float> dweights) override;
   void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) override {
     for (int64_t i = 0; i < n; ++i) task(i);
   }
@@ -427,6 +434,14 @@ class CudaBackendImpl final : public Backend {
   void GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                int64_t ldc);
+  // MoeExperts' parts: the experts' products over padded rows (capacity per expert, no
+  // host sync) or over the permuted rows themselves (offsets read back).
+  void ExpertsPadded(const MoeExpertWeights& w, const float* xp, int64_t capacity,
+                     const MoeExpertActs& acts);
+  void ExpertsExact(const MoeExpertWeights& w, const float* xp, int64_t rows,
+                    const MoeExpertActs& acts);
+  // The E+1 permutation offsets, downloaded (one transfer and a Synchronize).
+  std::vector<int32_t> DownloadOffsets(DevicePtr<const int32_t> offsets, int64_t num_experts);
   void DeliverDownloads();  // staging_mu_ held, stream synchronized
 
   struct PendingDownload {
@@ -589,6 +604,139 @@ void CudaBackendImpl::Sample(DevicePtr<const float> logits, int64_t vocab,
   }
   cuda::LaunchSample(stream_, Raw(logits), vocab, device_draws.as<cuda::DeviceDraw>(), n,
                      sorted.as<uint64_t>(), Raw(tokens), Raw(logprobs), Raw(raw_logprobs));
+}
+
+
+// Up to this many padded rows (experts x tokens), MoeExperts runs every expert over `tokens`
+// padded rows: no routing count reaches the host, so a decode step never waits on the stream
+// for its MoE layers. Larger batches (prefill, training) read the E+1 offsets back once per
+// call and multiply exactly the permuted rows; their GEMMs dwarf that wait.
+constexpr int64_t kMaxPaddedExpertRows = 8192;
+
+std::vector<int32_t> CudaBackendImpl::DownloadOffsets(DevicePtr<const int32_t> offsets,
+                                                      int64_t num_experts) {
+  std::vector<int32_t> host(num_experts + 1);
+  CopyDeviceToHost(offsets, host.data(), (num_experts + 1) * static_cast<int64_t>(sizeof(int32_t)));
+  Synchronize();
+  return host;
+}
+
+void CudaBackendImpl::ExpertsPadded(const MoeExpertWeights& w, const float* xp, int64_t capacity,
+                                    const MoeExpertActs& acts) {
+  const int64_t E = w.num_experts(), h = w.hidden, inter = w.inter, rows = E * capacity;
+  const int32_t* offsets = Raw(acts.offsets);
+  Scratch xpad(this, rows * h * 4), gate(this, rows * inter * 4), up(this, rows * inter * 4),
+      act(this, rows * inter * 4), out(this, rows * h * 4);
+  cuda::LaunchPadExpertRows(stream_, xp, offsets, E, capacity, h, xpad.as<float>());
+  for (int64_t e = 0; e < E; ++e) {  // one GEMM per expert and matrix
+    const DevicePtr<const float> xe = Wrap<const float>(xpad.as<float>() + e * capacity * h);
+    LinearWeights(xe, w.gate[e], nullptr, Wrap(gate.as<float>() + e * capacity * inter), capacity, h, inter);
+    LinearWeights(xe, w.up[e], nullptr, Wrap(up.as<float>() + e * capacity * inter), capacity, h, inter);
+  }
+  cuda::LaunchSwiGlu(stream_, gate.as<float>(), up.as<float>(), act.as<float>(), rows * inter);
+  for (int64_t e = 0; e < E; ++e) {
+    LinearWeights(Wrap<const float>(act.as<float>() + e * capacity * inter), w.down[e], nullptr,
+                  Wrap(out.as<float>() + e * capacity * h), capacity, inter, h);
+  }
+  cuda::LaunchUnpadExpertRows(stream_, gate.as<float>(), offsets, E, capacity, inter, Raw(acts.gate));
+  cuda::LaunchUnpadExpertRows(stream_, up.as<float>(), offsets, E, capacity, inter, Raw(acts.up));
+  cuda::LaunchUnpadExpertRows(stream_, act.as<float>(), offsets, E, capacity, inter, Raw(acts.act));
+  cuda::LaunchUnpadExpertRows(stream_, out.as<float>(), offsets, E, capacity, h, Raw(acts.out));
+}
+
+void CudaBackendImpl::ExpertsExact(const MoeExpertWeights& w, const float* xp, int64_t rows,
+                                   const MoeExpertActs& acts) {
+  const int64_t E = w.num_experts(), h = w.hidden, inter = w.inter;
+  const std::vector<int32_t> at = DownloadOffsets(acts.offsets, E);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = at[e + 1] - at[e];
+    if (n == 0) continue;
+    const DevicePtr<const float> xe = Wrap<const float>(xp + at[e] * h);
+    LinearWeights(xe, w.gate[e], nullptr, acts.gate + at[e] * inter, n, h, inter);
+    LinearWeights(xe, w.up[e], nullptr, acts.up + at[e] * inter, n, h, inter);
+  }
+  cuda::LaunchSwiGlu(stream_, Raw(acts.gate), Raw(acts.up), Raw(acts.act), rows * inter);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = at[e + 1] - at[e];
+    if (n == 0) continue;
+    LinearWeights(acts.act + at[e] * inter, w.down[e], nullptr, acts.out + at[e] * h, n, inter, h);
+  }
+}
+
+void CudaBackendImpl::MoeExperts(const MoeExpertWeights& w, DevicePtr<const float> x,
+                                 DevicePtr<const int32_t> experts, DevicePtr<const float> weights,
+                                 int64_t tokens, int64_t k, const MoeExpertActs& acts,
+                                 DevicePtr<float> y) {
+  const int64_t E = w.num_experts(), n = tokens * k, h = w.hidden;
+  if (E > cuda::kMaxExperts) Fatal("MoeExperts: " + std::to_string(E) + " experts, at most " + std::to_string(cuda::kMaxExperts));
+  Zero(y, tokens * h);
+  if (n <= 0) return;
+  Scratch rows(this, n * 4), counts(this, E * 4), xp(this, n * h * 4), slot_weights(this, n * 4);
+  cuda::LaunchGroupByExpert(stream_, Raw(experts), tokens, k, E, rows.as<int32_t>(), Raw(acts.slots),
+                            counts.as<int32_t>());
+  cuda::LaunchExpertOffsets(stream_, counts.as<int32_t>(), E, Raw(acts.offsets));
+  cuda::LaunchGatherRows(stream_, Raw(x), rows.as<int32_t>(), nullptr, xp.as<float>(), n, h);
+  // A token's k experts are distinct, so no expert has more than `tokens` rows.
+  if (E * tokens <= kMaxPaddedExpertRows) {
+    ExpertsPadded(w, xp.as<float>(), tokens, acts);
+  } else {
+    ExpertsExact(w, xp.as<float>(), n, acts);
+  }
+  cuda::LaunchGatherRows(stream_, Raw(weights), Raw(acts.slots), nullptr, slot_weights.as<float>(), n, 1);
+  // One pass over the permuted rows in order: each token's sum runs in expert order.
+  cuda::LaunchScatterAddRows(stream_, Raw(acts.out), rows.as<int32_t>(), slot_weights.as<float>(),
+                             Raw(y), n, h);
+}
+
+// An f32 expert weight (the backward has no narrow-weight form).
+static DevicePtr<const float> F32Expert(const WeightView& w) {
+  if (w.dtype != DType::kF32) Fatal("MoeExpertsBackward needs f32 expert weights, got " + std::string(DTypeName(w.dtype)));
+  return w.f32();
+}
+
+void CudaBackendImpl::MoeExpertsBackward(const MoeExpertWeights& w, const MoeExpertGrads& g,
+                                         DevicePtr<const float> x, DevicePtr<const float> weights,
+                                         const MoeExpertActs& acts, DevicePtr<const float> dy,
+                                         int64_t tokens, int64_t k, DevicePtr<float> dx,
+                                         DevicePtr<float> dweights) {
+  const int64_t E = w.num_experts(), n = tokens * k, h = w.hidden, inter = w.inter;
+  Zero(dx, tokens * h);
+  Zero(dweights, n);
+  if (n <= 0) return;
+  auto grad = [](std::span<const DevicePtr<float>> gs, int64_t e) {
+    return gs.empty() ? DevicePtr<float>() : gs[e];
+  };
+  Scratch rows(this, n * 4), slot_weights(this, n * 4), dots(this, n * 4);
+  Scratch dyp(this, n * h * 4), xp(this, n * h * 4), dxp(this, n * h * 4);
+  Scratch dact(this, n * inter * 4), dgate(this, n * inter * 4), dup(this, n * inter * 4);
+  cuda::LaunchSlotTokens(stream_, Raw(acts.slots), n, k, rows.as<int32_t>());
+  cuda::LaunchGatherRows(stream_, Raw(weights), Raw(acts.slots), nullptr, slot_weights.as<float>(), n, 1);
+  cuda::LaunchGatherRows(stream_, Raw(dy), rows.as<int32_t>(), nullptr, dyp.as<float>(), n, h);
+  cuda::LaunchRowDot(stream_, dyp.as<float>(), Raw(acts.out), dots.as<float>(), n, h);
+  cuda::LaunchScatterAddRows(stream_, dots.as<float>(), Raw(acts.slots), nullptr, Raw(dweights), n, 1);
+  cuda::LaunchGatherRows(stream_, Raw(dy), rows.as<int32_t>(), slot_weights.as<float>(), dyp.as<float>(), n, h);
+  cuda::LaunchGatherRows(stream_, Raw(x), rows.as<int32_t>(), nullptr, xp.as<float>(), n, h);
+  const std::vector<int32_t> at = DownloadOffsets(acts.offsets, E);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t m = at[e + 1] - at[e];
+    if (m == 0) continue;
+    LinearBackward(Wrap<const float>(dyp.as<float>() + at[e] * h), acts.act + at[e] * inter,
+                   F32Expert(w.down[e]), Wrap(dact.as<float>() + at[e] * inter), grad(g.down, e),
+                   nullptr, m, inter, h, false);
+  }
+  cuda::LaunchSwiGluBackward(stream_, dact.as<float>(), Raw(acts.gate), Raw(acts.up), dgate.as<float>(),
+                             dup.as<float>(), n * inter);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t m = at[e + 1] - at[e];
+    if (m == 0) continue;
+    const DevicePtr<const float> xe = Wrap<const float>(xp.as<float>() + at[e] * h);
+    const DevicePtr<float> dxe = Wrap(dxp.as<float>() + at[e] * h);
+    LinearBackward(Wrap<const float>(dgate.as<float>() + at[e] * inter), xe, F32Expert(w.gate[e]),
+                   dxe, grad(g.gate, e), nullptr, m, h, inter, false);
+    LinearBackward(Wrap<const float>(dup.as<float>() + at[e] * inter), xe, F32Expert(w.up[e]), dxe,
+                   grad(g.up, e), nullptr, m, h, inter, true);
+  }
+  cuda::LaunchScatterAddRows(stream_, dxp.as<float>(), rows.as<int32_t>(), nullptr, Raw(dx), n, h);
 }
 
 }  // namespace

@@ -120,6 +120,19 @@ void LaunchRouteBackward(cudaStream_t s, const RouterSpec& spec, const float* sc
                          float* dlogits);
 void LaunchGroupByExpert(cudaStream_t s, const int32_t* experts, int64_t tokens, int64_t k,
                          int64_t num_experts, int32_t* rows, int32_t* slots, int32_t* counts);
+// The permutation's offsets [num_experts + 1] from its counts (exclusive prefix sum).
+void LaunchExpertOffsets(cudaStream_t s, const int32_t* counts, int64_t num_experts,
+                         int32_t* offsets);
+// Between the permuted rows (expert e's at [offsets[e], offsets[e+1])) and a padded layout of
+// `capacity` rows per expert (expert e's at [e * capacity, e * capacity + count)): Pad writes
+// every padded row (zeros past an expert's count), Unpad only the permuted rows. The counts
+// must not exceed capacity.
+void LaunchPadExpertRows(cudaStream_t s, const float* src, const int32_t* offsets,
+                         int64_t num_experts, int64_t capacity, int64_t dim, float* dst);
+void LaunchUnpadExpertRows(cudaStream_t s, const float* src, const int32_t* offsets,
+                           int64_t num_experts, int64_t capacity, int64_t dim, float* dst);
+// rows[i] = slots[i] / k.
+void LaunchSlotTokens(cudaStream_t s, const int32_t* slots, int64_t n, int64_t k, int32_t* rows);
 
 // ---- sampling (sampling.cu) -----------------------------------------------------------------
 // One draw's options as the kernel reads them (SamplingRow, uploaded).

@@ -149,7 +149,66 @@ __global__ void GroupByExpertKernel(const int32_t* experts, int64_t tokens, int6
   }
 }
 
+// offsets[0] = 0, offsets[e + 1] = offsets[e] + counts[e]: one thread (E is small).
+__global__ void ExpertOffsetsKernel(const int32_t* counts, int64_t num_experts, int32_t* offsets) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  offsets[0] = 0;
+  for (int64_t e = 0; e < num_experts; ++e) offsets[e + 1] = offsets[e] + counts[e];
+}
+
+// Padded row r = e * capacity + i of expert e holds its permuted row offsets[e] + i, or zeros
+// past its count.
+__global__ void PadExpertRowsKernel(const float* src, const int32_t* offsets, int64_t capacity,
+                                    int64_t padded_rows, int64_t dim, float* dst) {
+  GRPO_GRID_LOOP(x, padded_rows * dim) {
+    const int64_t r = x / dim, c = x % dim, e = r / capacity, i = r % capacity;
+    const int64_t begin = offsets[e], count = offsets[e + 1] - begin;
+    dst[x] = i < count ? src[(begin + i) * dim + c] : 0.0f;
+  }
+}
+
+// The inverse: permuted row offsets[e] + i = padded row e * capacity + i, for i < count.
+__global__ void UnpadExpertRowsKernel(const float* src, const int32_t* offsets, int64_t capacity,
+                                      int64_t padded_rows, int64_t dim, float* dst) {
+  GRPO_GRID_LOOP(x, padded_rows * dim) {
+    const int64_t r = x / dim, c = x % dim, e = r / capacity, i = r % capacity;
+    const int64_t begin = offsets[e], count = offsets[e + 1] - begin;
+    if (i < count) dst[(begin + i) * dim + c] = src[x];
+  }
+}
+
+// rows[i] = slots[i] / k: the token of each permuted choice.
+__global__ void SlotTokensKernel(const int32_t* slots, int64_t n, int64_t k, int32_t* rows) {
+  GRPO_GRID_LOOP(i, n) { rows[i] = static_cast<int32_t>(slots[i] / k); }
+}
+
 }  // namespace
+
+void LaunchExpertOffsets(cudaStream_t s, const int32_t* counts, int64_t num_experts,
+                         int32_t* offsets) {
+  GRPO_CUDA_LAUNCH(ExpertOffsetsKernel, 1, 1, 0, s, counts, num_experts, offsets);
+}
+
+void LaunchPadExpertRows(cudaStream_t s, const float* src, const int32_t* offsets,
+                         int64_t num_experts, int64_t capacity, int64_t dim, float* dst) {
+  const int64_t padded = num_experts * capacity;
+  if (padded * dim <= 0) return;
+  GRPO_CUDA_LAUNCH(PadExpertRowsKernel, GridFor(padded * dim), kThreads, 0, s, src, offsets,
+                   capacity, padded, dim, dst);
+}
+
+void LaunchUnpadExpertRows(cudaStream_t s, const float* src, const int32_t* offsets,
+                           int64_t num_experts, int64_t capacity, int64_t dim, float* dst) {
+  const int64_t padded = num_experts * capacity;
+  if (padded * dim <= 0) return;
+  GRPO_CUDA_LAUNCH(UnpadExpertRowsKernel, GridFor(padded * dim), kThreads, 0, s, src, offsets,
+                   capacity, padded, dim, dst);
+}
+
+void LaunchSlotTokens(cudaStream_t s, const int32_t* slots, int64_t n, int64_t k, int32_t* rows) {
+  if (n <= 0) return;
+  GRPO_CUDA_LAUNCH(SlotTokensKernel, GridFor(n), kThreads, 0, s, slots, n, k, rows);
+}
 
 void LaunchRoute(cudaStream_t s, const RouterSpec& spec, const float* logits, const float* bias,
                  int64_t tokens, bool forced, int32_t* experts, float* scores, float* weights) {
