@@ -4,6 +4,8 @@
 // f32 masters. The reference is model/testdata/torch_reference.py --bf16-weights (autograd in
 // float64 over the rounded weights) for the logprobs, the loss and the gradients, then
 // learner/testdata/optimizer_reference.py (torch.optim.AdamW on the f32 masters) for the update.
+// Two families keep it short: qwen2 with tied embeddings (one bf16 table is the embedding and the
+// output head) and biases, and deepseek_v3 (MLA's row-sliced kv_a_proj, MoE experts).
 //
 // Tolerances: our forward and backward multiply exactly the reference's bf16 values in f32 (the
 // CPU backend widens them exactly), so they differ from the float64 reference only by f32
@@ -191,8 +193,10 @@ TEST_P(MixedPrecisionTest, Bf16StepMatchesPyTorchOnRoundedWeightsWithF32Masters)
   EXPECT_NEAR(step->loss, ref->at("loss").get<double>(), 1e-5);
   const std::vector<Tensor> ours = model.ReadGradients(grads);
   const auto& specs = model.parameter_specs();
+  int compared = 0, trainable = 0;
   for (size_t p = 0; p < specs.size(); ++p) {
     if (!specs[p].trainable) continue;
+    ++trainable;
     auto want = ref_grads->Get(specs[p].name);
     ASSERT_TRUE(want.ok()) << specs[p].name;
     const Tensor r = want->ToF32();
@@ -202,9 +206,15 @@ TEST_P(MixedPrecisionTest, Bf16StepMatchesPyTorchOnRoundedWeightsWithF32Masters)
       diff += (a - b) * (a - b);
       norm += b * b;
     }
-    ASSERT_GT(norm, 0.0) << specs[p].name << ": zero reference gradient proves nothing";
+    if (norm == 0) {  // an expert no token chose
+      EXPECT_EQ(diff, 0.0) << "gradient of " << specs[p].name;
+      continue;
+    }
     EXPECT_LE(std::sqrt(diff / norm), 1e-4) << "gradient of " << specs[p].name;
+    ++compared;
   }
+
+  EXPECT_GT(compared, trainable / 2) << "most gradients must be nonzero for the test to mean something";
 
   auto ref_step = RunAdamWReference(masters, *ref_grads, ao, lr);
   ASSERT_TRUE(ref_step.ok()) << ref_step.status().ToString();
@@ -237,7 +247,7 @@ TEST_P(MixedPrecisionTest, Bf16StepMatchesPyTorchOnRoundedWeightsWithF32Masters)
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, MixedPrecisionTest,
-                         ::testing::Values("llama", "qwen2_tied", "deepseek_v3"),
+                         ::testing::Values("qwen2_tied", "deepseek_v3"),
                          [](const auto& info) { return info.param; });
 
 TEST(MixedPrecision, OnlyF32AndBf16AreComputeDTypes) {
