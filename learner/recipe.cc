@@ -40,6 +40,7 @@ const std::vector<std::string>& KnownKeys() {
       "algorithm.sapo_tau_pos", "algorithm.sapo_tau_neg", "algorithm.icepop_low", "algorithm.icepop_high",
       "algorithm.advantage_scale", "algorithm.advantage_estimator", "algorithm.dynamic_sampling",
       "algorithm.max_sampling_rounds",
+      "learner.precision",
       "optimizer.lr", "optimizer.betas", "optimizer.eps", "optimizer.weight_decay",
       "optimizer.warmup_steps", "optimizer.schedule", "optimizer.min_lr_ratio",
       "optimizer.max_grad_norm", "optimizer.mini_batches", "optimizer.epochs",
@@ -92,6 +93,12 @@ absl::StatusOr<DataSource> ParseDataSource(std::string_view name) {
   if (name == "addition") return DataSource::kAddition;
   if (name == "jsonl") return DataSource::kJsonl;
   return absl::InvalidArgumentError("must be 'addition' or 'jsonl'");
+}
+
+absl::StatusOr<DType> ParsePrecision(std::string_view name) {
+  if (name == "f32") return DType::kF32;
+  if (name == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError("unknown precision \"" + std::string(name) + "\" (expected f32 or bf16)");
 }
 
 absl::StatusOr<WeightFormat> ParseServeFormat(std::string_view name) {
@@ -279,6 +286,7 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   }
   GRPO_ASSIGN_OR_RETURN(r.reward_endpoints, c.GetStringListOr("reward.endpoints", {}));
 
+  GRPO_RETURN_IF_ERROR(ParseEnum(c, "learner.precision", ParsePrecision, &r.learner_precision));
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.objective", ParseObjective, &r.objective));
   r.loss = PolicyLossPreset(r.objective);
   r.advantage = AdvantagePreset(r.objective);
@@ -414,6 +422,10 @@ std::string Key(const char* key, int64_t v) { return std::string(key) + " " + st
 absl::StatusOr<MemoryPlan> PlanTrainingMemory(const TrainRecipe& r, const ModelConfig& m, bool sft) {
   MemoryPlan plan;
   AddModelWeights(m, WeightFormat::kF32, /*training=*/true, "policy", &plan);
+  if (r.learner_precision == DType::kBF16) {
+    // The compute copies (the norms they count beside the matrices are a rounding error).
+    AddModelWeights(m, WeightFormat::kBF16, false, "policy's bf16 compute copy (learner.precision bf16)", &plan);
+  }
   // Activations of a next-token batch (pretrain, sft): sequences of at least 2 tokens, layer
   // inputs kept at the least.
   const auto add_lm_stage = [&](const char* stage, const LmStageRecipe& s) {

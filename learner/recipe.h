@@ -25,6 +25,7 @@
 //              kl_estimator, is_correction, is_cap, icepop_low, icepop_high, sapo_tau_pos,
 //              sapo_tau_neg, advantage_scale (std|none), advantage_estimator (group_norm|rloo|
 //              reinforce_pp|reinforce_pp_baseline), dynamic_sampling, max_sampling_rounds
+//   learner    precision (f32|bf16): the policy's compute weights (CausalLM::SetComputeDType)
 //   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
@@ -151,6 +152,10 @@ struct TrainRecipe {
   AdvantageOptions advantage;
   bool dynamic_sampling = false;
   int64_t max_sampling_rounds = 3;
+
+  // learner.precision: the dtype the policy computes with (F32, or BF16 compute copies of the f32
+  // masters, CausalLM::SetComputeDType); gradients, AdamW state and checkpoints stay f32.
+  DType learner_precision = DType::kF32;
 
   LrScheduleOptions schedule;
   AdamWOptions adamw;

@@ -216,6 +216,25 @@ TEST(Recipe, NamedChoicesAreParsedOnce) {
   ExpectError({"data.source=csv"}, "must be 'addition' or 'jsonl'");
 }
 
+TEST(Recipe, LearnerPrecisionIsF32OrBf16) {
+  auto r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->learner_precision, DType::kF32);
+  auto bf16 = Parse(kMinimal, {"learner.precision=bf16"});
+  ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+  EXPECT_EQ(bf16->learner_precision, DType::kBF16);
+  ExpectError({"learner.precision=fp8"}, "learner.precision");
+  ExpectError({"learner.precision=fp8"}, "(expected f32 or bf16)");
+  ExpectError({"learner.precison=bf16"}, "learner.precision");  // misspelt: the known key suggested
+  // The bf16 copies are planned beside the f32 masters.
+  auto model = RecipeModelConfig(*bf16);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto f32_plan = PlanTrainingMemory(*r, *model, false);
+  auto bf16_plan = PlanTrainingMemory(*bf16, *model, false);
+  ASSERT_TRUE(f32_plan.ok() && bf16_plan.ok());
+  EXPECT_GT(bf16_plan->total().value(), f32_plan->total().value());
+}
+
 TEST(Recipe, ModelInitNullWithAPath) {
   auto r = Parse(kMinimal, {"model.init=null", "model.path=/some/dir"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -209,6 +209,7 @@ absl::Status SetUp(const TrainRecipe& r, const TrainOptions& o, bool sft, Run* r
   } else {
     GRPO_ASSIGN_OR_RETURN(run->policy, InitialModel(r, run->tok->vocab_size(), *run->backend));
   }
+  GRPO_RETURN_IF_ERROR(WithContext(run->policy->SetComputeDType(r.learner_precision), "learner.precision"));
   if (r.data_source == DataSource::kJsonl) {
     GRPO_RETURN_IF_ERROR(LoadJsonlDatasets(r, &run->train_set, &run->eval_set));
   }

@@ -109,6 +109,7 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
   summary.stage = "rl";
   GRPO_ASSIGN_OR_RETURN(Backend * backend, GetBackend(r.backend));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> policy, ModelOfTheRun(r, *backend));
+  GRPO_RETURN_IF_ERROR(WithContext(policy->SetComputeDType(r.learner_precision), "learner.precision"));
   // Rank 0 sets the run up, pretrains, and loads its checkpoint meanwhile.
   GRPO_ASSIGN_OR_RETURN(auto start, Receive(c));
   if (start.first == kDone) return summary;  // stopped before RL
@@ -120,6 +121,7 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
   std::unique_ptr<CausalLM> reference;
   if (r.loss.kl_beta > 0) {  // rank 0 wrote it before starting
     GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(summary.run_dir + "/checkpoints/reference", *backend));
+    GRPO_RETURN_IF_ERROR(reference->SetComputeDType(r.learner_precision));
   }
   const bool routing = policy->config().NumMoeLayers() > 0 && r.routing_replay;
   std::vector<Buffer> grads;

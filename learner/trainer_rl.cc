@@ -708,7 +708,10 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
     GRPO_RETURN_IF_ERROR(WriteChecksumManifest(tmp));  // CausalLM::Load verifies it
     GRPO_RETURN_IF_ERROR(ReplaceDirectory(tmp, ref_dir));
   }
-  return CausalLM::Load(ref_dir, *run.backend);
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, CausalLM::Load(ref_dir, *run.backend));
+  // It computes as the policy does (learner.precision), so their KL is 0 before the first update.
+  GRPO_RETURN_IF_ERROR(reference->SetComputeDType(run.recipe->learner_precision));
+  return reference;
 }
 
 // The rollouts' tool environment (tools.environment); null for single-turn rollouts.

@@ -396,6 +396,7 @@ absl::Status CausalLM::WriteParameter(size_t i, const Tensor& value, const Tenso
                                       std::to_string(specs_.size()));
   }
   const ParameterSpec& spec = specs_[i];
+  compute_stale_ = true;
   if (value.shape() != spec.shape || !value.defined()) {
     return absl::InvalidArgumentError("new value of " + spec.name + " is " + ShapeToString(value.shape()) +
                                       ", expected " + ShapeToString(spec.shape));
@@ -481,6 +482,7 @@ absl::Status CausalLM::UpdateParameterBuffers(std::vector<std::pair<int64_t, Dev
           " on " + backend_.name());
     }
   }
+  compute_stale_ = true;
   for (auto& [i, p] : updates) {
     values_[i] = std::move(p.value);
     scales_[i] = std::move(p.scale_inv);
@@ -488,6 +490,42 @@ absl::Status CausalLM::UpdateParameterBuffers(std::vector<std::pair<int64_t, Dev
     host_scales_[i] = Tensor();
   }
   return absl::OkStatus();
+}
+
+absl::Status CausalLM::SetComputeDType(DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("compute dtype must be F32 or BF16, got " + std::string(DTypeName(dtype)));
+  }
+  if (dtype == DType::kBF16 && quantized_) {
+    return absl::FailedPreconditionError(
+        "bf16 compute copies need f32 masters; this model serves bf16/FP8 projections");
+  }
+  compute_dtype_ = dtype;
+  compute_.clear();
+  if (dtype == DType::kBF16) RefreshComputeWeights();
+  return absl::OkStatus();
+}
+
+void CausalLM::RefreshComputeWeights() {
+  compute_stale_ = false;
+  if (compute_dtype_ == DType::kF32) return;
+  compute_.resize(specs_.size());
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const ParameterSpec& spec = specs_[i];
+    if (!ServedNarrow(spec) || spec.shape.size() != 2 || values_[i].dtype() != DType::kF32) {
+      compute_[i] = Buffer();  // computed with as held
+      continue;
+    }
+    if (compute_[i].empty()) compute_[i] = Buffer(&backend_, NumElements(spec.shape), compute_dtype_);
+    backend_.QuantizeWeight(values_[i].data(), spec.shape[0], spec.shape[1], compute_dtype_,
+                            compute_[i].raw(), nullptr, nullptr);
+  }
+}
+
+int64_t CausalLM::compute_copy_bytes() const {
+  int64_t total = 0;
+  for (const Buffer& b : compute_) total += b.bytes();
+  return total;
 }
 
 int64_t CausalLM::parameter_bytes() const {
@@ -530,17 +568,21 @@ struct Ctx {
   Backend& be;
   std::vector<Buffer>& values;  // device parameters
   const std::vector<Buffer>& scales;
+  const std::vector<Buffer>& compute;  // bf16 compute copies (CausalLM::SetComputeDType) or empty
   const std::vector<ParameterSpec>& specs;
   std::vector<Buffer>* grads;  // null in forward
   const BatchView& batch;
 
   DevicePtr<float> P(int i) const { return i < 0 ? nullptr : values[i].data(); }
-  // A projection matrix in whatever format the model holds it (f32, bf16, FP8 block).
+  // A projection matrix in whatever format the model computes with it: its compute copy when it
+  // has one (mixed precision), else the value as held (f32, bf16, FP8 block).
   WeightView W(int i) const {
+    const bool copy = static_cast<size_t>(i) < compute.size() && !compute[i].empty();
+    const Buffer& v = copy ? compute[i] : values[i];
     WeightView w;
-    w.dtype = values[i].dtype();
-    w.data = values[i].raw();
-    w.scales = scales[i].empty() ? nullptr : scales[i].data();
+    w.dtype = v.dtype();
+    w.data = v.raw();
+    w.scales = copy || scales[i].empty() ? nullptr : scales[i].data();
     w.rows = specs[i].shape[0];
     w.cols = specs[i].shape[1];
     return w;
@@ -558,7 +600,7 @@ struct Ctx {
 void EmbedTokens(const Ctx& ctx, int embed, std::span<const int32_t> ids,
                  DevicePtr<const int32_t> ids_d, DevicePtr<float> x) {
   const int64_t h = ctx.c.hidden_size, T = static_cast<int64_t>(ids.size());
-  if (ctx.values[embed].dtype() == DType::kF32) {
+  if (ctx.W(embed).dtype == DType::kF32) {
     ctx.be.Embedding(ids_d, ctx.P(embed), x, T, h);
     return;
   }
@@ -584,12 +626,12 @@ static void MlpBackward(const Ctx& ctx, const auto& m, DevicePtr<const float> x,
                         const MlpActs& a, DevicePtr<float> dx, bool accumulate_dx) {
   const int64_t h = ctx.c.hidden_size, inter = m.inter;
   Buffer dact = ctx.Buf(n * inter), dgate = ctx.Buf(n * inter), dup = ctx.Buf(n * inter);
-  ctx.be.LinearBackward(dy, a.act.data(), ctx.P(m.down_w), dact.data(), ctx.G(m.down_w),
+  ctx.be.LinearWeightsBackward(dy, a.act.data(), ctx.W(m.down_w), dact.data(), ctx.G(m.down_w),
                         ctx.G(m.down_b), n, inter, h, false);
   ctx.be.SwiGluBackward(dact.data(), a.gate.data(), a.up.data(), dgate.data(), dup.data(), n * inter);
-  ctx.be.LinearBackward(dgate.data(), x, ctx.P(m.gate_w), dx, ctx.G(m.gate_w), ctx.G(m.gate_b), n,
+  ctx.be.LinearWeightsBackward(dgate.data(), x, ctx.W(m.gate_w), dx, ctx.G(m.gate_w), ctx.G(m.gate_b), n,
                         h, inter, accumulate_dx);
-  ctx.be.LinearBackward(dup.data(), x, ctx.P(m.up_w), dx, ctx.G(m.up_w), ctx.G(m.up_b), n, h,
+  ctx.be.LinearWeightsBackward(dup.data(), x, ctx.W(m.up_w), dx, ctx.G(m.up_w), ctx.G(m.up_b), n, h,
                         inter, true);
 }
 
@@ -740,7 +782,7 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DeviceP
   const int64_t nkv = c.mla ? nh : c.num_key_value_heads;
   const int64_t dqk = c.qk_head_dim(), dv = c.value_head_dim();
   Buffer dattn = ctx.Buf(T * nh * dv);
-  be.LinearBackward(dout, a.attn.data(), ctx.P(L.o_w), dattn.data(), ctx.G(L.o_w), ctx.G(L.o_b), T,
+  be.LinearWeightsBackward(dout, a.attn.data(), ctx.W(L.o_w), dattn.data(), ctx.G(L.o_w), ctx.G(L.o_b), T,
                     nh * dv, h, false);
   Buffer dq = ctx.Buf(T * nh * dqk), dk = ctx.Buf(T * nkv * dqk), dvb = ctx.Buf(T * nkv * dv);
   be.AttentionBackward(dattn.data(), a.q.data(), a.k.data(), a.v.data(), a.attn.data(),
@@ -761,11 +803,11 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DeviceP
       dq = std::move(dq_pre);
       dk = std::move(dk_pre);
     }
-    be.LinearBackward(dq.data(), a.ln1.data(), ctx.P(L.q_w), dln1, ctx.G(L.q_w), ctx.G(L.q_b), T, h,
+    be.LinearWeightsBackward(dq.data(), a.ln1.data(), ctx.W(L.q_w), dln1, ctx.G(L.q_w), ctx.G(L.q_b), T, h,
                       nh * hd, false);
-    be.LinearBackward(dk.data(), a.ln1.data(), ctx.P(L.k_w), dln1, ctx.G(L.k_w), ctx.G(L.k_b), T, h,
+    be.LinearWeightsBackward(dk.data(), a.ln1.data(), ctx.W(L.k_w), dln1, ctx.G(L.k_w), ctx.G(L.k_b), T, h,
                       nkv * hd, true);
-    be.LinearBackward(dvb.data(), a.ln1.data(), ctx.P(L.v_w), dln1, ctx.G(L.v_w), ctx.G(L.v_b), T, h,
+    be.LinearWeightsBackward(dvb.data(), a.ln1.data(), ctx.W(L.v_w), dln1, ctx.G(L.v_w), ctx.G(L.v_b), T, h,
                       nkv * hd, true);
     return;
   }
@@ -784,24 +826,26 @@ static void AttentionBackward(const Ctx& ctx, const LayerT& L, ActsT& a, DeviceP
   be.Rope(dkpe.data(), MlaKeyRopeSpan(c, T), ctx.batch.positions, ctx.batch.cos, ctx.batch.sin,
           true);
   Buffer dc_n = ctx.Buf(T * kvl), dc = ctx.Buf(T * kvl);
-  be.LinearBackward(dkvb.data(), a.c_n.data(), ctx.P(L.kvb_w), dc_n.data(), ctx.G(L.kvb_w), nullptr,
+  be.LinearWeightsBackward(dkvb.data(), a.c_n.data(), ctx.W(L.kvb_w), dc_n.data(), ctx.G(L.kvb_w), nullptr,
                     T, kvl, nh * (nope + dv), false);
   be.RmsNormBackward(dc_n.data(), a.c.data(), ctx.P(L.kva_ln), a.c_rstd.data(), dc.data(),
                      ctx.G(L.kva_ln), T, kvl);
   DevicePtr<float> g_kva = ctx.G(L.kva_w);
-  be.LinearBackward(dc.data(), a.ln1.data(), ctx.P(L.kva_w), dln1, g_kva, nullptr, T, h, kvl, false);
-  be.LinearBackward(dkpe.data(), a.ln1.data(), ctx.P(L.kva_w) + kvl * h, dln1,
+  const WeightView kva = ctx.W(L.kva_w);
+  be.LinearWeightsBackward(dc.data(), a.ln1.data(), kva.Rows(0, kvl), dln1, g_kva, nullptr, T, h, kvl,
+                           false);
+  be.LinearWeightsBackward(dkpe.data(), a.ln1.data(), kva.Rows(kvl, r), dln1,
                     g_kva != nullptr ? g_kva + kvl * h : nullptr, nullptr, T, h, r, true);
   if (ql > 0) {
     Buffer dqa_n = ctx.Buf(T * ql), dqa = ctx.Buf(T * ql);
-    be.LinearBackward(dq.data(), a.qa_n.data(), ctx.P(L.qb_w), dqa_n.data(), ctx.G(L.qb_w), nullptr,
+    be.LinearWeightsBackward(dq.data(), a.qa_n.data(), ctx.W(L.qb_w), dqa_n.data(), ctx.G(L.qb_w), nullptr,
                       T, ql, nh * dqk, false);
     be.RmsNormBackward(dqa_n.data(), a.qa.data(), ctx.P(L.qa_ln), a.qa_rstd.data(), dqa.data(),
                        ctx.G(L.qa_ln), T, ql);
-    be.LinearBackward(dqa.data(), a.ln1.data(), ctx.P(L.qa_w), dln1, ctx.G(L.qa_w), nullptr, T, h,
+    be.LinearWeightsBackward(dqa.data(), a.ln1.data(), ctx.W(L.qa_w), dln1, ctx.G(L.qa_w), nullptr, T, h,
                       ql, true);
   } else {
-    be.LinearBackward(dq.data(), a.ln1.data(), ctx.P(L.q_w), dln1, ctx.G(L.q_w), nullptr, T, h,
+    be.LinearWeightsBackward(dq.data(), a.ln1.data(), ctx.W(L.q_w), dln1, ctx.G(L.q_w), nullptr, T, h,
                       nh * dqk, true);
   }
 }
@@ -1168,6 +1212,7 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   GRPO_RETURN_IF_ERROR(CheckTokens(batch.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(options.forced_routing, c, T));
   GRPO_RETURN_IF_ERROR(CheckForwardFits(c, batch, options));
+  if (compute_stale_) RefreshComputeWeights();
 
   auto state = std::make_unique<State>();
   state->batch = batch;
@@ -1189,7 +1234,7 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   RopeFor(max_len);
   const BatchView view{T, state->batch.offsets, state->positions_d.i32(), rope_cos_.data(),
                        rope_sin_.data()};
-  Ctx ctx{c, backend_, values_, scales_, specs_, nullptr, view};
+  Ctx ctx{c, backend_, values_, scales_, compute_, specs_, nullptr, view};
 
   Buffer x = ctx.Buf(T * h);
   EmbedTokens(ctx, embed_, batch.tokens, state->tokens_d.i32(), x.data());
@@ -1281,7 +1326,7 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
   // Forward sized the RoPE tables for this batch already.
   const BatchView view{T, st.batch.offsets, st.positions_d.i32(), rope_cos_.data(),
                        rope_sin_.data()};
-  Ctx ctx{c, backend_, values_, scales_, specs_, grads, view};
+  Ctx ctx{c, backend_, values_, scales_, compute_, specs_, grads, view};
 
   Buffer dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
   {
@@ -1290,10 +1335,10 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
     for (int64_t r0 = 0; r0 < T; r0 += chunk) {
       const int64_t n = std::min(chunk, T - r0);
       DevicePtr<const float> normed = st.normed.data() + r0 * h;
-      backend_.Linear(normed, ctx.P(lm_head_), nullptr, logits.data(), n, h, V);
+      backend_.LinearWeights(normed, ctx.W(lm_head_), nullptr, logits.data(), n, h, V);
       backend_.LogSoftmaxTargetsBackward(logits.data(), st.targets_d.i32() + r0,
                                          row_weights_d.data() + r0, dlogits.data(), n, V);
-      backend_.LinearBackward(dlogits.data(), normed, ctx.P(lm_head_), dnormed.data() + r0 * h,
+      backend_.LinearWeightsBackward(dlogits.data(), normed, ctx.W(lm_head_), dnormed.data() + r0 * h,
                               ctx.G(lm_head_), nullptr, n, h, V, false);
     }
   }
@@ -1303,7 +1348,7 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
     const Layer& L = *layers_[l];
     LayerActs& a = st.layers[l];
     if (st.recompute) {
-      Ctx fwd{c, backend_, values_, scales_, specs_, nullptr, view};
+      Ctx fwd{c, backend_, values_, scales_, compute_, specs_, nullptr, view};
       Buffer y = ctx.Buf(T * h);
       LayerForward(fwd, L, a, /*forced_routing=*/L.moe, y.data(),
                    [&](LayerActs& acts, DevicePtr<float> o) { AttentionForward(fwd, L, acts, o); });
@@ -1348,6 +1393,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   }
   GRPO_RETURN_IF_ERROR(CheckTokens(in.tokens, V));
   GRPO_RETURN_IF_ERROR(CheckForcedRouting(forced_routing, c, T));
+  if (compute_stale_) RefreshComputeWeights();
   std::vector<int32_t> positions(T);
   int64_t max_pos = 1;
   for (int64_t s = 0; s < S; ++s) {
@@ -1363,7 +1409,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   const Buffer last_d = Upload(backend_, last);
   RopeFor(max_pos);
   const BatchView view{T, in.offsets, positions_d.i32(), rope_cos_.data(), rope_sin_.data()};
-  Ctx ctx{c, backend_, values_, scales_, specs_, nullptr, view};
+  Ctx ctx{c, backend_, values_, scales_, compute_, specs_, nullptr, view};
   StepOutput out;
   const SyncOnUnwind sync_on_unwind(backend_);
   if (in.return_routing) out.routing = EmptyRouting(c, T);

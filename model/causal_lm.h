@@ -187,11 +187,38 @@ class CausalLM {
   DType parameter_dtype(size_t i) const { return dtypes_[i]; }
   // The device buffer of parameter i's value (f32 for every trainable parameter of a training
   // model): optimizers update it in place with backend ops.
-  Buffer& parameter_buffer(size_t i) { return values_[i]; }
-  std::vector<Buffer>& parameter_buffers() { return values_; }
+  Buffer& parameter_buffer(size_t i) {
+    compute_stale_ = true;
+    return values_[i];
+  }
+  std::vector<Buffer>& parameter_buffers() {
+    compute_stale_ = true;
+    return values_;
+  }
   const Buffer& parameter_buffer(size_t i) const { return values_[i]; }
   // True when some projection matrix is held as bf16 or FP8 (inference only).
   bool serves_quantized() const { return quantized_; }
+
+  // Mixed precision (the recipe key learner.precision). With kBF16 a training model keeps, beside
+  // its f32 parameters (the masters the optimizer updates), a bf16 compute copy of every
+  // ServedNarrow matrix (the projections, the token embedding and the output head; norms,
+  // routers and biases stay f32). Forward, Backward and ForwardStep multiply by the copies
+  // (Backend::LinearWeights, LinearWeightsBackward; the CPU backend widens them exactly and
+  // computes in f32); gradients stay f32 and are taken with respect to the bf16 values, which the
+  // optimizer applies to the f32 masters (straight-through). The copies are made from the masters
+  // on the device (Backend::QuantizeWeight, rounding to nearest even) and remade at the next
+  // Forward or ForwardStep whenever the masters may have changed since: after a non-const
+  // parameter_buffer(s) access (an optimizer step), WriteParameter or UpdateParameters. Backward
+  // always uses the copies its Forward used. kF32 (the default) drops the copies: results are
+  // those of a model that never had them, bit for bit. Any other dtype, or kBF16 on a model
+  // serving narrow weights, is InvalidArgument / FailedPrecondition. Throws std::bad_alloc when
+  // the backend is out of memory for the copies.
+  absl::Status SetComputeDType(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
+  // Remakes the compute copies from the masters now (no-op in kF32).
+  void RefreshComputeWeights();
+  // Bytes held by the compute copies (0 in kF32).
+  int64_t compute_copy_bytes() const;
   // Bytes held by the parameter storage (values plus FP8 scales).
   int64_t parameter_bytes() const;
 
@@ -246,6 +273,11 @@ class CausalLM {
   std::unique_ptr<State> state_;
   RopeTables rope_;
   bool quantized_ = false;
+  // Mixed precision (SetComputeDType): bf16 copies of the ServedNarrow matrices (empty Buffers
+  // for the others and in kF32), stale when the masters may have changed since they were made.
+  DType compute_dtype_ = DType::kF32;
+  std::vector<Buffer> compute_;
+  bool compute_stale_ = false;
 };
 
 }  // namespace grpo

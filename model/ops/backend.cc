@@ -57,6 +57,22 @@ Buffer Backend::ImportHost(const void* host, DType dtype, int64_t numel) {
   return b;
 }
 
+void Backend::LinearWeightsBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
+                                    const WeightView& w, DevicePtr<float> dx, DevicePtr<float> dw,
+                                    DevicePtr<float> db, int64_t m, int64_t k, int64_t n,
+                                    bool accumulate_dx) {
+  if (w.dtype == DType::kF32) {
+    LinearBackward(dy, x, w.f32(), dx, dw, db, m, k, n, accumulate_dx);
+    return;
+  }
+  Buffer widened;
+  if (dx != nullptr) {
+    widened = Buffer(this, n * k);
+    WidenWeightRows(w, 0, n, widened.data());
+  }
+  LinearBackward(dy, x, widened.data(), dx, dw, db, m, k, n, accumulate_dx);
+}
+
 void Backend::CopyHostToDevice(const void* host, DevicePtr<void> dst, int64_t bytes) {
   if (bytes <= 0) return;
   h2d_bytes_.fetch_add(bytes, std::memory_order_relaxed);

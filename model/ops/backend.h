@@ -290,6 +290,16 @@ class Backend {
   virtual void LinearWeights(DevicePtr<const float> x, const WeightView& w,
                              DevicePtr<const float> b, DevicePtr<float> y, int64_t m, int64_t k,
                              int64_t n) = 0;
+  // The backward of LinearWeights, for mixed-precision training (a bf16 compute copy of an f32
+  // master, CausalLM::SetComputeDType): dx = dy · W with W widened exactly as LinearWeights
+  // widens it (overwritten, or added when accumulate_dx); dw += dy^T · x and db += colsum(dy)
+  // in f32, the gradient with respect to the narrow values, which the caller applies to the f32
+  // master (straight-through). For an f32 view it is LinearBackward, bit for bit. The default
+  // widens the whole view into a scratch Buffer (WidenWeightRows) and calls LinearBackward.
+  virtual void LinearWeightsBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
+                                     const WeightView& w, DevicePtr<float> dx, DevicePtr<float> dw,
+                                     DevicePtr<float> db, int64_t m, int64_t k, int64_t n,
+                                     bool accumulate_dx);
   // out[(r - row_begin) * w.cols + c] = W[r, c] widened to f32, for rows [row_begin, row_end) of
   // the view: the same values LinearWeights multiplies with (f32(q) * scale for FP8).
   virtual void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,

@@ -2,7 +2,7 @@
 """PyTorch reference forward/backward for the model families of model/ (parity tests).
 
     /usr/bin/python3 model/testdata/torch_reference.py MODEL_DIR INPUT_JSON OUTPUT_DIR \
-        [--dtype float64|float32]
+        [--dtype float64|float32] [--bf16-weights]
 
 An independent re-implementation of the HuggingFace transformers modeling code for the
 `llama`, `qwen2`, `qwen3`, `qwen3_moe` and `deepseek_v3` families (eager attention, no cache),
@@ -847,7 +847,18 @@ def parse_input(path, cfg, n_moe):
     return seqs, weights, forced
 
 
-def run(model_dir, input_path, out_dir, dtype_name):
+def round_to_bf16(params):
+    """Mixed precision as the learner runs it (learner.precision bf16): every 2-D weight but the
+    MoE routers (the projections, the embedding, the output head) is replaced by its f32 value
+    rounded to bfloat16 (nearest even), a new leaf; the gradients are then those with respect to
+    the rounded values, which the learner applies to its f32 masters."""
+    for name, t in params.items():
+        if t.dim() == 2 and not name.endswith("mlp.gate.weight"):
+            rounded = t.detach().to(torch.float32).to(torch.bfloat16).to(t.dtype)
+            params[name] = rounded.requires_grad_(True)
+
+
+def run(model_dir, input_path, out_dir, dtype_name, bf16_weights=False):
     dtype = {"float64": torch.float64, "float32": torch.float32}[dtype_name]
     cfg_path = os.path.join(model_dir, "config.json")
     try:
@@ -859,6 +870,8 @@ def run(model_dir, input_path, out_dir, dtype_name):
     ckpt = load_checkpoint(model_dir)
     params, buffers = load_params(cfg, ckpt, dtype)
     del ckpt
+    if bf16_weights:
+        round_to_bf16(params)
     model = Model(cfg, params, buffers, dtype)
     n_moe = len(model.moe_layers)
     seqs, weights, forced = parse_input(input_path, cfg, n_moe)
@@ -928,10 +941,12 @@ def main(argv):
     ap.add_argument("input_json")
     ap.add_argument("output_dir")
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    ap.add_argument("--bf16-weights", action="store_true",
+                    help="compute with the 2-D weights (not routers) rounded to bfloat16")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # tiny models; one thread keeps results bit-reproducible
     try:
-        run(args.model_dir, args.input_json, args.output_dir, args.dtype)
+        run(args.model_dir, args.input_json, args.output_dir, args.dtype, args.bf16_weights)
     except RefError as e:
         print("torch_reference: error: %s" % e, file=sys.stderr)
         return 1

@@ -261,6 +261,28 @@ class CpuBackendImpl final : public Backend {
     Scope scope(arena_.get(), x, w, b, y);
     LinearWeights(Raw(x), Host(w), Raw(b), Raw(y), m, k, n);
   }
+  // A narrow view is widened whole, in parallel, into host scratch (the CPU backend's device
+  // memory is host memory; training already holds the f32 master beside it), then the f32
+  // LinearBackward: dx is exactly the product with the widened values.
+  void LinearWeightsBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
+                             const WeightView& w, DevicePtr<float> dx, DevicePtr<float> dw,
+                             DevicePtr<float> db, int64_t m, int64_t k, int64_t n,
+                             bool accumulate_dx) override {
+    Scope scope(arena_.get(), dy, x, w, dx, dw, db);
+    const cpu::HostWeights hw = Host(w);
+    if (hw.dtype == DType::kF32) {
+      LinearBackward(Raw(dy), Raw(x), hw.f32(), Raw(dx), Raw(dw), Raw(db), m, k, n, accumulate_dx);
+      return;
+    }
+    std::vector<float> widened(dx != nullptr ? static_cast<size_t>(n * k) : 0);
+    if (dx != nullptr) {
+      Pool().ParallelFor(n, RowGrain(k), [&](int64_t r0, int64_t r1) {
+        cpu::WidenWeightRows(hw, r0, r1, widened.data() + r0 * k);
+      });
+    }
+    LinearBackward(Raw(dy), Raw(x), widened.data(), Raw(dx), Raw(dw), Raw(db), m, k, n,
+                   accumulate_dx);
+  }
   void WidenWeightRows(const WeightView& w, int64_t row_begin, int64_t row_end,
                        DevicePtr<float> out) override {
     Scope scope(arena_.get(), w, out);
