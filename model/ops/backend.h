@@ -215,8 +215,9 @@ struct SamplingRow {
 
 // The routed experts of one MoE layer. Expert e is a SwiGLU MLP without biases:
 //   out_e(x) = down_e . (silu(gate_e . x) * (up_e . x)),
-// gate_e, up_e [inter, hidden], down_e [hidden, inter]: any WeightView format in MoeExperts, f32
-// in MoeExpertsBackward. The spans hold num_experts views each (launch metadata).
+// gate_e, up_e [inter, hidden], down_e [hidden, inter]: any WeightView format (a narrow one is
+// widened exactly as LinearWeights widens it, in the backward as LinearWeightsBackward does).
+// The spans hold num_experts views each (launch metadata).
 struct MoeExpertWeights {
   std::span<const WeightView> gate, up, down;
   int64_t hidden = 0, inter = 0;

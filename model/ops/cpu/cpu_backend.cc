@@ -1109,25 +1109,28 @@ class CpuBackendImpl final : public Backend {
     GatherRows(dy, rows.data(), slot_weights.data(), dye.data(), n, h);
     GatherRows(x, rows.data(), nullptr, xe.data(), n, h);
     std::vector<float> dact(n * inter), dgate(n * inter), dup(n * inter);
-    LinearBackward(dye.data(), Raw(acts.act) + at * inter, F32Weights(w.down[e]), dact.data(),
+    std::vector<float> widened;  // a narrow expert weight, widened per use
+    LinearBackward(dye.data(), Raw(acts.act) + at * inter, F32Weights(w.down[e], h, inter, &widened), dact.data(),
                    Raw(g_down), nullptr, n, inter, h, false);
     SwiGluBackward(dact.data(), Raw(acts.gate) + at * inter, Raw(acts.up) + at * inter,
                    dgate.data(), dup.data(), n * inter);
-    LinearBackward(dgate.data(), xe.data(), F32Weights(w.gate[e]), dxe.data(), Raw(g_gate),
+    LinearBackward(dgate.data(), xe.data(), F32Weights(w.gate[e], inter, h, &widened), dxe.data(), Raw(g_gate),
                    nullptr, n, h, inter, false);
-    LinearBackward(dup.data(), xe.data(), F32Weights(w.up[e]), dxe.data(), Raw(g_up), nullptr, n,
+    LinearBackward(dup.data(), xe.data(), F32Weights(w.up[e], inter, h, &widened), dxe.data(), Raw(g_up), nullptr, n,
                    h, inter, true);
     ScatterAddRows(dxe.data(), rows.data(), nullptr, dx, n, h);
   }
 
-  // An f32 weight's first row (the backward has no narrow-weight form).
-  static const float* F32Weights(const WeightView& w) {
-    if (w.dtype != DType::kF32) {
-      std::fprintf(stderr, "fatal: MoeExpertsBackward needs f32 expert weights, got %s\n",
-                   std::string(DTypeName(w.dtype)).c_str());
-      std::abort();
-    }
-    return Raw(w.f32());
+  // An expert weight [rows, cols] as f32: the f32 view itself, or a narrow one (a bf16 compute
+  // copy, CausalLM::SetComputeDType) widened into `scratch` exactly as LinearWeights widens it,
+  // so the backward multiplies with the values the forward used (as LinearWeightsBackward).
+  const float* F32Weights(const WeightView& w, int64_t rows, int64_t cols,
+                          std::vector<float>* scratch) {
+    const cpu::HostWeights hw = Host(w);
+    if (hw.dtype == DType::kF32) return hw.f32();
+    scratch->resize(static_cast<size_t>(rows * cols));
+    cpu::WidenWeightRows(hw, 0, rows, scratch->data());
+    return scratch->data();
   }
 
   void RowDot(const float* a, const float* b, float* out, int64_t n, int64_t dim) {

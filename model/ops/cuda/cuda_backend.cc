@@ -688,12 +688,6 @@ void CudaBackendImpl::MoeExperts(const MoeExpertWeights& w, DevicePtr<const floa
                              Raw(y), n, h);
 }
 
-// An f32 expert weight (the backward has no narrow-weight form).
-static DevicePtr<const float> F32Expert(const WeightView& w) {
-  if (w.dtype != DType::kF32) Fatal("MoeExpertsBackward needs f32 expert weights, got " + std::string(DTypeName(w.dtype)));
-  return w.f32();
-}
-
 void CudaBackendImpl::MoeExpertsBackward(const MoeExpertWeights& w, const MoeExpertGrads& g,
                                          DevicePtr<const float> x, DevicePtr<const float> weights,
                                          const MoeExpertActs& acts, DevicePtr<const float> dy,
@@ -720,8 +714,10 @@ void CudaBackendImpl::MoeExpertsBackward(const MoeExpertWeights& w, const MoeExp
   for (int64_t e = 0; e < E; ++e) {
     const int64_t m = at[e + 1] - at[e];
     if (m == 0) continue;
-    LinearBackward(Wrap<const float>(dyp.as<float>() + at[e] * h), acts.act + at[e] * inter,
-                   F32Expert(w.down[e]), Wrap(dact.as<float>() + at[e] * inter), grad(g.down, e),
+    // LinearWeightsBackward: an f32 view is LinearBackward; a narrow one (a bf16 compute copy,
+    // CausalLM::SetComputeDType) is widened as the forward widened it.
+    LinearWeightsBackward(Wrap<const float>(dyp.as<float>() + at[e] * h), acts.act + at[e] * inter,
+                   w.down[e], Wrap(dact.as<float>() + at[e] * inter), grad(g.down, e),
                    nullptr, m, inter, h, false);
   }
   cuda::LaunchSwiGluBackward(stream_, dact.as<float>(), Raw(acts.gate), Raw(acts.up), dgate.as<float>(),
@@ -731,9 +727,9 @@ void CudaBackendImpl::MoeExpertsBackward(const MoeExpertWeights& w, const MoeExp
     if (m == 0) continue;
     const DevicePtr<const float> xe = Wrap<const float>(xp.as<float>() + at[e] * h);
     const DevicePtr<float> dxe = Wrap(dxp.as<float>() + at[e] * h);
-    LinearBackward(Wrap<const float>(dgate.as<float>() + at[e] * inter), xe, F32Expert(w.gate[e]),
+    LinearWeightsBackward(Wrap<const float>(dgate.as<float>() + at[e] * inter), xe, w.gate[e],
                    dxe, grad(g.gate, e), nullptr, m, h, inter, false);
-    LinearBackward(Wrap<const float>(dup.as<float>() + at[e] * inter), xe, F32Expert(w.up[e]), dxe,
+    LinearWeightsBackward(Wrap<const float>(dup.as<float>() + at[e] * inter), xe, w.up[e], dxe,
                    grad(g.up, e), nullptr, m, h, inter, true);
   }
   cuda::LaunchScatterAddRows(stream_, dxp.as<float>(), rows.as<int32_t>(), nullptr, Raw(dx), n, h);
