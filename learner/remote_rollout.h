@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "learner/roles.h"
 #include "learner/weight_push.h"
+#include "rollout/tool_settings.h"
 
 namespace grpo {
 
@@ -35,12 +36,16 @@ struct RemoteRolloutOptions {
   int max_attempts = 4;                // per group, over servers
   int max_message_mb = 512;
   int max_in_flight = 64;              // concurrent Generate calls in all
+  // Multi-turn tool use: sent with every request (GenerateRequest.tools; the servers run the
+  // environment), with each GroupRequest's max_tool_calls and max_tool_output_tokens.
+  // environment "none": single-turn requests.
+  ToolSettings tools;
 };
 
 absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRolloutOptions& options);
 
 // Proto conversions (also used by tests).
-grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& request);
+grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& request, const ToolSettings& tools = {});
 // Errors: a sample with an unspecified finish_reason (rollout/sample_proto.h).
 absl::StatusOr<GroupResult> GroupResultFromProto(const grpo::v1::Group& group);
 

@@ -76,6 +76,7 @@ struct ToolTags {
   std::string call_end = "</tool_call>";
   std::string result_start = "<tool_result>";
   std::string result_end = "</tool_result>";
+  bool operator==(const ToolTags&) const = default;
 };
 
 // What a tagged tool does with a call's body: the output text (errors included), never failing
