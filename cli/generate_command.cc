@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "model/parameters.h"
 #include "rollout/engine.h"
 #include "rollout/sample_proto.h"
+#include "rollout/tool_settings.h"
 #include "tokenizer/tokenizer.h"
 
 namespace grpo::cli {
@@ -36,7 +38,42 @@ struct GenerateArgs {
   int64_t kv_memory_mb = 1024, max_batch = 256;
   std::string serve_format = "f32";
   bool strict = false, progress = false, stats = false;
+  // --tools-*: the recipe's tools: keys; an empty marker takes the environment's default.
+  ToolSettings tools{.tags = {"", "", "", ""}};
 };
+
+// The --tools-* flags as settings (markers left empty take the environment's defaults), checked.
+absl::StatusOr<ToolSettings> ToolFlags(const GenerateArgs& a) {
+  ToolSettings t = a.tools;
+  const ToolTags defaults = DefaultToolTags(t.environment);
+  for (auto [tag, fallback] : {std::pair{&t.tags.call_start, &defaults.call_start}, std::pair{&t.tags.call_end, &defaults.call_end},
+                               std::pair{&t.tags.result_start, &defaults.result_start},
+                               std::pair{&t.tags.result_end, &defaults.result_end}}) {
+    if (tag->empty()) *tag = *fallback;
+  }
+  absl::Status valid = ValidateToolSettings(t);
+  if (!valid.ok()) {  // name the flag, not the recipe key
+    std::string message(valid.message());
+    for (size_t at = message.find("tools."); at != std::string::npos; at = message.find("tools.", at + 1)) {
+      message.replace(at, 6, "--tools-");
+      for (size_t i = at + 8; i < message.size() && (std::islower(static_cast<unsigned char>(message[i])) || message[i] == '_'); ++i) {
+        if (message[i] == '_') message[i] = '-';
+      }
+    }
+    return absl::InvalidArgumentError(message);
+  }
+  return t;
+}
+
+// A sample's tool turns, for the output row.
+nlohmann::json SpansJson(const SampleResult& s) {
+  nlohmann::json spans = nlohmann::json::array();
+  for (const EnvironmentSpan& e : s.environment_spans) {
+    spans.push_back({{"first_token", e.first_token}, {"num_tokens", e.num_tokens}, {"tool", e.result.tool},
+                     {"call", e.result.call}, {"arguments", e.result.arguments}, {"output", e.result.output}});
+  }
+  return spans;
+}
 
 // The number of rows of the input file, for the progress bar; 0 for standard input (which can
 // be read only once) or a file that cannot be read.
@@ -75,6 +112,11 @@ absl::Status RunGenerate(const GenerateArgs& a) {
   if (!a.gen.stop_strings.empty() && !tokenizer) {
     return absl::InvalidArgumentError("--stop needs tokenizer.json in the model directory");
   }
+  GRPO_ASSIGN_OR_RETURN(const ToolSettings tools, ToolFlags(a));
+  if (tools.enabled() && !tokenizer) {
+    return absl::InvalidArgumentError("--tools-environment needs tokenizer.json in the model directory");
+  }
+  GRPO_ASSIGN_OR_RETURN(const std::shared_ptr<Environment> environment, OpenToolEnvironment(tools));
   const int64_t vocab = model->config().vocab_size;
   // Declared before the engine: an early return destroys the engine (whose callbacks touch
   // these) first.
@@ -134,6 +176,7 @@ absl::Status RunGenerate(const GenerateArgs& a) {
             auto text = tokenizer->Decode(s.tokens);
             if (text.ok()) j["text"] = *text;
           }
+          if (environment) j["environment_spans"] = SpansJson(s);
           tokens += static_cast<int64_t>(s.tokens.size());
           row["samples"].push_back(std::move(j));
         }
@@ -181,6 +224,9 @@ absl::Status RunGenerate(const GenerateArgs& a) {
       if (bad.ok() && prompt.empty()) bad = absl::InvalidArgumentError(where + "empty prompt");
     }
     GroupRequest req = a.gen;
+    req.environment = environment;
+    req.max_tool_calls = tools.max_calls;
+    req.max_tool_output_tokens = tools.max_output_tokens;
     if (bad.ok()) {
       req.prompt = std::move(prompt);
       req.seed = a.gen.seed * 1000003ULL + static_cast<uint64_t>(r.line);  // each line its own stream
@@ -261,6 +307,18 @@ void AddGenerateSubcommand(CLI::App& app) {
                   "checkpoint stores them) (default f32)");
   sub->add_flag("--progress", a->progress, "progress bar on stderr (default: when stderr is a terminal)");
   sub->add_flag("--strict", a->strict, "fail on the first bad line instead of skipping it");
+  sub->add_option("--tools-environment", a->tools.environment,
+                  "multi-turn tool use, as the recipe's tools.environment: none, calculator, python (sandboxed) "
+                  "or plugin (default none; docs/tools.md)");
+  sub->add_option("--tools-plugin", a->tools.plugin, "the tool plugin's shared library (with --tools-environment plugin)");
+  sub->add_option("--tools-plugin-config", a->tools.plugin_config, "a JSON object for the plugin's create() (default {})");
+  sub->add_option("--tools-timeout-ms", a->tools.timeout_ms, "per call of the python tool or a plugin (default 5000)");
+  sub->add_option("--tools-max-calls", a->tools.max_calls, "tool calls per sample (default 2)");
+  sub->add_option("--tools-max-output-tokens", a->tools.max_output_tokens, "tokens per tool result (default 32)");
+  sub->add_option("--tools-call-start", a->tools.tags.call_start, "the call's opening marker (default <tool_call>; python: ```python\\n)");
+  sub->add_option("--tools-call-end", a->tools.tags.call_end, "the call's closing marker (default </tool_call>; python: \\n```)");
+  sub->add_option("--tools-result-start", a->tools.tags.result_start, "the result's opening marker (default <tool_result>)");
+  sub->add_option("--tools-result-end", a->tools.tags.result_end, "the result's closing marker (default </tool_result>)");
   AddBackendOption(sub, &a->backend, "default cpu");
   sub->add_flag("--stats", a->stats,
                 "print one JSON line of host<->device traffic to stderr at the end "

@@ -33,6 +33,7 @@ struct ServeArgs {
   int max_request_mb = RolloutServeOptions().max_request_mb;
   int max_concurrent_requests = RolloutServeOptions().max_concurrent_requests;
   double grace_seconds = 30;
+  std::vector<std::string> tool_plugins;
 };
 
 absl::Status RunServe(const ServeArgs& a) {
@@ -104,6 +105,7 @@ absl::Status RunServe(const ServeArgs& a) {
   so.logprobs_model = logprobs_model.get();
   so.max_logprobs_tokens = a.max_logprobs_tokens;
   if (logprobs_model) std::fprintf(stderr, "grpo rollout serve: serving Logprobs (a second f32 copy of the weights)\n");
+  so.tool_plugins = a.tool_plugins;
   std::fprintf(stderr, "grpo rollout serve: weight pushes %s\n",
                !push_token.empty()             ? "need the job's push token"
                : a.allow_unauthenticated_push ? "are taken WITHOUT a token (--allow-unauthenticated-push)"
@@ -149,6 +151,9 @@ void AddRolloutCommands(CLI::App& rollout) {
                     "$GRPO_PUSH_TOKEN_FILE; without one, pushes are refused)");
   serve->add_flag("--allow-unauthenticated-push", a->allow_unauthenticated_push,
                   "take weight pushes from any caller, without a token (local tests only)");
+  serve->add_option("--tools-plugin", a->tool_plugins,
+                    "a tool plugin (shared library) that requests may name in tools.plugin; repeatable "
+                    "(the calculator and python tools need none; docs/tools.md)");
   AddBackendOption(serve, &a->backend, "default cpu");
 }
 

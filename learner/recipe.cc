@@ -178,10 +178,6 @@ absl::Status ParseTools(const Config& c, TrainRecipe* r) {
     if (field->empty()) return c.Error(key, "must not be empty");
   }
   const bool tools = r->tool_environment != "none";
-  if (tools && !r->rollout_endpoints.empty()) {
-    return c.Error("tools.environment", "tool use runs in the embedded rollout engine; remote rollout servers "
-                                        "(rollout.endpoints) do not run environments");
-  }
   if (!tools && r->pretrain.teacher_mix.tool > 0) {
     return c.Error("pretrain.teacher_mix.tool", "teaches tool calls, which need a tools.environment to run them");
   }

@@ -179,7 +179,8 @@ TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
   ExpectError({"tools.max_output_tokens=0"}, "tools.max_output_tokens");
   ExpectError({"tools.call_end=\"\""}, "tools.call_end");
   ExpectError({"tools.budget=3"}, "tools.budget");
-  ExpectError({"tools.environment=calculator", "rollout.endpoints=[\"h:1\"]"}, "tools.environment");
+  // Remote rollout servers run the environment (GenerateRequest.tools).
+  EXPECT_TRUE(Parse(kMinimal, {"tools.environment=calculator", "rollout.endpoints=[\"h:1\"]"}).ok());
   ExpectError({"pretrain.teacher_mix.tool=0.5"}, "pretrain.teacher_mix.tool");
 }
 

@@ -186,7 +186,7 @@ class RemoteRollout final : public PolicyRollout {
   }
 
   absl::Status GenerateOne(const GroupRequest& request, size_t start, GroupResult* out) {
-    const grpo::v1::GenerateRequest proto = GroupRequestToProto(request);
+    const grpo::v1::GenerateRequest proto = GroupRequestToProto(request, options_.tools);
     std::string last_error;
     for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
       int server = -1;
@@ -290,7 +290,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRol
   return std::unique_ptr<PolicyRollout>(std::make_unique<RemoteRollout>(options));
 }
 
-grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& r) {
+grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& r, const ToolSettings& tools) {
   grpo::v1::GenerateRequest p;
   for (int32_t t : r.prompt) p.add_prompt_token_ids(t);
   p.set_group_size(static_cast<uint32_t>(r.n));
@@ -305,6 +305,11 @@ grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& r) {
   s->set_seed(r.seed);
   s->set_return_routing(r.return_routing);
   s->set_return_raw_logprobs(r.return_raw_logprobs);
+  if (tools.enabled()) {
+    ToolSettingsToProto(tools, p.mutable_tools());
+    p.mutable_tools()->set_max_calls(static_cast<uint32_t>(r.max_tool_calls));
+    p.mutable_tools()->set_max_output_tokens(static_cast<uint32_t>(r.max_tool_output_tokens));
+  }
   return p;
 }
 

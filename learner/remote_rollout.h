@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "learner/roles.h"
 #include "learner/weight_push.h"
+#include "rollout/tool_settings.h"
 
 namespace grpo {
 
@@ -43,6 +44,11 @@ struct RemoteRolloutOptions {
   // gets it whole from this process.
   Collective* ranks = nullptr;
   std::function<absl::Status(uint64_t version, const std::vector<bool>& up)> announce;
+
+  // Multi-turn tool use: sent with every request (GenerateRequest.tools; the servers run the
+  // environment), with each GroupRequest's max_tool_calls and max_tool_output_tokens.
+  // environment "none": single-turn requests.
+  ToolSettings tools;
 };
 
 // One stub per endpoint, with the message limits of `max_message_mb`.
@@ -52,7 +58,7 @@ std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> RolloutStubs(const 
 absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRolloutOptions& options);
 
 // Proto conversions (also used by tests).
-grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& request);
+grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& request, const ToolSettings& tools = {});
 // Errors: a sample with an unspecified finish_reason (rollout/sample_proto.h).
 absl::StatusOr<GroupResult> GroupResultFromProto(const grpo::v1::Group& group);
 

@@ -50,13 +50,18 @@ struct Run {
   int32_t eos = -1;
   Backend* backend = nullptr;  // recipe.backend, from the registry
   std::unique_ptr<CausalLM> policy;
-  std::shared_ptr<Environment> environment;  // tools.environment; null: single-turn rollouts
+  // tools.environment in the embedded rollout; null: single-turn rollouts, or remote rollout
+  // servers run it (ToolsOn says whether rollouts use tools).
+  std::shared_ptr<Environment> environment;
   std::optional<LoadedCheckpoint> checkpoint;
   data::Dataset train_set, eval_set;  // jsonl source
   Clock::time_point started = Clock::now();
   double elapsed_before = 0;  // from the checkpoint
   double Elapsed() const { return elapsed_before + Seconds(started, Clock::now()); }
 };
+
+// Whether rollouts call tools (the recipe's tools.environment), embedded or on remote servers.
+inline bool ToolsOn(const Run& run) { return run.recipe->tool_environment != "none"; }
 
 inline void Progress(const TrainOptions& o, const std::string& line) {
   if (o.progress) std::fprintf(stderr, "%s\n", line.c_str());

@@ -27,9 +27,8 @@
 #include "learner/teacher.h"
 #include "learner/trainer_internal.h"
 #include "rollout/push_token.h"
-#include "rollout/python_tool.h"
-#include "rollout/tool_plugin.h"
 #include "rollout/sample_proto.h"
+#include "rollout/tool_settings.h"
 #include "store/query.h"
 #include "store/trajectory_store.h"
 
@@ -176,7 +175,7 @@ absl::StatusOr<std::map<std::string, double>> Evaluate(Run& run, PolicyRollout& 
     m["eval/accuracy" + suffix] = correct / n;
     if (has_format) m["eval/format" + suffix] = fmt / n;
     m["eval/response_len" + suffix] = len / n;
-    if (run.environment) m["eval/tool_call_rate" + suffix] = tool_samples / n;
+    if (ToolsOn(run)) m["eval/tool_call_rate" + suffix] = tool_samples / n;
   }
   return m;
 }
@@ -645,7 +644,7 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
   for (const auto& [rule, acc] : rs.rule_sums) row["reward/" + rule] = acc.first / acc.second;
   row["accuracy"] = rs.correct / rs.scored;
   row["response_len_mean"] = rs.len_sum / rs.samples;
-  if (run.environment) {
+  if (ToolsOn(run)) {
     row["tool_call_rate"] = rs.tool_samples / rs.samples;
     row["tool_calls_mean"] = rs.tool_calls / rs.samples;
   }
@@ -714,26 +713,22 @@ absl::StatusOr<std::unique_ptr<CausalLM>> LoadReference(const Run& run) {
   return reference;
 }
 
-// The rollouts' tool environment (tools.environment); null for single-turn rollouts.
+// The recipe's tools: section.
+ToolSettings RecipeToolSettings(const TrainRecipe& r) {
+  return {.environment = r.tool_environment,
+          .tags = r.tool_tags,
+          .plugin = r.tool_plugin,
+          .plugin_config = r.tool_plugin_config,
+          .timeout_ms = r.tool_timeout_ms,
+          .max_calls = r.max_tool_calls,
+          .max_output_tokens = r.max_tool_output_tokens};
+}
+
+// The embedded rollouts' tool environment (tools.environment); null for single-turn rollouts and
+// with rollout.endpoints, whose servers run the environment.
 absl::StatusOr<std::shared_ptr<Environment>> OpenEnvironment(const TrainRecipe& r) {
-  if (r.tool_environment == "calculator") return std::shared_ptr<Environment>(MakeCalculatorEnvironment(r.tool_tags));
-  if (r.tool_environment == "plugin") {
-    ToolPluginOptions po;
-    po.path = r.tool_plugin;
-    po.config_json = r.tool_plugin_config;
-    po.tags = r.tool_tags;
-    po.timeout = absl::Milliseconds(r.tool_timeout_ms);
-    absl::StatusOr<std::unique_ptr<Environment>> plugin = MakePluginEnvironment(po);
-    if (!plugin.ok()) return grpo::WithContext(plugin.status(), "tools.plugin");
-    return std::shared_ptr<Environment>(std::move(plugin).value());
-  }
-  if (r.tool_environment != "python") return std::shared_ptr<Environment>();
-  PythonToolOptions po;
-  po.tags = r.tool_tags;
-  po.timeout = absl::Milliseconds(r.tool_timeout_ms);
-  absl::StatusOr<std::unique_ptr<Environment>> python = MakePythonEnvironment(po);
-  if (!python.ok()) return grpo::WithContext(python.status(), "tools.environment python: ");
-  return std::shared_ptr<Environment>(std::move(python).value());
+  if (!r.rollout_endpoints.empty()) return std::shared_ptr<Environment>();
+  return OpenToolEnvironment(RecipeToolSettings(r));
 }
 
 absl::StatusOr<std::unique_ptr<RewardScorer>> OpenScorer(const TrainRecipe& r) {
@@ -761,6 +756,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
     ro.ranks = ranks;
     ro.announce = [ranks](uint64_t v, const std::vector<bool>& up) { return SendPush(*ranks, v, up); };
   }
+  ro.tools = RecipeToolSettings(r);
   // The job's push token, which rollout servers require on weight pushes (docs/security.md).
   GRPO_ASSIGN_OR_RETURN(ro.push_token, PushTokenFromFileOrEnv(""));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, MakeRemoteRollout(ro));
@@ -899,7 +895,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   }
 
   // Multi-turn samples carry no routing (rollout/engine.h): routing replay is off with tools.
-  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay && !run.environment;
+  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay && !ToolsOn(run);
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
   const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, &grads};

@@ -33,6 +33,68 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// One tool call running on a worker thread (EngineOptions::tool_call_threads): the worker sets
+// `result` and then `done`, both under `mu`; the loop thread takes the result once done.
+struct PendingCall {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  absl::StatusOr<ToolResult> result ABSL_GUARDED_BY(mu) = absl::UnknownError("no result yet");
+};
+
+// Threads that run environment calls off the engine's loop thread, in submission order. A call
+// whose sample was aborted meanwhile runs to its end and its result is dropped. The destructor
+// waits for the calls that run (each bounded by its tool's own deadline) and drops the queued.
+class ToolCallWorkers {
+ public:
+  // `on_done` runs on a worker after each call.
+  ToolCallWorkers(int threads, std::function<void()> on_done) : on_done_(std::move(on_done)) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~ToolCallWorkers() {
+    {
+      absl::MutexLock l(&mu_);
+      stopping_ = true;
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+  void Run(std::shared_ptr<Environment> env, std::string text, std::shared_ptr<PendingCall> call) {
+    absl::MutexLock l(&mu_);
+    queue_.push_back({std::move(env), std::move(text), std::move(call)});
+  }
+
+ private:
+  struct Task {
+    std::shared_ptr<Environment> env;
+    std::string text;
+    std::shared_ptr<PendingCall> call;
+  };
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); }
+  void Work() {
+    for (;;) {
+      Task t;
+      {
+        absl::MutexLock l(&mu_);
+        mu_.Await(absl::Condition(this, &ToolCallWorkers::HasWork));
+        if (stopping_) return;
+        t = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      absl::StatusOr<ToolResult> result = t.env->Call(t.text);
+      {
+        absl::MutexLock l(&t.call->mu);
+        t.call->result = std::move(result);
+        t.call->done = true;
+      }
+      on_done_();
+    }
+  }
+  std::function<void()> on_done_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
 struct SampleState {
   SampleResult r;
   std::mt19937_64 rng;
@@ -42,6 +104,8 @@ struct SampleState {
   std::optional<tokenizer::StreamDecoder> decoder;  // for stop strings and tool calls
   std::string text;
   int64_t tool_calls = 0;
+  // The tool call it waits for (off the loop thread); it takes no steps meanwhile.
+  std::shared_ptr<PendingCall> pending;
 };
 
 struct Group {
@@ -167,6 +231,12 @@ class RolloutEngine::Impl {
     L_ = c.NumMoeLayers();
     K_ = L_ > 0 ? c.num_experts_per_tok : 0;
     stats_.total_blocks = stats_.free_blocks = num_blocks;
+    if (o_.tool_call_threads > 0) {
+      tool_workers_ = std::make_unique<ToolCallWorkers>(static_cast<int>(o_.tool_call_threads), [this] {
+        absl::MutexLock l(&mu_);  // wakes the loop thread (HasInput)
+        ++tool_results_;
+      });
+    }
     thread_ = std::thread([this] { Loop(); });
   }
 
@@ -414,7 +484,7 @@ class RolloutEngine::Impl {
   // releases mu_ and its condition holds.
   // Something for the loop thread to take in: requests, cancellations, weights, or stop.
   bool HasInput() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ || cancel_all_ || staged_ || !incoming_.empty() || !cancels_.empty();
+    return stopping_ || cancel_all_ || staged_ || !incoming_.empty() || !cancels_.empty() || tool_results_ > 0;
   }
   bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; }
   bool NothingStaged() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !staged_; }
@@ -457,6 +527,12 @@ class RolloutEngine::Impl {
   // tokens; returns why the sample ends, if it does (the token budget is spent: kLength; the
   // environment or the tokenizer failed: kAborted).
   std::optional<FinishReason> RunToolCall(const GroupRequest& req, SampleState* s);
+  // The same for a call's result: appends its tokens to the sample.
+  std::optional<FinishReason> AppendToolResult(const GroupRequest& req, SampleState* s, absl::StatusOr<ToolResult> result);
+  // Hands the call the sample's last token completed to a worker; the sample waits for it.
+  void DispatchToolCall(const GroupRequest& req, SampleState* s);
+  // Appends the results of the calls that came back and lets their samples go on.
+  void CollectToolResults();
   // The ids of `result`'s text: markers with added tokens recognized, the output as plain text.
   absl::StatusOr<std::vector<int32_t>> EncodeToolResult(const ToolResult& result) const;
   void PublishStats() ABSL_LOCKS_EXCLUDED(mu_);
@@ -525,6 +601,7 @@ class RolloutEngine::Impl {
   uint64_t version_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t staged_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool staged_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t tool_results_ ABSL_GUARDED_BY(mu_) = 0;  // calls that came back since the last Intake
   std::map<int, Parameter> staged_params_ ABSL_GUARDED_BY(mu_);   // from the host
   std::map<int, DeviceParameter> staged_device_ ABSL_GUARDED_BY(mu_);  // made on the device
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
@@ -537,6 +614,9 @@ class RolloutEngine::Impl {
   uint64_t step_version_ = 0;
   int64_t preemptions_ = 0;
   int64_t forwarded_tokens_ = 0;
+  int64_t pending_calls_ = 0;  // samples waiting for a tool call
+  // Declared after what its callback touches, so it is destroyed (joined) first.
+  std::unique_ptr<ToolCallWorkers> tool_workers_;
   std::thread thread_;  // started last, in the constructor body
 };
 
@@ -575,6 +655,7 @@ bool RolloutEngine::Impl::Intake() {
       groups_[g->id] = std::move(g);
     }
     incoming_.clear();
+    tool_results_ = 0;
     cancels.swap(cancels_);
     if (cancel_all_) {
       for (auto& [id, g] : groups_) cancels.push_back(id);
@@ -648,6 +729,8 @@ bool RolloutEngine::Impl::ReserveWithPreemption(Entry& e) {
 // (AdvanceEntries), one token drawn per sample that is due one (DrawTokens), and each drawn
 // token appended with its stop check and callbacks (EmitToken).
 void RolloutEngine::Impl::RunStep() {
+  if (pending_calls_ > 0) CollectToolResults();
+  if (groups_.empty()) return;
   const std::vector<Entry> entries = ScheduleStep();
   if (entries.empty()) {
     WaitForRoom();
@@ -691,6 +774,7 @@ bool RolloutEngine::Impl::ScheduleRunning(std::vector<Entry>* entries, int64_t* 
   for (size_t i = 0; i < running_.size(); ++i) {
     auto [g, si] = running_[i];
     SampleState& s = g->samples[si];
+    if (s.pending) continue;  // waits for its tool call, keeping its blocks
     Entry e{g, si, s.cached, g->plen + static_cast<int64_t>(s.r.tokens.size()), true};
     if (e.to - e.from > 1) {  // recompute
       if (*budget <= 0) continue;
@@ -740,7 +824,7 @@ void RolloutEngine::Impl::ScheduleWaitingSamples(Group* g, std::vector<Entry>* e
   const int64_t bs = o_.block_size;
   for (int64_t si = 0; si < g->req.n; ++si) {
     SampleState& s = g->samples[si];
-    if (s.done || s.seq >= 0 || *running >= o_.max_running_sequences) continue;
+    if (s.done || s.seq >= 0 || s.pending || *running >= o_.max_running_sequences) continue;
     const int64_t len = static_cast<int64_t>(s.r.tokens.size());
     // Its own blocks (a CoW copy of the prompt's partial block included), plus one of
     // headroom unless nothing runs (Validate guarantees the exact need fits then).
@@ -852,7 +936,11 @@ void RolloutEngine::Impl::EmitToken(const Draw& d, const StepOutput& out) {
   if (g.req.return_routing) CopyRouting(out, d.last, &r.routing);
   bool tool_call = false;
   std::optional<FinishReason> reason = StopReason(g.req, d.t.token, &s, &tool_call);
-  if (tool_call) reason = RunToolCall(g.req, &s);
+  if (tool_call && tool_workers_) {
+    DispatchToolCall(g.req, &s);
+  } else if (tool_call) {
+    reason = RunToolCall(g.req, &s);
+  }
   if (reason) FinishSample(g, d.s, *reason);
 }
 
@@ -874,7 +962,44 @@ absl::StatusOr<std::vector<int32_t>> RolloutEngine::Impl::EncodeToolResult(const
 
 std::optional<FinishReason> RolloutEngine::Impl::RunToolCall(const GroupRequest& req, SampleState* s) {
   ++s->tool_calls;
-  absl::StatusOr<ToolResult> result = req.environment->Call(s->text);
+  return AppendToolResult(req, s, req.environment->Call(s->text));
+}
+
+void RolloutEngine::Impl::DispatchToolCall(const GroupRequest& req, SampleState* s) {
+  ++s->tool_calls;
+  s->pending = std::make_shared<PendingCall>();
+  ++pending_calls_;
+  tool_workers_->Run(req.environment, s->text, s->pending);
+}
+
+void RolloutEngine::Impl::CollectToolResults() {
+  std::vector<std::pair<uint64_t, int64_t>> back;  // (group id, sample) whose call is done
+  for (auto& [id, g] : groups_) {
+    for (int64_t si = 0; si < g->req.n; ++si) {
+      const std::shared_ptr<PendingCall>& call = g->samples[si].pending;
+      if (call == nullptr) continue;
+      absl::MutexLock l(&call->mu);
+      if (call->done) back.emplace_back(id, si);
+    }
+  }
+  for (auto [id, si] : back) {
+    auto it = groups_.find(id);
+    if (it == groups_.end()) continue;  // the group ended with an earlier sample
+    Group& g = *it->second;
+    SampleState& s = g.samples[si];
+    std::shared_ptr<PendingCall> call = std::move(s.pending);
+    --pending_calls_;
+    absl::StatusOr<ToolResult> result = absl::UnknownError("no result");
+    {
+      absl::MutexLock l(&call->mu);
+      result = std::move(call->result);
+    }
+    if (std::optional<FinishReason> reason = AppendToolResult(g.req, &s, std::move(result))) FinishSample(g, si, *reason);
+  }
+}
+
+std::optional<FinishReason> RolloutEngine::Impl::AppendToolResult(const GroupRequest& req, SampleState* s,
+                                                                  absl::StatusOr<ToolResult> result) {
   if (result.ok()) {  // tools answer with arbitrary bytes; texts for tokenizers and protos are UTF-8
     for (std::string* text : {&result->tool, &result->call, &result->arguments, &result->output,
                               &result->result_start, &result->result_end}) {
@@ -913,6 +1038,10 @@ void RolloutEngine::Impl::PublishStats() {
 bool RolloutEngine::Impl::FinishSample(Group& g, int64_t si, FinishReason reason) {
   SampleState& s = g.samples[si];
   s.done = true;
+  if (s.pending) {  // aborted while its tool call runs: the call's result is dropped
+    s.pending.reset();
+    --pending_calls_;
+  }
   s.r.finish_reason = reason;
   if (s.seq >= 0) {
     cache_.FreeSequence(s.seq);
@@ -971,6 +1100,9 @@ absl::StatusOr<std::unique_ptr<RolloutEngine>> RolloutEngine::Create(std::unique
   if (model == nullptr) return absl::InvalidArgumentError("no model");
   if (options.block_size <= 0) return absl::InvalidArgumentError("block_size must be positive");
   if (options.max_running_sequences <= 0) return absl::InvalidArgumentError("max_running_sequences must be positive");
+  if (options.tool_call_threads < 0 || options.tool_call_threads > 256) {
+    return absl::InvalidArgumentError("tool_call_threads must be in [0, 256], got " + std::to_string(options.tool_call_threads));
+  }
   if (options.max_prefill_tokens_per_step <= 0) {
     return absl::InvalidArgumentError("max_prefill_tokens_per_step must be positive");
   }

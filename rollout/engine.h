@@ -31,13 +31,17 @@
 //    proto/sample.proto TokenRouting.
 //  - Tool use (multi-turn, GroupRequest::environment): when a sample's decoded text comes to
 //    contain the environment's call_end() (searched in the text its last token added), the
-//    engine runs the call (Environment::Call, on the loop thread), tokenizes the result and
+//    engine runs the call (Environment::Call) on one of tool_call_threads worker threads: the
+//    sample takes no steps until the result is back (it keeps its blocks, or is preempted like
+//    any other), while the other samples go on decoding; then the engine tokenizes the result and
 //    appends its ids to the sample's tokens (logprobs 0, recorded in environment_spans), and the
 //    sample goes on decoding: the next step feeds only the new ids (the last generated token and
 //    the environment's), over the cache the sample already holds, so earlier positions are never
 //    prefilled again. max_new_tokens bounds generated plus appended tokens; a sample makes at
 //    most max_tool_calls calls (the marker after the last one ends it, kStop). Stop tokens and
-//    stop strings are checked in the generated tokens only. Routing is not returned for
+//    stop strings are checked in the generated tokens only. A sample's tokens do not depend on
+//    when its call comes back (each sample draws from its own RNG), so tool_call_threads = 0
+//    (calls on the loop thread, between two steps) gives the same samples. Routing is not returned for
 //    multi-turn samples (Validate refuses return_routing with an environment on MoE models).
 //  - Threads: one background loop thread runs the steps (a dedicated std::thread, not a pool
 //    task: the model's kernels fan out on ThreadPool::Default(), which runs nested work
@@ -74,6 +78,10 @@ struct EngineOptions {
   // logprobs of post-switch tokens are exactly the new policy's). false: in-flight sequences
   // keep the keys/values the old weights computed (cheaper; slightly off-policy).
   bool recompute_on_weight_update = true;
+  // Threads that run environment calls (tool use) off the loop thread, so a slow tool (a
+  // sandboxed program: tens of ms) stalls only its own sample. 0: calls run on the loop thread
+  // and every sample waits for them. Environments must then be thread-safe.
+  int64_t tool_call_threads = 4;
 };
 
 // One tensor of a weight update already in device memory (RolloutEngine::StageWeights).

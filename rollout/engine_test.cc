@@ -15,6 +15,8 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "tokenizer/test_tokenizer.h"
@@ -640,6 +642,94 @@ TEST(EngineTest, ToolCallsAppendEnvironmentTokensAndKeepTheCache) {
   EXPECT_EQ(c.environment_spans[0].num_tokens, 2);
   EXPECT_EQ(c.environment_spans[0].result.output, "#7\xef\xbf\xbd");
   EXPECT_EQ(std::vector<int32_t>(c.tokens.begin() + at + 1, c.tokens.begin() + at + 3), (std::vector<int32_t>{123, 35}));
+}
+
+// A tool that holds each call until `engine` has forwarded `wait_tokens` more positions (other
+// samples decoding meanwhile) or 20 s have passed, and records how many it saw; then answers
+// "{#7#}" as FixedTool does. Without an engine it answers at once.
+class WaitingTool : public Environment {
+ public:
+  WaitingTool(std::string marker, const RolloutEngine* engine, int64_t wait_tokens)
+      : marker_(std::move(marker)), engine_(engine), wait_tokens_(wait_tokens) {}
+  const std::string& call_end() const override { return marker_; }
+  absl::StatusOr<ToolResult> Call(const std::string&) override {
+    if (engine_ != nullptr) {
+      const int64_t start = engine_->stats().forwarded_tokens;
+      const absl::Time deadline = absl::Now() + absl::Seconds(20);
+      while (engine_->stats().forwarded_tokens - start < wait_tokens_ && absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+      absl::MutexLock l(&mu_);
+      progressed_.push_back(engine_->stats().forwarded_tokens - start);
+    }
+    return ToolResult{.tool = "fixed", .output = "#7#", .result_start = "{", .result_end = "}"};
+  }
+  std::vector<int64_t> progressed() {
+    absl::MutexLock l(&mu_);
+    return progressed_;
+  }
+
+ private:
+  std::string marker_;
+  const RolloutEngine* engine_;
+  int64_t wait_tokens_;
+  absl::Mutex mu_;
+  std::vector<int64_t> progressed_ ABSL_GUARDED_BY(mu_);
+};
+
+// A tool call runs off the loop thread: while one sample waits for its call, the other samples
+// keep decoding (the engine forwards positions during the call; with calls on the loop thread it
+// could not forward any), and the samples equal those of the serial path (tool_call_threads 0).
+TEST(EngineTest, ToolCallsDoNotStallOtherSamples) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  EngineOptions o;
+  o.tokenizer = &*tok;
+  auto engine = MakeEngine("qwen2-nano", 5, o);
+  GroupRequest caller;
+  caller.prompt = Prompt(4, 2);
+  caller.sampling.temperature = 0.0;
+  caller.max_new_tokens = 24;
+  auto free_run = engine->GenerateGroups({caller});
+  ASSERT_TRUE(free_run.ok());
+  tokenizer::StreamDecoder dec(*tok);
+  std::string text;
+  for (int32_t t : (*free_run)[0].samples[0].tokens) text += *dec.Push(t);
+  ASSERT_GT(text.size(), 2u) << "the greedy text is too short for this test";
+  const std::string marker = text.substr(text.size() / 2, 2);  // completed by token 24 at the latest
+  caller.max_new_tokens = 40;
+  caller.max_tool_calls = 1;
+  GroupRequest other;
+  other.prompt = Prompt(5, 3);
+  other.n = 2;
+  other.seed = 3;
+  other.max_new_tokens = 200;  // still decoding when the caller's call (by its token 40) is pending
+
+  auto waiting = std::make_shared<WaitingTool>(marker, engine.get(), 8);
+  caller.environment = waiting;
+  auto got = engine->GenerateGroups({caller, other});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(waiting->progressed().size(), 1u) << "no tool call";
+  EXPECT_GE(waiting->progressed()[0], 8) << "the other samples did not decode while the call was pending";
+
+  EngineOptions serial_options = o;
+  serial_options.tool_call_threads = 0;
+  auto serial = MakeEngine("qwen2-nano", 5, serial_options);
+  caller.environment = std::make_shared<WaitingTool>(marker, nullptr, 0);
+  auto want = serial->GenerateGroups({caller, other});
+  ASSERT_TRUE(want.ok()) << want.status();
+  for (size_t g = 0; g < 2; ++g) {
+    for (size_t i = 0; i < (*want)[g].samples.size(); ++i) {
+      const SampleResult& a = (*got)[g].samples[i];
+      const SampleResult& b = (*want)[g].samples[i];
+      EXPECT_EQ(a.tokens, b.tokens) << g << "/" << i;
+      EXPECT_EQ(a.logprobs, b.logprobs) << g << "/" << i;
+      EXPECT_EQ(a.environment_spans, b.environment_spans) << g << "/" << i;
+      EXPECT_EQ(a.finish_reason, b.finish_reason) << g << "/" << i;
+    }
+  }
+  EXPECT_EQ((*got)[0].samples[0].environment_spans.size(), 1u);
 }
 
 TEST(EngineTest, RejectsBadRequestsWithClearErrors) {

@@ -5,10 +5,10 @@
 // of the loss) and lets the sample go on generating from its kept KV cache.
 //
 // Contract:
-//  - Call runs on the engine's loop thread, between two forward steps: every sample of the batch
-//    waits for it, so a tool must be quick (a calculator: microseconds; a sandboxed program:
-//    milliseconds) and bounded by its own deadline. An Environment shared by several engines must
-//    be thread-safe.
+//  - Call runs on one of the engine's tool-call threads (EngineOptions::tool_call_threads; with
+//    0, on its loop thread between two steps): the calling sample waits for it while the others
+//    go on decoding. Calls of one environment may run concurrently, so an Environment must be
+//    thread-safe, and bounded by its own deadline.
 //  - A call the tool cannot run (malformed, failing, too slow) is not an error of Call: its
 //    ToolResult says what went wrong in `output`, as a tool would tell a model. A non-OK status
 //    means the environment itself failed; the engine then aborts that sample.
@@ -76,6 +76,7 @@ struct ToolTags {
   std::string call_end = "</tool_call>";
   std::string result_start = "<tool_result>";
   std::string result_end = "</tool_result>";
+  bool operator==(const ToolTags&) const = default;
 };
 
 // What a tagged tool does with a call's body: the output text (errors included), never failing

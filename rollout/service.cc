@@ -12,6 +12,7 @@
 #include <random>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -22,6 +23,7 @@
 #include "model/model_memory.h"
 #include "rollout/push_token.h"
 #include "rollout/sample_proto.h"
+#include "rollout/tool_settings.h"
 #include "rollout/weight_stream.h"
 
 namespace grpo {
@@ -50,6 +52,39 @@ struct CallState {
     absl::MutexLock l(&mu);
     events.push_back(std::move(m));
   }
+};
+
+// The tool environments requests asked for, kept open between requests (the python tool's warm
+// sandboxes, a plugin's worker): keyed by every setting that shapes the environment, the most
+// recently opened kMaxOpen at most (an evicted one lives on in the requests that hold it).
+class ToolEnvironments {
+ public:
+  explicit ToolEnvironments(std::vector<std::string> allowed_plugins) : allowed_plugins_(std::move(allowed_plugins)) {}
+
+  absl::StatusOr<std::shared_ptr<Environment>> Get(const ToolSettings& s) ABSL_LOCKS_EXCLUDED(mu_) {
+    if (s.environment == "plugin" &&
+        std::find(allowed_plugins_.begin(), allowed_plugins_.end(), s.plugin) == allowed_plugins_.end()) {
+      return absl::PermissionDeniedError("tools.plugin '" + s.plugin +
+                                         "' is not one this server loads (grpo rollout serve --tools-plugin PATH)");
+    }
+    const std::string key = absl::StrJoin({s.environment, s.tags.call_start, s.tags.call_end, s.tags.result_start,
+                                           s.tags.result_end, s.plugin, s.plugin_config, std::to_string(s.timeout_ms)},
+                                          absl::string_view("\0", 1));
+    absl::MutexLock l(&mu_);  // held while opening: one environment per key, opened once
+    for (const auto& [k, env] : open_) {
+      if (k == key) return env;
+    }
+    GRPO_ASSIGN_OR_RETURN(std::shared_ptr<Environment> env, OpenToolEnvironment(s));
+    if (open_.size() >= kMaxOpen) open_.pop_front();
+    open_.emplace_back(key, env);
+    return env;
+  }
+
+ private:
+  static constexpr size_t kMaxOpen = 8;
+  const std::vector<std::string> allowed_plugins_;
+  absl::Mutex mu_;
+  std::deque<std::pair<std::string, std::shared_ptr<Environment>>> open_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -136,7 +171,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
  public:
   Impl(RolloutEngine& engine, const tokenizer::Tokenizer* tokenizer, RolloutServeOptions o)
       : engine_(engine), tokenizer_(tokenizer), o_(std::move(o)), in_flight_(o_.max_concurrent_requests),
-        seeder_(std::random_device{}()) {}
+        environments_(o_.tool_plugins), seeder_(std::random_device{}()) {}
 
   enum class State { kServing, kDraining, kStopped };
 
@@ -409,6 +444,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     }
     auto req = GroupRequestFromProto(p, engine_.config(), tokenizer_, o_, drawn);
     if (!req.ok()) return ToGrpcStatus(req.status());
+    if (absl::Status tools = AttachEnvironment(p, &*req); !tools.ok()) return ToGrpcStatus(tools);
     auto call = std::make_shared<CallState>();
     grpo::v1::Group header;
     header.set_group_id(p.group_id());
@@ -503,10 +539,23 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     return grpc::Status::OK;
   }
 
+  // The request's tool environment (GenerateRequest.tools), run here as the embedded engine runs it.
+  absl::Status AttachEnvironment(const grpo::v1::GenerateRequest& p, GroupRequest* req) {
+    if (!p.has_tools()) return absl::OkStatus();
+    absl::StatusOr<ToolSettings> settings = ToolSettingsFromProto(p.tools());
+    if (!settings.ok()) return grpo::WithContext(settings.status(), "tools: ");
+    if (tokenizer_ == nullptr) return absl::InvalidArgumentError("tools: tool use needs a tokenizer and the server has none");
+    GRPO_ASSIGN_OR_RETURN(req->environment, environments_.Get(*settings));
+    req->max_tool_calls = settings->max_calls;
+    req->max_tool_output_tokens = settings->max_output_tokens;
+    return absl::OkStatus();  // Submit validates the rest (the engine refuses routing with tools on MoE)
+  }
+
   RolloutEngine& engine_;
   const tokenizer::Tokenizer* tokenizer_;
   RolloutServeOptions o_;
   InFlightLimit in_flight_;  // Generate / GenerateStream calls
+  ToolEnvironments environments_;
   absl::Mutex update_mu_;  // one UpdateWeights at a time
   absl::Mutex logprobs_mu_;  // one Logprobs at a time
   // The update being assembled: between the calls of a sharded version's shards, and during a

@@ -23,6 +23,12 @@
 //    timing. For greedy requests (temperature 0) Sample.logprobs are 0 as the proto says.
 //    Sample.seed is the base seed of the group (SamplingParams.seed, or the one the server drew):
 //    sample i's stream is seeded by (seed, i).
+//  - Tools (GenerateRequest.tools, multi-turn tool use): the server opens the environment the
+//    settings name (rollout/tool_settings.h; the python tool and plugins in its sandbox, as in the
+//    embedded engine) and keeps it open for later requests with the same settings (at most 8
+//    kept). Bad settings or a server without a tokenizer: INVALID_ARGUMENT naming tools.*; a
+//    plugin not in tool_plugins: PERMISSION_DENIED; an environment that cannot be set up (no
+//    user namespaces for the sandbox): its error. Samples carry environment_spans.
 //  - UpdateWeights: first the caller is checked, before any chunk is read: with a push_token,
 //    the call must carry it as metadata kPushTokenMetadataKey (rollout/push_token.h; compared in
 //    constant time), else UNAUTHENTICATED; without one, PERMISSION_DENIED unless
@@ -52,6 +58,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "core/status.h"
@@ -78,6 +85,9 @@ struct RolloutServeOptions {
   // set is an error).
   std::string push_token;
   bool allow_unauthenticated_push = false;
+  // Tool plugins (shared libraries) that requests may name in GenerateRequest.tools.plugin; any
+  // other path is refused (PERMISSION_DENIED). The calculator and the python tool need no listing.
+  std::vector<std::string> tool_plugins;
   std::string version = "grpo 0.1.0";
   // The model Logprobs scores with (the same directory as the engine's, loaded on its own;
   // must outlive the server and share the engine's vocabulary); null: Logprobs is refused.

@@ -21,6 +21,8 @@
 #include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "rollout/push_token.h"
+#include "rollout/sample_proto.h"
+#include "rollout/tool_settings.h"
 #include "tokenizer/test_tokenizer.h"
 
 namespace grpo {
@@ -475,6 +477,104 @@ TEST_F(ServiceTest, DrainAbortsWhatRunsAndRefusesNewWork) {
 // Issue 19: a 100 MB prompt_text was tokenized whole (5.3 GB) before its length was checked.
 // The bytes are bounded first: an over-long text ending in invalid UTF-8 is refused for its
 // size, not by the tokenizer.
+// Tools (GenerateRequest.tools): the server runs the environment as the embedded engine does.
+// The call marker is a 2-character piece of the model's greedy text, so the tiny random model
+// makes calls; the calculator (no <tool_call> before the marker) answers with its error, a tool
+// turn all the same. The samples, their environment spans (hence the loss mask) and logprobs
+// equal the engine's own with the same environment.
+TEST(RolloutServeTools, ToolTurnsRunOnTheServerAsInTheEngine) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  EngineOptions eo;
+  eo.tokenizer = &*tok;
+  // A vocabulary with the tiny tokenizer's merges (ids 256..265), which tokenize the calculator's
+  // answers; every id it samples decodes.
+  auto wide = [] {
+    auto config = PresetConfig("qwen2-nano");
+    EXPECT_TRUE(config.ok());
+    config->vocab_size = 266;
+    auto m = CausalLM::Create(*config, InitParameters(*config, 5, 0.1), BackendForTests());
+    EXPECT_TRUE(m.ok()) << m.status();
+    return std::move(m).value();
+  };
+  auto served = RolloutEngine::Create(wide(), eo);
+  auto direct = RolloutEngine::Create(wide(), eo);
+  ASSERT_TRUE(served.ok() && direct.ok());
+  GroupRequest r;
+  r.prompt = {5, 9, 20, 31, 64, 7};
+  r.n = 3;
+  r.max_new_tokens = 32;
+  r.seed = 11;
+  r.return_raw_logprobs = true;
+  auto free_run = (*direct)->GenerateGroups({r});
+  ASSERT_TRUE(free_run.ok());
+  auto text = tok->Decode((*free_run)[0].samples[0].tokens);
+  ASSERT_TRUE(text.ok());
+  ASSERT_GT(text->size(), 4u) << "the sampled text is too short for this test";
+  ToolSettings tools{.environment = "calculator", .max_calls = 2, .max_output_tokens = 6};
+  // Two ASCII bytes from the middle on (a marker travels as a proto string: valid UTF-8).
+  size_t at = text->size() / 2;
+  while (at + 1 < text->size() && (static_cast<unsigned char>((*text)[at]) >= 0x80 ||
+                                   static_cast<unsigned char>((*text)[at + 1]) >= 0x80)) {
+    ++at;
+  }
+  ASSERT_LT(at + 1, text->size()) << "no two ASCII bytes in the second half of the sampled text";
+  tools.tags.call_end = text->substr(at, 2);
+
+  RolloutServeOptions o;
+  o.listen = "127.0.0.1:0";
+  auto server = RolloutServer::Start(**served, &*tok, o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = RolloutService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials()));
+  grpo::v1::GenerateRequest p;
+  for (int32_t t : r.prompt) p.add_prompt_token_ids(t);
+  p.set_group_size(3);
+  p.mutable_sampling()->set_max_new_tokens(32);
+  p.mutable_sampling()->set_seed(11);
+  p.mutable_sampling()->set_return_raw_logprobs(true);
+  ToolSettingsToProto(tools, p.mutable_tools());
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  grpc::Status st = stub->Generate(&ctx, p, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+
+  r.environment = std::shared_ptr<Environment>(MakeCalculatorEnvironment(tools.tags));
+  r.max_tool_calls = 2;
+  r.max_tool_output_tokens = 6;
+  auto want = (*direct)->GenerateGroups({r});
+  ASSERT_TRUE(want.ok()) << want.status();
+  ASSERT_EQ(resp.group().samples_size(), 3);
+  int64_t calls = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto got = SampleResultFromProto(resp.group().samples(i));
+    ASSERT_TRUE(got.ok()) << got.status();
+    const SampleResult& w = (*want)[0].samples[i];
+    EXPECT_EQ(got->tokens, w.tokens) << "sample " << i;
+    EXPECT_EQ(got->logprobs, w.logprobs) << "sample " << i;
+    EXPECT_EQ(got->environment_spans, w.environment_spans) << "sample " << i;
+    for (const EnvironmentSpan& e : got->environment_spans) {
+      EXPECT_EQ(e.result.tool, "calculator");
+      for (int64_t t = e.first_token; t < e.first_token + e.num_tokens; ++t) EXPECT_EQ(got->logprobs[t], 0.0f);
+    }
+    calls += static_cast<int64_t>(got->environment_spans.size());
+  }
+  EXPECT_GT(calls, 0) << "no tool turn happened";
+
+  // A plugin the server was not started with is refused; bad settings name the key.
+  grpc::ClientContext c2;
+  p.mutable_tools()->set_environment("plugin");
+  p.mutable_tools()->set_plugin("/tmp/libanything.so");
+  EXPECT_EQ(stub->Generate(&c2, p, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  grpc::ClientContext c3;
+  p.mutable_tools()->set_environment("shell");
+  p.mutable_tools()->clear_plugin();
+  grpc::Status bad = stub->Generate(&c3, p, &resp);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("tools.environment"), std::string::npos) << bad.error_message();
+}
+
 TEST(RolloutServeLimits, PromptTextIsBoundedBeforeTokenizing) {
   auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
                                             tokenizer::testing::TinyConfig().dump());

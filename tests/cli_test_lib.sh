@@ -1,8 +1,10 @@
 # Shared start of the CLI test scripts that take `GRPO RECIPE` as their arguments (sourced, not
-# run): resolves both to absolute paths, works in a fresh temporary directory, one thread.
+# run): resolves both to absolute paths, works in a fresh temporary directory, one thread (a
+# script that runs a recipe as users do, with every thread, sets CLI_TEST_ALL_THREADS=1 first).
 #   source "$(dirname "$0")/cli_test_lib.sh" "$@"
 # Then `check NAME 'CONDITION'` records a failure (FAIL: NAME) without stopping; end the script
-# with `exit $fail`.
+# with `exit $fail`. `train_recipe [ARGS]...` runs `grpo train RECIPE ARGS` (stdout in out.txt,
+# stderr in err.txt), prints the log's tail and the wall time, and stops the script when it fails.
 set -u
 GRPO="$(realpath "$1")"
 RECIPE="$(realpath "$2")"
@@ -10,4 +12,14 @@ T=${TEST_TMPDIR:-$(mktemp -d)}
 cd "$T"
 fail=0
 check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; return 1; fi; }
-export GRPO_NUM_THREADS=1
+if [ -z "${CLI_TEST_ALL_THREADS:-}" ]; then export GRPO_NUM_THREADS=1; fi
+train_recipe() {
+  local start end rc
+  start=$(date +%s)
+  "$GRPO" train "$RECIPE" "$@" > out.txt 2> err.txt
+  rc=$?
+  end=$(date +%s)
+  tail -n 12 err.txt
+  echo "wall time: $((end - start)) s"
+  if [ $rc -ne 0 ]; then echo "FAIL: grpo train exited $rc"; exit 1; fi
+}

@@ -2,18 +2,8 @@
 # The README's main job, unchanged: recipes/r1zero-nano.yaml must raise held-out accuracy by at
 # least 20 points and end with a held-out format rate of at least 0.9 (issue #8), and leave the
 # run directory complete.
-set -u
-GRPO="$(realpath "$1")"
-RECIPE="$(realpath "$2")"
-T=${TEST_TMPDIR:-$(mktemp -d)}
-cd "$T"
-start=$(date +%s)
-"$GRPO" train "$RECIPE" > out.txt 2> err.txt
-rc=$?
-end=$(date +%s)
-tail -n 12 err.txt
-echo "wall time: $((end - start)) s"
-if [ $rc -ne 0 ]; then echo "FAIL: grpo train exited $rc"; exit 1; fi
+CLI_TEST_ALL_THREADS=1 source "$(dirname "$0")/cli_test_lib.sh" "$@"
+train_recipe
 /usr/bin/python3 - runs/r1zero-nano <<'PY'
 import json, os, sys
 run = sys.argv[1]

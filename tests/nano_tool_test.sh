@@ -3,18 +3,8 @@
 # the held-out tool-call rate by at least 30 points and the held-out accuracy by at least 20
 # (issue 21); the run's store must hold the tool spans, and `grpo export --format openai` must
 # write them as OpenAI tool calls and tool results.
-set -u
-GRPO="$(realpath "$1")"
-RECIPE="$(realpath "$2")"
-T=${TEST_TMPDIR:-$(mktemp -d)}
-cd "$T"
-start=$(date +%s)
-"$GRPO" train "$RECIPE" > out.txt 2> err.txt
-rc=$?
-end=$(date +%s)
-tail -n 12 err.txt
-echo "wall time: $((end - start)) s"
-if [ $rc -ne 0 ]; then echo "FAIL: grpo train exited $rc"; exit 1; fi
+CLI_TEST_ALL_THREADS=1 source "$(dirname "$0")/cli_test_lib.sh" "$@"
+train_recipe
 RUN=runs/tool-calculator-nano
 if ! "$GRPO" export --store "$RUN/store" --format openai --output export.jsonl 2> export_err.txt; then
   cat export_err.txt; echo "FAIL: grpo export"; exit 1
