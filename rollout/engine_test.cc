@@ -677,6 +677,15 @@ class WaitingTool : public Environment {
   std::vector<int64_t> progressed_ ABSL_GUARDED_BY(mu_);
 };
 
+// Logprobs of the same tokens computed in batches of other compositions: a tool result rejoins its
+// sample when the call returns, so which rows share a forward (and so the last bits of an f32
+// sum) depends on timing outside batch-invariant mode; the engine's contract is 1e-5.
+void ExpectLogprobsNear(const std::vector<float>& got, const std::vector<float>& want,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t t = 0; t < got.size(); ++t) EXPECT_NEAR(got[t], want[t], 1e-5) << what << " token " << t;
+}
+
 // A tool call runs off the loop thread: while one sample waits for its call, the other samples
 // keep decoding (the engine forwards positions during the call; with calls on the loop thread it
 // could not forward any), and the samples equal those of the serial path (tool_call_threads 0).
@@ -724,7 +733,7 @@ TEST(EngineTest, ToolCallsDoNotStallOtherSamples) {
       const SampleResult& a = (*got)[g].samples[i];
       const SampleResult& b = (*want)[g].samples[i];
       EXPECT_EQ(a.tokens, b.tokens) << g << "/" << i;
-      EXPECT_EQ(a.logprobs, b.logprobs) << g << "/" << i;
+      ExpectLogprobsNear(a.logprobs, b.logprobs, std::to_string(g) + "/" + std::to_string(i));
       EXPECT_EQ(a.environment_spans, b.environment_spans) << g << "/" << i;
       EXPECT_EQ(a.finish_reason, b.finish_reason) << g << "/" << i;
     }

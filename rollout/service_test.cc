@@ -482,6 +482,15 @@ TEST_F(ServiceTest, DrainAbortsWhatRunsAndRefusesNewWork) {
 // makes calls; the calculator (no <tool_call> before the marker) answers with its error, a tool
 // turn all the same. The samples, their environment spans (hence the loss mask) and logprobs
 // equal the engine's own with the same environment.
+// Logprobs of the same tokens computed in batches of other compositions: a tool result rejoins its
+// sample when the call returns, so which rows share a forward (and so the last bits of an f32
+// sum) depends on timing outside batch-invariant mode; the engine's contract is 1e-5.
+void ExpectLogprobsNear(const std::vector<float>& got, const std::vector<float>& want,
+                        const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t t = 0; t < got.size(); ++t) EXPECT_NEAR(got[t], want[t], 1e-5) << what << " token " << t;
+}
+
 TEST(RolloutServeTools, ToolTurnsRunOnTheServerAsInTheEngine) {
   auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
                                             tokenizer::testing::TinyConfig().dump());
@@ -552,7 +561,7 @@ TEST(RolloutServeTools, ToolTurnsRunOnTheServerAsInTheEngine) {
     ASSERT_TRUE(got.ok()) << got.status();
     const SampleResult& w = (*want)[0].samples[i];
     EXPECT_EQ(got->tokens, w.tokens) << "sample " << i;
-    EXPECT_EQ(got->logprobs, w.logprobs) << "sample " << i;
+    ExpectLogprobsNear(got->logprobs, w.logprobs, "sample " + std::to_string(i));
     EXPECT_EQ(got->environment_spans, w.environment_spans) << "sample " << i;
     for (const EnvironmentSpan& e : got->environment_spans) {
       EXPECT_EQ(e.result.tool, "calculator");

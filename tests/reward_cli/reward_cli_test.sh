@@ -68,7 +68,7 @@ cat >"$T/hostile.want" <<'JSONL'
 JSONL
 check "hostile plugin: output holds only the four results ($(cat "$T/hostile.out"))" 'cmp -s "$T/hostile.out" "$T/hostile.want"'
 check "hostile plugin: nothing on the scorer's stdout" '[ ! -s "$T/hostile.stdout" ]'
-check "hostile plugin: no process outlives the scorer" '! pgrep -f "sandbox/worker" >/dev/null'
+check "hostile plugin: no process outlives the scorer" '! pgrep -f "reward-cli-hostile-plugin" >/dev/null'
 
 "$GRPO" reward serve --rules "$RULES" --listen 127.0.0.1:0 2>"$T/serve.log" &
 pid=$!
