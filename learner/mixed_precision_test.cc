@@ -37,18 +37,6 @@ namespace {
 
 using nlohmann::json;
 
-const std::string& TinyModelsDir() {
-  static const std::string dir = [] {
-    const std::string d = testing::MakeTempDir("tiny_models");
-    auto r = testing::RunPythonScript("import runpy, sys\nsys.argv = ['make_tiny_models.py', sys.argv[1]]\n"
-                                      "runpy.run_path('model/testdata/make_tiny_models.py', run_name='__main__')\n",
-                                      {d});
-    if (!r.ok()) ADD_FAILURE() << r.status().ToString();
-    return d;
-  }();
-  return dir;
-}
-
 absl::StatusOr<json> ReadJson(const std::string& path) {
   GRPO_ASSIGN_OR_RETURN(std::string text, testing::ReadBinaryFile(path));
   return json::parse(text);
@@ -135,7 +123,7 @@ class MixedPrecisionTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(MixedPrecisionTest, Bf16StepMatchesPyTorchOnRoundedWeightsWithF32Masters) {
   GRPO_REQUIRE_TORCH();
   Backend& backend = BackendForTests();
-  const std::string model_dir = TinyModelsDir() + "/" + GetParam();
+  const std::string model_dir = testing::TinyModelsDir() + "/" + GetParam();
   auto loaded = CausalLM::Load(model_dir, backend);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   CausalLM& model = **loaded;
@@ -252,7 +240,7 @@ INSTANTIATE_TEST_SUITE_P(Families, MixedPrecisionTest,
 
 TEST(MixedPrecision, OnlyF32AndBf16AreComputeDTypes) {
   GRPO_REQUIRE_TORCH();  // for the tiny models
-  auto loaded = CausalLM::Load(TinyModelsDir() + "/llama", BackendForTests());
+  auto loaded = CausalLM::Load(testing::TinyModelsDir() + "/llama", BackendForTests());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   const absl::Status s = (*loaded)->SetComputeDType(DType::kF8E4M3);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

@@ -24,19 +24,6 @@ namespace {
 
 using nlohmann::json;
 
-// Tiny models are generated once per test binary.
-const std::string& TinyModelsDir() {
-  static const std::string dir = [] {
-    const std::string d = testing::MakeTempDir("tiny_models");
-    auto r = testing::RunPythonScript("import runpy, sys\nsys.argv = ['make_tiny_models.py', sys.argv[1]]\n"
-                                      "runpy.run_path('model/testdata/make_tiny_models.py', run_name='__main__')\n",
-                                      {d});
-    if (!r.ok()) ADD_FAILURE() << r.status().ToString();
-    return d;
-  }();
-  return dir;
-}
-
 struct Reference {
   std::vector<std::vector<float>> logprobs, entropy;
   json routing, routing_weights;
@@ -122,7 +109,7 @@ class ParityTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
   GRPO_REQUIRE_TORCH();
-  const std::string model_dir = TinyModelsDir() + "/" + GetParam();
+  const std::string model_dir = testing::TinyModelsDir() + "/" + GetParam();
   auto model = CausalLM::Load(model_dir, BackendForTests());
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const ModelConfig& c = (*model)->config();
@@ -197,7 +184,7 @@ TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
 
 TEST_P(ParityTest, ForcedRoutingMatchesPyTorchForcedRouting) {
   GRPO_REQUIRE_TORCH();
-  const std::string model_dir = TinyModelsDir() + "/" + GetParam();
+  const std::string model_dir = testing::TinyModelsDir() + "/" + GetParam();
   auto model = CausalLM::Load(model_dir, BackendForTests());
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const ModelConfig& c = (*model)->config();

@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "core/file.h"
+#include <gtest/gtest.h>
 
 namespace grpo::testing {
 namespace {
@@ -48,6 +49,18 @@ std::string MakeTempDir(const std::string& prefix) {
   std::string dir = std::string(base ? base : "/tmp") + "/" + prefix + "_" +
                     std::to_string(getpid()) + "_" + std::to_string(counter++);
   mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+const std::string& TinyModelsDir() {
+  static const std::string dir = [] {
+    const std::string d = MakeTempDir("tiny_models");
+    auto r = RunPythonScript("import runpy, sys\nsys.argv = ['make_tiny_models.py', sys.argv[1]]\n"
+                             "runpy.run_path('model/testdata/make_tiny_models.py', run_name='__main__')\n",
+                             {d});
+    if (!r.ok()) ADD_FAILURE() << r.status().ToString();
+    return d;
+  }();
   return dir;
 }
 

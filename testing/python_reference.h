@@ -30,6 +30,11 @@ std::string MakeTempDir(const std::string& prefix);
 // Fails with the script's stderr when it exits non-zero.
 absl::StatusOr<std::string> RunPythonScript(const std::string& script, const std::vector<std::string>& args);
 
+// The tiny HF-layout models of model/testdata/make_tiny_models.py (one directory per family),
+// written once per test binary on first use. The test needs the script in its data; a failure
+// of the script is a test failure.
+const std::string& TinyModelsDir();
+
 // Raw binary files for exchanging arrays with the reference (core/file.h's ReadFile and
 // WriteFileAtomic, taking a buffer).
 absl::Status WriteBinaryFile(const std::string& path, const void* data, size_t bytes);
