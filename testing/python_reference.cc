@@ -10,8 +10,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "core/file.h"
 #include <gtest/gtest.h>
+
+#include "core/file.h"
 
 namespace grpo::testing {
 namespace {
