@@ -16,14 +16,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
 trap cleanup EXIT
 
-port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
-  for _ in $(seq 1 400); do
-    p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" 2>/dev/null | head -n1)
-    if [ -n "$p" ]; then echo "$p"; return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
 new_token() { (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$1"); }
 
 printf 'rules:\n  - {type: format, mode: lenient}\n' >rules.yaml

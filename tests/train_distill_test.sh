@@ -41,14 +41,6 @@ check "teacher with another vocabulary refused" 'grep -q "distill.teacher" bad.e
 check "missing teacher refused naming the key" 'grep -q "distill.teacher" missing.err'
 
 # ---- the teacher on a rollout server (Logprobs RPC)
-port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
-  for _ in $(seq 1 400); do
-    p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" | head -n1)
-    if [ -n "$p" ]; then echo "$p"; return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
 "$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 --serve-logprobs 2> teacher-serve.err &
 pids+=($!)
 "$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 2> plain-serve.err &

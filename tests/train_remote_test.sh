@@ -26,14 +26,6 @@ YAML
 (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > push.token)
 export GRPO_PUSH_TOKEN_FILE="$T/push.token"
 
-port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
-  for _ in $(seq 1 400); do
-    p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" | head -n1)
-    if [ -n "$p" ]; then echo "$p"; return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
 for i in 1 2; do
   "$GRPO" rollout serve --model "$BASE" --listen 127.0.0.1:0 --kv-memory-mb 64 2> rollout$i.err &
   pids+=($!); eval "rollout_pid$i=$!"
