@@ -423,12 +423,16 @@ absl::Status CausalLM::WriteParameter(size_t i, const Tensor& value, const Tenso
   return absl::OkStatus();
 }
 
+// An update's parameter index, checked against the model's count.
+static absl::Status CheckUpdateIndex(int64_t i, size_t count) {
+  if (i >= 0 && i < static_cast<int64_t>(count)) return absl::OkStatus();
+  return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
+                                    std::to_string(count) + ")");
+}
+
 absl::Status CausalLM::UpdateParameters(std::vector<std::pair<int64_t, Parameter>> updates) {
   for (const auto& [i, p] : updates) {
-    if (i < 0 || i >= static_cast<int64_t>(specs_.size())) {
-      return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
-                                        std::to_string(specs_.size()) + ")");
-    }
+    GRPO_RETURN_IF_ERROR(CheckUpdateIndex(i, specs_.size()));
     const ParameterSpec& cur = specs_[i];
     const std::string what = "parameter update " + std::to_string(i) + " ('" + p.spec.name + "')";
     if (p.spec.name != cur.name) {
@@ -464,10 +468,7 @@ DeviceParameter QuantizeOnDevice(Backend& backend, const Buffer& f32, int64_t ro
 
 absl::Status CausalLM::UpdateParameterBuffers(std::vector<std::pair<int64_t, DeviceParameter>> updates) {
   for (const auto& [i, p] : updates) {
-    if (i < 0 || i >= static_cast<int64_t>(specs_.size())) {
-      return absl::InvalidArgumentError("parameter update: index " + std::to_string(i) + " is outside [0, " +
-                                        std::to_string(specs_.size()) + ")");
-    }
+    GRPO_RETURN_IF_ERROR(CheckUpdateIndex(i, specs_.size()));
     const ParameterSpec& spec = specs_[i];
     const int64_t scales = dtypes_[i] == DType::kF8E4M3 ? NumElements(ScaleShape(spec.shape)) : 0;
     if (p.value.backend() != &backend_ || p.value.dtype() != dtypes_[i] ||
