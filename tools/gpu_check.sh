@@ -82,7 +82,8 @@ run_gtest() {
   local rc=$? passed failed worst
   passed=$(grep -c '^\[       OK \]' "$log")
   failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log")
-  worst=$(awk '$1 == "RELERR" && $3 + 0 > w {w = $3 + 0; n = $2} END {if (n != "") printf "worst rel err %.3g (%s)", w, n}' "$log")
+  worst=$(awk '$1 == "RELERR" && $NF + 0 > w {w = $NF + 0; n = $2; for (i = 3; i < NF; ++i) n = n " " $i}
+               END {if (n != "") printf "worst rel err %.3g (%s)", w, n}' "$log")
   grep -E '^\[  FAILED  \]|Failure|error:|fatal' "$log" | head -20
   local result=PASS
   [ $rc -eq 0 ] || result=FAIL

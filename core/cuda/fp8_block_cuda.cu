@@ -3,6 +3,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 
 namespace grpo::cuda {
@@ -47,7 +48,61 @@ __global__ void QuantizeFp8BlockKernel(const float* __restrict__ w, int64_t rows
   }
 }
 
+constexpr int kWarp = 32;
+
+// One warp per (row, 128-column block) of x: the block's amax by shuffles, then its codes, with
+// the same IEEE divisions as QuantizeFp8BlockKernel (a row is a [1, cols] matrix there).
+__global__ void QuantizeFp8RowBlocksKernel(const float* __restrict__ x, int64_t rows,
+                                           int64_t padded_rows, int64_t cols,
+                                           uint8_t* __restrict__ q, float* __restrict__ scales) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t blocks_per_row = (cols + kBlock - 1) / kBlock;
+  const int64_t warps = padded_rows * blocks_per_row;
+  const int64_t warps_per_block = blockDim.x / kWarp;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * warps_per_block;
+  for (int64_t id = blockIdx.x * warps_per_block + threadIdx.x / kWarp; id < warps; id += stride) {
+    const int64_t r = id / blocks_per_row, b = id % blocks_per_row, c0 = b * kBlock;
+    const int n = static_cast<int>(cols - c0 < kBlock ? cols - c0 : kBlock);
+    uint8_t* codes = q + r * cols + c0;
+    if (r >= rows) {  // padding: zero codes, unit scale
+      for (int i = lane; i < n; i += kWarp) codes[i] = 0;
+      if (lane == 0) scales[b * padded_rows + r] = 1.0f;
+      continue;
+    }
+    const float* values = x + r * cols + c0;
+    float amax = 0.0f;
+    for (int i = lane; i < n; i += kWarp) amax = fmaxf(amax, fabsf(values[i]));
+    for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+    }
+    const float s = amax > 0.0f ? __fdiv_rn(amax, 448.0f) : 1.0f;
+    if (lane == 0) scales[b * padded_rows + r] = s;
+    for (int i = lane; i < n; i += kWarp) {
+      codes[i] = static_cast<uint8_t>(
+          __nv_cvt_float_to_fp8(__fdiv_rn(values[i], s), __NV_SATFINITE, __NV_E4M3));
+    }
+  }
+}
+
 }  // namespace
+
+absl::Status QuantizeFp8RowBlocksDevice(const float* x, int64_t rows, int64_t padded_rows,
+                                        int64_t cols, uint8_t* q, float* scales, void* stream) {
+  if (rows <= 0 || padded_rows < rows || cols <= 0) {
+    return absl::InvalidArgumentError("QuantizeFp8RowBlocksDevice: rows " + std::to_string(rows) +
+                                      ", padded rows " + std::to_string(padded_rows) + ", cols " +
+                                      std::to_string(cols) + " (need 0 < rows <= padded rows, cols > 0)");
+  }
+  const int64_t warps = padded_rows * ((cols + kBlock - 1) / kBlock);
+  const int64_t warps_per_block = kThreads / kWarp;
+  const int64_t blocks = std::min<int64_t>((warps + warps_per_block - 1) / warps_per_block, 1 << 20);
+  QuantizeFp8RowBlocksKernel<<<static_cast<unsigned>(blocks), kThreads, 0,
+                               static_cast<cudaStream_t>(stream)>>>(x, rows, padded_rows, cols, q,
+                                                                    scales);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return CudaError("QuantizeFp8RowBlocksKernel launch", err);
+  return absl::OkStatus();
+}
 
 int DeviceCount() {
   int n = 0;

@@ -2,13 +2,16 @@
 // e4m3 rounding against PyTorch's torch.float8_e4m3fn where that python has it.
 #include "core/cuda/fp8_block_cuda.h"
 
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/float_formats.h"
@@ -38,6 +41,53 @@ TEST(Fp8BlockCuda, MatchesCpuBitForBit) {
     ASSERT_EQ(std::memcmp(cpu->weight.raw_data(), gpu->weight.raw_data(), cpu->weight.nbytes()), 0)
         << rows << "x" << cols;
   }
+}
+
+// The activation quantizer (1x128 blocks of each row) against QuantizeFp8Block of each row as a
+// [1, cols] matrix, bit for bit: codes, the block-major scale layout, the padding rows.
+TEST(Fp8BlockCuda, RowBlocksMatchCpuRowByRowBitForBit) {
+  ASSERT_GT(cuda::DeviceCount(), 0) << "this test is tagged gpu and needs a CUDA device";
+  std::mt19937 rng(7);
+  for (auto [rows, padded, cols] : {std::tuple<int64_t, int64_t, int64_t>{5, 8, 384}, {3, 3, 300}, {1, 4, 7}}) {
+    std::normal_distribution<float> dist(0.0f, 2.0f);
+    std::vector<float> v(rows * cols);
+    for (float& x : v) x = dist(rng);
+    for (int64_t c = 0; c < std::min<int64_t>(cols, 128); ++c) v[c] = 0.0f;  // an all-zero block
+    v[rows * cols - 1] = 5000.0f;                                              // an outlier
+    const int64_t blocks = (cols + 127) / 128;
+    float* d_x = nullptr;
+    uint8_t* d_q = nullptr;
+    float* d_s = nullptr;
+    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_x), v.size() * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_q), padded * cols), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&d_s), blocks * padded * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(d_x, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemset(d_q, 0x55, padded * cols), cudaSuccess);  // poison
+    const absl::Status st = cuda::QuantizeFp8RowBlocksDevice(d_x, rows, padded, cols, d_q, d_s, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    std::vector<uint8_t> q(padded * cols);
+    std::vector<float> s(blocks * padded);
+    ASSERT_EQ(cudaMemcpy(q.data(), d_q, q.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(s.data(), d_s, s.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+    cudaFree(d_x);
+    cudaFree(d_q);
+    cudaFree(d_s);
+    for (int64_t r = 0; r < padded; ++r) {
+      std::vector<uint8_t> want_q(cols, 0);
+      std::vector<float> want_s(blocks, 1.0f);
+      if (r < rows) {
+        auto row = QuantizeFp8Block(*Tensor::FromF32({1, cols}, std::vector<float>(v.begin() + r * cols, v.begin() + (r + 1) * cols)));
+        ASSERT_TRUE(row.ok()) << row.status();
+        std::memcpy(want_q.data(), row->weight.raw_data(), cols);
+        std::memcpy(want_s.data(), row->scale_inv.raw_data(), blocks * sizeof(float));
+      }
+      for (int64_t b = 0; b < blocks; ++b) {
+        ASSERT_EQ(s[b * padded + r], want_s[b]) << rows << "x" << cols << " row " << r << " block " << b;
+      }
+      ASSERT_EQ(std::memcmp(q.data() + r * cols, want_q.data(), cols), 0) << rows << "x" << cols << " row " << r;
+    }
+  }
+  EXPECT_FALSE(cuda::QuantizeFp8RowBlocksDevice(nullptr, 4, 3, 128, nullptr, nullptr, nullptr).ok());
 }
 
 TEST(Fp8BlockCuda, CpuRoundingMatchesTorchFloat8) {

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "model/ops/cuda/cuda_kernels.h"
 #include "model/ops/cuda/cublaslt_library.h"
 #include "model/ops/cuda/device_memory.h"
+#include "model/ops/cuda/fp8_gemm_plan.h"
 
 namespace grpo {
 namespace {
@@ -40,14 +43,116 @@ int64_t AlignUp(int64_t n, int64_t a) { return (n + a - 1) / a * a; }
 uint32_t AlignmentOf(const void* p) {
   const auto a = reinterpret_cast<uintptr_t>(p);
   uint32_t align = 256;
-  while (align > 4 && a % align != 0) align /= 2;
+  while (align > 1 && a % align != 0) align /= 2;
   return align;
+}
+
+// One cuBLASLt product in cuBLASLt's own column-major terms: D [m x n] = alpha op(A) op(B) +
+// beta D, op(A) m x k, op(B) k x n, A and B of type ab_type, D f32, f32 accumulation
+// (CUBLAS_COMPUTE_32F: no TF32). FP8 operands come with block scales (dequantization factors,
+// cuBLAS's "128-element 1D and 128x128 2D block scaling"): A's one per 128x128 block
+// (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F: K-major, ceil(K/128) rounded up to a multiple of 4
+// per 128 rows of op(A)), B's one per 128 elements of a column (..._VEC128_32F: N-major,
+// [ceil(K/128), N]).
+struct LtProduct {
+  cudaDataType_t ab_type = CUDA_R_32F;
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  float* d = nullptr;
+  int64_t ldd = 0;
+  const float* a_block_scales = nullptr;  // FP8 only
+  const float* b_block_scales = nullptr;  // FP8 only
+};
+
+// OK, or FailedPrecondition naming the cuBLASLt call and its status.
+absl::Status LtCall(cublasStatus_t status, const char* what) {
+  if (status == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::FailedPreconditionError(std::string(what) + " returned cublasStatus_t " +
+                                       std::to_string(static_cast<int>(status)));
+}
+
+// The descriptors of one cuBLASLt call, destroyed when it returns.
+class LtDescriptors {
+ public:
+  explicit LtDescriptors(const cuda::CublasLtApi* api) : api_(api) {}
+  ~LtDescriptors() {
+    if (pref != nullptr) GRPO_CUDA_CHECK(api_->MatmulPreferenceDestroy(pref));
+    for (cublasLtMatrixLayout_t layout : {d, b, a}) {
+      if (layout != nullptr) GRPO_CUDA_CHECK(api_->MatrixLayoutDestroy(layout));
+    }
+    if (op != nullptr) GRPO_CUDA_CHECK(api_->MatmulDescDestroy(op));
+  }
+  LtDescriptors(const LtDescriptors&) = delete;
+  LtDescriptors& operator=(const LtDescriptors&) = delete;
+
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+
+ private:
+  const cuda::CublasLtApi* api_;
+};
+
+// The operation (f32 compute and scale type, transpositions, FP8 block scale modes and
+// pointers) and the three layouts (C is D) of the product.
+absl::Status DescribeLt(const cuda::CublasLtApi& lt, const LtProduct& p, LtDescriptors* h) {
+  GRPO_RETURN_IF_ERROR(LtCall(lt.MatmulDescCreate(&h->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+                              "cublasLtMatmulDescCreate"));
+  auto set = [&](cublasLtMatmulDescAttributes_t attribute, const void* value, size_t size) {
+    return LtCall(lt.MatmulDescSetAttribute(h->op, attribute, value, size),
+                  "cublasLtMatmulDescSetAttribute");
+  };
+  const cublasOperation_t op_a = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  GRPO_RETURN_IF_ERROR(set(CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  GRPO_RETURN_IF_ERROR(set(CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  if (p.a_block_scales != nullptr || p.b_block_scales != nullptr) {
+    const int32_t mode_a = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+    const int32_t mode_b = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    GRPO_RETURN_IF_ERROR(set(CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode_a, sizeof(mode_a)));
+    GRPO_RETURN_IF_ERROR(set(CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode_b, sizeof(mode_b)));
+    GRPO_RETURN_IF_ERROR(
+        set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &p.a_block_scales, sizeof(p.a_block_scales)));
+    GRPO_RETURN_IF_ERROR(
+        set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &p.b_block_scales, sizeof(p.b_block_scales)));
+  }
+  GRPO_RETURN_IF_ERROR(LtCall(lt.MatrixLayoutCreate(&h->a, p.ab_type, p.trans_a ? p.k : p.m,
+                                                    p.trans_a ? p.m : p.k, p.lda),
+                              "cublasLtMatrixLayoutCreate(A)"));
+  GRPO_RETURN_IF_ERROR(LtCall(lt.MatrixLayoutCreate(&h->b, p.ab_type, p.trans_b ? p.n : p.k,
+                                                    p.trans_b ? p.k : p.n, p.ldb),
+                              "cublasLtMatrixLayoutCreate(B)"));
+  return LtCall(lt.MatrixLayoutCreate(&h->d, CUDA_R_32F, p.m, p.n, p.ldd),
+                "cublasLtMatrixLayoutCreate(D)");
+}
+
+// The heuristic's constraints: the workspace, and each operand's actual alignment.
+absl::Status PreferLt(const cuda::CublasLtApi& lt, const LtProduct& p, uint64_t workspace,
+                      LtDescriptors* h) {
+  GRPO_RETURN_IF_ERROR(LtCall(lt.MatmulPreferenceCreate(&h->pref), "cublasLtMatmulPreferenceCreate"));
+  auto prefer = [&](cublasLtMatmulPreferenceAttributes_t attribute, const void* value, size_t size) {
+    return LtCall(lt.MatmulPreferenceSetAttribute(h->pref, attribute, value, size),
+                  "cublasLtMatmulPreferenceSetAttribute");
+  };
+  const uint32_t align_a = AlignmentOf(p.a), align_b = AlignmentOf(p.b), align_d = AlignmentOf(p.d);
+  GRPO_RETURN_IF_ERROR(prefer(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  GRPO_RETURN_IF_ERROR(prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)));
+  GRPO_RETURN_IF_ERROR(prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)));
+  GRPO_RETURN_IF_ERROR(prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof(align_d)));
+  return prefer(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof(align_d));
 }
 
 class CudaBackendImpl final : public Backend {
  public:
   CudaBackendImpl() {
     GRPO_CUDA_CHECK(cudaSetDevice(device_));
+    GRPO_CUDA_CHECK(cudaDeviceGetAttribute(&compute_major_, cudaDevAttrComputeCapabilityMajor, device_));
+    GRPO_CUDA_CHECK(cudaDeviceGetAttribute(&compute_minor_, cudaDevAttrComputeCapabilityMinor, device_));
     GRPO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     cudaMemPool_t pool;
     GRPO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
@@ -156,13 +261,54 @@ class CudaBackendImpl final : public Backend {
     if (dw) GemmRaw(true, false, n, k, m, 1.0f, Raw(dy), n, Raw(x), k, 1.0f, Raw(dw), k);
     if (db) cuda::LaunchColumnSumAccumulate(stream_, Raw(dy), Raw(db), m, n);
   }
+  // bf16 weights: bf16 x bf16 products (x rounded to bf16), FP8 weights: DeepSeek-style FP8 x FP8
+  // block-scaled products (x quantized per 1x128 block), f32 accumulation both; where cuBLASLt
+  // cannot (shape, alignment, device), the weights are widened to f32 instead, the reason noted
+  // once on stderr.
   void LinearWeights(DevicePtr<const float> x, const WeightView& w, DevicePtr<const float> b,
                      DevicePtr<float> y, int64_t m, int64_t k, int64_t n) override {
     if (w.dtype == DType::kF32) {
       Linear(x, w.f32(), b, y, m, k, n);
       return;
     }
-    // Widen a tile of weight rows (output columns) at a time, then one GEMM per tile.
+    if (m > 0 && n > 0 && k > 0) {
+      const bool bf16 = w.dtype == DType::kBF16;
+      const absl::Status narrow = bf16 ? Bf16Linear(Raw(x), w, Raw(y), m, k, n)
+                                       : Fp8BlockLinear(Raw(x), w, Raw(y), m, k, n);
+      if (narrow.ok()) {
+        if (b) cuda::LaunchAddBias(stream_, Raw(b), Raw(y), m, n);
+        return;
+      }
+      NoteFallback(std::string(bf16 ? "bf16" : "FP8") + " weight [" + std::to_string(n) + " x " +
+                   std::to_string(k) + "]: " + (bf16 ? "bf16" : "FP8 block-scaled") +
+                   " GEMM not used (" + std::string(narrow.message()) + "); widened to f32");
+    }
+    LinearWeightsWidened(x, w, b, y, m, k, n);
+  }
+  // The backward over a bf16 compute copy: dx = bf16(dy) . W in bf16 with f32 accumulation; dw
+  // and db in f32 (LinearBackward's GEMM), as the interface asks. Other formats, and bf16 where
+  // cuBLASLt cannot, widen W (the interface's default).
+  void LinearWeightsBackward(DevicePtr<const float> dy, DevicePtr<const float> x, const WeightView& w,
+                             DevicePtr<float> dx, DevicePtr<float> dw, DevicePtr<float> db, int64_t m,
+                             int64_t k, int64_t n, bool accumulate_dx) override {
+    if (w.dtype != DType::kBF16 || !dx || m <= 0 || n <= 0 || k <= 0) {
+      Backend::LinearWeightsBackward(dy, x, w, dx, dw, db, m, k, n, accumulate_dx);
+      return;
+    }
+    const absl::Status narrow = Bf16LinearDx(Raw(dy), w, Raw(dx), m, k, n, accumulate_dx);
+    if (!narrow.ok()) {
+      NoteFallback("bf16 weight [" + std::to_string(n) + " x " + std::to_string(k) +
+                   "] backward: bf16 GEMM not used (" + std::string(narrow.message()) +
+                   "); widened to f32");
+      Backend::LinearWeightsBackward(dy, x, w, dx, dw, db, m, k, n, accumulate_dx);
+      return;
+    }
+    LinearBackward(dy, x, DevicePtr<const float>(), DevicePtr<float>(), dw, db, m, k, n, false);
+  }
+  // LinearWeights over W widened to f32 a tile of rows (output columns) at a time, one GEMM per
+  // tile, exactly as the CPU backend widens it.
+  void LinearWeightsWidened(DevicePtr<const float> x, const WeightView& w, DevicePtr<const float> b,
+                            DevicePtr<float> y, int64_t m, int64_t k, int64_t n) {
     const int64_t tile = std::clamp<int64_t>(kWidenTileFloats / std::max<int64_t>(k, 1), 1, std::max<int64_t>(n, 1));
     Scratch widened(this, tile * k * static_cast<int64_t>(sizeof(float)));
     for (int64_t r0 = 0; r0 < n; r0 += tile) {
@@ -434,6 +580,19 @@ class CudaBackendImpl final : public Backend {
   void GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                int64_t ldc);
+  // Enqueues the product (D zeroed first when beta == 0); FailedPrecondition, with nothing
+  // enqueued but that zeroing, when cuBLASLt refuses it or has no algorithm for it.
+  absl::Status RunLt(const LtProduct& p);
+  // The narrow-weight products of LinearWeights / LinearWeightsBackward (no bias); an error says
+  // why cuBLASLt cannot run one (the caller then widens W).
+  absl::Status Bf16Linear(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
+                          int64_t n);
+  absl::Status Bf16LinearDx(const float* dy, const WeightView& w, float* dx, int64_t m, int64_t k,
+                            int64_t n, bool accumulate);
+  absl::Status Fp8BlockLinear(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
+                              int64_t n);
+  // Writes `message` to stderr the first time it is noted.
+  void NoteFallback(const std::string& message);
   // MoeExperts' parts: the experts' products over padded rows (capacity per expert, no
   // host sync) or over the permuted rows themselves (offsets read back).
   void ExpertsPadded(const MoeExpertWeights& w, const float* xp, int64_t capacity,
@@ -451,6 +610,7 @@ class CudaBackendImpl final : public Backend {
   };
 
   const int device_ = 0;
+  int compute_major_ = 0, compute_minor_ = 0;
   cudaStream_t stream_ = nullptr;
   const cuda::CublasLtApi* lt_api_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
@@ -465,6 +625,9 @@ class CudaBackendImpl final : public Backend {
   char* d2h_staging_ = nullptr;
   int64_t d2h_used_ = 0;
   std::vector<PendingDownload> pending_;
+
+  std::mutex fallback_mu_;
+  std::set<std::string> fallbacks_noted_;
 };
 
 // Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T: cuBLASLt
@@ -477,42 +640,153 @@ void CudaBackendImpl::GemmRaw(bool trans_a, bool trans_b, int64_t m, int64_t n, 
     cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, beta);
     return;
   }
-  // beta == 0: C is not an input. Zeroed first so that a NaN already there (a poisoned buffer)
+  LtProduct p;
+  p.trans_a = trans_b;
+  p.trans_b = trans_a;
+  p.m = n;
+  p.n = m;
+  p.k = k;
+  p.a = b;
+  p.lda = ldb;
+  p.b = a;
+  p.ldb = lda;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.d = c;
+  p.ldd = ldc;
+  const absl::Status status = RunLt(p);
+  if (!status.ok()) {
+    Fatal("f32 GEMM m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+          ": " + std::string(status.message()));
+  }
+}
+
+absl::Status CudaBackendImpl::RunLt(const LtProduct& p) {
+  // beta == 0: D is not an input. Zeroed first so that a NaN already there (a poisoned buffer)
   // cannot leak in, whatever cuBLASLt does with a zero beta.
-  if (beta == 0.0f) cuda::LaunchScaleMatrix(stream_, c, m, n, ldc, 0.0f);
-  cublasLtMatmulDesc_t op = nullptr;
-  GRPO_CUDA_CHECK(lt_api_->MatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));  // no TF32
-  const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  GRPO_CUDA_CHECK(lt_api_->MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
-  GRPO_CUDA_CHECK(lt_api_->MatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
-  cublasLtMatrixLayout_t first = nullptr, second = nullptr, out = nullptr;
-  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&first, CUDA_R_32F, trans_b ? k : n, trans_b ? n : k, ldb));
-  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&second, CUDA_R_32F, trans_a ? m : k, trans_a ? k : m, lda));
-  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutCreate(&out, CUDA_R_32F, n, m, ldc));
-  cublasLtMatmulPreference_t pref = nullptr;
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceCreate(&pref));
-  const uint64_t workspace = kGemmWorkspaceBytes;
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
-  const uint32_t align_first = AlignmentOf(b), align_second = AlignmentOf(a), align_c = AlignmentOf(c);
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_first, sizeof(uint32_t)));
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_second, sizeof(uint32_t)));
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(uint32_t)));
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(uint32_t)));
+  if (p.beta == 0.0f) cuda::LaunchScaleMatrix(stream_, p.d, p.n, p.m, p.ldd, 0.0f);
+  LtDescriptors h(lt_api_);
+  GRPO_RETURN_IF_ERROR(DescribeLt(*lt_api_, p, &h));
+  GRPO_RETURN_IF_ERROR(PreferLt(*lt_api_, p, kGemmWorkspaceBytes, &h));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  GRPO_CUDA_CHECK(lt_api_->MatmulAlgoGetHeuristic(lt_, op, first, second, out, out, pref, 1, &heuristic, &found));
-  if (found == 0) {
-    Fatal("cuBLASLt has no f32 algorithm for m=" + std::to_string(m) + " n=" + std::to_string(n) +
-          " k=" + std::to_string(k));
+  GRPO_RETURN_IF_ERROR(LtCall(lt_api_->MatmulAlgoGetHeuristic(lt_, h.op, h.a, h.b, h.d, h.d, h.pref,
+                                                              1, &heuristic, &found),
+                              "cublasLtMatmulAlgoGetHeuristic"));
+  if (found == 0) return absl::FailedPreconditionError("cuBLASLt has no algorithm for it");
+  return LtCall(lt_api_->Matmul(lt_, h.op, &p.alpha, p.a, h.a, p.b, h.b, &p.beta, p.d, h.d, p.d,
+                                h.d, &heuristic.algo, gemm_workspace_, kGemmWorkspaceBytes, stream_),
+                "cublasLtMatmul");
+}
+
+// y = bf16(x) . W^T: row-major y [m, n] is column-major y^T [n x m] = op(A) op(B) with A the
+// column-major [k x n] view of row-major W (transposed) and B that of bf16(x) [m, k].
+absl::Status CudaBackendImpl::Bf16Linear(const float* x, const WeightView& w, float* y, int64_t m,
+                                         int64_t k, int64_t n) {
+  const uint16_t* data = static_cast<const uint16_t*>(Raw(w.data)) + w.row_begin * w.cols;
+  if (reinterpret_cast<uintptr_t>(data) % 2 != 0) {
+    return absl::FailedPreconditionError("the bf16 data is not 2-byte aligned");
   }
-  GRPO_CUDA_CHECK(lt_api_->Matmul(lt_, op, &alpha, b, first, a, second, &beta, c, out, c, out,
-                                 &heuristic.algo, gemm_workspace_, kGemmWorkspaceBytes, stream_));
-  GRPO_CUDA_CHECK(lt_api_->MatmulPreferenceDestroy(pref));
-  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(out));
-  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(second));
-  GRPO_CUDA_CHECK(lt_api_->MatrixLayoutDestroy(first));
-  GRPO_CUDA_CHECK(lt_api_->MatmulDescDestroy(op));
+  Scratch x16(this, m * k * 2);
+  cuda::LaunchCastBf16(stream_, x, x16.as<uint16_t>(), m * k);
+  LtProduct p;
+  p.ab_type = CUDA_R_16BF;
+  p.trans_a = true;
+  p.m = n;
+  p.n = m;
+  p.k = k;
+  p.a = data;
+  p.lda = k;
+  p.b = x16.as<uint16_t>();
+  p.ldb = k;
+  p.d = y;
+  p.ldd = n;
+  return RunLt(p);
+}
+
+// dx = bf16(dy) . W: row-major dx [m, k] is column-major dx^T [k x m] = A B with A the
+// column-major [k x n] view of row-major W and B that of bf16(dy) [m, n].
+absl::Status CudaBackendImpl::Bf16LinearDx(const float* dy, const WeightView& w, float* dx,
+                                           int64_t m, int64_t k, int64_t n, bool accumulate) {
+  const uint16_t* data = static_cast<const uint16_t*>(Raw(w.data)) + w.row_begin * w.cols;
+  if (reinterpret_cast<uintptr_t>(data) % 2 != 0) {
+    return absl::FailedPreconditionError("the bf16 data is not 2-byte aligned");
+  }
+  Scratch dy16(this, m * n * 2);
+  cuda::LaunchCastBf16(stream_, dy, dy16.as<uint16_t>(), m * n);
+  LtProduct p;
+  p.ab_type = CUDA_R_16BF;
+  p.m = k;
+  p.n = m;
+  p.k = n;
+  p.a = data;
+  p.lda = k;
+  p.b = dy16.as<uint16_t>();
+  p.ldb = n;
+  p.beta = accumulate ? 1.0f : 0.0f;
+  p.d = dx;
+  p.ldd = k;
+  return RunLt(p);
+}
+
+// The DeepSeek-V3 recipe (fp8_gemm_plan.h): x quantized on the device per 1x128 block of each
+// row (core/cuda's QuantizeFp8RowBlocksDevice, rows padded), W's FP8 codes with their 128x128
+// block scales (copied into cuBLASLt's row pitch where the plan says), one block-scaled cuBLASLt
+// GEMM: column-major y^T [n x m] = op(A) B with A the codes of W (transposed: the "TN" form FP8
+// needs) and B those of x.
+absl::Status CudaBackendImpl::Fp8BlockLinear(const float* x, const WeightView& w, float* y,
+                                             int64_t m, int64_t k, int64_t n) {
+  const uint8_t* w_codes = static_cast<const uint8_t*>(Raw(w.data)) + w.row_begin * w.cols;
+  cuda::Fp8GemmRequest request{compute_major_, compute_minor_, m, k, n, w.row_begin,
+                               reinterpret_cast<uintptr_t>(w_codes),
+                               reinterpret_cast<uintptr_t>(Raw(w.scales)),
+                               reinterpret_cast<uintptr_t>(y)};
+  GRPO_ASSIGN_OR_RETURN(const cuda::Fp8GemmPlan plan, cuda::PlanFp8BlockGemm(request));
+  const int64_t f32 = static_cast<int64_t>(sizeof(float));
+  Scratch x_codes(this, plan.rows * k), x_scales(this, plan.k_blocks * plan.rows * f32);
+  const absl::Status quantized = cuda::QuantizeFp8RowBlocksDevice(
+      x, m, plan.rows, k, x_codes.as<uint8_t>(), x_scales.as<float>(), stream_);
+  if (!quantized.ok()) Fatal("LinearWeights: " + std::string(quantized.message()));
+  const float* w_scales = Raw(w.scales) + plan.scale_offset;
+  std::optional<Scratch> repacked;
+  if (plan.repack_scales) {
+    const int64_t bytes = plan.scale_pitch * plan.n_blocks * f32;
+    repacked.emplace(this, bytes);
+    GRPO_CUDA_CHECK(cudaMemsetAsync(repacked->as<float>(), 0, static_cast<size_t>(bytes), stream_));
+    GRPO_CUDA_CHECK(cudaMemcpy2DAsync(repacked->as<float>(), plan.scale_pitch * f32, w_scales,
+                                      plan.k_blocks * f32, plan.k_blocks * f32, plan.n_blocks,
+                                      cudaMemcpyDeviceToDevice, stream_));
+    w_scales = repacked->as<float>();
+  }
+  std::optional<Scratch> padded_out;  // the padded rows' products; y gets the first m
+  if (!plan.direct_output) padded_out.emplace(this, plan.rows * n * f32);
+  LtProduct p;
+  p.ab_type = CUDA_R_8F_E4M3;
+  p.trans_a = true;
+  p.m = n;
+  p.n = plan.rows;
+  p.k = k;
+  p.a = w_codes;
+  p.lda = k;
+  p.b = x_codes.as<uint8_t>();
+  p.ldb = k;
+  p.d = plan.direct_output ? y : padded_out->as<float>();
+  p.ldd = n;
+  p.a_block_scales = w_scales;
+  p.b_block_scales = x_scales.as<float>();
+  GRPO_RETURN_IF_ERROR(RunLt(p));
+  if (!plan.direct_output) {
+    GRPO_CUDA_CHECK(cudaMemcpyAsync(y, p.d, static_cast<size_t>(m * n * f32),
+                                    cudaMemcpyDeviceToDevice, stream_));
+  }
+  return absl::OkStatus();
+}
+
+void CudaBackendImpl::NoteFallback(const std::string& message) {
+  std::lock_guard<std::mutex> lock(fallback_mu_);
+  if (fallbacks_noted_.insert(message).second) {
+    std::fprintf(stderr, "cuda backend: %s\n", message.c_str());
+  }
 }
 
 // Through the pinned staging buffer, in pieces: a piece waits only when the buffer is full and
@@ -714,8 +988,8 @@ void CudaBackendImpl::MoeExpertsBackward(const MoeExpertWeights& w, const MoeExp
   for (int64_t e = 0; e < E; ++e) {
     const int64_t m = at[e + 1] - at[e];
     if (m == 0) continue;
-    // LinearWeightsBackward: an f32 view is LinearBackward; a narrow one (a bf16 compute copy,
-    // CausalLM::SetComputeDType) is widened as the forward widened it.
+    // LinearWeightsBackward: an f32 view is LinearBackward; a bf16 compute copy
+    // (CausalLM::SetComputeDType) multiplies dx in bf16 as the forward did.
     LinearWeightsBackward(Wrap<const float>(dyp.as<float>() + at[e] * h), acts.act + at[e] * inter,
                    w.down[e], Wrap(dact.as<float>() + at[e] * inter), grad(g.down, e),
                    nullptr, m, inter, h, false);

@@ -8,7 +8,15 @@
 // transfer is enqueued on the backend's one stream, in call order. Host->device copies go
 // through pinned staging buffers (the host source may be reused as soon as the call returns);
 // device->host copies land in pinned staging and reach the caller's bytes at Synchronize().
-// GEMMs run through cuBLASLt in f32 with f32 compute (TF32 off); every other op is a kernel of
+// GEMMs run through cuBLASLt with f32 accumulation: f32 operands with f32 compute (TF32 off);
+// LinearWeights over bf16 weights multiplies in bf16 (the activations rounded to bf16 on the
+// device; its backward's dx likewise, dw and db in f32), over FP8 weights it runs cuBLASLt's
+// block-scaled FP8 GEMM on Hopper (the activations quantized per 1x128 block on the device,
+// core/cuda/fp8_block_cuda.h; the weight's 128x128 block scales), so both differ from the CPU
+// backend's widened f32 products by that rounding of the activations. Where cuBLASLt cannot
+// take a narrow product (FP8: k not a multiple of 128, n not of 16, a view not starting at a
+// 128-row boundary, not compute capability 9.0; either: no algorithm), W is widened to f32 as
+// on the CPU and the reason is written once to stderr. Every other op is a kernel of
 // model/ops/cuda/*.cu. Launch metadata (packed-batch offsets, sampling options) is uploaded per
 // call and counted in TransferStats like any other host->device copy.
 //

@@ -1,7 +1,9 @@
 // Every op of the CUDA backend against the CPU backend on fresh random inputs (odd sizes
 // included), each output NaN-poisoned on both backends before the op runs. Closeness is the
 // relative error of the whole output, ||gpu - cpu|| / ||cpu||: <= 1e-5 for f32 (TF32 is off
-// everywhere), and no NaN anywhere in the GPU's output; integer outputs (tokens, expert choices,
+// everywhere), and for the bf16 and FP8 GEMMs against the CPU on activations rounded (bf16) or
+// block-quantized (FP8) on the host as the GPU rounds them, with a looser bound against the
+// unrounded ones; no NaN anywhere in the GPU's output; integer outputs (tokens, expert choices,
 // groupings) are compared exactly. Each comparison prints "RELERR <what> <value>" for
 // tools/gpu_check.sh's table. Needs a GPU (tagged `gpu`).
 #include "model/ops/cuda/cuda_backend.h"
@@ -18,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "core/float_formats.h"
+#include "core/fp8_block.h"
 #include "model/ops/backend.h"
 #include "model/ops/cuda/cuda_devices.h"
 
@@ -25,6 +29,13 @@ namespace grpo {
 namespace {
 
 constexpr double kF32Tolerance = 1e-5;
+// The narrow GEMMs against the CPU on activations rounded as the GPU rounds them: the products
+// are exact, the tensor cores' accumulation is not IEEE f32's (bf16: f32 adds that may truncate;
+// FP8 on Hopper: about 14 bits within each 128-element block, promoted to f32 between blocks).
+// Widening instead (the fallback) would differ by the activations' rounding, about 1e-3 (bf16)
+// and 2e-2 (FP8) relative, so these bounds tell the paths apart.
+constexpr double kBf16GemmTolerance = 1e-4;
+constexpr double kFp8GemmTolerance = 1e-3;
 
 Backend& Gpu() { return CudaBackend(); }
 
@@ -177,30 +188,74 @@ TEST_F(CudaBackendTest, LinearAndItsBackward) {
   }
 }
 
-// bf16 bytes of random floats, and FP8 E4M3 codes (no NaN codes) with positive block scales.
+// Bytes as float storage (Upload takes floats).
 std::vector<float> AsFloatStorage(const std::vector<uint8_t>& bytes) {
   std::vector<float> f((bytes.size() + 3) / 4);
   std::memcpy(f.data(), bytes.data(), bytes.size());
   return f;
 }
 
-TEST_F(CudaBackendTest, LinearWeightsAndWideningOfBf16AndFp8) {
-  const int64_t rows = 261, cols = 300, m = 5;  // odd: partial 128-blocks both ways
-  std::vector<uint8_t> bf16(rows * cols * 2), fp8(rows * cols);
+// Rounded to bf16 (nearest even) and back: the activations a bf16 GEMM multiplies.
+std::vector<float> RoundedToBf16(std::vector<float> v) {
+  for (float& x : v) x = Bf16ToF32(F32ToBf16(x));
+  return v;
+}
+
+// Each row quantized per 1x128 block as core/fp8_block quantizes a [1, cols] matrix, and
+// dequantized: the activations a block-scaled FP8 GEMM multiplies.
+std::vector<float> Fp8RowBlocksDequantized(const std::vector<float>& x, int64_t rows, int64_t cols) {
+  std::vector<float> out(x.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<float> row(x.begin() + r * cols, x.begin() + (r + 1) * cols);
+    absl::StatusOr<Fp8BlockWeight> q = QuantizeFp8Block(*Tensor::FromF32({1, cols}, row));
+    EXPECT_TRUE(q.ok()) << q.status();
+    absl::StatusOr<Tensor> back = DequantizeFp8Block(q->weight, q->scale_inv);
+    EXPECT_TRUE(back.ok()) << back.status();
+    std::memcpy(out.data() + r * cols, back->raw_data(), cols * sizeof(float));
+  }
+  return out;
+}
+
+// The CPU's values on the CPU side, the GPU's on the GPU side.
+Twin Each(const std::vector<float>& cpu, const std::vector<float>& gpu) {
+  return {Upload(CpuBackend(), cpu), Upload(Gpu(), gpu)};
+}
+
+// Random bf16 weights [rows, cols] (random floats truncated) as float storage.
+std::vector<float> RandomBf16Storage(int64_t rows, int64_t cols) {
+  std::vector<uint8_t> bf16(rows * cols * 2);
   for (int64_t i = 0; i < rows * cols; ++i) {
     uint32_t bits;
     const float v = RandomFloats(1)[0];
     std::memcpy(&bits, &v, 4);
     bf16[2 * i] = static_cast<uint8_t>(bits >> 16);
     bf16[2 * i + 1] = static_cast<uint8_t>(bits >> 24);
-    uint8_t code = static_cast<uint8_t>(RandomInts(1, 0, 255)[0]);
-    if ((code & 0x7F) == 0x7F) code ^= 1;  // not NaN
-    fp8[i] = code;
   }
-  const int64_t scale_count = ((rows + 127) / 128) * ((cols + 127) / 128);
-  std::vector<float> scales(scale_count);
+  return AsFloatStorage(bf16);
+}
+
+// Random FP8 E4M3 codes [rows, cols] (no NaN codes) as float storage, and positive block scales.
+std::vector<float> RandomFp8Storage(int64_t rows, int64_t cols) {
+  std::vector<uint8_t> fp8(rows * cols);
+  for (uint8_t& code : fp8) {
+    code = static_cast<uint8_t>(RandomInts(1, 0, 255)[0]);
+    if ((code & 0x7F) == 0x7F) code ^= 1;  // not NaN
+  }
+  return AsFloatStorage(fp8);
+}
+std::vector<float> RandomBlockScales(int64_t rows, int64_t cols) {
+  std::vector<float> scales(((rows + 127) / 128) * ((cols + 127) / 128));
   for (float& s : scales) s = 0.001f + std::abs(RandomFloats(1)[0]) * 0.01f;
-  Twin bf16_data = Both(AsFloatStorage(bf16)), fp8_data = Both(AsFloatStorage(fp8)), scale = Both(scales);
+  return scales;
+}
+
+// Widening is exact for both formats. The bf16 product multiplies in bf16 (x rounded to bf16,
+// compared with the CPU on the rounded x); the FP8 one has k = 300, not a multiple of 128, so it
+// falls back to widening and equals the CPU's on the same x.
+TEST_F(CudaBackendTest, LinearWeightsAndWideningOfBf16AndFp8) {
+  const int64_t rows = 261, cols = 300, m = 5;  // odd: partial 128-blocks both ways
+  Twin bf16_data = Both(RandomBf16Storage(rows, cols)), fp8_data = Both(RandomFp8Storage(rows, cols));
+  Twin scale = Both(RandomBlockScales(rows, cols));
   for (DType dtype : {DType::kBF16, DType::kF8E4M3}) {
     Twin& data = dtype == DType::kBF16 ? bf16_data : fp8_data;
     auto view = [&](bool g) {
@@ -212,9 +267,78 @@ TEST_F(CudaBackendTest, LinearWeightsAndWideningOfBf16AndFp8) {
     Twin widened = Poisoned(11 * cols);
     OnBoth([&](Backend& be, bool g) { be.WidenWeightRows(view(g), 120, 131, widened.on(g).data()); });
     ExpectClose(widened, "WidenWeightRows " + name, 0.0);
-    Twin x = Random(m * cols), b = Random(n), y = Poisoned(m * n);
+    const std::vector<float> x_host = RandomFloats(m * cols);
+    Twin x = dtype == DType::kBF16 ? Each(RoundedToBf16(x_host), x_host) : Both(x_host);
+    Twin b = Random(n), y = Poisoned(m * n);
     OnBoth([&](Backend& be, bool g) { be.LinearWeights(x.on(g).data(), view(g), b.on(g).data(), y.on(g).data(), m, cols, n); });
-    ExpectClose(y, "LinearWeights " + name);
+    ExpectClose(y, "LinearWeights " + name, dtype == DType::kBF16 ? kBf16GemmTolerance : kF32Tolerance);
+  }
+}
+
+// bf16 weights multiply in bf16 with f32 accumulation (cuBLASLt, CUDA_R_16BF operands). Products
+// of bf16 values are exact in f32, so against the CPU backend on the same activations rounded to
+// bf16 only the accumulation differs (kBf16GemmTolerance); against the unrounded activations,
+// within bf16's rounding (1e-2). The backward: dx = bf16(dy) . W likewise; dw and db in f32.
+TEST_F(CudaBackendTest, LinearWeightsBf16GemmAndItsBackward) {
+  const int64_t rows = 203, k = 320, m = 7, n = 184;  // the view: rows [8, 192)
+  Twin data = Both(RandomBf16Storage(rows, k));
+  auto view = [&](bool g) { return WeightView{DType::kBF16, data.on(g).raw(), nullptr, rows, k, 0}.Rows(8, n); };
+  const std::vector<float> x_host = RandomFloats(m * k);
+  Twin x = Each(RoundedToBf16(x_host), x_host), x_exact = Both(x_host), b = Random(n);
+  Twin y = Poisoned(m * n), y_exact = Poisoned(m * n);
+  OnBoth([&](Backend& be, bool g) {
+    be.LinearWeights(x.on(g).data(), view(g), b.on(g).data(), y.on(g).data(), m, k, n);
+    be.LinearWeights(x_exact.on(g).data(), view(g), b.on(g).data(), y_exact.on(g).data(), m, k, n);
+  });
+  ExpectClose(y, "LinearWeights bf16 GEMM (x rounded on the CPU)", kBf16GemmTolerance);
+  ExpectClose(y_exact, "LinearWeights bf16 GEMM vs f32 x", 1e-2);
+  for (bool accumulate : {false, true}) {
+    const std::vector<float> dy_host = RandomFloats(m * n);
+    Twin dy16 = Each(RoundedToBf16(dy_host), dy_host), dy = Both(dy_host);
+    Twin dx = accumulate ? Random(m * k) : Poisoned(m * k), dw = Random(n * k), db = Random(n);
+    OnBoth([&](Backend& be, bool g) {
+      if (g) {
+        be.LinearWeightsBackward(dy.gpu.data(), x_exact.gpu.data(), view(true), dx.gpu.data(), dw.gpu.data(),
+                                 db.gpu.data(), m, k, n, accumulate);
+        return;
+      }
+      // dx from the rounded dy; dw and db from the f32 one, as the GPU computes them.
+      be.LinearWeightsBackward(dy16.cpu.data(), x_exact.cpu.data(), view(false), dx.cpu.data(), nullptr, nullptr,
+                               m, k, n, accumulate);
+      be.LinearWeightsBackward(dy.cpu.data(), x_exact.cpu.data(), view(false), nullptr, dw.cpu.data(), db.cpu.data(),
+                               m, k, n, false);
+    });
+    ExpectClose(dx, accumulate ? "LinearWeightsBackward bf16 dx (accumulate)" : "LinearWeightsBackward bf16 dx",
+                kBf16GemmTolerance);
+    ExpectClose(dw, "LinearWeightsBackward bf16 dw");
+    ExpectClose(db, "LinearWeightsBackward bf16 db");
+  }
+}
+
+// FP8 weights whose shape fits cuBLASLt's block-scaled GEMM on Hopper (k a multiple of 128, n of
+// 16, the view starting at a 128-row boundary): the activations are quantized on the device per
+// 1x128 block of each row. Against the CPU backend on the activations quantized and dequantized the
+// same way on the host (the values the GPU multiplies), only the accumulation differs
+// (kFp8GemmTolerance); against the unquantized activations, within FP8's rounding (0.1; about 0.03
+// expected). k/128 = 3 needs the weight's scale rows padded to 4 blocks and m = 5 padded to 16
+// rows; k/128 = 4 and m = 16 need neither.
+TEST_F(CudaBackendTest, LinearWeightsFp8BlockScaledGemm) {
+  for (auto [k, m] : {std::pair<int64_t, int64_t>{384, 5}, {512, 16}}) {
+    const int64_t rows = 400, n = 272;  // the view: rows [128, 400), its last scale block partial
+    Twin data = Both(RandomFp8Storage(rows, k)), scales = Both(RandomBlockScales(rows, k));
+    auto view = [&](bool g) {
+      return WeightView{DType::kF8E4M3, data.on(g).raw(), scales.on(g).data(), rows, k, 0}.Rows(128, n);
+    };
+    const std::vector<float> x_host = RandomFloats(m * k);
+    Twin x = Each(Fp8RowBlocksDequantized(x_host, m, k), x_host), x_exact = Both(x_host), b = Random(n);
+    Twin y = Poisoned(m * n), y_exact = Poisoned(m * n);
+    OnBoth([&](Backend& be, bool g) {
+      be.LinearWeights(x.on(g).data(), view(g), b.on(g).data(), y.on(g).data(), m, k, n);
+      be.LinearWeights(x_exact.on(g).data(), view(g), b.on(g).data(), y_exact.on(g).data(), m, k, n);
+    });
+    const std::string shape = " k=" + std::to_string(k) + " m=" + std::to_string(m);
+    ExpectClose(y, "LinearWeights fp8 block GEMM (x quantized on the CPU)" + shape, kFp8GemmTolerance);
+    ExpectClose(y_exact, "LinearWeights fp8 block GEMM vs f32 x" + shape, 0.1);
   }
 }
 
