@@ -2,22 +2,22 @@
 # Synchronous vs one-step off-policy vs asynchronous training, side by side in one run (issue 20,
 # item 3): the nano R1-Zero recipe from one shared pretrained base (PRETRAIN_STEPS, done once),
 # then NANO_STEPS RL steps with rollout.max_staleness 0, 1 and 2 (algorithm.is_correction
-# token_tis in all), on the embedded rollout and, for 0 and 1, on two `grpo rollout serve`
-# servers on this machine (max_staleness >= 2 needs the embedded rollout). The same binary and seed
-# everywhere; rewards embedded. Per run: the RL steps' wall time (sum of time/step, evaluations
-# excluded), completion tokens per second of it, the mean rollout and learner seconds per step,
-# the staleness the run logged, the held-out accuracy (T = 1, EVAL_SIZE questions every EVAL_EVERY
-# steps) at the end, and the wall time to the accuracy band: the RL wall time (evaluations
-# excluded) up to the first evaluation with accuracy >= BAND. Not a test: run it by hand.
+# token_tis in all), on the embedded rollout and on two `grpo rollout serve` servers on this
+# machine. The same binary and seed everywhere; rewards embedded. Per run: the RL steps' wall
+# time (sum of time/step, evaluations excluded), completion tokens per second of it, the mean
+# rollout and learner seconds per step, the staleness the run logged, the held-out accuracy
+# (T = 1, EVAL_SIZE questions every EVAL_EVERY steps) at the end, and the wall time to the
+# accuracy band: the RL wall time (evaluations excluded) up to the first evaluation with
+# accuracy >= BAND. Not a test: run it by hand.
 #   THREADS=2 NANO_STEPS=100 PRETRAIN_STEPS=1000 EVAL_EVERY=10 EVAL_SIZE=200 BAND=0.85 bash bench/async_bench.sh
-# MODES picks runs (default "local-0 local-1 local-2 remote-0 remote-1"). GRPO_BIN=PATH runs that
-# binary instead of building `bazel build -c opt //cli:grpo`; the binary is copied first either
-# way, so a build in this tree during the run does not change it.
+# MODES picks runs (default "local-0 local-1 local-2 remote-0 remote-1 remote-2"). GRPO_BIN=PATH
+# runs that binary instead of building `bazel build -c opt //cli:grpo`; the binary is copied
+# first either way, so a build in this tree during the run does not change it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; NANO_STEPS=${NANO_STEPS:-100}; PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}
 EVAL_EVERY=${EVAL_EVERY:-10}; EVAL_SIZE=${EVAL_SIZE:-200}; BAND=${BAND:-0.85}
-MODES=${MODES:-"local-0 local-1 local-2 remote-0 remote-1"}
+MODES=${MODES:-"local-0 local-1 local-2 remote-0 remote-1 remote-2"}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-async-bench.XXXXXX)
 pids=()

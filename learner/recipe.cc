@@ -138,7 +138,7 @@ absl::Status ParseToolPlugin(const Config& c, TrainRecipe* r) {
 }
 
 // The tools section; the pretraining corpus's tool style takes its markers.
-// rollout.max_staleness, after rollout.overlap (its one-step special case) and rollout.endpoints.
+// rollout.max_staleness, after rollout.overlap (its one-step special case).
 absl::Status ParseMaxStaleness(const Config& c, TrainRecipe* r) {
   constexpr int64_t kMaxStaleness = 8;
   GRPO_ASSIGN_OR_RETURN(r->max_staleness, c.GetIntOr("rollout.max_staleness", r->overlap ? 1 : 0));
@@ -148,9 +148,6 @@ absl::Status ParseMaxStaleness(const Config& c, TrainRecipe* r) {
   }
   if (r->overlap && r->max_staleness != 1) {
     return c.Error("rollout.max_staleness", "rollout.overlap: true is max_staleness 1; set one of the two");
-  }
-  if (r->max_staleness >= 2 && !r->rollout_endpoints.empty()) {
-    return c.Error("rollout.max_staleness", "values >= 2 need the embedded rollout (no rollout.endpoints)");
   }
   r->overlap = r->max_staleness >= 1;
   return absl::OkStatus();

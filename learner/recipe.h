@@ -14,7 +14,8 @@
 //   sft        the `grpo sft` stage (data, steps, batch_size, lr, ...)
 //   rollout    prompts_per_step, group_size, max_new_tokens, temperature, top_p, top_k, min_p,
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
-//              overlap (one-step off-policy), endpoints (remote mode), batch_invariant
+//              overlap (one-step off-policy), max_staleness (asynchronous), endpoints (remote
+//              mode), batch_invariant
 //   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
 //              (none|calculator|python|plugin), max_calls, max_output_tokens, call_start,
 //              call_end, result_start, result_end, plugin (a tool plugin's library),

@@ -153,8 +153,11 @@ TEST(Recipe, MaxStalenessIsCheckedAndOverlapIsItsOneStepCase) {
   ExpectError({"rollout.overlap=true"}, "rollout.overlap");
   ExpectError({"rollout.overlap=true", "rollout.max_staleness=2", "algorithm.is_correction=token_tis"},
               "rollout.max_staleness");
-  ExpectError({"rollout.max_staleness=2", "algorithm.is_correction=token_tis", "rollout.endpoints=[\"h:1\"]"},
-              "rollout.max_staleness");
+  auto remote = Parse(kMinimal, {"rollout.max_staleness=2", "algorithm.is_correction=token_tis",
+                                 "rollout.endpoints=[\"h:1\", \"h:2\"]"});  // asynchronous with rollout servers
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  EXPECT_EQ(remote->max_staleness, 2);
+  EXPECT_EQ(remote->rollout_endpoints.size(), 2u);
 }
 
 TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
