@@ -31,7 +31,7 @@
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
 //   distill    teacher (HF model directory) or teacher_server (HOST:PORT of `grpo rollout serve
-//              --serve-logprobs`), coef, rule_rewards: on-policy distillation
+//              --serve-logprobs`, or a list of them), coef, rule_rewards: on-policy distillation
 //   cluster    read by `grpo submit` (deploy/), ignored here
 #ifndef GRPO_LEARNER_RECIPE_H_
 #define GRPO_LEARNER_RECIPE_H_
@@ -142,9 +142,10 @@ struct TrainRecipe {
   // token's advantage gets coef * -(log pi_student - log pi_teacher) (policy_loss.h
   // DistillationAdvantages), added to the rule-reward advantages when distill_rule_rewards.
   std::string distill_teacher;  // HF model directory; empty: none
-  // HOST:PORT (port 1..65535) of a rollout server serving Logprobs; exclusive with
+  // HOST:PORT (port 1..65535) of each rollout server serving Logprobs (distill.teacher_server:
+  // one address or a list, used round robin with failover, learner/teacher.h); exclusive with
   // distill_teacher; both empty: no distillation.
-  std::string distill_teacher_server;
+  std::vector<std::string> distill_teacher_servers;
   double distill_coef = 1.0;
   bool distill_rule_rewards = true;
 

@@ -513,14 +513,14 @@ absl::StatusOr<double> AddDistillation(Teacher& teacher, const TrainRecipe& r, s
 }
 
 // The teacher of on-policy distillation: distill.teacher on the policy's backend, or the rollout
-// server distill.teacher_server; null without one. Its vocabulary must be the student's (the same
+// server(s) distill.teacher_server; null without one. Its vocabulary must be the student's (the same
 // token ids).
 absl::StatusOr<std::unique_ptr<Teacher>> LoadTeacher(const Run& run) {
   const TrainRecipe& r = *run.recipe;
   const int64_t sv = run.policy->config().vocab_size;
-  if (!r.distill_teacher_server.empty()) {
+  if (!r.distill_teacher_servers.empty()) {
     TeacherServerOptions to;
-    to.endpoint = r.distill_teacher_server;
+    to.endpoints = r.distill_teacher_servers;
     to.student_vocab_size = sv;
     return ConnectTeacher(to);
   }
