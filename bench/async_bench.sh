@@ -27,19 +27,16 @@ export GRPO_NUM_THREADS=$THREADS
 GRPO="$W/grpo"
 cp "${GRPO_BIN:-bazel-bin/cli/grpo}" "$GRPO"
 RECIPE=recipes/r1zero-nano.yaml
+# The CLI tests' helpers, for port_of (the wait for a server's port, sized for a busy machine):
+# sourced with this run's binary and recipe, which it makes absolute; it works in $W and leaves
+# the thread count (GRPO_NUM_THREADS above) alone.
+export CLI_TEST_ALL_THREADS=1
+TEST_TMPDIR="$W" source tests/cli_test_lib.sh "$GRPO" "$RECIPE"
 
 "$GRPO" train $RECIPE --set run.output_dir="$W/runs" --set run.name=base --set pretrain.steps=$PRETRAIN_STEPS \
   --set train.steps=0 --set train.eval_size=0 --quiet >/dev/null 2>"$W/base.err" || { cat "$W/base.err"; exit 1; }
 BASE=$(ls -d "$W"/runs/base/checkpoints/pretrain-* | tail -n 1)
 
-port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
-  for _ in $(seq 1 600); do
-    p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" | head -n1)
-    if [ -n "$p" ]; then echo "$p"; return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 start_servers() {  # two rollout servers on the base, the job's push token; sets ENDPOINTS
   (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$W/push.token")
   export GRPO_PUSH_TOKEN_FILE="$W/push.token"
