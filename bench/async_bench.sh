@@ -2,22 +2,22 @@
 # Synchronous vs one-step off-policy vs asynchronous training, side by side in one run (issue 20,
 # item 3): the nano R1-Zero recipe from one shared pretrained base (PRETRAIN_STEPS, done once),
 # then NANO_STEPS RL steps with rollout.max_staleness 0, 1 and 2 (algorithm.is_correction
-# token_tis in all), on the embedded rollout and, for 0 and 1, on two `grpo rollout serve`
-# servers on this machine (max_staleness >= 2 needs the embedded rollout). The same binary and seed
-# everywhere; rewards embedded. Per run: the RL steps' wall time (sum of time/step, evaluations
-# excluded), completion tokens per second of it, the mean rollout and learner seconds per step,
-# the staleness the run logged, the held-out accuracy (T = 1, EVAL_SIZE questions every EVAL_EVERY
-# steps) at the end, and the wall time to the accuracy band: the RL wall time (evaluations
-# excluded) up to the first evaluation with accuracy >= BAND. Not a test: run it by hand.
+# token_tis in all), on the embedded rollout and on two `grpo rollout serve` servers on this
+# machine. The same binary and seed everywhere; rewards embedded. Per run: the RL steps' wall
+# time (sum of time/step, evaluations excluded), completion tokens per second of it, the mean
+# rollout and learner seconds per step, the staleness the run logged, the held-out accuracy
+# (T = 1, EVAL_SIZE questions every EVAL_EVERY steps) at the end, and the wall time to the
+# accuracy band: the RL wall time (evaluations excluded) up to the first evaluation with
+# accuracy >= BAND. Not a test: run it by hand.
 #   THREADS=2 NANO_STEPS=100 PRETRAIN_STEPS=1000 EVAL_EVERY=10 EVAL_SIZE=200 BAND=0.85 bash bench/async_bench.sh
-# MODES picks runs (default "local-0 local-1 local-2 remote-0 remote-1"). GRPO_BIN=PATH runs that
-# binary instead of building `bazel build -c opt //cli:grpo`; the binary is copied first either
-# way, so a build in this tree during the run does not change it.
+# MODES picks runs (default "local-0 local-1 local-2 remote-0 remote-1 remote-2"). GRPO_BIN=PATH
+# runs that binary instead of building `bazel build -c opt //cli:grpo`; the binary is copied
+# first either way, so a build in this tree during the run does not change it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; NANO_STEPS=${NANO_STEPS:-100}; PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}
 EVAL_EVERY=${EVAL_EVERY:-10}; EVAL_SIZE=${EVAL_SIZE:-200}; BAND=${BAND:-0.85}
-MODES=${MODES:-"local-0 local-1 local-2 remote-0 remote-1"}
+MODES=${MODES:-"local-0 local-1 local-2 remote-0 remote-1 remote-2"}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-async-bench.XXXXXX)
 pids=()
@@ -27,19 +27,16 @@ export GRPO_NUM_THREADS=$THREADS
 GRPO="$W/grpo"
 cp "${GRPO_BIN:-bazel-bin/cli/grpo}" "$GRPO"
 RECIPE=recipes/r1zero-nano.yaml
+# The CLI tests' helpers, for port_of (the wait for a server's port, sized for a busy machine):
+# sourced with this run's binary and recipe, which it makes absolute; it works in $W and leaves
+# the thread count (GRPO_NUM_THREADS above) alone.
+export CLI_TEST_ALL_THREADS=1
+TEST_TMPDIR="$W" source tests/cli_test_lib.sh "$GRPO" "$RECIPE"
 
 "$GRPO" train $RECIPE --set run.output_dir="$W/runs" --set run.name=base --set pretrain.steps=$PRETRAIN_STEPS \
   --set train.steps=0 --set train.eval_size=0 --quiet >/dev/null 2>"$W/base.err" || { cat "$W/base.err"; exit 1; }
 BASE=$(ls -d "$W"/runs/base/checkpoints/pretrain-* | tail -n 1)
 
-port_of() {  # waits for "listening on HOST:PORT" in $1, prints PORT
-  for _ in $(seq 1 600); do
-    p=$(sed -n 's/.*listening on [^:]*:\([0-9]*\).*/\1/p' "$1" | head -n1)
-    if [ -n "$p" ]; then echo "$p"; return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
 start_servers() {  # two rollout servers on the base, the job's push token; sets ENDPOINTS
   (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$W/push.token")
   export GRPO_PUSH_TOKEN_FILE="$W/push.token"

@@ -138,7 +138,7 @@ absl::Status ParseToolPlugin(const Config& c, TrainRecipe* r) {
 }
 
 // The tools section; the pretraining corpus's tool style takes its markers.
-// rollout.max_staleness, after rollout.overlap (its one-step special case) and rollout.endpoints.
+// rollout.max_staleness, after rollout.overlap (its one-step special case).
 absl::Status ParseMaxStaleness(const Config& c, TrainRecipe* r) {
   constexpr int64_t kMaxStaleness = 8;
   GRPO_ASSIGN_OR_RETURN(r->max_staleness, c.GetIntOr("rollout.max_staleness", r->overlap ? 1 : 0));
@@ -149,10 +149,35 @@ absl::Status ParseMaxStaleness(const Config& c, TrainRecipe* r) {
   if (r->overlap && r->max_staleness != 1) {
     return c.Error("rollout.max_staleness", "rollout.overlap: true is max_staleness 1; set one of the two");
   }
-  if (r->max_staleness >= 2 && !r->rollout_endpoints.empty()) {
-    return c.Error("rollout.max_staleness", "values >= 2 need the embedded rollout (no rollout.endpoints)");
-  }
   r->overlap = r->max_staleness >= 1;
+  return absl::OkStatus();
+}
+
+// distill.teacher_server: one HOST:PORT or a list of them (failover, learner/teacher.h), after
+// distill.teacher.
+absl::Status ParseTeacherServers(const Config& c, TrainRecipe* r) {
+  constexpr const char* kKey = "distill.teacher_server";
+  if (!c.Has(kKey)) return absl::OkStatus();
+  const bool list = !c.json().at("distill").at("teacher_server").is_string();
+  if (!list) {
+    GRPO_ASSIGN_OR_RETURN(std::string one, c.GetString(kKey));
+    if (one.empty()) return absl::OkStatus();  // "": no teacher server, as when absent
+    r->distill_teacher_servers = {one};
+  } else {
+    GRPO_ASSIGN_OR_RETURN(r->distill_teacher_servers, c.GetStringList(kKey));
+  }
+  if (r->distill_teacher_servers.empty()) return c.Error(kKey, "needs at least one HOST:PORT");
+  if (!r->distill_teacher.empty()) return c.Error(kKey, "give one of distill.teacher and distill.teacher_server, not both");
+  for (size_t i = 0; i < r->distill_teacher_servers.size(); ++i) {
+    const std::string& e = r->distill_teacher_servers[i];
+    const std::string key = list ? std::string(kKey) + "." + std::to_string(i) : std::string(kKey);
+    absl::StatusOr<ListenAddress> at = ParseListenAddress(e);
+    if (!at.ok()) return c.Error(key, std::string(at.status().message()));
+    if (at->port == 0) return c.Error(key, "needs the server's port (1..65535), got 0");
+    for (size_t j = 0; j < i; ++j) {
+      if (r->distill_teacher_servers[j] == e) return c.Error(key, e + " is listed twice");
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -358,21 +383,13 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
                    "(e.g. token_tis, seq_tis_geo or icepop) to correct their staleness");
   }
   GRPO_ASSIGN_OR_RETURN(r.distill_teacher, c.GetStringOr("distill.teacher", ""));
-  GRPO_ASSIGN_OR_RETURN(r.distill_teacher_server, c.GetStringOr("distill.teacher_server", ""));
-  if (!r.distill_teacher_server.empty()) {
-    if (!r.distill_teacher.empty()) {
-      return c.Error("distill.teacher_server", "give one of distill.teacher and distill.teacher_server, not both");
-    }
-    absl::StatusOr<ListenAddress> at = ParseListenAddress(r.distill_teacher_server);
-    if (!at.ok()) return c.Error("distill.teacher_server", std::string(at.status().message()));
-    if (at->port == 0) return c.Error("distill.teacher_server", "needs the server's port (1..65535), got 0");
-  }
+  GRPO_RETURN_IF_ERROR(ParseTeacherServers(c, &r));
   GRPO_ASSIGN_OR_RETURN(r.distill_coef, c.GetDoubleOr("distill.coef", 1.0));
   GRPO_ASSIGN_OR_RETURN(r.distill_rule_rewards, c.GetBoolOr("distill.rule_rewards", true));
   if (!(r.distill_coef > 0 && std::isfinite(r.distill_coef))) {
     return c.Error("distill.coef", "must be finite and > 0");
   }
-  if ((!r.distill_teacher.empty() || !r.distill_teacher_server.empty()) && r.loss.surrogate == Surrogate::kGmpo) {
+  if ((!r.distill_teacher.empty() || !r.distill_teacher_servers.empty()) && r.loss.surrogate == Surrogate::kGmpo) {
     return c.Error(r.distill_teacher.empty() ? "distill.teacher_server" : "distill.teacher", "distillation needs per-token advantages, which the gmpo objective does "
                                       "not take (one term per sequence); use grpo, dr_grpo, dapo, gspo, cispo or sapo");
   }

@@ -14,7 +14,8 @@
 //   sft        the `grpo sft` stage (data, steps, batch_size, lr, ...)
 //   rollout    prompts_per_step, group_size, max_new_tokens, temperature, top_p, top_k, min_p,
 //              stop_strings, serve_format (f32|bf16|fp8), kv_memory_mb, routing_replay,
-//              overlap (one-step off-policy), endpoints (remote mode), batch_invariant
+//              overlap (one-step off-policy), max_staleness (asynchronous), endpoints (remote
+//              mode), batch_invariant
 //   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
 //              (none|calculator|python|plugin), max_calls, max_output_tokens, call_start,
 //              call_end, result_start, result_end, plugin (a tool plugin's library),
@@ -30,7 +31,7 @@
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
 //   distill    teacher (HF model directory) or teacher_server (HOST:PORT of `grpo rollout serve
-//              --serve-logprobs`), coef, rule_rewards: on-policy distillation
+//              --serve-logprobs`, or a list of them), coef, rule_rewards: on-policy distillation
 //   cluster    read by `grpo submit` (deploy/), ignored here
 #ifndef GRPO_LEARNER_RECIPE_H_
 #define GRPO_LEARNER_RECIPE_H_
@@ -141,9 +142,10 @@ struct TrainRecipe {
   // token's advantage gets coef * -(log pi_student - log pi_teacher) (policy_loss.h
   // DistillationAdvantages), added to the rule-reward advantages when distill_rule_rewards.
   std::string distill_teacher;  // HF model directory; empty: none
-  // HOST:PORT (port 1..65535) of a rollout server serving Logprobs; exclusive with
+  // HOST:PORT (port 1..65535) of each rollout server serving Logprobs (distill.teacher_server:
+  // one address or a list, used round robin with failover, learner/teacher.h); exclusive with
   // distill_teacher; both empty: no distillation.
-  std::string distill_teacher_server;
+  std::vector<std::string> distill_teacher_servers;
   double distill_coef = 1.0;
   bool distill_rule_rewards = true;
 

@@ -46,8 +46,11 @@ TEST(Recipe, DefaultsAndPresets) {
   EXPECT_FALSE(distill->distill_rule_rewards);
   auto served = Parse(kMinimal, {"distill.teacher_server=teacher.local:50070"});
   ASSERT_TRUE(served.ok()) << served.status().ToString();
-  EXPECT_EQ(served->distill_teacher_server, "teacher.local:50070");
+  EXPECT_EQ(served->distill_teacher_servers, std::vector<std::string>{"teacher.local:50070"});
   EXPECT_TRUE(served->distill_teacher.empty());
+  auto failover = Parse(kMinimal, {"distill.teacher_server=[a.local:1, b.local:2]"});
+  ASSERT_TRUE(failover.ok()) << failover.status().ToString();
+  EXPECT_EQ(failover->distill_teacher_servers, (std::vector<std::string>{"a.local:1", "b.local:2"}));
 
   auto dapo = Parse(kMinimal, {"algorithm.objective=dapo", "rollout.max_new_tokens=64"});
   ASSERT_TRUE(dapo.ok()) << dapo.status().ToString();
@@ -133,6 +136,10 @@ TEST(Recipe, ErrorsNameTheKey) {
   ExpectError({"distill.teacher_server=localhost:99999"}, "distill.teacher_server");  // out of range
   ExpectError({"distill.teacher_server=h:1", "distill.teacher=/t"}, "distill.teacher_server");
   ExpectError({"distill.teacher_server=h:1", "algorithm.objective=gmpo"}, "distill.teacher_server");
+  ExpectError({"distill.teacher_server=[h:1, localhost]"}, "distill.teacher_server.1");  // the entry named
+  ExpectError({"distill.teacher_server=[h:1, h:1]"}, "distill.teacher_server");          // twice
+  ExpectError({"distill.teacher_server=[]"}, "distill.teacher_server");
+  ExpectError({"distill.teacher_server=[1, 2]"}, "distill.teacher_server");
 }
 
 TEST(Recipe, MaxStalenessIsCheckedAndOverlapIsItsOneStepCase) {
@@ -153,8 +160,11 @@ TEST(Recipe, MaxStalenessIsCheckedAndOverlapIsItsOneStepCase) {
   ExpectError({"rollout.overlap=true"}, "rollout.overlap");
   ExpectError({"rollout.overlap=true", "rollout.max_staleness=2", "algorithm.is_correction=token_tis"},
               "rollout.max_staleness");
-  ExpectError({"rollout.max_staleness=2", "algorithm.is_correction=token_tis", "rollout.endpoints=[\"h:1\"]"},
-              "rollout.max_staleness");
+  auto remote = Parse(kMinimal, {"rollout.max_staleness=2", "algorithm.is_correction=token_tis",
+                                 "rollout.endpoints=[\"h:1\", \"h:2\"]"});  // asynchronous with rollout servers
+  ASSERT_TRUE(remote.ok()) << remote.status().ToString();
+  EXPECT_EQ(remote->max_staleness, 2);
+  EXPECT_EQ(remote->rollout_endpoints.size(), 2u);
 }
 
 TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {

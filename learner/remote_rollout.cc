@@ -74,40 +74,33 @@ class RemoteRollout final : public PolicyRollout {
     if (options_.ranks != nullptr && options_.ranks->size() > 1) return PushShards(version, policy);
     // The wire needs host bytes: the masters are downloaded once, encoded once, sent to all.
     GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(policy.ReadParameters(), version, options_.push));
-    current_ = std::make_shared<EncodedWeights>(std::move(w));
-    version_ = version;
+    auto encoded = std::make_shared<EncodedWeights>(std::move(w));
     // Only to the servers that are up: a down one is revived (and synced) before it gets work.
     std::vector<grpo::v1::RolloutService::StubInterface*> stubs;
-    std::vector<size_t> index;
+    std::vector<bool> pushed;
     {
       absl::MutexLock lock(&mu_);
-      for (size_t i = 0; i < stubs_.size(); ++i) {
-        if (up_[i]) {
-          stubs.push_back(stubs_[i].get());
-          index.push_back(i);
-        }
-      }
+      current_ = encoded;
+      last_params_.reset();
+      pushing_ = version;
+      pushed = up_;
     }
-    auto acks = PushWeightsToAll(stubs, *current_, options_.push.chunk_bytes, absl::Now() + options_.push_timeout,
+    for (size_t i = 0; i < stubs_.size(); ++i) {
+      if (pushed[i]) stubs.push_back(stubs_[i].get());
+    }
+    auto acks = PushWeightsToAll(stubs, *encoded, options_.push.chunk_bytes, absl::Now() + options_.push_timeout,
                                  options_.push_token);
-    int ok = 0;
-    std::string why;
-    for (size_t j = 0; j < acks.size(); ++j) {
-      const size_t i = index[j];
-      absl::MutexLock lock(&mu_);
-      if (acks[j].ok()) {
-        ++ok;
-      } else {
-        up_[i] = false;
-        why += " " + options_.endpoints[i] + ": " + acks[j].status().ToString() + ";";
-      }
+    std::vector<absl::Status> results(stubs_.size());
+    for (size_t i = 0, j = 0; i < stubs_.size(); ++i) {
+      if (pushed[i]) results[i] = acks[j++].status();
     }
-    if (ok == 0) return absl::UnavailableError("weight push of version " + std::to_string(version) + " reached no rollout server:" + why);
-    if (!why.empty()) std::fprintf(stderr, "grpo train: rollout servers marked down after the push:%s\n", why.c_str());
-    return absl::OkStatus();
+    return CountPushed(version, pushed, results);
   }
 
-  uint64_t weight_version() const override { return version_; }
+  uint64_t weight_version() const override {
+    absl::MutexLock lock(&mu_);
+    return serving_;
+  }
 
  private:
   // Data-parallel ranks: every rank pushes its shard of the version to the servers that are up
@@ -118,6 +111,9 @@ class RemoteRollout final : public PolicyRollout {
     std::vector<grpo::v1::RolloutService::StubInterface*> stubs;
     {
       absl::MutexLock lock(&mu_);
+      last_params_ = params;
+      current_.reset();  // encoded whole only if a revived server needs it
+      pushing_ = version;
       up = up_;
     }
     for (size_t i = 0; i < stubs_.size(); ++i) stubs.push_back(up[i] ? stubs_[i].get() : nullptr);
@@ -125,17 +121,16 @@ class RemoteRollout final : public PolicyRollout {
     const std::vector<absl::Status> results =
         PushWeightShards(*options_.ranks, stubs, *params, version, options_.push,
                          absl::Now() + options_.push_timeout, options_.push_token);
-    last_params_ = std::move(params);
-    current_.reset();  // encoded whole only if a revived server needs it
-    version_ = version;
     return CountPushed(version, up, results);
   }
 
-  // Marks the servers whose push failed down; fails when no server took the version.
+  // Marks the servers whose push failed down and `version` as served; fails when no server took
+  // the version.
   absl::Status CountPushed(uint64_t version, const std::vector<bool>& pushed, const std::vector<absl::Status>& results) {
     int ok = 0;
     std::string why;
     absl::MutexLock lock(&mu_);
+    serving_ = version;
     for (size_t i = 0; i < results.size(); ++i) {
       if (!pushed[i]) continue;
       if (results[i].ok()) {
@@ -150,35 +145,49 @@ class RemoteRollout final : public PolicyRollout {
     return absl::OkStatus();
   }
 
-  // The current version whole, for a server that missed it (sharded pushes keep the parameters
-  // and encode them only here).
+  // The newest pushed version whole, for a server that missed it (sharded pushes keep the
+  // parameters and encode them only here).
   absl::StatusOr<std::shared_ptr<EncodedWeights>> WholeCurrentVersion() {
-    if (current_ == nullptr && last_params_ != nullptr) {
-      GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(*last_params_, version_, options_.push));
-      current_ = std::make_shared<EncodedWeights>(std::move(w));
+    std::shared_ptr<std::vector<Parameter>> params;
+    uint64_t version = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (current_ != nullptr || last_params_ == nullptr) return current_;
+      params = last_params_;
+      version = pushing_;
     }
-    return current_;
+    GRPO_ASSIGN_OR_RETURN(EncodedWeights w, EncodeWeights(*params, version, options_.push));
+    auto encoded = std::make_shared<EncodedWeights>(std::move(w));
+    absl::MutexLock lock(&mu_);
+    if (pushing_ == version) current_ = encoded;
+    return encoded;
   }
 
-  // Health-checks every down server; one that answers gets the current weights.
+  // Health-checks every down server; one that answers gets the newest pushed version. It is
+  // marked up only if no newer push started meanwhile (that push skipped it; the next Generate
+  // revives it again).
   absl::Status ReviveDownServers() {
     for (size_t i = 0; i < stubs_.size(); ++i) {
+      uint64_t newest = 0;
       {
         absl::MutexLock lock(&mu_);
         if (up_[i]) continue;
+        newest = pushing_;
       }
       grpc::ClientContext ctx;
       ctx.set_deadline(Deadline(absl::Seconds(2)));
       grpo::v1::RolloutHealthRequest req;
       grpo::v1::RolloutHealthResponse resp;
       if (!stubs_[i]->Health(&ctx, req, &resp).ok()) continue;
-      if (version_ != 0 && resp.weight_version() != version_) {
+      if (newest != 0 && resp.weight_version() != newest) {
         GRPO_ASSIGN_OR_RETURN(std::shared_ptr<EncodedWeights> current, WholeCurrentVersion());
+        newest = current->version;
         auto ack = grpo::PushWeights(*stubs_[i], *current, options_.push.chunk_bytes,
                                      absl::Now() + options_.push_timeout, options_.push_token);
         if (!ack.ok()) continue;
       }
       absl::MutexLock lock(&mu_);
+      if (newest != pushing_) continue;
       up_[i] = true;
       std::fprintf(stderr, "grpo train: rollout server %s is back\n", options_.endpoints[i].c_str());
     }
@@ -190,8 +199,10 @@ class RemoteRollout final : public PolicyRollout {
     std::string last_error;
     for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
       int server = -1;
+      uint64_t oldest = 0;  // the version every server up serves as the group is sent
       {
         absl::MutexLock lock(&mu_);
+        oldest = serving_;
         for (size_t k = 0; k < stubs_.size(); ++k) {
           const size_t i = (start + attempt + k) % stubs_.size();
           if (up_[i]) {
@@ -207,7 +218,8 @@ class RemoteRollout final : public PolicyRollout {
       grpc::Status st = stubs_[server]->Generate(&ctx, proto, &resp);
       if (st.ok()) {
         absl::StatusOr<GroupResult> result = GroupResultFromProto(resp.group());
-        const std::string bad = result.ok() ? CheckResult(request, *result) : std::string(result.status().message());
+        const std::string bad =
+            result.ok() ? CheckResult(request, *result, oldest) : std::string(result.status().message());
         if (bad.empty()) {
           *out = *std::move(result);
           return absl::OkStatus();
@@ -235,33 +247,45 @@ class RemoteRollout final : public PolicyRollout {
                                "; last error: " + last_error + ")");
   }
 
-  // "" when `result` answers `request` with the current weights; else what is wrong.
-  std::string CheckResult(const GroupRequest& request, const GroupResult& result) const {
+  // "" when `result` answers `request` with weights no older than `oldest` (the version served
+  // when the group was sent) and no newer than the newest pushed; else what is wrong.
+  std::string CheckResult(const GroupRequest& request, const GroupResult& result, uint64_t oldest) const {
     if (static_cast<int64_t>(result.samples.size()) != request.n) return "wrong number of samples";
+    uint64_t newest = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      newest = pushing_;
+    }
     for (const SampleResult& s : result.samples) {
       if (s.tokens.empty() || s.logprobs.size() != s.tokens.size() ||
           (request.return_raw_logprobs && s.raw_logprobs.size() != s.tokens.size())) {
         return "a sample's tokens and logprobs disagree";
       }
-      if (version_ != 0) {
-        for (const VersionSpan& v : s.versions) {
-          if (v.version != version_) {
-            return "a sample was generated with weight version " + std::to_string(v.version) + ", not " +
-                   std::to_string(version_);
-          }
+      if (newest == 0) continue;  // nothing pushed yet: the servers' own weights
+      for (const VersionSpan& v : s.versions) {
+        if (v.version < oldest || v.version > newest) {
+          return "a sample was generated with weight version " + std::to_string(v.version) + ", not " +
+                 (oldest == newest ? std::to_string(newest)
+                                   : std::to_string(oldest) + ".." + std::to_string(newest));
         }
       }
     }
     return "";
   }
 
-  RemoteRolloutOptions options_;
-  std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> stubs_;
-  absl::Mutex mu_;  // Generate's threads share up_
+  const RemoteRolloutOptions options_;
+  const std::vector<std::unique_ptr<grpo::v1::RolloutService::Stub>> stubs_;
+  // Generate's threads and a PushWeights running beside them (rollout.max_staleness >= 2) share
+  // what follows.
+  mutable absl::Mutex mu_;
   std::vector<bool> up_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<EncodedWeights> current_;
-  std::shared_ptr<std::vector<Parameter>> last_params_;  // sharded pushes: the version's masters
-  uint64_t version_ = 0;
+  // The newest version a push has started for, and the newest one the servers up serve (its push
+  // finished); equal between pushes. A token's version lies between the served one when its
+  // group was sent and the pushing one (CheckResult).
+  uint64_t pushing_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t serving_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<EncodedWeights> current_ ABSL_GUARDED_BY(mu_);  // pushing_ encoded whole, or null
+  std::shared_ptr<std::vector<Parameter>> last_params_ ABSL_GUARDED_BY(mu_);  // sharded pushes: the masters
 };
 
 }  // namespace

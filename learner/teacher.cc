@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -31,11 +32,21 @@ class Embedded final : public Teacher {
   std::unique_ptr<CausalLM> model_;
 };
 
+// What errors of the teacher name: the key and the endpoint.
+std::string Who(const std::string& endpoint) { return "distill.teacher_server " + endpoint; }
+
 // The absl::Status of a failed RPC, naming the key and the endpoint.
 absl::Status RpcError(const std::string& endpoint, const char* rpc, const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      "distill.teacher_server " + endpoint + ": " + rpc + " failed: " + s.error_message());
+                      Who(endpoint) + ": " + rpc + " failed: " + s.error_message());
 }
+
+// One teacher server: its channel and whether its last call failed.
+struct TeacherServer {
+  std::string endpoint;
+  std::unique_ptr<grpo::v1::RolloutService::Stub> stub;
+  bool down = false;
+};
 
 class Remote final : public Teacher {
  public:
@@ -43,18 +54,61 @@ class Remote final : public Teacher {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(o_.max_message_mb << 20);
     args.SetMaxSendMessageSize(o_.max_message_mb << 20);
-    stub_ = grpo::v1::RolloutService::NewStub(
-        grpc::CreateCustomChannel(o_.endpoint, grpc::InsecureChannelCredentials(), args));
+    for (const std::string& e : o_.endpoints) {
+      servers_.push_back({e, grpo::v1::RolloutService::NewStub(
+                                 grpc::CreateCustomChannel(e, grpc::InsecureChannelCredentials(), args))});
+    }
   }
 
+  // Every server, one after another; the first that fails the check fails the connect.
   absl::Status Check() {
+    if (servers_.empty()) return absl::InvalidArgumentError("distill.teacher_server: no endpoints");
+    for (const TeacherServer& server : servers_) GRPO_RETURN_IF_ERROR(CheckOne(server));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::vector<float>>> Logprobs(
+      const std::vector<std::vector<int32_t>>& sequences) override {
+    grpo::v1::LogprobsRequest req;
+    req.set_request_id("distill-" + std::to_string(++calls_));
+    for (const auto& s : sequences) req.add_sequences()->mutable_token_ids()->Add(s.begin(), s.end());
+    std::string errors;
+    for (size_t i : AttemptOrder()) {
+      TeacherServer& server = servers_[i];
+      absl::StatusOr<std::vector<std::vector<float>>> result = CallOne(server, req, sequences);
+      if (result.ok()) {
+        if (server.down) std::fprintf(stderr, "grpo train: teacher server %s is back\n", server.endpoint.c_str());
+        server.down = false;
+        return result;
+      }
+      if (result.status().code() == absl::StatusCode::kInvalidArgument) return result.status();
+      if (!server.down) {
+        std::fprintf(stderr, "grpo train: teacher server %s marked down (%s)\n", server.endpoint.c_str(),
+                     std::string(result.status().message()).c_str());
+      }
+      server.down = true;
+      errors += (errors.empty() ? "" : "; ") + std::string(result.status().message());
+    }
+    std::string all;
+    for (const TeacherServer& server : servers_) all += (all.empty() ? "" : ", ") + server.endpoint;
+    return absl::UnavailableError("distill.teacher_server: every teacher server failed (" + all + "): " + errors);
+  }
+
+ private:
+  absl::Status CheckOne(const TeacherServer& server) const {
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.timeout));
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.connect_timeout));
     ctx.set_wait_for_ready(true);  // a server still starting is waited for, within the deadline
     grpo::v1::RolloutHealthResponse health;
-    grpc::Status s = stub_->Health(&ctx, grpo::v1::RolloutHealthRequest(), &health);
-    if (!s.ok()) return RpcError(o_.endpoint, "Health", s);
-    const std::string who = "distill.teacher_server " + o_.endpoint;
+    grpc::Status s = server.stub->Health(&ctx, grpo::v1::RolloutHealthRequest(), &health);
+    const std::string who = Who(server.endpoint);
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return absl::UnavailableError(who + ": no answer to Health within the " +
+                                    absl::FormatDuration(o_.connect_timeout) +
+                                    " connect deadline; is `grpo rollout serve --serve-logprobs` listening there? (" +
+                                    s.error_message() + ")");
+    }
+    if (!s.ok()) return RpcError(server.endpoint, "Health", s);
     if (health.status() != grpo::v1::RolloutHealthResponse::SERVING) {
       return absl::UnavailableError(who + " is not serving");
     }
@@ -70,37 +124,45 @@ class Remote final : public Teacher {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<std::vector<float>>> Logprobs(
-      const std::vector<std::vector<int32_t>>& sequences) override {
-    grpo::v1::LogprobsRequest req;
-    req.set_request_id("distill-" + std::to_string(++calls_));
-    for (const auto& s : sequences) req.add_sequences()->mutable_token_ids()->Add(s.begin(), s.end());
+  // The servers the current call (number calls_, from 1) tries, in order: round robin from
+  // (calls_ - 1) mod n, those marked down last.
+  std::vector<size_t> AttemptOrder() const {
+    std::vector<size_t> up, down;
+    for (size_t k = 0; k < servers_.size(); ++k) {
+      const size_t i = (calls_ - 1 + k) % servers_.size();
+      (servers_[i].down ? down : up).push_back(i);
+    }
+    up.insert(up.end(), down.begin(), down.end());
+    return up;
+  }
+
+  // One Logprobs RPC to `server`, its answer checked against `sequences`.
+  absl::StatusOr<std::vector<std::vector<float>>> CallOne(const TeacherServer& server,
+                                                          const grpo::v1::LogprobsRequest& req,
+                                                          const std::vector<std::vector<int32_t>>& sequences) const {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + o_.timeout));
     grpo::v1::LogprobsResponse resp;
-    grpc::Status s = stub_->Logprobs(&ctx, req, &resp);
-    if (!s.ok()) return RpcError(o_.endpoint, "Logprobs", s);
+    grpc::Status s = server.stub->Logprobs(&ctx, req, &resp);
+    if (!s.ok()) return RpcError(server.endpoint, "Logprobs", s);
     if (resp.sequences_size() != static_cast<int>(sequences.size())) {
-      return absl::InternalError("distill.teacher_server " + o_.endpoint + " answered " +
-                                 std::to_string(resp.sequences_size()) + " sequences for " +
-                                 std::to_string(sequences.size()));
+      return absl::InternalError(Who(server.endpoint) + " answered " + std::to_string(resp.sequences_size()) +
+                                 " sequences for " + std::to_string(sequences.size()));
     }
     std::vector<std::vector<float>> result;
     for (size_t i = 0; i < sequences.size(); ++i) {
       const auto& lp = resp.sequences(static_cast<int>(i)).logprobs();
       if (lp.size() + 1 != static_cast<int>(sequences[i].size())) {
-        return absl::InternalError("distill.teacher_server " + o_.endpoint + " answered " +
-                                   std::to_string(lp.size()) + " logprobs for a sequence of " +
-                                   std::to_string(sequences[i].size()) + " tokens");
+        return absl::InternalError(Who(server.endpoint) + " answered " + std::to_string(lp.size()) +
+                                   " logprobs for a sequence of " + std::to_string(sequences[i].size()) + " tokens");
       }
       result.emplace_back(lp.begin(), lp.end());
     }
     return result;
   }
 
- private:
   TeacherServerOptions o_;
-  std::unique_ptr<grpo::v1::RolloutService::Stub> stub_;
+  std::vector<TeacherServer> servers_;
   uint64_t calls_ = 0;
 };
 

@@ -5,12 +5,20 @@
 //  - Logprobs(sequences): for each sequence (prompt + completion token ids, at least one token)
 //    the len - 1 values log p(t_i | t_<i), i >= 1, at temperature 1, in sequence order.
 //  - EmbeddedTeacher: a CausalLM in this process (distill.teacher), one Forward per call.
-//  - ConnectTeacher: a `grpo rollout serve --serve-logprobs` server (distill.teacher_server),
-//    one Logprobs RPC per call with a deadline. Connecting checks, with one Health call within
-//    the deadline, that the server is SERVING, serves Logprobs, and has the student's
-//    vocabulary size; errors name distill.teacher_server and the endpoint. A failed call
-//    (unreachable, deadline, a request over the server's limits) fails the step with the
-//    server's message; nothing is retried (the teacher is one server).
+//  - ConnectTeacher: `grpo rollout serve --serve-logprobs` servers (distill.teacher_server, one
+//    or a list). Connecting checks each server with one Health call within connect_timeout
+//    (waiting for a server still starting): SERVING, serves Logprobs, the student's vocabulary
+//    size. Any server failing it fails the connect at once, naming distill.teacher_server, the
+//    endpoint and, for no answer, the connect deadline (a wrong address costs connect_timeout,
+//    not the RPC timeout).
+//  - Logprobs: one Logprobs RPC per call with a deadline (timeout), sent round robin over the
+//    servers (call k starts at server k mod n). A call a server fails (unreachable, deadline,
+//    any error but INVALID_ARGUMENT, or an answer of the wrong shape) marks that server down and
+//    the same request goes to the next server; servers marked down are tried after the others,
+//    and one that answers again is marked up. INVALID_ARGUMENT (the request is over the
+//    server's limits, and would be on every server) fails the call at once. When every server
+//    fails, Unavailable naming each endpoint with its error. The servers serve the same model,
+//    so where a call runs does not change its result.
 //  - Thread-compatible: one trainer thread calls it.
 #ifndef GRPO_LEARNER_TEACHER_H_
 #define GRPO_LEARNER_TEACHER_H_
@@ -36,10 +44,11 @@ class Teacher {
 std::unique_ptr<Teacher> EmbeddedTeacher(std::unique_ptr<CausalLM> model);
 
 struct TeacherServerOptions {
-  std::string endpoint;                          // HOST:PORT
-  int64_t student_vocab_size = 0;                // the server's must equal it
-  absl::Duration timeout = absl::Minutes(5);     // deadline of each RPC
-  int max_message_mb = 512;                      // largest response accepted
+  std::vector<std::string> endpoints;                   // HOST:PORT of each server
+  int64_t student_vocab_size = 0;                       // each server's must equal it
+  absl::Duration connect_timeout = absl::Seconds(10);   // the Health check of each server
+  absl::Duration timeout = absl::Minutes(5);            // deadline of each Logprobs RPC
+  int max_message_mb = 512;                             // largest response accepted
 };
 
 absl::StatusOr<std::unique_ptr<Teacher>> ConnectTeacher(const TeacherServerOptions& options);

@@ -513,14 +513,14 @@ absl::StatusOr<double> AddDistillation(Teacher& teacher, const TrainRecipe& r, s
 }
 
 // The teacher of on-policy distillation: distill.teacher on the policy's backend, or the rollout
-// server distill.teacher_server; null without one. Its vocabulary must be the student's (the same
+// server(s) distill.teacher_server; null without one. Its vocabulary must be the student's (the same
 // token ids).
 absl::StatusOr<std::unique_ptr<Teacher>> LoadTeacher(const Run& run) {
   const TrainRecipe& r = *run.recipe;
   const int64_t sv = run.policy->config().vocab_size;
-  if (!r.distill_teacher_server.empty()) {
+  if (!r.distill_teacher_servers.empty()) {
     TeacherServerOptions to;
-    to.endpoint = r.distill_teacher_server;
+    to.endpoints = r.distill_teacher_servers;
     to.student_vocab_size = sv;
     return ConnectTeacher(to);
   }
@@ -613,8 +613,9 @@ struct PushResult {
 // after the overlapping rollout has finished with the previous version, so which weights generate
 // which step does not depend on timing. (With GRPO_NUM_THREADS > 1 the two concurrent computations
 // still differ run to run in the last float bits; see docs/training.md.) With max_staleness >= 2
-// without waiting: the engine takes the weights between two of its steps, in the middle of the
-// queued rollouts' generations (partial rollouts; the tokens record their versions).
+// without waiting: the engine, or each rollout server, takes the weights between two of its
+// decode steps, in the middle of the queued rollouts' generations (partial rollouts; the tokens
+// record their versions, which rollout servers return with the samples).
 absl::StatusOr<PushResult> PushAfterRollout(PolicyRollout& rollout, const CausalLM& policy, uint64_t version,
                                             int64_t max_staleness, const RolloutQueue& queued) {
   PushResult p;

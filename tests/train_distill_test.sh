@@ -5,7 +5,8 @@
 # step logs distill/reverse_kl and a non-zero gradient. The same teacher served by `grpo rollout
 # serve --serve-logprobs` (distill.teacher_server) gives the same run as the embedded one. A
 # teacher with another vocabulary, none at the path, or a server that does not serve Logprobs is
-# refused naming the key.
+# refused naming the key; a dead teacher address fails within the connect deadline; with two
+# teacher servers, one killed mid-run, the run finishes on the other.
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
@@ -44,7 +45,7 @@ check "missing teacher refused naming the key" 'grep -q "distill.teacher" missin
 "$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 --serve-logprobs 2> teacher-serve.err &
 pids+=($!)
 "$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 2> plain-serve.err &
-pids+=($!)
+pids+=($!); plain_pid=$!
 "$GRPO" rollout serve --model "$T/other" --listen 127.0.0.1:0 --kv-memory-mb 16 --serve-logprobs 2> other-serve.err &
 pids+=($!)
 TP=$(port_of teacher-serve.err); PP=$(port_of plain-serve.err); OP=$(port_of other-serve.err)
@@ -69,6 +70,37 @@ check "a server without --serve-logprobs refused" 'grep -q "distill.teacher_serv
 check "a served teacher with another vocabulary refused" 'grep -q "distill.teacher_server" other-remote.err && grep -q "vocab_size" other-remote.err'
 "$GRPO" train "$RECIPE" --set distill.teacher_server=localhost --check > /dev/null 2> bad-server.err
 check "a teacher_server without a port refused at --check" 'grep -q "distill.teacher_server" bad-server.err'
+
+# ---- a dead teacher address fails within the 10 s connect deadline (not the 5-minute RPC one)
+kill -9 "$plain_pid"; wait "$plain_pid" 2>/dev/null
+start=$(date +%s)
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=dead --set pretrain.steps=0 --set train.steps=1 \
+  --set distill.teacher_server=127.0.0.1:$PP > /dev/null 2> dead.err
+took=$(( $(date +%s) - start ))
+check "a dead teacher_server fails fast naming it and the connect deadline" \
+  '[ $took -lt 60 ] && grep -q "distill.teacher_server 127.0.0.1:$PP" dead.err && grep -q "10s connect deadline" dead.err' \
+  || { echo "took $took s"; cat dead.err; }
+
+# ---- two teacher servers used round robin; one killed during training, the run goes on
+"$GRPO" rollout serve --model "$TEACHER" --listen 127.0.0.1:0 --kv-memory-mb 16 --serve-logprobs 2> teacher2-serve.err &
+pids+=($!); teacher2_pid=$!
+TP2=$(port_of teacher2-serve.err)
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=failover --set pretrain.steps=0 --set train.steps=8 \
+  --set model.init.config.num_hidden_layers=2 --set "distill.teacher_server=[127.0.0.1:$TP, 127.0.0.1:$TP2]" \
+  --set distill.rule_rewards=false --set algorithm.kl_beta=0 > /dev/null 2> failover.err &
+train_pid=$!
+for _ in $(seq 1 1200); do grep -q "^step 1/" failover.err 2>/dev/null && break; sleep 0.05; done
+kill -9 "$teacher2_pid"
+wait $train_pid
+rc=$?
+check "a run whose second teacher server is killed finishes" '[ $rc -eq 0 ]' || tail -n 5 failover.err
+check "the killed teacher server was marked down" 'grep "teacher server" failover.err | grep -q "127.0.0.1:$TP2 marked down"'
+check "every step was scored by a teacher" "/usr/bin/python3 - runs/failover/metrics.jsonl <<'PY'
+import json, math, sys
+steps = [json.loads(l) for l in open(sys.argv[1])][1:]
+assert [r['step'] for r in steps] == list(range(1, 9)), [r['step'] for r in steps]
+assert all(math.isfinite(r['distill/reverse_kl']) and r['grad_norm'] > 0 for r in steps), steps
+PY"
 
 if [ $fail -eq 0 ]; then echo "PASS"; fi
 exit $fail

@@ -2,7 +2,7 @@
 # Remote mode of `grpo train` over loopback: two `grpo rollout serve` servers and two
 # `grpo reward serve` replicas; one of each is killed (SIGKILL) mid-run. The run must finish with
 # every step stored and logged (issue #8). Then 2 learner ranks push weight shards in parallel
-# to a rollout server (issue 18).
+# to a rollout server (issue 18), and a fully asynchronous run uses two servers (issue 20).
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
@@ -72,6 +72,32 @@ import json
 assert [json.loads(l)['step'] for l in open('runs/ranks/metrics.jsonl')] == [0, 1, 2, 3]
 \""
 check "no server was marked down" '! grep -q "marked down" ranks.err'
+
+# Fully asynchronous training against two fresh rollout servers (rollout.max_staleness 2, issue
+# 20): the servers keep generating the next steps' groups while the learner trains, and each
+# push lands between their decode steps. optimizer.epochs 4 makes the update longer than the
+# rollout, the case asynchronous training is for: the queued steps are then generated before
+# the push of the step ahead of them, so samples 2 versions old are trained (none older).
+for i in 4 5; do
+  "$GRPO" rollout serve --model "$BASE" --listen 127.0.0.1:0 --kv-memory-mb 64 2> rollout$i.err &
+  pids+=($!)
+done
+R4=$(port_of rollout4.err); R5=$(port_of rollout5.err)
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=async --set pretrain.steps=0 \
+  --set model.path="$T/$BASE" --set model.init=null --set train.steps=6 --set train.eval_every=0 \
+  --set rollout.max_staleness=2 --set algorithm.is_correction=token_tis --set optimizer.epochs=4 \
+  --set "rollout.endpoints=[127.0.0.1:$R4, 127.0.0.1:$R5]" > async.out 2> async.err
+rc=$?
+check "an asynchronous run (max_staleness 2) with two rollout servers finishes" '[ $rc -eq 0 ]' || tail -20 async.err
+check "it trained samples 2 versions old, none older, none dropped" "/usr/bin/python3 -c \"
+import json
+rows = [json.loads(l) for l in open('runs/async/metrics.jsonl')]
+assert [r['step'] for r in rows] == list(range(7)), [r['step'] for r in rows]
+for r in rows[1:]:
+    assert 0 <= r['staleness/mean'] <= r['staleness/max'] <= 2 and r['staleness/dropped_samples'] == 0, r
+assert max(r['staleness/max'] for r in rows[1:]) == 2, [r['staleness/max'] for r in rows[1:]]
+\""
+check "no server was marked down (every token's version was one pushed)" '! grep -q "marked down" async.err' || grep "marked down" async.err
 
 if [ $fail -eq 0 ]; then echo "PASS"; fi
 exit $fail

@@ -1,0 +1,127 @@
+// ConnectTeacher against rollout servers in this process: a dead address fails within the
+// connect deadline, calls go round robin, a server that stops is failed over, and with every
+// server down the error names them all.
+#include "learner/teacher.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "model/ops/cpu_guarded/guarded_backend.h"
+#include "model/presets.h"
+#include "rollout/engine.h"
+#include "rollout/service.h"
+
+namespace grpo {
+namespace {
+
+constexpr const char* kPreset = "llama-nano";
+
+std::unique_ptr<CausalLM> MakeModel(uint64_t seed) {
+  auto config = PresetConfig(kPreset);
+  EXPECT_TRUE(config.ok());
+  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), BackendForTests());
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return std::move(m).value();
+}
+
+// `grpo rollout serve --serve-logprobs` in this process: an engine, and the scoring copy of the
+// same weights (`seed`) that Logprobs answers with.
+struct ServedTeacher {
+  std::unique_ptr<RolloutEngine> engine;
+  std::unique_ptr<CausalLM> scorer;
+  std::unique_ptr<RolloutServer> server;
+  std::string endpoint;
+
+  explicit ServedTeacher(uint64_t seed) {
+    auto e = RolloutEngine::Create(MakeModel(seed), {});
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    engine = std::move(e).value();
+    scorer = MakeModel(seed);
+    RolloutServeOptions o;
+    o.listen = "127.0.0.1:0";
+    o.allow_unauthenticated_push = true;
+    o.logprobs_model = scorer.get();
+    auto s = RolloutServer::Start(*engine, nullptr, o);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    server = std::move(s).value();
+    endpoint = "127.0.0.1:" + std::to_string(server->port());
+  }
+  void Stop() {
+    server->Shutdown(absl::ZeroDuration());
+    server.reset();
+  }
+};
+
+TeacherServerOptions Options(std::vector<std::string> endpoints) {
+  TeacherServerOptions o;
+  o.endpoints = std::move(endpoints);
+  o.student_vocab_size = PresetConfig(kPreset)->vocab_size;
+  o.timeout = absl::Seconds(30);
+  return o;
+}
+
+TEST(ConnectTeacher, ADeadAddressFailsWithinTheConnectDeadlineNamingIt) {
+  ServedTeacher gone(1);
+  const std::string dead = gone.endpoint;  // nothing listens there once stopped
+  gone.Stop();
+  TeacherServerOptions o = Options({dead});
+  o.connect_timeout = absl::Seconds(1);
+  const absl::Time t0 = absl::Now();
+  auto teacher = ConnectTeacher(o);
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+  ASSERT_FALSE(teacher.ok());
+  EXPECT_EQ(teacher.status().code(), absl::StatusCode::kUnavailable);
+  const std::string message(teacher.status().message());
+  EXPECT_NE(message.find("distill.teacher_server " + dead), std::string::npos) << message;
+  EXPECT_NE(message.find("1s connect deadline"), std::string::npos) << message;
+}
+
+TEST(ConnectTeacher, EveryServerIsCheckedAtConnect) {
+  ServedTeacher good(1);
+  TeacherServerOptions o = Options({good.endpoint, "127.0.0.1:1"});
+  o.connect_timeout = absl::Milliseconds(500);
+  auto teacher = ConnectTeacher(o);
+  ASSERT_FALSE(teacher.ok());
+  EXPECT_NE(std::string(teacher.status().message()).find("127.0.0.1:1"), std::string::npos);
+  o.student_vocab_size += 1;
+  o.endpoints = {good.endpoint};
+  teacher = ConnectTeacher(o);
+  ASSERT_FALSE(teacher.ok());
+  EXPECT_NE(std::string(teacher.status().message()).find("vocab_size"), std::string::npos);
+}
+
+// Two servers holding different models (seeds 7 and 8), so each answer says who gave it.
+TEST(ConnectTeacher, CallsGoRoundRobinAndFailOverToTheServersLeft) {
+  ServedTeacher a(7), b(8);
+  const std::vector<std::vector<int32_t>> seqs = {{5, 9, 200, 31, 64}, {5, 9, 7}};
+  auto from_a = EmbeddedTeacher(MakeModel(7))->Logprobs(seqs);
+  auto from_b = EmbeddedTeacher(MakeModel(8))->Logprobs(seqs);
+  ASSERT_TRUE(from_a.ok() && from_b.ok());
+  ASSERT_NE(*from_a, *from_b);
+  auto teacher = ConnectTeacher(Options({a.endpoint, b.endpoint}));
+  ASSERT_TRUE(teacher.ok()) << teacher.status().ToString();
+  for (int call = 0; call < 4; ++call) {
+    auto got = (*teacher)->Logprobs(seqs);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, call % 2 == 0 ? *from_a : *from_b) << "call " << call;
+  }
+  a.Stop();
+  for (int call = 4; call < 7; ++call) {  // call 4 is a's turn: retried on b
+    auto got = (*teacher)->Logprobs(seqs);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, *from_b) << "call " << call;
+  }
+  b.Stop();
+  auto none = (*teacher)->Logprobs(seqs);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  const std::string message(none.status().message());
+  EXPECT_NE(message.find(a.endpoint), std::string::npos) << message;
+  EXPECT_NE(message.find(b.endpoint), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace grpo
