@@ -28,8 +28,6 @@ case "$MODEL" in
   moe-mid) INIT=(--config bench/moe-mid.config.json); NANO=qwen3_moe-nano ;;
   *) echo "MODEL=$MODEL: expected qwen2.5-0.5b or moe-mid" >&2; exit 2 ;;
 esac
-M="$W/$MODEL"
-[ -f "$M/config.json" ] || bazel-bin/cli/grpo init-model "${INIT[@]}" --seed 1 --out "$M" >/dev/null
 gguf_type() { case "$1" in f32) echo F32;; bf16) echo BF16;; fp8) echo Q8_0;; esac; }
 # Same model on both sides: greedy continuations of a random nano model of the family (weights
 # large enough for varied tokens) agree token for token, ours f32 / bf16 against llama.cpp F32 / BF16.
@@ -49,6 +47,8 @@ print('greedy continuations, ours %s vs llama.cpp %s: %s' % (sys.argv[3], sys.ar
 " "$ours" "$theirs" "$f" "$t"
 done
 [ -z "${CHECK_ONLY:-}" ] || exit 0
+M="$W/$MODEL"
+[ -f "$M/config.json" ] || bazel-bin/cli/grpo init-model "${INIT[@]}" --seed 1 --out "$M" >/dev/null
 for f in $FORMATS; do
   t=$(gguf_type "$f")
   [ -f "$W/$MODEL-$t.gguf" ] || /usr/bin/python3 bench/gguf_writer.py "$M" "$W/$MODEL-$t.gguf" "$t" >/dev/null
