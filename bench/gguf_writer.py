@@ -5,10 +5,15 @@ weights are ours, the file lets llama.cpp run the same model.
 
   /usr/bin/python3 bench/gguf_writer.py MODEL_DIR OUT.gguf {F32|BF16|F16|Q8_0}
 
-Architecture: qwen2 (Qwen2/Qwen2.5, q/k/v biases; llama.cpp applies its rope the HF way,
-"NEOX", so the weights are written as they are; a llama would need q/k rows permuted). The 2-D projection weights, the
-token embedding and the output head are written in the requested type; norms and biases stay
-F32 (as llama.cpp's own converter does). BF16 rounds f32 to nearest even (as our bf16 serving
+Architectures: qwen2 (Qwen2/Qwen2.5, q/k/v biases), qwen3 (per-head q/k RMSNorms: attn_q_norm,
+attn_k_norm) and qwen3_moe (llama.cpp's `qwen3moe`: qwen3 attention; every layer's routed experts
+stacked into ffn_gate_exps / ffn_up_exps [experts, moe_intermediate, hidden] and ffn_down_exps
+[experts, hidden, moe_intermediate], the router as ffn_gate_inp; llama.cpp always renormalizes
+the top-k weights, so norm_topk_prob must be true, and every layer must be sparse). llama.cpp
+applies their rope the HF way, "NEOX", so the weights are written as they are; a llama would
+need q/k rows permuted. The projection weights (experts included), the token embedding and the
+output head are written in the requested type; norms, biases and the router stay F32 (as
+llama.cpp's own converter and quantizer do). BF16 rounds f32 to nearest even (as our bf16 serving
 does), Q8_0 is llama.cpp's block format: 32 values, an f16 scale d = max|x| / 127 and
 int8 q = round(x / d). The vocabulary is a stand-in (our random models have no tokenizer): the
 256 byte-level GPT-2 tokens, then "<tokN>"; the benchmark feeds token ids, never text.
@@ -153,15 +158,29 @@ class Writer:
                 f.write(b"\0" * ((-len(data)) % ALIGNMENT))
 
 
+def check_qwen3_moe(c):
+    """The qwen3_moe configs llama.cpp's qwen3moe computes the same way."""
+    if not c.get("norm_topk_prob", False):
+        raise SystemExit("qwen3_moe: llama.cpp renormalizes the top-k expert weights; norm_topk_prob must be true")
+    if c.get("decoder_sparse_step", 1) != 1 or c.get("mlp_only_layers"):
+        raise SystemExit("qwen3_moe: llama.cpp's qwen3moe has experts in every layer "
+                         "(decoder_sparse_step 1, no mlp_only_layers)")
+    if c.get("num_experts_per_tok", 0) <= 0 or c.get("num_experts", 0) < c["num_experts_per_tok"]:
+        raise SystemExit("qwen3_moe: num_experts_per_tok must be in [1, num_experts]")
+
+
 def main():
     if len(sys.argv) != 4 or sys.argv[3] not in GGML:
         raise SystemExit(__doc__)
     model_dir, out_path, kind = sys.argv[1:]
     with open(os.path.join(model_dir, "config.json")) as f:
         c = json.load(f)
-    arch = {"qwen2": "qwen2"}.get(c["model_type"])
+    arch = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3moe"}.get(c["model_type"])
     if arch is None:
-        raise SystemExit(f"model_type {c['model_type']}: only qwen2 is written")
+        raise SystemExit(f"model_type {c['model_type']}: only qwen2, qwen3 and qwen3_moe are written")
+    moe = arch == "qwen3moe"
+    if moe:
+        check_qwen3_moe(c)
     w = read_safetensors(model_dir)
     g = Writer()
     g.add("general.architecture", T_STRING, arch)
@@ -179,6 +198,10 @@ def main():
     g.add(f"{arch}.attention.key_length", T_UINT32, head_dim)
     g.add(f"{arch}.attention.value_length", T_UINT32, head_dim)
     g.add(f"{arch}.rope.dimension_count", T_UINT32, head_dim)
+    if moe:
+        g.add(f"{arch}.expert_count", T_UINT32, c["num_experts"])
+        g.add(f"{arch}.expert_used_count", T_UINT32, c["num_experts_per_tok"])
+        g.add(f"{arch}.expert_feed_forward_length", T_UINT32, c["moe_intermediate_size"])
     vocab = c["vocab_size"]
     tokens = gpt2_byte_tokens() + [f"<tok{i}>" for i in range(256, vocab)]
     g.add("tokenizer.ggml.model", T_STRING, "gpt2")
@@ -190,7 +213,9 @@ def main():
     g.add("tokenizer.ggml.add_bos_token", T_BOOL, False)
 
     def put(name, ours, narrow):
-        a = w[ours]
+        put_array(name, w[ours], narrow)
+
+    def put_array(name, a, narrow):
         k = kind if narrow else "F32"
         g.tensor(name, list(a.shape), k, encode(a, k))
 
@@ -204,9 +229,18 @@ def main():
             put(b + theirs + ".weight", p + f"self_attn.{ours}.weight", True)
             if p + f"self_attn.{ours}.bias" in w:
                 put(b + theirs + ".bias", p + f"self_attn.{ours}.bias", False)
+        for ours, theirs in (("q_norm", "attn_q_norm"), ("k_norm", "attn_k_norm")):
+            if p + f"self_attn.{ours}.weight" in w:
+                put(b + theirs + ".weight", p + f"self_attn.{ours}.weight", False)
         put(b + "ffn_norm.weight", p + "post_attention_layernorm.weight", False)
         for ours, theirs in (("gate_proj", "ffn_gate"), ("up_proj", "ffn_up"), ("down_proj", "ffn_down")):
-            put(b + theirs + ".weight", p + f"mlp.{ours}.weight", True)
+            if moe:
+                experts = [w[p + f"mlp.experts.{e}.{ours}.weight"] for e in range(c["num_experts"])]
+                put_array(b + theirs + "_exps.weight", np.stack(experts), True)
+            else:
+                put(b + theirs + ".weight", p + f"mlp.{ours}.weight", True)
+        if moe:
+            put(b + "ffn_gate_inp.weight", p + "mlp.gate.weight", False)
     put("output_norm.weight", "model.norm.weight", False)
     if not c.get("tie_word_embeddings", False):
         put("output.weight", "lm_head.weight", True)

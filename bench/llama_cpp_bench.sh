@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Decoding speed side by side with llama.cpp (node-llama-cpp, pinned: tools/llama_cpp_npm.sh) on
-# the same random Qwen2.5-0.5B-shaped model, written to GGUF by bench/gguf_writer.py: ours at
-# f32 / bf16 / fp8 (--serve-format) against llama.cpp at F32 / BF16 / Q8_0, at 1 and 2 threads:
-# prefill of one PROMPT_LEN-token prompt, batch-1 decode and 16 sequences decoding together
-# (STEPS greedy tokens each). Runs are interleaved (ours, theirs, per format and thread count) for
-# ROUNDS rounds; the table shows medians and, in brackets, the spread (min-max) over the rounds.
-# Each of our runs also measures a STREAM-like triad and prints the batch-1 bandwidth bound
-# (weight bytes read per token / triad bandwidth) and our share of it.
+# the same random model, written to GGUF by bench/gguf_writer.py: MODEL=qwen2.5-0.5b (default,
+# the preset of the dense architecture) or MODEL=moe-mid (a Qwen3-MoE shape,
+# bench/moe-mid.config.json: hidden 1024, 8 layers, 32 experts of 512, top-4; llama.cpp's
+# `qwen3moe`). Ours at f32 / bf16 / fp8 (--serve-format) against llama.cpp at F32 / BF16 / Q8_0,
+# at 1 and 2 threads: prefill of one PROMPT_LEN-token prompt, batch-1 decode and 16 sequences
+# decoding together (STEPS greedy tokens each). Runs are interleaved (ours, theirs, per format
+# and thread count) for ROUNDS rounds; the table shows medians and, in brackets, the spread
+# (min-max) over the rounds. Each of our runs also measures a STREAM-like triad and prints the
+# batch-1 bandwidth bound (weight bytes read per token / triad bandwidth) and our share of it.
+# Before timing, greedy continuations of a nano model of the same family (qwen2-nano,
+# qwen3_moe-nano) must agree token for token, ours f32 / bf16 against llama.cpp F32 / BF16;
+# CHECK_ONLY=1 stops after that check.
 # Not a test: run it by hand.
-#   ROUNDS=3 PROMPT_LEN=512 STEPS=128 THREADS="1 2" FORMATS="f32 bf16 fp8" bash bench/llama_cpp_bench.sh
+#   MODEL=moe-mid ROUNDS=3 PROMPT_LEN=512 STEPS=128 THREADS="1 2" FORMATS="f32 bf16 fp8" bash bench/llama_cpp_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}; PROMPT_LEN=${PROMPT_LEN:-512}; STEPS=${STEPS:-128}
@@ -17,21 +22,21 @@ W=${WORKDIR:-/tmp/grpo-llama-cpp-bench}
 bash tools/llama_cpp_npm.sh >/dev/null
 bazel build -c opt //bench:rollout_bench //cli:grpo >/dev/null 2>&1
 mkdir -p "$W"
-M="$W/qwen2.5-0.5b"
-[ -f "$M/config.json" ] || bazel-bin/cli/grpo init-model --preset qwen2.5-0.5b --seed 1 --out "$M" >/dev/null
+MODEL=${MODEL:-qwen2.5-0.5b}
+case "$MODEL" in
+  qwen2.5-0.5b) INIT=(--preset qwen2.5-0.5b); NANO=qwen2-nano ;;
+  moe-mid) INIT=(--config bench/moe-mid.config.json); NANO=qwen3_moe-nano ;;
+  *) echo "MODEL=$MODEL: expected qwen2.5-0.5b or moe-mid" >&2; exit 2 ;;
+esac
 gguf_type() { case "$1" in f32) echo F32;; bf16) echo BF16;; fp8) echo Q8_0;; esac; }
-for f in $FORMATS; do
-  t=$(gguf_type "$f")
-  [ -f "$W/model-$t.gguf" ] || /usr/bin/python3 bench/gguf_writer.py "$M" "$W/model-$t.gguf" "$t" >/dev/null
-done
-# Same model on both sides: greedy continuations of a random qwen2-nano (weights large enough
-# for varied tokens) agree token for token, ours f32 / bf16 against llama.cpp F32 / BF16.
-N="$W/qwen2-nano"
-[ -f "$N/config.json" ] || bazel-bin/cli/grpo init-model --preset qwen2-nano --seed 3 --init-std 0.3 --out "$N" >/dev/null
+# Same model on both sides: greedy continuations of a random nano model of the family (weights
+# large enough for varied tokens) agree token for token, ours f32 / bf16 against llama.cpp F32 / BF16.
+N="$W/$NANO"
+[ -f "$N/config.json" ] || bazel-bin/cli/grpo init-model --preset "$NANO" --seed 3 --init-std 0.3 --out "$N" >/dev/null
 for pair in f32:F32 bf16:BF16; do
   f=${pair%%:*}; t=${pair##*:}
-  /usr/bin/python3 bench/gguf_writer.py "$N" "$W/nano-$t.gguf" "$t" >/dev/null
-  theirs=$(LLAMA_GREEDY=1 node bench/llama_cpp_bench.mjs "$W/nano-$t.gguf" 1 16 16 "$t" 256)
+  /usr/bin/python3 bench/gguf_writer.py "$N" "$W/$NANO-$t.gguf" "$t" >/dev/null
+  theirs=$(LLAMA_GREEDY=1 node bench/llama_cpp_bench.mjs "$W/$NANO-$t.gguf" 1 16 16 "$t" 256)
   python3 -c "import json,sys; print(json.dumps({'tokens': json.loads(sys.argv[1])['prompt']}))" "$theirs" >"$W/nano-prompt.jsonl"
   ours=$(bazel-bin/cli/grpo generate --model "$N" --input "$W/nano-prompt.jsonl" --output - --temperature 0 \
            --max-new-tokens 16 --serve-format "$f" 2>/dev/null)
@@ -41,10 +46,17 @@ a = json.loads(sys.argv[1])['samples'][0]['tokens']; b = json.loads(sys.argv[2])
 print('greedy continuations, ours %s vs llama.cpp %s: %s' % (sys.argv[3], sys.argv[4], 'agree' if a == b else 'DIFFER %s %s' % (a, b)))
 " "$ours" "$theirs" "$f" "$t"
 done
+[ -z "${CHECK_ONLY:-}" ] || exit 0
+M="$W/$MODEL"
+[ -f "$M/config.json" ] || bazel-bin/cli/grpo init-model "${INIT[@]}" --seed 1 --out "$M" >/dev/null
+for f in $FORMATS; do
+  t=$(gguf_type "$f")
+  [ -f "$W/$MODEL-$t.gguf" ] || /usr/bin/python3 bench/gguf_writer.py "$M" "$W/$MODEL-$t.gguf" "$t" >/dev/null
+done
 VOCAB=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$M/config.json")
 R="$W/results.jsonl"
 : >"$R"
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "model: $MODEL; machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "llama.cpp CPU backend: $(ls third_party/llamacpp/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/ | grep -c 'libggml-cpu-') variants, chosen at load by CPU features"
 for round in $(seq "$ROUNDS"); do
   for thr in $THREADS; do
@@ -52,7 +64,7 @@ for round in $(seq "$ROUNDS"); do
       t=$(gguf_type "$f")
       GRPO_NUM_THREADS=$thr bazel-bin/bench/rollout_bench "$M" "$PROMPT_LEN" "$STEPS" \
         --serve-format "$f" --llama-workloads | sed "s/^{/{\"round\": $round, /" >>"$R"
-      node bench/llama_cpp_bench.mjs "$W/model-$t.gguf" "$thr" "$PROMPT_LEN" "$STEPS" "$t" "$VOCAB" |
+      node bench/llama_cpp_bench.mjs "$W/$MODEL-$t.gguf" "$thr" "$PROMPT_LEN" "$STEPS" "$t" "$VOCAB" |
         sed "s/^{/{\"round\": $round, /" >>"$R"
     done
   done

@@ -2,12 +2,15 @@
 // MLP shapes of a Qwen2.5-0.5B layer (hidden 896, intermediate 4864): decode-like GEMV (m = 1)
 // a GRPO group (m = 16) and m = 64, with every decode kernel this CPU runs. Weights of 8 layers are cycled so they do not sit in the cache, as
 // in decoding. Reports time per layer and GB/s of weight bytes read, beside the machine's
-// streaming read bandwidth. Threads: GRPO_NUM_THREADS. Not a test: run by hand,
+// streaming read bandwidth. QUANTIZED_LINEAR_RESIDENT=1 measures the kernels' compute ceiling
+// instead (RunResident). Threads: GRPO_NUM_THREADS. Not a test: run by hand,
 //   GRPO_NUM_THREADS=2 bazel-bin/bench/quantized_linear_bench
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/fp8_block.h"
@@ -55,10 +58,54 @@ double ReadBandwidthGBs() {
 template <class T>
 auto D(T* p) { return grpo::cpu::HostAsDevice(p); }
 
+// With QUANTIZED_LINEAR_RESIDENT=1: the kernels' compute ceiling instead, one 512 x 896 matrix
+// (bf16 0.9 MB, FP8 0.46 MB: resident in L2) multiplied over and over, m = 1 and 16; GB/s of
+// weight bytes streamed through the kernel, best of 101 short runs (a millisecond or two each,
+// so that on a shared machine some run a whole time slice uninterrupted).
+int RunResident(grpo::Backend& be) {
+  const int64_t n = 512, k = 896;
+  std::mt19937 rng(2);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  std::vector<float> w(n * k);
+  for (float& v : w) v = d(rng);
+  const grpo::Tensor f32 = *grpo::Tensor::FromF32({n, k}, w);
+  const grpo::Tensor bf16 = *f32.CastTo(grpo::DType::kBF16);
+  const auto fp8 = grpo::QuantizeFp8Block(f32);
+  std::printf("resident %lld x %lld, threads %d\n", static_cast<long long>(n),
+              static_cast<long long>(k), grpo::ThreadPool::Default().num_threads());
+  const grpo::cpu::DecodeKernel best = grpo::cpu::CurrentDecodeKernel();
+  for (int64_t m : {1, 16}) {
+    std::vector<float> x(m * k, 0.5f), y(m * n);
+    for (grpo::DType dtype : {grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
+      for (grpo::cpu::DecodeKernel kernel : {grpo::cpu::DecodeKernel::kAvx2, grpo::cpu::DecodeKernel::kAvx512}) {
+        if (!grpo::cpu::SetDecodeKernel(kernel)) break;
+        const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? bf16 : fp8->weight;
+        const grpo::WeightView v{dtype, D(t.raw_data()),
+                                 dtype == grpo::DType::kF8E4M3 ? D(fp8->scale_inv.data<float>()) : nullptr,
+                                 n, k, 0};
+        const int64_t calls = m == 1 ? 16 : 2;
+        double best_s = 1e30;
+        for (int rep = 0; rep < 101; ++rep) {
+          const auto t0 = Clock::now();
+          for (int64_t c = 0; c < calls; ++c) be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
+          best_s = std::min(best_s, Seconds(t0, Clock::now()));
+        }
+        std::printf("%-8s m=%-3lld %-7s %8.2f GB/s of weights, %7.1f GFLOP/s\n",
+                    std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
+                    grpo::cpu::DecodeKernelName(kernel), calls * t.nbytes() / best_s / 1e9,
+                    calls * 2.0 * m * n * k / best_s / 1e9);
+      }
+    }
+  }
+  grpo::cpu::SetDecodeKernel(best);
+  return 0;
+}
+
 }  // namespace
 
 int main() {
   grpo::Backend& be = grpo::CpuBackend();
+  if (std::getenv("QUANTIZED_LINEAR_RESIDENT") != nullptr) return RunResident(be);
   const int64_t hidden = 896, inter = 4864, layers = 8;
   std::mt19937 rng(1);
   std::normal_distribution<float> d(0.0f, 0.02f);
