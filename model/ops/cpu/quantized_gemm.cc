@@ -113,19 +113,16 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 
 // ---- Decode kernels: reduced-precision weights widened in registers ----
 //
-// Each weight vector is loaded once per block of x rows and widened in registers. bf16: to
-// exactly the f32 values WidenWeightRows gives (a shift or a mask), multiplied into f32
-// accumulators with FMA. FP8: the E4M3 code placed into an IEEE half whose value is the code's
-// times 2^-8 (the code sign-extended to 16 bits, shifted left by 7, bit 14 cleared), converted
-// with vcvtph2ps (exact), multiplied with x into a partial sum per 128-column block; each
-// block's partial sum is multiplied by 2^8 * the block's scale once (one FMA into the
-// accumulator), so the scale costs one multiplication per 128 columns instead of one per weight,
-// and the products are of the codes' exact values, not of code * scale rounded to f32. A step
-// covers 2 vectors of columns: for bf16 one full-width load holds them, its even columns in the
-// low halves of the 32-bit lanes and its odd ones in the high halves, so x is read with its
-// columns permuted to match (PermuteXForBf16). y[i][j] is the sum over lanes (one accumulator
-// per (i, j)), reduced in a fixed order, plus the scalar tail: the same for whatever row
-// blocking or thread split.
+// Each weight vector is loaded once per block of x rows and widened in registers to exactly the
+// f32 values WidenWeightRows gives (bf16: a shift or a mask; FP8: the E4M3 code placed into an
+// IEEE half whose value is the code's times 2^-8 (the code sign-extended to 16 bits, shifted
+// left by 7, bit 14 cleared), converted with vcvtph2ps, times 2^8 * block scale: one rounding
+// of code * scale, as in WidenFp8), then multiplied into f32 accumulators
+// with FMA. A step covers 2 vectors of columns: for bf16 one full-width load holds them, its
+// even columns in the low halves of the 32-bit lanes and its odd ones in the high halves, so x
+// is read with its columns permuted to match (PermuteXForBf16). y[i][j] is the sum over lanes
+// (one accumulator per (i, j)), reduced in a fixed order, plus the scalar tail: the same for
+// whatever row blocking or thread split.
 
 #if defined(__x86_64__)
 
@@ -150,15 +147,13 @@ struct WeightRows {
   int64_t prefetch_bytes;
 };
 
-// Where a kernel's weight rows come from: bf16 or FP8 codes (widened in registers), or f32 rows
-// of FP8 codes' values times 2^-8, unscaled (widened once for several blocks of x rows).
-enum class Source { kBf16, kFp8, kFp8Widened };
+// Where a kernel's weight rows come from: bf16 or FP8 (widened in registers), or f32 rows
+// already widened.
+enum class Source { kBf16, kFp8, kF32 };
 
 // One weight element, widened exactly like WidenWeightRows (for the tails).
 GRPO_INLINE float WeightAt(const WeightRows& w, int r, int64_t c, Source source) {
-  if (source == Source::kFp8Widened) {
-    return reinterpret_cast<const float*>(w.row[r])[c] * 0x1p8f * w.scales[r][c / kBlock];
-  }
+  if (source == Source::kF32) return reinterpret_cast<const float*>(w.row[r])[c];
   if (source == Source::kFp8) return Fp8Bits(w.row[r][c]) * 0x1p120f * w.scales[r][c / kBlock];
   uint16_t h;
   std::memcpy(&h, w.row[r] + 2 * c, 2);
@@ -212,7 +207,6 @@ struct Isa {
   using V = __m256;
   static constexpr int kLanes = 8;
   static constexpr int kMaxXRows = 2;  // 8 accumulators + 4 weights + x in 16 registers
-  static constexpr int kMaxXRowsFp8 = 1;  // 4 partial sums + 4 accumulators + weights + x
   GRPO_INLINE static V Zero() { return _mm256_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm256_loadu_ps(p); }
   // 16 bf16: *even = columns 0, 2, .., 14 (the low halves of the 32-bit lanes, shifted up),
@@ -222,16 +216,15 @@ struct Isa {
     *even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
     *odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  // 16 E4M3 codes, columns 0..7 and 8..15: each code's value times 2^-8 (exact), unscaled.
-  GRPO_INLINE static void Fp8Pair(const uint8_t* p, V* lo, V* hi) {
+  // 16 E4M3 codes, columns 0..7 and 8..15, times `scale`.
+  GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
     const __m256i half = _mm256_and_si256(
         _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 7),
         _mm256_set1_epi16(static_cast<short>(0xBF80)));
-    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(half));
-    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(half, 1));
+    const __m256 s = _mm256_set1_ps(scale * 256.0f);
+    *lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), s);
+    *hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), s);
   }
-  GRPO_INLINE static V Set1(float v) { return _mm256_set1_ps(v); }
-  GRPO_INLINE static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
   GRPO_INLINE static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   GRPO_INLINE static float Sum(V v) {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -269,7 +262,6 @@ struct Isa {
   using V = __m512;
   static constexpr int kLanes = 16;
   static constexpr int kMaxXRows = 5;  // 20 accumulators + 4 weights + x in 32 registers
-  static constexpr int kMaxXRowsFp8 = 2;  // 8 partial sums + 8 accumulators + weights + x
   GRPO_INLINE static V Zero() { return _mm512_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm512_loadu_ps(p); }
   // 32 bf16: *even = columns 0, 2, .., 30, *odd = columns 1, 3, .., 31.
@@ -278,16 +270,15 @@ struct Isa {
     *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
     *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  // 32 E4M3 codes, columns 0..15 and 16..31: each code's value times 2^-8 (exact), unscaled.
-  GRPO_INLINE static void Fp8Pair(const uint8_t* p, V* lo, V* hi) {
+  // 32 E4M3 codes, columns 0..15 and 16..31, times `scale`.
+  GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
     const __m512i half = _mm512_and_si512(
         _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 7),
         _mm512_set1_epi16(static_cast<short>(0xBF80)));
-    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(half));
-    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1));
+    const __m512 s = _mm512_set1_ps(scale * 256.0f);
+    *lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)), s);
+    *hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), s);
   }
-  GRPO_INLINE static V Set1(float v) { return _mm512_set1_ps(v); }
-  GRPO_INLINE static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
   GRPO_INLINE static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   GRPO_INLINE static float Sum(V v) { return Sum512(v); }
 };

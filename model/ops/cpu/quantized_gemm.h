@@ -47,19 +47,13 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k);
 // The kernels LinearWeightsQuantized uses for at most kDecodeMaxRows rows of x (decoding; a
 // GRPO group decodes together). Each streams the bf16/FP8 weights once per call and widens them
 // in registers, 4 output rows at a time against blocks of up to 5 (AVX-512) or 2 (AVX2) rows of
-// x (FP8: 2 or 1); more rows of x re-read those weight rows from L1/L2, not from memory (FP8:
-// from an f32 copy of the group's codes made once). The next group of rows is prefetched into
-// L2. bf16: one full-width load gives two f32 vectors (even columns by a shift, odd ones by a
-// mask) against x read with its columns permuted to match.
+// x; more rows of x re-read those weight rows from L1/L2, not from memory. The next group of
+// rows is prefetched into L2. bf16: one full-width load gives two f32 vectors (even columns by
+// a shift, odd ones by a mask) against x read with its columns permuted to match.
 //  - kWidenThenSgemm: the reference, no register kernel (also every x with more rows).
-//  - kAvx2 (x86-64-v3 + F16C), kAvx512 (F/BW/VL/DQ), f32 FMA. bf16: weights widened exactly by
-//    a shift (the values WidenWeightRows gives); differs from the reference only in the order of
-//    the f32 sums. FP8: the codes' exact values (via IEEE half and vcvtph2ps) times x summed per
-//    128-column block, each block's partial sum multiplied by the block scale once (one multiply
-//    per 128 weights instead of one per weight); differs from the reference, which rounds
-//    code * scale to f32 per weight, by the order of the sums and by those roundings (at most
-//    2^-24 sum_k |x_k w_jk|): within 1e-6 sum_k |x_k w_jk| (docs/numerics.md has the measured
-//    figure).
+//  - kAvx2 (x86-64-v3 + F16C), kAvx512 (F/BW/VL/DQ): weights widened exactly (bf16 by a shift,
+//    FP8 via IEEE half and vcvtph2ps, times the block scale: the values WidenWeightRows gives),
+//    f32 FMA. Differs from the reference only in the order of the f32 sums.
 //  - kAvx512Bf16: bf16 weights with vdpbf16ps; x carried as two bf16 (hi = bf16(x),
 //    lo = bf16(x - hi), |x - hi - lo| <= 2^-18 |x|), each product exact in f32, denormal
 //    products flushed. So y differs from the reference by at most about
