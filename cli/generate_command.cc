@@ -142,6 +142,7 @@ absl::Status RunGenerate(const GenerateArgs& a) {
   eo.kv_memory_bytes = kv_bytes.value();
   eo.max_running_sequences = a.max_batch;
   eo.tokenizer = tokenizer ? &*tokenizer : nullptr;
+  eo.tool_call_threads = tools.call_threads;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
   backend->ResetTransferStats();  // --stats counts generation only, not loading the weights
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
@@ -315,6 +316,9 @@ void AddGenerateSubcommand(CLI::App& app) {
   sub->add_option("--tools-timeout-ms", a->tools.timeout_ms, "per call of the python tool or a plugin (default 5000)");
   sub->add_option("--tools-max-calls", a->tools.max_calls, "tool calls per sample (default 2)");
   sub->add_option("--tools-max-output-tokens", a->tools.max_output_tokens, "tokens per tool result (default 32)");
+  sub->add_option("--tools-call-threads", a->tools.call_threads,
+                  "threads running tool calls while other samples decode, 0..256 (default 4; 0: on the engine's "
+                  "loop thread)");
   sub->add_option("--tools-call-start", a->tools.tags.call_start, "the call's opening marker (default <tool_call>; python: ```python\\n)");
   sub->add_option("--tools-call-end", a->tools.tags.call_end, "the call's closing marker (default </tool_call>; python: \\n```)");
   sub->add_option("--tools-result-start", a->tools.tags.result_start, "the result's opening marker (default <tool_result>)");

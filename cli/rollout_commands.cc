@@ -34,6 +34,7 @@ struct ServeArgs {
   int max_concurrent_requests = RolloutServeOptions().max_concurrent_requests;
   double grace_seconds = 30;
   std::vector<std::string> tool_plugins;
+  int64_t tool_call_threads = EngineOptions().tool_call_threads;
 };
 
 absl::Status RunServe(const ServeArgs& a) {
@@ -45,6 +46,10 @@ absl::Status RunServe(const ServeArgs& a) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   if (a.kv_memory_mb <= 0) return absl::InvalidArgumentError("--kv-memory-mb must be positive");
+  if (a.tool_call_threads < 0 || a.tool_call_threads > 256) {
+    return absl::InvalidArgumentError("--tools-call-threads must be in [0, 256] (0: calls run on the engine's loop "
+                                      "thread), got " + std::to_string(a.tool_call_threads));
+  }
   // Who may push weights, settled before the model loads (docs/security.md).
   GRPO_ASSIGN_OR_RETURN(const std::string push_token, PushTokenFromFileOrEnv(a.push_token_file));
   if (!push_token.empty() && a.allow_unauthenticated_push) {
@@ -87,6 +92,7 @@ absl::Status RunServe(const ServeArgs& a) {
   eo.max_running_sequences = a.max_batch;
   eo.max_prefill_tokens_per_step = a.max_prefill_tokens;
   eo.tokenizer = tok ? &*tok : nullptr;
+  eo.tool_call_threads = a.tool_call_threads;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
   const EngineStats s = engine->stats();
   std::fprintf(stderr, "grpo rollout serve: %s (%s weights), KV cache %lld blocks of %lld positions, max batch %lld%s\n",
@@ -154,6 +160,9 @@ void AddRolloutCommands(CLI::App& rollout) {
   serve->add_option("--tools-plugin", a->tool_plugins,
                     "a tool plugin (shared library) that requests may name in tools.plugin; repeatable "
                     "(the calculator and python tools need none; docs/tools.md)");
+  serve->add_option("--tools-call-threads", a->tool_call_threads,
+                    "threads running tool calls while other samples decode, 0..256 (default 4; 0: on the engine's "
+                    "loop thread); the recipe's tools.call_threads");
   AddBackendOption(serve, &a->backend, "default cpu");
 }
 

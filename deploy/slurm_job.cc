@@ -96,6 +96,14 @@ void SetRolloutModel(const TrainRecipe& recipe, SlurmJobSpec* s) {
   }
 }
 
+// With tools, the rollout servers run the calls with the recipe's tools.call_threads (an engine
+// takes its thread count when it starts), unless the role's args set it themselves.
+void AddToolCallThreads(const TrainRecipe& recipe, SlurmRole* rollout) {
+  if (recipe.tool_environment == "none" || rollout->args.find("--tools-call-threads") != std::string::npos) return;
+  const std::string flag = "--tools-call-threads " + std::to_string(recipe.tool_call_threads);
+  rollout->args = rollout->args.empty() ? flag : flag + " " + rollout->args;
+}
+
 }  // namespace
 
 std::string ShellQuote(const std::string& s) {
@@ -216,6 +224,7 @@ absl::StatusOr<SlurmJobSpec> SlurmJobFromRecipe(const TrainRecipe& recipe, const
   GRPO_ASSIGN_OR_RETURN(s.learner, ReadRole(c, "learner", 1));
   GRPO_ASSIGN_OR_RETURN(s.rollout, ReadRole(c, "rollout", default_service_tasks));
   GRPO_ASSIGN_OR_RETURN(s.reward, ReadRole(c, "reward", default_service_tasks));
+  AddToolCallThreads(recipe, &s.rollout);
   if (s.TotalNodes() < 1) return absl::InvalidArgumentError(source.name() + ": cluster: the job has no nodes");
 
   s.job_dir = (fs::path(Absolute(output_dir)) / recipe.name).string();

@@ -122,6 +122,20 @@ TEST(SlurmJob, SetOverridesAndEnvironment) {
   EXPECT_NE(script.find("GRPO_REWARD_TASKS=0\n"), std::string::npos);
 }
 
+TEST(SlurmJob, RolloutServersGetTheRecipesToolCallThreads) {
+  auto s = FromYaml(std::string(kBase) + "cluster: {rollout: {args: \"--max-batch 8\"}}\n",
+                    {"tools.environment=calculator", "tools.call_threads=2"});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_NE(RenderSbatch(*s).find("GRPO_ROLLOUT_ARGS='--tools-call-threads 2 --max-batch 8'\n"), std::string::npos);
+  auto own = FromYaml(std::string(kBase) + "cluster: {rollout: {args: \"--tools-call-threads 0\"}}\n",
+                      {"tools.environment=calculator", "tools.call_threads=2"});
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_EQ(own->rollout.args, "--tools-call-threads 0");  // the role's own flag wins
+  auto none = FromYaml(std::string(kBase) + "cluster: {rollout: {tasks: 1}}\n");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(none->rollout.args, "");  // no tools: no flag
+}
+
 TEST(SlurmJob, RolloutServersGetTheRecipesBackend) {
   auto s = FromYaml(std::string(kBase) + "cluster: {nccl: {socket_ifname: eth0}}\n", {"backend=cuda"});
   ASSERT_TRUE(s.ok()) << s.status().ToString();

@@ -32,7 +32,7 @@ const std::vector<std::string>& KnownKeys() {
       "rollout.routing_replay", "rollout.overlap", "rollout.max_staleness", "rollout.endpoints", "rollout.batch_invariant",
       "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
       "tools.call_end", "tools.result_start", "tools.result_end", "tools.plugin",
-      "tools.plugin_config", "tools.timeout_ms",
+      "tools.plugin_config", "tools.timeout_ms", "tools.call_threads",
       "reward.rules", "reward.endpoints", "distill.teacher", "distill.teacher_server", "distill.coef", "distill.rule_rewards",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
@@ -196,6 +196,10 @@ absl::Status ParseTools(const Config& c, TrainRecipe* r) {
   }
   GRPO_ASSIGN_OR_RETURN(r->max_tool_output_tokens, c.GetIntOr("tools.max_output_tokens", 32));
   GRPO_RETURN_IF_ERROR(Positive(c, "tools.max_output_tokens", r->max_tool_output_tokens));
+  GRPO_ASSIGN_OR_RETURN(r->tool_call_threads, c.GetIntOr("tools.call_threads", r->tool_call_threads));
+  if (r->tool_call_threads < 0 || r->tool_call_threads > 256) {
+    return c.Error("tools.call_threads", "must be in [0, 256] (0: calls run on the engine's loop thread)");
+  }
   ToolTags& t = r->tool_tags;
   for (auto [key, field] : {std::pair{"tools.call_start", &t.call_start}, std::pair{"tools.call_end", &t.call_end},
                             std::pair{"tools.result_start", &t.result_start}, std::pair{"tools.result_end", &t.result_end}}) {

@@ -19,7 +19,8 @@
 //   tools      multi-turn tool use in rollouts (rollout/environment.h): environment
 //              (none|calculator|python|plugin), max_calls, max_output_tokens, call_start,
 //              call_end, result_start, result_end, plugin (a tool plugin's library),
-//              plugin_config (a mapping given to it), timeout_ms (per python or plugin call)
+//              plugin_config (a mapping given to it), timeout_ms (per python or plugin call),
+//              call_threads (the embedded engine's tool-call threads, 0..256)
 //   reward     rules (the rules-file schema, reward/rule_set.h), endpoints (remote mode)
 //   algorithm  objective (grpo|dr_grpo|dapo|gspo|cispo|sapo|gmpo) and overrides of its preset:
 //              clip_eps_low, clip_eps_high, ratio_level, aggregation, norm_length, kl_beta,
@@ -134,6 +135,7 @@ struct TrainRecipe {
   std::string tool_plugin;              // the library of tools.environment plugin
   std::string tool_plugin_config = "{}";  // tools.plugin_config as a JSON object text
   int64_t tool_timeout_ms = 5000;       // per call of the python tool or a plugin
+  int64_t tool_call_threads = 4;        // the embedded engine's tool-call threads (0: its loop thread)
 
   Config rules;  // reward.rules as a rules-file tree
   std::vector<std::string> reward_endpoints;

@@ -179,6 +179,10 @@ TEST(Recipe, ToolKeysAreParsedAndCheckedByName) {
   EXPECT_EQ(r->tool_tags.result_start, "<tool_result>");
   EXPECT_EQ(r->pretrain.teacher_mix.tool, 0.5);
   EXPECT_EQ(r->pretrain.teacher_mix.markers.call_end, "</c>");  // the corpus uses the tool's markers
+  EXPECT_EQ(r->tool_call_threads, 4);
+  EXPECT_EQ(Parse(kMinimal, {"tools.environment=calculator", "tools.call_threads=0"})->tool_call_threads, 0);
+  ExpectError({"tools.call_threads=-1"}, "tools.call_threads");
+  ExpectError({"tools.call_threads=257"}, "tools.call_threads");
   EXPECT_EQ(Parse(kMinimal)->tool_environment, "none");
   ExpectError({"tools.environment=shell"}, "tools.environment");
   auto python = Parse(kMinimal, {"tools.environment=python"});

@@ -102,6 +102,31 @@ class RemoteRollout final : public PolicyRollout {
     return serving_;
   }
 
+  // With tools on: every server that answers Health must report serves_tools (one that predates
+  // GenerateRequest.tools would ignore it and answer single-turn samples). A server that does not
+  // answer now is marked down, and checked when it is revived (ReviveDownServers).
+  absl::Status CheckServesTools() {
+    if (!options_.tools.enabled()) return absl::OkStatus();
+    for (size_t i = 0; i < stubs_.size(); ++i) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(Deadline(absl::Seconds(5)));
+      grpo::v1::RolloutHealthResponse resp;
+      if (!stubs_[i]->Health(&ctx, grpo::v1::RolloutHealthRequest(), &resp).ok()) {
+        absl::MutexLock lock(&mu_);
+        up_[i] = false;
+        continue;
+      }
+      if (!resp.serves_tools()) {
+        return absl::FailedPreconditionError(
+            "rollout server " + options_.endpoints[i] + " does not serve tool use (its Health reports no "
+            "serves_tools: it predates GenerateRequest.tools and would answer single-turn samples, or it has no "
+            "tokenizer), and the recipe sets tools.environment: " + options_.tools.environment +
+            "; upgrade the server or start it with --tokenizer");
+      }
+    }
+    return absl::OkStatus();
+  }
+
  private:
   // Data-parallel ranks: every rank pushes its shard of the version to the servers that are up
   // (learner/weight_push.h PushWeightShards); the others are told to by options_.announce.
@@ -179,6 +204,11 @@ class RemoteRollout final : public PolicyRollout {
       grpo::v1::RolloutHealthRequest req;
       grpo::v1::RolloutHealthResponse resp;
       if (!stubs_[i]->Health(&ctx, req, &resp).ok()) continue;
+      if (options_.tools.enabled() && !resp.serves_tools()) {
+        std::fprintf(stderr, "grpo train: rollout server %s answers but does not serve tool use; it stays down\n",
+                     options_.endpoints[i].c_str());
+        continue;
+      }
       if (newest != 0 && resp.weight_version() != newest) {
         GRPO_ASSIGN_OR_RETURN(std::shared_ptr<EncodedWeights> current, WholeCurrentVersion());
         newest = current->version;
@@ -311,7 +341,9 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeRemoteRollout(const RemoteRol
   if (options.max_attempts <= 0 || options.max_in_flight <= 0) {
     return absl::InvalidArgumentError("remote rollout: max_attempts and max_in_flight must be > 0");
   }
-  return std::unique_ptr<PolicyRollout>(std::make_unique<RemoteRollout>(options));
+  auto rollout = std::make_unique<RemoteRollout>(options);
+  GRPO_RETURN_IF_ERROR(rollout->CheckServesTools());
+  return std::unique_ptr<PolicyRollout>(std::move(rollout));
 }
 
 grpo::v1::GenerateRequest GroupRequestToProto(const GroupRequest& r, const ToolSettings& tools) {

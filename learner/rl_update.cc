@@ -230,6 +230,13 @@ absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& op
 
 }  // namespace
 
+absl::StatusOr<Routing> ReplayRouting(const std::vector<RlGroup>& groups, int64_t num_moe_layers, int64_t top_k) {
+  Packed p;
+  GRPO_RETURN_IF_ERROR(Pack(groups, 0, groups.size(), true, false, SampleRange{}, &p));
+  GRPO_RETURN_IF_ERROR(FillRouting(groups, 0, groups.size(), num_moe_layers, top_k, SampleRange{}, &p));
+  return p.routing;
+}
+
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,
                                const std::vector<RlGroup>& groups, const RlUpdateOptions& options,
                                std::vector<Buffer>* grads) {

@@ -12,8 +12,8 @@
 //    are from the learner's old logprobs (mismatch_*), whatever the correction.
 //  - Reference logprobs (KL, kl_beta > 0) come from a frozen reference model.
 //  - Routing replay (MoE): the learner's forward uses the experts the rollout chose for every
-//    prompt and completion position (the last completion token, which predicts nothing, reuses
-//    the previous position's experts).
+//    prompt and completion position, the environment tokens of multi-turn samples included (the
+//    last completion token, which predicts nothing, reuses the previous position's experts).
 //  - A sample with trained false (e.g. its reward failed) has loss and gradient 0; so has every
 //    token with loss_mask 0 (environment tokens of multi-turn samples).
 #ifndef GRPO_LEARNER_RL_UPDATE_H_
@@ -88,6 +88,11 @@ struct RlUpdateStats {
   double mismatch_mean_abs_logprob = 0;
   int64_t mismatch_tokens = 0;
 };
+
+// The routing RlUpdate's forward replays over `groups` when they form one mini-batch: the
+// sequences prompt + completion packed in order, layer-major as model/causal_lm.h Routing.
+// InvalidArgument when a group's or a sample's routing does not cover its tokens.
+absl::StatusOr<Routing> ReplayRouting(const std::vector<RlGroup>& groups, int64_t num_moe_layers, int64_t top_k);
 
 // Runs the update; `grads` is scratch. `reference` is required when loss.kl_beta > 0.
 absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, AdamW& optimizer,

@@ -14,6 +14,7 @@
 #include "model/ops/cpu_guarded/guarded_backend.h"
 #include "model/presets.h"
 #include "rollout/engine.h"
+#include "tokenizer/test_tokenizer.h"
 
 namespace grpo {
 namespace {
@@ -245,6 +246,129 @@ TEST(RlUpdate, RoutingReplayReproducesTheEngineLogprobs) {
   auto opt2 = AdamW::Create(policy2->backend(), policy2->parameter_specs(), {});
   auto stats2 = RlUpdate(*policy2, nullptr, *opt2, groups, o, &grads);
   ASSERT_TRUE(stats2.ok()) << stats2.status().ToString();
+  EXPECT_LT(stats2->is_weight_mean, 1.0);
+}
+
+// A tool whose calls end at `marker` and whose answer is always "{#7#}".
+class FixedTool : public Environment {
+ public:
+  explicit FixedTool(std::string marker) : marker_(std::move(marker)) {}
+  const std::string& call_end() const override { return marker_; }
+  absl::StatusOr<ToolResult> Call(const std::string&) override {
+    return ToolResult{.tool = "fixed", .output = "#7#", .result_start = "{", .result_end = "}"};
+  }
+
+ private:
+  std::string marker_;
+};
+
+// Two characters from the middle of `tokens`' text: a tool-call marker the same greedy sample
+// completes again.
+std::string MarkerInText(const tokenizer::Tokenizer& tok, const std::vector<int32_t>& tokens) {
+  tokenizer::StreamDecoder dec(tok);
+  std::string text;
+  for (int32_t t : tokens) text += dec.Push(t).value_or("");
+  EXPECT_GT(text.size(), 2u) << "the greedy text is too short for this test";
+  return text.size() > 2 ? text.substr(text.size() / 2, 2) : "";
+}
+
+// Routing replay of two-turn samples (tool use) on an MoE model: the routing the learner replays
+// equals the engine's at every position (prompt, generated tokens, and the environment's tokens,
+// whose routing the engine took from the prefill of the tool result), and under it the learner's
+// logprobs of the generated tokens equal the engine's; wrong experts at the environment's
+// positions alone would change them. qwen3_moe: every layer is MoE, so the experts of an
+// environment position reach the next turn through the next layer's attention (with MoE in the
+// last layer only, they would shape only the masked tokens' own logits).
+TEST(RlUpdate, RoutingReplayOfTwoTurnSamplesReproducesTheEngineLogprobs) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  auto policy = Make("qwen3_moe-nano", 5);
+  EngineOptions eo;
+  eo.tokenizer = &*tok;
+  auto engine = RolloutEngine::Create(Make("qwen3_moe-nano", 5), eo);
+  ASSERT_TRUE(engine.ok());
+  GroupRequest req;
+  req.prompt = {5, 17, 33, 2, 91, 64};
+  req.sampling.temperature = 0.0;
+  req.max_new_tokens = 24;
+  req.return_routing = true;
+  req.return_raw_logprobs = true;
+  auto free_run = (*engine)->GenerateGroups({req});
+  ASSERT_TRUE(free_run.ok()) << free_run.status();
+  req.environment = std::make_shared<FixedTool>(MarkerInText(*tok, (*free_run)[0].samples[0].tokens));
+  req.max_tool_calls = 1;
+  req.max_new_tokens = 36;
+  auto res = (*engine)->GenerateGroups({req});
+  ASSERT_TRUE(res.ok()) << res.status();
+  const GroupResult& gr = (*res)[0];
+  const SampleResult& sample = gr.samples[0];
+  ASSERT_EQ(sample.environment_spans.size(), 1u);
+  const EnvironmentSpan& span = sample.environment_spans[0];
+  ASSERT_GT(static_cast<int64_t>(sample.tokens.size()), span.first_token + span.num_tokens) << "no second turn";
+  std::vector<RlGroup> groups(1);
+  groups[0].prompt = req.prompt;
+  groups[0].prompt_routing = gr.prompt_routing;
+  RlSample rs;
+  rs.completion = sample.tokens;
+  rs.routing = sample.routing;
+  rs.rollout_logprobs = sample.raw_logprobs;
+  rs.advantage = 0.5;
+  auto mask = GeneratedTokenMask(static_cast<int64_t>(sample.tokens.size()), sample.environment_spans);
+  ASSERT_TRUE(mask.ok());
+  rs.loss_mask = *mask;
+  groups[0].samples.push_back(rs);
+
+  // The replayed routing is the engine's, position by position.
+  const ModelConfig& cfg = policy->config();
+  const int64_t L = cfg.NumMoeLayers(), K = cfg.num_experts_per_tok;
+  const int64_t P = static_cast<int64_t>(req.prompt.size()), T = static_cast<int64_t>(sample.tokens.size());
+  auto replay = ReplayRouting(groups, L, K);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  const int64_t N = replay->num_tokens;
+  ASSERT_EQ(N, P + T);
+  for (int64_t pos = 0; pos + 1 < P + T; ++pos) {
+    const int32_t* engine_experts =
+        pos < P - 1 ? gr.prompt_routing.data() + pos * L * K : sample.routing.data() + (pos - (P - 1)) * L * K;
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t k = 0; k < K; ++k) {
+        EXPECT_EQ(replay->experts[(l * N + pos) * K + k], engine_experts[l * K + k]) << "position " << pos;
+      }
+    }
+  }
+  // Under it, the learner's logprobs of the generated tokens are the engine's.
+  std::vector<int32_t> seq = req.prompt;
+  seq.insert(seq.end(), sample.tokens.begin(), sample.tokens.end());
+  ForwardOptions fo;
+  fo.forced_routing = &*replay;
+  auto out = policy->Forward(TokenBatch::FromSequences({seq}), fo);
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (int64_t t = 0; t < T; ++t) {
+    if ((*mask)[t]) {
+      EXPECT_NEAR(out->logprobs[P - 1 + t], sample.raw_logprobs[t], 1e-5) << "token " << t;
+    }
+  }
+
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kGrpo);
+  o.loss.kl_beta = 0;
+  o.loss.is_correction = IsCorrection::kTokenMask;  // a token off by more than 1e-5 is masked
+  o.loss.is_cap = std::exp(1e-5);
+  o.schedule.lr = 1e-3;
+  auto opt = AdamW::Create(policy->backend(), policy->parameter_specs(), {});
+  std::vector<Buffer> grads;
+  auto stats = RlUpdate(*policy, nullptr, *opt, groups, o, &grads);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->is_weight_mean, 1.0);
+  // Other experts for the environment's tokens only: the next turn's logprobs move.
+  for (int64_t t = span.first_token; t < span.first_token + span.num_tokens; ++t) {
+    for (int64_t j = 0; j < L * K; ++j) groups[0].samples[0].routing[t * L * K + j] += 1;
+  }
+  for (int32_t& e : groups[0].samples[0].routing) e %= static_cast<int32_t>(cfg.num_experts);
+  auto policy2 = Make("qwen3_moe-nano", 5);
+  auto opt2 = AdamW::Create(policy2->backend(), policy2->parameter_specs(), {});
+  auto stats2 = RlUpdate(*policy2, nullptr, *opt2, groups, o, &grads);
+  ASSERT_TRUE(stats2.ok()) << stats2.status();
   EXPECT_LT(stats2->is_weight_mean, 1.0);
 }
 

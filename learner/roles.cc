@@ -176,6 +176,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> MakeEmbeddedRollout(const CausalL
   EngineOptions eo;
   eo.kv_memory_bytes = options.kv_memory_bytes;
   eo.tokenizer = options.tokenizer;
+  eo.tool_call_threads = options.tool_call_threads;
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RolloutEngine> engine, RolloutEngine::Create(std::move(model), eo));
   auto rollout = std::make_unique<EmbeddedRollout>(std::move(engine), backend, options.format);
   if (options.initial_version > 0) {

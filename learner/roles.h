@@ -50,6 +50,7 @@ struct EmbeddedRolloutOptions {
   int64_t kv_memory_bytes = int64_t{256} << 20;
   uint64_t initial_version = 0;
   const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
+  int64_t tool_call_threads = 4;                    // EngineOptions::tool_call_threads
 };
 
 // A RolloutEngine on `backend` over a copy of `policy`'s weights (as served in `format`; made

@@ -722,7 +722,8 @@ ToolSettings RecipeToolSettings(const TrainRecipe& r) {
           .plugin_config = r.tool_plugin_config,
           .timeout_ms = r.tool_timeout_ms,
           .max_calls = r.max_tool_calls,
-          .max_output_tokens = r.max_tool_output_tokens};
+          .max_output_tokens = r.max_tool_output_tokens,
+          .call_threads = r.tool_call_threads};
 }
 
 // The embedded rollouts' tool environment (tools.environment); null for single-turn rollouts and
@@ -748,6 +749,7 @@ absl::StatusOr<std::unique_ptr<PolicyRollout>> OpenRollout(const Run& run, uint6
     ro.kv_memory_bytes = r.kv_memory_mb << 20;
     ro.initial_version = *version;
     ro.tokenizer = run.tok.get();
+    ro.tool_call_threads = r.tool_call_threads;
     return MakeEmbeddedRollout(*run.policy, *run.backend, ro);
   }
   RemoteRolloutOptions ro;
@@ -895,8 +897,8 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_RETURN_IF_ERROR(metrics->Log(0, row));
   }
 
-  // Multi-turn samples carry no routing (rollout/engine.h): routing replay is off with tools.
-  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay && !ToolsOn(run);
+  // Multi-turn samples carry routing for every token, the environment's included (rollout/engine.h).
+  const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
   const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, &grads};

@@ -106,6 +106,9 @@ struct SampleState {
   int64_t tool_calls = 0;
   // The tool call it waits for (off the loop thread); it takes no steps meanwhile.
   std::shared_ptr<PendingCall> pending;
+  // A tool result spent max_new_tokens and the request wants routing: the result's tokens are
+  // fed (their routing recorded) and then the sample ends (kLength), with no token drawn.
+  bool finish_after_feed = false;
 };
 
 struct Group {
@@ -289,9 +292,6 @@ class RolloutEngine::Impl {
     if (r.environment == nullptr) return absl::OkStatus();
     if (o_.tokenizer == nullptr) return absl::InvalidArgumentError("an environment (tool use) needs a tokenizer, and the engine has none");
     if (r.environment->call_end().empty()) return absl::InvalidArgumentError("the environment's call marker is empty");
-    if (r.return_routing && L_ > 0) {
-      return absl::InvalidArgumentError("return_routing is not supported with an environment (multi-turn tool use)");
-    }
     if (r.max_tool_calls < 0) {
       return absl::InvalidArgumentError("max_tool_calls must be >= 0, got " + std::to_string(r.max_tool_calls));
     }
@@ -516,10 +516,31 @@ class RolloutEngine::Impl {
   void WaitForRoom();
   // A failed forward step aborts every group in it.
   void AbortStep(const std::vector<Entry>& entries, const absl::Status& error);
-  // Records what the step computed (cached positions, prefill progress, prompt routing) and
-  // returns the tokens due: one per sample whose sequence is complete, every sample of a group
-  // whose prompt just finished.
-  std::vector<Draw> AdvanceEntries(const std::vector<Entry>& entries, const StepInput& in, const StepOutput& out);
+  // Records what the step computed (cached positions, prefill progress, prompt routing, the
+  // routing of fed tool-result tokens) and returns the tokens due: one per sample whose sequence
+  // is complete, every sample of a group whose prompt just finished. `fed`: the samples whose
+  // last tool result is now fed through (finish_after_feed), to be finished after the draws.
+  std::vector<Draw> AdvanceEntries(const std::vector<Entry>& entries, const StepInput& in, const StepOutput& out,
+                                   std::vector<std::pair<uint64_t, int64_t>>* fed);
+  // Where a sample's feed ends: every position of prompt + tokens, or, for a sample that ends
+  // once its last tool result is fed (finish_after_feed), all but the last (whose output would
+  // be the routing and logits of a token that is never drawn).
+  int64_t FeedEnd(const Group& g, const SampleState& s) const {
+    return g.plen + static_cast<int64_t>(s.r.tokens.size()) - (s.finish_after_feed ? 1 : 0);
+  }
+  // Appends to s->r.routing the routing of the positions of `e` (a sample's entry starting at
+  // row `first_row` of the step) that produce a token of the sample not yet recorded, short of
+  // the position whose token is drawn now (EmitToken records that one): the tokens a tool's
+  // environment appended, whose routing comes from the step that feeds them.
+  void RecordFedRouting(const Group& g, const Entry& e, int64_t first_row, const StepOutput& out,
+                        SampleState* s) const {
+    const int64_t recorded = static_cast<int64_t>(s->r.routing.size()) / (L_ * K_);
+    const int64_t len = static_cast<int64_t>(s->r.tokens.size());
+    // Token t's routing is that of position plen + t - 1.
+    for (int64_t p = std::max(e.from, g.plen + recorded - 1); p < std::min(e.to, g.plen + len - 1); ++p) {
+      CopyRouting(out, first_row + p - e.from, &s->r.routing);
+    }
+  }
   // Appends the drawn token to its sample (version span, logprobs, routing), fires on_prefill
   // before a group's first token, and finishes the sample when it stops (on_sample, on_done).
   void EmitToken(const Draw& d, const StepOutput& out);
@@ -740,10 +761,11 @@ void RolloutEngine::Impl::RunStep() {
   forwarded_tokens_ += static_cast<int64_t>(in.tokens.size());
   absl::StatusOr<StepOutput> out;
   std::vector<Draw> draws;
+  std::vector<std::pair<uint64_t, int64_t>> fed;  // (group id, sample): fed through, now ending
   try {
     out = model_->ForwardStep(in, cache_);
     if (out.ok()) {
-      draws = AdvanceEntries(entries, in, *out);
+      draws = AdvanceEntries(entries, in, *out, &fed);
       DrawTokens(*model_, *out, &draws);
     }
   } catch (const std::bad_alloc&) {  // the step's device memory: its groups fail, the engine goes on
@@ -755,6 +777,10 @@ void RolloutEngine::Impl::RunStep() {
     return;
   }
   for (const Draw& d : draws) EmitToken(d, *out);
+  for (auto [id, si] : fed) {  // tool results that spent the token budget, now with their routing
+    auto it = groups_.find(id);
+    if (it != groups_.end()) FinishSample(*it->second, si, FinishReason::kLength);
+  }
   PublishStats();
 }
 
@@ -775,7 +801,7 @@ bool RolloutEngine::Impl::ScheduleRunning(std::vector<Entry>* entries, int64_t* 
     auto [g, si] = running_[i];
     SampleState& s = g->samples[si];
     if (s.pending) continue;  // waits for its tool call, keeping its blocks
-    Entry e{g, si, s.cached, g->plen + static_cast<int64_t>(s.r.tokens.size()), true};
+    Entry e{g, si, s.cached, FeedEnd(*g, s), !s.finish_after_feed};
     if (e.to - e.from > 1) {  // recompute
       if (*budget <= 0) continue;
       if (e.to - e.from > *budget) {
@@ -828,7 +854,7 @@ void RolloutEngine::Impl::ScheduleWaitingSamples(Group* g, std::vector<Entry>* e
     const int64_t len = static_cast<int64_t>(s.r.tokens.size());
     // Its own blocks (a CoW copy of the prompt's partial block included), plus one of
     // headroom unless nothing runs (Validate guarantees the exact need fits then).
-    const int64_t need = CeilDiv(g->plen + len, bs) - g->plen / bs + (*running > 0 ? 1 : 0);
+    const int64_t need = CeilDiv(FeedEnd(*g, s), bs) - g->plen / bs + (*running > 0 ? 1 : 0);
     if (need > pool_.free_blocks()) return;
     const bool recompute = len > 1;
     if (recompute && *budget <= 0) return;
@@ -841,8 +867,9 @@ void RolloutEngine::Impl::ScheduleWaitingSamples(Group* g, std::vector<Entry>* e
       if (cache_.Reserve(s.seq, e.to, e.from).ok()) entries->push_back(e);
       continue;
     }
-    Entry e{g, si, s.cached, std::min(g->plen + len, s.cached + *budget), false};
-    e.samples_next = e.to == g->plen + len;
+    const int64_t end = FeedEnd(*g, s);
+    Entry e{g, si, s.cached, std::min(end, s.cached + *budget), false};
+    e.samples_next = e.to == end && !s.finish_after_feed;
     if (!cache_.Reserve(s.seq, e.to, e.from).ok()) continue;
     *budget -= e.to - e.from;
     entries->push_back(e);
@@ -888,7 +915,8 @@ void RolloutEngine::Impl::AbortStep(const std::vector<Entry>& entries, const abs
 }
 
 std::vector<Draw> RolloutEngine::Impl::AdvanceEntries(const std::vector<Entry>& entries, const StepInput& in,
-                                                      const StepOutput& out) {
+                                                      const StepOutput& out,
+                                                      std::vector<std::pair<uint64_t, int64_t>>* fed) {
   std::vector<Draw> draws;
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
@@ -896,8 +924,11 @@ std::vector<Draw> RolloutEngine::Impl::AdvanceEntries(const std::vector<Entry>& 
     const int64_t row = static_cast<int64_t>(i);  // the row of out.logits its tokens come from
     const int64_t last = in.offsets[i + 1] - 1;
     if (e.sample >= 0) {
-      e.g->samples[e.sample].cached = e.to;
+      SampleState& s = g.samples[e.sample];
+      s.cached = e.to;
+      if (g.req.return_routing && L_ > 0) RecordFedRouting(g, e, in.offsets[i], out, &s);
       if (e.samples_next) draws.push_back({&g, e.sample, row, last, {}});
+      if (s.finish_after_feed && e.to == FeedEnd(g, s)) fed->emplace_back(g.id, e.sample);
       continue;
     }
     g.prefilled = e.to;
@@ -1022,8 +1053,12 @@ std::optional<FinishReason> RolloutEngine::Impl::AppendToolResult(const GroupReq
     if (auto piece = s->decoder->Push((*ids)[i]); piece.ok()) s->text += *piece;
   }
   r.environment_spans.push_back({first, n, std::move(*result)});
-  if (static_cast<int64_t>(r.tokens.size()) >= req.max_new_tokens) return FinishReason::kLength;
-  return std::nullopt;
+  if (static_cast<int64_t>(r.tokens.size()) < req.max_new_tokens) return std::nullopt;
+  if (n > 0 && req.return_routing && L_ > 0) {  // the result's routing comes from feeding it
+    s->finish_after_feed = true;
+    return std::nullopt;
+  }
+  return FinishReason::kLength;
 }
 
 void RolloutEngine::Impl::PublishStats() {

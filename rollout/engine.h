@@ -28,7 +28,9 @@
 //  - Routing (MoE models, return_routing): prompt_routing holds positions 0..P-2, each sample's
 //    routing its tokens 0..T-1 (the routing of the step whose input was the previous token),
 //    token-major: experts[(t * L + l) * K + k], L = MoE layers, K = experts per token, as
-//    proto/sample.proto TokenRouting.
+//    proto/sample.proto TokenRouting. Multi-turn samples have routing for every token too: a
+//    token an environment appended gets the routing of the step that fed the token before it
+//    (the prefill of the result), so routing replay covers every position the learner forwards.
 //  - Tool use (multi-turn, GroupRequest::environment): when a sample's decoded text comes to
 //    contain the environment's call_end() (searched in the text its last token added), the
 //    engine runs the call (Environment::Call) on one of tool_call_threads worker threads: the
@@ -41,8 +43,10 @@
 //    most max_tool_calls calls (the marker after the last one ends it, kStop). Stop tokens and
 //    stop strings are checked in the generated tokens only. A sample's tokens do not depend on
 //    when its call comes back (each sample draws from its own RNG), so tool_call_threads = 0
-//    (calls on the loop thread, between two steps) gives the same samples. Routing is not returned for
-//    multi-turn samples (Validate refuses return_routing with an environment on MoE models).
+//    (calls on the loop thread, between two steps) gives the same samples. A result that spends
+//    max_new_tokens ends the sample (kLength) at once, or, with return_routing on an MoE model,
+//    after one more step feeds the result's tokens (so their routing is recorded; no token is
+//    drawn).
 //  - Threads: one background loop thread runs the steps (a dedicated std::thread, not a pool
 //    task: the model's kernels fan out on ThreadPool::Default(), which runs nested work
 //    inline). Callbacks run on that thread between steps and must not block; they may call
@@ -168,8 +172,8 @@ class RolloutEngine {
 
   // InvalidArgument for a bad request (empty prompt, out-of-vocabulary token, n <= 0, bad
   // sampling, prompt + max_new_tokens beyond max_position_embeddings, stop strings without a
-  // tokenizer, an environment without a tokenizer or with routing on an MoE model, max_tool_calls
-  // < 0, max_tool_output_tokens <= 0); ResourceExhausted if one sample cannot fit in the pool; Unavailable after Drain.
+  // tokenizer, an environment without a tokenizer, max_tool_calls < 0, max_tool_output_tokens
+  // <= 0); ResourceExhausted if one sample cannot fit in the pool; Unavailable after Drain.
   absl::Status Validate(const GroupRequest& request) const;
   // Queues a group; returns its id. Callbacks fire later on the engine thread.
   absl::StatusOr<uint64_t> Submit(GroupRequest request, GroupCallbacks callbacks);

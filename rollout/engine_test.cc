@@ -54,11 +54,37 @@ ForwardOutput Score(CausalLM& model, const std::vector<int32_t>& prompt, const s
   return std::move(out).value();
 }
 
+// Routing of a sample (and, when given, of its group's prompt) against `want`, the Forward over
+// prompt + the sample's tokens: token t's experts are those of position P - 1 + t, in every MoE layer.
+void ExpectRoutingOf(const ModelConfig& c, int64_t P, const SampleResult& s, const ForwardOutput& want,
+                     const std::vector<int32_t>* prompt_routing) {
+  const int64_t L = c.NumMoeLayers(), K = c.num_experts_per_tok;
+  const int64_t T = static_cast<int64_t>(s.tokens.size()), N = want.routing.num_tokens;
+  ASSERT_EQ(static_cast<int64_t>(s.routing.size()), T * L * K);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t k = 0; k < K; ++k) {
+        EXPECT_EQ(s.routing[(t * L + l) * K + k], want.routing.experts[(l * N + P - 1 + t) * K + k])
+            << "token " << t << " layer " << l;
+      }
+    }
+  }
+  if (prompt_routing == nullptr) return;
+  ASSERT_EQ(static_cast<int64_t>(prompt_routing->size()), (P - 1) * L * K);
+  for (int64_t p = 0; p + 1 < P; ++p) {
+    for (int64_t l = 0; l < L; ++l) {
+      for (int64_t k = 0; k < K; ++k) {
+        EXPECT_EQ((*prompt_routing)[(p * L + l) * K + k], want.routing.experts[(l * N + p) * K + k]);
+      }
+    }
+  }
+}
+
 // Checks logprobs (and raw ones), greedy argmax and routing of a group against Forward.
 void CheckGroup(CausalLM& ref, const GroupRequest& req, const GroupResult& got) {
   ASSERT_EQ(static_cast<int64_t>(got.samples.size()), req.n);
   const ModelConfig& c = ref.config();
-  const int64_t L = c.NumMoeLayers(), K = L > 0 ? c.num_experts_per_tok : 0;
+  const int64_t L = c.NumMoeLayers();
   const int64_t P = static_cast<int64_t>(req.prompt.size());
   for (int64_t i = 0; i < req.n; ++i) {
     const SampleResult& s = got.samples[i];
@@ -99,25 +125,7 @@ void CheckGroup(CausalLM& ref, const GroupRequest& req, const GroupResult& got) 
       }
     }
     if (req.return_routing && L > 0) {
-      const int64_t T = static_cast<int64_t>(s.tokens.size()), N = want.routing.num_tokens;
-      ASSERT_EQ(static_cast<int64_t>(s.routing.size()), T * L * K);
-      for (int64_t t = 0; t < T; ++t) {
-        for (int64_t l = 0; l < L; ++l) {
-          for (int64_t k = 0; k < K; ++k) {
-            EXPECT_EQ(s.routing[(t * L + l) * K + k], want.routing.experts[(l * N + P - 1 + t) * K + k]);
-          }
-        }
-      }
-      if (i == 0) {
-        ASSERT_EQ(static_cast<int64_t>(got.prompt_routing.size()), (P - 1) * L * K);
-        for (int64_t p = 0; p + 1 < P; ++p) {
-          for (int64_t l = 0; l < L; ++l) {
-            for (int64_t k = 0; k < K; ++k) {
-              EXPECT_EQ(got.prompt_routing[(p * L + l) * K + k], want.routing.experts[(l * N + p) * K + k]);
-            }
-          }
-        }
-      }
+      ExpectRoutingOf(c, P, s, want, i == 0 ? &got.prompt_routing : nullptr);
     } else {
       EXPECT_TRUE(s.routing.empty());
     }
@@ -642,6 +650,112 @@ TEST(EngineTest, ToolCallsAppendEnvironmentTokensAndKeepTheCache) {
   EXPECT_EQ(c.environment_spans[0].num_tokens, 2);
   EXPECT_EQ(c.environment_spans[0].result.output, "#7\xef\xbf\xbd");
   EXPECT_EQ(std::vector<int32_t>(c.tokens.begin() + at + 1, c.tokens.begin() + at + 3), (std::vector<int32_t>{123, 35}));
+}
+
+// Two characters from the middle of the greedy text of `r` on `engine` (a tool-call marker that
+// the sample completes) and the index of the token completing them.
+std::pair<std::string, int64_t> MarkerInGreedyText(RolloutEngine& engine, const tokenizer::Tokenizer& tok,
+                                                   GroupRequest r) {
+  r.environment = nullptr;
+  r.return_routing = false;
+  auto free_run = engine.GenerateGroups({r});
+  EXPECT_TRUE(free_run.ok()) << free_run.status();
+  if (!free_run.ok()) return {"", -1};
+  tokenizer::StreamDecoder dec(tok);
+  std::vector<std::string> texts;
+  std::string text;
+  for (int32_t t : (*free_run)[0].samples[0].tokens) {
+    text += dec.Push(t).value_or("");
+    texts.push_back(text);
+  }
+  EXPECT_GT(text.size(), 2u) << "the greedy text is too short for this test";
+  if (text.size() <= 2) return {"", -1};
+  const std::string marker = text.substr(text.size() / 2, 2);
+  int64_t at = 0;
+  while (texts[at].find(marker) == std::string::npos) ++at;
+  return {marker, at};
+}
+
+// Routing of a multi-turn sample on MoE models: every token has the experts of the forward step
+// that produced it, the environment's tokens included (their step is the prefill of the result),
+// equal to one Forward over prompt + all tokens at every position; also with the result fed in
+// 2-token chunks under a pool small enough to preempt, and when a result spends the token budget
+// (the sample ends after the result is fed, each position still forwarded once).
+TEST(EngineTest, ToolCallsOnMoeModelsReturnTheRoutingOfEveryToken) {
+  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
+                                            tokenizer::testing::TinyConfig().dump());
+  ASSERT_TRUE(tok.ok());
+  for (const std::string preset : {"qwen3_moe-nano", "deepseek_v3-nano"}) {
+    SCOPED_TRACE(preset);
+    EngineOptions o;
+    o.tokenizer = &*tok;
+    o.block_size = 4;
+    auto engine = MakeEngine(preset, 5, o);
+    auto ref = MakeModel(preset, 5);
+    GroupRequest r;
+    r.prompt = Prompt(5, 2);
+    r.sampling.temperature = 0.0;
+    r.max_new_tokens = 24;
+    r.return_raw_logprobs = true;
+    r.return_routing = true;
+    const auto [marker, at] = MarkerInGreedyText(*engine, *tok, r);
+    ASSERT_GE(at, 0);
+    r.environment = std::make_shared<FixedTool>(marker);
+    r.max_tool_calls = 2;
+    r.max_new_tokens = 40;
+    const int64_t P = static_cast<int64_t>(r.prompt.size());
+
+    // 2-token chunks, and a pool of the 12 blocks one sample needs, shared by three greedy samples
+    // and a group of two that runs to 40 tokens (11 blocks each): preemption.
+    EngineOptions tight = o;
+    tight.max_prefill_tokens_per_step = 2;
+    tight.num_blocks = 12;
+    tight.tool_call_threads = 0;  // FixedTool records its calls unguarded
+    auto small = MakeEngine(preset, 5, tight);
+    GroupRequest three = r;
+    three.n = 3;
+    GroupRequest other;
+    other.prompt = Prompt(5, 3);
+    other.n = 2;
+    other.seed = 3;
+    other.max_new_tokens = 40;
+    for (auto [e, req] : {std::pair{engine.get(), r}, std::pair{small.get(), three}}) {
+      std::vector<GroupRequest> batch = {req};
+      if (e == small.get()) batch.push_back(other);
+      auto got = e->GenerateGroups(batch);
+      ASSERT_TRUE(got.ok()) << got.status();
+      for (const SampleResult& s : (*got)[0].samples) {
+        SCOPED_TRACE("sample " + std::to_string(s.index));
+        const ForwardOutput want = Score(*ref, req.prompt, s.tokens);
+        ExpectRoutingOf(ref->config(), P, s, want, &(*got)[0].prompt_routing);
+        auto mask = GeneratedTokenMask(static_cast<int64_t>(s.tokens.size()), s.environment_spans);
+        ASSERT_TRUE(mask.ok());
+        for (size_t t = 0; t < s.tokens.size(); ++t) {
+          if ((*mask)[t]) {
+            EXPECT_NEAR(s.raw_logprobs[t], want.logprobs[t], 1e-5) << "token " << t;
+          }
+        }
+      }
+      const SampleResult& s0 = (*got)[0].samples[0];
+      ASSERT_FALSE(s0.environment_spans.empty());
+      ASSERT_GT(static_cast<int64_t>(s0.tokens.size()), s0.environment_spans[0].first_token + 5) << "no second turn";
+    }
+    EXPECT_GT(small->stats().preemptions, 0);
+
+    // The first result spends the budget after 2 of its 5 tokens: the sample ends (length) with
+    // those tokens' routing, fed once.
+    r.max_new_tokens = at + 3;
+    const int64_t before = engine->stats().forwarded_tokens;
+    auto cut = engine->GenerateGroups({r});
+    ASSERT_TRUE(cut.ok()) << cut.status();
+    const SampleResult& c = (*cut)[0].samples[0];
+    EXPECT_EQ(c.finish_reason, FinishReason::kLength);
+    ASSERT_EQ(static_cast<int64_t>(c.tokens.size()), at + 3);
+    ASSERT_EQ(c.environment_spans.size(), 1u);
+    EXPECT_EQ(c.environment_spans[0].num_tokens, 2);
+    ExpectRoutingOf(ref->config(), P, c, Score(*ref, r.prompt, c.tokens), nullptr);
+    EXPECT_EQ(engine->stats().forwarded_tokens - before, P + at + 3 - 1);
+  }
 }
 
 // A tool that holds each call until `engine` has forwarded `wait_tokens` more positions (other

@@ -116,10 +116,16 @@ TEST(SampleProtoTest, EnvironmentSpansRoundTripWithTurnTexts) {
   for (int i = 7; i < 10; ++i) s.logprobs[i] = 0.0f;
   s.environment_spans = {{7, 3, {.tool = "calculator", .call = "1+2</c>", .arguments = R"({"expression":"1+2"})",
                                  .output = "3", .result_start = "{", .result_end = "}"}}};
+  // Routing of every token, the tool's included (L = 1, K = 2), travels as a single turn's does.
+  for (int32_t t = 0; t < 12; ++t) s.routing.insert(s.routing.end(), {t % 4, (t + 1) % 4});
   GroupRequest req;
   req.seed = 4;
+  req.return_routing = true;
+  GroupResult moe;
+  moe.num_moe_layers = 1;
+  moe.top_k = 2;
   grpo::v1::Sample wire;
-  SampleResultToProto(s, req, GroupResult{}, &wire);
+  SampleResultToProto(s, req, moe, &wire);
   ASSERT_TRUE(SetTurnTexts(*tok, {}, s, &wire).ok());
   EXPECT_EQ(std::vector<std::string>(wire.turn_texts().begin(), wire.turn_texts().end()),
             (std::vector<std::string>{"1+2</c>", "{3}", "=3"}));
@@ -129,6 +135,7 @@ TEST(SampleProtoTest, EnvironmentSpansRoundTripWithTurnTexts) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->tokens, s.tokens);
   EXPECT_EQ(back->environment_spans, s.environment_spans);
+  EXPECT_EQ(back->routing, s.routing);
   EXPECT_EQ(*GeneratedTokenMask(static_cast<int64_t>(back->tokens.size()), back->environment_spans),
             (std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1}));
 

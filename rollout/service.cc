@@ -331,6 +331,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     resp->set_version(o_.version);
     resp->set_vocab_size(static_cast<uint32_t>(engine_.config().vocab_size));
     resp->set_serves_logprobs(o_.logprobs_model != nullptr);
+    resp->set_serves_tools(tokenizer_ != nullptr);
     return grpc::Status::OK;
   }
 
@@ -548,7 +549,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     GRPO_ASSIGN_OR_RETURN(req->environment, environments_.Get(*settings));
     req->max_tool_calls = settings->max_calls;
     req->max_tool_output_tokens = settings->max_output_tokens;
-    return absl::OkStatus();  // Submit validates the rest (the engine refuses routing with tools on MoE)
+    return absl::OkStatus();  // Submit validates the rest
   }
 
   RolloutEngine& engine_;

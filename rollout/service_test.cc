@@ -156,6 +156,7 @@ TEST_F(ServiceTest, StreamSendsPromptThenSamplesThenTiming) {
 TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   auto h = Health();
   EXPECT_EQ(h.status(), grpo::v1::RolloutHealthResponse::SERVING);
+  EXPECT_FALSE(h.serves_tools());  // no tokenizer: it cannot run tool calls
   EXPECT_EQ(h.weight_version(), 0u);
   EXPECT_GT(h.total_kv_blocks(), 0u);
   EXPECT_EQ(h.free_kv_blocks(), h.total_kv_blocks());
@@ -537,6 +538,12 @@ TEST(RolloutServeTools, ToolTurnsRunOnTheServerAsInTheEngine) {
   ASSERT_TRUE(server.ok()) << server.status();
   auto stub = RolloutService::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext ctx;
+    grpo::v1::RolloutHealthResponse h;
+    ASSERT_TRUE(stub->Health(&ctx, {}, &h).ok());
+    EXPECT_TRUE(h.serves_tools());
+  }
   grpo::v1::GenerateRequest p;
   for (int32_t t : r.prompt) p.add_prompt_token_ids(t);
   p.set_group_size(3);

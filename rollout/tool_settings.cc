@@ -12,6 +12,7 @@ namespace {
 
 constexpr int64_t kMaxCalls = 2147483647;
 constexpr int64_t kMaxTimeoutMs = 600000;
+constexpr int64_t kMaxCallThreads = 256;  // RolloutEngine::Create's limit
 
 absl::Status Bad(const std::string& key, const std::string& what) {
   return absl::InvalidArgumentError(key + ": " + what);
@@ -59,6 +60,10 @@ absl::Status ValidateToolSettings(const ToolSettings& s) {
     return Bad("tools.max_calls", "must be in [0, " + std::to_string(kMaxCalls) + "]");
   }
   if (s.max_output_tokens <= 0) return Bad("tools.max_output_tokens", "must be positive");
+  if (s.call_threads < 0 || s.call_threads > kMaxCallThreads) {
+    return Bad("tools.call_threads", "must be in [0, " + std::to_string(kMaxCallThreads) +
+                                         "] (0: calls run on the engine's loop thread)");
+  }
   for (const std::string* tag : {&s.tags.call_start, &s.tags.call_end, &s.tags.result_start, &s.tags.result_end}) {
     if (tag->empty()) return Bad("tools.call_start", "the call and result markers must not be empty");
   }

@@ -8,8 +8,9 @@
 //    plugin_config are read only with "plugin". ValidateToolSettings names the recipe key
 //    (tools.*) of the first bad setting.
 //  - DefaultToolTags(environment): the python tool's fenced blocks, the tagged markers otherwise.
-//  - The proto form carries every setting; FromProto fills what the proto leaves empty or 0 with
-//    the defaults below (ToolTags of the environment, 5000 ms, 32 tokens) and validates.
+//  - The proto form carries every setting but call_threads (the engine's, set when it starts);
+//    FromProto fills what the proto leaves empty or 0 with the defaults below (ToolTags of the
+//    environment, 5000 ms, 32 tokens) and validates.
 #ifndef GRPO_ROLLOUT_TOOL_SETTINGS_H_
 #define GRPO_ROLLOUT_TOOL_SETTINGS_H_
 
@@ -31,6 +32,10 @@ struct ToolSettings {
   int64_t timeout_ms = 5000;         // per call of the python tool or a plugin, in [1, 600000]
   int64_t max_calls = 2;             // per sample, in [0, 1000000]
   int64_t max_output_tokens = 32;    // per result, > 0
+  // The engine's threads for tool calls (EngineOptions::tool_call_threads), in [0, 256]; 0: calls
+  // run on the engine's loop thread. Fixed when an engine starts, so not in the proto form: a
+  // server takes it at its start (`grpo rollout serve --tools-call-threads`).
+  int64_t call_threads = 4;
   bool enabled() const { return environment != "none"; }
   bool operator==(const ToolSettings&) const = default;
 };

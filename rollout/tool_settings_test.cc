@@ -17,6 +17,8 @@ TEST(ToolSettingsTest, ValidationNamesTheKey) {
       {{.environment = "calculator", .max_calls = -1}, "tools.max_calls"},
       {{.environment = "calculator", .max_output_tokens = 0}, "tools.max_output_tokens"},
       {{.environment = "calculator", .tags = {.call_end = ""}}, "tools.call_start"},
+      {{.environment = "calculator", .call_threads = -1}, "tools.call_threads"},
+      {{.environment = "calculator", .call_threads = 257}, "tools.call_threads"},
   };
   for (const auto& [settings, key] : table) {
     absl::Status s = ValidateToolSettings(settings);
@@ -25,6 +27,8 @@ TEST(ToolSettingsTest, ValidationNamesTheKey) {
   }
   EXPECT_TRUE(ValidateToolSettings({}).ok());
   EXPECT_TRUE(ValidateToolSettings({.environment = "calculator", .max_calls = 0}).ok());
+  EXPECT_TRUE(ValidateToolSettings({.environment = "calculator", .call_threads = 0}).ok());
+  EXPECT_EQ(ToolSettings().call_threads, 4);
 }
 
 TEST(ToolSettingsTest, ProtoRoundTrips) {

@@ -46,6 +46,18 @@ assert n > 0, 'no tool call in 8 samples'
 err=$("$GRPO" generate --model "$BASE" --input prompts.jsonl --output bad.jsonl --tools-environment calculator \
   --tools-max-calls -1 2>&1)
 check "a bad tools flag is named" 'echo "$err" | grep -q -- "--tools-max-calls"' || echo "$err"
+# Calls on the engine's loop thread (--tools-call-threads 0) give the same samples.
+"$GRPO" generate --model "$BASE" --input prompts.jsonl --output gen0.jsonl --n 4 --seed 3 --max-new-tokens 32 \
+  --tools-environment calculator --tools-call-start '<c>' --tools-call-end '</c>' --tools-result-start '<r>' \
+  --tools-result-end '</r>' --tools-max-calls 1 --tools-call-threads 0 2> gen0.err
+check "tool-call threads do not change the samples" "/usr/bin/python3 -c \"
+import json
+tokens = lambda f: [[s['tokens'] for s in json.loads(l)['samples']] for l in open(f)]
+assert tokens('gen.jsonl') == tokens('gen0.jsonl')
+\"" || cat gen0.err
+err=$("$GRPO" generate --model "$BASE" --input prompts.jsonl --output bad.jsonl --tools-environment calculator \
+  --tools-call-threads 300 2>&1)
+check "a bad --tools-call-threads is named" 'echo "$err" | grep -q -- "--tools-call-threads"' || echo "$err"
 
 (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > push.token)
 export GRPO_PUSH_TOKEN_FILE="$T/push.token"
