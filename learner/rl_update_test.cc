@@ -582,7 +582,9 @@ TEST(RlUpdate, BatchInvariantRolloutsAreExactlyOnPolicy) {
       EXPECT_GT(stats->mismatch_tokens, 0);
       EXPECT_EQ(stats->mismatch_max_abs_logprob, 0.0);
       EXPECT_EQ(stats->is_weight_mean, 1.0);
-      if (mini_batches == 1) EXPECT_EQ(stats->ratio_max, 1.0);
+      if (mini_batches == 1) {
+        EXPECT_EQ(stats->ratio_max, 1.0);
+      }
     }
   }
   BackendForTests().SetBatchInvariant(false);
