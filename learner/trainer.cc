@@ -98,6 +98,7 @@ absl::Status CheckResumedRecipe(const std::string& stored_path, const TrainRecip
     // summation order across 3 or more ranks.
     if (j->contains("learner") && (*j)["learner"].is_object()) {
       for (const char* k : {"bucket_mb", "overlap_grad_reduce"}) (*j)["learner"].erase(k);
+      if ((*j)["learner"].empty()) j->erase("learner");
     }
   }
   if (a != b) {
