@@ -30,7 +30,7 @@ printf "%-6s %-18s %12s %12s %8s\n" model layout learn_s/step step_s/step params
 run() {  # run MODEL LAYOUT [args]...
   local model="$1" layout="$2"; shift 2
   local name="$model-$layout"
-  "$@" recipes/r1zero-nano.yaml "${COMMON[@]}" --set run.name="$name" $([ "$model" = mid ] && echo "${MID[@]}") \
+  "$@" recipes/r1zero-nano.yaml "${COMMON[@]}" "${EXTRA[@]}" --set run.name="$name" $([ "$model" = mid ] && echo "${MID[@]}") \
     > "$W/$name.out" 2> "$W/$name.err" || { tail -5 "$W/$name.err"; exit 1; }
   local params
   params=$(/usr/bin/python3 -c "
@@ -53,11 +53,12 @@ print('%-6s %-18s %12.3f %12.3f %8s' % (sys.argv[2], sys.argv[3], sum(r['time/le
 }
 for model in $MODELS; do
   for layout in $LAYOUTS; do
+    EXTRA=()
     case "$layout" in
       1rank-x-2thr) run "$model" "$layout" env GRPO_NUM_THREADS=2 "$GRPO" train ;;
       2rank-x-1thr) run "$model" "$layout" env GRPO_NUM_THREADS=1 "$GRPO" train --nproc 2 ;;
-      2rank-x-1thr-sync) run "$model" "$layout" env GRPO_NUM_THREADS=1 "$GRPO" train --nproc 2 \
-                           --set learner.overlap_grad_reduce=false ;;
+      2rank-x-1thr-sync) EXTRA=(--set learner.overlap_grad_reduce=false)
+                         run "$model" "$layout" env GRPO_NUM_THREADS=1 "$GRPO" train --nproc 2 ;;
       *) echo "unknown layout $layout" >&2; exit 2 ;;
     esac
   done
