@@ -6,25 +6,31 @@
 # the AdamW step; rank 0's view) and the mean whole-step seconds (time/step, which includes rank
 # 0's embedded rollout: with 2 ranks it generates with 1 thread). The first RL step is left out
 # (warm-up). Not a test: run it by hand, on an otherwise idle machine if the numbers are to mean
-# anything; it prints the load average before and after.
+# anything; it prints the load average before and after. The third layout, 2rank-x-1thr-sync,
+# is 2 ranks with the gradient reduction after the backward (learner.overlap_grad_reduce=false)
+# instead of overlapped with it (the default; learner.bucket_mb sets the buckets, BUCKET_MB here).
 #   STEPS=5 bash bench/data_parallel_bench.sh
+#   MODELS=mid LAYOUTS="2rank-x-1thr 2rank-x-1thr-sync" STEPS=3 bash bench/data_parallel_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-5}
+MODELS=${MODELS:-"nano mid"}
+LAYOUTS=${LAYOUTS:-"1rank-x-2thr 2rank-x-1thr 2rank-x-1thr-sync"}
+BUCKET_MB=${BUCKET_MB:-25}
 GRPO=${GRPO:-bazel-bin/cli/grpo}
 [ -x "$GRPO" ] || bazel build //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-dp-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 COMMON=(--set run.output_dir="$W/runs" --set pretrain.steps=0 --set train.steps="$STEPS" --set train.eval_size=0
-        --set train.eval_every=0 --set train.checkpoint_every=0 --quiet)
+        --set train.eval_every=0 --set train.checkpoint_every=0 --set learner.bucket_mb="$BUCKET_MB" --quiet)
 MID=(--set model.init.config.hidden_size=384 --set model.init.config.intermediate_size=1536
      --set model.init.config.moe_intermediate_size=384 --set model.init.config.num_hidden_layers=6)
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-printf "%-6s %-12s %12s %12s %8s\n" model layout learn_s/step step_s/step params
+printf "%-6s %-18s %12s %12s %8s\n" model layout learn_s/step step_s/step params
 run() {  # run MODEL LAYOUT [args]...
   local model="$1" layout="$2"; shift 2
   local name="$model-$layout"
-  "$@" recipes/r1zero-nano.yaml "${COMMON[@]}" --set run.name="$name" $([ "$model" = mid ] && echo "${MID[@]}") \
+  "$@" recipes/r1zero-nano.yaml "${COMMON[@]}" "${EXTRA[@]}" --set run.name="$name" $([ "$model" = mid ] && echo "${MID[@]}") \
     > "$W/$name.out" 2> "$W/$name.err" || { tail -5 "$W/$name.err"; exit 1; }
   local params
   params=$(/usr/bin/python3 -c "
@@ -42,11 +48,19 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rows = [r for r in rows if r['step'] > 1]
 n = len(rows)
-print('%-6s %-12s %12.3f %12.3f %8s' % (sys.argv[2], sys.argv[3], sum(r['time/learn'] for r in rows) / n,
+print('%-6s %-18s %12.3f %12.3f %8s' % (sys.argv[2], sys.argv[3], sum(r['time/learn'] for r in rows) / n,
       sum(r['time/step'] for r in rows) / n, sys.argv[4]))" "$W/runs/$name/metrics.jsonl" "$model" "$layout" "$params"
 }
-for model in nano mid; do
-  run "$model" 1rank-x-2thr env GRPO_NUM_THREADS=2 "$GRPO" train
-  run "$model" 2rank-x-1thr env GRPO_NUM_THREADS=1 "$GRPO" train --nproc 2
+for model in $MODELS; do
+  for layout in $LAYOUTS; do
+    EXTRA=()
+    case "$layout" in
+      1rank-x-2thr) run "$model" "$layout" env GRPO_NUM_THREADS=2 "$GRPO" train ;;
+      2rank-x-1thr) run "$model" "$layout" env GRPO_NUM_THREADS=1 "$GRPO" train --nproc 2 ;;
+      2rank-x-1thr-sync) EXTRA=(--set learner.overlap_grad_reduce=false)
+                         run "$model" "$layout" env GRPO_NUM_THREADS=1 "$GRPO" train --nproc 2 ;;
+      *) echo "unknown layout $layout" >&2; exit 2 ;;
+    esac
+  done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "collective/collective_test_lib.h"
 #include "collective/gloo_collective.h"
+#include "learner/gradient_reducer.h"
 #include "learner/rl_test_util.h"
 
 namespace grpo {
@@ -57,6 +59,7 @@ struct Case {
   double kl_beta;
   Objective objective;
   bool sharded = false;  // ZeRO-1: AdamW state sharded across the ranks
+  bool reducer = false;  // gradients summed by a GradientReducer overlapped with the backward
 };
 
 // Runs RlUpdate twice per rank: alone (the reference) and as one of `size` ranks.
@@ -99,6 +102,13 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
         return absl::StrCat("rank holds ", zero->state_elements(), " state elements, want ", want);
       }
     }
+    std::unique_ptr<GradientReducer> reducer;
+    if (run == 1 && k.reducer) {
+      auto red = GradientReducer::Create(**c, *models[run], {.bucket_elements = 5000, .overlap = true});
+      if (!red.ok()) return std::string(red.status().message());
+      reducer = std::move(*red);
+      o.gradient_reducer = reducer.get();
+    }
     std::vector<Buffer> grads;
     for (int step = 0; step < 3; ++step) {
       auto s = RlUpdate(*models[run], reference.get(), *opt, groups, o, &grads);
@@ -106,6 +116,7 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
       stats[run] = *s;
     }
     o.sharded_optimizer = nullptr;
+    o.gradient_reducer = nullptr;
   }
   const double rel = RelativeDifference(*models[1], *models[0]);
   if (!(rel <= 1e-5)) return absl::StrCat("weights differ by ", rel, " relative");
@@ -141,6 +152,60 @@ TEST(DataParallel, ShardedOptimizerRanksApplyTheOneProcessUpdate) {
     ExpectSameAsOneProcess({"qwen2-nano", 4, 3, 2, 2, 0.04, Objective::kGrpo, /*sharded=*/true}, size);
   }
   ExpectSameAsOneProcess({"deepseek_v3-nano", 2, 4, 1, 1, 0.0, Objective::kDapo, /*sharded=*/true}, 4);
+}
+
+TEST(DataParallel, OverlappedReductionRanksApplyTheOneProcessUpdate) {
+  ExpectSameAsOneProcess({"qwen2-nano", 4, 3, 2, 2, 0.04, Objective::kGrpo, true, /*reducer=*/true}, 2);
+  ExpectSameAsOneProcess({"deepseek_v3-nano", 2, 4, 1, 1, 0.0, Objective::kDapo, true, /*reducer=*/true}, 4);
+  ExpectSameAsOneProcess({"llama-nano", 4, 3, 2, 1, 0.0, Objective::kGrpo, false, /*reducer=*/true}, 3);
+}
+
+// Three RlUpdate calls (2 mini-batches each, ZeRO-1) with the reduction overlapped and with it
+// after the backward: the same weights bit for bit, and the overlap did start buckets early.
+std::string OverlapOnAndOff(const std::string& preset, const std::string& dir, int rank, int size) {
+  CollectiveOptions co;
+  co.rank = rank;
+  co.size = size;
+  co.rendezvous_dir = dir;
+  co.host = "127.0.0.1";
+  auto c = ConnectGloo(co);
+  if (!c.ok()) return std::string(c.status().message());
+  const auto groups = RandomGroups(4, 3, 17, 200);
+  std::unique_ptr<CausalLM> models[2] = {Make(preset, 3), Make(preset, 3)};
+  for (int overlap = 0; overlap < 2; ++overlap) {
+    CausalLM& model = *models[overlap];
+    auto zero = ShardedAdamW::Create(model.backend(), model.parameter_specs(), {}, **c);
+    auto reducer = GradientReducer::Create(**c, model, {.bucket_elements = 4000, .overlap = overlap == 1});
+    auto noop = AdamW::Create(model.backend(), {}, {});
+    if (!zero.ok() || !reducer.ok() || !noop.ok()) return "create";
+    RlUpdateOptions o;
+    o.mini_batches = 2;
+    o.schedule.lr = 1e-3;
+    o.routing_replay = false;
+    o.collective = c->get();
+    o.sharded_optimizer = &*zero;
+    o.gradient_reducer = reducer->get();
+    std::vector<Buffer> grads;
+    for (int step = 0; step < 3; ++step) {
+      if (auto s = RlUpdate(model, nullptr, *noop, groups, o, &grads); !s.ok()) return std::string(s.status().message());
+    }
+    if (((*reducer)->buckets_started_early() > 0) != (overlap == 1)) return "buckets started early or not";
+  }
+  for (size_t i = 0; i < models[0]->num_parameters(); ++i) {
+    const Parameter a = models[0]->ReadParameter(i), b = models[1]->ReadParameter(i);
+    if (std::memcmp(a.value.raw_data(), b.value.raw_data(), a.value.nbytes()) != 0) {
+      return "weights differ: " + models[0]->parameter_specs()[i].name;
+    }
+  }
+  return "";
+}
+
+TEST(DataParallel, OverlappedReductionGivesTheSameWeightsBitForBit) {
+  for (const char* preset : {"qwen2-nano", "deepseek_v3-nano"}) {
+    const std::string dir = testing_collective::FreshDirectory(absl::StrCat("overlap-", preset));
+    auto results = RunRanks(3, [&](int rank) { return OverlapOnAndOff(preset, dir, rank, 3); });
+    for (int r = 0; r < 3; ++r) EXPECT_EQ(results[r].exit_code, 0) << preset << " rank " << r << ": " << results[r].output;
+  }
 }
 
 // Shards written by N ranks read back whole, with another rank count's layout, into a
@@ -226,6 +291,8 @@ TEST(DataParallel, ShardCheckpointsLoadWithAnyRankCount) {
 
 TEST(DataParallel, MoreRanksThanSamplesLeavesSomeRanksIdle) {
   ExpectSameAsOneProcess({"llama-nano", 1, 2, 1, 1, 0.0, Objective::kDrGrpo}, 3);
+  // an idle rank runs no backward and still takes part in every bucket's reduction
+  ExpectSameAsOneProcess({"llama-nano", 1, 2, 1, 1, 0.0, Objective::kDrGrpo, true, /*reducer=*/true}, 3);
 }
 
 TEST(DataParallel, GradientBucketsSumAcrossRanks) {

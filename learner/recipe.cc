@@ -40,7 +40,7 @@ const std::vector<std::string>& KnownKeys() {
       "algorithm.sapo_tau_pos", "algorithm.sapo_tau_neg", "algorithm.icepop_low", "algorithm.icepop_high",
       "algorithm.advantage_scale", "algorithm.advantage_estimator", "algorithm.dynamic_sampling",
       "algorithm.max_sampling_rounds",
-      "learner.precision",
+      "learner.precision", "learner.bucket_mb", "learner.overlap_grad_reduce",
       "optimizer.lr", "optimizer.betas", "optimizer.eps", "optimizer.weight_decay",
       "optimizer.warmup_steps", "optimizer.schedule", "optimizer.min_lr_ratio",
       "optimizer.max_grad_norm", "optimizer.mini_batches", "optimizer.epochs",
@@ -312,6 +312,11 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   GRPO_ASSIGN_OR_RETURN(r.reward_endpoints, c.GetStringListOr("reward.endpoints", {}));
 
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "learner.precision", ParsePrecision, &r.learner_precision));
+  GRPO_ASSIGN_OR_RETURN(r.bucket_mb, c.GetDoubleOr("learner.bucket_mb", r.bucket_mb));
+  if (!(r.bucket_mb > 0 && r.bucket_mb * (1 << 20) / 4 >= 1 && r.bucket_mb <= 8191)) {
+    return c.Error("learner.bucket_mb", "must be a size in MiB above 0 and at most 8191");
+  }
+  GRPO_ASSIGN_OR_RETURN(r.overlap_grad_reduce, c.GetBoolOr("learner.overlap_grad_reduce", r.overlap_grad_reduce));
   GRPO_RETURN_IF_ERROR(ParseEnum(c, "algorithm.objective", ParseObjective, &r.objective));
   r.loss = PolicyLossPreset(r.objective);
   r.advantage = AdvantagePreset(r.objective);

@@ -27,7 +27,8 @@
 //              kl_estimator, is_correction, is_cap, icepop_low, icepop_high, sapo_tau_pos,
 //              sapo_tau_neg, advantage_scale (std|none), advantage_estimator (group_norm|rloo|
 //              reinforce_pp|reinforce_pp_baseline), dynamic_sampling, max_sampling_rounds
-//   learner    precision (f32|bf16): the policy's compute weights (CausalLM::SetComputeDType)
+//   learner    precision (f32|bf16): the policy's compute weights (CausalLM::SetComputeDType);
+//              bucket_mb, overlap_grad_reduce: data-parallel gradient buckets (gradient_reducer.h)
 //   optimizer  lr, betas, eps, weight_decay, warmup_steps, schedule, min_lr_ratio,
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
@@ -160,6 +161,11 @@ struct TrainRecipe {
   // learner.precision: the dtype the policy computes with (F32, or BF16 compute copies of the f32
   // masters, CausalLM::SetComputeDType); gradients, AdamW state and checkpoints stay f32.
   DType learner_precision = DType::kF32;
+  // learner.bucket_mb: the data-parallel gradient buckets' size (MiB of f32 gradients, > 0, at
+  // most 8191: one collective call holds < 2^31 floats); learner.overlap_grad_reduce: reduce each
+  // bucket during the backward (true) or all after it (false). Same sums either way.
+  double bucket_mb = 25;
+  bool overlap_grad_reduce = true;
 
   LrScheduleOptions schedule;
   AdamWOptions adamw;

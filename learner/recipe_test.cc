@@ -250,6 +250,20 @@ TEST(Recipe, LearnerPrecisionIsF32OrBf16) {
   EXPECT_GT(bf16_plan->total().value(), f32_plan->total().value());
 }
 
+TEST(Recipe, GradientBucketsHaveASizeAndMayOverlap) {
+  auto r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->bucket_mb, 25);
+  EXPECT_TRUE(r->overlap_grad_reduce);
+  auto buckets = Parse(kMinimal, {"learner.bucket_mb=0.5", "learner.overlap_grad_reduce=false"});
+  ASSERT_TRUE(buckets.ok()) << buckets.status();
+  EXPECT_EQ(buckets->bucket_mb, 0.5);
+  EXPECT_FALSE(buckets->overlap_grad_reduce);
+  for (const char* bad : {"learner.bucket_mb=0", "learner.bucket_mb=-1", "learner.bucket_mb=8192"}) {
+    ExpectError({bad}, "learner.bucket_mb");
+  }
+}
+
 TEST(Recipe, ModelInitNullWithAPath) {
   auto r = Parse(kMinimal, {"model.init=null", "model.path=/some/dir"});
   ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -213,11 +213,15 @@ bool Empty(const Packed& p) { return p.target_index.empty(); }
 absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& optimizer,
                                                      const RlUpdateOptions& o, std::vector<Buffer>* grads,
                                                      double* lr) {
+  const bool distributed = o.collective != nullptr && o.collective->size() > 1;
+  const bool summed = distributed && o.gradient_reducer != nullptr;
+  if (summed) GRPO_RETURN_IF_ERROR(o.gradient_reducer->Finish(grads));
   if (o.sharded_optimizer != nullptr) {
     *lr = LearningRate(o.schedule, o.sharded_optimizer->step());
+    if (summed) return o.sharded_optimizer->StepSummed(&policy.parameter_buffers(), *grads, *lr, o.max_grad_norm);
     return o.sharded_optimizer->Step(&policy.parameter_buffers(), grads, *lr, o.max_grad_norm);
   }
-  if (o.collective != nullptr && o.collective->size() > 1) {
+  if (distributed && !summed) {
     GRPO_RETURN_IF_ERROR(AllReduceGradients(*o.collective, policy.parameter_specs(), grads));
   }
   absl::StatusOr<double> norm = o.max_grad_norm > 0 ? ClipGradNorm(policy.parameter_specs(), grads, o.max_grad_norm)
@@ -353,7 +357,10 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
         std::vector<float> weights(out->logprobs.size(), 0.0f);
         const size_t first = shards[b].distributed ? shards[b].first_token : 0;
         for (size_t i = 0; i < own.target_index.size(); ++i) weights[own.target_index[i]] = loss->grad[first + i];
-        absl::Status st = policy.Backward(weights, grads);
+        // The update's only backward before the reduction (no accumulation), so it may overlap.
+        const GradientsReady on_ready =
+            distributed && options.gradient_reducer != nullptr ? options.gradient_reducer->Hook(grads) : nullptr;
+        absl::Status st = policy.Backward(weights, grads, on_ready);
         policy.ReleaseActivations();
         GRPO_RETURN_IF_ERROR(st);
       }

@@ -25,6 +25,7 @@
 #include "collective/collective.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "learner/gradient_reducer.h"
 #include "learner/optimizer.h"
 #include "learner/policy_loss.h"
 #include "learner/sharded_optimizer.h"
@@ -69,6 +70,11 @@ struct RlUpdateOptions {
   // ZeRO-1 (sharded_optimizer.h): when set, it steps instead of RlUpdate's `optimizer` argument
   // (which is then not touched; pass any AdamW, e.g. one over no parameters).
   ShardedAdamW* sharded_optimizer = nullptr;
+  // Data-parallel ranks: when set, the gradients are summed by this reducer (its buckets, started
+  // during each mini-batch's backward when it overlaps) and the optimizer steps on the sums
+  // (ShardedAdamW::StepSummed); otherwise they are summed after the backward by the sharded
+  // optimizer's reduce-scatter, or by AllReduceGradients.
+  GradientReducer* gradient_reducer = nullptr;
 };
 
 struct RlUpdateStats {

@@ -170,11 +170,16 @@ absl::StatusOr<ShardedAdamW> ShardedAdamW::Create(Backend& backend, const std::v
   return s;
 }
 
-absl::StatusOr<std::optional<double>> ShardedAdamW::Step(std::vector<Buffer>* values, std::vector<Buffer>* grads,
-                                                         double lr, double max_norm) {
-  if (values->size() != specs_.size() || grads->size() != specs_.size()) {
+absl::Status ShardedAdamW::CheckSizes(const std::vector<Buffer>& values, const std::vector<Buffer>& grads) const {
+  if (values.size() != specs_.size() || grads.size() != specs_.size()) {
     return absl::InvalidArgumentError("sharded AdamW: values or gradients do not match the parameters");
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<double>> ShardedAdamW::Step(std::vector<Buffer>* values, std::vector<Buffer>* grads,
+                                                         double lr, double max_norm) {
+  GRPO_RETURN_IF_ERROR(CheckSizes(*values, *grads));
   // 1. reduce-scatter the gradients (host staging)
   std::vector<float> flat(total_);
   int64_t at = 0;
@@ -185,6 +190,26 @@ absl::StatusOr<std::optional<double>> ShardedAdamW::Step(std::vector<Buffer>* va
   }
   backend_->Synchronize();
   GRPO_RETURN_IF_ERROR(collective_->ReduceScatterSum(absl::MakeSpan(flat), counts_));
+  return StepOwnShard(values, &flat, lr, max_norm);
+}
+
+absl::StatusOr<std::optional<double>> ShardedAdamW::StepSummed(std::vector<Buffer>* values,
+                                                               const std::vector<Buffer>& grads, double lr,
+                                                               double max_norm) {
+  GRPO_RETURN_IF_ERROR(CheckSizes(*values, grads));
+  std::vector<float> flat(total_);
+  for (const Piece& p : pieces_) {
+    backend_->CopyDeviceToHost(grads[p.param].data() + p.param_offset, flat.data() + offset_ + p.shard_offset,
+                               p.count * static_cast<int64_t>(sizeof(float)));
+  }
+  backend_->Synchronize();
+  return StepOwnShard(values, &flat, lr, max_norm);
+}
+
+absl::StatusOr<std::optional<double>> ShardedAdamW::StepOwnShard(std::vector<Buffer>* values,
+                                                                 std::vector<float>* flat_grads, double lr,
+                                                                 double max_norm) {
+  std::vector<float>& flat = *flat_grads;
   float* own = flat.data() + offset_;
   // 2. the global norm, clipping
   double sq = 0;
@@ -223,7 +248,7 @@ absl::StatusOr<std::optional<double>> ShardedAdamW::Step(std::vector<Buffer>* va
   }
   backend_->Synchronize();
   GRPO_RETURN_IF_ERROR(collective_->AllGather(absl::MakeSpan(flat), counts_));
-  at = 0;
+  int64_t at = 0;
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (!specs_[i].trainable) continue;
     backend_->CopyHostToDevice(flat.data() + at, (*values)[i].raw(), (*values)[i].bytes());

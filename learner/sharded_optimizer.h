@@ -64,6 +64,11 @@ class ShardedAdamW {
   // clipping.
   absl::StatusOr<std::optional<double>> Step(std::vector<Buffer>* values, std::vector<Buffer>* grads,
                                              double lr, double max_norm);
+  // The same step for gradients already summed over the ranks (learner/gradient_reducer.h): no
+  // reduce-scatter, each rank reads its own shard of `grads`. The norm, clipping, AdamW and
+  // all-gather are Step's.
+  absl::StatusOr<std::optional<double>> StepSummed(std::vector<Buffer>* values, const std::vector<Buffer>& grads,
+                                                   double lr, double max_norm);
 
   int64_t step() const { return step_; }
   // Elements of AdamW state this rank holds (exp_avg + exp_avg_sq): 2 * its shard.
@@ -80,6 +85,11 @@ class ShardedAdamW {
     int64_t param_offset, shard_offset, count;
   };
   ShardedAdamW() = default;
+  absl::Status CheckSizes(const std::vector<Buffer>& values, const std::vector<Buffer>& grads) const;
+  // Steps 2-4 of a step, from the summed gradients of this rank's shard in `flat_grads` (the flat
+  // layout, total_ elements; the other shards' values are not read). The vector is clobbered.
+  absl::StatusOr<std::optional<double>> StepOwnShard(std::vector<Buffer>* values, std::vector<float>* flat_grads,
+                                                     double lr, double max_norm);
   std::vector<Piece> pieces_;
   Backend* backend_ = nullptr;
   Collective* collective_ = nullptr;

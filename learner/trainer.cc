@@ -93,13 +93,20 @@ absl::Status CheckResumedRecipe(const std::string& stored_path, const TrainRecip
     for (const char* section : {"rollout", "reward"}) {
       if (j->contains(section) && (*j)[section].is_object()) (*j)[section].erase("endpoints");
     }
+    // Nor how data-parallel ranks schedule their gradient reduction (the rank count may change
+    // on resume too): overlapping gives the same bits, and the buckets change at most the
+    // summation order across 3 or more ranks.
+    if (j->contains("learner") && (*j)["learner"].is_object()) {
+      for (const char* k : {"bucket_mb", "overlap_grad_reduce"}) (*j)["learner"].erase(k);
+      if ((*j)["learner"].empty()) j->erase("learner");
+    }
   }
   if (a != b) {
     const nlohmann::json diff = nlohmann::json::diff(a, b);
     std::string where = diff.empty() ? "" : diff[0].value("path", "");
     return absl::InvalidArgumentError("--resume: the recipe differs from the one the run started with (" + stored_path +
                                    ") at " + where + "; only train.steps, train.eval_every, "
-                                   "train.checkpoint_every and backend may change on resume");
+                                   "train.checkpoint_every, backend, learner.bucket_mb and learner.overlap_grad_reduce may change on resume");
   }
   return absl::OkStatus();
 }

@@ -16,6 +16,7 @@
 #include "data/example.h"
 #include "data/sampler.h"
 #include "learner/checkpoint.h"
+#include "learner/gradient_reducer.h"
 #include "learner/recipe.h"
 #include "learner/rl_update.h"
 #include "learner/trainer.h"
@@ -73,7 +74,9 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o);
 
 // The policy update's options for a step of this recipe (the same on every rank).
 RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
-                              ShardedAdamW* sharded);
+                              ShardedAdamW* sharded, GradientReducer* reducer);
+// The data-parallel gradient buckets of this recipe (learner.bucket_mb, learner.overlap_grad_reduce).
+GradientReducerOptions ReducerOptions(const TrainRecipe& r);
 
 // Data-parallel ranks (trainer_ranks.cc). Rank 0 tells the others, once RL is about to start,
 // which checkpoint its optimizer state came from ("" for none) and sends its parameters; then

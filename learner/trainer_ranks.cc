@@ -118,6 +118,7 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
   GRPO_ASSIGN_OR_RETURN(AdamW noop, AdamW::Create(*backend, {}, r.adamw));
   GRPO_ASSIGN_OR_RETURN(ShardedAdamW zero, ShardedAdamW::Create(*backend, policy->parameter_specs(), r.adamw, c));
   if (!start.second.empty()) GRPO_RETURN_IF_ERROR(zero.LoadShard(start.second));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<GradientReducer> reducer, GradientReducer::Create(c, *policy, ReducerOptions(r)));
   std::unique_ptr<CausalLM> reference;
   if (r.loss.kl_beta > 0) {  // rank 0 wrote it before starting
     GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(summary.run_dir + "/checkpoints/reference", *backend));
@@ -141,7 +142,7 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
     if (message.first != kStep) return absl::DataLossError("data parallel: unexpected message from rank 0");
     GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, ParseGroups(message.second));
     GRPO_RETURN_IF_ERROR(
-        RlUpdate(*policy, reference.get(), noop, groups, UpdateOptions(r, routing, &c, &zero), &grads).status());
+        RlUpdate(*policy, reference.get(), noop, groups, UpdateOptions(r, routing, &c, &zero, reducer.get()), &grads).status());
     ++summary.steps_done;
   }
 }

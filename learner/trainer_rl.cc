@@ -541,6 +541,7 @@ struct Learner {
   CausalLM* reference;  // null unless algorithm.kl_beta > 0
   AdamW* opt;           // over no parameters when `zero` steps instead
   ShardedAdamW* zero;   // data-parallel ranks (ZeRO-1), else null
+  GradientReducer* reducer;  // data-parallel ranks: the gradient buckets, else null
   std::vector<Buffer>* grads;  // scratch (device gradients)
 };
 
@@ -555,7 +556,7 @@ absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r
   if (collective != nullptr) GRPO_RETURN_IF_ERROR(SendStep(*collective, groups));
   UpdateResult u;
   GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups,
-                                          UpdateOptions(r, routing, collective, l.zero), l.grads));
+                                          UpdateOptions(r, routing, collective, l.zero, l.reducer), l.grads));
   u.t_learn = Seconds(t0, Clock::now());
   return u;
 }
@@ -831,8 +832,15 @@ absl::Status EvaluateInto(Run& run, PolicyRollout& rollout, RewardScorer& scorer
 
 }  // namespace
 
+GradientReducerOptions ReducerOptions(const TrainRecipe& r) {
+  GradientReducerOptions g;
+  g.bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.bucket_mb * (1 << 20) / sizeof(float)));
+  g.overlap = r.overlap_grad_reduce;
+  return g;
+}
+
 RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
-                              ShardedAdamW* sharded) {
+                              ShardedAdamW* sharded, GradientReducer* reducer) {
   RlUpdateOptions uo;
   uo.loss = r.loss;
   uo.mini_batches = r.mini_batches;
@@ -842,6 +850,7 @@ RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* co
   uo.routing_replay = routing;
   uo.collective = collective;
   uo.sharded_optimizer = sharded;
+  uo.gradient_reducer = reducer;
   return uo;
 }
 
@@ -867,8 +876,10 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), ranks ? std::vector<ParameterSpec>{} : specs,
                                                  r.adamw));
   std::optional<ShardedAdamW> zero;  // data-parallel ranks: the optimizer state sharded (ZeRO-1)
+  std::unique_ptr<GradientReducer> reducer;  // and the gradients summed in buckets
   if (ranks != nullptr) {
     GRPO_ASSIGN_OR_RETURN(zero, ShardedAdamW::Create(run.policy->backend(), specs, r.adamw, *ranks));
+    GRPO_ASSIGN_OR_RETURN(reducer, GradientReducer::Create(*ranks, *run.policy, ReducerOptions(r)));
     if (resumed_rl) GRPO_RETURN_IF_ERROR(zero->LoadShard(run.checkpoint->dir));
     GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
     Progress(o, ShardingSummary(*ranks, *zero, TrainableElements(specs)));
@@ -901,7 +912,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
-  const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, &grads};
+  const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, reducer.get(), &grads};
   RolloutQueue queued(collect);  // the next steps' rollouts, with rollout.max_staleness >= 1
   int64_t steps_this_run = 0;
   for (int64_t step = start; step < r.steps; ++step) {

@@ -250,6 +250,31 @@ TEST(WeightPush, ShardsAssembleToTheWholeUpdate) {
   ASSERT_EQ(staged->params.size(), want->size());
   for (size_t i = 0; i < want->size(); ++i) EXPECT_TRUE(SameBits(staged->params[i].value, (*want)[i].value)) << i;
 
+  // The same shards received by assemblers of their own (concurrently, on a server) and merged,
+  // in another order: the same weights; a repeated shard is refused without harm.
+  auto one_shard = [&](int k, uint64_t version) {
+    auto own = WeightAssembler::Create(config);
+    EXPECT_TRUE(own.ok());
+    EXPECT_TRUE(AddStream(*own, EncodeShard(masters, version, o, k, 3)).ok());
+    return std::move(*own);
+  };
+  auto merged = WeightAssembler::Create(config);
+  ASSERT_TRUE(merged.ok());
+  ASSERT_TRUE(merged->Merge(one_shard(1, 5)).ok());
+  auto again = merged->Merge(one_shard(1, 5));
+  EXPECT_NE(again.ToString().find("shard 1 of 3 arrived twice"), std::string::npos) << again.ToString();
+  auto older = merged->Merge(one_shard(0, 4));
+  EXPECT_NE(older.ToString().find("of version 4 arrived while version 5"), std::string::npos) << older.ToString();
+  EXPECT_FALSE(merged->failed());
+  ASSERT_TRUE(merged->Merge(one_shard(0, 5)).ok());
+  EXPECT_EQ(merged->shards_missing(), 1u);
+  ASSERT_TRUE(merged->Merge(one_shard(2, 5)).ok());
+  auto merged_weights = merged->Finish();
+  ASSERT_TRUE(merged_weights.ok()) << merged_weights.status().ToString();
+  for (size_t i = 0; i < want->size(); ++i) {
+    EXPECT_TRUE(SameBits(merged_weights->params[i].value, (*want)[i].value)) << i;
+  }
+
   // A version whose shards did not all arrive never yields weights, naming what is missing.
   auto half = WeightAssembler::Create(config);
   ASSERT_TRUE(half.ok());

@@ -322,8 +322,48 @@ void CausalLM::BindLayers() {
     }
     layers_.push_back(std::move(L));
   }
+  BindGradientReadyOrder();
   // RoPE tables for the usual lengths are uploaded with the weights, not by a decode step.
   RopeFor(std::min<int64_t>(config_.max_position_embeddings, 4096));
+}
+
+// The decoder layer a parameter name belongs to ("model.layers.<l>.*"), else -1.
+static int64_t LayerOfParameter(const std::string& name) {
+  static constexpr char kPrefix[] = "model.layers.";
+  if (name.rfind(kPrefix, 0) != 0) return -1;
+  size_t at = sizeof(kPrefix) - 1;
+  int64_t layer = 0;
+  const size_t digits = at;
+  while (at < name.size() && name[at] >= '0' && name[at] <= '9') layer = layer * 10 + (name[at++] - '0');
+  return at > digits && at < name.size() && name[at] == '.' ? layer : -1;
+}
+
+void CausalLM::BindGradientReadyOrder() {
+  const int64_t num_layers = static_cast<int64_t>(layers_.size());
+  std::vector<std::vector<size_t>> per_layer(layers_.size());
+  std::vector<size_t> head, rest;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (!specs_[i].trainable) continue;
+    const int64_t layer = LayerOfParameter(specs_[i].name);
+    const int index = static_cast<int>(i);
+    if (layer >= 0 && layer < num_layers) {
+      per_layer[layer].push_back(i);
+    } else if ((index == lm_head_ && lm_head_ != embed_) || index == final_norm_) {
+      head.push_back(i);
+    } else {
+      rest.push_back(i);
+    }
+  }
+  ready_order_.clear();
+  ready_stage_.clear();
+  auto add = [&](std::vector<size_t> group, int64_t stage) {
+    if (group.empty()) return;
+    ready_order_.push_back(std::move(group));
+    ready_stage_.push_back(stage);
+  };
+  add(std::move(head), kHeadStage);
+  for (int64_t l = num_layers - 1; l >= 0; --l) add(std::move(per_layer[l]), l);
+  add(std::move(rest), kEndStage);
 }
 
 void CausalLM::ReleaseActivations() { state_.reset(); }
@@ -1297,7 +1337,8 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   return out;
 }
 
-absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buffer>* grads) {
+absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buffer>* grads,
+                                const GradientsReady& on_ready) {
   if (quantized_) {
     return absl::FailedPreconditionError(
         "Backward needs f32 weights; this model serves bf16/FP8 projections "
@@ -1328,6 +1369,12 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
   const BatchView view{T, st.batch.offsets, st.positions_d.i32(), rope_cos_.data(),
                        rope_sin_.data()};
   Ctx ctx{c, backend_, values_, scales_, compute_, specs_, grads, view};
+  size_t next_ready = 0;  // the next group of ready_order_ to announce
+  auto announce = [&](int64_t stage) {
+    for (; next_ready < ready_order_.size() && ready_stage_[next_ready] == stage; ++next_ready) {
+      if (on_ready) on_ready(ready_order_[next_ready]);
+    }
+  };
 
   Buffer dnormed = ctx.Buf(T * h), dh = ctx.Buf(T * h);
   {
@@ -1345,6 +1392,7 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
   }
   backend_.RmsNormBackward(dnormed.data(), st.h_final.data(), ctx.P(final_norm_), st.rstd_final.data(),
                            dh.data(), ctx.G(final_norm_), T, h);
+  announce(kHeadStage);
   for (int64_t l = static_cast<int64_t>(layers_.size()) - 1; l >= 0; --l) {
     const Layer& L = *layers_[l];
     LayerActs& a = st.layers[l];
@@ -1358,9 +1406,11 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
     LayerBackward(ctx, L, a, dh.data(), dx.data());
     a = LayerActs();
     dh = std::move(dx);
+    announce(l);
   }
   backend_.EmbeddingBackward(st.tokens_d.i32(), dh.data(), ctx.G(embed_), T, h);
   state_.reset();
+  announce(kEndStage);
   return absl::OkStatus();
 }
 

@@ -28,6 +28,7 @@
 #define GRPO_MODEL_CAUSAL_LM_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -127,6 +128,13 @@ struct DeviceParameter {
 // is out of memory.
 DeviceParameter QuantizeOnDevice(Backend& backend, const Buffer& f32, int64_t rows, int64_t cols,
                                  DType dtype, DevicePtr<int32_t> nonfinite);
+
+// Backward's report that the gradients of some trainable parameters (indices into
+// parameter_specs()) are final for this call: Backward writes those gradient buffers no more, and
+// their last writes are queued on the backend before anything the callee queues on the calling
+// thread (a CopyDeviceToHost sees the final values). Called on Backward's thread, once per group of
+// CausalLM::gradient_ready_order(), in that order.
+using GradientsReady = std::function<void(std::span<const size_t> params)>;
 
 class CausalLM {
  public:
@@ -229,7 +237,16 @@ class CausalLM {
   std::vector<Buffer> NewGradients() const;
   // Gradients of sum_i weights[i] * logprob[i] for the batch of the last Forward (which must
   // have kept activations), accumulated into `grads` (device buffers; NewGradients when empty).
-  absl::Status Backward(std::span<const float> weights, std::vector<Buffer>* grads);
+  // With `on_ready`, Backward announces each group of gradient_ready_order() as soon as that
+  // group's gradients are final (data-parallel ranks start reducing them while the backward of
+  // earlier layers goes on, learner/gradient_reducer.h). The callback must not call this model.
+  absl::Status Backward(std::span<const float> weights, std::vector<Buffer>* grads,
+                        const GradientsReady& on_ready = nullptr);
+  // The trainable parameters grouped in the order Backward finishes their gradients: the output
+  // head (when not tied to the embedding) with the final norm, then every decoder layer's
+  // parameters from the last layer to the first, then the rest (the token embedding, and with it
+  // a tied output head). Each trainable parameter is in exactly one group; no group is empty.
+  const std::vector<std::vector<size_t>>& gradient_ready_order() const { return ready_order_; }
   // Downloads gradients to host tensors (F32, parameter shapes; zero for untrainable ones).
   std::vector<Tensor> ReadGradients(const std::vector<Buffer>& grads) const;
 
@@ -253,6 +270,9 @@ class CausalLM {
   absl::Status Bind();
   // Binds the layers to the parameters by name (specs_) and uploads the usual RoPE tables.
   void BindLayers();
+  // Groups the trainable parameters by the Backward stage that finishes their gradients
+  // (ready_order_, ready_stage_); after BindLayers.
+  void BindGradientReadyOrder();
   // Puts parameter i's host value on the device (aliasing or copying, Backend::ImportHost).
   void Import(size_t i, Parameter p);
   // RoPE tables covering at least `positions`, built once and grown when a longer batch comes
@@ -269,6 +289,11 @@ class CausalLM {
   Backend& backend_;
   Buffer rope_cos_, rope_sin_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  // gradient_ready_order() and, per group, the Backward stage after which it is final: a layer
+  // index, kHeadStage (after the output head and final norm) or kEndStage (after the embedding).
+  static constexpr int64_t kHeadStage = -1, kEndStage = -2;
+  std::vector<std::vector<size_t>> ready_order_;
+  std::vector<int64_t> ready_stage_;
   int embed_ = -1, final_norm_ = -1, lm_head_ = -1;
   std::unique_ptr<State> state_;
   RopeTables rope_;

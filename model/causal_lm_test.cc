@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <cmath>
@@ -119,6 +120,47 @@ TEST_P(FamilyTest, RecomputationGivesTheSameGradientsBitForBit) {
     ASSERT_EQ(std::memcmp(saved[p].raw_data(), recomputed[p].raw_data(), saved[p].nbytes()), 0)
         << model->parameter_specs()[p].name;
   }
+}
+
+// Backward announces every trainable parameter once, group by group in gradient_ready_order()
+// (the head, each layer from the last, the embedding: more than one group), and a gradient read
+// when it is announced already holds its final value, bit for bit (a tied embedding announced
+// before the embedding's own backward, or a layer before its backward, would differ).
+TEST_P(FamilyTest, GradientsAreFinalWhenAnnounced) {
+  auto model = NanoModel(GetParam());
+  const auto batch = TokenBatch::FromSequences(RandomSequences(model->config().vocab_size, {7, 12}, 21));
+  const std::vector<float> w(batch.num_targets(), 0.25f);
+  std::vector<Buffer> grads = model->NewGradients();
+  std::vector<std::vector<size_t>> announced;
+  std::vector<std::vector<float>> at_announcement(model->num_parameters());
+  auto on_ready = [&](std::span<const size_t> params) {
+    announced.emplace_back(params.begin(), params.end());
+    for (size_t p : params) {
+      at_announcement[p].resize(grads[p].numel());
+      model->backend().CopyDeviceToHost(grads[p].raw(), at_announcement[p].data(), grads[p].bytes());
+    }
+    model->backend().Synchronize();
+  };
+  ASSERT_TRUE(model->Forward(batch, {.keep_activations = true}).ok());
+  ASSERT_TRUE(model->Backward(w, &grads, on_ready).ok());
+  EXPECT_EQ(announced, model->gradient_ready_order());
+  EXPECT_GE(announced.size(), static_cast<size_t>(model->config().num_hidden_layers + 1));
+  const std::vector<Tensor> final_grads = model->ReadGradients(grads);
+  for (size_t p = 0; p < model->num_parameters(); ++p) {
+    const std::string& name = model->parameter_specs()[p].name;
+    const int times = std::count_if(announced.begin(), announced.end(), [&](const std::vector<size_t>& g) {
+      return std::count(g.begin(), g.end(), p) > 0;
+    });
+    ASSERT_EQ(times, model->parameter_specs()[p].trainable ? 1 : 0) << name;
+    if (times == 0) continue;
+    ASSERT_EQ(std::memcmp(at_announcement[p].data(), final_grads[p].raw_data(), final_grads[p].nbytes()), 0) << name;
+  }
+  // the first group is the head's, the last the embedding's
+  const auto& specs = model->parameter_specs();
+  EXPECT_EQ(specs[announced.front().back()].name.rfind("model.layers.", 0), std::string::npos);
+  EXPECT_NE(std::find_if(announced.back().begin(), announced.back().end(),
+                         [&](size_t p) { return specs[p].name == "model.embed_tokens.weight"; }),
+            announced.back().end());
 }
 
 // Training attention saves one log-sum-exp per row and head, not the [L, L] probabilities: the

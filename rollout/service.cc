@@ -203,7 +203,6 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     if (grpc::Status caller = CheckControlCaller(*ctx, "weight push", "weight pushes"); !caller.ok()) {
       return caller;  // before reading anything
     }
-    absl::MutexLock one_at_a_time(&update_mu_);
     auto reject = [&](absl::string_view reason) {
       ack->set_accepted(false);
       ack->set_reason(std::string(reason));
@@ -212,24 +211,48 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     };
     grpo::v1::WeightUpdateChunk chunk;
     const bool any = reader->Read(&chunk);
-    auto assembler = AssemblerFor(chunk);
-    if (!assembler.ok()) {
+    grpo::v1::WeightUpdateChunk shard;  // which shard of which version the stream says it is
+    shard.set_version(chunk.version());
+    shard.set_shard_index(chunk.shard_index());
+    shard.set_shard_count(chunk.shard_count());
+    // Refused before anything is staged: a stale, mismatched or repeated shard of the version
+    // being assembled (which stays intact).
+    if (absl::Status early = CheckNextShard(shard); any && !early.ok()) {
       while (reader->Read(&chunk)) {}  // let the client's writes complete
-      return reject(assembler.status().message());
+      return reject(early.message());
     }
-    absl::Status error = any ? (*assembler)->Add(chunk) : absl::OkStatus();
+    // The stream is verified and staged by an assembler of its own, outside update_mu_: shards of
+    // one version from different ranks are received concurrently.
+    WeightAssemblerOptions wo;
+    wo.serving_version = engine_.weight_version();
+    absl::StatusOr<WeightAssembler> created = WeightAssembler::Create(engine_.config(), wo);
+    if (!created.ok()) {
+      while (reader->Read(&chunk)) {}
+      return reject(created.status().message());
+    }
+    WeightAssembler& stream = *created;
+    absl::Status error = any ? stream.Add(chunk) : absl::OkStatus();
     while (reader->Read(&chunk)) {  // read to the end even after an error, so the client's writes complete
-      if (error.ok()) error = (*assembler)->Add(chunk);
+      if (error.ok()) error = stream.Add(chunk);
     }
-    ack->set_bytes_received((*assembler)->bytes_received());
-    if (error.ok()) error = (*assembler)->EndStream();
+    ack->set_bytes_received(stream.bytes_received());
+    if (error.ok()) error = stream.EndStream();
+    absl::MutexLock one_at_a_time(&update_mu_);  // assembling and serving a version stay atomic
     if (state() != State::kServing) {
       pending_.reset();
       return reject("the rollout server is draining");
     }
     if (!error.ok()) {
-      // A refused first message leaves the other shards of the version intact; any later error
-      // poisoned the assembler, and with it the version (it is never served).
+      // A shard that failed after its first message poisons its version: it is never served.
+      if (stream.failed() && stream.version() != 0 && pending_ && pending_->version() == stream.version()) {
+        pending_.reset();
+      }
+      return reject(error.message());
+    }
+    auto assembler = AssemblerFor(stream.version(), shard);
+    if (!assembler.ok()) return reject(assembler.status().message());
+    if (error = (*assembler)->Merge(std::move(stream)); !error.ok()) {
+      // A refused shard leaves the others intact; a failed merge poisons the version.
       if ((*assembler)->failed()) pending_.reset();
       return reject(error.message());
     }
@@ -289,27 +312,40 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
     return grpc::Status::OK;
   }
 
-  // The assembler a stream whose first message is `first` feeds: the pending one when `first` is
-  // another shard of the version being assembled, else a new one (kept pending for a sharded
-  // version). A newer version discards a pending older one that never completed; a shard older
-  // than the pending version is refused without touching it.
-  absl::StatusOr<WeightAssembler*> AssemblerFor(const grpo::v1::WeightUpdateChunk& first)
+  // The refusal of a stream whose first message is `first` before it is staged: a shard of a
+  // version older than the one being assembled, or one the pending version refuses (another
+  // shard_count, a shard already taken).
+  absl::Status CheckNextShard(const grpo::v1::WeightUpdateChunk& first) {
+    absl::MutexLock l(&update_mu_);
+    if (!pending_ || pending_->version() == 0) return absl::OkStatus();
+    if (first.version() < pending_->version()) return StaleShard(first);
+    if (first.version() > pending_->version()) return absl::OkStatus();  // drops the pending one later
+    return pending_->CheckNextShard(first.version(), first.shard_index(), first.shard_count());
+  }
+
+  absl::Status StaleShard(const grpo::v1::WeightUpdateChunk& shard) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(update_mu_) {
+    return absl::FailedPreconditionError(
+        "weight update v" + std::to_string(shard.version()) + ": shard " + std::to_string(shard.shard_index()) +
+        " of " + std::to_string(std::max<uint32_t>(shard.shard_count(), 1)) + " is stale: version " +
+        std::to_string(pending_->version()) + " is being assembled");
+  }
+
+  // The assembler a received shard stream of `version` joins (`last` is one of its messages:
+  // they all name the shard): the pending one of that version, else a new one (kept pending for
+  // a sharded version). A newer version discards a pending older one that never completed; a
+  // shard older than the pending version is refused without touching it.
+  absl::StatusOr<WeightAssembler*> AssemblerFor(uint64_t version, const grpo::v1::WeightUpdateChunk& last)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(update_mu_) {
-    if (pending_ && first.version() == pending_->version()) return &*pending_;
-    if (pending_ && first.version() < pending_->version()) {
-      return absl::FailedPreconditionError(
-          "weight update v" + std::to_string(first.version()) + ": shard " + std::to_string(first.shard_index()) +
-          " of " + std::to_string(first.shard_count()) + " is stale: version " +
-          std::to_string(pending_->version()) + " is being assembled");
-    }
+    if (pending_ && version == pending_->version()) return &*pending_;
+    if (pending_ && version < pending_->version()) return StaleShard(last);
     if (pending_) {
       std::fprintf(stderr, "grpo rollout serve: version %llu is dropped with %u of its shards missing (version %llu arrived)\n",
                    static_cast<unsigned long long>(pending_->version()), pending_->shards_missing(),
-                   static_cast<unsigned long long>(first.version()));
+                   static_cast<unsigned long long>(version));
       pending_.reset();
     }
     WeightAssemblerOptions wo;
-    wo.serving_version = engine_.weight_version();  // updates are serialized: nothing else is staged
+    wo.serving_version = engine_.weight_version();  // staged under update_mu_: nothing else is
     GRPO_ASSIGN_OR_RETURN(WeightAssembler a, WeightAssembler::Create(engine_.config(), wo));
     pending_.emplace(std::move(a));
     return &*pending_;
@@ -557,7 +593,7 @@ class RolloutServer::Impl final : public grpo::v1::RolloutService::Service {
   RolloutServeOptions o_;
   InFlightLimit in_flight_;  // Generate / GenerateStream calls
   ToolEnvironments environments_;
-  absl::Mutex update_mu_;  // one UpdateWeights at a time
+  absl::Mutex update_mu_;  // guards pending_: merging a received shard, assembling and staging a version
   absl::Mutex logprobs_mu_;  // one Logprobs at a time
   // The update being assembled: between the calls of a sharded version's shards, and during a
   // call (a whole update is never left here after its call).

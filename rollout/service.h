@@ -35,7 +35,10 @@
 //    allow_unauthenticated_push. Then chunks go to a WeightAssembler (rollout/weight_stream.h),
 //    which verifies them (a version newer than the serving one and within max_version_step of
 //    it, shapes, checksums, finite values); on success the weights are staged in the engine and
-//    the ack is sent once they serve. Any error after the caller check is an ack with
+//    the ack is sent once they serve. Calls run concurrently: each stream is staged by an
+//    assembler of its own, and the shards of a sharded version (one per learner rank) join the
+//    version under assembly one at a time, the last one assembling and serving it atomically
+//    (docs/weights.md, "Sharded pushes"). Any error after the caller check is an ack with
 //    accepted=false and the reason; the old version keeps serving.
 //  - Logprobs: with RolloutServeOptions::logprobs_model (`grpo rollout serve --serve-logprobs`),
 //    the per-token log-probabilities of the request's sequences under that model (a separate

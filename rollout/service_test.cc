@@ -7,6 +7,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -267,6 +269,78 @@ TEST_F(ServiceTest, ShardedPushFromTwoRanksServesTheWholeWeights) {
   ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
   const grpo::v1::Sample& s = resp.group().samples(0);
   EXPECT_EQ(s.weight_versions(0).version(), 3u);
+  std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
+  seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
+  auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});
+  ASSERT_TRUE(scored.ok());
+  for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
+}
+
+// Shards of one version from different ranks are received concurrently (issue 18): with the
+// streams of shards 0 and 1 of three open and half sent (their writes interleaved), shard 2 is
+// pushed whole and acknowledged at once (a server taking one update at a time would make it wait
+// for the open streams, past its deadline); then shards 1 and 0 end, the last completes the
+// version, and the server serves exactly the whole weights.
+TEST_F(ServiceTest, ShardsOfOneVersionAreReceivedConcurrently) {
+  auto fresh = MakeModel(kPreset, 7);
+  const std::vector<Parameter> full = fresh->ReadParameters();
+  WeightPushOptions f32;
+  f32.format = WeightFormat::kF32;
+  f32.chunk_bytes = 2048;
+  std::vector<std::vector<grpo::v1::WeightUpdateChunk>> chunks(3);
+  for (int k = 0; k < 3; ++k) {
+    auto encoded = EncodeWeightShard(full, 1, f32, k, 3);
+    ASSERT_TRUE(encoded.ok()) << encoded.status();
+    ASSERT_TRUE(EmitWeightUpdate(*encoded, f32.chunk_bytes, [&](const grpo::v1::WeightUpdateChunk& c) {
+                  chunks[k].push_back(c);
+                  return absl::OkStatus();
+                }).ok());
+  }
+  ASSERT_GE(chunks[0].size(), 4u);
+  ASSERT_GE(chunks[1].size(), 4u);
+  struct OpenStream {
+    grpc::ClientContext ctx;
+    grpo::v1::WeightUpdateAck ack;
+    std::unique_ptr<grpc::ClientWriter<grpo::v1::WeightUpdateChunk>> writer;
+  };
+  OpenStream open[2];
+  size_t half[2];
+  for (int k = 0; k < 2; ++k) {
+    open[k].ctx.AddMetadata(kPushTokenMetadataKey, kToken);
+    open[k].ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    open[k].writer = stub_->UpdateWeights(&open[k].ctx, &open[k].ack);
+    half[k] = chunks[k].size() / 2;
+  }
+  for (size_t i = 0; i < std::max(half[0], half[1]); ++i) {
+    for (int k = 0; k < 2; ++k) {
+      if (i < half[k]) {
+        ASSERT_TRUE(open[k].writer->Write(chunks[k][i]));
+      }
+    }
+  }
+  auto third = EncodeWeightShard(full, 1, f32, 2, 3);
+  ASSERT_TRUE(third.ok());
+  auto whole = PushWeights(*stub_, *third, f32.chunk_bytes, absl::Now() + absl::Seconds(20), kToken);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_TRUE(whole->accepted()) << whole->reason();
+  EXPECT_EQ(whole->shards_missing(), 2u);
+  EXPECT_EQ(Health().weight_version(), 0u);
+  for (int k : {1, 0}) {
+    for (size_t i = half[k]; i < chunks[k].size(); ++i) ASSERT_TRUE(open[k].writer->Write(chunks[k][i]));
+    ASSERT_TRUE(open[k].writer->WritesDone());
+    ASSERT_TRUE(open[k].writer->Finish().ok());
+    EXPECT_TRUE(open[k].ack.accepted()) << "shard " << k << ": " << open[k].ack.reason();
+  }
+  EXPECT_EQ(open[1].ack.shards_missing(), 1u);
+  EXPECT_EQ(open[1].ack.serving_version(), 0u);
+  EXPECT_EQ(open[0].ack.shards_missing(), 0u);
+  EXPECT_EQ(open[0].ack.serving_version(), 1u);
+  EXPECT_EQ(Health().weight_version(), 1u);
+  grpc::ClientContext ctx;
+  grpo::v1::GenerateResponse resp;
+  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
+  const grpo::v1::Sample& s = resp.group().samples(0);
+  EXPECT_EQ(s.weight_versions(0).version(), 1u);
   std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
   seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
   auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});

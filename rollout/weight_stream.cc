@@ -322,22 +322,70 @@ absl::Status WeightAssembler::BeginStream(const grpo::v1::WeightUpdateChunk& chu
   } else {
     // A later shard stream. Nothing of it is staged yet: these refusals leave the shards that
     // arrived intact (the assembler is not poisoned).
-    const std::string which = "weight update v" + std::to_string(version_) + ": ";
-    if (chunk.version() != version_) {
-      return absl::FailedPreconditionError(which + shard + " of version " + std::to_string(chunk.version()) +
-                                           " arrived while version " + std::to_string(version_) +
-                                           " is being assembled (a stale or mismatched shard)");
-    }
-    if (count != shard_count_) {
-      return absl::InvalidArgumentError(which + shard + ": the version is being assembled from " +
-                                        std::to_string(shard_count_) + " shards (mismatched shard_count)");
-    }
-    if (shards_done_.count(chunk.shard_index())) {
-      return absl::InvalidArgumentError(which + shard + " arrived twice");
-    }
+    GRPO_RETURN_IF_ERROR(CheckNextShard(chunk.version(), chunk.shard_index(), chunk.shard_count()));
   }
   stream_open_ = true;
   stream_shard_ = chunk.shard_index();
+  return absl::OkStatus();
+}
+
+absl::Status WeightAssembler::CheckNextShard(uint64_t version, uint32_t shard_index, uint32_t shard_count) const {
+  if (!have_version_) return absl::OkStatus();
+  const uint32_t count = std::max<uint32_t>(shard_count, 1);
+  const std::string which = "weight update v" + std::to_string(version_) + ": shard " + std::to_string(shard_index) +
+                            " of " + std::to_string(count);
+  if (version != version_) {
+    return absl::FailedPreconditionError(which + " of version " + std::to_string(version) + " arrived while version " +
+                                         std::to_string(version_) +
+                                         " is being assembled (a stale or mismatched shard)");
+  }
+  if (count != shard_count_) {
+    return absl::InvalidArgumentError(which + ": the version is being assembled from " +
+                                      std::to_string(shard_count_) + " shards (mismatched shard_count)");
+  }
+  if (shards_done_.count(shard_index)) return absl::InvalidArgumentError(which + " arrived twice");
+  return absl::OkStatus();
+}
+
+absl::Status WeightAssembler::Merge(WeightAssembler&& shard) {
+  if (!error_.ok()) return error_;
+  if (finished_) return absl::FailedPreconditionError("weight update: Merge after Finish");
+  if (!shard.error_.ok()) return shard.error_;
+  if (stream_open_ || shard.finished_ || shard.stream_open_ || shard.shards_done_.size() != 1) {
+    return absl::FailedPreconditionError(
+        "weight update: Merge takes one whole shard stream, ended, into an assembler between streams");
+  }
+  const uint32_t index = *shard.shards_done_.begin();
+  grpo::v1::WeightUpdateChunk first;  // the shard's first message, as BeginStream would see it
+  first.set_version(shard.version_);
+  first.set_shard_index(index);
+  first.set_shard_count(shard.shard_count_);
+  GRPO_RETURN_IF_ERROR(BeginStream(first));
+  stream_open_ = false;
+  const std::string which = "shard " + std::to_string(index) + " of " + std::to_string(shard_count_);
+  std::vector<std::pair<size_t, std::string>> in_order;  // the shard's tensors in stream order
+  for (const auto& [name, st] : shard.staged_) {
+    if (staged_.count(name)) {
+      return Fail(absl::InvalidArgumentError(which + ": tensor '" + name + "' was already received in another shard"));
+    }
+    in_order.emplace_back(st.order, name);
+  }
+  if (staged_bytes_ + shard.staged_bytes_ > options_.max_total_bytes) {
+    return Fail(absl::ResourceExhaustedError(which + ": staging its " + std::to_string(shard.staged_bytes_) +
+                                             " bytes would exceed the " + std::to_string(options_.max_total_bytes) +
+                                             "-byte limit of one update (" + std::to_string(staged_bytes_) +
+                                             " staged)"));
+  }
+  std::sort(in_order.begin(), in_order.end());
+  for (const auto& [order, name] : in_order) {
+    Staged& s = staged_[name];
+    s = std::move(shard.staged_.at(name));
+    s.order = staged_.size() - 1;
+  }
+  staged_bytes_ += shard.staged_bytes_;
+  bytes_received_ += shard.bytes_received_;
+  shards_done_.insert(index);
+  shard.staged_.clear();
   return absl::OkStatus();
 }
 

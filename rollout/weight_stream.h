@@ -23,7 +23,8 @@
 //   * Every assembled f32 value is finite: Finish() rejects NaN or infinity (from any dtype, an
 //     FP8 NaN code or a scale that overflows included), naming the tensor and the element.
 //   * Sharded updates (rollout.proto shard_index / shard_count): one assembler takes the version's
-//     shard streams one after another, EndStream() after each; each stream's summary covers its
+//     shard streams one after another, EndStream() after each (or each stream goes to an
+//     assembler of its own, concurrently, and Merge() joins them); each stream's summary covers its
 //     own messages, the tensors of all shards together must be the whole set above, and a tensor
 //     may come in one shard only. A stream of another version, of another shard_count, or of a
 //     shard already received is refused at its first message without touching what the other
@@ -109,6 +110,18 @@ class WeightAssembler {
   // The current stream has ended: it must have ended with its summary. The next Add starts the
   // stream of another shard of the same version.
   absl::Status EndStream();
+  // Concurrent shard streams: each stream is received by its own assembler (Add ... EndStream,
+  // one shard), and the version's assembler then takes its staged tensors here, without copying
+  // them. The same refusals as a later stream's first message (another version, another
+  // shard_count, a shard already taken; the assembler stays usable), and for the first shard the
+  // version checks against options.serving_version of *this* assembler (which poison it, as
+  // BeginStream's do); a tensor already taken from another shard, or the size limit, poisons
+  // it. `shard` must hold exactly one ended stream and not have failed (else its error is
+  // returned and nothing changes); it is spent afterwards.
+  absl::Status Merge(WeightAssembler&& shard);
+  // Whether a stream starting with (version, shard_index, shard_count) would be refused as
+  // stale, mismatched or repeated by this assembler (OK before its first message).
+  absl::Status CheckNextShard(uint64_t version, uint32_t shard_index, uint32_t shard_count) const;
   // After the summary message (of the last shard): the final checks, then the assembled
   // weights. Ends an open stream first. The assembler is spent afterwards (a second Finish is
   // an error).
