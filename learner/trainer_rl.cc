@@ -572,7 +572,6 @@ class RolloutQueue {
   ~RolloutQueue() { WaitAll(); }
 
   bool empty() const { return queue_.empty(); }
-  int64_t next_step() const { return next_step_; }  // the step the next Launch generates
 
   // Launches the rollout of `step` behind those queued.
   void Launch(int64_t step) {
@@ -586,6 +585,13 @@ class RolloutQueue {
       return b;
     }));
     next_step_ = step + 1;
+  }
+  // Launches the rollouts of the steps after `step` not launched yet, up to `max_staleness`
+  // steps ahead and none past the last of `steps`.
+  void LaunchAhead(int64_t step, int64_t max_staleness, int64_t steps) {
+    for (int64_t ahead = std::max(next_step_, step + 1); ahead <= std::min(step + max_staleness, steps - 1); ++ahead) {
+      Launch(ahead);
+    }
   }
   // The oldest queued step's batch (waits for it).
   absl::StatusOr<StepBatch> Take() {
@@ -830,6 +836,79 @@ absl::Status EvaluateInto(Run& run, PolicyRollout& rollout, RewardScorer& scorer
   return absl::OkStatus();
 }
 
+// rollout.batch_invariant on the run's backend, set before any model of the stage computes and
+// before the engine sizes its KV cache (MLA caches more per position in the mode). Remote rollout
+// servers need `grpo rollout serve --batch-invariant`.
+absl::Status SetBatchInvariantMode(const Run& run) {
+  if (run.backend->SetBatchInvariant(run.recipe->batch_invariant)) return absl::OkStatus();
+  return absl::InvalidArgumentError(std::string("rollout.batch_invariant: backend '") + run.backend->name() +
+                                    "' has no batch-invariant mode");
+}
+
+// The optimizer state of the RL stage: AdamW over every trainable parameter, or on
+// data-parallel ranks its ZeRO-1 shards (`opt` then covers no parameters) and the bucketed
+// gradient reduction (learner/gradient_reducer.h). On a resume of the
+// stage it continues from the checkpoint's state.
+struct RlOptimizer {
+  AdamW opt;
+  std::optional<ShardedAdamW> zero;
+  std::unique_ptr<GradientReducer> reducer;  // data-parallel ranks: the gradients summed in buckets
+};
+
+absl::StatusOr<RlOptimizer> OpenOptimizer(const Run& run, const TrainOptions& o, Collective* ranks,
+                                          bool resumed_rl) {
+  const TrainRecipe& r = *run.recipe;
+  const std::vector<ParameterSpec>& specs = run.policy->parameter_specs();
+  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), ranks ? std::vector<ParameterSpec>{} : specs,
+                                                 r.adamw));
+  RlOptimizer optimizer{std::move(opt), std::nullopt, nullptr};
+  if (ranks != nullptr) {
+    GRPO_ASSIGN_OR_RETURN(optimizer.zero, ShardedAdamW::Create(run.policy->backend(), specs, r.adamw, *ranks));
+    GRPO_ASSIGN_OR_RETURN(optimizer.reducer, GradientReducer::Create(*ranks, *run.policy, ReducerOptions(r)));
+    if (resumed_rl) GRPO_RETURN_IF_ERROR(optimizer.zero->LoadShard(run.checkpoint->dir));
+    GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
+    Progress(o, ShardingSummary(*ranks, *optimizer.zero, TrainableElements(specs)));
+  } else if (resumed_rl) {
+    GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &optimizer.opt));
+  }
+  return optimizer;
+}
+
+// The checkpoint after RL step `steps_done`: what a resume starts from (the weights' version and
+// the data cursor included). Data-parallel ranks save their optimizer shards beside it.
+absl::Status SaveRlCheckpoint(const Run& run, int64_t steps_done, uint64_t version, const data::Cursor& cursor,
+                              const RlOptimizer& optimizer, Collective* ranks) {
+  TrainerState st;
+  st.stage = "rl";
+  st.step = steps_done;
+  st.pretrain_steps_done = run.recipe->pretrain.steps;
+  st.weight_version = version;
+  st.data_cursor = cursor;
+  if (!optimizer.zero) return SaveRunCheckpoint(run, st, &optimizer.opt, 2);
+  return SaveRunCheckpoint(run, st, nullptr, 2,
+                           [&](const std::string& dir) { return SaveShards(*ranks, *optimizer.zero, dir); });
+}
+
+// The prompt sampler over data.jsonl.train (none for generated tasks), at the checkpoint's
+// cursor on a resume of the stage.
+absl::StatusOr<std::optional<data::EpochSampler>> OpenSampler(const Run& run, bool resumed_rl) {
+  const TrainRecipe& r = *run.recipe;
+  if (r.data_source != DataSource::kJsonl) return std::optional<data::EpochSampler>();
+  return data::EpochSampler::Create(static_cast<int64_t>(run.train_set.examples.size()), r.seed, true,
+                                    resumed_rl ? run.checkpoint->state.data_cursor : data::Cursor{});
+}
+
+// The end of the stage: data-parallel ranks released, metrics and store flushed, report.html
+// written.
+absl::Status FinishRl(const Run& run, Collective* ranks, MetricsWriter& metrics, store::TrajectoryStore& store) {
+  if (ranks != nullptr) GRPO_RETURN_IF_ERROR(SendDone(*ranks));
+  GRPO_RETURN_IF_ERROR(metrics.Close());
+  GRPO_RETURN_IF_ERROR(store.Flush());
+  ReportOptions rep;
+  rep.title = run.recipe->name;
+  return WriteReport(run.dir + "/metrics.jsonl", run.dir + "/report.html", rep);
+}
+
 }  // namespace
 
 GradientReducerOptions ReducerOptions(const TrainRecipe& r) {
@@ -863,44 +942,17 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const int64_t start = resumed_rl ? run.checkpoint->state.step : 0;
   uint64_t version = resumed_rl ? run.checkpoint->state.weight_version : 0;
 
-  // Before any model of the stage computes and before the engine sizes its KV cache (MLA caches
-  // more per position in the mode). Remote rollout servers need `grpo rollout serve --batch-invariant`.
-  if (!run.backend->SetBatchInvariant(r.batch_invariant)) {
-    return absl::InvalidArgumentError(std::string("rollout.batch_invariant: backend '") + run.backend->name() +
-                                      "' has no batch-invariant mode");
-  }
+  GRPO_RETURN_IF_ERROR(SetBatchInvariantMode(run));  // before any model of the stage computes
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> reference, LoadReference(run));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<Teacher> teacher, LoadTeacher(run));
   Collective* ranks = Distributed(o) ? o.collective : nullptr;
-  const std::vector<ParameterSpec>& specs = run.policy->parameter_specs();
-  GRPO_ASSIGN_OR_RETURN(AdamW opt, AdamW::Create(run.policy->backend(), ranks ? std::vector<ParameterSpec>{} : specs,
-                                                 r.adamw));
-  std::optional<ShardedAdamW> zero;  // data-parallel ranks: the optimizer state sharded (ZeRO-1)
-  std::unique_ptr<GradientReducer> reducer;  // and the gradients summed in buckets
-  if (ranks != nullptr) {
-    GRPO_ASSIGN_OR_RETURN(zero, ShardedAdamW::Create(run.policy->backend(), specs, r.adamw, *ranks));
-    GRPO_ASSIGN_OR_RETURN(reducer, GradientReducer::Create(*ranks, *run.policy, ReducerOptions(r)));
-    if (resumed_rl) GRPO_RETURN_IF_ERROR(zero->LoadShard(run.checkpoint->dir));
-    GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
-    Progress(o, ShardingSummary(*ranks, *zero, TrainableElements(specs)));
-  } else if (resumed_rl) {
-    GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &opt));
-  }
-  const AdamW* saved_opt = zero ? nullptr : &opt;
-  std::function<absl::Status(const std::string&)> save_shards;
-  if (zero) save_shards = [&](const std::string& dir) { return SaveShards(*ranks, *zero, dir); };
+  GRPO_ASSIGN_OR_RETURN(RlOptimizer optimizer, OpenOptimizer(run, o, ranks, resumed_rl));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<RewardScorer> scorer, OpenScorer(r));
   GRPO_ASSIGN_OR_RETURN(run.environment, OpenEnvironment(r));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<PolicyRollout> rollout, OpenRollout(run, &version, ranks));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<store::TrajectoryStore> store, OpenStore(run, start));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics, OpenMetrics(run, start, resumed_rl));
-  std::optional<data::EpochSampler> sampler;
-  if (r.data_source == DataSource::kJsonl) {
-    GRPO_ASSIGN_OR_RETURN(sampler, data::EpochSampler::Create(static_cast<int64_t>(run.train_set.examples.size()),
-                                                              r.seed, true,
-                                                              resumed_rl ? run.checkpoint->state.data_cursor
-                                                                         : data::Cursor{}));
-  }
+  GRPO_ASSIGN_OR_RETURN(std::optional<data::EpochSampler> sampler, OpenSampler(run, resumed_rl));
   GRPO_ASSIGN_OR_RETURN(std::vector<Prompt> eval_prompts, EvalPrompts(run));
   if (start == 0 && !eval_prompts.empty()) {
     std::map<std::string, double> row;
@@ -912,7 +964,8 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
   const bool routing = run.policy->config().NumMoeLayers() > 0 && r.routing_replay;
   const CollectStep collect{&run, rollout.get(), scorer.get(), sampler ? &*sampler : nullptr, routing};
   std::vector<Buffer> grads;
-  const Learner learner{run.policy.get(), reference.get(), &opt, zero ? &*zero : nullptr, reducer.get(), &grads};
+  const Learner learner{run.policy.get(), reference.get(), &optimizer.opt,
+                        optimizer.zero ? &*optimizer.zero : nullptr, optimizer.reducer.get(), &grads};
   RolloutQueue queued(collect);  // the next steps' rollouts, with rollout.max_staleness >= 1
   int64_t steps_this_run = 0;
   for (int64_t step = start; step < r.steps; ++step) {
@@ -921,10 +974,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(std::vector<double> adv, StepAdvantages(batch, r.advantage));
     GRPO_ASSIGN_OR_RETURN(RewardStats rewards, SummarizeRewards(batch, step, o));
     GRPO_ASSIGN_OR_RETURN(double t_store, StoreStep(*store, r, *run.tok, step, batch, adv));
-    for (int64_t ahead = std::max(queued.next_step(), step + 1); ahead <= std::min(step + r.max_staleness, r.steps - 1);
-         ++ahead) {
-      queued.Launch(ahead);
-    }
+    queued.LaunchAhead(step, r.max_staleness, r.steps);
     GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, TrainingGroups(batch, adv, r.group_size));
     const StalenessStats staleness = BoundStaleness(batch, version, r.max_staleness, &groups);
     std::optional<double> reverse_kl;
@@ -953,13 +1003,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     const bool stop = (o.stop != nullptr && o.stop->load()) ||
                       (o.max_steps_this_run > 0 && steps_this_run >= o.max_steps_this_run);
     if (CheckpointDue(step + 1, last, stop, r.checkpoint_every)) {
-      TrainerState st;
-      st.stage = "rl";
-      st.step = step + 1;
-      st.pretrain_steps_done = r.pretrain.steps;
-      st.weight_version = version;
-      st.data_cursor = batch.cursor_after;
-      GRPO_RETURN_IF_ERROR(SaveRunCheckpoint(run, st, saved_opt, 2, save_shards));
+      GRPO_RETURN_IF_ERROR(SaveRlCheckpoint(run, step + 1, version, batch.cursor_after, optimizer, ranks));
     }
     summary.steps_done = step + 1;
     if (stop && !last) {
@@ -967,12 +1011,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
       break;
     }
   }
-  if (ranks != nullptr) GRPO_RETURN_IF_ERROR(SendDone(*ranks));
-  GRPO_RETURN_IF_ERROR(metrics->Close());
-  GRPO_RETURN_IF_ERROR(store->Flush());
-  ReportOptions rep;
-  rep.title = r.name;
-  GRPO_RETURN_IF_ERROR(WriteReport(run.dir + "/metrics.jsonl", run.dir + "/report.html", rep));
+  GRPO_RETURN_IF_ERROR(FinishRl(run, ranks, *metrics, *store));
   return summary;
 }
 

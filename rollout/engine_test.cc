@@ -500,6 +500,36 @@ TEST(EngineTest, AllocationFailureInAStepAbortsItsGroupsAndTheEngineGoesOn) {
   }
 }
 
+// qwen2-nano's greedy continuation of Prompt(4, 2) (24 tokens) as streamed text, which the
+// stop-string and tool tests cut at two characters from its middle (a stop string, a marker).
+struct GreedyText {
+  GroupRequest request;            // greedy, max_new_tokens 24
+  std::vector<int32_t> tokens;     // what the engine generated for it
+  std::vector<std::string> texts;  // texts[i]: the streamed text after tokens[0..i]
+  std::string middle;              // two characters from the middle of the whole text
+  size_t completed_at = 0;         // the first token whose text contains `middle`
+};
+
+void RunGreedyText(RolloutEngine& engine, const tokenizer::Tokenizer& tok, GreedyText* out) {
+  out->request.prompt = Prompt(4, 2);
+  out->request.sampling.temperature = 0.0;
+  out->request.max_new_tokens = 24;
+  auto free_run = engine.GenerateGroups({out->request});
+  ASSERT_TRUE(free_run.ok()) << free_run.status();
+  out->tokens = (*free_run)[0].samples[0].tokens;
+  tokenizer::StreamDecoder dec(tok);
+  std::string text;
+  for (int32_t t : out->tokens) {
+    auto piece = dec.Push(t);
+    ASSERT_TRUE(piece.ok()) << piece.status();
+    text += *piece;
+    out->texts.push_back(text);
+  }
+  ASSERT_GT(text.size(), 2u) << "the greedy text is too short for this test";
+  out->middle = text.substr(text.size() / 2, 2);
+  while (out->texts[out->completed_at].find(out->middle) == std::string::npos) ++out->completed_at;
+}
+
 TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
   auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
                                             tokenizer::testing::TinyConfig().dump());
@@ -507,33 +537,16 @@ TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
   EngineOptions o;
   o.tokenizer = &*tok;
   auto engine = MakeEngine("qwen2-nano", 5, o);
-  GroupRequest r;
-  r.prompt = Prompt(4, 2);
-  r.sampling.temperature = 0.0;
-  r.max_new_tokens = 24;
-  auto free_run = engine->GenerateGroups({r});
-  ASSERT_TRUE(free_run.ok());
-  const std::vector<int32_t>& tokens = (*free_run)[0].samples[0].tokens;
-  // The streamed text after each token; pick a stop string that shows up in the middle.
-  tokenizer::StreamDecoder dec(*tok);
-  std::vector<std::string> texts;
-  std::string text;
-  for (int32_t t : tokens) {
-    auto piece = dec.Push(t);
-    ASSERT_TRUE(piece.ok());
-    text += *piece;
-    texts.push_back(text);
-  }
-  ASSERT_GT(texts.back().size(), 2u) << "the greedy text is too short for this test";
-  const std::string stop = texts.back().substr(texts.back().size() / 2, 2);
-  size_t want = 0;
-  while (texts[want].find(stop) == std::string::npos) ++want;
-  r.stop_strings = {stop};
+  GreedyText free_run;  // a stop string that shows up in the middle of the free run
+  ASSERT_NO_FATAL_FAILURE(RunGreedyText(*engine, *tok, &free_run));
+  GroupRequest r = free_run.request;
+  r.stop_strings = {free_run.middle};
   auto stopped = engine->GenerateGroups({r});
   ASSERT_TRUE(stopped.ok());
   const SampleResult& s = (*stopped)[0].samples[0];
   EXPECT_EQ(s.finish_reason, FinishReason::kStop);
-  EXPECT_EQ(s.tokens, std::vector<int32_t>(tokens.begin(), tokens.begin() + want + 1));
+  const std::vector<int32_t>& tokens = free_run.tokens;
+  EXPECT_EQ(s.tokens, std::vector<int32_t>(tokens.begin(), tokens.begin() + free_run.completed_at + 1));
 }
 
 // A tool whose marker is `marker` and whose answer is always "{#7#}" (byte tokens 123 35 55 35
@@ -571,25 +584,14 @@ TEST(EngineTest, ToolCallsAppendEnvironmentTokensAndKeepTheCache) {
   o.block_size = 4;
   auto engine = MakeEngine("qwen2-nano", 5, o);
   auto ref = MakeModel("qwen2-nano", 5);
-  GroupRequest r;
-  r.prompt = Prompt(4, 2);
-  r.sampling.temperature = 0.0;
-  r.max_new_tokens = 24;
+  GreedyText free_run;
+  ASSERT_NO_FATAL_FAILURE(RunGreedyText(*engine, *tok, &free_run));
+  const std::vector<int32_t>& free_tokens = free_run.tokens;
+  const std::vector<std::string>& texts = free_run.texts;
+  const std::string& marker = free_run.middle;
+  const size_t at = free_run.completed_at;
+  GroupRequest r = free_run.request;
   r.return_raw_logprobs = true;
-  auto free_run = engine->GenerateGroups({r});
-  ASSERT_TRUE(free_run.ok());
-  const std::vector<int32_t>& free_tokens = (*free_run)[0].samples[0].tokens;
-  tokenizer::StreamDecoder dec(*tok);
-  std::vector<std::string> texts;
-  std::string text;
-  for (int32_t t : free_tokens) {
-    text += *dec.Push(t);
-    texts.push_back(text);
-  }
-  ASSERT_GT(texts.back().size(), 2u) << "the greedy text is too short for this test";
-  const std::string marker = texts.back().substr(texts.back().size() / 2, 2);
-  size_t at = 0;
-  while (texts[at].find(marker) == std::string::npos) ++at;
 
   auto env = std::make_shared<FixedTool>(marker);
   r.environment = env;
@@ -810,17 +812,10 @@ TEST(EngineTest, ToolCallsDoNotStallOtherSamples) {
   EngineOptions o;
   o.tokenizer = &*tok;
   auto engine = MakeEngine("qwen2-nano", 5, o);
-  GroupRequest caller;
-  caller.prompt = Prompt(4, 2);
-  caller.sampling.temperature = 0.0;
-  caller.max_new_tokens = 24;
-  auto free_run = engine->GenerateGroups({caller});
-  ASSERT_TRUE(free_run.ok());
-  tokenizer::StreamDecoder dec(*tok);
-  std::string text;
-  for (int32_t t : (*free_run)[0].samples[0].tokens) text += *dec.Push(t);
-  ASSERT_GT(text.size(), 2u) << "the greedy text is too short for this test";
-  const std::string marker = text.substr(text.size() / 2, 2);  // completed by token 24 at the latest
+  GreedyText free_run;
+  ASSERT_NO_FATAL_FAILURE(RunGreedyText(*engine, *tok, &free_run));
+  GroupRequest caller = free_run.request;
+  const std::string marker = free_run.middle;  // completed by token 24 at the latest
   caller.max_new_tokens = 40;
   caller.max_tool_calls = 1;
   GroupRequest other;

@@ -34,7 +34,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <span>
 #include <vector>
 
@@ -231,7 +230,7 @@ struct MoeExpertGrads {
 
 // What MoeExperts saves for MoeExpertsBackward, device buffers the caller allocates (sizes from
 // tokens, k, inter and hidden alone: nothing waits for the routing). Rows are the tokens*k
-// choices in the permuted order, grouped by expert ((expert, token, j) order, as GroupByExpert).
+// choices in the permuted order: grouped by expert, in (expert, token, j) order.
 struct MoeExpertActs {
   DevicePtr<int32_t> slots;     // i32 [tokens*k]: the choice t*k + j of permuted row i
   DevicePtr<int32_t> offsets;   // i32 [num_experts + 1]: expert e has rows [offsets[e], offsets[e+1])
@@ -431,14 +430,6 @@ class Backend {
   virtual void RouteBackward(const RouterSpec& spec, DevicePtr<const float> scores,
                              DevicePtr<const int32_t> experts, DevicePtr<const float> dweights,
                              int64_t tokens, DevicePtr<float> dlogits) = 0;
-  // The token permutation around the experts: groups the tokens*k choices of `experts`
-  // [tokens, k] by expert. rows[i] is the token and slots[i] its t*k + j slot of the i-th
-  // choice in (expert, t, j) order; counts[e] (int32 [num_experts]) how many choices expert e
-  // has, so expert e's rows start at the sum of the counts before it.
-  virtual void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
-                             int64_t num_experts, DevicePtr<int32_t> rows,
-                             DevicePtr<int32_t> slots, DevicePtr<int32_t> counts) = 0;
-
   // The routed-expert block of a MoE layer, from the routing on the device (Route's `experts`
   // and combine `weights`, [tokens, k]; a token's k experts are distinct; x, y [tokens, hidden]):
   //   y[t] = sum_j weights[t, j] * out_{experts[t, j]}(x[t])      (y overwritten)
@@ -463,12 +454,6 @@ class Backend {
                                   const MoeExpertActs& acts, DevicePtr<const float> dy,
                                   int64_t tokens, int64_t k, DevicePtr<float> dx,
                                   DevicePtr<float> dweights) = 0;
-
-  // ---- independent work ---------------------------------------------------------------------
-  // Calls task(i) once for every i in [0, n), possibly concurrently: for pieces of work each too
-  // small to split (the MoE experts of a decode step). Ops called inside a task run on the
-  // task's thread; their results are the same as when called outside.
-  virtual void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) = 0;
 
   // ---- output distribution ------------------------------------------------------------------
   // For each row t of logits [rows, vocab]: logprob[t] = log softmax(logits[t])[targets[t]]

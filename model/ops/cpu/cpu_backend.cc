@@ -408,12 +408,6 @@ class CpuBackendImpl final : public Backend {
     Scope scope(arena_.get(), scores, experts, dweights, dlogits);
     cpu::RouteBackward(spec, Raw(scores), Raw(experts), Raw(dweights), tokens, Raw(dlogits));
   }
-  void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
-                     int64_t num_experts, DevicePtr<int32_t> rows, DevicePtr<int32_t> slots,
-                     DevicePtr<int32_t> counts) override {
-    Scope scope(arena_.get(), experts, rows, slots, counts);
-    cpu::GroupByExpert(Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots), Raw(counts));
-  }
   void MoeExperts(const MoeExpertWeights& w, DevicePtr<const float> x,
                   DevicePtr<const int32_t> experts, DevicePtr<const float> weights, int64_t tokens,
                   int64_t k, const MoeExpertActs& acts, DevicePtr<float> y) override {
@@ -817,12 +811,6 @@ class CpuBackendImpl final : public Backend {
                            scores.data(), out + (t * nh + h) * dv, nullptr);
         }
       }
-    });
-  }
-
-  void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) override {
-    Pool().ParallelFor(n, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) task(i);
     });
   }
 

@@ -1,5 +1,6 @@
-// The CPU kernels of MoE routing (Backend::Route, RouteBackward, GroupByExpert; backend.h's
-// RouterSpec states the two router kinds). Ties in a top-k go to the lower index.
+// The CPU kernels of MoE routing (Backend::Route, RouteBackward, and the token permutation of
+// MoeExperts; backend.h's RouterSpec states the two router kinds). Ties in a top-k go to the
+// lower index.
 #ifndef GRPO_MODEL_OPS_CPU_ROUTER_H_
 #define GRPO_MODEL_OPS_CPU_ROUTER_H_
 
@@ -15,7 +16,10 @@ namespace grpo::cpu {
 void RouteForward(const RouterSpec& spec, const float* logits, const float* bias,
                   int64_t tokens, bool forced, int32_t* experts, float* scores, float* weights);
 
-// rows/slots [tokens*k] and counts [num_experts]: Backend::GroupByExpert.
+// The token permutation around the experts: groups the tokens*k choices of `experts`
+// [tokens, k] by expert. rows[i] is the token and slots[i] the t*k + j slot of the i-th choice
+// in (expert, t, j) order; counts[e] is how many choices expert e has, so expert e's rows start
+// at the sum of the counts before it (MoeExpertActs' slots and offsets).
 void GroupByExpert(const int32_t* experts, int64_t tokens, int64_t k, int64_t num_experts,
                    int32_t* rows, int32_t* slots, int32_t* counts);
 

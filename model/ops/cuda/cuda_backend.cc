@@ -440,12 +440,6 @@ class CudaBackendImpl final : public Backend {
     CheckRouter(spec);
     cuda::LaunchRouteBackward(stream_, spec, Raw(scores), Raw(experts), Raw(dweights), tokens, Raw(dlogits));
   }
-  void GroupByExpert(DevicePtr<const int32_t> experts, int64_t tokens, int64_t k,
-                     int64_t num_experts, DevicePtr<int32_t> rows, DevicePtr<int32_t> slots,
-                     DevicePtr<int32_t> counts) override {
-    cuda::LaunchGroupByExpert(stream_, Raw(experts), tokens, k, num_experts, Raw(rows), Raw(slots),
-                              Raw(counts));
-  }
   void MoeExperts(const MoeExpertWeights& w, DevicePtr<const float> x,
                   DevicePtr<const int32_t> experts, DevicePtr<const float> weights, int64_t tokens,
                   int64_t k, const MoeExpertActs& acts, DevicePtr<float> y) override;
@@ -453,9 +447,6 @@ class CudaBackendImpl final : public Backend {
                           DevicePtr<const float> x, DevicePtr<const float> weights,
                           const MoeExpertActs& acts, DevicePtr<const float> dy, int64_t tokens,
                           int64_t k, DevicePtr<float> dx, DevicePtr<float> dweights) override;
-  void RunIndependent(int64_t n, const std::function<void(int64_t)>& task) override {
-    for (int64_t i = 0; i < n; ++i) task(i);
-  }
 
   // ---- output distribution -------------------------------------------------------------------
   void LogSoftmaxTargets(DevicePtr<const float> logits, DevicePtr<const int32_t> targets,

@@ -24,9 +24,6 @@
 // rollout/sampler.h's except for a draw within rounding of a step of the CDF (not bit-identical
 // as the CPU backend's are), and its logprobs agree to rounding.
 //
-// RunIndependent runs its tasks one after another on the calling thread: each task enqueues its
-// device work on the same stream, so the tasks' results are those of calling them in order.
-//
 // Status: compiled and its host logic tested on machines without a GPU; the kernels have not
 // yet run on a GPU (docs/gpu.md says what has been verified where).
 #ifndef GRPO_MODEL_OPS_CUDA_CUDA_BACKEND_H_

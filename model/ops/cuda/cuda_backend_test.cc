@@ -85,9 +85,8 @@ void OnBoth(F&& f) {
   Gpu().Synchronize();
 }
 
-void ExpectClose(Twin& t, const std::string& what, double tolerance = kF32Tolerance) {
-  const std::vector<float> c = DownloadF32(CpuBackend(), t.cpu);
-  const std::vector<float> g = DownloadF32(Gpu(), t.gpu);
+void ExpectCloseValues(const std::vector<float>& c, const std::vector<float>& g,
+                       const std::string& what, double tolerance) {
   ASSERT_EQ(c.size(), g.size());
   double diff = 0, norm = 0;
   for (size_t i = 0; i < c.size(); ++i) {
@@ -98,6 +97,21 @@ void ExpectClose(Twin& t, const std::string& what, double tolerance = kF32Tolera
   const double rel = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
   std::printf("RELERR %s %.3g\n", what.c_str(), rel);
   EXPECT_LE(rel, tolerance) << what;
+}
+
+void ExpectClose(Twin& t, const std::string& what, double tolerance = kF32Tolerance) {
+  ExpectCloseValues(DownloadF32(CpuBackend(), t.cpu), DownloadF32(Gpu(), t.gpu), what, tolerance);
+}
+
+// One closeness over several buffers taken together (the E matrices of a MoE layer).
+void ExpectCloseAll(std::vector<Twin>& ts, const std::string& what) {
+  std::vector<float> c, g;
+  for (Twin& t : ts) {
+    const std::vector<float> ct = DownloadF32(CpuBackend(), t.cpu), gt = DownloadF32(Gpu(), t.gpu);
+    c.insert(c.end(), ct.begin(), ct.end());
+    g.insert(g.end(), gt.begin(), gt.end());
+  }
+  ExpectCloseValues(c, g, what, kF32Tolerance);
 }
 
 void ExpectEqualInts(Twin& t, const std::string& what) {
@@ -538,13 +552,97 @@ TEST_F(CudaBackendTest, RoutingSoftmaxAndGroupLimitedSigmoidWithBias) {
       be.RouteBackward(spec, scores.on(g).data(), experts.on(g).i32(), dweights.on(g).data(), tokens, dlogits.on(g).data());
     });
     ExpectClose(dlogits, "RouteBackward " + name);
-    Twin rows = PoisonedInts(tokens * k), slots = PoisonedInts(tokens * k), counts = PoisonedInts(E);
+  }
+}
+
+// k distinct experts per token (as Route chooses them) among the first E - 1: expert E - 1 has
+// no rows.
+std::vector<int32_t> DistinctExperts(int64_t tokens, int64_t k, int64_t E) {
+  std::vector<int32_t> all(E - 1), out;
+  for (int32_t e = 0; e < E - 1; ++e) all[e] = e;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::shuffle(all.begin(), all.end(), Rng());
+    out.insert(out.end(), all.begin(), all.begin() + k);
+  }
+  return out;
+}
+
+// The E experts' f32 views of one of a MoE layer's matrices ([rows, cols] each).
+std::vector<WeightView> ExpertViews(std::vector<Twin>& m, bool g, int64_t rows, int64_t cols) {
+  std::vector<WeightView> v;
+  for (Twin& t : m) v.push_back(WeightView::F32(t.on(g).data(), rows, cols));
+  return v;
+}
+
+std::vector<DevicePtr<float>> ExpertGrads(std::vector<Twin>& m, bool g) {
+  std::vector<DevicePtr<float>> v;
+  for (Twin& t : m) v.push_back(t.on(g).data());
+  return v;
+}
+
+std::vector<Twin> RandomMatrices(int64_t count, int64_t numel, float scale) {
+  std::vector<Twin> m;
+  for (int64_t i = 0; i < count; ++i) m.push_back(Random(numel, scale));
+  return m;
+}
+
+// The routed-expert block on both paths of the CUDA one: a decode-sized batch (experts x tokens
+// <= 8192: every expert over padded rows, no sync) and a prefill-sized one (exact rows after
+// reading the offsets back). The permutation is compared exactly; an expert without rows keeps
+// its gradients.
+TEST_F(CudaBackendTest, MoeExpertsAndItsBackwardPaddedAndExactRows) {
+  const int64_t E = 8, k = 2, hidden = 48, inter = 40;
+  std::vector<Twin> gate = RandomMatrices(E, inter * hidden, 0.2f);
+  std::vector<Twin> up = RandomMatrices(E, inter * hidden, 0.2f);
+  std::vector<Twin> down = RandomMatrices(E, hidden * inter, 0.2f);
+  for (int64_t tokens : {13, 1100}) {
+    const std::string name = E * tokens <= 8192 ? "padded" : "exact";
+    const int64_t n = tokens * k;
+    Twin x = Random(tokens * hidden), experts = Both(DistinctExperts(tokens, k, E));
+    Twin weights = Random(n, 0.5f), y = Poisoned(tokens * hidden);
+    Twin slots = PoisonedInts(n), offsets = PoisonedInts(E + 1);
+    Twin act_gate = Poisoned(n * inter), act_up = Poisoned(n * inter), act = Poisoned(n * inter);
+    Twin out = Poisoned(n * hidden);
+    auto acts = [&](bool g) {
+      return MoeExpertActs{slots.on(g).i32(), offsets.on(g).i32(), act_gate.on(g).data(),
+                           act_up.on(g).data(), act.on(g).data(), out.on(g).data()};
+    };
     OnBoth([&](Backend& be, bool g) {
-      be.GroupByExpert(experts.on(g).i32(), tokens, k, E, rows.on(g).i32(), slots.on(g).i32(), counts.on(g).i32());
+      const std::vector<WeightView> gv = ExpertViews(gate, g, inter, hidden),
+                                    uv = ExpertViews(up, g, inter, hidden),
+                                    dv = ExpertViews(down, g, hidden, inter);
+      be.MoeExperts({gv, uv, dv, hidden, inter}, x.on(g).data(), experts.on(g).i32(),
+                    weights.on(g).data(), tokens, k, acts(g), y.on(g).data());
     });
-    ExpectEqualInts(rows, "GroupByExpert rows " + name);
-    ExpectEqualInts(slots, "GroupByExpert slots " + name);
-    ExpectEqualInts(counts, "GroupByExpert counts " + name);
+    ExpectEqualInts(slots, "MoeExperts slots " + name);
+    ExpectEqualInts(offsets, "MoeExperts offsets " + name);
+    ExpectClose(act_gate, "MoeExperts gate " + name);
+    ExpectClose(act_up, "MoeExperts up " + name);
+    ExpectClose(act, "MoeExperts act " + name);
+    ExpectClose(out, "MoeExperts out " + name);
+    ExpectClose(y, "MoeExperts " + name);
+
+    std::vector<Twin> g_gate = RandomMatrices(E, inter * hidden, 1.0f);
+    std::vector<Twin> g_up = RandomMatrices(E, inter * hidden, 1.0f);
+    std::vector<Twin> g_down = RandomMatrices(E, hidden * inter, 1.0f);
+    Twin dy = Random(tokens * hidden), dx = Poisoned(tokens * hidden), dweights = Poisoned(n);
+    const std::vector<float> rowless = DownloadF32(CpuBackend(), g_down[E - 1].cpu);
+    OnBoth([&](Backend& be, bool g) {
+      const std::vector<WeightView> gv = ExpertViews(gate, g, inter, hidden),
+                                    uv = ExpertViews(up, g, inter, hidden),
+                                    dv = ExpertViews(down, g, hidden, inter);
+      const std::vector<DevicePtr<float>> gg = ExpertGrads(g_gate, g), gu = ExpertGrads(g_up, g),
+                                          gd = ExpertGrads(g_down, g);
+      be.MoeExpertsBackward({gv, uv, dv, hidden, inter}, {gg, gu, gd}, x.on(g).data(),
+                            weights.on(g).data(), acts(g), dy.on(g).data(), tokens, k,
+                            dx.on(g).data(), dweights.on(g).data());
+    });
+    ExpectClose(dx, "MoeExpertsBackward dx " + name);
+    ExpectClose(dweights, "MoeExpertsBackward dweights " + name);
+    ExpectCloseAll(g_gate, "MoeExpertsBackward gate grads " + name);
+    ExpectCloseAll(g_up, "MoeExpertsBackward up grads " + name);
+    ExpectCloseAll(g_down, "MoeExpertsBackward down grads " + name);
+    EXPECT_EQ(DownloadF32(Gpu(), g_down[E - 1].gpu), rowless) << "the expert without rows";
   }
 }
 
@@ -616,12 +714,6 @@ TEST_F(CudaBackendTest, SumSquaresAndAdamW) {
   ExpectClose(p, "AdamW p");
   ExpectClose(m, "AdamW m");
   ExpectClose(v, "AdamW v");
-}
-
-TEST_F(CudaBackendTest, RunIndependentRunsEveryTaskInOrder) {
-  std::vector<int64_t> seen;
-  Gpu().RunIndependent(5, [&](int64_t i) { seen.push_back(i); });
-  EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2, 3, 4}));
 }
 
 }  // namespace

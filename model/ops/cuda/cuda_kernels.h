@@ -118,6 +118,8 @@ void LaunchRoute(cudaStream_t s, const RouterSpec& spec, const float* logits, co
 void LaunchRouteBackward(cudaStream_t s, const RouterSpec& spec, const float* scores,
                          const int32_t* experts, const float* dweights, int64_t tokens,
                          float* dlogits);
+// The token permutation of MoeExperts, as cpu::GroupByExpert (model/ops/cpu/router.h): rows
+// and slots [tokens*k] of the choices in (expert, t, j) order, counts [num_experts].
 void LaunchGroupByExpert(cudaStream_t s, const int32_t* experts, int64_t tokens, int64_t k,
                          int64_t num_experts, int32_t* rows, int32_t* slots, int32_t* counts);
 // The permutation's offsets [num_experts + 1] from its counts (exclusive prefix sum).
