@@ -284,15 +284,18 @@ class Backend {
                               bool accumulate_dx) = 0;
 
   // y[m,n] = x[m,k] · W[n,k]^T (+ b[n]) for a weight in any WeightView format (w.rows == n,
-  // w.cols == k). bf16/FP8 weights are widened to f32 a tile of output rows at a time into a
-  // small per-thread scratch, each tile then one GEMM: the whole f32 matrix is never
-  // materialized. For f32 it is Linear. Inference only (there is no backward).
+  // w.cols == k). On the CPU, bf16/FP8 weights are widened to f32 a tile of output rows at a
+  // time into a small per-thread scratch, each tile then one GEMM: the whole f32 matrix is never
+  // materialized. A backend may instead multiply the narrow operands directly (the CUDA
+  // backend's bf16 and FP8 block-scaled cuBLASLt GEMMs, which round x to the weight's format:
+  // docs/gpu.md) within the format's rounding contract (docs/numerics.md). For f32 it is
+  // Linear. Inference only (there is no backward).
   virtual void LinearWeights(DevicePtr<const float> x, const WeightView& w,
                              DevicePtr<const float> b, DevicePtr<float> y, int64_t m, int64_t k,
                              int64_t n) = 0;
   // The backward of LinearWeights, for mixed-precision training (a bf16 compute copy of an f32
-  // master, CausalLM::SetComputeDType): dx = dy · W with W widened exactly as LinearWeights
-  // widens it (overwritten, or added when accumulate_dx); dw += dy^T · x and db += colsum(dy)
+  // master, CausalLM::SetComputeDType): dx = dy · W with W taken exactly as LinearWeights
+  // takes it (overwritten, or added when accumulate_dx); dw += dy^T · x and db += colsum(dy)
   // in f32, the gradient with respect to the narrow values, which the caller applies to the f32
   // master (straight-through). For an f32 view it is LinearBackward, bit for bit. The default
   // widens the whole view into a scratch Buffer (WidenWeightRows) and calls LinearBackward.
