@@ -19,45 +19,17 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "model/ops/cpu_guarded/guarded_backend.h"
-#include "model/presets.h"
+#include "learner/rl_test_util.h"
 #include "proto/rollout.grpc.pb.h"
-#include "rollout/engine.h"
-#include "rollout/service.h"
 
 namespace grpo {
 namespace {
 
-std::unique_ptr<CausalLM> MakeModel(uint64_t seed) {
-  auto config = PresetConfig("llama-nano");
-  EXPECT_TRUE(config.ok());
-  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), BackendForTests());
-  EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return std::move(m).value();
-}
+std::unique_ptr<CausalLM> MakeModel(uint64_t seed) { return rl_test::MakeModel("llama-nano", seed); }
 
-// `grpo rollout serve` in this process, on its own random weights (version 0).
-struct Served {
-  std::unique_ptr<RolloutEngine> engine;
-  std::unique_ptr<RolloutServer> server;
-  std::string endpoint;
-
-  explicit Served(const std::string& listen = "127.0.0.1:0") {
-    auto e = RolloutEngine::Create(MakeModel(11), {});
-    EXPECT_TRUE(e.ok()) << e.status().ToString();
-    engine = std::move(e).value();
-    RolloutServeOptions o;
-    o.listen = listen;
-    o.allow_unauthenticated_push = true;
-    auto s = RolloutServer::Start(*engine, nullptr, o);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    server = std::move(s).value();
-    endpoint = "127.0.0.1:" + std::to_string(server->port());
-  }
-  void Stop() {
-    server->Shutdown(absl::ZeroDuration());
-    server.reset();
-  }
+// `grpo rollout serve` in this process over llama-nano weights of seed 11.
+struct Served : rl_test::ServedEngine {
+  explicit Served(const std::string& listen = "127.0.0.1:0") : ServedEngine("llama-nano", 11, listen) {}
 };
 
 RemoteRolloutOptions Options(std::vector<std::string> endpoints) {

@@ -42,4 +42,29 @@ std::vector<RlGroup> RandomGroups(int64_t num_groups, int64_t g, uint64_t seed, 
   return groups;
 }
 
+ServedEngine::ServedEngine(const std::string& preset, uint64_t seed, const std::string& listen,
+                           bool serve_logprobs) {
+  auto e = RolloutEngine::Create(MakeModel(preset, seed), {});
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  if (!e.ok()) return;
+  engine = std::move(e).value();
+  RolloutServeOptions o;
+  o.listen = listen;
+  o.allow_unauthenticated_push = true;
+  if (serve_logprobs) {
+    scorer = MakeModel(preset, seed);
+    o.logprobs_model = scorer.get();
+  }
+  auto s = RolloutServer::Start(*engine, nullptr, o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  if (!s.ok()) return;
+  server = std::move(s).value();
+  endpoint = "127.0.0.1:" + std::to_string(server->port());
+}
+
+void ServedEngine::Stop() {
+  server->Shutdown(absl::ZeroDuration());
+  server.reset();
+}
+
 }  // namespace grpo::rl_test

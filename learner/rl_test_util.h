@@ -10,6 +10,8 @@
 
 #include "learner/rl_update.h"
 #include "model/causal_lm.h"
+#include "rollout/engine.h"
+#include "rollout/service.h"
 
 namespace grpo::rl_test {
 
@@ -28,6 +30,21 @@ struct RandomGroupsOptions {
 // [-1.5, 1.5), the same for the same seed; the first sample is not trained (a masked sample).
 std::vector<RlGroup> RandomGroups(int64_t num_groups, int64_t g, uint64_t seed, int32_t vocab,
                                   const RandomGroupsOptions& options = {});
+
+// `grpo rollout serve` in this process: an engine over MakeModel(preset, seed) listening on
+// `listen`, taking weight pushes without a token; with `serve_logprobs` it also answers Logprobs
+// with a separate copy of the same weights (--serve-logprobs). A failure is a test failure.
+struct ServedEngine {
+  ServedEngine(const std::string& preset, uint64_t seed, const std::string& listen = "127.0.0.1:0",
+               bool serve_logprobs = false);
+  // Shuts the server down at once (in-flight calls fail); the engine stays for inspection.
+  void Stop();
+
+  std::unique_ptr<RolloutEngine> engine;
+  std::unique_ptr<CausalLM> scorer;  // with serve_logprobs
+  std::unique_ptr<RolloutServer> server;
+  std::string endpoint;  // 127.0.0.1:PORT
+};
 
 }  // namespace grpo::rl_test
 

@@ -9,50 +9,20 @@
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "model/ops/cpu_guarded/guarded_backend.h"
+#include "learner/rl_test_util.h"
 #include "model/presets.h"
-#include "rollout/engine.h"
-#include "rollout/service.h"
 
 namespace grpo {
 namespace {
 
 constexpr const char* kPreset = "llama-nano";
 
-std::unique_ptr<CausalLM> MakeModel(uint64_t seed) {
-  auto config = PresetConfig(kPreset);
-  EXPECT_TRUE(config.ok());
-  auto m = CausalLM::Create(*config, InitParameters(*config, seed, 0.1), BackendForTests());
-  EXPECT_TRUE(m.ok()) << m.status().ToString();
-  return std::move(m).value();
-}
+std::unique_ptr<CausalLM> MakeModel(uint64_t seed) { return rl_test::MakeModel(kPreset, seed); }
 
-// `grpo rollout serve --serve-logprobs` in this process: an engine, and the scoring copy of the
-// same weights (`seed`) that Logprobs answers with.
-struct ServedTeacher {
-  std::unique_ptr<RolloutEngine> engine;
-  std::unique_ptr<CausalLM> scorer;
-  std::unique_ptr<RolloutServer> server;
-  std::string endpoint;
-
-  explicit ServedTeacher(uint64_t seed) {
-    auto e = RolloutEngine::Create(MakeModel(seed), {});
-    EXPECT_TRUE(e.ok()) << e.status().ToString();
-    engine = std::move(e).value();
-    scorer = MakeModel(seed);
-    RolloutServeOptions o;
-    o.listen = "127.0.0.1:0";
-    o.allow_unauthenticated_push = true;
-    o.logprobs_model = scorer.get();
-    auto s = RolloutServer::Start(*engine, nullptr, o);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
-    server = std::move(s).value();
-    endpoint = "127.0.0.1:" + std::to_string(server->port());
-  }
-  void Stop() {
-    server->Shutdown(absl::ZeroDuration());
-    server.reset();
-  }
+// `grpo rollout serve --serve-logprobs` in this process: Logprobs answers with the weights of
+// `seed`.
+struct ServedTeacher : rl_test::ServedEngine {
+  explicit ServedTeacher(uint64_t seed) : ServedEngine(kPreset, seed, "127.0.0.1:0", /*serve_logprobs=*/true) {}
 };
 
 TeacherServerOptions Options(std::vector<std::string> endpoints) {
