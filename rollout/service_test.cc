@@ -83,6 +83,21 @@ class ServiceTest : public ::testing::Test {
     return h;
   }
 
+  // A Generate call is served by weight `version`, and its logprobs are `model`'s (within the
+  // engine's 1e-5 contract).
+  void ExpectGeneratesWith(CausalLM& model, uint64_t version) {
+    grpc::ClientContext ctx;
+    grpo::v1::GenerateResponse resp;
+    ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
+    const grpo::v1::Sample& s = resp.group().samples(0);
+    EXPECT_EQ(s.weight_versions(0).version(), version);
+    std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
+    seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
+    auto scored = model.Forward(TokenBatch::FromSequences({seq}), {});
+    ASSERT_TRUE(scored.ok());
+    for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
+  }
+
   static constexpr const char* kPreset = "qwen3_moe-nano";
   static constexpr const char* kToken = "test-token-0123456789abcdef";
   std::unique_ptr<RolloutEngine> engine_;
@@ -175,16 +190,7 @@ TEST_F(ServiceTest, HealthUpdateWeightsAndRejectedUpdates) {
   EXPECT_GT(ack->bytes_received(), 0u);
   EXPECT_EQ(Health().weight_version(), 1u);
   // Generation now runs on version 1, and its logprobs are the new weights'.
-  grpc::ClientContext ctx;
-  grpo::v1::GenerateResponse resp;
-  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
-  const grpo::v1::Sample& s = resp.group().samples(0);
-  EXPECT_EQ(s.weight_versions(0).version(), 1u);
-  std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
-  seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
-  auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});
-  ASSERT_TRUE(scored.ok());
-  for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
+  ExpectGeneratesWith(*fresh, 1);
 
   // A stale version is refused; the serving version stays.
   auto stale = PushWeights(*stub_, fresh->ReadParameters(), 1, f32, deadline, kToken);
@@ -264,16 +270,7 @@ TEST_F(ServiceTest, ShardedPushFromTwoRanksServesTheWholeWeights) {
     EXPECT_TRUE(results[rank][0].ok()) << "rank " << rank << ": " << results[rank][0].ToString();
   }
   EXPECT_EQ(Health().weight_version(), 3u);
-  grpc::ClientContext ctx;
-  grpo::v1::GenerateResponse resp;
-  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
-  const grpo::v1::Sample& s = resp.group().samples(0);
-  EXPECT_EQ(s.weight_versions(0).version(), 3u);
-  std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
-  seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
-  auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});
-  ASSERT_TRUE(scored.ok());
-  for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
+  ExpectGeneratesWith(*fresh, 3);
 }
 
 // Shards of one version from different ranks are received concurrently (issue 18): with the
@@ -336,16 +333,7 @@ TEST_F(ServiceTest, ShardsOfOneVersionAreReceivedConcurrently) {
   EXPECT_EQ(open[0].ack.shards_missing(), 0u);
   EXPECT_EQ(open[0].ack.serving_version(), 1u);
   EXPECT_EQ(Health().weight_version(), 1u);
-  grpc::ClientContext ctx;
-  grpo::v1::GenerateResponse resp;
-  ASSERT_TRUE(stub_->Generate(&ctx, Request(1, 4), &resp).ok());
-  const grpo::v1::Sample& s = resp.group().samples(0);
-  EXPECT_EQ(s.weight_versions(0).version(), 1u);
-  std::vector<int32_t> seq = {5, 9, 200, 31, 64, 7};
-  seq.insert(seq.end(), s.token_ids().begin(), s.token_ids().end());
-  auto scored = fresh->Forward(TokenBatch::FromSequences({seq}), {});
-  ASSERT_TRUE(scored.ok());
-  for (int t = 0; t < 4; ++t) EXPECT_NEAR(s.raw_logprobs(t), scored->logprobs[5 + t], 1e-5);
+  ExpectGeneratesWith(*fresh, 1);
 }
 
 // Issue 19, class 3: any local process could push weights. A push needs the job's token.
