@@ -21,6 +21,7 @@ struct Packed {
   std::vector<float> rollout_logprobs;
   std::vector<double> token_advantages;  // per completion token, when the samples have them
   std::vector<uint8_t> mask;          // per completion token
+  std::vector<uint8_t> sampled;       // per completion token: 0 for a tool's environment tokens
   Routing routing;
   bool has_routing = false;
 };
@@ -62,7 +63,9 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
       p->batch.offsets.push_back(static_cast<int64_t>(p->batch.tokens.size()));
       for (int64_t j = 0; j < T; ++j) {
         p->target_index.push_back(targets + (P - 1) + j);
-        p->mask.push_back(s.trained && (s.loss_mask.empty() || s.loss_mask[j] != 0) ? 1 : 0);
+        const bool sampled = s.loss_mask.empty() || s.loss_mask[j] != 0;
+        p->mask.push_back(s.trained && sampled ? 1 : 0);
+        p->sampled.push_back(sampled ? 1 : 0);
       }
       targets += P + T - 1;
       p->offsets.push_back(static_cast<int64_t>(p->target_index.size()));
@@ -146,14 +149,16 @@ std::vector<float> Gather(const std::vector<float>& all, const std::vector<int64
 
 // |rollout logprob - learner logprob| over the completion tokens, summed into `sum`, max into
 // `max`, counted into `n`.
-void AddMismatch(std::span<const float> rollout, std::span<const float> learner, double* sum, double* max,
-                 int64_t* n) {
-  for (size_t i = 0; i < rollout.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(rollout[i]) - static_cast<double>(learner[i]));
+// Over the sampled tokens only: a tool's environment tokens were not sampled, and the engine
+// reports no logprob for them (0).
+void AddMismatch(const Packed& p, std::span<const float> learner, double* sum, double* max, int64_t* n) {
+  for (size_t i = 0; i < p.rollout_logprobs.size(); ++i) {
+    if (!p.sampled[i]) continue;
+    const double d = std::fabs(static_cast<double>(p.rollout_logprobs[i]) - static_cast<double>(learner[i]));
     *sum += d;
     *max = std::max(*max, d);
+    ++*n;
   }
-  *n += static_cast<int64_t>(rollout.size());
 }
 
 // One mini-batch as this rank sees it: the whole mini-batch's packing (`full`, which the loss
@@ -294,8 +299,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       }
       GRPO_ASSIGN_OR_RETURN(old_lp[b], GatherTokens(c, shards[b], std::move(lp)));
       if (!shards[b].full.rollout_logprobs.empty()) {
-        AddMismatch(shards[b].full.rollout_logprobs, old_lp[b], &mismatch_sum, &stats.mismatch_max_abs_logprob,
-                    &mismatch_n);
+        AddMismatch(shards[b].full, old_lp[b], &mismatch_sum, &stats.mismatch_max_abs_logprob, &mismatch_n);
       }
     }
     if (options.loss.kl_beta > 0) {
@@ -333,7 +337,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       absl::StatusOr<PolicyLossResult> loss = absl::UnknownError("unset");
       if (lp.ok()) {
         if (!multi && !p.rollout_logprobs.empty()) {  // this forward is the old-logprob pass
-          AddMismatch(p.rollout_logprobs, *lp, &mismatch_sum, &stats.mismatch_max_abs_logprob, &mismatch_n);
+          AddMismatch(p, *lp, &mismatch_sum, &stats.mismatch_max_abs_logprob, &mismatch_n);
         }
         PolicyLossInputs in;
         in.logprobs = *lp;

@@ -86,8 +86,8 @@ struct RlUpdateStats {
   int64_t optimizer_steps = 0;
   int64_t tokens = 0;      // completion tokens trained
   int64_t skipped_steps = 0;  // non-finite gradient norm
-  // Rollout/learner logprob mismatch: |rollout logprob - learner logprob| of every completion
-  // token, the learner's logprob from its old-logprob pass (the policy before this step's first
+  // Rollout/learner logprob mismatch: |rollout logprob - learner logprob| of every sampled
+  // completion token (a tool's environment tokens, loss_mask 0, are left out), the learner's logprob from its old-logprob pass (the policy before this step's first
   // update, with the weights the rollout was asked to use). Measured when every sample carries
   // rollout logprobs (mismatch_tokens > 0), else 0.
   double mismatch_max_abs_logprob = 0;

@@ -431,11 +431,20 @@ TEST(RlUpdate, ReportsTheRolloutLearnerMismatch) {
     auto groups = RandomGroups(2, 3, 8, 200);
     const auto lp = CompletionLogprobs(*model, groups);
     // Rollout logprobs off by known amounts: token j of sample k by (k + 1) * (j + 1) * 1e-3.
+    // Environment tokens (loss_mask 0: every third token, and RandomGroups' own in the last
+    // sample) carry 0 as their rollout logprob, as the engine reports them: they were not sampled,
+    // so they are left out of the mismatch.
     double sum = 0, max = 0;
     int64_t n = 0, k = 0;
     for (auto& g : groups) {
       for (auto& s : g.samples) {
+        if (s.loss_mask.empty()) s.loss_mask.assign(s.completion.size(), 1);
         for (size_t j = 0; j < s.completion.size(); ++j) {
+          if (j % 3 == 2) s.loss_mask[j] = 0;
+          if (s.loss_mask[j] == 0) {
+            s.rollout_logprobs.push_back(0.0f);
+            continue;
+          }
           const float off = static_cast<float>((k + 1) * (j + 1) * 1e-3);
           s.rollout_logprobs.push_back(lp[k][j] + off);
           const double d = std::fabs(static_cast<double>(s.rollout_logprobs.back()) - lp[k][j]);
