@@ -125,6 +125,15 @@ std::vector<RankResult> RunRanks(int size, const std::function<std::string(int r
   return results;
 }
 
+CollectiveOptions LoopbackOptions(const std::string& rendezvous_dir, int rank, int size) {
+  CollectiveOptions o;
+  o.rank = rank;
+  o.size = size;
+  o.rendezvous_dir = rendezvous_dir;
+  o.host = "127.0.0.1";
+  return o;
+}
+
 std::string FreshDirectory(const std::string& name) {
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string dir = absl::StrCat(tmp ? tmp : "/tmp", "/", name, "-", getpid());

@@ -23,6 +23,10 @@ struct RankResult {
 // passing the text back. Waits for all of them.
 std::vector<RankResult> RunRanks(int size, const std::function<std::string(int rank)>& body);
 
+// Options for rank `rank` of `size` on loopback (host 127.0.0.1), meeting in `rendezvous_dir`;
+// the rest (the timeout) as CollectiveOptions has them.
+CollectiveOptions LoopbackOptions(const std::string& rendezvous_dir, int rank, int size);
+
 // A new empty directory under the test's temporary directory.
 std::string FreshDirectory(const std::string& name);
 

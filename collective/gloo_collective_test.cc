@@ -21,11 +21,7 @@ using testing_collective::RankBody;
 using testing_collective::RunRanks;
 
 CollectiveOptions Options(const std::string& dir, int rank, int size) {
-  CollectiveOptions o;
-  o.rank = rank;
-  o.size = size;
-  o.rendezvous_dir = dir;
-  o.host = "127.0.0.1";
+  CollectiveOptions o = testing_collective::LoopbackOptions(dir, rank, size);
   o.timeout = absl::Seconds(20);
   return o;
 }

@@ -64,11 +64,7 @@ struct Case {
 
 // Runs RlUpdate twice per rank: alone (the reference) and as one of `size` ranks.
 std::string CompareWithOneProcess(const Case& k, const std::string& dir, int rank, int size) {
-  CollectiveOptions co;
-  co.rank = rank;
-  co.size = size;
-  co.rendezvous_dir = dir;
-  co.host = "127.0.0.1";
+  CollectiveOptions co = testing_collective::LoopbackOptions(dir, rank, size);
   co.timeout = absl::Seconds(60);
   auto c = ConnectGloo(co);
   if (!c.ok()) return std::string(c.status().message());
@@ -163,11 +159,7 @@ TEST(DataParallel, OverlappedReductionRanksApplyTheOneProcessUpdate) {
 // Three RlUpdate calls (2 mini-batches each, ZeRO-1) with the reduction overlapped and with it
 // after the backward: the same weights bit for bit, and the overlap did start buckets early.
 std::string OverlapOnAndOff(const std::string& preset, const std::string& dir, int rank, int size) {
-  CollectiveOptions co;
-  co.rank = rank;
-  co.size = size;
-  co.rendezvous_dir = dir;
-  co.host = "127.0.0.1";
+  const CollectiveOptions co = testing_collective::LoopbackOptions(dir, rank, size);
   auto c = ConnectGloo(co);
   if (!c.ok()) return std::string(c.status().message());
   const auto groups = RandomGroups(4, 3, 17, 200);
@@ -277,11 +269,7 @@ std::string CheckShardCheckpoint(Collective& c, const std::string& dir) {
 TEST(DataParallel, ShardCheckpointsLoadWithAnyRankCount) {
   const std::string dir = testing_collective::FreshDirectory("shards");
   auto results = RunRanks(2, [&](int rank) -> std::string {
-    CollectiveOptions co;
-    co.rank = rank;
-    co.size = 2;
-    co.rendezvous_dir = dir + "/rdv";
-    co.host = "127.0.0.1";
+    const CollectiveOptions co = testing_collective::LoopbackOptions(dir + "/rdv", rank, 2);
     auto c = ConnectGloo(co);
     if (!c.ok()) return std::string(c.status().message());
     return CheckShardCheckpoint(**c, dir);
@@ -298,11 +286,7 @@ TEST(DataParallel, MoreRanksThanSamplesLeavesSomeRanksIdle) {
 TEST(DataParallel, GradientBucketsSumAcrossRanks) {
   const std::string dir = testing_collective::FreshDirectory("buckets");
   auto results = RunRanks(3, [&](int rank) -> std::string {
-    CollectiveOptions co;
-    co.rank = rank;
-    co.size = 3;
-    co.rendezvous_dir = dir;
-    co.host = "127.0.0.1";
+    const CollectiveOptions co = testing_collective::LoopbackOptions(dir, rank, 3);
     auto c = ConnectGloo(co);
     if (!c.ok()) return std::string(c.status().message());
     auto model = Make("qwen2-nano", 1);

@@ -20,11 +20,7 @@ namespace {
 using testing_collective::RunRanks;
 
 absl::StatusOr<std::unique_ptr<Collective>> Join(const std::string& dir, int rank, int size) {
-  CollectiveOptions co;
-  co.rank = rank;
-  co.size = size;
-  co.rendezvous_dir = dir;
-  co.host = "127.0.0.1";
+  CollectiveOptions co = testing_collective::LoopbackOptions(dir, rank, size);
   co.timeout = absl::Seconds(60);
   return ConnectGloo(co);
 }
