@@ -578,6 +578,7 @@ class CudaBackendImpl final : public Backend {
   // why cuBLASLt cannot run one (the caller then widens W).
   absl::Status Bf16Linear(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
                           int64_t n);
+  absl::StatusOr<const uint16_t*> Bf16Rows(const WeightView& w);
   absl::Status Bf16LinearDx(const float* dy, const WeightView& w, float* dx, int64_t m, int64_t k,
                             int64_t n, bool accumulate);
   absl::Status Fp8BlockLinear(const float* x, const WeightView& w, float* y, int64_t m, int64_t k,
@@ -670,14 +671,20 @@ absl::Status CudaBackendImpl::RunLt(const LtProduct& p) {
                 "cublasLtMatmul");
 }
 
-// y = bf16(x) . W^T: row-major y [m, n] is column-major y^T [n x m] = op(A) op(B) with A the
-// column-major [k x n] view of row-major W (transposed) and B that of bf16(x) [m, k].
-absl::Status CudaBackendImpl::Bf16Linear(const float* x, const WeightView& w, float* y, int64_t m,
-                                         int64_t k, int64_t n) {
+// The first row of the view's bf16 weights, as cuBLASLt reads them (2-byte aligned).
+absl::StatusOr<const uint16_t*> CudaBackendImpl::Bf16Rows(const WeightView& w) {
   const uint16_t* data = static_cast<const uint16_t*>(Raw(w.data)) + w.row_begin * w.cols;
   if (reinterpret_cast<uintptr_t>(data) % 2 != 0) {
     return absl::FailedPreconditionError("the bf16 data is not 2-byte aligned");
   }
+  return data;
+}
+
+// y = bf16(x) . W^T: row-major y [m, n] is column-major y^T [n x m] = op(A) op(B) with A the
+// column-major [k x n] view of row-major W (transposed) and B that of bf16(x) [m, k].
+absl::Status CudaBackendImpl::Bf16Linear(const float* x, const WeightView& w, float* y, int64_t m,
+                                         int64_t k, int64_t n) {
+  GRPO_ASSIGN_OR_RETURN(const uint16_t* data, Bf16Rows(w));
   Scratch x16(this, m * k * 2);
   cuda::LaunchCastBf16(stream_, x, x16.as<uint16_t>(), m * k);
   LtProduct p;
@@ -699,10 +706,7 @@ absl::Status CudaBackendImpl::Bf16Linear(const float* x, const WeightView& w, fl
 // column-major [k x n] view of row-major W and B that of bf16(dy) [m, n].
 absl::Status CudaBackendImpl::Bf16LinearDx(const float* dy, const WeightView& w, float* dx,
                                            int64_t m, int64_t k, int64_t n, bool accumulate) {
-  const uint16_t* data = static_cast<const uint16_t*>(Raw(w.data)) + w.row_begin * w.cols;
-  if (reinterpret_cast<uintptr_t>(data) % 2 != 0) {
-    return absl::FailedPreconditionError("the bf16 data is not 2-byte aligned");
-  }
+  GRPO_ASSIGN_OR_RETURN(const uint16_t* data, Bf16Rows(w));
   Scratch dy16(this, m * n * 2);
   cuda::LaunchCastBf16(stream_, dy, dy16.as<uint16_t>(), m * n);
   LtProduct p;
