@@ -166,9 +166,8 @@ class HealthOnlyServer final : public grpo::v1::RolloutService::Service {
   std::unique_ptr<grpc::Server> server_;
 };
 
-RemoteRolloutOptions Options(const std::vector<std::string>& endpoints, const std::string& environment) {
-  RemoteRolloutOptions o;
-  o.endpoints = endpoints;
+RemoteRolloutOptions Options(std::vector<std::string> endpoints, const std::string& environment) {
+  RemoteRolloutOptions o = Options(std::move(endpoints));
   o.tools.environment = environment;
   return o;
 }

@@ -280,8 +280,7 @@ std::string MarkerInText(const tokenizer::Tokenizer& tok, const std::vector<int3
 // environment position reach the next turn through the next layer's attention (with MoE in the
 // last layer only, they would shape only the masked tokens' own logits).
 TEST(RlUpdate, RoutingReplayOfTwoTurnSamplesReproducesTheEngineLogprobs) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   auto policy = Make("qwen3_moe-nano", 5);
   EngineOptions eo;

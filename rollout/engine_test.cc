@@ -531,8 +531,7 @@ void RunGreedyText(RolloutEngine& engine, const tokenizer::Tokenizer& tok, Greed
 }
 
 TEST(EngineTest, StopStringsEndASampleOnTheTokenThatCompletesThem) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   EngineOptions o;
   o.tokenizer = &*tok;
@@ -576,8 +575,7 @@ class FixedTool : public Environment {
 // token's logprob equals one Forward over prompt + all tokens; each position is forwarded once
 // (no re-prefill), also when the environment's tokens are fed in 2-token prefill chunks.
 TEST(EngineTest, ToolCallsAppendEnvironmentTokensAndKeepTheCache) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   EngineOptions o;
   o.tokenizer = &*tok;
@@ -684,8 +682,7 @@ std::pair<std::string, int64_t> MarkerInGreedyText(RolloutEngine& engine, const 
 // 2-token chunks under a pool small enough to preempt, and when a result spends the token budget
 // (the sample ends after the result is fed, each position still forwarded once).
 TEST(EngineTest, ToolCallsOnMoeModelsReturnTheRoutingOfEveryToken) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   for (const std::string preset : {"qwen3_moe-nano", "deepseek_v3-nano"}) {
     SCOPED_TRACE(preset);
@@ -806,8 +803,7 @@ void ExpectLogprobsNear(const std::vector<float>& got, const std::vector<float>&
 // keep decoding (the engine forwards positions during the call; with calls on the loop thread it
 // could not forward any), and the samples equal those of the serial path (tool_call_threads 0).
 TEST(EngineTest, ToolCallsDoNotStallOtherSamples) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   EngineOptions o;
   o.tokenizer = &*tok;

@@ -50,8 +50,7 @@ struct Server {
 const Server& S() {
   static const Server* s = [] {
     auto* s = new Server;
-    auto tok = grpo::tokenizer::Tokenizer::FromJson(grpo::tokenizer::testing::TinyTokenizer().dump(),
-                                                    grpo::tokenizer::testing::TinyConfig().dump());
+    auto tok = grpo::tokenizer::testing::LoadTinyTokenizer();
     if (!tok.ok()) std::abort();
     s->tokenizer = std::make_unique<grpo::tokenizer::Tokenizer>(std::move(*tok));
     auto config = grpo::PresetConfig("qwen3_moe-nano");

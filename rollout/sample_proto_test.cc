@@ -103,8 +103,7 @@ TEST(SampleProtoTest, UnspecifiedFinishReasonIsAnError) {
 // A multi-turn sample: its environment spans survive the wire form, the mask derived from them
 // is the same, turn texts decode each turn on its own, and spans beyond the tokens are refused.
 TEST(SampleProtoTest, EnvironmentSpansRoundTripWithTurnTexts) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   SampleResult s;
   s.index = 1;

@@ -555,8 +555,7 @@ void ExpectLogprobsNear(const std::vector<float>& got, const std::vector<float>&
 }
 
 TEST(RolloutServeTools, ToolTurnsRunOnTheServerAsInTheEngine) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok());
   EngineOptions eo;
   eo.tokenizer = &*tok;
@@ -654,8 +653,7 @@ TEST(RolloutServeTools, ToolTurnsRunOnTheServerAsInTheEngine) {
 }
 
 TEST(RolloutServeLimits, PromptTextIsBoundedBeforeTokenizing) {
-  auto tok = tokenizer::Tokenizer::FromJson(tokenizer::testing::TinyTokenizer().dump(),
-                                            tokenizer::testing::TinyConfig().dump());
+  auto tok = tokenizer::testing::LoadTinyTokenizer();
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
   const ModelConfig config = *PresetConfig("qwen3-nano");
   RolloutServeOptions o;

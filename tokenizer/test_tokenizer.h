@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tokenizer/bpe.h"
+#include "tokenizer/tokenizer.h"
 
 namespace grpo::tokenizer::testing {
 
@@ -65,6 +66,11 @@ inline nlohmann::json TinyConfig() {
                         {"pad_token", "<|endoftext|>"},
                         {"clean_up_tokenization_spaces", false},
                         {"tokenizer_class", "Qwen2Tokenizer"}};
+}
+
+// The tiny tokenizer as a Tokenizer: TinyTokenizer() with TinyConfig().
+inline absl::StatusOr<Tokenizer> LoadTinyTokenizer() {
+  return Tokenizer::FromJson(TinyTokenizer().dump(), TinyConfig().dump());
 }
 
 }  // namespace grpo::tokenizer::testing

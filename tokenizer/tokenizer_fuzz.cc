@@ -21,8 +21,7 @@ namespace {
 
 const Tokenizer& Fixed() {
   static const Tokenizer* t = [] {
-    auto r = Tokenizer::FromJson(grpo::tokenizer::testing::TinyTokenizer().dump(),
-                                 grpo::tokenizer::testing::TinyConfig().dump());
+    auto r = grpo::tokenizer::testing::LoadTinyTokenizer();
     if (!r.ok()) std::abort();
     return new Tokenizer(*r);
   }();

@@ -63,7 +63,6 @@ Quantized Make(int64_t n, int64_t k, uint32_t seed) {
 // The CPU backend's device memory is host memory (cpu_backend.h's HostAsDevice).
 template <class T>
 auto D(T* p) { return cpu::HostAsDevice(p); }
-DevicePtr<const float> D(std::nullptr_t) { return nullptr; }
 
 WeightView ViewOf(const Tensor& w, const Tensor* scale_inv) {
   WeightView v;
