@@ -1,6 +1,7 @@
 #include "core/grpc_server.h"
 
 #include <grpc/grpc.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -120,6 +121,18 @@ absl::StatusOr<StartedServer> StartGrpcServer(grpc::ServerBuilder& builder, absl
         absl::StrCat(who, " asked for port ", a.port, " of ", a.host, " but listens on ", s.port));
   }
   return s;
+}
+
+absl::StatusOr<StartedServer> StartLimitedGrpcServer(grpc::Service* service, const GrpcServerLimits& limits,
+                                                     absl::string_view listen, absl::string_view who) {
+  grpc::ServerBuilder builder;
+  grpc::ResourceQuota quota{std::string(who)};
+  quota.SetMaxThreads(limits.max_concurrent_requests + kExtraServerThreads);
+  builder.SetResourceQuota(quota);
+  builder.RegisterService(service);
+  builder.SetMaxReceiveMessageSize(limits.max_request_mb << 20);
+  builder.SetMaxSendMessageSize(limits.max_message_mb << 20);
+  return StartGrpcServer(builder, listen, who);
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

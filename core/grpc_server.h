@@ -53,6 +53,19 @@ struct StartedServer {
 absl::StatusOr<StartedServer> StartGrpcServer(grpc::ServerBuilder& builder, absl::string_view listen,
                                               absl::string_view who);
 
+// The limits our services start with (reward and rollout serve): gRPC threads for the admitted
+// calls plus kExtraServerThreads (a resource quota named `who`), and the largest message
+// received and sent, in MiB.
+struct GrpcServerLimits {
+  int max_concurrent_requests = 0;
+  int max_request_mb = 0;
+  int max_message_mb = 0;
+};
+
+// StartGrpcServer for `service` alone under `limits`; `service` must outlive the server.
+absl::StatusOr<StartedServer> StartLimitedGrpcServer(grpc::Service* service, const GrpcServerLimits& limits,
+                                                     absl::string_view listen, absl::string_view who);
+
 // The gRPC status of an absl::Status: the same canonical code (the two enums share their
 // numbers) and message. For service handlers that call functions returning absl::Status.
 grpc::Status ToGrpcStatus(const absl::Status& status);

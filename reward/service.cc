@@ -1,7 +1,6 @@
 #include "reward/service.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -194,16 +193,13 @@ absl::StatusOr<std::unique_ptr<RewardServer>> RewardServer::Start(std::shared_pt
   }
   std::unique_ptr<RewardServer> s(new RewardServer());
   s->impl_ = std::make_unique<Impl>(std::move(rules), options);
-  grpc::ServerBuilder builder;
-  // Threads (each may hold a received request) beyond the admitted calls: for Health,
+  // Threads (each may hold a received request) beyond the admitted calls serve Health,
   // ListRules and gRPC's pollers; counted in the memory plan above.
-  grpc::ResourceQuota quota("reward-server");
-  quota.SetMaxThreads(options.max_concurrent_requests + kExtraServerThreads);
-  builder.SetResourceQuota(quota);
-  builder.RegisterService(s->impl_.get());
-  builder.SetMaxReceiveMessageSize(options.max_request_mb << 20);
-  builder.SetMaxSendMessageSize(options.max_message_mb << 20);
-  GRPO_ASSIGN_OR_RETURN(StartedServer started, StartGrpcServer(builder, options.listen, "the reward server"));
+  GRPO_ASSIGN_OR_RETURN(
+      StartedServer started,
+      StartLimitedGrpcServer(s->impl_.get(),
+                             {options.max_concurrent_requests, options.max_request_mb, options.max_message_mb},
+                             options.listen, "the reward server"));
   s->server_ = std::move(started.server);
   s->port_ = started.port;
   return s;

@@ -1,7 +1,6 @@
 #include "rollout/service.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -638,16 +637,13 @@ absl::StatusOr<std::unique_ptr<RolloutServer>> RolloutServer::Start(RolloutEngin
   if (tokenizer != nullptr) options.max_prompt_bytes = MaxPromptBytes(engine.config(), *tokenizer, options);
   std::unique_ptr<RolloutServer> s(new RolloutServer());
   s->impl_ = std::make_unique<Impl>(engine, tokenizer, options);
-  grpc::ServerBuilder builder;
-  // Threads (each may hold a received request) beyond the admitted calls: for Health, Drain,
+  // Threads (each may hold a received request) beyond the admitted calls serve Health, Drain,
   // UpdateWeights and gRPC's pollers; counted in the memory plan above.
-  grpc::ResourceQuota quota("rollout-server");
-  quota.SetMaxThreads(options.max_concurrent_requests + kExtraServerThreads);
-  builder.SetResourceQuota(quota);
-  builder.RegisterService(s->impl_.get());
-  builder.SetMaxReceiveMessageSize(options.max_request_mb << 20);
-  builder.SetMaxSendMessageSize(options.max_message_mb << 20);
-  GRPO_ASSIGN_OR_RETURN(StartedServer started, StartGrpcServer(builder, options.listen, "the rollout server"));
+  GRPO_ASSIGN_OR_RETURN(
+      StartedServer started,
+      StartLimitedGrpcServer(s->impl_.get(),
+                             {options.max_concurrent_requests, options.max_request_mb, options.max_message_mb},
+                             options.listen, "the rollout server"));
   s->server_ = std::move(started.server);
   s->port_ = started.port;
   return s;
