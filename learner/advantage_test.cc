@@ -72,17 +72,9 @@ TEST(AdvantageTest, MatchesPyTorchReference) {
                               {"epsilon", c.options.epsilon},
                               {"estimator", EstimatorName(c.options.estimator)}});
   }
-  const std::string dir = testing::MakeTempDir("advantage");
-  const std::string text = input.dump();
-  ASSERT_TRUE(testing::WriteBinaryFile(dir + "/in.json", text.data(), text.size()).ok());
-  auto run = testing::RunPythonScript(
-      "import runpy, sys\nsys.argv = ['advantage_reference.py'] + sys.argv[1:]\n"
-      "runpy.run_path('learner/testdata/advantage_reference.py', run_name='__main__')\n",
-      {dir + "/in.json", dir + "/out.json"});
+  auto run = testing::RunJsonReference("learner/testdata/advantage_reference.py", input);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
-  auto out_text = testing::ReadBinaryFile(dir + "/out.json");
-  ASSERT_TRUE(out_text.ok()) << out_text.status().ToString();
-  const json results = json::parse(*out_text).at("results");
+  const json results = run->at("results");
   ASSERT_EQ(results.size(), cases.size());
   for (size_t k = 0; k < cases.size(); ++k) {
     SCOPED_TRACE("case " + std::to_string(k));

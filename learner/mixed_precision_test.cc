@@ -51,10 +51,8 @@ absl::Status WriteJson(const std::string& path, const json& value) {
 absl::StatusOr<std::string> RunModelReference(const std::string& model_dir, const json& input) {
   const std::string dir = testing::MakeTempDir("ref");
   GRPO_RETURN_IF_ERROR(WriteJson(dir + "/input.json", input));
-  auto run = testing::RunPythonScript(
-      "import runpy, sys\nsys.argv = ['torch_reference.py'] + sys.argv[1:]\n"
-      "runpy.run_path('model/testdata/torch_reference.py', run_name='__main__')\n",
-      {model_dir, dir + "/input.json", dir, "--bf16-weights"});
+  auto run = testing::RunReferenceScript("model/testdata/torch_reference.py",
+                                        {model_dir, dir + "/input.json", dir, "--bf16-weights"});
   if (!run.ok()) return run.status();
   return dir;
 }
@@ -83,14 +81,7 @@ absl::StatusOr<json> RunAdamWReference(const std::vector<Parameter>& masters, co
                                    {"weight_decay", o.weight_decay}, {"decay_1d", o.decay_1d},
                                    {"max_norm", 1e30}}},
                       {"schedules", json::array()}};
-  const std::string dir = testing::MakeTempDir("adamw");
-  GRPO_RETURN_IF_ERROR(WriteJson(dir + "/in.json", input));
-  auto run = testing::RunPythonScript(
-      "import runpy, sys\nsys.argv = ['optimizer_reference.py'] + sys.argv[1:]\n"
-      "runpy.run_path('learner/testdata/optimizer_reference.py', run_name='__main__')\n",
-      {dir + "/in.json", dir + "/out.json"});
-  if (!run.ok()) return run.status();
-  return ReadJson(dir + "/out.json");
+  return testing::RunJsonReference("learner/testdata/optimizer_reference.py", input);
 }
 
 std::vector<LmSequence> TestBatch(int64_t vocab) {

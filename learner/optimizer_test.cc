@@ -163,17 +163,9 @@ TEST_P(AdamWParityTest, MatchesTorchAdamWWithClipGradNorm) {
                                   {"steps", 14}});
   }
 
-  const std::string dir = testing::MakeTempDir("adamw");
-  const std::string text = input.dump();
-  ASSERT_TRUE(testing::WriteBinaryFile(dir + "/in.json", text.data(), text.size()).ok());
-  auto run = testing::RunPythonScript(
-      "import runpy, sys\nsys.argv = ['optimizer_reference.py'] + sys.argv[1:]\n"
-      "runpy.run_path('learner/testdata/optimizer_reference.py', run_name='__main__')\n",
-      {dir + "/in.json", dir + "/out.json"});
+  auto run = testing::RunJsonReference("learner/testdata/optimizer_reference.py", input);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
-  auto out_text = testing::ReadBinaryFile(dir + "/out.json");
-  ASSERT_TRUE(out_text.ok()) << out_text.status().ToString();
-  const json ref = json::parse(*out_text);
+  const json& ref = *run;
 
   const auto ref_norms = ref.at("norms").get<std::vector<double>>();
   ASSERT_EQ(ref_norms.size(), norms.size());

@@ -245,17 +245,9 @@ TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
   const std::vector<Case> cases = AllCases();
   json input = {{"cases", json::array()}};
   for (const Case& c : cases) input["cases"].push_back(ToJson(c));
-  const std::string dir = testing::MakeTempDir("policy_loss");
-  const std::string text = input.dump();
-  ASSERT_TRUE(testing::WriteBinaryFile(dir + "/in.json", text.data(), text.size()).ok());
-  auto run = testing::RunPythonScript(
-      "import runpy, sys\nsys.argv = ['policy_loss_reference.py'] + sys.argv[1:]\n"
-      "runpy.run_path('learner/testdata/policy_loss_reference.py', run_name='__main__')\n",
-      {dir + "/in.json", dir + "/out.json"});
+  auto run = testing::RunJsonReference("learner/testdata/policy_loss_reference.py", input);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
-  auto out_text = testing::ReadBinaryFile(dir + "/out.json");
-  ASSERT_TRUE(out_text.ok()) << out_text.status().ToString();
-  const json results = json::parse(*out_text).at("results");
+  const json results = run->at("results");
   ASSERT_EQ(results.size(), cases.size());
 
   int64_t clipped_cases = 0, two_sided_clip_cases = 0, nonzero_kl = 0, capped_or_masked = 0, with_kl = 0;

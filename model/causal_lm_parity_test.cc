@@ -36,10 +36,7 @@ absl::StatusOr<Reference> RunReference(const std::string& model_dir, const json&
   const std::string in_path = dir + "/input.json";
   const std::string text = input.dump();
   GRPO_RETURN_IF_ERROR(testing::WriteBinaryFile(in_path, text.data(), text.size()));
-  auto run = testing::RunPythonScript(
-      "import runpy, sys\nsys.argv = ['torch_reference.py'] + sys.argv[1:]\n"
-      "runpy.run_path('model/testdata/torch_reference.py', run_name='__main__')\n",
-      {model_dir, in_path, dir});
+  auto run = testing::RunReferenceScript("model/testdata/torch_reference.py", {model_dir, in_path, dir});
   if (!run.ok()) return run.status();
   GRPO_ASSIGN_OR_RETURN(std::string result_text, testing::ReadBinaryFile(dir + "/result.json"));
   json result = json::parse(result_text);

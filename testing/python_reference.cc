@@ -56,9 +56,7 @@ std::string MakeTempDir(const std::string& prefix) {
 const std::string& TinyModelsDir() {
   static const std::string dir = [] {
     const std::string d = MakeTempDir("tiny_models");
-    auto r = RunPythonScript("import runpy, sys\nsys.argv = ['make_tiny_models.py', sys.argv[1]]\n"
-                             "runpy.run_path('model/testdata/make_tiny_models.py', run_name='__main__')\n",
-                             {d});
+    auto r = RunReferenceScript("model/testdata/make_tiny_models.py", {d});
     if (!r.ok()) ADD_FAILURE() << r.status().ToString();
     return d;
   }();
@@ -93,6 +91,27 @@ absl::StatusOr<std::string> RunPythonScript(const std::string& script,
                             "): " + (err.ok() ? *err : std::string("<no stderr>")));
   }
   return out;
+}
+
+absl::StatusOr<std::string> RunReferenceScript(const std::string& path, const std::vector<std::string>& args) {
+  return RunPythonScript("import runpy, sys\nsys.argv = [sys.argv[1]] + sys.argv[2:]\n"
+                         "runpy.run_path(sys.argv[0], run_name='__main__')\n",
+                         [&] {
+                           std::vector<std::string> all{path};
+                           all.insert(all.end(), args.begin(), args.end());
+                           return all;
+                         }());
+}
+
+absl::StatusOr<nlohmann::json> RunJsonReference(const std::string& path, const nlohmann::json& input) {
+  const std::string dir = MakeTempDir("json_ref");
+  const std::string text = input.dump();
+  GRPO_RETURN_IF_ERROR(WriteBinaryFile(dir + "/in.json", text.data(), text.size()));
+  GRPO_RETURN_IF_ERROR(RunReferenceScript(path, {dir + "/in.json", dir + "/out.json"}).status());
+  GRPO_ASSIGN_OR_RETURN(std::string out, ReadBinaryFile(dir + "/out.json"));
+  nlohmann::json parsed = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return absl::InternalError(path + " wrote out.json that is not JSON");
+  return parsed;
 }
 
 }  // namespace grpo::testing

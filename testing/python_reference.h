@@ -7,6 +7,8 @@
 #ifndef GRPO_TESTING_PYTHON_REFERENCE_H_
 #define GRPO_TESTING_PYTHON_REFERENCE_H_
 
+#include <nlohmann/json.hpp>
+
 #include <string>
 #include <vector>
 
@@ -29,6 +31,15 @@ std::string MakeTempDir(const std::string& prefix);
 // Writes `script` to a file and runs it with /usr/bin/python3 and `args`; returns its stdout.
 // Fails with the script's stderr when it exits non-zero.
 absl::StatusOr<std::string> RunPythonScript(const std::string& script, const std::vector<std::string>& args);
+
+// Runs the repository's Python script `path` (relative to the workspace root, e.g.
+// "learner/testdata/optimizer_reference.py") as __main__ with `args` as its sys.argv[1:];
+// returns its stdout, errors as RunPythonScript's.
+absl::StatusOr<std::string> RunReferenceScript(const std::string& path, const std::vector<std::string>& args);
+
+// For references that read one JSON file and write one: writes `input` to in.json in a fresh
+// directory, runs `path` with the arguments in.json out.json, and returns out.json parsed.
+absl::StatusOr<nlohmann::json> RunJsonReference(const std::string& path, const nlohmann::json& input);
 
 // The tiny HF-layout models of model/testdata/make_tiny_models.py (one directory per family),
 // written once per test binary on first use. The test needs the script in its data; a failure
