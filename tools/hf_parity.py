@@ -183,6 +183,10 @@ class Transformers:
         except Exception as e:  # noqa: BLE001 -- any failure to load is the finding
             raise CheckError(f"transformers cannot load it ({attn}, {dtype_name}): {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200] if str(e) else ''}")
+        missing = set(map(str, info.get("missing_keys") or []))
+        if self.tied(model):  # a tied head is the embedding: not in the checkpoint, not missing
+            missing.discard("lm_head.weight")
+        info = dict(info, missing_keys=sorted(missing))
         problems = [f"{k}: {sorted(map(str, info.get(k) or []))[:4]}"
                     for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(k)]
         if problems:
@@ -194,6 +198,12 @@ class Transformers:
         if next(model.parameters()).dtype != dtype:
             raise CheckError(f"transformers loaded {next(model.parameters()).dtype}, asked for {dtype_name}")
         return model.to("cuda").eval()
+
+    @staticmethod
+    def tied(model):
+        """Whether the output head is the token embedding's very tensor."""
+        head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+        return head is not None and embed is not None and head.weight.data_ptr() == embed.weight.data_ptr()
 
     def logprobs(self, model, seqs):
         torch = self.torch
