@@ -107,6 +107,7 @@ absl::Status RunInitModel(const InitModelArgs& a) {
 
 struct LogprobsArgs {
   std::string model, input, output, backend;
+  std::string serve_format = "f32";
   bool strict = false;
   int64_t batch_tokens = 4096;
 };
@@ -118,8 +119,7 @@ struct PendingLine {
 
 absl::Status RunLogprobs(const LogprobsArgs& a) {
   GRPO_RETURN_IF_ERROR(CheckOutputPath("--output", a.output, {{"--input", a.input}, {"--model", a.model}}));
-  GRPO_ASSIGN_OR_RETURN(Backend* backend, BackendFromFlag(a.backend));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, CausalLM::Load(a.model, *backend));
+  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<CausalLM> model, LoadServingModel(a.model, a.backend, a.serve_format));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlReader> in, JsonlReader::Open(a.input));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<JsonlWriter> out, JsonlWriter::Open(a.output));
   const auto start = std::chrono::steady_clock::now();
@@ -230,6 +230,9 @@ void AddLogprobsSubcommand(CLI::App& app) {
   sub->add_option("--output", args->output, "JSONL of {\"logprobs\": [..]} (\"-\": stdout)")->required();
   sub->add_flag("--strict", args->strict, "fail on the first bad line instead of skipping it");
   sub->add_option("--batch-tokens", args->batch_tokens, "tokens per forward pass (default 4096)");
+  sub->add_option("--serve-format", args->serve_format,
+                  "how the weights are held and multiplied, as generate's: f32, bf16, fp8 (128x128 blocks) "
+                  "or stored (as the checkpoint stores them) (default f32)");
   AddBackendOption(sub, &args->backend, "default cpu");
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/gpu_check.sh on a machine without a usable GPU: `run` stops at once (exit 2) saying why,
 # with no bundle and with one whose grpo finds no CUDA device; a bad mode prints the usage. (On a
-# GPU machine the device check passes and this test only checks the first and last cases.)
+# GPU machine the device check passes and this test only checks the first and last cases.) An
+# unknown group of checks is refused with the usage.
 SCRIPT="$(realpath "$3")"  # before the library changes directory
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
 mkdir -p repo/tools repo/recipes && cp "$SCRIPT" repo/tools/gpu_check.sh && cp "$RECIPE" repo/recipes/
@@ -20,6 +21,10 @@ if "$GRPO" info | grep -qE "^  cuda +unavailable"; then
     'grep -q "the cuda backend is not usable here: cuda unavailable: no CUDA device found" <<<"$err"' || echo "$err"
   check "run without a GPU stops quickly ($((SECONDS - start)) s)" '[ $((SECONDS - start)) -lt 30 ]'
 fi
+
+err=$(cd repo && tools/gpu_check.sh run checks nonsense 2>&1); rc=$?
+check "run with an unknown group exits 2 with the usage (got $rc)" \
+  '[ $rc -eq 2 ] && grep -q "usage: tools/gpu_check.sh prepare|run \[checks\] \[hf\] \[bench\]" <<<"$err"'
 
 err=$(cd repo && tools/gpu_check.sh 2>&1); rc=$?
 check "no mode exits 2 with the usage (got $rc)" '[ $rc -eq 2 ] && grep -q "usage: tools/gpu_check.sh prepare|run" <<<"$err"'

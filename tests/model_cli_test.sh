@@ -96,6 +96,19 @@ for fmt in bf16 stored; do
 done
 check "bf16 and stored serve the same weights" 'cmp -s "$T/s-bf16.jsonl" "$T/s-stored.jsonl"'
 check_rescored "$T/qwen3-bf16" "$T/s-bf16.jsonl" 4 "bf16-served logprobs within 1e-5 of f32 logprobs (4 samples)"
+# grpo logprobs --serve-format: the bf16 checkpoint served as bf16 scores within 1e-5 of f32.
+printf '{"tokens":[3,1,4,1,5,9,2,6]}\n{"tokens":[2,7,1,8]}\n' > "$T/lp.jsonl"
+"$GRPO" logprobs --model "$T/qwen3-bf16" --input "$T/lp.jsonl" --output "$T/lp-f32.jsonl" 2>/dev/null
+"$GRPO" logprobs --model "$T/qwen3-bf16" --input "$T/lp.jsonl" --output "$T/lp-bf16.jsonl" --serve-format bf16 2>/dev/null
+check "logprobs --serve-format bf16 within 1e-5 of f32 (7 + 3 values)" 'python3 - "$T" <<'"'"'PY'"'"'
+import json, sys
+a = [json.loads(l)["logprobs"] for l in open(sys.argv[1] + "/lp-f32.jsonl")]
+b = [json.loads(l)["logprobs"] for l in open(sys.argv[1] + "/lp-bf16.jsonl")]
+assert [len(x) for x in a] == [7, 3] and [len(x) for x in b] == [7, 3], (a, b)
+assert all(abs(p - q) <= 1e-5 for x, y in zip(a, b) for p, q in zip(x, y)), (a, b)
+PY'
+err=$("$GRPO" logprobs --model "$T/qwen3-bf16" --input "$T/lp.jsonl" --output "$T/lp-x.jsonl" --serve-format int4 2>&1)
+check "logprobs: unknown --serve-format fails naming the flag" '[ $? -eq 1 ] && grep -q -- "--serve-format: weight format: unknown name \"int4\"" <<<"$err"'
 err=$("$GRPO" generate --model "$T/qwen3-bf16" --input "$T/prompts.jsonl" --output "$T/s-x.jsonl" --serve-format int4 2>&1)
 check "unknown --serve-format fails naming the flag" '[ $? -eq 1 ] && grep -q -- "--serve-format: weight format: unknown name \"int4\"" <<<"$err"'
 exit $fail
