@@ -463,6 +463,13 @@ void ExpectAttentionMatches(const std::vector<int64_t>& offsets, const Attention
   ExpectClose(dq, "AttentionBackward dq " + what);
   ExpectClose(dk, "AttentionBackward dk " + what);
   ExpectClose(dv, "AttentionBackward dv " + what);
+  // No atomics: a second run gives the same bits.
+  Buffer dq2(&Gpu(), dq.gpu.numel()), dk2(&Gpu(), dk.gpu.numel()), dv2(&Gpu(), dv.gpu.numel());
+  Gpu().AttentionBackward(dout.gpu.data(), q.gpu.data(), k.gpu.data(), v.gpu.data(), out.gpu.data(),
+                          lse.gpu.data(), dq2.data(), dk2.data(), dv2.data(), offsets, heads);
+  EXPECT_EQ(DownloadF32(Gpu(), dq2), DownloadF32(Gpu(), dq.gpu)) << what;
+  EXPECT_EQ(DownloadF32(Gpu(), dk2), DownloadF32(Gpu(), dk.gpu)) << what;
+  EXPECT_EQ(DownloadF32(Gpu(), dv2), DownloadF32(Gpu(), dv.gpu)) << what;
 }
 
 // Tiles of 32 rows: sequences shorter than a tile, spanning several (70 = 32 + 32 + 6) and
