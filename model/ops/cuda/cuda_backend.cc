@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/cuda/fp8_block_cuda.h"
@@ -153,6 +154,8 @@ class CudaBackendImpl final : public Backend {
     GRPO_CUDA_CHECK(cudaSetDevice(device_));
     GRPO_CUDA_CHECK(cudaDeviceGetAttribute(&compute_major_, cudaDevAttrComputeCapabilityMajor, device_));
     GRPO_CUDA_CHECK(cudaDeviceGetAttribute(&compute_minor_, cudaDevAttrComputeCapabilityMinor, device_));
+    GRPO_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device_));
+    GRPO_CUDA_CHECK(cudaDeviceGetAttribute(&max_shared_bytes_, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_));
     GRPO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     cudaMemPool_t pool;
     GRPO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
@@ -355,12 +358,12 @@ class CudaBackendImpl final : public Backend {
   void Attention(DevicePtr<const float> q, DevicePtr<const float> k, DevicePtr<const float> v,
                  DevicePtr<float> out, DevicePtr<float> lse, std::span<const int64_t> seq_offsets,
                  const AttentionHeads& heads) override {
-    CheckHeads(heads, "Attention");
+    CheckHeads(cuda::TrainingHeadsProblem(heads, max_shared_bytes_), "Attention");
     CheckOffsets(seq_offsets, "Attention seq_offsets");
-    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
-    Scratch offsets = UploadI64({seq_offsets});
-    cuda::LaunchAttention(stream_, Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse), offsets.as<int64_t>(),
-                          num_seqs, seq_offsets.back(), heads);
+    const std::vector<cuda::RowTile> tiles = cuda::TileSequences(seq_offsets, cuda::kAttentionTile);
+    Scratch tiles_on_device = UploadVector(tiles);
+    cuda::LaunchAttention(stream_, Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse),
+                          tiles_on_device.as<cuda::RowTile>(), static_cast<int64_t>(tiles.size()), heads);
   }
   void AttentionBackward(DevicePtr<const float> dout, DevicePtr<const float> q,
                          DevicePtr<const float> k, DevicePtr<const float> v,
@@ -368,23 +371,34 @@ class CudaBackendImpl final : public Backend {
                          DevicePtr<float> dq, DevicePtr<float> dk, DevicePtr<float> dv,
                          std::span<const int64_t> seq_offsets,
                          const AttentionHeads& heads) override {
-    CheckHeads(heads, "AttentionBackward");
+    CheckHeads(cuda::TrainingHeadsProblem(heads, max_shared_bytes_), "AttentionBackward");
     CheckOffsets(seq_offsets, "AttentionBackward seq_offsets");
-    const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
     const int64_t rows = seq_offsets.back();
-    Scratch offsets = UploadI64({seq_offsets});
+    const std::vector<cuda::RowTile> tiles = cuda::TileSequences(seq_offsets, cuda::kAttentionTile);
+    Scratch tiles_on_device = UploadVector(tiles);
     Scratch d_rows(this, std::max<int64_t>(rows * heads.nh, 1) * static_cast<int64_t>(sizeof(float)));
     cuda::LaunchAttentionBackward(stream_, Raw(dout), Raw(q), Raw(k), Raw(v), Raw(out), Raw(lse),
                                   Raw(dq), Raw(dk), Raw(dv), d_rows.as<float>(),
-                                  offsets.as<int64_t>(), num_seqs, rows, heads);
+                                  tiles_on_device.as<cuda::RowTile>(), static_cast<int64_t>(tiles.size()),
+                                  rows, heads);
   }
   void CachedAttention(DevicePtr<const float> q, DevicePtr<float> out,
                        std::span<const int64_t> q_offsets, std::span<const int64_t> past,
                        const KvCachePool& pool, int64_t layer, const BlockTables& tables,
                        const AttentionHeads& heads, const CacheRowLayout& layout) override {
-    CheckHeads(heads, "CachedAttention");
+    CheckHeads(cuda::CachedHeadsProblem(heads, max_shared_bytes_), "CachedAttention");
     SeqMetadata meta(this, q_offsets, past, tables);
-    cuda::LaunchCachedAttention(stream_, Raw(q), Raw(out), RawOf(pool), layer, meta.seqs, heads, layout);
+    // Split-K while the call has fewer blocks than two per multiprocessor (attention_plan.h).
+    const cuda::CachedAttentionPlan plan =
+        cuda::PlanCachedAttention(q_offsets, past, heads, 2 * static_cast<int64_t>(multiprocessors_));
+    Scratch items = UploadVector(plan.items);
+    Scratch partial_base = UploadVector(plan.split ? plan.partial_base : std::vector<int64_t>());
+    Scratch partials(this, std::max<int64_t>(plan.partial_rows * (heads.dv + 1), 1) *
+                               static_cast<int64_t>(sizeof(float)));
+    cuda::RawCachedPlan raw{items.as<cuda::CachedWorkItem>(), static_cast<int64_t>(plan.items.size()),
+                            plan.chunk_keys, plan.split, partial_base.as<int64_t>(),
+                            partials.as<float>(), partials.as<float>() + plan.partial_rows * heads.dv};
+    cuda::LaunchCachedAttention(stream_, Raw(q), Raw(out), RawOf(pool), layer, meta.seqs, heads, layout, raw);
   }
   void WriteCache(DevicePtr<const float> src, int64_t src_stride, const KvCachePool& pool,
                   int64_t layer, const BlockTables& tables, std::span<const int64_t> q_offsets,
@@ -511,6 +525,16 @@ class CudaBackendImpl final : public Backend {
     return s;
   }
 
+  // A vector of plain structs (or int64) uploaded into one scratch (counted as a transfer).
+  template <class T>
+  Scratch UploadVector(const std::vector<T>& host) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const int64_t bytes = static_cast<int64_t>(host.size() * sizeof(T));
+    Scratch s(this, std::max<int64_t>(bytes, 1));
+    CopyHostToDevice(host.data(), s.ptr(), bytes);
+    return s;
+  }
+
   // The cache calls' per-sequence metadata on the device: q_offsets | past | table offsets.
   struct SeqMetadata {
     SeqMetadata(CudaBackendImpl* be, std::span<const int64_t> q_offsets,
@@ -537,14 +561,9 @@ class CudaBackendImpl final : public Backend {
   static void CheckOffsets(std::span<const int64_t> offsets, const char* what) {
     if (offsets.empty() || offsets.front() != 0) Fatal(std::string(what) + " must start at 0");
   }
-  static void CheckHeads(const AttentionHeads& h, const char* what) {
-    if (h.dqk > cuda::kMaxAttentionHeadDim || h.dv > cuda::kMaxAttentionHeadDim ||
-        h.nkv <= 0 || h.nh % h.nkv != 0) {
-      Fatal(std::string(what) + ": heads nh=" + std::to_string(h.nh) + " nkv=" + std::to_string(h.nkv) +
-            " dqk=" + std::to_string(h.dqk) + " dv=" + std::to_string(h.dv) +
-            " unsupported (head dims up to " + std::to_string(cuda::kMaxAttentionHeadDim) +
-            ", nh a multiple of nkv)");
-    }
+  // `problem`: attention_plan.h's reason the kernels cannot take the heads (empty: they can).
+  static void CheckHeads(const std::string& problem, const char* what) {
+    if (!problem.empty()) Fatal(std::string(what) + ": unsupported " + problem);
   }
   static void CheckRouter(const RouterSpec& s) {
     if (s.num_experts > cuda::kMaxExperts || s.n_group > cuda::kMaxExpertGroups ||
@@ -603,6 +622,8 @@ class CudaBackendImpl final : public Backend {
 
   const int device_ = 0;
   int compute_major_ = 0, compute_minor_ = 0;
+  int multiprocessors_ = 1;
+  int max_shared_bytes_ = 48 * 1024;  // dynamic shared memory a block may opt into
   cudaStream_t stream_ = nullptr;
   const cuda::CublasLtApi* lt_api_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;

@@ -443,26 +443,94 @@ TEST_F(CudaBackendTest, RopeBothLayoutsAndInverse) {
   }
 }
 
-TEST_F(CudaBackendTest, AttentionAndItsBackwardPackedGqaAsymmetricHeads) {
-  const std::vector<int64_t> offsets = {0, 1, 8, 78, 91};  // lengths 1, 7, 70, 13
+// Attention and its backward on packed sequences of the given offsets, against the CPU.
+void ExpectAttentionMatches(const std::vector<int64_t>& offsets, const AttentionHeads& heads,
+                            const std::string& what) {
   const int64_t T = offsets.back();
-  const AttentionHeads heads{6, 2, 40, 24, 1.0f / std::sqrt(40.0f)};
   Twin q = Random(T * heads.nh * heads.dqk), k = Random(T * heads.nkv * heads.dqk), v = Random(T * heads.nkv * heads.dv);
   Twin out = Poisoned(T * heads.nh * heads.dv), lse = Poisoned(T * heads.nh);
   OnBoth([&](Backend& be, bool g) {
     be.Attention(q.on(g).data(), k.on(g).data(), v.on(g).data(), out.on(g).data(), lse.on(g).data(), offsets, heads);
   });
-  ExpectClose(out, "Attention out");
-  ExpectClose(lse, "Attention lse");
+  ExpectClose(out, "Attention out " + what);
+  ExpectClose(lse, "Attention lse " + what);
   Twin dout = Random(T * heads.nh * heads.dv);
   Twin dq = Poisoned(T * heads.nh * heads.dqk), dk = Poisoned(T * heads.nkv * heads.dqk), dv = Poisoned(T * heads.nkv * heads.dv);
   OnBoth([&](Backend& be, bool g) {
     be.AttentionBackward(dout.on(g).data(), q.on(g).data(), k.on(g).data(), v.on(g).data(), out.on(g).data(),
                          lse.on(g).data(), dq.on(g).data(), dk.on(g).data(), dv.on(g).data(), offsets, heads);
   });
-  ExpectClose(dq, "AttentionBackward dq");
-  ExpectClose(dk, "AttentionBackward dk");
-  ExpectClose(dv, "AttentionBackward dv");
+  ExpectClose(dq, "AttentionBackward dq " + what);
+  ExpectClose(dk, "AttentionBackward dk " + what);
+  ExpectClose(dv, "AttentionBackward dv " + what);
+  // No atomics: a second run gives the same bits.
+  Buffer dq2(&Gpu(), dq.gpu.numel()), dk2(&Gpu(), dk.gpu.numel()), dv2(&Gpu(), dv.gpu.numel());
+  Gpu().AttentionBackward(dout.gpu.data(), q.gpu.data(), k.gpu.data(), v.gpu.data(), out.gpu.data(),
+                          lse.gpu.data(), dq2.data(), dk2.data(), dv2.data(), offsets, heads);
+  EXPECT_EQ(DownloadF32(Gpu(), dq2), DownloadF32(Gpu(), dq.gpu)) << what;
+  EXPECT_EQ(DownloadF32(Gpu(), dk2), DownloadF32(Gpu(), dk.gpu)) << what;
+  EXPECT_EQ(DownloadF32(Gpu(), dv2), DownloadF32(Gpu(), dv.gpu)) << what;
+}
+
+// Tiles of 32 rows: sequences shorter than a tile, spanning several (70 = 32 + 32 + 6) and
+// exactly one tile long; GQA, MQA and MHA; MLA-like dqk != dv; the largest head dims (the
+// backward's 129 KiB of shared memory) and dims that are not multiples of 32.
+TEST_F(CudaBackendTest, AttentionAndItsBackwardPackedGqaAsymmetricHeads) {
+  ExpectAttentionMatches({0, 1, 8, 78, 91}, {6, 2, 40, 24, 1.0f / std::sqrt(40.0f)}, "gqa");
+  ExpectAttentionMatches({0, 32, 32, 97}, {2, 1, 256, 256, 1.0f / 16.0f}, "mqa-256");
+  ExpectAttentionMatches({0, 45}, {3, 3, 1, 33, 0.9f}, "mha-odd");
+}
+
+// A vector of `n` block ids, a fixed permutation of [0, n) (the tables' blocks out of order).
+std::vector<int32_t> ShuffledBlocks(int64_t n) {
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(i);
+  std::shuffle(ids.begin(), ids.end(), Rng());
+  return ids;
+}
+
+// CachedAttention over a random pool for sequences with `past` cached positions and new rows
+// q_offsets, against the CPU. Contexts past 256 positions split into chunks on the GPU (a call
+// this small has far fewer blocks than the GPU has room for), so the combine runs too.
+void ExpectCachedAttentionMatches(const std::vector<int64_t>& q_offsets,
+                                  const std::vector<int64_t>& past, const AttentionHeads& heads,
+                                  const CacheRowLayout& layout, int64_t row_width,
+                                  const std::string& what) {
+  const int64_t block_size = 16, num_layers = 2, layer = 1;
+  std::vector<int64_t> table_offsets = {0};
+  for (size_t s = 0; s < past.size(); ++s) {
+    const int64_t context = past[s] + q_offsets[s + 1] - q_offsets[s];
+    table_offsets.push_back(table_offsets.back() + (context + block_size - 1) / block_size);
+  }
+  const int64_t num_blocks = table_offsets.back() + 3;  // a few blocks no table names
+  Twin pool = Random(num_blocks * num_layers * block_size * row_width);
+  std::vector<int32_t> ids = ShuffledBlocks(num_blocks);
+  ids.resize(table_offsets.back());
+  Twin table_ids = Both(ids);
+  const int64_t Tn = q_offsets.back();
+  Twin q = Random(Tn * heads.nh * heads.dqk), out = Poisoned(Tn * heads.nh * heads.dv);
+  OnBoth([&](Backend& be, bool g) {
+    const KvCachePool kv{pool.on(g).data(), num_blocks, num_layers, block_size, row_width};
+    be.CachedAttention(q.on(g).data(), out.on(g).data(), q_offsets, past, kv, layer,
+                       BlockTables{table_ids.on(g).i32(), table_offsets}, heads, layout);
+  });
+  ExpectClose(out, "CachedAttention " + what);
+}
+
+// Decode at 701 positions (3 chunks), a sequence with no new rows, a chunked prefill of 40 rows
+// after 300 (4 tiles of (row, head) pairs, 2 chunks, rows ending inside the second), a short one.
+TEST_F(CudaBackendTest, CachedAttentionSplitsLongContextsAndCombinesTheChunks) {
+  const AttentionHeads heads{6, 2, 40, 24, 1.0f / std::sqrt(40.0f)};
+  const CacheRowLayout layout{1, 1 + heads.nkv * heads.dqk};
+  ExpectCachedAttentionMatches({0, 1, 1, 41, 43}, {700, 0, 300, 5}, heads, layout,
+                               1 + heads.nkv * (heads.dqk + heads.dv) + 2, "split gqa");
+}
+
+// MLA's absorbed decode at DeepSeek-V3's sizes: one latent row per position read by every head,
+// keys the whole row (512 latent + 64 rope dims), values its first 512 (16 slots per lane).
+TEST_F(CudaBackendTest, CachedAttentionAbsorbedMlaLatentRows) {
+  const AttentionHeads heads{16, 1, 576, 512, 1.0f / std::sqrt(192.0f)};
+  ExpectCachedAttentionMatches({0, 1, 3}, {300, 1000}, heads, {0, 0}, 576, "mla-absorbed");
 }
 
 TEST_F(CudaBackendTest, PagedCacheWriteAttendAndCopyBlocks) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "model/ops/backend.h"
+#include "model/ops/cuda/attention_plan.h"
 
 namespace grpo::cuda {
 
@@ -76,16 +77,17 @@ void LaunchAdamW(cudaStream_t s, float* p, const float* g, float* m, float* v, i
                  const AdamWScalars& sc);
 
 // ---- attention and the paged cache (attention.cu) -------------------------------------------
-// Head dims the attention kernels hold in registers (one warp per query row: 32 lanes x 8).
-inline constexpr int64_t kMaxAttentionHeadDim = 256;
-// seq_offsets: num_seqs + 1 int64 on the device. `d_rows` scratch: [T, nh] floats.
+// Tiles, limits and the split-K plan: attention_plan.h. `tiles` (num_tiles of them) is
+// TileSequences(seq_offsets, kAttentionTile) on the device; the heads pass TrainingHeadsProblem.
+// `d_rows` scratch: [T, nh] floats. dq, dk, dv are written without atomics, the same bits on
+// every run.
 void LaunchAttention(cudaStream_t s, const float* q, const float* k, const float* v, float* out,
-                     float* lse, const int64_t* seq_offsets, int64_t num_seqs, int64_t total_rows,
+                     float* lse, const RowTile* tiles, int64_t num_tiles,
                      const AttentionHeads& heads);
 void LaunchAttentionBackward(cudaStream_t s, const float* dout, const float* q, const float* k,
                              const float* v, const float* out, const float* lse, float* dq,
-                             float* dk, float* dv, float* d_rows, const int64_t* seq_offsets,
-                             int64_t num_seqs, int64_t total_rows, const AttentionHeads& heads);
+                             float* dk, float* dv, float* d_rows, const RowTile* tiles,
+                             int64_t num_tiles, int64_t total_rows, const AttentionHeads& heads);
 
 // KvCachePool / BlockTables unwrapped; the int64 arrays are device copies of the launch
 // metadata (q_offsets and table offsets: num_seqs + 1 entries; past: num_seqs).
@@ -100,9 +102,21 @@ struct RawSeqs {
   const int64_t* past = nullptr;
   int64_t num_seqs = 0, total_rows = 0;  // total_rows = q_offsets[num_seqs]
 };
+// A CachedAttentionPlan on the device: its items, its partial_base (split only) and the scratch
+// for the partial results (split only: partial_rows * dv and partial_rows floats).
+struct RawCachedPlan {
+  const CachedWorkItem* items = nullptr;
+  int64_t num_items = 0;
+  int64_t chunk_keys = 0;
+  bool split = false;
+  const int64_t* partial_base = nullptr;
+  float* partial_out = nullptr;
+  float* partial_lse = nullptr;
+};
+// The heads pass CachedHeadsProblem.
 void LaunchCachedAttention(cudaStream_t s, const float* q, float* out, const RawCache& pool,
                            int64_t layer, const RawSeqs& seqs, const AttentionHeads& heads,
-                           const CacheRowLayout& layout);
+                           const CacheRowLayout& layout, const RawCachedPlan& plan);
 void LaunchWriteCache(cudaStream_t s, const float* src, int64_t src_stride, const RawCache& pool,
                       int64_t layer, const RawSeqs& seqs, int64_t col, int64_t cols);
 void LaunchCopyCacheBlocks(cudaStream_t s, const RawCache& pool, const int32_t* from,
