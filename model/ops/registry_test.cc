@@ -62,7 +62,9 @@ TEST(RegistryTest, DevicesIncludeTheHostCpu) {
   EXPECT_NE(d.find("cores usable"), std::string::npos) << d;
   EXPECT_NE(d.find("available"), std::string::npos) << d;
   for (const DeviceInfo& dev : devices) {
-    if (dev.id == "cpu") EXPECT_EQ(&dev, &devices[0]) << "the host CPU is listed twice";
+    if (dev.id == "cpu") {
+      EXPECT_EQ(&dev, &devices[0]) << "the host CPU is listed twice";
+    }
   }
 }
 
