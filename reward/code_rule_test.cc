@@ -126,8 +126,9 @@ TEST(CodeRule, WeakIsolation) {
   EXPECT_EQ((*rule)->Score(Item("while True: pass"))->score, 0.0);
 }
 
-std::unique_ptr<CodeRule> MakeCppRule() {
+std::unique_ptr<CodeRule> MakeCppRule(sandbox::Isolation isolation = sandbox::Isolation::kNamespaces) {
   CodeRuleOptions o;
+  o.isolation = isolation;
   o.language = "cpp";
   o.test_timeout = absl::Seconds(1);
   o.total_timeout = absl::Seconds(3);
@@ -204,6 +205,18 @@ TEST(CodeRule, TableOfCppPrograms) {
     EXPECT_NEAR(r->score, c.score, 1e-9) << c.name << ": " << r->detail;
     std::cout << c.name << ": " << r->score << " (" << r->detail << ") in " << absl::Now() - t0 << "\n";
   }
+}
+
+// Without namespaces the binary still reaches a warm sandbox and runs from its memfd.
+TEST(CodeRule, CppWithWeakIsolation) {
+  auto rule = MakeCppRule(sandbox::Isolation::kWeak);
+  ASSERT_NE(rule, nullptr);
+  const std::string sum =
+      "#include <cstdio>\nint main() { long long a, b; if (std::scanf(\"%lld %lld\", &a, &b) != 2) return 1;"
+      " std::printf(\"%lld\\n\", a + b); }";
+  absl::StatusOr<RuleOutput> r = rule->Score(CppItem(sum));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->score, 1.0) << r->detail;
 }
 
 TEST(CodeRule, CppDetailsAndItemErrors) {

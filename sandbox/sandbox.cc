@@ -338,6 +338,29 @@ absl::Status MakeSocketPair(Pipe* p) {
   return absl::OkStatus();
 }
 
+// write() to the program's stdin, whose reader may be gone (a program that exits without
+// reading it): EPIPE, never a SIGPIPE that would end the host. SIGPIPE of a pipe write goes to
+// the writing thread, so blocking it here and taking back the one the write raised suffices,
+// without changing the process's disposition.
+ssize_t WriteWithoutSigpipe(int fd, const char* data, size_t n) {
+  sigset_t pipe_only, old, pending;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  sigpending(&pending);
+  const bool was_pending = sigismember(&pending, SIGPIPE);
+  ssize_t w = ::write(fd, data, n);
+  const int err = errno;
+  if (w < 0 && err == EPIPE && !was_pending) {
+    const timespec now{0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &now) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = err;
+  return w;
+}
+
 // Reads what is there into `out` up to `cap`, dropping the rest; false at EOF.
 bool Drain(int fd, std::string* out, size_t cap, bool* truncated) {
   char buf[16384];
@@ -546,7 +569,7 @@ absl::StatusOr<Result> Sandbox::Run(const Job& job) {
     if (p[0].revents && !Drain(stdout_fd_, &r.stdout_data, job.stdout_cap, &r.stdout_truncated)) CloseFd(&stdout_fd_);
     if (p[1].revents && !Drain(stderr_fd_, &r.stderr_data, job.stderr_cap, &r.stderr_truncated)) CloseFd(&stderr_fd_);
     if (p[2].revents) {
-      ssize_t n = ::write(stdin_fd_, job.stdin_data.data() + stdin_at, job.stdin_data.size() - stdin_at);
+      ssize_t n = WriteWithoutSigpipe(stdin_fd_, job.stdin_data.data() + stdin_at, job.stdin_data.size() - stdin_at);
       if (n > 0) stdin_at += static_cast<size_t>(n);
       if ((n < 0 && errno != EAGAIN && errno != EINTR) || stdin_at == job.stdin_data.size()) CloseFd(&stdin_fd_);
     }
