@@ -1,7 +1,5 @@
 #include "reward/code_rule.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -106,42 +104,11 @@ std::string FirstError(const std::string& stderr_text) {
   return lines.empty() ? "" : std::string(lines.front());
 }
 
-// A sealed (read-only for everyone) memfd holding `bytes`, to be executed as /proc/self/fd/N.
-absl::StatusOr<int> SealedMemfd(const std::string& bytes) {
-  int fd = ::memfd_create("grpo-program", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0) return grpo::ErrnoError("memfd_create", errno);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return grpo::ErrnoError("write memfd", errno);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    ::close(fd);
-    return grpo::ErrnoError("seal memfd", errno);
-  }
-  return fd;
-}
-
 }  // namespace
 
 struct CodeRule::Program {
   std::string source;  // python: the program's text
-  int binary_fd = -1;  // cpp: a sealed memfd with the executable
-  Program() = default;
-  Program(Program&& o) noexcept : source(std::move(o.source)), binary_fd(std::exchange(o.binary_fd, -1)) {}
-  Program& operator=(Program&& o) noexcept {
-    std::swap(source, o.source);
-    std::swap(binary_fd, o.binary_fd);
-    return *this;
-  }
-  ~Program() {
-    if (binary_fd >= 0) ::close(binary_fd);
-  }
+  std::string binary;  // cpp: the executable
 };
 
 absl::StatusOr<std::vector<CodeTest>> ParseCodeTests(std::string_view text) {
@@ -211,9 +178,7 @@ absl::StatusOr<std::unique_ptr<CodeRule>> CodeRule::Create(CodeRuleOptions optio
   // Fail now, with the reason, where the sandbox cannot work here.
   GRPO_RETURN_IF_ERROR(sandbox::Sandbox::Create(config).status());
   std::unique_ptr<CodeRule> rule(new CodeRule(std::move(options)));
-  // cpp runs each test with its binary passed in, outside the pool.
-  const int warm = rule->options_.language == "python" ? rule->options_.pool_size : 0;
-  rule->pool_ = std::make_unique<sandbox::Pool>(config, warm);
+  rule->pool_ = std::make_unique<sandbox::Pool>(config, rule->options_.pool_size);
   return rule;
 }
 
@@ -254,7 +219,7 @@ absl::StatusOr<CodeRule::Program> CodeRule::Prepare(std::string_view completion,
   else if (r->stdout_truncated || r->stdout_data.size() > options_.max_binary_bytes)
     *why = absl::StrCat("compiled program larger than ", options_.max_binary_bytes, " bytes");
   if (!why->empty()) return program;
-  GRPO_ASSIGN_OR_RETURN(program.binary_fd, SealedMemfd(r->stdout_data));
+  program.binary = std::move(r->stdout_data);
   return program;
 }
 
@@ -267,15 +232,20 @@ absl::StatusOr<sandbox::Result> CodeRule::RunTest(const Program& program, const 
   job.limits.processes = options_.max_processes;
   job.stdout_cap = options_.max_output_bytes;
   job.stderr_cap = 4096;
-  if (program.binary_fd < 0) {
+  if (options_.language == "python") {
     job.argv = {options_.python, "-I", "-c", program.source + t.appended_code};
     return pool_->Run(job);
   }
+  // The binary goes with the job to a warm sandbox, whose program executes it: a sealed copy
+  // per test, as a Python program's text is, so that no open file or inode (its mode, offset,
+  // locks) is shared from one run to the next.
   constexpr int kBinaryFd = 3;
-  sandbox::Config config = RunConfig(options_.isolation);
-  config.fds = {{program.binary_fd, kBinaryFd}};
+  GRPO_ASSIGN_OR_RETURN(int binary_fd, sandbox::SealedMemfd(program.binary));
+  job.fds = {{binary_fd, kBinaryFd}};
   job.argv = {absl::StrCat("/proc/self/fd/", kBinaryFd)};
-  return sandbox::Run(config, job);
+  absl::StatusOr<sandbox::Result> r = pool_->Run(job);
+  ::close(binary_fd);
+  return r;
 }
 
 absl::StatusOr<RuleOutput> CodeRule::Score(const RewardItem& item) const {

@@ -9,9 +9,11 @@
 //  - C++ is compiled once per item, inside a sandbox of its own (`compiler` -std=c++17 -O2,
 //    `compile_timeout`, `compile_memory_mb`, a binary of at most `max_binary_bytes`); a program
 //    that does not compile (or not in time) scores 0 with the compiler's first error line in the
-//    detail. The binary then runs per test like a Python program, from a sealed memfd passed to
-//    each sandbox (nothing is written to the host's disk). Assert-style and call-based tests
-//    (MBPP, HumanEval, APPS fn_name) are Python code and are an item error for cpp.
+//    detail. The binary then runs per test like a Python program, in a warm sandbox of the
+//    same pool: each test gets its own sealed memfd of it (nothing is written to the host's
+//    disk, nothing is shared between runs), sent with the job as descriptor 3 and executed as
+//    /proc/self/fd/3. Assert-style and call-based tests (MBPP, HumanEval, APPS fn_name) are
+//    Python code and are an item error for cpp.
 //  - The tests are JSON text in meta["tests"] when present, else in `answer`, in one of:
 //      {"inputs": [...], "outputs": [...]}            stdin/stdout pairs (APPS, CodeContests,
 //                                                      TACO, LiveCodeBench); a list element is
@@ -25,9 +27,10 @@
 //  - stdout is compared after trimming trailing whitespace on each line and trailing empty
 //    lines. A test passes when the program exits 0 (and, for I/O tests, prints the output)
 //    within `test_timeout`; tests not started by `total_timeout` fail.
-//  - Each test is a fresh sandboxed run of `python` (from a warm pool): no network, read-only
-//    system, private /tmp, `memory_mb` of address space, `max_processes`, output capped at
-//    `max_output_bytes`. A host without user namespaces fails at Create unless isolation is
+//  - Each test is a fresh sandboxed run of `python` or the binary, from a warm pool of
+//    `pool_size` (every sandbox runs one job, so nothing of a run reaches the next): no
+//    network, read-only system, private /tmp, `memory_mb` of address space, `max_processes`,
+//    output capped at `max_output_bytes`. A host without user namespaces fails at Create unless isolation is
 //    weak (docs/sandbox.md).
 //  - Deterministic as long as the programs are (a program near its time limit may pass on one
 //    run and time out on another).

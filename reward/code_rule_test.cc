@@ -1,5 +1,7 @@
 #include "reward/code_rule.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 namespace grpo::reward {
@@ -124,8 +126,9 @@ TEST(CodeRule, WeakIsolation) {
   EXPECT_EQ((*rule)->Score(Item("while True: pass"))->score, 0.0);
 }
 
-std::unique_ptr<CodeRule> MakeCppRule() {
+std::unique_ptr<CodeRule> MakeCppRule(sandbox::Isolation isolation = sandbox::Isolation::kNamespaces) {
   CodeRuleOptions o;
+  o.isolation = isolation;
   o.language = "cpp";
   o.test_timeout = absl::Seconds(1);
   o.total_timeout = absl::Seconds(3);
@@ -143,13 +146,17 @@ RewardItem CppItem(const std::string& code, const std::string& tests = kSumTests
   return it;
 }
 
-// The same table for C++: compiled with g++ in the sandbox, then run per test.
+// The same table for C++: compiled with g++ in the sandbox, then run per test in warm
+// sandboxes that receive the binary with the job. The escapes of sandbox_test.cc, tried by C++.
 TEST(CodeRule, TableOfCppPrograms) {
   auto rule = MakeCppRule();
   ASSERT_NE(rule, nullptr);
-  const std::string head = "#include <bits/stdc++.h>\nint main() {\n  long long a, b;\n  std::cin >> a >> b;\n";
+  // <iostream> rather than <bits/stdc++.h>, which takes g++ seconds more per program, except in
+  // the first (the header contest solutions use, which must work in the sandbox).
+  const std::string body = "int main() {\n  long long a, b;\n  std::cin >> a >> b;\n";
+  const std::string head = "#include <iostream>\n" + body;
   const Case cases[] = {
-      {"correct", head + "  std::cout << a + b << \"\\n\";\n}", 1.0},
+      {"correct", "#include <bits/stdc++.h>\n" + body + "  std::cout << a + b << \"\\n\";\n}", 1.0},
       {"wrong", head + "  std::cout << a - b << \"\\n\";\n}", 1.0 / 3},  // right only on 0 0
       {"does not compile", "int main() { return undeclared; }", 0.0},
       {"crashing", "int main() { volatile int* p = nullptr; return *p; }", 0.0},
@@ -163,12 +170,32 @@ TEST(CodeRule, TableOfCppPrograms) {
        " if (!p) return 1; std::memset(p, 1, 1u << 31); return 0; }",
        0.0},
       {"opens a socket then answers",
-       "#include <bits/stdc++.h>\n#include <sys/socket.h>\nint main() { if (socket(AF_INET, SOCK_STREAM, 0) >= 0) "
+       "#include <iostream>\n#include <sys/socket.h>\nint main() { if (socket(AF_INET, SOCK_STREAM, 0) >= 0) "
        "return 0; long long a, b; std::cin >> a >> b; std::cout << a + b; }",
        1.0},
       {"writes outside scratch then answers",
-       "#include <bits/stdc++.h>\nint main() { if (std::fopen(\"/usr/x\", \"w\")) return 0; long long a, b;"
+       "#include <cstdio>\n#include <iostream>\nint main() { if (std::fopen(\"/usr/x\", \"w\")) return 0; long long a, b;"
        " std::cin >> a >> b; std::cout << a + b; }",
+       1.0},
+      // Its init and the host survive, and the child it leaves must die with it: alive, it would
+      // hold stdout open past the deadline.
+      {"signals its parent and the host, leaves a child, then answers",
+       "#include <cstdio>\n#include <signal.h>\n#include <unistd.h>\nint main() {\n"
+       "  if (fork() == 0) { setsid(); for (;;) pause(); }\n"
+       "  kill(getppid(), SIGKILL); kill(1, SIGKILL); if (kill(" + std::to_string(getpid()) + ", SIGKILL) == 0) return 9;\n"
+       "  long long a, b; if (std::scanf(\"%lld %lld\", &a, &b) != 2) return 1;\n"
+       "  std::printf(\"%lld\\n\", a + b);\n}",
+       1.0},
+      // fd 3 (its binary) is its only extra descriptor, and it cannot change it (one that could
+      // exits 8 and fails).
+      {"holds only its binary and cannot change it, then answers",
+       "#include <cstdio>\n#include <fcntl.h>\n#include <unistd.h>\nint main() {\n"
+       "  int open_fds = 0;\n  for (int fd = 3; fd < 1024; ++fd) open_fds += fcntl(fd, F_GETFD) != -1;\n"
+       "  int exe = open(\"/proc/self/exe\", O_WRONLY);\n"
+       "  bool changed = pwrite(3, \"x\", 1, 0) == 1 || ftruncate(3, 0) == 0 || (exe >= 0 && pwrite(exe, \"x\", 1, 0) == 1);\n"
+       "  long long a, b; if (std::scanf(\"%lld %lld\", &a, &b) != 2) return 1;\n"
+       "  if (open_fds != 1 || changed) return 8;\n"
+       "  std::printf(\"%lld\\n\", a + b);\n}",
        1.0},
   };
   for (const Case& c : cases) {
@@ -178,6 +205,18 @@ TEST(CodeRule, TableOfCppPrograms) {
     EXPECT_NEAR(r->score, c.score, 1e-9) << c.name << ": " << r->detail;
     std::cout << c.name << ": " << r->score << " (" << r->detail << ") in " << absl::Now() - t0 << "\n";
   }
+}
+
+// Without namespaces the binary still reaches a warm sandbox and runs from its memfd.
+TEST(CodeRule, CppWithWeakIsolation) {
+  auto rule = MakeCppRule(sandbox::Isolation::kWeak);
+  ASSERT_NE(rule, nullptr);
+  const std::string sum =
+      "#include <cstdio>\nint main() { long long a, b; if (std::scanf(\"%lld %lld\", &a, &b) != 2) return 1;"
+      " std::printf(\"%lld\\n\", a + b); }";
+  absl::StatusOr<RuleOutput> r = rule->Score(CppItem(sum));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->score, 1.0) << r->detail;
 }
 
 TEST(CodeRule, CppDetailsAndItemErrors) {

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -61,6 +62,39 @@ bool ReadFull(int fd, char* buf, size_t n) {
     ssize_t r = ::read(fd, buf, n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return false;
+    buf += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// Reads `n` bytes from the control socket into `buf`, collecting the descriptors that came
+// with them into fds[0..*nfds) (close-on-exec). More than kMaxJobFds, or a truncated control
+// message, is a failure. False at EOF.
+bool RecvWithFds(int fd, char* buf, size_t n, int* fds, size_t* nfds, int report) {
+  *nfds = 0;
+  while (n > 0) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxJobFds)];
+    iovec iov{buf, n};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int got;
+        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+        if (*nfds == kMaxJobFds) Fail(report, "job", "too many descriptors", EINVAL);
+        fds[(*nfds)++] = got;
+      }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) Fail(report, "job", "descriptors truncated", EMSGSIZE);
     buf += r;
     n -= static_cast<size_t>(r);
   }
@@ -203,15 +237,26 @@ struct ParsedJob {
   const JobHeader* header;
   char** argv;
   char** envp;
+  int fds[kMaxJobFds];  // as received; header->fd_to says where each goes
 };
+
+bool ValidFdTargets(const JobHeader& h) {
+  for (uint32_t i = 0; i < h.fdc; ++i) {
+    if (h.fd_to[i] < 3 || h.fd_to[i] > 1000) return false;
+  }
+  return true;
+}
 
 ParsedJob ReadJob(const ChildPlan& p, int control, int report) {
   char* buf = p.job_buffer;
-  if (!ReadFull(control, buf, sizeof(JobHeader))) ::_exit(0);  // the host let go of us
+  ParsedJob job{};
+  size_t nfds = 0;
+  if (!RecvWithFds(control, buf, sizeof(JobHeader), job.fds, &nfds, report)) ::_exit(0);  // the host let go of us
   const auto* h = reinterpret_cast<const JobHeader*>(buf);
   if (h->magic != kJobMagic || h->payload_bytes > kMaxJobBytes - sizeof(JobHeader) ||
       h->argc == 0 || size_t{h->argc} + h->envc + 2 > kMaxJobStrings)
     Fail(report, "job", "malformed", EINVAL);
+  if (h->fdc != nfds || !ValidFdTargets(*h)) Fail(report, "job", "descriptors", EINVAL);
   char* payload = buf + sizeof(JobHeader);
   if (!ReadFull(control, payload, h->payload_bytes)) Fail(report, "job", "truncated", EIO);
   char** strs = p.job_strings;  // argv..., NULL, env..., NULL
@@ -227,16 +272,45 @@ ParsedJob ReadJob(const ChildPlan& p, int control, int report) {
   strs[h->argc] = nullptr;
   for (size_t i = 0; i < h->envc; ++i) next(h->argc + 1 + i);
   strs[h->argc + 1 + h->envc] = nullptr;
-  return ParsedJob{h, strs, strs + h->argc + 1};
+  job.header = h;
+  job.argv = strs;
+  job.envp = strs + h->argc + 1;
+  return job;
 }
 
 }  // namespace
 
 namespace {
 
+// Puts the job's descriptors at their numbers: first every one (and the exec report) above
+// all numbers involved, close-on-exec, then each to its place. Returns the exec report's new
+// number (the copies above vanish at the exec).
+int PlaceJobFds(const ParsedJob& job, int exec_report) {
+  const JobHeader& h = *job.header;
+  int top = exec_report;
+  for (uint32_t i = 0; i < h.fdc; ++i) {
+    top = job.fds[i] > top ? job.fds[i] : top;
+    top = h.fd_to[i] > top ? h.fd_to[i] : top;
+  }
+  const int report = ::fcntl(exec_report, F_DUPFD_CLOEXEC, top + 1);
+  if (report < 0) Fail(exec_report, "dup", "exec report", errno);
+  ::close(exec_report);
+  int moved[kMaxJobFds];
+  for (uint32_t i = 0; i < h.fdc; ++i) {
+    moved[i] = ::fcntl(job.fds[i], F_DUPFD_CLOEXEC, top + 1);
+    if (moved[i] < 0) Fail(report, "dup", "job fd", errno);
+    ::close(job.fds[i]);
+  }
+  for (uint32_t i = 0; i < h.fdc; ++i) {
+    if (::dup2(moved[i], h.fd_to[i]) < 0) Fail(report, "dup", "job fd", errno);  // not close-on-exec
+  }
+  return report;
+}
+
 // The program: PID 2 of the namespace (PID 1 is the init below).
-[[noreturn]] void ExecProgram(const ChildPlan& p, const ParsedJob& job, int exec_report) {
+[[noreturn]] void ExecProgram(const ChildPlan& p, const ParsedJob& job, int exec_pipe) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // weak isolation has no PID namespace to end it with PID 1
+  const int exec_report = PlaceJobFds(job, exec_pipe);
   const JobHeader& h = *job.header;
   SetLimit(RLIMIT_CPU, h.cpu_seconds, 1, exec_report);
   SetLimit(RLIMIT_AS, h.address_space_bytes, 0, exec_report);
@@ -272,6 +346,7 @@ void WriteExit(int report, int status, const rusage& ru) {
     ExecProgram(p, job, exec_pipe[1]);
   }
   ::close(exec_pipe[1]);
+  for (uint32_t i = 0; i < job.header->fdc; ++i) ::close(job.fds[i]);  // the program has them
   char why[512];
   size_t n = 0;
   for (;;) {  // EOF at a successful exec; otherwise the program's message until it exits

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "sandbox/sandbox.h"
+
 namespace grpo::sandbox::internal {
 
 // One step of building the sandbox's file system, run in order.
@@ -23,15 +25,18 @@ struct MountStep {
   std::string b;  // second path (bind destination, symlink path, pivot put_old, tmpfs options)
 };
 
-// The job as the host sends it: a header, then argc argv strings and envc env strings, each
+// The job as the host sends it on the control socket: a header carrying the job's descriptors
+// (SCM_RIGHTS, in the order of fd_to), then argc argv strings and envc env strings, each
 // NUL-terminated.
 struct JobHeader {
   uint32_t magic;
   uint32_t payload_bytes;  // after this header
   uint32_t argc, envc;
+  uint32_t fdc;                  // descriptors sent with the header
+  int32_t fd_to[kMaxJobFds];     // where each goes in the program
   int64_t cpu_seconds, address_space_bytes, file_size_bytes, open_files, processes;
 };
-inline constexpr uint32_t kJobMagic = 0x53424a31;  // "SBJ1"
+inline constexpr uint32_t kJobMagic = 0x53424a32;  // "SBJ2"
 inline constexpr size_t kMaxJobBytes = size_t{1} << 20;
 inline constexpr size_t kMaxJobStrings = 8192;
 
@@ -43,7 +48,8 @@ struct ChildPlan {
   std::vector<MountStep> steps;
   std::string hostname = "sandbox";
   std::string workdir = "/tmp";
-  // Host fds and where they go; control and report get the two numbers after the highest.
+  // Host fds and where they go; control (a socket) and report get the two numbers after the
+  // highest.
   std::vector<int> fd_from, fd_to;
   int control_fd = -1, report_fd = -1;
   sock_fprog filter{};

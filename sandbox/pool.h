@@ -1,7 +1,9 @@
 // A pool of warm sandboxes: each is cloned with its namespaces and file system set up ahead of
 // time and waits on a pipe for its job, so a run costs an exec and the program's own work, not
 // a fork of a large host plus the setup. Every sandbox still runs exactly one job (no state
-// passes from one run to the next); a background thread keeps `size` of them ready.
+// passes from one run to the next); a background thread keeps `size` of them ready. A job
+// brings its own descriptors (Job::fds: a compiled program in a SealedMemfd, say), which reach
+// the waiting sandbox with the job, so jobs that need files of their own use the pool too.
 //
 // Run is thread-safe. When none is ready, Run creates one itself (so a burst is slower, never
 // refused). A setup failure (e.g. user namespaces unavailable) is returned by Run.

@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -224,13 +226,55 @@ bool ReadExit(int fd, absl::Time deadline, internal::ExitReport* out) {
   return true;
 }
 
-absl::Status WriteAllBlocking(int fd, const std::string& data) {
+// Writes `data` to the control socket (no SIGPIPE when the sandbox is gone).
+absl::Status SendAll(int fd, std::string_view data) {
   size_t at = 0;
   while (at < data.size()) {
-    ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+    ssize_t n = ::send(fd, data.data() + at, data.size() - at, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return ErrnoError("sandbox: sending the job", errno);
     at += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+// Sends `header` with the job's descriptors attached (SCM_RIGHTS), then the rest of it.
+absl::Status SendWithFds(int fd, std::string_view header, const std::vector<PassedFd>& fds) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxJobFds)] = {};
+  iovec iov{const_cast<char*>(header.data()), header.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    for (size_t i = 0; i < fds.size(); ++i) memcpy(CMSG_DATA(c) + i * sizeof(int), &fds[i].host, sizeof(int));
+  }
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return ErrnoError("sandbox: sending the job", errno);
+  return SendAll(fd, header.substr(static_cast<size_t>(n)));
+}
+
+// A job's descriptors: few, open, at distinct numbers >= 3 that the Config's fds do not use.
+absl::Status CheckJobFds(const std::vector<PassedFd>& fds, const std::vector<int>& config_fds) {
+  if (fds.size() > kMaxJobFds)
+    return absl::InvalidArgumentError(absl::StrCat("sandbox job: ", fds.size(), " fds; at most ", kMaxJobFds));
+  for (size_t i = 0; i < fds.size(); ++i) {
+    const PassedFd& f = fds[i];
+    bool reused = std::find(config_fds.begin(), config_fds.end(), f.inside) != config_fds.end();
+    for (size_t j = 0; j < i; ++j) reused = reused || fds[j].inside == f.inside;
+    if (f.inside < 3 || f.inside > 1000 || reused)
+      return absl::InvalidArgumentError(absl::StrCat("sandbox job: fd ", f.inside,
+                                                     " inside must be in [3, 1000] and used once"));
+    if (f.host < 0 || ::fcntl(f.host, F_GETFD) < 0)
+      return absl::InvalidArgumentError(absl::StrCat("sandbox job: host fd ", f.host, " is not open"));
   }
   return absl::OkStatus();
 }
@@ -285,6 +329,38 @@ absl::Status MakePipe(Pipe* p) {
   return absl::OkStatus();
 }
 
+// A connected socket pair (r: the sandbox's end, w: the host's), which can carry descriptors.
+absl::Status MakeSocketPair(Pipe* p) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return ErrnoError("socketpair", errno);
+  p->r = fds[0];
+  p->w = fds[1];
+  return absl::OkStatus();
+}
+
+// write() to the program's stdin, whose reader may be gone (a program that exits without
+// reading it): EPIPE, never a SIGPIPE that would end the host. SIGPIPE of a pipe write goes to
+// the writing thread, so blocking it here and taking back the one the write raised suffices,
+// without changing the process's disposition.
+ssize_t WriteWithoutSigpipe(int fd, const char* data, size_t n) {
+  sigset_t pipe_only, old, pending;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  sigpending(&pending);
+  const bool was_pending = sigismember(&pending, SIGPIPE);
+  ssize_t w = ::write(fd, data, n);
+  const int err = errno;
+  if (w < 0 && err == EPIPE && !was_pending) {
+    const timespec now{0, 0};
+    while (sigtimedwait(&pipe_only, nullptr, &now) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  errno = err;
+  return w;
+}
+
 // Reads what is there into `out` up to `cap`, dropping the rest; false at EOF.
 bool Drain(int fd, std::string* out, size_t cap, bool* truncated) {
   char buf[16384];
@@ -337,6 +413,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Config& config) {
       return absl::InvalidArgumentError(absl::StrCat("sandbox: passed fd ", f.host, " -> ", f.inside, " is not valid"));
   }
   if (config.fds.size() > 32) return absl::InvalidArgumentError("sandbox: at most 32 passed fds");
+  for (const PassedFd& f : config.fds) sb->config_fds_.push_back(f.inside);
 
   Pipe control, report, in, out, err;
   int devnull = -1;
@@ -347,7 +424,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Config& config) {
     }
     CloseFd(&devnull);
   };
-  absl::Status st = MakePipe(&control);
+  absl::Status st = MakeSocketPair(&control);
   if (st.ok()) st = MakePipe(&report);
   if (st.ok() && config.capture_output) st = MakePipe(&in);
   if (st.ok() && config.capture_output) st = MakePipe(&out);
@@ -401,7 +478,7 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Config& config) {
   if (ns) {
     if (absl::Status m = WriteIdMaps(pid, outside); !m.ok()) return NamespaceError(std::string(m.message()).c_str(), EPERM);
   }
-  GRPO_RETURN_IF_ERROR(WriteAllBlocking(sb->control_fd_, "M"));
+  GRPO_RETURN_IF_ERROR(SendAll(sb->control_fd_, "M"));
   GRPO_ASSIGN_OR_RETURN(std::string ready, ReadReport(sb->report_fd_, absl::Now() + kSetupTimeout));
   if (ready != "R") {
     std::string how = sb->KillAndReap();
@@ -425,10 +502,13 @@ absl::Status Sandbox::SendJob(const Job& job) {
   used_ = true;
   if (job.argv.empty() || job.argv[0].empty() || job.argv[0][0] != '/')
     return absl::InvalidArgumentError("sandbox job: argv[0] must be an absolute path inside the sandbox");
+  GRPO_RETURN_IF_ERROR(CheckJobFds(job.fds, config_fds_));
   internal::JobHeader h{};
   h.magic = internal::kJobMagic;
   h.argc = static_cast<uint32_t>(job.argv.size());
   h.envc = static_cast<uint32_t>(job.env.size());
+  h.fdc = static_cast<uint32_t>(job.fds.size());
+  for (size_t i = 0; i < job.fds.size(); ++i) h.fd_to[i] = job.fds[i].inside;
   h.cpu_seconds = job.limits.cpu_seconds;
   h.address_space_bytes = static_cast<int64_t>(job.limits.address_space_bytes);
   h.file_size_bytes = static_cast<int64_t>(job.limits.file_size_bytes);
@@ -447,9 +527,8 @@ absl::Status Sandbox::SendJob(const Job& job) {
     return absl::InvalidArgumentError(absl::StrCat("sandbox job: arguments and environment exceed ",
                                                    internal::kMaxJobBytes, " bytes"));
   h.payload_bytes = static_cast<uint32_t>(payload.size());
-  std::string msg(reinterpret_cast<const char*>(&h), sizeof h);
-  msg += payload;
-  return WriteAllBlocking(control_fd_, msg);
+  GRPO_RETURN_IF_ERROR(SendWithFds(control_fd_, std::string_view(reinterpret_cast<const char*>(&h), sizeof h), job.fds));
+  return SendAll(control_fd_, payload);
 }
 
 absl::Status Sandbox::WaitExec() {
@@ -490,7 +569,7 @@ absl::StatusOr<Result> Sandbox::Run(const Job& job) {
     if (p[0].revents && !Drain(stdout_fd_, &r.stdout_data, job.stdout_cap, &r.stdout_truncated)) CloseFd(&stdout_fd_);
     if (p[1].revents && !Drain(stderr_fd_, &r.stderr_data, job.stderr_cap, &r.stderr_truncated)) CloseFd(&stderr_fd_);
     if (p[2].revents) {
-      ssize_t n = ::write(stdin_fd_, job.stdin_data.data() + stdin_at, job.stdin_data.size() - stdin_at);
+      ssize_t n = WriteWithoutSigpipe(stdin_fd_, job.stdin_data.data() + stdin_at, job.stdin_data.size() - stdin_at);
       if (n > 0) stdin_at += static_cast<size_t>(n);
       if ((n < 0 && errno != EAGAIN && errno != EINTR) || stdin_at == job.stdin_data.size()) CloseFd(&stdin_fd_);
     }
@@ -538,6 +617,28 @@ std::string Sandbox::Reap(absl::Duration grace) {
     return DescribeStatus(exit.status);
   }
   return KillAndReap();
+}
+
+absl::StatusOr<int> SealedMemfd(const std::string& bytes) {
+  int fd = ::memfd_create("grpo-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return ErrnoError("memfd_create", errno);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoError("write memfd", err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError("seal memfd", err);
+  }
+  return fd;
 }
 
 absl::StatusOr<Result> Run(const Config& config, const Job& job) {

@@ -18,7 +18,9 @@
 //  - The program is PID 1 of its namespace: when it exits or is killed (deadline, Kill), the
 //    kernel kills every process it left behind. The sandbox dies with its creator
 //    (PR_SET_PDEATHSIG).
-//  - It holds only fds 0, 1, 2 (pipes to the host, or /dev/null) and the `fds` it is given.
+//  - It holds only fds 0, 1, 2 (pipes to the host, or /dev/null), the Config's `fds` and the
+//    Job's `fds`. A job's descriptors travel with the job over the control socket (SCM_RIGHTS),
+//    so a sandbox built before the job (sandbox::Pool) can receive them.
 //
 // Isolation::kWeak runs without namespaces (for hosts that forbid user namespaces, where
 // kNamespaces fails with FailedPrecondition naming the reason): rlimits, seccomp (which then
@@ -41,6 +43,7 @@
 namespace grpo::sandbox {
 
 inline constexpr uid_t kInsideId = 1000;
+inline constexpr size_t kMaxJobFds = 8;  // descriptors one Job may carry
 
 enum class Isolation { kNamespaces, kWeak };
 
@@ -93,6 +96,11 @@ struct Job {
   Limits limits;
   size_t stdout_cap = size_t{1} << 20;  // bytes kept; the rest is read and dropped
   size_t stderr_cap = size_t{64} << 10;
+  // Host descriptors the program gets, sent with the job: at most kMaxJobFds, `inside` >= 3,
+  // distinct and not one of the Config's fds. The host keeps (and closes) its own copies, and
+  // what the job does to the open file (its content, unless sealed; offset, flags, locks) the
+  // host and every other holder see: see SealedMemfd.
+  std::vector<PassedFd> fds;
 };
 
 struct Result {
@@ -133,12 +141,21 @@ class Sandbox {
 
   Isolation isolation_ = Isolation::kNamespaces;
   pid_t pid_ = -1;
-  int control_fd_ = -1;  // host -> sandbox: maps written, then the job
+  int control_fd_ = -1;  // host -> sandbox (a socket): maps written, then the job and its fds
   int report_fd_ = -1;   // sandbox -> host: ready, errors; EOF at exec
   int stdin_fd_ = -1, stdout_fd_ = -1, stderr_fd_ = -1;
+  std::vector<int> config_fds_;  // inside numbers of Config::fds (a job's fds may not reuse them)
   std::string scratch_dir_;  // weak mode only: removed on destruction
   bool used_ = false;
 };
+
+// A memfd holding `bytes` (close-on-exec) whose content nobody can change: sealed against
+// writes, growing, shrinking and further seals. For Job::fds: a program a job executes as
+// /proc/self/fd/N (a compiled binary), or data it reads. Jobs given the same descriptor still
+// share its inode and open file: its mode (which a job running as the file's owner, the host's
+// uid when the host is not root, can chmod), offset, flags and locks. Where one hostile job
+// must not reach the next, give each job its own. The caller owns the descriptor.
+absl::StatusOr<int> SealedMemfd(const std::string& bytes);
 
 // Creates a sandbox and runs one job in it.
 absl::StatusOr<Result> Run(const Config& config, const Job& job);

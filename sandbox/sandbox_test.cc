@@ -80,6 +80,17 @@ TEST(Sandbox, StdinIsDelivered) {
   EXPECT_EQ(r.stdout_data, std::string(200000, 'X'));
 }
 
+// A program that exits without reading its stdin closes the pipe under the host's writes: the
+// host gets EPIPE, not a SIGPIPE that would end it.
+TEST(Sandbox, UnreadStdinDoesNotKillTheHost) {
+  Job j;
+  j.argv = {"/bin/true"};
+  j.stdin_data = std::string(4 << 20, 'x');  // far more than a pipe holds
+  Result r = MustRun(j);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_FALSE(r.timed_out);
+}
+
 TEST(Sandbox, OutputIsCappedAndFlaggedTruncated) {
   Job j = Python("import sys\nsys.stdout.write('y' * 5000000)\nsys.stderr.write('e' * 100000)");
   j.stdout_cap = 1000;
