@@ -26,15 +26,17 @@
 #    order and the evaluation's in SFT (the exported teacher samples are the same for all seeds).
 # Prints per method and seed the held-out accuracy (T = 1) per step, the mean over seeds, the
 # teacher's accuracy with each seed, completion tokens trained per step, and stage wall times.
-#   THREADS=2 STEPS=30 EVERY=5 SEEDS="1 2 3" LRS="1e-4 3e-4 1e-3" SFT_LRS="3e-4 1e-3 3e-3" \
-#     TEACHER=runs/r1zero-nano/checkpoints/rl-000100 bash bench/distill_bench.sh
+#   THREADS=2 STEPS=30 EVERY=5 SEEDS="1 2 3 4 5" LRS="1e-4 2e-4 3e-4 5e-4 1e-3" \
+#     SFT_LRS="1e-4 3e-4 5e-4 1e-3 3e-3" COEFS="0.3 3" TEACHER=runs/r1zero-nano/checkpoints/rl-000100 \
+#     bash bench/distill_bench.sh                  (docs/PERFORMANCE.md; 15-20 minutes on this VM)
 # RESULTS=DIR keeps every curve and metrics file there (default: a temporary directory, removed).
 # GRPO_BIN=PATH runs that binary instead of building `bazel build -c opt //cli:grpo` (the binary is
 # copied first either way, so a build in this tree during the run does not change it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS=${THREADS:-2}; STEPS=${STEPS:-30}; EVERY=${EVERY:-5}; SEEDS=${SEEDS:-"1 2 3"}
-LRS=${LRS:-"1e-4 3e-4 1e-3"}; SFT_LRS=${SFT_LRS:-"3e-4 1e-3 3e-3"}; MIXED=${MIXED:-1}; COEFS=${COEFS:-}
+THREADS=${THREADS:-2}; STEPS=${STEPS:-30}; EVERY=${EVERY:-5}; SEEDS=${SEEDS:-"1 2 3 4 5"}
+LRS=${LRS:-"1e-4 2e-4 3e-4 5e-4 1e-3"}; SFT_LRS=${SFT_LRS:-"1e-4 3e-4 5e-4 1e-3 3e-3"}; MIXED=${MIXED:-1}
+COEFS=${COEFS:-}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-100}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-distill-bench.XXXXXX)
