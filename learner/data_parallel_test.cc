@@ -123,6 +123,15 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
     return absl::StrCat("entropy ", stats[1].entropy, " vs ", stats[0].entropy);
   }
   if (stats[1].tokens != stats[0].tokens) return "token counts differ";
+  int64_t samples = 0;  // RandomGroups leaves one sample out (trained false)
+  for (const RlGroup& g : groups) {
+    for (const RlSample& s : g.samples) samples += s.trained ? 1 : 0;
+  }
+  if (samples >= k.groups * k.group_size) return "every sample is trained: the count cannot tell a lost one";
+  if (stats[0].samples_trained != samples || stats[1].samples_trained != samples) {
+    return absl::StrCat("samples_trained ", stats[1].samples_trained, " (ranks) and ", stats[0].samples_trained,
+                        " (one process), want ", samples);
+  }
   return "";
 }
 

@@ -24,6 +24,7 @@ struct Packed {
   std::vector<uint8_t> sampled;       // per completion token: 0 for a tool's environment tokens
   Routing routing;
   bool has_routing = false;
+  int64_t trained_samples = 0;        // packed samples with trained true
 };
 
 // The samples of groups [first, last), counted across those groups, that one rank trains.
@@ -68,6 +69,7 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
         p->sampled.push_back(sampled ? 1 : 0);
       }
       targets += P + T - 1;
+      p->trained_samples += s.trained ? 1 : 0;
       p->offsets.push_back(static_cast<int64_t>(p->target_index.size()));
       p->advantages.push_back(s.advantage);
       if (want_rollout_logprobs) {
@@ -385,11 +387,13 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       stats.lr = lr;
     }
   }
-  if (distributed) {  // the entropy metric over every rank's tokens
-    double e[2] = {entropy_sum, static_cast<double>(entropy_n)};
-    GRPO_RETURN_IF_ERROR(c->AllReduceSum(absl::MakeSpan(e, 2)));
+  for (const Shard& sh : shards) stats.samples_trained += sh.own().trained_samples;
+  if (distributed) {  // the entropy metric over every rank's tokens, each rank's trained samples
+    double e[3] = {entropy_sum, static_cast<double>(entropy_n), static_cast<double>(stats.samples_trained)};
+    GRPO_RETURN_IF_ERROR(c->AllReduceSum(absl::MakeSpan(e, 3)));
     entropy_sum = e[0];
     entropy_n = static_cast<int64_t>(e[1]);
+    stats.samples_trained = static_cast<int64_t>(e[2]);
   }
   const double n = static_cast<double>(stats.optimizer_steps);
   stats.loss = loss_sum / n;

@@ -85,6 +85,10 @@ struct RlUpdateStats {
   double clip_frac = 0, kl = 0, ratio_max = 0, is_weight_mean = 1;
   int64_t optimizer_steps = 0;
   int64_t tokens = 0;      // completion tokens trained
+  // Samples with trained true that the forward and backward ran over, each counted by the rank
+  // whose share it is and summed over the ranks: every such sample of `groups` exactly once,
+  // unless the ranks' shares lost one or overlapped (data-parallel ranks; one process counts all).
+  int64_t samples_trained = 0;
   int64_t skipped_steps = 0;  // non-finite gradient norm
   // Rollout/learner logprob mismatch: |rollout logprob - learner logprob| of every sampled
   // completion token (a tool's environment tokens, loss_mask 0, are left out), the learner's logprob from its old-logprob pass (the policy before this step's first

@@ -662,6 +662,7 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
   row["grad_norm"] = us.grad_norm;
   row["lr"] = us.lr;
   row["skipped_updates"] = static_cast<double>(us.skipped_steps);
+  row["samples_trained"] = static_cast<double>(us.samples_trained);
   row["loss"] = us.loss;
   if (us.mismatch_tokens > 0) {  // the rollout returns raw logprobs for every sample
     row["mismatch/max_abs_logprob"] = us.mismatch_max_abs_logprob;

@@ -2,7 +2,8 @@
 # Remote mode of `grpo train` over loopback: two `grpo rollout serve` servers and two
 # `grpo reward serve` replicas; one of each is killed (SIGKILL) mid-run. The run must finish with
 # every step stored and logged (issue #8). Then 2 learner ranks push weight shards in parallel
-# to a rollout server (issue 18), and a fully asynchronous run uses two servers (issue 20).
+# to a rollout server (issue 18), and a fully asynchronous run uses two servers, with one learner
+# rank and with two (issue 20).
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
@@ -98,6 +99,40 @@ for r in rows[1:]:
 assert max(r['staleness/max'] for r in rows[1:]) == 2, [r['staleness/max'] for r in rows[1:]]
 \""
 check "no server was marked down (every token's version was one pushed)" '! grep -q "marked down" async.err' || grep "marked down" async.err
+
+# The same asynchronous run with two data-parallel learner ranks (each pushes its shard of every
+# version while the servers generate the next steps): it trains stale samples, and every sample
+# of every step exactly once, split between the ranks (samples_trained: each rank counts its own
+# share, summed), none dropped; every step's prompts are stored once with all their samples.
+for i in 6 7; do
+  "$GRPO" rollout serve --model "$BASE" --listen 127.0.0.1:0 --kv-memory-mb 64 2> rollout$i.err &
+  pids+=($!)
+done
+R6=$(port_of rollout6.err); R7=$(port_of rollout7.err)
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=async2 --set pretrain.steps=0 \
+  --set model.path="$T/$BASE" --set model.init=null --set train.steps=6 --set train.eval_every=0 \
+  --set rollout.max_staleness=2 --set algorithm.is_correction=token_tis --set optimizer.epochs=4 \
+  --set rollout.serve_format=f32 --set "rollout.endpoints=[127.0.0.1:$R6, 127.0.0.1:$R7]" --nproc 2 \
+  > async2.out 2> async2.err
+rc=$?
+check "an asynchronous run with two rollout servers and 2 learner ranks finishes" \
+  '[ $rc -eq 0 ] && grep -q "ranks: 2 (gloo)" async2.err' || tail -20 async2.err
+check "it trained stale samples (<= 2 versions), each of the 16 a step once, none dropped" "/usr/bin/python3 -c \"
+import json
+rows = [json.loads(l) for l in open('runs/async2/metrics.jsonl')]
+assert [r['step'] for r in rows] == list(range(7)), [r['step'] for r in rows]
+for r in rows[1:]:
+    assert 0 <= r['staleness/mean'] <= r['staleness/max'] <= 2 and r['staleness/dropped_samples'] == 0, r
+    assert r['samples_trained'] == 16, (r['step'], r['samples_trained'])
+assert max(r['staleness/max'] for r in rows[1:]) > 0, [r['staleness/max'] for r in rows[1:]]
+\""
+"$GRPO" export --store runs/async2/store --format prompt-completion --output async2.jsonl 2> export.err
+check "the store holds 6 steps x 4 prompts, each with its 4 samples once" "/usr/bin/python3 -c \"
+import collections, json
+prompts = collections.Counter(json.loads(l)['prompt'] for l in open('async2.jsonl'))
+assert len(prompts) == 24 and set(prompts.values()) == {4}, prompts
+\"" || cat export.err
+check "no server was marked down" '! grep -q "marked down" async2.err' || grep "marked down" async2.err
 
 if [ $fail -eq 0 ]; then echo "PASS"; fi
 exit $fail
