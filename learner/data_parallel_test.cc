@@ -118,10 +118,10 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
       auto red = GradientReducer::Create(**c, models[run]->backend(), zero->layout(), {.overlap = true});
       if (!red.ok()) return std::string(red.status().message());
       reducer = std::move(*red);
-      // host staging: the own vector (1/N) and 3 bucket images, less than one whole gradient
+      // host staging: the own vector (1/N) and 2 bucket images, less than one whole gradient
       const int64_t staging = reducer->host_elements() + zero->host_elements();
       const int64_t total = zero->layout().total_elements();
-      if (staging != zero->layout().own_elements() + 3 * zero->layout().max_bucket_elements() || staging >= total) {
+      if (staging != zero->layout().own_elements() + 2 * zero->layout().max_bucket_elements() || staging >= total) {
         return absl::StrCat("host staging of ", staging, " floats for ", total, " parameters");
       }
       o.gradient_reducer = reducer.get();

@@ -6,7 +6,8 @@
 // the sums of its own shard of every bucket, its *own vector* (shard_sums()), which the sharded
 // optimizer steps on; the gradients themselves stay each rank's partial sums. Host memory per
 // rank: the own vector (about 1/N of the model) and `staging_buckets` host images of one bucket
-// each (the reduce-scatter's input), reused from bucket to bucket.
+// each (the reduce-scatter's input), reused from bucket to bucket and lent to the optimizer's
+// all-gather (staging()).
 //
 // With overlap, Hook() gives Backward a callback (CausalLM::GradientsReady): when a bucket's last
 // parameter is final it copies the bucket to a free staging image (on Backward's thread, waiting
@@ -78,6 +79,9 @@ class GradientReducer {
   // This rank's summed gradients in own-vector order (layout().own_elements() floats), valid after
   // Finish() until the next step's first bucket; the caller may overwrite them (clipping).
   absl::Span<float> shard_sums() { return absl::MakeSpan(shard_sums_); }
+  // A host image of one bucket (layout().max_bucket_elements() floats) the caller may use between
+  // Finish() and the next step's first bucket: the sharded optimizer's all-gather buffer.
+  absl::Span<float> staging() { return absl::MakeSpan(images_[0]); }
 
   const GradientBuckets& layout() const { return layout_; }
   size_t num_buckets() const { return layout_.buckets().size(); }

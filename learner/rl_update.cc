@@ -226,7 +226,7 @@ absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& op
     }
     GRPO_RETURN_IF_ERROR(o.gradient_reducer->Finish(*grads));
     return o.sharded_optimizer->StepOnShard(&policy.parameter_buffers(), o.gradient_reducer->shard_sums(), *lr,
-                                            o.max_grad_norm);
+                                            o.max_grad_norm, o.gradient_reducer->staging());
   }
   if (distributed) GRPO_RETURN_IF_ERROR(AllReduceGradients(*o.collective, policy.parameter_specs(), grads));
   absl::StatusOr<double> norm = o.max_grad_norm > 0 ? ClipGradNorm(policy.parameter_specs(), grads, o.max_grad_norm)

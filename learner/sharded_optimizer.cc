@@ -246,7 +246,6 @@ absl::StatusOr<ShardedAdamW> ShardedAdamW::Create(Backend& backend, const std::v
   s.grad_shard_ = Buffer(&backend, alloc);
   backend.Zero(s.exp_avg_.data(), alloc);
   backend.Zero(s.exp_avg_sq_.data(), alloc);
-  s.image_.assign(layout.max_bucket_elements(), 0.0f);
   return s;
 }
 
@@ -261,6 +260,7 @@ absl::StatusOr<std::optional<double>> ShardedAdamW::Step(std::vector<Buffer>* va
                                                          double lr, double max_norm) {
   GRPO_RETURN_IF_ERROR(CheckSizes(*values, grads.size()));
   std::vector<float> sums(layout_.own_elements());
+  image_.resize(layout_.max_bucket_elements());
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     const GradientBucket& bucket = layout_.buckets()[b];
     layout_.ToHost(*backend_, b, 0, bucket.count, grads, image_.data());
@@ -268,16 +268,18 @@ absl::StatusOr<std::optional<double>> ShardedAdamW::Step(std::vector<Buffer>* va
     std::copy(image_.begin() + bucket.own_begin, image_.begin() + bucket.own_begin + bucket.own_count,
               sums.begin() + bucket.own_offset);
   }
-  return StepOnShard(values, absl::MakeSpan(sums), lr, max_norm);
+  return StepOnShard(values, absl::MakeSpan(sums), lr, max_norm, absl::MakeSpan(image_));
 }
 
 absl::StatusOr<std::optional<double>> ShardedAdamW::StepOnShard(std::vector<Buffer>* values,
                                                                 absl::Span<float> shard_sums, double lr,
-                                                                double max_norm) {
+                                                                double max_norm, absl::Span<float> staging) {
   GRPO_RETURN_IF_ERROR(CheckSizes(*values, specs_.size()));
-  if (static_cast<int64_t>(shard_sums.size()) != layout_.own_elements()) {
+  if (static_cast<int64_t>(shard_sums.size()) != layout_.own_elements() ||
+      static_cast<int64_t>(staging.size()) < layout_.max_bucket_elements()) {
     return absl::InvalidArgumentError(absl::StrCat("sharded AdamW: ", shard_sums.size(), " summed gradients for a shard of ",
-                                                   layout_.own_elements()));
+                                                   layout_.own_elements(), ", staging of ", staging.size(),
+                                                   " floats for buckets of ", layout_.max_bucket_elements()));
   }
   GRPO_ASSIGN_OR_RETURN(double norm, ClippedNorm(shard_sums, max_norm));
   if (!std::isfinite(norm)) return std::optional<double>();
@@ -285,7 +287,7 @@ absl::StatusOr<std::optional<double>> ShardedAdamW::StepOnShard(std::vector<Buff
     backend_->CopyHostToDevice(shard_sums.data(), grad_shard_.raw(), static_cast<int64_t>(shard_sums.size()) * kBytes);
   }
   AdamWOnShard(values, lr);
-  GRPO_RETURN_IF_ERROR(AllGatherParameters(values));
+  GRPO_RETURN_IF_ERROR(AllGatherParameters(values, staging.data()));
   return std::optional<double>(norm);
 }
 
@@ -325,14 +327,14 @@ void ShardedAdamW::AdamWOnShard(std::vector<Buffer>* values, double lr) {
 }
 
 // Bucket by bucket: the own shard to the host image, all-gathered, the other shards back.
-absl::Status ShardedAdamW::AllGatherParameters(std::vector<Buffer>* values) {
+absl::Status ShardedAdamW::AllGatherParameters(std::vector<Buffer>* values, float* image) {
   for (size_t b = 0; b < layout_.buckets().size(); ++b) {
     const GradientBucket& bucket = layout_.buckets()[b];
     const int64_t own_end = bucket.own_begin + bucket.own_count;
-    layout_.ToHost(*backend_, b, bucket.own_begin, own_end, *values, image_.data());
-    GRPO_RETURN_IF_ERROR(collective_->AllGather(absl::MakeSpan(image_.data(), bucket.count), bucket.shard_counts));
-    layout_.ToDevice(*backend_, b, 0, bucket.own_begin, image_.data(), values);
-    layout_.ToDevice(*backend_, b, own_end, bucket.count, image_.data(), values);
+    layout_.ToHost(*backend_, b, bucket.own_begin, own_end, *values, image);
+    GRPO_RETURN_IF_ERROR(collective_->AllGather(absl::MakeSpan(image, bucket.count), bucket.shard_counts));
+    layout_.ToDevice(*backend_, b, 0, bucket.own_begin, image, values);
+    layout_.ToDevice(*backend_, b, own_end, bucket.count, image, values);
   }
   return absl::OkStatus();
 }

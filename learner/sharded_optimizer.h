@@ -12,8 +12,8 @@
 //      AdamW: none for 1-D tensors unless decay_1d);
 //   4. the updated parameters are all-gathered bucket by bucket, so every rank holds them whole.
 // The result equals AdamW over the summed gradients up to the summation order of the sums and the
-// norm. Host memory per rank: one bucket's image (the all-gather's buffer), plus the own vector of
-// sums in Step.
+// norm. Host memory per rank: StepOnShard borrows the caller's image of one bucket (the
+// reducer's) for the all-gather; Step holds its own image and own vector of sums.
 //
 // Checkpoints: SaveShard writes this rank's moments as "optimizer-shard-RRRRR-of-NNNNN.safetensors":
 // F32 "exp_avg" and "exp_avg_sq" of the own vector; __metadata__ format "grpo.adamw.shard.v2",
@@ -78,14 +78,15 @@ class ShardedAdamW {
   absl::StatusOr<std::optional<double>> Step(std::vector<Buffer>* values, const std::vector<Buffer>& grads,
                                              double lr, double max_norm);
   // The same step from this rank's own vector of summed gradients (GradientReducer::shard_sums(),
-  // layout().own_elements() floats; clobbered).
+  // layout().own_elements() floats; clobbered); `staging` (at least layout().max_bucket_elements()
+  // floats, e.g. GradientReducer::staging()) is the all-gather's host image of a bucket.
   absl::StatusOr<std::optional<double>> StepOnShard(std::vector<Buffer>* values, absl::Span<float> shard_sums,
-                                                    double lr, double max_norm);
+                                                    double lr, double max_norm, absl::Span<float> staging);
 
   int64_t step() const { return step_; }
   // Elements of AdamW state this rank holds (exp_avg + exp_avg_sq): 2 * its own vector.
   int64_t state_elements() const { return 2 * layout_.own_elements(); }
-  // Host floats a step stages (one bucket's image), besides Step's own vector of sums.
+  // Host floats this optimizer holds between steps (Step's image of a bucket; none until Step).
   int64_t host_elements() const { return static_cast<int64_t>(image_.size()); }
   const GradientBuckets& layout() const { return layout_; }
 
@@ -102,7 +103,7 @@ class ShardedAdamW {
   absl::Status CheckSizes(const std::vector<Buffer>& values, size_t grads) const;
   absl::StatusOr<double> ClippedNorm(absl::Span<float> sums, double max_norm);
   void AdamWOnShard(std::vector<Buffer>* values, double lr);
-  absl::Status AllGatherParameters(std::vector<Buffer>* values);
+  absl::Status AllGatherParameters(std::vector<Buffer>* values, float* image);
 
   GradientBuckets layout_;
   std::vector<Piece> pieces_;
@@ -112,7 +113,7 @@ class ShardedAdamW {
   std::vector<ParameterSpec> specs_;
   int64_t step_ = 0;
   Buffer exp_avg_, exp_avg_sq_, grad_shard_;  // device, own_elements() floats each
-  std::vector<float> image_;                   // host image of one bucket
+  std::vector<float> image_;                   // Step's host image of one bucket
 };
 
 }  // namespace grpo

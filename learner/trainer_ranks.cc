@@ -98,9 +98,9 @@ absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::stri
 
 std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, const GradientReducer& reducer) {
   const double mib = 4.0 / (1 << 20);
-  // the reducer's own vector and bucket images, the optimizer's bucket image, and the receive
-  // buffer of one bucket's reduce-scatter inside the collective
-  const int64_t staging = reducer.host_elements() + zero.host_elements() + zero.layout().max_bucket_elements();
+  // the reducer's own vector and bucket images (lent to the optimizer's all-gather), and the
+  // receive buffer of one bucket's reduce-scatter inside the collective
+  const int64_t staging = reducer.host_elements() + zero.layout().max_bucket_elements();
   char line[240];
   std::snprintf(line, sizeof(line),
                 "ranks: %d (%s), AdamW state on rank 0: %.2f MiB of %.2f MiB (ZeRO-1), host staging: %.2f MiB",
