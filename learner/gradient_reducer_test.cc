@@ -1,7 +1,7 @@
 // GradientReducer on forked ranks over Gloo on loopback: buckets reduce-scattered during the
 // backward give the same bits as reducing after it, each rank's sums are the ranks' gradients
-// added up over its own shard of every bucket, and with gradient accumulation only the last
-// backward may overlap. GradientBuckets: the shards tile the parameters, 1/N each.
+// added up over its own shard of every bucket (the same bits with other buckets), and with
+// gradient accumulation only the last backward may overlap. GradientBuckets: the shards tile the parameters, 1/N each.
 #include "learner/gradient_reducer.h"
 
 #include <gtest/gtest.h>
@@ -68,6 +68,19 @@ bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// This rank's sums placed at their flat (checkpoint) positions and summed over the ranks: the
+// whole summed gradient, exactly (every element comes from its one owner, zeros elsewhere).
+absl::StatusOr<std::vector<float>> WholeSums(Collective& c, GradientReducer& r) {
+  std::vector<float> flat(r.layout().total_elements(), 0.0f);
+  int64_t at = 0;
+  for (const FlatRun& run : r.layout().own_runs()) {
+    std::copy(r.shard_sums().begin() + at, r.shard_sums().begin() + at + run.count, flat.begin() + run.flat_offset);
+    at += run.count;
+  }
+  GRPO_RETURN_IF_ERROR(c.AllReduceSum(absl::MakeSpan(flat)));
+  return flat;
+}
+
 std::string OverlapEqualsReducingAfter(const std::string& preset, const std::string& dir, int rank, int size) {
   auto c = Join(dir, rank, size);
   if (!c.ok()) return std::string(c.status().message());
@@ -89,6 +102,15 @@ std::string OverlapEqualsReducingAfter(const std::string& preset, const std::str
   if ((*after)->buckets_started_early() != 0) return "buckets started early without overlap";
   const std::vector<float> on = Sums(**overlap), off = Sums(**after);
   if (!SameBits(on, off)) return "overlapped sums differ from the sums after the backward";
+  // other buckets (a layout of other shards): every element's sum is the same bits
+  auto other = MakeReducer(**c, *model, 1000, true);
+  if (!other.ok()) return "create";
+  std::vector<Buffer> g_other = model->NewGradients();
+  if (auto s = Backprop(*model, batch, &g_other, (*other)->Hook(&g_other)); !s.ok()) return std::string(s.message());
+  if (auto s = (*other)->Finish(g_other); !s.ok()) return std::string(s.message());
+  auto whole = WholeSums(**c, **overlap), whole_other = WholeSums(**c, **other);
+  if (!whole.ok() || !whole_other.ok()) return "all_reduce";
+  if (!SameBits(*whole, *whole_other)) return "1000-float buckets sum to other bits than 3000-float ones";
   // the sums are every rank's gradients added up (each computed here again), over this rank's
   // shard of every bucket
   std::vector<std::vector<double>> want;
