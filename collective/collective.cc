@@ -35,4 +35,24 @@ size_t ShardOffset(absl::Span<const size_t> counts, int rank) {
   return offset;
 }
 
+uint64_t RingAllGatherBytes(absl::Span<const size_t> counts, int rank) {
+  const int n = static_cast<int>(counts.size());
+  if (n <= 1) return 0;
+  uint64_t elements = 0;
+  for (int r = 0; r < n; ++r) elements += r == (rank + 1) % n ? 0 : counts[r];
+  return elements * sizeof(float);
+}
+
+uint64_t RingAllReduceBytes(size_t elements, size_t element_size, int ranks) {
+  if (ranks <= 1) return 0;
+  return 2 * static_cast<uint64_t>(ranks - 1) * elements * element_size / ranks;
+}
+
+uint64_t BinomialBroadcastBytes(uint64_t bytes, int rank, int root, int ranks) {
+  const int v = (rank - root + ranks) % ranks;  // the root is 0; v's children are v + 2^k, 2^k > v
+  uint64_t children = 0;
+  for (int64_t step = 1; v + step < ranks; step *= 2) children += step > v ? 1 : 0;
+  return children * bytes;
+}
+
 }  // namespace grpo

@@ -17,6 +17,7 @@
 #ifndef GRPO_COLLECTIVE_COLLECTIVE_H_
 #define GRPO_COLLECTIVE_COLLECTIVE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -56,6 +57,14 @@ std::vector<size_t> EvenShards(size_t total, int parts);
 // Offset of rank `rank`'s shard within a flat buffer laid out by `counts`.
 size_t ShardOffset(absl::Span<const size_t> counts, int rank);
 
+// Bytes one rank sends in a ring all-gather of `counts` floats (each shard goes round the ring
+// and stops before its owner: every shard but that of the next rank, rank + 1 mod N), and in a
+// ring all-reduce of `elements` values of `element_size` bytes (2(N-1)/N of the buffer).
+uint64_t RingAllGatherBytes(absl::Span<const size_t> counts, int rank);
+uint64_t RingAllReduceBytes(size_t elements, size_t element_size, int ranks);
+// Bytes `rank` sends in a binomial-tree broadcast of `bytes` from `root`: `bytes` per child.
+uint64_t BinomialBroadcastBytes(uint64_t bytes, int rank, int root, int ranks);
+
 class Collective {
  public:
   enum class Memory { kHost, kCudaDevice };
@@ -89,6 +98,19 @@ class Collective {
 
   // Returns once every rank has entered the barrier.
   virtual absl::Status Barrier() = 0;
+
+  // Payload bytes this rank has sent over the network in its calls so far, as the engine's
+  // algorithm for each call moves them (ring all-reduce: 2(N-1)/N of the buffer; reduce-scatter:
+  // the other ranks' shards; ring all-gather: every shard but the next rank's; broadcast down a
+  // binomial tree: the buffer once per child of this rank). Computed from the call's sizes, not read off the sockets;
+  // for benchmarks and the learner's traffic metric. Safe to read from any thread.
+  uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
+
+ protected:
+  void CountSent(uint64_t bytes) { bytes_sent_.fetch_add(bytes, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> bytes_sent_{0};
 };
 
 }  // namespace grpo

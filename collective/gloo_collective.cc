@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -14,6 +15,7 @@
 #include "core/status.h"
 #include "gloo/allgatherv.h"
 #include "gloo/allreduce.h"
+#include "gloo/alltoallv.h"
 #include "gloo/barrier.h"
 #include "gloo/broadcast.h"
 #include "gloo/common/error.h"
@@ -43,12 +45,33 @@ class GlooCollective : public Collective {
   absl::Status AllReduceSum(absl::Span<float> data) override { return AllReduceT(data); }
   absl::Status AllReduceSum(absl::Span<double> data) override { return AllReduceT(data); }
 
+  // Each rank sends every other rank that rank's shard of its buffer (Gloo's alltoallv: one
+  // exchange with each peer, the (N-1)/N of the buffer a reduce-scatter must send) and adds the N
+  // copies of its own shard it received, in rank order 0..N-1. The sum's order is fixed by the
+  // ranks alone, whatever the buffer's length. (Gloo 0.5's own reduce-scatter,
+  // ReduceScatterHalvingDoubling, returned wrong sums for short buffers here: 7 elements on 3 and
+  // 4 ranks.)
   absl::Status ReduceScatterSum(absl::Span<float> data, absl::Span<const size_t> counts) override {
     GRPO_RETURN_IF_ERROR(CheckCounts("reduce_scatter", data.size(), counts));
-    // Gloo 0.5's reduce-scatter (ReduceScatterHalvingDoubling) returns wrong sums for short
-    // buffers (seen with 7 elements on 3 and 4 ranks), so this is Gloo's ring all-reduce: the
-    // same shard values, with twice the traffic of a true reduce-scatter.
-    return AllReduceT(data);
+    if (size() == 1 || data.empty()) return Run("reduce_scatter", [] {});
+    const size_t own = counts[rank()];
+    received_.resize(own * size());
+    GRPO_RETURN_IF_ERROR(Run("reduce_scatter", [&] {
+      gloo::AlltoallvOptions opts(context_);
+      opts.setInput(data.data(), std::vector<int64_t>(counts.begin(), counts.end()));
+      opts.setOutput(received_.data(), std::vector<int64_t>(size(), static_cast<int64_t>(own)));
+      opts.setTag(NextTag());
+      opts.setTimeout(ToChrono(options_.timeout));
+      gloo::alltoallv(opts);
+    }));
+    CountSent((data.size() - own) * sizeof(float));
+    float* shard = data.data() + ShardOffset(counts, rank());
+    std::copy(received_.begin(), received_.begin() + own, shard);
+    for (int r = 1; r < size(); ++r) {
+      const float* part = received_.data() + r * own;
+      for (size_t k = 0; k < own; ++k) shard[k] += part[k];
+    }
+    return absl::OkStatus();
   }
 
   absl::Status AllGather(absl::Span<float> data, absl::Span<const size_t> counts) override {
@@ -60,6 +83,7 @@ class GlooCollective : public Collective {
       opts.setTag(NextTag());
       opts.setTimeout(ToChrono(options_.timeout));
       gloo::allgatherv(opts);  // no input given: in place, this rank's shard is already there
+      CountSent(RingAllGatherBytes(counts, rank()));
     });
   }
 
@@ -89,6 +113,7 @@ class GlooCollective : public Collective {
       opts.setTag(NextTag());
       opts.setTimeout(ToChrono(options_.timeout));
       gloo::allreduce(opts);
+      CountSent(RingAllReduceBytes(data.size(), sizeof(T), size()));
     });
   }
 
@@ -106,6 +131,7 @@ class GlooCollective : public Collective {
       opts.setTag(NextTag());
       opts.setTimeout(ToChrono(options_.timeout));
       gloo::broadcast(opts);
+      CountSent(BinomialBroadcastBytes(data.size() * sizeof(T), rank(), root, size()));
     });
   }
 
@@ -152,6 +178,7 @@ class GlooCollective : public Collective {
   std::shared_ptr<gloo::Context> context_;
   uint32_t next_tag_ = 1;
   absl::Status broken_;
+  std::vector<float> received_;  // reduce-scatter: the N copies of this rank's shard
 };
 
 absl::Status GlooCollective::Failure(const char* op, const std::string& what) const {

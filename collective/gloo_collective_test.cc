@@ -50,6 +50,38 @@ TEST_P(GlooCollectiveTest, EveryCollectiveGivesTheReferenceValues) {
 
 INSTANTIATE_TEST_SUITE_P(Ranks, GlooCollectiveTest, ::testing::Values(1, 2, 3, 4));
 
+// What each call sends, on 3 ranks: a reduce-scatter of 999 floats (333 per rank) sends the 666
+// floats of the other ranks' shards once (a ring all-reduce of the same buffer sends twice as
+// much: 2 x 2/3 of it), a ring all-gather every shard but the next rank's (with all 999 floats on
+// rank 1: ranks 1 and 2 pass them on), a broadcast down a binomial tree the buffer once per child
+// (root 1 sends to both others).
+TEST(GlooCollective, CountsTheBytesEachCallSends) {
+  ExpectAllRanksPass("traffic", 3, [](Collective& c) -> std::string {
+    std::vector<float> f(999, 1.0f);
+    const std::vector<size_t> even = EvenShards(999, 3);
+    const std::vector<size_t> skewed = {0, 999, 0};
+    const uint64_t b = sizeof(float);
+    const uint64_t want[] = {666 * b, 1332 * b, 666 * b, (c.rank() == 0 ? 0 : 999) * b,
+                             (c.rank() == 1 ? 2 : 0) * 999 * b};
+    uint64_t got[5];
+    uint64_t before = c.bytes_sent();
+    auto step = [&](int i, absl::Status s) {
+      got[i] = c.bytes_sent() - before;
+      before = c.bytes_sent();
+      return s.ok();
+    };
+    if (!step(0, c.ReduceScatterSum(absl::MakeSpan(f), even)) || !step(1, c.AllReduceSum(absl::MakeSpan(f))) ||
+        !step(2, c.AllGather(absl::MakeSpan(f), even)) || !step(3, c.AllGather(absl::MakeSpan(f), skewed)) ||
+        !step(4, c.Broadcast(absl::MakeSpan(f), 1))) {
+      return "a call failed";
+    }
+    for (int i = 0; i < 5; ++i) {
+      if (got[i] != want[i]) return absl::StrCat("call ", i, " on rank ", c.rank(), ": ", got[i], " bytes, want ", want[i]);
+    }
+    return "";
+  });
+}
+
 TEST(GlooCollective, PeerThatExitsIsNamedWithinTheTimeout) {
   for (int size : {2, 3}) {
     const std::string dir = testing_collective::FreshDirectory(absl::StrCat("exit", size));

@@ -40,13 +40,13 @@ class NcclCollective : public Collective {
   std::string engine() const override { return "nccl"; }
 
   absl::Status AllReduceSum(absl::Span<float> data) override {
-    return Run("all_reduce", [&] {
+    return Run("all_reduce", RingAllReduceBytes(data.size(), sizeof(float), size()), [&] {
       return ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat32, ncclSum, comm_,
                            stream_);
     });
   }
   absl::Status AllReduceSum(absl::Span<double> data) override {
-    return Run("all_reduce", [&] {
+    return Run("all_reduce", RingAllReduceBytes(data.size(), sizeof(double), size()), [&] {
       return ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat64, ncclSum, comm_,
                            stream_);
     });
@@ -54,14 +54,15 @@ class NcclCollective : public Collective {
 
   absl::Status ReduceScatterSum(absl::Span<float> data, absl::Span<const size_t> counts) override {
     GRPO_RETURN_IF_ERROR(CheckCounts("reduce_scatter", data.size(), counts));
+    const uint64_t sent = (data.size() - counts[rank()]) * sizeof(float);  // ring: N-1 shards
     if (AllEqual(counts)) {  // NCCL's in-place form: the own shard at rank * count
       const size_t count = counts[0];
-      return Run("reduce_scatter", [&] {
+      return Run("reduce_scatter", sent, [&] {
         return ncclReduceScatter(data.data(), data.data() + rank() * count, count, ncclFloat32,
                                  ncclSum, comm_, stream_);
       });
     }
-    return Run("reduce_scatter", [&] {  // uneven shards: one reduce per owner, in one group
+    return Run("reduce_scatter", sent, [&] {  // uneven shards: one reduce per owner, in one group
       ncclGroupStart();
       for (int r = 0; r < size(); ++r) {
         float* shard = data.data() + ShardOffset(counts, r);
@@ -73,14 +74,15 @@ class NcclCollective : public Collective {
 
   absl::Status AllGather(absl::Span<float> data, absl::Span<const size_t> counts) override {
     GRPO_RETURN_IF_ERROR(CheckCounts("all_gather", data.size(), counts));
+    const uint64_t sent = RingAllGatherBytes(counts, rank());
     if (AllEqual(counts)) {
       const size_t count = counts[0];
-      return Run("all_gather", [&] {
+      return Run("all_gather", sent, [&] {
         return ncclAllGather(data.data() + rank() * count, data.data(), count, ncclFloat32, comm_,
                              stream_);
       });
     }
-    return Run("all_gather", [&] {  // uneven shards: each owner broadcasts its own
+    return Run("all_gather", sent, [&] {  // uneven shards: each owner broadcasts its own
       ncclGroupStart();
       for (int r = 0; r < size(); ++r) {
         float* shard = data.data() + ShardOffset(counts, r);
@@ -92,14 +94,14 @@ class NcclCollective : public Collective {
 
   absl::Status Broadcast(absl::Span<float> data, int root) override {
     GRPO_RETURN_IF_ERROR(CheckRoot(root));
-    return Run("broadcast", [&] {
+    return Run("broadcast", ChainBroadcastBytes(data.size() * sizeof(float), root), [&] {
       return ncclBroadcast(data.data(), data.data(), data.size(), ncclFloat32, root, comm_,
                            stream_);
     });
   }
   absl::Status Broadcast(absl::Span<uint8_t> data, int root) override {
     GRPO_RETURN_IF_ERROR(CheckRoot(root));
-    return Run("broadcast", [&] {
+    return Run("broadcast", ChainBroadcastBytes(data.size(), root), [&] {
       return ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_, stream_);
     });
   }
@@ -109,7 +111,7 @@ class NcclCollective : public Collective {
     if (scratch_ == nullptr && cudaMalloc(reinterpret_cast<void**>(&scratch_), sizeof(float)) != cudaSuccess) {
       return absl::ResourceExhaustedError("collective barrier: cudaMalloc of 4 bytes failed");
     }
-    return Run("barrier", [&] {
+    return Run("barrier", RingAllReduceBytes(1, sizeof(float), size()), [&] {
       return ncclAllReduce(scratch_, scratch_, 1, ncclFloat32, ncclSum, comm_, stream_);
     });
   }
@@ -139,9 +141,14 @@ class NcclCollective : public Collective {
     return absl::OkStatus();
   }
 
-  // Enqueues one NCCL call and waits for it within the timeout.
+  // NCCL broadcasts down a ring from the root: every rank but the last one forwards the buffer.
+  uint64_t ChainBroadcastBytes(uint64_t bytes, int root) const {
+    return rank() == (root + size() - 1) % size() ? 0 : bytes;
+  }
+
+  // Enqueues one NCCL call and waits for it within the timeout; counts `sent` bytes when it ran.
   template <class F>
-  absl::Status Run(const char* op, F&& enqueue) {
+  absl::Status Run(const char* op, uint64_t sent, F&& enqueue) {
     if (!broken_.ok()) {
       return absl::FailedPreconditionError(
           absl::StrCat("collective ", op, ": group already failed: ", broken_.message()));
@@ -150,7 +157,9 @@ class NcclCollective : public Collective {
     if (r != ncclSuccess && r != ncclInProgress) {
       return broken_ = Failure(op, ncclGetErrorString(r), /*timed_out=*/false);
     }
-    return broken_ = Wait(op);
+    broken_ = Wait(op);
+    if (broken_.ok()) CountSent(sent);
+    return broken_;
   }
 
   absl::Status Wait(const char* op) {

@@ -9,10 +9,12 @@
 //  - the per-token logprobs are all-gathered so every rank computes the same policy loss over
 //    the whole mini-batch (any loss aggregation stays exact), and each rank backpropagates the
 //    gradient of its own tokens;
-//  - the gradients are summed across ranks in buckets (GradientReducer, learner/gradient_reducer.h,
-//    overlapped with the backward; or AllReduceGradients after it), so every rank clips and steps
-//    AdamW on the same numbers and the replicas stay identical up to the summation order of the
-//    reduction.
+//  - ZeRO-1 (the trainer's way): the gradients are reduce-scattered in buckets (GradientReducer,
+//    learner/gradient_reducer.h, overlapped with the backward), each rank steps AdamW over its own
+//    shard of every bucket (ShardedAdamW) and the parameters are all-gathered; or, with a
+//    replicated optimizer, summed by AllReduceGradients after the backward and stepped by every
+//    rank. Either way the replicas stay identical, and equal one process's up to the summation
+//    order of the reduction.
 #ifndef GRPO_LEARNER_DATA_PARALLEL_H_
 #define GRPO_LEARNER_DATA_PARALLEL_H_
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "collective/collective_test_lib.h"
 #include "collective/gloo_collective.h"
+#include "core/safetensors.h"
+#include "learner/gradient_buckets.h"
 #include "learner/gradient_reducer.h"
 #include "learner/rl_test_util.h"
 
@@ -34,6 +37,16 @@ std::unique_ptr<CausalLM> Make(const std::string& preset, uint64_t seed) { retur
 
 std::vector<RlGroup> RandomGroups(int64_t num_groups, int64_t g, uint64_t seed, int32_t vocab) {
   return rl_test::RandomGroups(num_groups, g, seed, vocab, {.max_completion_tokens = 9});
+}
+
+// ZeRO-1 over `model` on this rank: buckets of `bucket` floats.
+absl::StatusOr<GradientBuckets> Layout(const CausalLM& model, const Collective& c, int64_t bucket) {
+  return GradientBuckets::Create(model.parameter_specs(), model.gradient_ready_order(), bucket, c.size(), c.rank());
+}
+
+absl::StatusOr<ShardedAdamW> MakeZero(CausalLM& model, Collective& c, int64_t bucket) {
+  GRPO_ASSIGN_OR_RETURN(GradientBuckets layout, Layout(model, c, bucket));
+  return ShardedAdamW::Create(model.backend(), model.parameter_specs(), layout, {}, c);
 }
 
 // ||a - b|| / ||b|| over all parameters together. (Per tensor it would be dominated by the
@@ -88,21 +101,29 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
                                                              : models[run]->parameter_specs(), {});
     std::optional<ShardedAdamW> zero;
     if (sharded) {
-      auto z = ShardedAdamW::Create(models[run]->backend(), models[run]->parameter_specs(), {}, **c);
+      auto z = MakeZero(*models[run], **c, 5000);
       if (!z.ok()) return std::string(z.status().message());
       zero.emplace(std::move(*z));
       o.sharded_optimizer = &*zero;
+      // each rank holds its shard of every bucket: 1/N of the state, give or take one per bucket
       const int64_t total = TrainableElements(models[run]->parameter_specs());
-      const int64_t want = 2 * static_cast<int64_t>(EvenShards(total, size)[rank]);
-      if (zero->state_elements() != want || (size > 1 && zero->state_elements() >= 2 * total)) {
-        return absl::StrCat("rank holds ", zero->state_elements(), " state elements, want ", want);
+      const int64_t buckets = static_cast<int64_t>(zero->layout().buckets().size());
+      if (std::abs(zero->state_elements() - 2 * total / size) > 2 * buckets) {
+        return absl::StrCat("rank holds ", zero->state_elements(), " state elements of ", 2 * total);
       }
     }
     std::unique_ptr<GradientReducer> reducer;
     if (run == 1 && k.reducer) {
-      auto red = GradientReducer::Create(**c, *models[run], {.bucket_elements = 5000, .overlap = true});
+      if (!zero) return "a gradient reducer feeds the sharded optimizer";
+      auto red = GradientReducer::Create(**c, models[run]->backend(), zero->layout(), {.overlap = true});
       if (!red.ok()) return std::string(red.status().message());
       reducer = std::move(*red);
+      // host staging: the own vector (1/N) and 2 bucket images, less than one whole gradient
+      const int64_t staging = reducer->host_elements() + zero->host_elements();
+      const int64_t total = zero->layout().total_elements();
+      if (staging != zero->layout().own_elements() + 2 * zero->layout().max_bucket_elements() || staging >= total) {
+        return absl::StrCat("host staging of ", staging, " floats for ", total, " parameters");
+      }
       o.gradient_reducer = reducer.get();
     }
     std::vector<Buffer> grads;
@@ -162,7 +183,7 @@ TEST(DataParallel, ShardedOptimizerRanksApplyTheOneProcessUpdate) {
 TEST(DataParallel, OverlappedReductionRanksApplyTheOneProcessUpdate) {
   ExpectSameAsOneProcess({"qwen2-nano", 4, 3, 2, 2, 0.04, Objective::kGrpo, true, /*reducer=*/true}, 2);
   ExpectSameAsOneProcess({"deepseek_v3-nano", 2, 4, 1, 1, 0.0, Objective::kDapo, true, /*reducer=*/true}, 4);
-  ExpectSameAsOneProcess({"llama-nano", 4, 3, 2, 1, 0.0, Objective::kGrpo, false, /*reducer=*/true}, 3);
+  ExpectSameAsOneProcess({"llama-nano", 4, 3, 2, 1, 0.0, Objective::kGrpo, true, /*reducer=*/true}, 3);
 }
 
 // Three RlUpdate calls (2 mini-batches each, ZeRO-1) with the reduction overlapped and with it
@@ -175,10 +196,11 @@ std::string OverlapOnAndOff(const std::string& preset, const std::string& dir, i
   std::unique_ptr<CausalLM> models[2] = {Make(preset, 3), Make(preset, 3)};
   for (int overlap = 0; overlap < 2; ++overlap) {
     CausalLM& model = *models[overlap];
-    auto zero = ShardedAdamW::Create(model.backend(), model.parameter_specs(), {}, **c);
-    auto reducer = GradientReducer::Create(**c, model, {.bucket_elements = 4000, .overlap = overlap == 1});
+    auto zero = MakeZero(model, **c, 4000);
+    if (!zero.ok()) return std::string(zero.status().message());
+    auto reducer = GradientReducer::Create(**c, model.backend(), zero->layout(), {.overlap = overlap == 1});
     auto noop = AdamW::Create(model.backend(), {}, {});
-    if (!zero.ok() || !reducer.ok() || !noop.ok()) return "create";
+    if (!reducer.ok() || !noop.ok()) return "create";
     RlUpdateOptions o;
     o.mini_batches = 2;
     o.schedule.lr = 1e-3;
@@ -209,12 +231,41 @@ TEST(DataParallel, OverlappedReductionGivesTheSameWeightsBitForBit) {
   }
 }
 
-// Shards written by N ranks read back whole, with another rank count's layout, into a
-// one-process AdamW, and into a new sharded AdamW (which writes the same bytes again).
+// Writes rank c.rank()'s range of the contiguous layout (EvenShards of the flat vector) in the
+// earlier shard format, "grpo.adamw.shard.v1".
+absl::Status WriteContiguousShard(Collective& c, const OptimizerRange& whole, const std::string& dir) {
+  const std::vector<size_t> counts = EvenShards(whole.exp_avg.size(), c.size());
+  const size_t offset = ShardOffset(counts, c.rank()), n = counts[c.rank()];
+  Tensor m = Tensor::Zeros(DType::kF32, {static_cast<int64_t>(n)}), v = Tensor::Zeros(DType::kF32, {static_cast<int64_t>(n)});
+  std::memcpy(m.mutable_raw_data(), whole.exp_avg.data() + offset, n * sizeof(float));
+  std::memcpy(v.mutable_raw_data(), whole.exp_avg_sq.data() + offset, n * sizeof(float));
+  return WriteSafetensors(absl::StrCat(dir, "/optimizer-shard-0000", c.rank(), "-of-0000", c.size(), ".safetensors"),
+                          {{"exp_avg", m}, {"exp_avg_sq", v}},
+                          {{"format", "grpo.adamw.shard.v1"},
+                           {"step", std::to_string(whole.step)},
+                           {"offset", std::to_string(offset)},
+                           {"total", std::to_string(whole.exp_avg.size())}});
+}
+
+// A new sharded AdamW (buckets of `bucket` floats) loads its shard from `from` and saves it to
+// `to` (every rank; returns once all have).
+std::string Reshard(CausalLM& model, Collective& c, int64_t bucket, const std::string& from, const std::string& to) {
+  auto zero = MakeZero(model, c, bucket);
+  if (!zero.ok()) return std::string(zero.status().message());
+  if (auto s = zero->LoadShard(from); !s.ok()) return std::string(s.message());
+  std::filesystem::create_directories(to);
+  if (auto s = zero->SaveShard(to); !s.ok()) return std::string(s.message());
+  return c.Barrier().ok() ? "" : "barrier";
+}
+
+// Shards written by N ranks (their shard of every bucket) tile the flat vector and read back
+// whole, with another rank count's layout, into a one-process AdamW, and into new sharded AdamWs:
+// with the same buckets (the same bytes again), with other buckets, and from the earlier
+// contiguous shard format.
 std::string CheckShardCheckpoint(Collective& c, const std::string& dir) {
   auto model = Make("qwen2-nano", 3);
   const auto& specs = model->parameter_specs();
-  auto zero = ShardedAdamW::Create(model->backend(), specs, {}, c);
+  auto zero = MakeZero(*model, c, 3000);
   if (!zero.ok()) return std::string(zero.status().message());
   auto noop = AdamW::Create(model->backend(), {}, {});
   RlUpdateOptions o;
@@ -231,17 +282,21 @@ std::string CheckShardCheckpoint(Collective& c, const std::string& dir) {
   auto whole = ReadOptimizerRange(dir, specs, 0, total);
   if (!whole.ok()) return std::string(whole.status().message());
   if (whole->step != 1) return absl::StrCat("step ", whole->step);
-  // the whole state, gathered from the ranks' memory, equals what the files say
-  std::vector<float> gathered(total, 0.0f);
-  auto mine = ReadOptimizerRange(dir, specs, zero->shard_offset(), zero->state_elements() / 2);
+  // every element is in exactly one rank's runs, and the runs' values make up the whole state
+  auto mine = ReadOptimizerRuns(dir, specs, zero->layout().own_runs());
   if (!mine.ok()) return std::string(mine.status().message());
-  std::copy(mine->exp_avg.begin(), mine->exp_avg.end(), gathered.begin() + zero->shard_offset());
-  if (!c.AllGather(absl::MakeSpan(gathered), EvenShards(total, c.size())).ok()) return "all_gather";
-  if (gathered != whole->exp_avg) return "the shards do not add up to the whole state";
+  std::vector<float> placed(total, 0.0f), owners(total, 0.0f);
+  int64_t at = 0;
+  for (const FlatRun& r : zero->layout().own_runs()) {
+    for (int64_t k = 0; k < r.count; ++k, ++at) placed[r.flat_offset + k] = mine->exp_avg[at], owners[r.flat_offset + k] += 1;
+  }
+  if (!c.AllReduceSum(absl::MakeSpan(placed)).ok() || !c.AllReduceSum(absl::MakeSpan(owners)).ok()) return "all_reduce";
+  if (std::count(owners.begin(), owners.end(), 1.0f) != total) return "the ranks' runs do not tile the state";
+  if (placed != whole->exp_avg) return "the shards do not add up to the whole state";
   bool nonzero = false;
   for (float x : whole->exp_avg_sq) nonzero |= x != 0;
   if (!nonzero) return "exp_avg_sq is all zero: nothing was trained";
-  // another rank count's layout: 3 ranges, concatenated
+  // another rank count's layout: 3 contiguous ranges, concatenated
   std::vector<float> joined;
   const std::vector<size_t> three = EvenShards(total, 3);
   for (int r = 0; r < 3; ++r) {
@@ -254,7 +309,7 @@ std::string CheckShardCheckpoint(Collective& c, const std::string& dir) {
   auto one = AdamW::Create(model->backend(), specs, {});
   if (auto s = LoadAnyOptimizerState(dir, &*one, specs); !s.ok()) return std::string(s.message());
   if (one->step() != 1) return "one-process step";
-  int64_t at = 0;
+  at = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
     if (!specs[i].trainable) continue;
     const Tensor m = one->exp_avg(i);
@@ -263,15 +318,21 @@ std::string CheckShardCheckpoint(Collective& c, const std::string& dir) {
     }
     at += m.numel();
   }
-  // a new sharded optimizer loads its shard and writes the same bytes
-  auto again = ShardedAdamW::Create(model->backend(), specs, {}, c);
-  if (auto s = again->LoadShard(dir); !s.ok()) return std::string(s.message());
-  const std::string copy = dir + "/copy" + std::to_string(c.rank());
-  std::filesystem::create_directories(copy);
-  if (auto s = again->SaveShard(copy); !s.ok()) return std::string(s.message());
-  const std::string name = "/optimizer-shard-0000" + std::to_string(c.rank()) + "-of-0000" + std::to_string(c.size()) +
-                           ".safetensors";
-  if (ReadFileToString(copy + name) != ReadFileToString(dir + name)) return "reloaded shard differs";
+  const std::string name = absl::StrCat("/optimizer-shard-0000", c.rank(), "-of-0000", c.size(), ".safetensors");
+  // the same buckets: the same bytes
+  if (auto e = Reshard(*model, c, 3000, dir, dir + "/same"); !e.empty()) return e;
+  if (ReadFileToString(dir + "/same" + name) != ReadFileToString(dir + name)) return "reloaded shard differs";
+  // other buckets: another layout of the same state
+  if (auto e = Reshard(*model, c, 1000, dir, dir + "/other"); !e.empty()) return e;
+  auto other = ReadOptimizerRange(dir + "/other", specs, 0, total);
+  if (!other.ok()) return std::string(other.status().message());
+  if (other->exp_avg != whole->exp_avg || other->exp_avg_sq != whole->exp_avg_sq) return "1000-float buckets reshard";
+  // the earlier contiguous format, loaded into this layout: the same bytes as the shard saved
+  std::filesystem::create_directories(dir + "/v1");
+  if (auto s = WriteContiguousShard(c, *whole, dir + "/v1"); !s.ok()) return std::string(s.message());
+  if (!c.Barrier().ok()) return "barrier";
+  if (auto e = Reshard(*model, c, 3000, dir + "/v1", dir + "/from-v1"); !e.empty()) return e;
+  if (ReadFileToString(dir + "/from-v1" + name) != ReadFileToString(dir + name)) return "a v1 shard loads other values";
   return "";
 }
 

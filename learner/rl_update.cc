@@ -221,16 +221,16 @@ absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& op
                                                      const RlUpdateOptions& o, std::vector<Buffer>* grads,
                                                      double* lr) {
   const bool distributed = o.collective != nullptr && o.collective->size() > 1;
-  const bool summed = distributed && o.gradient_reducer != nullptr;
-  if (summed) GRPO_RETURN_IF_ERROR(o.gradient_reducer->Finish(grads));
   if (o.sharded_optimizer != nullptr) {
     *lr = LearningRate(o.schedule, o.sharded_optimizer->step());
-    if (summed) return o.sharded_optimizer->StepSummed(&policy.parameter_buffers(), *grads, *lr, o.max_grad_norm);
-    return o.sharded_optimizer->Step(&policy.parameter_buffers(), grads, *lr, o.max_grad_norm);
+    if (o.gradient_reducer == nullptr) {
+      return o.sharded_optimizer->Step(&policy.parameter_buffers(), *grads, *lr, o.max_grad_norm);
+    }
+    GRPO_RETURN_IF_ERROR(o.gradient_reducer->Finish(*grads));
+    return o.sharded_optimizer->StepOnShard(&policy.parameter_buffers(), o.gradient_reducer->shard_sums(), *lr,
+                                            o.max_grad_norm, o.gradient_reducer->staging());
   }
-  if (distributed && !summed) {
-    GRPO_RETURN_IF_ERROR(AllReduceGradients(*o.collective, policy.parameter_specs(), grads));
-  }
+  if (distributed) GRPO_RETURN_IF_ERROR(AllReduceGradients(*o.collective, policy.parameter_specs(), grads));
   absl::StatusOr<double> norm = o.max_grad_norm > 0 ? ClipGradNorm(policy.parameter_specs(), grads, o.max_grad_norm)
                                                     : GlobalGradNorm(policy.parameter_specs(), *grads);
   if (!norm.ok()) return std::optional<double>();
@@ -259,6 +259,9 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   }
   if (options.loss.kl_beta > 0 && reference == nullptr) {
     return absl::InvalidArgumentError("rl update: kl_beta > 0 needs a reference model");
+  }
+  if (options.gradient_reducer != nullptr && options.sharded_optimizer == nullptr) {
+    return absl::InvalidArgumentError("rl update: the gradient reducer feeds the sharded optimizer; set both");
   }
   GRPO_RETURN_IF_ERROR(ValidatePolicyLossOptions(options.loss));
   const ModelConfig& cfg = policy.config();

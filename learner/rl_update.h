@@ -70,10 +70,11 @@ struct RlUpdateOptions {
   // ZeRO-1 (sharded_optimizer.h): when set, it steps instead of RlUpdate's `optimizer` argument
   // (which is then not touched; pass any AdamW, e.g. one over no parameters).
   ShardedAdamW* sharded_optimizer = nullptr;
-  // Data-parallel ranks: when set, the gradients are summed by this reducer (its buckets, started
-  // during each mini-batch's backward when it overlaps) and the optimizer steps on the sums
-  // (ShardedAdamW::StepSummed); otherwise they are summed after the backward by the sharded
-  // optimizer's reduce-scatter, or by AllReduceGradients.
+  // Data-parallel ranks with the sharded optimizer: when set, the gradients are reduce-scattered
+  // by this reducer (its buckets, started during each mini-batch's backward when it overlaps) and
+  // the sharded optimizer steps on the rank's shard of the sums (ShardedAdamW::StepOnShard);
+  // otherwise they are reduce-scattered after the backward by the sharded optimizer's Step, or,
+  // without a sharded optimizer, all-reduced by AllReduceGradients. Requires sharded_optimizer.
   GradientReducer* gradient_reducer = nullptr;
 };
 

@@ -17,6 +17,7 @@
 #include "data/sampler.h"
 #include "learner/checkpoint.h"
 #include "learner/gradient_reducer.h"
+#include "learner/sharded_optimizer.h"
 #include "learner/recipe.h"
 #include "learner/rl_update.h"
 #include "learner/trainer.h"
@@ -75,8 +76,10 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o);
 // The policy update's options for a step of this recipe (the same on every rank).
 RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
                               ShardedAdamW* sharded, GradientReducer* reducer);
-// The data-parallel gradient buckets of this recipe (learner.bucket_mb, learner.overlap_grad_reduce).
-GradientReducerOptions ReducerOptions(const TrainRecipe& r);
+// ZeRO-1 on a data-parallel rank: the sharded AdamW and the gradient reducer over `policy`'s
+// bucket layout (learner.bucket_mb, learner.overlap_grad_reduce).
+absl::Status OpenZero(const TrainRecipe& r, const CausalLM& policy, Collective& c, std::optional<ShardedAdamW>* zero,
+                      std::unique_ptr<GradientReducer>* reducer);
 
 // Data-parallel ranks (trainer_ranks.cc). Rank 0 tells the others, once RL is about to start,
 // which checkpoint its optimizer state came from ("" for none) and sends its parameters; then
@@ -93,8 +96,8 @@ WeightPushOptions PushOptions(const TrainRecipe& r);
 // Every rank writes its optimizer shard into the checkpoint directory `dir` (rank 0's included);
 // returns once all have.
 absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::string& dir);
-// "ranks: N (gloo), AdamW state per rank: X MiB of Y MiB (ZeRO-1)".
-std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, int64_t trainable_elements);
+// "ranks: N (gloo), AdamW state on rank 0: X MiB of Y MiB (ZeRO-1), host staging: Z MiB".
+std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, const GradientReducer& reducer);
 // What every rank but 0 runs instead of Train.
 absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOptions& o);
 

@@ -1,6 +1,8 @@
 // Data-parallel ranks of `grpo train`: what rank 0 sends and what every other rank runs.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "learner/checkpoint.h"
 #include "absl/strings/numbers.h"
@@ -94,12 +96,27 @@ absl::Status SaveShards(Collective& c, const ShardedAdamW& zero, const std::stri
   return c.Barrier();
 }
 
-std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, int64_t trainable_elements) {
+std::string ShardingSummary(const Collective& c, const ShardedAdamW& zero, const GradientReducer& reducer) {
   const double mib = 4.0 / (1 << 20);
-  char line[200];
-  std::snprintf(line, sizeof(line), "ranks: %d (%s), AdamW state on rank 0: %.2f MiB of %.2f MiB (ZeRO-1)",
-                c.size(), c.engine().c_str(), zero.state_elements() * mib, 2.0 * trainable_elements * mib);
+  // the reducer's own vector and bucket images (lent to the optimizer's all-gather), and the
+  // receive buffer of one bucket's reduce-scatter inside the collective
+  const int64_t staging = reducer.host_elements() + zero.layout().max_bucket_elements();
+  char line[240];
+  std::snprintf(line, sizeof(line),
+                "ranks: %d (%s), AdamW state on rank 0: %.2f MiB of %.2f MiB (ZeRO-1), host staging: %.2f MiB",
+                c.size(), c.engine().c_str(), zero.state_elements() * mib, 2.0 * zero.layout().total_elements() * mib,
+                staging * mib);
   return line;
+}
+
+absl::Status OpenZero(const TrainRecipe& r, const CausalLM& policy, Collective& c, std::optional<ShardedAdamW>* zero,
+                      std::unique_ptr<GradientReducer>* reducer) {
+  const int64_t bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.bucket_mb * (1 << 20) / sizeof(float)));
+  GRPO_ASSIGN_OR_RETURN(GradientBuckets layout, GradientBuckets::Create(policy.parameter_specs(), policy.gradient_ready_order(),
+                                                                        bucket_elements, c.size(), c.rank()));
+  GRPO_ASSIGN_OR_RETURN(*zero, ShardedAdamW::Create(policy.backend(), policy.parameter_specs(), layout, r.adamw, c));
+  GRPO_ASSIGN_OR_RETURN(*reducer, GradientReducer::Create(c, policy.backend(), layout, {.overlap = r.overlap_grad_reduce}));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOptions& o) {
@@ -116,9 +133,10 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
   if (start.first != kStart) return absl::DataLossError("data parallel: expected the start message");
   GRPO_RETURN_IF_ERROR(BroadcastParameters(c, *policy));
   GRPO_ASSIGN_OR_RETURN(AdamW noop, AdamW::Create(*backend, {}, r.adamw));
-  GRPO_ASSIGN_OR_RETURN(ShardedAdamW zero, ShardedAdamW::Create(*backend, policy->parameter_specs(), r.adamw, c));
-  if (!start.second.empty()) GRPO_RETURN_IF_ERROR(zero.LoadShard(start.second));
-  GRPO_ASSIGN_OR_RETURN(std::unique_ptr<GradientReducer> reducer, GradientReducer::Create(c, *policy, ReducerOptions(r)));
+  std::optional<ShardedAdamW> zero;
+  std::unique_ptr<GradientReducer> reducer;
+  GRPO_RETURN_IF_ERROR(OpenZero(r, *policy, c, &zero, &reducer));
+  if (!start.second.empty()) GRPO_RETURN_IF_ERROR(zero->LoadShard(start.second));
   std::unique_ptr<CausalLM> reference;
   if (r.loss.kl_beta > 0) {  // rank 0 wrote it before starting
     GRPO_ASSIGN_OR_RETURN(reference, CausalLM::Load(summary.run_dir + "/checkpoints/reference", *backend));
@@ -135,14 +153,14 @@ absl::StatusOr<TrainSummary> FollowRank0(const TrainRecipe& r, const TrainOption
       continue;
     }
     if (message.first == kSave) {
-      GRPO_RETURN_IF_ERROR(zero.SaveShard(message.second));
+      GRPO_RETURN_IF_ERROR(zero->SaveShard(message.second));
       GRPO_RETURN_IF_ERROR(c.Barrier());
       continue;
     }
     if (message.first != kStep) return absl::DataLossError("data parallel: unexpected message from rank 0");
     GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, ParseGroups(message.second));
     GRPO_RETURN_IF_ERROR(
-        RlUpdate(*policy, reference.get(), noop, groups, UpdateOptions(r, routing, &c, &zero, reducer.get()), &grads).status());
+        RlUpdate(*policy, reference.get(), noop, groups, UpdateOptions(r, routing, &c, &*zero, reducer.get()), &grads).status());
     ++summary.steps_done;
   }
 }

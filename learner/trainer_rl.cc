@@ -548,16 +548,19 @@ struct Learner {
 struct UpdateResult {
   RlUpdateStats stats;
   double t_learn = 0;
+  std::optional<double> sent_mib;  // data-parallel ranks: what this rank sent during the update
 };
 
 absl::StatusOr<UpdateResult> UpdatePolicy(const Learner& l, const TrainRecipe& r, bool routing,
                                           const std::vector<RlGroup>& groups, Collective* collective) {
   const auto t0 = Clock::now();
+  const uint64_t sent0 = collective != nullptr ? collective->bytes_sent() : 0;
   if (collective != nullptr) GRPO_RETURN_IF_ERROR(SendStep(*collective, groups));
   UpdateResult u;
   GRPO_ASSIGN_OR_RETURN(u.stats, RlUpdate(*l.policy, l.reference, *l.opt, groups,
                                           UpdateOptions(r, routing, collective, l.zero, l.reducer), l.grads));
   u.t_learn = Seconds(t0, Clock::now());
+  if (collective != nullptr) u.sent_mib = static_cast<double>(collective->bytes_sent() - sent0) / (1 << 20);
   return u;
 }
 
@@ -685,6 +688,7 @@ std::map<std::string, double> StepRow(const Run& run, const StepBatch& b, const 
   row["time/reward"] = b.t_reward;
   row["time/store"] = t_store;
   row["time/learn"] = u.t_learn;
+  if (u.sent_mib) row["comm/sent_mib"] = *u.sent_mib;
   row["time/sync"] = p.t_sync;
   if (r.overlap) row["time/overlap_wait"] = p.t_overlap_wait;
   return row;
@@ -864,11 +868,10 @@ absl::StatusOr<RlOptimizer> OpenOptimizer(const Run& run, const TrainOptions& o,
                                                  r.adamw));
   RlOptimizer optimizer{std::move(opt), std::nullopt, nullptr};
   if (ranks != nullptr) {
-    GRPO_ASSIGN_OR_RETURN(optimizer.zero, ShardedAdamW::Create(run.policy->backend(), specs, r.adamw, *ranks));
-    GRPO_ASSIGN_OR_RETURN(optimizer.reducer, GradientReducer::Create(*ranks, *run.policy, ReducerOptions(r)));
+    GRPO_RETURN_IF_ERROR(OpenZero(r, *run.policy, *ranks, &optimizer.zero, &optimizer.reducer));
     if (resumed_rl) GRPO_RETURN_IF_ERROR(optimizer.zero->LoadShard(run.checkpoint->dir));
     GRPO_RETURN_IF_ERROR(SendStart(*ranks, *run.policy, resumed_rl ? run.checkpoint->dir : ""));
-    Progress(o, ShardingSummary(*ranks, *optimizer.zero, TrainableElements(specs)));
+    Progress(o, ShardingSummary(*ranks, *optimizer.zero, *optimizer.reducer));
   } else if (resumed_rl) {
     GRPO_RETURN_IF_ERROR(LoadOptimizerState(*run.checkpoint, &optimizer.opt));
   }
@@ -911,13 +914,6 @@ absl::Status FinishRl(const Run& run, Collective* ranks, MetricsWriter& metrics,
 }
 
 }  // namespace
-
-GradientReducerOptions ReducerOptions(const TrainRecipe& r) {
-  GradientReducerOptions g;
-  g.bucket_elements = std::max<int64_t>(1, static_cast<int64_t>(r.bucket_mb * (1 << 20) / sizeof(float)));
-  g.overlap = r.overlap_grad_reduce;
-  return g;
-}
 
 RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* collective,
                               ShardedAdamW* sharded, GradientReducer* reducer) {

@@ -72,8 +72,9 @@ absl::StatusOr<EncodedWeights> EncodeWeights(const std::vector<Parameter>& param
 
 // Data-parallel ranks push a version as `num_shards` shards in parallel, one each: shard k holds
 // the tensors (in `params` order) whose first element falls in rank k's even share of the
-// parameters laid out flat (collective.h EvenShards, the layout ZeRO-1 shards the optimizer
-// by; empty tensors at the very end go to the last shard). Every tensor is in exactly one shard.
+// parameters laid out flat (collective.h EvenShards; every rank holds all the parameters after
+// a step, so any even split serves; empty tensors at the very end go to the last shard). Every
+// tensor is in exactly one shard.
 std::vector<Parameter> ParametersOfShard(const std::vector<Parameter>& params, int shard, int num_shards);
 
 // EncodeWeights of ParametersOfShard, marked as shard `shard` of `num_shards` (every message of

@@ -56,7 +56,8 @@ for n in 1 2 4; do  # each resume in a copy of the stopped run (same recipe, sam
 done
 check "resume at 2 ranks is bit-identical" 'cmp -s r2/$(ck half 10) $(ck n2 10)'
 # the same resume with ~30 buckets of 0.05 MiB, each reduced during the backward (n2's one 25 MiB
-# bucket could start only when the backward ended): at 2 ranks every element's sum is the same
+# bucket could start only when the backward ended), its optimizer shards re-cut to the new
+# buckets on load: every element's sum is the same (each is added up in rank order)
 mkdir r2s && cp -r runs r2s/
 (cd r2s && "$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=10 --set run.name=half --resume --nproc 2 \
    --set learner.bucket_mb=0.05 > ../r2s.out 2> ../r2s.err)
