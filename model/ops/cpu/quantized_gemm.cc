@@ -138,11 +138,11 @@ inline float ScaledX(float x, const float* scales, int64_t c) {
   return x * (256.0f * scales[c / kBlock]);
 }
 
-// ScaledX of every element of x [m, k].
-void ScaleXForFp8(const float* x, const float* scales, int64_t m, int64_t k, float* out) {
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t c = 0; c < k; ++c) out[i * k + c] = ScaledX(x[i * k + c], scales, c);
-  }
+// n floats of `buffer` from a 64-byte boundary (whole cache lines for the kernels' loads).
+float* CacheAligned(std::vector<float>& buffer, int64_t n) {
+  if (static_cast<int64_t>(buffer.size()) < n + 16) buffer.resize(n + 16);
+  const auto at = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<float*>((at + 63) & ~uintptr_t{63});
 }
 
 #define GRPO_INLINE __attribute__((always_inline)) inline
@@ -241,6 +241,7 @@ struct Isa {
   static constexpr int kMaxXRows = 2;  // 8 accumulators + 4 weights + x in 16 registers
   GRPO_INLINE static V Zero() { return _mm256_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm256_loadu_ps(p); }
+  GRPO_INLINE static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
   // 16 bf16: *even = columns 0, 2, .., 14 (the low halves of the 32-bit lanes, shifted up),
   // *odd = columns 1, 3, .., 15 (the high halves, masked).
   GRPO_INLINE static void Bf16Pair(const unsigned char* p, V* even, V* odd) {
@@ -297,6 +298,7 @@ struct Isa {
   static constexpr int kMaxXRows = 5;  // 20 accumulators + 4 weights + x in 32 registers
   GRPO_INLINE static V Zero() { return _mm512_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm512_loadu_ps(p); }
+  GRPO_INLINE static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
   // 32 bf16: *even = columns 0, 2, .., 30, *odd = columns 1, 3, .., 31.
   GRPO_INLINE static void Bf16Pair(const unsigned char* p, V* even, V* odd) {
     const __m512i v = _mm512_loadu_si512(p);
