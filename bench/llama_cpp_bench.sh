@@ -11,7 +11,8 @@
 # batch-1 bandwidth bound (weight bytes read per token / triad bandwidth) and our share of it.
 # Before timing, greedy continuations of a nano model of the same family (qwen2-nano,
 # qwen3_moe-nano) must agree token for token, ours f32 / bf16 against llama.cpp F32 / BF16;
-# CHECK_ONLY=1 stops after that check.
+# CHECK_ONLY=1 stops after that check. BASELINE=PATH (a rollout_bench binary of another build,
+# e.g. main's) runs that binary too, interleaved with ours, for a before/after column.
 # Not a test: run it by hand.
 #   MODEL=moe-mid ROUNDS=3 PROMPT_LEN=512 STEPS=128 THREADS="1 2" FORMATS="f32 bf16 fp8" bash bench/llama_cpp_bench.sh
 set -euo pipefail
@@ -64,6 +65,10 @@ for round in $(seq "$ROUNDS"); do
       t=$(gguf_type "$f")
       GRPO_NUM_THREADS=$thr bazel-bin/bench/rollout_bench "$M" "$PROMPT_LEN" "$STEPS" \
         --serve-format "$f" --llama-workloads | sed "s/^{/{\"round\": $round, /" >>"$R"
+      if [ -n "${BASELINE:-}" ]; then
+        GRPO_NUM_THREADS=$thr "$BASELINE" "$M" "$PROMPT_LEN" "$STEPS" --serve-format "$f" --llama-workloads |
+          sed "s/^{/{\"round\": $round, /; s/\"impl\": *\"grpo\"/\"impl\": \"grpo-baseline\"/" >>"$R"
+      fi
       node bench/llama_cpp_bench.mjs "$W/$MODEL-$t.gguf" "$thr" "$PROMPT_LEN" "$STEPS" "$t" "$VOCAB" |
         sed "s/^{/{\"round\": $round, /" >>"$R"
     done
@@ -77,8 +82,10 @@ pair = {"f32": "F32", "bf16": "BF16", "fp8": "Q8_0"}
 def cell(impl, thr, fmt, key):
     v = [r[key] for r in rows if r["impl"] == impl and r["threads"] == thr and r["format"] == fmt]
     return (statistics.median(v), min(v), max(v)) if v else None
-print("| workload | threads | ours | tok/s (min-max) | llama.cpp | tok/s (min-max) | ratio |")
-print("|---|---|---|---|---|---|---|")
+base = any(r["impl"] == "grpo-baseline" for r in rows)
+print("| workload | threads | ours | tok/s (min-max) | llama.cpp | tok/s (min-max) | ratio |" +
+      (" baseline tok/s (min-max) | ratio |" if base else ""))
+print("|---|---|---|---|---|---|---|" + ("---|---|" if base else ""))
 names = {"decode_b1_tok_s": "batch-1 decode", "decode_b16_tok_s": "16 sequences decoding",
          "prefill_tok_s": "prompt prefill"}
 for key in ("decode_b1_tok_s", "decode_b16_tok_s", "prefill_tok_s"):
@@ -87,8 +94,10 @@ for key in ("decode_b1_tok_s", "decode_b16_tok_s", "prefill_tok_s"):
             a, b = cell("grpo", thr, ours_fmt, key), cell("llama.cpp", thr, theirs_fmt, key)
             if not a or not b:
                 continue
+            c = cell("grpo-baseline", thr, ours_fmt, key)
+            extra = f" {c[0]:.1f} ({c[1]:.1f}-{c[2]:.1f}) | {c[0] / b[0]:.2f}x |" if c else ""
             print(f"| {names[key]} | {thr} | {ours_fmt} | {a[0]:.1f} ({a[1]:.1f}-{a[2]:.1f}) | {theirs_fmt} | "
-                  f"{b[0]:.1f} ({b[1]:.1f}-{b[2]:.1f}) | {a[0] / b[0]:.2f}x |")
+                  f"{b[0]:.1f} ({b[1]:.1f}-{b[2]:.1f}) | {a[0] / b[0]:.2f}x |" + extra)
 print()
 print("| threads | format | triad GB/s (median) | weight MB/token | bound tok/s | ours batch-1 / bound |")
 print("|---|---|---|---|---|---|")

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -113,18 +114,36 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 
 // ---- Decode kernels: reduced-precision weights widened in registers ----
 //
-// Each weight vector is loaded once per block of x rows and widened in registers to exactly the
-// f32 values WidenWeightRows gives (bf16: a shift or a mask; FP8: the E4M3 code placed into an
-// IEEE half whose value is the code's times 2^-8 (the code sign-extended to 16 bits, shifted
-// left by 7, bit 14 cleared), converted with vcvtph2ps, times 2^8 * block scale: one rounding
-// of code * scale, as in WidenFp8), then multiplied into f32 accumulators
-// with FMA. A step covers 2 vectors of columns: for bf16 one full-width load holds them, its
-// even columns in the low halves of the 32-bit lanes and its odd ones in the high halves, so x
-// is read with its columns permuted to match (PermuteXForBf16). y[i][j] is the sum over lanes
-// (one accumulator per (i, j)), reduced in a fixed order, plus the scalar tail: the same for
-// whatever row blocking or thread split.
+// Each weight vector is loaded once per block of x rows, widened in registers and multiplied
+// into f32 accumulators with FMA. bf16: a shift or a mask, exactly the f32 values
+// WidenWeightRows gives. FP8: the E4M3 code placed into an IEEE half whose value is the code's
+// times 2^-8 (the code sign-extended to 16 bits, shifted left by 7, bit 14 cleared), converted
+// with vcvtph2ps: exact, and not multiplied by the block scale. x is multiplied by 2^8 · scale
+// instead (ScaledX: one rounding per product, where the reference rounds code · scale once),
+// and that multiplication is shared by the kRowsPerGroup weight rows of a group, which all have
+// the same scales (a group never crosses a 128-row block). A step covers 2 vectors of columns:
+// for bf16 one full-width load holds them, its even columns in the low halves of the 32-bit
+// lanes and its odd ones in the high halves, so x is read with its columns permuted to match
+// (PermuteXForBf16). y[i][j] is the sum over lanes (one accumulator per (i, j)), reduced in a
+// fixed order, plus the scalar tail: the same for whatever row blocking or thread split.
 
 #if defined(__x86_64__)
+
+// An E4M3 code's exact value times 2^-8, as the FP8 decode kernels widen it.
+inline float Fp8CodeValue(uint8_t b) { return Fp8Bits(b) * 0x1p112f; }
+
+// x times 2^8 and the scale of column c's block (`scales`: one block row): the x operand of the
+// FP8 decode kernels, whose weight operand is Fp8CodeValue.
+inline float ScaledX(float x, const float* scales, int64_t c) {
+  return x * (256.0f * scales[c / kBlock]);
+}
+
+// n floats of `buffer` from a 64-byte boundary (whole cache lines for the kernels' loads).
+float* CacheAligned(std::vector<float>& buffer, int64_t n) {
+  if (static_cast<int64_t>(buffer.size()) < n + 16) buffer.resize(n + 16);
+  const auto at = reinterpret_cast<uintptr_t>(buffer.data());
+  return reinterpret_cast<float*>((at + 63) & ~uintptr_t{63});
+}
 
 #define GRPO_INLINE __attribute__((always_inline)) inline
 
@@ -140,7 +159,7 @@ constexpr auto kPrefetchHint = _MM_HINT_T1;
 // kRowsPerGroup consecutive weight rows of a bf16 or FP8 view.
 struct WeightRows {
   const unsigned char* row[kRowsPerGroup];
-  const float* scales[kRowsPerGroup];  // FP8: the row's block row of scales
+  const float* scales;  // FP8: the block row of scales of every row of the group
   // Bytes from row r to the same row of the next group (the next rows in memory), for software
   // prefetching: a group's rows are short streams (k elements) the hardware prefetcher would
   // only start to follow as they end. (Two groups ahead was no faster for FP8.)
@@ -151,15 +170,15 @@ struct WeightRows {
 // already widened.
 enum class Source { kBf16, kFp8, kF32 };
 
-// One weight element, widened exactly like WidenWeightRows (for the tails).
-GRPO_INLINE float WeightAt(const WeightRows& w, int r, int64_t c, Source source) {
-  if (source == Source::kF32) return reinterpret_cast<const float*>(w.row[r])[c];
-  if (source == Source::kFp8) return Fp8Bits(w.row[r][c]) * 0x1p120f * w.scales[r][c / kBlock];
+// One bf16 weight element widened (for the tails).
+GRPO_INLINE float Bf16At(const WeightRows& w, int r, int64_t c) {
   uint16_t h;
   std::memcpy(&h, w.row[r] + 2 * c, 2);
   return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
 }
 
+// Rows [first, first + count) of the view (count <= kRowsPerGroup; the last one repeated to fill
+// the group). FP8: the rows must lie in one 128-row block (BlockRowEnd).
 WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
   WeightRows rows{};
   const bool fp8 = w.dtype == DType::kF8E4M3;
@@ -167,10 +186,23 @@ WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
   for (int r = 0; r < kRowsPerGroup; ++r) {
     const int64_t g = w.row_begin + first + std::min(r, count - 1);
     rows.row[r] = static_cast<const unsigned char*>(w.data) + g * w.cols * (fp8 ? 1 : 2);
-    rows.scales[r] = fp8 ? w.scales + (g / kBlock) * bcols : nullptr;
   }
+  rows.scales = fp8 ? w.scales + ((w.row_begin + first) / kBlock) * bcols : nullptr;
   rows.prefetch_bytes = count * w.cols * (fp8 ? 1 : 2);
   return rows;
+}
+
+// The first row of the view after row c that starts a new 128-row block of scales.
+int64_t BlockRowEnd(const HostWeights& w, int64_t c) {
+  return ((w.row_begin + c) / kBlock + 1) * kBlock - w.row_begin;
+}
+
+// Rows [r0, r1) of an FP8 view (r1 - r0 <= kRowsPerGroup) as Fp8CodeValue gives them, [r1 - r0][k].
+void WidenFp8Codes(const HostWeights& w, int64_t r0, int64_t r1, float* out) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t r = r0; r < r1; ++r) {
+    WidenFp8(base + (w.row_begin + r) * w.cols, w.cols, 0x1p-8f, out + (r - r0) * w.cols);
+  }
 }
 
 // The size of the block of x rows starting at row i when m rows are cut into as few blocks of
@@ -209,6 +241,7 @@ struct Isa {
   static constexpr int kMaxXRows = 2;  // 8 accumulators + 4 weights + x in 16 registers
   GRPO_INLINE static V Zero() { return _mm256_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm256_loadu_ps(p); }
+  GRPO_INLINE static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
   // 16 bf16: *even = columns 0, 2, .., 14 (the low halves of the 32-bit lanes, shifted up),
   // *odd = columns 1, 3, .., 15 (the high halves, masked).
   GRPO_INLINE static void Bf16Pair(const unsigned char* p, V* even, V* odd) {
@@ -216,15 +249,16 @@ struct Isa {
     *even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
     *odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  // 16 E4M3 codes, columns 0..7 and 8..15, times `scale`.
-  GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
+  // 16 E4M3 codes, columns 0..7 and 8..15, as their exact values times 2^-8.
+  GRPO_INLINE static void Fp8Codes(const uint8_t* p, V* lo, V* hi) {
     const __m256i half = _mm256_and_si256(
         _mm256_slli_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 7),
         _mm256_set1_epi16(static_cast<short>(0xBF80)));
-    const __m256 s = _mm256_set1_ps(scale * 256.0f);
-    *lo = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(half)), s);
-    *hi = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(half, 1)), s);
+    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(half));
+    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(half, 1));
   }
+  GRPO_INLINE static V Set1(float v) { return _mm256_set1_ps(v); }
+  GRPO_INLINE static V Mul(V a, V b) { return _mm256_mul_ps(a, b); }
   GRPO_INLINE static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   GRPO_INLINE static float Sum(V v) {
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -264,21 +298,23 @@ struct Isa {
   static constexpr int kMaxXRows = 5;  // 20 accumulators + 4 weights + x in 32 registers
   GRPO_INLINE static V Zero() { return _mm512_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm512_loadu_ps(p); }
+  GRPO_INLINE static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
   // 32 bf16: *even = columns 0, 2, .., 30, *odd = columns 1, 3, .., 31.
   GRPO_INLINE static void Bf16Pair(const unsigned char* p, V* even, V* odd) {
     const __m512i v = _mm512_loadu_si512(p);
     *even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
     *odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
-  // 32 E4M3 codes, columns 0..15 and 16..31, times `scale`.
-  GRPO_INLINE static void Fp8Pair(const uint8_t* p, float scale, V* lo, V* hi) {
+  // 32 E4M3 codes, columns 0..15 and 16..31, as their exact values times 2^-8.
+  GRPO_INLINE static void Fp8Codes(const uint8_t* p, V* lo, V* hi) {
     const __m512i half = _mm512_and_si512(
         _mm512_slli_epi16(_mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 7),
         _mm512_set1_epi16(static_cast<short>(0xBF80)));
-    const __m512 s = _mm512_set1_ps(scale * 256.0f);
-    *lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(half)), s);
-    *hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1)), s);
+    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(half));
+    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(half, 1));
   }
+  GRPO_INLINE static V Set1(float v) { return _mm512_set1_ps(v); }
+  GRPO_INLINE static V Mul(V a, V b) { return _mm512_mul_ps(a, b); }
   GRPO_INLINE static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   GRPO_INLINE static float Sum(V v) { return Sum512(v); }
 };
@@ -345,7 +381,7 @@ GRPO_INLINE void DotBf16Tile(const float* x, const SplitX& sx,
     #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       float s = avx512::Isa::Sum(acc[i][r]);
-      for (int64_t t = 32 * vecs; t < k; ++t) s += x[i * k + t] * WeightAt(w, r, t, Source::kBf16);
+      for (int64_t t = 32 * vecs; t < k; ++t) s += x[i * k + t] * Bf16At(w, r, t);
       y[i * ldy + r] = s;
     }
   }

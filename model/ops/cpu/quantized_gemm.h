@@ -51,9 +51,15 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k);
 // rows is prefetched into L2. bf16: one full-width load gives two f32 vectors (even columns by
 // a shift, odd ones by a mask) against x read with its columns permuted to match.
 //  - kWidenThenSgemm: the reference, no register kernel (also every x with more rows).
-//  - kAvx2 (x86-64-v3 + F16C), kAvx512 (F/BW/VL/DQ): weights widened exactly (bf16 by a shift,
-//    FP8 via IEEE half and vcvtph2ps, times the block scale: the values WidenWeightRows gives),
-//    f32 FMA. Differs from the reference only in the order of the f32 sums.
+//  - kAvx2 (x86-64-v3 + F16C), kAvx512 (F/BW/VL/DQ): weights widened exactly, f32 FMA. bf16 by
+//    a shift (the values WidenWeightRows gives): differs from the reference only in the order
+//    of the f32 sums. FP8: each code's exact value (via IEEE half and vcvtph2ps) times x
+//    multiplied by its block's scale, where the reference multiplies x by code times scale: one
+//    f32 rounding per product either way (of x * scale here, of code * scale there), so the
+//    same error bound, but not the same bits; the scale multiplication is shared by the 4
+//    weight rows of a group instead of repeated for each weight. The same operands and order
+//    for every row of x whatever the other rows (several rows: the codes widened once into an
+//    L1 buffer of the same values), so a row's outputs do not depend on its batch.
 //  - kAvx512Bf16: bf16 weights with vdpbf16ps; x carried as two bf16 (hi = bf16(x),
 //    lo = bf16(x - hi), |x - hi - lo| <= 2^-18 |x|), each product exact in f32, denormal
 //    products flushed. So y differs from the reference by at most about

@@ -2,10 +2,12 @@
 // with core's conversions (Tensor::ToF32 / DequantizeFp8Block), then Linear", and against the
 // same products summed in double, for every decode kernel this CPU can run.
 //
-// Tolerance: every kernel multiplies exactly the reference's f32 weight values (the widening is
-// checked bit for bit below), so for the widen+sgemm, AVX2 and AVX-512 kernels any difference
-// comes from the order of the f32 sums alone: the assertion is the error bound of an f32 dot
-// product, |y - y_ref| <= 1e-6 * sum_k |x_k w_jk| (a wrong scale, code or row is off by far
+// Tolerance: for bf16 every kernel multiplies exactly the reference's f32 weight values (the
+// widening is checked bit for bit below), and so does widen+sgemm for FP8, so any difference
+// comes from the order of the f32 sums alone. The AVX2 and AVX-512 kernels multiply an FP8
+// code's exact value by x times the block scale (one rounding, where the reference rounds code
+// times scale once): the same bound per product. The assertion is the error bound of an f32
+// dot product, |y - y_ref| <= 1e-6 * sum_k |x_k w_jk| (a wrong scale, code or row is off by far
 // more). The AVX512_BF16 kernel carries x as two bf16 (|x - hi - lo| <= 2^-18 |x|), which adds
 // up to 2^-18 * sum_k |x_k w_jk| for bf16 weights: its bound is 5e-6 * sum_k |x_k w_jk|. Most
 // outputs of the widen+sgemm path come out bit-identical to the reference (the test prints the
@@ -281,6 +283,27 @@ TEST_P(RowSliceTest, RowSliceOfABlockQuantizedMatrix) {
         {count, k}, std::span<const float>(q.bf16_ref.data<float>() + begin * k, count * k));
     ExpectClose(y, x, ref16, nullptr, 4, k, count, "bf16 rows " + std::to_string(begin),
                 Bf16Tolerance(GetParam()));
+  }
+}
+
+TEST_P(RowSliceTest, RowsOfXAreIndependentAcrossBlockRows) {
+  // A slice starting at row 250: its groups of 4 rows start 2 rows before the 128-row block edge
+  // at 256, so FP8 groups are cut there (one block row of scales per group). 7 rows of x take
+  // the path that widens each group's codes once (more rows than one tile of either ISA); each
+  // row alone takes the register path: the same outputs bit for bit.
+  const int64_t rows = 300, k = 300, m = 7;
+  const Quantized q = Make(rows, k, 4);
+  const std::vector<float> x = Random(m * k, 10);
+  const WeightView v = ViewOf(q.fp8, &q.scale_inv).Rows(250, 50);
+  std::vector<float> y(m * 50), one(50);
+  CpuBackend().LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, 50);
+  const Tensor ref = *Tensor::FromF32(
+      {50, k}, std::span<const float>(q.fp8_ref.data<float>() + 250 * k, 50 * k));
+  ExpectClose(y, x, ref, nullptr, m, k, 50, "fp8 rows 250, 7 rows of x");
+  if (GetParam() == cpu::DecodeKernel::kWidenThenSgemm) return;  // sgemm vs sgemv
+  for (int64_t i = 0; i < m; ++i) {
+    CpuBackend().LinearWeights(D(x.data() + i * k), v, nullptr, D(one.data()), 1, k, 50);
+    EXPECT_EQ(std::memcmp(one.data(), y.data() + i * 50, 50 * sizeof(float)), 0) << "row " << i;
   }
 }
 
