@@ -60,9 +60,10 @@ template <class T>
 auto D(T* p) { return grpo::cpu::HostAsDevice(p); }
 
 // The FP8 code widenings the avx512 kernel is run with: vcvtph2ps (0), and GFNI + VBMI (1)
-// where the CPU has them (quantized_gemm.h's UseFp8Gfni); one run (-1: as set) otherwise.
-std::vector<int> Fp8Widenings(grpo::DType dtype, grpo::cpu::DecodeKernel kernel) {
-  if (dtype != grpo::DType::kF8E4M3 || kernel != grpo::cpu::DecodeKernel::kAvx512) return {-1};
+// where the CPU has them (quantized_gemm.h's UseFp8Gfni); one run (-1: as set) otherwise, and
+// for more than 5 rows of x (one tile), which the GFNI kernel does not take.
+std::vector<int> Fp8Widenings(grpo::DType dtype, grpo::cpu::DecodeKernel kernel, int64_t m) {
+  if (dtype != grpo::DType::kF8E4M3 || kernel != grpo::cpu::DecodeKernel::kAvx512 || m > 5) return {-1};
   const bool gfni = grpo::cpu::UseFp8Gfni(true);
   return gfni ? std::vector<int>{0, 1} : std::vector<int>{0};
 }
@@ -92,7 +93,7 @@ int RunResident(grpo::Backend& be) {
     for (grpo::DType dtype : {grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
       for (grpo::cpu::DecodeKernel kernel : {grpo::cpu::DecodeKernel::kAvx2, grpo::cpu::DecodeKernel::kAvx512}) {
         if (!grpo::cpu::SetDecodeKernel(kernel)) break;
-        for (int gfni : Fp8Widenings(dtype, kernel)) {
+        for (int gfni : Fp8Widenings(dtype, kernel, m)) {
           if (gfni >= 0) grpo::cpu::UseFp8Gfni(gfni == 1);
           const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? bf16 : fp8->weight;
           const grpo::WeightView v{dtype, D(t.raw_data()),
@@ -199,7 +200,7 @@ int main() {
         if (dtype == grpo::DType::kF32 && kernel != grpo::cpu::DecodeKernel::kWidenThenSgemm) break;
         if (dtype == grpo::DType::kF8E4M3 && kernel == grpo::cpu::DecodeKernel::kAvx512Bf16) break;
         if (!grpo::cpu::SetDecodeKernel(kernel)) break;
-        for (int gfni : Fp8Widenings(dtype, kernel)) {
+        for (int gfni : Fp8Widenings(dtype, kernel, m)) {
           if (gfni >= 0) grpo::cpu::UseFp8Gfni(gfni == 1);
           auto run_all = [&] {
             for (const Matrix& w : mats) {

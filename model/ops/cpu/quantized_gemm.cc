@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -387,13 +388,16 @@ void Decode(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k
   DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
 }
 
-// The largest and the smallest non-zero |x| of x [m, k] (+inf when every x is 0).
-void AbsRange(const float* x, int64_t count, float* largest, float* smallest_nonzero) {
+// The largest and the smallest non-zero |x| of x [count] (+inf when every x is 0); false, when
+// x holds a NaN (which max/min would drop).
+bool AbsRange(const float* x, int64_t count, float* largest, float* smallest_nonzero) {
   const __m512 inf = _mm512_set1_ps(INFINITY);
   __m512 hi = _mm512_setzero_ps(), lo = inf;
+  __mmask16 nan = 0;
   int64_t i = 0;
   for (; i + 16 <= count; i += 16) {
     const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + i));
+    nan |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
     hi = _mm512_max_ps(hi, a);
     lo = _mm512_min_ps(lo, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_EQ_OQ), a, inf));
   }
@@ -407,11 +411,13 @@ void AbsRange(const float* x, int64_t count, float* largest, float* smallest_non
   }
   for (; i < count; ++i) {
     const float a = std::fabs(x[i]);
+    if (std::isnan(a)) nan = 1;
     h = std::max(h, a);
     if (a != 0) l = std::min(l, a);
   }
   *largest = h;
   *smallest_nonzero = l;
+  return nan == 0;
 }
 }  // namespace avx512gfni
 #pragma GCC pop_options
@@ -602,6 +608,7 @@ bool CpuCanRunFp8Gfni() {
          __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0 && (c & (1u << 8)) != 0;
 }
 bool g_use_fp8_gfni = CpuCanRunFp8Gfni();
+std::atomic<int64_t> g_fp8_gfni_calls{0};
 
 // Whether avx512gfni's FP8 kernel gives avx512's bits for x [m, k] and the FP8 view's rows
 // [0, n): denormal inputs are not flushed (the MXCSR's DAZ bit, which would zero the subnormal
@@ -612,7 +619,7 @@ bool g_use_fp8_gfni = CpuCanRunFp8Gfni();
 bool Fp8GfniIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
   if ((_mm_getcsr() & 0x0040) != 0) return false;  // DAZ
   float x_max = 0, x_min = 0;
-  avx512gfni::AbsRange(x, m * k, &x_max, &x_min);
+  if (!avx512gfni::AbsRange(x, m * k, &x_max, &x_min)) return false;  // NaN
   const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
   float s_max = 0, s_min = INFINITY;
   for (int64_t br = w.row_begin / kBlock; br <= (w.row_begin + n - 1) / kBlock; ++br) {
@@ -622,7 +629,7 @@ bool Fp8GfniIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, 
       if (s != 0) s_min = std::min(s_min, s);
     }
   }
-  if (!(x_max < INFINITY) || !(s_max < INFINITY)) return false;  // inf or NaN
+  if (!(x_max < INFINITY) || !(s_max < INFINITY)) return false;  // inf (NaN scales: skipped)
   if (x_max == 0 || s_max == 0) return true;                     // every product is 0
   return std::ilogb(x_max) + std::ilogb(s_max) < 6 && std::ilogb(s_max) < 6 &&
          std::ilogb(x_min) + std::ilogb(s_min) > -130;
@@ -702,6 +709,7 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
   }
   const bool wide = g_decode_kernel != DecodeKernel::kAvx2;
   const bool fp8_gfni = wide && Fp8GfniApplies(x, w, m, k, n);
+  if (fp8_gfni) g_fp8_gfni_calls.fetch_add(1, std::memory_order_relaxed);
   if (w.dtype == DType::kBF16) {  // x permuted once per call, shared by the threads
     thread_local std::vector<float> permuted;
     if (static_cast<int64_t>(permuted.size()) < m * k) permuted.resize(m * k);
@@ -779,6 +787,14 @@ bool Fp8GfniApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, 
 #else
   (void)x, (void)w, (void)m, (void)k, (void)n;
   return false;
+#endif
+}
+
+int64_t Fp8GfniCalls() {
+#if defined(__x86_64__)
+  return g_fp8_gfni_calls.load(std::memory_order_relaxed);
+#else
+  return 0;
 #endif
 }
 

@@ -83,6 +83,8 @@ bool UseFp8Gfni(bool enable);
 // on, m is at most one tile (5 rows), and x and the block scales are in the range where its
 // bits are the half kernel's (else the half kernel runs).
 bool Fp8GfniApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n);
+// How many LinearWeightsQuantized calls have run that kernel (for tests).
+int64_t Fp8GfniCalls();
 inline constexpr int64_t kDecodeMaxRows = 64;
 const char* DecodeKernelName(DecodeKernel kernel);
 // For tests and benchmarks: use `kernel` if this CPU can run it (each kernel implies the ones
