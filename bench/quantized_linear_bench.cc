@@ -1,6 +1,7 @@
 // Projections over f32, bf16 and FP8-block weights (Backend::Linear vs LinearWeights) on the
 // MLP shapes of a Qwen2.5-0.5B layer (hidden 896, intermediate 4864): decode-like GEMV (m = 1)
-// a GRPO group (m = 16) and m = 64, with every decode kernel this CPU runs. Weights of 8 layers are cycled so they do not sit in the cache, as
+// a GRPO group (m = 16) and m = 64, with every decode kernel this CPU runs (avx512 over FP8
+// with and without GFNI). Weights of 8 layers are cycled so they do not sit in the cache, as
 // in decoding. Reports time per layer and GB/s of weight bytes read, beside the machine's
 // streaming read bandwidth. QUANTIZED_LINEAR_RESIDENT=1 measures the kernels' compute ceiling
 // instead (RunResident). Threads: GRPO_NUM_THREADS. Not a test: run by hand,
@@ -58,6 +59,18 @@ double ReadBandwidthGBs() {
 template <class T>
 auto D(T* p) { return grpo::cpu::HostAsDevice(p); }
 
+// The FP8 code widenings the avx512 kernel is run with: vcvtph2ps (0), and GFNI + VBMI (1)
+// where the CPU has them (quantized_gemm.h's UseFp8Gfni); one run (-1: as set) otherwise, and
+// for more than 5 rows of x (one tile), which the GFNI kernel does not take.
+std::vector<int> Fp8Widenings(grpo::DType dtype, grpo::cpu::DecodeKernel kernel, int64_t m) {
+  if (dtype != grpo::DType::kF8E4M3 || kernel != grpo::cpu::DecodeKernel::kAvx512 || m > 5) return {-1};
+  const bool gfni = grpo::cpu::UseFp8Gfni(true);
+  return gfni ? std::vector<int>{0, 1} : std::vector<int>{0};
+}
+std::string KernelLabel(grpo::cpu::DecodeKernel kernel, int gfni) {
+  return std::string(grpo::cpu::DecodeKernelName(kernel)) + (gfni == 1 ? "+gfni" : "");
+}
+
 // With QUANTIZED_LINEAR_RESIDENT=1: the kernels' compute ceiling instead, one 512 x 896 matrix
 // (bf16 0.9 MB, FP8 0.46 MB: resident in L2) multiplied over and over, m = 1 and 16; GB/s of
 // weight bytes streamed through the kernel, best of 101 short runs (a millisecond or two each,
@@ -80,25 +93,29 @@ int RunResident(grpo::Backend& be) {
     for (grpo::DType dtype : {grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
       for (grpo::cpu::DecodeKernel kernel : {grpo::cpu::DecodeKernel::kAvx2, grpo::cpu::DecodeKernel::kAvx512}) {
         if (!grpo::cpu::SetDecodeKernel(kernel)) break;
-        const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? bf16 : fp8->weight;
-        const grpo::WeightView v{dtype, D(t.raw_data()),
-                                 dtype == grpo::DType::kF8E4M3 ? D(fp8->scale_inv.data<float>()) : nullptr,
-                                 n, k, 0};
-        const int64_t calls = m == 1 ? 16 : 2;
-        double best_s = 1e30;
-        for (int rep = 0; rep < 101; ++rep) {
-          const auto t0 = Clock::now();
-          for (int64_t c = 0; c < calls; ++c) be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
-          best_s = std::min(best_s, Seconds(t0, Clock::now()));
+        for (int gfni : Fp8Widenings(dtype, kernel, m)) {
+          if (gfni >= 0) grpo::cpu::UseFp8Gfni(gfni == 1);
+          const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? bf16 : fp8->weight;
+          const grpo::WeightView v{dtype, D(t.raw_data()),
+                                   dtype == grpo::DType::kF8E4M3 ? D(fp8->scale_inv.data<float>()) : nullptr,
+                                   n, k, 0};
+          const int64_t calls = m == 1 ? 16 : 2;
+          double best_s = 1e30;
+          for (int rep = 0; rep < 101; ++rep) {
+            const auto t0 = Clock::now();
+            for (int64_t c = 0; c < calls; ++c) be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
+            best_s = std::min(best_s, Seconds(t0, Clock::now()));
+          }
+          std::printf("%-8s m=%-3lld %-12s %8.2f GB/s of weights, %7.1f GFLOP/s\n",
+                      std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
+                      KernelLabel(kernel, gfni).c_str(), calls * t.nbytes() / best_s / 1e9,
+                      calls * 2.0 * m * n * k / best_s / 1e9);
         }
-        std::printf("%-8s m=%-3lld %-7s %8.2f GB/s of weights, %7.1f GFLOP/s\n",
-                    std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
-                    grpo::cpu::DecodeKernelName(kernel), calls * t.nbytes() / best_s / 1e9,
-                    calls * 2.0 * m * n * k / best_s / 1e9);
       }
     }
   }
   grpo::cpu::SetDecodeKernel(best);
+  grpo::cpu::UseFp8Gfni(true);
   // Prefill (m = 512 rows of x, more than the register kernels take): f32 Linear against
   // LinearWeights over bf16 and FP8 (the same path for every decode kernel). Best of 21 calls.
   const int64_t m = 512;
@@ -183,42 +200,46 @@ int main() {
         if (dtype == grpo::DType::kF32 && kernel != grpo::cpu::DecodeKernel::kWidenThenSgemm) break;
         if (dtype == grpo::DType::kF8E4M3 && kernel == grpo::cpu::DecodeKernel::kAvx512Bf16) break;
         if (!grpo::cpu::SetDecodeKernel(kernel)) break;
-        auto run_all = [&] {
-          for (const Matrix& w : mats) {
-            if (dtype == grpo::DType::kF32) {
-              be.Linear(D(x.data()), D(w.f32.data<float>()), nullptr, D(y.data()), m, w.k, w.n);
-            } else {
-              const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
-              grpo::WeightView v{dtype, D(t.raw_data()),
-                                 dtype == grpo::DType::kF8E4M3 ? D(w.scale.data<float>()) : nullptr,
-                                 w.n, w.k, 0};
-              be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, w.k, w.n);
+        for (int gfni : Fp8Widenings(dtype, kernel, m)) {
+          if (gfni >= 0) grpo::cpu::UseFp8Gfni(gfni == 1);
+          auto run_all = [&] {
+            for (const Matrix& w : mats) {
+              if (dtype == grpo::DType::kF32) {
+                be.Linear(D(x.data()), D(w.f32.data<float>()), nullptr, D(y.data()), m, w.k, w.n);
+              } else {
+                const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? w.bf16 : w.fp8;
+                grpo::WeightView v{dtype, D(t.raw_data()),
+                                   dtype == grpo::DType::kF8E4M3 ? D(w.scale.data<float>()) : nullptr,
+                                   w.n, w.k, 0};
+                be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, w.k, w.n);
+              }
             }
+          };
+          run_all();  // warm-up
+          std::vector<double> times;
+          for (int rep = 0; rep < (m == 1 ? 9 : 3); ++rep) {
+            const auto t0 = Clock::now();
+            run_all();
+            times.push_back(Seconds(t0, Clock::now()));
           }
-        };
-        run_all();  // warm-up
-        std::vector<double> times;
-        for (int rep = 0; rep < (m == 1 ? 9 : 3); ++rep) {
-          const auto t0 = Clock::now();
-          run_all();
-          times.push_back(Seconds(t0, Clock::now()));
+          std::sort(times.begin(), times.end());
+          const double t = times[times.size() / 2];
+          double bytes = 0;
+          for (const Matrix& w : mats) {
+            bytes += dtype == grpo::DType::kF32    ? w.f32.nbytes()
+                     : dtype == grpo::DType::kBF16 ? w.bf16.nbytes()
+                                                   : w.fp8.nbytes() + w.scale.nbytes();
+          }
+          const double flops = 2.0 * m * 3 * hidden * inter * layers;
+          std::printf("%-6s %4lld %12.3f %12.2f %10.1f  %s\n",
+                      std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
+                      t / layers * 1e3, bytes / t / 1e9, flops / t / 1e9,
+                      dtype == grpo::DType::kF32 ? "Linear" : KernelLabel(kernel, gfni).c_str());
         }
-        std::sort(times.begin(), times.end());
-        const double t = times[times.size() / 2];
-        double bytes = 0;
-        for (const Matrix& w : mats) {
-          bytes += dtype == grpo::DType::kF32    ? w.f32.nbytes()
-                   : dtype == grpo::DType::kBF16 ? w.bf16.nbytes()
-                                                 : w.fp8.nbytes() + w.scale.nbytes();
-        }
-        const double flops = 2.0 * m * 3 * hidden * inter * layers;
-        std::printf("%-6s %4lld %12.3f %12.2f %10.1f  %s\n",
-                    std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
-                    t / layers * 1e3, bytes / t / 1e9, flops / t / 1e9,
-                    dtype == grpo::DType::kF32 ? "Linear" : grpo::cpu::DecodeKernelName(kernel));
       }
     }
   }
   grpo::cpu::SetDecodeKernel(best);
+  grpo::cpu::UseFp8Gfni(true);
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdio>
@@ -239,6 +240,7 @@ struct Isa {
   using V = __m256;
   static constexpr int kLanes = 8;
   static constexpr int kMaxXRows = 2;  // 8 accumulators + 4 weights + x in 16 registers
+  static constexpr float kFp8XFactor = 256.0f;  // Fp8Codes' values are the codes' times 2^-8
   GRPO_INLINE static V Zero() { return _mm256_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm256_loadu_ps(p); }
   GRPO_INLINE static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
@@ -296,6 +298,7 @@ struct Isa {
   using V = __m512;
   static constexpr int kLanes = 16;
   static constexpr int kMaxXRows = 5;  // 20 accumulators + 4 weights + x in 32 registers
+  static constexpr float kFp8XFactor = 256.0f;  // Fp8Codes' values are the codes' times 2^-8
   GRPO_INLINE static V Zero() { return _mm512_setzero_ps(); }
   GRPO_INLINE static V LoadX(const float* p) { return _mm512_loadu_ps(p); }
   GRPO_INLINE static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
@@ -331,6 +334,92 @@ void Decode(const float* x, const HostWeights& w, float* y, int64_t m,
 }
 
 }  // namespace avx512
+#pragma GCC pop_options
+
+// The AVX-512 kernels with FP8 codes widened by GFNI and VBMI (AMD Zen 4, Intel Ice Lake and
+// later): one gf2p8affineqb and two vpermb per 32 codes, where avx512 spends a sign extension, a
+// shift, a mask, an extraction and two vcvtph2ps. A code's bits go where they sit in an f32
+// (sign at bit 31, exponent field at 23..26, mantissa at 20..22), which is the code's exact
+// value times 2^-120 (Fp8Bits; subnormal codes land on f32 subnormals), and x is multiplied by
+// 2^120 times the block scale. Wherever both x · 2^8 · scale and x · 2^120 · scale are normal
+// f32, they are the same significand, so every product and sum, and y, are bit-identical to
+// avx512's: LinearWeightsDecode uses this kernel only when Fp8GfniIsExact says so (x and the
+// scales in range, denormal inputs not treated as zero) and avx512's otherwise. bf16 weights and
+// more rows of x than one tile use avx512's kernels.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,gfni,avx2,fma,f16c")
+namespace avx512gfni {
+struct Isa : avx512::Isa {
+  static constexpr float kFp8XFactor = 0x1p120f;  // Fp8Codes' values are the codes' times 2^-120
+  // 32 E4M3 codes, columns 0..15 and 16..31, as their exact values times 2^-120. The 32 bytes
+  // go to both halves of a vector; gf2p8affineqb maps each byte b of the low half to the top
+  // byte of its f32, (b & 0x80) | (b >> 4 & 7), and of the high half to the byte below it,
+  // (b << 4) & 0xF0 (one 8x8 bit matrix per 64-bit lane); vpermb gathers the two bytes of each
+  // code into its f32 lane and zeroes the two low bytes.
+  GRPO_INLINE static void Fp8Codes(const uint8_t* p, V* lo, V* hi) {
+    const __m512i matrices = _mm512_set_epi64(kHigh, kHigh, kHigh, kHigh, kTop, kTop, kTop, kTop);
+    const __m512i codes = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512i bytes = _mm512_gf2p8affine_epi64_epi8(codes, matrices, 0);
+    *lo = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(kUpperHalves, Gather(0), bytes));
+    *hi = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(kUpperHalves, Gather(16), bytes));
+  }
+
+ private:
+  // gf2p8affineqb matrices (row i, for result bit i, in byte 7 - i): the top byte of a code's
+  // f32, and the byte below it.
+  static constexpr long long kTop = 0x1020400000000080LL;
+  static constexpr long long kHigh = 0x0000000001020408LL;
+  static constexpr __mmask64 kUpperHalves = 0xCCCCCCCCCCCCCCCCULL;  // bytes 2 and 3 of each f32
+  // vpermb indices: f32 lane j takes byte 32 + first + j (the byte below the top) and byte
+  // first + j (the top byte).
+  GRPO_INLINE static __m512i Gather(int first) {
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i j = _mm512_add_epi32(lane, _mm512_set1_epi32(first));
+    return _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(j, _mm512_set1_epi32(32)), 16),
+                           _mm512_slli_epi32(j, 24));
+  }
+};
+
+#include "model/ops/cpu/decode_kernel.inc"
+
+// FP8 weights only (bf16: avx512::Decode).
+void Decode(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k, int64_t n,
+            int64_t c0, int64_t c1) {
+  DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
+}
+
+// The largest and the smallest non-zero |x| of x [count] (+inf when every x is 0); false, when
+// x holds a NaN (which max/min would drop).
+bool AbsRange(const float* x, int64_t count, float* largest, float* smallest_nonzero) {
+  const __m512 inf = _mm512_set1_ps(INFINITY);
+  __m512 hi = _mm512_setzero_ps(), lo = inf;
+  __mmask16 nan = 0;
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(x + i));
+    nan |= _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+    hi = _mm512_max_ps(hi, a);
+    lo = _mm512_min_ps(lo, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_EQ_OQ), a, inf));
+  }
+  alignas(64) float his[16], los[16];
+  _mm512_store_ps(his, hi);
+  _mm512_store_ps(los, lo);
+  float h = 0, l = INFINITY;
+  for (int j = 0; j < 16; ++j) {
+    h = std::max(h, his[j]);
+    l = std::min(l, los[j]);
+  }
+  for (; i < count; ++i) {
+    const float a = std::fabs(x[i]);
+    if (std::isnan(a)) nan = 1;
+    h = std::max(h, a);
+    if (a != 0) l = std::min(l, a);
+  }
+  *largest = h;
+  *smallest_nonzero = l;
+  return nan == 0;
+}
+}  // namespace avx512gfni
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -510,6 +599,41 @@ bool CpuidHasAvx512Bf16() {
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) != 0;
 }
+// AVX512_VBMI (leaf 7 ECX bit 1) and GFNI (leaf 7 ECX bit 8), with AVX-512 F/BW/VL/DQ.
+bool CpuCanRunFp8Gfni() {
+  unsigned a, b, c, d;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0 && (c & (1u << 8)) != 0;
+}
+bool g_use_fp8_gfni = CpuCanRunFp8Gfni();
+std::atomic<int64_t> g_fp8_gfni_calls{0};
+
+// Whether avx512gfni's FP8 kernel gives avx512's bits for x [m, k] and the FP8 view's rows
+// [0, n): denormal inputs are not flushed (the MXCSR's DAZ bit, which would zero the subnormal
+// codes), and for every non-zero |x| and scale s, x · s · 2^8 is normal (>= 2^-126, margin 2^4)
+// and x · s · 2^120 and s · 2^120 are finite (< 2^128, margin 2^1), so that both kernels' x
+// operands are the same significand. (Weights of at most 448 · 2^-9 per block, scale < 2^-9,
+// take x up to 2^14.)
+bool Fp8GfniIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
+  if ((_mm_getcsr() & 0x0040) != 0) return false;  // DAZ
+  float x_max = 0, x_min = 0;
+  if (!avx512gfni::AbsRange(x, m * k, &x_max, &x_min)) return false;  // NaN
+  const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
+  float s_max = 0, s_min = INFINITY;
+  for (int64_t br = w.row_begin / kBlock; br <= (w.row_begin + n - 1) / kBlock; ++br) {
+    for (int64_t bc = 0; bc < bcols; ++bc) {
+      const float s = std::fabs(w.scales[br * bcols + bc]);
+      s_max = std::max(s_max, s);
+      if (s != 0) s_min = std::min(s_min, s);
+    }
+  }
+  if (!(x_max < INFINITY) || !(s_max < INFINITY)) return false;  // inf (NaN scales: skipped)
+  if (x_max == 0 || s_max == 0) return true;                     // every product is 0
+  return std::ilogb(x_max) + std::ilogb(s_max) < 6 && std::ilogb(s_max) < 6 &&
+         std::ilogb(x_min) + std::ilogb(s_min) > -130;
+}
 #endif
 
 DecodeKernel BestDecodeKernel() {
@@ -584,6 +708,8 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
     return;
   }
   const bool wide = g_decode_kernel != DecodeKernel::kAvx2;
+  const bool fp8_gfni = wide && Fp8GfniApplies(x, w, m, k, n);
+  if (fp8_gfni) g_fp8_gfni_calls.fetch_add(1, std::memory_order_relaxed);
   if (w.dtype == DType::kBF16) {  // x permuted once per call, shared by the threads
     thread_local std::vector<float> permuted;
     if (static_cast<int64_t>(permuted.size()) < m * k) permuted.resize(m * k);
@@ -592,7 +718,9 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
   }
   ThreadPool::Default().ParallelFor(groups, DecodeGrain(m, k), [&](int64_t g0, int64_t g1) {
     const auto [c0, c1] = columns(g0, g1);
-    if (wide) {
+    if (fp8_gfni) {
+      avx512gfni::Decode(x, w, y, m, k, n, c0, c1);
+    } else if (wide) {
       avx512::Decode(x, w, y, m, k, n, c0, c1);
     } else {
       avx2::Decode(x, w, y, m, k, n, c0, c1);
@@ -640,6 +768,34 @@ const char* DecodeKernelName(DecodeKernel kernel) {
     case DecodeKernel::kAvx512Bf16: return "avx512bf16";
   }
   return "?";
+}
+
+bool UseFp8Gfni(bool enable) {
+#if defined(__x86_64__)
+  g_use_fp8_gfni = enable && CpuCanRunFp8Gfni();
+  return g_use_fp8_gfni;
+#else
+  (void)enable;
+  return false;
+#endif
+}
+
+bool Fp8GfniApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
+#if defined(__x86_64__)
+  return g_use_fp8_gfni && w.dtype == DType::kF8E4M3 && m <= avx512gfni::Isa::kMaxXRows &&
+         Fp8GfniIsExact(x, w, m, k, n);
+#else
+  (void)x, (void)w, (void)m, (void)k, (void)n;
+  return false;
+#endif
+}
+
+int64_t Fp8GfniCalls() {
+#if defined(__x86_64__)
+  return g_fp8_gfni_calls.load(std::memory_order_relaxed);
+#else
+  return 0;
+#endif
 }
 
 bool SetDecodeKernel(DecodeKernel kernel) {

@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include <immintrin.h>
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -331,6 +333,113 @@ TEST(QuantizedGemm, TheBestExactKernelOfThisCpuIsTheDefault) {
   EXPECT_EQ(cpu::SetDecodeKernel(cpu::DecodeKernel::kAvx512Bf16),
             avx512 && __builtin_cpu_supports("avx512bf16"));
   cpu::SetDecodeKernel(chosen);
+}
+
+// The AVX-512 FP8 kernel widening codes with GFNI and VBMI gives the bits of the one widening
+// them through IEEE halves (vcvtph2ps), on every non-NaN code (subnormals included), block
+// scales over many binades, every tile height of the register kernel, and x whose scaled
+// products would leave the f32 range in the GFNI kernel's operands (x huge or tiny, denormal
+// inputs flushed), where it must fall back to the half kernel.
+TEST(QuantizedGemm, Fp8GfniKernelGivesTheBitsOfTheHalfKernel) {
+  if (!cpu::UseFp8Gfni(true)) GTEST_SKIP() << "no GFNI/AVX512_VBMI on this CPU";
+  const cpu::DecodeKernel saved = cpu::CurrentDecodeKernel();
+  ASSERT_TRUE(cpu::SetDecodeKernel(cpu::DecodeKernel::kAvx512));
+  std::mt19937 rng(5);
+  // Returns y; *ran_gfni: whether the call ran the GFNI kernel (its call counter moved).
+  auto run = [](const std::vector<float>& x, const WeightView& v, int64_t m, int64_t k, int64_t n,
+                bool gfni, bool* ran_gfni = nullptr) {
+    cpu::UseFp8Gfni(gfni);
+    std::vector<float> y(m * n, std::nanf(""));
+    const int64_t calls = cpu::Fp8GfniCalls();
+    CpuBackend().LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
+    if (ran_gfni != nullptr) *ran_gfni = cpu::Fp8GfniCalls() > calls;
+    EXPECT_TRUE(gfni || cpu::Fp8GfniCalls() == calls) << "GFNI kernel ran while turned off";
+    return y;
+  };
+  int64_t compared = 0, subnormal_codes = 0, used = 0;
+  // Scales of weights up to 448 * 2^-8 per block (real checkpoints: below 1), then ones up to
+  // 448 * 2^10 (one of them 2^8), out of the GFNI kernel's range. The rows from `begin` on
+  // (a slice starting inside a 128-row block, as MLA's kv_a_proj_with_mqa is used).
+  for (const auto& [k, n_all, max_scale_exp, begin] :
+       {std::tuple<int64_t, int64_t, int, int64_t>{896, 260, -8, 0}, {300, 131, -8, 0},
+        {37, 9, -8, 0}, {200, 300, -8, 70}, {1024, 128, 10, 0}}) {
+    Tensor codes = Tensor::Zeros(DType::kF8E4M3, {n_all, k});
+    auto* c = static_cast<uint8_t*>(codes.mutable_raw_data());
+    for (int64_t i = 0; i < n_all * k; ++i) {
+      uint8_t b = static_cast<uint8_t>(i < 256 ? i : rng());
+      if ((b & 0x7F) == 0x7F) b ^= 1;  // no NaN codes
+      c[i] = b;
+      subnormal_codes += (b & 0x78) == 0;
+    }
+    const int64_t block_rows = (n_all + 127) / 128, block_cols = (k + 127) / 128;
+    std::vector<float> scales(block_rows * block_cols);
+    for (float& s : scales) s = std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 1000.0f, static_cast<int>(rng() % (max_scale_exp + 31)) - 30);
+    if (max_scale_exp > 6) scales[0] = 256.0f;
+    WeightView whole;
+    whole.dtype = DType::kF8E4M3;
+    whole.data = D(codes.raw_data());
+    whole.scales = D(scales.data());
+    whole.rows = n_all;
+    whole.cols = k;
+    cpu::HostWeights all;
+    all.dtype = DType::kF8E4M3;
+    all.data = codes.raw_data();
+    all.scales = scales.data();
+    all.rows = n_all;
+    all.cols = k;
+    const int64_t n = n_all - begin;
+    const WeightView v = whole.Rows(begin, n);
+    const cpu::HostWeights host = all.Rows(begin, n);
+    for (int64_t m = 1; m <= 6; ++m) {
+      std::vector<float> x = Random(m * k, static_cast<uint32_t>(m + k));
+      for (int64_t i = 0; i < m * k; i += 7) x[i] = 0;
+      for (float factor : {1.0f, 1e3f, 1e30f, 1e-30f, 1e-38f}) {
+        std::vector<float> xs = x;
+        for (float& e : xs) e *= factor;
+        const std::vector<float> want = run(xs, v, m, k, n, false);
+        bool ran = false;
+        const std::vector<float> got = run(xs, v, m, k, n, true, &ran);
+        const bool applies = cpu::Fp8GfniApplies(xs.data(), host, m, k, n);
+        EXPECT_EQ(ran, applies) << "m=" << m << " x times " << factor;
+        if (m <= 5 && max_scale_exp < 0 && (factor == 1.0f || factor == 1e3f)) {
+          EXPECT_TRUE(applies) << "m=" << m << " x times " << factor;
+        }
+        if (m > 5 || factor == 1e30f || factor == 1e-38f || max_scale_exp > 6) {
+          EXPECT_FALSE(applies) << "m=" << m << " x times " << factor;
+        }
+        used += applies;
+        EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0)
+            << "k=" << k << " n=" << n << " m=" << m << " x times " << factor;
+        compared += m * n;
+      }
+      // A NaN in row 1 of x out of range: row 0, out of range too, must not take the GFNI kernel.
+      if (m >= 2) {
+        std::vector<float> xs = x;
+        for (float& e : xs) e *= 1e30f;
+        xs[k + 3] = std::nanf("");
+        EXPECT_FALSE(cpu::Fp8GfniApplies(xs.data(), host, m, k, n)) << "NaN, m=" << m;
+        const std::vector<float> want = run(xs, v, m, k, n, false);
+        const std::vector<float> got = run(xs, v, m, k, n, true);
+        EXPECT_EQ(std::memcmp(want.data(), got.data(), n * sizeof(float)), 0) << "NaN, row 0, m=" << m;
+      }
+    }
+    // Denormal inputs flushed to zero (DAZ, which some libraries set): the GFNI kernel's
+    // subnormal code values would read as 0, so it must not be used.
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x0040);
+    const std::vector<float> x = Random(3 * k, 99);
+    EXPECT_FALSE(cpu::Fp8GfniApplies(x.data(), host, 3, k, n)) << "DAZ";
+    const std::vector<float> want = run(x, v, 3, k, n, false);
+    const std::vector<float> got = run(x, v, 3, k, n, true);
+    _mm_setcsr(csr);
+    EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << "DAZ, k=" << k;
+  }
+  std::printf("%lld outputs compared, %lld subnormal codes\n", static_cast<long long>(compared),
+              static_cast<long long>(subnormal_codes));
+  EXPECT_GT(subnormal_codes, 100);
+  EXPECT_GT(used, 0);
+  cpu::UseFp8Gfni(true);
+  cpu::SetDecodeKernel(saved);
 }
 
 TEST(QuantizedGemm, TilesAreSmall) {
