@@ -37,14 +37,7 @@ Job Shell(const std::string& script) {
   return j;
 }
 
-int ProcessesLeftAfterAMoment() {
-  int n = LiveProcessesOfUid(kTestOutsideUid);
-  for (int i = 0; i < 200 && n > 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    n = LiveProcessesOfUid(kTestOutsideUid);
-  }
-  return n;
-}
+int ProcessesLeftAfterAMoment() { return LiveProcessesOfUidAfterAMoment(kTestOutsideUid); }
 
 void WaitReady(const Pool& pool, int n) {
   for (int i = 0; i < 500 && pool.ready() < n; ++i) absl::SleepFor(absl::Milliseconds(10));

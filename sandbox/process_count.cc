@@ -6,6 +6,9 @@
 #include <sstream>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
 namespace grpo::sandbox {
 
 int LiveProcessesOfUid(int64_t uid) {
@@ -28,6 +31,15 @@ int LiveProcessesOfUid(int64_t uid) {
     }
   }
   closedir(d);
+  return n;
+}
+
+int LiveProcessesOfUidAfterAMoment(int64_t uid) {
+  int n = LiveProcessesOfUid(uid);
+  for (int i = 0; i < 200 && n > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+    n = LiveProcessesOfUid(uid);
+  }
   return n;
 }
 

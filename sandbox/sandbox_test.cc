@@ -53,14 +53,7 @@ Job Python(const std::string& code) {
 
 // Run returns once the program has ended and the sandbox is killed; its processes are reaped
 // in the background, so they may take a moment to disappear.
-int ProcessesLeftAfterAMoment() {
-  int n = LiveProcessesOfUid(kTestOutsideUid);
-  for (int i = 0; i < 200 && n > 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-    n = LiveProcessesOfUid(kTestOutsideUid);
-  }
-  return n;
-}
+int ProcessesLeftAfterAMoment() { return LiveProcessesOfUidAfterAMoment(kTestOutsideUid); }
 
 TEST(Sandbox, RunsAProgramAsAnUnprivilegedUserInAScratchDir) {
   Result r = MustRun(Shell("echo hello; id -u; id -g; pwd; hostname; echo err >&2; exit 3"));
