@@ -600,12 +600,16 @@ bool CpuidHasAvx512Bf16() {
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) != 0;
 }
 // AVX512_VBMI (leaf 7 ECX bit 1) and GFNI (leaf 7 ECX bit 8), with AVX-512 F/BW/VL/DQ.
-bool CpuCanRunFp8Gfni() {
-  unsigned a, b, c, d;
+// AVX-512 F, BW, VL and DQ (the kAvx512 kernel's instruction sets), with the OS's ZMM state.
+bool CpuHasAvx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0 && (c & (1u << 8)) != 0;
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+bool CpuCanRunFp8Gfni() {
+  unsigned a, b, c, d;
+  return CpuHasAvx512() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0 &&
+         (c & (1u << 8)) != 0;
 }
 bool g_use_fp8_gfni = CpuCanRunFp8Gfni();
 std::atomic<int64_t> g_fp8_gfni_calls{0};
@@ -638,9 +642,7 @@ bool Fp8GfniIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, 
 
 DecodeKernel BestDecodeKernel() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  const bool avx512 = CpuHasAvx512();
   if (avx512 && CpuidHasAvx512Bf16()) return DecodeKernel::kAvx512Bf16;
   if (avx512) return DecodeKernel::kAvx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuidHasF16c()) {
