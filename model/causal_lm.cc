@@ -5,6 +5,7 @@
 #include <exception>
 #include <map>
 #include <numeric>
+#include <optional>
 
 #include "core/checksum_manifest.h"
 #include "core/fp8_block.h"
@@ -20,6 +21,50 @@ constexpr float kMlaLatentNormEps = 1e-6f;
 
 // Rows of logits computed at a time by the output head: about 4 MiB of logits per chunk.
 int64_t LogitChunkRows(int64_t vocab) { return std::max<int64_t>(1, (int64_t{1} << 20) / vocab); }
+
+// Per token row of a batch with next-token `targets` (-1: none), its row of `d`, or -1.
+// InvalidArgument when d's rows are not strictly increasing indices of targets or its teacher
+// logits do not hold rows x vocab values.
+absl::StatusOr<std::vector<int64_t>> DivergenceRowOfToken(const DivergenceTargets& d,
+                                                          const std::vector<int32_t>& targets,
+                                                          int64_t vocab) {
+  const int64_t n = static_cast<int64_t>(d.rows.size());
+  if (static_cast<int64_t>(d.teacher_logits.size()) != n * vocab) {
+    return absl::InvalidArgumentError("divergence: " + std::to_string(d.teacher_logits.size()) +
+                                      " teacher logits for " + std::to_string(n) + " rows of vocab " +
+                                      std::to_string(vocab));
+  }
+  const int64_t num_targets = std::count_if(targets.begin(), targets.end(), [](int32_t t) { return t >= 0; });
+  for (int64_t j = 0; j < n; ++j) {
+    if (j > 0 && d.rows[j] <= d.rows[j - 1]) {
+      return absl::InvalidArgumentError("divergence: rows must be strictly increasing (row " +
+                                        std::to_string(j) + ")");
+    }
+    if (d.rows[j] < 0 || d.rows[j] >= num_targets) {
+      return absl::InvalidArgumentError("divergence: row " + std::to_string(j) + " (" + std::to_string(d.rows[j]) +
+                                        ") is not a target of the batch (" + std::to_string(num_targets) + ")");
+    }
+  }
+  std::vector<int64_t> row_of(targets.size(), -1);
+  for (int64_t t = 0, target = 0, j = 0; t < static_cast<int64_t>(targets.size()) && j < n; ++t) {
+    if (targets[t] < 0) continue;
+    if (d.rows[j] == target++) row_of[t] = j++;
+  }
+  return row_of;
+}
+
+// The teacher logits of token rows [r0, r0 + n), uploaded; zeros where a row has no divergence
+// row. Null when none of them has one.
+Buffer ChunkTeacherLogits(Backend& be, const DivergenceTargets& d, const std::vector<int64_t>& row_of,
+                          int64_t r0, int64_t n, int64_t vocab) {
+  std::vector<float> host;
+  for (int64_t t = r0; t < r0 + n; ++t) {
+    if (row_of[t] < 0) continue;
+    if (host.empty()) host.assign(n * vocab, 0.0f);
+    std::copy_n(d.teacher_logits.begin() + row_of[t] * vocab, vocab, host.begin() + (t - r0) * vocab);
+  }
+  return host.empty() ? Buffer() : Upload(be, host);
+}
 
 }  // namespace
 
@@ -98,6 +143,10 @@ struct CausalLM::State {
   std::vector<LayerActs> layers;
   bool recompute = false;
   Buffer h_final, normed, rstd_final;
+  // ForwardOptions::divergence (a copy: its teacher logits stay the caller's), and per token row
+  // its row there, or -1.
+  std::optional<DivergenceTargets> divergence;
+  std::vector<int64_t> divergence_row;
 };
 
 namespace {
@@ -1269,6 +1318,10 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
       if (t + 1 < end) state->targets[t] = batch.tokens[t + 1];
     }
   }
+  if (options.divergence != nullptr) {
+    GRPO_ASSIGN_OR_RETURN(state->divergence_row, DivergenceRowOfToken(*options.divergence, state->targets, V));
+    state->divergence = *options.divergence;
+  }
   state->tokens_d = Upload(backend_, batch.tokens);
   state->positions_d = Upload(backend_, positions);
   state->targets_d = Upload(backend_, state->targets);
@@ -1307,6 +1360,9 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   // full [T, vocab] logits are never held (the backward recomputes them chunk by chunk).
   // Log-probs and entropies stay on the device until the one download at the end.
   Buffer lp_d = ctx.Buf(T), ent_d = options.need_entropy ? ctx.Buf(T) : Buffer();
+  const bool divergence = state->divergence.has_value();
+  Buffer div_d = divergence ? ctx.Buf(T) : Buffer();
+  std::vector<float> all_logits(options.return_logits ? T * V : 0);
   const int64_t chunk = LogitChunkRows(V);
   Buffer logits = ctx.Buf(std::min(T, chunk) * V);
   for (int64_t r0 = 0; r0 < T; r0 += chunk) {
@@ -1315,16 +1371,32 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
                            V);
     backend_.LogSoftmaxTargets(logits.data(), state->targets_d.i32() + r0, lp_d.data() + r0,
                                options.need_entropy ? ent_d.data() + r0 : nullptr, n, V);
+    if (divergence) {
+      const Buffer teacher = ChunkTeacherLogits(backend_, *state->divergence, state->divergence_row, r0, n, V);
+      if (teacher.numel() > 0) {
+        backend_.DivergenceRows(state->divergence->kind, logits.data(), teacher.data(), div_d.data() + r0, n, V);
+      }
+    }
+    if (options.return_logits) {
+      backend_.CopyDeviceToHost(logits.data(), all_logits.data() + r0 * V, n * V * sizeof(float));
+    }
   }
-  std::vector<float> lp(T), ent(options.need_entropy ? T : 0);
+  std::vector<float> lp(T), ent(options.need_entropy ? T : 0), div(divergence ? T : 0);
   backend_.CopyDeviceToHost(lp_d.data(), lp.data(), lp_d.bytes());
   if (options.need_entropy) backend_.CopyDeviceToHost(ent_d.data(), ent.data(), ent_d.bytes());
+  if (divergence) backend_.CopyDeviceToHost(div_d.data(), div.data(), div_d.bytes());
   backend_.Synchronize();  // also completes RecordRouting's downloads
   out.logprobs.reserve(batch.num_targets());
+  if (divergence) out.divergence.resize(state->divergence->rows.size());
+  if (options.return_logits) out.logits.reserve(batch.num_targets() * V);
   for (int64_t t = 0; t < T; ++t) {
     if (state->targets[t] < 0) continue;
     out.logprobs.push_back(lp[t]);
     if (options.need_entropy) out.entropy.push_back(ent[t]);
+    if (divergence && state->divergence_row[t] >= 0) out.divergence[state->divergence_row[t]] = div[t];
+    if (options.return_logits) {
+      out.logits.insert(out.logits.end(), all_logits.begin() + t * V, all_logits.begin() + (t + 1) * V);
+    }
   }
   if (options.keep_activations) {
     state->h_final = std::move(x);
@@ -1339,6 +1411,11 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
 
 absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buffer>* grads,
                                 const GradientsReady& on_ready) {
+  return Backward(weights, {}, grads, on_ready);
+}
+
+absl::Status CausalLM::Backward(std::span<const float> weights, std::span<const float> divergence_weights,
+                                std::vector<Buffer>* grads, const GradientsReady& on_ready) {
   if (quantized_) {
     return absl::FailedPreconditionError(
         "Backward needs f32 weights; this model serves bf16/FP8 projections "
@@ -1353,6 +1430,12 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
   if (static_cast<int64_t>(weights.size()) != st.batch.num_targets()) {
     return absl::InvalidArgumentError("Backward got " + std::to_string(weights.size()) +
                                    " weights for " + std::to_string(st.batch.num_targets()) + " targets");
+  }
+  const size_t divergence_rows = st.divergence ? st.divergence->rows.size() : 0;
+  if (divergence_weights.size() != divergence_rows) {
+    return absl::InvalidArgumentError("Backward got " + std::to_string(divergence_weights.size()) +
+                                      " divergence weights for " + std::to_string(divergence_rows) +
+                                      " divergence rows of the Forward");
   }
   if (grads->empty()) *grads = NewGradients();
   if (grads->size() != specs_.size()) {
@@ -1386,6 +1469,18 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::vector<Buff
       backend_.LinearWeights(normed, ctx.W(lm_head_), nullptr, logits.data(), n, h, V);
       backend_.LogSoftmaxTargetsBackward(logits.data(), st.targets_d.i32() + r0,
                                          row_weights_d.data() + r0, dlogits.data(), n, V);
+      if (st.divergence) {
+        const Buffer teacher = ChunkTeacherLogits(backend_, *st.divergence, st.divergence_row, r0, n, V);
+        if (teacher.numel() > 0) {
+          std::vector<float> w(n, 0.0f);
+          for (int64_t t = r0; t < r0 + n; ++t) {
+            if (st.divergence_row[t] >= 0) w[t - r0] = divergence_weights[st.divergence_row[t]];
+          }
+          const Buffer w_d = Upload(backend_, w);
+          backend_.DivergenceRowsBackward(st.divergence->kind, logits.data(), teacher.data(), w_d.data(),
+                                          dlogits.data(), n, V);
+        }
+      }
       backend_.LinearWeightsBackward(dlogits.data(), normed, ctx.W(lm_head_), dnormed.data() + r0 * h,
                               ctx.G(lm_head_), nullptr, n, h, V, false);
     }

@@ -67,17 +67,31 @@ struct Routing {
   std::vector<float> weights;
 };
 
+// Full-distribution distillation (GKD-style on-policy distillation): at chosen targets, the
+// divergence (model/ops/backend.h Divergence) between this model's next-token distribution and a
+// teacher's, given as the teacher's logits at the same positions.
+struct DivergenceTargets {
+  Divergence kind = Divergence::kReverseKl;
+  std::vector<int64_t> rows;              // indices into Forward's logprobs, strictly increasing
+  std::span<const float> teacher_logits;  // rows.size() x vocab; must live until Backward
+};
+
 struct ForwardOptions {
   bool need_entropy = false;
   bool keep_activations = false;  // required before Backward
   bool recompute = false;         // with keep_activations: save layer inputs only
   const Routing* forced_routing = nullptr;
+  // Computes ForwardOutput::divergence; Backward then takes divergence weights (may be null).
+  const DivergenceTargets* divergence = nullptr;
+  bool return_logits = false;     // fills ForwardOutput::logits (num_targets() x vocab floats)
 };
 
 struct ForwardOutput {
-  std::vector<float> logprobs;  // num_targets(), sequence by sequence
-  std::vector<float> entropy;   // same layout, when need_entropy
-  Routing routing;              // empty for dense models
+  std::vector<float> logprobs;    // num_targets(), sequence by sequence
+  std::vector<float> entropy;     // same layout, when need_entropy
+  std::vector<float> divergence;  // one per ForwardOptions::divergence row
+  std::vector<float> logits;      // [num_targets(), vocab], when return_logits
+  Routing routing;                // empty for dense models
 };
 
 // New tokens of several sequences for one incremental step (a prefill chunk or one decode
@@ -242,6 +256,11 @@ class CausalLM {
   // earlier layers goes on, learner/gradient_reducer.h). The callback must not call this model.
   absl::Status Backward(std::span<const float> weights, std::vector<Buffer>* grads,
                         const GradientsReady& on_ready = nullptr);
+  // The same for loss = sum_i weights[i] * logprob[i] + sum_j divergence_weights[j] * D_j, D_j
+  // the divergence of row j of the Forward's ForwardOptions::divergence (one weight per row; empty
+  // when that Forward had none).
+  absl::Status Backward(std::span<const float> weights, std::span<const float> divergence_weights,
+                        std::vector<Buffer>* grads, const GradientsReady& on_ready = nullptr);
   // The trainable parameters grouped in the order Backward finishes their gradients: the output
   // head (when not tied to the embedding) with the final norm, then every decoder layer's
   // parameters from the last layer to the first, then the rest (the token embedding, and with it

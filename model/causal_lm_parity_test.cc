@@ -29,6 +29,7 @@ struct Reference {
   json routing, routing_weights;
   double loss = 0;
   SafetensorsFile grads_file;
+  std::vector<std::vector<float>> divergence;  // when the input asked for one
 };
 
 absl::StatusOr<Reference> RunReference(const std::string& model_dir, const json& input) {
@@ -47,6 +48,9 @@ absl::StatusOr<Reference> RunReference(const std::string& model_dir, const json&
                 result.value("routing_weights", json::array()),
                 result.at("loss").get<double>(),
                 std::move(grads)};
+  if (result.contains("divergence")) {
+    ref.divergence = result.at("divergence").get<std::vector<std::vector<float>>>();
+  }
   return ref;
 }
 
@@ -102,6 +106,35 @@ json OurRouting(const Routing& r, const TokenBatch& batch, int64_t s, bool weigh
   return layers;
 }
 
+// Every trainable parameter's gradient within 1e-4 relative of the reference's; untrainable ones
+// have none there.
+void ExpectGradientsMatch(const CausalLM& model, const std::vector<Buffer>& grads_d, const Reference& ref) {
+  const std::vector<Tensor> grads = model.ReadGradients(grads_d);
+  const auto& specs = model.parameter_specs();
+  int compared = 0;
+  for (size_t p = 0; p < specs.size(); ++p) {
+    const std::string& name = specs[p].name;
+    if (!specs[p].trainable) {
+      EXPECT_FALSE(ref.grads_file.Contains(name)) << name << " must not get a gradient";
+      continue;
+    }
+    auto want = ref.grads_file.Get(name);
+    ASSERT_TRUE(want.ok()) << "reference has no gradient for " << name;
+    const Tensor ref_g = want->ToF32();
+    ASSERT_EQ(ref_g.numel(), grads[p].numel()) << name;
+    double diff = 0, norm = 0;
+    for (int64_t e = 0; e < ref_g.numel(); ++e) {
+      const double a = grads[p].data<float>()[e], b = ref_g.data<float>()[e];
+      diff += (a - b) * (a - b);
+      norm += b * b;
+    }
+    ASSERT_GT(norm, 0.0) << name << ": reference gradient is zero; the test would prove nothing";
+    EXPECT_LE(std::sqrt(diff / norm), 1e-4) << "gradient of " << name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, static_cast<int>(ref.grads_file.num_tensors()));
+}
+
 class ParityTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
@@ -153,30 +186,77 @@ TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
   for (const auto& w : weights) flat_weights.insert(flat_weights.end(), w.begin(), w.end());
   std::vector<Buffer> grads_d;
   ASSERT_TRUE((*model)->Backward(flat_weights, &grads_d).ok());
-  const std::vector<Tensor> grads = (*model)->ReadGradients(grads_d);
-  const auto& specs = (*model)->parameter_specs();
-  int compared = 0;
-  for (size_t p = 0; p < specs.size(); ++p) {
-    const std::string& name = specs[p].name;
-    if (!specs[p].trainable) {
-      EXPECT_FALSE(ref->grads_file.Contains(name)) << name << " must not get a gradient";
-      continue;
+  ExpectGradientsMatch(**model, grads_d, *ref);
+}
+
+// Full-distribution distillation: the divergence to a teacher's logits at a subset of targets,
+// and the gradients of sum w * logprob + sum u * divergence, against PyTorch autograd.
+TEST_P(ParityTest, DivergenceToTeacherLogitsAndItsGradientsMatchPyTorch) {
+  GRPO_REQUIRE_TORCH();
+  const std::string model_dir = testing::TinyModelsDir() + "/" + GetParam();
+  auto model = CausalLM::Load(model_dir, BackendForTests());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const int64_t V = (*model)->config().vocab_size;
+  const auto seqs = TestSequences(V, 17);  // the sequences of the test above: every expert gets tokens
+  const auto weights = TestWeights(seqs, 37);
+  std::mt19937 rng(41);
+  std::normal_distribution<float> logit(0.0f, 2.0f);
+  std::uniform_real_distribution<float> u(0.2f, 1.0f);
+  for (Divergence kind : {Divergence::kReverseKl, Divergence::kForwardKl}) {
+    // Every third target has no divergence row (weight 0 and zero logits in the reference).
+    DivergenceTargets d;
+    d.kind = kind;
+    std::vector<float> teacher;
+    json ref_logits = json::array(), ref_weights = json::array();
+    std::vector<float> div_weights;
+    int64_t target = 0;
+    for (const auto& seq : seqs) {
+      json seq_logits = json::array(), seq_weights = json::array();
+      for (size_t j = 0; j + 1 < seq.size(); ++j, ++target) {
+        std::vector<float> row(V, 0.0f);
+        float w = 0.0f;
+        if (target % 3 != 1) {
+          for (float& x : row) x = logit(rng);
+          w = u(rng);
+          d.rows.push_back(target);
+          teacher.insert(teacher.end(), row.begin(), row.end());
+          div_weights.push_back(w);
+        }
+        seq_logits.push_back(row);
+        seq_weights.push_back(w);
+      }
+      ref_logits.push_back(seq_logits);
+      ref_weights.push_back(seq_weights);
     }
-    auto want = ref->grads_file.Get(name);
-    ASSERT_TRUE(want.ok()) << "reference has no gradient for " << name;
-    const Tensor ref_g = want->ToF32();
-    ASSERT_EQ(ref_g.numel(), grads[p].numel()) << name;
-    double diff = 0, norm = 0;
-    for (int64_t e = 0; e < ref_g.numel(); ++e) {
-      const double a = grads[p].data<float>()[e], b = ref_g.data<float>()[e];
-      diff += (a - b) * (a - b);
-      norm += b * b;
+    d.teacher_logits = teacher;
+    const char* name = kind == Divergence::kReverseKl ? "reverse_kl" : "forward_kl";
+    auto ref = RunReference(model_dir, {{"sequences", seqs}, {"weights", weights},
+                                        {"divergence", {{"kind", name}, {"teacher_logits", ref_logits},
+                                                        {"weights", ref_weights}}}});
+    ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+    ForwardOptions opts;
+    opts.keep_activations = true;
+    opts.divergence = &d;
+    auto out = (*model)->Forward(TokenBatch::FromSequences(seqs), opts);
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    ASSERT_EQ(out->divergence.size(), d.rows.size());
+    size_t row = 0;
+    target = 0;
+    for (size_t s = 0; s < seqs.size(); ++s) {
+      for (size_t j = 0; j < ref->divergence[s].size(); ++j, ++target) {
+        if (target % 3 == 1) continue;
+        EXPECT_NEAR(out->divergence[row], ref->divergence[s][j], 1e-5 * (1 + ref->divergence[s][j]))
+            << name << " seq " << s << " target " << j;
+        ++row;
+      }
     }
-    ASSERT_GT(norm, 0.0) << name << ": reference gradient is zero; the test would prove nothing";
-    EXPECT_LE(std::sqrt(diff / norm), 1e-4) << "gradient of " << name;
-    ++compared;
+    EXPECT_EQ(row, d.rows.size());
+    std::vector<float> flat_weights;
+    for (const auto& w : weights) flat_weights.insert(flat_weights.end(), w.begin(), w.end());
+    std::vector<Buffer> grads_d;
+    ASSERT_TRUE((*model)->Backward(flat_weights, div_weights, &grads_d).ok()) << name;
+    ExpectGradientsMatch(**model, grads_d, *ref);
   }
-  EXPECT_EQ(compared + 0, static_cast<int>(ref->grads_file.num_tensors()));
 }
 
 TEST_P(ParityTest, ForcedRoutingMatchesPyTorchForcedRouting) {

@@ -63,6 +63,38 @@ TEST_P(FamilyTest, PackingEqualsRunningAlone) {
   EXPECT_EQ(i, packed->logprobs.size());
 }
 
+// return_logits gives the logits the logprobs come from, and a model's divergence to its own
+// logits is 0 in both directions (PyTorch parity of the divergence: causal_lm_parity_test).
+TEST_P(FamilyTest, ReturnedLogitsGiveTheLogprobsAndTheDivergenceToThemselvesIsZero) {
+  auto model = NanoModel(GetParam());
+  const int64_t V = model->config().vocab_size;
+  const auto seqs = RandomSequences(V, {9, 1, 14}, 6);
+  const TokenBatch batch = TokenBatch::FromSequences(seqs);
+  auto out = model->Forward(batch, {.return_logits = true});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->logits.size(), out->logprobs.size() * V);
+  int64_t i = 0;
+  for (const auto& seq : seqs) {
+    for (size_t j = 0; j + 1 < seq.size(); ++j, ++i) {
+      const float* z = out->logits.data() + i * V;
+      const double mx = *std::max_element(z, z + V);
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(z[v] - mx);
+      EXPECT_NEAR(out->logprobs[i], z[seq[j + 1]] - mx - std::log(sum), 1e-5) << "target " << i;
+    }
+  }
+  for (Divergence kind : {Divergence::kReverseKl, Divergence::kForwardKl}) {
+    DivergenceTargets d{kind, {0, 2, 5, 20}, {}};
+    std::vector<float> teacher;
+    for (int64_t r : d.rows) teacher.insert(teacher.end(), out->logits.begin() + r * V, out->logits.begin() + (r + 1) * V);
+    d.teacher_logits = teacher;
+    auto self = model->Forward(batch, {.divergence = &d});
+    ASSERT_TRUE(self.ok()) << self.status().ToString();
+    ASSERT_EQ(self->divergence.size(), 4u);
+    for (float x : self->divergence) EXPECT_NEAR(x, 0.0f, 1e-6);
+  }
+}
+
 TEST_P(FamilyTest, PackedGradientsAreTheSumOfSeparateOnes) {
   auto model = NanoModel(GetParam());
   const auto seqs = RandomSequences(model->config().vocab_size, {6, 10}, 8);
@@ -542,6 +574,32 @@ TransferStats DecodeStepTransfers(const ModelConfig& c) {
 // wider (nothing of model size crosses: logits stay on the device, the backend samples), and
 // for MoE models the same with 4x the experts and 2x the MoE layers (the routing and the expert
 // permutation stay on the device).
+TEST(CausalLM, DivergenceRowsAndWeightsAreChecked) {
+  auto model = NanoModel("qwen3");
+  const int64_t V = model->config().vocab_size;
+  const TokenBatch batch = TokenBatch::FromSequences(RandomSequences(V, {5, 4}, 2));  // 7 targets
+  const std::vector<float> two_rows(2 * V, 0.5f);
+  auto forward = [&](std::vector<int64_t> rows, size_t logits) {
+    DivergenceTargets d{Divergence::kReverseKl, std::move(rows), std::span<const float>(two_rows).first(logits)};
+    return model->Forward(batch, {.divergence = &d}).status();
+  };
+  EXPECT_TRUE(forward({1, 6}, 2 * V).ok());
+  EXPECT_NE(forward({3, 3}, 2 * V).message().find("strictly increasing"), std::string::npos);
+  EXPECT_NE(forward({4, 2}, 2 * V).message().find("strictly increasing"), std::string::npos);
+  EXPECT_NE(forward({-1, 2}, 2 * V).message().find("not a target"), std::string::npos);
+  EXPECT_NE(forward({1, 7}, 2 * V).message().find("not a target"), std::string::npos);
+  EXPECT_NE(forward({1, 2}, V).message().find("teacher logits for 2 rows"), std::string::npos);
+
+  DivergenceTargets d{Divergence::kForwardKl, {1, 6}, two_rows};
+  ASSERT_TRUE(model->Forward(batch, {.keep_activations = true, .divergence = &d}).ok());
+  std::vector<Buffer> grads;
+  const std::vector<float> weights(7, 0.0f), one(1, 1.0f);
+  const absl::Status st = model->Backward(weights, one, &grads);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("1 divergence weights for 2 divergence rows"), std::string::npos) << st;
+  model->ReleaseActivations();
+}
+
 TEST(CausalLM, DecodeStepTransfersDoNotGrowWithTheModel) {
   // In: ids, positions, last-row indices and the block tables (one block per sequence here:
   // 3 x 4 ints); out: ids, logprobs, raw logprobs.

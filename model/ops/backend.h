@@ -132,6 +132,13 @@ struct WeightView {
 // (2i, 2i+1) as in DeepSeek-V3 checkpoints ("interleaved").
 enum class RopeLayout { kRotateHalf, kInterleaved };
 
+// A divergence between a model's next-token distribution p = softmax(logits) and a teacher's
+// q = softmax(teacher_logits) (full-distribution distillation, Backend::DivergenceRows).
+enum class Divergence {
+  kReverseKl,  // KL(p || q) = sum_v p_v (log p_v - log q_v): mode-seeking
+  kForwardKl,  // KL(q || p) = sum_v q_v (log q_v - log p_v): cross-entropy to q, minus q's entropy
+};
+
 // Where RoPE rotates in an activation: dims [offset, offset + 2*half) of each of `heads` heads
 // in each of `rows` rows; head h of row t starts at x + t*row_stride + h*head_stride.
 struct RopeSpan {
@@ -471,6 +478,19 @@ class Backend {
                                          DevicePtr<const float> weights,
                                          DevicePtr<float> dlogits, int64_t rows,
                                          int64_t vocab) = 0;
+  // For each row t of logits and teacher [rows, vocab]: out[t] = the divergence `kind` between
+  // p = softmax(logits[t]) and q = softmax(teacher[t]) (a term whose probability is 0 counts 0).
+  virtual void DivergenceRows(Divergence kind, DevicePtr<const float> logits,
+                              DevicePtr<const float> teacher, DevicePtr<float> out, int64_t rows,
+                              int64_t vocab) = 0;
+  // dlogits[t] += weight[t] * d out[t] / d logits[t], ACCUMULATED (after LogSoftmaxTargetsBackward
+  // wrote the logprob term):
+  //   kReverseKl: p_v (log p_v - log q_v - out[t]);   kForwardKl: p_v - q_v.
+  // Rows with weight 0 are left as they are.
+  virtual void DivergenceRowsBackward(Divergence kind, DevicePtr<const float> logits,
+                                      DevicePtr<const float> teacher,
+                                      DevicePtr<const float> weights, DevicePtr<float> dlogits,
+                                      int64_t rows, int64_t vocab) = 0;
   // Draws one token per SamplingRow from logits [*, vocab] (draw i reads row rows[i].row):
   // tokens[i], logprobs[i] (under the sampled distribution) and raw_logprobs[i] (log
   // softmax(logits)[token], no temperature or filters). The results are bit-identical to

@@ -10,8 +10,14 @@ written for Debian's python3-torch 1.13 (CPU) and numpy only: no transformers, n
 module.  The interface is documented in model/testdata/README.md.
 
 Inputs:  MODEL_DIR/config.json, MODEL_DIR/model.safetensors or model.safetensors.index.json;
-         INPUT_JSON {"sequences": [[ids]..], "weights": [[w]..]?, "forced_routing": [...]?}
-Outputs: OUTPUT_DIR/result.json {"logprobs", "entropy", "routing", "routing_weights", "loss"}
+         INPUT_JSON {"sequences": [[ids]..], "weights": [[w]..]?, "forced_routing": [...]?,
+                     "divergence": {"kind": "reverse_kl"|"forward_kl",
+                                    "teacher_logits": [[[V floats] per target] per sequence],
+                                    "weights": [[w per target] per sequence]}?}
+         loss = sum weights * logprob (+ sum divergence.weights * D, D the divergence per target
+         between softmax(logits) and softmax(teacher_logits): KL(p||q) or KL(q||p))
+Outputs: OUTPUT_DIR/result.json {"logprobs", "entropy", "routing", "routing_weights", "loss",
+                                 "divergence" (per sequence, when asked)}
          OUTPUT_DIR/grads.safetensors  dloss/dparam (F32) for every trainable checkpoint tensor.
 """
 
@@ -847,6 +853,35 @@ def parse_input(path, cfg, n_moe):
     return seqs, weights, forced
 
 
+def parse_divergence(inp, seqs, vocab):
+    """The optional "divergence" entry, checked: (kind, teacher logits, weights) or None."""
+    d = inp.get("divergence")
+    if d is None:
+        return None
+    if not isinstance(d, dict) or d.get("kind") not in ("reverse_kl", "forward_kl"):
+        raise RefError("'divergence' must be an object with kind reverse_kl or forward_kl")
+    logits, weights = d.get("teacher_logits"), d.get("weights")
+    if not isinstance(logits, list) or not isinstance(weights, list) or \
+            len(logits) != len(seqs) or len(weights) != len(seqs):
+        raise RefError("divergence: teacher_logits and weights need one entry per sequence")
+    for s, q in enumerate(seqs):
+        rows = len(q) - 1
+        if len(weights[s]) != rows or len(logits[s]) != rows or \
+                any(len(r) != vocab for r in logits[s]):
+            raise RefError("divergence: sequence %d needs %d rows of %d teacher logits and %d weights"
+                           % (s, rows, vocab, rows))
+    return d["kind"], logits, weights
+
+
+def divergence_rows(kind, logits, teacher):
+    """Per row: KL(softmax(logits) || softmax(teacher)) or KL(teacher || model), autograd-able."""
+    logp = torch.log_softmax(logits, dim=-1)
+    logq = torch.log_softmax(teacher, dim=-1)
+    if kind == "reverse_kl":
+        return (logp.exp() * (logp - logq)).sum(-1)
+    return (logq.exp() * (logq - logp)).sum(-1)
+
+
 def round_to_bf16(params):
     """Mixed precision as the learner runs it (learner.precision bf16): every 2-D weight but the
     MoE routers (the projections, the embedding, the output head) is replaced by its f32 value
@@ -875,6 +910,9 @@ def run(model_dir, input_path, out_dir, dtype_name, bf16_weights=False):
     model = Model(cfg, params, buffers, dtype)
     n_moe = len(model.moe_layers)
     seqs, weights, forced = parse_input(input_path, cfg, n_moe)
+    with open(input_path) as f:
+        div = parse_divergence(json.load(f), seqs, cfg.vocab)
+    divergences = []
 
     logprobs, entropy, routing, routing_w = [], [], [], []
     loss = torch.zeros((), dtype=dtype)
@@ -889,12 +927,18 @@ def run(model_dir, input_path, out_dir, dtype_name, bf16_weights=False):
         if L < 2:
             logprobs.append([])
             entropy.append([])
+            divergences.append([])
             continue
         logp = torch.log_softmax(logits[:-1], dim=-1)  # [L-1, V]
         tgt = torch.tensor(seq[1:], dtype=torch.long)
         lp = logp.gather(1, tgt[:, None])[:, 0]
         ent = -(logp.exp() * logp).sum(-1)
         loss = loss + (torch.tensor(weights[s], dtype=dtype) * lp).sum()
+        if div is not None:
+            kind, teacher_logits, div_weights = div
+            d = divergence_rows(kind, logits[:-1], torch.tensor(teacher_logits[s], dtype=dtype))
+            loss = loss + (torch.tensor(div_weights[s], dtype=dtype) * d).sum()
+            divergences.append([float(v) for v in d.detach().tolist()])
         logprobs.append([float(v) for v in lp.detach().tolist()])
         entropy.append([float(v) for v in ent.detach().tolist()])
 
@@ -919,6 +963,8 @@ def run(model_dir, input_path, out_dir, dtype_name, bf16_weights=False):
         "routing_weights": routing_w,
         "loss": float(loss.detach()),
     }
+    if div is not None:
+        result["divergence"] = divergences
     for s in range(len(seqs)):
         if not all(math.isfinite(v) for v in logprobs[s] + entropy[s]):
             raise RefError("non-finite logprob/entropy in sequence %d" % s)

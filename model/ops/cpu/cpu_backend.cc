@@ -464,6 +464,18 @@ class CpuBackendImpl final : public Backend {
     Scope scope(arena_.get(), logits, targets, weights, dlogits);
     LogSoftmaxTargetsBackward(Raw(logits), Raw(targets), Raw(weights), Raw(dlogits), rows, vocab);
   }
+  void DivergenceRows(Divergence kind, DevicePtr<const float> logits,
+                      DevicePtr<const float> teacher, DevicePtr<float> out, int64_t rows,
+                      int64_t vocab) override {
+    Scope scope(arena_.get(), logits, teacher, out);
+    DivergenceRows(kind, Raw(logits), Raw(teacher), Raw(out), rows, vocab);
+  }
+  void DivergenceRowsBackward(Divergence kind, DevicePtr<const float> logits,
+                              DevicePtr<const float> teacher, DevicePtr<const float> weights,
+                              DevicePtr<float> dlogits, int64_t rows, int64_t vocab) override {
+    Scope scope(arena_.get(), logits, teacher, weights, dlogits);
+    DivergenceRowsBackward(kind, Raw(logits), Raw(teacher), Raw(weights), Raw(dlogits), rows, vocab);
+  }
   void Sample(DevicePtr<const float> logits, int64_t vocab, std::span<const SamplingRow> rows,
               DevicePtr<int32_t> tokens, DevicePtr<float> logprobs,
               DevicePtr<float> raw_logprobs) override {
@@ -1164,6 +1176,59 @@ class CpuBackendImpl final : public Backend {
         const float w = weights[r];
         cpu::ScaledExp(x, vocab, static_cast<float>(st.max + st.log_sum), -w, d);
         d[targets[r]] += w;
+      }
+    });
+  }
+
+  // One row's divergence (Backend::DivergenceRows) in double; `p_shift`, `q_shift` are each
+  // row's max + log sum, so log p_v = x[v] - p_shift.
+  static double RowDivergence(Divergence kind, const float* x, const float* y, int64_t vocab,
+                              double p_shift, double q_shift) {
+    double d = 0.0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      const double lp = x[v] - p_shift, lq = y[v] - q_shift;
+      const double w = std::exp(kind == Divergence::kReverseKl ? lp : lq);
+      if (w > 0.0) d += kind == Divergence::kReverseKl ? w * (lp - lq) : w * (lq - lp);
+    }
+    return d;
+  }
+  static double Shift(const float* x, int64_t vocab) {
+    const cpu::LogSoftmaxStats st = cpu::LogSoftmaxRow(x, vocab, false);
+    return st.max + st.log_sum;
+  }
+
+  void DivergenceRows(Divergence kind, const float* logits, const float* teacher, float* out,
+                      int64_t rows, int64_t vocab) {
+    Pool().ParallelFor(rows, RowGrain(16 * vocab), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* x = logits + r * vocab;
+        const float* y = teacher + r * vocab;
+        out[r] = static_cast<float>(RowDivergence(kind, x, y, vocab, Shift(x, vocab), Shift(y, vocab)));
+      }
+    });
+  }
+
+  void DivergenceRowsBackward(Divergence kind, const float* logits, const float* teacher,
+                              const float* weights, float* dlogits, int64_t rows, int64_t vocab) {
+    Pool().ParallelFor(rows, RowGrain(16 * vocab), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const double w = weights[r];
+        if (w == 0.0) continue;
+        const float* x = logits + r * vocab;
+        const float* y = teacher + r * vocab;
+        float* d = dlogits + r * vocab;
+        const double ps = Shift(x, vocab), qs = Shift(y, vocab);
+        if (kind == Divergence::kReverseKl) {  // p_v (log p_v - log q_v - D)
+          const double D = RowDivergence(kind, x, y, vocab, ps, qs);
+          for (int64_t v = 0; v < vocab; ++v) {
+            const double lp = x[v] - ps, p = std::exp(lp);
+            if (p > 0.0) d[v] += static_cast<float>(w * p * (lp - (y[v] - qs) - D));
+          }
+        } else {  // p_v - q_v
+          for (int64_t v = 0; v < vocab; ++v) {
+            d[v] += static_cast<float>(w * (std::exp(x[v] - ps) - std::exp(y[v] - qs)));
+          }
+        }
       }
     });
   }

@@ -473,6 +473,18 @@ class CudaBackendImpl final : public Backend {
                                  int64_t rows, int64_t vocab) override {
     cuda::LaunchLogSoftmaxTargetsBackward(stream_, Raw(logits), Raw(targets), Raw(weights), Raw(dlogits), rows, vocab);
   }
+  void DivergenceRows(Divergence kind, DevicePtr<const float> logits,
+                      DevicePtr<const float> teacher, DevicePtr<float> out, int64_t rows,
+                      int64_t vocab) override {
+    cuda::LaunchDivergenceRows(stream_, kind == Divergence::kReverseKl, Raw(logits), Raw(teacher), Raw(out), rows,
+                               vocab);
+  }
+  void DivergenceRowsBackward(Divergence kind, DevicePtr<const float> logits,
+                              DevicePtr<const float> teacher, DevicePtr<const float> weights,
+                              DevicePtr<float> dlogits, int64_t rows, int64_t vocab) override {
+    cuda::LaunchDivergenceRowsBackward(stream_, kind == Divergence::kReverseKl, Raw(logits), Raw(teacher),
+                                       Raw(weights), Raw(dlogits), rows, vocab);
+  }
   void Sample(DevicePtr<const float> logits, int64_t vocab, std::span<const SamplingRow> rows,
               DevicePtr<int32_t> tokens, DevicePtr<float> logprobs,
               DevicePtr<float> raw_logprobs) override;

@@ -732,6 +732,25 @@ TEST_F(CudaBackendTest, LogSoftmaxTargetsEntropyAndBackward) {
   ExpectClose(dlogits, "LogSoftmaxTargetsBackward");
 }
 
+TEST_F(CudaBackendTest, DivergenceRowsBothKindsAndBackward) {
+  const int64_t rows = 7, vocab = 5003;
+  Twin logits = Random(rows * vocab, 3.0f), teacher = Random(rows * vocab, 4.0f);
+  std::vector<float> weights = RandomFloats(rows);
+  weights[3] = 0.0f;  // left as it is
+  Twin w = Both(weights);
+  for (Divergence kind : {Divergence::kReverseKl, Divergence::kForwardKl}) {
+    const std::string name = kind == Divergence::kReverseKl ? "reverse" : "forward";
+    Twin out = Poisoned(rows), dlogits = Random(rows * vocab);  // the backward adds to it
+    OnBoth([&](Backend& be, bool g) {
+      be.DivergenceRows(kind, logits.on(g).data(), teacher.on(g).data(), out.on(g).data(), rows, vocab);
+      be.DivergenceRowsBackward(kind, logits.on(g).data(), teacher.on(g).data(), w.on(g).data(),
+                                dlogits.on(g).data(), rows, vocab);
+    });
+    ExpectClose(out, "DivergenceRows " + name);
+    ExpectClose(dlogits, "DivergenceRowsBackward " + name);
+  }
+}
+
 TEST_F(CudaBackendTest, SamplingGreedyFilteredAndUnfiltered) {
   const int64_t vocab = 3001, nrows = 4;
   Twin logits = Random(nrows * vocab, 3.0f);

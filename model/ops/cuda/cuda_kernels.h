@@ -70,6 +70,12 @@ void LaunchLogSoftmaxTargets(cudaStream_t s, const float* logits, const int32_t*
 void LaunchLogSoftmaxTargetsBackward(cudaStream_t s, const float* logits, const int32_t* targets,
                                      const float* weights, float* dlogits, int64_t rows,
                                      int64_t vocab);
+// Backend::DivergenceRows / DivergenceRowsBackward; `reverse`: KL(p || q), else KL(q || p).
+void LaunchDivergenceRows(cudaStream_t s, bool reverse, const float* logits, const float* teacher,
+                          float* out, int64_t rows, int64_t vocab);
+void LaunchDivergenceRowsBackward(cudaStream_t s, bool reverse, const float* logits,
+                                  const float* teacher, const float* weights, float* dlogits,
+                                  int64_t rows, int64_t vocab);
 // Blocks of SumSquares' first pass: `partials` holds kSumSquaresBlocks doubles.
 inline constexpr int kSumSquaresBlocks = 256;
 void LaunchSumSquares(cudaStream_t s, const float* x, int64_t n, double* partials, double* out);

@@ -285,6 +285,54 @@ __global__ void LogSoftmaxTargetsBackwardKernel(const float* logits, const int32
   }
 }
 
+// One row's divergence between p = softmax(x) and q = softmax(y) (Backend::DivergenceRows),
+// summed in double over the block; every thread gets it. Terms of probability 0 count 0.
+__device__ double RowDivergence(bool reverse, const float* x, const float* y, int64_t vocab,
+                                double p_shift, double q_shift, double* shared_d) {
+  double d = 0.0;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const double lp = x[i] - p_shift, lq = y[i] - q_shift;
+    const double w = exp(reverse ? lp : lq);
+    if (w > 0.0) d += reverse ? w * (lp - lq) : w * (lq - lp);
+  }
+  return BlockSum<double>(d, shared_d);
+}
+
+__global__ void DivergenceRowsKernel(bool reverse, const float* logits, const float* teacher,
+                                     float* out, int64_t vocab) {
+  __shared__ float shared_f[32];
+  __shared__ double shared_d[32];
+  const int64_t r = blockIdx.x;
+  const float* x = logits + r * vocab;
+  const float* y = teacher + r * vocab;
+  const RowStats p = LogSoftmaxStats(x, vocab, false, shared_f, shared_d);
+  const RowStats q = LogSoftmaxStats(y, vocab, false, shared_f, shared_d);
+  const double d = RowDivergence(reverse, x, y, vocab, p.max + p.log_sum, q.max + q.log_sum, shared_d);
+  if (threadIdx.x == 0) out[r] = static_cast<float>(d);
+}
+
+__global__ void DivergenceRowsBackwardKernel(bool reverse, const float* logits,
+                                             const float* teacher, const float* weights,
+                                             float* dlogits, int64_t vocab) {
+  __shared__ float shared_f[32];
+  __shared__ double shared_d[32];
+  const int64_t r = blockIdx.x;
+  const double w = weights[r];
+  if (w == 0.0) return;
+  const float* x = logits + r * vocab;
+  const float* y = teacher + r * vocab;
+  float* d = dlogits + r * vocab;
+  const RowStats p = LogSoftmaxStats(x, vocab, false, shared_f, shared_d);
+  const RowStats q = LogSoftmaxStats(y, vocab, false, shared_f, shared_d);
+  const double ps = p.max + p.log_sum, qs = q.max + q.log_sum;
+  const double D = reverse ? RowDivergence(true, x, y, vocab, ps, qs, shared_d) : 0.0;
+  for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const double lp = x[i] - ps, pv = exp(lp);
+    const double g = reverse ? (pv > 0.0 ? pv * (lp - (y[i] - qs) - D) : 0.0) : pv - exp(y[i] - qs);
+    d[i] += static_cast<float>(w * g);
+  }
+}
+
 // First pass: each block's share of sum x^2 in double; second pass: the blocks' partials in
 // order.
 __global__ void SumSquaresPartialKernel(const float* x, int64_t n, double* partials) {
@@ -461,6 +509,21 @@ void LaunchLogSoftmaxTargetsBackward(cudaStream_t s, const float* logits, const 
   if (rows <= 0) return;
   GRPO_CUDA_LAUNCH(LogSoftmaxTargetsBackwardKernel, static_cast<unsigned>(rows), kBlockRowThreads,
                    0, s, logits, targets, weights, dlogits, vocab);
+}
+
+void LaunchDivergenceRows(cudaStream_t s, bool reverse, const float* logits, const float* teacher,
+                          float* out, int64_t rows, int64_t vocab) {
+  if (rows <= 0) return;
+  GRPO_CUDA_LAUNCH(DivergenceRowsKernel, static_cast<unsigned>(rows), kBlockRowThreads, 0, s,
+                   reverse, logits, teacher, out, vocab);
+}
+
+void LaunchDivergenceRowsBackward(cudaStream_t s, bool reverse, const float* logits,
+                                  const float* teacher, const float* weights, float* dlogits,
+                                  int64_t rows, int64_t vocab) {
+  if (rows <= 0) return;
+  GRPO_CUDA_LAUNCH(DivergenceRowsBackwardKernel, static_cast<unsigned>(rows), kBlockRowThreads, 0,
+                   s, reverse, logits, teacher, weights, dlogits, vocab);
 }
 
 void LaunchSumSquares(cudaStream_t s, const float* x, int64_t n, double* partials, double* out) {
