@@ -13,6 +13,10 @@
 #      under its curve: "fastest per step");
 #   5. the other seeds at the chosen lrs, and the mixed form (reverse KL + the rule-reward
 #      advantages, distill.rule_rewards true) at distillation's chosen lr for every seed;
+#   5b. FULL="rkl fkl" (the default; FULL= leaves them out): on-policy distillation from the
+#      teacher's whole distribution, reverse KL (rkl, distill.divergence reverse_kl) and forward KL
+#      (fkl, forward_kl), each swept over FULL_LRS with the first seed, then run with every seed at
+#      its chosen lr;
 #   6. with COEFS="c ...": distillation at its chosen lr and the first seed with distill.coef c
 #      (the advantage's scale; Adam and the gradient clipping make it matter little).
 #  - distillation: STEPS steps of recipes/distill-nano.yaml from the student base, held-out
@@ -37,6 +41,7 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; STEPS=${STEPS:-30}; EVERY=${EVERY:-5}; SEEDS=${SEEDS:-"1 2 3 4 5"}
 LRS=${LRS:-"1e-4 2e-4 3e-4 5e-4 1e-3"}; SFT_LRS=${SFT_LRS:-"1e-4 3e-4 5e-4 1e-3 3e-3"}; MIXED=${MIXED:-1}
 COEFS=${COEFS:-}
+FULL=${FULL-"rkl fkl"}; FULL_LRS=${FULL_LRS:-"2e-4 5e-4 1e-3 3e-3"}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-100}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-distill-bench.XXXXXX)
@@ -83,14 +88,19 @@ for seed in $SEEDS; do  # the teacher on the held-out questions with each seed's
 done
 t3=$(now)
 
-distill() {  # METHOD LR SEED [COEF]: METHOD distill (pure reverse KL) or mixed (+ rule rewards)
-  local name=$1-$2-$3 rule=false coef=${4:-1}
+# METHOD LR SEED [COEF]: METHOD distill (pure sampled reverse KL), mixed (+ rule rewards), rkl or
+# fkl (reverse / forward KL over the whole vocabulary, distill.divergence reverse_kl / forward_kl)
+distill() {
+  local name=$1-$2-$3 rule=false coef=${4:-1} div=sampled
   [ -n "${4:-}" ] && name=$1-coef$4-$2-$3
   [ -f "$R/$name.acc" ] && return
   [ "$1" = mixed ] && rule=true
+  [ "$1" = rkl ] && div=reverse_kl
+  [ "$1" = fkl ] && div=forward_kl
   run $GRPO train $STUDENT "${OUT[@]}" --set run.name=$name --set run.seed=$3 --set model.init=null \
     --set model.path="$BASE" --set pretrain.steps=0 --set train.steps=$STEPS --set train.eval_every=$EVERY \
-    --set optimizer.lr=$2 --set distill.teacher="$TEACHER" --set distill.rule_rewards=$rule --set distill.coef=$coef
+    --set optimizer.lr=$2 --set distill.teacher="$TEACHER" --set distill.rule_rewards=$rule --set distill.coef=$coef \
+    --set distill.divergence=$div
   cp "$W/runs/$name/metrics.jsonl" "$R/$name.metrics.jsonl"
   accuracy "$W/runs/$name/metrics.jsonl" > "$R/$name.acc"
 }
@@ -129,20 +139,26 @@ for lr in $LRS; do distill distill $lr $seed1; done
 t4=$(now)
 for lr in $SFT_LRS; do sft $lr $seed1; done
 t5=$(now)
+for m in $FULL; do for lr in $FULL_LRS; do distill $m $lr $seed1; done; done
+t5b=$(now)
 DLR=$(best distill $LRS); SLR=$(best sft $SFT_LRS)
-echo "chosen lr: distillation $DLR, SFT $SLR (sweep with seed $seed1)"
+FULL_CHOSEN=""
+for m in $FULL; do FULL_CHOSEN="$FULL_CHOSEN $m:$(best $m $FULL_LRS)"; done
+echo "chosen lr: distillation $DLR, SFT $SLR,${FULL_CHOSEN:- no full-distribution method} (sweep with seed $seed1)"
 for seed in $SEEDS; do
   distill distill $DLR $seed
   sft $SLR $seed
   [ "$MIXED" = 1 ] && distill mixed $DLR $seed
+  for mc in $FULL_CHOSEN; do distill ${mc%%:*} ${mc#*:} $seed; done
 done
 for coef in $COEFS; do distill distill $DLR $seed1 $coef; done
 t6=$(now)
 
-/usr/bin/python3 - "$R" "$W" "$SEEDS" "$LRS" "$SFT_LRS" "$DLR" "$SLR" "$MIXED" <<'PY'
+/usr/bin/python3 - "$R" "$W" "$SEEDS" "$LRS" "$SFT_LRS" "$DLR" "$SLR" "$MIXED" "$FULL_LRS" "$FULL_CHOSEN" <<'PY'
 import json, os, statistics, sys
-r, w, seeds, lrs, sft_lrs, dlr, slr, mixed = sys.argv[1:]
-seeds, lrs, sft_lrs = seeds.split(), lrs.split(), sft_lrs.split()
+r, w, seeds, lrs, sft_lrs, dlr, slr, mixed, full_lrs, full_chosen = sys.argv[1:]
+seeds, lrs, sft_lrs, full_lrs = seeds.split(), lrs.split(), sft_lrs.split(), full_lrs.split()
+full = [tuple(mc.split(':')) for mc in full_chosen.split()]
 def curve(name):
     return {int(s): float(a) for s, a in (l.split() for l in open('%s/%s.acc' % (r, name)))}
 def mean_tokens(name, key):
@@ -167,8 +183,9 @@ def table(title, names):
               '   %.3f' % (sum(after) / len(after)))
     return curves, steps
 table('sweep (seed %s):' % seeds[0], ['distill-%s-%s' % (l, seeds[0]) for l in lrs] +
-      ['sft-%s-%s' % (l, seeds[0]) for l in sft_lrs])
-methods = [('distill', dlr), ('sft', slr)] + ([('mixed', dlr)] if mixed == '1' else [])
+      ['sft-%s-%s' % (l, seeds[0]) for l in sft_lrs] +
+      ['%s-%s-%s' % (m, l, seeds[0]) for m, _ in full for l in full_lrs])
+methods = [('distill', dlr), ('sft', slr)] + ([('mixed', dlr)] if mixed == '1' else []) + full
 coef_runs = sorted(n[:-4] for n in os.listdir(r) if n.startswith('distill-coef') and n.endswith('.acc'))
 if coef_runs:
     table('distill.coef (lr %s, seed %s):' % (dlr, seeds[0]), ['distill-%s-%s' % (dlr, seeds[0])] + coef_runs)
@@ -194,7 +211,7 @@ for m, lr in methods:
     print('%-18s' % ('%s %s' % (m, lr)) + ' '.join(cells) + '   mean>0 %.3f(%.3f)' %
           (statistics.mean(aucs), statistics.stdev(aucs) if len(aucs) > 1 else 0))
 PY
-printf 'wall s: teacher %.0f, student base %.0f, teacher samples + export + teacher evals %.0f, distillation sweep %.0f, SFT sweep %.0f, seeds %.0f\n' \
+printf 'wall s: teacher %.0f, student base %.0f, teacher samples + export + teacher evals %.0f, distillation sweep %.0f, SFT sweep %.0f, full-distribution sweeps %.0f, seeds %.0f\n' \
   "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(echo "$t3 - $t2" | bc)" "$(echo "$t4 - $t3" | bc)" \
-  "$(echo "$t5 - $t4" | bc)" "$(echo "$t6 - $t5" | bc)"
+  "$(echo "$t5 - $t4" | bc)" "$(echo "$t5b - $t5" | bc)" "$(echo "$t6 - $t5b" | bc)"
 echo "end $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,7 @@
 #include "learner/gradient_buckets.h"
 #include "learner/gradient_reducer.h"
 #include "learner/rl_test_util.h"
+#include "model/presets.h"
 
 namespace grpo {
 namespace {
@@ -73,6 +75,7 @@ struct Case {
   Objective objective;
   bool sharded = false;  // ZeRO-1: AdamW state sharded across the ranks
   bool reducer = false;  // gradients summed by a GradientReducer overlapped with the backward
+  bool divergence = false;  // full-distribution distillation to random teacher logits, no advantages
 };
 
 // Runs RlUpdate twice per rank: alone (the reference) and as one of `size` ranks.
@@ -81,11 +84,25 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
   co.timeout = absl::Seconds(60);
   auto c = ConnectGloo(co);
   if (!c.ok()) return std::string(c.status().message());
-  const auto groups = RandomGroups(k.groups, k.group_size, 11, 200);
+  auto groups = RandomGroups(k.groups, k.group_size, 11, 200);
   RlUpdateOptions o;
+  if (k.divergence) {
+    const int64_t V = PresetConfig(k.preset)->vocab_size;
+    std::mt19937 rng(13);
+    std::normal_distribution<float> logit(0.0f, 2.0f);
+    for (RlGroup& g : groups) {
+      for (RlSample& s : g.samples) {
+        s.advantage = 0;
+        s.teacher_logits.resize(s.completion.size() * V);
+        for (float& x : s.teacher_logits) x = logit(rng);
+      }
+    }
+    o.divergence = Divergence::kReverseKl;
+  }
   o.loss = PolicyLossPreset(k.objective);
   o.loss.kl_beta = k.kl_beta;
   o.loss.norm_length = 16;  // used by Dr.GRPO's aggregation only
+  o.loss.divergence_coef = k.divergence ? 1.0 : 0.0;
   o.mini_batches = k.mini_batches;
   o.epochs = k.epochs;
   o.schedule.lr = 1e-4;  // the nano recipe's
@@ -171,6 +188,8 @@ TEST(DataParallel, RanksApplyTheOneProcessUpdate) {
   const Case moe{"deepseek_v3-nano", 2, 4, 1, 1, 0.0, Objective::kDapo};
   for (int size : {2, 3}) ExpectSameAsOneProcess(dense, size);
   ExpectSameAsOneProcess(moe, 4);
+  // Full-distribution distillation: each rank computes the divergence of its own samples.
+  ExpectSameAsOneProcess({"qwen2-nano", 4, 3, 2, 2, 0.0, Objective::kGrpo, false, false, /*divergence=*/true}, 2);
 }
 
 TEST(DataParallel, ShardedOptimizerRanksApplyTheOneProcessUpdate) {

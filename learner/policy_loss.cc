@@ -280,6 +280,9 @@ absl::Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
   } else if (o.is_correction != IsCorrection::kNone && !(o.is_cap >= 1 && std::isfinite(o.is_cap))) {
     return absl::InvalidArgumentError("is_cap must be finite and >= 1, got " + Num(o.is_cap));
   }
+  if (!(o.divergence_coef >= 0) || !std::isfinite(o.divergence_coef)) {
+    return absl::InvalidArgumentError("divergence_coef must be finite and >= 0, got " + Num(o.divergence_coef));
+  }
   return absl::OkStatus();
 }
 
@@ -296,6 +299,12 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
     GRPO_RETURN_IF_ERROR(CheckLength("ref_logprobs", in.ref_logprobs.size(), n));
   }
   if (!in.mask.empty()) GRPO_RETURN_IF_ERROR(CheckLength("mask", in.mask.size(), n));
+  const bool use_div = !in.divergences.empty();
+  if (use_div) GRPO_RETURN_IF_ERROR(CheckLength("divergences", in.divergences.size(), n));
+  if (use_div != (o.divergence_coef > 0)) {
+    return absl::InvalidArgumentError(use_div ? "divergences are given but divergence_coef is 0"
+                                              : "divergence_coef > 0 needs divergences");
+  }
   if (in.offsets.empty() || in.offsets.front() != 0 ||
       in.offsets.back() != static_cast<int64_t>(n)) {
     return absl::InvalidArgumentError("offsets must start at 0 and end at the number of tokens (" +
@@ -335,6 +344,7 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
       GRPO_RETURN_IF_ERROR(bad("old_logprobs", in.old_logprobs[t]));
       if (use_is) GRPO_RETURN_IF_ERROR(bad("rollout_logprobs", in.rollout_logprobs[t]));
       if (use_kl) GRPO_RETURN_IF_ERROR(bad("ref_logprobs", in.ref_logprobs[t]));
+      if (use_div) GRPO_RETURN_IF_ERROR(bad("divergences", in.divergences[t]));
       if (token_adv && !std::isfinite(in.token_advantages[t])) {
         return absl::InvalidArgumentError("token_advantages[" + std::to_string(t) + "] is not finite");
       }
@@ -345,6 +355,7 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
 
   PolicyLossResult out;
   out.grad.assign(n, 0.0f);
+  if (use_div) out.divergence_grad.assign(n, 0.0f);
   PolicyLossMetrics& m = out.metrics;
   m.num_tokens = total_tokens;
   m.has_kl = use_kl;
@@ -353,7 +364,7 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
   const double lo = 1.0 - o.clip_eps_low, hi = 1.0 + o.clip_eps_high;
   const double log_cap = use_is && o.is_correction != IsCorrection::kIcePop ? std::log(o.is_cap) : 0.0;
   const double big = std::numeric_limits<double>::infinity();
-  double loss = 0, ratio_sum = 0, kl_sum = 0, w_sum = 0;
+  double loss = 0, ratio_sum = 0, kl_sum = 0, w_sum = 0, div_sum = 0;
   int64_t clipped_low = 0, clipped_high = 0, capped = 0, masked = 0;
   m.ratio_min = big;
   m.ratio_max = -big;
@@ -437,8 +448,11 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
           }
         }
       }
-      seq_loss += w * term.pg + o.kl_beta * kl;
+      const double div = use_div ? static_cast<double>(in.divergences[t]) : 0.0;
+      seq_loss += w * term.pg + o.kl_beta * kl + o.divergence_coef * div;
       out.grad[t] = static_cast<float>(coef * (dpg_weight * term.dpg + o.kl_beta * dkl));
+      if (use_div) out.divergence_grad[t] = static_cast<float>(coef * o.divergence_coef);
+      div_sum += div;
       ratio_sum += r;
       m.ratio_min = std::min(m.ratio_min, r);
       m.ratio_max = std::max(m.ratio_max, r);
@@ -457,6 +471,7 @@ absl::StatusOr<PolicyLossResult> ComputePolicyLoss(const PolicyLossInputs& in, c
   m.is_weight_mean = w_sum / T;
   m.is_capped_frac = capped / T;
   m.is_masked_frac = masked / T;
+  m.divergence_mean = div_sum / T;
   return out;
 }
 

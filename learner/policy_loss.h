@@ -23,7 +23,9 @@
 //             lr_u = logp_u - old_u (clipping in log space)
 //   IS       w_t  (constant; 1 without correction)
 //   kl       kl_t = k1 | k2 | k3 (logp_t, ref_t)                 (only when kl_beta > 0)
-//   l_t = w_t * pg_t + kl_beta * kl_t
+//   div      D_t, the token's full-distribution divergence to a teacher (only when given:
+//            on-policy distillation over the whole vocabulary, CausalLM's DivergenceTargets)
+//   l_t = w_t * pg_t + kl_beta * kl_t + divergence_coef * D_t
 // aggregated as `aggregation` says. The gradient is what autograd of that expression gives,
 // torch conventions included: clamp passes the gradient at its bounds (inclusive), and where
 // both arguments of min are equal each receives half of it.
@@ -93,6 +95,8 @@ struct PolicyLossOptions {
   IsCorrection is_correction = IsCorrection::kNone;
   double is_cap = 2.0;  // C >= 1 (used by every correction but kNone and kIcePop)
   double icepop_low = 0.5, icepop_high = 5.0;  // kIcePop: 0 <= low <= 1 <= high, finite
+  // Finite and > 0 exactly when PolicyLossInputs::divergences are given.
+  double divergence_coef = 0;
 };
 
 // Defaults of an objective:
@@ -131,6 +135,9 @@ struct PolicyLossInputs {
   // kClip, kCispo and kSapo use A_t wherever A_i stands above; kGmpo refuses them (its term is
   // one per sequence).
   std::span<const double> token_advantages;
+  // Optional per token: D_t >= 0, the divergence of the token's next-token distribution from a
+  // teacher's (ForwardOutput::divergence); differentiated (PolicyLossResult::divergence_grad).
+  std::span<const float> divergences;
 };
 
 // On-policy distillation (reverse KL to a teacher): the per-token advantage of a sampled token,
@@ -154,11 +161,14 @@ struct PolicyLossMetrics {
   double is_weight_mean = 1;  // mean of w_t over counted tokens
   double is_capped_frac = 0;  // TIS modes: fraction of tokens whose raw ratio exceeded C
   double is_masked_frac = 0;  // mask modes (icepop included): fraction of tokens with w_t = 0
+  double divergence_mean = 0; // mean of D_t over counted tokens, when divergences are given
 };
 
 struct PolicyLossResult {
   double loss = 0;
   std::vector<float> grad;  // dLoss/dlogprobs, one per token (0 for masked tokens)
+  // dLoss/dD_t, one per token when divergences are given (0 for masked tokens), else empty.
+  std::vector<float> divergence_grad;
   PolicyLossMetrics metrics;
 };
 

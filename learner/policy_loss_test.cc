@@ -29,9 +29,11 @@ struct Case {
   std::vector<int64_t> offsets;
   std::vector<uint8_t> mask;
   std::vector<double> token_advantages;  // optional (on-policy distillation)
+  std::vector<float> divergences;        // optional (full-distribution distillation)
 
   PolicyLossInputs Inputs() const {
-    return {logprobs, old_logprobs, rollout_logprobs, ref_logprobs, advantages, offsets, mask, token_advantages};
+    return {logprobs, old_logprobs, rollout_logprobs, ref_logprobs, advantages, offsets, mask, token_advantages,
+            divergences};
   }
 };
 
@@ -196,6 +198,24 @@ std::vector<Case> AllCases() {
       cases.push_back(std::move(c));
     }
   }
+  // Full-distribution distillation: a divergence D_t >= 0 per token, alone (sequence advantages
+  // 0) and beside rule-reward advantages, under each aggregation.
+  for (LossAggregation agg : kAllAggregations) {
+    for (bool with_rewards : {false, true}) {
+      PolicyLossOptions o = PolicyLossPreset(Objective::kGrpo);
+      o.kl_beta = 0;
+      o.aggregation = agg;
+      o.norm_length = 14;
+      o.divergence_coef = with_rewards ? 0.5 : 1.0;
+      Case c = MakeCase(std::string("divergence ") + AggName(agg) + (with_rewards ? " + rewards" : " alone"), o,
+                        seed++, true);
+      std::mt19937 rng(seed);
+      std::exponential_distribution<float> d(2.0f);
+      for (size_t t = 0; t < c.logprobs.size(); ++t) c.divergences.push_back(d(rng));
+      if (!with_rewards) std::fill(c.advantages.begin(), c.advantages.end(), 0.0);
+      cases.push_back(std::move(c));
+    }
+  }
   {
     PolicyLossOptions o = PolicyLossPreset(Objective::kCispo);  // with a lower bound
     o.clip_eps_low = 0.2;
@@ -227,7 +247,8 @@ json ToJson(const Case& c) {
                {"kl_beta", o.kl_beta},
                {"kl_estimator", KlName(o.kl_estimator)},
                {"is_correction", IsName(o.is_correction)},
-               {"is_cap", o.is_cap}};
+               {"is_cap", o.is_cap},
+               {"divergence_coef", o.divergence_coef}};
   auto to_d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
   return {{"options", opts},
           {"logprobs", to_d(c.logprobs)},
@@ -237,7 +258,8 @@ json ToJson(const Case& c) {
           {"adv", c.advantages},
           {"offsets", c.offsets},
           {"mask", std::vector<int>(c.mask.begin(), c.mask.end())},
-          {"token_adv", c.token_advantages}};
+          {"token_adv", c.token_advantages},
+          {"divergences", to_d(c.divergences)}};
 }
 
 TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
@@ -250,7 +272,8 @@ TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
   const json results = run->at("results");
   ASSERT_EQ(results.size(), cases.size());
 
-  int64_t clipped_cases = 0, two_sided_clip_cases = 0, nonzero_kl = 0, capped_or_masked = 0, with_kl = 0;
+  int64_t clipped_cases = 0, two_sided_clip_cases = 0, nonzero_kl = 0, capped_or_masked = 0, with_kl = 0,
+          with_divergence = 0;
   for (size_t k = 0; k < cases.size(); ++k) {
     const Case& c = cases[k];
     SCOPED_TRACE(c.label);
@@ -266,6 +289,14 @@ TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
       EXPECT_NEAR(got->grad[t], ref_grad[t], 1e-9 + 1e-6 * std::abs(ref_grad[t])) << "token " << t;
       grad_norm += ref_grad[t] * ref_grad[t];
     }
+    const auto ref_div_grad = ref.at("divergence_grad").get<std::vector<double>>();
+    ASSERT_EQ(got->divergence_grad.size(), ref_div_grad.size());
+    for (size_t t = 0; t < ref_div_grad.size(); ++t) {
+      EXPECT_NEAR(got->divergence_grad[t], ref_div_grad[t], 1e-9 + 1e-6 * std::abs(ref_div_grad[t])) << "token " << t;
+      grad_norm += ref_div_grad[t] * ref_div_grad[t];
+    }
+    EXPECT_NEAR(got->metrics.divergence_mean, ref.at("divergence_mean").get<double>(), 1e-9);
+    with_divergence += !c.divergences.empty();
     EXPECT_GT(grad_norm, 0.0);
     EXPECT_NEAR(got->metrics.clip_frac, ref.at("clip_frac").get<double>(), 1e-12);
     EXPECT_NEAR(got->metrics.ratio_mean, ref.at("ratio_mean").get<double>(), 1e-9);
@@ -288,6 +319,7 @@ TEST(PolicyLossTest, MatchesPyTorchAutogradForEveryObjective) {
   EXPECT_EQ(nonzero_kl, with_kl);
   EXPECT_GE(with_kl, 6);
   EXPECT_GE(capped_or_masked, 6);
+  EXPECT_EQ(with_divergence, 8);
 }
 
 // The loss of `c` with the logprobs of `tokens` moved by `h` (rounded to f32); `delta` gets the
@@ -455,6 +487,32 @@ TEST(PolicyLossTest, GeoAndIcePopWeightsByHand) {
   ASSERT_TRUE(agg.ok());
   EXPECT_NEAR(agg->loss, -(1.0 + 2.0) / 2, 1e-12);
   EXPECT_NEAR(agg->grad[1], -1.0, 1e-7);
+}
+
+TEST(PolicyLossTest, DivergencesNeedTheirCoefficientAndFiniteValues) {
+  const std::vector<float> logp = {-1.0f, -2.0f}, div = {0.5f, 0.25f};
+  const std::vector<double> zero = {0.0};
+  const std::vector<int64_t> offsets = {0, 2};
+  PolicyLossInputs in{logp, logp, {}, {}, zero, offsets, {}, {}, div};
+  PolicyLossOptions o = PolicyLossPreset(Objective::kDapo);  // token-mean
+  auto missing_coef = ComputePolicyLoss(in, o);
+  ASSERT_FALSE(missing_coef.ok());
+  EXPECT_NE(missing_coef.status().message().find("divergence_coef is 0"), std::string::npos);
+  o.divergence_coef = 2.0;
+  auto r = ComputePolicyLoss(in, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NEAR(r->loss, 2.0 * (0.5 + 0.25) / 2, 1e-9);  // advantages 0: only the divergence term
+  EXPECT_EQ(r->divergence_grad, (std::vector<float>{1.0f, 1.0f}));
+  EXPECT_EQ(r->grad, (std::vector<float>{0.0f, 0.0f}));
+  in.divergences = {};
+  EXPECT_NE(ComputePolicyLoss(in, o).status().message().find("needs divergences"), std::string::npos);
+  const std::vector<float> one = {0.5f}, bad = {0.5f, NAN};
+  in.divergences = one;
+  EXPECT_NE(ComputePolicyLoss(in, o).status().message().find("divergences has 1 values"), std::string::npos);
+  in.divergences = bad;
+  EXPECT_NE(ComputePolicyLoss(in, o).status().message().find("divergences[1] is not finite"), std::string::npos);
+  o.divergence_coef = -1;
+  EXPECT_FALSE(ValidatePolicyLossOptions(o).ok());
 }
 
 TEST(PolicyLossTest, DistillationAdvantagesAreTheNegativeLogRatio) {

@@ -33,7 +33,7 @@ const std::vector<std::string>& KnownKeys() {
       "tools.environment", "tools.max_calls", "tools.max_output_tokens", "tools.call_start",
       "tools.call_end", "tools.result_start", "tools.result_end", "tools.plugin",
       "tools.plugin_config", "tools.timeout_ms", "tools.call_threads",
-      "reward.rules", "reward.endpoints", "distill.teacher", "distill.teacher_server", "distill.coef", "distill.rule_rewards",
+      "reward.rules", "reward.endpoints", "distill.teacher", "distill.teacher_server", "distill.coef", "distill.rule_rewards", "distill.divergence",
       "algorithm.objective", "algorithm.clip_eps_low", "algorithm.clip_eps_high",
       "algorithm.ratio_level", "algorithm.aggregation", "algorithm.norm_length",
       "algorithm.kl_beta", "algorithm.kl_estimator", "algorithm.is_correction", "algorithm.is_cap",
@@ -398,7 +398,26 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
   if (!(r.distill_coef > 0 && std::isfinite(r.distill_coef))) {
     return c.Error("distill.coef", "must be finite and > 0");
   }
-  if ((!r.distill_teacher.empty() || !r.distill_teacher_servers.empty()) && r.loss.surrogate == Surrogate::kGmpo) {
+  if (c.Has("distill.divergence")) {
+    GRPO_ASSIGN_OR_RETURN(const std::string name, c.GetString("distill.divergence"));
+    if (name == "reverse_kl") {
+      r.distill_divergence = Divergence::kReverseKl;
+    } else if (name == "forward_kl") {
+      r.distill_divergence = Divergence::kForwardKl;
+    } else if (name != "sampled") {
+      return c.Error("distill.divergence", "unknown \"" + name + "\" (sampled, reverse_kl or forward_kl)");
+    }
+  }
+  if (r.distill_divergence && r.distill_teacher.empty() && r.distill_teacher_servers.empty()) {
+    return c.Error("distill.divergence", "needs a teacher (distill.teacher)");
+  }
+  if (r.distill_divergence && !r.distill_teacher_servers.empty()) {
+    return c.Error("distill.divergence", "reverse_kl and forward_kl need the teacher's whole distribution, which "
+                                         "only an embedded teacher (distill.teacher) gives; a teacher server "
+                                         "returns the sampled tokens' logprobs (use divergence sampled)");
+  }
+  if (!r.distill_divergence && (!r.distill_teacher.empty() || !r.distill_teacher_servers.empty()) &&
+      r.loss.surrogate == Surrogate::kGmpo) {
     return c.Error(r.distill_teacher.empty() ? "distill.teacher_server" : "distill.teacher", "distillation needs per-token advantages, which the gmpo objective does "
                                       "not take (one term per sequence); use grpo, dr_grpo, dapo, gspo, cispo or sapo");
   }

@@ -33,12 +33,14 @@
 //              max_grad_norm, mini_batches, epochs
 //   train      steps, eval_every, eval_size, eval_samples, eval_temperature, checkpoint_every
 //   distill    teacher (HF model directory) or teacher_server (HOST:PORT of `grpo rollout serve
-//              --serve-logprobs`, or a list of them), coef, rule_rewards: on-policy distillation
+//              --serve-logprobs`, or a list of them), coef, rule_rewards, divergence
+//              (sampled | reverse_kl | forward_kl): on-policy distillation
 //   cluster    read by `grpo submit` (deploy/), ignored here
 #ifndef GRPO_LEARNER_RECIPE_H_
 #define GRPO_LEARNER_RECIPE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -151,6 +153,11 @@ struct TrainRecipe {
   std::vector<std::string> distill_teacher_servers;
   double distill_coef = 1.0;
   bool distill_rule_rewards = true;
+  // distill.divergence: "sampled" (nullopt, the default) gives the per-token advantage above, from
+  // the teacher's logprob of each sampled token; "reverse_kl" / "forward_kl" instead add
+  // coef * KL over the whole vocabulary at every completion token to the loss (policy_loss.h's
+  // divergence_coef, CausalLM's DivergenceTargets), from the embedded teacher's logits.
+  std::optional<Divergence> distill_divergence;
 
   Objective objective = Objective::kGrpo;
   PolicyLossOptions loss;

@@ -44,6 +44,23 @@ TEST(Recipe, DefaultsAndPresets) {
   EXPECT_EQ(distill->distill_teacher, "/models/teacher");
   EXPECT_EQ(distill->distill_coef, 0.5);
   EXPECT_FALSE(distill->distill_rule_rewards);
+  EXPECT_FALSE(distill->distill_divergence.has_value());  // sampled
+  auto full = Parse(kMinimal, {"distill.teacher=/models/teacher", "distill.divergence=forward_kl",
+                               "algorithm.objective=gmpo"});  // no per-token advantages needed
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ(full->distill_divergence, Divergence::kForwardKl);
+  auto reverse = Parse(kMinimal, {"distill.teacher=/models/teacher", "distill.divergence=reverse_kl"});
+  ASSERT_TRUE(reverse.ok()) << reverse.status().ToString();
+  EXPECT_EQ(reverse->distill_divergence, Divergence::kReverseKl);
+  for (const auto& [sets, words] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"distill.teacher=/t", "distill.divergence=js"}, "unknown \"js\""},
+           {{"distill.divergence=reverse_kl"}, "needs a teacher"},
+           {{"distill.teacher_server=t.local:1", "distill.divergence=reverse_kl"}, "only an embedded teacher"}}) {
+    auto bad = Parse(kMinimal, sets);
+    ASSERT_FALSE(bad.ok()) << words;
+    EXPECT_NE(bad.status().message().find("distill.divergence"), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find(words), std::string::npos) << bad.status();
+  }
   auto served = Parse(kMinimal, {"distill.teacher_server=teacher.local:50070"});
   ASSERT_TRUE(served.ok()) << served.status().ToString();
   EXPECT_EQ(served->distill_teacher_servers, std::vector<std::string>{"teacher.local:50070"});

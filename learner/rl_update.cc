@@ -20,6 +20,7 @@ struct Packed {
   std::vector<double> advantages;     // per sample
   std::vector<float> rollout_logprobs;
   std::vector<double> token_advantages;  // per completion token, when the samples have them
+  std::vector<float> teacher_logits;     // [completion tokens, vocab], when the samples have them
   std::vector<uint8_t> mask;          // per completion token
   std::vector<uint8_t> sampled;       // per completion token: 0 for a tool's environment tokens
   Routing routing;
@@ -35,8 +36,10 @@ struct SampleRange {
 
 // Rollout logprobs are packed when every sample of the mini-batch has them (the mismatch metrics
 // read them); a correction that needs them (`require_rollout_logprobs`) fails without them.
+// Teacher logits (`vocab` per token) are packed when the samples have them; `want_teacher` says
+// every sample must (and otherwise none may).
 absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
-            bool require_rollout_logprobs, SampleRange range, Packed* p) {
+            bool require_rollout_logprobs, bool want_teacher, int64_t vocab, SampleRange range, Packed* p) {
   bool all_have_logprobs = true;
   for (size_t g = first; g < last; ++g) {
     for (const RlSample& s : groups[g].samples) {
@@ -85,6 +88,12 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
                                           std::to_string(T) + " tokens");
       }
       p->token_advantages.insert(p->token_advantages.end(), s.token_advantages.begin(), s.token_advantages.end());
+      if (!s.teacher_logits.empty() && static_cast<int64_t>(s.teacher_logits.size()) != T * vocab) {
+        return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " has " +
+                                          std::to_string(s.teacher_logits.size()) + " teacher logits for " +
+                                          std::to_string(T) + " tokens of vocab " + std::to_string(vocab));
+      }
+      p->teacher_logits.insert(p->teacher_logits.end(), s.teacher_logits.begin(), s.teacher_logits.end());
       if (want_routing && s.routing.empty()) {
         return absl::InvalidArgumentError("rl update: routing replay is on but a sample of group " + std::to_string(g) +
                                        " has no routing (the rollout must return the experts it chose)");
@@ -93,6 +102,10 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
   }
   if (!p->token_advantages.empty() && p->token_advantages.size() != p->target_index.size()) {
     return absl::InvalidArgumentError("rl update: some samples have token advantages and others not");
+  }
+  if (p->teacher_logits.size() != (want_teacher ? p->target_index.size() * vocab : 0)) {
+    return absl::InvalidArgumentError(want_teacher ? "rl update: divergence_coef > 0 needs teacher logits for every sample"
+                                                   : "rl update: samples carry teacher logits but divergence_coef is 0");
   }
   if (!want_routing) return absl::OkStatus();
   p->routing.num_tokens = p->batch.num_tokens();
@@ -185,8 +198,9 @@ std::vector<int64_t> SampleCosts(const std::vector<RlGroup>& groups, size_t firs
 }
 
 absl::Status MakeShard(const std::vector<RlGroup>& groups, size_t first, size_t last, bool routing,
-                       bool want_rollout, int64_t L, int64_t K, Collective* c, Shard* sh) {
-  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, SampleRange{}, &sh->full));
+                       bool want_rollout, bool want_teacher, int64_t vocab, int64_t L, int64_t K, Collective* c,
+                       Shard* sh) {
+  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, want_teacher, vocab, SampleRange{}, &sh->full));
   if (sh->full.has_routing) GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, SampleRange{}, &sh->full));
   sh->distributed = c != nullptr && c->size() > 1;
   if (!sh->distributed) return absl::OkStatus();
@@ -196,7 +210,7 @@ absl::Status MakeShard(const std::vector<RlGroup>& groups, size_t first, size_t 
   }
   sh->first_token = sh->full.offsets[bounds[c->rank()]];
   const SampleRange mine{bounds[c->rank()], bounds[c->rank() + 1]};
-  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, mine, &sh->local));
+  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, want_teacher, vocab, mine, &sh->local));
   if (sh->local.has_routing && mine.begin < mine.end) {
     GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, mine, &sh->local));
   }
@@ -243,7 +257,7 @@ absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& op
 
 absl::StatusOr<Routing> ReplayRouting(const std::vector<RlGroup>& groups, int64_t num_moe_layers, int64_t top_k) {
   Packed p;
-  GRPO_RETURN_IF_ERROR(Pack(groups, 0, groups.size(), true, false, SampleRange{}, &p));
+  GRPO_RETURN_IF_ERROR(Pack(groups, 0, groups.size(), true, false, false, 0, SampleRange{}, &p));
   GRPO_RETURN_IF_ERROR(FillRouting(groups, 0, groups.size(), num_moe_layers, top_k, SampleRange{}, &p));
   return p.routing;
 }
@@ -269,6 +283,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   const int64_t L = moe ? cfg.NumMoeLayers() : 0;
   const int64_t K = moe ? cfg.num_experts_per_tok : 0;
   const bool want_rollout = options.loss.is_correction != IsCorrection::kNone;
+  const bool want_teacher = options.loss.divergence_coef > 0;
   const size_t per_batch = groups.size() / static_cast<size_t>(options.mini_batches);
   Collective* c = options.collective;
   const bool distributed = c != nullptr && c->size() > 1;
@@ -277,8 +292,8 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   std::vector<Shard> shards(options.mini_batches);
   for (int64_t b = 0; b < options.mini_batches; ++b) {
     const size_t first = b * per_batch, last = first + per_batch;
-    GRPO_RETURN_IF_ERROR(MakeShard(groups, first, last, options.routing_replay && moe, want_rollout, L, K, c,
-                                   &shards[b]));
+    GRPO_RETURN_IF_ERROR(MakeShard(groups, first, last, options.routing_replay && moe, want_rollout, want_teacher,
+                                   cfg.vocab_size, L, K, c, &shards[b]));
   }
 
   RlUpdateStats stats;
@@ -319,7 +334,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
     }
   }
 
-  double loss_sum = 0, norm_sum = 0, clip_sum = 0, kl_sum = 0, isw_sum = 0;
+  double loss_sum = 0, norm_sum = 0, clip_sum = 0, kl_sum = 0, isw_sum = 0, div_sum = 0;
   for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
     for (size_t b = 0; b < shards.size(); ++b) {
       const Packed& p = shards[b].full;
@@ -328,17 +343,24 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       fo.keep_activations = true;
       fo.need_entropy = !multi && options.need_entropy;
       fo.forced_routing = own.has_routing ? &own.routing : nullptr;
+      // Full-distribution distillation: D_t at every completion token of this rank's samples.
+      const DivergenceTargets div_targets{options.divergence, own.target_index, own.teacher_logits};
+      if (want_teacher) fo.divergence = &div_targets;
       std::optional<ForwardOutput> out;
-      std::vector<float> own_lp;
+      std::vector<float> own_lp, own_div;
       if (!Empty(own)) {
         GRPO_ASSIGN_OR_RETURN(out, policy.Forward(own.batch, fo));
         own_lp = Gather(out->logprobs, own.target_index);
+        own_div = std::move(out->divergence);
         if (fo.need_entropy) {
           for (int64_t i : own.target_index) entropy_sum += out->entropy[i];
           entropy_n += static_cast<int64_t>(own.target_index.size());
         }
       }
       absl::StatusOr<std::vector<float>> lp = GatherTokens(c, shards[b], std::move(own_lp));
+      absl::StatusOr<std::vector<float>> div =
+          want_teacher && lp.ok() ? GatherTokens(c, shards[b], std::move(own_div)) : std::vector<float>();
+      if (!div.ok()) lp = div.status();
       absl::StatusOr<PolicyLossResult> loss = absl::UnknownError("unset");
       if (lp.ok()) {
         if (!multi && !p.rollout_logprobs.empty()) {  // this forward is the old-logprob pass
@@ -353,6 +375,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
         in.offsets = p.offsets;
         in.mask = p.mask;
         in.token_advantages = p.token_advantages;
+        in.divergences = *div;
         loss = ComputePolicyLoss(in, options.loss);
       } else {
         loss = lp.status();
@@ -366,10 +389,15 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
         std::vector<float> weights(out->logprobs.size(), 0.0f);
         const size_t first = shards[b].distributed ? shards[b].first_token : 0;
         for (size_t i = 0; i < own.target_index.size(); ++i) weights[own.target_index[i]] = loss->grad[first + i];
+        std::vector<float> div_weights;
+        if (want_teacher) {
+          div_weights.assign(loss->divergence_grad.begin() + first,
+                             loss->divergence_grad.begin() + first + own.target_index.size());
+        }
         // The update's only backward before the reduction (no accumulation), so it may overlap.
         const GradientsReady on_ready =
             distributed && options.gradient_reducer != nullptr ? options.gradient_reducer->Hook(grads) : nullptr;
-        absl::Status st = policy.Backward(weights, grads, on_ready);
+        absl::Status st = policy.Backward(weights, div_weights, grads, on_ready);
         policy.ReleaseActivations();
         GRPO_RETURN_IF_ERROR(st);
       }
@@ -379,6 +407,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
       clip_sum += loss->metrics.clip_frac;
       kl_sum += loss->metrics.kl_mean;
       isw_sum += loss->metrics.is_weight_mean;
+      div_sum += loss->metrics.divergence_mean;
       stats.ratio_max = std::max(stats.ratio_max, loss->metrics.ratio_max);
       stats.tokens += epoch == 0 ? loss->metrics.num_tokens : 0;
       ++stats.optimizer_steps;
@@ -403,6 +432,7 @@ absl::StatusOr<RlUpdateStats> RlUpdate(CausalLM& policy, CausalLM* reference, Ad
   stats.clip_frac = clip_sum / n;
   stats.kl = kl_sum / n;
   stats.is_weight_mean = isw_sum / n;
+  stats.divergence = div_sum / n;
   stats.grad_norm = stats.optimizer_steps > stats.skipped_steps ? norm_sum / (n - stats.skipped_steps) : 0;
   stats.entropy = entropy_n > 0 ? entropy_sum / static_cast<double>(entropy_n) : 0;
   stats.mismatch_tokens = mismatch_n;

@@ -42,6 +42,10 @@ struct RlSample {
   // Per completion token, added to `advantage` (on-policy distillation); empty: none. Either
   // every sample of the update has them or none.
   std::vector<double> token_advantages;
+  // Full-distribution distillation (loss.divergence_coef > 0): the teacher's next-token logits at
+  // each completion token's position, [completion tokens, vocab] row-major (row t: the logits
+  // that predict completion[t]). Every sample of the update has them then, and none otherwise.
+  std::vector<float> teacher_logits;
   bool trained = true;
   // Per completion token, or empty (all 1): 0 leaves the token out of the loss, e.g. the tokens a
   // tool's environment appended in a multi-turn rollout (rollout/environment.h). Such tokens are
@@ -56,7 +60,11 @@ struct RlGroup {
 };
 
 struct RlUpdateOptions {
+  // With loss.divergence_coef > 0 the loss adds coef * D_t for every completion token, D_t the
+  // `divergence` of the policy's next-token distribution from the teacher's (the samples'
+  // teacher_logits), aggregated as the policy term; its gradient flows through every logit.
   PolicyLossOptions loss;
+  Divergence divergence = Divergence::kReverseKl;
   int64_t mini_batches = 1;
   int64_t epochs = 1;
   LrScheduleOptions schedule;
@@ -84,6 +92,7 @@ struct RlUpdateStats {
   double lr = 0;           // of the last optimizer step
   double entropy = 0;      // mean over completion tokens, first forward
   double clip_frac = 0, kl = 0, ratio_max = 0, is_weight_mean = 1;
+  double divergence = 0;   // mean over optimizer steps of the mean D_t (loss.divergence_coef > 0)
   int64_t optimizer_steps = 0;
   int64_t tokens = 0;      // completion tokens trained
   // Samples with trained true that the forward and backward ran over, each counted by the rank

@@ -645,6 +645,73 @@ TEST(RlUpdate, TokenAdvantagesFromATeacherMoveTheStudentTowardIt) {
   EXPECT_NE(std::string(bad.status().message()).find("token advantages"), std::string::npos);
 }
 
+// The mean divergence of `model` from the samples' teacher logits over their completion tokens.
+double MeanDivergence(CausalLM& model, const std::vector<RlGroup>& groups, Divergence kind) {
+  double sum = 0;
+  int64_t n = 0;
+  for (const auto& g : groups) {
+    for (const auto& s : g.samples) {
+      auto seq = g.prompt;
+      seq.insert(seq.end(), s.completion.begin(), s.completion.end());
+      DivergenceTargets d{kind, {}, s.teacher_logits};
+      for (size_t j = 0; j < s.completion.size(); ++j) d.rows.push_back(static_cast<int64_t>(g.prompt.size() - 1 + j));
+      auto f = model.Forward(TokenBatch::FromSequences({seq}), {.divergence = &d});
+      EXPECT_TRUE(f.ok()) << f.status();
+      for (float x : f->divergence) sum += x;
+      n += static_cast<int64_t>(f->divergence.size());
+    }
+  }
+  return sum / static_cast<double>(n);
+}
+
+// Full-distribution distillation: the teacher's logits at every completion position; an update
+// with divergence_coef > 0 and no rule reward lowers the student's divergence from the teacher
+// in either direction, and reports it.
+TEST(RlUpdate, FullDistributionDistillationLowersTheDivergence) {
+  auto teacher = Make("qwen3-nano", 30);
+  for (Divergence kind : {Divergence::kReverseKl, Divergence::kForwardKl}) {
+    auto student = Make("qwen3-nano", 2);
+    auto groups = RandomGroups(2, 4, 12, 200);
+    for (auto& g : groups) {
+      for (auto& s : g.samples) {
+        auto seq = g.prompt;
+        seq.insert(seq.end(), s.completion.begin(), s.completion.end());
+        auto f = teacher->Forward(TokenBatch::FromSequences({seq}), {.return_logits = true});
+        ASSERT_TRUE(f.ok());
+        const int64_t V = teacher->config().vocab_size;
+        s.teacher_logits.assign(f->logits.begin() + (g.prompt.size() - 1) * V, f->logits.end());
+        s.advantage = 0;
+      }
+    }
+    const double before = MeanDivergence(*student, groups, kind);
+    RlUpdateOptions o;
+    o.loss = PolicyLossPreset(Objective::kDapo);
+    o.loss.divergence_coef = 1.0;
+    o.divergence = kind;
+    o.schedule.lr = 3e-3;
+    o.epochs = 3;
+    auto opt = AdamW::Create(student->backend(), student->parameter_specs(), {});
+    std::vector<Buffer> grads;
+    auto stats = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    const double after = MeanDivergence(*student, groups, kind);
+    EXPECT_GT(before, 0.1);
+    EXPECT_LT(after, 0.8 * before) << "before " << before;
+    EXPECT_GT(stats->divergence, after);  // the mean over the three steps, the first at `before`
+    EXPECT_LT(stats->divergence, before * 1.0001);
+    // Teacher logits on some samples only, or with divergence_coef 0: refused.
+    auto missing = groups;
+    missing[1].samples[2].teacher_logits.clear();
+    auto bad = RlUpdate(*student, nullptr, *opt, missing, o, &grads);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("teacher logits"), std::string::npos) << bad.status();
+    o.loss.divergence_coef = 0;
+    bad = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("divergence_coef is 0"), std::string::npos) << bad.status();
+  }
+}
+
 TEST(RlUpdate, RejectsBadInputs) {
   auto model = Make("llama-nano", 1);
   auto opt = AdamW::Create(model->backend(), model->parameter_specs(), {});

@@ -28,6 +28,21 @@ class Embedded final : public Teacher {
     return result;
   }
 
+  absl::StatusOr<std::vector<std::vector<float>>> Logits(
+      const std::vector<std::vector<int32_t>>& sequences) override {
+    GRPO_ASSIGN_OR_RETURN(ForwardOutput out,
+                          model_->Forward(TokenBatch::FromSequences(sequences), {.return_logits = true}));
+    const size_t V = static_cast<size_t>(model_->config().vocab_size);
+    std::vector<std::vector<float>> result;
+    size_t at = 0;
+    for (const auto& s : sequences) {
+      const size_t n = s.empty() ? 0 : (s.size() - 1) * V;
+      result.emplace_back(out.logits.begin() + at, out.logits.begin() + at + n);
+      at += n;
+    }
+    return result;
+  }
+
  private:
   std::unique_ptr<CausalLM> model_;
 };
@@ -65,6 +80,13 @@ class Remote final : public Teacher {
     if (servers_.empty()) return absl::InvalidArgumentError("distill.teacher_server: no endpoints");
     for (const TeacherServer& server : servers_) GRPO_RETURN_IF_ERROR(CheckOne(server));
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::vector<float>>> Logits(
+      const std::vector<std::vector<int32_t>>&) override {
+    return absl::UnimplementedError(
+        "distill.teacher_server gives the sampled tokens' logprobs, not whole distributions: "
+        "distill.divergence reverse_kl / forward_kl need an embedded teacher (distill.teacher)");
   }
 
   absl::StatusOr<std::vector<std::vector<float>>> Logprobs(

@@ -4,6 +4,10 @@
 // Contract:
 //  - Logprobs(sequences): for each sequence (prompt + completion token ids, at least one token)
 //    the len - 1 values log p(t_i | t_<i), i >= 1, at temperature 1, in sequence order.
+//  - Logits(sequences): for each sequence its (len - 1) x vocab next-token logits (row i - 1
+//    predicts t_i), row-major: what full-distribution distillation (distill.divergence
+//    reverse_kl / forward_kl) needs. The embedded teacher only; a teacher server answers
+//    Unimplemented (its RPC carries the sampled tokens' logprobs, not distributions).
 //  - EmbeddedTeacher: a CausalLM in this process (distill.teacher), one Forward per call.
 //  - ConnectTeacher: `grpo rollout serve --serve-logprobs` servers (distill.teacher_server, one
 //    or a list). Connecting checks each server with one Health call within connect_timeout
@@ -38,6 +42,8 @@ class Teacher {
  public:
   virtual ~Teacher() = default;
   virtual absl::StatusOr<std::vector<std::vector<float>>> Logprobs(
+      const std::vector<std::vector<int32_t>>& sequences) = 0;
+  virtual absl::StatusOr<std::vector<std::vector<float>>> Logits(
       const std::vector<std::vector<int32_t>>& sequences) = 0;
 };
 

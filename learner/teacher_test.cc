@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,33 @@ TeacherServerOptions Options(std::vector<std::string> endpoints) {
   o.student_vocab_size = PresetConfig(kPreset)->vocab_size;
   o.timeout = absl::Seconds(30);
   return o;
+}
+
+// The embedded teacher's logits are those its logprobs come from; a teacher server has none.
+TEST(EmbeddedTeacher, LogitsGiveItsLogprobs) {
+  std::unique_ptr<Teacher> teacher = EmbeddedTeacher(MakeModel(3));
+  const int64_t V = PresetConfig(kPreset)->vocab_size;
+  const std::vector<std::vector<int32_t>> seqs = {{1, 5, 9, 2}, {7}, {4, 4}};
+  auto lp = teacher->Logprobs(seqs);
+  auto logits = teacher->Logits(seqs);
+  ASSERT_TRUE(lp.ok() && logits.ok()) << lp.status() << logits.status();
+  ASSERT_EQ(logits->size(), 3u);
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    ASSERT_EQ((*logits)[s].size(), (seqs[s].size() - 1) * V) << s;
+    for (size_t i = 0; i + 1 < seqs[s].size(); ++i) {
+      const float* z = (*logits)[s].data() + i * V;
+      const double mx = *std::max_element(z, z + V);
+      double sum = 0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(z[v] - mx);
+      EXPECT_NEAR((*lp)[s][i], z[seqs[s][i + 1]] - mx - std::log(sum), 1e-5) << s << " " << i;
+    }
+  }
+  ServedTeacher server(3);
+  auto remote = ConnectTeacher(Options({server.endpoint}));
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  const absl::Status st = (*remote)->Logits(seqs).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(st.message().find("distill.teacher"), std::string::npos) << st;
 }
 
 TEST(ConnectTeacher, ADeadAddressFailsWithinTheConnectDeadlineNamingIt) {

@@ -15,6 +15,7 @@
 
 #include "core/checksum_manifest.h"
 #include "core/file.h"
+#include "core/memory_plan.h"
 #include "core/metrics.h"
 #include "data/addition.h"
 #include "learner/advantage.h"
@@ -512,6 +513,38 @@ absl::StatusOr<double> AddDistillation(Teacher& teacher, const TrainRecipe& r, s
   return n > 0 ? sum / static_cast<double>(n) : 0.0;
 }
 
+// Full-distribution distillation (distill.divergence reverse_kl / forward_kl): the teacher's
+// logits at every completion token's position go with the sample (RlSample::teacher_logits),
+// one Logits call per group; the loss then adds coef * KL over the vocabulary (RlUpdate). Without
+// distill.rule_rewards the samples' rule-reward advantages are dropped. The logits are checked
+// against the memory available before the teacher runs (tokens x vocab floats, held twice: with
+// the samples and packed for the update).
+absl::Status AddTeacherLogits(Teacher& teacher, const TrainRecipe& r, int64_t vocab, std::vector<RlGroup>* groups) {
+  int64_t tokens = 0;
+  for (const RlGroup& g : *groups) {
+    for (const RlSample& s : g.samples) tokens += static_cast<int64_t>(s.completion.size());
+  }
+  MemoryPlan plan;
+  plan.Add("teacher logits of " + std::to_string(tokens) + " completion tokens x vocab " + std::to_string(vocab) +
+               " x 2 copies (distill.divergence; rollout.prompts_per_step x group_size x max_new_tokens)",
+           CheckedInt64(tokens) * vocab * int64_t{4} * int64_t{2});
+  GRPO_RETURN_IF_ERROR(plan.Check("full-distribution distillation"));
+  for (RlGroup& g : *groups) {
+    std::vector<std::vector<int32_t>> seqs;
+    for (const RlSample& s : g.samples) {
+      seqs.push_back(g.prompt);
+      seqs.back().insert(seqs.back().end(), s.completion.begin(), s.completion.end());
+    }
+    GRPO_ASSIGN_OR_RETURN(std::vector<std::vector<float>> logits, teacher.Logits(seqs));
+    for (size_t i = 0; i < g.samples.size(); ++i) {
+      RlSample& s = g.samples[i];
+      s.teacher_logits.assign(logits[i].begin() + static_cast<int64_t>(g.prompt.size() - 1) * vocab, logits[i].end());
+      if (!r.distill_rule_rewards) s.advantage = 0;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The teacher of on-policy distillation: distill.teacher on the policy's backend, or the rollout
 // server(s) distill.teacher_server; null without one. Its vocabulary must be the student's (the same
 // token ids).
@@ -919,6 +952,10 @@ RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* co
                               ShardedAdamW* sharded, GradientReducer* reducer) {
   RlUpdateOptions uo;
   uo.loss = r.loss;
+  if (r.distill_divergence) {
+    uo.loss.divergence_coef = r.distill_coef;
+    uo.divergence = *r.distill_divergence;
+  }
   uo.mini_batches = r.mini_batches;
   uo.epochs = r.epochs;
   uo.schedule = r.schedule;
@@ -975,7 +1012,9 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
     GRPO_ASSIGN_OR_RETURN(std::vector<RlGroup> groups, TrainingGroups(batch, adv, r.group_size));
     const StalenessStats staleness = BoundStaleness(batch, version, r.max_staleness, &groups);
     std::optional<double> reverse_kl;
-    if (teacher != nullptr) {
+    if (teacher != nullptr && r.distill_divergence) {
+      GRPO_RETURN_IF_ERROR(AddTeacherLogits(*teacher, r, run.policy->config().vocab_size, &groups));
+    } else if (teacher != nullptr) {
       GRPO_ASSIGN_OR_RETURN(reverse_kl, AddDistillation(*teacher, r, &groups));
     }
     GRPO_ASSIGN_OR_RETURN(UpdateResult update, UpdatePolicy(learner, r, routing, groups, ranks));
@@ -985,6 +1024,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
 
     std::map<std::string, double> row = StepRow(run, batch, rewards, staleness, update, push, t_store);
     if (reverse_kl) row["distill/reverse_kl"] = *reverse_kl;
+    if (r.distill_divergence) row["distill/divergence"] = update.stats.divergence;
     const bool last = step + 1 == r.steps;
     if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
       const auto t_eval0 = Clock::now();

@@ -6,7 +6,9 @@
 # serve --serve-logprobs` (distill.teacher_server) gives the same run as the embedded one. A
 # teacher with another vocabulary, none at the path, or a server that does not serve Logprobs is
 # refused naming the key; a dead teacher address fails within the connect deadline; with two
-# teacher servers, one killed mid-run, the run finishes on the other.
+# teacher servers, one killed mid-run, the run finishes on the other. With distill.divergence
+# reverse_kl / forward_kl the student learns from the embedded teacher's whole distribution and
+# logs distill/divergence; a teacher server is refused for it.
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; }
@@ -30,6 +32,23 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 steps = [r for r in rows if r['step'] > 0]
 assert [r['step'] for r in steps] == [1, 2, 3], [r['step'] for r in rows]
 assert all(math.isfinite(r['distill/reverse_kl']) and r['grad_norm'] > 0 for r in steps), steps
+PY"
+done
+
+# ---- full-distribution distillation: KL over the whole vocabulary from the teacher's logits
+for div in reverse_kl forward_kl; do
+  "$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=student-$div --set pretrain.steps=0 --set train.steps=3 \
+    --set model.init.config.num_hidden_layers=2 --set distill.teacher="$TEACHER" --set distill.divergence=$div \
+    --set distill.rule_rewards=false --set algorithm.kl_beta=0 --quiet > /dev/null 2> student-$div.err
+  check "student (divergence $div) exits 0" '[ $? -eq 0 ]' || tail -n 5 student-$div.err
+  check "student (divergence $div): distill/divergence > 0 and a gradient every step" "/usr/bin/python3 - runs/student-$div/metrics.jsonl <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+steps = [r for r in rows if r['step'] > 0]
+assert [r['step'] for r in steps] == [1, 2, 3], [r['step'] for r in rows]
+assert all(math.isfinite(r['distill/divergence']) and r['distill/divergence'] > 0 and r['grad_norm'] > 0
+           for r in steps), steps
+assert all('distill/reverse_kl' not in r for r in steps), steps
 PY"
 done
 
@@ -70,6 +89,10 @@ check "a server without --serve-logprobs refused" 'grep -q "distill.teacher_serv
 check "a served teacher with another vocabulary refused" 'grep -q "distill.teacher_server" other-remote.err && grep -q "vocab_size" other-remote.err'
 "$GRPO" train "$RECIPE" --set distill.teacher_server=localhost --check > /dev/null 2> bad-server.err
 check "a teacher_server without a port refused at --check" 'grep -q "distill.teacher_server" bad-server.err'
+"$GRPO" train "$RECIPE" --set distill.teacher_server=127.0.0.1:$TP --set distill.divergence=reverse_kl --check \
+  > /dev/null 2> full-server.err
+check "full-distribution distillation from a teacher server refused at --check" \
+  'grep -q "distill.divergence" full-server.err && grep -q "embedded teacher" full-server.err'
 
 # ---- a dead teacher address fails within the 10 s connect deadline (not the 5-minute RPC one)
 kill -9 "$plain_pid"; wait "$plain_pid" 2>/dev/null

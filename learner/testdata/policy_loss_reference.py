@@ -3,7 +3,8 @@
 Written the way TRL / verl write these losses: sequences padded to [N, Lmax] with a completion
 mask, per-token losses combined with masked sums. Usage: policy_loss_reference.py IN.json OUT.json
 where IN is {"cases": [{"options": {...}, "logprobs": [...], "old": [...], "rollout": [...],
-"ref": [...], "adv": [...], "offsets": [...], "mask": [...], "token_adv": [...] (optional)}]}
+"ref": [...], "adv": [...], "offsets": [...], "mask": [...], "token_adv": [...] (optional),
+"divergences": [...] (optional, with options.divergence_coef)}]}
 (flat per-token arrays) and OUT is
 {"results": [{"loss": x, "grad": [...], "clip_frac": x, "ratio_mean": x, "kl_mean": x,
 "is_weight_mean": x}]}.
@@ -116,6 +117,11 @@ def run(case):
             kl = torch.exp(ref - logp) - (ref - logp) - 1
         per_token_loss = per_token_loss + beta * kl
 
+    div = None
+    if case.get("divergences"):  # full-distribution distillation: + coef * D_t, D_t a leaf
+        div = pad(case["divergences"], offsets).requires_grad_(True)
+        per_token_loss = per_token_loss + o["divergence_coef"] * div
+
     agg = o["aggregation"]
     if agg == "token-mean":
         loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
@@ -129,9 +135,11 @@ def run(case):
         raise ValueError(agg)
     loss.backward()
 
-    flat_grad = []
+    flat_grad, flat_div_grad = [], []
     for i in range(n_seq):
         flat_grad += logp.grad[i, : offsets[i + 1] - offsets[i]].tolist()
+        if div is not None:
+            flat_div_grad += div.grad[i, : offsets[i + 1] - offsets[i]].tolist()
     msum = mask.sum().clamp(min=1.0)
     clip_frac = (((is_low | is_high).to(D)) * mask).sum() / msum
     return {
@@ -141,6 +149,8 @@ def run(case):
         "ratio_mean": ((coef_1.detach() * mask).sum() / msum).item(),
         "kl_mean": ((kl.detach() * mask).sum() / msum).item() if kl is not None else 0.0,
         "is_weight_mean": ((w * mask).sum() / msum).item(),
+        "divergence_grad": flat_div_grad,
+        "divergence_mean": ((div.detach() * mask).sum() / msum).item() if div is not None else 0.0,
     }
 
 
