@@ -13,10 +13,10 @@
 #      under its curve: "fastest per step");
 #   5. the other seeds at the chosen lrs, and the mixed form (reverse KL + the rule-reward
 #      advantages, distill.rule_rewards true) at distillation's chosen lr for every seed;
-#   5b. FULL="rkl fkl" (the default; FULL= leaves them out): on-policy distillation from the
-#      teacher's whole distribution, reverse KL (rkl, distill.divergence reverse_kl) and forward KL
-#      (fkl, forward_kl), each swept over FULL_LRS with the first seed, then run with every seed at
-#      its chosen lr;
+#   5b. FULL="rkl fkl rklr" (the default; FULL= leaves them out): on-policy distillation from the
+#      teacher's whole distribution, reverse KL (rkl, distill.divergence reverse_kl), forward KL
+#      (fkl, forward_kl) and reverse KL + the rule-reward advantages (rklr), each swept over
+#      FULL_LRS with the first seed, then run with every seed at its chosen lr;
 #   6. with COEFS="c ...": distillation at its chosen lr and the first seed with distill.coef c
 #      (the advantage's scale; Adam and the gradient clipping make it matter little).
 #  - distillation: STEPS steps of recipes/distill-nano.yaml from the student base, held-out
@@ -41,7 +41,7 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; STEPS=${STEPS:-30}; EVERY=${EVERY:-5}; SEEDS=${SEEDS:-"1 2 3 4 5"}
 LRS=${LRS:-"1e-4 2e-4 3e-4 5e-4 1e-3"}; SFT_LRS=${SFT_LRS:-"1e-4 3e-4 5e-4 1e-3 3e-3"}; MIXED=${MIXED:-1}
 COEFS=${COEFS:-}
-FULL=${FULL-"rkl fkl"}; FULL_LRS=${FULL_LRS:-"2e-4 5e-4 1e-3 3e-3"}
+FULL=${FULL-"rkl fkl rklr"}; FULL_LRS=${FULL_LRS:-"2e-4 3e-4 5e-4 1e-3"}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-1000}; TEACHER_STEPS=${TEACHER_STEPS:-100}
 [ -n "${GRPO_BIN:-}" ] || bazel build -c opt //cli:grpo >/dev/null 2>&1
 W=$(mktemp -d /tmp/grpo-distill-bench.XXXXXX)
@@ -89,13 +89,14 @@ done
 t3=$(now)
 
 # METHOD LR SEED [COEF]: METHOD distill (pure sampled reverse KL), mixed (+ rule rewards), rkl or
-# fkl (reverse / forward KL over the whole vocabulary, distill.divergence reverse_kl / forward_kl)
+# fkl (reverse / forward KL over the whole vocabulary, distill.divergence reverse_kl / forward_kl),
+# rklr (rkl + rule rewards)
 distill() {
   local name=$1-$2-$3 rule=false coef=${4:-1} div=sampled
   [ -n "${4:-}" ] && name=$1-coef$4-$2-$3
   [ -f "$R/$name.acc" ] && return
-  [ "$1" = mixed ] && rule=true
-  [ "$1" = rkl ] && div=reverse_kl
+  [ "$1" = mixed ] || [ "$1" = rklr ] && rule=true
+  [ "$1" = rkl ] || [ "$1" = rklr ] && div=reverse_kl
   [ "$1" = fkl ] && div=forward_kl
   run $GRPO train $STUDENT "${OUT[@]}" --set run.name=$name --set run.seed=$3 --set model.init=null \
     --set model.path="$BASE" --set pretrain.steps=0 --set train.steps=$STEPS --set train.eval_every=$EVERY \

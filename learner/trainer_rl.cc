@@ -482,6 +482,16 @@ StalenessStats BoundStaleness(const StepBatch& b, uint64_t learner_version, int6
   return st;
 }
 
+// Each sample of `g` as the teacher reads it: the prompt, then the completion.
+std::vector<std::vector<int32_t>> SampleSequences(const RlGroup& g) {
+  std::vector<std::vector<int32_t>> seqs;
+  for (const RlSample& s : g.samples) {
+    seqs.push_back(g.prompt);
+    seqs.back().insert(seqs.back().end(), s.completion.begin(), s.completion.end());
+  }
+  return seqs;
+}
+
 // On-policy distillation: the teacher's logprob of every completion token (one Logprobs call per
 // group, its samples together) turns into per-token advantages coef * -(student - teacher), the
 // student's logprob being the rollout's raw one (the policy that sampled the token). Without
@@ -491,11 +501,7 @@ absl::StatusOr<double> AddDistillation(Teacher& teacher, const TrainRecipe& r, s
   double sum = 0;
   int64_t n = 0;
   for (RlGroup& g : *groups) {
-    std::vector<std::vector<int32_t>> seqs;
-    for (const RlSample& s : g.samples) {
-      seqs.push_back(g.prompt);
-      seqs.back().insert(seqs.back().end(), s.completion.begin(), s.completion.end());
-    }
+    const std::vector<std::vector<int32_t>> seqs = SampleSequences(g);
     GRPO_ASSIGN_OR_RETURN(std::vector<std::vector<float>> scores, teacher.Logprobs(seqs));
     for (size_t i = 0; i < g.samples.size(); ++i) {
       RlSample& s = g.samples[i];
@@ -530,11 +536,7 @@ absl::Status AddTeacherLogits(Teacher& teacher, const TrainRecipe& r, int64_t vo
            CheckedInt64(tokens) * vocab * int64_t{4} * int64_t{2});
   GRPO_RETURN_IF_ERROR(plan.Check("full-distribution distillation"));
   for (RlGroup& g : *groups) {
-    std::vector<std::vector<int32_t>> seqs;
-    for (const RlSample& s : g.samples) {
-      seqs.push_back(g.prompt);
-      seqs.back().insert(seqs.back().end(), s.completion.begin(), s.completion.end());
-    }
+    const std::vector<std::vector<int32_t>> seqs = SampleSequences(g);
     GRPO_ASSIGN_OR_RETURN(std::vector<std::vector<float>> logits, teacher.Logits(seqs));
     for (size_t i = 0; i < g.samples.size(); ++i) {
       RlSample& s = g.samples[i];
