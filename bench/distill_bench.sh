@@ -33,6 +33,8 @@
 #   THREADS=2 STEPS=30 EVERY=5 SEEDS="1 2 3 4 5" LRS="1e-4 2e-4 3e-4 5e-4 1e-3" \
 #     SFT_LRS="1e-4 3e-4 5e-4 1e-3 3e-3" COEFS="0.3 3" TEACHER=runs/r1zero-nano/checkpoints/rl-000100 \
 #     bash bench/distill_bench.sh                  (docs/PERFORMANCE.md; 15-20 minutes on this VM)
+# SETS="KEY=VALUE ..." is given to every run (teacher, base, distillation, SFT, evaluations), e.g.
+# SETS="data.addition.digits=4 rollout.max_new_tokens=48" for longer answers.
 # RESULTS=DIR keeps every curve and metrics file there (default: a temporary directory, removed).
 # GRPO_BIN=PATH runs that binary instead of building `bazel build -c opt //cli:grpo` (the binary is
 # copied first either way, so a build in this tree during the run does not change it).
@@ -52,6 +54,7 @@ GRPO="$W/grpo"
 cp "${GRPO_BIN:-bazel-bin/cli/grpo}" "$GRPO"
 NANO=recipes/r1zero-nano.yaml; STUDENT=recipes/distill-nano.yaml
 OUT=(--set run.output_dir="$W/runs" --quiet)
+for kv in ${SETS:-}; do OUT+=(--set "$kv"); done  # SETS="KEY=VALUE ...": every run, e.g. another task
 now() { date +%s.%N; }
 run() {  # a grpo command; its stderr is shown only when it fails
   "$@" >/dev/null 2>"$W/last.err" || { cat "$W/last.err"; exit 1; }

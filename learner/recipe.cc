@@ -408,9 +408,6 @@ absl::StatusOr<TrainRecipe> ParseRecipe(const Config& c) {
       return c.Error("distill.divergence", "unknown \"" + name + "\" (sampled, reverse_kl or forward_kl)");
     }
   }
-  if (r.distill_divergence && r.distill_teacher.empty() && r.distill_teacher_servers.empty()) {
-    return c.Error("distill.divergence", "needs a teacher (distill.teacher)");
-  }
   if (r.distill_divergence && !r.distill_teacher_servers.empty()) {
     return c.Error("distill.divergence", "reverse_kl and forward_kl need the teacher's whole distribution, which "
                                          "only an embedded teacher (distill.teacher) gives; a teacher server "

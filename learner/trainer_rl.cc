@@ -954,7 +954,7 @@ RlUpdateOptions UpdateOptions(const TrainRecipe& r, bool routing, Collective* co
                               ShardedAdamW* sharded, GradientReducer* reducer) {
   RlUpdateOptions uo;
   uo.loss = r.loss;
-  if (r.distill_divergence) {
+  if (r.distill_divergence && !r.distill_teacher.empty()) {  // a teacher server is refused for it
     uo.loss.divergence_coef = r.distill_coef;
     uo.divergence = *r.distill_divergence;
   }
@@ -1026,7 +1026,7 @@ absl::StatusOr<TrainSummary> RunRl(Run& run, const TrainOptions& o) {
 
     std::map<std::string, double> row = StepRow(run, batch, rewards, staleness, update, push, t_store);
     if (reverse_kl) row["distill/reverse_kl"] = *reverse_kl;
-    if (r.distill_divergence) row["distill/divergence"] = update.stats.divergence;
+    if (teacher != nullptr && r.distill_divergence) row["distill/divergence"] = update.stats.divergence;
     const bool last = step + 1 == r.steps;
     if ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || last) {
       const auto t_eval0 = Clock::now();

@@ -89,6 +89,10 @@ check "a server without --serve-logprobs refused" 'grep -q "distill.teacher_serv
 check "a served teacher with another vocabulary refused" 'grep -q "distill.teacher_server" other-remote.err && grep -q "vocab_size" other-remote.err'
 "$GRPO" train "$RECIPE" --set distill.teacher_server=localhost --check > /dev/null 2> bad-server.err
 check "a teacher_server without a port refused at --check" 'grep -q "distill.teacher_server" bad-server.err'
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=no-teacher --set pretrain.steps=0 --set train.steps=1 \
+  --set distill.divergence=reverse_kl > /dev/null 2> no-teacher.err
+check "distill.divergence without a teacher trains without distillation" \
+  '[ $? -eq 0 ] && ! grep -q "distill/" runs/no-teacher/metrics.jsonl' || tail -n 3 no-teacher.err
 "$GRPO" train "$RECIPE" --set distill.teacher_server=127.0.0.1:$TP --set distill.divergence=reverse_kl --check \
   > /dev/null 2> full-server.err
 check "full-distribution distillation from a teacher server refused at --check" \
