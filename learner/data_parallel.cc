@@ -168,6 +168,7 @@ std::string SerializeGroups(const std::vector<RlGroup>& groups) {
       Put<uint8_t>(&out, s.trained ? 1 : 0);
       PutVector(&out, s.token_advantages);
       PutVector(&out, s.loss_mask);
+      PutVector(&out, s.teacher_logits);
     }
   }
   return out;
@@ -188,7 +189,8 @@ absl::StatusOr<std::vector<RlGroup>> ParseGroups(const std::string& bytes) {
       uint8_t trained = 0;
       ok = in.GetVector(&s.completion) && in.GetVector(&s.rollout_logprobs) &&
            in.GetVector(&s.routing) && in.Get(&s.advantage) && in.Get(&trained) &&
-           in.GetVector(&s.token_advantages) && in.GetVector(&s.loss_mask);
+           in.GetVector(&s.token_advantages) && in.GetVector(&s.loss_mask) &&
+           in.GetVector(&s.teacher_logits);
       s.trained = trained != 0;
       group.samples.push_back(std::move(s));
     }

@@ -154,6 +154,14 @@ std::string CompareWithOneProcess(const Case& k, const std::string& dir, int ran
   }
   const double rel = RelativeDifference(*models[1], *models[0]);
   if (!(rel <= 1e-5)) return absl::StrCat("weights differ by ", rel, " relative");
+  if (k.divergence) {  // the divergence term moved the weights, and every rank saw the same value
+    const double moved = RelativeDifference(*models[0], *Make(k.preset, 3));
+    if (!(moved > 1e-4)) return absl::StrCat("the update moved the weights by only ", moved, " relative");
+    if (!(stats[0].divergence > 0) ||
+        std::abs(stats[1].divergence - stats[0].divergence) > 1e-5 * stats[0].divergence) {
+      return absl::StrCat("divergence ", stats[1].divergence, " vs ", stats[0].divergence);
+    }
+  }
   if (std::abs(stats[1].loss - stats[0].loss) > 1e-5 * (1 + std::abs(stats[0].loss))) {
     return absl::StrCat("loss ", stats[1].loss, " vs ", stats[0].loss);
   }
@@ -418,6 +426,7 @@ TEST(DataParallel, GroupsMessageRoundTrips) {
   groups[2].samples[0].routing = {4, 5};
   groups[0].samples[1].token_advantages = {0.25, -1.5};
   groups[1].samples[0].loss_mask = {1, 0, 1};
+  groups[2].samples[1].teacher_logits = {0.5f, -3.0f, 7.25f, 1e-3f};
   const std::string bytes = SerializeGroups(groups);
   auto back = ParseGroups(bytes);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -427,6 +436,7 @@ TEST(DataParallel, GroupsMessageRoundTrips) {
   EXPECT_FALSE((*back)[0].samples[0].trained);
   EXPECT_EQ((*back)[0].samples[1].token_advantages, groups[0].samples[1].token_advantages);
   EXPECT_EQ((*back)[1].samples[0].loss_mask, groups[1].samples[0].loss_mask);
+  EXPECT_EQ((*back)[2].samples[1].teacher_logits, groups[2].samples[1].teacher_logits);
   EXPECT_EQ(ParseGroups(bytes.substr(0, bytes.size() - 1)).status().code(),
             absl::StatusCode::kDataLoss);
 }

@@ -36,10 +36,13 @@ struct SampleRange {
 
 // Rollout logprobs are packed when every sample of the mini-batch has them (the mismatch metrics
 // read them); a correction that needs them (`require_rollout_logprobs`) fails without them.
-// Teacher logits (`vocab` per token) are packed when the samples have them; `want_teacher` says
-// every sample must (and otherwise none may).
+// Teacher logits (`vocab` per token): with `want_teacher` every sample must have them (and
+// otherwise none may); they are packed when `pack_teacher` says so too. vocab 0: they are not
+// looked at.
 absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last, bool want_routing,
-            bool require_rollout_logprobs, bool want_teacher, int64_t vocab, SampleRange range, Packed* p) {
+            bool require_rollout_logprobs, bool want_teacher, bool pack_teacher, int64_t vocab, SampleRange range,
+            Packed* p) {
+  int64_t teacher_values = 0;
   bool all_have_logprobs = true;
   for (size_t g = first; g < last; ++g) {
     for (const RlSample& s : groups[g].samples) {
@@ -88,12 +91,13 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
                                           std::to_string(T) + " tokens");
       }
       p->token_advantages.insert(p->token_advantages.end(), s.token_advantages.begin(), s.token_advantages.end());
-      if (!s.teacher_logits.empty() && static_cast<int64_t>(s.teacher_logits.size()) != T * vocab) {
+      if (vocab > 0 && !s.teacher_logits.empty() && static_cast<int64_t>(s.teacher_logits.size()) != T * vocab) {
         return absl::InvalidArgumentError("rl update: a sample of group " + std::to_string(g) + " has " +
                                           std::to_string(s.teacher_logits.size()) + " teacher logits for " +
                                           std::to_string(T) + " tokens of vocab " + std::to_string(vocab));
       }
-      p->teacher_logits.insert(p->teacher_logits.end(), s.teacher_logits.begin(), s.teacher_logits.end());
+      teacher_values += static_cast<int64_t>(s.teacher_logits.size());
+      if (pack_teacher) p->teacher_logits.insert(p->teacher_logits.end(), s.teacher_logits.begin(), s.teacher_logits.end());
       if (want_routing && s.routing.empty()) {
         return absl::InvalidArgumentError("rl update: routing replay is on but a sample of group " + std::to_string(g) +
                                        " has no routing (the rollout must return the experts it chose)");
@@ -103,7 +107,7 @@ absl::Status Pack(const std::vector<RlGroup>& groups, size_t first, size_t last,
   if (!p->token_advantages.empty() && p->token_advantages.size() != p->target_index.size()) {
     return absl::InvalidArgumentError("rl update: some samples have token advantages and others not");
   }
-  if (p->teacher_logits.size() != (want_teacher ? p->target_index.size() * vocab : 0)) {
+  if (vocab > 0 && teacher_values != (want_teacher ? static_cast<int64_t>(p->target_index.size()) * vocab : 0)) {
     return absl::InvalidArgumentError(want_teacher ? "rl update: divergence_coef > 0 needs teacher logits for every sample"
                                                    : "rl update: samples carry teacher logits but divergence_coef is 0");
   }
@@ -200,9 +204,11 @@ std::vector<int64_t> SampleCosts(const std::vector<RlGroup>& groups, size_t firs
 absl::Status MakeShard(const std::vector<RlGroup>& groups, size_t first, size_t last, bool routing,
                        bool want_rollout, bool want_teacher, int64_t vocab, int64_t L, int64_t K, Collective* c,
                        Shard* sh) {
-  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, want_teacher, vocab, SampleRange{}, &sh->full));
-  if (sh->full.has_routing) GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, SampleRange{}, &sh->full));
   sh->distributed = c != nullptr && c->size() > 1;
+  // With ranks the forward runs over `local` only: the teacher logits are packed there alone.
+  GRPO_RETURN_IF_ERROR(
+      Pack(groups, first, last, routing, want_rollout, want_teacher, !sh->distributed, vocab, SampleRange{}, &sh->full));
+  if (sh->full.has_routing) GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, SampleRange{}, &sh->full));
   if (!sh->distributed) return absl::OkStatus();
   const std::vector<size_t> bounds = SplitByTokens(SampleCosts(groups, first, last), c->size());
   for (int r = 0; r < c->size(); ++r) {
@@ -210,7 +216,7 @@ absl::Status MakeShard(const std::vector<RlGroup>& groups, size_t first, size_t 
   }
   sh->first_token = sh->full.offsets[bounds[c->rank()]];
   const SampleRange mine{bounds[c->rank()], bounds[c->rank() + 1]};
-  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, want_teacher, vocab, mine, &sh->local));
+  GRPO_RETURN_IF_ERROR(Pack(groups, first, last, routing, want_rollout, want_teacher, true, vocab, mine, &sh->local));
   if (sh->local.has_routing && mine.begin < mine.end) {
     GRPO_RETURN_IF_ERROR(FillRouting(groups, first, last, L, K, mine, &sh->local));
   }
@@ -257,7 +263,7 @@ absl::StatusOr<std::optional<double>> ApplyGradients(CausalLM& policy, AdamW& op
 
 absl::StatusOr<Routing> ReplayRouting(const std::vector<RlGroup>& groups, int64_t num_moe_layers, int64_t top_k) {
   Packed p;
-  GRPO_RETURN_IF_ERROR(Pack(groups, 0, groups.size(), true, false, false, 0, SampleRange{}, &p));
+  GRPO_RETURN_IF_ERROR(Pack(groups, 0, groups.size(), true, false, false, false, 0, SampleRange{}, &p));
   GRPO_RETURN_IF_ERROR(FillRouting(groups, 0, groups.size(), num_moe_layers, top_k, SampleRange{}, &p));
   return p.routing;
 }

@@ -522,25 +522,41 @@ absl::StatusOr<double> AddDistillation(Teacher& teacher, const TrainRecipe& r, s
 // Full-distribution distillation (distill.divergence reverse_kl / forward_kl): the teacher's
 // logits at every completion token's position go with the sample (RlSample::teacher_logits),
 // one Logits call per group; the loss then adds coef * KL over the vocabulary (RlUpdate). Without
-// distill.rule_rewards the samples' rule-reward advantages are dropped. The logits are checked
-// against the memory available before the teacher runs (tokens x vocab floats, held twice: with
-// the samples and packed for the update).
+// distill.rule_rewards the samples' rule-reward advantages are dropped. The memory the logits
+// take is checked before the teacher runs: completion tokens x vocab floats twice (with the
+// samples, and packed for the update), and one group's teacher output (every position's logits)
+// twice while it is split into samples.
 absl::Status AddTeacherLogits(Teacher& teacher, const TrainRecipe& r, int64_t vocab, std::vector<RlGroup>* groups) {
-  int64_t tokens = 0;
+  int64_t tokens = 0, group_rows = 0;
   for (const RlGroup& g : *groups) {
-    for (const RlSample& s : g.samples) tokens += static_cast<int64_t>(s.completion.size());
+    if (g.prompt.empty()) return absl::InvalidArgumentError("distill.divergence: a group has an empty prompt");
+    int64_t rows = 0;
+    for (const RlSample& s : g.samples) {
+      tokens += static_cast<int64_t>(s.completion.size());
+      rows += static_cast<int64_t>(g.prompt.size() + s.completion.size()) - 1;
+    }
+    group_rows = std::max(group_rows, rows);
   }
+  const std::string keys = " (distill.divergence; rollout.prompts_per_step, group_size, max_new_tokens)";
   MemoryPlan plan;
-  plan.Add("teacher logits of " + std::to_string(tokens) + " completion tokens x vocab " + std::to_string(vocab) +
-               " x 2 copies (distill.divergence; rollout.prompts_per_step x group_size x max_new_tokens)",
+  plan.Add("teacher logits of the step's " + std::to_string(tokens) + " completion tokens x vocab " +
+               std::to_string(vocab) + ", twice" + keys,
            CheckedInt64(tokens) * vocab * int64_t{4} * int64_t{2});
+  plan.Add("one group's teacher output, " + std::to_string(group_rows) + " positions x vocab " + std::to_string(vocab) +
+               ", twice" + keys,
+           CheckedInt64(group_rows) * vocab * int64_t{4} * int64_t{2});
   GRPO_RETURN_IF_ERROR(plan.Check("full-distribution distillation"));
   for (RlGroup& g : *groups) {
-    const std::vector<std::vector<int32_t>> seqs = SampleSequences(g);
-    GRPO_ASSIGN_OR_RETURN(std::vector<std::vector<float>> logits, teacher.Logits(seqs));
+    GRPO_ASSIGN_OR_RETURN(std::vector<std::vector<float>> logits, teacher.Logits(SampleSequences(g)));
+    const int64_t P = static_cast<int64_t>(g.prompt.size());
     for (size_t i = 0; i < g.samples.size(); ++i) {
       RlSample& s = g.samples[i];
-      s.teacher_logits.assign(logits[i].begin() + static_cast<int64_t>(g.prompt.size() - 1) * vocab, logits[i].end());
+      const int64_t T = static_cast<int64_t>(s.completion.size());
+      if (i >= logits.size() || static_cast<int64_t>(logits[i].size()) != (P + T - 1) * vocab) {
+        return absl::InternalError("distill.teacher: the teacher's logits do not cover a sample");
+      }
+      s.teacher_logits.assign(logits[i].begin() + (P - 1) * vocab, logits[i].end());
+      logits[i] = std::vector<float>();  // freed as soon as it is copied
       if (!r.distill_rule_rewards) s.advantage = 0;
     }
   }

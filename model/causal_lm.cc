@@ -1282,6 +1282,11 @@ static absl::Status CheckForwardFits(const ModelConfig& c, const TokenBatch& bat
                std::to_string(batch.num_seqs()) + " sequences (the longest " + std::to_string(longest) +
                " tokens), " + ModelSizeKeys(c),
            ActivationBytes(c, batch.num_tokens(), options.keep_activations, options.recompute));
+  if (options.return_logits) {
+    plan.Add("the returned logits of " + std::to_string(batch.num_targets()) + " positions x vocab_size " +
+                 std::to_string(c.vocab_size),
+             CheckedInt64(batch.num_targets()) * c.vocab_size * int64_t{4});
+  }
   return plan.Check("a forward pass");
 }
 
@@ -1362,7 +1367,8 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   Buffer lp_d = ctx.Buf(T), ent_d = options.need_entropy ? ctx.Buf(T) : Buffer();
   const bool divergence = state->divergence.has_value();
   Buffer div_d = divergence ? ctx.Buf(T) : Buffer();
-  std::vector<float> all_logits(options.return_logits ? T * V : 0);
+  std::vector<float> chunk_logits;  // return_logits: one chunk's, downloaded, then its target rows kept
+  if (options.return_logits) out.logits.reserve(batch.num_targets() * V);
   const int64_t chunk = LogitChunkRows(V);
   Buffer logits = ctx.Buf(std::min(T, chunk) * V);
   for (int64_t r0 = 0; r0 < T; r0 += chunk) {
@@ -1378,7 +1384,13 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
       }
     }
     if (options.return_logits) {
-      backend_.CopyDeviceToHost(logits.data(), all_logits.data() + r0 * V, n * V * sizeof(float));
+      chunk_logits.resize(n * V);
+      backend_.CopyDeviceToHost(logits.data(), chunk_logits.data(), n * V * sizeof(float));
+      backend_.Synchronize();
+      for (int64_t t = r0; t < r0 + n; ++t) {
+        if (state->targets[t] < 0) continue;
+        out.logits.insert(out.logits.end(), chunk_logits.begin() + (t - r0) * V, chunk_logits.begin() + (t - r0 + 1) * V);
+      }
     }
   }
   std::vector<float> lp(T), ent(options.need_entropy ? T : 0), div(divergence ? T : 0);
@@ -1388,15 +1400,11 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   backend_.Synchronize();  // also completes RecordRouting's downloads
   out.logprobs.reserve(batch.num_targets());
   if (divergence) out.divergence.resize(state->divergence->rows.size());
-  if (options.return_logits) out.logits.reserve(batch.num_targets() * V);
   for (int64_t t = 0; t < T; ++t) {
     if (state->targets[t] < 0) continue;
     out.logprobs.push_back(lp[t]);
     if (options.need_entropy) out.entropy.push_back(ent[t]);
     if (divergence && state->divergence_row[t] >= 0) out.divergence[state->divergence_row[t]] = div[t];
-    if (options.return_logits) {
-      out.logits.insert(out.logits.end(), all_logits.begin() + t * V, all_logits.begin() + (t + 1) * V);
-    }
   }
   if (options.keep_activations) {
     state->h_final = std::move(x);

@@ -570,10 +570,6 @@ TransferStats DecodeStepTransfers(const ModelConfig& c) {
   return be.transfer_stats();
 }
 
-// A decode step moves ids in and ids + logprobs out: O(batch) bytes, the same for a model 8x
-// wider (nothing of model size crosses: logits stay on the device, the backend samples), and
-// for MoE models the same with 4x the experts and 2x the MoE layers (the routing and the expert
-// permutation stay on the device).
 TEST(CausalLM, DivergenceRowsAndWeightsAreChecked) {
   auto model = NanoModel("qwen3");
   const int64_t V = model->config().vocab_size;
@@ -600,6 +596,10 @@ TEST(CausalLM, DivergenceRowsAndWeightsAreChecked) {
   model->ReleaseActivations();
 }
 
+// A decode step moves ids in and ids + logprobs out: O(batch) bytes, the same for a model 8x
+// wider (nothing of model size crosses: logits stay on the device, the backend samples), and
+// for MoE models the same with 4x the experts and 2x the MoE layers (the routing and the expert
+// permutation stay on the device).
 TEST(CausalLM, DecodeStepTransfersDoNotGrowWithTheModel) {
   // In: ids, positions, last-row indices and the block tables (one block per sequence here:
   // 3 x 4 ints); out: ids, logprobs, raw logprobs.

@@ -52,6 +52,21 @@ assert all('distill/reverse_kl' not in r for r in steps), steps
 PY"
 done
 
+# the same with 2 data-parallel ranks: the teacher logits travel with the step to rank 1
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=student-reverse_kl-2 --set pretrain.steps=0 --set train.steps=3 \
+  --set model.init.config.num_hidden_layers=2 --set distill.teacher="$TEACHER" --set distill.divergence=reverse_kl \
+  --set distill.rule_rewards=false --set algorithm.kl_beta=0 --nproc 2 --quiet > /dev/null 2> student-reverse_kl-2.err
+check "student (divergence reverse_kl) with --nproc 2 exits 0" '[ $? -eq 0 ]' || tail -n 5 student-reverse_kl-2.err
+check "--nproc 2 gives the 1-rank run's divergence and gradient norm" "/usr/bin/python3 - runs/student-reverse_kl/metrics.jsonl runs/student-reverse_kl-2/metrics.jsonl <<'PY'
+import json, math, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+a, b = [r for r in a if r['step'] > 0], [r for r in b if r['step'] > 0]
+assert [r['step'] for r in a] == [r['step'] for r in b] == [1, 2, 3], (a, b)
+for x, y in zip(a, b):
+    for k in ('distill/divergence', 'grad_norm'):
+        assert math.isclose(x[k], y[k], rel_tol=1e-4), (k, x[k], y[k])
+PY"
+
 "$GRPO" init-model --preset llama-nano --out other 2> /dev/null
 "$GRPO" train "$RECIPE" "${SMALL[@]}" --set run.name=bad --set pretrain.steps=0 --set train.steps=1 \
   --set distill.teacher="$T/other" > /dev/null 2> bad.err
