@@ -598,6 +598,15 @@ TEST(RlUpdate, BatchInvariantRolloutsAreExactlyOnPolicy) {
   BackendForTests().SetBatchInvariant(false);
 }
 
+// The distillation tests' update: DAPO's token-mean loss, 3 epochs at lr 3e-3.
+RlUpdateOptions DistillOptions() {
+  RlUpdateOptions o;
+  o.loss = PolicyLossPreset(Objective::kDapo);
+  o.schedule.lr = 3e-3;
+  o.epochs = 3;
+  return o;
+}
+
 // On-policy distillation: per-token advantages -(student - teacher) from a teacher model move the
 // student's logprobs of the sampled tokens the way the teacher's differ (up where the teacher
 // gives the token more probability, down where less), with no rule reward at all.
@@ -617,10 +626,7 @@ TEST(RlUpdate, TokenAdvantagesFromATeacherMoveTheStudentTowardIt) {
       ++k;
     }
   }
-  RlUpdateOptions o;
-  o.loss = PolicyLossPreset(Objective::kDapo);
-  o.schedule.lr = 3e-3;
-  o.epochs = 3;
+  RlUpdateOptions o = DistillOptions();
   auto opt = AdamW::Create(student->backend(), student->parameter_specs(), {});
   std::vector<Buffer> grads;
   auto stats = RlUpdate(*student, nullptr, *opt, groups, o, &grads);
@@ -684,12 +690,9 @@ TEST(RlUpdate, FullDistributionDistillationLowersTheDivergence) {
       }
     }
     const double before = MeanDivergence(*student, groups, kind);
-    RlUpdateOptions o;
-    o.loss = PolicyLossPreset(Objective::kDapo);
+    RlUpdateOptions o = DistillOptions();
     o.loss.divergence_coef = 1.0;
     o.divergence = kind;
-    o.schedule.lr = 3e-3;
-    o.epochs = 3;
     auto opt = AdamW::Create(student->backend(), student->parameter_specs(), {});
     std::vector<Buffer> grads;
     auto stats = RlUpdate(*student, nullptr, *opt, groups, o, &grads);

@@ -106,6 +106,13 @@ json OurRouting(const Routing& r, const TokenBatch& batch, int64_t s, bool weigh
   return layers;
 }
 
+// The per-sequence weights end to end, as Backward takes them.
+std::vector<float> Flat(const std::vector<std::vector<float>>& per_sequence) {
+  std::vector<float> flat;
+  for (const auto& w : per_sequence) flat.insert(flat.end(), w.begin(), w.end());
+  return flat;
+}
+
 // Every trainable parameter's gradient within 1e-4 relative of the reference's; untrainable ones
 // have none there.
 void ExpectGradientsMatch(const CausalLM& model, const std::vector<Buffer>& grads_d, const Reference& ref) {
@@ -182,10 +189,8 @@ TEST_P(ParityTest, LogprobsEntropyRoutingAndGradientsMatchPyTorch) {
   }
 
   // Gradients of sum w * logprob.
-  std::vector<float> flat_weights;
-  for (const auto& w : weights) flat_weights.insert(flat_weights.end(), w.begin(), w.end());
   std::vector<Buffer> grads_d;
-  ASSERT_TRUE((*model)->Backward(flat_weights, &grads_d).ok());
+  ASSERT_TRUE((*model)->Backward(Flat(weights), &grads_d).ok());
   ExpectGradientsMatch(**model, grads_d, *ref);
 }
 
@@ -251,10 +256,8 @@ TEST_P(ParityTest, DivergenceToTeacherLogitsAndItsGradientsMatchPyTorch) {
       }
     }
     EXPECT_EQ(row, d.rows.size());
-    std::vector<float> flat_weights;
-    for (const auto& w : weights) flat_weights.insert(flat_weights.end(), w.begin(), w.end());
     std::vector<Buffer> grads_d;
-    ASSERT_TRUE((*model)->Backward(flat_weights, div_weights, &grads_d).ok()) << name;
+    ASSERT_TRUE((*model)->Backward(Flat(weights), div_weights, &grads_d).ok()) << name;
     ExpectGradientsMatch(**model, grads_d, *ref);
   }
 }
