@@ -31,10 +31,12 @@
 # Prints per method and seed the held-out accuracy (T = 1) per step, the mean over seeds, the
 # teacher's accuracy with each seed, completion tokens trained per step, and stage wall times.
 #   THREADS=2 STEPS=30 EVERY=5 SEEDS="1 2 3 4 5" LRS="1e-4 2e-4 3e-4 5e-4 1e-3" \
-#     SFT_LRS="1e-4 3e-4 5e-4 1e-3 3e-3" COEFS="0.3 3" TEACHER=runs/r1zero-nano/checkpoints/rl-000100 \
-#     bash bench/distill_bench.sh                  (docs/PERFORMANCE.md; 15-20 minutes on this VM)
-# SETS="KEY=VALUE ..." is given to every run (teacher, base, distillation, SFT, evaluations), e.g.
-# SETS="data.addition.digits=4 rollout.max_new_tokens=48" for longer answers.
+#     SFT_LRS="1e-4 3e-4 5e-4 1e-3 3e-3" COEFS="0.3 3" \
+#     TEACHER=runs/r1zero-nano-3digit/checkpoints/rl-000100 bash bench/distill_bench.sh
+#   (docs/PERFORMANCE.md; 5-8 minutes on this 2-core VM with the teacher built by the script)
+# SETS="KEY=VALUE ..." is given to every run (teacher, base, distillation, SFT, evaluations):
+# default "data.addition.digits=3 rollout.max_new_tokens=40", the distillation recipe's task;
+# SETS="data.addition.digits=2 rollout.max_new_tokens=32" runs the R1-Zero recipe's own task.
 # RESULTS=DIR keeps every curve and metrics file there (default: a temporary directory, removed).
 # GRPO_BIN=PATH runs that binary instead of building `bazel build -c opt //cli:grpo` (the binary is
 # copied first either way, so a build in this tree during the run does not change it).
@@ -54,7 +56,9 @@ GRPO="$W/grpo"
 cp "${GRPO_BIN:-bazel-bin/cli/grpo}" "$GRPO"
 NANO=recipes/r1zero-nano.yaml; STUDENT=recipes/distill-nano.yaml
 OUT=(--set run.output_dir="$W/runs" --quiet)
-for kv in ${SETS:-}; do OUT+=(--set "$kv"); done  # SETS="KEY=VALUE ...": every run, e.g. another task
+# The task of recipes/distill-nano.yaml (3-digit sums) for every run, the teacher's R1-Zero run included.
+SETS=${SETS-"data.addition.digits=3 rollout.max_new_tokens=40"}
+for kv in $SETS; do OUT+=(--set "$kv"); done
 now() { date +%s.%N; }
 run() {  # a grpo command; its stderr is shown only when it fails
   "$@" >/dev/null 2>"$W/last.err" || { cat "$W/last.err"; exit 1; }
