@@ -11,6 +11,20 @@
 namespace grpo {
 namespace {
 
+// Forward's per-target values (`width` per target, targets sequence after sequence) cut into
+// one vector per sequence: its len - 1 targets.
+std::vector<std::vector<float>> PerSequence(const std::vector<float>& flat,
+                                            const std::vector<std::vector<int32_t>>& sequences, size_t width) {
+  std::vector<std::vector<float>> result;
+  size_t at = 0;
+  for (const auto& s : sequences) {
+    const size_t n = s.empty() ? 0 : (s.size() - 1) * width;
+    result.emplace_back(flat.begin() + at, flat.begin() + at + n);
+    at += n;
+  }
+  return result;
+}
+
 class Embedded final : public Teacher {
  public:
   explicit Embedded(std::unique_ptr<CausalLM> model) : model_(std::move(model)) {}
@@ -18,29 +32,14 @@ class Embedded final : public Teacher {
   absl::StatusOr<std::vector<std::vector<float>>> Logprobs(
       const std::vector<std::vector<int32_t>>& sequences) override {
     GRPO_ASSIGN_OR_RETURN(ForwardOutput out, model_->Forward(TokenBatch::FromSequences(sequences), {}));
-    std::vector<std::vector<float>> result;
-    size_t at = 0;
-    for (const auto& s : sequences) {
-      const size_t n = s.empty() ? 0 : s.size() - 1;
-      result.emplace_back(out.logprobs.begin() + at, out.logprobs.begin() + at + n);
-      at += n;
-    }
-    return result;
+    return PerSequence(out.logprobs, sequences, 1);
   }
 
   absl::StatusOr<std::vector<std::vector<float>>> Logits(
       const std::vector<std::vector<int32_t>>& sequences) override {
     GRPO_ASSIGN_OR_RETURN(ForwardOutput out,
                           model_->Forward(TokenBatch::FromSequences(sequences), {.return_logits = true}));
-    const size_t V = static_cast<size_t>(model_->config().vocab_size);
-    std::vector<std::vector<float>> result;
-    size_t at = 0;
-    for (const auto& s : sequences) {
-      const size_t n = s.empty() ? 0 : (s.size() - 1) * V;
-      result.emplace_back(out.logits.begin() + at, out.logits.begin() + at + n);
-      at += n;
-    }
-    return result;
+    return PerSequence(out.logits, sequences, static_cast<size_t>(model_->config().vocab_size));
   }
 
  private:

@@ -1456,6 +1456,15 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::span<const 
     if (st.targets[t] >= 0) row_weights[t] = weights[i++];
   }
   const Buffer row_weights_d = Upload(backend_, row_weights);
+  // The divergence weights by token row (0 where a row has no divergence row), like row_weights.
+  Buffer div_weights_d;
+  if (st.divergence) {
+    std::vector<float> div_row_weights(T, 0.0f);
+    for (int64_t t = 0; t < T; ++t) {
+      if (st.divergence_row[t] >= 0) div_row_weights[t] = divergence_weights[st.divergence_row[t]];
+    }
+    div_weights_d = Upload(backend_, div_row_weights);
+  }
   // Forward sized the RoPE tables for this batch already.
   const BatchView view{T, st.batch.offsets, st.positions_d.i32(), rope_cos_.data(),
                        rope_sin_.data()};
@@ -1480,13 +1489,8 @@ absl::Status CausalLM::Backward(std::span<const float> weights, std::span<const 
       if (st.divergence) {
         const Buffer teacher = ChunkTeacherLogits(backend_, *st.divergence, st.divergence_row, r0, n, V);
         if (teacher.numel() > 0) {
-          std::vector<float> w(n, 0.0f);
-          for (int64_t t = r0; t < r0 + n; ++t) {
-            if (st.divergence_row[t] >= 0) w[t - r0] = divergence_weights[st.divergence_row[t]];
-          }
-          const Buffer w_d = Upload(backend_, w);
-          backend_.DivergenceRowsBackward(st.divergence->kind, logits.data(), teacher.data(), w_d.data(),
-                                          dlogits.data(), n, V);
+          backend_.DivergenceRowsBackward(st.divergence->kind, logits.data(), teacher.data(),
+                                          div_weights_d.data() + r0, dlogits.data(), n, V);
         }
       }
       backend_.LinearWeightsBackward(dlogits.data(), normed, ctx.W(lm_head_), dnormed.data() + r0 * h,
