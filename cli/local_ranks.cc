@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +17,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "collective/gloo_collective.h"
 #include "core/status.h"
 
@@ -80,9 +84,48 @@ absl::StatusOr<int> EnvInt(const char* name) {
   return out;
 }
 
+// The ranks still running after one has failed: SIGTERM once `grace` has passed since the
+// failure, SIGKILL 5 s after that. Returns when all have been reaped, with a note in `stopped`
+// for each rank it signalled.
+void StopSurvivors(absl::Time failed_at, absl::Duration grace, std::vector<int>* status,
+                   std::vector<bool>* running, std::vector<std::string>* stopped) {
+  constexpr absl::Duration kKillAfterTerm = absl::Seconds(5);
+  bool termed = false, killed = false;
+  for (;;) {
+    bool any = false;
+    for (size_t r = 0; r < g_ranks.size(); ++r) {
+      if (!(*running)[r]) continue;
+      int st = 0;
+      const pid_t got = waitpid(g_ranks[r], &st, WNOHANG);
+      if (got == g_ranks[r]) {
+        (*running)[r] = false;
+        (*status)[r] = st;
+      } else {
+        any = true;
+      }
+    }
+    if (!any) return;
+    const absl::Duration since = absl::Now() - failed_at;
+    int sig = 0;
+    if (!termed && since >= grace) sig = SIGTERM;
+    if (termed && !killed && since >= grace + kKillAfterTerm) sig = SIGKILL;
+    if (sig != 0) {
+      for (size_t r = 0; r < g_ranks.size(); ++r) {
+        if (!(*running)[r]) continue;
+        kill(g_ranks[r], sig);
+        (*stopped)[r] = absl::StrCat(" (the launcher sent it ", sig == SIGTERM ? "SIGTERM" : "SIGKILL", " ",
+                                     absl::FormatDuration(absl::Trunc(since, absl::Milliseconds(100))),
+                                     " after the first rank failed)");
+      }
+      (sig == SIGTERM ? termed : killed) = true;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
 }  // namespace
 
-absl::Status RunLocalRanks(int nproc) {
+absl::Status RunLocalRanks(int nproc, absl::Duration failure_grace) {
   if (nproc < 1 || nproc > 256) return absl::InvalidArgumentError("--nproc must be in 1..256");
   GRPO_ASSIGN_OR_RETURN(std::vector<std::string> args, ArgvWithoutNproc());
   std::string tmpl = (std::filesystem::temp_directory_path() / "grpo-ranks.XXXXXX").string();
@@ -91,13 +134,33 @@ absl::Status RunLocalRanks(int nproc) {
   for (int r = 0; r < nproc; ++r) g_ranks.push_back(StartRank(args, r, nproc, dir));
   auto old_term = std::signal(SIGTERM, ForwardSignal);
   auto old_int = std::signal(SIGINT, ForwardSignal);
+  std::vector<int> status(nproc, 0);
+  std::vector<bool> running(nproc, true);
+  std::vector<std::string> stopped(nproc);
+  // Until a rank fails, block on whichever rank ends next; then the others get `failure_grace`
+  // to end by themselves before they are stopped.
+  for (int left = nproc; left > 0;) {
+    int st = 0;
+    const pid_t pid = waitpid(-1, &st, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: no child left
+    }
+    const auto it = std::find(g_ranks.begin(), g_ranks.end(), pid);
+    if (it == g_ranks.end()) continue;
+    const size_t r = it - g_ranks.begin();
+    running[r] = false;
+    status[r] = st;
+    --left;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      StopSurvivors(absl::Now(), failure_grace, &status, &running, &stopped);
+      break;
+    }
+  }
   std::vector<std::string> failures;
   for (int r = 0; r < nproc; ++r) {
-    int status = 0;
-    while (waitpid(g_ranks[r], &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      failures.push_back(absl::StrCat("rank ", r, " ", Describe(status)));
+    if (!WIFEXITED(status[r]) || WEXITSTATUS(status[r]) != 0) {
+      failures.push_back(absl::StrCat("rank ", r, " ", Describe(status[r]), stopped[r]));
     }
   }
   std::signal(SIGTERM, old_term);

@@ -16,10 +16,12 @@
 namespace grpo::cli {
 
 // Starts `nproc` ranks of the current command and waits for all of them. SIGTERM/SIGINT are
-// passed on to every rank. Fails when any rank fails, naming each rank that exited non-zero or
-// was killed, after the others have ended (they fail themselves within the collective timeout
-// when a peer is gone).
-absl::Status RunLocalRanks(int nproc);
+// passed on to every rank. When a rank exits non-zero or is killed, the others get
+// `failure_grace` to end by themselves (a rank whose peer is gone fails its collective call at
+// once, naming the peer); any still running then get SIGTERM, and SIGKILL 5 s later. Fails when
+// any rank failed, naming each rank that exited non-zero or was killed, and which of them the
+// launcher stopped.
+absl::Status RunLocalRanks(int nproc, absl::Duration failure_grace);
 
 // The group this process is a rank of, from the variables above; null when GRPO_WORLD_SIZE is
 // unset or 1. Bad values are an error naming the variable.

@@ -30,6 +30,7 @@ struct TrainArgs {
   bool check = false;
   int nproc = 1;
   double collective_timeout_s = 600;
+  double failure_grace_s = 30;
 };
 
 void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
@@ -45,6 +46,10 @@ void AddTrainFlags(CLI::App* cmd, TrainArgs* a) {
   cmd->add_option("--collective-timeout", a->collective_timeout_s,
                   "seconds any collective call of the ranks may wait (a rank that exits is noticed at once)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--failure-grace", a->failure_grace_s,
+                  "with --nproc: seconds the other ranks get to end by themselves after one fails, before the "
+                  "launcher stops them (SIGTERM, then SIGKILL 5 s later)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--check", a->check,
                 "validate the recipe (keys, values, reward rules, the datasets, the model and its memory plan) and print "
                 "the effective recipe; run nothing");
@@ -92,7 +97,7 @@ absl::Status RunTrain(const TrainArgs& a, bool sft) {
     return absl::OkStatus();
   }
   if (a.nproc > 1 && sft) return absl::InvalidArgumentError("--nproc: grpo sft runs as one process");
-  if (a.nproc > 1) return RunLocalRanks(a.nproc);
+  if (a.nproc > 1) return RunLocalRanks(a.nproc, absl::Seconds(a.failure_grace_s));
   GRPO_ASSIGN_OR_RETURN(std::unique_ptr<Collective> ranks,
                         JoinRanksFromEnvironment(absl::Seconds(a.collective_timeout_s)));
   const bool follower = ranks != nullptr && ranks->rank() != 0;

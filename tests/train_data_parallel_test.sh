@@ -8,7 +8,8 @@
 #    stopped at step 5 resumes with 4 ranks; a 2-rank resume with 0.05 MiB gradient buckets
 #    reduced during the backward equals the one-bucket run bit for bit;
 #  - SIGKILL of rank 1 mid-run: every rank exits, the launcher non-zero within 60 s, and the
-#    errors name rank 1.
+#    errors name rank 1; when rank 0 cannot end by itself (SIGSTOP), the launcher kills it after
+#    --failure-grace and says so.
 # Shrunk for CI time: 150 pretraining steps, 4 prompts x 4 samples per step, 24 new tokens.
 CLOSE="$(realpath "$3")"
 source "$(dirname "$0")/cli_test_lib.sh" "$@"
@@ -91,8 +92,35 @@ wait $launcher
 status=$?
 took=$(( $(date +%s) - start ))
 check "the launcher exits non-zero" '[ $status -ne 0 ]'
-check "all ranks ended within 60 s (took ${took} s)" '[ $took -lt 60 ]'
+check "all ranks ended within 60 s (took ${took} s)" '[ $took -lt 60 ]' || cat kill.err
 check "rank 0 names rank 1" 'grep -q "peer rank 1 is gone" kill.err' || cat kill.err
 check "the launcher names rank 1" 'grep -q "rank 1 was killed by signal 9" kill.err' || cat kill.err
 check "no rank is left running" '! pgrep -P $launcher >/dev/null'
+
+# ---- a rank that cannot end by itself (rank 0 stopped with SIGSTOP) when rank 1 is killed: the
+# launcher stops it --failure-grace (2 s) after rank 1's death, SIGTERM then SIGKILL 5 s later
+"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=400 --set run.name=stuck --nproc 2 \
+  --failure-grace 2 > stuck.out 2> stuck.err &
+launcher=$!
+for _ in $(seq 1 1200); do
+  [ -d runs/stuck/checkpoints/rl-000005 ] && break
+  sleep 0.05
+done
+rank0="" rank1=""
+for pid in $(pgrep -P $launcher); do
+  tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=0 && rank0=$pid
+  tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=1 && rank1=$pid
+done
+check "found both ranks" '[ -n "$rank0" ] && [ -n "$rank1" ]'
+start=$(date +%s)
+kill -STOP $rank0
+kill -9 $rank1
+wait $launcher
+status=$?
+took=$(( $(date +%s) - start ))
+check "the launcher exits non-zero" '[ $status -ne 0 ]'
+check "a stuck rank is stopped within the grace + 5 s (took ${took} s)" '[ $took -ge 6 ] && [ $took -lt 20 ]' || cat stuck.err
+check "the launcher says it killed rank 0" \
+  'grep -q "rank 0 was killed by signal 9 (the launcher sent it SIGKILL" stuck.err' || cat stuck.err
+check "no rank is left running" '! pgrep -P $launcher >/dev/null && ! kill -0 $rank0 2>/dev/null'
 exit $fail
