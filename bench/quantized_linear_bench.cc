@@ -1,7 +1,7 @@
 // Projections over f32, bf16 and FP8-block weights (Backend::Linear vs LinearWeights) on the
 // MLP shapes of a Qwen2.5-0.5B layer (hidden 896, intermediate 4864): decode-like GEMV (m = 1)
 // a GRPO group (m = 16) and m = 64, with every decode kernel this CPU runs (avx512 over FP8
-// with and without GFNI). Weights of 8 layers are cycled so they do not sit in the cache, as
+// with and without AVX512_VBMI). Weights of 8 layers are cycled so they do not sit in the cache, as
 // in decoding. Reports time per layer and GB/s of weight bytes read, beside the machine's
 // streaming read bandwidth. QUANTIZED_LINEAR_RESIDENT=1 measures the kernels' compute ceiling
 // instead (RunResident). Threads: GRPO_NUM_THREADS. Not a test: run by hand,
@@ -59,16 +59,16 @@ double ReadBandwidthGBs() {
 template <class T>
 auto D(T* p) { return grpo::cpu::HostAsDevice(p); }
 
-// The FP8 code widenings the avx512 kernel is run with: vcvtph2ps (0), and GFNI + VBMI (1)
-// where the CPU has them (quantized_gemm.h's UseFp8Gfni); one run (-1: as set) otherwise, and
-// for more than 5 rows of x (one tile), which the GFNI kernel does not take.
+// The FP8 code widenings the avx512 kernel is run with: vcvtph2ps (0), and AVX512_VBMI (1)
+// where the CPU has them (quantized_gemm.h's UseFp8Vbmi); one run (-1: as set) otherwise, and
+// for more than 5 rows of x (one tile), which the VBMI kernel does not take.
 std::vector<int> Fp8Widenings(grpo::DType dtype, grpo::cpu::DecodeKernel kernel, int64_t m) {
   if (dtype != grpo::DType::kF8E4M3 || kernel != grpo::cpu::DecodeKernel::kAvx512 || m > 5) return {-1};
-  const bool gfni = grpo::cpu::UseFp8Gfni(true);
-  return gfni ? std::vector<int>{0, 1} : std::vector<int>{0};
+  const bool vbmi = grpo::cpu::UseFp8Vbmi(true);
+  return vbmi ? std::vector<int>{0, 1} : std::vector<int>{0};
 }
-std::string KernelLabel(grpo::cpu::DecodeKernel kernel, int gfni) {
-  return std::string(grpo::cpu::DecodeKernelName(kernel)) + (gfni == 1 ? "+gfni" : "");
+std::string KernelLabel(grpo::cpu::DecodeKernel kernel, int vbmi) {
+  return std::string(grpo::cpu::DecodeKernelName(kernel)) + (vbmi == 1 ? "+vbmi" : "");
 }
 
 // With QUANTIZED_LINEAR_RESIDENT=1: the kernels' compute ceiling instead, one 512 x 896 matrix
@@ -93,8 +93,8 @@ int RunResident(grpo::Backend& be) {
     for (grpo::DType dtype : {grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
       for (grpo::cpu::DecodeKernel kernel : {grpo::cpu::DecodeKernel::kAvx2, grpo::cpu::DecodeKernel::kAvx512}) {
         if (!grpo::cpu::SetDecodeKernel(kernel)) break;
-        for (int gfni : Fp8Widenings(dtype, kernel, m)) {
-          if (gfni >= 0) grpo::cpu::UseFp8Gfni(gfni == 1);
+        for (int vbmi : Fp8Widenings(dtype, kernel, m)) {
+          if (vbmi >= 0) grpo::cpu::UseFp8Vbmi(vbmi == 1);
           const grpo::Tensor& t = dtype == grpo::DType::kBF16 ? bf16 : fp8->weight;
           const grpo::WeightView v{dtype, D(t.raw_data()),
                                    dtype == grpo::DType::kF8E4M3 ? D(fp8->scale_inv.data<float>()) : nullptr,
@@ -108,14 +108,14 @@ int RunResident(grpo::Backend& be) {
           }
           std::printf("%-8s m=%-3lld %-12s %8.2f GB/s of weights, %7.1f GFLOP/s\n",
                       std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
-                      KernelLabel(kernel, gfni).c_str(), calls * t.nbytes() / best_s / 1e9,
+                      KernelLabel(kernel, vbmi).c_str(), calls * t.nbytes() / best_s / 1e9,
                       calls * 2.0 * m * n * k / best_s / 1e9);
         }
       }
     }
   }
   grpo::cpu::SetDecodeKernel(best);
-  grpo::cpu::UseFp8Gfni(true);
+  grpo::cpu::UseFp8Vbmi(true);
   // Prefill (m = 512 rows of x, more than the register kernels take): f32 Linear against
   // LinearWeights over bf16 and FP8 (the same path for every decode kernel). Best of 21 calls.
   const int64_t m = 512;
@@ -200,8 +200,8 @@ int main() {
         if (dtype == grpo::DType::kF32 && kernel != grpo::cpu::DecodeKernel::kWidenThenSgemm) break;
         if (dtype == grpo::DType::kF8E4M3 && kernel == grpo::cpu::DecodeKernel::kAvx512Bf16) break;
         if (!grpo::cpu::SetDecodeKernel(kernel)) break;
-        for (int gfni : Fp8Widenings(dtype, kernel, m)) {
-          if (gfni >= 0) grpo::cpu::UseFp8Gfni(gfni == 1);
+        for (int vbmi : Fp8Widenings(dtype, kernel, m)) {
+          if (vbmi >= 0) grpo::cpu::UseFp8Vbmi(vbmi == 1);
           auto run_all = [&] {
             for (const Matrix& w : mats) {
               if (dtype == grpo::DType::kF32) {
@@ -234,12 +234,12 @@ int main() {
           std::printf("%-6s %4lld %12.3f %12.2f %10.1f  %s\n",
                       std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
                       t / layers * 1e3, bytes / t / 1e9, flops / t / 1e9,
-                      dtype == grpo::DType::kF32 ? "Linear" : KernelLabel(kernel, gfni).c_str());
+                      dtype == grpo::DType::kF32 ? "Linear" : KernelLabel(kernel, vbmi).c_str());
         }
       }
     }
   }
   grpo::cpu::SetDecodeKernel(best);
-  grpo::cpu::UseFp8Gfni(true);
+  grpo::cpu::UseFp8Vbmi(true);
   return 0;
 }

@@ -120,24 +120,15 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 // WidenWeightRows gives. FP8: the E4M3 code placed into an IEEE half whose value is the code's
 // times 2^-8 (the code sign-extended to 16 bits, shifted left by 7, bit 14 cleared), converted
 // with vcvtph2ps: exact, and not multiplied by the block scale. x is multiplied by 2^8 · scale
-// instead (ScaledX: one rounding per product, where the reference rounds code · scale once),
-// and that multiplication is shared by the kRowsPerGroup weight rows of a group, which all have
-// the same scales (a group never crosses a 128-row block). A step covers 2 vectors of columns:
+// instead (ScaleXForFp8: one rounding per product, where the reference rounds code · scale
+// once), once per span of weight rows, which all have the same scales (a span never crosses a
+// 128-row block). A step covers 2 vectors of columns:
 // for bf16 one full-width load holds them, its even columns in the low halves of the 32-bit
 // lanes and its odd ones in the high halves, so x is read with its columns permuted to match
 // (PermuteXForBf16). y[i][j] is the sum over lanes (one accumulator per (i, j)), reduced in a
 // fixed order, plus the scalar tail: the same for whatever row blocking or thread split.
 
 #if defined(__x86_64__)
-
-// An E4M3 code's exact value times 2^-8, as the FP8 decode kernels widen it.
-inline float Fp8CodeValue(uint8_t b) { return Fp8Bits(b) * 0x1p112f; }
-
-// x times 2^8 and the scale of column c's block (`scales`: one block row): the x operand of the
-// FP8 decode kernels, whose weight operand is Fp8CodeValue.
-inline float ScaledX(float x, const float* scales, int64_t c) {
-  return x * (256.0f * scales[c / kBlock]);
-}
 
 // n floats of `buffer` from a 64-byte boundary (whole cache lines for the kernels' loads).
 float* CacheAligned(std::vector<float>& buffer, int64_t n) {
@@ -198,7 +189,8 @@ int64_t BlockRowEnd(const HostWeights& w, int64_t c) {
   return ((w.row_begin + c) / kBlock + 1) * kBlock - w.row_begin;
 }
 
-// Rows [r0, r1) of an FP8 view (r1 - r0 <= kRowsPerGroup) as Fp8CodeValue gives them, [r1 - r0][k].
+// Rows [r0, r1) of an FP8 view (r1 - r0 <= kRowsPerGroup) as the codes' exact values times 2^-8
+// (as the vcvtph2ps kernels widen them), [r1 - r0][k].
 void WidenFp8Codes(const HostWeights& w, int64_t r0, int64_t r1, float* out) {
   const auto* base = static_cast<const uint8_t*>(w.data);
   for (int64_t r = r0; r < r1; ++r) {
@@ -336,48 +328,42 @@ void Decode(const float* x, const HostWeights& w, float* y, int64_t m,
 }  // namespace avx512
 #pragma GCC pop_options
 
-// The AVX-512 kernels with FP8 codes widened by GFNI and VBMI (AMD Zen 4, Intel Ice Lake and
-// later): one gf2p8affineqb and two vpermb per 32 codes, where avx512 spends a sign extension, a
-// shift, a mask, an extraction and two vcvtph2ps. A code's bits go where they sit in an f32
-// (sign at bit 31, exponent field at 23..26, mantissa at 20..22), which is the code's exact
+// The AVX-512 kernels with FP8 codes widened by AVX512_VBMI (AMD Zen 4, Intel Ice Lake and
+// later): per 16 codes one vpermb (each code to the top byte of its f32 lane, the other bytes
+// zeroed), an arithmetic shift right by 4 and a mask, where avx512 spends a sign extension, a
+// shift, a mask, an extraction and a vcvtph2ps (on the AMD EPYC of docs/PERFORMANCE.md
+// vcvtph2ps, and the GFNI affine transform an earlier version used, take the FMA units' time;
+// the shift and the mask do not). A code's bits
+// go where they sit in an f32 (sign at bit 31, exponent field at 23..26, mantissa at 20..22),
+// which is the code's exact
 // value times 2^-120 (Fp8Bits; subnormal codes land on f32 subnormals), and x is multiplied by
 // 2^120 times the block scale. Wherever both x · 2^8 · scale and x · 2^120 · scale are normal
 // f32, they are the same significand, so every product and sum, and y, are bit-identical to
-// avx512's: LinearWeightsDecode uses this kernel only when Fp8GfniIsExact says so (x and the
+// avx512's: LinearWeightsDecode uses this kernel only when Fp8VbmiIsExact says so (x and the
 // scales in range, denormal inputs not treated as zero) and avx512's otherwise. bf16 weights and
 // more rows of x than one tile use avx512's kernels.
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,gfni,avx2,fma,f16c")
-namespace avx512gfni {
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c")
+namespace avx512vbmi {
 struct Isa : avx512::Isa {
   static constexpr float kFp8XFactor = 0x1p120f;  // Fp8Codes' values are the codes' times 2^-120
-  // 32 E4M3 codes, columns 0..15 and 16..31, as their exact values times 2^-120. The 32 bytes
-  // go to both halves of a vector; gf2p8affineqb maps each byte b of the low half to the top
-  // byte of its f32, (b & 0x80) | (b >> 4 & 7), and of the high half to the byte below it,
-  // (b << 4) & 0xF0 (one 8x8 bit matrix per 64-bit lane); vpermb gathers the two bytes of each
-  // code into its f32 lane and zeroes the two low bytes.
+  // 32 E4M3 codes, columns 0..15 and 16..31, as their exact values times 2^-120: vpermb puts
+  // code j in the top byte of f32 lane j (b << 24, the other bytes zeroed), the arithmetic
+  // shift by 4 moves its exponent and mantissa bits to 26..20 with copies of the sign above
+  // them, and the mask 0x87F00000 keeps the sign at bit 31 and bits 26..20.
   GRPO_INLINE static void Fp8Codes(const uint8_t* p, V* lo, V* hi) {
-    const __m512i matrices = _mm512_set_epi64(kHigh, kHigh, kHigh, kHigh, kTop, kTop, kTop, kTop);
-    const __m512i codes = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    const __m512i bytes = _mm512_gf2p8affine_epi64_epi8(codes, matrices, 0);
-    *lo = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(kUpperHalves, Gather(0), bytes));
-    *hi = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(kUpperHalves, Gather(16), bytes));
+    const __m512i codes = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i mask = _mm512_set1_epi32(static_cast<int>(0x87F00000u));
+    const __m512i top0 = _mm512_maskz_permutexvar_epi8(kTopBytes, _mm512_slli_epi32(lane, 24), codes);
+    const __m512i top1 = _mm512_maskz_permutexvar_epi8(
+        kTopBytes, _mm512_slli_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(16)), 24), codes);
+    *lo = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(top0, 4), mask));
+    *hi = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(top1, 4), mask));
   }
 
  private:
-  // gf2p8affineqb matrices (row i, for result bit i, in byte 7 - i): the top byte of a code's
-  // f32, and the byte below it.
-  static constexpr long long kTop = 0x1020400000000080LL;
-  static constexpr long long kHigh = 0x0000000001020408LL;
-  static constexpr __mmask64 kUpperHalves = 0xCCCCCCCCCCCCCCCCULL;  // bytes 2 and 3 of each f32
-  // vpermb indices: f32 lane j takes byte 32 + first + j (the byte below the top) and byte
-  // first + j (the top byte).
-  GRPO_INLINE static __m512i Gather(int first) {
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i j = _mm512_add_epi32(lane, _mm512_set1_epi32(first));
-    return _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(j, _mm512_set1_epi32(32)), 16),
-                           _mm512_slli_epi32(j, 24));
-  }
+  static constexpr __mmask64 kTopBytes = 0x8888888888888888ULL;  // byte 3 of each f32
 };
 
 #include "model/ops/cpu/decode_kernel.inc"
@@ -419,7 +405,7 @@ bool AbsRange(const float* x, int64_t count, float* largest, float* smallest_non
   *smallest_nonzero = l;
   return nan == 0;
 }
-}  // namespace avx512gfni
+}  // namespace avx512vbmi
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -599,31 +585,30 @@ bool CpuidHasAvx512Bf16() {
   unsigned a, b, c, d;
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) != 0;
 }
-// AVX512_VBMI (leaf 7 ECX bit 1) and GFNI (leaf 7 ECX bit 8), with AVX-512 F/BW/VL/DQ.
 // AVX-512 F, BW, VL and DQ (the kAvx512 kernel's instruction sets), with the OS's ZMM state.
 bool CpuHasAvx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 }
-bool CpuCanRunFp8Gfni() {
+// AVX512_VBMI (leaf 7 ECX bit 1) with AVX-512 F/BW/VL/DQ.
+bool CpuCanRunFp8Vbmi() {
   unsigned a, b, c, d;
-  return CpuHasAvx512() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0 &&
-         (c & (1u << 8)) != 0;
+  return CpuHasAvx512() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0;
 }
-bool g_use_fp8_gfni = CpuCanRunFp8Gfni();
-std::atomic<int64_t> g_fp8_gfni_calls{0};
+bool g_use_fp8_vbmi = CpuCanRunFp8Vbmi();
+std::atomic<int64_t> g_fp8_vbmi_calls{0};
 
-// Whether avx512gfni's FP8 kernel gives avx512's bits for x [m, k] and the FP8 view's rows
+// Whether avx512vbmi's FP8 kernel gives avx512's bits for x [m, k] and the FP8 view's rows
 // [0, n): denormal inputs are not flushed (the MXCSR's DAZ bit, which would zero the subnormal
 // codes), and for every non-zero |x| and scale s, x · s · 2^8 is normal (>= 2^-126, margin 2^4)
 // and x · s · 2^120 and s · 2^120 are finite (< 2^128, margin 2^1), so that both kernels' x
 // operands are the same significand. (Weights of at most 448 · 2^-9 per block, scale < 2^-9,
 // take x up to 2^14.)
-bool Fp8GfniIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
+bool Fp8VbmiIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
   if ((_mm_getcsr() & 0x0040) != 0) return false;  // DAZ
   float x_max = 0, x_min = 0;
-  if (!avx512gfni::AbsRange(x, m * k, &x_max, &x_min)) return false;  // NaN
+  if (!avx512vbmi::AbsRange(x, m * k, &x_max, &x_min)) return false;  // NaN
   const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
   float s_max = 0, s_min = INFINITY;
   for (int64_t br = w.row_begin / kBlock; br <= (w.row_begin + n - 1) / kBlock; ++br) {
@@ -710,8 +695,8 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
     return;
   }
   const bool wide = g_decode_kernel != DecodeKernel::kAvx2;
-  const bool fp8_gfni = wide && Fp8GfniApplies(x, w, m, k, n);
-  if (fp8_gfni) g_fp8_gfni_calls.fetch_add(1, std::memory_order_relaxed);
+  const bool fp8_vbmi = wide && Fp8VbmiApplies(x, w, m, k, n);
+  if (fp8_vbmi) g_fp8_vbmi_calls.fetch_add(1, std::memory_order_relaxed);
   if (w.dtype == DType::kBF16) {  // x permuted once per call, shared by the threads
     thread_local std::vector<float> permuted;
     if (static_cast<int64_t>(permuted.size()) < m * k) permuted.resize(m * k);
@@ -720,8 +705,8 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
   }
   ThreadPool::Default().ParallelFor(groups, DecodeGrain(m, k), [&](int64_t g0, int64_t g1) {
     const auto [c0, c1] = columns(g0, g1);
-    if (fp8_gfni) {
-      avx512gfni::Decode(x, w, y, m, k, n, c0, c1);
+    if (fp8_vbmi) {
+      avx512vbmi::Decode(x, w, y, m, k, n, c0, c1);
     } else if (wide) {
       avx512::Decode(x, w, y, m, k, n, c0, c1);
     } else {
@@ -772,29 +757,29 @@ const char* DecodeKernelName(DecodeKernel kernel) {
   return "?";
 }
 
-bool UseFp8Gfni(bool enable) {
+bool UseFp8Vbmi(bool enable) {
 #if defined(__x86_64__)
-  g_use_fp8_gfni = enable && CpuCanRunFp8Gfni();
-  return g_use_fp8_gfni;
+  g_use_fp8_vbmi = enable && CpuCanRunFp8Vbmi();
+  return g_use_fp8_vbmi;
 #else
   (void)enable;
   return false;
 #endif
 }
 
-bool Fp8GfniApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
+bool Fp8VbmiApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
 #if defined(__x86_64__)
-  return g_use_fp8_gfni && w.dtype == DType::kF8E4M3 && m <= avx512gfni::Isa::kMaxXRows &&
-         Fp8GfniIsExact(x, w, m, k, n);
+  return g_use_fp8_vbmi && w.dtype == DType::kF8E4M3 && m <= avx512vbmi::Isa::kMaxXRows &&
+         Fp8VbmiIsExact(x, w, m, k, n);
 #else
   (void)x, (void)w, (void)m, (void)k, (void)n;
   return false;
 #endif
 }
 
-int64_t Fp8GfniCalls() {
+int64_t Fp8VbmiCalls() {
 #if defined(__x86_64__)
-  return g_fp8_gfni_calls.load(std::memory_order_relaxed);
+  return g_fp8_vbmi_calls.load(std::memory_order_relaxed);
 #else
   return 0;
 #endif

@@ -335,30 +335,30 @@ TEST(QuantizedGemm, TheBestExactKernelOfThisCpuIsTheDefault) {
   cpu::SetDecodeKernel(chosen);
 }
 
-// The AVX-512 FP8 kernel widening codes with GFNI and VBMI gives the bits of the one widening
+// The AVX-512 FP8 kernel widening codes with VBMI gives the bits of the one widening
 // them through IEEE halves (vcvtph2ps), on every non-NaN code (subnormals included), block
 // scales over many binades, every tile height of the register kernel, and x whose scaled
-// products would leave the f32 range in the GFNI kernel's operands (x huge or tiny, denormal
+// products would leave the f32 range in the VBMI kernel's operands (x huge or tiny, denormal
 // inputs flushed), where it must fall back to the half kernel.
-TEST(QuantizedGemm, Fp8GfniKernelGivesTheBitsOfTheHalfKernel) {
-  if (!cpu::UseFp8Gfni(true)) GTEST_SKIP() << "no GFNI/AVX512_VBMI on this CPU";
+TEST(QuantizedGemm, Fp8VbmiKernelGivesTheBitsOfTheHalfKernel) {
+  if (!cpu::UseFp8Vbmi(true)) GTEST_SKIP() << "no AVX512_VBMI on this CPU";
   const cpu::DecodeKernel saved = cpu::CurrentDecodeKernel();
   ASSERT_TRUE(cpu::SetDecodeKernel(cpu::DecodeKernel::kAvx512));
   std::mt19937 rng(5);
-  // Returns y; *ran_gfni: whether the call ran the GFNI kernel (its call counter moved).
+  // Returns y; *ran_vbmi: whether the call ran the VBMI kernel (its call counter moved).
   auto run = [](const std::vector<float>& x, const WeightView& v, int64_t m, int64_t k, int64_t n,
-                bool gfni, bool* ran_gfni = nullptr) {
-    cpu::UseFp8Gfni(gfni);
+                bool vbmi, bool* ran_vbmi = nullptr) {
+    cpu::UseFp8Vbmi(vbmi);
     std::vector<float> y(m * n, std::nanf(""));
-    const int64_t calls = cpu::Fp8GfniCalls();
+    const int64_t calls = cpu::Fp8VbmiCalls();
     CpuBackend().LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
-    if (ran_gfni != nullptr) *ran_gfni = cpu::Fp8GfniCalls() > calls;
-    EXPECT_TRUE(gfni || cpu::Fp8GfniCalls() == calls) << "GFNI kernel ran while turned off";
+    if (ran_vbmi != nullptr) *ran_vbmi = cpu::Fp8VbmiCalls() > calls;
+    EXPECT_TRUE(vbmi || cpu::Fp8VbmiCalls() == calls) << "VBMI kernel ran while turned off";
     return y;
   };
   int64_t compared = 0, subnormal_codes = 0, used = 0;
   // Scales of weights up to 448 * 2^-8 per block (real checkpoints: below 1), then ones up to
-  // 448 * 2^10 (one of them 2^8), out of the GFNI kernel's range. The rows from `begin` on
+  // 448 * 2^10 (one of them 2^8), out of the VBMI kernel's range. The rows from `begin` on
   // (a slice starting inside a 128-row block, as MLA's kv_a_proj_with_mqa is used).
   for (const auto& [k, n_all, max_scale_exp, begin] :
        {std::tuple<int64_t, int64_t, int, int64_t>{896, 260, -8, 0}, {300, 131, -8, 0},
@@ -389,7 +389,7 @@ TEST(QuantizedGemm, Fp8GfniKernelGivesTheBitsOfTheHalfKernel) {
         const std::vector<float> want = run(xs, v, m, k, n, false);
         bool ran = false;
         const std::vector<float> got = run(xs, v, m, k, n, true, &ran);
-        const bool applies = cpu::Fp8GfniApplies(xs.data(), host, m, k, n);
+        const bool applies = cpu::Fp8VbmiApplies(xs.data(), host, m, k, n);
         EXPECT_EQ(ran, applies) << "m=" << m << " x times " << factor;
         if (m <= 5 && max_scale_exp < 0 && (factor == 1.0f || factor == 1e3f)) {
           EXPECT_TRUE(applies) << "m=" << m << " x times " << factor;
@@ -402,23 +402,23 @@ TEST(QuantizedGemm, Fp8GfniKernelGivesTheBitsOfTheHalfKernel) {
             << "k=" << k << " n=" << n << " m=" << m << " x times " << factor;
         compared += m * n;
       }
-      // A NaN in row 1 of x out of range: row 0, out of range too, must not take the GFNI kernel.
+      // A NaN in row 1 of x out of range: row 0, out of range too, must not take the VBMI kernel.
       if (m >= 2) {
         std::vector<float> xs = x;
         for (float& e : xs) e *= 1e30f;
         xs[k + 3] = std::nanf("");
-        EXPECT_FALSE(cpu::Fp8GfniApplies(xs.data(), host, m, k, n)) << "NaN, m=" << m;
+        EXPECT_FALSE(cpu::Fp8VbmiApplies(xs.data(), host, m, k, n)) << "NaN, m=" << m;
         const std::vector<float> want = run(xs, v, m, k, n, false);
         const std::vector<float> got = run(xs, v, m, k, n, true);
         EXPECT_EQ(std::memcmp(want.data(), got.data(), n * sizeof(float)), 0) << "NaN, row 0, m=" << m;
       }
     }
-    // Denormal inputs flushed to zero (DAZ, which some libraries set): the GFNI kernel's
+    // Denormal inputs flushed to zero (DAZ, which some libraries set): the VBMI kernel's
     // subnormal code values would read as 0, so it must not be used.
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x0040);
     const std::vector<float> x = Random(3 * k, 99);
-    EXPECT_FALSE(cpu::Fp8GfniApplies(x.data(), host, 3, k, n)) << "DAZ";
+    EXPECT_FALSE(cpu::Fp8VbmiApplies(x.data(), host, 3, k, n)) << "DAZ";
     const std::vector<float> want = run(x, v, 3, k, n, false);
     const std::vector<float> got = run(x, v, 3, k, n, true);
     _mm_setcsr(csr);
@@ -428,7 +428,7 @@ TEST(QuantizedGemm, Fp8GfniKernelGivesTheBitsOfTheHalfKernel) {
               static_cast<long long>(subnormal_codes));
   EXPECT_GT(subnormal_codes, 100);
   EXPECT_GT(used, 0);
-  cpu::UseFp8Gfni(true);
+  cpu::UseFp8Vbmi(true);
   cpu::SetDecodeKernel(saved);
 }
 
