@@ -8,7 +8,10 @@
 # decoding together (STEPS greedy tokens each). Runs are interleaved (ours, theirs, per format
 # and thread count) for ROUNDS rounds; the table shows medians and, in brackets, the spread
 # (min-max) over the rounds. Each of our runs also measures a STREAM-like triad and prints the
-# batch-1 bandwidth bound (weight bytes read per token / triad bandwidth) and our share of it.
+# batch-1 bandwidth bound (weight bytes read per token / triad bandwidth) and our share of it,
+# and the prefill compute bound (the f32 FMA peak of the same threads / FLOPs per prompt token:
+# the most prefill with f32 products can reach; llama.cpp's BF16 and Q8_0 multiply narrower
+# numbers and can pass it).
 # Before timing, greedy continuations of a nano model of the same family (qwen2-nano,
 # qwen3_moe-nano) must agree token for token, ours f32 / bf16 against llama.cpp F32 / BF16;
 # CHECK_ONLY=1 stops after that check. BASELINE=PATH (a rollout_bench binary of another build,
@@ -111,4 +114,18 @@ for thr in sorted({r["threads"] for r in rows}):
         bound = gbs * 1e3 / mb
         b1 = statistics.median(r["decode_b1_tok_s"] for r in v)
         print(f"| {thr} | {fmt} | {gbs:.1f} | {mb:.0f} | {bound:.1f} | {100 * b1 / bound:.0f}% |")
+print()
+print("| threads | format | f32 FMA peak GFLOP/s (median) | GFLOP/token | prefill bound tok/s | ours prefill / bound | llama.cpp prefill / bound |")
+print("|---|---|---|---|---|---|---|")
+for thr in sorted({r["threads"] for r in rows}):
+    for fmt, theirs in pair.items():
+        v = [r for r in rows if r["impl"] == "grpo" and r["threads"] == thr and r["format"] == fmt and "fma_peak_gflops" in r]
+        if not v:
+            continue
+        peak = statistics.median(r["fma_peak_gflops"] for r in v)
+        per = v[0]["prefill_gflop_per_token"]
+        ours = statistics.median(r["prefill_tok_s"] for r in v)
+        b = cell("llama.cpp", thr, theirs, "prefill_tok_s")
+        them = f"{100 * b[0] * per / peak:.0f}%" if b else "-"
+        print(f"| {thr} | {fmt} | {peak:.0f} | {per:.3f} | {peak / per:.1f} | {100 * ours * per / peak:.0f}% | {them} |")
 PY

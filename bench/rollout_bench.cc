@@ -16,12 +16,19 @@
 //   --llama-workloads  the workloads of bench/llama_cpp_bench.sh instead: prefill_tok_s of one
 //                      PROMPT_LEN prompt, decode_b1_tok_s and decode_b16_tok_s (1 and 16 prompts
 //                      of 16 tokens, DECODE_STEPS greedy tokens each, their prefill subtracted)
+//                      and the prefill bound: fma_peak_gflops (f32 FMA chains on every pool
+//                      thread), prefill_gflop_per_token (PrefillFlopsPerToken) and
+//                      bound_prefill_tok_s = peak / FLOPs per token, the most prefill can reach
+//                      with f32 products (docs/numerics.md)
 #include <sys/resource.h>
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -69,6 +76,73 @@ double StreamTriadGBs() {
   };
   triad();
   return 3.0 * n * sizeof(float) / Timed(triad, 5) / 1e9;
+}
+
+// The f32 multiply-add peak of the pool's threads, GFLOP/s: each runs 12 independent chains of
+// FMAs (enough to cover the FMA latency) on the widest vectors the CPU has (AVX-512, else AVX2),
+// long enough to hold the clock. Twelve named registers, not an array, so that they stay in
+// registers.
+#define GRPO_FMA_CHAINS(V, SET1, FMA, LANES)                                                    \
+  V a0 = SET1(1.000f), a1 = SET1(1.001f), a2 = SET1(1.002f), a3 = SET1(1.003f);                 \
+  V a4 = SET1(1.004f), a5 = SET1(1.005f), a6 = SET1(1.006f), a7 = SET1(1.007f);                 \
+  V a8 = SET1(1.008f), a9 = SET1(1.009f), a10 = SET1(1.010f), a11 = SET1(1.011f);               \
+  const V m = SET1(0.999999f), c = SET1(1e-7f);                                                 \
+  for (int64_t i = 0; i < iters; ++i) {                                                         \
+    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);             \
+    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);             \
+    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c);         \
+    asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));              \
+    asm volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));            \
+  }                                                                                             \
+  alignas(64) float out[LANES];                                                                 \
+  std::memcpy(out, &a0, sizeof(out));                                                           \
+  return 2.0 * LANES * 12 * static_cast<double>(iters) + (out[0] == 12345.0f ? 1 : 0);
+__attribute__((target("avx512f"))) double FmaChains512(int64_t iters) {
+  GRPO_FMA_CHAINS(__m512, _mm512_set1_ps, _mm512_fmadd_ps, 16)
+}
+__attribute__((target("avx2,fma"))) double FmaChains256(int64_t iters) {
+  GRPO_FMA_CHAINS(__m256, _mm256_set1_ps, _mm256_fmadd_ps, 8)
+}
+#undef GRPO_FMA_CHAINS
+double FmaPeakGflops() {
+  __builtin_cpu_init();
+  const bool wide = __builtin_cpu_supports("avx512f");
+  grpo::ThreadPool& pool = grpo::ThreadPool::Default();
+  const int threads = pool.num_threads();
+  const int64_t iters = int64_t{20} << 20;
+  std::vector<double> flops(threads, 0.0);
+  const double t = Timed([&] {
+    pool.ParallelFor(threads, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) flops[i] = wide ? FmaChains512(iters) : FmaChains256(iters);
+    });
+  }, 3);
+  double total = 0;
+  for (double f : flops) total += f;
+  return total / t / 1e9;
+}
+
+// f32 FLOPs per prompt token of prefilling one prompt of `plen` tokens: 2 per weight of every
+// matrix a token meets (experts: the top-k share; the output head once per prompt, for its last
+// token; the embedding is a lookup), plus the attention products over the causal context.
+double PrefillFlopsPerToken(const grpo::CausalLM& model, int plen) {
+  const grpo::ModelConfig& config = model.config();
+  double flops = 0;
+  for (const grpo::Parameter& p : model.ReadParameters()) {
+    if (p.value.shape().size() < 2) continue;  // norms, biases
+    double n = static_cast<double>(p.value.numel());
+    if (p.spec.name == "model.embed_tokens.weight") {
+      n = config.tie_word_embeddings ? n / plen : 0;
+    } else if (p.spec.name == "lm_head.weight") {
+      n /= plen;
+    } else if (p.spec.name.find(".mlp.experts.") != std::string::npos) {
+      n *= static_cast<double>(config.num_experts_per_tok) / config.num_experts;
+    }
+    flops += 2 * n;
+  }
+  const double context = (plen + 1) / 2.0;  // mean keys per query under the causal mask
+  flops += 2.0 * config.num_hidden_layers * config.num_attention_heads *
+           (config.qk_head_dim() + config.value_head_dim()) * context;
+  return flops;
 }
 
 }  // namespace
@@ -120,6 +194,7 @@ int main(int argc, char** argv) {
     }
     active += bytes;
   }
+  const double prefill_flops = PrefillFlopsPerToken(**model, plen);
   grpo::EngineOptions o;
   o.kv_memory_bytes = int64_t{1} << 30;
   o.max_running_sequences = 64;
@@ -160,6 +235,10 @@ int main(int argc, char** argv) {
     out["stream_gb_s"] = gbs;
     out["active_weight_mb"] = active / 1e6;
     out["bound_b1_tok_s"] = gbs * 1e9 / active;
+    const double peak = FmaPeakGflops();
+    out["fma_peak_gflops"] = peak;
+    out["prefill_gflop_per_token"] = prefill_flops / 1e9;
+    out["bound_prefill_tok_s"] = peak * 1e9 / prefill_flops;
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
