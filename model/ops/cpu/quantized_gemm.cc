@@ -564,11 +564,18 @@ void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, f
   }
 }
 
-int64_t LinearWeightsTileRows(int64_t m, int64_t k) {
+int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads) {
+  k = std::max<int64_t>(k, 1);
   // Decode-like calls (few rows of x): a tile small enough to stay in L2 while sgemm reads it.
-  // Prefill-like calls: larger tiles so packing x once per tile is amortized.
-  const int64_t budget = m <= 16 ? (int64_t{1} << 15) : (int64_t{1} << 19);  // floats
-  return std::clamp<int64_t>(budget / std::max<int64_t>(k, 1), m <= 16 ? 4 : 16, kBlock);
+  if (m <= 16) return std::clamp<int64_t>((int64_t{1} << 15) / k, 4, kBlock);
+  // Prefill-like calls: sgemm packs all of x again for every tile (m x k floats, as many as a
+  // 128-row tile's products take ~15% of the time to compute at m = 512), so each thread gets
+  // as few tiles as a scratch of kPrefillTileFloats allows, equal in number for every thread.
+  constexpr int64_t kPrefillTileFloats = int64_t{1} << 20;  // 4 MiB per thread
+  const int64_t most = std::max<int64_t>(kPrefillTileFloats / k, 16);
+  const int64_t per_thread = (n + threads - 1) / std::max(threads, 1);
+  const int64_t tiles_each = (per_thread + most - 1) / most;
+  return std::max<int64_t>((per_thread + tiles_each - 1) / tiles_each, 1);
 }
 
 namespace {
@@ -722,7 +729,7 @@ void LinearWeightsDecode(const float* x, const HostWeights& w, float* y, int64_t
 // The reference path: tiles of W widened into a per-thread scratch, then sgemm/sgemv.
 void LinearWeightsWidened(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
                           int64_t n) {
-  const int64_t tile = LinearWeightsTileRows(m, k);
+  const int64_t tile = LinearWeightsTileRows(m, k, n, ThreadPool::Default().num_threads());
   const int64_t num_tiles = (n + tile - 1) / tile;
   ThreadPool::Default().ParallelFor(num_tiles, 1, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> scratch;

@@ -41,8 +41,10 @@ struct HostWeights {
 // Rows [row_begin, row_end) of the view, widened to f32 (row-major, w.cols per row).
 void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, float* out);
 
-// Output rows of W widened per tile for an x of m rows and k columns.
-int64_t LinearWeightsTileRows(int64_t m, int64_t k);
+// Output rows of W [n, k] widened per tile for an x of m rows, with `threads` threads: small
+// L2-sized tiles for decode-like m (at most 128 rows); for prefill-like m as few tiles per thread
+// as a 4 MiB f32 scratch allows (sgemm packs x again for every tile).
+int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads);
 
 // The kernels LinearWeightsQuantized uses for at most kDecodeMaxRows rows of x (decoding; a
 // GRPO group decodes together). Each streams the bf16/FP8 weights once per call and widens them

@@ -432,14 +432,31 @@ TEST(QuantizedGemm, Fp8VbmiKernelGivesTheBitsOfTheHalfKernel) {
   cpu::SetDecodeKernel(saved);
 }
 
-TEST(QuantizedGemm, TilesAreSmall) {
-  // The scratch a tile needs stays bounded whatever the layer shape (about 2 MiB at most).
-  for (int64_t m : {1, 16, 17, 4096}) {
-    for (int64_t k : {64, 896, 4864, 18944}) {
-      const int64_t t = cpu::LinearWeightsTileRows(m, k);
-      EXPECT_GE(t, 1);
-      EXPECT_LE(t, 128);
-      EXPECT_LE(t * k * 4, (int64_t{5} << 20) / 2) << m << " " << k;
+TEST(QuantizedGemm, TilesAreBoundedAndShareTheRowsOut) {
+  // The scratch a tile needs stays bounded whatever the layer shape: decode-like calls at most
+  // 128 rows in 128 KiB (L2; at least 4 rows), prefill-like ones 4 MiB (at least 16 rows); for
+  // those every thread gets the same number of tiles, and no more than that bound needs.
+  for (int threads : {1, 2, 3, 16}) {
+    for (int64_t m : {1, 16, 17, 512, 4096}) {
+      for (int64_t k : {64, 896, 4864, 18944}) {
+        for (int64_t n : {1, 128, 896, 4864, 151936}) {
+          const int64_t t = cpu::LinearWeightsTileRows(m, k, n, threads);
+          const std::string at = "m=" + std::to_string(m) + " k=" + std::to_string(k) + " n=" +
+                                 std::to_string(n) + " threads=" + std::to_string(threads);
+          EXPECT_GE(t, 1) << at;
+          if (m <= 16) {
+            EXPECT_LE(t, 128) << at;
+            EXPECT_LE(t * k * 4, std::max<int64_t>(int64_t{128} << 10, 4 * k * 4)) << at;
+            continue;
+          }
+          const int64_t most = std::max<int64_t>((int64_t{1} << 20) / k, 16);  // rows in 4 MiB
+          EXPECT_LE(t, most) << at;
+          const int64_t per_thread = (n + threads - 1) / threads;
+          EXPECT_EQ((per_thread + t - 1) / t, (per_thread + most - 1) / most) << "fewest tiles, " << at;
+          EXPECT_LE((n + t - 1) / t, threads * ((per_thread + t - 1) / t)) << "balanced, " << at;
+          if (per_thread <= most) EXPECT_EQ(t, per_thread) << "one tile each, " << at;
+        }
+      }
     }
   }
 }
