@@ -58,13 +58,13 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads);
 //    of the f32 sums. FP8: each code's exact value (via IEEE half and vcvtph2ps) times x
 //    multiplied by its block's scale, where the reference multiplies x by code times scale: one
 //    f32 rounding per product either way (of x * scale here, of code * scale there), so the
-//    same error bound, but not the same bits; the scale multiplication is shared by the 4
-//    weight rows of a group instead of repeated for each weight. The same operands and order
+//    same error bound, but not the same bits; x * scale is computed once per span of weight
+//    rows that share a block row of scales instead of once per weight. The same operands and order
 //    for every row of x whatever the other rows (several rows: the codes widened once into an
 //    L1 buffer of the same values), so a row's outputs do not depend on its batch.
 //    Where the CPU also has AVX512_VBMI, kAvx512 widens FP8 codes with vpermb, a shift and a
-//    mask into f32 values times 2^-120 (against x times 2^120 · scale):
-//    fewer instructions per code, and the same bits as the vcvtph2ps kernel, which it falls back
+//    mask into f32 values times 2^-120 (against x times 2^120 · scale): less work on the FMA
+//    units per code, and the same bits as the vcvtph2ps kernel, which it falls back
 //    to for x or scales so large or small that the two would differ (UseFp8Vbmi).
 //  - kAvx512Bf16: bf16 weights with vdpbf16ps; x carried as two bf16 (hi = bf16(x),
 //    lo = bf16(x - hi), |x - hi - lo| <= 2^-18 |x|), each product exact in f32, denormal
