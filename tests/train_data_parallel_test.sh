@@ -73,18 +73,27 @@ done
 "$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=10 --set run.name=half1 --resume --nproc 4 2> r14.err
 check "a 1-rank checkpoint resumes with 4 ranks" 'close $(ck half1 10) $(ck n1 10) 1e-5' || cat r14.err
 
+# start_ranks NAME [ARGS]: a 400-step 2-rank run NAME in the background (NAME.out, NAME.err),
+# once it has written its step-5 checkpoint; sets launcher, rank0 and rank1 (the pids).
+start_ranks() {
+  local name=$1
+  shift
+  "$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=400 --set run.name=$name --nproc 2 "$@" \
+    > $name.out 2> $name.err &
+  launcher=$!
+  for _ in $(seq 1 1200); do
+    [ -d runs/$name/checkpoints/rl-000005 ] && break
+    sleep 0.05
+  done
+  rank0="" rank1=""
+  for pid in $(pgrep -P $launcher); do
+    tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=0 && rank0=$pid
+    tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=1 && rank1=$pid
+  done
+}
+
 # ---- kill rank 1 mid-run
-"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=400 --set run.name=kill --nproc 2 \
-  > kill.out 2> kill.err &
-launcher=$!
-for _ in $(seq 1 1200); do
-  [ -d runs/kill/checkpoints/rl-000005 ] && break
-  sleep 0.05
-done
-rank1=""
-for pid in $(pgrep -P $launcher); do
-  tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=1 && rank1=$pid
-done
+start_ranks kill
 check "found rank 1" '[ -n "$rank1" ]'
 start=$(date +%s)
 kill -9 $rank1
@@ -99,18 +108,7 @@ check "no rank is left running" '! pgrep -P $launcher >/dev/null'
 
 # ---- a rank that cannot end by itself (rank 0 stopped with SIGSTOP) when rank 1 is killed: the
 # launcher stops it --failure-grace (2 s) after rank 1's death, SIGTERM then SIGKILL 5 s later
-"$GRPO" train "$RECIPE" "${SMALL[@]}" --set train.steps=400 --set run.name=stuck --nproc 2 \
-  --failure-grace 2 > stuck.out 2> stuck.err &
-launcher=$!
-for _ in $(seq 1 1200); do
-  [ -d runs/stuck/checkpoints/rl-000005 ] && break
-  sleep 0.05
-done
-rank0="" rank1=""
-for pid in $(pgrep -P $launcher); do
-  tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=0 && rank0=$pid
-  tr '\0' '\n' < /proc/$pid/environ | grep -qx GRPO_RANK=1 && rank1=$pid
-done
+start_ranks stuck --failure-grace 2
 check "found both ranks" '[ -n "$rank0" ] && [ -n "$rank1" ]'
 start=$(date +%s)
 kill -STOP $rank0
