@@ -189,15 +189,6 @@ int64_t BlockRowEnd(const HostWeights& w, int64_t c) {
   return ((w.row_begin + c) / kBlock + 1) * kBlock - w.row_begin;
 }
 
-// Rows [r0, r1) of an FP8 view (r1 - r0 <= kRowsPerGroup) as the codes' exact values times 2^-8
-// (as the vcvtph2ps kernels widen them), [r1 - r0][k].
-void WidenFp8Codes(const HostWeights& w, int64_t r0, int64_t r1, float* out) {
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  for (int64_t r = r0; r < r1; ++r) {
-    WidenFp8(base + (w.row_begin + r) * w.cols, w.cols, 0x1p-8f, out + (r - r0) * w.cols);
-  }
-}
-
 // The size of the block of x rows starting at row i when m rows are cut into as few blocks of
 // at most `most` rows as possible, of sizes as even as possible (larger ones first).
 GRPO_INLINE int XBlockRows(int64_t m, int64_t i, int most) {
@@ -340,8 +331,9 @@ void Decode(const float* x, const HostWeights& w, float* y, int64_t m,
 // 2^120 times the block scale. Wherever both x · 2^8 · scale and x · 2^120 · scale are normal
 // f32, they are the same significand, so every product and sum, and y, are bit-identical to
 // avx512's: LinearWeightsDecode uses this kernel only when Fp8VbmiIsExact says so (x and the
-// scales in range, denormal inputs not treated as zero) and avx512's otherwise. bf16 weights and
-// more rows of x than one tile use avx512's kernels.
+// scales in range, denormal inputs not treated as zero) and avx512's otherwise. With more rows
+// of x than one tile, the codes are widened the same way once per group of weight rows
+// (WidenFp8Rows). bf16 weights use avx512's kernels.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c")
 namespace avx512vbmi {
@@ -776,7 +768,7 @@ bool UseFp8Vbmi(bool enable) {
 
 bool Fp8VbmiApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
 #if defined(__x86_64__)
-  return g_use_fp8_vbmi && w.dtype == DType::kF8E4M3 && m <= avx512vbmi::Isa::kMaxXRows &&
+  return g_use_fp8_vbmi && w.dtype == DType::kF8E4M3 && m <= kDecodeMaxRows &&
          Fp8VbmiIsExact(x, w, m, k, n);
 #else
   (void)x, (void)w, (void)m, (void)k, (void)n;

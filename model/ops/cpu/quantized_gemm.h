@@ -63,9 +63,10 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads);
 //    for every row of x whatever the other rows (several rows: the codes widened once into an
 //    L1 buffer of the same values), so a row's outputs do not depend on its batch.
 //    Where the CPU also has AVX512_VBMI, kAvx512 widens FP8 codes with vpermb, a shift and a
-//    mask into f32 values times 2^-120 (against x times 2^120 · scale): less work on the FMA
-//    units per code, and the same bits as the vcvtph2ps kernel, which it falls back
-//    to for x or scales so large or small that the two would differ (UseFp8Vbmi).
+//    mask into f32 values times 2^-120 (against x times 2^120 · scale), in registers or, for
+//    more than 5 rows of x, into that L1 buffer: less work on the FMA units per code, and the
+//    same bits as the vcvtph2ps kernel, which it falls back to for x or scales so large or
+//    small that the two would differ (UseFp8Vbmi).
 //  - kAvx512Bf16: bf16 weights with vdpbf16ps; x carried as two bf16 (hi = bf16(x),
 //    lo = bf16(x - hi), |x - hi - lo| <= 2^-18 |x|), each product exact in f32, denormal
 //    products flushed. So y differs from the reference by at most about
@@ -82,8 +83,8 @@ enum class DecodeKernel { kWidenThenSgemm, kAvx2, kAvx512, kAvx512Bf16 };
 // (the default where the CPU has them); returns whether it now does.
 bool UseFp8Vbmi(bool enable);
 // Whether that kernel multiplies x [m, k] by the FP8 view's rows [0, n) under kAvx512 now: it is
-// on, m is at most one tile (5 rows), and x and the block scales are in the range where its
-// bits are the half kernel's (else the half kernel runs).
+// on, m is at most kDecodeMaxRows, and x and the block scales are in the range where its bits
+// are the half kernel's (else the half kernel runs).
 bool Fp8VbmiApplies(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n);
 // How many LinearWeightsQuantized calls have run that kernel (for tests).
 int64_t Fp8VbmiCalls();
