@@ -20,7 +20,8 @@ struct SampleResult {
 
 SampleResult SampleRow(std::span<const float> logits, const SamplingRow& row);
 
-// log sum_i exp(logits[i]) in f64 (sequential, max subtracted), and the max: what SampleRow's
+// log sum_i exp(logits[i]) in f64 (max subtracted; 8 lane sums over the entries in order, then
+// the lanes added in a fixed order; exp within 2 ulp of std::exp), and the max: what SampleRow's
 // raw_logprob is computed from (raw_logprob = float(logits[token] - RawLogSumExp)). The
 // batch-invariant LogSoftmaxTargets uses it too, so the two logprobs are the same bits.
 double RawLogSumExp(std::span<const float> logits, double* max_out);
