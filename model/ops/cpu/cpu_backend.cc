@@ -800,12 +800,20 @@ class CpuBackendImpl final : public Backend {
     const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(past.size());
     const int64_t group = nh / nkv;
-    Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
+    if (num_seqs == 0) return;
+    // One task per (sequence, KV head, run of the heads sharing it): the heads of a run attend
+    // together (AttendQueries reads each cache row once for all of them, with the bits each
+    // gets alone). Runs are cut only as far as needed for two tasks per thread.
+    const int64_t threads = Pool().num_threads();
+    const int64_t splits = std::clamp<int64_t>((2 * threads + num_seqs * nkv - 1) / (num_seqs * nkv), 1, group);
+    const int64_t run = (group + splits - 1) / splits, runs = (group + run - 1) / run;
+    Pool().ParallelFor(num_seqs * nkv * runs, 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
       std::vector<const float*> seq_rows;  // the rows of the task's sequence, from its block table
       int64_t rows_of = -1;
       for (int64_t task = i0; task < i1; ++task) {
-        const int64_t s = task / nh, h = task % nh, g = h / group;
+        const int64_t s = task / (nkv * runs), g = task / runs % nkv, c = task % runs;
+        const int64_t h0 = g * group + c * run, count = std::min(run, group - c * run);
         if (s != rows_of) {
           const int64_t len = past[s] + q_offsets[s + 1] - q_offsets[s];
           const int32_t* blocks = tables.ids + tables.offsets[s];
@@ -817,10 +825,10 @@ class CpuBackendImpl final : public Backend {
         }
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
-          scores.resize(pos + 1);
-          cpu::AttendQuery(q + (t * nh + h) * dqk, seq_rows.data(), k_offset + g * dqk,
-                           seq_rows.data(), v_offset + g * dv, pos + 1, dqk, dv, scale,
-                           scores.data(), out + (t * nh + h) * dv, nullptr);
+          scores.resize(count * (pos + 1));
+          cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, seq_rows.data(), k_offset + g * dqk,
+                             seq_rows.data(), v_offset + g * dv, pos + 1, dqk, dv, scale,
+                             scores.data(), out + (t * nh + h0) * dv, dv, nullptr);
         }
       }
     });
@@ -944,30 +952,37 @@ class CpuBackendImpl final : public Backend {
     });
   }
 
-  // Batch-invariant Attention: each query row by cpu::AttendQuery over its sequence's keys
-  // [0, row] in position order, as CachedAttention computes a decoding row from the cache.
+  // Batch-invariant Attention: each query row by cpu::AttendQuery's arithmetic over its
+  // sequence's keys [0, row] in position order, as CachedAttention computes a decoding row from
+  // the cache (the heads sharing a KV head together, as there: the same bits).
   void AttentionRowwise(const float* q, const float* k, const float* v, float* out, float* lse,
                         std::span<const int64_t> seq_offsets, const AttentionHeads& heads) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
-    Pool().ParallelFor(num_seqs * nh, 1, [&](int64_t i0, int64_t i1) {
+    const int64_t group = nh / nkv;
+    if (num_seqs <= 0) return;
+    const int64_t threads = Pool().num_threads();
+    const int64_t splits = std::clamp<int64_t>((2 * threads + num_seqs * nkv - 1) / (num_seqs * nkv), 1, group);
+    const int64_t run = (group + splits - 1) / splits, runs = (group + run - 1) / run;
+    Pool().ParallelFor(num_seqs * nkv * runs, 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
       std::vector<const float*> krows, vrows;
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t s = i / nh, h = i % nh, kvh = h / (nh / nkv);
+        const int64_t s = i / (nkv * runs), kvh = i / runs % nkv, c = i % runs;
+        const int64_t h0 = kvh * group + c * run, count = std::min(run, group - c * run);
         const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
         krows.resize(len);
         vrows.resize(len);
-        scores.resize(len);
+        scores.resize(count * len);
         for (int64_t j = 0; j < len; ++j) {
           krows[j] = k + (start + j) * nkv * dqk;
           vrows[j] = v + (start + j) * nkv * dv;
         }
         for (int64_t r = 0; r < len; ++r) {
           const int64_t t = start + r;
-          cpu::AttendQuery(q + (t * nh + h) * dqk, krows.data(), kvh * dqk, vrows.data(), kvh * dv,
-                           r + 1, dqk, dv, heads.scale, scores.data(), out + (t * nh + h) * dv,
-                           lse + t * nh + h);
+          cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, krows.data(), kvh * dqk,
+                             vrows.data(), kvh * dv, r + 1, dqk, dv, heads.scale, scores.data(),
+                             out + (t * nh + h0) * dv, dv, lse + t * nh + h0);
         }
       }
     });

@@ -231,47 +231,114 @@ GRPO_VECTOR_CLONES void RmsNormBackwardImpl(const float* dy, const float* x, con
   for (; i < dim; ++i) dx[i] = rs * dy[i] * w[i] - x[i] * c;
 }
 
-GRPO_VECTOR_CLONES void AttendImpl(const float* q, const float* const* krows, int64_t k_offset,
-                                   const float* const* vrows, int64_t v_offset, int64_t len,
-                                   int64_t dqk, int64_t dv, float scale, float* scores, float* out,
-                                   float* lse) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < len; ++j) {
-    scores[j] = DotInline(q, krows[j] + k_offset, dqk) * scale;
-    mx = std::max(mx, scores[j]);
-  }
-  const float sum = ExpShifted(scores, len, mx);
-  const V8 inv = Splat(1.0f / sum);
+// The lanes of 8 vectors summed per vector, as Sum sums one: lane j of the result is
+// ((v[j][0] + v[j][1]) + (v[j][2] + v[j][3])) + ((v[j][4] + v[j][5]) + (v[j][6] + v[j][7])),
+// the same additions in the same order, by three levels of pairwise shuffles.
+__attribute__((always_inline)) inline V8 PairSums(const V8& a, const V8& b) {
+  return __builtin_shuffle(a, b, V8i{0, 2, 4, 6, 8, 10, 12, 14}) +
+         __builtin_shuffle(a, b, V8i{1, 3, 5, 7, 9, 11, 13, 15});
+}
+__attribute__((always_inline)) inline V8 Sum8(const V8* v) {
+  const V8 ab = PairSums(v[0], v[1]), cd = PairSums(v[2], v[3]);
+  const V8 ef = PairSums(v[4], v[5]), gh = PairSums(v[6], v[7]);
+  return PairSums(PairSums(ab, cd), PairSums(ef, gh));
+}
+
+// DotInline's vector part, before its lanes are summed: acc0 + acc1.
+__attribute__((always_inline)) inline V8 DotLanes(const float* a, const float* b, int64_t n) {
+  V8 acc0 = {}, acc1 = {};
   int64_t i = 0;
-  for (; i + 8 <= len; i += 8) Store(scores + i, Load(scores + i) * inv);
-  for (; i < len; ++i) scores[i] *= inv[0];
-  if (lse != nullptr) *lse = mx + std::log(sum);
-  // out in column blocks of 32 held in registers over all rows.
-  int64_t d = 0;
-  for (; d + 32 <= dv; d += 32) {
-    V8 o0 = {}, o1 = {}, o2 = {}, o3 = {};
-    for (int64_t j = 0; j < len; ++j) {
-      const float* v = vrows[j] + v_offset + d;
-      const float p = scores[j];
-      o0 += p * Load(v);
-      o1 += p * Load(v + 8);
-      o2 += p * Load(v + 16);
-      o3 += p * Load(v + 24);
+#pragma GCC unroll 4
+  for (; i + 16 <= n; i += 16) {
+    acc0 += Load(a + i) * Load(b + i);
+    acc1 += Load(a + i + 8) * Load(b + i + 8);
+  }
+  for (; i + 8 <= n; i += 8) acc0 += Load(a + i) * Load(b + i);
+  return acc0 + acc1;
+}
+
+// Keys per block of the output pass: their value rows (64 to 512 floats each) stay in L1 while
+// every query of the group adds them.
+constexpr int64_t kValueBlock = 64;
+
+// AttendQueries for g queries; each query's arithmetic is AttendQuery's alone (see the header).
+GRPO_VECTOR_CLONES void AttendGroupImpl(const float* q, int64_t q_stride, int64_t g,
+                                        const float* const* krows, int64_t k_offset,
+                                        const float* const* vrows, int64_t v_offset, int64_t len,
+                                        int64_t dqk, int64_t dv, float scale, float* scores,
+                                        float* out, int64_t out_stride, float* lse) {
+  const int64_t vec = dqk / 8 * 8;
+  // Scores, 8 keys at a time (each key row read once for all g queries): the lanes of each
+  // key's products summed as Sum would, then the tail columns, then the scale.
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8) {
+    for (int64_t i = 0; i < g; ++i) {
+      const float* qi = q + i * q_stride;
+      float* si = scores + i * len;
+      V8 lanes[8];
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) lanes[t] = DotLanes(qi, krows[j + t] + k_offset, dqk);
+      V8 dots = Sum8(lanes);
+      if (vec == dqk) {
+        Store(si + j, dots * scale);
+        continue;
+      }
+      for (int t = 0; t < 8; ++t) {
+        float s = dots[t];
+        const float* k = krows[j + t] + k_offset;
+        for (int64_t d = vec; d < dqk; ++d) s += qi[d] * k[d];
+        si[j + t] = s * scale;
+      }
     }
-    Store(out + d, o0);
-    Store(out + d + 8, o1);
-    Store(out + d + 16, o2);
-    Store(out + d + 24, o3);
   }
-  for (; d + 8 <= dv; d += 8) {
-    V8 o0 = {};
-    for (int64_t j = 0; j < len; ++j) o0 += scores[j] * Load(vrows[j] + v_offset + d);
-    Store(out + d, o0);
+  for (; j < len; ++j) {
+    for (int64_t i = 0; i < g; ++i) {
+      scores[i * len + j] = DotInline(q + i * q_stride, krows[j] + k_offset, dqk) * scale;
+    }
   }
-  for (; d < dv; ++d) {
-    float o = 0.0f;
-    for (int64_t j = 0; j < len; ++j) o += scores[j] * vrows[j][v_offset + d];
-    out[d] = o;
+  for (int64_t i = 0; i < g; ++i) {
+    float* si = scores + i * len;
+    const float mx = MaxOf(si, len);
+    const float sum = ExpShifted(si, len, mx);
+    const V8 inv = Splat(1.0f / sum);
+    int64_t t = 0;
+    for (; t + 8 <= len; t += 8) Store(si + t, Load(si + t) * inv);
+    for (; t < len; ++t) si[t] *= inv[0];
+    if (lse != nullptr) lse[i] = mx + std::log(sum);
+  }
+  // out = sum over keys in order of p * v, per column; keys in blocks (each block's value rows
+  // read once for all g queries), the running sums kept in out between blocks.
+  for (int64_t j0 = 0; j0 < len; j0 += kValueBlock) {
+    const int64_t j1 = std::min(len, j0 + kValueBlock);
+    for (int64_t i = 0; i < g; ++i) {
+      const float* pi = scores + i * len;
+      float* oi = out + i * out_stride;
+      auto start = [&](int64_t d) { return j0 == 0 ? V8{} : Load(oi + d); };
+      int64_t d = 0;
+      for (; d + 64 <= dv; d += 64) {
+        V8 o[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) o[c] = start(d + 8 * c);
+        for (int64_t t = j0; t < j1; ++t) {
+          const float* v = vrows[t] + v_offset + d;
+          const float p = pi[t];
+#pragma GCC unroll 8
+          for (int c = 0; c < 8; ++c) o[c] += p * Load(v + 8 * c);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) Store(oi + d + 8 * c, o[c]);
+      }
+      for (; d + 8 <= dv; d += 8) {
+        V8 o0 = start(d);
+        for (int64_t t = j0; t < j1; ++t) o0 += pi[t] * Load(vrows[t] + v_offset + d);
+        Store(oi + d, o0);
+      }
+      for (; d < dv; ++d) {
+        float o = j0 == 0 ? 0.0f : oi[d];
+        for (int64_t t = j0; t < j1; ++t) o += pi[t] * vrows[t][v_offset + d];
+        oi[d] = o;
+      }
+    }
   }
 }
 
@@ -349,7 +416,16 @@ void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k
 void AttendQuery(const float* q, const float* const* krows, int64_t k_offset,
                  const float* const* vrows, int64_t v_offset, int64_t len, int64_t dqk, int64_t dv,
                  float scale, float* scores, float* out, float* lse) {
-  AttendImpl(q, krows, k_offset, vrows, v_offset, len, dqk, dv, scale, scores, out, lse);
+  AttendGroupImpl(q, dqk, 1, krows, k_offset, vrows, v_offset, len, dqk, dv, scale, scores, out,
+                  dv, lse);
+}
+
+void AttendQueries(const float* q, int64_t q_stride, int64_t count, const float* const* krows,
+                   int64_t k_offset, const float* const* vrows, int64_t v_offset, int64_t len,
+                   int64_t dqk, int64_t dv, float scale, float* scores, float* out,
+                   int64_t out_stride, float* lse) {
+  AttendGroupImpl(q, q_stride, count, krows, k_offset, vrows, v_offset, len, dqk, dv, scale,
+                  scores, out, out_stride, lse);
 }
 
 void Softmax(float* x, int64_t n) { SoftmaxImpl(x, n); }

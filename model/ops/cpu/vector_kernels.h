@@ -28,6 +28,16 @@ void AttendQuery(const float* q, const float* const* krows, int64_t k_offset,
                  const float* const* vrows, int64_t v_offset, int64_t len, int64_t dqk, int64_t dv,
                  float scale, float* scores, float* out, float* lse);
 
+// AttendQuery for `count` queries over the same rows (the heads of one token that share a KV
+// head): query i at q + i * q_stride, its output at out + i * out_stride, its log-sum-exp at
+// lse[i] (lse may be null); `scores` is scratch of count * len floats. Each key and value row is
+// read once for all the queries instead of once per query, and every query's output is the bits
+// AttendQuery gives it alone.
+void AttendQueries(const float* q, int64_t q_stride, int64_t count, const float* const* krows,
+                   int64_t k_offset, const float* const* vrows, int64_t v_offset, int64_t len,
+                   int64_t dqk, int64_t dv, float scale, float* scores, float* out,
+                   int64_t out_stride, float* lse);
+
 // One row of RMSNorm: y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), returned. Sums of
 // squares are f32 within chunks of 256 and f64 across them.
 float RmsNormRow(const float* x, const float* w, float* y, int64_t dim, float eps);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -85,6 +86,34 @@ TEST(VectorKernels, AttendQueryMatchesSoftmaxReference) {
   }
 }
 
+// The heads of a token sharing a KV head, attended together: each query's output and
+// log-sum-exp are the bits AttendQuery gives it alone, whatever the number of queries, the
+// lengths (across the 8-key score blocks and the 64-key value blocks) and the head sizes.
+TEST(VectorKernels, AttendQueriesGivesEachQueryItsOwnBits) {
+  for (int64_t len : {1, 7, 8, 9, 64, 65, 200}) {
+    for (auto [dqk, dv] : {std::pair<int64_t, int64_t>{64, 64}, {13, 5}, {192, 128}, {576, 512}, {40, 72}}) {
+      for (int64_t count : {1, 2, 7}) {
+        const int64_t koff = 2, voff = koff + dqk, width = voff + dv + 1;
+        const auto cache = Random(len * width, 11), q = Random(count * (dqk + 3), 12);
+        std::vector<const float*> rows(len);
+        for (int64_t j = 0; j < len; ++j) rows[j] = cache.data() + ((j * 5) % len) * width;
+        std::vector<float> scores(count * len), out(count * (dv + 1), -1.0f), lse(count);
+        AttendQueries(q.data(), dqk + 3, count, rows.data(), koff, rows.data(), voff, len, dqk, dv,
+                      0.1f, scores.data(), out.data(), dv + 1, lse.data());
+        for (int64_t i = 0; i < count; ++i) {
+          std::vector<float> one_scores(len), one(dv);
+          float one_lse = 0;
+          AttendQuery(q.data() + i * (dqk + 3), rows.data(), koff, rows.data(), voff, len, dqk, dv,
+                      0.1f, one_scores.data(), one.data(), &one_lse);
+          ASSERT_EQ(std::memcmp(one.data(), out.data() + i * (dv + 1), dv * sizeof(float)), 0)
+              << "len=" << len << " dqk=" << dqk << " dv=" << dv << " count=" << count << " i=" << i;
+          ASSERT_EQ(lse[i], one_lse);
+          ASSERT_EQ(out[i * (dv + 1) + dv], -1.0f);  // the stride's gap is not written
+        }
+      }
+    }
+  }
+}
 
 TEST(VectorKernels, ExpIsWithinTwoUlpOverTheWholeRangeAndSaturates) {
   std::vector<float> x;
