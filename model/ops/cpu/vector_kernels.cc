@@ -313,12 +313,12 @@ GRPO_VECTOR_CLONES void AttendGroupImpl(const float* q, int64_t q_stride, int64_
     for (int64_t i = 0; i < g; ++i) {
       const float* pi = scores + i * len;
       float* oi = out + i * out_stride;
-      auto start = [&](int64_t d) { return j0 == 0 ? V8{} : Load(oi + d); };
+      const bool first = j0 == 0;  // (no lambda here: it would be compiled without the clone's ISA)
       int64_t d = 0;
       for (; d + 64 <= dv; d += 64) {
         V8 o[8];
 #pragma GCC unroll 8
-        for (int c = 0; c < 8; ++c) o[c] = start(d + 8 * c);
+        for (int c = 0; c < 8; ++c) o[c] = first ? V8{} : Load(oi + d + 8 * c);
         for (int64_t t = j0; t < j1; ++t) {
           const float* v = vrows[t] + v_offset + d;
           const float p = pi[t];
@@ -329,12 +329,12 @@ GRPO_VECTOR_CLONES void AttendGroupImpl(const float* q, int64_t q_stride, int64_
         for (int c = 0; c < 8; ++c) Store(oi + d + 8 * c, o[c]);
       }
       for (; d + 8 <= dv; d += 8) {
-        V8 o0 = start(d);
+        V8 o0 = first ? V8{} : Load(oi + d);
         for (int64_t t = j0; t < j1; ++t) o0 += pi[t] * Load(vrows[t] + v_offset + d);
         Store(oi + d, o0);
       }
       for (; d < dv; ++d) {
-        float o = j0 == 0 ? 0.0f : oi[d];
+        float o = first ? 0.0f : oi[d];
         for (int64_t t = j0; t < j1; ++t) o += pi[t] * vrows[t][v_offset + d];
         oi[d] = o;
       }
