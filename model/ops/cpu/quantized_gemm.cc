@@ -307,6 +307,17 @@ struct Isa {
 
 #include "model/ops/cpu/decode_kernel.inc"
 
+// Prefill's widening (WidenWeightRows) of bf16: 16 per step, the bits WidenBf16 gives; returns
+// how many were widened (a multiple of 16).
+int64_t WidenBf16(const unsigned char* src, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i));
+    _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+  }
+  return i;
+}
+
 void Decode(const float* x, const HostWeights& w, float* y, int64_t m,
                                      int64_t k, int64_t n, int64_t c0, int64_t c1) {
   if (w.dtype == DType::kF8E4M3) {
@@ -364,6 +375,23 @@ struct Isa : avx512::Isa {
 void Decode(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k, int64_t n,
             int64_t c0, int64_t c1) {
   DecodeColumns<Source::kFp8>(x, w, y, m, k, n, c0, c1);
+}
+
+// Prefill's widening (WidenWeightRows) of FP8: n codes to their values times `scale`, 16 per
+// step, the bits WidenFp8 gives (Isa::Fp8Codes' code bits, times 2^120, then times the scale).
+void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
+  const __m512 two120 = _mm512_set1_ps(0x1p120f), s = _mm512_set1_ps(scale);
+  const __m512i top = _mm512_slli_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 24);
+  const __m512i mask = _mm512_set1_epi32(static_cast<int>(0x87F00000u));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i codes = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)));
+    const __m512i bits = _mm512_maskz_permutexvar_epi8(0x8888888888888888ULL, top, codes);
+    const __m512 v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(bits, 4), mask));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(v, two120), s));
+  }
+  for (; i < n; ++i) out[i] = Fp8Bits(q[i]) * 0x1p120f * scale;
 }
 
 // The largest and the smallest non-zero |x| of x [count] (+inf when every x is 0); false, when
@@ -514,62 +542,6 @@ void SplitToBf16(const float* x, int64_t m, int64_t k, uint16_t* hi, uint16_t* l
 
 }  // namespace
 
-bool UseAvx2(bool enable) {
-#if defined(__x86_64__)
-  g_use_avx2 = enable && __builtin_cpu_supports("avx2");
-  return g_use_avx2;
-#else
-  return false;
-#endif
-}
-
-void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, float* out) {
-  const int64_t cols = w.cols;
-  switch (w.dtype) {
-    case DType::kF32:
-      std::memcpy(out, w.f32() + row_begin * cols, (row_end - row_begin) * cols * sizeof(float));
-      return;
-    case DType::kBF16: {
-      const auto* base = static_cast<const unsigned char*>(w.data);
-      for (int64_t r = row_begin; r < row_end; ++r) {
-        WidenBf16(base + (w.row_begin + r) * cols * 2, cols, out + (r - row_begin) * cols);
-      }
-      return;
-    }
-    case DType::kF8E4M3: {
-      const auto* base = static_cast<const uint8_t*>(w.data);
-      const int64_t bcols = (cols + kBlock - 1) / kBlock;
-      for (int64_t r = row_begin; r < row_end; ++r) {
-        const int64_t g = w.row_begin + r;
-        const float* s = w.scales + (g / kBlock) * bcols;
-        const uint8_t* q = base + g * cols;
-        float* dst = out + (r - row_begin) * cols;
-        for (int64_t bc = 0; bc < bcols; ++bc) {
-          const int64_t c0 = bc * kBlock, c1 = std::min(cols, c0 + kBlock);
-          WidenFp8(q + c0, c1 - c0, s[bc], dst + c0);
-        }
-      }
-      return;
-    }
-    default:
-      std::abort();  // CausalLM only builds views of the three formats
-  }
-}
-
-int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads) {
-  k = std::max<int64_t>(k, 1);
-  // Decode-like calls (few rows of x): a tile small enough to stay in L2 while sgemm reads it.
-  if (m <= 16) return std::clamp<int64_t>((int64_t{1} << 15) / k, 4, kBlock);
-  // Prefill-like calls: sgemm packs all of x again for every tile (m x k floats, as many as a
-  // 128-row tile's products take ~15% of the time to compute at m = 512), so each thread gets
-  // as few tiles as a scratch of kPrefillTileFloats allows, equal in number for every thread.
-  constexpr int64_t kPrefillTileFloats = int64_t{1} << 20;  // 4 MiB per thread
-  const int64_t most = std::max<int64_t>(kPrefillTileFloats / k, 16);
-  const int64_t per_thread = (n + threads - 1) / std::max(threads, 1);
-  const int64_t tiles_each = (per_thread + most - 1) / most;
-  return std::max<int64_t>((per_thread + tiles_each - 1) / tiles_each, 1);
-}
-
 namespace {
 
 #if defined(__x86_64__)
@@ -596,6 +568,7 @@ bool CpuCanRunFp8Vbmi() {
   return CpuHasAvx512() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0;
 }
 bool g_use_fp8_vbmi = CpuCanRunFp8Vbmi();
+bool g_widen_avx512 = CpuHasAvx512();
 std::atomic<int64_t> g_fp8_vbmi_calls{0};
 
 // Whether avx512vbmi's FP8 kernel gives avx512's bits for x [m, k] and the FP8 view's rows
@@ -746,6 +719,74 @@ void LinearWeightsWidened(const float* x, const HostWeights& w, float* y, int64_
 
 }  // namespace
 
+bool UseAvx2(bool enable) {
+#if defined(__x86_64__)
+  g_use_avx2 = enable && __builtin_cpu_supports("avx2");
+  return g_use_avx2;
+#else
+  return false;
+#endif
+}
+
+void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, float* out) {
+  const int64_t cols = w.cols;
+  switch (w.dtype) {
+    case DType::kF32:
+      std::memcpy(out, w.f32() + row_begin * cols, (row_end - row_begin) * cols * sizeof(float));
+      return;
+    case DType::kBF16: {
+      const auto* base = static_cast<const unsigned char*>(w.data);
+      for (int64_t r = row_begin; r < row_end; ++r) {
+        const unsigned char* src = base + (w.row_begin + r) * cols * 2;
+        float* dst = out + (r - row_begin) * cols;
+        int64_t done = 0;
+#if defined(__x86_64__)
+        if (g_use_avx2 && g_widen_avx512) done = avx512::WidenBf16(src, cols, dst);
+#endif
+        WidenBf16(src + 2 * done, cols - done, dst + done);
+      }
+      return;
+    }
+    case DType::kF8E4M3: {
+      const auto* base = static_cast<const uint8_t*>(w.data);
+      const int64_t bcols = (cols + kBlock - 1) / kBlock;
+      for (int64_t r = row_begin; r < row_end; ++r) {
+        const int64_t g = w.row_begin + r;
+        const float* s = w.scales + (g / kBlock) * bcols;
+        const uint8_t* q = base + g * cols;
+        float* dst = out + (r - row_begin) * cols;
+        for (int64_t bc = 0; bc < bcols; ++bc) {
+          const int64_t c0 = bc * kBlock, c1 = std::min(cols, c0 + kBlock);
+#if defined(__x86_64__)
+          if (g_use_avx2 && g_widen_avx512 && g_use_fp8_vbmi) {
+            avx512vbmi::WidenFp8(q + c0, c1 - c0, s[bc], dst + c0);
+            continue;
+          }
+#endif
+          WidenFp8(q + c0, c1 - c0, s[bc], dst + c0);
+        }
+      }
+      return;
+    }
+    default:
+      std::abort();  // CausalLM only builds views of the three formats
+  }
+}
+
+int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads) {
+  k = std::max<int64_t>(k, 1);
+  // Decode-like calls (few rows of x): a tile small enough to stay in L2 while sgemm reads it.
+  if (m <= 16) return std::clamp<int64_t>((int64_t{1} << 15) / k, 4, kBlock);
+  // Prefill-like calls: sgemm packs all of x again for every tile (m x k floats, as many as a
+  // 128-row tile's products take ~15% of the time to compute at m = 512), so each thread gets
+  // as few tiles as a scratch of kPrefillTileFloats allows, equal in number for every thread.
+  constexpr int64_t kPrefillTileFloats = int64_t{1} << 20;  // 4 MiB per thread
+  const int64_t most = std::max<int64_t>(kPrefillTileFloats / k, 16);
+  const int64_t per_thread = (n + threads - 1) / std::max(threads, 1);
+  const int64_t tiles_each = (per_thread + most - 1) / most;
+  return std::max<int64_t>((per_thread + tiles_each - 1) / tiles_each, 1);
+}
+
 const char* DecodeKernelName(DecodeKernel kernel) {
   switch (kernel) {
     case DecodeKernel::kWidenThenSgemm: return "widen+sgemm";
@@ -754,6 +795,16 @@ const char* DecodeKernelName(DecodeKernel kernel) {
     case DecodeKernel::kAvx512Bf16: return "avx512bf16";
   }
   return "?";
+}
+
+bool UseAvx512Widening(bool enable) {
+#if defined(__x86_64__)
+  g_widen_avx512 = enable && CpuHasAvx512();
+  return g_widen_avx512;
+#else
+  (void)enable;
+  return false;
+#endif
 }
 
 bool UseFp8Vbmi(bool enable) {

@@ -17,9 +17,12 @@
 
 namespace grpo::cpu {
 
-// The widening loops use AVX2 where the CPU has it, else SSE4.1 (the build's baseline). For
-// tests: turn AVX2 off or back on (when available); returns whether it is now used.
+// The widening loops use AVX-512 where the CPU has it (FP8: with AVX512_VBMI, see UseFp8Vbmi),
+// else AVX2, else SSE4.1 (the build's baseline); the same bits each way. For tests: turn AVX2
+// (and with it AVX-512), or AVX-512 alone, off or back on (when available); each returns
+// whether it is now used.
 bool UseAvx2(bool enable);
+bool UseAvx512Widening(bool enable);
 
 // A WeightView (model/ops/backend.h) as the CPU backend's kernels read it: the same fields over
 // host addresses (the CPU backend's device memory is host memory).
@@ -79,8 +82,8 @@ int64_t LinearWeightsTileRows(int64_t m, int64_t k, int64_t n, int threads);
 // deterministic for a kernel: whatever the thread count, each output is one thread's sum in a
 // fixed order.
 enum class DecodeKernel { kWidenThenSgemm, kAvx2, kAvx512, kAvx512Bf16 };
-// For tests and benchmarks: whether kAvx512's FP8 register kernel uses AVX512_VBMI
-// (the default where the CPU has them); returns whether it now does.
+// For tests and benchmarks: whether kAvx512's FP8 register kernel, and WidenWeightRows' FP8
+// widening, use AVX512_VBMI (the default where the CPU has them); returns whether they now do.
 bool UseFp8Vbmi(bool enable);
 // Whether that kernel multiplies x [m, k] by the FP8 view's rows [0, n) under kAvx512 now: it is
 // on, m is at most kDecodeMaxRows, and x and the block scales are in the range where its bits

@@ -105,12 +105,19 @@ int64_t ExpectClose(const std::vector<float>& y, const std::vector<float>& x, co
   return exact;
 }
 
-class WideningTest : public ::testing::TestWithParam<bool> {
+// 0: SSE4.1 only, 1: AVX2 only, 2: the default (AVX-512, and VBMI for FP8, where the CPU has
+// them).
+class WideningTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
-    if (cpu::UseAvx2(GetParam()) != GetParam()) GTEST_SKIP() << "no AVX2 on this CPU";
+    const bool avx2 = GetParam() >= 1;
+    if (cpu::UseAvx2(avx2) != avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+    cpu::UseAvx512Widening(GetParam() == 2);
   }
-  void TearDown() override { cpu::UseAvx2(true); }
+  void TearDown() override {
+    cpu::UseAvx2(true);
+    cpu::UseAvx512Widening(true);
+  }
 };
 
 TEST_P(WideningTest, WideningIsExactForEveryFp8CodeAndBf16) {
@@ -145,8 +152,9 @@ TEST_P(WideningTest, WideningIsExactForEveryFp8CodeAndBf16) {
   EXPECT_EQ(std::memcmp(slice.data(), ref.data(), slice.size() * sizeof(float)), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Avx2, WideningTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "avx2" : "sse4"; });
+INSTANTIATE_TEST_SUITE_P(Isa, WideningTest, ::testing::Values(0, 1, 2), [](const auto& info) {
+  return std::string(info.param == 0 ? "sse4" : info.param == 1 ? "avx2" : "best");
+});
 
 struct ShapeCase {
   int64_t m, k, n;
