@@ -13,6 +13,10 @@
 //   --batch-invariant  the backend in batch-invariant mode (rollout.batch_invariant; f32 only)
 //   --decode-b1-only   only batch-1 decoding of one PROMPT_LEN prompt (its prefill included) and
 //                      the bandwidth bound, for profilers and for models too large for the rest
+//   --group-decode     only one GRPO group: 16 samples of one PROMPT_LEN prompt decoding
+//                      together, DECODE_STEPS tokens each at temperature 1, their prefill (and
+//                      first token) subtracted: decode_group16_tok_s (attention over a long
+//                      context weighs in at large PROMPT_LEN)
 //   --llama-workloads  the workloads of bench/llama_cpp_bench.sh instead: prefill_tok_s of one
 //                      PROMPT_LEN prompt, decode_b1_tok_s and decode_b16_tok_s (1 and 16 prompts
 //                      of 16 tokens, DECODE_STEPS greedy tokens each, their prefill subtracted)
@@ -148,7 +152,7 @@ double PrefillFlopsPerToken(const grpo::CausalLM& model, int plen) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool b1_only = false, llama = false, invariant = false, bad_args = argc < 4;
+  bool b1_only = false, llama = false, group_only = false, invariant = false, bad_args = argc < 4;
   grpo::WeightFormat format = grpo::WeightFormat::kF32;
   for (int i = 4; i < argc && !bad_args; ++i) {
     const std::string arg = argv[i];
@@ -156,6 +160,8 @@ int main(int argc, char** argv) {
       b1_only = true;
     } else if (arg == "--llama-workloads") {
       llama = true;
+    } else if (arg == "--group-decode") {
+      group_only = true;
     } else if (arg == "--batch-invariant") {
       invariant = true;
     } else if (arg == "--serve-format" && i + 1 < argc) {
@@ -171,7 +177,7 @@ int main(int argc, char** argv) {
   }
   if (bad_args) {
     std::fprintf(stderr, "usage: rollout_bench MODEL_DIR PROMPT_LEN DECODE_STEPS [--serve-format F] "
-                         "[--batch-invariant] [--decode-b1-only | --llama-workloads]\n");
+                         "[--batch-invariant] [--decode-b1-only | --llama-workloads | --group-decode]\n");
     return 2;
   }
   const int plen = std::atoi(argv[2]), steps = std::atoi(argv[3]);
@@ -222,6 +228,19 @@ int main(int argc, char** argv) {
     const double gbs = StreamTriadGBs();
     std::printf("{\"decode_b1_tok_s\": %.2f, \"stream_gb_s\": %.1f, \"active_weight_mb\": %.1f, "
                 "\"bound_b1_tok_s\": %.2f}\n", (steps - 1.0) / t, gbs, active / 1e6, gbs * 1e9 / active);
+    return 0;
+  }
+  if (group_only) {
+    auto group = [&](int tokens) {
+      auto rs = Requests(1, plen, 5, V, tokens, 16);
+      rs[0].sampling.temperature = 1.0;
+      rs[0].seed = 7;
+      return rs;
+    };
+    const double t_pf = Timed([&] { run(group(1)); }), t_all = Timed([&] { run(group(steps)); });
+    out["prompt_len"] = plen;
+    out["decode_group16_tok_s"] = 16.0 * (steps - 1.0) / std::max(t_all - t_pf, 1e-9);
+    std::printf("%s\n", out.dump().c_str());
     return 0;
   }
   if (llama) {  // one interleavable set of the llama.cpp comparison's workloads
