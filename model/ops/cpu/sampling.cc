@@ -90,8 +90,12 @@ __attribute__((always_inline)) inline D8 LoadD8(const float* x, int64_t n, int64
 // entries in order, then the lanes added in a fixed order, so the same for every call.
 GRPO_SAMPLING_CLONES double SumExpScaled(const float* x, int64_t n, double shift, double scale) {
   D8 acc = {};
-  for (int64_t i = 0; i < n; i += 8) {
-    acc += ExpNonPositive(ScaledD8(scale, LoadD8(x, n, i) - SplatD(shift)));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc += ExpNonPositive(ScaledD8(scale, LoadD8(x, n, i) - SplatD(shift)));
+  if (i < n) {  // the tail: lanes past the end add 0 whatever the scale (0 * -inf is NaN)
+    D8 p = ExpNonPositive(ScaledD8(scale, LoadD8(x, n, i) - SplatD(shift)));
+    for (int64_t l = n - i; l < 8; ++l) p[l] = 0.0;
+    acc += p;
   }
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -110,16 +111,35 @@ TEST(Sampling, UnfilteredDrawPicksTheStepHoldingTheUniform) {
   }
 }
 
-// A draw past the last step (u at 1 with rounding short of it) takes the last token of nonzero
-// probability, never one whose probability is 0.
+// A draw past the last step (u = 1, at or past a CDF that rounding leaves at or short of 1)
+// takes the last token of nonzero probability, never one whose probability is 0.
 TEST(Sampling, DrawPastTheEndTakesTheLastPossibleToken) {
   std::vector<float> x(20, -1e30f);
   x[3] = 0.0f;
   x[9] = -1.0f;
-  const SampleResult r = SampleRow(x, {.temperature = 1.0, .uniform = 1.0 - 1e-17});
+  const SampleResult r = SampleRow(x, {.temperature = 1.0, .uniform = 1.0});
   EXPECT_EQ(r.token, 9);
   const SampleResult first = SampleRow(x, {.temperature = 1.0, .uniform = 0.0});
   EXPECT_EQ(first.token, 3);
+}
+
+// Greedy decoding picks the first index of the max, as std::max_element does: ties go to the
+// lower index, NaNs after index 0 are never the max, a NaN at index 0 stays the pick.
+TEST(Sampling, GreedyTakesTheFirstMaxAsMaxElementDoes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<std::vector<float>> rows = {
+      {1, 3, 3, nan, 2}, {nan, 1, 2}, {1, nan, 3}, {-2, -1, -1}, {5}};
+  for (const std::vector<float>& x : rows) {
+    for (int64_t pad : {0, 9}) {  // also past the 8-lane blocks
+      std::vector<float> row = x;
+      row.insert(row.end(), pad, -100.0f);
+      const int32_t expected =
+          static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      EXPECT_EQ(SampleRow(row, {.temperature = 0.0}).token, expected) << row.size();
+    }
+  }
+  EXPECT_EQ(SampleRow(std::vector<float>{1, 3, 3, nan, 2}, {.temperature = 0.0}).token, 1);
+  EXPECT_EQ(SampleRow(std::vector<float>{nan, 1, 2}, {.temperature = 0.0}).token, 0);
 }
 
 }  // namespace

@@ -235,8 +235,13 @@ GRPO_VECTOR_CLONES void RmsNormBackwardImpl(const float* dy, const float* x, con
 // ((v[j][0] + v[j][1]) + (v[j][2] + v[j][3])) + ((v[j][4] + v[j][5]) + (v[j][6] + v[j][7])),
 // the same additions in the same order, by three levels of pairwise shuffles.
 __attribute__((always_inline)) inline V8 PairSums(const V8& a, const V8& b) {
+#if defined(__clang__)
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14) +
+         __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+#else
   return __builtin_shuffle(a, b, V8i{0, 2, 4, 6, 8, 10, 12, 14}) +
          __builtin_shuffle(a, b, V8i{1, 3, 5, 7, 9, 11, 13, 15});
+#endif
 }
 __attribute__((always_inline)) inline V8 Sum8(const V8* v) {
   const V8 ab = PairSums(v[0], v[1]), cd = PairSums(v[2], v[3]);

@@ -3,7 +3,7 @@
 // subtracted before the temperature scales, top-k then top-p then min-p over the logits sorted
 // descending with ties to the lower index, an inverse-CDF draw with the draw's own uniform).
 // The sums run in parallel (per-thread chunks, then in order), so they round differently from
-// the CPU's sequential loop: tokens agree except for a draw within rounding of a CDF step.
+// the CPU's 8-lane loop: tokens agree except for a draw within rounding of a CDF step.
 //
 // Filtered draws (top-k/top-p/min-p) read their row sorted: rows are sorted as 64-bit keys
 // (order-preserving logit bits above, the complement of the index below), so one descending
