@@ -87,6 +87,24 @@ inline float Fp8Bits(uint32_t b) {
   return std::bit_cast<float>(((b & 0x80u) << 24) | ((b & 0x7Fu) << 20));
 }
 
+// The exact value of each E4M3 code (Fp8Bits times 2^120, NaN codes included), from a table
+// built without subnormal arithmetic: the scalar tails use it, so their values do not depend on
+// the calling thread's DAZ bit (which a library may set on some threads of the pool: a
+// subnormal Fp8Bits would read as 0 there).
+struct Fp8ValueTable {
+  float value[256];
+  Fp8ValueTable() {
+    for (int b = 0; b < 256; ++b) {
+      const int e = (b >> 3) & 15, m = b & 7;
+      const float magnitude = e == 0 ? std::ldexp(static_cast<float>(m), -9)
+                                     : std::ldexp(static_cast<float>(8 + m), e - 10);
+      value[b] = (b & 0x80) != 0 ? -magnitude : magnitude;
+    }
+  }
+};
+const Fp8ValueTable kFp8Values;
+inline float Fp8Value(uint8_t b) { return kFp8Values.value[b]; }
+
 void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
   int64_t i = 0;
 #if defined(__x86_64__)
@@ -109,7 +127,7 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
     widen4(_mm_srli_si128(v, 12), out + i + 12);
   }
 #endif
-  for (; i < n; ++i) out[i] = Fp8Bits(q[i]) * 0x1p120f * scale;
+  for (; i < n; ++i) out[i] = Fp8Value(q[i]) * scale;
 }
 
 
@@ -130,14 +148,20 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
 
 #if defined(__x86_64__)
 
+#define GRPO_INLINE __attribute__((always_inline)) inline
+
+// The helpers the kernels call (CacheAligned, RowsOf, BlockRowEnd) are GRPO_INLINE: compiled
+// inside each instruction set's region, not as baseline functions called from it. Called, a
+// baseline function's legacy SSE instructions (pxor, movups) ran with the upper halves of the
+// vector registers dirty from the AVX-512 kernel; on the Intel Xeon of docs/PERFORMANCE.md that
+// stall took 10% of FP8 batch-1 decoding (AMD's cores do not pay it).
+
 // n floats of `buffer` from a 64-byte boundary (whole cache lines for the kernels' loads).
-float* CacheAligned(std::vector<float>& buffer, int64_t n) {
+GRPO_INLINE float* CacheAligned(std::vector<float>& buffer, int64_t n) {
   if (static_cast<int64_t>(buffer.size()) < n + 16) buffer.resize(n + 16);
   const auto at = reinterpret_cast<uintptr_t>(buffer.data());
   return reinterpret_cast<float*>((at + 63) & ~uintptr_t{63});
 }
-
-#define GRPO_INLINE __attribute__((always_inline)) inline
 
 // GCC 12's AVX-512 headers initialize "undefined" vectors from themselves, which
 // -Wmaybe-uninitialized reports at every inlined use.
@@ -171,7 +195,7 @@ GRPO_INLINE float Bf16At(const WeightRows& w, int r, int64_t c) {
 
 // Rows [first, first + count) of the view (count <= kRowsPerGroup; the last one repeated to fill
 // the group). FP8: the rows must lie in one 128-row block (BlockRowEnd).
-WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
+GRPO_INLINE WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
   WeightRows rows{};
   const bool fp8 = w.dtype == DType::kF8E4M3;
   const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
@@ -185,7 +209,7 @@ WeightRows RowsOf(const HostWeights& w, int64_t first, int count) {
 }
 
 // The first row of the view after row c that starts a new 128-row block of scales.
-int64_t BlockRowEnd(const HostWeights& w, int64_t c) {
+GRPO_INLINE int64_t BlockRowEnd(const HostWeights& w, int64_t c) {
   return ((w.row_begin + c) / kBlock + 1) * kBlock - w.row_begin;
 }
 
@@ -391,7 +415,7 @@ void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
     const __m512 v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(bits, 4), mask));
     _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(v, two120), s));
   }
-  for (; i < n; ++i) out[i] = Fp8Bits(q[i]) * 0x1p120f * scale;
+  for (; i < n; ++i) out[i] = Fp8Value(q[i]) * scale;
 }
 
 // The largest and the smallest non-zero |x| of x [count] (+inf when every x is 0); false, when

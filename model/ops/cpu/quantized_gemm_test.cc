@@ -430,7 +430,14 @@ TEST(QuantizedGemm, Fp8VbmiKernelGivesTheBitsOfTheHalfKernel) {
     EXPECT_FALSE(cpu::Fp8VbmiApplies(x.data(), host, 3, k, n)) << "DAZ";
     const std::vector<float> want = run(x, v, 3, k, n, false);
     const std::vector<float> got = run(x, v, 3, k, n, true);
+    // One group of 4 weight rows, one task, so run on this thread: the half kernel's bits do
+    // not depend on DAZ (its scalar tail reads subnormal codes as vcvtph2ps does, not as 0).
+    const WeightView group = v.Rows(0, 4);
+    const std::vector<float> group_daz = run(x, group, 1, k, 4, false);
     _mm_setcsr(csr);
+    const std::vector<float> group_plain = run(x, group, 1, k, 4, false);
+    EXPECT_EQ(std::memcmp(group_daz.data(), group_plain.data(), 4 * sizeof(float)), 0)
+        << "DAZ changed the half kernel, k=" << k;
     EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << "DAZ, k=" << k;
   }
   std::printf("%lld outputs compared, %lld subnormal codes\n", static_cast<long long>(compared),
