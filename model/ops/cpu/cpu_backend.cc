@@ -155,6 +155,33 @@ float* CacheRow(const HostKvPool& pool, int64_t layer, int32_t block, int64_t of
              pool.row_width;
 }
 
+// Attention's tasks, one per (sequence, KV head, run of the query heads sharing it): the heads
+// of a run attend together (cpu::AttendQueries reads each key and value row once for all of
+// them, with the bits each gets alone). A KV head's `group` query heads are cut into runs only
+// as far as needed for two tasks per thread.
+class HeadRunTasks {
+ public:
+  struct Task {
+    int64_t seq, kv_head, first_head, heads;
+  };
+  HeadRunTasks(int64_t num_seqs, int64_t nkv, int64_t group, int64_t threads)
+      : num_seqs_(num_seqs), nkv_(nkv), group_(group) {
+    const int64_t units = std::max<int64_t>(num_seqs * nkv, 1);
+    const int64_t splits = std::clamp<int64_t>((2 * threads + units - 1) / units, 1, group);
+    run_ = (group + splits - 1) / splits;
+    runs_ = (group + run_ - 1) / run_;
+  }
+  int64_t size() const { return num_seqs_ * nkv_ * runs_; }
+  Task operator[](int64_t task) const {
+    const int64_t kv_head = task / runs_ % nkv_, c = task % runs_;
+    return Task{task / (nkv_ * runs_), kv_head, kv_head * group_ + c * run_,
+                std::min(run_, group_ - c * run_)};
+  }
+
+ private:
+  int64_t num_seqs_, nkv_, group_, run_, runs_;
+};
+
 void ZeroRows(float* x, int64_t stride, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) std::memset(x + r * stride, 0, cols * sizeof(float));
 }
@@ -799,21 +826,13 @@ class CpuBackendImpl final : public Backend {
     const int64_t k_offset = layout.k_offset, v_offset = layout.v_offset;
     const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(past.size());
-    const int64_t group = nh / nkv;
-    if (num_seqs == 0) return;
-    // One task per (sequence, KV head, run of the heads sharing it): the heads of a run attend
-    // together (AttendQueries reads each cache row once for all of them, with the bits each
-    // gets alone). Runs are cut only as far as needed for two tasks per thread.
-    const int64_t threads = Pool().num_threads();
-    const int64_t splits = std::clamp<int64_t>((2 * threads + num_seqs * nkv - 1) / (num_seqs * nkv), 1, group);
-    const int64_t run = (group + splits - 1) / splits, runs = (group + run - 1) / run;
-    Pool().ParallelFor(num_seqs * nkv * runs, 1, [&](int64_t i0, int64_t i1) {
+    const HeadRunTasks tasks(num_seqs, nkv, nh / nkv, Pool().num_threads());
+    Pool().ParallelFor(tasks.size(), 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
       std::vector<const float*> seq_rows;  // the rows of the task's sequence, from its block table
       int64_t rows_of = -1;
-      for (int64_t task = i0; task < i1; ++task) {
-        const int64_t s = task / (nkv * runs), g = task / runs % nkv, c = task % runs;
-        const int64_t h0 = g * group + c * run, count = std::min(run, group - c * run);
+      for (int64_t i = i0; i < i1; ++i) {
+        const auto [s, g, h0, count] = tasks[i];
         if (s != rows_of) {
           const int64_t len = past[s] + q_offsets[s + 1] - q_offsets[s];
           const int32_t* blocks = tables.ids + tables.offsets[s];
@@ -959,17 +978,13 @@ class CpuBackendImpl final : public Backend {
                         std::span<const int64_t> seq_offsets, const AttentionHeads& heads) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t num_seqs = static_cast<int64_t>(seq_offsets.size()) - 1;
-    const int64_t group = nh / nkv;
     if (num_seqs <= 0) return;
-    const int64_t threads = Pool().num_threads();
-    const int64_t splits = std::clamp<int64_t>((2 * threads + num_seqs * nkv - 1) / (num_seqs * nkv), 1, group);
-    const int64_t run = (group + splits - 1) / splits, runs = (group + run - 1) / run;
-    Pool().ParallelFor(num_seqs * nkv * runs, 1, [&](int64_t i0, int64_t i1) {
+    const HeadRunTasks tasks(num_seqs, nkv, nh / nkv, Pool().num_threads());
+    Pool().ParallelFor(tasks.size(), 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
       std::vector<const float*> krows, vrows;
       for (int64_t i = i0; i < i1; ++i) {
-        const int64_t s = i / (nkv * runs), kvh = i / runs % nkv, c = i % runs;
-        const int64_t h0 = kvh * group + c * run, count = std::min(run, group - c * run);
+        const auto [s, kvh, h0, count] = tasks[i];
         const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
         krows.resize(len);
         vrows.resize(len);

@@ -66,16 +66,24 @@ __attribute__((always_inline)) inline float MaxOf(const float* x, int64_t n) {
 #define GRPO_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 
 // Inlined into the runtime-dispatched kernels below, so it is compiled for each of their targets.
-__attribute__((always_inline)) inline float DotInline(const float* a, const float* b, int64_t n) {
+// a . b over the first n / 8 * 8 entries, before the lanes are summed: two accumulators over
+// 16 entries at a time, then one more step of 8, added lane by lane.
+__attribute__((always_inline)) inline V8 DotLanes(const float* a, const float* b, int64_t n) {
   V8 acc0 = {}, acc1 = {};
   int64_t i = 0;
+#pragma GCC unroll 4
   for (; i + 16 <= n; i += 16) {
     acc0 += Load(a + i) * Load(b + i);
     acc1 += Load(a + i + 8) * Load(b + i + 8);
   }
   for (; i + 8 <= n; i += 8) acc0 += Load(a + i) * Load(b + i);
-  float s = Sum(acc0 + acc1);
-  for (; i < n; ++i) s += a[i] * b[i];
+  return acc0 + acc1;
+}
+
+// a . b: DotLanes' lanes summed (Sum), then the tail entries in order.
+__attribute__((always_inline)) inline float DotInline(const float* a, const float* b, int64_t n) {
+  float s = Sum(DotLanes(a, b, n));
+  for (int64_t i = n / 8 * 8; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
@@ -247,19 +255,6 @@ __attribute__((always_inline)) inline V8 Sum8(const V8* v) {
   const V8 ab = PairSums(v[0], v[1]), cd = PairSums(v[2], v[3]);
   const V8 ef = PairSums(v[4], v[5]), gh = PairSums(v[6], v[7]);
   return PairSums(PairSums(ab, cd), PairSums(ef, gh));
-}
-
-// DotInline's vector part, before its lanes are summed: acc0 + acc1.
-__attribute__((always_inline)) inline V8 DotLanes(const float* a, const float* b, int64_t n) {
-  V8 acc0 = {}, acc1 = {};
-  int64_t i = 0;
-#pragma GCC unroll 4
-  for (; i + 16 <= n; i += 16) {
-    acc0 += Load(a + i) * Load(b + i);
-    acc1 += Load(a + i + 8) * Load(b + i + 8);
-  }
-  for (; i + 8 <= n; i += 8) acc0 += Load(a + i) * Load(b + i);
-  return acc0 + acc1;
 }
 
 // Keys per block of the output pass: their value rows (64 to 512 floats each) stay in L1 while
