@@ -18,6 +18,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "model/ops/backend.h"
+#include "model/ops/cpu/amx_gemm.h"
 #include "model/ops/cpu/quantized_gemm.h"
 #include "model/ops/cpu/cpu_backend.h"
 
@@ -116,28 +117,48 @@ int RunResident(grpo::Backend& be) {
   }
   grpo::cpu::SetDecodeKernel(best);
   grpo::cpu::UseFp8Vbmi(true);
-  // Prefill (m = 512 rows of x, more than the register kernels take): f32 Linear against
-  // LinearWeights over bf16 and FP8 (the same path for every decode kernel). Best of 21 calls.
+  // Prefill (m = 512 rows of x, more than the register kernels take): f32 Linear (sgemm) against
+  // LinearWeights over bf16 and FP8, widened into sgemm (the reference) and on AMX tiles where
+  // the CPU has them (amx_gemm.h), on this matrix and on the MLP shapes of a Qwen2.5-0.5B
+  // layer. Best of 21 calls (5 for the MLP shapes).
   const int64_t m = 512;
-  std::vector<float> x(m * k), y(m * n);
-  for (float& v : x) v = d(rng);
-  for (grpo::DType dtype : {grpo::DType::kF32, grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
-    const grpo::Tensor& t = dtype == grpo::DType::kF32    ? f32
-                            : dtype == grpo::DType::kBF16 ? bf16
-                                                          : fp8->weight;
-    const grpo::WeightView v{dtype, D(t.raw_data()),
-                             dtype == grpo::DType::kF8E4M3 ? D(fp8->scale_inv.data<float>()) : nullptr,
-                             n, k, 0};
-    double best_s = 1e30;
-    for (int rep = 0; rep < 21; ++rep) {
-      const auto t0 = Clock::now();
-      be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, k, n);
-      best_s = std::min(best_s, Seconds(t0, Clock::now()));
+  const bool amx = grpo::cpu::AmxInUse();
+  struct Shape { int64_t n, k; };
+  for (const Shape shape : {Shape{n, k}, Shape{4864, 896}, Shape{896, 4864}}) {
+    std::vector<float> wv(shape.n * shape.k);
+    for (float& v : wv) v = d(rng);
+    const grpo::Tensor wf = *grpo::Tensor::FromF32({shape.n, shape.k}, wv);
+    const grpo::Tensor wb = *wf.CastTo(grpo::DType::kBF16);
+    const auto wq = grpo::QuantizeFp8Block(wf);
+    std::vector<float> x(m * shape.k), y(m * shape.n);
+    for (float& v : x) v = d(rng);
+    double f32_s = 0;
+    for (grpo::DType dtype : {grpo::DType::kF32, grpo::DType::kBF16, grpo::DType::kF8E4M3}) {
+      const grpo::Tensor& t = dtype == grpo::DType::kF32    ? wf
+                              : dtype == grpo::DType::kBF16 ? wb
+                                                            : wq->weight;
+      const grpo::WeightView v{dtype, D(t.raw_data()),
+                               dtype == grpo::DType::kF8E4M3 ? D(wq->scale_inv.data<float>()) : nullptr,
+                               shape.n, shape.k, 0};
+      for (const bool use_amx : {false, true}) {
+        if (use_amx && (dtype == grpo::DType::kF32 || !amx)) continue;
+        grpo::cpu::UseAmx(use_amx);
+        double best_s = 1e30;
+        for (int rep = 0; rep < (shape.n == n ? 21 : 5); ++rep) {
+          const auto t0 = Clock::now();
+          be.LinearWeights(D(x.data()), v, nullptr, D(y.data()), m, shape.k, shape.n);
+          best_s = std::min(best_s, Seconds(t0, Clock::now()));
+        }
+        if (dtype == grpo::DType::kF32) f32_s = best_s;
+        std::printf("%-8s m=%-3lld n=%-4lld k=%-4lld prefill %-6s %7.1f GFLOP/s, %5.2fx f32 sgemm\n",
+                    std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m),
+                    static_cast<long long>(shape.n), static_cast<long long>(shape.k),
+                    dtype == grpo::DType::kF32 ? "sgemm" : use_amx ? "amx" : "widen",
+                    2.0 * m * shape.n * shape.k / best_s / 1e9, f32_s / best_s);
+      }
     }
-    std::printf("%-8s m=%-3lld %-7s %8.2f GB/s of weights, %7.1f GFLOP/s\n",
-                std::string(grpo::DTypeName(dtype)).c_str(), static_cast<long long>(m), "prefill",
-                t.nbytes() / best_s / 1e9, 2.0 * m * n * k / best_s / 1e9);
   }
+  grpo::cpu::UseAmx(amx);
   return 0;
 }
 

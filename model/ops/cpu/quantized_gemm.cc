@@ -18,6 +18,7 @@
 #endif
 
 #include "core/thread_pool.h"
+#include "model/ops/cpu/amx_gemm.h"
 
 namespace grpo::cpu {
 namespace {
@@ -868,6 +869,8 @@ void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b
                             int64_t m, int64_t k, int64_t n) {
   if (m <= kDecodeMaxRows && g_decode_kernel != DecodeKernel::kWidenThenSgemm) {
     LinearWeightsDecode(x, w, y, m, k, n);
+  } else if (m > kDecodeMaxRows && AmxInUse() && LinearWeightsAmx(x, w, y, m, k, n)) {
+    // multiplied on AMX tiles (amx_gemm.h)
   } else {
     LinearWeightsWidened(x, w, y, m, k, n);
   }

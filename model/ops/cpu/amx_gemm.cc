@@ -1,0 +1,461 @@
+#include "model/ops/cpu/amx_gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define GRPO_HAVE_AMX_CODE 1
+#endif
+
+#include "core/thread_pool.h"
+
+namespace grpo::cpu {
+namespace {
+
+std::atomic<int64_t> g_amx_calls{0};
+
+#if defined(GRPO_HAVE_AMX_CODE)
+
+constexpr int64_t kBlock = 128;      // FP8 block (core/fp8_block.h's kFp8BlockSize)
+constexpr int64_t kTileRows = 16;    // rows of a tile; also the f32 columns of a result tile
+constexpr int64_t kStep = 32;        // bf16 products per result element per TDPBF16PS
+constexpr int64_t kParts = 3;        // x = hi + mid + lo
+constexpr int64_t kPanel = 32;       // output columns per register block (2 result tiles)
+constexpr int64_t kMBlock = 32;      // rows of x per register block (2 result tiles)
+constexpr int64_t kMChunk = 256;     // rows of x whose block of y stays in L2 over all of k
+constexpr int64_t kMaxChunk = 512;   // output columns per task (weights packed once per task)
+constexpr int64_t kPackBytes = int64_t{4} << 20;  // at most this much packed weight per task
+constexpr int64_t kTileElems = kTileRows * kStep;  // bf16 elements of an x or weight tile
+
+bool DetectAmx() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if ((d & (1u << 24)) == 0 || (d & (1u << 22)) == 0) return false;  // AMX-TILE, AMX-BF16
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || (a & (1u << 5)) == 0) return false;  // AVX512_BF16
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq")) {
+    return false;
+  }
+  // Linux hands out the tile data state per process on request (kernel 5.16 and later).
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtileData = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) == 0;
+}
+
+bool Available() {
+  static const bool available = DetectAmx();
+  return available;
+}
+
+bool DefaultUse() {
+  const char* name = std::getenv("GRPO_PREFILL_KERNEL");
+  if (name == nullptr || std::string_view(name) == "amx") {
+    if (name != nullptr && !Available()) {
+      std::fprintf(stderr, "GRPO_PREFILL_KERNEL=amx: this CPU or OS cannot run it; using sgemm\n");
+    }
+    return Available();
+  }
+  if (std::string_view(name) != "sgemm") {
+    std::fprintf(stderr, "GRPO_PREFILL_KERNEL=%s: unknown (expected amx or sgemm); using %s\n",
+                 name, Available() ? "amx" : "sgemm");
+    return Available();
+  }
+  return false;
+}
+
+std::atomic<bool> g_use_amx{DefaultUse()};
+
+#define GRPO_AMX_INLINE __attribute__((always_inline)) inline
+
+// GCC 12's AVX-512 headers initialize "undefined" vectors from themselves, which
+// -Wmaybe-uninitialized reports at every inlined use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,amx-tile,amx-bf16")
+#define GRPO_AMX_TARGET \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,amx-tile,amx-bf16")))
+
+// The bf16 bits of j · 2^-9 for j < 8: the E4M3 subnormal codes' magnitudes (the rest unused).
+struct SubnormalTable {
+  alignas(64) uint16_t bits[32] = {};
+  SubnormalTable() {
+    for (int j = 0; j < 8; ++j) {
+      bits[j] = static_cast<uint16_t>(std::bit_cast<uint32_t>(std::ldexp(static_cast<float>(j), -9)) >> 16);
+    }
+  }
+};
+const SubnormalTable kSubnormal;
+
+// 32 E4M3 codes -> the bf16 bits of their exact values, in integer arithmetic (no f32 denormals,
+// so the MXCSR does not matter). A normal code's exponent field e (1..15) and mantissa m become
+// bf16's exponent e + 120 and mantissa m << 4; a subnormal code's magnitude m · 2^-9 comes from
+// a table. NaN codes (0x7F, 0xFF) give ±480: served weights hold none (checked at load).
+GRPO_AMX_TARGET GRPO_AMX_INLINE __m512i Fp8ToBf16(__m256i codes) {
+  const __m512i w = _mm512_cvtepu8_epi16(codes);
+  const __m512i mag = _mm512_and_si512(w, _mm512_set1_epi16(0x7F));
+  const __m512i normal = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(0x3C00));
+  const __m512i subnormal = _mm512_permutexvar_epi16(mag, _mm512_load_si512(kSubnormal.bits));
+  const __mmask32 is_subnormal = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
+  const __m512i v = _mm512_mask_blend_epi16(is_subnormal, normal, subnormal);
+  return _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x80)), 8));
+}
+
+// r[i] holds 16 32-bit elements of row i; afterwards r[j] holds column j.
+GRPO_AMX_TARGET GRPO_AMX_INLINE void Transpose16x16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // Per 128-bit lane l: u[4g + j] holds rows 4g..4g+3 of column 4l + j.
+  __m512i u[16];
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  // Column 4l + j: lane l of u[j], u[4 + j], u[8 + j], u[12 + j].
+  for (int j = 0; j < 4; ++j) {
+    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
+    const __m512i b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);
+    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+    const __m512i d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
+    r[j] = _mm512_shuffle_i32x4(a, c, 0x88);
+    r[8 + j] = _mm512_shuffle_i32x4(a, c, 0xDD);
+    r[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(b, d, 0xDD);
+  }
+}
+
+GRPO_AMX_TARGET GRPO_AMX_INLINE __mmask32 Mask32(int64_t valid) {
+  return valid >= 32 ? ~__mmask32{0} : valid <= 0 ? 0 : (__mmask32{1} << valid) - 1;
+}
+GRPO_AMX_TARGET GRPO_AMX_INLINE __mmask16 Mask16(int64_t valid) {
+  return valid >= 16 ? __mmask16(0xFFFF) : valid <= 0 ? 0 : __mmask16((1u << valid) - 1);
+}
+
+// The x side: x [m, k] as three bf16 parts in TDPBF16PS's A layout, each tile (16 rows by 32
+// columns, 1 KiB) contiguous: tile (row tile t, k step s, part p) at
+// data + ((t · ksteps + s) · kParts + p) · kTileElems, so that a register block's tiles for one
+// k block are 24 KiB in a row (few pages, no cache-set conflicts of a long row stride). Rows
+// past m and columns past k are zero.
+struct Parts {
+  uint16_t* data;
+  int64_t ksteps;  // kpad / kStep
+  GRPO_AMX_INLINE const uint16_t* Tile(int64_t row_tile, int64_t step, int p) const {
+    return data + ((row_tile * ksteps + step) * kParts + p) * kTileElems;
+  }
+};
+
+// Rows [r0, r1) of x into the parts; false if a value is non-finite or |x| >= 2^127 (whose hi
+// could round to infinity).
+GRPO_AMX_TARGET bool SplitRows(const float* x, int64_t k, int64_t r0, int64_t r1, const Parts& parts) {
+  const int64_t kpad = parts.ksteps * kStep;
+  __m512i worst = _mm512_setzero_si512();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  for (int64_t i = r0; i < r1; ++i) {
+    for (int64_t c = 0; c < kpad; c += 16) {
+      const __m512 v = _mm512_maskz_loadu_ps(Mask16(k - c), x + i * k + c);
+      worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
+      const __m512 r1v = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16)));
+      const __m256i mid = (__m256i)_mm512_cvtneps_pbh(r1v);
+      const __m512 r2v = _mm512_sub_ps(r1v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(mid), 16)));
+      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(r2v);
+      uint16_t* at = parts.data +
+                     ((i / kTileRows * parts.ksteps + c / kStep) * kParts) * kTileElems +
+                     (i % kTileRows) * kStep + c % kStep;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), hi);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at + kTileElems), mid);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at + 2 * kTileElems), lo);
+    }
+  }
+  return _mm512_reduce_max_epu32(worst) < 0x7F000000u;
+}
+
+constexpr int64_t kStepsPerBlock = kBlock / kStep;
+
+// Where tile (t, s) of `tiles` column tiles lies in the packed weights, in tiles: k block by
+// k block, and within one the column tiles in order, each with its k block's steps (so that a
+// k block's tiles, which the panels read in order, are one run of memory).
+GRPO_AMX_INLINE int64_t PackedTile(int64_t tiles, int64_t t, int64_t s) {
+  return ((s / kStepsPerBlock) * tiles + t) * kStepsPerBlock + s % kStepsPerBlock;
+}
+
+// Output columns [n0, n0 + tiles · 16) of W (rows of the view; zero from row n) and columns
+// [0, kpad) (zero past k), widened to bf16 in TDPBF16PS's B layout: tile (t, s) at
+// out + PackedTile(tiles, t, s) · kTileElems, its row r holding, for c = 0..15, the pair of
+// columns (32 s + 2r, 32 s + 2r + 1) of row n0 + 16 t + c.
+GRPO_AMX_TARGET void PackWeights(const HostWeights& w, int64_t k, int64_t n, int64_t kpad,
+                                 int64_t n0, int64_t tiles, uint16_t* out) {
+  const int64_t ksteps = kpad / kStep;
+  const bool fp8 = w.dtype == DType::kF8E4M3;
+  const auto* base = static_cast<const unsigned char*>(w.data);
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t first = n0 + t * kTileRows;
+    for (int64_t s = 0; s < ksteps; ++s) {
+      const __mmask32 cols = Mask32(k - s * kStep);
+      __m512i r[16];
+      for (int c = 0; c < 16; ++c) {
+        const int64_t row = first + c;
+        if (row >= n) {
+          r[c] = _mm512_setzero_si512();
+        } else if (fp8) {
+          const unsigned char* p = base + (w.row_begin + row) * w.cols + s * kStep;
+          r[c] = Fp8ToBf16(_mm256_maskz_loadu_epi8(cols, p));
+        } else {
+          const unsigned char* p = base + ((w.row_begin + row) * w.cols + s * kStep) * 2;
+          r[c] = _mm512_maskz_loadu_epi16(cols, p);
+        }
+      }
+      Transpose16x16(r);
+      uint16_t* tile = out + PackedTile(tiles, t, s) * kTileElems;
+      for (int i = 0; i < 16; ++i) _mm512_store_si512(tile + 32 * i, r[i]);
+    }
+  }
+}
+
+// The block scale of each of the 16 output columns from `col` (FP8), for k block `kb`.
+GRPO_AMX_TARGET GRPO_AMX_INLINE __m512 ColumnScales(const HostWeights& w, int64_t n, int64_t col,
+                                                    int64_t kb) {
+  const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
+  const int64_t first = (w.row_begin + col) / kBlock;
+  const int64_t last = (w.row_begin + std::min(col + 15, n - 1)) / kBlock;
+  if (first == last) return _mm512_set1_ps(w.scales[first * bcols + kb]);
+  alignas(64) float s[16];
+  for (int c = 0; c < 16; ++c) {
+    s[c] = w.scales[((w.row_begin + std::min(col + c, n - 1)) / kBlock) * bcols + kb];
+  }
+  return _mm512_load_ps(s);
+}
+
+struct TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles: 0..3 results (x rows 0-15 / 16-31 by columns 0-15 / 16-31 of the panel), 4-5 x, 6-7 W.
+GRPO_AMX_TARGET void LoadTileConfig() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.rows[t] = kTileRows;
+    config.colsb[t] = 64;
+  }
+  _tile_loadconfig(&config);
+}
+
+// One register block: x rows [m0, m0 + 32) by the panel's 32 columns, over k steps [s0, s1)
+// (one k block). `acc` is the block's 4 result tiles (tile-major, 4 x 16 x 16 f32). bf16: the
+// products are added to acc on the tiles (zeroed for the first block, kb = 0). FP8: the block's
+// sums are stored, multiplied by the columns' scales and added to acc (stored for kb = 0).
+GRPO_AMX_TARGET void PanelBlock(const Parts& x, const uint16_t* packed, int64_t tiles,
+                                int64_t panel_tile, int64_t m0, int64_t s0, int64_t s1,
+                                const HostWeights& w, int64_t n, int64_t kb, int64_t col,
+                                float* acc, const float* next_acc) {
+  constexpr int64_t kTileFloats = kTileRows * 16;
+  const bool fp8 = w.dtype == DType::kF8E4M3;
+  if (fp8 || kb == 0) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  } else {
+    _tile_loadd(0, acc, 64);
+    _tile_loadd(1, acc + kTileFloats, 64);
+    _tile_loadd(2, acc + 2 * kTileFloats, 64);
+    _tile_loadd(3, acc + 3 * kTileFloats, 64);
+  }
+  for (int64_t s = s0; s < s1; ++s) {
+    // The next register block's accumulators (4 KiB), a quarter per step, into L1: tile loads
+    // that miss L1 stall the tiles' pipeline.
+    for (int l = 0; l < 16; ++l) {
+      _mm_prefetch(reinterpret_cast<const char*>(next_acc + (s - s0) * 256 + 16 * l), _MM_HINT_T0);
+    }
+    _tile_loadd(6, packed + PackedTile(tiles, panel_tile, s) * kTileElems, 64);
+    _tile_loadd(7, packed + PackedTile(tiles, panel_tile + 1, s) * kTileElems, 64);
+    for (int p = 0; p < kParts; ++p) {
+      _tile_loadd(4, x.Tile(m0 / kTileRows, s, p), 64);
+      _tile_loadd(5, x.Tile(m0 / kTileRows + 1, s, p), 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  if (!fp8) {
+    _tile_stored(0, acc, 64);
+    _tile_stored(1, acc + kTileFloats, 64);
+    _tile_stored(2, acc + 2 * kTileFloats, 64);
+    _tile_stored(3, acc + 3 * kTileFloats, 64);
+    return;
+  }
+  alignas(64) float sums[4 * kTileFloats];
+  _tile_stored(0, sums, 64);
+  _tile_stored(1, sums + kTileFloats, 64);
+  _tile_stored(2, sums + 2 * kTileFloats, 64);
+  _tile_stored(3, sums + 3 * kTileFloats, 64);
+  for (int nt = 0; nt < 2; ++nt) {
+    const __m512 scale = ColumnScales(w, n, col + 16 * nt, kb);
+    for (int mt = 0; mt < 2; ++mt) {
+      const int64_t at = (2 * mt + nt) * kTileFloats;
+      for (int r = 0; r < kTileRows; ++r) {
+        const __m512 v = _mm512_load_ps(sums + at + 16 * r);
+        float* out = acc + at + 16 * r;
+        _mm512_store_ps(out, kb == 0 ? _mm512_mul_ps(scale, v)
+                                     : _mm512_fmadd_ps(scale, v, _mm512_load_ps(out)));
+      }
+    }
+  }
+}
+
+// Output columns [n0, n1) for every row of x: the weights packed once, then x in chunks of
+// kMChunk rows, k block by k block (the chunk's x rows of one k block stay in L1 across the
+// panels, the chunk's accumulators in L2), then the accumulators written to y.
+GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int64_t m,
+                             int64_t mpad, int64_t k, int64_t n, int64_t n0, int64_t n1) {
+  constexpr int64_t kBlockFloats = kMBlock * kPanel;  // one register block's results
+  thread_local std::vector<uint16_t> packed_buffer;
+  thread_local std::vector<float> acc_buffer;
+  const int64_t panels = (n1 - n0 + kPanel - 1) / kPanel;
+  const int64_t ksteps = x.ksteps;
+  const int64_t kblocks = (k + kBlock - 1) / kBlock;
+  const int64_t elems = 2 * panels * kblocks * kStepsPerBlock * kTileElems + 32;
+  if (static_cast<int64_t>(packed_buffer.size()) < elems) packed_buffer.resize(elems);
+  auto* packed = reinterpret_cast<uint16_t*>(
+      (reinterpret_cast<uintptr_t>(packed_buffer.data()) + 63) & ~uintptr_t{63});
+  const int64_t acc_floats = kMChunk / kMBlock * panels * kBlockFloats + 16;
+  if (static_cast<int64_t>(acc_buffer.size()) < acc_floats) acc_buffer.resize(acc_floats);
+  auto* acc = reinterpret_cast<float*>(
+      (reinterpret_cast<uintptr_t>(acc_buffer.data()) + 63) & ~uintptr_t{63});
+  PackWeights(w, k, n, ksteps * kStep, n0, 2 * panels, packed);
+  LoadTileConfig();
+  for (int64_t mc = 0; mc < mpad; mc += kMChunk) {
+    const int64_t mc_end = std::min(mpad, mc + kMChunk);
+    auto block_acc = [&](int64_t m0, int64_t p) {
+      return acc + ((m0 - mc) / kMBlock * panels + p) * kBlockFloats;
+    };
+    for (int64_t kb = 0; kb < kblocks; ++kb) {
+      const int64_t s0 = kb * kStepsPerBlock, s1 = std::min(ksteps, s0 + kStepsPerBlock);
+      for (int64_t m0 = mc; m0 < mc_end; m0 += kMBlock) {
+        for (int64_t p = 0; p < panels; ++p) {
+          PanelBlock(x, packed, 2 * panels, 2 * p, m0, s0, s1, w, n, kb, n0 + p * kPanel,
+                     block_acc(m0, p), block_acc(m0, p + 1));
+        }
+      }
+    }
+    for (int64_t m0 = mc; m0 < std::min(m, mc_end); m0 += kMBlock) {
+      for (int64_t p = 0; p < panels; ++p) {
+        const float* a = block_acc(m0, p);
+        for (int nt = 0; nt < 2; ++nt) {
+          const int64_t c0 = n0 + p * kPanel + 16 * nt;
+          const __mmask16 valid = Mask16(std::min(n1, n) - c0);
+          if (valid == 0) continue;
+          for (int mt = 0; mt < 2; ++mt) {
+            for (int r = 0; r < kTileRows; ++r) {
+              const int64_t row = m0 + kTileRows * mt + r;
+              if (row >= m) break;
+              _mm512_mask_storeu_ps(y + row * n + c0, valid,
+                                    _mm512_load_ps(a + ((2 * mt + nt) * kTileRows + r) * 16));
+            }
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+#pragma GCC pop_options
+
+#endif  // GRPO_HAVE_AMX_CODE
+
+}  // namespace
+
+bool AmxAvailable() {
+#if defined(GRPO_HAVE_AMX_CODE)
+  return Available();
+#else
+  return false;
+#endif
+}
+
+bool UseAmx(bool enable) {
+#if defined(GRPO_HAVE_AMX_CODE)
+  g_use_amx = enable && Available();
+  return g_use_amx;
+#else
+  (void)enable;
+  return false;
+#endif
+}
+
+bool AmxInUse() {
+#if defined(GRPO_HAVE_AMX_CODE)
+  return g_use_amx;
+#else
+  return false;
+#endif
+}
+
+int64_t AmxCalls() { return g_amx_calls.load(std::memory_order_relaxed); }
+
+bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
+                      int64_t n) {
+#if defined(GRPO_HAVE_AMX_CODE)
+  if (!Available() || m <= 0 || n <= 0 || k <= 0) return false;
+  if (w.dtype != DType::kBF16 && w.dtype != DType::kF8E4M3) return false;
+  const int64_t mpad = (m + kMBlock - 1) / kMBlock * kMBlock;
+  const int64_t kpad = (k + kStep - 1) / kStep * kStep;
+  ThreadPool& pool = ThreadPool::Default();
+  // x split once per call, shared by the threads.
+  thread_local std::vector<uint16_t> split;
+  const int64_t split_elems = kParts * mpad * kpad;
+  if (static_cast<int64_t>(split.size()) < split_elems + 32) split.resize(split_elems + 32);
+  const Parts parts{reinterpret_cast<uint16_t*>(
+                        (reinterpret_cast<uintptr_t>(split.data()) + 63) & ~uintptr_t{63}),
+                    kpad / kStep};
+  // The tiles from the one holding row m on zeroed (the split then fills rows below m).
+  std::fill(parts.data + m / kTileRows * parts.ksteps * kParts * kTileElems,
+            parts.data + split_elems, uint16_t{0});
+  std::atomic<bool> splittable{true};
+  pool.ParallelFor(m, std::max<int64_t>(1, 4096 / kpad), [&](int64_t r0, int64_t r1) {
+    if (!SplitRows(x, k, r0, r1, parts)) splittable = false;
+  });
+  if (!splittable) return false;
+  // Column chunks: at most kMaxChunk columns and kPackBytes of packed weights each, as many per
+  // thread, whole panels.
+  const int threads = std::max(1, pool.num_threads());
+  const int64_t most = std::clamp<int64_t>(kPackBytes / (2 * kpad) / kPanel * kPanel, kPanel, kMaxChunk);
+  int64_t chunks = (n + most - 1) / most;
+  chunks = (chunks + threads - 1) / threads * threads;
+  const int64_t width = std::max<int64_t>(kPanel, ((n + chunks - 1) / chunks + kPanel - 1) / kPanel * kPanel);
+  chunks = (n + width - 1) / width;
+  pool.ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      Columns(parts, w, y, m, mpad, k, n, c * width, std::min(n, (c + 1) * width));
+    }
+  });
+  g_amx_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+#else
+  (void)x, (void)w, (void)y, (void)m, (void)k, (void)n;
+  return false;
+#endif
+}
+
+}  // namespace grpo::cpu

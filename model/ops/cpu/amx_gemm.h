@@ -1,0 +1,50 @@
+// Prefill projections on Intel AMX (AMX-TILE + AMX-BF16): y[m, n] = x[m, k] · W^T for bf16 or
+// FP8-block weights (HostWeights, model/ops/cpu/quantized_gemm.h), for the many-row x of a
+// prompt. LinearWeightsQuantized runs it for more than kDecodeMaxRows rows of x where the CPU
+// and the OS allow it (AmxInUse); the widen+sgemm path stays the reference.
+//
+// Rounding: x is carried as three bf16 parts, x = hi + mid + lo exactly (hi = bf16(x),
+// mid = bf16(x - hi), lo = x - hi - mid, which fits in bf16: 24 significand bits in 3 x 8), so
+// each product of a part with a weight is exact in f32 (bf16 weights as they are; an FP8 code
+// as its exact value, not yet scaled). TDPBF16PS adds those products in f32 (round to nearest
+// even), k in a fixed order; for FP8 each 128-column block's sum is then multiplied by its
+// block's scale and added to y (bf16: the sums of blocks added). So no product is rounded
+// before the sum (the reference rounds code · scale once per weight, then sums): the error is
+// the f32 sum's alone, the reference's bound, |y - y_ref| <= 1e-6 · Σ|x·w| in the tests, not
+// the reference's bits. AMX reads bf16 denormals as 0 and flushes denormal results: parts of x
+// below 2^-126 in magnitude are lost (an absolute error of at most 2^-126 · Σ|w| per output).
+// Every output is summed by one thread in an order that depends on neither the thread count
+// nor the other rows of x: a row's outputs do not depend on its batch. x with a non-finite
+// value, or with |x| >= 2^127, is not split (LinearWeightsQuantized falls back to the
+// reference, so NaN and inf propagate as they do there).
+#ifndef GRPO_MODEL_OPS_CPU_AMX_GEMM_H_
+#define GRPO_MODEL_OPS_CPU_AMX_GEMM_H_
+
+#include <cstdint>
+
+#include "model/ops/cpu/quantized_gemm.h"
+
+namespace grpo::cpu {
+
+// Whether this CPU has AMX-TILE, AMX-BF16 and AVX512_BF16 (with AVX-512 F/BW/VL/DQ) and the OS
+// granted this process the tile data state (asked once, with arch_prctl, at the first call).
+bool AmxAvailable();
+
+// For tests and benchmarks: whether LinearWeightsQuantized multiplies more than kDecodeMaxRows
+// rows of x with AMX (the default where AmxAvailable(); the environment variable
+// GRPO_PREFILL_KERNEL=sgemm turns it off, =amx asks for it). Returns whether it now does.
+bool UseAmx(bool enable);
+bool AmxInUse();
+
+// How many LinearWeightsAmx calls have multiplied (for tests).
+int64_t AmxCalls();
+
+// y[m, n] = x[m, k] · W^T for a bf16 or FP8 view, threads of ThreadPool::Default() splitting
+// the output columns. Returns false, writing nothing, where AMX is not available or x has a
+// value it does not split exactly (non-finite, or |x| >= 2^127).
+bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
+                      int64_t n);
+
+}  // namespace grpo::cpu
+
+#endif  // GRPO_MODEL_OPS_CPU_AMX_GEMM_H_

@@ -1,0 +1,220 @@
+// The AMX prefill kernel against the same products summed in double and against the reference
+// path (widen the weights exactly, then sgemm), for bf16 and FP8-block weights. Skipped where the
+// CPU or the OS cannot run AMX.
+//
+// Tolerance: every product of x's three bf16 parts with a weight is exact, so the only error is
+// the f32 sum's (and, for FP8, one rounding of each block's sum times its scale): the assertion
+// is the f32 dot product's bound, |y - y_ref| <= 1e-6 · Σ_k |x_k w_jk|, which a wrong code, scale,
+// part or tile is off by far more.
+#include "model/ops/cpu/amx_gemm.h"
+
+#include <gtest/gtest.h>
+#include <xmmintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/fp8_block.h"
+#include "core/tensor.h"
+#include "model/ops/cpu/quantized_gemm.h"
+
+namespace grpo {
+namespace {
+
+std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// A [n, k] weight as bf16 and as FP8 blocks, with core's exact widening of each (the values the
+// kernels must multiply).
+struct Weights {
+  Tensor bf16, fp8, scale_inv, bf16_ref, fp8_ref;
+  cpu::HostWeights Bf16() const {
+    return {DType::kBF16, bf16.raw_data(), nullptr, bf16.dim(0), bf16.dim(1), 0};
+  }
+  cpu::HostWeights Fp8() const {
+    return {DType::kF8E4M3, fp8.raw_data(), scale_inv.data<float>(), fp8.dim(0), fp8.dim(1), 0};
+  }
+};
+
+Weights Make(int64_t n, int64_t k, uint32_t seed) {
+  std::vector<float> w = Random(n * k, seed, 0.05f);
+  // Rows and column blocks of different magnitudes, so the FP8 blocks get different scales.
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) w[r * k + c] *= 1.0f + static_cast<float>((r * 7 + c / 128) % 5);
+  Weights q;
+  const Tensor f32 = *Tensor::FromF32({n, k}, w);
+  q.bf16 = *f32.CastTo(DType::kBF16);
+  auto fp8 = QuantizeFp8Block(f32);
+  EXPECT_TRUE(fp8.ok());
+  q.fp8 = fp8->weight;
+  q.scale_inv = fp8->scale_inv;
+  q.bf16_ref = q.bf16.ToF32();
+  q.fp8_ref = *DequantizeFp8Block(q.fp8, q.scale_inv);
+  return q;
+}
+
+// y against x · ref[rows row0.., k]^T summed in double, within tol · Σ|x·w|.
+void ExpectNearDouble(const std::vector<float>& y, const std::vector<float>& x, const Tensor& ref,
+                      int64_t row0, int64_t m, int64_t k, int64_t n, const std::string& what) {
+  const float* w = ref.data<float>() + row0 * k;
+  int64_t bad = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0, mag = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        const double p = double{x[i * k + c]} * w[j * k + c];
+        sum += p;
+        mag += std::fabs(p);
+      }
+      if (!(std::fabs(y[i * n + j] - sum) <= 1e-6 * mag) && bad++ < 5) {
+        ADD_FAILURE() << what << " at (" << i << ", " << j << "): " << y[i * n + j] << " vs "
+                      << sum << " (Σ|x·w| " << mag << ")";
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << what;
+}
+
+class AmxGemmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cpu::AmxAvailable()) GTEST_SKIP() << "no AMX on this CPU or OS";
+  }
+};
+
+TEST_F(AmxGemmTest, MatchesDoubleAndTheReferenceOnOddShapes) {
+  struct Shape { int64_t m, k, n; };
+  // Rows of x past a 32-row block, k past a 32-column step and a 128-column block, n past a
+  // 16-column tile and a 32-column panel; several column chunks and 256-row chunks of x.
+  for (const Shape s : {Shape{65, 128, 32}, Shape{100, 200, 300}, Shape{77, 7, 3},
+                        Shape{300, 896, 130}, Shape{513, 130, 1100}, Shape{70, 4864, 40}}) {
+    const Weights q = Make(s.n, s.k, static_cast<uint32_t>(s.m + s.k + s.n));
+    const std::vector<float> x = Random(s.m * s.k, 5);
+    const std::string shape = " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
+                              " n=" + std::to_string(s.n);
+    for (const bool fp8 : {false, true}) {
+      const cpu::HostWeights w = fp8 ? q.Fp8() : q.Bf16();
+      std::vector<float> y(s.m * s.n, std::nanf(""));
+      ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, y.data(), s.m, s.k, s.n));
+      ExpectNearDouble(y, x, fp8 ? q.fp8_ref : q.bf16_ref, 0, s.m, s.k, s.n,
+                       (fp8 ? "fp8" : "bf16") + shape);
+      // The reference path (AMX off) within the same bound of the same double sum.
+      ASSERT_FALSE(cpu::UseAmx(false));
+      std::vector<float> ref(s.m * s.n);
+      cpu::LinearWeightsQuantized(x.data(), w, nullptr, ref.data(), s.m, s.k, s.n);
+      cpu::UseAmx(true);
+      ExpectNearDouble(ref, x, fp8 ? q.fp8_ref : q.bf16_ref, 0, s.m, s.k, s.n,
+                       std::string("reference ") + (fp8 ? "fp8" : "bf16") + shape);
+    }
+  }
+}
+
+TEST_F(AmxGemmTest, PrefillGoesThroughAmx) {
+  const Weights q = Make(64, 256, 1);
+  const std::vector<float> x = Random(100 * 256, 2);
+  std::vector<float> y(100 * 64), b(64, 0.5f), y_b(100 * 64);
+  const int64_t before = cpu::AmxCalls();
+  cpu::LinearWeightsQuantized(x.data(), q.Fp8(), nullptr, y.data(), 100, 256, 64);
+  EXPECT_EQ(cpu::AmxCalls(), before + 1);
+  cpu::LinearWeightsQuantized(x.data(), q.Fp8(), b.data(), y_b.data(), 100, 256, 64);
+  for (int64_t i = 0; i < 100 * 64; ++i) ASSERT_EQ(y_b[i], y[i] + 0.5f) << i;
+  // Decoding (at most kDecodeMaxRows rows) keeps its register kernels.
+  cpu::LinearWeightsQuantized(x.data(), q.Fp8(), nullptr, y.data(), cpu::kDecodeMaxRows, 256, 64);
+  EXPECT_EQ(cpu::AmxCalls(), before + 2);
+}
+
+TEST_F(AmxGemmTest, EveryFp8CodeWidensToItsValue) {
+  // Row j of W holds code j at column c (all 254 non-NaN codes, subnormals and -0 included) and
+  // x picks column c alone: y is then code · scale rounded once, exactly the reference's
+  // widened weight. Two 128-column blocks with different scales.
+  const int64_t n = 256, k = 256;
+  std::vector<uint8_t> codes(n * k, 0);
+  for (int64_t j = 0; j < n; ++j) {
+    codes[j * k + (j % 200)] = static_cast<uint8_t>(j);
+    codes[j * k + 255] = static_cast<uint8_t>(j);
+  }
+  std::vector<float> scales = {0.75f, 3.0f, 1.0f / 3, 1e-3f};  // [2 block rows][2 block cols]
+  const cpu::HostWeights w{DType::kF8E4M3, codes.data(), scales.data(), n, k, 0};
+  const int64_t m = 2 * 200 + 32;
+  std::vector<float> x(m * k, 0.0f);
+  for (int64_t c = 0; c < 200; ++c) x[c * k + c] = 1.0f, x[(200 + c) * k + c] = -2.0f;
+  for (int64_t i = 400; i < m; ++i) x[i * k + 255] = 1.0f;
+  std::vector<float> y(m * n);
+  ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, y.data(), m, k, n));
+  std::vector<float> widened(n * k);
+  cpu::WidenWeightRows(w, 0, n, widened.data());
+  for (int64_t j = 0; j < n; ++j) {
+    if ((j & 0x7F) == 0x7F) continue;  // NaN codes are rejected at load
+    const float v0 = widened[j * k + (j % 200)], v1 = widened[j * k + 255];
+    EXPECT_EQ(y[(j % 200) * n + j], v0) << "code " << j << " block 0";
+    EXPECT_EQ(y[(200 + j % 200) * n + j], -2.0f * v0) << "code " << j << " times -2";
+    EXPECT_EQ(y[400 * n + j], v1) << "code " << j << " block 1";
+  }
+}
+
+TEST_F(AmxGemmTest, RowsOfXAreIndependentOfTheirBatch) {
+  // Row i of a 300-row prompt equals row i of its first 65 or 97 rows, bit for bit, and the bits
+  // do not change with the denormals-are-zero bit of the calling thread.
+  const int64_t k = 300, n = 200;
+  const Weights q = Make(n, k, 9);
+  const std::vector<float> x = Random(300 * k, 10);
+  for (const cpu::HostWeights& w : {q.Bf16(), q.Fp8()}) {
+    std::vector<float> all(300 * n);
+    ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, all.data(), 300, k, n));
+    for (const int64_t m : {65, 97}) {
+      std::vector<float> part(m * n);
+      ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, part.data(), m, k, n));
+      EXPECT_EQ(std::memcmp(part.data(), all.data(), part.size() * sizeof(float)), 0) << m;
+    }
+    const unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x0040);
+    std::vector<float> daz(300 * n);
+    const bool ran = cpu::LinearWeightsAmx(x.data(), w, daz.data(), 300, k, n);
+    _mm_setcsr(csr);
+    ASSERT_TRUE(ran);
+    EXPECT_EQ(std::memcmp(daz.data(), all.data(), all.size() * sizeof(float)), 0) << "DAZ";
+  }
+}
+
+TEST_F(AmxGemmTest, RowSlicesAcrossBlockRows) {
+  // A view starting inside a 128-row block (MLA's kv_a_proj_with_mqa is used as two row slices):
+  // its 16-column tiles straddle the block edge, so a tile's columns take different scales.
+  const Weights q = Make(300, 260, 4);
+  const std::vector<float> x = Random(80 * 260, 6);
+  for (const auto& [begin, count] : {std::pair<int64_t, int64_t>{100, 60}, {250, 50}, {7, 293}}) {
+    std::vector<float> y(80 * count);
+    ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), q.Fp8().Rows(begin, count), y.data(), 80, 260, count));
+    ExpectNearDouble(y, x, q.fp8_ref, begin, 80, 260, count, "fp8 rows " + std::to_string(begin));
+    ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), q.Bf16().Rows(begin, count), y.data(), 80, 260, count));
+    ExpectNearDouble(y, x, q.bf16_ref, begin, 80, 260, count, "bf16 rows " + std::to_string(begin));
+  }
+}
+
+TEST_F(AmxGemmTest, NonFiniteOrHugeXFallsBackToTheReference) {
+  const Weights q = Make(40, 64, 2);
+  for (const float bad : {INFINITY, -INFINITY, std::nanf(""), 0x1p127f}) {
+    std::vector<float> x = Random(70 * 64, 3);
+    x[69 * 64 + 63] = bad;
+    std::vector<float> y(70 * 40, 1.0f);
+    EXPECT_FALSE(cpu::LinearWeightsAmx(x.data(), q.Fp8(), y.data(), 70, 64, 40)) << bad;
+    for (float v : y) ASSERT_EQ(v, 1.0f) << "y written";
+    // Through LinearWeightsQuantized: the reference's result, so NaN and inf propagate as there.
+    cpu::LinearWeightsQuantized(x.data(), q.Fp8(), nullptr, y.data(), 70, 64, 40);
+    std::vector<float> ref(70 * 40);
+    cpu::UseAmx(false);
+    cpu::LinearWeightsQuantized(x.data(), q.Fp8(), nullptr, ref.data(), 70, 64, 40);
+    cpu::UseAmx(true);
+    EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace grpo
