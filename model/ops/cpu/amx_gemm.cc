@@ -259,15 +259,37 @@ GRPO_AMX_TARGET void LoadTileConfig() {
   _tile_loadconfig(&config);
 }
 
+constexpr int64_t kTileFloats = kTileRows * 16;
+
+// Where a register block's results go once its last k block is done: y [m, n] from row m0 and
+// column col (rows from m and columns from n are not written).
+struct Output {
+  float* y;
+  int64_t m, n, m0, col;
+  GRPO_AMX_INLINE bool Whole() const { return m0 + kMBlock <= m && col + kPanel <= n; }
+  // Result tile (mt, nt) of the block, as 16 rows of 16 values from `tile`.
+  GRPO_AMX_TARGET GRPO_AMX_INLINE void StoreTile(int mt, int nt, const float* tile) const {
+    const int64_t c0 = col + 16 * nt;
+    const __mmask16 valid = Mask16(n - c0);
+    if (valid == 0) return;
+    for (int r = 0; r < kTileRows; ++r) {
+      const int64_t row = m0 + kTileRows * mt + r;
+      if (row >= m) return;
+      _mm512_mask_storeu_ps(y + row * n + c0, valid, _mm512_load_ps(tile + 16 * r));
+    }
+  }
+};
+
 // One register block: x rows [m0, m0 + 32) by the panel's 32 columns, over k steps [s0, s1)
-// (one k block). `acc` is the block's 4 result tiles (tile-major, 4 x 16 x 16 f32). bf16: the
-// products are added to acc on the tiles (zeroed for the first block, kb = 0). FP8: the block's
-// sums are stored, multiplied by the columns' scales and added to acc (stored for kb = 0).
+// (one k block). `acc` is the block's 4 result tiles (tile-major, 4 x 16 x 16 f32) between k
+// blocks. bf16: the products are added to acc on the tiles (zeroed for the first block, kb = 0).
+// FP8: the block's sums are stored, multiplied by the columns' scales and added to acc (stored
+// for kb = 0). After the last k block (out != nullptr) the results go to y instead of acc:
+// written there while the next blocks' tiles multiply, not in a pass of their own.
 GRPO_AMX_TARGET void PanelBlock(const Parts& x, const uint16_t* packed, int64_t tiles,
                                 int64_t panel_tile, int64_t m0, int64_t s0, int64_t s1,
                                 const HostWeights& w, int64_t n, int64_t kb, int64_t col,
-                                float* acc, const float* next_acc) {
-  constexpr int64_t kTileFloats = kTileRows * 16;
+                                float* acc, const float* next_acc, const Output* out) {
   const bool fp8 = w.dtype == DType::kF8E4M3;
   if (fp8 || kb == 0) {
     _tile_zero(0);
@@ -297,11 +319,23 @@ GRPO_AMX_TARGET void PanelBlock(const Parts& x, const uint16_t* packed, int64_t 
       _tile_dpbf16ps(3, 5, 7);
     }
   }
+  if (!fp8 && out != nullptr && out->Whole()) {
+    const int64_t stride = out->n * 4;
+    float* y = out->y + out->m0 * out->n + out->col;
+    _tile_stored(0, y, stride);
+    _tile_stored(1, y + 16, stride);
+    _tile_stored(2, y + kTileRows * out->n, stride);
+    _tile_stored(3, y + kTileRows * out->n + 16, stride);
+    return;
+  }
   if (!fp8) {
     _tile_stored(0, acc, 64);
     _tile_stored(1, acc + kTileFloats, 64);
     _tile_stored(2, acc + 2 * kTileFloats, 64);
     _tile_stored(3, acc + 3 * kTileFloats, 64);
+    if (out != nullptr) {
+      for (int t = 0; t < 4; ++t) out->StoreTile(t / 2, t % 2, acc + t * kTileFloats);
+    }
     return;
   }
   alignas(64) float sums[4 * kTileFloats];
@@ -315,17 +349,18 @@ GRPO_AMX_TARGET void PanelBlock(const Parts& x, const uint16_t* packed, int64_t 
       const int64_t at = (2 * mt + nt) * kTileFloats;
       for (int r = 0; r < kTileRows; ++r) {
         const __m512 v = _mm512_load_ps(sums + at + 16 * r);
-        float* out = acc + at + 16 * r;
-        _mm512_store_ps(out, kb == 0 ? _mm512_mul_ps(scale, v)
-                                     : _mm512_fmadd_ps(scale, v, _mm512_load_ps(out)));
+        float* a = acc + at + 16 * r;
+        _mm512_store_ps(a, kb == 0 ? _mm512_mul_ps(scale, v)
+                                   : _mm512_fmadd_ps(scale, v, _mm512_load_ps(a)));
       }
+      if (out != nullptr) out->StoreTile(mt, nt, acc + at);
     }
   }
 }
 
 // Output columns [n0, n1) for every row of x: the weights packed once, then x in chunks of
 // kMChunk rows, k block by k block (the chunk's x rows of one k block stay in L1 across the
-// panels, the chunk's accumulators in L2), then the accumulators written to y.
+// panels, the chunk's accumulators in L2); the last k block writes y.
 GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int64_t m,
                              int64_t mpad, int64_t k, int64_t n, int64_t n0, int64_t n1) {
   constexpr int64_t kBlockFloats = kMBlock * kPanel;  // one register block's results
@@ -353,26 +388,9 @@ GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int
       const int64_t s0 = kb * kStepsPerBlock, s1 = std::min(ksteps, s0 + kStepsPerBlock);
       for (int64_t m0 = mc; m0 < mc_end; m0 += kMBlock) {
         for (int64_t p = 0; p < panels; ++p) {
+          const Output out{y, m, n, m0, n0 + p * kPanel};
           PanelBlock(x, packed, 2 * panels, 2 * p, m0, s0, s1, w, n, kb, n0 + p * kPanel,
-                     block_acc(m0, p), block_acc(m0, p + 1));
-        }
-      }
-    }
-    for (int64_t m0 = mc; m0 < std::min(m, mc_end); m0 += kMBlock) {
-      for (int64_t p = 0; p < panels; ++p) {
-        const float* a = block_acc(m0, p);
-        for (int nt = 0; nt < 2; ++nt) {
-          const int64_t c0 = n0 + p * kPanel + 16 * nt;
-          const __mmask16 valid = Mask16(std::min(n1, n) - c0);
-          if (valid == 0) continue;
-          for (int mt = 0; mt < 2; ++mt) {
-            for (int r = 0; r < kTileRows; ++r) {
-              const int64_t row = m0 + kTileRows * mt + r;
-              if (row >= m) break;
-              _mm512_mask_storeu_ps(y + row * n + c0, valid,
-                                    _mm512_load_ps(a + ((2 * mt + nt) * kTileRows + r) * 16));
-            }
-          }
+                     block_acc(m0, p), block_acc(m0, p + 1), kb + 1 == kblocks ? &out : nullptr);
         }
       }
     }
