@@ -455,17 +455,18 @@ bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m,
     if (!SplitRows(x, k, r0, r1, parts)) splittable = false;
   });
   if (!splittable) return false;
-  // Column chunks: at most kMaxChunk columns and kPackBytes of packed weights each, as many per
-  // thread, whole panels.
+  // Column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed weights
+  // each, as many per thread, their panel counts differing by at most one (so the threads' shares
+  // do too).
   const int threads = std::max(1, pool.num_threads());
-  const int64_t most = std::clamp<int64_t>(kPackBytes / (2 * kpad) / kPanel * kPanel, kPanel, kMaxChunk);
-  int64_t chunks = (n + most - 1) / most;
-  chunks = (chunks + threads - 1) / threads * threads;
-  const int64_t width = std::max<int64_t>(kPanel, ((n + chunks - 1) / chunks + kPanel - 1) / kPanel * kPanel);
-  chunks = (n + width - 1) / width;
+  const int64_t most = std::clamp<int64_t>(kPackBytes / (2 * kpad) / kPanel, 1, kMaxChunk / kPanel);
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  int64_t chunks = (panels + most - 1) / most;
+  chunks = std::min(panels, (chunks + threads - 1) / threads * threads);
   pool.ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      Columns(parts, w, y, m, mpad, k, n, c * width, std::min(n, (c + 1) * width));
+      const int64_t p0 = c * panels / chunks, p1 = (c + 1) * panels / chunks;
+      Columns(parts, w, y, m, mpad, k, n, p0 * kPanel, std::min(n, p1 * kPanel));
     }
   });
   g_amx_calls.fetch_add(1, std::memory_order_relaxed);
