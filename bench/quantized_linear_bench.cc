@@ -120,11 +120,11 @@ int RunResident(grpo::Backend& be) {
   // Prefill (m = 512 rows of x, more than the register kernels take): f32 Linear (sgemm) against
   // LinearWeights over bf16 and FP8, widened into sgemm (the reference) and on AMX tiles where
   // the CPU has them (amx_gemm.h), on this matrix and on the MLP shapes of a Qwen2.5-0.5B
-  // layer. Best of 21 calls (5 for the MLP shapes).
+  // layer (and its 128-row k and v projections). Best of 21 calls (5 for the layer's shapes).
   const int64_t m = 512;
   const bool amx = grpo::cpu::AmxInUse();
   struct Shape { int64_t n, k; };
-  for (const Shape shape : {Shape{n, k}, Shape{4864, 896}, Shape{896, 4864}}) {
+  for (const Shape shape : {Shape{n, k}, Shape{4864, 896}, Shape{896, 4864}, Shape{128, 896}}) {
     std::vector<float> wv(shape.n * shape.k);
     for (float& v : wv) v = d(rng);
     const grpo::Tensor wf = *grpo::Tensor::FromF32({shape.n, shape.k}, wv);

@@ -162,25 +162,40 @@ struct Parts {
 
 // Rows [r0, r1) of x into the parts; false if a value is non-finite or |x| >= 2^127 (whose hi
 // could round to infinity).
+// 16 values of x as hi, mid and lo (x = hi + mid + lo), widened back to f32 between the parts.
+struct Split16 {
+  __m256i hi, mid, lo;
+};
+GRPO_AMX_TARGET GRPO_AMX_INLINE Split16 SplitValues(__m512 v) {
+  auto widen = [](__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  };
+  Split16 out;
+  out.hi = (__m256i)_mm512_cvtneps_pbh(v);
+  const __m512 r1 = _mm512_sub_ps(v, widen(out.hi));
+  out.mid = (__m256i)_mm512_cvtneps_pbh(r1);
+  out.lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(r1, widen(out.mid)));
+  return out;
+}
+
 GRPO_AMX_TARGET bool SplitRows(const float* x, int64_t k, int64_t r0, int64_t r1, const Parts& parts) {
-  const int64_t kpad = parts.ksteps * kStep;
   __m512i worst = _mm512_setzero_si512();
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   for (int64_t i = r0; i < r1; ++i) {
-    for (int64_t c = 0; c < kpad; c += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(Mask16(k - c), x + i * k + c);
-      worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
-      const __m256i hi = (__m256i)_mm512_cvtneps_pbh(v);
-      const __m512 r1v = _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16)));
-      const __m256i mid = (__m256i)_mm512_cvtneps_pbh(r1v);
-      const __m512 r2v = _mm512_sub_ps(r1v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(mid), 16)));
-      const __m256i lo = (__m256i)_mm512_cvtneps_pbh(r2v);
-      uint16_t* at = parts.data +
-                     ((i / kTileRows * parts.ksteps + c / kStep) * kParts) * kTileElems +
-                     (i % kTileRows) * kStep + c % kStep;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), hi);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at + kTileElems), mid);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(at + 2 * kTileElems), lo);
+    uint16_t* row = parts.data + (i / kTileRows * parts.ksteps * kParts) * kTileElems +
+                    (i % kTileRows) * kStep;
+    // One tile row (32 columns, a whole 64-byte line) of each part per step.
+    for (int64_t step = 0; step < parts.ksteps; ++step) {
+      const int64_t c = step * kStep;
+      const __m512 a = _mm512_maskz_loadu_ps(Mask16(k - c), x + i * k + c);
+      const __m512 b = _mm512_maskz_loadu_ps(Mask16(k - c - 16), x + i * k + c + 16);
+      worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(a), abs_mask));
+      worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(b), abs_mask));
+      const Split16 sa = SplitValues(a), sb = SplitValues(b);
+      uint16_t* at = row + step * kParts * kTileElems;
+      _mm512_store_si512(at, _mm512_inserti64x4(_mm512_castsi256_si512(sa.hi), sb.hi, 1));
+      _mm512_store_si512(at + kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.mid), sb.mid, 1));
+      _mm512_store_si512(at + 2 * kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.lo), sb.lo, 1));
     }
   }
   return _mm512_reduce_max_epu32(worst) < 0x7F000000u;
