@@ -100,7 +100,8 @@ bool SetDecodeKernel(DecodeKernel kernel);
 DecodeKernel CurrentDecodeKernel();
 
 // y[m,n] = x[m,k] · W^T (+ b) for a bf16 or FP8 view (f32 views: use Linear). Threads split
-// the output rows (ThreadPool::Default()).
+// the output rows (ThreadPool::Default()). At most kDecodeMaxRows rows of x: the decode kernel
+// above; more: AMX tiles where AmxInUse() (amx_gemm.h), else widen+sgemm.
 void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n);
 
