@@ -79,24 +79,44 @@ std::atomic<bool> g_use_amx{DefaultUse()};
 #define GRPO_AMX_INLINE __attribute__((always_inline)) inline
 
 // GCC 12's AVX-512 headers initialize "undefined" vectors from themselves, which
-// -Wmaybe-uninitialized reports at every inlined use.
+// -Wmaybe-uninitialized and -Wuninitialized report at every inlined use.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+// Constant data, initialized at compile time: nothing in the instruction-set region below runs
+// at static initialization (its instructions would fault on a CPU without them).
+
+// The bf16 bits of j · 2^-9 for j < 8: the E4M3 subnormal codes' magnitudes (the rest unused).
+alignas(64) constexpr uint16_t kSubnormalBf16[32] = {0,      0x3B00, 0x3B80, 0x3BC0,
+                                                     0x3C00, 0x3C20, 0x3C40, 0x3C60};
+
+// The tile configuration (LDTILECFG's 64-byte layout): palette 1, tiles 0..7 of 16 rows of 64
+// bytes. A constant in memory: GCC 12's _tile_loadconfig tells the compiler it reads only 8 bytes
+// of its operand, so stores into a local configuration could be dropped as dead.
+struct TileConfig {
+  uint8_t palette, start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+constexpr TileConfig MakeTileConfig() {
+  TileConfig config{};
+  config.palette = 1;
+  for (int t = 0; t < 8; ++t) {
+    config.rows[t] = kTileRows;
+    config.colsb[t] = 64;
+  }
+  return config;
+}
+alignas(64) constexpr TileConfig kTileConfig = MakeTileConfig();
+static_assert(sizeof(TileConfig) == 64);
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,amx-tile,amx-bf16")
 #define GRPO_AMX_TARGET \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,amx-tile,amx-bf16")))
-
-// The bf16 bits of j · 2^-9 for j < 8: the E4M3 subnormal codes' magnitudes (the rest unused).
-struct SubnormalTable {
-  alignas(64) uint16_t bits[32] = {};
-  SubnormalTable() {
-    for (int j = 0; j < 8; ++j) {
-      bits[j] = static_cast<uint16_t>(std::bit_cast<uint32_t>(std::ldexp(static_cast<float>(j), -9)) >> 16);
-    }
-  }
-};
-const SubnormalTable kSubnormal;
 
 // 32 E4M3 codes -> the bf16 bits of their exact values, in integer arithmetic (no f32 denormals,
 // so the MXCSR does not matter). A normal code's exponent field e (1..15) and mantissa m become
@@ -106,7 +126,7 @@ GRPO_AMX_TARGET GRPO_AMX_INLINE __m512i Fp8ToBf16(__m256i codes) {
   const __m512i w = _mm512_cvtepu8_epi16(codes);
   const __m512i mag = _mm512_and_si512(w, _mm512_set1_epi16(0x7F));
   const __m512i normal = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(0x3C00));
-  const __m512i subnormal = _mm512_permutexvar_epi16(mag, _mm512_load_si512(kSubnormal.bits));
+  const __m512i subnormal = _mm512_permutexvar_epi16(mag, _mm512_load_si512(kSubnormalBf16));
   const __mmask32 is_subnormal = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
   const __m512i v = _mm512_mask_blend_epi16(is_subnormal, normal, subnormal);
   return _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x80)), 8));
@@ -160,25 +180,26 @@ struct Parts {
   }
 };
 
-// Rows [r0, r1) of x into the parts; false if a value is non-finite or |x| >= 2^127 (whose hi
-// could round to infinity).
 // 16 values of x as hi, mid and lo (x = hi + mid + lo), widened back to f32 between the parts.
 struct Split16 {
   __m256i hi, mid, lo;
 };
+GRPO_AMX_TARGET GRPO_AMX_INLINE __m512 WidenBf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
 GRPO_AMX_TARGET GRPO_AMX_INLINE Split16 SplitValues(__m512 v) {
-  auto widen = [](__m256i h) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-  };
   Split16 out;
   out.hi = (__m256i)_mm512_cvtneps_pbh(v);
-  const __m512 r1 = _mm512_sub_ps(v, widen(out.hi));
+  const __m512 r1 = _mm512_sub_ps(v, WidenBf16(out.hi));
   out.mid = (__m256i)_mm512_cvtneps_pbh(r1);
-  out.lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(r1, widen(out.mid)));
+  out.lo = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(r1, WidenBf16(out.mid)));
   return out;
 }
 
-GRPO_AMX_TARGET bool SplitRows(const float* x, int64_t k, int64_t r0, int64_t r1, const Parts& parts) {
+// Rows [r0, r1) of x into the parts; returns the largest |x|'s bits (non-finite values compare
+// above every finite one).
+GRPO_AMX_TARGET uint32_t SplitRows(const float* x, int64_t k, int64_t r0, int64_t r1,
+                                   const Parts& parts) {
   __m512i worst = _mm512_setzero_si512();
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   for (int64_t i = r0; i < r1; ++i) {
@@ -198,7 +219,7 @@ GRPO_AMX_TARGET bool SplitRows(const float* x, int64_t k, int64_t r0, int64_t r1
       _mm512_store_si512(at + 2 * kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.lo), sb.lo, 1));
     }
   }
-  return _mm512_reduce_max_epu32(worst) < 0x7F000000u;
+  return _mm512_reduce_max_epu32(worst);
 }
 
 constexpr int64_t kStepsPerBlock = kBlock / kStep;
@@ -257,22 +278,8 @@ GRPO_AMX_TARGET GRPO_AMX_INLINE __m512 ColumnScales(const HostWeights& w, int64_
   return _mm512_load_ps(s);
 }
 
-struct TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 // Tiles: 0..3 results (x rows 0-15 / 16-31 by columns 0-15 / 16-31 of the panel), 4-5 x, 6-7 W.
-GRPO_AMX_TARGET void LoadTileConfig() {
-  TileConfig config;
-  for (int t = 0; t < 8; ++t) {
-    config.rows[t] = kTileRows;
-    config.colsb[t] = 64;
-  }
-  _tile_loadconfig(&config);
-}
+GRPO_AMX_TARGET void LoadTileConfig() { _tile_loadconfig(&kTileConfig); }
 
 constexpr int64_t kTileFloats = kTileRows * 16;
 
@@ -393,6 +400,9 @@ GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int
   auto* acc = reinterpret_cast<float*>(
       (reinterpret_cast<uintptr_t>(acc_buffer.data()) + 63) & ~uintptr_t{63});
   PackWeights(w, k, n, ksteps * kStep, n0, 2 * panels, packed);
+  // GCC 12's _tile_loadd is an asm statement without a memory operand: keep the packing's
+  // stores before the tile loads that read them.
+  asm volatile("" ::: "memory");
   LoadTileConfig();
   for (int64_t mc = 0; mc < mpad; mc += kMChunk) {
     const int64_t mc_end = std::min(mpad, mc + kMChunk);
@@ -465,9 +475,12 @@ bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m,
   // The tiles from the one holding row m on zeroed (the split then fills rows below m).
   std::fill(parts.data + m / kTileRows * parts.ksteps * kParts * kTileElems,
             parts.data + split_elems, uint16_t{0});
+  // x must be finite and below 2^127 (where hi could round to infinity); for FP8, below 2^112:
+  // the unscaled codes (up to 448) times x, summed over a 128-column block, stay below 2^128.
+  const uint32_t limit = w.dtype == DType::kF8E4M3 ? 0x77800000u : 0x7F000000u;
   std::atomic<bool> splittable{true};
   pool.ParallelFor(m, std::max<int64_t>(1, 4096 / kpad), [&](int64_t r0, int64_t r1) {
-    if (!SplitRows(x, k, r0, r1, parts)) splittable = false;
+    if (SplitRows(x, k, r0, r1, parts) >= limit) splittable = false;
   });
   if (!splittable) return false;
   // Column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed weights

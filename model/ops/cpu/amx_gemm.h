@@ -11,12 +11,15 @@
 // block's scale and added to y (bf16: the sums of blocks added). So no product is rounded
 // before the sum (the reference rounds code · scale once per weight, then sums): the error is
 // the f32 sum's alone, the reference's bound, |y - y_ref| <= 1e-6 · Σ|x·w| in the tests, not
-// the reference's bits. AMX reads bf16 denormals as 0 and flushes denormal results: parts of x
-// below 2^-126 in magnitude are lost (an absolute error of at most 2^-126 · Σ|w| per output).
-// Every output is summed by one thread in an order that depends on neither the thread count
-// nor the other rows of x: a row's outputs do not depend on its batch. x with a non-finite
-// value, or with |x| >= 2^127, is not split (LinearWeightsQuantized falls back to the
-// reference, so NaN and inf propagate as they do there).
+// the reference's bits. AMX reads bf16 denormals as 0 and flushes denormal products and partial
+// sums to 0: parts of x, products and sums below 2^-126 in magnitude (for FP8: of the codes'
+// values, before the block scale) are lost, which matters only for outputs near 1e-38. The
+// conversions are integer operations and VCVTNEPS2BF16, which ignore the MXCSR. Every output is
+// summed by one thread in an order that depends on neither the thread count nor the other rows
+// of x: a row's outputs do not depend on its batch. x with a non-finite value, with
+// |x| >= 2^127, or, over FP8 weights, |x| >= 2^112 (the unscaled codes, up to 448, summed over
+// 128 columns, must stay finite) is not split: LinearWeightsQuantized falls back to the
+// reference, so NaN and inf propagate as they do there.
 #ifndef GRPO_MODEL_OPS_CPU_AMX_GEMM_H_
 #define GRPO_MODEL_OPS_CPU_AMX_GEMM_H_
 
@@ -41,7 +44,7 @@ int64_t AmxCalls();
 
 // y[m, n] = x[m, k] · W^T for a bf16 or FP8 view, threads of ThreadPool::Default() splitting
 // the output columns. Returns false, writing nothing, where AMX is not available or x has a
-// value it does not split exactly (non-finite, or |x| >= 2^127).
+// value it does not take (non-finite, |x| >= 2^127, or |x| >= 2^112 over FP8 weights).
 bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
                       int64_t n);
 

@@ -9,7 +9,6 @@
 #include "model/ops/cpu/amx_gemm.h"
 
 #include <gtest/gtest.h>
-#include <xmmintrin.h>
 
 #include <cmath>
 #include <cstring>
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/float_formats.h"
 #include "core/fp8_block.h"
 #include "core/tensor.h"
 #include "model/ops/cpu/quantized_gemm.h"
@@ -94,7 +94,7 @@ TEST_F(AmxGemmTest, MatchesDoubleAndTheReferenceOnOddShapes) {
   struct Shape { int64_t m, k, n; };
   // Rows of x past a 32-row block, k past a 32-column step and a 128-column block, n past a
   // 16-column tile and a 32-column panel; several column chunks and 256-row chunks of x.
-  for (const Shape s : {Shape{65, 128, 32}, Shape{100, 200, 300}, Shape{77, 7, 3},
+  for (const Shape s : {Shape{65, 128, 32}, Shape{100, 200, 300}, Shape{77, 7, 3}, Shape{5, 40, 20},
                         Shape{300, 896, 130}, Shape{513, 130, 1100}, Shape{70, 4864, 40}}) {
     const Weights q = Make(s.n, s.k, static_cast<uint32_t>(s.m + s.k + s.n));
     const std::vector<float> x = Random(s.m * s.k, 5);
@@ -132,9 +132,11 @@ TEST_F(AmxGemmTest, PrefillGoesThroughAmx) {
 }
 
 TEST_F(AmxGemmTest, EveryFp8CodeWidensToItsValue) {
-  // Row j of W holds code j at column c (all 254 non-NaN codes, subnormals and -0 included) and
-  // x picks column c alone: y is then code · scale rounded once, exactly the reference's
-  // widened weight. Two 128-column blocks with different scales.
+  // Row j of W holds code j at column c (all 254 non-NaN codes, subnormals included) and x picks
+  // column c alone. With x = 1, y is code · scale rounded once, exactly the reference's widened
+  // weight. With x = -(1 + 2^-9 + 2^-17), whose hi, mid and lo parts are all non-zero, y is
+  // code · x · scale rounded once (code · x is exact in f32): each part's products must be there.
+  // Two 128-column blocks with different scales.
   const int64_t n = 256, k = 256;
   std::vector<uint8_t> codes(n * k, 0);
   for (int64_t j = 0; j < n; ++j) {
@@ -145,7 +147,8 @@ TEST_F(AmxGemmTest, EveryFp8CodeWidensToItsValue) {
   const cpu::HostWeights w{DType::kF8E4M3, codes.data(), scales.data(), n, k, 0};
   const int64_t m = 2 * 200 + 32;
   std::vector<float> x(m * k, 0.0f);
-  for (int64_t c = 0; c < 200; ++c) x[c * k + c] = 1.0f, x[(200 + c) * k + c] = -2.0f;
+  const float three_parts = -(1.0f + 0x1p-9f + 0x1p-17f);
+  for (int64_t c = 0; c < 200; ++c) x[c * k + c] = 1.0f, x[(200 + c) * k + c] = three_parts;
   for (int64_t i = 400; i < m; ++i) x[i * k + 255] = 1.0f;
   std::vector<float> y(m * n);
   ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, y.data(), m, k, n));
@@ -155,14 +158,16 @@ TEST_F(AmxGemmTest, EveryFp8CodeWidensToItsValue) {
     if ((j & 0x7F) == 0x7F) continue;  // NaN codes are rejected at load
     const float v0 = widened[j * k + (j % 200)], v1 = widened[j * k + 255];
     EXPECT_EQ(y[(j % 200) * n + j], v0) << "code " << j << " block 0";
-    EXPECT_EQ(y[(200 + j % 200) * n + j], -2.0f * v0) << "code " << j << " times -2";
+    const double scale = scales[(j / 128) * 2 + (j % 200) / 128];
+    const double code = Fp8E4M3ToF32(static_cast<uint8_t>(j));
+    EXPECT_EQ(y[(200 + j % 200) * n + j], static_cast<float>(code * three_parts * scale))
+        << "code " << j << " times " << three_parts;
     EXPECT_EQ(y[400 * n + j], v1) << "code " << j << " block 1";
   }
 }
 
 TEST_F(AmxGemmTest, RowsOfXAreIndependentOfTheirBatch) {
-  // Row i of a 300-row prompt equals row i of its first 65 or 97 rows, bit for bit, and the bits
-  // do not change with the denormals-are-zero bit of the calling thread.
+  // Row i of a 300-row prompt equals row i of its first 65 or 97 rows, bit for bit.
   const int64_t k = 300, n = 200;
   const Weights q = Make(n, k, 9);
   const std::vector<float> x = Random(300 * k, 10);
@@ -174,13 +179,6 @@ TEST_F(AmxGemmTest, RowsOfXAreIndependentOfTheirBatch) {
       ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, part.data(), m, k, n));
       EXPECT_EQ(std::memcmp(part.data(), all.data(), part.size() * sizeof(float)), 0) << m;
     }
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x0040);
-    std::vector<float> daz(300 * n);
-    const bool ran = cpu::LinearWeightsAmx(x.data(), w, daz.data(), 300, k, n);
-    _mm_setcsr(csr);
-    ASSERT_TRUE(ran);
-    EXPECT_EQ(std::memcmp(daz.data(), all.data(), all.size() * sizeof(float)), 0) << "DAZ";
   }
 }
 
@@ -200,7 +198,9 @@ TEST_F(AmxGemmTest, RowSlicesAcrossBlockRows) {
 
 TEST_F(AmxGemmTest, NonFiniteOrHugeXFallsBackToTheReference) {
   const Weights q = Make(40, 64, 2);
-  for (const float bad : {INFINITY, -INFINITY, std::nanf(""), 0x1p127f}) {
+  // Over FP8 weights x must also stay below 2^112 (the unscaled block sums must stay finite):
+  // 2^113 would overflow them here (codes up to 448, scales below 1).
+  for (const float bad : {INFINITY, -INFINITY, std::nanf(""), 0x1p127f, 0x1p113f}) {
     std::vector<float> x = Random(70 * 64, 3);
     x[69 * 64 + 63] = bad;
     std::vector<float> y(70 * 40, 1.0f);
