@@ -36,6 +36,7 @@ constexpr int64_t kMBlock = 32;      // rows of x per register block (2 result t
 constexpr int64_t kMChunk = 256;     // rows of x whose block of y stays in L2 over all of k
 constexpr int64_t kMaxChunk = 512;   // output columns per task (weights packed once per task)
 constexpr int64_t kPackBytes = int64_t{4} << 20;  // at most this much packed weight per task
+constexpr int64_t kSplitBytes = int64_t{48} << 20;  // at most this much split x per pass
 constexpr int64_t kTileElems = kTileRows * kStep;  // bf16 elements of an x or weight tile
 
 bool DetectAmx() {
@@ -423,7 +424,57 @@ GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int
   _tile_release();
 }
 
+// The largest |value|'s bits among count floats (non-finite values compare above every finite one).
+GRPO_AMX_TARGET uint32_t AbsMaxBits(const float* x, int64_t count) {
+  __m512i worst = _mm512_setzero_si512();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  for (int64_t i = 0; i < count; i += 16) {
+    const __m512 v = _mm512_maskz_loadu_ps(Mask16(count - i), x + i);
+    worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+  }
+  return _mm512_reduce_max_epu32(worst);
+}
+
 #pragma GCC pop_options
+
+// y = x · W^T for m rows of x in one split; false, before writing y, if some |x| has bits at or
+// above `limit`.
+bool MultiplyRows(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k, int64_t n,
+                  uint32_t limit) {
+  const int64_t mpad = (m + kMBlock - 1) / kMBlock * kMBlock;
+  const int64_t kpad = (k + kStep - 1) / kStep * kStep;
+  ThreadPool& pool = ThreadPool::Default();
+  // x split once per pass, shared by the threads.
+  thread_local std::vector<uint16_t> split;
+  const int64_t split_elems = kParts * mpad * kpad;
+  if (static_cast<int64_t>(split.size()) < split_elems + 32) split.resize(split_elems + 32);
+  const Parts parts{reinterpret_cast<uint16_t*>(
+                        (reinterpret_cast<uintptr_t>(split.data()) + 63) & ~uintptr_t{63}),
+                    kpad / kStep};
+  // The tiles from the one holding row m on zeroed (the split then fills rows below m).
+  std::fill(parts.data + m / kTileRows * parts.ksteps * kParts * kTileElems,
+            parts.data + split_elems, uint16_t{0});
+  std::atomic<bool> splittable{true};
+  pool.ParallelFor(m, std::max<int64_t>(1, 4096 / kpad), [&](int64_t r0, int64_t r1) {
+    if (SplitRows(x, k, r0, r1, parts) >= limit) splittable = false;
+  });
+  if (!splittable) return false;
+  // Column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed weights
+  // each, as many per thread, their panel counts differing by at most one (so the threads' shares
+  // do too).
+  const int threads = std::max(1, pool.num_threads());
+  const int64_t most = std::clamp<int64_t>(kPackBytes / (2 * kpad) / kPanel, 1, kMaxChunk / kPanel);
+  const int64_t panels = (n + kPanel - 1) / kPanel;
+  int64_t chunks = (panels + most - 1) / most;
+  chunks = std::min(panels, (chunks + threads - 1) / threads * threads);
+  pool.ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t p0 = c * panels / chunks, p1 = (c + 1) * panels / chunks;
+      Columns(parts, w, y, m, mpad, k, n, p0 * kPanel, std::min(n, p1 * kPanel));
+    }
+  });
+  return true;
+}
 
 #endif  // GRPO_HAVE_AMX_CODE
 
@@ -462,41 +513,27 @@ bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m,
 #if defined(GRPO_HAVE_AMX_CODE)
   if (!Available() || m <= 0 || n <= 0 || k <= 0) return false;
   if (w.dtype != DType::kBF16 && w.dtype != DType::kF8E4M3) return false;
-  const int64_t mpad = (m + kMBlock - 1) / kMBlock * kMBlock;
-  const int64_t kpad = (k + kStep - 1) / kStep * kStep;
-  ThreadPool& pool = ThreadPool::Default();
-  // x split once per call, shared by the threads.
-  thread_local std::vector<uint16_t> split;
-  const int64_t split_elems = kParts * mpad * kpad;
-  if (static_cast<int64_t>(split.size()) < split_elems + 32) split.resize(split_elems + 32);
-  const Parts parts{reinterpret_cast<uint16_t*>(
-                        (reinterpret_cast<uintptr_t>(split.data()) + 63) & ~uintptr_t{63}),
-                    kpad / kStep};
-  // The tiles from the one holding row m on zeroed (the split then fills rows below m).
-  std::fill(parts.data + m / kTileRows * parts.ksteps * kParts * kTileElems,
-            parts.data + split_elems, uint16_t{0});
   // x must be finite and below 2^127 (where hi could round to infinity); for FP8, below 2^112:
   // the unscaled codes (up to 448) times x, summed over a 128-column block, stay below 2^128.
   const uint32_t limit = w.dtype == DType::kF8E4M3 ? 0x77800000u : 0x7F000000u;
-  std::atomic<bool> splittable{true};
-  pool.ParallelFor(m, std::max<int64_t>(1, 4096 / kpad), [&](int64_t r0, int64_t r1) {
-    if (SplitRows(x, k, r0, r1, parts) >= limit) splittable = false;
-  });
-  if (!splittable) return false;
-  // Column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed weights
-  // each, as many per thread, their panel counts differing by at most one (so the threads' shares
-  // do too).
-  const int threads = std::max(1, pool.num_threads());
-  const int64_t most = std::clamp<int64_t>(kPackBytes / (2 * kpad) / kPanel, 1, kMaxChunk / kPanel);
-  const int64_t panels = (n + kPanel - 1) / kPanel;
-  int64_t chunks = (panels + most - 1) / most;
-  chunks = std::min(panels, (chunks + threads - 1) / threads * threads);
-  pool.ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t p0 = c * panels / chunks, p1 = (c + 1) * panels / chunks;
-      Columns(parts, w, y, m, mpad, k, n, p0 * kPanel, std::min(n, p1 * kPanel));
+  // Rows of x per pass: one pass's split takes at most kSplitBytes, so that a long prompt does
+  // not leave a buffer in proportion to its length behind. With more than one pass, all of x is
+  // checked first, so that nothing is written to y unless every pass runs.
+  const int64_t kpad = (k + kStep - 1) / kStep * kStep;
+  const int64_t pass_rows =
+      std::max<int64_t>(kMBlock, kSplitBytes / (2 * kParts * kpad) / kMBlock * kMBlock);
+  if (m > pass_rows) {
+    std::atomic<bool> takes{true};
+    ThreadPool::Default().ParallelFor(m, std::max<int64_t>(1, 4096 / k), [&](int64_t r0, int64_t r1) {
+      if (AbsMaxBits(x + r0 * k, (r1 - r0) * k) >= limit) takes = false;
+    });
+    if (!takes) return false;
+  }
+  for (int64_t r0 = 0; r0 < m; r0 += pass_rows) {
+    if (!MultiplyRows(x + r0 * k, w, y + r0 * n, std::min(pass_rows, m - r0), k, n, limit)) {
+      return false;  // only a single pass can find x out of range (checked above otherwise)
     }
-  });
+  }
   g_amx_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 #else

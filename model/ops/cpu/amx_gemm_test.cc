@@ -196,6 +196,28 @@ TEST_F(AmxGemmTest, RowSlicesAcrossBlockRows) {
   }
 }
 
+TEST_F(AmxGemmTest, LongPromptsRunInPassesOfBoundedSplit) {
+  // 2100 rows of 4096 columns split into three bf16 parts take 52 MB, more than one pass's
+  // 48 MiB: two passes, each row's result as in one. A non-finite value in the last row is found
+  // before the first pass writes anything.
+  const int64_t m = 2100, k = 4096, n = 40;
+  const Weights q = Make(n, k, 12);
+  std::vector<float> x = Random(m * k, 13);
+  for (const cpu::HostWeights& w : {q.Bf16(), q.Fp8()}) {
+    std::vector<float> y(m * n);
+    ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, y.data(), m, k, n));
+    ExpectNearDouble(y, x, w.dtype == DType::kBF16 ? q.bf16_ref : q.fp8_ref, 0, m, k, n,
+                     "two passes");
+    std::vector<float> first(100 * n);
+    ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), w, first.data(), 100, k, n));
+    EXPECT_EQ(std::memcmp(first.data(), y.data(), first.size() * sizeof(float)), 0);
+  }
+  x[m * k - 1] = INFINITY;
+  std::vector<float> y(m * n, 1.0f);
+  EXPECT_FALSE(cpu::LinearWeightsAmx(x.data(), q.Fp8(), y.data(), m, k, n));
+  for (float v : y) ASSERT_EQ(v, 1.0f) << "y written";
+}
+
 TEST_F(AmxGemmTest, NonFiniteOrHugeXFallsBackToTheReference) {
   const Weights q = Make(40, 64, 2);
   // Over FP8 weights x must also stay below 2^112 (the unscaled block sums must stay finite):
