@@ -20,22 +20,15 @@
 #include "core/fp8_block.h"
 #include "core/tensor.h"
 #include "model/ops/cpu/quantized_gemm.h"
+#include "model/ops/cpu/quantized_test_weights.h"
 
 namespace grpo {
 namespace {
 
-std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using test::Random;
 
-// A [n, k] weight as bf16 and as FP8 blocks, with core's exact widening of each (the values the
-// kernels must multiply).
-struct Weights {
-  Tensor bf16, fp8, scale_inv, bf16_ref, fp8_ref;
+// A [n, k] weight in each format (quantized_test_weights.h), viewed as the kernels read it.
+struct Weights : test::QuantizedWeights {
   cpu::HostWeights Bf16() const {
     return {DType::kBF16, bf16.raw_data(), nullptr, bf16.dim(0), bf16.dim(1), 0};
   }
@@ -44,22 +37,7 @@ struct Weights {
   }
 };
 
-Weights Make(int64_t n, int64_t k, uint32_t seed) {
-  std::vector<float> w = Random(n * k, seed, 0.05f);
-  // Rows and column blocks of different magnitudes, so the FP8 blocks get different scales.
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < k; ++c) w[r * k + c] *= 1.0f + static_cast<float>((r * 7 + c / 128) % 5);
-  Weights q;
-  const Tensor f32 = *Tensor::FromF32({n, k}, w);
-  q.bf16 = *f32.CastTo(DType::kBF16);
-  auto fp8 = QuantizeFp8Block(f32);
-  EXPECT_TRUE(fp8.ok());
-  q.fp8 = fp8->weight;
-  q.scale_inv = fp8->scale_inv;
-  q.bf16_ref = q.bf16.ToF32();
-  q.fp8_ref = *DequantizeFp8Block(q.fp8, q.scale_inv);
-  return q;
-}
+Weights Make(int64_t n, int64_t k, uint32_t seed) { return {test::MakeQuantizedWeights(n, k, seed)}; }
 
 // y against x · ref[rows row0.., k]^T summed in double, within tol · Σ|x·w|.
 void ExpectNearDouble(const std::vector<float>& y, const std::vector<float>& x, const Tensor& ref,

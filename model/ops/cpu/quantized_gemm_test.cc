@@ -30,39 +30,14 @@
 #include "core/tensor.h"
 #include "model/ops/backend.h"
 #include "model/ops/cpu/cpu_backend.h"
+#include "model/ops/cpu/quantized_test_weights.h"
 
 namespace grpo {
 namespace {
 
-std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-struct Quantized {
-  Tensor f32, bf16, fp8, scale_inv;
-  Tensor bf16_ref, fp8_ref;  // core's widening of the whole matrix
-};
-
-Quantized Make(int64_t n, int64_t k, uint32_t seed) {
-  Quantized q;
-  // Rows of very different magnitudes so the FP8 blocks get different scales.
-  std::vector<float> w = Random(n * k, seed, 0.05f);
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < k; ++c) w[r * k + c] *= 1.0f + static_cast<float>((r * 7 + c / 128) % 5);
-  q.f32 = *Tensor::FromF32({n, k}, w);
-  q.bf16 = *q.f32.CastTo(DType::kBF16);
-  auto fp8 = QuantizeFp8Block(q.f32);
-  EXPECT_TRUE(fp8.ok());
-  q.fp8 = fp8->weight;
-  q.scale_inv = fp8->scale_inv;
-  q.bf16_ref = q.bf16.ToF32();
-  q.fp8_ref = *DequantizeFp8Block(q.fp8, q.scale_inv);
-  return q;
-}
+using test::Random;
+using Quantized = test::QuantizedWeights;
+Quantized Make(int64_t n, int64_t k, uint32_t seed) { return test::MakeQuantizedWeights(n, k, seed); }
 
 // The CPU backend's device memory is host memory (cpu_backend.h's HostAsDevice).
 template <class T>
