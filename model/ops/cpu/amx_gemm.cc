@@ -289,47 +289,66 @@ constexpr int64_t kTileFloats = kTileRows * 16;
 struct Output {
   float* y;
   int64_t m, n, m0, col;
-  GRPO_AMX_INLINE bool Whole() const { return m0 + kMBlock <= m && col + kPanel <= n; }
-  // Result tile (mt, nt) of the block, as 16 rows of 16 values from `tile`.
-  GRPO_AMX_TARGET GRPO_AMX_INLINE void StoreTile(int mt, int nt, const float* tile) const {
-    const int64_t c0 = col + 16 * nt;
+  // Row r of result tile (mt, nt) of the block.
+  GRPO_AMX_TARGET GRPO_AMX_INLINE void StoreRow(int mt, int nt, int r, __m512 v) const {
+    const int64_t row = m0 + kTileRows * mt + r, c0 = col + 16 * nt;
+    if (row >= m) return;
     const __mmask16 valid = Mask16(n - c0);
-    if (valid == 0) return;
-    for (int r = 0; r < kTileRows; ++r) {
-      const int64_t row = m0 + kTileRows * mt + r;
-      if (row >= m) return;
-      _mm512_mask_storeu_ps(y + row * n + c0, valid, _mm512_load_ps(tile + 16 * r));
-    }
+    if (valid != 0) _mm512_mask_storeu_ps(y + row * n + c0, valid, v);
   }
 };
 
+// A register block's sums for one k block (its 4 result tiles, tile-major, 4 x 16 x 16 f32),
+// waiting to be multiplied by their columns' scales (1 for bf16) and added to the block's
+// accumulators (stored for the first k block), or, after the last k block, written to y. The
+// next register block does this between its tile operations: as a pass of its own it would not
+// overlap them (the tiles' pipeline would drain), interleaved it costs nearly nothing.
+struct PendingSums {
+  const float* sums = nullptr;  // none pending
+  float* acc;
+  __m512 scale[2];  // of result columns 0-15 and 16-31
+  bool first, last;
+  Output out;
+};
+
+constexpr int kSumRows = 4 * kTileRows;  // 16-float rows of a block's sums
+
+// Rows [r0, r1) of the pending sums (row v: row v % 16 of result tile v / 16).
+GRPO_AMX_TARGET GRPO_AMX_INLINE void AddSums(const PendingSums& p, int r0, int r1) {
+  if (p.sums == nullptr) return;
+  for (int v = r0; v < r1; ++v) {
+    const int t = v / kTileRows, r = v % kTileRows;
+    const __m512 sum = _mm512_load_ps(p.sums + kTileFloats * t + 16 * r);
+    float* a = p.acc + kTileFloats * t + 16 * r;
+    const __m512 scale = p.scale[t % 2];
+    const __m512 total = p.first ? _mm512_mul_ps(scale, sum)
+                                 : _mm512_fmadd_ps(scale, sum, _mm512_load_ps(a));
+    if (p.last) {
+      p.out.StoreRow(t / 2, t % 2, r, total);
+    } else {
+      _mm512_store_ps(a, total);
+    }
+  }
+}
+
 // One register block: x rows [m0, m0 + 32) by the panel's 32 columns, over k steps [s0, s1)
-// (one k block). `acc` is the block's 4 result tiles (tile-major, 4 x 16 x 16 f32) between k
-// blocks. bf16: the products are added to acc on the tiles (zeroed for the first block, kb = 0).
-// FP8: the block's sums are stored, multiplied by the columns' scales and added to acc (stored
-// for kb = 0). After the last k block (out != nullptr) the results go to y instead of acc:
-// written there while the next blocks' tiles multiply, not in a pass of their own.
+// (k block kb), with `acc` its accumulators between k blocks. The tiles start from zero; their
+// sums go to `sums` and become `pending` (the previous block's pending sums are added first,
+// between this block's tile operations). `out` is set for the last k block.
 GRPO_AMX_TARGET void PanelBlock(const Parts& x, const uint16_t* packed, int64_t tiles,
                                 int64_t panel_tile, int64_t m0, int64_t s0, int64_t s1,
                                 const HostWeights& w, int64_t n, int64_t kb, int64_t col,
-                                float* acc, const float* next_acc, const Output* out) {
-  const bool fp8 = w.dtype == DType::kF8E4M3;
-  if (fp8 || kb == 0) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  } else {
-    _tile_loadd(0, acc, 64);
-    _tile_loadd(1, acc + kTileFloats, 64);
-    _tile_loadd(2, acc + 2 * kTileFloats, 64);
-    _tile_loadd(3, acc + 3 * kTileFloats, 64);
-  }
+                                float* acc, float* sums, const Output* out, PendingSums& pending) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  int done = 0;  // rows of the pending sums added
   for (int64_t s = s0; s < s1; ++s) {
-    // The next register block's accumulators (4 KiB), a quarter per step, into L1: tile loads
-    // that miss L1 stall the tiles' pipeline.
+    // This block's accumulators (4 KiB), a quarter per step, into L1 for the next block, which
+    // adds to them.
     for (int l = 0; l < 16; ++l) {
-      _mm_prefetch(reinterpret_cast<const char*>(next_acc + (s - s0) * 256 + 16 * l), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(acc + (s - s0) * 256 + 16 * l), _MM_HINT_T0);
     }
     _tile_loadd(6, packed + PackedTile(tiles, panel_tile, s) * kTileElems, 64);
     _tile_loadd(7, packed + PackedTile(tiles, panel_tile + 1, s) * kTileElems, 64);
@@ -337,48 +356,33 @@ GRPO_AMX_TARGET void PanelBlock(const Parts& x, const uint16_t* packed, int64_t 
       _tile_loadd(4, x.Tile(m0 / kTileRows, s, p), 64);
       _tile_loadd(5, x.Tile(m0 / kTileRows + 1, s, p), 64);
       _tile_dpbf16ps(0, 4, 6);
+      const int upto = std::min(kSumRows, done + 6);  // 12 groups of 6 cover the 64 rows
+      AddSums(pending, done, upto);
+      done = upto;
       _tile_dpbf16ps(1, 4, 7);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
     }
   }
-  if (!fp8 && out != nullptr && out->Whole()) {
-    const int64_t stride = out->n * 4;
-    float* y = out->y + out->m0 * out->n + out->col;
-    _tile_stored(0, y, stride);
-    _tile_stored(1, y + 16, stride);
-    _tile_stored(2, y + kTileRows * out->n, stride);
-    _tile_stored(3, y + kTileRows * out->n + 16, stride);
-    return;
-  }
-  if (!fp8) {
-    _tile_stored(0, acc, 64);
-    _tile_stored(1, acc + kTileFloats, 64);
-    _tile_stored(2, acc + 2 * kTileFloats, 64);
-    _tile_stored(3, acc + 3 * kTileFloats, 64);
-    if (out != nullptr) {
-      for (int t = 0; t < 4; ++t) out->StoreTile(t / 2, t % 2, acc + t * kTileFloats);
-    }
-    return;
-  }
-  alignas(64) float sums[4 * kTileFloats];
+  AddSums(pending, done, kSumRows);  // a short last k block
+  // GCC 12's tile loads and stores are asm statements without memory operands: keep the reads of
+  // the sums buffer above before the tile stores that overwrite it (two blocks later), and the
+  // stores before the next block reads them.
+  asm volatile("" ::: "memory");
   _tile_stored(0, sums, 64);
   _tile_stored(1, sums + kTileFloats, 64);
   _tile_stored(2, sums + 2 * kTileFloats, 64);
   _tile_stored(3, sums + 3 * kTileFloats, 64);
+  asm volatile("" ::: "memory");
+  pending.sums = sums;
+  pending.acc = acc;
+  const bool fp8 = w.dtype == DType::kF8E4M3;
   for (int nt = 0; nt < 2; ++nt) {
-    const __m512 scale = ColumnScales(w, n, col + 16 * nt, kb);
-    for (int mt = 0; mt < 2; ++mt) {
-      const int64_t at = (2 * mt + nt) * kTileFloats;
-      for (int r = 0; r < kTileRows; ++r) {
-        const __m512 v = _mm512_load_ps(sums + at + 16 * r);
-        float* a = acc + at + 16 * r;
-        _mm512_store_ps(a, kb == 0 ? _mm512_mul_ps(scale, v)
-                                   : _mm512_fmadd_ps(scale, v, _mm512_load_ps(a)));
-      }
-      if (out != nullptr) out->StoreTile(mt, nt, acc + at);
-    }
+    pending.scale[nt] = fp8 ? ColumnScales(w, n, col + 16 * nt, kb) : _mm512_set1_ps(1.0f);
   }
+  pending.first = kb == 0;
+  pending.last = out != nullptr;
+  if (out != nullptr) pending.out = *out;
 }
 
 // Output columns [n0, n1) for every row of x: the weights packed once, then x in chunks of
@@ -400,6 +404,9 @@ GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int
   if (static_cast<int64_t>(acc_buffer.size()) < acc_floats) acc_buffer.resize(acc_floats);
   auto* acc = reinterpret_cast<float*>(
       (reinterpret_cast<uintptr_t>(acc_buffer.data()) + 63) & ~uintptr_t{63});
+  alignas(64) float sums[2][4 * kTileFloats];  // two blocks' sums: one pending, one being made
+  PendingSums pending;
+  int slot = 0;
   PackWeights(w, k, n, ksteps * kStep, n0, 2 * panels, packed);
   // GCC 12's _tile_loadd is an asm statement without a memory operand: keep the packing's
   // stores before the tile loads that read them.
@@ -407,21 +414,21 @@ GRPO_AMX_TARGET void Columns(const Parts& x, const HostWeights& w, float* y, int
   LoadTileConfig();
   for (int64_t mc = 0; mc < mpad; mc += kMChunk) {
     const int64_t mc_end = std::min(mpad, mc + kMChunk);
-    auto block_acc = [&](int64_t m0, int64_t p) {
-      return acc + ((m0 - mc) / kMBlock * panels + p) * kBlockFloats;
-    };
     for (int64_t kb = 0; kb < kblocks; ++kb) {
       const int64_t s0 = kb * kStepsPerBlock, s1 = std::min(ksteps, s0 + kStepsPerBlock);
       for (int64_t m0 = mc; m0 < mc_end; m0 += kMBlock) {
         for (int64_t p = 0; p < panels; ++p) {
           const Output out{y, m, n, m0, n0 + p * kPanel};
+          float* block_acc = acc + ((m0 - mc) / kMBlock * panels + p) * kBlockFloats;
           PanelBlock(x, packed, 2 * panels, 2 * p, m0, s0, s1, w, n, kb, n0 + p * kPanel,
-                     block_acc(m0, p), block_acc(m0, p + 1), kb + 1 == kblocks ? &out : nullptr);
+                     block_acc, sums[slot], kb + 1 == kblocks ? &out : nullptr, pending);
+          slot ^= 1;
         }
       }
     }
   }
   _tile_release();
+  AddSums(pending, 0, kSumRows);
 }
 
 // The largest |value|'s bits among count floats (non-finite values compare above every finite one).
