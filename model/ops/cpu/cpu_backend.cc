@@ -182,6 +182,31 @@ class HeadRunTasks {
   int64_t num_seqs_, nkv_, group_, run_, runs_;
 };
 
+// The keys of one (sequence, KV head) transposed for cpu::AttendQueriesTransposed, built once
+// for all its query rows where there are enough of them to pay for it (a prompt, not a decoding
+// step) and the CPU and head sizes take it; the same bits as cpu::AttendQueries either way.
+class TransposedKeys {
+ public:
+  static constexpr int64_t kMinQueries = 8;
+  // The transposed keys of rows[0, len) (entries from k_offset), or null where queries rows
+  // attending do not pay for it or it is not available.
+  const float* For(int64_t queries, const float* const* rows, int64_t k_offset, int64_t len,
+                   const AttentionHeads& heads) {
+    if (queries < kMinQueries || !cpu::TransposedKeysAvailable(heads.dqk, heads.dv)) {
+      return nullptr;
+    }
+    const int64_t floats = cpu::TransposedKeysFloats(len, heads.dqk);
+    if (static_cast<int64_t>(buffer_.size()) < floats + 16) buffer_.resize(floats + 16);
+    float* kt = reinterpret_cast<float*>(
+        (reinterpret_cast<uintptr_t>(buffer_.data()) + 63) & ~uintptr_t{63});
+    cpu::TransposeKeys(rows, k_offset, len, heads.dqk, kt);
+    return kt;
+  }
+
+ private:
+  std::vector<float> buffer_;
+};
+
 void ZeroRows(float* x, int64_t stride, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) std::memset(x + r * stride, 0, cols * sizeof(float));
 }
@@ -830,11 +855,12 @@ class CpuBackendImpl final : public Backend {
     Pool().ParallelFor(tasks.size(), 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
       std::vector<const float*> seq_rows;  // the rows of the task's sequence, from its block table
+      TransposedKeys keys;
       int64_t rows_of = -1;
       for (int64_t i = i0; i < i1; ++i) {
         const auto [s, g, h0, count] = tasks[i];
+        const int64_t len = past[s] + q_offsets[s + 1] - q_offsets[s];
         if (s != rows_of) {
-          const int64_t len = past[s] + q_offsets[s + 1] - q_offsets[s];
           const int32_t* blocks = tables.ids + tables.offsets[s];
           seq_rows.resize(len);
           for (int64_t p = 0; p < len; ++p) {
@@ -842,12 +868,21 @@ class CpuBackendImpl final : public Backend {
           }
           rows_of = s;
         }
+        const float* kt = keys.For(q_offsets[s + 1] - q_offsets[s], seq_rows.data(),
+                                   k_offset + g * dqk, len, heads);
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
           scores.resize(count * (pos + 1));
-          cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, seq_rows.data(), k_offset + g * dqk,
-                             seq_rows.data(), v_offset + g * dv, pos + 1, dqk, dv, scale,
-                             scores.data(), out + (t * nh + h0) * dv, dv, nullptr);
+          if (kt != nullptr) {
+            cpu::AttendQueriesTransposed(q + (t * nh + h0) * dqk, dqk, count, kt, seq_rows.data(),
+                                         v_offset + g * dv, pos + 1, dqk, dv, scale,
+                                         scores.data(), out + (t * nh + h0) * dv, dv, nullptr);
+          } else {
+            cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, seq_rows.data(),
+                               k_offset + g * dqk, seq_rows.data(), v_offset + g * dv, pos + 1,
+                               dqk, dv, scale, scores.data(), out + (t * nh + h0) * dv, dv,
+                               nullptr);
+          }
         }
       }
     });
@@ -983,6 +1018,7 @@ class CpuBackendImpl final : public Backend {
     Pool().ParallelFor(tasks.size(), 1, [&](int64_t i0, int64_t i1) {
       std::vector<float> scores;
       std::vector<const float*> krows, vrows;
+      TransposedKeys keys;
       for (int64_t i = i0; i < i1; ++i) {
         const auto [s, kvh, h0, count] = tasks[i];
         const int64_t start = seq_offsets[s], len = seq_offsets[s + 1] - start;
@@ -993,11 +1029,18 @@ class CpuBackendImpl final : public Backend {
           krows[j] = k + (start + j) * nkv * dqk;
           vrows[j] = v + (start + j) * nkv * dv;
         }
+        const float* kt = keys.For(len, krows.data(), kvh * dqk, len, heads);
         for (int64_t r = 0; r < len; ++r) {
           const int64_t t = start + r;
-          cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, krows.data(), kvh * dqk,
-                             vrows.data(), kvh * dv, r + 1, dqk, dv, heads.scale, scores.data(),
-                             out + (t * nh + h0) * dv, dv, lse + t * nh + h0);
+          if (kt != nullptr) {
+            cpu::AttendQueriesTransposed(q + (t * nh + h0) * dqk, dqk, count, kt, vrows.data(),
+                                         kvh * dv, r + 1, dqk, dv, heads.scale, scores.data(),
+                                         out + (t * nh + h0) * dv, dv, lse + t * nh + h0);
+          } else {
+            cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, krows.data(), kvh * dqk,
+                               vrows.data(), kvh * dv, r + 1, dqk, dv, heads.scale,
+                               scores.data(), out + (t * nh + h0) * dv, dv, lse + t * nh + h0);
+          }
         }
       }
     });

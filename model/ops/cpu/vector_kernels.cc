@@ -2,7 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define GRPO_HAVE_AVX512_ATTENTION 1
+#endif
 
 namespace grpo::cpu {
 namespace {
@@ -406,7 +412,166 @@ GRPO_VECTOR_CLONES void LinearSmallMImpl(const float* x, const float* w, float* 
   }
 }
 
+#if defined(GRPO_HAVE_AVX512_ATTENTION)
+#define GRPO_AVX512_ATTENTION __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+
+// Scores of one query against 16 transposed keys (block of kt): what AttendGroupImpl's x86-64-v3
+// clone computes per key, lane for lane. There, DotLanes keeps two 8-lane FMA chains over the
+// dimensions (acc0 over d = 16i + l, acc1 over d = 16i + 8 + l, for i in order), adds them, and
+// the 8 lanes are summed as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). Here chain
+// e = 8h + l of those 16 runs in the 16 keys' lanes (the same FMAs in the same order), and the
+// lane sums are the same additions, key by key.
+GRPO_AVX512_ATTENTION __attribute__((always_inline)) inline __m512 ScoreBlock16(
+    const float* q, const float* block, int64_t dqk) {
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int e = 0; e < 16; ++e) acc[e] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < dqk; i += 16) {
+    const float* rows = block + i * 16;
+#pragma GCC unroll 16
+    for (int e = 0; e < 16; ++e) {
+      acc[e] = _mm512_fmadd_ps(_mm512_set1_ps(q[i + e]), _mm512_load_ps(rows + 16 * e), acc[e]);
+    }
+  }
+  __m512 lane[8];
+#pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) lane[l] = _mm512_add_ps(acc[l], acc[8 + l]);
+  return _mm512_add_ps(
+      _mm512_add_ps(_mm512_add_ps(lane[0], lane[1]), _mm512_add_ps(lane[2], lane[3])),
+      _mm512_add_ps(_mm512_add_ps(lane[4], lane[5]), _mm512_add_ps(lane[6], lane[7])));
+}
+
+// out[i][d0 + 16c ...] = sum over keys t in order of p_i[t] * v_t, for NQ queries and NC groups
+// of 16 columns: AttendGroupImpl's FMA chain per column (from 0, keys in order), each value row
+// loaded once for the NQ queries.
+template <int NQ, int NC>
+GRPO_AVX512_ATTENTION __attribute__((always_inline)) inline void AddValues(
+    const float* p, int64_t len, const float* const* vrows, int64_t v_offset, float* out,
+    int64_t out_stride) {
+  __m512 o[NQ][NC];
+#pragma GCC unroll 4
+  for (int i = 0; i < NQ; ++i) {
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) o[i][c] = _mm512_setzero_ps();
+  }
+  for (int64_t t = 0; t < len; ++t) {
+    const float* v = vrows[t] + v_offset;
+    __m512 vv[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) vv[c] = _mm512_loadu_ps(v + 16 * c);
+#pragma GCC unroll 4
+    for (int i = 0; i < NQ; ++i) {
+      const __m512 pi = _mm512_set1_ps(p[i * len + t]);
+#pragma GCC unroll 4
+      for (int c = 0; c < NC; ++c) o[i][c] = _mm512_fmadd_ps(pi, vv[c], o[i][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < NQ; ++i) {
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + i * out_stride + 16 * c, o[i][c]);
+  }
+}
+
+template <int NQ>
+GRPO_AVX512_ATTENTION void AddValuesColumns(const float* p, int64_t len, const float* const* vrows,
+                                            int64_t v_offset, int64_t dv, float* out,
+                                            int64_t out_stride) {
+  for (int64_t d = 0; d < dv; d += 64) {
+    switch (std::min<int64_t>(4, (dv - d) / 16)) {
+      case 1: AddValues<NQ, 1>(p, len, vrows, v_offset + d, out + d, out_stride); break;
+      case 2: AddValues<NQ, 2>(p, len, vrows, v_offset + d, out + d, out_stride); break;
+      case 3: AddValues<NQ, 3>(p, len, vrows, v_offset + d, out + d, out_stride); break;
+      default: AddValues<NQ, 4>(p, len, vrows, v_offset + d, out + d, out_stride); break;
+    }
+  }
+}
+
+GRPO_AVX512_ATTENTION void AttendTransposedImpl(const float* q, int64_t q_stride, int64_t count,
+                                                const float* kt, const float* const* vrows,
+                                                int64_t v_offset, int64_t len, int64_t dqk,
+                                                int64_t dv, float scale, float* scores,
+                                                float* out, int64_t out_stride, float* lse) {
+  const __m512 scale16 = _mm512_set1_ps(scale);
+  for (int64_t i = 0; i < count; ++i) {
+    const float* qi = q + i * q_stride;
+    float* si = scores + i * len;
+    for (int64_t j = 0; j < len; j += 16) {
+      const __m512 s = _mm512_mul_ps(ScoreBlock16(qi, kt + j * dqk, dqk), scale16);
+      const int64_t valid = std::min<int64_t>(16, len - j);
+      _mm512_mask_storeu_ps(si + j, static_cast<__mmask16>((1u << valid) - 1), s);
+    }
+  }
+  // The softmax by the same row kernels AttendGroupImpl inlines (its clone for this CPU).
+  for (int64_t i = 0; i < count; ++i) {
+    float* si = scores + i * len;
+    const float mx = RowMaxImpl(si, len);
+    const float sum = ExpShiftedRowImpl(si, len, mx);
+    const float inv = 1.0f / sum;
+    for (int64_t t = 0; t < len; ++t) si[t] *= inv;
+    if (lse != nullptr) lse[i] = mx + std::log(sum);
+  }
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    AddValuesColumns<4>(scores + i * len, len, vrows, v_offset, dv, out + i * out_stride, out_stride);
+  }
+  switch (count - i) {
+    case 1: AddValuesColumns<1>(scores + i * len, len, vrows, v_offset, dv, out + i * out_stride, out_stride); break;
+    case 2: AddValuesColumns<2>(scores + i * len, len, vrows, v_offset, dv, out + i * out_stride, out_stride); break;
+    case 3: AddValuesColumns<3>(scores + i * len, len, vrows, v_offset, dv, out + i * out_stride, out_stride); break;
+    default: break;
+  }
+}
+
+bool Avx512Attention() {
+  static const bool available = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("avx2");
+  }();
+  return available;
+}
+#endif  // GRPO_HAVE_AVX512_ATTENTION
+
 }  // namespace
+
+bool TransposedKeysAvailable(int64_t dqk, int64_t dv) {
+#if defined(GRPO_HAVE_AVX512_ATTENTION)
+  return Avx512Attention() && dqk > 0 && dv > 0 && dqk % 16 == 0 && dv % 16 == 0;
+#else
+  (void)dqk, (void)dv;
+  return false;
+#endif
+}
+
+int64_t TransposedKeysFloats(int64_t len, int64_t dqk) { return (len + 15) / 16 * 16 * dqk; }
+
+void TransposeKeys(const float* const* krows, int64_t k_offset, int64_t len, int64_t dqk,
+                   float* kt) {
+  const int64_t padded = (len + 15) / 16 * 16;
+  for (int64_t j0 = 0; j0 < padded; j0 += 16) {
+    float* block = kt + j0 * dqk;
+    for (int64_t j = j0; j < j0 + 16; ++j) {
+      const float* k = j < len ? krows[j] + k_offset : nullptr;
+      for (int64_t d = 0; d < dqk; ++d) block[d * 16 + (j - j0)] = k != nullptr ? k[d] : 0.0f;
+    }
+  }
+}
+
+void AttendQueriesTransposed(const float* q, int64_t q_stride, int64_t count, const float* kt,
+                             const float* const* vrows, int64_t v_offset, int64_t len, int64_t dqk,
+                             int64_t dv, float scale, float* scores, float* out,
+                             int64_t out_stride, float* lse) {
+#if defined(GRPO_HAVE_AVX512_ATTENTION)
+  AttendTransposedImpl(q, q_stride, count, kt, vrows, v_offset, len, dqk, dv, scale, scores, out,
+                       out_stride, lse);
+#else
+  (void)q, (void)q_stride, (void)count, (void)kt, (void)vrows, (void)v_offset, (void)len;
+  (void)dqk, (void)dv, (void)scale, (void)scores, (void)out, (void)out_stride, (void)lse;
+  std::abort();  // TransposedKeysAvailable is false here
+#endif
+}
 
 void LinearSmallM(const float* x, const float* w, float* y, int64_t m, int64_t k, int64_t n,
                   int64_t ldy) {

@@ -38,6 +38,26 @@ void AttendQueries(const float* q, int64_t q_stride, int64_t count, const float*
                    int64_t dqk, int64_t dv, float scale, float* scores, float* out,
                    int64_t out_stride, float* lse);
 
+// AttendQueries over keys transposed once for many queries (prefill: every token of a prompt
+// attends over the same keys): the same bits as AttendQueries, query for query, computed 16 keys
+// at a time on AVX-512 (each key's 8 lane sums in 16 lanes, without AttendQueries' per-key
+// shuffles), with up to 4 queries sharing each value row's loads.
+//
+// TransposedKeysAvailable: whether this CPU and shape take it (AVX-512F, and dqk and dv
+// multiples of 16); otherwise use AttendQueries. TransposedKeysFloats: the floats TransposeKeys
+// writes for `len` keys (len rounded up to 16, times dqk). TransposeKeys: key j's entry d
+// (krows[j] + k_offset)[d] to kt[(j / 16) * dqk * 16 + d * 16 + j % 16], keys from len to the
+// next multiple of 16 zero; kt 64-byte aligned. AttendQueriesTransposed: AttendQueries for the
+// first `len` of those keys (kt may hold more).
+bool TransposedKeysAvailable(int64_t dqk, int64_t dv);
+int64_t TransposedKeysFloats(int64_t len, int64_t dqk);
+void TransposeKeys(const float* const* krows, int64_t k_offset, int64_t len, int64_t dqk,
+                   float* kt);
+void AttendQueriesTransposed(const float* q, int64_t q_stride, int64_t count, const float* kt,
+                             const float* const* vrows, int64_t v_offset, int64_t len, int64_t dqk,
+                             int64_t dv, float scale, float* scores, float* out,
+                             int64_t out_stride, float* lse);
+
 // One row of RMSNorm: y = x * r * w with r = 1 / sqrt(mean(x^2) + eps), returned. Sums of
 // squares are f32 within chunks of 256 and f64 across them.
 float RmsNormRow(const float* x, const float* w, float* y, int64_t dim, float eps);

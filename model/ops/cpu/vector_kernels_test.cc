@@ -115,6 +115,39 @@ TEST(VectorKernels, AttendQueriesGivesEachQueryItsOwnBits) {
   }
 }
 
+// Keys transposed once (prefill): every query's output and log-sum-exp are AttendQueries' bits,
+// over any length (across 16-key blocks, fewer keys than kt holds), head sizes and number of
+// queries (value rows shared by 4 at a time, and the rest).
+TEST(VectorKernels, AttendQueriesTransposedGivesAttendQueriesBits) {
+  if (!TransposedKeysAvailable(64, 64)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  EXPECT_FALSE(TransposedKeysAvailable(40, 64));
+  EXPECT_FALSE(TransposedKeysAvailable(64, 72));
+  const int64_t total = 210;  // keys in kt; each case attends over the first len
+  for (int64_t len : {1, 7, 15, 16, 17, 64, 65, 200}) {
+    for (auto [dqk, dv] : {std::pair<int64_t, int64_t>{64, 64}, {16, 48}, {192, 128}, {128, 80}, {576, 512}}) {
+      for (int64_t count : {1, 2, 3, 4, 5, 7}) {
+        const int64_t koff = 2, voff = koff + dqk, width = voff + dv + 1;
+        const auto cache = Random(total * width, 21), q = Random(count * (dqk + 3), 22);
+        std::vector<const float*> rows(total);
+        for (int64_t j = 0; j < total; ++j) rows[j] = cache.data() + ((j * 7) % total) * width;
+        std::vector<float> kt_buffer(TransposedKeysFloats(total, dqk) + 16);
+        float* kt = kt_buffer.data() + (16 - reinterpret_cast<uintptr_t>(kt_buffer.data()) / 4 % 16) % 16;
+        TransposeKeys(rows.data(), koff, total, dqk, kt);
+        std::vector<float> scores(count * len), out(count * (dv + 1), -1.0f), lse(count);
+        AttendQueriesTransposed(q.data(), dqk + 3, count, kt, rows.data(), voff, len, dqk, dv,
+                                0.1f, scores.data(), out.data(), dv + 1, lse.data());
+        std::vector<float> ref_scores(count * len), ref(count * (dv + 1), -1.0f), ref_lse(count);
+        AttendQueries(q.data(), dqk + 3, count, rows.data(), koff, rows.data(), voff, len, dqk, dv,
+                      0.1f, ref_scores.data(), ref.data(), dv + 1, ref_lse.data());
+        ASSERT_EQ(std::memcmp(ref.data(), out.data(), ref.size() * sizeof(float)), 0)
+            << "len=" << len << " dqk=" << dqk << " dv=" << dv << " count=" << count;
+        ASSERT_EQ(std::memcmp(ref_lse.data(), lse.data(), count * sizeof(float)), 0);
+        for (int64_t i = 0; i < count; ++i) ASSERT_EQ(out[i * (dv + 1) + dv], -1.0f);
+      }
+    }
+  }
+}
+
 TEST(VectorKernels, ExpIsWithinTwoUlpOverTheWholeRangeAndSaturates) {
   std::vector<float> x;
   for (float v = -87.3f; v < 88.3f; v += 0.0137f) x.push_back(v);
