@@ -706,8 +706,9 @@ static void MlpForward(const Ctx& ctx, const auto& m, DevicePtr<const float> x, 
   a.gate = ctx.Buf(n * inter);
   a.up = ctx.Buf(n * inter);
   a.act = ctx.Buf(n * inter);
-  ctx.be.LinearWeights(x, ctx.W(m.gate_w), ctx.P(m.gate_b), a.gate.data(), n, h, inter);
-  ctx.be.LinearWeights(x, ctx.W(m.up_w), ctx.P(m.up_b), a.up.data(), n, h, inter);
+  const Backend::LinearOutput gate_up[] = {{ctx.W(m.gate_w), ctx.P(m.gate_b), a.gate.data(), inter},
+                                            {ctx.W(m.up_w), ctx.P(m.up_b), a.up.data(), inter}};
+  ctx.be.LinearWeightsSameInput(x, gate_up, n, h);
   ctx.be.SwiGlu(a.gate.data(), a.up.data(), a.act.data(), n * inter);
   ctx.be.LinearWeights(a.act.data(), ctx.W(m.down_w), ctx.P(m.down_b), y, n, inter, h);
 }
@@ -757,9 +758,10 @@ static void ProjectQkv(const Ctx& ctx, const LayerT& L, ActsT& a) {
   a.q = ctx.Buf(T * nh * hd);
   a.k = ctx.Buf(T * nkv * hd);
   a.v = ctx.Buf(T * nkv * hd);
-  be.LinearWeights(a.ln1.data(), ctx.W(L.q_w), ctx.P(L.q_b), a.q.data(), T, h, nh * hd);
-  be.LinearWeights(a.ln1.data(), ctx.W(L.k_w), ctx.P(L.k_b), a.k.data(), T, h, nkv * hd);
-  be.LinearWeights(a.ln1.data(), ctx.W(L.v_w), ctx.P(L.v_b), a.v.data(), T, h, nkv * hd);
+  const Backend::LinearOutput qkv[] = {{ctx.W(L.q_w), ctx.P(L.q_b), a.q.data(), nh * hd},
+                                        {ctx.W(L.k_w), ctx.P(L.k_b), a.k.data(), nkv * hd},
+                                        {ctx.W(L.v_w), ctx.P(L.v_b), a.v.data(), nkv * hd}};
+  be.LinearWeightsSameInput(a.ln1.data(), qkv, T, h);
   if (c.qk_norm) {
     const float eps = static_cast<float>(c.rms_norm_eps);
     a.q_pre = std::move(a.q);
@@ -792,18 +794,23 @@ static void ProjectMla(const Ctx& ctx, const LayerT& L, ActsT& a, Buffer& kpe) {
     a.qa = ctx.Buf(T * ql);
     a.qa_n = ctx.Buf(T * ql);
     a.qa_rstd = ctx.Buf(T);
-    be.LinearWeights(a.ln1.data(), ctx.W(L.qa_w), nullptr, a.qa.data(), T, h, ql);
-    be.RmsNorm(a.qa.data(), ctx.P(L.qa_ln), a.qa_n.data(), a.qa_rstd.data(), T, ql, kMlaLatentNormEps);
-    be.LinearWeights(a.qa_n.data(), ctx.W(L.qb_w), nullptr, a.q.data(), T, ql, nh * dqk);
-  } else {
-    be.LinearWeights(a.ln1.data(), ctx.W(L.q_w), nullptr, a.q.data(), T, h, nh * dqk);
   }
-  // kv_a_proj_with_mqa's rows are [latent (kvl) ; shared rope key (r)]: two GEMMs on row slices.
+  // Everything projected from ln1 in one call: q's first projection (q_a_proj, or q_proj
+  // without a q LoRA) and kv_a_proj_with_mqa, whose rows are [latent (kvl) ; shared rope key
+  // (r)]: two GEMMs on row slices.
   const WeightView kva = ctx.W(L.kva_w);
   a.c = ctx.Buf(T * kvl);
   kpe = ctx.Buf(T * r);
-  be.LinearWeights(a.ln1.data(), kva.Rows(0, kvl), nullptr, a.c.data(), T, h, kvl);
-  be.LinearWeights(a.ln1.data(), kva.Rows(kvl, r), nullptr, kpe.data(), T, h, r);
+  const Backend::LinearOutput from_ln1[] = {
+      ql > 0 ? Backend::LinearOutput{ctx.W(L.qa_w), nullptr, a.qa.data(), ql}
+             : Backend::LinearOutput{ctx.W(L.q_w), nullptr, a.q.data(), nh * dqk},
+      {kva.Rows(0, kvl), nullptr, a.c.data(), kvl},
+      {kva.Rows(kvl, r), nullptr, kpe.data(), r}};
+  be.LinearWeightsSameInput(a.ln1.data(), from_ln1, T, h);
+  if (ql > 0) {
+    be.RmsNorm(a.qa.data(), ctx.P(L.qa_ln), a.qa_n.data(), a.qa_rstd.data(), T, ql, kMlaLatentNormEps);
+    be.LinearWeights(a.qa_n.data(), ctx.W(L.qb_w), nullptr, a.q.data(), T, ql, nh * dqk);
+  }
   a.c_n = ctx.Buf(T * kvl);
   a.c_rstd = ctx.Buf(T);
   be.RmsNorm(a.c.data(), ctx.P(L.kva_ln), a.c_n.data(), a.c_rstd.data(), T, kvl, kMlaLatentNormEps);

@@ -57,6 +57,11 @@ Buffer Backend::ImportHost(const void* host, DType dtype, int64_t numel) {
   return b;
 }
 
+void Backend::LinearWeightsSameInput(DevicePtr<const float> x, std::span<const LinearOutput> outs,
+                                     int64_t m, int64_t k) {
+  for (const LinearOutput& out : outs) LinearWeights(x, out.w, out.b, out.y, m, k, out.n);
+}
+
 void Backend::LinearWeightsBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
                                     const WeightView& w, DevicePtr<float> dx, DevicePtr<float> dw,
                                     DevicePtr<float> db, int64_t m, int64_t k, int64_t n,

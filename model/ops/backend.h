@@ -300,6 +300,18 @@ class Backend {
   virtual void LinearWeights(DevicePtr<const float> x, const WeightView& w,
                              DevicePtr<const float> b, DevicePtr<float> y, int64_t m, int64_t k,
                              int64_t n) = 0;
+  // One output of LinearWeightsSameInput: y[m, n] = x · W^T (+ b; b may be null).
+  struct LinearOutput {
+    WeightView w;
+    DevicePtr<const float> b;
+    DevicePtr<float> y;
+    int64_t n;
+  };
+  // LinearWeights for several weights over the same x (a layer's q, k and v projections, an
+  // MLP's gate and up), each output the bits LinearWeights gives it alone. The default calls
+  // LinearWeights per output; the CPU backend prepares x for its AMX kernel once for all.
+  virtual void LinearWeightsSameInput(DevicePtr<const float> x, std::span<const LinearOutput> outs,
+                                      int64_t m, int64_t k);
   // The backward of LinearWeights, for mixed-precision training (a bf16 compute copy of an f32
   // master, CausalLM::SetComputeDType): dx = dy · W with W taken exactly as LinearWeights
   // takes it (overwritten, or added when accumulate_dx); dw += dy^T · x and db += colsum(dy)

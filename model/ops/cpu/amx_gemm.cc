@@ -444,14 +444,14 @@ GRPO_AMX_TARGET uint32_t AbsMaxBits(const float* x, int64_t count) {
 
 #pragma GCC pop_options
 
-// y = x · W^T for m rows of x in one split; false, before writing y, if some |x| has bits at or
-// above `limit`.
-bool MultiplyRows(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k, int64_t n,
-                  uint32_t limit) {
+// y_i = x · W_i^T for m rows of x in one split, for every output; false, before writing any y,
+// if some |x| has bits at or above `limit`.
+bool MultiplyRows(const float* x, std::span<const AmxOutput> outs, int64_t m, int64_t k,
+                  int64_t row0, uint32_t limit) {
   const int64_t mpad = (m + kMBlock - 1) / kMBlock * kMBlock;
   const int64_t kpad = (k + kStep - 1) / kStep * kStep;
   ThreadPool& pool = ThreadPool::Default();
-  // x split once per pass, shared by the threads.
+  // x split once per pass, shared by the threads and the outputs.
   thread_local std::vector<uint16_t> split;
   const int64_t split_elems = kParts * mpad * kpad;
   if (static_cast<int64_t>(split.size()) < split_elems + 32) split.resize(split_elems + 32);
@@ -466,20 +466,24 @@ bool MultiplyRows(const float* x, const HostWeights& w, float* y, int64_t m, int
     if (SplitRows(x, k, r0, r1, parts) >= limit) splittable = false;
   });
   if (!splittable) return false;
-  // Column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed weights
-  // each, as many per thread, their panel counts differing by at most one (so the threads' shares
-  // do too).
+  // Per output, column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed
+  // weights each, as many per thread, their panel counts differing by at most one (so the
+  // threads' shares do too).
   const int threads = std::max(1, pool.num_threads());
   const int64_t most = std::clamp<int64_t>(kPackBytes / (2 * kpad) / kPanel, 1, kMaxChunk / kPanel);
-  const int64_t panels = (n + kPanel - 1) / kPanel;
-  int64_t chunks = (panels + most - 1) / most;
-  chunks = std::min(panels, (chunks + threads - 1) / threads * threads);
-  pool.ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t p0 = c * panels / chunks, p1 = (c + 1) * panels / chunks;
-      Columns(parts, w, y, m, mpad, k, n, p0 * kPanel, std::min(n, p1 * kPanel));
-    }
-  });
+  for (const AmxOutput& out : outs) {
+    const int64_t n = out.n;
+    float* y = out.y + row0 * n;
+    const int64_t panels = (n + kPanel - 1) / kPanel;
+    int64_t chunks = (panels + most - 1) / most;
+    chunks = std::min(panels, (chunks + threads - 1) / threads * threads);
+    pool.ParallelFor(chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t p0 = c * panels / chunks, p1 = (c + 1) * panels / chunks;
+        Columns(parts, *out.w, y, m, mpad, k, n, p0 * kPanel, std::min(n, p1 * kPanel));
+      }
+    });
+  }
   return true;
 }
 
@@ -515,14 +519,21 @@ bool AmxInUse() {
 
 int64_t AmxCalls() { return g_amx_calls.load(std::memory_order_relaxed); }
 
-bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
-                      int64_t n) {
+bool LinearWeightsAmxSameInput(const float* x, std::span<const AmxOutput> outs, int64_t m,
+                               int64_t k) {
 #if defined(GRPO_HAVE_AMX_CODE)
-  if (!Available() || m <= 0 || n <= 0 || k <= 0) return false;
-  if (w.dtype != DType::kBF16 && w.dtype != DType::kF8E4M3) return false;
+  if (!Available() || m <= 0 || k <= 0 || outs.empty()) return false;
   // x must be finite and below 2^127 (where hi could round to infinity); for FP8, below 2^112:
   // the unscaled codes (up to 448) times x, summed over a 128-column block, stay below 2^128.
-  const uint32_t limit = w.dtype == DType::kF8E4M3 ? 0x77800000u : 0x7F000000u;
+  uint32_t limit = 0x7F000000u;
+  for (const AmxOutput& out : outs) {
+    if (out.n <= 0) return false;
+    if (out.w->dtype == DType::kF8E4M3) {
+      limit = 0x77800000u;
+    } else if (out.w->dtype != DType::kBF16) {
+      return false;
+    }
+  }
   // Rows of x per pass: one pass's split takes at most kSplitBytes, so that a long prompt does
   // not leave a buffer in proportion to its length behind. With more than one pass, all of x is
   // checked first, so that nothing is written to y unless every pass runs.
@@ -537,16 +548,22 @@ bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m,
     if (!takes) return false;
   }
   for (int64_t r0 = 0; r0 < m; r0 += pass_rows) {
-    if (!MultiplyRows(x + r0 * k, w, y + r0 * n, std::min(pass_rows, m - r0), k, n, limit)) {
+    if (!MultiplyRows(x + r0 * k, outs, std::min(pass_rows, m - r0), k, r0, limit)) {
       return false;  // only a single pass can find x out of range (checked above otherwise)
     }
   }
   g_amx_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 #else
-  (void)x, (void)w, (void)y, (void)m, (void)k, (void)n;
+  (void)x, (void)outs, (void)m, (void)k;
   return false;
 #endif
+}
+
+bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
+                      int64_t n) {
+  const AmxOutput out{&w, y, n};
+  return LinearWeightsAmxSameInput(x, std::span<const AmxOutput>(&out, 1), m, k);
 }
 
 }  // namespace grpo::cpu

@@ -24,6 +24,7 @@
 #define GRPO_MODEL_OPS_CPU_AMX_GEMM_H_
 
 #include <cstdint>
+#include <span>
 
 #include "model/ops/cpu/quantized_gemm.h"
 
@@ -47,6 +48,20 @@ int64_t AmxCalls();
 // value it does not take (non-finite, |x| >= 2^127, or |x| >= 2^112 over FP8 weights).
 bool LinearWeightsAmx(const float* x, const HostWeights& w, float* y, int64_t m, int64_t k,
                       int64_t n);
+
+// One output of LinearWeightsAmxSameInput: y[m, n] = x · W^T.
+struct AmxOutput {
+  const HostWeights* w;
+  float* y;
+  int64_t n;
+};
+
+// LinearWeightsAmx for several weights over the same x (a layer's q, k and v projections, an
+// MLP's gate and up): x split once for all of them, each y the bits LinearWeightsAmx gives it
+// alone. Returns false, writing no y, where LinearWeightsAmx would for any of them (the FP8
+// limit on x applies to all if one weight is FP8).
+bool LinearWeightsAmxSameInput(const float* x, std::span<const AmxOutput> outs, int64_t m,
+                               int64_t k);
 
 }  // namespace grpo::cpu
 

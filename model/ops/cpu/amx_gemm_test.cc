@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -194,6 +195,50 @@ TEST_F(AmxGemmTest, LongPromptsRunInPassesOfBoundedSplit) {
   std::vector<float> y(m * n, 1.0f);
   EXPECT_FALSE(cpu::LinearWeightsAmx(x.data(), q.Fp8(), y.data(), m, k, n));
   for (float v : y) ASSERT_EQ(v, 1.0f) << "y written";
+}
+
+TEST_F(AmxGemmTest, SeveralWeightsOverOneXGiveEachItsOwnBits) {
+  // A layer's q, k and v (here bf16, FP8 and an FP8 row slice) over one x, split once: each y is
+  // what LinearWeightsAmx gives it alone; through LinearWeightsQuantizedSameInput with biases,
+  // what LinearWeightsQuantized gives.
+  const int64_t m = 150, k = 300;
+  const Weights a = Make(200, k, 31), b = Make(48, k, 32), c = Make(260, k, 33);
+  const cpu::HostWeights ws[] = {a.Bf16(), b.Fp8(), c.Fp8().Rows(100, 70)};
+  const int64_t ns[] = {200, 48, 70};
+  const std::vector<float> x = Random(m * k, 34);
+  std::vector<std::vector<float>> y(3), alone(3);
+  std::vector<cpu::AmxOutput> outs;
+  for (int i = 0; i < 3; ++i) {
+    y[i].assign(m * ns[i], 0.0f);
+    alone[i].assign(m * ns[i], 0.0f);
+    outs.push_back({&ws[i], y[i].data(), ns[i]});
+    ASSERT_TRUE(cpu::LinearWeightsAmx(x.data(), ws[i], alone[i].data(), m, k, ns[i]));
+  }
+  ASSERT_TRUE(cpu::LinearWeightsAmxSameInput(x.data(), outs, m, k));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(std::memcmp(y[i].data(), alone[i].data(), y[i].size() * sizeof(float)), 0) << i;
+  }
+  const std::vector<float> bias = Random(200, 35);
+  std::vector<cpu::QuantizedOutput> quantized;
+  for (int i = 0; i < 3; ++i) {
+    std::fill(y[i].begin(), y[i].end(), 0.0f);
+    quantized.push_back({&ws[i], i == 1 ? nullptr : bias.data(), y[i].data(), ns[i]});
+  }
+  const int64_t calls = cpu::AmxCalls();
+  cpu::LinearWeightsQuantizedSameInput(x.data(), quantized, m, k);
+  EXPECT_EQ(cpu::AmxCalls(), calls + 1);  // one call for the three
+  for (int i = 0; i < 3; ++i) {
+    cpu::LinearWeightsQuantized(x.data(), ws[i], quantized[i].b, alone[i].data(), m, k, ns[i]);
+    EXPECT_EQ(std::memcmp(y[i].data(), alone[i].data(), y[i].size() * sizeof(float)), 0) << i;
+  }
+  // 2^113 is in range for bf16, not for FP8: with one FP8 weight among them, no y is written.
+  std::vector<float> huge = x;
+  huge[5] = 0x1p113f;
+  for (auto& v : y) std::fill(v.begin(), v.end(), 1.0f);
+  EXPECT_FALSE(cpu::LinearWeightsAmxSameInput(huge.data(), outs, m, k));
+  for (const auto& v : y)
+    for (float e : v) ASSERT_EQ(e, 1.0f) << "y written";
+  EXPECT_TRUE(cpu::LinearWeightsAmxSameInput(huge.data(), std::span(outs).first(1), m, k));
 }
 
 TEST_F(AmxGemmTest, NonFiniteOrHugeXFallsBackToTheReference) {

@@ -313,6 +313,25 @@ class CpuBackendImpl final : public Backend {
     Scope scope(arena_.get(), x, w, b, y);
     LinearWeights(Raw(x), Host(w), Raw(b), Raw(y), m, k, n);
   }
+  // Narrow views share one preparation of x for the AMX kernel (LinearWeightsQuantizedSameInput);
+  // f32 views, and the guarded backend (whose Scope checks each call's blocks), go one by one.
+  void LinearWeightsSameInput(DevicePtr<const float> x, std::span<const LinearOutput> outs,
+                              int64_t m, int64_t k) override {
+    bool narrow = arena_ == nullptr;
+    for (const LinearOutput& out : outs) narrow = narrow && out.w.dtype != DType::kF32;
+    if (!narrow) {
+      Backend::LinearWeightsSameInput(x, outs, m, k);
+      return;
+    }
+    std::vector<cpu::HostWeights> weights;
+    std::vector<cpu::QuantizedOutput> quantized;
+    weights.reserve(outs.size());
+    for (const LinearOutput& out : outs) weights.push_back(Host(out.w));
+    for (size_t i = 0; i < outs.size(); ++i) {
+      quantized.push_back(cpu::QuantizedOutput{&weights[i], Raw(outs[i].b), Raw(outs[i].y), outs[i].n});
+    }
+    cpu::LinearWeightsQuantizedSameInput(Raw(x), quantized, m, k);
+  }
   // A narrow view is widened whole, in parallel, into host scratch (the CPU backend's device
   // memory is host memory; training already holds the f32 master beside it), then the f32
   // LinearBackward: dx is exactly the product with the widened values.

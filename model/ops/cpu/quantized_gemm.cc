@@ -865,6 +865,15 @@ bool SetDecodeKernel(DecodeKernel kernel) {
 
 DecodeKernel CurrentDecodeKernel() { return g_decode_kernel; }
 
+namespace {
+// y[r, c] += b[c] (b may be null).
+void AddBias(const float* b, float* y, int64_t m, int64_t n) {
+  if (b == nullptr) return;
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
+}
+}  // namespace
+
 void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n) {
   if (m <= kDecodeMaxRows && g_decode_kernel != DecodeKernel::kWidenThenSgemm) {
@@ -874,10 +883,21 @@ void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b
   } else {
     LinearWeightsWidened(x, w, y, m, k, n);
   }
-  if (b != nullptr) {
-    for (int64_t r = 0; r < m; ++r)
-      for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
+  AddBias(b, y, m, n);
+}
+
+void LinearWeightsQuantizedSameInput(const float* x, std::span<const QuantizedOutput> outs,
+                                     int64_t m, int64_t k) {
+  if (m > kDecodeMaxRows && AmxInUse() && outs.size() > 1) {
+    std::vector<AmxOutput> amx;
+    amx.reserve(outs.size());
+    for (const QuantizedOutput& out : outs) amx.push_back(AmxOutput{out.w, out.y, out.n});
+    if (LinearWeightsAmxSameInput(x, amx, m, k)) {
+      for (const QuantizedOutput& out : outs) AddBias(out.b, out.y, m, out.n);
+      return;
+    }
   }
+  for (const QuantizedOutput& out : outs) LinearWeightsQuantized(x, *out.w, out.b, out.y, m, k, out.n);
 }
 
 }  // namespace grpo::cpu

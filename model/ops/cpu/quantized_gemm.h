@@ -12,6 +12,7 @@
 #define GRPO_MODEL_OPS_CPU_QUANTIZED_GEMM_H_
 
 #include <cstdint>
+#include <span>
 
 #include "model/ops/backend.h"
 
@@ -104,6 +105,19 @@ DecodeKernel CurrentDecodeKernel();
 // above; more: AMX tiles where AmxInUse() (amx_gemm.h), else widen+sgemm.
 void LinearWeightsQuantized(const float* x, const HostWeights& w, const float* b, float* y,
                             int64_t m, int64_t k, int64_t n);
+
+// One output of LinearWeightsQuantizedSameInput: y[m, n] = x · W^T (+ b; b may be null).
+struct QuantizedOutput {
+  const HostWeights* w;
+  const float* b;
+  float* y;
+  int64_t n;
+};
+// LinearWeightsQuantized for several bf16 or FP8 weights over the same x (a layer's q, k and v,
+// an MLP's gate and up): each output the bits LinearWeightsQuantized gives it alone. Where AMX
+// multiplies (more than kDecodeMaxRows rows), x is split for it once for all of them.
+void LinearWeightsQuantizedSameInput(const float* x, std::span<const QuantizedOutput> outs,
+                                     int64_t m, int64_t k);
 
 }  // namespace grpo::cpu
 
