@@ -46,7 +46,8 @@ bool DetectAmx() {
   if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || (a & (1u << 5)) == 0) return false;  // AVX512_BF16
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq")) {
+      !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") ||
+      !__builtin_cpu_supports("avx512vbmi")) {
     return false;
   }
   // Linux hands out the tile data state per process on request (kernel 5.16 and later).
@@ -89,9 +90,45 @@ std::atomic<bool> g_use_amx{DefaultUse()};
 // Constant data, initialized at compile time: nothing in the instruction-set region below runs
 // at static initialization (its instructions would fault on a CPU without them).
 
-// The bf16 bits of j · 2^-9 for j < 8: the E4M3 subnormal codes' magnitudes (the rest unused).
-alignas(64) constexpr uint16_t kSubnormalBf16[32] = {0,      0x3B00, 0x3B80, 0x3BC0,
-                                                     0x3C00, 0x3C20, 0x3C40, 0x3C60};
+// The bf16 bits of j · 2^-9 for j < 8: the E4M3 subnormal codes' magnitudes.
+constexpr uint16_t kSubnormalBf16[8] = {0, 0x3B00, 0x3B80, 0x3BC0, 0x3C00, 0x3C20, 0x3C40, 0x3C60};
+
+// The bf16 bits of the exact value of an E4M3 magnitude (a code without its sign bit): a normal
+// code's exponent field e (1..15) and mantissa m become bf16's exponent e + 120 and mantissa
+// m << 4; a subnormal code is m · 2^-9. The NaN magnitude 0x7F gives 480: served weights hold
+// no NaN (checked at load). Split into low and high bytes: the tables of Fp8PairToBf16's byte
+// lookups (integer operations: the MXCSR does not matter).
+constexpr uint16_t MagnitudeBf16(int mag) {
+  return mag < 8 ? kSubnormalBf16[mag] : static_cast<uint16_t>((mag << 4) + 0x3C00);
+}
+struct MagnitudeBytes {
+  uint8_t lo[128], hi[128];
+};
+constexpr MagnitudeBytes MakeMagnitudeBytes() {
+  MagnitudeBytes t{};
+  for (int mag = 0; mag < 128; ++mag) {
+    t.lo[mag] = static_cast<uint8_t>(MagnitudeBf16(mag) & 0xFF);
+    t.hi[mag] = static_cast<uint8_t>(MagnitudeBf16(mag) >> 8);
+  }
+  return t;
+}
+alignas(64) constexpr MagnitudeBytes kMagnitudeBytes = MakeMagnitudeBytes();
+
+// Byte d = 16 L + 8 h + w (128-bit lane L, w < 8) of the reordered codes of two 32-code rows
+// (row h of the pair at bytes 32 h..): code 8 L + w of row h, so that the byte unpacks of
+// Fp8PairToBf16, which work within 128-bit lanes, give each row's 32 values in order.
+struct PairOrder {
+  uint8_t index[64];
+};
+constexpr PairOrder MakePairOrder() {
+  PairOrder order{};
+  for (int d = 0; d < 64; ++d) {
+    const int lane = d / 16, h = d % 16 / 8, w = d % 8;
+    order.index[d] = static_cast<uint8_t>(32 * h + 8 * lane + w);
+  }
+  return order;
+}
+alignas(64) constexpr PairOrder kPairOrder = MakePairOrder();
 
 // The tile configuration (LDTILECFG's 64-byte layout): palette 1, tiles 0..7 of 16 rows of 64
 // bytes. A constant in memory: GCC 12's _tile_loadconfig tells the compiler it reads only 8 bytes
@@ -115,22 +152,24 @@ alignas(64) constexpr TileConfig kTileConfig = MakeTileConfig();
 static_assert(sizeof(TileConfig) == 64);
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,amx-tile,amx-bf16")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,avx2,fma,amx-tile,amx-bf16")
 #define GRPO_AMX_TARGET \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,amx-tile,amx-bf16")))
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,avx2,fma,amx-tile,amx-bf16")))
 
-// 32 E4M3 codes -> the bf16 bits of their exact values, in integer arithmetic (no f32 denormals,
-// so the MXCSR does not matter). A normal code's exponent field e (1..15) and mantissa m become
-// bf16's exponent e + 120 and mantissa m << 4; a subnormal code's magnitude m · 2^-9 comes from
-// a table. NaN codes (0x7F, 0xFF) give ±480: served weights hold none (checked at load).
-GRPO_AMX_TARGET GRPO_AMX_INLINE __m512i Fp8ToBf16(__m256i codes) {
-  const __m512i w = _mm512_cvtepu8_epi16(codes);
-  const __m512i mag = _mm512_and_si512(w, _mm512_set1_epi16(0x7F));
-  const __m512i normal = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(0x3C00));
-  const __m512i subnormal = _mm512_permutexvar_epi16(mag, _mm512_load_si512(kSubnormalBf16));
-  const __mmask32 is_subnormal = _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8));
-  const __m512i v = _mm512_mask_blend_epi16(is_subnormal, normal, subnormal);
-  return _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(w, _mm512_set1_epi16(0x80)), 8));
+// Two rows of 32 E4M3 codes (row 0 in bytes 0-31, row 1 in 32-63) -> the bf16 bits of their
+// exact values (MagnitudeBf16 with the code's sign), one row per result, by byte lookups: the low and high bytes of each magnitude's
+// bf16 from two 128-byte tables (VPERMI2B reads an index's low 7 bits: the sign is ignored),
+// the sign bit put back into the high byte, the bytes interleaved.
+GRPO_AMX_TARGET GRPO_AMX_INLINE void Fp8PairToBf16(__m512i codes, __m512i* row0, __m512i* row1) {
+  const __m512i ordered = _mm512_permutexvar_epi8(_mm512_load_si512(kPairOrder.index), codes);
+  const __m512i lo = _mm512_permutex2var_epi8(_mm512_load_si512(kMagnitudeBytes.lo), ordered,
+                                              _mm512_load_si512(kMagnitudeBytes.lo + 64));
+  const __m512i hi_mag = _mm512_permutex2var_epi8(_mm512_load_si512(kMagnitudeBytes.hi), ordered,
+                                                  _mm512_load_si512(kMagnitudeBytes.hi + 64));
+  // hi = hi_mag | (ordered & 0x80), bit by bit: (a & ~c) | (b & c) would also do; 0xF8 is a | (b & c)
+  const __m512i hi = _mm512_ternarylogic_epi32(hi_mag, ordered, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
+  *row0 = _mm512_unpacklo_epi8(lo, hi);
+  *row1 = _mm512_unpackhi_epi8(lo, hi);
 }
 
 // r[i] holds 16 32-bit elements of row i; afterwards r[j] holds column j.
@@ -246,16 +285,23 @@ GRPO_AMX_TARGET void PackWeights(const HostWeights& w, int64_t k, int64_t n, int
     for (int64_t s = 0; s < ksteps; ++s) {
       const __mmask32 cols = Mask32(k - s * kStep);
       __m512i r[16];
-      for (int c = 0; c < 16; ++c) {
-        const int64_t row = first + c;
-        if (row >= n) {
-          r[c] = _mm512_setzero_si512();
-        } else if (fp8) {
-          const unsigned char* p = base + (w.row_begin + row) * w.cols + s * kStep;
-          r[c] = Fp8ToBf16(_mm256_maskz_loadu_epi8(cols, p));
-        } else {
+      if (fp8) {
+        for (int c = 0; c < 16; c += 2) {
+          __m256i codes[2];
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = first + c + h;
+            codes[h] = row >= n ? _mm256_setzero_si256()
+                                : _mm256_maskz_loadu_epi8(
+                                      cols, base + (w.row_begin + row) * w.cols + s * kStep);
+          }
+          Fp8PairToBf16(_mm512_inserti64x4(_mm512_castsi256_si512(codes[0]), codes[1], 1), &r[c],
+                        &r[c + 1]);
+        }
+      } else {
+        for (int c = 0; c < 16; ++c) {
+          const int64_t row = first + c;
           const unsigned char* p = base + ((w.row_begin + row) * w.cols + s * kStep) * 2;
-          r[c] = _mm512_maskz_loadu_epi16(cols, p);
+          r[c] = row >= n ? _mm512_setzero_si512() : _mm512_maskz_loadu_epi16(cols, p);
         }
       }
       Transpose16x16(r);

@@ -866,11 +866,13 @@ bool SetDecodeKernel(DecodeKernel kernel) {
 DecodeKernel CurrentDecodeKernel() { return g_decode_kernel; }
 
 namespace {
-// y[r, c] += b[c] (b may be null).
+// y[r, c] += b[c] (b may be null), rows split over the threads.
 void AddBias(const float* b, float* y, int64_t m, int64_t n) {
   if (b == nullptr) return;
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
+  ThreadPool::Default().ParallelFor(m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
+  });
 }
 }  // namespace
 
