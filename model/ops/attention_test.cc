@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -225,6 +226,55 @@ TEST(Attention, CachedAttentionThroughBlockTablesEqualsTrainingAttention) {
   const BlockTables moved_tables{moved_d.i32(), table_offsets};
   be.CachedAttention(q.data(), out.data(), p.offsets, past, pool, 1, moved_tables, heads, {.k_offset = 0, .v_offset = kv});
   EXPECT_EQ(DownloadF32(be, out), got);
+}
+
+// A prompt's rows attending together (8 or more per sequence: on AVX-512 the CPU backend
+// transposes each KV head's keys once, cpu::AttendQueriesTransposed) give every row the bits it
+// gets decoded alone (one query over its prefix, cpu::AttendQueries): several sequences, KV
+// heads, and runs of the heads sharing one (tasks that reuse the transposed keys).
+TEST(Attention, CachedPrefillRowsHaveTheBitsOfDecodingEachRowAlone) {
+  for (const AttentionHeads heads : {AttentionHeads{.nh = 4, .nkv = 1, .dqk = 16, .dv = 16, .scale = 0.3f},
+                                     AttentionHeads{.nh = 6, .nkv = 2, .dqk = 32, .dv = 16, .scale = 0.2f}}) {
+    const std::vector<int64_t> lengths = {9, 20, 20};
+    const Problem p = MakeProblem(lengths, heads, 8);
+    Backend& be = BackendForTests();
+    const int64_t T = p.tokens(), kw = heads.nkv * heads.dqk, vw = heads.nkv * heads.dv;
+    const int64_t bs = 4, layers = 1, blocks = 13;  // 3 + 5 + 5 blocks of 4 positions
+    Buffer data(&be, blocks * layers * bs * (kw + vw));
+    const KvCachePool pool{data.data(), blocks, layers, bs, kw + vw};
+    std::vector<int32_t> ids(blocks);
+    for (int32_t b = 0; b < blocks; ++b) ids[b] = (b * 5) % blocks;  // shuffled
+    const std::vector<int64_t> table_offsets = {0, 3, 8, 13};
+    const Buffer ids_d = Upload(be, ids);
+    const BlockTables tables{ids_d.i32(), table_offsets};
+    const std::vector<int64_t> past = {0, 0, 0};
+    const Buffer q = Upload(be, p.q), k = Upload(be, p.k), v = Upload(be, p.v);
+    be.WriteCache(k.data(), kw, pool, 0, tables, p.offsets, past, 0, kw);
+    be.WriteCache(v.data(), vw, pool, 0, tables, p.offsets, past, kw, vw);
+    const CacheRowLayout layout{.k_offset = 0, .v_offset = kw};
+    Buffer out(&be, T * heads.nh * heads.dv);
+    be.CachedAttention(q.data(), out.data(), p.offsets, past, pool, 0, tables, heads, layout);
+    const std::vector<float> prefill = DownloadF32(be, out);
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      const std::vector<int32_t> seq_ids(ids.begin() + table_offsets[s], ids.begin() + table_offsets[s + 1]);
+      const Buffer seq_ids_d = Upload(be, seq_ids);
+      const std::vector<int64_t> seq_offsets = {0, static_cast<int64_t>(seq_ids.size())};
+      const BlockTables seq_table{seq_ids_d.i32(), seq_offsets};
+      for (int64_t i = 0; i < lengths[s]; ++i) {
+        const int64_t t = p.offsets[s] + i;
+        const std::vector<float> row(p.q.begin() + t * heads.nh * heads.dqk,
+                                     p.q.begin() + (t + 1) * heads.nh * heads.dqk);
+        const Buffer q1 = Upload(be, row);
+        Buffer out1(&be, heads.nh * heads.dv);
+        const std::vector<int64_t> one = {0, 1}, at = {i};
+        be.CachedAttention(q1.data(), out1.data(), one, at, pool, 0, seq_table, heads, layout);
+        const std::vector<float> decoded = DownloadF32(be, out1);
+        ASSERT_EQ(std::memcmp(decoded.data(), prefill.data() + t * heads.nh * heads.dv,
+                              decoded.size() * sizeof(float)), 0)
+            << "sequence " << s << " row " << i << " dqk " << heads.dqk;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -14,7 +14,8 @@
 // the reference's bits. AMX reads bf16 denormals as 0 and flushes denormal products and partial
 // sums to 0: parts of x, products and sums below 2^-126 in magnitude (for FP8: of the codes'
 // values, before the block scale) are lost, which matters only for outputs near 1e-38. The
-// conversions are integer operations and VCVTNEPS2BF16, which ignore the MXCSR. Every output is
+// conversions are integer operations and VCVTNEPS2BF16, which ignore the MXCSR (the blocks'
+// scale-and-add are f32 vector operations under the default MXCSR, which nothing here changes). Every output is
 // summed by one thread in an order that depends on neither the thread count nor the other rows
 // of x: a row's outputs do not depend on its batch. x with a non-finite value, with
 // |x| >= 2^127, or, over FP8 weights, |x| >= 2^112 (the unscaled codes, up to 448, summed over
@@ -30,7 +31,7 @@
 
 namespace grpo::cpu {
 
-// Whether this CPU has AMX-TILE, AMX-BF16 and AVX512_BF16 (with AVX-512 F/BW/VL/DQ) and the OS
+// Whether this CPU has AMX-TILE, AMX-BF16 and AVX512_BF16 (with AVX-512 F/BW/VL/DQ/VBMI) and the OS
 // granted this process the tile data state (asked once, with arch_prctl, at the first call).
 bool AmxAvailable();
 

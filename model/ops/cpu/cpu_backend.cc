@@ -188,23 +188,30 @@ class HeadRunTasks {
 class TransposedKeys {
  public:
   static constexpr int64_t kMinQueries = 8;
-  // The transposed keys of rows[0, len) (entries from k_offset), or null where queries rows
-  // attending do not pay for it or it is not available.
-  const float* For(int64_t queries, const float* const* rows, int64_t k_offset, int64_t len,
-                   const AttentionHeads& heads) {
+  // The transposed keys of rows[0, len) (entries from k_offset), or null where `queries` rows
+  // attending do not pay for it or it is not available. `keys` names these keys within the
+  // object's life (one attention call's task loop: a sequence and KV head), so that the runs of
+  // heads sharing a KV head transpose them once. Valid until the next call.
+  const float* For(int64_t keys, int64_t queries, const float* const* rows, int64_t k_offset,
+                   int64_t len, const AttentionHeads& heads) {
     if (queries < kMinQueries || !cpu::TransposedKeysAvailable(heads.dqk, heads.dv)) {
       return nullptr;
     }
+    if (keys == keys_) return kt_;
+    // One buffer per thread, kept across calls (no allocation per layer).
+    thread_local std::vector<float> buffer;
     const int64_t floats = cpu::TransposedKeysFloats(len, heads.dqk);
-    if (static_cast<int64_t>(buffer_.size()) < floats + 16) buffer_.resize(floats + 16);
-    float* kt = reinterpret_cast<float*>(
-        (reinterpret_cast<uintptr_t>(buffer_.data()) + 63) & ~uintptr_t{63});
-    cpu::TransposeKeys(rows, k_offset, len, heads.dqk, kt);
-    return kt;
+    if (static_cast<int64_t>(buffer.size()) < floats + 16) buffer.resize(floats + 16);
+    kt_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) &
+                                   ~uintptr_t{63});
+    cpu::TransposeKeys(rows, k_offset, len, heads.dqk, kt_);
+    keys_ = keys;
+    return kt_;
   }
 
  private:
-  std::vector<float> buffer_;
+  int64_t keys_ = -1;  // which keys kt_ holds
+  float* kt_ = nullptr;
 };
 
 void ZeroRows(float* x, int64_t stride, int64_t rows, int64_t cols) {
@@ -887,8 +894,8 @@ class CpuBackendImpl final : public Backend {
           }
           rows_of = s;
         }
-        const float* kt = keys.For(q_offsets[s + 1] - q_offsets[s], seq_rows.data(),
-                                   k_offset + g * dqk, len, heads);
+        const float* kt = keys.For(s * nkv + g, q_offsets[s + 1] - q_offsets[s],
+                                   seq_rows.data(), k_offset + g * dqk, len, heads);
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
           scores.resize(count * (pos + 1));
@@ -1048,7 +1055,7 @@ class CpuBackendImpl final : public Backend {
           krows[j] = k + (start + j) * nkv * dqk;
           vrows[j] = v + (start + j) * nkv * dv;
         }
-        const float* kt = keys.For(len, krows.data(), kvh * dqk, len, heads);
+        const float* kt = keys.For(s * nkv + kvh, len, krows.data(), kvh * dqk, len, heads);
         for (int64_t r = 0; r < len; ++r) {
           const int64_t t = start + r;
           if (kt != nullptr) {

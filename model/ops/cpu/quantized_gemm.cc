@@ -868,7 +868,7 @@ DecodeKernel CurrentDecodeKernel() { return g_decode_kernel; }
 namespace {
 // y[r, c] += b[c] (b may be null), rows split over the threads.
 void AddBias(const float* b, float* y, int64_t m, int64_t n) {
-  if (b == nullptr) return;
+  if (b == nullptr || m <= 0 || n <= 0) return;
   ThreadPool::Default().ParallelFor(m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < n; ++c) y[r * n + c] += b[c];
