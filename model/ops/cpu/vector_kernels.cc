@@ -526,10 +526,15 @@ GRPO_AVX512_ATTENTION void AttendTransposedImpl(const float* q, int64_t q_stride
 bool Avx512Attention() {
   static const bool available = [] {
     __builtin_cpu_init();
-    // x86-64-v3 as well: the level AttendGroupImpl's FMA clone is chosen by (its resolver
+#if defined(__clang__)
+    // Clang has no x86-64-v3 test for __builtin_cpu_supports: its builds keep to AttendQueries.
+    return false;
+#else
+    // x86-64-v3 as well: the level AttendGroupImpl's FMA clone is chosen by (GCC's resolver
     // tests that one flag), so that both paths compute with the same fused multiply-adds.
     return __builtin_cpu_supports("x86-64-v3") && __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
   }();
   return available;
 }
