@@ -209,6 +209,21 @@ class TransposedKeys {
     return kt_;
   }
 
+  // `count` heads of one query row (q, out and lse at its first head) over keys [0, len) of
+  // the rows: cpu::AttendQueriesTransposed over `kt` (For's result), or cpu::AttendQueries
+  // where it is null. The same bits either way.
+  static void Attend(const float* kt, const float* q, int64_t count, const float* const* krows,
+                     int64_t k_offset, const float* const* vrows, int64_t v_offset, int64_t len,
+                     const AttentionHeads& heads, float* scores, float* out, float* lse) {
+    if (kt != nullptr) {
+      cpu::AttendQueriesTransposed(q, heads.dqk, count, kt, vrows, v_offset, len, heads.dqk,
+                                   heads.dv, heads.scale, scores, out, heads.dv, lse);
+    } else {
+      cpu::AttendQueries(q, heads.dqk, count, krows, k_offset, vrows, v_offset, len, heads.dqk,
+                         heads.dv, heads.scale, scores, out, heads.dv, lse);
+    }
+  }
+
  private:
   int64_t keys_ = -1;  // which keys kt_ holds
   float* kt_ = nullptr;
@@ -875,7 +890,6 @@ class CpuBackendImpl final : public Backend {
                        const CacheRowLayout& layout) {
     const int64_t nh = heads.nh, nkv = heads.nkv, dqk = heads.dqk, dv = heads.dv;
     const int64_t k_offset = layout.k_offset, v_offset = layout.v_offset;
-    const float scale = heads.scale;
     const int64_t num_seqs = static_cast<int64_t>(past.size());
     const HeadRunTasks tasks(num_seqs, nkv, nh / nkv, Pool().num_threads());
     Pool().ParallelFor(tasks.size(), 1, [&](int64_t i0, int64_t i1) {
@@ -899,16 +913,9 @@ class CpuBackendImpl final : public Backend {
         for (int64_t t = q_offsets[s]; t < q_offsets[s + 1]; ++t) {
           const int64_t pos = past[s] + (t - q_offsets[s]);
           scores.resize(count * (pos + 1));
-          if (kt != nullptr) {
-            cpu::AttendQueriesTransposed(q + (t * nh + h0) * dqk, dqk, count, kt, seq_rows.data(),
-                                         v_offset + g * dv, pos + 1, dqk, dv, scale,
-                                         scores.data(), out + (t * nh + h0) * dv, dv, nullptr);
-          } else {
-            cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, seq_rows.data(),
-                               k_offset + g * dqk, seq_rows.data(), v_offset + g * dv, pos + 1,
-                               dqk, dv, scale, scores.data(), out + (t * nh + h0) * dv, dv,
-                               nullptr);
-          }
+          TransposedKeys::Attend(kt, q + (t * nh + h0) * dqk, count, seq_rows.data(),
+                                 k_offset + g * dqk, seq_rows.data(), v_offset + g * dv, pos + 1,
+                                 heads, scores.data(), out + (t * nh + h0) * dv, nullptr);
         }
       }
     });
@@ -1058,15 +1065,9 @@ class CpuBackendImpl final : public Backend {
         const float* kt = keys.For(s * nkv + kvh, len, krows.data(), kvh * dqk, len, heads);
         for (int64_t r = 0; r < len; ++r) {
           const int64_t t = start + r;
-          if (kt != nullptr) {
-            cpu::AttendQueriesTransposed(q + (t * nh + h0) * dqk, dqk, count, kt, vrows.data(),
-                                         kvh * dv, r + 1, dqk, dv, heads.scale, scores.data(),
-                                         out + (t * nh + h0) * dv, dv, lse + t * nh + h0);
-          } else {
-            cpu::AttendQueries(q + (t * nh + h0) * dqk, dqk, count, krows.data(), kvh * dqk,
-                               vrows.data(), kvh * dv, r + 1, dqk, dv, heads.scale,
-                               scores.data(), out + (t * nh + h0) * dv, dv, lse + t * nh + h0);
-          }
+          TransposedKeys::Attend(kt, q + (t * nh + h0) * dqk, count, krows.data(), kvh * dqk,
+                                 vrows.data(), kvh * dv, r + 1, heads, scores.data(),
+                                 out + (t * nh + h0) * dv, lse + t * nh + h0);
         }
       }
     });
