@@ -106,8 +106,23 @@ struct Fp8ValueTable {
 const Fp8ValueTable kFp8Values;
 inline float Fp8Value(uint8_t b) { return kFp8Values.value[b]; }
 
+// Whether the calling thread's MXCSR treats denormal inputs as zero (DAZ): the SIMD FP8 widenings
+// form a subnormal code's value as a denormal f32 (Fp8Bits) and must not run then.
+inline bool DenormalsAreZero() {
+#if defined(__x86_64__)
+  return (_mm_getcsr() & 0x0040) != 0;
+#else
+  return false;
+#endif
+}
+
+// n codes times `scale`. Under DAZ only the table's exact values (the scalar loop).
 void WidenFp8(const uint8_t* q, int64_t n, float scale, float* out) {
   int64_t i = 0;
+  if (DenormalsAreZero()) {
+    for (; i < n; ++i) out[i] = Fp8Value(q[i]) * scale;
+    return;
+  }
 #if defined(__x86_64__)
   if (g_use_avx2) i = WidenFp8Avx2(q, n, scale, out);
 #endif
@@ -600,7 +615,7 @@ std::atomic<int64_t> g_fp8_vbmi_calls{0};
 // operands are the same significand. (Weights of at most 448 · 2^-9 per block, scale < 2^-9,
 // take x up to 2^14.)
 bool Fp8VbmiIsExact(const float* x, const HostWeights& w, int64_t m, int64_t k, int64_t n) {
-  if ((_mm_getcsr() & 0x0040) != 0) return false;  // DAZ
+  if (DenormalsAreZero()) return false;
   float x_max = 0, x_min = 0;
   if (!avx512vbmi::AbsRange(x, m * k, &x_max, &x_min)) return false;  // NaN
   const int64_t bcols = (w.cols + kBlock - 1) / kBlock;
@@ -772,6 +787,7 @@ void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, f
     case DType::kF8E4M3: {
       const auto* base = static_cast<const uint8_t*>(w.data);
       const int64_t bcols = (cols + kBlock - 1) / kBlock;
+      const bool simd_exact = !DenormalsAreZero();  // else WidenFp8's scalar loop
       for (int64_t r = row_begin; r < row_end; ++r) {
         const int64_t g = w.row_begin + r;
         const float* s = w.scales + (g / kBlock) * bcols;
@@ -780,7 +796,7 @@ void WidenWeightRows(const HostWeights& w, int64_t row_begin, int64_t row_end, f
         for (int64_t bc = 0; bc < bcols; ++bc) {
           const int64_t c0 = bc * kBlock, c1 = std::min(cols, c0 + kBlock);
 #if defined(__x86_64__)
-          if (g_use_avx2 && g_widen_avx512 && g_use_fp8_vbmi) {
+          if (g_use_avx2 && g_widen_avx512 && g_use_fp8_vbmi && simd_exact) {
             avx512vbmi::WidenFp8(q + c0, c1 - c0, s[bc], dst + c0);
             continue;
           }

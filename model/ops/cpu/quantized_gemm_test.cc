@@ -107,10 +107,19 @@ TEST_P(WideningTest, WideningIsExactForEveryFp8CodeAndBf16) {
   WeightView v{DType::kF8E4M3, D(static_cast<const void*>(codes.data())), D(static_cast<const float*>(scales)), 1, cols, 0};
   std::vector<float> out(cols);
   CpuBackend().WidenWeightRows(v, 0, 1, D(out.data()));
+  std::vector<float> want(cols);
   for (int64_t c = 0; c < cols; ++c) {
-    const float want = Fp8E4M3ToF32(codes[c]) * scales[c / 128];
-    ASSERT_EQ(out[c], want) << "code " << int{codes[c]};
+    want[c] = Fp8E4M3ToF32(codes[c]) * scales[c / 128];
+    ASSERT_EQ(out[c], want[c]) << "code " << int{codes[c]};
   }
+  // The same values when the thread's MXCSR treats denormal inputs as zero (DAZ, which some
+  // libraries set): subnormal codes must not read as 0.
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x0040);
+  std::fill(out.begin(), out.end(), -1.0f);
+  CpuBackend().WidenWeightRows(v, 0, 1, D(out.data()));
+  _mm_setcsr(csr);
+  for (int64_t c = 0; c < cols; ++c) ASSERT_EQ(out[c], want[c]) << "DAZ, code " << int{codes[c]};
   // bf16 from an odd (unaligned) address.
   const Quantized q = Make(3, 77, 1);
   std::vector<unsigned char> unaligned(q.bf16.nbytes() + 1);
