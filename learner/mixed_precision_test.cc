@@ -29,6 +29,9 @@
 #include "learner/lm_training.h"
 #include "learner/optimizer.h"
 #include "model/causal_lm.h"
+#include "model/ops/cpu/amx_gemm.h"
+#include "model/ops/cpu/cpu_backend.h"
+#include "model/presets.h"
 #include "model/ops/cpu_guarded/guarded_backend.h"
 #include "testing/python_reference.h"
 
@@ -236,6 +239,40 @@ TEST(MixedPrecision, OnlyF32AndBf16AreComputeDTypes) {
   const absl::Status s = (*loaded)->SetComputeDType(DType::kF8E4M3);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(s.message()).find("F32 or BF16"), std::string::npos) << s.ToString();
+}
+
+TEST(MixedPrecision, ForwardWithoutActivationsGivesTheTrainingForwardsBits) {
+  // A forward that keeps no activations (old-policy and reference logprobs, rollouts) computes
+  // each MLP's down projection over its SwiGLU activation without storing it
+  // (Backend::SwiGluLinearWeights: on AMX, made a row at a time as x is split); the training
+  // forward stores it for the backward. Both must give the same bits, or the importance ratio of
+  // an on-policy token would not be exactly 1. 105 tokens: more rows than the decode kernels
+  // take, so the bf16 copies multiply on AMX tiles where this CPU has them.
+  auto config = PresetConfig("qwen2-nano");
+  ASSERT_TRUE(config.ok());
+  auto model = CausalLM::Create(*config, InitParameters(*config, 3, 0.1), BackendForTests());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  ASSERT_TRUE((*model)->SetComputeDType(DType::kBF16).ok());
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(config->vocab_size - 1));
+  std::vector<std::vector<int32_t>> seqs(2);
+  seqs[0].resize(60);
+  seqs[1].resize(45);
+  for (auto& seq : seqs)
+    for (int32_t& t : seq) t = tok(rng);
+  const TokenBatch batch = TokenBatch::FromSequences(seqs);
+  const int64_t amx_calls = cpu::AmxCalls();
+  auto inference = (*model)->Forward(batch, {});
+  ASSERT_TRUE(inference.ok()) << inference.status().ToString();
+  if (&(*model)->backend() == &CpuBackend() && cpu::AmxInUse()) {
+    EXPECT_GT(cpu::AmxCalls(), amx_calls) << "the bf16 copies did not multiply on AMX";
+  }
+  auto training = (*model)->Forward(batch, {.keep_activations = true});
+  ASSERT_TRUE(training.ok()) << training.status().ToString();
+  EXPECT_EQ(inference->logprobs, training->logprobs);
+  auto recomputing = (*model)->Forward(batch, {.keep_activations = true, .recompute = true});
+  ASSERT_TRUE(recomputing.ok()) << recomputing.status().ToString();
+  EXPECT_EQ(inference->logprobs, recomputing->logprobs);
 }
 
 }  // namespace

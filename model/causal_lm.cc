@@ -662,6 +662,9 @@ struct Ctx {
   const std::vector<ParameterSpec>& specs;
   std::vector<Buffer>* grads;  // null in forward
   const BatchView& batch;
+  // Whether a backward will read the activations (false: inference, where an MLP's SwiGLU
+  // activation need not be stored, Backend::SwiGluLinearWeights).
+  bool keep_activations = true;
 
   DevicePtr<float> P(int i) const { return i < 0 ? nullptr : values[i].data(); }
   // A projection matrix in whatever format the model computes with it: its compute copy when it
@@ -700,15 +703,21 @@ void EmbedTokens(const Ctx& ctx, int embed, std::span<const int32_t> ids,
 
 }  // namespace
 
-// Dense SwiGLU MLP: y = down(silu(gate(x)) * up(x)).
+// Dense SwiGLU MLP: y = down(silu(gate(x)) * up(x)). The activation is stored for the backward
+// only; the same bits either way.
 static void MlpForward(const Ctx& ctx, const auto& m, DevicePtr<const float> x, int64_t n, DevicePtr<float> y, MlpActs& a) {
   const int64_t h = ctx.c.hidden_size, inter = m.inter;
   a.gate = ctx.Buf(n * inter);
   a.up = ctx.Buf(n * inter);
-  a.act = ctx.Buf(n * inter);
   const Backend::LinearOutput gate_up[] = {{ctx.W(m.gate_w), ctx.P(m.gate_b), a.gate.data(), inter},
                                             {ctx.W(m.up_w), ctx.P(m.up_b), a.up.data(), inter}};
   ctx.be.LinearWeightsSameInput(x, gate_up, n, h);
+  if (!ctx.keep_activations) {
+    ctx.be.SwiGluLinearWeights(a.gate.data(), a.up.data(), ctx.W(m.down_w), ctx.P(m.down_b), y, n,
+                               inter, h);
+    return;
+  }
+  a.act = ctx.Buf(n * inter);
   ctx.be.SwiGlu(a.gate.data(), a.up.data(), a.act.data(), n * inter);
   ctx.be.LinearWeights(a.act.data(), ctx.W(m.down_w), ctx.P(m.down_b), y, n, inter, h);
 }
@@ -1341,6 +1350,8 @@ absl::StatusOr<ForwardOutput> CausalLM::Forward(const TokenBatch& batch, const F
   const BatchView view{T, state->batch.offsets, state->positions_d.i32(), rope_cos_.data(),
                        rope_sin_.data()};
   Ctx ctx{c, backend_, values_, scales_, compute_, specs_, nullptr, view};
+  // With recompute the backward runs the forward again, keeping everything then.
+  ctx.keep_activations = options.keep_activations && !options.recompute;
 
   Buffer x = ctx.Buf(T * h);
   EmbedTokens(ctx, embed_, batch.tokens, state->tokens_d.i32(), x.data());
@@ -1575,6 +1586,7 @@ absl::StatusOr<StepOutput> CausalLM::ForwardStep(const StepInput& in, KvCacheVie
   RopeFor(max_pos);
   const BatchView view{T, in.offsets, positions_d.i32(), rope_cos_.data(), rope_sin_.data()};
   Ctx ctx{c, backend_, values_, scales_, compute_, specs_, nullptr, view};
+  ctx.keep_activations = false;
   StepOutput out;
   const SyncOnUnwind sync_on_unwind(backend_);
   if (in.return_routing) out.routing = EmptyRouting(c, T);

@@ -62,6 +62,14 @@ void Backend::LinearWeightsSameInput(DevicePtr<const float> x, std::span<const L
   for (const LinearOutput& out : outs) LinearWeights(x, out.w, out.b, out.y, m, k, out.n);
 }
 
+void Backend::SwiGluLinearWeights(DevicePtr<const float> gate, DevicePtr<const float> up,
+                                  const WeightView& w, DevicePtr<const float> b, DevicePtr<float> y,
+                                  int64_t m, int64_t k, int64_t n) {
+  Buffer act(this, m * k);
+  SwiGlu(gate, up, act.data(), m * k);
+  LinearWeights(act.data(), w, b, y, m, k, n);
+}
+
 void Backend::LinearWeightsBackward(DevicePtr<const float> dy, DevicePtr<const float> x,
                                     const WeightView& w, DevicePtr<float> dx, DevicePtr<float> dw,
                                     DevicePtr<float> db, int64_t m, int64_t k, int64_t n,

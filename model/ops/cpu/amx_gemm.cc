@@ -19,6 +19,7 @@
 #endif
 
 #include "core/thread_pool.h"
+#include "model/ops/cpu/vector_kernels.h"
 
 namespace grpo::cpu {
 namespace {
@@ -236,28 +237,44 @@ GRPO_AMX_TARGET GRPO_AMX_INLINE Split16 SplitValues(__m512 v) {
   return out;
 }
 
-// Rows [r0, r1) of x into the parts; returns the largest |x|'s bits (non-finite values compare
-// above every finite one).
-GRPO_AMX_TARGET uint32_t SplitRows(const float* x, int64_t k, int64_t r0, int64_t r1,
-                                   const Parts& parts) {
-  __m512i worst = _mm512_setzero_si512();
+// Row i of x (`row`, k values) into the parts; `worst` takes the largest |x|'s bits (non-finite
+// values compare above every finite one).
+GRPO_AMX_TARGET GRPO_AMX_INLINE void SplitRow(const float* row, int64_t k, int64_t i,
+                                              const Parts& parts, __m512i& worst) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  uint16_t* out = parts.data + (i / kTileRows * parts.ksteps * kParts) * kTileElems +
+                  (i % kTileRows) * kStep;
+  // One tile row (32 columns, a whole 64-byte line) of each part per step.
+  for (int64_t step = 0; step < parts.ksteps; ++step) {
+    const int64_t c = step * kStep;
+    const __m512 a = _mm512_maskz_loadu_ps(Mask16(k - c), row + c);
+    const __m512 b = _mm512_maskz_loadu_ps(Mask16(k - c - 16), row + c + 16);
+    worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(a), abs_mask));
+    worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(b), abs_mask));
+    const Split16 sa = SplitValues(a), sb = SplitValues(b);
+    uint16_t* at = out + step * kParts * kTileElems;
+    _mm512_store_si512(at, _mm512_inserti64x4(_mm512_castsi256_si512(sa.hi), sb.hi, 1));
+    _mm512_store_si512(at + kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.mid), sb.mid, 1));
+    _mm512_store_si512(at + 2 * kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.lo), sb.lo, 1));
+  }
+}
+
+// Rows [r0, r1) of x into the parts, x [m, k] as given (up null) or, for an MLP's down
+// projection, SwiGlu(x, up) made a row at a time in L1 (vector_kernels.h's SwiGlu, whose value
+// of an element does not depend on where a call starts or ends: the bits of the whole
+// activation). Returns the largest |x|'s bits (non-finite values compare above every finite one).
+GRPO_AMX_TARGET uint32_t SplitRows(const float* x, const float* up, int64_t k, int64_t r0,
+                                   int64_t r1, const Parts& parts) {
+  thread_local std::vector<float> activation;
+  if (up != nullptr && static_cast<int64_t>(activation.size()) < k) activation.resize(k);
+  __m512i worst = _mm512_setzero_si512();
   for (int64_t i = r0; i < r1; ++i) {
-    uint16_t* row = parts.data + (i / kTileRows * parts.ksteps * kParts) * kTileElems +
-                    (i % kTileRows) * kStep;
-    // One tile row (32 columns, a whole 64-byte line) of each part per step.
-    for (int64_t step = 0; step < parts.ksteps; ++step) {
-      const int64_t c = step * kStep;
-      const __m512 a = _mm512_maskz_loadu_ps(Mask16(k - c), x + i * k + c);
-      const __m512 b = _mm512_maskz_loadu_ps(Mask16(k - c - 16), x + i * k + c + 16);
-      worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(a), abs_mask));
-      worst = _mm512_max_epu32(worst, _mm512_and_si512(_mm512_castps_si512(b), abs_mask));
-      const Split16 sa = SplitValues(a), sb = SplitValues(b);
-      uint16_t* at = row + step * kParts * kTileElems;
-      _mm512_store_si512(at, _mm512_inserti64x4(_mm512_castsi256_si512(sa.hi), sb.hi, 1));
-      _mm512_store_si512(at + kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.mid), sb.mid, 1));
-      _mm512_store_si512(at + 2 * kTileElems, _mm512_inserti64x4(_mm512_castsi256_si512(sa.lo), sb.lo, 1));
+    const float* row = x + i * k;
+    if (up != nullptr) {
+      SwiGlu(row, up + i * k, activation.data(), k);
+      row = activation.data();
     }
+    SplitRow(row, k, i, parts, worst);
   }
   return _mm512_reduce_max_epu32(worst);
 }
@@ -487,10 +504,10 @@ GRPO_AMX_TARGET uint32_t AbsMaxBits(const float* x, int64_t count) {
 
 #pragma GCC pop_options
 
-// y_i = x · W_i^T for m rows of x in one split, for every output; false, before writing any y,
-// if some |x| has bits at or above `limit`.
-bool MultiplyRows(const float* x, std::span<const AmxOutput> outs, int64_t m, int64_t k,
-                  int64_t row0, uint32_t limit) {
+// y_i = x · W_i^T for m rows of x (SwiGlu(x, up) where up is not null: SplitRows) in one split,
+// for every output; false, before writing any y, if some |x| has bits at or above `limit`.
+bool MultiplyRows(const float* x, const float* up, std::span<const AmxOutput> outs, int64_t m,
+                  int64_t k, int64_t row0, uint32_t limit) {
   const int64_t mpad = (m + kMBlock - 1) / kMBlock * kMBlock;
   const int64_t kpad = (k + kStep - 1) / kStep * kStep;
   ThreadPool& pool = ThreadPool::Default();
@@ -506,7 +523,7 @@ bool MultiplyRows(const float* x, std::span<const AmxOutput> outs, int64_t m, in
             parts.data + split_elems, uint16_t{0});
   std::atomic<bool> splittable{true};
   pool.ParallelFor(m, std::max<int64_t>(1, 4096 / kpad), [&](int64_t r0, int64_t r1) {
-    if (SplitRows(x, k, r0, r1, parts) >= limit) splittable = false;
+    if (SplitRows(x, up, k, r0, r1, parts) >= limit) splittable = false;
   });
   if (!splittable) return false;
   // Per output, column chunks of whole panels, at most kMaxChunk columns and kPackBytes of packed
@@ -527,6 +544,46 @@ bool MultiplyRows(const float* x, std::span<const AmxOutput> outs, int64_t m, in
       }
     });
   }
+  return true;
+}
+
+// The entry points' work: x [m, k] (SwiGlu(x, up) where up is not null) times every output's
+// weights, in passes of rows.
+bool Multiply(const float* x, const float* up, std::span<const AmxOutput> outs, int64_t m,
+              int64_t k) {
+  if (!Available() || m <= 0 || k <= 0 || outs.empty()) return false;
+  // x must be finite and below 2^127 (where hi could round to infinity); for FP8, below 2^112:
+  // the unscaled codes (up to 448) times x, summed over a 128-column block, stay below 2^128.
+  uint32_t limit = 0x7F000000u;
+  for (const AmxOutput& out : outs) {
+    if (out.n <= 0) return false;
+    if (out.w->dtype == DType::kF8E4M3) {
+      limit = 0x77800000u;
+    } else if (out.w->dtype != DType::kBF16) {
+      return false;
+    }
+  }
+  // Rows of x per pass: one pass's split takes at most kSplitBytes, so that a long prompt does
+  // not leave a buffer in proportion to its length behind. With more than one pass, all of x is
+  // checked first, so that nothing is written to y unless every pass runs (not for SwiGlu(x, up),
+  // which is made only as it is split: a later pass may find it out of range).
+  const int64_t kpad = (k + kStep - 1) / kStep * kStep;
+  const int64_t pass_rows =
+      std::max<int64_t>(kMBlock, kSplitBytes / (2 * kParts * kpad) / kMBlock * kMBlock);
+  if (m > pass_rows && up == nullptr) {
+    std::atomic<bool> takes{true};
+    ThreadPool::Default().ParallelFor(m, std::max<int64_t>(1, 4096 / k), [&](int64_t r0, int64_t r1) {
+      if (AbsMaxBits(x + r0 * k, (r1 - r0) * k) >= limit) takes = false;
+    });
+    if (!takes) return false;
+  }
+  for (int64_t r0 = 0; r0 < m; r0 += pass_rows) {
+    if (!MultiplyRows(x + r0 * k, up == nullptr ? nullptr : up + r0 * k, outs,
+                      std::min(pass_rows, m - r0), k, r0, limit)) {
+      return false;  // for x itself, only a single pass can find it out of range
+    }
+  }
+  g_amx_calls.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -565,40 +622,20 @@ int64_t AmxCalls() { return g_amx_calls.load(std::memory_order_relaxed); }
 bool LinearWeightsAmxSameInput(const float* x, std::span<const AmxOutput> outs, int64_t m,
                                int64_t k) {
 #if defined(GRPO_HAVE_AMX_CODE)
-  if (!Available() || m <= 0 || k <= 0 || outs.empty()) return false;
-  // x must be finite and below 2^127 (where hi could round to infinity); for FP8, below 2^112:
-  // the unscaled codes (up to 448) times x, summed over a 128-column block, stay below 2^128.
-  uint32_t limit = 0x7F000000u;
-  for (const AmxOutput& out : outs) {
-    if (out.n <= 0) return false;
-    if (out.w->dtype == DType::kF8E4M3) {
-      limit = 0x77800000u;
-    } else if (out.w->dtype != DType::kBF16) {
-      return false;
-    }
-  }
-  // Rows of x per pass: one pass's split takes at most kSplitBytes, so that a long prompt does
-  // not leave a buffer in proportion to its length behind. With more than one pass, all of x is
-  // checked first, so that nothing is written to y unless every pass runs.
-  const int64_t kpad = (k + kStep - 1) / kStep * kStep;
-  const int64_t pass_rows =
-      std::max<int64_t>(kMBlock, kSplitBytes / (2 * kParts * kpad) / kMBlock * kMBlock);
-  if (m > pass_rows) {
-    std::atomic<bool> takes{true};
-    ThreadPool::Default().ParallelFor(m, std::max<int64_t>(1, 4096 / k), [&](int64_t r0, int64_t r1) {
-      if (AbsMaxBits(x + r0 * k, (r1 - r0) * k) >= limit) takes = false;
-    });
-    if (!takes) return false;
-  }
-  for (int64_t r0 = 0; r0 < m; r0 += pass_rows) {
-    if (!MultiplyRows(x + r0 * k, outs, std::min(pass_rows, m - r0), k, r0, limit)) {
-      return false;  // only a single pass can find x out of range (checked above otherwise)
-    }
-  }
-  g_amx_calls.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  return Multiply(x, nullptr, outs, m, k);
 #else
   (void)x, (void)outs, (void)m, (void)k;
+  return false;
+#endif
+}
+
+bool LinearWeightsAmxSwiGlu(const float* gate, const float* up, const HostWeights& w, float* y,
+                            int64_t m, int64_t k, int64_t n) {
+#if defined(GRPO_HAVE_AMX_CODE)
+  const AmxOutput out{&w, y, n};
+  return Multiply(gate, up, std::span<const AmxOutput>(&out, 1), m, k);
+#else
+  (void)gate, (void)up, (void)w, (void)y, (void)m, (void)k, (void)n;
   return false;
 #endif
 }

@@ -64,6 +64,14 @@ struct AmxOutput {
 bool LinearWeightsAmxSameInput(const float* x, std::span<const AmxOutput> outs, int64_t m,
                                int64_t k);
 
+// An MLP's down projection over its activation: y[m, n] = SwiGlu(gate, up) · W^T, gate and up
+// [m, k], SwiGlu as in vector_kernels.h. y is the bits of SwiGlu into a buffer and then
+// LinearWeightsAmx, but the activation is never stored: each row is made in L1 as x is split
+// for the tiles. Returns false where LinearWeightsAmx would for that activation; y may then be
+// partly written (a long prompt's later rows are checked only as they are made).
+bool LinearWeightsAmxSwiGlu(const float* gate, const float* up, const HostWeights& w, float* y,
+                            int64_t m, int64_t k, int64_t n);
+
 }  // namespace grpo::cpu
 
 #endif  // GRPO_MODEL_OPS_CPU_AMX_GEMM_H_

@@ -22,6 +22,7 @@
 #include "core/tensor.h"
 #include "model/ops/cpu/quantized_gemm.h"
 #include "model/ops/cpu/quantized_test_weights.h"
+#include "model/ops/cpu/vector_kernels.h"
 
 namespace grpo {
 namespace {
@@ -239,6 +240,50 @@ TEST_F(AmxGemmTest, SeveralWeightsOverOneXGiveEachItsOwnBits) {
   for (const auto& v : y)
     for (float e : v) ASSERT_EQ(e, 1.0f) << "y written";
   EXPECT_TRUE(cpu::LinearWeightsAmxSameInput(huge.data(), std::span(outs).first(1), m, k));
+}
+
+TEST_F(AmxGemmTest, SwiGluDownProjectionIsTheBitsOfSwiGluThenTheProjection) {
+  // An MLP's down projection over SwiGlu(gate, up), the activation made as x is split: the bits
+  // of SwiGlu into a buffer and then LinearWeightsAmx. k = 300 leaves SwiGlu's vector loop a
+  // tail in every row; 2100 rows of 4096 columns run in two passes.
+  struct Shape { int64_t m, k, n; };
+  for (const Shape s : {Shape{150, 300, 70}, Shape{2100, 4096, 40}}) {
+    const Weights q = Make(s.n, s.k, static_cast<uint32_t>(s.k));
+    const std::vector<float> gate = Random(s.m * s.k, 41), up = Random(s.m * s.k, 42);
+    const std::vector<float> bias = Random(s.n, 43);
+    std::vector<float> act(s.m * s.k);
+    cpu::SwiGlu(gate.data(), up.data(), act.data(), s.m * s.k);
+    for (const cpu::HostWeights& w : {q.Bf16(), q.Fp8()}) {
+      const std::string what = std::string(w.dtype == DType::kBF16 ? "bf16" : "fp8") +
+                               " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k);
+      std::vector<float> y(s.m * s.n), ref(s.m * s.n);
+      ASSERT_TRUE(cpu::LinearWeightsAmx(act.data(), w, ref.data(), s.m, s.k, s.n)) << what;
+      ASSERT_TRUE(cpu::LinearWeightsAmxSwiGlu(gate.data(), up.data(), w, y.data(), s.m, s.k, s.n))
+          << what;
+      EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << what;
+      // With a bias, through LinearWeightsQuantized's entry point.
+      ASSERT_TRUE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), w, bias.data(),
+                                                       y.data(), s.m, s.k, s.n))
+          << what;
+      cpu::LinearWeightsQuantized(act.data(), w, bias.data(), ref.data(), s.m, s.k, s.n);
+      EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << what;
+    }
+  }
+  // The activation out of the tiles' range (inf in the last row; found in the last pass) or at
+  // most kDecodeMaxRows rows: false, the caller's path.
+  const int64_t m = 2100, k = 4096, n = 40;
+  const Weights q = Make(n, k, 44);
+  std::vector<float> gate = Random(m * k, 45), up = Random(m * k, 46);
+  gate[m * k - 1] = 1e30f;
+  up[m * k - 1] = 1e30f;
+  std::vector<float> y(m * n);
+  EXPECT_FALSE(cpu::LinearWeightsAmxSwiGlu(gate.data(), up.data(), q.Fp8(), y.data(), m, k, n));
+  EXPECT_FALSE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), q.Fp8(), nullptr,
+                                                    y.data(), m, k, n));
+  EXPECT_TRUE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), q.Fp8(), nullptr,
+                                                   y.data(), m - 1, k, n));
+  EXPECT_FALSE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), q.Fp8(), nullptr,
+                                                    y.data(), cpu::kDecodeMaxRows, k, n));
 }
 
 TEST_F(AmxGemmTest, NonFiniteOrHugeXFallsBackToTheReference) {

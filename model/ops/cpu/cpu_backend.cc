@@ -354,6 +354,17 @@ class CpuBackendImpl final : public Backend {
     }
     cpu::LinearWeightsQuantizedSameInput(Raw(x), quantized, m, k);
   }
+  // Narrow views with AMX multiplying make the activation as x is prepared for the tiles
+  // (LinearWeightsQuantizedSwiGluAmx); everything else, and the guarded backend, the default.
+  void SwiGluLinearWeights(DevicePtr<const float> gate, DevicePtr<const float> up,
+                           const WeightView& w, DevicePtr<const float> b, DevicePtr<float> y,
+                           int64_t m, int64_t k, int64_t n) override {
+    if (arena_ == nullptr && w.dtype != DType::kF32 &&
+        cpu::LinearWeightsQuantizedSwiGluAmx(Raw(gate), Raw(up), Host(w), Raw(b), Raw(y), m, k, n)) {
+      return;
+    }
+    Backend::SwiGluLinearWeights(gate, up, w, b, y, m, k, n);
+  }
   // A narrow view is widened whole, in parallel, into host scratch (the CPU backend's device
   // memory is host memory; training already holds the f32 master beside it), then the f32
   // LinearBackward: dx is exactly the product with the widened values.

@@ -918,4 +918,13 @@ void LinearWeightsQuantizedSameInput(const float* x, std::span<const QuantizedOu
   for (const QuantizedOutput& out : outs) LinearWeightsQuantized(x, *out.w, out.b, out.y, m, k, out.n);
 }
 
+bool LinearWeightsQuantizedSwiGluAmx(const float* gate, const float* up, const HostWeights& w,
+                                     const float* b, float* y, int64_t m, int64_t k, int64_t n) {
+  if (m <= kDecodeMaxRows || !AmxInUse() || !LinearWeightsAmxSwiGlu(gate, up, w, y, m, k, n)) {
+    return false;
+  }
+  AddBias(b, y, m, n);
+  return true;
+}
+
 }  // namespace grpo::cpu

@@ -119,6 +119,15 @@ struct QuantizedOutput {
 void LinearWeightsQuantizedSameInput(const float* x, std::span<const QuantizedOutput> outs,
                                      int64_t m, int64_t k);
 
+// LinearWeightsQuantized over SwiGlu(gate, up) (gate and up [m, k]; an MLP's down projection)
+// where AMX multiplies: the activation made a row at a time as x is split, never stored
+// (LinearWeightsAmxSwiGlu), y the bits of SwiGlu then LinearWeightsQuantized. Returns false
+// where that path does not apply (at most kDecodeMaxRows rows, AMX not in use, an activation
+// the tiles do not take); y is then unspecified, and the caller runs SwiGlu and
+// LinearWeightsQuantized.
+bool LinearWeightsQuantizedSwiGluAmx(const float* gate, const float* up, const HostWeights& w,
+                                     const float* b, float* y, int64_t m, int64_t k, int64_t n);
+
 }  // namespace grpo::cpu
 
 #endif  // GRPO_MODEL_OPS_CPU_QUANTIZED_GEMM_H_
