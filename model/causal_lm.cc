@@ -662,8 +662,9 @@ struct Ctx {
   const std::vector<ParameterSpec>& specs;
   std::vector<Buffer>* grads;  // null in forward
   const BatchView& batch;
-  // Whether a backward will read the activations (false: inference, where an MLP's SwiGLU
-  // activation need not be stored, Backend::SwiGluLinearWeights).
+  // Whether a backward will read this pass's activations (false: inference, or the first pass
+  // of a forward with recompute; an MLP's SwiGLU activation is then not stored,
+  // Backend::SwiGluLinearWeights).
   bool keep_activations = true;
 
   DevicePtr<float> P(int i) const { return i < 0 ? nullptr : values[i].data(); }

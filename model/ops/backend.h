@@ -312,10 +312,11 @@ class Backend {
   // LinearWeights per output; the CPU backend prepares x for its AMX kernel once for all.
   virtual void LinearWeightsSameInput(DevicePtr<const float> x, std::span<const LinearOutput> outs,
                                       int64_t m, int64_t k);
-  // An MLP's down projection over its activation, for inference (the activation is not kept
-  // for a backward): y[m, n] = SwiGlu(gate, up) · W^T (+ b), gate and up [m, k], the bits of
-  // SwiGlu into a buffer and then LinearWeights, which is what the default does. The CPU backend
-  // makes the activation a row at a time as its AMX kernel prepares x, never storing it.
+  // An MLP's down projection over its activation where no backward reads it (inference, and
+  // the first pass of a forward with recompute): y[m, n] = SwiGlu(gate, up) · W^T (+ b), gate
+  // and up [m, k], the bits of SwiGlu into a buffer and then LinearWeights, which is what the
+  // default does. The CPU backend makes the activation a row at a time as its AMX kernel
+  // prepares x, never storing it.
   virtual void SwiGluLinearWeights(DevicePtr<const float> gate, DevicePtr<const float> up,
                                    const WeightView& w, DevicePtr<const float> b,
                                    DevicePtr<float> y, int64_t m, int64_t k, int64_t n);

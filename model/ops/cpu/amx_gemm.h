@@ -41,8 +41,10 @@ bool AmxAvailable();
 bool UseAmx(bool enable);
 bool AmxInUse();
 
-// How many LinearWeightsAmx calls have multiplied (for tests).
+// How many LinearWeightsAmx calls have multiplied (for tests), and how many of them were
+// LinearWeightsAmxSwiGlu's.
 int64_t AmxCalls();
+int64_t AmxSwiGluCalls();
 
 // y[m, n] = x[m, k] · W^T for a bf16 or FP8 view, threads of ThreadPool::Default() splitting
 // the output columns. Returns false, writing nothing, where AMX is not available or x has a
@@ -66,9 +68,10 @@ bool LinearWeightsAmxSameInput(const float* x, std::span<const AmxOutput> outs, 
 
 // An MLP's down projection over its activation: y[m, n] = SwiGlu(gate, up) · W^T, gate and up
 // [m, k], SwiGlu as in vector_kernels.h. y is the bits of SwiGlu into a buffer and then
-// LinearWeightsAmx, but the activation is never stored: each row is made in L1 as x is split
-// for the tiles. Returns false where LinearWeightsAmx would for that activation; y may then be
-// partly written (a long prompt's later rows are checked only as they are made).
+// LinearWeightsAmx, but the activation is never stored: each row is made in a per-thread row
+// buffer as x is split for the tiles. Returns false where LinearWeightsAmx would for that
+// activation; y may then be partly written (a long prompt's later rows are checked only as they
+// are made).
 bool LinearWeightsAmxSwiGlu(const float* gate, const float* up, const HostWeights& w, float* y,
                             int64_t m, int64_t k, int64_t n);
 

@@ -20,6 +20,7 @@
 #include "core/float_formats.h"
 #include "core/fp8_block.h"
 #include "core/tensor.h"
+#include "model/ops/cpu/cpu_backend.h"
 #include "model/ops/cpu/quantized_gemm.h"
 #include "model/ops/cpu/quantized_test_weights.h"
 #include "model/ops/cpu/vector_kernels.h"
@@ -261,6 +262,7 @@ TEST_F(AmxGemmTest, SwiGluDownProjectionIsTheBitsOfSwiGluThenTheProjection) {
       ASSERT_TRUE(cpu::LinearWeightsAmxSwiGlu(gate.data(), up.data(), w, y.data(), s.m, s.k, s.n))
           << what;
       EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0) << what;
+      if (!cpu::AmxInUse()) continue;  // GRPO_PREFILL_KERNEL=sgemm
       // With a bias, through LinearWeightsQuantized's entry point.
       ASSERT_TRUE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), w, bias.data(),
                                                        y.data(), s.m, s.k, s.n))
@@ -278,12 +280,51 @@ TEST_F(AmxGemmTest, SwiGluDownProjectionIsTheBitsOfSwiGluThenTheProjection) {
   up[m * k - 1] = 1e30f;
   std::vector<float> y(m * n);
   EXPECT_FALSE(cpu::LinearWeightsAmxSwiGlu(gate.data(), up.data(), q.Fp8(), y.data(), m, k, n));
+  if (!cpu::AmxInUse()) return;
   EXPECT_FALSE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), q.Fp8(), nullptr,
                                                     y.data(), m, k, n));
   EXPECT_TRUE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), q.Fp8(), nullptr,
                                                    y.data(), m - 1, k, n));
   EXPECT_FALSE(cpu::LinearWeightsQuantizedSwiGluAmx(gate.data(), up.data(), q.Fp8(), nullptr,
                                                     y.data(), cpu::kDecodeMaxRows, k, n));
+}
+
+TEST_F(AmxGemmTest, TheBackendsFallbackOverwritesWhatTheFusedPassesWrote) {
+  // Backend::SwiGluLinearWeights on the CPU: an activation out of the tiles' range in the last
+  // row of a two-pass prompt stops the fused path after its first pass has written y; the
+  // fallback (SwiGlu into a buffer, then LinearWeights) must then give every element, as the two
+  // calls do. y starts as NaN; the last row's outputs are inf or NaN either way.
+  const int64_t m = 2100, k = 4096, n = 40;
+  const Weights q = Make(n, k, 47);
+  std::vector<float> gate = Random(m * k, 48), up = Random(m * k, 49);
+  const std::vector<float> bias = Random(n, 50);
+  gate[m * k - 1] = 1e30f;
+  up[m * k - 1] = 1e30f;
+  const WeightView w{DType::kF8E4M3, cpu::HostAsDevice(q.fp8.raw_data()),
+                     cpu::HostAsDevice(q.scale_inv.data<float>()), n, k, 0};
+  Backend& be = CpuBackend();
+  std::vector<float> y(m * n, NAN), act(m * k), ref(m * n);
+  const int64_t fused = cpu::AmxSwiGluCalls();
+  be.SwiGluLinearWeights(cpu::HostAsDevice(gate.data()), cpu::HostAsDevice(up.data()), w,
+                         cpu::HostAsDevice(bias.data()), cpu::HostAsDevice(y.data()), m, k, n);
+  EXPECT_EQ(cpu::AmxSwiGluCalls(), fused);
+  be.SwiGlu(cpu::HostAsDevice(gate.data()), cpu::HostAsDevice(up.data()),
+            cpu::HostAsDevice(act.data()), m * k);
+  be.LinearWeights(cpu::HostAsDevice(act.data()), w, cpu::HostAsDevice(bias.data()),
+                   cpu::HostAsDevice(ref.data()), m, k, n);
+  EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0);
+  EXPECT_TRUE(std::isfinite(y[(m - 1) * n - 1]));
+  // In range, the fused path runs, with the same bits.
+  gate[m * k - 1] = up[m * k - 1] = 0.5f;
+  std::fill(y.begin(), y.end(), NAN);
+  be.SwiGluLinearWeights(cpu::HostAsDevice(gate.data()), cpu::HostAsDevice(up.data()), w,
+                         cpu::HostAsDevice(bias.data()), cpu::HostAsDevice(y.data()), m, k, n);
+  if (cpu::AmxInUse()) EXPECT_EQ(cpu::AmxSwiGluCalls(), fused + 1);
+  be.SwiGlu(cpu::HostAsDevice(gate.data()), cpu::HostAsDevice(up.data()),
+            cpu::HostAsDevice(act.data()), m * k);
+  be.LinearWeights(cpu::HostAsDevice(act.data()), w, cpu::HostAsDevice(bias.data()),
+                   cpu::HostAsDevice(ref.data()), m, k, n);
+  EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0);
 }
 
 TEST_F(AmxGemmTest, NonFiniteOrHugeXFallsBackToTheReference) {
